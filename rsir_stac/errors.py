@@ -1,0 +1,86 @@
+"""The rsir-stac error tree.
+
+Every error the library raises on bad input derives from :class:`RsirError`,
+and also from the matching built-in exception, so callers may catch either.
+Messages are one line: what object is wrong, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class RsirError(Exception):
+    """Root of all rsir-stac errors."""
+
+    exit_code = 1
+
+
+class InputError(RsirError, ValueError):
+    """A user-supplied argument is malformed (bbox, polygon, datetime, option)."""
+
+    exit_code = 2
+
+
+class SourceNotFoundError(RsirError, FileNotFoundError):
+    """A file, URL or STAC asset that was asked for does not exist."""
+
+
+class RasterError(RsirError, ValueError):
+    """A raster cannot be used: corrupt, no CRS or geotransform, empty, bad bands."""
+
+
+class StacError(RsirError, ValueError):
+    """A STAC document is not valid JSON or not STAC, or lacks what is needed."""
+
+
+class AssetError(StacError, LookupError):
+    """A STAC item has no usable asset (missing key, wrong media type)."""
+
+
+class ImageReadError(RsirError, ValueError):
+    """An image file (training image or query image) cannot be decoded."""
+
+
+class DatasetError(RsirError, ValueError):
+    """A labelled image folder cannot be used for training or evaluation."""
+
+
+class BundleError(RsirError, ValueError):
+    """A model bundle is missing, truncated, or from an incompatible version."""
+
+
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """No model bundle at the given path."""
+
+
+class StoreError(RsirError, RuntimeError):
+    """The vector index cannot be opened or written."""
+
+
+class IndexInUseError(StoreError):
+    """Another process holds the embedded index open for writing."""
+
+
+class IncompatibleIndexError(StoreError, ValueError):
+    """The index was built with another model or vector size."""
+
+
+class PointNotFoundError(StoreError, LookupError):
+    """A point id or location that was asked for is not in the index."""
+
+
+__all__ = [
+    "RsirError",
+    "InputError",
+    "SourceNotFoundError",
+    "RasterError",
+    "StacError",
+    "AssetError",
+    "ImageReadError",
+    "DatasetError",
+    "BundleError",
+    "BundleNotFoundError",
+    "StoreError",
+    "IndexInUseError",
+    "IncompatibleIndexError",
+    "PointNotFoundError",
+]
