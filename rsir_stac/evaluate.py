@@ -1,0 +1,122 @@
+"""Retrieval metrics (mAP, P@k, ANMRR) and the dataset evaluation protocol.
+
+Protocol: every query image is compared with every *other* image of the
+evaluated set by Euclidean distance; ties are broken by index.  mAP is over
+the full ranking.  ANMRR follows MPEG-7 (Manjunath et al.): K(q) =
+min(4·NG(q), 2·max NG), a ground-truth item ranked past K(q) counts as
+1.25·K(q); 0 is perfect, 1 is worst.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KS = (5, 10, 20, 50, 100)
+
+
+def average_precision(relevant: np.ndarray) -> float:
+    """AP of one ranked list given a boolean relevance vector (best first)."""
+    relevant = np.asarray(relevant, dtype=bool)
+    n_rel = relevant.sum()
+    if n_rel == 0:
+        return 0.0
+    hits = np.cumsum(relevant)
+    ranks = np.flatnonzero(relevant) + 1
+    return float((hits[relevant] / ranks).sum() / n_rel)
+
+
+def precision_at_k(relevant: np.ndarray, k: int) -> float:
+    """Fraction of the first ``k`` results that are relevant (k counts even past the list end)."""
+    return float(np.asarray(relevant[:k], dtype=bool).sum() / k)
+
+
+def nmrr(relevant: np.ndarray, n_gt: int, gtm: int) -> float:
+    """Normalised modified retrieval rank of one query (MPEG-7)."""
+    if n_gt == 0:
+        return 0.0
+    k = min(4 * n_gt, 2 * gtm)
+    ranks = np.flatnonzero(np.asarray(relevant, dtype=bool))[:n_gt] + 1.0
+    ranks = np.where(ranks <= k, ranks, 1.25 * k)
+    if len(ranks) < n_gt:  # items never retrieved count as misses
+        ranks = np.concatenate([ranks, np.full(n_gt - len(ranks), 1.25 * k)])
+    avr = ranks.sum() / n_gt
+    mrr = avr - 0.5 - n_gt / 2.0
+    return float(mrr / (1.25 * k - 0.5 - n_gt / 2.0))
+
+
+def rank_all(X: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """For each row, the indices of all *other* rows sorted by Euclidean distance."""
+    X = np.asarray(X, dtype=np.float64)
+    sq = (X**2).sum(1)
+    n = len(X)
+    order = np.empty((n, n - 1), dtype=np.int64)
+    for s in range(0, n, batch):
+        d = sq[s : s + batch, None] + sq[None, :] - 2.0 * X[s : s + batch] @ X.T
+        rows = np.arange(s, min(s + batch, n))
+        d[rows - s, rows] = np.inf  # exclude the query itself
+        o = np.argsort(d, axis=1, kind="stable")
+        order[s : s + batch] = o[:, : n - 1]
+    return order
+
+
+def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dict:
+    """mAP, P@k and ANMRR with each row of ``X`` as a query against the rest."""
+    labels = np.asarray(labels)
+    order = rank_all(X)
+    rel = labels[order] == labels[:, None]
+    n_gt = np.bincount(labels)[labels] - 1
+    gtm = int(n_gt.max())
+    out = {"mAP": float(np.mean([average_precision(r) for r in rel]))}
+    for k in ks:
+        out[f"P@{k}"] = float(np.mean([precision_at_k(r, k) for r in rel]))
+    out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel, n_gt)]))
+    out["n_queries"] = int(len(labels))
+    out["dim"] = int(X.shape[1])
+    return out
+
+
+def evaluate_folder(
+    data_dir: str | Path,
+    bundle=None,
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    bf16: bool | None = None,
+    progress=None,
+    reduce: bool = True,
+) -> dict:
+    """Embed a labelled folder with a bundle and score retrieval.
+
+    ``split="test"`` uses the test split recorded in the bundle (images the
+    model never trained on); ``split="all"`` uses every image.
+    """
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+
+    if split not in ("test", "all"):
+        raise InputError(f"--split {split!r} is not known; use test or all")
+    bundle = bundle if bundle is not None and not isinstance(bundle, (str, Path)) else load_bundle(bundle)
+    folder = scan_image_folder(data_dir)
+    idx = np.arange(len(folder))
+    if split == "test":
+        tr = bundle.meta.get("training", {})
+        _, idx = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+        want = tr.get("test_digest")
+        got = split_digest([folder.relpaths()[i] for i in idx])
+        if want and want != got:
+            log.warning(
+                "test split of %s differs from the one recorded in the bundle (%s != %s); "
+                "this is not the training dataset, consider --split all",
+                data_dir, got, want,
+            )
+    images = load_images([folder.paths[i] for i in idx])
+    emb = bundle.embedder(bf16=bf16, batch_size=batch_size)
+    X = emb.embed(images, reduce=reduce, progress=progress)
+    return retrieval_metrics(X, folder.labels[idx])

@@ -1,0 +1,228 @@
+"""Model bundles: a folder holding everything needed to reproduce an embedding.
+
+Layout::
+
+    model.json      backbone, input size, normalisation, tile size and GSD,
+                    embedding and stored dimension, reducer, classes, training
+                    data and split, metrics, library versions, file digests
+    weights.pt      EmbeddingNet state dict (fp16 on disk, fp32 in memory)
+    reducer.npz     reducer arrays (mean, components), absent for "none"
+    mlm-item.json   a STAC Item with the MLM (Machine Learning Model) extension
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import BundleError, BundleNotFoundError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META, WEIGHTS, REDUCER, MLM = "model.json", "weights.pt", "reducer.npz", "mlm-item.json"
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
+
+
+def default_bundle_path() -> Path:
+    """The model shipped inside the package (trained on the UCMD training split)."""
+    return Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+    import torch
+
+    from rsir_stac import __version__
+
+    return {"rsir_stac": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class ModelBundle:
+    """A loaded bundle.  The network is built lazily on first use."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path, self.meta = path, meta
+
+    # -- metadata ---------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self.meta["model_id"]
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the stored vectors (after the reducer)."""
+        return int(self.meta["stored_dim"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.meta["tile_size"])
+
+    @property
+    def gsd(self) -> float | None:
+        return self.meta.get("gsd_m")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names", []))
+
+    # -- parts --------------------------------------------------------------
+    @cached_property
+    def net(self):
+        import torch
+
+        from rsir_stac.model.net import EmbeddingNet
+
+        m = self.meta
+        net = EmbeddingNet(m["backbone"], m["embedding_dim"], pooling=m.get("pooling", "avg"), pretrained=False)
+        try:
+            state = torch.load(self.path / WEIGHTS, map_location="cpu", weights_only=True)
+            net.load_state_dict({k: v.float() for k, v in state.items()})
+        except Exception as exc:  # noqa: BLE001
+            raise BundleError(f"model weights {self.path / WEIGHTS} cannot be loaded ({exc}); re-train or re-copy the bundle") from exc
+        return net.eval()
+
+    @cached_property
+    def reducer(self):
+        from rsir_stac.reduce import REDUCERS
+
+        r = self.meta.get("reducer") or {"kind": "none"}
+        if r["kind"] == "none":
+            return None
+        arrays = np.load(self.path / REDUCER)
+        return REDUCERS[r["kind"]].from_arrays(arrays, n_components=r["dim"], normalize=r.get("normalize", True))
+
+    def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int = 64):
+        from rsir_stac.embed import Embedder
+
+        mean, std = self.meta["normalisation"]["mean"], self.meta["normalisation"]["std"]
+        return Embedder(self.net, self.reducer, input_size=self.input_size, mean=mean, std=std,
+                        device=device, bf16=bf16, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        return f"ModelBundle({self.model_id}, dim={self.dim}, path={self.path})"
+
+
+def load_bundle(path: str | Path | None = None) -> ModelBundle:
+    """Open a bundle folder (default: the shipped model) and verify its files."""
+    path = Path(path) if path else default_bundle_path()
+    if path.is_file() and path.name == META:
+        path = path.parent
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise BundleNotFoundError(
+            f"no model bundle at {path} ({META} missing); pass --model with a folder written by `rsir-stac train`"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"model bundle {meta_path} is not valid JSON ({exc}); re-train or re-copy the bundle") from exc
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"model bundle {path} has format version {version}, this rsir-stac reads {FORMAT_VERSION}; "
+            "re-train it with this version or install the rsir-stac that wrote it"
+        )
+    for name, digest in meta.get("files", {}).items():
+        f = path / name
+        if not f.is_file():
+            raise BundleError(f"model bundle {path} lacks {name}; re-copy the whole bundle folder")
+        if _sha256(f) != digest:
+            raise BundleError(f"model bundle file {f} is truncated or modified (checksum mismatch); re-copy the bundle")
+    return ModelBundle(path, meta)
+
+
+def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBundle:
+    """Write a bundle folder; fills in dimensions, versions, digests and model_id."""
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    torch.save(state, path / WEIGHTS)
+    files = {WEIGHTS: _sha256(path / WEIGHTS)}
+    if reducer is not None:
+        np.savez(path / REDUCER, **reducer.to_arrays())
+        files[REDUCER] = _sha256(path / REDUCER)
+        meta["reducer"] = {"kind": reducer.kind, "dim": int(reducer.n_components_), "normalize": bool(reducer.normalize)}
+    else:
+        (path / REDUCER).unlink(missing_ok=True)
+        meta["reducer"] = {"kind": "none", "dim": int(net.embedding_dim)}
+    meta["stored_dim"] = meta["reducer"]["dim"]
+    meta["embedding_dim"] = int(net.embedding_dim)
+    meta["backbone"] = net.backbone_name
+    meta["pooling"] = net.pooling
+    meta["distance"] = "euclid"
+    meta["format_version"] = FORMAT_VERSION
+    meta["files"] = files
+    meta.setdefault("name", "rsir")
+    digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()[:12]
+    meta["model_id"] = f"{meta['name']}-{meta['backbone']}-{meta['stored_dim']}d-{digest}"
+    meta["versions"] = library_versions()
+    meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    (path / META).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    (path / MLM).write_text(json.dumps(mlm_item(meta, net), indent=2) + "\n")
+    return ModelBundle(path, meta)
+
+
+def mlm_item(meta: dict[str, Any], net=None) -> dict[str, Any]:
+    """A STAC Item (MLM extension v1.4) describing the bundle's model."""
+    n_params = sum(p.numel() for p in net.parameters()) if net is not None else None
+    size = meta["input_size"]
+    norm = meta["normalisation"]
+    props: dict[str, Any] = {
+        "datetime": meta.get("created"),
+        "description": "Triplet metric-learning embedding for remote sensing image retrieval (rsir-stac)",
+        "mlm:name": meta["model_id"],
+        "mlm:architecture": f"{meta['backbone']} + linear head + L2" + (f" + {meta['reducer']['kind'].upper()}" if meta["reducer"]["kind"] != "none" else ""),
+        "mlm:tasks": ["similarity-search"],
+        "mlm:framework": "pytorch",
+        "mlm:framework_version": meta.get("versions", {}).get("torch"),
+        "mlm:pretrained": True,
+        "mlm:pretrained_source": meta.get("pretrained_source", "ImageNet"),
+        "mlm:batch_size_suggestion": 64,
+        "mlm:accelerator": "amd64",
+        "mlm:accelerator_constrained": False,
+        "mlm:input": [{
+            "name": "RGB tile",
+            "bands": ["red", "green", "blue"],
+            "input": {"shape": [-1, 3, size, size], "dim_order": ["batch", "channel", "height", "width"], "data_type": "float32"},
+            "value_scaling": [{"type": "z-score", "mean": m * 255.0, "stddev": s * 255.0} for m, s in zip(norm["mean"], norm["std"])],
+            "resize_type": "interpolation-linear",
+        }],
+        "mlm:output": [{
+            "name": "embedding",
+            "tasks": ["similarity-search"],
+            "result": {"shape": [-1, meta["stored_dim"]], "dim_order": ["batch", "embedding"], "data_type": "float32"},
+            "post_processing_function": None,
+        }],
+        "rsir:tile_size": meta.get("tile_size"),
+        "rsir:gsd": meta.get("gsd_m"),
+        "rsir:distance": "euclid",
+    }
+    if n_params is not None:
+        props["mlm:total_parameters"] = int(n_params)
+    assets = {"weights": {"href": f"./{WEIGHTS}", "type": "application/octet-stream; application=pytorch",
+                          "roles": ["mlm:model", "mlm:weights"], "mlm:artifact_type": "torch.save"},
+              "metadata": {"href": f"./{META}", "type": "application/json", "roles": ["metadata"]}}
+    if meta["reducer"]["kind"] != "none":
+        assets["reducer"] = {"href": f"./{REDUCER}", "type": "application/octet-stream", "roles": ["mlm:weights"]}
+    return {"type": "Feature", "stac_version": "1.1.0", "stac_extensions": [MLM_SCHEMA], "id": meta["model_id"],
+            "geometry": None, "properties": props, "assets": assets, "links": []}

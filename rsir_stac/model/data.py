@@ -1,0 +1,115 @@
+"""Labelled image folders (one sub-folder per class) and the stratified split."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rsir_stac.errors import DatasetError, ImageReadError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """Files of a labelled image folder, sorted by class then file name."""
+
+    root: Path
+    classes: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: np.ndarray  # int, index into classes
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def relpaths(self) -> list[str]:
+        return [p.relative_to(self.root).as_posix() for p in self.paths]
+
+
+def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolder:
+    """List ``root/<class>/<image>`` files; one-line DatasetError when unusable."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data folder {root} does not exist; pass a folder with one sub-folder of images per class")
+    classes, paths, labels = [], [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            continue
+        if len(files) < min_per_class:
+            raise DatasetError(
+                f"class folder {sub} has {len(files)} image(s); each class needs at least {min_per_class} "
+                "(add images or remove the folder)"
+            )
+        classes.append(sub.name)
+        paths.extend(files)
+        labels.extend([len(classes) - 1] * len(files))
+    if len(classes) < 2:
+        raise DatasetError(
+            f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
+            f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES[:5])} images, one per class"
+        )
+    return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
+
+
+def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic per-class split; returns sorted (train, test) index arrays.
+
+    Each class contributes ``round(n * test_fraction)`` images (at least one,
+    and at least one left for training) to the test side.
+    """
+    labels = np.asarray(labels)
+    train, test = [], []
+    for c in np.unique(labels):
+        ix = np.flatnonzero(labels == c)
+        rng = np.random.default_rng([seed, int(c)])
+        ix = rng.permutation(ix)
+        n_test = min(max(1, round(len(ix) * test_fraction)), len(ix) - 1) if test_fraction > 0 else 0
+        test.extend(ix[:n_test])
+        train.extend(ix[n_test:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
+
+
+def split_digest(relpaths: Sequence[str]) -> str:
+    """A short fingerprint of a list of files, to check a split is the recorded one."""
+    return hashlib.sha256("\n".join(relpaths).encode()).hexdigest()[:16]
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to an H×W×3 uint8 array (PIL, GeoTIFF via rasterio)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
+                raise UnidentifiedImageError(im.mode)
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise ImageReadError(f"image {path} does not exist; check the path") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass
+    try:  # multi-band / 16-bit rasters: same band and stretch rules as ingest
+        from rsir_stac.tiling import read_image
+
+        return read_image(path)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ImageReadError(f"image {path} cannot be decoded ({exc}); give a PNG/JPEG/WebP/TIFF image") from exc
+
+
+def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
+    """Decode many images; ``progress`` is an optional callable(n_done)."""
+    out = []
+    for i, p in enumerate(paths):
+        out.append(load_rgb(p))
+        if progress:
+            progress(i + 1)
+    return out

@@ -1,0 +1,220 @@
+"""Training: triplet loss with online mining over P×K batches, then a reducer.
+
+The loop keeps the best checkpoint by validation mAP (a held-out slice of the
+training split, never the test split), can resume, and writes a model bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded in the bundle)."""
+
+    data_dir: str
+    out: str
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str | None = None
+    random_init: bool = False
+    input_size: int = 224
+    tile_size: int = 256
+    gsd_m: float | None = 0.3
+    embedding_dim: int = 128
+    pooling: str = "avg"
+    epochs: int = 25
+    p: int = 16
+    k: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    margin: float = 0.2
+    miner: str = "batch-hard"
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    seed: int = 0
+    reducer: str = "lda"
+    reducer_dim: int = 20
+    bf16: bool | None = None
+    device: str | None = None
+    max_steps_per_epoch: int | None = None
+    resume: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainEvent:
+    """Progress reported to the caller (the CLI draws bars from these)."""
+
+    kind: str  # "load", "step", "epoch", "reduce", "done"
+    epoch: int = 0
+    step: int = 0
+    steps: int = 0
+    loss: float = float("nan")
+    val_map: float = float("nan")
+    message: str = ""
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None):
+    """Train an EmbeddingNet, fit the reducer and write a bundle to ``cfg.out``."""
+    import torch
+
+    from rsir_stac.embed import Embedder, cpu_supports_bf16
+    from rsir_stac.evaluate import retrieval_metrics
+    from rsir_stac.model.backbones import NORMALISATION
+    from rsir_stac.model.bundle import save_bundle
+    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.model.losses import TripletMarginLoss
+    from rsir_stac.model.net import EmbeddingNet
+    from rsir_stac.model.samplers import PKSampler
+    from rsir_stac.model.transforms import OverheadAugment, to_input
+    from rsir_stac.reduce import make_reducer
+
+    emit = progress or (lambda e: None)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = scan_image_folder(cfg.data_dir)
+    n_classes = len(folder.classes)
+    p = min(cfg.p, n_classes)
+    train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
+    fit_ix, val_ix = (train_ix, np.array([], dtype=np.int64))
+    if cfg.val_fraction > 0:
+        a, b = stratified_split(folder.labels[train_ix], cfg.val_fraction, cfg.seed + 1)
+        fit_ix, val_ix = train_ix[a], train_ix[b]
+    if cfg.reducer == "lda" and cfg.reducer_dim > n_classes - 1:
+        log.info("LDA keeps at most classes-1 = %d dimensions", n_classes - 1)
+
+    emit(TrainEvent("load", steps=len(fit_ix) + len(val_ix), message="decoding images"))
+    cache = dict(zip(np.concatenate([fit_ix, val_ix]).tolist(),
+                     load_images([folder.paths[i] for i in np.concatenate([fit_ix, val_ix])])))
+
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
+    if cfg.backbone != "efficientnet_lite0" and not cfg.backbone_weights and not cfg.random_init:
+        raise InputError(f"backbone {cfg.backbone} needs --backbone-weights PATH (or --random-init)")
+    net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling,
+                       pretrained=not cfg.random_init, backbone_weights=cfg.backbone_weights)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    mean, std = NORMALISATION[cfg.backbone]
+    head_params = [p_ for n, p_ in net.named_parameters() if not n.startswith("backbone.")]
+    body_params = [p_ for n, p_ in net.named_parameters() if n.startswith("backbone.")]
+    opt = torch.optim.AdamW([{"params": body_params, "lr_scale": 1.0}, {"params": head_params, "lr_scale": 10.0}],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
+    sampler = PKSampler(folder.labels[fit_ix], p, cfg.k, seed=cfg.seed)
+    steps_per_epoch = min(len(sampler), cfg.max_steps_per_epoch or len(sampler))
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    aug = OverheadAugment(cfg.input_size, seed=cfg.seed)
+
+    start_epoch, best, history = 0, -1.0, []
+    ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
+    if cfg.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck.get("config", {}).get("data_dir") == cfg.data_dir:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            start_epoch, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
+            aug.rng = np.random.default_rng([cfg.seed, start_epoch])
+            log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+
+    def embed_ix(ix: np.ndarray) -> np.ndarray:
+        e = Embedder(net, None, input_size=cfg.input_size, mean=mean, std=std, device=str(device), bf16=bf16)
+        z = e.embed([cache[i] for i in ix.tolist()])
+        net.train()
+        return z
+
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        sampler.set_epoch(epoch)
+        losses = []
+        for step, batch in enumerate(sampler):
+            if step >= steps_per_epoch:
+                break
+            g = epoch * steps_per_epoch + step
+            for grp in opt.param_groups:
+                grp["lr"] = _lr_at(g, total, warmup, cfg.lr) * grp["lr_scale"]
+            ix = fit_ix[batch]
+            x = to_input([aug(cache[i]) for i in ix.tolist()], cfg.input_size, mean, std).to(device)
+            y = torch.as_tensor(folder.labels[ix], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                z = net(x)
+            loss = loss_fn(z.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            emit(TrainEvent("step", epoch, step + 1, steps_per_epoch, loss=losses[-1]))
+        val_map = float("nan")
+        if len(val_ix):
+            val_map = retrieval_metrics(embed_ix(val_ix), folder.labels[val_ix])["mAP"]
+        score = val_map if len(val_ix) else -float(np.mean(losses))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_mAP": val_map,
+                        "seconds": round(time.time() - t0, 1)})
+        if score > best:
+            best = score
+            torch.save(net.state_dict(), best_path)
+        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
+                    "history": history, "config": asdict(cfg)}, ckpt_path)
+        log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
+        emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
+
+    train_seconds = time.time() - t0
+    if best_path.is_file():
+        net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
+    net.eval()
+    emit(TrainEvent("reduce", message=f"fitting {cfg.reducer} reducer"))
+    # The reducer is fitted on the whole training split (fit + val), never on test.
+    missing = [i for i in train_ix.tolist() if i not in cache]
+    cache.update(zip(missing, load_images([folder.paths[i] for i in missing])))
+    z_train = embed_ix(train_ix)
+    reducer = None
+    if cfg.reducer != "none":
+        reducer = make_reducer(cfg.reducer, cfg.reducer_dim).fit(z_train, folder.labels[train_ix])
+    rel = folder.relpaths()
+    meta = {
+        "name": cfg.extra.get("name", "rsir"),
+        "input_size": cfg.input_size,
+        "tile_size": cfg.tile_size,
+        "gsd_m": cfg.gsd_m,
+        "normalisation": {"mean": list(mean), "std": list(std)},
+        "class_names": list(folder.classes),
+        "pretrained_source": "random" if cfg.random_init else ("ImageNet" if not cfg.backbone_weights else str(cfg.backbone_weights)),
+        "training": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device")},
+            "data_dir": Path(cfg.data_dir).name,
+            "split_seed": cfg.seed,
+            "n_train": int(len(fit_ix)), "n_val": int(len(val_ix)), "n_test": int(len(test_ix)),
+            "test_digest": split_digest([rel[i] for i in test_ix]),
+            "history": history,
+            "train_seconds": round(train_seconds, 1),
+            "bf16": bool(bf16),
+            "device": device.type,
+        },
+    }
+    bundle = save_bundle(out / "bundle", net, reducer, meta)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    emit(TrainEvent("done", message=str(bundle.path)))
+    return bundle

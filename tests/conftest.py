@@ -1,0 +1,72 @@
+"""Shared pytest fixtures.
+
+Real data lives beside the checkout in ``../shared/data`` (or wherever
+``RSIR_DATA`` points).  Tests that need it use the ``shared_data`` fixture and
+are skipped with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Where the shared data folder is expected (``RSIR_DATA`` or ../shared/data)."""
+    env = os.environ.get("RSIR_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = shared_data_dir()
+    if not root.is_dir():
+        pytest.skip(f"shared data folder {root} is absent; set RSIR_DATA to run this test")
+    return root
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 6, size: int = 48, seed: int = 0) -> Path:
+    """Tiny labelled folder: each class is a distinct texture (stripes, checks...)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    patterns = [
+        (yy // 4) % 2,
+        (xx // 4) % 2,
+        ((yy // 6) + (xx // 6)) % 2,
+        ((yy + xx) // 5) % 2,
+        (np.hypot(yy - size / 2, xx - size / 2) // 5) % 2,
+    ]
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        base = patterns[c % len(patterns)].astype(np.float32)
+        for i in range(per_class):
+            colour = rng.uniform(60, 200, size=3)
+            img = base[..., None] * colour + rng.normal(0, 12, size=(size, size, 3)) + 30
+            ext = ["png", "webp", "jpg"][i % 3] if c == 0 else "png"
+            Image.fromarray(np.clip(img, 0, 255).astype("uint8")).save(d / f"img{i:02d}.{ext}", quality=95)
+    return root
+
+
+@pytest.fixture()
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "tiles")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A real bundle from a few real training steps on the tiny folder."""
+    from rsir_stac.model.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tinytrain")
+    data = make_image_folder(root / "tiles", classes=3, per_class=6)
+    cfg = TrainConfig(str(data), str(root / "run"), input_size=64, tile_size=64, embedding_dim=16,
+                      epochs=2, p=3, k=2, max_steps_per_epoch=2, val_fraction=0.0, reducer="lda", reducer_dim=2)
+    return train(cfg)

@@ -1,0 +1,60 @@
+"""Retrieval metrics against hand-worked rankings."""
+
+import numpy as np
+import pytest
+
+from rsir_stac.evaluate import average_precision, nmrr, precision_at_k, rank_all, retrieval_metrics
+
+
+def test_average_precision_hand_worked():
+    # relevant at ranks 1, 3, 6: AP = (1/1 + 2/3 + 3/6) / 3
+    r = np.array([1, 0, 1, 0, 0, 1, 0], bool)
+    assert average_precision(r) == pytest.approx((1 + 2 / 3 + 0.5) / 3)
+    assert average_precision(np.zeros(4, bool)) == 0.0
+    assert average_precision(np.ones(4, bool)) == 1.0
+
+
+def test_precision_at_k():
+    r = np.array([1, 0, 1, 1, 0], bool)
+    assert precision_at_k(r, 1) == 1.0
+    assert precision_at_k(r, 4) == 0.75
+    assert precision_at_k(r, 10) == 0.3  # k counts past the end of the list
+
+
+def test_nmrr_hand_worked():
+    # NG=2, GTM=2 -> K=min(8,4)=4; ranks 1 and 2 are perfect
+    assert nmrr(np.array([1, 1, 0, 0, 0]), 2, 2) == pytest.approx(0.0)
+    # ranks 2 and 6 -> 6 > K=4 so counts 1.25*4 = 5; AVR = 3.5; MRR = 3.5-0.5-1 = 2
+    # NMRR = 2 / (5 - 0.5 - 1) = 2 / 3.5
+    r = np.array([0, 1, 0, 0, 0, 1], bool)
+    assert nmrr(r, 2, 2) == pytest.approx(2 / 3.5)
+    # nothing retrieved within K: worst = 1
+    assert nmrr(np.array([0, 0, 0, 0, 1, 1]), 2, 2) == pytest.approx(1.0)
+
+
+def test_retrieval_metrics_small_set():
+    # 1-D points: labels a a b b; ranking for each query is by distance
+    X = np.array([[0.0], [1.0], [1.6], [3.0]])
+    y = np.array([0, 0, 1, 1])
+    order = rank_all(X)
+    assert order.tolist() == [[1, 2, 3], [2, 0, 3], [1, 3, 0], [2, 1, 0]]
+    m = retrieval_metrics(X, y, ks=(1, 2))
+    # APs: q0 ranks [1,2,3] -> rel [1,0,0] -> 1; q1 [2,0,3] -> rel [0,1,0] -> 1/2
+    #      q2 [1,3,0] -> [0,1,0] -> 1/2;   q3 [2,1,0] -> [1,0,0] -> 1
+    assert m["mAP"] == pytest.approx(0.75)
+    assert m["P@1"] == pytest.approx(0.5)
+    assert m["P@2"] == pytest.approx(0.5)
+    assert m["n_queries"] == 4 and m["dim"] == 1
+    # NG=1, GTM=1: K=min(4,2)=2; ranks 1 -> 0; rank 2 -> AVR 2, MRR 2-0.5-0.5 = 1,
+    # NMRR = 1/(2.5-1) = 2/3 -> ANMRR = (0 + 2/3 + 2/3 + 0)/4
+    assert m["ANMRR"] == pytest.approx(1 / 3)
+
+
+def test_perfect_clusters_score_one():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 100
+    y = np.repeat(np.arange(4), 5)
+    X = centres[y] + rng.normal(size=(20, 8))
+    m = retrieval_metrics(X, y)
+    assert m["mAP"] == pytest.approx(1.0)
+    assert m["ANMRR"] == pytest.approx(0.0)

@@ -1,0 +1,108 @@
+"""Training, bundles and evaluation with real (tiny) training steps."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rsir_stac.errors import BundleError, BundleNotFoundError, DatasetError, ImageReadError
+from rsir_stac.model.bundle import load_bundle
+from rsir_stac.model.data import load_rgb, scan_image_folder, stratified_split
+
+
+def test_scan_and_split(image_folder):
+    f = scan_image_folder(image_folder)
+    assert f.classes == ("class0", "class1", "class2") and len(f) == 18
+    tr, te = stratified_split(f.labels, 0.34, seed=0)
+    assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 18
+    assert np.bincount(f.labels[te]).tolist() == [2, 2, 2]
+    assert np.array_equal(te, stratified_split(f.labels, 0.34, seed=0)[1])
+    assert not np.array_equal(te, stratified_split(f.labels, 0.34, seed=1)[1])
+
+
+def test_bad_folders(tmp_path, image_folder):
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_image_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="at least 2"):
+        scan_image_folder(tmp_path / "empty")
+    one = image_folder / "lonely"
+    one.mkdir()
+    shutil.copy(next((image_folder / "class1").iterdir()), one / "a.png")
+    with pytest.raises(DatasetError, match="lonely"):
+        scan_image_folder(image_folder)
+
+
+def test_unreadable_image(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ImageReadError, match="bad.png"):
+        load_rgb(bad)
+
+
+def test_tiny_training_writes_usable_bundle(tiny_bundle):
+    b = load_bundle(tiny_bundle.path)
+    assert b.dim == 2 and b.meta["reducer"]["kind"] == "lda"
+    assert b.model_id.startswith("rsir-efficientnet_lite0-2d-")
+    for key in ("backbone", "input_size", "normalisation", "class_names", "training", "versions"):
+        assert key in b.meta
+    assert b.meta["training"]["history"]  # real optimisation steps happened
+    mlm = json.loads((b.path / "mlm-item.json").read_text())
+    assert mlm["properties"]["mlm:output"][0]["result"]["shape"] == [-1, 2]
+    assert any("mlm" in e for e in mlm["stac_extensions"])
+    rng = np.random.default_rng(0)
+    tiles = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    z = b.embedder(bf16=False).embed(tiles)
+    assert z.shape == (3, 2) and z.dtype == np.float32
+    assert np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    z_full = b.embedder(bf16=False).embed(tiles, reduce=False)
+    assert z_full.shape == (3, 16)
+
+
+def test_training_moves_weights_and_resumes(tmp_path, image_folder):
+    import torch
+
+    from rsir_stac.model.net import EmbeddingNet
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                      p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none")
+    b1 = train(cfg)
+    ref = EmbeddingNet(embedding_dim=8)
+    ref_state = ref.backbone.state_dict()
+    changed = any(not torch.equal(ref_state[k], v.float()) for k, v in b1.net.backbone.state_dict().items()
+                  if v.is_floating_point() and "num_batches" not in k)
+    assert changed
+    cfg.epochs = 2
+    b2 = train(cfg)  # resumes at epoch 1 from the checkpoint
+    assert [h["epoch"] for h in b2.meta["training"]["history"]] == [0, 1]
+
+
+def test_bundle_errors(tmp_path, tiny_bundle):
+    with pytest.raises(BundleNotFoundError, match="no model bundle"):
+        load_bundle(tmp_path / "missing")
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle.path, copy)
+    w = copy / "weights.pt"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(BundleError, match="truncated"):
+        load_bundle(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(tiny_bundle.path, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    meta["format_version"] = 99
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="format version 99"):
+        load_bundle(copy)
+
+
+def test_evaluate_folder_uses_recorded_split(tiny_bundle):
+    from rsir_stac.evaluate import evaluate_folder
+
+    data = tiny_bundle.path.parents[1] / "tiles"
+    res = evaluate_folder(data, tiny_bundle.path, split="test", bf16=False)
+    assert res["n_queries"] == 3 and res["dim"] == 2  # round(20% of 6) = 1 per class
+    res_all = evaluate_folder(data, tiny_bundle.path, split="all", bf16=False)
+    assert res_all["n_queries"] == 18
+    assert 0.0 <= res_all["mAP"] <= 1.0
