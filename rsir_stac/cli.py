@@ -156,5 +156,164 @@ def model_info(model):
     click.echo(json.dumps(meta, indent=2))
 
 
+# ------------------------------------------------------------------ shared options
+def _store_options(fn):
+    """--index / --qdrant-url / --api-key, shared by every command that opens an index."""
+    fn = click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")(fn)
+    fn = click.option("--qdrant-url", envvar="RSIR_QDRANT_URL",
+                      help="Qdrant server/cluster URL instead of the embedded index [env RSIR_QDRANT_URL].")(fn)
+    fn = click.option("--index", "index", type=click.Path(file_okay=False),
+                      help="Embedded index folder (default ./rsir-index).")(fn)
+    return fn
+
+
+def _parse_bands(text: str | None):
+    if not text:
+        return None
+    from rsir_stac.errors import InputError
+
+    try:
+        bands = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        bands = ()
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise InputError(f"--bands {text!r} is invalid; give R,G,B band numbers (1-based), e.g. --bands 4,3,2")
+    return bands * 3 if len(bands) == 1 else bands
+
+
+# -------------------------------------------------------------------------- ingest
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@_store_options
+@click.option("--model", "model", type=click.Path(), help="Model bundle folder (default: the shipped model).")
+@click.option("--asset", help="STAC asset key to tile (default: first GeoTIFF with role visual, then data).")
+@click.option("--bands", help="1-based R,G,B band numbers (default: from STAC eo:bands or colour interpretation).")
+@click.option("--tile-size", type=int, help="Tile size in pixels at the target GSD (default: the model's).")
+@click.option("--stride", type=int, help="Step between tiles in pixels (default: tile size).")
+@click.option("--gsd", type=float, help="Target ground sample distance in metres (default: the model's).")
+@click.option("--native-gsd", is_flag=True, help="Tile at each scene's own resolution, no resampling.")
+@click.option("--edge", default="shift", show_default=True, type=click.Choice(["shift", "drop", "pad"]),
+              help="Rule for the last row/column of tiles.")
+@click.option("--min-valid", default=0.5, show_default=True, help="Skip tiles with less valid data than this fraction.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing item instead of skipping it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_handle_errors
+def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
+           min_valid, batch_size, shard, fail_fast, as_json):
+    """Tile, embed and index SOURCES: STAC Items/Collections/Catalogs/ItemCollections
+    (files or URLs) and GeoTIFF/COG paths or URLs."""
+    from tqdm import tqdm
+
+    from rsir_stac.ingest import IngestOptions, ingest as run
+    from rsir_stac.stac import parse_shard
+
+    opts = IngestOptions(asset=asset, bands=_parse_bands(bands), tile_size=tile_size, stride=stride, gsd=gsd,
+                         native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
+                         fail_fast=fail_fast, shard=parse_shard(shard) if shard else None)
+    bars: dict = {}
+
+    def progress(ev):
+        if ev.kind == "items":
+            bars["items"] = tqdm(total=ev.total, desc="items", unit="item", position=0, file=sys.stderr)
+            bars["tiles"] = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr)
+        elif ev.kind == "total":
+            bars["tiles"].total += ev.n
+            bars["tiles"].refresh()
+        elif ev.kind == "tiles":
+            bars["tiles"].update(ev.n)
+        elif ev.kind == "end":
+            bars["items"].update(1)
+
+    try:
+        report = run(list(sources), index=index, qdrant_url=qdrant_url, api_key=api_key, model=model,
+                     options=opts, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(
+            f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "
+            f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed, "
+            f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
+        )
+        for f in report.items_failed:
+            click.echo(f"  failed item {f['item']}: {f['error']}", err=True)
+        for msg in report.tiles_failed:
+            click.echo(f"  failed window: {msg}", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+# -------------------------------------------------------------------------- search
+@main.command()
+@click.option("--image", type=click.Path(dir_okay=False), help="Query with an image file or raster tile.")
+@click.option("--point-id", help="Query with a stored tile's id.")
+@click.option("--at", "at", help="Query with the stored tile covering LON,LAT.")
+@_store_options
+@click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+@click.option("--bbox", help="Only results whose centre is in W,S,E,N (degrees).")
+@click.option("--near", help="Only results within LON,LAT,RADIUS_M.")
+@click.option("--within", type=click.Path(dir_okay=False), help="Only results inside a GeoJSON polygon file.")
+@click.option("--datetime", "datetime_", help="Only results acquired in START/END (RFC 3339; '..' for an open end).")
+@click.option("--collection", multiple=True, help="Only results of this STAC collection (repeatable).")
+@click.option("--limit", "-k", default=10, show_default=True, help="Number of results.")
+@click.option("--include-query", is_flag=True, help="Keep the query tile itself in the results.")
+@click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "geojson"]))
+@click.option("--thumbnails", type=click.Path(file_okay=False), help="Write result tiles as PNG and a contact sheet here.")
+@_handle_errors
+def search(image, point_id, at, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
+           limit, include_query, fmt, thumbnails):
+    """Find the stored tiles most like a query tile, optionally filtered by place, time and collection."""
+    from rsir_stac.search import Index, hit_record, parse_lonlat, to_geojson
+    from rsir_stac.store.filters import SearchFilter, load_polygon, parse_bbox, parse_datetime_range, parse_near
+
+    start, end = parse_datetime_range(datetime_) if datetime_ else (None, None)
+    flt = SearchFilter(bbox=parse_bbox(bbox) if bbox else None, near=parse_near(near) if near else None,
+                       polygon=load_polygon(within) if within else None, start=start, end=end,
+                       collections=tuple(collection))
+    where = parse_lonlat(at) if at else None
+    with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+        result = idx.search(image=image, point_id=point_id, at=where, flt=flt, k=limit, include_query=include_query)
+        if thumbnails:
+            from rsir_stac.thumbnails import write_thumbnails
+
+            paths = write_thumbnails(result, thumbnails)
+            click.echo(f"wrote {len(paths)} images to {thumbnails} (contact sheet: {paths[-1]})", err=True)
+    if fmt == "json":
+        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id},
+                    "hits": [hit_record(h) for h in result.hits]})
+    elif fmt == "geojson":
+        _echo_json(to_geojson(result))
+    else:
+        if result.query_id:
+            click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})")
+        click.echo(f"{'#':>3} {'distance':>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
+        for rank, h in enumerate(result.hits, 1):
+            loc = h.payload.get("location") or {}
+            click.echo(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {str(h.payload.get('item_id'))[:28]:28} "
+                       f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
+                       f"{h.payload.get('datetime') or ''}")
+        if not result.hits:
+            click.echo("no results (loosen the filters?)")
+
+
+# ---------------------------------------------------------------------------- info
+@main.command()
+@_store_options
+@_handle_errors
+def info(index, qdrant_url, api_key):
+    """Summarise an index: points, vector size, model, collections and extent."""
+    from dataclasses import asdict
+
+    from rsir_stac.store import open_store
+
+    with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
+        click.echo(json.dumps(asdict(store.info()), indent=2))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
