@@ -201,6 +201,8 @@ def ingest(
                 except queue.Empty:
                     producer.join(0.05)
         store.flush()
+        if report.points_written:
+            store.optimize()  # build the HNSW graph for what was added
     finally:
         if own_store:
             store.close()

@@ -70,3 +70,35 @@ def tiny_bundle(tmp_path_factory):
     cfg = TrainConfig(str(data), str(root / "run"), input_size=64, tile_size=64, embedding_dim=16,
                       epochs=2, p=3, k=2, max_steps_per_epoch=2, val_fraction=0.0, reducer="lda", reducer_dim=2)
     return train(cfg)
+
+
+def make_geotiff(path: Path, *, width: int = 256, height: int = 192, count: int = 3, dtype: str = "uint8",
+                 crs: str = "EPSG:32615", res: float = 1.0, origin=(500000.0, 3300000.0), nodata=None,
+                 alpha: bool = False, seed: int = 0, datetime_tag: str | None = None) -> Path:
+    """A small georeferenced raster with blocky random texture (seeded)."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import ColorInterp
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(20, 235, size=(count, height // 16 + 1, width // 16 + 1))
+    data = np.kron(blocks, np.ones((16, 16)))[:, :height, :width]
+    data = data + rng.normal(0, 8, size=data.shape)
+    if dtype == "uint16":
+        data = data * 40 + 1000
+    data = np.clip(data, 1, np.iinfo(dtype).max if dtype != "float32" else 1e9).astype(dtype)
+    bands = count + (1 if alpha else 0)
+    profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype=dtype, crs=crs,
+                   transform=from_origin(origin[0], origin[1], res, res), nodata=nodata)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, indexes=list(range(1, count + 1)))
+        if alpha:
+            a = np.full((height, width), np.iinfo(dtype).max, dtype)
+            a[:, : width // 2] = 0  # left half transparent
+            dst.write(a, count + 1)
+            ci = [ColorInterp.red, ColorInterp.green, ColorInterp.blue][:count] + [ColorInterp.alpha]
+            dst.colorinterp = ci
+        if datetime_tag:
+            dst.update_tags(TIFFTAG_DATETIME=datetime_tag)
+    return path

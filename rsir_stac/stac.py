@@ -1,0 +1,531 @@
+"""Turn STAC documents and GeoTIFF paths/URLs into scenes to tile.
+
+A *source* is a local path or ``http(s)`` URL of:
+
+* a STAC Item, Collection or Catalog (walked recursively; a Collection's id
+  is given to the items below it unless an item names its own
+  ``collection``),
+* an ItemCollection (GeoJSON ``FeatureCollection`` of items),
+* a GeoTIFF/COG (or any raster GDAL reads): one scene, ``item_id`` = file
+  stem, ``collection`` None, ``asset_key`` ``"data"``, ``datetime`` from the
+  ``TIFFTAG_DATETIME`` tag when present,
+* a local folder: its ``catalog.json``/``collection.json`` when present,
+  else every ``*.tif``/``*.tiff`` below it (sorted).
+
+The kind is decided from the content (TIFF magic bytes or JSON), not only
+the extension.  Asset choice per item: the ``asset`` key when given; else the
+first GeoTIFF asset with role ``visual``, then an asset keyed ``visual``, then
+the first GeoTIFF asset with role ``data``.  An asset is a GeoTIFF when its
+media type is ``image/tiff``/``...geotiff...`` or its href ends in
+``.tif``/``.tiff``.  RGB band numbers come from the asset's ``eo:bands`` (or
+STAC 1.1 ``bands``) common names red/green/blue when all three are present.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pystac
+from pystac.serialization import identify_stac_object_type
+
+from .errors import AssetError, InputError, RsirError, SourceNotFoundError, StacError
+
+log = logging.getLogger(__name__)
+
+#: Item properties copied into :attr:`SceneRef.properties` when present.
+KEPT_PROPERTIES = (
+    "gsd",
+    "platform",
+    "constellation",
+    "instruments",
+    "eo:cloud_cover",
+    "proj:epsg",
+    "proj:code",
+    "title",
+)
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_URL_SCHEMES = ("http", "https")
+_FIX = "pass a STAC Item/Collection/Catalog/ItemCollection JSON or a GeoTIFF/COG"
+
+
+@dataclass(frozen=True)
+class SceneRef:
+    """One raster to tile: the item and asset it comes from and where it is.
+
+    ``href`` is an absolute path or URL; ``bands`` are 1-based (R, G, B) band
+    numbers when known; ``datetime`` is timezone-aware UTC; ``properties``
+    holds a JSON-friendly subset of the item properties (e.g. ``gsd``).
+    """
+
+    item_id: str
+    collection: str | None
+    asset_key: str
+    href: str
+    bands: tuple[int, int, int] | None = None
+    datetime: dt.datetime | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _is_url(href: str) -> bool:
+    return urllib.parse.urlsplit(href).scheme.lower() in _URL_SCHEMES
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _resolve(href: str, base: str | None) -> str:
+    """``href`` made absolute against the document at ``base``."""
+    parts = urllib.parse.urlsplit(href)
+    if parts.scheme == "file":
+        return os.path.normpath(urllib.parse.unquote(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:  # URL (a 1-letter scheme is a drive)
+        return href
+    if os.path.isabs(href):
+        return os.path.normpath(href)
+    if base is None:
+        return os.path.abspath(href)
+    if _is_url(base):
+        return urllib.parse.urljoin(base, href)
+    base_path = _resolve(base, None)
+    return os.path.normpath(os.path.join(os.path.dirname(base_path), href))
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _check_bands(bands: Sequence[int] | None) -> tuple[int, int, int] | None:
+    if bands is None:
+        return None
+    try:
+        chosen = tuple(int(b) for b in bands)
+    except (TypeError, ValueError):
+        chosen = ()
+    if len(chosen) == 1:
+        chosen = chosen * 3
+    if len(chosen) != 3 or min(chosen) < 1:
+        raise InputError(f"bands={bands!r} is invalid; give three 1-based band numbers R,G,B, e.g. --bands 4,3,2")
+    return chosen  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------- sniffing
+
+
+def _fetch(url: str, limit: int | None = None) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "rsir-stac"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - user-given URL
+            return response.read(limit) if limit else response.read()
+    except urllib.error.HTTPError as err:
+        raise SourceNotFoundError(f"{url} cannot be fetched (HTTP {err.code}); check the URL") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise SourceNotFoundError(f"{url} cannot be fetched ({_one_line(err)}); check the URL and the network") from err
+
+
+def _parse_json(raw: bytes, src: str) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise StacError(f"{src} is not UTF-8 text; {_FIX}") from err
+    except json.JSONDecodeError as err:
+        raise StacError(f"{src} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); fix the file or {_FIX}") from err
+
+
+def _looks_like_json(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return text[:1] in (b"{", b"[")
+
+
+def _rasterio_opens(path: str) -> bool:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path):
+                return True
+    except RasterioError:
+        return False
+
+
+# ------------------------------------------------------------------------ rasters
+
+
+def _tiff_datetime(href: str) -> dt.datetime | None:
+    """``TIFFTAG_DATETIME`` ("YYYY:MM:DD HH:MM:SS", taken as UTC) or None."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    try:
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(href) as ds:
+                value = ds.tags().get("TIFFTAG_DATETIME")
+    except RasterioError as err:
+        log.debug("cannot read tags of %s: %s", href, err)
+        return None
+    if not value:
+        return None
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return dt.datetime.strptime(value.strip().rstrip("\x00"), fmt).replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            continue
+    log.debug("%s: unparsable TIFFTAG_DATETIME %r", href, value)
+    return None
+
+
+def _raster_scene(href: str, bands: tuple[int, int, int] | None) -> SceneRef:
+    name = urllib.parse.unquote(urllib.parse.urlsplit(href).path) if _is_url(href) else href
+    return SceneRef(
+        item_id=Path(name).stem,
+        collection=None,
+        asset_key="data",
+        href=href,
+        bands=bands,
+        datetime=_tiff_datetime(href),
+    )
+
+
+# --------------------------------------------------------------------------- STAC
+
+
+def _stac_kind(d: Any) -> str | None:
+    """"item", "collection", "catalog", "itemcollection" or None (not STAC)."""
+    if not isinstance(d, dict):
+        return None
+    kind = d.get("type")
+    if kind == "FeatureCollection" and isinstance(d.get("features"), list):
+        feats = d["features"]
+        if all(isinstance(f, dict) and f.get("type") == "Feature" and "assets" in f for f in feats):
+            return "itemcollection"
+        return None
+    if "stac_version" not in d:
+        return None
+    if kind == "Feature":
+        return "item"
+    if kind in ("Collection", "Catalog"):
+        return kind.lower()
+    try:
+        ident = identify_stac_object_type(d)
+    except Exception:  # noqa: BLE001 - unidentifiable means not STAC
+        return None
+    return {
+        pystac.STACObjectType.ITEM: "item",
+        pystac.STACObjectType.COLLECTION: "collection",
+        pystac.STACObjectType.CATALOG: "catalog",
+    }.get(ident)  # type: ignore[arg-type]
+
+
+def _is_geotiff(asset: pystac.Asset) -> bool:
+    media = (asset.media_type or "").lower()
+    if "tiff" in media:
+        return True
+    path = urllib.parse.urlsplit(asset.href).path.lower()
+    return path.endswith((".tif", ".tiff"))
+
+
+def _choose_asset(item: pystac.Item, key: str | None) -> tuple[str, pystac.Asset]:
+    assets = item.assets
+    available = ", ".join(list(assets)[:25]) + (" ..." if len(assets) > 25 else "")
+    if key is not None:
+        if key not in assets:
+            raise AssetError(f"item {item.id} has no asset {key!r} (assets: {available or 'none'}); pass --asset with one of these")
+        return key, assets[key]
+    tiffs = [(k, a) for k, a in assets.items() if _is_geotiff(a)]
+    for k, a in tiffs:
+        if "visual" in (a.roles or []):
+            return k, a
+    for k, a in tiffs:
+        if k == "visual":
+            return k, a
+    for k, a in tiffs:
+        if "data" in (a.roles or []):
+            return k, a
+    raise AssetError(
+        f"item {item.id} has no GeoTIFF asset with role 'visual' or 'data' (assets: {available or 'none'}); pass --asset KEY"
+    )
+
+
+def _common_name(band: Any, item_bands: Sequence[Any]) -> str | None:
+    if isinstance(band, int) and 0 <= band < len(item_bands):  # STAC <1.0 index into item eo:bands
+        band = item_bands[band]
+    if not isinstance(band, dict):
+        return None
+    name = band.get("common_name") or band.get("eo:common_name")
+    return str(name).lower() if name else None
+
+
+def _rgb_bands(asset: pystac.Asset, item: pystac.Item) -> tuple[int, int, int] | None:
+    """1-based (R, G, B) from the asset's eo:bands / bands common names, or None."""
+    bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands")
+    if not isinstance(bands, list):
+        return None
+    item_bands = item.properties.get("eo:bands") or []
+    names = [_common_name(b, item_bands) for b in bands]
+    if not all(c in names for c in ("red", "green", "blue")):
+        return None
+    return (names.index("red") + 1, names.index("green") + 1, names.index("blue") + 1)
+
+
+def _item_datetime(item: pystac.Item) -> dt.datetime | None:
+    if item.datetime is not None:
+        return _utc(item.datetime)
+    start = item.properties.get("start_datetime")
+    if isinstance(start, str):
+        try:
+            return _utc(dt.datetime.fromisoformat(start.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def _properties(item: pystac.Item, asset: pystac.Asset) -> dict[str, Any]:
+    props = {k: item.properties[k] for k in KEPT_PROPERTIES if item.properties.get(k) is not None}
+    gsd = asset.extra_fields.get("gsd")
+    if gsd is not None:
+        props["gsd"] = gsd
+    return props
+
+
+def _scene_from_item(
+    item: pystac.Item,
+    collection: str | None,
+    doc_href: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+) -> SceneRef:
+    key, chosen = _choose_asset(item, asset)
+    base = item.get_self_href() or doc_href
+    return SceneRef(
+        item_id=item.id,
+        collection=item.collection_id or collection,
+        asset_key=key,
+        href=_resolve(chosen.href, base),
+        bands=bands or _rgb_bands(chosen, item),
+        datetime=_item_datetime(item),
+        properties=_properties(item, chosen),
+    )
+
+
+def _invalid(src: str, kind: str, err: BaseException) -> StacError:
+    return StacError(f"{src} is not a valid STAC {kind} ({_one_line(err)}); fix the document or {_FIX}")
+
+
+def _link_error(href: str, parent: str, err: BaseException) -> RsirError:
+    """A one-line error for a link that cannot be followed."""
+    cause: BaseException | None = err
+    while isinstance(cause, pystac.STACError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    where = f"{href} (linked from {parent})"
+    if isinstance(cause, FileNotFoundError):
+        return SourceNotFoundError(f"{where} does not exist; fix the link or the catalog")
+    if isinstance(cause, json.JSONDecodeError):
+        return StacError(f"{where} is not valid JSON ({cause.msg}); fix the file")
+    if isinstance(cause, (pystac.STACError, KeyError, TypeError, ValueError)):
+        return _invalid(where, "object", cause)
+    return SourceNotFoundError(f"{where} cannot be read ({_one_line(cause or err)}); fix the link or check the network")
+
+
+def _walk(
+    cat: pystac.Catalog, root: pystac.Catalog, collection: str | None, seen: set[str]
+) -> Iterator[tuple[pystac.Item, str | None]]:
+    """Items below ``cat`` (its items first, then its children, in link order)."""
+    self_href = cat.get_self_href() or cat.id
+    if self_href in seen:
+        return
+    seen.add(self_href)
+    if isinstance(cat, pystac.Collection):
+        collection = cat.id
+    for rel, want in ((pystac.RelType.ITEM, pystac.Item), (pystac.RelType.CHILD, pystac.Catalog)):
+        for link in cat.get_links(rel):
+            href = link.get_absolute_href() or link.href
+            try:
+                target = link.resolve_stac_object(root=root).target
+            except Exception as err:  # noqa: BLE001 - classified into one-line errors
+                raise _link_error(href, self_href, err) from err
+            if not isinstance(target, want):
+                raise StacError(f"{href} (linked from {self_href} as {rel}) is not a STAC {want.__name__}; fix the link")
+            if isinstance(target, pystac.Item):
+                yield target, collection
+            else:
+                yield from _walk(target, root, collection, seen)
+
+
+def _scenes_from_json(
+    d: Any,
+    src: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+    on_error: Callable[[RsirError], None] | None,
+) -> Iterator[SceneRef]:
+    kind = _stac_kind(d)
+    if kind is None:
+        raise StacError(f"{src} is JSON but not a STAC Item, Collection, Catalog or ItemCollection; {_FIX}")
+    try:
+        if kind == "item":
+            pairs: Iterable[tuple[pystac.Item, str | None]] = [(pystac.Item.from_dict(d, href=src, migrate=True), None)]
+        elif kind == "itemcollection":
+            items = pystac.ItemCollection.from_dict(d, preserve_dict=False).items
+            pairs = [(it, None) for it in items]
+        else:
+            root = pystac.read_dict(d, href=src)
+            if not isinstance(root, pystac.Catalog):
+                raise StacError(f"{src} is not a STAC catalog; {_FIX}")
+            pairs = _walk(root, root, None, set())
+    except (pystac.STACError, KeyError, TypeError, ValueError) as err:
+        if isinstance(err, RsirError):
+            raise
+        raise _invalid(src, kind, err) from err
+    count = 0
+    for item, collection in pairs:
+        count += 1
+        try:
+            yield _scene_from_item(item, collection, src, asset, bands)
+        except AssetError as err:
+            if on_error is None:
+                raise
+            log.warning("%s", err)
+            on_error(err)
+    if count == 0:
+        log.warning("%s contains no STAC items", src)
+
+
+def _scenes_from_folder(
+    folder: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+    on_error: Callable[[RsirError], None] | None,
+) -> Iterator[SceneRef]:
+    for name in ("catalog.json", "collection.json"):
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            yield from _scenes_from_source(candidate, asset, bands, on_error)
+            return
+    tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
+    if not tiffs:
+        raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files; {_FIX}")
+    for path in tiffs:
+        yield _raster_scene(os.path.abspath(path), bands)
+
+
+def _scenes_from_source(
+    src: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+    on_error: Callable[[RsirError], None] | None,
+) -> Iterator[SceneRef]:
+    if _is_url(src):
+        path = urllib.parse.urlsplit(src).path.lower()
+        if path.endswith((".tif", ".tiff")):
+            yield _raster_scene(src, bands)
+            return
+        raw = _fetch(src)
+        if raw[:4] in _TIFF_MAGIC:
+            yield _raster_scene(src, bands)
+            return
+        if not _looks_like_json(raw[:64]):
+            raise StacError(f"{src} is neither STAC JSON nor a GeoTIFF; {_FIX}")
+        yield from _scenes_from_json(_parse_json(raw, src), src, asset, bands, on_error)
+        return
+    if src.startswith("file://"):
+        src = _resolve(src, None)
+    if not os.path.exists(src):
+        raise SourceNotFoundError(f"{src} does not exist; check the path")
+    src = os.path.abspath(src)
+    if os.path.isdir(src):
+        yield from _scenes_from_folder(src, asset, bands, on_error)
+        return
+    with open(src, "rb") as fh:
+        head = fh.read(64)
+    if head[:4] in _TIFF_MAGIC:
+        yield _raster_scene(src, bands)
+        return
+    if _looks_like_json(head):
+        with open(src, "rb") as fh:
+            d = _parse_json(fh.read(), src)
+        yield from _scenes_from_json(d, src, asset, bands, on_error)
+        return
+    if _rasterio_opens(src):  # JPEG2000, VRT, ERDAS ... anything GDAL reads
+        yield _raster_scene(src, bands)
+        return
+    raise StacError(f"{src} is neither STAC JSON nor a raster; {_FIX}")
+
+
+def iter_scenes(
+    sources: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    asset: str | None = None,
+    bands: Sequence[int] | None = None,
+    on_error: Callable[[RsirError], None] | None = None,
+) -> Iterator[SceneRef]:
+    """Yield one :class:`SceneRef` per item (or raster) of every source, in order.
+
+    ``asset`` picks the asset key for every item; ``bands`` (1-based R,G,B)
+    overrides bands found in ``eo:bands``.  Item-level :class:`AssetError` is
+    raised unless ``on_error`` is given, in which case it is logged, passed to
+    ``on_error`` and the item skipped.  Raises :class:`SourceNotFoundError`
+    for a missing local source and :class:`StacError` for JSON that is not
+    STAC or not JSON at all.
+    """
+    override = _check_bands(bands)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    for source in sources:
+        yield from _scenes_from_source(os.fspath(source), asset, override, on_error)
+
+
+# ------------------------------------------------------------------------ sharding
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"I/N"`` into ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        left, right = str(text).strip().split("/")
+        index, total = int(left), int(right)
+    except ValueError:
+        index, total = -1, 0
+    if total < 1 or not 0 <= index < total:
+        raise InputError(f"shard {text!r} is invalid; use I/N with 0 <= I < N, e.g. --shard 0/4")
+    return index, total
+
+
+def scene_shard(scene: SceneRef, total: int) -> int:
+    """The shard (0..total-1) of ``scene``: sha1 of ``item_id + "/" + asset_key`` mod ``total``."""
+    digest = hashlib.sha1(f"{scene.item_id}/{scene.asset_key}".encode()).hexdigest()
+    return int(digest, 16) % total
+
+
+def split_shard(scenes: Iterable[SceneRef], shard: tuple[int, int] | None) -> Iterator[SceneRef]:
+    """Keep the scenes of shard ``(I, N)`` (all of them when ``shard`` is None)."""
+    if shard is None:
+        return iter(scenes)
+    index, total = shard
+    if total < 1 or not 0 <= index < total:
+        raise InputError(f"shard {index}/{total} is invalid; use I/N with 0 <= I < N, e.g. --shard 0/4")
+    return (scene for scene in scenes if scene_shard(scene, total) == index)
+
+
+__all__ = ["SceneRef", "iter_scenes", "parse_shard", "scene_shard", "split_shard"]

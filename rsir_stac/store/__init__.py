@@ -1,0 +1,60 @@
+"""Vector store: tile embeddings plus geo-metadata in Qdrant Edge or a Qdrant server.
+
+>>> with open_store("./rsir-index") as store:                    # doctest: +SKIP
+...     store.ensure_collection(dim=128, model_id="effnet-lite0-triplet-v1")
+...     store.upsert(points)
+...     hits = store.search(vector, k=10, flt=SearchFilter(bbox=(5, 45, 10, 48)))
+
+The engines (``qdrant_edge``, ``qdrant_client``) are imported only when a
+store is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from rsir_stac.errors import InputError
+from rsir_stac.store.base import IndexInfo, Point, SearchHit, Store
+from rsir_stac.store.filters import SearchFilter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX = "./rsir-index"
+DEFAULT_COLLECTION = "rsir_tiles"
+ENV_URL = "RSIR_QDRANT_URL"
+ENV_API_KEY = "RSIR_QDRANT_API_KEY"
+
+
+def open_store(
+    index: str | Path | None = None,
+    *,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    read_only: bool = False,
+) -> Store:
+    """Open the vector store.
+
+    Precedence: ``qdrant_url`` (a server, ``":memory:"`` for qdrant-client's
+    in-process mode, or a path for its on-disk local mode) > ``index`` (an
+    embedded Qdrant Edge index directory) > ``$RSIR_QDRANT_URL`` > ``./rsir-index``.
+    ``api_key`` defaults to ``$RSIR_QDRANT_API_KEY``.  Giving both ``index``
+    and ``qdrant_url`` is an error.
+    """
+    if index is not None and qdrant_url:
+        raise InputError(f"both --index {index} and --qdrant-url {qdrant_url} were given; pass only one of them")
+    if index is None and not qdrant_url:
+        qdrant_url = os.environ.get(ENV_URL) or None
+    if qdrant_url:
+        from rsir_stac.store.server import ServerStore
+
+        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
+        return ServerStore(qdrant_url, api_key=key, collection=collection, read_only=read_only)
+    from rsir_stac.store.edge import EdgeStore
+
+    return EdgeStore(index if index is not None else DEFAULT_INDEX, collection=collection, read_only=read_only)
+
+
+__all__ = ["IndexInfo", "Point", "SearchFilter", "SearchHit", "Store", "open_store"]

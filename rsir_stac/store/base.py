@@ -1,0 +1,440 @@
+"""Records and the abstract vector-store interface shared by the Edge and server back-ends.
+
+Scores are Euclidean distances (smaller is closer).  Hits are sorted by
+ascending distance and ties are broken by point id, so two engines holding the
+same points return the same ranking.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import uuid
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import IncompatibleIndexError, InputError, PointNotFoundError, StoreError
+from rsir_stac.store.filters import SearchFilter, haversine_m
+
+log = logging.getLogger(__name__)
+
+#: Payload indexes created on every collection: field -> kind.
+PAYLOAD_INDEXES: dict[str, str] = {
+    "item_id": "keyword",
+    "collection": "keyword",
+    "model_id": "keyword",
+    "location": "geo",
+    "datetime_epoch": "float",
+}
+
+#: Metadata schema version written with every collection.
+META_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Point:
+    """One stored tile: a UUID string id, its embedding and its payload."""
+
+    id: str
+    vector: np.ndarray
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A search result; ``score`` is the Euclidean distance to the query (0 for lookups)."""
+
+    id: str
+    score: float
+    payload: dict
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Summary of an index: size, vector size, model, STAC collections and lon/lat extent."""
+
+    count: int
+    dim: int | None
+    model_id: str | None
+    collections: tuple[str, ...]
+    extent: tuple[float, float, float, float] | None
+    backend: str
+    location: str
+
+
+@dataclass(frozen=True)
+class CollectionMeta:
+    """Durable facts about a collection, checked on every ``ensure_collection``."""
+
+    dim: int
+    model_id: str
+    created_at: str
+    rsir_stac_version: str
+    distance: str = "Euclid"
+    schema: int = META_SCHEMA
+
+    @classmethod
+    def new(cls, dim: int, model_id: str) -> CollectionMeta:
+        from rsir_stac import __version__
+
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return cls(dim=int(dim), model_id=str(model_id), created_at=now, rsir_stac_version=__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rsir_stac": asdict(self)}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any] | None) -> CollectionMeta | None:
+        """Parse what :meth:`to_dict` wrote; None when absent or unreadable."""
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("rsir_stac"), Mapping):
+            return None
+        d = doc["rsir_stac"]
+        try:
+            return cls(
+                dim=int(d["dim"]),
+                model_id=str(d["model_id"]),
+                created_at=str(d.get("created_at", "")),
+                rsir_stac_version=str(d.get("rsir_stac_version", "")),
+                distance=str(d.get("distance", "Euclid")),
+                schema=int(d.get("schema", META_SCHEMA)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def normalize_id(point_id: Any) -> str:
+    """Canonical lower-case hyphenated UUID string (the form Qdrant returns)."""
+    if isinstance(point_id, uuid.UUID):
+        return str(point_id)
+    try:
+        return str(uuid.UUID(str(point_id)))
+    except (ValueError, AttributeError, TypeError):
+        raise InputError(f"point id {point_id!r} is not a UUID; use uuid strings such as str(uuid.uuid4())") from None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Make a payload JSON-safe (numpy scalars/arrays, tuples, datetimes)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [to_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def check_incompatible(
+    meta: CollectionMeta, dim: int, model_id: str, where: str, fresh: str = "a new --index"
+) -> None:
+    """Raise IncompatibleIndexError when ``meta`` differs from the requested dim/model."""
+    if meta.dim != int(dim) or meta.model_id != str(model_id):
+        raise IncompatibleIndexError(
+            f"{where} holds {meta.dim}-d vectors of model {meta.model_id!r}, not {int(dim)}-d vectors of "
+            f"model {model_id!r}; use the same model or {fresh}"
+        )
+    if meta.distance != "Euclid":
+        raise IncompatibleIndexError(f"{where} uses {meta.distance} distance, not Euclid; use {fresh}")
+
+
+def as_query_vector(vector: Any, dim: int | None, where: str) -> np.ndarray:
+    """Validate one vector against the collection size; returns float32 1-D."""
+    v = np.asarray(vector, dtype=np.float32)
+    if v.ndim != 1:
+        v = v.reshape(-1) if v.ndim == 2 and 1 in v.shape else v
+    if v.ndim != 1:
+        raise InputError(f"vector with shape {v.shape} for {where} must be 1-D; pass one embedding")
+    if dim is not None and v.shape[0] != dim:
+        raise IncompatibleIndexError(
+            f"vector has {v.shape[0]} values but {where} holds {dim}-d vectors; use the model that built the index"
+        )
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"vector for {where} has NaN or infinite values; check the model output")
+    return v
+
+
+def check_points(points: Sequence[Point], dim: int, where: str) -> list[tuple[str, list[float], dict]]:
+    """Validate points; returns (id, vector list, json payload) triples."""
+    out = []
+    for p in points:
+        pid = normalize_id(p.id)
+        v = np.asarray(p.vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != dim:
+            raise IncompatibleIndexError(
+                f"point {pid} has a {v.shape[0]}-d vector but {where} holds {dim}-d vectors; "
+                "use the model that built the index or a new --index"
+            )
+        if not np.all(np.isfinite(v)):
+            raise InputError(f"point {pid} has NaN or infinite vector values; check the model output")
+        payload = to_jsonable(dict(p.payload or {}))
+        out.append((pid, v.tolist(), payload))
+    return out
+
+
+def _vector_of(raw: Any) -> np.ndarray | None:
+    """Engine vector (list, or {'': list}) to float32 array."""
+    if raw is None:
+        return None
+    if isinstance(raw, Mapping):
+        raw = raw.get("", next(iter(raw.values()), None))
+        if raw is None:
+            return None
+    return np.asarray(raw, dtype=np.float32)
+
+
+def chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+# --------------------------------------------------------------------------- interface
+
+
+class Store(abc.ABC):
+    """A collection of tile embeddings with geo-metadata.
+
+    Concrete stores implement the engine primitives (``_search_raw``, ``_scan``,
+    ``_retrieve_raw`` and the write/lifecycle methods); ranking, ``point_at``,
+    ``existing_ids`` and ``info`` are shared here.
+    """
+
+    backend: str = "abstract"
+    location: str = ""
+    collection: str = "rsir_tiles"
+    read_only: bool = False
+
+    # -- engine primitives -------------------------------------------------
+
+    @abc.abstractmethod
+    def meta(self) -> CollectionMeta | None:
+        """The collection metadata, or None when the collection does not exist."""
+
+    @abc.abstractmethod
+    def _search_raw(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        flt: SearchFilter | None,
+        exclude_ids: Collection[str],
+        with_vectors: bool,
+        exact: bool,
+    ) -> list[SearchHit]:
+        """Engine nearest-neighbour query, unsorted ties allowed."""
+
+    @abc.abstractmethod
+    def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
+        """Engine lookup by canonical ids; missing ids are left out."""
+
+    @abc.abstractmethod
+    def _scan(
+        self,
+        flt: SearchFilter | None,
+        *,
+        covers: tuple[float, float] | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+        batch: int = 1000,
+    ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
+        """Scroll (id, payload, vector) of matching points; ``fields`` limits the payload."""
+
+    # -- public abstract API ----------------------------------------------
+
+    @abc.abstractmethod
+    def ensure_collection(self, dim: int, model_id: str) -> None:
+        """Create the collection (Euclid, payload indexes) or check it matches dim and model_id."""
+
+    @abc.abstractmethod
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or replace points by id (idempotent)."""
+
+    @abc.abstractmethod
+    def count(self, flt: SearchFilter | None = None) -> int:
+        """Number of points matching ``flt`` (all points when None)."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make all writes durable."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and release the engine (and any lock); idempotent."""
+
+    # -- shared behaviour --------------------------------------------------
+
+    def _require_meta(self) -> CollectionMeta:
+        meta = self.meta()
+        if meta is None:
+            raise StoreError(
+                f"{self.describe()} has no collection {self.collection!r} yet; ingest tiles into it first"
+            )
+        return meta
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.describe()} was opened read-only; open it with read_only=False to write")
+
+    def describe(self) -> str:
+        """Human name for messages, e.g. ``index /data/idx`` or ``Qdrant http://h:6333 collection c``."""
+        return f"index {self.location}"
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        flt: SearchFilter | None = None,
+        exclude_ids: Collection[str] = (),
+        with_vectors: bool = False,
+        *,
+        exact: bool = False,
+    ) -> list[SearchHit]:
+        """The ``k`` nearest points to ``vector`` matching ``flt``, minus ``exclude_ids``.
+
+        ``exact=True`` forces a brute-force scan even where an HNSW graph exists.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InputError(f"k={k!r} must be a positive integer; ask for at least one result")
+        meta = self._require_meta()
+        v = as_query_vector(vector, meta.dim, self.describe())
+        excl = {normalize_id(i) for i in exclude_ids}
+        limit = k + 16
+        while True:
+            hits = self._search_raw(v, limit, flt, excl, with_vectors, exact)
+            hits.sort(key=lambda h: (h.score, h.id))
+            # a tie group may straddle the cut: widen until the k-th score is settled
+            if len(hits) < limit or hits[k - 1].score < hits[-1].score:
+                return hits[:k]
+            limit *= 4
+
+    def retrieve(self, ids: Iterable[str], with_vectors: bool = False) -> list[SearchHit]:
+        """Points by id, in the order asked (duplicates once); score 0.
+
+        Raises PointNotFoundError naming the first id that is not stored.
+        """
+        want = list(dict.fromkeys(normalize_id(i) for i in ids))
+        if not want:
+            return []
+        self._require_meta()
+        found: dict[str, SearchHit] = {}
+        for part in chunks(want, 1000):
+            for h in self._retrieve_raw(part, True, with_vectors):
+                found[h.id] = h
+        missing = [i for i in want if i not in found]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise PointNotFoundError(
+                f"point {missing[0]}{more} is not in {self.describe()}; check the id or ingest it first"
+            )
+        return [found[i] for i in want]
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` already stored (canonical form), for resumable ingest."""
+        want = list(dict.fromkeys(normalize_id(i) for i in ids))
+        if not want or self.meta() is None:
+            return set()
+        out: set[str] = set()
+        for part in chunks(want, 1000):
+            out.update(h.id for h in self._retrieve_raw(part, False, False))
+        return out
+
+    def iter_points(self, batch: int = 1000, with_vectors: bool = True) -> Iterator[Point]:
+        """Every stored point with payload (and vector), in scroll order; for migration."""
+        if self.meta() is None:
+            return
+        for pid, payload, vec in self._scan(None, with_vectors=with_vectors, batch=batch):
+            yield Point(id=pid, vector=vec if vec is not None else np.empty(0, np.float32), payload=payload)
+
+    def point_at(
+        self, lon: float, lat: float, flt: SearchFilter | None = None, *, with_vectors: bool = True
+    ) -> SearchHit:
+        """The stored tile covering (lon, lat): among tiles whose ``bbox`` contains the
+        location, the one with the nearest centroid (ties by id); score 0.
+
+        Tiles whose bbox crosses the antimeridian (W > E) are not considered.
+        """
+        lon, lat = float(lon), float(lat)
+        if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+            raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
+        self._require_meta()
+        best: tuple[float, str] | None = None
+        for pid, payload, _ in self._scan(flt, covers=(lon, lat), fields=["location", "bbox"]):
+            loc = payload.get("location") or {}
+            try:
+                d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if best is None or (d, pid) < best:
+                best = (d, pid)
+        if best is None:
+            raise PointNotFoundError(
+                f"no tile in {self.describe()} covers lon {lon}, lat {lat}"
+                + (" with the given filter" if flt is not None and not flt.is_empty else "")
+                + "; pick a location inside the ingested scenes"
+            )
+        return self.retrieve([best[1]], with_vectors=with_vectors)[0]
+
+    def info(self) -> IndexInfo:
+        """Count, vector size, model and the STAC collections / lon-lat extent (one scan)."""
+        meta = self.meta()
+        if meta is None:
+            return IndexInfo(0, None, None, (), None, self.backend, self.location)
+        cols: set[str] = set()
+        ext = [math.inf, math.inf, -math.inf, -math.inf]
+        n = 0
+        for _, payload, _ in self._scan(None, fields=["bbox", "collection"]):
+            n += 1
+            c = payload.get("collection")
+            if isinstance(c, str):
+                cols.add(c)
+            b = payload.get("bbox")
+            if isinstance(b, list) and len(b) == 4:
+                try:
+                    w, s, e, nn = (float(x) for x in b)
+                except (TypeError, ValueError):
+                    continue
+                ext = [min(ext[0], w), min(ext[1], s), max(ext[2], e), max(ext[3], nn)]
+        extent = tuple(ext) if math.isfinite(ext[0]) else None
+        return IndexInfo(
+            count=n,
+            dim=meta.dim,
+            model_id=meta.model_id or None,
+            collections=tuple(sorted(cols)),
+            extent=extent,  # type: ignore[arg-type]
+            backend=self.backend,
+            location=self.location,
+        )
+
+    def optimize(self) -> bool:
+        """Build search indexes now where the engine needs it; True if anything changed."""
+        return False
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.backend} {self.location} collection={self.collection!r}>"
+
+
+__all__ = [
+    "CollectionMeta",
+    "IndexInfo",
+    "PAYLOAD_INDEXES",
+    "Point",
+    "SearchHit",
+    "Store",
+    "normalize_id",
+]

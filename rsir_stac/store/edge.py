@@ -1,0 +1,413 @@
+"""Embedded index on Qdrant Edge (``qdrant_edge``): a directory, no server.
+
+Layout of an index directory::
+
+    <index>/.lock                 advisory lock (fcntl.flock), holds the owner's pid
+    <index>/<collection>/         the Edge shard (segments/, wal/, edge_config.json)
+    <index>/<collection>.meta.json  dim, model_id, created_at, rsir_stac version
+
+Findings about qdrant-edge-py 0.9 that shape this module:
+
+* **One process at a time.**  ``EdgeShard.load``/``create`` take an exclusive
+  ``flock`` on the shard's WAL; a second load, even read-only and even in the
+  same process, fails with ``Can't init WAL: Kind(WouldBlock)``.  Concurrent
+  readers are therefore impossible, so read-only opens take the same exclusive
+  lock as writers.  We take our own non-blocking ``flock`` on ``<index>/.lock``
+  first to report the holder's pid (:class:`IndexInUseError`); the lock dies
+  with the process, so a killed ingest never leaves a stale lock.  The engine's
+  ``WouldBlock`` error is mapped to the same exception as a fallback.
+* **Durability.**  The WAL is on by default (``wal/`` with mmap'd segments).
+  ``update()`` writes the WAL before returning, so points survive a SIGKILL
+  even before ``flush()`` (replayed on the next load; verified in tests).
+  ``flush()`` persists the segments (call it before relying on the data after
+  an OS crash or power loss); ``close()`` flushes first.
+* **Search.**  New points land in an appendable plain segment (exact search).
+  Edge has no background optimizer: HNSW graphs are built only by
+  :meth:`EdgeStore.optimize` (blocking, and only for segments over the indexing
+  threshold; 20k x 64-d points stayed plain), which ingest may call when done.  ``retrieve`` needs both ``with_payload`` and
+  ``with_vector`` passed; point ids come back as ``uuid.UUID``; errors are bare
+  ``Exception`` instances, mapped here to :class:`StoreError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import IndexInUseError, StoreError
+from rsir_stac.store.base import (
+    PAYLOAD_INDEXES,
+    CollectionMeta,
+    Point,
+    SearchHit,
+    Store,
+    _vector_of,
+    check_incompatible,
+    check_points,
+    chunks,
+)
+from rsir_stac.store.filters import SearchFilter, to_edge_filter
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+UPSERT_BATCH = 512
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write JSON via a temporary file, fsync and os.replace (never half-written)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+class _IndexLock:
+    """Exclusive, non-blocking advisory lock on ``<index>/.lock`` (released on close or death)."""
+
+    def __init__(self, index: Path) -> None:
+        self.path = index / LOCK_NAME
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # Windows: rely on the engine's own WAL lock
+            log.debug("fcntl unavailable; relying on the Edge WAL lock for %s", index)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise IndexInUseError(
+                    f"index {index} is in use by another process (pid {holder or '?'}); "
+                    "wait for it or use another --index"
+                ) from None
+            raise StoreError(f"cannot lock index {index} ({exc}); check permissions on {self.path}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+class EdgeStore(Store):
+    """A :class:`Store` in a local directory, backed by a Qdrant Edge shard."""
+
+    backend = "edge"
+
+    def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False) -> None:
+        self.index = Path(index).expanduser().absolute()
+        self.location = str(self.index)
+        self.collection = collection
+        self.read_only = read_only
+        if not collection or "/" in collection or collection.startswith("."):
+            raise StoreError(f"collection name {collection!r} is not a plain name; use e.g. 'rsir_tiles'")
+        self.shard_dir = self.index / collection
+        self.meta_path = self.index / f"{collection}.meta.json"
+        self._shard: Any = None
+        self._meta: CollectionMeta | None = None
+        self._dirty = False
+        self._closed = False
+        if self.index.exists() and not self.index.is_dir():
+            raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
+        if read_only and not self.shard_dir.is_dir():
+            raise StoreError(
+                f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
+            )
+        try:
+            self.index.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
+        self._lock = _IndexLock(self.index)
+        try:
+            if self._has_segments():
+                self._load()
+        except BaseException:
+            self._lock.release()
+            raise
+        log.debug("opened %r", self)
+
+    # -- engine plumbing ---------------------------------------------------
+
+    def _has_segments(self) -> bool:
+        return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()
+
+    def _engine_error(self, exc: Exception, action: str) -> StoreError:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "WouldBlock" in msg:
+            return IndexInUseError(
+                f"index {self.index} is in use by another process (its WAL is locked); wait for it or use another --index"
+            )
+        return StoreError(f"index {self.index}: {action} failed ({msg}); check the directory or rebuild the index")
+
+    def _load(self) -> None:
+        import qdrant_edge as q
+
+        try:
+            self._shard = q.EdgeShard.load(str(self.shard_dir))
+        except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
+            raise self._engine_error(exc, "loading the Edge shard") from None
+        self._meta = self._read_meta()
+        if self._meta is None:
+            dim = self._shard_dim()
+            log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index, self.meta_path.name)
+            if dim is not None:
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+
+    def _read_meta(self) -> CollectionMeta | None:
+        try:
+            doc = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"index metadata {self.meta_path} is unreadable ({exc}); restore it or rebuild the index") from None
+        meta = CollectionMeta.from_dict(doc)
+        if meta is None:
+            raise StoreError(f"index metadata {self.meta_path} is not rsir-stac metadata; restore it or rebuild the index")
+        return meta
+
+    def _shard_dim(self) -> int | None:
+        """Vector size from the shard's own edge_config.json (fallback when our metadata is lost)."""
+        try:
+            cfg = json.loads((self.shard_dir / "edge_config.json").read_text(encoding="utf-8"))
+            return int(cfg["vectors"][""]["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _ensure_indexes(self) -> None:
+        import qdrant_edge as q
+
+        kinds = {
+            "keyword": q.PayloadSchemaType.Keyword,
+            "geo": q.PayloadSchemaType.Geo,
+            "float": q.PayloadSchemaType.Float,
+        }
+        have = set(self._shard.info().payload_schema)
+        for name, kind in PAYLOAD_INDEXES.items():
+            if name not in have:
+                self._shard.update(q.UpdateOperation.create_field_index(name, kinds[kind]))
+                self._dirty = True
+
+    # -- Store API ---------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"index {self.index}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"index {self.index} is closed; open it again with open_store()")
+
+    def meta(self) -> CollectionMeta | None:
+        self._check_open()
+        return self._meta if self._shard is not None else None
+
+    def ensure_collection(self, dim: int, model_id: str) -> None:
+        import qdrant_edge as q
+
+        dim = int(dim)
+        if dim < 1:
+            raise StoreError(f"vector size {dim} for index {self.index} must be positive; check the model")
+        self._check_open()
+        if self._shard is not None:
+            if self._meta is None:  # metadata lost and shard config unreadable: trust the caller
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+            if not self._meta.model_id and self._meta.dim == dim and not self.read_only:
+                # metadata file was lost: adopt the caller's model id
+                self._meta = CollectionMeta.new(dim, model_id)
+                _write_json_atomic(self.meta_path, self._meta.to_dict())
+            check_incompatible(self._meta, dim, model_id, f"index {self.index}")
+            if not self.read_only:
+                try:
+                    self._ensure_indexes()
+                except Exception as exc:  # noqa: BLE001
+                    raise self._engine_error(exc, "creating payload indexes") from None
+            return
+        self._require_writable()
+        meta = CollectionMeta.new(dim, model_id)
+        _write_json_atomic(self.meta_path, meta.to_dict())  # before the shard: a crash leaves no orphan data
+        cfg = q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid))
+        try:
+            self._shard = q.EdgeShard.create(str(self.shard_dir), cfg)
+            self._meta = meta
+            self._ensure_indexes()
+            self._shard.flush()
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "creating the Edge shard") from None
+        log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        import qdrant_edge as q
+
+        self._require_writable()
+        meta = self._require_meta()
+        rows = check_points(points, meta.dim, f"index {self.index}")
+        for part in chunks(rows, UPSERT_BATCH):
+            op = q.UpdateOperation.upsert_points([q.Point(id=i, vector=v, payload=p) for i, v, p in part])
+            try:
+                self._shard.update(op)
+            except Exception as exc:  # noqa: BLE001
+                raise self._engine_error(exc, "upserting points") from None
+            self._dirty = True
+
+    def _search_raw(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        flt: SearchFilter | None,
+        exclude_ids: Collection[str],
+        with_vectors: bool,
+        exact: bool,
+    ) -> list[SearchHit]:
+        import qdrant_edge as q
+
+        req = q.QueryRequest(
+            limit=limit,
+            query=q.Query.Nearest(vector.tolist()),
+            filter=to_edge_filter(flt, exclude_ids=exclude_ids),
+            with_payload=True,
+            with_vector=with_vectors,
+            params=q.SearchParams(exact=True) if exact else None,
+        )
+        try:
+            res = self._shard.query(req)
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "searching") from None
+        return [
+            SearchHit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {}),
+                      vector=_vector_of(r.vector) if with_vectors else None)
+            for r in res
+        ]
+
+    def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
+        try:
+            recs = self._shard.retrieve(list(ids), with_payload, with_vectors)
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "retrieving points") from None
+        return [
+            SearchHit(id=str(r.id), score=0.0, payload=dict(r.payload or {}),
+                      vector=_vector_of(r.vector) if with_vectors else None)
+            for r in recs
+        ]
+
+    def _scan(
+        self,
+        flt: SearchFilter | None,
+        *,
+        covers: tuple[float, float] | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+        batch: int = 1000,
+    ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
+        import qdrant_edge as q
+
+        if self._shard is None:
+            return
+        efilter = to_edge_filter(flt, covers=covers)
+        with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
+        offset = None
+        while True:
+            req = q.ScrollRequest(offset=offset, limit=max(1, int(batch)), filter=efilter,
+                                  with_payload=with_payload, with_vector=with_vectors)
+            try:
+                recs, offset = self._shard.scroll(req)
+            except Exception as exc:  # noqa: BLE001
+                raise self._engine_error(exc, "scrolling points") from None
+            for r in recs:
+                yield str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+            if offset is None or not recs:
+                return
+
+    def count(self, flt: SearchFilter | None = None) -> int:
+        import qdrant_edge as q
+
+        self._check_open()
+        if self._shard is None:
+            return 0
+        try:
+            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt))))
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "counting points") from None
+
+    def optimize(self) -> bool:
+        """Run Edge's segment optimizers (builds HNSW for large segments); blocking."""
+        self._require_writable()
+        if self._shard is None:
+            return False
+        try:
+            changed = bool(self._shard.optimize())
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "optimizing") from None
+        self._dirty = self._dirty or changed
+        return changed
+
+    def flush(self) -> None:
+        if self._shard is None or self.read_only:
+            return
+        try:
+            self._shard.flush()
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "flushing") from None
+        self._dirty = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._shard is not None:
+                try:
+                    self.flush()
+                finally:
+                    try:
+                        self._shard.close()
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("closing index %s: %s", self.index, exc)
+                    self._shard = None
+        finally:
+            self._lock.release()
+        log.debug("closed index %s", self.index)
+
+
+__all__ = ["EdgeStore"]

@@ -1,0 +1,335 @@
+"""Qdrant server / cluster back-end through ``qdrant_client`` (also its local modes).
+
+``url`` is an ``http(s)://`` address (with optional ``api_key``), ``":memory:"``
+for qdrant-client's in-process mode (tests use it as a stand-in for a server),
+or a directory path for qdrant-client's on-disk local mode.
+
+Collection metadata (dim, model_id, created_at, rsir_stac version) lives in the
+collection's own ``config.metadata`` (Qdrant >= 1.16, qdrant-client >= 1.16).
+When a server drops it (older servers ignore the field), it is kept in a
+second one-point collection ``<name>__meta`` instead.
+
+Creation is race-safe: several workers may call ``ensure_collection`` at once;
+the losers of the create race get "already exists", re-read the collection and
+verify it.  Uploads use ``upload_points(wait=True)`` with retries, and
+``parallel`` worker processes on real servers only (local mode has none).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import IncompatibleIndexError, StoreError
+from rsir_stac.store.base import (
+    PAYLOAD_INDEXES,
+    CollectionMeta,
+    Point,
+    SearchHit,
+    Store,
+    _vector_of,
+    check_incompatible,
+    check_points,
+)
+from rsir_stac.store.filters import SearchFilter, to_qdrant_filter
+
+log = logging.getLogger(__name__)
+
+META_SUFFIX = "__meta"
+_META_POINT = str(uuid.uuid5(uuid.NAMESPACE_URL, "rsir-stac/collection-meta"))
+
+
+def _is_conflict(exc: Exception) -> bool:
+    status = getattr(exc, "status_code", None)
+    return status == 409 or "already exists" in str(exc)
+
+
+class ServerStore(Store):
+    """A :class:`Store` in a Qdrant collection reached through qdrant-client."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        collection: str = "rsir_tiles",
+        read_only: bool = False,
+        batch_size: int = 256,
+        parallel: int = 1,
+        max_retries: int = 3,
+        timeout: int | None = None,
+    ) -> None:
+        from qdrant_client import QdrantClient
+
+        self.url = str(url)
+        self.collection = collection
+        self.read_only = read_only
+        self.batch_size = int(batch_size)
+        self.parallel = max(1, int(parallel))
+        self.max_retries = int(max_retries)
+        self.remote = self.url.startswith(("http://", "https://"))
+        self.backend = "qdrant" if self.remote else "qdrant-local"
+        self.location = self.url
+        self._meta: CollectionMeta | None = None
+        self._closed = False
+        try:
+            if self.remote:
+                self.client = QdrantClient(url=self.url, api_key=api_key, timeout=timeout)
+            elif self.url == ":memory:":
+                self.client = QdrantClient(location=":memory:")
+            else:
+                self.client = QdrantClient(path=self.url)
+            self._exists = self.client.collection_exists(collection)
+        except Exception as exc:  # noqa: BLE001 - connection, auth and lock errors all land here
+            raise StoreError(
+                f"cannot open Qdrant at {self.url} ({_first_line(exc)}); check --qdrant-url, "
+                "RSIR_QDRANT_API_KEY and that the server is running"
+            ) from None
+        if read_only and not self._exists:
+            self.client.close()
+            raise StoreError(f"{self.describe()} does not exist; build it with ingest or check --collection")
+        if self._exists:
+            self._meta = self._read_meta()
+        log.debug("opened %r", self)
+
+    # -- helpers -----------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"Qdrant {self.url} collection {self.collection!r}"
+
+    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
+        try:
+            return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the server") from None
+
+    def _read_meta(self) -> CollectionMeta | None:
+        """Metadata from config.metadata, else from ``<name>__meta``; vector size checked."""
+        info = self._call("reading the collection", self.client.get_collection, self.collection)
+        dim, distance = _vector_params(info)
+        meta = CollectionMeta.from_dict(getattr(info.config, "metadata", None))
+        if meta is None:
+            meta = self._read_meta_collection()
+        if meta is None and dim is not None:
+            log.warning("%s has no rsir-stac metadata; model_id is unknown", self.describe())
+            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
+        if meta is not None and dim is not None and dim != meta.dim:
+            raise IncompatibleIndexError(
+                f"{self.describe()} stores {dim}-d vectors but its metadata says {meta.dim}-d; use a new --collection"
+            )
+        if meta is not None and distance and distance != "Euclid":
+            meta = CollectionMeta(meta.dim, meta.model_id, meta.created_at, meta.rsir_stac_version, distance)
+        return meta
+
+    def _read_meta_collection(self) -> CollectionMeta | None:
+        name = self.collection + META_SUFFIX
+        try:
+            if not self.client.collection_exists(name):
+                return None
+            recs = self.client.retrieve(name, [_META_POINT], with_payload=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot read %s: %s", name, _first_line(exc))
+            return None
+        return CollectionMeta.from_dict(recs[0].payload) if recs else None
+
+    def _write_meta(self, meta: CollectionMeta) -> None:
+        """Store metadata in config.metadata; fall back to ``<name>__meta`` when the server drops it."""
+        from qdrant_client import models as m
+
+        try:
+            self.client.update_collection(self.collection, metadata=meta.to_dict())
+            info = self.client.get_collection(self.collection)
+            if CollectionMeta.from_dict(getattr(info.config, "metadata", None)) == meta:
+                return
+        except Exception as exc:  # noqa: BLE001
+            log.debug("collection metadata unsupported: %s", _first_line(exc))
+        name = self.collection + META_SUFFIX
+        try:
+            self.client.create_collection(name, vectors_config=m.VectorParams(size=1, distance=m.Distance.EUCLID))
+        except Exception as exc:  # noqa: BLE001
+            if not _is_conflict(exc):
+                raise StoreError(f"{self.describe()}: writing {name} failed ({_first_line(exc)}); check the server") from None
+        self._call("writing metadata", self.client.upsert, name,
+                   [m.PointStruct(id=_META_POINT, vector=[0.0], payload=meta.to_dict())], wait=True)
+
+    def _create_indexes(self) -> None:
+        from qdrant_client import models as m
+
+        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "geo": m.PayloadSchemaType.GEO, "float": m.PayloadSchemaType.FLOAT}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # local mode: "payload indexes have no effect"
+            for name, kind in PAYLOAD_INDEXES.items():
+                self._call(f"creating payload index {name}", self.client.create_payload_index,
+                           self.collection, name, field_schema=kinds[kind], wait=True)
+
+    # -- Store API ---------------------------------------------------------
+
+    def meta(self) -> CollectionMeta | None:
+        if self._closed:
+            raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
+        return self._meta
+
+    def ensure_collection(self, dim: int, model_id: str) -> None:
+        from qdrant_client import models as m
+
+        dim = int(dim)
+        if dim < 1:
+            raise StoreError(f"vector size {dim} for {self.describe()} must be positive; check the model")
+        if self._meta is None:
+            self._exists = self._call("checking the collection", self.client.collection_exists, self.collection)
+            if self._exists:
+                self._meta = self._read_meta()
+        if self._meta is None:
+            self._require_writable()
+            meta = CollectionMeta.new(dim, model_id)
+            try:
+                self.client.create_collection(
+                    self.collection,
+                    vectors_config=m.VectorParams(size=dim, distance=m.Distance.EUCLID),
+                    metadata=meta.to_dict(),
+                )
+                created = True
+            except Exception as exc:  # noqa: BLE001
+                if not _is_conflict(exc):
+                    raise StoreError(
+                        f"{self.describe()}: creating the collection failed ({_first_line(exc)}); check the server"
+                    ) from None
+                created = False  # another worker won the race: verify what it made
+            if created:
+                if CollectionMeta.from_dict(
+                    getattr(self._call("reading the collection", self.client.get_collection, self.collection).config,
+                            "metadata", None)) != meta:
+                    self._write_meta(meta)
+                self._meta = meta
+                log.info("created %s (dim %d, model %s)", self.describe(), dim, model_id)
+            else:
+                self._meta = self._read_meta()
+                if self._meta is None:
+                    raise StoreError(f"{self.describe()} exists but cannot be read; check the server")
+        if not self._meta.model_id and self._meta.dim == dim and not self.read_only:
+            meta = CollectionMeta.new(dim, model_id)
+            self._write_meta(meta)
+            self._meta = meta
+        check_incompatible(self._meta, dim, model_id, self.describe(), "another collection")
+        if not self.read_only:
+            self._create_indexes()
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        from qdrant_client import models as m
+
+        self._require_writable()
+        meta = self._require_meta()
+        rows = check_points(points, meta.dim, self.describe())
+        if not rows:
+            return
+        structs = [m.PointStruct(id=i, vector=v, payload=p) for i, v, p in rows]
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "max_retries": self.max_retries, "wait": True}
+        if self.remote and self.parallel > 1 and len(structs) > self.batch_size:
+            kwargs["parallel"] = self.parallel
+        self._call("uploading points", self.client.upload_points, self.collection, structs, **kwargs)
+
+    def _search_raw(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        flt: SearchFilter | None,
+        exclude_ids: Collection[str],
+        with_vectors: bool,
+        exact: bool,
+    ) -> list[SearchHit]:
+        from qdrant_client import models as m
+
+        kwargs: dict[str, Any] = {}
+        if exact and self.remote:  # local mode is always exact and warns about search_params
+            kwargs["search_params"] = m.SearchParams(exact=True)
+        res = self._call(
+            "searching", self.client.query_points, self.collection,
+            query=vector.tolist(), limit=limit,
+            query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids),
+            with_payload=True, with_vectors=with_vectors, **kwargs,
+        )
+        return [
+            SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
+                      vector=_vector_of(p.vector) if with_vectors else None)
+            for p in res.points
+        ]
+
+    def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
+        recs = self._call("retrieving points", self.client.retrieve, self.collection, list(ids),
+                          with_payload=with_payload, with_vectors=with_vectors)
+        return [
+            SearchHit(id=str(r.id), score=0.0, payload=dict(r.payload or {}),
+                      vector=_vector_of(r.vector) if with_vectors else None)
+            for r in recs
+        ]
+
+    def _scan(
+        self,
+        flt: SearchFilter | None,
+        *,
+        covers: tuple[float, float] | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+        batch: int = 1000,
+    ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
+        if self._meta is None:
+            return
+        qfilter = to_qdrant_filter(flt, covers=covers)
+        offset = None
+        while True:
+            recs, offset = self._call(
+                "scrolling points", self.client.scroll, self.collection,
+                scroll_filter=qfilter, limit=max(1, int(batch)), offset=offset,
+                with_payload=list(fields) if fields is not None else True, with_vectors=with_vectors,
+            )
+            for r in recs:
+                yield str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+            if offset is None or not recs:
+                return
+
+    def count(self, flt: SearchFilter | None = None) -> int:
+        if self.meta() is None:
+            return 0
+        res = self._call("counting points", self.client.count, self.collection,
+                         count_filter=to_qdrant_filter(flt), exact=True)
+        return int(res.count)
+
+    def flush(self) -> None:
+        """Nothing to do: every upload waits for the server to apply it."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.client.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing %s: %s", self.describe(), _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _vector_params(info: Any) -> tuple[int | None, str | None]:
+    """(size, distance name) of the default dense vector of a collection."""
+    vec = info.config.params.vectors
+    if isinstance(vec, dict):
+        vec = vec.get("") or next(iter(vec.values()), None)
+    if vec is None:
+        return None, None
+    dist = getattr(vec.distance, "value", vec.distance)
+    return int(vec.size), str(dist)
+
+
+__all__ = ["ServerStore"]

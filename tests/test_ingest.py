@@ -1,0 +1,193 @@
+"""Ingest and search on the real Qdrant Edge engine, with real rasters."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import IncompatibleIndexError, PointNotFoundError
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import Index, to_geojson
+from rsir_stac.store import SearchFilter, open_store
+from rsir_stac.store.filters import matches
+from tests.conftest import make_geotiff
+
+NATIVE = IngestOptions(tile_size=64, native_gsd=True)
+
+
+@pytest.fixture()
+def scenes(tmp_path):
+    return [
+        make_geotiff(tmp_path / "utm.tif", seed=1, datetime_tag="2021:06:01 10:00:00"),
+        make_geotiff(tmp_path / "wgs84.tif", crs="EPSG:4326", res=1e-5, origin=(-95.4, 29.8), seed=2),
+        make_geotiff(tmp_path / "merc.tif", crs="EPSG:3857", res=1.0, origin=(-10620000.0, 3480000.0), seed=3),
+    ]
+
+
+def test_ingest_is_idempotent_and_searchable(tmp_path, scenes, tiny_bundle):
+    idx = tmp_path / "idx"
+    r1 = ingest([str(s) for s in scenes], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert r1.ok and r1.items_done == 3
+    # 256x192 at tile 64 -> 4x3 = 12 tiles per scene
+    assert r1.points_written == 36 and r1.tiles_total == 36
+    r2 = ingest([str(s) for s in scenes], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert r2.points_written == 0 and r2.tiles_existing == 36
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        assert index.store.count() == 36
+        pts = list(index.store.iter_points())
+        p = pts[0]
+        for key in ("item_id", "collection", "asset", "href", "window", "crs", "bbox", "location", "corners",
+                    "datetime", "datetime_epoch", "gsd", "model_id"):
+            assert key in p.payload
+        assert p.payload["model_id"] == tiny_bundle.model_id
+        res = index.search(point_id=p.id, k=5)
+        assert len(res.hits) == 5 and p.id not in [h.id for h in res.hits]
+        assert [h.score for h in res.hits] == sorted(h.score for h in res.hits)
+        res_in = index.search(point_id=p.id, k=5, include_query=True)
+        assert res_in.hits[0].id == p.id and res_in.hits[0].score == pytest.approx(0, abs=1e-4)
+
+
+def test_footprints_match_source_crs(tmp_path, scenes, tiny_bundle):
+    from pyproj import Transformer
+
+    idx = tmp_path / "idx"
+    ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=NATIVE)
+    tr = Transformer.from_crs("EPSG:32615", "EPSG:4326", always_xy=True)
+    with open_store(str(idx), read_only=True) as store:
+        for p in store.iter_points(with_vectors=False):
+            w = p.payload["window"]
+            x0, y0 = 500000.0 + w["col_off"], 3300000.0 - w["row_off"]
+            lon, lat = tr.transform(x0, y0)
+            ul = p.payload["corners"][0]
+            assert ul["lon"] == pytest.approx(lon, abs=1e-9) and ul["lat"] == pytest.approx(lat, abs=1e-9)
+            assert p.payload["datetime"].startswith("2021-06-01T10:00:00")
+
+
+def test_incompatible_model_refused_and_index_untouched(tmp_path, scenes, tiny_bundle):
+    import shutil
+
+    from rsir_stac.model.bundle import load_bundle, save_bundle
+
+    idx = tmp_path / "idx"
+    ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=NATIVE)
+    other_dir = tmp_path / "other"
+    b = load_bundle(tiny_bundle.path)
+    meta = json.loads(json.dumps(b.meta))
+    meta["name"] = "other"
+    other = save_bundle(other_dir, b.net, None, meta)  # no reducer: 16-d vectors
+    with pytest.raises(IncompatibleIndexError, match="same model or a new --index"):
+        ingest([str(scenes[1])], index=str(idx), model=other, options=NATIVE)
+    with open_store(str(idx), read_only=True) as store:
+        assert store.count() == 12
+    shutil.rmtree(other_dir)
+
+
+def test_missing_source_writes_nothing(tmp_path, scenes, tiny_bundle):
+    from rsir_stac.errors import SourceNotFoundError
+
+    idx = tmp_path / "idx"
+    with pytest.raises(SourceNotFoundError):
+        ingest([str(scenes[0]), str(tmp_path / "missing.tif")], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert not idx.exists()
+
+
+def test_cli_ingest_search_formats(tmp_path, scenes, tiny_bundle):
+    runner = CliRunner()
+    idx = str(tmp_path / "idx")
+    model = str(tiny_bundle.path)
+    r = runner.invoke(main, ["ingest", *map(str, scenes), "--index", idx, "--model", model,
+                             "--tile-size", "64", "--native-gsd", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["points_written"] == 36
+    with open_store(idx, read_only=True) as store:
+        pts = list(store.iter_points(with_vectors=False))
+    lon, lat = pts[5].payload["location"]["lon"], pts[5].payload["location"]["lat"]
+    r = runner.invoke(main, ["search", "--at", f"{lon},{lat}", "--index", idx, "--model", model,
+                             "--format", "geojson", "-k", "7"])
+    assert r.exit_code == 0, r.output
+    fc = json.loads(r.stdout)
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 7
+    ring = fc["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] and len(ring) == 5
+    # bbox filter around one scene: every hit inside
+    b = pts[0].payload["bbox"]
+    bbox = f"{b[0] - 0.001},{b[1] - 0.001},{b[2] + 0.01},{b[3] + 0.01}"
+    r = runner.invoke(main, ["search", "--point-id", pts[5].id, "--index", idx, "--model", model,
+                             "--bbox", bbox, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    flt = SearchFilter(bbox=tuple(float(v) for v in bbox.split(",")))
+    hits = json.loads(r.stdout)["hits"]
+    assert hits and all(matches(h, flt) for h in hits)
+    # image query + thumbnails + contact sheet
+    from PIL import Image
+
+    q = tmp_path / "q.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(q)
+    r = runner.invoke(main, ["search", "--image", str(q), "--index", idx, "--model", model,
+                             "--thumbnails", str(tmp_path / "th"), "-k", "3"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "th" / "contact_sheet.png").is_file()
+    assert len(list((tmp_path / "th").glob("0*_*.png"))) == 4  # query + 3
+    # errors: one line, non-zero exit
+    r = runner.invoke(main, ["search", "--at", "10,95", "--index", idx, "--model", model])
+    assert r.exit_code != 0 and "error:" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(main, ["search", "--point-id", "0c5b7d5e-0000-4000-8000-000000000000", "--index", idx,
+                             "--model", model])
+    assert r.exit_code != 0 and "not in index" in r.output
+
+
+def test_edge_and_qdrant_client_give_same_answers(tmp_path, scenes, tiny_bundle):
+    """The qdrant-client path (local mode standing in for a server) equals the Edge store."""
+    from rsir_stac.store.server import ServerStore
+
+    server = ServerStore(":memory:")
+    ingest([str(s) for s in scenes], store=server, model=tiny_bundle, options=NATIVE)
+    idx = tmp_path / "idx"
+    ingest([str(s) for s in scenes], index=str(idx), model=tiny_bundle, options=NATIVE)
+    with open_store(str(idx), read_only=True) as edge:
+        pts = sorted(edge.iter_points(), key=lambda p: p.id)
+        spts = sorted(server.iter_points(), key=lambda p: p.id)
+        assert [p.id for p in pts] == [p.id for p in spts]
+        lons = [p.payload["location"]["lon"] for p in pts]
+        lats = [p.payload["location"]["lat"] for p in pts]
+        mid = (float(np.median(lons)), float(np.median(lats)))
+        filters = [None, SearchFilter(bbox=(min(lons), min(lats), mid[0], max(lats))),
+                   SearchFilter(near=(mid[0], mid[1], 3000.0)),
+                   SearchFilter(polygon=((min(lons), min(lats)), (mid[0], min(lats)), (mid[0], max(lats)),
+                                         (min(lons), min(lats))))]
+        for q in pts[::7]:
+            for flt in filters:
+                a = edge.search(q.vector, k=8, flt=flt)
+                b = server.search(q.vector, k=8, flt=flt)
+                assert [h.id for h in a] == [h.id for h in b]
+                assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-4)
+    server.close()
+
+
+def test_shards_partition_the_items(tmp_path, scenes, tiny_bundle):
+    from rsir_stac.store.server import ServerStore
+
+    full = ServerStore(":memory:")
+    ingest([str(s) for s in scenes], store=full, model=tiny_bundle, options=NATIVE)
+    union = ServerStore(":memory:")
+    per_shard = []
+    for i in range(3):
+        r = ingest([str(s) for s in scenes], store=union, model=tiny_bundle,
+                   options=IngestOptions(tile_size=64, native_gsd=True, shard=(i, 3)))
+        per_shard.append(r.points_written)
+    assert sum(per_shard) == full.count() == union.count() == 36
+    assert {p.id for p in union.iter_points()} == {p.id for p in full.iter_points()}
+
+
+def test_at_outside_index(tmp_path, scenes, tiny_bundle):
+    idx = tmp_path / "idx"
+    ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=NATIVE)
+    with Index.open(str(idx), model=tiny_bundle) as index, pytest.raises(PointNotFoundError):
+        index.search(at=(10.0, 10.0))
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        res = index.search(at=(index.store.info().extent[0] + 1e-4, index.store.info().extent[3] - 1e-4), k=3)
+        fc = to_geojson(res)
+        assert res.query_kind == "location" and len(fc["features"]) == 3

@@ -1,0 +1,347 @@
+"""Tests for rsir_stac.stac: sources, asset choice, bands, datetimes, errors, sharding."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from rsir_stac.errors import AssetError, InputError, SourceNotFoundError, StacError
+from rsir_stac.stac import SceneRef, iter_scenes, parse_shard, scene_shard, split_shard
+
+GEOTIFF = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def write_tif(path: Path, *, datetime_tag: str | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=30, height=20, count=3, dtype="uint8",
+        crs="EPSG:32615", transform=Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 3300000.0),
+    ) as dst:
+        dst.write(rng.integers(0, 255, size=(3, 20, 30)).astype("uint8"))
+        if datetime_tag:
+            dst.update_tags(TIFFTAG_DATETIME=datetime_tag)
+    return path
+
+
+def item_dict(item_id: str, assets: dict, *, collection: str | None = None, **props) -> dict:
+    d = {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "geometry": {"type": "Point", "coordinates": [-93.0, 29.8]},
+        "bbox": [-93.0, 29.8, -93.0, 29.8],
+        "properties": {"datetime": "2020-05-01T10:00:00Z", **props},
+        "links": [],
+        "assets": assets,
+    }
+    if collection is not None:
+        d["collection"] = collection
+    return d
+
+
+def write_json(path: Path, d: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.fixture()
+def catalog(tmp_path: Path) -> Path:
+    """catalog.json -> collection "coll-a" -> item a1, a2 (a2 names its own collection); catalog -> item c1."""
+    root = tmp_path / "cat"
+    cat = {
+        "type": "Catalog", "stac_version": "1.0.0", "id": "root", "description": "test",
+        "links": [
+            {"rel": "root", "href": "./catalog.json"},
+            {"rel": "child", "href": "./coll-a/collection.json"},
+            {"rel": "item", "href": "./c1/c1.json"},
+        ],
+    }
+    coll = {
+        "type": "Collection", "stac_version": "1.0.0", "id": "coll-a", "description": "test",
+        "license": "CC-BY-4.0",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [
+            {"rel": "root", "href": "../catalog.json"},
+            {"rel": "parent", "href": "../catalog.json"},
+            {"rel": "item", "href": "./a1/a1.json"},
+            {"rel": "item", "href": "./a2/a2.json"},
+        ],
+    }
+    write_json(root / "catalog.json", cat)
+    write_json(root / "coll-a" / "collection.json", coll)
+    a1 = item_dict("a1", {"visual": {"href": "./a1.tif", "type": GEOTIFF, "roles": ["visual"]}})
+    a2 = item_dict("a2", {"image": {"href": "../../shared/a2.tif", "type": GEOTIFF, "roles": ["data"]}}, collection="own")
+    c1 = item_dict("c1", {"data": {"href": "c1.tif", "roles": ["data"]}})
+    for d, sub in ((a1, "coll-a/a1/a1.json"), (a2, "coll-a/a2/a2.json"), (c1, "c1/c1.json")):
+        d["links"] = [{"rel": "root", "href": os.path.relpath(root / "catalog.json", (root / sub).parent)}]
+        write_json(root / sub, d)
+    return root / "catalog.json"
+
+
+# ------------------------------------------------------------------- catalogs
+
+
+def test_catalog_walk(catalog: Path):
+    scenes = list(iter_scenes([str(catalog)]))
+    assert [s.item_id for s in scenes] == ["c1", "a1", "a2"]  # items of a node first, then children
+    by_id = {s.item_id: s for s in scenes}
+    assert by_id["c1"].collection is None
+    assert by_id["a1"].collection == "coll-a"  # propagated from the parent collection
+    assert by_id["a2"].collection == "own"  # the item's own field wins
+    root = catalog.parent
+    assert by_id["a1"].href == str(root / "coll-a" / "a1" / "a1.tif")
+    assert by_id["a2"].href == str(root / "shared" / "a2.tif")
+    assert by_id["c1"].href == str(root / "c1" / "c1.tif")
+    assert by_id["a1"].asset_key == "visual" and by_id["a2"].asset_key == "image" and by_id["c1"].asset_key == "data"
+    assert by_id["a1"].datetime == dt.datetime(2020, 5, 1, 10, tzinfo=dt.timezone.utc)
+    assert list(iter_scenes([catalog])) == scenes  # deterministic, accepts Path
+    # the collection alone is a valid source too
+    assert [s.item_id for s in iter_scenes(str(root / "coll-a" / "collection.json"))] == ["a1", "a2"]
+
+
+def test_catalog_broken_link(catalog: Path):
+    (catalog.parent / "c1" / "c1.json").unlink()
+    with pytest.raises(SourceNotFoundError, match="c1.json .*does not exist") as info:
+        list(iter_scenes([str(catalog)]))
+    assert "\n" not in str(info.value)
+
+
+def test_folder_source(catalog: Path, tmp_path: Path):
+    assert [s.item_id for s in iter_scenes([str(catalog.parent)])] == ["c1", "a1", "a2"]
+    tiffs = tmp_path / "tiffs"
+    (tiffs / "sub").mkdir(parents=True)
+    write_tif(tiffs / "b.tif")
+    write_tif(tiffs / "sub" / "a.TIFF")
+    assert [s.item_id for s in iter_scenes([str(tiffs)])] == ["b", "a"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StacError, match="no catalog.json"):
+        list(iter_scenes([str(empty)]))
+
+
+def test_item_collection(tmp_path: Path):
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            item_dict("x1", {"visual": {"href": "imgs/x1.tif", "type": GEOTIFF, "roles": ["visual"]}}, collection="c"),
+            item_dict("x2", {"visual": {"href": "https://example.com/x2.tif", "type": GEOTIFF, "roles": ["visual"]}}),
+        ],
+    }
+    path = write_json(tmp_path / "search.geojson", fc)
+    scenes = list(iter_scenes([str(path)]))
+    assert [s.item_id for s in scenes] == ["x1", "x2"]
+    assert scenes[0].href == str(tmp_path / "imgs" / "x1.tif")
+    assert scenes[0].collection == "c" and scenes[1].collection is None
+    assert scenes[1].href == "https://example.com/x2.tif"
+
+
+# ---------------------------------------------------------------- asset choice
+
+
+def _one(tmp_path: Path, assets: dict, **kwargs) -> SceneRef:
+    path = write_json(tmp_path / "item.json", item_dict("it", assets))
+    (scene,) = iter_scenes([str(path)], **kwargs)
+    return scene
+
+
+def test_asset_preference_order(tmp_path: Path):
+    thumb = {"href": "t.png", "type": "image/png", "roles": ["thumbnail"]}
+    data = {"href": "d.tif", "type": GEOTIFF, "roles": ["data"]}
+    keyed = {"href": "v.tif", "type": GEOTIFF, "roles": ["data"]}
+    visual = {"href": "vis.TIF", "roles": ["visual"]}  # GeoTIFF by extension
+    assert _one(tmp_path, {"thumbnail": thumb, "d": data, "visual": keyed, "rgb": visual}).asset_key == "rgb"
+    assert _one(tmp_path, {"thumbnail": thumb, "d": data, "visual": keyed}).asset_key == "visual"
+    assert _one(tmp_path, {"thumbnail": thumb, "d": data}).asset_key == "d"
+    old_type = {"href": "x", "type": "image/vnd.stac.geotiff; cloud-optimized=true", "roles": ["data"]}
+    assert _one(tmp_path, {"thumbnail": thumb, "x": old_type}).asset_key == "x"
+    assert _one(tmp_path, {"thumbnail": thumb, "d": data}, asset="thumbnail").asset_key == "thumbnail"
+
+
+def test_no_usable_asset(tmp_path: Path):
+    assets = {"thumbnail": {"href": "t.png", "type": "image/png", "roles": ["thumbnail"]},
+              "meta": {"href": "m.xml", "type": "text/xml", "roles": ["metadata"]}}
+    with pytest.raises(AssetError, match=r"item it has no GeoTIFF asset .*thumbnail, meta.*--asset") as info:
+        _one(tmp_path, assets)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_asset_key(tmp_path: Path):
+    assets = {"visual": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"]}}
+    with pytest.raises(AssetError, match=r"item it has no asset 'B04' \(assets: visual\)"):
+        _one(tmp_path, assets, asset="B04")
+
+
+def test_on_error_skips_items(tmp_path: Path):
+    good = item_dict("good", {"v": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"]}})
+    bad = item_dict("bad", {"t": {"href": "t.png", "type": "image/png"}})
+    path = write_json(tmp_path / "fc.json", {"type": "FeatureCollection", "features": [bad, good]})
+    errors: list = []
+    scenes = list(iter_scenes([str(path)], on_error=errors.append))
+    assert [s.item_id for s in scenes] == ["good"]
+    assert len(errors) == 1 and isinstance(errors[0], AssetError)
+    with pytest.raises(AssetError):
+        list(iter_scenes([str(path)]))
+
+
+# ------------------------------------------------------------- bands, metadata
+
+
+def test_bands_from_eo_bands_and_stac_1_1(tmp_path: Path):
+    eo = [{"name": "B4", "common_name": "red"}, {"name": "B3", "common_name": "green"}, {"name": "B2", "common_name": "blue"}]
+    scene = _one(tmp_path, {"visual": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"], "eo:bands": eo}})
+    assert scene.bands == (1, 2, 3)
+    bgrn = [{"name": "b", "eo:common_name": "blue"}, {"name": "g", "eo:common_name": "green"},
+            {"name": "r", "eo:common_name": "red"}, {"name": "n", "eo:common_name": "nir"}]
+    scene = _one(tmp_path, {"img": {"href": "i.tif", "type": GEOTIFF, "roles": ["data"], "bands": bgrn}})
+    assert scene.bands == (3, 2, 1)
+    single = _one(tmp_path, {"red": {"href": "r.tif", "type": GEOTIFF, "roles": ["data"], "eo:bands": eo[:1]}})
+    assert single.bands is None
+    override = _one(tmp_path, {"visual": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"], "eo:bands": eo}}, bands=[3, 2, 1])
+    assert override.bands == (3, 2, 1)
+
+
+def test_bad_band_override(tmp_path: Path):
+    with pytest.raises(InputError):
+        list(iter_scenes([str(tmp_path)], bands=[1, 2]))
+    with pytest.raises(InputError):
+        list(iter_scenes([str(tmp_path)], bands=[0, 1, 2]))
+
+
+def test_datetime_and_properties(tmp_path: Path):
+    d = item_dict("it", {"v": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"], "gsd": 0.5}}, gsd=3.0, platform="sat")
+    d["properties"]["datetime"] = None
+    d["properties"]["start_datetime"] = "2021-01-02T03:04:05+02:00"
+    d["properties"]["end_datetime"] = "2021-01-03T00:00:00Z"
+    (scene,) = iter_scenes([str(write_json(tmp_path / "i.json", d))])
+    assert scene.datetime == dt.datetime(2021, 1, 2, 1, 4, 5, tzinfo=dt.timezone.utc)
+    assert scene.datetime.tzinfo == dt.timezone.utc
+    assert scene.properties["gsd"] == 0.5 and scene.properties["platform"] == "sat"
+    hash(scene)  # frozen and hashable despite the properties mapping
+
+
+# ---------------------------------------------------------------- raster sources
+
+
+def test_geotiff_source(tmp_path: Path):
+    path = write_tif(tmp_path / "scene_01.tif", datetime_tag="2019:07:04 12:30:00")
+    (scene,) = iter_scenes([str(path)])
+    assert scene == SceneRef("scene_01", None, "data", str(path), None, dt.datetime(2019, 7, 4, 12, 30, tzinfo=dt.timezone.utc))
+    plain = write_tif(tmp_path / "plain.tif")
+    assert next(iter_scenes([str(plain)]), None).datetime is None
+    # decided by content, not extension
+    renamed = tmp_path / "scene.bin"
+    renamed.write_bytes(path.read_bytes())
+    assert next(iter_scenes([str(renamed)])).asset_key == "data"
+    item_txt = write_json(tmp_path / "item.txt", item_dict("fromtxt", {"v": {"href": "v.tif", "type": GEOTIFF, "roles": ["visual"]}}))
+    assert next(iter_scenes([str(item_txt)])).item_id == "fromtxt"
+    assert next(iter_scenes([str(path)], bands=[2])).bands == (2, 2, 2)
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def test_source_errors(tmp_path: Path):
+    with pytest.raises(SourceNotFoundError, match="nope.json does not exist"):
+        list(iter_scenes([str(tmp_path / "nope.json")]))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"type": "Feature", "id": ')
+    with pytest.raises(StacError, match="broken.json is not valid JSON") as info:
+        list(iter_scenes([str(broken)]))
+    assert "\n" not in str(info.value)
+    other = write_json(tmp_path / "other.json", {"name": "not stac", "values": [1, 2]})
+    with pytest.raises(StacError, match="other.json is JSON but not a STAC") as info:
+        list(iter_scenes([str(other)]))
+    assert "\n" not in str(info.value)
+    array = tmp_path / "array.json"
+    array.write_text("[1, 2, 3]")
+    with pytest.raises(StacError, match="not a STAC"):
+        list(iter_scenes([str(array)]))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(StacError, match="neither STAC JSON nor a raster"):
+        list(iter_scenes([str(text)]))
+    no_id = {"type": "Feature", "stac_version": "1.0.0", "properties": {}, "geometry": None, "links": [], "assets": {}}
+    with pytest.raises(StacError, match="not a valid STAC item"):
+        list(iter_scenes([str(write_json(tmp_path / "noid.json", no_id))]))
+
+
+# ----------------------------------------------------------------------- shards
+
+
+def test_parse_shard():
+    assert parse_shard("0/4") == (0, 4)
+    assert parse_shard(" 3/4 ") == (3, 4)
+    for bad in ("4/4", "-1/4", "1/0", "a/b", "1", "1/2/3", ""):
+        with pytest.raises(InputError, match="use I/N"):
+            parse_shard(bad)
+
+
+def test_split_shard_partitions():
+    scenes = [SceneRef(f"item-{i}", None, "visual", f"/x/{i}.tif") for i in range(200)]
+    parts = [list(split_shard(scenes, (i, 4))) for i in range(4)]
+    assert sorted((s.item_id for p in parts for s in p), key=lambda x: int(x.split("-")[1])) == [s.item_id for s in scenes]
+    assert all(len(p) > 20 for p in parts)
+    assert list(split_shard(iter(scenes), (1, 4))) == parts[1]  # stable and lazy-friendly
+    assert scene_shard(scenes[0], 4) == scene_shard(SceneRef("item-0", "other", "visual", "/elsewhere.tif"), 4)
+    assert list(split_shard(scenes, None)) == scenes
+    with pytest.raises(InputError):
+        split_shard(scenes, (4, 4))
+
+
+# --------------------------------------------------------------------- real data
+
+
+@pytest.mark.data
+def test_planet_disaster_catalog(shared_data: Path):
+    scenes = list(iter_scenes([str(shared_data / "stac" / "planet-disaster" / "collection.json")]))
+    assert len(scenes) == 5
+    assert len({s.item_id for s in scenes}) == 5
+    for s in scenes:
+        assert s.collection == "planet-disaster-data"
+        assert os.path.isabs(s.href) and os.path.isfile(s.href), s.href
+        assert s.href.lower().endswith(".tif")
+        assert s.datetime is not None and s.datetime.tzinfo == dt.timezone.utc
+        assert s.datetime.date() == dt.date(2017, 8, 31)
+        assert "gsd" in s.properties
+    by_id = {s.item_id: s for s in scenes}
+    assert by_id["20170831_172754_101c"].asset_key == "visual"  # role visual beats the uint16 analytic data asset
+    assert by_id["Houston-East-20170831-103f-100d-0f4f-RGB"].asset_key == "mosaic"
+
+
+@pytest.mark.data
+def test_planet_disaster_scenes_open(shared_data: Path):
+    from rsir_stac.tiling import SceneReader
+
+    scene = next(iter_scenes([str(shared_data / "stac" / "planet-disaster" / "collection.json")]))
+    with SceneReader.open(scene.href, bands=scene.bands, tile_size=128) as reader:
+        tile = next(reader.iter_tiles())
+        assert tile.pixels.shape == (128, 128, 3)
+
+
+@pytest.mark.data
+def test_odc_item_bands_from_eo(shared_data: Path):
+    path = shared_data / "stac" / "odc-stac-items" / "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531.json"
+    (scene,) = iter_scenes([str(path)])
+    assert scene.asset_key == "visual" and scene.bands == (1, 2, 3)
+    assert scene.collection == "sentinel-2-l2a"
+    assert scene.href.startswith("https://") and scene.href.endswith("TCI_10m.tif")
+    assert scene.datetime == dt.datetime(2019, 6, 29, 21, 25, 29, 24000, tzinfo=dt.timezone.utc)
+    (red,) = iter_scenes([str(path)], asset="B04")
+    assert red.bands is None and red.asset_key == "B04"
+    with pytest.raises(AssetError, match="has no asset 'nope'"):
+        list(iter_scenes([str(path)], asset="nope"))
+
+
+@pytest.mark.data
+def test_odc_item_relative_href(shared_data: Path):
+    folder = shared_data / "stac" / "odc-stac-items"
+    (scene,) = iter_scenes([str(folder / "LC08_L2SR_081119_20200101_20200823_02_T2.json")], asset="SR_B2.TIF")
+    assert scene.href == str(folder / "tests" / "data-files" / "landsat" / "LC08_L2SR_081119_20200101_20200823_02_T2_SR_B2_small.TIF")
