@@ -315,5 +315,26 @@ def info(index, qdrant_url, api_key):
         click.echo(json.dumps(asdict(store.info()), indent=2))
 
 
+# ------------------------------------------------------------------------- migrate
+@main.command()
+@click.option("--index", "index", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Embedded index folder to copy from.")
+@click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", required=True, help="Qdrant server/cluster to copy to.")
+@click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")
+@click.option("--batch-size", default=1000, show_default=True)
+@_handle_errors
+def migrate(index, qdrant_url, api_key, batch_size):
+    """Copy an embedded index (ids, vectors, payloads) to a Qdrant server or cluster."""
+    from tqdm import tqdm
+
+    from rsir_stac.store import open_store
+    from rsir_stac.store.migrate import migrate as run
+
+    with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
+        with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
+            n = run(src, dst, batch_size=batch_size, progress=bar.update)
+    click.echo(f"copied {n} points from {index} to {qdrant_url}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

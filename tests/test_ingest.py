@@ -191,3 +191,20 @@ def test_at_outside_index(tmp_path, scenes, tiny_bundle):
         res = index.search(at=(index.store.info().extent[0] + 1e-4, index.store.info().extent[3] - 1e-4), k=3)
         fc = to_geojson(res)
         assert res.query_kind == "location" and len(fc["features"]) == 3
+
+
+def test_migrate_edge_to_server_keeps_ids_and_answers(tmp_path, scenes, tiny_bundle):
+    from rsir_stac.store.migrate import migrate
+    from rsir_stac.store.server import ServerStore
+
+    idx = tmp_path / "idx"
+    ingest([str(s) for s in scenes[:2]], index=str(idx), model=tiny_bundle, options=NATIVE)
+    dst = ServerStore(":memory:")
+    with open_store(str(idx), read_only=True) as src:
+        assert migrate(src, dst, batch_size=7) == 24
+        assert migrate(src, dst, batch_size=7) == 24  # idempotent re-run
+        assert dst.count() == 24
+        assert dst.meta().model_id == tiny_bundle.model_id
+        q = next(src.iter_points())
+        assert [h.id for h in src.search(q.vector, k=6)] == [h.id for h in dst.search(q.vector, k=6)]
+    dst.close()

@@ -18,6 +18,7 @@ verify it.  Uploads use ``upload_points(wait=True)`` with retries, and
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IncompatibleIndexError, StoreError
+from rsir_stac.errors import IncompatibleIndexError, InputError, StoreError
 from rsir_stac.store.base import (
     PAYLOAD_INDEXES,
     CollectionMeta,
@@ -47,6 +48,27 @@ _META_POINT = str(uuid.uuid5(uuid.NAMESPACE_URL, "rsir-stac/collection-meta"))
 def _is_conflict(exc: Exception) -> bool:
     status = getattr(exc, "status_code", None)
     return status == 409 or "already exists" in str(exc)
+
+
+def cluster_settings(url: str) -> dict[str, int]:
+    """Sharding / replication for a new collection from ``RSIR_QDRANT_SHARDS`` and
+    ``RSIR_QDRANT_REPLICAS`` (server and cluster only; local mode ignores them)."""
+    if not str(url).startswith(("http://", "https://")):
+        return {}
+    out: dict[str, int] = {}
+    for env, key in (("RSIR_QDRANT_SHARDS", "shard_number"), ("RSIR_QDRANT_REPLICAS", "replication_factor")):
+        raw = os.environ.get(env)
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise InputError(f"{env}={raw!r} is invalid; give a positive whole number")
+            out[key] = value
+    if "replication_factor" in out:
+        out["write_consistency_factor"] = 1
+    return out
 
 
 class ServerStore(Store):
@@ -179,6 +201,7 @@ class ServerStore(Store):
         return self._meta
 
     def ensure_collection(self, dim: int, model_id: str) -> None:
+        """Create (race-safe) or verify the collection; cluster settings from the environment."""
         from qdrant_client import models as m
 
         dim = int(dim)
@@ -196,6 +219,7 @@ class ServerStore(Store):
                     self.collection,
                     vectors_config=m.VectorParams(size=dim, distance=m.Distance.EUCLID),
                     metadata=meta.to_dict(),
+                    **cluster_settings(self.url),
                 )
                 created = True
             except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,47 @@
+"""Copy every point (id, vector, payload) of one store into another.
+
+Used to move an embedded index to a Qdrant server or cluster when a user
+outgrows one machine.  Ids are kept, so re-running a migration is idempotent
+and the copy can be resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from rsir_stac.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+    """Copy all points of ``src`` into ``dst``; returns the number copied.
+
+    The destination collection is created with the source's vector size and
+    model id (or checked against them, refusing an incompatible one).
+    """
+    meta = src.meta()
+    if meta is None:
+        raise StoreError(f"{src.describe()} holds no collection; nothing to migrate (check --index)")
+    dst.ensure_collection(meta.dim, meta.model_id)
+    batch, copied = [], 0
+    for point in src.iter_points(batch=batch_size, with_vectors=True):
+        batch.append(point)
+        if len(batch) >= batch_size:
+            dst.upsert(batch)
+            copied += len(batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        dst.upsert(batch)
+        copied += len(batch)
+        if progress:
+            progress(len(batch))
+    dst.flush()
+    n_src, n_dst = src.count(), dst.count()
+    if n_dst < n_src:
+        raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
+    log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
+    return copied
