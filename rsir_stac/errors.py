@@ -3,6 +3,11 @@
 Every error the library raises on bad input derives from :class:`RsirError`,
 and also from the matching built-in exception, so callers may catch either.
 Messages are one line: what object is wrong, and how to fix it.
+
+``exit_code`` is what the command line exits with when the error ends a run:
+2 for bad usage or input that is refused before any work is done (fix the
+input and re-run), 1 for failures of the run itself (index in use, store I/O).
+A run that skips failing items or windows also exits 1 (see docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -23,13 +28,19 @@ class InputError(RsirError, ValueError):
 class SourceNotFoundError(RsirError, FileNotFoundError):
     """A file, URL or STAC asset that was asked for does not exist."""
 
+    exit_code = 2
+
 
 class RasterError(RsirError, ValueError):
     """A raster cannot be used: corrupt, no CRS or geotransform, empty, bad bands."""
 
+    exit_code = 2
+
 
 class StacError(RsirError, ValueError):
     """A STAC document is not valid JSON or not STAC, or lacks what is needed."""
+
+    exit_code = 2
 
 
 class AssetError(StacError, LookupError):
@@ -39,13 +50,19 @@ class AssetError(StacError, LookupError):
 class ImageReadError(RsirError, ValueError):
     """An image file (training image or query image) cannot be decoded."""
 
+    exit_code = 2
+
 
 class DatasetError(RsirError, ValueError):
     """A labelled image folder cannot be used for training or evaluation."""
 
+    exit_code = 2
+
 
 class BundleError(RsirError, ValueError):
     """A model bundle is missing, truncated, or from an incompatible version."""
+
+    exit_code = 2
 
 
 class BundleNotFoundError(BundleError, FileNotFoundError):
@@ -63,9 +80,13 @@ class IndexInUseError(StoreError):
 class IncompatibleIndexError(StoreError, ValueError):
     """The index was built with another model or vector size."""
 
+    exit_code = 2
+
 
 class PointNotFoundError(StoreError, LookupError):
     """A point id or location that was asked for is not in the index."""
+
+    exit_code = 2
 
 
 __all__ = [

@@ -19,6 +19,12 @@ the first GeoTIFF asset with role ``data``.  An asset is a GeoTIFF when its
 media type is ``image/tiff``/``...geotiff...`` or its href ends in
 ``.tif``/``.tiff``.  RGB band numbers come from the asset's ``eo:bands`` (or
 STAC 1.1 ``bands``) common names red/green/blue when all three are present.
+
+Failures: a source that does not exist, cannot be fetched, is not JSON, or is
+JSON but not STAC raises (the run stops before anything is written); an item
+without a usable asset raises :class:`AssetError` carrying ``item_id``, or is
+passed to ``on_error`` and skipped.  HTTP reads (documents and linked
+children/items) time out after ``$RSIR_HTTP_TIMEOUT`` seconds (default 30).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import pystac
+import pystac.stac_io
 from pystac.serialization import identify_stac_object_type
 
 from .errors import AssetError, InputError, RsirError, SourceNotFoundError, StacError
@@ -132,15 +140,52 @@ def _check_bands(bands: Sequence[int] | None) -> tuple[int, int, int] | None:
 # ----------------------------------------------------------------------- sniffing
 
 
+def http_timeout() -> float:
+    """Seconds to wait on one HTTP request: ``$RSIR_HTTP_TIMEOUT`` or 30."""
+    text = os.environ.get("RSIR_HTTP_TIMEOUT") or "30"
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InputError(f"RSIR_HTTP_TIMEOUT={text!r} is invalid; give a positive number of seconds")
+    return value
+
+
 def _fetch(url: str, limit: int | None = None) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "rsir-stac"})
+    timeout = http_timeout()
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - user-given URL
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-given URL
             return response.read(limit) if limit else response.read()
     except urllib.error.HTTPError as err:
-        raise SourceNotFoundError(f"{url} cannot be fetched (HTTP {err.code}); check the URL") from err
+        if err.code in (404, 410):
+            raise SourceNotFoundError(f"{url} does not exist (HTTP {err.code}); check the URL") from err
+        raise SourceNotFoundError(f"{url} cannot be fetched (HTTP {err.code}); check the URL and the server") from err
+    except (TimeoutError, socket.timeout) as err:
+        raise SourceNotFoundError(
+            f"{url} timed out after {timeout:g} s; check the server, or allow more time with RSIR_HTTP_TIMEOUT=SECONDS"
+        ) from err
     except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", None)
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise SourceNotFoundError(
+                f"{url} timed out after {timeout:g} s; check the server, or allow more time with RSIR_HTTP_TIMEOUT=SECONDS"
+            ) from err
         raise SourceNotFoundError(f"{url} cannot be fetched ({_one_line(err)}); check the URL and the network") from err
+
+
+class _StacIO(pystac.stac_io.DefaultStacIO):
+    """pystac I/O whose HTTP reads time out and fail with one-line errors."""
+
+    def read_text_from_href(self, href: str) -> str:
+        if _is_url(href):
+            raw = _fetch(href)
+            try:
+                return raw.decode("utf-8-sig")
+            except UnicodeDecodeError as err:
+                raise StacError(f"{href} is not UTF-8 text; {_FIX}") from err
+        return super().read_text_from_href(href)
 
 
 def _parse_json(raw: bytes, src: str) -> Any:
@@ -178,12 +223,16 @@ def _tiff_datetime(href: str) -> dt.datetime | None:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+    from rasterio._err import CPLE_BaseError
+
+    from .tiling import gdal_env
+
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), warnings.catch_warnings():
+        with gdal_env(), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(href) as ds:
                 value = ds.tags().get("TIFFTAG_DATETIME")
-    except RasterioError as err:
+    except (RasterioError, CPLE_BaseError) as err:
         log.debug("cannot read tags of %s: %s", href, err)
         return None
     if not value:
@@ -317,7 +366,11 @@ def _scene_from_item(
     asset: str | None,
     bands: tuple[int, int, int] | None,
 ) -> SceneRef:
-    key, chosen = _choose_asset(item, asset)
+    try:
+        key, chosen = _choose_asset(item, asset)
+    except AssetError as err:
+        err.item_id = item.id  # type: ignore[attr-defined]
+        raise
     base = item.get_self_href() or doc_href
     return SceneRef(
         item_id=item.id,
@@ -340,6 +393,8 @@ def _link_error(href: str, parent: str, err: BaseException) -> RsirError:
     while isinstance(cause, pystac.STACError) and cause.__cause__ is not None:
         cause = cause.__cause__
     where = f"{href} (linked from {parent})"
+    if isinstance(cause, RsirError):  # from _StacIO: already names the URL and the fix
+        return type(cause)(f"linked from {parent}: {cause}")
     if isinstance(cause, FileNotFoundError):
         return SourceNotFoundError(f"{where} does not exist; fix the link or the catalog")
     if isinstance(cause, json.JSONDecodeError):
@@ -391,7 +446,7 @@ def _scenes_from_json(
             items = pystac.ItemCollection.from_dict(d, preserve_dict=False).items
             pairs = [(it, None) for it in items]
         else:
-            root = pystac.read_dict(d, href=src)
+            root = pystac.read_dict(d, href=src, stac_io=_StacIO())
             if not isinstance(root, pystac.Catalog):
                 raise StacError(f"{src} is not a STAC catalog; {_FIX}")
             pairs = _walk(root, root, None, set())

@@ -52,6 +52,14 @@ A tile whose valid fraction (valid pixels / tile pixels) is below
 Footprints: the four corners (UL, UR, LR, LL) of each tile's source window
 and its centre go through the dataset transform into the dataset CRS and are
 converted once per scene to lon/lat (EPSG:4326, x=lon, y=lat).
+
+Remote rasters and failures: every GDAL call runs under :func:`gdal_env`,
+which bounds HTTP waits (``GDAL_HTTP_TIMEOUT`` defaults to
+``$RSIR_HTTP_TIMEOUT`` or 30 s, connect timeout 10 s, 2 retries on transient
+HTTP errors); any ``GDAL_*``/``CPL_*`` environment variable of the same name
+wins.  Whatever rasterio, GDAL or PROJ raise on bad input becomes a one-line
+:class:`RasterError` (or :class:`SourceNotFoundError` for a missing file,
+404 or unreachable URL) naming the file, and the window for a corrupt block.
 """
 
 from __future__ import annotations
@@ -69,12 +77,13 @@ import numpy as np
 import rasterio
 from pyproj import Geod
 from rasterio.enums import ColorInterp, Resampling
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from .errors import ImageReadError, InputError, RasterError, SourceNotFoundError
+from .errors import ImageReadError, InputError, RasterError, RsirError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +96,8 @@ PERCENTILES = (2.0, 98.0)
 MAX_QUERY_SIDE = 4096
 
 _GEOD = Geod(ellps="WGS84")
+#: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
+HTTP_TIMEOUT = 30
 _URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
 
 Corner = tuple[float, float]
@@ -349,6 +360,49 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def gdal_options() -> dict[str, str]:
+    """GDAL config options for reading scenes (see the module docstring).
+
+    Defaults only: an option already set in the environment is left out, so
+    ``GDAL_HTTP_TIMEOUT=120 rsir-stac ingest ...`` wins.
+    """
+    timeout = os.environ.get("RSIR_HTTP_TIMEOUT") or str(HTTP_TIMEOUT)
+    try:
+        connect = str(max(1, min(10, math.ceil(float(timeout)))))
+    except ValueError:
+        raise InputError(f"RSIR_HTTP_TIMEOUT={timeout!r} is invalid; give a number of seconds") from None
+    defaults = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_TIMEOUT": timeout,
+        "GDAL_HTTP_CONNECTTIMEOUT": connect,
+        "GDAL_HTTP_MAX_RETRY": "2",
+        "GDAL_HTTP_RETRY_DELAY": "1",
+    }
+    return {k: v for k, v in defaults.items() if k not in os.environ}
+
+
+def gdal_env() -> Any:
+    """A ``rasterio.Env`` with :func:`gdal_options` (cheap; entered around each GDAL call)."""
+    return rasterio.Env(**gdal_options())
+
+
+def _fetch_error(href: str, err: BaseException) -> RsirError | None:
+    """A one-line error for a URL that GDAL could not fetch, or None when not a fetch failure."""
+    if not _is_url(href):
+        return None
+    msg = _one_line(err)
+    low = msg.lower()
+    if "response code: 404" in low or "404 not found" in low or "response code: 410" in low:
+        return SourceNotFoundError(f"{href} does not exist ({msg}); check the URL")
+    if "timed out" in low or "timeout" in low:
+        return SourceNotFoundError(
+            f"{href} timed out ({msg}); check the server, or allow more time with RSIR_HTTP_TIMEOUT=SECONDS"
+        )
+    if "curl error" in low or "http response code" in low or "http error" in low or "does not exist" in low:
+        return SourceNotFoundError(f"{href} cannot be fetched ({msg}); check the URL and the network")
+    return None
+
+
 def _open_raster(href: str | os.PathLike[str]) -> Any:
     """Open ``href`` with rasterio, turning failures into one-line errors."""
     href = os.fspath(href)
@@ -358,17 +412,14 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         if os.path.isdir(href):
             raise RasterError(f"{href} is a folder, not a raster; give a GeoTIFF/COG file")
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), warnings.catch_warnings():
+        with gdal_env(), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(href)
-    except RasterioError as err:
-        msg = _one_line(err)
-        low = msg.lower()
-        if _is_url(href) and ("response code: 404" in low or "404 not found" in low or "does not exist" in low):
-            raise SourceNotFoundError(f"{href} does not exist ({msg}); check the URL") from err
-        if _is_url(href) and ("curl error" in low or "http response code" in low or "http error" in low):
-            raise SourceNotFoundError(f"{href} cannot be fetched ({msg}); check the URL and the network") from err
-        raise RasterError(f"{href} is not a raster GDAL can read ({msg}); give a GeoTIFF/COG file") from err
+    except (RasterioError, CPLE_BaseError) as err:
+        fetch = _fetch_error(href, err)
+        if fetch is not None:
+            raise fetch from err
+        raise RasterError(f"{href} is not a raster GDAL can read ({_one_line(err)}); give a GeoTIFF/COG file") from err
 
 
 def _check_georef(ds: Any, name: str) -> None:
@@ -492,6 +543,14 @@ class SceneReader:
                 ds, name, bands=bands, target_gsd=target_gsd, tile_size=tile_size,
                 stride=stride, edge=edge, min_valid=min_valid,
             )
+        except RsirError:
+            ds.close()
+            raise
+        except Exception as err:  # PROJ/rasterio on an odd CRS or transform
+            ds.close()
+            raise RasterError(
+                f"{name} cannot be tiled ({type(err).__name__}: {_one_line(err)}); check its CRS and geotransform"
+            ) from err
         except BaseException:
             ds.close()
             raise
@@ -556,8 +615,12 @@ class SceneReader:
         """The scene-wide scale rule (computed on first use from a decimated read)."""
         if self._scale is None:
             try:
-                self._scale = compute_scale(self._ds, self.bands)
-            except RasterioError as err:
+                with gdal_env():
+                    self._scale = compute_scale(self._ds, self.bands)
+            except (RasterioError, CPLE_BaseError) as err:
+                fetch = _fetch_error(self.href, err)
+                if fetch is not None:
+                    raise fetch from err
                 raise RasterError(
                     f"{self.href}: cannot read a decimated copy to compute the stretch ({_one_line(err)}); "
                     "the file may be corrupt, re-download it"
@@ -570,7 +633,15 @@ class SceneReader:
     def windows(self) -> list[TileRef]:
         """All tile references, row-major; no pixel reads."""
         if self._refs is None:
-            self._refs = self._make_refs()
+            try:
+                self._refs = self._make_refs()
+            except RsirError:
+                raise
+            except Exception as err:  # PROJ cannot map this CRS to lon/lat
+                raise RasterError(
+                    f"{self.href}: tile footprints cannot be transformed from {self.crs} to lon/lat "
+                    f"({type(err).__name__}: {_one_line(err)}); reproject the scene, e.g. with gdalwarp"
+                ) from err
             self.stats.windows = len(self._refs)
         return list(self._refs)
 
@@ -621,11 +692,17 @@ class SceneReader:
         """
         scale = self.scale
         try:
-            data, valid = self._read_window(ref.grid)
-        except RasterioError as err:
+            with gdal_env():
+                data, valid = self._read_window(ref.grid)
+        except (RasterioError, CPLE_BaseError) as err:
             self.stats.failed += 1
             detail = _one_line(err.__cause__ or err)
-            msg = f"{self.href}: window {ref.window} cannot be read ({detail}); the file may be corrupt, re-download it or skip the window"
+            if _fetch_error(self.href, err) is not None:
+                msg = (f"{self.href}: window {ref.window} cannot be fetched ({detail}); "
+                       "check the server, then re-run the same command to retry the window")
+            else:
+                msg = (f"{self.href}: window {ref.window} cannot be read ({detail}); "
+                       "the file may be corrupt, re-download it or skip the window")
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
         t_h, t_w = valid.shape
@@ -712,7 +789,7 @@ def _read_with_pil(path: str, bands: Sequence[int] | None) -> np.ndarray:
 
 
 def _read_with_rasterio(path: str, bands: Sequence[int] | None) -> np.ndarray:
-    with warnings.catch_warnings():
+    with gdal_env(), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path) as ds:
             if bands is None and ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette:
@@ -776,6 +853,8 @@ __all__ = [
     "TileRef",
     "TileStats",
     "compute_scale",
+    "gdal_env",
+    "gdal_options",
     "grid_windows",
     "native_pixel_size",
     "open_scene",

@@ -18,17 +18,29 @@ def to_input(
     """H×W×3 uint8 arrays → normalised N×3×size×size float tensor (channels-last).
 
     Every image is resized to ``size``×``size`` with antialiased bilinear
-    interpolation (the same rule for training images, query images and tiles).
+    interpolation on uint8 (torch's SIMD channels-last path; the same rule for
+    training images, query images and tiles).  Images of one shape (the usual
+    case: tiles of a scene) are resized in one batched call.
     """
-    out = torch.empty((len(images), 3, size, size), dtype=torch.float32)
+    groups: dict[tuple[int, ...], list[int]] = {}
     for i, im in enumerate(images):
-        t = torch.from_numpy(np.require(im, np.uint8, ["C", "W"])).permute(2, 0, 1)[None].float()
-        if t.shape[-2:] != (size, size):
+        groups.setdefault(tuple(im.shape), []).append(i)
+    parts = []
+    for shape, idx in groups.items():
+        batch = torch.from_numpy(np.stack([np.asarray(images[i], dtype=np.uint8) for i in idx]))
+        t = batch.permute(0, 3, 1, 2)  # a channels-last view, no copy
+        if shape[:2] != (size, size):
             t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[i] = t[0]
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    return ((out - m) / s).contiguous(memory_format=torch.channels_last)
+        parts.append((idx, t))
+    if len(parts) == 1:
+        out = parts[0][1].float()
+    else:
+        out = torch.empty((len(images), 3, size, size)).contiguous(memory_format=torch.channels_last)
+        for idx, t in parts:
+            out[idx] = t.float()
+    scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+    shift = -torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1)
+    return torch.addcmul(shift, out, scale).contiguous(memory_format=torch.channels_last)
 
 
 class OverheadAugment:

@@ -121,8 +121,22 @@ def normalize_id(point_id: Any) -> str:
         raise InputError(f"point id {point_id!r} is not a UUID; use uuid strings such as str(uuid.uuid4())") from None
 
 
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 def to_jsonable(value: Any) -> Any:
-    """Make a payload JSON-safe (numpy scalars/arrays, tuples, datetimes)."""
+    """Make a payload JSON-safe (numpy scalars/arrays, tuples, datetimes).
+
+    Plain JSON types are returned as they are (the fast path: ingest payloads
+    are already plain), so this costs little on the upsert hot path.
+    """
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is dict:
+        return {k if type(k) is str else str(k): to_jsonable(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -167,20 +181,22 @@ def as_query_vector(vector: Any, dim: int | None, where: str) -> np.ndarray:
 
 def check_points(points: Sequence[Point], dim: int, where: str) -> list[tuple[str, list[float], dict]]:
     """Validate points; returns (id, vector list, json payload) triples."""
-    out = []
-    for p in points:
-        pid = normalize_id(p.id)
-        v = np.asarray(p.vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != dim:
+    if not points:
+        return []
+    ids = [normalize_id(p.id) for p in points]
+    for pid, p in zip(ids, points):
+        size = np.size(p.vector)
+        if size != dim:
             raise IncompatibleIndexError(
-                f"point {pid} has a {v.shape[0]}-d vector but {where} holds {dim}-d vectors; "
+                f"point {pid} has a {size}-d vector but {where} holds {dim}-d vectors; "
                 "use the model that built the index or a new --index"
             )
-        if not np.all(np.isfinite(v)):
-            raise InputError(f"point {pid} has NaN or infinite vector values; check the model output")
-        payload = to_jsonable(dict(p.payload or {}))
-        out.append((pid, v.tolist(), payload))
-    return out
+    vectors = np.asarray([np.asarray(p.vector, dtype=np.float32).reshape(-1) for p in points], dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = ids[int(np.flatnonzero(~finite)[0])]
+        raise InputError(f"point {bad} has NaN or infinite vector values; check the model output")
+    return [(pid, v, to_jsonable(dict(p.payload or {}))) for pid, v, p in zip(ids, vectors.tolist(), points)]
 
 
 def _vector_of(raw: Any) -> np.ndarray | None:

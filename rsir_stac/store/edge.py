@@ -5,6 +5,7 @@ Layout of an index directory::
     <index>/.lock                 advisory lock (fcntl.flock), holds the owner's pid
     <index>/<collection>/         the Edge shard (segments/, wal/, edge_config.json)
     <index>/<collection>.meta.json  dim, model_id, created_at, rsir_stac version
+    <index>/.<collection>.creating/ a shard being created (renamed into place when complete)
 
 Findings about qdrant-edge-py 0.9 that shape this module:
 
@@ -35,6 +36,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -78,8 +80,12 @@ def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
         except OSError:
             pass
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)  # make the rename itself durable
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        dfd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
@@ -267,15 +273,41 @@ class EdgeStore(Store):
         self._require_writable()
         meta = CollectionMeta.new(dim, model_id)
         _write_json_atomic(self.meta_path, meta.to_dict())  # before the shard: a crash leaves no orphan data
-        cfg = q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid))
+        self._create_shard(q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid)))
+        self._meta = meta
+        log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
+
+    def _create_shard(self, cfg: Any) -> None:
+        """Create the shard atomically: build it (with payload indexes) in a hidden
+        folder, then rename it into place, so a process killed half-way leaves no
+        half-made shard (only the hidden folder, removed on the next creation)."""
+        import qdrant_edge as q
+
+        tmp = self.index / f".{self.collection}.creating"
         try:
-            self._shard = q.EdgeShard.create(str(self.shard_dir), cfg)
-            self._meta = meta
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a killed creation; we hold the lock
+            if self.shard_dir.is_dir() and not any(self.shard_dir.iterdir()):
+                self.shard_dir.rmdir()
+            if self.shard_dir.exists():
+                raise StoreError(
+                    f"index {self.index}: {self.shard_dir.name}/ exists but is not an Edge shard; "
+                    "move it away or use another --index"
+                )
+            self._shard = q.EdgeShard.create(str(tmp), cfg)
             self._ensure_indexes()
             self._shard.flush()
-        except Exception as exc:  # noqa: BLE001
+            self._shard.close()
+            self._shard = None
+            os.replace(tmp, self.shard_dir)
+            _fsync_dir(self.index)
+            self._shard = q.EdgeShard.load(str(self.shard_dir))
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"index {self.index}: creating the Edge shard failed ({exc.strerror or exc}); "
+                             "check free space and permissions") from None
+        except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
             raise self._engine_error(exc, "creating the Edge shard") from None
-        log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
 
     def upsert(self, points: Sequence[Point]) -> None:
         import qdrant_edge as q

@@ -1,0 +1,160 @@
+"""Embedding and ingest throughput, all in one process on the same machine.
+
+(a) plain fp32 eager model on pre-decoded tensors (the baseline),
+(b) the optimised path (``Embedder``: inference_mode, channels-last, bf16
+    autocast where supported) on the same pre-decoded tensors,
+(c) a full ingest of a generated GeoTIFF into a fresh embedded (Edge) index:
+    windowed reads, resize, normalise, embed, upsert.
+
+Also: peak RSS of ingesting a large generated COG (``--big``, default
+20,000 × 20,000 px) against a small one, each in a fresh subprocess, to show
+memory does not grow with scene size.
+
+Usage::
+
+    python benchmarks/throughput.py [--model BUNDLE] [--tiles 512] [--big 20000] [--skip-memory]
+
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _rate(fn, n_items: int, repeat: int = 3) -> float:
+    fn()  # warm-up
+    best = 0.0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = max(best, n_items / (time.perf_counter() - t))
+    return best
+
+
+def make_scene(path: Path, size: int, gsd: float, seed: int = 0, cog: bool = False) -> None:
+    """A blocky RGB uint8 GeoTIFF (EPSG:32615) written block by block."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    rng = np.random.default_rng(seed)
+    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32615",
+                   transform=from_origin(500000.0, 3300000.0, gsd, gsd), tiled=True, blockxsize=512,
+                   blockysize=512, compress="deflate", BIGTIFF="IF_SAFER")
+    with rasterio.open(path, "w", **profile) as dst:
+        for r in range(0, size, 2048):
+            h = min(2048, size - r)
+            coarse = rng.integers(30, 220, size=(3, h // 32 + 1, size // 32 + 1), dtype=np.uint8)
+            block = np.kron(coarse, np.ones((1, 32, 32), np.uint8))[:, :h, :size]
+            block = block + rng.integers(0, 20, size=block.shape, dtype=np.uint8)
+            dst.write(block, window=Window(0, r, size, h))
+        if cog:
+            dst.build_overviews([2, 4, 8, 16], rasterio.enums.Resampling.average)
+
+
+def peak_rss_of_ingest(scene: Path, model: str | None) -> dict:
+    code = (
+        "import resource, json, sys\n"
+        "from rsir_stac.ingest import ingest, IngestOptions\n"
+        f"r = ingest([{str(scene)!r}], index=sys.argv[1], model={model!r})\n"
+        "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'tiles': r.points_written, 'seconds': r.seconds}))\n"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        out = subprocess.run([sys.executable, "-c", code, str(Path(d) / "idx")], capture_output=True, text=True,
+                             check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--tiles", type=int, default=512, help="Tiles for (a), (b) and (c).")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--big", type=int, default=20000, help="Side of the large scene for the memory check.")
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.model.transforms import to_input
+
+    bundle = load_bundle(args.model)
+    size, tile, gsd = bundle.input_size, bundle.tile_size, bundle.gsd or 1.0
+    rng = np.random.default_rng(0)
+    n, bs = args.tiles, args.batch_size
+    tiles = [rng.integers(0, 255, (tile, tile, 3), dtype=np.uint8) for _ in range(bs)]
+    x = to_input(tiles, size, **{k: bundle.meta["normalisation"][k] for k in ("mean", "std")})
+    x_plain = x.contiguous()  # NCHW, fp32
+    batches = n // bs
+
+    # (a) plain fp32 eager
+    import copy
+
+    plain = copy.deepcopy(bundle.net).float().eval()
+
+    def run_a():
+        with torch.no_grad():
+            for _ in range(batches):
+                plain(x_plain)
+
+    # (b) optimised embedder on the same tensors
+    emb = bundle.embedder(batch_size=bs)
+
+    def run_b():
+        for _ in range(batches):
+            emb.embed_tensor(x)
+
+    a = _rate(run_a, batches * bs, repeat=2)
+    b = _rate(run_b, batches * bs, repeat=3)
+
+    # quality of the optimised path: same vectors up to bf16 rounding
+    with torch.no_grad():
+        za = plain(x_plain).numpy()
+    zb = emb.embed_tensor(x)
+    cos = float(np.mean(np.sum(za * zb, axis=1)))
+
+    # (c) full ingest: a scene of exactly n tiles at the model's GSD
+    side = int(np.sqrt(n)) * tile
+    with tempfile.TemporaryDirectory() as d:
+        scene = Path(d) / "scene.tif"
+        make_scene(scene, side, gsd)
+        ingest([str(scene)], index=str(Path(d) / "warm"), model=bundle)  # warm caches
+        t = time.perf_counter()
+        rep = ingest([str(scene)], index=str(Path(d) / "idx"), model=bundle,
+                     options=IngestOptions(batch_size=bs))
+        c = rep.points_written / (time.perf_counter() - t)
+
+    out = {"fp32_tiles_s": round(a, 1), "opt_tiles_s": round(b, 1), "ingest_tiles_s": round(c, 1),
+           "b_over_a": round(b / a, 2), "c_over_b": round(c / b, 2), "bf16": emb.bf16,
+           "fp32_vs_opt_mean_cosine": round(cos, 5), "input_size": size, "tile_size": tile,
+           "batch_size": bs, "tiles": batches * bs, "threads": torch.get_num_threads(),
+           "model_id": bundle.model_id}
+
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory() as d:
+            small, big = Path(d) / "small.tif", Path(d) / "big.tif"
+            make_scene(small, 4096, gsd, cog=True)
+            t = time.time()
+            make_scene(big, args.big, gsd, cog=True)
+            out["big_scene_write_s"] = round(time.time() - t, 1)
+            out["rss_small"] = peak_rss_of_ingest(small, args.model)
+            out["rss_big"] = peak_rss_of_ingest(big, args.model)
+            out["big_side_px"] = args.big
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
