@@ -1,9 +1,10 @@
 """HTTP search service and map page: ``rsir-stac serve``.
 
 One process opens the index once (the embedded Qdrant Edge index is locked
-exclusively by its owner) and every request shares that :class:`Index`; a
-``threading.Lock`` serialises store and model access because FastAPI runs the
-synchronous endpoints in a thread pool.
+exclusively by its owner) and every request shares that :class:`Index`;
+two ``threading.Lock`` objects serialise store access and model forward
+passes because FastAPI runs the synchronous endpoints in a thread pool.
+Run it with one worker process.
 
 Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``):
 
@@ -34,7 +35,7 @@ import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import click
 
@@ -149,7 +150,7 @@ def _one_polygon(doc: Any, what: str) -> dict:
     return doc
 
 
-def _numbers_text(value: Any, n: int, what: str) -> Optional[str]:
+def _numbers_text(value: Any, n: int, what: str) -> str | None:
     """Accept ``"a,b,c"`` or a list of numbers; returns the comma form (None when empty)."""
     if value is None or value == "":
         return None
@@ -160,7 +161,7 @@ def _numbers_text(value: Any, n: int, what: str) -> Optional[str]:
     return str(value)
 
 
-def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, datetime: Optional[str] = None,
+def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, datetime: str | None = None,
                  collection: Any = None):
     """A :class:`SearchFilter` (or None when nothing constrains) from request fields."""
     from rsir_stac.store.filters import SearchFilter, parse_bbox, parse_datetime_range, parse_near
@@ -183,13 +184,13 @@ def check_k(k: Any) -> int:
     return k
 
 
-def _footprint(payload: Optional[dict]) -> Optional[dict]:
+def _footprint(payload: dict | None) -> dict | None:
     corners = (payload or {}).get("corners") or []
     ring = [[c["lon"], c["lat"]] for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
     return {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
 
 
-def decode_upload(data: bytes, *, max_image_pixels: int) -> "Any":
+def decode_upload(data: bytes, *, max_image_pixels: int) -> Any:
     """Decode uploaded bytes to ``H x W x 3`` uint8 without touching the filesystem.
 
     The image size is read from the header first; images over
@@ -235,7 +236,7 @@ def decode_upload(data: bytes, *, max_image_pixels: int) -> "Any":
         )
     # the same decoders read_image uses, given in-memory sources instead of paths
     readers = [_pil_reader, _raster_reader] if use_pil else [_raster_reader, _pil_reader]
-    err0: Optional[BaseException] = None
+    err0: BaseException | None = None
     for reader in readers:
         try:
             px = reader(data, tiling)
@@ -265,7 +266,7 @@ def _raster_reader(data: bytes, tiling):
         return tiling._read_with_rasterio(mem.name, None)
 
 
-def _raster_size(data: bytes) -> Optional[tuple[int, int]]:
+def _raster_size(data: bytes) -> tuple[int, int] | None:
     try:
         from rasterio.errors import NotGeoreferencedWarning
         from rasterio.io import MemoryFile
@@ -287,10 +288,10 @@ class _LRUBytes:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes, self.size = max_bytes, 0
-        self._d: "OrderedDict[str, bytes]" = OrderedDict()
+        self._d: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Optional[bytes]:
+    def get(self, key: str) -> bytes | None:
         with self._lock:
             v = self._d.get(key)
             if v is not None:
@@ -322,7 +323,7 @@ class _Guard:
     cut off with 413 while it is being read.
     """
 
-    def __init__(self, app, *, api_key: Optional[str], max_body: int) -> None:
+    def __init__(self, app, *, api_key: str | None, max_body: int) -> None:
         self.app, self.max_body = app, max_body
         self.api_key = api_key.encode() if api_key else None
 
@@ -376,13 +377,14 @@ class _Guard:
 # --------------------------------------------------------------------------- app
 
 
-def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 10_000_000,
+def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_000_000,
                max_image_pixels: int = 4096 * 4096, thumb_cache_bytes: int = THUMB_CACHE_BYTES):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
     """
-    from fastapi import Body, FastAPI, File, Form, Path as PathParam, Query, Request, Security, UploadFile
+    from fastapi import Body, FastAPI, File, Form, Query, Request, Security, UploadFile
+    from fastapi import Path as PathParam
     from fastapi.exceptions import HTTPException
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.security import APIKeyHeader, APIKeyQuery
@@ -392,7 +394,8 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
     from rsir_stac import __version__
     from rsir_stac.search import to_geojson
 
-    lock = threading.Lock()
+    lock = threading.Lock()        # store access
+    embed_lock = threading.Lock()  # the model (built lazily, one forward pass at a time)
     thumbs = _LRUBytes(thumb_cache_bytes)
     info_cache: dict[str, Any] = {}
 
@@ -403,6 +406,8 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
                     Security(APIKeyQuery(name="api_key", auto_error=False))]
 
     app = FastAPI(
+        docs_url=None,   # served below from the vendored Swagger UI: no CDN at run time
+        redoc_url=None,
         title="rsir-stac search",
         version=__version__,
         description="Content-based retrieval of remote sensing image tiles: find stored tiles like a query "
@@ -453,9 +458,18 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
         elif point_id is not None and (lon is not None or lat is not None):
             raise InputError("give either point_id or lon/lat, not both")
         t0 = time.perf_counter()
-        with lock:
-            result = index.search(point_id=point_id, at=at, pixels=pixels, flt=flt, k=k,
-                                  include_query=include_query)
+        if pixels is not None:
+            # embed outside the store lock so a CNN forward pass does not hold up other searches
+            from rsir_stac.search import SearchResult
+
+            with embed_lock:
+                vector = index.embed_image(pixels)
+            with lock:
+                hits = index.store.search(vector, k=k, flt=flt)
+            result = SearchResult("image", None, None, tuple(hits), pixels)
+        else:
+            with lock:
+                result = index.search(point_id=point_id, at=at, flt=flt, k=k, include_query=include_query)
         doc = to_geojson(result)
         q = doc.get("query") or {}
         qp = result.query_payload or {}
@@ -487,14 +501,14 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
 
     @app.get("/api/search", tags=["search"], summary="Search by point id or location", dependencies=security)
     def api_search_get(
-        point_id: Optional[str] = Query(None, description="Query with a stored tile's id."),
-        lon: Optional[float] = Query(None, description="Query with the stored tile covering lon/lat."),
-        lat: Optional[float] = Query(None, description="Latitude for lon/lat queries."),
-        bbox: Optional[str] = Query(None, description=filter_doc["bbox"], examples=["-95.5,29.6,-95.2,29.9"]),
-        near: Optional[str] = Query(None, description=filter_doc["near"], examples=["-95.36,29.75,5000"]),
-        datetime: Optional[str] = Query(None, description=filter_doc["datetime"], examples=["2020-01-01/.."]),
-        collection: Optional[list[str]] = Query(None, description=filter_doc["collection"]),
-        polygon: Optional[str] = Query(None, description=filter_doc["polygon"]),
+        point_id: str | None = Query(None, description="Query with a stored tile's id."),
+        lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
+        lat: float | None = Query(None, description="Latitude for lon/lat queries."),
+        bbox: str | None = Query(None, description=filter_doc["bbox"], examples=["-95.5,29.6,-95.2,29.9"]),
+        near: str | None = Query(None, description=filter_doc["near"], examples=["-95.36,29.75,5000"]),
+        datetime: str | None = Query(None, description=filter_doc["datetime"], examples=["2020-01-01/.."]),
+        collection: list[str] | None = Query(None, description=filter_doc["collection"]),
+        polygon: str | None = Query(None, description=filter_doc["polygon"]),
         k: int = Query(10, ge=1, le=MAX_K, description=filter_doc["k"]),
         include_query: bool = Query(False, description="Keep the query tile itself in the results."),
     ) -> dict:
@@ -504,14 +518,14 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
         return _search(point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query)
 
     class SearchRequest(BaseModel):
-        point_id: Optional[str] = Field(None, description="Query with a stored tile's id.")
-        lon: Optional[float] = Field(None, description="Query with the stored tile covering lon/lat.")
-        lat: Optional[float] = None
-        bbox: Optional[Union[list[float], str]] = Field(None, description=filter_doc["bbox"])
-        near: Optional[Union[list[float], str]] = Field(None, description=filter_doc["near"])
-        datetime: Optional[str] = Field(None, description=filter_doc["datetime"])
-        collection: Optional[Union[list[str], str]] = Field(None, description=filter_doc["collection"])
-        polygon: Optional[Union[dict, str]] = Field(
+        point_id: str | None = Field(None, description="Query with a stored tile's id.")
+        lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
+        lat: float | None = None
+        bbox: list[float] | str | None = Field(None, description=filter_doc["bbox"])
+        near: list[float] | str | None = Field(None, description=filter_doc["near"])
+        datetime: str | None = Field(None, description=filter_doc["datetime"])
+        collection: list[str] | str | None = Field(None, description=filter_doc["collection"])
+        polygon: dict | str | None = Field(
             None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
         k: int = Field(10, ge=1, le=MAX_K, description=filter_doc["k"])
         include_query: bool = False
@@ -528,11 +542,11 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
     def api_search_image(
         file: UploadFile = File(..., description=f"PNG/JPEG/WebP/GeoTIFF, at most {max_upload_bytes} bytes "
                                                  f"and {max_image_pixels} pixels."),
-        bbox: Optional[str] = Form(None, description=filter_doc["bbox"]),
-        near: Optional[str] = Form(None, description=filter_doc["near"]),
-        datetime: Optional[str] = Form(None, description=filter_doc["datetime"]),
-        collection: Optional[list[str]] = Form(None, description=filter_doc["collection"]),
-        polygon: Optional[str] = Form(None, description=filter_doc["polygon"]),
+        bbox: str | None = Form(None, description=filter_doc["bbox"]),
+        near: str | None = Form(None, description=filter_doc["near"]),
+        datetime: str | None = Form(None, description=filter_doc["datetime"]),
+        collection: list[str] | None = Form(None, description=filter_doc["collection"]),
+        polygon: str | None = Form(None, description=filter_doc["polygon"]),
         k: int = Form(10, ge=1, le=MAX_K, description=filter_doc["k"]),
     ) -> dict:
         """Embed the uploaded image with the index's model and return the nearest stored tiles.
@@ -570,6 +584,16 @@ def create_app(index, *, api_key: Optional[str] = None, max_upload_bytes: int = 
         return FileResponse(WEB_DIR / "index.html", media_type="text/html",
                             headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        ui = "static/vendor/swagger-ui/"
+        return get_swagger_ui_html(openapi_url="openapi.json", title="rsir-stac search API",
+                                   swagger_js_url=ui + "swagger-ui-bundle.js", swagger_css_url=ui + "swagger-ui.css",
+                                   swagger_favicon_url=ui + "favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
     app.mount("/static", StaticFiles(directory=str(WEB_DIR)), name="static")
     app.add_middleware(_Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES)
     return app
@@ -593,8 +617,8 @@ def _tile_png(payload: dict) -> bytes:
 # --------------------------------------------------------------------------- run / CLI
 
 
-def run(index: Optional[str] = None, qdrant_url: Optional[str] = None, api_key_qdrant: Optional[str] = None,
-        model=None, host: str = "127.0.0.1", port: int = 8000, api_key: Optional[str] = None,
+def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant: str | None = None,
+        model=None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
         log_level: str = "info") -> None:
     """Open the index once and serve it with uvicorn until interrupted (one worker: the index lock)."""
     import uvicorn

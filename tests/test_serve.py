@@ -14,20 +14,20 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
-from PIL import Image  # noqa: E402
+from fastapi.testclient import TestClient
+from PIL import Image
 
-from rsir_stac.ingest import IngestOptions, ingest  # noqa: E402
-from rsir_stac.search import Index  # noqa: E402
-from rsir_stac.serve import create_app, parse_polygon  # noqa: E402
-from tests.conftest import make_geotiff  # noqa: E402
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import Index
+from rsir_stac.serve import create_app, parse_polygon
+from tests.conftest import make_geotiff
 
 GEOTIFF = "image/tiff; application=geotiff"
 NATIVE = IngestOptions(tile_size=64, gsd=None, native_gsd=True)
 # scene a: UTM 15N at (500000, 3300000), scene b: 2 km east of it; 256 x 128 px at 1 m -> 4 x 2 tiles each
 SCENES = {
-    "scene-a": dict(collection="coll-a", datetime="2021-06-01T10:00:00Z", origin=(500000.0, 3300000.0), seed=1),
-    "scene-b": dict(collection="coll-b", datetime="2022-03-01T10:00:00Z", origin=(502000.0, 3300000.0), seed=2),
+    "scene-a": {"collection": "coll-a", "datetime": "2021-06-01T10:00:00Z", "origin": (500000.0, 3300000.0), "seed": 1},
+    "scene-b": {"collection": "coll-b", "datetime": "2022-03-01T10:00:00Z", "origin": (502000.0, 3300000.0), "seed": 2},
 }
 
 
@@ -110,7 +110,11 @@ def test_openapi_lists_endpoints(client):
     paths = doc["paths"]
     assert "/api/info" in paths and "/api/tiles/{point_id}.png" in paths
     assert {"get", "post"} <= set(paths["/api/search"]) and "post" in paths["/api/search/image"]
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # vendored Swagger UI, works offline
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert client.get(f"/static/vendor/swagger-ui/{asset}").status_code == 200
 
 
 def test_page_and_static(client):
@@ -267,7 +271,7 @@ def test_parse_polygon_forms():
 def test_image_upload(client, index, points):
     from rsir_stac.thumbnails import read_tile
 
-    pid, payload = next(iter(points.items()))
+    payload = next(iter(points.values()))
     tile = read_tile(payload)
     buf = io.BytesIO()
     Image.fromarray(tile).save(buf, format="PNG")

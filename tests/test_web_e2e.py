@@ -40,15 +40,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# skip before any fixture (the session's tiny model is trained only when the test can run)
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:
+    pytest.skip("the playwright Python package is not installed (pip install playwright)", allow_module_level=True)
+if _chromium() is None:
+    pytest.skip("no Chromium binary (apt-get install chromium, or set RSIR_CHROMIUM)", allow_module_level=True)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the playwright Python package is not installed (pip install playwright)")
     exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium binary (apt-get install chromium, or set RSIR_CHROMIUM)")
     with sync_playwright() as pw:
         try:
             b = pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
@@ -175,5 +178,77 @@ def test_shift_drag_box_sets_filter(browser, server):
                                timeout=20_000)
         items = page.locator("#gallery .card .item").all_inner_texts()
         assert items and all(t.startswith("scene-a") for t in items)
+    finally:
+        page.close()
+
+
+def test_docs_render_offline(browser, server):
+    base, _ = server
+    page = browser.new_page()
+    foreign = []
+    page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
+    try:
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        text = page.inner_text("body")
+        for path in ("/api/info", "/api/search", "/api/search/image", "/api/tiles/{point_id}.png"):
+            assert path in text
+        assert page.locator(".opblock").count() == 5
+        assert not foreign, f"/docs fetched outside the service: {foreign}"
+    finally:
+        page.close()
+
+
+def test_polygon_and_upload(browser, server):
+    import io
+
+    from PIL import Image
+
+    from rsir_stac.thumbnails import read_tile
+
+    base, points = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{base}/?key={KEY}")
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        b = [p["location"] for p in points.values() if p["item_id"] == "scene-b"]
+        w, e = min(q["lon"] for q in b) - 1e-4, max(q["lon"] for q in b) + 1e-4
+        s, n = min(q["lat"] for q in b) - 1e-4, max(q["lat"] for q in b) + 1e-4
+        box = page.locator("#map").bounding_box()
+
+        def at(lon, lat):
+            x, y = page.evaluate(f"(() => {{ const p = rsir.map.latLngToContainerPoint([{lat}, {lon}]); "
+                                 "return [p.x, p.y]; })()")
+            return box["x"] + x, box["y"] + y
+
+        page.click("#mode-polygon")
+        for lon, lat in ((w, s), (e, s), (e, n)):
+            page.mouse.click(*at(lon, lat))
+        page.mouse.dblclick(*at(w, n))
+        assert page.inner_text("#area-text") == "polygon of 4 corners"
+        assert "active" in page.get_attribute("#mode-search", "class")
+
+        # upload a scene-a tile as the example: results are limited to the polygon over scene-b
+        pid, payload = next((i, p) for i, p in points.items() if p["item_id"] == "scene-a")
+        buf = io.BytesIO()
+        Image.fromarray(read_tile(payload)).save(buf, format="PNG")
+        page.set_input_files("#upload", files=[{"name": "example.png", "mimeType": "image/png",
+                                                "buffer": buf.getvalue()}])
+        page.wait_for_function("document.querySelector('#status').innerText.includes('filtered by polygon')",
+                               timeout=30_000)
+        assert "Query: uploaded image" in page.inner_text("#query")
+        assert "example.png" in page.inner_text("#query")
+        items = page.locator("#gallery .card .item").all_inner_texts()
+        assert len(items) == 8 and all(t.startswith("scene-b") for t in items)
+
+        # clearing the area re-runs the same upload without the filter: the tile itself comes first
+        page.click("#clear-area")
+        page.wait_for_function("!document.querySelector('#status').innerText.includes('filtered')", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('#gallery .card').length === 10", timeout=30_000)
+        first = page.evaluate("document.querySelector('#gallery .card').title.split('\\n')[3]")
+        assert first == pid
+        assert not errors, errors
     finally:
         page.close()

@@ -246,6 +246,7 @@ class Store(abc.ABC):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
+        with_payload: bool = True,
     ) -> list[SearchHit]:
         """Engine nearest-neighbour query, unsorted ties allowed."""
 
@@ -301,6 +302,10 @@ class Store(abc.ABC):
         if self.read_only:
             raise StoreError(f"{self.describe()} was opened read-only; open it with read_only=False to write")
 
+    #: Whether searches fetch payloads inline (server: one round trip) or only for the
+    #: final k hits afterwards (Edge: payload conversion is the costly part).
+    payload_in_search = True
+
     def describe(self) -> str:
         """Human name for messages, e.g. ``index /data/idx`` or ``Qdrant http://h:6333 collection c``."""
         return f"index {self.location}"
@@ -325,13 +330,20 @@ class Store(abc.ABC):
         v = as_query_vector(vector, meta.dim, self.describe())
         excl = {normalize_id(i) for i in exclude_ids}
         limit = k + 16
+        inline = self.payload_in_search
         while True:
-            hits = self._search_raw(v, limit, flt, excl, with_vectors, exact)
+            hits = self._search_raw(v, limit, flt, excl, with_vectors and inline, exact, inline)
             hits.sort(key=lambda h: (h.score, h.id))
             # a tie group may straddle the cut: widen until the k-th score is settled
             if len(hits) < limit or hits[k - 1].score < hits[-1].score:
-                return hits[:k]
+                break
             limit *= 4
+        top = hits[:k]
+        if inline or not top:
+            return top
+        # payloads (and vectors) only for the k kept hits: converting them is the costly part
+        full = {h.id: h for h in self._retrieve_raw([h.id for h in top], True, with_vectors)}
+        return [SearchHit(h.id, h.score, full[h.id].payload, full[h.id].vector) for h in top if h.id in full]
 
     def retrieve(self, ids: Iterable[str], with_vectors: bool = False) -> list[SearchHit]:
         """Points by id, in the order asked (duplicates once); score 0.

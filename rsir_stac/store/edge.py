@@ -141,6 +141,8 @@ class _IndexLock:
 class EdgeStore(Store):
     """A :class:`Store` in a local directory, backed by a Qdrant Edge shard."""
 
+    payload_in_search = False
+
     backend = "edge"
 
     def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False) -> None:
@@ -331,6 +333,7 @@ class EdgeStore(Store):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
+        with_payload: bool = True,
     ) -> list[SearchHit]:
         import qdrant_edge as q
 
@@ -338,7 +341,7 @@ class EdgeStore(Store):
             limit=limit,
             query=q.Query.Nearest(vector.tolist()),
             filter=to_edge_filter(flt, exclude_ids=exclude_ids),
-            with_payload=True,
+            with_payload=with_payload,
             with_vector=with_vectors,
             params=q.SearchParams(exact=True) if exact else None,
         )

@@ -269,6 +269,7 @@ class ServerStore(Store):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
+        with_payload: bool = True,
     ) -> list[SearchHit]:
         from qdrant_client import models as m
 
