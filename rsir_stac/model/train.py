@@ -218,3 +218,30 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     (out / "history.json").write_text(json.dumps(history, indent=1))
     emit(TrainEvent("done", message=str(bundle.path)))
     return bundle
+
+
+def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, progress=None):
+    """Write a copy of a bundle with a new reducer fitted on its recorded
+    training split of ``data_dir`` (the network is unchanged)."""
+    import copy
+
+    from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
+    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.reduce import make_reducer
+
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    tr = bundle.meta.get("training", {})
+    folder = scan_image_folder(data_dir)
+    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = folder.relpaths()
+    if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
+        raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
+                         "pass the training data folder")
+    z = bundle.embedder().embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
+    reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
+    meta = copy.deepcopy(bundle.meta)
+    for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
+        meta.pop(key, None)
+    meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
+                                                        "n_train": int(len(train_ix))}
+    return save_bundle(out, bundle.net, reducer, meta)
