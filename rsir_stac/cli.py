@@ -1,8 +1,13 @@
 """The ``rsir-stac`` command line: thin click wrappers over library functions.
 
 Heavy libraries (torch, rasterio, qdrant) are imported inside each command so
-that ``rsir-stac --help`` stays fast.  Library errors (:class:`RsirError`)
-print one line on stderr and exit non-zero; ``-v`` adds the traceback.
+that ``rsir-stac --help`` stays fast.
+
+Errors: a library error (:class:`RsirError`) prints ``error: <message>`` on
+stderr and exits with its ``exit_code`` (2: bad usage or input, refused before
+any work; 1: the run failed or some items/windows failed).  Anything else is a
+bug or an unwrapped library failure: one line naming the exception type and
+exit 1.  ``-v`` adds the traceback to either; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import functools
 import json
 import logging
 import sys
+import traceback
 
 import click
 
@@ -18,30 +24,59 @@ from rsir_stac import __version__
 from rsir_stac.errors import RsirError
 
 
+log = logging.getLogger("rsir_stac.cli")  # not __main__ under `python -m`
+
+
+def _verbosity() -> int:
+    ctx = click.get_current_context(silent=True)
+    return int((ctx.find_root().params.get("verbose") or 0) if ctx is not None else 0)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int = 1) -> None:
+    """Print ``error: message`` (one line) on stderr and exit with ``code``."""
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
 def _handle_errors(fn):
-    """Turn RsirError into a one-line message and a non-zero exit."""
+    """One line on stderr and a non-zero exit for every error; ``-v`` adds the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted; re-run the same command to resume (work already written is kept)", 130)
         except RsirError as exc:
-            if logging.getLogger().level <= logging.DEBUG:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            _fail(str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+                _fail(f"unexpected {type(exc).__name__}: {exc}", 1)
+            _fail(f"unexpected {type(exc).__name__}: {_one_line(exc)[:300]}; run with -v for the traceback", 1)
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rsir-stac")
-@click.option("-v", "--verbose", count=True, help="More logging; -vv shows tracebacks on errors.")
+@click.option("-v", "--verbose", count=True,
+              help="-v: progress logs and tracebacks on errors; -vv: debug logs.")
 def main(verbose: int) -> None:
     """Content-based retrieval of remote sensing image tiles over STAC and Qdrant."""
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(max(level, logging.DEBUG))
+    # GDAL's HTTP retry notices ("Retrying again in 1.0 secs") are noise unless asked for
+    logging.getLogger("rasterio._env").setLevel(logging.NOTSET if verbose else logging.ERROR)
 
 
 def _echo_json(obj) -> None:
@@ -101,6 +136,25 @@ def train(data_dir, out, no_resume, **opts):
 
     bundle = run(cfg, progress)
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
+
+
+# -------------------------------------------------------------------------- reduce
+@main.command()
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--model", "model", type=click.Path(), help="Bundle to start from (default: the shipped model).")
+@click.option("--kind", required=True, type=click.Choice(["pca", "lda", "none"]), help="Reducer to fit.")
+@click.option("--dim", default=32, show_default=True, help="Output dimensions (LDA: at most classes-1).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the new bundle.")
+@_handle_errors
+def reduce(data_dir, model, kind, dim, out):
+    """Fit a new PCA/LDA reducer on a bundle's training split of DATA_DIR and write a new bundle."""
+    from tqdm import tqdm
+
+    from rsir_stac.model.train import refit_reducer
+
+    with tqdm(desc="embedding training split", unit="img", file=sys.stderr) as bar:
+        b = refit_reducer(model, data_dir, kind, dim, out, progress=bar.update)
+    click.echo(f"bundle written to {b.path} (model id {b.model_id}, {b.dim} dims)")
 
 
 # ------------------------------------------------------------------------ evaluate
@@ -197,7 +251,7 @@ def _parse_bands(text: str | None):
 @click.option("--min-valid", default=0.5, show_default=True, help="Skip tiles with less valid data than this fraction.")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
-@click.option("--fail-fast", is_flag=True, help="Stop at the first failing item instead of skipping it.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing item or window instead of skipping it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
 def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
@@ -213,39 +267,80 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
                          fail_fast=fail_fast, shard=parse_shard(shard) if shard else None)
     bars: dict = {}
+    done = {"items": 0, "tiles": 0, "total": 0}
 
     def progress(ev):
+        # bars on a terminal; with -v, log lines (for unattended runs writing to a file)
         if ev.kind == "items":
-            bars["items"] = tqdm(total=ev.total, desc="items", unit="item", position=0, file=sys.stderr)
-            bars["tiles"] = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr)
+            done["items_total"] = ev.total
+            bars["items"] = tqdm(total=ev.total, desc="items", unit="item", position=0, file=sys.stderr, disable=None)
+            bars["tiles"] = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr, disable=None)
         elif ev.kind == "total":
+            done["total"] += ev.n
             bars["tiles"].total += ev.n
             bars["tiles"].refresh()
         elif ev.kind == "tiles":
+            done["tiles"] += ev.n
             bars["tiles"].update(ev.n)
+            log.debug("tiles %d/%d", done["tiles"], done["total"])
+        elif ev.kind == "start":
+            log.info("item %s: started", ev.item_id)
         elif ev.kind == "end":
+            done["items"] += 1
             bars["items"].update(1)
+            log.info("item %s: done (%d/%d items, %d/%d tiles)", ev.item_id, done["items"],
+                     done.get("items_total", 0), done["tiles"], done["total"])
 
     try:
         report = run(list(sources), index=index, qdrant_url=qdrant_url, api_key=api_key, model=model,
                      options=opts, progress=progress)
+    except RsirError as exc:
+        partial = getattr(exc, "report", None)
+        if partial is None:
+            raise
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+        _ingest_summary(partial, as_json, list_failures=False)  # the failure is the error line
+        _fail(f"item {getattr(exc, 'item_id', '?')} failed and --fail-fast stopped the run: {exc}", 1)
     finally:
         for bar in bars.values():
             bar.close()
+    n_items, n_tiles = len(report.items_failed), len(report.tiles_failed)
+    single = n_items + n_tiles == 1
+    _ingest_summary(report, as_json, list_failures=not single)
+    if single:  # the one failure is the error line itself
+        if n_items:
+            f = report.items_failed[0]
+            _fail(f"item {f['item'] or '?'} failed: {f['error']}", 1)
+        _fail(f"window failed (the rest of the scene was indexed): {report.tiles_failed[0]}", 1)
+    if not report.ok:
+        parts = ([f"{n_items} of {report.items} items failed"] if n_items else []) + (
+            [f"{n_tiles} windows failed"] if n_tiles else [])
+        where = "items_failed/tiles_failed in the JSON" if as_json else "listed above"
+        _fail(f"{' and '.join(parts)} ({where}); fix them and re-run the same command "
+             "(tiles already indexed are kept and skipped)", 1)
+    if report.nothing_indexed:
+        _fail(f"nothing was indexed: {report.nothing_indexed}", 1)
+
+
+def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
     if as_json:
         _echo_json(report.as_dict())
-    else:
-        click.echo(
-            f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "
-            f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed, "
-            f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
-        )
-        for f in report.items_failed:
-            click.echo(f"  failed item {f['item']}: {f['error']}", err=True)
-        for msg in report.tiles_failed:
-            click.echo(f"  failed window: {msg}", err=True)
-    if not report.ok:
-        sys.exit(1)
+        return
+    click.echo(
+        f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "
+        f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed, "
+        f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
+    )
+    for item in report.items_empty:
+        click.echo(f"  skipped item {item}: every window is nodata or below --min-valid", err=True)
+    if not list_failures:
+        return
+    for f in report.items_failed:
+        click.echo(f"  failed item {f['item'] or '?'}: {f['error']}", err=True)
+    for msg in report.tiles_failed:
+        click.echo(f"  failed window: {msg}", err=True)
 
 
 # -------------------------------------------------------------------------- search
@@ -334,6 +429,11 @@ def migrate(index, qdrant_url, api_key, batch_size):
         with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
             n = run(src, dst, batch_size=batch_size, progress=bar.update)
     click.echo(f"copied {n} points from {index} to {qdrant_url}")
+
+
+from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)
+
+main.add_command(serve_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,19 +9,29 @@ Guarantees
 * Point ids are uuid5 of (collection, item, asset, tile grid window, tiling
   parameters, model id), so re-running an ingest writes no duplicates.
 * Before reading any pixel, every source is listed (a bad path or document
-  fails the run with nothing written) and the index is checked against the
-  model (vector size, model id).
+  fails the run with nothing written) and an existing index is checked
+  against the model (vector size, model id).  A new index (folder or server
+  collection) is created only when the first point is written, so a run that
+  writes nothing leaves no index behind.
 * Tiles already in the index are not read again: an interrupted run, re-run,
   finishes the work.  A batch of points is upserted whole; the store is
   flushed after each item.
-* A failing item (unreadable asset, no CRS ...) is skipped and reported, and
-  the run ends non-zero (``fail_fast`` stops at the first); a corrupt window
-  inside a scene is skipped and reported while the rest of the scene ingests.
+* A failing item (unreadable asset, no CRS ...) is skipped and reported in
+  ``items_failed``, and the run ends non-zero (``fail_fast`` stops at the
+  first failing item or window and raises its error, with ``item_id`` and the
+  partial ``report`` attached); a corrupt window inside a scene is skipped and
+  reported in ``tiles_failed`` while the rest of the scene ingests.
+* An item whose every window is nodata (or below ``min_valid``) is not a
+  failure: it is listed in ``items_empty``.  When the run indexes nothing at
+  all, ``nothing_indexed`` says why.
+
+See docs/RELIABILITY.md for what holds after a crash and how to resume.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -32,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import RsirError
+from rsir_stac.errors import RasterError, RsirError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +81,15 @@ class IngestReport:
     tiles_existing: int = 0
     tiles_empty: int = 0
     tiles_failed: list[str] = field(default_factory=list)
+    items_empty: list[str] = field(default_factory=list)
+    nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0
     model_id: str = ""
 
     @property
     def ok(self) -> bool:
+        """No item and no window failed (``nothing_indexed`` is reported separately)."""
         return not self.items_failed and not self.tiles_failed
 
     def as_dict(self) -> dict[str, Any]:
@@ -165,21 +178,21 @@ def ingest(
     report = IngestReport(model_id=bundle.model_id)
 
     def item_error(err: RsirError) -> None:
-        if options.fail_fast:
-            raise err
         report.items_failed.append({"item": getattr(err, "item_id", ""), "error": str(err)})
+        if options.fail_fast:
+            err.report = report  # type: ignore[attr-defined]
+            raise err
 
     scenes = list_scenes(sources, options, report, item_error)
     report.items = len(scenes) + len(report.items_failed)
     emit(IngestEvent("items", total=len(scenes)))
     embedder = bundle.embedder(batch_size=options.batch_size)
     own_store = store is None
+    opener = None
     if own_store:
-        from rsir_stac.store import open_store
-
-        store = open_store(index, qdrant_url=qdrant_url, api_key=api_key)
+        store, opener = _open_or_defer(index, qdrant_url, api_key)
+    store = _LazyStore(store, opener, bundle.dim, bundle.model_id, own=own_store)
     try:
-        store.ensure_collection(bundle.dim, bundle.model_id)
         tile_size = options.tile_size or bundle.tile_size
         stride = options.stride or tile_size
         gsd = None if options.native_gsd else (options.gsd or bundle.gsd)
@@ -193,6 +206,10 @@ def ingest(
         producer.start()
         try:
             _consume(q, lock, store, embedder, options, report, emit)
+        except RsirError as err:
+            if getattr(err, "item_id", None) is not None:  # --fail-fast on an item or window
+                err.report = report  # type: ignore[attr-defined]
+            raise
         finally:
             stop.set()
             while producer.is_alive():  # unblock a producer waiting on a full queue
@@ -204,11 +221,99 @@ def ingest(
         if report.points_written:
             store.optimize()  # build the HNSW graph for what was added
     finally:
-        if own_store:
-            store.close()
+        store.close()
+    if not report.points_written and not report.tiles_existing and report.ok:
+        report.nothing_indexed = _nothing_reason(report, scenes, options)
     report.seconds = round(time.time() - t0, 2)
     log.info("ingest done: %s", {k: v for k, v in report.as_dict().items() if not isinstance(v, list)})
     return report
+
+
+def _nothing_reason(report: IngestReport, scenes: list, options: IngestOptions) -> str:
+    """Why a run without failures indexed no tile (empty string when that is expected)."""
+    if not scenes:
+        if options.shard is not None:
+            return ""  # this worker's share of a small catalogue may be empty
+        return "the sources hold no STAC items or rasters; check the catalogue's item links"
+    if not report.tiles_total:
+        return (f"the {len(scenes)} scene(s) are smaller than one tile and --edge {options.edge} "
+                "keeps no partial tiles; use --edge shift or a smaller --tile-size")
+    return (f"all {report.tiles_total} windows of {len(scenes)} scene(s) are nodata or less than "
+            f"{options.min_valid:g} valid; check the nodata value/mask and --bands, or lower --min-valid")
+
+
+def _open_or_defer(index, qdrant_url, api_key):
+    """``(store, None)``, or ``(None, opener)`` when the embedded index folder does
+    not exist yet: it is then created on the first write, not before."""
+    from rsir_stac.store import DEFAULT_INDEX, ENV_URL, open_store
+
+    def opener():
+        return open_store(index, qdrant_url=qdrant_url, api_key=api_key)
+
+    embedded = not qdrant_url and (index is not None or not os.environ.get(ENV_URL))
+    if embedded:
+        path = os.path.abspath(os.path.expanduser(str(index if index is not None else DEFAULT_INDEX)))
+        if not os.path.lexists(path):
+            parent = os.path.dirname(path)
+            while parent and not os.path.lexists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+                raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
+                                 "choose a writable --index")
+            return None, opener
+    return opener(), None
+
+
+class _LazyStore:
+    """The store as the pipeline sees it.
+
+    A missing collection is created (and a missing index folder opened) only
+    when the first points are written; until then ``existing_ids`` is empty and
+    ``flush`` does nothing.  An existing collection is checked against the model
+    at once.
+    """
+
+    def __init__(self, store, opener, dim: int, model_id: str, *, own: bool) -> None:
+        self._store, self._opener, self._own = store, opener, own
+        self._dim, self._model_id = dim, model_id
+        self._ready = False
+        if store is not None:
+            try:
+                if store.meta() is not None:
+                    store.ensure_collection(dim, model_id)  # IncompatibleIndexError before any read
+                    self._ready = True
+            except BaseException:
+                if own:
+                    store.close()
+                raise
+
+    def _writable(self):
+        if self._store is None:
+            self._store = self._opener()
+        if not self._ready:
+            self._store.ensure_collection(self._dim, self._model_id)
+            self._ready = True
+        return self._store
+
+    def existing_ids(self, ids):
+        return self._store.existing_ids(ids) if self._ready else set()
+
+    def upsert(self, points) -> None:
+        self._writable().upsert(points)
+
+    def flush(self) -> None:
+        if self._ready:
+            self._store.flush()
+
+    def optimize(self) -> bool:
+        return self._store.optimize() if self._ready else False
+
+    def close(self) -> None:
+        if self._own and self._store is not None:
+            self._store.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._writable(), name)
 
 
 def _open_scene(scene, options, tile_size, stride, gsd):
@@ -246,6 +351,7 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                     report.tiles_total += len(refs)
                     report.tiles_existing += len(existing)
                     q.put(("total", len(refs) - len(existing)))
+                    queued = failed = 0
                     for ref, pid in zip(refs, ids):
                         if stop.is_set():
                             return
@@ -254,24 +360,41 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                         try:
                             tile = reader.read(ref)
                         except RsirError as err:  # corrupt window: skip it, keep the scene
-                            log.warning("%s", err)
+                            if options.fail_fast:
+                                raise
+                            log.info("skipping window: %s", err)
                             report.tiles_failed.append(str(err))
+                            failed += 1
                             q.put(("skip", 1))
                             continue
                         if tile is None:
                             report.tiles_empty += 1
                             q.put(("skip", 1))
                             continue
+                        queued += 1
                         payload = tile_payload(scene, ref, model_id=model_id, tile_size=tile_size,
                                                stride=stride, edge=options.edge, bands=reader.bands,
                                                gsd_param=scene_gsd)
                         q.put(("tile", (pid, tile.pixels, payload)))
+                    if not queued and not failed and not existing:
+                        log.info("item %s: all %d windows are nodata or below --min-valid %g; nothing to index",
+                                 scene.item_id, len(refs), options.min_valid)
+                        report.items_empty.append(scene.item_id)
                 q.put(("end", scene.item_id))
-            except RsirError as err:
+            except StoreError:
+                raise  # the index itself failed: stop the run
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop a catalogue
+                err = exc if isinstance(exc, RsirError) else RasterError(
+                    f"{scene.href}: unexpected {type(exc).__name__} while tiling ({' '.join(str(exc).split())[:300]}); "
+                    "skip the item and report the bug (run with -v for the traceback)")
+                if not isinstance(exc, RsirError):
+                    log.info("traceback of item %s", scene.item_id, exc_info=exc)
+                err.item_id = scene.item_id  # type: ignore[attr-defined]
                 if options.fail_fast:
+                    report.items_failed.append({"item": scene.item_id, "error": str(err)})
                     q.put(("error", err))
                     return
-                log.warning("skipping item %s: %s", scene.item_id, err)
+                log.info("skipping item %s: %s", scene.item_id, err)
                 report.items_failed.append({"item": scene.item_id, "error": str(err)})
                 q.put(("failed", scene.item_id))
     except BaseException as err:  # noqa: BLE001 - hand any crash to the consumer

@@ -462,7 +462,7 @@ def _scenes_from_json(
         except AssetError as err:
             if on_error is None:
                 raise
-            log.warning("%s", err)
+            log.info("skipping item: %s", err)
             on_error(err)
     if count == 0:
         log.warning("%s contains no STAC items", src)

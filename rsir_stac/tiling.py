@@ -412,9 +412,19 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         if os.path.isdir(href):
             raise RasterError(f"{href} is a folder, not a raster; give a GeoTIFF/COG file")
     try:
-        with gdal_env(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(href)
+        try:
+            with gdal_env(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return rasterio.open(href)
+        except (RasterioError, CPLE_BaseError) as err:
+            cached_miss = "does not exist in the file system" in str(err)
+            if not (href.lower().startswith(("http://", "https://")) and cached_miss):
+                raise
+            # GDAL remembers a failed URL for the whole process and then reports only "does not
+            # exist": ask again without its cache, to retry and to learn the real cause
+            with gdal_env(), rasterio.Env(CPL_VSIL_CURL_NON_CACHED=f"/vsicurl/{href}"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return rasterio.open(href)
     except (RasterioError, CPLE_BaseError) as err:
         fetch = _fetch_error(href, err)
         if fetch is not None:

@@ -106,8 +106,12 @@ class ModelBundle:
         r = self.meta.get("reducer") or {"kind": "none"}
         if r["kind"] == "none":
             return None
-        arrays = np.load(self.path / REDUCER)
-        return REDUCERS[r["kind"]].from_arrays(arrays, n_components=r["dim"], normalize=r.get("normalize", True))
+        try:
+            arrays = np.load(self.path / REDUCER)
+            return REDUCERS[r["kind"]].from_arrays(arrays, n_components=r["dim"], normalize=r.get("normalize", True))
+        except Exception as exc:  # noqa: BLE001 - truncated/garbled npz, unknown kind
+            raise BundleError(f"reducer {self.path / REDUCER} cannot be loaded ({type(exc).__name__}: {exc}); "
+                              "re-train or re-copy the bundle") from exc
 
     def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int = 64):
         from rsir_stac.embed import Embedder
@@ -134,12 +138,18 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"model bundle {meta_path} is not valid JSON ({exc}); re-train or re-copy the bundle") from exc
+    if not isinstance(meta, dict):
+        raise BundleError(f"model bundle {meta_path} is not a JSON object; re-train or re-copy the bundle")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(
             f"model bundle {path} has format version {version}, this rsir-stac reads {FORMAT_VERSION}; "
             "re-train it with this version or install the rsir-stac that wrote it"
         )
+    missing = [k for k in ("model_id", "stored_dim", "input_size", "tile_size", "backbone", "embedding_dim",
+                           "normalisation") if k not in meta]
+    if missing:
+        raise BundleError(f"model bundle {meta_path} lacks {', '.join(missing)}; re-train or re-copy the bundle")
     for name, digest in meta.get("files", {}).items():
         f = path / name
         if not f.is_file():
