@@ -32,7 +32,6 @@ def main() -> None:
 
     import torch
 
-    from rsir_stac.embed import Embedder
     from rsir_stac.evaluate import retrieval_metrics
     from rsir_stac.model.bundle import META, load_bundle
     from rsir_stac.model.data import load_images, scan_image_folder, stratified_split

@@ -108,7 +108,6 @@ def main() -> None:
     queries = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
 
     def filters_for(j):
-        sc = scene[qi[j]]
         clon, clat = lon[qi[j]], lat[qi[j]]
         r = 0.05
         ring = tuple((clon + r * math.cos(a), clat + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 9)[:-1])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -63,11 +62,14 @@ def make_scene(path: Path, size: int, gsd: float, seed: int = 0, cog: bool = Fal
 
 
 def peak_rss_of_ingest(scene: Path, model: str | None) -> dict:
+    """Ingest in a fresh process; peak RSS from VmHWM (ru_maxrss would include the
+    parent's footprint inherited across fork/exec)."""
     code = (
-        "import resource, json, sys\n"
+        "import json, sys\n"
         "from rsir_stac.ingest import ingest, IngestOptions\n"
         f"r = ingest([{str(scene)!r}], index=sys.argv[1], model={model!r})\n"
-        "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(json.dumps({'peak_rss_mb': int(hwm) / 1024,"
         " 'tiles': r.points_written, 'seconds': r.seconds}))\n"
     )
     with tempfile.TemporaryDirectory() as d:
@@ -80,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--tiles", type=int, default=512, help="Tiles for (a), (b) and (c).")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--big", type=int, default=20000, help="Side of the large scene for the memory check.")
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()

@@ -25,18 +25,22 @@ class Embedder:
     """Turns H×W×3 uint8 tiles into stored vectors with one model bundle.
 
     ``bf16=None`` picks bf16 autocast where the hardware supports it (CUDA, or
-    a CPU with native bf16); the output is always float32.
+    a CPU with native bf16); the output is always float32.  The network runs as
+    a fused inference copy (batch norm folded into convolutions, see
+    :mod:`rsir_stac.model.fuse`).
     """
 
     def __init__(self, net, reducer, *, input_size: int, mean, std, device: str | None = None,
-                 bf16: bool | None = None, batch_size: int = 64) -> None:
+                 bf16: bool | None = None, batch_size: int = 32) -> None:
         import torch
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if bf16 is None:
             bf16 = self.device.type == "cuda" or cpu_supports_bf16()
         self.bf16 = bf16
-        self.net = net.to(self.device).eval().to(memory_format=torch.channels_last)
+        from rsir_stac.model.fuse import fuse_for_inference
+
+        self.net = fuse_for_inference(net.eval()).to(self.device).to(memory_format=torch.channels_last)
         self.reducer = reducer
         self.input_size, self.mean, self.std = input_size, tuple(mean), tuple(std)
         self.batch_size = batch_size

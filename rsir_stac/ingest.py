@@ -63,7 +63,7 @@ class IngestOptions:
     max_upsample: float = 2.0
     edge: str = "shift"
     min_valid: float = 0.5
-    batch_size: int = 64
+    batch_size: int = 32
     queue_batches: int = 4
     fail_fast: bool = False
     shard: tuple[int, int] | None = None

@@ -106,3 +106,24 @@ def test_evaluate_folder_uses_recorded_split(tiny_bundle):
     res_all = evaluate_folder(data, tiny_bundle.path, split="all", bf16=False)
     assert res_all["n_queries"] == 18
     assert 0.0 <= res_all["mAP"] <= 1.0
+
+
+def test_fused_inference_net_matches_eval_net():
+    import torch
+
+    from rsir_stac.model.fuse import FusedLiteTrunk, fuse_for_inference
+    from rsir_stac.model.net import EmbeddingNet
+
+    torch.manual_seed(0)
+    net = EmbeddingNet(embedding_dim=16).eval()
+    # non-trivial BN statistics, so folding is really exercised
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fused = fuse_for_inference(net)
+    assert isinstance(fused.backbone, FusedLiteTrunk)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(net(x), fused(x), atol=1e-5)
+    assert not isinstance(net.backbone, FusedLiteTrunk)  # the original is untouched

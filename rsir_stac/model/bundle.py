@@ -113,7 +113,7 @@ class ModelBundle:
             raise BundleError(f"reducer {self.path / REDUCER} cannot be loaded ({type(exc).__name__}: {exc}); "
                               "re-train or re-copy the bundle") from exc
 
-    def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int = 64):
+    def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int = 32):
         from rsir_stac.embed import Embedder
 
         mean, std = self.meta["normalisation"]["mean"], self.meta["normalisation"]["std"]

@@ -210,6 +210,12 @@ def _vector_of(raw: Any) -> np.ndarray | None:
     return np.asarray(raw, dtype=np.float32)
 
 
+def hit_from_record(rec: Any, with_vectors: bool, score: float | None = None) -> SearchHit:
+    """An engine record (Edge or qdrant-client; scored or not) as a SearchHit."""
+    return SearchHit(id=str(rec.id), score=float(rec.score) if score is None else score,
+                     payload=dict(rec.payload or {}), vector=_vector_of(rec.vector) if with_vectors else None)
+
+
 def chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]

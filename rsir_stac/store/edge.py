@@ -52,6 +52,7 @@ from rsir_stac.store.base import (
     SearchHit,
     Store,
     _vector_of,
+    hit_from_record,
     check_incompatible,
     check_points,
     chunks,
@@ -349,22 +350,14 @@ class EdgeStore(Store):
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "searching") from None
-        return [
-            SearchHit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {}),
-                      vector=_vector_of(r.vector) if with_vectors else None)
-            for r in res
-        ]
+        return [hit_from_record(r, with_vectors) for r in res]
 
     def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
         try:
             recs = self._shard.retrieve(list(ids), with_payload, with_vectors)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "retrieving points") from None
-        return [
-            SearchHit(id=str(r.id), score=0.0, payload=dict(r.payload or {}),
-                      vector=_vector_of(r.vector) if with_vectors else None)
-            for r in recs
-        ]
+        return [hit_from_record(r, with_vectors, 0.0) for r in recs]
 
     def _scan(
         self,

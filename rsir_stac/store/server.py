@@ -34,6 +34,7 @@ from rsir_stac.store.base import (
     SearchHit,
     Store,
     _vector_of,
+    hit_from_record,
     check_incompatible,
     check_points,
 )
@@ -282,20 +283,12 @@ class ServerStore(Store):
             query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids),
             with_payload=True, with_vectors=with_vectors, **kwargs,
         )
-        return [
-            SearchHit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
-                      vector=_vector_of(p.vector) if with_vectors else None)
-            for p in res.points
-        ]
+        return [hit_from_record(p, with_vectors) for p in res.points]
 
     def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
         recs = self._call("retrieving points", self.client.retrieve, self.collection, list(ids),
                           with_payload=with_payload, with_vectors=with_vectors)
-        return [
-            SearchHit(id=str(r.id), score=0.0, payload=dict(r.payload or {}),
-                      vector=_vector_of(r.vector) if with_vectors else None)
-            for r in recs
-        ]
+        return [hit_from_record(r, with_vectors, 0.0) for r in recs]
 
     def _scan(
         self,
