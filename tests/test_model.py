@@ -127,3 +127,20 @@ def test_fused_inference_net_matches_eval_net():
     with torch.no_grad():
         assert torch.allclose(net(x), fused(x), atol=1e-5)
     assert not isinstance(net.backbone, FusedLiteTrunk)  # the original is untouched
+
+
+def test_resnet_backbone_from_local_weights(tmp_path):
+    import torch
+    import torchvision
+
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.net import EmbeddingNet
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    net = EmbeddingNet("resnet18", 8, backbone_weights=str(tmp_path / "r18.pth")).eval()
+    assert torch.equal(net.backbone.body[0].weight, ref.conv1.weight)
+    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 8)
+    with pytest.raises(InputError, match="--backbone-weights"):
+        EmbeddingNet("resnet18", 8)  # no silent random init
+    EmbeddingNet("resnet18", 8, pretrained=False)  # explicit random init works

@@ -583,3 +583,17 @@ def test_date_range_covers_whole_days(d):
     start, end = parse_datetime_range(f"{d.isoformat()}/{d.isoformat()}")
     assert start == datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
     assert end - start == timedelta(days=1, microseconds=-1)
+
+
+def test_upload_settings_from_environment(monkeypatch):
+    from rsir_stac.errors import InputError
+    from rsir_stac.store import open_store
+
+    monkeypatch.setenv("RSIR_QDRANT_BATCH", "64")
+    monkeypatch.setenv("RSIR_QDRANT_PARALLEL", "3")
+    s = open_store(qdrant_url=":memory:")
+    assert (s.batch_size, s.parallel) == (64, 3)
+    s.close()
+    monkeypatch.setenv("RSIR_QDRANT_BATCH", "many")
+    with pytest.raises(InputError, match="RSIR_QDRANT_BATCH"):
+        open_store(qdrant_url=":memory:")

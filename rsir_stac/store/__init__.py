@@ -27,6 +27,24 @@ ENV_URL = "RSIR_QDRANT_URL"
 ENV_API_KEY = "RSIR_QDRANT_API_KEY"
 
 
+def _upload_settings() -> dict[str, int]:
+    """Upload tuning for the server path: ``RSIR_QDRANT_BATCH`` (points per request,
+    default 256), ``RSIR_QDRANT_PARALLEL`` (upload processes, default 1) and
+    ``RSIR_QDRANT_RETRIES`` (default 3)."""
+    out = {}
+    for env, key in (("RSIR_QDRANT_BATCH", "batch_size"), ("RSIR_QDRANT_PARALLEL", "parallel"),
+                     ("RSIR_QDRANT_RETRIES", "max_retries")):
+        raw = os.environ.get(env)
+        if raw:
+            try:
+                out[key] = int(raw)
+            except ValueError:
+                raise InputError(f"{env}={raw!r} is invalid; give a whole number") from None
+            if out[key] < (0 if key == "max_retries" else 1):
+                raise InputError(f"{env}={raw!r} is invalid; give a positive whole number")
+    return out
+
+
 def open_store(
     index: str | Path | None = None,
     *,
@@ -51,7 +69,8 @@ def open_store(
         from rsir_stac.store.server import ServerStore
 
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
-        return ServerStore(qdrant_url, api_key=key, collection=collection, read_only=read_only)
+        return ServerStore(qdrant_url, api_key=key, collection=collection, read_only=read_only,
+                           **_upload_settings())
     from rsir_stac.store.edge import EdgeStore
 
     return EdgeStore(index if index is not None else DEFAULT_INDEX, collection=collection, read_only=read_only)
