@@ -360,7 +360,7 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def gdal_options() -> dict[str, str]:
+def gdal_options() -> dict[str, Any]:
     """GDAL config options for reading scenes (see the module docstring).
 
     Defaults only: an option already set in the environment is left out, so
@@ -377,6 +377,10 @@ def gdal_options() -> dict[str, str]:
         "GDAL_HTTP_CONNECTTIMEOUT": connect,
         "GDAL_HTTP_MAX_RETRY": "2",
         "GDAL_HTTP_RETRY_DELAY": "1",
+        # GDAL's block cache defaults to 5 % of RAM and fills as a large scene is
+        # read tile by tile; each tile is read about once, so a small cache keeps
+        # memory flat whatever the scene size (MB).
+        "GDAL_CACHEMAX": 128,  # rasterio wants an int here
     }
     return {k: v for k, v in defaults.items() if k not in os.environ}
 
