@@ -404,48 +404,78 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
 
 
 def _consume(q, lock, store, embedder, options, report, emit) -> None:
-    """Embed full batches and upsert them; flush after each item."""
+    """Embed full batches; upsert them on a writer thread (one batch in flight)
+    so that payload conversion and the engine write overlap the next batch's
+    inference.  The store is flushed after each item."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from rsir_stac.store import Point
 
     ids: list[str] = []
     pixels: list[np.ndarray] = []
     payloads: list[dict] = []
+    pending = None
 
-    def write() -> None:
+    def upsert(points) -> int:
+        with lock:
+            store.upsert(points)
+        return len(points)
+
+    def settle() -> None:
+        nonlocal pending
+        if pending is not None:
+            n = pending.result()  # re-raises a write error here, in the caller's thread
+            pending = None
+            report.points_written += n
+            report.tiles_read += n
+            emit(IngestEvent("tiles", n=n))
+
+    def write(writer) -> None:
+        nonlocal pending
         if not ids:
             return
         vectors = embedder.embed(pixels)
-        with lock:
-            store.upsert([Point(i, v, p) for i, v, p in zip(ids, vectors, payloads)])
-        report.points_written += len(ids)
-        report.tiles_read += len(ids)
-        emit(IngestEvent("tiles", n=len(ids)))
+        points = [Point(i, v, p) for i, v, p in zip(ids, vectors, payloads)]
         ids.clear(), pixels.clear(), payloads.clear()
+        settle()
+        pending = writer.submit(upsert, points)
 
-    while True:
-        kind, value = q.get()
-        if kind is _END:
-            break
-        if kind == "tile":
-            pid, px, payload = value
-            ids.append(pid), pixels.append(px), payloads.append(payload)
-            if len(ids) >= options.batch_size:
-                write()
-        elif kind == "skip":
-            emit(IngestEvent("tiles", n=value))
-        elif kind == "total":
-            emit(IngestEvent("total", n=value))
-        elif kind == "start":
-            emit(IngestEvent("start", item_id=value))
-        elif kind in ("end", "failed"):
-            write()
-            with lock:
-                store.flush()
-            if kind == "end":
-                report.items_done += 1
-            emit(IngestEvent("end", item_id=value))
-        elif kind == "error":
-            write()
+    def finish_item(writer) -> None:
+        write(writer)
+        settle()
+        with lock:
             store.flush()
-            raise value
-    write()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsir-upsert") as writer:
+        try:
+            while True:
+                kind, value = q.get()
+                if kind is _END:
+                    break
+                if kind == "tile":
+                    pid, px, payload = value
+                    ids.append(pid), pixels.append(px), payloads.append(payload)
+                    if len(ids) >= options.batch_size:
+                        write(writer)
+                elif kind == "skip":
+                    emit(IngestEvent("tiles", n=value))
+                elif kind == "total":
+                    emit(IngestEvent("total", n=value))
+                elif kind == "start":
+                    emit(IngestEvent("start", item_id=value))
+                elif kind in ("end", "failed"):
+                    finish_item(writer)
+                    if kind == "end":
+                        report.items_done += 1
+                    emit(IngestEvent("end", item_id=value))
+                elif kind == "error":
+                    finish_item(writer)
+                    raise value
+            write(writer)
+            settle()
+        except BaseException:
+            try:  # keep what the writer already stored counted; the first error wins
+                settle()
+            except Exception:  # noqa: BLE001
+                pass
+            raise
