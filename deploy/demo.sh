@@ -24,13 +24,15 @@ echo "== ingest $SOURCES -> $INDEX"
 # shellcheck disable=SC2086
 "$BIN/rsir-stac" ingest $SOURCES --index "$INDEX" || echo "(some items were skipped; see above)"
 "$BIN/rsir-stac" info --index "$INDEX"
-# Query: the tile under a point of the Houston (hurricane Harvey) scenes when present, else any stored tile.
+# Query: the stored tile under a point of the sample aerial image.
 AT=$("$BIN/python" - "$INDEX" <<'PY'
 import sys
 from rsir_stac.store import open_store
 with open_store(sys.argv[1], read_only=True) as s:
-    pts = [p for p in s.iter_points(with_vectors=False)]
-    pick = next((p for p in pts if (p.payload.get("collection") or "").startswith("planet")), pts[len(pts) // 2])
+    pts = sorted(s.iter_points(with_vectors=False), key=lambda p: (p.payload["item_id"], p.id))
+    # a tile from the middle of the 0.6 m aerial COG (close to the model's 0.3 m), else any stored tile
+    aerial = [p for p in pts if p.payload["item_id"] == "rasterio_cogeo"]
+    pick = aerial[len(aerial) // 2] if aerial else pts[len(pts) // 2]
     loc = pick.payload["location"]
     print(f"{loc['lon']:.6f},{loc['lat']:.6f}")
 PY
