@@ -102,3 +102,22 @@ def make_geotiff(path: Path, *, width: int = 256, height: int = 192, count: int 
         if datetime_tag:
             dst.update_tags(TIFFTAG_DATETIME=datetime_tag)
     return path
+
+
+def write_raster(path: Path, data, *, crs="EPSG:32615", transform=None, nodata=None, colorinterp=None, **extra) -> Path:
+    """Write ``data`` (bands × rows × cols) as a GeoTIFF; CRS/transform optional."""
+    import rasterio
+
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=str(data.dtype), **extra)
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if colorinterp is not None:
+            dst.colorinterp = colorinterp
+    return path

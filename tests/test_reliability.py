@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 
@@ -32,7 +31,7 @@ from rsir_stac.cli import main
 from rsir_stac.errors import IndexInUseError, RasterError
 from rsir_stac.ingest import IngestOptions, ingest
 from rsir_stac.store import open_store
-from tests.conftest import make_geotiff
+from tests.conftest import make_geotiff, write_raster
 
 REPO = Path(__file__).resolve().parents[1]
 NATIVE = ["--tile-size", "64", "--native-gsd"]
@@ -73,20 +72,6 @@ def assert_one_line_error(result, code: int, pattern: str) -> str:
 
 def re_search(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
-
-
-def write_raster(path: Path, data: np.ndarray, *, crs="EPSG:32615", transform=None, nodata=None, **extra) -> Path:
-    count, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=str(data.dtype), **extra)
-    if crs is not None:
-        profile["crs"] = crs
-    if transform is not None:
-        profile["transform"] = transform
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
 
 
 def stac_item(item_id: str, href: str, **asset) -> dict:

@@ -16,6 +16,7 @@ from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from rsir_stac.errors import ImageReadError, InputError, RasterError, SourceNotFoundError
+from tests.conftest import write_raster
 from rsir_stac.tiling import (
     PERCENTILES,
     PixelWindow,
@@ -61,19 +62,7 @@ def make_raster(
         rng = np.random.default_rng(seed)
         high = 255 if dtype == "uint8" else 5000
         data = rng.integers(1, high, size=(count, H, W)).astype(dtype)
-    count, height, width = data.shape
-    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=str(data.dtype), **extra)
-    if crs is not None:
-        profile["crs"] = crs
-    if transform is not None:
-        profile["transform"] = transform
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        if colorinterp is not None:
-            dst.colorinterp = colorinterp
-    return path
+    return write_raster(path, data, crs=crs, transform=transform, nodata=nodata, colorinterp=colorinterp, **extra)
 
 
 @pytest.fixture()
