@@ -108,46 +108,15 @@ def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
                         f"polygon position {part!r} is invalid; give lon,lat;lon,lat;... in degrees"
                     ) from None
             return _close(ring)
-    geom = _one_polygon(value, what)
-    rings = geom.get("coordinates")
-    if not isinstance(rings, list) or not rings or not isinstance(rings[0], list):
-        raise InputError("polygon has no coordinates; give a GeoJSON Polygon with one ring of [lon, lat]")
-    if len(rings) > 1:
-        raise InputError(f"polygon has {len(rings) - 1} hole(s); remove the inner rings")
-    ring = []
-    for pos in rings[0]:
-        if (not isinstance(pos, list) or len(pos) < 2
-                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
-            raise InputError(f"polygon has a bad position {pos!r}; positions are [lon, lat]")
-        ring.append((float(pos[0]), float(pos[1])))
-    return _close(ring)
+    from rsir_stac.store.filters import polygon_from_geojson
+
+    return _close(list(polygon_from_geojson(value, what)))
 
 
 def _close(ring: list) -> tuple[tuple[float, float], ...]:
     if len(ring) >= 3 and ring[0] != ring[-1]:
         ring = ring + ring[:1]
     return tuple(ring)
-
-
-def _one_polygon(doc: Any, what: str) -> dict:
-    if not isinstance(doc, dict):
-        raise InputError(f"{what} is not a GeoJSON object; give a Polygon, Feature or FeatureCollection")
-    kind = doc.get("type")
-    if kind == "FeatureCollection":
-        feats = doc.get("features") or []
-        if len(feats) != 1:
-            raise InputError(f"{what} has {len(feats)} features; keep exactly one polygon")
-        return _one_polygon(feats[0], what)
-    if kind == "Feature":
-        return _one_polygon(doc.get("geometry"), what)
-    if kind == "MultiPolygon":
-        polys = doc.get("coordinates") or []
-        if len(polys) != 1:
-            raise InputError(f"{what} is a MultiPolygon of {len(polys)} polygons; keep exactly one")
-        return {"type": "Polygon", "coordinates": polys[0]}
-    if kind != "Polygon":
-        raise InputError(f"{what} is a {kind!r}, not a Polygon; give a GeoJSON Polygon")
-    return doc
 
 
 def _numbers_text(value: Any, n: int, what: str) -> str | None:

@@ -269,38 +269,46 @@ def load_polygon(path: str | Path) -> Ring:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
 
-    geom = _single_polygon(doc, p)
+    return _check_ring(polygon_from_geojson(doc, f"polygon file {p}"), f"polygon in {p}")
+
+
+def polygon_from_geojson(doc: Any, what: str = "polygon") -> Ring:
+    """The exterior ring (lon, lat) of the one polygon in a GeoJSON Polygon,
+    Feature, FeatureCollection or single-polygon MultiPolygon; not yet closed or
+    validated (callers close it or check it with the ring rules)."""
+    geom = _single_polygon(doc, what)
     rings = geom.get("coordinates")
     if not isinstance(rings, list) or not rings or not isinstance(rings[0], list):
-        raise InputError(f"polygon file {p} has no coordinates; give a GeoJSON Polygon")
+        raise InputError(f"{what} has no coordinates; give a GeoJSON Polygon with one ring of [lon, lat]")
     if len(rings) > 1:
-        raise InputError(f"polygon file {p} has {len(rings) - 1} hole(s); remove the inner rings")
+        raise InputError(f"{what} has {len(rings) - 1} hole(s); remove the inner rings")
     ring = []
     for pos in rings[0]:
-        if not isinstance(pos, list) or len(pos) < 2 or not all(isinstance(c, (int, float)) for c in pos[:2]):
-            raise InputError(f"polygon file {p} has a bad position {pos!r}; positions are [lon, lat]")
+        if (not isinstance(pos, list) or len(pos) < 2
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
+            raise InputError(f"{what} has a bad position {pos!r}; positions are [lon, lat]")
         ring.append((float(pos[0]), float(pos[1])))
-    return _check_ring(tuple(ring), f"polygon in {p}")
+    return tuple(ring)
 
 
-def _single_polygon(doc: Any, p: Path) -> Mapping[str, Any]:
+def _single_polygon(doc: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(doc, dict):
-        raise InputError(f"polygon file {p} is not a GeoJSON object; give a Polygon, Feature or FeatureCollection")
+        raise InputError(f"{what} is not a GeoJSON object; give a Polygon, Feature or FeatureCollection")
     kind = doc.get("type")
     if kind == "FeatureCollection":
         feats = doc.get("features") or []
         if len(feats) != 1:
-            raise InputError(f"polygon file {p} has {len(feats)} features; keep exactly one polygon")
-        return _single_polygon(feats[0], p)
+            raise InputError(f"{what} has {len(feats)} features; keep exactly one polygon")
+        return _single_polygon(feats[0], what)
     if kind == "Feature":
-        return _single_polygon(doc.get("geometry"), p)
+        return _single_polygon(doc.get("geometry"), what)
     if kind == "MultiPolygon":
         polys = doc.get("coordinates") or []
         if len(polys) != 1:
-            raise InputError(f"polygon file {p} is a MultiPolygon of {len(polys)} polygons; keep exactly one")
+            raise InputError(f"{what} is a MultiPolygon of {len(polys)} polygons; keep exactly one")
         return {"type": "Polygon", "coordinates": polys[0]}
     if kind != "Polygon":
-        raise InputError(f"polygon file {p} holds a {kind!r}, not a Polygon; give a GeoJSON Polygon")
+        raise InputError(f"{what} holds a {kind!r}, not a Polygon; give a GeoJSON Polygon")
     return doc
 
 
