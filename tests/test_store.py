@@ -236,6 +236,74 @@ def test_point_at(points, edge, mem):
             store.point_at(200.0, 0.0)
 
 
+def test_stored_payload_is_packed(points, edge, mem):
+    """The engines hold only the indexed fields plus one JSON string; the store
+    hands back the payload exactly as it was given."""
+    from rsir_stac.store.base import PACKED, PAYLOAD_INDEXES
+
+    p = points[8]
+    raw_edge = edge._shard.retrieve([p.id], True, False)[0].payload
+    raw_mem = mem.client.retrieve(mem.collection, [p.id], with_payload=True)[0].payload
+    for raw in (dict(raw_edge), dict(raw_mem)):
+        assert set(raw) == set(PAYLOAD_INDEXES) | {PACKED}
+        assert json.loads(raw[PACKED])["corners"] == p.payload["corners"]
+    for store in (edge, mem):
+        assert store.retrieve([p.id])[0].payload == p.payload
+
+
+def _big_tile(lon, lat, half_deg, **extra):
+    bbox = [lon - half_deg, lat - half_deg, lon + half_deg, lat + half_deg]
+    return {"item_id": "big", "collection": "modis", "location": {"lon": lon, "lat": lat}, "bbox": bbox,
+            "datetime_epoch": None, "href": "big.tif", **extra}
+
+
+def test_point_at_widens_to_large_tiles(tmp_path):
+    """A 0.8-degree tile is found from 35 km off its centre, not from outside its bbox."""
+    big = Point(str(uuid.uuid4()), np.ones(DIM, np.float32), _big_tile(20.0, 10.0, 0.4))
+    for store in (open_store(tmp_path / "e"), open_store(qdrant_url=":memory:")):
+        with store:
+            store.ensure_collection(DIM, MODEL)
+            store.upsert([big])
+            hit = store.point_at(20.3, 10.1)  # ~35 km east of the centroid, inside the bbox
+            assert hit.id == big.id and hit.payload == big.payload
+            with pytest.raises(PointNotFoundError, match="covers"):
+                store.point_at(20.5, 10.0)  # within 250 km of the centroid but outside the bbox
+
+
+def test_schema_1_collection_with_unpacked_payloads(tmp_path):
+    """A collection made before payload packing and geo cells (metadata schema 1,
+    payloads stored whole, no geo_cells) is searched, filtered and read as it is."""
+    import dataclasses
+
+    legacy_payload = _big_tile(-60.0, -10.0, 0.001, item_id="legacy", corners=[{"lon": -60.001, "lat": -10.001}])
+    legacy = str(uuid.uuid4())
+    edge_dir = tmp_path / "e"
+    with open_store(edge_dir) as store:
+        store.ensure_collection(DIM, MODEL)
+        import qdrant_edge as q
+
+        store._shard.update(q.UpdateOperation.upsert_points(
+            [q.Point(id=legacy, vector=[0.0] * DIM, payload=legacy_payload)]))
+    meta_file = edge_dir / "rsir_tiles.meta.json"
+    doc = json.loads(meta_file.read_text())
+    doc["rsir_stac"]["schema"] = 1
+    meta_file.write_text(json.dumps(doc))
+    mem = open_store(qdrant_url=":memory:")
+    mem.ensure_collection(DIM, MODEL)
+    from qdrant_client import models as m
+
+    mem.client.upsert(mem.collection, [m.PointStruct(id=legacy, vector=[0.0] * DIM, payload=legacy_payload)])
+    mem._write_meta(dataclasses.replace(mem.meta(), schema=1))
+    mem._meta = mem._read_meta()
+    for store in (open_store(edge_dir), mem):
+        with store:
+            assert store.meta().schema == 1
+            assert store.point_at(-60.0005, -10.0).id == legacy
+            assert store.retrieve([legacy])[0].payload == legacy_payload
+            hits = store.search(np.zeros(DIM, np.float32), k=1, flt=SearchFilter(near=(-60.0, -10.0, 500.0)))
+            assert [h.id for h in hits] == [legacy] and hits[0].payload == legacy_payload
+
+
 def test_info(points, edge, mem):
     for store in (edge, mem):
         info = store.info()
@@ -597,3 +665,45 @@ def test_upload_settings_from_environment(monkeypatch):
     monkeypatch.setenv("RSIR_QDRANT_BATCH", "many")
     with pytest.raises(InputError, match="RSIR_QDRANT_BATCH"):
         open_store(qdrant_url=":memory:")
+
+
+_lon = st.floats(-179.9, 179.9, allow_nan=False)
+_lat = st.floats(-85.0, 85.0, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lon, _lat, st.floats(0.0, 30.0), st.floats(0.0, 10.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_cell_cover_holds_every_point_of_the_box(w, s, width, height, fx, fy):
+    """Every point inside a bbox (edges included) has one of the cover's cell codes."""
+    from rsir_stac.store.filters import cell_codes, cover_cells
+
+    e, n = min(w + width, 180.0), min(s + height, 90.0)
+    cover = cover_cells(w, s, e, n)
+    if cover is None:
+        return
+    assert len(cover) <= 400
+    for lon, lat in ((w, s), (e, n), (w, n), (e, s), (w + fx * (e - w), s + fy * (n - s))):
+        assert set(cell_codes(lon, lat)) & set(cover), (lon, lat)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lon, _lat, st.floats(1.0, 2_000_000.0), st.floats(0.0, 2 * np.pi), st.floats(0.0, 0.999))
+def test_cell_cover_holds_every_point_of_the_circle(lon, lat, radius, angle, frac):
+    """A point at distance < radius (haversine, as Qdrant) is inside the circle's cover."""
+    from rsir_stac.store.filters import EARTH_RADIUS_M, _circle_box, cell_codes, cover_cells
+
+    box = _circle_box(lon, lat, radius)
+    if box is None:
+        return
+    # destination point at frac * radius along the bearing
+    d = frac * radius / EARTH_RADIUS_M
+    p1, l1 = np.radians(lat), np.radians(lon)
+    p2 = np.arcsin(np.sin(p1) * np.cos(d) + np.cos(p1) * np.sin(d) * np.cos(angle))
+    l2 = l1 + np.arctan2(np.sin(angle) * np.sin(d) * np.cos(p1), np.cos(d) - np.sin(p1) * np.sin(p2))
+    plon, plat = float(np.degrees(l2)), float(np.degrees(p2))
+    assert haversine_m(lon, lat, plon, plat) < radius
+    w, s, e, n = box
+    assert w <= plon <= e and s <= plat <= n
+    cover = cover_cells(*box)
+    if cover is not None:
+        assert set(cell_codes(plon, plat)) & set(cover)

@@ -8,6 +8,7 @@ same points return the same ranking.
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import math
 import uuid
@@ -19,21 +20,32 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, InputError, PointNotFoundError, StoreError
-from rsir_stac.store.filters import SearchFilter, haversine_m
+from rsir_stac.store.filters import SearchFilter, cell_codes, haversine_m
 
 log = logging.getLogger(__name__)
 
-#: Payload indexes created on every collection: field -> kind.
+#: Payload indexes created on every collection: field -> kind.  These are the
+#: fields the search filters use, and the only ones stored as separate engine
+#: fields (see :func:`pack_payload`).
 PAYLOAD_INDEXES: dict[str, str] = {
     "item_id": "keyword",
     "collection": "keyword",
-    "model_id": "keyword",
     "location": "geo",
     "datetime_epoch": "float",
+    "geo_cells": "integer",
 }
 
-#: Metadata schema version written with every collection.
-META_SCHEMA = 1
+#: Engine field holding the rest of a tile's payload as one compact JSON string.
+PACKED = "packed"
+
+#: Largest tile half-diagonal :meth:`Store.point_at` looks for, in metres, and the
+#: radii it widens through (a 256 px tile at 500 m GSD has a ~90 km half-diagonal).
+POINT_AT_RADII_M = (250.0, 2_500.0, 25_000.0, 250_000.0)
+
+#: Metadata schema version written with every collection.  2: every point carries
+#: the ``geo_cells`` geo pre-filter field (:func:`pack_payload`), so searches use it;
+#: collections made by older versions (1) are searched without it.
+META_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,11 @@ class CollectionMeta:
     distance: str = "Euclid"
     schema: int = META_SCHEMA
 
+    @property
+    def has_cells(self) -> bool:
+        """Whether every point carries ``geo_cells`` (geo searches may pre-filter on it)."""
+        return self.schema >= 2
+
     @classmethod
     def new(cls, dim: int, model_id: str) -> CollectionMeta:
         from rsir_stac import __version__
@@ -102,7 +119,7 @@ class CollectionMeta:
                 created_at=str(d.get("created_at", "")),
                 rsir_stac_version=str(d.get("rsir_stac_version", "")),
                 distance=str(d.get("distance", "Euclid")),
-                schema=int(d.get("schema", META_SCHEMA)),
+                schema=int(d.get("schema", 1)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -196,7 +213,50 @@ def check_points(points: Sequence[Point], dim: int, where: str) -> list[tuple[st
     if not finite.all():
         bad = ids[int(np.flatnonzero(~finite)[0])]
         raise InputError(f"point {bad} has NaN or infinite vector values; check the model output")
-    return [(pid, v, to_jsonable(dict(p.payload or {}))) for pid, v, p in zip(ids, vectors.tolist(), points)]
+    return [(pid, v, pack_payload(to_jsonable(dict(p.payload or {})))) for pid, v, p in zip(ids, vectors.tolist(), points)]
+
+
+def pack_payload(payload: dict) -> dict:
+    """The stored form of a payload: the filtered fields (:data:`PAYLOAD_INDEXES`)
+    as engine fields, everything else as one compact JSON string under
+    :data:`PACKED`, plus ``geo_cells`` (the grid cells of ``location``, see
+    :func:`rsir_stac.store.filters.cell_codes`).
+
+    Qdrant Edge's Python binding spends ~2 us converting each payload value, so a
+    full tile payload (~36 values) dominated upsert time; packed it is ~12.
+    """
+    top: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for k, v in payload.items():
+        if k == "geo_cells":
+            continue  # derived from location below
+        (top if k in PAYLOAD_INDEXES else rest)[k] = v
+    loc = top.get("location")
+    if isinstance(loc, dict):
+        lon, lat = loc.get("lon"), loc.get("lat")
+        if type(lon) in (float, int) and type(lat) in (float, int) and math.isfinite(lon) and math.isfinite(lat):
+            top["geo_cells"] = cell_codes(lon, lat)
+    if rest:
+        top[PACKED] = json.dumps(rest, separators=(",", ":"))
+    return top
+
+
+def unpack_payload(stored: Mapping[str, Any] | None) -> dict:
+    """Inverse of :func:`pack_payload`; payloads stored unpacked (older indexes,
+    or points written by other tools) pass through unchanged."""
+    p = dict(stored or {})
+    p.pop("geo_cells", None)
+    raw = p.get(PACKED)
+    if isinstance(raw, str):
+        try:
+            rest = json.loads(raw)
+        except ValueError:
+            return p
+        if isinstance(rest, dict):
+            del p[PACKED]
+            for k, v in rest.items():
+                p.setdefault(k, v)
+    return p
 
 
 def _vector_of(raw: Any) -> np.ndarray | None:
@@ -213,7 +273,7 @@ def _vector_of(raw: Any) -> np.ndarray | None:
 def hit_from_record(rec: Any, with_vectors: bool, score: float | None = None) -> SearchHit:
     """An engine record (Edge or qdrant-client; scored or not) as a SearchHit."""
     return SearchHit(id=str(rec.id), score=float(rec.score) if score is None else score,
-                     payload=dict(rec.payload or {}), vector=_vector_of(rec.vector) if with_vectors else None)
+                     payload=unpack_payload(rec.payload), vector=_vector_of(rec.vector) if with_vectors else None)
 
 
 def chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -265,12 +325,13 @@ class Store(abc.ABC):
         self,
         flt: SearchFilter | None,
         *,
-        covers: tuple[float, float] | None = None,
+        around: tuple[float, float, float] | None = None,
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
         batch: int = 1000,
     ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
-        """Scroll (id, payload, vector) of matching points; ``fields`` limits the payload."""
+        """Scroll (id, unpacked payload, vector) of matching points; ``fields`` limits
+        the stored fields read (name :data:`PACKED` for any non-indexed field)."""
 
     # -- public abstract API ----------------------------------------------
 
@@ -395,6 +456,9 @@ class Store(abc.ABC):
         """The stored tile covering (lon, lat): among tiles whose ``bbox`` contains the
         location, the one with the nearest centroid (ties by id); score 0.
 
+        Candidates come from the geo index: tiles whose centroid lies within a
+        radius that widens through :data:`POINT_AT_RADII_M` until one covers the
+        location (a nearer covering centroid would have been inside the radius).
         Tiles whose bbox crosses the antimeridian (W > E) are not considered.
         """
         lon, lat = float(lon), float(lat)
@@ -402,14 +466,20 @@ class Store(abc.ABC):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
         self._require_meta()
         best: tuple[float, str] | None = None
-        for pid, payload, _ in self._scan(flt, covers=(lon, lat), fields=["location", "bbox"]):
-            loc = payload.get("location") or {}
-            try:
-                d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
-            except (KeyError, TypeError, ValueError):
-                continue
-            if best is None or (d, pid) < best:
-                best = (d, pid)
+        for radius in POINT_AT_RADII_M:
+            for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=["location", "bbox", PACKED]):
+                try:
+                    w, s, e, n = (float(x) for x in payload["bbox"])
+                    if not (w <= lon <= e and s <= lat <= n):
+                        continue
+                    loc = payload["location"]
+                    d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if best is None or (d, pid) < best:
+                    best = (d, pid)
+            if best is not None:
+                break
         if best is None:
             raise PointNotFoundError(
                 f"no tile in {self.describe()} covers lon {lon}, lat {lat}"
@@ -426,7 +496,7 @@ class Store(abc.ABC):
         cols: set[str] = set()
         ext = [math.inf, math.inf, -math.inf, -math.inf]
         n = 0
-        for _, payload, _ in self._scan(None, fields=["bbox", "collection"]):
+        for _, payload, _ in self._scan(None, fields=["bbox", "collection", PACKED]):
             n += 1
             c = payload.get("collection")
             if isinstance(c, str):
@@ -466,9 +536,12 @@ class Store(abc.ABC):
 __all__ = [
     "CollectionMeta",
     "IndexInfo",
+    "PACKED",
     "PAYLOAD_INDEXES",
     "Point",
     "SearchHit",
     "Store",
     "normalize_id",
+    "pack_payload",
+    "unpack_payload",
 ]

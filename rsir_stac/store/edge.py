@@ -32,6 +32,7 @@ Findings about qdrant-edge-py 0.9 that shape this module:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -53,6 +54,7 @@ from rsir_stac.store.base import (
     Store,
     _vector_of,
     hit_from_record,
+    unpack_payload,
     check_incompatible,
     check_points,
     chunks,
@@ -203,7 +205,7 @@ class EdgeStore(Store):
             dim = self._shard_dim()
             log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index, self.meta_path.name)
             if dim is not None:
-                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", schema=1)
 
     def _read_meta(self) -> CollectionMeta | None:
         try:
@@ -232,6 +234,8 @@ class EdgeStore(Store):
             "keyword": q.PayloadSchemaType.Keyword,
             "geo": q.PayloadSchemaType.Geo,
             "float": q.PayloadSchemaType.Float,
+            # exact match only, and no per-cell HNSW sub-graphs (thousands of small cells)
+            "integer": q.IntegerIndexParams(lookup=True, range=False, enable_hnsw=False),
         }
         have = set(self._shard.info().payload_schema)
         for name, kind in PAYLOAD_INDEXES.items():
@@ -243,6 +247,10 @@ class EdgeStore(Store):
 
     def describe(self) -> str:
         return f"index {self.index}"
+
+    @property
+    def _cells(self) -> bool:
+        return self._meta is not None and self._meta.has_cells
 
     def _check_open(self) -> None:
         if self._closed:
@@ -261,10 +269,11 @@ class EdgeStore(Store):
         self._check_open()
         if self._shard is not None:
             if self._meta is None:  # metadata lost and shard config unreadable: trust the caller
-                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", schema=1)
             if not self._meta.model_id and self._meta.dim == dim and not self.read_only:
-                # metadata file was lost: adopt the caller's model id
-                self._meta = CollectionMeta.new(dim, model_id)
+                # metadata file was lost: adopt the caller's model id (schema 1: the
+                # points may predate geo_cells, so searches must not rely on it)
+                self._meta = dataclasses.replace(CollectionMeta.new(dim, model_id), schema=1)
                 _write_json_atomic(self.meta_path, self._meta.to_dict())
             check_incompatible(self._meta, dim, model_id, f"index {self.index}")
             if not self.read_only:
@@ -341,7 +350,7 @@ class EdgeStore(Store):
         req = q.QueryRequest(
             limit=limit,
             query=q.Query.Nearest(vector.tolist()),
-            filter=to_edge_filter(flt, exclude_ids=exclude_ids),
+            filter=to_edge_filter(flt, exclude_ids=exclude_ids, cells=self._cells),
             with_payload=with_payload,
             with_vector=with_vectors,
             params=q.SearchParams(exact=True) if exact else None,
@@ -363,7 +372,7 @@ class EdgeStore(Store):
         self,
         flt: SearchFilter | None,
         *,
-        covers: tuple[float, float] | None = None,
+        around: tuple[float, float, float] | None = None,
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
         batch: int = 1000,
@@ -372,7 +381,7 @@ class EdgeStore(Store):
 
         if self._shard is None:
             return
-        efilter = to_edge_filter(flt, covers=covers)
+        efilter = to_edge_filter(flt, around=around, cells=self._cells)
         with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
         offset = None
         while True:
@@ -383,7 +392,7 @@ class EdgeStore(Store):
             except Exception as exc:  # noqa: BLE001
                 raise self._engine_error(exc, "scrolling points") from None
             for r in recs:
-                yield str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+                yield str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None
             if offset is None or not recs:
                 return
 
@@ -394,7 +403,7 @@ class EdgeStore(Store):
         if self._shard is None:
             return 0
         try:
-            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt))))
+            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt, cells=self._cells))))
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "counting points") from None
 

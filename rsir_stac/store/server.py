@@ -17,6 +17,7 @@ verify it.  Uploads use ``upload_points(wait=True)`` with retries, and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
@@ -35,6 +36,7 @@ from rsir_stac.store.base import (
     Store,
     _vector_of,
     hit_from_record,
+    unpack_payload,
     check_incompatible,
     check_points,
 )
@@ -125,6 +127,10 @@ class ServerStore(Store):
     def describe(self) -> str:
         return f"Qdrant {self.url} collection {self.collection!r}"
 
+    @property
+    def _cells(self) -> bool:
+        return self._meta is not None and self._meta.has_cells
+
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
             raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
@@ -144,13 +150,13 @@ class ServerStore(Store):
             meta = self._read_meta_collection()
         if meta is None and dim is not None:
             log.warning("%s has no rsir-stac metadata; model_id is unknown", self.describe())
-            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
+            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid", schema=1)
         if meta is not None and dim is not None and dim != meta.dim:
             raise IncompatibleIndexError(
                 f"{self.describe()} stores {dim}-d vectors but its metadata says {meta.dim}-d; use a new --collection"
             )
         if meta is not None and distance and distance != "Euclid":
-            meta = CollectionMeta(meta.dim, meta.model_id, meta.created_at, meta.rsir_stac_version, distance)
+            meta = dataclasses.replace(meta, distance=distance)
         return meta
 
     def _read_meta_collection(self) -> CollectionMeta | None:
@@ -187,7 +193,9 @@ class ServerStore(Store):
     def _create_indexes(self) -> None:
         from qdrant_client import models as m
 
-        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "geo": m.PayloadSchemaType.GEO, "float": m.PayloadSchemaType.FLOAT}
+        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "geo": m.PayloadSchemaType.GEO, "float": m.PayloadSchemaType.FLOAT,
+                 "integer": m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, lookup=True, range=False,
+                                                 enable_hnsw=False)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode: "payload indexes have no effect"
             for name, kind in PAYLOAD_INDEXES.items():
@@ -280,7 +288,7 @@ class ServerStore(Store):
         res = self._call(
             "searching", self.client.query_points, self.collection,
             query=vector.tolist(), limit=limit,
-            query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids),
+            query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids, cells=self._cells),
             with_payload=True, with_vectors=with_vectors, **kwargs,
         )
         return [hit_from_record(p, with_vectors) for p in res.points]
@@ -294,14 +302,14 @@ class ServerStore(Store):
         self,
         flt: SearchFilter | None,
         *,
-        covers: tuple[float, float] | None = None,
+        around: tuple[float, float, float] | None = None,
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
         batch: int = 1000,
     ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
         if self._meta is None:
             return
-        qfilter = to_qdrant_filter(flt, covers=covers)
+        qfilter = to_qdrant_filter(flt, around=around, cells=self._cells)
         offset = None
         while True:
             recs, offset = self._call(
@@ -310,7 +318,7 @@ class ServerStore(Store):
                 with_payload=list(fields) if fields is not None else True, with_vectors=with_vectors,
             )
             for r in recs:
-                yield str(r.id), dict(r.payload or {}), _vector_of(r.vector) if with_vectors else None
+                yield str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None
             if offset is None or not recs:
                 return
 
@@ -318,7 +326,7 @@ class ServerStore(Store):
         if self.meta() is None:
             return 0
         res = self._call("counting points", self.client.count, self.collection,
-                         count_filter=to_qdrant_filter(flt), exact=True)
+                         count_filter=to_qdrant_filter(flt, cells=self._cells), exact=True)
         return int(res.count)
 
     def flush(self) -> None:
