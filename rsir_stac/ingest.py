@@ -334,6 +334,8 @@ def _open_scene(scene, options, tile_size, stride, gsd):
 
 def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride, gsd, report) -> None:
     """Reader thread: tiles each scene and queues (point id, pixels, payload)."""
+    from rsir_stac.tiling import gdal_env
+
     try:
         for scene in scenes:
             if stop.is_set():
@@ -341,7 +343,7 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
             q.put(("start", scene.item_id))
             try:
                 reader, scene_gsd = _open_scene(scene, options, tile_size, stride, gsd)
-                with reader:
+                with reader, gdal_env():  # one GDAL environment per scene, not per tile
                     tkey = tiling_key(tile_size, stride, scene_gsd, options.edge)
                     refs = reader.windows()
                     ids = [point_id(scene.collection, scene.item_id, scene.asset_key, r.grid, tkey, model_id)

@@ -64,6 +64,7 @@ wins.  Whatever rasterio, GDAL or PROJ raise on bad input becomes a one-line
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -76,7 +77,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from pyproj import Geod
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import transform as warp_transform
@@ -382,12 +383,22 @@ def gdal_options() -> dict[str, Any]:
         # memory flat whatever the scene size (MB).
         "GDAL_CACHEMAX": 128,  # rasterio wants an int here
     }
-    return {k: v for k, v in defaults.items() if k not in os.environ}
+    out = {k: v for k, v in defaults.items() if k not in os.environ}
+    out[_OUR_MARK] = "1"
+    return out
 
 
 def gdal_env() -> Any:
-    """A ``rasterio.Env`` with :func:`gdal_options` (cheap; entered around each GDAL call)."""
+    """A ``rasterio.Env`` with :func:`gdal_options`, entered around GDAL calls; a
+    no-op inside one already entered (the ingest reader enters one per scene
+    instead of one per tile)."""
+    if rasterio.env.hasenv() and _OUR_MARK in rasterio.env.getenv():
+        return contextlib.nullcontext()
     return rasterio.Env(**gdal_options())
+
+
+#: An option our Env always sets, to recognise it when nested.
+_OUR_MARK = "RSIR_STAC_ENV"
 
 
 def _fetch_error(href: str, err: BaseException) -> RsirError | None:
@@ -532,6 +543,11 @@ class SceneReader:
         self.grid_height = max(1, round(dataset.height / self._sy))
         self._uniq = sorted(set(self.bands))
         self._order = [self._uniq.index(b) for b in self.bands]
+        # no nodata, alpha or mask on the bands read: every pixel inside the raster is
+        # valid, so tiles skip GDAL's mask reads (a second read per tile otherwise)
+        flags = dataset.mask_flag_enums
+        self._all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in self._uniq)
+        self._float = np.issubdtype(np.dtype(dataset.dtypes[self._uniq[0] - 1]), np.floating)
         self._scale: ScaleRule | None = None
         self._refs: list[TileRef] | None = None
         self.stats = TileStats()
@@ -720,12 +736,13 @@ class SceneReader:
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
         t_h, t_w = valid.shape
-        fraction = float(valid.sum()) / float(t_h * t_w)
+        fraction = float(np.count_nonzero(valid)) / float(t_h * t_w)
         if fraction == 0.0 or fraction < self.min_valid:
             self.stats.skipped_empty += 1
             return None
         pixels = scale.apply(data)
-        pixels[:, ~valid] = 0
+        if fraction < 1.0:
+            pixels[:, ~valid] = 0
         self.stats.read += 1
         return Tile(ref=ref, pixels=np.ascontiguousarray(pixels.transpose(1, 2, 0)), valid_fraction=fraction)
 
@@ -750,10 +767,16 @@ class SceneReader:
         native = self._sx == 1.0 and self._sy == 1.0
         resampling = Resampling.nearest if native else Resampling.bilinear
         raw = self._ds.read(indexes=self._uniq, window=window, out_shape=shape, resampling=resampling)
-        masks = self._ds.read_masks(indexes=self._uniq, window=window, out_shape=shape, resampling=Resampling.nearest)
-        part_valid = (masks > 0).any(axis=0)
-        if np.issubdtype(raw.dtype, np.floating):
+        if self._all_valid:
+            part_valid = np.ones(shape[1:], dtype=bool)
+        else:
+            masks = self._ds.read_masks(indexes=self._uniq, window=window, out_shape=shape,
+                                        resampling=Resampling.nearest)
+            part_valid = (masks > 0).any(axis=0)
+        if self._float:
             part_valid &= np.isfinite(raw).all(axis=0)
+        if shape[1:] == (g.height, g.width) and self._order == [0, 1, 2]:
+            return raw, part_valid  # the whole tile lies inside the raster: no padding copy
         data = data.astype(raw.dtype, copy=False)
         data[:, oy0:oy1, ox0:ox1] = raw[self._order]
         valid[oy0:oy1, ox0:ox1] = part_valid

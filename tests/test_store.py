@@ -270,34 +270,25 @@ def test_point_at_widens_to_large_tiles(tmp_path):
                 store.point_at(20.5, 10.0)  # within 250 km of the centroid but outside the bbox
 
 
-def test_schema_1_collection_with_unpacked_payloads(tmp_path):
-    """A collection made before payload packing and geo cells (metadata schema 1,
-    payloads stored whole, no geo_cells) is searched, filtered and read as it is."""
-    import dataclasses
-
+def test_unpacked_payloads_are_read_as_they_are(tmp_path):
+    """Points stored with the whole payload as engine fields (by versions before
+    payload packing, or by another tool) are searched, filtered and read unchanged."""
     legacy_payload = _big_tile(-60.0, -10.0, 0.001, item_id="legacy", corners=[{"lon": -60.001, "lat": -10.001}])
     legacy = str(uuid.uuid4())
-    edge_dir = tmp_path / "e"
-    with open_store(edge_dir) as store:
-        store.ensure_collection(DIM, MODEL)
-        import qdrant_edge as q
-
-        store._shard.update(q.UpdateOperation.upsert_points(
-            [q.Point(id=legacy, vector=[0.0] * DIM, payload=legacy_payload)]))
-    meta_file = edge_dir / "rsir_tiles.meta.json"
-    doc = json.loads(meta_file.read_text())
-    doc["rsir_stac"]["schema"] = 1
-    meta_file.write_text(json.dumps(doc))
-    mem = open_store(qdrant_url=":memory:")
-    mem.ensure_collection(DIM, MODEL)
-    from qdrant_client import models as m
-
-    mem.client.upsert(mem.collection, [m.PointStruct(id=legacy, vector=[0.0] * DIM, payload=legacy_payload)])
-    mem._write_meta(dataclasses.replace(mem.meta(), schema=1))
-    mem._meta = mem._read_meta()
-    for store in (open_store(edge_dir), mem):
+    edge, mem = open_store(tmp_path / "e"), open_store(qdrant_url=":memory:")
+    for store in (edge, mem):
         with store:
-            assert store.meta().schema == 1
+            store.ensure_collection(DIM, MODEL)
+            if store is edge:
+                import qdrant_edge as q
+
+                store._shard.update(q.UpdateOperation.upsert_points(
+                    [q.Point(id=legacy, vector=[0.0] * DIM, payload=legacy_payload)]))
+            else:
+                from qdrant_client import models as m
+
+                store.client.upsert(store.collection, [m.PointStruct(id=legacy, vector=[0.0] * DIM,
+                                                                     payload=legacy_payload)])
             assert store.point_at(-60.0005, -10.0).id == legacy
             assert store.retrieve([legacy])[0].payload == legacy_payload
             hits = store.search(np.zeros(DIM, np.float32), k=1, flt=SearchFilter(near=(-60.0, -10.0, 500.0)))
@@ -667,43 +658,30 @@ def test_upload_settings_from_environment(monkeypatch):
         open_store(qdrant_url=":memory:")
 
 
-_lon = st.floats(-179.9, 179.9, allow_nan=False)
-_lat = st.floats(-85.0, 85.0, allow_nan=False)
+
+def test_payload_values_are_made_json_safe_and_bad_ones_refused(tmp_path):
+    """numpy scalars/arrays, tuples and datetimes are stored as JSON; an object
+    JSON cannot hold is refused naming the point, before anything is written."""
+    pid, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    payload = {"item_id": np.str_("it"), "location": {"lon": np.float64(1.5), "lat": np.float32(2.5)},
+               "bbox": np.array([1.0, 2.0, 3.0, 4.0]), "window": (0, 0, 256, 256), "gsd": np.float32(0.5),
+               "when": datetime(2020, 1, 2, tzinfo=timezone.utc), "n": np.int64(7)}
+    want = {"item_id": "it", "location": {"lon": 1.5, "lat": 2.5}, "bbox": [1.0, 2.0, 3.0, 4.0],
+            "window": [0, 0, 256, 256], "gsd": 0.5, "when": "2020-01-02T00:00:00+00:00", "n": 7}
+    for store in (open_store(tmp_path / "e"), open_store(qdrant_url=":memory:")):
+        with store:
+            store.ensure_collection(DIM, MODEL)
+            store.upsert([Point(pid, np.zeros(DIM, np.float32), payload)])
+            assert store.retrieve([pid])[0].payload == want
+            assert store.search(np.zeros(DIM), k=1, flt=SearchFilter(near=(1.5, 2.5, 10.0)))[0].id == pid
+            with pytest.raises(InputError, match=f"payload of point {bad}"):
+                store.upsert([Point(str(uuid.uuid4()), np.ones(DIM, np.float32), {"a": 1}),
+                              Point(bad, np.ones(DIM, np.float32), {"a": {1, 2}})])
+            assert store.count() == 1
 
 
-@settings(max_examples=300, deadline=None)
-@given(_lon, _lat, st.floats(0.0, 30.0), st.floats(0.0, 10.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
-def test_cell_cover_holds_every_point_of_the_box(w, s, width, height, fx, fy):
-    """Every point inside a bbox (edges included) has one of the cover's cell codes."""
-    from rsir_stac.store.filters import cell_codes, cover_cells
-
-    e, n = min(w + width, 180.0), min(s + height, 90.0)
-    cover = cover_cells(w, s, e, n)
-    if cover is None:
-        return
-    assert len(cover) <= 400
-    for lon, lat in ((w, s), (e, n), (w, n), (e, s), (w + fx * (e - w), s + fy * (n - s))):
-        assert set(cell_codes(lon, lat)) & set(cover), (lon, lat)
-
-
-@settings(max_examples=300, deadline=None)
-@given(_lon, _lat, st.floats(1.0, 2_000_000.0), st.floats(0.0, 2 * np.pi), st.floats(0.0, 0.999))
-def test_cell_cover_holds_every_point_of_the_circle(lon, lat, radius, angle, frac):
-    """A point at distance < radius (haversine, as Qdrant) is inside the circle's cover."""
-    from rsir_stac.store.filters import EARTH_RADIUS_M, _circle_box, cell_codes, cover_cells
-
-    box = _circle_box(lon, lat, radius)
-    if box is None:
-        return
-    # destination point at frac * radius along the bearing
-    d = frac * radius / EARTH_RADIUS_M
-    p1, l1 = np.radians(lat), np.radians(lon)
-    p2 = np.arcsin(np.sin(p1) * np.cos(d) + np.cos(p1) * np.sin(d) * np.cos(angle))
-    l2 = l1 + np.arctan2(np.sin(angle) * np.sin(d) * np.cos(p1), np.cos(d) - np.sin(p1) * np.sin(p2))
-    plon, plat = float(np.degrees(l2)), float(np.degrees(p2))
-    assert haversine_m(lon, lat, plon, plat) < radius
-    w, s, e, n = box
-    assert w <= plon <= e and s <= plat <= n
-    cover = cover_cells(*box)
-    if cover is not None:
-        assert set(cell_codes(plon, plat)) & set(cover)
+def test_item_id_is_a_tenant_index(tmp_path):
+    """item_id groups each item's points in storage (filtered-search locality)."""
+    with open_store(tmp_path / "e") as store:
+        store.ensure_collection(DIM, MODEL)
+        assert store._shard.info().payload_schema["item_id"].params.is_tenant is True

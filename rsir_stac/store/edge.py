@@ -32,7 +32,6 @@ Findings about qdrant-edge-py 0.9 that shape this module:
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import logging
@@ -205,7 +204,7 @@ class EdgeStore(Store):
             dim = self._shard_dim()
             log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index, self.meta_path.name)
             if dim is not None:
-                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", schema=1)
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
 
     def _read_meta(self) -> CollectionMeta | None:
         try:
@@ -232,10 +231,9 @@ class EdgeStore(Store):
 
         kinds = {
             "keyword": q.PayloadSchemaType.Keyword,
+            "tenant": q.KeywordIndexParams(is_tenant=True),
             "geo": q.PayloadSchemaType.Geo,
             "float": q.PayloadSchemaType.Float,
-            # exact match only, and no per-cell HNSW sub-graphs (thousands of small cells)
-            "integer": q.IntegerIndexParams(lookup=True, range=False, enable_hnsw=False),
         }
         have = set(self._shard.info().payload_schema)
         for name, kind in PAYLOAD_INDEXES.items():
@@ -247,10 +245,6 @@ class EdgeStore(Store):
 
     def describe(self) -> str:
         return f"index {self.index}"
-
-    @property
-    def _cells(self) -> bool:
-        return self._meta is not None and self._meta.has_cells
 
     def _check_open(self) -> None:
         if self._closed:
@@ -269,11 +263,10 @@ class EdgeStore(Store):
         self._check_open()
         if self._shard is not None:
             if self._meta is None:  # metadata lost and shard config unreadable: trust the caller
-                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", schema=1)
+                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
             if not self._meta.model_id and self._meta.dim == dim and not self.read_only:
-                # metadata file was lost: adopt the caller's model id (schema 1: the
-                # points may predate geo_cells, so searches must not rely on it)
-                self._meta = dataclasses.replace(CollectionMeta.new(dim, model_id), schema=1)
+                # metadata file was lost: adopt the caller's model id
+                self._meta = CollectionMeta.new(dim, model_id)
                 _write_json_atomic(self.meta_path, self._meta.to_dict())
             check_incompatible(self._meta, dim, model_id, f"index {self.index}")
             if not self.read_only:
@@ -350,7 +343,7 @@ class EdgeStore(Store):
         req = q.QueryRequest(
             limit=limit,
             query=q.Query.Nearest(vector.tolist()),
-            filter=to_edge_filter(flt, exclude_ids=exclude_ids, cells=self._cells),
+            filter=to_edge_filter(flt, exclude_ids=exclude_ids),
             with_payload=with_payload,
             with_vector=with_vectors,
             params=q.SearchParams(exact=True) if exact else None,
@@ -381,7 +374,7 @@ class EdgeStore(Store):
 
         if self._shard is None:
             return
-        efilter = to_edge_filter(flt, around=around, cells=self._cells)
+        efilter = to_edge_filter(flt, around=around)
         with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
         offset = None
         while True:
@@ -403,7 +396,7 @@ class EdgeStore(Store):
         if self._shard is None:
             return 0
         try:
-            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt, cells=self._cells))))
+            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt))))
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "counting points") from None
 

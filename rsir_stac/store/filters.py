@@ -13,13 +13,6 @@ given constraint (AND):
   tiles without a datetime never match a datetime constraint.
 * ``collections`` / ``item_ids``: keyword match-any on ``collection`` / ``item_id``.
 
-Geo conditions also get a coarse pre-filter on the ``geo_cells`` payload field
-(:func:`cell_codes`, :func:`cover_cells`): a match-any on the grid cells the
-query's extent touches.  It never changes which points match (every point that
-satisfies the geo condition lies in one of the cells), but lets the engine start
-from a tight integer-index candidate set instead of its geohash cover, which at
-tile density is often a whole scene; see ``benchmarks/RESULTS.md``.
-
 The translation to a qdrant-client :class:`models.Filter` lives in
 :func:`to_qdrant_filter` and to a ``qdrant_edge.Filter`` in
 :func:`to_edge_filter`; nothing else builds engine filters.  :func:`matches`
@@ -50,77 +43,6 @@ EARTH_RADIUS_M = 6371008.8
 
 BBox = tuple[float, float, float, float]
 Ring = tuple[tuple[float, float], ...]
-
-#: Cell sizes (degrees) of the ``geo_cells`` payload field, finest first; a point
-#: stores one cell code per level.
-CELL_LEVELS = (0.01, 0.04, 0.16, 0.64, 2.56)
-#: Most cells a query's pre-filter may list; past that the next level is used.
-MAX_QUERY_CELLS = 400
-_LEVEL_STRIDE = 10**12  # code = level * stride + row * columns + column
-
-
-def _cell_index(value: float, origin: float, size: float) -> int:
-    return int(math.floor((value + origin) / size))
-
-
-def cell_codes(lon: float, lat: float) -> list[int]:
-    """The grid cell of (lon, lat) at every level of :data:`CELL_LEVELS`."""
-    out = []
-    for level, size in enumerate(CELL_LEVELS):
-        cols = int(math.ceil(360.0 / size)) + 1
-        out.append(level * _LEVEL_STRIDE + _cell_index(lat, 90.0, size) * cols + _cell_index(lon, 180.0, size))
-    return out
-
-
-def cover_cells(w: float, s: float, e: float, n: float) -> list[int] | None:
-    """Codes of the cells at the finest level that covers [w, e] x [s, n] with at
-    most :data:`MAX_QUERY_CELLS` cells; None when even the coarsest level needs more.
-
-    Uses the same arithmetic as :func:`cell_codes`, so every point inside the box
-    (edges included) has one of the returned codes.
-    """
-    for level, size in enumerate(CELL_LEVELS):
-        cols = int(math.ceil(360.0 / size)) + 1
-        r0, r1 = _cell_index(s, 90.0, size), _cell_index(n, 90.0, size)
-        c0, c1 = _cell_index(w, 180.0, size), _cell_index(e, 180.0, size)
-        if (r1 - r0 + 1) * (c1 - c0 + 1) <= MAX_QUERY_CELLS:
-            base = level * _LEVEL_STRIDE
-            return [base + r * cols + c for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
-    return None
-
-
-def _circle_box(lon: float, lat: float, radius_m: float) -> BBox | None:
-    """A lon/lat box holding the whole circle (1 % margin); None across a pole or the antimeridian."""
-    delta = radius_m / EARTH_RADIUS_M
-    if delta >= math.pi / 2:
-        return None
-    dlat = math.degrees(delta) * 1.01 + 1e-9
-    if abs(lat) + dlat >= 90.0:
-        return None
-    ratio = math.sin(delta) / math.cos(math.radians(lat))
-    if ratio >= 1.0:
-        return None
-    dlon = math.degrees(math.asin(ratio)) * 1.01 + 1e-9
-    if lon - dlon < -180.0 or lon + dlon > 180.0:
-        return None
-    return (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
-
-
-def _geo_cell_covers(flt: SearchFilter | None, around: tuple[float, float, float] | None) -> list[list[int]]:
-    """One cell list per geo constraint that has a small enough cover."""
-    boxes: list[BBox | None] = []
-    if flt is not None:
-        if flt.bbox is not None:
-            boxes.append(flt.bbox)
-        if flt.near is not None:
-            boxes.append(_circle_box(*flt.near))
-        if flt.polygon is not None:
-            xs, ys = [x for x, _ in flt.polygon], [y for _, y in flt.polygon]
-            boxes.append((min(xs), min(ys), max(xs), max(ys)))
-    if around is not None:
-        boxes.append(_circle_box(*around))
-    covers = (cover_cells(*b) for b in boxes if b is not None)
-    return [c for c in covers if c is not None]
 
 
 # --------------------------------------------------------------------------- dataclass
@@ -402,14 +324,12 @@ def to_qdrant_filter(
     *,
     exclude_ids: Collection[str] = (),
     around: tuple[float, float, float] | None = None,
-    cells: bool = False,
 ) -> Any:
     """Build a qdrant-client ``models.Filter`` (or None when nothing is constrained).
 
     ``exclude_ids`` drops those point ids; ``around=(lon, lat, metres)`` also
     keeps only tiles whose centroid lies within that radius (used by ``point_at``,
-    on top of any radius in ``flt``).  ``cells=True`` adds the ``geo_cells``
-    pre-filter (only for collections whose points all carry it).
+    on top of any radius in ``flt``).
     """
     from qdrant_client import models as m
 
@@ -436,8 +356,6 @@ def to_qdrant_filter(
     if around is not None:
         lon, lat, r = around
         must.append(m.FieldCondition(key="location", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=lon, lat=lat), radius=r)))
-    if cells:
-        must += [m.FieldCondition(key="geo_cells", match=m.MatchAny(any=c)) for c in _geo_cell_covers(flt, around)]
     must_not = [m.HasIdCondition(has_id=list(exclude_ids))] if exclude_ids else None
     if not must and not must_not:
         return None
@@ -449,7 +367,6 @@ def to_edge_filter(
     *,
     exclude_ids: Collection[str] = (),
     around: tuple[float, float, float] | None = None,
-    cells: bool = False,
 ) -> Any:
     """Build a ``qdrant_edge.Filter`` with the same semantics as :func:`to_qdrant_filter`."""
     import qdrant_edge as q
@@ -477,8 +394,6 @@ def to_edge_filter(
     if around is not None:
         lon, lat, r = around
         must.append(q.FieldCondition(key="location", geo_radius=q.GeoRadius(center=q.GeoPoint(lon=lon, lat=lat), radius=r)))
-    if cells:
-        must += [q.FieldCondition(key="geo_cells", match=q.MatchAny(any=c)) for c in _geo_cell_covers(flt, around)]
     must_not = [q.HasIdCondition(point_ids=set(exclude_ids))] if exclude_ids else None
     if not must and not must_not:
         return None

@@ -127,10 +127,6 @@ class ServerStore(Store):
     def describe(self) -> str:
         return f"Qdrant {self.url} collection {self.collection!r}"
 
-    @property
-    def _cells(self) -> bool:
-        return self._meta is not None and self._meta.has_cells
-
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
             raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
@@ -150,7 +146,7 @@ class ServerStore(Store):
             meta = self._read_meta_collection()
         if meta is None and dim is not None:
             log.warning("%s has no rsir-stac metadata; model_id is unknown", self.describe())
-            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid", schema=1)
+            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
         if meta is not None and dim is not None and dim != meta.dim:
             raise IncompatibleIndexError(
                 f"{self.describe()} stores {dim}-d vectors but its metadata says {meta.dim}-d; use a new --collection"
@@ -194,8 +190,7 @@ class ServerStore(Store):
         from qdrant_client import models as m
 
         kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "geo": m.PayloadSchemaType.GEO, "float": m.PayloadSchemaType.FLOAT,
-                 "integer": m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, lookup=True, range=False,
-                                                 enable_hnsw=False)}
+                 "tenant": m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, is_tenant=True)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode: "payload indexes have no effect"
             for name, kind in PAYLOAD_INDEXES.items():
@@ -288,7 +283,7 @@ class ServerStore(Store):
         res = self._call(
             "searching", self.client.query_points, self.collection,
             query=vector.tolist(), limit=limit,
-            query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids, cells=self._cells),
+            query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids),
             with_payload=True, with_vectors=with_vectors, **kwargs,
         )
         return [hit_from_record(p, with_vectors) for p in res.points]
@@ -309,7 +304,7 @@ class ServerStore(Store):
     ) -> Iterator[tuple[str, dict, np.ndarray | None]]:
         if self._meta is None:
             return
-        qfilter = to_qdrant_filter(flt, around=around, cells=self._cells)
+        qfilter = to_qdrant_filter(flt, around=around)
         offset = None
         while True:
             recs, offset = self._call(
@@ -326,7 +321,7 @@ class ServerStore(Store):
         if self.meta() is None:
             return 0
         res = self._call("counting points", self.client.count, self.collection,
-                         count_filter=to_qdrant_filter(flt, cells=self._cells), exact=True)
+                         count_filter=to_qdrant_filter(flt), exact=True)
         return int(res.count)
 
     def flush(self) -> None:
