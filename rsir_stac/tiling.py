@@ -361,6 +361,10 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+#: GDAL block cache while reading scenes (bytes; ``GDAL_CACHEMAX`` in the environment wins).
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
+
+
 def gdal_options() -> dict[str, Any]:
     """GDAL config options for reading scenes (see the module docstring).
 
@@ -379,9 +383,11 @@ def gdal_options() -> dict[str, Any]:
         "GDAL_HTTP_MAX_RETRY": "2",
         "GDAL_HTTP_RETRY_DELAY": "1",
         # GDAL's block cache defaults to 5 % of RAM and fills as a large scene is
-        # read tile by tile; each tile is read about once, so a small cache keeps
-        # memory flat whatever the scene size (MB).
-        "GDAL_CACHEMAX": 128,  # rasterio wants an int here
+        # read tile by tile.  A fixed cap keeps memory flat whatever the scene
+        # size; 256 MB holds a full row of blocks of a 3-band uint8 scene up to
+        # ~170,000 px wide, so each block is decoded once even when it spans two
+        # rows of tiles.  rasterio passes this to GDALSetCacheMax64: bytes.
+        "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
     }
     out = {k: v for k, v in defaults.items() if k not in os.environ}
     out[_OUR_MARK] = "1"
@@ -548,6 +554,8 @@ class SceneReader:
         flags = dataset.mask_flag_enums
         self._all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in self._uniq)
         self._float = np.issubdtype(np.dtype(dataset.dtypes[self._uniq[0] - 1]), np.floating)
+        self._direct = (self._all_valid and self._order == [0, 1, 2]
+                        and all(dataset.dtypes[b - 1] == "uint8" for b in self._uniq))
         self._scale: ScaleRule | None = None
         self._refs: list[TileRef] | None = None
         self.stats = TileStats()
@@ -721,9 +729,13 @@ class SceneReader:
         (corrupt block), so the caller can skip and report it.
         """
         scale = self.scale
+        pixels = None
         try:
             with gdal_env():
-                data, valid = self._read_window(ref.grid)
+                if self._direct and scale.kind == "none":
+                    pixels = self._read_direct(ref.grid)
+                if pixels is None:
+                    data, valid = self._read_window(ref.grid)
         except (RasterioError, CPLE_BaseError) as err:
             self.stats.failed += 1
             detail = _one_line(err.__cause__ or err)
@@ -735,6 +747,9 @@ class SceneReader:
                        "the file may be corrupt, re-download it or skip the window")
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
+        if pixels is not None:
+            self.stats.read += 1
+            return Tile(ref=ref, pixels=pixels, valid_fraction=1.0)
         t_h, t_w = valid.shape
         fraction = float(np.count_nonzero(valid)) / float(t_h * t_w)
         if fraction == 0.0 or fraction < self.min_valid:
@@ -745,6 +760,21 @@ class SceneReader:
             pixels[:, ~valid] = 0
         self.stats.read += 1
         return Tile(ref=ref, pixels=np.ascontiguousarray(pixels.transpose(1, 2, 0)), valid_fraction=fraction)
+
+    def _read_direct(self, g: PixelWindow) -> np.ndarray | None:
+        """The tile as ``(h, w, 3)`` uint8 read straight into pixel-interleaved
+        memory, or None when it is not wholly inside the raster.  Only for
+        rasters where every pixel is valid and the bands need no reordering or
+        scaling (``self._direct``): the common uint8 RGB case, with no mask
+        read and no copies."""
+        x0, y0, w, h = self._source_float(g)
+        if x0 < 0 or y0 < 0 or x0 + w > self._ds.width or y0 + h > self._ds.height:
+            return None
+        out = np.empty((g.height, g.width, 3), dtype=np.uint8)
+        native = self._sx == 1.0 and self._sy == 1.0
+        self._ds.read(indexes=self._uniq, window=Window(x0, y0, w, h), out=out.transpose(2, 0, 1),
+                      resampling=Resampling.nearest if native else Resampling.bilinear)
+        return out
 
     def _read_window(self, g: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
         """Raw ``(3, tile, tile)`` data in the source dtype and its validity mask."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from rsir_stac.tiling import (
     PERCENTILES,
     PixelWindow,
     SceneReader,
+    gdal_env,
     grid_windows,
     percentile_rule,
     read_image,
@@ -585,3 +587,51 @@ def test_real_alpha_file(shared_data: Path):
         tiles = list(scene.iter_tiles())
         assert scene.stats.read + scene.stats.skipped_empty == scene.stats.windows
         assert all(t.valid_fraction >= 0.5 for t in tiles)
+
+
+def test_gdal_block_cache_is_megabytes_not_bytes():
+    """rasterio hands GDAL_CACHEMAX to GDALSetCacheMax64, which takes bytes: a
+    value like 128 would disable GDAL's block cache and decode every 512 px
+    block once per 256 px tile.  Checked on the GDAL library rasterio loaded."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(os.path.join(os.path.dirname(rasterio.__file__), os.pardir, "rasterio.libs", "libgdal*.so*"))
+    if not libs:
+        pytest.skip("rasterio's bundled libgdal not found (rasterio not from a manylinux wheel)")
+    gdal = ctypes.CDLL(libs[0])
+    gdal.GDALGetCacheMax64.restype = ctypes.c_int64
+    if "GDAL_CACHEMAX" in os.environ:
+        pytest.skip("GDAL_CACHEMAX is set in the environment")
+    with gdal_env():
+        assert gdal.GDALGetCacheMax64() >= 64 * 1024 * 1024
+        with gdal_env():  # nested: the outer environment is reused
+            assert gdal.GDALGetCacheMax64() >= 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("target_gsd", [None, 0.75])
+def test_unmasked_uint8_tiles_equal_rasterio_reads(tmp_path, target_gsd):
+    """The direct path for mask-free uint8 RGB (read into pixel-interleaved
+    memory, no mask read) returns exactly rasterio's own window read, at the
+    native GSD and resampled; edge tiles (padded) go through the masked path."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 256, size=(3, 300, 520), dtype=np.uint8)
+    path = write_raster(tmp_path / "rgb.tif", data, crs="EPSG:32615",
+                        transform=Affine(0.5, 0, 500000, 0, -0.5, 4000000))
+    with SceneReader.open(path, target_gsd=target_gsd, tile_size=128, edge="pad", min_valid=0.1) as scene, \
+            rasterio.open(path) as ds:
+        assert scene._direct
+        refs = scene.windows()
+        inside = [r for r in refs if scene._read_direct(r.grid) is not None]
+        assert inside and len(inside) < len(refs)  # both paths are exercised
+        for ref in refs:
+            tile = scene.read(ref)
+            x0, y0, w, h = scene._source_float(ref.grid)
+            if ref in inside:
+                want = ds.read(window=Window(x0, y0, w, h), out_shape=(3, ref.grid.height, ref.grid.width),
+                               resampling=rasterio.enums.Resampling.nearest if target_gsd is None
+                               else rasterio.enums.Resampling.bilinear)
+                np.testing.assert_array_equal(tile.pixels, want.transpose(1, 2, 0))
+                assert tile.valid_fraction == 1.0
+            else:
+                assert tile is None or tile.valid_fraction < 1.0
