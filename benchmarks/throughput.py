@@ -6,9 +6,9 @@
 (c) a full ingest of a generated GeoTIFF into a fresh embedded (Edge) index:
     windowed reads, resize, normalise, embed, upsert.
 
-Also: peak RSS of ingesting a large generated COG (``--big``, default
-20,000 × 20,000 px) against a small one, each in a fresh subprocess, to show
-memory does not grow with scene size.
+Also: peak RSS of ingesting generated COGs of 4,096², ``--mid`` (10,000²) and
+``--big`` (20,000²) px, each in a fresh subprocess, to show memory is bounded
+and stops growing once GDAL's block cache (256 MB) is full.
 
 Usage::
 
@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=512, help="Tiles for (a), (b) and (c).")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--big", type=int, default=20000, help="Side of the large scene for the memory check.")
+    ap.add_argument("--mid", type=int, default=10000,
+                    help="Side of a middle scene: large enough to fill GDAL's block cache (256 MB).")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="Alternating (b)/(c) measurements.")
     args = ap.parse_args()
@@ -158,12 +160,14 @@ def main() -> None:
 
     if not args.skip_memory:
         with tempfile.TemporaryDirectory() as d:
-            small, big = Path(d) / "small.tif", Path(d) / "big.tif"
+            small, mid, big = Path(d) / "small.tif", Path(d) / "mid.tif", Path(d) / "big.tif"
             make_scene(small, 4096, gsd, cog=True)
+            make_scene(mid, args.mid, gsd, cog=True)
             t = time.time()
             make_scene(big, args.big, gsd, cog=True)
             out["big_scene_write_s"] = round(time.time() - t, 1)
             out["rss_small"] = peak_rss_of_ingest(small, args.model)
+            out["rss_mid"] = peak_rss_of_ingest(mid, args.model)
             out["rss_big"] = peak_rss_of_ingest(big, args.model)
             out["big_side_px"] = args.big
     print(json.dumps(out))
