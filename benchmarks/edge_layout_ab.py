@@ -6,7 +6,9 @@ the indexed payload fields only, built and optimised one after the other:
 
 * ``interleaved``: points written in random scene order, ``item_id`` a plain
   keyword index (the layout before ``item_id`` became a tenant index);
-* ``by_scene``: the same points written scene after scene (as ``ingest`` writes);
+* ``by_scene``: the same points (same ids) written scene after scene, as
+  ``ingest`` writes (the optimiser orders points by id, so this alone does not
+  group them);
 * ``tenant``: random scene order again, ``item_id`` a tenant keyword index (what
   :class:`rsir_stac.store.edge.EdgeStore` creates).
 
