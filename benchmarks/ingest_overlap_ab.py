@@ -21,8 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import make_scene  # noqa: E402
 
@@ -40,11 +38,12 @@ def main() -> None:
     bundle = load_bundle()
     norm = bundle.meta["normalisation"]
     emb = bundle.embedder(batch_size=32)
-    x = to_input([np.zeros((bundle.tile_size, bundle.tile_size, 3), np.uint8)] * 32, bundle.input_size,
-                 norm["mean"], norm["std"])
     with tempfile.TemporaryDirectory() as d:
         scene = Path(d) / "scene.tif"
         make_scene(scene, 22 * bundle.tile_size, bundle.gsd)
+        with SceneReader.open(str(scene), target_gsd=bundle.gsd) as reader, gdal_env():
+            first = [reader.read(ref).pixels for ref in reader.windows()[:32]]
+        x = to_input(first, bundle.input_size, norm["mean"], norm["std"])  # (b) on the scene's own tiles
 
         def sequential(workers: int) -> int:
             readers = [SceneReader.open(str(scene), target_gsd=bundle.gsd) for _ in range(workers)]
