@@ -1,7 +1,7 @@
 """A/B of Qdrant Edge storage layout for geo-filtered search latency.
 
 Three shards of the same ``--points`` (default 1,000,000) clustered 32-d
-points over 40 scenes (25,000 points each, the density of ``query.py``), with
+points over 40 scenes (``query.make_data``: 25,000 points each at 1M), with
 the indexed payload fields only, built and optimised one after the other:
 
 * ``interleaved``: points written in random scene order, ``item_id`` a plain
@@ -25,11 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from query import make_data  # noqa: E402
 
 
 def build(path: Path, vec, lon, lat, scene, epoch, order, tenant: bool) -> float:
@@ -63,15 +67,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     args = ap.parse_args()
     n, dim = args.points, 32
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(60, dim))
-    vec = centres[rng.integers(0, 60, n)] + 0.45 * rng.normal(size=(n, dim))
-    vec = (vec / np.linalg.norm(vec, axis=1, keepdims=True)).astype(np.float32)
-    n_scenes = max(1, n // 25_000)
-    slon, slat = rng.uniform(-120, -75, n_scenes), rng.uniform(30, 47, n_scenes)
-    scene = rng.integers(0, n_scenes, n)
-    lon, lat = slon[scene] + rng.uniform(0, 0.2, n), slat[scene] + rng.uniform(0, 0.2, n)
-    epoch = rng.uniform(1.5e9, 1.7e9, n)
+    vec, lon, lat, scene, epoch = make_data(n, dim)  # the data of query.py
     interleaved, by_scene = np.arange(n), np.argsort(scene, kind="stable")
 
     work = Path(tempfile.mkdtemp(prefix="rsir-layout-"))

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import make_scene  # noqa: E402
+from throughput import make_scene, scene_tiles  # noqa: E402
 
 
 def main() -> None:
@@ -41,9 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         scene = Path(d) / "scene.tif"
         make_scene(scene, 22 * bundle.tile_size, bundle.gsd)
-        with SceneReader.open(str(scene), target_gsd=bundle.gsd) as reader, gdal_env():
-            first = [reader.read(ref).pixels for ref in reader.windows()[:32]]
-        x = to_input(first, bundle.input_size, norm["mean"], norm["std"])  # (b) on the scene's own tiles
+        x = to_input(scene_tiles(scene, bundle, 32), bundle.input_size, norm["mean"], norm["std"])  # (b) on its tiles
 
         def sequential(workers: int) -> int:
             readers = [SceneReader.open(str(scene), target_gsd=bundle.gsd) for _ in range(workers)]

@@ -61,6 +61,14 @@ def make_scene(path: Path, size: int, gsd: float, seed: int = 0, cog: bool = Fal
             dst.build_overviews([2, 4, 8, 16], rasterio.enums.Resampling.average)
 
 
+def scene_tiles(scene: Path, bundle, n: int) -> list[np.ndarray]:
+    """The first ``n`` tiles of ``scene`` as ingest reads them (H×W×3 uint8)."""
+    from rsir_stac.tiling import SceneReader, gdal_env
+
+    with SceneReader.open(str(scene), target_gsd=bundle.gsd, tile_size=bundle.tile_size) as reader, gdal_env():
+        return [reader.read(ref).pixels for ref in reader.windows()[:n]]
+
+
 def peak_rss_of_ingest(scene: Path, model: str | None) -> dict:
     """Ingest in a fresh process; peak RSS from VmHWM (ru_maxrss would include the
     parent's footprint inherited across fork/exec)."""
@@ -105,11 +113,7 @@ def main() -> None:
     work = tempfile.TemporaryDirectory()
     scene = Path(work.name) / "scene.tif"
     make_scene(scene, int(np.sqrt(n)) * tile, gsd)
-    from rsir_stac.tiling import SceneReader, gdal_env
-
-    with SceneReader.open(str(scene), target_gsd=gsd, tile_size=tile) as reader, gdal_env():
-        tiles = [reader.read(ref).pixels for ref in reader.windows()[:bs]]
-    x = to_input(tiles, size, **{k: bundle.meta["normalisation"][k] for k in ("mean", "std")})
+    x = to_input(scene_tiles(scene, bundle, bs), size, **{k: bundle.meta["normalisation"][k] for k in ("mean", "std")})
     x_plain = x.contiguous()  # NCHW, fp32
     batches = n // bs
 

@@ -364,6 +364,9 @@ def _one_line(err: BaseException) -> str:
 #: GDAL block cache while reading scenes (bytes; ``GDAL_CACHEMAX`` in the environment wins).
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
 
+#: An option our Env always sets, to recognise it when nested.
+_OUR_MARK = "RSIR_STAC_ENV"
+
 
 def gdal_options() -> dict[str, Any]:
     """GDAL config options for reading scenes (see the module docstring).
@@ -401,10 +404,6 @@ def gdal_env() -> Any:
     if rasterio.env.hasenv() and _OUR_MARK in rasterio.env.getenv():
         return contextlib.nullcontext()
     return rasterio.Env(**gdal_options())
-
-
-#: An option our Env always sets, to recognise it when nested.
-_OUR_MARK = "RSIR_STAC_ENV"
 
 
 def _fetch_error(href: str, err: BaseException) -> RsirError | None:
@@ -545,6 +544,8 @@ class SceneReader:
         else:
             self._sx = self.target_gsd / self._px
             self._sy = self.target_gsd / self._py
+        native = self._sx == 1.0 and self._sy == 1.0
+        self._resampling = Resampling.nearest if native else Resampling.bilinear
         self.grid_width = max(1, round(dataset.width / self._sx))
         self.grid_height = max(1, round(dataset.height / self._sy))
         self._uniq = sorted(set(self.bands))
@@ -771,9 +772,8 @@ class SceneReader:
         if x0 < 0 or y0 < 0 or x0 + w > self._ds.width or y0 + h > self._ds.height:
             return None
         out = np.empty((g.height, g.width, 3), dtype=np.uint8)
-        native = self._sx == 1.0 and self._sy == 1.0
         self._ds.read(indexes=self._uniq, window=Window(x0, y0, w, h), out=out.transpose(2, 0, 1),
-                      resampling=Resampling.nearest if native else Resampling.bilinear)
+                      resampling=self._resampling)
         return out
 
     def _read_window(self, g: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
@@ -794,9 +794,7 @@ class SceneReader:
             return data, valid
         window = Window(ix0, iy0, ix1 - ix0, iy1 - iy0)
         shape = (len(self._uniq), oy1 - oy0, ox1 - ox0)
-        native = self._sx == 1.0 and self._sy == 1.0
-        resampling = Resampling.nearest if native else Resampling.bilinear
-        raw = self._ds.read(indexes=self._uniq, window=window, out_shape=shape, resampling=resampling)
+        raw = self._ds.read(indexes=self._uniq, window=window, out_shape=shape, resampling=self._resampling)
         if self._all_valid:
             part_valid = np.ones(shape[1:], dtype=bool)
         else:

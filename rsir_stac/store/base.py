@@ -143,30 +143,18 @@ _PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
 def to_jsonable(value: Any) -> Any:
-    """Make a payload JSON-safe (numpy scalars/arrays, tuples, datetimes).
-
-    Plain JSON types are returned as they are (the fast path: ingest payloads
-    are already plain), so this costs little on the upsert hot path.
-    """
+    """Make a payload value JSON-safe: containers are walked, leaves converted
+    by :func:`_json_default` (numpy scalars/arrays, datetimes); anything else
+    raises TypeError.  Plain JSON values are returned as they are."""
     t = type(value)
     if t in _PLAIN:
         return value
-    if t is dict:
+    if t is dict or isinstance(value, Mapping):
         return {k if type(k) is str else str(k): v if type(v) in _PLAIN else to_jsonable(v)
                 for k, v in value.items()}
-    if t is list or t is tuple:
+    if t is list or t is tuple or isinstance(value, (list, tuple)):
         return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
-    if isinstance(value, np.generic):  # before the ABC checks: numpy scalars are common
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+    return to_jsonable(_json_default(value))
 
 
 def check_incompatible(
@@ -226,8 +214,9 @@ def check_points(points: Sequence[Point], dim: int, where: str) -> list[tuple[st
 
 
 def _json_default(value: Any) -> Any:
-    """``json.dumps`` hook for what :func:`to_jsonable` converts (called only for
-    values JSON cannot encode itself, so plain payloads cost nothing extra)."""
+    """One non-JSON leaf as JSON: the ``json`` encoder hook (called only for
+    values JSON cannot encode itself, so plain payloads cost nothing extra) and
+    the leaf rule of :func:`to_jsonable`."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
