@@ -86,7 +86,7 @@ def evaluate_folder(
     bundle=None,
     *,
     split: str = "test",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     bf16: bool | None = None,
     progress=None,
     reduce: bool = True,
@@ -117,6 +117,6 @@ def evaluate_folder(
                 data_dir, got, want,
             )
     images = load_images([folder.paths[i] for i in idx])
-    emb = bundle.embedder(bf16=bf16, batch_size=batch_size)
-    X = emb.embed(images, reduce=reduce, progress=progress)
+    with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
+        X = emb.embed(images, reduce=reduce, progress=progress)
     return retrieval_metrics(X, folder.labels[idx])

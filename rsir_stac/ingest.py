@@ -1,8 +1,10 @@
 """Ingest: STAC / GeoTIFF sources → tiles → embeddings → points in the store.
 
 The pipeline streams: a reader thread tiles scenes with rasterio windows and
-fills a bounded queue; the calling thread embeds full batches and upserts
-them.  Memory stays bounded by the queue, whatever the scene size.
+fills a bounded queue; the calling thread hands full batches to the
+embedder's lanes (see :mod:`rsir_stac.embed`) and a writer thread upserts the
+vectors.  Memory stays bounded by the queue and the batches in flight,
+whatever the scene size.
 
 Guarantees
 ----------
@@ -30,13 +32,15 @@ See docs/RELIABILITY.md for what holds after a crash and how to resume.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,7 +67,7 @@ class IngestOptions:
     max_upsample: float = 2.0
     edge: str = "shift"
     min_valid: float = 0.5
-    batch_size: int = 32
+    batch_size: int | None = None  # tiles per forward pass; None: the embedder's default for the device
     queue_batches: int = 4
     fail_fast: bool = False
     shard: tuple[int, int] | None = None
@@ -147,6 +151,9 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
 
 _END = object()
 
+#: Points per upsert: several embedding batches, written whole.
+WRITE_BATCH = 64
+
 
 def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestReport,
                 on_item_error: Callable[[RsirError], None]) -> list:
@@ -157,6 +164,27 @@ def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestRe
     return list(split_shard(scenes, options.shard))
 
 
+@contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Keep the objects alive before the run out of the cyclic GC while it runs.
+
+    With torch and a model loaded a process holds ~250k tracked objects, and
+    the tiles' records trigger a full collection over all of them (~0.1 s,
+    all threads stalled) about once per 2,000 tiles.  ``gc.freeze`` leaves
+    them out; they are handed back (``gc.unfreeze``) at the end.  Nothing is
+    done when the application froze objects itself.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@_gc_frozen()
 def ingest(
     sources: Sequence[str],
     *,
@@ -196,7 +224,7 @@ def ingest(
         tile_size = options.tile_size or bundle.tile_size
         stride = options.stride or tile_size
         gsd = None if options.native_gsd else (options.gsd or bundle.gsd)
-        q: queue.Queue = queue.Queue(maxsize=max(2, options.queue_batches) * options.batch_size)
+        q: queue.Queue = queue.Queue(maxsize=max(2, options.queue_batches) * max(WRITE_BATCH, embedder.batch_size))
         stop = threading.Event()
         lock = threading.Lock()  # the store is used from both threads
         producer = threading.Thread(
@@ -221,6 +249,7 @@ def ingest(
         if report.points_written:
             store.optimize()  # build the HNSW graph for what was added
     finally:
+        embedder.close()
         store.close()
     if not report.points_written and not report.tiles_existing and report.ok:
         report.nothing_indexed = _nothing_reason(report, scenes, options)
@@ -406,9 +435,11 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
 
 
 def _consume(q, lock, store, embedder, options, report, emit) -> None:
-    """Embed full batches; upsert them on a writer thread (one batch in flight)
-    so that payload conversion and the engine write overlap the next batch's
-    inference.  The store is flushed after each item."""
+    """Queue full batches on the embedder's lanes (``lanes + 1`` in flight),
+    take their vectors in order and upsert them on a writer thread in groups of
+    :data:`WRITE_BATCH` points (one write in flight), so that reading,
+    inference and writing overlap.  The store is flushed after each item."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from rsir_stac.store import Point
@@ -416,12 +447,15 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
     ids: list[str] = []
     pixels: list[np.ndarray] = []
     payloads: list[dict] = []
+    inflight: deque = deque()  # (future of vectors, ids, payloads), oldest first
+    points: list = []
     pending = None
+    max_inflight = embedder.lanes + 1
 
-    def upsert(points) -> int:
+    def upsert(batch) -> int:
         with lock:
-            store.upsert(points)
-        return len(points)
+            store.upsert(batch)
+        return len(batch)
 
     def settle() -> None:
         nonlocal pending
@@ -433,16 +467,29 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
             emit(IngestEvent("tiles", n=n))
 
     def write(writer) -> None:
-        nonlocal pending
-        if not ids:
-            return
-        vectors = embedder.embed(pixels)
-        points = [Point(i, v, p) for i, v, p in zip(ids, vectors, payloads)]
-        ids.clear(), pixels.clear(), payloads.clear()
-        settle()
-        pending = writer.submit(upsert, points)
+        nonlocal pending, points
+        if points:
+            settle()
+            pending, points = writer.submit(upsert, points), []
+
+    def collect(writer, keep: int) -> None:
+        """Take finished batches, oldest first, until ``keep`` are in flight."""
+        while len(inflight) > keep:
+            job, bids, bpayloads = inflight.popleft()
+            points.extend(Point(i, v, p) for i, v, p in zip(bids, job.result(), bpayloads))
+            if len(points) >= WRITE_BATCH:
+                write(writer)
+
+    def embed_batch(writer) -> None:
+        nonlocal ids, pixels, payloads
+        if ids:
+            inflight.append((embedder.submit(pixels), ids, payloads))
+            ids, pixels, payloads = [], [], []
+            collect(writer, max_inflight)
 
     def finish_item(writer) -> None:
+        embed_batch(writer)
+        collect(writer, 0)
         write(writer)
         settle()
         with lock:
@@ -457,8 +504,8 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
                 if kind == "tile":
                     pid, px, payload = value
                     ids.append(pid), pixels.append(px), payloads.append(payload)
-                    if len(ids) >= options.batch_size:
-                        write(writer)
+                    if len(ids) >= embedder.batch_size:
+                        embed_batch(writer)
                 elif kind == "skip":
                     emit(IngestEvent("tiles", n=value))
                 elif kind == "total":
@@ -473,9 +520,10 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
                 elif kind == "error":
                     finish_item(writer)
                     raise value
-            write(writer)
-            settle()
+            finish_item(writer)
         except BaseException:
+            for job, _, _ in inflight:  # batches not yet embedded are dropped
+                job.cancel()
             try:  # keep what the writer already stored counted; the first error wins
                 settle()
             except Exception:  # noqa: BLE001

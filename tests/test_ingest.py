@@ -208,3 +208,45 @@ def test_migrate_edge_to_server_keeps_ids_and_answers(tmp_path, scenes, tiny_bun
         q = next(src.iter_points())
         assert [h.id for h in src.search(q.vector, k=6)] == [h.id for h in dst.search(q.vector, k=6)]
     dst.close()
+
+
+def test_ingested_vectors_are_their_tiles_embeddings(tmp_path, scenes, tiny_bundle):
+    """Batches go out to the embedding lanes and come back in order: every
+    stored vector is the embedding of the tile its payload names."""
+    import gc
+
+    from rsir_stac.tiling import SceneReader, gdal_env
+
+    freeze_counts = []
+    opts = IngestOptions(tile_size=64, native_gsd=True, batch_size=3)
+    r = ingest([str(scenes[0])], index=str(tmp_path / "idx"), model=tiny_bundle, options=opts,
+               progress=lambda e: freeze_counts.append(gc.get_freeze_count()))
+    assert r.points_written == 12
+    # objects alive before the run are left out of the GC during it, and handed back after
+    assert max(freeze_counts) > 0 and gc.get_freeze_count() == 0
+    with SceneReader.open(str(scenes[0]), target_gsd=None, tile_size=64) as reader, gdal_env():
+        tiles = [reader.read(ref) for ref in reader.windows()]
+    with tiny_bundle.embedder(batch_size=3) as emb:
+        want = emb.embed([t.pixels for t in tiles])
+    by_window = {(t.ref.window.col_off, t.ref.window.row_off): v for t, v in zip(tiles, want)}
+    store = open_store(str(tmp_path / "idx"))
+    try:
+        got = {(p.payload["window"]["col_off"], p.payload["window"]["row_off"]): p.vector
+               for p in store.iter_points(with_vectors=True)}
+    finally:
+        store.close()
+    assert got.keys() == by_window.keys()
+    for key, v in got.items():
+        assert np.allclose(v, by_window[key], atol=1e-5), key
+
+
+def test_ingest_leaves_an_applications_gc_freeze_alone(tmp_path, scenes, tiny_bundle):
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        ingest([str(scenes[1])], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -113,12 +113,14 @@ class ModelBundle:
             raise BundleError(f"reducer {self.path / REDUCER} cannot be loaded ({type(exc).__name__}: {exc}); "
                               "re-train or re-copy the bundle") from exc
 
-    def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int = 32):
+    def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int | None = None,
+                 lanes: int | None = None):
+        """An :class:`~rsir_stac.embed.Embedder` for this bundle (``None``: defaults for the device)."""
         from rsir_stac.embed import Embedder
 
         mean, std = self.meta["normalisation"]["mean"], self.meta["normalisation"]["std"]
         return Embedder(self.net, self.reducer, input_size=self.input_size, mean=mean, std=std,
-                        device=device, bf16=bf16, batch_size=batch_size)
+                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes)
 
     def __repr__(self) -> str:
         return f"ModelBundle({self.model_id}, dim={self.dim}, path={self.path})"
