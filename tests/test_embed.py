@@ -71,10 +71,17 @@ def test_lane_threads_leave_the_callers_thread_count_alone(tiny_bundle):
     assert torch.get_num_threads() == before and seen["fresh"] == before
 
 
-def test_default_lanes():
+def test_default_lanes(monkeypatch):
+    monkeypatch.delenv("RSIR_EMBED_LANES", raising=False)
     assert default_lanes("cpu", 2) == (2, 1)
     assert default_lanes("cpu", 32) == (8, 4)
     assert default_lanes("cuda", 16) == (1, 16)
+    monkeypatch.setenv("RSIR_EMBED_LANES", "2")
+    assert default_lanes("cpu", 16) == (2, 8)
+    monkeypatch.setenv("RSIR_EMBED_LANES", "64")  # never more lanes than threads
+    assert default_lanes("cpu", 4) == (4, 1)
+    monkeypatch.setenv("RSIR_EMBED_LANES", "many")  # not a number: the default
+    assert default_lanes("cpu", 2) == (2, 1)
 
 
 _MMAPPED = """
