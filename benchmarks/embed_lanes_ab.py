@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import make_scene, scene_tiles  # noqa: E402
+from throughput import full_batches, make_scene, scene_tiles  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for (bs, lanes), emb in embedders.items():
-            chunks = [x[s:s + bs] for s in range(0, len(x), bs)]
+            chunks = full_batches(x, bs)
             n = args.tiles // bs
             jobs = [emb.submit_tensor(chunks[i % len(chunks)]) for i in range(len(chunks))]  # warm the lanes
             for j in jobs:

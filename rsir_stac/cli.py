@@ -168,7 +168,7 @@ def reduce(data_dir, model, kind, dim, out):
               help="test: the bundle's recorded test split; all: every image (other datasets).")
 @click.option("--full", is_flag=True, help="Score the unreduced embedding instead of the stored vectors.")
 @click.option("--fp32", is_flag=True, help="Disable bf16 autocast.")
-@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 8 on a CPU, 64 on a GPU).")
+@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_handle_errors
 def evaluate(data_dir, model, split, full, fp32, batch_size, as_json):
@@ -252,7 +252,7 @@ def _parse_bands(text: str | None):
 @click.option("--edge", default="shift", show_default=True, type=click.Choice(["shift", "drop", "pad"]),
               help="Rule for the last row/column of tiles.")
 @click.option("--min-valid", default=0.5, show_default=True, help="Skip tiles with less valid data than this fraction.")
-@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 8 on a CPU, 64 on a GPU).")
+@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing item or window instead of skipping it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

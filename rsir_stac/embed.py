@@ -2,12 +2,12 @@
 channels-last, ``inference_mode``, and CPU *lanes*.  Takes decoded arrays;
 never reads files.
 
-On a CPU the embedder runs small batches (8 tiles) on several lanes: worker
-threads that each run whole batches with a share of the cores.  On this
-2-core Zen 4 that is ~1.5x the throughput of one 32-tile batch over both cores
-(activations of a small batch stay in cache), and work done beside the
-model (reading tiles, writing points) no longer stalls every core at each
-OpenMP barrier.  ``benchmarks/throughput.py`` measures it.
+On a CPU the embedder runs 16-tile batches on several lanes: worker threads
+that each run whole batches with a share of the cores.  On this 2-core Zen 4
+one single-threaded lane per core embeds ~1.3x as many tiles per second as
+one lane using both cores (``benchmarks/embed_lanes_ab.py``), and work done
+beside the model (reading tiles, writing points) no longer stalls every core
+at each OpenMP barrier.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from rsir_stac.malloc import tune_allocator
 
 log = logging.getLogger(__name__)
 
-#: Tiles per forward pass on a CPU (small batches keep activations in cache).
-CPU_BATCH = 8
+#: Tiles per forward pass on a CPU (best of 8-32 on 2 lanes, benchmarks/embed_lanes_ab.py).
+CPU_BATCH = 16
 #: Tiles per forward pass on a GPU.
 CUDA_BATCH = 64
 #: Most CPU lanes; each gets ``cores // lanes`` intra-op threads.

@@ -442,6 +442,7 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
+    from rsir_stac.malloc import release_free_memory
     from rsir_stac.store import Point
 
     ids: list[str] = []
@@ -471,6 +472,7 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
         if points:
             settle()
             pending, points = writer.submit(upsert, points), []
+            release_free_memory()  # keep the single malloc arena from fragmenting without bound
 
     def collect(writer, keep: int) -> None:
         """Take finished batches, oldest first, until ``keep`` are in flight."""

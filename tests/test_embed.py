@@ -118,3 +118,27 @@ def test_allocator_tuning_keeps_large_buffers_in_the_heap_and_respects_the_user(
     # the kernel zeroes page by page on every forward pass, and unmaps on free
     assert mmapped_plain >= 40 << 20 and mmapped_tuned < 40 << 20
     assert run(MALLOC_ARENA_MAX="2")[0] is False  # the user's own settings win
+
+
+_TRIM = """
+import numpy as np
+from rsir_stac.malloc import _rss_bytes, release_free_memory, tune_allocator
+assert tune_allocator()
+release_free_memory()  # takes the mark and starts the clock
+blocks = [np.ones(1 << 17) for _ in range(400)]  # 400 x 1 MB from the heap
+pin = np.ones(1 << 17)  # a live block above them: the heap cannot shrink from the top
+del blocks
+before = _rss_bytes()
+early = release_free_memory(100 << 20, interval=3600)  # grown, but too soon
+trimmed = release_free_memory(100 << 20, interval=0)
+print(early, trimmed, (before - _rss_bytes()) >> 20, release_free_memory(100 << 20, interval=0))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.confstr("CS_GNU_LIBC_VERSION") is None,
+                    reason="glibc malloc tuning only")
+def test_free_heap_memory_goes_back_once_the_resident_size_has_grown():
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "RSIR_TUNE_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", _TRIM], capture_output=True, text=True, check=True, env=e)
+    early, trimmed, released_mb, again = out.stdout.split()
+    assert early == "False" and trimmed == "True" and int(released_mb) >= 300 and again == "False"
