@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def release_free_memory(limit: int = RSS_SLACK, interval: float = TRIM_INTERVAL_
     global _rss_mark, _last_trim
     if _libc is None:
         return False
-    import time
-
     now = time.monotonic()
     rss = _rss_bytes()
     if _rss_mark is None or rss < _rss_mark:
