@@ -42,15 +42,17 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def default_lanes(device_type: str, threads: int) -> tuple[int, int]:
-    """``(lanes, threads per lane)``: one lane per core (at most
-    :data:`MAX_LANES`) on a CPU; one lane with the caller's threads on a GPU.
-    ``RSIR_EMBED_LANES`` overrides the number of CPU lanes."""
-    if device_type != "cpu":
-        return 1, threads
-    env = os.environ.get("RSIR_EMBED_LANES", "").strip()
-    lanes = int(env) if env.isdigit() and int(env) > 0 else min(threads, MAX_LANES)
-    lanes = max(1, min(lanes, threads))
+def default_lanes(device_type: str, threads: int, lanes: int | None = None) -> tuple[int, int]:
+    """``(lanes, threads per lane)``: ``lanes`` when given; else one lane per
+    core (at most :data:`MAX_LANES`, or ``RSIR_EMBED_LANES``) on a CPU, and one
+    lane with the caller's threads on a GPU."""
+    if lanes is None:
+        if device_type != "cpu":
+            return 1, threads
+        env = os.environ.get("RSIR_EMBED_LANES", "").strip()
+        lanes = int(env) if env.isdigit() and int(env) > 0 else min(threads, MAX_LANES)
+        lanes = min(lanes, threads)
+    lanes = max(1, int(lanes))
     return lanes, max(1, threads // lanes)
 
 
@@ -86,10 +88,7 @@ class Embedder:
         if cpu:
             tune_allocator()  # best called at process start (the CLI does); here for library users
         self.batch_size = int(batch_size or (CPU_BATCH if cpu else CUDA_BATCH))
-        n_lanes, per_lane = default_lanes(self.device.type, torch.get_num_threads())
-        if lanes is not None:
-            n_lanes, per_lane = max(1, int(lanes)), max(1, torch.get_num_threads() // max(1, int(lanes)))
-        self.lanes, self._lane_threads = n_lanes, per_lane
+        self.lanes, self._lane_threads = default_lanes(self.device.type, torch.get_num_threads(), lanes)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 

@@ -489,11 +489,14 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
             ids, pixels, payloads = [], [], []
             collect(writer, max_inflight)
 
-    def finish_item(writer) -> None:
+    def drain(writer) -> None:
         embed_batch(writer)
         collect(writer, 0)
         write(writer)
         settle()
+
+    def finish_item(writer) -> None:
+        drain(writer)
         with lock:
             store.flush()
 
@@ -522,7 +525,7 @@ def _consume(q, lock, store, embedder, options, report, emit) -> None:
                 elif kind == "error":
                     finish_item(writer)
                     raise value
-            finish_item(writer)
+            drain(writer)  # the caller flushes the store once more at the end
         except BaseException:
             for job, _, _ in inflight:  # batches not yet embedded are dropped
                 job.cancel()
