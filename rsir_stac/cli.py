@@ -111,15 +111,30 @@ def _echo_json(obj) -> None:
 @click.option("--reducer", default="lda", show_default=True, type=click.Choice(["lda", "pca", "none"]))
 @click.option("--reducer-dim", default=20, show_default=True)
 @click.option("--max-steps-per-epoch", type=int, help="Cap steps per epoch (smoke tests).")
+@click.option("--recipe", default="v2", show_default=True, type=click.Choice(["v1", "v2"]),
+              help="v2: hybrid output, distillation, frozen stem, multi-scale; v1: the triplet embedding alone.")
+@click.option("--hybrid", type=float, help="Weight of pooled backbone features in the output [v2: 1, v1: 0].")
+@click.option("--distill", type=float, help="Weight of feature distillation to ImageNet [v2: 1, v1: 0].")
+@click.option("--freeze-blocks", type=int, help="Stem + N blocks keep ImageNet weights [v2: 5, v1: 0].")
+@click.option("--downscale-max", type=float, help="Multi-scale training: downsample by 1..F [v2: 8, v1: 1].")
+@click.option("--downscale-prob", type=float, help="Share of training images downsampled [0.5].")
+@click.option("--val-scales", help="Model selection: mean val mAP over these downscale factors [v2: 1,4; v1: 1].")
+@click.option("--leave-out", help="Comma-separated classes kept out of training (leave-classes-out protocol).")
+@click.option("--leave-out-n", type=int, default=0, help="Or: leave out this many classes chosen by --seed.")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in --out.")
 @_handle_errors
-def train(data_dir, out, no_resume, **opts):
+def train(data_dir, out, no_resume, recipe, leave_out, val_scales, **opts):
     """Train the triplet model on DATA_DIR (one sub-folder per class) and write OUT/bundle."""
     from tqdm import tqdm
 
-    from rsir_stac.model.train import TrainConfig, train as run
+    from rsir_stac.model.train import RECIPES, TrainConfig, train as run
 
-    cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **opts)
+    chosen = {k: v for k, v in opts.items() if v is not None}
+    if val_scales:
+        chosen["val_scales"] = _parse_floats(val_scales, "--val-scales")
+    if leave_out:
+        chosen["leave_out"] = tuple(c.strip() for c in leave_out.split(",") if c.strip())
+    cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen})
     bar = None
 
     def progress(ev):
@@ -139,6 +154,16 @@ def train(data_dir, out, no_resume, **opts):
 
     bundle = run(cfg, progress)
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
+
+
+def _parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals:
+        raise click.BadParameter(f"{what} {text!r} is not a comma-separated list of numbers, e.g. 1,2,4,8")
+    return vals
 
 
 # -------------------------------------------------------------------------- reduce
@@ -163,22 +188,27 @@ def reduce(data_dir, model, kind, dim, out):
 # ------------------------------------------------------------------------ evaluate
 @main.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
-@click.option("--model", "model", type=click.Path(), help="Model bundle folder (default: the shipped model).")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "all"]),
-              help="test: the bundle's recorded test split; all: every image (other datasets).")
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle folder (default: the shipped model); 'imagenet' scores ImageNet pooled features.")
+@click.option("--split", type=click.Choice(["test", "all"]),
+              help="test: the bundle's recorded test split; all: every image (other datasets). "
+                   "[default: all with --held-out/--classes, else test]")
+@click.option("--scale", default="1", show_default=True,
+              help="Downsample every image by F before embedding (coarser GSD); a list such as 1,2,4,8 gives a table.")
+@click.option("--held-out", is_flag=True, help="Only the classes the model was trained without (leave-classes-out).")
+@click.option("--classes", help="Only these comma-separated classes.")
 @click.option("--full", is_flag=True, help="Score the unreduced embedding instead of the stored vectors.")
 @click.option("--fp32", is_flag=True, help="Disable bf16 autocast.")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_handle_errors
-def evaluate(data_dir, model, split, full, fp32, batch_size, as_json):
+def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from rsir_stac.evaluate import evaluate_folder
-    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.evaluate import evaluate_folder, resolve_model
 
     if not Path(data_dir).is_dir():
         from rsir_stac.errors import DatasetError
@@ -187,19 +217,32 @@ def evaluate(data_dir, model, split, full, fp32, batch_size, as_json):
             f"data folder {data_dir} does not exist; pass a folder of class sub-folders "
             "(e.g. UC Merced: ../shared/data/ucmerced) or set RSIR_DATA"
         )
-    bundle = load_bundle(model)
-    with tqdm(desc="embedding", unit="img", disable=as_json or None, file=sys.stderr) as bar:
-        res = evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size,
-                              bf16=False if fp32 else None, progress=bar.update, reduce=not full)
+    scales = _parse_floats(scale, "--scale")
+    bad = [f for f in scales if not f >= 1]
+    if bad:
+        from rsir_stac.errors import InputError
+
+        raise InputError(f"--scale {bad[0]:g} is below 1; give downsampling factors of 1 or more, e.g. --scale 1,2,4,8")
+    chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
+    split = split or ("all" if chosen else "test")
+    bundle = resolve_model(model)
+    results = []
+    for f in scales:
+        with tqdm(desc=f"embedding x{f:g}", unit="img", disable=as_json or None, file=sys.stderr) as bar:
+            results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
+                                           classes=chosen, bf16=False if fp32 else None, progress=bar.update,
+                                           reduce=not full))
     if as_json:
-        _echo_json(res)
+        _echo_json(results[0] if len(results) == 1 else {"model": bundle.model_id, "results": results})
         return
-    click.echo(f"model {bundle.model_id}  split {split}  queries {res['n_queries']}  dim {res['dim']}")
-    for key in ("mAP", "P@5", "P@10", "P@20", "P@50", "P@100", "ANMRR"):
-        click.echo(f"  {key:6s} {res[key]:.4f}")
+    click.echo(f"model {bundle.model_id}  split {split}  queries {results[0]['n_queries']}  dim {results[0]['dim']}"
+               + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else ""))
+    keys = ("mAP", "P@5", "P@10", "P@20", "ANMRR")
+    click.echo("  scale " + " ".join(f"{k:>7s}" for k in keys))
+    for f, res in zip(scales, results):
+        click.echo(f"  x{f:<5g}" + " ".join(f"{res[k]:7.4f}" for k in keys))
 
 
-# ----------------------------------------------------------------------- model info
 @main.command("model-info")
 @click.option("--model", "model", type=click.Path(), help="Model bundle folder (default: the shipped model).")
 @_handle_errors

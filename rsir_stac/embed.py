@@ -94,7 +94,7 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return self.reducer.n_components_ if self.reducer is not None else self.net.embedding_dim
+        return self.reducer.n_components_ if self.reducer is not None else self.net.out_dim
 
     def embed_tensor(self, x) -> np.ndarray:
         """Embed an already normalised N×3×H×W tensor; returns unreduced float32 vectors."""
@@ -151,7 +151,7 @@ class Embedder:
         """Embed uint8 arrays (any size; each is resized to the model's input)."""
         chunks = [images[s : s + self.batch_size] for s in range(0, len(images), self.batch_size)]
         if not chunks:
-            return np.zeros((0, self.dim if reduce else self.net.embedding_dim), np.float32)
+            return np.zeros((0, self.dim if reduce else self.net.out_dim), np.float32)
         if len(chunks) == 1 or self.lanes == 1:
             jobs = [None] * len(chunks)
         else:

@@ -81,6 +81,38 @@ def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = 
     return out
 
 
+IMAGENET = "imagenet"
+
+
+class ImageNetBaseline:
+    """Stand-in for a bundle: L2-normalised pooled ImageNet EfficientNet-Lite0
+    features (1280-d, no training), the reference of every generality protocol."""
+
+    model_id = "imagenet-efficientnet_lite0-pooled"
+    meta: dict = {"training": {}}
+    dim = 1280
+
+    def embedder(self, *, device=None, bf16=None, batch_size=None, lanes=None):
+        from rsir_stac.embed import Embedder
+        from rsir_stac.model.backbones import NORMALISATION
+        from rsir_stac.model.net import PooledFeaturesNet
+
+        mean, std = NORMALISATION["efficientnet_lite0"]
+        return Embedder(PooledFeaturesNet().eval(), None, input_size=224, mean=mean, std=std,
+                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes)
+
+
+def resolve_model(model):
+    """A loaded bundle, the ImageNet baseline for ``"imagenet"``, or the shipped model for None."""
+    from rsir_stac.model.bundle import load_bundle
+
+    if model is not None and not isinstance(model, (str, Path)):
+        return model
+    if isinstance(model, str) and model == IMAGENET:
+        return ImageNetBaseline()
+    return load_bundle(model)
+
+
 def evaluate_folder(
     data_dir: str | Path,
     bundle=None,
@@ -90,33 +122,66 @@ def evaluate_folder(
     bf16: bool | None = None,
     progress=None,
     reduce: bool = True,
+    scale: float = 1.0,
+    classes: str | Sequence[str] | None = None,
 ) -> dict:
     """Embed a labelled folder with a bundle and score retrieval.
 
     ``split="test"`` uses the test split recorded in the bundle (images the
-    model never trained on); ``split="all"`` uses every image.
+    model never trained on, computed over the classes it trained on);
+    ``split="all"`` uses every image.  ``scale`` ≥ 1 downsamples query and
+    database images alike by that factor (Lanczos, antialiased) before the
+    usual resize to the network input: the same ground at a ``scale``× coarser
+    GSD.  ``classes="held-out"`` evaluates every image of the classes the
+    bundle was trained without (leave-classes-out protocol); a list of class
+    names restricts to those classes.  ``bundle="imagenet"`` scores the
+    ImageNet pooled-feature baseline.  The result records the protocol.
+
+    Raises InputError for ``scale`` < 1 or an unknown split, DatasetError for
+    unknown class names or a bundle without held-out classes.
     """
-    from rsir_stac.errors import InputError
-    from rsir_stac.model.bundle import load_bundle
-    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.errors import DatasetError, InputError
+    from rsir_stac.model.data import (load_images, only_classes, scan_image_folder, split_digest,
+                                      stratified_split, without_classes)
+    from rsir_stac.model.transforms import downscale
 
     if split not in ("test", "all"):
         raise InputError(f"--split {split!r} is not known; use test or all")
-    bundle = bundle if bundle is not None and not isinstance(bundle, (str, Path)) else load_bundle(bundle)
+    if not scale >= 1.0:
+        raise InputError(f"--scale {scale} is below 1; give a downsampling factor of 1 or more (e.g. 2, 4, 8)")
+    bundle = resolve_model(bundle)
+    tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
+    held = list(tr.get("held_out_classes") or [])
+    if classes == "held-out":
+        if not held:
+            raise DatasetError(f"model {bundle.model_id} was trained on every class (no held-out classes recorded); "
+                               "train one with --leave-out/--leave-out-n, or pass --classes")
+        classes = held
+    if classes:
+        unknown = [c for c in classes if c not in folder.classes]
+        if unknown:
+            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(folder.classes)}")
+        folder = only_classes(folder, classes)
+    elif held and split == "test":
+        folder = without_classes(folder, [c for c in held if c in folder.classes])
     idx = np.arange(len(folder))
     if split == "test":
-        tr = bundle.meta.get("training", {})
         _, idx = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
         want = tr.get("test_digest")
         got = split_digest([folder.relpaths()[i] for i in idx])
-        if want and want != got:
+        if want and want != got and not classes:
             log.warning(
                 "test split of %s differs from the one recorded in the bundle (%s != %s); "
                 "this is not the training dataset, consider --split all",
                 data_dir, got, want,
             )
     images = load_images([folder.paths[i] for i in idx])
+    if scale > 1:
+        images = [downscale(im, scale) for im in images]
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
         X = emb.embed(images, reduce=reduce, progress=progress)
-    return retrieval_metrics(X, folder.labels[idx])
+    out = retrieval_metrics(X, folder.labels[idx])
+    out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
+                       "model": bundle.model_id, "reduced": bool(reduce)}
+    return out

@@ -43,6 +43,33 @@ class _LiteFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
 
+    @property
+    def n_blocks(self) -> int:
+        return len(self.net._blocks)
+
+    def _drop_rate(self, idx: int) -> float:
+        rate = self.net._global_params.drop_connect_rate
+        return rate * float(idx) / len(self.net._blocks) if rate else rate
+
+    def prefix(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Stem and the first ``n`` MBConv blocks (same arithmetic as ``forward``)."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for idx, block in enumerate(net._blocks[:n]):
+            x = block(x, drop_connect_rate=self._drop_rate(idx))
+        return x
+
+    def suffix(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Blocks ``n:`` and the head conv: ``suffix(prefix(x, n), n) == forward(x)``."""
+        net = self.net
+        for idx, block in enumerate(net._blocks[n:], start=n):
+            x = block(x, drop_connect_rate=self._drop_rate(idx))
+        return net._swish(net._bn1(net._conv_head(x)))
+
+    def prefix_modules(self, n: int) -> list[nn.Module]:
+        """The modules :meth:`prefix` runs (to freeze them)."""
+        return [self.net._conv_stem, self.net._bn0, *self.net._blocks[:n]]
+
 
 class _ResNetFeatures(nn.Module):
     def __init__(self, net: nn.Module) -> None:

@@ -91,7 +91,8 @@ class ModelBundle:
         from rsir_stac.model.net import EmbeddingNet
 
         m = self.meta
-        net = EmbeddingNet(m["backbone"], m["embedding_dim"], pooling=m.get("pooling", "avg"), pretrained=False)
+        net = EmbeddingNet(m["backbone"], m["embedding_dim"], pooling=m.get("pooling", "avg"), pretrained=False,
+                           hybrid=float(m.get("hybrid", 0.0)))
         try:
             state = torch.load(self.path / WEIGHTS, map_location="cpu", weights_only=True)
             net.load_state_dict({k: v.float() for k, v in state.items()})
@@ -176,11 +177,12 @@ def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBu
         meta["reducer"] = {"kind": reducer.kind, "dim": int(reducer.n_components_), "normalize": bool(reducer.normalize)}
     else:
         (path / REDUCER).unlink(missing_ok=True)
-        meta["reducer"] = {"kind": "none", "dim": int(net.embedding_dim)}
+        meta["reducer"] = {"kind": "none", "dim": int(net.out_dim)}
     meta["stored_dim"] = meta["reducer"]["dim"]
     meta["embedding_dim"] = int(net.embedding_dim)
     meta["backbone"] = net.backbone_name
     meta["pooling"] = net.pooling
+    meta["hybrid"] = float(getattr(net, "hybrid", 0.0))
     meta["distance"] = "euclid"
     meta["format_version"] = FORMAT_VERSION
     meta["files"] = files

@@ -59,6 +59,43 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
 
 
+def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 0, seed: int = 0) -> tuple[str, ...]:
+    """Classes kept out of training (the leave-classes-out protocol).
+
+    ``names`` are given explicitly, or ``n`` of ``classes`` are drawn with
+    ``seed`` (numpy's default generator, so the choice is reproducible).
+    Raises DatasetError for an unknown class name, or when fewer than 2
+    classes would be left to train on.
+    """
+    names = tuple(names or ())
+    unknown = [c for c in names if c not in classes]
+    if unknown:
+        raise DatasetError(f"--leave-out names unknown class {unknown[0]!r}; the data folder's classes are "
+                           f"{', '.join(classes)}")
+    if not names and n:
+        names = tuple(sorted(np.random.default_rng(seed).choice(list(classes), size=int(n), replace=False).tolist()))
+    if len(classes) - len(set(names)) < 2:
+        raise DatasetError(f"leaving out {len(set(names))} of {len(classes)} classes leaves fewer than 2 to train on; "
+                           "leave out fewer classes")
+    return tuple(sorted(set(names)))
+
+
+def without_classes(folder: ImageFolder, names: Sequence[str]) -> ImageFolder:
+    """The folder without the named classes (labels renumbered)."""
+    if not names:
+        return folder
+    keep_classes = tuple(c for c in folder.classes if c not in set(names))
+    remap = {folder.classes.index(c): i for i, c in enumerate(keep_classes)}
+    keep = [i for i, lab in enumerate(folder.labels.tolist()) if lab in remap]
+    return ImageFolder(folder.root, keep_classes, tuple(folder.paths[i] for i in keep),
+                       np.asarray([remap[int(folder.labels[i])] for i in keep], dtype=np.int64))
+
+
+def only_classes(folder: ImageFolder, names: Sequence[str]) -> ImageFolder:
+    """The folder restricted to the named classes (labels renumbered)."""
+    return without_classes(folder, [c for c in folder.classes if c not in set(names)])
+
+
 def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic per-class split; returns sorted (train, test) index arrays.
 

@@ -52,7 +52,23 @@ class TrainConfig:
     device: str | None = None
     max_steps_per_epoch: int | None = None
     resume: bool = True
+    # recipe v2 (0 / 1.0 / () keep the v1 recipe)
+    hybrid: float = 0.0            # weight of the pooled backbone features in the output (net.EmbeddingNet)
+    distill: float = 0.0           # weight of the cosine feature-distillation loss to the frozen ImageNet backbone
+    freeze_blocks: int = 0         # stem + this many MBConv blocks stay at their ImageNet weights
+    downscale_max: float = 1.0     # multi-scale training: random antialiased downsampling by 1..max
+    downscale_prob: float = 0.5    # probability that a training image is downsampled
+    val_scales: tuple[float, ...] = (1.0,)  # validation mAP is the mean over these downscale factors
+    leave_out: tuple[str, ...] = ()  # classes kept out of training (leave-classes-out protocol)
+    leave_out_n: int = 0           # or: this many classes, chosen by ``seed``
     extra: dict = field(default_factory=dict)
+
+
+#: Presets of ``rsir-stac train --recipe``: v2 is the shipped model's recipe.
+RECIPES = {
+    "v1": {"hybrid": 0.0, "distill": 0.0, "freeze_blocks": 0, "downscale_max": 1.0, "val_scales": (1.0,)},
+    "v2": {"hybrid": 1.0, "distill": 1.0, "freeze_blocks": 5, "downscale_max": 8.0, "val_scales": (1.0, 4.0)},
+}
 
 
 @dataclass
@@ -83,18 +99,24 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     from rsir_stac.evaluate import retrieval_metrics
     from rsir_stac.model.backbones import NORMALISATION
     from rsir_stac.model.bundle import save_bundle
-    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.model.data import (choose_held_out, load_images, scan_image_folder, split_digest,
+                                      stratified_split, without_classes)
     from rsir_stac.model.losses import TripletMarginLoss
     from rsir_stac.model.net import EmbeddingNet
     from rsir_stac.model.samplers import PKSampler
-    from rsir_stac.model.transforms import OverheadAugment, to_input
+    from rsir_stac.model.transforms import OverheadAugment, downscale, to_input
     from rsir_stac.reduce import make_reducer
 
     emit = progress or (lambda e: None)
     torch.manual_seed(cfg.seed)
+    full_folder = scan_image_folder(cfg.data_dir)
+    held_out = choose_held_out(full_folder.classes, cfg.leave_out, cfg.leave_out_n, cfg.seed)
+    folder = without_classes(full_folder, held_out)
+    if len(set(folder.labels.tolist())) < 2:
+        raise InputError(f"training data {cfg.data_dir} has fewer than 2 classes left after --leave-out; "
+                         "leave out fewer classes or add class folders")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = scan_image_folder(cfg.data_dir)
     n_classes = len(folder.classes)
     p = min(cfg.p, n_classes)
     train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
@@ -113,12 +135,13 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
     if cfg.backbone != "efficientnet_lite0" and not cfg.backbone_weights and not cfg.random_init:
         raise InputError(f"backbone {cfg.backbone} needs --backbone-weights PATH (or --random-init)")
-    net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling,
+    net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling, hybrid=cfg.hybrid,
                        pretrained=not cfg.random_init, backbone_weights=cfg.backbone_weights)
     net = net.to(device).to(memory_format=torch.channels_last)
     mean, std = NORMALISATION[cfg.backbone]
-    head_params = [p_ for n, p_ in net.named_parameters() if not n.startswith("backbone.")]
-    body_params = [p_ for n, p_ in net.named_parameters() if n.startswith("backbone.")]
+    student = StudentTeacher(net, cfg, device)
+    head_params = [p_ for n, p_ in net.named_parameters() if not n.startswith("backbone.") and p_.requires_grad]
+    body_params = [p_ for n, p_ in net.named_parameters() if n.startswith("backbone.") and p_.requires_grad]
     opt = torch.optim.AdamW([{"params": body_params, "lr_scale": 1.0}, {"params": head_params, "lr_scale": 10.0}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
@@ -126,7 +149,8 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     steps_per_epoch = min(len(sampler), cfg.max_steps_per_epoch or len(sampler))
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    aug = OverheadAugment(cfg.input_size, seed=cfg.seed)
+    aug = OverheadAugment(cfg.input_size, seed=cfg.seed, downscale_max=cfg.downscale_max,
+                          downscale_prob=cfg.downscale_prob)
 
     start_epoch, best, history = 0, -1.0, []
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
@@ -139,15 +163,15 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             aug.rng = np.random.default_rng([cfg.seed, start_epoch])
             log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
 
-    def embed_ix(ix: np.ndarray) -> np.ndarray:
+    def embed_ix(ix: np.ndarray, factor: float = 1.0) -> np.ndarray:
         e = Embedder(net, None, input_size=cfg.input_size, mean=mean, std=std, device=str(device), bf16=bf16)
-        z = e.embed([cache[i] for i in ix.tolist()])
+        z = e.embed([downscale(cache[i], factor) for i in ix.tolist()])
         net.train()
         return z
 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
-        net.train()
+        student.train()
         sampler.set_epoch(epoch)
         losses = []
         for step, batch in enumerate(sampler):
@@ -160,8 +184,10 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             x = to_input([aug(cache[i]) for i in ix.tolist()], cfg.input_size, mean, std).to(device)
             y = torch.as_tensor(folder.labels[ix], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                z = net(x)
+                z, distill = student(x)
             loss = loss_fn(z.float(), y)
+            if distill is not None:
+                loss = loss + cfg.distill * distill
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -169,7 +195,8 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             emit(TrainEvent("step", epoch, step + 1, steps_per_epoch, loss=losses[-1]))
         val_map = float("nan")
         if len(val_ix):
-            val_map = retrieval_metrics(embed_ix(val_ix), folder.labels[val_ix])["mAP"]
+            val_map = float(np.mean([retrieval_metrics(embed_ix(val_ix, f), folder.labels[val_ix])["mAP"]
+                                     for f in cfg.val_scales]))
         score = val_map if len(val_ix) else -float(np.mean(losses))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_mAP": val_map,
                         "seconds": round(time.time() - t0, 1)})
@@ -201,11 +228,13 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         "gsd_m": cfg.gsd_m,
         "normalisation": {"mean": list(mean), "std": list(std)},
         "class_names": list(folder.classes),
+        "recipe": "v2" if (cfg.hybrid or cfg.distill or cfg.downscale_max > 1) else "v1",
         "pretrained_source": "random" if cfg.random_init else ("ImageNet" if not cfg.backbone_weights else str(cfg.backbone_weights)),
         "training": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device")},
             "data_dir": Path(cfg.data_dir).name,
             "split_seed": cfg.seed,
+            "held_out_classes": list(held_out),
             "n_train": int(len(fit_ix)), "n_val": int(len(val_ix)), "n_test": int(len(test_ix)),
             "test_digest": split_digest([rel[i] for i in test_ix]),
             "history": history,
@@ -245,3 +274,63 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, progre
     meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
                                                         "n_train": int(len(train_ix))}
     return save_bundle(out, bundle.net, reducer, meta)
+
+
+class StudentTeacher:
+    """One training forward: the student EmbeddingNet and, when ``cfg.distill``
+    > 0, the frozen ImageNet backbone it is distilled towards.
+
+    With ``cfg.freeze_blocks = n`` the stem and first ``n`` blocks of the
+    student keep their ImageNet weights (and batch-norm statistics); teacher
+    and student then share that prefix, so it runs once per batch.  The
+    distillation term is the mean cosine distance between the student's and
+    the teacher's average-pooled features (feature distillation, Hinton et
+    al. 2015 / Romero et al. 2015 "FitNets", on pooled features).
+    """
+
+    def __init__(self, net, cfg: TrainConfig, device) -> None:
+        import torch
+
+        self.net, self.n = net, int(cfg.freeze_blocks)
+        bb = net.backbone
+        if self.n and not hasattr(bb, "prefix"):
+            raise InputError(f"--freeze-blocks needs the efficientnet_lite0 backbone, not {cfg.backbone}")
+        if self.n:
+            self.n = min(self.n, bb.n_blocks)
+            for m in bb.prefix_modules(self.n):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+        self.teacher = None
+        if cfg.distill > 0:
+            from rsir_stac.model.backbones import build_backbone
+
+            t = build_backbone(cfg.backbone, pretrained=True, weights=cfg.backbone_weights)
+            self.teacher = t.to(device).to(memory_format=torch.channels_last).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    def train(self) -> None:
+        self.net.train()
+        if self.n:
+            for m in self.net.backbone.prefix_modules(self.n):
+                m.eval()
+
+    def __call__(self, x):
+        """Returns (B×dim unit embeddings of the triplet head, distillation loss or None)."""
+        import torch
+        import torch.nn.functional as F
+
+        bb, net = self.net.backbone, self.net
+        if self.n:
+            with torch.no_grad():
+                h = bb.prefix(x, self.n)
+            fmap = bb.suffix(h, self.n)
+        else:
+            h, fmap = x, bb(x)
+        z = F.normalize(net.head(net.pool(fmap)).float(), dim=1)
+        if self.teacher is None:
+            return z, None
+        with torch.no_grad():
+            tmap = self.teacher.suffix(h, self.n) if self.n else self.teacher(x)
+        fs, ft = fmap.float().mean((2, 3)), tmap.float().mean((2, 3))
+        return z, (1.0 - F.cosine_similarity(fs, ft, dim=1)).mean()

@@ -59,8 +59,10 @@ class OverheadAugment:
     """Augmentations suited to nadir imagery: random resized crop, flips, 90°
     rotations and mild colour jitter.  Operates on one H×W×3 uint8 array."""
 
-    def __init__(self, size: int, scale: tuple[float, float] = (0.5, 1.0), jitter: float = 0.1, seed: int = 0):
+    def __init__(self, size: int, scale: tuple[float, float] = (0.5, 1.0), jitter: float = 0.1, seed: int = 0,
+                 downscale_max: float = 1.0, downscale_prob: float = 0.5):
         self.size, self.scale, self.jitter = size, scale, jitter
+        self.downscale_max, self.downscale_prob = float(downscale_max), float(downscale_prob)
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, im: np.ndarray) -> np.ndarray:
@@ -77,6 +79,9 @@ class OverheadAugment:
         if rng.random() < 0.5:
             im = im[::-1]
         im = np.rot90(im, int(rng.integers(4)))
+        if self.downscale_max > 1 and rng.random() < self.downscale_prob:
+            # a coarser GSD: the same ground seen by a sensor with 1–max× larger pixels
+            im = downscale(im, float(np.exp(rng.uniform(0.0, np.log(self.downscale_max)))))
         if self.jitter > 0:
             f = im.astype(np.float32)
             b = 1 + rng.uniform(-self.jitter, self.jitter)
@@ -88,3 +93,19 @@ class OverheadAugment:
             f = grey + (f - grey) * s
             im = np.clip(f, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(im)
+
+
+def downscale(im: np.ndarray, factor: float, min_size: int = 8) -> np.ndarray:
+    """Antialiased (Lanczos) downsampling of an H×W×3 uint8 array by ``factor`` ≥ 1.
+
+    Simulates a coarser ground sample distance over the same ground: a 0.3 m
+    tile downscaled by 4 is what a 1.2 m sensor records.  Used by multi-scale
+    training and by the ``--scale`` evaluation protocol.
+    """
+    if factor <= 1.0:
+        return im
+    from PIL import Image
+
+    h, w = im.shape[:2]
+    size = (max(min_size, round(w / factor)), max(min_size, round(h / factor)))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(im)).resize(size, Image.LANCZOS))
