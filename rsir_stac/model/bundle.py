@@ -37,6 +37,12 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "default"
 
 
+def shipped_models() -> list[str]:
+    """Names of the bundles shipped in the package (``default`` is the current model)."""
+    root = default_bundle_path().parent
+    return sorted(p.name for p in root.iterdir() if (p / META).is_file())
+
+
 def library_versions() -> dict[str, str]:
     import sklearn
     import torch
@@ -128,14 +134,22 @@ class ModelBundle:
 
 
 def load_bundle(path: str | Path | None = None) -> ModelBundle:
-    """Open a bundle folder (default: the shipped model) and verify its files."""
+    """Open a bundle folder (default: the shipped model) and verify its files.
+
+    A bare name that is not a local folder, such as ``v1``, names a model
+    shipped in the package (``rsir_stac/models/<name>``; see :func:`shipped_models`).
+    """
     path = Path(path) if path else default_bundle_path()
+    shipped = default_bundle_path().parent / str(path)
+    if not path.exists() and len(path.parts) == 1 and (shipped / META).is_file():
+        path = shipped
     if path.is_file() and path.name == META:
         path = path.parent
     meta_path = path / META
     if not meta_path.is_file():
         raise BundleNotFoundError(
-            f"no model bundle at {path} ({META} missing); pass --model with a folder written by `rsir-stac train`"
+            f"no model bundle at {path} ({META} missing); pass --model with a folder written by `rsir-stac train` "
+            f"or a shipped model name ({', '.join(shipped_models())})"
         )
     try:
         meta = json.loads(meta_path.read_text())
