@@ -477,6 +477,61 @@ def migrate(index, qdrant_url, api_key, batch_size):
     click.echo(f"copied {n} points from {index} to {qdrant_url}")
 
 
+# ------------------------------------------------------------------------- reindex
+@main.command()
+@_store_options
+@click.option("--to", "to", required=True,
+              help="New index folder (with --qdrant-url: new collection name on the same Qdrant).")
+@click.option("--collection", default="rsir_tiles", show_default=True, help="Collection to read.")
+@click.option("--model", "model", type=click.Path(), help="New model bundle folder (default: the shipped model).")
+@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_handle_errors
+def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_json):
+    """Re-embed every tile of an index with a new model into a new index (the old one is left as it is)."""
+    from tqdm import tqdm
+
+    from rsir_stac.reindex import reindex as run
+
+    bar = None
+
+    def progress(ev):
+        nonlocal bar
+        if ev.kind == "total":
+            bar = tqdm(total=ev.n, desc="points", unit="pt", file=sys.stderr, disable=None)
+        elif ev.kind == "points" and bar is not None:
+            bar.update(ev.n)
+        elif ev.kind == "source_failed":
+            log.info("source %s cannot be read; its tiles are skipped", ev.href)
+
+    try:
+        report = run(index, to, qdrant_url=qdrant_url, api_key=api_key, collection=collection, model=model,
+                     batch_size=batch_size, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(f"{report.points_total} points of {report.source} ({report.model_from}) -> {report.target} "
+                   f"({report.model_to}): {report.points_written} written, {report.points_existing} already there, "
+                   f"{sum(f['tiles'] for f in report.sources_failed) + report.tiles_failed} failed; "
+                   f"{report.seconds:.1f} s")
+        if report.tiling_kept:
+            click.echo(f"  note: {report.tiling_kept}", err=True)
+        for f in report.sources_failed:
+            click.echo(f"  failed source {f['href']} ({f['tiles']} tiles): {f['error']}", err=True)
+        for msg in report.tile_errors:
+            click.echo(f"  failed tile: {msg}", err=True)
+    if not report.ok:
+        n_src = len(report.sources_failed)
+        parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
+            [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
+        where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
+        _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: put the files back and "
+              "re-run the same command, or ingest them again with the new model", 1)
+
+
 from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)
 
 main.add_command(serve_command)

@@ -65,9 +65,12 @@ class Index:
 
                 raise StoreError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
             if meta.model_id != bundle.model_id or meta.dim != bundle.dim:
+                where = (f"--index {store.location}" if store.backend == "edge"
+                         else f"--qdrant-url {store.location} --collection {store.collection}")
                 raise IncompatibleIndexError(
                     f"{store.describe()} was built with model {meta.model_id} ({meta.dim}-d), not "
-                    f"{bundle.model_id} ({bundle.dim}-d); pass --model with the bundle that built it"
+                    f"{bundle.model_id} ({bundle.dim}-d); pass --model with the bundle that built it, or move the "
+                    f"index to this model with `rsir-stac reindex {where} --to NEW --model {bundle.path}`"
                 )
         except BaseException:
             store.close()

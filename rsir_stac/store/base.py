@@ -164,7 +164,8 @@ def check_incompatible(
     if meta.dim != int(dim) or meta.model_id != str(model_id):
         raise IncompatibleIndexError(
             f"{where} holds {meta.dim}-d vectors of model {meta.model_id!r}, not {int(dim)}-d vectors of "
-            f"model {model_id!r}; use the same model or {fresh}"
+            f"model {model_id!r}; use the same model or {fresh} (to move an index to a new model: "
+            "rsir-stac reindex --index OLD --to NEW --model BUNDLE)"
         )
     if meta.distance != "Euclid":
         raise IncompatibleIndexError(f"{where} uses {meta.distance} distance, not Euclid; use {fresh}")

@@ -17,6 +17,7 @@ verify it.  Uploads use ``upload_points(wait=True)`` with retries, and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -327,10 +328,26 @@ class ServerStore(Store):
     def flush(self) -> None:
         """Nothing to do: every upload waits for the server to apply it."""
 
+    def sibling(self, collection: str, *, read_only: bool = False) -> ServerStore:
+        """Another collection of the same Qdrant through this store's client
+        (qdrant-client's local mode lets one client open a folder).  Closing
+        the sibling leaves the client open; close this store last."""
+        other = copy.copy(self)
+        other.collection, other.read_only, other._meta, other._closed = collection, read_only, None, False
+        other._shares_client = True
+        other._exists = other._call("checking the collection", self.client.collection_exists, collection)
+        if read_only and not other._exists:
+            raise StoreError(f"{other.describe()} does not exist; build it with ingest or check --collection")
+        if other._exists:
+            other._meta = other._read_meta()
+        return other
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if getattr(self, "_shares_client", False):
+            return
         try:
             self.client.close()
         except Exception as exc:  # noqa: BLE001

@@ -1,0 +1,234 @@
+"""`rsir-stac reindex`: an index moved to a new model equals a fresh ingest with it.
+
+Real GeoTIFFs made here, ingested with the shipped model into the real Qdrant
+Edge engine (and qdrant-client's local mode), reindexed with a second real
+bundle: the shipped network saved with another reducer (PCA, 8-d).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import IncompatibleIndexError, InputError
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.reindex import reindex
+from rsir_stac.store import open_store
+from tests.conftest import make_geotiff
+
+# 512x256 px at 0.3 m: two 256 px tiles per scene at the shipped model's GSD
+OPTS = IngestOptions()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from rsir_stac.model.bundle import load_bundle
+
+    return load_bundle(None)
+
+
+@pytest.fixture(scope="module")
+def new_bundle(shipped, tmp_path_factory):
+    """The shipped network with a PCA reducer (8-d) fitted on textures: another model id."""
+    from rsir_stac.model.bundle import save_bundle
+    from rsir_stac.reduce import make_reducer
+
+    rng = np.random.default_rng(0)
+    images = [np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(12)]
+    with shipped.embedder(batch_size=4) as emb:
+        z = emb.embed(images, reduce=False)
+    meta = json.loads(json.dumps(shipped.meta))
+    meta["name"] = "rsir-v2test"
+    b = save_bundle(tmp_path_factory.mktemp("v2") / "bundle", shipped.net, make_reducer("pca", 8).fit(z), meta)
+    assert b.model_id != shipped.model_id and b.dim == 8
+    return b
+
+
+@pytest.fixture()
+def scenes(tmp_path):
+    d = tmp_path / "scenes"
+    d.mkdir()
+    return [
+        make_geotiff(d / "a.tif", width=512, height=256, res=0.3, seed=1, datetime_tag="2021:06:01 10:00:00"),
+        make_geotiff(d / "b.tif", width=512, height=256, res=0.3, seed=2, origin=(501000.0, 3300000.0)),
+        make_geotiff(d / "c.tif", width=512, height=256, crs="EPSG:3857", res=0.3,
+                     origin=(-10620000.0, 3480000.0), seed=3),
+    ]
+
+
+@pytest.fixture()
+def old_index(tmp_path, scenes, shipped):
+    idx = tmp_path / "old"
+    r = ingest([str(s) for s in scenes], index=str(idx), model=shipped, options=OPTS)
+    assert r.ok and r.points_written == 6
+    return idx
+
+
+def _points(location, **kw) -> dict:
+    with open_store(None if location is None else str(location), read_only=True, **kw) as store:
+        return {p.id: p for p in store.iter_points(with_vectors=True)}
+
+
+def _tree_digest(folder) -> dict:
+    """Every file of an index folder (the advisory .lock aside) and its sha256."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if f != ".lock":
+                p = os.path.join(root, f)
+                out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def _rounded(value, digits: int = 9):
+    """Floats to ``digits`` significant digits, in any nesting (a server's geo field keeps ~15)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def _assert_same_index(got: dict, want: dict, exact: bool = True) -> None:
+    assert got.keys() == want.keys()
+    for pid, p in got.items():
+        if exact:
+            assert p.payload == want[pid].payload
+        else:
+            assert _rounded(p.payload) == _rounded(want[pid].payload)
+        assert np.allclose(p.vector, want[pid].vector, atol=1e-3), pid
+
+
+@pytest.fixture()
+def fresh(tmp_path, scenes, new_bundle):
+    """The same files ingested from scratch with the new model."""
+    idx = tmp_path / "fresh"
+    assert ingest([str(s) for s in scenes], index=str(idx), model=new_bundle, options=OPTS).points_written == 6
+    return _points(idx)
+
+
+def test_reindex_equals_ingest_with_new_model_and_leaves_old_index(tmp_path, old_index, new_bundle, fresh, shipped):
+    # (the engine folds its journals into the segments on the first open after a write, read-only or not)
+    old_points = _points(old_index)
+    before = _tree_digest(old_index)
+    events = []
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=4, batch_size=3,
+                progress=events.append)
+    assert r.ok and r.points_total == 6 and r.points_written == 6 and r.points_existing == 0
+    assert r.model_from == shipped.model_id and r.model_to == new_bundle.model_id and not r.tiling_kept
+    assert sum(e.n for e in events if e.kind == "points") == 6
+    new = _points(tmp_path / "new")
+    _assert_same_index(new, fresh)
+    assert {p.payload["model_id"] for p in new.values()} == {new_bundle.model_id}
+    # the old index is untouched: files, ids, vectors
+    assert _tree_digest(old_index) == before
+    old_after = _points(old_index)
+    assert old_after.keys() == old_points.keys()
+    assert all(np.array_equal(old_after[i].vector, old_points[i].vector) for i in old_points)
+    with open_store(str(tmp_path / "new"), read_only=True) as store:
+        assert store.meta().model_id == new_bundle.model_id and store.meta().dim == 8
+    # idempotent: a re-run finds everything there and changes nothing
+    r2 = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert r2.ok and r2.points_written == 0 and r2.points_existing == 6
+    _assert_same_index(_points(tmp_path / "new"), fresh)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_bundle, fresh):
+    def stop_after_first_write(ev):
+        if ev.kind == "points" and ev.n:
+            raise _Stop()
+
+    with pytest.raises(_Stop):
+        reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=2, batch_size=1,
+                progress=stop_after_first_write)
+    partial = _points(tmp_path / "new")
+    assert 0 < len(partial) < 6
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=2)
+    assert r.ok and r.points_existing == len(partial) and r.points_written == 6 - len(partial)
+    _assert_same_index(_points(tmp_path / "new"), fresh)
+
+
+def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_bundle, fresh):
+    moved = scenes[1].with_name("moved.tif")
+    scenes[1].rename(moved)
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=1)
+    assert not r.ok and r.points_written == 4 and r.tiles_failed == 0
+    assert [(f["href"], f["tiles"], f["item"]) for f in r.sources_failed] == [(str(scenes[1]), 2, "b")]
+    assert str(scenes[1]) in r.sources_failed[0]["error"]
+    # the CLI lists it and exits 1 with one line naming the fix
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path), "--json"])
+    assert res.exit_code == 1, res.output
+    report = json.loads(res.stdout.splitlines()[0])
+    assert report["points_existing"] == 4 and report["sources_failed"][0]["href"] == str(scenes[1])
+    assert res.stderr.strip().splitlines()[-1].startswith("error: 1 source(s) could not be read")
+    moved.rename(scenes[1])
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert r.ok and r.points_written == 2 and r.points_existing == 4
+    _assert_same_index(_points(tmp_path / "new"), fresh)
+
+
+def test_bad_targets_are_refused_before_anything_is_written(tmp_path, scenes, old_index, new_bundle, shipped):
+    _points(old_index)  # the first open after a write folds the engine's journals
+    before = _tree_digest(old_index)
+    runner = CliRunner()
+    # into the index it reads (also through another spelling of the path)
+    os.symlink(old_index, tmp_path / "alias")
+    for to in (old_index, tmp_path / "alias", str(old_index) + "/"):
+        with pytest.raises(InputError, match="is the index being read"):
+            reindex(str(old_index), str(to), model=new_bundle)
+        res = runner.invoke(main, ["reindex", "--index", str(old_index), "--to", str(to),
+                                   "--model", str(new_bundle.path)])
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "pass a new folder as --to" in res.stderr
+    # a target that holds another model
+    other = tmp_path / "other"
+    ingest([str(scenes[0])], index=str(other), model=shipped, options=OPTS)
+    _points(other)
+    other_before = _tree_digest(other)
+    with pytest.raises(IncompatibleIndexError, match=f"target index {other} already holds .* pass another --to"):
+        reindex(str(old_index), str(other), model=new_bundle)
+    assert _tree_digest(other) == other_before
+    # the index already holds the model asked for: nothing to do, no target made
+    with pytest.raises(InputError, match="already holds vectors of model"):
+        reindex(str(old_index), str(tmp_path / "same"), model=shipped)
+    assert not (tmp_path / "same").exists()
+    # a missing old index
+    res = runner.invoke(main, ["reindex", "--index", str(tmp_path / "nope"), "--to", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "nope" in res.stderr and not (tmp_path / "x").exists()
+    assert _tree_digest(old_index) == before
+
+
+def test_model_mismatch_names_reindex(tmp_path, old_index, new_bundle):
+    from rsir_stac.search import Index
+
+    with pytest.raises(IncompatibleIndexError, match=f"rsir-stac reindex --index {old_index} --to NEW"):
+        Index.open(str(old_index), model=new_bundle)
+    with pytest.raises(IncompatibleIndexError, match="rsir-stac reindex"):
+        ingest([], index=str(old_index), model=new_bundle)
+
+
+def test_reindex_qdrant_collection(tmp_path, scenes, shipped, new_bundle, fresh):
+    url = str(tmp_path / "qdrant")
+    with open_store(qdrant_url=url) as store:
+        ingest([str(s) for s in scenes], store=store, model=shipped, options=OPTS)
+    res = CliRunner().invoke(main, ["reindex", "--qdrant-url", url, "--to", "tiles_v2",
+                                    "--model", str(new_bundle.path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["points_written"] == 6
+    _assert_same_index(_points(None, qdrant_url=url, collection="tiles_v2"), fresh, exact=False)
+    assert len(_points(None, qdrant_url=url)) == 6  # the old collection is still there
+    with pytest.raises(InputError, match="is the collection being read"):
+        reindex(qdrant_url=url, to="rsir_tiles", model=new_bundle)
