@@ -96,10 +96,15 @@ class ReindexEvent:
 
 
 class _Grid(NamedTuple):
+    """A tile in the target-GSD pixel grid (the payload's ``grid``)."""
+
     col_off: int
     row_off: int
     width: int
     height: int
+
+    def __str__(self) -> str:
+        return f"col_off={self.col_off},row_off={self.row_off},width={self.width},height={self.height}"
 
 
 class _SourceKey(NamedTuple):
@@ -490,18 +495,18 @@ def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: 
             ref = refs.get(t.grid)
             tile = None
             if ref is None:
-                _tile_failed(report, f"tile {tuple(t.grid)} of {key.href} is not in the raster any more (the file "
+                _tile_failed(report, f"tile {t.grid} of {key.href} is not in the raster any more (the file "
                                      "changed since ingest); re-ingest the item with the new model")
             else:
                 try:
                     tile = reader.read(ref)
                 except Exception as err:  # noqa: BLE001 - one bad window must not stop the run
                     _tile_failed(report, str(err) if isinstance(err, RsirError) else
-                                 f"{key.href}: window {tuple(t.grid)}: unexpected {type(err).__name__} "
+                                 f"{key.href}: tile {t.grid}: unexpected {type(err).__name__} "
                                  f"({_one_line(err)})")
                 else:
                     if tile is None:
-                        _tile_failed(report, f"tile {tuple(t.grid)} of {key.href} has no valid pixels any more "
+                        _tile_failed(report, f"tile {t.grid} of {key.href} has no valid pixels any more "
                                              "(the file changed since ingest); re-ingest the item")
             if tile is None:
                 emit(ReindexEvent("points", n=1))

@@ -105,7 +105,7 @@ def _assert_same_index(got: dict, want: dict, exact: bool = True) -> None:
             assert p.payload == want[pid].payload
         else:
             assert _rounded(p.payload) == _rounded(want[pid].payload)
-        assert np.allclose(p.vector, want[pid].vector, atol=1e-3), pid
+        assert np.allclose(p.vector, want[pid].vector, atol=1e-3), (pid, np.abs(p.vector - want[pid].vector).max())
 
 
 @pytest.fixture()
@@ -232,3 +232,27 @@ def test_reindex_qdrant_collection(tmp_path, scenes, shipped, new_bundle, fresh)
     assert len(_points(None, qdrant_url=url)) == 6  # the old collection is still there
     with pytest.raises(InputError, match="is the collection being read"):
         reindex(qdrant_url=url, to="rsir_tiles", model=new_bundle)
+
+
+def test_changed_tiles_and_foreign_points_are_reported(tmp_path, scenes, old_index, new_bundle):
+    from rsir_stac.store import Point
+
+    # c.tif shrinks to one tile: its second tile is no longer in the raster
+    make_geotiff(scenes[2], width=256, height=256, crs="EPSG:3857", res=0.3, origin=(-10620000.0, 3480000.0), seed=3)
+    with open_store(str(old_index)) as store:  # a point written by another tool, without the tile's payload
+        store.upsert([Point("00000000-0000-4000-8000-000000000001", next(iter(_points_of(store))).vector,
+                            {"item_id": "foreign"})])
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert not r.ok and not r.sources_failed and r.points_total == 7
+    assert r.points_written == 5 and r.tiles_failed == 2
+    assert any(f"{scenes[2]} is not in the raster any more" in m and "row_off=0" in m and "col_off=0," not in m
+               for m in r.tile_errors)
+    assert any("00000000-0000-4000-8000-000000000001" in m and "no href" in m for m in r.tile_errors)
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path)])
+    assert res.exit_code == 1 and "error: 2 tile(s) could not be read" in res.stderr
+    assert "5 already there" in res.stdout
+
+
+def _points_of(store):
+    return [p for p in store.iter_points(with_vectors=True)]
