@@ -256,3 +256,35 @@ def test_changed_tiles_and_foreign_points_are_reported(tmp_path, scenes, old_ind
 
 def _points_of(store):
     return [p for p in store.iter_points(with_vectors=True)]
+
+
+def test_sigkill_mid_run_then_rerun_equals_clean_run(tmp_path, old_index, new_bundle, fresh):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    new = tmp_path / "new"
+    code = ("import sys\nfrom rsir_stac.reindex import reindex\n"
+            "def progress(e):\n    print(e.kind, e.n, file=sys.stderr, flush=True)\n"
+            f"reindex({str(old_index)!r}, {str(new)!r}, model={str(new_bundle.path)!r}, page_size=2, batch_size=1, "
+            "progress=progress)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    killed = False
+    try:
+        for line in proc.stderr:
+            if line.startswith("points ") and int(line.split()[1]) > 0:  # the first page was upserted
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        proc.wait(timeout=300)
+        proc.stderr.close()
+    assert killed and proc.returncode == -signal.SIGKILL
+    partial = _points(new)  # opens cleanly: lock gone, WAL replayed
+    assert 0 < len(partial) < 6 and set(partial) < set(fresh)
+    r = reindex(str(old_index), str(new), model=new_bundle)
+    assert r.ok and r.points_existing == len(partial) and r.points_written == 6 - len(partial)
+    _assert_same_index(_points(new), fresh)
