@@ -236,8 +236,10 @@ class _Writer:
 # ------------------------------------------------------------------------ opening
 
 
-def _same_place(a: str, b: str) -> bool:
-    return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+def _nested(a: str, b: str) -> bool:
+    """Whether folders ``a`` and ``b`` are the same, or one holds the other (symlinks resolved)."""
+    ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+    return os.path.commonpath([ra, rb]) in (ra, rb)
 
 
 def _open_stores(index, to, qdrant_url, api_key, collection):
@@ -263,8 +265,9 @@ def _open_stores(index, to, qdrant_url, api_key, collection):
         from rsir_stac.store import DEFAULT_INDEX
 
         index = DEFAULT_INDEX
-    if _same_place(str(index), str(to)):
-        raise InputError(f"--to {to} is the index being read (--index {index}); pass a new folder as --to")
+    if _nested(str(index), str(to)):
+        raise InputError(f"--to {to} is the index being read (--index {index}) or a folder inside or around it; "
+                         "pass a new folder beside it as --to")
     src = open_store(str(index), collection=collection, read_only=True)
     try:
         dst, opener = _open_or_defer(str(to), collection)

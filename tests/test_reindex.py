@@ -187,12 +187,12 @@ def test_bad_targets_are_refused_before_anything_is_written(tmp_path, scenes, ol
     runner = CliRunner()
     # into the index it reads (also through another spelling of the path)
     os.symlink(old_index, tmp_path / "alias")
-    for to in (old_index, tmp_path / "alias", str(old_index) + "/"):
+    for to in (old_index, tmp_path / "alias", str(old_index) + "/", old_index / "v2", tmp_path):
         with pytest.raises(InputError, match="is the index being read"):
             reindex(str(old_index), str(to), model=new_bundle)
         res = runner.invoke(main, ["reindex", "--index", str(old_index), "--to", str(to),
                                    "--model", str(new_bundle.path)])
-        assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "pass a new folder as --to" in res.stderr
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "pass a new folder beside it as --to" in res.stderr
     # a target that holds another model
     other = tmp_path / "other"
     ingest([str(scenes[0])], index=str(other), model=shipped, options=OPTS)
