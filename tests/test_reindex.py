@@ -115,7 +115,8 @@ def fresh(tmp_path, scenes, new_bundle):
     return _points(idx)
 
 
-def test_reindex_equals_ingest_with_new_model_and_leaves_old_index(tmp_path, old_index, new_bundle, fresh, shipped):
+def test_reindex_equals_ingest_with_new_model_and_leaves_old_index(tmp_path, scenes, old_index, new_bundle, fresh,
+                                                                   shipped):
     # (the engine folds its journals into the segments on the first open after a write, read-only or not)
     old_points = _points(old_index)
     before = _tree_digest(old_index)
@@ -139,6 +140,9 @@ def test_reindex_equals_ingest_with_new_model_and_leaves_old_index(tmp_path, old
     r2 = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
     assert r2.ok and r2.points_written == 0 and r2.points_existing == 6
     _assert_same_index(_points(tmp_path / "new"), fresh)
+    # and the catalogue's ingest with the new model goes on from the reindexed index
+    r3 = ingest([str(s) for s in scenes], index=str(tmp_path / "new"), model=new_bundle, options=OPTS)
+    assert r3.ok and r3.points_written == 0 and r3.tiles_existing == 6
 
 
 class _Stop(Exception):
