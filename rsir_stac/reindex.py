@@ -346,9 +346,10 @@ def reindex(
     with ``model`` (a bundle folder or :class:`~rsir_stac.model.bundle.ModelBundle`;
     default: the shipped model).
 
-    ``index`` (default ``./rsir-index``) and ``to`` are embedded index folders; with ``qdrant_url`` the old
-    index is collection ``collection`` on that Qdrant (default ``rsir_tiles``)
-    and ``to`` names the new collection there.  ``collection`` is also the
+    ``index`` (default ``./rsir-index``) and ``to`` are embedded index
+    folders; with ``qdrant_url`` the old index is collection ``collection`` on
+    that Qdrant (default ``rsir_tiles``) and ``to`` names the new collection
+    there.  ``collection`` is also the
     collection inside both folders.  ``batch_size`` is tiles per forward pass
     (default: the embedder's for the device); ``page_size`` payloads are read
     from the old index at a time.  ``progress`` gets :class:`ReindexEvent` s.
@@ -372,7 +373,8 @@ def reindex(
     src, dst, opener = _open_stores(index, to, qdrant_url, api_key, collection)
     try:
         _check(src, dst, bundle, to)
-        report = ReindexReport(source=src.describe(), target=dst.describe() if dst is not None else f"index {to}",
+        report = ReindexReport(source=src.describe(), target=dst.describe() if dst is not None
+                               else f"index {os.path.abspath(os.path.expanduser(str(to)))}",
                                model_from=src.meta().model_id, model_to=bundle.model_id)
         target = _LazyStore(dst, opener, bundle.dim, bundle.model_id, own=True)
     except BaseException:
