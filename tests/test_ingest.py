@@ -247,6 +247,8 @@ def test_ingest_leaves_an_applications_gc_freeze_alone(tmp_path, scenes, tiny_bu
     try:
         frozen = gc.get_freeze_count()
         ingest([str(scenes[1])], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
-        assert gc.get_freeze_count() == frozen
+        # neither unfrozen (count 0) nor frozen again (count would grow by the objects ingest made);
+        # frozen objects that die during the run (module caches) may lower it a little
+        assert frozen * 0.9 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
