@@ -25,17 +25,15 @@ module deliberately does not use postponed annotations: FastAPI resolves the
 endpoint annotations at definition time, inside :func:`create_app`.
 """
 
-import hmac
 import io
 import json
 import logging
 import math
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import click
 
@@ -64,14 +62,10 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}
 
 
 def http_status(exc: BaseException) -> int:
-    """HTTP status for a library error."""
-    if isinstance(exc, (PointNotFoundError, SourceNotFoundError)):
-        return 404
-    if isinstance(exc, ImageReadError):
-        return 422
-    if isinstance(exc, InputError):
-        return 400
-    return 500
+    """HTTP status for a library error (see :mod:`rsir_stac.apierrors`)."""
+    from rsir_stac.apierrors import http_status as status
+
+    return status(exc)
 
 
 def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
@@ -159,99 +153,6 @@ def _footprint(payload: dict | None) -> dict | None:
     return {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
 
 
-def decode_upload(data: bytes, *, max_image_pixels: int) -> Any:
-    """Decode uploaded bytes to ``H x W x 3`` uint8 without touching the filesystem.
-
-    The image size is read from the header first; images over
-    ``max_image_pixels`` raise :class:`UploadTooLarge` before any pixel is
-    decoded.  PNG/JPEG/WebP/BMP/GIF go through Pillow, TIFF/GeoTIFF (and
-    anything Pillow cannot read) through rasterio's in-memory files, with the
-    same decoders (band choice, stretch) as :func:`rsir_stac.tiling.read_image`.
-    """
-    from PIL import Image
-
-    from rsir_stac import tiling
-
-    if not data:
-        raise ImageReadError("the uploaded file is empty; upload a PNG/JPEG/WebP/GeoTIFF image")
-    size, fmt, first = None, None, None
-    try:
-        with Image.open(io.BytesIO(data)) as img:  # reads the header only, no pixels
-            size, fmt = img.size, img.format
-    except Image.DecompressionBombError:
-        raise UploadTooLarge(
-            f"the uploaded image is too large to decode (over {max_image_pixels} pixels); upload a smaller image"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - not a Pillow format: try rasterio
-        first = err
-    use_pil = size is not None and fmt != "TIFF"
-    if not use_pil:  # TIFF/GeoTIFF, or a format only GDAL knows
-        rsize = _raster_size(data)
-        if rsize is not None:
-            size = rsize
-        elif size is None:
-            detail = f" ({str(first).splitlines()[0][:200]})" if first is not None else ""
-            raise ImageReadError(f"the uploaded file cannot be decoded as an image{detail}; "
-                                 "upload a PNG/JPEG/WebP/GeoTIFF image")
-        else:
-            use_pil = True
-    w, h = size
-    if w <= 0 or h <= 0:
-        raise ImageReadError(f"the uploaded image has size {w}x{h}; upload a non-empty image")
-    if w * h > max_image_pixels:
-        raise UploadTooLarge(
-            f"the uploaded image is {w}x{h} = {w * h} pixels, over the {max_image_pixels} pixel limit; "
-            "upload a smaller image or crop it"
-        )
-    # the same decoders read_image uses, given in-memory sources instead of paths
-    readers = [_pil_reader, _raster_reader] if use_pil else [_raster_reader, _pil_reader]
-    err0: BaseException | None = None
-    for reader in readers:
-        try:
-            px = reader(data, tiling)
-        except Image.DecompressionBombError:
-            raise UploadTooLarge(f"the uploaded image is over the {max_image_pixels} pixel limit; "
-                                 "upload a smaller image") from None
-        except RsirError:
-            raise
-        except Exception as err:  # noqa: BLE001 - try the other decoder
-            err0 = err0 or err
-            continue
-        if px is not None and px.ndim == 3 and px.shape[2] == 3 and px.size:
-            return px
-    detail = f" ({str(err0).splitlines()[0][:200]})" if err0 is not None else ""
-    raise ImageReadError(f"the uploaded file cannot be decoded as an image{detail}; "
-                         "upload a PNG/JPEG/WebP/GeoTIFF image")
-
-
-def _pil_reader(data: bytes, tiling):
-    return tiling._read_with_pil(io.BytesIO(data), None)
-
-
-def _raster_reader(data: bytes, tiling):
-    from rasterio.io import MemoryFile
-
-    with MemoryFile(data) as mem:  # GDAL /vsimem/, never the real filesystem
-        return tiling._read_with_rasterio(mem.name, None)
-
-
-def _raster_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        from rasterio.errors import NotGeoreferencedWarning
-        from rasterio.io import MemoryFile
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with MemoryFile(data) as mem, mem.open() as ds:
-                return int(ds.width), int(ds.height)
-    except Exception:  # noqa: BLE001 - not a raster either
-        return None
-
-
-class UploadTooLarge(ImageReadError):
-    """An upload (bytes or pixels) over the service limits: HTTP 413."""
-
-
 class _LRUBytes:
     """A thread-safe LRU of bytes values bounded by total size."""
 
@@ -284,93 +185,47 @@ class _LRUBytes:
         return len(self._d)
 
 
-class _Guard:
-    """ASGI middleware for ``/api/*``: API key check, then a request body size limit.
-
-    The body limit is enforced on the Content-Length header up front and on
-    the bytes actually received (chunked uploads), so an oversized upload is
-    cut off with 413 while it is being read.
-    """
-
-    def __init__(self, app, *, api_key: str | None, max_body: int) -> None:
-        self.app, self.max_body = app, max_body
-        self.api_key = api_key.encode() if api_key else None
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
-            return await self.app(scope, receive, send)
-        from starlette.exceptions import HTTPException
-        from starlette.responses import JSONResponse
-
-        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        if self.api_key is not None and not self._authorised(scope, headers):
-            resp = JSONResponse({"detail": "missing or wrong API key; send the X-API-Key header (or ?api_key=)"},
-                                status_code=401, headers={"WWW-Authenticate": "X-API-Key"})
-            return await resp(scope, receive, send)
-        length = headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body
-            except ValueError:
-                too_big = False
-            if too_big:
-                resp = JSONResponse({"detail": f"request body of {int(length)} bytes is over the "
-                                               f"{self.max_body} byte limit; upload a smaller file"},
-                                    status_code=413, headers={"Connection": "close"})
-                return await resp(scope, receive, send)
-        received = 0
-        limit = self.max_body
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise HTTPException(413, f"request body is over the {limit} byte limit; upload a smaller file")
-            return message
-
-        return await self.app(scope, limited_receive, send)
-
-    def _authorised(self, scope, headers) -> bool:
-        given = headers.get("x-api-key")
-        if given is None:
-            from urllib.parse import parse_qs
-
-            qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            vals = qs.get("api_key")
-            given = vals[-1].encode("latin-1", "replace") if vals else None
-        return given is not None and hmac.compare_digest(given, self.api_key)
-
-
 # --------------------------------------------------------------------------- app
 
 
 def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_000_000,
-               max_image_pixels: int = 4096 * 4096, thumb_cache_bytes: int = THUMB_CACHE_BYTES):
+               max_image_pixels: int = 4096 * 4096, max_decoded_bytes: int = 64 * 1024 * 1024,
+               max_decodes: int = 2, allowed_hosts: Sequence[str] | None = None,
+               allowed_origins: Sequence[str] = (), hide_paths: bool = False,
+               thumb_cache_bytes: int = THUMB_CACHE_BYTES):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
+    Uploads are decoded by :func:`rsir_stac.upload.decode_upload` within
+    ``max_upload_bytes`` (body), ``max_image_pixels`` and ``max_decoded_bytes``
+    (413 beyond), at most ``max_decodes`` at a time (429 beyond).
+    ``allowed_hosts`` (default: loopback names), ``allowed_origins`` and
+    ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`;
+    ``hide_paths`` cuts server paths in hrefs and error messages to file names.
     """
-    from fastapi import Body, FastAPI, File, Form, Query, Request, Security, UploadFile
+    from fastapi import Body, FastAPI, File, Form, Query, Security, UploadFile
     from fastapi import Path as PathParam
-    from fastapi.exceptions import HTTPException
-    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.responses import FileResponse, HTMLResponse, Response
     from fastapi.security import APIKeyHeader, APIKeyQuery
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field
 
     from rsir_stac import __version__
+    from rsir_stac.apierrors import TooManyRequests, error_responses, install_handlers
+    from rsir_stac.httpguard import Guard, public_href, script_hashes_csp
     from rsir_stac.search import to_geojson
+    from rsir_stac.upload import UploadLimits, UploadTooLarge, decode_upload
 
     lock = threading.Lock()        # store access
     embed_lock = threading.Lock()  # the model (built lazily, one forward pass at a time)
     thumbs = _LRUBytes(thumb_cache_bytes)
+    decode_slots = threading.BoundedSemaphore(max_decodes)  # uploads decoded (and embedded) at a time
+    limits = UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes)
     info_cache: dict[str, Any] = {}
 
     security = []
     if api_key:
-        # enforced by _Guard; declared here so /docs shows an "Authorize" button
+        # enforced by Guard; declared here so /docs shows an "Authorize" button
         security = [Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
                     Security(APIKeyQuery(name="api_key", auto_error=False))]
 
@@ -385,13 +240,9 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     )
     app.state.index = index
     app.state.thumbs = thumbs
-
-    @app.exception_handler(RsirError)
-    async def _rsir_error(request: Request, exc: RsirError):
-        status = 413 if isinstance(exc, UploadTooLarge) else http_status(exc)
-        if status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+    app.state.decode_slots = decode_slots
+    install_handlers(app, hide_paths=hide_paths)
+    common = (401, 403, 405, 500) if api_key else (403, 405, 500)
 
     # ------------------------------------------------------------------ core
     def _info() -> dict:
@@ -409,7 +260,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             "extent": list(inf.extent) if inf.extent else None,
             "backend": inf.backend,
             "version": __version__,
-            "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels},
+            "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels,
+                       "max_decoded_bytes": max_decoded_bytes},
         }
         info_cache["v"] = (now, doc)
         return doc
@@ -440,6 +292,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             with lock:
                 result = index.search(point_id=point_id, at=at, flt=flt, k=k, include_query=include_query)
         doc = to_geojson(result)
+        if hide_paths:
+            for f in doc["features"]:
+                if "href" in f["properties"]:
+                    f["properties"]["href"] = public_href(f["properties"]["href"])
         q = doc.get("query") or {}
         qp = result.query_payload or {}
         if result.query_id:
@@ -454,7 +310,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         return doc
 
     # ------------------------------------------------------------------ API
-    @app.get("/api/info", tags=["index"], summary="Index summary", dependencies=security)
+    @app.get("/api/info", tags=["index"], summary="Index summary", dependencies=security,
+             responses=error_responses(*common))
     def api_info() -> dict:
         """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``."""
         return _info()
@@ -468,7 +325,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         "k": f"Number of results (1..{MAX_K}).",
     }
 
-    @app.get("/api/search", tags=["search"], summary="Search by point id or location", dependencies=security)
+    @app.get("/api/search", tags=["search"], summary="Search by point id or location", dependencies=security,
+             responses=error_responses(400, 404, 422, *common))
     def api_search_get(
         point_id: str | None = Query(None, description="Query with a stored tile's id."),
         lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
@@ -487,6 +345,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         return _search(point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query)
 
     class SearchRequest(BaseModel):
+        model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
         point_id: str | None = Field(None, description="Query with a stored tile's id.")
         lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
         lat: float | None = None
@@ -499,7 +358,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         k: int = Field(10, ge=1, le=MAX_K, description=filter_doc["k"])
         include_query: bool = False
 
-    @app.post("/api/search", tags=["search"], summary="Search (JSON body)", dependencies=security)
+    @app.post("/api/search", tags=["search"], summary="Search (JSON body)", dependencies=security,
+              responses=error_responses(400, 404, 413, 422, *common))
     def api_search_post(req: SearchRequest = Body(...)) -> dict:
         """The same search as ``GET /api/search`` with a JSON body; ``polygon`` may be GeoJSON."""
         flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
@@ -507,10 +367,12 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         return _search(point_id=req.point_id, lon=req.lon, lat=req.lat, flt=flt, k=req.k,
                        include_query=req.include_query)
 
-    @app.post("/api/search/image", tags=["search"], summary="Search by an uploaded image", dependencies=security)
+    @app.post("/api/search/image", tags=["search"], summary="Search by an uploaded image", dependencies=security,
+              responses=error_responses(400, 413, 422, 429, *common))
     def api_search_image(
-        file: UploadFile = File(..., description=f"PNG/JPEG/WebP/GeoTIFF, at most {max_upload_bytes} bytes "
-                                                 f"and {max_image_pixels} pixels."),
+        file: UploadFile = File(..., description=f"PNG, JPEG, WebP or (Geo)TIFF only (other formats, e.g. "
+                                                 f"GDAL VRT/XML, are refused), at most {max_upload_bytes} bytes, "
+                                                 f"{max_image_pixels} pixels and {max_decoded_bytes} bytes decoded."),
         bbox: str | None = Form(None, description=filter_doc["bbox"]),
         near: str | None = Form(None, description=filter_doc["near"]),
         datetime: str | None = Form(None, description=filter_doc["datetime"]),
@@ -522,18 +384,25 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         The upload is decoded in memory; it is never written under a user-chosen name."""
         data = file.file.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
-            raise HTTPException(413, f"the uploaded file is over the {max_upload_bytes} byte limit; "
-                                     "upload a smaller image")
+            raise UploadTooLarge(f"the uploaded file is over the {max_upload_bytes} byte limit; "
+                                 "upload a smaller image")
         flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
-        pixels = decode_upload(data, max_image_pixels=max_image_pixels)
-        doc = _search(pixels=pixels, flt=flt, k=k)
+        if not decode_slots.acquire(blocking=False):
+            raise TooManyRequests(f"{max_decodes} uploaded images are being decoded already; "
+                                  "retry in a second")
+        try:  # the slot also covers the embedding: decoded pixels wait for the model inside the bound
+            pixels = decode_upload(data, limits)
+            del data
+            doc = _search(pixels=pixels, flt=flt, k=k)
+        finally:
+            decode_slots.release()
         doc["query"]["size"] = [int(pixels.shape[1]), int(pixels.shape[0])]
         return doc
 
     @app.get("/api/tiles/{point_id}.png", tags=["tiles"], summary="Stored tile as PNG",
              response_class=Response, dependencies=security,
              responses={200: {"content": {"image/png": {}}, "description": "The tile's pixels (RGB PNG)."},
-                        404: {"description": "No point with that id."}})
+                        **error_responses(404, 410, 422, *common)})
     def api_tile(point_id: str = PathParam(..., pattern=UUID_PATTERN, description="A stored point id (UUID).")):
         """The stored tile re-read from its source raster (addressed by point id only), cached."""
         from rsir_stac.store.base import normalize_id
@@ -543,7 +412,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         if png is None:
             with lock:
                 payload = index.store.retrieve([pid])[0].payload
-            png = _tile_png(payload)
+            png = _tile_png(payload, pid)
             thumbs.put(pid, png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
@@ -558,26 +427,40 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         from fastapi.openapi.docs import get_swagger_ui_html
 
         ui = "static/vendor/swagger-ui/"
-        return get_swagger_ui_html(openapi_url="openapi.json", title="rsir-stac search API",
+        page = get_swagger_ui_html(openapi_url="openapi.json", title="rsir-stac search API",
                                    swagger_js_url=ui + "swagger-ui-bundle.js", swagger_css_url=ui + "swagger-ui.css",
                                    swagger_favicon_url=ui + "favicon-32x32.png",
                                    swagger_ui_parameters={"validatorUrl": None})
+        html = bytes(page.body).decode()
+        # the page's one inline script is allowed by its hash, nothing else inline
+        return HTMLResponse(html, headers={"Content-Security-Policy": script_hashes_csp(html)})
 
     app.mount("/static", StaticFiles(directory=str(WEB_DIR)), name="static")
-    app.add_middleware(_Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES)
+    if allowed_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
+                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
     return app
 
 
-def _tile_png(payload: dict) -> bytes:
+def _tile_png(payload: dict, pid: str = "") -> bytes:
     from PIL import Image
 
+    from rsir_stac.apierrors import SourceUnreadableError
     from rsir_stac.errors import RasterError
     from rsir_stac.thumbnails import read_tile
 
     try:
         px = read_tile(payload)
     except (KeyError, TypeError) as exc:
-        raise RasterError(f"stored payload has no usable source ({exc}); re-ingest the item") from None
+        raise SourceUnreadableError(f"stored payload of tile {pid} has no usable source ({exc}); "
+                                    "re-ingest the item") from None
+    except RasterError as exc:
+        raise SourceUnreadableError(f"the source raster of tile {pid} cannot be read any more ({exc}); "
+                                    "restore the file or re-ingest the item") from None
     buf = io.BytesIO()
     Image.fromarray(px).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
@@ -586,20 +469,78 @@ def _tile_png(payload: dict) -> bytes:
 # --------------------------------------------------------------------------- run / CLI
 
 
+class AddressInUseError(RsirError, OSError):
+    """``serve`` cannot listen on the asked host and port (taken by another process, or not local)."""
+
+
+def bind_socket(host: str, port: int):
+    """A TCP socket bound to ``host``:``port`` (not listening yet), for uvicorn.
+
+    Bound before anything else is opened, so a busy port is one line and
+    exit 1 (:class:`AddressInUseError`) instead of uvicorn's own exit 3.
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(f"port {port} on {host} is already in use (another serve?); stop that "
+                                    "process or choose another port with --port") from None
+        raise AddressInUseError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); give a local "
+                                "address with --host and a free port with --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _log_config() -> dict:
+    """uvicorn's logging set-up with ``api_key=...`` redacted from the access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["redact_key"] = {"()": "rsir_stac.httpguard.RedactKeyFilter"}
+    cfg["handlers"]["access"].setdefault("filters", []).append("redact_key")
+    return cfg
+
+
 def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant: str | None = None,
         model=None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-        log_level: str = "info") -> None:
-    """Open the index once and serve it with uvicorn until interrupted (one worker: the index lock)."""
+        log_level: str = "info", allow_hosts: Sequence[str] = (), allow_origins: Sequence[str] = (),
+        hide_paths: bool | None = None) -> None:
+    """Open the index once and serve it with uvicorn until interrupted (one worker: the index lock).
+
+    The port is bound first (:class:`AddressInUseError` when taken).  Allowed
+    hosts are :func:`rsir_stac.httpguard.default_allowed_hosts` of ``host``
+    plus ``allow_hosts``; ``hide_paths`` None hides server paths unless
+    ``host`` is a loopback address.
+    """
     import uvicorn
 
+    from rsir_stac.httpguard import default_allowed_hosts, is_loopback
     from rsir_stac.search import Index
 
-    idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)
+    sock = bind_socket(host, port)
     try:
-        app = create_app(idx, api_key=api_key)
+        idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        hide = (not is_loopback(host)) if hide_paths is None else hide_paths
+        app = create_app(idx, api_key=api_key, allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
+                         allowed_origins=tuple(allow_origins), hide_paths=hide)
         log.warning("serving %s (model %s) on http://%s:%s/", idx.store.describe(), idx.bundle.model_id, host, port)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
+        config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         idx.close()
 
 
@@ -610,17 +551,29 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
 @click.option("--model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-@click.option("--service-key", envvar="RSIR_SERVICE_KEY", help="Require this key (X-API-Key header) on /api/*.")
-def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_key):
+@click.option("--service-key", envvar="RSIR_SERVICE_KEY",
+              help="Require this key (X-API-Key header, or api_key= in tile URLs) on /api/*.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this Host name (repeatable; '.example.org' with subdomains, "
+                   "'*' any). Default: loopback names and the --host address.")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
+              help="Allow POSTs (and CORS) from this web origin, e.g. https://maps.example.org (repeatable).")
+@click.option("--hide-paths/--show-paths", default=None,
+              help="Hide server file paths in hrefs and errors. Default: hidden unless --host is loopback.")
+def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_key, allow_hosts, allow_origins,
+                  hide_paths):
     """Serve the search API and the map page over HTTP (open http://HOST:PORT/)."""
     import sys
 
-    if host not in ("127.0.0.1", "localhost", "::1") and not service_key:
+    from rsir_stac.httpguard import is_loopback
+
+    if not is_loopback(host) and not service_key:
         click.echo(f"warning: serving on {host} without --service-key; anyone who can reach it can search",
                    err=True)
     try:
         run(index=index, qdrant_url=qdrant_url, api_key_qdrant=api_key_qdrant, model=model, host=host,
-            port=port, api_key=service_key)
+            port=port, api_key=service_key, allow_hosts=allow_hosts, allow_origins=allow_origins,
+            hide_paths=hide_paths)
     except RsirError as exc:
         if logging.getLogger().level <= logging.DEBUG:
             raise
@@ -628,4 +581,4 @@ def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_
         sys.exit(exc.exit_code)
 
 
-__all__ = ["build_filter", "create_app", "decode_upload", "parse_polygon", "run", "serve_command"]
+__all__ = ["AddressInUseError", "bind_socket", "build_filter", "create_app", "parse_polygon", "run", "serve_command"]

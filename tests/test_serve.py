@@ -23,6 +23,8 @@ from rsir_stac.serve import create_app, parse_polygon
 from tests.conftest import make_geotiff
 
 GEOTIFF = "image/tiff; application=geotiff"
+#: The service answers only to its own host names (DNS rebinding protection), so tests use one of them.
+BASE = "http://127.0.0.1:8000"
 NATIVE = IngestOptions(tile_size=64, gsd=None, native_gsd=True)
 # scene a: UTM 15N at (500000, 3300000), scene b: 2 km east of it; 256 x 128 px at 1 m -> 4 x 2 tiles each
 SCENES = {
@@ -59,7 +61,7 @@ def index(tmp_path_factory, tiny_bundle):
 
 @pytest.fixture(scope="module")
 def client(index):
-    with TestClient(create_app(index, max_upload_bytes=200_000, max_image_pixels=1024 * 1024)) as c:
+    with TestClient(create_app(index, max_upload_bytes=200_000, max_image_pixels=1024 * 1024), base_url=BASE) as c:
         yield c
 
 
@@ -381,7 +383,7 @@ def test_tile_unknown_and_traversal(client):
 
 def test_api_key(index, points):
     pid = next(iter(points))
-    with TestClient(create_app(index, api_key="s3cret")) as c:
+    with TestClient(create_app(index, api_key="s3cret"), base_url=BASE) as c:
         for path in ("/api/info", f"/api/search?point_id={pid}", f"/api/tiles/{pid}.png", "/api/nothing"):
             assert c.get(path).status_code == 401, path
             assert c.get(path, headers={"X-API-Key": "wrong"}).status_code == 401

@@ -1,0 +1,186 @@
+"""The HTTP API's one error schema, its status codes, and the FastAPI handlers that produce them.
+
+Every error response of ``rsir-stac serve`` -- refused by the middleware,
+by request validation, by the library, or an unexpected failure -- is a JSON
+object :class:`ErrorBody`: ``detail`` (one line: what is wrong and how to fix
+it), ``error`` (a name such as ``InputError``, ``PointNotFoundError``,
+``ValidationError``, ``UploadTooLarge``) and, for 422 validation errors
+only, ``errors`` (one entry per field).  Every status an endpoint can return
+is listed in the OpenAPI document with this schema (:func:`error_responses`).
+
+Imported only when an app is built (it imports pydantic and FastAPI).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from rsir_stac.errors import (
+    ImageReadError,
+    InputError,
+    PointNotFoundError,
+    RasterError,
+    RsirError,
+    SourceNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client is asked to wait after a 429.
+RETRY_AFTER_S = 1
+
+
+class FieldError(BaseModel):
+    """One field of the request that does not match the schema."""
+
+    loc: list[str | int] = Field(description="Where: e.g. [\"body\", \"k\"] or [\"query\", \"lon\"].")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="Pydantic error type, e.g. int_parsing, finite_number, missing.")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="One line: what is wrong and how to fix it.")
+    error: str = Field(description="Error name, e.g. InputError, PointNotFoundError, ValidationError, "
+                                   "UploadTooLarge, TooManyRequests, HostNotAllowed.")
+    errors: list[FieldError] | None = Field(None, description="Per-field problems (422 validation errors only).")
+
+
+class TooManyRequests(RsirError, RuntimeError):
+    """The service is busy with as many uploads as it decodes at a time: HTTP 429 with Retry-After."""
+
+
+class SourceUnreadableError(RasterError):
+    """A stored tile's source raster exists but is not a raster any more (replaced, truncated): HTTP 410."""
+
+
+DESCRIPTIONS = {
+    400: "Bad query or filter value (the detail says which and how to fix it).",
+    401: "Missing or wrong API key (X-API-Key header).",
+    403: "Host name or cross-origin request not allowed (see serve --allow-host / --allow-origin).",
+    404: "No such point, tile or location in the index.",
+    405: "Method not allowed on this path (the Allow header lists the allowed ones).",
+    410: "The stored tile's source raster is gone or not readable any more; re-ingest the item.",
+    413: "Request body, upload, image pixels or decoded bytes over the service limits (see /api/info).",
+    422: "The request does not match this schema, or the upload is not a decodable PNG/JPEG/WebP/GeoTIFF.",
+    429: "Too many uploads are being decoded; retry after Retry-After seconds.",
+    500: "Unexpected server failure (logged on the server).",
+}
+
+
+def error_responses(*codes: int) -> dict[int, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``codes``, all with :class:`ErrorBody`."""
+    out: dict[int, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorBody, "description": DESCRIPTIONS[code]}
+        if code == 429:
+            entry["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+        if code == 405:
+            entry["headers"] = {"Allow": {"description": "Allowed methods.", "schema": {"type": "string"}}}
+        out[code] = entry
+    return out
+
+
+def http_status(exc: BaseException) -> int:
+    """HTTP status for a library error."""
+    from rsir_stac.upload import UploadTooLarge
+
+    if isinstance(exc, TooManyRequests):
+        return 429
+    if isinstance(exc, UploadTooLarge):
+        return 413
+    if isinstance(exc, SourceUnreadableError):
+        return 410
+    if isinstance(exc, (PointNotFoundError, SourceNotFoundError)):
+        return 404
+    if isinstance(exc, ImageReadError):
+        return 422
+    if isinstance(exc, InputError):
+        return 400
+    return 500
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _safe(value: Any) -> Any:
+    """A JSON-safe copy of a validation error location item."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value if isinstance(value, (str, int)) else str(value)
+
+
+def _where(loc: list) -> str:
+    return ".".join(str(x) for x in loc[1:]) or (str(loc[0]) if loc else "request")
+
+
+def install_handlers(app, *, hide_paths: bool = False) -> None:
+    """Register the handlers that turn every error into an :class:`ErrorBody` response on ``app``."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from rsir_stac.httpguard import redact_paths
+
+    def respond(status: int, name: str, detail: str, headers: dict | None = None, errors: list | None = None):
+        detail = _one_line(redact_paths(detail) if hide_paths else detail)
+        body: dict[str, Any] = {"detail": detail, "error": name}
+        if errors is not None:
+            body["errors"] = errors
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RsirError)
+    async def _rsir_error(request, exc: RsirError):
+        status = http_status(exc)
+        if status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
+        return respond(status, type(exc).__name__, str(exc), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc: RequestValidationError):
+        errors = []
+        for e in exc.errors():
+            loc = [_safe(x) for x in e.get("loc", ())]
+            errors.append({"loc": loc, "msg": _one_line(e.get("msg", ""), 200), "type": str(e.get("type", ""))})
+        parts = [f"{_where(err['loc'])}: {err['msg']}" for err in errors[:3]]
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        detail = "invalid request: " + "; ".join(parts) + more + "; see /docs for the expected fields"
+        return respond(422, "ValidationError", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):
+        try:
+            name = HTTPStatus(exc.status_code).phrase.title().replace(" ", "").replace("-", "")
+        except ValueError:
+            name = "HTTPError"
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"{request.url.path} does not exist; see /docs for the API"
+        return respond(exc.status_code, name, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc: Exception):
+        log.exception("%s %s failed unexpectedly", request.method, request.url.path)
+        return respond(500, "InternalError", f"unexpected {type(exc).__name__} on the server; "
+                                             "the server log has the details")
+
+
+__all__ = [
+    "DESCRIPTIONS",
+    "ErrorBody",
+    "FieldError",
+    "SourceUnreadableError",
+    "TooManyRequests",
+    "error_responses",
+    "http_status",
+    "install_handlers",
+]

@@ -1,0 +1,317 @@
+"""Browser-side and request-level protection of the HTTP service (ASGI middleware, no web framework).
+
+``rsir-stac serve`` usually runs on a laptop, bound to 127.0.0.1, while the
+same user browses the web.  Any page the browser shows can send requests to
+``http://127.0.0.1:8000/`` (cross-site POSTs, images) and, through DNS
+rebinding, even read the answers under its own host name.  The usual
+practice of local developer servers (Jupyter's ``allow_remote_access`` /
+``local_hostnames`` and its origin check) is followed here:
+
+* **Host allow-list.**  A request whose ``Host`` header is not an allowed
+  name is refused with 403 (the page, the docs and the API alike).  The
+  default is the loopback names plus the bound address; ``--allow-host``
+  adds names, ``--allow-host '*'`` turns the check off.
+* **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS`` and
+  comes from another origin (``Origin`` header other than this service, or
+  ``Sec-Fetch-Site: cross-site``) is refused with 403, unless the origin was
+  allowed with ``--allow-origin`` (which also turns CORS on for it).
+* **Headers.**  Every response carries ``X-Content-Type-Options: nosniff``,
+  ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and a
+  ``Content-Security-Policy`` (``frame-ancestors 'none'``; the page may load
+  only its own scripts, styles, images and API).
+* **API key.**  With a service key set, ``/api/*`` needs it in the
+  ``X-API-Key`` header or the ``api_key`` query parameter (the map page puts
+  it in tile image URLs, where no header can be set); the access log
+  replaces the query value with ``***`` (:class:`RedactKeyFilter`), and
+  ``Referrer-Policy: no-referrer`` keeps it out of other sites' logs.
+* **Body limit.**  ``Content-Length`` over the limit is answered 413 before
+  any byte of the body is read; a chunked body is cut off when it passes
+  the limit.
+* **Methods.**  ``OPTIONS`` lists every method of a path in ``Allow`` and a
+  wrong method gets 405 with the full list.
+
+Errors are JSON objects ``{"detail": one line, "error": name}``, the error
+schema of the whole API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Names that always reach a service bound to the loopback interface.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: Methods that cannot change state (no origin check).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: Content-Security-Policy of the page and the static files.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+#: Content-Security-Policy of API responses (JSON and PNG: nothing to run).
+API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    h = host.strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def default_allowed_hosts(bind_host: str) -> tuple[str, ...]:
+    """Host names a service bound to ``bind_host`` answers to by default.
+
+    Loopback names always; the bound address itself; for a wildcard bind
+    (``0.0.0.0``/``::``) also this machine's host name, fully qualified name
+    and the addresses they resolve to.  Other names need ``--allow-host``.
+    """
+    hosts = list(LOCAL_HOSTS)
+    h = bind_host.strip("[]")
+    if h in ("0.0.0.0", "::", ""):
+        names = {socket.gethostname(), socket.getfqdn()}
+        for name in list(names):
+            try:
+                names.update(ai[4][0] for ai in socket.getaddrinfo(name, None))
+            except OSError:
+                pass
+        hosts += sorted(n for n in names if n)
+    elif h not in hosts:
+        hosts.append(h)
+    return tuple(dict.fromkeys(x.lower() for x in hosts))
+
+
+def host_name(value: str) -> str:
+    """The host part of a ``Host`` header value (no port, no IPv6 brackets), lower case."""
+    v = value.strip().lower()
+    if v.startswith("["):
+        return v[1:v.find("]")] if "]" in v else v[1:]
+    if v.count(":") == 1:
+        v = v.split(":", 1)[0]
+    return v.rstrip(".")
+
+
+def host_allowed(host: str, allowed: Iterable[str]) -> bool:
+    """True when ``host`` (a name from :func:`host_name`) matches an allowed entry.
+
+    Entries are names or addresses, ``*`` (anything), or ``.example.org``
+    (the name and its subdomains).
+    """
+    for a in allowed:
+        a = a.strip().lower().strip("[]")
+        if a == "*" or host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a))):
+            return True
+    return False
+
+
+#: Absolute POSIX paths (a folder part, then a last component); URLs and API paths are left alone.
+_PATH_RE = re.compile(r"(?<![\w:/.~-])(/(?:[^\s/'\"<>(),;]+/)+)([^\s/'\"<>(),;]*)")
+
+
+def redact_paths(text: str) -> str:
+    """``text`` with every absolute server path cut to its last component (``/srv/a/b.tif`` → ``b.tif``)."""
+    def sub(m: re.Match) -> str:
+        if m.group(1).startswith(("/api/", "/static/", "/docs")):
+            return m.group(0)
+        return m.group(2) or "(server folder)"
+    return _PATH_RE.sub(sub, text)
+
+
+def public_href(href: Any) -> Any:
+    """A stored asset href safe to show to clients: URLs unchanged, a local path cut to its file name."""
+    if not isinstance(href, str) or "://" in href:
+        return href
+    return href.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+class RedactKeyFilter(logging.Filter):
+    """Logging filter for uvicorn's access log: ``api_key=SECRET`` in a logged URL becomes ``api_key=***``."""
+
+    _KEY = re.compile(r"(?i)((?:^|[?&])api_key=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(self._KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self._KEY.sub(r"\1***", record.msg)
+        return True
+
+
+def script_hashes_csp(html: str) -> str:
+    """:data:`PAGE_CSP` allowing exactly the inline scripts of ``html`` (by SHA-256), for generated pages."""
+    import base64
+
+    hashes = []
+    for body in re.findall(r"<script>(.*?)</script>", html, flags=re.S):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        hashes.append(f"'sha256-{digest}'")
+    return PAGE_CSP.replace("script-src 'self'", "script-src 'self' " + " ".join(hashes))
+
+
+class Guard:
+    """ASGI middleware applying the rules of this module, outermost on the app.
+
+    ``allowed_hosts`` None means :data:`LOCAL_HOSTS`; ``allowed_origins``
+    lists extra origins (``scheme://host[:port]``, or ``*``) allowed to send
+    state-changing requests; ``api_key`` None turns the key check off;
+    ``max_body`` is the request body limit in bytes for ``/api/*``.
+    """
+
+    def __init__(self, app, *, api_key: str | None, max_body: int, allowed_hosts: Iterable[str] | None = None,
+                 allowed_origins: Iterable[str] = ()) -> None:
+        self.app, self.max_body = app, max_body
+        self.api_key = api_key.encode() if api_key else None
+        self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else LOCAL_HOSTS
+        self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        path, method = scope["path"], scope["method"]
+        send = self._with_headers(send, path)
+        host = headers.get("host")
+        if host is not None and not host_allowed(host_name(host), self.allowed_hosts):
+            return await _error(scope, receive, send, 403, "HostNotAllowed",
+                                f"Host {host_name(host)!r} is not allowed (DNS rebinding protection); open the "
+                                "service by an allowed name, or start serve with --allow-host NAME")
+        if method not in SAFE_METHODS and not self._same_origin(scope, headers):
+            origin = headers.get("origin") or headers.get("sec-fetch-site", "")
+            return await _error(scope, receive, send, 403, "OriginNotAllowed",
+                                f"cross-origin {method} from {origin!r} is refused; start serve with "
+                                "--allow-origin ORIGIN to allow that site")
+        preflight = method == "OPTIONS" and "access-control-request-method" in headers
+        if not (preflight and self.allowed_origins):
+            methods = _route_methods(scope)
+            if methods and method == "OPTIONS":
+                return await _plain(scope, receive, send, 204, {"Allow": ", ".join(methods)})
+            if methods and method not in methods:
+                return await _error(scope, receive, send, 405, "MethodNotAllowed",
+                                    f"{method} is not allowed on {path}; use {', '.join(methods)}",
+                                    {"Allow": ", ".join(methods)})
+        if not path.startswith("/api/"):
+            return await self.app(scope, receive, send)
+        if self.api_key is not None and not preflight and not self._authorised(scope, headers):
+            return await _error(scope, receive, send, 401, "Unauthorized",
+                                "missing or wrong API key; send it in the X-API-Key header",
+                                {"WWW-Authenticate": "X-API-Key"})
+        length = headers.get("content-length")
+        if length is not None and length.strip().isdigit() and int(length) > self.max_body:
+            # answered before the body is read; the connection is closed so the client stops sending
+            return await _error(scope, receive, send, 413, "RequestTooLarge",
+                                f"request body of {int(length)} bytes is over the {self.max_body} byte limit; "
+                                "upload a smaller file", {"Connection": "close"})
+        return await self.app(scope, self._limited(receive), send)
+
+    def _limited(self, receive):
+        received, limit = 0, self.max_body
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, f"request body is over the {limit} byte limit; upload a smaller file")
+            return message
+
+        return limited_receive
+
+    def _same_origin(self, scope, headers) -> bool:
+        origin = headers.get("origin")
+        if origin is None:
+            # no Origin: not a browser form/fetch, unless the browser says it is cross-site
+            return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none", "same-site")
+        origin = origin.rstrip("/").lower()
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        scheme = scope.get("scheme", "http")
+        return origin == f"{scheme}://{headers.get('host', '').lower()}"
+
+    def _authorised(self, scope, headers) -> bool:
+        given = headers.get("x-api-key")
+        if given is None:
+            from urllib.parse import parse_qs
+
+            qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            vals = qs.get("api_key")
+            given = vals[-1] if vals else None
+        return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
+
+    @staticmethod
+    def _with_headers(send, path: str):
+        csp = API_CSP if path.startswith("/api/") else PAGE_CSP
+        extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                 (b"referrer-policy", b"no-referrer")]
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                hdrs = list(message.get("headers", []))
+                names = {k.lower() for k, _ in hdrs}
+                hdrs += [(k, v) for k, v in extra if k not in names]
+                if b"content-security-policy" not in names:
+                    hdrs.append((b"content-security-policy", csp.encode()))
+                message = {**message, "headers": hdrs}
+            await send(message)
+
+        return wrapped
+
+
+def _route_methods(scope) -> list[str]:
+    """Every method the app's routes accept on ``scope``'s path (sorted, with OPTIONS), or [] for no route."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if not routes:
+        return []
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match == Match.NONE:
+            continue
+        route_methods = getattr(route, "methods", None)
+        methods |= set(route_methods) if route_methods else {"GET", "HEAD"}
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+async def _error(scope, receive, send, status: int, name: str, detail: str, headers: dict | None = None):
+    from starlette.responses import JSONResponse
+
+    resp = JSONResponse({"detail": detail, "error": name}, status_code=status, headers=headers)
+    await resp(scope, receive, send)
+
+
+async def _plain(scope, receive, send, status: int, headers: dict):
+    from starlette.responses import Response
+
+    await Response(status_code=status, headers=headers)(scope, receive, send)
+
+
+__all__ = [
+    "API_CSP",
+    "Guard",
+    "LOCAL_HOSTS",
+    "PAGE_CSP",
+    "RedactKeyFilter",
+    "default_allowed_hosts",
+    "host_allowed",
+    "host_name",
+    "is_loopback",
+    "public_href",
+    "redact_paths",
+    "script_hashes_csp",
+]

@@ -1,0 +1,241 @@
+"""Decoding of untrusted query images (HTTP uploads): self-contained formats only, from memory.
+
+An uploaded file must not be able to name another resource.  GDAL knows
+formats whose bytes are instructions to read other files or URLs (VRT,
+GDAL_WMS/WMTS XML, ``/vsicurl/`` references, sidecar files), and Pillow
+knows a few dozen formats.  So an upload is decoded only when its first
+bytes (magic numbers) are one of an allow-list of formats that carry their
+pixels inside themselves:
+
+========  ===========================  ============================
+format    magic bytes                  decoder
+========  ===========================  ============================
+PNG       ``89 50 4E 47 0D 0A 1A 0A``  Pillow, PNG plugin only
+JPEG      ``FF D8 FF``                 Pillow, JPEG plugin only
+WebP      ``RIFF....WEBP``             Pillow, WebP plugin only
+TIFF      ``II*\\0``, ``MM\\0*``, BigTIFF  GDAL, GTiff driver only
+========  ===========================  ============================
+
+Anything else (VRT and other XML, HDF, NetCDF, JPEG 2000, BMP, GIF, ...) is
+refused before a decoder sees it.  A TIFF is opened from GDAL's in-memory
+file system (``/vsimem/``) with only the GTiff driver allowed and, for that
+read, sidecar lookup and PAM off, ``/vsicurl/`` limited to an extension no
+URL has, and HTTP timeouts of one second, so nothing outside the uploaded
+bytes is read even if the GTiff driver were asked to.
+
+Memory is bounded twice before any pixel is decoded, from the header alone:
+``width * height`` against a pixel limit, and ``width * height * bands *
+bytes per sample`` (the bands actually decoded, at least the 3 of the RGB
+output) against a byte limit.
+
+References: GDAL configuration options (``GDAL_DISABLE_READDIR_ON_OPEN``,
+``GDAL_PAM_ENABLED``, ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``) at
+https://gdal.org/user/configoptions.html; Pillow's ``Image.open(formats=)``;
+the file signatures of the PNG, JPEG (JFIF/EXIF), RIFF/WebP and TIFF 6.0 /
+BigTIFF specifications.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import ImageReadError
+
+log = logging.getLogger(__name__)
+
+#: Upload formats that are decoded (everything else is refused unread).
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+#: Default pixel limit (width x height) of an upload.
+MAX_PIXELS = 4096 * 4096
+#: Default limit on decoded bytes (width x height x bands x bytes per sample): a 4096 x 4096 RGBA 8-bit image.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+
+#: GDAL options for reading an upload: no sidecar files, no PAM, no URL, fast failure.
+SAFE_GDAL_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".rsir-stac-no-network",
+    "GDAL_HTTP_TIMEOUT": "1",
+    "GDAL_HTTP_CONNECTTIMEOUT": "1",
+    "GDAL_HTTP_MAX_RETRY": "0",
+    "GDAL_GEOREF_SOURCES": "INTERNAL",
+    "CHECK_DISK_FREE_SPACE": "NO",
+}
+
+_HINT = "upload a PNG, JPEG, WebP or GeoTIFF image"
+#: Bytes per sample of Pillow modes (default 1).
+_PIL_SAMPLE_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+class UploadTooLarge(ImageReadError):
+    """An upload (bytes, pixels or decoded bytes) over the service limits: HTTP 413."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may cost once decoded.
+
+    ``max_pixels`` bounds ``width * height``; ``max_decoded_bytes`` bounds
+    ``width * height * bands * bytes per sample`` of the samples decoded.
+    """
+
+    max_pixels: int = MAX_PIXELS
+    max_decoded_bytes: int = MAX_DECODED_BYTES
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The allowed format named by the first bytes of ``data`` (``"PNG"``, ...), or None."""
+    head = bytes(data[:16])
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def _describe(data: bytes) -> str:
+    head = bytes(data[:64]).lstrip()
+    if head.startswith(b"<"):
+        return "it is XML/markup (e.g. a GDAL VRT or WMS description), which is never opened"
+    return "its first bytes are not those of a PNG, JPEG, WebP or TIFF file"
+
+
+def decode_upload(data: bytes, limits: UploadLimits = UploadLimits()) -> np.ndarray:
+    """Decode an untrusted image to ``H x W x 3`` ``uint8`` RGB, from memory only.
+
+    PNG/JPEG/WebP are decoded by Pillow (16-bit/float grey gets the p2–p98
+    stretch of :func:`rsir_stac.tiling.percentile_rule`); TIFF/GeoTIFF by
+    GDAL's GTiff driver with the band choice and stretch of scene tiles
+    (:func:`rsir_stac.tiling.select_bands`, :func:`rsir_stac.tiling.compute_scale`),
+    longer side capped at :data:`rsir_stac.tiling.MAX_QUERY_SIDE` pixels.
+
+    Raises :class:`ImageReadError` for an empty or undecodable upload or a
+    format off the allow-list, :class:`UploadTooLarge` when the header shows
+    more pixels or decoded bytes than ``limits`` allow (nothing is decoded).
+    """
+    if not data:
+        raise ImageReadError(f"the uploaded file is empty; {_HINT}")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageReadError(f"the uploaded file cannot be decoded: {_describe(data)}; {_HINT}")
+    try:
+        if fmt == "TIFF":
+            px = _decode_tiff(data, limits)
+        else:
+            px = _decode_pillow(data, fmt, limits)
+    except ImageReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad upload
+        raise ImageReadError(f"the uploaded {fmt} file cannot be decoded ({_short(err)}); {_HINT}") from None
+    if px.ndim != 3 or px.shape[2] != 3 or px.size == 0:
+        raise ImageReadError(f"the uploaded {fmt} file has no usable pixels; {_HINT}")
+    return px
+
+
+def _short(err: BaseException) -> str:
+    """A one-line, path-free description of a decoder error."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    text = text.replace("/vsimem/", "")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def check_size(fmt: str, width: int, height: int, bands: int, sample_bytes: int, limits: UploadLimits) -> None:
+    """Raise :class:`UploadTooLarge` (or :class:`ImageReadError` for an empty image) from header values."""
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"the uploaded image has size {width}x{height}; upload a non-empty image")
+    pixels = width * height
+    if pixels > limits.max_pixels:
+        raise UploadTooLarge(f"the uploaded image is {width}x{height} = {pixels} pixels, over the "
+                             f"{limits.max_pixels} pixel limit; upload a smaller image or crop it")
+    bands = max(bands, 3)  # the decoded samples, or the RGB output when larger
+    decoded = pixels * bands * sample_bytes
+    if decoded > limits.max_decoded_bytes:
+        raise UploadTooLarge(
+            f"the uploaded {fmt} image would take {decoded} bytes decoded ({width}x{height} x {bands} band(s) x "
+            f"{sample_bytes} byte(s)), over the {limits.max_decoded_bytes} byte limit; "
+            "upload a smaller image, fewer bands or 8-bit samples")
+
+
+def _decode_pillow(data: bytes, fmt: str, limits: UploadLimits) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    from rsir_stac.tiling import percentile_rule
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[fmt])  # header only
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UploadTooLarge(f"the uploaded {fmt} image is over the {limits.max_pixels} pixel limit; "
+                                 "upload a smaller image") from None
+    with img:
+        w, h = img.size
+        check_size(fmt, w, h, len(img.getbands()), _PIL_SAMPLE_BYTES.get(img.mode, 1), limits)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            grey = np.asarray(img, dtype=np.float32)
+            stack = np.stack([grey, grey, grey])
+            rgb = percentile_rule(stack).apply(stack)
+            return np.ascontiguousarray(rgb.transpose(1, 2, 0))
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
+    import rasterio
+    from rasterio.enums import ColorInterp, Resampling
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+
+    from rsir_stac.tiling import MAX_QUERY_SIDE, compute_scale, select_bands
+
+    with rasterio.Env(**SAFE_GDAL_OPTIONS), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with MemoryFile(data, ext=".tif") as mem, mem.open(driver="GTiff") as ds:
+            if ds.driver != "GTiff":  # belt and braces: the driver list above already says so
+                raise ImageReadError(f"the uploaded file opened as {ds.driver}, not a TIFF; {_HINT}")
+            palette = ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette
+            chosen = (1, 1, 1) if palette else select_bands(ds)
+            uniq = sorted(set(chosen))
+            sample = max(np.dtype(ds.dtypes[b - 1]).itemsize for b in uniq)
+            check_size("TIFF", ds.width, ds.height, len(uniq), sample, limits)
+            factor = min(1.0, MAX_QUERY_SIDE / max(ds.width, ds.height))
+            h, w = max(1, round(ds.height * factor)), max(1, round(ds.width * factor))
+            resampling = Resampling.nearest if factor == 1.0 or palette else Resampling.bilinear
+            raw = ds.read(indexes=uniq, out_shape=(len(uniq), h, w), resampling=resampling)
+            masks = ds.read_masks(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
+            if palette:
+                lut = np.zeros((256, 3), np.uint8)
+                for value, rgba in ds.colormap(1).items():
+                    if 0 <= value < 256:
+                        lut[value] = rgba[:3]
+                rgb = lut[np.clip(raw[0], 0, 255).astype(np.intp)].transpose(2, 0, 1)
+            else:
+                scale = compute_scale(ds, chosen)
+                rgb = scale.apply(raw[[uniq.index(b) for b in chosen]])
+    valid = (masks > 0).any(axis=0)
+    rgb[:, ~valid] = 0
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0))
+
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "MAX_DECODED_BYTES",
+    "MAX_PIXELS",
+    "SAFE_GDAL_OPTIONS",
+    "UploadLimits",
+    "UploadTooLarge",
+    "check_size",
+    "decode_upload",
+    "sniff_format",
+]
