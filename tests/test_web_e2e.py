@@ -93,7 +93,7 @@ def _gallery_loaded(page) -> int:
 
 def test_click_map_shows_results(browser, server, tmp_path):
     base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
     errors, foreign = [], []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
@@ -152,7 +152,7 @@ def test_click_map_shows_results(browser, server, tmp_path):
 
 def test_shift_drag_box_sets_filter(browser, server):
     base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
     try:
         page.goto(f"{base}/?key={KEY}")
         page.wait_for_selector("body[data-ready='1']", timeout=20_000)
@@ -184,7 +184,7 @@ def test_shift_drag_box_sets_filter(browser, server):
 
 def test_docs_render_offline(browser, server):
     base, _ = server
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)  # wait_for_selector only, but keep one rule
     foreign = []
     page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
     try:
@@ -207,7 +207,7 @@ def test_polygon_and_upload(browser, server):
     from rsir_stac.thumbnails import read_tile
 
     base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
@@ -249,6 +249,39 @@ def test_polygon_and_upload(browser, server):
         page.wait_for_function("document.querySelectorAll('#gallery .card').length === 10", timeout=30_000)
         first = page.evaluate("document.querySelector('#gallery .card').title.split('\\n')[3]")
         assert first == pid
+        assert not errors, errors
+    finally:
+        page.close()
+
+
+def test_page_and_docs_work_under_their_content_security_policy(browser, server):
+    """No bypass here: the page loads, searches and shows tiles, and /docs renders, with no CSP violation.
+
+    Waits poll with ``page.evaluate`` (not ``wait_for_function``, whose string predicates the CSP forbids).
+    """
+    base, points = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    violations, errors = [], []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def until(js: str, seconds: float = 30.0):
+        deadline = time.time() + seconds
+        while not page.evaluate(js):
+            if time.time() > deadline:
+                pytest.fail(f"page never reached: {js}")
+            time.sleep(0.1)
+
+    try:
+        page.goto(f"{base}/?key={KEY}")
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        pid = next(iter(points))
+        page.evaluate(f"rsir.searchById('{pid}')")
+        until("Array.from(document.querySelectorAll('#gallery img')).some(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator("#gallery .card").count() == 10
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        assert not violations, violations
         assert not errors, errors
     finally:
         page.close()
