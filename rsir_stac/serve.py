@@ -16,8 +16,13 @@ Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``):
 * ``GET  /``                         the map page (``rsir_stac/web/``)
 
 No endpoint takes a filesystem path: tiles are addressed by point id and
-uploads are decoded from memory.  With an API key set, every ``/api/*``
-request needs the ``X-API-Key`` header (or ``?api_key=``), else 401.
+uploads are decoded from memory, only as PNG/JPEG/WebP/TIFF, within pixel,
+decoded-byte and concurrency limits (:mod:`rsir_stac.upload`).  Host
+allow-list, origin check, security headers, the API key (``X-API-Key``
+header, or ``?api_key=`` for tile images; redacted from the access log) and
+the body limit are enforced by :class:`rsir_stac.httpguard.Guard`; every
+error is one JSON schema (:mod:`rsir_stac.apierrors`).  See the security
+section of docs/RELIABILITY.md.
 
 FastAPI, uvicorn and Pillow are imported only when an app is built, so
 importing this module (for the ``serve`` click command) stays cheap.  This

@@ -418,7 +418,8 @@ def test_serve_command_help():
 
     r = CliRunner().invoke(serve_command, ["--help"])
     assert r.exit_code == 0
-    for opt in ("--index", "--qdrant-url", "--api-key", "--model", "--host", "--port", "--service-key"):
+    for opt in ("--index", "--qdrant-url", "--api-key", "--model", "--host", "--port", "--service-key",
+                "--allow-host", "--allow-origin", "--hide-paths"):
         assert opt in r.output
     # a missing index is a one-line error, not a traceback
     r = CliRunner().invoke(serve_command, ["--index", "/nonexistent/idx", "--model", "/nonexistent/model"])

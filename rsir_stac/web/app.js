@@ -149,6 +149,8 @@
   L.control.scale({ imperial: false }).addTo(map);
 
   // ------------------------------------------------------------------ index info
+  let limits = {};  // the service's limits from /api/info
+
   async function loadInfo() {
     try {
       const info = await api(apiUrl("info"));
@@ -160,6 +162,7 @@
       for (const c of cols) sel.appendChild(new Option(c, c));
       sel.size = Math.min(4, Math.max(2, cols.length));
       sel.disabled = cols.length === 0;
+      limits = info.limits || {};
       if (info.limits && info.limits.max_k) {
         for (const o of Array.from($("k").options)) if (+o.value > info.limits.max_k) o.remove();
       }
@@ -471,6 +474,12 @@
   $("upload").addEventListener("change", (ev) => {
     const file = ev.target.files && ev.target.files[0];
     if (!file) return;
+    if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {  // refused here, before any byte is sent
+      setStatus(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB, over the service's ` +
+                `${(limits.max_upload_bytes / 1e6).toFixed(1)} MB upload limit; choose a smaller image or crop it`, "error");
+      ev.target.value = "";
+      return;
+    }
     if (queryObjectUrl) URL.revokeObjectURL(queryObjectUrl);
     queryObjectUrl = /tiff?$/i.test(file.type) || /\.tiff?$/i.test(file.name) ? null : URL.createObjectURL(file);
     run({ kind: "image", file: file });
