@@ -69,6 +69,8 @@ SAFE_GDAL_OPTIONS = {
 }
 
 _HINT = "upload a PNG, JPEG, WebP or GeoTIFF image"
+#: Rows stretched at a time (the float64 temporaries of the stretch stay a few MB).
+_STRIP_ROWS = 256
 #: Bytes per sample of Pillow modes (default 1).
 _PIL_SAMPLE_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
@@ -222,7 +224,10 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
                 rgb = lut[np.clip(raw[0], 0, 255).astype(np.intp)].transpose(2, 0, 1)
             else:
                 scale = compute_scale(ds, chosen)
-                rgb = scale.apply(raw[[uniq.index(b) for b in chosen]])
+                order = [uniq.index(b) for b in chosen]
+                rgb = np.empty((3, h, w), np.uint8)
+                for r0 in range(0, h, _STRIP_ROWS):  # the float64 stretch in strips: bounded temporaries
+                    rgb[:, r0:r0 + _STRIP_ROWS] = scale.apply(raw[order, r0:r0 + _STRIP_ROWS])
     valid = (masks > 0).any(axis=0)
     rgb[:, ~valid] = 0
     return np.ascontiguousarray(rgb.transpose(1, 2, 0))
