@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,8 @@ SAFE_GDAL_OPTIONS = {
 }
 
 _HINT = "upload a PNG, JPEG, WebP or GeoTIFF image"
+#: Program internals that decoder messages carry (``<_io.BytesIO object at 0x...>``, memory file names).
+_INTERNALS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>|[0-9a-f]{8}-[0-9a-f-]{27}\.tif")
 #: Rows stretched at a time (the float64 temporaries of the stretch stay a few MB).
 _STRIP_ROWS = 256
 #: Bytes per sample of Pillow modes (default 1).
@@ -147,7 +150,7 @@ def decode_upload(data: bytes, limits: UploadLimits = UploadLimits()) -> np.ndar
 def _short(err: BaseException) -> str:
     """A one-line, path-free description of a decoder error."""
     text = " ".join(str(err).split()) or type(err).__name__
-    text = text.replace("/vsimem/", "")
+    text = _INTERNALS.sub("", text.replace("/vsimem/", "")).strip(" :") or type(err).__name__
     return text if len(text) <= 160 else text[:157] + "..."
 
 
@@ -173,13 +176,11 @@ def _decode_pillow(data: bytes, fmt: str, limits: UploadLimits) -> np.ndarray:
 
     from rsir_stac.tiling import percentile_rule
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=[fmt])  # header only
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UploadTooLarge(f"the uploaded {fmt} image is over the {limits.max_pixels} pixel limit; "
-                                 "upload a smaller image") from None
+    try:
+        img = Image.open(io.BytesIO(data), formats=[fmt])  # header only; our pixel limit is checked next
+    except Image.DecompressionBombError:
+        raise UploadTooLarge(f"the uploaded {fmt} image is over the {limits.max_pixels} pixel limit; "
+                             "upload a smaller image") from None
     with img:
         w, h = img.size
         check_size(fmt, w, h, len(img.getbands()), _PIL_SAMPLE_BYTES.get(img.mode, 1), limits)

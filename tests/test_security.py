@@ -199,6 +199,15 @@ def test_formats_off_the_allow_list_are_refused(client, fmt):
     _assert_refused(_upload(client, data, f"q.{fmt.lower()}"))
 
 
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, b"II*\x00" + b"garbage" * 10,
+                                  b"\xff\xd8\xff" + b"\0" * 40, b"RIFF\0\0\0\0WEBPVP8 "])
+def test_broken_files_of_allowed_formats_say_so_without_internals(client, data):
+    r = _upload(client, data)
+    _assert_refused(r)
+    detail = r.json()["detail"]
+    assert "cannot be decoded" in detail and " at 0x" not in detail and ".tif:" not in detail
+
+
 def test_allowed_formats_decode(client, index, tmp_path):
     from rsir_stac.thumbnails import read_tile
 
