@@ -42,13 +42,7 @@ from typing import Any, Sequence
 
 import click
 
-from rsir_stac.errors import (
-    ImageReadError,
-    InputError,
-    PointNotFoundError,
-    RsirError,
-    SourceNotFoundError,
-)
+from rsir_stac.errors import InputError, RsirError
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,6 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
