@@ -87,6 +87,49 @@ def error_responses(*codes: int) -> dict[int, dict[str, Any]]:
     return out
 
 
+def document_errors(app, codes: tuple[int, ...]) -> None:
+    """List ``codes`` (with :class:`ErrorBody`) on every ``/api/`` operation of ``app``'s OpenAPI document.
+
+    Applied to the generated document, so operations of routers included by
+    other modules carry the error statuses every API request can get (403
+    from the host/origin check, 405, 422, 500...) without repeating them, and
+    FastAPI's own 422 schema (``HTTPValidationError``, which our handler does
+    not produce) is replaced by :class:`ErrorBody`.
+    """
+    import json
+
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = generate()
+        for path, operations in doc.get("paths", {}).items():
+            if not path.startswith("/api/"):
+                continue
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                for code, entry in error_responses(*codes).items():
+                    current = responses.get(str(code))
+                    if current is None or "HTTPValidationError" in json.dumps(current):
+                        responses[str(code)] = {k: v for k, v in entry.items() if k != "model"} | {"content": ref}
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        if "ErrorBody" not in schemas:
+            body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, schema in body.pop("$defs", {}).items():
+                schemas.setdefault(name, schema)
+            schemas["ErrorBody"] = body
+        if "HTTPValidationError" in schemas and "HTTPValidationError" not in json.dumps(doc["paths"]):
+            schemas.pop("HTTPValidationError")
+            if "#/components/schemas/ValidationError" not in json.dumps(doc):
+                schemas.pop("ValidationError", None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi
+
+
 def http_status(exc: BaseException) -> int:
     """HTTP status for a library error."""
     from rsir_stac.upload import UploadTooLarge
@@ -180,6 +223,7 @@ __all__ = [
     "FieldError",
     "SourceUnreadableError",
     "TooManyRequests",
+    "document_errors",
     "error_responses",
     "http_status",
     "install_handlers",

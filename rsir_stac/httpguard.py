@@ -165,12 +165,17 @@ class Guard:
     ``allowed_hosts`` None means :data:`LOCAL_HOSTS`; ``allowed_origins``
     lists extra origins (``scheme://host[:port]``, or ``*``) allowed to send
     state-changing requests; ``api_key`` None turns the key check off;
-    ``max_body`` is the request body limit in bytes for ``/api/*``.
+    ``max_body`` is the request body limit in bytes for ``/api/*``;
+    ``img_sources`` are CSP sources the page may load images from besides
+    itself (e.g. the origin of an online basemap).
     """
 
     def __init__(self, app, *, api_key: str | None, max_body: int, allowed_hosts: Iterable[str] | None = None,
-                 allowed_origins: Iterable[str] = ()) -> None:
+                 allowed_origins: Iterable[str] = (), img_sources: Iterable[str] = ()) -> None:
         self.app, self.max_body = app, max_body
+        extra = " ".join(img_sources)
+        self.page_csp = PAGE_CSP.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {extra}"
+                                         ) if extra else PAGE_CSP
         self.api_key = api_key.encode() if api_key else None
         self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else LOCAL_HOSTS
         self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
@@ -180,7 +185,7 @@ class Guard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path, method = scope["path"], scope["method"]
-        send = self._with_headers(send, path)
+        send = self._with_headers(send, API_CSP if path.startswith("/api/") else self.page_csp)
         host = headers.get("host")
         if host is not None and not host_allowed(host_name(host), self.allowed_hosts):
             return await _error(scope, receive, send, 403, "HostNotAllowed",
@@ -252,8 +257,7 @@ class Guard:
         return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
 
     @staticmethod
-    def _with_headers(send, path: str):
-        csp = API_CSP if path.startswith("/api/") else PAGE_CSP
+    def _with_headers(send, csp: str):
         extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                  (b"referrer-policy", b"no-referrer")]
 

@@ -191,7 +191,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                max_image_pixels: int = 4096 * 4096, max_decoded_bytes: int = 64 * 1024 * 1024,
                max_decodes: int = 2, allowed_hosts: Sequence[str] | None = None,
                allowed_origins: Sequence[str] = (), hide_paths: bool = False,
-               thumb_cache_bytes: int = THUMB_CACHE_BYTES):
+               csp_img_sources: Sequence[str] = (), thumb_cache_bytes: int = THUMB_CACHE_BYTES):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
@@ -200,7 +200,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     (413 beyond), at most ``max_decodes`` at a time (429 beyond).
     ``allowed_hosts`` (default: loopback names), ``allowed_origins`` and
     ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`;
-    ``hide_paths`` cuts server paths in hrefs and error messages to file names.
+    ``hide_paths`` cuts server paths in hrefs and error messages to file names;
+    ``csp_img_sources`` lets the page load images from more origins (CSP).
     """
     from fastapi import Body, FastAPI, File, Form, Query, Security, UploadFile
     from fastapi import Path as PathParam
@@ -210,7 +211,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from pydantic import BaseModel, ConfigDict, Field
 
     from rsir_stac import __version__
-    from rsir_stac.apierrors import TooManyRequests, error_responses, install_handlers
+    from rsir_stac.apierrors import TooManyRequests, document_errors, error_responses, install_handlers
     from rsir_stac.httpguard import Guard, public_href, script_hashes_csp
     from rsir_stac.search import to_geojson
     from rsir_stac.upload import UploadLimits, UploadTooLarge, decode_upload
@@ -241,7 +242,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     app.state.thumbs = thumbs
     app.state.decode_slots = decode_slots
     install_handlers(app, hide_paths=hide_paths)
-    common = (401, 403, 405, 500) if api_key else (403, 405, 500)
+    common = (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500)  # see document_errors below
 
     # ------------------------------------------------------------------ core
     def _info() -> dict:
@@ -310,7 +311,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
 
     # ------------------------------------------------------------------ API
     @app.get("/api/info", tags=["index"], summary="Index summary", dependencies=security,
-             responses=error_responses(*common))
+             responses=error_responses(500))
     def api_info() -> dict:
         """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``."""
         return _info()
@@ -325,7 +326,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     }
 
     @app.get("/api/search", tags=["search"], summary="Search by point id or location", dependencies=security,
-             responses=error_responses(400, 404, 422, *common))
+             responses=error_responses(400, 404, 422))
     def api_search_get(
         point_id: str | None = Query(None, description="Query with a stored tile's id."),
         lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
@@ -358,7 +359,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         include_query: bool = False
 
     @app.post("/api/search", tags=["search"], summary="Search (JSON body)", dependencies=security,
-              responses=error_responses(400, 404, 413, 422, *common))
+              responses=error_responses(400, 404, 413, 422))
     def api_search_post(req: SearchRequest = Body(...)) -> dict:
         """The same search as ``GET /api/search`` with a JSON body; ``polygon`` may be GeoJSON."""
         flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
@@ -367,7 +368,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                        include_query=req.include_query)
 
     @app.post("/api/search/image", tags=["search"], summary="Search by an uploaded image", dependencies=security,
-              responses=error_responses(400, 413, 422, 429, *common))
+              responses=error_responses(400, 413, 422, 429))
     def api_search_image(
         file: UploadFile = File(..., description=f"PNG, JPEG, WebP or (Geo)TIFF only (other formats, e.g. "
                                                  f"GDAL VRT/XML, are refused), at most {max_upload_bytes} bytes, "
@@ -401,7 +402,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     @app.get("/api/tiles/{point_id}.png", tags=["tiles"], summary="Stored tile as PNG",
              response_class=Response, dependencies=security,
              responses={200: {"content": {"image/png": {}}, "description": "The tile's pixels (RGB PNG)."},
-                        **error_responses(404, 410, 422, *common)})
+                        **error_responses(404, 410, 422)})
     def api_tile(point_id: str = PathParam(..., pattern=UUID_PATTERN, description="A stored point id (UUID).")):
         """The stored tile re-read from its source raster (addressed by point id only), cached."""
         from rsir_stac.store.base import normalize_id
@@ -441,7 +442,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
     app.add_middleware(Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
-                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
+                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, img_sources=csp_img_sources)
+    document_errors(app, common)  # last: also for operations of included routers
     return app
 
 

@@ -609,3 +609,23 @@ def test_schemathesis(api_schema, mode):
         check()
         ran.append(operation.label)
     assert len(ran) == (5 if mode == "positive" else 4), ran
+
+
+def test_extra_image_sources_and_routers_added_later_are_covered(index):
+    from fastapi import APIRouter
+
+    app = create_app(index, csp_img_sources=["https://tiles.example.org"])
+    with TestClient(app, base_url=BASE) as c:
+        page = c.get("/").headers["content-security-policy"]
+        assert "img-src 'self' data: blob: https://tiles.example.org;" in page
+        assert "tiles.example.org" not in c.get("/api/info").headers["content-security-policy"]
+    # an operation from another module's router gets the common error statuses too
+    router = APIRouter()
+
+    @router.get("/api/extra")
+    def extra() -> dict:
+        return {}
+
+    app.include_router(router)  # after create_app: its document still lists the common errors
+    doc = app.openapi()
+    assert {"403", "405", "422", "500"} <= set(doc["paths"]["/api/extra"]["get"]["responses"])
