@@ -77,6 +77,11 @@ class IndexInUseError(StoreError):
     """Another process holds the embedded index open for writing."""
 
 
+class DiskFullError(StoreError, OSError):
+    """The file system is full: the operation was refused (or stopped) before it
+    could leave anything half-written."""
+
+
 class IncompatibleIndexError(StoreError, ValueError):
     """The index was built with another model or vector size."""
 
@@ -102,6 +107,7 @@ __all__ = [
     "BundleNotFoundError",
     "StoreError",
     "IndexInUseError",
+    "DiskFullError",
     "IncompatibleIndexError",
     "PointNotFoundError",
 ]

@@ -6,6 +6,18 @@ Layout of an index directory::
     <index>/<collection>/         the Edge shard (segments/, wal/, edge_config.json)
     <index>/<collection>.meta.json  dim, model_id, created_at, rsir_stac version
     <index>/.<collection>.creating/ a shard being created (renamed into place when complete)
+    <index>/<collection>.digests.sqlite  per-point vector/payload digests (``integrity``)
+
+Integrity, space and read-only media (issue 16): every upsert records the
+points' digests after the engine accepted them; ``existing_ids`` returns only
+points that read back with matching digests (so a re-run ingest rewrites
+damaged ones), and a writable open of a shard whose files are damaged rebuilds
+it from the points that pass (``integrity.rebuild_shard``).  Loads, creations,
+writes and optimizations first check free space (``space``), because the
+engine answers a full disk with SIGBUS.  A read-only open of an index on
+read-only media (or on a full disk) takes no lock and loads a private copy of
+the shard (``files.private_copy``): the engine cannot load a shard in place
+without writing to it.
 
 Findings about qdrant-edge-py 0.9 that shape this module:
 
@@ -38,13 +50,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IndexInUseError, StoreError
+from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
 from rsir_stac.store.base import (
     PAYLOAD_INDEXES,
     CollectionMeta,
@@ -59,6 +71,7 @@ from rsir_stac.store.base import (
     chunks,
 )
 from rsir_stac.store.filters import SearchFilter, to_edge_filter
+from rsir_stac.store.space import create_bytes, disk_full, is_disk_full, open_bytes, require_free, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +139,19 @@ class _IndexLock:
                     "wait for it or use another --index"
                 ) from None
             raise StoreError(f"cannot lock index {index} ({exc}); check permissions on {self.path}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds without the pid
+            pass
         self.fd = fd
+
+    @classmethod
+    def none(cls) -> _IndexLock:
+        """No lock: a read-only open of a private copy (nothing to protect)."""
+        lock = cls.__new__(cls)
+        lock.path, lock.fd = None, None  # type: ignore[assignment]
+        return lock
 
     def release(self) -> None:
         if self.fd is not None:
@@ -147,7 +170,15 @@ class EdgeStore(Store):
 
     backend = "edge"
 
-    def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False) -> None:
+    def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False,
+                 repair: bool = True) -> None:
+        """Open (read-only: never write) the index folder ``index``.
+
+        ``repair``: a writable open of a shard whose files are damaged rebuilds
+        it from the points that pass ``rsir-stac check`` (logged as a warning).
+        Raises StoreError (IndexInUseError when another process holds it,
+        DiskFullError when the file system cannot take the open).
+        """
         self.index = Path(index).expanduser().absolute()
         self.location = str(self.index)
         self.collection = collection
@@ -160,32 +191,71 @@ class EdgeStore(Store):
         self._meta: CollectionMeta | None = None
         self._dirty = False
         self._closed = False
+        self._ledger: Any = None
+        self._private: Path | None = None  # private copy of a read-only shard
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         if read_only and not self.shard_dir.is_dir():
             raise StoreError(
                 f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
             )
-        try:
-            self.index.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
-        self._lock = _IndexLock(self.index)
+        self._use_private = read_only and self._needs_private_copy()
+        if self._use_private:
+            self._lock = _IndexLock.none()
+        else:
+            try:
+                self.index.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_full(self.index, "creating the index folder") from None
+                raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
+            self._lock = _IndexLock(self.index)
         try:
             if self._has_segments():
-                self._load()
+                self._open_existing(repair and not read_only)
         except BaseException:
-            self._lock.release()
+            self.close()
             raise
         log.debug("opened %r", self)
 
     # -- engine plumbing ---------------------------------------------------
+
+    def _needs_private_copy(self) -> bool:
+        """A read-only open loads a private copy when the index is on read-only
+        media (the engine writes while loading) or its disk is too full to load."""
+        if not self._has_segments():
+            return False
+        if not os.access(self.index, os.W_OK) or not os.access(self.shard_dir, os.W_OK):
+            return True
+        try:
+            require_free(self.index, open_bytes(self.shard_dir), "")
+        except DiskFullError:
+            return True
+        return False
+
+    def _open_existing(self, repair: bool) -> None:
+        from rsir_stac.store.files import private_copy
+        from rsir_stac.store.integrity import DigestLedger, inspect_files, rebuild_shard
+
+        if self._use_private:
+            self._private = private_copy(self.shard_dir)
+        else:
+            require_free(self.index, open_bytes(self.shard_dir), f"opening index {self.index}")
+        damage = inspect_files(self.shard_dir) if repair else []
+        self._load()
+        self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
+        if damage:
+            log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
+                        self.index, "; ".join(f.message for f in damage))
+            rebuild_shard(self)
 
     def _has_segments(self) -> bool:
         return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()
 
     def _engine_error(self, exc: Exception, action: str) -> StoreError:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if is_disk_full(exc):
+            return disk_full(self.index, action)
         if "WouldBlock" in msg:
             return IndexInUseError(
                 f"index {self.index} is in use by another process (its WAL is locked); wait for it or use another --index"
@@ -196,7 +266,7 @@ class EdgeStore(Store):
         import qdrant_edge as q
 
         try:
-            self._shard = q.EdgeShard.load(str(self.shard_dir))
+            self._shard = q.EdgeShard.load(str(self._private or self.shard_dir))
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
             raise self._engine_error(exc, "loading the Edge shard") from None
         self._meta = self._read_meta()
@@ -276,10 +346,19 @@ class EdgeStore(Store):
                     raise self._engine_error(exc, "creating payload indexes") from None
             return
         self._require_writable()
+        from rsir_stac.store.integrity import DigestLedger
+
+        require_free(self.index, create_bytes(self.index), f"creating a collection in index {self.index}")
         meta = CollectionMeta.new(dim, model_id)
-        _write_json_atomic(self.meta_path, meta.to_dict())  # before the shard: a crash leaves no orphan data
+        try:
+            _write_json_atomic(self.meta_path, meta.to_dict())  # before the shard: a crash leaves no orphan data
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.index, "writing the index metadata") from None
+            raise
         self._create_shard(q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid)))
         self._meta = meta
+        self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=False)
         log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
 
     def _create_shard(self, cfg: Any) -> None:
@@ -309,6 +388,8 @@ class EdgeStore(Store):
         except StoreError:
             raise
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.index, "creating the Edge shard") from None
             raise StoreError(f"index {self.index}: creating the Edge shard failed ({exc.strerror or exc}); "
                              "check free space and permissions") from None
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
@@ -321,12 +402,28 @@ class EdgeStore(Store):
         meta = self._require_meta()
         rows = check_points(points, meta.dim, f"index {self.index}")
         for part in chunks(rows, UPSERT_BATCH):
+            payload_bytes = sum(len(p.get("packed", "")) + 256 for _, _, p in part)
+            require_free(self.index, write_bytes(len(part), meta.dim, payload_bytes),
+                         f"writing {len(part)} points to index {self.index}")
             op = q.UpdateOperation.upsert_points([q.Point(id=i, vector=v, payload=p) for i, v, p in part])
             try:
                 self._shard.update(op)
             except Exception as exc:  # noqa: BLE001
                 raise self._engine_error(exc, "upserting points") from None
             self._dirty = True
+            if self._ledger is not None:
+                self._ledger.record(part)  # after the engine: a crash in between leaves a point unverified
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` stored *and* intact: read back with vectors and
+        payloads matching their recorded digests.  Points that are damaged, or
+        have no digest, are not returned, so a resumed ingest writes them again."""
+        from rsir_stac.store.integrity import verified_ids
+
+        present = super().existing_ids(ids)
+        if not present or self._ledger is None:
+            return present
+        return verified_ids(self, present)
 
     def _search_raw(
         self,
@@ -405,6 +502,13 @@ class EdgeStore(Store):
         self._require_writable()
         if self._shard is None:
             return False
+        from rsir_stac.store.space import tree_bytes
+
+        try:
+            require_free(self.index, tree_bytes(self.shard_dir, allocated=True), f"optimizing index {self.index}")
+        except DiskFullError as exc:  # search works without it: skip, do not fail the run
+            log.warning("skipping the index optimization: %s", exc)
+            return False
         try:
             changed = bool(self._shard.optimize())
         except Exception as exc:  # noqa: BLE001
@@ -436,7 +540,15 @@ class EdgeStore(Store):
                         log.warning("closing index %s: %s", self.index, exc)
                     self._shard = None
         finally:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
             self._lock.release()
+            if self._private is not None:
+                from rsir_stac.store.files import remove_private_copy
+
+                remove_private_copy(self._private)
+                self._private = None
         log.debug("closed index %s", self.index)
 
 

@@ -1,0 +1,539 @@
+"""Damage detection and repair for the embedded (Qdrant Edge) index.
+
+Qdrant Edge keeps no checksums of its own: a truncated or overwritten vector
+file, a deleted id tracker or random bytes in a payload page are either
+invisible or surface later as engine errors.  rsir-stac therefore keeps a
+*digest ledger* beside the shard, in the way PostgreSQL keeps data checksums:
+
+``<index>/<collection>.digests.sqlite``
+    one row per point: the point id, a 64-bit BLAKE2b digest of its vector as
+    stored (float32 bytes) and one of its stored payload (canonical JSON),
+    written right after the engine accepted the point.
+
+:func:`check_index` compares the index against it in three passes:
+
+1. **files** (:func:`inspect_files`, ``stat`` only, before the engine loads
+   anything): segment descriptors parse, every vector chunk file exists and has
+   the size its ``config.json`` promises, appendable segments have their id
+   tracker;
+2. **counts**: the ids the engine holds against the ids the ledger holds
+   (points *lost*, e.g. by a deleted id tracker, and points *unverified*,
+   written before the ledger existed or by a process killed between the engine
+   write and the ledger write);
+3. **read-back**: every point's vector and payload are read back and hashed;
+   a point the engine cannot read is *unreadable*, one whose digest differs is
+   *damaged*.
+
+Repair (:func:`repair_index`) rebuilds the shard from the points that pass and
+drops the others from the ledger; the ingest that built them writes them
+again.  Ingest itself trusts only points that pass (``EdgeStore.existing_ids``
+uses :func:`verified_ids`), so re-running an ingest rewrites damaged points,
+and a writable open of an index whose files are damaged repairs it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
+
+log = logging.getLogger(__name__)
+
+LEDGER_SUFFIX = ".digests.sqlite"
+_READ_CHUNK = 256
+_SAMPLE = 5  # ids quoted per finding
+
+
+# --------------------------------------------------------------------------- digests
+
+
+def _digest64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def vector_digest(vector: Any) -> int:
+    """64-bit digest of a vector as the engine stores it (float32, native order)."""
+    return _digest64(np.asarray(vector, dtype=np.float32).reshape(-1).tobytes())
+
+
+def payload_digest(stored: dict | None) -> int:
+    """64-bit digest of a stored (packed) payload: canonical JSON, sorted keys."""
+    text = json.dumps(stored or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return _digest64(text.encode("utf-8"))
+
+
+def _id_bytes(pid: str) -> bytes:
+    return uuid.UUID(str(pid)).bytes
+
+
+class DigestLedger:
+    """The per-point digests of one collection, in SQLite (WAL journal).
+
+    ``read_only`` opens the file as immutable (works on read-only media) and
+    refuses writes.  Every method is safe to call from several threads.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        try:
+            if read_only:
+                uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS points "
+                                 "(id BLOB PRIMARY KEY, vec INTEGER NOT NULL, pay INTEGER NOT NULL) WITHOUT ROWID")
+            self._db.execute("SELECT count(*) FROM points").fetchone()
+        except sqlite3.Error as exc:
+            raise _ledger_error(self.path, exc) from None
+
+    @classmethod
+    def for_index(cls, index: Path, collection: str, *, read_only: bool) -> DigestLedger | None:
+        """The ledger of ``collection`` in ``index``; None when read-only and absent."""
+        path = index / f"{collection}{LEDGER_SUFFIX}"
+        if read_only and not path.is_file():
+            return None
+        return cls(path, read_only=read_only)
+
+    def record(self, rows: Sequence[tuple[str, Sequence[float], dict]]) -> None:
+        """Store digests of (id, vector, stored payload) rows (replacing older ones)."""
+        if self.read_only or not rows:
+            return
+        data = [(_id_bytes(pid), vector_digest(v), payload_digest(p)) for pid, v, p in rows]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO points (id, vec, pay) VALUES (?, ?, ?)", data)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise _ledger_error(self.path, exc) from None
+
+    def remove(self, ids: Iterable[str]) -> None:
+        """Forget the digests of ``ids`` (points dropped by a repair)."""
+        keys = [(_id_bytes(i),) for i in ids]
+        if self.read_only or not keys:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM points WHERE id = ?", keys)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _ledger_error(self.path, exc) from None
+
+    def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(vector digest, payload digest) of those ``ids`` that have one."""
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = list(ids[i:i + 500])
+                keys = {_id_bytes(p): p for p in part}
+                q = f"SELECT id, vec, pay FROM points WHERE id IN ({','.join('?' * len(keys))})"
+                try:
+                    for key, vec, pay in self._db.execute(q, list(keys)):
+                        out[keys[bytes(key)]] = (int(vec), int(pay))
+                except sqlite3.Error as exc:
+                    raise _ledger_error(self.path, exc) from None
+        return out
+
+    def ids(self) -> Iterator[str]:
+        """Every id with a digest."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT id FROM points").fetchall()
+            except sqlite3.Error as exc:
+                raise _ledger_error(self.path, exc) from None
+        for (key,) in rows:
+            yield str(uuid.UUID(bytes=bytes(key)))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM points").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                if not self.read_only:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("digest ledger %s: checkpoint failed (%s)", self.path, exc)
+            finally:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]
+
+
+def _ledger_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    msg = str(exc)
+    if "disk is full" in msg or "disk I/O" in msg and _no_space(path):
+        return DiskFullError(f"disk full: cannot write the digest ledger {path}; the index is intact; "
+                             "free space on that file system, then re-run the same command")
+    return StoreError(f"digest ledger {path} is unreadable ({msg}); move it away and re-run the ingest "
+                      "(its points are then re-embedded and digested again)")
+
+
+def _no_space(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One damaged thing: ``kind`` (file, unreadable, vector, payload, lost, engine),
+    a one-line ``message`` naming it, and up to a few affected point ids."""
+
+    kind: str
+    message: str
+    ids: tuple[str, ...] = ()
+
+
+def inspect_files(shard_dir: Path) -> list[Finding]:
+    """File-level damage of an Edge shard, from ``stat`` and small JSON files only
+    (safe before the engine maps anything).  Empty when nothing is wrong."""
+    out: list[Finding] = []
+    rel = lambda p: os.path.relpath(p, shard_dir.parent)  # noqa: E731
+    seg_root = shard_dir / "segments"
+    if not (shard_dir / "edge_config.json").is_file():
+        out.append(Finding("file", f"{rel(shard_dir / 'edge_config.json')} is missing"))
+    if not seg_root.is_dir():
+        out.append(Finding("file", f"{rel(seg_root)}/ is missing"))
+        return out
+    for seg in sorted(p for p in seg_root.iterdir() if p.is_dir()):
+        try:
+            desc = json.loads((seg / "segment.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            out.append(Finding("file", f"{rel(seg / 'segment.json')} is missing or unreadable ({exc.__class__.__name__})"))
+            continue
+        vector_data = (desc.get("config") or {}).get("vector_data") or {}
+        appendable = any((v or {}).get("storage_type") == "InRamChunkedMmap" for v in vector_data.values())
+        # an appendable segment that never held a point has neither id tracker nor vector chunks
+        written = any(seg.glob("mutable_id_tracker.*")) or any(seg.glob("vector_storage/*/chunk_*.mmap"))
+        if not written:
+            continue
+        if appendable:
+            for name in ("mutable_id_tracker.mappings", "mutable_id_tracker.versions"):
+                if not (seg / name).is_file():
+                    out.append(Finding("file", f"{rel(seg / name)} (the id tracker) is missing"))
+        vs = seg / "vector_storage"
+        for cfg_path in sorted(vs.glob("*/config.json")) if vs.is_dir() else []:
+            try:
+                cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                out.append(Finding("file", f"{rel(cfg_path)} is unreadable"))
+                continue
+            size = cfg.get("chunk_size_bytes") if isinstance(cfg, dict) else None
+            if not isinstance(size, int):
+                continue
+            chunks = sorted(cfg_path.parent.glob("chunk_*.mmap"))
+            if not chunks:
+                out.append(Finding("file", f"{rel(cfg_path.parent / 'chunk_0.mmap')} (vector data) is missing"))
+            for ch in chunks:
+                have = ch.stat().st_size
+                if have != size:
+                    out.append(Finding("file", f"{rel(ch)} (vector data) is {have} bytes, not {size}: truncated"))
+    return out
+
+
+# --------------------------------------------------------------------------- read-back
+
+
+@dataclass
+class ReadBack:
+    """Outcome of reading points back against the ledger."""
+
+    verified: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)  # readable, no digest recorded
+    unreadable: set[str] = field(default_factory=set)
+    vector_mismatch: set[str] = field(default_factory=set)
+    payload_mismatch: set[str] = field(default_factory=set)
+    good: list[tuple[str, list[float], dict]] = field(default_factory=list)  # kept when collecting
+
+
+def _retrieve(shard: Any, ids: list[str]) -> list[Any] | None:
+    try:
+        return list(shard.retrieve(ids, True, True))
+    except Exception:  # noqa: BLE001 - the engine raises bare Exception on damaged storage
+        return None
+
+
+def _read_points(shard: Any, ids: list[str]) -> Iterator[tuple[str, Any]]:
+    """(id, record or None when unreadable), bisecting chunks the engine cannot read."""
+    recs = _retrieve(shard, ids)
+    if recs is not None:
+        got = {str(r.id): r for r in recs}
+        for i in ids:
+            yield i, got.get(i)
+        return
+    if len(ids) == 1:
+        yield ids[0], None
+        return
+    mid = len(ids) // 2
+    yield from _read_points(shard, ids[:mid])
+    yield from _read_points(shard, ids[mid:])
+
+
+def read_back(shard: Any, ids: Sequence[str], ledger: DigestLedger | None, *, collect: bool = False) -> ReadBack:
+    """Read ``ids`` from the engine with vectors and payloads and compare their digests."""
+    from rsir_stac.store.base import _vector_of
+
+    out = ReadBack()
+    ids = list(ids)
+    for start in range(0, len(ids), _READ_CHUNK):
+        part = ids[start:start + _READ_CHUNK]
+        want = ledger.lookup(part) if ledger is not None else {}
+        for pid, rec in _read_points(shard, part):
+            if rec is None:
+                out.unreadable.add(pid)
+                continue
+            vec = _vector_of(rec.vector)
+            payload = dict(rec.payload or {})
+            if vec is None or not np.all(np.isfinite(vec)):
+                out.vector_mismatch.add(pid)
+                continue
+            digests = want.get(pid)
+            if digests is None:
+                out.unverified.add(pid)
+            elif digests[0] != vector_digest(vec):
+                out.vector_mismatch.add(pid)
+                continue
+            elif digests[1] != payload_digest(payload):
+                out.payload_mismatch.add(pid)
+                continue
+            else:
+                out.verified.add(pid)
+            if collect:
+                out.good.append((pid, vec.tolist(), payload))
+    return out
+
+
+def verified_ids(store: Any, ids: Iterable[str]) -> set[str]:
+    """The subset of stored ``ids`` whose vector and payload match their digests
+    (what ingest may skip); points without a digest are not trusted."""
+    ids = list(ids)
+    if not ids or store._shard is None:
+        return set()
+    return read_back(store._shard, ids, store._ledger).verified
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_index` found; ``ok`` is False when anything is damaged."""
+
+    index: str
+    points: int = 0
+    ledger_points: int = 0
+    verified: int = 0
+    unverified: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def _scroll_ids(shard: Any) -> list[str]:
+    import qdrant_edge as q
+
+    ids: list[str] = []
+    offset = None
+    while True:
+        recs, offset = shard.scroll(q.ScrollRequest(offset=offset, limit=5000, with_payload=False, with_vector=False))
+        ids.extend(str(r.id) for r in recs)
+        if offset is None or not recs:
+            return ids
+
+
+def _sample(ids: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(ids)[:_SAMPLE])
+
+
+def _engine_findings(store: Any, report: CheckReport, rb: ReadBack, lost: set[str]) -> None:
+    where = f"{store.collection}/segments/"
+    n = report.points
+    if rb.unreadable:
+        report.findings.append(Finding(
+            "unreadable", f"{len(rb.unreadable)} of {n} points cannot be read back (the engine fails on their "
+            f"vector or payload storage under {where})", _sample(rb.unreadable)))
+    if rb.vector_mismatch:
+        report.findings.append(Finding(
+            "vector", f"{len(rb.vector_mismatch)} of {n} points have vectors that differ from their digests "
+            f"(the vector storage under {where} was modified)", _sample(rb.vector_mismatch)))
+    if rb.payload_mismatch:
+        report.findings.append(Finding(
+            "payload", f"{len(rb.payload_mismatch)} of {n} points have payloads that differ from their digests "
+            f"(the payload storage under {where} was modified)", _sample(rb.payload_mismatch)))
+    if lost:
+        report.findings.append(Finding(
+            "lost", f"{len(lost)} points recorded in {store.collection}{LEDGER_SUFFIX} are missing from the index "
+            "(an id tracker or segment was lost)", _sample(lost)))
+
+
+def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckReport:
+    """Check an embedded index: files, counts, and every vector and payload read
+    back against its digest.
+
+    Returns a :class:`CheckReport` whose ``findings`` name each damaged file or
+    group of points.  Raises :class:`~rsir_stac.errors.StoreError` when the
+    index does not exist or is in use by another process.
+    """
+    from rsir_stac.store.edge import EdgeStore
+
+    path = Path(index).expanduser().absolute()
+    if not (path / collection).is_dir():
+        raise StoreError(f"index {path} has no collection {collection!r}; check --index")
+    report = CheckReport(index=str(path))
+    report.findings.extend(inspect_files(path / collection))
+    try:
+        store = EdgeStore(path, collection=collection, read_only=True, repair=False)
+    except IndexInUseError:
+        raise
+    except StoreError as exc:
+        report.findings.append(Finding("engine", f"the engine cannot open the index ({exc})"))
+        return report
+    with store:
+        shard, ledger = store._shard, store._ledger
+        if shard is None:
+            return report
+        try:
+            ids = _scroll_ids(shard)
+        except Exception as exc:  # noqa: BLE001
+            report.findings.append(Finding("engine", f"the engine cannot list the points ({str(exc).splitlines()[0]})"))
+            return report
+        report.points = len(ids)
+        ledger_ids = set(ledger.ids()) if ledger is not None else set()
+        report.ledger_points = len(ledger_ids)
+        rb = read_back(shard, ids, ledger)
+        report.verified, report.unverified = len(rb.verified), len(rb.unverified)
+        _engine_findings(store, report, rb, ledger_ids - set(ids))
+    return report
+
+
+# --------------------------------------------------------------------------- repair
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_index` did."""
+
+    index: str
+    kept: int
+    dropped: int
+    dropped_ids: list[str]
+    reasons: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _salvage(store: Any) -> tuple[list[tuple[str, list[float], dict]], list[str], list[str]]:
+    """(good rows, dropped ids, reasons) from a loaded, possibly damaged store."""
+    shard, ledger = store._shard, store._ledger
+    ledger_ids = set(ledger.ids()) if ledger is not None else set()
+    try:
+        ids = _scroll_ids(shard) if shard is not None else []
+    except Exception:  # noqa: BLE001 - nothing can be listed: salvage nothing, re-ingest all
+        ids = []
+    rb = read_back(shard, ids, ledger, collect=True) if shard is not None else ReadBack()
+    lost = ledger_ids - set(ids)
+    dropped = rb.unreadable | rb.vector_mismatch | rb.payload_mismatch | lost
+    reasons = [f"{len(s)} {what}" for s, what in ((rb.unreadable, "unreadable"), (rb.vector_mismatch, "damaged vectors"),
+               (rb.payload_mismatch, "damaged payloads"), (lost, "lost")) if s]
+    return rb.good, sorted(dropped), reasons
+
+
+def rebuild_shard(store: Any) -> RepairReport:
+    """Rebuild ``store``'s shard (an open, writable :class:`EdgeStore` holding the
+    lock) from the points that pass, swap it into place and forget the dropped
+    points' digests.  The shard is built beside the old one and renamed into
+    place, so a crash leaves either the old or the new shard."""
+    import qdrant_edge as q
+
+    from rsir_stac.store.space import create_bytes, require_free, tree_bytes
+
+    good, dropped, reasons = _salvage(store)
+    index, name = store.index, store.collection
+    require_free(index, tree_bytes(store.shard_dir, allocated=True) + create_bytes(index), f"repairing index {index}")
+    cfg_doc = json.loads((store.shard_dir / "edge_config.json").read_text(encoding="utf-8")) \
+        if (store.shard_dir / "edge_config.json").is_file() else {}
+    dim = int(((cfg_doc.get("vectors") or {}).get("") or {}).get("size") or store._require_meta().dim)
+    tmp, old = index / f".{name}.repairing", index / f".{name}.damaged"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    if store._shard is not None:
+        try:
+            store._shard.close()
+        except Exception:  # noqa: BLE001
+            pass
+        store._shard = None
+    shard = q.EdgeShard.create(str(tmp), q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid)))
+    store._shard = shard
+    store._ensure_indexes()
+    for i in range(0, len(good), 512):
+        shard.update(q.UpdateOperation.upsert_points([q.Point(id=p, vector=v, payload=pl) for p, v, pl in good[i:i + 512]]))
+    shard.flush()
+    shard.close()
+    store._shard = None
+    os.replace(store.shard_dir, old)
+    os.replace(tmp, store.shard_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    store._shard = q.EdgeShard.load(str(store.shard_dir))
+    if store._ledger is not None:
+        store._ledger.remove(dropped)  # kept points keep their digests (unverified ones stay unverified)
+    log.warning("index %s repaired: kept %d points, dropped %d (%s)", index, len(good), len(dropped),
+                ", ".join(reasons) or "none")
+    return RepairReport(str(index), len(good), len(dropped), dropped, reasons)
+
+
+def repair_index(index: str | Path, *, collection: str = "rsir_tiles") -> RepairReport:
+    """Repair an embedded index: rebuild it from the points that pass
+    :func:`check_index` and drop the others (re-run the ingest that built them
+    to restore them).  Raises StoreError when the index is missing or in use,
+    DiskFullError when the rebuild does not fit."""
+    from rsir_stac.store.edge import EdgeStore
+
+    path = Path(index).expanduser().absolute()
+    if not (path / collection).is_dir():
+        raise StoreError(f"index {path} has no collection {collection!r}; check --index")
+    with EdgeStore(path, collection=collection, repair=False) as store:
+        return rebuild_shard(store)
+
+
+__all__ = ["CheckReport", "DigestLedger", "Finding", "RepairReport", "check_index", "inspect_files",
+           "payload_digest", "repair_index", "vector_digest", "verified_ids"]
