@@ -57,6 +57,15 @@ def _handle_errors(fn):
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
             _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            from rsir_stac.store.space import disk_full, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            where = exc.filename if isinstance(exc.filename, str) else "."
+            _fail(str(disk_full(where, "writing it", intact="data written before is intact")), 1)
         except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
@@ -530,6 +539,66 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_js
         where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
         _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: put the files back and "
               "re-run the same command, or ingest them again with the new model", 1)
+
+
+# ------------------------------------------------------- check / snapshot / restore
+@main.command()
+@click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
+              help="Embedded index folder.")
+@click.option("--repair", is_flag=True, help="Rebuild the index from the points that pass; drop the others.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_handle_errors
+def check(index, repair, as_json):
+    """Check an embedded index: files, counts, every vector and payload against its digest.
+
+    Exit 0 when nothing is damaged, 1 when something is (each finding is one
+    line on stderr).  --repair rebuilds it from the points that pass; re-run
+    the ingest that built the index to restore the dropped ones.
+    """
+    from rsir_stac.store.integrity import check_index, repair_index
+
+    report = check_index(index)
+    fixed = repair_index(index) if repair and not report.ok else None
+    if as_json:
+        _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
+    else:
+        click.echo(f"index {report.index}: {report.points} points, {report.verified} verified against their "
+                   f"digests, {report.unverified} without a digest (re-embedded by the next ingest)")
+    for f in report.findings:
+        sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
+        click.echo(f"damaged: {f.message}{sample}", err=True)
+    if fixed is not None:
+        click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
+                   f"{index} to restore them", err=True)
+    elif not report.ok:
+        _fail(f"index {report.index} is damaged ({len(report.findings)} finding(s) above); re-run the ingest "
+              f"that built it, or `rsir-stac check --index {index} --repair` then re-run it", 1)
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
+              help="Embedded index folder.")
+@_handle_errors
+def snapshot(out, index):
+    """Write a verified snapshot of an embedded index to OUT (.tar.gz)."""
+    from rsir_stac.store.snapshot import snapshot as run
+
+    r = run(index, out)
+    click.echo(f"snapshot {r.snapshot}: {r.points} points, {r.files} files, {r.archive_bytes} bytes, verified")
+
+
+@main.command()
+@click.argument("snapshot_file", type=click.Path(dir_okay=False))
+@click.option("--index", "index", required=True, type=click.Path(file_okay=False), help="Index folder to restore into.")
+@click.option("--force", is_flag=True, help="Replace the collection already in --index.")
+@_handle_errors
+def restore(snapshot_file, index, force):
+    """Restore SNAPSHOT_FILE into --index after verifying every file and point."""
+    from rsir_stac.store.snapshot import restore as run
+
+    r = run(snapshot_file, index, force=force)
+    click.echo(f"restored {r.points} points into {r.index} (checksums and check passed)")
 
 
 from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)

@@ -171,11 +171,12 @@ class EdgeStore(Store):
     backend = "edge"
 
     def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False,
-                 repair: bool = True) -> None:
+                 repair: bool | None = True) -> None:
         """Open (read-only: never write) the index folder ``index``.
 
         ``repair``: a writable open of a shard whose files are damaged rebuilds
-        it from the points that pass ``rsir-stac check`` (logged as a warning).
+        it from the points that pass ``rsir-stac check`` (logged as a warning);
+        False only warns about damage, None neither repairs nor warns (check).
         Raises StoreError (IndexInUseError when another process holds it,
         DiskFullError when the file system cannot take the open).
         """
@@ -212,7 +213,7 @@ class EdgeStore(Store):
             self._lock = _IndexLock(self.index)
         try:
             if self._has_segments():
-                self._open_existing(repair and not read_only)
+                self._open_existing(None if repair is None else repair and not read_only)
         except BaseException:
             self.close()
             raise
@@ -241,13 +242,31 @@ class EdgeStore(Store):
             self._private = private_copy(self.shard_dir)
         else:
             require_free(self.index, open_bytes(self.shard_dir), f"opening index {self.index}")
-        damage = inspect_files(self.shard_dir) if repair else []
+        damage = inspect_files(self.shard_dir)  # stat only: cheap
         self._load()
         self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
-        if damage:
+        if repair is None:
+            pass
+        elif not repair:
+            self._warn_damage(damage)
+        elif damage:
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
             rebuild_shard(self)
+
+    def _warn_damage(self, damage: list) -> None:
+        """Warn (once, at open) when files are damaged or points recorded in the
+        digest ledger are missing; ``rsir-stac check`` says exactly what."""
+        lost = 0
+        if self._ledger is not None and self._shard is not None:
+            try:
+                lost = self._ledger.count() - self.count()
+            except StoreError:
+                lost = 0
+        if damage or lost > 0:
+            what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
+            log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",
+                        self.index, what, self.index)
 
     def _has_segments(self) -> bool:
         return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()

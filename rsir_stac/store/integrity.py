@@ -421,7 +421,7 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     report = CheckReport(index=str(path))
     report.findings.extend(inspect_files(path / collection))
     try:
-        store = EdgeStore(path, collection=collection, read_only=True, repair=False)
+        store = EdgeStore(path, collection=collection, read_only=True, repair=None)
     except IndexInUseError:
         raise
     except StoreError as exc:
@@ -531,7 +531,7 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles") -> Repair
     path = Path(index).expanduser().absolute()
     if not (path / collection).is_dir():
         raise StoreError(f"index {path} has no collection {collection!r}; check --index")
-    with EdgeStore(path, collection=collection, repair=False) as store:
+    with EdgeStore(path, collection=collection, repair=None) as store:
         return rebuild_shard(store)
 
 

@@ -1,0 +1,316 @@
+"""Snapshots of the embedded index: one archive with a manifest of checksums,
+verified when written and again when restored.
+
+qdrant-edge-py 0.9 can *read* engine snapshots (``EdgeShard.unpack_snapshot``
+takes the plain tar a Qdrant server makes of a shard, and
+``update_from_snapshot`` applies one to a loaded shard) but cannot *make* one:
+its ``snapshot_manifest()`` only lists segment file versions.  So a snapshot
+here is a consistent copy taken while rsir-stac holds the index lock, with the
+engine flushed and closed:
+
+``rsir-snapshot.json``   (first member) format, rsir-stac version, collection,
+                          point count, model metadata, and size + SHA-256 of
+                          every file;
+``<collection>.meta.json``, ``<collection>.digests.sqlite``, ``<collection>/...``
+                          the files as they are on disk.
+
+The archive is a gzip-compressed tar (the engine's sparse 32 MiB preallocations
+compress to almost nothing).  :func:`restore` extracts into a hidden folder
+beside the target, keeping holes, checks every file against the manifest, runs
+:func:`~rsir_stac.store.integrity.check_index` on the result, and only then
+renames it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rsir_stac.errors import InputError, StoreError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "rsir-snapshot.json"
+FORMAT = 1
+_BUF = 1 << 16  # restore compares blocks this size with zeros to keep holes
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    """A written or restored snapshot: where, how many points, files and bytes."""
+
+    snapshot: str
+    index: str
+    points: int
+    files: int
+    data_bytes: int
+    archive_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _collection_files(index: Path, collection: str) -> list[Path]:
+    files = [index / f"{collection}.meta.json"]
+    ledger = index / f"{collection}.digests.sqlite"
+    if ledger.is_file():
+        files.append(ledger)
+    for root, _dirs, names in os.walk(index / collection):
+        files.extend(Path(root) / n for n in sorted(names))
+    return files
+
+
+def _sha256(path: Path) -> str:
+    from rsir_stac.store.files import sha256_file
+
+    return sha256_file(path)
+
+
+def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tiles") -> SnapshotReport:
+    """Write a verified snapshot of the embedded index ``index`` to ``out`` (a
+    ``.tar.gz`` file, written to a temporary name and renamed when verified).
+
+    Holds the index lock while copying, so it waits for nobody and fails with
+    IndexInUseError if another process has the index open.  Raises StoreError
+    for a missing index, DiskFullError when the archive may not fit.
+    """
+    from rsir_stac.store.edge import EdgeStore
+    from rsir_stac.store.space import disk_full, is_disk_full, require_free, tree_bytes
+
+    src = Path(index).expanduser().absolute()
+    dst = Path(out).expanduser().absolute()
+    if not (src / collection).is_dir():
+        raise StoreError(f"index {src} has no collection {collection!r}; check --index")
+    if dst.exists() and dst.is_dir():
+        raise InputError(f"snapshot path {dst} is a folder; give a file name such as {dst / 'index.tar.gz'}")
+    with EdgeStore(src, collection=collection, repair=None) as store:
+        points = store.count()
+        meta = store.meta()
+        store.flush()
+        store._shard.close()  # files now complete and quiet; the lock is still ours
+        store._shard = None
+        if store._ledger is not None:
+            store._ledger.close()
+            store._ledger = None
+        files = _collection_files(src, collection)
+        data = tree_bytes(src / collection, allocated=True)
+        require_free(dst.parent, data + (4 << 20), f"writing the snapshot {dst}", intact="the index is untouched")
+        entries = [{"path": f.relative_to(src).as_posix(), "size": f.stat().st_size, "sha256": _sha256(f)}
+                   for f in files]
+        manifest = {"format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "rsir_stac_version": _version(), "collection": collection, "points": points,
+                    "meta": meta.to_dict() if meta is not None else None, "data_bytes": data, "files": entries}
+        tmp = dst.with_name(f".{dst.name}.partial")
+        try:
+            with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
+                body = json.dumps(manifest, indent=1).encode()
+                info = tarfile.TarInfo(MANIFEST)
+                info.size, info.mtime, info.mode = len(body), int(datetime.now().timestamp()), 0o644
+                tf.addfile(info, io.BytesIO(body))
+                for f, e in zip(files, entries):
+                    tf.add(f, arcname=e["path"], recursive=False)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            verify_snapshot(tmp)
+            os.replace(tmp, dst)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise disk_full(dst.parent, f"writing the snapshot {dst}", intact="the index is untouched") from None
+            raise StoreError(f"cannot write snapshot {dst} ({exc.strerror or exc}); choose a writable path") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    log.info("snapshot of %s (%d points) written to %s", src, points, dst)
+    return SnapshotReport(str(dst), str(src), points, len(files), data, dst.stat().st_size)
+
+
+def _version() -> str:
+    from rsir_stac import __version__
+
+    return __version__
+
+
+def _open_archive(path: Path) -> tuple[tarfile.TarFile, dict]:
+    try:
+        tf = tarfile.open(path, "r:*")
+    except FileNotFoundError:
+        raise StoreError(f"snapshot {path} does not exist; check the path") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise StoreError(f"snapshot {path} is not a readable archive ({exc}); use a file written by rsir-stac snapshot") from None
+    try:
+        first = tf.next()
+        if first is None or first.name != MANIFEST:
+            raise StoreError(f"snapshot {path} has no {MANIFEST} first; use a file written by rsir-stac snapshot")
+        manifest = json.loads(tf.extractfile(first).read())  # type: ignore[union-attr]
+        if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
+            raise StoreError(f"snapshot {path} has an unknown manifest format; use this rsir-stac version's snapshot")
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        tf.close()
+        raise StoreError(f"snapshot {path} is damaged ({exc}); use another copy") from None
+    except BaseException:
+        tf.close()
+        raise
+    return tf, manifest
+
+
+def _safe_name(name: str, path: Path) -> str:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise StoreError(f"snapshot {path} holds an unsafe member name {name!r}; it was not written by rsir-stac")
+    return p.as_posix()
+
+
+def _members(tf: tarfile.TarFile, manifest: dict, path: Path, sink=None) -> int:
+    """Stream every member, checking size and SHA-256 against the manifest; ``sink(name, size)``
+    returns a file object to write the member to (or None).  Returns the file count."""
+    want = {e["path"]: e for e in manifest["files"]}
+    seen: set[str] = set()
+    try:
+        for m in tf:
+            if m.name == MANIFEST:
+                continue
+            name = _safe_name(m.name, path)
+            if not m.isfile() or name not in want or name in seen:
+                raise StoreError(f"snapshot {path}: member {name!r} is not in its manifest; use another copy")
+            e = want[name]
+            if m.size != e["size"]:
+                raise StoreError(f"snapshot {path}: {name} is {m.size} bytes, the manifest says {e['size']}; use another copy")
+            fi = tf.extractfile(m)
+            h = hashlib.sha256()
+            fo = sink(name, m.size) if sink else None
+            zero = bytes(_BUF)
+            left = m.size
+            while left > 0:
+                buf = fi.read(min(_BUF, left))  # type: ignore[union-attr]
+                if not buf:
+                    raise StoreError(f"snapshot {path} is truncated in {name}; use another copy")
+                h.update(buf)
+                if fo is not None:
+                    if buf == zero[:len(buf)]:
+                        fo.seek(len(buf), os.SEEK_CUR)  # keep the engine's preallocations sparse
+                    else:
+                        fo.write(buf)
+                left -= len(buf)
+            if fo is not None:
+                fo.truncate(m.size)
+                fo.close()
+            if h.hexdigest() != e["sha256"]:
+                raise StoreError(f"snapshot {path}: {name} does not match its checksum (the archive is damaged); "
+                                 "use another copy")
+            seen.add(name)
+    except (tarfile.TarError, EOFError, zlib_error()) as exc:
+        raise StoreError(f"snapshot {path} is damaged or truncated ({exc}); use another copy") from None
+    missing = set(want) - seen
+    if missing:
+        raise StoreError(f"snapshot {path} lacks {len(missing)} file(s) of its manifest (e.g. {sorted(missing)[0]}); "
+                         "it is truncated, use another copy")
+    return len(seen)
+
+
+def zlib_error() -> type[BaseException]:
+    import zlib
+
+    return zlib.error
+
+
+def verify_snapshot(path: str | Path) -> dict:
+    """Check every file in a snapshot against its manifest without extracting it;
+    returns the manifest.  Raises StoreError naming the first damaged file."""
+    path = Path(path).expanduser().absolute()
+    tf, manifest = _open_archive(path)
+    with tf:
+        _members(tf, manifest, path)
+    return manifest
+
+
+def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False) -> SnapshotReport:
+    """Restore a snapshot into the embedded index folder ``index``.
+
+    The files are extracted beside the target, checked against the manifest's
+    checksums and then by :func:`check_index` (structure, count, every vector
+    and payload against its digest) before anything at ``index`` changes.  An
+    existing collection there is replaced only with ``force`` (and only while no
+    other process has it open).  Raises StoreError (damaged snapshot, index in
+    use or present without ``force``), DiskFullError when it may not fit.
+    """
+    from rsir_stac.store.edge import _IndexLock
+    from rsir_stac.store.integrity import check_index
+    from rsir_stac.store.space import disk_full, is_disk_full, require_free
+
+    src = Path(snapshot_path).expanduser().absolute()
+    dst = Path(index).expanduser().absolute()
+    tf, manifest = _open_archive(src)
+    collection = str(manifest.get("collection") or "rsir_tiles")
+    if (dst / collection).exists() and not force:
+        tf.close()
+        raise StoreError(f"index {dst} already has a collection {collection!r}; restore into a new --index, "
+                         "or pass --force to replace it")
+    stage = dst.parent / f".{dst.name}.restoring"
+    try:
+        with tf:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            require_free(dst.parent, int(manifest.get("data_bytes") or 0) + (4 << 20),
+                         f"restoring {src} into {dst}", intact="the index is untouched")
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir()
+
+            def sink(name: str, size: int):
+                target = stage / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                return open(target, "wb")
+
+            n = _members(tf, manifest, src, sink)
+        report = check_index(stage, collection=collection)
+        expected = int(manifest.get("points", -1))
+        if not report.ok or report.points != expected:
+            why = "; ".join(f.message for f in report.findings) or f"{report.points} points, not {expected}"
+            raise StoreError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
+        _swap_in(stage, dst, collection, _IndexLock)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full(dst.parent, f"restoring {src}", intact="the index is untouched") from None
+        raise StoreError(f"cannot restore into {dst} ({exc.strerror or exc}); choose a writable --index") from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    log.info("restored %s (%d points) into %s", src, report.points, dst)
+    return SnapshotReport(str(src), str(dst), report.points, n, int(manifest.get("data_bytes") or 0), src.stat().st_size)
+
+
+def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
+    """Move the verified files from ``stage`` into ``dst`` (under its lock when it exists)."""
+    from rsir_stac.store.edge import _fsync_dir
+
+    if not dst.exists():
+        os.replace(stage, dst)
+        _fsync_dir(dst.parent)
+        return
+    lock = lock_cls(dst)
+    try:
+        old = dst / f".{collection}.replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        old.mkdir()
+        for name in (collection, f"{collection}.meta.json", f"{collection}.digests.sqlite"):
+            if (dst / name).exists():
+                os.replace(dst / name, old / name)
+        for child in stage.iterdir():
+            os.replace(child, dst / child.name)
+        _fsync_dir(dst)
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+    finally:
+        lock.release()
+
+
+__all__ = ["SnapshotReport", "restore", "snapshot", "verify_snapshot"]
