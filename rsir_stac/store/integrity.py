@@ -70,10 +70,37 @@ def vector_digest(vector: Any) -> int:
     return _digest64(np.asarray(vector, dtype=np.float32).reshape(-1).tobytes())
 
 
-def payload_digest(stored: dict | None) -> int:
-    """64-bit digest of a stored (packed) payload: canonical JSON, sorted keys."""
-    text = json.dumps(stored or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-    return _digest64(text.encode("utf-8"))
+def _canonical(value: Any, floats: list[float]) -> Any:
+    if isinstance(value, float):
+        floats.append(value)
+        return "\x00f"
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, floats) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, floats) for v in value]
+    return value
+
+
+def payload_digest(stored: dict | None) -> tuple[int, bytes]:
+    """Digest of a stored (packed) payload: a 64-bit digest of its canonical JSON
+    with every float replaced by a marker, and the floats themselves (float64
+    bytes, in canonical order).  The engine's JSON float parsing is not exactly
+    round-trip (a value can come back one ULP off), so floats are compared with
+    a relative tolerance of 1e-12 (:func:`payload_matches`), everything else exactly."""
+    floats: list[float] = []
+    canon = _canonical(stored or {}, floats)
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _digest64(text.encode("utf-8")), np.asarray(floats, dtype=np.float64).tobytes()
+
+
+def payload_matches(recorded: tuple[int, bytes], stored: dict | None) -> bool:
+    """Whether a payload read back matches the recorded :func:`payload_digest`."""
+    digest, floats = payload_digest(stored)
+    if digest != recorded[0] or len(floats) != len(recorded[1]):
+        return False
+    a = np.frombuffer(floats, dtype=np.float64)
+    b = np.frombuffer(recorded[1], dtype=np.float64)
+    return bool(np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True))
 
 
 def _id_bytes(pid: str) -> bytes:
@@ -99,8 +126,8 @@ class DigestLedger:
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS points "
-                                 "(id BLOB PRIMARY KEY, vec INTEGER NOT NULL, pay INTEGER NOT NULL) WITHOUT ROWID")
+                self._db.execute("CREATE TABLE IF NOT EXISTS points (id BLOB PRIMARY KEY, vec INTEGER NOT NULL, "
+                                 "pay INTEGER NOT NULL, floats BLOB NOT NULL) WITHOUT ROWID")
             self._db.execute("SELECT count(*) FROM points").fetchone()
         except sqlite3.Error as exc:
             raise _ledger_error(self.path, exc) from None
@@ -117,11 +144,11 @@ class DigestLedger:
         """Store digests of (id, vector, stored payload) rows (replacing older ones)."""
         if self.read_only or not rows:
             return
-        data = [(_id_bytes(pid), vector_digest(v), payload_digest(p)) for pid, v, p in rows]
+        data = [(_id_bytes(pid), vector_digest(v), *payload_digest(p)) for pid, v, p in rows]
         with self._lock:
             try:
                 self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO points (id, vec, pay) VALUES (?, ?, ?)", data)
+                self._db.executemany("INSERT OR REPLACE INTO points (id, vec, pay, floats) VALUES (?, ?, ?, ?)", data)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 try:
@@ -143,17 +170,17 @@ class DigestLedger:
             except sqlite3.Error as exc:
                 raise _ledger_error(self.path, exc) from None
 
-    def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, tuple[int, bytes]]]:
         """(vector digest, payload digest) of those ``ids`` that have one."""
-        out: dict[str, tuple[int, int]] = {}
+        out: dict[str, tuple[int, tuple[int, bytes]]] = {}
         with self._lock:
             for i in range(0, len(ids), 500):
                 part = list(ids[i:i + 500])
                 keys = {_id_bytes(p): p for p in part}
-                q = f"SELECT id, vec, pay FROM points WHERE id IN ({','.join('?' * len(keys))})"
+                q = f"SELECT id, vec, pay, floats FROM points WHERE id IN ({','.join('?' * len(keys))})"
                 try:
-                    for key, vec, pay in self._db.execute(q, list(keys)):
-                        out[keys[bytes(key)]] = (int(vec), int(pay))
+                    for key, vec, pay, floats in self._db.execute(q, list(keys)):
+                        out[keys[bytes(key)]] = (int(vec), (int(pay), bytes(floats)))
                 except sqlite3.Error as exc:
                     raise _ledger_error(self.path, exc) from None
         return out
@@ -325,7 +352,7 @@ def read_back(shard: Any, ids: Sequence[str], ledger: DigestLedger | None, *, co
             elif digests[0] != vector_digest(vec):
                 out.vector_mismatch.add(pid)
                 continue
-            elif digests[1] != payload_digest(payload):
+            elif not payload_matches(digests[1], payload):
                 out.payload_mismatch.add(pid)
                 continue
             else:
@@ -536,4 +563,4 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles") -> Repair
 
 
 __all__ = ["CheckReport", "DigestLedger", "Finding", "RepairReport", "check_index", "inspect_files",
-           "payload_digest", "repair_index", "vector_digest", "verified_ids"]
+           "payload_digest", "payload_matches", "repair_index", "vector_digest", "verified_ids"]
