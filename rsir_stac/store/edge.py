@@ -71,7 +71,15 @@ from rsir_stac.store.base import (
     chunks,
 )
 from rsir_stac.store.filters import SearchFilter, to_edge_filter
-from rsir_stac.store.space import create_bytes, disk_full, is_disk_full, open_bytes, require_free, write_bytes
+from rsir_stac.store.space import (
+    create_bytes,
+    disk_full,
+    is_disk_full,
+    open_bytes,
+    populates_mmaps,
+    require_free,
+    write_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +202,7 @@ class EdgeStore(Store):
         self._closed = False
         self._ledger: Any = None
         self._private: Path | None = None  # private copy of a read-only shard
+        self._memfs: bool | None = None  # index on a memory-backed file system (see space)
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         if read_only and not self.shard_dir.is_dir():
@@ -422,7 +431,9 @@ class EdgeStore(Store):
         rows = check_points(points, meta.dim, f"index {self.index}")
         for part in chunks(rows, UPSERT_BATCH):
             payload_bytes = sum(len(p.get("packed", "")) + 256 for _, _, p in part)
-            require_free(self.index, write_bytes(len(part), meta.dim, payload_bytes),
+            if self._memfs is None:
+                self._memfs = populates_mmaps(self.index)
+            require_free(self.index, write_bytes(len(part), meta.dim, payload_bytes, memfs=self._memfs),
                          f"writing {len(part)} points to index {self.index}")
             op = q.UpdateOperation.upsert_points([q.Point(id=i, vector=v, payload=p) for i, v, p in part])
             try:

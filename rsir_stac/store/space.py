@@ -42,6 +42,8 @@ MARGIN = 2 * MiB
 #: What creating a collection allocates on a memory-backed file system.
 CREATE_BYTES_MEMFS = 40 * MiB
 CREATE_BYTES_DISK = 2 * MiB
+#: Size of one vector chunk file (fixed by the engine, whatever the dimension).
+CHUNK_BYTES = 32 * MiB
 #: File systems whose pages are allocated when a mapping is populated.
 _MEMORY_FS = frozenset({"tmpfs", "ramfs", "shm", "devtmpfs", "hugetlbfs"})
 
@@ -131,10 +133,13 @@ def create_bytes(index: str | Path) -> int:
     return CREATE_BYTES_MEMFS if populates_mmaps(index) else CREATE_BYTES_DISK
 
 
-def write_bytes(n_points: int, dim: int, payload_bytes: int) -> int:
+def write_bytes(n_points: int, dim: int, payload_bytes: int, *, memfs: bool = False) -> int:
     """Bytes writing ``n_points`` points of ``dim`` floats with ``payload_bytes`` of
-    stored payload in all (WAL and segment) takes, plus the margin."""
-    return 2 * (4 * int(dim) * int(n_points) + int(payload_bytes)) + 512 * int(n_points) + MARGIN
+    stored payload in all (WAL and segment) takes, plus the margin.  On a
+    memory-backed file system (``memfs``) a write may start a new vector chunk,
+    which the engine populates at once: one chunk of headroom is kept."""
+    need = 2 * (4 * int(dim) * int(n_points) + int(payload_bytes)) + 512 * int(n_points) + MARGIN
+    return need + (CHUNK_BYTES if memfs else 0)
 
 
 def require_free(path: str | Path, need: int, action: str, *, intact: str = "the index is intact") -> None:
