@@ -1,0 +1,101 @@
+"""An index on read-only media (a read-only bind mount made here) can be
+searched, inspected, checked and served; writing to it fails with one line.
+Skipped where bind mounts are not permitted (root ignores permission bits, so
+``chmod -R a-w`` would prove nothing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import Index
+from rsir_stac.store import open_store
+from tests.conftest import make_geotiff
+
+NATIVE = IngestOptions(tile_size=64, native_gsd=True)
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            out[os.path.relpath(os.path.join(dirpath, f), root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture()
+def ro_index(tmp_path, tiny_bundle):
+    """(read-only mount of an index, the writable original); the original has no .lock file."""
+    src = tmp_path / "src"
+    scenes = [str(make_geotiff(tmp_path / f"s{i}.tif", seed=i + 1)) for i in range(2)]
+    assert ingest(scenes, index=str(src), model=tiny_bundle, options=NATIVE).points_written == 24
+    (src / ".lock").unlink()  # as an index baked into an image would be shipped
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({r.stderr.strip() or 'mount failed'}); the read-only tests need root")
+    r = subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True, text=True)
+    try:
+        if r.returncode != 0:
+            pytest.skip(f"cannot remount read-only ({r.stderr.strip()})")
+        with pytest.raises(OSError):
+            (ro / "probe").write_text("x")  # really read-only, even for root
+        yield ro, src
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+def test_search_info_check_on_read_only_index(ro_index, tiny_bundle):
+    ro, src = ro_index
+    before = _listing(src)
+    r = CliRunner().invoke(main, ["info", "--index", str(ro)])
+    assert r.exit_code == 0, r.output
+    assert '"count": 24' in r.output
+    with Index.open(str(ro), model=tiny_bundle) as idx:
+        some = next(idx.store.iter_points())
+        res = idx.search(point_id=some.id, k=5)
+        assert len(res.hits) == 5
+    r = CliRunner().invoke(main, ["check", "--index", str(ro)])
+    assert r.exit_code == 0 and "24 points, 24 verified" in r.output, r.output
+    # nothing was created or changed, no lock file in particular
+    assert _listing(src) == before
+    assert not (src / ".lock").exists()
+
+
+def test_serve_read_only_index(ro_index, tiny_bundle):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.serve import create_app
+
+    ro, src = ro_index
+    before = _listing(src)
+    idx = Index.open(str(ro), model=tiny_bundle, read_only=True)
+    try:
+        client = TestClient(create_app(idx))
+        info = client.get("/api/info")
+        assert info.status_code == 200 and info.json()["count"] == 24
+        # two readers at once: a read-only index takes no lock
+        with open_store(str(ro), read_only=True) as other:
+            assert other.count() == 24
+    finally:
+        idx.close()
+    assert _listing(src) == before
+
+
+def test_writing_to_read_only_index_is_one_line(ro_index, tiny_bundle, tmp_path):
+    ro, _ = ro_index
+    scene = str(make_geotiff(tmp_path / "new.tif", seed=9))
+    r = CliRunner().invoke(main, ["ingest", scene, "--index", str(ro), "--model", str(tiny_bundle.path),
+                                  "--tile-size", "64", "--native-gsd"])
+    assert r.exit_code == 1
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "writable --index" in last, r.output
