@@ -4,7 +4,6 @@ snapshots, on real Qdrant Edge indexes built here and damaged on disk."""
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -233,7 +232,6 @@ def test_snapshot_of_index_in_use_is_refused(idx, tmp_path):
     from rsir_stac.errors import IndexInUseError
     import subprocess
     import sys
-    import time
 
     code = ("import sys,time; from rsir_stac.store import open_store\n"
             f"s=open_store({str(idx)!r}); print('ready', flush=True); time.sleep(60)")

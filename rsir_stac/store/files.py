@@ -10,6 +10,7 @@ not its apparent size.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -46,7 +47,7 @@ def copy_sparse(src: str | Path, dst: str | Path) -> None:
                     left -= len(buf)
                 pos = end
         except (AttributeError, OSError) as exc:  # no SEEK_DATA here: plain copy
-            if isinstance(exc, OSError) and exc.errno not in (22, 95):  # EINVAL, EOPNOTSUPP
+            if isinstance(exc, OSError) and exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
                 raise
             fi.seek(0)
             fo.seek(0)

@@ -70,27 +70,60 @@ def vector_digest(vector: Any) -> int:
     return _digest64(np.asarray(vector, dtype=np.float32).reshape(-1).tobytes())
 
 
-def _canonical(value: Any, floats: list[float]) -> Any:
-    if isinstance(value, float):
+def _feed(h: Any, value: Any, floats: list[float]) -> None:
+    """Feed a JSON value into ``h`` in a canonical form (sorted keys, typed
+    tags); floats go to ``floats`` and only their place is hashed.  Leaves of
+    containers are handled inline: this runs once per point written."""
+    t = type(value)
+    if t is dict or t is list or t is tuple or isinstance(value, (dict, list, tuple)):
+        is_dict = isinstance(value, dict)
+        items = [(str(k), value[k]) for k in sorted(value, key=str)] if is_dict else [(None, v) for v in value]
+        h.update(b"{%d" % len(items) if is_dict else b"[%d" % len(items))
+        for k, v in items:
+            if k is not None:
+                kb = k.encode("utf-8", "surrogatepass")
+                h.update(b"k%d:" % len(kb))
+                h.update(kb)
+            tv = type(v)
+            if tv is str:
+                b = v.encode("utf-8", "surrogatepass")
+                h.update(b"s%d:" % len(b))
+                h.update(b)
+            elif tv is float:
+                floats.append(v)
+                h.update(b"f")
+            else:
+                _feed(h, v, floats)
+        h.update(b"}" if is_dict else b"]")
+    elif t is str:
+        b = value.encode("utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(b))
+        h.update(b)
+    elif t is float:
         floats.append(value)
-        return "\x00f"
-    if isinstance(value, dict):
-        return {str(k): _canonical(v, floats) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, floats) for v in value]
-    return value
+        h.update(b"f")
+    elif t is bool:
+        h.update(b"T" if value else b"F")
+    elif t is int:
+        h.update(b"i%d;" % value)
+    elif value is None:
+        h.update(b"n")
+    else:  # numpy scalars and the like: as their JSON value
+        _feed(h, json.loads(json.dumps(value, default=str)), floats)
 
 
 def payload_digest(stored: dict | None) -> tuple[int, bytes]:
-    """Digest of a stored (packed) payload: a 64-bit digest of its canonical JSON
-    with every float replaced by a marker, and the floats themselves (float64
-    bytes, in canonical order).  The engine's JSON float parsing is not exactly
-    round-trip (a value can come back one ULP off), so floats are compared with
-    a relative tolerance of 1e-12 (:func:`payload_matches`), everything else exactly."""
+    """Digest of a stored (packed) payload: a 64-bit digest of its canonical form
+    (sorted keys, typed values) with every float replaced by a marker, and the
+    floats themselves (float64 bytes, in canonical order).  The engine's JSON
+    float parsing is not exactly round-trip (a value can come back one ULP off),
+    so floats are compared with a relative tolerance of 1e-12
+    (:func:`payload_matches`), everything else exactly."""
     floats: list[float] = []
-    canon = _canonical(stored or {}, floats)
-    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return _digest64(text.encode("utf-8")), np.asarray(floats, dtype=np.float64).tobytes()
+    h = hashlib.blake2b(digest_size=8)
+    _feed(h, stored or {}, floats)
+    digest = int.from_bytes(h.digest(), "little", signed=True)
+    return digest, np.asarray(floats, dtype=np.float64).tobytes()
 
 
 def payload_matches(recorded: tuple[int, bytes], stored: dict | None) -> bool:
@@ -104,6 +137,11 @@ def payload_matches(recorded: tuple[int, bytes], stored: dict | None) -> bool:
 
 
 def _id_bytes(pid: str) -> bytes:
+    if type(pid) is str and len(pid) == 36:
+        try:
+            return bytes.fromhex(pid.replace("-", ""))
+        except ValueError:
+            pass
     return uuid.UUID(str(pid)).bytes
 
 
