@@ -72,6 +72,8 @@ def _damage(idx: Path, kind: str) -> None:
         _overwrite(_chunk(idx), 0, 2000)
     elif kind == "idtracker":
         (_segment(idx) / "mutable_id_tracker.mappings").unlink()
+    elif kind == "descriptor":  # the engine cannot load the shard at all
+        (_segment(idx) / "segment.json").unlink()
     elif kind == "payload":
         _overwrite(_segment(idx) / "payload_storage" / "page_0.dat", 0, 2000)
     else:  # pragma: no cover
@@ -85,6 +87,7 @@ EXPECTED = {
     "random": ({"vector"}, "vectors that differ from their digests"),
     "idtracker": ({"file", "lost"}, "mutable_id_tracker.mappings (the id tracker) is missing"),
     "payload": ({"unreadable"}, "cannot be read back"),
+    "descriptor": ({"file", "engine"}, "segment.json is missing"),
 }
 
 

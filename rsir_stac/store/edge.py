@@ -203,6 +203,7 @@ class EdgeStore(Store):
         self._ledger: Any = None
         self._private: Path | None = None  # private copy of a read-only shard
         self._memfs: bool | None = None  # index on a memory-backed file system (see space)
+        self.repaired: Any = None  # the RepairReport when this open repaired the index
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         if read_only and not self.shard_dir.is_dir():
@@ -252,7 +253,15 @@ class EdgeStore(Store):
         else:
             require_free(self.index, open_bytes(self.shard_dir), f"opening index {self.index}")
         damage = inspect_files(self.shard_dir)  # stat only: cheap
-        self._load()
+        try:
+            self._load()
+        except (IndexInUseError, DiskFullError):
+            raise
+        except StoreError:
+            if not (repair and damage):
+                raise
+            self._set_aside(damage)  # damaged beyond loading: start the collection afresh
+            return
         self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
         if repair is None:
             pass
@@ -261,7 +270,31 @@ class EdgeStore(Store):
         elif damage:
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
-            rebuild_shard(self)
+            self.repaired = rebuild_shard(self)
+
+    def _set_aside(self, damage: list) -> None:
+        """Move a shard the engine cannot load (with damaged files) to
+        ``.<collection>.damaged`` and forget its digests; the next write creates
+        the collection again (with the same model, checked against the metadata)."""
+        from rsir_stac.store.integrity import LEDGER_SUFFIX, RepairReport
+
+        aside = self.index / f".{self.collection}.damaged"
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(self.shard_dir, aside)
+        ledger = self.index / f"{self.collection}{LEDGER_SUFFIX}"
+        lost = 0
+        if ledger.is_file():
+            from rsir_stac.store.integrity import DigestLedger
+
+            old = DigestLedger(ledger, read_only=True)
+            lost = old.count()
+            old.close()
+            ledger.unlink()
+        self._meta = self._read_meta()
+        self._shard = None
+        self.repaired = RepairReport(str(self.index), 0, lost, [], [f"shard unloadable: {damage[0].message}"])
+        log.warning("index %s cannot be loaded (%s); moved it to %s (delete it when done) and will build the "
+                    "collection again", self.index, "; ".join(f.message for f in damage), aside)
 
     def _warn_damage(self, damage: list) -> None:
         """Warn (once, at open) when files are damaged or points recorded in the
@@ -376,6 +409,8 @@ class EdgeStore(Store):
         self._require_writable()
         from rsir_stac.store.integrity import DigestLedger
 
+        if self._meta is not None:  # a shard set aside as damaged: same model only
+            check_incompatible(self._meta, dim, model_id, f"index {self.index}")
         require_free(self.index, create_bytes(self.index), f"creating a collection in index {self.index}")
         meta = CollectionMeta.new(dim, model_id)
         try:

@@ -482,6 +482,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
 
     path = Path(index).expanduser().absolute()
     if not (path / collection).is_dir():
+        if (path / f".{collection}.damaged").is_dir():
+            raise StoreError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
+                             f".{collection}.damaged); re-run the ingest that built it")
         raise StoreError(f"index {path} has no collection {collection!r}; check --index")
     report = CheckReport(index=str(path))
     report.findings.extend(inspect_files(path / collection))
@@ -596,8 +599,8 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles") -> Repair
     path = Path(index).expanduser().absolute()
     if not (path / collection).is_dir():
         raise StoreError(f"index {path} has no collection {collection!r}; check --index")
-    with EdgeStore(path, collection=collection, repair=None) as store:
-        return rebuild_shard(store)
+    with EdgeStore(path, collection=collection, repair=True) as store:
+        return store.repaired or rebuild_shard(store)
 
 
 __all__ = ["CheckReport", "DigestLedger", "Finding", "RepairReport", "check_index", "inspect_files",
