@@ -65,7 +65,7 @@ def _handle_errors(fn):
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
             where = exc.filename if isinstance(exc.filename, str) else "."
-            _fail(str(disk_full(where, "writing it", intact="data written before is intact")), 1)
+            _fail(str(disk_full(where, "writing there", intact="what was written before is intact")), 1)
         except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)

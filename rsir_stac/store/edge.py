@@ -567,10 +567,10 @@ class EdgeStore(Store):
         self._require_writable()
         if self._shard is None:
             return False
-        from rsir_stac.store.space import tree_bytes
+        from rsir_stac.store.space import optimize_bytes
 
         try:
-            require_free(self.index, tree_bytes(self.shard_dir, allocated=True), f"optimizing index {self.index}")
+            require_free(self.index, optimize_bytes(self.shard_dir), f"optimizing index {self.index}")
         except DiskFullError as exc:  # search works without it: skip, do not fail the run
             log.warning("skipping the index optimization: %s", exc)
             return False

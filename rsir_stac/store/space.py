@@ -142,7 +142,27 @@ def write_bytes(n_points: int, dim: int, payload_bytes: int, *, memfs: bool = Fa
     return need + (CHUNK_BYTES if memfs else 0)
 
 
-def require_free(path: str | Path, need: int, action: str, *, intact: str = "the index is intact") -> None:
+INTACT = "the index is intact (nothing was half-written)"
+
+
+def optimize_bytes(shard_dir: str | Path) -> int:
+    """Bytes optimizing may take: the optimizer rebuilds the appendable segments
+    (indexed, immutable ones are left as they are) into new ones beside them."""
+    import json
+
+    need = MARGIN
+    for seg in Path(shard_dir).glob("segments/*"):
+        try:
+            desc = json.loads((seg / "segment.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        data = (desc.get("config") or {}).get("vector_data") or {}
+        if any((v or {}).get("storage_type") == "InRamChunkedMmap" for v in data.values()):
+            need += tree_bytes(seg, allocated=True)
+    return need
+
+
+def require_free(path: str | Path, need: int, action: str, *, intact: str = INTACT) -> None:
     """Raise :class:`DiskFullError` when the file system holding ``path`` has
     less than ``need`` bytes free for ``action`` (a phrase: "writing 64 points
     to index X")."""
@@ -155,7 +175,7 @@ def require_free(path: str | Path, need: int, action: str, *, intact: str = "the
 
 
 def disk_full(path: str | Path, action: str, *, need: int | None = None, free: int | None = None,
-              intact: str = "the index is intact") -> DiskFullError:
+              intact: str = INTACT) -> DiskFullError:
     """The one-line disk-full error: where, how much is needed, that the data is intact."""
     where = _existing(path)
     if free is None:
@@ -165,7 +185,7 @@ def disk_full(path: str | Path, action: str, *, need: int | None = None, free: i
             free = None
     have = f" has {human(free)} free" if free is not None else " is full"
     needs = f" but {action} needs about {human(need)}" if need else f"; {action} failed"
-    return DiskFullError(f"disk full: {where}{have}{needs}; {intact} (nothing was half-written); "
+    return DiskFullError(f"disk full: {where}{have}{needs}; {intact}; "
                          "free space there (or choose another location) and re-run the same command")
 
 
@@ -177,5 +197,5 @@ def is_disk_full(exc: BaseException) -> bool:
     return "No space left on device" in msg or "os error 28" in msg or "Disk quota exceeded" in msg
 
 
-__all__ = ["create_bytes", "disk_full", "free_bytes", "fs_type", "human", "is_disk_full", "open_bytes",
+__all__ = ["INTACT", "create_bytes", "optimize_bytes", "disk_full", "free_bytes", "fs_type", "human", "is_disk_full", "open_bytes",
            "populates_mmaps", "require_free", "tree_bytes", "write_bytes"]
