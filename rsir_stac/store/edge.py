@@ -246,7 +246,8 @@ class EdgeStore(Store):
 
     def _open_existing(self, repair: bool) -> None:
         from rsir_stac.store.files import private_copy
-        from rsir_stac.store.integrity import DigestLedger, inspect_files, rebuild_shard
+        from rsir_stac.store.digests import DigestLedger
+        from rsir_stac.store.integrity import inspect_files, rebuild_shard
 
         if self._use_private:
             self._private = private_copy(self.shard_dir)
@@ -276,7 +277,8 @@ class EdgeStore(Store):
         """Move a shard the engine cannot load (with damaged files) to
         ``.<collection>.damaged`` and forget its digests; the next write creates
         the collection again (with the same model, checked against the metadata)."""
-        from rsir_stac.store.integrity import LEDGER_SUFFIX, RepairReport
+        from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger
+        from rsir_stac.store.integrity import RepairReport
 
         aside = self.index / f".{self.collection}.damaged"
         shutil.rmtree(aside, ignore_errors=True)
@@ -284,8 +286,6 @@ class EdgeStore(Store):
         ledger = self.index / f"{self.collection}{LEDGER_SUFFIX}"
         lost = 0
         if ledger.is_file():
-            from rsir_stac.store.integrity import DigestLedger
-
             old = DigestLedger(ledger, read_only=True)
             lost = old.count()
             old.close()
@@ -407,7 +407,7 @@ class EdgeStore(Store):
                     raise self._engine_error(exc, "creating payload indexes") from None
             return
         self._require_writable()
-        from rsir_stac.store.integrity import DigestLedger
+        from rsir_stac.store.digests import DigestLedger
 
         if self._meta is not None:  # a shard set aside as damaged: same model only
             check_incompatible(self._meta, dim, model_id, f"index {self.index}")
