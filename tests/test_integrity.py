@@ -85,7 +85,7 @@ EXPECTED = {
     "truncated": ({"file", "unreadable"}, "chunk_0.mmap (vector data) is 100 bytes"),
     "deleted": ({"file", "unreadable"}, "chunk_0.mmap (vector data) is missing"),
     "random": ({"vector"}, "vectors that differ from their digests"),
-    "idtracker": ({"file", "lost"}, "mutable_id_tracker.mappings (the id tracker) is missing"),
+    "idtracker": ({"tracker", "lost"}, "mutable_id_tracker.mappings (the id tracker) is missing"),
     "payload": ({"unreadable"}, "cannot be read back"),
     "descriptor": ({"file", "engine"}, "segment.json is missing"),
 }
@@ -165,6 +165,35 @@ def test_index_without_digests_is_unverified_and_reingested(idx, built, tiny_bun
     rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
     assert rep.points_written == 36  # not trusted: embedded again, now with digests
     assert check_index(idx).verified == 36
+
+
+def test_killed_before_first_flush_and_before_first_ledger_commit(tmp_path, built):
+    """A writer killed before its first flush leaves segments without id tracker
+    files (the WAL holds the points) and maybe a ledger file with no table yet:
+    neither is damage."""
+    import signal
+    import subprocess
+    import sys
+
+    idx = tmp_path / "killed"
+    code = ("import os, signal, uuid, numpy as np\n"
+            "from rsir_stac.store import open_store\nfrom rsir_stac.store.base import Point\n"
+            f"s = open_store({str(idx)!r}); s.ensure_collection(8, 'm')\n"
+            "rng = np.random.default_rng(0)\n"
+            "s.upsert([Point(str(uuid.uuid4()), rng.normal(size=8).astype('f4'), {'a': float(j)}) for j in range(20)])\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == -signal.SIGKILL
+    rep = check_index(idx)
+    assert rep.ok and rep.points == 20 and rep.verified == 20, rep.findings  # the ledger's WAL is read
+    ledger = idx / "rsir_tiles.digests.sqlite"
+    for extra in idx.glob("rsir_tiles.digests.sqlite-*"):
+        extra.unlink()
+    ledger.write_bytes(b"")  # killed between creating the ledger file and its first commit
+    rep = check_index(idx)
+    assert rep.ok and rep.points == 20 and rep.unverified == 20
+    with open_store(str(idx), read_only=True) as s:
+        assert s.count() == 20
 
 
 def test_empty_collection_passes(tmp_path):

@@ -122,16 +122,29 @@ class DigestLedger:
         self.read_only = read_only
         self._lock = threading.Lock()
         try:
-            if read_only:
+            if read_only and not os.access(self.path.parent, os.W_OK):
+                # read-only media: nothing can change it (a writer checkpoints its WAL at close)
                 uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            elif read_only:
+                # reads the WAL of a writer killed before its checkpoint; never writes
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA query_only=ON")
             else:
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("CREATE TABLE IF NOT EXISTS points (id BLOB PRIMARY KEY, vec INTEGER NOT NULL, "
                                  "pay INTEGER NOT NULL, floats BLOB NOT NULL) WITHOUT ROWID")
-            self._db.execute("SELECT count(*) FROM points").fetchone()
+            try:
+                self._db.execute("SELECT count(*) FROM points").fetchone()
+            except sqlite3.OperationalError as exc:
+                if not (read_only and "no such table" in str(exc)):
+                    raise
+                # created by a process killed before its first commit: an empty ledger
+                self._db.close()
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._db.execute("CREATE TABLE points (id BLOB PRIMARY KEY, vec INTEGER, pay INTEGER, floats BLOB)")
         except sqlite3.Error as exc:
             raise _ledger_error(self.path, exc) from None
 

@@ -253,7 +253,8 @@ class EdgeStore(Store):
             self._private = private_copy(self.shard_dir)
         else:
             require_free(self.index, open_bytes(self.shard_dir), f"opening index {self.index}")
-        damage = inspect_files(self.shard_dir)  # stat only: cheap
+        found = inspect_files(self.shard_dir)  # stat only: cheap
+        damage = [f for f in found if f.kind != "tracker"]  # trackers: see inspect_files
         try:
             self._load()
         except (IndexInUseError, DiskFullError):
@@ -267,7 +268,7 @@ class EdgeStore(Store):
         if repair is None:
             pass
         elif not repair:
-            self._warn_damage(damage)
+            self._warn_damage(damage, found)
         elif damage:
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
@@ -296,7 +297,7 @@ class EdgeStore(Store):
         log.warning("index %s cannot be loaded (%s); moved it to %s (delete it when done) and will build the "
                     "collection again", self.index, "; ".join(f.message for f in damage), aside)
 
-    def _warn_damage(self, damage: list) -> None:
+    def _warn_damage(self, damage: list, found: list) -> None:
         """Warn (once, at open) when files are damaged or points recorded in the
         digest ledger are missing; ``rsir-stac check`` says exactly what."""
         lost = 0
@@ -305,6 +306,8 @@ class EdgeStore(Store):
                 lost = self._ledger.count() - self.count()
             except StoreError:
                 lost = 0
+        if lost > 0:
+            damage = found
         if damage or lost > 0:
             what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
             log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",

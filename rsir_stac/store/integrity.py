@@ -69,7 +69,11 @@ class Finding:
 
 def inspect_files(shard_dir: Path) -> list[Finding]:
     """File-level damage of an Edge shard, from ``stat`` and small JSON files only
-    (safe before the engine maps anything).  Empty when nothing is wrong."""
+    (safe before the engine maps anything).  Empty when nothing is wrong.
+
+    A missing id tracker is reported with kind ``tracker``: it is also the state
+    of a segment whose process was killed before its first flush (the WAL then
+    restores every point), so it is damage only when points are lost."""
     out: list[Finding] = []
     rel = lambda p: os.path.relpath(p, shard_dir.parent)  # noqa: E731
     seg_root = shard_dir / "segments"
@@ -92,8 +96,8 @@ def inspect_files(shard_dir: Path) -> list[Finding]:
             continue
         if appendable:
             for name in ("mutable_id_tracker.mappings", "mutable_id_tracker.versions"):
-                if not (seg / name).is_file():
-                    out.append(Finding("file", f"{rel(seg / name)} (the id tracker) is missing"))
+                if not (seg / name).is_file():  # also normal before the first flush: only evidence
+                    out.append(Finding("tracker", f"{rel(seg / name)} (the id tracker) is missing"))
         vs = seg / "vector_storage"
         for cfg_path in sorted(vs.glob("*/config.json")) if vs.is_dir() else []:
             try:
@@ -273,7 +277,8 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
                              f".{collection}.damaged); re-run the ingest that built it")
         raise StoreError(f"index {path} has no collection {collection!r}; check --index")
     report = CheckReport(index=str(path))
-    report.findings.extend(inspect_files(path / collection))
+    files = inspect_files(path / collection)
+    report.findings.extend(f for f in files if f.kind != "tracker")
     try:
         store = EdgeStore(path, collection=collection, read_only=True, repair=None)
     except IndexInUseError:
@@ -295,7 +300,10 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         report.ledger_points = len(ledger_ids)
         rb = read_back(shard, ids, ledger)
         report.verified, report.unverified = len(rb.verified), len(rb.unverified)
-        _engine_findings(store, report, rb, ledger_ids - set(ids))
+        lost = ledger_ids - set(ids)
+        if lost:
+            report.findings.extend(f for f in files if f.kind == "tracker")
+        _engine_findings(store, report, rb, lost)
     return report
 
 
