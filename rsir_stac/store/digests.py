@@ -127,9 +127,15 @@ class DigestLedger:
                 uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             elif read_only:
-                # reads the WAL of a writer killed before its checkpoint; never writes
-                self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-                self._db.execute("PRAGMA query_only=ON")
+                # reads the WAL of a writer killed before its checkpoint; never writes (falls back
+                # to an immutable read where SQLite cannot make its shared-memory file: a full disk)
+                try:
+                    self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                    self._db.execute("PRAGMA query_only=ON")
+                    self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                except sqlite3.OperationalError:
+                    uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
+                    self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
                 self._db.execute("PRAGMA journal_mode=WAL")
