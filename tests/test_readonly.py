@@ -80,7 +80,7 @@ def test_serve_read_only_index(ro_index, tiny_bundle):
     before = _listing(src)
     idx = Index.open(str(ro), model=tiny_bundle, read_only=True)
     try:
-        client = TestClient(create_app(idx))
+        client = TestClient(create_app(idx), base_url="http://127.0.0.1:8000")
         info = client.get("/api/info")
         assert info.status_code == 200 and info.json()["count"] == 24
         # two readers at once: a read-only index takes no lock
