@@ -160,9 +160,16 @@ def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, fl
 # --------------------------------------------------------------------------- engine translation
 
 
-def edge_query(q: ExampleQuery, limit: int) -> Any:
-    """The ``qdrant_edge`` scoring query for ``q``."""
+#: A query for a uniform random sample of the (filtered) points, e.g. classifier background.
+RANDOM_SAMPLE = "random-sample"
+
+
+def edge_query(q: ExampleQuery | str, limit: int) -> Any:
+    """The ``qdrant_edge`` scoring query for ``q`` (or :data:`RANDOM_SAMPLE`)."""
     import qdrant_edge as e
+
+    if q == RANDOM_SAMPLE:
+        return e.Sample.Random
 
     if q.strategy == "average":
         vec = q.average_vector().tolist()
@@ -183,9 +190,12 @@ def edge_query(q: ExampleQuery, limit: int) -> Any:
     return e.Query.FeedbackNaive(e.FeedbackNaiveQuery(q._target(), items, e.NaiveFeedbackStrategy(1.0, 1.0, 1.0)))
 
 
-def qdrant_query(q: ExampleQuery, limit: int) -> Any:
-    """The qdrant-client ``query_points`` query for ``q``."""
+def qdrant_query(q: ExampleQuery | str, limit: int) -> Any:
+    """The qdrant-client ``query_points`` query for ``q`` (or :data:`RANDOM_SAMPLE`)."""
     from qdrant_client import models as m
+
+    if q == RANDOM_SAMPLE:
+        return m.SampleQuery(sample=m.Sample.RANDOM)
 
     pos = [v.tolist() for v in q.positives]
     neg = [v.tolist() for v in q.negatives]
@@ -308,6 +318,13 @@ def run_query(
     return [SearchHit(h.id, h.score, got[h.id].payload, got[h.id].vector) for h in page if h.id in got]
 
 
+def sample_ids(store: Any, n: int, flt: SearchFilter | None = None, exclude: Exclusion = Exclusion()) -> list[str]:
+    """Ids of up to ``n`` points drawn at random (by the engine) from those matching ``flt``."""
+    if store.meta() is None or n < 1:
+        return []
+    return [h.id for h in store._query_raw(RANDOM_SAMPLE, int(n), flt, exclude, None)]
+
+
 def _sort_equal_runs(hits: list) -> list:
     out: list = []
     i = 0
@@ -332,4 +349,5 @@ def _cap_per_item(hits: Sequence, per_item: int) -> list:
     return out
 
 
-__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_radius", "run_query"]
+__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "RANDOM_SAMPLE", "STRATEGIES", "check_k", "footprint_radius",
+           "run_query", "sample_ids"]
