@@ -23,7 +23,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     if not folder.is_dir():
         raise InputError(f"output folder {folder} does not exist; create it or choose another path for {target.name}")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=folder)
     except OSError as exc:
         raise InputError(f"cannot write in {folder} ({exc.strerror}); choose a writable path for {target.name}") from None
     os.close(fd)

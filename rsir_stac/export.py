@@ -10,7 +10,8 @@ and optionally the stored vector (``embedding``, a list of float32).
   streamed row by row; GeoParquet (``.parquet``, ``.geoparquet``; GeoParquet
   1.1, WKB, written with pyarrow) page by page as row groups; FlatGeobuf
   (``.fgb``, GDAL through geopandas/pyogrio) is written from all rows at once
-  (it builds a spatial index over them).
+  (it builds a spatial index over them and stores features in that index's
+  order: sort by ``rank``).
 * Files are written to a temporary name and renamed when complete.
 
 :func:`export_index` writes a whole index to GeoParquet with the vectors, plus

@@ -202,6 +202,8 @@ class Index:
                                                 ("pixels", pixels)) if v is not None] + list(positives)
         neg = list(negatives)
         if labels is not None:
+            if not pos:
+                labels.require_positive()
             lp, ln = self.label_examples(labels)
             pos, neg = pos + lp, neg + ln
         if not pos:
