@@ -100,8 +100,8 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
 
     ``progress(done, total)`` is called after each scrolled batch of ``batch`` points.
     ``max_hits`` keeps only the most probable hits (None: all).  Raises InputError
-    (no positive label, threshold outside 0–1), IncompatibleIndexError (labels of
-    another model) and PointNotFoundError (labels of another index).
+    (no positive label, threshold outside 0–1, labels of another model) and
+    PointNotFoundError (labels of another index).
     """
     t0 = time.perf_counter()
     if not (0.0 <= float(threshold) <= 1.0) or math.isnan(float(threshold)):

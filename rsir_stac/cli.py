@@ -427,7 +427,7 @@ def _examples(images, point_ids, ats):
               help="How the engine combines several examples (Qdrant recommend/discovery/context/feedback query).")
 @click.option("--mmr", type=float, help="Diversify with maximal marginal relevance (diversity 0-1, e.g. 0.5).")
 @click.option("--per-item", default="auto", show_default=True,
-              help="At most N hits per scene; 0: no cap; auto: 3 when offset + limit <= 100, else no cap.")
+              help="At most N hits per scene; 0: no cap; auto: other scenes first (3 per scene), then the rest.")
 @click.option("--exclude-within", type=float, help="Drop tiles within this many metres of the examples' footprints.")
 @_store_options
 @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")

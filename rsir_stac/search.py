@@ -22,7 +22,7 @@ from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
 
-#: Hits per scene kept by default on a page of at most 100 results (benchmarks/diversity.py).
+#: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
 
 
@@ -155,10 +155,10 @@ class Index:
     def label_examples(self, labels: LabelSet, what: str = "label set") -> tuple[list[Example], list[Example]]:
         """Positive and negative examples from a label set made on this index.
 
-        Raises IncompatibleIndexError when the labels name another model, and
-        PointNotFoundError (naming ``what``) when a labelled tile is not in this index."""
+        Raises InputError when the labels name another model, and PointNotFoundError
+        (naming ``what``) when a labelled tile is not in this index."""
         if labels.model_id and labels.model_id != self.bundle.model_id:
-            raise IncompatibleIndexError(
+            raise InputError(
                 f"{what} was made on an index of model {labels.model_id}, but {self.store.describe()} holds model "
                 f"{self.bundle.model_id}; label tiles of this index (or open the index the labels came from)")
         try:
@@ -182,22 +182,24 @@ class Index:
         and ``labels`` (a :class:`~rsir_stac.labels.LabelSet`).  ``strategy`` names
         the engine query (:data:`rsir_stac.store.query.STRATEGIES`); ``mmr``
         (diversity 0–1) re-ranks with maximal marginal relevance; ``per_item`` keeps
-        at most that many hits per scene (None: no cap; ``"auto"``, the default:
-        :data:`AUTO_PER_ITEM` for a page to look at, offset + k <= 100, so it is not
-        one scene's adjacent tiles, and no cap for large result sets); ``exclude_within_m`` drops tiles whose centre
+        at most that many hits per scene (None: no cap); ``"auto"``, the default,
+        is a soft cap of :data:`AUTO_PER_ITEM`: hits from other scenes come first, so
+        a page is not one scene's adjacent tiles, and the capped-out hits follow when
+        there are no more scenes (a small index, a large k); ``exclude_within_m`` drops tiles whose centre
         is within that many metres of a stored positive example's footprint.  Hits
         ``offset .. offset+k`` (offset + k <= 10,000).  Stored examples are left out of
         the hits unless ``include_query``.  ``with_payload=False`` returns bare hits (id
         and score) for paging them in later (:func:`rsir_stac.export.search_pages`).
 
-        Raises InputError (no positive, bad k/strategy), PointNotFoundError,
-        IncompatibleIndexError (labels of another model).
+        Raises InputError (no positive, bad k/strategy, labels of another model),
+        PointNotFoundError (unknown id, labels of another index).
         """
         from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_radius
 
         check_k(k, offset)
-        if per_item == "auto":
-            per_item = AUTO_PER_ITEM if offset + k <= 100 else None
+        fill = per_item == "auto"
+        if fill:
+            per_item = AUTO_PER_ITEM
         pos = [Example(kind, v) for kind, v in (("image", image), ("point", point_id), ("location", at),
                                                 ("pixels", pixels)) if v is not None] + list(positives)
         neg = list(negatives)
@@ -217,7 +219,7 @@ class Index:
         around = tuple(a for a in (footprint_radius(r.payload, float(exclude_within_m))
                                    for r in rp if r.payload and exclude_within_m is not None) if a)
         hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around),
-                                per_item=per_item, with_vectors=with_vectors,
+                                per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
         first = rp[0]
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),

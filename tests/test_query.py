@@ -115,6 +115,11 @@ def test_per_item_cap(points, stores):
         items = [h.payload["item_id"] for h in a]
         assert max(items.count(i) for i in items) <= cap
         assert [h.score for h in a] == sorted(h.score for h in a)
+    # soft cap: capped hits first, then the capped-out ones in rank order, up to k
+    a, b = edge.query(q, 290, per_item=1, fill=True), mem.query(q, 290, per_item=1, fill=True)
+    assert _ids(a) == _ids(b) and len(a) == 290
+    n_items = len({p.payload["item_id"] for p in points})
+    assert len({h.payload["item_id"] for h in a[:n_items]}) == n_items
 
 
 def test_exclusion_around_footprint(points, stores):

@@ -426,7 +426,7 @@ class Store(abc.ABC):
         """Hits of an :class:`~rsir_stac.store.query.ExampleQuery` (several positive and
         negative examples) through the engine's own query API; see
         :func:`rsir_stac.store.query.run_query` for ``offset``, ``flt``, ``exclude``,
-        ``per_item`` and ``with_vectors``."""
+        ``per_item``, ``fill`` and ``with_vectors``."""
         from rsir_stac.store.query import run_query
 
         return run_query(self, query, k, **kwargs)

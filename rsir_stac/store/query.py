@@ -60,6 +60,8 @@ MAX_EXAMPLES = 256
 MAX_PAIRS = 1024
 #: Widening stops here: a tie group (or a per-item cap) that needs more candidates is cut.
 MAX_CANDIDATES = 200_000
+#: A soft per-scene cap looks at most this many candidates per result wanted before filling up.
+FILL_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ def run_query(
     flt: SearchFilter | None = None,
     exclude: Exclusion = Exclusion(),
     per_item: int | None = None,
+    fill: bool = False,
     with_vectors: bool = False,
     with_payload: bool = True,
 ) -> list:
@@ -280,7 +283,10 @@ def run_query(
     Ranking: by score (ascending distance, or descending score for the
     recommend/discovery strategies), ties by point id; MMR keeps the engine's
     selection order.  ``per_item``: at most this many hits per STAC item (scene),
-    kept greedily in rank order.  Payloads (and vectors) are fetched only for
+    kept greedily in rank order; with ``fill`` the cap is soft: when the capped
+    hits run short of ``offset + k``, the capped-out hits follow in rank order
+    (candidates are widened to at most :data:`FILL_CANDIDATES` × (offset + k)
+    looking for other scenes first).  Payloads (and vectors) are fetched only for
     the returned page.  Raises InputError for a bad k/offset/per_item.
     """
     from rsir_stac.store.base import SearchHit, as_query_vector, normalize_id
@@ -306,11 +312,15 @@ def run_query(
         full = len(raw) >= limit
         settled = (len(ranked) >= want and (query.mmr is not None or per_item is not None
                                             or sign * ranked[want - 1].score < sign * raw[-1].score))
-        if not full or settled or limit >= MAX_CANDIDATES:
+        bound = min(MAX_CANDIDATES, FILL_CANDIDATES * want + 16) if fill else MAX_CANDIDATES
+        if fill and per_item is not None and (not full or limit >= bound) and len(ranked) < want:
+            kept = {h.id for h in ranked}
+            ranked = ranked + [h for h in raw if h.id not in kept]
+        if not full or settled or limit >= bound:
             if full and not settled:
                 log.debug("query stopped widening at %d candidates", limit)
             break
-        limit = min(limit * 4, MAX_CANDIDATES)
+        limit = min(limit * 4, bound)
     page = ranked[offset:want]
     if not page or not (with_payload or with_vectors):
         return [SearchHit(h.id, h.score, {}, None) for h in page]
