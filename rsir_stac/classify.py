@@ -150,7 +150,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         if progress is not None:
             progress(done, total)
 
-    for pid, _, vec in store._scan(flt, fields=["item_id"], with_vectors=True, batch=batch):
+    for pid, _, vec in store._scan(flt, fields=[], with_vectors=True, batch=batch):
         buf_ids.append(pid)
         buf_vecs.append(vec)
         if len(buf_ids) >= batch:

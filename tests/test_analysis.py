@@ -294,6 +294,14 @@ def test_classify_finds_the_labelled_class(index, world, bundle):
     assert len(areas) <= 4  # two blocks of adjacent tiles (plus stray background hits)
 
 
+def test_classify_same_in_both_engines(index, mem_index, world, bundle):
+    from rsir_stac.classify import classify
+
+    labels = _labels(world, bundle)
+    a, b = classify(index, labels, threshold=0.3), classify(mem_index, labels, threshold=0.3)
+    assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.precision == b.precision
+
+
 def test_classify_with_positives_only_draws_background(index, world, bundle):
     from rsir_stac.classify import classify
 
