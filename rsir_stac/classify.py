@@ -55,13 +55,16 @@ class ClassifyReport:
     holdout: int
     seconds: float
     model: str = "LogisticRegression(C=1.0, class_weight='balanced')"
+    fit_seconds: float = 0.0
+    scan_seconds: float = 0.0
     coef: tuple[float, ...] = field(default=(), repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
                 "positives": self.positives, "negatives": self.negatives, "background": self.background,
                 "holdout": self.holdout, "precision": self.precision, "recall": self.recall,
-                "seconds": round(self.seconds, 2), "model": self.model}
+                "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
+                "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
 
 
 def _fit(x: np.ndarray, y: np.ndarray, seed: int):
@@ -131,6 +134,8 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     clf = _fit(x, y, seed)
     w = clf.coef_[0].astype(np.float64)
     b = float(clf.intercept_[0])
+    t_scan = time.perf_counter()
+    fit_s = t_scan - t0
     total = store.count(flt)
     found: list[tuple[float, str]] = []
     done = 0
@@ -156,6 +161,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         if len(buf_ids) >= batch:
             flush()
     flush()
+    scan_s = time.perf_counter() - t_scan
     found.sort(key=lambda t: (-t[0], t[1]))
     if max_hits is not None:
         found = found[:max_hits]
@@ -165,7 +171,8 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         got = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
         hits.extend(SearchHit(i, p, got[i].payload) for p, i in part if i in got)
     return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(background),
-                          precision, recall, n_test, time.perf_counter() - t0, coef=tuple(w.tolist()))
+                          precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
+                          coef=tuple(w.tolist()))
 
 
 def dissolve(hits: Any) -> list[dict[str, Any]]:
