@@ -21,7 +21,7 @@ import traceback
 import click
 
 from rsir_stac import __version__
-from rsir_stac.cli_analysis import _filter_options, _search_filter, bar_pages, tqdm_bar
+from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _search_filter, bar_pages, tqdm_bar
 from rsir_stac.errors import RsirError
 
 
@@ -391,27 +391,6 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 
 
 # -------------------------------------------------------------------------- search
-def _per_item(text):
-    from rsir_stac.errors import InputError
-
-    if str(text).lower() == "auto":
-        return "auto"
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise InputError(f"--per-item {text!r} is invalid; give a whole number of hits per scene, 0 (no cap) or auto")
-    return n or None
-
-
-def _examples(images, point_ids, ats):
-    from rsir_stac.search import Example, parse_lonlat
-
-    return ([Example("image", i) for i in images] + [Example("point", p) for p in point_ids]
-            + [Example("location", parse_lonlat(a)) for a in ats])
-
-
 @main.command()
 @click.option("--image", multiple=True, type=click.Path(dir_okay=False),
               help="Positive example: an image file or raster tile (repeatable).")

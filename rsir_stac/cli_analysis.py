@@ -44,6 +44,27 @@ def bar_pages(pages, bar):
         bar.update(len(page))
 
 
+def _per_item(text):
+    from rsir_stac.errors import InputError
+
+    if str(text).lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"--per-item {text!r} is invalid; give a whole number of hits per scene, 0 (no cap) or auto")
+    return n or None
+
+
+def _examples(images, point_ids, ats):
+    from rsir_stac.search import Example, parse_lonlat
+
+    return ([Example("image", i) for i in images] + [Example("point", p) for p in point_ids]
+            + [Example("location", parse_lonlat(a)) for a in ats])
+
+
 def register(main: click.Group, handle_errors, store_options) -> None:
     """Add ``classify`` and ``export`` to the ``rsir-stac`` group (the error handler and store
     options come from :mod:`rsir_stac.cli`, which imports this module)."""
