@@ -9,9 +9,12 @@ over-fits less than kernels or trees would; it outputs probabilities, so
 of vectors as one matrix product, which keeps a pass over 1,000,000 points
 within the scroll's own cost.
 
-Without (enough) negative labels, tiles drawn at random from the filtered area
-by the engine serve as background negatives (most tiles are not the thing
-searched for).  Precision and recall are measured on a stratified held-out part
+Tiles drawn at random (fixed by ``seed``) from the filtered area are added as
+background negatives (``background``, default max(50, 5 × positives)): the
+thing searched for is rare, and a handful of negative labels cannot cover
+every other kind of tile in the area (measured in benchmarks/RESULTS.md,
+section 7).  A background tile that is in fact positive costs little: it is
+one of many.  Precision and recall are measured on a stratified held-out part
 of the *labels* (default 25 %), then the model is refitted on all of them.
 """
 
@@ -32,8 +35,8 @@ from rsir_stac.store import SearchFilter, SearchHit
 
 log = logging.getLogger(__name__)
 
-#: Background negatives drawn when the labels hold fewer than this many negatives.
-MIN_NEGATIVES = 5
+#: Fewest background negatives drawn by default (else 5 per positive label).
+MIN_BACKGROUND = 50
 
 
 @dataclass(frozen=True)
@@ -97,12 +100,13 @@ def _holdout_scores(x: np.ndarray, y: np.ndarray, real: np.ndarray, fraction: fl
 
 def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, threshold: float = 0.5,
              holdout: float = 0.25, seed: int = 0, batch: int = 4096, max_hits: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ClassifyReport:
+             background: int | None = None, progress: Callable[[int, int], None] | None = None) -> ClassifyReport:
     """Fit on ``labels`` (tiles of ``index``, an :class:`~rsir_stac.search.Index`) and return
     every tile matching ``flt`` whose probability is >= ``threshold``.
 
     ``progress(done, total)`` is called after each scrolled batch of ``batch`` points.
-    ``max_hits`` keeps only the most probable hits (None: all).  Raises InputError
+    ``max_hits`` keeps only the most probable hits (None: all).  ``background``:
+    random tiles added as negatives (None: max(50, 5 × positives); 0: none).  Raises InputError
     (no positive label, threshold outside 0–1, labels of another model) and
     PointNotFoundError (labels of another index).
     """
@@ -115,21 +119,23 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     index.label_examples(labels)  # model and membership checks, one-line errors
     store = index.store
     pos, neg = list(labels.positives), list(labels.negatives)
-    background: list[str] = []
-    if len(neg) < MIN_NEGATIVES:
+    want = max(MIN_BACKGROUND, 5 * len(pos)) if background is None else int(background)
+    if want < 0:
+        raise InputError(f"background={background!r} must be a whole number >= 0 (random tiles used as negatives)")
+    drawn: list[str] = []
+    if want:
         from rsir_stac.store.query import Exclusion, sample_ids
 
-        want = max(50, 5 * len(pos))
-        background = sample_ids(store, want, flt, Exclusion(ids=frozenset(pos + neg)))
-        log.info("drew %d background tiles as negatives (%d negative labels)", len(background), len(neg))
-    ids = pos + neg + background
+        drawn = sample_ids(store, want, flt, Exclusion(ids=frozenset(pos + neg)), seed=seed)
+        log.info("drew %d background tiles as negatives (%d negative labels)", len(drawn), len(neg))
+    ids = pos + neg + drawn
     vecs = {h.id: h.vector for h in store.retrieve(ids, with_vectors=True)}
     x = np.stack([vecs[i] for i in ids]).astype(np.float32)
-    y = np.array([1] * len(pos) + [0] * (len(neg) + len(background)))
+    y = np.array([1] * len(pos) + [0] * (len(neg) + len(drawn)))
     if len(np.unique(y)) < 2:
         raise InputError("the classifier needs negative examples and the filtered area has no other tiles; "
                          "label some tiles negative or widen the filters")
-    real = np.array([True] * (len(pos) + len(neg)) + [False] * len(background))
+    real = np.array([True] * (len(pos) + len(neg)) + [False] * len(drawn))
     precision, recall, n_test = _holdout_scores(x, y, real, float(holdout), float(threshold), seed)
     clf = _fit(x, y, seed)
     w = clf.coef_[0].astype(np.float64)
@@ -170,7 +176,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         part = found[start:start + 1000]
         got = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
         hits.extend(SearchHit(i, p, got[i].payload) for p, i in part if i in got)
-    return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(background),
+    return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
                           precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
                           coef=tuple(w.tolist()))
 

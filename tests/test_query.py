@@ -179,3 +179,16 @@ def test_k_above_the_limit(points, stores):
             s.query(q, 10, offset=-1)
         with pytest.raises(InputError, match="per_item"):
             s.query(q, 10, per_item=0)
+
+
+def test_background_sample_is_fixed_by_seed_and_engine_independent(points, stores):
+    from rsir_stac.store.query import sample_ids
+
+    edge, mem = stores
+    excl = Exclusion(ids=frozenset(p.id for p in points[:10]))
+    a, b = sample_ids(edge, 40, None, excl, seed=3), sample_ids(mem, 40, None, excl, seed=3)
+    assert a == b and len(set(a)) == 40 and not set(a) & excl.ids
+    assert sample_ids(edge, 40, None, excl, seed=4) != a
+    flt = SearchFilter(collections=("sentinel-2-l2a",))
+    s = sample_ids(edge, 1000, flt)  # more than match: every match once
+    assert sorted(s) == sorted(p.id for p in points if matches(p.payload, flt))

@@ -162,16 +162,9 @@ def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, fl
 # --------------------------------------------------------------------------- engine translation
 
 
-#: A query for a uniform random sample of the (filtered) points, e.g. classifier background.
-RANDOM_SAMPLE = "random-sample"
-
-
-def edge_query(q: ExampleQuery | str, limit: int) -> Any:
-    """The ``qdrant_edge`` scoring query for ``q`` (or :data:`RANDOM_SAMPLE`)."""
+def edge_query(q: ExampleQuery, limit: int) -> Any:
+    """The ``qdrant_edge`` scoring query for ``q``."""
     import qdrant_edge as e
-
-    if q == RANDOM_SAMPLE:
-        return e.Sample.Random
 
     if q.strategy == "average":
         vec = q.average_vector().tolist()
@@ -192,12 +185,9 @@ def edge_query(q: ExampleQuery | str, limit: int) -> Any:
     return e.Query.FeedbackNaive(e.FeedbackNaiveQuery(q._target(), items, e.NaiveFeedbackStrategy(1.0, 1.0, 1.0)))
 
 
-def qdrant_query(q: ExampleQuery | str, limit: int) -> Any:
-    """The qdrant-client ``query_points`` query for ``q`` (or :data:`RANDOM_SAMPLE`)."""
+def qdrant_query(q: ExampleQuery, limit: int) -> Any:
+    """The qdrant-client ``query_points`` query for ``q``."""
     from qdrant_client import models as m
-
-    if q == RANDOM_SAMPLE:
-        return m.SampleQuery(sample=m.Sample.RANDOM)
 
     pos = [v.tolist() for v in q.positives]
     neg = [v.tolist() for v in q.negatives]
@@ -328,11 +318,24 @@ def run_query(
     return [SearchHit(h.id, h.score, got[h.id].payload, got[h.id].vector) for h in page if h.id in got]
 
 
-def sample_ids(store: Any, n: int, flt: SearchFilter | None = None, exclude: Exclusion = Exclusion()) -> list[str]:
-    """Ids of up to ``n`` points drawn at random (by the engine) from those matching ``flt``."""
+def sample_ids(store: Any, n: int, flt: SearchFilter | None = None, exclude: Exclusion = Exclusion(),
+               seed: int = 0) -> list[str]:
+    """Ids of up to ``n`` points matching ``flt``, a sample fixed by ``seed``.
+
+    Point ids are uuid5 hashes, so the points that follow a seeded random id in id
+    order are a random sample; both engines scroll in id order, so they draw the
+    same sample (wrapping round to the lowest ids when the range runs out).
+    """
+    import uuid
+
     if store.meta() is None or n < 1:
         return []
-    return [h.id for h in store._query_raw(RANDOM_SAMPLE, int(n), flt, exclude, None)]
+    start = str(uuid.UUID(int=int(np.random.default_rng(seed).integers(0, 2**63)) << 64))
+    out = store._ids_from(start, n, flt, exclude)
+    if len(out) < n:
+        seen = set(out)
+        out += [i for i in store._ids_from(None, n, flt, exclude) if i not in seen][: n - len(out)]
+    return out
 
 
 def _sort_equal_runs(hits: list) -> list:
@@ -359,5 +362,5 @@ def _cap_per_item(hits: Sequence, per_item: int) -> list:
     return out
 
 
-__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "RANDOM_SAMPLE", "STRATEGIES", "check_k", "footprint_radius",
+__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_radius",
            "run_query", "sample_ids"]
