@@ -185,8 +185,9 @@ class Index:
         at most that many hits per scene (None: no cap); ``"auto"``, the default,
         is a soft cap of :data:`AUTO_PER_ITEM`: hits from other scenes come first, so
         a page is not one scene's adjacent tiles, and the capped-out hits follow when
-        there are no more scenes (a small index, a large k); ``exclude_within_m`` drops tiles whose centre
-        is within that many metres of a stored positive example's footprint.  Hits
+        there are no more scenes (a small index, a large k); ``exclude_within_m``
+        drops tiles whose centre is within that many metres of a stored positive
+        example's footprint.  Hits
         ``offset .. offset+k`` (offset + k <= 10,000).  Stored examples are left out of
         the hits unless ``include_query``.  ``with_payload=False`` returns bare hits (id
         and score) for paging them in later (:func:`rsir_stac.export.search_pages`).
@@ -214,6 +215,9 @@ class Index:
         if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
             raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres")
         rp, rn = self.resolve(pos, positive=True), self.resolve(neg, positive=False)
+        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
+        if both:
+            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
         query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
         ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
         around = tuple(a for a in (footprint_radius(r.payload, float(exclude_within_m))

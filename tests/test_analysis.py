@@ -147,6 +147,9 @@ def test_labels_without_positive_other_index_or_model(index, world, bundle):
     other_model = LabelSet(_labels(world, bundle).labels, "some-other-model")
     with pytest.raises(InputError, match="some-other-model"):
         index.search(labels=other_model)
+    pid = world[1][0].id
+    with pytest.raises(InputError, match="both a positive and a negative"):
+        index.search(point_id=pid, negatives=[Example("point", pid)])
 
 
 # ------------------------------------------------------------------------------- searching
