@@ -13,7 +13,7 @@ Tiles drawn at random (fixed by ``seed``) from the filtered area are added as
 background negatives (``background``, default max(50, 5 × positives)): the
 thing searched for is rare, and a handful of negative labels cannot cover
 every other kind of tile in the area (measured in benchmarks/RESULTS.md,
-section 7).  A background tile that is in fact positive costs little: it is
+section 8).  A background tile that is in fact positive costs little: it is
 one of many.  Precision and recall are measured on a stratified held-out part
 of the *labels* (default 25 %), then the model is refitted on all of them.
 """
