@@ -11,9 +11,17 @@ over the same points.  Side by side in the same run: numpy brute force, and
 qdrant-client local mode (the embedded alternative) at 20,000 and 100,000
 points.
 
+The analyst's queries (issue 14) run on the same Edge index: labelled
+queries (5 positives, 5 negatives from the query's scene and another scene)
+with the recommend ``average``/``best_score`` and ``discover`` strategies, MMR
+(diversity 0.5), the default soft per-scene cap, k = 1,000 and 10,000 (ids
+and scores, then the payloads of the first page of 1,000), and one
+``classify`` pass over every point (``--analysis-queries 0`` skips them).
+
 Usage::
 
     python benchmarks/query.py [--points 1000000] [--queries 200] [--dim D] [--by-scene]
+                               [--analysis-queries 50]
 
 Ends with one JSON line.
 """
@@ -79,6 +87,7 @@ def main() -> None:
     ap.add_argument("--client-sizes", default="20000,100000")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--by-scene", action="store_true", help="Write points scene after scene, as ingest does.")
+    ap.add_argument("--analysis-queries", type=int, default=50, help="Queries per analyst case (0: skip).")
     args = ap.parse_args()
 
     from rsir_stac.store import Point, SearchFilter, open_store
@@ -173,6 +182,7 @@ def main() -> None:
             recalls.append(len(set(got) & set(truth)) / max(1, min(K, len(truth))))
         res[kind] = {"p50_ms": pct(lat_ms, 50), "p99_ms": pct(lat_ms, 99), "recall@10": round(float(np.mean(recalls)), 4),
                      "numpy_p50_ms": pct(bf_ms, 50), "matching_points_median": int(np.median(sel))}
+    analysis = analyst_queries(store, vec, scene, qi, args.analysis_queries) if args.analysis_queries else {}
     store.close()
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)  # ~1 GB at 1M points
@@ -209,7 +219,76 @@ def main() -> None:
         "filtered_p99_ms_max": max(r["p99_ms"] for r in filtered),
         "recall@10_min": min(r["recall@10"] for r in res.values()),
         "qdrant_client_local": client,
+        "analysis": analysis,
     }))
+
+
+def analyst_queries(store, vec, scene, qi, nq: int) -> dict:
+    """Latency of labelled / MMR / large-k queries and of one classify pass (issue 14)."""
+    from rsir_stac.classify import classify
+    from rsir_stac.labels import Label, LabelSet
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.search import Index
+    from rsir_stac.store.query import ExampleQuery
+
+    rng = np.random.default_rng(2)
+    by_scene = {}
+    for i, s in enumerate(scene):
+        by_scene.setdefault(int(s), []).append(i)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vec))]
+
+    def examples(j):
+        own = by_scene[int(scene[qi[j]])]
+        other = by_scene[int((scene[qi[j]] + 7) % len(by_scene))]
+        return [int(x) for x in rng.choice(own, 5)], [int(x) for x in rng.choice(other, 5)]
+
+    def timed(make, runs):
+        ms = []
+        for j in range(runs):
+            q = make(j)
+            t = time.perf_counter()
+            q()
+            ms.append(time.perf_counter() - t)
+        return {"p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "runs": runs}
+
+    def labelled(strategy, k=10, **kw):
+        def make(j):
+            p, n = examples(j)
+            eq = ExampleQuery(tuple(vec[p]), tuple(vec[n]), strategy=strategy, mmr=kw.get("mmr"))
+            return lambda: store.query(eq, k, exclude=_excl(p + n), per_item=kw.get("per_item"),
+                                       fill=kw.get("fill", False), with_payload=kw.get("with_payload", True))
+        return make
+
+    def _excl(idx):
+        from rsir_stac.store.query import Exclusion
+
+        return Exclusion(ids=frozenset(ids[i] for i in idx))
+
+    out = {
+        "labelled_5pos_5neg_average_k10": timed(labelled("average"), nq),
+        "labelled_5pos_5neg_best_score_k10": timed(labelled("best_score"), nq),
+        "labelled_5pos_5neg_discover_k10": timed(labelled("discover"), nq),
+        "mmr_0.5_k10": timed(lambda j: (lambda: store.query(ExampleQuery((vec[qi[j]],), mmr=0.5), 10)), nq),
+        "soft_cap_3_per_scene_k10": timed(
+            lambda j: (lambda: store.query(ExampleQuery((vec[qi[j]],)), 10, per_item=3, fill=True)), nq),
+    }
+    runs = max(3, nq // 5)
+    for k in (1000, 10_000):
+        out[f"plain_k{k}_ids"] = timed(
+            lambda j, k=k: (lambda: store.query(ExampleQuery((vec[qi[j]],)), k, with_payload=False)), runs)
+        out[f"labelled_best_score_k{k}_ids"] = timed(labelled("best_score", k, with_payload=False), runs)
+        out[f"plain_k{k}_first_page_payloads"] = timed(
+            lambda j, k=k: (lambda: store.query(ExampleQuery((vec[qi[j]],)), min(k, 1000))), runs)
+    bundle = load_bundle()
+    if bundle.dim == vec.shape[1]:
+        p, n = examples(0)
+        labels = LabelSet(tuple([Label(ids[i], "positive") for i in p] + [Label(ids[i], "negative") for i in n]))
+        idx = Index(store, bundle)
+        t = time.perf_counter()
+        rep = classify(idx, labels, threshold=0.9, batch=8192)
+        out["classify_all_points"] = {"seconds": round(time.perf_counter() - t, 2), "scored": rep.scored,
+                                      "hits": len(rep.hits)}
+    return out
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import traceback
 import click
 
 from rsir_stac import __version__
+from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _search_filter, bar_pages, tqdm_bar
 from rsir_stac.errors import RsirError
 
 
@@ -400,49 +401,79 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 
 # -------------------------------------------------------------------------- search
 @main.command()
-@click.option("--image", type=click.Path(dir_okay=False), help="Query with an image file or raster tile.")
-@click.option("--point-id", help="Query with a stored tile's id.")
-@click.option("--at", "at", help="Query with the stored tile covering LON,LAT.")
+@click.option("--image", multiple=True, type=click.Path(dir_okay=False),
+              help="Positive example: an image file or raster tile (repeatable).")
+@click.option("--point-id", multiple=True, help="Positive example: a stored tile's id (repeatable).")
+@click.option("--at", "at", multiple=True, help="Positive example: the stored tile covering LON,LAT (repeatable).")
+@click.option("--not-image", multiple=True, type=click.Path(dir_okay=False), help="Negative example image (repeatable).")
+@click.option("--not-point-id", multiple=True, help="Negative example: a stored tile's id (repeatable).")
+@click.option("--not-at", multiple=True, help="Negative example: the stored tile covering LON,LAT (repeatable).")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
+              help="Label file (GeoJSON FeatureCollection of positive/negative tiles) adding examples.")
+@click.option("--strategy", default="average", show_default=True,
+              type=click.Choice(["average", "best_score", "sum_scores", "discover", "context", "feedback"]),
+              help="How the engine combines several examples (Qdrant recommend/discovery/context/feedback query).")
+@click.option("--mmr", type=float, help="Diversify with maximal marginal relevance (diversity 0-1, e.g. 0.5).")
+@click.option("--per-item", default="auto", show_default=True,
+              help="At most N hits per scene; 0: no cap; auto: other scenes first (3 per scene), then the rest.")
+@click.option("--exclude-within", type=float, help="Drop tiles within this many metres of the examples' footprints.")
 @_store_options
 @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
-@click.option("--bbox", help="Only results whose centre is in W,S,E,N (degrees).")
-@click.option("--near", help="Only results within LON,LAT,RADIUS_M.")
-@click.option("--within", type=click.Path(dir_okay=False), help="Only results inside a GeoJSON polygon file.")
-@click.option("--datetime", "datetime_", help="Only results acquired in START/END (RFC 3339; '..' for an open end).")
-@click.option("--collection", multiple=True, help="Only results of this STAC collection (repeatable).")
-@click.option("--limit", "-k", default=10, show_default=True, help="Number of results.")
-@click.option("--include-query", is_flag=True, help="Keep the query tile itself in the results.")
+@_filter_options
+@click.option("--limit", "-k", default=10, show_default=True, help="Number of results (offset + limit <= 10,000).")
+@click.option("--offset", default=0, show_default=True, help="Skip this many results (paging).")
+@click.option("--include-query", is_flag=True, help="Keep the example tiles themselves in the results.")
 @click.option("--format", "fmt", default="table", show_default=True, type=click.Choice(["table", "json", "geojson"]))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the hits to a file: .geojson, .csv, .fgb or .parquet (GeoParquet), streamed page by page.")
+@click.option("--with-vectors", is_flag=True, help="With --out: include the stored vectors.")
 @click.option("--thumbnails", type=click.Path(file_okay=False), help="Write result tiles as PNG and a contact sheet here.")
 @_handle_errors
-def search(image, point_id, at, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
-           limit, include_query, fmt, thumbnails):
-    """Find the stored tiles most like a query tile, optionally filtered by place, time and collection."""
-    from rsir_stac.search import Index, hit_record, parse_lonlat, to_geojson
-    from rsir_stac.store.filters import SearchFilter, load_polygon, parse_bbox, parse_datetime_range, parse_near
+def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, strategy, mmr, per_item, exclude_within,
+           index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
+           limit, offset, include_query, fmt, out, with_vectors, thumbnails):
+    """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
+    and collection."""
+    from rsir_stac.search import Index, hit_record, to_geojson
 
-    start, end = parse_datetime_range(datetime_) if datetime_ else (None, None)
-    flt = SearchFilter(bbox=parse_bbox(bbox) if bbox else None, near=parse_near(near) if near else None,
-                       polygon=load_polygon(within) if within else None, start=start, end=end,
-                       collections=tuple(collection))
-    where = parse_lonlat(at) if at else None
+    flt = _search_filter(bbox, near, within, datetime_, collection)
+    pos, neg = _examples(image, point_id, at), _examples(not_image, not_point_id, not_at)
+    labels = None
+    if labels_path:
+        from rsir_stac.labels import read_labels
+
+        labels = read_labels(labels_path)
+    if out:
+        from rsir_stac.export import format_for
+
+        format_for(out)  # refuse an unknown extension before any work
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
-        result = idx.search(image=image, point_id=point_id, at=where, flt=flt, k=limit, include_query=include_query)
+        result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
+                            per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
+                            offset=offset, include_query=include_query, with_payload=not out)
+        if out:
+            from rsir_stac.export import search_pages, write_table
+
+            with tqdm_bar(len(result.hits), "rows") as bar:
+                n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out)
+            click.echo(f"wrote {n} hits to {out}", err=True)
+            return
         if thumbnails:
             from rsir_stac.thumbnails import write_thumbnails
 
             paths = write_thumbnails(result, thumbnails)
             click.echo(f"wrote {len(paths)} images to {thumbnails} (contact sheet: {paths[-1]})", err=True)
     if fmt == "json":
-        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id},
-                    "hits": [hit_record(h) for h in result.hits]})
+        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy},
+                    "hits": [hit_record(h, result.score_name) for h in result.hits]})
     elif fmt == "geojson":
         _echo_json(to_geojson(result))
     else:
         if result.query_id:
-            click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})")
-        click.echo(f"{'#':>3} {'distance':>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
-        for rank, h in enumerate(result.hits, 1):
+            click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})"
+                       + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else ""))
+        click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
+        for rank, h in enumerate(result.hits, offset + 1):
             loc = h.payload.get("location") or {}
             click.echo(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {str(h.payload.get('item_id'))[:28]:28} "
                        f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
@@ -602,8 +633,10 @@ def restore(snapshot_file, index, force):
 
 
 from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)
+from rsir_stac.cli_analysis import register  # noqa: E402  (imports only click)
 
 main.add_command(serve_command)
+register(main, _handle_errors, _store_options)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,25 +10,63 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IncompatibleIndexError, InputError
+from rsir_stac.errors import IncompatibleIndexError, InputError, PointNotFoundError
+from rsir_stac.labels import LabelSet
 from rsir_stac.store import SearchFilter, SearchHit
+from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
+
+#: Soft cap of hits per scene by default (benchmarks/diversity.py).
+AUTO_PER_ITEM = 3
+
+
+@dataclass(frozen=True)
+class Example:
+    """One query example: ``kind`` is ``image`` (a file path), ``pixels`` (an H×W×3 uint8
+    array), ``point`` (a stored point id) or ``location`` ((lon, lat) in degrees: the stored
+    tile covering it)."""
+
+    kind: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "pixels", "point", "location"):
+            raise InputError(f"example kind {self.kind!r} is unknown; use image, pixels, point or location")
+
+
+@dataclass(frozen=True)
+class ResolvedExample:
+    """An example with its vector; ``id``/``payload`` when it is a stored tile."""
+
+    kind: str
+    positive: bool
+    vector: np.ndarray
+    id: str | None = None
+    payload: dict | None = None
+    pixels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The hits of one search and what the query was."""
+    """The hits of one search and what the query was (the first positive example, for
+    single-example callers, plus every example).  ``score_name`` says what ``hit.score``
+    is: ``distance`` (Euclidean, smaller is closer) or ``score`` (higher is better)."""
 
     query_kind: str  # "image" | "point" | "location"
     query_id: str | None
     query_payload: dict | None
     hits: tuple[SearchHit, ...]
     query_pixels: np.ndarray | None = None
+    examples: tuple[ResolvedExample, ...] = ()
+    strategy: str = "average"
+    score_name: str = "distance"
+    offset: int = 0
 
 
 def parse_lonlat(text: str) -> tuple[float, float]:
@@ -95,48 +133,125 @@ class Index:
     def embed_image(self, pixels: np.ndarray) -> np.ndarray:
         return self.embedder.embed([pixels])[0]
 
+    def resolve(self, examples: Sequence[Example], *, positive: bool = True) -> list[ResolvedExample]:
+        """Vectors of examples: images are embedded, point ids and locations looked up (one
+        batch).  Raises PointNotFoundError for an unknown id or an uncovered location."""
+        out: list[ResolvedExample | None] = [None] * len(examples)
+        ids = [(n, normalize_id(e.value)) for n, e in enumerate(examples) if e.kind == "point"]
+        if ids:
+            for (n, _), hit in zip(ids, self.store.retrieve([i for _, i in ids], with_vectors=True)):
+                out[n] = ResolvedExample("point", positive, hit.vector, hit.id, hit.payload)
+        for n, e in enumerate(examples):
+            if e.kind in ("image", "pixels"):
+                from rsir_stac.tiling import read_image
+
+                px = read_image(e.value) if e.kind == "image" else np.asarray(e.value)
+                out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px)
+            elif e.kind == "location":
+                hit = self.store.point_at(*e.value, with_vectors=True)
+                out[n] = ResolvedExample("location", positive, hit.vector, hit.id, hit.payload)
+        return [r for r in out if r is not None]
+
+    def label_examples(self, labels: LabelSet, what: str = "label set") -> tuple[list[Example], list[Example]]:
+        """Positive and negative examples from a label set made on this index.
+
+        Raises InputError when the labels name another model, and PointNotFoundError
+        (naming ``what``) when a labelled tile is not in this index."""
+        if labels.model_id and labels.model_id != self.bundle.model_id:
+            raise InputError(
+                f"{what} was made on an index of model {labels.model_id}, but {self.store.describe()} holds model "
+                f"{self.bundle.model_id}; label tiles of this index (or open the index the labels came from)")
+        try:
+            self.store.retrieve([lb.point_id for lb in labels.labels])
+        except PointNotFoundError as exc:
+            raise PointNotFoundError(f"{what}: {str(exc).split(';')[0]}; the labels come from another index, "
+                                     "open that one or label tiles of this index") from None
+        return ([Example("point", i) for i in labels.positives], [Example("point", i) for i in labels.negatives])
+
     def search(self, *, image: str | None = None, point_id: str | None = None,
                at: tuple[float, float] | None = None, pixels: np.ndarray | None = None,
-               flt: SearchFilter | None = None, k: int = 10, include_query: bool = False) -> SearchResult:
-        """Nearest stored tiles to one query; exactly one of image / point_id / at / pixels."""
-        given = [x is not None for x in (image, point_id, at, pixels)]
-        if sum(given) != 1:
-            raise InputError("give exactly one query: --image FILE, --point-id ID or --at LON,LAT")
-        qid, qpayload, qpixels = None, None, None
-        if image is not None or pixels is not None:
-            from rsir_stac.tiling import read_image
+               positives: Sequence[Example] = (), negatives: Sequence[Example] = (),
+               labels: LabelSet | None = None, strategy: str = "average", mmr: float | None = None,
+               per_item: int | str | None = "auto", exclude_within_m: float | None = None,
+               flt: SearchFilter | None = None, k: int = 10, offset: int = 0,
+               include_query: bool = False, with_vectors: bool = False, with_payload: bool = True) -> SearchResult:
+        """Stored tiles most like the positive examples (and least like the negatives).
 
-            qpixels = read_image(image) if image is not None else pixels
-            vector, kind = self.embed_image(qpixels), "image"
-        else:
-            hit = (self.store.retrieve([point_id], with_vectors=True)[0] if point_id is not None
-                   else self.store.point_at(*at, with_vectors=True))
-            vector, qid, qpayload = hit.vector, hit.id, hit.payload
-            kind = "point" if point_id is not None else "location"
-        exclude = () if include_query or qid is None else (qid,)
-        hits = self.store.search(vector, k=k, flt=flt, exclude_ids=exclude)
-        return SearchResult(kind, qid, qpayload, tuple(hits), qpixels)
+        Examples: ``image``/``point_id``/``at``/``pixels`` (one positive each, the
+        single-example form), ``positives``/``negatives`` (:class:`Example` lists),
+        and ``labels`` (a :class:`~rsir_stac.labels.LabelSet`).  ``strategy`` names
+        the engine query (:data:`rsir_stac.store.query.STRATEGIES`); ``mmr``
+        (diversity 0–1) re-ranks with maximal marginal relevance; ``per_item`` keeps
+        at most that many hits per scene (None: no cap); ``"auto"``, the default,
+        is a soft cap of :data:`AUTO_PER_ITEM`: hits from other scenes come first, so
+        a page is not one scene's adjacent tiles, and the capped-out hits follow when
+        there are no more scenes (a small index, a large k); ``exclude_within_m``
+        drops tiles whose centre is within that many metres of a stored positive
+        example's footprint.  Hits
+        ``offset .. offset+k`` (offset + k <= 10,000).  Stored examples are left out of
+        the hits unless ``include_query``.  ``with_payload=False`` returns bare hits (id
+        and score) for paging them in later (:func:`rsir_stac.export.search_pages`).
+
+        Raises InputError (no positive, bad k/strategy, labels of another model),
+        PointNotFoundError (unknown id, labels of another index).
+        """
+        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_radius
+
+        check_k(k, offset)
+        fill = per_item == "auto"
+        if fill:
+            per_item = AUTO_PER_ITEM
+        pos = [Example(kind, v) for kind, v in (("image", image), ("point", point_id), ("location", at),
+                                                ("pixels", pixels)) if v is not None] + list(positives)
+        neg = list(negatives)
+        if labels is not None:
+            if not pos:
+                labels.require_positive()
+            lp, ln = self.label_examples(labels)
+            pos, neg = pos + lp, neg + ln
+        if not pos:
+            raise InputError("give at least one positive example: --image FILE, --point-id ID, --at LON,LAT "
+                             "or a labels file with a positive label")
+        if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
+            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres")
+        rp, rn = self.resolve(pos, positive=True), self.resolve(neg, positive=False)
+        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
+        if both:
+            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
+        query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
+        ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
+        around = tuple(a for a in (footprint_radius(r.payload, float(exclude_within_m))
+                                   for r in rp if r.payload and exclude_within_m is not None) if a)
+        hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around),
+                                per_item=per_item, fill=fill, with_vectors=with_vectors,
+                                with_payload=with_payload)
+        first = rp[0]
+        return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
+                            strategy, query.score_name, offset)
 
 
-def hit_record(hit: SearchHit) -> dict[str, Any]:
-    """A flat JSON-friendly record of one hit."""
-    return {"id": hit.id, "distance": hit.score, **hit.payload}
+def hit_record(hit: SearchHit, score_name: str = "distance") -> dict[str, Any]:
+    """A flat JSON-friendly record of one hit (``score_name``: distance or score)."""
+    return {"id": hit.id, score_name: hit.score, **hit.payload}
 
 
 def to_geojson(result: SearchResult) -> dict[str, Any]:
     """A FeatureCollection of result footprints (polygons, lon/lat) with rank, distance and payload."""
     feats = []
-    for rank, hit in enumerate(result.hits, 1):
-        ring = [[c["lon"], c["lat"]] for c in hit.payload.get("corners", [])]
-        geom = {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
-        props = {"rank": rank, "distance": hit.score, "id": hit.id}
+    from rsir_stac.labels import footprint_geometry
+
+    for rank, hit in enumerate(result.hits, result.offset + 1):
+        geom = footprint_geometry(hit.payload)
+        props = {"rank": rank, result.score_name: hit.score, "id": hit.id}
         for key, value in hit.payload.items():
             if key in ("corners",):
                 continue
             props[key] = value if not isinstance(value, (dict, list)) else _flat(value)
         feats.append({"type": "Feature", "id": hit.id, "geometry": geom, "properties": props})
     return {"type": "FeatureCollection", "features": feats,
-            "query": {"kind": result.query_kind, "id": result.query_id}}
+            "query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
+                      "positives": [e.id for e in result.examples if e.positive],
+                      "negatives": [e.id for e in result.examples if not e.positive]}}
 
 
 def _flat(value: Any) -> Any:

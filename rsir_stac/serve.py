@@ -417,6 +417,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     # ------------------------------------------------------------------ page
+    from rsir_stac.serve_analysis import analysis_router
+
+    app.include_router(analysis_router(index, lock=lock, dependencies=security))
+
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(WEB_DIR / "index.html", media_type="text/html",

@@ -191,9 +191,10 @@ def test_docs_render_offline(browser, server):
         page.goto(f"{base}/docs")
         page.wait_for_selector(".opblock", timeout=20_000)
         text = page.inner_text("body")
-        for path in ("/api/info", "/api/search", "/api/search/image", "/api/tiles/{point_id}.png"):
+        for path in ("/api/info", "/api/search", "/api/search/image", "/api/tiles/{point_id}.png",
+                     "/api/query", "/api/query/export", "/api/labels", "/api/classify"):
             assert path in text
-        assert page.locator(".opblock").count() == 5
+        assert page.locator(".opblock").count() == 9
         assert not foreign, f"/docs fetched outside the service: {foreign}"
     finally:
         page.close()

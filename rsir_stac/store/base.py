@@ -422,6 +422,15 @@ class Store(abc.ABC):
         full = {h.id: h for h in self._retrieve_raw([h.id for h in top], True, with_vectors)}
         return [SearchHit(h.id, h.score, full[h.id].payload, full[h.id].vector) for h in top if h.id in full]
 
+    def query(self, query: Any, k: int = 10, **kwargs: Any) -> list[SearchHit]:
+        """Hits of an :class:`~rsir_stac.store.query.ExampleQuery` (several positive and
+        negative examples) through the engine's own query API; see
+        :func:`rsir_stac.store.query.run_query` for ``offset``, ``flt``, ``exclude``,
+        ``per_item``, ``fill`` and ``with_vectors``."""
+        from rsir_stac.store.query import run_query
+
+        return run_query(self, query, k, **kwargs)
+
     def retrieve(self, ids: Iterable[str], with_vectors: bool = False) -> list[SearchHit]:
         """Points by id, in the order asked (duplicates once); score 0.
 

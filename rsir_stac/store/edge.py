@@ -519,6 +519,36 @@ class EdgeStore(Store):
             raise self._engine_error(exc, "searching") from None
         return [hit_from_record(r, with_vectors) for r in res]
 
+    def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
+                   fields: Sequence[str] | None) -> list[SearchHit]:
+        """Engine query for :func:`rsir_stac.store.query.run_query`: (id, score[, fields]) rows."""
+        import qdrant_edge as q
+
+        from rsir_stac.store.query import edge_filter, edge_query
+
+        req = q.QueryRequest(limit=limit, query=edge_query(query, limit), filter=edge_filter(flt, excl),
+                             with_payload=q.PayloadSelector.Include(list(fields)) if fields else False,
+                             with_vector=False)
+        try:
+            res = self._shard.query(req)
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "querying") from None
+        return [hit_from_record(r, False) for r in res]
+
+    def _ids_from(self, start: str | None, limit: int, flt: SearchFilter | None, excl: Any) -> list[str]:
+        """Up to ``limit`` ids in id order from ``start`` (inclusive) among points matching ``flt``."""
+        import qdrant_edge as q
+
+        from rsir_stac.store.query import edge_filter
+
+        req = q.ScrollRequest(offset=start, limit=max(1, int(limit)), filter=edge_filter(flt, excl),
+                              with_payload=False, with_vector=False)
+        try:
+            recs, _ = self._shard.scroll(req)
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "scrolling points") from None
+        return [str(r.id) for r in recs]
+
     def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
         try:
             recs = self._shard.retrieve(list(ids), with_payload, with_vectors)

@@ -289,6 +289,25 @@ class ServerStore(Store):
         )
         return [hit_from_record(p, with_vectors) for p in res.points]
 
+    def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
+                   fields: Sequence[str] | None) -> list[SearchHit]:
+        """Engine query for :func:`rsir_stac.store.query.run_query`: (id, score[, fields]) rows."""
+        from rsir_stac.store.query import qdrant_filter, qdrant_query
+
+        res = self._call("querying", self.client.query_points, self.collection,
+                         query=qdrant_query(query, limit), limit=limit, query_filter=qdrant_filter(flt, excl),
+                         with_payload=list(fields) if fields else False, with_vectors=False)
+        return [hit_from_record(p, False) for p in res.points]
+
+    def _ids_from(self, start: str | None, limit: int, flt: SearchFilter | None, excl: Any) -> list[str]:
+        """Up to ``limit`` ids in id order from ``start`` (inclusive) among points matching ``flt``."""
+        from rsir_stac.store.query import qdrant_filter
+
+        recs, _ = self._call("scrolling points", self.client.scroll, self.collection,
+                             scroll_filter=qdrant_filter(flt, excl), limit=max(1, int(limit)), offset=start,
+                             with_payload=False, with_vectors=False)
+        return [str(r.id) for r in recs]
+
     def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
         recs = self._call("retrieving points", self.client.retrieve, self.collection, list(ids),
                           with_payload=with_payload, with_vectors=with_vectors)

@@ -1,0 +1,216 @@
+"""\"Find all\": a light classifier fitted on labelled tiles, applied to every tile in an area.
+
+The classifier is scikit-learn's ``LogisticRegression`` (L2, C=1, balanced
+class weights) on the stored vectors.  Why: an analyst gives tens of labels,
+not thousands; the vectors are a metric embedding trained so that classes are
+close to linearly separable, so a linear model has the right capacity and
+over-fits less than kernels or trees would; it outputs probabilities, so
+``--threshold P`` means something; it fits in milliseconds and scores a batch
+of vectors as one matrix product, which keeps a pass over 1,000,000 points
+within the scroll's own cost.
+
+Tiles drawn at random (fixed by ``seed``) from the filtered area are added as
+background negatives (``background``, default max(50, 5 × positives)): the
+thing searched for is rare, and a handful of negative labels cannot cover
+every other kind of tile in the area (measured in benchmarks/RESULTS.md,
+section 10).  A background tile that is in fact positive costs little: it is
+one of many.  Precision and recall are measured on a stratified held-out part
+of the *labels* (default 25 %), then the model is refitted on all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+from rsir_stac.labels import LabelSet
+from rsir_stac.store import SearchFilter, SearchHit
+
+log = logging.getLogger(__name__)
+
+#: Fewest background negatives drawn by default (else 5 per positive label).
+MIN_BACKGROUND = 50
+
+
+@dataclass(frozen=True)
+class ClassifyReport:
+    """Tiles above the threshold (``score`` = probability, highest first) and how the model did.
+
+    ``precision``/``recall`` are on the held-out labels at ``threshold`` (None when
+    there were too few labels to hold any out); ``holdout`` is how many labels that was.
+    """
+
+    hits: tuple[SearchHit, ...]
+    scored: int
+    threshold: float
+    positives: int
+    negatives: int
+    background: int
+    precision: float | None
+    recall: float | None
+    holdout: int
+    seconds: float
+    model: str = "LogisticRegression(C=1.0, class_weight='balanced')"
+    fit_seconds: float = 0.0
+    scan_seconds: float = 0.0
+    coef: tuple[float, ...] = field(default=(), repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
+                "positives": self.positives, "negatives": self.negatives, "background": self.background,
+                "holdout": self.holdout, "precision": self.precision, "recall": self.recall,
+                "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
+                "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed).fit(x, y)
+
+
+def _holdout_scores(x: np.ndarray, y: np.ndarray, real: np.ndarray, fraction: float, threshold: float,
+                    seed: int) -> tuple[float | None, float | None, int]:
+    """Precision/recall on a stratified held-out part of the real labels (background rows always train)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.flatnonzero(real)
+    counts = np.bincount(y[idx], minlength=2)
+    if fraction <= 0 or counts.min() < 2 or len(idx) < 6:
+        return None, None, 0
+    n_test = max(2, int(round(len(idx) * fraction)))
+    train, test = train_test_split(idx, test_size=n_test, stratify=y[idx], random_state=seed)
+    train = np.concatenate([train, np.flatnonzero(~real)])
+    if len(np.unique(y[train])) < 2:
+        return None, None, 0
+    pred = _fit(x[train], y[train], seed).predict_proba(x[test])[:, 1] >= threshold
+    truth = y[test] == 1
+    tp = int(np.sum(pred & truth))
+    precision = tp / int(pred.sum()) if pred.sum() else None
+    recall = tp / int(truth.sum()) if truth.sum() else None
+    return precision, recall, len(test)
+
+
+def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, threshold: float = 0.5,
+             holdout: float = 0.25, seed: int = 0, batch: int = 4096, max_hits: int | None = None,
+             background: int | None = None, progress: Callable[[int, int], None] | None = None) -> ClassifyReport:
+    """Fit on ``labels`` (tiles of ``index``, an :class:`~rsir_stac.search.Index`) and return
+    every tile matching ``flt`` whose probability is >= ``threshold``.
+
+    ``progress(done, total)`` is called after each scrolled batch of ``batch`` points.
+    ``max_hits`` keeps only the most probable hits (None: all).  ``background``:
+    random tiles added as negatives (None: max(50, 5 × positives); 0: none).  Raises InputError
+    (no positive label, threshold outside 0–1, labels of another model) and
+    PointNotFoundError (labels of another index).
+    """
+    t0 = time.perf_counter()
+    if not (0.0 <= float(threshold) <= 1.0) or math.isnan(float(threshold)):
+        raise InputError(f"threshold {threshold!r} must be a probability within 0 and 1, e.g. --threshold 0.5")
+    if not (0.0 <= float(holdout) < 1.0):
+        raise InputError(f"holdout {holdout!r} must be a fraction within 0 and 1, e.g. 0.25")
+    labels.require_positive()
+    index.label_examples(labels)  # model and membership checks, one-line errors
+    store = index.store
+    pos, neg = list(labels.positives), list(labels.negatives)
+    want = max(MIN_BACKGROUND, 5 * len(pos)) if background is None else int(background)
+    if want < 0:
+        raise InputError(f"background={background!r} must be a whole number >= 0 (random tiles used as negatives)")
+    drawn: list[str] = []
+    if want:
+        from rsir_stac.store.query import Exclusion, sample_ids
+
+        drawn = sample_ids(store, want, flt, Exclusion(ids=frozenset(pos + neg)), seed=seed)
+        log.info("drew %d background tiles as negatives (%d negative labels)", len(drawn), len(neg))
+    ids = pos + neg + drawn
+    vecs = {h.id: h.vector for h in store.retrieve(ids, with_vectors=True)}
+    x = np.stack([vecs[i] for i in ids]).astype(np.float32)
+    y = np.array([1] * len(pos) + [0] * (len(neg) + len(drawn)))
+    if len(np.unique(y)) < 2:
+        raise InputError("the classifier needs negative examples and the filtered area has no other tiles; "
+                         "label some tiles negative or widen the filters")
+    real = np.array([True] * (len(pos) + len(neg)) + [False] * len(drawn))
+    precision, recall, n_test = _holdout_scores(x, y, real, float(holdout), float(threshold), seed)
+    clf = _fit(x, y, seed)
+    w = clf.coef_[0].astype(np.float64)
+    b = float(clf.intercept_[0])
+    t_scan = time.perf_counter()
+    fit_s = t_scan - t0
+    total = store.count(flt)
+    found: list[tuple[float, str]] = []
+    done = 0
+    buf_ids: list[str] = []
+    buf_vecs: list[np.ndarray] = []
+
+    def flush() -> None:
+        nonlocal done
+        if not buf_ids:
+            return
+        p = 1.0 / (1.0 + np.exp(-(np.stack(buf_vecs).astype(np.float64) @ w + b)))
+        for j in np.flatnonzero(p >= threshold):
+            found.append((float(p[j]), buf_ids[j]))
+        done += len(buf_ids)
+        buf_ids.clear()
+        buf_vecs.clear()
+        if progress is not None:
+            progress(done, total)
+
+    for pid, _, vec in store._scan(flt, fields=[], with_vectors=True, batch=batch):
+        buf_ids.append(pid)
+        buf_vecs.append(vec)
+        if len(buf_ids) >= batch:
+            flush()
+    flush()
+    scan_s = time.perf_counter() - t_scan
+    found.sort(key=lambda t: (-t[0], t[1]))
+    if max_hits is not None:
+        found = found[:max_hits]
+    hits: list[SearchHit] = []
+    for start in range(0, len(found), 1000):
+        part = found[start:start + 1000]
+        got = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
+        hits.extend(SearchHit(i, p, got[i].payload) for p, i in part if i in got)
+    return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
+                          precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
+                          coef=tuple(w.tolist()))
+
+
+def dissolve(hits: Any) -> list[dict[str, Any]]:
+    """Merge touching/overlapping hit footprints into polygons (shapely ``unary_union``).
+
+    Returns rows (for :func:`rsir_stac.export.write_table`): ``id`` (``area-N``),
+    ``tiles``, ``max_probability``, ``mean_probability`` and ``geometry`` (GeoJSON),
+    largest first.
+    """
+    import shapely
+    from shapely.geometry import mapping, shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    hits = list(hits)
+    geoms = [footprint_geometry(h.payload) for h in hits]
+    keep = [(shape(g), h.score) for g, h in zip(geoms, hits) if g]
+    if not keep:
+        return []
+    polys = [shapely.set_precision(g, 1e-7) for g, _ in keep]  # ~1 cm grid: neighbours share edges exactly
+    merged = shapely.unary_union(polys)
+    parts = list(getattr(merged, "geoms", [merged]))
+    tree = shapely.STRtree(polys)
+    rows = []
+    for part in parts:
+        members = [int(j) for j in tree.query(part, predicate="intersects")
+                   if polys[int(j)].intersection(part).area > 0]
+        probs = [keep[j][1] for j in members] or [0.0]
+        rows.append({"tiles": len(members), "max_probability": float(max(probs)),
+                     "mean_probability": float(np.mean(probs)), "geometry": mapping(part)})
+    rows.sort(key=lambda r: (-r["tiles"], -r["max_probability"]))
+    return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
+
+
+__all__ = ["ClassifyReport", "classify", "dissolve"]

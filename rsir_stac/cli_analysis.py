@@ -1,0 +1,148 @@
+"""``rsir-stac classify`` and ``rsir-stac export``: click wrappers over
+:func:`rsir_stac.classify.classify` and :mod:`rsir_stac.export` (heavy imports inside)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+
+def _filter_options(fn):
+    """--bbox / --near / --within / --datetime / --collection, shared by search, classify and export."""
+    for opt in reversed([
+        click.option("--bbox", help="Only tiles whose centre is in W,S,E,N (degrees)."),
+        click.option("--near", help="Only tiles within LON,LAT,RADIUS_M."),
+        click.option("--within", type=click.Path(dir_okay=False), help="Only tiles inside a GeoJSON polygon file."),
+        click.option("--datetime", "datetime_", help="Only tiles acquired in START/END (RFC 3339; '..' for an open end)."),
+        click.option("--collection", multiple=True, help="Only tiles of this STAC collection (repeatable)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _search_filter(bbox, near, within, datetime_, collection):
+    from rsir_stac.store.filters import SearchFilter, load_polygon, parse_bbox, parse_datetime_range, parse_near
+
+    start, end = parse_datetime_range(datetime_) if datetime_ else (None, None)
+    return SearchFilter(bbox=parse_bbox(bbox) if bbox else None, near=parse_near(near) if near else None,
+                        polygon=load_polygon(within) if within else None, start=start, end=end,
+                        collections=tuple(collection))
+
+
+def tqdm_bar(total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=None)
+
+
+def bar_pages(pages, bar):
+    for page in pages:
+        yield page
+        bar.update(len(page))
+
+
+def _per_item(text):
+    from rsir_stac.errors import InputError
+
+    if str(text).lower() == "auto":
+        return "auto"
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise InputError(f"--per-item {text!r} is invalid; give a whole number of hits per scene, 0 (no cap) or auto")
+    return n or None
+
+
+def _examples(images, point_ids, ats):
+    from rsir_stac.search import Example, parse_lonlat
+
+    return ([Example("image", i) for i in images] + [Example("point", p) for p in point_ids]
+            + [Example("location", parse_lonlat(a)) for a in ats])
+
+
+def register(main: click.Group, handle_errors, store_options) -> None:
+    """Add ``classify`` and ``export`` to the ``rsir-stac`` group (the error handler and store
+    options come from :mod:`rsir_stac.cli`, which imports this module)."""
+    _handle_errors, _store_options = handle_errors, store_options
+
+    @click.command("classify")
+    @click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
+                  help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
+    @_store_options
+    @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+    @_filter_options
+    @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
+    @click.option("--holdout", default=0.25, show_default=True, help="Fraction of the labels held out for precision/recall.")
+    @click.option("--max-hits", type=int, help="Keep only the N most probable tiles.")
+    @click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
+    @click.option("--out", required=True, type=click.Path(dir_okay=False),
+                  help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
+    @click.option("--batch-size", default=4096, show_default=True, help="Points scored per scrolled batch.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+    @_handle_errors
+    def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
+                         threshold, holdout, max_hits, dissolve, out, batch_size, as_json):
+        """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
+        score all tiles in the filtered area."""
+        from rsir_stac.classify import classify, dissolve as dissolve_hits
+        from rsir_stac.export import format_for, row_of, write_table
+        from rsir_stac.labels import read_labels
+        from rsir_stac.search import Index
+
+        format_for(out)
+        labels = read_labels(labels_path)
+        flt = _search_filter(bbox, near, within, datetime_, collection)
+        with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+            with tqdm_bar(idx.store.count(flt), "pt") as bar:
+                report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
+                                  batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
+        if dissolve:
+            rows = dissolve_hits(report.hits)
+        else:
+            rows = [row_of(h, rank=n, score_name="probability") for n, h in enumerate(report.hits, 1)]
+        write_table([rows], out)
+        summary = {**report.summary(), "out": out, "rows": len(rows)}
+        if as_json:
+            click.echo(json.dumps(summary))
+            return
+        pr = ("precision {:.2f}, recall {:.2f} on {} held-out labels".format(report.precision or 0.0, report.recall or 0.0,
+                                                                              report.holdout)
+              if report.holdout else "too few labels to hold any out (need 2+ of each)")
+        click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {len(report.hits)} at p >= {threshold} "
+                   f"-> {out} ({len(rows)} rows); {pr}")
+
+
+    @click.command("export")
+    @_store_options
+    @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+    @_filter_options
+    @click.option("--out", required=True, type=click.Path(dir_okay=False),
+                  help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")
+    @click.option("--no-vectors", is_flag=True, help="Leave the embeddings out.")
+    @click.option("--stac", "stac_path", type=click.Path(dir_okay=False),
+                  help="Also write a STAC Collection (embeddings extension) describing the GeoParquet file here.")
+    @_handle_errors
+    def export_command(index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection, out, no_vectors,
+                       stac_path):
+        """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
+        from rsir_stac.export import export_index, format_for
+        from rsir_stac.search import Index
+
+        format_for(out)
+        flt = _search_filter(bbox, near, within, datetime_, collection)
+        with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+            with tqdm_bar(idx.store.count(flt), "pt") as bar:
+                res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
+                                   progress=bar.update)
+        click.echo(json.dumps(res), file=sys.stdout)
+
+    main.add_command(classify_command)
+    main.add_command(export_command)
+
+
+__all__ = ["register"]

@@ -1,0 +1,337 @@
+"""Hits, classifier output and whole indexes as files people open: GeoJSON, CSV,
+FlatGeobuf or GeoParquet, chosen by the file extension.
+
+Every format holds the same table: one row per tile with its footprint polygon
+(lon/lat, OGC:CRS84), the score column (``distance``, ``score`` or
+``probability``), rank, the payload fields (nested ones as compact JSON text)
+and optionally the stored vector (``embedding``, a list of float32).
+
+* GeoJSON (``.geojson``, ``.json``) and CSV (``.csv``, geometry as WKT) are
+  streamed row by row; GeoParquet (``.parquet``, ``.geoparquet``; GeoParquet
+  1.1, WKB, written with pyarrow) page by page as row groups; FlatGeobuf
+  (``.fgb``, GDAL through geopandas/pyogrio) is written from all rows at once
+  (it builds a spatial index over them and stores features in that index's
+  order: sort by ``rank``).
+* Files are written to a temporary name and renamed when complete.
+
+:func:`export_index` writes a whole index to GeoParquet with the vectors, plus
+a STAC Collection using the embeddings extension (``emb:`` fields, an
+``embeddings`` asset and a ``derived-from`` link to the model's MLM Item).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".fgb": "flatgeobuf",
+           ".parquet": "geoparquet", ".geoparquet": "geoparquet"}
+
+#: Payload fields written as their own typed columns; other payload fields go to ``extra`` (JSON text).
+TEXT_FIELDS = ("item_id", "collection", "asset", "href", "datetime", "crs", "model_id")
+NUMBER_FIELDS = ("datetime_epoch", "gsd")
+JSON_FIELDS = ("bbox", "window", "grid", "tiling")
+GEOPARQUET_VERSION = "1.1.0"
+EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+
+
+def format_for(path: str | Path) -> str:
+    """The format named by ``path``'s extension; InputError for an unknown one."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise InputError(f"export path {path} has no known format extension ({ext or 'none'}); "
+                         f"use one of {', '.join(sorted(FORMATS))}")
+    return FORMATS[ext]
+
+
+def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", score: float | None = None,
+           with_vectors: bool = False, extra: dict | None = None) -> dict[str, Any]:
+    """One table row from a :class:`~rsir_stac.store.SearchHit` (geometry as a GeoJSON dict)."""
+    from rsir_stac.labels import footprint_geometry
+
+    p = hit.payload
+    loc = p.get("location") or {}
+    row: dict[str, Any] = {"id": hit.id, "rank": rank, score_name: hit.score if score is None else score}
+    for k in TEXT_FIELDS:
+        v = p.get(k)
+        row[k] = None if v is None else str(v)
+    for k in NUMBER_FIELDS:
+        v = p.get(k)
+        row[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    row["lon"], row["lat"] = loc.get("lon"), loc.get("lat")
+    for k in JSON_FIELDS:
+        row[k] = None if p.get(k) is None else json.dumps(p[k], separators=(",", ":"))
+    known = set(TEXT_FIELDS) | set(NUMBER_FIELDS) | set(JSON_FIELDS) | {"location", "corners", "packed"}
+    rest = {k: v for k, v in p.items() if k not in known}
+    if extra:
+        row.update(extra)
+    row["extra"] = json.dumps(rest, separators=(",", ":")) if rest else None
+    row["geometry"] = footprint_geometry(p)
+    if with_vectors:
+        row["embedding"] = None if hit.vector is None else np.asarray(hit.vector, np.float32).tolist()
+    return row
+
+
+def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path) -> int:
+    """Write row pages (dicts from :func:`row_of`, all with the same keys) to ``path`` in
+    the format its extension names; returns the number of rows.  Atomic.
+
+    Raises InputError for an unknown extension or an unwritable folder.
+    """
+    from rsir_stac.atomic import atomic_output
+
+    fmt = format_for(path)
+    writer = {"geojson": _write_geojson, "csv": _write_csv, "geoparquet": _write_geoparquet,
+              "flatgeobuf": _write_fgb}[fmt]
+    with atomic_output(path) as tmp:
+        n = writer(iter(pages), tmp)
+    log.info("wrote %d rows to %s (%s)", n, path, fmt)
+    return n
+
+
+def _write_geojson(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write('{"type":"FeatureCollection","features":[\n')
+        for page in pages:
+            for row in page:
+                props = {k: v for k, v in row.items() if k != "geometry"}
+                feat = {"type": "Feature", "id": row["id"], "geometry": row["geometry"], "properties": props}
+                fh.write(("," if n else "") + json.dumps(feat, separators=(",", ":")) + "\n")
+                n += 1
+        fh.write("]}\n")
+    return n
+
+
+def _write_csv(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
+    from shapely.geometry import shape
+
+    n = 0
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        out = None
+        for page in pages:
+            for row in page:
+                if out is None:
+                    out = csv.DictWriter(fh, fieldnames=list(row))
+                    out.writeheader()
+                r = dict(row)
+                r["geometry"] = shape(row["geometry"]).wkt if row["geometry"] else ""
+                if "embedding" in r and r["embedding"] is not None:
+                    r["embedding"] = json.dumps(r["embedding"])
+                out.writerow(r)
+                n += 1
+        if out is None:
+            fh.write("id,rank,geometry\n")
+    return n
+
+
+def _arrow_table(rows: Sequence[dict], schema: Any | None = None) -> Any:
+    import pyarrow as pa
+    import shapely
+    from shapely.geometry import shape
+
+    cols: dict[str, Any] = {k: [r[k] for r in rows] for k in rows[0] if k not in ("geometry", "embedding")}
+    arrays = {k: pa.array(v) for k, v in cols.items()}
+    if "rank" in arrays:
+        arrays["rank"] = pa.array(cols["rank"], type=pa.int32())
+    for k in NUMBER_FIELDS + ("lon", "lat"):
+        if k in arrays:
+            arrays[k] = pa.array(cols[k], type=pa.float64())
+    for k in TEXT_FIELDS + JSON_FIELDS + ("extra", "id"):
+        if k in arrays:
+            arrays[k] = pa.array(cols[k], type=pa.string())
+    geoms = [shape(r["geometry"]) if r["geometry"] else None for r in rows]
+    arrays["geometry"] = pa.array(shapely.to_wkb(np.array(geoms, dtype=object)).tolist(), type=pa.binary())
+    if "embedding" in rows[0]:
+        arrays["embedding"] = pa.array([r["embedding"] for r in rows], type=pa.list_(pa.float32()))
+    table = pa.table(arrays)
+    if schema is not None:
+        table = table.cast(schema)
+    return table
+
+
+def _geo_metadata(bbox: list[float] | None) -> bytes:
+    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Polygon"]}
+    if bbox is not None:
+        col["bbox"] = bbox
+    return json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
+                       "columns": {"geometry": col}}).encode()
+
+
+def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
+    """GeoParquet 1.1 (WKB, CRS84 by omission); one row group per page. The file-level
+    bbox is left out (known only at the end); each row's bbox is in ``bbox``."""
+    import pyarrow.parquet as pq
+
+    writer, schema, n = None, None, 0
+    try:
+        for page in pages:
+            if not page:
+                continue
+            table = _arrow_table(page, schema)
+            if writer is None:
+                schema = table.schema.with_metadata({b"geo": _geo_metadata(None)})
+                writer = pq.ParquetWriter(str(tmp), schema, compression="zstd")
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
+            n += len(page)
+        if writer is None:  # no rows: an empty file with the geometry column
+            import pyarrow as pa
+
+            schema = pa.schema([("id", pa.string()), ("geometry", pa.binary())], metadata={b"geo": _geo_metadata(None)})
+            writer = pq.ParquetWriter(str(tmp), schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
+
+
+def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
+    import geopandas as gpd
+    from shapely.geometry import shape
+
+    rows = [r for page in pages for r in page]
+    data = [{k: (json.dumps(v) if k == "embedding" and v is not None else v) for k, v in r.items() if k != "geometry"}
+            for r in rows]
+    geoms = [shape(r["geometry"]) if r["geometry"] else None for r in rows]
+    gdf = gpd.GeoDataFrame(data, geometry=geoms, crs="OGC:CRS84")
+    if not rows:
+        gdf = gpd.GeoDataFrame({"id": []}, geometry=[], crs="OGC:CRS84")
+    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio")
+    return len(rows)
+
+
+# --------------------------------------------------------------------------- search results
+
+
+def search_pages(index: Any, result: Any, *, page: int = 1000, with_vectors: bool = False) -> Iterator[list[dict]]:
+    """Rows of a search result, page by page.  ``result`` may hold bare hits (ids and
+    scores, from ``Index.search(..., with_payload=False)``): payloads (and vectors) are
+    then fetched one page at a time, so memory holds one page of payloads."""
+    from rsir_stac.store import SearchHit
+
+    hits = list(result.hits)
+    for start in range(0, len(hits), page):
+        part = hits[start:start + page]
+        if part and not part[0].payload:
+            got = {h.id: h for h in index.store._retrieve_raw([h.id for h in part], True, with_vectors)}
+            part = [SearchHit(h.id, h.score, got[h.id].payload, got[h.id].vector) for h in part if h.id in got]
+        yield [row_of(h, rank=result.offset + start + i + 1, score_name=result.score_name, with_vectors=with_vectors)
+               for i, h in enumerate(part)]
+
+
+def write_search(index: Any, result: Any, path: str | Path, *, with_vectors: bool = False) -> int:
+    """Write a :class:`~rsir_stac.search.SearchResult` to ``path`` (format by extension)."""
+    format_for(path)
+    return write_table(search_pages(index, result, with_vectors=with_vectors), path)
+
+
+# --------------------------------------------------------------------------- whole index
+
+
+def index_pages(store: Any, flt: Any = None, *, batch: int = 2000, with_vectors: bool = True,
+                progress: Callable[[int], None] | None = None) -> Iterator[list[dict]]:
+    """Every stored point (matching ``flt``) as rows, ``batch`` at a time (scroll order)."""
+    from rsir_stac.store import SearchHit
+
+    rows: list[dict] = []
+    for pid, payload, vec in store._scan(flt, with_vectors=with_vectors, batch=batch):
+        rows.append(row_of(SearchHit(pid, 0.0, payload, vec), score_name="score", with_vectors=with_vectors))
+        if len(rows) >= batch:
+            yield [_drop_score(r) for r in rows]
+            if progress:
+                progress(len(rows))
+            rows = []
+    if rows:
+        yield [_drop_score(r) for r in rows]
+        if progress:
+            progress(len(rows))
+
+
+def _drop_score(row: dict) -> dict:
+    row.pop("score", None)
+    row.pop("rank", None)
+    return row
+
+
+def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors: bool = True,
+                 stac_collection: str | Path | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write every point of ``index`` (an :class:`~rsir_stac.search.Index`) to ``path``
+    (any format; GeoParquet for reuse) and, when ``stac_collection`` is given, a STAC
+    Collection describing the file with the embeddings extension; the model's MLM
+    Item is copied beside it and linked.  Returns a summary dict (rows, paths).
+    """
+    fmt = format_for(path)
+    if stac_collection is not None and fmt != "geoparquet":
+        raise InputError(f"a STAC Collection describes a GeoParquet export; give --out with .parquet, not {path}")
+    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path)
+    out = {"rows": n, "path": str(path), "format": fmt}
+    if stac_collection is not None:
+        out["stac_collection"] = str(write_embeddings_collection(index, Path(path), Path(stac_collection), n))
+    return out
+
+
+def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
+    """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
+    from datetime import datetime, timezone
+
+    from rsir_stac.atomic import atomic_output
+    from rsir_stac.model.bundle import MLM
+
+    info = index.store.info()
+    bundle = index.bundle
+    mlm_src = Path(bundle.path) / MLM
+    mlm_name = f"{bundle.model_id}.mlm-item.json"
+    links = [{"rel": "self", "href": f"./{target.name}", "type": "application/json"}]
+    if mlm_src.is_file():
+        with atomic_output(target.parent / mlm_name) as tmp:
+            shutil.copyfile(mlm_src, tmp)
+        links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
+                      "title": f"Model {bundle.model_id} (STAC MLM Item)"})
+    tiling = {"tile_size_px": bundle.tile_size, "gsd_m": bundle.gsd}
+    rel = Path(parquet).resolve()
+    try:
+        href = "./" + str(rel.relative_to(target.resolve().parent))
+    except ValueError:
+        href = str(rel)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    doc = {
+        "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION],
+        "id": f"rsir-stac-embeddings-{bundle.model_id}",
+        "title": f"rsir-stac tile embeddings ({bundle.model_id})",
+        "description": ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "
+                        "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding."),
+        "license": "other",
+        "extent": {"spatial": {"bbox": [list(info.extent) if info.extent else [-180, -90, 180, 90]]},
+                   "temporal": {"interval": [[None, now]]}},
+        "emb:type": "patch",
+        "emb:dimensions": int(bundle.dim),
+        "emb:data_type": "float32",
+        "emb:distance": "euclidean",
+        "emb:chip_layout": {"layout_type": "regular_grid", **tiling},
+        "emb:model": bundle.model_id,
+        "summaries": {"collection": list(info.collections)},
+        "assets": {"embeddings": {
+            "href": href, "type": "application/vnd.apache.parquet", "roles": ["embeddings", "data"],
+            "title": "Tile footprints, metadata and embeddings (GeoParquet 1.1, column 'embedding')",
+            "emb:dimensions": int(bundle.dim), "table:row_count": int(rows)}},
+        "links": links,
+    }
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+__all__ = ["FORMATS", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
+           "write_search", "write_table"]

@@ -1,0 +1,201 @@
+"""Label sets: tiles marked positive or negative, as a GeoJSON FeatureCollection.
+
+One Feature per labelled tile, the same file whether it was made on the map
+page, by the command line or by hand::
+
+    {"type": "FeatureCollection",
+     "rsir:model_id": "effnet-lite0-triplet-v1",          # optional: the model of the vectors
+     "features": [
+       {"type": "Feature", "id": "<point id>",
+        "geometry": {"type": "Polygon", "coordinates": [[[lon, lat], ...]]},   # tile footprint
+        "properties": {"point_id": "<point id>", "label": "positive", "note": "solar farm"}}]}
+
+``point_id`` (or the Feature ``id``) names a stored tile; ``label`` is
+``positive`` or ``negative``; ``note`` and any other properties are kept.
+The geometry is informative (the stored footprint is what counts) and may be null.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsir_stac.errors import InputError, SourceNotFoundError
+
+log = logging.getLogger(__name__)
+
+LABEL_VALUES = ("positive", "negative")
+MODEL_KEY = "rsir:model_id"
+#: Largest number of labels one set may hold.
+MAX_LABELS = 10_000
+
+
+@dataclass(frozen=True)
+class Label:
+    """One labelled tile: its point id, ``positive``/``negative``, footprint (GeoJSON geometry) and note."""
+
+    point_id: str
+    label: str
+    geometry: dict | None = None
+    note: str | None = None
+    properties: dict = field(default_factory=dict)
+
+    @property
+    def positive(self) -> bool:
+        return self.label == "positive"
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """Labels in file order (one per tile) and the model their tiles were embedded with (if known)."""
+
+    labels: tuple[Label, ...]
+    model_id: str | None = None
+
+    @property
+    def positives(self) -> tuple[str, ...]:
+        return tuple(lb.point_id for lb in self.labels if lb.positive)
+
+    @property
+    def negatives(self) -> tuple[str, ...]:
+        return tuple(lb.point_id for lb in self.labels if not lb.positive)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def require_positive(self, what: str = "label set") -> LabelSet:
+        """Raise InputError unless at least one label is positive."""
+        if not self.positives:
+            raise InputError(f"{what} has no positive label; mark at least one tile \"label\": \"positive\"")
+        return self
+
+    def to_geojson(self) -> dict[str, Any]:
+        feats = []
+        for lb in self.labels:
+            props = {**lb.properties, "point_id": lb.point_id, "label": lb.label}
+            if lb.note is not None:
+                props["note"] = lb.note
+            feats.append({"type": "Feature", "id": lb.point_id, "geometry": lb.geometry, "properties": props})
+        doc: dict[str, Any] = {"type": "FeatureCollection"}
+        if self.model_id:
+            doc[MODEL_KEY] = self.model_id
+        doc["features"] = feats
+        return doc
+
+
+def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
+    """Parse a label FeatureCollection (see the module docstring).
+
+    Raises InputError naming ``what`` for: not a FeatureCollection, a Feature
+    without a point id or with a label other than positive/negative, one tile
+    labelled both ways, more than :data:`MAX_LABELS` labels.
+    """
+    from rsir_stac.store.base import normalize_id
+
+    if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
+        raise InputError(f"{what} is not a GeoJSON FeatureCollection; give {{\"type\": \"FeatureCollection\", "
+                         "\"features\": [...]}} with one Feature per labelled tile")
+    feats = doc["features"]
+    if len(feats) > MAX_LABELS:
+        raise InputError(f"{what} has {len(feats)} labels; use at most {MAX_LABELS}")
+    seen: dict[str, Label] = {}
+    for n, feat in enumerate(feats, 1):
+        props = feat.get("properties") if isinstance(feat, Mapping) else None
+        props = dict(props) if isinstance(props, Mapping) else {}
+        raw_id = props.pop("point_id", None) or (feat.get("id") if isinstance(feat, Mapping) else None)
+        if not raw_id:
+            raise InputError(f"{what}: feature {n} has no point_id; give each Feature the stored tile's id "
+                             "in properties.point_id")
+        try:
+            pid = normalize_id(raw_id)
+        except InputError:
+            raise InputError(f"{what}: feature {n} point_id {raw_id!r} is not a tile id (a UUID); "
+                             "copy it from search results") from None
+        label = str(props.pop("label", "")).strip().lower()
+        if label not in LABEL_VALUES:
+            raise InputError(f"{what}: feature {n} (point {pid}) has label {props.get('label', label)!r}; "
+                             "use \"positive\" or \"negative\"")
+        note = props.pop("note", None)
+        geom = feat.get("geometry") if isinstance(feat.get("geometry"), Mapping) else None
+        prev = seen.get(pid)
+        if prev is not None and prev.label != label:
+            raise InputError(f"{what}: point {pid} is labelled both positive and negative; keep one of the two")
+        if prev is None:
+            seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props)
+    model = doc.get(MODEL_KEY)
+    return LabelSet(tuple(seen.values()), str(model) if model else None)
+
+
+def read_labels(path: str | Path) -> LabelSet:
+    """Read a label file; SourceNotFoundError when missing, InputError when not a label FeatureCollection."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SourceNotFoundError(f"label file {p} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"label file {p} cannot be read ({exc}); give a GeoJSON file") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"label file {p} is not GeoJSON ({exc.msg} at line {exc.lineno}); "
+                         "give a FeatureCollection of labelled tiles") from None
+    return labels_from_geojson(doc, f"label file {p}")
+
+
+def write_labels(labels: LabelSet, path: str | Path) -> Path:
+    """Write ``labels`` as GeoJSON, atomically (temporary file, then rename)."""
+    from rsir_stac.atomic import atomic_output
+
+    target = Path(path).expanduser()
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(labels.to_geojson(), indent=1) + "\n", encoding="utf-8")
+    return target
+
+
+def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
+    """A stored tile's footprint as a GeoJSON Polygon (lon/lat, closed ring), or None."""
+    corners = payload.get("corners") or []
+    try:
+        ring = [[float(c["lon"]), float(c["lat"])] for c in corners]
+    except (KeyError, TypeError, ValueError):
+        ring = []
+    if len(ring) < 3:
+        bbox = payload.get("bbox")
+        if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+            return None
+        w, s, e, n = (float(x) for x in bbox)
+        ring = [[w, s], [e, s], [e, n], [w, n]]
+    return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+
+
+def make_labels(hits: Iterable[Any], label: str, *, model_id: str | None = None, note: str | None = None,
+                keep: Sequence[str] = ("item_id", "collection", "datetime")) -> LabelSet:
+    """A label set from stored points (:class:`~rsir_stac.store.SearchHit`), all with one label."""
+    if label not in LABEL_VALUES:
+        raise InputError(f"label {label!r} is unknown; use positive or negative")
+    out = [Label(h.id, label, footprint_geometry(h.payload), note,
+                 {k: h.payload[k] for k in keep if h.payload.get(k) is not None}) for h in hits]
+    return LabelSet(tuple(out), model_id)
+
+
+def merge(*sets: LabelSet) -> LabelSet:
+    """Labels of several sets (a later label of the same tile replaces an earlier one)."""
+    by_id: dict[str, Label] = {}
+    model = None
+    for s in sets:
+        model = model or s.model_id
+        if s.model_id and model and s.model_id != model:
+            raise InputError(f"label sets of models {model} and {s.model_id} cannot be merged; use one model's labels")
+        for lb in s.labels:
+            by_id.pop(lb.point_id, None)
+            by_id[lb.point_id] = lb
+    return LabelSet(tuple(by_id.values()), model)
+
+
+__all__ = ["Label", "LabelSet", "LABEL_VALUES", "MAX_LABELS", "footprint_geometry", "labels_from_geojson",
+           "make_labels", "merge", "read_labels", "write_labels"]

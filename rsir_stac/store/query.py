@@ -1,0 +1,366 @@
+"""Queries from several examples, run with the engine's own query API in both back ends.
+
+An :class:`ExampleQuery` holds positive and negative example vectors and a
+*strategy* naming the Qdrant query that combines them:
+
+=============  ==========================================================  =============
+strategy       engine query (Qdrant Edge / qdrant-client)                  ``score``
+=============  ==========================================================  =============
+``average``    recommend, ``average_vector``: one nearest-neighbour         distance
+               search for ``2·mean(pos) − mean(neg)``. qdrant-client runs   (smaller is
+               ``RecommendQuery(strategy=AVERAGE_VECTOR)``; Qdrant Edge     closer)
+               has no such query, so the same formula (Qdrant's, from its
+               documentation) is applied here and sent as ``Nearest``.
+``best_score`` recommend, ``best_score``: each candidate scored by its      higher is
+               nearest example; a candidate nearer a negative is pushed     better
+               below every one nearer a positive.
+``sum_scores`` recommend, ``sum_scores``: sum of similarities to the        higher is
+               positives minus those to the negatives.                      better
+``discover``   discovery: target ``mean(pos)``, context pairs pos×neg.       higher is
+                                                                            better
+``context``    context: pairs pos×neg only (exploration; many ties, which   higher is
+               are broken by point id).                                     better
+``feedback``   relevance feedback (naive strategy a=b=c=1): target          higher is
+               ``mean(pos)``, each positive fed back with score 1, each     better
+               negative with 0.
+=============  ==========================================================  =============
+
+``mmr`` (diversity 0–1) re-ranks with the engine's maximal marginal relevance
+(Qdrant Edge ``Mmr``, qdrant-client ``NearestQuery(mmr=...)``); it applies to
+a single query vector, so only to the ``average`` strategy.  Edge's ``lambda_``
+weighs relevance, so it gets ``1 − diversity``.  Among exactly equal vectors
+(duplicate tiles) MMR keeps one, and which one may differ between the engines.
+
+Every query is translated in this module only; :func:`run_query` ranks the
+engine's answer the same way for both (ties by point id, widened until the
+cut is settled), so the two back ends return the same ids in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+from rsir_stac.store.filters import SearchFilter, _check_lonlat
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("average", "best_score", "sum_scores", "discover", "context", "feedback")
+
+#: Largest ``offset + k`` a query may ask for.
+MAX_K = 10_000
+#: Largest number of examples (positives plus negatives) in one query.
+MAX_EXAMPLES = 256
+#: Largest number of positive×negative pairs for discover/context queries.
+MAX_PAIRS = 1024
+#: Widening stops here: a tie group (or a per-item cap) that needs more candidates is cut.
+MAX_CANDIDATES = 200_000
+#: A soft per-scene cap looks at most this many candidates per result wanted before filling up.
+FILL_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class ExampleQuery:
+    """Positive and negative example vectors (each 1-D, the index's size) and how to combine them.
+
+    ``mmr``: diversity in [0, 1] for the engine's MMR re-ranking (``average`` only);
+    ``mmr_candidates``: how many nearest candidates MMR picks from (default 10×k, at least 100).
+    """
+
+    positives: tuple[np.ndarray, ...]
+    negatives: tuple[np.ndarray, ...] = ()
+    strategy: str = "average"
+    mmr: float | None = None
+    mmr_candidates: int | None = None
+
+    def __post_init__(self) -> None:
+        pos = tuple(np.asarray(v, dtype=np.float32).reshape(-1) for v in self.positives)
+        neg = tuple(np.asarray(v, dtype=np.float32).reshape(-1) for v in self.negatives)
+        object.__setattr__(self, "positives", pos)
+        object.__setattr__(self, "negatives", neg)
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"query strategy {self.strategy!r} is unknown; use one of {', '.join(STRATEGIES)}")
+        if not pos:
+            raise InputError("the query has no positive example; give at least one --image, --point-id, --at "
+                             "or a positive label")
+        if len(pos) + len(neg) > MAX_EXAMPLES:
+            raise InputError(f"the query has {len(pos) + len(neg)} examples; use at most {MAX_EXAMPLES}")
+        if self.strategy in ("discover", "context") and not neg:
+            raise InputError(f"strategy {self.strategy} needs at least one negative example; add --not-image, "
+                             "--not-point-id, --not-at or a negative label, or use --strategy average")
+        if self.strategy in ("discover", "context") and len(pos) * len(neg) > MAX_PAIRS:
+            raise InputError(f"strategy {self.strategy} pairs every positive with every negative "
+                             f"({len(pos)}×{len(neg)}); use at most {MAX_PAIRS} pairs or --strategy best_score")
+        if self.mmr is not None:
+            if not (0.0 <= float(self.mmr) <= 1.0):
+                raise InputError(f"MMR diversity {self.mmr!r} must be within 0 and 1, e.g. --mmr 0.5")
+            if self.strategy != "average":
+                raise InputError(f"MMR re-ranks one query vector; it does not combine with strategy "
+                                 f"{self.strategy}; use --strategy average or drop --mmr")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger ``score`` ranks first (False: the score is a Euclidean distance)."""
+        return self.strategy != "average"
+
+    @property
+    def score_name(self) -> str:
+        return "score" if self.higher_is_better else "distance"
+
+    def average_vector(self) -> np.ndarray:
+        """Qdrant's average_vector formula: ``mean(pos) + mean(pos) − mean(neg)`` (or ``mean(pos)``)."""
+        p = np.mean(np.stack(self.positives), axis=0, dtype=np.float64)
+        if not self.negatives:
+            return p.astype(np.float32)
+        n = np.mean(np.stack(self.negatives), axis=0, dtype=np.float64)
+        return (p + p - n).astype(np.float32)
+
+    def _target(self) -> list[float]:
+        return np.mean(np.stack(self.positives), axis=0, dtype=np.float64).astype(np.float32).tolist()
+
+    def _pairs(self) -> list[tuple[list[float], list[float]]]:
+        return [(p.tolist(), n.tolist()) for p in self.positives for n in self.negatives]
+
+    def candidates(self, limit: int) -> int:
+        """MMR candidates for ``limit`` results: ``mmr_candidates`` or 10×limit (at least 100)."""
+        return max(int(self.mmr_candidates or max(100, 10 * limit)), int(limit))
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Points a query must not return: ids, and tiles whose centre lies within a radius
+    (metres) of a lon/lat (the query footprints, see :func:`footprint_radius`)."""
+
+    ids: frozenset[str] = frozenset()
+    around: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
+
+
+def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, float] | None:
+    """``(lon, lat, radius_m)`` covering tiles whose centre is within ``distance_m`` of a
+    tile footprint: its centroid plus the footprint's half-diagonal.  None without a location."""
+    from rsir_stac.store.filters import haversine_m
+
+    loc = payload.get("location") or {}
+    try:
+        lon, lat = float(loc["lon"]), float(loc["lat"])
+        _check_lonlat(lon, lat, "query location")
+    except (KeyError, TypeError, ValueError):
+        return None
+    half = 0.0
+    bbox = payload.get("bbox")
+    if isinstance(bbox, (list, tuple)) and len(bbox) == 4:
+        w, s, e, n = (float(x) for x in bbox)
+        half = float(haversine_m(w, s, e, n)) / 2.0
+    return lon, lat, float(distance_m) + half
+
+
+# --------------------------------------------------------------------------- engine translation
+
+
+def edge_query(q: ExampleQuery, limit: int) -> Any:
+    """The ``qdrant_edge`` scoring query for ``q``."""
+    import qdrant_edge as e
+
+    if q.strategy == "average":
+        vec = q.average_vector().tolist()
+        # Edge's lambda_ weighs relevance; qdrant-client's diversity is 1 - lambda (as in Qdrant's server)
+        return e.Mmr(vec, 1.0 - float(q.mmr), q.candidates(limit)) if q.mmr is not None else e.Query.Nearest(vec)
+    pos = [v.tolist() for v in q.positives]
+    neg = [v.tolist() for v in q.negatives]
+    if q.strategy == "best_score":
+        return e.Query.RecommendBestScore(e.RecommendQuery(pos, neg))
+    if q.strategy == "sum_scores":
+        return e.Query.RecommendSumScores(e.RecommendQuery(pos, neg))
+    pairs = [e.ContextPair(p, n) for p, n in q._pairs()]
+    if q.strategy == "discover":
+        return e.Query.Discover(e.DiscoverQuery(q._target(), pairs))
+    if q.strategy == "context":
+        return e.Query.Context(e.ContextQuery(pairs))
+    items = [e.FeedbackItem(v, 1.0) for v in pos] + [e.FeedbackItem(v, 0.0) for v in neg]
+    return e.Query.FeedbackNaive(e.FeedbackNaiveQuery(q._target(), items, e.NaiveFeedbackStrategy(1.0, 1.0, 1.0)))
+
+
+def qdrant_query(q: ExampleQuery, limit: int) -> Any:
+    """The qdrant-client ``query_points`` query for ``q``."""
+    from qdrant_client import models as m
+
+    pos = [v.tolist() for v in q.positives]
+    neg = [v.tolist() for v in q.negatives]
+    if q.strategy == "average":
+        if q.mmr is not None:
+            return m.NearestQuery(nearest=q.average_vector().tolist(),
+                                  mmr=m.Mmr(diversity=float(q.mmr), candidates_limit=q.candidates(limit)))
+        if len(pos) == 1 and not neg:
+            return pos[0]
+        return m.RecommendQuery(recommend=m.RecommendInput(positive=pos, negative=neg or None,
+                                                           strategy=m.RecommendStrategy.AVERAGE_VECTOR))
+    if q.strategy in ("best_score", "sum_scores"):
+        strategy = m.RecommendStrategy.BEST_SCORE if q.strategy == "best_score" else m.RecommendStrategy.SUM_SCORES
+        return m.RecommendQuery(recommend=m.RecommendInput(positive=pos, negative=neg or None, strategy=strategy))
+    pairs = [m.ContextPair(positive=p, negative=n) for p, n in q._pairs()]
+    if q.strategy == "discover":
+        return m.DiscoverQuery(discover=m.DiscoverInput(target=q._target(), context=pairs))
+    if q.strategy == "context":
+        return m.ContextQuery(context=pairs)
+    fb = [m.FeedbackItem(example=v, score=1.0) for v in pos] + [m.FeedbackItem(example=v, score=0.0) for v in neg]
+    return m.RelevanceFeedbackQuery(relevance_feedback=m.RelevanceFeedbackInput(
+        target=q._target(), feedback=fb,
+        strategy=m.NaiveFeedbackStrategy(naive=m.NaiveFeedbackStrategyParams(a=1.0, b=1.0, c=1.0))))
+
+
+def edge_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
+    """``qdrant_edge.Filter``: ``flt`` minus excluded ids and footprint neighbourhoods."""
+    import qdrant_edge as e
+
+    from rsir_stac.store.filters import to_edge_filter
+
+    base = to_edge_filter(flt, exclude_ids=excl.ids)
+    if not excl.around:
+        return base
+    must_not = [e.FieldCondition(key="location", geo_radius=e.GeoRadius(center=e.GeoPoint(lon=lon, lat=lat), radius=r))
+                for lon, lat, r in excl.around]
+    return e.Filter(must=[base] if base is not None else None, must_not=must_not)
+
+
+def qdrant_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
+    """qdrant-client ``Filter`` with the same semantics as :func:`edge_filter`."""
+    from qdrant_client import models as m
+
+    from rsir_stac.store.filters import to_qdrant_filter
+
+    base = to_qdrant_filter(flt, exclude_ids=excl.ids)
+    if not excl.around:
+        return base
+    must_not = [m.FieldCondition(key="location", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=lon, lat=lat), radius=r))
+                for lon, lat, r in excl.around]
+    return m.Filter(must=[base] if base is not None else None, must_not=must_not)
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def check_k(k: Any, offset: Any = 0) -> tuple[int, int]:
+    """Validate ``k`` (results wanted) and ``offset`` (results skipped); offset + k <= MAX_K."""
+    for name, v, low in (("k", k, 1), ("offset", offset, 0)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise InputError(f"{name}={v!r} must be a whole number >= {low}")
+    if int(k) + int(offset) > MAX_K:
+        raise InputError(f"offset {offset} + k {k} is above the limit of {MAX_K} results; "
+                         f"ask for at most {MAX_K} (page with offset below it) or narrow the filters")
+    return int(k), int(offset)
+
+
+def run_query(
+    store: Any,
+    query: ExampleQuery,
+    k: int = 10,
+    *,
+    offset: int = 0,
+    flt: SearchFilter | None = None,
+    exclude: Exclusion = Exclusion(),
+    per_item: int | None = None,
+    fill: bool = False,
+    with_vectors: bool = False,
+    with_payload: bool = True,
+) -> list:
+    """Hits ``offset .. offset+k`` of ``query`` in ``store`` (a :class:`~rsir_stac.store.base.Store`).
+
+    Ranking: by score (ascending distance, or descending score for the
+    recommend/discovery strategies), ties by point id; MMR keeps the engine's
+    selection order.  ``per_item``: at most this many hits per STAC item (scene),
+    kept greedily in rank order; with ``fill`` the cap is soft: when the capped
+    hits run short of ``offset + k``, the capped-out hits follow in rank order
+    (candidates are widened to at most :data:`FILL_CANDIDATES` × (offset + k)
+    looking for other scenes first).  Payloads (and vectors) are fetched only for
+    the returned page.  Raises InputError for a bad k/offset/per_item.
+    """
+    from rsir_stac.store.base import SearchHit, as_query_vector, normalize_id
+
+    k, offset = check_k(k, offset)
+    if per_item is not None and (not isinstance(per_item, int) or isinstance(per_item, bool) or per_item < 1):
+        raise InputError(f"per_item={per_item!r} must be a whole number >= 1 (hits kept per scene)")
+    meta = store._require_meta()
+    for v in query.positives + query.negatives:
+        as_query_vector(v, meta.dim, store.describe())
+    excl = Exclusion(frozenset(normalize_id(i) for i in exclude.ids), tuple(exclude.around))
+    want = offset + k
+    sign = -1.0 if query.higher_is_better else 1.0
+    fields = ["item_id"] if per_item is not None else None
+    limit = want * (4 if per_item is not None else 1) + 16
+    while True:
+        raw = store._query_raw(query, limit, flt, excl, fields)
+        if query.mmr is None:
+            raw.sort(key=lambda h: (sign * h.score, h.id))
+        else:  # MMR order is the engine's selection order; only runs of equal scores are put in id order
+            raw = _sort_equal_runs(raw)
+        ranked = _cap_per_item(raw, per_item) if per_item is not None else raw
+        full = len(raw) >= limit
+        settled = (len(ranked) >= want and (query.mmr is not None or per_item is not None
+                                            or sign * ranked[want - 1].score < sign * raw[-1].score))
+        bound = min(MAX_CANDIDATES, FILL_CANDIDATES * want + 16) if fill else MAX_CANDIDATES
+        if fill and per_item is not None and (not full or limit >= bound) and len(ranked) < want:
+            kept = {h.id for h in ranked}
+            ranked = ranked + [h for h in raw if h.id not in kept]
+        if not full or settled or limit >= bound:
+            if full and not settled:
+                log.debug("query stopped widening at %d candidates", limit)
+            break
+        limit = min(limit * 4, bound)
+    page = ranked[offset:want]
+    if not page or not (with_payload or with_vectors):
+        return [SearchHit(h.id, h.score, {}, None) for h in page]
+    got = {h.id: h for h in store._retrieve_raw([h.id for h in page], True, with_vectors)}
+    return [SearchHit(h.id, h.score, got[h.id].payload, got[h.id].vector) for h in page if h.id in got]
+
+
+def sample_ids(store: Any, n: int, flt: SearchFilter | None = None, exclude: Exclusion = Exclusion(),
+               seed: int = 0) -> list[str]:
+    """Ids of up to ``n`` points matching ``flt``, a sample fixed by ``seed``.
+
+    Point ids are uuid5 hashes, so the points that follow a seeded random id in id
+    order are a random sample; both engines scroll in id order, so they draw the
+    same sample (wrapping round to the lowest ids when the range runs out).
+    """
+    import uuid
+
+    if store.meta() is None or n < 1:
+        return []
+    start = str(uuid.UUID(int=int(np.random.default_rng(seed).integers(0, 2**63)) << 64))
+    out = store._ids_from(start, n, flt, exclude)
+    if len(out) < n:
+        seen = set(out)
+        out += [i for i in store._ids_from(None, n, flt, exclude) if i not in seen][: n - len(out)]
+    return out
+
+
+def _sort_equal_runs(hits: list) -> list:
+    out: list = []
+    i = 0
+    while i < len(hits):
+        j = i + 1
+        while j < len(hits) and hits[j].score == hits[i].score:
+            j += 1
+        out.extend(sorted(hits[i:j], key=lambda h: h.id))
+        i = j
+    return out
+
+
+def _cap_per_item(hits: Sequence, per_item: int) -> list:
+    seen: dict[Any, int] = {}
+    out = []
+    for h in hits:
+        item = h.payload.get("item_id")
+        n = seen.get(item, 0)
+        if n < per_item:
+            seen[item] = n + 1
+            out.append(h)
+    return out
+
+
+__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_radius",
+           "run_query", "sample_ids"]

@@ -1,0 +1,373 @@
+"""The analyst's loop: labels, multi-example search through Index, classify, exports.
+
+A real index (Qdrant Edge, and qdrant-client ``:memory:`` for congruence) of
+synthetic tiles with the shipped model's id: 8 scenes of 10×6 adjacent tiles;
+a compact cluster of "target" vectors sits in two blocks of the scenes, every
+other tile is background.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import InputError, PointNotFoundError, SourceNotFoundError
+from rsir_stac.labels import LabelSet, make_labels, read_labels, write_labels
+from rsir_stac.search import Example, Index
+from rsir_stac.store import Point, open_store
+
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+
+SCENES, COLS, ROWS = 8, 10, 6
+STEP = 0.001  # degrees per tile
+
+
+def _points(dim: int, model_id: str) -> tuple[list[Point], set[str]]:
+    rng = np.random.default_rng(3)
+    target_dir = rng.normal(size=dim)
+    target_dir /= np.linalg.norm(target_dir)
+    pts, targets = [], set()
+    for s in range(SCENES):
+        lon0, lat0 = 10.0 + s * 0.05, 45.0
+        for r in range(ROWS):
+            for c in range(COLS):
+                is_target = (s in (1, 4)) and 2 <= c <= 5 and 1 <= r <= 3
+                v = rng.normal(scale=0.3, size=dim) + (2.0 * target_dir if is_target else 0.0)
+                w, so = lon0 + c * STEP, lat0 + r * STEP
+                e, n = w + STEP, so + STEP
+                pid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"t/{s}/{r}/{c}"))
+                payload = {
+                    "item_id": f"scene-{s}", "collection": "demo", "asset": "visual",
+                    "href": f"/data/scene-{s}.tif", "crs": "EPSG:4326",
+                    "window": {"col_off": c * 256, "row_off": r * 256, "width": 256, "height": 256},
+                    "bbox": [w, so, e, n], "location": {"lon": (w + e) / 2, "lat": (so + n) / 2},
+                    "corners": [{"lon": w, "lat": n}, {"lon": e, "lat": n}, {"lon": e, "lat": so}, {"lon": w, "lat": so}],
+                    "datetime": "2020-06-01T00:00:00Z", "datetime_epoch": 1590969600.0, "gsd": 0.3,
+                    "model_id": model_id,
+                }
+                pts.append(Point(pid, v.astype(np.float32), payload))
+                if is_target:
+                    targets.add(pid)
+    return pts, targets
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from rsir_stac.model.bundle import load_bundle
+
+    return load_bundle(None)
+
+
+@pytest.fixture(scope="module")
+def world(bundle, tmp_path_factory):
+    pts, targets = _points(bundle.dim, bundle.model_id)
+    path = tmp_path_factory.mktemp("an") / "index"
+    with open_store(path) as s:
+        s.ensure_collection(bundle.dim, bundle.model_id)
+        s.upsert(pts)
+    return path, pts, targets
+
+
+@pytest.fixture()
+def index(world, bundle):
+    with Index.open(str(world[0]), model=bundle) as idx:
+        yield idx
+
+
+@pytest.fixture(scope="module")
+def mem_index(world, bundle):
+    store = open_store(qdrant_url=":memory:")
+    store.ensure_collection(bundle.dim, bundle.model_id)
+    store.upsert(world[1])
+    idx = Index(store, bundle)
+    yield idx
+    idx.close()
+
+
+def _labels(world, bundle, npos=8, nneg=8) -> LabelSet:
+    pts, targets = world[1], world[2]
+    pos = [p for p in pts if p.id in targets][:npos]
+    neg = [p for p in pts if p.id not in targets][::37][:nneg]
+    hit = lambda p: type("H", (), {"id": p.id, "payload": p.payload})  # noqa: E731 - a record with id+payload
+    a = make_labels([hit(p) for p in pos], "positive", model_id=bundle.model_id, note="target")
+    b = make_labels([hit(p) for p in neg], "negative", model_id=bundle.model_id)
+    return LabelSet(a.labels + b.labels, bundle.model_id)
+
+
+# ----------------------------------------------------------------------------------- labels
+
+
+def test_labels_round_trip(world, bundle, tmp_path):
+    labels = _labels(world, bundle)
+    path = write_labels(labels, tmp_path / "labels.geojson")
+    doc = json.loads(path.read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 16
+    f0 = doc["features"][0]
+    assert f0["properties"]["label"] == "positive" and f0["properties"]["note"] == "target"
+    assert f0["geometry"]["type"] == "Polygon" and len(f0["geometry"]["coordinates"][0]) == 5
+    back = read_labels(path)
+    assert back == labels and len(back.positives) == 8 and len(back.negatives) == 8
+
+
+@pytest.mark.parametrize("doc, msg", [
+    ("not json at all", "is not GeoJSON"),
+    ({"type": "Feature"}, "not a GeoJSON FeatureCollection"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"label": "positive"}}]},
+     "has no point_id"),
+    ({"type": "FeatureCollection", "features": [{"type": "Feature", "id": "abc", "properties": {"label": "positive"}}]},
+     "is not a tile id"),
+    ({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": str(uuid.UUID(int=1)), "properties": {"label": "maybe"}}]}, "use \"positive\""),
+    ({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": str(uuid.UUID(int=1)), "properties": {"label": "positive"}},
+        {"type": "Feature", "id": str(uuid.UUID(int=1)), "properties": {"label": "negative"}}]},
+     "both positive and negative"),
+])
+def test_bad_label_files(tmp_path, doc, msg):
+    path = tmp_path / "bad.geojson"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    with pytest.raises(InputError, match=msg):
+        read_labels(path)
+    with pytest.raises(SourceNotFoundError):
+        read_labels(tmp_path / "missing.geojson")
+
+
+def test_labels_without_positive_other_index_or_model(index, world, bundle):
+    only_neg = LabelSet(tuple(lb for lb in _labels(world, bundle).labels if not lb.positive), bundle.model_id)
+    with pytest.raises(InputError, match="no positive"):
+        index.search(labels=only_neg)
+    foreign = make_labels([type("H", (), {"id": str(uuid.UUID(int=5)), "payload": {}})], "positive")
+    with pytest.raises(PointNotFoundError, match="another index"):
+        index.search(labels=foreign)
+    other_model = LabelSet(_labels(world, bundle).labels, "some-other-model")
+    with pytest.raises(InputError, match="some-other-model"):
+        index.search(labels=other_model)
+    pid = world[1][0].id
+    with pytest.raises(InputError, match="both a positive and a negative"):
+        index.search(point_id=pid, negatives=[Example("point", pid)])
+
+
+# ------------------------------------------------------------------------------- searching
+
+
+@pytest.mark.parametrize("strategy", ["average", "best_score", "discover", "feedback"])
+def test_labelled_search_same_in_both_engines(index, mem_index, world, bundle, strategy):
+    labels = _labels(world, bundle, 5, 5)
+    a = index.search(labels=labels, strategy=strategy, k=30, per_item=None)
+    b = mem_index.search(labels=labels, strategy=strategy, k=30, per_item=None)
+    assert [h.id for h in a.hits] == [h.id for h in b.hits]
+    assert not set(labels.positives + labels.negatives) & {h.id for h in a.hits}  # examples left out
+    targets = world[2]
+    assert sum(h.id in targets for h in a.hits[:10]) >= 8  # the labelled class comes first
+
+
+def test_default_caps_hits_per_scene(index, world):
+    q = next(iter(world[2]))
+    hits = index.search(point_id=q, k=12).hits
+    items = [h.payload["item_id"] for h in hits]
+    assert max(items.count(i) for i in items) <= 3
+    plain = index.search(point_id=q, k=12, per_item=None).hits
+    assert len({h.payload["item_id"] for h in plain}) < len(set(items))
+    big = index.search(point_id=q, k=200).hits  # the default cap is soft: capped-out hits follow
+    assert len(big) == 200 and [h.id for h in big[:12]] == [h.id for h in hits]
+    assert len(index.search(point_id=q, k=200, per_item=3).hits) == 3 * SCENES
+
+
+def test_examples_of_every_kind_and_exclusion(index, world):
+    pts = world[1]
+    p = pts[SCENES and 13]
+    loc = p.payload["location"]
+    res = index.search(positives=[Example("point", p.id), Example("location", (loc["lon"], loc["lat"]))],
+                       negatives=[Example("point", pts[200].id)], k=10, exclude_within_m=150.0, per_item=None)
+    assert res.examples[0].id == p.id and res.examples[1].id == p.id and not res.examples[2].positive
+    from rsir_stac.store.filters import haversine_m
+
+    for h in res.hits:
+        hl = h.payload["location"]
+        assert haversine_m(loc["lon"], loc["lat"], hl["lon"], hl["lat"]) > 150.0
+
+
+# --------------------------------------------------------------------------------- exports
+
+
+def _stored_rings(pts):
+    return {p.id: [[c["lon"], c["lat"]] for c in p.payload["corners"]] for p in pts}
+
+
+@pytest.mark.parametrize("ext", [".geojson", ".csv", ".fgb", ".parquet"])
+def test_search_export_formats(index, world, tmp_path, ext):
+    import geopandas as gpd
+    import pandas as pd
+    from shapely import wkt
+
+    from rsir_stac.export import write_search
+
+    q = next(iter(world[2]))
+    res = index.search(point_id=q, k=50, per_item=None, with_payload=False)
+    out = tmp_path / f"hits{ext}"
+    assert write_search(index, res, out, with_vectors=True) == 50
+    if ext == ".csv":
+        df = pd.read_csv(out)
+        geoms = [wkt.loads(g) for g in df["geometry"]]
+    else:
+        df = gpd.read_file(out) if ext != ".parquet" else gpd.read_parquet(out)
+        df = df.sort_values("rank").reset_index(drop=True)  # FlatGeobuf stores features in spatial-index order
+        geoms = list(df.geometry)
+    assert list(df["id"]) == [h.id for h in res.hits] and list(df["rank"]) == list(range(1, 51))
+    np.testing.assert_allclose(df["distance"], [h.score for h in res.hits], rtol=1e-6)
+    rings = _stored_rings(world[1])
+    for pid, g in zip(df["id"], geoms):
+        np.testing.assert_allclose(np.asarray(g.exterior.coords)[:4], rings[pid])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_export_refuses_unknown_extension_and_leaves_nothing(index, world, tmp_path):
+    from rsir_stac.export import row_of, write_search, write_table
+
+    res = index.search(point_id=world[1][0].id, k=5)
+    with pytest.raises(InputError, match="no known format extension"):
+        write_search(index, res, tmp_path / "hits.shp")
+
+    def failing():
+        yield [row_of(h) for h in res.hits]
+        raise RuntimeError("disk full")
+
+    for ext in (".geojson", ".parquet"):
+        with pytest.raises(RuntimeError):
+            write_table(failing(), tmp_path / f"half{ext}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
+    import duckdb
+    import geopandas as gpd
+
+    from rsir_stac.export import export_index
+
+    out, stac = tmp_path / "tiles.parquet", tmp_path / "collection.json"
+    res = export_index(index, out, stac_collection=stac)
+    pts = world[1]
+    assert res["rows"] == len(pts)
+    gdf = gpd.read_parquet(out)
+    assert gdf.crs is not None and gdf.crs.to_string() in ("OGC:CRS84", "EPSG:4326")
+    vecs = {p.id: p.vector for p in pts}
+    rings = _stored_rings(pts)
+    for pid, g, emb in zip(gdf["id"], gdf.geometry, gdf["embedding"]):
+        np.testing.assert_allclose(np.asarray(g.exterior.coords)[:4], rings[pid])
+        np.testing.assert_allclose(emb, vecs[pid], rtol=1e-6)
+    con = duckdb.connect()
+    n, scenes, dim = con.execute(f"select count(*), count(distinct item_id), max(len(embedding)) "
+                                 f"from read_parquet('{out}')").fetchone()
+    assert (n, scenes, dim) == (len(pts), SCENES, index.bundle.dim)
+    wkb = con.execute(f"select id, geometry from read_parquet('{out}') order by id limit 5").fetchall()
+    from shapely import wkb as swkb
+
+    for pid, blob in wkb:
+        np.testing.assert_allclose(np.asarray(swkb.loads(bytes(blob)).exterior.coords)[:4], rings[pid])
+    doc = json.loads(stac.read_text())
+    assert doc["type"] == "Collection" and any("embeddings" in e for e in doc["stac_extensions"])
+    assert doc["emb:dimensions"] == index.bundle.dim and doc["assets"]["embeddings"]["href"] == "./tiles.parquet"
+    link = next(lk for lk in doc["links"] if lk["rel"] == "derived-from")
+    mlm = json.loads((tmp_path / link["href"]).read_text())
+    assert "similarity-search" in json.dumps(mlm)
+
+
+# -------------------------------------------------------------------------------- classify
+
+
+def test_classify_finds_the_labelled_class(index, world, bundle):
+    from rsir_stac.classify import classify, dissolve
+
+    seen = []
+    rep = classify(index, _labels(world, bundle), threshold=0.5, batch=100, progress=lambda d, t: seen.append((d, t)))
+    targets = world[2]
+    got = {h.id for h in rep.hits}
+    assert rep.scored == len(world[1]) and seen[-1] == (len(world[1]), len(world[1]))
+    assert len(got & targets) >= 0.9 * len(targets) and len(got - targets) <= 3
+    assert rep.precision is not None and rep.recall is not None and rep.holdout >= 2
+    probs = [h.score for h in rep.hits]
+    assert probs == sorted(probs, reverse=True) and min(probs) >= 0.5
+    areas = dissolve(rep.hits)
+    assert sum(a["tiles"] for a in areas) == len(rep.hits)
+    assert len(areas) <= 4  # two blocks of adjacent tiles (plus stray background hits)
+
+
+def test_classify_same_in_both_engines(index, mem_index, world, bundle):
+    from rsir_stac.classify import classify
+
+    labels = _labels(world, bundle)
+    a, b = classify(index, labels, threshold=0.3), classify(mem_index, labels, threshold=0.3)
+    assert [h.id for h in a.hits] == [h.id for h in b.hits] and a.precision == b.precision
+
+
+def test_classify_with_positives_only_draws_background(index, world, bundle):
+    from rsir_stac.classify import classify
+
+    labels = LabelSet(tuple(lb for lb in _labels(world, bundle).labels if lb.positive), bundle.model_id)
+    rep = classify(index, labels, threshold=0.5)
+    assert rep.background >= 50 and rep.negatives == 0
+    assert len({h.id for h in rep.hits} & world[2]) >= 0.8 * len(world[2])
+
+
+def test_classify_bad_threshold(index, world, bundle):
+    from rsir_stac.classify import classify
+
+    with pytest.raises(InputError, match="threshold"):
+        classify(index, _labels(world, bundle), threshold=1.5)
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_classify_search_export(world, bundle, tmp_path):
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    idx = str(world[0])
+    r = CliRunner().invoke(main, ["classify", "--labels", str(labels), "--index", idx, "--threshold", "0.5",
+                                  "--out", str(tmp_path / "hits.geojson"), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    doc = json.loads((tmp_path / "hits.geojson").read_text())
+    assert len(doc["features"]) == summary["hits"] > 0
+    assert all(f["properties"]["probability"] >= 0.5 for f in doc["features"])
+    r = CliRunner().invoke(main, ["classify", "--labels", str(labels), "--index", idx, "--dissolve",
+                                  "--out", str(tmp_path / "areas.parquet")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "-k", "300",
+                                  "--out", str(tmp_path / "hits.csv")])
+    assert r.exit_code == 0, r.output
+    assert len((tmp_path / "hits.csv").read_text().splitlines()) == 301
+    r = CliRunner().invoke(main, ["export", "--index", idx, "--out", str(tmp_path / "all.fgb"), "--no-vectors"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["search", "--labels", "{labels_bad}"], "is not GeoJSON"),
+    (["search", "--point-id", str(uuid.UUID(int=9))], "is not in index"),
+    (["search", "--point-id", "{pid}", "-k", "10001"], "above the limit"),
+    (["search", "--point-id", "{pid}", "--out", "{tmp}/hits.shp"], "no known format extension"),
+    (["export", "--out", "{tmp}/all.xlsx"], "no known format extension"),
+    (["classify", "--labels", "{labels_neg}", "--out", "{tmp}/h.geojson"], "no positive"),
+    (["search", "--labels", "{labels_contra}"], "both positive and negative"),
+])
+def test_cli_bad_input_is_one_line(world, bundle, tmp_path, args, msg):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    neg = write_labels(LabelSet(tuple(lb for lb in _labels(world, bundle).labels if not lb.positive)),
+                       tmp_path / "neg.geojson")
+    pid = world[1][0].id
+    contra = tmp_path / "contra.geojson"
+    contra.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": pid, "properties": {"label": "positive"}},
+        {"type": "Feature", "id": pid, "properties": {"label": "negative"}}]}))
+    subs = {"{labels_bad}": str(bad), "{labels_neg}": str(neg), "{labels_contra}": str(contra), "{pid}": pid}
+    argv = [subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args] + ["--index", str(world[0])]
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("error: ") and msg in err and "\n" not in err
+    assert not list(tmp_path.glob("h*")) and not list(tmp_path.glob("all*")) and not list(tmp_path.glob(".*"))

@@ -1,0 +1,194 @@
+"""Queries from several examples on the real engines: Qdrant Edge and qdrant-client ``:memory:``
+must return the same ids in the same order for every strategy, MMR, per-scene caps,
+footprint exclusions and pages."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_store import DIM, MODEL, make_points
+
+from rsir_stac.errors import InputError
+from rsir_stac.store import SearchFilter, open_store
+from rsir_stac.store.filters import haversine_m, matches
+from rsir_stac.store.query import MAX_K, STRATEGIES, ExampleQuery, Exclusion, footprint_radius
+
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+
+
+@pytest.fixture(scope="module")
+def points():
+    return make_points()
+
+
+@pytest.fixture(scope="module")
+def stores(points, tmp_path_factory):
+    edge = open_store(tmp_path_factory.mktemp("q") / "index")
+    mem = open_store(qdrant_url=":memory:")
+    for s in (edge, mem):
+        s.ensure_collection(DIM, MODEL)
+        s.upsert(points)
+    edge.flush()
+    yield edge, mem
+    edge.close()
+    mem.close()
+
+
+def _ids(hits):
+    return [h.id for h in hits]
+
+
+def _query(points, strategy, npos=3, nneg=2, **kw):
+    pos = [points[i].vector for i in (1, 2, 3, 4, 5)[:npos]]
+    neg = [points[i].vector for i in (10, 11, 12, 13, 14)[:nneg]]
+    return ExampleQuery(tuple(pos), tuple(neg), strategy=strategy, **kw)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("flt", [None, SearchFilter(bbox=(5.0, 44.0, 13.0, 49.0))])
+def test_engines_agree_on_labelled_queries(points, stores, strategy, flt):
+    edge, mem = stores
+    q = _query(points, strategy)
+    a, b = edge.query(q, 25, flt=flt), mem.query(q, 25, flt=flt)
+    assert len(a) == 25 or flt is not None
+    assert _ids(a) == _ids(b)
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-4, atol=1e-4)
+    assert all(matches(h.payload, flt) for h in a)
+    scores = [h.score for h in a]
+    assert scores == sorted(scores, reverse=q.higher_is_better)
+
+
+def test_average_strategy_is_qdrants_formula(points, stores):
+    """2·mean(pos) − mean(neg), then nearest neighbours: checked against numpy."""
+    edge, mem = stores
+    q = _query(points, "average", 5, 5)
+    target = 2 * np.mean([points[i].vector for i in (1, 2, 3, 4, 5)], 0) - np.mean(
+        [points[i].vector for i in (10, 11, 12, 13, 14)], 0)
+    d = np.linalg.norm(np.stack([p.vector for p in points]) - target, axis=1)
+    want = [points[j].id for j in sorted(range(len(points)), key=lambda j: (round(float(d[j]), 4), points[j].id))[:10]]
+    for s in (edge, mem):
+        assert _ids(s.query(q, 10)) == want
+
+
+def test_single_positive_equals_plain_search(points, stores):
+    for s in stores:
+        q = ExampleQuery((points[7].vector,))
+        assert _ids(s.query(q, 20)) == _ids(s.search(points[7].vector, 20))
+
+
+def test_best_score_ranks_positive_neighbourhood_first(points, stores):
+    edge, mem = stores
+    q = _query(points, "best_score")
+    hits = edge.query(q, 5, exclude=Exclusion(ids=frozenset()))
+    assert set(_ids(hits)[:3]) == {points[i].id for i in (1, 2, 3)}  # the positives themselves score best
+    excl = Exclusion(ids=frozenset(points[i].id for i in (1, 2, 3, 10, 11)))
+    a, b = edge.query(q, 10, exclude=excl), mem.query(q, 10, exclude=excl)
+    assert _ids(a) == _ids(b) and not excl.ids & set(_ids(a))
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.5, 0.9])
+def test_mmr_agrees_and_diversifies(points, stores, diversity):
+    edge, mem = stores
+    q = ExampleQuery((points[7].vector,), mmr=diversity, mmr_candidates=200)
+    a, b = edge.query(q, 12), mem.query(q, 12)
+    assert _ids(a) == _ids(b)
+    plain = edge.query(ExampleQuery((points[7].vector,)), 12)
+    if diversity == 0.0:
+        assert set(_ids(a)) == set(_ids(plain))
+    else:
+        assert _ids(a) != _ids(plain)
+
+        def spread(hits):
+            v = np.stack([points_by_id[h.id] for h in hits])
+            return float(np.mean([np.linalg.norm(x - y) for i, x in enumerate(v) for y in v[i + 1:]]))
+
+        points_by_id = {p.id: p.vector for p in points}
+        assert spread(a) > spread(plain)
+
+
+def test_per_item_cap(points, stores):
+    edge, mem = stores
+    q = ExampleQuery((points[0].vector,))
+    for cap in (1, 2):
+        a, b = edge.query(q, 15, per_item=cap), mem.query(q, 15, per_item=cap)
+        assert _ids(a) == _ids(b) and len(a) == 15
+        items = [h.payload["item_id"] for h in a]
+        assert max(items.count(i) for i in items) <= cap
+        assert [h.score for h in a] == sorted(h.score for h in a)
+    # soft cap: capped hits first, then the capped-out ones in rank order, up to k
+    a, b = edge.query(q, 290, per_item=1, fill=True), mem.query(q, 290, per_item=1, fill=True)
+    assert _ids(a) == _ids(b) and len(a) == 290
+    n_items = len({p.payload["item_id"] for p in points})
+    assert len({h.payload["item_id"] for h in a[:n_items]}) == n_items
+
+
+def test_exclusion_around_footprint(points, stores):
+    edge, mem = stores
+    q = ExampleQuery((points[0].vector,))
+    ring = footprint_radius(points[0].payload, 150_000.0)
+    assert ring is not None and ring[2] > 150_000.0
+    excl = Exclusion(around=(ring,))
+    a, b = edge.query(q, 20, exclude=excl), mem.query(q, 20, exclude=excl)
+    assert _ids(a) == _ids(b) and len(a) == 20
+    for h in a:
+        loc = h.payload["location"]
+        assert haversine_m(ring[0], ring[1], loc["lon"], loc["lat"]) > ring[2] * 0.999
+    near = [p for p in points if haversine_m(ring[0], ring[1], p.payload["location"]["lon"],
+                                                p.payload["location"]["lat"]) < ring[2] * 0.99]
+    assert near and not {p.id for p in near} & set(_ids(a))
+
+
+def test_pages_concatenate_to_the_full_ranking(points, stores):
+    for s in stores:
+        q = _query(points, "sum_scores")
+        full = _ids(s.query(q, 60))
+        pages = [_ids(s.query(q, 20, offset=o)) for o in (0, 20, 40)]
+        assert sum(pages, []) == full
+        assert s.query(q, 5, offset=len(points)) == []
+
+
+def test_ties_are_broken_by_id(points, stores):
+    """Points 295..299 copy point 0's vector: their tie order is by id in both engines."""
+    for s in stores:
+        hits = s.query(ExampleQuery((points[0].vector,)), 6)
+        tied = [h.id for h in hits if h.score == 0.0]
+        assert len(tied) == 6 and tied == sorted(tied)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"positives": ()}, "no positive example"),
+    ({"strategy": "nope"}, "unknown"),
+    ({"strategy": "discover"}, "needs at least one negative"),
+    ({"mmr": 1.5}, "within 0 and 1"),
+    ({"strategy": "best_score", "mmr": 0.5}, "does not combine"),
+])
+def test_bad_queries(points, kwargs, msg):
+    args = {"positives": (points[0].vector,), **kwargs}
+    with pytest.raises(InputError, match=msg):
+        ExampleQuery(**args)
+
+
+def test_k_above_the_limit(points, stores):
+    q = ExampleQuery((points[0].vector,))
+    for s in stores:
+        with pytest.raises(InputError, match="above the limit"):
+            s.query(q, MAX_K + 1)
+        with pytest.raises(InputError, match="above the limit"):
+            s.query(q, 10, offset=MAX_K)
+        with pytest.raises(InputError, match="offset"):
+            s.query(q, 10, offset=-1)
+        with pytest.raises(InputError, match="per_item"):
+            s.query(q, 10, per_item=0)
+
+
+def test_background_sample_is_fixed_by_seed_and_engine_independent(points, stores):
+    from rsir_stac.store.query import sample_ids
+
+    edge, mem = stores
+    excl = Exclusion(ids=frozenset(p.id for p in points[:10]))
+    a, b = sample_ids(edge, 40, None, excl, seed=3), sample_ids(mem, 40, None, excl, seed=3)
+    assert a == b and len(set(a)) == 40 and not set(a) & excl.ids
+    assert sample_ids(edge, 40, None, excl, seed=4) != a
+    flt = SearchFilter(collections=("sentinel-2-l2a",))
+    s = sample_ids(edge, 1000, flt)  # more than match: every match once
+    assert sorted(s) == sorted(p.id for p in points if matches(p.payload, flt))

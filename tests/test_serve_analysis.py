@@ -1,0 +1,118 @@
+"""HTTP endpoints of the analyst's loop (``rsir_stac.serve_analysis``) on a real Edge index."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from test_analysis import _labels, bundle, world  # noqa: F401 - fixtures
+
+from rsir_stac.search import Index
+from rsir_stac.serve import create_app
+from rsir_stac.store.query import MAX_K
+
+
+@pytest.fixture()
+def client(world, bundle):  # noqa: F811
+    with Index.open(str(world[0]), model=bundle) as idx, TestClient(create_app(idx)) as c:
+        yield c
+
+
+def _err(r, status, fragment):
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and fragment in detail, detail
+
+
+def test_query_pages_and_labels(client, world, bundle):  # noqa: F811
+    labels = _labels(world, bundle, 5, 5).to_geojson()
+    body = {"labels": labels, "strategy": "best_score", "k": 40, "per_item": None}
+    full = client.post("/api/query", json=body).json()
+    assert len(full["features"]) == 40 and full["score"] == "score" and full["next_offset"] == 40
+    ids = [f["id"] for f in full["features"]]
+    pages = []
+    for off in (0, 20):
+        r = client.post("/api/query", json={**body, "k": 20, "offset": off}).json()
+        pages += [f["id"] for f in r["features"]]
+        assert r["features"][0]["properties"]["rank"] == off + 1
+    assert pages == ids
+    targets = world[2]
+    assert sum(i in targets for i in ids[:10]) >= 8
+    pid = world[1][3].id
+    r = client.post("/api/query", json={"positives": [{"point_id": pid}], "negatives": [{"lon": 10.0005, "lat": 45.0005}],
+                                        "k": 12}).json()
+    items = [f["properties"]["item_id"] for f in r["features"]]
+    assert len(items) == 12 and max(items.count(i) for i in items) <= 3  # default per-scene cap
+    last = client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 10, "offset": len(world[1]) - 5,
+                                           "per_item": 0}).json()
+    assert len(last["features"]) == 4 and last["next_offset"] is None  # the query tile itself is left out
+
+
+def test_query_export_formats(client, world):
+    import geopandas as gpd
+
+    pid = world[1][0].id
+    for fmt in ("parquet", "fgb", "geojson", "csv"):
+        r = client.post("/api/query/export", json={"positives": [{"point_id": pid}], "k": 25, "format": fmt,
+                                                   "per_item": 0})
+        assert r.status_code == 200, r.text
+        if fmt == "csv":
+            assert len(r.text.strip().splitlines()) == 26
+        elif fmt == "parquet":
+            assert len(gpd.read_parquet(io.BytesIO(r.content))) == 25
+        else:
+            assert len(gpd.read_file(io.BytesIO(r.content))) == 25
+    _err(client.post("/api/query/export", json={"positives": [{"point_id": pid}], "format": "xlsx"}), 400, "xlsx")
+
+
+def test_labels_endpoint_fills_footprints(client, world, bundle):  # noqa: F811
+    labels = _labels(world, bundle, 3, 2).to_geojson()
+    for f in labels["features"]:
+        f["geometry"] = None
+    doc = client.post("/api/labels", json={"labels": labels}).json()
+    assert doc["rsir:model_id"] == bundle.model_id and len(doc["features"]) == 5
+    assert all(f["geometry"]["type"] == "Polygon" and f["properties"]["item_id"] for f in doc["features"])
+
+
+def test_classify_endpoint(client, world, bundle):  # noqa: F811
+    labels = _labels(world, bundle).to_geojson()
+    doc = client.post("/api/classify", json={"labels": labels, "threshold": 0.5}).json()
+    got = {f["id"] for f in doc["features"]}
+    assert len(got & world[2]) >= 0.9 * len(world[2]) and doc["summary"]["scored"] == len(world[1])
+    areas = client.post("/api/classify", json={"labels": labels, "dissolve": True}).json()
+    assert 1 <= len(areas["features"]) <= 4 and areas["features"][0]["properties"]["tiles"] >= 2
+
+
+def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
+    pid = world[1][0].id
+    labels = _labels(world, bundle).to_geojson()
+    neg_only = {**labels, "features": [f for f in labels["features"] if f["properties"]["label"] == "negative"]}
+    contra = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": pid, "properties": {"label": "positive"}},
+        {"type": "Feature", "id": pid, "properties": {"label": "negative"}}]}
+    ring = [[10 + i * 1e-4, 45 + (i % 2) * 1e-4] for i in range(1500)]
+    cases = [
+        ({"positives": [{"point_id": pid}], "k": MAX_K + 1}, 400, "above the limit"),
+        ({"positives": [{"point_id": pid}], "k": 10, "offset": MAX_K}, 400, "above the limit"),
+        ({"positives": [{"point_id": str(uuid.UUID(int=7))}]}, 404, "is not in index"),
+        ({"labels": neg_only}, 400, "no positive"),
+        ({"labels": contra}, 400, "both positive and negative"),
+        ({"labels": {"type": "Feature"}}, 400, "not a GeoJSON FeatureCollection"),
+        ({"labels": {**labels, "rsir:model_id": "other-model"}}, 400, "other-model"),
+        ({"positives": [{"point_id": pid}], "polygon": {"type": "Polygon", "coordinates": [ring + ring[:1]]}},
+         400, "vertices"),
+        ({"positives": [{"point_id": pid}] * 300}, 400, "at most"),
+        ({"positives": [{"point_id": pid}], "strategy": "nope"}, 400, "unknown"),
+        ({"positives": [{"nothing": 1}]}, 400, "neither point_id"),
+    ]
+    for body, status, fragment in cases:
+        _err(client.post("/api/query", json=body), status, fragment)
+    many = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": str(uuid.UUID(int=i + 1)), "properties": {"label": "positive"}} for i in range(2001)]}
+    _err(client.post("/api/labels", json={"labels": many}), 400, "at most")
+    _err(client.post("/api/classify", json={"labels": labels, "max_hits": 20000}), 400, "max_hits")
+    _err(client.post("/api/classify", json={"labels": labels, "threshold": 2}), 400, "threshold")
+    json.dumps(labels)
