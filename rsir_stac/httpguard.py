@@ -283,13 +283,35 @@ def _route_methods(scope) -> list[str]:
     from starlette.routing import Match
 
     methods: set[str] = set()
+    if not _collect_methods(routes, {**scope, "method": "GET"}, methods, Match):
+        return []  # a route whose methods cannot be known: let the app answer
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
+def _collect_methods(routes, scope, methods: set[str], Match) -> bool:
+    """Add the methods of every route matching ``scope``'s path; False when one cannot be known.
+
+    Routers included with ``include_router`` appear in newer FastAPI versions as one
+    wrapper route (``_IncludedRouter``) whose own routes carry the methods.
+    """
     for route in routes:
-        match, _ = route.matches({**scope, "method": "GET"})
+        match, _ = route.matches(scope)
         if match == Match.NONE:
             continue
         route_methods = getattr(route, "methods", None)
-        methods |= set(route_methods) if route_methods else {"GET", "HEAD"}
-    return sorted(methods | {"OPTIONS"}) if methods else []
+        if route_methods:
+            methods |= set(route_methods)
+            continue
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        prefix = getattr(getattr(route, "include_context", None), "prefix", "")
+        if inner is not None and not prefix:
+            if not _collect_methods(inner, scope, methods, Match):
+                return False
+        elif inner is not None or hasattr(route, "routes"):
+            return False  # a mount or prefixed router: its methods are its own business
+        else:
+            methods |= {"GET", "HEAD"}
+    return True
 
 
 async def _error(scope, receive, send, status: int, name: str, detail: str, headers: dict | None = None):

@@ -103,7 +103,10 @@ def analysis_router(index: Any, *, lock: threading.Lock, dependencies: list | No
     from rsir_stac.search import to_geojson
     from rsir_stac.store.query import MAX_K
 
-    router = APIRouter(dependencies=dependencies or [])
+    from rsir_stac.apierrors import error_responses
+
+    # InputError → 400, unknown point id → 404, too large → 413 (one error schema, see apierrors)
+    router = APIRouter(dependencies=dependencies or [], responses=error_responses(400, 404, 413))
 
     class Filters(BaseModel):
         bbox: list[float] | str | None = Field(None, description="Only tiles whose centre is in W,S,E,N.")

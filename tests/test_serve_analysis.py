@@ -17,7 +17,7 @@ from rsir_stac.store.query import MAX_K
 
 @pytest.fixture()
 def client(world, bundle):  # noqa: F811
-    with Index.open(str(world[0]), model=bundle) as idx, TestClient(create_app(idx)) as c:
+    with Index.open(str(world[0]), model=bundle) as idx, TestClient(create_app(idx), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 
