@@ -67,6 +67,7 @@ Modules (pure functions and small frozen records where possible):
 * :mod:`~rsir_stac.tiling.footprints`: pixel size in metres, lon/lat footprints;
 * :mod:`~rsir_stac.tiling.bands`: which bands become R, G, B;
 * :mod:`~rsir_stac.tiling.scaling`: raw values to ``uint8``;
+* :mod:`~rsir_stac.tiling.pixels`: the one pixel path (tiles, queries, thumbnails);
 * :mod:`~rsir_stac.tiling.sources`: opening paths/URLs under GDAL, and their errors;
 * :mod:`~rsir_stac.tiling.scene`: :class:`SceneReader`, tiles of one scene;
 * :mod:`~rsir_stac.tiling.query`: query images.
@@ -75,7 +76,8 @@ Modules (pure functions and small frozen records where possible):
 from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.footprints import Corner, native_pixel_size
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, grid_windows
-from rsir_stac.tiling.query import MAX_QUERY_SIDE, read_image
+from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
+from rsir_stac.tiling.query import MAX_QUERY_SIDE, pil_dataset, read_dataset_image, read_image
 from rsir_stac.tiling.query import _read_with_pil, _read_with_rasterio  # noqa: F401 - used by serve.py
 from rsir_stac.tiling.scaling import IDENTITY, PERCENTILES, STATS_SIZE, ScaleRule, compute_scale, percentile_rule
 from rsir_stac.tiling.scene import SceneReader, Tile, TileRef, TileStats, open_scene
@@ -90,6 +92,7 @@ __all__ = [
     "MAX_QUERY_SIDE",
     "PERCENTILES",
     "STATS_SIZE",
+    "PixelPlan",
     "PixelWindow",
     "ScaleRule",
     "SceneReader",
@@ -103,6 +106,10 @@ __all__ = [
     "native_pixel_size",
     "open_scene",
     "percentile_rule",
+    "pil_dataset",
+    "pixel_plan",
+    "read_dataset_image",
     "read_image",
+    "read_rgb",
     "select_bands",
 ]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from rasterio._err import CPLE_BaseError
-from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
@@ -21,8 +20,9 @@ from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.footprints import Corner, native_pixel_size
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
-from rsir_stac.tiling.scaling import ScaleRule, compute_scale
-from rsir_stac.tiling.sources import _check_georef, _fetch_error, _one_line, _open_raster, gdal_env
+from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
+from rsir_stac.tiling.scaling import ScaleRule
+from rsir_stac.tiling.sources import _check_georef, _one_line, _open_raster, gdal_env, read_error
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +115,9 @@ class SceneReader:
         else:
             self._sx = self.target_gsd / self._px
             self._sy = self.target_gsd / self._py
-        native = self._sx == 1.0 and self._sy == 1.0
-        self._resampling = Resampling.nearest if native else Resampling.bilinear
         self.grid_width = max(1, round(dataset.width / self._sx))
         self.grid_height = max(1, round(dataset.height / self._sy))
-        self._uniq = sorted(set(self.bands))
-        self._order = [self._uniq.index(b) for b in self.bands]
-        # no nodata, alpha or mask on the bands read: every pixel inside the raster is
-        # valid, so tiles skip GDAL's mask reads (a second read per tile otherwise)
-        flags = dataset.mask_flag_enums
-        self._all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in self._uniq)
-        self._float = np.issubdtype(np.dtype(dataset.dtypes[self._uniq[0] - 1]), np.floating)
-        self._direct = (self._all_valid and self._order == [0, 1, 2]
-                        and all(dataset.dtypes[b - 1] == "uint8" for b in self._uniq))
-        self._scale: ScaleRule | None = None
+        self._plan: PixelPlan | None = None
         self._refs: list[TileRef] | None = None
         self.stats = TileStats()
 
@@ -221,23 +210,23 @@ class SceneReader:
         return (float(w), float(s), float(e), float(n))
 
     @property
-    def scale(self) -> ScaleRule:
-        """The scene-wide scale rule (computed on first use from a decimated read)."""
-        if self._scale is None:
+    def plan(self) -> PixelPlan:
+        """How pixels become RGB ``uint8`` (:func:`~rsir_stac.tiling.pixels.pixel_plan`),
+        built on first use (the stretch needs a decimated read)."""
+        if self._plan is None:
             try:
                 with gdal_env():
-                    self._scale = compute_scale(self._ds, self.bands)
+                    self._plan = pixel_plan(self._ds, self.bands)
             except (RasterioError, CPLE_BaseError) as err:
-                fetch = _fetch_error(self.href, err)
-                if fetch is not None:
-                    raise fetch from err
-                raise RasterError(
-                    f"{self.href}: cannot read a decimated copy to compute the stretch ({_one_line(err)}); "
-                    "the file may be corrupt, re-download it"
-                ) from err
-            if self._scale.kind != "none":
-                log.info("%s: %s", self.href, self._scale)
-        return self._scale
+                raise read_error(self.href, err, "reading a decimated copy to compute the stretch") from err
+            if self._plan.scale.kind != "none":
+                log.info("%s: %s", self.href, self._plan.scale)
+        return self._plan
+
+    @property
+    def scale(self) -> ScaleRule:
+        """The scene-wide scale rule (computed on first use from a decimated read)."""
+        return self.plan.scale
 
     # windows --------------------------------------------------------------------
     def windows(self) -> list[TileRef]:
@@ -295,91 +284,31 @@ class SceneReader:
 
     # reading --------------------------------------------------------------------
     def read(self, ref: TileRef) -> Tile | None:
-        """Read one tile; ``None`` when it is mostly empty.
+        """Read one tile through :func:`~rsir_stac.tiling.pixels.read_rgb`; ``None``
+        when it is mostly empty.
 
         Raises :class:`RasterError` naming the window when GDAL cannot read it
         (corrupt block), so the caller can skip and report it.
         """
-        scale = self.scale
-        pixels = None
+        plan = self.plan
+        g = ref.grid
         try:
             with gdal_env():
-                if self._direct and scale.kind == "none":
-                    pixels = self._read_direct(ref.grid)
-                if pixels is None:
-                    data, valid = self._read_window(ref.grid)
+                pixels, valid = read_rgb(self._ds, plan, Window(*self._source_float(g)), (g.height, g.width))
         except (RasterioError, CPLE_BaseError) as err:
             self.stats.failed += 1
-            detail = _one_line(err.__cause__ or err)
-            if _fetch_error(self.href, err) is not None:
-                msg = (f"{self.href}: window {ref.window} cannot be fetched ({detail}); "
-                       "check the server, then re-run the same command to retry the window")
-            else:
-                msg = (f"{self.href}: window {ref.window} cannot be read ({detail}); "
-                       "the file may be corrupt, re-download it or skip the window")
+            msg = str(read_error(self.href, err, f"reading window {ref.window}", window=True))
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
-        if pixels is not None:
+        if valid is None:
             self.stats.read += 1
             return Tile(ref=ref, pixels=pixels, valid_fraction=1.0)
-        t_h, t_w = valid.shape
-        fraction = float(np.count_nonzero(valid)) / float(t_h * t_w)
+        fraction = float(np.count_nonzero(valid)) / float(valid.size)
         if fraction == 0.0 or fraction < self.min_valid:
             self.stats.skipped_empty += 1
             return None
-        pixels = scale.apply(data)
-        if fraction < 1.0:
-            pixels[:, ~valid] = 0
         self.stats.read += 1
-        return Tile(ref=ref, pixels=np.ascontiguousarray(pixels.transpose(1, 2, 0)), valid_fraction=fraction)
-
-    def _read_direct(self, g: PixelWindow) -> np.ndarray | None:
-        """The tile as ``(h, w, 3)`` uint8 read straight into pixel-interleaved
-        memory, or None when it is not wholly inside the raster.  Only for
-        rasters where every pixel is valid and the bands need no reordering or
-        scaling (``self._direct``): the common uint8 RGB case, with no mask
-        read and no copies."""
-        x0, y0, w, h = self._source_float(g)
-        if x0 < 0 or y0 < 0 or x0 + w > self._ds.width or y0 + h > self._ds.height:
-            return None
-        out = np.empty((g.height, g.width, 3), dtype=np.uint8)
-        self._ds.read(indexes=self._uniq, window=Window(x0, y0, w, h), out=out.transpose(2, 0, 1),
-                      resampling=self._resampling)
-        return out
-
-    def _read_window(self, g: PixelWindow) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``(3, tile, tile)`` data in the source dtype and its validity mask."""
-        x0, y0, w, h = self._source_float(g)
-        W, H = self._ds.width, self._ds.height
-        data = np.zeros((3, g.height, g.width), dtype=self._ds.dtypes[self.bands[0] - 1])
-        valid = np.zeros((g.height, g.width), dtype=bool)
-        ix0, iy0 = max(x0, 0.0), max(y0, 0.0)
-        ix1, iy1 = min(x0 + w, float(W)), min(y0 + h, float(H))
-        if ix1 <= ix0 or iy1 <= iy0:
-            return data, valid
-        ox0 = min(max(int(round((ix0 - x0) / self._sx)), 0), g.width)
-        ox1 = min(max(int(round((ix1 - x0) / self._sx)), 0), g.width)
-        oy0 = min(max(int(round((iy0 - y0) / self._sy)), 0), g.height)
-        oy1 = min(max(int(round((iy1 - y0) / self._sy)), 0), g.height)
-        if ox1 <= ox0 or oy1 <= oy0:
-            return data, valid
-        window = Window(ix0, iy0, ix1 - ix0, iy1 - iy0)
-        shape = (len(self._uniq), oy1 - oy0, ox1 - ox0)
-        raw = self._ds.read(indexes=self._uniq, window=window, out_shape=shape, resampling=self._resampling)
-        if self._all_valid:
-            part_valid = np.ones(shape[1:], dtype=bool)
-        else:
-            masks = self._ds.read_masks(indexes=self._uniq, window=window, out_shape=shape,
-                                        resampling=Resampling.nearest)
-            part_valid = (masks > 0).any(axis=0)
-        if self._float:
-            part_valid &= np.isfinite(raw).all(axis=0)
-        if shape[1:] == (g.height, g.width) and self._order == [0, 1, 2]:
-            return raw, part_valid  # the whole tile lies inside the raster: no padding copy
-        data = data.astype(raw.dtype, copy=False)
-        data[:, oy0:oy1, ox0:ox1] = raw[self._order]
-        valid[oy0:oy1, ox0:ox1] = part_valid
-        return data, valid
+        return Tile(ref=ref, pixels=pixels, valid_fraction=fraction)
 
     def iter_tiles(self) -> Iterator[Tile]:
         """Yield every non-empty tile; failed windows are logged, counted and skipped.

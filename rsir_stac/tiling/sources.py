@@ -17,7 +17,7 @@ from rsir_stac.errors import InputError, RasterError, RsirError, SourceNotFoundE
 
 #: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
 HTTP_TIMEOUT = 30
-_URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://", "/vsi")
+_URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://", "azure://", "oss://", "/vsi")
 
 
 def _is_url(href: str) -> bool:
@@ -74,13 +74,61 @@ def gdal_env() -> Any:
     return rasterio.Env(**gdal_options())
 
 
+#: Cloud storage schemes GDAL reads (rasterio's ``s3://`` ... and GDAL's ``/vsis3/`` ...)
+#: and how to give it access.  Following the advice lets GDAL sign (or skip
+#: signing) the request; then only the network or the object itself can fail.
+CLOUD_ACCESS = {
+    "s3": (("s3://", "/vsis3/", "/vsis3_streaming/"),
+           "set AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), "
+           "or AWS_NO_SIGN_REQUEST=YES for a public bucket"),
+    "gs": (("gs://", "/vsigs/", "/vsigs_streaming/"),
+           "set Google Cloud credentials (GOOGLE_APPLICATION_CREDENTIALS, or GS_ACCESS_KEY_ID and "
+           "GS_SECRET_ACCESS_KEY), or GS_NO_SIGN_REQUEST=YES for a public bucket"),
+    "az": (("az://", "azure://", "/vsiaz/", "/vsiadls/", "/vsiaz_streaming/"),
+           "set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_ACCESS_KEY or AZURE_STORAGE_SAS_TOKEN (or "
+           "AZURE_STORAGE_CONNECTION_STRING), or AZURE_STORAGE_ACCOUNT with AZURE_NO_SIGN_REQUEST=YES "
+           "for a public container"),
+    "oss": (("oss://", "/vsioss/"), "set OSS_ACCESS_KEY_ID, OSS_SECRET_ACCESS_KEY and OSS_ENDPOINT"),
+}
+_DENIED = ("configuration options not defined", "credentials", "none.blob.core.windows.net",
+           "azure_storage", "invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access denied",
+           "authenticationfailed", "expiredtoken", "http response code: 403", "http response code: 401",
+           "http error 403", "http error 401", "forbidden", "unauthorized")
+
+
+def cloud_kind(href: str) -> str | None:
+    """``"s3"``, ``"gs"``, ``"az"`` or ``"oss"`` for a cloud-storage href, else None."""
+    low = href.lower()
+    for kind, (prefixes, _) in CLOUD_ACCESS.items():
+        if low.startswith(prefixes):
+            return kind
+    return None
+
+
 def _fetch_error(href: str, err: BaseException) -> RsirError | None:
-    """A one-line error for a URL that GDAL could not fetch, or None when not a fetch failure."""
+    """A one-line error for a remote href that GDAL could not fetch, or None when
+    the failure is not about fetching (the bytes came but are not a raster).
+
+    The message names the real cause and a fix: missing cloud credentials (with
+    the variables to set, :data:`CLOUD_ACCESS`), access denied, not found,
+    timeout, or the network.
+    """
     if not _is_url(href):
         return None
     msg = _one_line(err)
     low = msg.lower()
-    if "response code: 404" in low or "404 not found" in low or "response code: 410" in low:
+    cloud = cloud_kind(href)
+    if any(k in low for k in _DENIED):
+        if cloud is not None:
+            return SourceNotFoundError(
+                f"{href} cannot be read without access to its {cloud}:// storage ({msg}); {CLOUD_ACCESS[cloud][1]}"
+            )
+        return SourceNotFoundError(
+            f"{href} refused access ({msg}); the URL needs authorisation: sign it again (signed URLs expire) "
+            "or pass credentials with GDAL_HTTP_HEADERS / GDAL_HTTP_USERPWD"
+        )
+    if "response code: 404" in low or "404 not found" in low or "response code: 410" in low \
+            or "nosuchkey" in low or "nosuchbucket" in low or "blobnotfound" in low:
         return SourceNotFoundError(f"{href} does not exist ({msg}); check the URL")
     if "timed out" in low or "timeout" in low:
         return SourceNotFoundError(
@@ -89,6 +137,24 @@ def _fetch_error(href: str, err: BaseException) -> RsirError | None:
     if "curl error" in low or "http response code" in low or "http error" in low or "does not exist" in low:
         return SourceNotFoundError(f"{href} cannot be fetched ({msg}); check the URL and the network")
     return None
+
+
+def read_error(href: str, err: BaseException, action: str, *, window: bool = False) -> RsirError:
+    """A one-line error for a GDAL failure while ``action`` (e.g. "reading window
+    ...") on ``href``, naming the real cause: access, network, permissions, or
+    corrupt data (for a window: re-run to retry a fetch, or re-download)."""
+    detail = _one_line(err.__cause__ or err)
+    fetch = _fetch_error(href, err)
+    if fetch is not None:
+        if window and "cannot be fetched" in str(fetch):
+            return RasterError(f"{href}: {action} failed: the data cannot be fetched ({detail}); "
+                               "check the server, then re-run the same command to retry the window")
+        return fetch
+    if "permission denied" in detail.lower():
+        return RasterError(f"{href}: {action} failed (permission denied); give this user read access "
+                           "to the file, e.g. chmod a+r")
+    what = "skip the window or re-download the file" if window else "re-download it"
+    return RasterError(f"{href}: {action} failed ({detail}); the file may be corrupt or cut short, {what}")
 
 
 def _open_raster(href: str | os.PathLike[str]) -> Any:
@@ -117,7 +183,14 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         fetch = _fetch_error(href, err)
         if fetch is not None:
             raise fetch from err
-        raise RasterError(f"{href} is not a raster GDAL can read ({_one_line(err)}); give a GeoTIFF/COG file") from err
+        detail = _one_line(err)
+        if "permission denied" in detail.lower():
+            raise RasterError(f"{href} cannot be read (permission denied); give this user read access "
+                              "to the file, e.g. chmod a+r") from err
+        raise RasterError(
+            f"{href} is not a raster GDAL can read ({detail}); give a GeoTIFF/COG (or another format "
+            "`gdalinfo` opens), or re-download it if it was cut short"
+        ) from err
 
 
 def _check_georef(ds: Any, name: str) -> None:
@@ -132,4 +205,4 @@ def _check_georef(ds: Any, name: str) -> None:
         raise RasterError(f"{name} is empty (no pixels or no bands); pass a valid raster")
 
 
-__all__ = ["GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "gdal_env", "gdal_options"]
+__all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "read_error"]
