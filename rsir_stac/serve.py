@@ -67,12 +67,13 @@ def http_status(exc: BaseException) -> int:
     return status(exc)
 
 
-def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
+def parse_polygon(value: Any) -> Any:
     """A polygon filter from a GeoJSON object / JSON string, or ``"lon,lat;lon,lat;..."``.
 
-    GeoJSON may be a Polygon (no holes), a Feature holding one, a
-    FeatureCollection of exactly one, or a MultiPolygon of one.  The ring is
-    closed when the last position does not repeat the first.  The ring is
+    GeoJSON may be any area :func:`rsir_stac.store.filters.polygon_from_geojson`
+    reads (Polygon with holes, MultiPolygon, Feature, FeatureCollection): a
+    validated :class:`~rsir_stac.store.areas.GeoArea`.  The text form is one
+    ring, closed when the last position does not repeat the first, and
     validated when the :class:`SearchFilter` is built.
     """
     what = "polygon"
@@ -103,7 +104,7 @@ def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
             return _close(ring)
     from rsir_stac.store.filters import polygon_from_geojson
 
-    return _close(list(polygon_from_geojson(value, what)))
+    return polygon_from_geojson(value, what)
 
 
 def _close(ring: list) -> tuple[tuple[float, float], ...]:

@@ -320,8 +320,8 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "unreadable query image": (["--image", str(root / "garbage.png")],
                                    r"garbage\.png cannot be decoded as an image \(.*\); give a PNG/JPEG/WebP/GeoTIFF image"),
         "missing query image": (["--image", str(root / "nope.png")], r"nope\.png does not exist; check the path"),
-        "bbox west > east": (["--at", "-93,29.83", "--bbox", "10,0,5,1"],
-                             r"bbox '10,0,5,1' .*has west 10\.0 > east 5\.0; give W,S,E,N with W <= E"),
+        "bbox longitude > 180": (["--at", "-93,29.83", "--bbox", "5,0,190,1"],
+                                 r"bbox '5,0,190,1': longitude 190\.0 is outside -180\.\.180; give lon/lat in degrees"),
         "bbox latitude > 90": (["--at", "-93,29.83", "--bbox", "0,0,5,91"],
                                r"bbox '0,0,5,91': latitude 91\.0 is outside -90\.\.90; give lon/lat in degrees"),
         "bbox latitude < -90": (["--at", "-93,29.83", "--bbox", "0,-95,5,1"],
@@ -340,7 +340,7 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-SEARCH_BAD = ["unreadable query image", "missing query image", "bbox west > east", "bbox latitude > 90",
+SEARCH_BAD = ["unreadable query image", "missing query image", "bbox longitude > 180", "bbox latitude > 90",
               "bbox latitude < -90", "polygon not closed", "polygon self-intersects", "bad datetime",
               "reversed datetime", "--at off the globe", "unknown point id"]
 

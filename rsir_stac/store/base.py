@@ -36,6 +36,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "collection": "keyword",
     "location": "geo",
     "datetime_epoch": "float",
+    "datetime_end_epoch": "float",
 }
 
 #: Engine field holding the rest of a tile's payload as one compact JSON string.

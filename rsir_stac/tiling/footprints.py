@@ -1,4 +1,20 @@
-"""Pixel size in metres and lon/lat footprints of tiles."""
+"""Pixel size in metres and lon/lat footprints of tiles, right at the antimeridian.
+
+Footprint of a tile (:func:`tile_footprints`): its four corners (UL, UR, LR,
+LL) and its centre go through the dataset transform and CRS to lon/lat
+(EPSG:4326, x=lon, y=lat).  Its bbox is the lon/lat bounds of the tile's
+outline densified with :data:`DENSIFY_PTS` points per edge -- exactly what
+``rasterio.warp.transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)``
+gives for a north-up tile -- and, as in RFC 7946 section 5.2 and STAC, a
+tile that crosses the antimeridian has ``west > east`` (e.g. ``179.99,
+-16.5, -179.99, -16.4``).  A tile around a pole spans ``-180..180``.
+
+Unions of bboxes (:func:`union_bounds`, the index extent) take the shortest
+longitude interval covering them all, so an index on both sides of 180 has
+an extent with ``west > east`` rather than a global one.
+:func:`footprint_geometry` writes a footprint as GeoJSON, split into a
+MultiPolygon at the antimeridian (RFC 7946 section 3.1.9).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +30,10 @@ from rsir_stac.errors import RasterError
 _GEOD = Geod(ellps="WGS84")
 
 Corner = tuple[float, float]
+BBox = tuple[float, float, float, float]
+
+#: Points added on each edge of a tile outline for its bbox (as ``transform_bounds``).
+DENSIFY_PTS = 21
 
 
 def _is_mercator(crs: Any) -> bool:
@@ -53,4 +73,173 @@ def native_pixel_size(ds: Any) -> tuple[float, float]:
     return float(dx), float(dy)
 
 
-__all__ = ["Corner", "native_pixel_size"]
+def _outline(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
+             densify: int = DENSIFY_PTS) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and rows of each window's outline, ``(k, 4 * (densify + 1))``,
+    clockwise from UL: top, right, bottom, left edge; corners at multiples of
+    ``densify + 1``."""
+    t = np.linspace(0.0, 1.0, densify + 2)[:-1]
+    x0, y0, x1, y1 = (v[:, None] for v in (x0, y0, x1, y1))
+    cols = np.concatenate([x0 + (x1 - x0) * t, np.broadcast_to(x1, (len(x1), len(t))),
+                           x1 + (x0 - x1) * t, np.broadcast_to(x0, (len(x0), len(t)))], axis=1)
+    rows = np.concatenate([np.broadcast_to(y0, (len(y0), len(t))), y0 + (y1 - y0) * t,
+                           np.broadcast_to(y1, (len(y1), len(t))), y1 + (y0 - y1) * t], axis=1)
+    return cols, rows
+
+
+def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Antimeridian-aware lon/lat bounds ``(k, 4)`` of ``k`` closed outlines given
+    as ``(k, m)`` lon/lat arrays (the first point is not repeated).
+
+    Consecutive points are taken to be joined the short way round, so a jump
+    of more than 180 degrees crosses the antimeridian: the result then has
+    ``west > east``.  An outline around a pole gets ``-180..180`` and reaches
+    that pole's latitude.
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    closed = np.concatenate([lon, lon[:, :1]], axis=1)
+    un = np.unwrap(closed, period=360.0, axis=1)
+    lo, hi = un[:, :-1].min(axis=1), un[:, :-1].max(axis=1)
+    west = np.where(lo >= 180.0, lo - 360.0, np.where(lo < -180.0, lo + 360.0, lo))
+    east = hi + (west - lo)  # exactly hi when no shift was needed
+    east = np.where(east > 180.0, east - 360.0, east)
+    s, n = lat.min(axis=1), lat.max(axis=1)
+    pole = np.abs(un[:, -1] - un[:, 0]) > 180.0  # the outline winds around a pole
+    full = pole | (hi - lo >= 360.0)
+    west = np.where(full, -180.0, west)
+    east = np.where(full, 180.0, east)
+    n = np.where(pole & (n > 0), 90.0, n)
+    s = np.where(pole & (n <= 0), -90.0, s)
+    return np.stack([west, s, east, n], axis=1)
+
+
+def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
+                    densify: int = DENSIFY_PTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lon/lat footprints of ``k`` source windows ``(k, 4)`` = ``col_off, row_off,
+    width, height`` (fractional pixels) of a raster with affine ``transform``
+    in ``crs``, in one PROJ call.
+
+    Returns ``corners (k, 4, 2)`` (UL, UR, LR, LL as lon, lat), ``centroids
+    (k, 2)`` and ``bboxes (k, 4)`` (W, S, E, N; ``W > E`` across the
+    antimeridian), all in degrees.
+    """
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    k = len(w)
+    x0, y0 = w[:, 0], w[:, 1]
+    x1, y1 = x0 + w[:, 2], y0 + w[:, 3]
+    cols, rows = _outline(x0, y0, x1, y1, densify)
+    m = cols.shape[1]
+    cols = np.concatenate([cols, ((x0 + x1) / 2)[:, None]], axis=1).ravel()
+    rows = np.concatenate([rows, ((y0 + y1) / 2)[:, None]], axis=1).ravel()
+    t = transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    lon, lat = warp_transform(crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    lon = np.asarray(lon, dtype=np.float64).reshape(k, m + 1)
+    lat = np.asarray(lat, dtype=np.float64).reshape(k, m + 1)
+    step = densify + 1
+    corners = np.stack([lon[:, 0:m:step], lat[:, 0:m:step]], axis=2)
+    centroids = np.stack([lon[:, m], lat[:, m]], axis=1)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise RasterError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+    return corners, centroids, ring_bounds(lon[:, :m], lat[:, :m])
+
+
+def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
+    """The shortest longitude interval ``(west, east)`` covering every interval
+    ``west_i..east_i`` (``west_i > east_i`` crosses the antimeridian); ``west >
+    east`` when the result crosses it, ``(-180, 180)`` when they cover the circle.
+    """
+    w = np.asarray(wests, dtype=np.float64).ravel()
+    e = np.asarray(easts, dtype=np.float64).ravel()
+    if w.size == 0:
+        raise ValueError("no intervals")
+    e = np.where(e < w, e + 360.0, e)  # unwrapped: w <= e < w + 360
+    order = np.argsort(w, kind="stable")
+    w, e = w[order], e[order]
+    # merge on the line, then look for the largest gap on the circle
+    starts, ends = [float(w[0])], [float(e[0])]
+    for a, b in zip(w[1:].tolist(), e[1:].tolist()):
+        if a <= ends[-1]:
+            ends[-1] = max(ends[-1], b)
+        else:
+            starts.append(a)
+            ends.append(b)
+    if ends[-1] - starts[0] >= 360.0 and len(starts) == 1:
+        return (-180.0, 180.0)
+    # gaps between merged runs, and the wrap-around gap (last end -> first start + 360)
+    gaps = [(starts[i + 1] - ends[i], i) for i in range(len(starts) - 1)]
+    gaps.append((starts[0] + 360.0 - max(ends), len(starts) - 1))
+    size, i = max(gaps)
+    if size <= 0:
+        return (-180.0, 180.0)
+    west = starts[(i + 1) % len(starts)]
+    east = ends[i] if i < len(starts) - 1 else max(ends)
+    west = (west + 180.0) % 360.0 - 180.0
+    east = (east + 180.0) % 360.0 - 180.0
+    if east == -180.0 and west > -180.0:
+        east = 180.0
+    return (west, east)
+
+
+def union_bounds(bboxes: Any) -> BBox | None:
+    """The smallest lon/lat box ``(W, S, E, N)`` holding every bbox of ``(k, 4)``,
+    antimeridian-aware (see :func:`lon_extent`); None for no boxes."""
+    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    b = b[np.isfinite(b).all(axis=1)]
+    if not len(b):
+        return None
+    w, e = lon_extent(b[:, 0], b[:, 2])
+    return (w, float(b[:, 1].min()), e, float(b[:, 3].max()))
+
+
+def bbox_contains(bbox: Any, lon: float, lat: float) -> bool:
+    """Whether ``(lon, lat)`` lies in ``bbox`` (closed; ``W > E`` crosses 180)."""
+    w, s, e, n = (float(v) for v in bbox)
+    if not s <= lat <= n:
+        return False
+    return w <= lon <= e if w <= e else (lon >= w or lon <= e)
+
+
+def footprint_geometry(corners: Any) -> dict[str, Any] | None:
+    """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
+    MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9)."""
+    ring = [(float(c[0]), float(c[1])) for c in corners]
+    if len(ring) < 3:
+        return None
+    lons = np.unwrap(np.array([p[0] for p in ring]), period=360.0)
+    if lons.max() <= 180.0 and lons.min() >= -180.0:
+        pts = [[lon, lat] for lon, lat in ring]
+        return {"type": "Polygon", "coordinates": [pts + pts[:1]]}
+    from shapely.geometry import Polygon, box, mapping
+
+    shift = 360.0 if lons.min() < -180.0 else 0.0  # work in 0..360 (or -180..180+)
+    poly = Polygon([(lon + shift, lat) for lon, (_, lat) in zip(lons, ring)])
+    parts = []
+    for lo, hi, move in ((-540.0, 180.0, 0.0), (180.0, 540.0, -360.0)):
+        piece = poly.intersection(box(lo, -90.0, hi, 90.0))
+        if piece.is_empty or piece.area == 0:
+            continue
+        geoms = getattr(piece, "geoms", [piece])
+        for g in geoms:
+            if g.geom_type == "Polygon" and g.area > 0:
+                coords = [[x + move, y] for x, y in g.exterior.coords]
+                parts.append([coords])
+    if len(parts) == 1:
+        return {"type": "Polygon", "coordinates": parts[0]}
+    return {"type": "MultiPolygon", "coordinates": parts} if parts else mapping(poly)
+
+
+__all__ = [
+    "BBox",
+    "Corner",
+    "DENSIFY_PTS",
+    "bbox_contains",
+    "footprint_geometry",
+    "lon_extent",
+    "native_pixel_size",
+    "ring_bounds",
+    "tile_footprints",
+    "union_bounds",
+]

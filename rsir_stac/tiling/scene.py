@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
-from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.footprints import Corner, native_pixel_size
+from rsir_stac.tiling.footprints import Corner, native_pixel_size, tile_footprints
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
@@ -252,32 +251,19 @@ class SceneReader:
         if not grid:
             return []
         src = np.array([self._source_float(g) for g in grid], dtype=np.float64)
-        x0, y0 = src[:, 0], src[:, 1]
-        x1, y1 = x0 + src[:, 2], y0 + src[:, 3]
-        # UL, UR, LR, LL, centre for every window, in one batch.
-        cols = np.stack([x0, x1, x1, x0, (x0 + x1) / 2], axis=1).ravel()
-        rows = np.stack([y0, y0, y1, y1, (y0 + y1) / 2], axis=1).ravel()
-        t = self._ds.transform
-        xs = t.a * cols + t.b * rows + t.c
-        ys = t.d * cols + t.e * rows + t.f
-        lon, lat = warp_transform(self._ds.crs, "EPSG:4326", xs.tolist(), ys.tolist())
-        lon = np.asarray(lon, dtype=np.float64).reshape(-1, 5)
-        lat = np.asarray(lat, dtype=np.float64).reshape(-1, 5)
+        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, src)
         crs, gsd = self.crs, self.gsd
         refs = []
         for i, g in enumerate(grid):
-            corners = tuple((float(lon[i, k]), float(lat[i, k])) for k in range(4))
-            bbox = (
-                float(lon[i, :4].min()), float(lat[i, :4].min()),
-                float(lon[i, :4].max()), float(lat[i, :4].max()),
-            )
+            corners = tuple((float(lon), float(lat)) for lon, lat in corners_[i])
+            bbox = tuple(float(v) for v in bboxes[i])
             window = PixelWindow(
                 int(round(src[i, 0])), int(round(src[i, 1])), int(round(src[i, 2])), int(round(src[i, 3]))
             )
             refs.append(
                 TileRef(
                     window=window, gsd=gsd, crs=crs, bbox=bbox, corners=corners,  # type: ignore[arg-type]
-                    centroid=(float(lon[i, 4]), float(lat[i, 4])), grid=g,
+                    centroid=(float(centroids[i, 0]), float(centroids[i, 1])), grid=g,
                 )
             )
         return refs
