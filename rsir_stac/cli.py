@@ -281,6 +281,20 @@ def _parse_bands(text: str | None):
     return bands * 3 if len(bands) == 1 else bands
 
 
+def _ingest_datetime(text: str | None):
+    """``--datetime`` of ``ingest``: an instant or a closed START/END interval."""
+    if not text:
+        return None
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filters import parse_datetime_range
+
+    start, end = parse_datetime_range(text)
+    if start is None or end is None:
+        raise InputError(f"--datetime {text!r} has an open end; give an instant or START/END, "
+                         "e.g. 2020-06-01T10:30:00Z or 2020-01-01/2020-12-31")
+    return (start, end)  # a plain date covers that day
+
+
 # -------------------------------------------------------------------------- ingest
 @main.command()
 @click.argument("sources", nargs=-1, required=True)
@@ -298,12 +312,16 @@ def _parse_bands(text: str | None):
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing item or window instead of skipping it.")
+@click.option("--collection", help="Collection name for bare rasters (not STAC items, which keep theirs).")
+@click.option("--datetime", "datetime_",
+              help="Acquisition time of bare rasters: an instant or START/END (RFC 3339 or dates); "
+                   "default: the file's ACQUISITIONDATETIME / TIFFTAG_DATETIME when present.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
 def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
-           min_valid, batch_size, shard, fail_fast, as_json):
+           min_valid, batch_size, shard, fail_fast, collection, datetime_, as_json):
     """Tile, embed and index SOURCES: STAC Items/Collections/Catalogs/ItemCollections
-    (files or URLs) and GeoTIFF/COG paths or URLs."""
+    (files or URLs) and GeoTIFF/COG paths or URLs (also s3://, gs://, az://)."""
     from tqdm import tqdm
 
     from rsir_stac.ingest import IngestOptions, ingest as run
@@ -311,7 +329,8 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
 
     opts = IngestOptions(asset=asset, bands=_parse_bands(bands), tile_size=tile_size, stride=stride, gsd=gsd,
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
-                         fail_fast=fail_fast, shard=parse_shard(shard) if shard else None)
+                         fail_fast=fail_fast, shard=parse_shard(shard) if shard else None,
+                         collection=collection, datetime=_ingest_datetime(datetime_))
     bars: dict = {}
     done = {"items": 0, "tiles": 0, "total": 0}
 
@@ -409,7 +428,7 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 def search(image, point_id, at, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
            limit, include_query, fmt, thumbnails):
     """Find the stored tiles most like a query tile, optionally filtered by place, time and collection."""
-    from rsir_stac.search import Index, hit_record, parse_lonlat, to_geojson
+    from rsir_stac.search import Index, excluded_notes, hit_record, parse_lonlat, to_geojson
     from rsir_stac.store.filters import SearchFilter, load_polygon, parse_bbox, parse_datetime_range, parse_near
 
     start, end = parse_datetime_range(datetime_) if datetime_ else (None, None)
@@ -419,6 +438,7 @@ def search(image, point_id, at, index, qdrant_url, api_key, model, bbox, near, w
     where = parse_lonlat(at) if at else None
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         result = idx.search(image=image, point_id=point_id, at=where, flt=flt, k=limit, include_query=include_query)
+        notes = excluded_notes(idx.store, flt)
         if thumbnails:
             from rsir_stac.thumbnails import write_thumbnails
 
@@ -440,6 +460,8 @@ def search(image, point_id, at, index, qdrant_url, api_key, model, bbox, near, w
                        f"{h.payload.get('datetime') or ''}")
         if not result.hits:
             click.echo("no results (loosen the filters?)")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 # ---------------------------------------------------------------------------- info

@@ -118,17 +118,40 @@ class Index:
         return SearchResult(kind, qid, qpayload, tuple(hits), qpixels)
 
 
+def excluded_notes(store, flt: SearchFilter | None) -> list[str]:
+    """Lines saying how many stored tiles a date or collection filter leaves out
+    because they have no date / no collection (bare rasters ingested without
+    ``--datetime`` / ``--collection``); empty when none are."""
+    from rsir_stac.store.filters import SearchFilter as Filter
+
+    notes = []
+    if flt is not None and (flt.start is not None or flt.end is not None):
+        n = store.count(Filter(missing=("datetime",)))
+        if n:
+            notes.append(f"{n} tiles have no date and are left out by --datetime; "
+                         "give bare rasters a date with `rsir-stac ingest --datetime`")
+    if flt is not None and flt.collections:
+        n = store.count(Filter(missing=("collection",)))
+        if n:
+            notes.append(f"{n} tiles have no collection and are left out by --collection; "
+                         "give bare rasters one with `rsir-stac ingest --collection NAME`")
+    return notes
+
+
 def hit_record(hit: SearchHit) -> dict[str, Any]:
     """A flat JSON-friendly record of one hit."""
     return {"id": hit.id, "distance": hit.score, **hit.payload}
 
 
 def to_geojson(result: SearchResult) -> dict[str, Any]:
-    """A FeatureCollection of result footprints (polygons, lon/lat) with rank, distance and payload."""
+    """A FeatureCollection of result footprints (polygons, lon/lat; MultiPolygons cut at
+    the antimeridian) with rank, distance and payload."""
+    from rsir_stac.tiling.footprints import footprint_geometry
+
     feats = []
     for rank, hit in enumerate(result.hits, 1):
-        ring = [[c["lon"], c["lat"]] for c in hit.payload.get("corners", [])]
-        geom = {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
+        ring = [(c["lon"], c["lat"]) for c in hit.payload.get("corners", [])]
+        geom = footprint_geometry(ring) if ring else None  # cut at the antimeridian (RFC 7946)
         props = {"rank": rank, "distance": hit.score, "id": hit.id}
         for key, value in hit.payload.items():
             if key in ("corners",):

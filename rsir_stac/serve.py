@@ -148,9 +148,11 @@ def check_k(k: Any) -> int:
 
 
 def _footprint(payload: dict | None) -> dict | None:
+    from rsir_stac.tiling.footprints import footprint_geometry
+
     corners = (payload or {}).get("corners") or []
-    ring = [[c["lon"], c["lat"]] for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
-    return {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
+    ring = [(c["lon"], c["lat"]) for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
+    return footprint_geometry(ring) if ring else None
 
 
 class _LRUBytes:

@@ -317,6 +317,10 @@ def test_info(points, edge, mem):
         w = min(p.payload["bbox"][0] for p in points)
         n = max(p.payload["bbox"][3] for p in points)
         assert info.extent[0] == pytest.approx(w) and info.extent[3] == pytest.approx(n)
+        assert info.undated == sum(p.payload["datetime_epoch"] is None for p in points) > 0
+        assert info.no_collection == sum(p.payload["collection"] is None for p in points) > 0
+        assert info.undated == store.count(SearchFilter(missing=("datetime",)))
+        assert info.legacy_item_ids == 0
     assert edge.info().backend == "edge" and mem.info().backend == "qdrant-local"
     meta = mem.client.get_collection(mem.collection).config.metadata  # kept in the collection config
     assert meta["rsir_stac"]["model_id"] == MODEL and meta["rsir_stac"]["dim"] == DIM
