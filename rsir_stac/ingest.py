@@ -186,7 +186,7 @@ def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestRe
         if first is None:
             seen[key] = scene.href
             scenes.append(scene)
-        elif first == scene.href:
+        elif _same_source(first, scene.href):
             log.info("item %s is listed twice; ingesting it once", scene.item_id)
         else:
             where = f" of collection {scene.collection}" if scene.collection else ""
@@ -196,6 +196,15 @@ def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestRe
             err.item_id = scene.item_id  # type: ignore[attr-defined]
             on_item_error(err)
     return list(split_shard(scenes, options.shard))
+
+
+def _same_source(a: str, b: str) -> bool:
+    """Two hrefs naming the same raster (equal, or local paths resolving to one file)."""
+    if a == b:
+        return True
+    if "://" in a or "://" in b or a.startswith("/vsi") or b.startswith("/vsi"):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 @contextmanager

@@ -93,7 +93,7 @@ CLOUD_ACCESS = {
 _DENIED = ("configuration options not defined", "credentials", "none.blob.core.windows.net",
            "azure_storage", "invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access denied",
            "authenticationfailed", "expiredtoken", "http response code: 403", "http response code: 401",
-           "http error 403", "http error 401", "forbidden", "unauthorized")
+           "http error 403", "http error 401", "forbidden", "unauthorized", "oauth2", "access token")
 
 
 def cloud_kind(href: str) -> str | None:
