@@ -260,7 +260,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             "dim": inf.dim,
             "model_id": inf.model_id,
             "collections": list(inf.collections),
-            "extent": list(inf.extent) if inf.extent else None,
+            "extent": list(inf.extent) if inf.extent else None,  # W > E across the antimeridian
+            "undated": inf.undated,
+            "no_collection": inf.no_collection,
+            "notes": list(inf.notes),
             "backend": inf.backend,
             "version": __version__,
             "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels,

@@ -132,6 +132,8 @@ def test_http_api_takes_any_area(tmp_path, tiny_bundle):
                                                  "polygon": doc})
             assert r.status_code == 200, r.text
             assert {f["id"] for f in r.json()["features"]} == want
+        info = client.get("/api/info").json()  # the page says what a date/collection filter leaves out
+        assert (info["undated"], info["no_collection"]) == (25, 25)
         r = client.get("/api/search", params={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
                                               "polygon": json.dumps(fc)})
         assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == want
