@@ -77,7 +77,7 @@ class IndexInfo:
     sides of the antimeridian.  ``undated`` / ``no_collection`` count the points
     without a datetime / collection (a date / collection filter leaves them
     out); ``legacy_item_ids`` the points of bare rasters indexed under the old
-    item id (the file name alone, before v0.3), and ``notes`` says what to do
+    item id (the file name alone, before path-based ids), and ``notes`` says what to do
     about them.
     """
 
@@ -561,7 +561,7 @@ class Store(abc.ABC):
         if legacy:
             notes.append(
                 f"{legacy} points of bare rasters were indexed under the file name alone as item id (before "
-                "v0.3; two files with the same name shared it); they are kept and searchable, but re-ingesting "
+                "path-based ids; two files with the same name shared it); they are kept and searchable, but re-ingesting "
                 "those files adds them again under the new path-based id: ingest into a new --index to avoid "
                 "duplicates")
         if undated:

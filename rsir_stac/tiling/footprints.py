@@ -142,7 +142,7 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
     corners = np.stack([lon[:, 0:m:step], lat[:, 0:m:step]], axis=2)
     centroids = np.stack([lon[:, m], lat[:, m]], axis=1)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
-        raise RasterError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+        raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
     return corners, centroids, ring_bounds(lon[:, :m], lat[:, :m])
 
 
