@@ -602,8 +602,12 @@ def _scenes_from_source(
     if os.path.isdir(src):
         yield from _scenes_from_folder(src, asset, bands, on_error, defaults)
         return
-    with open(src, "rb") as fh:
-        head = fh.read(64)
+    try:
+        with open(src, "rb") as fh:
+            head = fh.read(64)
+    except PermissionError:
+        raise SourceNotFoundError(f"{src} cannot be read (permission denied); give this user read access "
+                                  "to the file, e.g. chmod a+r") from None
     if head[:4] in _TIFF_MAGIC:
         yield _raster_scene(src, bands, defaults)
         return

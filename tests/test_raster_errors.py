@@ -114,6 +114,12 @@ def test_unreadable_file_says_permissions(tmp_path):
     try:
         err = _error(str(tif))
         assert "permission denied" in str(err) and "chmod" in str(err)
+        from rsir_stac.stac import iter_scenes
+
+        with pytest.raises(RsirError, match="permission denied.*chmod"):
+            list(iter_scenes([str(tif)]))
+        with pytest.raises(RsirError, match="permission denied.*chmod"):
+            read_image(tif)
     finally:
         tif.chmod(0o644)
     SceneReader.open(str(tif)).close()  # following the advice works

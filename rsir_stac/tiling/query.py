@@ -142,6 +142,9 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
             raise SourceNotFoundError(f"{name} does not exist; check the path")
         if os.path.isdir(name):
             raise ImageReadError(f"{name} is a folder; give a PNG/JPEG/WebP/GeoTIFF image")
+        if not os.access(name, os.R_OK):
+            raise ImageReadError(f"{name} cannot be read (permission denied); give this user read access "
+                                 "to the file, e.g. chmod a+r")
     ext = Path(name.split("?", 1)[0]).suffix.lower()
     pil_first = ext in _PIL_FIRST
     readers = [_read_with_pil, _read_with_rasterio] if pil_first else [_read_with_rasterio, _read_with_pil]
