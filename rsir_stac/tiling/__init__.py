@@ -51,7 +51,12 @@ A tile whose valid fraction (valid pixels / tile pixels) is below
 
 Footprints: the four corners (UL, UR, LR, LL) of each tile's source window
 and its centre go through the dataset transform into the dataset CRS and are
-converted once per scene to lon/lat (EPSG:4326, x=lon, y=lat).
+converted once per scene to lon/lat (EPSG:4326, x=lon, y=lat).  The bbox is
+what ``rasterio.warp.transform_bounds`` gives for the tile (outline densified,
+``W > E`` across the antimeridian); see :mod:`~rsir_stac.tiling.footprints`.
+
+Palettes: a one-band raster with a colour table is expanded through it (see
+:mod:`~rsir_stac.tiling.pixels`, the one pixel path of tiles and queries).
 
 Remote rasters and failures: every GDAL call runs under :func:`gdal_env`,
 which bounds HTTP waits (``GDAL_HTTP_TIMEOUT`` defaults to

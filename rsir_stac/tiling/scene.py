@@ -32,7 +32,9 @@ class TileRef:
 
     ``window`` is in source pixels (rounded); ``grid`` is the same tile in the
     target-GSD pixel grid (equal to ``window`` at the native GSD).
-    ``bbox`` is ``(W, S, E, N)``; ``corners`` are ``(lon, lat)`` in the order
+    ``bbox`` is ``(W, S, E, N)`` in degrees, ``W > E`` when the tile crosses the
+    antimeridian (:func:`~rsir_stac.tiling.footprints.tile_footprints`);
+    ``corners`` are ``(lon, lat)`` in the order
     UL, UR, LR, LL; ``centroid`` is the lon/lat of the window centre.
     """
 
