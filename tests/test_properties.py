@@ -230,7 +230,9 @@ anyfloat = st.one_of(finite, st.sampled_from([float("nan"), float("inf"), -float
 
 
 def _valid_bbox(w, s, e, n) -> bool:
-    return (all(math.isfinite(v) for v in (w, s, e, n)) and -180 <= w <= e <= 180 and -90 <= s < n <= 90)
+    """W > E is valid: a box across the antimeridian (RFC 7946)."""
+    return (all(math.isfinite(v) for v in (w, s, e, n)) and -180 <= w <= 180 and -180 <= e <= 180
+            and -90 <= s < n <= 90)
 
 
 @settings(max_examples=400, deadline=None)

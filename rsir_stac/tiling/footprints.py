@@ -114,36 +114,64 @@ def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return np.stack([west, s, east, n], axis=1)
 
 
+#: How far (degrees) an edge midpoint may lie beyond both ends of its edge before
+#: the tile's outline is densified with :data:`DENSIFY_PTS` points per edge.
+BOW_TOLERANCE = 1e-12
+
+
+def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    lon, lat = warp_transform(crs, "EPSG:4326", xs.ravel().tolist(), ys.ravel().tolist())
+    lon = np.asarray(lon, dtype=np.float64).reshape(cols.shape)
+    lat = np.asarray(lat, dtype=np.float64).reshape(cols.shape)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+    return lon, lat
+
+
 def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
                     densify: int = DENSIFY_PTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lon/lat footprints of ``k`` source windows ``(k, 4)`` = ``col_off, row_off,
     width, height`` (fractional pixels) of a raster with affine ``transform``
-    in ``crs``, in one PROJ call.
+    in ``crs``.
 
     Returns ``corners (k, 4, 2)`` (UL, UR, LR, LL as lon, lat), ``centroids
     (k, 2)`` and ``bboxes (k, 4)`` (W, S, E, N; ``W > E`` across the
-    antimeridian), all in degrees.
+    antimeridian), all in degrees.  The bbox is that of the outline densified
+    with ``densify`` points per edge, as ``transform_bounds`` computes it.  To
+    keep this cheap, an edge is densified only when its midpoint lies beyond
+    both its ends in lon or lat (the edge bows out, e.g. across a UTM zone's
+    central meridian or in a conic projection); along the other edges lon and
+    lat are monotone, so corners and midpoints give the same bounds.
     """
     w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
-    k = len(w)
     x0, y0 = w[:, 0], w[:, 1]
     x1, y1 = x0 + w[:, 2], y0 + w[:, 3]
-    cols, rows = _outline(x0, y0, x1, y1, densify)
-    m = cols.shape[1]
-    cols = np.concatenate([cols, ((x0 + x1) / 2)[:, None]], axis=1).ravel()
-    rows = np.concatenate([rows, ((y0 + y1) / 2)[:, None]], axis=1).ravel()
-    t = transform
-    xs = t.a * cols + t.b * rows + t.c
-    ys = t.d * cols + t.e * rows + t.f
-    lon, lat = warp_transform(crs, "EPSG:4326", xs.tolist(), ys.tolist())
-    lon = np.asarray(lon, dtype=np.float64).reshape(k, m + 1)
-    lat = np.asarray(lat, dtype=np.float64).reshape(k, m + 1)
-    step = densify + 1
-    corners = np.stack([lon[:, 0:m:step], lat[:, 0:m:step]], axis=2)
-    centroids = np.stack([lon[:, m], lat[:, m]], axis=1)
-    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
-        raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
-    return corners, centroids, ring_bounds(lon[:, :m], lat[:, :m])
+    # outline with one midpoint per edge (UL, top mid, UR, right mid, LR, bottom mid, LL, left mid), centre
+    cols, rows = _outline(x0, y0, x1, y1, 1)
+    cols = np.concatenate([cols, ((x0 + x1) / 2)[:, None]], axis=1)
+    rows = np.concatenate([rows, ((y0 + y1) / 2)[:, None]], axis=1)
+    lon, lat = _to_lonlat(transform, crs, cols, rows)
+    corners = np.stack([lon[:, 0:8:2], lat[:, 0:8:2]], axis=2)
+    centroids = np.stack([lon[:, 8], lat[:, 8]], axis=1)
+    ring_lon, ring_lat = lon[:, :8], lat[:, :8]
+    bboxes = ring_bounds(ring_lon, ring_lat)
+    # an edge whose midpoint lies beyond both its ends is not monotone in lon or lat:
+    # its extreme may be inside the edge, so that tile's outline is densified
+    un = np.unwrap(np.concatenate([ring_lon, ring_lon[:, :1]], axis=1), period=360.0, axis=1)
+    la = np.concatenate([ring_lat, ring_lat[:, :1]], axis=1)
+    beyond = np.zeros(len(w), dtype=bool)
+    for v in (un, la):
+        a, mid, b = v[:, 0:8:2], v[:, 1:8:2], v[:, 2:9:2]
+        beyond |= ((mid > np.maximum(a, b) + BOW_TOLERANCE) | (mid < np.minimum(a, b) - BOW_TOLERANCE)).any(axis=1)
+    curved = np.flatnonzero(beyond)
+    if densify > 1 and curved.size:
+        dc, dr = _outline(x0[curved], y0[curved], x1[curved], y1[curved], densify)
+        dlon, dlat = _to_lonlat(transform, crs, dc, dr)
+        bboxes[curved] = ring_bounds(dlon, dlat)
+    return corners, centroids, bboxes
 
 
 def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
@@ -234,6 +262,7 @@ def footprint_geometry(corners: Any) -> dict[str, Any] | None:
 __all__ = [
     "BBox",
     "Corner",
+    "BOW_TOLERANCE",
     "DENSIFY_PTS",
     "bbox_contains",
     "footprint_geometry",
