@@ -141,10 +141,12 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
     (k, 2)`` and ``bboxes (k, 4)`` (W, S, E, N; ``W > E`` across the
     antimeridian), all in degrees.  The bbox is that of the outline densified
     with ``densify`` points per edge, as ``transform_bounds`` computes it.  To
-    keep this cheap, an edge is densified only when its midpoint lies beyond
-    both its ends in lon or lat (the edge bows out, e.g. across a UTM zone's
-    central meridian or in a conic projection); along the other edges lon and
-    lat are monotone, so corners and midpoints give the same bounds.
+    keep this cheap, a tile is densified only when an edge may reach beyond
+    both its ends in lon or lat (its midpoint, or the vertex of the parabola
+    through its ends and midpoint, lies beyond them: the edge bows out, e.g.
+    across a UTM zone's central meridian or in a conic projection); along the
+    other edges lon and lat are monotone, so corners and midpoints give the
+    same bounds.
     """
     w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
     x0, y0 = w[:, 0], w[:, 1]
@@ -165,7 +167,13 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
     beyond = np.zeros(len(w), dtype=bool)
     for v in (un, la):
         a, mid, b = v[:, 0:8:2], v[:, 1:8:2], v[:, 2:9:2]
-        beyond |= ((mid > np.maximum(a, b) + BOW_TOLERANCE) | (mid < np.minimum(a, b) - BOW_TOLERANCE)).any(axis=1)
+        # the parabola through the ends and the midpoint: its vertex estimates an inner extreme
+        c1, c2 = 4 * mid - 3 * a - b, 2 * a + 2 * b - 4 * mid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(np.where(c2 != 0, -c1 / (2 * c2), 0.5), 0.0, 1.0)
+        peak = np.maximum(mid, a + c1 * t + c2 * t * t)
+        low = np.minimum(mid, a + c1 * t + c2 * t * t)
+        beyond |= ((peak > np.maximum(a, b) + BOW_TOLERANCE) | (low < np.minimum(a, b) - BOW_TOLERANCE)).any(axis=1)
     curved = np.flatnonzero(beyond)
     if densify > 1 and curved.size:
         dc, dr = _outline(x0[curved], y0[curved], x1[curved], y1[curved], densify)
