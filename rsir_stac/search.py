@@ -128,12 +128,12 @@ def excluded_notes(store, flt: SearchFilter | None) -> list[str]:
     if flt is not None and (flt.start is not None or flt.end is not None):
         n = store.count(Filter(missing=("datetime",)))
         if n:
-            notes.append(f"{n} tiles have no date and are left out by --datetime; "
+            notes.append(f"{n} tiles in the index have no date, so --datetime leaves them out; "
                          "give bare rasters a date with `rsir-stac ingest --datetime`")
     if flt is not None and flt.collections:
         n = store.count(Filter(missing=("collection",)))
         if n:
-            notes.append(f"{n} tiles have no collection and are left out by --collection; "
+            notes.append(f"{n} tiles in the index have no collection, so --collection leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
     return notes
 
