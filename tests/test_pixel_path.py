@@ -164,10 +164,12 @@ def test_stored_vector_equals_the_query_vector(variants, indexed, tiny_bundle, n
     pid, _, stored = pts[name]
     with Index.open(str(idx), model=tiny_bundle) as index:
         query = index.embed_image(read_image(variants[name]))
-        res = index.search(image=str(variants[name]), k=3)
+        res = index.search(image=str(variants[name]), k=6)
     scale = float(np.linalg.norm(stored)) or 1.0
     assert float(np.linalg.norm(query - stored)) <= 1e-2 * scale
-    assert res.hits[0].id == pid and res.hits[0].score <= 1e-2 * scale
+    # first (variants with the very same pixels, e.g. rgb and rgb_band_interleaved, tie with it)
+    best = res.hits[0].score
+    assert best <= 1e-2 * scale and pid in {h.id for h in res.hits if h.score == best}
 
 
 def test_palette_crop_of_a_larger_scene_is_its_tile(tmp_path):

@@ -172,15 +172,15 @@ def _bad_sources(root: Path, base: str) -> dict[str, tuple[list[str], list[str],
         "missing file": ([str(root / "nope.tif")], [], 2, r"nope\.tif does not exist; check the path"),
         "not a raster": ([str(root / "text.tif")], [], 2, r"text\.tif is neither STAC JSON nor a raster; pass a"),
         "no CRS": ([str(root / "nocrs.tif")], [], 1,
-            r"item nocrs failed: .*nocrs\.tif has no CRS; assign one with `gdal_edit\.py -a_srs EPSG:XXXX`"),
+            r"item nocrs-[0-9a-f]{12} failed: .*nocrs\.tif has no CRS; assign one with `gdal_edit\.py -a_srs EPSG:XXXX`"),
         "no geotransform": ([str(root / "notransform.tif")], [], 1,
-            r"item notransform failed: .*notransform\.tif has no geotransform; georeference it"),
+            r"item notransform-[0-9a-f]{12} failed: .*notransform\.tif has no geotransform; georeference it"),
         "all nodata": ([str(root / "nodata.tif")], [], 1,
                        r"nothing was indexed: all 4 windows of 1 scene\(s\) are nodata .*lower --min-valid"),
         "2 bands": ([str(root / "two.tif")], [], 1,
-            r"item two failed: .*two\.tif has 2 bands and no red/green/blue colour interpretation; pass --bands R,G,B"),
+            r"item two-[0-9a-f]{12} failed: .*two\.tif has 2 bands and no red/green/blue colour interpretation; pass --bands R,G,B"),
         "12 bands": ([str(root / "twelve.tif")], [], 1,
-            r"item twelve failed: .*twelve\.tif has 12 bands .*pass --bands R,G,B"),
+            r"item twelve-[0-9a-f]{12} failed: .*twelve\.tif has 12 bands .*pass --bands R,G,B"),
         "invalid JSON": ([str(root / "broken.json")], [], 2, r"broken\.json is not valid JSON \(.*line 1.*\); fix the file"),
         "JSON not STAC": ([str(root / "notstac.json")], [], 2,
                           r"notstac\.json is JSON but not a STAC Item, Collection, Catalog or ItemCollection; pass"),
@@ -202,7 +202,7 @@ def _bad_sources(root: Path, base: str) -> dict[str, tuple[list[str], list[str],
 
 
 #: lines printed before the error line
-ITEM_LINES = {"all nodata": r"skipped item nodata: every window is nodata or below --min-valid"}
+ITEM_LINES = {"all nodata": r"skipped item nodata-[0-9a-f]{12}: every window is nodata or below --min-valid"}
 
 
 BAD = ["missing file", "not a raster", "no CRS", "no geotransform", "all nodata", "2 bands", "12 bands",
@@ -244,7 +244,7 @@ def test_corrupt_tile_mid_scene_is_reported_and_the_rest_ingests(good, index, tm
     r = cli("ingest", path, "--index", tmp_path / "other", "--model", tiny_bundle.path, *NATIVE)
     line = assert_one_line_error(r, 1, r"^error: window failed \(the rest of the scene was indexed\): .*corrupt\.tif: "
                                        r"window col_off=64,row_off=64,width=64,height=64 cannot be read \(.*\); "
-                                       r"the file may be corrupt, re-download it or skip the window$")
+                                       r"the file may be corrupt or cut short, re-download it or skip the window$")
     assert r.stderr.strip() == line
     count, ids, _ = snapshot(index)
     assert count == 8 + 15 and set(good["snapshot"][1]) <= set(ids)
@@ -255,7 +255,7 @@ def test_corrupt_tile_mid_scene_is_reported_and_the_rest_ingests(good, index, tm
     # --fail-fast stops at the bad window
     fresh = tmp_path / "ff"
     r = cli("ingest", path, "--index", fresh, "--model", tiny_bundle.path, *NATIVE, "--fail-fast")
-    assert_one_line_error(r, 1, r"item corrupt failed and --fail-fast stopped the run: .*window col_off=64,row_off=64")
+    assert_one_line_error(r, 1, r"item corrupt-[0-9a-f]{12} failed and --fail-fast stopped the run: .*window col_off=64,row_off=64")
 
 
 def test_model_with_other_vector_size_is_refused(good, index, tmp_path, tiny_bundle):

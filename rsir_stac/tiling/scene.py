@@ -219,7 +219,7 @@ class SceneReader:
                 with gdal_env():
                     self._plan = pixel_plan(self._ds, self.bands)
             except (RasterioError, CPLE_BaseError) as err:
-                raise read_error(self.href, err, "reading a decimated copy to compute the stretch") from err
+                raise read_error(self.href, err, "a decimated copy (to compute the stretch)") from err
             if self._plan.scale.kind != "none":
                 log.info("%s: %s", self.href, self._plan.scale)
         return self._plan
@@ -285,7 +285,7 @@ class SceneReader:
                 pixels, valid = read_rgb(self._ds, plan, Window(*self._source_float(g)), (g.height, g.width))
         except (RasterioError, CPLE_BaseError) as err:
             self.stats.failed += 1
-            msg = str(read_error(self.href, err, f"reading window {ref.window}", window=True))
+            msg = str(read_error(self.href, err, f"window {ref.window}", window=True))
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
         if valid is None:

@@ -139,22 +139,23 @@ def _fetch_error(href: str, err: BaseException) -> RsirError | None:
     return None
 
 
-def read_error(href: str, err: BaseException, action: str, *, window: bool = False) -> RsirError:
-    """A one-line error for a GDAL failure while ``action`` (e.g. "reading window
-    ...") on ``href``, naming the real cause: access, network, permissions, or
-    corrupt data (for a window: re-run to retry a fetch, or re-download)."""
+def read_error(href: str, err: BaseException, what: str, *, window: bool = False) -> RsirError:
+    """A one-line error for a GDAL failure reading ``what`` (``"window ..."``, or
+    ``"a decimated copy ..."``) of ``href``, naming the real cause: access,
+    network, permissions, or corrupt data (for a window: re-run to retry a
+    fetch, or re-download / skip it)."""
     detail = _one_line(err.__cause__ or err)
     fetch = _fetch_error(href, err)
     if fetch is not None:
         if window and "cannot be fetched" in str(fetch):
-            return RasterError(f"{href}: {action} failed: the data cannot be fetched ({detail}); "
+            return RasterError(f"{href}: {what} cannot be fetched ({detail}); "
                                "check the server, then re-run the same command to retry the window")
         return fetch
     if "permission denied" in detail.lower():
-        return RasterError(f"{href}: {action} failed (permission denied); give this user read access "
+        return RasterError(f"{href}: {what} cannot be read (permission denied); give this user read access "
                            "to the file, e.g. chmod a+r")
-    what = "skip the window or re-download the file" if window else "re-download it"
-    return RasterError(f"{href}: {action} failed ({detail}); the file may be corrupt or cut short, {what}")
+    fix = "re-download it or skip the window" if window else "re-download it"
+    return RasterError(f"{href}: {what} cannot be read ({detail}); the file may be corrupt or cut short, {fix}")
 
 
 def _open_raster(href: str | os.PathLike[str]) -> Any:
