@@ -167,9 +167,9 @@ def test_stored_vector_equals_the_query_vector(variants, indexed, tiny_bundle, n
         res = index.search(image=str(variants[name]), k=6)
     scale = float(np.linalg.norm(stored)) or 1.0
     assert float(np.linalg.norm(query - stored)) <= 1e-2 * scale
-    # first (variants with the very same pixels, e.g. rgb and rgb_band_interleaved, tie with it)
-    best = res.hits[0].score
-    assert best <= 1e-2 * scale and pid in {h.id for h in res.hits if h.score == best}
+    # at distance ~0, first or tied with the variants of the very same pixels (rgb, rgb_band_interleaved ...)
+    near_zero = {h.id for h in res.hits if h.score <= 1e-2 * scale}
+    assert res.hits[0].id in near_zero and pid in near_zero
 
 
 def test_palette_crop_of_a_larger_scene_is_its_tile(tmp_path):
