@@ -614,7 +614,7 @@ def test_sigkill_at_several_points_then_rerun_equals_clean_run(tmp_path, tiny_bu
 
     idx = tmp_path / "crashy"
     triggers = [
-        ("at the start, before any write", lambda ln, seen: "item k0: started" in ln),
+        ("at the start, before any write", lambda ln, seen: re.search(r"item k0-[0-9a-f]{12}: started", ln) is not None),
         ("after the first batch", lambda ln, seen: _tile_lines(seen) >= 1),
         ("mid-item, after 3 batches", lambda ln, seen: _tile_lines(seen) >= 3),
         ("right after an item was written and flushed", lambda ln, seen: ": done (" in ln and _tile_lines(seen)),
