@@ -126,7 +126,8 @@ def test_http_api_takes_any_area(tmp_path, tiny_bundle):
 
     idx, centres, area, want = _index(tmp_path, tiny_bundle)
     fc = {"type": "FeatureCollection", "features": [area]}
-    with Index.open(str(idx), model=tiny_bundle) as index, TestClient(create_app(index)) as client:
+    with Index.open(str(idx), model=tiny_bundle) as index, \
+            TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
         for doc in (area, area["geometry"], fc, {"type": "MultiPolygon", "coordinates": [area["geometry"]["coordinates"]]}):
             r = client.post("/api/search", json={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
                                                  "polygon": doc})
