@@ -291,6 +291,20 @@ def _parse_bands(text: str | None):
     return bands * 3 if len(bands) == 1 else bands
 
 
+def _ingest_datetime(text: str | None):
+    """``--datetime`` of ``ingest``: an instant or a closed START/END interval."""
+    if not text:
+        return None
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filters import parse_datetime_range
+
+    start, end = parse_datetime_range(text)
+    if start is None or end is None:
+        raise InputError(f"--datetime {text!r} has an open end; give an instant or START/END, "
+                         "e.g. 2020-06-01T10:30:00Z or 2020-01-01/2020-12-31")
+    return (start, end)  # a plain date covers that day
+
+
 # -------------------------------------------------------------------------- ingest
 @main.command()
 @click.argument("sources", nargs=-1, required=True)
@@ -308,12 +322,16 @@ def _parse_bands(text: str | None):
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing item or window instead of skipping it.")
+@click.option("--collection", help="Collection name for bare rasters (not STAC items, which keep theirs).")
+@click.option("--datetime", "datetime_",
+              help="Acquisition time of bare rasters: an instant or START/END (RFC 3339 or dates); "
+                   "default: the file's ACQUISITIONDATETIME / TIFFTAG_DATETIME when present.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
 def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
-           min_valid, batch_size, shard, fail_fast, as_json):
+           min_valid, batch_size, shard, fail_fast, collection, datetime_, as_json):
     """Tile, embed and index SOURCES: STAC Items/Collections/Catalogs/ItemCollections
-    (files or URLs) and GeoTIFF/COG paths or URLs."""
+    (files or URLs) and GeoTIFF/COG paths or URLs (also s3://, gs://, az://)."""
     from tqdm import tqdm
 
     from rsir_stac.ingest import IngestOptions, ingest as run
@@ -321,7 +339,8 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
 
     opts = IngestOptions(asset=asset, bands=_parse_bands(bands), tile_size=tile_size, stride=stride, gsd=gsd,
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
-                         fail_fast=fail_fast, shard=parse_shard(shard) if shard else None)
+                         fail_fast=fail_fast, shard=parse_shard(shard) if shard else None,
+                         collection=collection, datetime=_ingest_datetime(datetime_))
     bars: dict = {}
     done = {"items": 0, "tiles": 0, "total": 0}
 
@@ -434,7 +453,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
            limit, offset, include_query, fmt, out, with_vectors, thumbnails):
     """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
     and collection."""
-    from rsir_stac.search import Index, hit_record, to_geojson
+    from rsir_stac.search import Index, excluded_notes, hit_record, to_geojson
 
     flt = _search_filter(bbox, near, within, datetime_, collection)
     pos, neg = _examples(image, point_id, at), _examples(not_image, not_point_id, not_at)
@@ -451,12 +470,15 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
                             offset=offset, include_query=include_query, with_payload=not out)
+        notes = excluded_notes(idx.store, flt)
         if out:
             from rsir_stac.export import search_pages, write_table
 
             with tqdm_bar(len(result.hits), "rows") as bar:
                 n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out)
             click.echo(f"wrote {n} hits to {out}", err=True)
+            for note in notes:
+                click.echo(f"note: {note}", err=True)
             return
         if thumbnails:
             from rsir_stac.thumbnails import write_thumbnails
@@ -480,6 +502,8 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                        f"{h.payload.get('datetime') or ''}")
         if not result.hits:
             click.echo("no results (loosen the filters?)")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
 
 # ---------------------------------------------------------------------------- info

@@ -71,6 +71,8 @@ class IngestOptions:
     queue_batches: int = 4
     fail_fast: bool = False
     shard: tuple[int, int] | None = None
+    collection: str | None = None  # for bare rasters (STAC items keep their own)
+    datetime: tuple[Any, Any] | None = None  # (start, end) for bare rasters; equal for an instant
 
 
 @dataclass
@@ -123,11 +125,15 @@ def point_id(collection: str | None, item_id: str, asset: str, grid: Any, tiling
     return str(uuid.uuid5(POINT_NAMESPACE, key))
 
 
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
 def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge: str,
                  bands: Sequence[int], gsd_param: float | None) -> dict[str, Any]:
     """The stored payload of one tile (see README, "Point payload")."""
     w = ref.window
-    dt = scene.datetime
+    dt, end = scene.interval
     return {
         "item_id": scene.item_id,
         "collection": scene.collection,
@@ -140,8 +146,10 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
         "bbox": list(ref.bbox),
         "location": {"lon": ref.centroid[0], "lat": ref.centroid[1]},
         "corners": [{"lon": lon, "lat": lat} for lon, lat in ref.corners],
-        "datetime": dt.isoformat().replace("+00:00", "Z") if dt else None,
+        "datetime": _iso(dt),
         "datetime_epoch": dt.timestamp() if dt else None,
+        "datetime_end_epoch": end.timestamp() if end else None,
+        **({"start_datetime": _iso(dt), "end_datetime": _iso(end)} if dt and end != dt else {}),
         "gsd": ref.gsd,
         "tiling": {"tile_size": tile_size, "stride": stride, "edge": edge,
                    "gsd": gsd_param, "bands": list(bands)},
@@ -157,11 +165,46 @@ WRITE_BATCH = 64
 
 def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestReport,
                 on_item_error: Callable[[RsirError], None]) -> list:
-    """Resolve every source to scenes up front (errors here abort the run)."""
+    """Resolve every source to scenes up front (errors here abort the run).
+
+    A scene listed twice (the same item and asset at the same href: a file
+    named twice, a folder and a file in it) is kept once.  Two *different*
+    scenes with the same identity (collection, item id, asset) would share
+    point ids, so the second is reported as a failed item instead of silently
+    overwriting the first.
+    """
+    from rsir_stac.errors import StacError
     from rsir_stac.stac import iter_scenes, split_shard
 
-    scenes = list(iter_scenes(list(sources), asset=options.asset, bands=options.bands, on_error=on_item_error))
+    listed = iter_scenes(list(sources), asset=options.asset, bands=options.bands, on_error=on_item_error,
+                         collection=options.collection, datetime=options.datetime)
+    seen: dict[tuple, str] = {}
+    scenes = []
+    for scene in listed:
+        key = (scene.collection, scene.item_id, scene.asset_key)
+        first = seen.get(key)
+        if first is None:
+            seen[key] = scene.href
+            scenes.append(scene)
+        elif _same_source(first, scene.href):
+            log.info("item %s is listed twice; ingesting it once", scene.item_id)
+        else:
+            where = f" of collection {scene.collection}" if scene.collection else ""
+            err = StacError(
+                f"item {scene.item_id}{where} is listed twice with different rasters ({first} and {scene.href}); "
+                "item ids must be unique within a collection: fix the catalogue (only the first was ingested)")
+            err.item_id = scene.item_id  # type: ignore[attr-defined]
+            on_item_error(err)
     return list(split_shard(scenes, options.shard))
+
+
+def _same_source(a: str, b: str) -> bool:
+    """Two hrefs naming the same raster (equal, or local paths resolving to one file)."""
+    if a == b:
+        return True
+    if "://" in a or "://" in b or a.startswith("/vsi") or b.startswith("/vsi"):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 @contextmanager

@@ -158,10 +158,13 @@ def write_labels(labels: LabelSet, path: str | Path) -> Path:
 
 
 def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
-    """A stored tile's footprint as a GeoJSON Polygon (lon/lat, closed ring), or None."""
+    """A stored tile's footprint as GeoJSON (lon/lat): a Polygon, or a MultiPolygon cut at the
+    antimeridian (RFC 7946), from its corners, else its bbox; None without either."""
+    from rsir_stac.tiling.footprints import footprint_geometry as ring_geometry
+
     corners = payload.get("corners") or []
     try:
-        ring = [[float(c["lon"]), float(c["lat"])] for c in corners]
+        ring = [(float(c["lon"]), float(c["lat"])) for c in corners]
     except (KeyError, TypeError, ValueError):
         ring = []
     if len(ring) < 3:
@@ -169,8 +172,8 @@ def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
             return None
         w, s, e, n = (float(x) for x in bbox)
-        ring = [[w, s], [e, s], [e, n], [w, n]]
-    return {"type": "Polygon", "coordinates": [ring + ring[:1]]}
+        ring = [(w, s), (e if e >= w else e + 360.0, s), (e if e >= w else e + 360.0, n), (w, n)]
+    return ring_geometry(ring)
 
 
 def make_labels(hits: Iterable[Any], label: str, *, model_id: str | None = None, note: str | None = None,

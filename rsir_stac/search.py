@@ -230,15 +230,37 @@ class Index:
                             strategy, query.score_name, offset)
 
 
+def excluded_notes(store, flt: SearchFilter | None) -> list[str]:
+    """Lines saying how many stored tiles a date or collection filter leaves out
+    because they have no date / no collection (bare rasters ingested without
+    ``--datetime`` / ``--collection``); empty when none are."""
+    from rsir_stac.store.filters import SearchFilter as Filter
+
+    notes = []
+    if flt is not None and (flt.start is not None or flt.end is not None):
+        n = store.count(Filter(missing=("datetime",)))
+        if n:
+            notes.append(f"{n} tiles in the index have no date, so --datetime leaves them out; "
+                         "give bare rasters a date with `rsir-stac ingest --datetime`")
+    if flt is not None and flt.collections:
+        n = store.count(Filter(missing=("collection",)))
+        if n:
+            notes.append(f"{n} tiles in the index have no collection, so --collection leaves them out; "
+                         "give bare rasters one with `rsir-stac ingest --collection NAME`")
+    return notes
+
+
 def hit_record(hit: SearchHit, score_name: str = "distance") -> dict[str, Any]:
     """A flat JSON-friendly record of one hit (``score_name``: distance or score)."""
     return {"id": hit.id, score_name: hit.score, **hit.payload}
 
 
 def to_geojson(result: SearchResult) -> dict[str, Any]:
-    """A FeatureCollection of result footprints (polygons, lon/lat) with rank, distance and payload."""
-    feats = []
+    """A FeatureCollection of result footprints (polygons, lon/lat; MultiPolygons cut at
+    the antimeridian) with rank, distance and payload."""
     from rsir_stac.labels import footprint_geometry
+
+    feats = []
 
     for rank, hit in enumerate(result.hits, result.offset + 1):
         geom = footprint_geometry(hit.payload)

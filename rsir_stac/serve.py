@@ -67,12 +67,13 @@ def http_status(exc: BaseException) -> int:
     return status(exc)
 
 
-def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
+def parse_polygon(value: Any) -> Any:
     """A polygon filter from a GeoJSON object / JSON string, or ``"lon,lat;lon,lat;..."``.
 
-    GeoJSON may be a Polygon (no holes), a Feature holding one, a
-    FeatureCollection of exactly one, or a MultiPolygon of one.  The ring is
-    closed when the last position does not repeat the first.  The ring is
+    GeoJSON may be any area :func:`rsir_stac.store.filters.polygon_from_geojson`
+    reads (Polygon with holes, MultiPolygon, Feature, FeatureCollection): a
+    validated :class:`~rsir_stac.store.areas.GeoArea`.  The text form is one
+    ring, closed when the last position does not repeat the first, and
     validated when the :class:`SearchFilter` is built.
     """
     what = "polygon"
@@ -103,7 +104,7 @@ def parse_polygon(value: Any) -> tuple[tuple[float, float], ...]:
             return _close(ring)
     from rsir_stac.store.filters import polygon_from_geojson
 
-    return _close(list(polygon_from_geojson(value, what)))
+    return polygon_from_geojson(value, what)
 
 
 def _close(ring: list) -> tuple[tuple[float, float], ...]:
@@ -147,9 +148,11 @@ def check_k(k: Any) -> int:
 
 
 def _footprint(payload: dict | None) -> dict | None:
+    from rsir_stac.tiling.footprints import footprint_geometry
+
     corners = (payload or {}).get("corners") or []
-    ring = [[c["lon"], c["lat"]] for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
-    return {"type": "Polygon", "coordinates": [ring + ring[:1]]} if ring else None
+    ring = [(c["lon"], c["lat"]) for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
+    return footprint_geometry(ring) if ring else None
 
 
 class _LRUBytes:
@@ -257,7 +260,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             "dim": inf.dim,
             "model_id": inf.model_id,
             "collections": list(inf.collections),
-            "extent": list(inf.extent) if inf.extent else None,
+            "extent": list(inf.extent) if inf.extent else None,  # W > E across the antimeridian
+            "undated": inf.undated,
+            "no_collection": inf.no_collection,
+            "notes": list(inf.notes),
             "backend": inf.backend,
             "version": __version__,
             "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels,

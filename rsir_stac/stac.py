@@ -6,9 +6,13 @@ A *source* is a local path or ``http(s)`` URL of:
   is given to the items below it unless an item names its own
   ``collection``),
 * an ItemCollection (GeoJSON ``FeatureCollection`` of items),
-* a GeoTIFF/COG (or any raster GDAL reads): one scene, ``item_id`` = file
-  stem, ``collection`` None, ``asset_key`` ``"data"``, ``datetime`` from the
-  ``TIFFTAG_DATETIME`` tag when present,
+* a GeoTIFF/COG (or any raster GDAL reads; also ``s3://``, ``gs://``,
+  ``az://`` and ``/vsi...`` hrefs): one scene, ``item_id`` = file stem plus
+  a digest of its resolved path or URL (:func:`raster_item_id`),
+  ``collection`` None (or ``collection=``), ``asset_key`` ``"data"``, time
+  from ``datetime=`` (an instant or interval), else GDAL's
+  ``ACQUISITIONDATETIME`` (IMAGERY metadata), else the ``TIFFTAG_DATETIME``
+  tag, when present,
 * a local folder: its ``catalog.json``/``collection.json`` when present,
   else every ``*.tif``/``*.tiff`` below it (sorted).
 
@@ -49,6 +53,7 @@ import pystac.stac_io
 from pystac.serialization import identify_stac_object_type
 
 from .errors import AssetError, InputError, RsirError, SourceNotFoundError, StacError
+from .raster_source import DATE_TAGS, RasterDefaults, _tiff_datetime, raster_item_id
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,14 @@ class SceneRef:
     bands: tuple[int, int, int] | None = None
     datetime: dt.datetime | None = None
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    end_datetime: dt.datetime | None = None
+
+    @property
+    def interval(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The time the scene covers, ``(start, end)`` (equal for one instant; None when undated)."""
+        if self.datetime is None:
+            return (None, None)
+        return (self.datetime, self.end_datetime or self.datetime)
 
 
 # ------------------------------------------------------------------------- helpers
@@ -93,6 +106,14 @@ def _is_url(href: str) -> bool:
     return urllib.parse.urlsplit(href).scheme.lower() in _URL_SCHEMES
 
 
+_CLOUD_PREFIXES = ("s3://", "gs://", "az://", "azure://", "oss://", "/vsi")
+
+
+def _is_cloud(href: str) -> bool:
+    """A cloud-storage or GDAL virtual-file href, read by GDAL only."""
+    return href.lower().startswith(_CLOUD_PREFIXES)
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text if len(text) <= 300 else text[:297] + "..."
@@ -100,6 +121,8 @@ def _one_line(err: BaseException) -> str:
 
 def _resolve(href: str, base: str | None) -> str:
     """``href`` made absolute against the document at ``base``."""
+    if _is_cloud(href):
+        return href
     parts = urllib.parse.urlsplit(href)
     if parts.scheme == "file":
         return os.path.normpath(urllib.parse.unquote(parts.path))
@@ -218,43 +241,18 @@ def _rasterio_opens(path: str) -> bool:
 # ------------------------------------------------------------------------ rasters
 
 
-def _tiff_datetime(href: str) -> dt.datetime | None:
-    """``TIFFTAG_DATETIME`` ("YYYY:MM:DD HH:MM:SS", taken as UTC) or None."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioError
-
-    from rasterio._err import CPLE_BaseError
-
-    from .tiling import gdal_env
-
-    try:
-        with gdal_env(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(href) as ds:
-                value = ds.tags().get("TIFFTAG_DATETIME")
-    except (RasterioError, CPLE_BaseError) as err:
-        log.debug("cannot read tags of %s: %s", href, err)
-        return None
-    if not value:
-        return None
-    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return dt.datetime.strptime(value.strip().rstrip("\x00"), fmt).replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            continue
-    log.debug("%s: unparsable TIFFTAG_DATETIME %r", href, value)
-    return None
-
-
-def _raster_scene(href: str, bands: tuple[int, int, int] | None) -> SceneRef:
-    name = urllib.parse.unquote(urllib.parse.urlsplit(href).path) if _is_url(href) else href
+def _raster_scene(href: str, bands: tuple[int, int, int] | None,
+                  defaults: RasterDefaults | None = None) -> SceneRef:
+    d = defaults or RasterDefaults()
+    start, end = (d.start, d.end) if d.start is not None else (_tiff_datetime(href), None)
     return SceneRef(
-        item_id=Path(name).stem,
-        collection=None,
+        item_id=raster_item_id(href),
+        collection=d.collection,
         asset_key="data",
         href=href,
         bands=bands,
-        datetime=_tiff_datetime(href),
+        datetime=start,
+        end_datetime=end if end != start else None,
     )
 
 
@@ -339,16 +337,26 @@ def _rgb_bands(asset: pystac.Asset, item: pystac.Item) -> tuple[int, int, int] |
     return (names.index("red") + 1, names.index("green") + 1, names.index("blue") + 1)
 
 
-def _item_datetime(item: pystac.Item) -> dt.datetime | None:
-    if item.datetime is not None:
-        return _utc(item.datetime)
-    start = item.properties.get("start_datetime")
-    if isinstance(start, str):
+def _prop_datetime(item: pystac.Item, key: str) -> dt.datetime | None:
+    value = item.properties.get(key)
+    if isinstance(value, str):
         try:
-            return _utc(dt.datetime.fromisoformat(start.replace("Z", "+00:00")))
+            return _utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
-            return None
+            log.debug("item %s: unparsable %s %r", item.id, key, value)
     return None
+
+
+def _item_datetime(item: pystac.Item) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``(start, end)`` of an item: ``start_datetime``..``end_datetime`` when both
+    are given (an interval, whatever ``datetime`` says), else ``datetime`` (end
+    None); a lone ``start_datetime`` is taken as an instant."""
+    start, end = _prop_datetime(item, "start_datetime"), _prop_datetime(item, "end_datetime")
+    if start is not None and end is not None and end >= start:
+        return start, (end if end != start else None)
+    if item.datetime is not None:
+        return _utc(item.datetime), None
+    return start, None
 
 
 def _properties(item: pystac.Item, asset: pystac.Asset) -> dict[str, Any]:
@@ -372,13 +380,15 @@ def _scene_from_item(
         err.item_id = item.id  # type: ignore[attr-defined]
         raise
     base = item.get_self_href() or doc_href
+    start, end = _item_datetime(item)
     return SceneRef(
         item_id=item.id,
         collection=item.collection_id or collection,
         asset_key=key,
         href=_resolve(chosen.href, base),
         bands=bands or _rgb_bands(chosen, item),
-        datetime=_item_datetime(item),
+        datetime=start,
+        end_datetime=end,
         properties=_properties(item, chosen),
     )
 
@@ -473,17 +483,18 @@ def _scenes_from_folder(
     asset: str | None,
     bands: tuple[int, int, int] | None,
     on_error: Callable[[RsirError], None] | None,
+    defaults: RasterDefaults | None = None,
 ) -> Iterator[SceneRef]:
     for name in ("catalog.json", "collection.json"):
         candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
-            yield from _scenes_from_source(candidate, asset, bands, on_error)
+            yield from _scenes_from_source(candidate, asset, bands, on_error, defaults)
             return
     tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
     if not tiffs:
         raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files; {_FIX}")
     for path in tiffs:
-        yield _raster_scene(os.path.abspath(path), bands)
+        yield _raster_scene(os.path.abspath(path), bands, defaults)
 
 
 def _scenes_from_source(
@@ -491,15 +502,22 @@ def _scenes_from_source(
     asset: str | None,
     bands: tuple[int, int, int] | None,
     on_error: Callable[[RsirError], None] | None,
+    defaults: RasterDefaults | None = None,
 ) -> Iterator[SceneRef]:
+    if _is_cloud(src):  # s3:// gs:// az:// /vsi...: GDAL reads it (errors name the credentials to set)
+        if urllib.parse.urlsplit(src).path.lower().endswith(".json"):
+            raise StacError(f"{src}: STAC documents are read over http(s) only; give the document's https:// URL "
+                            "(rasters on cloud storage are fine)")
+        yield _raster_scene(src, bands, defaults)
+        return
     if _is_url(src):
         path = urllib.parse.urlsplit(src).path.lower()
         if path.endswith((".tif", ".tiff")):
-            yield _raster_scene(src, bands)
+            yield _raster_scene(src, bands, defaults)
             return
         raw = _fetch(src)
         if raw[:4] in _TIFF_MAGIC:
-            yield _raster_scene(src, bands)
+            yield _raster_scene(src, bands, defaults)
             return
         if not _looks_like_json(raw[:64]):
             raise StacError(f"{src} is neither STAC JSON nor a GeoTIFF; {_FIX}")
@@ -511,12 +529,16 @@ def _scenes_from_source(
         raise SourceNotFoundError(f"{src} does not exist; check the path")
     src = os.path.abspath(src)
     if os.path.isdir(src):
-        yield from _scenes_from_folder(src, asset, bands, on_error)
+        yield from _scenes_from_folder(src, asset, bands, on_error, defaults)
         return
-    with open(src, "rb") as fh:
-        head = fh.read(64)
+    try:
+        with open(src, "rb") as fh:
+            head = fh.read(64)
+    except PermissionError:
+        raise SourceNotFoundError(f"{src} cannot be read (permission denied); give this user read access "
+                                  "to the file, e.g. chmod a+r") from None
     if head[:4] in _TIFF_MAGIC:
-        yield _raster_scene(src, bands)
+        yield _raster_scene(src, bands, defaults)
         return
     if _looks_like_json(head):
         with open(src, "rb") as fh:
@@ -524,7 +546,7 @@ def _scenes_from_source(
         yield from _scenes_from_json(d, src, asset, bands, on_error)
         return
     if _rasterio_opens(src):  # JPEG2000, VRT, ERDAS ... anything GDAL reads
-        yield _raster_scene(src, bands)
+        yield _raster_scene(src, bands, defaults)
         return
     raise StacError(f"{src} is neither STAC JSON nor a raster; {_FIX}")
 
@@ -535,8 +557,13 @@ def iter_scenes(
     asset: str | None = None,
     bands: Sequence[int] | None = None,
     on_error: Callable[[RsirError], None] | None = None,
+    collection: str | None = None,
+    datetime: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Iterator[SceneRef]:
     """Yield one :class:`SceneRef` per item (or raster) of every source, in order.
+
+    ``collection`` and ``datetime`` (``(start, end)``, equal for an instant)
+    are given to bare rasters (not STAC items, which keep their own).
 
     ``asset`` picks the asset key for every item; ``bands`` (1-based R,G,B)
     overrides bands found in ``eo:bands``.  Item-level :class:`AssetError` is
@@ -546,10 +573,19 @@ def iter_scenes(
     STAC or not JSON at all.
     """
     override = _check_bands(bands)
+    if collection is not None and (not isinstance(collection, str) or not collection.strip()):
+        raise InputError(f"collection {collection!r} is invalid; give a non-empty name, e.g. --collection my-rasters")
+    start = end = None
+    if datetime is not None:
+        start, end = (_utc(v) for v in datetime)
+        if start is None or end is None or end < start:
+            raise InputError("datetime for rasters must be an instant or a closed interval START/END with "
+                             "START <= END, e.g. --datetime 2020-06-01 or --datetime 2020-01-01/2020-12-31")
+    defaults = RasterDefaults(collection=collection, start=start, end=end)
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     for source in sources:
-        yield from _scenes_from_source(os.fspath(source), asset, override, on_error)
+        yield from _scenes_from_source(os.fspath(source), asset, override, on_error, defaults)
 
 
 # ------------------------------------------------------------------------ sharding
@@ -583,4 +619,4 @@ def split_shard(scenes: Iterable[SceneRef], shard: tuple[int, int] | None) -> It
     return (scene for scene in scenes if scene_shard(scene, total) == index)
 
 
-__all__ = ["SceneRef", "iter_scenes", "parse_shard", "scene_shard", "split_shard"]
+__all__ = ["DATE_TAGS", "RasterDefaults", "SceneRef", "iter_scenes", "raster_item_id", "parse_shard", "scene_shard", "split_shard"]

@@ -36,6 +36,8 @@ from rsir_stac.store.filters import (
     parse_datetime_range,
     parse_near,
 )
+from rasterio.warp import transform_bounds
+
 from rsir_stac.tiling import PixelWindow, SceneReader, grid_windows
 
 pytestmark = [
@@ -203,8 +205,15 @@ def test_tile_footprints_equal_pyproj_in_any_crs(p):
             for got, exp in zip([*ref.corners, ref.centroid], want):
                 # GDAL's and pyproj's PROJ builds agree to ~1e-12 deg, except ~1e-8 deg (1 mm) for LAEA
                 assert got[0] == pytest.approx(exp[0], abs=TOL) and got[1] == pytest.approx(exp[1], abs=TOL)
-            clons, clats = [c[0] for c in ref.corners], [c[1] for c in ref.corners]
-            assert ref.bbox == (min(clons), min(clats), max(clons), max(clats))
+            # the bbox holds the corners, and for north-up tiles is what transform_bounds gives
+            w, s, e, n = ref.bbox
+            assert w <= e  # no scene here reaches the antimeridian
+            for lon, lat in ref.corners:
+                assert w - 1e-12 <= lon <= e + 1e-12 and s - 1e-12 <= lat <= n + 1e-12
+            if p["angle"] == 0.0:
+                bounds = (t.c + c0 * t.a, t.f + r1 * t.e, t.c + c1 * t.a, t.f + r0 * t.e)
+                want_bbox = transform_bounds(p["crs"], "EPSG:4326", *bounds, densify_pts=21)
+                assert ref.bbox == pytest.approx(want_bbox, abs=TOL)
             assert ref.crs == ds.crs.to_string()
             assert ref.window == PixelWindow(round(c0), round(r0), round(g.width * sx), round(g.height * sy))
             if p["angle"] == 0.0:  # north-up: UL is west and north of LR
@@ -221,7 +230,9 @@ anyfloat = st.one_of(finite, st.sampled_from([float("nan"), float("inf"), -float
 
 
 def _valid_bbox(w, s, e, n) -> bool:
-    return (all(math.isfinite(v) for v in (w, s, e, n)) and -180 <= w <= e <= 180 and -90 <= s < n <= 90)
+    """W > E is valid: a box across the antimeridian (RFC 7946)."""
+    return (all(math.isfinite(v) for v in (w, s, e, n)) and -180 <= w <= 180 and -180 <= e <= 180
+            and -90 <= s < n <= 90)
 
 
 @settings(max_examples=400, deadline=None)
@@ -282,7 +293,7 @@ def convex_rings(draw):
 @settings(max_examples=200, deadline=None)
 @given(convex_rings())
 def test_convex_polygons_are_accepted_and_round_trip(ring):
-    assert SearchFilter(polygon=ring).polygon == ring
+    assert SearchFilter(polygon=ring).polygon.polygons == ((ring, ()),)
 
 
 @settings(max_examples=200, deadline=None)
@@ -311,7 +322,7 @@ def test_polygon_filter_matches_shapely_and_survives_a_file_round_trip(tmp_path_
     path = tmp_path_factory.mktemp("poly") / "p.geojson"
     path.write_text(json.dumps({"type": "Feature", "properties": {},
                                 "geometry": {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}}))
-    assert load_polygon(path) == ring
+    assert load_polygon(path).polygons == ((ring, ()),)
     flt = SearchFilter(polygon=ring)
     (minx, miny, maxx, maxy) = poly.bounds
     for fx, fy in offsets:

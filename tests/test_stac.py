@@ -114,13 +114,21 @@ def test_catalog_broken_link(catalog: Path):
     assert "\n" not in str(info.value)
 
 
+def path_id(path) -> str:
+    """The item id of a bare raster: stem + 12 hex digits of SHA-256 of its resolved path."""
+    import hashlib
+
+    real = os.path.realpath(path)
+    return Path(path).stem + "-" + hashlib.sha256(real.encode()).hexdigest()[:12]
+
+
 def test_folder_source(catalog: Path, tmp_path: Path):
     assert [s.item_id for s in iter_scenes([str(catalog.parent)])] == ["c1", "a1", "a2"]
     tiffs = tmp_path / "tiffs"
     (tiffs / "sub").mkdir(parents=True)
     write_tif(tiffs / "b.tif")
     write_tif(tiffs / "sub" / "a.TIFF")
-    assert [s.item_id for s in iter_scenes([str(tiffs)])] == ["b", "a"]
+    assert [s.item_id for s in iter_scenes([str(tiffs)])] == [path_id(tiffs / "b.tif"), path_id(tiffs / "sub" / "a.TIFF")]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(StacError, match="no catalog.json"):
@@ -233,7 +241,7 @@ def test_datetime_and_properties(tmp_path: Path):
 def test_geotiff_source(tmp_path: Path):
     path = write_tif(tmp_path / "scene_01.tif", datetime_tag="2019:07:04 12:30:00")
     (scene,) = iter_scenes([str(path)])
-    assert scene == SceneRef("scene_01", None, "data", str(path), None, dt.datetime(2019, 7, 4, 12, 30, tzinfo=dt.timezone.utc))
+    assert scene == SceneRef(path_id(path), None, "data", str(path), None, dt.datetime(2019, 7, 4, 12, 30, tzinfo=dt.timezone.utc))
     plain = write_tif(tmp_path / "plain.tif")
     assert next(iter_scenes([str(plain)]), None).datetime is None
     # decided by content, not extension

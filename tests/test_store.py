@@ -31,6 +31,7 @@ from rsir_stac.store import IndexInfo, Point, SearchFilter, SearchHit, open_stor
 from rsir_stac.store.edge import EdgeStore
 from rsir_stac.store.filters import (
     haversine_m,
+    GeoArea,
     load_polygon,
     matches,
     parse_bbox,
@@ -83,11 +84,15 @@ def make_points(n: int = N, seed: int = 7) -> list[Point]:
                         {"lon": bbox[2], "lat": bbox[3]}, {"lon": bbox[0], "lat": bbox[3]}],
             "datetime": dt.isoformat().replace("+00:00", "Z") if dt else None,
             "datetime_epoch": dt.timestamp() if dt else None,
+            # every 5th point covers a year (an annual composite), the rest one instant
+            "datetime_end_epoch": (dt + timedelta(days=365 if i % 5 == 0 else 0)).timestamp() if dt else None,
             "gsd": 10.0,
             "model_id": MODEL,
         }
         if i % 4 == 0:
             payload["label"] = ["forest", "water", "urban"][i % 3]
+        if i % 23 == 1:  # written before intervals existed: only datetime_epoch
+            del payload["datetime_end_epoch"]
         pts.append(Point(id=str(uuid.uuid4()), vector=vecs[i], payload=payload))
     return pts
 
@@ -141,6 +146,14 @@ FILTERS = {
     "item_ids": SearchFilter(item_ids=("item-001", "item-007", "item-020")),
     "combined": SearchFilter(bbox=(-123.0, 33.0, -117.0, 39.0), start=datetime(2019, 1, 1),
                              collections=("landsat-c2-l2", "sentinel-2-l2a")),
+    # a month: instants inside it, and annual intervals that overlap it
+    "datetime_month": SearchFilter(start=datetime(2020, 6, 1), end=datetime(2020, 6, 30, 23, 59, 59)),
+    "polygon_with_hole": SearchFilter(polygon={"type": "Polygon", "coordinates": [
+        [list(p) for p in ALPS_POLY], [[8.0, 46.0], [10.0, 46.0], [10.0, 47.0], [8.0, 47.0], [8.0, 46.0]]]}),
+    "multipolygon": SearchFilter(polygon={"type": "MultiPolygon", "coordinates": [
+        [[list(p) for p in ALPS_POLY]], [[[30.0, 29.0], [32.0, 29.0], [32.0, 31.0], [30.0, 31.0], [30.0, 29.0]]]]}),
+    "undated": SearchFilter(missing=("datetime",)),
+    "no_collection": SearchFilter(missing=("collection",)),
 }
 
 
@@ -304,6 +317,10 @@ def test_info(points, edge, mem):
         w = min(p.payload["bbox"][0] for p in points)
         n = max(p.payload["bbox"][3] for p in points)
         assert info.extent[0] == pytest.approx(w) and info.extent[3] == pytest.approx(n)
+        assert info.undated == sum(p.payload["datetime_epoch"] is None for p in points) > 0
+        assert info.no_collection == sum(p.payload["collection"] is None for p in points) > 0
+        assert info.undated == store.count(SearchFilter(missing=("datetime",)))
+        assert info.legacy_item_ids == 0
     assert edge.info().backend == "edge" and mem.info().backend == "qdrant-local"
     meta = mem.client.get_collection(mem.collection).config.metadata  # kept in the collection config
     assert meta["rsir_stac"]["model_id"] == MODEL and meta["rsir_stac"]["dim"] == DIM
@@ -492,13 +509,13 @@ def test_edge_store_on_empty_index(tmp_path):
     ("5,45,10,48", (5.0, 45.0, 10.0, 48.0)),
     (" -180, -90, 180, 90 ", (-180.0, -90.0, 180.0, 90.0)),
     ("7.5,46.1,7.5,46.2", (7.5, 46.1, 7.5, 46.2)),
+    ("179.5,-17,-179.5,-16", (179.5, -17.0, -179.5, -16.0)),  # across the antimeridian (RFC 7946)
 ])
 def test_parse_bbox_good(text, want):
     assert parse_bbox(text) == want
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("10,45,5,48", "west"),
     ("5,45,10,91", "latitude"),
     ("5,48,10,45", "south"),
     ("5,45,190,48", "longitude"),
@@ -552,7 +569,7 @@ SQUARE = [[7.0, 45.0], [9.0, 45.0], [9.0, 47.0], [7.0, 47.0], [7.0, 45.0]]
 
 
 def test_load_polygon_good(tmp_path):
-    want = tuple(tuple(p) for p in SQUARE)
+    want = GeoArea(((tuple(tuple(p) for p in SQUARE), ()),))
     poly = {"type": "Polygon", "coordinates": [SQUARE]}
     assert load_polygon(_geojson(tmp_path, poly)) == want
     feat = {"type": "Feature", "properties": {}, "geometry": poly}
@@ -582,18 +599,16 @@ def test_load_polygon_bad_documents(tmp_path):
         load_polygon(tmp_path / "junk.geojson")
     with pytest.raises(InputError, match="Point"):
         load_polygon(_geojson(tmp_path, {"type": "Point", "coordinates": [1, 2]}))
-    two = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE]}}] * 2}
-    with pytest.raises(InputError, match="2 features"):
-        load_polygon(_geojson(tmp_path, two))
-    hole = [[7.5, 45.5], [8.0, 45.5], [8.0, 46.0], [7.5, 45.5]]
-    with pytest.raises(InputError, match="hole"):
-        load_polygon(_geojson(tmp_path, {"type": "Polygon", "coordinates": [SQUARE, hole]}))
+    with pytest.raises(InputError, match="no features"):
+        load_polygon(_geojson(tmp_path, {"type": "FeatureCollection", "features": []}))
+    outside = [[9.5, 45.5], [10.0, 45.5], [10.0, 46.0], [9.5, 45.5]]  # a "hole" outside the ring
+    with pytest.raises(InputError, match="not a valid polygon .*keep holes inside the outer ring"):
+        load_polygon(_geojson(tmp_path, {"type": "Polygon", "coordinates": [SQUARE, outside]}))
 
 
 def test_search_filter_validates():
     with pytest.raises(InputError):
-        SearchFilter(bbox=(10, 0, 5, 1))
+        SearchFilter(bbox=(10, 1, 5, 0))
     with pytest.raises(InputError):
         SearchFilter(start=datetime(2021, 1, 1), end=datetime(2020, 1, 1))
     f = SearchFilter(bbox=[1, 2, 3, 4], collections=["a"], start=datetime(2020, 1, 1))

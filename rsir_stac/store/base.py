@@ -36,6 +36,7 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "collection": "keyword",
     "location": "geo",
     "datetime_epoch": "float",
+    "datetime_end_epoch": "float",
 }
 
 #: Engine field holding the rest of a tile's payload as one compact JSON string.
@@ -70,7 +71,15 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """Summary of an index: size, vector size, model, STAC collections and lon/lat extent."""
+    """Summary of an index: size, vector size, model, STAC collections and lon/lat extent.
+
+    ``extent`` is ``(W, S, E, N)`` with ``W > E`` when the tiles lie on both
+    sides of the antimeridian.  ``undated`` / ``no_collection`` count the points
+    without a datetime / collection (a date / collection filter leaves them
+    out); ``legacy_item_ids`` the points of bare rasters indexed under the old
+    item id (the file name alone, before path-based ids), and ``notes`` says what to do
+    about them.
+    """
 
     count: int
     dim: int | None
@@ -79,6 +88,10 @@ class IndexInfo:
     extent: tuple[float, float, float, float] | None
     backend: str
     location: str
+    undated: int = 0
+    no_collection: int = 0
+    legacy_item_ids: int = 0
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,6 +304,22 @@ def chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield seq[i : i + size]
 
 
+def is_legacy_item_id(payload: Mapping[str, Any]) -> bool:
+    """Whether a point of a bare raster (no collection, asset ``data``) carries the
+    old item id, the file name without extension (see README, "Scene identity")."""
+    if payload.get("collection") or payload.get("asset") != "data":
+        return False
+    href, item = payload.get("href"), payload.get("item_id")
+    if not isinstance(href, str) or not isinstance(item, str):
+        return False
+    import posixpath
+    import urllib.parse
+
+    path = urllib.parse.unquote(urllib.parse.urlsplit(href).path) if "://" in href else href
+    stem = posixpath.splitext(posixpath.basename(path.replace("\\", "/")))[0]
+    return item == stem
+
+
 # --------------------------------------------------------------------------- interface
 
 
@@ -478,8 +507,10 @@ class Store(abc.ABC):
         Candidates come from the geo index: tiles whose centroid lies within a
         radius that widens through :data:`POINT_AT_RADII_M` until one covers the
         location (a nearer covering centroid would have been inside the radius).
-        Tiles whose bbox crosses the antimeridian (W > E) are not considered.
+        A bbox with W > E crosses the antimeridian.
         """
+        from rsir_stac.tiling.footprints import bbox_contains
+
         lon, lat = float(lon), float(lat)
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
@@ -488,8 +519,7 @@ class Store(abc.ABC):
         for radius in POINT_AT_RADII_M:
             for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=["location", "bbox", PACKED]):
                 try:
-                    w, s, e, n = (float(x) for x in payload["bbox"])
-                    if not (w <= lon <= e and s <= lat <= n):
+                    if not bbox_contains(payload["bbox"], lon, lat):
                         continue
                     loc = payload["location"]
                     d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
@@ -508,34 +538,56 @@ class Store(abc.ABC):
         return self.retrieve([best[1]], with_vectors=with_vectors)[0]
 
     def info(self) -> IndexInfo:
-        """Count, vector size, model and the STAC collections / lon-lat extent (one scan)."""
+        """Count, vector size, model, STAC collections, lon/lat extent (antimeridian-aware)
+        and the points without a date or collection (one scan)."""
+        from rsir_stac.tiling.footprints import union_bounds
+
         meta = self.meta()
         if meta is None:
             return IndexInfo(0, None, None, (), None, self.backend, self.location)
         cols: set[str] = set()
-        ext = [math.inf, math.inf, -math.inf, -math.inf]
-        n = 0
-        for _, payload, _ in self._scan(None, fields=["bbox", "collection", PACKED]):
+        boxes: list[list[float]] = []
+        n = undated = no_collection = legacy = 0
+        fields = ["bbox", "collection", "item_id", "datetime_epoch", PACKED]
+        for _, payload, _ in self._scan(None, fields=fields):
             n += 1
             c = payload.get("collection")
-            if isinstance(c, str):
+            if isinstance(c, str) and c:
                 cols.add(c)
+            else:
+                no_collection += 1
+            if payload.get("datetime_epoch") is None:
+                undated += 1
+            if is_legacy_item_id(payload):
+                legacy += 1
             b = payload.get("bbox")
             if isinstance(b, list) and len(b) == 4:
                 try:
-                    w, s, e, nn = (float(x) for x in b)
+                    boxes.append([float(x) for x in b])
                 except (TypeError, ValueError):
                     continue
-                ext = [min(ext[0], w), min(ext[1], s), max(ext[2], e), max(ext[3], nn)]
-        extent = tuple(ext) if math.isfinite(ext[0]) else None
+        notes = []
+        if legacy:
+            notes.append(
+                f"{legacy} points of bare rasters were indexed under the file name alone as item id (before "
+                "path-based ids; two files with the same name shared it); they are kept and searchable, but re-ingesting "
+                "those files adds them again under the new path-based id: ingest into a new --index to avoid "
+                "duplicates")
+        if undated:
+            notes.append(f"{undated} points have no date and are left out by any --datetime filter; give bare "
+                         "rasters one with `ingest --datetime`")
         return IndexInfo(
             count=n,
             dim=meta.dim,
             model_id=meta.model_id or None,
             collections=tuple(sorted(cols)),
-            extent=extent,  # type: ignore[arg-type]
+            extent=union_bounds(boxes) if boxes else None,
             backend=self.backend,
             location=self.location,
+            undated=undated,
+            no_collection=no_collection,
+            legacy_item_ids=legacy,
+            notes=tuple(notes),
         )
 
     def optimize(self) -> bool:

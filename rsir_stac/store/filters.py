@@ -9,9 +9,19 @@ given constraint (AND):
   ``< radius``, Earth radius 6371008.8 m, the IUGG mean radius that Qdrant's
   ``geo`` crate and qdrant-client local mode both use), polygons use the
   even-odd rule and points on an edge are not inside.
-* ``start`` / ``end``: inclusive range on ``datetime_epoch`` (float seconds);
-  tiles without a datetime never match a datetime constraint.
+  A bbox with ``W > E`` crosses the antimeridian (RFC 7946): it is sent to the
+  engine as two boxes, ``W..180`` or ``-180..E``.  ``polygon`` is a
+  :class:`~rsir_stac.store.areas.GeoArea` (holes, several polygons, cut at
+  180): sent as one ``geo_polygon`` with interiors per polygon, OR-ed.
+* ``start`` / ``end``: a tile's time is the interval ``datetime_epoch`` ..
+  ``datetime_end_epoch`` (float seconds; equal for one instant); it matches
+  when that interval intersects ``start..end`` (inclusive), as STAC API search
+  does.  Points written before ``datetime_end_epoch`` existed use
+  ``datetime_epoch`` for both ends.  Tiles without a datetime never match a
+  datetime constraint.
 * ``collections`` / ``item_ids``: keyword match-any on ``collection`` / ``item_id``.
+* ``missing``: the named fields (``"datetime"``, ``"collection"``) are absent
+  or null, e.g. to count the undated tiles a date filter leaves out.
 
 The translation to a qdrant-client :class:`models.Filter` lives in
 :func:`to_qdrant_filter` and to a ``qdrant_edge.Filter`` in
@@ -35,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import InputError, SourceNotFoundError
+from rsir_stac.store.areas import GeoArea, Ring, _in_ring, check_ring  # noqa: F401 - _in_ring for tests
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +53,11 @@ log = logging.getLogger(__name__)
 EARTH_RADIUS_M = 6371008.8
 
 BBox = tuple[float, float, float, float]
-Ring = tuple[tuple[float, float], ...]
+
+#: Payload field of the end of a tile's time interval (epoch seconds).
+END_FIELD = "datetime_end_epoch"
+#: Values of :attr:`SearchFilter.missing` and the payload field each names.
+MISSING_FIELDS = {"datetime": "datetime_epoch", "collection": "collection"}
 
 
 # --------------------------------------------------------------------------- dataclass
@@ -54,11 +69,12 @@ class SearchFilter:
 
     bbox: BBox | None = None
     near: tuple[float, float, float] | None = None
-    polygon: Ring | None = None
+    polygon: GeoArea | None = None
     start: datetime | None = None
     end: datetime | None = None
     collections: tuple[str, ...] = ()
     item_ids: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -67,8 +83,7 @@ class SearchFilter:
         if self.near is not None:
             set_(self, "near", _check_near(tuple(float(v) for v in self.near), "near"))
         if self.polygon is not None:
-            ring = tuple((float(p[0]), float(p[1])) for p in self.polygon)
-            set_(self, "polygon", _check_ring(ring, "polygon"))
+            set_(self, "polygon", as_area(self.polygon))
         start = _as_utc(self.start) if self.start is not None else None
         end = _as_utc(self.end) if self.end is not None else None
         if start is not None and end is not None and start > end:
@@ -80,6 +95,12 @@ class SearchFilter:
         set_(self, "end", end)
         set_(self, "collections", _str_tuple(self.collections, "collections"))
         set_(self, "item_ids", _str_tuple(self.item_ids, "item_ids"))
+        missing = _str_tuple(self.missing, "missing")
+        bad = [m for m in missing if m not in MISSING_FIELDS]
+        if bad:
+            raise InputError(f"missing={bad[0]!r} is not a field that can be missing; use one of "
+                             f"{', '.join(MISSING_FIELDS)}")
+        set_(self, "missing", missing)
 
     @property
     def is_empty(self) -> bool:
@@ -92,7 +113,17 @@ class SearchFilter:
             and self.end is None
             and not self.collections
             and not self.item_ids
+            and not self.missing
         )
+
+
+def as_area(value: Any) -> GeoArea:
+    """A :class:`GeoArea` from a GeoArea, a GeoJSON mapping, or one ring of (lon, lat) pairs."""
+    if isinstance(value, GeoArea):
+        return value
+    if isinstance(value, Mapping):
+        return GeoArea.from_geojson(value)
+    return GeoArea.from_rings(value, (), "polygon")
 
 
 def _str_tuple(values: Any, name: str) -> tuple[str, ...]:
@@ -134,11 +165,6 @@ def _check_bbox(b: tuple[float, ...], what: str) -> BBox:
     w, s, e, n = b
     _check_lonlat(w, s, what)
     _check_lonlat(e, n, what)
-    if w > e:
-        raise InputError(
-            f"{what} {w},{s},{e},{n} has west {w} > east {e}; give W,S,E,N with W <= E "
-            "(split boxes that cross the antimeridian)"
-        )
     if s >= n:
         raise InputError(f"{what} {w},{s},{e},{n} has south {s} >= north {n}; give W,S,E,N with S < N")
     return (w, s, e, n)
@@ -156,25 +182,9 @@ def _check_near(v: tuple[float, ...], what: str) -> tuple[float, float, float]:
 
 
 def _check_ring(ring: Ring, what: str) -> Ring:
-    if len(ring) < 4:
-        raise InputError(
-            f"{what} ring has {len(ring)} positions; a closed polygon ring needs at least 4 "
-            "(first position repeated at the end)"
-        )
-    for lon, lat in ring:
-        _finite((lon, lat), what)
-        _check_lonlat(lon, lat, what)
-    if ring[0] != ring[-1]:
-        raise InputError(f"{what} ring is not closed: first {ring[0]} != last {ring[-1]}; repeat the first position at the end")
-    from shapely.geometry import Polygon
-    from shapely.validation import explain_validity
-
-    poly = Polygon(ring)
-    if not poly.is_valid:
-        raise InputError(f"{what} is not a valid polygon ({explain_validity(poly)}); fix self-intersections")
-    if poly.area == 0:
-        raise InputError(f"{what} has zero area; give at least three distinct corners")
-    return ring
+    """One closed, valid ring (see :func:`rsir_stac.store.areas.check_ring`)."""
+    GeoArea.from_rings(ring, (), what)
+    return check_ring(ring, what)
 
 
 # --------------------------------------------------------------------------- parsers
@@ -254,13 +264,10 @@ def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def load_polygon(path: str | Path) -> Ring:
-    """Read the exterior ring of one polygon from a GeoJSON file (lon/lat, EPSG:4326).
-
-    Accepts a Polygon, a Feature with a Polygon, a FeatureCollection holding
-    exactly one, or a MultiPolygon of one polygon.  Polygons with holes are
-    rejected (only the exterior ring is used for filtering).
-    """
+def load_polygon(path: str | Path) -> GeoArea:
+    """Read the search area of a GeoJSON file (lon/lat, EPSG:4326): a Polygon
+    (holes allowed), MultiPolygon, Feature, FeatureCollection (the union of its
+    features) or GeometryCollection of them; see :class:`GeoArea`."""
     p = Path(path)
     if not p.is_file():
         raise SourceNotFoundError(f"polygon file {p} does not exist; give a GeoJSON file path")
@@ -268,48 +275,26 @@ def load_polygon(path: str | Path) -> Ring:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
-
-    return _check_ring(polygon_from_geojson(doc, f"polygon file {p}"), f"polygon in {p}")
-
-
-def polygon_from_geojson(doc: Any, what: str = "polygon") -> Ring:
-    """The exterior ring (lon, lat) of the one polygon in a GeoJSON Polygon,
-    Feature, FeatureCollection or single-polygon MultiPolygon; not yet closed or
-    validated (callers close it or check it with the ring rules)."""
-    geom = _single_polygon(doc, what)
-    rings = geom.get("coordinates")
-    if not isinstance(rings, list) or not rings or not isinstance(rings[0], list):
-        raise InputError(f"{what} has no coordinates; give a GeoJSON Polygon with one ring of [lon, lat]")
-    if len(rings) > 1:
-        raise InputError(f"{what} has {len(rings) - 1} hole(s); remove the inner rings")
-    ring = []
-    for pos in rings[0]:
-        if (not isinstance(pos, list) or len(pos) < 2
-                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
-            raise InputError(f"{what} has a bad position {pos!r}; positions are [lon, lat]")
-        ring.append((float(pos[0]), float(pos[1])))
-    return tuple(ring)
+    return polygon_from_geojson(doc, f"polygon file {p}", close=False)
 
 
-def _single_polygon(doc: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(doc, dict):
-        raise InputError(f"{what} is not a GeoJSON object; give a Polygon, Feature or FeatureCollection")
-    kind = doc.get("type")
-    if kind == "FeatureCollection":
-        feats = doc.get("features") or []
-        if len(feats) != 1:
-            raise InputError(f"{what} has {len(feats)} features; keep exactly one polygon")
-        return _single_polygon(feats[0], what)
-    if kind == "Feature":
-        return _single_polygon(doc.get("geometry"), what)
-    if kind == "MultiPolygon":
-        polys = doc.get("coordinates") or []
-        if len(polys) != 1:
-            raise InputError(f"{what} is a MultiPolygon of {len(polys)} polygons; keep exactly one")
-        return {"type": "Polygon", "coordinates": polys[0]}
-    if kind != "Polygon":
-        raise InputError(f"{what} holds a {kind!r}, not a Polygon; give a GeoJSON Polygon")
-    return doc
+def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True) -> GeoArea:
+    """The validated :class:`GeoArea` of a GeoJSON Polygon, MultiPolygon,
+    Feature, FeatureCollection or GeometryCollection; with ``close``, rings that
+    are not closed are closed (the first position repeated), else refused."""
+    from rsir_stac.store.areas import _polygon_coords
+
+    polys = []
+    for coords, where in _polygon_coords(doc, what):
+        if not isinstance(coords, list) or not coords or not all(isinstance(r, list) for r in coords):
+            raise InputError(f"{where} has no coordinates; give a GeoJSON Polygon with rings of [lon, lat]")
+        for ring in coords:
+            for pos in ring:
+                if (not isinstance(pos, list) or len(pos) < 2
+                        or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
+                    raise InputError(f"{where} has a bad position {pos!r}; positions are [lon, lat]")
+        polys.extend(GeoArea.from_rings(coords[0], coords[1:], where, close=close).polygons)
+    return GeoArea(tuple(polys))
 
 
 # --------------------------------------------------------------------------- translation
@@ -317,6 +302,125 @@ def _single_polygon(doc: Any, what: str) -> Mapping[str, Any]:
 
 def _epoch(dt: datetime) -> float:
     return dt.timestamp()
+
+
+class _ClientTerms:
+    """Condition constructors of qdrant-client's ``models``."""
+
+    def __init__(self) -> None:
+        from qdrant_client import models
+
+        self.m = models
+
+    def box(self, w: float, s: float, e: float, n: float) -> Any:
+        m = self.m
+        return m.FieldCondition(key="location", geo_bounding_box=m.GeoBoundingBox(
+            top_left=m.GeoPoint(lon=w, lat=n), bottom_right=m.GeoPoint(lon=e, lat=s)))
+
+    def radius(self, lon: float, lat: float, r: float) -> Any:
+        m = self.m
+        return m.FieldCondition(key="location", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=lon, lat=lat), radius=r))
+
+    def polygon(self, exterior: Ring, holes: Sequence[Ring]) -> Any:
+        m = self.m
+
+        def line(ring: Ring) -> Any:
+            return m.GeoLineString(points=[m.GeoPoint(lon=x, lat=y) for x, y in ring])
+
+        return m.FieldCondition(key="location", geo_polygon=m.GeoPolygon(
+            exterior=line(exterior), interiors=[line(h) for h in holes] or None))
+
+    def range(self, key: str, gte: float | None, lte: float | None) -> Any:
+        return self.m.FieldCondition(key=key, range=self.m.Range(gte=gte, lte=lte))
+
+    def any(self, key: str, values: Sequence[str]) -> Any:
+        return self.m.FieldCondition(key=key, match=self.m.MatchAny(any=list(values)))
+
+    def empty(self, key: str) -> Any:
+        return self.m.IsEmptyCondition(is_empty=self.m.PayloadField(key=key))
+
+    def not_ids(self, ids: Collection[str]) -> Any:
+        return self.m.HasIdCondition(has_id=list(ids))
+
+    def filter(self, must: list | None = None, should: list | None = None, must_not: list | None = None) -> Any:
+        return self.m.Filter(must=must or None, should=should or None, must_not=must_not or None)
+
+
+class _EdgeTerms(_ClientTerms):
+    """Condition constructors of ``qdrant_edge``."""
+
+    def __init__(self) -> None:
+        import qdrant_edge
+
+        self.m = qdrant_edge
+
+    def box(self, w: float, s: float, e: float, n: float) -> Any:
+        q = self.m
+        return q.FieldCondition(key="location", geo_bounding_box=q.GeoBoundingBox(
+            top_left=q.GeoPoint(lon=w, lat=n), bottom_right=q.GeoPoint(lon=e, lat=s)))
+
+    def radius(self, lon: float, lat: float, r: float) -> Any:
+        q = self.m
+        return q.FieldCondition(key="location", geo_radius=q.GeoRadius(center=q.GeoPoint(lon=lon, lat=lat), radius=r))
+
+    def polygon(self, exterior: Ring, holes: Sequence[Ring]) -> Any:
+        q = self.m
+
+        def line(ring: Ring) -> list:
+            return [q.GeoPoint(lon=x, lat=y) for x, y in ring]
+
+        return q.FieldCondition(key="location", geo_polygon=q.GeoPolygon(
+            exterior=line(exterior), interiors=[line(h) for h in holes] or None))
+
+    def range(self, key: str, gte: float | None, lte: float | None) -> Any:
+        return self.m.FieldCondition(key=key, range=self.m.RangeFloat(gte=gte, lte=lte))
+
+    def empty(self, key: str) -> Any:
+        return self.m.IsEmptyCondition(key=key)
+
+    def not_ids(self, ids: Collection[str]) -> Any:
+        return self.m.HasIdCondition(point_ids=set(ids))
+
+
+def _one_of(t: _ClientTerms, conds: list) -> Any:
+    return conds[0] if len(conds) == 1 else t.filter(should=conds)
+
+
+def _build(t: _ClientTerms, flt: SearchFilter | None, exclude_ids: Collection[str],
+           around: tuple[float, float, float] | None) -> Any:
+    """The engine filter for ``flt`` with the constructors ``t`` (one rule for both engines)."""
+    must: list[Any] = []
+    if flt is not None:
+        if flt.bbox is not None:
+            w, s, e, n = flt.bbox
+            if w <= e:
+                must.append(t.box(w, s, e, n))
+            else:  # across the antimeridian: W..180 or -180..E
+                must.append(t.filter(should=[t.box(w, s, 180.0, n), t.box(-180.0, s, e, n)]))
+        if flt.near is not None:
+            must.append(t.radius(*flt.near))
+        if flt.polygon is not None:
+            must.append(_one_of(t, [t.polygon(ext, holes) for ext, holes in flt.polygon.polygons]))
+        if flt.end is not None:  # the interval starts before the filter ends
+            must.append(t.range("datetime_epoch", None, _epoch(flt.end)))
+        if flt.start is not None:  # ... and ends after it starts (older points: one instant)
+            start = _epoch(flt.start)
+            must.append(t.filter(should=[
+                t.range(END_FIELD, start, None),
+                t.filter(must=[t.empty(END_FIELD), t.range("datetime_epoch", start, None)]),
+            ]))
+        if flt.collections:
+            must.append(t.any("collection", flt.collections))
+        if flt.item_ids:
+            must.append(t.any("item_id", flt.item_ids))
+        for name in flt.missing:
+            must.append(t.empty(MISSING_FIELDS[name]))
+    if around is not None:
+        must.append(t.radius(*around))
+    must_not = [t.not_ids(exclude_ids)] if exclude_ids else None
+    if not must and not must_not:
+        return None
+    return t.filter(must=must, must_not=must_not)
 
 
 def to_qdrant_filter(
@@ -331,35 +435,7 @@ def to_qdrant_filter(
     keeps only tiles whose centroid lies within that radius (used by ``point_at``,
     on top of any radius in ``flt``).
     """
-    from qdrant_client import models as m
-
-    must: list[Any] = []
-    if flt is not None:
-        if flt.bbox is not None:
-            w, s, e, n = flt.bbox
-            must.append(m.FieldCondition(key="location", geo_bounding_box=m.GeoBoundingBox(
-                top_left=m.GeoPoint(lon=w, lat=n), bottom_right=m.GeoPoint(lon=e, lat=s))))
-        if flt.near is not None:
-            lon, lat, r = flt.near
-            must.append(m.FieldCondition(key="location", geo_radius=m.GeoRadius(
-                center=m.GeoPoint(lon=lon, lat=lat), radius=r)))
-        if flt.polygon is not None:
-            ring = m.GeoLineString(points=[m.GeoPoint(lon=x, lat=y) for x, y in flt.polygon])
-            must.append(m.FieldCondition(key="location", geo_polygon=m.GeoPolygon(exterior=ring)))
-        if flt.start is not None or flt.end is not None:
-            must.append(m.FieldCondition(key="datetime_epoch", range=m.Range(
-                gte=_epoch(flt.start) if flt.start else None, lte=_epoch(flt.end) if flt.end else None)))
-        if flt.collections:
-            must.append(m.FieldCondition(key="collection", match=m.MatchAny(any=list(flt.collections))))
-        if flt.item_ids:
-            must.append(m.FieldCondition(key="item_id", match=m.MatchAny(any=list(flt.item_ids))))
-    if around is not None:
-        lon, lat, r = around
-        must.append(m.FieldCondition(key="location", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=lon, lat=lat), radius=r)))
-    must_not = [m.HasIdCondition(has_id=list(exclude_ids))] if exclude_ids else None
-    if not must and not must_not:
-        return None
-    return m.Filter(must=must or None, must_not=must_not)
+    return _build(_ClientTerms(), flt, exclude_ids, around)
 
 
 def to_edge_filter(
@@ -369,35 +445,7 @@ def to_edge_filter(
     around: tuple[float, float, float] | None = None,
 ) -> Any:
     """Build a ``qdrant_edge.Filter`` with the same semantics as :func:`to_qdrant_filter`."""
-    import qdrant_edge as q
-
-    must: list[Any] = []
-    if flt is not None:
-        if flt.bbox is not None:
-            w, s, e, n = flt.bbox
-            must.append(q.FieldCondition(key="location", geo_bounding_box=q.GeoBoundingBox(
-                top_left=q.GeoPoint(lon=w, lat=n), bottom_right=q.GeoPoint(lon=e, lat=s))))
-        if flt.near is not None:
-            lon, lat, r = flt.near
-            must.append(q.FieldCondition(key="location", geo_radius=q.GeoRadius(
-                center=q.GeoPoint(lon=lon, lat=lat), radius=r)))
-        if flt.polygon is not None:
-            ring = [q.GeoPoint(lon=x, lat=y) for x, y in flt.polygon]
-            must.append(q.FieldCondition(key="location", geo_polygon=q.GeoPolygon(exterior=ring)))
-        if flt.start is not None or flt.end is not None:
-            must.append(q.FieldCondition(key="datetime_epoch", range=q.RangeFloat(
-                gte=_epoch(flt.start) if flt.start else None, lte=_epoch(flt.end) if flt.end else None)))
-        if flt.collections:
-            must.append(q.FieldCondition(key="collection", match=q.MatchAny(any=list(flt.collections))))
-        if flt.item_ids:
-            must.append(q.FieldCondition(key="item_id", match=q.MatchAny(any=list(flt.item_ids))))
-    if around is not None:
-        lon, lat, r = around
-        must.append(q.FieldCondition(key="location", geo_radius=q.GeoRadius(center=q.GeoPoint(lon=lon, lat=lat), radius=r)))
-    must_not = [q.HasIdCondition(point_ids=set(exclude_ids))] if exclude_ids else None
-    if not must and not must_not:
-        return None
-    return q.Filter(must=must or None, must_not=must_not)
+    return _build(_EdgeTerms(), flt, exclude_ids, around)
 
 
 # --------------------------------------------------------------------------- reference matcher
@@ -410,21 +458,8 @@ def haversine_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any:
     return EARTH_RADIUS_M * 2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def _in_ring(lon: float, lat: float, ring: Ring) -> bool:
-    """Even-odd point-in-polygon; points on an edge are outside (as in Qdrant)."""
-    pts = np.asarray(ring[:-1] if ring[0] == ring[-1] else ring, dtype=np.float64)
-    xi, yi = pts[:, 0], pts[:, 1]
-    xj, yj = np.roll(xi, 1), np.roll(yi, 1)
-    on_edge = (
-        (lat * (xi - xj) + yi * (xj - lon) + yj * (lon - xi) == 0)
-        & ((xi - lon) * (xj - lon) <= 0)
-        & ((yi - lat) * (yj - lat) <= 0)
-    )
-    if on_edge.any():
-        return False
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crosses = ((yi > lat) != (yj > lat)) & (lon < (xj - xi) * (lat - yi) / (yj - yi) + xi)
-    return bool(np.count_nonzero(crosses) % 2)
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def matches(payload: Mapping[str, Any], flt: SearchFilter | None) -> bool:
@@ -438,21 +473,27 @@ def matches(payload: Mapping[str, Any], flt: SearchFilter | None) -> bool:
         lon, lat = float(loc["lon"]), float(loc["lat"])
         if flt.bbox is not None:
             w, s, e, n = flt.bbox
-            if not (w < lon < e and s < lat < n):
+            inside_lon = w < lon < e if w <= e else (w < lon < 180.0 or -180.0 < lon < e)
+            if not (inside_lon and s < lat < n):
                 return False
         if flt.near is not None:
             clon, clat, r = flt.near
             if not float(haversine_m(lon, lat, clon, clat)) < r:
                 return False
-        if flt.polygon is not None and not _in_ring(lon, lat, flt.polygon):
+        if flt.polygon is not None and not flt.polygon.contains(lon, lat):
             return False
     if flt.start is not None or flt.end is not None:
-        t = payload.get("datetime_epoch")
-        if not isinstance(t, (int, float)) or isinstance(t, bool):
+        t0 = payload.get("datetime_epoch")
+        if not _is_number(t0):
             return False
-        if flt.start is not None and t < _epoch(flt.start):
+        t1 = payload.get(END_FIELD)
+        t1 = t1 if _is_number(t1) else t0
+        if flt.start is not None and t1 < _epoch(flt.start):
             return False
-        if flt.end is not None and t > _epoch(flt.end):
+        if flt.end is not None and t0 > _epoch(flt.end):
+            return False
+    for name in flt.missing:
+        if payload.get(MISSING_FIELDS[name]) not in (None, "", []):
             return False
     if flt.collections and payload.get("collection") not in flt.collections:
         return False
@@ -463,13 +504,18 @@ def matches(payload: Mapping[str, Any], flt: SearchFilter | None) -> bool:
 
 __all__ = [
     "EARTH_RADIUS_M",
+    "END_FIELD",
+    "GeoArea",
+    "MISSING_FIELDS",
     "SearchFilter",
+    "as_area",
     "haversine_m",
     "load_polygon",
     "matches",
     "parse_bbox",
     "parse_datetime_range",
     "parse_near",
+    "polygon_from_geojson",
     "to_edge_filter",
     "to_qdrant_filter",
 ]

@@ -150,10 +150,12 @@
 
   // ------------------------------------------------------------------ index info
   let limits = {};  // the service's limits from /api/info
+  let missing = { undated: 0, no_collection: 0 };  // tiles a date / collection filter leaves out
 
   async function loadInfo() {
     try {
       const info = await api(apiUrl("info"));
+      missing = { undated: info.undated || 0, no_collection: info.no_collection || 0 };
       const cols = info.collections || [];
       $("info").textContent = `${info.count.toLocaleString()} tiles · ${info.dim}-d · model ${info.model_id || "?"}` +
         (cols.length ? ` · ${cols.length} collection${cols.length > 1 ? "s" : ""}` : "");
@@ -168,7 +170,8 @@
       }
       if (info.extent) {
         const [w, s, e, n] = info.extent;
-        const bounds = L.latLngBounds([s, w], [n, e]);
+        // west > east: the extent crosses the antimeridian; draw it eastwards past 180
+        const bounds = L.latLngBounds([s, w], [n, e < w ? e + 360 : e]);
         L.rectangle(bounds, { color: "#1f3a5f", weight: 1.5, dashArray: "6 4", fill: true, fillOpacity: 0.03,
                               interactive: false }).addTo(extentLayer);
         map.fitBounds(bounds, { padding: [30, 30] });
@@ -460,7 +463,13 @@
     if (area) filt.push(area.bbox ? "box" : "polygon");
     if ($("datetime").value.trim()) filt.push("dates");
     if ($("collection").selectedOptions.length) filt.push("collections");
+    const left = [];
+    if ($("datetime").value.trim() && missing.undated) left.push(`${missing.undated.toLocaleString()} tiles without a date`);
+    if ($("collection").selectedOptions.length && missing.no_collection) {
+      left.push(`${missing.no_collection.toLocaleString()} tiles without a collection`);
+    }
     setStatus(`${feats.length} result${feats.length === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
+              (left.length ? ` · the filter leaves out ${left.join(" and ")}` : "") +
               (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") + " · click a result to search from it");
   }
 

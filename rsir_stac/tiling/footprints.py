@@ -1,0 +1,282 @@
+"""Pixel size in metres and lon/lat footprints of tiles, right at the antimeridian.
+
+Footprint of a tile (:func:`tile_footprints`): its four corners (UL, UR, LR,
+LL) and its centre go through the dataset transform and CRS to lon/lat
+(EPSG:4326, x=lon, y=lat).  Its bbox is the lon/lat bounds of the tile's
+outline densified with :data:`DENSIFY_PTS` points per edge -- exactly what
+``rasterio.warp.transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)``
+gives for a north-up tile -- and, as in RFC 7946 section 5.2 and STAC, a
+tile that crosses the antimeridian has ``west > east`` (e.g. ``179.99,
+-16.5, -179.99, -16.4``).  A tile around a pole spans ``-180..180``.
+
+Unions of bboxes (:func:`union_bounds`, the index extent) take the shortest
+longitude interval covering them all, so an index on both sides of 180 has
+an extent with ``west > east`` rather than a global one.
+:func:`footprint_geometry` writes a footprint as GeoJSON, split into a
+MultiPolygon at the antimeridian (RFC 7946 section 3.1.9).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pyproj import Geod
+from rasterio.warp import transform as warp_transform
+
+from rsir_stac.errors import RasterError
+
+_GEOD = Geod(ellps="WGS84")
+
+Corner = tuple[float, float]
+BBox = tuple[float, float, float, float]
+
+#: Points added on each edge of a tile outline for its bbox (as ``transform_bounds``).
+DENSIFY_PTS = 21
+
+
+def _is_mercator(crs: Any) -> bool:
+    try:
+        from pyproj import CRS as ProjCRS
+
+        op = ProjCRS.from_user_input(crs.to_wkt()).coordinate_operation
+    except Exception:  # noqa: BLE001 - unusual CRS: treat as plain projected
+        return False
+    method = (op.method_name if op is not None else "").lower()
+    return "mercator" in method and "transverse" not in method
+
+
+def native_pixel_size(ds: Any) -> tuple[float, float]:
+    """Pixel width and height in metres (see the module docstring)."""
+    t = ds.transform
+    px = math.hypot(t.a, t.d)
+    py = math.hypot(t.b, t.e)
+    crs = ds.crs
+    if crs.is_projected and not _is_mercator(crs):
+        try:
+            factor = float(crs.linear_units_factor[1])
+        except Exception:  # noqa: BLE001 - unknown unit: fall back to geodesic
+            factor = 0.0
+        if factor > 0:
+            return px * factor, py * factor
+    cc, cr = ds.width / 2.0, ds.height / 2.0
+    cols = np.array([cc, cc + 1.0, cc])
+    rows = np.array([cr, cr, cr + 1.0])
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    lon, lat = warp_transform(crs, "EPSG:4326", xs.tolist(), ys.tolist())
+    _, _, dx = _GEOD.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
+    if not (math.isfinite(dx) and math.isfinite(dy)) or dx <= 0 or dy <= 0:
+        raise RasterError(f"{ds.name}: cannot compute the pixel size in metres at the scene centre; check its CRS and geotransform")
+    return float(dx), float(dy)
+
+
+def _outline(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
+             densify: int = DENSIFY_PTS) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and rows of each window's outline, ``(k, 4 * (densify + 1))``,
+    clockwise from UL: top, right, bottom, left edge; corners at multiples of
+    ``densify + 1``."""
+    t = np.linspace(0.0, 1.0, densify + 2)[:-1]
+    x0, y0, x1, y1 = (v[:, None] for v in (x0, y0, x1, y1))
+    cols = np.concatenate([x0 + (x1 - x0) * t, np.broadcast_to(x1, (len(x1), len(t))),
+                           x1 + (x0 - x1) * t, np.broadcast_to(x0, (len(x0), len(t)))], axis=1)
+    rows = np.concatenate([np.broadcast_to(y0, (len(y0), len(t))), y0 + (y1 - y0) * t,
+                           np.broadcast_to(y1, (len(y1), len(t))), y1 + (y0 - y1) * t], axis=1)
+    return cols, rows
+
+
+def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Antimeridian-aware lon/lat bounds ``(k, 4)`` of ``k`` closed outlines given
+    as ``(k, m)`` lon/lat arrays (the first point is not repeated).
+
+    Consecutive points are taken to be joined the short way round, so a jump
+    of more than 180 degrees crosses the antimeridian: the result then has
+    ``west > east``.  An outline around a pole gets ``-180..180`` and reaches
+    that pole's latitude.
+    """
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    closed = np.concatenate([lon, lon[:, :1]], axis=1)
+    un = np.unwrap(closed, period=360.0, axis=1)
+    lo, hi = un[:, :-1].min(axis=1), un[:, :-1].max(axis=1)
+    west = np.where(lo >= 180.0, lo - 360.0, np.where(lo < -180.0, lo + 360.0, lo))
+    east = hi + (west - lo)  # exactly hi when no shift was needed
+    east = np.where(east > 180.0, east - 360.0, east)
+    s, n = lat.min(axis=1), lat.max(axis=1)
+    pole = np.abs(un[:, -1] - un[:, 0]) > 180.0  # the outline winds around a pole
+    full = pole | (hi - lo >= 360.0)
+    west = np.where(full, -180.0, west)
+    east = np.where(full, 180.0, east)
+    n = np.where(pole & (n > 0), 90.0, n)
+    s = np.where(pole & (n <= 0), -90.0, s)
+    return np.stack([west, s, east, n], axis=1)
+
+
+#: How far (degrees) an edge midpoint may lie beyond both ends of its edge before
+#: the tile's outline is densified with :data:`DENSIFY_PTS` points per edge.
+BOW_TOLERANCE = 1e-12
+
+
+def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = transform
+    xs = t.a * cols + t.b * rows + t.c
+    ys = t.d * cols + t.e * rows + t.f
+    lon, lat = warp_transform(crs, "EPSG:4326", xs.ravel().tolist(), ys.ravel().tolist())
+    lon = np.asarray(lon, dtype=np.float64).reshape(cols.shape)
+    lat = np.asarray(lat, dtype=np.float64).reshape(cols.shape)
+    if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
+        raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+    return lon, lat
+
+
+def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
+                    densify: int = DENSIFY_PTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lon/lat footprints of ``k`` source windows ``(k, 4)`` = ``col_off, row_off,
+    width, height`` (fractional pixels) of a raster with affine ``transform``
+    in ``crs``.
+
+    Returns ``corners (k, 4, 2)`` (UL, UR, LR, LL as lon, lat), ``centroids
+    (k, 2)`` and ``bboxes (k, 4)`` (W, S, E, N; ``W > E`` across the
+    antimeridian), all in degrees.  The bbox is that of the outline densified
+    with ``densify`` points per edge, as ``transform_bounds`` computes it.  To
+    keep this cheap, a tile is densified only when an edge may reach beyond
+    both its ends in lon or lat (its midpoint, or the vertex of the parabola
+    through its ends and midpoint, lies beyond them: the edge bows out, e.g.
+    across a UTM zone's central meridian or in a conic projection); along the
+    other edges lon and lat are monotone, so corners and midpoints give the
+    same bounds.
+    """
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    x0, y0 = w[:, 0], w[:, 1]
+    x1, y1 = x0 + w[:, 2], y0 + w[:, 3]
+    # outline with one midpoint per edge (UL, top mid, UR, right mid, LR, bottom mid, LL, left mid), centre
+    cols, rows = _outline(x0, y0, x1, y1, 1)
+    cols = np.concatenate([cols, ((x0 + x1) / 2)[:, None]], axis=1)
+    rows = np.concatenate([rows, ((y0 + y1) / 2)[:, None]], axis=1)
+    lon, lat = _to_lonlat(transform, crs, cols, rows)
+    corners = np.stack([lon[:, 0:8:2], lat[:, 0:8:2]], axis=2)
+    centroids = np.stack([lon[:, 8], lat[:, 8]], axis=1)
+    ring_lon, ring_lat = lon[:, :8], lat[:, :8]
+    bboxes = ring_bounds(ring_lon, ring_lat)
+    # an edge whose midpoint lies beyond both its ends is not monotone in lon or lat:
+    # its extreme may be inside the edge, so that tile's outline is densified
+    un = np.unwrap(np.concatenate([ring_lon, ring_lon[:, :1]], axis=1), period=360.0, axis=1)
+    la = np.concatenate([ring_lat, ring_lat[:, :1]], axis=1)
+    beyond = np.zeros(len(w), dtype=bool)
+    for v in (un, la):
+        a, mid, b = v[:, 0:8:2], v[:, 1:8:2], v[:, 2:9:2]
+        # the parabola through the ends and the midpoint: its vertex estimates an inner extreme
+        c1, c2 = 4 * mid - 3 * a - b, 2 * a + 2 * b - 4 * mid
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(np.where(c2 != 0, -c1 / (2 * c2), 0.5), 0.0, 1.0)
+        peak = np.maximum(mid, a + c1 * t + c2 * t * t)
+        low = np.minimum(mid, a + c1 * t + c2 * t * t)
+        beyond |= ((peak > np.maximum(a, b) + BOW_TOLERANCE) | (low < np.minimum(a, b) - BOW_TOLERANCE)).any(axis=1)
+    curved = np.flatnonzero(beyond)
+    if densify > 1 and curved.size:
+        dc, dr = _outline(x0[curved], y0[curved], x1[curved], y1[curved], densify)
+        dlon, dlat = _to_lonlat(transform, crs, dc, dr)
+        bboxes[curved] = ring_bounds(dlon, dlat)
+    return corners, centroids, bboxes
+
+
+def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
+    """The shortest longitude interval ``(west, east)`` covering every interval
+    ``west_i..east_i`` (``west_i > east_i`` crosses the antimeridian); ``west >
+    east`` when the result crosses it, ``(-180, 180)`` when they cover the circle.
+    """
+    w = np.asarray(wests, dtype=np.float64).ravel()
+    e = np.asarray(easts, dtype=np.float64).ravel()
+    if w.size == 0:
+        raise ValueError("no intervals")
+    e = np.where(e < w, e + 360.0, e)  # unwrapped: w <= e < w + 360
+    order = np.argsort(w, kind="stable")
+    w, e = w[order], e[order]
+    # merge on the line, then look for the largest gap on the circle
+    starts, ends = [float(w[0])], [float(e[0])]
+    for a, b in zip(w[1:].tolist(), e[1:].tolist()):
+        if a <= ends[-1]:
+            ends[-1] = max(ends[-1], b)
+        else:
+            starts.append(a)
+            ends.append(b)
+    if ends[-1] - starts[0] >= 360.0 and len(starts) == 1:
+        return (-180.0, 180.0)
+    # gaps between merged runs, and the wrap-around gap (last end -> first start + 360)
+    gaps = [(starts[i + 1] - ends[i], i) for i in range(len(starts) - 1)]
+    gaps.append((starts[0] + 360.0 - max(ends), len(starts) - 1))
+    size, i = max(gaps)
+    if size <= 0:
+        return (-180.0, 180.0)
+    west = starts[(i + 1) % len(starts)]
+    east = ends[i] if i < len(starts) - 1 else max(ends)
+    west = (west + 180.0) % 360.0 - 180.0
+    east = (east + 180.0) % 360.0 - 180.0
+    if east == -180.0 and west > -180.0:
+        east = 180.0
+    return (west, east)
+
+
+def union_bounds(bboxes: Any) -> BBox | None:
+    """The smallest lon/lat box ``(W, S, E, N)`` holding every bbox of ``(k, 4)``,
+    antimeridian-aware (see :func:`lon_extent`); None for no boxes."""
+    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    b = b[np.isfinite(b).all(axis=1)]
+    if not len(b):
+        return None
+    w, e = lon_extent(b[:, 0], b[:, 2])
+    return (w, float(b[:, 1].min()), e, float(b[:, 3].max()))
+
+
+def bbox_contains(bbox: Any, lon: float, lat: float) -> bool:
+    """Whether ``(lon, lat)`` lies in ``bbox`` (closed; ``W > E`` crosses 180)."""
+    w, s, e, n = (float(v) for v in bbox)
+    if not s <= lat <= n:
+        return False
+    return w <= lon <= e if w <= e else (lon >= w or lon <= e)
+
+
+def footprint_geometry(corners: Any) -> dict[str, Any] | None:
+    """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
+    MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9)."""
+    ring = [(float(c[0]), float(c[1])) for c in corners]
+    if len(ring) < 3:
+        return None
+    lons = np.unwrap(np.array([p[0] for p in ring]), period=360.0)
+    if lons.max() <= 180.0 and lons.min() >= -180.0:
+        pts = [[lon, lat] for lon, lat in ring]
+        return {"type": "Polygon", "coordinates": [pts + pts[:1]]}
+    from shapely.geometry import Polygon, box, mapping
+
+    shift = 360.0 if lons.min() < -180.0 else 0.0  # work in 0..360 (or -180..180+)
+    poly = Polygon([(lon + shift, lat) for lon, (_, lat) in zip(lons, ring)])
+    parts = []
+    for lo, hi, move in ((-540.0, 180.0, 0.0), (180.0, 540.0, -360.0)):
+        piece = poly.intersection(box(lo, -90.0, hi, 90.0))
+        if piece.is_empty or piece.area == 0:
+            continue
+        geoms = getattr(piece, "geoms", [piece])
+        for g in geoms:
+            if g.geom_type == "Polygon" and g.area > 0:
+                coords = [[x + move, y] for x, y in g.exterior.coords]
+                parts.append([coords])
+    if len(parts) == 1:
+        return {"type": "Polygon", "coordinates": parts[0]}
+    return {"type": "MultiPolygon", "coordinates": parts} if parts else mapping(poly)
+
+
+__all__ = [
+    "BBox",
+    "Corner",
+    "BOW_TOLERANCE",
+    "DENSIFY_PTS",
+    "bbox_contains",
+    "footprint_geometry",
+    "lon_extent",
+    "native_pixel_size",
+    "ring_bounds",
+    "tile_footprints",
+    "union_bounds",
+]

@@ -1,0 +1,180 @@
+"""The one pixel path: any window of any raster to RGB ``uint8`` and a validity mask.
+
+Scene tiles at ingest (:class:`~rsir_stac.tiling.scene.SceneReader`), query
+images (files and uploads, :mod:`~rsir_stac.tiling.query`) and stored tiles
+re-read for thumbnails all go through :func:`pixel_plan` and
+:func:`read_rgb`, so band choice, palette expansion, scaling, masks and the
+pixel layout of the file can never differ between a tile and the same ground
+given as a query.
+
+Rules (see also :mod:`rsir_stac.tiling`):
+
+* Bands: :func:`~rsir_stac.tiling.bands.select_bands`.
+* Palette: when the three chosen bands are one band whose colour
+  interpretation is *palette*, every value is looked up in the colour table
+  (R, G, B); entries whose alpha is 0 are invalid (nodata).  Palette indices
+  are class labels, so they are always resampled with nearest neighbour.
+* Scaling: :class:`~rsir_stac.tiling.scaling.ScaleRule`, one rule per
+  dataset (passthrough for ``uint8`` and palettes).
+* Resampling: nearest when the window is read at its own size, else
+  bilinear (palettes: nearest).
+* Masks: a pixel is valid when any chosen band is valid in GDAL's masks
+  (nodata, alpha, mask bands), and, for floats, finite; pixels outside the
+  raster are invalid.  Invalid pixels are 0 in the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.windows import Window
+
+from rsir_stac.tiling.bands import select_bands
+from rsir_stac.tiling.scaling import IDENTITY, ScaleRule, compute_scale
+
+
+@dataclass(frozen=True, eq=False)
+class PixelPlan:
+    """How one dataset's pixels become RGB ``uint8`` (built once per dataset).
+
+    ``bands`` are the 1-based (R, G, B) band numbers; ``palette`` the colour
+    table as a ``(N, 4)`` ``uint8`` RGBA lookup table when the bands are one
+    palette band, else None; ``scale`` maps raw values to ``uint8``.
+    """
+
+    bands: tuple[int, int, int]
+    palette: np.ndarray | None
+    scale: ScaleRule
+    all_valid: bool
+    is_float: bool
+
+    @property
+    def indexes(self) -> list[int]:
+        """The distinct band numbers read, ascending."""
+        return sorted(set(self.bands))
+
+    @property
+    def order(self) -> list[int]:
+        """Position of each of R, G, B in :attr:`indexes`."""
+        idx = self.indexes
+        return [idx.index(b) for b in self.bands]
+
+    @property
+    def direct(self) -> bool:
+        """True when raw bands 1..3 are already the RGB ``uint8`` output (no mask,
+        no scaling, no reordering): tiles are read straight into pixel-interleaved
+        memory."""
+        return (self.all_valid and self.palette is None and self.scale.kind == "none"
+                and self.order == [0, 1, 2] and len(self.indexes) == 3)
+
+
+def palette_lut(dataset: Any, band: int) -> np.ndarray | None:
+    """The colour table of ``band`` as a ``(N, 4)`` ``uint8`` RGBA lookup table,
+    or None when the band is not a palette band."""
+    if dataset.colorinterp[band - 1] != ColorInterp.palette:
+        return None
+    try:
+        cmap = dataset.colormap(band)
+    except ValueError:  # palette interpretation but no table
+        return None
+    if not cmap:
+        return None
+    dtype = np.dtype(dataset.dtypes[band - 1])
+    size = max(max(cmap) + 1, 256 if dtype.itemsize == 1 else 65536 if dtype == np.uint16 else 0)
+    lut = np.zeros((size, 4), dtype=np.uint8)
+    for value, rgba in cmap.items():
+        if value >= 0:
+            lut[value, : len(rgba)] = rgba
+    return lut
+
+
+def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: ScaleRule | None = None) -> PixelPlan:
+    """The :class:`PixelPlan` of an open rasterio dataset.
+
+    ``bands`` as for :func:`select_bands`.  ``scale`` defaults to
+    :func:`compute_scale` over the whole dataset (a decimated read), or
+    passthrough for a palette.  Raises :class:`RasterError`/:class:`InputError`
+    for bands the dataset does not have.
+    """
+    chosen = select_bands(dataset, bands)
+    palette = palette_lut(dataset, chosen[0]) if chosen[0] == chosen[1] == chosen[2] else None
+    if palette is not None:
+        scale = IDENTITY
+    elif scale is None:
+        scale = compute_scale(dataset, chosen)
+    uniq = sorted(set(chosen))
+    flags = dataset.mask_flag_enums
+    all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in uniq)
+    if palette is not None and (palette[:, 3] == 0).any():
+        all_valid = False
+    is_float = np.issubdtype(np.dtype(dataset.dtypes[uniq[0] - 1]), np.floating)
+    return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float)
+
+
+def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``window`` (source pixels, fractional, may run past the raster) of
+    ``dataset`` into ``shape = (rows, cols)`` output pixels.
+
+    Returns ``(pixels, valid)``: ``pixels`` is ``(rows, cols, 3)`` RGB
+    ``uint8`` (C-contiguous), ``valid`` a ``(rows, cols)`` bool mask, or None
+    when every pixel is valid.  GDAL errors propagate (the callers name the
+    file and window).
+    """
+    out_h, out_w = int(shape[0]), int(shape[1])
+    x0, y0 = float(window.col_off), float(window.row_off)
+    w, h = float(window.width), float(window.height)
+    sx, sy = w / out_w, h / out_h
+    native = sx == 1.0 and sy == 1.0
+    resampling = Resampling.nearest if native or plan.palette is not None else Resampling.bilinear
+    W, H = dataset.width, dataset.height
+    inside = x0 >= 0 and y0 >= 0 and x0 + w <= W and y0 + h <= H
+    if plan.direct and inside:
+        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        dataset.read(indexes=plan.indexes, window=Window(x0, y0, w, h), out=out.transpose(2, 0, 1),
+                     resampling=resampling)
+        return out, None
+    valid = np.zeros((out_h, out_w), dtype=bool)
+    ix0, iy0 = max(x0, 0.0), max(y0, 0.0)
+    ix1, iy1 = min(x0 + w, float(W)), min(y0 + h, float(H))
+    ox0 = min(max(int(round((ix0 - x0) / sx)), 0), out_w)
+    ox1 = min(max(int(round((ix1 - x0) / sx)), 0), out_w)
+    oy0 = min(max(int(round((iy0 - y0) / sy)), 0), out_h)
+    oy1 = min(max(int(round((iy1 - y0) / sy)), 0), out_h)
+    if ix1 <= ix0 or iy1 <= iy0 or ox1 <= ox0 or oy1 <= oy0:
+        return np.zeros((out_h, out_w, 3), dtype=np.uint8), valid
+    src = Window(ix0, iy0, ix1 - ix0, iy1 - iy0)
+    indexes = plan.indexes
+    part = (len(indexes), oy1 - oy0, ox1 - ox0)
+    raw = dataset.read(indexes=indexes, window=src, out_shape=part, resampling=resampling)
+    if plan.all_valid:
+        part_valid = np.ones(part[1:], dtype=bool)
+    else:
+        masks = dataset.read_masks(indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)
+        part_valid = (masks > 0).any(axis=0)
+    if plan.is_float:
+        part_valid &= np.isfinite(raw).all(axis=0)
+    if plan.palette is not None:
+        lut = plan.palette
+        idx = np.clip(raw[0].astype(np.int64, copy=False), 0, len(lut) - 1)
+        rgba = lut[idx]  # (h, w, 4)
+        part_valid &= rgba[..., 3] > 0
+        rgb = np.ascontiguousarray(rgba[..., :3].transpose(2, 0, 1))
+    else:
+        rgb = plan.scale.apply(raw[plan.order])
+    if part[1:] == (out_h, out_w):
+        pixels = rgb
+        valid = part_valid
+    else:
+        pixels = np.zeros((3, out_h, out_w), dtype=np.uint8)
+        pixels[:, oy0:oy1, ox0:ox1] = rgb
+        valid[oy0:oy1, ox0:ox1] = part_valid
+    if not valid.all():
+        pixels[:, ~valid] = 0
+    return np.ascontiguousarray(pixels.transpose(1, 2, 0)), valid
+
+
+__all__ = ["PixelPlan", "palette_lut", "pixel_plan", "read_rgb"]

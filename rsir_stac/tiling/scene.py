@@ -1,0 +1,325 @@
+"""Reading one scene as RGB ``uint8`` tiles with footprints (:class:`SceneReader`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+from rsir_stac.errors import InputError, RasterError, RsirError
+from rsir_stac.tiling.bands import select_bands
+from rsir_stac.tiling.footprints import Corner, native_pixel_size, tile_footprints
+from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
+from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
+from rsir_stac.tiling.scaling import ScaleRule
+from rsir_stac.tiling.sources import _check_georef, _one_line, _open_raster, gdal_env, read_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """Where a tile is: source window, GSD, CRS and lon/lat footprint.
+
+    ``window`` is in source pixels (rounded); ``grid`` is the same tile in the
+    target-GSD pixel grid (equal to ``window`` at the native GSD).
+    ``bbox`` is ``(W, S, E, N)`` in degrees, ``W > E`` when the tile crosses the
+    antimeridian (:func:`~rsir_stac.tiling.footprints.tile_footprints`);
+    ``corners`` are ``(lon, lat)`` in the order
+    UL, UR, LR, LL; ``centroid`` is the lon/lat of the window centre.
+    """
+
+    window: PixelWindow
+    gsd: float
+    crs: str
+    bbox: tuple[float, float, float, float]
+    corners: tuple[Corner, Corner, Corner, Corner]
+    centroid: Corner
+    grid: PixelWindow
+
+
+@dataclass(frozen=True, eq=False)
+class Tile:
+    """A tile's pixels (``uint8``, ``tile x tile x 3``, RGB) and its :class:`TileRef`."""
+
+    ref: TileRef
+    pixels: np.ndarray
+    valid_fraction: float
+
+
+@dataclass
+class TileStats:
+    """Counts for one scene: windows listed, tiles read, skipped as empty, failed."""
+
+    windows: int = 0
+    read: int = 0
+    skipped_empty: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows,
+            "read": self.read,
+            "skipped_empty": self.skipped_empty,
+            "failed": self.failed,
+            "failures": list(self.failures),
+        }
+
+
+class SceneReader:
+    """Reads one scene as RGB ``uint8`` tiles; use :meth:`open` and ``with``.
+
+    >>> with SceneReader.open("scene.tif", target_gsd=1.0) as scene:
+    ...     for tile in scene.iter_tiles():
+    ...         ...
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        href: str,
+        *,
+        bands: Sequence[int] | None = None,
+        target_gsd: float | None = None,
+        tile_size: int = 256,
+        stride: int | None = None,
+        edge: str = "shift",
+        min_valid: float = 0.5,
+    ) -> None:
+        self._ds = dataset
+        self.href = href
+        self.tile_size = _positive_int("tile size", tile_size)
+        self.stride = self.tile_size if stride is None else _positive_int("stride", stride)
+        if edge not in EDGE_MODES:
+            raise InputError(f"edge={edge!r} is invalid; use one of {', '.join(EDGE_MODES)}")
+        self.edge = edge
+        if not 0.0 <= float(min_valid) <= 1.0:
+            raise InputError(f"min_valid={min_valid!r} is invalid; give a fraction between 0 and 1")
+        self.min_valid = float(min_valid)
+        if target_gsd is not None and (not math.isfinite(float(target_gsd)) or float(target_gsd) <= 0):
+            raise InputError(f"target GSD {target_gsd!r} is invalid; give a positive number of metres")
+        self.target_gsd = None if target_gsd is None else float(target_gsd)
+        self.bands = select_bands(dataset, bands)
+        self._px, self._py = native_pixel_size(dataset)
+        if self.target_gsd is None:
+            self._sx = self._sy = 1.0
+        else:
+            self._sx = self.target_gsd / self._px
+            self._sy = self.target_gsd / self._py
+        self.grid_width = max(1, round(dataset.width / self._sx))
+        self.grid_height = max(1, round(dataset.height / self._sy))
+        self._plan: PixelPlan | None = None
+        self._refs: list[TileRef] | None = None
+        self.stats = TileStats()
+
+    @classmethod
+    def open(
+        cls,
+        href: str | os.PathLike[str],
+        *,
+        bands: Sequence[int] | None = None,
+        target_gsd: float | None = None,
+        tile_size: int = 256,
+        stride: int | None = None,
+        edge: str = "shift",
+        min_valid: float = 0.5,
+    ) -> SceneReader:
+        """Open a local path or URL and check it is a usable georeferenced raster."""
+        name = os.fspath(href)
+        ds = _open_raster(name)
+        try:
+            _check_georef(ds, name)
+            reader = cls(
+                ds, name, bands=bands, target_gsd=target_gsd, tile_size=tile_size,
+                stride=stride, edge=edge, min_valid=min_valid,
+            )
+        except RsirError:
+            ds.close()
+            raise
+        except Exception as err:  # PROJ/rasterio on an odd CRS or transform
+            ds.close()
+            raise RasterError(
+                f"{name} cannot be tiled ({type(err).__name__}: {_one_line(err)}); check its CRS and geotransform"
+            ) from err
+        except BaseException:
+            ds.close()
+            raise
+        log.debug(
+            "opened %s: %dx%d px, %d bands %s, %s, native GSD %.3g m, bands %s, grid %dx%d",
+            name, ds.width, ds.height, ds.count, ds.dtypes[0], reader.crs,
+            reader.native_gsd, reader.bands, reader.grid_width, reader.grid_height,
+        )
+        return reader
+
+    # context manager -----------------------------------------------------------
+    def __enter__(self) -> SceneReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying dataset."""
+        self._ds.close()
+
+    # properties -----------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return int(self._ds.width)
+
+    @property
+    def height(self) -> int:
+        return int(self._ds.height)
+
+    @property
+    def count(self) -> int:
+        return int(self._ds.count)
+
+    @property
+    def dtype(self) -> str:
+        return str(self._ds.dtypes[0])
+
+    @property
+    def crs(self) -> str:
+        return str(self._ds.crs.to_string())
+
+    @property
+    def native_gsd(self) -> float:
+        """Native pixel size in metres (geometric mean of x and y)."""
+        return math.sqrt(self._px * self._py)
+
+    @property
+    def gsd(self) -> float:
+        """GSD of the tiles as embedded, in metres."""
+        return self.target_gsd if self.target_gsd is not None else self.native_gsd
+
+    @property
+    def bounds_lonlat(self) -> tuple[float, float, float, float]:
+        """Scene bounds as ``(W, S, E, N)`` in EPSG:4326."""
+        b = self._ds.bounds
+        w, s, e, n = transform_bounds(self._ds.crs, "EPSG:4326", b.left, b.bottom, b.right, b.top, densify_pts=21)
+        return (float(w), float(s), float(e), float(n))
+
+    @property
+    def plan(self) -> PixelPlan:
+        """How pixels become RGB ``uint8`` (:func:`~rsir_stac.tiling.pixels.pixel_plan`),
+        built on first use (the stretch needs a decimated read)."""
+        if self._plan is None:
+            try:
+                with gdal_env():
+                    self._plan = pixel_plan(self._ds, self.bands)
+            except (RasterioError, CPLE_BaseError) as err:
+                raise read_error(self.href, err, "a decimated copy (to compute the stretch)") from err
+            if self._plan.scale.kind != "none":
+                log.info("%s: %s", self.href, self._plan.scale)
+        return self._plan
+
+    @property
+    def scale(self) -> ScaleRule:
+        """The scene-wide scale rule (computed on first use from a decimated read)."""
+        return self.plan.scale
+
+    # windows --------------------------------------------------------------------
+    def windows(self) -> list[TileRef]:
+        """All tile references, row-major; no pixel reads."""
+        if self._refs is None:
+            try:
+                self._refs = self._make_refs()
+            except RsirError:
+                raise
+            except Exception as err:  # PROJ cannot map this CRS to lon/lat
+                raise RasterError(
+                    f"{self.href}: tile footprints cannot be transformed from {self.crs} to lon/lat "
+                    f"({type(err).__name__}: {_one_line(err)}); reproject the scene, e.g. with gdalwarp"
+                ) from err
+            self.stats.windows = len(self._refs)
+        return list(self._refs)
+
+    def _source_float(self, g: PixelWindow) -> tuple[float, float, float, float]:
+        return (g.col_off * self._sx, g.row_off * self._sy, g.width * self._sx, g.height * self._sy)
+
+    def _make_refs(self) -> list[TileRef]:
+        grid = grid_windows(self.grid_width, self.grid_height, self.tile_size, self.stride, self.edge)
+        if not grid:
+            return []
+        src = np.array([self._source_float(g) for g in grid], dtype=np.float64)
+        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, src)
+        crs, gsd = self.crs, self.gsd
+        refs = []
+        for i, g in enumerate(grid):
+            corners = tuple((float(lon), float(lat)) for lon, lat in corners_[i])
+            bbox = tuple(float(v) for v in bboxes[i])
+            window = PixelWindow(
+                int(round(src[i, 0])), int(round(src[i, 1])), int(round(src[i, 2])), int(round(src[i, 3]))
+            )
+            refs.append(
+                TileRef(
+                    window=window, gsd=gsd, crs=crs, bbox=bbox, corners=corners,  # type: ignore[arg-type]
+                    centroid=(float(centroids[i, 0]), float(centroids[i, 1])), grid=g,
+                )
+            )
+        return refs
+
+    # reading --------------------------------------------------------------------
+    def read(self, ref: TileRef) -> Tile | None:
+        """Read one tile through :func:`~rsir_stac.tiling.pixels.read_rgb`; ``None``
+        when it is mostly empty.
+
+        Raises :class:`RasterError` naming the window when GDAL cannot read it
+        (corrupt block), so the caller can skip and report it.
+        """
+        plan = self.plan
+        g = ref.grid
+        try:
+            with gdal_env():
+                pixels, valid = read_rgb(self._ds, plan, Window(*self._source_float(g)), (g.height, g.width))
+        except (RasterioError, CPLE_BaseError) as err:
+            self.stats.failed += 1
+            msg = str(read_error(self.href, err, f"window {ref.window}", window=True))
+            self.stats.failures.append(msg)
+            raise RasterError(msg) from err
+        if valid is None:
+            self.stats.read += 1
+            return Tile(ref=ref, pixels=pixels, valid_fraction=1.0)
+        fraction = float(np.count_nonzero(valid)) / float(valid.size)
+        if fraction == 0.0 or fraction < self.min_valid:
+            self.stats.skipped_empty += 1
+            return None
+        self.stats.read += 1
+        return Tile(ref=ref, pixels=pixels, valid_fraction=fraction)
+
+    def iter_tiles(self) -> Iterator[Tile]:
+        """Yield every non-empty tile; failed windows are logged, counted and skipped.
+
+        A scene whose stretch cannot be computed raises :class:`RasterError` before
+        the first tile.
+        """
+        refs = self.windows()
+        if refs:
+            _ = self.scale
+        for ref in refs:
+            try:
+                tile = self.read(ref)
+            except RasterError as err:
+                log.warning("%s", err)
+                continue
+            if tile is not None:
+                yield tile
+
+
+def open_scene(href: str | os.PathLike[str], **options: Any) -> SceneReader:
+    """Shorthand for :meth:`SceneReader.open`."""
+    return SceneReader.open(href, **options)
+
+
+__all__ = ["SceneReader", "Tile", "TileRef", "TileStats", "open_scene"]

@@ -1,0 +1,209 @@
+"""Opening raster sources (paths and URLs) under GDAL's environment, and their errors
+(see :mod:`rsir_stac.tiling`, "Remote rasters and failures")."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from typing import Any
+
+import rasterio
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+from rsir_stac.errors import InputError, RasterError, RsirError, SourceNotFoundError
+
+#: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
+HTTP_TIMEOUT = 30
+_URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://", "azure://", "oss://", "/vsi")
+
+
+def _is_url(href: str) -> bool:
+    return href.lower().startswith(_URL_PREFIXES)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+#: GDAL block cache while reading scenes (bytes; ``GDAL_CACHEMAX`` in the environment wins).
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
+
+#: An option our Env always sets, to recognise it when nested.
+_OUR_MARK = "RSIR_STAC_ENV"
+
+
+def gdal_options() -> dict[str, Any]:
+    """GDAL config options for reading scenes (see the module docstring).
+
+    Defaults only: an option already set in the environment is left out, so
+    ``GDAL_HTTP_TIMEOUT=120 rsir-stac ingest ...`` wins.
+    """
+    timeout = os.environ.get("RSIR_HTTP_TIMEOUT") or str(HTTP_TIMEOUT)
+    try:
+        connect = str(max(1, min(10, math.ceil(float(timeout)))))
+    except ValueError:
+        raise InputError(f"RSIR_HTTP_TIMEOUT={timeout!r} is invalid; give a number of seconds") from None
+    defaults = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_TIMEOUT": timeout,
+        "GDAL_HTTP_CONNECTTIMEOUT": connect,
+        "GDAL_HTTP_MAX_RETRY": "2",
+        "GDAL_HTTP_RETRY_DELAY": "1",
+        # GDAL's block cache defaults to 5 % of RAM and fills as a large scene is
+        # read tile by tile.  A fixed cap keeps memory flat whatever the scene
+        # size; 256 MB holds a full row of blocks of a 3-band uint8 scene up to
+        # ~170,000 px wide, so each block is decoded once even when it spans two
+        # rows of tiles.  rasterio passes this to GDALSetCacheMax64: bytes.
+        "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
+    }
+    out = {k: v for k, v in defaults.items() if k not in os.environ}
+    out[_OUR_MARK] = "1"
+    return out
+
+
+def gdal_env() -> Any:
+    """A ``rasterio.Env`` with :func:`gdal_options`, entered around GDAL calls; a
+    no-op inside one already entered (the ingest reader enters one per scene
+    instead of one per tile)."""
+    if rasterio.env.hasenv() and _OUR_MARK in rasterio.env.getenv():
+        return contextlib.nullcontext()
+    return rasterio.Env(**gdal_options())
+
+
+#: Cloud storage schemes GDAL reads (rasterio's ``s3://`` ... and GDAL's ``/vsis3/`` ...)
+#: and how to give it access.  Following the advice lets GDAL sign (or skip
+#: signing) the request; then only the network or the object itself can fail.
+CLOUD_ACCESS = {
+    "s3": (("s3://", "/vsis3/", "/vsis3_streaming/"),
+           "set AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), "
+           "or AWS_NO_SIGN_REQUEST=YES for a public bucket"),
+    "gs": (("gs://", "/vsigs/", "/vsigs_streaming/"),
+           "set Google Cloud credentials (GOOGLE_APPLICATION_CREDENTIALS, or GS_ACCESS_KEY_ID and "
+           "GS_SECRET_ACCESS_KEY), or GS_NO_SIGN_REQUEST=YES for a public bucket"),
+    "az": (("az://", "azure://", "/vsiaz/", "/vsiadls/", "/vsiaz_streaming/"),
+           "set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_ACCESS_KEY or AZURE_STORAGE_SAS_TOKEN (or "
+           "AZURE_STORAGE_CONNECTION_STRING), or AZURE_STORAGE_ACCOUNT with AZURE_NO_SIGN_REQUEST=YES "
+           "for a public container"),
+    "oss": (("oss://", "/vsioss/"), "set OSS_ACCESS_KEY_ID, OSS_SECRET_ACCESS_KEY and OSS_ENDPOINT"),
+}
+_DENIED = ("configuration options not defined", "credentials", "none.blob.core.windows.net",
+           "azure_storage", "invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "access denied",
+           "authenticationfailed", "expiredtoken", "http response code: 403", "http response code: 401",
+           "http error 403", "http error 401", "forbidden", "unauthorized", "oauth2", "access token")
+
+
+def cloud_kind(href: str) -> str | None:
+    """``"s3"``, ``"gs"``, ``"az"`` or ``"oss"`` for a cloud-storage href, else None."""
+    low = href.lower()
+    for kind, (prefixes, _) in CLOUD_ACCESS.items():
+        if low.startswith(prefixes):
+            return kind
+    return None
+
+
+def _fetch_error(href: str, err: BaseException) -> RsirError | None:
+    """A one-line error for a remote href that GDAL could not fetch, or None when
+    the failure is not about fetching (the bytes came but are not a raster).
+
+    The message names the real cause and a fix: missing cloud credentials (with
+    the variables to set, :data:`CLOUD_ACCESS`), access denied, not found,
+    timeout, or the network.
+    """
+    if not _is_url(href):
+        return None
+    msg = _one_line(err)
+    low = msg.lower()
+    cloud = cloud_kind(href)
+    if any(k in low for k in _DENIED):
+        if cloud is not None:
+            return SourceNotFoundError(
+                f"{href} cannot be read without access to its {cloud}:// storage ({msg}); {CLOUD_ACCESS[cloud][1]}"
+            )
+        return SourceNotFoundError(
+            f"{href} refused access ({msg}); the URL needs authorisation: sign it again (signed URLs expire) "
+            "or pass credentials with GDAL_HTTP_HEADERS / GDAL_HTTP_USERPWD"
+        )
+    if "response code: 404" in low or "404 not found" in low or "response code: 410" in low \
+            or "nosuchkey" in low or "nosuchbucket" in low or "blobnotfound" in low:
+        return SourceNotFoundError(f"{href} does not exist ({msg}); check the URL")
+    if "timed out" in low or "timeout" in low:
+        return SourceNotFoundError(
+            f"{href} timed out ({msg}); check the server, or allow more time with RSIR_HTTP_TIMEOUT=SECONDS"
+        )
+    if "curl error" in low or "http response code" in low or "http error" in low or "does not exist" in low:
+        return SourceNotFoundError(f"{href} cannot be fetched ({msg}); check the URL and the network")
+    return None
+
+
+def read_error(href: str, err: BaseException, what: str, *, window: bool = False) -> RsirError:
+    """A one-line error for a GDAL failure reading ``what`` (``"window ..."``, or
+    ``"a decimated copy ..."``) of ``href``, naming the real cause: access,
+    network, permissions, or corrupt data (for a window: re-run to retry a
+    fetch, or re-download / skip it)."""
+    detail = _one_line(err.__cause__ or err)
+    fetch = _fetch_error(href, err)
+    if fetch is not None:
+        if window and "cannot be fetched" in str(fetch):
+            return RasterError(f"{href}: {what} cannot be fetched ({detail}); "
+                               "check the server, then re-run the same command to retry the window")
+        return fetch
+    if "permission denied" in detail.lower():
+        return RasterError(f"{href}: {what} cannot be read (permission denied); give this user read access "
+                           "to the file, e.g. chmod a+r")
+    fix = "re-download it or skip the window" if window else "re-download it"
+    return RasterError(f"{href}: {what} cannot be read ({detail}); the file may be corrupt or cut short, {fix}")
+
+
+def _open_raster(href: str | os.PathLike[str]) -> Any:
+    """Open ``href`` with rasterio, turning failures into one-line errors."""
+    href = os.fspath(href)
+    if not _is_url(href):
+        if not os.path.exists(href):
+            raise SourceNotFoundError(f"{href} does not exist; check the path")
+        if os.path.isdir(href):
+            raise RasterError(f"{href} is a folder, not a raster; give a GeoTIFF/COG file")
+    try:
+        try:
+            with gdal_env(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return rasterio.open(href)
+        except (RasterioError, CPLE_BaseError) as err:
+            cached_miss = "does not exist in the file system" in str(err)
+            if not (href.lower().startswith(("http://", "https://")) and cached_miss):
+                raise
+            # GDAL remembers a failed URL for the whole process and then reports only "does not
+            # exist": ask again without its cache, to retry and to learn the real cause
+            with gdal_env(), rasterio.Env(CPL_VSIL_CURL_NON_CACHED=f"/vsicurl/{href}"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return rasterio.open(href)
+    except (RasterioError, CPLE_BaseError) as err:
+        fetch = _fetch_error(href, err)
+        if fetch is not None:
+            raise fetch from err
+        detail = _one_line(err)
+        if "permission denied" in detail.lower():
+            raise RasterError(f"{href} cannot be read (permission denied); give this user read access "
+                              "to the file, e.g. chmod a+r") from err
+        raise RasterError(
+            f"{href} is not a raster GDAL can read ({detail}); give a GeoTIFF/COG (or another format "
+            "`gdalinfo` opens), or re-download it if it was cut short"
+        ) from err
+
+
+def _check_georef(ds: Any, name: str) -> None:
+    if ds.crs is None:
+        gcps, _ = ds.gcps
+        if gcps:
+            raise RasterError(f"{name} is georeferenced only by GCPs; warp it first, e.g. `gdalwarp -t_srs EPSG:4326 in.tif out.tif`")
+        raise RasterError(f"{name} has no CRS; assign one with `gdal_edit.py -a_srs EPSG:XXXX` or pass a georeferenced file")
+    if ds.transform.is_identity:
+        raise RasterError(f"{name} has no geotransform; georeference it (e.g. `gdal_edit.py -a_ullr ...`) or pass a georeferenced file")
+    if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
+        raise RasterError(f"{name} is empty (no pixels or no bands); pass a valid raster")
+
+
+__all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "read_error"]

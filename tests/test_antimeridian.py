@@ -1,0 +1,182 @@
+"""Issue 13, case 1: footprints, extents and filters at the antimeridian.
+
+The fixture is the case from the issue: 512 x 512 px at 0.3 m in UTM zone 60S
+(EPSG:32760), straddling longitude 180 near latitude -16.5.  Right values come
+from rasterio's ``transform_bounds`` and pyproj, and the filters are checked in
+both store back ends against a direct computation on the tile centres.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+from rasterio.windows import bounds as window_bounds
+
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import SearchResult, to_geojson
+from rsir_stac.store import SearchFilter, open_store
+from rsir_stac.store.filters import parse_bbox
+from rsir_stac.tiling import SceneReader
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+CRS = "EPSG:32760"
+TILE = 64
+R = 6371008.8  # Qdrant's haversine radius
+
+
+def make_antimeridian_scene(path):
+    x, y = Transformer.from_crs("EPSG:4326", CRS, always_xy=True).transform(180.0, -16.5)
+    transform = from_origin(x - 256 * 0.3 + 0.1, y + 256 * 0.3, 0.3, 0.3)  # 180 runs through the middle
+    rng = np.random.default_rng(60)
+    data = np.kron(rng.integers(0, 255, (3, 32, 32)), np.ones((16, 16))).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=3, dtype="uint8", crs=CRS,
+                       transform=transform) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return make_antimeridian_scene(tmp_path_factory.mktemp("am") / "fiji.tif")
+
+
+def test_tile_footprints_are_right_across_180(scene):
+    to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    with SceneReader.open(str(scene), tile_size=TILE) as reader, rasterio.open(scene) as ds:
+        refs = reader.windows()
+        w, s, e, n = reader.bounds_lonlat
+        assert w > e and (w - 360) < e  # the scene crosses 180: west > east, a few metres wide
+        crossing = 0
+        for ref in refs:
+            b = window_bounds(ref.window.to_window(), ds.transform)
+            want = transform_bounds(CRS, "EPSG:4326", *b, densify_pts=21)
+            assert ref.bbox == pytest.approx(want, abs=1e-12)
+            if ref.bbox[0] > ref.bbox[2]:
+                crossing += 1
+                assert ref.bbox[0] > 179.99 and ref.bbox[2] < -179.99  # narrow, not -180..180
+            t = ds.transform
+            c0, r0 = ref.window.col_off, ref.window.row_off
+            c1, r1 = c0 + ref.window.width, r0 + ref.window.height
+            for got, (col, row) in zip(ref.corners, [(c0, r0), (c1, r0), (c1, r1), (c0, r1)]):
+                assert got == pytest.approx(to_lonlat.transform(*(t * (col, row))), abs=1e-9)
+            assert ref.centroid == pytest.approx(to_lonlat.transform(*(t * ((c0 + c1) / 2, (r0 + r1) / 2))),
+                                                 abs=1e-9)
+            assert all(-180 <= lon <= 180 for lon, _ in ref.corners)
+        assert crossing >= 8  # a column of tiles straddles 180 (more where the grid is not north-south)
+
+
+def test_crossing_footprint_is_a_multipolygon_cut_at_180(scene):
+    from rsir_stac.store import SearchHit
+
+    with SceneReader.open(str(scene), tile_size=TILE) as reader:
+        ref = next(r for r in reader.windows() if r.bbox[0] > r.bbox[2])
+    payload = {"corners": [{"lon": lon, "lat": lat} for lon, lat in ref.corners]}
+    geom = to_geojson(SearchResult("point", None, None, (SearchHit("x", 0.0, payload),)))["features"][0]["geometry"]
+    assert geom["type"] == "MultiPolygon" and len(geom["coordinates"]) == 2
+    east, west = sorted(geom["coordinates"], key=lambda p: -p[0][0][0])
+    assert all(179.99 <= x <= 180 for x, _ in east[0]) and all(-180 <= x <= -179.99 for x, _ in west[0])
+
+
+@pytest.fixture(scope="module")
+def stores(scene, tiny_bundle, tmp_path_factory):
+    """The scene ingested into an Edge index and into qdrant-client's in-memory mode."""
+    opts = IngestOptions(tile_size=TILE, native_gsd=True)
+    edge_path = tmp_path_factory.mktemp("amidx") / "idx"
+    assert ingest([str(scene)], index=str(edge_path), model=tiny_bundle, options=opts).points_written == 64
+    mem = open_store(qdrant_url=":memory:")
+    assert ingest([str(scene)], store=mem, model=tiny_bundle, options=opts).points_written == 64
+    edge = open_store(str(edge_path))
+    yield {"edge": edge, "qdrant-client": mem}
+    edge.close()
+    mem.close()
+
+
+def _centres(store):
+    return {p.id: (p.payload["location"]["lon"], p.payload["location"]["lat"])
+            for p in store.iter_points(with_vectors=False)}
+
+
+def _ids(store, flt):
+    q = np.zeros(store.meta().dim, np.float32)
+    return {h.id for h in store.search(q, k=1000, flt=flt, exact=True)}
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_info_extent_crosses_180(scene, stores, backend):
+    info = stores[backend].info()
+    with rasterio.open(scene) as ds:
+        want = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+    assert info.extent == pytest.approx(want, abs=1e-9)
+    assert info.extent[0] > info.extent[2]
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_bbox_across_180(stores, backend):
+    store = stores[backend]
+    centres = _centres(store)
+    w, s, e, n = parse_bbox("179.9996,-16.5006,-179.9996,-16.4994")  # accepted, W > E
+    want = {i for i, (lon, lat) in centres.items() if (lon > w or lon < e) and s < lat < n}
+    assert 0 < len(want) < len(centres)
+    assert any(lon > 0 for i, (lon, _) in centres.items() if i in want)
+    assert any(lon < 0 for i, (lon, _) in centres.items() if i in want)
+    flt = SearchFilter(bbox=(w, s, e, n))
+    assert _ids(store, flt) == want and store.count(flt) == len(want)
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_near_radius_across_180(stores, backend):
+    store = stores[backend]
+    centres = _centres(store)
+    lon0, lat0, radius = 180.0, -16.5, 40.0
+
+    def dist(lon, lat):  # haversine, metres
+        p1, p2, dl = math.radians(lat0), math.radians(lat), math.radians(lon - lon0)
+        a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+        return 2 * R * math.asin(math.sqrt(a))
+
+    want = {i for i, (lon, lat) in centres.items() if dist(lon, lat) < radius}
+    assert {np.sign(centres[i][0]) for i in want} == {-1.0, 1.0}  # both sides of 180
+    flt = SearchFilter(near=(lon0, lat0, radius))
+    assert _ids(store, flt) == want and store.count(flt) == len(want)
+    # and centred on the other side
+    flt = SearchFilter(near=(-180.0, lat0, radius))
+    assert _ids(store, flt) == want
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_polygon_across_180(stores, backend, tmp_path):
+    """A ring whose edges jump over 180 is the small area around it (cut in two), as GeoJSON tools take it."""
+    from rsir_stac.store.filters import load_polygon
+
+    store = stores[backend]
+    centres = _centres(store)
+    w, e, s, n = 179.9997, -179.9995, -16.5004, -16.4996
+    ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+    path = tmp_path / "across.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    area = load_polygon(path)
+    assert len(area.polygons) == 2
+    want = {i for i, (lon, lat) in centres.items() if (lon > w or lon < e) and s < lat < n}
+    assert {np.sign(centres[i][0]) for i in want} == {-1.0, 1.0}
+    flt = SearchFilter(polygon=area)
+    assert _ids(store, flt) == want and store.count(flt) == len(want)
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_point_at_finds_a_tile_that_crosses_180(stores, backend):
+    store = stores[backend]
+    crossing = [p for p in store.iter_points(with_vectors=False) if p.payload["bbox"][0] > p.payload["bbox"][2]]
+    assert crossing
+    target = crossing[0].payload
+    lat = target["location"]["lat"]
+    hit = store.point_at(180.0, lat, with_vectors=False)
+    w, s, e, n = hit.payload["bbox"]
+    assert w > e and s <= lat <= n

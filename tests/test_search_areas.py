@@ -1,0 +1,140 @@
+"""Issue 13, case 5: any GeoJSON area (holes, MultiPolygon, Feature, FeatureCollection)
+as a search area, in both back ends, the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pytest
+from shapely.geometry import Point as ShapelyPoint
+from shapely.geometry import shape
+
+from rsir_stac.store import Point, SearchFilter, open_store
+from rsir_stac.store.filters import load_polygon
+
+DIM = 4
+# a 21 x 21 lattice of tile centres over 10..12 E, 45..47 N (0.1 degree steps, off the rings' edges)
+LONS = np.round(np.arange(10.0, 12.001, 0.1) + 0.003, 6)
+LATS = np.round(np.arange(45.0, 47.001, 0.1) + 0.003, 6)
+
+OUTER = [[10.25, 45.25], [11.75, 45.25], [11.75, 46.75], [10.25, 46.75], [10.25, 45.25]]
+HOLE = [[10.75, 45.75], [11.25, 45.75], [11.25, 46.25], [10.75, 46.25], [10.75, 45.75]]
+SECOND = [[10.05, 46.85], [10.45, 46.85], [10.45, 46.98], [10.05, 46.98], [10.05, 46.85]]
+AREAS = {
+    "polygon_with_hole": {"type": "Polygon", "coordinates": [OUTER, HOLE]},
+    "multipolygon": {"type": "MultiPolygon", "coordinates": [[OUTER, HOLE], [SECOND]]},
+    "feature": {"type": "Feature", "properties": {"name": "x"},
+                "geometry": {"type": "Polygon", "coordinates": [OUTER, HOLE]}},
+    "feature_collection": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [OUTER, HOLE]}},
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [SECOND]}}]},
+}
+
+
+def inside(doc, lon, lat) -> bool:
+    """The right value, from shapely: inside the area and outside its holes."""
+    geoms = [f["geometry"] for f in doc["features"]] if doc["type"] == "FeatureCollection" else \
+        [doc["geometry"]] if doc["type"] == "Feature" else [doc]
+    return any(shape(g).contains(ShapelyPoint(lon, lat)) for g in geoms)
+
+
+@pytest.fixture(scope="module")
+def lattice():
+    rng = np.random.default_rng(0)
+    pts = []
+    for lon in LONS:
+        for lat in LATS:
+            pts.append(Point(str(uuid.uuid4()), rng.normal(size=DIM).astype(np.float32),
+                             {"item_id": "i", "location": {"lon": float(lon), "lat": float(lat)},
+                              "bbox": [lon - 0.01, lat - 0.01, lon + 0.01, lat + 0.01]}))
+    return pts
+
+
+@pytest.fixture(scope="module")
+def stores(lattice, tmp_path_factory):
+    edge = open_store(str(tmp_path_factory.mktemp("areas") / "idx"))
+    mem = open_store(qdrant_url=":memory:")
+    for s in (edge, mem):
+        s.ensure_collection(DIM, "m")
+        s.upsert(lattice)
+    yield {"edge": edge, "qdrant-client": mem}
+    edge.close()
+    mem.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+@pytest.mark.parametrize("name", list(AREAS))
+def test_area_filters_exactly_the_centres_inside(stores, lattice, backend, name, tmp_path):
+    doc = AREAS[name]
+    want = {p.id for p in lattice if inside(doc, p.payload["location"]["lon"], p.payload["location"]["lat"])}
+    path = tmp_path / "area.geojson"
+    path.write_text(json.dumps(doc))
+    flt = SearchFilter(polygon=load_polygon(path))
+    store = stores[backend]
+    got = {h.id for h in store.search(np.zeros(DIM, np.float32), k=len(lattice), flt=flt, exact=True)}
+    assert got == want and store.count(flt) == len(want)
+    hole_centre = next(p.id for p in lattice if p.payload["location"] == {"lon": 11.003, "lat": 46.003})
+    assert hole_centre not in got  # the tiles in the hole are not returned
+
+
+def _index(tmp_path, bundle):
+    from rsir_stac.ingest import IngestOptions, ingest
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "s.tif", width=320, height=320, crs="EPSG:4326", res=0.0001,
+                       origin=(11.0, 46.0))
+    idx = tmp_path / "idx"
+    assert ingest([str(tif)], index=str(idx), model=bundle,
+                  options=IngestOptions(tile_size=64, native_gsd=True)).points_written == 25
+    with open_store(str(idx), read_only=True) as store:
+        centres = {p.id: (p.payload["location"]["lon"], p.payload["location"]["lat"])
+                   for p in store.iter_points(with_vectors=False)}
+    # an area over the scene with a hole over its middle tile
+    w, n, e, s = 11.0, 46.0, 11.032, 45.968
+    area = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[w + 0.001, s + 0.001], [e - 0.001, s + 0.001], [e - 0.001, n - 0.001], [w + 0.001, n - 0.001],
+         [w + 0.001, s + 0.001]],
+        [[11.0145, 45.9825], [11.0175, 45.9825], [11.0175, 45.9855], [11.0145, 45.9855], [11.0145, 45.9825]]]}}
+    want = {i for i, (lon, lat) in centres.items() if inside(area, lon, lat)}
+    assert 0 < len(want) < len(centres)
+    return idx, centres, area, want
+
+
+def test_cli_within_takes_holes(tmp_path, tiny_bundle):
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    idx, centres, area, want = _index(tmp_path, tiny_bundle)
+    path = tmp_path / "area.geojson"
+    path.write_text(json.dumps(area))
+    r = CliRunner().invoke(main, ["search", "--at", "11.016,45.984", "--index", str(idx), "--model",
+                                  str(tiny_bundle.path), "--within", str(path), "--format", "json", "-k", "50",
+                                  "--include-query"])
+    assert r.exit_code == 0, r.output
+    assert {h["id"] for h in json.loads(r.stdout)["hits"]} == want
+
+
+def test_http_api_takes_any_area(tmp_path, tiny_bundle):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+
+    idx, centres, area, want = _index(tmp_path, tiny_bundle)
+    fc = {"type": "FeatureCollection", "features": [area]}
+    with Index.open(str(idx), model=tiny_bundle) as index, \
+            TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+        for doc in (area, area["geometry"], fc, {"type": "MultiPolygon", "coordinates": [area["geometry"]["coordinates"]]}):
+            r = client.post("/api/search", json={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
+                                                 "polygon": doc})
+            assert r.status_code == 200, r.text
+            assert {f["id"] for f in r.json()["features"]} == want
+        info = client.get("/api/info").json()  # the page says what a date/collection filter leaves out
+        assert (info["undated"], info["no_collection"]) == (25, 25)
+        r = client.get("/api/search", params={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
+                                              "polygon": json.dumps(fc)})
+        assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == want
