@@ -169,7 +169,10 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     scenes[1].rename(moved)
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=1)
     assert not r.ok and r.points_written == 4 and r.tiles_failed == 0
-    assert [(f["href"], f["tiles"], f["item"]) for f in r.sources_failed] == [(str(scenes[1]), 2, "b")]
+    from rsir_stac.raster_source import raster_item_id
+
+    assert [(f["href"], f["tiles"], f["item"]) for f in r.sources_failed] == [(str(scenes[1]), 2,
+                                                                               raster_item_id(str(scenes[1])))]
     assert str(scenes[1]) in r.sources_failed[0]["error"]
     # the CLI lists it and exits 1 with one line naming the fix
     res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
