@@ -110,30 +110,43 @@ def _check_out(out: Path) -> Path:
 
 
 def held_out_split(tiles, fraction: float, most: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) tile indices.  Georeferenced tiles are held out by
-    ground cell (3 tile sides wide) so a held-out tile's other dates and
-    neighbours are held out with it; images at random."""
+    """(train, held-out) tile indices, about ``fraction`` of the tiles held out
+    (at least 8, at most ``most``).
+
+    Georeferenced tiles are held out by ground cell, so that a held-out
+    tile's other dates (and, with larger cells, its neighbours) are held out
+    with it: cells of 3 tile sides when whole cells fit the share, else of
+    1.5, else of half a side (one place, all its dates).  Images are held out
+    at random.
+    """
     rng = np.random.default_rng([seed, 7])
     n = len(tiles)
     geo = tiles.georeferenced
     want = min(most, max(8, int(round(n * fraction))))
     held: list[int] = []
     gi = np.flatnonzero(geo)
-    if len(gi):
-        cell = np.floor(tiles.pos[gi] / (3 * tiles.side_m[gi, None])).astype(np.int64)
+    share = int(round(want * len(gi) / n)) if n else 0
+    for sides in (3.0, 1.5, 0.5):
+        if not len(gi) or not share:
+            break
+        cell = np.floor(tiles.pos[gi] / (sides * tiles.side_m[gi, None])).astype(np.int64)
         _, inv = np.unique(cell, axis=0, return_inverse=True)
         inv = inv.ravel()
-        share = int(round(want * len(gi) / n))
-        for c in rng.permutation(inv.max() + 1):
-            if len(held) >= share:
+        picked: list[int] = []
+        for c in rng.permutation(inv.max() + 1).tolist():
+            members = gi[inv == c]
+            if len(picked) + len(members) <= share:
+                picked.extend(members.tolist())
+            if len(picked) >= 0.8 * share:
                 break
-            held.extend(gi[inv == c].tolist())
+        if len(picked) >= 0.5 * share:
+            held = picked
+            break
     ii = np.flatnonzero(~geo)
     if len(ii):
-        held.extend(rng.choice(ii, size=min(len(ii), want - min(want, len(held))), replace=False).tolist())
-    held_arr = np.sort(np.asarray(held[:most], dtype=np.int64))
-    train = np.setdiff1d(np.arange(n), held_arr)
-    return train, held_arr
+        held.extend(rng.choice(ii, size=min(len(ii), max(0, want - len(held))), replace=False).tolist())
+    held_arr = np.sort(np.asarray(held, dtype=np.int64))
+    return np.setdiff1d(np.arange(n), held_arr), held_arr
 
 
 class _Nets:

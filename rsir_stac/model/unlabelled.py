@@ -138,11 +138,33 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
                          native_gsd=native_gsd)
     target = None if native_gsd else (gsd or bundle.gsd)
     out = []
-    for scene in scenes:
-        reader, used = _open_scene(scene, opts, tile_size, stride, target)
-        with reader:
-            out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
+    seen = _FirstOnly()
+    ingest_log = logging.getLogger("rsir_stac.ingest")
+    ingest_log.addFilter(seen)  # ingest's "tiling at the native GSD" warning: once, not once per scene
+    try:
+        for scene in scenes:
+            reader, used = _open_scene(scene, opts, tile_size, stride, target)
+            with reader:
+                out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
+    finally:
+        ingest_log.removeFilter(seen)
+    if seen.count > 1:
+        log.warning("... and %d more scenes tiled at their native GSD", seen.count - 1)
     return out
+
+
+class _FirstOnly(logging.Filter):
+    """Passes the first warning about native GSD tiling, counts the others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "native GSD" not in record.getMessage():
+            return True
+        self.count += 1
+        return self.count == 1
 
 
 def _check_gsds(listed: list[_SceneWindows], gsd: float | None) -> float | None:
