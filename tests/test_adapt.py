@@ -122,6 +122,12 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(tmp_path / "empty"), *start,
                                                "--out", str(out)]))
     assert "empty" in msg
+    # a folder whose only raster is broken: skipped like ingest skips it, then no tiles
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "text.tif").write_text("not a raster")
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(tmp_path / "broken"), *start,
+                                               "--out", str(out)]))
+    assert "hold no tiles (1 failed" in msg and "text.tif" in msg
     # too few tiles
     few = make_image_folder(tmp_path / "few", classes=2, per_class=3)
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(few), *start, "--out", str(out)]))

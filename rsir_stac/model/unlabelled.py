@@ -130,8 +130,12 @@ class _SceneWindows:
     refs: list
 
 
-def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, max_upsample, native_gsd):
-    """Open every scene (headers only) with ingest's GSD rule; list its windows."""
+def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, max_upsample, native_gsd,
+                  failed: list[str]):
+    """Open every scene (headers only) with ingest's GSD rule; list its windows.
+
+    A scene that cannot be opened is skipped and its one-line error appended
+    to ``failed`` (as ingest skips a failing item)."""
     from rsir_stac.ingest import IngestOptions, _open_scene
 
     opts = IngestOptions(bands=bands, gsd=gsd, min_valid=min_valid, max_upsample=max_upsample,
@@ -143,9 +147,13 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
     ingest_log.addFilter(seen)  # ingest's "tiling at the native GSD" warning: once, not once per scene
     try:
         for scene in scenes:
-            reader, used = _open_scene(scene, opts, tile_size, stride, target)
-            with reader:
-                out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
+            try:
+                reader, used = _open_scene(scene, opts, tile_size, stride, target)
+                with reader:
+                    out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
+            except RsirError as err:
+                log.warning("skipping %s: %s", scene.item_id, err)
+                failed.append(str(err))
     finally:
         ingest_log.removeFilter(seen)
     if seen.count > 1:
@@ -235,11 +243,12 @@ def collect_tiles(
 
     scenes = list(iter_scenes(raster_sources, asset=asset, bands=bands, on_error=on_error)) if raster_sources else []
     listed = _list_windows(scenes, bundle, gsd=gsd, bands=bands, stride=stride, tile_size=tile_size,
-                           min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd)
+                           min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd, failed=failed)
     run_gsd = _check_gsds(listed, gsd)
     slots = [(s, r) for s, w in enumerate(listed) for r in range(len(w.refs))] + [(-1, i) for i in range(len(images))]
     if not slots:
-        raise DatasetError(f"the sources {', '.join(map(str, sources))} hold no tiles (no raster items, no images); "
+        why = f" ({len(failed)} failed, first: {failed[0]})" if failed else " (no raster items, no images)"
+        raise DatasetError(f"the sources {', '.join(map(str, sources))} hold no tiles{why}; "
                            "pass STAC documents, GeoTIFF/COG files or a folder of images")
     rng = np.random.default_rng(seed)
     if max_tiles and len(slots) > max_tiles:
