@@ -88,9 +88,10 @@ def _adapt(sources, out, start, args, steps=None, **kw):
     a = b.meta["training"]["adaptation"]
     return b, {"seconds": round(time.time() - t, 1), "n_tiles": a["n_tiles"], "kinds": a["triplet_kinds"],
                "triplets": a["triplets"], "best_step": a["best_step"], "steps_run": a["steps_run"],
-               "criterion_before": round(a["before"]["mean"], 4), "criterion_after": round(a["after"]["mean"], 4),
-               "per_kind_before": {k: round(v, 3) for k, v in a["before"].items() if k not in ("mean", "step", "agreement")},
-               "per_kind_after": {k: round(v, 3) for k, v in a["after"].items() if k not in ("mean", "step", "agreement", "loss")},
+               "loss_before": round(a["before"]["mean_loss"], 4), "loss_after": round(a["after"]["mean_loss"], 4),
+               "top1_before": {k: round(v, 3) for k, v in a["before"]["accuracy"].items()},
+               "top1_after": {k: round(v, 3) for k, v in a["after"]["accuracy"].items()},
+               "n_heldout": a["n_heldout"],
                "start_agreement": round(a["after"]["agreement"], 4)}
 
 
@@ -116,8 +117,8 @@ def ucmd(args, work: Path, results: dict) -> None:
         print(f"UCMD test x{f:g}: mAP before {row['before']['mAP']:.4f}"
               + (f"  refit {row['refit']['mAP']:.4f}" if "refit" in row else "")
               + f"  adapted {row['adapted']['mAP']:.4f}  ({info['seconds']} s, {info['n_tiles']} images, "
-              f"best step {info['best_step']}/{info['steps_run']}, held-out criterion "
-              f"{info['criterion_before']:.3f}->{info['criterion_after']:.3f})", flush=True)
+              f"best step {info['best_step']}/{info['steps_run']}, held-out loss "
+              f"{info['loss_before']:.4f}->{info['loss_after']:.4f})", flush=True)
         results["ucmd"].append(row)
     if not args.lco:
         results["leave_classes_out"] = {"skipped": "no --lco bundle (train one with --leave-out-n 5)"}
@@ -150,8 +151,9 @@ def geotiffs(args, work: Path, results: dict) -> None:
         _, info = _adapt(files, work / f"geo_{name}", args.start, args)
         info["scenes"] = len(files)
         print(f"GeoTIFF {name}: {len(files)} scenes, {info['n_tiles']} tiles, {info['seconds']} s, kinds "
-              f"{info['kinds']}, triplets {info['triplets']}, held-out positive retrieval "
-              f"{info['per_kind_before']} -> {info['per_kind_after']}, start-model neighbour agreement "
+              f"{info['kinds']}, triplets {info['triplets']}, {info['n_heldout']} held out: loss "
+              f"{info['loss_before']:.4f} -> {info['loss_after']:.4f}, top-1 {info['top1_before']} -> "
+              f"{info['top1_after']} (best step {info['best_step']}/{info['steps_run']}), start-model neighbour agreement "
               f"{info['start_agreement']}", flush=True)
         results["geotiff"][name] = info
 

@@ -223,8 +223,8 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
             if ev.kind == "step":
                 bar.set_postfix(loss=f"{ev.loss:.3f}")
         elif ev.kind == "eval":
-            per = " ".join(f"{k} {v:.3f}" for k, v in ev.extra.items())
-            click.echo(f"step {ev.step}: held-out positive retrieval {ev.score:.3f} ({per}); "
+            acc = " ".join(f"{k} {v:.3f}" for k, v in ev.extra["accuracy"].items())
+            click.echo(f"step {ev.step}: held-out loss {ev.score:.4f} (top-1 {acc}); "
                        f"neighbour agreement with the start model {ev.agreement:.3f}", err=True)
         elif ev.kind == "reduce":
             click.echo(ev.message, err=True)
@@ -237,7 +237,7 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     a = bundle.meta["training"]["adaptation"]
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims); "
                f"{a['n_tiles']} tiles, triplets {a['triplets']}, best step {a['best_step']} of {a['steps_run']}, "
-               f"held-out positive retrieval {a['before']['mean']:.3f} -> {a['after']['mean']:.3f}")
+               f"held-out loss {a['before']['mean_loss']:.4f} -> {a['after']['mean_loss']:.4f}")
 
 
 def _parse_floats(text: str, what: str) -> tuple[float, ...]:

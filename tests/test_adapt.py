@@ -72,8 +72,9 @@ def test_triplet_loss_and_criteria():
     Z = near.numpy()
     assert neighbour_agreement(Z, Z, k=2) == 1.0
     queries = [("augment", 1, 0, 0), ("augment", 0, 1, 1), ("augment", 2, 0, 0)]
-    r = positive_retrieval(Z, queries, neg)
-    assert r["augment"] == pytest.approx(2 / 3)
+    r = positive_retrieval(Z, queries, neg, margin=0.2)
+    assert r["accuracy"]["augment"] == pytest.approx(2 / 3)
+    assert r["loss"]["augment"] == pytest.approx((np.sqrt(2) + 0.2) / 3, abs=1e-6)  # the miss: d_t=√2, d_n=0
 
 
 def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
@@ -139,7 +140,7 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_
     # an unloadable start bundle
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), "--from",
                                                str(tmp_path / "nobundle"), "--out", str(out)]))
-    assert "no model bundle" in msg
+    assert "no model bundle" in msg and "pass --from" in msg
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -17,8 +17,9 @@ Guard rails (what keeps the start model's knowledge):
   recipe's), a small learning rate with warm-up and cosine decay;
 * **early stopping on a held-out slice** of the user's tiles (whole ground
   cells, so the same ground at other dates stays held out with it) by
-  :func:`rsir_stac.model.criteria.positive_retrieval`, measured before
-  training (step 0) too: the bundle keeps the best step, which is the start
+  :func:`rsir_stac.model.criteria.positive_retrieval` (its triplet loss
+  against the hardest held-out negative), measured before training (step 0)
+  too: the bundle keeps the best step, which is the start
   network itself when adaptation never beats it.  The start-model
   neighbour agreement of the kept step is recorded.
 """
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsir_stac.errors import DatasetError, InputError
+from rsir_stac.errors import BundleNotFoundError, DatasetError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,10 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     target = _check_out(out)
     if cfg.p < 2 or cfg.k < 2:
         raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
-    bundle = load_bundle(cfg.start)
+    try:
+        bundle = load_bundle(cfg.start)
+    except BundleNotFoundError as err:  # the fix names this command's option
+        raise BundleNotFoundError(str(err).replace("pass --model", "pass --from")) from None
     _ = bundle.net  # a bundle whose weights cannot be loaded fails here, before any tile is read
     tiles = collect_tiles(list(cfg.sources), bundle, gsd=cfg.gsd, bands=cfg.bands, asset=cfg.asset,
                           stride=cfg.stride, min_valid=cfg.min_valid, max_tiles=cfg.max_tiles, seed=cfg.seed,
@@ -294,11 +298,11 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
 
     def evaluate(step: int) -> dict:
         z = _embed(nets.student, ho_images, size, mean, std, device, bf16)
-        r = positive_retrieval(z, queries, ho_neg)
+        r = positive_retrieval(z, queries, ho_neg, cfg.margin)
         r["agreement"] = neighbour_agreement(z_start[:len(ho)], z[:len(ho)])
         r["step"] = step
-        emit(AdaptEvent("eval", step, cfg.steps, score=r["mean"], agreement=r["agreement"],
-                        extra={k: v for k, v in r.items() if k not in ("mean", "agreement", "step")}))
+        emit(AdaptEvent("eval", step, cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
+                        extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
         return r
 
     body = [p for n_, p in nets.student.named_parameters() if n_.startswith("backbone.") and p.requires_grad]
@@ -341,10 +345,10 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         emit(AdaptEvent("step", step, cfg.steps, loss=losses[-1]))
         if step % cfg.eval_every == 0 or step == cfg.steps:
             r = evaluate(step)
-            r["loss"] = float(np.mean(losses[-cfg.eval_every:]))
+            r["train_loss"] = float(np.mean(losses[-cfg.eval_every:]))
             history.append(r)
             nets.train()
-            if r["mean"] > best["mean"]:
+            if r["mean_loss"] < best["mean_loss"] - 1e-4:
                 best, since = r, 0
                 best_state = {k: v.detach().clone() for k, v in nets.student.state_dict().items()}
             else:
@@ -376,7 +380,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         "triplet_kinds": kinds,
         "groups": dict(sampler.counts), "triplets": triplets,
         "steps_run": step, "best_step": int(best["step"]),
-        "criterion": "positive_retrieval",
+        "criterion": "held-out positive retrieval loss (lower is better)",
         "before": history[0], "after": best, "history": history,
         "seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
         "device": device.type, "bf16": bool(bf16),
