@@ -144,11 +144,14 @@ def ucmd(args, work: Path, results: dict) -> None:
 
 def geotiffs(args, work: Path, results: dict) -> None:
     root = Path(args.geotiff)
-    for name, pattern in (("naip", "opengeos_naip_*.tif"), ("landsat", "opengeos_landsat_*.tif")):
+    # Landsat at its native ~89 m: 256 px tiles are 23 km wide and the 62×34 km subset holds no pair of tiles
+    # 2 sides apart (no negatives); read at 30 m (the Landsat product GSD) as a user would with --gsd 30
+    for name, pattern, gsd in (("naip", "opengeos_naip_*.tif", None), ("landsat", "opengeos_landsat_*.tif", 30.0)):
         files = sorted(root.glob(pattern))
         if not files:
             continue
-        _, info = _adapt(files, work / f"geo_{name}", args.start, args)
+        _, info = _adapt(files, work / f"geo_{name}", args.start, args, gsd=gsd)
+        info["gsd"] = gsd
         info["scenes"] = len(files)
         print(f"GeoTIFF {name}: {len(files)} scenes, {info['n_tiles']} tiles, {info['seconds']} s, kinds "
               f"{info['kinds']}, triplets {info['triplets']}, {info['n_heldout']} held out: loss "

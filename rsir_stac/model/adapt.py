@@ -216,14 +216,39 @@ def _embed(net, images, size, mean, std, device, bf16, batch: int = 32) -> np.nd
     return np.concatenate(out) if out else np.zeros((0, net.out_dim), np.float32)
 
 
-def _heldout_queries(tiles, held: np.ndarray, positives) -> list[tuple[str, int, int, int]]:
-    """(kind, query row, target row, anchor) over the held-out gallery (+ n view rows)."""
-    n = len(held)
-    q = [("augment", n + i, i, i) for i in range(n)]
-    where = {int(t): r for r, t in enumerate(held.tolist())}
+def _check_negatives(tiles, neg_distance: float | None) -> None:
+    """Refuse georeferenced tiles that all lie too close together for any negative.
+
+    A negative must be more than ``neg_distance`` (default 2 tile sides) from
+    its anchor; a catalogue narrower than that (e.g. one Landsat subset tiled
+    at 30 m × 256 px = 23 km tiles) gives the triplet loss nothing to push away.
+    """
+    from scipy.spatial.distance import pdist
+
+    from rsir_stac.model.pairs import NEG_SIDES
+
+    if (~tiles.georeferenced).any() or len(tiles) < 2:
+        return  # images are negatives of each other
+    pos = tiles.pos[np.random.default_rng(0).permutation(len(tiles))[:2000]]
+    need = neg_distance or NEG_SIDES * float(np.nanmax(tiles.side_m))
+    span = float(pdist(pos).max())
+    if span <= need:
+        raise InputError(
+            f"the tiles span {span / 1000:.3g} km, no more than the negative distance {need / 1000:.3g} km "
+            f"({NEG_SIDES:g} tile sides of {np.nanmax(tiles.side_m) / 1000:.3g} km), so no triplet has a negative; "
+            "pass --gsd with a finer GSD (smaller tiles on the ground) or add scenes of other places")
+
+
+def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int, int, int]]:
+    """(kind, query row, target row, anchor row) of the held-out criterion.
+
+    Gallery rows 0..n_held-1 are the held-out tiles, n_held..n_gal-1
+    distractors; rows n_gal.. are one augmented view of each held-out tile.
+    Targets are always held-out tiles."""
+    q = [("augment", n_gal + i, i, i) for i in range(n_held)]
     for kind in ("spatial", "time"):
-        for r, t in enumerate(held.tolist()):
-            mates = [where[int(j)] for j in positives.of(kind, t) if int(j) in where]
+        for r in range(n_held):
+            mates = [int(j) for j in positives.of(kind, r) if int(j) < n_held]
             if mates:
                 q.append((kind, r, mates[0], r))
     return q
@@ -273,12 +298,18 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     if len(tiles) < cfg.min_tiles:
         raise DatasetError(f"the sources give {len(tiles)} tiles; adapting needs at least {cfg.min_tiles} "
                            "(add scenes or images, or use a smaller --stride for more overlapping tiles)")
+    _check_negatives(tiles, cfg.neg_distance)
     train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
     tr = tiles.subset(train_ix)
     tr_pos = find_positives(tr.pos, tr.scene, tr.time, tr.side_m)
     kinds = [k for k in kinds if k == "augment" or len(tr_pos.anchors(k, len(tr)))] or ["augment"]
     ho = tiles.subset(held)
-    ho_pos = find_positives(ho.pos, ho.scene, ho.time, ho.side_m)
+    # gallery of the held-out criterion: the held-out tiles, then training tiles as distractors (negatives
+    # only: a held-out slice from a few ground cells may hold no tile far enough to be a negative)
+    n_dis = min(len(train_ix), max(len(held), 32))
+    gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
+        train_ix, size=n_dis, replace=False)]))
+    gal_pos = find_positives(gal.pos, gal.scene, gal.time, gal.side_m)
     log.info("adapting on %d tiles (%d held out), triplet kinds %s", len(tr), len(ho), kinds)
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -291,15 +322,16 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
                           downscale_prob=0.3)
     view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
                                downscale_max=cfg.downscale_max, downscale_prob=0.3)
-    ho_images = list(ho.pixels) + [view_aug(im) for im in ho.pixels]
-    ho_neg = negative_mask(ho.pos, np.arange(len(ho)), np.arange(len(ho)), ho.side_m, cfg.neg_distance)
-    queries = _heldout_queries(ho, np.arange(len(ho)), ho_pos)
+    n_gal = len(gal)
+    ho_images = list(gal.pixels) + [view_aug(im) for im in ho.pixels]
+    ho_neg = negative_mask(gal.pos, np.arange(n_gal), np.arange(n_gal), gal.side_m, cfg.neg_distance)
+    queries = _heldout_queries(len(ho), n_gal, gal_pos)
     z_start = _embed(nets.teacher, ho_images, size, mean, std, device, bf16)
 
     def evaluate(step: int) -> dict:
         z = _embed(nets.student, ho_images, size, mean, std, device, bf16)
         r = positive_retrieval(z, queries, ho_neg, cfg.margin)
-        r["agreement"] = neighbour_agreement(z_start[:len(ho)], z[:len(ho)])
+        r["agreement"] = neighbour_agreement(z_start[:n_gal], z[:n_gal])
         r["step"] = step
         emit(AdaptEvent("eval", step, cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
                         extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
@@ -348,7 +380,8 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
             r["train_loss"] = float(np.mean(losses[-cfg.eval_every:]))
             history.append(r)
             nets.train()
-            if r["mean_loss"] < best["mean_loss"] - 1e-4:
+            undefined = math.isnan(history[0]["mean_loss"])  # no held-out query: no early stopping
+            if undefined or r["mean_loss"] < best["mean_loss"] - 1e-4:
                 best, since = r, 0
                 best_state = {k: v.detach().clone() for k, v in nets.student.state_dict().items()}
             else:
