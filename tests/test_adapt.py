@@ -153,6 +153,9 @@ def test_mixed_gsds_need_gsd(tmp_path, tiny_bundle):
         collect_tiles([str(d)], tiny_bundle)
     tiles = collect_tiles([str(d)], tiny_bundle, gsd=2.0)
     assert tiles.gsd == 2.0 and len(tiles) > 0
+    small = make_geotiff(tmp_path / "small.tif", width=128, height=96, res=100.0, seed=3)
+    with pytest.raises(InputError, match="no triplet has a negative.*--gsd"):  # 6.4 km tiles on a 13 km scene
+        adapt(AdaptConfig(sources=(str(small),), out=str(tmp_path / "o"), start=str(tiny_bundle.path)))
     with pytest.raises(DatasetError):
         adapt(AdaptConfig(sources=(str(d / "coarse.tif"),), out=str(tmp_path / "o"), start=str(tiny_bundle.path)))
     assert not (tmp_path / "o").exists()

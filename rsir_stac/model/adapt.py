@@ -295,10 +295,10 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     positives = find_positives(tiles.pos, tiles.scene, tiles.time, tiles.side_m)
     n_scenes = len(set(tiles.scene[tiles.georeferenced].tolist()))
     kinds = available_kinds(positives, len(tiles), cfg.triplets or None, n_scenes)
+    _check_negatives(tiles, cfg.neg_distance)
     if len(tiles) < cfg.min_tiles:
         raise DatasetError(f"the sources give {len(tiles)} tiles; adapting needs at least {cfg.min_tiles} "
                            "(add scenes or images, or use a smaller --stride for more overlapping tiles)")
-    _check_negatives(tiles, cfg.neg_distance)
     train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
     tr = tiles.subset(train_ix)
     tr_pos = find_positives(tr.pos, tr.scene, tr.time, tr.side_m)
