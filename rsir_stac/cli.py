@@ -98,8 +98,17 @@ def _echo_json(obj) -> None:
 
 # --------------------------------------------------------------------------- train
 @main.command()
-@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.argument("data_dir", nargs=-1, required=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, bundle/).")
+@click.option("--unlabelled", is_flag=True,
+              help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
+@click.option("--from", "from_bundle", type=click.Path(), help="--unlabelled: bundle to start from [shipped model].")
+@click.option("--triplets", help="--unlabelled: triplet kinds spatial,time,augment [every kind the tiles allow].")
+@click.option("--stride", type=int, help="--unlabelled: tile stride in pixels [half a tile].")
+@click.option("--bands", help="--unlabelled: R,G,B band numbers, as for ingest.")
+@click.option("--asset", help="--unlabelled: STAC asset key, as for ingest.")
+@click.option("--max-tiles", default=5000, show_default=True, help="--unlabelled: tiles read at most.")
+@click.option("--steps", default=300, show_default=True, help="--unlabelled: training steps at most.")
 @click.option("--backbone", default="efficientnet_lite0", show_default=True,
               type=click.Choice(["efficientnet_lite0", "resnet18", "resnet50"]))
 @click.option("--backbone-weights", type=click.Path(dir_okay=False), help="Local ImageNet state dict (ResNets).")
@@ -133,9 +142,21 @@ def _echo_json(obj) -> None:
 @click.option("--leave-out-n", type=int, default=0, help="Or: leave out this many classes chosen by --seed.")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in --out.")
 @_handle_errors
-def train(data_dir, out, no_resume, recipe, leave_out, val_scales, **opts):
-    """Train the triplet model on DATA_DIR (one sub-folder per class) and write OUT/bundle."""
+def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, from_bundle, triplets, stride,
+          bands, asset, max_tiles, steps, **opts):
+    """Train the triplet model on DATA_DIR (one sub-folder per class) and write OUT/bundle.
+
+    With --unlabelled: adapt a bundle to DATA_DIR... (any sources ingest takes, or image
+    folders) without labels, from spatial, time and augmentation triplets.
+    """
     from tqdm import tqdm
+
+    if unlabelled:
+        return _train_unlabelled(data_dir, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts)
+    if len(data_dir) != 1:
+        raise click.UsageError("train takes one DATA_DIR (one sub-folder per class); "
+                               "for several unlabelled sources add --unlabelled")
+    data_dir = data_dir[0]
 
     from rsir_stac.model.train import RECIPES, TrainConfig, train as run
 
@@ -164,6 +185,69 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, **opts):
 
     bundle = run(cfg, progress)
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
+
+
+def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts):
+    """``train --unlabelled``: options left at the labelled defaults take adaptation's defaults."""
+    from click.core import ParameterSource
+    from tqdm import tqdm
+
+    from rsir_stac.model.adapt import AdaptConfig, adapt
+
+    ctx = click.get_current_context()
+
+    def given(name):
+        return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+    if given("reducer") and opts["reducer"] == "lda":
+        raise click.BadParameter("--reducer lda needs labels; use pca or none with --unlabelled", param_hint="--reducer")
+    if given("miner") and opts["miner"] != "batch-hard":
+        raise click.BadParameter("--unlabelled mines random or batch-hard negatives; use --miner batch-hard or "
+                                 "leave it out", param_hint="--miner")
+    kw = {name: opts[name] for name in ("lr", "p", "k", "margin", "seed", "reducer", "reducer_dim", "gsd_m")
+          if given(name)}
+    kw = {("gsd" if k == "gsd_m" else k): v for k, v in kw.items()}
+    for name in ("distill", "freeze_blocks", "downscale_max"):
+        if opts.get(name) is not None:
+            kw[name] = opts[name]
+    if given("miner"):
+        kw["miner"] = "batch-hard"
+    if bands:
+        kw["bands"] = tuple(int(b) for b in _parse_floats(bands, "--bands"))
+    if triplets:
+        kw["triplets"] = tuple(t.strip() for t in triplets.split(",") if t.strip())
+    cfg = AdaptConfig(sources=tuple(sources), out=out, start=from_bundle, stride=stride, asset=asset,
+                      max_tiles=max_tiles, steps=steps, **kw)
+    bars: dict = {}
+
+    def progress(ev):
+        if ev.kind in ("tiles", "step"):
+            desc = "reading tiles" if ev.kind == "tiles" else "adapting"
+            bar = bars.get(ev.kind)
+            if bar is None:
+                for other in bars.values():
+                    other.close()
+                bar = bars[ev.kind] = tqdm(total=ev.steps, desc=desc, unit="tile" if ev.kind == "tiles" else "step",
+                                           leave=False, file=sys.stderr, disable=None)
+            bar.update(ev.step - bar.n)
+            if ev.kind == "step":
+                bar.set_postfix(loss=f"{ev.loss:.3f}")
+        elif ev.kind == "eval":
+            acc = " ".join(f"{k} {v:.3f}" for k, v in ev.extra["accuracy"].items())
+            click.echo(f"step {ev.step}: held-out loss {ev.score:.4f} (top-1 {acc}); "
+                       f"neighbour agreement with the start model {ev.agreement:.3f}", err=True)
+        elif ev.kind == "reduce":
+            click.echo(ev.message, err=True)
+
+    try:
+        bundle = adapt(cfg, progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    a = bundle.meta["training"]["adaptation"]
+    click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims); "
+               f"{a['n_tiles']} tiles, triplets {a['triplets']}, best step {a['best_step']} of {a['steps_run']}, "
+               f"held-out loss {a['before']['mean_loss']:.4f} -> {a['after']['mean_loss']:.4f}")
 
 
 def _parse_floats(text: str, what: str) -> tuple[float, ...]:

@@ -1,0 +1,444 @@
+"""Adapt a model bundle to a user's own catalogue without labels.
+
+``adapt`` reads the catalogue's tiles the way ingest does
+(:mod:`rsir_stac.model.unlabelled`), mines triplets from space, time and
+augmentation (:mod:`rsir_stac.model.pairs`) into P×K batches, and fine-tunes
+a copy of the start bundle's network with the triplet margin loss.  The
+result is a normal bundle: the adapted network and a PCA reducer refitted on
+the user's tiles, with a record of the sources and the triplets used.
+
+Guard rails (what keeps the start model's knowledge):
+
+* **distillation to the start model**: the start network, frozen, is the
+  teacher; the loss adds ``distill`` × the mean cosine distance between the
+  adapted and the start embedding of the same view, so the embedding moves
+  only where the triplets pull it;
+* the stem and first blocks stay frozen (``freeze_blocks``, the start
+  recipe's), a small learning rate with warm-up and cosine decay;
+* **early stopping on a held-out slice** of the user's tiles (whole ground
+  cells, so the same ground at other dates stays held out with it) by
+  :func:`rsir_stac.model.criteria.positive_retrieval` (its triplet loss
+  against the hardest held-out negative), measured before training (step 0)
+  too: the bundle keeps the best step, which is the start
+  network itself when adaptation never beats it.  The start-model
+  neighbour agreement of the kept step is recorded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rsir_stac.errors import BundleNotFoundError, DatasetError, InputError
+
+log = logging.getLogger(__name__)
+
+#: Fewer tiles than this cannot teach anything (and cannot fill a held-out slice).
+MIN_TILES = 64
+
+
+@dataclass
+class AdaptConfig:
+    """Everything that determines an adaptation run (recorded in the bundle)."""
+
+    sources: tuple[str, ...]
+    out: str
+    start: str | None = None           # bundle folder; None: the shipped model
+    triplets: tuple[str, ...] = ()     # spatial/time/augment; (): every kind the tiles allow
+    gsd: float | None = None
+    bands: tuple[int, int, int] | None = None
+    asset: str | None = None
+    stride: int | None = None          # target pixels; None: half a tile
+    min_valid: float = 0.5
+    max_tiles: int = 5000
+    min_tiles: int = MIN_TILES
+    steps: int = 300
+    p: int = 8
+    k: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    margin: float = 0.2
+    miner: str = "random"
+    distill: float = 1.0
+    freeze_blocks: int | None = None   # None: the start recipe's (5 for EfficientNet-Lite0)
+    neg_distance: float | None = None  # metres; None: 2 tile sides
+    downscale_max: float = 2.0         # augmentation: random downsampling by 1..max
+    heldout_fraction: float = 0.1
+    heldout_max: int = 200
+    eval_every: int = 50
+    patience: int = 3
+    reducer: str = "pca"
+    reducer_dim: int | None = None     # None: the start bundle's stored dimension
+    seed: int = 0
+    device: str | None = None
+    bf16: bool | None = None
+
+
+@dataclass
+class AdaptEvent:
+    """Progress for the caller: ``tiles`` read, ``step``, ``eval``, ``reduce``, ``done``."""
+
+    kind: str
+    step: int = 0
+    steps: int = 0
+    loss: float = float("nan")
+    score: float = float("nan")
+    agreement: float = float("nan")
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _check_out(out: Path) -> Path:
+    target = out / "bundle"
+    if target.exists():
+        raise InputError(f"{target} already exists; choose another --out or remove it")
+    parent = out if out.exists() else out.parent
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    if not os.access(parent if parent.exists() else Path("."), os.W_OK):
+        raise InputError(f"cannot write to {parent}; choose a writable --out")
+    return target
+
+
+def held_out_split(tiles, fraction: float, most: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) tile indices, about ``fraction`` of the tiles held out
+    (at least 8, at most ``most``).
+
+    Georeferenced tiles are held out by ground cell, so that a held-out
+    tile's other dates (and, with larger cells, its neighbours) are held out
+    with it: cells of 3 tile sides when whole cells fit the share, else of
+    1.5, else of half a side (one place, all its dates).  Images are held out
+    at random.
+    """
+    rng = np.random.default_rng([seed, 7])
+    n = len(tiles)
+    geo = tiles.georeferenced
+    want = min(most, max(8, int(round(n * fraction))))
+    held: list[int] = []
+    gi = np.flatnonzero(geo)
+    share = int(round(want * len(gi) / n)) if n else 0
+    for sides in (3.0, 1.5, 0.5):
+        if not len(gi) or not share:
+            break
+        cell = np.floor(tiles.pos[gi] / (sides * tiles.side_m[gi, None])).astype(np.int64)
+        _, inv = np.unique(cell, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        picked: list[int] = []
+        for c in rng.permutation(inv.max() + 1).tolist():
+            members = gi[inv == c]
+            if len(picked) + len(members) <= share:
+                picked.extend(members.tolist())
+            if len(picked) >= 0.8 * share:
+                break
+        if len(picked) >= 0.5 * share:
+            held = picked
+            break
+    ii = np.flatnonzero(~geo)
+    if len(ii):
+        held.extend(rng.choice(ii, size=min(len(ii), max(0, want - len(held))), replace=False).tolist())
+    held_arr = np.sort(np.asarray(held, dtype=np.int64))
+    return np.setdiff1d(np.arange(n), held_arr), held_arr
+
+
+class _Nets:
+    """Student (trainable copy of the start network) and teacher (the start
+    network, frozen), sharing the frozen prefix when the backbone has one."""
+
+    def __init__(self, bundle, freeze_blocks: int | None, device) -> None:
+        import torch
+
+        self.teacher = bundle.net.to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.student = copy.deepcopy(self.teacher)
+        bb = self.student.backbone
+        if freeze_blocks is None:
+            freeze_blocks = int(bundle.meta.get("training", {}).get("freeze_blocks") or 5)
+        self.n = min(int(freeze_blocks), bb.n_blocks) if hasattr(bb, "prefix") else 0
+        for p in self.student.parameters():
+            p.requires_grad_(True)
+        if self.n:
+            for m in bb.prefix_modules(self.n):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+        self.student = self.student.to(memory_format=torch.channels_last)
+
+    def train(self) -> None:
+        self.student.train()
+        if self.n:
+            for m in self.student.backbone.prefix_modules(self.n):
+                m.eval()
+
+    def __call__(self, x, with_teacher: bool):
+        """(student output B×D, teacher output or None) for a normalised batch."""
+        import torch
+
+        s, t = self.student, self.teacher
+        if self.n:
+            with torch.no_grad():
+                h = s.backbone.prefix(x, self.n)
+            z = s.embed_features(s.pool(s.backbone.suffix(h, self.n)))
+            if not with_teacher:
+                return z, None
+            with torch.no_grad():
+                zt = t.embed_features(t.pool(t.backbone.suffix(h, self.n)))
+            return z, zt
+        z = s(x)
+        if not with_teacher:
+            return z, None
+        with torch.no_grad():
+            return z, t(x)
+
+
+def _embed(net, images, size, mean, std, device, bf16, batch: int = 32) -> np.ndarray:
+    import torch
+
+    from rsir_stac.model.transforms import to_input
+
+    was = net.training
+    net.eval()
+    out = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for s in range(0, len(images), batch):
+            x = to_input(images[s:s + batch], size, mean, std).to(device)
+            out.append(net(x).float().cpu().numpy())
+    net.train(was)
+    return np.concatenate(out) if out else np.zeros((0, net.out_dim), np.float32)
+
+
+def _check_negatives(tiles, neg_distance: float | None) -> None:
+    """Refuse georeferenced tiles that all lie too close together for any negative.
+
+    A negative must be more than ``neg_distance`` (default 2 tile sides) from
+    its anchor; a catalogue narrower than that (e.g. one Landsat subset tiled
+    at 30 m × 256 px = 23 km tiles) gives the triplet loss nothing to push away.
+    """
+    from scipy.spatial.distance import pdist
+
+    from rsir_stac.model.pairs import NEG_SIDES
+
+    if (~tiles.georeferenced).any() or len(tiles) < 2:
+        return  # images are negatives of each other
+    pos = tiles.pos[np.random.default_rng(0).permutation(len(tiles))[:2000]]
+    need = neg_distance or NEG_SIDES * float(np.nanmax(tiles.side_m))
+    span = float(pdist(pos).max())
+    if span <= need:
+        raise InputError(
+            f"the tiles span {span / 1000:.3g} km, no more than the negative distance {need / 1000:.3g} km "
+            f"({NEG_SIDES:g} tile sides of {np.nanmax(tiles.side_m) / 1000:.3g} km), so no triplet has a negative; "
+            "pass --gsd with a finer GSD (smaller tiles on the ground) or add scenes of other places")
+
+
+def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int, int, int]]:
+    """(kind, query row, target row, anchor row) of the held-out criterion.
+
+    Gallery rows 0..n_held-1 are the held-out tiles, n_held..n_gal-1
+    distractors; rows n_gal.. are one augmented view of each held-out tile.
+    Targets are always held-out tiles."""
+    q = [("augment", n_gal + i, i, i) for i in range(n_held)]
+    for kind in ("spatial", "time"):
+        for r in range(n_held):
+            mates = [int(j) for j in positives.of(kind, r) if int(j) < n_held]
+            if mates:
+                q.append((kind, r, mates[0], r))
+    return q
+
+
+def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None):
+    """Adapt ``cfg.start`` to the tiles of ``cfg.sources``; write ``cfg.out``/bundle.
+
+    Returns the new :class:`~rsir_stac.model.bundle.ModelBundle`; its
+    ``meta["training"]["adaptation"]`` (also ``out``/adapt.json) records the
+    sources, tiles, triplet kinds and counts, the held-out criterion before
+    and after and the start-model neighbour agreement.
+
+    Raises BundleError for a start bundle that cannot be loaded, InputError
+    for an existing output, mixed GSDs without ``gsd``, or triplet kinds the
+    tiles cannot give (spatial from one scene), DatasetError for sources
+    with no or too few tiles.  Nothing is written until the bundle is
+    complete (it is built in a temporary folder and renamed).
+    """
+    import torch
+
+    from rsir_stac.embed import cpu_supports_bf16
+    from rsir_stac.model.bundle import load_bundle, save_bundle
+    from rsir_stac.model.criteria import neighbour_agreement, positive_retrieval
+    from rsir_stac.model.pairs import TripletSampler, available_kinds, find_positives, negative_mask, triplet_loss
+    from rsir_stac.model.transforms import OverheadAugment, to_input
+    from rsir_stac.model.unlabelled import collect_tiles
+    from rsir_stac.reduce import make_reducer
+
+    emit = progress or (lambda e: None)
+    t0 = time.time()
+    out = Path(cfg.out)
+    target = _check_out(out)
+    if cfg.p < 2 or cfg.k < 2:
+        raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
+    try:
+        bundle = load_bundle(cfg.start)
+    except BundleNotFoundError as err:  # the fix names this command's option
+        raise BundleNotFoundError(str(err).replace("pass --model", "pass --from")) from None
+    _ = bundle.net  # a bundle whose weights cannot be loaded fails here, before any tile is read
+    tiles = collect_tiles(list(cfg.sources), bundle, gsd=cfg.gsd, bands=cfg.bands, asset=cfg.asset,
+                          stride=cfg.stride, min_valid=cfg.min_valid, max_tiles=cfg.max_tiles, seed=cfg.seed,
+                          progress=lambda d, n: emit(AdaptEvent("tiles", d, n)))
+    positives = find_positives(tiles.pos, tiles.scene, tiles.time, tiles.side_m)
+    n_scenes = len(set(tiles.scene[tiles.georeferenced].tolist()))
+    kinds = available_kinds(positives, len(tiles), cfg.triplets or None, n_scenes)
+    _check_negatives(tiles, cfg.neg_distance)
+    if len(tiles) < cfg.min_tiles:
+        raise DatasetError(f"the sources give {len(tiles)} tiles; adapting needs at least {cfg.min_tiles} "
+                           "(add scenes or images, or use a smaller --stride for more overlapping tiles)")
+    train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
+    tr = tiles.subset(train_ix)
+    tr_pos = find_positives(tr.pos, tr.scene, tr.time, tr.side_m)
+    kinds = [k for k in kinds if k == "augment" or len(tr_pos.anchors(k, len(tr)))] or ["augment"]
+    ho = tiles.subset(held)
+    # gallery of the held-out criterion: the held-out tiles, then training tiles as distractors (negatives
+    # only: a held-out slice from a few ground cells may hold no tile far enough to be a negative)
+    n_dis = min(len(train_ix), max(len(held), 32))
+    gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
+        train_ix, size=n_dis, replace=False)]))
+    gal_pos = find_positives(gal.pos, gal.scene, gal.time, gal.side_m)
+    log.info("adapting on %d tiles (%d held out), triplet kinds %s", len(tr), len(ho), kinds)
+
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
+    torch.manual_seed(cfg.seed)
+    nets = _Nets(bundle, cfg.freeze_blocks, device)
+    size = bundle.input_size
+    mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
+    aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed, downscale_max=cfg.downscale_max,
+                          downscale_prob=0.3)
+    view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
+                               downscale_max=cfg.downscale_max, downscale_prob=0.3)
+    n_gal = len(gal)
+    ho_images = list(gal.pixels) + [view_aug(im) for im in ho.pixels]
+    ho_neg = negative_mask(gal.pos, np.arange(n_gal), np.arange(n_gal), gal.side_m, cfg.neg_distance)
+    queries = _heldout_queries(len(ho), n_gal, gal_pos)
+    z_start = _embed(nets.teacher, ho_images, size, mean, std, device, bf16)
+
+    def evaluate(step: int) -> dict:
+        z = _embed(nets.student, ho_images, size, mean, std, device, bf16)
+        r = positive_retrieval(z, queries, ho_neg, cfg.margin)
+        r["agreement"] = neighbour_agreement(z_start[:n_gal], z[:n_gal])
+        r["step"] = step
+        emit(AdaptEvent("eval", step, cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
+                        extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
+        return r
+
+    body = [p for n_, p in nets.student.named_parameters() if n_.startswith("backbone.") and p.requires_grad]
+    head = [p for n_, p in nets.student.named_parameters() if not n_.startswith("backbone.") and p.requires_grad]
+    opt = torch.optim.AdamW([{"params": body, "scale": 1.0}, {"params": head, "scale": 10.0}],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = TripletSampler(tr_pos, len(tr), kinds, p=cfg.p, k=cfg.k, seed=cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 3])
+    triplets = {k: 0 for k in kinds}
+    history = [evaluate(0)]
+    best, best_state, since = history[0], None, 0
+    warmup = max(1, cfg.steps // 10)
+    losses: list[float] = []
+    step = 0
+    nets.train()
+    for step in range(1, cfg.steps + 1):
+        lr = cfg.lr * (step / warmup if step <= warmup else
+                       0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.steps - warmup))))
+        for g in opt.param_groups:
+            g["lr"] = lr * g["scale"]
+        batch = sampler.batch()
+        ix = np.asarray([b[0] for b in batch])
+        group = np.asarray([b[1] for b in batch])
+        kind = [b[2] for b in batch]
+        x = to_input([aug(tr.pixels[i]) for i in ix.tolist()], size, mean, std).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            z, zt = nets(x, cfg.distill > 0)
+        neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance)
+        loss, used = triplet_loss(z.float(), group, neg, cfg.margin, rng, cfg.miner)
+        for a in used.tolist():
+            triplets[kind[a]] += 1
+        if zt is not None:
+            loss = loss + cfg.distill * (1.0 - torch.nn.functional.cosine_similarity(
+                z.float(), zt.float(), dim=1)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+        emit(AdaptEvent("step", step, cfg.steps, loss=losses[-1]))
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            r = evaluate(step)
+            r["train_loss"] = float(np.mean(losses[-cfg.eval_every:]))
+            history.append(r)
+            nets.train()
+            undefined = math.isnan(history[0]["mean_loss"])  # no held-out query: no early stopping
+            if undefined or r["mean_loss"] < best["mean_loss"] - 1e-4:
+                best, since = r, 0
+                best_state = {k: v.detach().clone() for k, v in nets.student.state_dict().items()}
+            else:
+                since += 1
+                if since >= cfg.patience:
+                    log.info("early stop at step %d (best step %d)", step, best["step"])
+                    break
+    train_seconds = time.time() - t0
+    net = nets.student
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        net.load_state_dict(nets.teacher.state_dict())
+    net = net.eval().to("cpu")
+    emit(AdaptEvent("reduce", message=f"fitting the {cfg.reducer} reducer on {len(tiles)} tiles"))
+    reducer = None
+    if cfg.reducer != "none":
+        z_all = _embed(net, tiles.pixels, size, mean, std, torch.device("cpu"), bf16 if device.type == "cpu" else False)
+        dim = cfg.reducer_dim or (bundle.dim if bundle.meta.get("reducer", {}).get("kind") != "none" else 32)
+        reducer = make_reducer(cfg.reducer, min(dim, len(tiles) - 1, net.out_dim)).fit(z_all)
+    record = {
+        "from_model": bundle.model_id,
+        "sources": tiles.sources,
+        "gsd": tiles.gsd,
+        "tile_size": bundle.tile_size,
+        "stride": cfg.stride or max(1, bundle.tile_size // 2),
+        "n_tiles": len(tiles), "n_train": len(tr), "n_heldout": len(ho),
+        "n_scenes": n_scenes, "skipped": tiles.skipped,
+        "triplet_kinds": kinds,
+        "groups": dict(sampler.counts), "triplets": triplets,
+        "steps_run": step, "best_step": int(best["step"]),
+        "criterion": "held-out positive retrieval loss (lower is better)",
+        "before": history[0], "after": best, "history": history,
+        "seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
+        "device": device.type, "bf16": bool(bf16),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("sources", "out", "device")},
+    }
+    meta = copy.deepcopy(bundle.meta)
+    for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
+        meta.pop(key, None)
+    meta["name"] = "rsir-adapted"
+    if tiles.gsd is not None:
+        meta["gsd_m"] = float(tiles.gsd)
+    meta.setdefault("training", {})["adaptation"] = record
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".bundle.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_bundle(tmp, net, reducer, meta)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = load_bundle(target)
+    report = out / "adapt.json"
+    report.with_suffix(".json.tmp").write_text(json.dumps({"model_id": result.model_id, **record}, indent=1,
+                                                          default=str))
+    os.replace(report.with_suffix(".json.tmp"), report)
+    emit(AdaptEvent("done", step, cfg.steps, message=str(target)))
+    return result

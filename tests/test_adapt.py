@@ -1,0 +1,161 @@
+"""Adapting a bundle to unlabelled tiles: real rasters, real training steps, real ingest."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import DatasetError, InputError
+from rsir_stac.model.adapt import AdaptConfig, adapt
+from rsir_stac.model.criteria import neighbour_agreement, positive_retrieval
+from rsir_stac.model.pairs import find_positives, negative_mask, triplet_loss
+from rsir_stac.model.unlabelled import collect_tiles, ecef
+from tests.conftest import make_geotiff, make_image_folder
+
+FAST = dict(steps=2, eval_every=1, p=3, k=2, heldout_max=12, min_tiles=16)
+
+
+@pytest.fixture()
+def series(tmp_path):
+    """The same ground at two dates, and a scene 100 km away (1 m, 256×192 px)."""
+    d = tmp_path / "scenes"
+    d.mkdir()
+    make_geotiff(d / "here_2019.tif", seed=1, datetime_tag="2019:06:01 10:00:00")
+    make_geotiff(d / "here_2021.tif", seed=1, datetime_tag="2021:06:01 10:00:00")
+    make_geotiff(d / "there.tif", seed=2, origin=(600000.0, 3300000.0), datetime_tag="2020:06:01 10:00:00")
+    return d
+
+
+def _one_line_error(result):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_positives_and_negatives_follow_the_ground():
+    # three tiles 32 m apart in a row (scene 0), the first again at another date (scene 1), one far away
+    lon0, lat0 = -93.0, 30.0
+    dlon = 32 / (111320 * np.cos(np.radians(lat0)))
+    lon = np.array([lon0, lon0 + dlon, lon0 + 2 * dlon, lon0, lon0 + 1.0])
+    lat = np.full(5, lat0)
+    pos = ecef(lon, lat)
+    scene = np.array([0, 0, 0, 1, 2])
+    time = np.array([0.0, 0.0, 0.0, 1e8, 0.0])
+    side = np.full(5, 64.0)
+    pp = find_positives(pos, scene, time, side)
+    assert sorted(pp.spatial[0].tolist()) == [1, 2]  # 32 and 64 m away: overlapping / adjacent
+    assert pp.time[0].tolist() == [3] and pp.time[3].tolist() == [0]
+    assert pp.spatial[4].tolist() == [] and pp.time[4].tolist() == []
+    neg = negative_mask(pos, np.arange(5), np.arange(5), side)
+    assert neg[0].tolist() == [False, False, False, False, True]  # only the tile > 2 sides away
+    img = negative_mask(np.full((3, 3), np.nan), np.array([7, 7, 8]), np.arange(3), np.full(3, np.nan))
+    assert img[0].tolist() == [False, False, True]  # another view of the same image is never a negative
+
+
+def test_triplet_loss_and_criteria():
+    group = np.array([0, 0, 1, 1])
+    neg = group[:, None] != group[None, :]
+    near = torch.tensor([[1.0, 0], [1.0, 0.01], [0, 1.0], [0.01, 1.0]])
+    loss, used = triplet_loss(near, group, neg, 0.2, np.random.default_rng(0))
+    assert float(loss) == 0.0 and len(used) == 4
+    mixed = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0.01], [0.01, 1.0]], requires_grad=True)
+    loss, _ = triplet_loss(mixed, group, neg, 0.2, np.random.default_rng(0))
+    assert float(loss.detach()) > 0.2  # a random violating negative per pair
+    hard, _ = triplet_loss(mixed, group, neg, 0.2, np.random.default_rng(0), miner="batch-hard")
+    assert float(hard.detach()) == pytest.approx(np.sqrt(2) - np.sqrt(2) * 0.01 + 0.2, abs=0.01)
+    loss.backward()
+    assert mixed.grad.abs().sum() > 0
+    Z = near.numpy()
+    assert neighbour_agreement(Z, Z, k=2) == 1.0
+    queries = [("augment", 1, 0, 0), ("augment", 0, 1, 1), ("augment", 2, 0, 0)]
+    r = positive_retrieval(Z, queries, neg, margin=0.2)
+    assert r["accuracy"]["augment"] == pytest.approx(2 / 3)
+    assert r["loss"]["augment"] == pytest.approx((np.sqrt(2) + 0.2) / 3, abs=1e-6)  # the miss: d_t=√2, d_n=0
+
+
+def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+
+    events = []
+    out = tmp_path / "run"
+    b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **FAST), events.append)
+    a = b.meta["training"]["adaptation"]
+    assert a["from_model"] == tiny_bundle.model_id and b.model_id != tiny_bundle.model_id
+    assert a["triplet_kinds"] == ["spatial", "time", "augment"]
+    assert all(a["triplets"][k] > 0 for k in a["triplet_kinds"])
+    assert a["n_tiles"] == 3 * 7 * 5 and a["n_train"] + a["n_heldout"] == a["n_tiles"]  # stride 32 on 256×192
+    assert a["gsd"] == pytest.approx(1.0) and b.gsd == pytest.approx(1.0)
+    assert b.meta["reducer"]["kind"] == "pca" and b.dim == tiny_bundle.dim
+    assert [e.step for e in events if e.kind == "eval"] == [0, 1, 2]
+    assert json.loads((out / "adapt.json").read_text())["model_id"] == b.model_id
+    assert not [p for p in out.iterdir() if p.name.startswith(".bundle.partial")]
+    # the adapted bundle is a bundle like any other: ingest and its index record it
+    rep = ingest([str(series / "there.tif")], index=str(tmp_path / "idx"), model=str(b.path),
+                 options=IngestOptions())
+    assert rep.ok and rep.points_written == 12  # 256×192 px at 1 m: 4×3 tiles of 64 px
+    with Index.open(str(tmp_path / "idx"), model=str(b.path)) as idx:
+        hits = idx.search(pixels=np.zeros((64, 64, 3), np.uint8), k=5).hits
+        assert len(hits) == 5 and {h.payload["model_id"] for h in hits} == {b.model_id}
+
+
+def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
+    data = make_image_folder(tmp_path / "imgs", classes=3, per_class=22, size=48)
+    r = CliRunner().invoke(main, ["train", "--unlabelled", str(data), "--from", str(tiny_bundle.path),
+                                  "--out", str(tmp_path / "run"), "--steps", "2", "--p", "3", "--k", "2"])
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "run" / "adapt.json").read_text())
+    assert a["triplet_kinds"] == ["augment"] and a["triplets"]["augment"] > 0
+    assert a["n_tiles"] == 66 and a["sources"][0]["kind"] == "images"
+    assert "bundle written to" in r.output
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_bundle):
+    runner = CliRunner()
+    start = ["--from", str(tiny_bundle.path)]
+    out = tmp_path / "out"
+    # no tiles
+    (tmp_path / "empty").mkdir()
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(tmp_path / "empty"), *start,
+                                               "--out", str(out)]))
+    assert "empty" in msg
+    # a folder whose only raster is broken: skipped like ingest skips it, then no tiles
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "text.tif").write_text("not a raster")
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(tmp_path / "broken"), *start,
+                                               "--out", str(out)]))
+    assert "hold no tiles (1 failed" in msg and "text.tif" in msg
+    # too few tiles
+    few = make_image_folder(tmp_path / "few", classes=2, per_class=3)
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(few), *start, "--out", str(out)]))
+    assert "6 tiles" in msg and "at least" in msg
+    # spatial triplets from one scene
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series / "there.tif"), *start,
+                                               "--triplets", "spatial", "--out", str(out)]))
+    assert "2 scenes" in msg and "--triplets augment" in msg
+    # an unloadable start bundle
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), "--from",
+                                               str(tmp_path / "nobundle"), "--out", str(out)]))
+    assert "no model bundle" in msg and "pass --from" in msg
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_mixed_gsds_need_gsd(tmp_path, tiny_bundle):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    make_geotiff(d / "fine.tif", res=1.0, seed=1)
+    make_geotiff(d / "coarse.tif", res=4.0, seed=2, origin=(700000.0, 3300000.0))
+    with pytest.raises(InputError, match="--gsd"):
+        collect_tiles([str(d)], tiny_bundle)
+    tiles = collect_tiles([str(d)], tiny_bundle, gsd=2.0)
+    assert tiles.gsd == 2.0 and len(tiles) > 0
+    small = make_geotiff(tmp_path / "small.tif", width=128, height=96, res=100.0, seed=3)
+    with pytest.raises(InputError, match="no triplet has a negative.*--gsd"):  # 6.4 km tiles on a 13 km scene
+        adapt(AdaptConfig(sources=(str(small),), out=str(tmp_path / "o"), start=str(tiny_bundle.path)))
+    with pytest.raises(DatasetError):
+        adapt(AdaptConfig(sources=(str(d / "coarse.tif"),), out=str(tmp_path / "o"), start=str(tiny_bundle.path)))
+    assert not (tmp_path / "o").exists()
