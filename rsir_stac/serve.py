@@ -470,7 +470,8 @@ def _tile_png(payload: dict, pid: str = "") -> bytes:
         raise SourceUnreadableError(f"stored payload of tile {pid} has no usable source ({exc}); "
                                     "re-ingest the item") from None
     except RasterError as exc:
-        raise SourceUnreadableError(f"the source raster of tile {pid} cannot be read any more ({exc}); "
+        cause = str(exc).split("; ")[0]  # the reader's cause; its advice is for ingest, not for this request
+        raise SourceUnreadableError(f"the source raster of tile {pid} cannot be read any more ({cause}); "
                                     "restore the file or re-ingest the item") from None
     buf = io.BytesIO()
     Image.fromarray(px).save(buf, format="PNG", compress_level=3)

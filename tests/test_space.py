@@ -115,7 +115,7 @@ def rasters(tmp_path):
 
 
 def test_commands_on_a_full_tmpfs_end_with_one_line(tmpfs, tiny_bundle, rasters, tmp_path):
-    fs = tmpfs("disk", 96)
+    fs = tmpfs("disk", 128)
     idx = fs / "idx"
     model = str(tiny_bundle.path)
     opts = ["--model", model, "--tile-size", "64", "--native-gsd"]
