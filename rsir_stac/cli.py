@@ -489,7 +489,8 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         return
     click.echo(
         f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "
-        f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed, "
+        f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed"
+        + (f" ({report.tiles_relabelled} given the new collection/date)" if report.tiles_relabelled else "") + ", "
         f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
     )
     for item in report.items_empty:

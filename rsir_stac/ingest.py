@@ -85,6 +85,7 @@ class IngestReport:
     tiles_total: int = 0
     tiles_read: int = 0
     tiles_existing: int = 0
+    tiles_relabelled: int = 0
     tiles_empty: int = 0
     tiles_failed: list[str] = field(default_factory=list)
     items_empty: list[str] = field(default_factory=list)
@@ -137,6 +138,7 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
     return {
         "item_id": scene.item_id,
         "collection": scene.collection,
+        "source": "stac" if scene.from_stac else "raster",
         "asset": scene.asset_key,
         "href": scene.href,
         "window": {"col_off": w.col_off, "row_off": w.row_off, "width": w.width, "height": w.height},
@@ -158,6 +160,33 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
 
 
 _END = object()
+
+#: Payload fields a bare raster's ``--collection`` / ``--datetime`` set.
+LABEL_FIELDS = ("collection", "datetime", "datetime_epoch", "datetime_end_epoch", "start_datetime", "end_datetime")
+
+
+def relabel(store, scene, ids: set[str]) -> int:
+    """Give stored tiles of a bare raster the collection and time of ``scene`` when
+    they differ (``ingest --collection/--datetime`` run again on an indexed file):
+    their vectors are kept, nothing is embedded again.  Returns how many changed."""
+    dt, end = scene.interval
+    want = {"collection": scene.collection, "datetime": _iso(dt),
+            "datetime_epoch": dt.timestamp() if dt else None,
+            "datetime_end_epoch": end.timestamp() if end else None,
+            **({"start_datetime": _iso(dt), "end_datetime": _iso(end)} if dt and end != dt else {})}
+    if want["collection"] is None and want["datetime"] is None:
+        return 0  # nothing given this time: keep what the tiles have
+    from rsir_stac.store import Point
+
+    changed = []
+    for hit in store.retrieve(sorted(ids), with_vectors=True):
+        have = {k: hit.payload.get(k) for k in LABEL_FIELDS}
+        if have != {k: want.get(k) for k in LABEL_FIELDS}:
+            payload = {k: v for k, v in hit.payload.items() if k not in LABEL_FIELDS} | want
+            changed.append(Point(hit.id, np.asarray(hit.vector, dtype=np.float32), payload))
+    for s in range(0, len(changed), WRITE_BATCH):
+        store.upsert(changed[s : s + WRITE_BATCH])
+    return len(changed)
 
 #: Points per upsert: several embedding batches, written whole.
 WRITE_BATCH = 64
@@ -370,6 +399,9 @@ class _LazyStore:
     def existing_ids(self, ids):
         return self._store.existing_ids(ids) if self._ready else set()
 
+    def retrieve(self, ids, with_vectors: bool = False):
+        return self._store.retrieve(ids, with_vectors=with_vectors) if self._ready else []
+
     def upsert(self, points) -> None:
         self._writable().upsert(points)
 
@@ -418,10 +450,12 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                 with reader, gdal_env():  # one GDAL environment per scene, not per tile
                     tkey = tiling_key(tile_size, stride, scene_gsd, options.edge)
                     refs = reader.windows()
-                    ids = [point_id(scene.collection, scene.item_id, scene.asset_key, r.grid, tkey, model_id)
+                    ids = [point_id(scene.identity_collection, scene.item_id, scene.asset_key, r.grid, tkey, model_id)
                            for r in refs]
                     with lock:
                         existing = store.existing_ids(ids) if ids else set()
+                        if existing and not scene.from_stac:
+                            report.tiles_relabelled += relabel(store, scene, existing)
                     report.tiles_total += len(refs)
                     report.tiles_existing += len(existing)
                     q.put(("total", len(refs) - len(existing)))

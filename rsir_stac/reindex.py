@@ -137,7 +137,8 @@ def _plan(payload: dict, model_id: str) -> tuple[str, _SourceKey, _Grid]:
     gsd = None if t.get("gsd") is None else float(t["gsd"])
     bands = tuple(int(b) for b in t["bands"]) if t.get("bands") else None
     key = _SourceKey(str(payload["href"]), bands, gsd, tile_size, stride, edge)
-    pid = point_id(payload.get("collection"), str(payload["item_id"]), str(payload["asset"]), grid,
+    identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
+    pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
                    tiling_key(tile_size, stride, gsd, edge), model_id)
     return pid, key, grid
 

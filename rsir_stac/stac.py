@@ -90,6 +90,14 @@ class SceneRef:
     datetime: dt.datetime | None = None
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     end_datetime: dt.datetime | None = None
+    from_stac: bool = True  # False for a bare raster (no STAC item)
+
+    @property
+    def identity_collection(self) -> str | None:
+        """The collection that is part of the tiles' identity (point ids): a STAC item's
+        collection; None for a bare raster, whose ``--collection`` is a label only, so
+        adding or changing it later updates the tiles instead of duplicating them."""
+        return self.collection if self.from_stac else None
 
     @property
     def interval(self) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -253,6 +261,7 @@ def _raster_scene(href: str, bands: tuple[int, int, int] | None,
         bands=bands,
         datetime=start,
         end_datetime=end if end != start else None,
+        from_stac=False,
     )
 
 

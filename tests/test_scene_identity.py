@@ -98,3 +98,26 @@ def test_points_with_the_old_item_id_are_counted_in_info(tmp_path, twins, tiny_b
     assert any("file name alone" in n and "new --index" in n for n in info.notes)
     out = CliRunner().invoke(main, ["info", "--index", str(idx)])
     assert out.exit_code == 0 and json.loads(out.output)["legacy_item_ids"] == 1
+
+
+def test_collection_and_date_added_later_relabel_instead_of_duplicating(tmp_path, twins, tiny_bundle):
+    import dataclasses
+    import datetime as dt
+
+    idx = tmp_path / "idx"
+    first = ingest([str(twins[0])], index=str(idx), model=tiny_bundle, options=NATIVE)
+    with open_store(str(idx), read_only=True) as store:
+        before = {p.id: p.vector for p in store.iter_points(with_vectors=True)}
+    when = (dt.datetime(2019, 6, 1, tzinfo=dt.timezone.utc), dt.datetime(2019, 8, 31, tzinfo=dt.timezone.utc))
+    labelled = dataclasses.replace(NATIVE, collection="naip", datetime=when)
+    again = ingest([str(twins[0])], index=str(idx), model=tiny_bundle, options=labelled)
+    assert (first.points_written, again.points_written, again.tiles_relabelled) == (2, 0, 2)
+    with open_store(str(idx), read_only=True) as store:
+        pts = list(store.iter_points(with_vectors=True))
+    assert {p.id for p in pts} == set(before)  # same tiles, no duplicates
+    for p in pts:
+        assert p.payload["collection"] == "naip" and p.payload["start_datetime"].startswith("2019-06-01")
+        assert p.payload["datetime_end_epoch"] == when[1].timestamp()
+        assert np.array_equal(p.vector, before[p.id])  # vectors kept, nothing re-embedded
+    third = ingest([str(twins[0])], index=str(idx), model=tiny_bundle, options=labelled)
+    assert (third.points_written, third.tiles_relabelled, third.tiles_existing) == (0, 0, 2)
