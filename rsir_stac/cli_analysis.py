@@ -112,7 +112,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             return
         pr = ("precision {:.2f}, recall {:.2f} on {} held-out labels".format(report.precision or 0.0, report.recall or 0.0,
                                                                               report.holdout)
-              if report.holdout else "too few labels to hold any out (need 2+ of each)")
+              if report.holdout else "too few labels to hold any out (need 3+ of each)")
         click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {len(report.hits)} at p >= {threshold} "
                    f"-> {out} ({len(rows)} rows); {pr}")
 

@@ -40,7 +40,7 @@ FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".fgb": "fl
 
 #: Payload fields written as their own typed columns; other payload fields go to ``extra`` (JSON text).
 TEXT_FIELDS = ("item_id", "collection", "asset", "href", "datetime", "crs", "model_id")
-NUMBER_FIELDS = ("datetime_epoch", "gsd")
+NUMBER_FIELDS = ("datetime_epoch", "datetime_end_epoch", "gsd")
 JSON_FIELDS = ("bbox", "window", "grid", "tiling")
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
@@ -282,10 +282,30 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     return out
 
 
-def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
-    """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
+def _time_interval(parquet: Path) -> list[str | None]:
+    """[first start, last end] (RFC 3339, UTC) of the exported tiles' acquisition times;
+    null at an end that no tile dates (an open interval, as STAC allows)."""
     from datetime import datetime, timezone
 
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(parquet).names)
+    cols = [c for c in ("datetime_epoch", "datetime_end_epoch") if c in names]
+    if not cols:
+        return [None, None]
+    table = pq.read_table(parquet, columns=cols)
+    lo = pc.min(table["datetime_epoch"]).as_py() if "datetime_epoch" in cols else None
+    hi = pc.max(table[cols[-1]]).as_py()
+
+    def iso(t):
+        return None if t is None else datetime.fromtimestamp(float(t), timezone.utc).isoformat().replace("+00:00", "Z")
+
+    return [iso(lo), iso(hi)]
+
+
+def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
+    """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
     from rsir_stac.atomic import atomic_output
     from rsir_stac.model.bundle import MLM
 
@@ -305,7 +325,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
         href = "./" + str(rel.relative_to(target.resolve().parent))
     except ValueError:
         href = str(rel)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    interval = _time_interval(parquet)
     doc = {
         "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION],
         "id": f"rsir-stac-embeddings-{bundle.model_id}",
@@ -314,7 +334,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
                         "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding."),
         "license": "other",
         "extent": {"spatial": {"bbox": [list(info.extent) if info.extent else [-180, -90, 180, 90]]},
-                   "temporal": {"interval": [[None, now]]}},
+                   "temporal": {"interval": [interval]}},
         "emb:type": "patch",
         "emb:dimensions": int(bundle.dim),
         "emb:data_type": "float32",

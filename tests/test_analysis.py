@@ -9,6 +9,7 @@ other tile is background.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import uuid
 
 import numpy as np
@@ -272,6 +273,9 @@ def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
     doc = json.loads(stac.read_text())
     assert doc["type"] == "Collection" and any("embeddings" in e for e in doc["stac_extensions"])
     assert doc["emb:dimensions"] == index.bundle.dim and doc["assets"]["embeddings"]["href"] == "./tiles.parquet"
+    starts = [p.payload.get("datetime_epoch") for p in pts if p.payload.get("datetime_epoch") is not None]
+    want = datetime.fromtimestamp(min(starts), timezone.utc).isoformat().replace("+00:00", "Z") if starts else None
+    assert doc["extent"]["temporal"]["interval"][0][0] == want  # the tiles' own time, not the export's
     link = next(lk for lk in doc["links"] if lk["rel"] == "derived-from")
     mlm = json.loads((tmp_path / link["href"]).read_text())
     assert "similarity-search" in json.dumps(mlm)
