@@ -194,7 +194,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                max_image_pixels: int = 4096 * 4096, max_decoded_bytes: int = 64 * 1024 * 1024,
                max_decodes: int = 2, allowed_hosts: Sequence[str] | None = None,
                allowed_origins: Sequence[str] = (), hide_paths: bool = False,
-               csp_img_sources: Sequence[str] = (), thumb_cache_bytes: int = THUMB_CACHE_BYTES):
+               csp_img_sources: Sequence[str] = (), thumb_cache_bytes: int = THUMB_CACHE_BYTES,
+               basemap: str | None = None, tile_cache_bytes: int | None = None):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
@@ -205,6 +206,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`;
     ``hide_paths`` cuts server paths in hrefs and error messages to file names;
     ``csp_img_sources`` lets the page load images from more origins (CSP).
+    ``basemap``: an optional XYZ tile URL template (``https://host/{z}/{x}/{y}.png``) the map
+    page draws under the imagery (its origin is added to the page's image sources);
+    ``tile_cache_bytes``: the budget of rendered web-map tiles kept in memory (default
+    :data:`rsir_stac.maptiles.CACHE_BYTES`).
     """
     from fastapi import Body, FastAPI, File, Form, Query, Security, UploadFile
     from fastapi import Path as PathParam
@@ -268,6 +273,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             "version": __version__,
             "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels,
                        "max_decoded_bytes": max_decoded_bytes},
+            "basemap": basemap,
         }
         info_cache["v"] = (now, doc)
         return doc
@@ -422,6 +428,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
             thumbs.put(pid, png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
+    from rsir_stac.api.tiles import tiles_router
+
+    app.include_router(tiles_router(index, lock=lock, dependencies=security, cache_bytes=tile_cache_bytes))
+
     # ------------------------------------------------------------------ page
     from rsir_stac.serve_analysis import analysis_router
 
@@ -452,7 +462,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
     app.add_middleware(Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
-                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins, img_sources=csp_img_sources)
+                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+                       img_sources=tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
     document_errors(app, common)  # last: also for operations of included routers
     return app
 
@@ -525,7 +536,7 @@ def _log_config() -> dict:
 def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant: str | None = None,
         model=None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
         log_level: str = "info", allow_hosts: Sequence[str] = (), allow_origins: Sequence[str] = (),
-        hide_paths: bool | None = None) -> None:
+        hide_paths: bool | None = None, basemap: str | None = None) -> None:
     """Open the index once and serve it with uvicorn until interrupted (one worker: the index lock).
 
     The port is bound first (:class:`AddressInUseError` when taken).  Allowed
@@ -547,7 +558,7 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
     try:
         hide = (not is_loopback(host)) if hide_paths is None else hide_paths
         app = create_app(idx, api_key=api_key, allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
-                         allowed_origins=tuple(allow_origins), hide_paths=hide)
+                         allowed_origins=tuple(allow_origins), hide_paths=hide, basemap=basemap)
         log.warning("serving %s (model %s) on http://%s:%s/", idx.store.describe(), idx.bundle.model_id, host, port)
         config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
         uvicorn.Server(config).run(sockets=[sock])
@@ -572,8 +583,10 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
               help="Allow POSTs (and CORS) from this web origin, e.g. https://maps.example.org (repeatable).")
 @click.option("--hide-paths/--show-paths", default=None,
               help="Hide server file paths in hrefs and errors. Default: hidden unless --host is loopback.")
+@click.option("--basemap", metavar="URL", help="Online XYZ basemap under the imagery, e.g. "
+              "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none, fully offline).")
 def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_key, allow_hosts, allow_origins,
-                  hide_paths):
+                  hide_paths, basemap):
     """Serve the search API and the map page over HTTP (open http://HOST:PORT/)."""
     import sys
 
@@ -585,12 +598,32 @@ def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_
     try:
         run(index=index, qdrant_url=qdrant_url, api_key_qdrant=api_key_qdrant, model=model, host=host,
             port=port, api_key=service_key, allow_hosts=allow_hosts, allow_origins=allow_origins,
-            hide_paths=hide_paths)
+            hide_paths=hide_paths, basemap=_check_basemap(basemap))
     except RsirError as exc:
         if logging.getLogger().level <= logging.DEBUG:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+def _check_basemap(url: str | None) -> str | None:
+    """``url`` when it is an http(s) XYZ template with {z}, {x} and {y}; else InputError."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).scheme not in ("http", "https") or not all(f"{{{c}}}" in url for c in "zxy"):
+        raise InputError(f"--basemap {url!r} is not an XYZ tile URL; give https://host/path/{{z}}/{{x}}/{{y}}.png")
+    return url
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL template (a CSP source); ``{s}`` subdomains become ``*.``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.replace("{s}.", "sub."))
+    host = parts.netloc.replace("sub.", "*.", 1) if "{s}." in url else parts.netloc
+    return f"{parts.scheme}://{host}"
 
 
 __all__ = ["AddressInUseError", "bind_socket", "build_filter", "create_app", "parse_polygon", "run", "serve_command"]

@@ -580,6 +580,9 @@ def api_schema(index):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+#: Operations without parameters: nothing for the negative run to break.
+NO_INPUT = ("GET /api/info", "GET /api/scenes")
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_schemathesis(api_schema, mode):
     """Every response matches the OpenAPI document (no 5xx, documented status codes, content types and
@@ -595,7 +598,7 @@ def test_schemathesis(api_schema, mode):
     ran = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
-        if mode == "negative" and operation.label == "GET /api/info":
+        if mode == "negative" and operation.label in NO_INPUT:
             continue  # no input to break
 
         @given(case=operation.as_strategy(generation_mode=gen))
@@ -609,7 +612,7 @@ def test_schemathesis(api_schema, mode):
         check()
         ran.append(operation.label)
     every = [r.ok().label for r in api_schema.get_all_operations()]
-    assert len(every) >= 9 and ran == [op for op in every if mode == "positive" or op != "GET /api/info"], ran
+    assert len(every) >= 9 and ran == [op for op in every if mode == "positive" or op not in NO_INPUT], ran
 
 
 def test_extra_image_sources_and_routers_added_later_are_covered(index):

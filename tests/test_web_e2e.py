@@ -3,11 +3,16 @@
 Needs the ``playwright`` Python package and a Chromium binary (Debian's
 ``chromium``; ``playwright install`` is not used).  Skipped with a reason when
 either is missing.  Set ``RSIR_CHROMIUM`` to use another Chromium binary.
-Writes a screenshot to ``tests/artifacts/web_e2e.png``.
+Every flow saves screenshots at 1600x1000, 1366x768 and 390x844 into
+``tests/artifacts/web_<flow>_<W>x<H>.png``; the accessibility check runs
+axe-core (vendored in ``tests/vendor/``) in the same browser.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import shutil
 import socket
@@ -18,12 +23,22 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
+pytest.importorskip("rio_tiler")
 uvicorn = pytest.importorskip("uvicorn")
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 KEY = "e2e-key"
+SIZES = ((1600, 1000), (1366, 768), (390, 844))
+GEOTIFF = "image/tiff; application=geotiff"
+# 512 x 256 px at 1 m, 64 px tiles: 32 tiles per scene; a and b are STAC items, c a bare GeoTIFF (no date)
+SCENES = {
+    "scene-a": {"collection": "coll-a", "datetime": "2021-06-01T10:00:00Z", "origin": (500000.0, 3300000.0), "seed": 1},
+    "scene-b": {"collection": "coll-b", "datetime": "2022-03-01T10:00:00Z", "origin": (500000.0, 3299500.0), "seed": 2},
+    "scene-c": {"collection": None, "datetime": None, "origin": (500700.0, 3300000.0), "seed": 3},
+}
 
 
 def _chromium() -> str | None:
@@ -49,6 +64,29 @@ if _chromium() is None:
     pytest.skip("no Chromium binary (apt-get install chromium, or set RSIR_CHROMIUM)", allow_module_level=True)
 
 
+def build_web_index(root: Path, bundle) -> Path:
+    from rsir_stac.ingest import IngestOptions, ingest
+    from tests.conftest import make_geotiff
+
+    root.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for item_id, s in SCENES.items():
+        tif = make_geotiff(root / f"{item_id}.tif", width=512, height=256, origin=s["origin"], seed=s["seed"])
+        if s["datetime"] is None:
+            sources.append(str(tif))
+            continue
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": s["collection"],
+                "geometry": None, "properties": {"datetime": s["datetime"]}, "links": [],
+                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
+        p = root / f"{item_id}.json"
+        p.write_text(json.dumps(item))
+        sources.append(str(p))
+    report = ingest(sources, index=str(root / "idx"), model=bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
+    assert report.ok and report.points_written == 96, report
+    return root / "idx"
+
+
 @pytest.fixture(scope="module")
 def browser():
     exe = _chromium()
@@ -65,9 +103,8 @@ def browser():
 def server(tmp_path_factory, tiny_bundle):
     from rsir_stac.search import Index
     from rsir_stac.serve import create_app
-    from tests.test_serve import build_test_index
 
-    path = build_test_index(tmp_path_factory.mktemp("web"), tiny_bundle)
+    path = build_web_index(tmp_path_factory.mktemp("web"), tiny_bundle)
     with Index.open(str(path), model=tiny_bundle) as idx:
         port = _free_port()
         cfg = uvicorn.Config(create_app(idx, api_key=KEY), host="127.0.0.1", port=port, log_level="warning",
@@ -86,187 +123,392 @@ def server(tmp_path_factory, tiny_bundle):
         t.join(10)
 
 
-def _gallery_loaded(page) -> int:
-    return page.evaluate(
-        "Array.from(document.querySelectorAll('#gallery img')).filter(i => i.complete && i.naturalWidth > 0).length")
+class Page:
+    """A page on the service with error/foreign-request tracking and screenshot helpers."""
 
+    def __init__(self, browser, base, size=(1600, 1000), path="/"):
+        self.base = base
+        self.errors, self.foreign = [], []
+        # bypass_csp: wait_for_function evaluates string predicates, which the page's CSP forbids;
+        # test_page_works_under_its_content_security_policy runs without the bypass
+        self.ctx = browser.new_context(viewport={"width": size[0], "height": size[1]}, accept_downloads=True,
+                                       bypass_csp=True)
+        self.p = self.ctx.new_page()
+        self.p.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.p.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:")) else self.foreign.append(r.url))
+        sep = "&" if "?" in path else "?"
+        self.p.goto(f"{base}{path}{sep}key={KEY}")
+        self.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
 
-def test_click_map_shows_results(browser, server, tmp_path):
-    base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
-    errors, foreign = [], []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
-    try:
-        page.goto(f"{base}/?key={KEY}")
-        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-        assert "16 tiles" in page.inner_text("#info")
-        assert "key=" not in page.url  # the key is kept in sessionStorage, not in the address bar
+    def status(self) -> str:
+        return self.p.inner_text("#status")
 
-        # click the map at a stored tile's centre (the page fitted the index extent)
-        pid, payload = next((i, p) for i, p in points.items() if p["item_id"] == "scene-a")
-        lon, lat = payload["location"]["lon"], payload["location"]["lat"]
-        xy = page.evaluate(f"(() => {{ const p = rsir.map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()")
-        box = page.locator("#map").bounding_box()
-        assert 0 < xy[0] < box["width"] and 0 < xy[1] < box["height"], "the tile is outside the fitted view"
-        page.mouse.click(box["x"] + xy[0], box["y"] + xy[1])
+    def wait_status(self, text, timeout=30_000):
+        self.p.wait_for_function(f"document.querySelector('#status').innerText.includes({json.dumps(text)})",
+                                 timeout=timeout)
 
-        page.wait_for_function(
-            "Array.from(document.querySelectorAll('#gallery img')).some(i => i.complete && i.naturalWidth > 0)",
-            timeout=30_000)
-        assert page.locator("#gallery .card").count() == 10
-        assert page.locator(".rank-label").count() == 10
-        assert _gallery_loaded(page) >= 1
-        assert "Query: the tile at the clicked place" in page.inner_text("#query")
-        assert pid in page.inner_text("#query")
-        page.wait_for_function("document.querySelector('#query img').naturalWidth > 0", timeout=10_000)
+    def wait_results(self, n=None, timeout=30_000):
+        cond = "document.querySelectorAll('#gallery .card').length" + (f" === {n}" if n is not None else " > 0")
+        self.p.wait_for_function(cond + " && !document.querySelector('#status').classList.contains('busy')",
+                                 timeout=timeout)
 
-        shot = tmp_path / "web_e2e.png"
-        page.screenshot(path=str(shot))
+    def lonlat_xy(self, lon, lat):
+        x, y = self.p.evaluate(f"(() => {{ const p = rsir.map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()")
+        box = self.p.locator("#map").bounding_box()
+        return box["x"] + x, box["y"] + y
+
+    def shots(self, flow):
+        """Screenshots of the current state at the three window sizes (ends at the first size)."""
         ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(shot, ARTIFACTS / "web_e2e.png")
+        for w, h in SIZES:
+            self.p.set_viewport_size({"width": w, "height": h})
+            self.p.evaluate("rsir.map.invalidateSize({animate: false})")
+            self.p.wait_for_timeout(400)
+            self.p.screenshot(path=str(ARTIFACTS / f"web_{flow}_{w}x{h}.png"))
+        self.p.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+        self.p.evaluate("rsir.map.invalidateSize({animate: false})")
 
-        # clicking a result searches from that point id
-        first_id = page.evaluate("document.querySelector('#gallery .card').title.split('\\n')[3]")
-        assert first_id in points
-        page.locator("#gallery .card").first.click()
-        page.wait_for_function(f"document.querySelector('#query').innerText.includes('{first_id}')", timeout=20_000)
-        assert "Query: stored tile" in page.inner_text("#query")
+    def check_clean(self):
+        assert not self.errors, self.errors
+        assert not self.foreign, f"the page fetched outside the service: {self.foreign}"
 
-        # a datetime filter re-runs the query: only scene-b (2022) is left
-        page.fill("#datetime", "2022-01-01/..")
-        page.press("#datetime", "Enter")
-        page.locator("#k").select_option("20")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('filtered by dates')",
-                               timeout=20_000)
-        n_b = sum(1 for i, p in points.items() if p["item_id"] == "scene-b" and i != first_id)
-        page.wait_for_function(f"document.querySelectorAll('#gallery .card').length === {n_b}", timeout=20_000)
-        items = page.locator("#gallery .card .item").all_inner_texts()
-        assert items and all(t.startswith("scene-b") for t in items)
-
-        assert not errors, errors
-        assert not foreign, f"the page fetched outside the service: {foreign}"
-    finally:
-        page.close()
+    def close(self):
+        self.ctx.close()
 
 
-def test_shift_drag_box_sets_filter(browser, server):
+def _scene_points(points, item):
+    return {i: p for i, p in points.items() if p["item_id"] == item}
+
+
+def _wait_imagery(page, timeout=60_000):
+    page.p.wait_for_function(
+        "Array.from(document.querySelectorAll('.leaflet-imagery-pane img')).filter(i => i.complete && i.naturalWidth > 0).length > 0",
+        timeout=timeout)
+    page.p.wait_for_timeout(300)
+
+
+def _opaque_fraction_of_imagery(page) -> float:
+    """Share of opaque pixels over the loaded imagery tiles (drawn into a canvas: same origin)."""
+    return page.p.evaluate("""(() => {
+      const imgs = Array.from(document.querySelectorAll('.leaflet-imagery-pane img')).filter(i => i.complete && i.naturalWidth > 0);
+      let opaque = 0, total = 0;
+      const c = document.createElement('canvas'); c.width = 256; c.height = 256;
+      const g = c.getContext('2d');
+      for (const im of imgs) {
+        g.clearRect(0, 0, 256, 256); g.drawImage(im, 0, 0, 256, 256);
+        const d = g.getImageData(0, 0, 256, 256).data;
+        for (let i = 3; i < d.length; i += 4) { total++; if (d[i] > 0) opaque++; }
+      }
+      return total ? opaque / total : 0;
+    })()""")
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def test_find_the_data_imagery_scenes_and_place_box(browser, server):
     base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
+    pg = Page(browser, base)
     try:
-        page.goto(f"{base}/?key={KEY}")
-        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-        a = [p["location"] for p in points.values() if p["item_id"] == "scene-a"]
-        w, e = min(q["lon"] for q in a), max(q["lon"] for q in a)
-        s, n = min(q["lat"] for q in a), max(q["lat"] for q in a)
-        corner = "(() => {{ const p = rsir.map.latLngToContainerPoint([{}, {}]); return [p.x, p.y]; }})()"
-        x0, y0 = page.evaluate(corner.format(n + 1e-4, w - 1e-4))
-        x1, y1 = page.evaluate(corner.format(s - 1e-4, e + 1e-4))
-        box = page.locator("#map").bounding_box()
-        page.keyboard.down("Shift")
-        page.mouse.move(box["x"] + x0, box["y"] + y0)
-        page.mouse.down()
-        page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + (y0 + y1) / 2, steps=4)
-        page.mouse.move(box["x"] + x1, box["y"] + y1, steps=4)
-        page.mouse.up()
-        page.keyboard.up("Shift")
-        assert page.inner_text("#area-text").startswith("box ")
-        # search from a scene-b tile: results are limited to the box over scene-a
-        pid = next(i for i, p in points.items() if p["item_id"] == "scene-b")
-        page.evaluate(f"rsir.searchById('{pid}')")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('filtered by box')",
-                               timeout=20_000)
-        items = page.locator("#gallery .card .item").all_inner_texts()
-        assert items and all(t.startswith("scene-a") for t in items)
+        assert f"{len(points)} tiles" in pg.p.inner_text("#info")
+        assert "key=" not in pg.p.url   # the key is kept in sessionStorage, not in the address bar
+        # the page opens zoomed to the data: every scene is in view and the view is not world-wide
+        span = pg.p.evaluate("(() => { const b = rsir.map.getBounds(); return [b.getEast() - b.getWest(), b.getNorth() - b.getSouth()]; })()")
+        assert span[0] < 0.1 and span[1] < 0.1, span
+        for p in points.values():
+            x, y = pg.lonlat_xy(p["location"]["lon"], p["location"]["lat"])
+            box = pg.p.locator("#map").bounding_box()
+            assert box["x"] <= x <= box["x"] + box["width"] and box["y"] <= y <= box["y"] + box["height"]
+        # imagery under the footprints: non-blank tiles where the scenes are
+        _wait_imagery(pg)
+        assert _opaque_fraction_of_imagery(pg) > 0.2
+        assert pg.p.locator(".leaflet-scenes-pane path").count() >= 3   # scene footprints
+        # scene list: item, collection, date, tile count, zoom to
+        pg.p.click("#tab-scenes")
+        rows = pg.p.locator("#scene-list button.scene").all_inner_texts()
+        assert len(rows) == 3
+        assert rows[0].startswith("scene-b") and "coll-b" in rows[0] and "2022-03-01" in rows[0] and "32 tiles" in rows[0]
+        assert "no date" in rows[2] and "no collection" in rows[2]
+        pg.shots("scenes")
+        pg.p.locator("#scene-list button.scene").nth(1).click()     # scene-a
+        a = _scene_points(points, "scene-a")
+        pg.p.wait_for_timeout(600)
+        c = pg.p.evaluate("(() => { const c = rsir.map.getCenter(); return [c.lng, c.lat]; })()")
+        lons = [p["location"]["lon"] for p in a.values()]
+        lats = [p["location"]["lat"] for p in a.values()]
+        assert min(lons) <= c[0] <= max(lons) and min(lats) <= c[1] <= max(lats)
+        # the coordinate box: go to a place, and search there
+        pb = next(iter(_scene_points(points, "scene-b").values()))
+        pg.p.fill("#goto-text", f"{pb['location']['lon']}, {pb['location']['lat']}")
+        pg.p.click("#goto-search")
+        pg.wait_results()
+        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        pg.p.fill("#goto-text", "200, 95")
+        pg.p.click("#goto-go")
+        assert "lon, lat in degrees" in pg.status()
+        _wait_imagery(pg)
+        pg.shots("imagery")
+        pg.check_clean()
     finally:
-        page.close()
+        pg.close()
 
 
-def test_docs_render_offline(browser, server):
-    base, _ = server
-    page = browser.new_page(bypass_csp=True)  # wait_for_selector only, but keep one rule
-    foreign = []
-    page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
+def test_results_select_details_badges_and_history(browser, server):
+    base, points = server
+    pg = Page(browser, base)
     try:
-        page.goto(f"{base}/docs")
-        page.wait_for_selector(".opblock", timeout=20_000)
-        text = page.inner_text("body")
-        for path in ("/api/info", "/api/search", "/api/search/image", "/api/tiles/{point_id}.png",
-                     "/api/query", "/api/query/export", "/api/labels", "/api/classify"):
-            assert path in text
-        assert page.locator(".opblock").count() == 9
-        assert not foreign, f"/docs fetched outside the service: {foreign}"
+        pid, payload = next(iter(_scene_points(points, "scene-a").items()))
+        pg.p.mouse.click(*pg.lonlat_xy(payload["location"]["lon"], payload["location"]["lat"]))
+        pg.wait_results(10)
+        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        url_first = pg.p.url
+        assert "q=at:" in url_first
+        # clicking a result selects it (highlight, zoom, details); it does not search
+        card = pg.p.locator("#gallery .card").nth(2)
+        rid = card.get_attribute("data-id")
+        card.click()
+        pg.p.wait_for_selector("#details:not([hidden])")
+        assert "selected" in card.get_attribute("class")
+        details = pg.p.inner_text("#details")
+        assert "Result 3" in details and "Distance" in details and "smaller means more alike" in details
+        assert points[rid]["item_id"] in details
+        assert f"sel={rid}" in pg.p.url and pg.p.url.split("&sel")[0] == url_first.split("&v=")[0].split("&sel")[0]
+        loc = points[rid]["location"]
+        x, y = pg.lonlat_xy(loc["lon"], loc["lat"])
+        box = pg.p.locator("#map").bounding_box()
+        assert box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"]
+        # the best rank's badge is on top wherever footprints stack: zoomed out, all merge into "1 +9"
+        pg.p.add_style_tag(content=".rank-badge { pointer-events: auto !important; }")  # hit-testable for the check
+        for z in (pg.p.evaluate("rsir.map.getZoom()"), 12):
+            pg.p.evaluate(f"rsir.map.setZoom({z}, {{animate: false}})")
+            pg.p.wait_for_timeout(300)
+            badge = pg.p.locator(".rank-badge[data-rank='1']")
+            assert badge.count() == 1
+            b = badge.bounding_box()
+            top = pg.p.evaluate(f"(() => {{ const e = document.elementFromPoint({b['x'] + b['width'] / 2}, "
+                                f"{b['y'] + b['height'] / 2}); return e.dataset.rank || e.className; }})()")
+            assert top == "1", top
+        assert pg.p.inner_text(".rank-badge[data-rank='1']").startswith("1 +")
+        pg.p.evaluate("rsir.select(document.querySelectorAll('#gallery .card')[2].dataset.id)")
+        pg.shots("select")
+        # an explicit action searches from the selected result; Back returns to the previous search
+        pg.p.click("#details button.primary")
+        pg.p.wait_for_function(f"document.querySelector('#query').innerText.includes('{rid}')", timeout=30_000)
+        pg.wait_results()
+        assert "Query: a stored tile" in pg.p.inner_text("#query")
+        assert f"q=p:{rid}" in pg.p.url
+        pg.p.go_back()
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('clicked place')", timeout=30_000)
+        pg.wait_results(10)
+        assert "q=at:" in pg.p.url
+        pg.p.go_forward()
+        pg.p.wait_for_function(f"document.querySelector('#query').innerText.includes('{rid}')", timeout=30_000)
+        pg.check_clean()
     finally:
-        page.close()
+        pg.close()
+
+
+def test_gallery_scrolls_at_k50_at_every_size(browser, server):
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}&k=50")
+    try:
+        pg.wait_results(50)
+        pg.p.wait_for_function("Array.from(document.querySelectorAll('#gallery img')).filter(i => i.complete && i.naturalWidth > 0).length >= 6",
+                               timeout=60_000)
+        for w, h in SIZES:
+            pg.p.set_viewport_size({"width": w, "height": h})
+            pg.p.wait_for_timeout(300)
+            cards = pg.p.evaluate("""Array.from(document.querySelectorAll('#gallery .card')).map(c => {
+                const r = c.getBoundingClientRect(), cap = c.querySelector('.cap').getBoundingClientRect(),
+                      im = c.querySelector('img').getBoundingClientRect();
+                return [r.height, r.width, cap.height, im.height]; })""")
+            assert len(cards) == 50
+            for hgt, wid, cap, img in cards:
+                assert hgt >= 120 and img >= 100 and cap >= 24, (w, h, hgt, wid, cap, img)
+            # the results scroll (in the panel, or the whole panel on a phone) instead of squeezing
+            scrolls = pg.p.evaluate("""(() => { const s = document.getElementById('scroll'), p = document.getElementById('panel');
+                return s.scrollHeight > s.clientHeight + 50 || p.scrollHeight > p.clientHeight + 50; })()""")
+            assert scrolls, (w, h)
+            ARTIFACTS.mkdir(exist_ok=True)
+            pg.p.screenshot(path=str(ARTIFACTS / f"web_gallery_k50_{w}x{h}.png"))
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_labels_refine_save_load_export_and_share(browser, server, tmp_path):
+    base, points = server
+    pg = Page(browser, base)
+    try:
+        pid = next(iter(_scene_points(points, "scene-b")))
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_results(10)
+        ids = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        for i, lab in ((0, "Positive"), (1, "Positive"), (5, "Negative")):
+            pg.p.locator("#gallery .card").nth(i).click()
+            pg.p.click(f"#details button:has-text('{lab}')")
+        assert "pos" in pg.p.locator("#gallery .card").nth(0).get_attribute("class")
+        assert "neg" in pg.p.locator("#gallery .card").nth(5).get_attribute("class")
+        pg.p.click("#tab-labels")
+        assert pg.p.inner_text("#label-count") == "2 positive, 1 negative"
+        assert f"pos={ids[0]},{ids[1]}" in pg.p.url and f"neg={ids[5]}" in pg.p.url
+        # save the label file: the analyst's GeoJSON (one Feature per tile, footprint, label)
+        with pg.p.expect_download() as dl:
+            pg.p.click("#save-labels")
+        saved = tmp_path / "labels.geojson"
+        dl.value.save_as(saved)
+        doc = json.loads(saved.read_text())
+        assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 3
+        by = {f["properties"]["point_id"]: f for f in doc["features"]}
+        assert by[ids[0]]["properties"]["label"] == "positive" and by[ids[5]]["properties"]["label"] == "negative"
+        assert all(f["geometry"]["type"] == "Polygon" for f in doc["features"])
+        pg.shots("labels")
+        # refine from the labels: labelled tiles are not results again
+        pg.p.click("#refine")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('your labels')", timeout=30_000)
+        pg.wait_results()
+        got = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        assert got and not ({ids[0], ids[1], ids[5]} & set(got))
+        assert "q=labels" in pg.p.url
+        # exports of the results
+        pg.p.click("#tab-labels")
+        with pg.p.expect_download() as dl:
+            pg.p.click(".export[data-format='geojson']")
+        gj = json.loads(Path(dl.value.path()).read_text())
+        assert [f["id"] for f in gj["features"]] == got
+        with pg.p.expect_download() as dl:
+            pg.p.click(".export[data-format='csv']")
+        rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+        assert [r["id"] for r in rows] == got
+        # the link reproduces the search: labels, query and k in a fresh page
+        link = pg.p.url
+        pg2 = Page(browser, base, path="/" + link.split("/", 3)[3])
+        try:
+            pg2.wait_results()
+            pg2.p.click("#tab-labels")
+            assert pg2.p.inner_text("#label-count") == "2 positive, 1 negative"
+            got2 = pg2.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+            assert got2 == got
+        finally:
+            pg2.close()
+        # load the saved label file into a fresh page
+        pg3 = Page(browser, base)
+        try:
+            pg3.p.click("#tab-labels")
+            pg3.p.set_input_files("#load-labels", str(saved))
+            pg3.wait_status("Loaded 3 labels")
+            assert pg3.p.inner_text("#label-count") == "2 positive, 1 negative"
+            bad = tmp_path / "bad.geojson"
+            bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"label": "maybe", "point_id": "x"}}]}')
+            pg3.p.set_input_files("#load-labels", str(bad))
+            pg3.wait_status('use "positive" or "negative"')
+        finally:
+            pg3.close()
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_errors_for_people_and_filter_notes(browser, server):
+    base, points = server
+    pg = Page(browser, base)
+    try:
+        # a click outside every scene: a message for people, no server path
+        ext = pg.p.evaluate("rsir.map.getBounds().toBBoxString()").split(",")
+        pg.p.evaluate(f"rsir.searchAt({float(ext[0]) + 1e-6}, {float(ext[3]) - 1e-6})")
+        pg.wait_status("No indexed tile here")
+        text = pg.status()
+        assert "/" not in text.replace("Click inside", "") and "tmp" not in text and "index " not in text
+        # a date filter leaves out the undated scene: the status says so
+        pid = next(iter(_scene_points(points, "scene-a")))
+        pg.p.fill("#datetime", "2021-01-01/..")
+        pg.p.press("#datetime", "Enter")
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_status("filtered by dates")
+        n_c = sum(1 for p in points.values() if not p.get("datetime"))   # the bare GeoTIFF's tiles
+        assert f"{n_c} tiles without a date are left out by the date filter" in pg.status()
+        items = pg.p.locator("#gallery .card .item").all_inner_texts()
+        assert items and all(t.startswith(("scene-a", "scene-b")) for t in items)
+        # a bad date is refused with a message that names the field
+        pg.p.fill("#datetime", "not-a-date")
+        pg.p.press("#datetime", "Enter")
+        pg.p.wait_for_function("document.querySelector('#status').className === 'error'", timeout=20_000)
+        assert "tmp" not in pg.status() and "Traceback" not in pg.status()
+        pg.shots("errors")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_accessibility_axe(browser, server):
+    base, points = server
+    if not AXE.is_file():
+        pytest.skip(f"axe-core is not vendored at {AXE}")
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}&k=20")
+    try:
+        pg.wait_results(20)
+        pg.p.locator("#gallery .card").first.click()
+        pg.p.add_script_tag(path=str(AXE))
+        for tab in ("results", "scenes", "labels"):
+            pg.p.click(f"#tab-{tab}")
+            res = pg.p.evaluate("axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length, v.nodes.slice(0, 2).map(n => n.target.join(' '))]))")
+            serious = [v for v in res if v[1] in ("serious", "critical")]
+            assert not serious, (tab, serious)
+    finally:
+        pg.close()
 
 
 def test_polygon_and_upload(browser, server):
-    import io
-
     from PIL import Image
 
     from rsir_stac.thumbnails import read_tile
 
     base, points = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)  # wait_for_function evals
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg = Page(browser, base)
     try:
-        page.goto(f"{base}/?key={KEY}")
-        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
-        b = [p["location"] for p in points.values() if p["item_id"] == "scene-b"]
+        b = [p["location"] for p in _scene_points(points, "scene-b").values()]
         w, e = min(q["lon"] for q in b) - 1e-4, max(q["lon"] for q in b) + 1e-4
         s, n = min(q["lat"] for q in b) - 1e-4, max(q["lat"] for q in b) + 1e-4
-        box = page.locator("#map").bounding_box()
-
-        def at(lon, lat):
-            x, y = page.evaluate(f"(() => {{ const p = rsir.map.latLngToContainerPoint([{lat}, {lon}]); "
-                                 "return [p.x, p.y]; })()")
-            return box["x"] + x, box["y"] + y
-
-        page.click("#mode-polygon")
+        pg.p.click("#mode-polygon")
         for lon, lat in ((w, s), (e, s), (e, n)):
-            page.mouse.click(*at(lon, lat))
-        page.mouse.dblclick(*at(w, n))
-        assert page.inner_text("#area-text") == "polygon of 4 corners"
-        assert "active" in page.get_attribute("#mode-search", "class")
-
+            pg.p.mouse.click(*pg.lonlat_xy(lon, lat))
+        pg.p.mouse.dblclick(*pg.lonlat_xy(w, n))
+        assert pg.p.inner_text("#area-text") == "polygon of 4 corners"
+        assert "active" in pg.p.get_attribute("#mode-search", "class")
+        assert "poly=" in pg.p.url
         # upload a scene-a tile as the example: results are limited to the polygon over scene-b
-        pid, payload = next((i, p) for i, p in points.items() if p["item_id"] == "scene-a")
+        pid, payload = next(iter(_scene_points(points, "scene-a").items()))
         buf = io.BytesIO()
         Image.fromarray(read_tile(payload)).save(buf, format="PNG")
-        page.set_input_files("#upload", files=[{"name": "example.png", "mimeType": "image/png",
-                                                "buffer": buf.getvalue()}])
-        page.wait_for_function("document.querySelector('#status').innerText.includes('filtered by polygon')",
-                               timeout=30_000)
-        assert "Query: uploaded image" in page.inner_text("#query")
-        assert "example.png" in page.inner_text("#query")
-        items = page.locator("#gallery .card .item").all_inner_texts()
-        assert len(items) == 8 and all(t.startswith("scene-b") for t in items)
-
+        pg.p.set_input_files("#upload", files=[{"name": "example.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+        pg.wait_status("filtered by polygon")
+        assert "Query: uploaded image" in pg.p.inner_text("#query")
+        assert "example.png" in pg.p.inner_text("#query")
+        items = pg.p.locator("#gallery .card .item").all_inner_texts()
+        assert len(items) == 10 and all(t.startswith("scene-b") for t in items)
         # clearing the area re-runs the same upload without the filter: the tile itself comes first
-        page.click("#clear-area")
-        page.wait_for_function("!document.querySelector('#status').innerText.includes('filtered')", timeout=30_000)
-        page.wait_for_function("document.querySelectorAll('#gallery .card').length === 10", timeout=30_000)
-        first = page.evaluate("document.querySelector('#gallery .card').title.split('\\n')[3]")
-        assert first == pid
-        assert not errors, errors
+        pg.p.click("#clear-area")
+        pg.p.wait_for_function("!document.querySelector('#status').innerText.includes('filtered')", timeout=30_000)
+        pg.wait_results(10)
+        assert pg.p.locator("#gallery .card").first.get_attribute("data-id") == pid
+        pg.check_clean()
     finally:
-        page.close()
+        pg.close()
 
 
-def test_page_and_docs_work_under_their_content_security_policy(browser, server):
-    """No bypass here: the page loads, searches and shows tiles, and /docs renders, with no CSP violation.
-
-    Waits poll with ``page.evaluate`` (not ``wait_for_function``, whose string predicates the CSP forbids).
-    """
+def test_page_works_under_its_content_security_policy(browser, server):
+    """No bypass here: the page loads, draws imagery, searches and shows tiles, and /docs renders,
+    with no CSP violation.  Waits poll with ``page.evaluate`` (the CSP forbids ``wait_for_function``'s
+    string predicates)."""
     base, points = server
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     violations, errors = [], []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-    def until(js: str, seconds: float = 30.0):
+    def until(js: str, seconds: float = 60.0):
         deadline = time.time() + seconds
         while not page.evaluate(js):
             if time.time() > deadline:
@@ -275,7 +517,8 @@ def test_page_and_docs_work_under_their_content_security_policy(browser, server)
 
     try:
         page.goto(f"{base}/?key={KEY}")
-        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        until("Array.from(document.querySelectorAll('.leaflet-imagery-pane img')).some(i => i.complete && i.naturalWidth > 0)")
         pid = next(iter(points))
         page.evaluate(f"rsir.searchById('{pid}')")
         until("Array.from(document.querySelectorAll('#gallery img')).some(i => i.complete && i.naturalWidth > 0)")
@@ -286,3 +529,56 @@ def test_page_and_docs_work_under_their_content_security_policy(browser, server)
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_docs_render_offline(browser, server):
+    base, _ = server
+    page = browser.new_page(bypass_csp=True)
+    foreign = []
+    page.on("request", lambda req: None if req.url.startswith((base, "data:", "blob:")) else foreign.append(req.url))
+    try:
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        text = page.inner_text("body")
+        for path in ("/api/info", "/api/search", "/api/search/image", "/api/tiles/{point_id}.png", "/api/scenes",
+                     "/api/imagery/{z}/{x}/{y}.png"):
+            assert path in text
+        assert not foreign, f"/docs fetched outside the service: {foreign}"
+    finally:
+        page.close()
+
+
+def test_find_all_and_server_exports(browser, server, tmp_path):
+    """The analyst endpoints through the page: labelled query, "find all" with progress, GeoParquet export."""
+    import httpx
+
+    base, points = server
+    paths = httpx.get(f"{base}/openapi.json", timeout=30).json()["paths"]
+    if "/api/classify" not in paths or "/api/query/export" not in paths:
+        pytest.skip("this service has no /api/classify or /api/query/export")
+    pg = Page(browser, base)
+    try:
+        pid = next(iter(_scene_points(points, "scene-a")))
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_results(10)
+        for i, lab in ((0, "Positive"), (1, "Positive"), (2, "Positive"), (8, "Negative"), (9, "Negative")):
+            pg.p.locator("#gallery .card").nth(i).click()
+            pg.p.click(f"#details button:has-text('{lab}')")
+        pg.p.click("#tab-labels")
+        pg.p.click("#refine")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('your labels')", timeout=30_000)
+        pg.wait_results()
+        assert "merged from one search per example" not in pg.status()   # the engine's labelled query
+        pg.p.click("#tab-labels")
+        pg.p.click("#classify")
+        pg.wait_status("Find all:", timeout=120_000)
+        assert pg.p.locator("#progress").is_hidden()
+        pg.shots("findall")
+        with pg.p.expect_download() as dl:
+            pg.p.click(".export[data-format='parquet']")
+        out = tmp_path / "results.parquet"
+        dl.value.save_as(out)
+        assert out.read_bytes()[:4] == b"PAR1"
+        pg.check_clean()
+    finally:
+        pg.close()

@@ -1,502 +1,433 @@
-/* rsir-stac map page: plain JS over the /api/* endpoints (no build step).
+/* rsir-stac map page: small ES modules over the /api/* endpoints (no build step).
  *
- * URL parameters: ?key=API_KEY (kept in sessionStorage, removed from the address bar),
- *                 ?basemap=https://tile.example/{z}/{x}/{y}.png (optional XYZ basemap for online use).
+ *   api.js      API calls, the service key, errors for people
+ *   state.js    page state <-> URL (links reproduce a search; Back/Forward step through searches)
+ *   map.js      Leaflet map: imagery tiles of the indexed scenes, basemap, footprints, drawing tools
+ *   results.js  result footprints, rank badges, gallery, selection and details
+ *   labels.js   labels, refine, find all, exports
+ *
+ * URL parameters: see state.js; ?key=API_KEY is moved to sessionStorage.
  */
-(function () {
-  "use strict";
+import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
+import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, showScenes, startBounds } from "./map.js";
+import * as labels from "./labels.js";
+import { clearResults, el, fitResults, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
+         shortDate, showResults } from "./results.js";
+import { fromSearch, saveUrl, state } from "./state.js";
 
-  // ------------------------------------------------------------------ state
-  const params = new URLSearchParams(window.location.search);
-  let apiKey = params.get("key") || sessionStorage.getItem("rsir-key") || "";
-  if (params.has("key")) {
-    sessionStorage.setItem("rsir-key", apiKey);
-    params.delete("key");
-    const qs = params.toString();
-    history.replaceState(null, "", window.location.pathname + (qs ? "?" + qs : "") + window.location.hash);
+const $ = (id) => document.getElementById(id);
+let mode = "search";
+let seq = 0;
+let info = null;
+let scenesDoc = null;
+let uploadUrl = null;
+let lastDoc = null;
+
+function setStatus(text, kind) {
+  const s = $("status");
+  s.textContent = text;
+  s.className = kind || "";
+}
+
+// ------------------------------------------------------------------ filters
+function filters() {
+  const f = {};
+  if (state.datetime) f.datetime = state.datetime;
+  if (state.collections.length) f.collection = state.collections.slice();
+  if (state.area && state.area.bbox) f.bbox = state.area.bbox.slice();
+  if (state.area && state.area.polygon) f.polygon = { type: "Polygon", coordinates: [state.area.polygon] };
+  return f;
+}
+
+function filterParams(extra) {
+  const q = new URLSearchParams(extra || {});
+  q.set("k", String(state.k));
+  if (state.datetime) q.set("datetime", state.datetime);
+  for (const c of state.collections) q.append("collection", c);
+  if (state.area && state.area.bbox) q.set("bbox", state.area.bbox.join(","));
+  if (state.area && state.area.polygon) q.set("polygon", state.area.polygon.map((p) => p.join(",")).join(";"));
+  return q;
+}
+
+/** Notes on what the filters leave out that people do not expect (undated / uncollected tiles). */
+function filterNotes() {
+  const notes = [];
+  if (!scenesDoc) return notes;
+  if (state.datetime && scenesDoc.undated_tiles) {
+    notes.push(`${scenesDoc.undated_tiles.toLocaleString()} tiles without a date are left out by the date filter`);
   }
-
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, cls, text) => {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
-  };
-
-  let mode = "search";          // "search" | "box" | "polygon"
-  let area = null;              // null | {bbox: [w,s,e,n]} | {polygon: [[lon,lat],...closed]}
-  let lastQuery = null;         // {kind: "point"|"location"|"image", ...}
-  let seq = 0;                  // drops stale responses
-  let suppressClick = false;
-  let queryObjectUrl = null;
-  const featureLayers = new Map();  // id -> footprint layer
-  const cards = new Map();          // id -> gallery card
-
-  // ------------------------------------------------------------------ API
-  function apiUrl(path, query) {
-    const q = new URLSearchParams(query || {});
-    return "api/" + path + (q.toString() ? "?" + q : "");
+  if (state.collections.length && scenesDoc.uncollected_tiles) {
+    notes.push(`${scenesDoc.uncollected_tiles.toLocaleString()} tiles without a collection are left out by the collection filter`);
   }
+  return notes;
+}
 
-  function tileUrl(id) {
-    return apiUrl("tiles/" + encodeURIComponent(id) + ".png", apiKey ? { api_key: apiKey } : null);
-  }
-
-  function errorText(doc, status) {
-    const d = doc && doc.detail;
-    if (Array.isArray(d)) {
-      return d.map((x) => ((x.loc || []).slice(1).join(".") || "request") + ": " + x.msg).join("; ");
-    }
-    return d ? String(d) : "HTTP " + status;
-  }
-
-  async function api(path, opts, retried) {
-    opts = opts || {};
-    const headers = Object.assign({}, opts.headers || {});
-    if (apiKey) headers["X-API-Key"] = apiKey;
-    let resp;
-    try {
-      resp = await fetch(path, Object.assign({}, opts, { headers: headers }));
-    } catch (err) {
-      throw new Error("the service cannot be reached (" + err.message + ")");
-    }
-    if (resp.status === 401 && !retried) {
-      const k = window.prompt("This service needs an API key:", "");
-      if (k) {
-        apiKey = k.trim();
-        sessionStorage.setItem("rsir-key", apiKey);
-        return api(path, opts, true);
-      }
-    }
-    let doc = null;
-    try { doc = await resp.json(); } catch (e) { doc = null; }
-    if (!resp.ok) throw new Error(errorText(doc, resp.status));
-    return doc;
-  }
-
-  function setStatus(text, kind) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = kind || "";
-  }
-
-  // ------------------------------------------------------------------ map
-  const map = L.map("map", {
-    boxZoom: false,          // shift-drag draws a filter box instead
-    zoomSnap: 0.25,
-    worldCopyJump: false,
-    attributionControl: !!params.get("basemap"),
-    doubleClickZoom: true,
-  });
-  map.createPane("graticule");
-  map.getPane("graticule").style.zIndex = 250;
-  map.getPane("graticule").style.pointerEvents = "none";
-
-  if (params.get("basemap")) {
-    L.tileLayer(params.get("basemap"), { maxZoom: 22, attribution: "basemap: " + new URL(params.get("basemap"), window.location.href).host }).addTo(map);
-  }
-
-  const gratLayer = L.layerGroup().addTo(map);
-  const extentLayer = L.layerGroup().addTo(map);
-  const areaLayer = L.layerGroup().addTo(map);
-  const resultsLayer = L.featureGroup().addTo(map);
-  const queryLayer = L.featureGroup().addTo(map);
-  const drawLayer = L.layerGroup().addTo(map);
-
-  function niceStep(span) {
-    const raw = span / 6;
-    const p = Math.pow(10, Math.floor(Math.log10(raw)));
-    for (const m of [1, 2, 5, 10]) if (raw <= m * p) return m * p;
-    return 10 * p;
-  }
-
-  function fmtDeg(v, step) {
-    const digits = Math.max(0, Math.min(6, -Math.floor(Math.log10(step))));
-    return v.toFixed(digits) + "°";
-  }
-
-  function drawGraticule() {
-    gratLayer.clearLayers();
-    const b = map.getBounds();
-    const west = Math.max(-180, b.getWest()), east = Math.min(180, b.getEast());
-    const south = Math.max(-85, b.getSouth()), north = Math.min(85, b.getNorth());
-    if (!(east > west && north > south)) return;
-    const step = niceStep(Math.max(east - west, north - south));
-    const style = { pane: "graticule", color: "#9aa7b4", weight: 0.6, opacity: 0.7, interactive: false };
-    const labelAt = (latlng, text, anchor) => L.marker(latlng, {
-      pane: "graticule", interactive: false, keyboard: false,
-      icon: L.divIcon({ className: "grat-label", html: text, iconSize: null, iconAnchor: anchor }),
-    }).addTo(gratLayer);
-    for (let x = Math.ceil(west / step) * step; x <= east; x += step) {
-      L.polyline([[south, x], [north, x]], style).addTo(gratLayer);
-      labelAt([south, x], fmtDeg(x, step), [-2, 14]);
-    }
-    for (let y = Math.ceil(south / step) * step; y <= north; y += step) {
-      L.polyline([[y, west], [y, east]], style).addTo(gratLayer);
-      labelAt([y, west], fmtDeg(y, step), [-3, 12]);
-    }
-  }
-  map.on("moveend zoomend resize", drawGraticule);
-
-  // cursor position readout
-  const Coords = L.Control.extend({
-    options: { position: "bottomright" },
-    onAdd: function () { this._div = L.DomUtil.create("div", "coords"); this._div.textContent = " "; return this._div; },
-    set: function (text) { this._div.textContent = text; },
-  });
-  const coords = new Coords().addTo(map);
-  L.control.scale({ imperial: false }).addTo(map);
-
-  // ------------------------------------------------------------------ index info
-  let limits = {};  // the service's limits from /api/info
-  let missing = { undated: 0, no_collection: 0 };  // tiles a date / collection filter leaves out
-
-  async function loadInfo() {
-    try {
-      const info = await api(apiUrl("info"));
-      missing = { undated: info.undated || 0, no_collection: info.no_collection || 0 };
-      const cols = info.collections || [];
-      $("info").textContent = `${info.count.toLocaleString()} tiles · ${info.dim}-d · model ${info.model_id || "?"}` +
-        (cols.length ? ` · ${cols.length} collection${cols.length > 1 ? "s" : ""}` : "");
-      const sel = $("collection");
-      sel.innerHTML = "";
-      for (const c of cols) sel.appendChild(new Option(c, c));
-      sel.size = Math.min(4, Math.max(2, cols.length));
-      sel.disabled = cols.length === 0;
-      limits = info.limits || {};
-      if (info.limits && info.limits.max_k) {
-        for (const o of Array.from($("k").options)) if (+o.value > info.limits.max_k) o.remove();
-      }
-      if (info.extent) {
-        const [w, s, e, n] = info.extent;
-        // west > east: the extent crosses the antimeridian; draw it eastwards past 180
-        const bounds = L.latLngBounds([s, w], [n, e < w ? e + 360 : e]);
-        L.rectangle(bounds, { color: "#1f3a5f", weight: 1.5, dashArray: "6 4", fill: true, fillOpacity: 0.03,
-                              interactive: false }).addTo(extentLayer);
-        map.fitBounds(bounds, { padding: [30, 30] });
-      } else {
-        map.setView([0, 0], 2);
-        setStatus("The index is empty: ingest some scenes first.", "error");
-      }
-      document.body.dataset.ready = "1";
-    } catch (err) {
-      map.setView([0, 0], 2);
-      $("info").textContent = "index unavailable";
-      setStatus("Cannot load the index summary: " + err.message, "error");
-    }
-  }
-
-  // ------------------------------------------------------------------ tools
-  function setMode(m) {
-    cancelDrawing();
-    mode = m;
-    for (const name of ["search", "box", "polygon"]) $("mode-" + name).classList.toggle("active", name === m);
-    $("map").classList.toggle("drawing", m !== "search");
-    if (m === "box") map.dragging.disable(); else map.dragging.enable();
-    if (m === "polygon") map.doubleClickZoom.disable(); else map.doubleClickZoom.enable();
-    if (m === "box") setStatus("Drag a box on the map to limit results to it.");
-    if (m === "polygon") setStatus("Click the polygon's corners; double-click to close it (Esc cancels).");
-  }
-
-  let box = null;       // {start, rect}
-  let poly = null;      // {points: [LatLng], line}
-
-  function cancelDrawing() {
-    drawLayer.clearLayers();
-    box = null;
-    poly = null;
-  }
-
-  function fmt(v) { return (Math.round(v * 1e6) / 1e6).toString(); }
-
-  function setArea(a) {
-    area = a;
-    areaLayer.clearLayers();
-    const style = { color: "#f28e2b", weight: 2, fillOpacity: 0.06, interactive: false };
-    if (!a) {
-      $("area-text").textContent = "anywhere";
-      $("area-text").className = "muted";
-    } else if (a.bbox) {
-      const [w, s, e, n] = a.bbox;
-      L.rectangle([[s, w], [n, e]], style).addTo(areaLayer);
-      $("area-text").textContent = "box " + a.bbox.map(fmt).join(", ");
-      $("area-text").className = "";
+// ------------------------------------------------------------------ searching
+async function run(query, opts) {
+  opts = opts || {};
+  state.query = query;
+  if (!opts.keepSelection) state.selected = null;
+  $("rerun").disabled = false;
+  if (opts.push !== false) saveUrl(true);
+  const my = ++seq;
+  setStatus(query.kind === "labels" ? "Refining from the labels…" : "Searching…", "busy");
+  try {
+    let doc;
+    if (query.kind === "image") {
+      const form = new FormData();
+      form.append("file", query.file, query.file.name || "query");
+      for (const [k, v] of filterParams()) form.append(k, v);
+      doc = await api(apiUrl("search/image"), { method: "POST", body: form });
+    } else if (query.kind === "labels") {
+      doc = await labels.refineQuery(filters(), state.k);
     } else {
-      L.polygon(a.polygon.slice(0, -1).map(([x, y]) => [y, x]), style).addTo(areaLayer);
-      $("area-text").textContent = `polygon of ${a.polygon.length - 1} corners`;
-      $("area-text").className = "";
+      const extra = query.kind === "point" ? { point_id: query.id } : { lon: query.lon, lat: query.lat };
+      doc = await api("api/search?" + filterParams(extra));
     }
-    $("area-text").title = $("area-text").textContent;
-    if (lastQuery) rerun();
+    if (my !== seq) return;
+    render(doc, query, opts);
+  } catch (err) {
+    if (my !== seq) return;
+    setStatus(friendly(err.message), "error");
+    if (query.kind === "location") {
+      queryLayer.clearLayers();
+      L.circleMarker([query.lat, query.lon], { radius: 5, color: "#d7263d", weight: 2, interactive: false }).addTo(queryLayer);
+    }
   }
+}
 
-  function clampLng(v) { return Math.max(-180, Math.min(180, v)); }
-  function clampLat(v) { return Math.max(-90, Math.min(90, v)); }
+function rerun() { if (state.query) run(state.query, { push: false }); }
 
-  map.on("mousedown", (e) => {
-    const ev = e.originalEvent;
-    if (ev.button !== 0) return;
-    if (mode === "box" || (mode === "search" && ev.shiftKey)) {
-      box = { start: e.latlng, rect: L.rectangle(L.latLngBounds(e.latlng, e.latlng),
-        { color: "#f28e2b", weight: 2, dashArray: "4 3", fillOpacity: 0.08, interactive: false }).addTo(drawLayer) };
-      L.DomEvent.preventDefault(ev);
-    }
+function render(doc, query, opts) {
+  lastDoc = doc;
+  queryLayer.clearLayers();
+  const q = doc.query || {};
+  if (q.geometry) {
+    L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false }).addTo(queryLayer);
+  }
+  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: "#d7263d", weight: 2, fillOpacity: 1, interactive: false }).addTo(queryLayer);
+  renderQuery(q, query);
+  const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
+  showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
+    onSelect: (id, zoom) => { select(id, zoom); saveUrl(false); },
+    onSearchFrom: (id) => run({ kind: "point", id: id }),
+    onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); restyleAll(); refreshDetails(); saveUrl(false); },
   });
+  if (state.selected) select(state.selected, false);
+  $("fit").disabled = !(doc.features || []).length;
+  for (const b of document.querySelectorAll(".export")) b.disabled = !(doc.features || []).length;
+  const n = (doc.features || []).length;
+  const filt = [];
+  if (state.area) filt.push(state.area.bbox ? "box" : "polygon");
+  if (state.datetime) filt.push("dates");
+  if (state.collections.length) filt.push("collections");
+  const notes = filterNotes();
+  setStatus(`${n} result${n === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
+            (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
+            (doc.merged ? " · merged from one search per example" : "") +
+            " · click a result to look at it" + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
+  showTab("results");
+  if (opts && opts.fit) fitResults();
+}
 
-  map.on("mousemove", (e) => {
-    coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`);
-    if (box) box.rect.setBounds(L.latLngBounds(box.start, e.latlng));
-    if (poly && poly.points.length) poly.line.setLatLngs(poly.points.concat([e.latlng]));
-  });
-
-  function finishBox(latlng) {
-    if (!box) return;
-    const start = box.start;
-    drawLayer.clearLayers();
-    box = null;
-    const a = map.latLngToContainerPoint(start), b = map.latLngToContainerPoint(latlng);
-    if (Math.abs(a.x - b.x) < 4 || Math.abs(a.y - b.y) < 4) return;   // a click, not a box
-    suppressClick = true;
-    setTimeout(() => { suppressClick = false; }, 0);
-    const w = clampLng(Math.min(start.lng, latlng.lng)), e = clampLng(Math.max(start.lng, latlng.lng));
-    const s = clampLat(Math.min(start.lat, latlng.lat)), n = clampLat(Math.max(start.lat, latlng.lat));
-    if (mode === "box") setMode("search");
-    setArea({ bbox: [w, s, e, n] });
+function renderQuery(q, query) {
+  const qs = $("query");
+  qs.innerHTML = "";
+  qs.hidden = false;
+  const img = el("img");
+  img.alt = "query tile";
+  if (q.kind === "image" && uploadUrl) img.src = uploadUrl;
+  else if (q.id) setImage(img, tileUrl(q.id));
+  else img.classList.add("none");
+  const meta = el("div", "meta");
+  const title = { point: "Query: a stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image",
+                  labels: "Query: your labels" }[query.kind] || "Query";
+  meta.appendChild(el("div", "qtitle", title));
+  if (query.kind === "labels") {
+    const ex = labels.examples();
+    meta.appendChild(el("div", "muted", `${ex.positives.length} positive, ${ex.negatives.length} negative examples`));
   }
-  map.on("mouseup", (e) => finishBox(e.latlng));
-  document.addEventListener("mouseup", (ev) => {
-    if (box && !$("map").contains(ev.target)) {   // released outside the map: drop the box
-      drawLayer.clearLayers();
-      box = null;
-    }
-  });
-
-  map.on("click", (e) => {
-    if (suppressClick) { suppressClick = false; return; }
-    if (mode === "polygon") {
-      if (!poly) {
-        poly = { points: [], line: L.polyline([], { color: "#f28e2b", weight: 2, dashArray: "4 3", interactive: false }).addTo(drawLayer) };
-      }
-      const p = map.latLngToContainerPoint(e.latlng);
-      const last = poly.points[poly.points.length - 1];
-      if (!last || map.latLngToContainerPoint(last).distanceTo(p) > 3) poly.points.push(e.latlng);
-      L.circleMarker(e.latlng, { radius: 3, color: "#f28e2b", interactive: false }).addTo(drawLayer);
-      poly.line.setLatLngs(poly.points);
-      return;
-    }
-    if (mode === "search") searchAt(e.latlng.lng, e.latlng.lat);
-  });
-
-  map.on("dblclick", () => {
-    if (mode !== "polygon" || !poly) return;
-    const pts = poly.points;
-    if (pts.length < 3) {
-      setStatus("A polygon needs at least 3 corners; keep clicking, double-click to close.", "error");
-      return;
-    }
-    const ring = pts.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
-    ring.push(ring[0]);
-    cancelDrawing();
-    setMode("search");
-    setArea({ polygon: ring });
-  });
-
-  document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && mode !== "search") { setMode("search"); setStatus("Drawing cancelled."); }
-  });
-
-  $("mode-search").onclick = () => setMode("search");
-  $("mode-box").onclick = () => setMode("box");
-  $("mode-polygon").onclick = () => setMode("polygon");
-  $("clear-area").onclick = () => { setMode("search"); setArea(null); };
-  $("rerun").onclick = () => rerun();
-  $("fit").onclick = () => fitResults();
-  $("datetime").addEventListener("change", () => { if (lastQuery) rerun(); });
-  $("datetime").addEventListener("keydown", (ev) => { if (ev.key === "Enter" && lastQuery) rerun(); });
-  $("collection").addEventListener("change", () => { if (lastQuery) rerun(); });
-  $("k").addEventListener("change", () => { if (lastQuery) rerun(); });
-
-  // ------------------------------------------------------------------ searching
-  function filterFields() {
-    const f = { k: $("k").value };
-    const dt = $("datetime").value.trim();
-    if (dt) f.datetime = dt;
-    const cols = Array.from($("collection").selectedOptions).map((o) => o.value);
-    if (area && area.bbox) f.bbox = area.bbox.join(",");
-    if (area && area.polygon) f.polygon = area.polygon.map((p) => p.join(",")).join(";");
-    return { fields: f, collections: cols };
+  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + shortDate(q.datetime) : "")));
+  if (query.kind === "image" && query.file) {
+    meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
+    meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
+  if (q.id) meta.appendChild(el("div", "muted id", q.id));
+  qs.append(img, meta);
+}
 
-  function searchParams(extra) {
-    const { fields, collections } = filterFields();
-    const q = new URLSearchParams(Object.assign({}, extra, fields));
-    for (const c of collections) q.append("collection", c);
-    return q;
+// ------------------------------------------------------------------ tools and controls
+function setMode(m) {
+  cancelDrawing();
+  mode = m;
+  for (const name of ["search", "box", "polygon"]) {
+    $("mode-" + name).classList.toggle("active", name === m);
+    $("mode-" + name).setAttribute("aria-pressed", name === m ? "true" : "false");
   }
+  $("map").classList.toggle("drawing", m !== "search");
+  if (m === "box") map.dragging.disable(); else map.dragging.enable();
+  if (m === "polygon") map.doubleClickZoom.disable(); else map.doubleClickZoom.enable();
+  if (m === "box") setStatus("Drag a box on the map to limit results to it.");
+  if (m === "polygon") setStatus("Click the polygon's corners; double-click to close it (Esc cancels).");
+}
 
-  function searchAt(lon, lat) { run({ kind: "location", lon: lon, lat: lat }); }
-  function searchById(id) { run({ kind: "point", id: id }); }
+function fmt(v) { return (Math.round(v * 1e6) / 1e6).toString(); }
 
-  function rerun() { if (lastQuery) run(lastQuery); }
+function setArea(a, quiet) {
+  state.area = a;
+  drawArea(a);
+  const t = $("area-text");
+  if (!a) { t.textContent = "anywhere"; t.className = "muted"; }
+  else if (a.bbox) { t.textContent = "box " + a.bbox.map(fmt).join(", "); t.className = ""; }
+  else { t.textContent = `polygon of ${a.polygon.length - 1} corners`; t.className = ""; }
+  t.title = t.textContent;
+  if (!quiet) { if (state.query) run(state.query); else saveUrl(false); }
+}
 
-  async function run(query) {
-    lastQuery = query;
-    $("rerun").disabled = false;
-    const my = ++seq;
-    setStatus("Searching…", "busy");
-    try {
-      let doc;
-      if (query.kind === "image") {
-        const form = new FormData();
-        form.append("file", query.file, query.file.name || "query");
-        const { fields, collections } = filterFields();
-        for (const [k, v] of Object.entries(fields)) form.append(k, v);
-        for (const c of collections) form.append("collection", c);
-        doc = await api(apiUrl("search/image"), { method: "POST", body: form });
-      } else {
-        const extra = query.kind === "point" ? { point_id: query.id } : { lon: query.lon, lat: query.lat };
-        doc = await api("api/search?" + searchParams(extra));
-      }
-      if (my !== seq) return;
-      render(doc, query);
-    } catch (err) {
-      if (my !== seq) return;
-      setStatus(err.message, "error");
-      if (query.kind === "location") {
-        queryLayer.clearLayers();
-        L.circleMarker([query.lat, query.lon], { radius: 5, color: "#d7263d", weight: 2, interactive: false }).addTo(queryLayer);
-      }
-    }
+const cancelDrawing = installTools({
+  getMode: () => mode,
+  setMode: setMode,
+  onArea: (a) => setArea(a),
+  onClick: (ll) => run({ kind: "location", lon: ll.lng, lat: ll.lat }),
+  onStatus: setStatus,
+});
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && mode !== "search") { setMode("search"); setStatus("Drawing cancelled."); }
+});
+$("mode-search").onclick = () => setMode("search");
+$("mode-box").onclick = () => setMode("box");
+$("mode-polygon").onclick = () => setMode("polygon");
+$("clear-area").onclick = () => { setMode("search"); setArea(null); };
+$("rerun").onclick = () => rerun();
+$("fit").onclick = () => fitResults();
+function filtersChanged() {
+  state.datetime = $("datetime").value.trim();
+  state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
+  state.k = parseInt($("k").value, 10) || 10;
+  if (state.query) run(state.query); else saveUrl(false);
+}
+$("datetime").addEventListener("change", filtersChanged);
+$("datetime").addEventListener("keydown", (ev) => { if (ev.key === "Enter") filtersChanged(); });
+$("collection").addEventListener("change", filtersChanged);
+$("k").addEventListener("change", filtersChanged);
+
+$("goto").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const v = $("goto-text").value.trim().split(/[\s,;]+/).map(Number);
+  if (v.length !== 2 || !v.every(Number.isFinite) || Math.abs(v[0]) > 180 || Math.abs(v[1]) > 90) {
+    setStatus("Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
+    return;
   }
+  map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
+  L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false }).addTo(queryLayer);
+  if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1] });
+  else setStatus(`Moved to ${v[0]}, ${v[1]}.`);
+});
 
-  function highlight(id, on) {
-    const layer = featureLayers.get(id);
-    if (layer) {
-      layer.setStyle(on ? { color: "#f28e2b", weight: 3, fillOpacity: 0.25 } : footprintStyle());
-      if (on) layer.bringToFront();
-    }
-    const card = cards.get(id);
-    if (card) card.classList.toggle("hover", on);
-  }
-
-  function footprintStyle() { return { color: "#1f77b4", weight: 1.5, fillColor: "#1f77b4", fillOpacity: 0.12 }; }
-
-  function shortDate(s) { return s ? String(s).slice(0, 10) : ""; }
-
-  function render(doc, query) {
-    resultsLayer.clearLayers();
-    queryLayer.clearLayers();
-    featureLayers.clear();
-    cards.clear();
-    const q = doc.query || {};
-    const feats = doc.features || [];
-
-    // the query on the map and in the panel
-    if (q.geometry) {
-      L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false }).addTo(queryLayer);
-    }
-    if (q.at) {
-      L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: "#d7263d", weight: 2, fillOpacity: 1, interactive: false }).addTo(queryLayer);
-    }
-    const qs = $("query");
-    qs.innerHTML = "";
-    qs.hidden = false;
-    const qimg = el("img");
-    qimg.alt = "query tile";
-    if (q.kind === "image" && queryObjectUrl) qimg.src = queryObjectUrl;
-    else if (q.id) qimg.src = tileUrl(q.id);
-    const meta = el("div", "meta");
-    const title = { point: "Query: stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image" }[q.kind] || "Query";
-    meta.appendChild(el("div", null, title));
-    if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + shortDate(q.datetime) : "")));
-    if (q.kind === "image" && query.file) meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
-    if (q.id) meta.appendChild(el("div", "muted", q.id));
-    qs.appendChild(qimg);
-    qs.appendChild(meta);
-
-    // footprints with rank labels
-    L.geoJSON({ type: "FeatureCollection", features: feats.filter((f) => f.geometry) }, {
-      style: footprintStyle,
-      onEachFeature: (f, layer) => {
-        featureLayers.set(f.id, layer);
-        layer.bindTooltip(String(f.properties.rank), { permanent: true, direction: "center", className: "rank-label", interactive: false });
-        layer.on("click", (e) => {
-          if (mode !== "search") return;   // let drawing tools get the click
-          L.DomEvent.stopPropagation(e);
-          searchById(f.id);
-        });
-        layer.on("mouseover", () => highlight(f.id, true));
-        layer.on("mouseout", () => highlight(f.id, false));
-      },
-    }).eachLayer((l) => resultsLayer.addLayer(l));
-
-    // gallery
-    const g = $("gallery");
-    g.innerHTML = "";
-    if (!feats.length) g.appendChild(el("div", "empty", "No results: loosen the filters?"));
-    for (const f of feats) {
-      const p = f.properties;
-      const card = el("div", "card");
-      card.tabIndex = 0;
-      card.title = `#${p.rank} · distance ${p.distance.toFixed(4)}\n${p.item_id || ""}${p.collection ? " (" + p.collection + ")" : ""}\n${p.datetime || ""}\n${f.id}\nclick: search with this tile`;
-      const img = el("img");
-      img.alt = `result ${p.rank}`;
-      img.loading = "lazy";
-      img.src = tileUrl(f.id);
-      card.appendChild(img);
-      card.appendChild(el("span", "rank", String(p.rank)));
-      const cap = el("div", "cap");
-      cap.appendChild(el("div", "dist", "d = " + p.distance.toFixed(3)));
-      cap.appendChild(el("div", "item", (p.item_id || "") + (p.datetime ? " · " + shortDate(p.datetime) : "")));
-      card.appendChild(cap);
-      card.onclick = () => searchById(f.id);
-      card.onkeydown = (ev) => { if (ev.key === "Enter") searchById(f.id); };
-      card.onmouseenter = () => highlight(f.id, true);
-      card.onmouseleave = () => highlight(f.id, false);
-      cards.set(f.id, card);
-      g.appendChild(card);
-    }
-    g.scrollTop = 0;
-    $("fit").disabled = !feats.length;
-    const filt = [];
-    if (area) filt.push(area.bbox ? "box" : "polygon");
-    if ($("datetime").value.trim()) filt.push("dates");
-    if ($("collection").selectedOptions.length) filt.push("collections");
-    const left = [];
-    if ($("datetime").value.trim() && missing.undated) left.push(`${missing.undated.toLocaleString()} tiles without a date`);
-    if ($("collection").selectedOptions.length && missing.no_collection) {
-      left.push(`${missing.no_collection.toLocaleString()} tiles without a collection`);
-    }
-    setStatus(`${feats.length} result${feats.length === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
-              (left.length ? ` · the filter leaves out ${left.join(" and ")}` : "") +
-              (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") + " · click a result to search from it");
-  }
-
-  function fitResults() {
-    const b = resultsLayer.getBounds();
-    if (queryLayer.getLayers().length) b.extend(queryLayer.getBounds());
-    if (b.isValid()) map.fitBounds(b, { padding: [30, 30], maxZoom: 18 });
-  }
-
-  // ------------------------------------------------------------------ upload
-  $("upload").addEventListener("change", (ev) => {
-    const file = ev.target.files && ev.target.files[0];
-    if (!file) return;
-    if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {  // refused here, before any byte is sent
-      setStatus(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB, over the service's ` +
-                `${(limits.max_upload_bytes / 1e6).toFixed(1)} MB upload limit; choose a smaller image or crop it`, "error");
-      ev.target.value = "";
-      return;
-    }
-    if (queryObjectUrl) URL.revokeObjectURL(queryObjectUrl);
-    queryObjectUrl = /tiff?$/i.test(file.type) || /\.tiff?$/i.test(file.name) ? null : URL.createObjectURL(file);
-    run({ kind: "image", file: file });
+$("upload").addEventListener("change", (ev) => {
+  const file = ev.target.files && ev.target.files[0];
+  if (!file) return;
+  const limits = (info && info.limits) || {};
+  if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {  // refused here, before any byte is sent
+    setStatus(`${file.name} is ${(file.size / 1e6).toFixed(1)} MB, over the service's ` +
+              `${(limits.max_upload_bytes / 1e6).toFixed(1)} MB upload limit; choose a smaller image or crop it`, "error");
     ev.target.value = "";
-  });
+    return;
+  }
+  if (uploadUrl) URL.revokeObjectURL(uploadUrl);
+  uploadUrl = /tiff?$/i.test(file.type) || /\.tiff?$/i.test(file.name) ? null : URL.createObjectURL(file);
+  run({ kind: "image", file: file });
+  ev.target.value = "";
+});
 
-  // test/automation hook: the current results
-  window.rsir = { searchAt: searchAt, searchById: searchById, setArea: setArea, map: map };
+// tabs
+function showTab(name) {
+  for (const t of ["results", "scenes", "labels"]) {
+    const on = t === name;
+    $("tab-" + t).setAttribute("aria-selected", on ? "true" : "false");
+    $("tab-" + t).tabIndex = on ? 0 : -1;
+    $("pane-" + t).hidden = !on;
+  }
+}
+for (const t of ["results", "scenes", "labels"]) $("tab-" + t).onclick = () => showTab(t);
 
-  loadInfo();
-})();
+// labels tab
+$("refine").onclick = () => run({ kind: "labels" }, { fit: true });
+$("clear-labels").onclick = () => { state.labels.clear(); labels.renderLabels(); restyleAll(); refreshDetails(); saveUrl(false); };
+$("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
+$("load-labels").addEventListener("change", async (ev) => {
+  const file = ev.target.files && ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  try {
+    const n = await labels.loadLabels(file);
+    restyleAll();
+    saveUrl(false);
+    setStatus(`Loaded ${n} labels from ${file.name}.`);
+  } catch (err) { setStatus(friendly(err.message), "error"); }
+});
+$("classify").onclick = async () => {
+  const bar = $("progress");
+  bar.hidden = false;
+  $("classify").disabled = true;
+  try {
+    const b = map.getBounds();
+    const f = filters();
+    if (!f.bbox && !f.polygon) f.bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+    const doc = await labels.findAll(f, (s) => { $("progress-text").textContent = `Scoring every tile in the area… ${s.toFixed(0)} s`; });
+    const sm = doc.summary || {};
+    setStatus(`Find all: ${doc.features.length} tiles at or above the threshold` +
+              (sm.scanned !== undefined ? ` of ${sm.scanned} scored` : "") + " (purple on the map).");
+  } catch (err) {
+    setStatus(friendly(err.message), "error");
+  } finally {
+    bar.hidden = true;
+    $("classify").disabled = false;
+  }
+};
+for (const b of document.querySelectorAll(".export")) {
+  b.onclick = async () => {
+    try {
+      const body = state.query && state.query.kind !== "image" ? exportBody() : null;
+      await labels.exportResults(b.dataset.format, body, resultFeatures());
+    } catch (err) { setStatus(friendly(err.message), "error"); }
+  };
+}
+function exportBody() {
+  const q = state.query;
+  const ex = q.kind === "labels" ? labels.examples()
+    : q.kind === "point" ? { positives: [{ point_id: q.id }], negatives: [] }
+      : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
+  return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters());
+}
+$("copy-link").onclick = async () => {
+  saveUrl(false);
+  try { await navigator.clipboard.writeText(window.location.href); setStatus("Link copied: it opens this search, its labels, filters and view."); }
+  catch (e) { setStatus("Copy this link from the address bar: it holds the search, labels, filters and view."); }
+};
+
+// ------------------------------------------------------------------ index, scenes, URL state
+async function loadInfo() {
+  info = await api(apiUrl("info"));
+  const cols = info.collections || [];
+  $("info").textContent = `${info.count.toLocaleString()} tiles · model ${info.model_id || "?"}` +
+    (cols.length ? ` · ${cols.length} collection${cols.length > 1 ? "s" : ""}` : "");
+  const sel = $("collection");
+  sel.innerHTML = "";
+  for (const c of cols) sel.appendChild(new Option(c, c));
+  sel.size = Math.min(4, Math.max(2, cols.length));
+  sel.disabled = cols.length === 0;
+  if (info.limits && info.limits.max_k) {
+    for (const o of Array.from($("k").options)) if (+o.value > info.limits.max_k) o.remove();
+  }
+  if (info.basemap) {
+    addBasemap(info.basemap, (host) => mapNotice(`The online basemap (${host}) could not be loaded; ` +
+                                                 "the imagery of the indexed scenes is still shown."));
+  }
+}
+
+async function loadScenes() {
+  scenesDoc = await api(apiUrl("scenes"));
+  showScenes(scenesDoc);
+  addImagery(scenesDoc.extent, scenesDoc.maxzoom, () => mapNotice(
+    "Some imagery could not be drawn: a scene's source file is missing or unreadable on the server (see Scenes)."));
+  const list = $("scene-list");
+  list.innerHTML = "";
+  const feats = scenesDoc.features || [];
+  $("tab-scenes").textContent = `Scenes (${feats.length})`;
+  const broken = feats.filter((f) => f.properties.imagery === false).length;
+  if (broken) mapNotice(`The imagery of ${broken} scene${broken > 1 ? "s" : ""} cannot be drawn (see Scenes); their outlines are red.`);
+  for (const f of feats) {
+    const p = f.properties;
+    const li = el("li");
+    const b = el("button", "scene");
+    b.type = "button";
+    b.appendChild(el("span", "sitem", p.item_id));
+    b.appendChild(el("span", "smeta", [p.collection || "no collection", p.datetime ? shortDate(p.datetime) : "no date",
+                                       `${p.tiles} tiles`].join(" · ")));
+    if (p.imagery === false) b.appendChild(el("span", "sbad", "imagery: " + p.imagery_problem));
+    b.title = "Zoom to this scene";
+    b.onclick = () => {
+      const [w, s, e, n] = p.bbox;
+      map.fitBounds([[s, w], [n, e]], { padding: [20, 20], maxZoom: 18 });
+      flashScene(f.id);
+    };
+    li.appendChild(b);
+    list.appendChild(li);
+  }
+}
+
+function applyState(s, first) {
+  state.query = s.query;   // before any map move: moveend writes the state to the URL
+  state.view = s.view;
+  state.k = s.k;
+  state.datetime = s.datetime;
+  state.collections = s.collections;
+  state.labels = s.labels.size || !first ? s.labels : state.labels;
+  state.selected = s.selected;
+  $("datetime").value = s.datetime;
+  if (![...$("k").options].some((o) => +o.value === s.k)) $("k").appendChild(new Option(String(s.k), String(s.k)));
+  $("k").value = String(s.k);
+  for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
+  setArea(s.area, true);
+  labels.renderLabels();
+  if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
+  if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
+  else { clearResults(); $("query").hidden = true; restyleAll(); }
+}
+
+window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
+map.on("moveend", () => {
+  if (!document.body.dataset.ready) return;
+  const c = map.getCenter();
+  state.view = { z: map.getZoom(), lat: c.lat, lon: c.lng };
+  saveUrl(false);
+});
+
+async function start() {
+  labels.renderLabels(() => { restyleAll(); refreshDetails(); saveUrl(false); });
+  try {
+    await Promise.all([loadInfo(), labels.detectCaps()]);
+  } catch (err) {
+    map.setView([0, 0], 2);
+    $("info").textContent = "index unavailable";
+    setStatus("Cannot load the index summary: " + friendly(err.message), "error");
+    return;
+  }
+  try { await loadScenes(); } catch (err) {
+    console.error(err);
+    setStatus("Cannot list the scenes: " + friendly(err.message), "error");
+  }
+  const s = fromSearch(window.location.search);
+  let elsewhere = 0;
+  if (!s.view) {
+    // open at the data: the largest scene and those overlapping it (the Scenes tab lists the others)
+    const b = scenesDoc && startBounds(scenesDoc);
+    const ext = info.extent;
+    if (b) {
+      map.fitBounds(b, { padding: [20, 20], animate: false, maxZoom: 18 });
+      elsewhere = (scenesDoc.features || []).filter((f) => f.properties.bbox && !b.contains(
+        L.latLngBounds([f.properties.bbox[1], f.properties.bbox[0]], [f.properties.bbox[3], f.properties.bbox[2]]))).length;
+    } else if (ext) map.fitBounds([[ext[1], ext[0]], [ext[3], ext[2]]], { padding: [20, 20], animate: false });
+    else { map.setView([0, 0], 2); setStatus("The index is empty: ingest some scenes first.", "error"); }
+  }
+  applyState(s, true);
+  if (!s.query && info.count) {
+    setStatus("Click the imagery to find tiles like the one there" + (elsewhere
+      ? `; ${elsewhere} more scene${elsewhere > 1 ? "s are" : " is"} elsewhere (Scenes tab, or zoom out for the orange dots).`
+      : ", or pick a scene in the Scenes tab."));
+  }
+  document.body.dataset.ready = "1";
+}
+
+// test/automation hook
+window.rsir = {
+  map: map, state: state,
+  searchAt: (lon, lat) => run({ kind: "location", lon: lon, lat: lat }),
+  searchById: (id) => run({ kind: "point", id: id }),
+  setArea: (a) => setArea(a),
+  select: (id) => { select(id, true); saveUrl(false); },
+};
+
+start();

@@ -1,0 +1,369 @@
+"""Web-map tiles (XYZ, Web Mercator) of the indexed scenes, rendered from their rasters.
+
+The map page shows the imagery under the search results.  The scenes are
+those of the index: every stored tile records its source (``href``), its
+STAC item, collection and date, the bands ingest chose and how it tiled
+(``tiling``).  :func:`scenes_from_payloads` groups the tiles into scenes
+(footprint = convex hull of the tiles' corners, tile count, date);
+:class:`TileRenderer` renders a 256 x 256 px tile of the Web Mercator quad
+tree (``z/x/y`` as in OpenStreetMap, Google and Leaflet) as a mosaic of the
+scenes that cover it, with rio-tiler (``Reader.tile`` + ``mosaic_reader``,
+first valid pixel wins, newest scene first).
+
+Colours are the ones the model saw: the bands ingest read (``tiling.bands``)
+and the same scaling (:func:`rsir_stac.tiling.compute_scale`: ``uint8``
+passes through, other types get the scene's p2-p98 stretch, computed once
+per scene).  Pixels outside every scene or masked as nodata are transparent.
+
+Zoom limits per scene: from rio-tiler's ``minzoom`` (the scene fits one tile)
+minus :data:`UNDERZOOM` to its ``maxzoom`` (native resolution) plus
+:data:`OVERZOOM`; outside them the scene is not drawn (the footprint layer
+still shows it).  ``z`` outside ``0..MAX_ZOOM`` or ``x``/``y`` outside the
+``2**z`` grid is an :class:`InputError`.
+
+A scene whose source file is missing or unreadable is left out of the
+mosaic (logged once); a tile covered only by such scenes raises
+:class:`SourceNotFoundError` naming the STAC item, never a server path.
+Rendered PNGs are kept in a byte-bounded LRU (``cachetools``).
+
+Sources: rio-tiler (https://cogeotiff.github.io/rio-tiler/), morecantile's
+WebMercatorQuad tile matrix set (OGC 17-083r4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsir_stac.errors import InputError, RsirError, SourceNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: Largest zoom level served (about 2 cm per pixel at the equator).
+MAX_ZOOM = 24
+#: Zoom levels drawn above a scene's native resolution (upsampled).
+OVERZOOM = 3
+#: Zoom levels drawn below the one where the scene fits one tile.
+UNDERZOOM = 3
+#: Side of a web-map tile, pixels.
+TILE_SIZE = 256
+#: Default byte budget of the rendered-tile cache.
+CACHE_BYTES = 128 * 1024 * 1024
+#: Seconds before a scene whose source could not be read is tried again.
+RETRY_S = 30.0
+
+
+@dataclass
+class Scene:
+    """One indexed source raster (a STAC item's asset) as the map shows it.
+
+    ``bbox`` is ``(W, S, E, N)`` in degrees over the scene's stored tiles;
+    ``footprint`` a GeoJSON Polygon (convex hull of the tiles' corners);
+    ``bands`` the 1-based R,G,B bands ingest read; ``href`` the source, kept
+    on the server (never sent to clients).
+    """
+
+    id: str
+    item_id: str
+    collection: str | None
+    asset: str | None
+    href: str
+    datetime: str | None
+    tiles: int
+    bbox: tuple[float, float, float, float]
+    footprint: dict | None
+    bands: tuple[int, ...] | None
+    gsd: float | None = None
+    zooms: tuple[int, int] | None = None
+    _corners: list = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The client-facing description (no server path)."""
+        return {"id": self.id, "item_id": self.item_id, "collection": self.collection, "asset": self.asset,
+                "datetime": self.datetime, "tiles": self.tiles, "bbox": list(self.bbox),
+                "gsd": self.gsd, "minzoom": self.zooms[0] if self.zooms else None,
+                "maxzoom": self.zooms[1] if self.zooms else None}
+
+
+def scene_id(collection: str | None, item_id: str, asset: str | None, href: str) -> str:
+    """A short stable id of a scene (12 hex digits of a SHA-1 of its identity)."""
+    key = "|".join([collection or "", item_id, asset or "", href])
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
+    """Group stored tile payloads into scenes, newest first (undated last).
+
+    Payloads without ``href`` or ``item_id`` are skipped.  Footprints are the
+    convex hull of the tiles' ``corners`` (shapely).
+    """
+    from shapely.geometry import MultiPoint, mapping
+
+    scenes: dict[str, Scene] = {}
+    for p in payloads:
+        href, item = p.get("href"), p.get("item_id")
+        if not isinstance(href, str) or not isinstance(item, str):
+            continue
+        col, asset = p.get("collection"), p.get("asset")
+        sid = scene_id(col, item, asset, href)
+        sc = scenes.get(sid)
+        bbox = p.get("bbox") or [math.inf, math.inf, -math.inf, -math.inf]
+        try:
+            w, s, e, n = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            w, s, e, n = math.inf, math.inf, -math.inf, -math.inf
+        if sc is None:
+            bands = (p.get("tiling") or {}).get("bands")
+            sc = scenes[sid] = Scene(
+                id=sid, item_id=item, collection=col if isinstance(col, str) else None, asset=asset, href=href,
+                datetime=p.get("datetime") if isinstance(p.get("datetime"), str) else None, tiles=0,
+                bbox=(w, s, e, n), footprint=None, bands=tuple(int(b) for b in bands) if bands else None,
+                gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None)
+        sc.tiles += 1
+        b = sc.bbox
+        sc.bbox = (min(b[0], w), min(b[1], s), max(b[2], e), max(b[3], n))
+        for c in p.get("corners") or []:
+            if isinstance(c, Mapping) and "lon" in c and "lat" in c:
+                sc._corners.append((float(c["lon"]), float(c["lat"])))
+    for sc in scenes.values():
+        if sc._corners:
+            hull = MultiPoint(sc._corners).convex_hull
+            if hull.geom_type == "Polygon":
+                sc.footprint = mapping(hull)
+        if sc.footprint is None and math.isfinite(sc.bbox[0]):
+            w, s, e, n = sc.bbox
+            sc.footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+        sc._corners = []
+    ordered = sorted(scenes.values(), key=lambda s: (s.item_id, s.id))
+    dated = sorted((s for s in ordered if s.datetime), key=lambda s: s.datetime, reverse=True)
+    return dated + [s for s in ordered if not s.datetime]
+
+
+def zoom_range(gsd: float, bbox: tuple[float, float, float, float]) -> tuple[int, int] | None:
+    """Zoom levels a scene is drawn at, from its pixel size ``gsd`` (metres) and ``bbox`` (degrees):
+    from the level where it fits one 256 px tile, minus :data:`UNDERZOOM`, to the level whose
+    pixels are no larger than ``gsd`` at its latitude (native), plus :data:`OVERZOOM` (the rule
+    rio-tiler's ``minzoom``/``maxzoom`` follow, without opening the raster)."""
+    w, s, e, n = bbox
+    if not (gsd > 0 and all(math.isfinite(v) for v in bbox)):
+        return None
+    lat = math.radians((s + n) / 2)
+    equator = 2 * math.pi * 6378137.0 / TILE_SIZE     # metres per pixel at zoom 0 on the equator
+    scale = equator * max(math.cos(lat), 1e-6)
+    native = math.ceil(math.log2(scale / gsd) - 1e-9)
+    span_m = max((e - w) * math.cos(lat), n - s) * 111_320.0
+    fits = math.floor(math.log2(scale * TILE_SIZE / max(span_m, gsd * TILE_SIZE)))
+    lo, hi = max(0, min(fits, native) - UNDERZOOM), min(MAX_ZOOM, max(0, native) + OVERZOOM)
+    return (lo, hi)
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """Raise :class:`InputError` unless ``z/x/y`` names a tile of the Web Mercator grid."""
+    if not 0 <= z <= MAX_ZOOM:
+        raise InputError(f"zoom level {z} is outside 0..{MAX_ZOOM}; ask for a tile within those zoom levels")
+    n = 1 << z
+    if not (0 <= x < n and 0 <= y < n):
+        raise InputError(f"tile {z}/{x}/{y} is outside the grid (x and y within 0..{n - 1} at zoom {z})")
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """``(W, S, E, N)`` in degrees of Web Mercator tile ``z/x/y``."""
+    import morecantile
+
+    b = morecantile.tms.get("WebMercatorQuad").bounds(x, y, z)
+    return (b.left, b.bottom, b.right, b.top)
+
+
+def _png(data, mask) -> bytes:
+    """RGBA PNG of a ``(3, h, w)`` array and its ``(h, w)`` mask (255 = data); zlib level 1
+    (about 4x faster than GDAL's default level 6, ~10 % larger)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.dstack([np.moveaxis(data[:3], 0, -1).astype(np.uint8, copy=False), mask.astype(np.uint8, copy=False)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class _Skip(Exception):
+    """A scene that adds nothing to this tile (outside, zoom limits, unreadable)."""
+
+
+class TileRenderer:
+    """Renders (and caches) PNG web-map tiles of ``scenes``; thread-safe."""
+
+    def __init__(self, scenes: list[Scene], *, cache_bytes: int = CACHE_BYTES):
+        from cachetools import LRUCache
+
+        self.scenes = list(scenes)
+        self._cache: LRUCache = LRUCache(maxsize=max(0, cache_bytes) or 1, getsizeof=len)
+        self._lock = threading.Lock()
+        self._scales: dict[str, Any] = {}
+        self._broken: dict[str, tuple[str, float]] = {}
+        self._empty: bytes | None = None
+
+    # ------------------------------------------------------------------ scenes
+    def broken(self) -> dict[str, str]:
+        """Scene id -> why its imagery cannot be drawn (a one-line reason, no path); entries
+        older than :data:`RETRY_S` are dropped, so a restored file is drawn again."""
+        now = time.monotonic()
+        for sid, (_, t) in list(self._broken.items()):
+            if now - t > RETRY_S:
+                self._broken.pop(sid, None)
+        return {sid: why for sid, (why, _) in self._broken.items()}
+
+    def check(self, scene: Scene) -> bool:
+        """False (and the scene marked) when its local source file is missing; no raster is opened."""
+        from rsir_stac.tiling.sources import _is_url
+
+        if scene.id in self.broken():
+            return False
+        if not _is_url(scene.href) and not os.path.isfile(scene.href):
+            self._mark_broken(scene, "its source file is missing on the server")
+            return False
+        return True
+
+    def zooms(self, scene: Scene) -> tuple[int, int] | None:
+        """``(minzoom, maxzoom)`` drawn for ``scene``: from its stored GSD and extent when known
+        (:func:`zoom_range`), else from the raster (rio-tiler); None when it cannot be opened."""
+        if scene.zooms is None and scene.gsd:
+            scene.zooms = zoom_range(scene.gsd, scene.bbox)
+        if scene.zooms is None and scene.id not in self.broken():
+            try:
+                with self._open(scene) as src:
+                    scene.zooms = (max(0, int(src.minzoom) - UNDERZOOM), min(MAX_ZOOM, int(src.maxzoom) + OVERZOOM))
+            except _Skip:
+                return None
+        return scene.zooms
+
+    def _mark_broken(self, scene: Scene, why: str) -> None:
+        if scene.id not in self._broken:
+            log.warning("imagery of %s (%s) not drawn: %s", scene.item_id, scene.href, why)
+        self._broken[scene.id] = (why, time.monotonic())
+
+    def _open(self, scene: Scene):
+        from rio_tiler.io import Reader
+
+        from rsir_stac.tiling.sources import _is_url
+
+        if scene.id in self.broken():
+            raise _Skip
+        if not _is_url(scene.href) and not os.path.isfile(scene.href):
+            self._mark_broken(scene, "its source file is missing on the server")
+            raise _Skip
+        try:
+            return Reader(scene.href)
+        except Exception as err:  # noqa: BLE001 - any GDAL/rasterio failure: not drawn
+            self._mark_broken(scene, "its source cannot be read")
+            raise _Skip from err
+
+    def _scale(self, scene: Scene):
+        """The scene's (bands, scale rule), as ingest chose them (computed once)."""
+        got = self._scales.get(scene.id)
+        if got is None:
+            from rsir_stac.tiling import SceneReader
+
+            with SceneReader.open(scene.href, bands=scene.bands) as reader:
+                got = (tuple(reader.bands), reader.scale)
+            self._scales[scene.id] = got
+        return got
+
+    # ------------------------------------------------------------------ tiles
+    def covering(self, z: int, x: int, y: int) -> list[Scene]:
+        """Scenes whose bbox meets tile ``z/x/y`` (newest first)."""
+        w, s, e, n = tile_bounds(z, x, y)
+        return [sc for sc in self.scenes if sc.bbox[0] < e and sc.bbox[2] > w and sc.bbox[1] < n and sc.bbox[3] > s]
+
+    def render(self, z: int, x: int, y: int) -> bytes:
+        """The PNG (RGBA, 256 x 256 px) of tile ``z/x/y``; transparent where no scene draws.
+
+        Raises InputError (tile not in the grid), SourceNotFoundError (every
+        scene under the tile is missing or unreadable).
+        """
+        check_tile(z, x, y)
+        key = (z, x, y)
+        with self._lock:
+            png = self._cache.get(key)
+        if png is not None:
+            return png
+        png = self._render(z, x, y)
+        if len(png) <= self._cache.maxsize:
+            with self._lock:
+                self._cache[key] = png
+        return png
+
+    def _render(self, z: int, x: int, y: int) -> bytes:
+        from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
+        from rio_tiler.mosaic import mosaic_reader
+
+        from rsir_stac.tiling import gdal_env
+
+        cands = self.covering(z, x, y)
+        drawable = []
+        for sc in cands:
+            zr = self.zooms(sc)
+            if zr is not None and zr[0] <= z <= zr[1]:
+                drawable.append(sc)
+        if not drawable:
+            self._raise_if_all_broken(cands)
+            return self.empty()
+
+        def read(scene: Scene, tx: int, ty: int, tz: int):
+            try:
+                with gdal_env(), self._open(scene) as src:
+                    bands, rule = self._scale(scene)
+                    img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands)
+            except (_Skip, TileOutsideBounds):
+                raise TileOutsideBounds("skipped") from None
+            except RsirError as err:
+                self._mark_broken(scene, "its source cannot be read")
+                raise TileOutsideBounds("unreadable") from err
+            except Exception as err:  # noqa: BLE001 - a corrupt block: leave the scene out of this tile
+                log.warning("tile %s/%s/%s of %s not drawn: %s", tz, tx, ty, scene.item_id, err)
+                raise TileOutsideBounds("unreadable") from err
+            if rule.kind != "none":
+                img = img.rescale(in_range=list(zip(rule.low, rule.high)))
+            return img
+
+        try:
+            # sequential: scenes are read newest first and reading stops once the tile is full
+            img, _ = mosaic_reader(drawable, read, x, y, z, threads=0)
+        except EmptyMosaicError:
+            self._raise_if_all_broken(drawable)
+            return self.empty()
+        return _png(img.data, img.mask)
+
+    def _raise_if_all_broken(self, scenes: list[Scene]) -> None:
+        broken = self.broken()
+        missing = [sc for sc in scenes if sc.id in broken]
+        if missing and len(missing) == len(scenes):
+            sc = missing[0]
+            more = f" (and {len(missing) - 1} more scenes)" if len(missing) > 1 else ""
+            raise SourceNotFoundError(f"the imagery of scene {sc.item_id!r}{more} cannot be drawn: "
+                                      f"{broken[sc.id]}; restore the file or re-ingest the item")
+
+    def empty(self) -> bytes:
+        """A fully transparent tile."""
+        if self._empty is None:
+            import io
+
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.new("RGBA", (TILE_SIZE, TILE_SIZE), (0, 0, 0, 0)).save(buf, format="PNG")
+            self._empty = buf.getvalue()
+        return self._empty
+
+
+__all__ = ["CACHE_BYTES", "MAX_ZOOM", "Scene", "TileRenderer", "check_tile", "scene_id", "scenes_from_payloads",
+           "tile_bounds"]

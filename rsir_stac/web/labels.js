@@ -1,0 +1,182 @@
+// Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
+import { api, apiUrl, postJson } from "./api.js";
+import { map } from "./map.js";
+import { el, shortDate } from "./results.js";
+import { labelsGeoJSON, parseLabels, state } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+const classifyLayer = L.featureGroup().addTo(map);
+
+/** Capabilities of the server: the analyst endpoints (/api/query, /api/classify, ...) or not. */
+export const caps = { query: false, classify: false, export: false, labels: false };
+
+export async function detectCaps() {
+  try {
+    const doc = await api("openapi.json");
+    const paths = Object.keys(doc.paths || {});
+    caps.query = paths.includes("/api/query");
+    caps.classify = paths.includes("/api/classify");
+    caps.export = paths.includes("/api/query/export");
+    caps.labels = paths.includes("/api/labels");
+  } catch (e) { /* an old server: client-side fallbacks */ }
+}
+
+export function setLabel(id, label, feature) {
+  const cur = state.labels.get(id);
+  if (cur && cur.label === label) state.labels.delete(id);   // pressing it again removes the label
+  else {
+    const p = (feature && feature.properties) || {};
+    state.labels.set(id, { label: label, geometry: (feature && feature.geometry) || (cur && cur.geometry) || null,
+                           note: (cur && cur.note) || "", item_id: p.item_id || (cur && cur.item_id),
+                           datetime: p.datetime || (cur && cur.datetime) });
+  }
+  renderLabels();
+}
+
+export function renderLabels(onRemove) {
+  if (onRemove) renderLabels.onRemove = onRemove;
+  const list = $("label-list");
+  list.innerHTML = "";
+  let pos = 0, neg = 0;
+  for (const [id, l] of state.labels) {
+    if (l.label === "positive") pos++; else neg++;
+    const li = el("li", l.label);
+    li.appendChild(el("span", "tag", l.label === "positive" ? "✓" : "✗"));
+    li.appendChild(el("span", "what", (l.item_id || id.slice(0, 8)) + (l.datetime ? " · " + shortDate(l.datetime) : "")));
+    const rm = el("button", "small", "Remove");
+    rm.type = "button";
+    rm.setAttribute("aria-label", `Remove the ${l.label} label of ${l.item_id || id}`);
+    rm.onclick = () => { state.labels.delete(id); renderLabels(); if (renderLabels.onRemove) renderLabels.onRemove(id); };
+    li.appendChild(rm);
+    list.appendChild(li);
+  }
+  $("label-count").textContent = `${pos} positive, ${neg} negative`;
+  $("tab-labels").textContent = state.labels.size ? `Labels (${state.labels.size})` : "Labels";
+  $("refine").disabled = pos === 0;
+  $("classify").disabled = pos === 0;
+  $("save-labels").disabled = state.labels.size === 0;
+  $("clear-labels").disabled = state.labels.size === 0;
+}
+
+export function download(name, blob) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+export async function saveLabels(modelId) {
+  let doc = labelsGeoJSON(modelId);
+  if (caps.labels && doc.features.some((f) => !f.geometry)) {
+    try { doc = await postJson(apiUrl("labels"), { labels: doc }); } catch (e) { /* keep what we have */ }
+  }
+  download("labels.geojson", new Blob([JSON.stringify(doc, null, 1)], { type: "application/geo+json" }));
+}
+
+export async function loadLabels(file) {
+  let doc;
+  try { doc = JSON.parse(await file.text()); } catch (e) {
+    throw new Error(`${file.name} is not JSON; load a GeoJSON label file (labels.geojson).`);
+  }
+  const labels = parseLabels(doc);
+  if (caps.labels) {
+    // the server checks the ids against the index and fills in footprints
+    const checked = await postJson(apiUrl("labels"), { labels: doc });
+    state.labels = parseLabels(checked);
+  } else state.labels = labels;
+  renderLabels();
+  return state.labels.size;
+}
+
+/** The examples of the label set, as the analyst API takes them. */
+export function examples() {
+  const positives = [], negatives = [];
+  for (const [id, l] of state.labels) (l.label === "positive" ? positives : negatives).push({ point_id: id });
+  return { positives, negatives };
+}
+
+/**
+ * Search from the label set.  With /api/query: the engine's recommend query over positives and
+ * negatives.  Without it (older server): one search per positive, merged by best distance, labelled
+ * tiles and tiles nearer a negative than any positive left out.
+ */
+export async function refineQuery(filters, k) {
+  const ex = examples();
+  if (caps.query) {
+    return postJson(apiUrl("query"), Object.assign({ positives: ex.positives, negatives: ex.negatives, k: k }, filters));
+  }
+  const runs = async (list) => Promise.all(list.map((e) => api(apiUrl("search", Object.assign({}, filtersQuery(filters),
+    { point_id: e.point_id, k: Math.min(100, k * 2) })))));
+  const posDocs = await runs(ex.positives.slice(0, 10));
+  const negDocs = await runs(ex.negatives.slice(0, 10));
+  const best = new Map(), negBest = new Map();
+  for (const d of posDocs) for (const f of d.features) {
+    const cur = best.get(f.id);
+    if (!cur || f.properties.distance < cur.properties.distance) best.set(f.id, f);
+  }
+  for (const d of negDocs) for (const f of d.features) {
+    negBest.set(f.id, Math.min(negBest.get(f.id) ?? Infinity, f.properties.distance));
+  }
+  const feats = [...best.values()]
+    .filter((f) => !state.labels.has(f.id) && !((negBest.get(f.id) ?? Infinity) < f.properties.distance))
+    .sort((a, b) => a.properties.distance - b.properties.distance).slice(0, k);
+  feats.forEach((f, i) => { f.properties.rank = i + 1; });
+  return { type: "FeatureCollection", features: feats, query: { kind: "labels" }, k: k, merged: true };
+}
+
+function filtersQuery(filters) {
+  const q = {};
+  if (filters.datetime) q.datetime = filters.datetime;
+  if (filters.bbox) q.bbox = filters.bbox.join(",");
+  if (filters.polygon) q.polygon = JSON.stringify(filters.polygon);
+  return q;
+}
+
+/** "Find all": the classifier over the current area; shows tiles above the threshold. */
+export async function findAll(filters, onProgress) {
+  if (!caps.classify) {
+    throw new Error("Find all needs a service with the classifier (rsir-stac serve of this version or later).");
+  }
+  const t0 = performance.now();
+  const timer = setInterval(() => onProgress((performance.now() - t0) / 1000), 250);
+  try {
+    const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold:
+      parseFloat($("threshold").value) || 0.5, max_hits: 2000 }, filters));
+    classifyLayer.clearLayers();
+    L.geoJSON(doc, { style: { color: "#9467bd", weight: 1, fillOpacity: 0.35 }, interactive: false }).addTo(classifyLayer);
+    return doc;
+  } finally { clearInterval(timer); }
+}
+
+export function clearFindAll() { classifyLayer.clearLayers(); }
+
+/** Export the current results (server formats when available; GeoJSON/CSV in the page otherwise). */
+export async function exportResults(format, body, features) {
+  if (caps.export && body) {
+    const resp = await api(apiUrl("query/export"), { method: "POST", raw: true, headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(Object.assign({ format: format }, body)) });
+    const ext = { geojson: "geojson", csv: "csv", parquet: "parquet", fgb: "fgb" }[format];
+    download("results." + ext, await resp.blob());
+    return;
+  }
+  if (format === "geojson") {
+    download("results.geojson", new Blob([JSON.stringify({ type: "FeatureCollection", features: features })],
+                                         { type: "application/geo+json" }));
+  } else if (format === "csv") {
+    const cols = ["rank", "id", "distance", "item_id", "collection", "datetime", "lon", "lat"];
+    const esc = (v) => (v === undefined || v === null ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    const lines = [cols.join(",")];
+    for (const f of features) {
+      const p = f.properties;
+      let loc = p.location;
+      if (typeof loc === "string") { try { loc = JSON.parse(loc); } catch (e) { loc = null; } }
+      lines.push([p.rank, f.id, p.distance ?? p.score, p.item_id, p.collection, p.datetime, loc && loc.lon, loc && loc.lat]
+        .map(esc).join(","));
+    }
+    download("results.csv", new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+  } else {
+    throw new Error("GeoParquet export needs a service with the export endpoint; use GeoJSON or CSV here.");
+  }
+}

@@ -1,0 +1,239 @@
+// The Leaflet map: imagery of the indexed scenes, an optional online basemap, scene footprints,
+// the area filter and its drawing tools, and the cursor/scale readouts.
+import { apiUrl, hasKey } from "./api.js";
+
+export const map = L.map("map", {
+  boxZoom: false,          // shift-drag draws a filter box instead
+  zoomSnap: 0.5,
+  maxZoom: 22,
+  worldCopyJump: false,
+  attributionControl: true,
+  doubleClickZoom: true,
+});
+map.attributionControl.setPrefix(false);
+
+for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["badges", 640]]) {
+  map.createPane(name);
+  map.getPane(name).style.zIndex = z;
+}
+map.getPane("imagery").style.pointerEvents = "none";
+map.getPane("badges").style.pointerEvents = "none";
+
+// ------------------------------------------------------------------ imagery (our own XYZ tiles)
+const AuthTiles = L.TileLayer.extend({
+  // with a service key, fetch tiles with the X-API-Key header instead of putting the key in URLs
+  createTile: function (coords, done) {
+    if (!hasKey()) return L.TileLayer.prototype.createTile.call(this, coords, done);
+    const img = document.createElement("img");
+    img.alt = "";
+    fetch(this.getTileUrl(coords), { headers: { "X-API-Key": sessionStorage.getItem("rsir-key") || "" } })
+      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error("HTTP " + r.status))))
+      .then((b) => { img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); }; img.src = URL.createObjectURL(b); })
+      .catch((e) => done(e, img));
+    return img;
+  },
+});
+
+let imagery = null;
+export const imageryStats = { loaded: 0, failed: 0 };
+
+export function addImagery(extent, maxNativeZoom, onFail) {
+  if (imagery) imagery.remove();
+  const opts = { pane: "imagery", tileSize: 256, maxZoom: 22, maxNativeZoom: Math.min(22, maxNativeZoom || 18),
+                 attribution: "imagery: indexed scenes", keepBuffer: 1 };
+  if (extent) opts.bounds = L.latLngBounds([extent[1], extent[0]], [extent[3], extent[2]]).pad(0.02);
+  imagery = new AuthTiles(apiUrl("imagery/{z}/{x}/{y}.png"), opts);
+  imagery.on("tileload", () => { imageryStats.loaded++; });
+  imagery.on("tileerror", () => {
+    imageryStats.failed++;
+    if (imageryStats.failed === 1 && onFail) onFail();
+  });
+  imagery.addTo(map);
+  return imagery;
+}
+
+// ------------------------------------------------------------------ optional online basemap
+export function addBasemap(url, onFail) {
+  let host = "";
+  try { host = new URL(url.replace(/[{}]/g, ""), window.location.href).host; } catch (e) { host = "basemap"; }
+  const layer = L.tileLayer(url, { maxZoom: 22, attribution: "basemap: " + host, crossOrigin: false });
+  let ok = 0, bad = 0, told = false;
+  layer.on("tileload", () => { ok++; });
+  layer.on("tileerror", () => {
+    bad++;
+    if (!told && bad >= 3 && ok === 0) { told = true; onFail(host); }
+  });
+  layer.addTo(map);
+  layer.bringToBack();
+  return layer;
+}
+
+// ------------------------------------------------------------------ scene footprints
+export const scenesLayer = L.featureGroup().addTo(map);
+const sceneLayers = new Map();
+
+function sceneStyle(p) {
+  return { pane: "scenes", color: p.imagery === false ? "#b3261e" : "#f5f5f5", weight: 1.5, dashArray: "5 4",
+           fill: true, fillOpacity: 0, opacity: 0.9 };
+}
+
+const sceneDots = L.layerGroup().addTo(map);
+
+/** Dots at the centres of scenes too small to see at this zoom (click one to zoom to it). */
+function updateDots() {
+  if (!map._loaded) return;   // no view yet
+  sceneDots.eachLayer((m) => {
+    const b = m.options.sceneBounds;
+    const a = map.latLngToContainerPoint(b.getNorthWest()), c = map.latLngToContainerPoint(b.getSouthEast());
+    const small = Math.abs(c.x - a.x) < 14 && Math.abs(c.y - a.y) < 14;
+    m.setStyle({ opacity: small ? 1 : 0, fillOpacity: small ? 0.9 : 0 });
+  });
+}
+map.on("zoomend load", updateDots);
+
+export function showScenes(doc) {
+  scenesLayer.clearLayers();
+  sceneDots.clearLayers();
+  sceneLayers.clear();
+  for (const f of doc.features || []) {
+    if (!f.geometry) continue;
+    const p = f.properties;
+    const layer = L.geoJSON(f, { style: () => sceneStyle(p), pane: "scenes" });
+    const label = `${p.item_id}${p.datetime ? " · " + String(p.datetime).slice(0, 10) : ""} · ${p.tiles} tiles`;
+    layer.eachLayer((l) => l.bindTooltip(label, { sticky: true, className: "scene-tip" }));
+    layer.addTo(scenesLayer);
+    sceneLayers.set(f.id, layer);
+    const [w, s, e, n] = p.bbox;
+    const bounds = L.latLngBounds([s, w], [n, e]);
+    const dot = L.circleMarker(bounds.getCenter(), { pane: "scenes", radius: 6, color: "#fff", weight: 2,
+                                                    fillColor: p.imagery === false ? "#b3261e" : "#f28e2b", sceneBounds: bounds });
+    dot.bindTooltip(label);
+    dot.on("click", (ev) => { L.DomEvent.stopPropagation(ev); map.fitBounds(bounds, { padding: [20, 20], maxZoom: 18 }); });
+    dot.addTo(sceneDots);
+  }
+  updateDots();
+}
+
+/**
+ * The bounds to open the page at: all the data when the scenes fill a fair part of their extent,
+ * else (scenes scattered over the globe) the scene with the most tiles and those that overlap it.
+ */
+export function startBounds(doc) {
+  const feats = (doc.features || []).filter((f) => f.properties.bbox);
+  if (!feats.length) return null;
+  const box = (f) => { const [w, s, e, n] = f.properties.bbox; return L.latLngBounds([s, w], [n, e]); };
+  const area = (b) => Math.max(0, b.getEast() - b.getWest()) * Math.max(0, b.getNorth() - b.getSouth());
+  const all = box(feats[0]);
+  for (const f of feats) all.extend(box(f));
+  if (feats.reduce((a, f) => a + area(box(f)), 0) >= 0.02 * area(all)) return all;
+  const main = feats.reduce((a, b) => (b.properties.tiles > a.properties.tiles ? b : a));
+  const out = box(main);
+  for (const f of feats) if (box(f).intersects(box(main))) out.extend(box(f));
+  return out;
+}
+
+export function flashScene(id) {
+  const l = sceneLayers.get(id);
+  if (!l) return;
+  l.setStyle({ color: "#f28e2b", weight: 3 });
+  setTimeout(() => l.setStyle({ color: "#f5f5f5", weight: 1.5 }), 1500);
+}
+
+// ------------------------------------------------------------------ area filter and drawing
+export const areaLayer = L.layerGroup().addTo(map);
+const drawLayer = L.layerGroup().addTo(map);
+
+export function drawArea(area) {
+  areaLayer.clearLayers();
+  const style = { color: "#f28e2b", weight: 2, fillOpacity: 0.06, interactive: false };
+  if (area && area.bbox) {
+    const [w, s, e, n] = area.bbox;
+    L.rectangle([[s, w], [n, e]], style).addTo(areaLayer);
+  } else if (area && area.polygon) {
+    L.polygon(area.polygon.slice(0, -1).map(([x, y]) => [y, x]), style).addTo(areaLayer);
+  }
+}
+
+const clampLng = (v) => Math.max(-180, Math.min(180, v));
+const clampLat = (v) => Math.max(-90, Math.min(90, v));
+
+/** Box and polygon tools; calls onArea(area) when one is drawn, onClick(latlng) for a plain click. */
+export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
+  let box = null, poly = null, suppressClick = false;
+
+  function cancel() { drawLayer.clearLayers(); box = null; poly = null; }
+
+  map.on("mousedown", (e) => {
+    const ev = e.originalEvent;
+    if (ev.button !== 0) return;
+    if (getMode() === "box" || (getMode() === "search" && ev.shiftKey)) {
+      box = { start: e.latlng, rect: L.rectangle(L.latLngBounds(e.latlng, e.latlng),
+        { color: "#f28e2b", weight: 2, dashArray: "4 3", fillOpacity: 0.08, interactive: false }).addTo(drawLayer) };
+      L.DomEvent.preventDefault(ev);
+    }
+  });
+  map.on("mousemove", (e) => {
+    coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`);
+    if (box) box.rect.setBounds(L.latLngBounds(box.start, e.latlng));
+    if (poly && poly.points.length) poly.line.setLatLngs(poly.points.concat([e.latlng]));
+  });
+  map.on("mouseup", (e) => {
+    if (!box) return;
+    const start = box.start, end = e.latlng;
+    drawLayer.clearLayers();
+    box = null;
+    const a = map.latLngToContainerPoint(start), b = map.latLngToContainerPoint(end);
+    if (Math.abs(a.x - b.x) < 4 || Math.abs(a.y - b.y) < 4) return;   // a click, not a box
+    suppressClick = true;
+    setTimeout(() => { suppressClick = false; }, 0);
+    if (getMode() === "box") setMode("search");
+    onArea({ bbox: [clampLng(Math.min(start.lng, end.lng)), clampLat(Math.min(start.lat, end.lat)),
+                    clampLng(Math.max(start.lng, end.lng)), clampLat(Math.max(start.lat, end.lat))] });
+  });
+  document.addEventListener("mouseup", (ev) => {
+    if (box && !document.getElementById("map").contains(ev.target)) { drawLayer.clearLayers(); box = null; }
+  });
+  map.on("click", (e) => {
+    if (suppressClick) { suppressClick = false; return; }
+    if (getMode() === "polygon") {
+      if (!poly) poly = { points: [], line: L.polyline([], { color: "#f28e2b", weight: 2, dashArray: "4 3", interactive: false }).addTo(drawLayer) };
+      const p = map.latLngToContainerPoint(e.latlng);
+      const last = poly.points[poly.points.length - 1];
+      if (!last || map.latLngToContainerPoint(last).distanceTo(p) > 3) poly.points.push(e.latlng);
+      L.circleMarker(e.latlng, { radius: 3, color: "#f28e2b", interactive: false }).addTo(drawLayer);
+      poly.line.setLatLngs(poly.points);
+      return;
+    }
+    if (getMode() === "search") onClick(e.latlng);
+  });
+  map.on("dblclick", () => {
+    if (getMode() !== "polygon" || !poly) return;
+    if (poly.points.length < 3) {
+      onStatus("A polygon needs at least 3 corners; keep clicking, double-click to close.", "error");
+      return;
+    }
+    const ring = poly.points.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
+    ring.push(ring[0]);
+    cancel();
+    setMode("search");
+    onArea({ polygon: ring });
+  });
+  return cancel;
+}
+
+// ------------------------------------------------------------------ readouts
+const Coords = L.Control.extend({
+  options: { position: "bottomright" },
+  onAdd: function () { this._div = L.DomUtil.create("div", "coords"); this._div.textContent = " "; return this._div; },
+  set: function (text) { this._div.textContent = text; },
+});
+const coords = new Coords().addTo(map);
+L.control.scale({ imperial: false }).addTo(map);
+
+/** A notice over the map (for example: the online basemap failed); returns its element. */
+export function mapNotice(text) {
+  const div = document.getElementById("map-notice");
+  div.textContent = text;
+  div.hidden = !text;
+  return div;
+}

@@ -1,0 +1,236 @@
+// Results: footprints with rank badges on the map, the scrolling gallery, selection and details.
+import { setImage, tileUrl } from "./api.js";
+import { map } from "./map.js";
+import { state } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+export function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+export const shortDate = (s) => (s ? String(s).slice(0, 10) : "");
+
+const resultsLayer = L.featureGroup().addTo(map);
+const badgeLayer = L.layerGroup().addTo(map);
+export const queryLayer = L.featureGroup().addTo(map);
+const footprints = new Map();   // id -> layer
+const cards = new Map();        // id -> card
+let features = [];
+let handlers = {};
+
+export const DISTANCE_HELP = "Distance between the two tiles' embeddings (Euclidean): 0 means the same " +
+  "content, smaller means more alike. It ranks results of one query; it is not a probability and not metres.";
+const SCORE_HELP = "Score of the labelled query (higher is more like the positives and less like the negatives).";
+
+function footprintStyle(id) {
+  const l = state.labels.get(id);
+  const colour = l ? (l.label === "positive" ? "#2ca02c" : "#d62728") : "#4aa3ff";
+  const sel = id === state.selected;
+  return { pane: "results", color: sel ? "#ffd400" : colour, weight: sel ? 3.5 : 2, fillColor: colour,
+           fillOpacity: sel ? 0.25 : 0.12 };
+}
+
+function restyle(id) {
+  const layer = footprints.get(id);
+  if (layer) layer.setStyle(footprintStyle(id));
+  const card = cards.get(id);
+  if (card) {
+    const l = state.labels.get(id);
+    card.classList.toggle("selected", id === state.selected);
+    card.classList.toggle("pos", !!l && l.label === "positive");
+    card.classList.toggle("neg", !!l && l.label === "negative");
+    card.setAttribute("aria-pressed", id === state.selected ? "true" : "false");
+  }
+}
+
+export function restyleAll() { for (const id of footprints.keys()) restyle(id); drawBadges(); }
+
+/**
+ * Rank badges that stay readable when footprints stack: badges closer than 24 px merge into
+ * one showing the best (lowest) rank and how many more are under it ("1 +3").
+ */
+export function drawBadges() {
+  badgeLayer.clearLayers();
+  const groups = [];
+  for (const f of features) {   // features are in rank order: the best claims a spot first
+    const layer = footprints.get(f.id);
+    if (!layer) continue;
+    const c = layer.getBounds().getCenter();
+    const p = map.latLngToLayerPoint(c);
+    const g = groups.find((x) => x.p.distanceTo(p) < 24);
+    if (g) g.n++;
+    else groups.push({ p: p, c: c, f: f, n: 1 });
+  }
+  for (const g of groups.reverse()) {   // best ranks added last: drawn on top
+    const rank = g.f.properties.rank;
+    const lab = state.labels.get(g.f.id);
+    const cls = "rank-badge" + (g.f.id === state.selected ? " sel" : "") + (lab ? " " + lab.label : "");
+    const icon = L.divIcon({ className: cls, html: "", iconSize: null });
+    const m = L.marker(g.c, { icon: icon, pane: "badges", interactive: false, keyboard: false,
+                              zIndexOffset: 10000 - rank });
+    m.addTo(badgeLayer);
+    const node = m.getElement();
+    node.textContent = g.n > 1 ? `${rank} +${g.n - 1}` : String(rank);
+    node.dataset.rank = String(rank);
+    node.title = g.n > 1 ? `rank ${rank} and ${g.n - 1} more here` : `rank ${rank}`;
+  }
+}
+map.on("zoomend", drawBadges);
+
+export function clearResults() {
+  resultsLayer.clearLayers();
+  badgeLayer.clearLayers();
+  footprints.clear();
+  cards.clear();
+  features = [];
+  $("gallery").innerHTML = "";
+  $("details").hidden = true;
+}
+
+export function resultFeatures() { return features; }
+export function resultById(id) { return features.find((f) => f.id === id) || null; }
+
+/** Show a FeatureCollection of results; h: {onSelect(id), onSearchFrom(id), onLabel(id, label)}. */
+export function showResults(doc, h) {
+  handlers = h;
+  clearResults();
+  features = (doc.features || []).slice().sort((a, b) => a.properties.rank - b.properties.rank);
+  const scored = doc.score_kind === "score";
+  // worst first, so the best footprints lie on top
+  for (const f of features.slice().reverse()) {
+    if (!f.geometry) continue;
+    const layer = L.geoJSON(f.geometry, { style: () => footprintStyle(f.id), pane: "results" }).getLayers()[0];
+    layer.on("click", (e) => { L.DomEvent.stopPropagation(e); h.onSelect(f.id, true); });
+    layer.on("mouseover", () => { const c = cards.get(f.id); if (c) c.classList.add("hover"); });
+    layer.on("mouseout", () => { const c = cards.get(f.id); if (c) c.classList.remove("hover"); });
+    resultsLayer.addLayer(layer);
+    footprints.set(f.id, layer);
+  }
+  const g = $("gallery");
+  if (!features.length) g.appendChild(el("div", "empty", "No results: loosen the filters or the area?"));
+  for (const f of features) g.appendChild(card(f, scored));
+  g.scrollTop = 0;
+  drawBadges();
+}
+
+function card(f, scored) {
+  const p = f.properties;
+  const c = el("div", "card");
+  c.tabIndex = 0;
+  c.setAttribute("role", "button");
+  c.setAttribute("aria-pressed", "false");
+  c.dataset.id = f.id;
+  const dist = typeof p.distance === "number" ? p.distance : p.score;
+  const img = el("img");
+  img.alt = `Result ${p.rank}:`;
+  img.loading = "lazy";
+  img.width = 256;
+  img.height = 256;
+  setImage(img, tileUrl(f.id));
+  c.appendChild(img);
+  c.appendChild(el("span", "rank", String(p.rank)));
+  const cap = el("div", "cap");
+  cap.appendChild(el("div", "dist", (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?")));
+  cap.appendChild(el("div", "item", (p.item_id || "") + (p.datetime ? " · " + shortDate(p.datetime) : "")));
+  c.appendChild(cap);
+  c.onclick = () => handlers.onSelect(f.id, true);
+  c.onkeydown = (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); handlers.onSelect(f.id, true); }
+  };
+  c.onmouseenter = () => { const l = footprints.get(f.id); if (l) l.setStyle({ weight: 3.5 }); };
+  c.onmouseleave = () => restyle(f.id);
+  cards.set(f.id, c);
+  return c;
+}
+
+/** Select a result: highlight footprint and card, optionally zoom, and show its details. */
+export function select(id, zoom) {
+  const prev = state.selected;
+  state.selected = id;
+  if (prev) restyle(prev);
+  const f = resultById(id);
+  if (!f) { $("details").hidden = true; drawBadges(); return; }
+  restyle(id);
+  drawBadges();
+  const layer = footprints.get(id);
+  if (layer) {
+    layer.bringToFront();
+    if (zoom) {
+      const b = layer.getBounds();
+      if (!map.getBounds().contains(b) || map.getZoom() < 14) map.fitBounds(b, { padding: [60, 60], maxZoom: 18 });
+    }
+  }
+  const c = cards.get(id);
+  if (c) c.scrollIntoView({ block: "nearest" });
+  showDetails(f);
+}
+
+function row(dl, term, value, help) {
+  const dt = el("dt", null, term);
+  const dd = el("dd", null, value);
+  if (help) dd.appendChild(el("div", "help", help));
+  dl.appendChild(dt);
+  dl.appendChild(dd);
+}
+
+function showDetails(f) {
+  const p = f.properties;
+  const d = $("details");
+  d.innerHTML = "";
+  d.hidden = false;
+  const head = el("div", "dhead");
+  head.appendChild(el("h2", null, `Result ${p.rank}`));
+  const close = el("button", "close", "×");
+  close.type = "button";
+  close.setAttribute("aria-label", "Close the details");
+  close.onclick = () => { handlers.onSelect(null, false); };
+  head.appendChild(close);
+  d.appendChild(head);
+  const body = el("div", "dbody");
+  const img = el("img");
+  img.alt = `tile of result ${p.rank}`;
+  setImage(img, tileUrl(f.id));
+  body.appendChild(img);
+  const dl = el("dl");
+  row(dl, "Scene", (p.item_id || "?") + (p.collection ? ` (${p.collection})` : ""));
+  row(dl, "Date", p.datetime ? shortDate(p.datetime) : "no date");
+  if (typeof p.distance === "number") row(dl, "Distance", p.distance.toFixed(4), DISTANCE_HELP);
+  else if (typeof p.score === "number") row(dl, "Score", p.score.toFixed(4), SCORE_HELP);
+  const loc = typeof p.location === "string" ? safeJson(p.location) : p.location;
+  if (loc && typeof loc.lon === "number") row(dl, "Centre", `${loc.lon.toFixed(5)}, ${loc.lat.toFixed(5)}`);
+  row(dl, "Tile id", f.id);
+  body.appendChild(dl);
+  d.appendChild(body);
+  const acts = el("div", "actions");
+  const b1 = el("button", "primary", "Search from this");
+  b1.type = "button";
+  b1.onclick = () => handlers.onSearchFrom(f.id);
+  const lab = state.labels.get(f.id);
+  const b2 = el("button", "pos" + (lab && lab.label === "positive" ? " on" : ""), "✓ Positive");
+  b2.type = "button";
+  b2.setAttribute("aria-pressed", lab && lab.label === "positive" ? "true" : "false");
+  b2.onclick = () => handlers.onLabel(f.id, "positive");
+  const b3 = el("button", "neg" + (lab && lab.label === "negative" ? " on" : ""), "✗ Negative");
+  b3.type = "button";
+  b3.setAttribute("aria-pressed", lab && lab.label === "negative" ? "true" : "false");
+  b3.onclick = () => handlers.onLabel(f.id, "negative");
+  acts.append(b1, b2, b3);
+  d.appendChild(acts);
+}
+
+function safeJson(t) { try { return JSON.parse(t); } catch (e) { return null; } }
+
+export function refreshDetails() {
+  const f = state.selected && resultById(state.selected);
+  if (f) showDetails(f);
+}
+
+export function fitResults() {
+  const b = resultsLayer.getBounds();
+  if (queryLayer.getLayers().length) b.extend(queryLayer.getBounds());
+  if (b.isValid()) map.fitBounds(b, { padding: [30, 30], maxZoom: 18 });
+}
+
+export function resultsBounds() { return resultsLayer.getBounds(); }

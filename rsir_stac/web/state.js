@@ -1,0 +1,118 @@
+// The page state and its URL: a link holds the query, labels, filters, k, selection and map view.
+//
+//   ?q=p:<point id> | q=at:<lon>,<lat> | q=labels   the query (an uploaded image is not in links)
+//   &k=20 &dt=2020-01-01/.. &col=a,b                results and filters
+//   &bbox=w,s,e,n | &poly=lon,lat;lon,lat;...       area filter
+//   &pos=id,id &neg=id,id                           labels (point ids)
+//   &sel=<id> &v=<zoom>/<lat>/<lon>                 selected result and map view
+//
+// A new search pushes a history entry (Back/Forward step through searches); view,
+// selection and label changes replace the current one.
+
+export const state = {
+  query: null,          // {kind: "point", id} | {kind: "location", lon, lat} | {kind: "labels"} | {kind: "image", file}
+  k: 10,
+  datetime: "",
+  collections: [],
+  area: null,           // null | {bbox: [w,s,e,n]} | {polygon: [[lon,lat],...closed]}
+  labels: new Map(),    // point id -> {label: "positive"|"negative", geometry, note, item_id, datetime}
+  selected: null,
+  view: null,           // {z, lat, lon}
+};
+
+const r6 = (v) => String(Math.round(v * 1e6) / 1e6);
+
+export function toSearch(s) {
+  const q = new URLSearchParams();
+  if (s.query) {
+    if (s.query.kind === "point") q.set("q", "p:" + s.query.id);
+    else if (s.query.kind === "location") q.set("q", "at:" + r6(s.query.lon) + "," + r6(s.query.lat));
+    else if (s.query.kind === "labels") q.set("q", "labels");
+  }
+  if (s.k !== 10) q.set("k", String(s.k));
+  if (s.datetime) q.set("dt", s.datetime);
+  if (s.collections.length) q.set("col", s.collections.join(","));
+  if (s.area && s.area.bbox) q.set("bbox", s.area.bbox.map(r6).join(","));
+  if (s.area && s.area.polygon) q.set("poly", s.area.polygon.map((p) => r6(p[0]) + "," + r6(p[1])).join(";"));
+  const pos = [], neg = [];
+  for (const [id, l] of s.labels) (l.label === "positive" ? pos : neg).push(id);
+  if (pos.length) q.set("pos", pos.join(","));
+  if (neg.length) q.set("neg", neg.join(","));
+  if (s.selected) q.set("sel", s.selected);
+  if (s.view) q.set("v", `${Math.round(s.view.z * 100) / 100}/${r6(s.view.lat)}/${r6(s.view.lon)}`);
+  const text = q.toString().replace(/%2C/g, ",").replace(/%2F/g, "/").replace(/%3A/g, ":").replace(/%3B/g, ";");
+  return text ? "?" + text : "";
+}
+
+function nums(text, n) {
+  const v = String(text || "").split(",").map(Number);
+  return v.length === n && v.every(Number.isFinite) ? v : null;
+}
+
+/** Parse a location.search into a partial state (unknown or malformed fields are left out). */
+export function fromSearch(search) {
+  const q = new URLSearchParams(search);
+  const out = { query: null, k: 10, datetime: "", collections: [], area: null, labels: new Map(), selected: null, view: null };
+  const qq = q.get("q") || "";
+  if (qq.startsWith("p:") && qq.length > 2) out.query = { kind: "point", id: qq.slice(2) };
+  else if (qq.startsWith("at:")) {
+    const ll = nums(qq.slice(3), 2);
+    if (ll) out.query = { kind: "location", lon: ll[0], lat: ll[1] };
+  } else if (qq === "labels") out.query = { kind: "labels" };
+  const k = parseInt(q.get("k") || "10", 10);
+  if (Number.isFinite(k) && k > 0) out.k = k;
+  out.datetime = q.get("dt") || "";
+  out.collections = (q.get("col") || "").split(",").filter(Boolean);
+  const bb = nums(q.get("bbox"), 4);
+  if (bb) out.area = { bbox: bb };
+  const poly = (q.get("poly") || "").split(";").map((p) => nums(p, 2)).filter(Boolean);
+  if (poly.length >= 4) out.area = { polygon: poly };
+  for (const id of (q.get("pos") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "positive" });
+  for (const id of (q.get("neg") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "negative" });
+  out.selected = q.get("sel") || null;
+  const v = (q.get("v") || "").split("/").map(Number);
+  if (v.length === 3 && v.every(Number.isFinite)) out.view = { z: v[0], lat: v[1], lon: v[2] };
+  return out;
+}
+
+/** Write the state to the address bar: push for a new search, replace otherwise. */
+export function saveUrl(push) {
+  const url = window.location.pathname + toSearch(state);
+  if (url === window.location.pathname + window.location.search) return;
+  if (push) history.pushState({ rsir: 1 }, "", url);
+  else history.replaceState({ rsir: 1 }, "", url);
+}
+
+/** The labels as the GeoJSON label file of the analyst's loop (one Feature per tile). */
+export function labelsGeoJSON(modelId) {
+  const features = [];
+  for (const [id, l] of state.labels) {
+    const props = { point_id: id, label: l.label };
+    if (l.note) props.note = l.note;
+    if (l.item_id) props.item_id = l.item_id;
+    if (l.datetime) props.datetime = l.datetime;
+    features.push({ type: "Feature", id: id, geometry: l.geometry || null, properties: props });
+  }
+  const doc = { type: "FeatureCollection", features: features };
+  if (modelId) doc["rsir:model_id"] = modelId;
+  return doc;
+}
+
+/** Read a label file (GeoJSON FeatureCollection); returns a Map or throws an Error for people. */
+export function parseLabels(doc) {
+  if (!doc || doc.type !== "FeatureCollection" || !Array.isArray(doc.features)) {
+    throw new Error("This is not a label file: expected a GeoJSON FeatureCollection with one Feature per tile.");
+  }
+  const out = new Map();
+  doc.features.forEach((f, i) => {
+    const p = (f && f.properties) || {};
+    const id = p.point_id || (f && f.id);
+    if (!id) throw new Error(`Label ${i + 1} has no point_id; each Feature needs properties.point_id.`);
+    if (p.label !== "positive" && p.label !== "negative") {
+      throw new Error(`Label ${i + 1} has label "${p.label}"; use "positive" or "negative".`);
+    }
+    out.set(String(id), { label: p.label, geometry: f.geometry || null, note: p.note || "", item_id: p.item_id,
+                          datetime: p.datetime });
+  });
+  return out;
+}

@@ -1,0 +1,190 @@
+"""Web-map imagery: /api/scenes and /api/imagery/{z}/{x}/{y}.png on a real Edge index built from real rasters."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("rio_tiler")
+
+import morecantile
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.maptiles import MAX_ZOOM, scenes_from_payloads
+from rsir_stac.search import Index
+from rsir_stac.serve import create_app
+from tests.conftest import make_geotiff
+
+NATIVE = IngestOptions(tile_size=64, gsd=None, native_gsd=True)
+TMS = morecantile.tms.get("WebMercatorQuad")
+
+
+def _item(root, item_id, tif, collection, datetime):
+    doc = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": collection,
+           "geometry": None, "properties": {"datetime": datetime}, "links": [],
+           "assets": {"image": {"href": tif.name, "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
+    p = root / f"{item_id}.json"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_bundle):
+    """Three scenes: uint8 RGB, uint16 (stretched), uint8 with an alpha band (left half nodata)."""
+    root = tmp_path_factory.mktemp("maptiles")
+    a = make_geotiff(root / "a.tif", width=256, height=128, origin=(500000.0, 3300000.0), seed=1)
+    b = make_geotiff(root / "b.tif", width=256, height=128, origin=(502000.0, 3300000.0), seed=2, dtype="uint16")
+    c = make_geotiff(root / "c.tif", width=256, height=128, origin=(504000.0, 3300000.0), seed=3, alpha=True)
+    srcs = [_item(root, "scene-a", a, "coll-a", "2021-06-01T10:00:00Z"),
+            _item(root, "scene-b", b, "coll-b", "2022-03-01T10:00:00Z"),
+            str(c)]   # a bare GeoTIFF: no date, no collection
+    report = ingest(srcs, index=str(root / "idx"), model=tiny_bundle, options=NATIVE)
+    assert report.ok, report
+    return root
+
+
+@pytest.fixture()
+def client(built, tiny_bundle, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(built / "idx", root / "idx")   # a fresh app (and caches) per test
+    with Index.open(str(root / "idx"), model=tiny_bundle) as idx, \
+            TestClient(create_app(idx, allowed_hosts=("testserver",))) as c:
+        c.root = built
+        yield c
+
+
+def _scenes(client):
+    r = client.get("/api/scenes")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _png(resp) -> np.ndarray:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(resp.content)).convert("RGBA"))
+
+
+def _tile_at(feature, z):
+    w, s, e, n = feature["properties"]["bbox"]
+    return TMS.tile((w + e) / 2, (s + n) / 2, z)
+
+
+def test_scenes_list_footprints_counts_and_no_paths(client):
+    doc = _scenes(client)
+    feats = {f["properties"]["item_id"]: f for f in doc["features"]}
+    assert {"scene-a", "scene-b"} < set(feats) and len(feats) == 3
+    info = client.get("/api/info").json()
+    assert doc["tiles"] == info["count"] == sum(f["properties"]["tiles"] for f in feats.values())
+    bare = doc["features"][-1]["properties"]   # newest first, undated last
+    assert [f["properties"]["item_id"] for f in doc["features"][:2]] == ["scene-b", "scene-a"]
+    assert bare["datetime"] is None and bare["collection"] is None
+    assert doc["undated_tiles"] == doc["uncollected_tiles"] == bare["tiles"] > 0
+    for f in feats.values():
+        assert f["geometry"]["type"] == "Polygon"
+        w, s, e, n = f["properties"]["bbox"]
+        ring = f["geometry"]["coordinates"][0]
+        assert all(w - 1e-9 <= x <= e + 1e-9 and s - 1e-9 <= y <= n + 1e-9 for x, y in ring)
+        assert f["properties"]["imagery"] is True
+        lo, hi = f["properties"]["minzoom"], f["properties"]["maxzoom"]
+        assert 0 <= lo < hi <= MAX_ZOOM
+    assert doc["extent"][0] == min(f["properties"]["bbox"][0] for f in feats.values())
+    assert str(client.root) not in json.dumps(doc)
+
+
+def test_imagery_draws_scenes_with_ingest_colours(client):
+    doc = _scenes(client)
+    for f in doc["features"]:
+        z = f["properties"]["maxzoom"] - 3          # native resolution
+        t = _tile_at(f, z)
+        px = _png(client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png"))
+        assert (px[..., 3] == 255).mean() > 0.1, f["properties"]["item_id"]
+    # the uint16 scene is stretched to the full 0..255 range like its ingested tiles (not clipped to 255)
+    b = next(f for f in doc["features"] if f["properties"]["item_id"] == "scene-b")
+    t = _tile_at(b, b["properties"]["maxzoom"] - 3)
+    px = _png(client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png"))
+    vals = px[..., :3][px[..., 3] == 255]
+    lo, hi = np.percentile(vals, [5, 95])
+    assert lo < 60 and hi > 190, (lo, hi)
+
+
+def test_imagery_outside_scenes_is_transparent(client):
+    t = TMS.tile(10.0, 50.0, 12)   # Europe: no scene
+    px = _png(client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png"))
+    assert px.shape == (256, 256, 4) and (px[..., 3] == 0).all()
+
+
+def test_imagery_zoom_and_grid_limits(client):
+    r = client.get(f"/api/imagery/{MAX_ZOOM + 1}/0/0.png")
+    assert r.status_code == 400 and "zoom level" in r.json()["detail"]
+    r = client.get("/api/imagery/3/8/0.png")
+    assert r.status_code == 400 and "outside the grid" in r.json()["detail"]
+    r = client.get("/api/imagery/-1/0/0.png")
+    assert r.status_code == 400
+    a = next(f for f in _scenes(client)["features"] if f["properties"]["item_id"] == "scene-a")
+    for z in (a["properties"]["minzoom"] - 1, a["properties"]["maxzoom"] + 1):
+        if z < 0:
+            continue
+        t = _tile_at(a, z)
+        px = _png(client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png"))
+        assert (px[..., 3] == 0).all(), f"zoom {z} is outside the scene's zoom range but drew pixels"
+    t = _tile_at(a, a["properties"]["maxzoom"])
+    assert (_png(client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png"))[..., 3] == 255).any()
+
+
+def test_imagery_nodata_is_transparent(client):
+    from pyproj import Transformer
+
+    c = _scenes(client)["features"][-1]   # the bare GeoTIFF with an alpha band
+    z = c["properties"]["maxzoom"]
+    # the raster (UTM 15N, x 504000..504256, y 3299872..3300000) has its left half masked by its alpha band
+    to_ll = Transformer.from_crs("EPSG:32615", "EPSG:4326", always_xy=True)
+    left = TMS.tile(*to_ll.transform(504030.0, 3299936.0), z)
+    right = TMS.tile(*to_ll.transform(504226.0, 3299936.0), z)
+    assert (left.x, left.y) != (right.x, right.y)
+    pl = _png(client.get(f"/api/imagery/{left.z}/{left.x}/{left.y}.png"))
+    pr = _png(client.get(f"/api/imagery/{right.z}/{right.x}/{right.y}.png"))
+    assert (pl[..., 3] == 0).mean() > 0.9
+    assert (pr[..., 3] == 255).mean() > 0.2
+    assert (pl[..., :3][pl[..., 3] == 0] == 0).all()
+
+
+def test_imagery_missing_source_file(client, built):
+    doc = _scenes(client)
+    a = next(f for f in doc["features"] if f["properties"]["item_id"] == "scene-a")
+    src = built / "a.tif"      # the payloads name the ingested file
+    src.rename(built / "a.tif.away")
+    try:
+        t = _tile_at(a, a["properties"]["maxzoom"] - 3)
+        r = client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png")
+        assert r.status_code == 404
+        detail = r.json()["detail"]
+        assert "scene-a" in detail and "missing" in detail
+        assert str(built) not in detail and "a.tif" not in detail
+        after = {f["properties"]["item_id"]: f["properties"] for f in _scenes(client)["features"]}
+        assert after["scene-a"]["imagery"] is False and "missing" in after["scene-a"]["imagery_problem"]
+        assert after["scene-b"]["imagery"] is True
+    finally:
+        (built / "a.tif.away").rename(src)
+
+
+def test_scenes_from_payloads_groups_and_skips():
+    pay = [{"item_id": "i", "href": "/x.tif", "collection": "c", "bbox": [0, 0, 1, 1],
+            "corners": [{"lon": 0, "lat": 0}, {"lon": 1, "lat": 0}, {"lon": 1, "lat": 1}, {"lon": 0, "lat": 1}],
+            "datetime": "2020-01-01T00:00:00Z", "tiling": {"bands": [1, 2, 3]}},
+           {"item_id": "i", "href": "/x.tif", "collection": "c", "bbox": [1, 0, 2, 1],
+            "corners": [{"lon": 1, "lat": 0}, {"lon": 2, "lat": 0}, {"lon": 2, "lat": 1}, {"lon": 1, "lat": 1}]},
+           {"no": "href"}]
+    (sc,) = scenes_from_payloads(pay)
+    assert sc.tiles == 2 and sc.bbox == (0, 0, 2, 1) and sc.bands == (1, 2, 3)
+    from shapely.geometry import shape
+
+    assert shape(sc.footprint).area == pytest.approx(2.0)
