@@ -241,7 +241,9 @@ def test_datetime_and_properties(tmp_path: Path):
 def test_geotiff_source(tmp_path: Path):
     path = write_tif(tmp_path / "scene_01.tif", datetime_tag="2019:07:04 12:30:00")
     (scene,) = iter_scenes([str(path)])
-    assert scene == SceneRef(path_id(path), None, "data", str(path), None, dt.datetime(2019, 7, 4, 12, 30, tzinfo=dt.timezone.utc))
+    assert scene == SceneRef(path_id(path), None, "data", str(path), None, dt.datetime(2019, 7, 4, 12, 30, tzinfo=dt.timezone.utc),
+                             from_stac=False)
+    assert scene.identity_collection is None  # a bare raster's collection is a label, not identity
     plain = write_tif(tmp_path / "plain.tif")
     assert next(iter_scenes([str(plain)]), None).datetime is None
     # decided by content, not extension
