@@ -352,16 +352,7 @@ class _EdgeTerms(_ClientTerms):
     def __init__(self) -> None:
         import qdrant_edge
 
-        self.m = qdrant_edge
-
-    def box(self, w: float, s: float, e: float, n: float) -> Any:
-        q = self.m
-        return q.FieldCondition(key="location", geo_bounding_box=q.GeoBoundingBox(
-            top_left=q.GeoPoint(lon=w, lat=n), bottom_right=q.GeoPoint(lon=e, lat=s)))
-
-    def radius(self, lon: float, lat: float, r: float) -> Any:
-        q = self.m
-        return q.FieldCondition(key="location", geo_radius=q.GeoRadius(center=q.GeoPoint(lon=lon, lat=lat), radius=r))
+        self.m = qdrant_edge  # box and radius: the same constructors as qdrant-client's (inherited)
 
     def polygon(self, exterior: Ring, holes: Sequence[Ring]) -> Any:
         q = self.m
