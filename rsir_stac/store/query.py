@@ -215,30 +215,24 @@ def qdrant_query(q: ExampleQuery, limit: int) -> Any:
 
 def edge_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
     """``qdrant_edge.Filter``: ``flt`` minus excluded ids and footprint neighbourhoods."""
-    import qdrant_edge as e
+    from rsir_stac.store.filters import _EdgeTerms, to_edge_filter
 
-    from rsir_stac.store.filters import to_edge_filter
-
-    base = to_edge_filter(flt, exclude_ids=excl.ids)
-    if not excl.around:
-        return base
-    must_not = [e.FieldCondition(key="location", geo_radius=e.GeoRadius(center=e.GeoPoint(lon=lon, lat=lat), radius=r))
-                for lon, lat, r in excl.around]
-    return e.Filter(must=[base] if base is not None else None, must_not=must_not)
+    return _excluding(to_edge_filter(flt, exclude_ids=excl.ids), excl, _EdgeTerms())
 
 
 def qdrant_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
     """qdrant-client ``Filter`` with the same semantics as :func:`edge_filter`."""
-    from qdrant_client import models as m
+    from rsir_stac.store.filters import _ClientTerms, to_qdrant_filter
 
-    from rsir_stac.store.filters import to_qdrant_filter
+    return _excluding(to_qdrant_filter(flt, exclude_ids=excl.ids), excl, _ClientTerms())
 
-    base = to_qdrant_filter(flt, exclude_ids=excl.ids)
+
+def _excluding(base: Any, excl: Exclusion, terms: Any) -> Any:
+    """``base`` and not within any of ``excl.around`` (lon, lat, radius m), built with one engine's terms."""
     if not excl.around:
         return base
-    must_not = [m.FieldCondition(key="location", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=lon, lat=lat), radius=r))
-                for lon, lat, r in excl.around]
-    return m.Filter(must=[base] if base is not None else None, must_not=must_not)
+    return terms.filter(must=[base] if base is not None else None,
+                        must_not=[terms.radius(lon, lat, r) for lon, lat, r in excl.around])
 
 
 # --------------------------------------------------------------------------- ranking
