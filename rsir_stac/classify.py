@@ -145,28 +145,13 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     total = store.count(flt)
     found: list[tuple[float, str]] = []
     done = 0
-    buf_ids: list[str] = []
-    buf_vecs: list[np.ndarray] = []
-
-    def flush() -> None:
-        nonlocal done
-        if not buf_ids:
-            return
-        p = 1.0 / (1.0 + np.exp(-(np.stack(buf_vecs).astype(np.float64) @ w + b)))
-        for j in np.flatnonzero(p >= threshold):
-            found.append((float(p[j]), buf_ids[j]))
-        done += len(buf_ids)
-        buf_ids.clear()
-        buf_vecs.clear()
+    for ids_, mat in store._vector_batches(flt, batch=batch):
+        p = 1.0 / (1.0 + np.exp(-(mat.astype(np.float64) @ w + b)))
+        for j in np.flatnonzero(p >= threshold).tolist():
+            found.append((float(p[j]), ids_[j]))
+        done += len(mat)
         if progress is not None:
             progress(done, total)
-
-    for pid, _, vec in store._scan(flt, fields=[], with_vectors=True, batch=batch):
-        buf_ids.append(pid)
-        buf_vecs.append(vec)
-        if len(buf_ids) >= batch:
-            flush()
-    flush()
     scan_s = time.perf_counter() - t_scan
     found.sort(key=lambda t: (-t[0], t[1]))
     if max_hits is not None:
@@ -190,6 +175,7 @@ def dissolve(hits: Any) -> list[dict[str, Any]]:
     """
     import shapely
     from shapely.geometry import mapping, shape
+    from shapely.geometry.polygon import orient
 
     from rsir_stac.labels import footprint_geometry
 
@@ -208,7 +194,7 @@ def dissolve(hits: Any) -> list[dict[str, Any]]:
                    if polys[int(j)].intersection(part).area > 0]
         probs = [keep[j][1] for j in members] or [0.0]
         rows.append({"tiles": len(members), "max_probability": float(max(probs)),
-                     "mean_probability": float(np.mean(probs)), "geometry": mapping(part)})
+                     "mean_probability": float(np.mean(probs)), "geometry": mapping(orient(part, 1.0))})
     rows.sort(key=lambda r: (-r["tiles"], -r["max_probability"]))
     return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
 

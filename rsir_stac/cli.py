@@ -493,8 +493,9 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         + (f" ({report.tiles_relabelled} given the new collection/date)" if report.tiles_relabelled else "") + ", "
         f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
     )
+    small = {d["item"]: d["hint"] for d in report.items_small}
     for item in report.items_empty:
-        click.echo(f"  skipped item {item}: every window is nodata or below --min-valid", err=True)
+        click.echo(f"  skipped item {item}: {small.get(item, 'every window is nodata or below --min-valid')}", err=True)
     if not list_failures:
         return
     for f in report.items_failed:

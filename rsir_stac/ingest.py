@@ -89,6 +89,9 @@ class IngestReport:
     tiles_empty: int = 0
     tiles_failed: list[str] = field(default_factory=list)
     items_empty: list[str] = field(default_factory=list)
+    #: The empty items that are smaller than one tile at the GSD they were read at (why they are empty):
+    #: ``{"item", "width", "height", "gsd", "hint"}`` (pixels at that GSD, metres, what to do).
+    items_small: list[dict] = field(default_factory=list)
     nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0
@@ -336,11 +339,23 @@ def _nothing_reason(report: IngestReport, scenes: list, options: IngestOptions) 
         if options.shard is not None:
             return ""  # this worker's share of a small catalogue may be empty
         return "the sources hold no STAC items or rasters; check the catalogue's item links"
+    if report.items_small and len(report.items_small) == len(report.items_empty):
+        first = report.items_small[0]
+        return f"the {len(report.items_small)} scene(s) are smaller than one tile (e.g. {first['hint']})"
     if not report.tiles_total:
         return (f"the {len(scenes)} scene(s) are smaller than one tile and --edge {options.edge} "
-                "keeps no partial tiles; use --edge shift or a smaller --tile-size")
+                "keeps no partial tiles; use --edge pad, --native-gsd or a finer --gsd")
     return (f"all {report.tiles_total} windows of {len(scenes)} scene(s) are nodata or less than "
             f"{options.min_valid:g} valid; check the nodata value/mask and --bands, or lower --min-valid")
+
+
+def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str) -> str:
+    """Why a scene of ``width`` x ``height`` px (at ``gsd`` m) gave no tile, and what to do."""
+    what = f"{width}x{height} px at {gsd:.3g} m is smaller than one {tile} px tile"
+    if edge == "drop":
+        return f"{what} and --edge drop keeps no partial tile; use --edge pad, --native-gsd or a finer --gsd"
+    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (--native-gsd, "
+            "or a finer --gsd) or lower --min-valid to keep the padded tile")
 
 
 def _open_or_defer(index, qdrant_url, api_key):
@@ -485,9 +500,16 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                                                gsd_param=scene_gsd)
                         q.put(("tile", (pid, tile.pixels, payload)))
                     if not queued and not failed and not existing:
-                        log.info("item %s: all %d windows are nodata or below --min-valid %g; nothing to index",
-                                 scene.item_id, len(refs), options.min_valid)
                         report.items_empty.append(scene.item_id)
+                        w, h = reader.grid_width, reader.grid_height
+                        if w < tile_size or h < tile_size:
+                            hint = small_scene_hint(w, h, tile_size, reader.gsd, options.edge)
+                            report.items_small.append({"item": scene.item_id, "width": w, "height": h,
+                                                       "gsd": reader.gsd, "hint": hint})
+                            log.info("item %s: %s", scene.item_id, hint)
+                        else:
+                            log.info("item %s: all %d windows are nodata or below --min-valid %g; nothing to index",
+                                     scene.item_id, len(refs), options.min_valid)
                 q.put(("end", scene.item_id))
             except StoreError:
                 raise  # the index itself failed: stop the run

@@ -200,6 +200,13 @@ def _stored_rings(pts):
     return {p.id: [[c["lon"], c["lat"]] for c in p.payload["corners"]] for p in pts}
 
 
+def _same_footprint(geom, ring):
+    """``geom`` (shapely) is the stored footprint ``ring``: the same vertices, exterior counter-clockwise (RFC 7946)."""
+    coords = np.asarray(geom.exterior.coords)
+    assert geom.exterior.is_ccw and len(coords) == len(ring) + 1
+    np.testing.assert_allclose(sorted(map(tuple, coords[:-1])), sorted(map(tuple, ring)))
+
+
 @pytest.mark.parametrize("ext", [".geojson", ".csv", ".fgb", ".parquet"])
 def test_search_export_formats(index, world, tmp_path, ext):
     import geopandas as gpd
@@ -223,8 +230,13 @@ def test_search_export_formats(index, world, tmp_path, ext):
     np.testing.assert_allclose(df["distance"], [h.score for h in res.hits], rtol=1e-6)
     rings = _stored_rings(world[1])
     for pid, g in zip(df["id"], geoms):
-        np.testing.assert_allclose(np.asarray(g.exterior.coords)[:4], rings[pid])
+        _same_footprint(g, rings[pid])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+    if ext == ".geojson":  # RFC 7946: exterior rings counter-clockwise, as written (not as a reader fixes them)
+        from shapely.geometry import LinearRing
+
+        for f in json.loads(out.read_text())["features"]:
+            assert LinearRing(f["geometry"]["coordinates"][0]).is_ccw
 
 
 def test_export_refuses_unknown_extension_and_leaves_nothing(index, world, tmp_path):
@@ -259,7 +271,7 @@ def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
     vecs = {p.id: p.vector for p in pts}
     rings = _stored_rings(pts)
     for pid, g, emb in zip(gdf["id"], gdf.geometry, gdf["embedding"]):
-        np.testing.assert_allclose(np.asarray(g.exterior.coords)[:4], rings[pid])
+        _same_footprint(g, rings[pid])
         np.testing.assert_allclose(emb, vecs[pid], rtol=1e-6)
     con = duckdb.connect()
     n, scenes, dim = con.execute(f"select count(*), count(distinct item_id), max(len(embedding)) "
@@ -269,7 +281,7 @@ def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
     from shapely import wkb as swkb
 
     for pid, blob in wkb:
-        np.testing.assert_allclose(np.asarray(swkb.loads(bytes(blob)).exterior.coords)[:4], rings[pid])
+        _same_footprint(swkb.loads(bytes(blob)), rings[pid])
     doc = json.loads(stac.read_text())
     assert doc["type"] == "Collection" and any("embeddings" in e for e in doc["stac_extensions"])
     assert doc["emb:dimensions"] == index.bundle.dim and doc["assets"]["embeddings"]["href"] == "./tiles.parquet"
@@ -347,6 +359,16 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
     assert len((tmp_path / "hits.csv").read_text().splitlines()) == 301
     r = CliRunner().invoke(main, ["export", "--index", idx, "--out", str(tmp_path / "all.fgb"), "--no-vectors"])
     assert r.exit_code == 0, r.output
+    # the score column is named after what it holds (README, "Exports")
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--strategy", "best_score",
+                                  "--out", str(tmp_path / "best.csv")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "hits.csv").read_text().split(",")[:3] == ["id", "rank", "distance"]
+    assert (tmp_path / "best.csv").read_text().split(",")[:3] == ["id", "rank", "score"]
+    import geopandas as gpd
+
+    areas = gpd.read_parquet(tmp_path / "areas.parquet")
+    assert "max_probability" in areas.columns and all(g.exterior.is_ccw for g in areas.geometry)
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -357,6 +379,12 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
     (["export", "--out", "{tmp}/all.xlsx"], "no known format extension"),
     (["classify", "--labels", "{labels_neg}", "--out", "{tmp}/h.geojson"], "no positive"),
     (["search", "--labels", "{labels_contra}"], "both positive and negative"),
+    (["classify", "--labels", "{labels_bad}", "--out", "{tmp}/h.geojson"], "is not GeoJSON"),
+    (["classify", "--labels", "{labels_foreign}", "--out", "{tmp}/h.geojson"], "another index"),
+    (["classify", "--labels", "{labels_model}", "--out", "{tmp}/h.geojson"], "some-other-model"),
+    (["classify", "--labels", "{labels_contra}", "--out", "{tmp}/h.geojson"], "both positive and negative"),
+    (["classify", "--labels", "{labels_model}", "--out", "{tmp}/h.shp"], "no known format extension"),
+    (["classify", "--labels", "{labels_model}", "--threshold", "2", "--out", "{tmp}/h.geojson"], "threshold"),
 ])
 def test_cli_bad_input_is_one_line(world, bundle, tmp_path, args, msg):
     bad = tmp_path / "bad.geojson"
@@ -368,7 +396,11 @@ def test_cli_bad_input_is_one_line(world, bundle, tmp_path, args, msg):
     contra.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "id": pid, "properties": {"label": "positive"}},
         {"type": "Feature", "id": pid, "properties": {"label": "negative"}}]}))
-    subs = {"{labels_bad}": str(bad), "{labels_neg}": str(neg), "{labels_contra}": str(contra), "{pid}": pid}
+    foreign = write_labels(make_labels([type("H", (), {"id": str(uuid.UUID(int=5)), "payload": {}})], "positive"),
+                           tmp_path / "foreign.geojson")
+    other_model = write_labels(LabelSet(_labels(world, bundle).labels, "some-other-model"), tmp_path / "model.geojson")
+    subs = {"{labels_bad}": str(bad), "{labels_neg}": str(neg), "{labels_contra}": str(contra), "{pid}": pid,
+            "{labels_foreign}": str(foreign), "{labels_model}": str(other_model)}
     argv = [subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args] + ["--index", str(world[0])]
     r = CliRunner().invoke(main, argv)
     assert r.exit_code == 2, r.output

@@ -252,3 +252,17 @@ def test_ingest_leaves_an_applications_gc_freeze_alone(tmp_path, scenes, tiny_bu
         assert frozen * 0.9 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("edge", ["shift", "drop"])
+def test_scene_smaller_than_one_tile_is_named_as_such(tmp_path, tiny_bundle, edge):
+    """A scene smaller than one tile is not blamed on nodata: the report says its size and what to change."""
+    small = make_geotiff(tmp_path / "small.tif", width=40, height=30, seed=4)
+    opts = IngestOptions(tile_size=64, native_gsd=True, edge=edge)
+    rep = ingest([str(small)], index=str(tmp_path / "idx"), model=tiny_bundle, options=opts)
+    assert rep.ok and rep.points_written == 0 and len(rep.items_empty) == 1
+    (info,) = rep.items_small
+    assert (info["width"], info["height"]) == (40, 30) and info["item"] == rep.items_empty[0]
+    assert "smaller than one 64 px tile" in info["hint"] and "--native-gsd" in info["hint"]
+    assert "smaller than one tile" in rep.nothing_indexed and "nodata" not in rep.nothing_indexed
+    assert ("--edge pad" in rep.nothing_indexed) == (edge == "drop")

@@ -372,6 +372,24 @@ class Store(abc.ABC):
         """Scroll (id, unpacked payload, vector) of matching points; ``fields`` limits
         the stored fields read (name :data:`PACKED` for any non-indexed field)."""
 
+    def _vector_batches(self, flt: SearchFilter | None, batch: int = 4096) -> Iterator[tuple[Sequence[str], np.ndarray]]:
+        """Scroll the vectors of points matching ``flt`` without their payloads, ``batch``
+        at a time: (ids, float32 matrix of shape (len(ids), dim)) in scroll order.
+
+        ``ids`` may convert lazily (index only the rows needed: converting every engine
+        id costs as much as the scroll itself).  Engines override this with a bulk path.
+        """
+        ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        for pid, _, vec in self._scan(flt, fields=[], with_vectors=True, batch=batch):
+            ids.append(pid)
+            vecs.append(vec)
+            if len(ids) >= batch:
+                yield ids, np.stack(vecs).astype(np.float32, copy=False)
+                ids, vecs = [], []
+        if ids:
+            yield ids, np.stack(vecs).astype(np.float32, copy=False)
+
     # -- public abstract API ----------------------------------------------
 
     @abc.abstractmethod

@@ -50,6 +50,7 @@ import logging
 import os
 import shutil
 import tempfile
+from itertools import chain
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -584,6 +585,34 @@ class EdgeStore(Store):
             if offset is None or not recs:
                 return
 
+    def _vector_batches(self, flt: SearchFilter | None, batch: int = 4096) -> Iterator[tuple[Sequence[str], np.ndarray]]:
+        """Bulk :meth:`Store._vector_batches`: scroll without payload (an empty payload
+        selector costs as much as the vectors), vectors straight into one matrix, point
+        ids converted only where indexed (:class:`_RecordIds`)."""
+        import qdrant_edge as q
+
+        if self._shard is None:
+            return
+        efilter = to_edge_filter(flt)
+        offset = None
+        while True:
+            req = q.ScrollRequest(offset=offset, limit=max(1, int(batch)), filter=efilter,
+                                  with_payload=False, with_vector=True)
+            try:
+                recs, offset = self._shard.scroll(req)
+            except Exception as exc:  # noqa: BLE001
+                raise self._engine_error(exc, "scrolling points") from None
+            if recs:
+                vecs = [r.vector for r in recs]
+                dim = len(vecs[0]) if isinstance(vecs[0], list) else 0
+                try:  # one pass over the floats: faster than np.array on a list of lists
+                    mat = np.fromiter(chain.from_iterable(vecs), np.float32, len(vecs) * dim).reshape(len(vecs), dim)
+                except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged: one by one
+                    mat = np.stack([_vector_of(v) for v in vecs]).astype(np.float32, copy=False)
+                yield _RecordIds(recs), mat
+            if offset is None or not recs:
+                return
+
     def count(self, flt: SearchFilter | None = None) -> int:
         import qdrant_edge as q
 
@@ -650,4 +679,20 @@ class EdgeStore(Store):
         log.debug("closed index %s", self.index)
 
 
+class _RecordIds(Sequence):
+    """Point ids of engine records as canonical strings, converted when indexed."""
+
+    def __init__(self, recs: list) -> None:
+        self._recs = recs
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [str(r.id) for r in self._recs[i]]
+        return str(self._recs[i].id)
+
+
 __all__ = ["EdgeStore"]
+

@@ -238,17 +238,26 @@ def bbox_contains(bbox: Any, lon: float, lat: float) -> bool:
     return w <= lon <= e if w <= e else (lon >= w or lon <= e)
 
 
+def _counter_clockwise(pts: list[list[float]]) -> list[list[float]]:
+    """``pts`` (an open ring) counter-clockwise, as RFC 7946 3.1.6 wants exterior rings;
+    a clockwise ring is reversed keeping its first vertex (shoelace signed area)."""
+    area2 = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]))
+    return pts if area2 >= 0 else pts[:1] + pts[:0:-1]
+
+
 def footprint_geometry(corners: Any) -> dict[str, Any] | None:
     """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
-    MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9)."""
+    MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9);
+    exterior rings counter-clockwise (RFC 7946 3.1.6), whatever the order of ``corners``."""
     ring = [(float(c[0]), float(c[1])) for c in corners]
     if len(ring) < 3:
         return None
     lons = np.unwrap(np.array([p[0] for p in ring]), period=360.0)
     if lons.max() <= 180.0 and lons.min() >= -180.0:
-        pts = [[lon, lat] for lon, lat in ring]
+        pts = _counter_clockwise([[lon, lat] for lon, lat in ring])
         return {"type": "Polygon", "coordinates": [pts + pts[:1]]}
     from shapely.geometry import Polygon, box, mapping
+    from shapely.geometry.polygon import orient
 
     shift = 360.0 if lons.min() < -180.0 else 0.0  # work in 0..360 (or -180..180+)
     poly = Polygon([(lon + shift, lat) for lon, (_, lat) in zip(lons, ring)])
@@ -260,11 +269,11 @@ def footprint_geometry(corners: Any) -> dict[str, Any] | None:
         geoms = getattr(piece, "geoms", [piece])
         for g in geoms:
             if g.geom_type == "Polygon" and g.area > 0:
-                coords = [[x + move, y] for x, y in g.exterior.coords]
+                coords = [[x + move, y] for x, y in orient(g, 1.0).exterior.coords]
                 parts.append([coords])
     if len(parts) == 1:
         return {"type": "Polygon", "coordinates": parts[0]}
-    return {"type": "MultiPolygon", "coordinates": parts} if parts else mapping(poly)
+    return {"type": "MultiPolygon", "coordinates": parts} if parts else mapping(orient(poly, 1.0))
 
 
 __all__ = [
