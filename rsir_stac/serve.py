@@ -13,6 +13,7 @@ Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``):
 * ``POST /api/search``               the same as a JSON body
 * ``POST /api/search/image``         multipart upload (``file``) + filters
 * ``GET  /api/tiles/{point_id}.png`` a stored tile re-read from its source raster
+* ``POST /api/ingest/jobs``          ingest files under ``--ingest-root`` (:mod:`rsir_stac.api.jobs`)
 * ``GET  /``                         the map page (``rsir_stac/web/``)
 
 No endpoint takes a filesystem path: tiles are addressed by point id and
@@ -556,7 +557,7 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
     from rsir_stac.httpguard import default_allowed_hosts, is_loopback
     from rsir_stac.api.jobs import check_roots
     from rsir_stac.search import Index
-    from rsir_stac.served import publish, unpublish
+    from rsir_stac.served import clean_stop, publish, unpublish
 
     check_roots(ingest_roots)
     sock = bind_socket(host, port)
@@ -575,7 +576,8 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
                           model_id=idx.bundle.model_id)
         log.warning("serving %s (model %s) on http://%s:%s/", idx.store.describe(), idx.bundle.model_id, host, port)
         config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
-        uvicorn.Server(config).run(sockets=[sock])
+        with clean_stop():  # Ctrl-C / SIGTERM: exit 0 after closing the index and the address file
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
         unpublish(address)
         sock.close()

@@ -20,11 +20,13 @@ A stale file (a killed ``serve``) is ignored: its pid no longer holds the lock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -112,6 +114,29 @@ def unpublish(path: Path | None) -> None:
             path.unlink()
     except (OSError, ValueError):
         pass
+
+
+@contextlib.contextmanager
+def clean_stop() -> Iterator[None]:
+    """Around uvicorn's ``Server.run``: Ctrl-C and SIGTERM (``docker stop``, systemd)
+    end it cleanly.  uvicorn shuts down gracefully and then re-raises the signal; a
+    SIGTERM with its default action would kill the process before ``serve`` closes
+    the index and removes the address file, so here both end as a normal return."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        log.info("serve stopped by a signal")
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
 
 
 # --------------------------------------------------------------------------- finding it (CLI side)
@@ -259,5 +284,5 @@ def _multipart(fields: dict, blob: bytes, filename: str) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "connect_host",
+__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "clean_stop", "connect_host",
            "find_service", "publish", "unpublish"]

@@ -69,7 +69,7 @@ def setup(tmp_path, tiny_bundle):
 
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # as docker stop / systemd do: a clean stop, exit 0
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
