@@ -116,6 +116,19 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
         assert r.exit_code == 0 and f"query: point {ids[0]}" in r.stdout, r.output
         assert len([ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 2
 
+        # an image query (uploaded by the CLI) and an export to a file, through the service
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--image", str(scenes[0]), "--format", "json", "-k", "2"])
+        assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        out = tmp_path / "hits.csv"
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "-k", "3", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert len(out.read_text().strip().splitlines()) == 4  # header + 3 hits
+        r = runner.invoke(main, ["search", "--index", str(idx), "--point-id", ids[0], "--thumbnails",
+                                 str(tmp_path / "th"), "--model", str(tiny_bundle.path)])
+        assert r.exit_code == 1 and "--thumbnails" in r.stderr.strip().splitlines()[-1], r.output
+
         # ingest a second scene: a job of the service
         r = runner.invoke(main, ["ingest", str(scenes[1]), "--index", str(idx), "--model", str(tiny_bundle.path),
                                  *NATIVE_ARGS, "--json"])
