@@ -22,6 +22,7 @@ import click
 
 from rsir_stac import __version__
 from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _search_filter, bar_pages, tqdm_bar
+from rsir_stac.cli_served import served_info, served_ingest, served_search, service_for
 from rsir_stac.errors import RsirError
 
 
@@ -425,6 +426,16 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
                          fail_fast=fail_fast, shard=parse_shard(shard) if shard else None,
                          collection=collection, datetime=_ingest_datetime(datetime_))
+    svc = service_for(index, qdrant_url, "ingest")
+    if svc is not None:  # a running serve holds the index: it ingests (rsir_stac.cli_served)
+        report, job = served_ingest(svc, sources, model=model, asset=asset, bands=opts.bands, tile_size=tile_size,
+                                    stride=stride, gsd=gsd, native_gsd=native_gsd, edge=edge, min_valid=min_valid,
+                                    shard=shard, fail_fast=fail_fast, collection=collection, datetime_=datetime_)
+        if job["state"] != "done":
+            if report is not None:
+                _ingest_summary(report, as_json, list_failures=False)
+            _fail(job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1))
+        return _ingest_finish(report, as_json)
     bars: dict = {}
     done = {"items": 0, "tiles": 0, "total": 0}
 
@@ -465,6 +476,11 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     finally:
         for bar in bars.values():
             bar.close()
+    _ingest_finish(report, as_json)
+
+
+def _ingest_finish(report, as_json: bool) -> None:
+    """Print the summary of a finished ingest and exit 1 when anything failed or nothing was indexed."""
     n_items, n_tiles = len(report.items_failed), len(report.tiles_failed)
     single = n_items + n_tiles == 1
     _ingest_summary(report, as_json, list_failures=not single)
@@ -539,7 +555,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
            limit, offset, include_query, fmt, out, with_vectors, thumbnails):
     """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
     and collection."""
-    from rsir_stac.search import Index, excluded_notes, hit_record, to_geojson
+    from rsir_stac.search import Index, excluded_notes
 
     flt = _search_filter(bbox, near, within, datetime_, collection)
     pos, neg = _examples(image, point_id, at), _examples(not_image, not_point_id, not_at)
@@ -552,6 +568,17 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         from rsir_stac.export import format_for
 
         format_for(out)  # refuse an unknown extension before any work
+    svc = service_for(index, qdrant_url, "search")
+    if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
+        result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
+                                    not_point_id=not_point_id, not_at=not_at, labels_path=labels_path,
+                                    strategy=strategy, mmr=mmr, per_item=per_item, exclude_within=exclude_within,
+                                    model=model, bbox=bbox, near=near, within=within, datetime_=datetime_,
+                                    collection=collection, limit=limit, offset=offset, include_query=include_query,
+                                    out=out, with_vectors=with_vectors, thumbnails=thumbnails)
+        if result is not None:
+            _print_search(result, fmt, offset, [], doc)
+        return
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
@@ -571,11 +598,18 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
 
             paths = write_thumbnails(result, thumbnails)
             click.echo(f"wrote {len(paths)} images to {thumbnails} (contact sheet: {paths[-1]})", err=True)
+    _print_search(result, fmt, offset, notes)
+
+
+def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None = None) -> None:
+    """Print search hits as a table, JSON or GeoJSON (``doc``: the service's GeoJSON, when it searched)."""
+    from rsir_stac.search import hit_record, to_geojson
+
     if fmt == "json":
         _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy},
                     "hits": [hit_record(h, result.score_name) for h in result.hits]})
     elif fmt == "geojson":
-        _echo_json(to_geojson(result))
+        _echo_json(doc if doc is not None else to_geojson(result))
     else:
         if result.query_id:
             click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})"
@@ -602,6 +636,9 @@ def info(index, qdrant_url, api_key):
 
     from rsir_stac.store import open_store
 
+    svc = service_for(index, qdrant_url, "info")
+    if svc is not None:  # a running serve holds the index: it answers (rsir_stac.cli_served)
+        return served_info(svc)
     with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
         click.echo(json.dumps(asdict(store.info()), indent=2))
 
@@ -720,12 +757,13 @@ def check(index, repair, as_json):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
               help="Embedded index folder.")
+@click.option("--force", is_flag=True, help="Replace OUT when it exists.")
 @_handle_errors
-def snapshot(out, index):
-    """Write a verified snapshot of an embedded index to OUT (.tar.gz)."""
+def snapshot(out, index, force):
+    """Write a verified snapshot of an embedded index to OUT (.tar.gz or .tgz)."""
     from rsir_stac.store.snapshot import snapshot as run
 
-    r = run(index, out)
+    r = run(index, out, force=force)
     click.echo(f"snapshot {r.snapshot}: {r.points} points, {r.files} files, {r.archive_bytes} bytes, verified")
 
 

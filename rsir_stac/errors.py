@@ -77,6 +77,27 @@ class IndexInUseError(StoreError):
     """Another process holds the embedded index open for writing."""
 
 
+class IndexNotFoundError(StoreError, FileNotFoundError):
+    """The index (or its collection) that was asked for does not exist: bad input,
+    refused before any work."""
+
+    exit_code = 2
+
+
+class SnapshotError(StoreError, ValueError):
+    """A snapshot file is missing, not a snapshot, damaged or truncated, or its
+    name has no known extension: refused before the index is touched."""
+
+    exit_code = 2
+
+
+class TargetExistsError(StoreError, FileExistsError):
+    """An output (an index to restore into, a snapshot archive) already exists and
+    ``--force`` was not given: refused before any work."""
+
+    exit_code = 2
+
+
 class DiskFullError(StoreError, OSError):
     """The file system is full: the operation was refused (or stopped) before it
     could leave anything half-written."""
@@ -107,6 +128,9 @@ __all__ = [
     "BundleNotFoundError",
     "StoreError",
     "IndexInUseError",
+    "IndexNotFoundError",
+    "SnapshotError",
+    "TargetExistsError",
     "DiskFullError",
     "IncompatibleIndexError",
     "PointNotFoundError",

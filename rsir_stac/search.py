@@ -99,9 +99,9 @@ class Index:
         try:
             meta = store.meta()
             if meta is None:
-                from rsir_stac.errors import StoreError
+                from rsir_stac.errors import IndexNotFoundError
 
-                raise StoreError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
+                raise IndexNotFoundError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
             if meta.model_id != bundle.model_id or meta.dim != bundle.dim:
                 where = (f"--index {store.location}" if store.backend == "edge"
                          else f"--qdrant-url {store.location} --collection {store.collection}")

@@ -13,6 +13,7 @@ Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``):
 * ``POST /api/search``               the same as a JSON body
 * ``POST /api/search/image``         multipart upload (``file``) + filters
 * ``GET  /api/tiles/{point_id}.png`` a stored tile re-read from its source raster
+* ``POST /api/ingest/jobs``          ingest files under ``--ingest-root`` (:mod:`rsir_stac.api.jobs`)
 * ``GET  /``                         the map page (``rsir_stac/web/``)
 
 No endpoint takes a filesystem path: tiles are addressed by point id and
@@ -195,7 +196,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                max_decodes: int = 2, allowed_hosts: Sequence[str] | None = None,
                allowed_origins: Sequence[str] = (), hide_paths: bool = False,
                csp_img_sources: Sequence[str] = (), thumb_cache_bytes: int = THUMB_CACHE_BYTES,
-               basemap: str | None = None, tile_cache_bytes: int | None = None):
+               basemap: str | None = None, tile_cache_bytes: int | None = None, ingest_roots: Sequence[str] = ()):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
@@ -209,7 +210,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     ``basemap``: an optional XYZ tile URL template (``https://host/{z}/{x}/{y}.png``) the map
     page draws under the imagery (its origin is added to the page's image sources);
     ``tile_cache_bytes``: the budget of rendered web-map tiles kept in memory (default
-    :data:`rsir_stac.maptiles.CACHE_BYTES`).
+    :data:`rsir_stac.maptiles.CACHE_BYTES`); ``ingest_roots``: folders ingest jobs may read
+    (:mod:`rsir_stac.api.jobs`; none: jobs are refused).
     """
     from fastapi import Body, FastAPI, File, Form, Query, Security, UploadFile
     from fastapi import Path as PathParam
@@ -436,6 +438,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from rsir_stac.serve_analysis import analysis_router
 
     app.include_router(analysis_router(index, lock=lock, dependencies=security))
+    from rsir_stac.api.jobs import check_roots, jobs_router
+
+    app.include_router(jobs_router(index, lock=lock, dependencies=security, roots=check_roots(ingest_roots),
+                                   on_change=info_cache.clear))
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -536,33 +542,44 @@ def _log_config() -> dict:
 def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant: str | None = None,
         model=None, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
         log_level: str = "info", allow_hosts: Sequence[str] = (), allow_origins: Sequence[str] = (),
-        hide_paths: bool | None = None, basemap: str | None = None) -> None:
+        hide_paths: bool | None = None, basemap: str | None = None, ingest_roots: Sequence[str] = ()) -> None:
     """Open the index once and serve it with uvicorn until interrupted (one worker: the index lock).
 
     The port is bound first (:class:`AddressInUseError` when taken).  Allowed
     hosts are :func:`rsir_stac.httpguard.default_allowed_hosts` of ``host``
     plus ``allow_hosts``; ``hide_paths`` None hides server paths unless
-    ``host`` is a loopback address.
+    ``host`` is a loopback address.  While it runs, ``<index>/.serve.json`` records
+    where it listens (:func:`rsir_stac.served.publish`), so ``search``, ``info`` and
+    ``ingest`` on the same index send their work here.
     """
     import uvicorn
 
     from rsir_stac.httpguard import default_allowed_hosts, is_loopback
+    from rsir_stac.api.jobs import check_roots
     from rsir_stac.search import Index
+    from rsir_stac.served import clean_stop, publish, unpublish
 
+    check_roots(ingest_roots)
     sock = bind_socket(host, port)
     try:
         idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)
     except BaseException:
         sock.close()
         raise
+    address = None
     try:
         hide = (not is_loopback(host)) if hide_paths is None else hide_paths
         app = create_app(idx, api_key=api_key, allowed_hosts=default_allowed_hosts(host) + tuple(allow_hosts),
-                         allowed_origins=tuple(allow_origins), hide_paths=hide, basemap=basemap)
+                         allowed_origins=tuple(allow_origins), hide_paths=hide, basemap=basemap,
+                         ingest_roots=ingest_roots)
+        address = publish(idx.store, host, port, key_required=bool(api_key), ingest_jobs=bool(ingest_roots),
+                          model_id=idx.bundle.model_id)
         log.warning("serving %s (model %s) on http://%s:%s/", idx.store.describe(), idx.bundle.model_id, host, port)
         config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
-        uvicorn.Server(config).run(sockets=[sock])
+        with clean_stop():  # Ctrl-C / SIGTERM: exit 0 after closing the index and the address file
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
+        unpublish(address)
         sock.close()
         idx.close()
 
@@ -585,8 +602,11 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
               help="Hide server file paths in hrefs and errors. Default: hidden unless --host is loopback.")
 @click.option("--basemap", metavar="URL", help="Online XYZ basemap under the imagery, e.g. "
               "https://tile.openstreetmap.org/{z}/{x}/{y}.png (default: none, fully offline).")
+@click.option("--ingest-root", "ingest_roots", multiple=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Accept ingest jobs (POST /api/ingest/jobs, used by `rsir-stac ingest` on this index) for "
+                   "files under DIR (repeatable). Default: none accepted.")
 def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_key, allow_hosts, allow_origins,
-                  hide_paths, basemap):
+                  hide_paths, basemap, ingest_roots):
     """Serve the search API and the map page over HTTP (open http://HOST:PORT/)."""
     import sys
 
@@ -598,7 +618,7 @@ def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_
     try:
         run(index=index, qdrant_url=qdrant_url, api_key_qdrant=api_key_qdrant, model=model, host=host,
             port=port, api_key=service_key, allow_hosts=allow_hosts, allow_origins=allow_origins,
-            hide_paths=hide_paths, basemap=_check_basemap(basemap))
+            hide_paths=hide_paths, basemap=_check_basemap(basemap), ingest_roots=ingest_roots)
     except RsirError as exc:
         if logging.getLogger().level <= logging.DEBUG:
             raise

@@ -158,10 +158,51 @@ def test_info_warns_about_lost_points(idx, built, caplog):
     assert "is damaged" in caplog.text and "recorded points are missing" in caplog.text
 
 
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_missing_or_emptied_digests_fail_check(idx, built, how):
+    """A deleted or emptied digest ledger is reported (nothing can be verified), exit 1, with the fix."""
+    ledger = idx / "rsir_tiles.digests.sqlite"
+    if how == "deleted":
+        ledger.unlink()
+    else:
+        import sqlite3
+
+        with sqlite3.connect(ledger) as db:
+            db.execute("DELETE FROM points")
+    r = check_index(idx)
+    assert not r.ok and r.unverified == 36 and r.verified == 0
+    assert [f.kind for f in r.findings] == ["digests"]
+    out = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert out.exit_code == 1, out.output
+    state = "is missing" if how == "deleted" else "is empty"
+    assert f"damaged: rsir_tiles.digests.sqlite (the digest ledger) {state}, so none of the 36 points" in out.stderr
+    assert "re-run the ingest" in out.stderr and "--repair" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: index {idx} is damaged (1 finding(s) above)")
+    # --repair records digests of the points as they read now; check then passes
+    fixed = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert fixed.exit_code == 0, fixed.output
+    r = check_index(idx)
+    assert r.ok and r.verified == 36, r.findings
+    _assert_equal_to_clean(idx, built[2])
+
+
+def test_truncated_payload_file_is_named(idx, built, tiny_bundle):
+    page = _segment(idx) / "payload_storage" / "page_0.dat"
+    os.truncate(page, 4096)
+    out = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert out.exit_code == 1, out.output
+    rel = page.relative_to(idx).as_posix()
+    assert f"damaged: {rel} (payload data) is 4096 bytes, not 33554432: truncated" in out.stderr, out.stderr
+    rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)  # the documented recovery
+    assert rep.ok
+    assert check_index(idx).ok
+    _assert_equal_to_clean(idx, built[2])
+
+
 def test_index_without_digests_is_unverified_and_reingested(idx, built, tiny_bundle):
     (idx / "rsir_tiles.digests.sqlite").unlink()  # an index from before digests
     r = check_index(idx)
-    assert r.ok and r.unverified == 36 and r.verified == 0
+    assert not r.ok and r.unverified == 36 and r.verified == 0
     rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
     assert rep.points_written == 36  # not trusted: embedded again, now with digests
     assert check_index(idx).verified == 36
@@ -191,7 +232,8 @@ def test_killed_before_first_flush_and_before_first_ledger_commit(tmp_path, buil
         extra.unlink()
     ledger.write_bytes(b"")  # killed between creating the ledger file and its first commit
     rep = check_index(idx)
-    assert rep.ok and rep.points == 20 and rep.unverified == 20
+    # nothing can be verified: reported (not as damaged vectors), with the fix
+    assert [f.kind for f in rep.findings] == ["digests"] and rep.points == 20 and rep.unverified == 20
     with open_store(str(idx), read_only=True) as s:
         assert s.count() == 20
 
@@ -215,7 +257,7 @@ def test_snapshot_restore_roundtrip_replaces_damaged_index(idx, built, tmp_path)
     _damage(idx, "truncated")
     assert not check_index(idx).ok
     refused = CliRunner().invoke(main, ["restore", str(snap), "--index", str(idx)])
-    assert refused.exit_code == 1 and "--force" in refused.output
+    assert refused.exit_code == 2 and "--force" in refused.output  # refused before any work
     ok = CliRunner().invoke(main, ["restore", str(snap), "--index", str(idx), "--force"])
     assert ok.exit_code == 0, ok.output
     assert check_index(idx).ok
@@ -255,7 +297,7 @@ def test_restore_refuses_damaged_or_truncated_snapshot(idx, tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(snap.read_bytes()[: snap.stat().st_size // 2])
     r = CliRunner().invoke(main, ["restore", str(cut), "--index", str(tmp_path / "r2")])
-    assert r.exit_code == 1 and "use another copy" in r.output
+    assert r.exit_code == 2 and "use another copy" in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "r2").exists()
 
@@ -278,3 +320,39 @@ def test_snapshot_of_index_in_use_is_refused(idx, tmp_path):
         p.kill()
         p.wait()
 
+
+
+def test_snapshot_refuses_unknown_extension_and_existing_archive(idx, tmp_path):
+    r = CliRunner().invoke(main, ["snapshot", str(tmp_path / "backup.zip"), "--index", str(idx)])
+    assert r.exit_code == 2 and not (tmp_path / "backup.zip").exists()
+    assert r.output.strip() == (f"error: snapshot path {tmp_path / 'backup.zip'} has no known extension; name it "
+                                "backup.tar.gz (a snapshot is a gzip-compressed tar)")
+    snap = tmp_path / "backup.tgz"
+    assert CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(idx)]).exit_code == 0
+    before = snap.read_bytes()
+    r = CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(idx)])
+    assert r.exit_code == 2 and "already exists" in r.output and "--force" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and snap.read_bytes() == before
+    r = CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(idx), "--force"])
+    assert r.exit_code == 0, r.output
+    assert verify_snapshot(snap)["points"] == 36
+
+
+def test_missing_index_and_snapshot_exit_2(tmp_path):
+    """Bad input refused before any work exits 2 (the documented contract)."""
+    nope = tmp_path / "nope"
+    for args in (["info", "--index", str(nope)], ["check", "--index", str(nope)],
+                 ["snapshot", str(tmp_path / "s.tar.gz"), "--index", str(nope)],
+                 ["restore", str(tmp_path / "missing.tar.gz"), "--index", str(tmp_path / "r")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1, r.output
+    assert not nope.exists() and not (tmp_path / "r").exists()
+
+
+def test_index_in_use_exits_1(idx, tmp_path):
+    """A run that cannot start because another process holds the index is a failure of the run (exit 1)."""
+    with open_store(str(idx)):  # this process holds it (as an ingest would)
+        for args in (["check", "--index", str(idx)], ["snapshot", str(tmp_path / "s.tar.gz"), "--index", str(idx)]):
+            r = CliRunner().invoke(main, args)
+            assert r.exit_code == 1 and "is in use by another process" in r.output, r.output

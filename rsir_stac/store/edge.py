@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
+from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
 from rsir_stac.store.base import (
     PAYLOAD_INDEXES,
     CollectionMeta,
@@ -118,6 +118,20 @@ def _fsync_dir(path: Path) -> None:
         pass
 
 
+def _in_use_message(index: Path, holder: str) -> str:
+    """The one-line "in use" message; names the service when the holder is a ``serve``."""
+    from rsir_stac.served import ADDRESS_NAME
+
+    try:
+        doc = json.loads((index / ADDRESS_NAME).read_text(encoding="utf-8"))
+        if holder and str(doc.get("pid")) == holder:
+            return (f"index {index} is in use by rsir-stac serve (pid {holder}) at {doc.get('url')}; "
+                    "`search`, `info` and `ingest` send their work to it, other commands need it stopped")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
+
+
 class _IndexLock:
     """Exclusive, non-blocking advisory lock on ``<index>/.lock`` (released on close or death)."""
 
@@ -143,10 +157,7 @@ class _IndexLock:
                 pass
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise IndexInUseError(
-                    f"index {index} is in use by another process (pid {holder or '?'}); "
-                    "wait for it or use another --index"
-                ) from None
+                raise IndexInUseError(_in_use_message(index, holder)) from None
             raise StoreError(f"cannot lock index {index} ({exc}); check permissions on {self.path}") from None
         try:
             os.ftruncate(fd, 0)
@@ -208,7 +219,7 @@ class EdgeStore(Store):
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         if read_only and not self.shard_dir.is_dir():
-            raise StoreError(
+            raise IndexNotFoundError(
                 f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
             )
         self._use_private = read_only and self._needs_private_copy()
@@ -313,6 +324,23 @@ class EdgeStore(Store):
             what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
             log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",
                         self.index, what, self.index)
+
+    def make_writable(self) -> None:
+        """Allow writes on a store opened read-only that holds the index lock
+        (``serve``'s ingest jobs).  Raises StoreError for a private copy of an
+        index on read-only media (nothing could be written back)."""
+        from rsir_stac.store.digests import DigestLedger
+
+        self._check_open()
+        if not self.read_only:
+            return
+        if self._use_private or self._lock.fd is None and self._lock.path is None:
+            raise StoreError(f"index {self.index} is on read-only media (searched from a private copy); "
+                             "ingest into a writable copy of it")
+        if self._ledger is not None:
+            self._ledger.close()
+        self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=False)
+        self.read_only = False
 
     def _has_segments(self) -> bool:
         return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IndexInUseError, StoreError
+from rsir_stac.errors import IndexInUseError, IndexNotFoundError, StoreError
 from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger, payload_digest, payload_matches, vector_digest
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,37 @@ def inspect_files(shard_dir: Path) -> list[Finding]:
                 have = ch.stat().st_size
                 if have != size:
                     out.append(Finding("file", f"{rel(ch)} (vector data) is {have} bytes, not {size}: truncated"))
+        out.extend(_page_findings(seg, rel))
+    return out
+
+
+def _page_findings(seg: Path, rel: Any) -> list[Finding]:
+    """Payload pages (``payload_storage/page_*.dat``) and payload-index pages of one
+    segment that are missing or not the ``page_size_bytes`` their ``config.json``
+    promises (a truncated page file)."""
+    out: list[Finding] = []
+    cfgs = [seg / "payload_storage" / "config.json"] + sorted(seg.glob("payload_index/*/config.json"))
+    for cfg_path in cfgs:
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if cfg_path.parent.name == "payload_storage" and cfg_path.parent.is_dir():
+                out.append(Finding("file", f"{rel(cfg_path)} (payload storage) is missing"))
+            continue
+        except (OSError, ValueError):
+            out.append(Finding("file", f"{rel(cfg_path)} is unreadable"))
+            continue
+        size = cfg.get("page_size_bytes") if isinstance(cfg, dict) else None
+        if not isinstance(size, int):
+            continue
+        what = "payload data" if cfg_path.parent.name == "payload_storage" else "payload index data"
+        pages = sorted(cfg_path.parent.glob("page_*.dat"))
+        if not pages and what == "payload data":
+            out.append(Finding("file", f"{rel(cfg_path.parent / 'page_0.dat')} ({what}) is missing"))
+        for pg in pages:
+            have = pg.stat().st_size
+            if have != size:
+                out.append(Finding("file", f"{rel(pg)} ({what}) is {have} bytes, not {size}: truncated"))
     return out
 
 
@@ -273,9 +304,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     path = Path(index).expanduser().absolute()
     if not (path / collection).is_dir():
         if (path / f".{collection}.damaged").is_dir():
-            raise StoreError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
+            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
                              f".{collection}.damaged); re-run the ingest that built it")
-        raise StoreError(f"index {path} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check --index")
     report = CheckReport(index=str(path))
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
@@ -304,7 +335,21 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         if lost:
             report.findings.extend(f for f in files if f.kind == "tracker")
         _engine_findings(store, report, rb, lost)
+        if ids and not ledger_ids:
+            report.findings.append(_no_digests(path, collection, len(ids), ledger is not None))
     return report
+
+
+def _no_digests(path: Path, collection: str, n: int, present: bool) -> Finding:
+    """The finding for an index whose digest ledger is missing or empty while it
+    holds points: nothing can be verified (deleted, emptied, or an index from
+    before digests)."""
+    name = f"{collection}{LEDGER_SUFFIX}"
+    state = "is empty" if present else "is missing"
+    return Finding("digests", f"{name} (the digest ledger) {state}, so none of the {n} points can be verified; "
+                   f"re-run the ingest that built the index (it re-embeds unverified points and records their "
+                   f"digests), or `rsir-stac check --index {path} --repair` to record digests of the points as "
+                   "they read now")
 
 
 # --------------------------------------------------------------------------- repair
@@ -383,18 +428,35 @@ def rebuild_shard(store: Any) -> RepairReport:
     return RepairReport(str(index), len(good), len(dropped), dropped, reasons)
 
 
-def repair_index(index: str | Path, *, collection: str = "rsir_tiles") -> RepairReport:
+def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bool = True) -> RepairReport:
     """Repair an embedded index: rebuild it from the points that pass
     :func:`check_index` and drop the others (re-run the ingest that built them
-    to restore them).  Raises StoreError when the index is missing or in use,
+    to restore them).  ``adopt``: also record digests of readable points that
+    have none (a deleted or emptied ledger), trusting them as they read now.  Raises StoreError when the index is missing or in use,
     DiskFullError when the rebuild does not fit."""
     from rsir_stac.store.edge import EdgeStore
 
     path = Path(index).expanduser().absolute()
     if not (path / collection).is_dir():
-        raise StoreError(f"index {path} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check --index")
     with EdgeStore(path, collection=collection, repair=True) as store:
-        return store.repaired or rebuild_shard(store)
+        report = store.repaired or rebuild_shard(store)
+        if adopt and store._shard is not None and store._ledger is not None:
+            _adopt_unverified(store)
+        return report
+
+
+def _adopt_unverified(store: Any) -> int:
+    """Record digests for points that read back but have none (a deleted or
+    emptied ledger): they are trusted as they read now.  Returns how many."""
+    ids = _scroll_ids(store._shard)
+    rb = read_back(store._shard, ids, store._ledger, collect=True)
+    rows = [g for g in rb.good if g[0] in rb.unverified]
+    store._ledger.record(rows)
+    if rows:
+        log.warning("index %s: recorded digests of %d points that had none (trusted as they read now)",
+                    store.index, len(rows))
+    return len(rows)
 
 
 __all__ = ["CheckReport", "DigestLedger", "Finding", "RepairReport", "check_index", "inspect_files",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IncompatibleIndexError, InputError, StoreError
+from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.base import (
     PAYLOAD_INDEXES,
     CollectionMeta,
@@ -118,7 +118,7 @@ class ServerStore(Store):
             ) from None
         if read_only and not self._exists:
             self.client.close()
-            raise StoreError(f"{self.describe()} does not exist; build it with ingest or check --collection")
+            raise IndexNotFoundError(f"{self.describe()} does not exist; build it with ingest or check --collection")
         if self._exists:
             self._meta = self._read_meta()
         log.debug("opened %r", self)
@@ -356,7 +356,7 @@ class ServerStore(Store):
         other._shares_client = True
         other._exists = other._call("checking the collection", self.client.collection_exists, collection)
         if read_only and not other._exists:
-            raise StoreError(f"{other.describe()} does not exist; build it with ingest or check --collection")
+            raise IndexNotFoundError(f"{other.describe()} does not exist; build it with ingest or check --collection")
         if other._exists:
             other._meta = other._read_meta()
         return other

@@ -35,12 +35,14 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rsir_stac.errors import InputError, StoreError
+from rsir_stac.errors import IndexNotFoundError, InputError, SnapshotError, StoreError, TargetExistsError
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "rsir-snapshot.json"
 FORMAT = 1
+#: File name endings a snapshot may have (it is always a gzip-compressed tar).
+EXTENSIONS = (".tar.gz", ".tgz")
 _BUF = 1 << 16  # restore compares blocks this size with zeros to keep holes
 
 
@@ -75,13 +77,16 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tiles") -> SnapshotReport:
+def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tiles",
+             force: bool = False) -> SnapshotReport:
     """Write a verified snapshot of the embedded index ``index`` to ``out`` (a
-    ``.tar.gz`` file, written to a temporary name and renamed when verified).
+    ``.tar.gz``/``.tgz`` file, written to a temporary name and renamed when verified).
 
     Holds the index lock while copying, so it waits for nobody and fails with
-    IndexInUseError if another process has the index open.  Raises StoreError
-    for a missing index, DiskFullError when the archive may not fit.
+    IndexInUseError if another process has the index open.  Raises
+    IndexNotFoundError for a missing index, SnapshotError for another extension,
+    TargetExistsError when ``out`` exists and ``force`` is False, DiskFullError
+    when the archive may not fit.
     """
     from rsir_stac.store.edge import EdgeStore
     from rsir_stac.store.space import disk_full, is_disk_full, require_free, tree_bytes
@@ -89,9 +94,15 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     src = Path(index).expanduser().absolute()
     dst = Path(out).expanduser().absolute()
     if not (src / collection).is_dir():
-        raise StoreError(f"index {src} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {src} has no collection {collection!r}; check --index")
     if dst.exists() and dst.is_dir():
         raise InputError(f"snapshot path {dst} is a folder; give a file name such as {dst / 'index.tar.gz'}")
+    if not dst.name.endswith(EXTENSIONS):
+        raise SnapshotError(f"snapshot path {dst} has no known extension; name it {dst.stem}.tar.gz "
+                            "(a snapshot is a gzip-compressed tar)")
+    if dst.exists() and not force:
+        raise TargetExistsError(f"snapshot {dst} already exists; choose another file name, or pass --force to "
+                                "replace it")
     with EdgeStore(src, collection=collection, repair=None) as store:
         points = store.count()
         meta = store.meta()
@@ -144,19 +155,19 @@ def _open_archive(path: Path) -> tuple[tarfile.TarFile, dict]:
     try:
         tf = tarfile.open(path, "r:*")
     except FileNotFoundError:
-        raise StoreError(f"snapshot {path} does not exist; check the path") from None
+        raise SnapshotError(f"snapshot {path} does not exist; check the path") from None
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise StoreError(f"snapshot {path} is not a readable archive ({exc}); use a file written by rsir-stac snapshot") from None
+        raise SnapshotError(f"snapshot {path} is not a readable archive ({exc}); use a file written by rsir-stac snapshot") from None
     try:
         first = tf.next()
         if first is None or first.name != MANIFEST:
-            raise StoreError(f"snapshot {path} has no {MANIFEST} first; use a file written by rsir-stac snapshot")
+            raise SnapshotError(f"snapshot {path} has no {MANIFEST} first; use a file written by rsir-stac snapshot")
         manifest = json.loads(tf.extractfile(first).read())  # type: ignore[union-attr]
         if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
-            raise StoreError(f"snapshot {path} has an unknown manifest format; use this rsir-stac version's snapshot")
+            raise SnapshotError(f"snapshot {path} has an unknown manifest format; use this rsir-stac version's snapshot")
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         tf.close()
-        raise StoreError(f"snapshot {path} is damaged ({exc}); use another copy") from None
+        raise SnapshotError(f"snapshot {path} is damaged ({exc}); use another copy") from None
     except BaseException:
         tf.close()
         raise
@@ -166,7 +177,7 @@ def _open_archive(path: Path) -> tuple[tarfile.TarFile, dict]:
 def _safe_name(name: str, path: Path) -> str:
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise StoreError(f"snapshot {path} holds an unsafe member name {name!r}; it was not written by rsir-stac")
+        raise SnapshotError(f"snapshot {path} holds an unsafe member name {name!r}; it was not written by rsir-stac")
     return p.as_posix()
 
 
@@ -181,10 +192,10 @@ def _members(tf: tarfile.TarFile, manifest: dict, path: Path, sink=None) -> int:
                 continue
             name = _safe_name(m.name, path)
             if not m.isfile() or name not in want or name in seen:
-                raise StoreError(f"snapshot {path}: member {name!r} is not in its manifest; use another copy")
+                raise SnapshotError(f"snapshot {path}: member {name!r} is not in its manifest; use another copy")
             e = want[name]
             if m.size != e["size"]:
-                raise StoreError(f"snapshot {path}: {name} is {m.size} bytes, the manifest says {e['size']}; use another copy")
+                raise SnapshotError(f"snapshot {path}: {name} is {m.size} bytes, the manifest says {e['size']}; use another copy")
             fi = tf.extractfile(m)
             h = hashlib.sha256()
             fo = sink(name, m.size) if sink else None
@@ -193,7 +204,7 @@ def _members(tf: tarfile.TarFile, manifest: dict, path: Path, sink=None) -> int:
             while left > 0:
                 buf = fi.read(min(_BUF, left))  # type: ignore[union-attr]
                 if not buf:
-                    raise StoreError(f"snapshot {path} is truncated in {name}; use another copy")
+                    raise SnapshotError(f"snapshot {path} is truncated in {name}; use another copy")
                 h.update(buf)
                 if fo is not None:
                     if buf == zero[:len(buf)]:
@@ -205,14 +216,14 @@ def _members(tf: tarfile.TarFile, manifest: dict, path: Path, sink=None) -> int:
                 fo.truncate(m.size)
                 fo.close()
             if h.hexdigest() != e["sha256"]:
-                raise StoreError(f"snapshot {path}: {name} does not match its checksum (the archive is damaged); "
+                raise SnapshotError(f"snapshot {path}: {name} does not match its checksum (the archive is damaged); "
                                  "use another copy")
             seen.add(name)
     except (tarfile.TarError, EOFError, zlib_error()) as exc:
-        raise StoreError(f"snapshot {path} is damaged or truncated ({exc}); use another copy") from None
+        raise SnapshotError(f"snapshot {path} is damaged or truncated ({exc}); use another copy") from None
     missing = set(want) - seen
     if missing:
-        raise StoreError(f"snapshot {path} lacks {len(missing)} file(s) of its manifest (e.g. {sorted(missing)[0]}); "
+        raise SnapshotError(f"snapshot {path} lacks {len(missing)} file(s) of its manifest (e.g. {sorted(missing)[0]}); "
                          "it is truncated, use another copy")
     return len(seen)
 
@@ -253,7 +264,7 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
     collection = str(manifest.get("collection") or "rsir_tiles")
     if (dst / collection).exists() and not force:
         tf.close()
-        raise StoreError(f"index {dst} already has a collection {collection!r}; restore into a new --index, "
+        raise TargetExistsError(f"index {dst} already has a collection {collection!r}; restore into a new --index, "
                          "or pass --force to replace it")
     stage = dst.parent / f".{dst.name}.restoring"
     try:
@@ -274,7 +285,7 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
         expected = int(manifest.get("points", -1))
         if not report.ok or report.points != expected:
             why = "; ".join(f.message for f in report.findings) or f"{report.points} points, not {expected}"
-            raise StoreError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
+            raise SnapshotError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
         _swap_in(stage, dst, collection, _IndexLock)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
@@ -313,4 +324,4 @@ def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
         lock.release()
 
 
-__all__ = ["SnapshotReport", "restore", "snapshot", "verify_snapshot"]
+__all__ = ["EXTENSIONS", "SnapshotReport", "restore", "snapshot", "verify_snapshot"]

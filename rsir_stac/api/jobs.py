@@ -1,0 +1,273 @@
+"""Ingest jobs on a running ``serve``: ``POST /api/ingest/jobs`` and ``GET /api/ingest/jobs/{id}``.
+
+While ``serve`` holds an embedded index, no other process can open it; the
+command line sends its ``ingest`` here instead (:mod:`rsir_stac.served`).  A
+job ingests files **the server can read, under the folders the operator
+allowed** (``serve --ingest-root DIR``, repeatable; without it every job is
+refused with 403), with the served model, one job at a time, into the served
+index while searches go on (every store call of the job takes the app's store
+lock, so a search waits at most for one batch).
+
+What a client may name, and what it may not (the threat model is in the
+security section of docs/RELIABILITY.md):
+
+* ``sources``: local paths only.  A URL, a GDAL ``/vsi...`` path or any
+  ``scheme:`` is refused (403), and so is a path whose real location
+  (symlinks resolved) is not inside an ingest root (403): a client cannot make
+  the server fetch a URL or read a file the operator did not offer.  A missing
+  source is 404.  STAC documents under a root are the operator's data: their
+  asset links are followed as a CLI ingest of them would.
+* tiling options: bounded numbers (tile size and stride 8..4096 px, GSD > 0,
+  ``min_valid`` 0..1), ``edge``, ``asset``, ``bands``, ``collection``,
+  ``datetime``, ``fail_fast``, ``shard``.  No model path (a bundle is code:
+  the served model is used; ``model_id``, when given, must be it, else 409)
+  and no batch size (the server's default).
+* the usual guards of every POST apply (``Host`` allow-list, cross-origin
+  refusal, ``X-API-Key`` when the service has a key).
+
+No postponed annotations: FastAPI reads the endpoint annotations at definition time.
+"""
+
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+#: Finished jobs kept for ``GET`` (the oldest are forgotten first).
+KEEP_JOBS = 32
+MAX_SOURCES = 256
+
+
+def check_roots(roots: Sequence[str]) -> tuple[Path, ...]:
+    """The real paths of the ingest roots; InputError when one is not a folder."""
+    from rsir_stac.errors import InputError
+
+    out = []
+    for r in roots:
+        p = Path(r).expanduser()
+        if not p.is_dir():
+            raise InputError(f"--ingest-root {r} is not a folder; give a folder holding the sources ingest jobs "
+                             "may read")
+        out.append(Path(os.path.realpath(p)))
+    return tuple(out)
+
+
+def allowed_source(text: str, roots: Sequence[Path]) -> str:
+    """The real local path of a job source when it lies under an ingest root.
+
+    Raises HTTPException 403 (a URL, ``/vsi`` path, ``scheme:`` or a path outside
+    every root) or SourceNotFoundError (404)."""
+    import re
+
+    from fastapi import HTTPException
+
+    from rsir_stac.errors import SourceNotFoundError
+
+    if not text or "\x00" in text or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) or "/vsi" in text:
+        raise HTTPException(403, f"source {text[:200]!r} is not a local path; ingest jobs read only files under the "
+                                 "service's ingest roots (serve --ingest-root)")
+    p = Path(text)
+    if not p.is_absolute():
+        p = roots[0] / p
+    real = Path(os.path.realpath(p))
+    if not any(real == r or r in real.parents for r in roots):
+        raise HTTPException(403, f"source {text[:200]} is outside the service's ingest roots; put it under one of "
+                                 "them or restart serve with another --ingest-root")
+    if not real.exists():
+        raise SourceNotFoundError(f"{text} does not exist on the server; check the path")
+    return str(real)
+
+
+class _LockedStore:
+    """The served store as an ingest job sees it: every call holds the app's store lock."""
+
+    def __init__(self, store: Any, lock: threading.Lock) -> None:
+        self._store, self._lock = store, lock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+    def close(self) -> None:  # the service owns the store
+        pass
+
+
+class Job:
+    """One ingest job: state, progress counters, and the report or error at the end."""
+
+    def __init__(self, sources: list[str], options: Any) -> None:
+        self.id = uuid.uuid4().hex
+        self.sources, self.options = sources, options
+        self.state = "queued"
+        self.created = time.time()
+        self.progress = {"items_total": 0, "items_done": 0, "tiles_total": 0, "tiles_done": 0}
+        self.report: dict | None = None
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.exit_code = 0
+
+    def on_event(self, ev: Any) -> None:
+        p = self.progress
+        if ev.kind == "items":
+            p["items_total"] = ev.total
+        elif ev.kind == "total":
+            p["tiles_total"] += ev.n
+        elif ev.kind == "tiles":
+            p["tiles_done"] += ev.n
+        elif ev.kind == "end":
+            p["items_done"] += 1
+
+    def doc(self) -> dict:
+        return {"id": self.id, "state": self.state, "sources": len(self.sources), "progress": dict(self.progress),
+                "report": self.report, "error": self.error, "error_type": self.error_type,
+                "exit_code": self.exit_code, "created": self.created}
+
+
+def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], None] | None) -> None:
+    from rsir_stac.errors import RsirError
+    from rsir_stac.ingest import ingest
+
+    job.state = "running"
+    try:
+        with lock:
+            index.store.make_writable()
+        report = ingest(job.sources, store=_LockedStore(index.store, lock), model=index.bundle,
+                        options=job.options, progress=job.on_event)
+        job.report = report.as_dict()
+        job.exit_code = 0 if report.ok and not report.nothing_indexed else 1
+        job.state = "done"
+    except RsirError as exc:
+        partial = getattr(exc, "report", None)
+        job.report = partial.as_dict() if partial is not None else None
+        msg = str(exc)
+        if partial is not None and getattr(exc, "item_id", None) is not None:  # --fail-fast, as the CLI says it
+            msg = f"item {exc.item_id} failed and --fail-fast stopped the run: {msg}"
+        job.error, job.error_type = msg, type(exc).__name__
+        job.exit_code = 1 if partial is not None else exc.exit_code
+        job.state = "failed"
+    except Exception as exc:  # noqa: BLE001 - the job thread must end with a state
+        log.exception("ingest job %s failed unexpectedly", job.id)
+        job.error, job.error_type, job.exit_code = f"unexpected {type(exc).__name__}: {exc}", "InternalError", 1
+        job.state = "failed"
+    finally:
+        if on_change is not None:
+            on_change()
+        log.warning("ingest job %s %s: %s", job.id, job.state, job.error or
+                    {k: v for k, v in (job.report or {}).items() if isinstance(v, int)})
+
+
+def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None = None,
+                roots: Sequence[Path] = (), on_change: Callable[[], None] | None = None):
+    """An ``APIRouter`` with the ingest-job endpoints for ``index`` (an open
+    :class:`~rsir_stac.search.Index`); ``lock`` is the app's store lock, ``roots``
+    the real paths of the folders jobs may read (none: every job is refused),
+    ``on_change`` is called when a job ends (e.g. to drop cached summaries)."""
+    from typing import Literal
+
+    from fastapi import APIRouter, Body, HTTPException
+    from fastapi import Path as PathParam
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from rsir_stac.apierrors import ErrorBody, error_responses
+
+    jobs: dict[str, Job] = {}
+    guard = threading.Lock()
+    conflict = {409: {"model": ErrorBody, "description": "Another ingest job is running, the model differs, "
+                                                         "or the served index cannot be written."}}
+    router = APIRouter(dependencies=dependencies or [], tags=["ingest"])
+
+    class IngestJobRequest(BaseModel):
+        model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+        sources: list[str] = Field(..., min_length=1, max_length=MAX_SOURCES,
+                                   description="Local paths (files or folders) under the service's ingest roots; "
+                                               "relative paths are taken from the first root.")
+        model_id: str | None = Field(None, description="The model the client expects; 409 when it is not the "
+                                                       "served model.")
+        asset: str | None = Field(None, max_length=200)
+        bands: list[int] | None = Field(None, min_length=3, max_length=3, description="1-based R,G,B band numbers.")
+        tile_size: int | None = Field(None, ge=8, le=4096)
+        stride: int | None = Field(None, ge=1, le=4096)
+        gsd: float | None = Field(None, gt=0, le=100_000)
+        native_gsd: bool = False
+        edge: Literal["shift", "drop", "pad"] = "shift"
+        min_valid: float = Field(0.5, ge=0, le=1)
+        fail_fast: bool = False
+        shard: str | None = Field(None, max_length=20, description="I/N: only this share of the items.")
+        collection: str | None = Field(None, max_length=200)
+        datetime: str | None = Field(None, max_length=100)
+
+    def _options(req: IngestJobRequest) -> Any:
+        from rsir_stac.errors import InputError
+        from rsir_stac.ingest import IngestOptions
+        from rsir_stac.stac import parse_shard
+        from rsir_stac.store.filters import parse_datetime_range
+
+        if req.bands is not None and min(req.bands) < 1:
+            raise InputError(f"bands {req.bands} are invalid; give R,G,B band numbers (1-based)")
+        dt = None
+        if req.datetime:
+            start, end = parse_datetime_range(req.datetime)
+            if start is None or end is None:
+                raise InputError(f"datetime {req.datetime!r} has an open end; give an instant or START/END")
+            dt = (start, end)
+        return IngestOptions(asset=req.asset, bands=tuple(req.bands) if req.bands else None, tile_size=req.tile_size,
+                             stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd, edge=req.edge,
+                             min_valid=req.min_valid, fail_fast=req.fail_fast,
+                             shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
+                             datetime=dt)
+
+    @router.post("/api/ingest/jobs", status_code=202, summary="Start an ingest job into the served index",
+                 responses={**error_responses(400, 404), **conflict})
+    def create_job(req: IngestJobRequest = Body(...)) -> dict:
+        """Ingest local sources under the service's ingest roots with the served model; one job at a time.
+        Poll ``GET /api/ingest/jobs/{id}`` for progress and the report."""
+        if not roots:
+            raise HTTPException(403, "this service takes no ingest jobs; restart serve with --ingest-root DIR "
+                                     "(a folder holding the sources), or stop it and ingest from the command line")
+        if req.model_id and req.model_id != index.bundle.model_id:
+            raise HTTPException(409, f"the service indexes with model {index.bundle.model_id}, not {req.model_id}; "
+                                     "use the model that built the index")
+        if getattr(index.store, "backend", "") != "edge" or getattr(index.store, "_use_private", False):
+            raise HTTPException(409, "the served index cannot be written by the service (a Qdrant server, or an "
+                                     "index on read-only media); ingest into it directly")
+        sources = [allowed_source(s, roots) for s in req.sources]
+        options = _options(req)
+        with guard:
+            if any(j.state in ("queued", "running") for j in jobs.values()):
+                raise HTTPException(409, "another ingest job is running on this service; wait for it "
+                                         "(GET /api/ingest/jobs/{id}) and retry")
+            job = Job(sources, options)
+            jobs[job.id] = job
+            for old in sorted(jobs.values(), key=lambda j: j.created)[:-KEEP_JOBS]:
+                jobs.pop(old.id, None)
+        threading.Thread(target=_run, args=(job, index, lock, on_change), name=f"rsir-ingest-{job.id[:8]}",
+                         daemon=True).start()
+        return job.doc()
+
+    @router.get("/api/ingest/jobs/{job_id}", summary="Progress and result of an ingest job",
+                responses=error_responses(404))
+    def get_job(job_id: str = PathParam(..., pattern=r"^[0-9a-f]{32}$")) -> dict:
+        """``state`` queued | running | done | failed, ``progress`` counters, and at the end the ingest
+        ``report`` (as ``ingest --json``) or the ``error`` line with the ``exit_code`` the CLI would give."""
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"ingest job {job_id} is not known to this service (finished jobs are kept "
+                                     f"until {KEEP_JOBS} newer ones exist)")
+        return job.doc()
+
+    return router
+
+
+__all__ = ["Job", "allowed_source", "check_roots", "jobs_router"]

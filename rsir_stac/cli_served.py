@@ -1,0 +1,201 @@
+"""``search``, ``info`` and ``ingest`` on an index held by a running ``serve``:
+the command line sends the work to that service (:mod:`rsir_stac.served`)
+instead of failing with "in use", and says so on stderr.
+
+Everything a command reads from the client's disk (query images, label and
+polygon files) is read here and sent as bytes or JSON; ingest sources are sent
+as absolute paths, which the service reads only under its ``--ingest-root``
+folders.  What the service cannot take (``search --thumbnails``, several
+example images) is refused with one line naming the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rsir_stac.errors import InputError
+from rsir_stac.served import ServiceClient, ServiceError, find_service
+
+#: ``rsir_stac.export`` format names -> the ``format`` of ``POST /api/query/export``.
+EXPORT_FORMATS = {"geojson": "geojson", "csv": "csv", "flatgeobuf": "fgb", "geoparquet": "parquet"}
+
+
+def service_for(index: str | None, qdrant_url: str | None, what: str) -> ServiceClient | None:
+    """A client for the ``serve`` that holds the embedded ``index``, or None (a
+    Qdrant server, or no ``serve`` holds it); notes on stderr that it is used."""
+    if qdrant_url:
+        return None
+    addr = find_service(index)
+    if addr is None:
+        return None
+    client = ServiceClient(addr)
+    click.echo(f"note: index {addr.index} is in use by {addr.describe()}; sending the {what} to it", err=True)
+    return client
+
+
+def _check_model(client: ServiceClient, model: Any) -> None:
+    from rsir_stac.errors import IncompatibleIndexError
+    from rsir_stac.model.bundle import load_bundle
+
+    if model is None:
+        mid = load_bundle(None).model_id
+    else:
+        mid = load_bundle(model).model_id
+    served = client.address.model_id
+    if served and mid != served:
+        raise IncompatibleIndexError(f"index {client.address.index} is served with model {served}, not {mid}; "
+                                     "pass --model with the bundle that built it")
+
+
+def served_info(client: ServiceClient) -> None:
+    """``info`` from ``GET /api/info`` (the fields of :class:`IndexInfo` the service reports)."""
+    from rsir_stac.store.base import IndexInfo
+
+    doc = client.info()
+    out: dict[str, Any] = {}
+    for f in fields(IndexInfo):
+        if f.name == "location":
+            out["location"] = client.address.index
+        elif f.name in doc:
+            out[f.name] = doc[f.name]
+    click.echo(json.dumps(out, indent=2))
+
+
+def _examples(ids: tuple, ats: tuple) -> list[dict]:
+    from rsir_stac.search import parse_lonlat
+
+    out: list[dict] = [{"point_id": i} for i in ids]
+    for text in ats:
+        lon, lat = parse_lonlat(text)
+        out.append({"lon": lon, "lat": lat})
+    return out
+
+
+def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_point_id, not_at, labels_path,
+                  strategy, mmr, per_item, exclude_within, model, bbox, near, within, datetime_, collection,
+                  limit, offset, include_query, out, with_vectors, thumbnails):
+    """Run ``search`` on the service; returns ``(SearchResult, geojson document)``, or
+    ``(None, None)`` when the hits were written to ``out``."""
+    what = client.address.describe()
+    if thumbnails:
+        raise ServiceError(f"--thumbnails reads the source rasters and cannot go through {what}; "
+                           f"open the map page at {client.address.url}/ or stop the service and re-run")
+    if not_image or (image and (len(image) > 1 or point_id or at or not_point_id or not_at or labels_path or out)):
+        raise ServiceError(f"{what} takes one --image alone (POST /api/search/image); use --point-id/--at examples, "
+                           "or stop the service and re-run")
+    _check_model(client, model)
+    polygon = json.loads(Path(within).read_text(encoding="utf-8")) if within else None
+    if polygon is not None:
+        from rsir_stac.store.filters import load_polygon
+
+        load_polygon(within)  # the same one-line refusals as without a service
+    if image:
+        from rsir_stac.search import SearchResult
+
+        doc = client.search_image(image[0], {"bbox": bbox, "near": near, "datetime": datetime_,
+                                             "collection": list(collection) or None,
+                                             "polygon": json.dumps(polygon) if polygon else None, "k": limit})
+        return _result(doc, "distance", 0, SearchResult), doc
+    body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
+            "labels": json.loads(Path(labels_path).read_text(encoding="utf-8")) if labels_path else None,
+            "strategy": strategy, "mmr": mmr, "per_item": per_item, "exclude_within_m": exclude_within,
+            "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
+            "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query}
+    if out:
+        from rsir_stac.export import format_for
+
+        blob = client.request("POST", "/api/query/export",
+                              {**body, "format": EXPORT_FORMATS[format_for(out)], "with_vectors": with_vectors},
+                              raw=True)
+        tmp = Path(out).with_name(f".{Path(out).name}.partial")
+        tmp.write_bytes(blob)
+        os.replace(tmp, out)
+        click.echo(f"wrote the hits to {out} ({len(blob)} bytes)", err=True)
+        return None, None
+    from rsir_stac.search import SearchResult
+
+    doc = client.query(body)
+    return _result(doc, doc.get("score") or "distance", offset, SearchResult), doc
+
+
+def _result(doc: dict, score_name: str, offset: int, cls: Any):
+    """A :class:`SearchResult` (hits with their payloads) from the service's GeoJSON answer."""
+    from rsir_stac.store.base import SearchHit
+
+    hits = []
+    for f in doc.get("features", []):
+        props = dict(f.get("properties") or {})
+        pid, score = str(props.pop("id", f.get("id"))), float(props.pop(score_name, 0.0))
+        props.pop("rank", None)
+        payload = {k: _unflat(v) for k, v in props.items()}
+        hits.append(SearchHit(pid, score, payload))
+    q = doc.get("query") or {}
+    return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id")}, tuple(hits),
+               strategy=q.get("strategy") or "average", score_name=score_name, offset=offset)
+
+
+def _unflat(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
+                  min_valid, shard, fail_fast, collection, datetime_):
+    """``ingest`` as a job of the service; returns ``(IngestReport, job document)``."""
+    from rsir_stac.ingest import IngestReport
+
+    if not client.address.ingest_jobs:
+        raise ServiceError(f"index {client.address.index} is in use by {client.address.describe()}, which takes no "
+                           "ingest jobs; restart it with --ingest-root DIR (a folder holding the sources), or stop "
+                           "it and re-run")
+    _check_model(client, model)
+    srcs = []
+    for s in sources:
+        if "://" in s or s.startswith("/vsi"):
+            raise InputError(f"{client.address.describe()} ingests only local files under its --ingest-root; "
+                               f"{s} is remote: stop the service and re-run, or download it under the root")
+        srcs.append(os.path.abspath(os.path.expanduser(s)))
+    body = {"sources": srcs, "model_id": client.address.model_id or None, "asset": asset,
+            "bands": list(bands) if bands else None, "tile_size": tile_size, "stride": stride, "gsd": gsd,
+            "native_gsd": native_gsd, "edge": edge, "min_valid": min_valid, "shard": shard,
+            "fail_fast": fail_fast, "collection": collection, "datetime": datetime_}
+    bars: dict = {}
+
+    def progress(job: dict) -> None:
+        from tqdm import tqdm
+
+        p = job.get("progress") or {}
+        if not bars and p.get("items_total"):
+            bars["items"] = tqdm(total=p["items_total"], desc="items", unit="item", position=0, file=sys.stderr,
+                                 disable=None)
+            bars["tiles"] = tqdm(total=0, desc="tiles", unit="tile", position=1, file=sys.stderr, disable=None)
+        if bars:
+            bars["tiles"].total = p.get("tiles_total", 0)
+            bars["items"].update(p.get("items_done", 0) - bars["items"].n)
+            bars["tiles"].update(p.get("tiles_done", 0) - bars["tiles"].n)
+
+    try:
+        job = client.ingest(body, progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    rep = job.get("report")
+    report = None
+    if rep:
+        known = {f.name for f in fields(IngestReport)}
+        report = IngestReport(**{k: v for k, v in rep.items() if k in known})
+    return report, job
+
+
+__all__ = ["served_info", "served_ingest", "served_search", "service_for"]

@@ -1,0 +1,288 @@
+"""An embedded index held by a running ``rsir-stac serve``: its address file and
+an HTTP client the command line uses to send work to that service.
+
+The Edge engine admits one process per index, so while ``serve`` runs, no
+other process can open the index.  ``serve`` therefore records where it
+listens in ``<index>/.serve.json`` (beside the ``.lock`` it holds)::
+
+    {"pid": 12345, "host": "127.0.0.1", "port": 8000, "url": "http://127.0.0.1:8000",
+     "key_required": false, "ingest_jobs": true, "model_id": "...", "started_at": "..."}
+
+never the service key itself.  ``search``, ``info`` and ``ingest`` on that
+index call :func:`find_service` first; when a live ``serve`` holds the lock
+(the pid in the file is the lock holder's, and the lock is held), they send
+the work to it (:class:`ServiceClient`: ``GET /api/info``, ``POST
+/api/query``, ``POST /api/search/image``, ``POST/GET /api/ingest/jobs``)
+instead of failing with "in use".  The key, when the service needs one, is
+read from ``$RSIR_SERVICE_KEY`` (the variable ``serve --service-key`` reads).
+A stale file (a killed ``serve``) is ignored: its pid no longer holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from rsir_stac.errors import InputError, PointNotFoundError, RsirError, SourceNotFoundError, StoreError
+
+log = logging.getLogger(__name__)
+
+ADDRESS_NAME = ".serve.json"
+KEY_ENV = "RSIR_SERVICE_KEY"
+#: Seconds between polls of an ingest job.
+POLL_S = 0.5
+#: Seconds a request to the service may take (an image search embeds on the server).
+TIMEOUT_S = 120.0
+
+
+class ServiceError(StoreError):
+    """The running ``serve`` that holds the index cannot do what was asked (it
+    does not answer, refuses the key, takes no ingest jobs, or the request has a
+    part it cannot take)."""
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    """Where the ``serve`` holding ``index`` listens (from ``.serve.json``)."""
+
+    index: str
+    pid: int
+    url: str
+    key_required: bool
+    ingest_jobs: bool
+    model_id: str
+
+    def describe(self) -> str:
+        return f"rsir-stac serve (pid {self.pid}) at {self.url}"
+
+
+# --------------------------------------------------------------------------- address file (serve side)
+
+
+def connect_host(host: str) -> str:
+    """The address a local client connects to for a service bound to ``host``
+    (a wildcard address becomes the loopback address of its family)."""
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def publish(store: Any, host: str, port: int, *, key_required: bool, ingest_jobs: bool,
+            model_id: str) -> Path | None:
+    """Write ``<index>/.serve.json`` for an open embedded ``store`` that holds its
+    lock; returns its path, or None (another back end, a read-only private copy,
+    or a folder that cannot be written: the CLI then says "in use" as before)."""
+    from datetime import datetime, timezone
+
+    from rsir_stac.store.edge import _write_json_atomic
+
+    lock = getattr(store, "_lock", None)
+    if getattr(store, "backend", "") != "edge" or lock is None or getattr(lock, "fd", None) is None:
+        return None
+    h = connect_host(host)
+    url = f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}"
+    doc = {"pid": os.getpid(), "host": h, "port": int(port), "url": url, "key_required": bool(key_required),
+           "ingest_jobs": bool(ingest_jobs), "model_id": model_id,
+           "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = Path(store.index) / ADDRESS_NAME
+    try:
+        _write_json_atomic(path, doc)
+    except OSError as exc:
+        log.warning("cannot record the service address in %s (%s); other commands will see the index as in use",
+                    path, exc.strerror or exc)
+        return None
+    return path
+
+
+def unpublish(path: Path | None) -> None:
+    """Remove the address file written by :func:`publish` (if it is still ours)."""
+    if path is None:
+        return
+    try:
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+@contextlib.contextmanager
+def clean_stop() -> Iterator[None]:
+    """Around uvicorn's ``Server.run``: Ctrl-C and SIGTERM (``docker stop``, systemd)
+    end it cleanly.  uvicorn shuts down gracefully and then re-raises the signal; a
+    SIGTERM with its default action would kill the process before ``serve`` closes
+    the index and removes the address file, so here both end as a normal return."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        log.info("serve stopped by a signal")
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
+
+
+# --------------------------------------------------------------------------- finding it (CLI side)
+
+
+def _lock_held(index: Path) -> bool:
+    """Whether some process holds ``<index>/.lock`` (tested without keeping it)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return True
+    try:
+        fd = os.open(index / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def find_service(index: str | os.PathLike | None) -> ServiceAddress | None:
+    """The live ``serve`` holding the embedded index ``index`` (default
+    ``./rsir-index``), or None when no ``serve`` holds it (no address file, a
+    stale one, or another kind of holder)."""
+    from rsir_stac.store import DEFAULT_INDEX
+
+    path = Path(index if index is not None else DEFAULT_INDEX).expanduser().absolute()
+    try:
+        doc = json.loads((path / ADDRESS_NAME).read_text(encoding="utf-8"))
+        pid = int(doc["pid"])
+        holder = (path / ".lock").read_text(encoding="ascii", errors="replace").strip()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if holder != str(pid) or not _lock_held(path):
+        return None
+    return ServiceAddress(str(path), pid, str(doc.get("url") or ""), bool(doc.get("key_required")),
+                          bool(doc.get("ingest_jobs")), str(doc.get("model_id") or ""))
+
+
+# --------------------------------------------------------------------------- client
+
+
+class ServiceClient:
+    """JSON over HTTP to the ``serve`` at ``address`` (standard library only)."""
+
+    def __init__(self, address: ServiceAddress, *, key: str | None = None, timeout: float = TIMEOUT_S) -> None:
+        self.address, self.timeout = address, timeout
+        self.key = key if key is not None else os.environ.get(KEY_ENV) or None
+        if address.key_required and not self.key:
+            raise ServiceError(f"index {address.index} is held by {address.describe()}, which needs its service "
+                               f"key; set {KEY_ENV} to it and re-run, or stop that service")
+
+    def request(self, method: str, path: str, body: Any = None, *, form: tuple[dict, bytes, str] | None = None,
+                raw: bool = False) -> Any:
+        """Send one request; returns the decoded JSON answer (bytes with ``raw``).
+        An error answer becomes the matching :class:`RsirError` (its one-line ``detail``)."""
+        import urllib.error
+        import urllib.request
+
+        headers = {"Accept": "application/json"}
+        data = None
+        if self.key:
+            headers["X-API-Key"] = self.key
+        if form is not None:
+            fields, blob, filename = form
+            data, ctype = _multipart(fields, blob, filename)
+            headers["Content-Type"] = ctype
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.address.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise self._error(exc.code, exc.read()) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServiceError(f"index {self.address.index} is held by {self.address.describe()}, which does not "
+                               f"answer ({reason}); wait for it or stop it") from None
+        return payload if raw else json.loads(payload or b"null")
+
+    def _error(self, status: int, payload: bytes) -> RsirError:
+        try:
+            doc = json.loads(payload)
+            detail, name = str(doc.get("detail")), str(doc.get("error"))
+        except (ValueError, AttributeError):
+            detail, name = payload[:200].decode("utf-8", "replace"), ""
+        where = f"{self.address.describe()}: {detail}"
+        if status == 401:
+            return ServiceError(f"{self.address.describe()} refused the service key; set {KEY_ENV} to the key it "
+                                "was started with")
+        if status == 404 and name == "SourceNotFoundError":
+            return SourceNotFoundError(where)
+        if status == 404:
+            return PointNotFoundError(where)
+        if status in (400, 403, 413, 422):  # 403: a source outside the ingest roots, a URL
+            return InputError(where)
+        return ServiceError(where)
+
+    # -- the operations the CLI sends ---------------------------------------
+
+    def info(self) -> dict:
+        return self.request("GET", "/api/info")
+
+    def query(self, body: dict) -> dict:
+        return self.request("POST", "/api/query", body)
+
+    def search_image(self, image: str, fields: dict) -> dict:
+        blob = Path(image).read_bytes()
+        return self.request("POST", "/api/search/image", form=(fields, blob, Path(image).name))
+
+    def ingest(self, body: dict, on_progress: Callable[[dict], None] | None = None) -> dict:
+        """Create an ingest job and wait for it; returns the finished job document."""
+        job = self.request("POST", "/api/ingest/jobs", body)
+        while job.get("state") in ("queued", "running"):
+            if on_progress is not None:
+                on_progress(job)
+            time.sleep(POLL_S)
+            job = self.request("GET", f"/api/ingest/jobs/{job['id']}")
+        if on_progress is not None:
+            on_progress(job)
+        return job
+
+
+def _multipart(fields: dict, blob: bytes, filename: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is None:
+                continue
+            parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{v}\r\n".encode())
+    safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "image"
+    parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\n"
+                 "Content-Type: application/octet-stream\r\n\r\n".encode() + blob + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "clean_stop", "connect_host",
+           "find_service", "publish", "unpublish"]

@@ -1,0 +1,273 @@
+"""One embedded index shared by `serve` and the command line (issue 16, item 8):
+while a real `rsir-stac serve` (uvicorn, subprocess, free loopback port) holds a
+real Edge index, `info`, `search` and `ingest` on it go through the service;
+while another process holds it, `serve` refuses with one line.  Also the
+ingest-job endpoint's refusals (roots, URLs, origin, key)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.store import open_store
+from rsir_stac.store.integrity import check_index
+from tests.conftest import make_geotiff
+
+REPO = Path(__file__).resolve().parents[1]
+NATIVE = IngestOptions(tile_size=64, native_gsd=True)
+NATIVE_ARGS = ["--tile-size", "64", "--native-gsd"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def _wait_served(proc: subprocess.Popen, idx: Path, port: int) -> None:
+    """Wait until the service answers (or fail with its stderr when it exits)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")
+        if (idx / ".serve.json").is_file():
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                return
+            except OSError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError("serve did not start")
+
+
+@pytest.fixture()
+def setup(tmp_path, tiny_bundle):
+    src = tmp_path / "src"
+    src.mkdir()
+    scenes = [make_geotiff(src / f"s{i}.tif", width=128, height=128, seed=i + 3) for i in range(2)]
+    idx = tmp_path / "idx"
+    r = ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert r.ok and r.points_written == 4
+    return src, scenes, idx
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # as docker stop / systemd do: a clean stop, exit 0
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_path, monkeypatch):
+    src, scenes, idx = setup
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                             str(tiny_bundle.path), "--port", str(port), "--ingest-root", str(src),
+                             "--service-key", "s3cret"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        _wait_served(proc, idx, port)
+        doc = json.loads((idx / ".serve.json").read_text())
+        assert doc["pid"] == proc.pid and doc["port"] == port and doc["key_required"] is True
+        assert "s3cret" not in (idx / ".serve.json").read_text()  # never the key itself
+        runner = CliRunner()
+        # the service needs its key: without it, one line naming the variable
+        monkeypatch.delenv("RSIR_SERVICE_KEY", raising=False)
+        r = runner.invoke(main, ["info", "--index", str(idx)])
+        assert r.exit_code == 1 and "set RSIR_SERVICE_KEY" in r.output, r.output
+        monkeypatch.setenv("RSIR_SERVICE_KEY", "s3cret")
+
+        r = runner.invoke(main, ["info", "--index", str(idx)])
+        assert r.exit_code == 0, r.output
+        assert f"in use by rsir-stac serve (pid {proc.pid})" in r.stderr and "sending the info" in r.stderr
+        info = json.loads(r.stdout)
+        assert info["count"] == 4 and info["model_id"] == tiny_bundle.model_id and info["location"] == str(idx)
+
+        # a search by a stored tile's id, through the service
+        ids = _ids_via_query(port)
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "--include-query", "--format", "json", "-k", "3"])
+        assert r.exit_code == 0, r.output
+        hits = json.loads(r.stdout)["hits"]
+        assert hits[0]["id"] == ids[0] and hits[0]["distance"] == pytest.approx(0, abs=1e-3)
+        assert len(hits) == 3 and all("item_id" in h for h in hits)
+        assert "sending the search" in r.stderr
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "-k", "2"])  # the table
+        assert r.exit_code == 0 and f"query: point {ids[0]}" in r.stdout, r.output
+        assert len([ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 2
+
+        # an image query (uploaded by the CLI) and an export to a file, through the service
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--image", str(scenes[0]), "--format", "json", "-k", "2"])
+        assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        out = tmp_path / "hits.csv"
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "-k", "3", "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        assert len(out.read_text().strip().splitlines()) == 4  # header + 3 hits
+        r = runner.invoke(main, ["search", "--index", str(idx), "--point-id", ids[0], "--thumbnails",
+                                 str(tmp_path / "th"), "--model", str(tiny_bundle.path)])
+        assert r.exit_code == 1 and "--thumbnails" in r.stderr.strip().splitlines()[-1], r.output
+
+        # ingest a second scene: a job of the service
+        r = runner.invoke(main, ["ingest", str(scenes[1]), "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 *NATIVE_ARGS, "--json"])
+        assert r.exit_code == 0, r.output
+        assert "sending the ingest" in r.stderr
+        rep = json.loads(r.stdout)
+        assert rep["points_written"] == 4 and rep["ok"]
+        r = runner.invoke(main, ["info", "--index", str(idx)])
+        assert json.loads(r.stdout)["count"] == 8  # the cached summary was dropped after the job
+        # the same command again: everything already indexed
+        r = runner.invoke(main, ["ingest", str(scenes[1]), "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 *NATIVE_ARGS, "--json"])
+        assert r.exit_code == 0 and json.loads(r.stdout)["tiles_existing"] == 4, r.output
+
+        # refused: a file outside the ingest root, a URL, a missing file (exit 2, one error line)
+        outside = make_geotiff(tmp_path / "outside.tif", width=64, height=64, seed=9)
+        for source, phrase in ((str(outside), "outside the service's ingest roots"),
+                               ("http://127.0.0.1:9/x.tif", "only local files"),
+                               (str(src / "missing.tif"), "does not exist")):
+            r = runner.invoke(main, ["ingest", source, "--index", str(idx), "--model", str(tiny_bundle.path),
+                                     *NATIVE_ARGS])
+            assert r.exit_code == 2, (source, r.output)
+            last = r.stderr.strip().splitlines()[-1]
+            assert last.startswith("error: ") and phrase in last, last
+        # a model other than the served one: refused before any work
+        other = tmp_path / "other-bundle"
+        import shutil
+
+        shutil.copytree(tiny_bundle.path, other)
+        meta = json.loads((other / "model.json").read_text())
+        meta["model_id"] = "other-model"
+        (other / "model.json").write_text(json.dumps(meta))
+        r = runner.invoke(main, ["ingest", str(scenes[1]), "--index", str(idx), "--model", str(other)])
+        assert r.exit_code == 2 and "served with model" in r.output, r.output
+        # commands that need the index itself name the service
+        r = runner.invoke(main, ["check", "--index", str(idx)])
+        assert r.exit_code == 1 and f"in use by rsir-stac serve (pid {proc.pid}) at http://127.0.0.1:{port}" \
+            in r.output, r.output
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert not (idx / ".serve.json").exists()  # removed at exit
+    rep = check_index(idx)
+    assert rep.ok and rep.points == 8 and rep.verified == 8, rep.findings
+    # with the service gone, the CLI opens the index itself again
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert r.exit_code == 0 and "sending" not in r.stderr and json.loads(r.stdout)["count"] == 8
+
+
+def _ids_via_query(port: int) -> list[str]:
+    """Stored ids, from a location query at the centre of the index's extent."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/info", headers={"X-API-Key": "s3cret"})
+    info = json.loads(urllib.request.urlopen(req, timeout=30).read())
+    w, s, e, n = info["extent"]
+    body = json.dumps({"positives": [{"lon": (w + e) / 2, "lat": (s + n) / 2}], "k": 4,
+                       "include_query": True}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/query", data=body, method="POST",
+                                 headers={"X-API-Key": "s3cret", "Content-Type": "application/json"})
+    doc = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    return [f["id"] for f in doc["features"]]
+
+
+def test_serve_refuses_an_index_another_process_holds(setup, tiny_bundle):
+    """The other direction: a writer (as a CLI ingest) holds the index; `serve` stops at once with
+    the one-line "in use" error and exit 1, releasing its port; `info` keeps the old message."""
+    _src, _scenes, idx = setup
+    holder = open_store(str(idx))  # this process is the writer
+    port = _free_port()
+    try:
+        res = subprocess.run([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                              str(tiny_bundle.path), "--port", str(port)], capture_output=True, text=True,
+                             timeout=300, env=_env(), cwd=REPO)
+        assert res.returncode == 1, res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert lines[-1] == (f"error: index {idx} is in use by another process (pid {os.getpid()}); "
+                             "wait for it or use another --index"), res.stderr
+        assert "Traceback" not in res.stderr and not (idx / ".serve.json").exists()
+        with socket.socket() as s:  # the port was given back
+            s.bind(("127.0.0.1", port))
+        r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+        assert r.exit_code == 1 and "in use by another process" in r.output and "sending" not in r.output
+    finally:
+        holder.close()
+
+
+def test_stale_address_file_is_ignored(setup):
+    """A `.serve.json` left by a killed serve (its pid does not hold the lock) changes nothing."""
+    _src, _scenes, idx = setup
+    (idx / ".serve.json").write_text(json.dumps({"pid": 999999, "url": "http://127.0.0.1:9", "port": 9}))
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert r.exit_code == 0 and "sending" not in r.stderr and json.loads(r.stdout)["count"] == 4
+
+
+# ----------------------------------------------------------------------------- the endpoint itself
+
+
+def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+
+    src, scenes, idx = setup
+    outside = make_geotiff(tmp_path / "outside.tif", width=64, height=64, seed=9)
+    (src / "link.tif").symlink_to(outside)
+    base = "http://127.0.0.1:8000"
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        with TestClient(create_app(index), base_url=base) as c:  # no --ingest-root: no jobs at all
+            r = c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])]})
+            assert r.status_code == 403 and "--ingest-root" in r.json()["detail"]
+        with TestClient(create_app(index, ingest_roots=[str(src)], api_key="k"), base_url=base) as c:
+            h = {"X-API-Key": "k"}
+            assert c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])]}).status_code == 401
+            for bad in ("/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "file:///etc/passwd",
+                        str(outside), str(src / "link.tif"), str(src / ".." / "outside.tif"), "/etc/passwd"):
+                r = c.post("/api/ingest/jobs", json={"sources": [bad]}, headers=h)
+                assert r.status_code == 403, (bad, r.text)
+                assert r.json()["error"] == "Forbidden"
+            r = c.post("/api/ingest/jobs", json={"sources": [str(src / "nope.tif")]}, headers=h)
+            assert r.status_code == 404
+            r = c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])], "model": "/tmp/evil"}, headers=h)
+            assert r.status_code == 422  # no model path (a bundle is code), no unknown fields
+            r = c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])], "tile_size": 10 ** 6}, headers=h)
+            assert r.status_code == 422
+            r = c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])]},
+                       headers={**h, "Origin": "https://evil.example"})
+            assert r.status_code == 403  # a cross-site page cannot start a job
+            r = c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])], "model_id": "other"}, headers=h)
+            assert r.status_code == 409
+            r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "tile_size": 64, "native_gsd": True},
+                       headers=h)  # relative to the root
+            assert r.status_code == 202, r.text
+            job = r.json()
+            while job["state"] in ("queued", "running"):
+                time.sleep(0.2)
+                job = c.get(f"/api/ingest/jobs/{job['id']}", headers=h).json()
+            assert job["state"] == "done" and job["exit_code"] == 0, job
+            assert job["report"]["points_written"] == 4 and job["progress"]["tiles_done"] == 4
+            assert c.get("/api/info", headers=h).json()["count"] == 8
+            assert c.get("/api/ingest/jobs/" + "0" * 32, headers=h).status_code == 404
+            assert "/api/ingest/jobs" in c.get("/openapi.json", headers=h).json()["paths"]
+    assert check_index(idx).ok
