@@ -104,7 +104,7 @@ def _echo_json(obj) -> None:
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
 @click.option("--from", "from_bundle", type=click.Path(), help="--unlabelled: bundle to start from [shipped model].")
-@click.option("--triplets", help="--unlabelled: triplet kinds spatial,time,augment [every kind the tiles allow].")
+@click.option("--triplets", help="--unlabelled: triplet kinds spatial,time,augment,neighbour [every kind the tiles allow].")
 @click.option("--stride", type=int, help="--unlabelled: tile stride in pixels [half a tile].")
 @click.option("--bands", help="--unlabelled: R,G,B band numbers, as for ingest.")
 @click.option("--asset", help="--unlabelled: STAC asset key, as for ingest.")
@@ -148,7 +148,7 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
     """Train the triplet model on DATA_DIR (one sub-folder per class) and write OUT/bundle.
 
     With --unlabelled: adapt a bundle to DATA_DIR... (any sources ingest takes, or image
-    folders) without labels, from spatial, time and augmentation triplets.
+    folders) without labels, from spatial, time, augmentation and start-model neighbour triplets.
     """
     from tqdm import tqdm
 

@@ -86,7 +86,7 @@ def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
     b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **FAST), events.append)
     a = b.meta["training"]["adaptation"]
     assert a["from_model"] == tiny_bundle.model_id and b.model_id != tiny_bundle.model_id
-    assert a["triplet_kinds"] == ["spatial", "time", "augment"]
+    assert a["triplet_kinds"] == ["spatial", "time", "augment", "neighbour"] and a["near_k"] >= 5
     assert all(a["triplets"][k] > 0 for k in a["triplet_kinds"])
     assert a["n_tiles"] == 3 * 7 * 5 and a["n_train"] + a["n_heldout"] == a["n_tiles"]  # stride 32 on 256×192
     assert a["gsd"] == pytest.approx(1.0) and b.gsd == pytest.approx(1.0)
@@ -109,7 +109,8 @@ def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
                                   "--out", str(tmp_path / "run"), "--steps", "2", "--p", "3", "--k", "2"])
     assert r.exit_code == 0, r.output
     a = json.loads((tmp_path / "run" / "adapt.json").read_text())
-    assert a["triplet_kinds"] == ["augment"] and a["triplets"]["augment"] > 0
+    assert a["triplet_kinds"][0] == "augment" and set(a["triplet_kinds"]) <= {"augment", "neighbour"}
+    assert a["triplets"]["augment"] > 0
     assert a["n_tiles"] == 66 and a["sources"][0]["kind"] == "images"
     assert "bundle written to" in r.output
 
@@ -159,3 +160,24 @@ def test_mixed_gsds_need_gsd(tmp_path, tiny_bundle):
     with pytest.raises(DatasetError):
         adapt(AdaptConfig(sources=(str(d / "coarse.tif"),), out=str(tmp_path / "o"), start=str(tiny_bundle.path)))
     assert not (tmp_path / "o").exists()
+
+
+def test_mutual_neighbours_and_near_negatives():
+    """Two tight clusters: mutual neighbours stay inside a cluster, and a start-embedding neighbour is never a negative."""
+    from rsir_stac.model.pairs import embedding_neighbours, mutual_neighbours
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0, 0.01, (6, 4)) + 1, rng.normal(0, 0.01, (6, 4)) - 1])
+    near = embedding_neighbours(z, 5)
+    assert near.shape == (12, 5) and not (near == np.arange(12)[:, None]).any()
+    mutual = mutual_neighbours(near, 5)
+    for i, m in enumerate(mutual):
+        assert len(m) and ((m < 6) == (i < 6)).all()
+        for j in m.tolist():
+            assert i in near[j].tolist()
+    pos = np.full((12, 3), np.nan)
+    tiles = np.arange(12)
+    plain = negative_mask(pos, tiles, tiles, np.full(12, np.nan))
+    guarded = negative_mask(pos, tiles, tiles, np.full(12, np.nan), near=near)
+    assert plain[0, 1] and not guarded[0, 1] and not guarded[1, 0]  # same cluster: no longer a negative
+    assert guarded[0, 7] and guarded[7, 0]  # other cluster: still a negative

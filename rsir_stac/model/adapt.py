@@ -72,6 +72,7 @@ class AdaptConfig:
     distill: float = 1.0
     freeze_blocks: int | None = None   # None: the start recipe's (5 for EfficientNet-Lite0)
     neg_distance: float | None = None  # metres; None: 2 tile sides
+    near_k: int | None = None          # never-negative start-embedding neighbours; None: pairs.NEAR_K rule, 0: off
     downscale_max: float = 2.0         # augmentation: random downsampling by 1..max
     heldout_fraction: float = 0.1
     heldout_max: int = 200
@@ -239,6 +240,32 @@ def _check_negatives(tiles, neg_distance: float | None) -> None:
             "pass --gsd with a finer GSD (smaller tiles on the ground) or add scenes of other places")
 
 
+def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig, embed_args) -> tuple[np.ndarray, list[str]]:
+    """(N×M never-negative neighbours, kinds to mine) from the start network's embedding of the training tiles.
+
+    Fills ``tr_pos.neighbour`` with mutual nearest neighbours
+    (:data:`~rsir_stac.model.pairs.MUTUAL_K`); M is ``cfg.near_k`` or
+    :data:`~rsir_stac.model.pairs.NEAR_K` capped at 2 % of the tiles.
+    Raises InputError when neighbour triplets are asked for and no tile has a
+    mutual neighbour.
+    """
+    from rsir_stac.model.pairs import MUTUAL_K, NEAR_K, embedding_neighbours, mutual_neighbours
+
+    n = len(tr)
+    m = cfg.near_k if cfg.near_k is not None else min(NEAR_K, max(MUTUAL_K, int(0.02 * n)))
+    z0 = _embed(nets.teacher, tr.pixels, *embed_args)
+    nn_ix = embedding_neighbours(z0, max(int(m), MUTUAL_K))
+    tr_pos.neighbour = mutual_neighbours(nn_ix, MUTUAL_K)
+    has = len(tr_pos.anchors("neighbour", n)) > 0
+    if cfg.triplets and "neighbour" in cfg.triplets and not has:
+        raise InputError("neighbour triplets asked for but no tile has a mutual nearest neighbour in the start "
+                         "embedding; drop it from --triplets")
+    kinds = [k for k in kinds if k == "augment" or len(tr_pos.anchors(k, n))] or ["augment"]
+    if not cfg.triplets and has and "neighbour" not in kinds:
+        kinds.append("neighbour")
+    return nn_ix[:, :int(m)], kinds
+
+
 def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int, int, int]]:
     """(kind, query row, target row, anchor row) of the held-out criterion.
 
@@ -302,7 +329,6 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
     tr = tiles.subset(train_ix)
     tr_pos = find_positives(tr.pos, tr.scene, tr.time, tr.side_m)
-    kinds = [k for k in kinds if k == "augment" or len(tr_pos.anchors(k, len(tr)))] or ["augment"]
     ho = tiles.subset(held)
     # gallery of the held-out criterion: the held-out tiles, then training tiles as distractors (negatives
     # only: a held-out slice from a few ground cells may hold no tile far enough to be a negative)
@@ -318,6 +344,8 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     nets = _Nets(bundle, cfg.freeze_blocks, device)
     size = bundle.input_size
     mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
+    # the start model's view of the training tiles: mutual neighbours become positives, near ones never negatives
+    near, kinds = _start_neighbours(nets, tr, tr_pos, kinds, cfg, (size, mean, std, device, bf16))
     aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=0.3)
     view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
@@ -363,7 +391,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             z, zt = nets(x, cfg.distill > 0)
-        neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance)
+        neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance, near=near)
         loss, used = triplet_loss(z.float(), group, neg, cfg.margin, rng, cfg.miner)
         for a in used.tolist():
             triplets[kind[a]] += 1
@@ -410,7 +438,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         "stride": cfg.stride or max(1, bundle.tile_size // 2),
         "n_tiles": len(tiles), "n_train": len(tr), "n_heldout": len(ho),
         "n_scenes": n_scenes, "skipped": tiles.skipped,
-        "triplet_kinds": kinds,
+        "triplet_kinds": kinds, "near_k": int(near.shape[1]),
         "groups": dict(sampler.counts), "triplets": triplets,
         "steps_run": step, "best_step": int(best["step"]),
         "criterion": "held-out positive retrieval loss (lower is better)",

@@ -14,6 +14,12 @@ close together (the "class" of a P×K batch):
 ``augment``
     views of one tile under random crops, flips, 90° rotations, scale and
     colour changes (the only kind for image folders; also the fallback).
+``neighbour``
+    a tile and its *mutual* nearest neighbours in the start model's embedding
+    (each is among the other's :data:`MUTUAL_K` nearest): the start model's
+    most confident similarities, tightened on the user's own tiles
+    (nearest-neighbour positives as in NNCLR, Dwibedi et al. 2021; mutual
+    k-NN as in unsupervised re-identification).
 
 A *negative* of a view is any view of another group whose tile centre lies
 more than ``neg_distance`` metres away (default :data:`NEG_SIDES` tile
@@ -22,7 +28,11 @@ georeference, any other image.  The loss is the triplet margin loss over
 every positive pair of a batch, each with one negative drawn at random among
 the valid ones that violate the margin (random, not hardest: without labels
 the hardest "negative" is most often the same kind of ground elsewhere, a
-false negative).
+false negative).  For the same reason a view among the anchor's
+:data:`NEAR_K` nearest tiles in the start model's embedding is never its
+negative (false-negative elimination, Huynh et al. 2022): without it,
+instance-level triplets push apart tiles of one kind of ground and undo the
+start model's grouping.
 """
 
 from __future__ import annotations
@@ -37,7 +47,12 @@ from rsir_stac.errors import InputError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("spatial", "time", "augment")
+KINDS = ("spatial", "time", "augment", "neighbour")
+#: Neighbour positives: mutual k nearest neighbours in the start embedding.
+MUTUAL_K = 5
+#: Never a negative: the anchor's this many nearest tiles in the start embedding
+#: (at most 2 % of the tiles).
+NEAR_K = 20
 #: Spatial positives: centres within this many tile sides (adjacent incl. diagonal).
 SPATIAL_RADIUS = 1.5
 #: Time positives: centres within this many tile sides (the same ground).
@@ -52,15 +67,46 @@ class Positives:
 
     spatial: list[np.ndarray]
     time: list[np.ndarray]
+    neighbour: list[np.ndarray] = field(default_factory=list)
+
+    def _lists(self, kind: str) -> list[np.ndarray]:
+        return {"spatial": self.spatial, "time": self.time, "neighbour": self.neighbour}[kind]
 
     def anchors(self, kind: str, n: int) -> np.ndarray:
         if kind == "augment":
             return np.arange(n)
-        lists = self.spatial if kind == "spatial" else self.time
-        return np.flatnonzero([len(x) > 0 for x in lists])
+        return np.flatnonzero([len(x) > 0 for x in self._lists(kind)])
 
     def of(self, kind: str, i: int) -> np.ndarray:
-        return self.spatial[i] if kind == "spatial" else self.time[i]
+        return self._lists(kind)[i]
+
+
+def embedding_neighbours(z: np.ndarray, k: int) -> np.ndarray:
+    """N×k indices of each row's k nearest other rows of ``z`` (N×D, Euclidean), nearest first."""
+    from scipy.spatial import cKDTree
+
+    k = max(0, min(int(k), len(z) - 1))
+    if not k:
+        return np.zeros((len(z), 0), np.int64)
+    _, ix = cKDTree(np.asarray(z, np.float64)).query(z, k=k + 1)
+    ix = np.asarray(ix, np.int64).reshape(len(z), k + 1)
+    out = np.empty((len(z), k), np.int64)
+    for i, row in enumerate(ix):  # drop the row itself (not always first when duplicates tie)
+        out[i] = row[row != i][:k]
+    return out
+
+
+def mutual_neighbours(near: np.ndarray, k: int = MUTUAL_K) -> list[np.ndarray]:
+    """Per row, its mutual k nearest neighbours from ``near`` (N×≥k, nearest first)."""
+    top = near[:, :k]
+    sets = [set(r.tolist()) for r in top]
+    return [np.asarray([j for j in top[i].tolist() if i in sets[j]], np.int64) for i in range(len(top))]
+
+
+def near_mask(near: np.ndarray, tile: np.ndarray) -> np.ndarray:
+    """B×B boolean: is view j's tile among view i's tile's ``near`` neighbours (N×M)?"""
+    rows = near[tile]
+    return (rows[:, None, :] == tile[None, :, None]).any(2)
 
 
 def find_positives(pos: np.ndarray, scene: np.ndarray, time: np.ndarray, side_m: np.ndarray) -> Positives:
@@ -110,16 +156,22 @@ def available_kinds(positives: Positives, n: int, requested: Sequence[str] | Non
                              f"scene or far away), the sources give {n_scenes}; add scenes or use "
                              "--triplets augment")
         for k in requested:
+            if k == "neighbour" and not positives.neighbour:
+                continue  # mined from the start embedding after the tiles are read
             if k != "augment" and not len(positives.anchors(k, n)):
-                what = ("overlapping or adjacent tiles (use a --stride below the tile size)" if k == "spatial"
-                        else "the same ground at two dates")
+                what = {"spatial": "overlapping or adjacent tiles (use a --stride below the tile size)",
+                        "time": "the same ground at two dates",
+                        "neighbour": "mutual nearest neighbours in the start embedding"}[k]
                 raise InputError(f"{k} triplets asked for but the tiles have no {what}; "
                                  "drop it from --triplets or add such scenes")
         return list(dict.fromkeys(requested))
     kinds = [k for k in ("spatial", "time") if len(positives.anchors(k, n))]
     if "spatial" in kinds and n_scenes < 2:
         kinds.remove("spatial")
-    return kinds + ["augment"]
+    kinds.append("augment")
+    if positives.neighbour and len(positives.anchors("neighbour", n)):
+        kinds.append("neighbour")
+    return kinds
 
 
 @dataclass
@@ -174,12 +226,14 @@ class TripletSampler:
 
 
 def negative_mask(pos: np.ndarray, tile: np.ndarray, group: np.ndarray, side_m: np.ndarray,
-                  neg_distance: float | None = None) -> np.ndarray:
+                  neg_distance: float | None = None, near: np.ndarray | None = None) -> np.ndarray:
     """B×B boolean: may view j be a negative of view i?
 
     Different groups and: both georeferenced and centres farther apart than
     ``neg_distance`` metres (default :data:`NEG_SIDES` × the larger tile
-    side), or either without georeference and a different tile.
+    side), or either without georeference and a different tile; and, given
+    ``near`` (N×M start-embedding neighbours of every tile, indexed by
+    ``tile``), neither tile among the other's M nearest.
     """
     geo = np.isfinite(pos).all(1)
     d = np.linalg.norm(np.nan_to_num(pos)[:, None] - np.nan_to_num(pos)[None], axis=2)
@@ -190,6 +244,9 @@ def negative_mask(pos: np.ndarray, tile: np.ndarray, group: np.ndarray, side_m: 
         far = d > neg_distance
     both = geo[:, None] & geo[None, :]
     ok = np.where(both, far, tile[:, None] != tile[None, :])
+    if near is not None and near.shape[1]:
+        m = near_mask(near, tile)
+        ok &= ~(m | m.T)
     return ok & (group[:, None] != group[None, :])
 
 
