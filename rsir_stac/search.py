@@ -29,15 +29,16 @@ AUTO_PER_ITEM = 3
 @dataclass(frozen=True)
 class Example:
     """One query example: ``kind`` is ``image`` (a file path), ``pixels`` (an H×W×3 uint8
-    array), ``point`` (a stored point id) or ``location`` ((lon, lat) in degrees: the stored
-    tile covering it)."""
+    array), ``point`` (a stored point id), ``location`` ((lon, lat) in degrees: the stored
+    tile covering it) or ``vector`` (an image already embedded with this index's model,
+    :meth:`Index.embed_image`; it counts as an image example)."""
 
     kind: str
     value: Any
 
     def __post_init__(self) -> None:
-        if self.kind not in ("image", "pixels", "point", "location"):
-            raise InputError(f"example kind {self.kind!r} is unknown; use image, pixels, point or location")
+        if self.kind not in ("image", "pixels", "point", "location", "vector"):
+            raise InputError(f"example kind {self.kind!r} is unknown; use image, pixels, point, location or vector")
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,19 @@ class Index:
 
                 px = read_image(e.value) if e.kind == "image" else np.asarray(e.value)
                 out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px)
+            elif e.kind == "vector":
+                out[n] = ResolvedExample("image", positive, self._check_vector(e.value))
             elif e.kind == "location":
                 hit = self.store.point_at(*e.value, with_vectors=True)
                 out[n] = ResolvedExample("location", positive, hit.vector, hit.id, hit.payload)
         return [r for r in out if r is not None]
+
+    def _check_vector(self, value: Any) -> np.ndarray:
+        vec = np.asarray(value, dtype=np.float32)
+        if vec.shape != (self.bundle.dim,) or not np.isfinite(vec).all():
+            raise InputError(f"example vector of shape {vec.shape} is not a finite {self.bundle.dim}-d vector of "
+                             f"model {self.bundle.model_id}; embed the image with this index's model")
+        return vec
 
     def label_examples(self, labels: LabelSet, what: str = "label set") -> tuple[list[Example], list[Example]]:
         """Positive and negative examples from a label set made on this index.
@@ -230,22 +240,24 @@ class Index:
                             strategy, query.score_name, offset)
 
 
-def excluded_notes(store, flt: SearchFilter | None) -> list[str]:
+def excluded_notes(store, flt: SearchFilter | None,
+                   names: tuple[str, str] = ("--datetime", "--collection")) -> list[str]:
     """Lines saying how many stored tiles a date or collection filter leaves out
     because they have no date / no collection (bare rasters ingested without
-    ``--datetime`` / ``--collection``); empty when none are."""
+    ``--datetime`` / ``--collection``); empty when none are.  ``names``: how the
+    date and the collection filter are called where the note is shown."""
     from rsir_stac.store.filters import SearchFilter as Filter
 
     notes = []
     if flt is not None and (flt.start is not None or flt.end is not None):
         n = store.count(Filter(missing=("datetime",)))
         if n:
-            notes.append(f"{n} tiles in the index have no date, so --datetime leaves them out; "
+            notes.append(f"{n} tiles in the index have no date, so {names[0]} leaves them out; "
                          "give bare rasters a date with `rsir-stac ingest --datetime`")
     if flt is not None and flt.collections:
         n = store.count(Filter(missing=("collection",)))
         if n:
-            notes.append(f"{n} tiles in the index have no collection, so --collection leaves them out; "
+            notes.append(f"{n} tiles in the index have no collection, so {names[1]} leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
     return notes
 

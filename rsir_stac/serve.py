@@ -6,16 +6,19 @@ two ``threading.Lock`` objects serialise store access and model forward
 passes because FastAPI runs the synchronous endpoints in a thread pool.
 Run it with one worker process.
 
-Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``):
+Endpoints (JSON; OpenAPI at ``/docs`` and ``/openapi.json``), one router module each in
+:mod:`rsir_stac.api`, sharing one :class:`rsir_stac.api.service.Service`:
 
-* ``GET  /api/info``                 count, dim, model_id, collections, extent
-* ``GET  /api/search``               by ``point_id`` or ``lon``/``lat`` + filters
-* ``POST /api/search``               the same as a JSON body
-* ``POST /api/search/image``         multipart upload (``file``) + filters
-* ``GET  /api/tiles/{point_id}.png`` a stored tile re-read from its source raster
-* ``POST /api/ingest/jobs``          ingest files under ``--ingest-root`` (:mod:`rsir_stac.api.jobs`)
-* ``GET  /``                         the map page (``rsir_stac/web/``)
+* ``api/stored``    ``GET /api/info`` (summary), ``GET /api/tiles/{point_id}.png`` (a stored tile)
+* ``api/search``    ``GET``/``POST /api/search`` (point id or lon/lat), ``POST /api/search/image`` (upload)
+* ``api/tiles``     ``GET /api/scenes``, ``GET /api/imagery/{z}/{x}/{y}.png`` (the web map)
+* ``api/query``     ``POST /api/query`` (several examples, JSON or multipart with images)
+* ``api/export``    ``POST /api/query/export`` (the same query as a file)
+* ``api/labels``    ``POST /api/labels``; ``api/classify``: ``POST /api/classify``
+* ``api/jobs``      ``POST /api/ingest/jobs``: ingest files under ``--ingest-root``
+* ``GET /``         the map page (``rsir_stac/web/``), ``/docs``, ``/static/``
 
+:func:`create_app` only sets the app up (error handlers, routers, page, middleware).
 No endpoint takes a filesystem path: tiles are addressed by point id and
 uploads are decoded from memory, only as PNG/JPEG/WebP/TIFF, within pixel,
 decoded-byte and concurrency limits (:mod:`rsir_stac.upload`).  Host
@@ -31,34 +34,21 @@ module deliberately does not use postponed annotations: FastAPI resolves the
 endpoint annotations at definition time, inside :func:`create_app`.
 """
 
-import io
-import json
 import logging
-import math
-import threading
-import time
-from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
+from rsir_stac.api.params import MAX_K, UUID_PATTERN, build_filter, check_k, parse_polygon  # noqa: F401 (API)
+from rsir_stac.api.service import INFO_TTL_S, THUMB_CACHE_BYTES  # noqa: F401 (API)
 from rsir_stac.errors import InputError, RsirError
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-MAX_K = 100
 #: Extra body bytes allowed on top of ``max_upload_bytes`` for multipart framing and form fields.
 FORM_OVERHEAD_BYTES = 64 * 1024
-#: Byte budget of the PNG thumbnail LRU cache.
-THUMB_CACHE_BYTES = 64 * 1024 * 1024
-#: How long ``/api/info`` is cached (it scans every point).
-INFO_TTL_S = 60.0
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-
-
-# --------------------------------------------------------------------------- helpers (no web framework)
 
 
 def http_status(exc: BaseException) -> int:
@@ -66,126 +56,6 @@ def http_status(exc: BaseException) -> int:
     from rsir_stac.apierrors import http_status as status
 
     return status(exc)
-
-
-def parse_polygon(value: Any) -> Any:
-    """A polygon filter from a GeoJSON object / JSON string, or ``"lon,lat;lon,lat;..."``.
-
-    GeoJSON may be any area :func:`rsir_stac.store.filters.polygon_from_geojson`
-    reads (Polygon with holes, MultiPolygon, Feature, FeatureCollection): a
-    validated :class:`~rsir_stac.store.areas.GeoArea`.  The text form is one
-    ring, closed when the last position does not repeat the first, and
-    validated when the :class:`SearchFilter` is built.
-    """
-    what = "polygon"
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise InputError("polygon is empty; give GeoJSON or lon,lat;lon,lat;... (at least 3 corners)")
-        if text[0] in "{[":
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"polygon is not valid JSON ({exc.msg}); give a GeoJSON Polygon geometry") from None
-        else:
-            ring = []
-            for part in text.split(";"):
-                part = part.strip()
-                if not part:
-                    continue
-                xy = part.split(",")
-                try:
-                    if len(xy) != 2:
-                        raise ValueError
-                    ring.append((float(xy[0]), float(xy[1])))
-                except ValueError:
-                    raise InputError(
-                        f"polygon position {part!r} is invalid; give lon,lat;lon,lat;... in degrees"
-                    ) from None
-            return _close(ring)
-    from rsir_stac.store.filters import polygon_from_geojson
-
-    return polygon_from_geojson(value, what)
-
-
-def _close(ring: list) -> tuple[tuple[float, float], ...]:
-    if len(ring) >= 3 and ring[0] != ring[-1]:
-        ring = ring + ring[:1]
-    return tuple(ring)
-
-
-def _numbers_text(value: Any, n: int, what: str) -> str | None:
-    """Accept ``"a,b,c"`` or a list of numbers; returns the comma form (None when empty)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)):
-        if len(value) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            raise InputError(f"{what} {value!r} must be {n} numbers")
-        return ",".join(repr(float(v)) for v in value)
-    return str(value)
-
-
-def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, datetime: str | None = None,
-                 collection: Any = None):
-    """A :class:`SearchFilter` (or None when nothing constrains) from request fields."""
-    from rsir_stac.store.filters import SearchFilter, parse_bbox, parse_datetime_range, parse_near
-
-    bbox_t = _numbers_text(bbox, 4, "bbox")
-    near_t = _numbers_text(near, 3, "near")
-    ring = parse_polygon(polygon) if polygon not in (None, "", {}) else None
-    start, end = parse_datetime_range(datetime) if datetime else (None, None)
-    if isinstance(collection, str):
-        collection = [collection]
-    cols = tuple(c for c in (collection or ()) if c)
-    flt = SearchFilter(bbox=parse_bbox(bbox_t) if bbox_t else None, near=parse_near(near_t) if near_t else None,
-                       polygon=ring, start=start, end=end, collections=cols)
-    return None if flt.is_empty else flt
-
-
-def check_k(k: Any) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise InputError(f"k={k!r} must be an integer within 1..{MAX_K}")
-    return k
-
-
-def _footprint(payload: dict | None) -> dict | None:
-    from rsir_stac.tiling.footprints import footprint_geometry
-
-    corners = (payload or {}).get("corners") or []
-    ring = [(c["lon"], c["lat"]) for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
-    return footprint_geometry(ring) if ring else None
-
-
-class _LRUBytes:
-    """A thread-safe LRU of bytes values bounded by total size."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes, self.size = max_bytes, 0
-        self._d: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> bytes | None:
-        with self._lock:
-            v = self._d.get(key)
-            if v is not None:
-                self._d.move_to_end(key)
-            return v
-
-    def put(self, key: str, value: bytes) -> None:
-        if len(value) > self.max_bytes:
-            return
-        with self._lock:
-            old = self._d.pop(key, None)
-            if old is not None:
-                self.size -= len(old)
-            self._d[key] = value
-            self.size += len(value)
-            while self.size > self.max_bytes:
-                _, v = self._d.popitem(last=False)
-                self.size -= len(v)
-
-    def __len__(self) -> int:
-        return len(self._d)
 
 
 # --------------------------------------------------------------------------- app
@@ -202,7 +72,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     The caller owns ``index`` (and closes it after the server stops).
     Uploads are decoded by :func:`rsir_stac.upload.decode_upload` within
     ``max_upload_bytes`` (body), ``max_image_pixels`` and ``max_decoded_bytes``
-    (413 beyond), at most ``max_decodes`` at a time (429 beyond).
+    (413 beyond), at most ``max_decodes`` requests at a time (429 beyond).
     ``allowed_hosts`` (default: loopback names), ``allowed_origins`` and
     ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`;
     ``hide_paths`` cuts server paths in hrefs and error messages to file names;
@@ -211,36 +81,65 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     page draws under the imagery (its origin is added to the page's image sources);
     ``tile_cache_bytes``: the budget of rendered web-map tiles kept in memory (default
     :data:`rsir_stac.maptiles.CACHE_BYTES`); ``ingest_roots``: folders ingest jobs may read
-    (:mod:`rsir_stac.api.jobs`; none: jobs are refused).
+    (:mod:`rsir_stac.api.jobs`; none: jobs are refused).  The routers live in :mod:`rsir_stac.api`,
+    one module per thing served, each built from the shared :class:`rsir_stac.api.service.Service`.
     """
-    from fastapi import Body, FastAPI, File, Form, Query, Security, UploadFile
-    from fastapi import Path as PathParam
-    from fastapi.responses import FileResponse, HTMLResponse, Response
+    from rsir_stac.api.classify import classify_router
+    from rsir_stac.api.export import export_router
+    from rsir_stac.api.jobs import check_roots, jobs_router
+    from rsir_stac.api.labels import labels_router
+    from rsir_stac.api.query import query_router
+    from rsir_stac.api.search import search_router
+    from rsir_stac.api.service import Service
+    from rsir_stac.api.stored import stored_router
+    from rsir_stac.api.tiles import tiles_router
+    from rsir_stac.apierrors import document_errors, install_handlers
+    from rsir_stac.upload import UploadLimits
+
+    svc = Service(index, dependencies=_key_scheme(api_key), max_upload_bytes=max_upload_bytes,
+                  limits=UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes),
+                  max_decodes=max_decodes, hide_paths=hide_paths, basemap=basemap,
+                  thumb_cache_bytes=thumb_cache_bytes, tile_cache_bytes=tile_cache_bytes)
+    app = _new_app(svc)
+    install_handlers(app, hide_paths=hide_paths)
+    app.include_router(stored_router(svc))
+    app.include_router(search_router(svc))
+    app.include_router(tiles_router(index, lock=svc.lock, dependencies=svc.dependencies,
+                                    cache_bytes=tile_cache_bytes))
+    app.include_router(query_router(svc))
+    app.include_router(export_router(svc))
+    app.include_router(labels_router(svc))
+    app.include_router(classify_router(svc))
+    app.include_router(jobs_router(index, lock=svc.lock, dependencies=svc.dependencies,
+                                   roots=check_roots(ingest_roots), on_change=svc.cache.clear))
+    _add_page(app)
+    _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
+                    allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+                    img_sources=tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
+    # last: also documents operations of routers included above
+    document_errors(app, (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500))
+    return app
+
+
+def _key_scheme(api_key: str | None) -> list:
+    """Dependencies declaring the API key (enforced by Guard; declared so /docs shows "Authorize")."""
+    if not api_key:
+        return []
+    from fastapi import Security
     from fastapi.security import APIKeyHeader, APIKeyQuery
-    from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field
+
+    return [Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
+            Security(APIKeyQuery(name="api_key", auto_error=False))]
+
+
+def _new_app(svc):
+    """The bare FastAPI app (no routes yet), its ``state`` holding the index, thumbnail cache and decode slots."""
+    from fastapi import FastAPI
 
     from rsir_stac import __version__
-    from rsir_stac.apierrors import TooManyRequests, document_errors, error_responses, install_handlers
-    from rsir_stac.httpguard import Guard, public_href, script_hashes_csp
-    from rsir_stac.search import to_geojson
-    from rsir_stac.upload import UploadLimits, UploadTooLarge, decode_upload
-
-    lock = threading.Lock()        # store access
-    embed_lock = threading.Lock()  # the model (built lazily, one forward pass at a time)
-    thumbs = _LRUBytes(thumb_cache_bytes)
-    decode_slots = threading.BoundedSemaphore(max_decodes)  # uploads decoded (and embedded) at a time
-    limits = UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes)
-    info_cache: dict[str, Any] = {}
-
-    security = []
-    if api_key:
-        # enforced by Guard; declared here so /docs shows an "Authorize" button
-        security = [Security(APIKeyHeader(name="X-API-Key", auto_error=False)),
-                    Security(APIKeyQuery(name="api_key", auto_error=False))]
 
     app = FastAPI(
-        docs_url=None,   # served below from the vendored Swagger UI: no CDN at run time
+        docs_url=None,   # served by _add_page from the vendored Swagger UI: no CDN at run time
         redoc_url=None,
         title="rsir-stac search",
         version=__version__,
@@ -248,200 +147,19 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                     "tile (by point id, by location or by an uploaded image), filtered by place, time and "
                     "STAC collection. Distances are Euclidean (smaller is closer).",
     )
-    app.state.index = index
-    app.state.thumbs = thumbs
-    app.state.decode_slots = decode_slots
-    install_handlers(app, hide_paths=hide_paths)
-    common = (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500)  # see document_errors below
+    app.state.service = svc
+    app.state.index = svc.index
+    app.state.thumbs = svc.thumbs
+    app.state.decode_slots = svc.decode_slots
+    return app
 
-    # ------------------------------------------------------------------ core
-    def _info() -> dict:
-        now = time.monotonic()
-        cached = info_cache.get("v")
-        if cached is not None and now - cached[0] < INFO_TTL_S:
-            return cached[1]
-        with lock:
-            inf = index.store.info()
-        doc = {
-            "count": inf.count,
-            "dim": inf.dim,
-            "model_id": inf.model_id,
-            "collections": list(inf.collections),
-            "extent": list(inf.extent) if inf.extent else None,  # W > E across the antimeridian
-            "undated": inf.undated,
-            "no_collection": inf.no_collection,
-            "notes": list(inf.notes),
-            "backend": inf.backend,
-            "version": __version__,
-            "limits": {"max_k": MAX_K, "max_upload_bytes": max_upload_bytes, "max_image_pixels": max_image_pixels,
-                       "max_decoded_bytes": max_decoded_bytes},
-            "basemap": basemap,
-        }
-        info_cache["v"] = (now, doc)
-        return doc
 
-    def _search(*, point_id=None, lon=None, lat=None, pixels=None, flt=None, k=10, include_query=False) -> dict:
-        k = check_k(k)
-        at = None
-        if point_id is None and pixels is None:
-            if lon is None or lat is None:
-                raise InputError("give a query: point_id, or lon and lat, (or upload an image to /api/search/image)")
-            for name, v, lim in (("lon", lon, 180), ("lat", lat, 90)):
-                if not math.isfinite(v) or abs(v) > lim:
-                    raise InputError(f"{name}={v} is out of range; give lon within ±180 and lat within ±90 degrees")
-            at = (float(lon), float(lat))
-        elif point_id is not None and (lon is not None or lat is not None):
-            raise InputError("give either point_id or lon/lat, not both")
-        t0 = time.perf_counter()
-        if pixels is not None:
-            # embed outside the store lock so a CNN forward pass does not hold up other searches
-            from rsir_stac.search import SearchResult
+def _add_page(app) -> None:
+    """The map page (``/``), the API docs (``/docs``, vendored Swagger UI) and the static files."""
+    from fastapi.responses import FileResponse, HTMLResponse
+    from fastapi.staticfiles import StaticFiles
 
-            with embed_lock:
-                vector = index.embed_image(pixels)
-            with lock:
-                hits = index.store.search(vector, k=k, flt=flt)
-            result = SearchResult("image", None, None, tuple(hits), pixels)
-        else:
-            with lock:
-                result = index.search(point_id=point_id, at=at, flt=flt, k=k, include_query=include_query)
-        doc = to_geojson(result)
-        if hide_paths:
-            for f in doc["features"]:
-                if "href" in f["properties"]:
-                    f["properties"]["href"] = public_href(f["properties"]["href"])
-        q = doc.get("query") or {}
-        qp = result.query_payload or {}
-        if result.query_id:
-            q.update({"item_id": qp.get("item_id"), "collection": qp.get("collection"),
-                      "datetime": qp.get("datetime"), "location": qp.get("location"),
-                      "geometry": _footprint(qp)})
-        if at is not None:
-            q["at"] = list(at)
-        doc["query"] = q
-        doc["k"] = k
-        doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        return doc
-
-    # ------------------------------------------------------------------ API
-    @app.get("/api/info", tags=["index"], summary="Index summary", dependencies=security,
-             responses=error_responses(500))
-    def api_info() -> dict:
-        """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``."""
-        return _info()
-
-    filter_doc = {
-        "bbox": "Only results whose centre is in W,S,E,N (degrees).",
-        "near": "Only results within LON,LAT,RADIUS_M.",
-        "datetime": "Only results acquired in START/END (RFC 3339 or dates; '..' for an open end).",
-        "collection": "Only results of this STAC collection (repeatable).",
-        "polygon": "Only results inside a polygon: a GeoJSON geometry as JSON, or lon,lat;lon,lat;...",
-        "k": f"Number of results (1..{MAX_K}).",
-    }
-
-    @app.get("/api/search", tags=["search"], summary="Search by point id or location", dependencies=security,
-             responses=error_responses(400, 404, 422))
-    def api_search_get(
-        point_id: str | None = Query(None, description="Query with a stored tile's id."),
-        lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
-        lat: float | None = Query(None, description="Latitude for lon/lat queries."),
-        bbox: str | None = Query(None, description=filter_doc["bbox"], examples=["-95.5,29.6,-95.2,29.9"]),
-        near: str | None = Query(None, description=filter_doc["near"], examples=["-95.36,29.75,5000"]),
-        datetime: str | None = Query(None, description=filter_doc["datetime"], examples=["2020-01-01/.."]),
-        collection: list[str] | None = Query(None, description=filter_doc["collection"]),
-        polygon: str | None = Query(None, description=filter_doc["polygon"]),
-        k: int = Query(10, ge=1, le=MAX_K, description=filter_doc["k"]),
-        include_query: bool = Query(False, description="Keep the query tile itself in the results."),
-    ) -> dict:
-        """Nearest stored tiles to a stored tile, as a GeoJSON FeatureCollection of footprints
-        (``properties``: rank, distance, id and the payload) plus ``query`` information."""
-        flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
-        return _search(point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query)
-
-    class SearchRequest(BaseModel):
-        model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
-        point_id: str | None = Field(None, description="Query with a stored tile's id.")
-        lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
-        lat: float | None = None
-        bbox: list[float] | str | None = Field(None, description=filter_doc["bbox"])
-        near: list[float] | str | None = Field(None, description=filter_doc["near"])
-        datetime: str | None = Field(None, description=filter_doc["datetime"])
-        collection: list[str] | str | None = Field(None, description=filter_doc["collection"])
-        polygon: dict | str | None = Field(
-            None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
-        k: int = Field(10, ge=1, le=MAX_K, description=filter_doc["k"])
-        include_query: bool = False
-
-    @app.post("/api/search", tags=["search"], summary="Search (JSON body)", dependencies=security,
-              responses=error_responses(400, 404, 413, 422))
-    def api_search_post(req: SearchRequest = Body(...)) -> dict:
-        """The same search as ``GET /api/search`` with a JSON body; ``polygon`` may be GeoJSON."""
-        flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
-                           collection=req.collection)
-        return _search(point_id=req.point_id, lon=req.lon, lat=req.lat, flt=flt, k=req.k,
-                       include_query=req.include_query)
-
-    @app.post("/api/search/image", tags=["search"], summary="Search by an uploaded image", dependencies=security,
-              responses=error_responses(400, 413, 422, 429))
-    def api_search_image(
-        file: UploadFile = File(..., description=f"PNG, JPEG, WebP or (Geo)TIFF only (other formats, e.g. "
-                                                 f"GDAL VRT/XML, are refused), at most {max_upload_bytes} bytes, "
-                                                 f"{max_image_pixels} pixels and {max_decoded_bytes} bytes decoded."),
-        bbox: str | None = Form(None, description=filter_doc["bbox"]),
-        near: str | None = Form(None, description=filter_doc["near"]),
-        datetime: str | None = Form(None, description=filter_doc["datetime"]),
-        collection: list[str] | None = Form(None, description=filter_doc["collection"]),
-        polygon: str | None = Form(None, description=filter_doc["polygon"]),
-        k: int = Form(10, ge=1, le=MAX_K, description=filter_doc["k"]),
-    ) -> dict:
-        """Embed the uploaded image with the index's model and return the nearest stored tiles.
-        The upload is decoded in memory; it is never written under a user-chosen name."""
-        data = file.file.read(max_upload_bytes + 1)
-        if len(data) > max_upload_bytes:
-            raise UploadTooLarge(f"the uploaded file is over the {max_upload_bytes} byte limit; "
-                                 "upload a smaller image")
-        flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
-        if not decode_slots.acquire(blocking=False):
-            raise TooManyRequests(f"{max_decodes} uploaded images are being decoded already; "
-                                  "retry in a second")
-        try:  # the slot also covers the embedding: decoded pixels wait for the model inside the bound
-            pixels = decode_upload(data, limits)
-            del data
-            doc = _search(pixels=pixels, flt=flt, k=k)
-        finally:
-            decode_slots.release()
-        doc["query"]["size"] = [int(pixels.shape[1]), int(pixels.shape[0])]
-        return doc
-
-    @app.get("/api/tiles/{point_id}.png", tags=["tiles"], summary="Stored tile as PNG",
-             response_class=Response, dependencies=security,
-             responses={200: {"content": {"image/png": {}}, "description": "The tile's pixels (RGB PNG)."},
-                        **error_responses(404, 410, 422)})
-    def api_tile(point_id: str = PathParam(..., pattern=UUID_PATTERN, description="A stored point id (UUID).")):
-        """The stored tile re-read from its source raster (addressed by point id only), cached."""
-        from rsir_stac.store.base import normalize_id
-
-        pid = normalize_id(point_id)
-        png = thumbs.get(pid)
-        if png is None:
-            with lock:
-                payload = index.store.retrieve([pid])[0].payload
-            png = _tile_png(payload, pid)
-            thumbs.put(pid, png)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
-
-    from rsir_stac.api.tiles import tiles_router
-
-    app.include_router(tiles_router(index, lock=lock, dependencies=security, cache_bytes=tile_cache_bytes))
-
-    # ------------------------------------------------------------------ page
-    from rsir_stac.serve_analysis import analysis_router
-
-    app.include_router(analysis_router(index, lock=lock, dependencies=security))
-    from rsir_stac.api.jobs import check_roots, jobs_router
-
-    app.include_router(jobs_router(index, lock=lock, dependencies=security, roots=check_roots(ingest_roots),
-                                   on_change=info_cache.clear))
+    from rsir_stac.httpguard import script_hashes_csp
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -462,37 +180,20 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
         return HTMLResponse(html, headers={"Content-Security-Policy": script_hashes_csp(html)})
 
     app.mount("/static", StaticFiles(directory=str(WEB_DIR)), name="static")
+
+
+def _add_middleware(app, *, api_key: str | None, max_body: int, allowed_hosts: Sequence[str] | None,
+                    allowed_origins: Sequence[str], img_sources: Sequence[str]) -> None:
+    """CORS for allowed origins (when any), then :class:`rsir_stac.httpguard.Guard` outermost."""
+    from rsir_stac.httpguard import Guard
+
     if allowed_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type"])
-    app.add_middleware(Guard, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
-                       allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
-                       img_sources=tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
-    document_errors(app, common)  # last: also for operations of included routers
-    return app
-
-
-def _tile_png(payload: dict, pid: str = "") -> bytes:
-    from PIL import Image
-
-    from rsir_stac.apierrors import SourceUnreadableError
-    from rsir_stac.errors import RasterError
-    from rsir_stac.thumbnails import read_tile
-
-    try:
-        px = read_tile(payload)
-    except (KeyError, TypeError) as exc:
-        raise SourceUnreadableError(f"stored payload of tile {pid} has no usable source ({exc}); "
-                                    "re-ingest the item") from None
-    except RasterError as exc:
-        cause = str(exc).split("; ")[0]  # the reader's cause; its advice is for ingest, not for this request
-        raise SourceUnreadableError(f"the source raster of tile {pid} cannot be read any more ({cause}); "
-                                    "restore the file or re-ingest the item") from None
-    buf = io.BytesIO()
-    Image.fromarray(px).save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
+    app.add_middleware(Guard, api_key=api_key, max_body=max_body, allowed_hosts=allowed_hosts,
+                       allowed_origins=allowed_origins, img_sources=tuple(img_sources))
 
 
 # --------------------------------------------------------------------------- run / CLI

@@ -1,0 +1,47 @@
+"""``POST /api/classify``: "find all": logistic regression on the labelled tiles' stored vectors,
+applied to every tile in the filtered area; tiles (or dissolved areas) with probability >=
+threshold, and precision/recall on held-out labels (:func:`rsir_stac.classify.classify`).
+
+The scan holds the store lock for its whole pass.
+
+No postponed annotations: FastAPI reads the endpoint annotations at definition time.
+"""
+
+from typing import Any
+
+from rsir_stac.api import bodies
+from rsir_stac.errors import InputError
+
+
+def classify_router(svc: Any):
+    """An ``APIRouter`` with ``POST /api/classify`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
+    from fastapi import APIRouter, Body
+
+    from rsir_stac.apierrors import error_responses
+
+    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413))
+
+    @router.post("/api/classify", summary="Find all tiles like the positive labels")
+    def api_classify(req: bodies.ClassifyRequest = Body(...)) -> dict:
+        """Logistic regression on the labelled tiles' vectors, applied to every tile in the filtered area."""
+        from rsir_stac.classify import classify, dissolve
+        from rsir_stac.export import row_of
+
+        if isinstance(req.max_hits, bool) or not 1 <= req.max_hits <= bodies.MAX_HITS_API:
+            raise InputError(f"max_hits={req.max_hits} must be within 1..{bodies.MAX_HITS_API}")
+        labels = bodies.labels(req.labels)
+        flt = bodies.search_filter(req)
+        with svc.lock:
+            rep = classify(svc.index, labels, flt=flt, threshold=req.threshold, holdout=req.holdout,
+                           max_hits=req.max_hits)
+        rows = dissolve(rep.hits) if req.dissolve else svc.public_rows(
+            [row_of(h, rank=n, score_name="probability") for n, h in enumerate(rep.hits, 1)])
+        feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
+                  "properties": {k: v for k, v in r.items() if k != "geometry"}} for r in rows]
+        return {"type": "FeatureCollection", "features": feats, "summary": rep.summary(),
+                "notes": svc.filter_notes(flt)}
+
+    return router
+
+
+__all__ = ["classify_router"]

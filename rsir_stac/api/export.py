@@ -1,0 +1,60 @@
+"""``POST /api/query/export``: the hits of a query (as ``POST /api/query`` takes it, JSON or
+multipart with example images) as a file: GeoJSON, CSV, FlatGeobuf or GeoParquet by ``format``.
+
+Written to a private temporary folder (removed after the response is sent), payloads
+fetched one page at a time (:func:`rsir_stac.export.search_pages`).
+
+No postponed annotations: FastAPI reads the endpoint annotations at definition time.
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rsir_stac.api import bodies
+from rsir_stac.api.query import query_reader, run_query
+from rsir_stac.errors import InputError
+
+EXPORT_MEDIA = {"geojson": ("application/geo+json", ".geojson"), "csv": ("text/csv", ".csv"),
+                "fgb": ("application/vnd.flatgeobuf", ".fgb"), "parquet": ("application/vnd.apache.parquet", ".parquet")}
+
+
+def export_router(svc: Any):
+    """An ``APIRouter`` with ``POST /api/query/export`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
+    from fastapi import APIRouter, Depends
+    from fastapi.responses import FileResponse
+    from starlette.background import BackgroundTask
+
+    from rsir_stac.apierrors import error_responses
+
+    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"],
+                       responses=error_responses(400, 404, 413, 422, 429))
+
+    @router.post("/api/query/export", summary="Query results as a file",
+                 openapi_extra={"requestBody": bodies.request_body(bodies.ExportRequest, "query and format",
+                                                                   svc.max_upload_bytes)})
+    def api_query_export(query: bodies.QueryInput = Depends(query_reader(svc, bodies.ExportRequest))):
+        """The hits of the query as GeoJSON, CSV, FlatGeobuf or GeoParquet (by ``format``)."""
+        from rsir_stac.export import search_pages, write_table
+
+        req = query.req
+        if req.format not in EXPORT_MEDIA:
+            raise InputError(f"format {req.format!r} is unknown; use one of {', '.join(EXPORT_MEDIA)}")
+        media, ext = EXPORT_MEDIA[req.format]
+        result, _ = run_query(svc, query, with_payload=False)
+        folder = Path(tempfile.mkdtemp(prefix="rsir-export-"))
+        path = folder / f"hits{ext}"
+        pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
+        with svc.lock:
+            write_table(pages, path)
+
+        def cleanup() -> None:
+            path.unlink(missing_ok=True)
+            folder.rmdir()
+
+        return FileResponse(path, media_type=media, filename=path.name, background=BackgroundTask(cleanup))
+
+    return router
+
+
+__all__ = ["EXPORT_MEDIA", "export_router"]

@@ -1,0 +1,118 @@
+"""Request fields shared by the routers: filters, ``k``, polygons, footprints (no web framework).
+
+Everything here raises :class:`~rsir_stac.errors.InputError` (HTTP 400) with a
+one-line message naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rsir_stac.errors import InputError
+
+#: Most results of ``/api/search`` and ``/api/search/image`` (``/api/query`` pages up to
+#: :data:`rsir_stac.store.query.MAX_K`).
+MAX_K = 100
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+
+#: OpenAPI descriptions of the filter fields.
+FILTER_DOC = {
+    "bbox": "Only results whose centre is in W,S,E,N (degrees).",
+    "near": "Only results within LON,LAT,RADIUS_M.",
+    "datetime": "Only results acquired in START/END (RFC 3339 or dates; '..' for an open end). "
+                "Tiles without a date are left out (the answer's notes say how many).",
+    "collection": "Only results of this STAC collection (repeatable). "
+                  "Tiles without a collection are left out (the answer's notes say how many).",
+    "polygon": "Only results inside a polygon: a GeoJSON geometry as JSON, or lon,lat;lon,lat;...",
+    "k": f"Number of results (1..{MAX_K}).",
+}
+
+
+def parse_polygon(value: Any) -> Any:
+    """A polygon filter from a GeoJSON object / JSON string, or ``"lon,lat;lon,lat;..."``.
+
+    GeoJSON may be any area :func:`rsir_stac.store.filters.polygon_from_geojson`
+    reads (Polygon with holes, MultiPolygon, Feature, FeatureCollection): a
+    validated :class:`~rsir_stac.store.areas.GeoArea`.  The text form is one
+    ring, closed when the last position does not repeat the first, and
+    validated when the :class:`SearchFilter` is built.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise InputError("polygon is empty; give GeoJSON or lon,lat;lon,lat;... (at least 3 corners)")
+        if text[0] not in "{[":
+            return _ring(text)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"polygon is not valid JSON ({exc.msg}); give a GeoJSON Polygon geometry") from None
+    from rsir_stac.store.filters import polygon_from_geojson
+
+    return polygon_from_geojson(value, "polygon")
+
+
+def _ring(text: str) -> tuple[tuple[float, float], ...]:
+    ring = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        xy = part.split(",")
+        try:
+            if len(xy) != 2:
+                raise ValueError
+            ring.append((float(xy[0]), float(xy[1])))
+        except ValueError:
+            raise InputError(f"polygon position {part!r} is invalid; give lon,lat;lon,lat;... in degrees") from None
+    if len(ring) >= 3 and ring[0] != ring[-1]:
+        ring = ring + ring[:1]
+    return tuple(ring)
+
+
+def _numbers_text(value: Any, n: int, what: str) -> str | None:
+    """Accept ``"a,b,c"`` or a list of numbers; returns the comma form (None when empty)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != n or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise InputError(f"{what} {value!r} must be {n} numbers")
+        return ",".join(repr(float(v)) for v in value)
+    return str(value)
+
+
+def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, datetime: str | None = None,
+                 collection: Any = None):
+    """A :class:`SearchFilter` (or None when nothing constrains) from request fields."""
+    from rsir_stac.store.filters import SearchFilter, parse_bbox, parse_datetime_range, parse_near
+
+    bbox_t = _numbers_text(bbox, 4, "bbox")
+    near_t = _numbers_text(near, 3, "near")
+    ring = parse_polygon(polygon) if polygon not in (None, "", {}) else None
+    start, end = parse_datetime_range(datetime) if datetime else (None, None)
+    if isinstance(collection, str):
+        collection = [collection]
+    cols = tuple(c for c in (collection or ()) if c)
+    flt = SearchFilter(bbox=parse_bbox(bbox_t) if bbox_t else None, near=parse_near(near_t) if near_t else None,
+                       polygon=ring, start=start, end=end, collections=cols)
+    return None if flt.is_empty else flt
+
+
+def check_k(k: Any) -> int:
+    """``k`` when it is an integer within 1..:data:`MAX_K`; else InputError."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InputError(f"k={k!r} must be an integer within 1..{MAX_K}")
+    return k
+
+
+def footprint(payload: dict | None) -> dict | None:
+    """The GeoJSON footprint of a stored payload's ``corners`` (None without corners)."""
+    from rsir_stac.tiling.footprints import footprint_geometry
+
+    corners = (payload or {}).get("corners") or []
+    ring = [(c["lon"], c["lat"]) for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
+    return footprint_geometry(ring) if ring else None
+
+
+__all__ = ["FILTER_DOC", "MAX_K", "UUID_PATTERN", "build_filter", "check_k", "footprint", "parse_polygon"]

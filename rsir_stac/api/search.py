@@ -1,0 +1,152 @@
+"""Search by one example: ``GET``/``POST /api/search`` (a stored tile or a location) and
+``POST /api/search/image`` (an uploaded image).
+
+All three answer the same GeoJSON FeatureCollection (``properties``: rank,
+distance, id and the payload) plus ``query``, ``k``, ``notes`` and
+``took_ms``, and apply the library's defaults of
+:meth:`rsir_stac.search.Index.search`: the soft cap of
+:data:`rsir_stac.search.AUTO_PER_ITEM` hits per scene (``per_item="auto"``),
+the query tile itself left out unless ``include_query``.  An upload is decoded
+by :func:`rsir_stac.upload.decode_upload` only and embedded outside the store
+lock.
+
+No postponed annotations: FastAPI reads the endpoint annotations at definition time.
+"""
+
+import math
+import time
+from typing import Any
+
+from rsir_stac.api.params import FILTER_DOC, MAX_K, build_filter, check_k, footprint
+from rsir_stac.errors import InputError
+
+
+def _location(lon: Any, lat: Any) -> tuple[float, float]:
+    if lon is None or lat is None:
+        raise InputError("give a query: point_id, or lon and lat, (or upload an image to /api/search/image)")
+    for name, v, lim in (("lon", lon, 180), ("lat", lat, 90)):
+        if not math.isfinite(v) or abs(v) > lim:
+            raise InputError(f"{name}={v} is out of range; give lon within ±180 and lat within ±90 degrees")
+    return float(lon), float(lat)
+
+
+def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = None, vector: Any = None,
+               flt: Any = None, k: int = 10, include_query: bool = False, started: float | None = None) -> dict:
+    """One search's answer document (see the module docstring); ``vector``: an embedded upload;
+    ``started``: ``time.perf_counter()`` when the request's work began (``took_ms``)."""
+    from rsir_stac.search import Example, to_geojson
+
+    k = check_k(k)
+    at = None
+    if point_id is None and vector is None:
+        at = _location(lon, lat)
+    elif point_id is not None and (lon is not None or lat is not None):
+        raise InputError("give either point_id or lon/lat, not both")
+    t0 = time.perf_counter() if started is None else started
+    positives = [Example("vector", vector)] if vector is not None else []
+    with svc.lock:
+        result = svc.index.search(point_id=point_id, at=at, positives=positives, flt=flt, k=k,
+                                  include_query=include_query)
+    doc = svc.public(to_geojson(result))
+    q = doc.get("query") or {}
+    qp = result.query_payload or {}
+    if result.query_id:
+        q.update({"item_id": qp.get("item_id"), "collection": qp.get("collection"),
+                  "datetime": qp.get("datetime"), "location": qp.get("location"), "geometry": footprint(qp)})
+    if at is not None:
+        q["at"] = list(at)
+    doc["query"] = q
+    doc["k"] = k
+    doc["notes"] = svc.filter_notes(flt)
+    doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+    return doc
+
+
+def search_router(svc: Any):
+    """An ``APIRouter`` with the three search operations over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
+    from fastapi import APIRouter, Body, File, Form, Query, UploadFile
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from rsir_stac.apierrors import error_responses
+
+    router = APIRouter(dependencies=svc.dependencies, tags=["search"])
+
+    @router.get("/api/search", summary="Search by point id or location", responses=error_responses(400, 404, 422))
+    def api_search_get(
+        point_id: str | None = Query(None, description="Query with a stored tile's id."),
+        lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
+        lat: float | None = Query(None, description="Latitude for lon/lat queries."),
+        bbox: str | None = Query(None, description=FILTER_DOC["bbox"], examples=["-95.5,29.6,-95.2,29.9"]),
+        near: str | None = Query(None, description=FILTER_DOC["near"], examples=["-95.36,29.75,5000"]),
+        datetime: str | None = Query(None, description=FILTER_DOC["datetime"], examples=["2020-01-01/.."]),
+        collection: list[str] | None = Query(None, description=FILTER_DOC["collection"]),
+        polygon: str | None = Query(None, description=FILTER_DOC["polygon"]),
+        k: int = Query(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
+        include_query: bool = Query(False, description="Keep the query tile itself in the results."),
+    ) -> dict:
+        """Nearest stored tiles to a stored tile, as a GeoJSON FeatureCollection of footprints
+        (``properties``: rank, distance, id and the payload) plus ``query`` information; at most
+        3 hits per scene while other scenes have hits (``notes``: tiles a filter leaves out)."""
+        flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
+        return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query)
+
+    class SearchRequest(BaseModel):
+        model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
+        point_id: str | None = Field(None, description="Query with a stored tile's id.")
+        lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
+        lat: float | None = None
+        bbox: list[float] | str | None = Field(None, description=FILTER_DOC["bbox"])
+        near: list[float] | str | None = Field(None, description=FILTER_DOC["near"])
+        datetime: str | None = Field(None, description=FILTER_DOC["datetime"])
+        collection: list[str] | str | None = Field(None, description=FILTER_DOC["collection"])
+        polygon: dict | str | None = Field(
+            None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
+        k: int = Field(10, ge=1, le=MAX_K, description=FILTER_DOC["k"])
+        include_query: bool = False
+
+    @router.post("/api/search", summary="Search (JSON body)", responses=error_responses(400, 404, 413, 422))
+    def api_search_post(req: SearchRequest = Body(...)) -> dict:
+        """The same search as ``GET /api/search`` with a JSON body; ``polygon`` may be GeoJSON."""
+        flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
+                           collection=req.collection)
+        return run_search(svc, point_id=req.point_id, lon=req.lon, lat=req.lat, flt=flt, k=req.k,
+                          include_query=req.include_query)
+
+    lim = svc.limits
+
+    @router.post("/api/search/image", summary="Search by an uploaded image",
+                 responses=error_responses(400, 413, 422, 429))
+    def api_search_image(
+        file: UploadFile = File(..., description=f"PNG, JPEG, WebP or (Geo)TIFF only (other formats, e.g. "
+                                                 f"GDAL VRT/XML, are refused), at most {svc.max_upload_bytes} "
+                                                 f"bytes, {lim.max_pixels} pixels and {lim.max_decoded_bytes} "
+                                                 "bytes decoded."),
+        bbox: str | None = Form(None, description=FILTER_DOC["bbox"]),
+        near: str | None = Form(None, description=FILTER_DOC["near"]),
+        datetime: str | None = Form(None, description=FILTER_DOC["datetime"]),
+        collection: list[str] | None = Form(None, description=FILTER_DOC["collection"]),
+        polygon: str | None = Form(None, description=FILTER_DOC["polygon"]),
+        k: int = Form(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
+    ) -> dict:
+        """Embed the uploaded image with the index's model and return the nearest stored tiles (at most
+        3 per scene while other scenes have hits, as ``GET /api/search``).
+        The upload is decoded in memory; it is never written under a user-chosen name."""
+        t0 = time.perf_counter()
+        data = file.file.read(svc.max_upload_bytes + 1)
+        if len(data) > svc.max_upload_bytes:
+            raise svc.upload_too_large()
+        flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
+        with svc.decoding():  # the slot also covers the embedding: decoded pixels wait for the model inside it
+            pixels = svc.decode(data)
+            del data
+            size = [int(pixels.shape[1]), int(pixels.shape[0])]
+            vector = svc.embed(pixels)
+            del pixels
+        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0)
+        doc["query"]["size"] = size
+        return doc
+
+    return router
+
+
+__all__ = ["run_search", "search_router"]
