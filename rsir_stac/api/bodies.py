@@ -196,17 +196,17 @@ def _json(text: bytes | str, loc: tuple) -> Any:
 
 
 async def read_query(request: Any, model: type[BaseModel], max_bytes: int) -> QueryInput:
-    """The ``model`` fields of a JSON body, or of a multipart body's ``query`` field (JSON text)
-    plus its ``positive_image``/``negative_image`` files (at most :data:`MAX_IMAGES_API`,
+    """The ``model`` fields of a JSON body, or of a form's ``query`` field (JSON text) plus, in
+    multipart, its ``positive_image``/``negative_image`` files (at most :data:`MAX_IMAGES_API`,
     ``max_bytes`` together).  Schema errors raise FastAPI's ``RequestValidationError`` (422)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "multipart/form-data":
+    if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         body = await request.body()
         if not body:
             raise _invalid([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
         if ctype and not (ctype == "application/json" or ctype.endswith("+json")):
             raise _invalid([{"type": "model_attributes_type", "loc": ("body",),
-                             "msg": "Input should be JSON or multipart/form-data"}])
+                             "msg": "Input should be JSON (application/json) or multipart/form-data"}])
         return QueryInput(_validate(model, _json(body, ("body",)), ("body",)))
     form = await request.form(max_files=MAX_IMAGES_API, max_fields=8, max_part_size=max_bytes)
     try:

@@ -108,15 +108,13 @@ class Service:
         """One line per tile kind a date or collection filter leaves out (undated /
         uncollected tiles), with their count; empty when the filter leaves none out."""
         from rsir_stac.search import excluded_notes
-        from rsir_stac.store.filters import SearchFilter
 
         if flt is None or (flt.start is None and flt.end is None and not flt.collections):
             return []
-        probe = SearchFilter(start=flt.start, end=flt.end, collections=flt.collections)
 
-        def compute() -> list[str]:
+        def compute() -> list[str]:  # the counts depend only on which of the two filters is given
             with self.lock:
-                return excluded_notes(self.index.store, probe, names=("the datetime filter", "the collection filter"))
+                return excluded_notes(self.index.store, flt, names=("the datetime filter", "the collection filter"))
 
         kind = ("d" if flt.start is not None or flt.end is not None else "") + ("c" if flt.collections else "")
         return self.cached("notes:" + kind, compute)
