@@ -16,7 +16,8 @@ from rsir_stac.api.query import query_reader, run_query
 from rsir_stac.errors import InputError
 
 EXPORT_MEDIA = {"geojson": ("application/geo+json", ".geojson"), "csv": ("text/csv", ".csv"),
-                "fgb": ("application/vnd.flatgeobuf", ".fgb"), "parquet": ("application/vnd.apache.parquet", ".parquet")}
+                "fgb": ("application/vnd.flatgeobuf", ".fgb"),
+                "parquet": ("application/vnd.apache.parquet", ".parquet")}
 
 
 def export_router(svc: Any):
