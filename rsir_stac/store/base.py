@@ -293,6 +293,10 @@ def _vector_of(raw: Any) -> np.ndarray | None:
     return np.asarray(raw, dtype=np.float32)
 
 
+def _rank_key(h: SearchHit) -> tuple[float, str]:
+    return (h.score, h.id)
+
+
 def hit_from_record(rec: Any, with_vectors: bool, score: float | None = None) -> SearchHit:
     """An engine record (Edge or qdrant-client; scored or not) as a SearchHit."""
     return SearchHit(id=str(rec.id), score=float(rec.score) if score is None else score,
@@ -452,12 +456,14 @@ class Store(abc.ABC):
             raise InputError(f"k={k!r} must be a positive integer; ask for at least one result")
         meta = self._require_meta()
         v = as_query_vector(vector, meta.dim, self.describe())
-        excl = {normalize_id(i) for i in exclude_ids}
-        limit = k + 16
+        excl = {normalize_id(i) for i in exclude_ids} if exclude_ids else set()
+        # one hit more than asked tells whether a tie group straddles the cut (the HNSW
+        # search width does not depend on the limit: ef is max(hnsw_ef, limit), default 100)
+        limit = k + 1
         inline = self.payload_in_search
         while True:
             hits = self._search_raw(v, limit, flt, excl, with_vectors and inline, exact, inline)
-            hits.sort(key=lambda h: (h.score, h.id))
+            hits.sort(key=_rank_key)
             # a tie group may straddle the cut: widen until the k-th score is settled
             if len(hits) < limit or hits[k - 1].score < hits[-1].score:
                 break

@@ -546,7 +546,9 @@ class EdgeStore(Store):
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "searching") from None
-        return [hit_from_record(r, with_vectors) for r in res]
+        if with_payload or with_vectors:
+            return [hit_from_record(r, with_vectors) for r in res]
+        return [SearchHit(str(r.id), r.score, {}) for r in res]  # the hot path: ids and scores only
 
     def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
                    fields: Sequence[str] | None) -> list[SearchHit]:
