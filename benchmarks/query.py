@@ -1,27 +1,31 @@
-"""Query latency and recall of the vector store at scale.
+"""Query latency and recall of the vector store at scale, next to the raw engine
+and the stores a user would pick instead (issues 4, 14, 18).
 
 Builds an embedded (Qdrant Edge) index of ``--points`` (default 1,000,000)
 synthetic tiles at the shipped model's stored dimension: clustered unit
 vectors (like real embeddings) with realistic payloads (footprint bbox,
 centroid geo point, corners, datetime, collection, item id) spread over 40
-"scenes" across the US, written in random scene order (the hard case for
-storage locality: ``ingest`` writes scene by scene; ``--by-scene`` does that).  Then, for plain, bbox, radius and polygon filtered
-top-10 queries: p50/p99 latency and recall@10 against exact numpy brute force
-over the same points.  Side by side in the same run: numpy brute force, and
-qdrant-client local mode (the embedded alternative) at 20,000 and 100,000
-points.
+"scenes" across the US, written in random scene order (``--by-scene``: scene
+after scene, as ``ingest`` writes).  On the same points, built one after the
+other (``--engines``, see ``query_engines.py``): the raw qdrant_edge engine with
+only the payload the filters need, queried for ids (the floor the store is held
+to), LanceDB (IVF-PQ), FAISS flat + DuckDB, and PostgreSQL + pgvector + PostGIS
+where it can run (each skipped with the reason when it cannot).
 
-The analyst's queries (issue 14) run on the same Edge index: labelled
-queries (5 positives, 5 negatives from the query's scene and another scene)
-with the recommend ``average``/``best_score`` and ``discover`` strategies, MMR
-(diversity 0.5), the default soft per-scene cap, k = 1,000 and 10,000 (ids
-and scores, then the payloads of the first page of 1,000), and one
-``classify`` pass over every point (``--analysis-queries 0`` skips them).
+Then, for plain, bbox, radius and polygon filtered top-10 queries, every engine
+answers each query in turn (the order rotating, so drift in machine load hits
+all alike): p50/p99 latency, recall@10 against exact brute force over the same
+points, build time and bytes per point on disk (allocated blocks), and the
+store / floor ratio.  Also: qdrant-client local mode at 20,000 and 100,000
+points, and the analyst's queries (issue 14; ``--analysis-queries 0`` skips).
+
+A ``--points`` value whose estimated memory or disk need does not fit is refused
+before anything is built, with the estimate and what is free.
 
 Usage::
 
     python benchmarks/query.py [--points 1000000] [--queries 200] [--dim D] [--by-scene]
-                               [--analysis-queries 50]
+                               [--engines floor,lancedb,faiss,pgvector] [--analysis-queries 50]
 
 Ends with one JSON line.
 """
@@ -31,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -39,15 +45,26 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 K = 10
+#: Bytes per point the run may hold in memory (points, ids, build batches) and write
+#: to disk (the store at full payload, WAL and digests; the floor; each alternative).
+MEM_PER_POINT = 420
+DISK_PER_POINT = {"store": 900, "floor": 450, "lancedb": 200, "faiss": 200, "pgvector": 0}
 
 
-def make_data(n: int, dim: int, seed: int = 0, by_scene: bool = False):
+def make_data(n: int, dim: int, seed: int = 0, by_scene: bool = False, chunk: int = 1_000_000):
+    """Synthetic points: ``(vec (n, dim) float32 unit rows, lon, lat, scene, epoch)``.
+    Built in row chunks (the same numbers as one pass) so 10M points fit in memory."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(60, dim))
     lab = rng.integers(0, 60, n)
-    vec = centres[lab] + 0.45 * rng.normal(size=(n, dim))
-    vec = (vec / np.linalg.norm(vec, axis=1, keepdims=True)).astype(np.float32)
+    vec = np.empty((n, dim), np.float32)
+    for s in range(0, n, chunk):
+        part = centres[lab[s:s + chunk]] + 0.45 * rng.normal(size=(min(n, s + chunk) - s, dim))
+        vec[s:s + chunk] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    del lab
     scene_lon = rng.uniform(-120, -75, 40)
     scene_lat = rng.uniform(30, 47, 40)
     scene = rng.integers(0, 40, n)
@@ -79,6 +96,103 @@ def pct(xs, q):
     return round(1000 * float(np.percentile(xs, q)), 3)
 
 
+def mem_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def preflight(n: int, dim: int, work: Path, engines: list[str]) -> dict:
+    """Refuse (SystemExit, before building anything) a run whose estimated memory or
+    disk need is above what is free; returns the estimates (bytes)."""
+    mem = n * (MEM_PER_POINT + 2 * 4 * dim) + 2_000_000_000  # points + a faiss copy + the interpreter, engines
+    disk = n * (DISK_PER_POINT["store"] + 4 * dim + sum(DISK_PER_POINT.get(e, 0) + 4 * dim for e in engines))
+    probe = work
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    avail = mem_available()
+    gib = 2 ** 30
+    if avail is not None and mem > avail:
+        raise SystemExit(f"--points {n:,} needs about {mem / gib:.1f} GiB of memory but {avail / gib:.1f} GiB is "
+                         f"available; use fewer points or fewer --engines")
+    if disk > free:
+        raise SystemExit(f"--points {n:,} needs about {disk / gib:.1f} GiB of disk in {probe} but {free / gib:.1f} GiB "
+                         f"is free; use --workdir on a larger disk or fewer points")
+    return {"memory_estimate_gib": round(mem / gib, 1), "memory_available_gib": avail and round(avail / gib, 1),
+            "disk_estimate_gib": round(disk / gib, 1), "disk_free_gib": round(free / gib, 1)}
+
+
+def index_bytes(root: Path) -> dict:
+    """Allocated bytes of an index folder, split into the WAL, the segments and our digest ledger."""
+    from query_engines import allocated_bytes
+
+    shard = root / "rsir_tiles"
+    parts = {"wal": allocated_bytes(shard / "wal"), "segments": allocated_bytes(shard / "segments")}
+    parts["digests"] = sum(allocated_bytes(p) for p in root.glob("*.sqlite*"))
+    parts["total"] = allocated_bytes(root)
+    return parts
+
+
+def segment_bytes(root: Path) -> dict:
+    """Allocated bytes per part of the largest segment (vectors, graph, payload, each payload index)."""
+    from query_engines import allocated_bytes
+
+    segs = sorted((root / "rsir_tiles" / "segments").glob("*"), key=allocated_bytes)
+    if not segs:
+        return {}
+    out = {}
+    for part in sorted(segs[-1].iterdir()):
+        if part.name == "payload_index":
+            for idx in sorted(p for p in part.iterdir() if p.is_dir()):
+                out["payload_index/" + idx.name.split("-", 1)[1]] = allocated_bytes(idx)
+        else:
+            out[part.name] = allocated_bytes(part)
+    return out
+
+
+def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, log) -> tuple:
+    from rsir_stac.store import Point, open_store
+
+    store = open_store(str(path))
+    store.ensure_collection(dim, "bench")
+    t = time.time()
+    upsert_s = 0.0  # time inside store.upsert/flush only, not building the synthetic points
+    for s in range(0, n, 5000):
+        batch = [Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i])) for i in range(s, min(n, s + 5000))]
+        t_up = time.perf_counter()
+        store.upsert(batch)
+        upsert_s += time.perf_counter() - t_up
+        if s and s % 1_000_000 == 0:
+            log(f"store: {s:,} points written")
+    t_up = time.perf_counter()
+    store.flush()
+    upsert_s += time.perf_counter() - t_up
+    build_s = time.time() - t
+    t = time.time()
+    store.optimize()
+    store.flush()
+    optimize_s = time.time() - t
+    log(f"store: upsert {build_s:.0f} s, optimize {optimize_s:.0f} s")
+    return store, {"upsert_points_s": round(n / upsert_s, 1), "upsert_with_point_building_points_s": round(n / build_s, 1),
+                   "optimize_s": round(optimize_s, 1), "build_s": round(build_s + optimize_s, 1)}
+
+
+def truth(vec, sqn, q, m, ids_base=None):
+    """Exact top-K row numbers of ``q`` among rows ``m`` (all rows when None)."""
+    if m is None:
+        d = sqn - 2.0 * (vec @ q)  # |v|^2 - 2 v.q ranks as |v - q|: preselect, then exact
+        cand = np.argpartition(d, 4 * K)[:4 * K]
+    else:
+        cand = np.flatnonzero(m)
+    d = np.linalg.norm(vec[cand] - q, axis=1)
+    return cand[np.argsort(d, kind="stable")[:K]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=1_000_000)
@@ -87,140 +201,164 @@ def main() -> None:
     ap.add_argument("--client-sizes", default="20000,100000")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--by-scene", action="store_true", help="Write points scene after scene, as ingest does.")
+    ap.add_argument("--engines", default="floor,lancedb,faiss,pgvector",
+                    help="Comma list of floor, lancedb, faiss, pgvector ('' for the store alone).")
     ap.add_argument("--analysis-queries", type=int, default=50, help="Queries per analyst case (0: skip).")
     args = ap.parse_args()
 
-    from rsir_stac.store import Point, SearchFilter, open_store
-    from rsir_stac.store.filters import matches
+    from query_engines import Spec, make_engines
+
+    from rsir_stac.store import SearchFilter
     from rsir_stac.store.server import ServerStore
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     if args.dim is None:
         from rsir_stac.model.bundle import load_bundle
 
         args.dim = load_bundle().dim
     n, dim = args.points, args.dim
+    names = [e for e in args.engines.split(",") if e]
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-query-"))
+    fit = preflight(n, dim, work, names)
+    log(f"{n:,} points, {dim}-d: {fit}")
     t = time.time()
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=args.by_scene)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     gen_s = time.time() - t
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-query-"))
     rng = np.random.default_rng(1)
 
-    # --- build the Edge index -------------------------------------------------------
-    store = open_store(str(work / "edge"))
-    store.ensure_collection(dim, "bench")
-    t = time.time()
-    B = 5000
-    upsert_s = 0.0  # time inside store.upsert/flush only, not building the synthetic points
-    for s in range(0, n, B):
-        batch = [Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i])) for i in range(s, min(n, s + B))]
-        t_up = time.perf_counter()
-        store.upsert(batch)
-        upsert_s += time.perf_counter() - t_up
-    t_up = time.perf_counter()
-    store.flush()
-    upsert_s += time.perf_counter() - t_up
-    build_s = time.time() - t
-    t = time.time()
-    store.optimize()
-    optimize_s = time.time() - t
+    store, built = build_store(work / "edge", n, dim, ids, vec, lon, lat, scene, epoch, log)
+    store_bytes = index_bytes(work / "edge")
+    built.update(bytes_per_point=round(store_bytes["total"] / n, 1),
+                 bytes_per_point_parts={k: round(v / n, 1) for k, v in store_bytes.items()},
+                 segment_bytes_per_point={k: round(v / n, 1) for k, v in segment_bytes(work / "edge").items()})
+    engines = make_engines(names, work, vec, lon, lat, scene, log)
+    live = [e for e in engines if not e.skip]
+    rss_after_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     # --- query set and filters -------------------------------------------------------
     qi = rng.integers(0, n, args.queries)
     queries = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
+    sqn = np.einsum("ij,ij->i", vec, vec)
 
-    def filters_for(j):
-        clon, clat = lon[qi[j]], lat[qi[j]]
+    def spec_for(kind, j):
+        clon, clat = float(lon[qi[j]]), float(lat[qi[j]])
         r = 0.05
         ring = tuple((clon + r * math.cos(a), clat + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 9)[:-1])
         return {
-            "plain": None,
-            "bbox": SearchFilter(bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08)),
-            "radius": SearchFilter(near=(float(clon), float(clat), 6000.0)),
-            "polygon": SearchFilter(polygon=ring + ring[:1]),
-        }
+            "plain": Spec("plain"),
+            "bbox": Spec("bbox", bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08)),
+            "radius": Spec("radius", near=(clon, clat, 6000.0)),
+            "polygon": Spec("polygon", ring=ring + ring[:1]),
+        }[kind]
 
-    def mask_for(flt):
-        if flt is None:
+    def store_filter(spec):
+        return None if spec.kind == "plain" else SearchFilter(bbox=spec.bbox, near=spec.near, polygon=spec.ring)
+
+    def mask_for(spec):
+        from query_engines import inside
+
+        if spec.kind == "plain":
             return None
-        if flt.bbox:
-            w, s_, e, n_ = flt.bbox
-            return (lon > w) & (lon < e) & (lat > s_) & (lat < n_)
-        if flt.near:
-            from rsir_stac.store.filters import haversine_m
+        w, s_, e, n_ = spec.envelope()
+        cand = np.flatnonzero((lon > w) & (lon < e) & (lat > s_) & (lat < n_))
+        m = np.zeros(n, bool)
+        m[cand[inside(spec, lon[cand], lat[cand])]] = True
+        return m
 
-            return haversine_m(flt.near[0], flt.near[1], lon, lat) < flt.near[2]
-
-    def brute(q, m):
-        d = np.linalg.norm(vec - q, axis=1) if m is None else np.linalg.norm(vec[m] - q, axis=1)
-        sel = np.argsort(d, kind="stable")[:K]
-        base = np.arange(n) if m is None else np.flatnonzero(m)
-        return [ids[i] for i in base[sel]]
-
-    res = {}
+    res, per_engine = {}, {e.name: {} for e in live}
     for kind in ("plain", "bbox", "radius", "polygon"):
-        lat_ms, recalls, bf_ms, sel = [], [], [], []
+        lat_ms = {"store": []} | {e.name: [] for e in live}
+        rec = {k: [] for k in lat_ms}
+        bf_ms, sel = [], []
         for j, q in enumerate(queries):
-            flt = filters_for(j)[kind]
+            spec = spec_for(kind, j)
+            flt = store_filter(spec)
             t = time.perf_counter()
-            hits = store.search(q, k=K, flt=flt)
-            lat_ms.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            if kind == "polygon":  # exact reference with the same point-in-polygon rule as the store
-                box = (lon > flt.polygon[4][0] - 1e-9) & (lon < flt.polygon[0][0] + 1e-9) & \
-                      (lat > flt.polygon[6][1] - 1e-9) & (lat < flt.polygon[2][1] + 1e-9)
-                cand = np.flatnonzero(box)
-                ok = np.array([matches({"location": {"lon": lon[i], "lat": lat[i]}}, flt) for i in cand], bool)
-                m = np.zeros(n, bool)
-                m[cand[ok]] = True
-            else:
-                m = mask_for(flt)
-            truth = brute(q, m)
+            m = mask_for(spec)
+            want = set(truth(vec, sqn, q, m).tolist())
             bf_ms.append(time.perf_counter() - t)
             sel.append(n if m is None else int(m.sum()))
-            got = [h.id for h in hits]
-            recalls.append(len(set(got) & set(truth)) / max(1, min(K, len(truth))))
-        res[kind] = {"p50_ms": pct(lat_ms, 50), "p99_ms": pct(lat_ms, 99), "recall@10": round(float(np.mean(recalls)), 4),
+            order = ["store"] + [e.name for e in live]
+            shift = j % len(order)
+            for name in order[shift:] + order[:shift]:
+                t = time.perf_counter()
+                if name == "store":
+                    got = [uuid.UUID(h.id).int - 1 for h in store.search(q, k=K, flt=flt)]
+                else:
+                    got = next(e for e in live if e.name == name).search(q, K, spec)
+                lat_ms[name].append(time.perf_counter() - t)
+                rec[name].append(len(set(got) & want) / max(1, min(K, len(want))))
+        res[kind] = {"p50_ms": pct(lat_ms["store"], 50), "p99_ms": pct(lat_ms["store"], 99),
+                     "recall@10": round(float(np.mean(rec["store"])), 4),
                      "numpy_p50_ms": pct(bf_ms, 50), "matching_points_median": int(np.median(sel))}
+        for e in live:
+            per_engine[e.name][kind] = {"p50_ms": pct(lat_ms[e.name], 50), "p99_ms": pct(lat_ms[e.name], 99),
+                                        "recall@10": round(float(np.mean(rec[e.name])), 4)}
+        log(f"{kind}: store {res[kind]} " + " ".join(f"{k} {v[kind]}" for k, v in per_engine.items()))
+    floor = per_engine.get("raw_edge_floor")
+    if floor:
+        for kind in res:
+            res[kind]["store_over_floor_p50"] = round(res[kind]["p50_ms"] / max(1e-9, floor[kind]["p50_ms"]), 2)
     analysis = analyst_queries(store, vec, scene, qi, args.analysis_queries) if args.analysis_queries else {}
     store.close()
+    alternatives = {}
+    for e in engines:
+        if e.skip:
+            alternatives[e.name] = {"skipped": e.skip}
+            continue
+        alternatives[e.name] = {"build_s": round(e.build_s, 1), "bytes_per_point": round(e.bytes() / n, 1),
+                                **e.extra, **per_engine[e.name]}
+        e.close()
     if not args.workdir:
-        shutil.rmtree(work, ignore_errors=True)  # ~1 GB at 1M points
+        shutil.rmtree(work, ignore_errors=True)
+    client = client_local(ServerStore, vec, ids, lon, lat, scene, epoch, queries,
+                          lambda j, kind: store_filter(spec_for(kind, j)), args.client_sizes, dim)
 
-    # --- qdrant-client local mode, side by side ---------------------------------------
+    filtered = [res[k] for k in ("bbox", "radius", "polygon")]
+    print(json.dumps({
+        "points": n, "dim": dim, "queries": args.queries, "order": "by_scene" if args.by_scene else "interleaved",
+        **built, "generate_s": round(gen_s, 1), "preflight": fit,
+        "peak_rss_gib_after_build": round(rss_after_build / 2 ** 30, 2),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30, 2),
+        "edge": res,
+        "filtered_p50_ms_max": max(r["p50_ms"] for r in filtered),
+        "filtered_p99_ms_max": max(r["p99_ms"] for r in filtered),
+        "recall@10_min": min(r["recall@10"] for r in res.values()),
+        "engines": alternatives,
+        "qdrant_client_local": client,
+        "analysis": analysis,
+    }))
+
+
+def client_local(ServerStore, vec, ids, lon, lat, scene, epoch, queries, filter_of, sizes: str, dim: int) -> dict:
+    """qdrant-client local mode (the embedded alternative a user might pick) at small sizes."""
+    from rsir_stac.store import Point
+
     client = {}
-    for size in [int(s) for s in args.client_sizes.split(",") if s]:
+    n = len(vec)
+    for size in [int(s) for s in sizes.split(",") if s]:
         size = min(size, n)
         cs = ServerStore(":memory:", collection=f"bench{size}")
         cs.ensure_collection(dim, "bench")
         t = time.time()
-        for s in range(0, size, B):
+        for s in range(0, size, 5000):
             cs.upsert([Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
-                       for i in range(s, min(size, s + B))])
+                       for i in range(s, min(size, s + 5000))])
         up = time.time() - t
         out = {"upsert_points_s": round(size / up, 1)}
         for kind in ("plain", "bbox"):
             lat_ms = []
             for j, q in enumerate(queries[:50]):
                 t = time.perf_counter()
-                cs.search(q, k=K, flt=filters_for(j)[kind])
+                cs.search(q, k=K, flt=filter_of(j, kind))
                 lat_ms.append(time.perf_counter() - t)
             out[kind] = {"p50_ms": pct(lat_ms, 50), "p99_ms": pct(lat_ms, 99)}
         client[str(size)] = out
         cs.close()
-
-    filtered = [res[k] for k in ("bbox", "radius", "polygon")]
-    print(json.dumps({
-        "points": n, "dim": dim, "queries": args.queries, "order": "by_scene" if args.by_scene else "interleaved",
-        "upsert_points_s": round(n / upsert_s, 1), "upsert_with_point_building_points_s": round(n / build_s, 1),
-        "optimize_s": round(optimize_s, 1), "generate_s": round(gen_s, 1),
-        "edge": res,
-        "filtered_p50_ms_max": max(r["p50_ms"] for r in filtered),
-        "filtered_p99_ms_max": max(r["p99_ms"] for r in filtered),
-        "recall@10_min": min(r["recall@10"] for r in res.values()),
-        "qdrant_client_local": client,
-        "analysis": analysis,
-    }))
+    return client
 
 
 def analyst_queries(store, vec, scene, qi, nq: int) -> dict:
