@@ -232,6 +232,7 @@ class FaissDuck(Engine):
         import pyarrow as pa
 
         self.faiss, self.path = faiss, path
+        faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads only contend on a shared machine
         path.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         self.index = faiss.IndexFlatL2(vec.shape[1])
