@@ -600,18 +600,25 @@ class EdgeStore(Store):
 
         if self._shard is None:
             return
-        efilter = to_edge_filter(flt, around=around)
         with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
+        for recs in self._scroll_pages(to_edge_filter(flt, around=around), batch, with_payload, with_vectors):
+            for r in recs:
+                yield str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None
+
+    def _scroll_pages(self, efilter: Any, batch: int, with_payload: Any, with_vector: bool) -> Iterator[list]:
+        """Pages of engine records of a filtered scroll, ``batch`` at a time, until the end."""
+        import qdrant_edge as q
+
         offset = None
         while True:
             req = q.ScrollRequest(offset=offset, limit=max(1, int(batch)), filter=efilter,
-                                  with_payload=with_payload, with_vector=with_vectors)
+                                  with_payload=with_payload, with_vector=with_vector)
             try:
                 recs, offset = self._shard.scroll(req)
             except Exception as exc:  # noqa: BLE001
                 raise self._engine_error(exc, "scrolling points") from None
-            for r in recs:
-                yield str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None
+            if recs:
+                yield recs
             if offset is None or not recs:
                 return
 
@@ -619,29 +626,16 @@ class EdgeStore(Store):
         """Bulk :meth:`Store._vector_batches`: scroll without payload (an empty payload
         selector costs as much as the vectors), vectors straight into one matrix, point
         ids converted only where indexed (:class:`_RecordIds`)."""
-        import qdrant_edge as q
-
         if self._shard is None:
             return
-        efilter = to_edge_filter(flt)
-        offset = None
-        while True:
-            req = q.ScrollRequest(offset=offset, limit=max(1, int(batch)), filter=efilter,
-                                  with_payload=False, with_vector=True)
-            try:
-                recs, offset = self._shard.scroll(req)
-            except Exception as exc:  # noqa: BLE001
-                raise self._engine_error(exc, "scrolling points") from None
-            if recs:
-                vecs = [r.vector for r in recs]
-                dim = len(vecs[0]) if isinstance(vecs[0], list) else 0
-                try:  # one pass over the floats: faster than np.array on a list of lists
-                    mat = np.fromiter(chain.from_iterable(vecs), np.float32, len(vecs) * dim).reshape(len(vecs), dim)
-                except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged: one by one
-                    mat = np.stack([_vector_of(v) for v in vecs]).astype(np.float32, copy=False)
-                yield _RecordIds(recs), mat
-            if offset is None or not recs:
-                return
+        for recs in self._scroll_pages(to_edge_filter(flt), batch, False, True):
+            vecs = [r.vector for r in recs]
+            dim = len(vecs[0]) if isinstance(vecs[0], list) else 0
+            try:  # one pass over the floats: faster than np.array on a list of lists
+                mat = np.fromiter(chain.from_iterable(vecs), np.float32, len(vecs) * dim).reshape(len(vecs), dim)
+            except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged: one by one
+                mat = np.stack([_vector_of(v) for v in vecs]).astype(np.float32, copy=False)
+            yield _RecordIds(recs), mat
 
     def count(self, flt: SearchFilter | None = None) -> int:
         import qdrant_edge as q
