@@ -109,14 +109,14 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
             "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
             "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query}
     if out:
+        from rsir_stac.atomic import atomic_output
         from rsir_stac.export import format_for
 
-        blob = client.request("POST", "/api/query/export",
-                              {**body, "format": EXPORT_FORMATS[format_for(out)], "with_vectors": with_vectors},
-                              raw=True)
-        tmp = Path(out).with_name(f".{Path(out).name}.partial")
-        tmp.write_bytes(blob)
-        os.replace(tmp, out)
+        fmt = EXPORT_FORMATS[format_for(out)]
+        with atomic_output(out) as tmp:  # refuses a missing or unwritable folder before the request
+            blob = client.request("POST", "/api/query/export", {**body, "format": fmt, "with_vectors": with_vectors},
+                                  raw=True)
+            tmp.write_bytes(blob)
         click.echo(f"wrote the hits to {out} ({len(blob)} bytes)", err=True)
         return None, None
     from rsir_stac.search import SearchResult

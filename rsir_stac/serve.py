@@ -261,6 +261,11 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
     from rsir_stac.served import clean_stop, publish, unpublish
 
     check_roots(ingest_roots)
+    if api_key_qdrant and not qdrant_url:
+        from rsir_stac.errors import InputError
+
+        raise InputError("--api-key is the Qdrant server's key and needs --qdrant-url; to require a key from the "
+                         "clients of this service use --service-key")
     sock = bind_socket(host, port)
     try:
         idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)

@@ -517,6 +517,18 @@ def test_busy_port_is_one_error_line_and_exit_1():
         holder.close()
 
 
+def test_serve_refuses_a_qdrant_key_without_a_qdrant_server(tmp_path):
+    """--api-key is the Qdrant server's key: on an embedded index it would protect nothing."""
+    from click.testing import CliRunner
+
+    from rsir_stac.serve import serve_command
+
+    r = CliRunner().invoke(serve_command, ["--index", str(tmp_path / "idx"), "--api-key", "secret", "--port", "0"])
+    assert r.exit_code == 2, r.output
+    last = [ln for ln in r.output.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: --api-key") and "--service-key" in last
+
+
 def test_tile_whose_source_became_a_non_raster(tmp_path, tiny_bundle):
     path = build_test_index(tmp_path / "broken", tiny_bundle)
     with Index.open(str(path), model=tiny_bundle) as idx:

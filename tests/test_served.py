@@ -125,6 +125,9 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
                                  "--point-id", ids[0], "-k", "3", "--out", str(out)])
         assert r.exit_code == 0, r.output
         assert len(out.read_text().strip().splitlines()) == 4  # header + 3 hits
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "--out", str(tmp_path / "nodir" / "hits.parquet")])
+        assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].startswith("error: output folder"), r.output
         r = runner.invoke(main, ["search", "--index", str(idx), "--point-id", ids[0], "--thumbnails",
                                  str(tmp_path / "th"), "--model", str(tiny_bundle.path)])
         assert r.exit_code == 1 and "--thumbnails" in r.stderr.strip().splitlines()[-1], r.output
@@ -234,6 +237,11 @@ def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path)
     src, scenes, idx = setup
     outside = make_geotiff(tmp_path / "outside.tif", width=64, height=64, seed=9)
     (src / "link.tif").symlink_to(outside)
+    (src / "sub").mkdir()  # a folder whose raster links outside: ingest would follow it
+    (src / "sub" / "inner.tif").symlink_to(outside)
+    (src / "stac").mkdir()  # STAC: links and asset hrefs may name any file or URL
+    (src / "stac" / "catalog.json").write_text('{"type": "Catalog", "id": "c", "links": []}')
+    (src / "item.json").write_text('{"type": "Feature", "assets": {"a": {"href": "/etc/passwd"}}}')
     base = "http://127.0.0.1:8000"
     with Index.open(str(idx), model=tiny_bundle) as index:
         with TestClient(create_app(index), base_url=base) as c:  # no --ingest-root: no jobs at all
@@ -243,7 +251,8 @@ def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path)
             h = {"X-API-Key": "k"}
             assert c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])]}).status_code == 401
             for bad in ("/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "file:///etc/passwd",
-                        str(outside), str(src / "link.tif"), str(src / ".." / "outside.tif"), "/etc/passwd"):
+                        str(outside), str(src / "link.tif"), str(src / ".." / "outside.tif"), "/etc/passwd",
+                        str(src / "sub"), "sub", str(src / "stac"), str(src / "item.json")):
                 r = c.post("/api/ingest/jobs", json={"sources": [bad]}, headers=h)
                 assert r.status_code == 403, (bad, r.text)
                 assert r.json()["error"] == "Forbidden"

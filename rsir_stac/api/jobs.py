@@ -75,12 +75,47 @@ def allowed_source(text: str, roots: Sequence[Path]) -> str:
     if not p.is_absolute():
         p = roots[0] / p
     real = Path(os.path.realpath(p))
-    if not any(real == r or r in real.parents for r in roots):
-        raise HTTPException(403, f"source {text[:200]} is outside the service's ingest roots; put it under one of "
+    if not _under(real, roots):
+        raise HTTPException(403, f"source {text[:200]} is (or links to a file) outside the service's ingest roots; put it under one of "
                                  "them or restart serve with another --ingest-root")
     if not real.exists():
         raise SourceNotFoundError(f"{text} does not exist on the server; check the path")
+    _check_contents(text, real, roots)
     return str(real)
+
+
+def _under(real: Path, roots: Sequence[Path]) -> bool:
+    return any(real == r or r in real.parents for r in roots)
+
+
+def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
+    """Refuse (403) a job source that would make ingest read outside the roots.
+
+    STAC documents are refused: their links and asset hrefs may name any file
+    or URL, which ingest would follow.  A folder is refused when it holds a
+    STAC catalog, or a raster ingest would read (``*.tif``/``*.tiff``, as
+    ingest walks it) whose real path, symlinks resolved, lies outside every
+    root."""
+    from fastapi import HTTPException
+
+    stac_fix = ("ingest jobs take GeoTIFF/COG files and folders of them, not STAC documents (their links may name "
+                "any file or URL); stop serve and run rsir-stac ingest for a STAC catalog")
+    if real.is_file():
+        with open(real, "rb") as fh:
+            head = fh.read(64).lstrip()
+        if real.suffix.lower() == ".json" or head[:1] in (b"{", b"["):
+            raise HTTPException(403, f"source {text[:200]} is a JSON document; {stac_fix}")
+        return
+    for name in ("catalog.json", "collection.json"):
+        if (real / name).is_file():
+            raise HTTPException(403, f"source {text[:200]} holds a STAC {name}; {stac_fix}")
+    for p in real.rglob("*"):
+        if p.suffix.lower() not in (".tif", ".tiff"):
+            continue
+        target = Path(os.path.realpath(p))
+        if not _under(target, roots):
+            raise HTTPException(403, f"source {text[:200]} holds {p.relative_to(real)}, a link to a file outside the "
+                                     "service's ingest roots; remove the link or copy the file under a root")
 
 
 class _LockedStore:
