@@ -19,7 +19,8 @@ strategy       engine query (Qdrant Edge / qdrant-client)                  ``sco
 ``discover``   discovery: target ``mean(pos)``, context pairs pos×neg.       higher is
                                                                             better
 ``context``    context: pairs pos×neg only (exploration; many ties, which   higher is
-               are broken by point id).                                     better
+               are broken by point id among at most 64 candidates per hit   better
+               wanted: a larger tie group is cut there).
 ``feedback``   relevance feedback (naive strategy a=b=c=1): target          higher is
                ``mean(pos)``, each positive fed back with score 1, each     better
                negative with 0.
@@ -62,6 +63,9 @@ MAX_PAIRS = 1024
 MAX_CANDIDATES = 200_000
 #: A soft per-scene cap looks at most this many candidates per result wanted before filling up.
 FILL_CANDIDATES = 64
+#: Context queries (exploration) widen to at most this many candidates per result wanted: most points tie
+#: at the top score, and settling a tie group of a million points costs seconds.
+CONTEXT_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,8 @@ def run_query(
         settled = (len(ranked) >= want and (query.mmr is not None or per_item is not None
                                             or sign * ranked[want - 1].score < sign * raw[-1].score))
         bound = min(MAX_CANDIDATES, FILL_CANDIDATES * want + 16) if fill else MAX_CANDIDATES
+        if query.strategy == "context":
+            bound = min(bound, CONTEXT_CANDIDATES * want + 16)
         if fill and per_item is not None and (not full or limit >= bound) and len(ranked) < want:
             kept = {h.id for h in ranked}
             ranked = ranked + [h for h in raw if h.id not in kept]
