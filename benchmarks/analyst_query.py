@@ -68,17 +68,10 @@ def synthetic(n: int, dim: int, seed: int = 0) -> dict:
 
 
 def payload(lon: float, lat: float, scene: int, epoch: float) -> dict:
-    """A tile payload shaped like ``ingest.tile_payload`` (plain Python numbers)."""
-    d = 0.0007
-    w, s, e, n_ = lon - d, lat - d, lon + d, lat + d
-    return {
-        "item_id": f"scene-{scene:03d}", "collection": f"col-{scene % 3}", "asset": "visual",
-        "href": f"/data/scene-{scene:03d}.tif",
-        "window": {"col_off": 0, "row_off": 0, "width": 256, "height": 256},
-        "crs": "EPSG:32615", "bbox": [w, s, e, n_], "location": {"lon": lon, "lat": lat},
-        "corners": [{"lon": w, "lat": n_}, {"lon": e, "lat": n_}, {"lon": e, "lat": s}, {"lon": w, "lat": s}],
-        "datetime": None, "datetime_epoch": epoch, "gsd": 0.3, "model_id": "bench",
-    }
+    """A tile payload shaped like ``ingest.tile_payload``: ``query.payload``'s, one definition for both benchmarks."""
+    import query as query_bench  # benchmarks/query.py (this folder is on sys.path when run as a script)
+
+    return query_bench.payload(0, lon, lat, scene, epoch)
 
 
 def open_or_build(path: str | Path, n: int, dim: int, model_id: str, *, optimize: bool = True,
