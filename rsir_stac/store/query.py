@@ -19,7 +19,7 @@ strategy       engine query (Qdrant Edge / qdrant-client)                  ``sco
 ``discover``   discovery: target ``mean(pos)``, context pairs pos×neg.       higher is
                                                                             better
 ``context``    context: pairs pos×neg only (exploration; many ties, which   higher is
-               are broken by point id among at most 64 candidates per hit   better
+               are broken by point id among at most 16 candidates per hit   better
                wanted: a larger tie group is cut there).
 ``feedback``   relevance feedback (naive strategy a=b=c=1): target          higher is
                ``mean(pos)``, each positive fed back with score 1, each     better
@@ -65,7 +65,7 @@ MAX_CANDIDATES = 200_000
 FILL_CANDIDATES = 64
 #: Context queries (exploration) widen to at most this many candidates per result wanted: most points tie
 #: at the top score, and settling a tie group of a million points costs seconds.
-CONTEXT_CANDIDATES = 64
+CONTEXT_CANDIDATES = 16
 
 
 @dataclass(frozen=True)
