@@ -139,6 +139,8 @@ def _echo_json(obj) -> None:
 @click.option("--downscale-max", type=float, help="Multi-scale training: downsample by 1..F [v2: 8, v1: 1].")
 @click.option("--downscale-prob", type=float, help="Share of training images downsampled [0.5].")
 @click.option("--val-scales", help="Model selection: mean val mAP over these downscale factors [v2: 1,4; v1: 1].")
+@click.option("--ema", "ema_epochs", type=float,
+              help="Keep an EMA of the weights with this half-life in epochs and select/ship it [0: off].")
 @click.option("--leave-out", help="Comma-separated classes kept out of training (leave-classes-out protocol).")
 @click.option("--leave-out-n", type=int, default=0, help="Or: leave out this many classes chosen by --seed.")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in --out.")

@@ -700,3 +700,22 @@ def test_item_id_is_a_tenant_index(tmp_path):
     with open_store(tmp_path / "e") as store:
         store.ensure_collection(DIM, MODEL)
         assert store._shard.info().payload_schema["item_id"].params.is_tenant is True
+
+
+def test_payload_values_orjson_refuses_still_round_trip(tmp_path):
+    """Packed payloads decode through orjson; what the standard encoder writes but
+    orjson refuses (NaN, integers beyond 64 bits) still comes back as stored."""
+    import math
+
+    from rsir_stac.store.base import pack_payload, unpack_payload
+
+    payload = _big_tile(5.0, 5.0, 0.01, nodata=float("nan"), big=2**70, unicode="Zürich ✓", nested={"a": [1, 2.5]})
+    back = unpack_payload(pack_payload(payload))
+    assert math.isnan(back.pop("nodata")) and math.isnan(payload["nodata"])
+    assert back == {k: v for k, v in payload.items() if k != "nodata"}
+    p = Point(str(uuid.uuid4()), np.ones(DIM, np.float32), payload)
+    with open_store(tmp_path / "e") as store:
+        store.ensure_collection(DIM, MODEL)
+        store.upsert([p])
+        got = store.search(np.ones(DIM, np.float32), k=1)[0].payload
+        assert got["big"] == 2**70 and got["unicode"] == "Zürich ✓" and math.isnan(got["nodata"])

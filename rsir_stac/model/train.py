@@ -59,6 +59,7 @@ class TrainConfig:
     downscale_max: float = 1.0     # multi-scale training: random antialiased downsampling by 1..max
     downscale_prob: float = 0.5    # probability that a training image is downsampled
     val_scales: tuple[float, ...] = (1.0,)  # validation mAP is the mean over these downscale factors
+    ema_epochs: float = 0.0        # EMA of weights with this half-life in epochs (0 = off); validated and saved
     leave_out: tuple[str, ...] = ()  # classes kept out of training (leave-classes-out protocol)
     leave_out_n: int = 0           # or: this many classes, chosen by ``seed``
     extra: dict = field(default_factory=dict)
@@ -152,6 +153,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     aug = OverheadAugment(cfg.input_size, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=cfg.downscale_prob)
 
+    ema = WeightEMA(net, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs > 0 else None
     start_epoch, best, history = 0, -1.0, []
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if cfg.resume and ckpt_path.is_file():
@@ -159,6 +161,8 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         if ck.get("config", {}).get("data_dir") == cfg.data_dir:
             net.load_state_dict(ck["net"])
             opt.load_state_dict(ck["opt"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.shadow = ck["ema"]
             start_epoch, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
             aug.rng = np.random.default_rng([cfg.seed, start_epoch])
             log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
@@ -191,9 +195,12 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None and g >= warmup:
+                ema.update(net)
             losses.append(loss.item())
             emit(TrainEvent("step", epoch, step + 1, steps_per_epoch, loss=losses[-1]))
         val_map = float("nan")
+        live = ema.swap_in(net) if ema is not None else None  # validate and keep the averaged weights
         if len(val_ix):
             val_map = float(np.mean([retrieval_metrics(embed_ix(val_ix, f), folder.labels[val_ix])["mAP"]
                                      for f in cfg.val_scales]))
@@ -203,8 +210,11 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         if score > best:
             best = score
             torch.save(net.state_dict(), best_path)
+        if live is not None:
+            net.load_state_dict(live)
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
-                    "history": history, "config": asdict(cfg)}, ckpt_path)
+                    "history": history, "config": asdict(cfg),
+                    "ema": ema.shadow if ema is not None else None}, ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
 
@@ -274,6 +284,42 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, progre
     meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
                                                         "n_train": int(len(train_ix))}
     return save_bundle(out, bundle.net, reducer, meta)
+
+
+class WeightEMA:
+    """Exponential moving average of a network's weights and buffers
+    (Polyak & Juditsky 1992; "mean teacher", Tarvainen & Valpola 2017).
+
+    ``half_life`` is in optimiser steps: after that many updates a weight's
+    old value counts half.  Integer buffers (batch-norm counters) are copied.
+    """
+
+    def __init__(self, net, half_life: float) -> None:
+        self.decay = 0.5 ** (1.0 / max(1.0, float(half_life)))
+        self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.updates = 0
+
+    def update(self, net) -> None:
+        """Fold the live weights in (the first update copies them: warm-up weights are not averaged)."""
+        import torch
+
+        self.updates += 1
+        if self.updates == 1:
+            self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                s = self.shadow[k]
+                if v.dtype.is_floating_point:
+                    s.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                else:
+                    s.copy_(v)
+
+    def swap_in(self, net) -> dict:
+        """Load the averaged weights into ``net``; returns the live weights to restore."""
+        live = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(self.shadow)
+        return live
 
 
 class StudentTeacher:

@@ -245,6 +245,24 @@ def _json_default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
 
 
+def _decode_packed(raw: str) -> Any:
+    """``json.loads`` of a packed payload, through orjson (~3x faster: decoding
+    the hits' payloads is the largest part of a search's own work, RESULTS §13).
+    Documents orjson refuses (``NaN`` literals, integers beyond 64 bits, which
+    the standard encoder writes) fall back to :func:`json.loads`; raises
+    ValueError on text that is not JSON."""
+    try:
+        return _orjson_loads(raw)
+    except ValueError:
+        return json.loads(raw)
+
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; an odd install still works
+    _orjson_loads = json.loads
+
+
 def pack_payload(payload: dict) -> dict:
     """The stored form of a payload: the filtered fields (:data:`PAYLOAD_INDEXES`)
     as engine fields, everything else as one compact JSON string under
@@ -272,7 +290,7 @@ def unpack_payload(stored: Mapping[str, Any] | None) -> dict:
     raw = p.get(PACKED)
     if isinstance(raw, str):
         try:
-            rest = json.loads(raw)
+            rest = _decode_packed(raw)
         except ValueError:
             return p
         if isinstance(rest, dict):
