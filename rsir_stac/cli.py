@@ -118,7 +118,7 @@ def _echo_json(obj) -> None:
 @click.option("--tile-size", default=256, show_default=True, help="Tile size in pixels at the training GSD.")
 @click.option("--gsd", "gsd_m", default=0.3, show_default=True, type=float, help="GSD of the training tiles (m).")
 @click.option("--embedding-dim", default=128, show_default=True)
-@click.option("--pooling", default="avg", show_default=True, type=click.Choice(["avg", "gem"]))
+@click.option("--pooling", type=click.Choice(["avg", "gem"]), help="Global pooling [v3: gem; v1, v2: avg].")
 @click.option("--epochs", default=25, show_default=True)
 @click.option("--p", default=16, show_default=True, help="Classes per batch.")
 @click.option("--k", default=4, show_default=True, help="Images per class per batch.")
@@ -131,14 +131,15 @@ def _echo_json(obj) -> None:
 @click.option("--reducer", default="lda", show_default=True, type=click.Choice(["lda", "pca", "none"]))
 @click.option("--reducer-dim", default=20, show_default=True)
 @click.option("--max-steps-per-epoch", type=int, help="Cap steps per epoch (smoke tests).")
-@click.option("--recipe", default="v2", show_default=True, type=click.Choice(["v1", "v2"]),
-              help="v2: hybrid output, distillation, frozen stem, multi-scale; v1: the triplet embedding alone.")
-@click.option("--hybrid", type=float, help="Weight of pooled backbone features in the output [v2: 1, v1: 0].")
-@click.option("--distill", type=float, help="Weight of feature distillation to ImageNet [v2: 1, v1: 0].")
-@click.option("--freeze-blocks", type=int, help="Stem + N blocks keep ImageNet weights [v2: 5, v1: 0].")
-@click.option("--downscale-max", type=float, help="Multi-scale training: downsample by 1..F [v2: 8, v1: 1].")
+@click.option("--recipe", default="v3", show_default=True, type=click.Choice(["v1", "v2", "v3"]),
+              help="v3: v2 with GeM pooling; v2: hybrid output, distillation, frozen stem, multi-scale; "
+                   "v1: the triplet embedding alone.")
+@click.option("--hybrid", type=float, help="Weight of pooled backbone features in the output [v2, v3: 1; v1: 0].")
+@click.option("--distill", type=float, help="Weight of feature distillation to ImageNet [v2, v3: 1; v1: 0].")
+@click.option("--freeze-blocks", type=int, help="Stem + N blocks keep ImageNet weights [v2, v3: 5; v1: 0].")
+@click.option("--downscale-max", type=float, help="Multi-scale training: downsample by 1..F [v2, v3: 8; v1: 1].")
 @click.option("--downscale-prob", type=float, help="Share of training images downsampled [0.5].")
-@click.option("--val-scales", help="Model selection: mean val mAP over these downscale factors [v2: 1,4; v1: 1].")
+@click.option("--val-scales", help="Model selection: mean val mAP over these downscale factors [v2, v3: 1,4; v1: 1].")
 @click.option("--ema", "ema_epochs", type=float,
               help="Keep an EMA of the weights with this half-life in epochs and select/ship it [0: off].")
 @click.option("--leave-out", help="Comma-separated classes kept out of training (leave-classes-out protocol).")
@@ -168,7 +169,8 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         chosen["val_scales"] = _parse_floats(val_scales, "--val-scales")
     if leave_out:
         chosen["leave_out"] = tuple(c.strip() for c in leave_out.split(",") if c.strip())
-    cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen})
+    cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen},
+                      extra={"recipe": recipe})
     bar = None
 
     def progress(ev):

@@ -65,10 +65,15 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-#: Presets of ``rsir-stac train --recipe``: v2 is the shipped model's recipe.
+#: Presets of ``rsir-stac train --recipe``: v3 is the shipped model's recipe
+#: (v2 with GeM pooling, chosen by the leave-classes-out ablation, RESULTS §7).
 RECIPES = {
-    "v1": {"hybrid": 0.0, "distill": 0.0, "freeze_blocks": 0, "downscale_max": 1.0, "val_scales": (1.0,)},
-    "v2": {"hybrid": 1.0, "distill": 1.0, "freeze_blocks": 5, "downscale_max": 8.0, "val_scales": (1.0, 4.0)},
+    "v1": {"hybrid": 0.0, "distill": 0.0, "freeze_blocks": 0, "downscale_max": 1.0, "val_scales": (1.0,),
+           "pooling": "avg"},
+    "v2": {"hybrid": 1.0, "distill": 1.0, "freeze_blocks": 5, "downscale_max": 8.0, "val_scales": (1.0, 4.0),
+           "pooling": "avg"},
+    "v3": {"hybrid": 1.0, "distill": 1.0, "freeze_blocks": 5, "downscale_max": 8.0, "val_scales": (1.0, 4.0),
+           "pooling": "gem"},
 }
 
 
@@ -238,7 +243,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         "gsd_m": cfg.gsd_m,
         "normalisation": {"mean": list(mean), "std": list(std)},
         "class_names": list(folder.classes),
-        "recipe": "v2" if (cfg.hybrid or cfg.distill or cfg.downscale_max > 1) else "v1",
+        "recipe": cfg.extra.get("recipe") or ("v2" if (cfg.hybrid or cfg.distill or cfg.downscale_max > 1) else "v1"),
         "pretrained_source": "random" if cfg.random_init else ("ImageNet" if not cfg.backbone_weights else str(cfg.backbone_weights)),
         "training": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device")},
