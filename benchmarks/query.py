@@ -37,6 +37,7 @@ import json
 import math
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -182,6 +183,23 @@ def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, 
                    "optimize_s": round(optimize_s, 1), "build_s": round(build_s + optimize_s, 1)}
 
 
+def open_fresh(work: Path, queries, boxes, log) -> dict:
+    """The built index opened by a fresh process, as ``search``/``serve`` open it
+    (``query_open.py``): open time, resident memory and latency without this
+    process's synthetic points."""
+    np.save(work / "queries.npy", np.asarray(queries, np.float32))
+    np.save(work / "boxes.npy", np.asarray(boxes, np.float64))
+    cmd = [sys.executable, str(Path(__file__).with_name("query_open.py")), "--index", str(work / "edge"),
+           "--queries", str(work / "queries.npy"), "--boxes", str(work / "boxes.npy")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        log(f"query_open failed: {r.stderr.strip().splitlines()[-1:]}")
+        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    log(f"opened fresh: {out}")
+    return out
+
+
 def truth(vec, sqn, q, m, ids_base=None):
     """Exact top-K row numbers of ``q`` among rows ``m`` (all rows when None)."""
     if m is None:
@@ -304,6 +322,7 @@ def main() -> None:
             res[kind]["store_over_floor_p50"] = round(res[kind]["p50_ms"] / max(1e-9, floor[kind]["p50_ms"]), 2)
     analysis = analyst_queries(store, vec, scene, qi, args.analysis_queries) if args.analysis_queries else {}
     store.close()
+    opened = open_fresh(work, queries, [spec_for("bbox", j).bbox for j in range(len(queries))], log)
     alternatives = {}
     for e in engines:
         if e.skip:
@@ -323,6 +342,7 @@ def main() -> None:
         **built, "generate_s": round(gen_s, 1), "preflight": fit,
         "peak_rss_gib_after_build": round(rss_after_build / 2 ** 30, 2),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30, 2),
+        "opened_fresh": opened,
         "edge": res,
         "filtered_p50_ms_max": max(r["p50_ms"] for r in filtered),
         "filtered_p99_ms_max": max(r["p99_ms"] for r in filtered),

@@ -1,0 +1,67 @@
+"""Open a built index in a fresh process, as ``search``/``serve`` do, and query it.
+
+Run by ``benchmarks/query.py`` after its build (so the figures exclude the
+benchmark's own synthetic points): time to open, resident memory after opening
+and at the end, and query latency.  Stand-alone:
+
+    python benchmarks/query_open.py --index DIR/edge --queries q.npy [--boxes b.npy]
+
+``q.npy`` holds Q×D float32 query vectors, ``b.npy`` Q×4 (west, south, east,
+north) degree boxes.  Last line: one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--queries", required=True)
+    ap.add_argument("--boxes", default=None)
+    ap.add_argument("--k", type=int, default=10)
+    args = ap.parse_args()
+
+    from rsir_stac.store import SearchFilter, open_store
+
+    q = np.load(args.queries)
+    boxes = np.load(args.boxes) if args.boxes else None
+    gib = 2 ** 20  # KiB per GiB
+    t = time.perf_counter()
+    store = open_store(args.index, read_only=True)
+    open_s = time.perf_counter() - t
+    after_open = {"rss_gib": status_kib("VmRSS") / gib, "anon_gib": status_kib("RssAnon") / gib}
+    out = {"open_s": round(open_s, 2), "rss_gib_after_open": round(after_open["rss_gib"], 2),
+           "anon_gib_after_open": round(after_open["anon_gib"], 2)}
+    kinds = {"plain": [None] * len(q)}
+    if boxes is not None:
+        kinds["bbox"] = [SearchFilter(bbox=tuple(map(float, b))) for b in boxes]
+    for kind, flts in kinds.items():
+        ms = []
+        for _ in range(2):  # first pass warms the page cache; the second is timed
+            ms = []
+            for v, f in zip(q, flts):
+                t = time.perf_counter()
+                store.search(v, k=args.k, flt=f)
+                ms.append(1000 * (time.perf_counter() - t))
+        out[kind] = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+    store.close()
+    out.update(peak_rss_gib=round(status_kib("VmHWM") / gib, 2), rss_gib_end=round(status_kib("VmRSS") / gib, 2),
+               anon_gib_end=round(status_kib("RssAnon") / gib, 2))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
