@@ -193,8 +193,9 @@ def open_fresh(work: Path, queries, boxes, log) -> dict:
            "--queries", str(work / "queries.npy"), "--boxes", str(work / "boxes.npy")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
-        log(f"query_open failed: {r.stderr.strip().splitlines()[-1:]}")
-        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+        why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        log(f"query_open failed: {why}")
+        return {"error": why}
     out = json.loads(r.stdout.strip().splitlines()[-1])
     log(f"opened fresh: {out}")
     return out

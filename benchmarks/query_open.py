@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args()
 
+    from query import pct
+
     from rsir_stac.store import SearchFilter, open_store
 
     q = np.load(args.queries)
@@ -42,21 +44,19 @@ def main() -> None:
     t = time.perf_counter()
     store = open_store(args.index, read_only=True)
     open_s = time.perf_counter() - t
-    after_open = {"rss_gib": status_kib("VmRSS") / gib, "anon_gib": status_kib("RssAnon") / gib}
-    out = {"open_s": round(open_s, 2), "rss_gib_after_open": round(after_open["rss_gib"], 2),
-           "anon_gib_after_open": round(after_open["anon_gib"], 2)}
+    out = {"open_s": round(open_s, 2), "rss_gib_after_open": round(status_kib("VmRSS") / gib, 2),
+           "anon_gib_after_open": round(status_kib("RssAnon") / gib, 2)}
     kinds = {"plain": [None] * len(q)}
     if boxes is not None:
         kinds["bbox"] = [SearchFilter(bbox=tuple(map(float, b))) for b in boxes]
     for kind, flts in kinds.items():
-        ms = []
         for _ in range(2):  # first pass warms the page cache; the second is timed
-            ms = []
+            secs = []
             for v, f in zip(q, flts):
                 t = time.perf_counter()
                 store.search(v, k=args.k, flt=f)
-                ms.append(1000 * (time.perf_counter() - t))
-        out[kind] = {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+                secs.append(time.perf_counter() - t)
+        out[kind] = {"p50_ms": pct(secs, 50), "p99_ms": pct(secs, 99)}
     store.close()
     out.update(peak_rss_gib=round(status_kib("VmHWM") / gib, 2), rss_gib_end=round(status_kib("VmRSS") / gib, 2),
                anon_gib_end=round(status_kib("RssAnon") / gib, 2))
