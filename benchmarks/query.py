@@ -89,7 +89,7 @@ def payload(i, lon, lat, scene, epoch) -> dict:
         "window": {"col_off": 0, "row_off": 0, "width": 256, "height": 256},
         "crs": "EPSG:32615", "bbox": [w, s, e, n_], "location": {"lon": lon, "lat": lat},
         "corners": [{"lon": w, "lat": n_}, {"lon": e, "lat": n_}, {"lon": e, "lat": s}, {"lon": w, "lat": s}],
-        "datetime": None, "datetime_epoch": epoch, "gsd": 0.3, "model_id": "bench",
+        "datetime": None, "datetime_epoch": epoch, "datetime_end_epoch": epoch, "gsd": 0.3, "model_id": "bench",
     }
 
 

@@ -299,9 +299,11 @@ def reduce(data_dir, model, kind, dim, out):
 @click.option("--full", is_flag=True, help="Score the unreduced embedding instead of the stored vectors.")
 @click.option("--fp32", is_flag=True, help="Disable bf16 autocast.")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
+@click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
+              help="Score with query expansion over N neighbours, as search --expand N ranks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_handle_errors
-def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, as_json):
+def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
     from pathlib import Path
 
@@ -330,12 +332,13 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
         with tqdm(desc=f"embedding x{f:g}", unit="img", disable=as_json or None, file=sys.stderr) as bar:
             results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
                                            classes=chosen, bf16=False if fp32 else None, progress=bar.update,
-                                           reduce=not full))
+                                           reduce=not full, expand=expand))
     if as_json:
         _echo_json(results[0] if len(results) == 1 else {"model": bundle.model_id, "results": results})
         return
     click.echo(f"model {bundle.model_id}  split {split}  queries {results[0]['n_queries']}  dim {results[0]['dim']}"
-               + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else ""))
+               + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else "")
+               + (f"  query expansion {expand}" if expand else ""))
     keys = ("mAP", "P@5", "P@10", "P@20", "ANMRR")
     click.echo("  scale " + " ".join(f"{k:>7s}" for k in keys))
     for f, res in zip(scales, results):
@@ -542,6 +545,8 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 @click.option("--per-item", default="auto", show_default=True,
               help="At most N hits per scene; 0: no cap; auto: other scenes first (3 per scene), then the rest.")
 @click.option("--exclude-within", type=float, help="Drop tiles within this many metres of the examples' footprints.")
+@click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
+              help="Query expansion: average the examples with their N nearest tiles and search again (e.g. 5).")
 @_store_options
 @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
 @_filter_options
@@ -555,7 +560,7 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 @click.option("--thumbnails", type=click.Path(file_okay=False), help="Write result tiles as PNG and a contact sheet here.")
 @_handle_errors
 def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, strategy, mmr, per_item, exclude_within,
-           index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
+           expand, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
            limit, offset, include_query, fmt, out, with_vectors, thumbnails):
     """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
     and collection."""
@@ -577,7 +582,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
                                     not_point_id=not_point_id, not_at=not_at, labels_path=labels_path,
                                     strategy=strategy, mmr=mmr, per_item=per_item, exclude_within=exclude_within,
-                                    model=model, bbox=bbox, near=near, within=within, datetime_=datetime_,
+                                    expand=expand, model=model, bbox=bbox, near=near, within=within, datetime_=datetime_,
                                     collection=collection, limit=limit, offset=offset, include_query=include_query,
                                     out=out, with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
@@ -586,7 +591,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
-                            offset=offset, include_query=include_query, with_payload=not out)
+                            offset=offset, include_query=include_query, with_payload=not out, expand=expand)
         notes = excluded_notes(idx.store, flt)
         if out:
             from rsir_stac.export import search_pages, write_table
@@ -610,14 +615,16 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
     from rsir_stac.search import hit_record, to_geojson
 
     if fmt == "json":
-        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy},
+        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
+                              **({"expanded": list(result.expanded)} if result.expanded else {})},
                     "hits": [hit_record(h, result.score_name) for h in result.hits]})
     elif fmt == "geojson":
         _echo_json(doc if doc is not None else to_geojson(result))
     else:
         if result.query_id:
             click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})"
-                       + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else ""))
+                       + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
+                       + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
         click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
         for rank, h in enumerate(result.hits, offset + 1):
             loc = h.payload.get("location") or {}

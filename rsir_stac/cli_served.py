@@ -80,7 +80,7 @@ def _examples(ids: tuple, ats: tuple) -> list[dict]:
 
 def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_point_id, not_at, labels_path,
                   strategy, mmr, per_item, exclude_within, model, bbox, near, within, datetime_, collection,
-                  limit, offset, include_query, out, with_vectors, thumbnails):
+                  limit, offset, include_query, out, with_vectors, thumbnails, expand=0):
     """Run ``search`` on the service; returns ``(SearchResult, geojson document)``, or
     ``(None, None)`` when the hits were written to ``out``."""
     what = client.address.describe()
@@ -101,13 +101,14 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
         doc = client.search_image(image[0], {"bbox": bbox, "near": near, "datetime": datetime_,
                                              "collection": list(collection) or None,
-                                             "polygon": json.dumps(polygon) if polygon else None, "k": limit})
+                                             "polygon": json.dumps(polygon) if polygon else None, "k": limit,
+                                             "expand": expand})
         return _result(doc, "distance", 0, SearchResult), doc
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
             "labels": json.loads(Path(labels_path).read_text(encoding="utf-8")) if labels_path else None,
             "strategy": strategy, "mmr": mmr, "per_item": per_item, "exclude_within_m": exclude_within,
             "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
-            "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query}
+            "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query, "expand": expand}
     if out:
         from rsir_stac.atomic import atomic_output
         from rsir_stac.export import format_for
@@ -138,7 +139,8 @@ def _result(doc: dict, score_name: str, offset: int, cls: Any):
         hits.append(SearchHit(pid, score, payload))
     q = doc.get("query") or {}
     return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id")}, tuple(hits),
-               strategy=q.get("strategy") or "average", score_name=score_name, offset=offset)
+               strategy=q.get("strategy") or "average", score_name=score_name, offset=offset,
+               expanded=tuple(q.get("expanded") or ()))
 
 
 def _unflat(value: Any) -> Any:

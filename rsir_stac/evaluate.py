@@ -1,7 +1,11 @@
 """Retrieval metrics (mAP, P@k, ANMRR) and the dataset evaluation protocol.
 
 Protocol: every query image is compared with every *other* image of the
-evaluated set by Euclidean distance; ties are broken by index.  mAP is over
+evaluated set by Euclidean distance; ties are broken by index.  With query
+expansion (``expand`` = n > 0, average query expansion, Chum et al. 2007;
+Radenović et al. 2018) each query is first replaced by the mean of itself and
+its n nearest other images, as ``rsir-stac search --expand`` does with the
+stored vectors, and the other images are ranked by distance to that mean.  mAP is over
 the full ranking.  ANMRR follows MPEG-7 (Manjunath et al.): K(q) =
 min(4·NG(q), 2·max NG), a ground-truth item ranked past K(q) counts as
 1.25·K(q); 0 is perfect, 1 is worst.
@@ -50,14 +54,16 @@ def nmrr(relevant: np.ndarray, n_gt: int, gtm: int) -> float:
     return float(mrr / (1.25 * k - 0.5 - n_gt / 2.0))
 
 
-def rank_all(X: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """For each row, the indices of all *other* rows sorted by Euclidean distance."""
+def rank_all(X: np.ndarray, batch: int = 1024, queries: np.ndarray | None = None) -> np.ndarray:
+    """For each row, the indices of all *other* rows sorted by Euclidean distance
+    (from row i of ``queries`` instead of row i of ``X`` when given; same shape as ``X``)."""
     X = np.asarray(X, dtype=np.float64)
-    sq = (X**2).sum(1)
+    Q = X if queries is None else np.asarray(queries, dtype=np.float64)
+    sq, sq_q = (X**2).sum(1), (Q**2).sum(1)
     n = len(X)
     order = np.empty((n, n - 1), dtype=np.int64)
     for s in range(0, n, batch):
-        d = sq[s : s + batch, None] + sq[None, :] - 2.0 * X[s : s + batch] @ X.T
+        d = sq_q[s : s + batch, None] + sq[None, :] - 2.0 * Q[s : s + batch] @ X.T
         rows = np.arange(s, min(s + batch, n))
         d[rows - s, rows] = np.inf  # exclude the query itself
         o = np.argsort(d, axis=1, kind="stable")
@@ -65,10 +71,37 @@ def rank_all(X: np.ndarray, batch: int = 1024) -> np.ndarray:
     return order
 
 
-def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dict:
-    """mAP, P@k and ANMRR with each row of ``X`` as a query against the rest."""
+#: Largest query expansion (neighbours averaged into the query) a search or evaluation takes.
+MAX_EXPAND = 100
+
+
+def check_expand(expand: int) -> int:
+    """``expand`` as an int in 0..:data:`MAX_EXPAND`; raises InputError otherwise."""
+    from rsir_stac.errors import InputError
+
+    if isinstance(expand, bool) or not isinstance(expand, (int, np.integer)) or not 0 <= expand <= MAX_EXPAND:
+        raise InputError(f"query expansion {expand!r} must be a whole number of neighbours from 0 (off) to "
+                         f"{MAX_EXPAND}, e.g. --expand 5")
+    return int(expand)
+
+
+def expand_queries(X: np.ndarray, n: int) -> np.ndarray:
+    """Average query expansion: each row of ``X`` (N, D) replaced by the mean of itself and
+    its ``n`` nearest *other* rows (Euclidean), shape (N, D) float64; ``n = 0`` returns ``X``."""
+    X = np.asarray(X, dtype=np.float64)
+    if n <= 0:
+        return X
+    order = rank_all(X)[:, :n]
+    return (X + X[order].sum(axis=1)) / (1 + order.shape[1])
+
+
+def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS,
+                      expand: int = 0) -> dict:
+    """mAP, P@k and ANMRR with each row of ``X`` as a query against the rest
+    (``expand`` > 0: the query is first expanded with :func:`expand_queries`)."""
     labels = np.asarray(labels)
-    order = rank_all(X)
+    expand = check_expand(expand)
+    order = rank_all(X, queries=expand_queries(X, expand) if expand else None)
     rel = labels[order] == labels[:, None]
     n_gt = np.bincount(labels)[labels] - 1
     gtm = int(n_gt.max())
@@ -78,6 +111,8 @@ def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = 
     out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel, n_gt)]))
     out["n_queries"] = int(len(labels))
     out["dim"] = int(X.shape[1])
+    if expand:
+        out["expand"] = expand
     return out
 
 
@@ -124,6 +159,7 @@ def evaluate_folder(
     reduce: bool = True,
     scale: float = 1.0,
     classes: str | Sequence[str] | None = None,
+    expand: int = 0,
 ) -> dict:
     """Embed a labelled folder with a bundle and score retrieval.
 
@@ -135,9 +171,11 @@ def evaluate_folder(
     GSD.  ``classes="held-out"`` evaluates every image of the classes the
     bundle was trained without (leave-classes-out protocol); a list of class
     names restricts to those classes.  ``bundle="imagenet"`` scores the
-    ImageNet pooled-feature baseline.  The result records the protocol.
+    ImageNet pooled-feature baseline.  ``expand`` > 0 scores with average query
+    expansion over that many neighbours (:func:`expand_queries`, what
+    ``search --expand`` does).  The result records the protocol.
 
-    Raises InputError for ``scale`` < 1 or an unknown split, DatasetError for
+    Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
     """
     from rsir_stac.errors import DatasetError, InputError
@@ -149,6 +187,7 @@ def evaluate_folder(
         raise InputError(f"--split {split!r} is not known; use test or all")
     if not scale >= 1.0:
         raise InputError(f"--scale {scale} is below 1; give a downsampling factor of 1 or more (e.g. 2, 4, 8)")
+    expand = check_expand(expand)
     bundle = resolve_model(bundle)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
@@ -181,7 +220,7 @@ def evaluate_folder(
         images = [downscale(im, scale) for im in images]
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
         X = emb.embed(images, reduce=reduce, progress=progress)
-    out = retrieval_metrics(X, folder.labels[idx])
+    out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
-                       "model": bundle.model_id, "reduced": bool(reduce)}
+                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand}
     return out

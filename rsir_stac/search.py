@@ -68,6 +68,7 @@ class SearchResult:
     strategy: str = "average"
     score_name: str = "distance"
     offset: int = 0
+    expanded: tuple[str, ...] = ()  # ids of the hits averaged into the query (``expand``)
 
 
 def parse_lonlat(text: str) -> tuple[float, float]:
@@ -184,7 +185,8 @@ class Index:
                labels: LabelSet | None = None, strategy: str = "average", mmr: float | None = None,
                per_item: int | str | None = "auto", exclude_within_m: float | None = None,
                flt: SearchFilter | None = None, k: int = 10, offset: int = 0,
-               include_query: bool = False, with_vectors: bool = False, with_payload: bool = True) -> SearchResult:
+               include_query: bool = False, with_vectors: bool = False, with_payload: bool = True,
+               expand: int = 0) -> SearchResult:
         """Stored tiles most like the positive examples (and least like the negatives).
 
         Examples: ``image``/``point_id``/``at``/``pixels`` (one positive each, the
@@ -201,13 +203,20 @@ class Index:
         ``offset .. offset+k`` (offset + k <= 10,000).  Stored examples are left out of
         the hits unless ``include_query``.  ``with_payload=False`` returns bare hits (id
         and score) for paging them in later (:func:`rsir_stac.export.search_pages`).
+        ``expand`` = n > 0 is average query expansion (Chum et al. 2007; Radenović et al.
+        2018): the query's n nearest stored tiles (same filter, examples left out) join
+        the positive examples, then the search runs again; ``score`` is then measured
+        from the expanded query and ``SearchResult.expanded`` lists the n tiles.
+        ``benchmarks/RESULTS.md`` §7 measures what it gains.
 
-        Raises InputError (no positive, bad k/strategy, labels of another model),
+        Raises InputError (no positive, bad k/strategy/expand, labels of another model),
         PointNotFoundError (unknown id, labels of another index).
         """
+        from rsir_stac.evaluate import check_expand
         from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_radius
 
         check_k(k, offset)
+        expand = check_expand(expand)
         fill = per_item == "auto"
         if fill:
             per_item = AUTO_PER_ITEM
@@ -232,12 +241,20 @@ class Index:
         ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
         around = tuple(a for a in (footprint_radius(r.payload, float(exclude_within_m))
                                    for r in rp if r.payload and exclude_within_m is not None) if a)
+        expanded: tuple[str, ...] = ()
+        if expand:
+            first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
+                                     flt=flt, exclude=Exclusion(frozenset(r.id for r in rp + rn if r.id), around),
+                                     per_item=None, with_vectors=True, with_payload=False)
+            expanded = tuple(h.id for h in first)
+            query = ExampleQuery(query.positives + tuple(h.vector for h in first), query.negatives,
+                                 strategy=strategy, mmr=mmr)
         hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around),
                                 per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
         first = rp[0]
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
-                            strategy, query.score_name, offset)
+                            strategy, query.score_name, offset, expanded)
 
 
 def excluded_notes(store, flt: SearchFilter | None,
@@ -285,7 +302,8 @@ def to_geojson(result: SearchResult) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": feats,
             "query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
                       "positives": [e.id for e in result.examples if e.positive],
-                      "negatives": [e.id for e in result.examples if not e.positive]}}
+                      "negatives": [e.id for e in result.examples if not e.positive],
+                      **({"expanded": list(result.expanded)} if result.expanded else {})}}
 
 
 def _flat(value: Any) -> Any:

@@ -20,7 +20,7 @@ from rsir_stac.cli import main
 from rsir_stac.errors import InputError, PointNotFoundError, SourceNotFoundError
 from rsir_stac.labels import LabelSet, make_labels, read_labels, write_labels
 from rsir_stac.search import Example, Index
-from rsir_stac.store import Point, open_store
+from rsir_stac.store import Point, SearchFilter, open_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
@@ -191,6 +191,32 @@ def test_examples_of_every_kind_and_exclusion(index, world):
     for h in res.hits:
         hl = h.payload["location"]
         assert haversine_m(loc["lon"], loc["lat"], hl["lon"], hl["lat"]) > 150.0
+
+
+def test_query_expansion_adds_the_nearest_tiles_and_engines_agree(index, mem_index, world):
+    q = next(iter(sorted(world[2])))
+    plain = index.search(point_id=q, k=5, per_item=None).hits
+    res = index.search(point_id=q, k=12, per_item=None, expand=3)
+    assert res.expanded == tuple(h.id for h in plain[:3])  # the query's 3 nearest tiles, query left out
+    assert q not in {h.id for h in res.hits}
+    # the expanded search is the engine's average of the query and those tiles
+    byid = {p.id: p for p in world[1]}
+    pos = [Example("point", q)] + [Example("vector", byid[i].vector) for i in res.expanded]
+    same = index.search(positives=pos, k=12, per_item=None)
+    assert [h.id for h in res.hits] == [h.id for h in same.hits]
+    other = mem_index.search(point_id=q, k=12, per_item=None, expand=3)
+    assert other.expanded == res.expanded and [h.id for h in other.hits] == [h.id for h in res.hits]
+    # a filter applies to the expansion too
+    flt = SearchFilter(item_ids=(byid[q].payload["item_id"],))
+    inside = index.search(point_id=q, k=5, per_item=None, expand=4, flt=flt)
+    assert {byid[i].payload["item_id"] for i in inside.expanded} == {byid[q].payload["item_id"]}
+    assert index.search(point_id=q, k=5, expand=0).expanded == ()
+
+
+@pytest.mark.parametrize("bad", [-1, 101, 2.5, True])
+def test_query_expansion_bad_values(index, world, bad):
+    with pytest.raises(InputError, match="query expansion"):
+        index.search(point_id=next(iter(world[2])), expand=bad)
 
 
 # --------------------------------------------------------------------------------- exports
@@ -369,6 +395,18 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
 
     areas = gpd.read_parquet(tmp_path / "areas.parquet")
     assert "max_probability" in areas.columns and all(g.exterior.is_ccw for g in areas.geometry)
+
+
+def test_cli_search_expand(world, bundle, mem_index):
+    q = sorted(world[2])[0]
+    r = CliRunner().invoke(main, ["search", "--point-id", q, "--index", str(world[0]), "--expand", "3",
+                                  "--per-item", "0", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    want = mem_index.search(point_id=q, per_item=None, expand=3)  # the same points in the other engine
+    assert doc["query"]["expanded"] == list(want.expanded) and [h["id"] for h in doc["hits"]] == [h.id for h in want.hits]
+    r = CliRunner().invoke(main, ["search", "--point-id", q, "--index", str(world[0]), "--expand", "-1"])
+    assert r.exit_code == 2 and "--expand" in r.output
 
 
 @pytest.mark.parametrize("args, msg", [

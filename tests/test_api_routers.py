@@ -131,6 +131,25 @@ def test_image_search_keeps_the_per_scene_default(client, index, points):
     assert _items(more).count("scene-a") == 8
 
 
+def test_query_expansion_through_every_search_route(client, index, points):
+    a1 = _of(points, "scene-a")[0]
+    want = index.search(point_id=a1, k=6, expand=3)
+    assert len(want.expanded) == 3
+    for r in (client.get("/api/search", params={"point_id": a1, "k": 6, "expand": 3}),
+              client.post("/api/search", json={"point_id": a1, "k": 6, "expand": 3}),
+              client.post("/api/query", json={"positives": [{"point_id": a1}], "k": 6, "expand": 3})):
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["query"]["expanded"] == list(want.expanded)
+        assert [f["id"] for f in doc["features"]] == [h.id for h in want.hits]
+    tile = _pixels(points[a1])
+    doc = client.post("/api/search/image", files={"file": ("q.png", _png(tile))}, data={"k": "6", "expand": "2"}).json()
+    assert doc["query"]["expanded"] == list(index.search(pixels=tile, k=6, expand=2).expanded)
+    assert "expanded" not in client.get("/api/search", params={"point_id": a1, "k": 6}).json()["query"]
+    r = client.get("/api/search", params={"point_id": a1, "expand": 500})
+    assert r.status_code == 422 and "expand" in r.text
+
+
 # --------------------------------------------------------------------------- /api/query with uploaded examples
 
 

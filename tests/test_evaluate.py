@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from rsir_stac.evaluate import average_precision, nmrr, precision_at_k, rank_all, retrieval_metrics
+from rsir_stac.errors import InputError
+from rsir_stac.evaluate import (average_precision, expand_queries, nmrr, precision_at_k, rank_all,
+                                  retrieval_metrics)
 
 
 def test_average_precision_hand_worked():
@@ -58,3 +60,30 @@ def test_perfect_clusters_score_one():
     m = retrieval_metrics(X, y)
     assert m["mAP"] == pytest.approx(1.0)
     assert m["ANMRR"] == pytest.approx(0.0)
+
+
+def test_query_expansion_hand_worked():
+    X = np.array([[0.0], [1.0], [2.2], [3.0]])
+    # nearest other row: 0 -> 1, 1 -> 0, 2.2 -> 3, 3 -> 2.2; each query is the mean with it
+    np.testing.assert_allclose(expand_queries(X, 1)[:, 0], [0.5, 0.5, 2.6, 2.6])
+    np.testing.assert_allclose(expand_queries(X, 0), X)
+    # ranking from the expanded queries, the query's own row left out
+    assert rank_all(X, queries=expand_queries(X, 1)).tolist() == [[1, 2, 3], [0, 2, 3], [3, 1, 0], [2, 1, 0]]
+    y = np.array([0, 0, 1, 1])
+    assert retrieval_metrics(X, y, ks=(1,), expand=1)["mAP"] == pytest.approx(1.0)
+    assert retrieval_metrics(X, y, ks=(1,), expand=1)["expand"] == 1
+
+
+def test_query_expansion_helps_on_noisy_classes():
+    # five classes, each point its class centre plus strong noise: a query's nearest
+    # neighbours are mostly its own class, so their mean is nearer the class centre
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 40)
+    X = rng.normal(size=(5, 32))[y] + rng.normal(scale=0.8, size=(200, 32))
+    assert retrieval_metrics(X, y, expand=5)["mAP"] > retrieval_metrics(X, y)["mAP"] + 0.01
+
+
+@pytest.mark.parametrize("bad", [-1, 101, 1.5, True])
+def test_query_expansion_refuses_bad_values(bad):
+    with pytest.raises(InputError, match="query expansion"):
+        retrieval_metrics(np.eye(3), [0, 0, 1], expand=bad)

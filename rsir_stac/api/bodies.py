@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rsir_stac.api.params import EXPAND_DOC
 from rsir_stac.errors import ImageReadError, InputError
+from rsir_stac.evaluate import MAX_EXPAND
 from rsir_stac.store.query import MAX_K
 
 MAX_LABELS_API = 2_000
@@ -59,6 +61,7 @@ class QueryRequest(Filters):
     k: int = Field(10, description=f"Results per page; offset + k <= {MAX_K}.")
     offset: int = Field(0, description="Results skipped (paging).")
     include_query: bool = False
+    expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
 
 
 class ExportRequest(QueryRequest):

@@ -33,7 +33,7 @@ def run_query(svc: Any, query: Any, *, with_payload: bool = True) -> tuple[Any, 
         result = svc.index.search(positives=ipos + pos, negatives=ineg + neg, labels=labels, strategy=req.strategy,
                                 mmr=req.mmr, per_item=bodies.per_item(req.per_item),
                                 exclude_within_m=req.exclude_within_m, flt=flt, k=req.k, offset=req.offset,
-                                include_query=req.include_query, with_payload=with_payload)
+                                include_query=req.include_query, with_payload=with_payload, expand=req.expand)
     return result, flt
 
 

@@ -17,8 +17,9 @@ import math
 import time
 from typing import Any
 
-from rsir_stac.api.params import FILTER_DOC, MAX_K, build_filter, check_k, footprint
+from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, MAX_K, build_filter, check_k, footprint
 from rsir_stac.errors import InputError
+from rsir_stac.evaluate import MAX_EXPAND
 
 
 def _location(lon: Any, lat: Any) -> tuple[float, float]:
@@ -31,7 +32,8 @@ def _location(lon: Any, lat: Any) -> tuple[float, float]:
 
 
 def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = None, vector: Any = None,
-               flt: Any = None, k: int = 10, include_query: bool = False, started: float | None = None) -> dict:
+               flt: Any = None, k: int = 10, include_query: bool = False, started: float | None = None,
+               expand: int = 0) -> dict:
     """One search's answer document (see the module docstring); ``vector``: an embedded upload;
     ``started``: ``time.perf_counter()`` when the request's work began (``took_ms``)."""
     from rsir_stac.search import Example, to_geojson
@@ -46,7 +48,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     positives = [Example("vector", vector)] if vector is not None else []
     with svc.lock:
         result = svc.index.search(point_id=point_id, at=at, positives=positives, flt=flt, k=k,
-                                  include_query=include_query)
+                                  include_query=include_query, expand=expand)
     doc = svc.public(to_geojson(result))
     q = doc.get("query") or {}
     qp = result.query_payload or {}
@@ -83,12 +85,14 @@ def search_router(svc: Any):
         polygon: str | None = Query(None, description=FILTER_DOC["polygon"]),
         k: int = Query(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
         include_query: bool = Query(False, description="Keep the query tile itself in the results."),
+        expand: int = Query(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC),
     ) -> dict:
         """Nearest stored tiles to a stored tile, as a GeoJSON FeatureCollection of footprints
         (``properties``: rank, distance, id and the payload) plus ``query`` information; at most
         3 hits per scene while other scenes have hits (``notes``: tiles a filter leaves out)."""
         flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
-        return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query)
+        return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query,
+                          expand=expand)
 
     class SearchRequest(BaseModel):
         model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
@@ -103,6 +107,7 @@ def search_router(svc: Any):
             None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
         k: int = Field(10, ge=1, le=MAX_K, description=FILTER_DOC["k"])
         include_query: bool = False
+        expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
 
     @router.post("/api/search", summary="Search (JSON body)", responses=error_responses(400, 404, 413, 422))
     def api_search_post(req: SearchRequest = Body(...)) -> dict:
@@ -110,7 +115,7 @@ def search_router(svc: Any):
         flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
                            collection=req.collection)
         return run_search(svc, point_id=req.point_id, lon=req.lon, lat=req.lat, flt=flt, k=req.k,
-                          include_query=req.include_query)
+                          include_query=req.include_query, expand=req.expand)
 
     lim = svc.limits
 
@@ -127,6 +132,7 @@ def search_router(svc: Any):
         collection: list[str] | None = Form(None, description=FILTER_DOC["collection"]),
         polygon: str | None = Form(None, description=FILTER_DOC["polygon"]),
         k: int = Form(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
+        expand: int = Form(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC),
     ) -> dict:
         """Embed the uploaded image with the index's model and return the nearest stored tiles (at most
         3 per scene while other scenes have hits, as ``GET /api/search``).
@@ -142,7 +148,7 @@ def search_router(svc: Any):
             size = [int(pixels.shape[1]), int(pixels.shape[0])]
             vector = svc.embed(pixels)
             del pixels
-        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0)
+        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand)
         doc["query"]["size"] = size
         return doc
 
