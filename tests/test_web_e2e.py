@@ -337,6 +337,33 @@ def test_gallery_scrolls_at_k50_at_every_size(browser, server):
         pg.close()
 
 
+def test_query_expansion_control_and_link(browser, server):
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}&qe=3")
+    try:
+        pg.wait_results(10)
+        assert pg.p.input_value("#expand") == "3"
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('Expanded with its 3 nearest tiles')",
+                               timeout=30_000)
+        shown = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        get = "(u) => fetch(u, {headers: {'X-API-Key': '%s'}}).then(r => r.json())" % KEY
+        api = pg.p.evaluate(get, f"/api/search?point_id={pid}&k=10&expand=3")
+        assert shown == [f["id"] for f in api["features"]] and len(api["query"]["expanded"]) == 3
+        pg.shots("expand")
+        # switching it off searches again without expansion and drops it from the link
+        pg.p.select_option("#expand", "0")
+        pg.p.wait_for_function("!document.querySelector('#query').innerText.includes('Expanded')", timeout=30_000)
+        pg.wait_results(10)
+        assert "qe=" not in pg.p.url
+        plain = pg.p.evaluate(get, f"/api/search?point_id={pid}&k=10")
+        assert pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)") == \
+            [f["id"] for f in plain["features"]]
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def test_labels_refine_save_load_export_and_share(browser, server, tmp_path):
     base, points = server
     pg = Page(browser, base)

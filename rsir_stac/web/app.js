@@ -42,6 +42,7 @@ function filters() {
 function filterParams(extra) {
   const q = new URLSearchParams(extra || {});
   q.set("k", String(state.k));
+  if (state.expand) q.set("expand", String(state.expand));
   if (state.datetime) q.set("datetime", state.datetime);
   for (const c of state.collections) q.append("collection", c);
   if (state.area && state.area.bbox) q.set("bbox", state.area.bbox.join(","));
@@ -79,7 +80,7 @@ async function run(query, opts) {
       for (const [k, v] of filterParams()) form.append(k, v);
       doc = await api(apiUrl("search/image"), { method: "POST", body: form });
     } else if (query.kind === "labels") {
-      doc = await labels.refineQuery(filters(), state.k);
+      doc = await labels.refineQuery(Object.assign(filters(), state.expand ? { expand: state.expand } : {}), state.k);
     } else {
       const extra = query.kind === "point" ? { point_id: query.id } : { lon: query.lon, lat: query.lat };
       doc = await api("api/search?" + filterParams(extra));
@@ -152,6 +153,9 @@ function renderQuery(q, query) {
     meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
     meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
+  if (q.expanded && q.expanded.length) {
+    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; distances are to the expanded query.`));
+  }
   if (q.id) meta.appendChild(el("div", "muted id", q.id));
   qs.append(img, meta);
 }
@@ -205,12 +209,14 @@ function filtersChanged() {
   state.datetime = $("datetime").value.trim();
   state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
   state.k = parseInt($("k").value, 10) || 10;
+  state.expand = parseInt($("expand").value, 10) || 0;
   if (state.query) run(state.query); else saveUrl(false);
 }
 $("datetime").addEventListener("change", filtersChanged);
 $("datetime").addEventListener("keydown", (ev) => { if (ev.key === "Enter") filtersChanged(); });
 $("collection").addEventListener("change", filtersChanged);
 $("k").addEventListener("change", filtersChanged);
+$("expand").addEventListener("change", filtersChanged);
 
 $("goto").addEventListener("submit", (ev) => {
   ev.preventDefault();
@@ -299,7 +305,8 @@ function exportBody() {
   const ex = q.kind === "labels" ? labels.examples()
     : q.kind === "point" ? { positives: [{ point_id: q.id }], negatives: [] }
       : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
-  return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters());
+  return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters(),
+    state.expand ? { expand: state.expand } : {});
 }
 $("copy-link").onclick = async () => {
   saveUrl(false);
@@ -362,6 +369,7 @@ function applyState(s, first) {
   state.query = s.query;   // before any map move: moveend writes the state to the URL
   state.view = s.view;
   state.k = s.k;
+  state.expand = s.expand;
   state.datetime = s.datetime;
   state.collections = s.collections;
   state.labels = s.labels.size || !first ? s.labels : state.labels;
@@ -369,6 +377,8 @@ function applyState(s, first) {
   $("datetime").value = s.datetime;
   if (![...$("k").options].some((o) => +o.value === s.k)) $("k").appendChild(new Option(String(s.k), String(s.k)));
   $("k").value = String(s.k);
+  if (![...$("expand").options].some((o) => +o.value === s.expand)) $("expand").appendChild(new Option(String(s.expand), String(s.expand)));
+  $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   setArea(s.area, true);
   labels.renderLabels();

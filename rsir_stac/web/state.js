@@ -1,7 +1,7 @@
 // The page state and its URL: a link holds the query, labels, filters, k, selection and map view.
 //
 //   ?q=p:<point id> | q=at:<lon>,<lat> | q=labels   the query (an uploaded image is not in links)
-//   &k=20 &dt=2020-01-01/.. &col=a,b                results and filters
+//   &k=20 &qe=5 &dt=2020-01-01/.. &col=a,b          results (count, query expansion) and filters
 //   &bbox=w,s,e,n | &poly=lon,lat;lon,lat;...       area filter
 //   &pos=id,id &neg=id,id                           labels (point ids)
 //   &sel=<id> &v=<zoom>/<lat>/<lon>                 selected result and map view
@@ -12,6 +12,7 @@
 export const state = {
   query: null,          // {kind: "point", id} | {kind: "location", lon, lat} | {kind: "labels"} | {kind: "image", file}
   k: 10,
+  expand: 0,            // query expansion: nearest tiles averaged into the query (0: off)
   datetime: "",
   collections: [],
   area: null,           // null | {bbox: [w,s,e,n]} | {polygon: [[lon,lat],...closed]}
@@ -30,6 +31,7 @@ export function toSearch(s) {
     else if (s.query.kind === "labels") q.set("q", "labels");
   }
   if (s.k !== 10) q.set("k", String(s.k));
+  if (s.expand) q.set("qe", String(s.expand));
   if (s.datetime) q.set("dt", s.datetime);
   if (s.collections.length) q.set("col", s.collections.join(","));
   if (s.area && s.area.bbox) q.set("bbox", s.area.bbox.map(r6).join(","));
@@ -52,7 +54,7 @@ function nums(text, n) {
 /** Parse a location.search into a partial state (unknown or malformed fields are left out). */
 export function fromSearch(search) {
   const q = new URLSearchParams(search);
-  const out = { query: null, k: 10, datetime: "", collections: [], area: null, labels: new Map(), selected: null, view: null };
+  const out = { query: null, k: 10, expand: 0, datetime: "", collections: [], area: null, labels: new Map(), selected: null, view: null };
   const qq = q.get("q") || "";
   if (qq.startsWith("p:") && qq.length > 2) out.query = { kind: "point", id: qq.slice(2) };
   else if (qq.startsWith("at:")) {
@@ -61,6 +63,8 @@ export function fromSearch(search) {
   } else if (qq === "labels") out.query = { kind: "labels" };
   const k = parseInt(q.get("k") || "10", 10);
   if (Number.isFinite(k) && k > 0) out.k = k;
+  const qe = parseInt(q.get("qe") || "0", 10);
+  if (Number.isFinite(qe) && qe > 0 && qe <= 100) out.expand = qe;
   out.datetime = q.get("dt") || "";
   out.collections = (q.get("col") || "").split(",").filter(Boolean);
   const bb = nums(q.get("bbox"), 4);
