@@ -44,7 +44,7 @@ def main() -> None:
     import qdrant_edge as q
 
     from rsir_stac.store import SearchFilter, open_store
-    from rsir_stac.store.base import SearchHit, as_query_vector, hit_from_record, unpack_payload
+    from rsir_stac.store.base import HNSW_EF, SearchHit, as_query_vector, hit_from_record, unpack_payload
     from rsir_stac.store.filters import to_edge_filter
 
     vec, lon, lat, *_ = make_data(args.points, args.dim)
@@ -68,7 +68,7 @@ def main() -> None:
 
     def req(j, limit, payload=False, flt=None):
         return q.QueryRequest(limit=limit, query=q.Query.Nearest(ql[j]), filter=flt, with_payload=payload,
-                              with_vector=False)
+                              with_vector=False, params=q.SearchParams(hnsw_ef=HNSW_EF))
 
     parts = {}
     for limit in (10, 11, 26):

@@ -90,6 +90,7 @@ def main() -> None:
     import qdrant_edge as q
 
     from rsir_stac.store import Point, SearchFilter, open_store
+    from rsir_stac.store.base import HNSW_EF
     from rsir_stac.store.edge import EdgeStore
     from rsir_stac.store.filters import to_edge_filter
 
@@ -126,7 +127,8 @@ def main() -> None:
                "bytes_per_point": round(parts["total"] / n, 1),
                "parts": {k: round(v / n, 1) for k, v in parts.items()},
                "segment": {k: round(v / n, 1) for k, v in segment_bytes(work / "edge").items()}}
-        params = q.SearchParams(quantization=q.QuantizationSearchParams(rescore=True)) if name == "int8" else None
+        quant = q.QuantizationSearchParams(rescore=True) if name == "int8" else None
+        params = q.SearchParams(hnsw_ef=HNSW_EF, quantization=quant)  # the product's search width
         row["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
         for kind in ("plain", "bbox", "time", "collection"):
             ms, rec = [], []

@@ -150,8 +150,11 @@ class RawEdge(Engine):
 
     def search(self, v: np.ndarray, k: int, spec: Spec) -> list[int]:
         q = self.q
+        from rsir_stac.store.base import HNSW_EF  # the product's search width: the same search, less around it
+
         res = self.shard.query(q.QueryRequest(limit=k, query=q.Query.Nearest(v.tolist()), filter=self._filter(spec),
-                                              with_payload=False, with_vector=False))
+                                              with_payload=False, with_vector=False,
+                                              params=q.SearchParams(hnsw_ef=HNSW_EF)))
         return [int(r.id) - 1 for r in res]
 
     def bytes(self) -> int:

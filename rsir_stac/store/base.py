@@ -25,6 +25,15 @@ from rsir_stac.store.filters import SearchFilter, haversine_m
 
 log = logging.getLogger(__name__)
 
+#: HNSW search width (``ef``) of every graph search, Edge and server alike (the
+#: engine's default is 100).  At 1M points a collection filter matching a third of
+#: them (too many for the exact scan, so searched through the graph) found 0.913 of
+#: the true top 10 at ef 100, some queries none, and 0.995 (each query >= 0.9) at
+#: 200, for 1.4 -> 2.5 ms p50; plain queries 0.988 -> 0.998 (benchmarks/RESULTS.md
+#: section 13.5).  Geo filters on this index are answered by exact scans and are
+#: not affected.
+HNSW_EF = 200
+
 #: Payload indexes created on every collection: field -> kind.  These are the
 #: fields the search filters use, and the only ones stored as separate engine
 #: fields (see :func:`pack_payload`).  ``item_id`` is a *tenant* keyword: the
@@ -476,7 +485,7 @@ class Store(abc.ABC):
         v = as_query_vector(vector, meta.dim, self.describe())
         excl = {normalize_id(i) for i in exclude_ids} if exclude_ids else set()
         # one hit more than asked tells whether a tie group straddles the cut (the HNSW
-        # search width does not depend on the limit: ef is max(hnsw_ef, limit), default 100)
+        # search width does not depend on the limit: ef is max(hnsw_ef, limit), HNSW_EF)
         limit = k + 1
         inline = self.payload_in_search
         while True:

@@ -59,6 +59,7 @@ import numpy as np
 
 from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
 from rsir_stac.store.base import (
+    HNSW_EF,
     PAYLOAD_INDEXES,
     CollectionMeta,
     Point,
@@ -540,7 +541,7 @@ class EdgeStore(Store):
             filter=to_edge_filter(flt, exclude_ids=exclude_ids),
             with_payload=with_payload,
             with_vector=with_vectors,
-            params=q.SearchParams(exact=True) if exact else None,
+            params=q.SearchParams(exact=True) if exact else q.SearchParams(hnsw_ef=HNSW_EF),
         )
         try:
             res = self._shard.query(req)
@@ -559,7 +560,7 @@ class EdgeStore(Store):
 
         req = q.QueryRequest(limit=limit, query=edge_query(query, limit), filter=edge_filter(flt, excl),
                              with_payload=q.PayloadSelector.Include(list(fields)) if fields else False,
-                             with_vector=False)
+                             with_vector=False, params=q.SearchParams(hnsw_ef=HNSW_EF))
         try:
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001

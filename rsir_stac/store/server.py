@@ -30,6 +30,7 @@ import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.base import (
+    HNSW_EF,
     PAYLOAD_INDEXES,
     CollectionMeta,
     Point,
@@ -279,8 +280,8 @@ class ServerStore(Store):
         from qdrant_client import models as m
 
         kwargs: dict[str, Any] = {}
-        if exact and self.remote:  # local mode is always exact and warns about search_params
-            kwargs["search_params"] = m.SearchParams(exact=True)
+        if self.remote:  # local mode is always exact and warns about search_params
+            kwargs["search_params"] = m.SearchParams(exact=True) if exact else m.SearchParams(hnsw_ef=HNSW_EF)
         res = self._call(
             "searching", self.client.query_points, self.collection,
             query=vector.tolist(), limit=limit,
@@ -294,9 +295,12 @@ class ServerStore(Store):
         """Engine query for :func:`rsir_stac.store.query.run_query`: (id, score[, fields]) rows."""
         from rsir_stac.store.query import qdrant_filter, qdrant_query
 
+        from qdrant_client import models as m
+
+        kwargs = {"search_params": m.SearchParams(hnsw_ef=HNSW_EF)} if self.remote else {}
         res = self._call("querying", self.client.query_points, self.collection,
                          query=qdrant_query(query, limit), limit=limit, query_filter=qdrant_filter(flt, excl),
-                         with_payload=list(fields) if fields else False, with_vectors=False)
+                         with_payload=list(fields) if fields else False, with_vectors=False, **kwargs)
         return [hit_from_record(p, False) for p in res.points]
 
     def _ids_from(self, start: str | None, limit: int, flt: SearchFilter | None, excl: Any) -> list[str]:
