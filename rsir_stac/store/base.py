@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: engine's default is 100).  At 1M points a collection filter matching a third of
 #: them (too many for the exact scan, so searched through the graph) found 0.913 of
 #: the true top 10 at ef 100, some queries none, and 0.995 (each query >= 0.9) at
-#: 200, for 1.4 -> 2.5 ms p50; plain queries 0.988 -> 0.998 (benchmarks/RESULTS.md
+#: 200, for 1.6 -> 2.4 ms p50; plain queries 0.992 -> 0.999 (benchmarks/RESULTS.md
 #: section 13.5).  Geo filters on this index are answered by exact scans and are
 #: not affected.
 HNSW_EF = 200
