@@ -65,8 +65,9 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-#: Presets of ``rsir-stac train --recipe``: v3 is the shipped model's recipe
-#: (v2 with GeM pooling, chosen by the leave-classes-out ablation, RESULTS §7).
+#: Presets of ``rsir-stac train --recipe``: v3 (v2 with GeM pooling, chosen by the
+#: leave-classes-out ablation, RESULTS §7) with ``--distill 0.5`` made the shipped
+#: model v4; v3 with its preset weight 1 made ``--model v3``.
 RECIPES = {
     "v1": {"hybrid": 0.0, "distill": 0.0, "freeze_blocks": 0, "downscale_max": 1.0, "val_scales": (1.0,),
            "pooling": "avg"},
