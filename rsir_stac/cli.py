@@ -104,7 +104,11 @@ def _echo_json(obj) -> None:
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
 @click.option("--from", "from_bundle", type=click.Path(), help="--unlabelled: bundle to start from [shipped model].")
-@click.option("--triplets", help="--unlabelled: triplet kinds spatial,time,augment,neighbour [every kind the tiles allow].")
+@click.option("--triplets",
+              help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
+@click.option("--clusters", type=int,
+              help="--unlabelled: k-means pseudo-classes of the start embedding for cluster triplets "
+                   "[about 50 tiles a cluster; 0: off].")
 @click.option("--stride", type=int, help="--unlabelled: tile stride in pixels [half a tile].")
 @click.option("--bands", help="--unlabelled: R,G,B band numbers, as for ingest.")
 @click.option("--asset", help="--unlabelled: STAC asset key, as for ingest.")
@@ -151,10 +155,20 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
     """Train the triplet model on DATA_DIR (one sub-folder per class) and write OUT/bundle.
 
     With --unlabelled: adapt a bundle to DATA_DIR... (any sources ingest takes, or image
-    folders) without labels, from spatial, time, augmentation and start-model neighbour triplets.
+    folders) without labels, from spatial, time, augmentation, start-model neighbour and
+    start-model cluster triplets.
     """
     from tqdm import tqdm
 
+    clusters = opts.pop("clusters")
+    if clusters is not None and not unlabelled:
+        raise click.BadParameter("--clusters is for --unlabelled adaptation; labelled training uses the classes",
+                                 param_hint="--clusters")
+    if clusters is not None:
+        if clusters < 0:
+            raise click.BadParameter(f"{clusters} is negative; give 0 (off) or a number of clusters",
+                                     param_hint="--clusters")
+        opts["clusters"] = clusters
     if unlabelled:
         return _train_unlabelled(data_dir, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts)
     if len(data_dir) != 1:
@@ -212,7 +226,7 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     kw = {name: opts[name] for name in ("lr", "p", "k", "margin", "seed", "reducer", "reducer_dim", "gsd_m")
           if given(name)}
     kw = {("gsd" if k == "gsd_m" else k): v for k, v in kw.items()}
-    for name in ("distill", "freeze_blocks", "downscale_max"):
+    for name in ("distill", "freeze_blocks", "downscale_max", "clusters"):
         if opts.get(name) is not None:
             kw[name] = opts[name]
     if given("miner"):

@@ -83,10 +83,12 @@ def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
 
     events = []
     out = tmp_path / "run"
-    b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **FAST), events.append)
+    b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **{**FAST, "p": 5}),
+              events.append)  # p 5: a group of each kind in every batch
     a = b.meta["training"]["adaptation"]
     assert a["from_model"] == tiny_bundle.model_id and b.model_id != tiny_bundle.model_id
-    assert a["triplet_kinds"] == ["spatial", "time", "augment", "neighbour"] and a["near_k"] >= 5
+    assert a["triplet_kinds"] == ["spatial", "time", "augment", "neighbour", "cluster"] and a["near_k"] >= 5
+    assert a["clusters"] == 2  # ~95 training tiles, about 50 a cluster, at least 2
     assert all(a["triplets"][k] > 0 for k in a["triplet_kinds"])
     assert a["n_tiles"] == 3 * 7 * 5 and a["n_train"] + a["n_heldout"] == a["n_tiles"]  # stride 32 on 256×192
     assert a["gsd"] == pytest.approx(1.0) and b.gsd == pytest.approx(1.0)
@@ -109,7 +111,7 @@ def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
                                   "--out", str(tmp_path / "run"), "--steps", "2", "--p", "3", "--k", "2"])
     assert r.exit_code == 0, r.output
     a = json.loads((tmp_path / "run" / "adapt.json").read_text())
-    assert a["triplet_kinds"][0] == "augment" and set(a["triplet_kinds"]) <= {"augment", "neighbour"}
+    assert a["triplet_kinds"][0] == "augment" and set(a["triplet_kinds"]) <= {"augment", "neighbour", "cluster"}
     assert a["triplets"]["augment"] > 0
     assert a["n_tiles"] == 66 and a["sources"][0]["kind"] == "images"
     assert "bundle written to" in r.output
@@ -138,6 +140,10 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series / "there.tif"), *start,
                                                "--triplets", "spatial", "--out", str(out)]))
     assert "2 scenes" in msg and "--triplets augment" in msg
+    # more clusters than the tiles can fill
+    msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), *start, "--triplets",
+                                               "augment,cluster", "--clusters", "80", "--out", str(out)]))
+    assert "cannot fill 80 clusters" in msg and "lower --clusters" in msg
     # an unloadable start bundle
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), "--from",
                                                str(tmp_path / "nobundle"), "--out", str(out)]))
@@ -181,3 +187,21 @@ def test_mutual_neighbours_and_near_negatives():
     guarded = negative_mask(pos, tiles, tiles, np.full(12, np.nan), near=near)
     assert plain[0, 1] and not guarded[0, 1] and not guarded[1, 0]  # same cluster: no longer a negative
     assert guarded[0, 7] and guarded[7, 0]  # other cluster: still a negative
+
+
+def test_cluster_positives_and_negatives():
+    """k-means pseudo-classes: positives are the other members of a tile's cluster, never its negatives."""
+    from rsir_stac.model.pairs import cluster_labels, cluster_positives, n_clusters
+
+    assert (n_clusters(10), n_clusters(2100), n_clusters(10**6)) == (2, 42, 200)
+    rng = np.random.default_rng(1)
+    z = np.concatenate([rng.normal(0, 0.05, (5, 3)) + 1, rng.normal(0, 0.05, (7, 3)) - 1])
+    lab = cluster_labels(z, 2)
+    assert len(set(lab[:5].tolist())) == 1 and len(set(lab[5:].tolist())) == 1 and lab[0] != lab[5]
+    pos = cluster_positives(lab)
+    assert sorted(pos[0].tolist()) == [1, 2, 3, 4] and sorted(pos[11].tolist()) == [5, 6, 7, 8, 9, 10]
+    tiles = np.arange(12)
+    none = np.full((12, 3), np.nan)
+    plain = negative_mask(none, tiles, tiles, np.full(12, np.nan))
+    guarded = negative_mask(none, tiles, tiles, np.full(12, np.nan), cluster=lab)
+    assert plain[0, 1] and not guarded[0, 1] and guarded[0, 5] and guarded[5, 0]

@@ -1,8 +1,9 @@
 """Adapt a model bundle to a user's own catalogue without labels.
 
 ``adapt`` reads the catalogue's tiles the way ingest does
-(:mod:`rsir_stac.model.unlabelled`), mines triplets from space, time and
-augmentation (:mod:`rsir_stac.model.pairs`) into P×K batches, and fine-tunes
+(:mod:`rsir_stac.model.unlabelled`), mines triplets from space, time,
+augmentation and the start model's own neighbours and k-means clusters of
+the user's tiles (:mod:`rsir_stac.model.pairs`) into P×K batches, and fine-tunes
 a copy of the start bundle's network with the triplet margin loss.  The
 result is a normal bundle: the adapted network and a PCA reducer refitted on
 the user's tiles, with a record of the sources and the triplets used.
@@ -73,6 +74,7 @@ class AdaptConfig:
     freeze_blocks: int | None = None   # None: the start recipe's (5 for EfficientNet-Lite0)
     neg_distance: float | None = None  # metres; None: 2 tile sides
     near_k: int | None = None          # never-negative start-embedding neighbours; None: pairs.NEAR_K rule, 0: off
+    clusters: int | None = None        # k-means clusters of the start embedding; None: pairs.n_clusters rule
     downscale_max: float = 2.0         # augmentation: random downsampling by 1..max
     heldout_fraction: float = 0.1
     heldout_max: int = 200
@@ -240,30 +242,44 @@ def _check_negatives(tiles, neg_distance: float | None) -> None:
             "pass --gsd with a finer GSD (smaller tiles on the ground) or add scenes of other places")
 
 
-def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig, embed_args) -> tuple[np.ndarray, list[str]]:
-    """(N×M never-negative neighbours, kinds to mine) from the start network's embedding of the training tiles.
+def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig,
+                      embed_args) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """(N×M never-negative neighbours, N cluster ids or None, kinds to mine) from the
+    start network's embedding of the training tiles.
 
     Fills ``tr_pos.neighbour`` with mutual nearest neighbours
-    (:data:`~rsir_stac.model.pairs.MUTUAL_K`); M is ``cfg.near_k`` or
+    (:data:`~rsir_stac.model.pairs.MUTUAL_K`) and ``tr_pos.cluster`` with the
+    k-means clusters of the start embedding (``cfg.clusters`` or
+    :func:`~rsir_stac.model.pairs.n_clusters`); M is ``cfg.near_k`` or
     :data:`~rsir_stac.model.pairs.NEAR_K` capped at 2 % of the tiles.
-    Raises InputError when neighbour triplets are asked for and no tile has a
-    mutual neighbour.
+    Raises InputError when neighbour or cluster triplets are asked for and
+    the start embedding gives none.
     """
-    from rsir_stac.model.pairs import MUTUAL_K, NEAR_K, embedding_neighbours, mutual_neighbours
+    from rsir_stac.model.pairs import (MUTUAL_K, NEAR_K, cluster_labels, cluster_positives, embedding_neighbours,
+                                       mutual_neighbours, n_clusters)
 
     n = len(tr)
     m = cfg.near_k if cfg.near_k is not None else min(NEAR_K, max(MUTUAL_K, int(0.02 * n)))
     z0 = _embed(nets.teacher, tr.pixels, *embed_args)
     nn_ix = embedding_neighbours(z0, max(int(m), MUTUAL_K))
     tr_pos.neighbour = mutual_neighbours(nn_ix, MUTUAL_K)
-    has = len(tr_pos.anchors("neighbour", n)) > 0
-    if cfg.triplets and "neighbour" in cfg.triplets and not has:
-        raise InputError("neighbour triplets asked for but no tile has a mutual nearest neighbour in the start "
-                         "embedding; drop it from --triplets")
-    kinds = [k for k in kinds if k == "augment" or len(tr_pos.anchors(k, n))] or ["augment"]
-    if not cfg.triplets and has and "neighbour" not in kinds:
-        kinds.append("neighbour")
-    return nn_ix[:, :int(m)], kinds
+    labels = None
+    k = n_clusters(n) if cfg.clusters is None else int(cfg.clusters)
+    if k >= 2 and n >= 2 * k:
+        labels = cluster_labels(z0, k, cfg.seed)
+        tr_pos.cluster = cluster_positives(labels)
+    for kind, what in (("neighbour", "no tile has a mutual nearest neighbour in the start embedding"),
+                       ("cluster", f"{n} tiles cannot fill {k} clusters of two or more")):
+        if cfg.triplets and kind in cfg.triplets and not tr_pos.has(kind, n):
+            raise InputError(f"{kind} triplets asked for but {what}; drop it from --triplets"
+                             + (" or lower --clusters" if kind == "cluster" else ""))
+    kinds = [k_ for k_ in kinds if tr_pos.has(k_, n)] or ["augment"]
+    if not cfg.triplets:
+        for kind in ("neighbour", "cluster"):
+            if kind not in kinds and tr_pos.has(kind, n):
+                kinds.append(kind)
+    use_clusters = labels if "cluster" in kinds else None
+    return nn_ix[:, :int(m)], use_clusters, kinds
 
 
 def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int, int, int]]:
@@ -345,7 +361,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     size = bundle.input_size
     mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
     # the start model's view of the training tiles: mutual neighbours become positives, near ones never negatives
-    near, kinds = _start_neighbours(nets, tr, tr_pos, kinds, cfg, (size, mean, std, device, bf16))
+    near, clusters, kinds = _start_neighbours(nets, tr, tr_pos, kinds, cfg, (size, mean, std, device, bf16))
     aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=0.3)
     view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
@@ -391,7 +407,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             z, zt = nets(x, cfg.distill > 0)
-        neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance, near=near)
+        neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance, near=near, cluster=clusters)
         loss, used = triplet_loss(z.float(), group, neg, cfg.margin, rng, cfg.miner)
         for a in used.tolist():
             triplets[kind[a]] += 1
@@ -439,6 +455,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         "n_tiles": len(tiles), "n_train": len(tr), "n_heldout": len(ho),
         "n_scenes": n_scenes, "skipped": tiles.skipped,
         "triplet_kinds": kinds, "near_k": int(near.shape[1]),
+        "clusters": int(clusters.max() + 1) if clusters is not None else 0,
         "groups": dict(sampler.counts), "triplets": triplets,
         "steps_run": step, "best_step": int(best["step"]),
         "criterion": "held-out positive retrieval loss (lower is better)",

@@ -20,6 +20,14 @@ close together (the "class" of a P×K batch):
     most confident similarities, tightened on the user's own tiles
     (nearest-neighbour positives as in NNCLR, Dwibedi et al. 2021; mutual
     k-NN as in unsupervised re-identification).
+``cluster``
+    tiles of one cluster of the start model's embedding (k-means, about
+    :data:`CLUSTER_SIZE` tiles a cluster): pseudo-classes, so a group pulls a
+    whole kind of ground together instead of one pair; tiles of one cluster
+    are never each other's negatives (clustering pseudo-labels for
+    unsupervised domain adaptation of metric embeddings: Fan et al. 2018,
+    "Unsupervised person re-identification: clustering and fine-tuning";
+    Caron et al. 2018, DeepCluster).
 
 A *negative* of a view is any view of another group whose tile centre lies
 more than ``neg_distance`` metres away (default :data:`NEG_SIDES` tile
@@ -47,12 +55,16 @@ from rsir_stac.errors import InputError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("spatial", "time", "augment", "neighbour")
+KINDS = ("spatial", "time", "augment", "neighbour", "cluster")
 #: Neighbour positives: mutual k nearest neighbours in the start embedding.
 MUTUAL_K = 5
 #: Never a negative: the anchor's this many nearest tiles in the start embedding
 #: (at most 2 % of the tiles).
 NEAR_K = 20
+#: Cluster positives: about this many tiles a k-means cluster of the start embedding.
+CLUSTER_SIZE = 50
+#: ... and at most this many clusters.
+MAX_CLUSTERS = 200
 #: Spatial positives: centres within this many tile sides (adjacent incl. diagonal).
 SPATIAL_RADIUS = 1.5
 #: Time positives: centres within this many tile sides (the same ground).
@@ -68,14 +80,20 @@ class Positives:
     spatial: list[np.ndarray]
     time: list[np.ndarray]
     neighbour: list[np.ndarray] = field(default_factory=list)
+    cluster: list[np.ndarray] = field(default_factory=list)
 
     def _lists(self, kind: str) -> list[np.ndarray]:
-        return {"spatial": self.spatial, "time": self.time, "neighbour": self.neighbour}[kind]
+        return {"spatial": self.spatial, "time": self.time, "neighbour": self.neighbour,
+                "cluster": self.cluster}[kind]
 
     def anchors(self, kind: str, n: int) -> np.ndarray:
         if kind == "augment":
             return np.arange(n)
         return np.flatnonzero([len(x) > 0 for x in self._lists(kind)])
+
+    def has(self, kind: str, n: int) -> bool:
+        """Can ``kind`` be mined from these ``n`` tiles (augment always; others: some tile has a positive)?"""
+        return kind == "augment" or (bool(self._lists(kind)) and len(self.anchors(kind, n)) > 0)
 
     def of(self, kind: str, i: int) -> np.ndarray:
         return self._lists(kind)[i]
@@ -101,6 +119,25 @@ def mutual_neighbours(near: np.ndarray, k: int = MUTUAL_K) -> list[np.ndarray]:
     top = near[:, :k]
     sets = [set(r.tolist()) for r in top]
     return [np.asarray([j for j in top[i].tolist() if i in sets[j]], np.int64) for i in range(len(top))]
+
+
+def n_clusters(n: int) -> int:
+    """Clusters for ``n`` tiles: about :data:`CLUSTER_SIZE` a cluster, 2..:data:`MAX_CLUSTERS`."""
+    return int(min(MAX_CLUSTERS, max(2, round(n / CLUSTER_SIZE))))
+
+
+def cluster_labels(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means cluster of each row of ``z`` (N×D), N labels in 0..k-1 (scikit-learn ``KMeans``)."""
+    from sklearn.cluster import KMeans
+
+    k = max(1, min(int(k), len(z)))
+    return KMeans(k, n_init=3, random_state=seed).fit(np.asarray(z, np.float64)).labels_.astype(np.int64)
+
+
+def cluster_positives(labels: np.ndarray) -> list[np.ndarray]:
+    """Per row, the other rows of its cluster (``labels`` N cluster ids); clusters share one array."""
+    members = {c: np.flatnonzero(labels == c) for c in np.unique(labels).tolist()}
+    return [members[c][members[c] != i] for i, c in enumerate(labels.tolist())]
 
 
 def near_mask(near: np.ndarray, tile: np.ndarray) -> np.ndarray:
@@ -156,12 +193,13 @@ def available_kinds(positives: Positives, n: int, requested: Sequence[str] | Non
                              f"scene or far away), the sources give {n_scenes}; add scenes or use "
                              "--triplets augment")
         for k in requested:
-            if k == "neighbour" and not positives.neighbour:
+            if k in ("neighbour", "cluster") and not positives._lists(k):
                 continue  # mined from the start embedding after the tiles are read
             if k != "augment" and not len(positives.anchors(k, n)):
                 what = {"spatial": "overlapping or adjacent tiles (use a --stride below the tile size)",
                         "time": "the same ground at two dates",
-                        "neighbour": "mutual nearest neighbours in the start embedding"}[k]
+                        "neighbour": "mutual nearest neighbours in the start embedding",
+                        "cluster": "clusters of two or more tiles in the start embedding"}[k]
                 raise InputError(f"{k} triplets asked for but the tiles have no {what}; "
                                  "drop it from --triplets or add such scenes")
         return list(dict.fromkeys(requested))
@@ -226,14 +264,16 @@ class TripletSampler:
 
 
 def negative_mask(pos: np.ndarray, tile: np.ndarray, group: np.ndarray, side_m: np.ndarray,
-                  neg_distance: float | None = None, near: np.ndarray | None = None) -> np.ndarray:
+                  neg_distance: float | None = None, near: np.ndarray | None = None,
+                  cluster: np.ndarray | None = None) -> np.ndarray:
     """B×B boolean: may view j be a negative of view i?
 
     Different groups and: both georeferenced and centres farther apart than
     ``neg_distance`` metres (default :data:`NEG_SIDES` × the larger tile
     side), or either without georeference and a different tile; and, given
     ``near`` (N×M start-embedding neighbours of every tile, indexed by
-    ``tile``), neither tile among the other's M nearest.
+    ``tile``), neither tile among the other's M nearest; given ``cluster``
+    (N cluster ids of every tile), not of the same cluster.
     """
     geo = np.isfinite(pos).all(1)
     d = np.linalg.norm(np.nan_to_num(pos)[:, None] - np.nan_to_num(pos)[None], axis=2)
@@ -247,6 +287,9 @@ def negative_mask(pos: np.ndarray, tile: np.ndarray, group: np.ndarray, side_m: 
     if near is not None and near.shape[1]:
         m = near_mask(near, tile)
         ok &= ~(m | m.T)
+    if cluster is not None:
+        c = cluster[tile]
+        ok &= c[:, None] != c[None, :]
     return ok & (group[:, None] != group[None, :])
 
 
