@@ -161,13 +161,13 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
     from tqdm import tqdm
 
     clusters = opts.pop("clusters")
-    if clusters is not None and not unlabelled:
-        raise click.BadParameter("--clusters is for --unlabelled adaptation; labelled training uses the classes",
-                                 param_hint="--clusters")
+    for name, value in (("--clusters", clusters), ("--triplets", triplets)):
+        if value is not None and not unlabelled:
+            from rsir_stac.errors import InputError
+
+            raise InputError(f"{name} is for adaptation without labels: add --unlabelled, or drop {name} "
+                             "(labelled training takes its triplets from the classes)")
     if clusters is not None:
-        if clusters < 0:
-            raise click.BadParameter(f"{clusters} is negative; give 0 (off) or a number of clusters",
-                                     param_hint="--clusters")
         opts["clusters"] = clusters
     if unlabelled:
         return _train_unlabelled(data_dir, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts)
@@ -264,8 +264,9 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
         for bar in bars.values():
             bar.close()
     a = bundle.meta["training"]["adaptation"]
+    counts = ", ".join(f"{k} {v}" for k, v in a["triplets"].items())
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims); "
-               f"{a['n_tiles']} tiles, triplets {a['triplets']}, best step {a['best_step']} of {a['steps_run']}, "
+               f"{a['n_tiles']} tiles, triplets {counts}, best step {a['best_step']} of {a['steps_run']}, "
                f"held-out loss {a['before']['mean_loss']:.4f} -> {a['after']['mean_loss']:.4f}")
 
 

@@ -140,10 +140,18 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series / "there.tif"), *start,
                                                "--triplets", "spatial", "--out", str(out)]))
     assert "2 scenes" in msg and "--triplets augment" in msg
-    # more clusters than the tiles can fill
+    # more clusters than the tiles can make, and cluster settings that contradict --triplets
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), *start, "--triplets",
                                                "augment,cluster", "--clusters", "80", "--out", str(out)]))
-    assert "cannot fill 80 clusters" in msg and "lower --clusters" in msg
+    assert "--clusters 80" in msg and "give --clusters between 2 and" in msg
+    for opts, want in ((["--clusters", "1"], "give 2 or more clusters, or 0"),
+                       (["--triplets", "cluster", "--clusters", "0"], "drop cluster from --triplets"),
+                       (["--triplets", "augment", "--clusters", "5"], "add cluster to --triplets or drop --clusters")):
+        msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), *start, *opts,
+                                                   "--out", str(out)]))
+        assert want in msg, (opts, msg)
+    msg = _one_line_error(runner.invoke(main, ["train", str(series), "--clusters", "5", "--out", str(out)]))
+    assert "add --unlabelled, or drop --clusters" in msg
     # an unloadable start bundle
     msg = _one_line_error(runner.invoke(main, ["train", "--unlabelled", str(series), "--from",
                                                str(tmp_path / "nobundle"), "--out", str(out)]))

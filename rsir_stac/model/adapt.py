@@ -242,6 +242,20 @@ def _check_negatives(tiles, neg_distance: float | None) -> None:
             "pass --gsd with a finer GSD (smaller tiles on the ground) or add scenes of other places")
 
 
+def _check_clusters(cfg: AdaptConfig) -> None:
+    """Refuse ``clusters`` settings that contradict ``triplets`` (before any tile is read)."""
+    if cfg.clusters is None:
+        return
+    if cfg.clusters < 0 or cfg.clusters == 1:
+        raise InputError(f"--clusters {cfg.clusters}: give 2 or more clusters, or 0 to turn cluster triplets off")
+    if cfg.clusters == 0 and "cluster" in cfg.triplets:
+        raise InputError("--triplets cluster with --clusters 0 (off); drop cluster from --triplets or give "
+                         "--clusters 2 or more")
+    if cfg.clusters and cfg.triplets and "cluster" not in cfg.triplets:
+        raise InputError(f"--clusters {cfg.clusters} is only used by cluster triplets, which --triplets "
+                         f"{','.join(cfg.triplets)} leaves out; add cluster to --triplets or drop --clusters")
+
+
 def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig,
                       embed_args) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """(N×M never-negative neighbours, N cluster ids or None, kinds to mine) from the
@@ -265,14 +279,18 @@ def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig,
     tr_pos.neighbour = mutual_neighbours(nn_ix, MUTUAL_K)
     labels = None
     k = n_clusters(n) if cfg.clusters is None else int(cfg.clusters)
+    if cfg.clusters and not 2 <= k <= n // 2:
+        raise InputError(f"--clusters {k}: the {n} training tiles make 2 to {n // 2} clusters of two or more; "
+                         f"give --clusters between 2 and {max(2, n // 2)}, or 0 to turn cluster triplets off")
     if k >= 2 and n >= 2 * k:
         labels = cluster_labels(z0, k, cfg.seed)
         tr_pos.cluster = cluster_positives(labels)
-    for kind, what in (("neighbour", "no tile has a mutual nearest neighbour in the start embedding"),
-                       ("cluster", f"{n} tiles cannot fill {k} clusters of two or more")):
-        if cfg.triplets and kind in cfg.triplets and not tr_pos.has(kind, n):
-            raise InputError(f"{kind} triplets asked for but {what}; drop it from --triplets"
-                             + (" or lower --clusters" if kind == "cluster" else ""))
+    if cfg.triplets and "neighbour" in cfg.triplets and not tr_pos.has("neighbour", n):
+        raise InputError("neighbour triplets asked for but no tile has a mutual nearest neighbour in the start "
+                         "embedding; drop it from --triplets")
+    if cfg.triplets and "cluster" in cfg.triplets and not tr_pos.has("cluster", n):
+        raise InputError(f"cluster triplets asked for but {n} training tiles cannot make 2 clusters of two or "
+                         "more; drop it from --triplets or add tiles")
     kinds = [k_ for k_ in kinds if tr_pos.has(k_, n)] or ["augment"]
     if not cfg.triplets:
         for kind in ("neighbour", "cluster"):
@@ -327,6 +345,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     target = _check_out(out)
     if cfg.p < 2 or cfg.k < 2:
         raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
+    _check_clusters(cfg)
     try:
         bundle = load_bundle(cfg.start)
     except BundleNotFoundError as err:  # the fix names this command's option
