@@ -108,7 +108,7 @@ def _echo_json(obj) -> None:
               help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
 @click.option("--clusters", type=int,
               help="--unlabelled: k-means pseudo-classes of the start embedding for cluster triplets "
-                   "[about 50 tiles a cluster; 0: off].")
+                   "[about 50 tiles a cluster, none below 250 tiles; 0: off].")
 @click.option("--stride", type=int, help="--unlabelled: tile stride in pixels [half a tile].")
 @click.option("--bands", help="--unlabelled: R,G,B band numbers, as for ingest.")
 @click.option("--asset", help="--unlabelled: STAC asset key, as for ingest.")

@@ -83,12 +83,12 @@ def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
 
     events = []
     out = tmp_path / "run"
-    b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **{**FAST, "p": 5}),
-              events.append)  # p 5: a group of each kind in every batch
+    b = adapt(AdaptConfig(sources=(str(series),), out=str(out), start=str(tiny_bundle.path), **{**FAST, "p": 5, "clusters": 2}),
+              events.append)  # p 5: a group of each kind in every batch; 2 clusters (the default rule makes none)
     a = b.meta["training"]["adaptation"]
     assert a["from_model"] == tiny_bundle.model_id and b.model_id != tiny_bundle.model_id
     assert a["triplet_kinds"] == ["spatial", "time", "augment", "neighbour", "cluster"] and a["near_k"] >= 5
-    assert a["clusters"] == 2  # ~95 training tiles, about 50 a cluster, at least 2
+    assert a["clusters"] == 2
     assert all(a["triplets"][k] > 0 for k in a["triplet_kinds"])
     assert a["n_tiles"] == 3 * 7 * 5 and a["n_train"] + a["n_heldout"] == a["n_tiles"]  # stride 32 on 256×192
     assert a["gsd"] == pytest.approx(1.0) and b.gsd == pytest.approx(1.0)
@@ -201,7 +201,7 @@ def test_cluster_positives_and_negatives():
     """k-means pseudo-classes: positives are the other members of a tile's cluster, never its negatives."""
     from rsir_stac.model.pairs import cluster_labels, cluster_positives, n_clusters
 
-    assert (n_clusters(10), n_clusters(2100), n_clusters(10**6)) == (2, 42, 200)
+    assert (n_clusters(10), n_clusters(224), n_clusters(226), n_clusters(2100), n_clusters(10**6)) == (0, 0, 5, 42, 200)
     rng = np.random.default_rng(1)
     z = np.concatenate([rng.normal(0, 0.05, (5, 3)) + 1, rng.normal(0, 0.05, (7, 3)) - 1])
     lab = cluster_labels(z, 2)

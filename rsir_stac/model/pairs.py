@@ -63,6 +63,8 @@ MUTUAL_K = 5
 NEAR_K = 20
 #: Cluster positives: about this many tiles a k-means cluster of the start embedding.
 CLUSTER_SIZE = 50
+#: ... at least this many (fewer tiles: no cluster triplets unless --clusters asks) ...
+MIN_CLUSTERS = 5
 #: ... and at most this many clusters.
 MAX_CLUSTERS = 200
 #: Spatial positives: centres within this many tile sides (adjacent incl. diagonal).
@@ -122,8 +124,12 @@ def mutual_neighbours(near: np.ndarray, k: int = MUTUAL_K) -> list[np.ndarray]:
 
 
 def n_clusters(n: int) -> int:
-    """Clusters for ``n`` tiles: about :data:`CLUSTER_SIZE` a cluster, 2..:data:`MAX_CLUSTERS`."""
-    return int(min(MAX_CLUSTERS, max(2, round(n / CLUSTER_SIZE))))
+    """Clusters for ``n`` tiles: about :data:`CLUSTER_SIZE` a cluster, :data:`MIN_CLUSTERS`..:data:`MAX_CLUSTERS`;
+    0 (no cluster triplets) below ``MIN_CLUSTERS × CLUSTER_SIZE`` tiles, where a cluster would be a
+    large share of the catalogue and its never-negative guard would remove that share of every
+    anchor's negatives."""
+    k = int(round(n / CLUSTER_SIZE))
+    return 0 if k < MIN_CLUSTERS else min(MAX_CLUSTERS, k)
 
 
 def cluster_labels(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
