@@ -64,6 +64,11 @@ class Embedder:
     a fused inference copy (batch norm folded into convolutions, see
     :mod:`rsir_stac.model.fuse`).
 
+    ``views`` > 1 (4 or 8) averages the network's unreduced outputs over the
+    tile's rotations (and mirror images) before the reducer
+    (:func:`rsir_stac.model.transforms.dihedral_views`); it costs that many
+    forward passes per tile.  A bundle records it (``views`` in model.json).
+
     ``batch_size`` / ``lanes`` default to :data:`CPU_BATCH` and one lane per
     core on a CPU, :data:`CUDA_BATCH` and one lane on a GPU.  :meth:`submit`
     queues one batch on the lanes and returns a future; :meth:`embed` spreads
@@ -72,8 +77,15 @@ class Embedder:
     """
 
     def __init__(self, net, reducer, *, input_size: int, mean, std, device: str | None = None,
-                 bf16: bool | None = None, batch_size: int | None = None, lanes: int | None = None) -> None:
+                 bf16: bool | None = None, batch_size: int | None = None, lanes: int | None = None,
+                 views: int = 1) -> None:
         import torch
+
+        from rsir_stac.model.transforms import VIEW_SETS
+
+        if views not in VIEW_SETS:
+            raise ValueError(f"views={views!r}: choose one of {sorted(VIEW_SETS)}")
+        self.views = int(views)
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if bf16 is None:
@@ -97,12 +109,19 @@ class Embedder:
         return self.reducer.n_components_ if self.reducer is not None else self.net.out_dim
 
     def embed_tensor(self, x) -> np.ndarray:
-        """Embed an already normalised N×3×H×W tensor; returns unreduced float32 vectors."""
+        """Embed an already normalised N×3×H×W tensor; returns unreduced float32
+        vectors, N×D (averaged over the dihedral views when ``views`` > 1)."""
         import torch
 
+        from rsir_stac.model.transforms import dihedral_views
+
+        n = x.shape[0]
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            z = self.net(x.to(self.device, non_blocking=True))
-        return z.float().cpu().numpy()
+            z = self.net(dihedral_views(x.to(self.device, non_blocking=True), self.views))
+        z = z.float()
+        if self.views > 1:
+            z = z.reshape(self.views, n, -1).mean(0)
+        return z.cpu().numpy()
 
     def reduce(self, z: np.ndarray) -> np.ndarray:
         return z if self.reducer is None else self.reducer.transform(z).astype(np.float32)

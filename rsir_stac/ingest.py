@@ -290,6 +290,9 @@ def ingest(
     report.items = len(scenes) + len(report.items_failed)
     emit(IngestEvent("items", total=len(scenes)))
     embedder = bundle.embedder(batch_size=options.batch_size)
+    if bundle.views > 1:
+        log.info("model %s averages %d views per tile: embedding takes %dx as long", bundle.model_id,
+                 bundle.views, bundle.views)
     own_store = store is None
     opener = None
     if own_store:

@@ -203,10 +203,11 @@ class _Nets:
             return z, t(x)
 
 
-def _embed(net, images, size, mean, std, device, bf16, batch: int = 32) -> np.ndarray:
+def _embed(net, images, size, mean, std, device, bf16, batch: int = 32, views: int = 1) -> np.ndarray:
+    """Unreduced N×D embeddings (averaged over ``views`` dihedral views, as the bundle's embedder does)."""
     import torch
 
-    from rsir_stac.model.transforms import to_input
+    from rsir_stac.model.transforms import dihedral_views, to_input
 
     was = net.training
     net.eval()
@@ -214,7 +215,8 @@ def _embed(net, images, size, mean, std, device, bf16, batch: int = 32) -> np.nd
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for s in range(0, len(images), batch):
             x = to_input(images[s:s + batch], size, mean, std).to(device)
-            out.append(net(x).float().cpu().numpy())
+            z = net(dihedral_views(x, views)).float()
+            out.append(z.reshape(views, x.shape[0], -1).mean(0).cpu().numpy())
     net.train(was)
     return np.concatenate(out) if out else np.zeros((0, net.out_dim), np.float32)
 
@@ -462,7 +464,8 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     emit(AdaptEvent("reduce", message=f"fitting the {cfg.reducer} reducer on {len(tiles)} tiles"))
     reducer = None
     if cfg.reducer != "none":
-        z_all = _embed(net, tiles.pixels, size, mean, std, torch.device("cpu"), bf16 if device.type == "cpu" else False)
+        z_all = _embed(net, tiles.pixels, size, mean, std, torch.device("cpu"), bf16 if device.type == "cpu" else False,
+                       views=bundle.views)
         dim = cfg.reducer_dim or (bundle.dim if bundle.meta.get("reducer", {}).get("kind") != "none" else 32)
         reducer = make_reducer(cfg.reducer, min(dim, len(tiles) - 1, net.out_dim)).fit(z_all)
     record = {

@@ -74,6 +74,11 @@ class ModelBundle:
         return int(self.meta["stored_dim"])
 
     @property
+    def views(self) -> int:
+        """Dihedral views averaged per tile at inference (1: none; 4 or 8, see ``reduce --views``)."""
+        return int(self.meta.get("views", 1))
+
+    @property
     def input_size(self) -> int:
         return int(self.meta["input_size"])
 
@@ -127,7 +132,7 @@ class ModelBundle:
 
         mean, std = self.meta["normalisation"]["mean"], self.meta["normalisation"]["std"]
         return Embedder(self.net, self.reducer, input_size=self.input_size, mean=mean, std=std,
-                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes)
+                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes, views=self.views)
 
     def __repr__(self) -> str:
         return f"ModelBundle({self.model_id}, dim={self.dim}, path={self.path})"
@@ -167,6 +172,9 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
                            "normalisation") if k not in meta]
     if missing:
         raise BundleError(f"model bundle {meta_path} lacks {', '.join(missing)}; re-train or re-copy the bundle")
+    if meta.get("views", 1) not in (1, 4, 8):  # rsir_stac.model.transforms.VIEW_SETS
+        raise BundleError(f"model bundle {meta_path} asks for {meta.get('views')!r} views per tile; "
+                          "this rsir-stac averages 1, 4 or 8: re-run `rsir-stac reduce --views` or re-copy the bundle")
     for name, digest in meta.get("files", {}).items():
         f = path / name
         if not f.is_file():
@@ -201,7 +209,12 @@ def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBu
     meta["format_version"] = FORMAT_VERSION
     meta["files"] = files
     meta.setdefault("name", "rsir")
-    digest = hashlib.sha256("".join(files[k] for k in sorted(files)).encode()).hexdigest()[:12]
+    views = int(meta.get("views", 1))
+    if views == 1:
+        meta.pop("views", None)
+    # the views change every vector, so they are part of the id (absent when 1: older ids stay)
+    digest = hashlib.sha256(("".join(files[k] for k in sorted(files))
+                             + (f"views={views}" if views != 1 else "")).encode()).hexdigest()[:12]
     meta["model_id"] = f"{meta['name']}-{meta['backbone']}-{meta['stored_dim']}d-{digest}"
     meta["versions"] = library_versions()
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -245,6 +258,8 @@ def mlm_item(meta: dict[str, Any], net=None) -> dict[str, Any]:
         "rsir:gsd": meta.get("gsd_m"),
         "rsir:distance": "euclid",
     }
+    if int(meta.get("views", 1)) > 1:  # test-time augmentation: outputs averaged over dihedral views
+        props["rsir:views"] = int(meta["views"])  # 4: the rotations; 8: and their mirror images
     if n_params is not None:
         props["mlm:total_parameters"] = int(n_params)
     assets = {"weights": {"href": f"./{WEIGHTS}", "type": "application/octet-stream; application=pytorch",

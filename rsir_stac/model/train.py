@@ -265,16 +265,38 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     return bundle
 
 
-def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, progress=None):
+def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
+                  progress=None):
     """Write a copy of a bundle with a new reducer fitted on its recorded
-    training split of ``data_dir`` (the network is unchanged)."""
+    training split of ``data_dir`` (the network is unchanged); returns the new bundle.
+
+    ``views`` (1, 4 or 8; None keeps the bundle's) sets the dihedral views the
+    new bundle averages per tile at inference (test-time augmentation,
+    :func:`rsir_stac.model.transforms.dihedral_views`); the reducer is fitted
+    on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.
+
+    Raises InputError for another view count, an ``out`` that already holds
+    a bundle, or a ``data_dir`` whose split is not the bundle's; nothing is
+    written unless the whole bundle is (it is built beside ``out`` and renamed).
+    """
     import copy
+    import os
+    import shutil
+
+    from rsir_stac.model.transforms import VIEW_SETS
 
     from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
     from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
     from rsir_stac.reduce import make_reducer
 
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    views = bundle.views if views is None else views
+    if views not in VIEW_SETS:
+        raise InputError(f"--views {views}: choose one of {', '.join(map(str, sorted(VIEW_SETS)))} "
+                         "(1: none; 4: the rotations; 8: rotations and mirror images)")
+    target = Path(out)
+    if (target / "model.json").exists():
+        raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
@@ -282,14 +304,29 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, progre
     if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
         raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
                          "pass the training data folder")
-    z = bundle.embedder().embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
+    from rsir_stac.embed import Embedder
+
+    norm = bundle.meta["normalisation"]
+    emb = Embedder(bundle.net, None, input_size=bundle.input_size, mean=norm["mean"], std=norm["std"], views=views)
+    z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
+    emb.close()
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
         meta.pop(key, None)
+    meta["views"] = int(views)
     meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
-                                                        "n_train": int(len(train_ix))}
-    return save_bundle(out, bundle.net, reducer, meta)
+                                                        "views": int(views), "n_train": int(len(train_ix))}
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_bundle(tmp, bundle.net, reducer, meta)
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "model.json"):  # model.json last: a bundle
+            os.replace(f, target / f.name)                                      # only once it is whole
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_bundle(target)
 
 
 class WeightEMA:

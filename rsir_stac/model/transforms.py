@@ -95,6 +95,30 @@ class OverheadAugment:
         return np.ascontiguousarray(im)
 
 
+#: Test-time view counts :func:`dihedral_views` accepts, and the views each one averages.
+VIEW_SETS: dict[int, tuple[int, ...]] = {1: (0,), 4: (0, 1, 2, 3), 8: (0, 1, 2, 3, 4, 5, 6, 7)}
+
+
+def dihedral_views(x: torch.Tensor, views: int) -> torch.Tensor:
+    """Stack the dihedral views of an N×C×H×W batch: (views·N)×C×H×W, view-major.
+
+    ``views`` = 1 returns ``x``; 4 adds the 90°, 180° and 270° rotations; 8 also
+    their mirror images (the dihedral group D4).  Overhead tiles have no "up",
+    so each view shows the same ground; averaging a network's outputs over
+    them gives an orientation-invariant embedding (test-time augmentation).
+    Raises ValueError for another count.
+    """
+    if views not in VIEW_SETS:
+        raise ValueError(f"views={views!r}: choose one of {sorted(VIEW_SETS)}")
+    if views == 1:
+        return x
+    out = []
+    for v in VIEW_SETS[views]:
+        y = torch.rot90(x, v % 4, dims=(2, 3))
+        out.append(torch.flip(y, dims=(3,)) if v >= 4 else y)
+    return torch.cat(out)
+
+
 def downscale(im: np.ndarray, factor: float, min_size: int = 8) -> np.ndarray:
     """Antialiased (Lanczos) downsampling of an H×W×3 uint8 array by ``factor`` ≥ 1.
 

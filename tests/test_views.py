@@ -1,0 +1,102 @@
+"""Test-time dihedral views: ``reduce --views`` bundles embed each tile as the
+mean over its rotations (and mirror images), so a rotated tile gets the same
+stored vector."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+
+def _tiles(n: int = 4, size: int = 64, seed: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # asymmetric content: a bright corner block and noise, so rotations differ
+    out = []
+    for _ in range(n):
+        im = rng.integers(0, 255, (size, size, 3)).astype(np.uint8)
+        im[: size // 3, : size // 4] = 250
+        out.append(im)
+    return out
+
+
+def test_dihedral_views_stack_the_group():
+    import torch
+
+    from rsir_stac.model.transforms import dihedral_views
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert dihedral_views(x, 1) is x
+    v8 = dihedral_views(x, 8)
+    assert v8.shape == (16, 3, 4, 4)
+    views = {tuple(v8[i].flatten().tolist()) for i in range(0, 16, 2)}  # the first image's 8 views
+    assert len(views) == 8  # all distinct
+    # the group is closed: the 8 views of a rotated image are the same set
+    rot = dihedral_views(torch.rot90(x, 1, dims=(2, 3)), 8)
+    assert {tuple(rot[i].flatten().tolist()) for i in range(0, 16, 2)} == views
+    with pytest.raises(ValueError, match="choose one of"):
+        dihedral_views(x, 3)
+
+
+def _reduce(tiny_bundle, out, *extra):
+    from rsir_stac.cli import main
+
+    data = tiny_bundle.path.parent.parent / "tiles"
+    return CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "pca",
+                                     "--dim", "4", "--out", str(out), *extra])
+
+
+def test_reduce_views_makes_rotation_invariant_vectors(tiny_bundle, tmp_path):
+    from rsir_stac.model.bundle import load_bundle
+
+    r = _reduce(tiny_bundle, tmp_path / "v8", "--views", "8")
+    assert r.exit_code == 0, r.output
+    assert "8 views per tile" in r.output
+    b8 = load_bundle(tmp_path / "v8")
+    assert b8.views == 8 and b8.meta["training"]["reducer_refit"]["views"] == 8
+    r = _reduce(tiny_bundle, tmp_path / "v1", "--views", "1")
+    assert r.exit_code == 0, r.output
+    b1 = load_bundle(tmp_path / "v1")
+    assert b1.views == 1 and "views" not in json.loads((tmp_path / "v1" / "model.json").read_text())
+    assert b8.model_id != b1.model_id  # other vectors, other id
+
+    tiles = _tiles()
+    turned = [np.ascontiguousarray(np.rot90(t)) for t in tiles]
+    mirrored = [np.ascontiguousarray(t[:, ::-1]) for t in tiles]
+    e8, e1 = b8.embedder(bf16=False), b1.embedder(bf16=False)
+    z = e8.embed(tiles)
+    assert z.shape == (4, 4)
+    np.testing.assert_allclose(e8.embed(turned), z, atol=1e-4)
+    np.testing.assert_allclose(e8.embed(mirrored), z, atol=1e-4)
+    # without views the network alone is not invariant (the test above can fail)
+    assert np.abs(e1.embed(turned, reduce=False) - e1.embed(tiles, reduce=False)).max() > 1e-3
+
+
+def test_reduce_refuses_an_existing_bundle_and_bad_views(tiny_bundle, tmp_path):
+    r = _reduce(tiny_bundle, tmp_path / "b", "--views", "4")
+    assert r.exit_code == 0, r.output
+    before = (tmp_path / "b" / "model.json").read_text()
+    r = _reduce(tiny_bundle, tmp_path / "b")
+    assert r.exit_code == 2
+    assert "already holds a model bundle" in r.output and "--out" in r.output
+    assert (tmp_path / "b" / "model.json").read_text() == before
+    r = _reduce(tiny_bundle, tmp_path / "c", "--views", "3")
+    assert r.exit_code == 2 and "--views" in r.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_bundle_with_unknown_views_is_refused(tiny_bundle, tmp_path):
+    import shutil
+
+    from rsir_stac.errors import BundleError
+    from rsir_stac.model.bundle import load_bundle
+
+    dst = tmp_path / "b"
+    shutil.copytree(tiny_bundle.path, dst)
+    meta = json.loads((dst / "model.json").read_text())
+    meta["views"] = 3
+    (dst / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="views"):
+        load_bundle(dst)
