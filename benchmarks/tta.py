@@ -52,11 +52,15 @@ def main() -> None:
     ap.add_argument("--scales", default="1")
     ap.add_argument("--expand", default="0,5")
     ap.add_argument("--reducers", default="pca:64,lda:20")
+    ap.add_argument("--query-only", action="store_true",
+                    help="also score views on the query side only (stored vectors from one view)")
+    ap.add_argument("--imagenet", action="store_true",
+                    help="score ImageNet pooled features (no reducer) on the same images instead of the bundle")
     ap.add_argument("--lco", action="store_true",
                     help="score every image of the bundle's held-out classes (reducer fitted on the others)")
     args = ap.parse_args()
 
-    from rsir_stac.evaluate import retrieval_metrics
+    from rsir_stac.evaluate import ImageNetBaseline, average_precision, precision_at_k, rank_all, retrieval_metrics
     from rsir_stac.model.bundle import load_bundle
     from rsir_stac.model.data import load_images, scan_image_folder, stratified_split
     from rsir_stac.model.transforms import downscale
@@ -76,23 +80,46 @@ def main() -> None:
     y_tr, y_te = folder.labels[train_ix], folder.labels[test_ix]
     im_tr0 = load_images([folder.paths[i] for i in train_ix])
     im_te0 = load_images([folder.paths[i] for i in test_ix])
-    emb = bundle.embedder()
+    emb = (ImageNetBaseline() if args.imagenet else bundle).embedder()
+    if args.imagenet:
+        args.reducers = "none"
+
+    def asym(X, Q, y):  # queries Q (one per row of X) against the other rows of X
+        order = rank_all(X, queries=Q)
+        rel = y[order] == y[:, None]
+        return {"mAP": float(np.mean([average_precision(r) for r in rel])),
+                "P@10": float(np.mean([precision_at_k(r, 10) for r in rel]))}
+
     rows = []
     for scale in [float(s) for s in args.scales.split(",")]:
         im_tr = im_tr0 if scale == 1 else [downscale(im, scale) for im in im_tr0]
         im_te = im_te0 if scale == 1 else [downscale(im, scale) for im in im_te0]
+        single = None
         for n in [int(v) for v in args.views.split(",")]:
             t = time.time()
             z_te = embed_views(emb, im_te, n)
-            z_tr = embed_views(emb, im_tr, n)
+            z_tr = embed_views(emb, im_tr, n) if not args.imagenet else None
             secs = time.time() - t
+            if n == 1:
+                single = (z_tr, z_te)
             for spec in args.reducers.split(","):
-                kind, dim = spec.split(":")
-                red = make_reducer(kind, int(dim)).fit(z_tr, y_tr if kind == "lda" else None)
-                x = red.transform(z_te)
+                if spec == "none":
+                    red, x = None, z_te / np.linalg.norm(z_te, axis=1, keepdims=True)
+                else:
+                    kind, dim = spec.split(":")
+                    red = make_reducer(kind, int(dim)).fit(z_tr, y_tr if kind == "lda" else None)
+                    x = red.transform(z_te)
                 for e in [int(v) for v in args.expand.split(",")]:
                     m = retrieval_metrics(x, y_te, expand=e)
                     rows.append({"scale": scale, "views": n, "reducer": spec, "expand": e,
+                                 "mAP": round(m["mAP"], 4), "P@10": round(m["P@10"], 4),
+                                 "embed_s": round(secs, 1)})
+                    print(rows[-1], flush=True)
+                if args.query_only and n > 1 and single is not None and red is not None:
+                    # stored vectors: one view, reducer fitted on one view; queries: the mean over n views
+                    red1 = make_reducer(kind, int(dim)).fit(single[0], y_tr if kind == "lda" else None)
+                    m = asym(red1.transform(single[1]), red1.transform(z_te), y_te)
+                    rows.append({"scale": scale, "views": f"{n} (query only)", "reducer": spec, "expand": 0,
                                  "mAP": round(m["mAP"], 4), "P@10": round(m["P@10"], 4),
                                  "embed_s": round(secs, 1)})
                     print(rows[-1], flush=True)
