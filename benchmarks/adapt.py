@@ -84,7 +84,7 @@ def _adapt(sources, out, start, args, steps=None, **kw):
     t = time.time()
     if args.triplets:
         kw.setdefault("triplets", tuple(args.triplets.split(",")))
-    for name in ("distill", "clusters"):
+    for name in ("distill", "clusters", "recluster_every"):
         if getattr(args, name) is not None:
             kw.setdefault(name, getattr(args, name))
     b = adapt(AdaptConfig(sources=tuple(map(str, sources)), out=str(out), start=start,
@@ -92,7 +92,7 @@ def _adapt(sources, out, start, args, steps=None, **kw):
                           max_tiles=args.max_tiles, eval_every=args.eval_every, min_tiles=args.min_tiles, **kw))
     a = b.meta["training"]["adaptation"]
     return b, {"seconds": round(time.time() - t, 1), "n_tiles": a["n_tiles"], "kinds": a["triplet_kinds"],
-               "triplets": a["triplets"], "best_step": a["best_step"], "steps_run": a["steps_run"], "clusters": a.get("clusters", 0),
+               "triplets": a["triplets"], "best_step": a["best_step"], "steps_run": a["steps_run"], "clusters": a.get("clusters", 0), "reclustered_at": a.get("reclustered_at", []),
                "loss_before": round(a["before"]["mean_loss"], 4), "loss_after": round(a["after"]["mean_loss"], 4),
                "top1_before": {k: round(v, 3) for k, v in a["before"]["accuracy"].items()},
                "top1_after": {k: round(v, 3) for k, v in a["after"]["accuracy"].items()},
@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--triplets", default=None, help="triplet kinds (default: every kind the tiles allow)")
     ap.add_argument("--distill", type=float, default=None, help="distillation weight (default: adapt's)")
     ap.add_argument("--clusters", type=int, default=None, help="k-means clusters (default: adapt's rule; 0: off)")
+    ap.add_argument("--recluster-every", type=int, default=None,
+                    help="steps between re-clusterings on the adapted embedding (default: adapt's)")
     ap.add_argument("--no-refit", dest="refit", action="store_false", help="skip the reducer-refit-only baseline")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: ucmd,geotiff")
     ap.add_argument("--seed", type=int, default=0)

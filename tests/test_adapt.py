@@ -105,6 +105,32 @@ def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
         assert len(hits) == 5 and {h.payload["model_id"] for h in hits} == {b.model_id}
 
 
+def test_reclustering_refreshes_the_cluster_positives(tmp_path, series, tiny_bundle, monkeypatch):
+    """With recluster_every, the clusters are re-made from the adapted network during training."""
+    from rsir_stac.model import adapt as adapt_mod
+
+    seen = []
+    real = adapt_mod._recluster
+
+    def spy(net, tr, tr_pos, sampler, k, seed, embed_args):
+        before = [c.copy() for c in tr_pos.cluster]
+        labels = real(net, tr, tr_pos, sampler, k, seed, embed_args)
+        seen.append((before, tr_pos.cluster, labels, sampler._anchors["cluster"]))
+        return labels
+
+    monkeypatch.setattr(adapt_mod, "_recluster", spy)
+    b = adapt(AdaptConfig(sources=(str(series),), out=str(tmp_path / "run"), start=str(tiny_bundle.path),
+                          **{**FAST, "p": 5, "clusters": 2, "recluster_every": 1}))
+    a = b.meta["training"]["adaptation"]
+    assert a["reclustered_at"] == [1] and a["clusters"] == 2 and a["triplets"]["cluster"] > 0
+    (before, after, labels, anchors) = seen[0]
+    assert len(set(labels.tolist())) == 2 and len(after) == len(labels) == a["n_train"]
+    # the positives are the new clusters: each tile's mates share its new label
+    for i, mates in enumerate(after):
+        assert (labels[mates] == labels[i]).all() and i not in mates.tolist()
+    assert sorted(anchors.tolist()) == [i for i in range(len(after)) if len(after[i])]
+
+
 def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
     data = make_image_folder(tmp_path / "imgs", classes=3, per_class=22, size=48)
     r = CliRunner().invoke(main, ["train", "--unlabelled", str(data), "--from", str(tiny_bundle.path),

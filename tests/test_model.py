@@ -95,6 +95,11 @@ def test_bundle_errors(tmp_path, tiny_bundle):
     (copy / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="format version 99"):
         load_bundle(copy)
+    meta["format_version"], meta["views"] = json.loads((tiny_bundle.path / "model.json").read_text())[
+        "format_version"], 3  # test-time views other than 1, 4, 8 (reduce --views)
+    (copy / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="3 views per tile"):
+        load_bundle(copy)
 
 
 def test_evaluate_folder_uses_recorded_split(tiny_bundle):

@@ -86,17 +86,3 @@ def test_reduce_refuses_an_existing_bundle_and_bad_views(tiny_bundle, tmp_path):
     assert r.exit_code == 2 and "--views" in r.output
     assert not (tmp_path / "c").exists()
 
-
-def test_bundle_with_unknown_views_is_refused(tiny_bundle, tmp_path):
-    import shutil
-
-    from rsir_stac.errors import BundleError
-    from rsir_stac.model.bundle import load_bundle
-
-    dst = tmp_path / "b"
-    shutil.copytree(tiny_bundle.path, dst)
-    meta = json.loads((dst / "model.json").read_text())
-    meta["views"] = 3
-    (dst / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="views"):
-        load_bundle(dst)

@@ -75,6 +75,7 @@ class AdaptConfig:
     neg_distance: float | None = None  # metres; None: 2 tile sides
     near_k: int | None = None          # never-negative start-embedding neighbours; None: pairs.NEAR_K rule, 0: off
     clusters: int | None = None        # k-means clusters of the start embedding; None: pairs.n_clusters rule
+    recluster_every: int = 0           # steps between re-clusterings on the adapted embedding; 0: never
     downscale_max: float = 2.0         # augmentation: random downsampling by 1..max
     heldout_fraction: float = 0.1
     heldout_max: int = 200
@@ -246,6 +247,9 @@ def _check_negatives(tiles, neg_distance: float | None) -> None:
 
 def _check_clusters(cfg: AdaptConfig) -> None:
     """Refuse ``clusters`` settings that contradict ``triplets`` (before any tile is read)."""
+    if cfg.recluster_every < 0:
+        raise InputError(f"--recluster-every {cfg.recluster_every}: give a number of steps, or 0 to keep the "
+                         "start model's clusters")
     if cfg.clusters is None:
         return
     if cfg.clusters < 0 or cfg.clusters == 1:
@@ -300,6 +304,19 @@ def _start_neighbours(nets, tr, tr_pos, kinds: list[str], cfg: AdaptConfig,
                 kinds.append(kind)
     use_clusters = labels if "cluster" in kinds else None
     return nn_ix[:, :int(m)], use_clusters, kinds
+
+
+def _recluster(net, tr, tr_pos, sampler, k: int, seed: int, embed_args) -> np.ndarray:
+    """New cluster ids of the training tiles from ``net``'s current embedding; updates
+    ``tr_pos.cluster`` and the sampler's cluster anchors in place (pseudo-labels refreshed as
+    the embedding adapts, as DeepCluster re-clusters every epoch).  Costs one embedding pass."""
+    from rsir_stac.model.pairs import cluster_labels, cluster_positives
+
+    labels = cluster_labels(_embed(net, tr.pixels, *embed_args), k, seed)
+    tr_pos.cluster = cluster_positives(labels)
+    sampler.refresh("cluster")
+    log.info("re-clustered the %d training tiles into %d clusters", len(tr), k)
+    return labels
 
 
 def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int, int, int]]:
@@ -409,6 +426,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     sampler = TripletSampler(tr_pos, len(tr), kinds, p=cfg.p, k=cfg.k, seed=cfg.seed)
     rng = np.random.default_rng([cfg.seed, 3])
     triplets = {k: 0 for k in kinds}
+    reclustered: list[int] = []
     history = [evaluate(0)]
     best, best_state, since = history[0], None, 0
     warmup = max(1, cfg.steps // 10)
@@ -440,6 +458,12 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         opt.step()
         losses.append(float(loss.item()))
         emit(AdaptEvent("step", step, cfg.steps, loss=losses[-1]))
+        if (cfg.recluster_every and clusters is not None and step % cfg.recluster_every == 0
+                and step < cfg.steps):
+            clusters = _recluster(nets.student, tr, tr_pos, sampler, int(clusters.max() + 1), cfg.seed + step,
+                                  (size, mean, std, device, bf16))
+            reclustered.append(step)
+            nets.train()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             r = evaluate(step)
             r["train_loss"] = float(np.mean(losses[-cfg.eval_every:]))
@@ -477,7 +501,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         "n_tiles": len(tiles), "n_train": len(tr), "n_heldout": len(ho),
         "n_scenes": n_scenes, "skipped": tiles.skipped,
         "triplet_kinds": kinds, "near_k": int(near.shape[1]),
-        "clusters": int(clusters.max() + 1) if clusters is not None else 0,
+        "clusters": int(clusters.max() + 1) if clusters is not None else 0, "reclustered_at": reclustered,
         "groups": dict(sampler.counts), "triplets": triplets,
         "steps_run": step, "best_step": int(best["step"]),
         "criterion": "held-out positive retrieval loss (lower is better)",

@@ -241,6 +241,11 @@ class TripletSampler:
         self._turn = 0
         self.counts = {kind: 0 for kind in self.kinds}
 
+    def refresh(self, kind: str) -> None:
+        """Re-read ``kind``'s anchors from :attr:`positives` (after its lists changed)."""
+        if kind in self._anchors:
+            self._anchors[kind] = self.positives.anchors(kind, self.n)
+
     def batch(self) -> list[tuple[int, int, str]]:
         rng, out = self.rng, []
         used: set[int] = set()
