@@ -54,7 +54,8 @@ def _handle_errors(fn):
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
             raise
         except KeyboardInterrupt:
-            _fail("interrupted; re-run the same command to resume (work already written is kept)", 130)
+            _fail("interrupted; re-run the same command (ingest, reindex and train resume from what they wrote; "
+                  "other commands start again and leave nothing half-written)", 130)
         except RsirError as exc:
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
@@ -285,7 +286,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--model", "model", type=click.Path(), help="Bundle to start from (default: the shipped model).")
 @click.option("--kind", required=True, type=click.Choice(["pca", "lda", "none"]), help="Reducer to fit.")
-@click.option("--dim", default=32, show_default=True, help="Output dimensions (LDA: at most classes-1).")
+@click.option("--dim", default=32, show_default=True, type=click.IntRange(1),
+              help="Output dimensions (LDA: at most classes-1; PCA: at most the training images).")
 @click.option("--views", type=click.Choice(["1", "4", "8"]), default=None,
               help="Average each tile's embedding over its 4 rotations (4) or rotations and mirror images (8) "
                    "at inference: higher mAP, that many times the embedding time.  Default: the bundle's.")

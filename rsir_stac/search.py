@@ -109,7 +109,8 @@ class Index:
                          else f"--qdrant-url {store.location} --collection {store.collection}")
                 raise IncompatibleIndexError(
                     f"{store.describe()} was built with model {meta.model_id} ({meta.dim}-d), not "
-                    f"{bundle.model_id} ({bundle.dim}-d); pass --model with the bundle that built it, or move the "
+                    f"{bundle.model_id} ({bundle.dim}-d"
+                    + (f", {bundle.views} views per tile" if bundle.views > 1 else "") + "); pass --model with the bundle that built it, or move the "
                     f"index to this model with `rsir-stac reindex {where} --to NEW --model {bundle.path}`"
                 )
         except BaseException:

@@ -157,13 +157,13 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
             last = r.stderr.strip().splitlines()[-1]
             assert last.startswith("error: ") and phrase in last, last
         # a model other than the served one: refused before any work
-        other = tmp_path / "other-bundle"
-        import shutil
+        from rsir_stac.model.bundle import save_bundle
 
-        shutil.copytree(tiny_bundle.path, other)
-        meta = json.loads((other / "model.json").read_text())
-        meta["model_id"] = "other-model"
-        (other / "model.json").write_text(json.dumps(meta))
+        other = tmp_path / "other-bundle"  # the same network averaged over 4 views: another model id
+        meta = json.loads((tiny_bundle.path / "model.json").read_text())
+        for key in ("files", "model_id", "reducer", "stored_dim", "created", "versions"):
+            meta.pop(key)
+        save_bundle(other, tiny_bundle.net, tiny_bundle.reducer, {**meta, "views": 4})
         r = runner.invoke(main, ["ingest", str(scenes[1]), "--index", str(idx), "--model", str(other)])
         assert r.exit_code == 2 and "served with model" in r.output, r.output
         # commands that need the index itself name the service

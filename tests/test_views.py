@@ -86,3 +86,51 @@ def test_reduce_refuses_an_existing_bundle_and_bad_views(tiny_bundle, tmp_path):
     assert r.exit_code == 2 and "--views" in r.output
     assert not (tmp_path / "c").exists()
 
+
+
+def test_reduce_refuses_reducer_sizes_before_embedding(tiny_bundle, tmp_path):
+    from rsir_stac.cli import main
+
+    data = tiny_bundle.path.parent.parent / "tiles"  # 3 classes
+    for kind, dim, fix in (("lda", 5, "--dim 2"), ("pca", 10_000, "--dim "), ("pca", 0, "")):
+        r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", kind,
+                                      "--dim", str(dim), "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2, r.output
+        assert fix in r.output and "embedding training split:" not in r.output.split("error:")[-1]
+        assert not (tmp_path / "o").exists()
+    # following the fix works
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "lda",
+                                  "--dim", "2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+
+
+def test_edited_views_do_not_pass_for_the_same_model(tiny_bundle, tmp_path):
+    """The views are part of the model id: a model.json whose views were changed by hand is refused."""
+    import shutil
+
+    from rsir_stac.errors import BundleError
+    from rsir_stac.model.bundle import load_bundle
+
+    r = _reduce(tiny_bundle, tmp_path / "v4", "--views", "4")
+    assert r.exit_code == 0, r.output
+    for views in (None, 1, 8):
+        dst = tmp_path / f"e{views}"
+        shutil.copytree(tmp_path / "v4", dst)
+        meta = json.loads((dst / "model.json").read_text())
+        if views is None:
+            del meta["views"]
+        else:
+            meta["views"] = views
+        (dst / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(BundleError, match="does not match its files"):
+            load_bundle(dst)
+    load_bundle(tmp_path / "v4")  # the untouched one loads
+
+
+def test_a_killed_reduce_leaves_nothing_behind_the_next_run(tiny_bundle, tmp_path):
+    stale = tmp_path / ".b.partial-999999999"  # a run killed while writing (no such process)
+    stale.mkdir()
+    (stale / "weights.pt").write_bytes(b"half")
+    r = _reduce(tiny_bundle, tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and (tmp_path / "b" / "model.json").is_file()

@@ -172,16 +172,29 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
                            "normalisation") if k not in meta]
     if missing:
         raise BundleError(f"model bundle {meta_path} lacks {', '.join(missing)}; re-train or re-copy the bundle")
-    if meta.get("views", 1) not in (1, 4, 8):  # rsir_stac.model.transforms.VIEW_SETS
-        raise BundleError(f"model bundle {meta_path} asks for {meta.get('views')!r} views per tile; "
-                          "this rsir-stac averages 1, 4 or 8: re-run `rsir-stac reduce --views` or re-copy the bundle")
+    views = meta.get("views", 1)
+    if isinstance(views, bool) or views not in (1, 4, 8):  # rsir_stac.model.transforms.VIEW_SETS
+        raise BundleError(f"model bundle {meta_path} asks for {json.dumps(views)} views per tile; this rsir-stac "
+                          "averages 1, 4 or 8: re-copy the bundle, or re-run `rsir-stac reduce --views 4` with "
+                          "--model the bundle it was made from")
     for name, digest in meta.get("files", {}).items():
         f = path / name
         if not f.is_file():
             raise BundleError(f"model bundle {path} lacks {name}; re-copy the whole bundle folder")
         if _sha256(f) != digest:
             raise BundleError(f"model bundle file {f} is truncated or modified (checksum mismatch); re-copy the bundle")
+    if meta.get("files") and not str(meta["model_id"]).endswith("-" + _content_digest(meta["files"], int(views))):
+        raise BundleError(f"model bundle {meta_path} does not match its files: its model id {meta['model_id']} was "
+                          f"not made from them with {int(views)} view(s) per tile (was model.json edited?); "
+                          "re-copy the bundle")
     return ModelBundle(path, meta)
+
+
+def _content_digest(files: dict[str, str], views: int) -> str:
+    """The 12 hex digits of a model id: its files' checksums, and the views when not 1 (they change
+    every vector; absent when 1, so older ids stay)."""
+    text = "".join(files[k] for k in sorted(files)) + (f"views={views}" if views != 1 else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBundle:
@@ -212,9 +225,7 @@ def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBu
     views = int(meta.get("views", 1))
     if views == 1:
         meta.pop("views", None)
-    # the views change every vector, so they are part of the id (absent when 1: older ids stay)
-    digest = hashlib.sha256(("".join(files[k] for k in sorted(files))
-                             + (f"views={views}" if views != 1 else "")).encode()).hexdigest()[:12]
+    digest = _content_digest(files, views)
     meta["model_id"] = f"{meta['name']}-{meta['backbone']}-{meta['stored_dim']}d-{digest}"
     meta["versions"] = library_versions()
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -265,6 +265,30 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     return bundle
 
 
+def _pid_alive(pid: str) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
+    """Refuse a reducer size the training split cannot give (before any image is embedded)."""
+    if kind == "none":
+        return
+    most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim)}[kind]
+    if not 1 <= dim <= most:
+        why = {"pca": f"{n_train} training images of {out_dim}-d embeddings",
+               "lda": f"{n_classes} classes (LDA gives at most classes - 1)"}[kind]
+        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives 1 to {most} dimensions; "
+                         f"pass --dim {min(max(dim, 1), most)}")
+
+
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
                   progress=None):
     """Write a copy of a bundle with a new reducer fitted on its recorded
@@ -297,6 +321,9 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     target = Path(out)
     if (target / "model.json").exists():
         raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed run
+        if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
@@ -304,6 +331,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
         raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
                          "pass the training data folder")
+    _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
     from rsir_stac.embed import Embedder
 
     norm = bundle.meta["normalisation"]
