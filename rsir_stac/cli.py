@@ -360,7 +360,8 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
         return
     click.echo(f"model {bundle.model_id}  split {split}  queries {results[0]['n_queries']}  dim {results[0]['dim']}"
                + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else "")
-               + (f"  query expansion {expand}" if expand else ""))
+               + (f"  query expansion {expand}" if expand else "")
+               + (f"  views {bundle.views}" if getattr(bundle, "views", 1) > 1 else ""))
     keys = ("mAP", "P@5", "P@10", "P@20", "ANMRR")
     click.echo("  scale " + " ".join(f"{k:>7s}" for k in keys))
     for f, res in zip(scales, results):

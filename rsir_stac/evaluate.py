@@ -222,5 +222,6 @@ def evaluate_folder(
         X = emb.embed(images, reduce=reduce, progress=progress)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
-                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand}
+                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
+                       "views": int(getattr(bundle, "views", 1))}
     return out

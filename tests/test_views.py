@@ -70,6 +70,14 @@ def test_reduce_views_makes_rotation_invariant_vectors(tiny_bundle, tmp_path):
     assert z.shape == (4, 4)
     np.testing.assert_allclose(e8.embed(turned), z, atol=1e-4)
     np.testing.assert_allclose(e8.embed(mirrored), z, atol=1e-4)
+    # evaluate records and prints the views
+    from rsir_stac.cli import main
+
+    data = tiny_bundle.path.parent.parent / "tiles"
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "v8"), "--split", "all"])
+    assert r.exit_code == 0 and "views 8" in r.output, r.output
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "v8"), "--split", "all", "--json"])
+    assert json.loads(r.output)["protocol"]["views"] == 8
     # without views the network alone is not invariant (the test above can fail)
     assert np.abs(e1.embed(turned, reduce=False) - e1.embed(tiles, reduce=False)).max() > 1e-3
 
