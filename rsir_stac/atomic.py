@@ -11,6 +11,47 @@ from pathlib import Path
 from rsir_stac.errors import InputError
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` (``.NAME.partial-PID``); on success it is
+    renamed onto ``path`` (absent or an empty folder), on any error removed, so ``path`` is
+    never a half-written folder.  Partial folders of dead processes are removed first.
+
+    Raises InputError when ``path`` is a folder that is not empty.
+    """
+    import shutil
+
+    target = Path(path).expanduser()
+    if target.is_dir() and any(target.iterdir()):
+        raise InputError(f"{target} is a folder that is not empty; choose another path or empty it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed run
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        if target.is_dir():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is fsynced and

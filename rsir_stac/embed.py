@@ -113,14 +113,10 @@ class Embedder:
         vectors, N×D (averaged over the dihedral views when ``views`` > 1)."""
         import torch
 
-        from rsir_stac.model.transforms import dihedral_views
+        from rsir_stac.model.transforms import mean_over_views
 
-        n = x.shape[0]
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            z = self.net(dihedral_views(x.to(self.device, non_blocking=True), self.views))
-        z = z.float()
-        if self.views > 1:
-            z = z.reshape(self.views, n, -1).mean(0)
+            z = mean_over_views(self.net, x.to(self.device, non_blocking=True), self.views)
         return z.cpu().numpy()
 
     def reduce(self, z: np.ndarray) -> np.ndarray:

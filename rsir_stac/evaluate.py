@@ -127,14 +127,14 @@ class ImageNetBaseline:
     meta: dict = {"training": {}}
     dim = 1280
 
-    def embedder(self, *, device=None, bf16=None, batch_size=None, lanes=None):
+    def embedder(self, *, device=None, bf16=None, batch_size=None, lanes=None, views=None):
         from rsir_stac.embed import Embedder
         from rsir_stac.model.backbones import NORMALISATION
         from rsir_stac.model.net import PooledFeaturesNet
 
         mean, std = NORMALISATION["efficientnet_lite0"]
         return Embedder(PooledFeaturesNet().eval(), None, input_size=224, mean=mean, std=std,
-                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes)
+                        device=device, bf16=bf16, batch_size=batch_size, lanes=lanes, views=views or 1)
 
 
 def resolve_model(model):

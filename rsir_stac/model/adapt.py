@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -208,7 +207,7 @@ def _embed(net, images, size, mean, std, device, bf16, batch: int = 32, views: i
     """Unreduced N×D embeddings (averaged over ``views`` dihedral views, as the bundle's embedder does)."""
     import torch
 
-    from rsir_stac.model.transforms import dihedral_views, to_input
+    from rsir_stac.model.transforms import mean_over_views, to_input
 
     was = net.training
     net.eval()
@@ -216,8 +215,7 @@ def _embed(net, images, size, mean, std, device, bf16, batch: int = 32, views: i
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for s in range(0, len(images), batch):
             x = to_input(images[s:s + batch], size, mean, std).to(device)
-            z = net(dihedral_views(x, views)).float()
-            out.append(z.reshape(views, x.shape[0], -1).mean(0).cpu().numpy())
+            out.append(mean_over_views(net, x, views).cpu().numpy())
     net.train(was)
     return np.concatenate(out) if out else np.zeros((0, net.out_dim), np.float32)
 
@@ -350,6 +348,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     """
     import torch
 
+    from rsir_stac.atomic import atomic_dir
     from rsir_stac.embed import cpu_supports_bf16
     from rsir_stac.model.bundle import load_bundle, save_bundle
     from rsir_stac.model.criteria import neighbour_agreement, positive_retrieval
@@ -517,15 +516,8 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     if tiles.gsd is not None:
         meta["gsd_m"] = float(tiles.gsd)
     meta.setdefault("training", {})["adaptation"] = record
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".bundle.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(target) as tmp:
         save_bundle(tmp, net, reducer, meta)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result = load_bundle(target)
     report = out / "adapt.json"
     report.with_suffix(".json.tmp").write_text(json.dumps({"model_id": result.model_id, **record}, indent=1,

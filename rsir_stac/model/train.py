@@ -265,18 +265,6 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     return bundle
 
 
-def _pid_alive(pid: str) -> bool:
-    import os
-
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
     """Refuse a reducer size the training split cannot give (before any image is embedded)."""
     if kind == "none":
@@ -300,17 +288,16 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.
 
     Raises InputError for another view count, an ``out`` that already holds
-    a bundle, or a ``data_dir`` whose split is not the bundle's; nothing is
-    written unless the whole bundle is (it is built beside ``out`` and renamed).
+    a bundle or other files, a reducer size the split cannot give, or a
+    ``data_dir`` whose split is not the bundle's; nothing is written unless
+    the whole bundle is (:func:`rsir_stac.atomic.atomic_dir`).
     """
     import copy
-    import os
-    import shutil
 
-    from rsir_stac.model.transforms import VIEW_SETS
-
+    from rsir_stac.atomic import atomic_dir
     from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
     from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
 
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
@@ -321,9 +308,6 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     target = Path(out)
     if (target / "model.json").exists():
         raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
-    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed run
-        if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(stale, ignore_errors=True)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
@@ -332,12 +316,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
                          "pass the training data folder")
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
-    from rsir_stac.embed import Embedder
-
-    norm = bundle.meta["normalisation"]
-    emb = Embedder(bundle.net, None, input_size=bundle.input_size, mean=norm["mean"], std=norm["std"], views=views)
-    z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
-    emb.close()
+    with bundle.embedder(views=views) as emb:
+        z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
@@ -345,15 +325,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     meta["views"] = int(views)
     meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
                                                         "views": int(views), "n_train": int(len(train_ix))}
-    tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(target) as tmp:
         save_bundle(tmp, bundle.net, reducer, meta)
-        target.mkdir(parents=True, exist_ok=True)
-        for f in sorted(tmp.iterdir(), key=lambda f: f.name == "model.json"):  # model.json last: a bundle
-            os.replace(f, target / f.name)                                      # only once it is whole
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return load_bundle(target)
 
 

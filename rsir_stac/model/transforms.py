@@ -119,6 +119,12 @@ def dihedral_views(x: torch.Tensor, views: int) -> torch.Tensor:
     return torch.cat(out)
 
 
+def mean_over_views(net, x: torch.Tensor, views: int) -> torch.Tensor:
+    """``net``'s output for an N×C×H×W batch averaged over its :func:`dihedral_views`, N×D float."""
+    z = net(dihedral_views(x, views)).float()
+    return z.reshape(views, x.shape[0], -1).mean(0) if views > 1 else z
+
+
 def downscale(im: np.ndarray, factor: float, min_size: int = 8) -> np.ndarray:
     """Antialiased (Lanczos) downsampling of an H×W×3 uint8 array by ``factor`` ≥ 1.
 

@@ -18,6 +18,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from rsir_stac.atomic import pid_alive
+
 log = logging.getLogger(__name__)
 
 _BUF = 1 << 20
@@ -94,16 +96,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _sweep_stale(tmp_root: Path) -> None:
     """Remove private copies left by processes that died (SIGKILL) before closing."""
     try:
@@ -115,7 +107,7 @@ def _sweep_stale(tmp_root: Path) -> None:
             pid = int(p.name[len(PRIVATE_PREFIX):].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(p, ignore_errors=True)
 
 
