@@ -49,10 +49,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 K = 10
-#: Bytes per point the run may hold in memory (points, ids, build batches) and write
-#: to disk (the store at full payload, WAL and digests; the floor; each alternative).
-MEM_PER_POINT = 420
-DISK_PER_POINT = {"store": 900, "floor": 450, "lancedb": 200, "faiss": 200, "pgvector": 0}
+#: Anonymous (unswappable) memory per point while the store is built, this process's
+#: synthetic points included: measured 3,066 B/point at 32-d between 100k and 300k points
+#: (``benchmarks/build_memory.py``, RESULTS §13.7); the engine's appendable segment holds
+#: most of it until the build ends.  Disk per point as measured at 1M (§13.6): the store
+#: at full payload with WAL and digests, the floor, each alternative.
+MEM_PER_POINT = 3_100
+DISK_PER_POINT = {"store": 1_250, "floor": 600, "lancedb": 200, "faiss": 200, "pgvector": 0}
 
 
 def make_data(n: int, dim: int, seed: int = 0, by_scene: bool = False, chunk: int = 1_000_000):
@@ -110,7 +113,8 @@ def mem_available() -> int | None:
 def preflight(n: int, dim: int, work: Path, engines: list[str]) -> dict:
     """Refuse (SystemExit, before building anything) a run whose estimated memory or
     disk need is above what is free; returns the estimates (bytes)."""
-    mem = n * (MEM_PER_POINT + 2 * 4 * dim) + 2_000_000_000  # points + a faiss copy + the interpreter, engines
+    # the store's build, a faiss copy of the vectors, the interpreter and libraries
+    mem = n * (MEM_PER_POINT + (4 * dim if "faiss" in engines else 0)) + 1_000_000_000
     disk = n * (DISK_PER_POINT["store"] + 4 * dim + sum(DISK_PER_POINT.get(e, 0) + 4 * dim for e in engines))
     probe = work
     while not probe.exists():
@@ -119,8 +123,10 @@ def preflight(n: int, dim: int, work: Path, engines: list[str]) -> dict:
     avail = mem_available()
     gib = 2 ** 30
     if avail is not None and mem > avail:
+        fits = max(0, int((avail - 1_000_000_000) / (mem - 1_000_000_000) * n) // 100_000 * 100_000)
         raise SystemExit(f"--points {n:,} needs about {mem / gib:.1f} GiB of memory but {avail / gib:.1f} GiB is "
-                         f"available; use fewer points or fewer --engines")
+                         f"available (the index build holds ~{MEM_PER_POINT:,} bytes per point until it ends); "
+                         f"use --points {fits:,} or fewer, or a machine with more memory")
     if disk > free:
         raise SystemExit(f"--points {n:,} needs about {disk / gib:.1f} GiB of disk in {probe} but {free / gib:.1f} GiB "
                          f"is free; use --workdir on a larger disk or fewer points")
@@ -183,14 +189,17 @@ def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, 
                    "optimize_s": round(optimize_s, 1), "build_s": round(build_s + optimize_s, 1)}
 
 
-def open_fresh(work: Path, queries, boxes, log) -> dict:
+def open_fresh(work: Path, queries, boxes, log, floor_dir: Path | None = None) -> dict:
     """The built index opened by a fresh process, as ``search``/``serve`` open it
     (``query_open.py``): open time, resident memory and latency without this
-    process's synthetic points."""
+    process's synthetic points; with ``floor_dir`` also the raw-engine floor,
+    opened and queried interleaved in that process (``store_over_floor_p50``)."""
     np.save(work / "queries.npy", np.asarray(queries, np.float32))
     np.save(work / "boxes.npy", np.asarray(boxes, np.float64))
     cmd = [sys.executable, str(Path(__file__).with_name("query_open.py")), "--index", str(work / "edge"),
            "--queries", str(work / "queries.npy"), "--boxes", str(work / "boxes.npy")]
+    if floor_dir is not None:
+        cmd += ["--floor", str(floor_dir)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
@@ -323,8 +332,7 @@ def main() -> None:
             res[kind]["store_over_floor_p50"] = round(res[kind]["p50_ms"] / max(1e-9, floor[kind]["p50_ms"]), 2)
     analysis = analyst_queries(store, vec, scene, qi, args.analysis_queries) if args.analysis_queries else {}
     store.close()
-    opened = open_fresh(work, queries, [spec_for("bbox", j).bbox for j in range(len(queries))], log)
-    alternatives = {}
+    alternatives, floor_dir = {}, None
     for e in engines:
         if e.skip:
             alternatives[e.name] = {"skipped": e.skip}
@@ -332,6 +340,9 @@ def main() -> None:
         alternatives[e.name] = {"build_s": round(e.build_s, 1), "bytes_per_point": round(e.bytes() / n, 1),
                                 **e.extra, **per_engine[e.name]}
         e.close()
+        if e.name == "raw_edge_floor":
+            floor_dir = e.path
+    opened = open_fresh(work, queries, [spec_for("bbox", j).bbox for j in range(len(queries))], log, floor_dir)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     client = client_local(ServerStore, vec, ids, lon, lat, scene, epoch, queries,

@@ -132,6 +132,17 @@ class RawEdge(Engine):
         self.build_s = time.perf_counter() - t
         self.shard = sh
 
+    @classmethod
+    def load(cls, path: Path) -> "RawEdge":
+        """Open a floor shard built earlier (by another process, which must have closed it)."""
+        import qdrant_edge as q
+
+        eng = cls.__new__(cls)
+        Engine.__init__(eng)
+        eng.q, eng.path = q, Path(path)
+        eng.shard = q.EdgeShard.load(str(path))
+        return eng
+
     def _filter(self, spec: Spec):
         q = self.q
         if spec.kind == "plain":

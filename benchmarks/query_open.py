@@ -7,7 +7,12 @@ and at the end, and query latency.  Stand-alone:
     python benchmarks/query_open.py --index DIR/edge --queries q.npy [--boxes b.npy]
 
 ``q.npy`` holds Q×D float32 query vectors, ``b.npy`` Q×4 (west, south, east,
-north) degree boxes.  Last line: one JSON object.
+north) degree boxes.  With ``--floor DIR`` (the raw engine's shard that
+``query.py`` builds, closed by then) the same fresh process also opens the
+floor and runs its queries interleaved with the store's, so the store/floor
+ratio compares two freshly opened indexes on equal terms
+(``store_over_floor_p50`` per query kind).
+Last line: one JSON object.
 """
 from __future__ import annotations
 
@@ -32,9 +37,11 @@ def main() -> None:
     ap.add_argument("--queries", required=True)
     ap.add_argument("--boxes", default=None)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--floor", default=None, help="raw-engine floor shard to query interleaved with the store")
     args = ap.parse_args()
 
     from query import pct
+    from query_engines import RawEdge, Spec
 
     from rsir_stac.store import SearchFilter, open_store
 
@@ -49,15 +56,30 @@ def main() -> None:
     kinds = {"plain": [None] * len(q)}
     if boxes is not None:
         kinds["bbox"] = [SearchFilter(bbox=tuple(map(float, b))) for b in boxes]
+    floor = RawEdge.load(Path(args.floor)) if args.floor else None
+    specs = {"plain": [Spec("plain")] * len(q)}
+    if boxes is not None:
+        specs["bbox"] = [Spec("bbox", bbox=tuple(map(float, b))) for b in boxes]
     for kind, flts in kinds.items():
         for _ in range(2):  # first pass warms the page cache; the second is timed
-            secs = []
-            for v, f in zip(q, flts):
-                t = time.perf_counter()
-                store.search(v, k=args.k, flt=f)
-                secs.append(time.perf_counter() - t)
+            secs, fsecs = [], []
+            for j, (v, f) in enumerate(zip(q, flts)):
+                for who in (("store", "floor") if j % 2 == 0 else ("floor", "store")):  # interleaved, alternating
+                    if who == "floor" and floor is None:
+                        continue
+                    t = time.perf_counter()
+                    if who == "store":
+                        store.search(v, k=args.k, flt=f)
+                    else:
+                        floor.search(v, args.k, specs[kind][j])
+                    (secs if who == "store" else fsecs).append(time.perf_counter() - t)
         out[kind] = {"p50_ms": pct(secs, 50), "p99_ms": pct(secs, 99)}
+        if floor is not None:
+            out[kind].update(floor_p50_ms=pct(fsecs, 50), floor_p99_ms=pct(fsecs, 99),
+                             store_over_floor_p50=round(pct(secs, 50) / max(1e-9, pct(fsecs, 50)), 2))
     store.close()
+    if floor is not None:
+        floor.close()
     out.update(peak_rss_gib=round(status_kib("VmHWM") / gib, 2), rss_gib_end=round(status_kib("VmRSS") / gib, 2),
                anon_gib_end=round(status_kib("RssAnon") / gib, 2))
     print(json.dumps(out))

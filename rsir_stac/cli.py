@@ -104,7 +104,9 @@ def _echo_json(obj) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, bundle/).")
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
-@click.option("--from", "from_bundle", type=click.Path(), help="--unlabelled: bundle to start from [shipped model].")
+@click.option("--from", "from_bundle", type=click.Path(),
+              help="Bundle to start from (a folder, or a shipped name: default, v1, v2, v3); its architecture wins "
+                   "[--unlabelled: the shipped model; labelled: ImageNet].")
 @click.option("--triplets",
               help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
 @click.option("--clusters", type=int,
@@ -147,6 +149,10 @@ def _echo_json(obj) -> None:
 @click.option("--val-scales", help="Model selection: mean val mAP over these downscale factors [v2, v3: 1,4; v1: 1].")
 @click.option("--ema", "ema_epochs", type=float,
               help="Keep an EMA of the weights with this half-life in epochs and select/ship it [0: off].")
+@click.option("--view-distill", type=float,
+              help="With --from: weight of distilling the start network's 4-view (rotation) average into one "
+                   "view [0: off].")
+@click.option("--view-distill-views", type=click.Choice(["4", "8"]), help="Views the teacher averages [4].")
 @click.option("--leave-out", help="Comma-separated classes kept out of training (leave-classes-out protocol).")
 @click.option("--leave-out-n", type=int, default=0, help="Or: leave out this many classes chosen by --seed.")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in --out.")
@@ -170,6 +176,11 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
                              "(labelled training takes its triplets from the classes)")
     if clusters is not None:
         opts["clusters"] = clusters
+    view_distill = (opts.pop("view_distill"), opts.pop("view_distill_views"))
+    if unlabelled and any(v is not None for v in view_distill):
+        raise click.BadParameter("rotation-view distillation is for labelled fine-tuning: drop --view-distill "
+                                 "with --unlabelled (adaptation distils from the start model already)",
+                                 param_hint="--view-distill")
     if unlabelled:
         return _train_unlabelled(data_dir, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts)
     if len(data_dir) != 1:
@@ -180,6 +191,12 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
     from rsir_stac.model.train import RECIPES, TrainConfig, train as run
 
     chosen = {k: v for k, v in opts.items() if v is not None}
+    if view_distill[0] is not None:
+        chosen["view_distill"] = view_distill[0]
+    if view_distill[1] is not None:
+        chosen["view_distill_views"] = int(view_distill[1])
+    if from_bundle is not None:
+        chosen["init_from"] = from_bundle
     if val_scales:
         chosen["val_scales"] = _parse_floats(val_scales, "--val-scales")
     if leave_out:

@@ -8,7 +8,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+
+from rsir_stac.errors import InputError
 
 
 def _tiles(n: int = 4, size: int = 64, seed: int = 3) -> list[np.ndarray]:
@@ -142,3 +145,59 @@ def test_a_killed_reduce_leaves_nothing_behind_the_next_run(tiny_bundle, tmp_pat
     r = _reduce(tiny_bundle, tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert not stale.exists() and (tmp_path / "b" / "model.json").is_file()
+
+
+def _rotation_disagreement(bundle, images) -> float:
+    """Mean cosine distance between a bundle's one-view output and its 4-view average."""
+    import torch.nn.functional as F
+
+    from rsir_stac.model.transforms import mean_over_views, to_input
+
+    m, s = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
+    x = to_input(images, bundle.input_size, m, s)
+    net = bundle.net.eval()
+    with torch.no_grad():
+        return float((1 - F.cosine_similarity(net(x).float(), mean_over_views(net, x, 4), dim=1)).mean())
+
+
+def test_view_distillation_fine_tunes_a_bundle_towards_its_rotation_average(tiny_bundle, tmp_path):
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.model.train import TrainConfig, train
+
+    data = tiny_bundle.meta["training"]["data_dir"]
+    folder = next(p for p in tiny_bundle.path.parents if (p / data).is_dir()) / data
+
+    def tune(name, weight):
+        # embedding_dim and input_size here differ from the start bundle's: its architecture must win
+        cfg = TrainConfig(str(folder), str(tmp_path / name), input_size=48, embedding_dim=32, epochs=1, p=3, k=2,
+                          max_steps_per_epoch=6, val_fraction=0.0, reducer="pca", reducer_dim=4, lr=1e-3,
+                          init_from=str(tiny_bundle.path), view_distill=weight, seed=1)
+        return load_bundle(train(cfg).path)
+
+    tuned, control = tune("vd", 50.0), tune("plain", 0.0)
+    assert tuned.meta["embedding_dim"] == tiny_bundle.meta["embedding_dim"] == 16
+    assert tuned.input_size == tiny_bundle.input_size == 64
+    assert tuned.meta["pretrained_source"] == tiny_bundle.model_id
+    assert tuned.meta["training"]["view_distill"] == 50.0 and "init_from" not in tuned.meta["training"]
+    images = _tiles(8, 64, seed=11)
+    start, after, plain = (_rotation_disagreement(b, images) for b in (tiny_bundle, tuned, control))
+    assert after < 0.5 * start, (start, after)
+    assert after < 0.5 * plain, (plain, after)
+
+
+def test_view_distillation_input_errors(tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.model.train import TrainConfig, train
+
+    folder = tmp_path / "none"
+    with pytest.raises(InputError, match="--view-distill needs --from"):
+        train(TrainConfig(str(folder), str(tmp_path / "a"), view_distill=1.0))
+    with pytest.raises(InputError, match="4 or 8"):
+        train(TrainConfig(str(folder), str(tmp_path / "b"), view_distill=1.0, view_distill_views=1,
+                          init_from=str(tiny_bundle.path)))
+    r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "c"), "--unlabelled",
+                                  "--view-distill", "1"])
+    assert r.exit_code != 0 and "--view-distill" in r.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()

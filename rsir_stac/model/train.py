@@ -62,6 +62,9 @@ class TrainConfig:
     ema_epochs: float = 0.0        # EMA of weights with this half-life in epochs (0 = off); validated and saved
     leave_out: tuple[str, ...] = ()  # classes kept out of training (leave-classes-out protocol)
     leave_out_n: int = 0           # or: this many classes, chosen by ``seed``
+    init_from: str | None = None   # start from this bundle's network (fine-tuning); its architecture wins
+    view_distill: float = 0.0      # weight of rotation-view distillation from the frozen start network
+    view_distill_views: int = 4    # dihedral views the teacher averages (4 or 8)
     extra: dict = field(default_factory=dict)
 
 
@@ -99,7 +102,16 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 
 def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None):
-    """Train an EmbeddingNet, fit the reducer and write a bundle to ``cfg.out``."""
+    """Train an EmbeddingNet, fit the reducer and write a bundle to ``cfg.out``.
+
+    With ``cfg.init_from`` the network starts from that bundle's weights and
+    architecture (fine-tuning); ``cfg.view_distill`` > 0 then also distils the
+    start network's rotation-view average into the student (see
+    :class:`StudentTeacher`).  Returns the written :class:`ModelBundle`.
+    Raises InputError for a contradictory configuration (``view_distill``
+    without ``init_from``, a teacher of 1 view, too few classes), DatasetError
+    for an unusable image folder and BundleError for an unreadable start bundle.
+    """
     import torch
 
     from rsir_stac.embed import Embedder, cpu_supports_bf16
@@ -115,6 +127,12 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     from rsir_stac.reduce import make_reducer
 
     emit = progress or (lambda e: None)
+    start = None
+    if cfg.init_from is not None:
+        cfg, start = _start_from(cfg)
+    elif cfg.view_distill > 0:
+        raise InputError("--view-distill needs --from BUNDLE: the frozen start network is the teacher; "
+                         "add --from (e.g. the shipped model: --from default)")
     torch.manual_seed(cfg.seed)
     full_folder = scan_image_folder(cfg.data_dir)
     held_out = choose_held_out(full_folder.classes, cfg.leave_out, cfg.leave_out_n, cfg.seed)
@@ -140,10 +158,13 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
-    if cfg.backbone != "efficientnet_lite0" and not cfg.backbone_weights and not cfg.random_init:
+    if cfg.backbone != "efficientnet_lite0" and not cfg.backbone_weights and not cfg.random_init \
+            and start is None:
         raise InputError(f"backbone {cfg.backbone} needs --backbone-weights PATH (or --random-init)")
     net = EmbeddingNet(cfg.backbone, cfg.embedding_dim, pooling=cfg.pooling, hybrid=cfg.hybrid,
-                       pretrained=not cfg.random_init, backbone_weights=cfg.backbone_weights)
+                       pretrained=not cfg.random_init and start is None, backbone_weights=cfg.backbone_weights)
+    if start is not None:
+        net.load_state_dict(start.net.state_dict())
     net = net.to(device).to(memory_format=torch.channels_last)
     mean, std = NORMALISATION[cfg.backbone]
     student = StudentTeacher(net, cfg, device)
@@ -194,10 +215,10 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             x = to_input([aug(cache[i]) for i in ix.tolist()], cfg.input_size, mean, std).to(device)
             y = torch.as_tensor(folder.labels[ix], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                z, distill = student(x)
+                z, aux = student(x)
             loss = loss_fn(z.float(), y)
-            if distill is not None:
-                loss = loss + cfg.distill * distill
+            for weight, term in aux:
+                loss = loss + weight * term
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -245,9 +266,10 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         "normalisation": {"mean": list(mean), "std": list(std)},
         "class_names": list(folder.classes),
         "recipe": cfg.extra.get("recipe") or ("v2" if (cfg.hybrid or cfg.distill or cfg.downscale_max > 1) else "v1"),
-        "pretrained_source": "random" if cfg.random_init else ("ImageNet" if not cfg.backbone_weights else str(cfg.backbone_weights)),
+        "pretrained_source": ("random" if cfg.random_init else start.model_id if start is not None
+                              else "ImageNet" if not cfg.backbone_weights else str(cfg.backbone_weights)),
         "training": {
-            **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device")},
+            **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device", "init_from")},
             "data_dir": Path(cfg.data_dir).name,
             "split_seed": cfg.seed,
             "held_out_classes": list(held_out),
@@ -263,6 +285,32 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     (out / "history.json").write_text(json.dumps(history, indent=1))
     emit(TrainEvent("done", message=str(bundle.path)))
     return bundle
+
+
+def _start_from(cfg: TrainConfig):
+    """Load ``cfg.init_from`` and take its architecture (backbone, head, pooling,
+    hybrid weight, input size) into the config; returns (config, bundle).
+
+    Raises BundleError for an unreadable bundle and InputError for one whose
+    backbone is not the configured one or whose views cannot teach.
+    """
+    from dataclasses import replace
+
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.model.transforms import VIEW_SETS
+
+    start = load_bundle(cfg.init_from)
+    m = start.meta
+    if cfg.view_distill > 0 and cfg.view_distill_views not in (4, 8):
+        raise InputError(f"--view-distill-views {cfg.view_distill_views}: the teacher averages 4 or 8 dihedral "
+                         f"views ({sorted(VIEW_SETS)} exist; 1 teaches nothing); use 4")
+    if cfg.random_init:
+        raise InputError(f"--random-init and --from {cfg.init_from} contradict each other: drop one")
+    cfg = replace(cfg, backbone=m["backbone"], embedding_dim=int(m["embedding_dim"]),
+                  pooling=m.get("pooling", "avg"), hybrid=float(m.get("hybrid", 0.0)),
+                  input_size=int(m["input_size"]), backbone_weights=None)
+    log.info("starting from %s (%s); its architecture replaces the recipe's", start.model_id, start.path)
+    return cfg, start
 
 
 def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
@@ -376,6 +424,14 @@ class StudentTeacher:
     distillation term is the mean cosine distance between the student's and
     the teacher's average-pooled features (feature distillation, Hinton et
     al. 2015 / Romero et al. 2015 "FitNets", on pooled features).
+
+    With ``cfg.view_distill`` > 0 a frozen copy of the start network is a second
+    teacher: its unreduced output averaged over the dihedral views of the batch
+    (what ``reduce --views`` computes at inference), and the term is the mean
+    cosine distance of the student's single-view output to it.  The student
+    learns the orientation-invariant embedding at one view's cost
+    (self-distillation of test-time augmentation; cf. Hinton et al. 2015,
+    and the ensemble distillation of Allen-Zhu & Li 2020).
     """
 
     def __init__(self, net, cfg: TrainConfig, device) -> None:
@@ -390,6 +446,14 @@ class StudentTeacher:
             for m in bb.prefix_modules(self.n):
                 for p in m.parameters():
                     p.requires_grad_(False)
+        self.distill, self.view_distill, self.views = float(cfg.distill), float(cfg.view_distill), int(cfg.view_distill_views)
+        self.view_teacher = None
+        if self.view_distill > 0:
+            import copy
+
+            self.view_teacher = copy.deepcopy(net).to(device).eval()
+            for p in self.view_teacher.parameters():
+                p.requires_grad_(False)
         self.teacher = None
         if cfg.distill > 0:
             from rsir_stac.model.backbones import build_backbone
@@ -406,9 +470,11 @@ class StudentTeacher:
                 m.eval()
 
     def __call__(self, x):
-        """Returns (B×dim unit embeddings of the triplet head, distillation loss or None)."""
+        """Returns (B×dim unit embeddings of the triplet head, [(weight, auxiliary loss), ...])."""
         import torch
         import torch.nn.functional as F
+
+        from rsir_stac.model.transforms import mean_over_views
 
         bb, net = self.net.backbone, self.net
         if self.n:
@@ -417,10 +483,17 @@ class StudentTeacher:
             fmap = bb.suffix(h, self.n)
         else:
             h, fmap = x, bb(x)
-        z = F.normalize(net.head(net.pool(fmap)).float(), dim=1)
-        if self.teacher is None:
-            return z, None
-        with torch.no_grad():
-            tmap = self.teacher.suffix(h, self.n) if self.n else self.teacher(x)
-        fs, ft = fmap.float().mean((2, 3)), tmap.float().mean((2, 3))
-        return z, (1.0 - F.cosine_similarity(fs, ft, dim=1)).mean()
+        pooled = net.pool(fmap)
+        z = F.normalize(net.head(pooled).float(), dim=1)
+        aux = []
+        if self.teacher is not None:
+            with torch.no_grad():
+                tmap = self.teacher.suffix(h, self.n) if self.n else self.teacher(x)
+            fs, ft = fmap.float().mean((2, 3)), tmap.float().mean((2, 3))
+            aux.append((self.distill, (1.0 - F.cosine_similarity(fs, ft, dim=1)).mean()))
+        if self.view_teacher is not None:
+            with torch.no_grad():
+                target = mean_over_views(self.view_teacher, x, self.views)
+            out = net.embed_features(pooled).float()
+            aux.append((self.view_distill, (1.0 - F.cosine_similarity(out, target, dim=1)).mean()))
+        return z, aux
