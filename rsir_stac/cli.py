@@ -105,7 +105,7 @@ def _echo_json(obj) -> None:
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
 @click.option("--from", "from_bundle", type=click.Path(),
-              help="Bundle to start from (a folder, or a shipped name: default, v1, v2, v3); its architecture wins "
+              help="Bundle to start from (a folder, or a shipped name: default, v1, v2, v3, v4); its network is kept "
                    "[--unlabelled: the shipped model; labelled: ImageNet].")
 @click.option("--triplets",
               help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
@@ -178,9 +178,12 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         opts["clusters"] = clusters
     view_distill = (opts.pop("view_distill"), opts.pop("view_distill_views"))
     if unlabelled and any(v is not None for v in view_distill):
-        raise click.BadParameter("rotation-view distillation is for labelled fine-tuning: drop --view-distill "
-                                 "with --unlabelled (adaptation distils from the start model already)",
-                                 param_hint="--view-distill")
+        from rsir_stac.errors import InputError
+
+        raise InputError("--view-distill is for labelled fine-tuning: drop it with --unlabelled "
+                         "(adaptation distils from the start model already)")
+    if from_bundle is not None and not unlabelled:
+        _refuse_architecture_with_from(from_bundle)
     if unlabelled:
         return _train_unlabelled(data_dir, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts)
     if len(data_dir) != 1:
@@ -222,6 +225,23 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
 
     bundle = run(cfg, progress)
     click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
+
+
+def _refuse_architecture_with_from(from_bundle: str) -> None:
+    """``train --from``: the start bundle fixes the network, so an architecture option typed
+    with it would be dropped silently; refuse it instead (InputError)."""
+    from click.core import ParameterSource
+
+    from rsir_stac.errors import InputError
+
+    ctx = click.get_current_context()
+    names = ("backbone", "backbone_weights", "embedding_dim", "input_size", "pooling", "hybrid")
+    given = [n for n in names if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+    if given:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise InputError(f"{flags} with --from {from_bundle}: the start bundle's network (backbone, embedding "
+                         f"dim, input size, pooling, hybrid weight) is kept; drop {flags}, or drop --from to "
+                         "train that architecture from ImageNet")
 
 
 def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset, max_tiles, steps, opts):

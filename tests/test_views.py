@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rsir_stac.errors import InputError
+from rsir_stac.errors import BundleNotFoundError, InputError
 
 
 def _tiles(n: int = 4, size: int = 64, seed: int = 3) -> list[np.ndarray]:
@@ -179,6 +179,11 @@ def test_view_distillation_fine_tunes_a_bundle_towards_its_rotation_average(tiny
     assert tuned.input_size == tiny_bundle.input_size == 64
     assert tuned.meta["pretrained_source"] == tiny_bundle.model_id
     assert tuned.meta["training"]["view_distill"] == 50.0 and "init_from" not in tuned.meta["training"]
+    # resuming the control's run folder with other distillation settings would mislabel its weights
+    with pytest.raises(InputError, match="--no-resume"):
+        train(TrainConfig(str(folder), str(tmp_path / "plain"), epochs=1, p=3, k=2, max_steps_per_epoch=6,
+                          val_fraction=0.0, reducer="pca", reducer_dim=4, lr=1e-3,
+                          init_from=str(tiny_bundle.path), view_distill=50.0, seed=1))
     images = _tiles(8, 64, seed=11)
     start, after, plain = (_rotation_disagreement(b, images) for b in (tiny_bundle, tuned, control))
     assert after < 0.5 * start, (start, after)
@@ -197,7 +202,17 @@ def test_view_distillation_input_errors(tiny_bundle, tmp_path):
     with pytest.raises(InputError, match="4 or 8"):
         train(TrainConfig(str(folder), str(tmp_path / "b"), view_distill=1.0, view_distill_views=1,
                           init_from=str(tiny_bundle.path)))
+    for weight in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="finite number >= 0"):
+            train(TrainConfig(str(folder), str(tmp_path / "d"), view_distill=weight, init_from=str(tiny_bundle.path)))
+    with pytest.raises(InputError, match="--from is empty"):
+        train(TrainConfig(str(folder), str(tmp_path / "e"), init_from=""))
+    with pytest.raises(BundleNotFoundError, match=f"did you mean --from {tiny_bundle.path}"):
+        train(TrainConfig(str(folder), str(tmp_path / "f"), init_from=str(tiny_bundle.path.parent)))
     r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "c"), "--unlabelled",
                                   "--view-distill", "1"])
     assert r.exit_code != 0 and "--view-distill" in r.output
-    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    r = CliRunner().invoke(main, ["train", str(folder), "--out", str(tmp_path / "g"), "--from",
+                                  str(tiny_bundle.path), "--embedding-dim", "64"])
+    assert r.exit_code != 0 and "--embedding-dim with --from" in r.output and "drop --embedding-dim" in r.output
+    assert not any((tmp_path / n).exists() for n in "acdefg")

@@ -127,6 +127,13 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     from rsir_stac.reduce import make_reducer
 
     emit = progress or (lambda e: None)
+    for name, value in (("--view-distill", cfg.view_distill), ("--distill", cfg.distill)):
+        if not (math.isfinite(value) and value >= 0):
+            raise InputError(f"{name} {value}: the weight of a loss term must be a finite number >= 0 "
+                             f"(0 turns it off)")
+    if cfg.init_from is not None and not str(cfg.init_from).strip():
+        raise InputError("--from is empty: give a bundle folder (RUN/bundle) or a shipped model name, "
+                         "or leave --from out to start from ImageNet")
     start = None
     if cfg.init_from is not None:
         cfg, start = _start_from(cfg)
@@ -185,6 +192,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        _check_resumable(ck, cfg, start, ckpt_path)
         if ck.get("config", {}).get("data_dir") == cfg.data_dir:
             net.load_state_dict(ck["net"])
             opt.load_state_dict(ck["opt"])
@@ -241,6 +249,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             net.load_state_dict(live)
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
                     "history": history, "config": asdict(cfg),
+                    "start_model": start.model_id if start is not None else None,
                     "ema": ema.shadow if ema is not None else None}, ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
@@ -296,10 +305,18 @@ def _start_from(cfg: TrainConfig):
     """
     from dataclasses import replace
 
-    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.errors import BundleNotFoundError
+    from rsir_stac.model.bundle import load_bundle, shipped_models
     from rsir_stac.model.transforms import VIEW_SETS
 
-    start = load_bundle(cfg.init_from)
+    try:
+        start = load_bundle(cfg.init_from)
+    except BundleNotFoundError:
+        run = Path(cfg.init_from) / "bundle"
+        hint = (f"did you mean --from {run}?" if (run / "model.json").is_file() else
+                f"give a folder written by `rsir-stac train`/`reduce` (RUN/bundle) or a shipped model name "
+                f"({', '.join(shipped_models())})")
+        raise BundleNotFoundError(f"--from {cfg.init_from}: no model bundle there (model.json missing); {hint}") from None
     m = start.meta
     if cfg.view_distill > 0 and cfg.view_distill_views not in (4, 8):
         raise InputError(f"--view-distill-views {cfg.view_distill_views}: the teacher averages 4 or 8 dihedral "
@@ -311,6 +328,28 @@ def _start_from(cfg: TrainConfig):
                   input_size=int(m["input_size"]), backbone_weights=None)
     log.info("starting from %s (%s); its architecture replaces the recipe's", start.model_id, start.path)
     return cfg, start
+
+
+def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None:
+    """Refuse to resume a checkpoint trained from another start bundle or with other
+    rotation-view distillation settings (its weights would be written under this
+    run's description); InputError names ``--no-resume`` and another ``--out``."""
+    old = ck.get("config", {})
+    if old.get("data_dir") != cfg.data_dir:
+        return  # another dataset: the checkpoint is ignored, as before
+    was = ck.get("start_model")  # None: started from ImageNet (and every checkpoint written before --from)
+    now = start.model_id if start is not None else None
+
+    def views(c) -> tuple:
+        w = float(c.get("view_distill", 0.0) or 0.0)
+        return (w, int(c.get("view_distill_views", 4))) if w > 0 else (0.0,)
+
+    same_start, same_views = was == now, views(old) == views(asdict(cfg))
+    if not same_start or not same_views:
+        then = f"from {was or 'ImageNet'}, --view-distill {old.get('view_distill', 0.0)}"
+        this = f"from {now or 'ImageNet'}, --view-distill {cfg.view_distill}"
+        raise InputError(f"checkpoint {ckpt_path} was trained {then}, not {this}; pass --no-resume to start "
+                         "over in this folder or choose another --out")
 
 
 def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
