@@ -86,7 +86,7 @@ def main() -> None:
         v = as_query_vector(v, args.dim, "x")
         hits = [hit_from_record(r, False) for r in sh.query(q.QueryRequest(
             limit=k + 16, query=q.Query.Nearest(v.tolist()), filter=to_edge_filter(flt), with_payload=False,
-            with_vector=False))]
+            with_vector=False, params=q.SearchParams(hnsw_ef=HNSW_EF)))]  # the same search width as now
         hits.sort(key=lambda h: (h.score, h.id))
         top = hits[:k]
         full = {h.id: h for h in st._retrieve_raw([h.id for h in top], True, False)}
