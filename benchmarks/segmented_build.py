@@ -1,0 +1,119 @@
+"""The product store built in rounds into size-capped segments: build time, memory, latency.
+
+Issue 18's way to 10M tiles on one machine (RESULTS §13.7): a single build holds ~3 KB of
+anonymous memory per point until ``optimize`` ends.  Here the store's shard is created with
+``EdgeOptimizersConfig(max_segment_size=...)`` sized for ``--points / --rounds`` vectors, and
+``optimize`` runs after each round of upserts, so each round indexes only its own segment.
+Same synthetic points, payloads and queries as ``query.py``; queries run in this process
+after the build (each once to warm, once timed), recall@10 against numpy.  ``--rounds 1`` is
+the store as shipped (no cap), for an A/B.
+
+    python benchmarks/segmented_build.py --points 1000000 --rounds 4 --workdir DIR
+
+Last line: one JSON object.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+
+    import qdrant_edge as q
+    from build_memory import Sampler
+    from query import K, make_data, payload, pct, truth
+    from query_engines import Spec, inside
+
+    import rsir_stac.store.edge as edge
+    from rsir_stac.malloc import tune_allocator
+    from rsir_stac.store import Point, SearchFilter, open_store
+
+    tune_allocator()
+    n, rounds, dim = args.points, args.rounds, args.dim
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-segmented-"))
+    per = n // rounds
+    kb = int(per * dim * 4 * 1.05 / 1024)  # the engine's segment size counts vector storage, in KB
+    if rounds > 1:
+        create = edge.EdgeStore._create_shard
+
+        def capped(self, cfg):  # the shipped config plus the segment cap
+            return create(self, q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid),
+                                             optimizers=q.EdgeOptimizersConfig(max_segment_size=kb)))
+
+        edge.EdgeStore._create_shard = capped
+    mem = Sampler(0.5)
+    mem.start()
+    vec, lon, lat, scene, epoch = make_data(n, dim)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
+    rng = np.random.default_rng(1)
+    store = open_store(str(work / "edge"))
+    store.ensure_collection(dim, "bench")
+    t0, opt_s = time.time(), []
+    for r in range(rounds):
+        mem.phase = f"upsert{r}"
+        for st in range(r * per, (r + 1) * per, 5000):
+            store.upsert([Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
+                          for i in range(st, min(n, st + 5000))])
+        store.flush()
+        mem.phase = f"optimize{r}"
+        t = time.time()
+        store.optimize()
+        store.flush()
+        opt_s.append(round(time.time() - t, 1))
+        print(json.dumps({"round": r, "optimize_s": opt_s[-1]}), file=sys.stderr, flush=True)
+    build_s = time.time() - t0
+    mem.phase = "query"
+    qi = rng.integers(0, n, args.queries)
+    queries = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
+    sqn = np.einsum("ij,ij->i", vec, vec)
+    res = {}
+    for kind in ("plain", "bbox", "radius"):
+        lat_ms, rec = [], []
+        for j, v in enumerate(queries):
+            clon, clat = float(lon[qi[j]]), float(lat[qi[j]])
+            spec = {"plain": Spec("plain"),
+                    "bbox": Spec("bbox", bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08)),
+                    "radius": Spec("radius", near=(clon, clat, 6000.0))}[kind]  # as query.py
+            flt = None if kind == "plain" else SearchFilter(bbox=spec.bbox, near=spec.near)
+            if kind == "plain":
+                m = None
+            else:
+                w, s_, e, n_ = spec.envelope()
+                cand = np.flatnonzero((lon > w) & (lon < e) & (lat > s_) & (lat < n_))
+                m = np.zeros(n, bool)
+                m[cand[inside(spec, lon[cand], lat[cand])]] = True
+            want = set(truth(vec, sqn, v, m).tolist())
+            store.search(v, k=K, flt=flt)  # warm
+            t = time.perf_counter()
+            got = [uuid.UUID(h.id).int - 1 for h in store.search(v, k=K, flt=flt)]
+            lat_ms.append(time.perf_counter() - t)
+            rec.append(len(set(got) & want) / max(1, min(K, len(want))))
+        res[kind] = {"p50_ms": pct(lat_ms, 50), "p99_ms": pct(lat_ms, 99), "recall@10": round(float(np.mean(rec)), 4)}
+        print(kind, res[kind], file=sys.stderr, flush=True)
+    store.close()
+    mem.stop.set()
+    mem.join()
+
+    segs = len(list((work / "edge" / "rsir_tiles" / "segments").iterdir()))
+    print(json.dumps({"points": n, "rounds": rounds, "max_segment_kb": kb if rounds > 1 else None, "segments": segs,
+                      "build_s": round(build_s, 1), "optimize_s": opt_s, "queries": res,
+                      "peak_anon_gib": {ph: round(p.get("RssAnon", 0) / 2**20, 3) for ph, p in mem.peaks.items()}}))
+
+
+if __name__ == "__main__":
+    main()
