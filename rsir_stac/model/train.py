@@ -300,8 +300,9 @@ def _start_from(cfg: TrainConfig):
     """Load ``cfg.init_from`` and take its architecture (backbone, head, pooling,
     hybrid weight, input size) into the config; returns (config, bundle).
 
-    Raises BundleError for an unreadable bundle and InputError for one whose
-    backbone is not the configured one or whose views cannot teach.
+    Raises BundleNotFoundError (naming ``--from``) for a path without a bundle,
+    BundleError for an unreadable one, and InputError for ``random_init`` with a
+    start bundle or a view teacher of fewer than 4 views.
     """
     from dataclasses import replace
 
@@ -316,7 +317,8 @@ def _start_from(cfg: TrainConfig):
         hint = (f"did you mean --from {run}?" if (run / "model.json").is_file() else
                 f"give a folder written by `rsir-stac train`/`reduce` (RUN/bundle) or a shipped model name "
                 f"({', '.join(shipped_models())})")
-        raise BundleNotFoundError(f"--from {cfg.init_from}: no model bundle there (model.json missing); {hint}") from None
+        raise BundleNotFoundError(f"--from {cfg.init_from}: no model bundle there (model.json missing); "
+                                  f"{hint}") from None
     m = start.meta
     if cfg.view_distill > 0 and cfg.view_distill_views not in (4, 8):
         raise InputError(f"--view-distill-views {cfg.view_distill_views}: the teacher averages 4 or 8 dihedral "
@@ -485,7 +487,8 @@ class StudentTeacher:
             for m in bb.prefix_modules(self.n):
                 for p in m.parameters():
                     p.requires_grad_(False)
-        self.distill, self.view_distill, self.views = float(cfg.distill), float(cfg.view_distill), int(cfg.view_distill_views)
+        self.distill, self.view_distill = float(cfg.distill), float(cfg.view_distill)
+        self.views = int(cfg.view_distill_views)
         self.view_teacher = None
         if self.view_distill > 0:
             import copy
