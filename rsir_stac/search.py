@@ -105,18 +105,22 @@ class Index:
 
                 raise IndexNotFoundError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
             if meta.model_id != bundle.model_id or meta.dim != bundle.dim:
+                from rsir_stac.model.bundle import shipped_hint
+
                 where = (f"--index {store.location}" if store.backend == "edge"
                          else f"--qdrant-url {store.location} --collection {store.collection}")
                 raise IncompatibleIndexError(
                     f"{store.describe()} was built with model {meta.model_id} ({meta.dim}-d), not "
                     f"{bundle.model_id} ({bundle.dim}-d"
-                    + (f", {bundle.views} views per tile" if bundle.views > 1 else "") + "); pass --model with the bundle that built it, or move the "
+                    + (f", {bundle.views} views per tile" if bundle.views > 1 else "")
+                    + f"); pass --model with the bundle that built it{shipped_hint(meta.model_id)}, or move the "
                     f"index to this model with `rsir-stac reindex {where} --to NEW --model {bundle.path}`"
                 )
         except BaseException:
             store.close()
             raise
         return cls(store, bundle)
+
 
     def __enter__(self) -> Index:
         return self

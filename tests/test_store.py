@@ -719,3 +719,19 @@ def test_payload_values_orjson_refuses_still_round_trip(tmp_path):
         store.upsert([p])
         got = store.search(np.ones(DIM, np.float32), k=1)[0].payload
         assert got["big"] == 2**70 and got["unicode"] == "Zürich ✓" and math.isnan(got["nodata"])
+
+
+def test_an_index_of_an_earlier_shipped_model_names_its_model(tmp_path):
+    """After a default-model upgrade, opening an index of the old default says which --model opens it."""
+    from rsir_stac.model.bundle import load_bundle
+
+    old, new = load_bundle("v4"), load_bundle()
+    assert old.model_id != new.model_id
+    with open_store(str(tmp_path / "idx")) as store:
+        store.ensure_collection(old.dim, old.model_id)
+        with pytest.raises(IncompatibleIndexError, match=r"use the same model \(shipped: --model v4\) or"):
+            store.ensure_collection(new.dim, new.model_id)
+    with open_store(str(tmp_path / "idx2")) as store:  # an index of a model not shipped: no hint
+        store.ensure_collection(old.dim, "rsir-someone-elses-64d-000000000000")
+        with pytest.raises(IncompatibleIndexError, match=r"use the same model or"):
+            store.ensure_collection(new.dim, new.model_id)

@@ -43,6 +43,28 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / META).is_file())
 
 
+def shipped_name(model_id: str) -> str | None:
+    """The shipped bundle name (``v4``, ...) whose model id is ``model_id``, or None.
+
+    Used by model-mismatch errors, so an index built with an earlier default
+    names the ``--model`` that opens it.  Prefers a versioned name to ``default``.
+    """
+    root = default_bundle_path().parent
+    for name in sorted(shipped_models(), key=lambda n: n == "default"):
+        try:
+            if json.loads((root / name / META).read_text()).get("model_id") == model_id:
+                return name
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def shipped_hint(model_id: str) -> str:
+    """`` (shipped: --model v4)`` when ``model_id`` is a bundle shipped in the package, else ``""``."""
+    name = shipped_name(model_id)
+    return f" (shipped: --model {name})" if name else ""
+
+
 def library_versions() -> dict[str, str]:
     import sklearn
     import torch

@@ -179,14 +179,18 @@ def to_jsonable(value: Any) -> Any:
     return to_jsonable(_json_default(value))
 
 
+
 def check_incompatible(
     meta: CollectionMeta, dim: int, model_id: str, where: str, fresh: str = "a new --index"
 ) -> None:
     """Raise IncompatibleIndexError when ``meta`` differs from the requested dim/model."""
     if meta.dim != int(dim) or meta.model_id != str(model_id):
+        from rsir_stac.model.bundle import shipped_hint
+
         raise IncompatibleIndexError(
             f"{where} holds {meta.dim}-d vectors of model {meta.model_id!r}, not {int(dim)}-d vectors of "
-            f"model {model_id!r}; use the same model or {fresh} (to move an index to a new model: "
+            f"model {model_id!r}; use the same model{shipped_hint(meta.model_id)} or {fresh} (to move an index "
+            "to a new model: "
             "rsir-stac reindex --index OLD --to NEW --model BUNDLE)"
         )
     if meta.distance != "Euclid":
