@@ -26,13 +26,14 @@ import time
 from pathlib import Path
 
 
+FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+
 def status_kib() -> dict:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "RssAnon", "RssFile"):
-            out[key] = int(rest.split()[0])
-    return out
+    """This process's resident memory fields (KiB), through ``query_open.status_kib``."""
+    from query_open import status_kib as field_kib
+
+    return {f: field_kib(f) for f in FIELDS}
 
 
 class Sampler(threading.Thread):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import shutil
 import subprocess
@@ -234,7 +233,7 @@ def main() -> None:
     ap.add_argument("--analysis-queries", type=int, default=50, help="Queries per analyst case (0: skip).")
     args = ap.parse_args()
 
-    from query_engines import Spec, make_engines
+    from query_engines import make_engines, match_mask, query_spec
 
     from rsir_stac.store import SearchFilter
     from rsir_stac.store.server import ServerStore
@@ -272,29 +271,13 @@ def main() -> None:
     sqn = np.einsum("ij,ij->i", vec, vec)
 
     def spec_for(kind, j):
-        clon, clat = float(lon[qi[j]]), float(lat[qi[j]])
-        r = 0.05
-        ring = tuple((clon + r * math.cos(a), clat + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 9)[:-1])
-        return {
-            "plain": Spec("plain"),
-            "bbox": Spec("bbox", bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08)),
-            "radius": Spec("radius", near=(clon, clat, 6000.0)),
-            "polygon": Spec("polygon", ring=ring + ring[:1]),
-        }[kind]
+        return query_spec(kind, float(lon[qi[j]]), float(lat[qi[j]]))
 
     def store_filter(spec):
         return None if spec.kind == "plain" else SearchFilter(bbox=spec.bbox, near=spec.near, polygon=spec.ring)
 
     def mask_for(spec):
-        from query_engines import inside
-
-        if spec.kind == "plain":
-            return None
-        w, s_, e, n_ = spec.envelope()
-        cand = np.flatnonzero((lon > w) & (lon < e) & (lat > s_) & (lat < n_))
-        m = np.zeros(n, bool)
-        m[cand[inside(spec, lon[cand], lat[cand])]] = True
-        return m
+        return match_mask(spec, lon, lat)
 
     res, per_engine = {}, {e.name: {} for e in live}
     for kind in ("plain", "bbox", "radius", "polygon"):

@@ -80,6 +80,31 @@ def inside(spec: Spec, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return odd
 
 
+def query_spec(kind: str, clon: float, clat: float) -> Spec:
+    """The benchmark's filter of one kind around a query's own point (degrees; radius 6 km;
+    an octagon of radius 0.05°)."""
+    if kind == "plain":
+        return Spec("plain")
+    if kind == "bbox":
+        return Spec("bbox", bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08))
+    if kind == "radius":
+        return Spec("radius", near=(clon, clat, 6000.0))
+    r = 0.05
+    ring = tuple((clon + r * math.cos(a), clat + r * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 9)[:-1])
+    return Spec("polygon", ring=ring + ring[:1])
+
+
+def match_mask(spec: Spec, lon: np.ndarray, lat: np.ndarray) -> np.ndarray | None:
+    """Boolean mask of the points ``spec`` matches (None: every point), for exact recall."""
+    if spec.kind == "plain":
+        return None
+    w, s_, e, n_ = spec.envelope()
+    cand = np.flatnonzero((lon > w) & (lon < e) & (lat > s_) & (lat < n_))
+    m = np.zeros(len(lon), bool)
+    m[cand[inside(spec, lon[cand], lat[cand])]] = True
+    return m
+
+
 def allocated_bytes(path: Path) -> int:
     """Bytes a folder (or file) takes on disk: allocated blocks, so sparse preallocation counts as used only where written."""
     from rsir_stac.store.space import tree_bytes

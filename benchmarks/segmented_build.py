@@ -37,7 +37,7 @@ def main() -> None:
     import qdrant_edge as q
     from build_memory import Sampler
     from query import K, make_data, payload, pct, truth
-    from query_engines import Spec, inside
+    from query_engines import match_mask, query_spec
 
     import rsir_stac.store.edge as edge
     from rsir_stac.malloc import tune_allocator
@@ -85,18 +85,9 @@ def main() -> None:
     for kind in ("plain", "bbox", "radius"):
         lat_ms, rec = [], []
         for j, v in enumerate(queries):
-            clon, clat = float(lon[qi[j]]), float(lat[qi[j]])
-            spec = {"plain": Spec("plain"),
-                    "bbox": Spec("bbox", bbox=(clon - 0.08, clat - 0.08, clon + 0.08, clat + 0.08)),
-                    "radius": Spec("radius", near=(clon, clat, 6000.0))}[kind]  # as query.py
+            spec = query_spec(kind, float(lon[qi[j]]), float(lat[qi[j]]))  # as query.py
             flt = None if kind == "plain" else SearchFilter(bbox=spec.bbox, near=spec.near)
-            if kind == "plain":
-                m = None
-            else:
-                w, s_, e, n_ = spec.envelope()
-                cand = np.flatnonzero((lon > w) & (lon < e) & (lat > s_) & (lat < n_))
-                m = np.zeros(n, bool)
-                m[cand[inside(spec, lon[cand], lat[cand])]] = True
+            m = match_mask(spec, lon, lat)
             want = set(truth(vec, sqn, v, m).tolist())
             store.search(v, k=K, flt=flt)  # warm
             t = time.perf_counter()
