@@ -121,7 +121,6 @@ class Index:
             raise
         return cls(store, bundle)
 
-
     def __enter__(self) -> Index:
         return self
 

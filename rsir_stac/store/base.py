@@ -179,7 +179,6 @@ def to_jsonable(value: Any) -> Any:
     return to_jsonable(_json_default(value))
 
 
-
 def check_incompatible(
     meta: CollectionMeta, dim: int, model_id: str, where: str, fresh: str = "a new --index"
 ) -> None:
@@ -190,8 +189,7 @@ def check_incompatible(
         raise IncompatibleIndexError(
             f"{where} holds {meta.dim}-d vectors of model {meta.model_id!r}, not {int(dim)}-d vectors of "
             f"model {model_id!r}; use the same model{shipped_hint(meta.model_id)} or {fresh} (to move an index "
-            "to a new model: "
-            "rsir-stac reindex --index OLD --to NEW --model BUNDLE)"
+            "to a new model: rsir-stac reindex --index OLD --to NEW --model BUNDLE)"
         )
     if meta.distance != "Euclid":
         raise IncompatibleIndexError(f"{where} uses {meta.distance} distance, not Euclid; use {fresh}")
