@@ -48,12 +48,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 K = 10
-#: Anonymous (unswappable) memory per point while the store is built, this process's
-#: synthetic points included: measured 3,066 B/point at 32-d between 100k and 300k points
+#: Anonymous (unswappable) memory per point of one build round, this process's synthetic
+#: points included: measured 3,066 B/point at 32-d between 100k and 300k points
 #: (``benchmarks/build_memory.py``, RESULTS §13.7); the engine's appendable segment holds
-#: most of it until the build ends.  Disk per point as measured at 1M (§13.6): the store
-#: at full payload with WAL and digests, the floor, each alternative.
+#: most of it until ``optimize``.  The store (and the floor) build in rounds of
+#: ``segments.SEGMENT_POINTS`` into capped segments, so this applies to one round; every
+#: point also keeps ~KEEP_PER_POINT (the indexed segments' resident part, and this
+#: process's ids and coordinates) plus its vector.  Disk per point as measured at 1M
+#: (§13.6): the store at full payload with WAL and digests, the floor, each alternative.
 MEM_PER_POINT = 3_100
+KEEP_PER_POINT = 450
 DISK_PER_POINT = {"store": 1_250, "floor": 600, "lancedb": 200, "faiss": 200, "pgvector": 0}
 
 
@@ -112,8 +116,11 @@ def mem_available() -> int | None:
 def preflight(n: int, dim: int, work: Path, engines: list[str]) -> dict:
     """Refuse (SystemExit, before building anything) a run whose estimated memory or
     disk need is above what is free; returns the estimates (bytes)."""
-    # the store's build, a faiss copy of the vectors, the interpreter and libraries
-    mem = n * (MEM_PER_POINT + (4 * dim if "faiss" in engines else 0)) + 1_000_000_000
+    from rsir_stac.store.segments import SEGMENT_POINTS
+
+    # one build round, what every point keeps, a faiss copy of the vectors, the interpreter and libraries
+    per_point = KEEP_PER_POINT + 4 * dim * (2 if "faiss" in engines else 1)
+    mem = min(n, SEGMENT_POINTS) * MEM_PER_POINT + n * per_point + 1_000_000_000
     disk = n * (DISK_PER_POINT["store"] + 4 * dim + sum(DISK_PER_POINT.get(e, 0) + 4 * dim for e in engines))
     probe = work
     while not probe.exists():
@@ -122,9 +129,11 @@ def preflight(n: int, dim: int, work: Path, engines: list[str]) -> dict:
     avail = mem_available()
     gib = 2 ** 30
     if avail is not None and mem > avail:
-        fits = max(0, int((avail - 1_000_000_000) / (mem - 1_000_000_000) * n) // 100_000 * 100_000)
+        round_mem = min(n, SEGMENT_POINTS) * MEM_PER_POINT + 1_000_000_000
+        fits = max(0, int((avail - round_mem) / per_point) // 100_000 * 100_000)
         raise SystemExit(f"--points {n:,} needs about {mem / gib:.1f} GiB of memory but {avail / gib:.1f} GiB is "
-                         f"available (the index build holds ~{MEM_PER_POINT:,} bytes per point until it ends); "
+                         f"available (a build round holds ~{MEM_PER_POINT:,} bytes per point until it is indexed, "
+                         f"every point ~{per_point:,} bytes after); "
                          f"use --points {fits:,} or fewer, or a machine with more memory")
     if disk > free:
         raise SystemExit(f"--points {n:,} needs about {disk / gib:.1f} GiB of disk in {probe} but {free / gib:.1f} GiB "

@@ -139,10 +139,13 @@ class RawEdge(Engine):
 
         self.q, self.path = q, path
         t = time.perf_counter()
-        sh = q.EdgeShard.create(str(path), q.EdgeConfig(
-            vectors=q.EdgeVectorParams(size=vec.shape[1], distance=q.Distance.Euclid)))
+        from rsir_stac.store.segments import SEGMENT_POINTS, Rounds, edge_config
+
+        # the store's segment layout (capped segments, optimized round by round), ids-only payload
+        sh = q.EdgeShard.create(str(path), edge_config(vec.shape[1], SEGMENT_POINTS))
         sh.update(q.UpdateOperation.create_field_index("item_id", q.KeywordIndexParams(is_tenant=True)))
         sh.update(q.UpdateOperation.create_field_index("location", q.PayloadSchemaType.Geo))
+        rounds = Rounds(SEGMENT_POINTS)
         for s in range(0, len(vec), 512):
             e = min(len(vec), s + 512)
             vl = vec[s:e].tolist()
@@ -150,6 +153,9 @@ class RawEdge(Engine):
                 q.Point(id=i + 1, vector=vl[i - s], payload={
                     "item_id": f"scene-{int(scene[i]):03d}", "location": {"lon": float(lon[i]), "lat": float(lat[i])}})
                 for i in range(s, e)]))
+            if rounds.add(e - s):
+                sh.optimize()
+                rounds.reset()
         up = time.perf_counter()
         sh.optimize()
         sh.flush()

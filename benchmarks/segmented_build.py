@@ -1,14 +1,14 @@
 """The product store built in rounds into size-capped segments: build time, memory, latency.
 
 Issue 18's way to 10M tiles on one machine (RESULTS §13.7): a single build holds ~3 KB of
-anonymous memory per point until ``optimize`` ends.  Here the store's shard is created with
-``EdgeOptimizersConfig(max_segment_size=...)`` sized for ``--points / --rounds`` vectors, and
-``optimize`` runs after each round of upserts, so each round indexes only its own segment.
+anonymous memory per point until ``optimize`` ends.  The store creates its shard with
+segments capped at ``--segment-points`` vectors and optimizes each time that many points
+have been written (``rsir_stac.store.segments``), so each round indexes only its own segment.
 Same synthetic points, payloads and queries as ``query.py``; queries run in this process
-after the build (each once to warm, once timed), recall@10 against numpy.  ``--rounds 1`` is
-the store as shipped (no cap), for an A/B.
+after the build (each once to warm, once timed), recall@10 against numpy.
+``--segment-points 0`` builds one uncapped segment (indexes made before the cap), for an A/B.
 
-    python benchmarks/segmented_build.py --points 1000000 --rounds 4 --workdir DIR
+    python benchmarks/segmented_build.py --points 1000000 --segment-points 250000 --workdir DIR
 
 Last line: one JSON object.
 """
@@ -28,54 +28,54 @@ sys.path.insert(0, str(Path(__file__).parent))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--segment-points", type=int, default=None,
+                    help="Points per capped segment (default: the store's SEGMENT_POINTS; 0: no cap).")
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
-    import qdrant_edge as q
     from build_memory import Sampler
     from query import K, make_data, payload, pct, truth
     from query_engines import match_mask, query_spec
 
-    import rsir_stac.store.edge as edge
     from rsir_stac.malloc import tune_allocator
-    from rsir_stac.store import Point, SearchFilter, open_store
+    from rsir_stac.store import Point, SearchFilter
+    from rsir_stac.store.edge import EdgeStore
+    from rsir_stac.store.segments import SEGMENT_POINTS, cap_kb
 
     tune_allocator()
-    n, rounds, dim = args.points, args.rounds, args.dim
+    n, dim = args.points, args.dim
+    per = SEGMENT_POINTS if args.segment_points is None else args.segment_points
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-segmented-"))
-    per = n // rounds
-    kb = int(per * dim * 4 * 1.05 / 1024)  # the engine's segment size counts vector storage, in KB
-    if rounds > 1:
-        create = edge.EdgeStore._create_shard
-
-        def capped(self, cfg):  # the shipped config plus the segment cap
-            return create(self, q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid),
-                                             optimizers=q.EdgeOptimizersConfig(max_segment_size=kb)))
-
-        edge.EdgeStore._create_shard = capped
     mem = Sampler(0.5)
     mem.start()
     vec, lon, lat, scene, epoch = make_data(n, dim)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     rng = np.random.default_rng(1)
-    store = open_store(str(work / "edge"))
+    store = EdgeStore(work / "edge", segment_points=per or None)
     store.ensure_collection(dim, "bench")
     t0, opt_s = time.time(), []
-    for r in range(rounds):
-        mem.phase = f"upsert{r}"
-        for st in range(r * per, (r + 1) * per, 5000):
-            store.upsert([Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
-                          for i in range(st, min(n, st + 5000))])
-        store.flush()
-        mem.phase = f"optimize{r}"
+    optimize = store.optimize
+
+    def timed_optimize() -> bool:  # the store's own rounds call this; time and label each
+        mem.phase = f"optimize{len(opt_s)}"
         t = time.time()
-        store.optimize()
-        store.flush()
+        changed = optimize()
         opt_s.append(round(time.time() - t, 1))
-        print(json.dumps({"round": r, "optimize_s": opt_s[-1]}), file=sys.stderr, flush=True)
+        print(json.dumps({"round": len(opt_s) - 1, "optimize_s": opt_s[-1], "at_s": round(time.time() - t0)}),
+              file=sys.stderr, flush=True)
+        mem.phase = f"upsert{len(opt_s)}"
+        return changed
+
+    store.optimize = timed_optimize
+    mem.phase = "upsert0"
+    for st in range(0, n, 5000):
+        store.upsert([Point(ids[i], vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
+                      for i in range(st, min(n, st + 5000))])
+    store.flush()
+    store.optimize()  # the tail, as ingest does at its end
+    store.flush()
     build_s = time.time() - t0
     mem.phase = "query"
     qi = rng.integers(0, n, args.queries)
@@ -101,7 +101,8 @@ def main() -> None:
     mem.join()
 
     segs = len(list((work / "edge" / "rsir_tiles" / "segments").iterdir()))
-    print(json.dumps({"points": n, "rounds": rounds, "max_segment_kb": kb if rounds > 1 else None, "segments": segs,
+    print(json.dumps({"points": n, "segment_points": per or None, "max_segment_kb": cap_kb(dim, per) if per else None,
+                      "segments": segs,
                       "build_s": round(build_s, 1), "optimize_s": opt_s, "queries": res,
                       "peak_anon_gib": {ph: round(p.get("RssAnon", 0) / 2**20, 3) for ph, p in mem.peaks.items()}}))
 

@@ -135,7 +135,9 @@ def _echo_json(obj) -> None:
 @click.option("--test-fraction", default=0.2, show_default=True)
 @click.option("--val-fraction", default=0.1, show_default=True, help="Slice of the training split for model selection.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--reducer", default="lda", show_default=True, type=click.Choice(["lda", "pca", "none"]))
+@click.option("--reducer", default="lda", show_default=True, type=click.Choice(["lda", "pca", "lda+pca", "none"]),
+              help="lda: the classes' discriminant directions only; lda+pca: those plus PCA of the rest "
+                   "(keeps what the labels do not name); pca: unsupervised.")
 @click.option("--reducer-dim", default=20, show_default=True)
 @click.option("--max-steps-per-epoch", type=int, help="Cap steps per epoch (smoke tests).")
 @click.option("--recipe", default="v3", show_default=True, type=click.Choice(["v1", "v2", "v3"]),
@@ -256,8 +258,9 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     def given(name):
         return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
-    if given("reducer") and opts["reducer"] == "lda":
-        raise click.BadParameter("--reducer lda needs labels; use pca or none with --unlabelled", param_hint="--reducer")
+    if given("reducer") and opts["reducer"] in ("lda", "lda+pca"):
+        raise click.BadParameter(f"--reducer {opts['reducer']} needs labels; use pca or none with --unlabelled",
+                                 param_hint="--reducer")
     if given("miner") and opts["miner"] != "batch-hard":
         raise click.BadParameter("--unlabelled mines random or batch-hard negatives; use --miner batch-hard or "
                                  "leave it out", param_hint="--miner")
@@ -322,16 +325,18 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @main.command()
 @click.argument("data_dir", type=click.Path(file_okay=False))
 @click.option("--model", "model", type=click.Path(), help="Bundle to start from (default: the shipped model).")
-@click.option("--kind", required=True, type=click.Choice(["pca", "lda", "none"]), help="Reducer to fit.")
+@click.option("--kind", required=True, type=click.Choice(["pca", "lda", "lda+pca", "none"]),
+              help="Reducer to fit.  lda+pca: the classes' LDA directions plus PCA of what they leave out "
+                   "(LDA's in-domain gain without collapsing content the labels do not name).")
 @click.option("--dim", default=32, show_default=True, type=click.IntRange(1),
-              help="Output dimensions (LDA: at most classes-1; PCA: at most the training images).")
+              help="Output dimensions (LDA: at most classes-1; PCA and LDA+PCA: at most the training images).")
 @click.option("--views", type=click.Choice(["1", "4", "8"]), default=None,
               help="Average each tile's embedding over its 4 rotations (4) or rotations and mirror images (8) "
                    "at inference: higher mAP, that many times the embedding time.  Default: the bundle's.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the new bundle.")
 @_handle_errors
 def reduce(data_dir, model, kind, dim, views, out):
-    """Fit a new PCA/LDA reducer on a bundle's training split of DATA_DIR and write a new bundle."""
+    """Fit a new PCA/LDA/LDA+PCA reducer on a bundle's training split of DATA_DIR and write a new bundle."""
     from tqdm import tqdm
 
     from rsir_stac.model.train import refit_reducer

@@ -4,6 +4,9 @@
   embeddings).
 * :class:`LDAReducer` — supervised (Fisher discriminant directions; at most
   ``n_classes - 1`` dimensions).
+* :class:`LDAPCAReducer` — both: the discriminant directions of the labelled
+  classes plus the principal components of what they leave out, so that
+  content the labels do not name keeps its own dimensions.
 
 Both learn an affine map ``(X - mean_) @ components_.T`` and can L2-normalise
 the output (``normalize=True``), so that Euclidean distance stays the metric.
@@ -99,11 +102,68 @@ class LDAReducer(_LinearReducer):
         return self
 
 
-REDUCERS = {"pca": PCAReducer, "lda": LDAReducer}
+class LDAPCAReducer(_LinearReducer):
+    """LDA directions plus PCA of the residual, as one linear map to ``n_components`` dimensions.
+
+    The first ``min(classes - 1, n_components - 1)`` outputs are :class:`LDAReducer`'s
+    discriminant directions; the rest are the principal components of the embeddings
+    with the span of those directions projected out (so the two parts are
+    orthogonal in the input space).  Each part is scaled to unit RMS norm over the
+    training set, the LDA part then by ``lda_weight``, and the output is
+    L2-normalised (``normalize``), so Euclidean distance weighs the labelled
+    classes' directions and everything else at a fixed ratio.  LDA alone keeps only
+    the directions that separate the training classes and collapses other content
+    onto them; the residual part keeps it (benchmarks/RESULTS.md §7, leave classes out).
+    A linear map like the other reducers, saved as ``mean`` and ``components``.
+    """
+
+    kind = "lda+pca"
+
+    def __init__(self, n_components: int = 64, normalize: bool = True, shrinkage="auto", lda_weight: float = 1.0):
+        self.n_components = n_components
+        self.normalize = normalize
+        self.shrinkage = shrinkage
+        self.lda_weight = lda_weight
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X = X.astype(np.float64)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"LDAPCAReducer needs at least 2 classes, got {len(classes)} class")
+        if int(self.n_components) < 1:  # 1 is LDA's first direction alone: no room for the residual
+            raise ValueError(f"LDAPCAReducer needs n_components >= 1, got {self.n_components}")
+        if not np.isfinite(self.lda_weight) or self.lda_weight <= 0:
+            raise ValueError(f"lda_weight {self.lda_weight} must be a positive number")
+        n = min(int(self.n_components), X.shape[0], X.shape[1])
+        lda = LDAReducer(min(len(classes) - 1, max(1, n - 1)), normalize=False, shrinkage=self.shrinkage).fit(X, y)
+        W = lda.components_
+        mean = X.mean(0)
+        Xc = X - mean
+
+        def rms(M):
+            return max(float(np.sqrt(np.mean(np.sum((Xc @ M.T) ** 2, axis=1)))), 1e-12)
+
+        parts = [self.lda_weight / rms(W) * W]
+        k = n - W.shape[0]  # what is left for the residual (none with a single input feature)
+        if k > 0:
+            Q, _ = np.linalg.qr(W.T)  # orthonormal basis of the LDA directions' span
+            P = PCAReducer(k, normalize=False).fit(Xc - (Xc @ Q) @ Q.T).components_
+            P = P - (P @ Q) @ Q.T  # exactly orthogonal to the LDA span (removes rounding)
+            parts.append(P / rms(P))
+        self.mean_ = mean
+        self.components_ = np.vstack(parts)
+        self.n_components_ = self.components_.shape[0]
+        self.n_lda_ = W.shape[0]
+        self.classes_ = classes
+        return self
+
+
+REDUCERS = {"pca": PCAReducer, "lda": LDAReducer, "lda+pca": LDAPCAReducer}
 
 
 def make_reducer(kind: str, n_components: int, normalize: bool = True):
-    """Build an unfitted reducer by name (``pca`` or ``lda``)."""
+    """Build an unfitted reducer by name (``pca``, ``lda`` or ``lda+pca``)."""
     if kind not in REDUCERS:
-        raise ValueError(f"unknown reducer {kind!r}; choose pca, lda or none")
+        raise ValueError(f"unknown reducer {kind!r}; choose pca, lda, lda+pca or none")
     return REDUCERS[kind](n_components=n_components, normalize=normalize)

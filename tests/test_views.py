@@ -115,6 +115,30 @@ def test_reduce_refuses_reducer_sizes_before_embedding(tiny_bundle, tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_reduce_lda_pca_writes_a_loadable_bundle(tiny_bundle, tmp_path):
+    """``reduce --kind lda+pca``: the classes' LDA directions first, then PCA of the rest,
+    recorded as its own kind, loaded back and used by evaluate; a size under 2 is refused."""
+    from rsir_stac.cli import main
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.reduce import LDAPCAReducer
+
+    data = tiny_bundle.path.parent.parent / "tiles"  # 3 classes: 2 LDA directions + 3 PCA
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "lda+pca",
+                                  "--dim", "5", "--out", str(tmp_path / "lp")])
+    assert r.exit_code == 0, r.output
+    b = load_bundle(tmp_path / "lp")
+    assert b.meta["reducer"]["kind"] == "lda+pca" and b.dim == 5
+    assert isinstance(b.reducer, LDAPCAReducer)
+    z = b.embedder(bf16=False).embed(_tiles())
+    assert z.shape == (4, 5) and np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "lp"), "--split", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "lda+pca",
+                                  "--dim", "1", "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "--dim 2" in r.output, r.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_edited_views_do_not_pass_for_the_same_model(tiny_bundle, tmp_path):
     """The views are part of the model id: a model.json whose views were changed by hand is refused."""
     import shutil

@@ -358,12 +358,15 @@ def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_di
     """Refuse a reducer size the training split cannot give (before any image is embedded)."""
     if kind == "none":
         return
-    most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim)}[kind]
-    if not 1 <= dim <= most:
+    most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim),
+            "lda+pca": min(n_train, out_dim)}[kind]
+    least = 2 if kind == "lda+pca" else 1  # one LDA and one PCA direction
+    if not least <= dim <= most:
         why = {"pca": f"{n_train} training images of {out_dim}-d embeddings",
-               "lda": f"{n_classes} classes (LDA gives at most classes - 1)"}[kind]
-        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives 1 to {most} dimensions; "
-                         f"pass --dim {min(max(dim, 1), most)}")
+               "lda": f"{n_classes} classes (LDA gives at most classes - 1)",
+               "lda+pca": f"{n_train} training images of {out_dim}-d embeddings"}[kind]
+        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
+                         f"pass --dim {min(max(dim, least), most)}")
 
 
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
@@ -374,7 +377,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     ``views`` (1, 4 or 8; None keeps the bundle's) sets the dihedral views the
     new bundle averages per tile at inference (test-time augmentation,
     :func:`rsir_stac.model.transforms.dihedral_views`); the reducer is fitted
-    on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.
+    on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.  A
+    leave-classes-out bundle's held-out classes stay out of the fit, as in training.
 
     Raises InputError for another view count, an ``out`` that already holds
     a bundle or other files, a reducer size the split cannot give, or a
@@ -385,7 +389,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
 
     from rsir_stac.atomic import atomic_dir
     from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
-    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split
+    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
 
@@ -399,6 +403,9 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
+    held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
+    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
+        folder = without_classes(folder, held)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
     rel = folder.relpaths()
     if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:

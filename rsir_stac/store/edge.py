@@ -73,6 +73,7 @@ from rsir_stac.store.base import (
     chunks,
 )
 from rsir_stac.store.filters import SearchFilter, to_edge_filter
+from rsir_stac.store.segments import SEGMENT_POINTS, Rounds, edge_config, shard_cap_points
 from rsir_stac.store.space import (
     create_bytes,
     disk_full,
@@ -192,8 +193,14 @@ class EdgeStore(Store):
     backend = "edge"
 
     def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False,
-                 repair: bool | None = True) -> None:
+                 repair: bool | None = True, segment_points: int | None = SEGMENT_POINTS) -> None:
         """Open (read-only: never write) the index folder ``index``.
+
+        ``segment_points``: a collection this store creates caps its segments at
+        that many points and is optimized each time that many have been written
+        (``store.segments``: bounds a build's memory by the round, not the index);
+        None creates one uncapped segment.  An existing collection keeps the layout
+        it was created with.
 
         ``repair``: a writable open of a shard whose files are damaged rebuilds
         it from the points that pass ``rsir-stac check`` (logged as a warning);
@@ -216,6 +223,10 @@ class EdgeStore(Store):
         self._ledger: Any = None
         self._private: Path | None = None  # private copy of a read-only shard
         self._memfs: bool | None = None  # index on a memory-backed file system (see space)
+        if segment_points is not None and int(segment_points) < 1:
+            raise StoreError(f"segment_points {segment_points} for index {self.index} must be a positive number of points")
+        self._segment_points = segment_points
+        self._rounds = Rounds(None)  # optimize rounds of a capped shard (segments)
         self.repaired: Any = None  # the RepairReport when this open repaired the index
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
@@ -364,6 +375,10 @@ class EdgeStore(Store):
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
             raise self._engine_error(exc, "loading the Edge shard") from None
         self._meta = self._read_meta()
+        cap = shard_cap_points(self.shard_dir)
+        if cap is not None and not self.read_only:
+            info = self._shard.info()  # points not yet in an indexed segment count towards the next round
+            self._rounds = Rounds(cap, max(0, int(info.points_count) - int(info.indexed_vectors_count)))
         if self._meta is None:
             dim = self._shard_dim()
             log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index, self.meta_path.name)
@@ -419,8 +434,6 @@ class EdgeStore(Store):
         return self._meta if self._shard is not None else None
 
     def ensure_collection(self, dim: int, model_id: str) -> None:
-        import qdrant_edge as q
-
         dim = int(dim)
         if dim < 1:
             raise StoreError(f"vector size {dim} for index {self.index} must be positive; check the model")
@@ -452,7 +465,8 @@ class EdgeStore(Store):
             if is_disk_full(exc):
                 raise disk_full(self.index, "writing the index metadata") from None
             raise
-        self._create_shard(q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid)))
+        self._create_shard(edge_config(dim, self._segment_points))
+        self._rounds = Rounds(shard_cap_points(self.shard_dir))
         self._meta = meta
         self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=False)
         log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
@@ -492,6 +506,9 @@ class EdgeStore(Store):
             raise self._engine_error(exc, "creating the Edge shard") from None
 
     def upsert(self, points: Sequence[Point]) -> None:
+        """Write ``points`` (replacing same ids).  On a capped shard, every
+        ``segment_points`` written points also flush and :meth:`optimize` (blocking;
+        minutes per million points), so unindexed points never pile up in memory."""
         import qdrant_edge as q
 
         self._require_writable()
@@ -511,6 +528,11 @@ class EdgeStore(Store):
             self._dirty = True
             if self._ledger is not None:
                 self._ledger.record(part)  # after the engine: a crash in between leaves a point unverified
+            if self._rounds.add(len(part)):
+                log.info("index %s: %d points since the last optimize; indexing them as one segment",
+                         self.index, self._rounds.pending)
+                self.flush()
+                self.optimize()
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` stored *and* intact: read back with vectors and
@@ -650,10 +672,13 @@ class EdgeStore(Store):
             raise self._engine_error(exc, "counting points") from None
 
     def optimize(self) -> bool:
-        """Run Edge's segment optimizers (builds HNSW for large segments); blocking."""
+        """Run Edge's segment optimizers (builds HNSW for large segments); blocking.
+        Returns whether anything changed.  Skipped with a warning (False) when the
+        disk cannot take it: search works without it."""
         self._require_writable()
         if self._shard is None:
             return False
+        self._rounds.reset()
         from rsir_stac.store.space import optimize_bytes
 
         try:
@@ -664,7 +689,7 @@ class EdgeStore(Store):
         import time
 
         t0 = time.monotonic()
-        log.info("index %s: building the search graph and payload indexes once, after all writes "
+        log.info("index %s: building the search graph and payload indexes of the new points "
                  "(about 6 minutes per million points on 2 cores; benchmarks/RESULTS.md section 13)", self.index)
         try:
             changed = bool(self._shard.optimize())

@@ -392,6 +392,7 @@ def rebuild_shard(store: Any) -> RepairReport:
     place, so a crash leaves either the old or the new shard."""
     import qdrant_edge as q
 
+    from rsir_stac.store.segments import Rounds, edge_config, shard_cap_points
     from rsir_stac.store.space import create_bytes, require_free, tree_bytes
 
     good, dropped, reasons = _salvage(store)
@@ -409,11 +410,17 @@ def rebuild_shard(store: Any) -> RepairReport:
         except Exception:  # noqa: BLE001
             pass
         store._shard = None
-    shard = q.EdgeShard.create(str(tmp), q.EdgeConfig(vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Euclid)))
+    cap = shard_cap_points(store.shard_dir)  # the rebuilt shard keeps the layout (segments.py)
+    shard = q.EdgeShard.create(str(tmp), edge_config(dim, cap))
     store._shard = shard
     store._ensure_indexes()
+    rounds = Rounds(cap)
     for i in range(0, len(good), 512):
-        shard.update(q.UpdateOperation.upsert_points([q.Point(id=p, vector=v, payload=pl) for p, v, pl in good[i:i + 512]]))
+        part = good[i:i + 512]
+        shard.update(q.UpdateOperation.upsert_points([q.Point(id=p, vector=v, payload=pl) for p, v, pl in part]))
+        if rounds.add(len(part)):  # index each capped segment as it fills, as the store's writes do
+            shard.optimize()
+            rounds.reset()
     shard.flush()
     shard.close()
     store._shard = None
