@@ -33,6 +33,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     import shutil
 
     target = Path(path).expanduser()
+    if target.is_symlink() and target.is_dir():  # a link to a folder: write the folder it names
+        target = target.resolve()
     if target.is_dir() and any(target.iterdir()):
         raise InputError(f"{target} is a folder that is not empty; choose another path or empty it")
     target.parent.mkdir(parents=True, exist_ok=True)

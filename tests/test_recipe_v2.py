@@ -121,3 +121,14 @@ def test_cli_bad_protocol_input(tmp_path, image_folder):
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "o"), "--leave-out", "nope"])
     assert r.exit_code != 0 and "unknown class 'nope'" in r.output
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_reducer_dim_is_checked_before_training(tmp_path, image_folder):
+    from rsir_stac.model.train import TrainConfig, train
+
+    for kind, dim in (("lda+pca", 1), ("pca", 0)):
+        cfg = TrainConfig(str(image_folder), str(tmp_path / kind), input_size=48, embedding_dim=8, epochs=1,
+                          reducer=kind, reducer_dim=dim)
+        with pytest.raises(InputError, match=f"--reducer-dim {dim}: .* pass --reducer-dim"):
+            train(cfg)
+        assert not (tmp_path / kind).exists()  # refused before anything is written

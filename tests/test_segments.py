@@ -124,9 +124,23 @@ def test_repair_keeps_the_cap(points, tmp_path):
         assert _info(store).segments_count >= 2
 
 
+def test_repair_of_a_lost_config_gives_the_default_cap(points, tmp_path):
+    from rsir_stac.store.segments import SEGMENT_POINTS
+
+    path = tmp_path / "index"
+    with EdgeStore(path, segment_points=EVERY) as store:
+        store.ensure_collection(DIM, MODEL)
+        _write(store, points[:300])
+    (path / "rsir_tiles" / "edge_config.json").unlink()
+    assert repair_index(path).kept == 300
+    assert shard_cap_points(path / "rsir_tiles") == SEGMENT_POINTS  # not silently the old uncapped layout
+
+
 def test_bad_segment_points_is_refused(tmp_path):
-    with pytest.raises(StoreError, match="segment_points 0 .* must be a positive"):
-        EdgeStore(tmp_path / "index", segment_points=0)
+    for bad in (0, -5, True, 2.7, "300"):
+        with pytest.raises(StoreError, match="must be a positive number of points"):
+            EdgeStore(tmp_path / "index", segment_points=bad)
+    assert not (tmp_path / "index" / "rsir_tiles").exists()
     with pytest.raises(ValueError, match="positive"):
         edge_config(DIM, -5)
 

@@ -137,6 +137,17 @@ def test_reduce_lda_pca_writes_a_loadable_bundle(tiny_bundle, tmp_path):
                                   "--dim", "1", "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "--dim 2" in r.output, r.output
     assert not (tmp_path / "bad").exists()
+    # --out may be a link to an empty folder: the bundle goes into the folder it names
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "lda+pca",
+                                  "--dim", "3", "--out", str(tmp_path / "link")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "target" / "model.json").is_file()
+    # the run folder train wrote is named for what it is
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path.parent), "--kind", "pca",
+                                  "--dim", "2", "--out", str(tmp_path / "o2")])
+    assert r.exit_code != 0 and "training run folder" in r.output and str(tiny_bundle.path) in r.output, r.output
 
 
 def test_edited_views_do_not_pass_for_the_same_model(tiny_bundle, tmp_path):

@@ -175,6 +175,8 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     if path.is_file() and path.name == META:
         path = path.parent
     meta_path = path / META
+    if not meta_path.is_file() and (path / "bundle" / META).is_file():  # a `train --out` run folder
+        raise BundleNotFoundError(f"{path} is a training run folder, not a model bundle; pass {path / 'bundle'}")
     if not meta_path.is_file():
         raise BundleNotFoundError(
             f"no model bundle at {path} ({META} missing); pass --model with a folder written by `rsir-stac train` "

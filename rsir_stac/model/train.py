@@ -147,6 +147,10 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     if len(set(folder.labels.tolist())) < 2:
         raise InputError(f"training data {cfg.data_dir} has fewer than 2 classes left after --leave-out; "
                          "leave out fewer classes or add class folders")
+    least = 2 if cfg.reducer == "lda+pca" else 1  # lda+pca: one LDA and one PCA direction
+    if cfg.reducer != "none" and cfg.reducer_dim < least:
+        raise InputError(f"--reducer-dim {cfg.reducer_dim}: a {cfg.reducer.upper()} reducer gives at least "
+                         f"{least} dimensions; pass --reducer-dim {least} or more")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     n_classes = len(folder.classes)
@@ -359,7 +363,7 @@ def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_di
     if kind == "none":
         return
     most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim),
-            "lda+pca": min(n_train, out_dim)}[kind]
+            "lda+pca": min(n_train - 1, out_dim)}[kind]  # centred data has rank n - 1
     least = 2 if kind == "lda+pca" else 1  # one LDA and one PCA direction
     if not least <= dim <= most:
         why = {"pca": f"{n_train} training images of {out_dim}-d embeddings",

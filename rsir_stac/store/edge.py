@@ -197,7 +197,9 @@ class EdgeStore(Store):
         """Open (read-only: never write) the index folder ``index``.
 
         ``segment_points``: a collection this store creates caps its segments at
-        that many points and is optimized each time that many have been written
+        about that many points (the cap is whole KB of vectors, and a round starts
+        after the 512-point write batch that reaches it) and is optimized each time
+        that many have been written
         (``store.segments``: bounds a build's memory by the round, not the index);
         None creates one uncapped segment.  An existing collection keeps the layout
         it was created with.
@@ -223,8 +225,10 @@ class EdgeStore(Store):
         self._ledger: Any = None
         self._private: Path | None = None  # private copy of a read-only shard
         self._memfs: bool | None = None  # index on a memory-backed file system (see space)
-        if segment_points is not None and int(segment_points) < 1:
-            raise StoreError(f"segment_points {segment_points} for index {self.index} must be a positive number of points")
+        if segment_points is not None and (isinstance(segment_points, bool) or not isinstance(segment_points, int)
+                                           or segment_points < 1):
+            raise StoreError(f"segment_points {segment_points!r} for index {self.index} must be a positive "
+                             "number of points (an int) or None")
         self._segment_points = segment_points
         self._rounds = Rounds(None)  # optimize rounds of a capped shard (segments)
         self.repaired: Any = None  # the RepairReport when this open repaired the index

@@ -392,7 +392,7 @@ def rebuild_shard(store: Any) -> RepairReport:
     place, so a crash leaves either the old or the new shard."""
     import qdrant_edge as q
 
-    from rsir_stac.store.segments import Rounds, edge_config, shard_cap_points
+    from rsir_stac.store.segments import SEGMENT_POINTS, Rounds, edge_config, shard_cap_points
     from rsir_stac.store.space import create_bytes, require_free, tree_bytes
 
     good, dropped, reasons = _salvage(store)
@@ -410,7 +410,9 @@ def rebuild_shard(store: Any) -> RepairReport:
         except Exception:  # noqa: BLE001
             pass
         store._shard = None
-    cap = shard_cap_points(store.shard_dir)  # the rebuilt shard keeps the layout (segments.py)
+    # the rebuilt shard keeps the layout (segments.py).  A config without "optimizers" was
+    # lost and rewritten by the engine on load (ours always carry the key): today's layout
+    cap = shard_cap_points(store.shard_dir) if "optimizers" in cfg_doc else SEGMENT_POINTS
     shard = q.EdgeShard.create(str(tmp), edge_config(dim, cap))
     store._shard = shard
     store._ensure_indexes()

@@ -9,7 +9,8 @@ indexed, memory-mapped segment, and ``optimize`` adds its own working set on top
 
 A shard created here carries ``max_segment_size`` (the engine's cap on a segment's
 vector storage, in KB) sized for :data:`SEGMENT_POINTS` vectors, and the store runs
-``optimize`` each time that many points have been written since the last one.  Each
+``optimize`` each time that many points have been written since the last one (checked
+after each write batch of up to 512 points, so a segment may exceed the cap by one batch).  Each
 such round indexes only its own segment and the engine never merges segments past the
 cap, so the build holds one round's points in memory, not the whole index, and no round
 re-indexes what earlier rounds built.  Searches fan out over the segments (about one
