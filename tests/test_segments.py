@@ -28,6 +28,13 @@ def _write(store: EdgeStore, points, batch: int = 50) -> None:
         store.upsert(points[s:s + batch])
 
 
+def _build(path, points, segment_points=EVERY) -> None:
+    """An index at ``path`` holding ``points``, written 50 at a time, then closed."""
+    with EdgeStore(path, segment_points=segment_points) as store:
+        store.ensure_collection(DIM, MODEL)
+        _write(store, points)
+
+
 @pytest.fixture(scope="module")
 def points():
     return make_points(1000, seed=11)
@@ -100,9 +107,7 @@ def test_reopened_capped_store_counts_unindexed_points(points, tmp_path):
 
 def test_index_made_without_cap_keeps_its_layout(points, tmp_path):
     path = tmp_path / "index"
-    with EdgeStore(path, segment_points=None) as store:
-        store.ensure_collection(DIM, MODEL)
-        _write(store, points[:100])
+    _build(path, points[:100], None)
     with EdgeStore(path, segment_points=EVERY) as store:
         store.ensure_collection(DIM, MODEL)
         _write(store, points[100:500])
@@ -112,9 +117,7 @@ def test_index_made_without_cap_keeps_its_layout(points, tmp_path):
 
 def test_repair_keeps_the_cap(points, tmp_path):
     path = tmp_path / "index"
-    with EdgeStore(path, segment_points=EVERY) as store:
-        store.ensure_collection(DIM, MODEL)
-        _write(store, points[:500])
+    _build(path, points[:500])
     cap = shard_cap_points(path / "rsir_tiles")
     report = repair_index(path)
     assert report.kept == 500
@@ -128,9 +131,7 @@ def test_repair_of_a_lost_config_gives_the_default_cap(points, tmp_path):
     from rsir_stac.store.segments import SEGMENT_POINTS
 
     path = tmp_path / "index"
-    with EdgeStore(path, segment_points=EVERY) as store:
-        store.ensure_collection(DIM, MODEL)
-        _write(store, points[:300])
+    _build(path, points[:300])
     (path / "rsir_tiles" / "edge_config.json").unlink()
     assert repair_index(path).kept == 300
     assert shard_cap_points(path / "rsir_tiles") == SEGMENT_POINTS  # not silently the old uncapped layout
