@@ -147,7 +147,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     if len(set(folder.labels.tolist())) < 2:
         raise InputError(f"training data {cfg.data_dir} has fewer than 2 classes left after --leave-out; "
                          "leave out fewer classes or add class folders")
-    least = 2 if cfg.reducer == "lda+pca" else 1  # lda+pca: one LDA and one PCA direction
+    least = _least_reducer_dim(cfg.reducer)
     if cfg.reducer != "none" and cfg.reducer_dim < least:
         raise InputError(f"--reducer-dim {cfg.reducer_dim}: a {cfg.reducer.upper()} reducer gives at least "
                          f"{least} dimensions; pass --reducer-dim {least} or more")
@@ -358,17 +358,21 @@ def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None
                          "over in this folder or choose another --out")
 
 
+def _least_reducer_dim(kind: str) -> int:
+    """The smallest output size of a reducer kind: lda+pca needs one LDA and one PCA direction."""
+    return 2 if kind == "lda+pca" else 1
+
+
 def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
     """Refuse a reducer size the training split cannot give (before any image is embedded)."""
     if kind == "none":
         return
     most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim),
             "lda+pca": min(n_train - 1, out_dim)}[kind]  # centred data has rank n - 1
-    least = 2 if kind == "lda+pca" else 1  # one LDA and one PCA direction
+    least = _least_reducer_dim(kind)
     if not least <= dim <= most:
-        why = {"pca": f"{n_train} training images of {out_dim}-d embeddings",
-               "lda": f"{n_classes} classes (LDA gives at most classes - 1)",
-               "lda+pca": f"{n_train} training images of {out_dim}-d embeddings"}[kind]
+        why = (f"{n_classes} classes (LDA gives at most classes - 1)" if kind == "lda"
+               else f"{n_train} training images of {out_dim}-d embeddings")
         raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
                          f"pass --dim {min(max(dim, least), most)}")
 
