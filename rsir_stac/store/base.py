@@ -30,9 +30,22 @@ log = logging.getLogger(__name__)
 #: them (too many for the exact scan, so searched through the graph) found 0.913 of
 #: the true top 10 at ef 100, some queries none, and 0.995 (each query >= 0.9) at
 #: 200, for 1.6 -> 2.4 ms p50; plain queries 0.992 -> 0.999 (benchmarks/RESULTS.md
-#: section 13.5).  Geo filters on this index are answered by exact scans and are
-#: not affected.
+#: section 13.5).  Geo filters on that index were answered by exact scans; where
+#: tiles are dense they go through the graph too (see ACORN below).
 HNSW_EF = 200
+
+#: Filtered graph searches use ACORN (Patel et al., SIGMOD 2024; Qdrant's
+#: ``AcornSearchParams``): when a neighbour fails the filter, the search looks at its
+#: neighbours instead of stopping there.  The engine answers a filter by an exact scan
+#: of the matching points while they are few in a segment (its ``full_scan_threshold``,
+#: 10 MB of vectors: ~80,000 points at 32-d), and through the graph above that, which
+#: happens where tiles are dense: many dates of one area, or a segment holding one
+#: scene, as ingest writes them.  There, on 1M points in 4 scenes (each as dense as 10M
+#: points in the benchmark's 40), ef 200 without ACORN found 0.85 (bbox) and 0.64 (6 km
+#: radius) of the true top 10, some queries none; with ACORN at every selectivity 1.0 and
+#: 0.999, at 1.3 and 2.9 ms p50 (RESULTS section 13.9).  The engine's own default (ACORN
+#: only below 0.4 selectivity) did not engage there.  Set to 0 to switch ACORN off.
+ACORN_MAX_SELECTIVITY = 1.0
 
 #: Payload indexes created on every collection: field -> kind.  These are the
 #: fields the search filters use, and the only ones stored as separate engine

@@ -90,6 +90,20 @@ LOCK_NAME = ".lock"
 UPSERT_BATCH = 512
 
 
+def graph_params(flt: SearchFilter | None) -> Any:
+    """The ``qdrant_edge.SearchParams`` of a graph search: width :data:`HNSW_EF`, and
+    ACORN up to :data:`~rsir_stac.store.base.ACORN_MAX_SELECTIVITY` when ``flt`` has a
+    condition (ids excluded from a plain search are no filter here)."""
+    import qdrant_edge as q
+
+    from rsir_stac.store import base
+
+    if flt is None or flt.is_empty or base.ACORN_MAX_SELECTIVITY <= 0:
+        return q.SearchParams(hnsw_ef=HNSW_EF)
+    return q.SearchParams(hnsw_ef=HNSW_EF,
+                          acorn=q.AcornSearchParams(enable=True, max_selectivity=base.ACORN_MAX_SELECTIVITY))
+
+
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON via a temporary file, fsync and os.replace (never half-written)."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -567,7 +581,7 @@ class EdgeStore(Store):
             filter=to_edge_filter(flt, exclude_ids=exclude_ids),
             with_payload=with_payload,
             with_vector=with_vectors,
-            params=q.SearchParams(exact=True) if exact else q.SearchParams(hnsw_ef=HNSW_EF),
+            params=q.SearchParams(exact=True) if exact else graph_params(flt),
         )
         try:
             res = self._shard.query(req)
@@ -586,7 +600,7 @@ class EdgeStore(Store):
 
         req = q.QueryRequest(limit=limit, query=edge_query(query, limit), filter=edge_filter(flt, excl),
                              with_payload=q.PayloadSelector.Include(list(fields)) if fields else False,
-                             with_vector=False, params=q.SearchParams(hnsw_ef=HNSW_EF))
+                             with_vector=False, params=graph_params(flt))
         try:
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001

@@ -76,6 +76,19 @@ def cluster_settings(url: str) -> dict[str, int]:
     return out
 
 
+def graph_params(flt: SearchFilter | None) -> Any:
+    """The ``qdrant_client`` search params of a graph search, as the Edge back end's
+    (:func:`rsir_stac.store.edge.graph_params`): width :data:`HNSW_EF`, ACORN for filters."""
+    from qdrant_client import models as m
+
+    from rsir_stac.store import base
+
+    acorn = getattr(m, "AcornSearchParams", None)  # qdrant-client >= 1.16 (servers >= 1.16)
+    if flt is None or flt.is_empty or base.ACORN_MAX_SELECTIVITY <= 0 or acorn is None:
+        return m.SearchParams(hnsw_ef=HNSW_EF)
+    return m.SearchParams(hnsw_ef=HNSW_EF, acorn=acorn(enable=True, max_selectivity=base.ACORN_MAX_SELECTIVITY))
+
+
 class ServerStore(Store):
     """A :class:`Store` in a Qdrant collection reached through qdrant-client."""
 
@@ -281,7 +294,7 @@ class ServerStore(Store):
 
         kwargs: dict[str, Any] = {}
         if self.remote:  # local mode is always exact and warns about search_params
-            kwargs["search_params"] = m.SearchParams(exact=True) if exact else m.SearchParams(hnsw_ef=HNSW_EF)
+            kwargs["search_params"] = m.SearchParams(exact=True) if exact else graph_params(flt)
         res = self._call(
             "searching", self.client.query_points, self.collection,
             query=vector.tolist(), limit=limit,
@@ -295,9 +308,7 @@ class ServerStore(Store):
         """Engine query for :func:`rsir_stac.store.query.run_query`: (id, score[, fields]) rows."""
         from rsir_stac.store.query import qdrant_filter, qdrant_query
 
-        from qdrant_client import models as m
-
-        kwargs = {"search_params": m.SearchParams(hnsw_ef=HNSW_EF)} if self.remote else {}
+        kwargs = {"search_params": graph_params(flt)} if self.remote else {}
         res = self._call("querying", self.client.query_points, self.collection,
                          query=qdrant_query(query, limit), limit=limit, query_filter=qdrant_filter(flt, excl),
                          with_payload=list(fields) if fields else False, with_vectors=False, **kwargs)
