@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def view(im: np.ndarray, v: int) -> np.ndarray:
@@ -41,17 +42,13 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="npz file for the embeddings (read if it exists)")
     args = ap.parse_args()
 
-    from rsir_stac.evaluate import resolve_model, retrieval_metrics
-    from rsir_stac.model.data import load_images, only_classes, scan_image_folder, stratified_split, without_classes
+    from lda_pca_weight import bundle_split, score_row
+
+    from rsir_stac.model.data import load_images, only_classes
     from rsir_stac.model.transforms import downscale
     from rsir_stac.reduce import LDAPCAReducer, LDAReducer, PCAReducer
 
-    b = resolve_model(args.model)
-    tr = b.meta.get("training", {})
-    folder = scan_image_folder(args.data)
-    held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
-    fin = without_classes(folder, held) if held else folder
-    train_ix, test_ix = stratified_split(fin.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    b, folder, held, fin, train_ix, test_ix = bundle_split(args.model, args.data)
     if args.cache and os.path.exists(args.cache):
         d = dict(np.load(args.cache))
         XV = d["XV"]
@@ -83,14 +80,7 @@ def main() -> None:
         for rname, r in ((f"pca{args.dim}", PCAReducer(args.dim)), (f"lda{k}", LDAReducer(k)),
                          (f"lda+pca{args.dim}", LDAPCAReducer(args.dim))):
             r = r.fit(X) if rname.startswith("pca") else r.fit(X, yy)
-            row = {"fit": fname, "reducer": rname}
-            for key, (Z, lab) in sets.items():
-                m = retrieval_metrics(r.transform(Z), lab)
-                row[key] = round(m["mAP"], 4)
-                if key == "test_x1":
-                    row["P@10"] = round(m["P@10"], 4)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            rows.append(score_row({"fit": fname, "reducer": rname}, r, sets))
     print(json.dumps({"model": b.model_id, "held_out_classes": held, "rows": rows}))
 
 
