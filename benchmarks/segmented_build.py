@@ -38,9 +38,6 @@ def main() -> None:
                     help="Write points scene after scene, as ingest writes an item's tiles (default: random order).")
     ap.add_argument("--scenes", type=int, default=40,
                     help="0.2-degree scenes holding the points (density: points / scenes); default as query.py.")
-    ap.add_argument("--full-scan-kb", type=int, default=None,
-                    help="The engine's HNSW full_scan_threshold (KB of vectors; default: the engine's 10,000): "
-                         "a segment whose filter matches fewer scans them exactly, else it searches the graph.")
     args = ap.parse_args()
 
     from build_memory import Sampler
@@ -61,19 +58,6 @@ def main() -> None:
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=args.by_scene, scenes=args.scenes)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     rng = np.random.default_rng(1)
-    if args.full_scan_kb is not None:  # a benchmark-only override of the shard's HNSW config
-        import qdrant_edge as q
-
-        from rsir_stac.store import edge as edge_mod
-        made = edge_mod.edge_config
-
-        def with_threshold(dim_, points_):
-            cfg = made(dim_, points_)
-            return q.EdgeConfig(vectors=cfg.vectors, optimizers=cfg.optimizers,
-                                hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100,
-                                                              full_scan_threshold=args.full_scan_kb))
-
-        edge_mod.edge_config = with_threshold
     store = EdgeStore(work / "edge", segment_points=per or None)
     store.ensure_collection(dim, "bench")
     t0, opt_s = time.time(), []
@@ -123,7 +107,8 @@ def main() -> None:
 
     segs = len(list((work / "edge" / "rsir_tiles" / "segments").iterdir()))
     print(json.dumps({"points": n, "order": "by_scene" if args.by_scene else "interleaved",
-                      "scenes": args.scenes, "full_scan_kb": args.full_scan_kb, "segment_points": per or None, "max_segment_kb": cap_kb(dim, per) if per else None,
+                      "scenes": args.scenes, "segment_points": per or None,
+                      "max_segment_kb": cap_kb(dim, per) if per else None,
                       "segments": segs,
                       "build_s": round(build_s, 1), "optimize_s": opt_s, "queries": res,
                       "peak_anon_gib": {ph: round(p.get("RssAnon", 0) / 2**20, 3) for ph, p in mem.peaks.items()}}))

@@ -11,6 +11,7 @@ small box below finds ~0.8 of them.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import numpy as np
@@ -27,8 +28,6 @@ N, DIM = 12_000, 16
 @pytest.fixture(scope="module")
 def dense(tmp_path_factory):
     """Clustered unit vectors (30 kinds of ground) on tiles packed into a 0.2° square."""
-    import qdrant_edge as q
-
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(30, DIM))
     v = centres[rng.integers(0, 30, N)] + 0.45 * rng.normal(size=(N, DIM))
@@ -39,15 +38,8 @@ def dense(tmp_path_factory):
         "bbox": [lon[i] - 1e-3, lat[i] - 1e-3, lon[i] + 1e-3, lat[i] + 1e-3],
         "location": {"lon": float(lon[i]), "lat": float(lat[i])},
         "datetime_epoch": 1.6e9, "datetime_end_epoch": 1.6e9}) for i in range(N)]
-    made = edge_module.edge_config
-
-    def graph_for_every_filter(dim, segment_points):  # the engine's threshold, lowered to 1 KB
-        c = made(dim, segment_points)
-        return q.EdgeConfig(vectors=c.vectors, optimizers=c.optimizers,
-                            hnsw_config=q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1))
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(edge_module, "edge_config", graph_for_every_filter)
+    mp = pytest.MonkeyPatch()  # the engine's threshold lowered to 1 KB: every filter takes the graph
+    mp.setattr(edge_module, "edge_config", functools.partial(edge_module.edge_config, full_scan_kb=1))
     store = EdgeStore(tmp_path_factory.mktemp("dense") / "index", segment_points=N)
     store.ensure_collection(DIM, "test-model")  # creates the shard
     mp.undo()

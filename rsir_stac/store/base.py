@@ -47,6 +47,15 @@ HNSW_EF = 200
 #: only below 0.4 selectivity) did not engage there.  Set to 0 to switch ACORN off.
 ACORN_MAX_SELECTIVITY = 1.0
 
+
+def acorn_selectivity(flt: SearchFilter | None) -> float | None:
+    """The ACORN ``max_selectivity`` a graph search with ``flt`` should send, or None for
+    none: a filter with no condition (ids excluded from a plain search are no filter
+    here) or ACORN switched off (:data:`ACORN_MAX_SELECTIVITY` <= 0)."""
+    if flt is None or flt.is_empty or ACORN_MAX_SELECTIVITY <= 0:
+        return None
+    return ACORN_MAX_SELECTIVITY
+
 #: Payload indexes created on every collection: field -> kind.  These are the
 #: fields the search filters use, and the only ones stored as separate engine
 #: fields (see :func:`pack_payload`).  ``item_id`` is a *tenant* keyword: the

@@ -60,6 +60,7 @@ import numpy as np
 from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
 from rsir_stac.store.base import (
     HNSW_EF,
+    acorn_selectivity,
     PAYLOAD_INDEXES,
     CollectionMeta,
     Point,
@@ -92,16 +93,13 @@ UPSERT_BATCH = 512
 
 def graph_params(flt: SearchFilter | None) -> Any:
     """The ``qdrant_edge.SearchParams`` of a graph search: width :data:`HNSW_EF`, and
-    ACORN up to :data:`~rsir_stac.store.base.ACORN_MAX_SELECTIVITY` when ``flt`` has a
-    condition (ids excluded from a plain search are no filter here)."""
+    ACORN for a filter (:func:`~rsir_stac.store.base.acorn_selectivity`)."""
     import qdrant_edge as q
 
-    from rsir_stac.store import base
-
-    if flt is None or flt.is_empty or base.ACORN_MAX_SELECTIVITY <= 0:
+    sel = acorn_selectivity(flt)
+    if sel is None:
         return q.SearchParams(hnsw_ef=HNSW_EF)
-    return q.SearchParams(hnsw_ef=HNSW_EF,
-                          acorn=q.AcornSearchParams(enable=True, max_selectivity=base.ACORN_MAX_SELECTIVITY))
+    return q.SearchParams(hnsw_ef=HNSW_EF, acorn=q.AcornSearchParams(enable=True, max_selectivity=sel))
 
 
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:

@@ -48,20 +48,25 @@ def cap_kb(dim: int, segment_points: int) -> int:
     return max(1, -(-int(segment_points) * int(dim) * 4 // 1024))
 
 
-def edge_config(dim: int, segment_points: int | None = SEGMENT_POINTS) -> Any:
+def edge_config(dim: int, segment_points: int | None = SEGMENT_POINTS, *, full_scan_kb: int | None = None) -> Any:
     """The ``qdrant_edge.EdgeConfig`` of a new shard: ``dim``-d float32 vectors,
     Euclidean distance, and (unless ``segment_points`` is None) segments capped at
-    ``segment_points`` vectors.  Raises ValueError for a non-positive ``segment_points``."""
+    ``segment_points`` vectors.  ``full_scan_kb`` overrides the engine's HNSW
+    ``full_scan_threshold`` (KB of vectors a filter must match in a segment before the
+    graph answers it instead of an exact scan; the engine's default is 10,000) and is for
+    benchmarks and tests.  Raises ValueError for a non-positive ``segment_points``."""
     import qdrant_edge as q
 
     vectors = q.EdgeVectorParams(size=int(dim), distance=q.Distance.Euclid)
+    hnsw = {} if full_scan_kb is None else {
+        "hnsw_config": q.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=int(full_scan_kb))}
     if segment_points is None:
-        return q.EdgeConfig(vectors=vectors)
+        return q.EdgeConfig(vectors=vectors, **hnsw)
     if int(segment_points) < 1:
         raise ValueError(f"segment_points {segment_points} must be a positive number of points")
     kb = cap_kb(dim, segment_points)
     indexing = kb // 4 if kb // 4 < _DEFAULT_INDEXING_KB else None
-    return q.EdgeConfig(vectors=vectors,
+    return q.EdgeConfig(vectors=vectors, **hnsw,
                         optimizers=q.EdgeOptimizersConfig(max_segment_size=kb, indexing_threshold=indexing))
 
 

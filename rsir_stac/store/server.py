@@ -31,6 +31,7 @@ import numpy as np
 from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.base import (
     HNSW_EF,
+    acorn_selectivity,
     PAYLOAD_INDEXES,
     CollectionMeta,
     Point,
@@ -78,15 +79,15 @@ def cluster_settings(url: str) -> dict[str, int]:
 
 def graph_params(flt: SearchFilter | None) -> Any:
     """The ``qdrant_client`` search params of a graph search, as the Edge back end's
-    (:func:`rsir_stac.store.edge.graph_params`): width :data:`HNSW_EF`, ACORN for filters."""
+    (:func:`rsir_stac.store.edge.graph_params`): width :data:`HNSW_EF`, ACORN for a filter
+    when the client has it (qdrant-client >= 1.16, servers >= 1.16)."""
     from qdrant_client import models as m
 
-    from rsir_stac.store import base
-
-    acorn = getattr(m, "AcornSearchParams", None)  # qdrant-client >= 1.16 (servers >= 1.16)
-    if flt is None or flt.is_empty or base.ACORN_MAX_SELECTIVITY <= 0 or acorn is None:
+    sel = acorn_selectivity(flt)
+    acorn = getattr(m, "AcornSearchParams", None)
+    if sel is None or acorn is None:
         return m.SearchParams(hnsw_ef=HNSW_EF)
-    return m.SearchParams(hnsw_ef=HNSW_EF, acorn=acorn(enable=True, max_selectivity=base.ACORN_MAX_SELECTIVITY))
+    return m.SearchParams(hnsw_ef=HNSW_EF, acorn=acorn(enable=True, max_selectivity=sel))
 
 
 class ServerStore(Store):
