@@ -38,6 +38,8 @@ def main() -> None:
                     help="Write points scene after scene, as ingest writes an item's tiles (default: random order).")
     ap.add_argument("--scenes", type=int, default=40,
                     help="0.2-degree scenes holding the points (density: points / scenes); default as query.py.")
+    ap.add_argument("--full-scan-kb", type=int, default=None,
+                    help="The shard's HNSW full_scan_threshold in KB of vectors (default: the store's own).")
     args = ap.parse_args()
 
     from build_memory import Sampler
@@ -58,6 +60,11 @@ def main() -> None:
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=args.by_scene, scenes=args.scenes)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     rng = np.random.default_rng(1)
+    if args.full_scan_kb is not None:  # a new shard with another threshold, as tests/test_filtered_recall.py
+        import functools
+
+        import rsir_stac.store.edge as edge_module
+        edge_module.edge_config = functools.partial(edge_module.edge_config, full_scan_kb=args.full_scan_kb)
     store = EdgeStore(work / "edge", segment_points=per or None)
     store.ensure_collection(dim, "bench")
     t0, opt_s = time.time(), []
@@ -107,7 +114,7 @@ def main() -> None:
 
     segs = len(list((work / "edge" / "rsir_tiles" / "segments").iterdir()))
     print(json.dumps({"points": n, "order": "by_scene" if args.by_scene else "interleaved",
-                      "scenes": args.scenes, "segment_points": per or None,
+                      "scenes": args.scenes, "segment_points": per or None, "full_scan_kb": args.full_scan_kb,
                       "max_segment_kb": cap_kb(dim, per) if per else None,
                       "segments": segs,
                       "build_s": round(build_s, 1), "optimize_s": opt_s, "queries": res,
