@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from build_memory import Sampler
-    from query import K, make_data, payload, pct, truth
+    from query import K, make_data, payload, pct, preflight, truth
     from query_engines import match_mask, query_spec
 
     from rsir_stac.malloc import tune_allocator
@@ -54,6 +54,8 @@ def main() -> None:
     tune_allocator()
     n, dim = args.points, args.dim
     per = SEGMENT_POINTS if args.segment_points is None else args.segment_points
+    # refuse what cannot fit before anything is built or created (query.py's estimate)
+    preflight(n, dim, Path(args.workdir or tempfile.gettempdir()), [])
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-segmented-"))
     mem = Sampler(0.5)
     mem.start()
