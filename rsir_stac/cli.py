@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 import traceback
 
@@ -311,14 +312,21 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
                f"held-out loss {a['before']['mean_loss']:.4f} -> {a['after']['mean_loss']:.4f}")
 
 
+#: The largest ``evaluate --scale``: a 256-pixel image keeps 8 pixels (``downscale``'s floor).
+MAX_SCALE = 32.0
+
+
 def _parse_floats(text: str, what: str) -> tuple[float, ...]:
+    from rsir_stac.errors import InputError
+
+    parts = [v.strip() for v in text.split(",")]
     try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
+        vals = tuple(float(v) for v in parts)
     except ValueError:
         vals = ()
-    if not vals:
-        raise click.BadParameter(f"{what} {text!r} is not a comma-separated list of numbers, e.g. 1,2,4,8")
-    return vals
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise InputError(f"{what} {text!r} is not a comma-separated list of finite numbers; give e.g. {what} 1,2,4,8")
+    return tuple(dict.fromkeys(vals))  # a repeated value once
 
 
 # -------------------------------------------------------------------------- reduce
@@ -380,14 +388,16 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
 
         raise DatasetError(
             f"data folder {data_dir} does not exist; pass a folder of class sub-folders "
-            "(e.g. UC Merced: ../shared/data/ucmerced) or set RSIR_DATA"
+            "(e.g. UC Merced: ../shared/data/ucmerced)"
         )
     scales = _parse_floats(scale, "--scale")
-    bad = [f for f in scales if not f >= 1]
+    bad = [f for f in scales if not 1 <= f <= MAX_SCALE]
     if bad:
         from rsir_stac.errors import InputError
 
-        raise InputError(f"--scale {bad[0]:g} is below 1; give downsampling factors of 1 or more, e.g. --scale 1,2,4,8")
+        why = "is below 1" if bad[0] < 1 else f"leaves under 8 pixels of a 256-pixel image (at most {MAX_SCALE:g})"
+        raise InputError(f"--scale {bad[0]:g} {why}; give downsampling factors from 1 to {MAX_SCALE:g}, "
+                         "e.g. --scale 1,2,4,8")
     chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
     split = split or ("all" if chosen else "test")
     bundle = resolve_model(model)

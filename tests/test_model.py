@@ -79,6 +79,38 @@ def test_training_moves_weights_and_resumes(tmp_path, image_folder):
     assert [h["epoch"] for h in b2.meta["training"]["history"]] == [0, 1]
 
 
+@pytest.mark.parametrize("change", [{"seed": 1}, {"leave_out": ("class2",)}, {"test_fraction": 0.34}])
+def test_resume_refuses_another_split(tmp_path, image_folder, change):
+    """A checkpoint trained on another split (test images, held-out classes) is never resumed silently."""
+    from dataclasses import replace
+
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                      p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none", test_fraction=0.5)
+    train(cfg)
+    before = (tmp_path / "run" / "bundle" / "model.json").read_bytes()
+    key = next(iter(change)).replace("_", "-")
+    with pytest.raises(InputError, match=f"--{key} .*--no-resume"):
+        train(replace(cfg, epochs=2, **change))
+    assert (tmp_path / "run" / "bundle" / "model.json").read_bytes() == before  # the old bundle stands
+    assert train(replace(cfg, epochs=1, resume=False, **change)).meta["training"]["n_test"] > 0
+
+
+def test_leave_out_choices_are_checked():
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.data import choose_held_out
+
+    classes = ("a", "b", "c", "d")
+    assert len(choose_held_out(classes, n=2, seed=0)) == 2
+    for n in (3, 9, -1):
+        with pytest.raises(InputError, match="--leave-out-n from 1 to 2"):
+            choose_held_out(classes, n=n)
+    with pytest.raises(InputError, match="pass one of them"):
+        choose_held_out(classes, ("a",), n=1)
+
+
 def test_bundle_errors(tmp_path, tiny_bundle):
     with pytest.raises(BundleNotFoundError, match="no model bundle"):
         load_bundle(tmp_path / "missing")

@@ -79,6 +79,8 @@ def test_leave_out_choice_is_seeded_and_checked(image_folder):
     with pytest.raises(DatasetError, match="unknown class 'nope'"):
         choose_held_out(f.classes, names=["nope"])
     with pytest.raises(DatasetError, match="fewer than 2"):
+        choose_held_out(f.classes, names=["class0", "class1"])
+    with pytest.raises(ValueError, match="--leave-out-n from 1 to 1"):
         choose_held_out(f.classes, n=2)
 
 
@@ -118,6 +120,10 @@ def test_cli_bad_protocol_input(tmp_path, image_folder):
 
     r = CliRunner().invoke(main, ["evaluate", str(image_folder), "--scale", "0.5"])
     assert r.exit_code == 2 and "--scale 0.5 is below 1" in r.output
+    for bad, why in (("inf", "finite numbers"), ("nan", "finite numbers"), ("abc", "finite numbers"),
+                     ("1,,2", "finite numbers"), ("1000", "at most 32")):
+        r = CliRunner().invoke(main, ["evaluate", str(image_folder), "--scale", bad])
+        assert r.exit_code == 2 and why in r.output and len(r.output.strip().splitlines()) == 1, (bad, r.output)
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "o"), "--leave-out", "nope"])
     assert r.exit_code != 0 and "unknown class 'nope'" in r.output
     assert not (tmp_path / "o").exists()  # refused before anything is written

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsir_stac.errors import DatasetError, ImageReadError
+from rsir_stac.errors import DatasetError, ImageReadError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,21 @@ def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 
     ``names`` are given explicitly, or ``n`` of ``classes`` are drawn with
     ``seed`` (numpy's default generator, so the choice is reproducible).
     Raises DatasetError for an unknown class name, or when fewer than 2
-    classes would be left to train on.
+    classes would be left to train on; InputError for both ``names`` and ``n``
+    or an ``n`` outside 1..classes − 2.
     """
     names = tuple(names or ())
+    if names and n:
+        raise InputError(f"--leave-out {','.join(names)} and --leave-out-n {n} both choose the held-out classes; "
+                         "pass one of them")
     unknown = [c for c in names if c not in classes]
     if unknown:
         raise DatasetError(f"--leave-out names unknown class {unknown[0]!r}; the data folder's classes are "
                            f"{', '.join(classes)}")
     if not names and n:
+        if not 0 < int(n) <= len(classes) - 2:
+            raise InputError(f"--leave-out-n {n}: the data folder has {len(classes)} classes and training needs 2; "
+                             f"pass --leave-out-n from 1 to {max(0, len(classes) - 2)}")
         names = tuple(sorted(np.random.default_rng(seed).choice(list(classes), size=int(n), replace=False).tolist()))
     if len(classes) - len(set(names)) < 2:
         raise DatasetError(f"leaving out {len(set(names))} of {len(classes)} classes leaves fewer than 2 to train on; "

@@ -337,9 +337,11 @@ def _start_from(cfg: TrainConfig):
 
 
 def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None:
-    """Refuse to resume a checkpoint trained from another start bundle or with other
-    rotation-view distillation settings (its weights would be written under this
-    run's description); InputError names ``--no-resume`` and another ``--out``."""
+    """Refuse to resume a checkpoint trained from another start bundle, with other
+    rotation-view distillation settings, another split (seed, fractions, held-out
+    classes) or another recipe (:data:`_RESUME_KEYS`): its weights would be written
+    under this run's description, or test images trained on; InputError names
+    ``--no-resume`` and another ``--out``."""
     old = ck.get("config", {})
     if old.get("data_dir") != cfg.data_dir:
         return  # another dataset: the checkpoint is ignored, as before
@@ -356,6 +358,25 @@ def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None
         this = f"from {now or 'ImageNet'}, --view-distill {cfg.view_distill}"
         raise InputError(f"checkpoint {ckpt_path} was trained {then}, not {this}; pass --no-resume to start "
                          "over in this folder or choose another --out")
+    # the split (which images are test, which classes are held out) and the recipe must match too:
+    # resuming under other ones would train on test images or describe the weights wrongly
+    now_cfg, defaults = asdict(cfg), asdict(TrainConfig("", ""))
+    for key in _RESUME_KEYS:
+        a, b = old.get(key, defaults[key]), now_cfg[key]
+        if (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a)}, not {_show(b)}; pass "
+                             "--no-resume to start over in this folder or choose another --out")
+
+
+#: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
+_RESUME_KEYS = ("seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
+                "pooling", "hybrid", "input_size", "freeze_blocks", "distill", "downscale_max", "margin", "miner",
+                "p", "k")
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def _least_reducer_dim(kind: str) -> int:
