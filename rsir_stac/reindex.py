@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rsir_stac.errors import IncompatibleIndexError, InputError, RsirError, StoreError
+from rsir_stac.errors import IncompatibleIndexError, InputError, RasterError, RsirError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +479,35 @@ def _source_failed(key: _SourceKey, tiles: list[_Todo], err: BaseException, sour
     emit(ReindexEvent("points", n=len(tiles)))
 
 
+#: Degrees a stored tile footprint may differ from the same grid window's footprint now (~1 cm).
+FOOTPRINT_TOLERANCE_DEG = 1e-7
+
+
+def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | None:
+    """Why the raster now at ``href`` is not the one the tiles were ingested from (its CRS
+    or the footprint of a tile's grid window differs from the stored payload), or None.
+    Compared on every tile of the group whose window still exists."""
+    for t in tiles:
+        ref = refs.get(t.grid)
+        if ref is None:
+            continue
+        crs = t.payload.get("crs")
+        if crs and str(ref.crs) != str(crs):
+            why = f"its CRS is {ref.crs}, the index says {crs}"
+        else:
+            bbox = t.payload.get("bbox")
+            try:
+                off = max(abs(float(a) - float(b)) for a, b in zip(bbox, ref.bbox)) if bbox else 0.0
+            except (TypeError, ValueError):
+                off = 0.0
+            if not off > FOOTPRINT_TOLERANCE_DEG:
+                continue
+            why = f"tile {t.grid} lies {off:.2g} degrees from where it was ingested"
+        return (f"{href} is not the raster that was ingested ({why}); nothing of it was reindexed: put the "
+                "ingested file back and re-run the same command, or ingest the item again with the new model")
+    return None
+
+
 def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: _Writer, report: ReindexReport,
                 emit: Callable[[ReindexEvent], None]) -> None:
     """Read the tiles of one scene and hand them to the writer."""
@@ -495,6 +524,10 @@ def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: 
         if not isinstance(err, RsirError):
             log.info("traceback of %s", key.href, exc_info=err)
         _source_failed(key, tiles, err, sources, report, emit)
+        return
+    changed = _changed_since_ingest(key.href, tiles, refs)
+    if changed is not None:  # another raster at the same path: nothing of it is written
+        _source_failed(key, tiles, RasterError(changed), sources, report, emit)
         return
     with gdal_env():
         for t in tiles:

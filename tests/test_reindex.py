@@ -187,6 +187,23 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     _assert_same_index(_points(tmp_path / "new"), fresh)
 
 
+@pytest.mark.parametrize("other", [{"crs": "EPSG:3857"}, {"origin": (500100.0, 3300000.0)}])
+def test_a_replaced_source_is_refused_whole_and_resumed(tmp_path, scenes, old_index, new_bundle, fresh, other):
+    """Another raster at the ingested path (another CRS, or shifted): none of its tiles is written
+    from it, and putting the ingested file back then completes the same command."""
+    kept = scenes[0].with_name("kept.tif")
+    scenes[0].rename(kept)
+    make_geotiff(scenes[0], width=512, height=256, res=0.3, seed=7, **other)
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert not r.ok and r.points_written == 4 and r.tiles_failed == 0
+    assert [(f["href"], f["tiles"]) for f in r.sources_failed] == [(str(scenes[0]), 2)]
+    assert "is not the raster that was ingested" in r.sources_failed[0]["error"]
+    kept.replace(scenes[0])
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert r.ok and r.points_written == 2 and r.points_existing == 4
+    _assert_same_index(_points(tmp_path / "new"), fresh)
+
+
 def test_bad_targets_are_refused_before_anything_is_written(tmp_path, scenes, old_index, new_bundle, shipped):
     _points(old_index)  # the first open after a write folds the engine's journals
     before = _tree_digest(old_index)
