@@ -398,6 +398,10 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
         why = "is below 1" if bad[0] < 1 else f"leaves under 8 pixels of a 256-pixel image (at most {MAX_SCALE:g})"
         raise InputError(f"--scale {bad[0]:g} {why}; give downsampling factors from 1 to {MAX_SCALE:g}, "
                          "e.g. --scale 1,2,4,8")
+    if held_out and classes:
+        from rsir_stac.errors import InputError
+
+        raise InputError(f"--held-out and --classes {classes} both choose the classes to evaluate; pass one of them")
     chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
     split = split or ("all" if chosen else "test")
     bundle = resolve_model(model)

@@ -201,6 +201,10 @@ def evaluate_folder(
         unknown = [c for c in classes if c not in folder.classes]
         if unknown:
             raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(folder.classes)}")
+        if len(set(classes)) < 2:
+            raise DatasetError(f"evaluating on the one class {classes[0]!r} ranks its images only against each other "
+                               "(mAP is 1 whatever the model); give at least 2 classes"
+                               + (", i.e. train with more held-out classes" if held == list(classes) else ""))
         folder = only_classes(folder, classes)
     elif held and split == "test":
         folder = without_classes(folder, [c for c in held if c in folder.classes])

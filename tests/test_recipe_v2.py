@@ -96,8 +96,11 @@ def test_leave_classes_out_protocol(tmp_path, image_folder):
     assert b.class_names == ["class0", "class1"]
     test = evaluate_folder(image_folder, b, split="test", bf16=False)
     assert test["n_queries"] == 2 and "class2" not in str(test["protocol"]["classes"])
-    held = evaluate_folder(image_folder, b, split="all", classes="held-out", bf16=False)
-    assert held["n_queries"] == 6 and held["protocol"]["classes"] == ["class2"]
+    # one held-out class would rank its images only among themselves (mAP 1 whatever the model)
+    with pytest.raises(DatasetError, match="one class 'class2'.*more held-out classes"):
+        evaluate_folder(image_folder, b, split="all", classes="held-out", bf16=False)
+    held = evaluate_folder(image_folder, b, split="all", classes=["class2", "class1"], bf16=False)
+    assert held["n_queries"] == 12 and held["protocol"]["classes"] == ["class1", "class2"]
     base = evaluate_folder(image_folder, "imagenet", split="all", classes=["class2", "class0"], scale=2, bf16=False)
     assert base["dim"] == 1280 and base["n_queries"] == 12 and base["protocol"]["scale"] == 2.0
     with pytest.raises(InputError, match="below 1"):
@@ -110,7 +113,7 @@ def test_leave_classes_out_protocol(tmp_path, image_folder):
     r = refit_reducer(b, str(image_folder), "lda", 1, str(tmp_path / "lda"))  # refused before the fix
     assert r.meta["training"]["reducer_refit"]["n_train"] < 12  # the 2 training classes' split only
     assert r.meta["training"]["held_out_classes"] == ["class2"]
-    assert evaluate_folder(image_folder, r, split="all", classes="held-out", bf16=False)["n_queries"] == 6
+    assert evaluate_folder(image_folder, r, split="all", classes=["class2", "class0"], bf16=False)["n_queries"] == 12
 
 
 def test_cli_bad_protocol_input(tmp_path, image_folder):
@@ -124,6 +127,8 @@ def test_cli_bad_protocol_input(tmp_path, image_folder):
                      ("1,,2", "finite numbers"), ("1000", "at most 32")):
         r = CliRunner().invoke(main, ["evaluate", str(image_folder), "--scale", bad])
         assert r.exit_code == 2 and why in r.output and len(r.output.strip().splitlines()) == 1, (bad, r.output)
+    r = CliRunner().invoke(main, ["evaluate", str(image_folder), "--held-out", "--classes", "class0,class1"])
+    assert r.exit_code == 2 and "pass one of them" in r.output
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "o"), "--leave-out", "nope"])
     assert r.exit_code != 0 and "unknown class 'nope'" in r.output
     assert not (tmp_path / "o").exists()  # refused before anything is written

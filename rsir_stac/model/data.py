@@ -37,7 +37,8 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     """List ``root/<class>/<image>`` files; one-line DatasetError when unusable."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"data folder {root} does not exist; pass a folder with one sub-folder of images per class")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DatasetError(f"data folder {root} {what}; pass a folder with one sub-folder of images per class")
     classes, paths, labels = [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
@@ -54,7 +55,7 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     if len(classes) < 2:
         raise DatasetError(
             f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
-            f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES[:5])} images, one per class"
+            f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images, one per class"
         )
     return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
 
