@@ -285,6 +285,12 @@ def _open_or_defer(to: str, collection: str):
 
     path = os.path.abspath(os.path.expanduser(to))
     if os.path.lexists(path):
+        if not os.path.isdir(path):
+            raise InputError(f"--to {to} is a file, not an index folder; pass a new folder as --to")
+        foreign = [n for n in os.listdir(path) if not n.startswith(".") and n.split(".")[0] != collection]
+        if foreign and not os.path.isdir(os.path.join(path, collection)):
+            raise InputError(f"--to {to} is a folder of other files, not an index; pass a new or empty folder "
+                             "as --to (or an index made by an earlier reindex, to resume it)")
         return open_store(path, collection=collection), None
     parent = os.path.dirname(path)
     while parent and not os.path.lexists(parent):

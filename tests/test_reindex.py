@@ -204,6 +204,16 @@ def test_a_replaced_source_is_refused_whole_and_resumed(tmp_path, scenes, old_in
     _assert_same_index(_points(tmp_path / "new"), fresh)
 
 
+def test_a_target_of_other_files_is_refused(tmp_path, old_index, new_bundle):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("mine")
+    (tmp_path / "afile").write_text("x")
+    for to, why in ((tmp_path / "notes", "folder of other files"), (tmp_path / "afile", "is a file")):
+        with pytest.raises(InputError, match=why):
+            reindex(str(old_index), str(to), model=new_bundle)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["notes.txt"]
+
+
 def test_bad_targets_are_refused_before_anything_is_written(tmp_path, scenes, old_index, new_bundle, shipped):
     _points(old_index)  # the first open after a write folds the engine's journals
     before = _tree_digest(old_index)
