@@ -79,8 +79,15 @@ class ReindexReport:
         """Every point of the old index is in the new one."""
         return not self.sources_failed and not self.tiles_failed
 
+    @property
+    def points_failed(self) -> int:
+        """Points not written: unreadable tiles plus every tile of the sources that failed
+        (written + existing + failed = total)."""
+        return self.tiles_failed + sum(int(e.get("tiles", 0)) for e in self.sources_failed)
+
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["points_failed"] = self.points_failed
         d["ok"] = self.ok
         return d
 
