@@ -505,7 +505,7 @@ def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | No
         if ref is None:
             continue
         crs = t.payload.get("crs")
-        if crs and str(ref.crs) != str(crs):
+        if crs and not _same_crs(ref.crs, crs):
             why = f"its CRS is {ref.crs}, the index says {crs}"
         else:
             bbox = t.payload.get("bbox")
@@ -519,6 +519,20 @@ def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | No
         return (f"{href} is not the raster that was ingested ({why}); nothing of it was reindexed: put the "
                 "ingested file back and re-run the same command, or ingest the item again with the new model")
     return None
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    """Whether two CRS descriptions (EPSG codes, WKT, PROJ strings) name the same CRS
+    (rasterio's equality when the spellings differ; unparseable ones count as the same)."""
+    if str(a) == str(b):
+        return True
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        return CRS.from_user_input(str(a)) == CRS.from_user_input(str(b))
+    except CRSError:
+        return True
 
 
 def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: _Writer, report: ReindexReport,
