@@ -797,7 +797,8 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_js
         if report.tiling_kept:
             click.echo(f"  note: {report.tiling_kept}", err=True)
         for f in report.sources_failed:
-            click.echo(f"  failed source {f['href']} ({f['tiles']} tiles): {f['error']}", err=True)
+            click.echo(f"  failed source {f['href']} ({f['tiles']} tiles): {f['error']}; it was ingested with "
+                       f"{f['ingest_options']}", err=True)
         for msg in report.tile_errors:
             click.echo(f"  failed tile: {msg}", err=True)
     if not report.ok:
@@ -806,7 +807,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_js
             [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
         where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
         _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: put the files back and "
-              "re-run the same command, or ingest them again with the new model", 1)
+              "re-run the same command, or ingest them again with the new model and the options listed for each", 1)
 
 
 # ------------------------------------------------------- check / snapshot / restore

@@ -483,13 +483,29 @@ def _source_failed(key: _SourceKey, tiles: list[_Todo], err: BaseException, sour
             f"{key.href}: unexpected {type(err).__name__} while opening ({_one_line(err)}); "
             "run with -v for the traceback")
         entry = {"href": key.href, "item": tiles[0].payload.get("item_id", ""), "error": " ".join(msg.split()),
-                 "tiles": 0}
+                 "tiles": 0, "ingest_options": _ingest_options(key, tiles[0].payload)}
         sources.failed[key.href] = entry
         report.sources_failed.append(entry)
         log.warning("source %s cannot be read: %s", key.href, entry["error"])
         emit(ReindexEvent("source_failed", href=key.href))
     entry["tiles"] += len(tiles)
     emit(ReindexEvent("points", n=len(tiles)))
+
+
+def _ingest_options(key: _SourceKey, payload: dict) -> str:
+    """The ``rsir-stac ingest`` options that read the source as it was read (its tiling,
+    and for a bare raster its collection and datetime), to ingest it again by hand."""
+    opts = [f"--tile-size {key.tile_size}", f"--stride {key.stride}", f"--edge {key.edge}"]
+    if key.gsd is not None:
+        opts.append(f"--gsd {key.gsd:g}")
+    if key.bands:
+        opts.append("--bands " + ",".join(map(str, key.bands)))
+    if payload.get("source", "stac") != "stac":
+        if payload.get("collection"):
+            opts.append(f"--collection {payload['collection']}")
+        if payload.get("datetime"):
+            opts.append(f"--datetime {payload['datetime']}")
+    return " ".join(opts)
 
 
 #: Degrees a stored tile footprint may differ from the same grid window's footprint now (~1 cm).

@@ -181,6 +181,7 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     report = json.loads(res.stdout.splitlines()[0])
     assert report["points_existing"] == 4 and report["sources_failed"][0]["href"] == str(scenes[1])
     assert report["points_written"] + report["points_existing"] + report["points_failed"] == report["points_total"]
+    assert report["sources_failed"][0]["ingest_options"].startswith("--tile-size 256 --stride 256 --edge ")
     assert res.stderr.strip().splitlines()[-1].startswith("error: 1 source(s) could not be read")
     moved.rename(scenes[1])
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
