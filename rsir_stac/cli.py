@@ -331,7 +331,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 
 # -------------------------------------------------------------------------- reduce
 @main.command()
-@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.argument("data_dir", type=click.Path())
 @click.option("--model", "model", type=click.Path(), help="Bundle to start from (default: the shipped model).")
 @click.option("--kind", required=True, type=click.Choice(["pca", "lda", "lda+pca", "none"]),
               help="Reducer to fit.  lda+pca: the classes' LDA directions plus PCA of what they leave out "
@@ -358,7 +358,7 @@ def reduce(data_dir, model, kind, dim, views, out):
 
 # ------------------------------------------------------------------------ evaluate
 @main.command()
-@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.argument("data_dir", type=click.Path())
 @click.option("--model", "model", type=click.Path(),
               help="Model bundle folder (default: the shipped model); 'imagenet' scores ImageNet pooled features.")
 @click.option("--split", type=click.Choice(["test", "all"]),
@@ -386,10 +386,9 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
     if not Path(data_dir).is_dir():
         from rsir_stac.errors import DatasetError
 
-        raise DatasetError(
-            f"data folder {data_dir} does not exist; pass a folder of class sub-folders "
-            "(e.g. UC Merced: ../shared/data/ucmerced)"
-        )
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DatasetError(f"data folder {data_dir} {what}; pass a folder with one sub-folder of images per class "
+                           "(e.g. UC Merced's folder)")
     scales = _parse_floats(scale, "--scale")
     bad = [f for f in scales if not 1 <= f <= MAX_SCALE]
     if bad:

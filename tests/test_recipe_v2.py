@@ -129,6 +129,11 @@ def test_cli_bad_protocol_input(tmp_path, image_folder):
         assert r.exit_code == 2 and why in r.output and len(r.output.strip().splitlines()) == 1, (bad, r.output)
     r = CliRunner().invoke(main, ["evaluate", str(image_folder), "--held-out", "--classes", "class0,class1"])
     assert r.exit_code == 2 and "pass one of them" in r.output
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    for cmd in (["evaluate", str(afile)], ["reduce", str(afile), "--kind", "pca", "--dim", "4", "--out", str(tmp_path / "r")]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 2 and "is a file, not a folder" in r.output.strip().splitlines()[-1], r.output
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "o"), "--leave-out", "nope"])
     assert r.exit_code != 0 and "unknown class 'nope'" in r.output
     assert not (tmp_path / "o").exists()  # refused before anything is written
