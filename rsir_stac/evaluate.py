@@ -148,6 +148,10 @@ def resolve_model(model):
     return load_bundle(model)
 
 
+#: (folder, bundle test digest) pairs already warned about in this process.
+_WARNED_SPLITS: set[tuple[str, str]] = set()
+
+
 def evaluate_folder(
     data_dir: str | Path,
     bundle=None,
@@ -214,11 +218,13 @@ def evaluate_folder(
         want = tr.get("test_digest")
         got = split_digest([folder.relpaths()[i] for i in idx])
         if want and want != got and not classes:
-            log.warning(
-                "test split of %s differs from the one recorded in the bundle (%s != %s); "
-                "this is not the training dataset, consider --split all",
-                data_dir, got, want,
-            )
+            if (str(data_dir), want) not in _WARNED_SPLITS:  # once per folder and bundle, not once per scale
+                _WARNED_SPLITS.add((str(data_dir), want))
+                log.warning(
+                    "test split of %s differs from the one recorded in the bundle (%s != %s); "
+                    "this is not the training dataset, consider --split all",
+                    data_dir, got, want,
+                )
     images = load_images([folder.paths[i] for i in idx])
     if scale > 1:
         images = [downscale(im, scale) for im in images]
