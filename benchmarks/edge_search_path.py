@@ -10,8 +10,10 @@ same shard and queries:
    query with payloads inline, retrieve 10 points with payloads, and our
    Python steps (id strings, JSON decoding of the packed payload);
 2. A/B of the search path before issue 18 (26 candidates, generic record
-   conversion) against now (k + 1 candidates, ids and scores only until the k
-   kept hits), both against the bare engine asked for 10 ids (the floor),
+   conversion, payloads by a second call) against now (k + 1 candidates with
+   their payloads in the one engine call, decoded only for the k kept hits;
+   the seventeenth session's change, RESULTS §13.12), both against the bare
+   engine asked for 10 ids (the floor),
    interleaved so that load drifts hit all alike; results are checked equal.
 
     python benchmarks/edge_search_path.py --index DIR/edge --points N [--dim 32]

@@ -344,8 +344,8 @@ def _vector_of(raw: Any) -> np.ndarray | None:
     return np.asarray(raw, dtype=np.float32)
 
 
-def _rank_key(h: SearchHit) -> tuple[float, str]:
-    return (h.score, h.id)
+def _row_key(row: tuple[float, str, Any]) -> tuple[float, str]:
+    return (row[0], row[1])  # by score, ties by id
 
 
 def hit_from_record(rec: Any, with_vectors: bool, score: float | None = None) -> SearchHit:
@@ -406,9 +406,9 @@ class Store(abc.ABC):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
-        """Engine nearest-neighbour query, unsorted ties allowed."""
+    ) -> list[tuple[float, str, Any]]:
+        """Engine nearest-neighbour query with payloads: ``(score, id, record)`` rows,
+        unsorted ties allowed; :meth:`search` makes hits of only the records it keeps."""
 
     @abc.abstractmethod
     def _retrieve_raw(self, ids: Sequence[str], with_payload: bool, with_vectors: bool) -> list[SearchHit]:
@@ -481,10 +481,6 @@ class Store(abc.ABC):
         if self.read_only:
             raise StoreError(f"{self.describe()} was opened read-only; open it with read_only=False to write")
 
-    #: Whether searches fetch payloads inline (server: one round trip) or only for the
-    #: final k hits afterwards (Edge: payload conversion is the costly part).
-    payload_in_search = True
-
     def describe(self) -> str:
         """Human name for messages, e.g. ``index /data/idx`` or ``Qdrant http://h:6333 collection c``."""
         return f"index {self.location}"
@@ -511,20 +507,17 @@ class Store(abc.ABC):
         # one hit more than asked tells whether a tie group straddles the cut (the HNSW
         # search width does not depend on the limit: ef is max(hnsw_ef, limit), HNSW_EF)
         limit = k + 1
-        inline = self.payload_in_search
         while True:
-            hits = self._search_raw(v, limit, flt, excl, with_vectors and inline, exact, inline)
-            hits.sort(key=_rank_key)
+            rows = self._search_raw(v, limit, flt, excl, with_vectors, exact)
+            rows.sort(key=_row_key)
             # a tie group may straddle the cut: widen until the k-th score is settled
-            if len(hits) < limit or hits[k - 1].score < hits[-1].score:
+            if len(rows) < limit or rows[k - 1][0] < rows[-1][0]:
                 break
             limit *= 4
-        top = hits[:k]
-        if inline or not top:
-            return top
-        # payloads (and vectors) only for the k kept hits: converting them is the costly part
-        full = {h.id: h for h in self._retrieve_raw([h.id for h in top], True, with_vectors)}
-        return [SearchHit(h.id, h.score, full[h.id].payload, full[h.id].vector) for h in top if h.id in full]
+        # payloads are fetched with the search (one engine call; RESULTS §13.12) and
+        # decoded only for the k kept hits
+        return [SearchHit(i, float(score), unpack_payload(rec.payload), _vector_of(rec.vector) if with_vectors else None)
+                for score, i, rec in rows[:k]]
 
     def query(self, query: Any, k: int = 10, **kwargs: Any) -> list[SearchHit]:
         """Hits of an :class:`~rsir_stac.store.query.ExampleQuery` (several positive and

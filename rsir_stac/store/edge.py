@@ -200,8 +200,6 @@ class _IndexLock:
 class EdgeStore(Store):
     """A :class:`Store` in a local directory, backed by a Qdrant Edge shard."""
 
-    payload_in_search = False
-
     backend = "edge"
 
     def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False,
@@ -561,6 +559,24 @@ class EdgeStore(Store):
             return present
         return verified_ids(self, present)
 
+    def _nearest(self, vector: np.ndarray, limit: int, flt: SearchFilter | None, exclude_ids: Collection[str],
+                 exact: bool, with_payload: bool, with_vector: bool) -> list:
+        """The engine's scored records nearest ``vector`` (unsorted ties allowed)."""
+        import qdrant_edge as q
+
+        req = q.QueryRequest(
+            limit=limit,
+            query=q.Query.Nearest(vector.tolist()),
+            filter=to_edge_filter(flt, exclude_ids=exclude_ids),
+            with_payload=with_payload,
+            with_vector=with_vector,
+            params=q.SearchParams(exact=True) if exact else graph_params(flt),
+        )
+        try:
+            return self._shard.query(req)
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "searching") from None
+
     def _search_raw(
         self,
         vector: np.ndarray,
@@ -569,15 +585,14 @@ class EdgeStore(Store):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
+    ) -> list[tuple[float, str, Any]]:
         import qdrant_edge as q
 
         req = q.QueryRequest(
             limit=limit,
             query=q.Query.Nearest(vector.tolist()),
             filter=to_edge_filter(flt, exclude_ids=exclude_ids),
-            with_payload=with_payload,
+            with_payload=True,
             with_vector=with_vectors,
             params=q.SearchParams(exact=True) if exact else graph_params(flt),
         )
@@ -585,9 +600,7 @@ class EdgeStore(Store):
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "searching") from None
-        if with_payload or with_vectors:
-            return [hit_from_record(r, with_vectors) for r in res]
-        return [SearchHit(str(r.id), r.score, {}) for r in res]  # the hot path: ids and scores only
+        return [(r.score, str(r.id), r) for r in res]
 
     def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
                    fields: Sequence[str] | None) -> list[SearchHit]:

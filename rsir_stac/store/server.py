@@ -289,8 +289,7 @@ class ServerStore(Store):
         exclude_ids: Collection[str],
         with_vectors: bool,
         exact: bool,
-        with_payload: bool = True,
-    ) -> list[SearchHit]:
+    ) -> list[tuple[float, str, Any]]:
         from qdrant_client import models as m
 
         kwargs: dict[str, Any] = {}
@@ -302,7 +301,7 @@ class ServerStore(Store):
             query_filter=to_qdrant_filter(flt, exclude_ids=exclude_ids),
             with_payload=True, with_vectors=with_vectors, **kwargs,
         )
-        return [hit_from_record(p, with_vectors) for p in res.points]
+        return [(p.score, str(p.id), p) for p in res.points]
 
     def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
                    fields: Sequence[str] | None) -> list[SearchHit]:
