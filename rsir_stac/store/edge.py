@@ -559,24 +559,6 @@ class EdgeStore(Store):
             return present
         return verified_ids(self, present)
 
-    def _nearest(self, vector: np.ndarray, limit: int, flt: SearchFilter | None, exclude_ids: Collection[str],
-                 exact: bool, with_payload: bool, with_vector: bool) -> list:
-        """The engine's scored records nearest ``vector`` (unsorted ties allowed)."""
-        import qdrant_edge as q
-
-        req = q.QueryRequest(
-            limit=limit,
-            query=q.Query.Nearest(vector.tolist()),
-            filter=to_edge_filter(flt, exclude_ids=exclude_ids),
-            with_payload=with_payload,
-            with_vector=with_vector,
-            params=q.SearchParams(exact=True) if exact else graph_params(flt),
-        )
-        try:
-            return self._shard.query(req)
-        except Exception as exc:  # noqa: BLE001
-            raise self._engine_error(exc, "searching") from None
-
     def _search_raw(
         self,
         vector: np.ndarray,
