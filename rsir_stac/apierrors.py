@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -165,6 +166,30 @@ def _where(loc: list) -> str:
     return ".".join(str(x) for x in loc[1:]) or (str(loc[0]) if loc else "request")
 
 
+#: Library messages name command-line options; an HTTP client sends request fields instead.
+_REQUEST_TERMS = (
+    ("--image FILE, --point-id ID, --at LON,LAT or a labels file",
+     "positives ({point_id} or {lon, lat}), a positive_image upload or labels"),
+    ("add --not-image, --not-point-id, --not-at or a negative label",
+     "add negatives ({point_id} or {lon, lat}), a negative_image upload or a negative label"),
+)
+#: Search, query and classify options and the request field each one is.
+_FIELDS = {"mmr": "mmr", "threshold": "threshold", "expand": "expand", "per-item": "per_item",
+           "strategy": "strategy", "holdout": "holdout", "exclude-within": "exclude_within_m",
+           "offset": "offset", "k": "k", "within": "polygon", "not-image": "negative_image",
+           "not-point-id": "negatives[].point_id", "not-at": "negatives[].lon/lat", "image": "positive_image",
+           "point-id": "positives[].point_id", "at": "positives[].lon/lat"}
+_OPTION = re.compile(r"(?<![\w-])--(" + "|".join(sorted(map(re.escape, _FIELDS), key=len, reverse=True)) + r")(?![\w-])")
+
+
+def in_request_terms(message: str) -> str:
+    """``message`` with command-line options (``--mmr 0.5``) named as the request fields the
+    HTTP API takes (``mmr 0.5``)."""
+    for cli, api in _REQUEST_TERMS:
+        message = message.replace(cli, api)
+    return _OPTION.sub(lambda m: _FIELDS[m.group(1)], message)
+
+
 def install_handlers(app, *, hide_paths: bool = False) -> None:
     """Register the handlers that turn every error into an :class:`ErrorBody` response on ``app``."""
     from fastapi.exceptions import RequestValidationError
@@ -186,7 +211,7 @@ def install_handlers(app, *, hide_paths: bool = False) -> None:
         if status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
-        return respond(status, type(exc).__name__, str(exc), headers)
+        return respond(status, type(exc).__name__, in_request_terms(str(exc)), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc: RequestValidationError):
@@ -210,11 +235,49 @@ def install_handlers(app, *, hide_paths: bool = False) -> None:
             detail = f"{request.url.path} does not exist; see /docs for the API"
         return respond(exc.status_code, name, detail, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request, exc: Exception):
+    def unexpected(request, exc: Exception):
+        if isinstance(exc, RecursionError):  # e.g. JSON nested thousands deep: the request's fault
+            return respond(400, "InputError", "the request is nested too deeply (JSON arrays or objects inside "
+                                              "each other); send a flat request, see /docs")
         log.exception("%s %s failed unexpectedly", request.method, request.url.path)
         return respond(500, "InternalError", f"unexpected {type(exc).__name__} on the server; "
                                              "the server log has the details")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc: Exception):
+        return unexpected(request, exc)
+
+    app.add_middleware(_AnswerUnexpected, answer=unexpected)
+
+
+class _AnswerUnexpected:
+    """ASGI middleware: an unexpected exception from a route becomes its 500 (or 400) answer
+    here, inside the app.  Starlette's outermost handler answers too but then re-raises, and
+    the server drops the keep-alive connection, so a client's next request failed with a reset."""
+
+    def __init__(self, app: Any, answer: Any) -> None:
+        self.app, self.answer = app, answer
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - every unexpected error gets its JSON answer
+            if started:
+                raise
+            from starlette.requests import Request
+
+            await self.answer(Request(scope), exc)(scope, receive, send)
 
 
 __all__ = [

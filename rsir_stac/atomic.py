@@ -54,6 +54,19 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def check_output_path(path: str | Path, what: str | None = None) -> Path:
+    """Refuse, before any work, an output whose folder is missing or not writable (InputError
+    naming ``what`` or the file); returns the path.  :func:`atomic_output` checks the same."""
+    target = Path(path).expanduser()
+    folder = target.parent if str(target.parent) else Path(".")
+    name = f"{what} {target}" if what else target.name
+    if not folder.is_dir():
+        raise InputError(f"output folder {folder} does not exist; create it or choose another path for {name}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write in {folder} (permission denied); choose a writable path for {name}")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is fsynced and

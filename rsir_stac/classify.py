@@ -85,7 +85,10 @@ def _holdout_scores(x: np.ndarray, y: np.ndarray, real: np.ndarray, fraction: fl
     counts = np.bincount(y[idx], minlength=2)
     if fraction <= 0 or counts.min() < 2 or len(idx) < 6:
         return None, None, 0
-    n_test = max(2, int(round(len(idx) * fraction)))
+    # at least one label of each kind on both sides: a large fraction is cut down to what that leaves
+    n_test = min(max(2, int(round(len(idx) * fraction))), len(idx) - 2)
+    if n_test < int(round(len(idx) * fraction)):
+        log.info("holdout cut to %d of %d labels so that both kinds stay in the fit", n_test, len(idx))
     train, test = train_test_split(idx, test_size=n_test, stratify=y[idx], random_state=seed)
     train = np.concatenate([train, np.flatnonzero(~real)])
     if len(np.unique(y[train])) < 2:

@@ -573,7 +573,9 @@ def _ingest_finish(report, as_json: bool) -> None:
         if n_items:
             f = report.items_failed[0]
             _fail(f"item {f['item'] or '?'} failed: {f['error']}", 1)
-        _fail(f"window failed (the rest of the scene was indexed): {report.tiles_failed[0]}", 1)
+        rest = "the scene's other tiles were indexed" if report.points_written or report.tiles_existing \
+            else "nothing else was indexed"
+        _fail(f"window failed ({rest}): {report.tiles_failed[0]}", 1)
     if not report.ok:
         parts = ([f"{n_items} of {report.items} items failed"] if n_items else []) + (
             [f"{n_tiles} windows failed"] if n_tiles else [])
@@ -582,6 +584,10 @@ def _ingest_finish(report, as_json: bool) -> None:
              "(tiles already indexed are kept and skipped)", 1)
     if report.nothing_indexed:
         _fail(f"nothing was indexed: {report.nothing_indexed}", 1)
+
+
+#: Failed windows listed per source file after an ingest (the rest are counted).
+FAILED_WINDOWS_SHOWN = 3
 
 
 def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
@@ -601,8 +607,15 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         return
     for f in report.items_failed:
         click.echo(f"  failed item {f['item'] or '?'}: {f['error']}", err=True)
-    for msg in report.tiles_failed:
-        click.echo(f"  failed window: {msg}", err=True)
+    per_source: dict[str, int] = {}
+    for msg in report.tiles_failed:  # a damaged file fails many windows alike: the first few of each
+        src = msg.split(": ", 1)[0]
+        per_source[src] = per_source.get(src, 0) + 1
+        if per_source[src] <= FAILED_WINDOWS_SHOWN:
+            click.echo(f"  failed window: {msg}", err=True)
+    for src, n in per_source.items():
+        if n > FAILED_WINDOWS_SHOWN:
+            click.echo(f"  ... and {n - FAILED_WINDOWS_SHOWN} more failed windows of {src} (all in --json)", err=True)
 
 
 # -------------------------------------------------------------------------- search
@@ -688,29 +701,41 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     _print_search(result, fmt, offset, notes)
 
 
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle, so that ids differing at the end stay apart."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[-(width - 1 - head):]
+
+
 def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None = None) -> None:
     """Print search hits as a table, JSON or GeoJSON (``doc``: the service's GeoJSON, when it searched)."""
     from rsir_stac.search import hit_record, to_geojson
 
     if fmt == "json":
         _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
+                              "positives": [e.id for e in result.examples if e.positive],
+                              "negatives": [e.id for e in result.examples if not e.positive],
                               **({"expanded": list(result.expanded)} if result.expanded else {})},
                     "hits": [hit_record(h, result.score_name) for h in result.hits]})
     elif fmt == "geojson":
         _echo_json(doc if doc is not None else to_geojson(result))
     else:
         if result.query_id:
-            click.echo(f"query: {result.query_kind} {result.query_id} ({result.query_payload.get('item_id')})"
+            item = (result.query_payload or {}).get("item_id")
+            click.echo(f"query: {result.query_kind} {result.query_id}" + (f" ({item})" if item else "")
                        + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
                        + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
         click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
         for rank, h in enumerate(result.hits, offset + 1):
             loc = h.payload.get("location") or {}
-            click.echo(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {str(h.payload.get('item_id'))[:28]:28} "
+            click.echo(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {_fit(str(h.payload.get('item_id')), 28):28} "
                        f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
                        f"{h.payload.get('datetime') or ''}")
         if not result.hits:
-            click.echo("no results (loosen the filters?)")
+            click.echo(f"no results at --offset {offset} (fewer tiles match)" if offset else
+                       "no results (loosen the filters?)")
     for note in notes:
         click.echo(f"note: {note}", err=True)
 

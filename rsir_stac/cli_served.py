@@ -87,16 +87,15 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
     if thumbnails:
         raise ServiceError(f"--thumbnails reads the source rasters and cannot go through {what}; "
                            f"open the map page at {client.address.url}/ or stop the service and re-run")
-    if not_image or (image and (len(image) > 1 or point_id or at or not_point_id or not_at or labels_path or out)):
-        raise ServiceError(f"{what} takes one --image alone (POST /api/search/image); use --point-id/--at examples, "
-                           "or stop the service and re-run")
     _check_model(client, model)
     polygon = json.loads(Path(within).read_text(encoding="utf-8")) if within else None
     if polygon is not None:
         from rsir_stac.store.filters import load_polygon
 
         load_polygon(within)  # the same one-line refusals as without a service
-    if image:
+    lone_image = image and len(image) == 1 and not (point_id or at or not_image or not_point_id or not_at
+                                                     or labels_path or out)
+    if lone_image:
         from rsir_stac.search import SearchResult
 
         doc = client.search_image(image[0], {"bbox": bbox, "near": near, "datetime": datetime_,
@@ -106,7 +105,7 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
         return _result(doc, "distance", 0, SearchResult), doc
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
             "labels": json.loads(Path(labels_path).read_text(encoding="utf-8")) if labels_path else None,
-            "strategy": strategy, "mmr": mmr, "per_item": per_item, "exclude_within_m": exclude_within,
+            "strategy": strategy, "mmr": mmr, "per_item": _per_item_field(per_item), "exclude_within_m": exclude_within,
             "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
             "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query, "expand": expand}
     if out:
@@ -115,15 +114,28 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
         fmt = EXPORT_FORMATS[format_for(out)]
         with atomic_output(out) as tmp:  # refuses a missing or unwritable folder before the request
-            blob = client.request("POST", "/api/query/export", {**body, "format": fmt, "with_vectors": with_vectors},
-                                  raw=True)
+            req = {**body, "format": fmt, "with_vectors": with_vectors}
+            if image or not_image:  # uploaded examples: multipart
+                blob = client.query_images("/api/query/export", req, list(image), list(not_image), raw=True)
+            else:
+                blob = client.request("POST", "/api/query/export", req, raw=True)
             tmp.write_bytes(blob)
         click.echo(f"wrote the hits to {out} ({len(blob)} bytes)", err=True)
         return None, None
     from rsir_stac.search import SearchResult
 
-    doc = client.query(body)
+    doc = client.query_images("/api/query", body, list(image), list(not_image)) if image or not_image \
+        else client.query(body)
     return _result(doc, doc.get("score") or "distance", offset, SearchResult), doc
+
+
+def _per_item_field(text: Any) -> Any:
+    """``--per-item`` as the API's ``per_item``: "auto", a whole number (0: no cap) or null."""
+    if text is None:
+        return None
+    from rsir_stac.cli_analysis import _per_item
+
+    return _per_item(text) or 0
 
 
 def _result(doc: dict, score_name: str, offset: int, cls: Any):
@@ -137,10 +149,17 @@ def _result(doc: dict, score_name: str, offset: int, cls: Any):
         props.pop("rank", None)
         payload = {k: _unflat(v) for k, v in props.items()}
         hits.append(SearchHit(pid, score, payload))
+    import numpy as np
+
+    from rsir_stac.search import ResolvedExample
+
     q = doc.get("query") or {}
+    # the examples as the service named them (their vectors stay on the service)
+    examples = tuple(ResolvedExample("point" if i else "image", positive, np.empty(0, np.float32), id=i)
+                     for positive, key in ((True, "positives"), (False, "negatives")) for i in q.get(key) or ())
     return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id")}, tuple(hits),
                strategy=q.get("strategy") or "average", score_name=score_name, offset=offset,
-               expanded=tuple(q.get("expanded") or ()))
+               expanded=tuple(q.get("expanded") or ()), examples=examples)
 
 
 def _unflat(value: Any) -> Any:
@@ -150,6 +169,29 @@ def _unflat(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+#: Seconds between tries while another ingest job holds the service.
+BUSY_RETRY_S = 2.0
+
+
+def _ingest_when_free(client: ServiceClient, body: dict, progress: Any) -> dict:
+    """Send the ingest job; while the service runs another one, wait for it (as a local
+    ingest waits for nothing, but two jobs cannot write one index at once)."""
+    import time
+
+    told = False
+    while True:
+        try:
+            return client.ingest(body, progress)
+        except ServiceError as exc:
+            if "another ingest job is running" not in str(exc):
+                raise
+            if not told:
+                click.echo(f"{client.address.describe()} is running another ingest job; this one starts when it "
+                           "has finished (Ctrl-C to give up)", err=True)
+                told = True
+            time.sleep(BUSY_RETRY_S)
 
 
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
@@ -188,7 +230,7 @@ def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_s
             bars["tiles"].update(p.get("tiles_done", 0) - bars["tiles"].n)
 
     try:
-        job = client.ingest(body, progress)
+        job = _ingest_when_free(client, body, progress)
     finally:
         for bar in bars.values():
             bar.close()

@@ -53,6 +53,10 @@ class ImageReadError(RsirError, ValueError):
     exit_code = 2
 
 
+class EmptyImageError(ImageReadError):
+    """A query image whose every pixel is nodata, masked or transparent: nothing to search by."""
+
+
 class DatasetError(RsirError, ValueError):
     """A labelled image folder cannot be used for training or evaluation."""
 
@@ -123,6 +127,7 @@ __all__ = [
     "StacError",
     "AssetError",
     "ImageReadError",
+    "EmptyImageError",
     "DatasetError",
     "BundleError",
     "BundleNotFoundError",

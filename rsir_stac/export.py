@@ -95,7 +95,7 @@ def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path) -> 
     writer = {"geojson": _write_geojson, "csv": _write_csv, "geoparquet": _write_geoparquet,
               "flatgeobuf": _write_fgb}[fmt]
     with atomic_output(path) as tmp:
-        n = writer(iter(pages), tmp)
+        n = writer(iter(pages), tmp) if fmt != "flatgeobuf" else writer(iter(pages), tmp, Path(path).stem)
     log.info("wrote %d rows to %s (%s)", n, path, fmt)
     return n
 
@@ -162,7 +162,9 @@ def _arrow_table(rows: Sequence[dict], schema: Any | None = None) -> Any:
 
 
 def _geo_metadata(bbox: list[float] | None) -> bytes:
-    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Polygon"]}
+    # footprints crossing the antimeridian are MultiPolygons; the file is written page by page, so
+    # both types are declared (the list must include every type present)
+    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["MultiPolygon", "Polygon"]}
     if bbox is not None:
         col["bbox"] = bbox
     return json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
@@ -196,7 +198,7 @@ def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     return n
 
 
-def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
+def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path, layer: str) -> int:
     import geopandas as gpd
     from shapely.geometry import shape
 
@@ -207,7 +209,7 @@ def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     gdf = gpd.GeoDataFrame(data, geometry=geoms, crs="OGC:CRS84")
     if not rows:
         gdf = gpd.GeoDataFrame({"id": []}, geometry=[], crs="OGC:CRS84")
-    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio")
+    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer)  # named after the file, not the temp file
     return len(rows)
 
 
@@ -272,9 +274,14 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     Collection describing the file with the embeddings extension; the model's MLM
     Item is copied beside it and linked.  Returns a summary dict (rows, paths).
     """
+    from rsir_stac.atomic import check_output_path
+
     fmt = format_for(path)
     if stac_collection is not None and fmt != "geoparquet":
         raise InputError(f"a STAC Collection describes a GeoParquet export; give --out with .parquet, not {path}")
+    check_output_path(path)
+    if stac_collection is not None:  # refused before the table is written, not after
+        check_output_path(stac_collection, what="--stac")
     n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path)
     out = {"rows": n, "path": str(path), "format": fmt}
     if stac_collection is not None:
@@ -304,6 +311,40 @@ def _time_interval(parquet: Path) -> list[str | None]:
     return [iso(lo), iso(hi)]
 
 
+def _chip_layout(parquet: Path, bundle: Any) -> dict[str, Any]:
+    """``tile_size_px`` and ``gsd_m`` of the exported tiles as they were read (each tile's
+    ``tiling.tile_size`` and ``gsd``); a value the tiles do not share is left out (the
+    Collection's ``summaries`` give the GSD range).  The model's own values where no tile has one."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(parquet).names)
+
+    def unique(col: str) -> list:
+        return pc.unique(pq.read_table(parquet, columns=[col])[col].drop_null()).to_pylist() if col in names else []
+
+    sizes = {json.loads(t).get("tile_size") for t in unique("tiling")} - {None}
+    gsds = unique("gsd")
+    out: dict[str, Any] = {}
+    for key, vals, default in (("tile_size_px", sizes, bundle.tile_size), ("gsd_m", gsds, bundle.gsd)):
+        if len(vals) == 1:
+            out[key] = next(iter(vals))
+        elif not vals:
+            out[key] = default
+    return out
+
+
+def _gsd_summary(parquet: Path) -> dict[str, Any]:
+    """``summaries.gsd`` (metres): the range of the exported tiles' ground sampling distances."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "gsd" not in set(pq.read_schema(parquet).names):
+        return {}
+    mm = pc.min_max(pq.read_table(parquet, columns=["gsd"])["gsd"]).as_py()
+    return {"gsd": {"minimum": mm["min"], "maximum": mm["max"]}} if mm["min"] is not None else {}
+
+
 def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
     """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
     from rsir_stac.atomic import atomic_output
@@ -313,13 +354,13 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     bundle = index.bundle
     mlm_src = Path(bundle.path) / MLM
     mlm_name = f"{bundle.model_id}.mlm-item.json"
-    links = [{"rel": "self", "href": f"./{target.name}", "type": "application/json"}]
+    links = [{"rel": "self", "href": str(target.resolve()), "type": "application/json"}]  # STAC: self is absolute
     if mlm_src.is_file():
         with atomic_output(target.parent / mlm_name) as tmp:
             shutil.copyfile(mlm_src, tmp)
         links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
                       "title": f"Model {bundle.model_id} (STAC MLM Item)"})
-    tiling = {"tile_size_px": bundle.tile_size, "gsd_m": bundle.gsd}
+    tiling = _chip_layout(parquet, bundle)
     rel = Path(parquet).resolve()
     try:
         href = "./" + str(rel.relative_to(target.resolve().parent))
@@ -341,7 +382,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
         "emb:distance": "euclidean",
         "emb:chip_layout": {"layout_type": "regular_grid", **tiling},
         "emb:model": bundle.model_id,
-        "summaries": {"collection": list(info.collections)},
+        "summaries": {"collection": list(info.collections), **_gsd_summary(parquet)},
         "assets": {"embeddings": {
             "href": href, "type": "application/vnd.apache.parquet", "roles": ["embeddings", "data"],
             "title": "Tile footprints, metadata and embeddings (GeoParquet 1.1, column 'embedding')",

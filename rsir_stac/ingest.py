@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import queue
 import threading
@@ -46,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import RasterError, RsirError, StoreError
+from rsir_stac.errors import InputError, RasterError, RsirError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,26 @@ class IngestEvent:
     item_id: str = ""
     n: int = 0
     total: int = 0
+
+
+def check_options(options: IngestOptions) -> None:
+    """Refuse, before any work, sizes that cannot be meant: zero or negative pixels, a GSD
+    that is not a positive number of metres, a tile outside
+    :data:`~rsir_stac.tiling.scene.MIN_TILE`..:data:`~rsir_stac.tiling.scene.MAX_TILE` px,
+    ``--gsd`` together with ``--native-gsd`` (InputError naming the option)."""
+    from rsir_stac.tiling.scene import MAX_TILE, MIN_TILE
+
+    for name, value in (("--tile-size", options.tile_size), ("--stride", options.stride),
+                        ("--batch-size", options.batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{name} {value!r} is invalid; give a positive whole number (leave it out for the default)")
+    if options.tile_size is not None and not MIN_TILE <= options.tile_size <= MAX_TILE:
+        raise InputError(f"--tile-size {options.tile_size} is outside {MIN_TILE}..{MAX_TILE} pixels; the network "
+                         "sees every tile at 224 px, so give e.g. 256")
+    if options.gsd is not None and not (math.isfinite(float(options.gsd)) and float(options.gsd) > 0):
+        raise InputError(f"--gsd {options.gsd!r} is invalid; give a positive number of metres per pixel, e.g. 0.6")
+    if options.gsd is not None and options.native_gsd:
+        raise InputError("--gsd and --native-gsd were both given; keep one (a GSD in metres, or each scene's own)")
 
 
 def tiling_key(tile_size: int, stride: int, gsd: float | None, edge: str) -> str:
@@ -277,6 +298,7 @@ def ingest(
 
     emit = progress or (lambda e: None)
     t0 = time.time()
+    check_options(options)
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
     report = IngestReport(model_id=bundle.model_id)
 
@@ -477,6 +499,8 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                     report.tiles_total += len(refs)
                     report.tiles_existing += len(existing)
                     q.put(("total", len(refs) - len(existing)))
+                    if len(existing) < len(refs):
+                        _ = reader.plan  # the scene's stretch: if it cannot be read the item fails once, not each window
                     queued = failed = 0
                     for ref, pid in zip(refs, ids):
                         if stop.is_set():

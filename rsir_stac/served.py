@@ -195,8 +195,8 @@ class ServiceClient:
             raise ServiceError(f"index {address.index} is held by {address.describe()}, which needs its service "
                                f"key; set {KEY_ENV} to it and re-run, or stop that service")
 
-    def request(self, method: str, path: str, body: Any = None, *, form: tuple[dict, bytes, str] | None = None,
-                raw: bool = False) -> Any:
+    def request(self, method: str, path: str, body: Any = None, *,
+                form: tuple[dict, list[tuple[str, bytes, str]]] | None = None, raw: bool = False) -> Any:
         """Send one request; returns the decoded JSON answer (bytes with ``raw``).
         An error answer becomes the matching :class:`RsirError` (its one-line ``detail``)."""
         import urllib.error
@@ -207,8 +207,7 @@ class ServiceClient:
         if self.key:
             headers["X-API-Key"] = self.key
         if form is not None:
-            fields, blob, filename = form
-            data, ctype = _multipart(fields, blob, filename)
+            data, ctype = _multipart(*form)
             headers["Content-Type"] = ctype
         elif body is not None:
             data = json.dumps(body).encode()
@@ -252,8 +251,16 @@ class ServiceClient:
         return self.request("POST", "/api/query", body)
 
     def search_image(self, image: str, fields: dict) -> dict:
-        blob = Path(image).read_bytes()
-        return self.request("POST", "/api/search/image", form=(fields, blob, Path(image).name))
+        return self.request("POST", "/api/search/image", form=(fields, [("file", Path(image).read_bytes(),
+                                                                          Path(image).name)]))
+
+    def query_images(self, path: str, body: dict, positives: list[str], negatives: list[str], *,
+                     raw: bool = False) -> Any:
+        """``POST path`` (``/api/query`` or its export) as multipart: the JSON ``body`` in the
+        ``query`` field, image files as ``positive_image`` / ``negative_image``."""
+        files = [(name, Path(p).read_bytes(), Path(p).name)
+                 for name, paths in (("positive_image", positives), ("negative_image", negatives)) for p in paths]
+        return self.request("POST", path, form=({"query": json.dumps(body)}, files), raw=raw)
 
     def ingest(self, body: dict, on_progress: Callable[[dict], None] | None = None) -> dict:
         """Create an ingest job and wait for it; returns the finished job document."""
@@ -268,7 +275,7 @@ class ServiceClient:
         return job
 
 
-def _multipart(fields: dict, blob: bytes, filename: str) -> tuple[bytes, str]:
+def _multipart(fields: dict, files: list[tuple[str, bytes, str]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
@@ -277,9 +284,10 @@ def _multipart(fields: dict, blob: bytes, filename: str) -> tuple[bytes, str]:
             if v is None:
                 continue
             parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{v}\r\n".encode())
-    safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "image"
-    parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe}\"\r\n"
-                 "Content-Type: application/octet-stream\r\n\r\n".encode() + blob + b"\r\n")
+    for name, blob, filename in files:
+        safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "image"
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{safe}\"\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n".encode() + blob + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 

@@ -363,6 +363,9 @@ def _item_datetime(item: pystac.Item) -> tuple[dt.datetime | None, dt.datetime |
     start, end = _prop_datetime(item, "start_datetime"), _prop_datetime(item, "end_datetime")
     if start is not None and end is not None and end >= start:
         return start, (end if end != start else None)
+    if start is not None and end is not None:  # the STAC spec asks start <= end
+        log.warning("item %s: start_datetime %s is after end_datetime %s; using %s", item.id, start.isoformat(),
+                    end.isoformat(), "its datetime" if item.datetime is not None else "start_datetime alone")
     if item.datetime is not None:
         return _utc(item.datetime), None
     return start, None

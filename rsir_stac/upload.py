@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rsir_stac.errors import ImageReadError
+from rsir_stac.errors import EmptyImageError, ImageReadError, RasterError
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,8 @@ def _decode_pillow(data: bytes, fmt: str, limits: UploadLimits) -> np.ndarray:
         check_size(fmt, w, h, len(img.getbands()), _PIL_SAMPLE_BYTES.get(img.mode, 1), limits)
         img.load()
         img = ImageOps.exif_transpose(img) or img
+        if ("A" in img.getbands() or "transparency" in img.info) and not np.asarray(img.convert("RGBA"))[..., 3].any():
+            raise EmptyImageError(f"the uploaded {fmt} image is transparent everywhere; upload an image with data")
         if img.mode in ("I", "F") or img.mode.startswith("I;16"):
             grey = np.asarray(img, dtype=np.float32)
             stack = np.stack([grey, grey, grey])
@@ -207,7 +209,11 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
             if ds.driver != "GTiff":  # belt and braces: the driver list above already says so
                 raise ImageReadError(f"the uploaded file opened as {ds.driver}, not a TIFF; {_HINT}")
             palette = ds.count == 1 and ds.colorinterp[0] == ColorInterp.palette
-            chosen = (1, 1, 1) if palette else select_bands(ds)
+            try:
+                chosen = (1, 1, 1) if palette else select_bands(ds)
+            except RasterError:  # its message names the in-memory file and --bands, which an upload has not
+                raise ImageReadError(f"the uploaded TIFF has {ds.count} bands and none is marked red, green or "
+                                     "blue; upload an RGB (3-band) or grey (1-band) image") from None
             uniq = sorted(set(chosen))
             sample = max(np.dtype(ds.dtypes[b - 1]).itemsize for b in uniq)
             check_size("TIFF", ds.width, ds.height, len(uniq), sample, limits)
@@ -229,6 +235,9 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
                 for r0 in range(0, h, _STRIP_ROWS):  # the float64 stretch in strips: bounded temporaries
                     rgb[:, r0:r0 + _STRIP_ROWS] = scale.apply(raw[order, r0:r0 + _STRIP_ROWS])
     valid = (masks > 0).any(axis=0)
+    if not valid.any():
+        raise EmptyImageError("the uploaded TIFF has no valid pixels (every pixel is nodata or masked); "
+                              "upload an image with data")
     rgb[:, ~valid] = 0
     return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 

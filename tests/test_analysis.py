@@ -317,6 +317,35 @@ def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
     link = next(lk for lk in doc["links"] if lk["rel"] == "derived-from")
     mlm = json.loads((tmp_path / link["href"]).read_text())
     assert "similarity-search" in json.dumps(mlm)
+    this = next(lk for lk in doc["links"] if lk["rel"] == "self")
+    assert this["href"] == str(stac.resolve())  # STAC: the self link is absolute
+    assert doc["emb:chip_layout"]["gsd_m"] == 0.3 and doc["summaries"]["gsd"] == {"minimum": 0.3, "maximum": 0.3}
+    assert json.loads(pq_geo(out))["columns"]["geometry"]["geometry_types"] == ["MultiPolygon", "Polygon"]
+    # a --stac path in a missing folder is refused before the table is written
+    out2 = tmp_path / "again.parquet"
+    with pytest.raises(InputError, match="--stac"):
+        export_index(index, out2, stac_collection=tmp_path / "nodir" / "c.json")
+    assert not out2.exists()
+
+
+def pq_geo(path) -> bytes:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).metadata[b"geo"]
+
+
+def test_flatgeobuf_layer_is_named_after_the_file(index, world, tmp_path):
+    import pyogrio
+
+    from rsir_stac.export import write_search
+
+    res = index.search(point_id=world[1][0].id, k=5)
+    out = tmp_path / "hits.fgb"
+    write_search(index, res, out)
+    assert [name for name, _ in pyogrio.list_layers(out)] == ["hits"]
+    first = out.read_bytes()
+    write_search(index, res, out)
+    assert out.read_bytes() == first  # the same run writes the same bytes
 
 
 # -------------------------------------------------------------------------------- classify

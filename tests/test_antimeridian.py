@@ -180,3 +180,51 @@ def test_point_at_finds_a_tile_that_crosses_180(stores, backend):
     hit = store.point_at(180.0, lat, with_vectors=False)
     w, s, e, n = hit.payload["bbox"]
     assert w > e and s <= lat <= n
+
+
+def test_geographic_raster_past_180_is_stored_within_180(tmp_path):
+    """EPSG:4326 longitudes beyond 180 (or 0..360): centres and corners are stored within
+    -180..180, so every filter finds the tiles east of 180 too."""
+    path = tmp_path / "past180.tif"
+    rng = np.random.default_rng(7)
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=128, count=3, dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(179.98, -16.4, 0.0002, 0.0002)) as ds:
+        ds.write(np.kron(rng.integers(0, 255, (3, 8, 16)), np.ones((16, 16))).astype(np.uint8))
+    idx = tmp_path / "idx"
+    rep = ingest([str(path)], index=str(idx), options=IngestOptions(tile_size=TILE, native_gsd=True))
+    assert rep.ok and rep.points_written == 8
+    with open_store(idx) as st:
+        pts = list(st._scan(None))
+        lons = [p["location"]["lon"] for _, p, _ in pts]
+        assert all(-180 <= x < 180 for x in lons) and sum(x < 0 for x in lons) == 4
+        assert all(-180 <= c["lon"] < 180 for _, p, _ in pts for c in p["corners"])
+        v = np.zeros(st.meta().dim, np.float32)
+        assert len(st.search(v, k=20, flt=SearchFilter(bbox=(179.9, -17, -179.9, -16)))) == 8
+        assert len(st.search(v, k=20, flt=SearchFilter(bbox=(-180, -17, -179.9, -16)))) == 4
+        assert len(st.search(v, k=20, flt=SearchFilter(near=(-179.985, -16.41, 3000.0)))) >= 2
+
+
+@pytest.mark.parametrize("origin", [(-7680.0, 4800.0), (-7000.0, 4500.0)], ids=["pole_on_a_corner", "pole_inside"])
+def test_footprints_of_tiles_at_the_pole_hold_their_pixels(origin):
+    """Polar stereographic (EPSG:3413) tiles with the North Pole on a shared corner, or inside
+    one tile: that tile's footprint is closed along latitude 90 and holds its pixels."""
+    from shapely.geometry import Point as ShapelyPoint
+    from shapely.geometry import shape
+
+    from rsir_stac.tiling.footprints import footprint_geometry, tile_footprints
+
+    t = from_origin(origin[0], origin[1], 30, 30)
+    wins = np.array([[0, 0, 256, 160], [256, 0, 256, 160], [0, 160, 256, 160], [256, 160, 256, 160]], float)
+    corners, _, bboxes = tile_footprints(t, rasterio.crs.CRS.from_epsg(3413), wins)
+    to_lonlat = Transformer.from_crs(3413, 4326, always_xy=True)
+    rng = np.random.default_rng(1)
+    px, py = -origin[0] / 30, origin[1] / 30  # the pole in pixels
+    for i, w in enumerate(wins):
+        holds_pole = w[0] <= px <= w[0] + w[2] and w[1] <= py <= w[1] + w[3]
+        if not holds_pole:
+            continue
+        geom = shape(footprint_geometry(corners[i])).buffer(1e-9)
+        cols, rows = (rng.uniform(0, 1, (300, 2)) * w[2:] + w[:2]).T
+        lon, lat = to_lonlat.transform(t.c + cols * t.a, t.f + rows * t.e)
+        assert all(geom.contains(ShapelyPoint(a, b)) for a, b in zip(lon, lat)), i
+        assert bboxes[i][3] == 90.0

@@ -266,3 +266,24 @@ def test_scene_smaller_than_one_tile_is_named_as_such(tmp_path, tiny_bundle, edg
     assert "smaller than one 64 px tile" in info["hint"] and "--native-gsd" in info["hint"]
     assert "smaller than one tile" in rep.nothing_indexed and "nodata" not in rep.nothing_indexed
     assert ("--edge pad" in rep.nothing_indexed) == (edge == "drop")
+
+
+def test_sizes_that_cannot_be_meant_are_refused_up_front(tmp_path):
+    """Zero or negative pixels, a tile outside 8..4096 px, --gsd with --native-gsd: refused
+    before any work; a --gsd that would cut a scene into billions of tiles (degrees taken for
+    metres) fails that scene with the estimate, instead of exhausting memory."""
+    from rsir_stac.errors import InputError
+
+    scene = make_geotiff(tmp_path / "s.tif", width=128, height=128)
+    idx = tmp_path / "idx"
+    for opts, phrase in ((IngestOptions(tile_size=0), "--tile-size 0"), (IngestOptions(stride=0), "--stride 0"),
+                         (IngestOptions(tile_size=3), "outside 8..4096"),
+                         (IngestOptions(tile_size=100_000), "outside 8..4096"),
+                         (IngestOptions(gsd=0.0), "--gsd 0.0"), (IngestOptions(gsd=float("nan")), "--gsd nan"),
+                         (IngestOptions(gsd=1.0, native_gsd=True), "--native-gsd")):
+        with pytest.raises(InputError, match=phrase.replace(".", r"\.")):
+            ingest([str(scene)], index=str(idx), options=opts)
+        assert not idx.exists()
+    rep = ingest([str(scene)], index=str(idx), options=IngestOptions(gsd=1e-6))
+    assert not rep.ok and rep.points_written == 0
+    assert "tiles of 256 px: over the 4,000,000 one scene may hold" in rep.items_failed[0]["error"]

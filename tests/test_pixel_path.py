@@ -195,3 +195,28 @@ def test_read_dataset_image_takes_an_open_dataset(variants):
 
     with MemoryFile(variants["palette"].read_bytes()) as mem, mem.open() as ds:
         np.testing.assert_array_equal(read_dataset_image(ds), _tile(variants["palette"]))
+
+
+def test_an_image_without_valid_pixels_is_refused_not_searched(tmp_path):
+    """A fully transparent PNG or an all-nodata GeoTIFF has nothing to search by: a one-line
+    refusal naming the file (CLI) or the upload (HTTP), not confident matches."""
+    from PIL import Image
+
+    from rsir_stac.errors import EmptyImageError
+    from rsir_stac.upload import decode_upload
+
+    png = tmp_path / "clear.png"
+    Image.new("RGBA", (64, 64), (120, 80, 40, 0)).save(png)
+    tif = tmp_path / "nodata.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=32, height=32, count=3, dtype="float32", nodata=np.nan) as ds:
+        ds.write(np.full((3, 32, 32), np.nan, np.float32))
+    for path in (png, tif):
+        with pytest.raises(EmptyImageError, match=f"{path.name}.* no valid pixels"):
+            read_image(path)
+        with pytest.raises(EmptyImageError):
+            decode_upload(path.read_bytes())
+    half = tmp_path / "half.png"  # partly transparent: still an image to search by
+    img = Image.new("RGBA", (64, 64), (120, 80, 40, 255))
+    img.paste((0, 0, 0, 0), (0, 0, 32, 64))
+    img.save(half)
+    assert read_image(half).shape == (64, 64, 3) and decode_upload(half.read_bytes()).shape == (64, 64, 3)

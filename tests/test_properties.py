@@ -215,7 +215,12 @@ def test_tile_footprints_equal_pyproj_in_any_crs(p):
                 want_bbox = transform_bounds(p["crs"], "EPSG:4326", *bounds, densify_pts=21)
                 assert ref.bbox == pytest.approx(want_bbox, abs=TOL)
             assert ref.crs == ds.crs.to_string()
-            assert ref.window == PixelWindow(round(c0), round(r0), round(g.width * sx), round(g.height * sy))
+            w, h = round(g.width * sx), round(g.height * sy)
+            if p["edge"] != "pad":  # the grid may end a fraction of a pixel past the raster: the window does not
+                w, h = min(w, p["width"] - round(c0)), min(h, p["height"] - round(r0))
+            assert ref.window == PixelWindow(round(c0), round(r0), w, h)
+            assert p["edge"] == "pad" or (ref.window.col_off + ref.window.width <= p["width"]
+                                          and ref.window.row_off + ref.window.height <= p["height"])
             if p["angle"] == 0.0:  # north-up: UL is west and north of LR
                 assert ref.corners[0][0] < ref.corners[2][0] and ref.corners[0][1] > ref.corners[2][1]
         assert all(r.gsd == reader.gsd for r in refs)

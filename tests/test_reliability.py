@@ -236,15 +236,15 @@ def test_corrupt_tile_mid_scene_is_reported_and_the_rest_ingests(good, index, tm
                         tiled=True, blockxsize=64, blockysize=64, compress="deflate")
     corrupt_block(path, 5)  # row 1, col 1 of the 4x4 blocks: the window at col_off=64,row_off=64
     r = cli("ingest", path, "--index", index, "--model", tiny_bundle.path, *NATIVE, "--json")
-    assert_one_line_error(r, 1, r"^error: window failed \(the rest of the scene was indexed\): .*corrupt\.tif: "
+    assert_one_line_error(r, 1, r"^error: window failed \(the scene's other tiles were indexed\): .*corrupt\.tif: "
                                 r"window col_off=64,row_off=64,width=64,height=64 cannot be read")
     report = json.loads(r.stdout)
     assert report["points_written"] == 15 and len(report["tiles_failed"]) == 1 and report["items_done"] == 1
     assert "window col_off=64,row_off=64,width=64,height=64 cannot be read" in report["tiles_failed"][0]
     r = cli("ingest", path, "--index", tmp_path / "other", "--model", tiny_bundle.path, *NATIVE)
-    line = assert_one_line_error(r, 1, r"^error: window failed \(the rest of the scene was indexed\): .*corrupt\.tif: "
+    line = assert_one_line_error(r, 1, r"^error: window failed \(the scene's other tiles were indexed\): .*corrupt\.tif: "
                                        r"window col_off=64,row_off=64,width=64,height=64 cannot be read \(.*\); "
-                                       r"the file may be corrupt or cut short, re-download it or skip the window$")
+                                       r"the file may be corrupt or cut short, re-download it \(ingest skips this window until then\)$")
     assert r.stderr.strip() == line
     count, ids, _ = snapshot(index)
     assert count == 8 + 15 and set(good["snapshot"][1]) <= set(ids)

@@ -138,3 +138,61 @@ def test_http_api_takes_any_area(tmp_path, tiny_bundle):
         r = client.get("/api/search", params={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
                                               "polygon": json.dumps(fc)})
         assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == want
+
+
+# ----------------------------------------------------------------------------- world-sized areas
+
+GLOBE = [(float(x), float(y)) for x in range(-175, 180, 10) for y in range(-85, 90, 10)] + \
+    [(179.9, 0.5), (-179.9, 0.5), (0.5, 89.99), (0.5, -89.99)]
+WORLD_BOXES = [(-180, -90, 180, 90), (-180, -80, 180, 80), (0, -90, 180, 90), (-179, -90, 179, 90),
+               (170, -90, -170, 90), (-100, -89, -98, 90)]
+WORLD_RINGS = {
+    "world": [[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]],
+    "world_85": [[-180, -85], [180, -85], [180, 85], [-180, 85], [-180, -85]],
+    "arctic_cap": [[-180, 80], [180, 80], [180, 90], [-180, 90], [-180, 80]],
+    "antarctica_like": [[-180, -90], [180, -90], [180, -70], [0, -60], [-180, -70], [-180, -90]],
+}
+
+
+@pytest.fixture(scope="module")
+def globe(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    pts = [Point(str(uuid.UUID(int=i + 1)), rng.normal(size=DIM).astype(np.float32),
+                 {"location": {"lon": lon, "lat": lat}, "item_id": f"s{i}"}) for i, (lon, lat) in enumerate(GLOBE)]
+    made = {"edge": open_store(tmp_path_factory.mktemp("globe") / "idx"), "client": open_store(qdrant_url=":memory:")}
+    for s in made.values():
+        s.ensure_collection(DIM, "m")
+        s.upsert(pts)
+    yield made
+    for s in made.values():
+        s.close()
+
+
+def _found(store, flt) -> set[tuple[float, float]]:
+    return {(h.payload["location"]["lon"], h.payload["location"]["lat"])
+            for h in store.search(np.zeros(DIM, np.float32), k=len(GLOBE), flt=flt)}
+
+
+@pytest.mark.parametrize("backend", ["edge", "client"])
+def test_world_sized_boxes_find_every_point_inside(globe, backend):
+    for w, s, e, n in WORLD_BOXES:  # open boxes; W > E across 180
+        want = {(x, y) for x, y in GLOBE if s < y < n and ((w < x < e) if w <= e else (x > w or x < e))}
+        assert _found(globe[backend], SearchFilter(bbox=(w, s, e, n))) == want, (w, s, e, n)
+
+
+@pytest.mark.parametrize("backend", ["edge", "client"])
+@pytest.mark.parametrize("name", sorted(WORLD_RINGS))
+def test_polygons_along_the_map_edge_are_read_as_drawn(globe, backend, name):
+    from shapely.geometry import Polygon as ShapelyPolygon
+
+    ring = WORLD_RINGS[name]
+    doc = {"type": "Polygon", "coordinates": [ring]}
+    want = {(x, y) for x, y in GLOBE if ShapelyPolygon(ring).contains(ShapelyPoint(x, y))}
+    assert len(want) > 10
+    assert _found(globe[backend], SearchFilter(polygon=load_polygon_doc(doc))) == want
+
+
+def load_polygon_doc(doc):
+    from rsir_stac.store.filters import polygon_from_geojson
+
+    return polygon_from_geojson(doc, "polygon")

@@ -116,3 +116,66 @@ def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
     _err(client.post("/api/classify", json={"labels": labels, "max_hits": 20000}), 400, "max_hits")
     _err(client.post("/api/classify", json={"labels": labels, "threshold": 2}), 400, "threshold")
     json.dumps(labels)
+
+
+def _scene_area(s: int) -> dict:
+    """A GeoJSON polygon around scene ``s`` of the test world (and no other)."""
+    w, e = 10.0 + s * 0.05 - 0.001, 10.0 + s * 0.05 + 0.049
+    return {"type": "Polygon", "coordinates": [[[w, 44.99], [e, 44.99], [e, 45.2], [w, 45.2], [w, 44.99]]]}
+
+
+def test_polygon_areas_filter_query_export_and_classify(client, world, bundle):  # noqa: F811
+    pid = world[1][0].id
+    labels = _labels(world, bundle).to_geojson()
+    area = _scene_area(1)
+    holed = {"type": "Feature", "properties": {}, "geometry": {  # the hole takes the scene's first 4 columns
+        "type": "Polygon", "coordinates": area["coordinates"] + [[[10.0499, 44.995], [10.054, 44.995], [10.054, 45.1],
+                                                                  [10.0499, 45.1], [10.0499, 44.995]]]}}
+    outside_hole = {p.id for p in world[1] if p.payload["item_id"] == "scene-1" and p.payload["location"]["lon"] > 10.054}
+    for poly in (area, {"type": "MultiPolygon", "coordinates": [area["coordinates"]]}, holed):
+        r = client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 20, "per_item": 0, "polygon": poly})
+        assert r.status_code == 200, r.text
+        feats = r.json()["features"]
+        assert feats and {f["properties"]["item_id"] for f in feats} == {"scene-1"}
+        if poly is holed:
+            assert {f["id"] for f in feats} <= outside_hole
+    r = client.post("/api/query/export", json={"positives": [{"point_id": pid}], "k": 5, "per_item": 0,
+                                               "polygon": area, "format": "geojson"})
+    assert r.status_code == 200 and {f["properties"]["item_id"] for f in r.json()["features"]} == {"scene-1"}
+    doc = client.post("/api/classify", json={"labels": labels, "polygon": area}).json()
+    assert doc["summary"]["scored"] == sum(p.payload["item_id"] == "scene-1" for p in world[1])
+    ring = [[10 + i * 1e-5, 45 + (i % 2) * 1e-5] for i in range(1200)]
+    big = {"type": "MultiPolygon", "coordinates": [[ring[:600] + ring[:1]], [ring[600:] + ring[600:601]]]}
+    _err(client.post("/api/query", json={"positives": [{"point_id": pid}], "polygon": big}), 400, "vertices")
+    _err(client.get("/api/search", params={"point_id": pid, "polygon": json.dumps(big)}), 400, "vertices")
+
+
+def test_request_mistakes_are_named_not_ignored(client, world, bundle):  # noqa: F811
+    pid = world[1][0].id
+    r = client.post("/api/query", json={"positives": [{"point_id": pid}], "bbx": [10, 45, 10.1, 45.1]})
+    assert r.status_code == 422 and "bbx" in r.json()["detail"]
+    assert client.post("/api/query", json={"positives": [{"point_id": pid}], "k": True}).status_code == 422
+    assert client.post("/api/search", json={"point_id": pid, "kk": 3}).status_code == 422
+    labels = _labels(world, bundle).to_geojson()
+    assert client.post("/api/classify", json={"labels": labels, "format": "csv"}).status_code == 422
+    deep = '{"positives":' + "[" * 100_000 + "]" * 100_000 + "}"
+    r = client.post("/api/query", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"]
+    # numbers as text, as for k
+    a = client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 12, "per_item": "2"}).json()
+    items = [f["properties"]["item_id"] for f in a["features"]]
+    assert max(items.count(i) for i in items) <= 2
+    # the library's messages name request fields, not command-line options
+    for body, fragment in (({"positives": [{"point_id": pid}], "mmr": 3}, "e.g. mmr 0.5"),
+                           ({}, "positives ({point_id} or {lon, lat})"),
+                           ({"positives": [{"point_id": pid}], "strategy": "discover"}, "add negatives")):
+        r = client.post("/api/query", json=body)
+        assert r.status_code == 400 and fragment in r.json()["detail"] and " --" not in r.json()["detail"], r.text
+
+
+def test_classify_large_holdout_is_cut_not_a_500(client, world, bundle):  # noqa: F811
+    labels = _labels(world, bundle, 4, 2).to_geojson()
+    for holdout in (0.8, 0.99):
+        r = client.post("/api/classify", json={"labels": labels, "holdout": holdout})
+        assert r.status_code == 200, r.text
+        assert r.json()["summary"]["holdout"] == 4  # 6 labels: 2 of each kind left to fit

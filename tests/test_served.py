@@ -111,15 +111,35 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
         assert hits[0]["id"] == ids[0] and hits[0]["distance"] == pytest.approx(0, abs=1e-3)
         assert len(hits) == 3 and all("item_id" in h for h in hits)
         assert "sending the search" in r.stderr
+        # a per-scene cap, an area file and two examples go through as request fields
+        area = tmp_path / "area.geojson"
+        area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-180, -89], [180, -89], [180, 89],
+                                                                       [-180, 89], [-180, -89]]]}))
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--point-id",
+                                 ids[0], "--point-id", ids[1], "--per-item", "1", "--within", str(area),
+                                 "--format", "json"])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert doc["query"]["positives"] == ids[:2] and doc["hits"]
+        assert len({h["item_id"] for h in doc["hits"]}) == len(doc["hits"])  # at most one per scene
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
                                  "--point-id", ids[0], "-k", "2"])  # the table
-        assert r.exit_code == 0 and f"query: point {ids[0]}" in r.stdout, r.output
+        assert r.exit_code == 0 and f"query: point {ids[0]}" in r.stdout and "(None)" not in r.stdout, r.output
         assert len([ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 2
 
         # an image query (uploaded by the CLI) and an export to a file, through the service
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
                                  "--image", str(scenes[0]), "--format", "json", "-k", "2"])
         assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        # several images and a negative one: uploaded together (multipart /api/query), as without a service
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--image",
+                                 str(scenes[0]), "--image", str(scenes[1]), "--not-image", str(scenes[1]),
+                                 "--point-id", ids[2], "--format", "json", "-k", "2", "--per-item", "0"])
+        assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        out = tmp_path / "img-hits.geojson"
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--image",
+                                 str(scenes[0]), "--image", str(scenes[1]), "-k", "3", "--out", str(out)])
+        assert r.exit_code == 0 and len(json.loads(out.read_text())["features"]) == 3, r.output
         out = tmp_path / "hits.csv"
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
                                  "--point-id", ids[0], "-k", "3", "--out", str(out)])

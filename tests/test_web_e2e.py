@@ -600,7 +600,15 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         pg.p.click("#classify")
         pg.wait_status("Find all:", timeout=120_000)
         assert pg.p.locator("#progress").is_hidden()
+        assert " scored" in pg.status()
         pg.shots("findall")
+        # zoomed out past the whole world (Leaflet's view then runs beyond -180..180): the view's
+        # box sent with "find all" is wrapped and clamped, so every tile is scored
+        pg.p.evaluate("rsir.map.setView([0, 0], 0, {animate: false})")
+        pg.p.click("#classify")
+        pg.p.wait_for_function("document.querySelector('#status').innerText.includes('Find all:') && "
+                               "document.querySelector('#status').innerText.includes(' of " + str(len(points)) +
+                               " scored')", timeout=120_000)
         with pg.p.expect_download() as dl:
             pg.p.click(".export[data-format='parquet']")
         out = tmp_path / "results.parquet"

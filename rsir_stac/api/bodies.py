@@ -19,24 +19,25 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rsir_stac.api.params import EXPAND_DOC
 from rsir_stac.errors import ImageReadError, InputError
 from rsir_stac.evaluate import MAX_EXPAND
+from rsir_stac.api.params import MAX_POLYGON_VERTICES
 from rsir_stac.store.query import MAX_K
 
 MAX_LABELS_API = 2_000
 MAX_EXAMPLES_API = 256
 MAX_IMAGES_API = 16
-MAX_POLYGON_VERTICES = 1_000
 MAX_HITS_API = 10_000
 #: Multipart file fields of a query with uploaded examples.
 IMAGE_FIELDS = {"positive_image": True, "negative_image": False}
 
 
 class Filters(BaseModel):
-    model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
+    # NaN/Infinity/1e400 in a JSON body: 422; so is a misspelt field ("bbx"), which would filter nothing
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
     bbox: list[float] | str | None = Field(None, description="Only tiles whose centre is in W,S,E,N.")
     near: list[float] | str | None = Field(None, description="Only tiles within LON,LAT,RADIUS_M.")
     datetime: str | None = Field(None, description="Only tiles acquired in START/END ('..' open); tiles without "
@@ -59,6 +60,13 @@ class QueryRequest(Filters):
     per_item: int | str | None = Field("auto", description="Hits per scene: N, 0/null (no cap) or auto.")
     exclude_within_m: float | None = Field(None, description="Drop tiles this close to the examples (m).")
     k: int = Field(10, description=f"Results per page; offset + k <= {MAX_K}.")
+
+    @field_validator("k", "offset", mode="before")
+    @classmethod
+    def _not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # JSON true is not the number 1
+            raise ValueError("must be a whole number, not true/false")
+        return v
     offset: int = Field(0, description="Results skipped (paging).")
     include_query: bool = False
     expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
@@ -70,6 +78,7 @@ class ExportRequest(QueryRequest):
 
 
 class LabelsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     labels: dict = Field(..., description="A label FeatureCollection.")
 
 
@@ -131,20 +140,16 @@ def search_filter(req: Any):
     """The request's :class:`SearchFilter` (None when nothing constrains), polygons within the vertex limit."""
     from rsir_stac.api.params import build_filter
 
-    poly = req.polygon
-    ring = poly.get("coordinates", [[]])[0] if isinstance(poly, dict) and poly.get("type") == "Polygon" else None
-    if isinstance(ring, list) and len(ring) > MAX_POLYGON_VERTICES:
-        raise InputError(f"polygon has {len(ring)} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
-    flt = build_filter(bbox=req.bbox, near=req.near, polygon=poly, datetime=req.datetime, collection=req.collection)
-    if flt is not None and flt.polygon is not None and len(flt.polygon) > MAX_POLYGON_VERTICES:
-        raise InputError(f"polygon has {len(flt.polygon)} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
-    return flt
+    return build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
+                        collection=req.collection)
 
 
 def per_item(value: Any):
     """The request's ``per_item`` for :meth:`Index.search` (0 and null: no cap)."""
     if value is None or value == "auto":
         return value
+    if isinstance(value, str) and value.strip().isdigit():  # "2" as "k": "2" is taken
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(f"per_item={value!r} must be a whole number >= 0 (0: no cap), null or \"auto\"")
     return value or None
@@ -196,6 +201,8 @@ def _json(text: bytes | str, loc: tuple) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         msg = getattr(exc, "msg", "not UTF-8")
         raise _invalid([{"type": "json_invalid", "loc": loc, "msg": f"JSON decode error ({msg})"}]) from None
+    except RecursionError:
+        raise _invalid([{"type": "json_invalid", "loc": loc, "msg": "JSON nested too deeply"}]) from None
 
 
 async def read_query(request: Any, model: type[BaseModel], max_bytes: int) -> QueryInput:

@@ -20,6 +20,11 @@ EXPORT_MEDIA = {"geojson": ("application/geo+json", ".geojson"), "csv": ("text/c
                 "parquet": ("application/vnd.apache.parquet", ".parquet")}
 
 
+#: OpenAPI schemas of the text formats (the others are binary files).
+EXPORT_SCHEMA = {"geojson": {"type": "object", "description": "A GeoJSON FeatureCollection"},
+                 "csv": {"type": "string"}}
+
+
 def export_router(svc: Any):
     """An ``APIRouter`` with ``POST /api/query/export`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Depends
@@ -31,7 +36,11 @@ def export_router(svc: Any):
     router = APIRouter(dependencies=svc.dependencies, tags=["analysis"],
                        responses=error_responses(400, 404, 413, 422, 429))
 
-    @router.post("/api/query/export", summary="Query results as a file",
+    @router.post("/api/query/export", summary="Query results as a file", response_class=FileResponse,
+                 responses={200: {"description": "The hits as a file of the asked format",
+                                  "content": {media: {"schema": EXPORT_SCHEMA.get(fmt, {"type": "string",
+                                                                                        "format": "binary"})}
+                                              for fmt, (media, _) in EXPORT_MEDIA.items()}}},
                  openapi_extra={"requestBody": bodies.request_body(bodies.ExportRequest, "query and format",
                                                                    svc.max_upload_bytes)})
     def api_query_export(query: bodies.QueryInput = Depends(query_reader(svc, bodies.ExportRequest))):

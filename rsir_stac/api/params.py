@@ -14,6 +14,8 @@ from rsir_stac.errors import InputError
 #: Most results of ``/api/search`` and ``/api/search/image`` (``/api/query`` pages up to
 #: :data:`rsir_stac.store.query.MAX_K`).
 MAX_K = 100
+#: Most positions of a ``polygon`` filter (all rings; each search tests every candidate against them).
+MAX_POLYGON_VERTICES = 1_000
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 
 #: OpenAPI descriptions of the filter fields.
@@ -51,12 +53,22 @@ def parse_polygon(value: Any) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"polygon is not valid JSON ({exc.msg}); give a GeoJSON Polygon geometry") from None
+        except RecursionError:
+            raise InputError("polygon is JSON nested too deeply; give a GeoJSON Polygon geometry") from None
+    from rsir_stac.store.areas import _polygon_coords
     from rsir_stac.store.filters import polygon_from_geojson
 
+    # count before validating: building a huge area is the costly part the limit is there to stop
+    n = sum(len(r) for coords, _ in _polygon_coords(value, "polygon") if isinstance(coords, list)
+            for r in coords if isinstance(r, list))
+    if n > MAX_POLYGON_VERTICES:
+        raise InputError(f"polygon has {n} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
     return polygon_from_geojson(value, "polygon")
 
 
 def _ring(text: str) -> tuple[tuple[float, float], ...]:
+    if text.count(";") >= MAX_POLYGON_VERTICES:
+        raise InputError(f"polygon has {text.count(';') + 1} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
     ring = []
     for part in text.split(";"):
         part = part.strip()
@@ -118,4 +130,4 @@ def footprint(payload: dict | None) -> dict | None:
     return footprint_geometry(ring) if ring else None
 
 
-__all__ = ["FILTER_DOC", "MAX_K", "UUID_PATTERN", "build_filter", "check_k", "footprint", "parse_polygon"]
+__all__ = ["FILTER_DOC", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_k", "footprint", "parse_polygon"]

@@ -95,7 +95,8 @@ def search_router(svc: Any):
                           expand=expand)
 
     class SearchRequest(BaseModel):
-        model_config = ConfigDict(allow_inf_nan=False)  # NaN/Infinity/1e400 in a JSON body: 422
+        # NaN/Infinity/1e400 in a JSON body: 422; so is a misspelt field, which would filter nothing
+        model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
         point_id: str | None = Field(None, description="Query with a stored tile's id.")
         lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
         lat: float | None = None

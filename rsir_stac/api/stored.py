@@ -13,6 +13,7 @@ import io
 from typing import Any
 
 from rsir_stac.api.params import MAX_K, UUID_PATTERN
+from rsir_stac.store.query import MAX_K as QUERY_MAX_K
 
 
 def info_document(svc: Any) -> dict:
@@ -32,7 +33,8 @@ def info_document(svc: Any) -> dict:
         "notes": list(inf.notes),
         "backend": inf.backend,
         "version": __version__,
-        "limits": {"max_k": MAX_K, "max_upload_bytes": svc.max_upload_bytes,
+        # max_k: GET/POST /api/search; max_hits_query: offset + k of /api/query (its pages)
+        "limits": {"max_k": MAX_K, "max_hits_query": QUERY_MAX_K, "max_upload_bytes": svc.max_upload_bytes,
                    "max_image_pixels": svc.limits.max_pixels, "max_decoded_bytes": svc.limits.max_decoded_bytes},
         "basemap": svc.basemap,
     }

@@ -11,6 +11,8 @@ tools, a ring edge whose longitudes differ by more than 180 degrees is taken
 to cross the antimeridian (the short way round), and the polygon is cut
 there into parts on either side, so ``[[179,-17],[-179,-17],[-179,-16],
 [179,-16],[179,-17]]`` is a 2-degree box around 180, not a 358-degree one.
+A ring with an edge from -180 to 180 runs along the map's edge instead (a world
+box, a polar cap, Natural Earth's Antarctica) and is read as drawn.
 """
 
 from __future__ import annotations
@@ -57,9 +59,21 @@ def check_ring(ring: Sequence[Sequence[float]], what: str, *, close: bool = Fals
     return pts
 
 
+def _on_map_edge(ring: Ring) -> bool:
+    """Whether the ring runs along the map's edge: an edge between longitude -180 and 180
+    (a world box, a polar cap, Natural Earth's Antarctica).  Such a ring is read as drawn on
+    the map, not as crossing the antimeridian the short way."""
+    lon = np.asarray(ring, dtype=np.float64)[:, 0]
+    a, b = lon[:-1], lon[1:]
+    return bool(np.any((np.abs(a) == 180.0) & (np.abs(b) == 180.0) & (a != b)))
+
+
 def _unwrap(ring: Ring, near: float | None = None) -> np.ndarray:
-    """Ring longitudes unwrapped (no jump over 180), shifted by whole turns to start near ``near``."""
+    """Ring longitudes unwrapped (no jump over 180), shifted by whole turns to start near ``near``;
+    a ring along the map's edge (:func:`_on_map_edge`) as it is."""
     xy = np.asarray(ring, dtype=np.float64)
+    if _on_map_edge(ring):
+        return xy
     xy[:, 0] = np.unwrap(xy[:, 0], period=360.0)
     if near is not None:
         xy[:, 0] += 360.0 * round((near - xy[0, 0]) / 360.0)
@@ -81,7 +95,7 @@ def _split(exterior: Ring, holes: tuple[Ring, ...], what: str) -> list[Polygon]:
     if poly.area == 0:
         raise InputError(f"{what} has zero area; give at least three distinct corners")
     lo, hi = float(ext[:, 0].min()), float(ext[:, 0].max())
-    if hi - lo >= 360.0:
+    if hi - lo >= 360.0 and not (lo >= -180.0 and hi <= 180.0):  # -180..180 itself: the whole map
         raise InputError(f"{what} spans {hi - lo:g} degrees of longitude; give an area less than 360 degrees wide")
     if lo >= -180.0 and hi <= 180.0:
         return [(exterior, holes)]
@@ -178,6 +192,8 @@ def _polygon_coords(doc: Any, what: str) -> list[tuple[Any, str]]:
         return [(p, f"{what} polygon {i + 1}") for i, p in enumerate(polys)]
     if kind == "Polygon":
         return [(doc.get("coordinates"), what)]
+    if kind is None:
+        raise InputError(f"{what} has no GeoJSON \"type\"; give a Polygon, MultiPolygon, Feature or FeatureCollection")
     raise InputError(f"{what} holds a {kind!r}, not a Polygon or MultiPolygon; give a GeoJSON area")
 
 

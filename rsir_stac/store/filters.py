@@ -166,7 +166,8 @@ def _check_bbox(b: tuple[float, ...], what: str) -> BBox:
     _check_lonlat(w, s, what)
     _check_lonlat(e, n, what)
     if s >= n:
-        raise InputError(f"{what} {w},{s},{e},{n} has south {s} >= north {n}; give W,S,E,N with S < N")
+        shown = what if "'" in what else f"{what} {w},{s},{e},{n}"  # parse_bbox's name quotes the values already
+        raise InputError(f"{shown} has south {s} >= north {n}; give W,S,E,N with S < N")
     return (w, s, e, n)
 
 
@@ -373,6 +374,61 @@ class _EdgeTerms(_ClientTerms):
         return self.m.HasIdCondition(point_ids=set(ids))
 
 
+#: Degrees kept between a box edge sent to the engine and a pole (about 1 cm): Qdrant's
+#: ``geo_bounding_box`` misses most points of a box whose south or north edge is at -90 / 90
+#: (RESULTS §14), and no point lies strictly inside the box beyond it.
+POLE_MARGIN = 1e-7
+
+
+def engine_boxes(bbox: BBox) -> list[BBox]:
+    """``bbox`` (open, W > E across the antimeridian) as boxes Qdrant's ``geo_bounding_box``
+    answers right, OR-ed: cut at 180, edges kept off the poles, and a box around the whole
+    world sent as two overlapping halves (the engine misses most points of a -180..180 box)."""
+    w, s, e, n = bbox
+    s, n = max(s, -90.0 + POLE_MARGIN), min(n, 90.0 - POLE_MARGIN)
+    if w > e:  # across the antimeridian: W..180 or -180..E
+        return [(w, s, 180.0, n), (-180.0, s, e, n)]
+    if e - w > 180.0:  # wide boxes: halves that overlap, so a point on the cut is in one of them
+        mid = (w + e) / 2.0
+        return [(w, s, mid + 1.0, n), (mid - 1.0, s, e, n)]
+    return [(w, s, e, n)]
+
+
+#: Widest polygon (degrees of longitude) sent to the engine in one piece; its ``geo_polygon``
+#: misses most points of a polygon spanning the map (RESULTS §14).
+ENGINE_MAX_SPAN = 120.0
+
+
+def engine_polygons(area: GeoArea) -> list[tuple[Ring, tuple[Ring, ...]]]:
+    """The polygons of ``area`` as the engine answers them right, OR-ed: latitudes kept
+    :data:`POLE_MARGIN` off the poles, and one wider than :data:`ENGINE_MAX_SPAN` degrees cut
+    into vertical strips that overlap by 1e-6 degrees, so a point on a cut is strictly inside
+    one strip and the union has the area's own edges."""
+    from shapely.geometry import Polygon as ShapelyPolygon
+    from shapely.geometry import box
+
+    def off_poles(ring: Ring) -> Ring:  # as box edges: the engine misreads a polygon reaching both poles
+        return tuple((x, min(max(y, -90.0 + POLE_MARGIN), 90.0 - POLE_MARGIN)) for x, y in ring)
+
+    out: list[tuple[Ring, tuple[Ring, ...]]] = []
+    for ext, holes in ((off_poles(e), tuple(off_poles(h) for h in hs)) for e, hs in area.polygons):
+        lons = [x for x, _ in ext]
+        lo, hi = min(lons), max(lons)
+        if hi - lo <= ENGINE_MAX_SPAN:
+            out.append((ext, holes))
+            continue
+        poly = ShapelyPolygon(ext, holes)
+        k = int(math.ceil((hi - lo) / ENGINE_MAX_SPAN))
+        step = (hi - lo) / k
+        for i in range(k):
+            piece = poly.intersection(box(lo + i * step - 1e-6, -90.0, lo + (i + 1) * step + 1e-6, 90.0))
+            for g in getattr(piece, "geoms", [piece]):
+                if g.geom_type == "Polygon" and not g.is_empty and g.area > 0:
+                    out.append((tuple((float(x), float(y)) for x, y in g.exterior.coords),
+                                tuple(tuple((float(x), float(y)) for x, y in h.coords) for h in g.interiors)))
+    return out
+
+
 def _one_of(t: _ClientTerms, conds: list) -> Any:
     return conds[0] if len(conds) == 1 else t.filter(should=conds)
 
@@ -383,15 +439,11 @@ def _build(t: _ClientTerms, flt: SearchFilter | None, exclude_ids: Collection[st
     must: list[Any] = []
     if flt is not None:
         if flt.bbox is not None:
-            w, s, e, n = flt.bbox
-            if w <= e:
-                must.append(t.box(w, s, e, n))
-            else:  # across the antimeridian: W..180 or -180..E
-                must.append(t.filter(should=[t.box(w, s, 180.0, n), t.box(-180.0, s, e, n)]))
+            must.append(_one_of(t, [t.box(*b) for b in engine_boxes(flt.bbox)]))
         if flt.near is not None:
             must.append(t.radius(*flt.near))
         if flt.polygon is not None:
-            must.append(_one_of(t, [t.polygon(ext, holes) for ext, holes in flt.polygon.polygons]))
+            must.append(_one_of(t, [t.polygon(ext, holes) for ext, holes in engine_polygons(flt.polygon)]))
         if flt.end is not None:  # the interval starts before the filter ends
             must.append(t.range("datetime_epoch", None, _epoch(flt.end)))
         if flt.start is not None:  # ... and ends after it starts (older points: one instant)
@@ -501,6 +553,8 @@ __all__ = [
     "SearchFilter",
     "as_area",
     "haversine_m",
+    "engine_boxes",
+    "engine_polygons",
     "load_polygon",
     "matches",
     "parse_bbox",

@@ -128,6 +128,11 @@ def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> 
     lat = np.asarray(lat, dtype=np.float64).reshape(cols.shape)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+    # a geographic raster may run past 180 (or use 0..360): the same places within -180..180,
+    # so that centres and corners match the filters and footprints of every other tile
+    out = (lon < -180.0) | (lon >= 180.0)
+    if out.any():
+        lon = np.where(out, (lon + 180.0) % 360.0 - 180.0, lon)
     return lon, lat
 
 
@@ -245,6 +250,46 @@ def _counter_clockwise(pts: list[list[float]]) -> list[list[float]]:
     return pts if area2 >= 0 else pts[:1] + pts[:0:-1]
 
 
+def _open_pole_corners(ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A corner on a pole has no longitude of its own: the outline reaches the pole along its
+    two edges (meridians there), so the corner becomes two points at the pole's latitude, at
+    the longitudes of its neighbours."""
+    if not any(abs(lat) >= 90.0 - 1e-9 for _, lat in ring):
+        return ring
+    out = []
+    for i, (lon, lat) in enumerate(ring):
+        if abs(lat) >= 90.0 - 1e-9:
+            pole = math.copysign(90.0, lat)
+            out += [(ring[i - 1][0], pole), (ring[(i + 1) % len(ring)][0], pole)]
+        else:
+            out.append((lon, lat))
+    return out
+
+
+def _polar_cap(lons: np.ndarray, lats: list[float], closing: float) -> dict[str, Any]:
+    """The footprint of a tile holding a pole: its outline (longitudes unwrapped once round)
+    closed along the pole's latitude, cut at the antimeridian and joined into one Polygon."""
+    from shapely.geometry import Polygon, box, mapping
+    from shapely.geometry.polygon import orient
+    from shapely.ops import unary_union
+
+    pole = 90.0 if float(np.mean(lats)) > 0 else -90.0
+    end = float(lons[-1] + closing)
+    pts = list(zip(lons.tolist(), lats)) + [(end, lats[0]), (end, pole), (float(lons[0]), pole)]
+    shift = -360.0 * np.floor((min(p[0] for p in pts) + 180.0) / 360.0)  # start within -180..180
+    poly = Polygon([(x + shift, y) for x, y in pts]).buffer(0)
+    parts = [poly.intersection(box(-180.0, -90.0, 180.0, 90.0))]
+    right = poly.intersection(box(180.0, -90.0, 540.0, 90.0))
+    if not right.is_empty:
+        from shapely.affinity import translate
+
+        parts.append(translate(right, xoff=-360.0))
+    cap = unary_union(parts)
+    if cap.geom_type == "MultiPolygon":  # should not happen; keep the largest piece
+        cap = max(cap.geoms, key=lambda g: g.area)
+    return mapping(orient(cap, 1.0))
+
+
 def footprint_geometry(corners: Any) -> dict[str, Any] | None:
     """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
     MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9);
@@ -252,7 +297,11 @@ def footprint_geometry(corners: Any) -> dict[str, Any] | None:
     ring = [(float(c[0]), float(c[1])) for c in corners]
     if len(ring) < 3:
         return None
+    ring = _open_pole_corners(ring)
     lons = np.unwrap(np.array([p[0] for p in ring]), period=360.0)
+    closing = (lons[0] - lons[-1] + 180.0) % 360.0 - 180.0
+    if abs(lons[-1] - lons[0] + closing) > 180.0:  # the outline winds once round a pole: the tile holds it
+        return _polar_cap(lons, [lat for _, lat in ring], closing)
     if lons.max() <= 180.0 and lons.min() >= -180.0:
         pts = _counter_clockwise([[lon, lat] for lon, lat in ring])
         return {"type": "Polygon", "coordinates": [pts + pts[:1]]}

@@ -23,7 +23,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from rsir_stac.errors import ImageReadError, InputError, RasterError, SourceNotFoundError
+from rsir_stac.errors import EmptyImageError, ImageReadError, InputError, RasterError, SourceNotFoundError
 from rsir_stac.tiling.pixels import pixel_plan, read_rgb
 from rsir_stac.tiling.sources import _fetch_error, _is_url, _one_line, gdal_env
 
@@ -47,7 +47,10 @@ def read_dataset_image(dataset: Any, *, bands: Sequence[int] | None = None,
         plan = pixel_plan(dataset, bands)
         factor = min(1.0, max_side / max(dataset.width, dataset.height))
         shape = (max(1, round(dataset.height * factor)), max(1, round(dataset.width * factor)))
-        pixels, _ = read_rgb(dataset, plan, Window(0, 0, dataset.width, dataset.height), shape)
+        pixels, valid = read_rgb(dataset, plan, Window(0, 0, dataset.width, dataset.height), shape)
+    if valid is not None and not valid.any():
+        raise EmptyImageError("has no valid pixels (every pixel is nodata, masked or transparent); "
+                              "search by an image with data")
     return pixels
 
 
@@ -133,7 +136,8 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
     extensions by rasterio first (each falls back to the other); both end in
     the scene tiles' pixel path (:func:`read_dataset_image`: same bands,
     palette, stretch and masks; longer side capped at :data:`MAX_QUERY_SIDE`).
-    Raises :class:`ImageReadError` when neither can decode it,
+    Raises :class:`ImageReadError` when neither can decode it, :class:`EmptyImageError`
+    when every pixel is nodata, masked or transparent,
     :class:`SourceNotFoundError` when a path or URL cannot be read.
     """
     name = os.fspath(path)
@@ -154,6 +158,8 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
             image = reader(name, bands)
         except (RasterError, InputError, SourceNotFoundError):
             raise
+        except EmptyImageError as err:
+            raise EmptyImageError(f"{name} {err}") from None
         except Exception as err:  # noqa: BLE001 - try the next decoder
             first = first or err
             continue

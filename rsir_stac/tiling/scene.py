@@ -76,6 +76,14 @@ class TileStats:
         }
 
 
+#: Tile sizes (pixels at the target GSD) a scene may be cut into.
+MIN_TILE, MAX_TILE = 8, 4096
+#: Most tiles one scene may hold at the target GSD: the windows and footprints of a scene are
+#: listed in memory (~1 KB a tile), so a mistaken --gsd (e.g. degrees for metres) is refused
+#: up front instead of exhausting memory.
+MAX_SCENE_TILES = 4_000_000
+
+
 class SceneReader:
     """Reads one scene as RGB ``uint8`` tiles; use :meth:`open` and ``with``.
 
@@ -161,6 +169,9 @@ class SceneReader:
         )
         return reader
 
+    def gsd_text(self) -> str:
+        return "its own GSD" if self.target_gsd is None else f"a GSD of {self.target_gsd:g} m"
+
     # context manager -----------------------------------------------------------
     def __enter__(self) -> SceneReader:
         return self
@@ -231,8 +242,16 @@ class SceneReader:
 
     # windows --------------------------------------------------------------------
     def windows(self) -> list[TileRef]:
-        """All tile references, row-major; no pixel reads."""
+        """All tile references, row-major; no pixel reads.  Raises InputError when the scene
+        would hold more than :data:`MAX_SCENE_TILES` tiles (e.g. a --gsd in degrees, not metres)."""
         if self._refs is None:
+            gw, gh = self.grid_width, self.grid_height
+            tiles = math.ceil(gw / self.stride) * math.ceil(gh / self.stride)
+            if tiles > MAX_SCENE_TILES:
+                raise InputError(
+                    f"{self.href} at {self.gsd_text()} is {gw:.3g} x {gh:.3g} px, {tiles:.3g} tiles of "
+                    f"{self.tile_size} px: over the {MAX_SCENE_TILES:,} one scene may hold; give a coarser --gsd "
+                    f"(metres per pixel; this scene's own is {self.native_gsd:.3g} m) or a larger --stride")
             try:
                 self._refs = self._make_refs()
             except RsirError:
@@ -259,9 +278,10 @@ class SceneReader:
         for i, g in enumerate(grid):
             corners = tuple((float(lon), float(lat)) for lon, lat in corners_[i])
             bbox = tuple(float(v) for v in bboxes[i])
-            window = PixelWindow(
-                int(round(src[i, 0])), int(round(src[i, 1])), int(round(src[i, 2])), int(round(src[i, 3]))
-            )
+            x0, y0, w, h = (int(round(v)) for v in src[i])
+            if self.edge != "pad":  # the grid at the target GSD may end a fraction of a pixel past the raster
+                w, h = min(w, self.width - x0), min(h, self.height - y0)
+            window = PixelWindow(x0, y0, w, h)
             refs.append(
                 TileRef(
                     window=window, gsd=gsd, crs=crs, bbox=bbox, corners=corners,  # type: ignore[arg-type]

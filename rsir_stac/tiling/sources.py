@@ -154,7 +154,7 @@ def read_error(href: str, err: BaseException, what: str, *, window: bool = False
     if "permission denied" in detail.lower():
         return RasterError(f"{href}: {what} cannot be read (permission denied); give this user read access "
                            "to the file, e.g. chmod a+r")
-    fix = "re-download it or skip the window" if window else "re-download it"
+    fix = "re-download it (ingest skips this window until then)" if window else "re-download it"
     return RasterError(f"{href}: {what} cannot be read ({detail}); the file may be corrupt or cut short, {fix}")
 
 

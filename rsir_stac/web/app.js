@@ -9,7 +9,8 @@
  * URL parameters: see state.js; ?key=API_KEY is moved to sessionStorage.
  */
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
-import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, showScenes, startBounds } from "./map.js";
+import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, showScenes, startBounds,
+  viewBbox } from "./map.js";
 import * as labels from "./labels.js";
 import { clearResults, el, fitResults, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
          shortDate, showResults } from "./results.js";
@@ -278,13 +279,12 @@ $("classify").onclick = async () => {
   bar.hidden = false;
   $("classify").disabled = true;
   try {
-    const b = map.getBounds();
     const f = filters();
-    if (!f.bbox && !f.polygon) f.bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+    if (!f.bbox && !f.polygon) f.bbox = viewBbox();
     const doc = await labels.findAll(f, (s) => { $("progress-text").textContent = `Scoring every tile in the area… ${s.toFixed(0)} s`; });
     const sm = doc.summary || {};
     setStatus(`Find all: ${doc.features.length} tiles at or above the threshold` +
-              (sm.scanned !== undefined ? ` of ${sm.scanned} scored` : "") + " (purple on the map).");
+              (sm.scored !== undefined ? ` of ${sm.scored} scored` : "") + " (purple on the map).");
   } catch (err) {
     setStatus(friendly(err.message), "error");
   } finally {

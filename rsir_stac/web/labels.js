@@ -42,7 +42,11 @@ export function renderLabels(onRemove) {
     if (l.label === "positive") pos++; else neg++;
     const li = el("li", l.label);
     li.appendChild(el("span", "tag", l.label === "positive" ? "✓" : "✗"));
-    li.appendChild(el("span", "what", (l.item_id || id.slice(0, 8)) + (l.datetime ? " · " + shortDate(l.datetime) : "")));
+    // the scene and the tile (several labels are often tiles of one scene)
+    const what = el("span", "what", (l.item_id ? l.item_id + " · " : "") + "tile " + id.slice(0, 8) +
+                    (l.datetime ? " · " + shortDate(l.datetime) : ""));
+    what.title = id;
+    li.appendChild(what);
     const rm = el("button", "small", "Remove");
     rm.type = "button";
     rm.setAttribute("aria-label", `Remove the ${l.label} label of ${l.item_id || id}`);

@@ -156,6 +156,21 @@ export function drawArea(area) {
 
 const clampLng = (v) => Math.max(-180, Math.min(180, v));
 const clampLat = (v) => Math.max(-90, Math.min(90, v));
+const wrapLng = (v) => ((((v + 180) % 360) + 360) % 360) - 180;
+
+/**
+ * The map view as a W,S,E,N box the API takes: longitudes wrapped into -180..180 (W > E when the
+ * view straddles the antimeridian), latitudes clamped; a view wider than the world is the world.
+ */
+export function viewBbox() {
+  const b = map.getBounds(), w = b.getWest(), e = b.getEast();
+  const s = clampLat(b.getSouth()), n = clampLat(b.getNorth());
+  if (e - w >= 360) return [-180, s, 180, n];
+  let W = wrapLng(w), E = wrapLng(e);
+  if (W === 180) W = -180;
+  if (E === -180) E = 180;
+  return [W, s, E, n];
+}
 
 /** Box and polygon tools; calls onArea(area) when one is drawn, onClick(latlng) for a plain click. */
 export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
