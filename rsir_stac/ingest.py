@@ -248,6 +248,10 @@ def list_scenes(sources: Sequence[str], options: IngestOptions, report: IngestRe
                 "item ids must be unique within a collection: fix the catalogue (only the first was ingested)")
             err.item_id = scene.item_id  # type: ignore[attr-defined]
             on_item_error(err)
+    bare = [s.item_id for s in scenes if not s.from_stac]
+    if options.asset and bare:  # a bare raster has one asset: the option cannot mean anything for it
+        log.warning("--asset %s applies to STAC items only; %d bare raster(s) (e.g. %s) were read as they are",
+                    options.asset, len(bare), bare[0])
     return list(split_shard(scenes, options.shard))
 
 

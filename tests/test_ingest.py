@@ -287,3 +287,12 @@ def test_sizes_that_cannot_be_meant_are_refused_up_front(tmp_path):
     rep = ingest([str(scene)], index=str(idx), options=IngestOptions(gsd=1e-6))
     assert not rep.ok and rep.points_written == 0
     assert "tiles of 256 px: over the 4,000,000 one scene may hold" in rep.items_failed[0]["error"]
+
+
+def test_asset_for_a_bare_raster_is_said_to_be_ignored(tmp_path, caplog):
+    scene = make_geotiff(tmp_path / "s.tif", width=64, height=64)
+    with caplog.at_level("WARNING", logger="rsir_stac.ingest"):
+        rep = ingest([str(scene)], index=str(tmp_path / "idx"),
+                     options=IngestOptions(asset="nope", tile_size=64, native_gsd=True))
+    assert rep.ok and rep.points_written == 1
+    assert any("--asset nope applies to STAC items only" in r.getMessage() for r in caplog.records)
