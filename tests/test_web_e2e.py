@@ -609,6 +609,7 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         pg.p.wait_for_function("document.querySelector('#status').innerText.includes('Find all:') && "
                                "document.querySelector('#status').innerText.includes(' of " + str(len(points)) +
                                " scored')", timeout=120_000)
+        pg.shots("findall_world")
         with pg.p.expect_download() as dl:
             pg.p.click(".export[data-format='parquet']")
         out = tmp_path / "results.parquet"
