@@ -172,6 +172,7 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
         "bbox": list(ref.bbox),
         "location": {"lon": ref.centroid[0], "lat": ref.centroid[1]},
         "corners": [{"lon": lon, "lat": lat} for lon, lat in ref.corners],
+        **({"outline": [[lon, lat] for lon, lat in ref.outline]} if ref.outline else {}),
         "datetime": _iso(dt),
         "datetime_epoch": dt.timestamp() if dt else None,
         "datetime_end_epoch": end.timestamp() if end else None,

@@ -167,13 +167,34 @@ def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
         ring = [(float(c["lon"]), float(c["lat"])) for c in corners]
     except (KeyError, TypeError, ValueError):
         ring = []
+    outline = payload.get("outline")  # near a pole: the densified outline is the footprint
+    if isinstance(outline, list) and len(outline) >= 4:
+        try:
+            ring = [(float(p[0]), float(p[1])) for p in outline]
+        except (TypeError, ValueError, IndexError):
+            pass
     if len(ring) < 3:
         bbox = payload.get("bbox")
         if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
             return None
         w, s, e, n = (float(x) for x in bbox)
         ring = [(w, s), (e if e >= w else e + 360.0, s), (e if e >= w else e + 360.0, n), (w, n)]
-    return ring_geometry(ring)
+        return ring_geometry(ring)
+    return ring_geometry(ring, pole=_pole_of(payload.get("bbox")))
+
+
+def _pole_of(bbox: Any) -> float | None:
+    """90 / -90 when a stored bbox reaches that pole (the tile holds it, maybe on an edge), else None."""
+    if isinstance(bbox, (list, tuple)) and len(bbox) == 4:
+        try:
+            s, n = float(bbox[1]), float(bbox[3])
+        except (TypeError, ValueError):
+            return None
+        if n >= 90.0:
+            return 90.0
+        if s <= -90.0:
+            return -90.0
+    return None
 
 
 def make_labels(hits: Iterable[Any], label: str, *, model_id: str | None = None, note: str | None = None,

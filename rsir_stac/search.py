@@ -236,7 +236,7 @@ class Index:
             raise InputError("give at least one positive example: --image FILE, --point-id ID, --at LON,LAT "
                              "or a labels file with a positive label")
         if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
-            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres")
+            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
         rp, rn = self.resolve(pos, positive=True), self.resolve(neg, positive=False)
         both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
         if both:

@@ -356,3 +356,110 @@ def test_index_in_use_exits_1(idx, tmp_path):
         for args in (["check", "--index", str(idx)], ["snapshot", str(tmp_path / "s.tar.gz"), "--index", str(idx)]):
             r = CliRunner().invoke(main, args)
             assert r.exit_code == 1 and "is in use by another process" in r.output, r.output
+
+
+def _location_index_values(idx: Path) -> np.memmap:
+    """The engine's geo index values of the one segment (lon, lat float64 pairs)."""
+    pages = list(_segment(idx).glob("payload_index/*-location-map/page_0.dat"))
+    if not pages:
+        pytest.skip("this engine version lays out its geo index differently")
+    return np.memmap(pages[0], dtype=np.float64, mode="r+")
+
+
+def _bbox_hits(idx: Path, bbox) -> set[str]:
+    from rsir_stac.store import SearchFilter
+
+    with open_store(str(idx), read_only=True) as s:
+        return {h.id for h in s.search(np.zeros(s.meta().dim, np.float32), k=1000, flt=SearchFilter(bbox=bbox))}
+
+
+def test_a_modified_geo_index_is_found_and_rebuilt(idx, built):
+    """The engine's payload-index files carry no digests: check probes them with the verified
+    payloads (a filter on each sampled point's own values must find it), and --repair rebuilds
+    them.  Before, filtered searches answered wrongly and check passed."""
+    payloads = built[2]
+    lons = [p["location"]["lon"] for _, p in payloads.values()]
+    lats = [p["location"]["lat"] for _, p in payloads.values()]
+    area = (min(lons) - 0.01, min(lats) - 0.01, max(lons) + 0.01, max(lats) + 0.01)
+    assert _bbox_hits(idx, area) == set(payloads)
+    values = _location_index_values(idx)
+    n = len(payloads)
+    values[0:2 * n:2] += 20.0  # every longitude in the index moved 20 degrees east; payloads intact
+    values.flush()
+    del values
+    assert _bbox_hits(idx, area) != set(payloads)  # the damage this test is about: wrong filtered results
+    rep = check_index(idx)
+    assert not rep.ok and any(f.kind == "payload_index" and "location index" in f.message for f in rep.findings)
+    r = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert "repaired" in r.output, r.output
+    assert check_index(idx).ok and _bbox_hits(idx, area) == set(payloads)
+
+
+def test_an_unreadable_geo_index_is_one_line_and_repairable(idx, built):
+    """A value the engine refuses (latitude 1000) made every command end in a Rust panic."""
+    values = _location_index_values(idx)
+    values[1] = 1000.0
+    values.flush()
+    del values
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert r.exit_code != 0 and "check --index" in r.output.strip().splitlines()[-1] and "--repair" in r.output
+    rep = check_index(idx)
+    assert not rep.ok and "payload index files" in rep.findings[-1].message
+    r = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert "repaired" in r.output, r.output
+    rep = check_index(idx)
+    assert rep.ok and rep.points == len(built[2]), rep.findings
+
+
+@pytest.mark.parametrize("how", ["deleted", "cut short"])
+def test_lost_metadata_is_read_back_from_the_points(idx, built, tiny_bundle, how):
+    """rsir_tiles.meta.json deleted or cut short: search still knows the model (from the stored
+    payloads, whose digests check verifies), check names it, and --repair writes it again.
+    Before, check passed while search named an empty model, or no command could fix it."""
+    meta = idx / "rsir_tiles.meta.json"
+    if how == "deleted":
+        meta.unlink()
+    else:
+        meta.write_text('{"rsir_stac": {"dim": 16, "mod')
+    pid = next(iter(built[2]))
+    r = CliRunner().invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--point-id", pid,
+                                  "-k", "2", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rep = check_index(idx)
+    assert [f.kind for f in rep.findings] == ["meta"] and "--repair" in rep.findings[0].message
+    r = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert "repaired" in r.output, r.output
+    assert check_index(idx).ok and tiny_bundle.model_id in meta.read_text()
+
+
+@pytest.mark.parametrize("crash_after", [1, 3, 4, 5])  # moves: 3 old files out, then the new ones in
+def test_restore_killed_during_its_swap_leaves_one_whole_index(idx, built, tmp_path, tiny_bundle, monkeypatch,
+                                                              crash_after):
+    """restore --force swaps three files; a crash between the moves used to leave the old shard in
+    a hidden folder and a half-new index.  The next open puts the index from before back."""
+    import rsir_stac.store.snapshot as snapmod
+
+    other = tmp_path / "other"
+    r = ingest(built[0][:1], index=str(other), model=tiny_bundle, options=NATIVE)
+    assert r.ok and r.points_written == 12
+    snap = tmp_path / "other.tar.gz"
+    snapshot(other, snap)
+    moves = []
+    real = os.replace
+
+    def crashing(a, b):
+        real(a, b)
+        moves.append(b)
+        if len(moves) == crash_after:
+            raise KeyboardInterrupt("killed")  # what is on disk now is what a kill -9 leaves
+
+    monkeypatch.setattr(snapmod.os, "replace", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        restore(snap, idx, force=True)
+    monkeypatch.setattr(snapmod.os, "replace", real)
+    rep = check_index(idx)  # the open undoes the half-done swap
+    assert rep.ok and rep.points == 36, rep.findings
+    assert not (idx / ".rsir_tiles.replaced").exists()
+    _assert_equal_to_clean(idx, built[2])
+    restore(snap, idx, force=True)  # and the restore can simply be run again
+    assert check_index(idx).points == 12

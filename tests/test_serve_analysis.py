@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 import json
 import uuid
 
@@ -106,7 +108,8 @@ def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
          400, "vertices"),
         ({"positives": [{"point_id": pid}] * 300}, 400, "at most"),
         ({"positives": [{"point_id": pid}], "strategy": "nope"}, 400, "unknown"),
-        ({"positives": [{"nothing": 1}]}, 400, "neither point_id"),
+        ({"positives": [{"nothing": 1}]}, 400, "unknown field 'nothing'"),
+        ({"positives": [{}]}, 400, "neither point_id"),
     ]
     for body, status, fragment in cases:
         _err(client.post("/api/query", json=body), status, fragment)
@@ -179,3 +182,31 @@ def test_classify_large_holdout_is_cut_not_a_500(client, world, bundle):  # noqa
         r = client.post("/api/classify", json={"labels": labels, "holdout": holdout})
         assert r.status_code == 200, r.text
         assert r.json()["summary"]["holdout"] == 4  # 6 labels: 2 of each kind left to fit
+
+
+def test_booleans_numbers_and_example_fields_are_checked(client, world, bundle):  # noqa: F811
+    pid = world[1][0].id
+    labels = _labels(world, bundle).to_geojson()
+    for path, body in (("/api/classify", {"labels": labels, "max_hits": True}),
+                       ("/api/classify", {"labels": labels, "threshold": True}),
+                       ("/api/classify", {"labels": labels, "dissolve": 1}),
+                       ("/api/query", {"positives": [{"point_id": pid}], "expand": True}),
+                       ("/api/query", {"positives": [{"point_id": pid}], "mmr": False}),
+                       ("/api/query", {"positives": [{"point_id": pid}], "include_query": "yes"}),
+                       ("/api/search", {"point_id": pid, "k": True})):
+        r = client.post(path, json=body)
+        assert r.status_code == 422, (path, body, r.text)
+    r = client.post("/api/query", json={"positives": [{"point_id": pid, "extra": 1}]})
+    assert r.status_code == 400 and "'extra'" in r.json()["detail"]
+    r = client.post("/api/query", json={"positives": [{"point_id": pid}], "exclude_within_m": -5})
+    assert r.status_code == 400 and "exclude_within_m" in r.json()["detail"], r.text
+    # the export names its file (and the FlatGeobuf layer) as asked
+    import pyogrio
+
+    r = client.post("/api/query/export", json={"positives": [{"point_id": pid}], "k": 3, "format": "fgb",
+                                               "name": "my_hits"})
+    assert r.status_code == 200 and "my_hits.fgb" in r.headers["content-disposition"]
+    path = Path(tempfile.mkdtemp()) / "x.fgb"
+    path.write_bytes(r.content)
+    assert [n for n, _ in pyogrio.list_layers(path)] == ["my_hits"]
+    assert client.post("/api/query/export", json={"positives": [{"point_id": pid}], "name": "../x"}).status_code == 422

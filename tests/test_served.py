@@ -136,6 +136,16 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
                                  str(scenes[0]), "--image", str(scenes[1]), "--not-image", str(scenes[1]),
                                  "--point-id", ids[2], "--format", "json", "-k", "2", "--per-item", "0"])
         assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--image", str(tmp_path / "missing.png")])
+        assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].endswith("missing.png does not exist; "
+                                                                                "check the path"), r.output
+        import pyogrio
+
+        fgb = tmp_path / "served_hits.fgb"  # the layer is named after the file, as without a service
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "-k", "2", "--out", str(fgb)])
+        assert r.exit_code == 0 and [n for n, _ in pyogrio.list_layers(fgb)] == ["served_hits"], r.output
         out = tmp_path / "img-hits.geojson"
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--image",
                                  str(scenes[0]), "--image", str(scenes[1]), "-k", "3", "--out", str(out)])

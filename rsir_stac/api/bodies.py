@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rsir_stac.api.params import EXPAND_DOC
 from rsir_stac.errors import ImageReadError, InputError
@@ -35,9 +35,28 @@ MAX_HITS_API = 10_000
 IMAGE_FIELDS = {"positive_image": True, "negative_image": False}
 
 
-class Filters(BaseModel):
-    # NaN/Infinity/1e400 in a JSON body: 422; so is a misspelt field ("bbx"), which would filter nothing
+class StrictBody(BaseModel):
+    """A JSON request body: NaN/Infinity/1e400 get a 422, so does a misspelt field ("bbx", which
+    would filter nothing), a true/false given for a number and a number given for true/false."""
+
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        """JSON true/false is not a number (pydantic would take it as 1/0), nor 1/0 a yes/no."""
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                value = data.get(name)
+                kind = info.annotation
+                if isinstance(value, bool) and kind in (int, float, int | None, float | None):
+                    raise ValueError(f"{name} must be a number, not {str(value).lower()}")
+                if kind is bool and name in data and not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false, not {value!r}")
+        return data
+
+
+class Filters(StrictBody):
     bbox: list[float] | str | None = Field(None, description="Only tiles whose centre is in W,S,E,N.")
     near: list[float] | str | None = Field(None, description="Only tiles within LON,LAT,RADIUS_M.")
     datetime: str | None = Field(None, description="Only tiles acquired in START/END ('..' open); tiles without "
@@ -60,13 +79,6 @@ class QueryRequest(Filters):
     per_item: int | str | None = Field("auto", description="Hits per scene: N, 0/null (no cap) or auto.")
     exclude_within_m: float | None = Field(None, description="Drop tiles this close to the examples (m).")
     k: int = Field(10, description=f"Results per page; offset + k <= {MAX_K}.")
-
-    @field_validator("k", "offset", mode="before")
-    @classmethod
-    def _not_bool(cls, v: Any) -> Any:
-        if isinstance(v, bool):  # JSON true is not the number 1
-            raise ValueError("must be a whole number, not true/false")
-        return v
     offset: int = Field(0, description="Results skipped (paging).")
     include_query: bool = False
     expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
@@ -75,10 +87,11 @@ class QueryRequest(Filters):
 class ExportRequest(QueryRequest):
     format: str = Field("geojson", description="geojson | csv | fgb | parquet")
     with_vectors: bool = False
+    name: str = Field("hits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                      description="File name without extension (the FlatGeobuf layer is named after it).")
 
 
-class LabelsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LabelsRequest(StrictBody):
     labels: dict = Field(..., description="A label FeatureCollection.")
 
 
@@ -110,6 +123,9 @@ def examples(items: Any, what: str) -> list:
     for n, it in enumerate(items or [], 1):
         if not isinstance(it, dict):
             raise InputError(f"{what}[{n}] must be an object with point_id, or lon and lat")
+        unknown = sorted(set(it) - {"point_id", "lon", "lat"})
+        if unknown:
+            raise InputError(f"{what}[{n}] has the unknown field {unknown[0]!r}; an example is {{point_id}} or {{lon, lat}}")
         if it.get("point_id"):
             out.append(Example("point", str(it["point_id"])))
         elif it.get("lon") is not None and it.get("lat") is not None:
@@ -259,5 +275,5 @@ def request_body(model: type[BaseModel], what: str, max_bytes: int) -> dict:
 
 
 __all__ = ["ClassifyRequest", "ExportRequest", "Filters", "LabelsRequest", "MAX_EXAMPLES_API", "MAX_HITS_API",
-           "MAX_IMAGES_API", "MAX_LABELS_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest", "examples",
-           "image_examples", "labels", "per_item", "read_query", "request_body", "search_filter"]
+           "MAX_IMAGES_API", "MAX_LABELS_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest", "StrictBody",
+           "examples", "image_examples", "labels", "per_item", "read_query", "request_body", "search_filter"]

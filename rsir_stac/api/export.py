@@ -53,7 +53,7 @@ def export_router(svc: Any):
         media, ext = EXPORT_MEDIA[req.format]
         result, _ = run_query(svc, query, with_payload=False)
         folder = Path(tempfile.mkdtemp(prefix="rsir-export-"))
-        path = folder / f"hits{ext}"
+        path = folder / f"{req.name}{ext}"
         pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
         with svc.lock:
             write_table(pages, path)

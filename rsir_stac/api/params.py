@@ -122,12 +122,13 @@ def check_k(k: Any) -> int:
 
 
 def footprint(payload: dict | None) -> dict | None:
-    """The GeoJSON footprint of a stored payload's ``corners`` (None without corners)."""
-    from rsir_stac.tiling.footprints import footprint_geometry
+    """The GeoJSON footprint of a stored payload (its outline near a pole, else its ``corners``;
+    None without corners), as exports and search results give it."""
+    from rsir_stac.labels import footprint_geometry
 
-    corners = (payload or {}).get("corners") or []
-    ring = [(c["lon"], c["lat"]) for c in corners if isinstance(c, dict) and "lon" in c and "lat" in c]
-    return footprint_geometry(ring) if ring else None
+    if not (payload or {}).get("corners"):
+        return None
+    return footprint_geometry(payload or {})
 
 
 __all__ = ["FILTER_DOC", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_k", "footprint", "parse_polygon"]

@@ -67,7 +67,9 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
 def search_router(svc: Any):
     """An ``APIRouter`` with the three search operations over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Body, File, Form, Query, UploadFile
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import Field
+
+    from rsir_stac.api.bodies import StrictBody
 
     from rsir_stac.apierrors import error_responses
 
@@ -94,9 +96,7 @@ def search_router(svc: Any):
         return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query,
                           expand=expand)
 
-    class SearchRequest(BaseModel):
-        # NaN/Infinity/1e400 in a JSON body: 422; so is a misspelt field, which would filter nothing
-        model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+    class SearchRequest(StrictBody):
         point_id: str | None = Field(None, description="Query with a stored tile's id.")
         lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
         lat: float | None = None

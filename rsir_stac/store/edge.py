@@ -197,6 +197,30 @@ class _IndexLock:
             self.fd = None
 
 
+def undo_interrupted_restore(index: Path, collection: str) -> None:
+    """A restore killed while it swapped files leaves ``.<collection>.replaced``: put the index
+    from before the restore back (under the index lock) before anything reads it."""
+    if (index / f".{collection}.replaced").is_dir():
+        from rsir_stac.store.snapshot import _undo_interrupted
+
+        lock = _IndexLock(index)
+        try:
+            _undo_interrupted(index, collection)
+        finally:
+            lock.release()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _payload_index_finding() -> Any:
+    from rsir_stac.store.integrity import Finding
+
+    return Finding("payload_index", "the payload index files could not be read by the engine")
+
+
 class EdgeStore(Store):
     """A :class:`Store` in a local directory, backed by a Qdrant Edge shard."""
 
@@ -242,8 +266,10 @@ class EdgeStore(Store):
         self._segment_points = segment_points
         self._rounds = Rounds(None)  # optimize rounds of a capped shard (segments)
         self.repaired: Any = None  # the RepairReport when this open repaired the index
+        self.meta_recovered: str | None = None  # why the metadata was read back from the points
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
+        undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
             raise IndexNotFoundError(
                 f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
@@ -257,6 +283,10 @@ class EdgeStore(Store):
             except OSError as exc:
                 if is_disk_full(exc):
                     raise disk_full(self.index, "creating the index folder") from None
+                if self.index.is_symlink():
+                    raise StoreError(f"index {self.index} is a symbolic link to {os.readlink(self.index)}, which does "
+                                     "not lead to a folder (broken or a loop); fix the link or give a folder for --index"
+                                     ) from None
                 raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
             self._lock = _IndexLock(self.index)
         try:
@@ -297,11 +327,18 @@ class EdgeStore(Store):
             self._load()
         except (IndexInUseError, DiskFullError):
             raise
-        except StoreError:
-            if not (repair and damage):
+        except StoreError as exc:
+            if repair and getattr(exc, "payload_index_damaged", False) and not self._private:
+                moved = self._payload_indexes_aside()
+                log.warning("index %s: payload index files the engine cannot read were moved to %s; rebuilding "
+                            "the index from its points", self.index, moved)
+                self._load()
+                damage = damage or [_payload_index_finding()]
+            elif not (repair and damage):
                 raise
-            self._set_aside(damage)  # damaged beyond loading: start the collection afresh
-            return
+            else:
+                self._set_aside(damage)  # damaged beyond loading: start the collection afresh
+                return
         self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
         if repair is None:
             pass
@@ -311,6 +348,19 @@ class EdgeStore(Store):
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
             self.repaired = rebuild_shard(self)
+
+    def _payload_indexes_aside(self) -> Path:
+        """Move every segment's payload index files (not their config) to
+        ``.payload_index.damaged`` beside the collection, so that the engine loads the points;
+        the rebuild that follows indexes them again.  Returns that folder."""
+        aside = self.index / ".payload_index.damaged"
+        shutil.rmtree(aside, ignore_errors=True)
+        for field_dir in sorted(self.shard_dir.glob("segments/*/payload_index/*")):
+            if field_dir.is_dir():
+                target = aside / field_dir.parent.parent.name / field_dir.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(field_dir, target)
+        return aside
 
     def _set_aside(self, damage: list) -> None:
         """Move a shard the engine cannot load (with damaged files) to
@@ -388,16 +438,58 @@ class EdgeStore(Store):
             self._shard = q.EdgeShard.load(str(self._private or self.shard_dir))
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
             raise self._engine_error(exc, "loading the Edge shard") from None
-        self._meta = self._read_meta()
+        except BaseException as exc:  # a Rust panic: pyo3's PanicException derives from BaseException
+            if type(exc).__name__ != "PanicException":
+                raise
+            err = StoreError(
+                f"index {self.index}: the engine stopped reading it ({_first_line(exc)}): its payload index files "
+                f"(location, item_id, date) are damaged; run `rsir-stac check --index {self.index} --repair` to "
+                "rebuild them")
+            err.payload_index_damaged = True  # type: ignore[attr-defined]
+            raise err from None
+        try:
+            self._meta = self._read_meta()
+        except StoreError as exc:  # unreadable: the same facts can be read back from the shard and its points
+            self._meta = self._recovered_meta(str(exc))
+            if self._meta is None:
+                raise
         cap = shard_cap_points(self.shard_dir)
         if cap is not None and not self.read_only:
             info = self._shard.info()  # points not yet in an indexed segment count towards the next round
             self._rounds = Rounds(cap, max(0, int(info.points_count) - int(info.indexed_vectors_count)))
         if self._meta is None:
-            dim = self._shard_dim()
-            log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index, self.meta_path.name)
-            if dim is not None:
-                self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+            self._meta = self._recovered_meta(f"{self.meta_path.name} is missing")
+            if self._meta is None:
+                dim = self._shard_dim()
+                log.warning("index %s has no %s; model_id is unknown until ensure_collection", self.index,
+                            self.meta_path.name)
+                if dim is not None:
+                    self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+
+    def _recovered_meta(self, why: str) -> CollectionMeta | None:
+        """The collection metadata read back from the shard (vector size) and a stored point's
+        payload (``model_id``, verified by the digest ledger on every check), written again
+        when the index is writable; None for an empty shard or one without ``model_id``s."""
+        import qdrant_edge as q
+
+        dim = self._shard_dim()
+        try:
+            recs, _ = self._shard.scroll(q.ScrollRequest(limit=1, with_payload=True, with_vector=False))
+        except Exception:  # noqa: BLE001
+            return None
+        model_id = unpack_payload(recs[0].payload).get("model_id") if recs else None
+        if dim is None or not isinstance(model_id, str) or not model_id:
+            return None
+        meta = CollectionMeta.new(dim, model_id)
+        self.meta_recovered = why
+        if not self.read_only and not self._private:
+            _write_json_atomic(self.meta_path, meta.to_dict())
+            log.warning("index %s: %s; wrote it again from the stored points (model %s, %d-d)", self.index, why,
+                        model_id, dim)
+        else:
+            log.warning("index %s: %s; read the model (%s, %d-d) from the stored points", self.index, why,
+                        model_id, dim)
+        return meta
 
     def _read_meta(self) -> CollectionMeta | None:
         try:

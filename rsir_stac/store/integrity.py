@@ -291,6 +291,53 @@ def _engine_findings(store: Any, report: CheckReport, rb: ReadBack, lost: set[st
             "(an id tracker or segment was lost)", _sample(lost)))
 
 
+#: Points whose payload-index entries ``check`` probes (seeded sample of the verified points).
+INDEX_PROBES = 256
+
+
+def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -> list[Finding]:
+    """Probe the engine's payload indexes (location, item_id, collection, time) with the
+    verified payloads of a seeded sample of ``ids``: each point must be found by a filter
+    on its own values.  The index files are the engine's own and carry no digests; a damaged
+    one answers filtered searches wrongly without any other sign.  One finding per index
+    that misses a point."""
+    from datetime import datetime, timezone
+
+    from rsir_stac.store.filters import SearchFilter
+    from rsir_stac.store.query import Exclusion
+
+    rng = np.random.default_rng(0)
+    pick = [ids[i] for i in sorted(rng.choice(len(ids), size=min(probes, len(ids)), replace=False))]
+    missed: dict[str, list[str]] = {}
+    for h in store._retrieve_raw(pick, True, False):
+        p, pid = h.payload, h.id
+        loc = p.get("location") or {}
+        flts = {}
+        if isinstance(loc.get("lon"), (int, float)) and isinstance(loc.get("lat"), (int, float)):
+            lon, lat = float(loc["lon"]), float(loc["lat"])
+            d = 1e-6
+            flts["location"] = SearchFilter(bbox=(max(-180.0, lon - d), max(-90.0, lat - d),
+                                                  min(180.0, lon + d), min(90.0, lat + d)))
+        if isinstance(p.get("item_id"), str):
+            flts["item_id"] = SearchFilter(item_ids=(p["item_id"],))
+        if isinstance(p.get("collection"), str):
+            flts["collection"] = SearchFilter(collections=(p["collection"],))
+        if isinstance(p.get("datetime_epoch"), (int, float)):
+            t = datetime.fromtimestamp(float(p["datetime_epoch"]), timezone.utc)
+            flts["datetime_epoch"] = SearchFilter(start=t, end=t)
+        for name, flt in flts.items():
+            try:
+                found = store._ids_from(pid, 1, flt, Exclusion())
+            except Exception as exc:  # noqa: BLE001 - a damaged index may fail outright
+                found = [f"error: {exc}"]
+            if found[:1] != [pid]:
+                missed.setdefault(name, []).append(pid)
+    return [Finding("payload_index", f"the engine's {name} index misses {len(bad)} of {len(pick)} sampled points "
+                                     f"(filtered searches on {name} answer wrongly; its files under "
+                                     f"{store.collection}/segments/*/payload_index were modified)", _sample(bad))
+            for name, bad in sorted(missed.items())]
+
+
 def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckReport:
     """Check an embedded index: files, counts, and every vector and payload read
     back against its digest.
@@ -299,14 +346,15 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     group of points.  Raises :class:`~rsir_stac.errors.StoreError` when the
     index does not exist or is in use by another process.
     """
-    from rsir_stac.store.edge import EdgeStore
+    from rsir_stac.store.edge import EdgeStore, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
+    undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
         if (path / f".{collection}.damaged").is_dir():
             raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
                              f".{collection}.damaged); re-run the ingest that built it")
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
     report = CheckReport(index=str(path))
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
@@ -321,6 +369,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         shard, ledger = store._shard, store._ledger
         if shard is None:
             return report
+        if store.meta_recovered:
+            report.findings.append(Finding("meta", f"{store.meta_recovered}; `rsir-stac check --index {path} --repair` "
+                                                   "writes it again from the stored points"))
         try:
             ids = _scroll_ids(shard)
         except Exception as exc:  # noqa: BLE001
@@ -335,6 +386,8 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         if lost:
             report.findings.extend(f for f in files if f.kind == "tracker")
         _engine_findings(store, report, rb, lost)
+        if rb.verified:
+            report.findings.extend(index_findings(store, sorted(rb.verified)))
         if ids and not ledger_ids:
             report.findings.append(_no_digests(path, collection, len(ids), ledger is not None))
     return report
@@ -443,11 +496,12 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
     to restore them).  ``adopt``: also record digests of readable points that
     have none (a deleted or emptied ledger), trusting them as they read now.  Raises StoreError when the index is missing or in use,
     DiskFullError when the rebuild does not fit."""
-    from rsir_stac.store.edge import EdgeStore
+    from rsir_stac.store.edge import EdgeStore, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
+    undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
     with EdgeStore(path, collection=collection, repair=True) as store:
         report = store.repaired or rebuild_shard(store)
         if adopt and store._shard is not None and store._ledger is not None:
@@ -468,5 +522,6 @@ def _adopt_unverified(store: Any) -> int:
     return len(rows)
 
 
-__all__ = ["CheckReport", "DigestLedger", "Finding", "RepairReport", "check_index", "inspect_files",
+__all__ = ["CheckReport", "DigestLedger", "Finding", "INDEX_PROBES", "RepairReport", "check_index", "index_findings",
+           "inspect_files",
            "payload_digest", "payload_matches", "repair_index", "vector_digest", "verified_ids"]

@@ -94,7 +94,7 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     src = Path(index).expanduser().absolute()
     dst = Path(out).expanduser().absolute()
     if not (src / collection).is_dir():
-        raise IndexNotFoundError(f"index {src} has no collection {collection!r}; check --index")
+        raise IndexNotFoundError(f"index {src} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
     if dst.exists() and dst.is_dir():
         raise InputError(f"snapshot path {dst} is a folder; give a file name such as {dst / 'index.tar.gz'}")
     if not dst.name.endswith(EXTENSIONS):
@@ -309,19 +309,54 @@ def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
         return
     lock = lock_cls(dst)
     try:
+        _undo_interrupted(dst, collection)
         old = dst / f".{collection}.replaced"
-        shutil.rmtree(old, ignore_errors=True)
         old.mkdir()
-        for name in (collection, f"{collection}.meta.json", f"{collection}.digests.sqlite"):
+        for name in _PARTS(collection):
             if (dst / name).exists():
                 os.replace(dst / name, old / name)
+        (old / _MOVED_OUT).touch()  # from here on what is in place of the old files is new
         for child in stage.iterdir():
             os.replace(child, dst / child.name)
         _fsync_dir(dst)
+        (old / _DONE).touch()  # from here on a crash keeps the restored index
         shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(stage, ignore_errors=True)
     finally:
         lock.release()
+
+
+_DONE, _MOVED_OUT = "swap-complete", "old-moved-out"
+
+
+def _PARTS(collection: str) -> tuple[str, ...]:
+    return (collection, f"{collection}.meta.json", f"{collection}.digests.sqlite")
+
+
+def _undo_interrupted(dst: Path, collection: str) -> bool:
+    """Finish what a ``restore --force`` killed during its swap left (call under the index
+    lock): the old files in ``.<collection>.replaced`` go back in place of any half-moved new
+    ones, so the index is the one from before the restore; after the swap completed (its
+    marker is there) the leftovers are removed.  Returns True when it put the old index back."""
+    old = dst / f".{collection}.replaced"
+    if not old.is_dir():
+        return False
+    if (old / _DONE).exists():
+        shutil.rmtree(old, ignore_errors=True)
+        return False
+    moved_out = (old / _MOVED_OUT).exists()
+    for name in _PARTS(collection):
+        if moved_out or (old / name).exists():  # a file in place is then a new one: it goes
+            if (dst / name).is_dir():
+                shutil.rmtree(dst / name)
+            elif (dst / name).exists():
+                (dst / name).unlink()
+        if (old / name).exists():
+            os.replace(old / name, dst / name)
+    shutil.rmtree(old, ignore_errors=True)
+    log.warning("index %s: a restore was interrupted while swapping files; the index is back as it was before "
+                "it (run the restore again)", dst)
+    return True
 
 
 __all__ = ["EXTENSIONS", "SnapshotReport", "restore", "snapshot", "verify_snapshot"]

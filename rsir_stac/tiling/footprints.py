@@ -187,6 +187,27 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
     return corners, centroids, bboxes
 
 
+#: Latitude (degrees) beyond which a tile's footprint is stored as its densified outline: near
+#: a pole a straight edge in the raster's projection is far from straight in lon/lat, so the
+#: four corners alone leave out much of the tile (RELIABILITY "tiles at a pole").
+POLAR_LAT = 80.0
+
+
+def polar_outlines(transform: Any, crs: Any, windows: np.ndarray, bboxes: np.ndarray,
+                   densify: int = DENSIFY_PTS) -> dict[int, list[tuple[float, float]]]:
+    """``{i: [(lon, lat), ...]}``: the outline, ``densify`` points per edge clockwise from UL, of
+    each window ``i`` whose bbox reaches beyond :data:`POLAR_LAT`; other tiles are left out
+    (their four corners are their footprint)."""
+    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    polar = np.flatnonzero((b[:, 3] > POLAR_LAT) | (b[:, 1] < -POLAR_LAT))
+    if not polar.size:
+        return {}
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)[polar]
+    cols, rows = _outline(w[:, 0], w[:, 1], w[:, 0] + w[:, 2], w[:, 1] + w[:, 3], densify)
+    lon, lat = _to_lonlat(transform, crs, cols, rows)
+    return {int(i): [(float(x), float(y)) for x, y in zip(lon[j], lat[j])] for j, i in enumerate(polar)}
+
+
 def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
     """The shortest longitude interval ``(west, east)`` covering every interval
     ``west_i..east_i`` (``west_i > east_i`` crosses the antimeridian); ``west >
@@ -274,7 +295,7 @@ def _polar_cap(lons: np.ndarray, lats: list[float], closing: float) -> dict[str,
     from shapely.ops import unary_union
 
     pole = 90.0 if float(np.mean(lats)) > 0 else -90.0
-    end = float(lons[-1] + closing)
+    end = float(lons[0]) + math.copysign(360.0, float(lons[-1] + closing - lons[0]))  # exactly once round
     pts = list(zip(lons.tolist(), lats)) + [(end, lats[0]), (end, pole), (float(lons[0]), pole)]
     shift = -360.0 * np.floor((min(p[0] for p in pts) + 180.0) / 360.0)  # start within -180..180
     poly = Polygon([(x + shift, y) for x, y in pts]).buffer(0)
@@ -284,26 +305,60 @@ def _polar_cap(lons: np.ndarray, lats: list[float], closing: float) -> dict[str,
         from shapely.affinity import translate
 
         parts.append(translate(right, xoff=-360.0))
-    cap = unary_union(parts)
-    if cap.geom_type == "MultiPolygon":  # should not happen; keep the largest piece
-        cap = max(cap.geoms, key=lambda g: g.area)
-    return mapping(orient(cap, 1.0))
+    from shapely import set_precision
+
+    cap = unary_union([set_precision(g, 1e-9) for g in parts])  # the two pieces meet on one meridian
+    polys = [g for g in getattr(cap, "geoms", [cap]) if g.geom_type == "Polygon" and g.area > 0]
+    if len(polys) == 1:
+        return mapping(orient(polys[0], 1.0))
+    from shapely.geometry import MultiPolygon
+
+    return mapping(MultiPolygon([orient(g, 1.0) for g in polys]))  # pieces that still do not join
 
 
-def footprint_geometry(corners: Any) -> dict[str, Any] | None:
+def _pole_on_an_edge(ring: list[tuple[float, float]], pole: float) -> list[tuple[float, float]]:
+    """The outline of a tile whose edge runs through a pole (its bbox reaches it, yet no corner is
+    on it and the outline does not wind round it): that edge, the one with the largest jump in
+    longitude, goes to the pole and back along the pole's latitude, so the rest of the outline
+    and the pole segment sweep opposite ways (unwrapped longitudes, may run past 180)."""
+    n = len(ring)
+    d = [(ring[(i + 1) % n][0] - ring[i][0] + 180.0) % 360.0 - 180.0 for i in range(n)]
+    k = max(range(n), key=lambda i: abs(d[i]))  # the edge A -> B through the pole
+    order = [ring[(k + 1 + j) % n] for j in range(n)]  # B, ..., A
+    lons = [order[0][0]]
+    for i in range(1, n):
+        lons.append(lons[-1] + d[(k + i) % n])
+    rest = lons[-1] - lons[0]
+    pts = list(zip(lons, [lat for _, lat in order]))
+    pts += [(lons[-1], pole), (lons[-1] - rest / 2.0, pole), (lons[0], pole)]  # back along the pole, in halves
+    return pts
+
+
+def footprint_geometry(corners: Any, pole: float | None = None) -> dict[str, Any] | None:
     """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
     MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9);
     exterior rings counter-clockwise (RFC 7946 3.1.6), whatever the order of ``corners``."""
     ring = [(float(c[0]), float(c[1])) for c in corners]
     if len(ring) < 3:
         return None
-    ring = _open_pole_corners(ring)
-    lons = np.unwrap(np.array([p[0] for p in ring]), period=360.0)
+    opened = _open_pole_corners(ring)
+    lons = np.unwrap(np.array([p[0] for p in opened]), period=360.0)
     closing = (lons[0] - lons[-1] + 180.0) % 360.0 - 180.0
     if abs(lons[-1] - lons[0] + closing) > 180.0:  # the outline winds once round a pole: the tile holds it
-        return _polar_cap(lons, [lat for _, lat in ring], closing)
+        return _polar_cap(lons, [lat for _, lat in opened], closing)
+    if pole is not None and opened is ring:  # the bbox reaches the pole, no corner is on it: an edge is
+        ring = _pole_on_an_edge(ring, pole)
+        return _cut_at_antimeridian([p[0] for p in ring], ring)
+    ring = opened
+    return _cut_at_antimeridian(lons, ring)
+
+
+def _cut_at_antimeridian(lons: Any, ring: list[tuple[float, float]]) -> dict[str, Any]:
+    """A ring with unwrapped longitudes ``lons`` as a GeoJSON Polygon, or a MultiPolygon cut at
+    180 when it runs past it; exterior rings counter-clockwise."""
+    lons = np.asarray(lons, dtype=np.float64)
     if lons.max() <= 180.0 and lons.min() >= -180.0:
-        pts = _counter_clockwise([[lon, lat] for lon, lat in ring])
+        pts = _counter_clockwise([[lon, lat] for lon, (_, lat) in zip(lons.tolist(), ring)])
         return {"type": "Polygon", "coordinates": [pts + pts[:1]]}
     from shapely.geometry import Polygon, box, mapping
     from shapely.geometry.polygon import orient
@@ -334,6 +389,7 @@ __all__ = [
     "footprint_geometry",
     "lon_extent",
     "native_pixel_size",
+    "polar_outlines",
     "ring_bounds",
     "tile_footprints",
     "union_bounds",

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.footprints import Corner, native_pixel_size, tile_footprints
+from rsir_stac.tiling.footprints import Corner, native_pixel_size, polar_outlines, tile_footprints
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
@@ -45,6 +45,8 @@ class TileRef:
     corners: tuple[Corner, Corner, Corner, Corner]
     centroid: Corner
     grid: PixelWindow
+    #: the densified lon/lat outline of a tile near a pole (its footprint there), else None
+    outline: tuple[Corner, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,6 +275,7 @@ class SceneReader:
             return []
         src = np.array([self._source_float(g) for g in grid], dtype=np.float64)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, src)
+        outlines = polar_outlines(self._ds.transform, self._ds.crs, src, bboxes)
         crs, gsd = self.crs, self.gsd
         refs = []
         for i, g in enumerate(grid):
@@ -286,6 +289,7 @@ class SceneReader:
                 TileRef(
                     window=window, gsd=gsd, crs=crs, bbox=bbox, corners=corners,  # type: ignore[arg-type]
                     centroid=(float(centroids[i, 0]), float(centroids[i, 1])), grid=g,
+                    outline=tuple(outlines[i]) if i in outlines else None,
                 )
             )
         return refs
