@@ -862,7 +862,7 @@ def check(index, repair, as_json):
         click.echo(f"damaged: {f.message}{sample}", err=True)
     if fixed is not None:
         click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
-                   f"{index} to restore them", err=True)
+                   f"{index} to restore them" if fixed.dropped else f"repaired: kept all {fixed.kept} points", err=True)
     elif not report.ok:
         _fail(f"index {report.index} is damaged ({len(report.findings)} finding(s) above); re-run the ingest "
               f"that built it, or `rsir-stac check --index {index} --repair` then re-run it", 1)

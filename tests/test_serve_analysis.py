@@ -210,3 +210,12 @@ def test_booleans_numbers_and_example_fields_are_checked(client, world, bundle):
     path.write_bytes(r.content)
     assert [n for n, _ in pyogrio.list_layers(path)] == ["my_hits"]
     assert client.post("/api/query/export", json={"positives": [{"point_id": pid}], "name": "../x"}).status_code == 422
+
+
+def test_booleans_in_examples_and_per_item_and_export_names(client, world):  # noqa: F811
+    pid = world[1][0].id
+    for body in ({"positives": [{"lon": True, "lat": 45.0}]}, {"positives": [{"point_id": pid}], "per_item": True}):
+        r = client.post("/api/query", json=body)
+        assert r.status_code in (400, 422), (body, r.text)
+    r = client.post("/api/query/export", json={"positives": [{"point_id": pid}], "k": 2, "name": "x.geojson"})
+    assert r.status_code == 200 and 'filename="x.geojson"' in r.headers["content-disposition"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -49,7 +49,8 @@ class StrictBody(BaseModel):
             for name, info in cls.model_fields.items():
                 value = data.get(name)
                 kind = info.annotation
-                if isinstance(value, bool) and kind in (int, float, int | None, float | None):
+                kinds = set(get_args(kind)) or {kind}
+                if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
                     raise ValueError(f"{name} must be a number, not {str(value).lower()}")
                 if kind is bool and name in data and not isinstance(value, bool):
                     raise ValueError(f"{name} must be true or false, not {value!r}")
@@ -130,6 +131,8 @@ def examples(items: Any, what: str) -> list:
             out.append(Example("point", str(it["point_id"])))
         elif it.get("lon") is not None and it.get("lat") is not None:
             try:
+                if isinstance(it["lon"], bool) or isinstance(it["lat"], bool):
+                    raise TypeError
                 lon, lat = float(it["lon"]), float(it["lat"])
             except (TypeError, ValueError):
                 raise InputError(f"{what}[{n}] lon/lat must be numbers in degrees") from None

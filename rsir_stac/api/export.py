@@ -53,7 +53,8 @@ def export_router(svc: Any):
         media, ext = EXPORT_MEDIA[req.format]
         result, _ = run_query(svc, query, with_payload=False)
         folder = Path(tempfile.mkdtemp(prefix="rsir-export-"))
-        path = folder / f"{req.name}{ext}"
+        stem = req.name[: -len(ext)] if req.name.lower().endswith(ext) else req.name  # "x.fgb" is x.fgb, not x.fgb.fgb
+        path = folder / f"{stem or 'hits'}{ext}"
         pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
         with svc.lock:
             write_table(pages, path)

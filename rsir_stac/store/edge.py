@@ -197,6 +197,13 @@ class _IndexLock:
             self.fd = None
 
 
+def refuse_broken_link(index: Path) -> None:
+    """StoreError when ``index`` is a symbolic link that leads nowhere (dangling, or a loop)."""
+    if index.is_symlink() and not index.exists():
+        raise StoreError(f"index {index} is a symbolic link to {os.readlink(index)}, which does not lead to a folder "
+                         "(broken or a loop); fix the link or give a folder for --index")
+
+
 def undo_interrupted_restore(index: Path, collection: str) -> None:
     """A restore killed while it swapped files leaves ``.<collection>.replaced``: put the index
     from before the restore back (under the index lock) before anything reads it."""
@@ -269,6 +276,7 @@ class EdgeStore(Store):
         self.meta_recovered: str | None = None  # why the metadata was read back from the points
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
+        refuse_broken_link(self.index)
         undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
             raise IndexNotFoundError(
@@ -283,10 +291,6 @@ class EdgeStore(Store):
             except OSError as exc:
                 if is_disk_full(exc):
                     raise disk_full(self.index, "creating the index folder") from None
-                if self.index.is_symlink():
-                    raise StoreError(f"index {self.index} is a symbolic link to {os.readlink(self.index)}, which does "
-                                     "not lead to a folder (broken or a loop); fix the link or give a folder for --index"
-                                     ) from None
                 raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
             self._lock = _IndexLock(self.index)
         try:
@@ -465,6 +469,26 @@ class EdgeStore(Store):
                             self.meta_path.name)
                 if dim is not None:
                     self._meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="")
+
+    def meta_disagrees(self) -> str | None:
+        """Why ``rsir_tiles.meta.json`` disagrees with the shard (its vector size) or the stored
+        points (their ``model_id``, the most common among up to 64), else None."""
+        import qdrant_edge as q
+
+        if self._meta is None or self._shard is None:
+            return None
+        dim = self._shard_dim()
+        try:
+            recs, _ = self._shard.scroll(q.ScrollRequest(limit=64, with_payload=True, with_vector=False))
+        except Exception:  # noqa: BLE001
+            return None
+        ids = [unpack_payload(r.payload).get("model_id") for r in recs]
+        ids = [m for m in ids if isinstance(m, str) and m]
+        model = max(set(ids), key=ids.count) if ids else None
+        if (dim is not None and dim != self._meta.dim) or (model is not None and model != self._meta.model_id):
+            return (f"{self.meta_path.name} says {self._meta.dim}-d vectors of model {self._meta.model_id!r}, but the "
+                    f"shard holds {dim}-d vectors and the points say model {model!r}")
+        return None
 
     def _recovered_meta(self, why: str) -> CollectionMeta | None:
         """The collection metadata read back from the shard (vector size) and a stored point's

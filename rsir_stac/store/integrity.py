@@ -299,9 +299,9 @@ def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -
     """Probe the engine's payload indexes (location, item_id, collection, time) with the
     verified payloads of a seeded sample of ``ids``: each point must be found by a filter
     on its own values.  The index files are the engine's own and carry no digests; a damaged
-    one answers filtered searches wrongly without any other sign.  One finding per index
-    that misses a point."""
-    from datetime import datetime, timezone
+    one answers filtered searches wrongly without any other sign.  A filter just beside a
+    point's values must not find it either.  One finding per index that misplaces a point."""
+    from datetime import datetime, timedelta, timezone
 
     from rsir_stac.store.filters import SearchFilter
     from rsir_stac.store.query import Exclusion
@@ -314,17 +314,15 @@ def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -
         loc = p.get("location") or {}
         flts = {}
         if isinstance(loc.get("lon"), (int, float)) and isinstance(loc.get("lat"), (int, float)):
-            lon, lat = float(loc["lon"]), float(loc["lat"])
-            d = 1e-6
-            flts["location"] = SearchFilter(bbox=(max(-180.0, lon - d), max(-90.0, lat - d),
-                                                  min(180.0, lon + d), min(90.0, lat + d)))
+            # a 1 m radius, not a box: boxes are open, so no box holds a centre at lon -180
+            flts["location"] = SearchFilter(near=(float(loc["lon"]), float(loc["lat"]), 1.0))
         if isinstance(p.get("item_id"), str):
             flts["item_id"] = SearchFilter(item_ids=(p["item_id"],))
         if isinstance(p.get("collection"), str):
             flts["collection"] = SearchFilter(collections=(p["collection"],))
-        if isinstance(p.get("datetime_epoch"), (int, float)):
+        if isinstance(p.get("datetime_epoch"), (int, float)):  # a second either side: datetime keeps microseconds
             t = datetime.fromtimestamp(float(p["datetime_epoch"]), timezone.utc)
-            flts["datetime_epoch"] = SearchFilter(start=t, end=t)
+            flts["datetime_epoch"] = SearchFilter(start=t - timedelta(seconds=1), end=t + timedelta(seconds=1))
         for name, flt in flts.items():
             try:
                 found = store._ids_from(pid, 1, flt, Exclusion())
@@ -332,10 +330,41 @@ def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -
                 found = [f"error: {exc}"]
             if found[:1] != [pid]:
                 missed.setdefault(name, []).append(pid)
-    return [Finding("payload_index", f"the engine's {name} index misses {len(bad)} of {len(pick)} sampled points "
+        # ... and a filter just beside them must not (an index may also hold a point where it is not)
+        for name, flt in _beside(p).items():
+            try:
+                found = store._ids_from(pid, 1, flt, Exclusion())
+            except Exception:  # noqa: BLE001
+                continue  # counted above
+            if found[:1] == [pid]:
+                missed.setdefault(name, []).append(pid)
+    return [Finding("payload_index", f"the engine's {name} index misplaces {len(set(bad))} of {len(pick)} sampled points "
                                      f"(filtered searches on {name} answer wrongly; its files under "
-                                     f"{store.collection}/segments/*/payload_index were modified)", _sample(bad))
+                                     f"{store.collection}/segments/*/payload_index were modified)", _sample(set(bad)))
             for name, bad in sorted(missed.items())]
+
+
+def _beside(p: dict) -> dict:
+    """Filters that a point's own values do not satisfy: 1 m around a place 1 km north of it,
+    another item and collection, a time a minute after its end."""
+    from datetime import datetime, timedelta, timezone
+
+    from rsir_stac.store.filters import SearchFilter
+
+    out = {}
+    loc = p.get("location") or {}
+    if isinstance(loc.get("lon"), (int, float)) and isinstance(loc.get("lat"), (int, float)):
+        lat = float(loc["lat"])
+        out["location"] = SearchFilter(near=(float(loc["lon"]), lat + (0.009 if lat < 89.0 else -0.009), 1.0))
+    if isinstance(p.get("item_id"), str):
+        out["item_id"] = SearchFilter(item_ids=(p["item_id"] + "\x00other",))
+    if isinstance(p.get("collection"), str):
+        out["collection"] = SearchFilter(collections=(p["collection"] + "\x00other",))
+    end = p.get("datetime_end_epoch", p.get("datetime_epoch"))
+    if isinstance(end, (int, float)):
+        t = datetime.fromtimestamp(float(end), timezone.utc) + timedelta(minutes=1)
+        out["datetime_epoch"] = SearchFilter(start=t, end=t + timedelta(seconds=1))
+    return out
 
 
 def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckReport:
@@ -346,9 +375,10 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     group of points.  Raises :class:`~rsir_stac.errors.StoreError` when the
     index does not exist or is in use by another process.
     """
-    from rsir_stac.store.edge import EdgeStore, undo_interrupted_restore
+    from rsir_stac.store.edge import EdgeStore, refuse_broken_link, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
+    refuse_broken_link(path)
     undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
         if (path / f".{collection}.damaged").is_dir():
@@ -369,8 +399,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         shard, ledger = store._shard, store._ledger
         if shard is None:
             return report
-        if store.meta_recovered:
-            report.findings.append(Finding("meta", f"{store.meta_recovered}; `rsir-stac check --index {path} --repair` "
+        why = store.meta_recovered or store.meta_disagrees()
+        if why:
+            report.findings.append(Finding("meta", f"{why}; `rsir-stac check --index {path} --repair` "
                                                    "writes it again from the stored points"))
         try:
             ids = _scroll_ids(shard)
@@ -496,13 +527,17 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
     to restore them).  ``adopt``: also record digests of readable points that
     have none (a deleted or emptied ledger), trusting them as they read now.  Raises StoreError when the index is missing or in use,
     DiskFullError when the rebuild does not fit."""
-    from rsir_stac.store.edge import EdgeStore, undo_interrupted_restore
+    from rsir_stac.store.edge import EdgeStore, refuse_broken_link, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
+    refuse_broken_link(path)
     undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
         raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
     with EdgeStore(path, collection=collection, repair=True) as store:
+        why = store.meta_disagrees() if store._shard is not None else None
+        if why:
+            store._meta = store._recovered_meta(why) or store._meta
         report = store.repaired or rebuild_shard(store)
         if adopt and store._shard is not None and store._ledger is not None:
             _adopt_unverified(store)
