@@ -121,3 +121,34 @@ def write_raster(path: Path, data, *, crs="EPSG:32615", transform=None, nodata=N
         if colorinterp is not None:
             dst.colorinterp = colorinterp
     return path
+
+
+def serve_in_thread(app, wait_s: float = 30.0):
+    """Run an ASGI ``app`` under a real uvicorn server on a free loopback port, in a thread:
+    a context manager yielding its base URL (keep-alive and connection handling as in
+    production, which FastAPI's TestClient does not have)."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    @contextlib.contextmanager
+    def running():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + wait_s
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    return running()

@@ -358,15 +358,11 @@ def test_an_unexpected_error_leaves_the_connection_usable():
     """A route's unexpected exception gets its JSON 500 inside the app, so a keep-alive client's
     next request on the same connection is answered (Starlette's outermost handler re-raises and
     the server used to drop the connection: the next request failed with a reset)."""
-    import socket
-    import threading
-    import time
-
     import httpx
-    import uvicorn
     from fastapi import FastAPI
 
     from rsir_stac.apierrors import install_handlers
+    from tests.conftest import serve_in_thread
 
     app = FastAPI()
     install_handlers(app)
@@ -383,25 +379,11 @@ def test_an_unexpected_error_leaves_the_connection_usable():
     def ok():
         return {"ok": True}
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(100):
-            if server.started:
-                break
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
-            for _ in range(3):
-                r = c.get("/boom")
-                assert r.status_code == 500 and r.json()["error"] == "InternalError"
-                assert "a bug" not in r.text  # the detail stays in the server log
-                assert c.get("/ok").json() == {"ok": True}  # the same connection
-            r = c.get("/deep")
-            assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base) as c:
+        for _ in range(3):
+            r = c.get("/boom")
+            assert r.status_code == 500 and r.json()["error"] == "InternalError"
+            assert "a bug" not in r.text  # the detail stays in the server log
+            assert c.get("/ok").json() == {"ok": True}  # the same connection
+        r = c.get("/deep")
+        assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
