@@ -274,6 +274,7 @@ class EdgeStore(Store):
         self._rounds = Rounds(None)  # optimize rounds of a capped shard (segments)
         self.repaired: Any = None  # the RepairReport when this open repaired the index
         self.meta_recovered: str | None = None  # why the metadata was read back from the points
+        self._made_dir = False  # this open created the index folder
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         refuse_broken_link(self.index)
@@ -286,6 +287,7 @@ class EdgeStore(Store):
         if self._use_private:
             self._lock = _IndexLock.none()
         else:
+            self._made_dir = not self.index.exists()
             try:
                 self.index.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -859,7 +861,20 @@ class EdgeStore(Store):
 
                 remove_private_copy(self._private)
                 self._private = None
+            self._remove_if_unused()
         log.debug("closed index %s", self.index)
+
+    def _remove_if_unused(self) -> None:
+        """An index folder this open created and nothing was written to (a full disk or another
+        error before the collection existed) is removed again: nothing half-made is left."""
+        if not getattr(self, "_made_dir", False):
+            return
+        try:
+            if {p.name for p in self.index.iterdir()} <= {".lock"}:
+                (self.index / ".lock").unlink(missing_ok=True)
+                self.index.rmdir()
+        except OSError:
+            pass
 
 
 class _RecordIds(Sequence):
