@@ -31,7 +31,7 @@ from rsir_stac.store import open_store
 with open_store(sys.argv[1], read_only=True) as s:
     pts = sorted(s.iter_points(with_vectors=False), key=lambda p: (p.payload["item_id"], p.id))
     # a tile from the middle of the 0.6 m aerial COG (close to the model's 0.3 m), else any stored tile
-    aerial = [p for p in pts if p.payload["item_id"] == "rasterio_cogeo"]
+    aerial = [p for p in pts if p.payload["item_id"].startswith("rasterio_cogeo-")]
     pick = aerial[len(aerial) // 2] if aerial else pts[len(pts) // 2]
     loc = pick.payload["location"]
     print(f"{loc['lon']:.6f},{loc['lat']:.6f}")

@@ -685,10 +685,11 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                             offset=offset, include_query=include_query, with_payload=not out, expand=expand)
         notes = excluded_notes(idx.store, flt)
         if out:
-            from rsir_stac.export import search_pages, write_table
+            from rsir_stac.export import empty_row, search_pages, write_table
 
             with tqdm_bar(len(result.hits), "rows") as bar:
-                n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out)
+                n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out,
+                                empty_row(result.score_name))
             click.echo(f"wrote {n} hits to {out}", err=True)
             for note in notes:
                 click.echo(f"note: {note}", err=True)

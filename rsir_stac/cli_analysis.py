@@ -90,7 +90,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
         score all tiles in the filtered area."""
         from rsir_stac.classify import classify, dissolve as dissolve_hits
-        from rsir_stac.export import format_for, row_of, write_table
+        from rsir_stac.export import empty_row, format_for, row_of, write_table
         from rsir_stac.labels import read_labels
         from rsir_stac.search import Index
 
@@ -105,13 +105,16 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             rows = dissolve_hits(report.hits)
         else:
             rows = [row_of(h, rank=n, score_name="probability") for n, h in enumerate(report.hits, 1)]
-        write_table([rows], out)
+        write_table([rows], out, None if dissolve else empty_row("probability"))
         summary = {**report.summary(), "out": out, "rows": len(rows)}
         if as_json:
             click.echo(json.dumps(summary))
             return
-        pr = ("precision {:.2f}, recall {:.2f} on {} held-out labels".format(report.precision or 0.0, report.recall or 0.0,
-                                                                              report.holdout)
+        def num(v):  # None: undefined (no held-out label was predicted positive, or none was positive)
+            return "n/a" if v is None else f"{v:.2f}"
+
+        pr = (f"precision {num(report.precision)}, recall {num(report.recall)} on {report.holdout} held-out labels"
+              + (" (none predicted positive: try a lower --threshold)" if report.precision is None else "")
               if report.holdout else "too few labels to hold any out (need 3+ of each)")
         click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {len(report.hits)} at p >= {threshold} "
                    f"-> {out} ({len(rows)} rows); {pr}")

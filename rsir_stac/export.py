@@ -83,14 +83,31 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
     return row
 
 
-def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path) -> int:
+def empty_row(score_name: str | None = "distance") -> dict[str, Any]:
+    """The columns of a table with no rows: those :func:`row_of` writes (``score_name`` None:
+    no rank and score, as :func:`export_index` writes)."""
+    from rsir_stac.store import SearchHit
+
+    row = row_of(SearchHit("", 0.0, {}), rank=0, score_name=score_name or "score")
+    if score_name is None:
+        row.pop("rank")
+        row.pop("score")
+    return row
+
+
+def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path,
+                empty: dict[str, Any] | None = None) -> int:
     """Write row pages (dicts from :func:`row_of`, all with the same keys) to ``path`` in
-    the format its extension names; returns the number of rows.  Atomic.
+    the format its extension names; returns the number of rows.  Atomic.  With no rows the
+    file still has the columns of ``empty`` (:func:`empty_row`), so its schema is the
+    non-empty one's.
 
     Raises InputError for an unknown extension or an unwritable folder.
     """
     from rsir_stac.atomic import atomic_output
 
+    if empty is not None:
+        pages = _or_empty(pages, empty)
     fmt = format_for(path)
     writer = {"geojson": _write_geojson, "csv": _write_csv, "geoparquet": _write_geoparquet,
               "flatgeobuf": _write_fgb}[fmt]
@@ -100,12 +117,29 @@ def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path) -> 
     return n
 
 
+_EMPTY = "__rsir_empty__"
+
+
+def _or_empty(pages: Iterable[Sequence[dict]], empty: dict) -> Iterator[Sequence[dict]]:
+    """The pages, or when they hold no row one page with ``empty`` marked as a template."""
+    n = 0
+    for page in pages:
+        n += len(page)
+        yield page
+    if not n:
+        yield [{**empty, _EMPTY: True}]
+
+
+def _rows(page: Sequence[dict]) -> Sequence[dict]:
+    return [] if page and page[0].get(_EMPTY) else page
+
+
 def _write_geojson(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     n = 0
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write('{"type":"FeatureCollection","features":[\n')
         for page in pages:
-            for row in page:
+            for row in _rows(page):
                 props = {k: v for k, v in row.items() if k != "geometry"}
                 feat = {"type": "Feature", "id": row["id"], "geometry": row["geometry"], "properties": props}
                 fh.write(("," if n else "") + json.dumps(feat, separators=(",", ":")) + "\n")
@@ -121,6 +155,9 @@ def _write_csv(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         out = None
         for page in pages:
+            if page and page[0].get(_EMPTY):  # no rows: the header alone
+                csv.DictWriter(fh, fieldnames=[k for k in page[0] if k != _EMPTY]).writeheader()
+                return 0
             for row in page:
                 if out is None:
                     out = csv.DictWriter(fh, fieldnames=list(row))
@@ -181,12 +218,17 @@ def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
         for page in pages:
             if not page:
                 continue
+            empty = bool(page[0].get(_EMPTY))
+            if empty:
+                page = [{k: v for k, v in page[0].items() if k != _EMPTY}]
             table = _arrow_table(page, schema)
+            if empty:
+                table = table.slice(0, 0)
             if writer is None:
                 schema = table.schema.with_metadata({b"geo": _geo_metadata(None)})
                 writer = pq.ParquetWriter(str(tmp), schema, compression="zstd")
             writer.write_table(table.replace_schema_metadata(schema.metadata))
-            n += len(page)
+            n += len(table)
         if writer is None:  # no rows: an empty file with the geometry column
             import pyarrow as pa
 
@@ -202,6 +244,12 @@ def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path, layer: str) -> int:
     import geopandas as gpd
     from shapely.geometry import shape
 
+    pages = [p for p in pages if p]
+    if len(pages) == 1 and pages[0][0].get(_EMPTY):  # no rows: the columns alone
+        cols = [k for k in pages[0][0] if k not in (_EMPTY, "geometry")]
+        gdf = gpd.GeoDataFrame({k: [] for k in cols}, geometry=[], crs="OGC:CRS84")
+        gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer)
+        return 0
     rows = [r for page in pages for r in page]
     data = [{k: (json.dumps(v) if k == "embedding" and v is not None else v) for k, v in r.items() if k != "geometry"}
             for r in rows]
@@ -235,7 +283,7 @@ def search_pages(index: Any, result: Any, *, page: int = 1000, with_vectors: boo
 def write_search(index: Any, result: Any, path: str | Path, *, with_vectors: bool = False) -> int:
     """Write a :class:`~rsir_stac.search.SearchResult` to ``path`` (format by extension)."""
     format_for(path)
-    return write_table(search_pages(index, result, with_vectors=with_vectors), path)
+    return write_table(search_pages(index, result, with_vectors=with_vectors), path, empty_row(result.score_name))
 
 
 # --------------------------------------------------------------------------- whole index
@@ -282,7 +330,7 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     check_output_path(path)
     if stac_collection is not None:  # refused before the table is written, not after
         check_output_path(stac_collection, what="--stac")
-    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path)
+    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path, empty_row(None))
     out = {"rows": n, "path": str(path), "format": fmt}
     if stac_collection is not None:
         out["stac_collection"] = str(write_embeddings_collection(index, Path(path), Path(stac_collection), n))
@@ -394,5 +442,5 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     return target
 
 
-__all__ = ["FORMATS", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
+__all__ = ["FORMATS", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
            "write_search", "write_table"]

@@ -474,6 +474,12 @@ def _open_scene(scene, options, tile_size, stride, gsd):
               min_valid=options.min_valid)
     reader = SceneReader.open(scene.href, target_gsd=gsd, **kw)
     if gsd is not None and options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
+        native_fits = min(reader.width, reader.height) >= tile_size
+        if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size:
+            # at its own GSD the scene holds no tile, at the model's it does: keep the model's
+            log.info("%s: native GSD %.3g m is coarser than the model's %.3g m, but smaller than one tile at it; "
+                     "tiling at %.3g m", scene.item_id, reader.native_gsd, gsd, gsd)
+            return reader, gsd
         log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at the native GSD "
                     "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)
         reader.close()

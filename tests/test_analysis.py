@@ -474,3 +474,38 @@ def test_cli_bad_input_is_one_line(world, bundle, tmp_path, args, msg):
     err = r.stderr.strip()
     assert err.startswith("error: ") and msg in err and "\n" not in err
     assert not list(tmp_path.glob("h*")) and not list(tmp_path.glob("all*")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize("ext", [".parquet", ".csv", ".fgb"])
+def test_an_empty_export_has_the_same_columns(index, world, tmp_path, ext):
+    """No hit (a threshold nothing reaches, an empty area): the file still has every column a
+    non-empty one has, so scripts reading item_id or probability do not break."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from rsir_stac.export import write_search
+
+    read = (lambda p: pd.read_csv(p)) if ext == ".csv" else (gpd.read_parquet if ext == ".parquet" else gpd.read_file)
+    full, empty = tmp_path / f"full{ext}", tmp_path / f"empty{ext}"
+    res = index.search(point_id=world[1][0].id, k=5)
+    write_search(index, res, full)
+    none = index.search(point_id=world[1][0].id, k=5, flt=SearchFilter(bbox=(-10.0, -10.0, -9.0, -9.0)))
+    assert not none.hits
+    write_search(index, none, empty)
+    a, b = read(full), read(empty)
+    assert len(b) == 0 and set(a.columns) == set(b.columns) and "item_id" in b.columns
+    from rsir_stac.store.files import copy_tree_sparse
+
+    copy = tmp_path / "copy"
+    copy_tree_sparse(world[0], copy)  # the fixture holds the index open
+    r = CliRunner().invoke(main, ["classify", "--index", str(copy), "--labels", str(_labels_file(world, tmp_path)),
+                                  "--threshold", "1.0", "--out", str(tmp_path / f"cls{ext}")])
+    assert r.exit_code == 0, r.output
+    c = read(tmp_path / f"cls{ext}")
+    assert len(c) == 0 and {"item_id", "probability"} <= set(c.columns)
+
+
+def _labels_file(world, tmp_path):
+    from rsir_stac.model.bundle import load_bundle
+
+    return write_labels(_labels(world, load_bundle(None)), tmp_path / "labels.geojson")

@@ -296,3 +296,13 @@ def test_asset_for_a_bare_raster_is_said_to_be_ignored(tmp_path, caplog):
                      options=IngestOptions(asset="nope", tile_size=64, native_gsd=True))
     assert rep.ok and rep.points_written == 1
     assert any("--asset nope applies to STAC items only" in r.getMessage() for r in caplog.records)
+
+
+def test_a_scene_too_small_at_its_own_gsd_is_tiled_at_the_models(tmp_path):
+    """0.62 m, 175 x 143 px: just over twice the model's 0.3 m, so it would be tiled at its own GSD,
+    where it holds no 256 px tile and was skipped; at 0.3 m it holds one."""
+    scene = make_geotiff(tmp_path / "small.tif", width=175, height=143, res=0.62)
+    rep = ingest([str(scene)], index=str(tmp_path / "idx"))
+    assert rep.ok and rep.points_written >= 1 and not rep.items_empty
+    with open_store(str(tmp_path / "idx"), read_only=True) as s:
+        assert {round(p.payload["gsd"], 3) for p in s.iter_points(with_vectors=False)} == {0.3}

@@ -45,7 +45,7 @@ def export_router(svc: Any):
                                                                    svc.max_upload_bytes)})
     def api_query_export(query: bodies.QueryInput = Depends(query_reader(svc, bodies.ExportRequest))):
         """The hits of the query as GeoJSON, CSV, FlatGeobuf or GeoParquet (by ``format``)."""
-        from rsir_stac.export import search_pages, write_table
+        from rsir_stac.export import empty_row, search_pages, write_table
 
         req = query.req
         if req.format not in EXPORT_MEDIA:
@@ -57,7 +57,7 @@ def export_router(svc: Any):
         path = folder / f"{stem or 'hits'}{ext}"
         pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
         with svc.lock:
-            write_table(pages, path)
+            write_table(pages, path, empty_row(result.score_name))
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)

@@ -280,11 +280,14 @@ $("classify").onclick = async () => {
   $("classify").disabled = true;
   try {
     const f = filters();
-    if (!f.bbox && !f.polygon) f.bbox = viewBbox();
+    const inView = !f.bbox && !f.polygon;  // no drawn area: the tiles in the map view
+    if (inView) f.bbox = viewBbox();
     const doc = await labels.findAll(f, (s) => { $("progress-text").textContent = `Scoring every tile in the area… ${s.toFixed(0)} s`; });
     const sm = doc.summary || {};
     setStatus(`Find all: ${doc.features.length} tiles at or above the threshold` +
-              (sm.scored !== undefined ? ` of ${sm.scored} scored` : "") + " (purple on the map).");
+              (sm.scored !== undefined ? ` of ${sm.scored} scored` : "") +
+              (inView ? " in the map view (zoom out, or draw a box or polygon, for another area)" : "") +
+              " (purple on the map).");
   } catch (err) {
     setStatus(friendly(err.message), "error");
   } finally {
