@@ -280,7 +280,7 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
                          ingest_roots=ingest_roots)
         address = publish(idx.store, host, port, key_required=bool(api_key), ingest_jobs=bool(ingest_roots),
                           model_id=idx.bundle.model_id)
-        log.warning("serving %s (model %s) on http://%s:%s/", idx.store.describe(), idx.bundle.model_id, host, port)
+        click.echo(f"serving {idx.store.describe()} (model {idx.bundle.model_id}) on http://{host}:{port}/", err=True)
         config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
         with clean_stop():  # Ctrl-C / SIGTERM: exit 0 after closing the index and the address file
             uvicorn.Server(config).run(sockets=[sock])
