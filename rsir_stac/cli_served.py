@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from rsir_stac.errors import InputError, SourceNotFoundError
+from rsir_stac.errors import InputError
 from rsir_stac.served import ServiceClient, ServiceError, find_service
 
 #: ``rsir_stac.export`` format names -> the ``format`` of ``POST /api/query/export``.
@@ -88,10 +88,11 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
         raise ServiceError(f"--thumbnails reads the source rasters and cannot go through {what}; "
                            f"open the map page at {client.address.url}/ or stop the service and re-run")
     _check_model(client, model)
-    for path in (*image, *not_image):  # the same one-line refusal as without a service
-        if not Path(path).is_file():
-            raise SourceNotFoundError(f"{path} does not exist; check the path" if not Path(path).exists()
-                                      else f"{path} is a folder; give a PNG/JPEG/WebP/GeoTIFF image")
+    if image or not_image:
+        from rsir_stac.tiling.query import check_image_path
+
+        for path in (*image, *not_image):  # the same one-line refusal as without a service
+            check_image_path(path)
     polygon = json.loads(Path(within).read_text(encoding="utf-8")) if within else None
     if polygon is not None:
         from rsir_stac.store.filters import load_polygon

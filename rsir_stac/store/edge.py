@@ -475,36 +475,32 @@ class EdgeStore(Store):
     def meta_disagrees(self) -> str | None:
         """Why ``rsir_tiles.meta.json`` disagrees with the shard (its vector size) or the stored
         points (their ``model_id``, the most common among up to 64), else None."""
-        import qdrant_edge as q
-
         if self._meta is None or self._shard is None:
             return None
-        dim = self._shard_dim()
-        try:
-            recs, _ = self._shard.scroll(q.ScrollRequest(limit=64, with_payload=True, with_vector=False))
-        except Exception:  # noqa: BLE001
-            return None
-        ids = [unpack_payload(r.payload).get("model_id") for r in recs]
-        ids = [m for m in ids if isinstance(m, str) and m]
-        model = max(set(ids), key=ids.count) if ids else None
+        dim, model = self._shard_dim(), self._points_model_id()
         if (dim is not None and dim != self._meta.dim) or (model is not None and model != self._meta.model_id):
             return (f"{self.meta_path.name} says {self._meta.dim}-d vectors of model {self._meta.model_id!r}, but the "
                     f"shard holds {dim}-d vectors and the points say model {model!r}")
         return None
 
-    def _recovered_meta(self, why: str) -> CollectionMeta | None:
-        """The collection metadata read back from the shard (vector size) and a stored point's
-        payload (``model_id``, verified by the digest ledger on every check), written again
-        when the index is writable; None for an empty shard or one without ``model_id``s."""
+    def _points_model_id(self, n: int = 64) -> str | None:
+        """The ``model_id`` most of the first ``n`` stored points carry (None: no point has one)."""
         import qdrant_edge as q
 
-        dim = self._shard_dim()
         try:
-            recs, _ = self._shard.scroll(q.ScrollRequest(limit=1, with_payload=True, with_vector=False))
+            recs, _ = self._shard.scroll(q.ScrollRequest(limit=n, with_payload=True, with_vector=False))
         except Exception:  # noqa: BLE001
             return None
-        model_id = unpack_payload(recs[0].payload).get("model_id") if recs else None
-        if dim is None or not isinstance(model_id, str) or not model_id:
+        ids = [unpack_payload(r.payload).get("model_id") for r in recs]
+        ids = [m for m in ids if isinstance(m, str) and m]
+        return max(set(ids), key=ids.count) if ids else None
+
+    def _recovered_meta(self, why: str) -> CollectionMeta | None:
+        """The collection metadata read back from the shard (vector size) and the stored points'
+        payloads (``model_id``, verified by the digest ledger on every check), written again
+        when the index is writable; None for an empty shard or one without ``model_id``s."""
+        dim, model_id = self._shard_dim(), self._points_model_id()
+        if dim is None or model_id is None:
             return None
         meta = CollectionMeta.new(dim, model_id)
         self.meta_recovered = why
@@ -867,7 +863,7 @@ class EdgeStore(Store):
     def _remove_if_unused(self) -> None:
         """An index folder this open created and nothing was written to (a full disk or another
         error before the collection existed) is removed again: nothing half-made is left."""
-        if not getattr(self, "_made_dir", False):
+        if not self._made_dir:
             return
         try:
             if {p.name for p in self.index.iterdir()} <= {".lock"}:

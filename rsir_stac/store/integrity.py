@@ -298,73 +298,73 @@ INDEX_PROBES = 256
 def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -> list[Finding]:
     """Probe the engine's payload indexes (location, item_id, collection, time) with the
     verified payloads of a seeded sample of ``ids``: each point must be found by a filter
-    on its own values.  The index files are the engine's own and carry no digests; a damaged
-    one answers filtered searches wrongly without any other sign.  A filter just beside a
-    point's values must not find it either.  One finding per index that misplaces a point."""
-    from datetime import datetime, timedelta, timezone
-
-    from rsir_stac.store.filters import SearchFilter
+    on its own values, and not by one just beside them.  The index files are the engine's
+    own and carry no digests; a damaged one answers filtered searches wrongly without any
+    other sign.  One finding per index that misplaces a point."""
     from rsir_stac.store.query import Exclusion
 
     rng = np.random.default_rng(0)
     pick = [ids[i] for i in sorted(rng.choice(len(ids), size=min(probes, len(ids)), replace=False))]
-    missed: dict[str, list[str]] = {}
+    missed: dict[str, set[str]] = {}
     for h in store._retrieve_raw(pick, True, False):
-        p, pid = h.payload, h.id
-        loc = p.get("location") or {}
-        flts = {}
-        if isinstance(loc.get("lon"), (int, float)) and isinstance(loc.get("lat"), (int, float)):
-            # a 1 m radius, not a box: boxes are open, so no box holds a centre at lon -180
-            flts["location"] = SearchFilter(near=(float(loc["lon"]), float(loc["lat"]), 1.0))
-        if isinstance(p.get("item_id"), str):
-            flts["item_id"] = SearchFilter(item_ids=(p["item_id"],))
-        if isinstance(p.get("collection"), str):
-            flts["collection"] = SearchFilter(collections=(p["collection"],))
-        if isinstance(p.get("datetime_epoch"), (int, float)):  # a second either side: datetime keeps microseconds
-            t = datetime.fromtimestamp(float(p["datetime_epoch"]), timezone.utc)
-            flts["datetime_epoch"] = SearchFilter(start=t - timedelta(seconds=1), end=t + timedelta(seconds=1))
-        for name, flt in flts.items():
+        for name, flt, finds in _probes(h.payload):
             try:
-                found = store._ids_from(pid, 1, flt, Exclusion())
-            except Exception as exc:  # noqa: BLE001 - a damaged index may fail outright
-                found = [f"error: {exc}"]
-            if found[:1] != [pid]:
-                missed.setdefault(name, []).append(pid)
-        # ... and a filter just beside them must not (an index may also hold a point where it is not)
-        for name, flt in _beside(p).items():
-            try:
-                found = store._ids_from(pid, 1, flt, Exclusion())
-            except Exception:  # noqa: BLE001
-                continue  # counted above
-            if found[:1] == [pid]:
-                missed.setdefault(name, []).append(pid)
-    return [Finding("payload_index", f"the engine's {name} index misplaces {len(set(bad))} of {len(pick)} sampled points "
+                found = store._ids_from(h.id, 1, flt, Exclusion())[:1] == [h.id]
+            except Exception:  # noqa: BLE001 - a damaged index may fail outright
+                found = not finds
+            if found != finds:
+                missed.setdefault(name, set()).add(h.id)
+    return [Finding("payload_index", f"the engine's {name} index misplaces {len(bad)} of {len(pick)} sampled points "
                                      f"(filtered searches on {name} answer wrongly; its files under "
-                                     f"{store.collection}/segments/*/payload_index were modified)", _sample(set(bad)))
+                                     f"{store.collection}/segments/*/payload_index were modified)", _sample(bad))
             for name, bad in sorted(missed.items())]
 
 
-def _beside(p: dict) -> dict:
-    """Filters that a point's own values do not satisfy: 1 m around a place 1 km north of it,
-    another item and collection, a time a minute after its end."""
+def _probes(p: dict) -> list[tuple[str, Any, bool]]:
+    """``(index, filter, finds the point)`` for a payload ``p``: its own location (a 1 m radius:
+    boxes are open, so no box holds a centre at lon -180), item, collection and time (a second
+    either side: datetime keeps microseconds) find it; 1 km north, another item and collection,
+    and a minute after its end do not."""
     from datetime import datetime, timedelta, timezone
 
     from rsir_stac.store.filters import SearchFilter
 
-    out = {}
+    out: list[tuple[str, Any, bool]] = []
     loc = p.get("location") or {}
     if isinstance(loc.get("lon"), (int, float)) and isinstance(loc.get("lat"), (int, float)):
-        lat = float(loc["lat"])
-        out["location"] = SearchFilter(near=(float(loc["lon"]), lat + (0.009 if lat < 89.0 else -0.009), 1.0))
-    if isinstance(p.get("item_id"), str):
-        out["item_id"] = SearchFilter(item_ids=(p["item_id"] + "\x00other",))
-    if isinstance(p.get("collection"), str):
-        out["collection"] = SearchFilter(collections=(p["collection"] + "\x00other",))
-    end = p.get("datetime_end_epoch", p.get("datetime_epoch"))
-    if isinstance(end, (int, float)):
-        t = datetime.fromtimestamp(float(end), timezone.utc) + timedelta(minutes=1)
-        out["datetime_epoch"] = SearchFilter(start=t, end=t + timedelta(seconds=1))
+        lon, lat = float(loc["lon"]), float(loc["lat"])
+        out += [("location", SearchFilter(near=(lon, lat, 1.0)), True),
+                ("location", SearchFilter(near=(lon, lat + (0.009 if lat < 89.0 else -0.009), 1.0)), False)]
+    for name, key in (("item_id", "item_ids"), ("collection", "collections")):
+        if isinstance(p.get(name), str):
+            out += [(name, SearchFilter(**{key: (p[name],)}), True),
+                    (name, SearchFilter(**{key: (p[name] + "\x00other",)}), False)]
+    start = p.get("datetime_epoch")
+    if isinstance(start, (int, float)):
+        t = datetime.fromtimestamp(float(start), timezone.utc)
+        end = p.get("datetime_end_epoch")
+        after = datetime.fromtimestamp(float(end if isinstance(end, (int, float)) else start), timezone.utc)
+        after += timedelta(minutes=1)
+        out += [("datetime_epoch", SearchFilter(start=t - timedelta(seconds=1), end=t + timedelta(seconds=1)), True),
+                ("datetime_epoch", SearchFilter(start=after, end=after + timedelta(seconds=1)), False)]
     return out
+
+
+def _collection_dir(index: str | Path, collection: str) -> Path:
+    """The absolute index path, after refusing a broken link and undoing an interrupted restore;
+    IndexNotFoundError when it holds no ``collection``."""
+    from rsir_stac.store.edge import refuse_broken_link, undo_interrupted_restore
+
+    path = Path(index).expanduser().absolute()
+    refuse_broken_link(path)
+    undo_interrupted_restore(path, collection)
+    if not (path / collection).is_dir():
+        if (path / f".{collection}.damaged").is_dir():
+            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
+                                     f".{collection}.damaged); re-run the ingest that built it")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build "
+                                 "it with rsir-stac ingest")
+    return path
 
 
 def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckReport:
@@ -375,16 +375,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     group of points.  Raises :class:`~rsir_stac.errors.StoreError` when the
     index does not exist or is in use by another process.
     """
-    from rsir_stac.store.edge import EdgeStore, refuse_broken_link, undo_interrupted_restore
+    from rsir_stac.store.edge import EdgeStore
 
-    path = Path(index).expanduser().absolute()
-    refuse_broken_link(path)
-    undo_interrupted_restore(path, collection)
-    if not (path / collection).is_dir():
-        if (path / f".{collection}.damaged").is_dir():
-            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
-                             f".{collection}.damaged); re-run the ingest that built it")
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
+    path = _collection_dir(index, collection)
     report = CheckReport(index=str(path))
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
@@ -527,13 +520,9 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
     to restore them).  ``adopt``: also record digests of readable points that
     have none (a deleted or emptied ledger), trusting them as they read now.  Raises StoreError when the index is missing or in use,
     DiskFullError when the rebuild does not fit."""
-    from rsir_stac.store.edge import EdgeStore, refuse_broken_link, undo_interrupted_restore
+    from rsir_stac.store.edge import EdgeStore
 
-    path = Path(index).expanduser().absolute()
-    refuse_broken_link(path)
-    undo_interrupted_restore(path, collection)
-    if not (path / collection).is_dir():
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
+    path = _collection_dir(index, collection)
     with EdgeStore(path, collection=collection, repair=True) as store:
         why = store.meta_disagrees() if store._shard is not None else None
         if why:

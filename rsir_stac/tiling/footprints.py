@@ -290,7 +290,9 @@ def _open_pole_corners(ring: list[tuple[float, float]]) -> list[tuple[float, flo
 def _polar_cap(lons: np.ndarray, lats: list[float], closing: float) -> dict[str, Any]:
     """The footprint of a tile holding a pole: its outline (longitudes unwrapped once round)
     closed along the pole's latitude, cut at the antimeridian and joined into one Polygon."""
-    from shapely.geometry import Polygon, box, mapping
+    from shapely import set_precision
+    from shapely.affinity import translate
+    from shapely.geometry import MultiPolygon, Polygon, box, mapping
     from shapely.geometry.polygon import orient
     from shapely.ops import unary_union
 
@@ -302,17 +304,11 @@ def _polar_cap(lons: np.ndarray, lats: list[float], closing: float) -> dict[str,
     parts = [poly.intersection(box(-180.0, -90.0, 180.0, 90.0))]
     right = poly.intersection(box(180.0, -90.0, 540.0, 90.0))
     if not right.is_empty:
-        from shapely.affinity import translate
-
         parts.append(translate(right, xoff=-360.0))
-    from shapely import set_precision
-
     cap = unary_union([set_precision(g, 1e-9) for g in parts])  # the two pieces meet on one meridian
     polys = [g for g in getattr(cap, "geoms", [cap]) if g.geom_type == "Polygon" and g.area > 0]
     if len(polys) == 1:
         return mapping(orient(polys[0], 1.0))
-    from shapely.geometry import MultiPolygon
-
     return mapping(MultiPolygon([orient(g, 1.0) for g in polys]))  # pieces that still do not join
 
 
@@ -337,7 +333,9 @@ def _pole_on_an_edge(ring: list[tuple[float, float]], pole: float) -> list[tuple
 def footprint_geometry(corners: Any, pole: float | None = None) -> dict[str, Any] | None:
     """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
     MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9);
-    exterior rings counter-clockwise (RFC 7946 3.1.6), whatever the order of ``corners``."""
+    exterior rings counter-clockwise (RFC 7946 3.1.6), whatever the order of ``corners``.
+    A ring that winds round a pole, or has a corner on one, is closed along the pole's
+    latitude; ``pole`` (90 or -90, from a bbox reaching it) says that an edge runs through it."""
     ring = [(float(c[0]), float(c[1])) for c in corners]
     if len(ring) < 3:
         return None

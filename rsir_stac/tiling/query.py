@@ -129,6 +129,18 @@ def _read_with_rasterio(path: str, bands: Sequence[int] | None) -> np.ndarray:
         raise
 
 
+def check_image_path(name: str) -> None:
+    """Refuse a local image path that is missing (SourceNotFoundError), a folder or unreadable
+    (ImageReadError), with a one-line fix."""
+    if not os.path.exists(name):
+        raise SourceNotFoundError(f"{name} does not exist; check the path")
+    if os.path.isdir(name):
+        raise ImageReadError(f"{name} is a folder; give a PNG/JPEG/WebP/GeoTIFF image")
+    if not os.access(name, os.R_OK):
+        raise ImageReadError(f"{name} cannot be read (permission denied); give this user read access "
+                             "to the file, e.g. chmod a+r")
+
+
 def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = None) -> np.ndarray:
     """Read any query image as ``H x W x 3`` RGB ``uint8``.
 
@@ -142,13 +154,7 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
     """
     name = os.fspath(path)
     if not _is_url(name):
-        if not os.path.exists(name):
-            raise SourceNotFoundError(f"{name} does not exist; check the path")
-        if os.path.isdir(name):
-            raise ImageReadError(f"{name} is a folder; give a PNG/JPEG/WebP/GeoTIFF image")
-        if not os.access(name, os.R_OK):
-            raise ImageReadError(f"{name} cannot be read (permission denied); give this user read access "
-                                 "to the file, e.g. chmod a+r")
+        check_image_path(name)
     ext = Path(name.split("?", 1)[0]).suffix.lower()
     pil_first = ext in _PIL_FIRST
     readers = [_read_with_pil, _read_with_rasterio] if pil_first else [_read_with_rasterio, _read_with_pil]
@@ -170,4 +176,4 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
     raise ImageReadError(f"{name} cannot be decoded as an image{detail}; give a PNG/JPEG/WebP/GeoTIFF image")
 
 
-__all__ = ["MAX_QUERY_SIDE", "pil_dataset", "read_dataset_image", "read_image"]
+__all__ = ["MAX_QUERY_SIDE", "check_image_path", "pil_dataset", "read_dataset_image", "read_image"]
