@@ -166,6 +166,19 @@ def test_fused_inference_net_matches_eval_net():
     assert not isinstance(net.backbone, FusedLiteTrunk)  # the original is untouched
 
 
+def test_fused_inference_net_stays_on_the_networks_device():
+    """A net on a GPU was fused with CPU bias tensors for bias-free convs ("Expected all
+    tensors to be on the same device"); the meta device stands in for CUDA here."""
+    import torch
+
+    from rsir_stac.model.fuse import fuse_for_inference
+    from rsir_stac.model.net import EmbeddingNet
+
+    net = EmbeddingNet(embedding_dim=16, pretrained=False).to("meta").eval()
+    fused = fuse_for_inference(net)
+    assert {p.device.type for p in fused.parameters()} == {"meta"}
+
+
 def test_resnet_backbone_from_local_weights(tmp_path):
     import torch
     import torchvision

@@ -18,7 +18,7 @@ from torch import nn
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
     w = conv.weight.detach().float()
-    b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(w.shape[0])
+    b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(w.shape[0], device=w.device)
     if bn is None:
         return w, b
     scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
@@ -37,7 +37,7 @@ class FusedConv(nn.Module):
         self.pad = None if symmetric or not any(pad) else (left, right, top, bottom)
         self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                               padding=(top, left) if symmetric else 0, dilation=conv.dilation,
-                              groups=conv.groups, bias=True)
+                              groups=conv.groups, bias=True, device=w.device)
         with torch.no_grad():
             self.conv.weight.copy_(w)
             self.conv.bias.copy_(b)
