@@ -724,8 +724,9 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
         _echo_json(doc if doc is not None else to_geojson(result))
     else:
         if result.query_id:
-            item = (result.query_payload or {}).get("item_id")
-            click.echo(f"query: {result.query_kind} {result.query_id}" + (f" ({item})" if item else "")
+            qp = result.query_payload or {}
+            about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
+            click.echo(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
                        + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
                        + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
         click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")

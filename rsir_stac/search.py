@@ -139,9 +139,13 @@ class Index:
     def embed_image(self, pixels: np.ndarray) -> np.ndarray:
         return self.embedder.embed([pixels])[0]
 
-    def resolve(self, examples: Sequence[Example], *, positive: bool = True) -> list[ResolvedExample]:
+    def resolve(self, examples: Sequence[Example], *, positive: bool = True,
+                prefer: SearchFilter | None = None) -> list[ResolvedExample]:
         """Vectors of examples: images are embedded, point ids and locations looked up (one
-        batch).  Raises PointNotFoundError for an unknown id or an uncovered location."""
+        batch).  A location takes the tile there (:meth:`Store.point_at`), among those of the
+        dates, collections and items ``prefer`` allows when one covers it (the search's own
+        filter: in a time series, the example comes from the dates searched).  Raises
+        PointNotFoundError for an unknown id or an uncovered location."""
         out: list[ResolvedExample | None] = [None] * len(examples)
         ids = [(n, normalize_id(e.value)) for n, e in enumerate(examples) if e.kind == "point"]
         if ids:
@@ -156,9 +160,20 @@ class Index:
             elif e.kind == "vector":
                 out[n] = ResolvedExample("image", positive, self._check_vector(e.value))
             elif e.kind == "location":
-                hit = self.store.point_at(*e.value, with_vectors=True)
+                hit = self._tile_at(e.value, prefer)
                 out[n] = ResolvedExample("location", positive, hit.vector, hit.id, hit.payload)
         return [r for r in out if r is not None]
+
+    def _tile_at(self, at: tuple[float, float], prefer: SearchFilter | None):
+        """The tile at a location, from ``prefer``'s dates, collections and items if one covers it."""
+        when = None if prefer is None else SearchFilter(start=prefer.start, end=prefer.end,
+                                                        collections=prefer.collections, item_ids=prefer.item_ids)
+        if when is not None and not when.is_empty:
+            try:
+                return self.store.point_at(*at, when, with_vectors=True)
+            except PointNotFoundError:
+                pass
+        return self.store.point_at(*at, with_vectors=True)
 
     def _check_vector(self, value: Any) -> np.ndarray:
         vec = np.asarray(value, dtype=np.float32)
@@ -237,7 +252,7 @@ class Index:
                              "or a labels file with a positive label")
         if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
             raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
-        rp, rn = self.resolve(pos, positive=True), self.resolve(neg, positive=False)
+        rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
         both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
         if both:
             raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")

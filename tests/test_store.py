@@ -232,8 +232,13 @@ def test_point_at(points, edge, mem):
     lon, lat = p.payload["location"]["lon"] + 0.004, p.payload["location"]["lat"] - 0.003
     covering = [q for q in points if q.payload["bbox"][0] <= lon <= q.payload["bbox"][2]
                 and q.payload["bbox"][1] <= lat <= q.payload["bbox"][3]]
-    want = min(covering, key=lambda q: (float(haversine_m(lon, lat, q.payload["location"]["lon"],
-                                                          q.payload["location"]["lat"])), q.id))
+    dist = {q.id: float(haversine_m(lon, lat, q.payload["location"]["lon"], q.payload["location"]["lat"]))
+            for q in covering}
+    nearest = min(covering, key=lambda q: dist[q.id])
+    w, s, e, n = nearest.payload["bbox"]
+    tie = dist[nearest.id] + max(1.0, 0.05 * float(haversine_m(w, (s + n) / 2, e, (s + n) / 2)))
+    want = min((q for q in covering if dist[q.id] <= tie),
+               key=lambda q: (-(q.payload["datetime_epoch"] or -np.inf), q.id))
     for store in (edge, mem):
         hit = store.point_at(lon, lat)
         assert hit.id == want.id and hit.vector is not None
@@ -247,6 +252,40 @@ def test_point_at(points, edge, mem):
                 store.point_at(lon, lat, SearchFilter(collections=(other,)))
         with pytest.raises(InputError):
             store.point_at(200.0, 0.0)
+
+
+def test_point_at_in_a_time_series_takes_the_newest_or_the_searched_date(tmp_path):
+    """Three dates of one scene on grids ~1 m apart: the tile at a location is the newest
+    one, and a search's own date or collection filter picks the example from those dates."""
+    from rsir_stac.search import Example, Index
+    from rsir_stac.store import open_store
+
+    dates = {2010: 0.0, 2015: 0.9e-5, 2020: -1.1e-5}  # centroid offsets in degrees (~1 m)
+    pts = []
+    for year, off in dates.items():
+        epoch = datetime(year, 6, 1, tzinfo=timezone.utc).timestamp()
+        for col in range(3):
+            lon, lat = 10.0 + 0.006 * col + off, 45.0 + off
+            payload = _big_tile(lon, lat, 0.003, item_id=f"scene-{year}", collection=f"naip-{year}",
+                                datetime_epoch=epoch)
+            pts.append(Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{year}/{col}")),
+                             np.full(DIM, year + col, np.float32), payload))
+    for store in (open_store(tmp_path / "e"), open_store(qdrant_url=":memory:")):
+        with store:
+            store.ensure_collection(DIM, MODEL)
+            store.upsert(pts)
+            assert store.point_at(10.0061, 45.0002).payload["item_id"] == "scene-2020"
+            idx = Index(store, None)
+            for year in dates:
+                when = SearchFilter(start=datetime(year, 1, 1, tzinfo=timezone.utc),
+                                    end=datetime(year, 12, 31, tzinfo=timezone.utc))
+                for flt in (when, SearchFilter(collections=(f"naip-{year}",))):
+                    (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))], prefer=flt)
+                    assert ex.payload["item_id"] == f"scene-{year}"
+            # a filter no covering tile matches falls back to the newest tile there
+            (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))],
+                                prefer=SearchFilter(collections=("other",)))
+            assert ex.payload["item_id"] == "scene-2020"
 
 
 def test_stored_payload_is_packed(points, edge, mem):
@@ -577,6 +616,18 @@ def test_load_polygon_good(tmp_path):
     fc = {"type": "FeatureCollection", "features": [feat]}
     assert load_polygon(_geojson(tmp_path, fc)) == want
     assert SearchFilter(polygon=load_polygon(_geojson(tmp_path, poly))).polygon == want
+
+
+@pytest.mark.parametrize("edge", [179.9, 179.96, 179.97, 179.98, 179.99])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_antimeridian_box_in_either_orientation(edge, reverse):
+    """Unwrapping a ring across 180 summed float differences, so some boxes came back
+    unclosed ("Ring Self-intersection"), e.g. the anticlockwise box at ±179.97."""
+    ring = [[edge, -16.52], [-edge, -16.52], [-edge, -16.49], [edge, -16.49], [edge, -16.52]]
+    area = GeoArea.from_geojson({"type": "Polygon", "coordinates": [ring[::-1] if reverse else ring]})
+    assert len(area.polygons) == 2
+    assert area.contains(179.995, -16.5) and area.contains(-179.995, -16.5)
+    assert not area.contains(0.0, -16.5) and not area.contains(179.995, -16.6)
 
 
 @pytest.mark.parametrize("coords,msg", [

@@ -74,7 +74,10 @@ def _unwrap(ring: Ring, near: float | None = None) -> np.ndarray:
     xy = np.asarray(ring, dtype=np.float64)
     if _on_map_edge(ring):
         return xy
-    xy[:, 0] = np.unwrap(xy[:, 0], period=360.0)
+    lon = xy[:, 0].copy()
+    # whole turns only: the unwrapped sum of differences drifts by ~1e-14, which can leave
+    # the ring unclosed or kinked (shapely: "Ring Self-intersection")
+    xy[:, 0] = lon + 360.0 * np.round((np.unwrap(lon, period=360.0) - lon) / 360.0)
     if near is not None:
         xy[:, 0] += 360.0 * round((near - xy[0, 0]) / 360.0)
     return xy

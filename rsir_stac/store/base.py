@@ -76,6 +76,11 @@ PACKED = "packed"
 #: Largest tile half-diagonal :meth:`Store.point_at` looks for, in metres, and the
 #: radii it widens through (a 256 px tile at 500 m GSD has a ~90 km half-diagonal).
 POINT_AT_RADII_M = (250.0, 2_500.0, 25_000.0, 250_000.0)
+#: Covering tiles whose centroids lie within this share of the nearest tile's width (and
+#: at least POINT_AT_TIE_M metres) of the nearest count as the same place in
+#: :meth:`Store.point_at` (a time series on grids a few metres apart), so the date decides.
+POINT_AT_TIE_SHARE = 0.05
+POINT_AT_TIE_M = 1.0
 
 #: Metadata schema version written with every collection.
 META_SCHEMA = 1
@@ -570,7 +575,9 @@ class Store(abc.ABC):
         self, lon: float, lat: float, flt: SearchFilter | None = None, *, with_vectors: bool = True
     ) -> SearchHit:
         """The stored tile covering (lon, lat): among tiles whose ``bbox`` contains the
-        location, the one with the nearest centroid (ties by id); score 0.
+        location, the one with the nearest centroid; score 0.  Centroids within 5 % of
+        a tile's width of the nearest (:data:`POINT_AT_TIE_SHARE`) count as one place
+        (a time series on grids metres apart): the newest of them wins, then the smallest id.
 
         Candidates come from the geo index: tiles whose centroid lies within a
         radius that widens through :data:`POINT_AT_RADII_M` until one covers the
@@ -583,9 +590,10 @@ class Store(abc.ABC):
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
         self._require_meta()
-        best: tuple[float, str] | None = None
+        found: list[tuple[float, float, str]] = []
+        fields = ["location", "bbox", "datetime_epoch", PACKED]
         for radius in POINT_AT_RADII_M:
-            for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=["location", "bbox", PACKED]):
+            for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=fields):
                 try:
                     if not bbox_contains(payload["bbox"], lon, lat):
                         continue
@@ -593,10 +601,17 @@ class Store(abc.ABC):
                     d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
                 except (KeyError, TypeError, ValueError):
                     continue
-                if best is None or (d, pid) < best:
-                    best = (d, pid)
-            if best is not None:
+                epoch = payload.get("datetime_epoch")
+                found.append((d, float(epoch) if isinstance(epoch, (int, float)) else -math.inf, pid,
+                              payload["bbox"]))
+            if found:
                 break
+        best = None
+        if found:
+            d0, _, _, (w, s_, e, n) = min(found, key=lambda f: f[0])
+            width = float(haversine_m(w, (s_ + n) / 2, e if e >= w else e + 360.0, (s_ + n) / 2))
+            near = d0 + max(POINT_AT_TIE_M, POINT_AT_TIE_SHARE * width)
+            best = min(((-ep, pid) for d, ep, pid, _ in found if d <= near))
         if best is None:
             raise PointNotFoundError(
                 f"no tile in {self.describe()} covers lon {lon}, lat {lat}"
