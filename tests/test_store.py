@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from rsir_stac.errors import (
     IncompatibleIndexError,
     IndexInUseError,
+    IndexNotFoundError,
     InputError,
     PointNotFoundError,
     SourceNotFoundError,
@@ -522,6 +523,23 @@ def test_server_local_path_mode(tmp_path, points):
         assert s.count() == 30 and s.info().model_id == MODEL
         with pytest.raises(IncompatibleIndexError):
             s.ensure_collection(DIM + 1, MODEL)
+
+
+def test_server_local_path_mode_urls(tmp_path, points, monkeypatch):
+    """file: URLs are folders; a missing folder is not created by a read; bare HOST:PORT
+    and other schemes are refused instead of becoming folders of that name."""
+    monkeypatch.chdir(tmp_path)
+    with open_store(qdrant_url=(tmp_path / "q").as_uri()) as s:
+        s.ensure_collection(DIM, MODEL)
+        s.upsert(points[:5])
+    with open_store(qdrant_url=str(tmp_path / "q"), read_only=True) as s:
+        assert s.count() == 5
+    with pytest.raises(IndexNotFoundError, match="does not exist"):
+        open_store(qdrant_url=str(tmp_path / "missing"), read_only=True)
+    for url, msg in (("localhost:6333", "no scheme; give http://localhost:6333"), ("grpc://h:6334", "not supported")):
+        with pytest.raises(InputError, match=msg):
+            open_store(qdrant_url=url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]
 
 
 def test_unreachable_server_is_store_error():

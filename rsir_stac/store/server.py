@@ -24,6 +24,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,29 @@ def graph_params(flt: SearchFilter | None) -> Any:
     return m.SearchParams(hnsw_ef=HNSW_EF, acorn=acorn(enable=True, max_selectivity=sel))
 
 
+def _local_or_server(url: str) -> str:
+    """A ``--qdrant-url`` as qdrant-client takes it: ``http(s)://`` servers and ``:memory:``
+    as they are, ``file:`` URLs as their path; anything else is a local folder.
+
+    Raises InputError for another URL scheme or a bare HOST:PORT (which would otherwise
+    become a local folder of that name)."""
+    import re
+    from urllib.parse import unquote, urlparse
+
+    if url.startswith(("http://", "https://")) or url == ":memory:":
+        return url
+    if url.startswith("file:"):
+        return unquote(urlparse(url).path) or url
+    scheme = url.split("://", 1)[0] if "://" in url else None
+    if scheme is not None:
+        raise InputError(f"--qdrant-url {url}: scheme {scheme!r} is not supported; give http(s)://HOST:PORT for a "
+                         "server (REST), or a folder path for qdrant-client's local mode")
+    if re.fullmatch(r"[A-Za-z0-9._-]+:\d{1,5}", url):
+        raise InputError(f"--qdrant-url {url} has no scheme; give http://{url} for a server, or ./{url} for a "
+                         "local folder of that name")
+    return url
+
+
 class ServerStore(Store):
     """A :class:`Store` in a Qdrant collection reached through qdrant-client."""
 
@@ -107,7 +131,11 @@ class ServerStore(Store):
     ) -> None:
         from qdrant_client import QdrantClient
 
-        self.url = str(url)
+        self.url = _local_or_server(str(url))
+        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
+                and not Path(self.url).exists():
+            raise IndexNotFoundError(f"qdrant-client local folder {self.url} does not exist; ingest into it first, "
+                                     "or give the folder (or http://HOST:PORT of a server) that holds the index")
         self.collection = collection
         self.read_only = read_only
         self.batch_size = int(batch_size)
@@ -133,7 +161,8 @@ class ServerStore(Store):
             ) from None
         if read_only and not self._exists:
             self.client.close()
-            raise IndexNotFoundError(f"{self.describe()} does not exist; build it with ingest or check --collection")
+            raise IndexNotFoundError(f"{self.describe()} does not exist; build it with ingest, or check --qdrant-url "
+                                     "(and, for reindex and migrate, --collection)")
         if self._exists:
             self._meta = self._read_meta()
         log.debug("opened %r", self)
@@ -371,7 +400,8 @@ class ServerStore(Store):
         other._shares_client = True
         other._exists = other._call("checking the collection", self.client.collection_exists, collection)
         if read_only and not other._exists:
-            raise IndexNotFoundError(f"{other.describe()} does not exist; build it with ingest or check --collection")
+            raise IndexNotFoundError(f"{other.describe()} does not exist; build it with ingest, or check --qdrant-url "
+                                     "(and, for reindex and migrate, --collection)")
         if other._exists:
             other._meta = other._read_meta()
         return other
