@@ -62,6 +62,13 @@ class ClassifyReport:
     scan_seconds: float = 0.0
     coef: tuple[float, ...] = field(default=(), repr=False)
 
+    def notes(self) -> list[str]:
+        """What a user should know about this run beyond its figures."""
+        if self.scored == 0:
+            return ["no tile matches the filters, so none was scored; the precision and recall are those of "
+                    "the held-out labels alone: widen the area or time, or label tiles inside it"]
+        return []
+
     def summary(self) -> dict[str, Any]:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
                 "positives": self.positives, "negatives": self.negatives, "background": self.background,

@@ -106,10 +106,12 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         else:
             rows = [row_of(h, rank=n, score_name="probability") for n, h in enumerate(report.hits, 1)]
         write_table([rows], out, None if dissolve else empty_row("probability"))
-        summary = {**report.summary(), "out": out, "rows": len(rows)}
+        summary = {**report.summary(), "out": out, "rows": len(rows), "notes": report.notes()}
         if as_json:
             click.echo(json.dumps(summary))
             return
+        for note in report.notes():
+            click.echo(f"note: {note}", err=True)
         def num(v):  # None: undefined (no held-out label was predicted positive, or none was positive)
             return "n/a" if v is None else f"{v:.2f}"
 

@@ -385,6 +385,19 @@ def test_classify_with_positives_only_draws_background(index, world, bundle):
     assert len({h.id for h in rep.hits} & world[2]) >= 0.8 * len(world[2])
 
 
+def test_classify_in_an_area_without_tiles_says_so(index, world, bundle):
+    """Labels outside the filtered area: nothing is scored, and the report says why
+    rather than only printing the held-out labels' perfect scores."""
+    from rsir_stac.classify import classify
+
+    labels = LabelSet(tuple(lb for lb in _labels(world, bundle).labels if lb.positive), bundle.model_id)
+    rep = classify(index, _labels(world, bundle), flt=SearchFilter(bbox=(100.0, 10.0, 101.0, 11.0)), background=0)
+    assert rep.scored == 0 and rep.hits == ()
+    assert rep.notes() and "no tile matches the filters" in rep.notes()[0]
+    full = classify(index, labels, threshold=0.5)
+    assert full.scored > 0 and full.notes() == []
+
+
 def test_classify_bad_threshold(index, world, bundle):
     from rsir_stac.classify import classify
 

@@ -39,7 +39,7 @@ def classify_router(svc: Any):
         feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
                   "properties": {k: v for k, v in r.items() if k != "geometry"}} for r in rows]
         return {"type": "FeatureCollection", "features": feats, "summary": rep.summary(),
-                "notes": svc.filter_notes(flt)}
+                "notes": svc.filter_notes(flt) + rep.notes()}
 
     return router
 
