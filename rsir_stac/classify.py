@@ -198,15 +198,53 @@ def dissolve(hits: Any) -> list[dict[str, Any]]:
     merged = shapely.unary_union(polys)
     parts = list(getattr(merged, "geoms", [merged]))
     tree = shapely.STRtree(polys)
+    members = [{int(j) for j in tree.query(part, predicate="intersects") if polys[int(j)].intersection(part).area > 0}
+               for part in parts]
     rows = []
-    for part in parts:
-        members = [int(j) for j in tree.query(part, predicate="intersects")
-                   if polys[int(j)].intersection(part).area > 0]
-        probs = [keep[j][1] for j in members] or [0.0]
-        rows.append({"tiles": len(members), "max_probability": float(max(probs)),
-                     "mean_probability": float(np.mean(probs)), "geometry": mapping(orient(part, 1.0))})
+    for group in _across_antimeridian(parts):
+        tiles = set().union(*(members[i] for i in group))
+        probs = [keep[j][1] for j in tiles] or [0.0]
+        shapes = [orient(parts[i], 1.0) for i in group]
+        geom = shapes[0] if len(shapes) == 1 else shapely.MultiPolygon(shapes)
+        rows.append({"tiles": len(tiles), "max_probability": float(max(probs)),
+                     "mean_probability": float(np.mean(probs)), "geometry": mapping(geom)})
     rows.sort(key=lambda r: (-r["tiles"], -r["max_probability"]))
     return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
+
+
+def _across_antimeridian(parts: list) -> list[list[int]]:
+    """Groups of dissolved parts (indexes) that are one area cut at ±180: a part with an
+    edge on 180 joins one with an edge on -180 where the two edges share a stretch of latitude."""
+    from shapely.geometry import LineString
+
+    def edge(part, lon):
+        return part.boundary.intersection(LineString([(lon, -90.0), (lon, 90.0)]))
+
+    group = list(range(len(parts)))
+
+    def root(i):
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    east = {i: e for i, e in ((i, edge(p, 180.0)) for i, p in enumerate(parts)) if e.length > 0}
+    west = {i: e for i, e in ((i, edge(p, -180.0)) for i, p in enumerate(parts)) if e.length > 0}
+    for i, e in east.items():
+        for j, w in west.items():
+            if i != j and _shares_stretch(e, w):
+                group[root(i)] = root(j)
+    out: dict[int, list[int]] = {}
+    for i in range(len(parts)):
+        out.setdefault(root(i), []).append(i)
+    return list(out.values())
+
+
+def _shares_stretch(east, west) -> bool:
+    """Whether two edges, one on lon 180 and one on -180, overlap along some latitude."""
+    from shapely.affinity import translate
+
+    return east.intersection(translate(west, xoff=360.0)).length > 0
 
 
 __all__ = ["ClassifyReport", "classify", "dissolve"]

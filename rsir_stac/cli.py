@@ -668,6 +668,9 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         from rsir_stac.export import format_for
 
         format_for(out)  # refuse an unknown extension before any work
+    elif with_vectors:
+        raise click.UsageError("--with-vectors adds the vectors to an --out file; give --out FILE "
+                               "(e.g. --out hits.parquet), or leave --with-vectors out")
     svc = service_for(index, qdrant_url, "search")
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,

@@ -368,6 +368,26 @@ def test_classify_finds_the_labelled_class(index, world, bundle):
     assert len(areas) <= 4  # two blocks of adjacent tiles (plus stray background hits)
 
 
+def test_dissolve_keeps_an_area_across_the_antimeridian_whole():
+    """Touching tiles on both sides of 180 are one area (a MultiPolygon), each tile once."""
+    import geopandas as gpd
+    from shapely.geometry import shape
+
+    from rsir_stac.classify import dissolve
+    from rsir_stac.store import SearchHit
+
+    edges = [179.95, 179.97, 179.99, -179.99, -179.97]  # the middle tile crosses 180
+    hits = [SearchHit(f"t{n}", 0.9 - n / 100, {"bbox": [w, -16.5, e, -16.48]})
+            for n, (w, e) in enumerate(zip(edges, edges[1:]))]
+    hits.append(SearchHit("far", 0.5, {"bbox": [10.0, 0.0, 10.01, 0.01]}))
+    rows = dissolve(hits)
+    assert [r["tiles"] for r in rows] == [4, 1]
+    whole = shape(rows[0]["geometry"])
+    assert whole.geom_type == "MultiPolygon" and whole.is_valid
+    assert sorted(round(g.bounds[0], 2) for g in whole.geoms) == [-180.0, 179.95]
+    assert gpd.GeoSeries([whole], crs="OGC:CRS84").is_valid.all()
+
+
 def test_classify_same_in_both_engines(index, mem_index, world, bundle):
     from rsir_stac.classify import classify
 
@@ -433,6 +453,8 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "hits.csv").read_text().split(",")[:3] == ["id", "rank", "distance"]
     assert (tmp_path / "best.csv").read_text().split(",")[:3] == ["id", "rank", "score"]
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--with-vectors"])
+    assert r.exit_code == 2 and "give --out FILE" in r.output  # vectors only go into a file
     import geopandas as gpd
 
     areas = gpd.read_parquet(tmp_path / "areas.parquet")

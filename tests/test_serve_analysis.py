@@ -110,6 +110,7 @@ def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
         ({"positives": [{"point_id": pid}], "strategy": "nope"}, 400, "unknown"),
         ({"positives": [{"nothing": 1}]}, 400, "unknown field 'nothing'"),
         ({"positives": [{}]}, 400, "neither point_id"),
+        ({"positives": [{"point_id": pid, "lon": 10.0, "lat": 45.0}]}, 400, "both point_id and lon/lat"),
     ]
     for body, status, fragment in cases:
         _err(client.post("/api/query", json=body), status, fragment)

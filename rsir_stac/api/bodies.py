@@ -127,6 +127,8 @@ def examples(items: Any, what: str) -> list:
         unknown = sorted(set(it) - {"point_id", "lon", "lat"})
         if unknown:
             raise InputError(f"{what}[{n}] has the unknown field {unknown[0]!r}; an example is {{point_id}} or {{lon, lat}}")
+        if it.get("point_id") and (it.get("lon") is not None or it.get("lat") is not None):
+            raise InputError(f"{what}[{n}] has both point_id and lon/lat; give one of them")
         if it.get("point_id"):
             out.append(Example("point", str(it["point_id"])))
         elif it.get("lon") is not None and it.get("lat") is not None:
