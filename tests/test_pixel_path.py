@@ -220,3 +220,33 @@ def test_an_image_without_valid_pixels_is_refused_not_searched(tmp_path):
     img.paste((0, 0, 0, 0), (0, 0, 32, 64))
     img.save(half)
     assert read_image(half).shape == (64, 64, 3) and decode_upload(half.read_bytes()).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("layout", ["south-up", "east-left"])
+def test_mirrored_rasters_give_the_tiles_of_the_same_ground(tmp_path, layout):
+    """A south-up (positive y pixel size) or east-left raster of the same ground gives the
+    same tile pixels as the north-up one: tiles are shown as on the map, not mirrored."""
+    from affine import Affine
+
+    from conftest import write_raster
+    from rsir_stac.tiling import open_scene
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    x0, y1, px = 500000.0, 5000000.0, 0.3
+    write_raster(tmp_path / "n.tif", data, transform=Affine(px, 0, x0, 0, -px, y1))
+    if layout == "south-up":
+        flipped, t = data[:, ::-1], Affine(px, 0, x0, 0, px, y1 - 64 * px)
+    else:
+        flipped, t = data[:, :, ::-1], Affine(-px, 0, x0 + 64 * px, 0, -px, y1)
+    write_raster(tmp_path / "m.tif", np.ascontiguousarray(flipped), transform=t)
+
+    def tiles(name):
+        with open_scene(str(tmp_path / name), tile_size=32, stride=32, target_gsd=px) as reader:
+            return {tuple(round(v, 6) for v in ref.centroid): reader.read(ref).pixels
+                    for ref in reader.windows()}
+
+    north, mirror = tiles("n.tif"), tiles("m.tif")
+    assert sorted(north) == sorted(mirror) and len(north) == 4
+    for key, px_ in north.items():
+        np.testing.assert_array_equal(mirror[key], px_)

@@ -115,6 +115,26 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
     return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float)
 
 
+def mirrored(dataset: Any) -> bool:
+    """Whether a georeferenced raster's rows or columns run mirror-wise to a map
+    (south-up, or east-left: the geotransform's determinant ``a*e - b*d`` is positive;
+    north-up is negative).  Rasters without a CRS (plain images) never are."""
+    t = dataset.transform
+    return dataset.crs is not None and t.a * t.e - t.b * t.d > 0
+
+
+def as_on_the_map(pixels: np.ndarray, dataset: Any) -> np.ndarray:
+    """``pixels`` (rows, cols, 3) read from ``dataset``, rows reversed when the raster is
+    :func:`mirrored` (columns reversed instead when only they run east-left), so that
+    every tile shows the ground as a map does (a rotated raster stays rotated, which the
+    model is trained to ignore), not its mirror image."""
+    if not mirrored(dataset):
+        return pixels
+    t = dataset.transform
+    east_left = t.a < 0 and t.e < 0 and abs(t.a) >= abs(t.b)
+    return np.ascontiguousarray(pixels[:, ::-1] if east_left else pixels[::-1])
+
+
 def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``window`` (source pixels, fractional, may run past the raster) of
     ``dataset`` into ``shape = (rows, cols)`` output pixels.

@@ -24,7 +24,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from rsir_stac.errors import EmptyImageError, ImageReadError, InputError, RasterError, SourceNotFoundError
-from rsir_stac.tiling.pixels import pixel_plan, read_rgb
+from rsir_stac.tiling.pixels import as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.sources import _fetch_error, _is_url, _one_line, gdal_env
 
 #: Longer side cap for query images, in pixels (larger images are downsampled, bilinear).
@@ -51,7 +51,7 @@ def read_dataset_image(dataset: Any, *, bands: Sequence[int] | None = None,
     if valid is not None and not valid.any():
         raise EmptyImageError("has no valid pixels (every pixel is nodata, masked or transparent); "
                               "search by an image with data")
-    return pixels
+    return as_on_the_map(pixels, dataset)
 
 
 @contextlib.contextmanager

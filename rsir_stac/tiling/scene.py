@@ -19,7 +19,7 @@ from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.footprints import Corner, native_pixel_size, polar_outlines, tile_footprints
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
-from rsir_stac.tiling.pixels import PixelPlan, pixel_plan, read_rgb
+from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
 from rsir_stac.tiling.sources import _check_georef, _one_line, _open_raster, gdal_env, read_error
 
@@ -312,6 +312,7 @@ class SceneReader:
             msg = str(read_error(self.href, err, f"window {ref.window}", window=True))
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
+        pixels = as_on_the_map(pixels, self._ds)
         if valid is None:
             self.stats.read += 1
             return Tile(ref=ref, pixels=pixels, valid_fraction=1.0)
