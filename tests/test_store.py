@@ -323,6 +323,25 @@ def test_point_at_widens_to_large_tiles(tmp_path):
                 store.point_at(20.5, 10.0)  # within 250 km of the centroid but outside the bbox
 
 
+def test_point_at_finds_continental_tiles_and_follows_the_footprint(tmp_path):
+    """A coarse product's 25-degree tile is found ~1,000 km from its centre; a rotated
+    tile (a diamond in its bbox) covers only what its footprint covers."""
+    huge = Point(str(uuid.uuid4()), np.ones(DIM, np.float32), _big_tile(22.8, 7.2, 12.8))
+    c = (40.0, 10.0)
+    diamond = [(c[0], c[1] + 0.01), (c[0] + 0.01, c[1]), (c[0], c[1] - 0.01), (c[0] - 0.01, c[1])]
+    rotated = Point(str(uuid.uuid4()), np.ones(DIM, np.float32),
+                    _big_tile(*c, 0.01, corners=[{"lon": x, "lat": y} for x, y in diamond]))
+    for store in (open_store(tmp_path / "e"), open_store(qdrant_url=":memory:")):
+        with store:
+            store.ensure_collection(DIM, MODEL)
+            store.upsert([huge, rotated])
+            assert store.point_at(14.0, 0.0).id == huge.id  # ~1,400 km from the centre
+            assert store.point_at(40.004, 10.004).id == rotated.id
+            assert store.point_at(40.01, 10.0).id == rotated.id  # a corner of the footprint
+            with pytest.raises(PointNotFoundError, match="covers"):
+                store.point_at(40.008, 10.008)  # inside the bbox, outside the footprint
+
+
 def test_unpacked_payloads_are_read_as_they_are(tmp_path):
     """Points stored with the whole payload as engine fields (by versions before
     payload packing, or by another tool) are searched, filtered and read unchanged."""

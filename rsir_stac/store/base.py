@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -70,12 +70,33 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "datetime_end_epoch": "float",
 }
 
+def _covers(payload: dict, lon: float, lat: float) -> bool:
+    """Whether a stored tile's footprint holds (lon, lat), edges included: its bbox first
+    (cheap), then its footprint polygon where the payload has corners or an outline."""
+    from rsir_stac.tiling.footprints import bbox_contains
+
+    if not bbox_contains(payload["bbox"], lon, lat):
+        return False
+    if not payload.get("corners") and not payload.get("outline"):
+        return True
+    from shapely.geometry import Point as ShapelyPoint
+    from shapely.geometry import shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    geom = footprint_geometry(payload)
+    return geom is None or shape(geom).distance(ShapelyPoint(lon, lat)) <= 1e-9
+
+
 #: Engine field holding the rest of a tile's payload as one compact JSON string.
 PACKED = "packed"
 
 #: Largest tile half-diagonal :meth:`Store.point_at` looks for, in metres, and the
 #: radii it widens through (a 256 px tile at 500 m GSD has a ~90 km half-diagonal).
-POINT_AT_RADII_M = (250.0, 2_500.0, 25_000.0, 250_000.0)
+POINT_AT_RADII_M = (250.0, 2_500.0, 25_000.0, 250_000.0, 2_500_000.0, 20_100_000.0)
+#: Most tiles a :meth:`Store.point_at` radius beyond 250 km is scanned for (coarse products
+#: hold few tiles; a fine-resolution catalogue around an uncovered location is not read through).
+POINT_AT_WIDE_MAX = 100_000
 #: Covering tiles whose centroids lie within this share of the nearest tile's width (and
 #: at least POINT_AT_TIE_M metres) of the nearest count as the same place in
 #: :meth:`Store.point_at` (a time series on grids a few metres apart), so the date decides.
@@ -581,11 +602,12 @@ class Store(abc.ABC):
 
         Candidates come from the geo index: tiles whose centroid lies within a
         radius that widens through :data:`POINT_AT_RADII_M` until one covers the
-        location (a nearer covering centroid would have been inside the radius).
-        A bbox with W > E crosses the antimeridian.
+        location (a nearer covering centroid would have been inside the radius); radii
+        beyond 250 km (tiles of coarse products) are scanned only while they hold at most
+        :data:`POINT_AT_WIDE_MAX` tiles.  A tile covers the location when its footprint
+        (corners, or polar outline) does, edges included; a bbox with W > E crosses the
+        antimeridian.
         """
-        from rsir_stac.tiling.footprints import bbox_contains
-
         lon, lat = float(lon), float(lat)
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
@@ -593,9 +615,11 @@ class Store(abc.ABC):
         found: list[tuple[float, float, str]] = []
         fields = ["location", "bbox", "datetime_epoch", PACKED]
         for radius in POINT_AT_RADII_M:
+            if radius > 250_000.0 and not self._few_within(flt, lon, lat, radius):
+                break
             for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=fields):
                 try:
-                    if not bbox_contains(payload["bbox"], lon, lat):
+                    if not _covers(payload, lon, lat):
                         continue
                     loc = payload["location"]
                     d = float(haversine_m(lon, lat, float(loc["lon"]), float(loc["lat"])))
@@ -619,6 +643,18 @@ class Store(abc.ABC):
                 + "; pick a location inside the ingested scenes"
             )
         return self.retrieve([best[1]], with_vectors=with_vectors)[0]
+
+    def _few_within(self, flt: SearchFilter | None, lon: float, lat: float, radius: float) -> bool:
+        """Whether at most :data:`POINT_AT_WIDE_MAX` tiles matching ``flt`` have their centre
+        within ``radius`` metres (a wide :meth:`point_at` scan stays cheap)."""
+        if flt is not None and flt.near is not None:
+            return True
+        near = replace(flt or SearchFilter(), near=(lon, lat, radius))
+        n = self.count(near)
+        if n > POINT_AT_WIDE_MAX:
+            log.info("point_at: %d tiles within %.0f km of %s,%s; not scanned for tiles that wide", n,
+                     radius / 1000, lon, lat)
+        return n <= POINT_AT_WIDE_MAX
 
     def info(self) -> IndexInfo:
         """Count, vector size, model, STAC collections, lon/lat extent (antimeridian-aware)

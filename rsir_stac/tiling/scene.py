@@ -274,8 +274,14 @@ class SceneReader:
         if not grid:
             return []
         src = np.array([self._source_float(g) for g in grid], dtype=np.float64)
-        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, src)
-        outlines = polar_outlines(self._ds.transform, self._ds.crs, src, bboxes)
+        # a window running past the raster (a padded tile, a scene smaller than a tile) shows
+        # ground only where the raster is: its footprint and centre are that part's
+        x0, y0 = np.clip(src[:, 0], 0, self.width), np.clip(src[:, 1], 0, self.height)
+        x1 = np.clip(src[:, 0] + src[:, 2], 0, self.width)
+        y1 = np.clip(src[:, 1] + src[:, 3], 0, self.height)
+        shown = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
+        outlines = polar_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
         crs, gsd = self.crs, self.gsd
         refs = []
         for i, g in enumerate(grid):
