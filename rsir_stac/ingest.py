@@ -384,8 +384,8 @@ def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str) 
     what = f"{width}x{height} px at {gsd:.3g} m is smaller than one {tile} px tile"
     if edge == "drop":
         return f"{what} and --edge drop keeps no partial tile; use --edge pad, --native-gsd or a finer --gsd"
-    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (--native-gsd, "
-            "or a finer --gsd) or lower --min-valid to keep the padded tile")
+    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (a finer --gsd), "
+            "give a smaller --tile-size, or lower --min-valid to keep the padded tile")
 
 
 def _open_or_defer(index, qdrant_url, api_key):
@@ -465,6 +465,12 @@ class _LazyStore:
         return getattr(self._writable(), name)
 
 
+#: A scene smaller than one tile at its own GSD is tiled at the model's instead when that
+#: upsamples it at most this many times (the default recipe trains on images downscaled
+#: 1-8x); coarser ones keep their own GSD and are padded, or left out as mostly empty.
+MAX_SMALL_SCENE_UPSAMPLE = 8.0
+
+
 def _open_scene(scene, options, tile_size, stride, gsd):
     """Open a scene at the target GSD, or at its own GSD when that would upsample
     more than ``options.max_upsample`` times (a 30 m scene is not blown up to 0.3 m)."""
@@ -475,10 +481,14 @@ def _open_scene(scene, options, tile_size, stride, gsd):
     reader = SceneReader.open(scene.href, target_gsd=gsd, **kw)
     if gsd is not None and options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
         native_fits = min(reader.width, reader.height) >= tile_size
-        if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size:
-            # at its own GSD the scene holds no tile, at the model's it does: keep the model's
-            log.info("%s: native GSD %.3g m is coarser than the model's %.3g m, but smaller than one tile at it; "
-                     "tiling at %.3g m", scene.item_id, reader.native_gsd, gsd, gsd)
+        factor = reader.native_gsd / gsd
+        if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size \
+                and factor <= MAX_SMALL_SCENE_UPSAMPLE:
+            # at its own GSD the scene holds no tile, at the model's it does, and its pixels grow
+            # no more than the model's training downscaled its images (1-8x): keep the model's
+            log.warning("%s: native GSD %.3g m is %.2gx coarser than the model's %.3g m, but smaller than one "
+                        "tile at it; tiling at %.3g m (pass --native-gsd to keep its own)",
+                        scene.item_id, reader.native_gsd, factor, gsd, gsd)
             return reader, gsd
         log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at the native GSD "
                     "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)

@@ -306,3 +306,17 @@ def test_a_scene_too_small_at_its_own_gsd_is_tiled_at_the_models(tmp_path):
     assert rep.ok and rep.points_written >= 1 and not rep.items_empty
     with open_store(str(tmp_path / "idx"), read_only=True) as s:
         assert {round(p.payload["gsd"], 3) for p in s.iter_points(with_vectors=False)} == {0.3}
+
+
+def test_a_small_scene_is_not_blown_up_past_the_models_scale_range(tmp_path):
+    """A 30 m strip smaller than one tile at its own GSD was tiled at 0.3 m: 100x enlarged
+    pixels in ~1,900 tiles.  Beyond 8x it keeps its own GSD (one padded tile, here mostly
+    empty) and the refusal says what to change."""
+    scene = make_geotiff(tmp_path / "strip.tif", width=600, height=20, res=30.0)
+    rep = ingest([str(scene)], index=str(tmp_path / "idx"))
+    assert rep.points_written == 0 and rep.tiles_total <= 3
+    assert "smaller --tile-size" in rep.items_small[0]["hint"]
+    kept = ingest([str(scene)], index=str(tmp_path / "idx2"), options=IngestOptions(min_valid=0.05))
+    with open_store(str(tmp_path / "idx2"), read_only=True) as s:
+        assert kept.points_written >= 1
+        assert {round(p.payload["gsd"], 1) for p in s.iter_points(with_vectors=False)} == {30.0}
