@@ -145,6 +145,25 @@ def test_no_geotransform_advice_works(tmp_path):
     SceneReader.open(str(tif)).close()
 
 
+def test_rpc_and_engineering_crs_advice(tmp_path):
+    """RPC-only rasters are sent to orthorectification (not to gdal_edit, which then says "no
+    geotransform"); a local engineering CRS is named in one short line."""
+    from rasterio.rpc import RPC
+
+    data = np.full((3, 64, 64), 7, np.uint8)
+    rpc = RPC(height_off=0, height_scale=100, lat_off=45, lat_scale=0.01, line_den_coeff=[1] + [0] * 19,
+              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=32, line_scale=32, long_off=15, long_scale=0.01,
+              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=32, samp_scale=32)
+    for crs in (None, "EPSG:4326"):
+        tif = write_raster(tmp_path / f"rpc{crs is None}.tif", data, crs=crs, rpcs=rpc)
+        err = _error(str(tif))
+        assert "only by RPCs" in str(err) and "gdalwarp -rpc" in str(err)
+    local = 'LOCAL_CS["site grid",UNIT["metre",1],AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+    tif = write_raster(tmp_path / "local.tif", data, crs=local, transform=Affine(1, 0, 100, 0, -1, 200))
+    err = _error(str(tif))
+    assert "local (engineering) CRS, 'site grid'" in str(err) and "\n" not in str(err) and len(str(err)) < 400
+
+
 def test_band_advice_works(tmp_path):
     tif = make_geotiff(tmp_path / "six.tif", count=6)
     err = _error(str(tif))

@@ -199,11 +199,30 @@ def _check_georef(ds: Any, name: str) -> None:
         gcps, _ = ds.gcps
         if gcps:
             raise RasterError(f"{name} is georeferenced only by GCPs; warp it first, e.g. `gdalwarp -t_srs EPSG:4326 in.tif out.tif`")
+        if ds.rpcs is not None:
+            raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
+                              "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (with a DEM: -to RPC_DEM=dem.tif)")
         raise RasterError(f"{name} has no CRS; assign one with `gdal_edit.py -a_srs EPSG:XXXX` or pass a georeferenced file")
     if ds.transform.is_identity:
+        if ds.rpcs is not None:
+            raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
+                              "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif`")
         raise RasterError(f"{name} has no geotransform; georeference it (e.g. `gdal_edit.py -a_ullr ...`) or pass a georeferenced file")
+    if not (ds.crs.is_geographic or ds.crs.is_projected):
+        raise RasterError(f"{name} has a local (engineering) CRS, {_crs_name(ds.crs)!r}, "
+                          "with no link to the Earth; reproject it to a map CRS first, e.g. "
+                          "`gdalwarp -s_srs EPSG:XXXX -t_srs EPSG:4326 in.tif out.tif` with its true CRS")
     if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
         raise RasterError(f"{name} is empty (no pixels or no bands); pass a valid raster")
+
+
+def _crs_name(crs: Any) -> str:
+    import pyproj
+
+    try:
+        return pyproj.CRS.from_user_input(crs.to_wkt()).name
+    except Exception:  # noqa: BLE001 - a name for a message only
+        return "unnamed"
 
 
 __all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "read_error"]
