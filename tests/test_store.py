@@ -679,6 +679,18 @@ def test_load_polygon_bad_ring(tmp_path, coords, msg):
     assert "\n" not in str(ei.value)
 
 
+def test_load_polygon_legacy_crs_member(tmp_path):
+    """A pre-RFC 7946 crs member naming a projected CRS is refused (its numbers may still
+    look like degrees); one naming lon/lat is read."""
+    poly = {"type": "Polygon", "coordinates": [SQUARE]}
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}},
+           "features": [{"type": "Feature", "properties": {}, "geometry": poly}]}
+    with pytest.raises(InputError, match="declares the CRS 'urn:ogc:def:crs:EPSG::3857'.*ogr2ogr"):
+        load_polygon(_geojson(tmp_path, doc))
+    doc["crs"]["properties"]["name"] = "urn:ogc:def:crs:OGC:1.3:CRS84"
+    assert load_polygon(_geojson(tmp_path, doc)) == load_polygon(_geojson(tmp_path, poly, "plain.geojson"))
+
+
 def test_load_polygon_bad_documents(tmp_path):
     with pytest.raises(SourceNotFoundError):
         load_polygon(tmp_path / "missing.geojson")

@@ -279,12 +279,30 @@ def load_polygon(path: str | Path) -> GeoArea:
     return polygon_from_geojson(doc, f"polygon file {p}", close=False)
 
 
+#: Names a legacy GeoJSON ``crs`` member may give for lon/lat (RFC 7946 dropped the member; its
+#: coordinates are always WGS 84 lon/lat).
+LONLAT_CRS_NAMES = ("urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "OGC:CRS84", "CRS84",
+                    "EPSG:4326", "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326")
+
+
+def _check_geojson_crs(doc: Any, what: str) -> None:
+    """Refuse a pre-RFC 7946 ``crs`` member naming another CRS (its coordinates are not lon/lat)."""
+    crs = doc.get("crs") if isinstance(doc, dict) else None
+    if not isinstance(crs, dict):
+        return
+    name = (crs.get("properties") or {}).get("name") if isinstance(crs.get("properties"), dict) else None
+    if isinstance(name, str) and name.strip() and name.strip() not in LONLAT_CRS_NAMES:
+        raise InputError(f"{what} declares the CRS {name!r}; GeoJSON areas must be lon/lat (RFC 7946): reproject "
+                         "it, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`")
+
+
 def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True) -> GeoArea:
     """The validated :class:`GeoArea` of a GeoJSON Polygon, MultiPolygon,
     Feature, FeatureCollection or GeometryCollection; with ``close``, rings that
     are not closed are closed (the first position repeated), else refused."""
     from rsir_stac.store.areas import _polygon_coords
 
+    _check_geojson_crs(doc, what)
     polys = []
     for coords, where in _polygon_coords(doc, what):
         if not isinstance(coords, list) or not coords or not all(isinstance(r, list) for r in coords):
