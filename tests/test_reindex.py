@@ -206,6 +206,25 @@ def test_a_replaced_source_is_refused_whole_and_resumed(tmp_path, scenes, old_in
     _assert_same_index(_points(tmp_path / "new"), fresh)
 
 
+def test_edge_footprints_of_earlier_versions_are_not_a_replaced_source(tmp_path, old_index, new_bundle):
+    """Earlier versions stored the whole window of an edge tile, up to a pixel past the raster;
+    footprints differing by that much at the edge are not "another raster at that path"."""
+    from rsir_stac.store import Point
+
+    with open_store(str(old_index)) as store:
+        pts = list(store.iter_points(with_vectors=True))
+        moved = []
+        for p in pts:
+            w, s_, e, n = p.payload["bbox"]
+            corners = [p.payload["corners"][0]] + [{"lon": c["lon"] + 1.3e-6, "lat": c["lat"] - 1.3e-6}
+                                                   for c in p.payload["corners"][1:]]
+            moved.append(Point(p.id, p.vector, {**p.payload, "bbox": [w, s_ - 1.3e-6, e + 1.3e-6, n],
+                                                "corners": corners}))
+        store.upsert(moved)
+    r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
+    assert r.ok and r.points_written == 6 and not r.sources_failed
+
+
 def test_a_target_of_other_files_is_refused(tmp_path, old_index, new_bundle):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "notes.txt").write_text("mine")
