@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
+from affine import Affine
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rasterio.windows import bounds as window_bounds
@@ -239,3 +240,25 @@ def test_footprints_of_polar_tiles_hold_their_pixels(tmp_path, epsg, origin):
         outside = sum(not geom.buffer(1e-9).contains(ShapelyPoint(a, b)) for a, b in zip(lon, lat))
         # the outline is 21 points an edge: a sample right at an edge may fall just outside its chord
         assert outside <= 6, (w, outside)  # 2 %; the four corners alone left out 8-100 % of these tiles
+
+
+def test_a_tile_wider_than_half_the_world_keeps_its_side(tmp_path):
+    """A coarse product's tile spanning 205 degrees of longitude: its four corners alone
+    read the short way round (the 155 degrees it does not cover); the outline keeps its side."""
+    from shapely.geometry import shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    path = tmp_path / "wide.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=Affine(0.8, 0, -100, 0, -0.1, 10)) as ds:
+        ds.write(np.random.default_rng(1).integers(0, 255, (3, 300, 300)).astype(np.uint8))
+    idx = tmp_path / "idx"
+    assert ingest([str(path)], index=str(idx), options=IngestOptions(native_gsd=True)).ok
+    with open_store(idx) as st:
+        payloads = [p for _, p, _ in st._scan(None)]
+        first = min(payloads, key=lambda p: (p["window"]["row_off"], p["window"]["col_off"]))
+        geom = shape(footprint_geometry(first))
+        assert geom.is_valid and abs(geom.area - 204.8 * 25.6) < 1.0
+        assert geom.covers(shape({"type": "Point", "coordinates": [0.0, 0.0]}))
+        assert st.point_at(0.0, 0.0, with_vectors=False).id is not None

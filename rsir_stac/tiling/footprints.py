@@ -193,13 +193,19 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
 POLAR_LAT = 80.0
 
 
+#: Tiles wider than this many degrees of longitude store a densified outline, like polar ones.
+WIDE_TILE_DEG = 90.0
+
+
 def polar_outlines(transform: Any, crs: Any, windows: np.ndarray, bboxes: np.ndarray,
                    densify: int = DENSIFY_PTS) -> dict[int, list[tuple[float, float]]]:
     """``{i: [(lon, lat), ...]}``: the outline, ``densify`` points per edge clockwise from UL, of
-    each window ``i`` whose bbox reaches beyond :data:`POLAR_LAT`; other tiles are left out
-    (their four corners are their footprint)."""
+    each window ``i`` whose bbox reaches beyond :data:`POLAR_LAT` or is wider than
+    :data:`WIDE_TILE_DEG`; other tiles are left out (their four corners are their footprint)."""
     b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    polar = np.flatnonzero((b[:, 3] > POLAR_LAT) | (b[:, 1] < -POLAR_LAT))
+    width = np.where(b[:, 2] >= b[:, 0], b[:, 2] - b[:, 0], b[:, 2] + 360.0 - b[:, 0])
+    # near a pole, or so wide (a coarse product's tile) that four corners cannot say which way round it goes
+    polar = np.flatnonzero((b[:, 3] > POLAR_LAT) | (b[:, 1] < -POLAR_LAT) | (width > WIDE_TILE_DEG))
     if not polar.size:
         return {}
     w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)[polar]
