@@ -194,3 +194,52 @@ def test_resnet_backbone_from_local_weights(tmp_path):
     with pytest.raises(InputError, match="--backbone-weights"):
         EmbeddingNet("resnet18", 8)  # no silent random init
     EmbeddingNet("resnet18", 8, pretrained=False)  # explicit random init works
+
+
+@pytest.mark.parametrize("change,option", [
+    ({"epochs": 0}, "--epochs 0"), ({"k": 1}, "--k 1"), ({"lr": -1.0}, "--lr -1.0"),
+    ({"test_fraction": 1.5}, "--test-fraction 1.5"), ({"gsd_m": 0.0}, "--gsd 0.0"), ({"margin": -1.0}, "--margin"),
+    ({"embedding_dim": 0}, "--embedding-dim 0"), ({"input_size": 0}, "--input-size 0"),
+    ({"val_fraction": 1.0}, "--val-fraction 1.0"),
+])
+def test_training_options_that_cannot_train_are_refused_before_any_work(tmp_path, image_folder, change, option):
+    from dataclasses import replace
+
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                      p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none")
+    with pytest.raises(InputError, match=option.replace(".", r"\.")) as ei:
+        train(replace(cfg, **change))
+    assert "\n" not in str(ei.value) and not (tmp_path / "run").exists()
+
+
+def test_every_unreadable_image_is_named_before_training_and_nothing_is_written(tmp_path, image_folder):
+    """Test-split images are decoded too (a bad one used to pass train and break evaluate),
+    and every bad file is named in one error."""
+    from rsir_stac.model.train import TrainConfig, train
+
+    for n, cls in enumerate(("class0", "class1", "class2")):
+        (image_folder / cls / f"bad{n}.png").write_bytes(b"")
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                      p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none")
+    with pytest.raises(ImageReadError, match="3 images cannot be decoded") as ei:
+        train(cfg)
+    assert all(f"bad{n}.png" in str(ei.value) for n in range(3)) and "remove or replace" in str(ei.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_folders_without_images_and_a_validation_split_that_cannot_rank_are_said(tmp_path, image_folder, caplog):
+    from rsir_stac.model.train import TrainConfig, train
+
+    nested = image_folder / "class3" / "sub"
+    nested.mkdir(parents=True)
+    shutil.copy(next((image_folder / "class1").iterdir()), nested / "a.png")
+    with caplog.at_level("WARNING"):
+        assert scan_image_folder(image_folder).classes == ("class0", "class1", "class2")
+        cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                          p=3, k=2, max_steps_per_epoch=1, val_fraction=0.1, reducer="none")
+        b = train(cfg)
+    assert "not classes (class3)" in caplog.text and "cannot rank anything" in caplog.text
+    assert b.meta["training"]["n_val"] == 0  # selected by training loss, not by a 0.0 validation mAP

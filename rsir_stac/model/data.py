@@ -39,10 +39,11 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise DatasetError(f"data folder {root} {what}; pass a folder with one sub-folder of images per class")
-    classes, paths, labels = [], [], []
+    classes, paths, labels, skipped = [], [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
+            skipped.append(sub.name)
             continue
         if len(files) < min_per_class:
             raise DatasetError(
@@ -52,6 +53,10 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         classes.append(sub.name)
         paths.extend(files)
         labels.extend([len(classes) - 1] * len(files))
+    if skipped and classes:
+        log.warning("data folder %s: %d sub-folder(s) hold no images directly and are not classes (%s); "
+                    "images in deeper folders are not read: move them up into their class folder",
+                    root, len(skipped), ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
     if len(classes) < 2:
         raise DatasetError(
             f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
@@ -147,14 +152,26 @@ def load_rgb(path: str | Path) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(f"image {path} cannot be decoded ({exc}); give a PNG/JPEG/WebP/TIFF image") from exc
+        raise ImageReadError(f"image {path} cannot be decoded ({exc}); remove or replace it with a "
+                             "PNG/JPEG/WebP/TIFF image") from exc
 
 
 def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
-    """Decode many images; ``progress`` is an optional callable(n_done)."""
-    out = []
+    """Decode many images; ``progress`` is an optional callable(n_done).  Raises
+    ImageReadError naming every file that cannot be decoded (the first three, and how many)."""
+    out, bad = [], []
     for i, p in enumerate(paths):
-        out.append(load_rgb(p))
+        try:
+            out.append(load_rgb(p))
+        except ImageReadError as exc:
+            bad.append((p, exc))
         if progress:
             progress(i + 1)
+    if bad:
+        first = str(bad[0][1]).rsplit("; ", 1)[0]  # what went wrong, without the advice for one file
+        if len(bad) == 1:
+            raise ImageReadError(f"{first}; remove or replace the file")
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ImageReadError(f"{len(bad)} images cannot be decoded ({', '.join(str(p) for p, _ in bad[1:3])}{more} "
+                             f"besides {first}); remove or replace them")
     return out

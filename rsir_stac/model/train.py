@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rsir_stac.errors import InputError
+from rsir_stac.model.train_checks import check_options, usable_validation
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     from rsir_stac.reduce import make_reducer
 
     emit = progress or (lambda e: None)
+    check_options(cfg)
     for name, value in (("--view-distill", cfg.view_distill), ("--distill", cfg.distill)):
         if not (math.isfinite(value) and value >= 0):
             raise InputError(f"{name} {value}: the weight of a loss term must be a finite number >= 0 "
@@ -152,7 +154,6 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         raise InputError(f"--reducer-dim {cfg.reducer_dim}: a {cfg.reducer.upper()} reducer gives at least "
                          f"{least} dimensions; pass --reducer-dim {least} or more")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     n_classes = len(folder.classes)
     p = min(cfg.p, n_classes)
     train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
@@ -160,12 +161,22 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     if cfg.val_fraction > 0:
         a, b = stratified_split(folder.labels[train_ix], cfg.val_fraction, cfg.seed + 1)
         fit_ix, val_ix = train_ix[a], train_ix[b]
+        if not usable_validation(folder.labels[val_ix]):
+            fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
     if cfg.reducer == "lda" and cfg.reducer_dim > n_classes - 1:
-        log.info("LDA keeps at most classes-1 = %d dimensions", n_classes - 1)
+        log.warning("--reducer-dim %d: LDA keeps at most classes - 1 = %d dimensions; the bundle stores %d",
+                    cfg.reducer_dim, n_classes - 1, n_classes - 1)
+    elif cfg.reducer in ("pca", "lda+pca") and cfg.reducer_dim > len(train_ix):
+        log.warning("--reducer-dim %d: %s keeps at most as many dimensions as training images (%d); the bundle "
+                    "stores fewer", cfg.reducer_dim, cfg.reducer.upper(), len(train_ix))
 
     emit(TrainEvent("load", steps=len(fit_ix) + len(val_ix), message="decoding images"))
-    cache = dict(zip(np.concatenate([fit_ix, val_ix]).tolist(),
-                     load_images([folder.paths[i] for i in np.concatenate([fit_ix, val_ix])])))
+    used = np.concatenate([fit_ix, val_ix])
+    # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
+    images = load_images([folder.paths[i] for i in np.concatenate([used, test_ix])])
+    cache = dict(zip(used.tolist(), images[:len(used)]))
+    del images
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be readable
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
