@@ -780,7 +780,8 @@ def migrate(index, qdrant_url, api_key, batch_size):
     with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
         with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
             n = run(src, dst, batch_size=batch_size, progress=bar.update)
-    click.echo(f"copied {n} points from {index} to {qdrant_url}")
+        where = dst.describe()
+    click.echo(f"copied {n} points from {index} to {where}")
 
 
 # ------------------------------------------------------------------------- reindex

@@ -208,6 +208,14 @@ def test_migrate_edge_to_server_keeps_ids_and_answers(tmp_path, scenes, tiny_bun
         q = next(src.iter_points())
         assert [h.id for h in src.search(q.vector, k=6)] == [h.id for h in dst.search(q.vector, k=6)]
     dst.close()
+    other = ServerStore(str(tmp_path / "q"))  # a local folder holding another model
+    other.ensure_collection(tiny_bundle.dim, "another-model")
+    with open_store(str(idx), read_only=True) as src, pytest.raises(IncompatibleIndexError) as ei:
+        migrate(src, other)
+    # the fix names what migrate can do (it has no --model or --collection option)
+    assert "another --qdrant-url" in str(ei.value) and "rsir-stac reindex --index" in str(ei.value)
+    assert "--model default" not in str(ei.value) and other.count() == 0
+    other.close()
 
 
 def test_ingested_vectors_are_their_tiles_embeddings(tmp_path, scenes, tiny_bundle):

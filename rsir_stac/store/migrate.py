@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from rsir_stac.errors import StoreError
+from rsir_stac.errors import IncompatibleIndexError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,13 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
     meta = src.meta()
     if meta is None:
         raise StoreError(f"{src.describe()} holds no collection; nothing to migrate (check --index)")
+    dst_meta = dst.meta()
+    if dst_meta is not None and (dst_meta.model_id != meta.model_id or dst_meta.dim != meta.dim):
+        raise IncompatibleIndexError(
+            f"{dst.describe()} already holds {dst_meta.dim}-d vectors of model {dst_meta.model_id}, and "
+            f"{src.describe()} holds model {meta.model_id}; migrate into another --qdrant-url (an empty server or "
+            "folder), or first move the index to that model with `rsir-stac reindex --index "
+            f"{src.location} --to NEW --model BUNDLE` and migrate NEW")
     dst.ensure_collection(meta.dim, meta.model_id)
     batch, copied = [], 0
     for point in src.iter_points(batch=batch_size, with_vectors=True):

@@ -170,7 +170,9 @@ class ServerStore(Store):
     # -- helpers -----------------------------------------------------------
 
     def describe(self) -> str:
-        return f"Qdrant {self.url} collection {self.collection!r}"
+        if self.remote:
+            return f"Qdrant {self.url} collection {self.collection!r}"
+        return f"qdrant-client local {'memory' if self.url == ':memory:' else 'folder ' + self.url} collection {self.collection!r}"
 
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
