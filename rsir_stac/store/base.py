@@ -70,30 +70,14 @@ PAYLOAD_INDEXES: dict[str, str] = {
     "datetime_end_epoch": "float",
 }
 
-def _covers(payload: dict, lon: float, lat: float) -> bool:
-    """Whether a stored tile's footprint holds (lon, lat), edges included: its bbox first
-    (cheap), then its footprint polygon where the payload has corners or an outline."""
-    from rsir_stac.tiling.footprints import bbox_contains
-
-    if not bbox_contains(payload["bbox"], lon, lat):
-        return False
-    if not payload.get("corners") and not payload.get("outline"):
-        return True
-    from shapely.geometry import Point as ShapelyPoint
-    from shapely.geometry import shape
-
-    from rsir_stac.labels import footprint_geometry
-
-    geom = footprint_geometry(payload)
-    return geom is None or shape(geom).distance(ShapelyPoint(lon, lat)) <= 1e-9
-
-
 #: Engine field holding the rest of a tile's payload as one compact JSON string.
 PACKED = "packed"
 
 #: Largest tile half-diagonal :meth:`Store.point_at` looks for, in metres, and the
 #: radii it widens through (a 256 px tile at 500 m GSD has a ~90 km half-diagonal).
 POINT_AT_RADII_M = (250.0, 2_500.0, 25_000.0, 250_000.0, 2_500_000.0, 20_100_000.0)
+#: Radii beyond this (tiles of coarse products) are checked with a count first.
+POINT_AT_FINE_M = 250_000.0
 #: Most tiles a :meth:`Store.point_at` radius beyond 250 km is scanned for (coarse products
 #: hold few tiles; a fine-resolution catalogue around an uncovered location is not read through).
 POINT_AT_WIDE_MAX = 100_000
@@ -225,6 +209,24 @@ def to_jsonable(value: Any) -> Any:
     if t is list or t is tuple or isinstance(value, (list, tuple)):
         return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
     return to_jsonable(_json_default(value))
+
+
+def _covers(payload: dict, lon: float, lat: float) -> bool:
+    """Whether a stored tile's footprint holds (lon, lat), edges included: its bbox first
+    (cheap), then its footprint polygon where the payload has corners or an outline."""
+    from rsir_stac.tiling.footprints import bbox_contains
+
+    if not bbox_contains(payload["bbox"], lon, lat):
+        return False
+    if not payload.get("corners") and not payload.get("outline"):
+        return True
+    from shapely.geometry import Point as ShapelyPoint
+    from shapely.geometry import shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    geom = footprint_geometry(payload)
+    return geom is None or shape(geom).distance(ShapelyPoint(lon, lat)) <= 1e-9
 
 
 def check_incompatible(
@@ -595,7 +597,7 @@ class Store(abc.ABC):
     def point_at(
         self, lon: float, lat: float, flt: SearchFilter | None = None, *, with_vectors: bool = True
     ) -> SearchHit:
-        """The stored tile covering (lon, lat): among tiles whose ``bbox`` contains the
+        """The stored tile covering (lon, lat): among tiles whose footprint covers the
         location, the one with the nearest centroid; score 0.  Centroids within 5 % of
         a tile's width of the nearest (:data:`POINT_AT_TIE_SHARE`) count as one place
         (a time series on grids metres apart): the newest of them wins, then the smallest id.
@@ -612,10 +614,10 @@ class Store(abc.ABC):
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
         self._require_meta()
-        found: list[tuple[float, float, str]] = []
+        found: list[tuple[float, float, str, Any]] = []  # (metres, epoch, id, bbox)
         fields = ["location", "bbox", "datetime_epoch", PACKED]
         for radius in POINT_AT_RADII_M:
-            if radius > 250_000.0 and not self._few_within(flt, lon, lat, radius):
+            if radius > POINT_AT_FINE_M and not self._few_within(flt, lon, lat, radius):
                 break
             for pid, payload, _ in self._scan(flt, around=(lon, lat, radius), fields=fields):
                 try:

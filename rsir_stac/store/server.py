@@ -162,7 +162,7 @@ class ServerStore(Store):
         if read_only and not self._exists:
             self.client.close()
             raise IndexNotFoundError(f"{self.describe()} does not exist; build it with ingest, or check --qdrant-url "
-                                     "(and, for reindex and migrate, --collection)")
+                                     "(and, for reindex, --collection)")
         if self._exists:
             self._meta = self._read_meta()
         log.debug("opened %r", self)
@@ -403,7 +403,7 @@ class ServerStore(Store):
         other._exists = other._call("checking the collection", self.client.collection_exists, collection)
         if read_only and not other._exists:
             raise IndexNotFoundError(f"{other.describe()} does not exist; build it with ingest, or check --qdrant-url "
-                                     "(and, for reindex and migrate, --collection)")
+                                     "(and, for reindex, --collection)")
         if other._exists:
             other._meta = other._read_meta()
         return other
