@@ -222,10 +222,11 @@ def test_an_image_without_valid_pixels_is_refused_not_searched(tmp_path):
     assert read_image(half).shape == (64, 64, 3) and decode_upload(half.read_bytes()).shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("layout", ["south-up", "east-left"])
+@pytest.mark.parametrize("layout", ["south-up", "east-left", "rotated-180", "transposed"])
 def test_mirrored_rasters_give_the_tiles_of_the_same_ground(tmp_path, layout):
-    """A south-up (positive y pixel size) or east-left raster of the same ground gives the
-    same tile pixels as the north-up one: tiles are shown as on the map, not mirrored."""
+    """A south-up (positive y pixel size), east-left, 180-degree-rotated or transposed raster
+    of the same ground gives the same tile pixels as the north-up one: tiles are shown as on
+    the map, not mirrored or turned."""
     from affine import Affine
 
     from conftest import write_raster
@@ -237,8 +238,12 @@ def test_mirrored_rasters_give_the_tiles_of_the_same_ground(tmp_path, layout):
     write_raster(tmp_path / "n.tif", data, transform=Affine(px, 0, x0, 0, -px, y1))
     if layout == "south-up":
         flipped, t = data[:, ::-1], Affine(px, 0, x0, 0, px, y1 - 64 * px)
-    else:
+    elif layout == "east-left":
         flipped, t = data[:, :, ::-1], Affine(-px, 0, x0 + 64 * px, 0, -px, y1)
+    elif layout == "rotated-180":
+        flipped, t = data[:, ::-1, ::-1], Affine(-px, 0, x0 + 64 * px, 0, px, y1 - 64 * px)
+    else:  # rows run east, columns run south
+        flipped, t = data.transpose(0, 2, 1), Affine(0, px, x0, -px, 0, y1)
     write_raster(tmp_path / "m.tif", np.ascontiguousarray(flipped), transform=t)
 
     def tiles(name):

@@ -115,24 +115,35 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
     return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float)
 
 
-def mirrored(dataset: Any) -> bool:
-    """Whether a georeferenced raster's rows or columns run mirror-wise to a map
-    (south-up, or east-left: the geotransform's determinant ``a*e - b*d`` is positive;
-    north-up is negative).  Rasters without a CRS (plain images) never are."""
+def map_orientation(dataset: Any) -> tuple[bool, bool, bool]:
+    """``(transpose, flip_rows, flip_cols)`` that turn a georeferenced raster's pixels to the
+    map's orientation: columns running east, rows running south, up to a rotation under 45°
+    (which the model is trained to ignore).  South-up, east-left, 180°-rotated, transposed
+    and mirrored rasters all give the same pixels as the north-up raster of the same ground.
+    Rasters without a CRS (plain images) are left as they are."""
     t = dataset.transform
-    return dataset.crs is not None and t.a * t.e - t.b * t.d > 0
+    if dataset.crs is None:
+        return False, False, False
+    col, row = (t.a, t.d), (t.b, t.e)  # map step of one column / one row (x, y)
+    transpose = abs(col[1]) > abs(col[0])  # columns run north-south: swap the axes first
+    if transpose:
+        col, row = row, col
+    return transpose, row[1] > 0, col[0] < 0
 
 
 def as_on_the_map(pixels: np.ndarray, dataset: Any) -> np.ndarray:
-    """``pixels`` (rows, cols, 3) read from ``dataset``, rows reversed when the raster is
-    :func:`mirrored` (columns reversed instead when only they run east-left), so that
-    every tile shows the ground as a map does (a rotated raster stays rotated, which the
-    model is trained to ignore), not its mirror image."""
-    if not mirrored(dataset):
+    """``pixels`` (rows, cols, 3) read from ``dataset``, turned as :func:`map_orientation`
+    says, so that every tile shows the ground as a map does, not its mirror image or a
+    quarter turn of it."""
+    transpose, flip_rows, flip_cols = map_orientation(dataset)
+    if not (transpose or flip_rows or flip_cols):
         return pixels
-    t = dataset.transform
-    east_left = t.a < 0 and t.e < 0 and abs(t.a) >= abs(t.b)
-    return np.ascontiguousarray(pixels[:, ::-1] if east_left else pixels[::-1])
+    out = pixels.transpose(1, 0, 2) if transpose else pixels
+    if flip_rows:
+        out = out[::-1]
+    if flip_cols:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
 
 
 def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
