@@ -262,3 +262,23 @@ def test_a_tile_wider_than_half_the_world_keeps_its_side(tmp_path):
         assert geom.is_valid and abs(geom.area - 204.8 * 25.6) < 1.0
         assert geom.covers(shape({"type": "Point", "coordinates": [0.0, 0.0]}))
         assert st.point_at(0.0, 0.0, with_vectors=False).id is not None
+
+
+def test_footprints_of_world_tiles_are_valid_geometries(tmp_path):
+    """A global 0.5-degree raster in 512 px tiles: outlines running along ±90 used to double
+    back on themselves ("Self-intersection"), which PostGIS and GIS tools refuse."""
+    from shapely.geometry import shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    path = tmp_path / "world.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=720, height=360, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=Affine(0.5, 0, -180, 0, -0.5, 90)) as ds:
+        ds.write(np.random.default_rng(2).integers(0, 255, (3, 360, 720)).astype(np.uint8))
+    assert ingest([str(path)], index=str(tmp_path / "idx"),
+                  options=IngestOptions(native_gsd=True, tile_size=512, min_valid=0.1)).ok
+    with open_store(tmp_path / "idx") as st:
+        geoms = [shape(footprint_geometry(p)) for _, p, _ in st._scan(None)]
+    assert geoms and all(g.is_valid and g.area > 0 for g in geoms)
+    assert all(p.area > 1e-9 for g in geoms for p in getattr(g, "geoms", [g]))  # no sliver at ±180
+    assert abs(max(g.bounds[3] for g in geoms) - 90) < 1e-9 and abs(min(g.bounds[1] for g in geoms) + 90) < 1e-9

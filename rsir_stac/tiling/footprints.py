@@ -337,11 +337,38 @@ def _pole_on_an_edge(ring: list[tuple[float, float]], pole: float) -> list[tuple
 
 
 def footprint_geometry(corners: Any, pole: float | None = None) -> dict[str, Any] | None:
-    """A footprint ring ``[(lon, lat), ...]`` as a GeoJSON geometry: a Polygon, or a
+    """A footprint ring ``[(lon, lat), ...]`` as a valid GeoJSON geometry: a Polygon, or a
     MultiPolygon cut at the antimeridian when an edge crosses it (RFC 7946 3.1.9);
     exterior rings counter-clockwise (RFC 7946 3.1.6), whatever the order of ``corners``.
     A ring that winds round a pole, or has a corner on one, is closed along the pole's
-    latitude; ``pole`` (90 or -90, from a bbox reaching it) says that an edge runs through it."""
+    latitude; ``pole`` (90 or -90, from a bbox reaching it) says that an edge runs through it.
+    Outlines that double back along the pole's latitude, and slivers of no area at ±180,
+    are repaired (shapely ``make_valid``) so that GIS tools and PostGIS take them."""
+    geom = _footprint_geometry(corners, pole)
+    return geom if geom is None else _valid(geom)
+
+
+def _valid(geom: dict[str, Any]) -> dict[str, Any]:
+    """``geom`` (GeoJSON Polygon/MultiPolygon) made valid: its polygonal parts of positive
+    area, exterior rings counter-clockwise; unchanged when it is valid already."""
+    from shapely import make_valid
+    from shapely.geometry import MultiPolygon, mapping, shape
+    from shapely.geometry.polygon import orient
+
+    g = shape(geom)
+    parts = [p for p in getattr(g, "geoms", [g]) if p.area > 0]
+    if g.is_valid and len(parts) == len(getattr(g, "geoms", [g])):
+        return geom
+    fixed = make_valid(MultiPolygon(parts) if len(parts) > 1 else parts[0]) if parts else make_valid(g)
+    polys = [p for p in getattr(fixed, "geoms", [fixed]) if p.geom_type == "Polygon" and p.area > 0]
+    polys += [q for p in getattr(fixed, "geoms", [fixed]) if p.geom_type == "MultiPolygon" for q in p.geoms]
+    if not polys:
+        return geom
+    polys = [orient(p, 1.0) for p in polys]
+    return mapping(polys[0] if len(polys) == 1 else MultiPolygon(polys))
+
+
+def _footprint_geometry(corners: Any, pole: float | None) -> dict[str, Any] | None:
     ring = [(float(c[0]), float(c[1])) for c in corners]
     if len(ring) < 3:
         return None
