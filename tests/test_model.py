@@ -200,7 +200,9 @@ def test_resnet_backbone_from_local_weights(tmp_path):
     ({"epochs": 0}, "--epochs 0"), ({"k": 1}, "--k 1"), ({"lr": -1.0}, "--lr -1.0"),
     ({"test_fraction": 1.5}, "--test-fraction 1.5"), ({"gsd_m": 0.0}, "--gsd 0.0"), ({"margin": -1.0}, "--margin"),
     ({"embedding_dim": 0}, "--embedding-dim 0"), ({"input_size": 0}, "--input-size 0"),
-    ({"val_fraction": 1.0}, "--val-fraction 1.0"),
+    ({"val_fraction": 1.0}, "--val-fraction 1.0"), ({"max_steps_per_epoch": 0}, "--max-steps-per-epoch 0"),
+    ({"hybrid": -1.0}, "--hybrid -1.0"), ({"val_scales": (0.0,)}, "--val-scales 0"),
+    ({"test_fraction": 0.8}, "leave class 'class0' 1 image"),
 ])
 def test_training_options_that_cannot_train_are_refused_before_any_work(tmp_path, image_folder, change, option):
     from dataclasses import replace
@@ -213,6 +215,31 @@ def test_training_options_that_cannot_train_are_refused_before_any_work(tmp_path
     with pytest.raises(InputError, match=option.replace(".", r"\.")) as ei:
         train(replace(cfg, **change))
     assert "\n" not in str(ei.value) and not (tmp_path / "run").exists()
+
+
+def test_a_truncated_png_is_refused_not_read_in_part(tmp_path, image_folder):
+    """PIL knew the file and found it cut short; it used to fall through to GDAL, which read
+    what was there."""
+    from PIL import Image
+
+    whole = tmp_path / "whole.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(whole)
+    cut = tmp_path / "half.png"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match="half.png cannot be decoded"):
+        load_rgb(cut)
+
+
+@pytest.mark.parametrize("change,option", [({"steps": 0}, "--steps 0"), ({"lr": -1.0}, "--lr -1.0"),
+                                           ({"margin": -1.0}, "--margin -1.0"), ({"max_tiles": 0}, "--max-tiles 0"),
+                                           ({"stride": 0}, "--stride 0")])
+def test_adaptation_options_that_cannot_train_are_refused_before_any_work(tmp_path, change, option):
+    from rsir_stac.errors import InputError
+    from rsir_stac.model.adapt import AdaptConfig, adapt
+
+    with pytest.raises(InputError, match=option.replace(".", r"\.")):
+        adapt(AdaptConfig(sources=(str(tmp_path / "nowhere"),), out=str(tmp_path / "run"), **change))
+    assert not (tmp_path / "run").exists()
 
 
 def test_every_unreadable_image_is_named_before_training_and_nothing_is_written(tmp_path, image_folder):

@@ -41,6 +41,7 @@ import numpy as np
 
 from rsir_stac.errors import BundleNotFoundError, DatasetError, InputError
 from rsir_stac.model.adapt_checks import check_clusters, check_negatives, check_out, held_out_split
+from rsir_stac.model.train_checks import check_adapt_options
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     t0 = time.time()
     out = Path(cfg.out)
     target = check_out(out)
+    check_adapt_options(cfg)
     if cfg.p < 2 or cfg.k < 2:
         raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
     check_clusters(cfg)

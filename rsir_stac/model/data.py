@@ -140,9 +140,17 @@ def load_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
                 raise UnidentifiedImageError(im.mode)
-            return np.asarray(im.convert("RGB"))
+            try:
+                return np.asarray(im.convert("RGB"))
+            except (OSError, ValueError, SyntaxError) as exc:  # a known format that breaks off: cut short
+                if im.format in ("TIFF", "MPO"):
+                    raise UnidentifiedImageError(im.format) from exc  # multi-band TIFFs: rasterio below
+                raise ImageReadError(f"image {path} cannot be decoded ({exc}); remove or replace it with a "
+                                     "PNG/JPEG/WebP/TIFF image") from None
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist; check the path") from None
+    except ImageReadError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass
     try:  # multi-band / 16-bit rasters: same band and stretch rules as ingest

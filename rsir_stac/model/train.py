@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rsir_stac.errors import InputError
-from rsir_stac.model.train_checks import check_options, usable_validation
+from rsir_stac.model.train_checks import check_fit_split, check_options, usable_validation
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,11 @@ class TrainEvent:
     message: str = ""
 
 
+def _json_safe(history: list[dict]) -> list[dict]:
+    """``history`` with non-finite numbers as None (strict JSON has no NaN)."""
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in h.items()} for h in history]
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -163,6 +168,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         fit_ix, val_ix = train_ix[a], train_ix[b]
         if not usable_validation(folder.labels[val_ix]):
             fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
+    check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction)
     if cfg.reducer == "lda" and cfg.reducer_dim > n_classes - 1:
         log.warning("--reducer-dim %d: LDA keeps at most classes - 1 = %d dimensions; the bundle stores %d",
                     cfg.reducer_dim, n_classes - 1, n_classes - 1)
@@ -306,7 +312,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         },
     }
     bundle = save_bundle(out / "bundle", net, reducer, meta)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    (out / "history.json").write_text(json.dumps(_json_safe(history), indent=1))  # NaN (no validation): null
     emit(TrainEvent("done", message=str(bundle.path)))
     return bundle
 

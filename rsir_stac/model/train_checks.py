@@ -29,23 +29,56 @@ _RULES: tuple[tuple[str, str, Any, str], ...] = (
     ("--downscale-prob", "downscale_prob", lambda v: 0 <= v <= 1, "a probability from 0 to 1, e.g. 0.5"),
     ("--ema", "ema_epochs", lambda v: math.isfinite(v) and v >= 0, "a half-life in epochs >= 0 (0: off)"),
     ("--freeze-blocks", "freeze_blocks", lambda v: v >= 0, "a number of blocks >= 0"),
+    ("--hybrid", "hybrid", lambda v: math.isfinite(v) and v >= 0, "a weight >= 0 (0: the triplet embedding alone)"),
+    ("--max-steps-per-epoch", "max_steps_per_epoch", lambda v: v is None or v >= 1,
+     "at least 1 step (leave it out for whole epochs)"),
+    ("--val-scales", "val_scales", lambda v: len(v) > 0 and all(math.isfinite(f) and f >= 1 for f in v),
+     "downscale factors >= 1, e.g. 1,4"),
+)
+
+#: The same for ``train --unlabelled`` (:class:`~rsir_stac.model.adapt.AdaptConfig`).
+_ADAPT_RULES: tuple[tuple[str, str, Any, str], ...] = (
+    ("--steps", "steps", lambda v: v >= 1, "at least 1 training step, e.g. 300"),
+    ("--max-tiles", "max_tiles", lambda v: v >= 1, "at least 1 tile, e.g. 5000"),
+    ("--stride", "stride", lambda v: v is None or v >= 1, "a positive number of pixels (leave it out for half a tile)"),
+    ("--lr", "lr", lambda v: math.isfinite(v) and v > 0, "a learning rate > 0, e.g. 1e-4"),
+    ("--margin", "margin", lambda v: math.isfinite(v) and v > 0, "a triplet margin > 0, e.g. 0.2"),
 )
 
 
-def check_options(cfg: Any) -> None:
+def check_options(cfg: Any, rules: tuple[tuple[str, str, Any, str], ...] = _RULES) -> None:
     """Refuse option values that cannot train (``--epochs 0``, ``--k 1``, ``--lr -1``,
     ``--gsd 0`` ...) before any work.  Raises InputError naming the option."""
-    for opt, name, ok, valid in _RULES:
+    for opt, name, ok, valid in rules:
         value = getattr(cfg, name)
         try:
             good = bool(ok(value))
         except TypeError:
             good = False
         if not good:
-            raise InputError(f"{opt} {value}: give {valid}")
+            shown = ",".join(f"{v:g}" for v in value) if isinstance(value, (tuple, list)) else value
+            raise InputError(f"{opt} {shown}: give {valid}")
+    if rules is not _RULES:
+        return
     if cfg.gsd_m is not None and not (math.isfinite(cfg.gsd_m) and cfg.gsd_m > 0):
         raise InputError(f"--gsd {cfg.gsd_m}: give the training tiles' ground sample distance in metres (> 0), "
                          "e.g. 0.3 for UC Merced")
+
+
+def check_adapt_options(cfg: Any) -> None:
+    """:func:`check_options` for ``train --unlabelled`` (``--steps 0``, ``--lr -1`` ...)."""
+    check_options(cfg, _ADAPT_RULES)
+
+
+def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float) -> None:
+    """Refuse a split that leaves some class fewer than 2 images to train on (a triplet
+    needs a positive), naming the class and the fractions to lower."""
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < 2:
+        c = int(np.argmin(counts))
+        raise InputError(f"--test-fraction {test_fraction:g} and --val-fraction {val_fraction:g} leave class "
+                         f"{classes[c]!r} {int(counts[c])} image(s) to train on; a triplet needs 2: lower them, "
+                         "or add images")
 
 
 def usable_validation(labels: np.ndarray) -> bool:
@@ -60,4 +93,4 @@ def usable_validation(labels: np.ndarray) -> bool:
     return False
 
 
-__all__ = ["check_options", "usable_validation"]
+__all__ = ["check_adapt_options", "check_fit_split", "check_options", "usable_validation"]
