@@ -172,7 +172,11 @@ class Index:
             try:
                 return self.store.point_at(*at, when, with_vectors=True)
             except PointNotFoundError:
-                pass
+                hit = self.store.point_at(*at, with_vectors=True)
+                log.warning("no tile at %s,%s has the searched dates or collection; the example is the tile "
+                            "there from %s (%s)", at[0], at[1], hit.payload.get("datetime") or "no date",
+                            hit.payload.get("collection") or "no collection")
+                return hit
         return self.store.point_at(*at, with_vectors=True)
 
     def _check_vector(self, value: Any) -> np.ndarray:

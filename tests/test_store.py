@@ -255,7 +255,7 @@ def test_point_at(points, edge, mem):
             store.point_at(200.0, 0.0)
 
 
-def test_point_at_in_a_time_series_takes_the_newest_or_the_searched_date(tmp_path):
+def test_point_at_in_a_time_series_takes_the_newest_or_the_searched_date(tmp_path, caplog):
     """Three dates of one scene on grids ~1 m apart: the tile at a location is the newest
     one, and a search's own date or collection filter picks the example from those dates."""
     from rsir_stac.search import Example, Index
@@ -284,9 +284,10 @@ def test_point_at_in_a_time_series_takes_the_newest_or_the_searched_date(tmp_pat
                     (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))], prefer=flt)
                     assert ex.payload["item_id"] == f"scene-{year}"
             # a filter no covering tile matches falls back to the newest tile there
-            (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))],
-                                prefer=SearchFilter(collections=("other",)))
-            assert ex.payload["item_id"] == "scene-2020"
+            with caplog.at_level("WARNING"):
+                (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))],
+                                    prefer=SearchFilter(collections=("other",)))
+            assert ex.payload["item_id"] == "scene-2020" and "has the searched dates or collection" in caplog.text
 
 
 def test_stored_payload_is_packed(points, edge, mem):
