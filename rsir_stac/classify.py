@@ -32,6 +32,7 @@ import numpy as np
 from rsir_stac.errors import InputError
 from rsir_stac.labels import LabelSet
 from rsir_stac.store import SearchFilter, SearchHit
+from rsir_stac.store.filters import matches
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,18 @@ class ClassifyReport:
     fit_seconds: float = 0.0
     scan_seconds: float = 0.0
     coef: tuple[float, ...] = field(default=(), repr=False)
+    labels_outside: int = 0  # labelled tiles the filters leave out
 
     def notes(self) -> list[str]:
         """What a user should know about this run beyond its figures."""
+        out = []
         if self.scored == 0:
-            return ["no tile matches the filters, so none was scored; the precision and recall are those of "
-                    "the held-out labels alone: widen the area or time, or label tiles inside it"]
-        return []
+            out.append("no tile matches the filters, so none was scored; the precision and recall are those of "
+                       "the held-out labels alone: widen the area or time, or label tiles inside it")
+        if self.labels_outside:
+            out.append(f"{self.labels_outside} of the {self.positives + self.negatives} labelled tiles lie outside "
+                       "the filters: the classifier learns from them, but the tiles it scores are elsewhere")
+        return out
 
     def summary(self) -> dict[str, Any]:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
@@ -139,7 +145,10 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         drawn = sample_ids(store, want, flt, Exclusion(ids=frozenset(pos + neg)), seed=seed)
         log.info("drew %d background tiles as negatives (%d negative labels)", len(drawn), len(neg))
     ids = pos + neg + drawn
-    vecs = {h.id: h.vector for h in store.retrieve(ids, with_vectors=True)}
+    got = store.retrieve(ids, with_vectors=True)
+    vecs = {h.id: h.vector for h in got}
+    labelled = set(pos + neg)
+    outside = sum(1 for h in got if h.id in labelled and not matches(h.payload, flt))
     x = np.stack([vecs[i] for i in ids]).astype(np.float32)
     y = np.array([1] * len(pos) + [0] * (len(neg) + len(drawn)))
     if len(np.unique(y)) < 2:
@@ -173,7 +182,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         hits.extend(SearchHit(i, p, got[i].payload) for p, i in part if i in got)
     return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
                           precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
-                          coef=tuple(w.tolist()))
+                          coef=tuple(w.tolist()), labels_outside=outside)
 
 
 def dissolve(hits: Any) -> list[dict[str, Any]]:

@@ -414,6 +414,8 @@ def test_classify_in_an_area_without_tiles_says_so(index, world, bundle):
     rep = classify(index, _labels(world, bundle), flt=SearchFilter(bbox=(100.0, 10.0, 101.0, 11.0)), background=0)
     assert rep.scored == 0 and rep.hits == ()
     assert rep.notes() and "no tile matches the filters" in rep.notes()[0]
+    n = len(_labels(world, bundle).labels)
+    assert rep.labels_outside == n and f"{n} of the {n} labelled tiles lie outside" in rep.notes()[1]
     full = classify(index, labels, threshold=0.5)
     assert full.scored > 0 and full.notes() == []
 

@@ -100,9 +100,12 @@ def _local_or_server(url: str) -> str:
     import re
     from urllib.parse import unquote, urlparse
 
-    if url.startswith(("http://", "https://")) or url == ":memory:":
+    scheme_less = url.split("://", 1)
+    if len(scheme_less) == 2 and scheme_less[0].lower() in ("http", "https"):
+        return scheme_less[0].lower() + "://" + scheme_less[1]
+    if url == ":memory:":
         return url
-    if url.startswith("file:"):
+    if url.lower().startswith("file:"):
         return unquote(urlparse(url).path) or url
     scheme = url.split("://", 1)[0] if "://" in url else None
     if scheme is not None:
@@ -111,7 +114,7 @@ def _local_or_server(url: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9._-]+:\d{1,5}", url):
         raise InputError(f"--qdrant-url {url} has no scheme; give http://{url} for a server, or ./{url} for a "
                          "local folder of that name")
-    return url
+    return os.path.expanduser(url)
 
 
 class ServerStore(Store):
