@@ -607,14 +607,36 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         pg.p.evaluate("rsir.map.setView([0, 0], 0, {animate: false})")
         pg.p.click("#classify")
         pg.p.wait_for_function("document.querySelector('#status').innerText.includes('Find all:') && "
-                               "document.querySelector('#status').innerText.includes(' of " + str(len(points)) +
-                               " scored')", timeout=120_000)
+                               "document.querySelector('#status').innerText.includes('(" + str(len(points)) +
+                               " tiles scored)')", timeout=120_000)
         pg.shots("findall_world")
+        # threshold 0 is 0 (it was sent as 0.5): every scored tile is a hit, and Download hits saves them all
+        pg.p.fill("#threshold", "0")
+        pg.p.click("#classify")
+        pg.p.wait_for_function("document.querySelector('#status').innerText.includes('at or above probability 0 ')",
+                               timeout=120_000)
+        assert f"Find all: {len(points)} tiles" in pg.status()
+        got = []
+        pg.p.on("download", lambda d: got.append(d))
+        pg.p.click("#findall-export")
+        for _ in range(50):  # the download event arrives after the click returns
+            if got:
+                break
+            pg.p.wait_for_timeout(100)
+        assert [d.suggested_filename for d in got] == ["find-all.geojson"]
+        hits = json.loads(open(got[0].path()).read())
+        assert len(hits["features"]) == len(points)
+        pg.p.fill("#threshold", "")
+        pg.p.click("#classify")
+        pg.wait_status("must be a probability from 0 to 1")
+        pg.p.fill("#threshold", "0.5")
         with pg.p.expect_download() as dl:
             pg.p.click(".export[data-format='parquet']")
         out = tmp_path / "results.parquet"
         dl.value.save_as(out)
         assert out.read_bytes()[:4] == b"PAR1"
+        pg.p.click("#clear-labels")  # the overlay and its download go with the labels
+        assert pg.p.locator("#findall-export").is_hidden()
         pg.check_clean()
     finally:
         pg.close()

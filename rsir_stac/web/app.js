@@ -23,6 +23,7 @@ let info = null;
 let scenesDoc = null;
 let uploadUrl = null;
 let lastDoc = null;
+let lastFindAll = null;  // the last "Find all" answer, for Download hits
 
 function setStatus(text, kind) {
   const s = $("status");
@@ -83,7 +84,10 @@ async function run(query, opts) {
     } else if (query.kind === "labels") {
       doc = await labels.refineQuery(Object.assign(filters(), state.expand ? { expand: state.expand } : {}), state.k);
     } else {
-      const extra = query.kind === "point" ? { point_id: query.id } : { lon: query.lon, lat: query.lat };
+      // a clicked place keeps the tile it found as the example when filters change (a time series:
+      // "where was this 2020 pattern in 2009?"); a new click finds the tile there again
+      const extra = query.kind === "point" ? { point_id: query.id }
+        : query.pinned && opts.rerun ? { point_id: query.pinned } : { lon: query.lon, lat: query.lat };
       doc = await api("api/search?" + filterParams(extra));
     }
     if (my !== seq) return;
@@ -98,12 +102,13 @@ async function run(query, opts) {
   }
 }
 
-function rerun() { if (state.query) run(state.query, { push: false }); }
+function rerun() { if (state.query) run(state.query, { push: false, rerun: true }); }
 
 function render(doc, query, opts) {
   lastDoc = doc;
   queryLayer.clearLayers();
   const q = doc.query || {};
+  if (query.kind === "location" && q.id) query.pinned = q.id;
   if (q.geometry) {
     L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false }).addTo(queryLayer);
   }
@@ -261,7 +266,10 @@ for (const t of ["results", "scenes", "labels"]) $("tab-" + t).onclick = () => s
 
 // labels tab
 $("refine").onclick = () => run({ kind: "labels" }, { fit: true });
-$("clear-labels").onclick = () => { state.labels.clear(); labels.renderLabels(); restyleAll(); refreshDetails(); saveUrl(false); };
+$("clear-labels").onclick = () => {
+  state.labels.clear(); labels.renderLabels(); labels.clearFindAll(); $("findall-export").hidden = true;
+  restyleAll(); refreshDetails(); saveUrl(false);
+};
 $("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
 $("load-labels").addEventListener("change", async (ev) => {
   const file = ev.target.files && ev.target.files[0];
@@ -284,16 +292,24 @@ $("classify").onclick = async () => {
     if (inView) f.bbox = viewBbox();
     const doc = await labels.findAll(f, (s) => { $("progress-text").textContent = `Scoring every tile in the area… ${s.toFixed(0)} s`; });
     const sm = doc.summary || {};
-    setStatus(`Find all: ${doc.features.length} tiles at or above the threshold` +
-              (sm.scored !== undefined ? ` of ${sm.scored} scored` : "") +
+    lastFindAll = doc;
+    $("findall-export").hidden = !doc.features.length;
+    setStatus(`Find all: ${doc.features.length} tiles at or above probability ${sm.threshold}` +
+              (sm.scored !== undefined ? ` (${sm.scored} tiles scored)` : "") +
               (inView ? " in the map view (zoom out, or draw a box or polygon, for another area)" : "") +
-              " (purple on the map).");
+              " (purple on the map; Download hits saves them)." +
+              ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
   } catch (err) {
     setStatus(friendly(err.message), "error");
   } finally {
     bar.hidden = true;
     $("classify").disabled = false;
   }
+};
+$("findall-export").onclick = () => {
+  if (!lastFindAll) return;
+  labels.download("find-all.geojson", new Blob([JSON.stringify({ type: "FeatureCollection", features: lastFindAll.features })],
+                                               { type: "application/geo+json" }));
 };
 for (const b of document.querySelectorAll(".export")) {
   b.onclick = async () => {

@@ -146,8 +146,13 @@ export async function findAll(filters, onProgress) {
   const t0 = performance.now();
   const timer = setInterval(() => onProgress((performance.now() - t0) / 1000), 250);
   try {
-    const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold:
-      parseFloat($("threshold").value) || 0.5, max_hits: 2000 }, filters));
+    const raw = $("threshold").value.trim();
+    const threshold = raw === "" ? NaN : Number(raw);
+    if (!(threshold >= 0 && threshold <= 1)) {
+      throw new Error(`threshold "${raw}" must be a probability from 0 to 1, e.g. 0.5`);
+    }
+    const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
+      max_hits: 2000 }, filters));
     classifyLayer.clearLayers();
     L.geoJSON(doc, { style: { color: "#9467bd", weight: 1, fillOpacity: 0.35 }, interactive: false }).addTo(classifyLayer);
     return doc;
