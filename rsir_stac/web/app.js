@@ -87,7 +87,7 @@ async function run(query, opts) {
       // a clicked place keeps the tile it found as the example when filters change (a time series:
       // "where was this 2020 pattern in 2009?"); a new click finds the tile there again
       const extra = query.kind === "point" ? { point_id: query.id }
-        : query.pinned && opts.rerun ? { point_id: query.pinned } : { lon: query.lon, lat: query.lat };
+        : query.pinned ? { point_id: query.pinned } : { lon: query.lon, lat: query.lat };
       doc = await api("api/search?" + filterParams(extra));
     }
     if (my !== seq) return;
@@ -102,7 +102,7 @@ async function run(query, opts) {
   }
 }
 
-function rerun() { if (state.query) run(state.query, { push: false, rerun: true }); }
+function rerun() { if (state.query) run(state.query, { push: false }); }
 
 function render(doc, query, opts) {
   lastDoc = doc;
@@ -218,8 +218,7 @@ function filtersChanged() {
   state.expand = parseInt($("expand").value, 10) || 0;
   if (state.query) run(state.query); else saveUrl(false);
 }
-$("datetime").addEventListener("change", filtersChanged);
-$("datetime").addEventListener("keydown", (ev) => { if (ev.key === "Enter") filtersChanged(); });
+$("datetime").addEventListener("change", filtersChanged);  // Enter fires it too (once)
 $("collection").addEventListener("change", filtersChanged);
 $("k").addEventListener("change", filtersChanged);
 $("expand").addEventListener("change", filtersChanged);
