@@ -202,6 +202,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
     from rasterio.io import MemoryFile
 
     from rsir_stac.tiling import MAX_QUERY_SIDE, compute_scale, select_bands
+    from rsir_stac.tiling.pixels import map_orientation, turned
 
     with rasterio.Env(**SAFE_GDAL_OPTIONS), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -214,6 +215,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
             except RasterError:  # its message names the in-memory file and --bands, which an upload has not
                 raise ImageReadError(f"the uploaded TIFF has {ds.count} bands and none is marked red, green or "
                                      "blue; upload an RGB (3-band) or grey (1-band) image") from None
+            turn = map_orientation(ds)  # a georeferenced upload is shown as on the map, as its tiles are
             uniq = sorted(set(chosen))
             sample = max(np.dtype(ds.dtypes[b - 1]).itemsize for b in uniq)
             check_size("TIFF", ds.width, ds.height, len(uniq), sample, limits)
@@ -239,7 +241,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
         raise EmptyImageError("the uploaded TIFF has no valid pixels (every pixel is nodata or masked); "
                               "upload an image with data")
     rgb[:, ~valid] = 0
-    return np.ascontiguousarray(rgb.transpose(1, 2, 0))
+    return turned(np.ascontiguousarray(rgb.transpose(1, 2, 0)), turn)
 
 
 __all__ = [

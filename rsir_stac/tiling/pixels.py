@@ -135,7 +135,13 @@ def as_on_the_map(pixels: np.ndarray, dataset: Any) -> np.ndarray:
     """``pixels`` (rows, cols, 3) read from ``dataset``, turned as :func:`map_orientation`
     says, so that every tile shows the ground as a map does, not its mirror image or a
     quarter turn of it."""
-    transpose, flip_rows, flip_cols = map_orientation(dataset)
+    return turned(pixels, map_orientation(dataset))
+
+
+def turned(pixels: np.ndarray, orientation: tuple[bool, bool, bool]) -> np.ndarray:
+    """``pixels`` (rows, cols, ...) transposed and flipped as ``orientation``
+    (:func:`map_orientation`) says; C-contiguous."""
+    transpose, flip_rows, flip_cols = orientation
     if not (transpose or flip_rows or flip_cols):
         return pixels
     out = pixels.transpose(1, 0, 2) if transpose else pixels
