@@ -34,7 +34,6 @@ catalogue to tile it for the new model.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections import OrderedDict, deque
@@ -512,22 +511,6 @@ def _ingest_options(key: _SourceKey, payload: dict) -> str:
 
 #: Degrees a stored tile footprint may differ from the same grid window's footprint now (~1 cm).
 FOOTPRINT_TOLERANCE_DEG = 1e-7
-#: Target-GSD pixels an edge tile's stored footprint may differ by (earlier versions stored the
-#: whole window of a tile running past the raster, now only the part on it).
-EDGE_TOLERANCE_PX = 2.0
-
-
-def _tolerance(ref: Any, width: int, height: int) -> float:
-    """Degrees the footprint of ``ref`` may have moved: ~1 cm, or a couple of pixels for a
-    tile at the raster's edge (how much of a window past the edge the footprint holds changed)."""
-    x0, y0, w, h = ref.window.col_off, ref.window.row_off, ref.window.width, ref.window.height
-    if x0 > 0 and y0 > 0 and x0 + w < width and y0 + h < height:
-        return FOOTPRINT_TOLERANCE_DEG
-    lat = abs(float(ref.centroid[1]))
-    return max(FOOTPRINT_TOLERANCE_DEG,
-               EDGE_TOLERANCE_PX * float(ref.gsd) / (111_320.0 * max(math.cos(math.radians(min(lat, 89.0))), 0.01)))
-
-
 def _moved_by(payload: dict, ref: Any) -> float | None:
     """Degrees between the stored and the present first corner of a tile's window (pixel
     ``(col_off, row_off)``: inside the raster, so never moved by how much of a window past
@@ -541,10 +524,9 @@ def _moved_by(payload: dict, ref: Any) -> float | None:
     return max(abs(dlon), abs(lat - float(ref.corners[0][1])))
 
 
-def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict, width: int, height: int) -> str | None:
-    """Why the raster now at ``href`` (``width`` x ``height`` source pixels) is not the one the
-    tiles were ingested from (its CRS or the footprint of a tile's grid window differs from the
-    stored payload), or None.  Compared on every tile of the group whose window still exists."""
+def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | None:
+    """Why the raster now at ``href`` is not the one the tiles were ingested from (its CRS, or
+    where a tile's grid window starts, differs from the stored payload), or None.  Compared on every tile of the group whose window still exists."""
     for t in tiles:
         ref = refs.get(t.grid)
         if ref is None:
@@ -553,15 +535,14 @@ def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict, width: int,
         if crs and not _same_crs(ref.crs, crs):
             why = f"its CRS is {ref.crs}, the index says {crs}"
         else:
-            off, tol = _moved_by(t.payload, ref), FOOTPRINT_TOLERANCE_DEG
-            if off is None:  # no stored corners: the bbox, whose edge tiles may differ a little
+            off = _moved_by(t.payload, ref)
+            if off is None:  # no stored corners (a point written by another tool): its bbox
                 bbox = t.payload.get("bbox")
                 try:
                     off = max(abs(float(a) - float(b)) for a, b in zip(bbox, ref.bbox)) if bbox else 0.0
                 except (TypeError, ValueError):
                     off = 0.0
-                tol = _tolerance(ref, width, height)
-            if not off > tol:
+            if not off > FOOTPRINT_TOLERANCE_DEG:
                 continue
             why = f"tile {t.grid} lies {off:.2g} degrees from where it was ingested"
         return (f"{href} is not the raster that was ingested ({why}); nothing of it was reindexed: put the "
@@ -600,7 +581,7 @@ def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: 
             log.info("traceback of %s", key.href, exc_info=err)
         _source_failed(key, tiles, err, sources, report, emit)
         return
-    changed = _changed_since_ingest(key.href, tiles, refs, reader.width, reader.height)
+    changed = _changed_since_ingest(key.href, tiles, refs)
     if changed is not None:  # another raster at the same path: nothing of it is written
         _source_failed(key, tiles, RasterError(changed), sources, report, emit)
         return

@@ -46,9 +46,8 @@ _ADAPT_RULES: tuple[tuple[str, str, Any, str], ...] = (
 )
 
 
-def check_options(cfg: Any, rules: tuple[tuple[str, str, Any, str], ...] = _RULES) -> None:
-    """Refuse option values that cannot train (``--epochs 0``, ``--k 1``, ``--lr -1``,
-    ``--gsd 0`` ...) before any work.  Raises InputError naming the option."""
+def _check(cfg: Any, rules: tuple[tuple[str, str, Any, str], ...]) -> None:
+    """Raise InputError for the first option ``rules`` refuse."""
     for opt, name, ok, valid in rules:
         value = getattr(cfg, name)
         try:
@@ -58,8 +57,12 @@ def check_options(cfg: Any, rules: tuple[tuple[str, str, Any, str], ...] = _RULE
         if not good:
             shown = ",".join(f"{v:g}" for v in value) if isinstance(value, (tuple, list)) else value
             raise InputError(f"{opt} {shown}: give {valid}")
-    if rules is not _RULES:
-        return
+
+
+def check_options(cfg: Any) -> None:
+    """Refuse option values that cannot train (``--epochs 0``, ``--k 1``, ``--lr -1``,
+    ``--gsd 0`` ...) before any work.  Raises InputError naming the option."""
+    _check(cfg, _RULES)
     if cfg.gsd_m is not None and not (math.isfinite(cfg.gsd_m) and cfg.gsd_m > 0):
         raise InputError(f"--gsd {cfg.gsd_m}: give the training tiles' ground sample distance in metres (> 0), "
                          "e.g. 0.3 for UC Merced")
@@ -67,7 +70,7 @@ def check_options(cfg: Any, rules: tuple[tuple[str, str, Any, str], ...] = _RULE
 
 def check_adapt_options(cfg: Any) -> None:
     """:func:`check_options` for ``train --unlabelled`` (``--steps 0``, ``--lr -1`` ...)."""
-    check_options(cfg, _ADAPT_RULES)
+    _check(cfg, _ADAPT_RULES)
 
 
 def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float) -> None:

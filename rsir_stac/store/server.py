@@ -100,9 +100,9 @@ def _local_or_server(url: str) -> str:
     import re
     from urllib.parse import unquote, urlparse
 
-    scheme_less = url.split("://", 1)
-    if len(scheme_less) == 2 and scheme_less[0].lower() in ("http", "https"):
-        return scheme_less[0].lower() + "://" + scheme_less[1]
+    parts = url.split("://", 1)
+    if len(parts) == 2 and parts[0].lower() in ("http", "https"):
+        return parts[0].lower() + "://" + parts[1]
     if url == ":memory:":
         return url
     if url.lower().startswith("file:"):

@@ -351,20 +351,18 @@ def footprint_geometry(corners: Any, pole: float | None = None) -> dict[str, Any
 def _valid(geom: dict[str, Any]) -> dict[str, Any]:
     """``geom`` (GeoJSON Polygon/MultiPolygon) made valid: its polygonal parts of positive
     area, exterior rings counter-clockwise; unchanged when it is valid already."""
-    from shapely import make_valid
+    import shapely
     from shapely.geometry import MultiPolygon, mapping, shape
     from shapely.geometry.polygon import orient
 
     g = shape(geom)
-    parts = [p for p in getattr(g, "geoms", [g]) if p.area > 0]
-    if g.is_valid and len(parts) == len(getattr(g, "geoms", [g])):
+    if g.is_valid and all(p.area > 0 for p in shapely.get_parts(g)):
         return geom
-    fixed = make_valid(MultiPolygon(parts) if len(parts) > 1 else parts[0]) if parts else make_valid(g)
-    polys = [p for p in getattr(fixed, "geoms", [fixed]) if p.geom_type == "Polygon" and p.area > 0]
-    polys += [q for p in getattr(fixed, "geoms", [fixed]) if p.geom_type == "MultiPolygon" for q in p.geoms]
+    fixed = shapely.make_valid(g)  # parts of a collection may be multi-part: flatten twice
+    polys = [orient(p, 1.0) for p in shapely.get_parts(shapely.get_parts(fixed))
+             if p.geom_type == "Polygon" and p.area > 0]
     if not polys:
         return geom
-    polys = [orient(p, 1.0) for p in polys]
     return mapping(polys[0] if len(polys) == 1 else MultiPolygon(polys))
 
 
