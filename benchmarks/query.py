@@ -265,13 +265,23 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-query-"))
     fit = preflight(n, dim, work, names)
     log(f"{n:,} points, {dim}-d: {fit}")
+    # anonymous and file-backed resident memory per phase (build_memory.Sampler): the
+    # anonymous part is what must fit (no swap); mapped segment pages can be dropped
+    from build_memory import Sampler, status_kib
+
+    sampler = Sampler(1.0)
+    sampler.phase = "data"
+    sampler.start()
     t = time.time()
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=args.by_scene)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     gen_s = time.time() - t
     rng = np.random.default_rng(1)
+    data_kib = status_kib()
 
+    sampler.phase = "store_build"
     store, built = build_store(work / "edge", n, dim, ids, vec, lon, lat, scene, epoch, log)
+    sampler.phase = "engines_build"
     store_bytes = index_bytes(work / "edge")
     built.update(bytes_per_point=round(store_bytes["total"] / n, 1),
                  bytes_per_point_parts={k: round(v / n, 1) for k, v in store_bytes.items()},
@@ -295,6 +305,7 @@ def main() -> None:
         return match_mask(spec, lon, lat)
 
     res, per_engine = {}, {e.name: {} for e in live}
+    sampler.phase = "queries"
     for kind in ("plain", "bbox", "radius", "polygon"):
         lat_ms = {"store": []} | {e.name: [] for e in live}
         rec = {k: [] for k in lat_ms}
@@ -346,12 +357,18 @@ def main() -> None:
     client = client_local(ServerStore, vec, ids, lon, lat, scene, epoch, queries,
                           lambda j, kind: store_filter(spec_for(kind, j)), args.client_sizes, dim)
 
+    sampler.stop.set()
+    sampler.join()
     filtered = [res[k] for k in ("bbox", "radius", "polygon")]
     print(json.dumps({
         "points": n, "dim": dim, "queries": args.queries, "order": "by_scene" if args.by_scene else "interleaved",
         **built, "generate_s": round(gen_s, 1), "preflight": fit,
         "peak_rss_gib_after_build": round(rss_after_build / 2 ** 30, 2),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2 ** 30, 2),
+        # peaks per phase (GiB); "data_anon_gib" is this process's synthetic points and ids,
+        # held through every later phase, so the store's own build is the difference
+        "memory_gib": {"data_anon_gib": round(data_kib["RssAnon"] / 2 ** 20, 2),
+                       **{ph: {k: round(v / 2 ** 20, 2) for k, v in p.items()} for ph, p in sampler.peaks.items()}},
         "opened_fresh": opened,
         "edge": res,
         "filtered_p50_ms_max": max(r["p50_ms"] for r in filtered),

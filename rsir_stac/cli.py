@@ -347,7 +347,7 @@ def reduce(data_dir, model, kind, dim, views, out):
     """Fit a new PCA/LDA/LDA+PCA reducer on a bundle's training split of DATA_DIR and write a new bundle."""
     from tqdm import tqdm
 
-    from rsir_stac.model.train import refit_reducer
+    from rsir_stac.model.refit import refit_reducer
 
     with tqdm(desc="embedding training split", unit="img", file=sys.stderr) as bar:
         b = refit_reducer(model, data_dir, kind, dim, out, views=None if views is None else int(views),

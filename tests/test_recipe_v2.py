@@ -108,7 +108,7 @@ def test_leave_classes_out_protocol(tmp_path, image_folder):
     with pytest.raises(DatasetError, match="no held-out classes"):
         evaluate_folder(image_folder, "imagenet", classes="held-out")
     # a new reducer for the bundle is fitted on its own split: the held-out class stays out
-    from rsir_stac.model.train import refit_reducer
+    from rsir_stac.model.refit import refit_reducer
 
     r = refit_reducer(b, str(image_folder), "lda", 1, str(tmp_path / "lda"))  # refused before the fix
     assert r.meta["training"]["reducer_refit"]["n_train"] < 12  # the 2 training classes' split only

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -242,6 +243,98 @@ def _heldout_queries(n_held: int, n_gal: int, positives) -> list[tuple[str, int,
     return q
 
 
+@dataclass
+class _Tiles:
+    """The user's tiles split for adaptation: training tiles, the held-out slice and the
+    held-out criterion's gallery (held-out tiles, then training tiles as distractors)."""
+
+    tiles: Any
+    tr: Any
+    tr_pos: Any
+    ho: Any
+    gal: Any
+    gal_pos: Any
+    kinds: list[str]
+    n_scenes: int
+
+
+def _start_bundle(cfg: AdaptConfig):
+    """Check the options and load the start bundle (its weights too), before any tile is read."""
+    from rsir_stac.model.bundle import load_bundle
+
+    check_adapt_options(cfg)
+    if cfg.p < 2 or cfg.k < 2:
+        raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
+    check_clusters(cfg)
+    try:
+        bundle = load_bundle(cfg.start)
+    except BundleNotFoundError as err:  # the fix names this command's option
+        raise BundleNotFoundError(str(err).replace("pass --model", "pass --from")) from None
+    _ = bundle.net  # a bundle whose weights cannot be loaded fails here, before any tile is read
+    return bundle
+
+
+def _collect(cfg: AdaptConfig, bundle, emit: Callable[[AdaptEvent], None]) -> _Tiles:
+    """Read the sources' tiles as ingest does, find their positives and split off the held-out
+    slice; raises DatasetError for too few tiles and InputError for kinds the tiles cannot give."""
+    from rsir_stac.model.pairs import available_kinds, find_positives
+    from rsir_stac.model.unlabelled import collect_tiles
+
+    tiles = collect_tiles(list(cfg.sources), bundle, gsd=cfg.gsd, bands=cfg.bands, asset=cfg.asset,
+                          stride=cfg.stride, min_valid=cfg.min_valid, max_tiles=cfg.max_tiles, seed=cfg.seed,
+                          progress=lambda d, n: emit(AdaptEvent("tiles", d, n)))
+    positives = find_positives(tiles.pos, tiles.scene, tiles.time, tiles.side_m)
+    n_scenes = len(set(tiles.scene[tiles.georeferenced].tolist()))
+    kinds = available_kinds(positives, len(tiles), cfg.triplets or None, n_scenes)
+    check_negatives(tiles, cfg.neg_distance)
+    if len(tiles) < cfg.min_tiles:
+        raise DatasetError(f"the sources give {len(tiles)} tiles; adapting needs at least {cfg.min_tiles} "
+                           "(add scenes or images, or use a smaller --stride for more overlapping tiles)")
+    train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
+    tr = tiles.subset(train_ix)
+    ho = tiles.subset(held)
+    # gallery of the held-out criterion: the held-out tiles, then training tiles as distractors (negatives
+    # only: a held-out slice from a few ground cells may hold no tile far enough to be a negative)
+    n_dis = min(len(train_ix), max(len(held), 32))
+    gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
+        train_ix, size=n_dis, replace=False)]))
+    log.info("adapting on %d tiles (%d held out), triplet kinds %s", len(tr), len(ho), kinds)
+    return _Tiles(tiles, tr, find_positives(tr.pos, tr.scene, tr.time, tr.side_m), ho, gal,
+                  find_positives(gal.pos, gal.scene, gal.time, gal.side_m), kinds, n_scenes)
+
+
+class _HeldOutCriterion:
+    """The early-stopping criterion: positive retrieval on the held-out slice
+    (:func:`rsir_stac.model.criteria.positive_retrieval`) and the neighbour agreement
+    with the start network, for the student's weights at a step."""
+
+    def __init__(self, nets: _Nets, data: _Tiles, cfg: AdaptConfig, embed_args: tuple,
+                 emit: Callable[[AdaptEvent], None]) -> None:
+        from rsir_stac.model.pairs import negative_mask
+        from rsir_stac.model.transforms import OverheadAugment
+
+        size = embed_args[0]
+        view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
+                                   downscale_max=cfg.downscale_max, downscale_prob=0.3)
+        gal = data.gal
+        self.nets, self.cfg, self.embed_args, self.emit, self.n_gal = nets, cfg, embed_args, emit, len(gal)
+        self.images = list(gal.pixels) + [view_aug(im) for im in data.ho.pixels]
+        self.neg = negative_mask(gal.pos, np.arange(len(gal)), np.arange(len(gal)), gal.side_m, cfg.neg_distance)
+        self.queries = _heldout_queries(len(data.ho), len(gal), data.gal_pos)
+        self.z_start = _embed(nets.teacher, self.images, *embed_args)
+
+    def __call__(self, step: int) -> dict:
+        from rsir_stac.model.criteria import neighbour_agreement, positive_retrieval
+
+        z = _embed(self.nets.student, self.images, *self.embed_args)
+        r = positive_retrieval(z, self.queries, self.neg, self.cfg.margin)
+        r["agreement"] = neighbour_agreement(self.z_start[:self.n_gal], z[:self.n_gal])
+        r["step"] = step
+        self.emit(AdaptEvent("eval", step, self.cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
+                             extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
+        return r
+
+
 def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None):
     """Adapt ``cfg.start`` to the tiles of ``cfg.sources``; write ``cfg.out``/bundle.
 
@@ -258,86 +351,78 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     """
     import torch
 
-    from rsir_stac.atomic import atomic_dir
     from rsir_stac.embed import cpu_supports_bf16
-    from rsir_stac.model.bundle import load_bundle, save_bundle
-    from rsir_stac.model.criteria import neighbour_agreement, positive_retrieval
-    from rsir_stac.model.pairs import TripletSampler, available_kinds, find_positives, negative_mask, triplet_loss
-    from rsir_stac.model.transforms import OverheadAugment, to_input
-    from rsir_stac.model.unlabelled import collect_tiles
-    from rsir_stac.reduce import make_reducer
 
     emit = progress or (lambda e: None)
     t0 = time.time()
     out = Path(cfg.out)
     target = check_out(out)
-    check_adapt_options(cfg)
-    if cfg.p < 2 or cfg.k < 2:
-        raise InputError(f"--p {cfg.p} / --k {cfg.k}: each batch needs at least 2 groups of 2 views")
-    check_clusters(cfg)
-    try:
-        bundle = load_bundle(cfg.start)
-    except BundleNotFoundError as err:  # the fix names this command's option
-        raise BundleNotFoundError(str(err).replace("pass --model", "pass --from")) from None
-    _ = bundle.net  # a bundle whose weights cannot be loaded fails here, before any tile is read
-    tiles = collect_tiles(list(cfg.sources), bundle, gsd=cfg.gsd, bands=cfg.bands, asset=cfg.asset,
-                          stride=cfg.stride, min_valid=cfg.min_valid, max_tiles=cfg.max_tiles, seed=cfg.seed,
-                          progress=lambda d, n: emit(AdaptEvent("tiles", d, n)))
-    positives = find_positives(tiles.pos, tiles.scene, tiles.time, tiles.side_m)
-    n_scenes = len(set(tiles.scene[tiles.georeferenced].tolist()))
-    kinds = available_kinds(positives, len(tiles), cfg.triplets or None, n_scenes)
-    check_negatives(tiles, cfg.neg_distance)
-    if len(tiles) < cfg.min_tiles:
-        raise DatasetError(f"the sources give {len(tiles)} tiles; adapting needs at least {cfg.min_tiles} "
-                           "(add scenes or images, or use a smaller --stride for more overlapping tiles)")
-    train_ix, held = held_out_split(tiles, cfg.heldout_fraction, cfg.heldout_max, cfg.seed)
-    tr = tiles.subset(train_ix)
-    tr_pos = find_positives(tr.pos, tr.scene, tr.time, tr.side_m)
-    ho = tiles.subset(held)
-    # gallery of the held-out criterion: the held-out tiles, then training tiles as distractors (negatives
-    # only: a held-out slice from a few ground cells may hold no tile far enough to be a negative)
-    n_dis = min(len(train_ix), max(len(held), 32))
-    gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
-        train_ix, size=n_dis, replace=False)]))
-    gal_pos = find_positives(gal.pos, gal.scene, gal.time, gal.side_m)
-    log.info("adapting on %d tiles (%d held out), triplet kinds %s", len(tr), len(ho), kinds)
-
+    bundle = _start_bundle(cfg)
+    data = _collect(cfg, bundle, emit)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
     torch.manual_seed(cfg.seed)
     nets = _Nets(bundle, cfg.freeze_blocks, device)
-    size = bundle.input_size
-    mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
+    embed_args = (bundle.input_size, bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"],
+                  device, bf16)
     # the start model's view of the training tiles: mutual neighbours become positives, near ones never negatives
-    near, clusters, kinds = _start_neighbours(nets, tr, tr_pos, kinds, cfg, (size, mean, std, device, bf16))
+    near, clusters, data.kinds = _start_neighbours(nets, data.tr, data.tr_pos, data.kinds, cfg, embed_args)
+    run = _fit(cfg, nets, data, near, clusters, embed_args, _HeldOutCriterion(nets, data, cfg, embed_args, emit),
+               emit)
+    train_seconds = time.time() - t0
+    net = nets.student
+    net.load_state_dict(run["best_state"] if run["best_state"] is not None else nets.teacher.state_dict())
+    net = net.eval().to("cpu")
+    emit(AdaptEvent("reduce", message=f"fitting the {cfg.reducer} reducer on {len(data.tiles)} tiles"))
+    reducer = _fit_reducer(cfg, bundle, net, data.tiles, embed_args[:3] + (torch.device("cpu"),
+                                                                            bf16 if device.type == "cpu" else False))
+    tiles = data.tiles
+    record = {
+        "from_model": bundle.model_id,
+        "sources": tiles.sources,
+        "gsd": tiles.gsd,
+        "tile_size": bundle.tile_size,
+        "stride": cfg.stride or max(1, bundle.tile_size // 2),
+        "n_tiles": len(tiles), "n_train": len(data.tr), "n_heldout": len(data.ho),
+        "n_scenes": data.n_scenes, "skipped": tiles.skipped,
+        "triplet_kinds": data.kinds, "near_k": int(near.shape[1]),
+        "clusters": int(run["clusters"].max() + 1) if run["clusters"] is not None else 0,
+        "reclustered_at": run["reclustered"], "groups": run["groups"], "triplets": run["triplets"],
+        "steps_run": run["step"], "best_step": int(run["best"]["step"]),
+        "criterion": "held-out positive retrieval loss (lower is better)",
+        "before": run["history"][0], "after": run["best"], "history": run["history"],
+        "seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
+        "device": device.type, "bf16": bool(bf16),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("sources", "out", "device")},
+    }
+    result = _write(bundle, net, reducer, record, target, out)
+    emit(AdaptEvent("done", run["step"], cfg.steps, message=str(target)))
+    return result
+
+
+def _fit(cfg: AdaptConfig, nets: _Nets, data: _Tiles, near: np.ndarray, clusters: np.ndarray | None,
+         embed_args: tuple, criterion: _HeldOutCriterion, emit: Callable[[AdaptEvent], None]) -> dict:
+    """The fine-tuning steps (triplet loss on P×K batches of mined groups, plus distillation
+    to the start network), evaluated every ``cfg.eval_every`` steps with early stopping;
+    returns the history, the best step's record and weights, and the triplet counts."""
+    import torch
+
+    from rsir_stac.model.pairs import TripletSampler, negative_mask, triplet_loss
+    from rsir_stac.model.transforms import OverheadAugment, to_input
+
+    tr, kinds = data.tr, data.kinds
+    size, mean, std, device, bf16 = embed_args
     aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=0.3)
-    view_aug = OverheadAugment(size, scale=(0.4, 1.0), jitter=0.2, seed=cfg.seed + 1,
-                               downscale_max=cfg.downscale_max, downscale_prob=0.3)
-    n_gal = len(gal)
-    ho_images = list(gal.pixels) + [view_aug(im) for im in ho.pixels]
-    ho_neg = negative_mask(gal.pos, np.arange(n_gal), np.arange(n_gal), gal.side_m, cfg.neg_distance)
-    queries = _heldout_queries(len(ho), n_gal, gal_pos)
-    z_start = _embed(nets.teacher, ho_images, size, mean, std, device, bf16)
-
-    def evaluate(step: int) -> dict:
-        z = _embed(nets.student, ho_images, size, mean, std, device, bf16)
-        r = positive_retrieval(z, queries, ho_neg, cfg.margin)
-        r["agreement"] = neighbour_agreement(z_start[:n_gal], z[:n_gal])
-        r["step"] = step
-        emit(AdaptEvent("eval", step, cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
-                        extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
-        return r
-
     body = [p for n_, p in nets.student.named_parameters() if n_.startswith("backbone.") and p.requires_grad]
     head = [p for n_, p in nets.student.named_parameters() if not n_.startswith("backbone.") and p.requires_grad]
     opt = torch.optim.AdamW([{"params": body, "scale": 1.0}, {"params": head, "scale": 10.0}],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = TripletSampler(tr_pos, len(tr), kinds, p=cfg.p, k=cfg.k, seed=cfg.seed)
+    sampler = TripletSampler(data.tr_pos, len(tr), kinds, p=cfg.p, k=cfg.k, seed=cfg.seed)
     rng = np.random.default_rng([cfg.seed, 3])
     triplets = {k: 0 for k in kinds}
     reclustered: list[int] = []
-    history = [evaluate(0)]
+    history = [criterion(0)]
     best, best_state, since = history[0], None, 0
     warmup = max(1, cfg.steps // 10)
     losses: list[float] = []
@@ -370,12 +455,12 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         emit(AdaptEvent("step", step, cfg.steps, loss=losses[-1]))
         if (cfg.recluster_every and clusters is not None and step % cfg.recluster_every == 0
                 and step < cfg.steps):
-            clusters = _recluster(nets.student, tr, tr_pos, sampler, int(clusters.max() + 1), cfg.seed + step,
-                                  (size, mean, std, device, bf16))
+            clusters = _recluster(nets.student, tr, data.tr_pos, sampler, int(clusters.max() + 1), cfg.seed + step,
+                                  embed_args)
             reclustered.append(step)
             nets.train()
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            r = evaluate(step)
+            r = criterion(step)
             r["train_loss"] = float(np.mean(losses[-cfg.eval_every:]))
             history.append(r)
             nets.train()
@@ -388,44 +473,33 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
                 if since >= cfg.patience:
                     log.info("early stop at step %d (best step %d)", step, best["step"])
                     break
-    train_seconds = time.time() - t0
-    net = nets.student
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    else:
-        net.load_state_dict(nets.teacher.state_dict())
-    net = net.eval().to("cpu")
-    emit(AdaptEvent("reduce", message=f"fitting the {cfg.reducer} reducer on {len(tiles)} tiles"))
-    reducer = None
-    if cfg.reducer != "none":
-        z_all = _embed(net, tiles.pixels, size, mean, std, torch.device("cpu"), bf16 if device.type == "cpu" else False,
-                       views=bundle.views)
-        dim = cfg.reducer_dim or (bundle.dim if bundle.meta.get("reducer", {}).get("kind") != "none" else 32)
-        reducer = make_reducer(cfg.reducer, min(dim, len(tiles) - 1, net.out_dim)).fit(z_all)
-    record = {
-        "from_model": bundle.model_id,
-        "sources": tiles.sources,
-        "gsd": tiles.gsd,
-        "tile_size": bundle.tile_size,
-        "stride": cfg.stride or max(1, bundle.tile_size // 2),
-        "n_tiles": len(tiles), "n_train": len(tr), "n_heldout": len(ho),
-        "n_scenes": n_scenes, "skipped": tiles.skipped,
-        "triplet_kinds": kinds, "near_k": int(near.shape[1]),
-        "clusters": int(clusters.max() + 1) if clusters is not None else 0, "reclustered_at": reclustered,
-        "groups": dict(sampler.counts), "triplets": triplets,
-        "steps_run": step, "best_step": int(best["step"]),
-        "criterion": "held-out positive retrieval loss (lower is better)",
-        "before": history[0], "after": best, "history": history,
-        "seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
-        "device": device.type, "bf16": bool(bf16),
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("sources", "out", "device")},
-    }
+    return {"history": history, "best": best, "best_state": best_state, "step": step, "triplets": triplets,
+            "reclustered": reclustered, "clusters": clusters, "groups": dict(sampler.counts)}
+
+
+def _fit_reducer(cfg: AdaptConfig, bundle, net, tiles, embed_args: tuple):
+    """The PCA reducer refitted on every tile's embedding by the adapted network (views as
+    the start bundle's embedder); None for ``--reducer none``."""
+    from rsir_stac.reduce import make_reducer
+
+    if cfg.reducer == "none":
+        return None
+    z_all = _embed(net, tiles.pixels, *embed_args, views=bundle.views)
+    dim = cfg.reducer_dim or (bundle.dim if bundle.meta.get("reducer", {}).get("kind") != "none" else 32)
+    return make_reducer(cfg.reducer, min(dim, len(tiles) - 1, net.out_dim)).fit(z_all)
+
+
+def _write(bundle, net, reducer, record: dict, target: Path, out: Path):
+    """Write the adapted bundle to ``target`` (atomically) and ``out/adapt.json``; returns the bundle."""
+    from rsir_stac.atomic import atomic_dir
+    from rsir_stac.model.bundle import load_bundle, save_bundle
+
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
         meta.pop(key, None)
     meta["name"] = "rsir-adapted"
-    if tiles.gsd is not None:
-        meta["gsd_m"] = float(tiles.gsd)
+    if record["gsd"] is not None:
+        meta["gsd_m"] = float(record["gsd"])
     meta.setdefault("training", {})["adaptation"] = record
     with atomic_dir(target) as tmp:
         save_bundle(tmp, net, reducer, meta)
@@ -434,5 +508,4 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     report.with_suffix(".json.tmp").write_text(json.dumps({"model_id": result.model_id, **record}, indent=1,
                                                           default=str))
     os.replace(report.with_suffix(".json.tmp"), report)
-    emit(AdaptEvent("done", step, cfg.steps, message=str(target)))
     return result

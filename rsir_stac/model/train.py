@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rsir_stac.errors import InputError
+from rsir_stac.model.refit import _least_reducer_dim
+from rsir_stac.model.teachers import StudentTeacher, WeightEMA
 from rsir_stac.model.train_checks import check_fit_split, check_options, usable_validation
 
 log = logging.getLogger(__name__)
@@ -107,32 +110,20 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None):
-    """Train an EmbeddingNet, fit the reducer and write a bundle to ``cfg.out``.
+@dataclass
+class _Split:
+    """The image folder a run trains on and its index arrays (into ``folder``)."""
 
-    With ``cfg.init_from`` the network starts from that bundle's weights and
-    architecture (fine-tuning); ``cfg.view_distill`` > 0 then also distils the
-    start network's rotation-view average into the student (see
-    :class:`StudentTeacher`).  Returns the written :class:`ModelBundle`.
-    Raises InputError for a contradictory configuration (``view_distill``
-    without ``init_from``, a teacher of 1 view, too few classes), DatasetError
-    for an unusable image folder and BundleError for an unreadable start bundle.
-    """
-    import torch
+    folder: Any
+    held_out: tuple[str, ...]
+    train_ix: np.ndarray  # fit + val: the reducer is fitted on these
+    fit_ix: np.ndarray
+    val_ix: np.ndarray
+    test_ix: np.ndarray
 
-    from rsir_stac.embed import Embedder, cpu_supports_bf16
-    from rsir_stac.evaluate import retrieval_metrics
-    from rsir_stac.model.backbones import NORMALISATION
-    from rsir_stac.model.bundle import save_bundle
-    from rsir_stac.model.data import (choose_held_out, load_images, scan_image_folder, split_digest,
-                                      stratified_split, without_classes)
-    from rsir_stac.model.losses import TripletMarginLoss
-    from rsir_stac.model.net import EmbeddingNet
-    from rsir_stac.model.samplers import PKSampler
-    from rsir_stac.model.transforms import OverheadAugment, downscale, to_input
-    from rsir_stac.reduce import make_reducer
 
-    emit = progress or (lambda e: None)
+def _check_config(cfg: TrainConfig):
+    """Refuse contradictory options before any work; returns (config, start bundle or None)."""
     check_options(cfg)
     for name, value in (("--view-distill", cfg.view_distill), ("--distill", cfg.distill)):
         if not (math.isfinite(value) and value >= 0):
@@ -147,7 +138,14 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     elif cfg.view_distill > 0:
         raise InputError("--view-distill needs --from BUNDLE: the frozen start network is the teacher; "
                          "add --from (e.g. the shipped model: --from default)")
-    torch.manual_seed(cfg.seed)
+    return cfg, start
+
+
+def _split(cfg: TrainConfig) -> _Split:
+    """Scan the folder, hold classes out and split train (fit + val) / test by ``cfg.seed``;
+    refuses too few classes or a reducer size below its least, warns on capped sizes."""
+    from rsir_stac.model.data import choose_held_out, scan_image_folder, stratified_split, without_classes
+
     full_folder = scan_image_folder(cfg.data_dir)
     held_out = choose_held_out(full_folder.classes, cfg.leave_out, cfg.leave_out_n, cfg.seed)
     folder = without_classes(full_folder, held_out)
@@ -158,9 +156,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     if cfg.reducer != "none" and cfg.reducer_dim < least:
         raise InputError(f"--reducer-dim {cfg.reducer_dim}: a {cfg.reducer.upper()} reducer gives at least "
                          f"{least} dimensions; pass --reducer-dim {least} or more")
-    out = Path(cfg.out)
     n_classes = len(folder.classes)
-    p = min(cfg.p, n_classes)
     train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
     fit_ix, val_ix = (train_ix, np.array([], dtype=np.int64))
     if cfg.val_fraction > 0:
@@ -175,17 +171,16 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     elif cfg.reducer in ("pca", "lda+pca") and cfg.reducer_dim > len(train_ix):
         log.warning("--reducer-dim %d: %s keeps at most as many dimensions as training images (%d); the bundle "
                     "stores fewer", cfg.reducer_dim, cfg.reducer.upper(), len(train_ix))
+    return _Split(folder, tuple(held_out), train_ix, fit_ix, val_ix, test_ix)
 
-    emit(TrainEvent("load", steps=len(fit_ix) + len(val_ix), message="decoding images"))
-    used = np.concatenate([fit_ix, val_ix])
-    # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
-    images = load_images([folder.paths[i] for i in np.concatenate([used, test_ix])])
-    cache = dict(zip(used.tolist(), images[:len(used)]))
-    del images
-    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be readable
 
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
+def _make_net(cfg: TrainConfig, start, device):
+    """The network to train (ImageNet, ``--backbone-weights``, random or the start bundle's
+    weights), on ``device`` in channels-last layout."""
+    import torch
+
+    from rsir_stac.model.net import EmbeddingNet
+
     if cfg.backbone != "efficientnet_lite0" and not cfg.backbone_weights and not cfg.random_init \
             and start is None:
         raise InputError(f"backbone {cfg.backbone} needs --backbone-weights PATH (or --random-init)")
@@ -193,42 +188,136 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
                        pretrained=not cfg.random_init and start is None, backbone_weights=cfg.backbone_weights)
     if start is not None:
         net.load_state_dict(start.net.state_dict())
-    net = net.to(device).to(memory_format=torch.channels_last)
+    return net.to(device).to(memory_format=torch.channels_last)
+
+
+def _optimiser(net, cfg: TrainConfig):
+    """AdamW over the trainable parameters; the head learns at 10× the backbone's rate."""
+    import torch
+
+    head = [p for n, p in net.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+    body = [p for n, p in net.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+    return torch.optim.AdamW([{"params": body, "lr_scale": 1.0}, {"params": head, "lr_scale": 10.0}],
+                             lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _resume(ckpt_path: Path, cfg: TrainConfig, start, net, opt, ema, aug) -> tuple[int, float, list[dict]]:
+    """Load a checkpoint of the same run into ``net``, ``opt`` and ``ema``; returns
+    (first epoch to run, best validation score, history), or a fresh start."""
+    import torch
+
+    if not (cfg.resume and ckpt_path.is_file()):
+        return 0, -1.0, []
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    _check_resumable(ck, cfg, start, ckpt_path)
+    if ck.get("config", {}).get("data_dir") != cfg.data_dir:
+        return 0, -1.0, []
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    if ema is not None and ck.get("ema") is not None:
+        ema.shadow = ck["ema"]
+    aug.rng = np.random.default_rng([cfg.seed, ck["epoch"] + 1])
+    log.info("resumed from %s at epoch %d", ckpt_path, ck["epoch"] + 1)
+    return ck["epoch"] + 1, ck["best"], ck["history"]
+
+
+def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None):
+    """Train an EmbeddingNet, fit the reducer and write a bundle to ``cfg.out``.
+
+    With ``cfg.init_from`` the network starts from that bundle's weights and
+    architecture (fine-tuning); ``cfg.view_distill`` > 0 then also distils the
+    start network's rotation-view average into the student (see
+    :class:`StudentTeacher`).  Returns the written :class:`ModelBundle`.
+    Raises InputError for a contradictory configuration (``view_distill``
+    without ``init_from``, a teacher of 1 view, too few classes), DatasetError
+    for an unusable image folder and BundleError for an unreadable start bundle.
+    """
+    import torch
+
+    from rsir_stac.embed import cpu_supports_bf16
+    from rsir_stac.model.data import load_images
+
+    emit = progress or (lambda e: None)
+    cfg, start = _check_config(cfg)
+    torch.manual_seed(cfg.seed)
+    split = _split(cfg)
+    emit(TrainEvent("load", steps=len(split.fit_ix) + len(split.val_ix), message="decoding images"))
+    used = np.concatenate([split.fit_ix, split.val_ix])
+    # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
+    images = load_images([split.folder.paths[i] for i in np.concatenate([used, split.test_ix])])
+    cache = dict(zip(used.tolist(), images[:len(used)]))
+    del images
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be readable
+
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
+    net = _make_net(cfg, start, device)
+    t0 = time.time()
+    history = _fit(cfg, start, net, split, cache, device, bf16, out, emit)
+    train_seconds = time.time() - t0
+    if (out / "best.pt").is_file():
+        net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    emit(TrainEvent("reduce", message=f"fitting {cfg.reducer} reducer"))
+    # The reducer is fitted on the whole training split (fit + val), never on test.
+    missing = [i for i in split.train_ix.tolist() if i not in cache]
+    cache.update(zip(missing, load_images([split.folder.paths[i] for i in missing])))
+    z_train = _embed(net, cfg, cache, split.train_ix, device, bf16)
+    reducer = None
+    if cfg.reducer != "none":
+        from rsir_stac.reduce import make_reducer
+
+        reducer = make_reducer(cfg.reducer, cfg.reducer_dim).fit(z_train, split.folder.labels[split.train_ix])
+    from rsir_stac.model.bundle import save_bundle
+
+    meta = _bundle_meta(cfg, start, split, history, train_seconds, bf16, device.type)
+    bundle = save_bundle(out / "bundle", net, reducer, meta)
+    (out / "history.json").write_text(json.dumps(_json_safe(history), indent=1))  # NaN (no validation): null
+    emit(TrainEvent("done", message=str(bundle.path)))
+    return bundle
+
+
+def _embed(net, cfg: TrainConfig, cache: dict, ix: np.ndarray, device, bf16: bool, factor: float = 1.0) -> np.ndarray:
+    """Unreduced embeddings (n, out_dim) of the cached images ``ix``, downscaled by ``factor``;
+    leaves ``net`` in training mode."""
+    from rsir_stac.embed import Embedder
+    from rsir_stac.model.backbones import NORMALISATION
+    from rsir_stac.model.transforms import downscale
+
+    mean, std = NORMALISATION[cfg.backbone]
+    e = Embedder(net, None, input_size=cfg.input_size, mean=mean, std=std, device=str(device), bf16=bf16)
+    z = e.embed([downscale(cache[i], factor) for i in ix.tolist()])
+    net.train()
+    return z
+
+
+def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16: bool, out: Path,
+         emit: Callable[[TrainEvent], None]) -> list[dict]:
+    """The epochs: triplet loss (plus the recipe's distillation terms) on P×K batches,
+    validation mAP after each epoch, the best weights in ``out/best.pt`` and a resumable
+    ``out/checkpoint.pt``; returns the history (one dict per epoch)."""
+    import torch
+
+    from rsir_stac.evaluate import retrieval_metrics
+    from rsir_stac.model.backbones import NORMALISATION
+    from rsir_stac.model.losses import TripletMarginLoss
+    from rsir_stac.model.samplers import PKSampler
+    from rsir_stac.model.transforms import OverheadAugment, to_input
+
+    labels, fit_ix, val_ix = split.folder.labels, split.fit_ix, split.val_ix
     mean, std = NORMALISATION[cfg.backbone]
     student = StudentTeacher(net, cfg, device)
-    head_params = [p_ for n, p_ in net.named_parameters() if not n.startswith("backbone.") and p_.requires_grad]
-    body_params = [p_ for n, p_ in net.named_parameters() if n.startswith("backbone.") and p_.requires_grad]
-    opt = torch.optim.AdamW([{"params": body_params, "lr_scale": 1.0}, {"params": head_params, "lr_scale": 10.0}],
-                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = _optimiser(net, cfg)
     loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
-    sampler = PKSampler(folder.labels[fit_ix], p, cfg.k, seed=cfg.seed)
+    sampler = PKSampler(labels[fit_ix], min(cfg.p, len(split.folder.classes)), cfg.k, seed=cfg.seed)
     steps_per_epoch = min(len(sampler), cfg.max_steps_per_epoch or len(sampler))
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    total, warmup = steps_per_epoch * cfg.epochs, int(cfg.warmup_epochs * steps_per_epoch)
     aug = OverheadAugment(cfg.input_size, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=cfg.downscale_prob)
-
     ema = WeightEMA(net, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs > 0 else None
-    start_epoch, best, history = 0, -1.0, []
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
-    if cfg.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        _check_resumable(ck, cfg, start, ckpt_path)
-        if ck.get("config", {}).get("data_dir") == cfg.data_dir:
-            net.load_state_dict(ck["net"])
-            opt.load_state_dict(ck["opt"])
-            if ema is not None and ck.get("ema") is not None:
-                ema.shadow = ck["ema"]
-            start_epoch, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
-            aug.rng = np.random.default_rng([cfg.seed, start_epoch])
-            log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
-
-    def embed_ix(ix: np.ndarray, factor: float = 1.0) -> np.ndarray:
-        e = Embedder(net, None, input_size=cfg.input_size, mean=mean, std=std, device=str(device), bf16=bf16)
-        z = e.embed([downscale(cache[i], factor) for i in ix.tolist()])
-        net.train()
-        return z
-
+    start_epoch, best, history = _resume(ckpt_path, cfg, start, net, opt, ema, aug)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         student.train()
@@ -242,7 +331,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
                 grp["lr"] = _lr_at(g, total, warmup, cfg.lr) * grp["lr_scale"]
             ix = fit_ix[batch]
             x = to_input([aug(cache[i]) for i in ix.tolist()], cfg.input_size, mean, std).to(device)
-            y = torch.as_tensor(folder.labels[ix], device=device)
+            y = torch.as_tensor(labels[ix], device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 z, aux = student(x)
             loss = loss_fn(z.float(), y)
@@ -258,8 +347,8 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
         val_map = float("nan")
         live = ema.swap_in(net) if ema is not None else None  # validate and keep the averaged weights
         if len(val_ix):
-            val_map = float(np.mean([retrieval_metrics(embed_ix(val_ix, f), folder.labels[val_ix])["mAP"]
-                                     for f in cfg.val_scales]))
+            val_map = float(np.mean([retrieval_metrics(_embed(net, cfg, cache, val_ix, device, bf16, f),
+                                                       labels[val_ix])["mAP"] for f in cfg.val_scales]))
         score = val_map if len(val_ix) else -float(np.mean(losses))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_mAP": val_map,
                         "seconds": round(time.time() - t0, 1)})
@@ -274,21 +363,19 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
                     "ema": ema.shadow if ema is not None else None}, ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
+    return history
 
-    train_seconds = time.time() - t0
-    if best_path.is_file():
-        net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
-    net.eval()
-    emit(TrainEvent("reduce", message=f"fitting {cfg.reducer} reducer"))
-    # The reducer is fitted on the whole training split (fit + val), never on test.
-    missing = [i for i in train_ix.tolist() if i not in cache]
-    cache.update(zip(missing, load_images([folder.paths[i] for i in missing])))
-    z_train = embed_ix(train_ix)
-    reducer = None
-    if cfg.reducer != "none":
-        reducer = make_reducer(cfg.reducer, cfg.reducer_dim).fit(z_train, folder.labels[train_ix])
+
+def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], train_seconds: float,
+                 bf16: bool, device: str) -> dict:
+    """The bundle's ``model.json`` description of this run (config, split, history)."""
+    from rsir_stac.model.backbones import NORMALISATION
+    from rsir_stac.model.data import split_digest
+
+    mean, std = NORMALISATION[cfg.backbone]
+    folder = split.folder
     rel = folder.relpaths()
-    meta = {
+    return {
         "name": cfg.extra.get("name", "rsir"),
         "input_size": cfg.input_size,
         "tile_size": cfg.tile_size,
@@ -302,19 +389,15 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
             **{k: v for k, v in asdict(cfg).items() if k not in ("out", "extra", "resume", "device", "init_from")},
             "data_dir": Path(cfg.data_dir).name,
             "split_seed": cfg.seed,
-            "held_out_classes": list(held_out),
-            "n_train": int(len(fit_ix)), "n_val": int(len(val_ix)), "n_test": int(len(test_ix)),
-            "test_digest": split_digest([rel[i] for i in test_ix]),
+            "held_out_classes": list(split.held_out),
+            "n_train": int(len(split.fit_ix)), "n_val": int(len(split.val_ix)), "n_test": int(len(split.test_ix)),
+            "test_digest": split_digest([rel[i] for i in split.test_ix]),
             "history": history,
             "train_seconds": round(train_seconds, 1),
             "bf16": bool(bf16),
-            "device": device.type,
+            "device": device,
         },
     }
-    bundle = save_bundle(out / "bundle", net, reducer, meta)
-    (out / "history.json").write_text(json.dumps(_json_safe(history), indent=1))  # NaN (no validation): null
-    emit(TrainEvent("done", message=str(bundle.path)))
-    return bundle
 
 
 def _start_from(cfg: TrainConfig):
@@ -394,201 +477,3 @@ _RESUME_KEYS = ("seed", "test_fraction", "val_fraction", "leave_out", "leave_out
 
 def _show(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-
-def _least_reducer_dim(kind: str) -> int:
-    """The smallest output size of a reducer kind: lda+pca needs one LDA and one PCA direction."""
-    return 2 if kind == "lda+pca" else 1
-
-
-def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
-    """Refuse a reducer size the training split cannot give (before any image is embedded)."""
-    if kind == "none":
-        return
-    most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim),
-            "lda+pca": min(n_train - 1, out_dim)}[kind]  # centred data has rank n - 1
-    least = _least_reducer_dim(kind)
-    if not least <= dim <= most:
-        why = (f"{n_classes} classes (LDA gives at most classes - 1)" if kind == "lda"
-               else f"{n_train} training images of {out_dim}-d embeddings")
-        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
-                         f"pass --dim {min(max(dim, least), most)}")
-
-
-def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
-                  progress=None):
-    """Write a copy of a bundle with a new reducer fitted on its recorded
-    training split of ``data_dir`` (the network is unchanged); returns the new bundle.
-
-    ``views`` (1, 4 or 8; None keeps the bundle's) sets the dihedral views the
-    new bundle averages per tile at inference (test-time augmentation,
-    :func:`rsir_stac.model.transforms.dihedral_views`); the reducer is fitted
-    on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.  A
-    leave-classes-out bundle's held-out classes stay out of the fit, as in training.
-
-    Raises InputError for another view count, an ``out`` that already holds
-    a bundle or other files, a reducer size the split cannot give, or a
-    ``data_dir`` whose split is not the bundle's; nothing is written unless
-    the whole bundle is (:func:`rsir_stac.atomic.atomic_dir`).
-    """
-    import copy
-
-    from rsir_stac.atomic import atomic_dir
-    from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
-    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split, without_classes
-    from rsir_stac.model.transforms import VIEW_SETS
-    from rsir_stac.reduce import make_reducer
-
-    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-    views = bundle.views if views is None else views
-    if views not in VIEW_SETS:
-        raise InputError(f"--views {views}: choose one of {', '.join(map(str, sorted(VIEW_SETS)))} "
-                         "(1: none; 4: the rotations; 8: rotations and mirror images)")
-    target = Path(out)
-    if (target / "model.json").exists():
-        raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
-    tr = bundle.meta.get("training", {})
-    folder = scan_image_folder(data_dir)
-    held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
-    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
-        folder = without_classes(folder, held)
-    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
-    rel = folder.relpaths()
-    if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
-        raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
-                         "pass the training data folder")
-    _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
-    with bundle.embedder(views=views) as emb:
-        z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
-    reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
-    meta = copy.deepcopy(bundle.meta)
-    for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
-        meta.pop(key, None)
-    meta["views"] = int(views)
-    meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
-                                                        "views": int(views), "n_train": int(len(train_ix))}
-    with atomic_dir(target) as tmp:
-        save_bundle(tmp, bundle.net, reducer, meta)
-    return load_bundle(target)
-
-
-class WeightEMA:
-    """Exponential moving average of a network's weights and buffers
-    (Polyak & Juditsky 1992; "mean teacher", Tarvainen & Valpola 2017).
-
-    ``half_life`` is in optimiser steps: after that many updates a weight's
-    old value counts half.  Integer buffers (batch-norm counters) are copied.
-    """
-
-    def __init__(self, net, half_life: float) -> None:
-        self.decay = 0.5 ** (1.0 / max(1.0, float(half_life)))
-        self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        self.updates = 0
-
-    def update(self, net) -> None:
-        """Fold the live weights in (the first update copies them: warm-up weights are not averaged)."""
-        import torch
-
-        self.updates += 1
-        if self.updates == 1:
-            self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            return
-        with torch.no_grad():
-            for k, v in net.state_dict().items():
-                s = self.shadow[k]
-                if v.dtype.is_floating_point:
-                    s.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
-                else:
-                    s.copy_(v)
-
-    def swap_in(self, net) -> dict:
-        """Load the averaged weights into ``net``; returns the live weights to restore."""
-        live = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        net.load_state_dict(self.shadow)
-        return live
-
-
-class StudentTeacher:
-    """One training forward: the student EmbeddingNet and, when ``cfg.distill``
-    > 0, the frozen ImageNet backbone it is distilled towards.
-
-    With ``cfg.freeze_blocks = n`` the stem and first ``n`` blocks of the
-    student keep their ImageNet weights (and batch-norm statistics); teacher
-    and student then share that prefix, so it runs once per batch.  The
-    distillation term is the mean cosine distance between the student's and
-    the teacher's average-pooled features (feature distillation, Hinton et
-    al. 2015 / Romero et al. 2015 "FitNets", on pooled features).
-
-    With ``cfg.view_distill`` > 0 a frozen copy of the start network is a second
-    teacher: its unreduced output averaged over the dihedral views of the batch
-    (what ``reduce --views`` computes at inference), and the term is the mean
-    cosine distance of the student's single-view output to it.  The student
-    learns the orientation-invariant embedding at one view's cost
-    (self-distillation of test-time augmentation; cf. Hinton et al. 2015,
-    and the ensemble distillation of Allen-Zhu & Li 2020).
-    """
-
-    def __init__(self, net, cfg: TrainConfig, device) -> None:
-        import torch
-
-        self.net, self.n = net, int(cfg.freeze_blocks)
-        bb = net.backbone
-        if self.n and not hasattr(bb, "prefix"):
-            raise InputError(f"--freeze-blocks needs the efficientnet_lite0 backbone, not {cfg.backbone}")
-        if self.n:
-            self.n = min(self.n, bb.n_blocks)
-            for m in bb.prefix_modules(self.n):
-                for p in m.parameters():
-                    p.requires_grad_(False)
-        self.distill, self.view_distill = float(cfg.distill), float(cfg.view_distill)
-        self.views = int(cfg.view_distill_views)
-        self.view_teacher = None
-        if self.view_distill > 0:
-            import copy
-
-            self.view_teacher = copy.deepcopy(net).to(device).eval()
-            for p in self.view_teacher.parameters():
-                p.requires_grad_(False)
-        self.teacher = None
-        if cfg.distill > 0:
-            from rsir_stac.model.backbones import build_backbone
-
-            t = build_backbone(cfg.backbone, pretrained=True, weights=cfg.backbone_weights)
-            self.teacher = t.to(device).to(memory_format=torch.channels_last).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
-
-    def train(self) -> None:
-        self.net.train()
-        if self.n:
-            for m in self.net.backbone.prefix_modules(self.n):
-                m.eval()
-
-    def __call__(self, x):
-        """Returns (B×dim unit embeddings of the triplet head, [(weight, auxiliary loss), ...])."""
-        import torch
-        import torch.nn.functional as F
-
-        from rsir_stac.model.transforms import mean_over_views
-
-        bb, net = self.net.backbone, self.net
-        if self.n:
-            with torch.no_grad():
-                h = bb.prefix(x, self.n)
-            fmap = bb.suffix(h, self.n)
-        else:
-            h, fmap = x, bb(x)
-        pooled = net.pool(fmap)
-        z = F.normalize(net.head(pooled).float(), dim=1)
-        aux = []
-        if self.teacher is not None:
-            with torch.no_grad():
-                tmap = self.teacher.suffix(h, self.n) if self.n else self.teacher(x)
-            fs, ft = fmap.float().mean((2, 3)), tmap.float().mean((2, 3))
-            aux.append((self.distill, (1.0 - F.cosine_similarity(fs, ft, dim=1)).mean()))
-        if self.view_teacher is not None:
-            with torch.no_grad():
-                target = mean_over_views(self.view_teacher, x, self.views)
-            out = net.embed_features(pooled).float()
-            aux.append((self.view_distill, (1.0 - F.cosine_similarity(out, target, dim=1)).mean()))
-        return z, aux

@@ -1,0 +1,84 @@
+"""A new reducer for a trained network: ``rsir-stac reduce`` (PCA, LDA, LDA+PCA and
+rotation views fitted on the bundle's recorded training split)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rsir_stac.errors import InputError
+
+
+def _least_reducer_dim(kind: str) -> int:
+    """The smallest output size of a reducer kind: lda+pca needs one LDA and one PCA direction."""
+    return 2 if kind == "lda+pca" else 1
+
+
+def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_dim: int) -> None:
+    """Refuse a reducer size the training split cannot give (before any image is embedded)."""
+    if kind == "none":
+        return
+    most = {"pca": min(n_train, out_dim), "lda": min(n_classes - 1, out_dim),
+            "lda+pca": min(n_train - 1, out_dim)}[kind]  # centred data has rank n - 1
+    least = _least_reducer_dim(kind)
+    if not least <= dim <= most:
+        why = (f"{n_classes} classes (LDA gives at most classes - 1)" if kind == "lda"
+               else f"{n_train} training images of {out_dim}-d embeddings")
+        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
+                         f"pass --dim {min(max(dim, least), most)}")
+
+
+def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
+                  progress=None):
+    """Write a copy of a bundle with a new reducer fitted on its recorded
+    training split of ``data_dir`` (the network is unchanged); returns the new bundle.
+
+    ``views`` (1, 4 or 8; None keeps the bundle's) sets the dihedral views the
+    new bundle averages per tile at inference (test-time augmentation,
+    :func:`rsir_stac.model.transforms.dihedral_views`); the reducer is fitted
+    on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.  A
+    leave-classes-out bundle's held-out classes stay out of the fit, as in training.
+
+    Raises InputError for another view count, an ``out`` that already holds
+    a bundle or other files, a reducer size the split cannot give, or a
+    ``data_dir`` whose split is not the bundle's; nothing is written unless
+    the whole bundle is (:func:`rsir_stac.atomic.atomic_dir`).
+    """
+    import copy
+
+    from rsir_stac.atomic import atomic_dir
+    from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
+    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split, without_classes
+    from rsir_stac.model.transforms import VIEW_SETS
+    from rsir_stac.reduce import make_reducer
+
+    bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
+    views = bundle.views if views is None else views
+    if views not in VIEW_SETS:
+        raise InputError(f"--views {views}: choose one of {', '.join(map(str, sorted(VIEW_SETS)))} "
+                         "(1: none; 4: the rotations; 8: rotations and mirror images)")
+    target = Path(out)
+    if (target / "model.json").exists():
+        raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
+    tr = bundle.meta.get("training", {})
+    folder = scan_image_folder(data_dir)
+    held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
+    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
+        folder = without_classes(folder, held)
+    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = folder.relpaths()
+    if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
+        raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
+                         "pass the training data folder")
+    _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
+    with bundle.embedder(views=views) as emb:
+        z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
+    reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
+    meta = copy.deepcopy(bundle.meta)
+    for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
+        meta.pop(key, None)
+    meta["views"] = int(views)
+    meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
+                                                        "views": int(views), "n_train": int(len(train_ix))}
+    with atomic_dir(target) as tmp:
+        save_bundle(tmp, bundle.net, reducer, meta)
+    return load_bundle(target)
