@@ -1,0 +1,76 @@
+"""Shared parts of the ``rsir-stac`` commands: the error handler (one line on stderr and
+an exit code for every failure), JSON output and the index options."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+
+import click
+
+from rsir_stac.errors import RsirError
+
+
+def _verbosity() -> int:
+    ctx = click.get_current_context(silent=True)
+    return int((ctx.find_root().params.get("verbose") or 0) if ctx is not None else 0)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int = 1) -> None:
+    """Print ``error: message`` (one line) on stderr and exit with ``code``."""
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn):
+    """One line on stderr and a non-zero exit for every error; ``-v`` adds the traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            _fail("interrupted; re-run the same command (ingest, reindex and train resume from what they wrote; "
+                  "other commands start again and leave nothing half-written)", 130)
+        except RsirError as exc:
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            from rsir_stac.store.space import disk_full, is_disk_full
+
+            if not is_disk_full(exc):
+                raise
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+            where = exc.filename if isinstance(exc.filename, str) else "."
+            _fail(str(disk_full(where, "writing there", intact="what was written before is intact")), 1)
+        except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
+            if _verbosity() >= 1:
+                click.echo(traceback.format_exc().rstrip(), err=True)
+                _fail(f"unexpected {type(exc).__name__}: {exc}", 1)
+            _fail(f"unexpected {type(exc).__name__}: {_one_line(exc)[:300]}; run with -v for the traceback", 1)
+
+    return wrapper
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, default=str))
+
+
+def store_options(fn):
+    """--index / --qdrant-url / --api-key, shared by every command that opens an index."""
+    fn = click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")(fn)
+    fn = click.option("--qdrant-url", envvar="RSIR_QDRANT_URL",
+                      help="Qdrant server/cluster URL instead of the embedded index [env RSIR_QDRANT_URL].")(fn)
+    fn = click.option("--index", "index", type=click.Path(file_okay=False),
+                      help="Embedded index folder (default ./rsir-index).")(fn)
+    return fn

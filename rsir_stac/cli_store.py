@@ -1,0 +1,171 @@
+"""``rsir-stac info``, ``migrate``, ``reindex``, ``check``, ``snapshot`` and ``restore``: the index commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from rsir_stac.cli_common import _fail, echo_json as _echo_json, handle_errors as _handle_errors
+from rsir_stac.cli_common import store_options as _store_options
+from rsir_stac.cli_served import served_info, service_for
+
+log = logging.getLogger("rsir_stac.cli")
+
+
+# ---------------------------------------------------------------------------- info
+@click.command()
+@_store_options
+@_handle_errors
+def info(index, qdrant_url, api_key):
+    """Summarise an index: points, vector size, model, collections and extent."""
+    from dataclasses import asdict
+
+    from rsir_stac.store import open_store
+
+    svc = service_for(index, qdrant_url, "info")
+    if svc is not None:  # a running serve holds the index: it answers (rsir_stac.cli_served)
+        return served_info(svc)
+    with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
+        click.echo(json.dumps(asdict(store.info()), indent=2))
+
+
+# ------------------------------------------------------------------------- migrate
+@click.command()
+@click.option("--index", "index", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Embedded index folder to copy from.")
+@click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", required=True, help="Qdrant server/cluster to copy to.")
+@click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")
+@click.option("--batch-size", default=1000, show_default=True)
+@_handle_errors
+def migrate(index, qdrant_url, api_key, batch_size):
+    """Copy an embedded index (ids, vectors, payloads) to a Qdrant server or cluster."""
+    from tqdm import tqdm
+
+    from rsir_stac.store import open_store
+    from rsir_stac.store.migrate import migrate as run
+
+    with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
+        with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
+            n = run(src, dst, batch_size=batch_size, progress=bar.update)
+        where = dst.describe()
+    click.echo(f"copied {n} points from {index} to {where}")
+
+
+# ------------------------------------------------------------------------- reindex
+@click.command()
+@_store_options
+@click.option("--to", "to", required=True,
+              help="New index folder (with --qdrant-url: new collection name on the same Qdrant).")
+@click.option("--collection", default="rsir_tiles", show_default=True, help="Collection to read.")
+@click.option("--model", "model", type=click.Path(), help="New model bundle folder (default: the shipped model).")
+@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_handle_errors
+def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_json):
+    """Re-embed every tile of an index with a new model into a new index (the old one is left as it is)."""
+    from tqdm import tqdm
+
+    from rsir_stac.reindex import reindex as run
+
+    bar = None
+
+    def progress(ev):
+        nonlocal bar
+        if ev.kind == "total":
+            bar = tqdm(total=ev.n, desc="points", unit="pt", file=sys.stderr, disable=None)
+        elif ev.kind == "points" and bar is not None:
+            bar.update(ev.n)
+        elif ev.kind == "source_failed":
+            log.info("source %s cannot be read; its tiles are skipped", ev.href)
+
+    try:
+        report = run(index, to, qdrant_url=qdrant_url, api_key=api_key, collection=collection, model=model,
+                     batch_size=batch_size, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(f"{report.points_total} points of {report.source} ({report.model_from}) -> {report.target} "
+                   f"({report.model_to}): {report.points_written} written, {report.points_existing} already there, "
+                   f"{sum(f['tiles'] for f in report.sources_failed) + report.tiles_failed} failed; "
+                   f"{report.seconds:.1f} s")
+        if report.tiling_kept:
+            click.echo(f"  note: {report.tiling_kept}", err=True)
+        for f in report.sources_failed:
+            click.echo(f"  failed source {f['href']} ({f['tiles']} tiles): {f['error']}; it was ingested with "
+                       f"{f['ingest_options']}", err=True)
+        for msg in report.tile_errors:
+            click.echo(f"  failed tile: {msg}", err=True)
+    if not report.ok:
+        n_src = len(report.sources_failed)
+        parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
+            [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
+        where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
+        _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: put the files back and "
+              "re-run the same command, or ingest them again with the new model and the options listed for each", 1)
+
+
+# ------------------------------------------------------- check / snapshot / restore
+@click.command()
+@click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
+              help="Embedded index folder.")
+@click.option("--repair", is_flag=True, help="Rebuild the index from the points that pass; drop the others.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_handle_errors
+def check(index, repair, as_json):
+    """Check an embedded index: files, counts, every vector and payload against its digest.
+
+    Exit 0 when nothing is damaged, 1 when something is (each finding is one
+    line on stderr).  --repair rebuilds it from the points that pass; re-run
+    the ingest that built the index to restore the dropped ones.
+    """
+    from rsir_stac.store.integrity import check_index, repair_index
+
+    report = check_index(index)
+    fixed = repair_index(index) if repair and not report.ok else None
+    if as_json:
+        _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
+    else:
+        click.echo(f"index {report.index}: {report.points} points, {report.verified} verified against their "
+                   f"digests, {report.unverified} without a digest (re-embedded by the next ingest)")
+    for f in report.findings:
+        sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
+        click.echo(f"damaged: {f.message}{sample}", err=True)
+    if fixed is not None:
+        click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
+                   f"{index} to restore them" if fixed.dropped else f"repaired: kept all {fixed.kept} points", err=True)
+    elif not report.ok:
+        _fail(f"index {report.index} is damaged ({len(report.findings)} finding(s) above); re-run the ingest "
+              f"that built it, or `rsir-stac check --index {index} --repair` then re-run it", 1)
+
+
+@click.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
+              help="Embedded index folder.")
+@click.option("--force", is_flag=True, help="Replace OUT when it exists.")
+@_handle_errors
+def snapshot(out, index, force):
+    """Write a verified snapshot of an embedded index to OUT (.tar.gz or .tgz)."""
+    from rsir_stac.store.snapshot import snapshot as run
+
+    r = run(index, out, force=force)
+    click.echo(f"snapshot {r.snapshot}: {r.points} points, {r.files} files, {r.archive_bytes} bytes, verified")
+
+
+@click.command()
+@click.argument("snapshot_file", type=click.Path(dir_okay=False))
+@click.option("--index", "index", required=True, type=click.Path(file_okay=False), help="Index folder to restore into.")
+@click.option("--force", is_flag=True, help="Replace the collection already in --index.")
+@_handle_errors
+def restore(snapshot_file, index, force):
+    """Restore SNAPSHOT_FILE into --index after verifying every file and point."""
+    from rsir_stac.store.snapshot import restore as run
+
+    r = run(snapshot_file, index, force=force)
+    click.echo(f"restored {r.points} points into {r.index} (checksums and check passed)")
