@@ -20,8 +20,9 @@ practice of local developer servers (Jupyter's ``allow_remote_access`` /
   ``Content-Security-Policy`` (``frame-ancestors 'none'``; the page may load
   only its own scripts, styles, images and API).
 * **API key.**  With a service key set, ``/api/*`` needs it in the
-  ``X-API-Key`` header or the ``api_key`` query parameter (the map page puts
-  it in tile image URLs, where no header can be set); the access log
+  ``X-API-Key`` header; image URLs (``GET /api/imagery/...png`` and
+  ``/api/tiles/...png``) may carry it as one ``api_key`` query parameter
+  instead, for clients that cannot set a header (a GIS XYZ layer); the access log
   replaces the query value with ``***`` (:class:`RedactKeyFilter`), and
   ``Referrer-Policy: no-referrer`` keeps it out of other sites' logs.
 * **Body limit.**  ``Content-Length`` over the limit is answered 413 before
@@ -59,6 +60,10 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 
+#: API paths whose images may carry the service key as ``?api_key=`` (imagery and stored tiles).
+_IMAGE_PATH = re.compile(r"^/api/(imagery/\d+/\d+/\d+|tiles/[^/]+)\.png$")
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
     h = host.strip("[]").lower()
@@ -75,11 +80,14 @@ def default_allowed_hosts(bind_host: str) -> tuple[str, ...]:
 
     Loopback names always; the bound address itself; for a wildcard bind
     (``0.0.0.0``/``::``) also this machine's host name, fully qualified name
-    and the addresses they resolve to.  Other names need ``--allow-host``.
+    and the addresses they resolve to, and (:data:`LOCAL_ADDRESS`) whichever
+    address of the machine a connection came in on, given as an IP (a host
+    name may resolve to loopback only).  Other names need ``--allow-host``.
     """
     hosts = list(LOCAL_HOSTS)
     h = bind_host.strip("[]")
     if h in ("0.0.0.0", "::", ""):
+        hosts.append(LOCAL_ADDRESS)  # any address of this machine a client connected to, typed as an IP
         names = {socket.gethostname(), socket.getfqdn()}
         for name in list(names):
             try:
@@ -90,6 +98,25 @@ def default_allowed_hosts(bind_host: str) -> tuple[str, ...]:
     elif h not in hosts:
         hosts.append(h)
     return tuple(dict.fromkeys(x.lower() for x in hosts))
+
+
+#: An allowed-hosts entry (never a host name: ``<`` cannot be in one) that admits an IP
+#: literal equal to the address the connection came in on; :func:`default_allowed_hosts` adds it
+#: for a wildcard bind.
+LOCAL_ADDRESS = "<local address>"
+
+
+def _is_local_address(host: str, scope) -> bool:
+    """True when ``host`` is the IP address the connection came in on (``scope["server"]``): a
+    wildcard bind answers on every address of the machine, and a client that typed one of them
+    is not a rebinding attack (which needs a name).  Names are never matched here."""
+    server = scope.get("server")
+    if not server:
+        return False
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(str(server[0]).strip("[]"))
+    except ValueError:
+        return False
 
 
 def host_name(value: str) -> str:
@@ -110,6 +137,8 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     """
     for a in allowed:
         a = a.strip().lower().strip("[]")
+        if a == LOCAL_ADDRESS:
+            continue  # matched against the connection in the middleware, never by name
         if a == "*" or host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a))):
             return True
     return False
@@ -187,7 +216,8 @@ class Guard:
         path, method = scope["path"], scope["method"]
         send = self._with_headers(send, API_CSP if path.startswith("/api/") else self.page_csp)
         host = headers.get("host")
-        if host is not None and not host_allowed(host_name(host), self.allowed_hosts):
+        if host is not None and not host_allowed(host_name(host), self.allowed_hosts) \
+                and not (LOCAL_ADDRESS in self.allowed_hosts and _is_local_address(host_name(host), scope)):
             return await _error(scope, receive, send, 403, "HostNotAllowed",
                                 f"Host {host_name(host)!r} is not allowed (DNS rebinding protection); open the "
                                 "service by an allowed name, or start serve with --allow-host NAME")
@@ -248,12 +278,14 @@ class Guard:
 
     def _authorised(self, scope, headers) -> bool:
         given = headers.get("x-api-key")
-        if given is None:
+        if given is None and scope["method"] in ("GET", "HEAD") and _IMAGE_PATH.match(scope["path"]):
+            # the query form is for images only (an <img> or a GIS client's XYZ layer cannot set a
+            # header), so a key in a URL cannot reach the rest of the API; given twice, it is refused
             from urllib.parse import parse_qs
 
             qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            vals = qs.get("api_key")
-            given = vals[-1] if vals else None
+            vals = qs.get("api_key") or []
+            given = vals[0] if len(vals) == 1 else None
         return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
 
     @staticmethod

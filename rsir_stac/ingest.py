@@ -137,6 +137,24 @@ def check_options(options: IngestOptions) -> None:
         raise InputError(f"--gsd {options.gsd!r} is invalid; give a positive number of metres per pixel, e.g. 0.6")
     if options.gsd is not None and options.native_gsd:
         raise InputError("--gsd and --native-gsd were both given; keep one (a GSD in metres, or each scene's own)")
+    if options.collection is not None:
+        check_collection_name(options.collection)
+
+
+def check_collection_name(name: str) -> None:
+    """Refuse (InputError) a ``--collection`` that is empty, over 200 characters or holds control
+    or invisible formatting characters (a NUL, a line break, a right-to-left override): the name
+    is stored in every tile, shown on the map page and written into exports."""
+    import unicodedata
+
+    if not name.strip():
+        raise InputError("--collection is empty; give a name, e.g. --collection naip-2020 (or leave it out)")
+    if len(name) > 200:
+        raise InputError(f"--collection {name[:40]!r}... is {len(name)} characters; give at most 200")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InputError(f"--collection {name[:60]!r} holds the control character U+{ord(bad):04X}; give a plain "
+                         "name (letters, digits, spaces, - _ . /)")
 
 
 def tiling_key(tile_size: int, stride: int, gsd: float | None, edge: str) -> str:
@@ -185,6 +203,19 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
 
 
 _END = object()
+
+
+def _check_bands(store, scene, stored_id: str, bands: Sequence[int]) -> None:
+    """Refuse (InputError) to ingest ``scene`` with other bands than its stored tiles: point
+    ids do not depend on the bands, so the run would skip every tile as already indexed and
+    keep the old bands without a word."""
+    hits = store.retrieve([stored_id])
+    was = ((hits[0].payload.get("tiling") or {}).get("bands") if hits else None)
+    if was is not None and [int(b) for b in was] != [int(b) for b in bands]:
+        had, now = ",".join(map(str, was)), ",".join(map(str, bands))
+        raise InputError(f"item {scene.item_id} is already in {store.describe()} with bands {had}, not {now}; its "
+                         f"tiles keep their ids whatever the bands, so ingest it with --bands {now} into another "
+                         f"--index (or re-run with --bands {had})")
 
 #: Payload fields a bare raster's ``--collection`` / ``--datetime`` set.
 LABEL_FIELDS = ("collection", "datetime", "datetime_epoch", "datetime_end_epoch", "start_datetime", "end_datetime")
@@ -515,6 +546,8 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                            for r in refs]
                     with lock:
                         existing = store.existing_ids(ids) if ids else set()
+                        if existing:
+                            _check_bands(store, scene, next(iter(existing)), reader.bands)
                         if existing and not scene.from_stac:
                             report.tiles_relabelled += relabel(store, scene, existing)
                     report.tiles_total += len(refs)

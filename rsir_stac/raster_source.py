@@ -51,17 +51,17 @@ def parse_tag_datetime(value: str) -> dt.datetime | None:
 
 def _tiff_datetime(href: str) -> dt.datetime | None:
     """The acquisition time GDAL exposes for a raster (:data:`DATE_TAGS`), or None."""
-    import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     from rasterio._err import CPLE_BaseError
 
     from rsir_stac.tiling import gdal_env
+    from rsir_stac.tiling.sources import open_dataset
 
     try:
         with gdal_env(), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(href) as ds:
+            with open_dataset(href) as ds:
                 tags = {dom: ds.tags(ns=dom) if dom else ds.tags() for dom in {d for d, _ in DATE_TAGS}}
     except (RasterioError, CPLE_BaseError) as err:
         log.debug("cannot read tags of %s: %s", href, err)

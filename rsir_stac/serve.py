@@ -87,6 +87,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from rsir_stac.api.classify import classify_router
     from rsir_stac.api.export import export_router
     from rsir_stac.api.jobs import check_roots, jobs_router
+    from rsir_stac.tiling.sources import restrict_to_geotiff
     from rsir_stac.api.labels import labels_router
     from rsir_stac.api.query import query_router
     from rsir_stac.api.search import search_router
@@ -110,8 +111,12 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     app.include_router(export_router(svc))
     app.include_router(labels_router(svc))
     app.include_router(classify_router(svc))
+    roots = check_roots(ingest_roots)
+    # a client who can write under a root must not reach other files through what it writes there:
+    # rasters under the roots are read as GeoTIFF only, without sidecars, by jobs and imagery alike
+    restrict_to_geotiff(roots)
     app.include_router(jobs_router(index, lock=svc.lock, dependencies=svc.dependencies,
-                                   roots=check_roots(ingest_roots), on_change=svc.cache.clear))
+                                   roots=roots, on_change=svc.cache.clear))
     _add_page(app)
     _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
                     allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,

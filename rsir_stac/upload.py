@@ -23,10 +23,12 @@ read, sidecar lookup and PAM off, ``/vsicurl/`` limited to an extension no
 URL has, and HTTP timeouts of one second, so nothing outside the uploaded
 bytes is read even if the GTiff driver were asked to.
 
-Memory is bounded twice before any pixel is decoded, from the header alone:
-``width * height`` against a pixel limit, and ``width * height * bands *
+Memory and time are bounded before any pixel is decoded, from the header
+alone: ``width * height`` against a pixel limit, ``width * height * bands *
 bytes per sample`` (the bands actually decoded, at least the 3 of the RGB
-output) against a byte limit.
+output; 16-bit PNGs count 2 bytes) against a byte limit, and each side
+against a side limit (decoders pay per row: a 1-pixel-wide PNG of 16 million
+rows passes the pixel limit and took 88 s and 11 GB).
 
 References: GDAL configuration options (``GDAL_DISABLE_READDIR_ON_OPEN``,
 ``GDAL_PAM_ENABLED``, ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``) at
@@ -55,6 +57,9 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 MAX_PIXELS = 4096 * 4096
 #: Default limit on decoded bytes (width x height x bands x bytes per sample): a 4096 x 4096 RGBA 8-bit image.
 MAX_DECODED_BYTES = 64 * 1024 * 1024
+#: Default limit on either side (pixels): decoders pay per row, so a 1 x 16,000,000 PNG (under the
+#: pixel limit) took 88 s and 11 GB to decode; 16,384 keeps every side a query could need.
+MAX_SIDE = 16_384
 
 #: GDAL options for reading an upload: no sidecar files, no PAM, no URL, fast failure.
 SAFE_GDAL_OPTIONS = {
@@ -86,11 +91,13 @@ class UploadLimits:
     """What an upload may cost once decoded.
 
     ``max_pixels`` bounds ``width * height``; ``max_decoded_bytes`` bounds
-    ``width * height * bands * bytes per sample`` of the samples decoded.
+    ``width * height * bands * bytes per sample`` of the samples decoded;
+    ``max_side`` bounds the width and the height (pixels).
     """
 
     max_pixels: int = MAX_PIXELS
     max_decoded_bytes: int = MAX_DECODED_BYTES
+    max_side: int = MAX_SIDE
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -158,6 +165,9 @@ def check_size(fmt: str, width: int, height: int, bands: int, sample_bytes: int,
     if width <= 0 or height <= 0:
         raise ImageReadError(f"the uploaded image has size {width}x{height}; upload a non-empty image")
     pixels = width * height
+    if max(width, height) > limits.max_side:
+        raise UploadTooLarge(f"the uploaded image is {width}x{height} pixels, a side over the {limits.max_side} "
+                             "pixel limit; upload a smaller image or crop it")
     if pixels > limits.max_pixels:
         raise UploadTooLarge(f"the uploaded image is {width}x{height} = {pixels} pixels, over the "
                              f"{limits.max_pixels} pixel limit; upload a smaller image or crop it")
@@ -182,7 +192,9 @@ def _decode_pillow(data: bytes, fmt: str, limits: UploadLimits) -> np.ndarray:
                              "upload a smaller image") from None
     with img:
         w, h = img.size
-        check_size(fmt, w, h, len(img.getbands()), _PIL_SAMPLE_BYTES.get(img.mode, 1), limits)
+        # a 16-bit PNG is decoded at 16 bits whatever mode Pillow reports (48/64-bit RGB[A] open as RGB[A])
+        sixteen = 2 if fmt == "PNG" and len(data) > 24 and data[24] == 16 else 1
+        check_size(fmt, w, h, len(img.getbands()), max(sixteen, _PIL_SAMPLE_BYTES.get(img.mode, 1)), limits)
         img.load()
         img = ImageOps.exif_transpose(img) or img
         if ("A" in img.getbands() or "transparency" in img.info) and not np.asarray(img.convert("RGBA"))[..., 3].any():
@@ -248,6 +260,7 @@ __all__ = [
     "ALLOWED_FORMATS",
     "MAX_DECODED_BYTES",
     "MAX_PIXELS",
+    "MAX_SIDE",
     "SAFE_GDAL_OPTIONS",
     "UploadLimits",
     "UploadTooLarge",

@@ -49,6 +49,26 @@ def test_ingest_is_idempotent_and_searchable(tmp_path, scenes, tiny_bundle):
         assert res_in.hits[0].id == p.id and res_in.hits[0].score == pytest.approx(0, abs=1e-4)
 
 
+def test_reingest_with_other_bands_is_refused_not_skipped(tmp_path, scenes, tiny_bundle):
+    """Point ids do not depend on the bands: a re-run with other --bands found every tile
+    "already indexed" and kept the old bands silently; now the item fails with the fix."""
+    from dataclasses import replace
+
+    idx = tmp_path / "idx"
+    assert ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=NATIVE).points_written == 12
+    r = ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=replace(NATIVE, bands=(3, 2, 1)))
+    assert not r.ok and r.points_written == 0 and len(r.items_failed) == 1
+    err = r.items_failed[0]["error"]
+    assert "with bands 1,2,3, not 3,2,1" in err and "another --index" in err
+    again = ingest([str(scenes[0])], index=str(idx), model=tiny_bundle, options=replace(NATIVE, bands=(1, 2, 3)))
+    assert again.ok and again.tiles_existing == 12  # the same bands, given explicitly: already indexed
+    other = ingest([str(scenes[0])], index=str(tmp_path / "idx2"), model=tiny_bundle,
+                   options=replace(NATIVE, bands=(3, 2, 1)))
+    assert other.points_written == 12  # the fix works: another index takes the other bands
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        assert {tuple(p.payload["tiling"]["bands"]) for p in index.store.iter_points(with_vectors=False)} == {(1, 2, 3)}
+
+
 def test_footprints_match_source_crs(tmp_path, scenes, tiny_bundle):
     from pyproj import Transformer
 

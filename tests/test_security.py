@@ -270,6 +270,38 @@ def test_decoded_bytes_are_bounded_before_decoding(client, tmp_path):
         decode_upload(buf.getvalue(), UploadLimits(max_decoded_bytes=4 * 1024 * 1024))
 
 
+def _raw_png(width: int, height: int, bit_depth: int, colour_type: int, row_bytes: int) -> bytes:
+    """A PNG of zero rows written by hand (IHDR, one IDAT, IEND): any size and bit depth."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + row_bytes)  # filter byte + samples
+    idat = b"".join(z.compress(row * 1000) for _ in range(height // 1000)) + z.compress(row * (height % 1000))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat + z.flush()) + chunk(b"IEND", b"")
+
+
+def test_tall_and_16bit_rgb_pngs_are_bounded_before_decoding(client):
+    """A 1 x 1,000,000 PNG is 2 kB and under the pixel limit, but PNG decoding pays per row
+    (a 1 x 16,000,000 one took 88 s and 11 GB); a 48-bit RGB PNG opens in Pillow as 8-bit RGB
+    but is decoded at 16 bits.  Both are refused from the header, before decoding."""
+    tall = _raw_png(1, 1_000_000, 8, 0, 1)
+    assert len(tall) < 5_000
+    r = _upload(client, tall)
+    _assert_refused(r, 413)
+    assert "a side over the 16384 pixel limit" in r.json()["detail"]
+    ok = _raw_png(4, 16_384, 8, 0, 4)  # the longest side allowed still decodes
+    assert decode_upload(ok).shape == (16_384, 4, 3)
+    rgb48 = _raw_png(1100, 1100, 16, 2, 6 * 1100)  # 1100 x 1100 x 3 x 2 bytes = 7.3 MB decoded
+    with pytest.raises(UploadTooLarge, match=r"x 3 band\(s\) x 2 byte"):
+        decode_upload(rgb48, UploadLimits(max_decoded_bytes=4 * 1024 * 1024))
+    assert decode_upload(rgb48, UploadLimits(max_decoded_bytes=8 * 1024 * 1024)).shape == (1100, 1100, 3)
+
+
 def test_uploads_decoded_at_a_time_are_bounded(client):
     slots = client.app.state.decode_slots
     taken = 0
@@ -342,6 +374,57 @@ def test_default_allowed_hosts_follow_the_bind_address():
     assert "192.0.2.7" in default_allowed_hosts("192.0.2.7")
     assert host_name("[::1]:8000") == "::1" and host_name("LocalHost:80") == "localhost"
     assert host_allowed("localhost", local) and not host_allowed("localhost.attacker.example", local)
+
+
+def _get_status(app, path: str, host: str, server_ip: str, query: bytes = b"", headers=()) -> int:
+    """Status of a GET sent straight to the ASGI app as uvicorn would: ``server`` is the local
+    address the connection came in on, ``host`` the Host header the client sent."""
+    import asyncio
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
+             "client": ("198.51.100.20", 5), "server": (server_ip, 8000),
+             "headers": [(b"host", host.encode()), *headers]}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_a_wildcard_bind_answers_on_the_address_the_client_typed(index):
+    """``serve --host 0.0.0.0``: the machine's host name may resolve to loopback only, so a
+    client that typed the machine's LAN address was refused (403).  An IP equal to the
+    address the connection came in on is allowed; names still need the allow-list."""
+    from rsir_stac.httpguard import default_allowed_hosts
+
+    wide = create_app(index, allowed_hosts=default_allowed_hosts("0.0.0.0"))
+    assert _get_status(wide, "/api/info", "192.0.2.2:8000", "192.0.2.2") == 200
+    assert _get_status(wide, "/api/info", "192.0.2.9:8000", "192.0.2.2") == 403  # not this connection's address
+    assert _get_status(wide, "/api/info", "rebind.attacker.example", "192.0.2.2") == 403
+    assert _get_status(wide, "/api/info", "<local address>", "192.0.2.2") == 403  # the entry is never a name
+    loop = create_app(index, allowed_hosts=default_allowed_hosts("127.0.0.1"))
+    assert _get_status(loop, "/api/info", "192.0.2.2:8000", "192.0.2.2") == 403  # only a wildcard bind
+
+
+def test_the_key_in_a_url_opens_images_only(index, points):
+    """``?api_key=`` is for image URLs (an ``<img>`` or a GIS XYZ layer cannot set a header);
+    elsewhere the key must come as the X-API-Key header, and a repeated one is refused."""
+    pid = next(iter(points))
+    app = create_app(index, api_key="s3cret")
+    q = b"api_key=s3cret"
+    assert _get_status(app, f"/api/tiles/{pid}.png", "127.0.0.1", "127.0.0.1", q) == 200
+    assert _get_status(app, "/api/imagery/0/0/0.png", "127.0.0.1", "127.0.0.1", q) in (200, 204, 404)
+    assert _get_status(app, "/api/info", "127.0.0.1", "127.0.0.1", q) == 401
+    assert _get_status(app, "/api/search", "127.0.0.1", "127.0.0.1", b"point_id=" + pid.encode() + b"&" + q) == 401
+    assert _get_status(app, "/api/info", "127.0.0.1", "127.0.0.1", headers=[(b"x-api-key", b"s3cret")]) == 200
+    for twice in (b"api_key=x&api_key=s3cret", b"api_key=s3cret&api_key=s3cret"):
+        assert _get_status(app, f"/api/tiles/{pid}.png", "127.0.0.1", "127.0.0.1", twice) == 401
 
 
 def test_cross_origin_posts_are_refused(client, points):
@@ -645,3 +728,32 @@ def test_extra_image_sources_and_routers_added_later_are_covered(index):
     app.include_router(router)  # after create_app: its document still lists the common errors
     doc = app.openapi()
     assert {"403", "405", "422", "500"} <= set(doc["paths"]["/api/extra"]["get"]["responses"])
+
+
+def test_odd_spellings_of_numbers_and_names_are_refused(client, points, tmp_path, tiny_bundle):
+    """``float()`` reads ``1_0`` as 10 and ``nan``/``inf`` as numbers: a polygon or bbox given so
+    was taken silently; examples are numbered from 0 as in the request; a collection name with
+    a control character (NUL, RLO) is refused before it is stored in every tile."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.errors import InputError as RsirInputError
+    from rsir_stac.store.filters import parse_bbox, plain_float
+
+    assert plain_float(" -1.5e-3 ") == -0.0015 and plain_float("10") == 10.0 and plain_float(".5") == 0.5
+    for bad in ("1_0", "nan", "inf", "0x10", "1e", ""):
+        with pytest.raises(ValueError):
+            plain_float(bad)
+    with pytest.raises(RsirInputError, match="plain decimal"):
+        parse_bbox("1_0,0,11,1")
+    r = client.get("/api/search", params={"lon": 0, "lat": 0, "polygon": "1_0,0;11,0;11,1"})
+    assert r.status_code == 400 and "polygon position" in r.json()["detail"], r.text
+    pid = next(iter(points))
+    r = client.post("/api/query", json={"positives": [{"point_id": pid, "lon": 1, "lat": 2}]})
+    assert r.status_code == 400 and "positives[0] has both" in r.json()["detail"], r.text
+    scene = make_geotiff(tmp_path / "s.tif", width=64, height=64)
+    for name in ("a\u202eb", "a\nb", "  ", "x" * 201):
+        res = CliRunner().invoke(main, ["ingest", str(scene), "--index", str(tmp_path / "idx"), "--collection", name,
+                                        "--model", str(tiny_bundle.path), "--native-gsd", "--tile-size", "64"])
+        assert res.exit_code == 2 and "--collection" in res.output, (name, res.output)
+    assert not (tmp_path / "idx").exists()

@@ -390,7 +390,7 @@ def test_api_key(index, points):
         assert c.post("/api/search", json={"point_id": pid}).status_code == 401
         assert c.post("/api/search/image", files={"file": ("q.png", _png(32, 32))}).status_code == 401
         assert c.get("/api/info", headers={"X-API-Key": "s3cret"}).status_code == 200
-        assert c.get("/api/info", params={"api_key": "s3cret"}).status_code == 200
+        assert c.get("/api/info", params={"api_key": "s3cret"}).status_code == 401  # in URLs: images only
         assert c.get(f"/api/tiles/{pid}.png", params={"api_key": "s3cret"}).status_code == 200
         # the page and the docs stay public (they hold no data); the docs show the key scheme
         assert c.get("/").status_code == 200

@@ -310,3 +310,60 @@ def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path)
             assert c.get("/api/ingest/jobs/" + "0" * 32, headers=h).status_code == 404
             assert "/api/ingest/jobs" in c.get("/openapi.json", headers=h).json()["paths"]
     assert check_index(idx).ok
+
+
+def _vrt_of(target: Path, size: int) -> str:
+    """A GDAL VRT whose three bands read ``target`` (any file GDAL opens, e.g. outside a root)."""
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">{target}'
+        f"</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>" for b in (1, 2, 3))
+    return (f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}"><SRS>EPSG:32615</SRS>'
+            f"<GeoTransform>500000, 1, 0, 3300000, 0, -1</GeoTransform>{bands}</VRTDataset>")
+
+
+def test_ingest_jobs_read_only_geotiffs_under_the_roots(setup, tiny_bundle, tmp_path, monkeypatch):
+    """A VRT saved as ``.tif`` under a root (or as a scene's ``.ovr`` sidecar) names files outside
+    it: a job refuses it up front, and every read under a root (a job's, the imagery's) is
+    GeoTIFF-only without sidecars, so a file swapped in after the check reads nothing outside."""
+    import rasterio
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.errors import RasterError
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from rsir_stac.tiling.scene import SceneReader
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+
+    src, scenes, idx = setup
+    outside = make_geotiff(tmp_path / "secret.tif", width=64, height=64, seed=11)
+    (src / "evil.tif").write_text(_vrt_of(outside, 64))
+    (src / "drop").mkdir()
+    (src / "drop" / "evil.tif").write_text(_vrt_of(outside, 64))
+    with rasterio.open(src / "evil.tif") as ds:  # plain GDAL follows the VRT out of the root
+        assert ds.driver == "VRT" and (ds.read() == rasterio.open(outside).read()).all()
+    # a genuine GeoTIFF with a VRT sidecar: GDAL reads the "overview" from the outside file
+    (src / "s1.tif.ovr").write_text(_vrt_of(outside, 64).replace('Size="64"', 'Size="32"'))
+    monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "FALSE")  # an operator's setting: sidecars on
+    base, h = "http://127.0.0.1:8000", {"X-API-Key": "k"}
+    try:
+        with Index.open(str(idx), model=tiny_bundle) as index, \
+                TestClient(create_app(index, ingest_roots=[str(src)], api_key="k"), base_url=base) as c:
+            for bad in ("evil.tif", str(src / "evil.tif"), "drop"):
+                r = c.post("/api/ingest/jobs", json={"sources": [bad]}, headers=h)
+                assert r.status_code == 403 and "not a GeoTIFF" in r.json()["detail"], (bad, r.text)
+            r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "collection": "a\u202eb"}, headers=h)
+            assert r.status_code == 400 and "U+202E" in r.json()["detail"], r.text  # refused, not a failed job
+            r = c.post("/api/ingest/jobs", json={"sources": ["a" * 300]}, headers=h)  # a name over 255 bytes
+            assert r.status_code == 400 and "cannot be a path" in r.json()["detail"], r.text
+            # what a job or the imagery reads once a file is swapped after the check
+            with pytest.raises(RasterError, match="is not a GeoTIFF"):
+                SceneReader.open(str(src / "evil.tif"))
+            with SceneReader.open(str(src / "s1.tif")) as reader:  # the sidecar is not opened
+                assert reader._ds.overviews(1) == []
+        restrict_to_geotiff(())  # lifted: the same files are read as GDAL reads them anywhere else
+        with SceneReader.open(str(src / "evil.tif")) as reader:
+            assert reader._ds.driver == "VRT"
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"), rasterio.open(src / "s1.tif") as ds:
+            assert ds.overviews(1) == [4]  # the 32-px "overview" of the 128-px scene: the outside file
+    finally:
+        restrict_to_geotiff(())

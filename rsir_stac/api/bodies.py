@@ -121,7 +121,7 @@ def examples(items: Any, what: str) -> list:
     from rsir_stac.store.filters import _check_lonlat
 
     out = []
-    for n, it in enumerate(items or [], 1):
+    for n, it in enumerate(items or []):
         if not isinstance(it, dict):
             raise InputError(f"{what}[{n}] must be an object with point_id, or lon and lat")
         unknown = sorted(set(it) - {"point_id", "lon", "lat"})

@@ -78,8 +78,13 @@ def allowed_source(text: str, roots: Sequence[Path]) -> str:
     if not _under(real, roots):
         raise HTTPException(403, f"source {text[:200]} is (or links to a file) outside the service's ingest roots; put it under one of "
                                  "them or restart serve with another --ingest-root")
-    if not real.exists():
-        raise SourceNotFoundError(f"{text} does not exist on the server; check the path")
+    try:
+        exists = real.exists()
+    except OSError as err:  # e.g. a name over the file system's 255 bytes
+        raise HTTPException(400, f"source {text[:200]}... cannot be a path on the server ({err.strerror}); "
+                                 "check the path") from None
+    if not exists:
+        raise SourceNotFoundError(f"{text[:400]} does not exist on the server; check the path")
     _check_contents(text, real, roots)
     return str(real)
 
@@ -102,9 +107,10 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
                 "any file or URL); stop serve and run rsir-stac ingest for a STAC catalog")
     if real.is_file():
         with open(real, "rb") as fh:
-            head = fh.read(64).lstrip()
-        if real.suffix.lower() == ".json" or head[:1] in (b"{", b"["):
+            head = fh.read(64)
+        if real.suffix.lower() == ".json" or head.lstrip()[:1] in (b"{", b"["):
             raise HTTPException(403, f"source {text[:200]} is a JSON document; {stac_fix}")
+        _check_tiff(text[:200], head)
         return
     for name in ("catalog.json", "collection.json"):
         if (real / name).is_file():
@@ -116,6 +122,26 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
         if not _under(target, roots):
             raise HTTPException(403, f"source {text[:200]} holds {p.relative_to(real)}, a link to a file outside the "
                                      "service's ingest roots; remove the link or copy the file under a root")
+        if target.is_file():
+            with open(target, "rb") as fh:
+                _check_tiff(f"{text[:200]}/{p.relative_to(real)}", fh.read(8))
+
+
+#: Byte orders and versions of TIFF and BigTIFF files (TIFF 6.0 header; BigTIFF: version 43).
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _check_tiff(name: str, head: bytes) -> None:
+    """Refuse (403) a job source that is not a TIFF file: GDAL would open a VRT (or another
+    format that names other files or URLs) whatever its name.  Reading under the roots is
+    also GeoTIFF-only (:func:`rsir_stac.tiling.sources.restrict_to_geotiff`): this check
+    gives the early, clear answer."""
+    from fastapi import HTTPException
+
+    if not head.startswith(_TIFF_MAGIC):
+        raise HTTPException(403, f"source {name} is not a GeoTIFF (its first bytes are not a TIFF header); ingest "
+                                 "jobs read GeoTIFF/COG files only (a VRT or another format may name files outside "
+                                 "the ingest roots): convert it, e.g. gdal_translate -of COG in.vrt out.tif")
 
 
 class _LockedStore:
@@ -245,7 +271,7 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
 
     def _options(req: IngestJobRequest) -> Any:
         from rsir_stac.errors import InputError
-        from rsir_stac.ingest import IngestOptions
+        from rsir_stac.ingest import IngestOptions, check_options
         from rsir_stac.stac import parse_shard
         from rsir_stac.store.filters import parse_datetime_range
 
@@ -257,11 +283,13 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
             if start is None or end is None:
                 raise InputError(f"datetime {req.datetime!r} has an open end; give an instant or START/END")
             dt = (start, end)
-        return IngestOptions(asset=req.asset, bands=tuple(req.bands) if req.bands else None, tile_size=req.tile_size,
-                             stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd, edge=req.edge,
-                             min_valid=req.min_valid, fail_fast=req.fail_fast,
-                             shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
-                             datetime=dt)
+        options = IngestOptions(asset=req.asset, bands=tuple(req.bands) if req.bands else None,
+                                tile_size=req.tile_size, stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd,
+                                edge=req.edge, min_valid=req.min_valid, fail_fast=req.fail_fast,
+                                shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
+                                datetime=dt)
+        check_options(options)  # refused with 400 now, not as a failed job
+        return options
 
     @router.post("/api/ingest/jobs", status_code=202, summary="Start an ingest job into the served index",
                  responses={**error_responses(400, 404), **conflict})

@@ -67,6 +67,8 @@ def parse_polygon(value: Any) -> Any:
 
 
 def _ring(text: str) -> tuple[tuple[float, float], ...]:
+    from rsir_stac.store.filters import plain_float
+
     if text.count(";") >= MAX_POLYGON_VERTICES:
         raise InputError(f"polygon has {text.count(';') + 1} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
     ring = []
@@ -78,7 +80,7 @@ def _ring(text: str) -> tuple[tuple[float, float], ...]:
         try:
             if len(xy) != 2:
                 raise ValueError
-            ring.append((float(xy[0]), float(xy[1])))
+            ring.append((plain_float(xy[0]), plain_float(xy[1])))
         except ValueError:
             raise InputError(f"polygon position {part!r} is invalid; give lon,lat;lon,lat;... in degrees") from None
     if len(ring) >= 3 and ring[0] != ring[-1]:

@@ -191,12 +191,25 @@ def _check_ring(ring: Ring, what: str) -> Ring:
 # --------------------------------------------------------------------------- parsers
 
 
+#: A plain decimal number (optionally with an exponent): what ``float()`` takes, less ``1_0``,
+#: ``nan``, ``inf`` and other spellings no GIS tool writes.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def plain_float(text: str) -> float:
+    """``float(text)`` for a plain decimal number only; ValueError otherwise (``1_0``, ``nan``)."""
+    t = text.strip()
+    if not _PLAIN_NUMBER.fullmatch(t):
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return float(t)
+
+
 def _numbers(text: str, n: int, what: str, form: str) -> tuple[float, ...]:
     parts = [p.strip() for p in str(text).strip().split(",")]
     if len(parts) != n:
         raise InputError(f"{what} {text!r} must be {form} ({n} comma-separated numbers)")
     try:
-        return tuple(float(p) for p in parts)
+        return tuple(plain_float(p) for p in parts)
     except ValueError:
         raise InputError(f"{what} {text!r} must be {form} with plain decimal numbers") from None
 

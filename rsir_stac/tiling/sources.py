@@ -65,6 +65,37 @@ def gdal_options() -> dict[str, Any]:
     return out
 
 
+#: Real paths of folders whose rasters are read as GeoTIFF only (``serve --ingest-root``): a
+#: client who can write a file there must not make the service read other files or URLs
+#: through it (a VRT named ``.tif`` names any file or ``/vsicurl/`` URL; so can a sidecar
+#: ``.ovr``/``.msk``, which GDAL opens with any driver).  Set by :func:`restrict_to_geotiff`.
+_GEOTIFF_ONLY: tuple[str, ...] = ()
+
+
+def restrict_to_geotiff(roots: Any) -> None:
+    """Read every raster under ``roots`` (folders) with GDAL's GTiff driver alone and no
+    sibling files, for the rest of this process (``serve --ingest-root``); ``()`` lifts it."""
+    global _GEOTIFF_ONLY
+    _GEOTIFF_ONLY = tuple(os.path.realpath(os.fspath(r)) for r in roots)
+
+
+def geotiff_only(href: str) -> bool:
+    """Whether ``href`` is a local file under a :func:`restrict_to_geotiff` root (symlinks resolved)."""
+    if not _GEOTIFF_ONLY or _is_url(href):
+        return False
+    real = os.path.realpath(href)
+    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in _GEOTIFF_ONLY)
+
+
+def open_dataset(href: str) -> Any:
+    """``rasterio.open(href)`` for reading, as GeoTIFF only without sibling files when
+    :func:`geotiff_only` says so (RasterioIOError "not recognized" for anything else)."""
+    if not geotiff_only(href):
+        return rasterio.open(href)
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        return rasterio.open(href, driver="GTiff")
+
+
 def gdal_env() -> Any:
     """A ``rasterio.Env`` with :func:`gdal_options`, entered around GDAL calls; a
     no-op inside one already entered (the ingest reader enters one per scene
@@ -170,7 +201,7 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         try:
             with gdal_env(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                return rasterio.open(href)
+                return open_dataset(href)
         except (RasterioError, CPLE_BaseError) as err:
             cached_miss = "does not exist in the file system" in str(err)
             if not (href.lower().startswith(("http://", "https://")) and cached_miss):
@@ -188,6 +219,10 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         if "permission denied" in detail.lower():
             raise RasterError(f"{href} cannot be read (permission denied); give this user read access "
                               "to the file, e.g. chmod a+r") from err
+        if geotiff_only(href):
+            raise RasterError(f"{href} is not a GeoTIFF: files under the service's ingest roots are read as "
+                              "GeoTIFF/COG only (a VRT or another format may name files outside them); convert "
+                              "it, e.g. gdal_translate -of COG in.vrt out.tif") from err
         raise RasterError(
             f"{href} is not a raster GDAL can read ({detail}); give a GeoTIFF/COG (or another format "
             "`gdalinfo` opens), or re-download it if it was cut short"
