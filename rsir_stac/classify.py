@@ -63,6 +63,8 @@ class ClassifyReport:
     scan_seconds: float = 0.0
     coef: tuple[float, ...] = field(default=(), repr=False)
     labels_outside: int = 0  # labelled tiles the filters leave out
+    negatives_overruled: int = 0  # labelled negatives scored >= threshold, left out of the hits
+    positives_kept: int = 0  # labelled positives scored < threshold, kept in the hits
 
     def notes(self) -> list[str]:
         """What a user should know about this run beyond its figures."""
@@ -73,12 +75,17 @@ class ClassifyReport:
         if self.labels_outside:
             out.append(f"{self.labels_outside} of the {self.positives + self.negatives} labelled tiles lie outside "
                        "the filters: the classifier learns from them, but the tiles it scores are elsewhere")
+        if self.negatives_overruled or self.positives_kept:
+            out.append(f"your labels win over the classifier: {self.negatives_overruled} tile(s) labelled negative "
+                       f"scored >= {self.threshold:g} and are left out, {self.positives_kept} labelled positive scored "
+                       "below it and are kept (column label); label more tiles like them to teach it")
         return out
 
     def summary(self) -> dict[str, Any]:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
                 "positives": self.positives, "negatives": self.negatives, "background": self.background,
                 "holdout": self.holdout, "precision": self.precision, "recall": self.recall,
+                "negatives_overruled": self.negatives_overruled, "positives_kept": self.positives_kept,
                 "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
                 "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
 
@@ -172,38 +179,63 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         if progress is not None:
             progress(done, total)
     scan_s = time.perf_counter() - t_scan
+    # the analyst's labels win: a tile labelled negative is never a hit, one labelled positive
+    # (inside the filters) always is, with the probability the model gives it
+    negs, poss = set(neg), set(pos)
+    overruled = sum(1 for _, i in found if i in negs)
+    found = [(p, i) for p, i in found if i not in negs]
+    have = {i for _, i in found}
+    inside = {h.id for h in got if h.id in poss and matches(h.payload, flt)}
+    kept = [(float(1.0 / (1.0 + np.exp(-(vecs[i].astype(np.float64) @ w + b)))), i) for i in pos
+            if i in inside and i not in have]
+    found += kept
     found.sort(key=lambda t: (-t[0], t[1]))
     if max_hits is not None:
         found = found[:max_hits]
     hits: list[SearchHit] = []
     for start in range(0, len(found), 1000):
         part = found[start:start + 1000]
-        got = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
-        hits.extend(SearchHit(i, p, got[i].payload) for p, i in part if i in got)
+        rec = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
+        hits.extend(SearchHit(i, p, {**rec[i].payload, "label": "positive" if i in poss else None})
+                    for p, i in part if i in rec)
     return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
                           precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
-                          coef=tuple(w.tolist()), labels_outside=outside)
+                          coef=tuple(w.tolist()), labels_outside=outside, negatives_overruled=overruled,
+                          positives_kept=len(kept))
 
 
 def dissolve(hits: Any) -> list[dict[str, Any]]:
-    """Merge touching/overlapping hit footprints into polygons (shapely ``unary_union``).
+    """Merge touching/overlapping hit footprints into polygons (shapely ``unary_union``), one
+    acquisition at a time: tiles of the same ``datetime`` (and collection) merge, so the same
+    ground seen in several years gives one area per date, not one over all of them.
 
     Returns rows (for :func:`rsir_stac.export.write_table`): ``id`` (``area-N``),
-    ``tiles``, ``max_probability``, ``mean_probability`` and ``geometry`` (GeoJSON),
+    ``datetime``, ``collection``, ``tiles``, ``items`` (item ids, comma-separated),
+    ``max_probability``, ``mean_probability`` and ``geometry`` (GeoJSON), by date, then
     largest first.
     """
+    groups: dict[tuple, list] = {}
+    for h in hits:
+        groups.setdefault((h.payload.get("datetime") or "", h.payload.get("collection") or ""), []).append(h)
+    rows = []
+    for (when, coll), part in sorted(groups.items()):
+        rows += [{"datetime": when or None, "collection": coll or None, **r} for r in _dissolve_one(part)]
+    return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
+
+
+def _dissolve_one(hits: list) -> list[dict[str, Any]]:
+    """Dissolved areas of hits of one acquisition, largest first (rows without ids)."""
     import shapely
     from shapely.geometry import mapping, shape
     from shapely.geometry.polygon import orient
 
     from rsir_stac.labels import footprint_geometry
 
-    hits = list(hits)
     geoms = [footprint_geometry(h.payload) for h in hits]
-    keep = [(shape(g), h.score) for g, h in zip(geoms, hits) if g]
+    keep = [(shape(g), h.score, h.payload.get("item_id")) for g, h in zip(geoms, hits) if g]
     if not keep:
         return []
-    polys = [shapely.set_precision(g, 1e-7) for g, _ in keep]  # ~1 cm grid: neighbours share edges exactly
+    polys = [shapely.set_precision(g, 1e-7) for g, _, _ in keep]  # ~1 cm grid: neighbours share edges exactly
     merged = shapely.unary_union(polys)
     parts = list(getattr(merged, "geoms", [merged]))
     tree = shapely.STRtree(polys)
@@ -213,12 +245,13 @@ def dissolve(hits: Any) -> list[dict[str, Any]]:
     for group in _across_antimeridian(parts):
         tiles = set().union(*(members[i] for i in group))
         probs = [keep[j][1] for j in tiles] or [0.0]
+        items = sorted({str(keep[j][2]) for j in tiles if keep[j][2] is not None})
         shapes = [orient(parts[i], 1.0) for i in group]
         geom = shapes[0] if len(shapes) == 1 else shapely.MultiPolygon(shapes)
-        rows.append({"tiles": len(tiles), "max_probability": float(max(probs)),
+        rows.append({"tiles": len(tiles), "items": ",".join(items), "max_probability": float(max(probs)),
                      "mean_probability": float(np.mean(probs)), "geometry": mapping(geom)})
     rows.sort(key=lambda r: (-r["tiles"], -r["max_probability"]))
-    return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
+    return rows
 
 
 def _across_antimeridian(parts: list) -> list[list[int]]:

@@ -368,6 +368,51 @@ def test_classify_finds_the_labelled_class(index, world, bundle):
     assert len(areas) <= 4  # two blocks of adjacent tiles (plus stray background hits)
 
 
+def test_classify_keeps_the_analysts_labels(index, world, bundle):
+    """A tile labelled negative is never a hit, one labelled positive always is (column label),
+    even where the classifier disagrees: 3 of 6 negatives used to come back as hits."""
+    from rsir_stac.classify import classify
+
+    pts, targets = world[1], world[2]
+    base = _labels(world, bundle)
+    odd_neg = [p for p in pts if p.id in targets][20:23]  # target tiles the analyst calls negative
+    odd_pos = [p for p in pts if p.id not in targets][5:6]  # a background tile called positive
+    hit = lambda p: type("H", (), {"id": p.id, "payload": p.payload})  # noqa: E731
+    extra = (make_labels([hit(p) for p in odd_neg], "negative", model_id=bundle.model_id).labels
+             + make_labels([hit(p) for p in odd_pos], "positive", model_id=bundle.model_id).labels)
+    plain = classify(index, base, threshold=0.5)
+    assert {p.id for p in odd_neg} <= {h.id for h in plain.hits}  # the model calls them positive
+    assert odd_pos[0].id not in {h.id for h in plain.hits}
+    rep = classify(index, LabelSet(base.labels + extra, bundle.model_id), threshold=0.5)
+    got = {h.id: h for h in rep.hits}
+    assert not {p.id for p in odd_neg} & set(got) and rep.negatives_overruled >= 1
+    assert odd_pos[0].id in got and got[odd_pos[0].id].payload["label"] == "positive"
+    assert any("labels win" in n for n in rep.notes())
+    assert all(h.payload["label"] in ("positive", None) for h in rep.hits)
+    assert [h.score for h in rep.hits] == sorted((h.score for h in rep.hits), reverse=True)
+    labelled = {lb.point_id for lb in base.labels + extra if lb.label == "positive"}
+    strict = classify(index, LabelSet(base.labels + extra, bundle.model_id), threshold=0.9999)
+    kept = [h for h in strict.hits if h.payload["label"] == "positive"]
+    assert {h.id for h in kept} == labelled  # every labelled positive, whatever its probability
+    assert strict.positives_kept == sum(h.score < 0.9999 for h in kept) >= 1
+
+
+def test_dissolve_keeps_dates_apart():
+    """The same ground seen at two dates gives one area per date, with its date, collection and items."""
+    from rsir_stac.classify import dissolve
+    from rsir_stac.store import SearchHit
+
+    hits = []
+    for year in (2018, 2020):
+        for n, w in enumerate((10.0, 10.01)):  # two touching tiles per date
+            hits.append(SearchHit(f"{year}-{n}", 0.9, {"bbox": [w, 0.0, w + 0.01, 0.01], "item_id": f"naip-{year}",
+                                                        "datetime": f"{year}-07-01T00:00:00Z", "collection": "naip"}))
+    rows = dissolve(hits)
+    assert [(r["datetime"][:4], r["tiles"], r["items"]) for r in rows] == [("2018", 2, "naip-2018"),
+                                                                          ("2020", 2, "naip-2020")]
+    assert [r["id"] for r in rows] == ["area-1", "area-2"] and rows[0]["collection"] == "naip"
+
+
 def test_dissolve_keeps_an_area_across_the_antimeridian_whole():
     """Touching tiles on both sides of 180 are one area (a MultiPolygon), each tile once."""
     import geopandas as gpd
