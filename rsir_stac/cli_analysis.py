@@ -93,6 +93,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         from rsir_stac.export import empty_row, format_for, row_of, write_table
         from rsir_stac.labels import read_labels
         from rsir_stac.search import Index
+        from rsir_stac.store import SearchHit
 
         format_for(out)
         labels = read_labels(labels_path)
@@ -103,9 +104,11 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                                   batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
         if dissolve:
             rows = dissolve_hits(report.hits)
-        else:
-            rows = [row_of(h, rank=n, score_name="probability") for n, h in enumerate(report.hits, 1)]
-        write_table([rows], out, None if dissolve else empty_row("probability"))
+        else:  # the analyst's own label (positive, or empty) as a column of its own
+            rows = [row_of(SearchHit(h.id, h.score, {k: v for k, v in h.payload.items() if k != "label"}), rank=n,
+                           score_name="probability", extra={"label": h.payload.get("label")})
+                    for n, h in enumerate(report.hits, 1)]
+        write_table([rows], out, None if dissolve else {**empty_row("probability"), "label": None})
         summary = {**report.summary(), "out": out, "rows": len(rows), "notes": report.notes()}
         if as_json:
             click.echo(json.dumps(summary))
