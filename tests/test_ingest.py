@@ -349,3 +349,37 @@ def test_a_small_scene_is_not_blown_up_past_the_models_scale_range(tmp_path):
     with open_store(str(tmp_path / "idx2"), read_only=True) as s:
         assert kept.points_written >= 1
         assert {round(p.payload["gsd"], 1) for p in s.iter_points(with_vectors=False)} == {30.0}
+
+
+def test_sidecar_masks_nodata_and_georeferencing_are_read(tmp_path, tiny_bundle):
+    """A local raster's sidecars are part of it (GDAL lists the folder to find them): an
+    external ``.msk`` mask and a nodata value kept only in ``.aux.xml`` leave their masked
+    tiles out, and a PNG georeferenced by its ``.aux.xml`` ingests; with the folder listing
+    off (as for remote files) all three were read as if the sidecars did not exist."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(20, 230, (3, 64, 64), dtype=np.uint8)
+    prof = dict(driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32633",
+                transform=from_origin(600000, 5200000, 10, 10))
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False):
+        with rasterio.open(tmp_path / "extmask.tif", "w", **prof) as d:
+            d.write(data)
+            m = np.full((64, 64), 255, np.uint8)
+            m[:, :36] = 0
+            d.write_mask(m)
+    assert (tmp_path / "extmask.tif.msk").exists()
+    zeros = data.copy()
+    zeros[:, :, :36] = 0
+    with rasterio.open(tmp_path / "pam.tif", "w", **prof) as d:
+        d.write(zeros)
+    (tmp_path / "pam.tif.aux.xml").write_text("<PAMDataset>" + "".join(
+        f'<PAMRasterBand band="{b}"><NoDataValue>0</NoDataValue></PAMRasterBand>' for b in (1, 2, 3)) + "</PAMDataset>")
+    with rasterio.open(tmp_path / "geo.png", "w", **{**prof, "driver": "PNG"}) as d:
+        d.write(data)
+    assert (tmp_path / "geo.png.aux.xml").exists()  # GDAL keeps a PNG's CRS and transform there
+    opts = IngestOptions(tile_size=32, native_gsd=True)
+    for name, want in (("extmask.tif", 2), ("pam.tif", 2), ("geo.png", 4)):
+        r = ingest([str(tmp_path / name)], index=str(tmp_path / f"idx-{name}"), model=tiny_bundle, options=opts)
+        assert r.ok and r.points_written == want, (name, r.as_dict())

@@ -82,13 +82,14 @@ def ecef(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 
 def _georeferenced(path: Path) -> bool:
-    import rasterio
     from rasterio.errors import NotGeoreferencedWarning
+
+    from rsir_stac.tiling.sources import open_dataset
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
+            with open_dataset(str(path)) as ds:  # with its sidecars (a world file, .aux.xml), as ingest reads it
                 return ds.crs is not None and not ds.transform.is_identity
     except Exception:  # noqa: BLE001 - unreadable: let the scene reader report it
         return True

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -25,7 +24,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import EmptyImageError, ImageReadError, InputError, RasterError, SourceNotFoundError
 from rsir_stac.tiling.pixels import as_on_the_map, pixel_plan, read_rgb
-from rsir_stac.tiling.sources import _fetch_error, _is_url, _one_line, gdal_env
+from rsir_stac.tiling.sources import _fetch_error, _is_url, _one_line, gdal_env, open_dataset
 
 #: Longer side cap for query images, in pixels (larger images are downsampled, bilinear).
 MAX_QUERY_SIDE = 4096
@@ -120,7 +119,7 @@ def _read_with_rasterio(path: str, bands: Sequence[int] | None) -> np.ndarray:
     try:
         with gdal_env(), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
+            with open_dataset(str(path)) as ds:
                 return read_dataset_image(ds, bands=bands)
     except (RasterioError, CPLE_BaseError) as err:
         fetch = _fetch_error(str(path), err)

@@ -88,12 +88,19 @@ def geotiff_only(href: str) -> bool:
 
 
 def open_dataset(href: str) -> Any:
-    """``rasterio.open(href)`` for reading, as GeoTIFF only without sibling files when
-    :func:`geotiff_only` says so (RasterioIOError "not recognized" for anything else)."""
-    if not geotiff_only(href):
+    """``rasterio.open(href)`` for reading: a local file with its sidecar files (``.msk``,
+    ``.aux.xml``, world files), a URL without a folder listing; as GeoTIFF only without
+    sidecars when :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise)."""
+    if geotiff_only(href):
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+            return rasterio.open(href, driver="GTiff")
+    if _is_url(href) or "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
         return rasterio.open(href)
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-        return rasterio.open(href, driver="GTiff")
+    # a local file's sidecars are part of it: an external mask (.msk), nodata or a CRS in
+    # .aux.xml, a world file; GDAL finds them only by listing the folder, which gdal_options
+    # turns off for remote files (a listing is one more request per file)
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
+        return rasterio.open(href)
 
 
 def gdal_env() -> Any:
