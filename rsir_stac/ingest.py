@@ -205,12 +205,27 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
 _END = object()
 
 
-def _check_bands(store, scene, stored_id: str, bands: Sequence[int]) -> None:
-    """Refuse (InputError) to ingest ``scene`` with other bands than its stored tiles: point
-    ids do not depend on the bands, so the run would skip every tile as already indexed and
-    keep the old bands without a word."""
+def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> None:
+    """Refuse (InputError) to ingest ``scene`` over stored tiles it no longer matches: other
+    bands, or a tile that has moved on the ground (the file's CRS or geotransform was fixed
+    since).  Point ids depend on neither, so the run would skip every tile as already indexed
+    and keep the old bands or footprints without a word.  ``ref`` is the tile of ``stored_id``
+    as the scene gives it now."""
+    from rsir_stac.store.filters import haversine_m
+
     hits = store.retrieve([stored_id])
-    was = ((hits[0].payload.get("tiling") or {}).get("bands") if hits else None)
+    if not hits:
+        return
+    payload = hits[0].payload
+    corners = payload.get("corners") or []
+    if corners and ref.corners:
+        moved = haversine_m(corners[0]["lon"], corners[0]["lat"], ref.corners[0][0], ref.corners[0][1])
+        if moved > max(1.0, 0.5 * float(ref.gsd or 0.0)):
+            raise InputError(f"item {scene.item_id} has moved on the ground since it was indexed in "
+                             f"{store.describe()} (its first stored tile is {moved:,.0f} m from where the file puts "
+                             "it now: its CRS or geotransform changed); its tiles keep their ids, so ingest it into "
+                             "a new --index to index it where it is now")
+    was = (payload.get("tiling") or {}).get("bands")
     if was is not None and [int(b) for b in was] != [int(b) for b in bands]:
         had, now = ",".join(map(str, was)), ",".join(map(str, bands))
         raise InputError(f"item {scene.item_id} is already in {store.describe()} with bands {had}, not {now}; its "
@@ -547,7 +562,8 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                     with lock:
                         existing = store.existing_ids(ids) if ids else set()
                         if existing:
-                            _check_bands(store, scene, next(iter(existing)), reader.bands)
+                            first = next(k for k, pid in enumerate(ids) if pid in existing)
+                            _check_stored(store, scene, ids[first], refs[first], reader.bands)
                         if existing and not scene.from_stac:
                             report.tiles_relabelled += relabel(store, scene, existing)
                     report.tiles_total += len(refs)

@@ -383,3 +383,23 @@ def test_sidecar_masks_nodata_and_georeferencing_are_read(tmp_path, tiny_bundle)
     for name, want in (("extmask.tif", 2), ("pam.tif", 2), ("geo.png", 4)):
         r = ingest([str(tmp_path / name)], index=str(tmp_path / f"idx-{name}"), model=tiny_bundle, options=opts)
         assert r.ok and r.points_written == want, (name, r.as_dict())
+
+
+def test_reingest_after_a_georeferencing_fix_is_refused_not_skipped(tmp_path, tiny_bundle):
+    """Fixing a raster's CRS in place and re-running ingest found every tile "already indexed"
+    (ids do not depend on the georeferencing) and kept footprints 555 km off; now the item
+    fails naming the move and the fix, and a new index takes the file where it is now."""
+    import rasterio
+
+    path = make_geotiff(tmp_path / "fixme.tif", width=128, height=128, crs="EPSG:32756", origin=(300000.0, 6250000.0))
+    idx = tmp_path / "idx"
+    assert ingest([str(path)], index=str(idx), model=tiny_bundle, options=NATIVE).points_written == 4
+    again = ingest([str(path)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert again.ok and again.tiles_existing == 4  # unchanged file: already indexed, as before
+    with rasterio.open(path, "r+") as ds:
+        ds.crs = "EPSG:32755"  # the zone was wrong
+    r = ingest([str(path)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert not r.ok and r.points_written == 0
+    assert "has moved on the ground" in r.items_failed[0]["error"] and "new --index" in r.items_failed[0]["error"]
+    fresh = ingest([str(path)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
+    assert fresh.points_written == 4
