@@ -264,3 +264,31 @@ def test_mirrored_rasters_give_the_tiles_of_the_same_ground(tmp_path, layout):
     assert sorted(north) == sorted(mirror) and len(north) == 4
     for key, px_ in north.items():
         np.testing.assert_array_equal(mirror[key], px_)
+
+
+def test_a_crs_counting_west_and_south_gives_the_tiles_of_the_same_ground(tmp_path):
+    """EPSG:2053 (Hartebeesthoek94 / Lo29) counts westing and southing: a grid GDAL itself
+    makes for it has columns running west and rows north.  Its tiles are the north-up
+    transverse Mercator raster's of the same ground (they were turned 180 degrees)."""
+    from affine import Affine
+
+    from conftest import write_raster
+    from rsir_stac.tiling import open_scene
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    px, w0, s0 = 30.0, -50000.0, 3750000.0  # Lo29: westing of column 0, southing of row 0
+    write_raster(tmp_path / "lo29.tif", data, crs="EPSG:2053", transform=Affine(px, 0, w0, 0, -px, s0))
+    tm = "+proj=tmerc +lat_0=0 +lon_0=29 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    # the same ground north-up: easting = -westing, northing = -southing
+    write_raster(tmp_path / "tm.tif", np.ascontiguousarray(data[:, ::-1, ::-1]), crs=tm,
+                 transform=Affine(px, 0, -(w0 + 64 * px), 0, -px, -(s0 - 64 * px)))
+
+    def tiles(name):
+        with open_scene(str(tmp_path / name), tile_size=32, stride=32, target_gsd=None) as reader:
+            return {tuple(round(v, 6) for v in ref.centroid): reader.read(ref).pixels for ref in reader.windows()}
+
+    lo29, north = tiles("lo29.tif"), tiles("tm.tif")
+    assert sorted(lo29) == sorted(north) and len(north) == 4
+    for key, px_ in north.items():
+        np.testing.assert_array_equal(lo29[key], px_)

@@ -25,6 +25,8 @@ Rules (see also :mod:`rsir_stac.tiling`):
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,11 +126,33 @@ def map_orientation(dataset: Any) -> tuple[bool, bool, bool]:
     t = dataset.transform
     if dataset.crs is None:
         return False, False, False
-    col, row = (t.a, t.d), (t.b, t.e)  # map step of one column / one row (x, y)
+    sx, sy = _axis_signs(dataset.crs.to_wkt())
+    col, row = (sx * t.a, sy * t.d), (sx * t.b, sy * t.e)  # step of one column / one row (east, north)
     transpose = abs(col[1]) > abs(col[0])  # columns run north-south: swap the axes first
     if transpose:
         col, row = row, col
     return transpose, row[1] > 0, col[0] < 0
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_signs(wkt: str) -> tuple[int, int]:
+    """(+1 or -1 for x, for y): -1 where the CRS's axis, in GDAL's traditional GIS order, points
+    west or south (EPSG:2053 "Lo29" counts westing and southing; EPSG:2065 Krovak southing,
+    westing, which GDAL swaps to westing, southing).  Axes along other directions (the polar
+    stereographic CRSs' "north along 90°E") keep the grid's own orientation: +1, +1."""
+    try:
+        import pyproj
+
+        axes = [a.direction.lower() for a in pyproj.CRS.from_wkt(wkt).axis_info[:2]]
+    except Exception:  # noqa: BLE001 - a CRS pyproj cannot read: the grid's orientation
+        return 1, 1
+    if len(axes) < 2:
+        return 1, 1
+    if axes[0] in ("north", "south") and axes[1] in ("east", "west"):
+        axes.reverse()  # lat/lon and northing/easting CRSs: GDAL hands x = easting, y = northing
+    if axes[0] not in ("east", "west") or axes[1] not in ("north", "south"):
+        return 1, 1
+    return (-1 if axes[0] == "west" else 1), (-1 if axes[1] == "south" else 1)
 
 
 def as_on_the_map(pixels: np.ndarray, dataset: Any) -> np.ndarray:
