@@ -137,13 +137,23 @@ def _resolve(href: str, base: str | None) -> str:
     if parts.scheme and len(parts.scheme) > 1:  # URL (a 1-letter scheme is a drive)
         return href
     if os.path.isabs(href):
-        return os.path.normpath(href)
+        return _decoded_if_missing(os.path.normpath(href))
     if base is None:
-        return os.path.abspath(href)
+        return _decoded_if_missing(os.path.abspath(href))
     if _is_url(base):
         return urllib.parse.urljoin(base, href)
     base_path = _resolve(base, None)
-    return os.path.normpath(os.path.join(os.path.dirname(base_path), href))
+    return _decoded_if_missing(os.path.normpath(os.path.join(os.path.dirname(base_path), href)))
+
+
+def _decoded_if_missing(path: str) -> str:
+    """``path``, or its percent-decoded form when only that exists: a STAC href is a URI
+    reference (RFC 3986), so ``my%20scene.tif`` names ``my scene.tif``; a file really named
+    with ``%20`` is kept."""
+    if "%" not in path or os.path.exists(path):
+        return path
+    decoded = urllib.parse.unquote(path)
+    return decoded if os.path.exists(decoded) else path
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -335,11 +345,18 @@ def _common_name(band: Any, item_bands: Sequence[Any]) -> str | None:
 
 
 def _rgb_bands(asset: pystac.Asset, item: pystac.Item) -> tuple[int, int, int] | None:
-    """1-based (R, G, B) from the asset's eo:bands / bands common names, or None."""
+    """1-based (R, G, B) from the asset's eo:bands / bands common names, or None.
+
+    An asset without a band list takes the Item's (``properties["eo:bands"]`` or
+    ``"bands"``, which the eo extension allows when the bands are the item's) when it is
+    the item's only GeoTIFF asset: with several, the list cannot say which file it describes.
+    """
+    item_bands = item.properties.get("eo:bands") or []
     bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands")
     if not isinstance(bands, list):
-        return None
-    item_bands = item.properties.get("eo:bands") or []
+        bands = item.properties.get("eo:bands") or item.properties.get("bands")
+        if not isinstance(bands, list) or sum(_is_geotiff(a) for a in item.assets.values()) != 1:
+            return None
     names = [_common_name(b, item_bands) for b in bands]
     if not all(c in names for c in ("red", "green", "blue")):
         return None

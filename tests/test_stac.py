@@ -216,6 +216,38 @@ def test_bands_from_eo_bands_and_stac_1_1(tmp_path: Path):
     assert override.bands == (3, 2, 1)
 
 
+def test_bands_from_the_items_eo_bands(tmp_path: Path):
+    """eo:bands in the Item's properties (eo extension v1: "Item Properties or Asset") names
+    the bands of its only GeoTIFF asset: a B,G,R,NIR file is read as 3,2,1 (it was read as
+    1,2,3, red and blue swapped); with two GeoTIFF assets the list describes neither."""
+    bgrn = [{"name": "b", "common_name": "blue"}, {"name": "g", "common_name": "green"},
+            {"name": "r", "common_name": "red"}, {"name": "n", "common_name": "nir"}]
+    one = {"img": {"href": "i.tif", "type": GEOTIFF, "roles": ["data"]}}
+    path = write_json(tmp_path / "item.json", item_dict("it", one, **{"eo:bands": bgrn}))
+    (scene,) = iter_scenes([str(path)])
+    assert scene.bands == (3, 2, 1)
+    two = {**one, "other": {"href": "o.tif", "type": GEOTIFF, "roles": ["data"]}}
+    path = write_json(tmp_path / "item2.json", item_dict("it2", two, **{"eo:bands": bgrn}))
+    (scene,) = iter_scenes([str(path)])
+    assert scene.bands is None
+
+
+def test_percent_encoded_relative_hrefs_are_decoded(tmp_path: Path):
+    """``../data/my%20scene.tif`` (a URI reference) names ``my scene.tif``, as a ``file://`` href did."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "my scene.tif").write_bytes(b"II*\x00")
+    (tmp_path / "items").mkdir()
+    one = {"img": {"href": "../data/my%20scene.tif", "type": GEOTIFF, "roles": ["data"]}}
+    path = write_json(tmp_path / "items" / "item.json", item_dict("it", one))
+    (scene,) = iter_scenes([str(path)])
+    assert scene.href == str(tmp_path / "data" / "my scene.tif")
+    (tmp_path / "data" / "odd%20name.tif").write_bytes(b"II*\x00")  # a file really named so stays
+    one = {"img": {"href": "../data/odd%20name.tif", "type": GEOTIFF, "roles": ["data"]}}
+    path = write_json(tmp_path / "items" / "item2.json", item_dict("it2", one))
+    (scene,) = iter_scenes([str(path)])
+    assert scene.href == str(tmp_path / "data" / "odd%20name.tif")
+
+
 def test_bad_band_override(tmp_path: Path):
     with pytest.raises(InputError):
         list(iter_scenes([str(tmp_path)], bands=[1, 2]))
