@@ -236,7 +236,7 @@ class Index:
         PointNotFoundError (unknown id, labels of another index).
         """
         from rsir_stac.evaluate import check_expand
-        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_radius
+        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_exclusion
 
         check_k(k, offset)
         expand = check_expand(expand)
@@ -262,17 +262,20 @@ class Index:
             raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
         query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
         ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
-        around = tuple(a for a in (footprint_radius(r.payload, float(exclude_within_m))
-                                   for r in rp if r.payload and exclude_within_m is not None) if a)
+        parts = [footprint_exclusion(r.payload, float(exclude_within_m))
+                 for r in rp if r.payload and exclude_within_m is not None]
+        around = tuple(a for circles, _ in parts for a in circles)
+        areas = tuple(ring for _, rings in parts for ring in rings)
         expanded: tuple[str, ...] = ()
         if expand:
             first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
-                                     flt=flt, exclude=Exclusion(frozenset(r.id for r in rp + rn if r.id), around),
+                                     flt=flt, exclude=Exclusion(frozenset(r.id for r in rp + rn if r.id), around,
+                                                                areas),
                                      per_item=None, with_vectors=True, with_payload=False)
             expanded = tuple(h.id for h in first)
             query = ExampleQuery(query.positives + tuple(h.vector for h in first), query.negatives,
                                  strategy=strategy, mmr=mmr)
-        hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around),
+        hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around, areas),
                                 per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
         first = rp[0]

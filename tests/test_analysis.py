@@ -193,6 +193,31 @@ def test_examples_of_every_kind_and_exclusion(index, world):
         assert haversine_m(loc["lon"], loc["lat"], hl["lon"], hl["lat"]) > 150.0
 
 
+def test_exclusion_follows_the_examples_footprint(index, mem_index, world):
+    """``exclude_within_m`` drops tiles whose centre is within that distance of the example's
+    footprint, measured from its edges: a circle about its centre (radius + half-diagonal)
+    also dropped the edge neighbours, whose centres lie half a tile beyond the edge."""
+    from rsir_stac.store.filters import haversine_m
+
+    pts = world[1]
+    p = next(q for q in pts if q.payload["item_id"] == "scene-2" and q.payload["window"]["col_off"] == 3 * 256
+             and q.payload["window"]["row_off"] == 2 * 256)
+    w, so, e, n = p.payload["bbox"]
+
+    def to_edge(q):  # metres from q's centre to p's footprint (nearest point of the lon/lat box)
+        lon, lat = q.payload["location"]["lon"], q.payload["location"]["lat"]
+        return haversine_m(lon, lat, min(max(lon, w), e), min(max(lat, so), n))
+
+    half = haversine_m(w, so, w, so + (n - so) / 2)  # an edge neighbour's centre is this far from the edge
+    for d in (0.8 * half, 1.2 * half):
+        want = {q.id for q in pts if q.id != p.id and to_edge(q) > d}
+        for idx in (index, mem_index):
+            got = {h.id for h in idx.search(point_id=p.id, k=len(pts), per_item=None, exclude_within_m=d).hits}
+            assert got == want, (d, len(got), len(want))
+    edge_neighbours = {q.id for q in pts if abs(to_edge(q) - half) < 0.01 * half}
+    assert len(edge_neighbours) >= 2  # north and south (east and west ones lie closer: cos 45°)
+
+
 def test_query_expansion_adds_the_nearest_tiles_and_engines_agree(index, mem_index, world):
     q = next(iter(sorted(world[2])))
     plain = index.search(point_id=q, k=5, per_item=None).hits

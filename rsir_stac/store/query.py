@@ -137,11 +137,44 @@ class ExampleQuery:
 
 @dataclass(frozen=True)
 class Exclusion:
-    """Points a query must not return: ids, and tiles whose centre lies within a radius
-    (metres) of a lon/lat (the query footprints, see :func:`footprint_radius`)."""
+    """Points a query must not return: ids, tiles whose centre lies within a radius (metres)
+    of a lon/lat, and tiles whose centre lies inside an area (a lon/lat ring: a query
+    footprint grown by a distance, see :func:`footprint_exclusion`)."""
 
     ids: frozenset[str] = frozenset()
     around: tuple[tuple[float, float, float], ...] = field(default_factory=tuple)
+    areas: tuple[tuple[tuple[float, float], ...], ...] = field(default_factory=tuple)
+
+
+def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]:
+    """``(around, areas)`` for :class:`Exclusion`: tiles whose centre is within ``distance_m``
+    of the footprint of ``payload``.  The footprint is grown by ``distance_m`` in an azimuthal
+    equidistant projection about its centre (shapely ``buffer``, pyproj), so the cut follows
+    the tile's edges; a footprint across the antimeridian or over a pole falls back to the
+    circle of :func:`footprint_radius`, which holds it (and a little more).  ``((), ())``
+    without a footprint."""
+    from rsir_stac.labels import footprint_geometry
+
+    geom = footprint_geometry(payload)
+    loc = payload.get("location") or {}
+    if not geom or geom.get("type") != "Polygon" or "lon" not in loc or "lat" not in loc:
+        circle = footprint_radius(payload, distance_m)
+        return ((circle,) if circle else ()), ()
+    import pyproj
+    from shapely.geometry import Polygon
+    from shapely.ops import transform
+
+    lon0, lat0 = float(loc["lon"]), float(loc["lat"])
+    aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
+    fwd = pyproj.Transformer.from_crs("EPSG:4326", aeqd, always_xy=True).transform
+    back = pyproj.Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True).transform
+    grown = transform(back, transform(fwd, Polygon(geom["coordinates"][0])).buffer(float(distance_m), 8))
+    ring = tuple((float(x), float(y)) for x, y in grown.exterior.coords)
+    lons = [x for x, _ in ring]
+    if max(lons) - min(lons) > 180.0 or max(abs(y) for _, y in ring) > 89.0:
+        circle = footprint_radius(payload, distance_m)
+        return ((circle,) if circle else ()), ()
+    return (), (ring,)
 
 
 def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, float] | None:
@@ -233,10 +266,11 @@ def qdrant_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
 
 def _excluding(base: Any, excl: Exclusion, terms: Any) -> Any:
     """``base`` and not within any of ``excl.around`` (lon, lat, radius m), built with one engine's terms."""
-    if not excl.around:
+    if not excl.around and not excl.areas:
         return base
     return terms.filter(must=[base] if base is not None else None,
-                        must_not=[terms.radius(lon, lat, r) for lon, lat, r in excl.around])
+                        must_not=[terms.radius(lon, lat, r) for lon, lat, r in excl.around]
+                        + [terms.polygon(ring, ()) for ring in excl.areas])
 
 
 # --------------------------------------------------------------------------- ranking
@@ -285,7 +319,7 @@ def run_query(
     meta = store._require_meta()
     for v in query.positives + query.negatives:
         as_query_vector(v, meta.dim, store.describe())
-    excl = Exclusion(frozenset(normalize_id(i) for i in exclude.ids), tuple(exclude.around))
+    excl = Exclusion(frozenset(normalize_id(i) for i in exclude.ids), tuple(exclude.around), tuple(exclude.areas))
     want = offset + k
     sign = -1.0 if query.higher_is_better else 1.0
     fields = ["item_id"] if per_item is not None else None
@@ -362,5 +396,5 @@ def _cap_per_item(hits: Sequence, per_item: int) -> list:
     return out
 
 
-__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_radius",
+__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_exclusion", "footprint_radius",
            "run_query", "sample_ids"]
