@@ -25,9 +25,12 @@ media type is ``image/tiff``/``...geotiff...`` or its href ends in
 STAC 1.1 ``bands``) common names red/green/blue when all three are present.
 
 Failures: a source that does not exist, cannot be fetched, is not JSON, or is
-JSON but not STAC raises (the run stops before anything is written); an item
-without a usable asset raises :class:`AssetError` carrying ``item_id``, or is
-passed to ``on_error`` and skipped.  HTTP reads (documents and linked
+JSON but not STAC raises (the run stops before anything is written), and so
+does a child catalog of it that cannot be read; an item without a usable
+asset, or an item link of a catalogue that is missing or not a valid Item,
+raises (:class:`AssetError`, :class:`StacError` or
+:class:`SourceNotFoundError`, carrying ``item_id``), or is passed to
+``on_error`` and skipped: one broken item does not stop a catalogue.  HTTP reads (documents and linked
 children/items) time out after ``$RSIR_HTTP_TIMEOUT`` seconds (default 30).
 """
 
@@ -445,8 +448,11 @@ def _link_error(href: str, parent: str, err: BaseException) -> RsirError:
 
 def _walk(
     cat: pystac.Catalog, root: pystac.Catalog, collection: str | None, seen: set[str]
-) -> Iterator[tuple[pystac.Item, str | None]]:
-    """Items below ``cat`` (its items first, then its children, in link order)."""
+) -> Iterator[tuple[pystac.Item | RsirError, str | None]]:
+    """Items below ``cat`` (its items first, then its children, in link order).  An item link
+    that cannot be read or is not a valid Item is yielded as its error (carrying ``item_id``,
+    the link's file stem): one broken item of a catalogue fails alone, like an item without
+    a usable asset.  A child catalog that cannot be read stops the walk (raised)."""
     self_href = cat.get_self_href() or cat.id
     if self_href in seen:
         return
@@ -459,7 +465,12 @@ def _walk(
             try:
                 target = link.resolve_stac_object(root=root).target
             except Exception as err:  # noqa: BLE001 - classified into one-line errors
-                raise _link_error(href, self_href, err) from err
+                failure = _link_error(href, self_href, err)
+                if want is not pystac.Item:
+                    raise failure from err
+                failure.item_id = os.path.splitext(os.path.basename(urllib.parse.urlsplit(href).path))[0]  # type: ignore[attr-defined]
+                yield failure, collection
+                continue
             if not isinstance(target, want):
                 raise StacError(f"{href} (linked from {self_href} as {rel}) is not a STAC {want.__name__}; fix the link")
             if isinstance(target, pystac.Item):
@@ -497,8 +508,10 @@ def _scenes_from_json(
     for item, collection in pairs:
         count += 1
         try:
+            if isinstance(item, RsirError):  # an item link of a catalogue that could not be read
+                raise item
             yield _scene_from_item(item, collection, src, asset, bands)
-        except AssetError as err:
+        except (AssetError, StacError, SourceNotFoundError) as err:
             if on_error is None:
                 raise
             log.info("skipping item: %s", err)

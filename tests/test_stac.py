@@ -114,6 +114,26 @@ def test_catalog_broken_link(catalog: Path):
     assert "\n" not in str(info.value)
 
 
+def test_one_broken_item_does_not_stop_a_catalogue(catalog: Path):
+    """An item link that is missing, or an Item pystac refuses (datetime null with only a
+    start), is that item's failure: the rest of the catalogue is listed (with ``on_error``,
+    as ingest lists); without it the first failure is raised as before.  A child catalog
+    that cannot be read still stops the listing."""
+    root = catalog.parent
+    (root / "c1" / "c1.json").unlink()
+    a1 = json.loads((root / "coll-a" / "a1" / "a1.json").read_text())
+    a1["properties"] = {"datetime": None, "start_datetime": "2020-01-01T00:00:00Z"}
+    write_json(root / "coll-a" / "a1" / "a1.json", a1)
+    errors: list = []
+    scenes = list(iter_scenes([str(catalog)], on_error=errors.append))
+    assert [s.item_id for s in scenes] == ["a2"]
+    assert [e.item_id for e in errors] == ["c1", "a1"]
+    assert "does not exist" in str(errors[0]) and "not a valid STAC" in str(errors[1])
+    (root / "coll-a" / "collection.json").unlink()
+    with pytest.raises(SourceNotFoundError, match="collection.json"):
+        list(iter_scenes([str(catalog)], on_error=errors.append))
+
+
 def path_id(path) -> str:
     """The item id of a bare raster: stem + 12 hex digits of SHA-256 of its resolved path."""
     import hashlib
