@@ -173,8 +173,10 @@ def _iso(value) -> str | None:
 
 
 def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge: str,
-                 bands: Sequence[int], gsd_param: float | None) -> dict[str, Any]:
-    """The stored payload of one tile (see README, "Point payload")."""
+                 bands: Sequence[int], gsd_param: float | None, nodata: float | None = None) -> dict[str, Any]:
+    """The stored payload of one tile (see README, "Point payload"); ``nodata`` is a nodata
+    value the reader took from outside the file (STAC ``raster:bands``), kept in ``tiling``
+    so that thumbnails and map imagery mask the same pixels."""
     w = ref.window
     dt, end = scene.interval
     return {
@@ -197,7 +199,8 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
         **({"start_datetime": _iso(dt), "end_datetime": _iso(end)} if dt and end != dt else {}),
         "gsd": ref.gsd,
         "tiling": {"tile_size": tile_size, "stride": stride, "edge": edge,
-                   "gsd": gsd_param, "bands": list(bands)},
+                   "gsd": gsd_param, "bands": list(bands),
+                   **({"nodata": nodata} if nodata is not None else {})},
         "model_id": model_id,
     }
 
@@ -523,7 +526,7 @@ def _open_scene(scene, options, tile_size, stride, gsd):
     from rsir_stac.tiling import SceneReader
 
     kw = dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
-              min_valid=options.min_valid)
+              min_valid=options.min_valid, nodata=scene.nodata)
     reader = SceneReader.open(scene.href, target_gsd=gsd, **kw)
     if gsd is not None and options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
         native_fits = min(reader.width, reader.height) >= tile_size
@@ -594,7 +597,7 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                         queued += 1
                         payload = tile_payload(scene, ref, model_id=model_id, tile_size=tile_size,
                                                stride=stride, edge=options.edge, bands=reader.bands,
-                                               gsd_param=scene_gsd)
+                                               gsd_param=scene_gsd, nodata=reader.plan.nodata)
                         q.put(("tile", (pid, tile.pixels, payload)))
                     if not queued and not failed and not existing:
                         report.items_empty.append(scene.item_id)

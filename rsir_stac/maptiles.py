@@ -88,6 +88,7 @@ class Scene:
     bands: tuple[int, ...] | None
     gsd: float | None = None
     zooms: tuple[int, int] | None = None
+    nodata: float | None = None  # a nodata value ingest took from STAC (``tiling.nodata``), not the file
     _corners: list = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
@@ -127,11 +128,13 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
             w, s, e, n = math.inf, math.inf, -math.inf, -math.inf
         if sc is None:
             bands = (p.get("tiling") or {}).get("bands")
+            nodata = (p.get("tiling") or {}).get("nodata")
             sc = scenes[sid] = Scene(
                 id=sid, item_id=item, collection=col if isinstance(col, str) else None, asset=asset, href=href,
                 datetime=p.get("datetime") if isinstance(p.get("datetime"), str) else None, tiles=0,
                 bbox=(w, s, e, n), footprint=None, bands=tuple(int(b) for b in bands) if bands else None,
-                gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None)
+                gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None,
+                nodata=float(nodata) if isinstance(nodata, (int, float)) else None)
         sc.tiles += 1
         b = sc.bbox
         sc.bbox = (min(b[0], w), min(b[1], s), max(b[2], e), max(b[3], n))
@@ -336,7 +339,7 @@ class TileRenderer:
         if got is None:
             from rsir_stac.tiling import SceneReader
 
-            with SceneReader.open(scene.href, bands=scene.bands) as reader:
+            with SceneReader.open(scene.href, bands=scene.bands, nodata=scene.nodata) as reader:
                 got = (tuple(reader.bands), reader.scale)
             self._scales[scene.id] = got
         return got
@@ -386,7 +389,8 @@ class TileRenderer:
                 with gdal_env():
                     src = self._reader(scene)
                     bands, rule = self._scale(scene)
-                    img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands)
+                    extra = {"nodata": scene.nodata} if scene.nodata is not None else {}
+                    img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands, **extra)
             except (_Skip, TileOutsideBounds):
                 raise TileOutsideBounds("skipped") from None
             except RsirError as err:

@@ -123,6 +123,7 @@ class _SourceKey(NamedTuple):
     tile_size: int
     stride: int
     edge: str
+    nodata: float | None = None
 
 
 class _Todo(NamedTuple):
@@ -143,7 +144,8 @@ def _plan(payload: dict, model_id: str) -> tuple[str, _SourceKey, _Grid]:
     tile_size, stride, edge = int(t["tile_size"]), int(t["stride"]), str(t["edge"])
     gsd = None if t.get("gsd") is None else float(t["gsd"])
     bands = tuple(int(b) for b in t["bands"]) if t.get("bands") else None
-    key = _SourceKey(str(payload["href"]), bands, gsd, tile_size, stride, edge)
+    nodata = float(t["nodata"]) if isinstance(t.get("nodata"), (int, float)) else None
+    key = _SourceKey(str(payload["href"]), bands, gsd, tile_size, stride, edge, nodata)
     identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
     pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
                    tiling_key(tile_size, stride, gsd, edge), model_id)
@@ -171,7 +173,7 @@ class _Sources:
 
         # the parameters of rsir_stac.thumbnails.read_tile: the tile as ingest read it
         reader = SceneReader.open(key.href, bands=key.bands, target_gsd=key.gsd, tile_size=key.tile_size,
-                                  stride=key.stride, edge=key.edge, min_valid=0.0)
+                                  stride=key.stride, edge=key.edge, min_valid=0.0, nodata=key.nodata)
         try:
             refs = {_Grid(r.grid.col_off, r.grid.row_off, r.grid.width, r.grid.height): r for r in reader.windows()}
         except BaseException:

@@ -40,6 +40,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import urllib.error
@@ -94,6 +95,7 @@ class SceneRef:
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     end_datetime: dt.datetime | None = None
     from_stac: bool = True  # False for a bare raster (no STAC item)
+    nodata: float | None = None  # the asset's raster:bands nodata (one value for all bands), if any
 
     @property
     def identity_collection(self) -> str | None:
@@ -422,7 +424,25 @@ def _scene_from_item(
         datetime=start,
         end_datetime=end,
         properties=_properties(item, chosen),
+        nodata=_raster_nodata(chosen),
     )
+
+
+def _raster_nodata(asset: pystac.Asset) -> float | None:
+    """The nodata value of the asset's ``raster:bands`` (raster extension; STAC 1.1 ``bands``
+    with ``nodata``) when all bands that give one agree on a finite number, else None.  The
+    reader uses it only when the file declares no nodata, mask or alpha of its own."""
+    bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands")
+    if not isinstance(bands, list):
+        return None
+    values = {b.get("nodata") for b in bands if isinstance(b, dict) and b.get("nodata") is not None}
+    if len(values) != 1:
+        return None
+    try:
+        value = float(values.pop())
+    except (TypeError, ValueError):  # "nan", "inf" strings: floats are masked as non-finite anyway
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _invalid(src: str, kind: str, err: BaseException) -> StacError:

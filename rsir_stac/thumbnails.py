@@ -19,7 +19,7 @@ def read_tile(payload: dict) -> np.ndarray:
     grid = payload["grid"]
     with SceneReader.open(payload["href"], bands=t.get("bands"), target_gsd=t.get("gsd"),
                           tile_size=t.get("tile_size", grid["width"]), stride=t.get("stride"),
-                          edge=t.get("edge", "shift"), min_valid=0.0) as reader:
+                          edge=t.get("edge", "shift"), min_valid=0.0, nodata=t.get("nodata")) as reader:
         for ref in reader.windows():
             g = ref.grid
             if (g.col_off, g.row_off, g.width, g.height) == (grid["col_off"], grid["row_off"], grid["width"], grid["height"]):

@@ -403,3 +403,47 @@ def test_reingest_after_a_georeferencing_fix_is_refused_not_skipped(tmp_path, ti
     assert "has moved on the ground" in r.items_failed[0]["error"] and "new --index" in r.items_failed[0]["error"]
     fresh = ingest([str(path)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
     assert fresh.points_written == 4
+
+
+def test_stac_raster_bands_nodata_masks_a_file_without_its_own(tmp_path, tiny_bundle):
+    """An asset's ``raster:bands`` nodata marks invalid pixels the file does not declare
+    (the raster extension): the all-zero left tiles are left out, and a stored tile read
+    back (thumbnails, the pixel path) is masked the same way.  The file's own nodata wins."""
+    import json
+
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from rsir_stac.thumbnails import read_tile
+
+    rng = np.random.default_rng(4)
+    data = rng.integers(20, 230, (3, 64, 64), dtype=np.uint8)
+    data[:, :, :36] = 0
+    prof = dict(driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32633",
+                transform=from_origin(600000, 5200000, 10, 10))
+    with rasterio.open(tmp_path / "scene.tif", "w", **prof) as d:
+        d.write(data)
+    with rasterio.open(tmp_path / "own.tif", "w", nodata=7, **prof) as d:  # declares its own (other) nodata
+        d.write(data)
+
+    def item(name):
+        doc = {"type": "Feature", "stac_version": "1.0.0", "id": name, "bbox": [0, 0, 1, 1],
+               "geometry": {"type": "Point", "coordinates": [0, 0]},
+               "properties": {"datetime": "2021-01-01T00:00:00Z"}, "links": [],
+               "assets": {"data": {"href": f"./{name}.tif", "type": "image/tiff; application=geotiff",
+                                   "roles": ["data"], "raster:bands": [{"nodata": 0}] * 3}}}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    opts = IngestOptions(tile_size=32, native_gsd=True)
+    r = ingest([item("scene")], index=str(tmp_path / "idx"), model=tiny_bundle, options=opts)
+    assert r.ok and r.points_written == 2 and r.tiles_empty == 2
+    with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as index:
+        pts = list(index.store.iter_points(with_vectors=False))
+    assert {p.payload["tiling"]["nodata"] for p in pts} == {0.0}
+    for p in pts:
+        px = read_tile(p.payload)
+        assert px.shape == (32, 32, 3) and px.any()
+    own = ingest([item("own")], index=str(tmp_path / "idx2"), model=tiny_bundle, options=opts)
+    assert own.points_written == 4  # the file's nodata (7) wins: its zeros are data

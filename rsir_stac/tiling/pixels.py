@@ -26,6 +26,7 @@ Rules (see also :mod:`rsir_stac.tiling`):
 from __future__ import annotations
 
 import functools
+import math
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class PixelPlan:
     scale: ScaleRule
     all_valid: bool
     is_float: bool
+    nodata: float | None = None  # a nodata value the file does not declare (STAC raster:bands)
 
     @property
     def indexes(self) -> list[int]:
@@ -94,27 +96,36 @@ def palette_lut(dataset: Any, band: int) -> np.ndarray | None:
     return lut
 
 
-def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: ScaleRule | None = None) -> PixelPlan:
+def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: ScaleRule | None = None,
+               nodata: float | None = None) -> PixelPlan:
     """The :class:`PixelPlan` of an open rasterio dataset.
 
     ``bands`` as for :func:`select_bands`.  ``scale`` defaults to
     :func:`compute_scale` over the whole dataset (a decimated read), or
-    passthrough for a palette.  Raises :class:`RasterError`/:class:`InputError`
-    for bands the dataset does not have.
+    passthrough for a palette.  ``nodata``: a value marking invalid pixels
+    that the file itself does not declare (a STAC asset's ``raster:bands``
+    ``nodata``); used only when GDAL sees no nodata, mask or alpha in the
+    chosen bands (the file's own wins).  Raises :class:`RasterError`/
+    :class:`InputError` for bands the dataset does not have.
     """
     chosen = select_bands(dataset, bands)
+    uniq = sorted(set(chosen))
+    flags = dataset.mask_flag_enums
+    all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in uniq)
+    if nodata is not None and not (all_valid and math.isfinite(float(nodata))):
+        nodata = None
     palette = palette_lut(dataset, chosen[0]) if chosen[0] == chosen[1] == chosen[2] else None
     if palette is not None:
         scale = IDENTITY
     elif scale is None:
-        scale = compute_scale(dataset, chosen)
-    uniq = sorted(set(chosen))
-    flags = dataset.mask_flag_enums
-    all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in uniq)
+        scale = compute_scale(dataset, chosen, nodata=nodata)
+    if nodata is not None:
+        all_valid = False
     if palette is not None and (palette[:, 3] == 0).any():
         all_valid = False
     is_float = np.issubdtype(np.dtype(dataset.dtypes[uniq[0] - 1]), np.floating)
-    return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float)
+    return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float,
+                     nodata=None if nodata is None else float(nodata))
 
 
 def map_orientation(dataset: Any) -> tuple[bool, bool, bool]:
@@ -211,7 +222,11 @@ def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, in
     indexes = plan.indexes
     part = (len(indexes), oy1 - oy0, ox1 - ox0)
     raw = dataset.read(indexes=indexes, window=src, out_shape=part, resampling=resampling)
-    if plan.all_valid:
+    if plan.nodata is not None:  # declared outside the file: valid where any band is not it (nearest, as masks)
+        exact = raw if resampling == Resampling.nearest else dataset.read(
+            indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)
+        part_valid = (exact != plan.nodata).any(axis=0)
+    elif plan.all_valid:
         part_valid = np.ones(part[1:], dtype=bool)
     else:
         masks = dataset.read_masks(indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)

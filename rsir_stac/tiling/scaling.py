@@ -80,11 +80,12 @@ def percentile_rule(data: np.ndarray, valid: np.ndarray | None = None) -> ScaleR
     return ScaleRule("percentile", tuple(lows), tuple(highs))  # type: ignore[arg-type]
 
 
-def compute_scale(dataset: Any, bands: tuple[int, int, int]) -> ScaleRule:
+def compute_scale(dataset: Any, bands: tuple[int, int, int], *, nodata: float | None = None) -> ScaleRule:
     """The scene-wide scale rule for ``bands`` of an open rasterio dataset.
 
     ``uint8`` passes through; other dtypes get :func:`percentile_rule` over a
-    decimated read whose longer side is at most :data:`STATS_SIZE` pixels.
+    decimated read whose longer side is at most :data:`STATS_SIZE` pixels, over
+    the valid pixels (GDAL's masks, or those not equal to ``nodata`` when given).
     """
     dtypes = {dataset.dtypes[b - 1] for b in bands}
     if dtypes == {"uint8"}:
@@ -94,8 +95,11 @@ def compute_scale(dataset: Any, bands: tuple[int, int, int]) -> ScaleRule:
     w = max(1, round(dataset.width * factor))
     uniq = sorted(set(bands))
     data = dataset.read(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
-    masks = dataset.read_masks(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
-    valid = (masks > 0).any(axis=0)
+    if nodata is not None:
+        valid = (data != nodata).any(axis=0)
+    else:
+        masks = dataset.read_masks(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
+        valid = (masks > 0).any(axis=0)
     order = [uniq.index(b) for b in bands]
     return percentile_rule(data[order], valid)
 

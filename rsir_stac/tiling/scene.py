@@ -105,8 +105,10 @@ class SceneReader:
         stride: int | None = None,
         edge: str = "shift",
         min_valid: float = 0.5,
+        nodata: float | None = None,
     ) -> None:
         self._ds = dataset
+        self.nodata = nodata  # a nodata value declared outside the file (STAC raster:bands)
         self.href = href
         self.tile_size = _positive_int("tile size", tile_size)
         self.stride = self.tile_size if stride is None else _positive_int("stride", stride)
@@ -143,15 +145,18 @@ class SceneReader:
         stride: int | None = None,
         edge: str = "shift",
         min_valid: float = 0.5,
+        nodata: float | None = None,
     ) -> SceneReader:
-        """Open a local path or URL and check it is a usable georeferenced raster."""
+        """Open a local path or URL and check it is a usable georeferenced raster.  ``nodata``:
+        a value marking invalid pixels that the file does not declare itself (a STAC asset's
+        ``raster:bands`` nodata; see :func:`~rsir_stac.tiling.pixels.pixel_plan`)."""
         name = os.fspath(href)
         ds = _open_raster(name)
         try:
             _check_georef(ds, name)
             reader = cls(
                 ds, name, bands=bands, target_gsd=target_gsd, tile_size=tile_size,
-                stride=stride, edge=edge, min_valid=min_valid,
+                stride=stride, edge=edge, min_valid=min_valid, nodata=nodata,
             )
         except RsirError:
             ds.close()
@@ -230,7 +235,7 @@ class SceneReader:
         if self._plan is None:
             try:
                 with gdal_env():
-                    self._plan = pixel_plan(self._ds, self.bands)
+                    self._plan = pixel_plan(self._ds, self.bands, nodata=self.nodata)
             except (RasterioError, CPLE_BaseError) as err:
                 raise read_error(self.href, err, "a decimated copy (to compute the stretch)") from err
             if self._plan.scale.kind != "none":
