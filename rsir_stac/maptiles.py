@@ -4,7 +4,7 @@ The map page shows the imagery under the search results.  The scenes are
 those of the index: every stored tile records its source (``href``), its
 STAC item, collection and date, the bands ingest chose and how it tiled
 (``tiling``).  :func:`scenes_from_payloads` groups the tiles into scenes
-(footprint = convex hull of the tiles' corners, tile count, date);
+(footprint = convex hull of the tiles' corners, or near a pole their union; tile count, date);
 :class:`TileRenderer` renders a 256 x 256 px tile of the Web Mercator quad
 tree (``z/x/y`` as in OpenStreetMap, Google and Leaflet) as a mosaic of the
 scenes that cover it, with rio-tiler (``Reader.tile`` + ``mosaic_reader``,
@@ -89,7 +89,9 @@ class Scene:
     gsd: float | None = None
     zooms: tuple[int, int] | None = None
     nodata: float | None = None  # a nodata value ingest took from STAC (``tiling.nodata``), not the file
-    _corners: list = field(default_factory=list, repr=False)
+    _corners: list = field(default_factory=list, repr=False)  # tile rings while grouping
+    _ref: float | None = field(default=None, repr=False)  # longitude the scene is unwrapped about
+    _polar: bool = field(default=False, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The client-facing description (no server path)."""
@@ -108,11 +110,13 @@ def scene_id(collection: str | None, item_id: str, asset: str | None, href: str)
 def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
     """Group stored tile payloads into scenes, newest first (undated last).
 
-    Payloads without ``href`` or ``item_id`` are skipped.  Footprints are the
-    convex hull of the tiles' ``corners`` (shapely).
+    Payloads without ``href`` or ``item_id`` are skipped.  Longitudes are unwrapped about
+    the scene's first tile, so a scene across the antimeridian keeps one extent and outline
+    (its ``bbox`` and footprint may then run past 180, as a web map draws them); footprints
+    are the convex hull of the tiles' ``corners`` (shapely), or, for a scene reaching within
+    :data:`POLAR_LAT` of a pole (where a hull in degrees is wrong), the union of its tiles'
+    footprints (:func:`rsir_stac.tiling.footprints.footprint_geometry`).
     """
-    from shapely.geometry import MultiPoint, mapping
-
     scenes: dict[str, Scene] = {}
     for p in payloads:
         href, item = p.get("href"), p.get("item_id")
@@ -121,38 +125,97 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
         col, asset = p.get("collection"), p.get("asset")
         sid = scene_id(col, item, asset, href)
         sc = scenes.get(sid)
-        bbox = p.get("bbox") or [math.inf, math.inf, -math.inf, -math.inf]
-        try:
-            w, s, e, n = (float(v) for v in bbox)
-        except (TypeError, ValueError):
-            w, s, e, n = math.inf, math.inf, -math.inf, -math.inf
+        box = _tile_box(p.get("bbox"))
         if sc is None:
-            bands = (p.get("tiling") or {}).get("bands")
-            nodata = (p.get("tiling") or {}).get("nodata")
+            t = p.get("tiling") or {}
+            bands, nodata = t.get("bands"), t.get("nodata")
             sc = scenes[sid] = Scene(
                 id=sid, item_id=item, collection=col if isinstance(col, str) else None, asset=asset, href=href,
                 datetime=p.get("datetime") if isinstance(p.get("datetime"), str) else None, tiles=0,
-                bbox=(w, s, e, n), footprint=None, bands=tuple(int(b) for b in bands) if bands else None,
+                bbox=(math.inf, math.inf, -math.inf, -math.inf), footprint=None,
+                bands=tuple(int(b) for b in bands) if bands else None,
                 gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None,
                 nodata=float(nodata) if isinstance(nodata, (int, float)) else None)
+            sc._ref = None if box is None else (box[0] + box[2]) / 2
         sc.tiles += 1
-        b = sc.bbox
-        sc.bbox = (min(b[0], w), min(b[1], s), max(b[2], e), max(b[3], n))
-        for c in p.get("corners") or []:
-            if isinstance(c, Mapping) and "lon" in c and "lat" in c:
-                sc._corners.append((float(c["lon"]), float(c["lat"])))
+        if box is not None:
+            if sc._ref is None:
+                sc._ref = (box[0] + box[2]) / 2
+            shift = 360.0 * round((sc._ref - (box[0] + box[2]) / 2) / 360.0)
+            b = sc.bbox
+            sc.bbox = (min(b[0], box[0] + shift), min(b[1], box[1]), max(b[2], box[2] + shift), max(b[3], box[3]))
+            if box[1] <= -POLAR_LAT or box[3] >= POLAR_LAT:
+                sc._polar = True
+        ring = _tile_ring(p)
+        if ring:
+            ref = sc._ref if sc._ref is not None else ring[0][0]
+            sc._corners.append(tuple((lon + 360.0 * round((ref - lon) / 360.0), lat) for lon, lat in ring))
     for sc in scenes.values():
-        if sc._corners:
-            hull = MultiPoint(sc._corners).convex_hull
-            if hull.geom_type == "Polygon":
-                sc.footprint = mapping(hull)
+        sc.footprint = _scene_footprint(sc)
         if sc.footprint is None and math.isfinite(sc.bbox[0]):
             w, s, e, n = sc.bbox
             sc.footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+        if sc._polar and math.isfinite(sc.bbox[0]):  # near a pole a tile may hold every longitude
+            sc.bbox = (-180.0, sc.bbox[1], 180.0, sc.bbox[3])
         sc._corners = []
     ordered = sorted(scenes.values(), key=lambda s: (s.item_id, s.id))
     dated = sorted((s for s in ordered if s.datetime), key=lambda s: s.datetime, reverse=True)
     return dated + [s for s in ordered if not s.datetime]
+
+
+#: Latitude (degrees) beyond which a scene's outline is the union of its tiles' footprints.
+POLAR_LAT = 80.0
+
+
+def _tile_box(bbox: Any) -> tuple[float, float, float, float] | None:
+    """A tile's ``bbox`` with its east edge past 180 when it crosses the antimeridian (W > E)."""
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        return None
+    return (w, s, e + 360.0 if e < w else e, n)
+
+
+def _tile_ring(p: Mapping[str, Any]) -> tuple[tuple[float, float], ...] | None:
+    """A tile's outline (its densified ``outline`` when stored, else its ``corners``), unwrapped
+    so that no edge jumps by more than 180 degrees of longitude."""
+    raw = p.get("outline") if isinstance(p.get("outline"), list) else [
+        (c.get("lon"), c.get("lat")) for c in p.get("corners") or [] if isinstance(c, Mapping)]
+    try:
+        ring = [(float(a), float(b)) for a, b in raw]
+    except (TypeError, ValueError):
+        return None
+    if len(ring) < 3:
+        return None
+    out = [ring[0]]
+    for lon, lat in ring[1:]:
+        prev = out[-1][0]
+        out.append((lon + 360.0 * round((prev - lon) / 360.0), lat))
+    return tuple(out)
+
+
+def _scene_footprint(sc: Scene) -> dict | None:
+    """The outline of a scene's tiles (see :func:`scenes_from_payloads`)."""
+    import shapely
+    from shapely.geometry import MultiPoint, mapping, shape
+
+    if not sc._corners:
+        return None
+    if not sc._polar:
+        hull = MultiPoint([c for ring in sc._corners for c in ring]).convex_hull
+        return mapping(hull) if hull.geom_type == "Polygon" else None
+    from rsir_stac.tiling.footprints import footprint_geometry
+
+    pole = 90.0 if sc.bbox[3] >= POLAR_LAT else -90.0
+    parts = [footprint_geometry(ring, pole=pole if abs(max(abs(lat) for _, lat in ring)) >= POLAR_LAT else None)
+             for ring in sc._corners]
+    geoms = [shapely.set_precision(shape(g), 1e-7) for g in parts if g]
+    if not geoms:
+        return None
+    union = shapely.unary_union(geoms)
+    return mapping(union) if union.geom_type in ("Polygon", "MultiPolygon") else None
 
 
 def zoom_range(gsd: float, bbox: tuple[float, float, float, float]) -> tuple[int, int] | None:
@@ -348,7 +411,9 @@ class TileRenderer:
     def covering(self, z: int, x: int, y: int) -> list[Scene]:
         """Scenes whose bbox meets tile ``z/x/y`` (newest first)."""
         w, s, e, n = tile_bounds(z, x, y)
-        return [sc for sc in self.scenes if sc.bbox[0] < e and sc.bbox[2] > w and sc.bbox[1] < n and sc.bbox[3] > s]
+        # a scene's bbox may run past +-180 (unwrapped across the antimeridian): try it a turn either way
+        return [sc for sc in self.scenes if sc.bbox[1] < n and sc.bbox[3] > s
+                and any(sc.bbox[0] + k < e and sc.bbox[2] + k > w for k in (0.0, -360.0, 360.0))]
 
     def render(self, z: int, x: int, y: int) -> bytes:
         """The PNG (RGBA, 256 x 256 px) of tile ``z/x/y``; transparent where no scene draws.

@@ -188,3 +188,49 @@ def test_scenes_from_payloads_groups_and_skips():
     from shapely.geometry import shape
 
     assert shape(sc.footprint).area == pytest.approx(2.0)
+
+
+def _tile(w, s, e, n, **extra):
+    corners = [{"lon": w, "lat": n}, {"lon": e, "lat": n}, {"lon": e, "lat": s}, {"lon": w, "lat": s}]
+    return {"item_id": "i", "href": "/x.tif", "bbox": [w, s, e, n], "corners": corners, **extra}
+
+
+def test_a_scene_across_the_antimeridian_keeps_one_extent_and_outline():
+    """Tiles at 179.9..180.15 E: the scene's bbox was -180..180 wide and its outline a band
+    round the world (half its pixels outside it); now both stay at the antimeridian, and the
+    imagery tiles on either side of 180 find the scene."""
+    import math
+
+    from shapely.geometry import Point, shape
+
+    from rsir_stac.maptiles import TileRenderer
+
+    pay = [_tile(179.90, -16.1, 179.95, -16.0), _tile(179.95, -16.1, -179.95, -16.0),  # the middle one crosses
+           _tile(-179.95, -16.1, -179.85, -16.0)]
+    (sc,) = scenes_from_payloads(pay)
+    assert sc.bbox == pytest.approx((179.90, -16.1, 180.15, -16.0))
+    fp = shape(sc.footprint)
+    assert fp.area == pytest.approx(0.25 * 0.1) and fp.contains(Point(180.1, -16.05))
+    r = TileRenderer.__new__(TileRenderer)
+    r.scenes = [sc]
+    z = 8
+    east, west = (0, 1 << (z - 1)), ((1 << z) - 1, 1 << (z - 1))  # x at lon -180.., at ..180
+    y = int((1 - math.asinh(math.tan(math.radians(-16.05))) / math.pi) / 2 * (1 << z))
+    for x in (east[0], west[0]):
+        assert r.covering(z, x, y) == [sc], x
+
+
+def test_a_scene_round_a_pole_is_outlined_by_its_tiles():
+    """Near a pole a hull in degrees is wrong (helper trial: 46-69 % of a polar scene's pixels
+    fell outside it, and the pole itself); the outline is the union of the tiles' footprints."""
+    from shapely.geometry import Point, shape
+
+    pay = [_tile(lon, 85.0, lon + 90.0, 88.0) for lon in (-180.0, -90.0, 0.0, 90.0)]  # a ring round the pole
+    cap = {"item_id": "i", "href": "/x.tif", "bbox": [-180.0, 88.0, 180.0, 90.0],
+           "corners": [{"lon": 45.0, "lat": 88.0}, {"lon": 135.0, "lat": 88.0}, {"lon": -135.0, "lat": 88.0},
+                       {"lon": -45.0, "lat": 88.0}]}
+    (sc,) = scenes_from_payloads(pay + [cap])
+    fp = shape(sc.footprint)
+    for lon in (-170.0, -60.0, 10.0, 100.0, 170.0):
+        assert fp.contains(Point(lon, 86.5)), lon
+    assert fp.intersects(Point(0.0, 89.9)) and sc.bbox[0] == -180.0 and sc.bbox[2] == 180.0
