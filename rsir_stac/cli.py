@@ -295,15 +295,36 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                 n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out,
                                 empty_row(result.score_name))
             click.echo(f"wrote {n} hits to {out}", err=True)
+            if _per_item(per_item) == "auto" and _reordered(result):
+                notes.append("the hits are ranked with at most 3 tiles per scene first (--per-item auto, so a page is "
+                             "not one scene's neighbours): column rank is that order; pass --per-item 0 to rank by "
+                             f"{result.score_name} alone")
             for note in notes:
                 click.echo(f"note: {note}", err=True)
-            return
+            if not thumbnails:
+                return
+            from dataclasses import replace
+
+            from rsir_stac.store import SearchHit
+
+            full = {h.id: h for h in idx.store.retrieve([h.id for h in result.hits])}  # the export read no payloads
+            result = replace(result, hits=tuple(SearchHit(h.id, h.score, full[h.id].payload) for h in result.hits))
         if thumbnails:
             from rsir_stac.thumbnails import write_thumbnails
 
             paths = write_thumbnails(result, thumbnails)
             click.echo(f"wrote {len(paths)} images to {thumbnails} (contact sheet: {paths[-1]})", err=True)
+        if out:
+            return
     _print_search(result, fmt, offset, notes)
+
+
+def _reordered(result) -> bool:
+    """Whether the per-scene cap moved hits out of score order."""
+    scores = [h.score for h in result.hits]
+    if result.score_name != "distance":
+        scores = [-v for v in scores]
+    return any(a > b for a, b in zip(scores, scores[1:]))
 
 
 def _fit(text: str, width: int) -> str:

@@ -447,3 +447,26 @@ def test_stac_raster_bands_nodata_masks_a_file_without_its_own(tmp_path, tiny_bu
         assert px.shape == (32, 32, 3) and px.any()
     own = ingest([item("own")], index=str(tmp_path / "idx2"), model=tiny_bundle, options=opts)
     assert own.points_written == 4  # the file's nodata (7) wins: its zeros are data
+
+
+def test_search_out_with_thumbnails_writes_both_and_notes_the_scene_cap(tmp_path, scenes, tiny_bundle):
+    """``--out F --thumbnails D`` wrote F and silently no thumbnails; an export ranked with the
+    default per-scene cap is not in distance order, which a note now says."""
+    import pandas as pd
+
+    idx = tmp_path / "idx"
+    assert ingest([str(s) for s in scenes], index=str(idx), model=tiny_bundle, options=NATIVE).ok
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        pid = next(index.store.iter_points(with_vectors=False)).id
+    out, th = tmp_path / "hits.csv", tmp_path / "th"
+    r = CliRunner().invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--point-id", pid,
+                                  "-k", "30", "--out", str(out), "--thumbnails", str(th)])
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv(out)
+    assert len(rows) == 30 and len(list(th.glob("*.png"))) >= 30
+    d = rows.sort_values("rank")["distance"].tolist()
+    assert ("--per-item 0" in r.output) == any(a > b for a, b in zip(d, d[1:]))
+    r0 = CliRunner().invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--point-id", pid,
+                                   "-k", "30", "--per-item", "0", "--out", str(tmp_path / "plain.csv")])
+    d0 = pd.read_csv(tmp_path / "plain.csv").sort_values("rank")["distance"].tolist()
+    assert d0 == sorted(d0) and "--per-item 0" not in r0.output
