@@ -433,8 +433,8 @@ def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str) 
     what = f"{width}x{height} px at {gsd:.3g} m is smaller than one {tile} px tile"
     if edge == "drop":
         return f"{what} and --edge drop keeps no partial tile; use --edge pad, --native-gsd or a finer --gsd"
-    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (a finer --gsd), "
-            "give a smaller --tile-size, or lower --min-valid to keep the padded tile")
+    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (a finer --gsd, "
+            "without --native-gsd), give a smaller --tile-size, or lower --min-valid to keep the padded tile")
 
 
 def _open_or_defer(index, qdrant_url, api_key):

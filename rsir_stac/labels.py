@@ -134,7 +134,7 @@ def read_labels(path: str | Path) -> LabelSet:
     """Read a label file; SourceNotFoundError when missing, InputError when not a label FeatureCollection."""
     p = Path(path).expanduser()
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM is allowed (RFC 8259 8.1)
     except FileNotFoundError:
         raise SourceNotFoundError(f"label file {p} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:

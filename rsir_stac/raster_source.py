@@ -72,7 +72,8 @@ def _tiff_datetime(href: str) -> dt.datetime | None:
             when = parse_tag_datetime(value)
             if when is not None:
                 return when
-            log.debug("%s: unparsable %s %r", href, key, value)
+            log.warning("%s: its %s tag %r is not a date; the raster is indexed without a date (give one with "
+                        "--datetime)", href, key, value)
     return None
 
 

@@ -325,6 +325,8 @@ def _choose_asset(item: pystac.Item, key: str | None) -> tuple[str, pystac.Asset
         if key not in assets:
             raise AssetError(f"item {item.id} has no asset {key!r} (assets: {available or 'none'}); pass --asset with one of these")
         return key, assets[key]
+    if not assets:
+        raise AssetError(f"item {item.id} has no assets at all; fix the item in the catalogue (it is skipped)")
     tiffs = [(k, a) for k, a in assets.items() if _is_geotiff(a)]
     for k, a in tiffs:
         if "visual" in (a.roles or []):

@@ -407,3 +407,23 @@ def test_odc_item_relative_href(shared_data: Path):
     folder = shared_data / "stac" / "odc-stac-items"
     (scene,) = iter_scenes([str(folder / "LC08_L2SR_081119_20200101_20200823_02_T2.json")], asset="SR_B2.TIF")
     assert scene.href == str(folder / "tests" / "data-files" / "landsat" / "LC08_L2SR_081119_20200101_20200823_02_T2_SR_B2_small.TIF")
+
+
+def test_messages_for_odd_inputs_name_the_real_cause(tmp_path: Path):
+    """An item with no assets is not fixed by --asset; a feature with a null geometry is GeoJSON;
+    a BOM is allowed before GeoJSON; a legacy crs naming EPSG:4326 (lat, lon order) with
+    swapped coordinates says so."""
+    from rsir_stac.store.filters import load_polygon, polygon_from_geojson
+
+    with pytest.raises(AssetError, match="has no assets at all; fix the item"):
+        _one(tmp_path, {})
+    fc = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": None, "properties": {}}]}
+    with pytest.raises(InputError, match=r"feature 1 has no geometry \(null\)"):
+        polygon_from_geojson(fc, "polygon file x")
+    ring = [[10.0, 45.0], [11.0, 45.0], [11.0, 46.0], [10.0, 46.0], [10.0, 45.0]]
+    (tmp_path / "bom.geojson").write_bytes(b"\xef\xbb\xbf" + json.dumps({"type": "Polygon", "coordinates": [ring]}).encode())
+    assert load_polygon(tmp_path / "bom.geojson").polygons
+    latlon = {"type": "Polygon", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4326"}},
+              "coordinates": [[[-33.8, 151.1], [-33.8, 151.3], [-33.9, 151.3], [-33.8, 151.1]]]}
+    with pytest.raises(InputError, match="axis order is latitude, longitude"):
+        polygon_from_geojson(latlon, "polygon")

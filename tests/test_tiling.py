@@ -643,3 +643,19 @@ def test_unmasked_uint8_tiles_equal_rasterio_reads(tmp_path, target_gsd):
                 assert tile.valid_fraction == 1.0
             else:
                 assert tile is None or tile.valid_fraction < 1.0
+
+
+def test_a_geographic_crs_over_projected_coordinates_is_named(tmp_path):
+    """EPSG:4326 on a raster whose coordinates are metres (500000, 5000000): the error says the
+    CRS is probably wrong, not only that the pixel size cannot be computed."""
+    from affine import Affine
+
+    from conftest import write_raster
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling import open_scene
+
+    data = np.zeros((3, 32, 32), np.uint8) + 50
+    write_raster(tmp_path / "w.tif", data, crs="EPSG:4326", transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    with pytest.raises(RasterError, match="is not a longitude and latitude.*CRS is probably wrong"):
+        with open_scene(str(tmp_path / "w.tif"), tile_size=16) as reader:
+            reader.windows()

@@ -168,6 +168,8 @@ class GeoArea:
 
 def _polygon_coords(doc: Any, what: str) -> list[tuple[Any, str]]:
     """(polygon coordinates, name for messages) of every polygon in a GeoJSON object."""
+    if doc is None and what.split()[-2:-1] == ["feature"]:
+        raise InputError(f"{what} has no geometry (null); give it a Polygon or MultiPolygon, or remove the feature")
     if not isinstance(doc, Mapping):
         raise InputError(f"{what} is not a GeoJSON object; give a Polygon, MultiPolygon, Feature or FeatureCollection")
     kind = doc.get("type")

@@ -286,7 +286,7 @@ def load_polygon(path: str | Path) -> GeoArea:
     if not p.is_file():
         raise SourceNotFoundError(f"polygon file {p} does not exist; give a GeoJSON file path")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is allowed (RFC 8259 8.1)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
     return polygon_from_geojson(doc, f"polygon file {p}", close=False)
@@ -300,11 +300,8 @@ LONLAT_CRS_NAMES = ("urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84
 
 def _check_geojson_crs(doc: Any, what: str) -> None:
     """Refuse a pre-RFC 7946 ``crs`` member naming another CRS (its coordinates are not lon/lat)."""
-    crs = doc.get("crs") if isinstance(doc, dict) else None
-    if not isinstance(crs, dict):
-        return
-    name = (crs.get("properties") or {}).get("name") if isinstance(crs.get("properties"), dict) else None
-    if isinstance(name, str) and name.strip() and name.strip() not in LONLAT_CRS_NAMES:
+    name = _crs_name(doc)
+    if name and name not in LONLAT_CRS_NAMES:
         raise InputError(f"{what} declares the CRS {name!r}; GeoJSON areas must be lon/lat (RFC 7946): reproject "
                          "it, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`")
 
@@ -325,8 +322,24 @@ def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True)
                 if (not isinstance(pos, list) or len(pos) < 2
                         or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
                     raise InputError(f"{where} has a bad position {pos!r}; positions are [lon, lat]")
-        polys.extend(GeoArea.from_rings(coords[0], coords[1:], where, close=close).polygons)
+        try:
+            polys.extend(GeoArea.from_rings(coords[0], coords[1:], where, close=close).polygons)
+        except InputError as err:
+            named = _crs_name(doc)
+            if named and "EPSG" in named and "latitude" in str(err) and "outside" in str(err):
+                raise InputError(f"{err}; the file's crs member names {named}, whose axis order is latitude, "
+                                 "longitude: GeoJSON (RFC 7946) is longitude, latitude, so swap them, e.g. "
+                                 "`ogr2ogr -lco RFC7946=YES out.geojson in.geojson`") from None
+            raise
     return GeoArea(tuple(polys))
+
+
+def _crs_name(doc: Any) -> str | None:
+    """The name of a legacy GeoJSON ``crs`` member, or None."""
+    crs = doc.get("crs") if isinstance(doc, dict) else None
+    props = crs.get("properties") if isinstance(crs, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
 
 
 # --------------------------------------------------------------------------- translation
