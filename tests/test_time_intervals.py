@@ -125,3 +125,23 @@ def test_ingest_collection_and_datetime_for_bare_rasters(tmp_path, tiny_bundle):
     assert r.exit_code == 0 and "note: 2 tiles in the index have no collection" in r.stderr
     r = run.invoke(main, ["ingest", str(a), "--index", idx, "--model", model, "--datetime", "2020-01-01/.."])
     assert r.exit_code == 2 and "open end" in r.stderr
+
+
+def test_a_year_or_a_month_is_a_period_as_pystac_client_reads_it():
+    """``--datetime 2015`` (or ``2015-06``) was refused; it is the whole year (month), alone or
+    as either end of a range, with leap years and the last month right."""
+    from datetime import datetime, timezone
+
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filters import parse_datetime_range
+
+    def utc(*a):
+        return datetime(*a, tzinfo=timezone.utc)
+
+    assert parse_datetime_range("2015") == (utc(2015, 1, 1), utc(2015, 12, 31, 23, 59, 59, 999999))
+    assert parse_datetime_range("2016-02") == (utc(2016, 2, 1), utc(2016, 2, 29, 23, 59, 59, 999999))
+    assert parse_datetime_range("2015-11/2016") == (utc(2015, 11, 1), utc(2016, 12, 31, 23, 59, 59, 999999))
+    assert parse_datetime_range("../2015-12")[1] == utc(2015, 12, 31, 23, 59, 59, 999999)
+    for bad in ("2015-13", "0000", "15", "2015-6"):
+        with pytest.raises(InputError):
+            parse_datetime_range(bad)

@@ -231,7 +231,19 @@ _RFC3339 = re.compile(
 
 
 def _parse_instant(text: str, *, end: bool) -> datetime:
-    """Parse one RFC 3339 datetime or date; a date as END means the end of that day."""
+    """Parse one RFC 3339 datetime or date, or a year (``2015``) or month (``2015-06``), as
+    pystac-client reads them; a date, month or year as END means the end of that period."""
+    period = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text.strip())
+    if period:
+        year, month = int(period.group(1)), int(period.group(2) or 0)
+        if not 1 <= year <= 9999 or (period.group(2) and not 1 <= month <= 12):
+            raise ValueError(text)
+        if not end:
+            return datetime(year, month or 1, 1, tzinfo=timezone.utc)
+        import calendar
+
+        last = month or 12
+        return datetime(year, last, calendar.monthrange(year, last)[1], 23, 59, 59, 999999, tzinfo=timezone.utc)
     m = _RFC3339.match(text)
     if not m:
         raise ValueError(text)
@@ -252,12 +264,14 @@ def _parse_instant(text: str, *, end: bool) -> datetime:
 def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
     """Parse ``"START/END"``, ``"START/.."``, ``"../END"`` or a single instant.
 
-    Bounds are RFC 3339 datetimes or dates (a date as START is 00:00:00, as END
-    23:59:59.999999; a single date covers that day).  Naive times are UTC.
+    Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
+    00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
+    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC.
     Returned datetimes are timezone-aware UTC; ``None`` is an open end.
     """
     raw = str(text).strip()
-    form = "START/END with RFC 3339 datetimes or dates, e.g. 2020-01-01/2020-12-31T23:59:59Z; '..' for an open end"
+    form = ("START/END with RFC 3339 datetimes, dates, months or years, e.g. 2020-01-01/2020-12-31T23:59:59Z or "
+            "2015; '..' for an open end")
     parts = raw.split("/")
     if len(parts) > 2 or not raw:
         raise InputError(f"datetime {text!r} must be {form}")
