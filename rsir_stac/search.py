@@ -289,20 +289,41 @@ def excluded_notes(store, flt: SearchFilter | None,
     because they have no date / no collection (bare rasters ingested without
     ``--datetime`` / ``--collection``); empty when none are.  ``names``: how the
     date and the collection filter are called where the note is shown."""
+    from dataclasses import replace
+
     from rsir_stac.store.filters import SearchFilter as Filter
 
     notes = []
     if flt is not None and (flt.start is not None or flt.end is not None):
-        n = store.count(Filter(missing=("datetime",)))
+        # the undated tiles in the searched place (the date and collection filters set aside)
+        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime",)))
         if n:
-            notes.append(f"{n} tiles in the index have no date, so {names[0]} leaves them out; "
+            notes.append(f"{n} tiles in the searched area have no date, so {names[0]} leaves them out; "
                          "give bare rasters a date with `rsir-stac ingest --datetime`")
     if flt is not None and flt.collections:
-        n = store.count(Filter(missing=("collection",)))
+        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("collection",)))
         if n:
-            notes.append(f"{n} tiles in the index have no collection, so {names[1]} leaves them out; "
+            notes.append(f"{n} tiles in the searched area have no collection, so {names[1]} leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
+        if not store.count(Filter(collections=flt.collections)):
+            have = _some_collections(store)
+            named = ", ".join(repr(c) for c in flt.collections)
+            notes.append(f"no tile of the index is in collection {named}" + (
+                f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
+                + " (names are exact, case included)")
     return notes
+
+
+def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
+    """Collection names among the first ``limit`` stored tiles (a cheap look, not `info`'s scan)."""
+    seen: dict[str, None] = {}
+    for n, (_, payload, _) in enumerate(store._scan(None, fields=["collection"])):
+        c = payload.get("collection")
+        if isinstance(c, str) and c:
+            seen.setdefault(c)
+        if n >= limit or len(seen) >= most:
+            break
+    return sorted(seen)
 
 
 def hit_record(hit: SearchHit, score_name: str = "distance") -> dict[str, Any]:

@@ -279,10 +279,10 @@ def test_date_and_collection_filters_say_what_they_leave_out(client, points):
     assert doc["notes"] == [] and any(i.startswith("bare-") for i in _items(doc))
     doc = client.get("/api/search", params={"point_id": a1, "k": 20, "datetime": "2000-01-01/.."}).json()
     assert not any(i.startswith("bare-") for i in _items(doc))
-    assert doc["notes"] == ["8 tiles in the index have no date, so the datetime filter leaves them out; "
+    assert doc["notes"] == ["8 tiles in the searched area have no date, so the datetime filter leaves them out; "
                             "give bare rasters a date with `rsir-stac ingest --datetime`"]
     doc = client.post("/api/search", json={"point_id": a1, "collection": ["coll-a", "coll-b"]}).json()
-    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("8 tiles in the index have no collection")
+    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("8 tiles in the searched area have no collection")
     doc = client.post("/api/query", json={"positives": [{"point_id": a1}], "datetime": "2000-01-01/..",
                                           "collection": "coll-b"}).json()
     assert len(doc["notes"]) == 2 and set(_items(doc)) == {"scene-b"}

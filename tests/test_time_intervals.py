@@ -119,10 +119,17 @@ def test_ingest_collection_and_datetime_for_bare_rasters(tmp_path, tiny_bundle):
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert {h["href"] for h in hits} == {str(a)}
-    assert "note: 2 tiles in the index have no date, so --datetime leaves them out" in r.stderr
+    assert "note: 2 tiles in the searched area have no date, so --datetime leaves them out" in r.stderr
     r = run.invoke(main, ["search", "--at", f"{pa['location']['lon']},{pa['location']['lat']}", "--index", idx,
                           "--model", model, "--collection", "my-maps", "--format", "json"])
-    assert r.exit_code == 0 and "note: 2 tiles in the index have no collection" in r.stderr
+    assert r.exit_code == 0 and "note: 2 tiles in the searched area have no collection" in r.stderr
+    r = run.invoke(main, ["search", "--at", f"{pa['location']['lon']},{pa['location']['lat']}", "--index", idx,
+                          "--model", model, "--collection", "My-Maps", "--format", "json"])  # a wrong name
+    assert r.exit_code == 0 and "no tile of the index is in collection 'My-Maps'; it holds 'my-maps'" in r.stderr
+    far = "10,10,10.1,10.1"  # an area without the undated tiles: no note about them
+    r = run.invoke(main, ["search", "--at", f"{pa['location']['lon']},{pa['location']['lat']}", "--index", idx,
+                          "--model", model, "--datetime", "2020-06-01/2020-06-30", "--bbox", far, "--format", "json"])
+    assert r.exit_code == 0 and "no date" not in r.stderr
     r = run.invoke(main, ["ingest", str(a), "--index", idx, "--model", model, "--datetime", "2020-01-01/.."])
     assert r.exit_code == 2 and "open end" in r.stderr
 
