@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,24 +37,33 @@ def _fit(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def contact_sheet(query: np.ndarray | None, tiles: list[np.ndarray], labels: list[str], *, size: int = 160,
-                  columns: int = 6) -> np.ndarray:
-    """Query tile (outlined red) followed by results in a grid, each labelled."""
+                  columns: int = 6, query_label: str = "query") -> np.ndarray:
+    """Query tile (outlined red) followed by results in a grid, each labelled (two lines at most)."""
     from PIL import Image, ImageDraw
 
-    cells = ([("query", query)] if query is not None else []) + list(zip(labels, tiles))
+    cells = ([(query_label, query)] if query is not None else []) + list(zip(labels, tiles))
     columns = max(1, min(columns, len(cells)))
     rows = (len(cells) + columns - 1) // columns
-    pad, text_h = 6, 14
+    pad, text_h = 6, 26  # two caption lines
     sheet = Image.new("RGB", (columns * (size + pad) + pad, rows * (size + pad + text_h) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for i, (label, px) in enumerate(cells):
         x = pad + (i % columns) * (size + pad)
         y = pad + (i // columns) * (size + pad + text_h)
         sheet.paste(Image.fromarray(_fit(px, size)), (x, y))
-        if label == "query":
+        if i == 0 and query is not None:
             draw.rectangle([x - 3, y - 3, x + size + 2, y + size + 2], outline=(220, 0, 0), width=3)
-        draw.text((x, y + size + 1), label[:28], fill=(0, 0, 0))
+        for n, line in enumerate(label.split("\n")[:2]):
+            draw.text((x, y + size + 1 + 12 * n), _middle(line, 28), fill=(0, 0, 0))
     return np.asarray(sheet)
+
+
+def _middle(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` characters (item ids differ at both ends)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "~" + text[-(width - 1 - head):]
 
 
 def write_thumbnails(result, out_dir: str | Path, *, size: int = 160) -> list[Path]:
@@ -85,8 +95,12 @@ def write_thumbnails(result, out_dir: str | Path, *, size: int = 160) -> list[Pa
         Image.fromarray(px).save(p)
         written.append(p)
         tiles.append(px)
-        labels.append(f"#{rank} d={hit.score:.3f} {hit.payload.get('item_id', '')}")
+        when = str(hit.payload.get("datetime") or "")[:10]  # the date tells a time series' hits apart
+        item = re.sub(r"-[0-9a-f]{12}$", "", str(hit.payload.get("item_id", "")))  # a bare raster's path hash
+        labels.append(f"#{rank} d={hit.score:.3f} {when}".rstrip() + f"\n{item}")
     sheet = out / "contact_sheet.png"
-    Image.fromarray(contact_sheet(query, tiles, labels, size=size)).save(sheet)
+    qp = result.query_payload or {}
+    qlabel = f"query {str(qp.get('datetime') or '')[:10]}".rstrip()
+    Image.fromarray(contact_sheet(query, tiles, labels, size=size, query_label=qlabel)).save(sheet)
     written.append(sheet)
     return written
