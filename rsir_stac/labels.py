@@ -108,16 +108,20 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
         props = dict(props) if isinstance(props, Mapping) else {}
         raw_id = props.pop("point_id", None) or (feat.get("id") if isinstance(feat, Mapping) else None)
         if not raw_id:
-            raise InputError(f"{what}: feature {n} has no point_id; give each Feature the stored tile's id "
-                             "in properties.point_id")
+            raise InputError(f"{what}: feature {n} has no point id; give each Feature the stored tile's id as its "
+                             "\"id\" or in properties.point_id (as search --format geojson writes them)")
         try:
             pid = normalize_id(raw_id)
         except InputError:
             raise InputError(f"{what}: feature {n} point_id {raw_id!r} is not a tile id (a UUID); "
                              "copy it from search results") from None
-        label = str(props.pop("label", "")).strip().lower()
+        raw_label = props.pop("label", None)
+        label = str(raw_label or "").strip().lower()
+        if raw_label is None:
+            raise InputError(f"{what}: feature {n} (point {pid}) has no label; set properties.label to "
+                             "\"positive\" or \"negative\"")
         if label not in LABEL_VALUES:
-            raise InputError(f"{what}: feature {n} (point {pid}) has label {props.get('label', label)!r}; "
+            raise InputError(f"{what}: feature {n} (point {pid}) has label {raw_label!r}; "
                              "use \"positive\" or \"negative\"")
         note = props.pop("note", None)
         geom = feat.get("geometry") if isinstance(feat.get("geometry"), Mapping) else None

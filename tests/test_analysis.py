@@ -119,7 +119,7 @@ def test_labels_round_trip(world, bundle, tmp_path):
     ("not json at all", "is not GeoJSON"),
     ({"type": "Feature"}, "not a GeoJSON FeatureCollection"),
     ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"label": "positive"}}]},
-     "has no point_id"),
+     "has no point id"),
     ({"type": "FeatureCollection", "features": [{"type": "Feature", "id": "abc", "properties": {"label": "positive"}}]},
      "is not a tile id"),
     ({"type": "FeatureCollection", "features": [
