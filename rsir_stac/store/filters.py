@@ -211,7 +211,8 @@ def _numbers(text: str, n: int, what: str, form: str) -> tuple[float, ...]:
     try:
         return tuple(plain_float(p) for p in parts)
     except ValueError:
-        raise InputError(f"{what} {text!r} must be {form} with plain decimal numbers") from None
+        raise InputError(f"{what} {text!r} must be {form} with plain decimal numbers; write each as digits "
+                         "with an optional sign, point and exponent (no nan, inf or _)") from None
 
 
 def parse_bbox(text: str) -> BBox:
