@@ -193,7 +193,8 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
         "location": {"lon": ref.centroid[0], "lat": ref.centroid[1]},
         "corners": [{"lon": lon, "lat": lat} for lon, lat in ref.corners],
         **({"outline": [[lon, lat] for lon, lat in ref.outline]} if ref.outline else {}),
-        "datetime": _iso(dt),
+        # an interval item's own datetime (its nominal time) is what it shows; filters use the interval
+        "datetime": _iso(getattr(scene, "nominal", None) or dt),
         "datetime_epoch": dt.timestamp() if dt else None,
         "datetime_end_epoch": end.timestamp() if end else None,
         **({"start_datetime": _iso(dt), "end_datetime": _iso(end)} if dt and end != dt else {}),

@@ -96,6 +96,7 @@ class SceneRef:
     end_datetime: dt.datetime | None = None
     from_stac: bool = True  # False for a bare raster (no STAC item)
     nodata: float | None = None  # the asset's raster:bands nodata (one value for all bands), if any
+    nominal: dt.datetime | None = None  # an interval item's own ``datetime`` (its nominal time), if any
 
     @property
     def identity_collection(self) -> str | None:
@@ -417,6 +418,7 @@ def _scene_from_item(
         raise
     base = item.get_self_href() or doc_href
     start, end = _item_datetime(item)
+    nominal = _utc(item.datetime) if item.datetime is not None and end is not None else None
     return SceneRef(
         item_id=item.id,
         collection=item.collection_id or collection,
@@ -427,6 +429,7 @@ def _scene_from_item(
         end_datetime=end,
         properties=_properties(item, chosen),
         nodata=_raster_nodata(chosen),
+        nominal=nominal if nominal is not None and start <= nominal <= end else None,
     )
 
 

@@ -152,3 +152,23 @@ def test_a_year_or_a_month_is_a_period_as_pystac_client_reads_it():
     for bad in ("2015-13", "0000", "15", "2015-6"):
         with pytest.raises(InputError):
             parse_datetime_range(bad)
+
+
+def test_an_interval_item_keeps_its_own_datetime_as_the_shown_date(tmp_path, tiny_bundle):
+    """An Item with datetime 2020-06-15 and start/end 2020: the interval still filters, and the
+    stored ``datetime`` (shown in tables, the query line, contact sheets) is its own 06-15,
+    not the interval's start (which it lost)."""
+    tif = make_geotiff(tmp_path / "n.tif", width=64, height=64)
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "nominal", "collection": "c", "geometry": None,
+            "properties": {"datetime": "2020-06-15T00:00:00Z", "start_datetime": "2020-01-01T00:00:00Z",
+                           "end_datetime": "2020-12-31T23:59:59Z"}, "links": [],
+            "assets": {"data": {"href": tif.name, "type": "image/tiff", "roles": ["data"]}}}
+    (tmp_path / "n.json").write_text(json.dumps(item))
+    store = open_store(qdrant_url=":memory:")
+    assert ingest([str(tmp_path / "n.json")], store=store, model=tiny_bundle, options=NATIVE).points_written == 1
+    (p,) = list(store.iter_points(with_vectors=False))
+    assert p.payload["datetime"] == "2020-06-15T00:00:00Z"
+    assert (p.payload["datetime_epoch"], p.payload["datetime_end_epoch"]) == (_epoch(2020, 1, 1),
+                                                                              _epoch(2020, 12, 31, 23, 59, 59))
+    assert store.count(SearchFilter(start=datetime(2020, 2, 1, tzinfo=UTC), end=datetime(2020, 2, 2, tzinfo=UTC))) == 1
+    store.close()
