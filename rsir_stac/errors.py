@@ -119,7 +119,15 @@ class PointNotFoundError(StoreError, LookupError):
     exit_code = 2
 
 
+class JobCancelledError(RsirError, RuntimeError):
+    """A service ingest job was cancelled (``DELETE /api/ingest/jobs/{id}``); what it wrote stays,
+    and the same job again resumes it.  Exit code 130, as an interrupted command."""
+
+    exit_code = 130
+
+
 __all__ = [
+    "JobCancelledError",
     "RsirError",
     "InputError",
     "SourceNotFoundError",

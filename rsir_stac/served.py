@@ -265,11 +265,18 @@ class ServiceClient:
     def ingest(self, body: dict, on_progress: Callable[[dict], None] | None = None) -> dict:
         """Create an ingest job and wait for it; returns the finished job document."""
         job = self.request("POST", "/api/ingest/jobs", body)
-        while job.get("state") in ("queued", "running"):
-            if on_progress is not None:
-                on_progress(job)
-            time.sleep(POLL_S)
-            job = self.request("GET", f"/api/ingest/jobs/{job['id']}")
+        try:
+            while job.get("state") in ("queued", "running"):
+                if on_progress is not None:
+                    on_progress(job)
+                time.sleep(POLL_S)
+                job = self.request("GET", f"/api/ingest/jobs/{job['id']}")
+        except KeyboardInterrupt:  # Ctrl-C stops the job too, as it stops a local ingest
+            try:
+                self.request("DELETE", f"/api/ingest/jobs/{job['id']}")
+            except Exception:  # noqa: BLE001 - the job ended meanwhile, or the service is gone
+                pass
+            raise
         if on_progress is not None:
             on_progress(job)
         return job

@@ -367,3 +367,41 @@ def test_ingest_jobs_read_only_geotiffs_under_the_roots(setup, tiny_bundle, tmp_
             assert ds.overviews(1) == [4]  # the 32-px "overview" of the 128-px scene: the outside file
     finally:
         restrict_to_geotiff(())
+
+
+def test_an_ingest_job_can_be_cancelled(setup, tiny_bundle, tmp_path):
+    """``DELETE /api/ingest/jobs/{id}`` stops a queued or running job at its next progress step
+    (state cancelled, exit code 130, what it wrote stays); an ended or unknown job is 409/404."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.api.jobs import Job, _run
+    from rsir_stac.ingest import IngestOptions
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+
+    src, scenes, idx = setup
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        before = index.store.count()
+        job = Job([str(scenes[1])], IngestOptions(tile_size=64, native_gsd=True))
+        job.cancel.set()  # asked before it started: it stops at its first step, writing nothing
+        _run(job, index, threading.Lock(), None)
+        assert (job.state, job.exit_code, job.error_type) == ("cancelled", 130, "JobCancelledError")
+        assert index.store.count() == before
+        base, h = "http://127.0.0.1:8000", {"X-API-Key": "k"}
+        with TestClient(create_app(index, ingest_roots=[str(src)], api_key="k"), base_url=base) as c:
+            assert c.delete("/api/ingest/jobs/" + "0" * 32, headers=h).status_code == 404
+            r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "tile_size": 64, "native_gsd": True},
+                       headers=h)
+            jid = r.json()["id"]
+            first = c.delete(f"/api/ingest/jobs/{jid}", headers=h)
+            while (doc := c.get(f"/api/ingest/jobs/{jid}", headers=h).json())["state"] in ("queued", "running"):
+                time.sleep(0.1)
+            if first.status_code == 202:  # caught while it ran
+                assert first.json()["cancel_requested"] and doc["state"] == "cancelled" and doc["exit_code"] == 130
+            else:  # it had already ended
+                assert first.status_code == 409
+            again = c.delete(f"/api/ingest/jobs/{jid}", headers=h)
+            assert again.status_code == 409 and "has ended" in again.json()["detail"]
+            assert c.delete(f"/api/ingest/jobs/{jid}", headers={**h, "Origin": "https://evil.example"}).status_code == 403

@@ -178,8 +178,14 @@ class Job:
         self.error: str | None = None
         self.error_type: str | None = None
         self.exit_code = 0
+        self.cancel = threading.Event()
 
     def on_event(self, ev: Any) -> None:
+        if self.cancel.is_set():  # ingest calls this in the job's own thread: it stops there, cleanly
+            from rsir_stac.errors import JobCancelledError
+
+            raise JobCancelledError(f"ingest job {self.id} was cancelled; what it wrote stays (the same job "
+                                    "again resumes it)")
         p = self.progress
         if ev.kind == "items":
             p["items_total"] = ev.total
@@ -193,11 +199,12 @@ class Job:
     def doc(self) -> dict:
         return {"id": self.id, "state": self.state, "sources": len(self.sources), "progress": dict(self.progress),
                 "report": self.report, "error": self.error, "error_type": self.error_type,
-                "exit_code": self.exit_code, "created": self.created}
+                "exit_code": self.exit_code, "created": self.created,
+                "cancel_requested": self.cancel.is_set()}
 
 
 def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], None] | None) -> None:
-    from rsir_stac.errors import RsirError
+    from rsir_stac.errors import JobCancelledError, RsirError
     from rsir_stac.ingest import ingest
 
     job.state = "running"
@@ -209,6 +216,10 @@ def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], Non
         job.report = report.as_dict()
         job.exit_code = 0 if report.ok and not report.nothing_indexed else 1
         job.state = "done"
+    except JobCancelledError as exc:
+        partial = getattr(exc, "report", None)
+        job.report = partial.as_dict() if partial is not None else None
+        job.error, job.error_type, job.exit_code, job.state = str(exc), type(exc).__name__, 130, "cancelled"
     except RsirError as exc:
         partial = getattr(exc, "report", None)
         job.report = partial.as_dict() if partial is not None else None
@@ -328,6 +339,20 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         if job is None:
             raise HTTPException(404, f"ingest job {job_id} is not known to this service (finished jobs are kept "
                                      f"until {KEEP_JOBS} newer ones exist)")
+        return job.doc()
+
+    @router.delete("/api/ingest/jobs/{job_id}", status_code=202, summary="Cancel an ingest job",
+                   responses={**error_responses(404), 409: {"model": ErrorBody, "description": "The job has ended."}})
+    def cancel_job(job_id: str = PathParam(..., pattern=r"^[0-9a-f]{32}$")) -> dict:
+        """Ask a queued or running job to stop: it ends at its next progress step (within one batch of
+        tiles) with ``state`` cancelled and exit code 130; what it wrote stays, and the same job again
+        resumes it.  Poll ``GET /api/ingest/jobs/{id}``."""
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"ingest job {job_id} is not known to this service")
+        if job.state not in ("queued", "running"):
+            raise HTTPException(409, f"ingest job {job_id} has ended ({job.state}); there is nothing to cancel")
+        job.cancel.set()
         return job.doc()
 
     return router
