@@ -75,10 +75,13 @@ class ClassifyReport:
         if self.labels_outside:
             out.append(f"{self.labels_outside} of the {self.positives + self.negatives} labelled tiles lie outside "
                        "the filters: the classifier learns from them, but the tiles it scores are elsewhere")
-        if self.negatives_overruled or self.positives_kept:
-            out.append(f"your labels win over the classifier: {self.negatives_overruled} tile(s) labelled negative "
-                       f"scored >= {self.threshold:g} and are left out, {self.positives_kept} labelled positive scored "
-                       "below it and are kept (column label); label more tiles like them to teach it")
+        parts = ([f"{self.negatives_overruled} tile(s) you labelled negative scored >= {self.threshold:g} and are "
+                  "left out"] if self.negatives_overruled else []) + (
+                 [f"{self.positives_kept} you labelled positive scored below it and are kept (marked by their "
+                  "label)"] if self.positives_kept else [])
+        if parts:
+            out.append(f"your labels win over the classifier: {', '.join(parts)}; label more tiles like them to "
+                       "teach it")
         return out
 
     def summary(self) -> dict[str, Any]:

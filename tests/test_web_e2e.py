@@ -610,12 +610,13 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
                                "document.querySelector('#status').innerText.includes('(" + str(len(points)) +
                                " tiles scored)')", timeout=120_000)
         pg.shots("findall_world")
-        # threshold 0 is 0 (it was sent as 0.5): every scored tile is a hit, and Download hits saves them all
+        # threshold 0 is 0 (it was sent as 0.5): every scored tile is a hit but the 2 labelled negative (the
+        # analyst's labels win, and the status says so), and Download hits saves them all
         pg.p.fill("#threshold", "0")
         pg.p.click("#classify")
         pg.p.wait_for_function("document.querySelector('#status').innerText.includes('at or above probability 0 ')",
                                timeout=120_000)
-        assert f"Find all: {len(points)} tiles" in pg.status()
+        assert f"Find all: {len(points) - 2} tiles" in pg.status() and "you labelled negative" in pg.status()
         got = []
         pg.p.on("download", lambda d: got.append(d))
         pg.p.click("#findall-export")
@@ -625,7 +626,7 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
             pg.p.wait_for_timeout(100)
         assert [d.suggested_filename for d in got] == ["find-all.geojson"]
         hits = json.loads(open(got[0].path()).read())
-        assert len(hits["features"]) == len(points)
+        assert len(hits["features"]) == len(points) - 2
         pg.p.fill("#threshold", "")
         pg.p.click("#classify")
         pg.wait_status("must be a probability from 0 to 1")
