@@ -157,6 +157,8 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
             sc.footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
         if sc._polar and math.isfinite(sc.bbox[0]):  # near a pole a tile may hold every longitude
             sc.bbox = (-180.0, sc.bbox[1], 180.0, sc.bbox[3])
+        if math.isfinite(sc.bbox[1]):  # a grid half a pixel past a pole: latitudes stay within +-90
+            sc.bbox = (sc.bbox[0], max(-90.0, sc.bbox[1]), sc.bbox[2], min(90.0, sc.bbox[3]))
         sc._corners = []
     ordered = sorted(scenes.values(), key=lambda s: (s.item_id, s.id))
     dated = sorted((s for s in ordered if s.datetime), key=lambda s: s.datetime, reverse=True)
@@ -209,13 +211,19 @@ def _scene_footprint(sc: Scene) -> dict | None:
     from rsir_stac.tiling.footprints import footprint_geometry
 
     pole = 90.0 if sc.bbox[3] >= POLAR_LAT else -90.0
-    parts = [footprint_geometry(ring, pole=pole if abs(max(abs(lat) for _, lat in ring)) >= POLAR_LAT else None)
-             for ring in sc._corners]
-    geoms = [shapely.set_precision(shape(g), 1e-7) for g in parts if g]
-    if not geoms:
+    try:
+        parts = []
+        for ring in sc._corners:  # back to -180..180 (the rings were unwrapped about the scene)
+            turn = 360.0 * round(ring[0][0] / 360.0)
+            ring = [(lon - turn, lat) for lon, lat in ring]
+            parts.append(footprint_geometry(ring, pole=pole if max(abs(lat) for _, lat in ring) >= POLAR_LAT
+                                            else None))
+        geoms = [shapely.set_precision(shape(g), 1e-7) for g in parts if g]
+        union = shapely.unary_union(geoms) if geoms else None
+    except (shapely.errors.GEOSException, ValueError) as err:  # one odd scene must not break the list
+        log.warning("scene %s: outline from its tiles failed (%s); its bbox stands in", sc.item_id, err)
         return None
-    union = shapely.unary_union(geoms)
-    return mapping(union) if union.geom_type in ("Polygon", "MultiPolygon") else None
+    return mapping(union) if union is not None and union.geom_type in ("Polygon", "MultiPolygon") else None
 
 
 def zoom_range(gsd: float, bbox: tuple[float, float, float, float]) -> tuple[int, int] | None:

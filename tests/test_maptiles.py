@@ -234,3 +234,21 @@ def test_a_scene_round_a_pole_is_outlined_by_its_tiles():
     for lon in (-170.0, -60.0, 10.0, 100.0, 170.0):
         assert fp.contains(Point(lon, 86.5)), lon
     assert fp.intersects(Point(0.0, 89.9)) and sc.bbox[0] == -180.0 and sc.bbox[2] == 180.0
+
+
+def test_a_whole_world_scene_does_not_break_the_scene_list(tmp_path, tiny_bundle):
+    """A Web Mercator raster of the whole world (tiles 180 degrees wide, reaching +-85 degrees):
+    outlining it raised a GEOS TopologyException, and /api/scenes answered 500 for every scene
+    of the index; now it is listed, its latitudes within +-90."""
+    half = 20037508.342789244
+    path = make_geotiff(tmp_path / "world.tif", width=64, height=64, crs="EPSG:3857", res=2 * half / 64,
+                        origin=(-half, half))
+    idx = tmp_path / "idx"
+    assert ingest([str(path)], index=str(idx), model=tiny_bundle,
+                  options=IngestOptions(tile_size=32, native_gsd=True, min_valid=0.0)).points_written == 4
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        (sc,) = scenes_from_payloads(p.payload for p in index.store.iter_points(with_vectors=False))
+        assert sc.footprint is not None and -90 <= sc.bbox[1] < sc.bbox[3] <= 90
+        with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as c:
+            r = c.get("/api/scenes")
+            assert r.status_code == 200 and len(r.json()["features"]) == 1

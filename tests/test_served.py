@@ -360,6 +360,9 @@ def test_ingest_jobs_read_only_geotiffs_under_the_roots(setup, tiny_bundle, tmp_
                 SceneReader.open(str(src / "evil.tif"))
             with SceneReader.open(str(src / "s1.tif")) as reader:  # the sidecar is not opened
                 assert reader._ds.overviews(1) == []
+            (src / "swapped.tif").symlink_to(outside)  # a link swapped in after ingest, to a file outside
+            with pytest.raises(RasterError, match="link to a file outside"):
+                SceneReader.open(str(src / "swapped.tif"))
         restrict_to_geotiff(())  # lifted: the same files are read as GDAL reads them anywhere else
         with SceneReader.open(str(src / "evil.tif")) as reader:
             assert reader._ds.driver == "VRT"

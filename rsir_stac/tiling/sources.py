@@ -79,18 +79,35 @@ def restrict_to_geotiff(roots: Any) -> None:
     _GEOTIFF_ONLY = tuple(os.path.realpath(os.fspath(r)) for r in roots)
 
 
+def _under_roots(path: str) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in _GEOTIFF_ONLY)
+
+
 def geotiff_only(href: str) -> bool:
     """Whether ``href`` is a local file under a :func:`restrict_to_geotiff` root (symlinks resolved)."""
     if not _GEOTIFF_ONLY or _is_url(href):
         return False
-    real = os.path.realpath(href)
-    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in _GEOTIFF_ONLY)
+    return _under_roots(os.path.realpath(href))
+
+
+def links_out_of_roots(href: str) -> bool:
+    """Whether ``href`` names a place under a :func:`restrict_to_geotiff` root that resolves (through
+    a symbolic link) to a file outside every root: a link swapped in after ingest."""
+    if not _GEOTIFF_ONLY or _is_url(href):
+        return False
+    named = os.path.abspath(href)
+    if not _under_roots(named) and not _under_roots(os.path.join(os.path.realpath(os.path.dirname(named)),
+                                                                  os.path.basename(named))):
+        return False
+    return not _under_roots(os.path.realpath(href))
 
 
 def open_dataset(href: str) -> Any:
     """``rasterio.open(href)`` for reading: a local file with its sidecar files (``.msk``,
     ``.aux.xml``, world files), a URL without a folder listing; as GeoTIFF only without
     sidecars when :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise)."""
+    if links_out_of_roots(href):
+        raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
     if geotiff_only(href):
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
             return rasterio.open(href, driver="GTiff")
@@ -199,6 +216,9 @@ def read_error(href: str, err: BaseException, what: str, *, window: bool = False
 def _open_raster(href: str | os.PathLike[str]) -> Any:
     """Open ``href`` with rasterio, turning failures into one-line errors."""
     href = os.fspath(href)
+    if links_out_of_roots(href):
+        raise RasterError(f"{href} is a link to a file outside the service's ingest roots; it is not read (replace "
+                          "the link by the file, under a root)")
     if not _is_url(href):
         if not os.path.exists(href):
             raise SourceNotFoundError(f"{href} does not exist; check the path")
