@@ -131,7 +131,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     every tile matching ``flt`` whose probability is >= ``threshold``.
 
     ``progress(done, total)`` is called after each scrolled batch of ``batch`` points.
-    ``max_hits`` keeps only the most probable hits (None: all).  ``background``:
+    ``max_hits`` keeps only the most probable hits (None: all), plus the labelled positives.  ``background``:
     random tiles added as negatives (None: max(50, 5 × positives); 0: none).  Raises InputError
     (no positive label, threshold outside 0–1, labels of another model) and
     PointNotFoundError (labels of another index).
@@ -193,8 +193,8 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
             if i in inside and i not in have]
     found += kept
     found.sort(key=lambda t: (-t[0], t[1]))
-    if max_hits is not None:
-        found = found[:max_hits]
+    if max_hits is not None:  # the most probable hits, and every labelled positive whatever its rank
+        found = found[:max_hits] + [t for t in found[max_hits:] if t[1] in inside]
     hits: list[SearchHit] = []
     for start in range(0, len(found), 1000):
         part = found[start:start + 1000]

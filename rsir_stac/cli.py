@@ -181,7 +181,7 @@ def _ingest_finish(report, as_json: bool) -> None:
         parts = ([f"{n_items} of {report.items} items failed"] if n_items else []) + (
             [f"{n_tiles} windows failed"] if n_tiles else [])
         where = "items_failed/tiles_failed in the JSON" if as_json else "listed above"
-        _fail(f"{' and '.join(parts)} ({where}); fix them and re-run the same command "
+        _fail(f"{' and '.join(parts)} ({where}); fix them as each says and re-run "
              "(tiles already indexed are kept and skipped)", 1)
     if report.nothing_indexed:
         _fail(f"nothing was indexed: {report.nothing_indexed}", 1)

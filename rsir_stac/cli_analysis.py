@@ -92,7 +92,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         from rsir_stac.classify import classify, dissolve as dissolve_hits
         from rsir_stac.export import empty_row, format_for, row_of, write_table
         from rsir_stac.labels import read_labels
-        from rsir_stac.search import Index
+        from rsir_stac.search import Index, unknown_collection_note
         from rsir_stac.store import SearchHit
 
         format_for(out)
@@ -102,6 +102,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             with tqdm_bar(idx.store.count(flt), "pt") as bar:
                 report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
                                   batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
+            collection_note = unknown_collection_note(idx.store, flt)
         if dissolve:
             rows = dissolve_hits(report.hits)
         else:  # the analyst's own label (positive, or empty) as a column of its own
@@ -109,11 +110,12 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                            score_name="probability", extra={"label": h.payload.get("label")})
                     for n, h in enumerate(report.hits, 1)]
         write_table([rows], out, None if dissolve else {**empty_row("probability"), "label": None})
-        summary = {**report.summary(), "out": out, "rows": len(rows), "notes": report.notes()}
+        notes = report.notes() + [n for n in (collection_note,) if n]
+        summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
         if as_json:
             click.echo(json.dumps(summary))
             return
-        for note in report.notes():
+        for note in notes:
             click.echo(f"note: {note}", err=True)
         def num(v):  # None: undefined (no held-out label was predicted positive, or none was positive)
             return "n/a" if v is None else f"{v:.2f}"
@@ -139,7 +141,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                        stac_path):
         """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
         from rsir_stac.export import export_index, format_for
-        from rsir_stac.search import Index
+        from rsir_stac.search import Index, unknown_collection_note
 
         format_for(out)
         flt = _search_filter(bbox, near, within, datetime_, collection)
@@ -147,6 +149,9 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             with tqdm_bar(idx.store.count(flt), "pt") as bar:
                 res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
                                    progress=bar.update)
+            note = unknown_collection_note(idx.store, flt)
+        if note:
+            click.echo(f"note: {note}", err=True)
         click.echo(json.dumps(res), file=sys.stdout)
 
     main.add_command(classify_command)

@@ -93,11 +93,12 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
         for path in (*image, *not_image):  # the same one-line refusal as without a service
             check_image_path(path)
-    polygon = json.loads(Path(within).read_text(encoding="utf-8")) if within else None
-    if polygon is not None:
+    polygon = None
+    if within:
         from rsir_stac.store.filters import load_polygon
 
-        load_polygon(within)  # the same one-line refusals as without a service
+        load_polygon(within)  # the same one-line refusals as without a service (missing, not JSON, bad area)
+        polygon = json.loads(Path(within).read_text(encoding="utf-8-sig"))  # a BOM is allowed
     lone_image = image and len(image) == 1 and not (point_id or at or not_image or not_point_id or not_at
                                                      or labels_path or out)
     if lone_image:
@@ -109,7 +110,7 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
                                              "expand": expand})
         return _result(doc, "distance", 0, SearchResult), doc
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
-            "labels": json.loads(Path(labels_path).read_text(encoding="utf-8")) if labels_path else None,
+            "labels": _label_doc(labels_path) if labels_path else None,
             "strategy": strategy, "mmr": mmr, "per_item": _per_item_field(per_item), "exclude_within_m": exclude_within,
             "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
             "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query, "expand": expand}
@@ -198,6 +199,14 @@ def _ingest_when_free(client: ServiceClient, body: dict, progress: Any) -> dict:
                            "has finished (Ctrl-C to give up)", err=True)
                 told = True
             time.sleep(BUSY_RETRY_S)
+
+
+def _label_doc(path: str) -> dict:
+    """A label file checked as a local search checks it, then read as JSON (a BOM allowed) to send."""
+    from rsir_stac.labels import read_labels
+
+    read_labels(path)
+    return json.loads(Path(path).read_text(encoding="utf-8-sig"))
 
 
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,

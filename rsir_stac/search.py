@@ -291,8 +291,6 @@ def excluded_notes(store, flt: SearchFilter | None,
     date and the collection filter are called where the note is shown."""
     from dataclasses import replace
 
-    from rsir_stac.store.filters import SearchFilter as Filter
-
     notes = []
     if flt is not None and (flt.start is not None or flt.end is not None):
         # the undated tiles in the searched place (the date and collection filters set aside)
@@ -305,13 +303,24 @@ def excluded_notes(store, flt: SearchFilter | None,
         if n:
             notes.append(f"{n} tiles in the searched area have no collection, so {names[1]} leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
-        if not store.count(Filter(collections=flt.collections)):
-            have = _some_collections(store)
-            named = ", ".join(repr(c) for c in flt.collections)
-            notes.append(f"no tile of the index is in collection {named}" + (
-                f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
-                + " (names are exact, case included)")
+        unknown = unknown_collection_note(store, flt)
+        if unknown:
+            notes.append(unknown)
     return notes
+
+
+def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:
+    """A line naming the collections the index holds when no stored tile is in any collection
+    ``flt`` asks for (a misspelt ``--collection``); None otherwise."""
+    from rsir_stac.store.filters import SearchFilter as Filter
+
+    if flt is None or not flt.collections or store.count(Filter(collections=flt.collections)):
+        return None
+    have = _some_collections(store)
+    named = ", ".join(repr(c) for c in flt.collections)
+    return (f"no tile of the index is in collection {named}"
+            + (f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
+            + " (names are exact, case included)")
 
 
 def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:

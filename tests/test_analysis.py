@@ -420,6 +420,8 @@ def test_classify_keeps_the_analysts_labels(index, world, bundle):
     kept = [h for h in strict.hits if h.payload["label"] == "positive"]
     assert {h.id for h in kept} == labelled  # every labelled positive, whatever its probability
     assert strict.positives_kept == sum(h.score < 0.9999 for h in kept) >= 1
+    capped = classify(index, LabelSet(base.labels + extra, bundle.model_id), threshold=0.5, max_hits=3)
+    assert labelled <= {h.id for h in capped.hits}  # --max-hits keeps the labelled positives too
 
 
 def test_dissolve_keeps_dates_apart():

@@ -403,6 +403,11 @@ def test_reingest_after_a_georeferencing_fix_is_refused_not_skipped(tmp_path, ti
     assert "has moved on the ground" in r.items_failed[0]["error"] and "new --index" in r.items_failed[0]["error"]
     fresh = ingest([str(path)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
     assert fresh.points_written == 4
+    with rasterio.open(path, "r+") as ds:  # a shift of half a pixel is a move too
+        t = ds.transform
+        ds.transform = rasterio.Affine(t.a, t.b, t.c + 0.5 * t.a, t.d, t.e, t.f)
+    half = ingest([str(path)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
+    assert not half.ok and "has moved on the ground" in half.items_failed[0]["error"]
 
 
 def test_stac_raster_bands_nodata_masks_a_file_without_its_own(tmp_path, tiny_bundle):

@@ -435,7 +435,7 @@ def test_failing_item_is_skipped_reported_and_exit_is_nonzero(catalogue, tmp_pat
 def test_several_failures_are_listed_then_counted(catalogue, tmp_path, tiny_bundle, good):
     two = make_geotiff(tmp_path / "two.tif", count=2, width=64, height=64)
     r = cli("ingest", catalogue, two, "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE)
-    assert_one_line_error(r, 1, r"^error: 2 of 4 items failed \(listed above\); fix them and re-run the same command "
+    assert_one_line_error(r, 1, r"^error: 2 of 4 items failed \(listed above\); fix them as each says and re-run "
                                 r"\(tiles already indexed are kept and skipped\)$")
     assert re_search(r"  failed item b-nocrs: .*nocrs\.tif has no CRS", r.stderr)
     assert re_search(r"  failed item two-[0-9a-f]{12}: .*two\.tif has 2 bands", r.stderr)

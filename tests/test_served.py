@@ -112,9 +112,9 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
         assert len(hits) == 3 and all("item_id" in h for h in hits)
         assert "sending the search" in r.stderr
         # a per-scene cap, an area file and two examples go through as request fields
-        area = tmp_path / "area.geojson"
-        area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-180, -89], [180, -89], [180, 89],
-                                                                       [-180, 89], [-180, -89]]]}))
+        area = tmp_path / "area.geojson"  # written with a byte order mark, as some Windows tools do
+        area.write_bytes(b"\xef\xbb\xbf" + json.dumps({"type": "Polygon", "coordinates": [[
+            [-180, -89], [180, -89], [180, 89], [-180, 89], [-180, -89]]]}).encode())
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--point-id",
                                  ids[0], "--point-id", ids[1], "--per-item", "1", "--within", str(area),
                                  "--format", "json"])

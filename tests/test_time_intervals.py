@@ -126,6 +126,9 @@ def test_ingest_collection_and_datetime_for_bare_rasters(tmp_path, tiny_bundle):
     r = run.invoke(main, ["search", "--at", f"{pa['location']['lon']},{pa['location']['lat']}", "--index", idx,
                           "--model", model, "--collection", "My-Maps", "--format", "json"])  # a wrong name
     assert r.exit_code == 0 and "no tile of the index is in collection 'My-Maps'; it holds 'my-maps'" in r.stderr
+    r = run.invoke(main, ["export", "--index", idx, "--model", model, "--collection", "My-Maps",
+                          "--out", str(tmp_path / "none.parquet")])
+    assert r.exit_code == 0 and "it holds 'my-maps'" in r.stderr  # an empty export says why
     far = "10,10,10.1,10.1"  # an area without the undated tiles: no note about them
     r = run.invoke(main, ["search", "--at", f"{pa['location']['lon']},{pa['location']['lat']}", "--index", idx,
                           "--model", model, "--datetime", "2020-06-01/2020-06-30", "--bbox", far, "--format", "json"])
