@@ -226,7 +226,7 @@ def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> No
         moved = haversine_m(corners[0]["lon"], corners[0]["lat"], ref.corners[0][0], ref.corners[0][1])
         if moved > max(0.05, 0.001 * float(ref.gsd or 0.0)):  # a shift of a fraction of a pixel counts too
             raise InputError(f"item {scene.item_id} has moved on the ground since it was indexed in "
-                             f"{store.describe()} (its first stored tile is {moved:,.0f} m from where the file puts "
+                             f"{store.describe()} (its first stored tile is {moved:,.{0 if moved >= 10 else 2}f} m from where the file puts "
                              "it now: its CRS or geotransform changed); its tiles keep their ids, so ingest it into "
                              "a new --index to index it where it is now")
     was = (payload.get("tiling") or {}).get("bands")
