@@ -215,20 +215,19 @@ def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> No
     since).  Point ids depend on neither, so the run would skip every tile as already indexed
     and keep the old bands or footprints without a word.  ``ref`` is the tile of ``stored_id``
     as the scene gives it now."""
-    from rsir_stac.store.filters import haversine_m
+    from rsir_stac.tiling.footprints import FOOTPRINT_TOLERANCE_DEG, corner_shift_deg
 
     hits = store.retrieve([stored_id])
     if not hits:
         return
     payload = hits[0].payload
-    corners = payload.get("corners") or []
-    if corners and ref.corners:
-        moved = haversine_m(corners[0]["lon"], corners[0]["lat"], ref.corners[0][0], ref.corners[0][1])
-        if moved > max(0.05, 0.001 * float(ref.gsd or 0.0)):  # a shift of a fraction of a pixel counts too
-            raise InputError(f"item {scene.item_id} has moved on the ground since it was indexed in "
-                             f"{store.describe()} (its first stored tile is {moved:,.{0 if moved >= 10 else 2}f} m from where the file puts "
-                             "it now: its CRS or geotransform changed); its tiles keep their ids, so ingest it into "
-                             "a new --index to index it where it is now")
+    off = corner_shift_deg(payload, ref)  # the test reindex makes, with its tolerance (~1 cm)
+    if off is not None and off > FOOTPRINT_TOLERANCE_DEG:
+        moved = off * 111_320.0  # metres, roughly: the message's scale only
+        raise InputError(f"item {scene.item_id} has moved on the ground since it was indexed in {store.describe()} "
+                         f"(its first stored tile is {off:.2g} degrees, about {moved:,.{0 if moved >= 10 else 2}f} m, "
+                         "from where the file puts it now: its CRS or geotransform changed); its tiles keep their "
+                         "ids, so ingest it into a new --index to index it where it is now")
     was = (payload.get("tiling") or {}).get("bands")
     if was is not None and [int(b) for b in was] != [int(b) for b in bands]:
         had, now = ",".join(map(str, was)), ",".join(map(str, bands))

@@ -511,24 +511,11 @@ def _ingest_options(key: _SourceKey, payload: dict) -> str:
     return " ".join(opts)
 
 
-#: Degrees a stored tile footprint may differ from the same grid window's footprint now (~1 cm).
-FOOTPRINT_TOLERANCE_DEG = 1e-7
-def _moved_by(payload: dict, ref: Any) -> float | None:
-    """Degrees between the stored and the present first corner of a tile's window (pixel
-    ``(col_off, row_off)``: inside the raster, so never moved by how much of a window past
-    the raster's edge the footprint holds); None when the payload has no corners."""
-    corners = payload.get("corners")
-    try:
-        lon, lat = float(corners[0]["lon"]), float(corners[0]["lat"])
-    except (TypeError, KeyError, IndexError, ValueError):
-        return None
-    dlon = (lon - float(ref.corners[0][0]) + 180.0) % 360.0 - 180.0
-    return max(abs(dlon), abs(lat - float(ref.corners[0][1])))
-
-
 def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | None:
     """Why the raster now at ``href`` is not the one the tiles were ingested from (its CRS, or
     where a tile's grid window starts, differs from the stored payload), or None.  Compared on every tile of the group whose window still exists."""
+    from rsir_stac.tiling.footprints import FOOTPRINT_TOLERANCE_DEG, corner_shift_deg
+
     for t in tiles:
         ref = refs.get(t.grid)
         if ref is None:
@@ -537,7 +524,7 @@ def _changed_since_ingest(href: str, tiles: list[_Todo], refs: dict) -> str | No
         if crs and not _same_crs(ref.crs, crs):
             why = f"its CRS is {ref.crs}, the index says {crs}"
         else:
-            off = _moved_by(t.payload, ref)
+            off = corner_shift_deg(t.payload, ref)
             if off is None:  # no stored corners (a point written by another tool): its bbox
                 bbox = t.payload.get("bbox")
                 try:

@@ -413,7 +413,28 @@ def _cut_at_antimeridian(lons: Any, ring: list[tuple[float, float]]) -> dict[str
     return {"type": "MultiPolygon", "coordinates": parts} if parts else mapping(orient(poly, 1.0))
 
 
+#: Degrees a stored tile footprint may differ from the same grid window's footprint now (~1 cm).
+FOOTPRINT_TOLERANCE_DEG = 1e-7
+
+
+def corner_shift_deg(payload: dict, ref: Any) -> float | None:
+    """Degrees between the stored (``payload["corners"]``) and the present (``ref.corners``)
+    first corner of a tile's window (pixel ``(col_off, row_off)``: inside the raster, so never
+    moved by how much of a window past the raster's edge the footprint holds); None when the
+    payload has no corners.  Used by ingest and reindex to tell a raster whose georeferencing
+    changed since it was indexed."""
+    corners = payload.get("corners")
+    try:
+        lon, lat = float(corners[0]["lon"]), float(corners[0]["lat"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    dlon = (lon - float(ref.corners[0][0]) + 180.0) % 360.0 - 180.0
+    return max(abs(dlon), abs(lat - float(ref.corners[0][1])))
+
+
 __all__ = [
+    "FOOTPRINT_TOLERANCE_DEG",
+    "corner_shift_deg",
     "BBox",
     "Corner",
     "BOW_TOLERANCE",
