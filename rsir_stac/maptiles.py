@@ -136,7 +136,6 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
                 bands=tuple(int(b) for b in bands) if bands else None,
                 gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None,
                 nodata=float(nodata) if isinstance(nodata, (int, float)) else None)
-            sc._ref = None if box is None else (box[0] + box[2]) / 2
         sc.tiles += 1
         if box is not None:
             if sc._ref is None:

@@ -127,10 +127,6 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
                 _check_tiff(f"{text[:200]}/{p.relative_to(real)}", fh.read(8))
 
 
-#: Byte orders and versions of TIFF and BigTIFF files (TIFF 6.0 header; BigTIFF: version 43).
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
 def _check_tiff(name: str, head: bytes) -> None:
     """Refuse (403) a job source that is not a TIFF file: GDAL would open a VRT (or another
     format that names other files or URLs) whatever its name.  Reading under the roots is
@@ -138,7 +134,9 @@ def _check_tiff(name: str, head: bytes) -> None:
     gives the early, clear answer."""
     from fastapi import HTTPException
 
-    if not head.startswith(_TIFF_MAGIC):
+    from rsir_stac.upload import sniff_format  # the TIFF and BigTIFF signatures uploads are checked by
+
+    if sniff_format(head) != "TIFF":
         raise HTTPException(403, f"source {name} is not a GeoTIFF (its first bytes are not a TIFF header); ingest "
                                  "jobs read GeoTIFF/COG files only (a VRT or another format may name files outside "
                                  "the ingest roots): convert it, e.g. gdal_translate -of COG in.vrt out.tif")
