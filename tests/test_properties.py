@@ -223,8 +223,9 @@ def test_tile_footprints_equal_pyproj_in_any_crs(p):
             assert ref.window == PixelWindow(round(c0), round(r0), w, h)
             assert p["edge"] == "pad" or (ref.window.col_off + ref.window.width <= p["width"]
                                           and ref.window.row_off + ref.window.height <= p["height"])
-            if p["angle"] == 0.0:  # north-up: UL is west and north of LR
-                assert ref.corners[0][0] < ref.corners[2][0] and ref.corners[0][1] > ref.corners[2][1]
+            if p["angle"] == 0.0:  # north-up: UL is west of UR and north of LL (UL against LR failed for a
+                # 1 px tall, wide tile in UTM 18S at 73 S: the grid's convergence put LR 1 mm north of UL)
+                assert ref.corners[0][0] < ref.corners[1][0] and ref.corners[0][1] > ref.corners[3][1]
         assert all(r.gsd == reader.gsd for r in refs)
         if p["target"] is not None:
             assert reader.gsd == pytest.approx(p["target"])
