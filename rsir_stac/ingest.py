@@ -119,41 +119,51 @@ class IngestEvent:
     total: int = 0
 
 
-def check_options(options: IngestOptions) -> None:
+def cli_flag(field: str) -> str:
+    """An option's name on the command line: ``tile_size`` -> ``--tile-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag) -> None:
     """Refuse, before any work, sizes that cannot be meant: zero or negative pixels, a GSD
     that is not a positive number of metres, a tile outside
     :data:`~rsir_stac.tiling.scene.MIN_TILE`..:data:`~rsir_stac.tiling.scene.MAX_TILE` px,
-    ``--gsd`` together with ``--native-gsd`` (InputError naming the option)."""
+    ``--gsd`` together with ``--native-gsd`` (InputError naming the option as ``flag`` spells
+    it: the CLI's ``--tile-size``, or the HTTP job's ``tile_size``)."""
     from rsir_stac.tiling.scene import MAX_TILE, MIN_TILE
 
-    for name, value in (("--tile-size", options.tile_size), ("--stride", options.stride),
-                        ("--batch-size", options.batch_size)):
+    for field in ("tile_size", "stride", "batch_size"):
+        value = getattr(options, field)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise InputError(f"{name} {value!r} is invalid; give a positive whole number (leave it out for the default)")
+            raise InputError(f"{flag(field)} {value!r} is invalid; give a positive whole number (leave it out for "
+                             "the default)")
     if options.tile_size is not None and not MIN_TILE <= options.tile_size <= MAX_TILE:
-        raise InputError(f"--tile-size {options.tile_size} is outside {MIN_TILE}..{MAX_TILE} pixels; the network "
-                         "sees every tile at 224 px, so give e.g. 256")
+        raise InputError(f"{flag('tile_size')} {options.tile_size} is outside {MIN_TILE}..{MAX_TILE} pixels; the "
+                         "network sees every tile at 224 px, so give e.g. 256")
     if options.gsd is not None and not (math.isfinite(float(options.gsd)) and float(options.gsd) > 0):
-        raise InputError(f"--gsd {options.gsd!r} is invalid; give a positive number of metres per pixel, e.g. 0.6")
+        raise InputError(f"{flag('gsd')} {options.gsd!r} is invalid; give a positive number of metres per pixel, "
+                         "e.g. 0.6")
     if options.gsd is not None and options.native_gsd:
-        raise InputError("--gsd and --native-gsd were both given; keep one (a GSD in metres, or each scene's own)")
+        raise InputError(f"{flag('gsd')} and {flag('native_gsd')} were both given; keep one (a GSD in metres, or "
+                         "each scene's own)")
     if options.collection is not None:
-        check_collection_name(options.collection)
+        check_collection_name(options.collection, flag("collection"))
 
 
-def check_collection_name(name: str) -> None:
-    """Refuse (InputError) a ``--collection`` that is empty, over 200 characters or holds control
-    or invisible formatting characters (a NUL, a line break, a right-to-left override): the name
-    is stored in every tile, shown on the map page and written into exports."""
+def check_collection_name(name: str, option: str = "--collection") -> None:
+    """Refuse (InputError) a collection name (``option``, as the caller spells it) that is empty,
+    over 200 characters or holds control or invisible formatting characters (a NUL, a line break,
+    a right-to-left override): the name is stored in every tile, shown on the map page and written
+    into exports."""
     import unicodedata
 
     if not name.strip():
-        raise InputError("--collection is empty; give a name, e.g. --collection naip-2020 (or leave it out)")
+        raise InputError(f"{option} is empty; give a name, e.g. naip-2020 (or leave it out)")
     if len(name) > 200:
-        raise InputError(f"--collection {name[:40]!r}... is {len(name)} characters; give at most 200")
+        raise InputError(f"{option} {name[:40]!r}... is {len(name)} characters; give at most 200")
     bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
     if bad is not None:
-        raise InputError(f"--collection {name[:60]!r} holds the control character U+{ord(bad):04X}; give a plain "
+        raise InputError(f"{option} {name[:60]!r} holds the control character U+{ord(bad):04X}; give a plain "
                          "name (letters, digits, spaces, - _ . /)")
 
 

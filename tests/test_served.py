@@ -353,6 +353,9 @@ def test_ingest_jobs_read_only_geotiffs_under_the_roots(setup, tiny_bundle, tmp_
                 assert r.status_code == 403 and "not a GeoTIFF" in r.json()["detail"], (bad, r.text)
             r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "collection": "a\u202eb"}, headers=h)
             assert r.status_code == 400 and "U+202E" in r.json()["detail"], r.text  # refused, not a failed job
+            assert r.json()["detail"].startswith("collection "), r.text  # the job's field, not the CLI's flag
+            r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "gsd": 0.5, "native_gsd": True}, headers=h)
+            assert r.status_code == 400 and r.json()["detail"].startswith("gsd and native_gsd were both"), r.text
             r = c.post("/api/ingest/jobs", json={"sources": ["a" * 300]}, headers=h)  # a name over 255 bytes
             assert r.status_code == 400 and "cannot be a path" in r.json()["detail"], r.text
             # what a job or the imagery reads once a file is swapped after the check

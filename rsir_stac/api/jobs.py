@@ -297,7 +297,7 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
                                 edge=req.edge, min_valid=req.min_valid, fail_fast=req.fail_fast,
                                 shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
                                 datetime=dt)
-        check_options(options)  # refused with 400 now, not as a failed job
+        check_options(options, flag=str)  # refused with 400 now, not as a failed job; named as the job's fields
         return options
 
     @router.post("/api/ingest/jobs", status_code=202, summary="Start an ingest job into the served index",
