@@ -196,3 +196,88 @@ def load_polygon_doc(doc):
     from rsir_stac.store.filters import polygon_from_geojson
 
     return polygon_from_geojson(doc, "polygon")
+
+
+# --------------------------------------------------------------------------- polygon through its envelope
+
+L_SHAPE = [[10.25, 45.25], [11.75, 45.25], [11.75, 46.0], [11.0, 46.0], [11.0, 46.75], [10.25, 46.75], [10.25, 45.25]]
+
+
+def _spy(store, monkeypatch):
+    """Record the filter of every engine search the store makes (the real engine answers)."""
+    calls, raw = [], store._search_raw
+
+    def search_raw(v, limit, flt, *args):
+        calls.append((limit, flt))
+        return raw(v, limit, flt, *args)
+
+    monkeypatch.setattr(store, "_search_raw", search_raw)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def geo_vectors(tmp_path_factory):
+    """The lattice with vectors that are the centres' own positions: the nearest tiles in
+    vector space are the nearest on the map, so a query can be aimed at a corner."""
+    pts = [Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{lon},{lat}")),
+                 np.array([lon - 11.0, lat - 46.0, 0.0, 0.0], np.float32) * 10,
+                 {"item_id": "i", "location": {"lon": float(lon), "lat": float(lat)}})
+           for lon in LONS for lat in LATS]
+    edge = open_store(str(tmp_path_factory.mktemp("geo-vectors") / "idx"))
+    mem = open_store(qdrant_url=":memory:")
+    for s in (edge, mem):
+        s.ensure_collection(DIM, "m")
+        s.upsert(pts)
+    yield pts, {"edge": edge, "qdrant-client": mem}
+    edge.close()
+    mem.close()
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+@pytest.mark.parametrize("name, aim, path", [
+    ("polygon_with_hole", (11.021, 46.037), "polygon again"),  # at the hole: the envelope's nearest are in it
+    ("polygon_with_hole", (10.433, 45.617), "envelope"),
+    ("multipolygon", (10.311, 46.917), "envelope"),
+    ("l_shape", (11.513, 46.529), "polygon again"),  # at the missing corner: the envelope's nearest are out
+    ("l_shape", (10.517, 45.541), "envelope"),
+])
+def test_polygon_search_through_its_envelope_is_the_polygons_answer(geo_vectors, backend, name, aim, path,
+                                                                   monkeypatch):
+    """A polygon is searched through its envelope and refined (store.envelope); the hits are
+    exactly the brute-force nearest inside the polygon (holes and edges as Qdrant's rule),
+    and where too few of the envelope's nearest lie inside, the polygon is asked itself."""
+    from rsir_stac.store.envelope import envelope_plan
+    from rsir_stac.store.filters import GeoArea
+
+    pts, stores = geo_vectors
+    doc = {"type": "Polygon", "coordinates": [L_SHAPE]} if name == "l_shape" else AREAS[name]
+    flt = SearchFilter(polygon=GeoArea.from_geojson(doc))
+    query = np.array([aim[0] - 11.0, aim[1] - 46.0, 0.0, 0.0], np.float32) * 10
+    inside_pts = [p for p in pts if inside(doc, p.payload["location"]["lon"], p.payload["location"]["lat"])]
+    dist = {p.id: float(np.linalg.norm(p.vector.astype(np.float64) - query)) for p in inside_pts}
+    store = stores[backend]
+    calls = _spy(store, monkeypatch)
+    hits = store.search(query, k=7, flt=flt)
+    assert [h.id for h in hits] == sorted(dist, key=lambda i: (np.float32(dist[i]), i))[:7]
+    assert envelope_plan(flt) is not None and calls[0][1].polygon is None and calls[0][1].bbox is not None
+    assert [c[1].polygon is not None for c in calls] == ([False] if path == "envelope" else [False, True])
+
+
+def test_thin_or_world_wide_areas_go_to_the_engine_as_they_are():
+    """A diagonal strip fills little of its envelope, and an area either side of 180 has an
+    envelope round the world: both are sent as polygons (no envelope plan)."""
+    from rsir_stac.store.envelope import MIN_FILL, envelope_plan
+    from rsir_stac.store.filters import GeoArea
+
+    strip = GeoArea.from_rings([[0, 0], [1, 1], [1, 1.05], [0, 0.05], [0, 0]])
+    assert envelope_plan(SearchFilter(polygon=strip)) is None
+    square = GeoArea.from_rings([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]])
+    plan = envelope_plan(SearchFilter(polygon=square, collections=("c",)))
+    assert plan is not None and plan.fill == pytest.approx(1.0) and plan.box_filter.collections == ("c",)
+    assert plan.box_filter.bbox == (0.0, 0.0, 1.0, 1.0) and plan.wide(11) == 22
+    octagon = GeoArea.from_rings([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 9)[:-1]], close=True)
+    assert envelope_plan(SearchFilter(polygon=octagon)).fill == pytest.approx(np.sqrt(2) / 2, abs=1e-6)
+    assert np.sqrt(2) / 2 > MIN_FILL
+    across = GeoArea.from_rings([[179, -1], [-179, -1], [-179, 1], [179, 1], [179, -1]])
+    assert len(across.polygons) == 2 and envelope_plan(SearchFilter(polygon=across)) is None
+    assert envelope_plan(SearchFilter(polygon=square, bbox=(0, 0, 0.5, 0.5))) is None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, InputError, PointNotFoundError, StoreError
+from rsir_stac.store.envelope import EnvelopePlan, envelope_plan
 from rsir_stac.store.filters import SearchFilter, haversine_m
 
 log = logging.getLogger(__name__)
@@ -535,8 +536,9 @@ class Store(abc.ABC):
         # one hit more than asked tells whether a tie group straddles the cut (the HNSW
         # search width does not depend on the limit: ef is max(hnsw_ef, limit), HNSW_EF)
         limit = k + 1
+        plan = None if exact else envelope_plan(flt)
         while True:
-            rows = self._search_raw(v, limit, flt, excl, with_vectors, exact)
+            rows = self._filtered_rows(v, limit, flt, excl, with_vectors, exact, plan)
             rows.sort(key=_row_key)
             # a tie group may straddle the cut: widen until the k-th score is settled
             if len(rows) < limit or rows[k - 1][0] < rows[-1][0]:
@@ -546,6 +548,20 @@ class Store(abc.ABC):
         # decoded only for the k kept hits
         return [SearchHit(i, float(score), unpack_payload(rec.payload), _vector_of(rec.vector) if with_vectors else None)
                 for score, i, rec in rows[:k]]
+
+    def _filtered_rows(self, v: np.ndarray, limit: int, flt: SearchFilter | None, excl: Collection[str],
+                       with_vectors: bool, exact: bool, plan: EnvelopePlan | None) -> list[tuple[float, str, Any]]:
+        """:meth:`_search_raw`, a polygon through its envelope first where ``plan`` says so
+        (:mod:`rsir_stac.store.envelope`): the ``plan.wide(limit)`` nearest in the envelope,
+        those inside the polygon kept, unless fewer than ``limit`` remain of an envelope that
+        held more; then the polygon itself."""
+        if plan is not None and (wide := plan.wide(limit)) <= HNSW_EF:  # the walk's own width
+            rows = self._search_raw(v, wide, plan.box_filter, excl, with_vectors, exact)
+            keep = plan.inside([rec for _, _, rec in rows])
+            kept = [row for row, ok in zip(rows, keep) if ok]
+            if len(kept) >= limit or len(rows) < wide:
+                return kept
+        return self._search_raw(v, limit, flt, excl, with_vectors, exact)
 
     def query(self, query: Any, k: int = 10, **kwargs: Any) -> list[SearchHit]:
         """Hits of an :class:`~rsir_stac.store.query.ExampleQuery` (several positive and
