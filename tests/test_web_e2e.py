@@ -641,3 +641,81 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         pg.check_clean()
     finally:
         pg.close()
+
+
+def _result_ids(page):
+    return page.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+
+
+def _on_result(page, x, y) -> bool:
+    """Whether page point (x, y) is on a result footprint (hit-tested as the browser does)."""
+    return page.p.evaluate(f"(() => {{ const e = document.elementFromPoint({x}, {y}); "
+                           "return !!e && !!e.closest('.leaflet-results-pane'); })()")
+
+
+def test_tabs_keyboard_arrows_home_end(browser, server):
+    """WAI-ARIA tabs: one tab stop; arrows (wrapping), Home and End move focus and show the tab."""
+    base, _ = server
+    pg = Page(browser, base)
+    try:
+        pg.p.focus("#tab-results")
+        state = ("(() => { const a = document.activeElement; return [a.id, "
+                 "Array.from(document.querySelectorAll('[role=tab]')).filter(t => t.tabIndex === 0).map(t => t.id), "
+                 "Array.from(document.querySelectorAll('[role=tabpanel]')).filter(p => !p.hidden).map(p => p.id), "
+                 "a.getAttribute('aria-selected')]; })()")
+        for key, name in (("ArrowRight", "scenes"), ("ArrowRight", "labels"), ("ArrowRight", "results"),
+                          ("ArrowLeft", "labels"), ("Home", "results"), ("End", "labels"), ("ArrowLeft", "scenes")):
+            pg.p.keyboard.press(key)
+            assert pg.p.evaluate(state) == [f"tab-{name}", [f"tab-{name}"], [f"pane-{name}"], "true"], key
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_polygon_and_box_drawn_over_results(browser, server):
+    """In a drawing mode clicks on result footprints draw (corners, box), they do not select;
+    a double-click on the first corner closes the ring without extra corners and ends the hint."""
+    from shapely.geometry import MultiPoint
+
+    base, points = server
+    pg = Page(browser, base)
+    try:
+        pid = next(iter(_scene_points(points, "scene-b")))
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_results(10)
+        pg.p.evaluate("rsir.map.setZoom(rsir.map.getZoom(), {animate: false})")
+        hull = MultiPoint([(points[i]["location"]["lon"], points[i]["location"]["lat"]) for i in _result_ids(pg)]).convex_hull
+        corners = list(hull.exterior.coords)[:-1]
+        assert len(corners) >= 3
+        xy = [pg.lonlat_xy(lon, lat) for lon, lat in corners]
+        assert all(_on_result(pg, x, y) for x, y in xy)   # every corner is clicked on a result
+        pg.p.click("#mode-polygon")
+        for x, y in xy:
+            pg.p.mouse.click(x, y)
+            pg.p.wait_for_timeout(350)   # single clicks, not a double-click
+        pg.p.mouse.dblclick(*xy[0])      # close on the first corner
+        pg.wait_results()
+        assert pg.p.inner_text("#area-text") == f"polygon of {len(corners)} corners"
+        ring = pg.p.url.split("poly=")[1].split("&")[0].split(";")
+        assert len(ring) == len(corners) + 1 and ring[0] == ring[-1] and len(set(ring)) == len(corners)
+        assert "sel=" not in pg.p.url and pg.p.locator("#details").is_hidden()
+        assert "double-click to close" not in pg.status()
+        # a box dragged inside one result footprint sets the box; it selects nothing
+        x, y = xy[1]
+        pg.p.click("#mode-box")
+        pg.p.mouse.move(x - 15, y - 15)
+        pg.p.mouse.down()
+        pg.p.mouse.move(x + 15, y + 15, steps=5)
+        pg.p.mouse.up()
+        pg.p.wait_for_function("document.querySelector('#area-text').innerText.startsWith('box ')", timeout=10_000)
+        pg.wait_results()
+        assert "bbox=" in pg.p.url and "sel=" not in pg.p.url
+        assert "Drag a box" not in pg.status()
+        # in search mode a click on a result still selects it
+        loc = points[_result_ids(pg)[0]]["location"]
+        pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+        pg.p.wait_for_selector("#details:not([hidden])")
+        assert "sel=" in pg.p.url
+        pg.check_clean()
+    finally:
+        pg.close()

@@ -167,8 +167,12 @@ function renderQuery(q, query) {
 }
 
 // ------------------------------------------------------------------ tools and controls
+const HINTS = { box: "Drag a box on the map to limit results to it.",
+                polygon: "Click the polygon's corners; double-click to close it (Esc cancels)." };
+
 function setMode(m) {
   cancelDrawing();
+  if (m === "search" && HINTS[mode] && $("status").textContent === HINTS[mode]) setStatus("");  // no stale hint
   mode = m;
   for (const name of ["search", "box", "polygon"]) {
     $("mode-" + name).classList.toggle("active", name === m);
@@ -177,8 +181,7 @@ function setMode(m) {
   $("map").classList.toggle("drawing", m !== "search");
   if (m === "box") map.dragging.disable(); else map.dragging.enable();
   if (m === "polygon") map.doubleClickZoom.disable(); else map.doubleClickZoom.enable();
-  if (m === "box") setStatus("Drag a box on the map to limit results to it.");
-  if (m === "polygon") setStatus("Click the polygon's corners; double-click to close it (Esc cancels).");
+  if (HINTS[m]) setStatus(HINTS[m]);
 }
 
 function fmt(v) { return (Math.round(v * 1e6) / 1e6).toString(); }
@@ -191,7 +194,13 @@ function setArea(a, quiet) {
   else if (a.bbox) { t.textContent = "box " + a.bbox.map(fmt).join(", "); t.className = ""; }
   else { t.textContent = `polygon of ${a.polygon.length - 1} corners`; t.className = ""; }
   t.title = t.textContent;
-  if (!quiet) { if (state.query) run(state.query); else saveUrl(false); }
+  if (!quiet) {
+    if (state.query) run(state.query);
+    else {
+      saveUrl(false);
+      setStatus(a ? `Area: ${t.textContent}. Click the imagery to search in it.` : "Area cleared.");
+    }
+  }
 }
 
 const cancelDrawing = installTools({
@@ -253,15 +262,27 @@ $("upload").addEventListener("change", (ev) => {
 });
 
 // tabs
+const TABS = ["results", "scenes", "labels"];
 function showTab(name) {
-  for (const t of ["results", "scenes", "labels"]) {
+  for (const t of TABS) {
     const on = t === name;
     $("tab-" + t).setAttribute("aria-selected", on ? "true" : "false");
     $("tab-" + t).tabIndex = on ? 0 : -1;
     $("pane-" + t).hidden = !on;
   }
 }
-for (const t of ["results", "scenes", "labels"]) $("tab-" + t).onclick = () => showTab(t);
+for (const t of TABS) $("tab-" + t).onclick = () => showTab(t);
+// WAI-ARIA tabs: one tab stop (roving tabindex); arrows, Home and End move to a tab and show it
+document.querySelector(".tabs[role=tablist]").addEventListener("keydown", (ev) => {
+  const i = TABS.findIndex((t) => $("tab-" + t) === document.activeElement);
+  if (i < 0) return;
+  const to = { ArrowRight: (i + 1) % TABS.length, ArrowLeft: (i + TABS.length - 1) % TABS.length,
+               Home: 0, End: TABS.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  showTab(TABS[to]);
+  $("tab-" + TABS[to]).focus();
+});
 
 // labels tab
 $("refine").onclick = () => run({ kind: "labels" }, { fit: true });

@@ -154,6 +154,8 @@ export function drawArea(area) {
   }
 }
 
+const SAME_PX = 4;    // a click this close to the last corner adds none (the second click of a double-click)
+const CLOSE_PX = 8;   // a closing double-click this close to the first corner ends the ring there
 const clampLng = (v) => Math.max(-180, Math.min(180, v));
 const clampLat = (v) => Math.max(-90, Math.min(90, v));
 const wrapLng = (v) => ((((v + 180) % 360) + 360) % 360) - 180;
@@ -172,9 +174,16 @@ export function viewBbox() {
   return [W, s, E, n];
 }
 
+let toolsClaim = () => false;
+
+/** True while a map click belongs to the drawing tools (a drawing mode, or the end of a box drag),
+ *  so that layers under the pointer (result footprints) leave it to them. */
+export function toolsTakeClick() { return toolsClaim(); }
+
 /** Box and polygon tools; calls onArea(area) when one is drawn, onClick(latlng) for a plain click. */
 export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
   let box = null, poly = null, suppressClick = false;
+  toolsClaim = () => getMode() !== "search" || suppressClick || !!box;
 
   function cancel() { drawLayer.clearLayers(); box = null; poly = null; }
 
@@ -214,8 +223,10 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
       if (!poly) poly = { points: [], line: L.polyline([], { color: "#f28e2b", weight: 2, dashArray: "4 3", interactive: false }).addTo(drawLayer) };
       const p = map.latLngToContainerPoint(e.latlng);
       const last = poly.points[poly.points.length - 1];
-      if (!last || map.latLngToContainerPoint(last).distanceTo(p) > 3) poly.points.push(e.latlng);
-      L.circleMarker(e.latlng, { radius: 3, color: "#f28e2b", interactive: false }).addTo(drawLayer);
+      if (!last || map.latLngToContainerPoint(last).distanceTo(p) > SAME_PX) {  // a double-click adds one corner
+        poly.points.push(e.latlng);
+        L.circleMarker(e.latlng, { radius: 3, color: "#f28e2b", interactive: false }).addTo(drawLayer);
+      }
       poly.line.setLatLngs(poly.points);
       return;
     }
@@ -223,11 +234,17 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
   });
   map.on("dblclick", () => {
     if (getMode() !== "polygon" || !poly) return;
-    if (poly.points.length < 3) {
+    // a double-click on the first corner closes the ring there (its click added no new corner)
+    const pts = poly.points.slice();
+    const px = (ll) => map.latLngToContainerPoint(ll);
+    if (pts.length > 1 && px(pts[pts.length - 1]).distanceTo(px(pts[0])) <= CLOSE_PX) pts.pop();
+    if (pts.length < 3) {
+      poly.points = pts;
+      poly.line.setLatLngs(pts);
       onStatus("A polygon needs at least 3 corners; keep clicking, double-click to close.", "error");
       return;
     }
-    const ring = poly.points.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
+    const ring = pts.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
     ring.push(ring[0]);
     cancel();
     setMode("search");

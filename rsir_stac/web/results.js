@@ -1,6 +1,6 @@
 // Results: footprints with rank badges on the map, the scrolling gallery, selection and details.
 import { setImage, tileUrl } from "./api.js";
-import { map } from "./map.js";
+import { map, toolsTakeClick } from "./map.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -102,7 +102,11 @@ export function showResults(doc, h) {
   for (const f of features.slice().reverse()) {
     if (!f.geometry) continue;
     const layer = L.geoJSON(f.geometry, { style: () => footprintStyle(f.id), pane: "results" }).getLayers()[0];
-    layer.on("click", (e) => { L.DomEvent.stopPropagation(e); h.onSelect(f.id, true); });
+    layer.on("click", (e) => {
+      if (toolsTakeClick()) return;   // drawing: the click goes on to the map (a corner), not a selection
+      L.DomEvent.stopPropagation(e);
+      h.onSelect(f.id, true);
+    });
     layer.on("mouseover", () => { const c = cards.get(f.id); if (c) c.classList.add("hover"); });
     layer.on("mouseout", () => { const c = cards.get(f.id); if (c) c.classList.remove("hover"); });
     resultsLayer.addLayer(layer);
