@@ -130,15 +130,27 @@ def check(index, repair, as_json):
     fixed = repair_index(index) if repair and not report.ok else None
     if as_json:
         _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
+    elif not report.loadable:
+        click.echo(f"index {report.index}: the engine cannot load its shard, so none of its points can be read; "
+                   f"its digest ledger records {report.ledger_points} points")
     else:
         click.echo(f"index {report.index}: {report.points} points, {report.verified} verified against their "
                    f"digests, {report.unverified} without a digest (re-embedded by the next ingest)")
     for f in report.findings:
         sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
         click.echo(f"damaged: {f.message}{sample}", err=True)
-    if fixed is not None:
+    if fixed is not None and fixed.set_aside:
+        click.echo(f"repaired: the shard the engine cannot load was moved to {fixed.set_aside} with the digests of "
+                   f"its {fixed.dropped} recorded points (delete it when done); the index now holds no points: "
+                   f"re-run the ingest that built {index} to index them again, or `rsir-stac restore SNAPSHOT "
+                   f"--index {index} --force`", err=True)
+    elif fixed is not None:
         click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
                    f"{index} to restore them" if fixed.dropped else f"repaired: kept all {fixed.kept} points", err=True)
+    elif not report.loadable:
+        _fail(f"index {report.index} cannot be loaded, so its {report.ledger_points} recorded points cannot be "
+              f"read; run `rsir-stac check --index {index} --repair` (it sets the shard aside) and then re-run the "
+              f"ingest that built it, or `rsir-stac restore SNAPSHOT --index {index} --force` from a snapshot", 1)
     elif not report.ok:
         _fail(f"index {report.index} is damaged ({len(report.findings)} finding(s) above); re-run the ingest "
               f"that built it, or `rsir-stac check --index {index} --repair` then re-run it", 1)

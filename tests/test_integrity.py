@@ -76,6 +76,15 @@ def _damage(idx: Path, kind: str) -> None:
         (_segment(idx) / "segment.json").unlink()
     elif kind == "payload":
         _overwrite(_segment(idx) / "payload_storage" / "page_0.dat", 0, 2000)
+    elif kind == "idflip":  # as the trial did: 12 bytes in the id tracker's mappings (engine: "Corrupted ID tracker")
+        with open(_segment(idx) / "mutable_id_tracker.mappings", "r+b") as fh:
+            fh.seek(40)
+            fh.write(bytes(range(1, 13)))
+    elif kind == "walheader":  # random bytes at the start of the WAL ("Can't init WAL: Illegal segment header")
+        _overwrite(idx / "rsir_tiles" / "wal" / "open-1", 0, 64)
+    elif kind == "edgeconfig":  # a shard config cut short ("Failed to deserialize ... edge_config.json")
+        cfg = idx / "rsir_tiles" / "edge_config.json"
+        cfg.write_text(cfg.read_text()[:40])
     else:  # pragma: no cover
         raise AssertionError(kind)
 
@@ -88,6 +97,9 @@ EXPECTED = {
     "idtracker": ({"tracker", "lost"}, "mutable_id_tracker.mappings (the id tracker) is missing"),
     "payload": ({"unreadable"}, "cannot be read back"),
     "descriptor": ({"file", "engine"}, "segment.json is missing"),
+    "idflip": ({"engine"}, "Corrupted ID tracker mapping storage"),
+    "walheader": ({"engine"}, "WAL"),
+    "edgeconfig": ({"engine"}, "edge_config.json"),
 }
 
 
@@ -131,6 +143,55 @@ def test_check_names_damage_and_rerun_ingest_repairs(idx, built, tiny_bundle, ki
     with Index.open(str(idx), model=tiny_bundle) as index:
         pid = next(iter(clean))
         assert len(index.search(point_id=pid, k=5).hits) == 5
+
+
+@pytest.mark.parametrize("kind", ["idflip", "walheader", "edgeconfig"])
+def test_unloadable_shard_check_repair_sets_it_aside_then_ingest_rebuilds(idx, built, tiny_bundle, kind):
+    """A shard the engine cannot load: `check` says so (not "0 points, 0 verified") with the ledger's
+    count; `check --repair` sets it aside under a new timestamped name (an earlier one is kept), names
+    what was lost and the fixes; the re-run ingest then rebuilds the index."""
+    scenes, _, clean = built
+    earlier = idx / ".rsir_tiles.damaged"  # set aside by an earlier repair: never replaced
+    earlier.mkdir()
+    (earlier / "keep").write_text("old")
+    _damage(idx, kind)
+    out = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert out.exit_code == 1, out.output
+    assert "cannot load its shard" in out.stdout and "records 36 points" in out.stdout, out.stdout
+    assert "0 points, 0 verified" not in out.output
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: index {idx} cannot be loaded, so its 36 recorded points cannot be read")
+    assert "--repair" in last and "re-run the ingest" in last and "restore SNAPSHOT" in last and "--force" in last
+
+    fixed = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "repaired: the shard the engine cannot load was moved to" in fixed.stderr, fixed.stderr
+    assert "36 recorded points" in fixed.stderr and "re-run the ingest" in fixed.stderr
+    assert (earlier / "keep").read_text() == "old"
+    aside = sorted(idx.glob(".rsir_tiles.damaged-*"))
+    assert len(aside) == 1 and (aside[0] / "segments").is_dir() and (aside[0] / "rsir_tiles.digests.sqlite").is_file()
+    assert str(aside[0]) in fixed.stderr
+    gone = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert gone.exit_code == 2 and aside[0].name in gone.output and "re-run the ingest" in gone.output
+
+    rep = ingest(scenes, index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and rep.points_written == 36
+    assert check_index(idx).ok
+    _assert_equal_to_clean(idx, clean)
+    # a second set-aside gets its own name
+    _damage(idx, kind)
+    assert CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"]).exit_code == 0
+    assert len(list(idx.glob(".rsir_tiles.damaged-*"))) == 2 and (earlier / "keep").is_file()
+
+
+def test_commands_on_an_unloadable_shard_name_the_fixes(idx, built):
+    _damage(idx, "idflip")
+    for args in (["info", "--index", str(idx)], ["search", "--index", str(idx), "--point-id", next(iter(built[2]))]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        line = r.output.strip().splitlines()[-1]
+        assert line.startswith(f"error: index {idx} cannot be loaded"), line
+        assert f"rsir-stac check --index {idx} --repair" in line and "re-run the ingest" in line
 
 
 def test_undamaged_rerun_skips_everything(idx, built, tiny_bundle):

@@ -222,6 +222,56 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def _engine_message(exc: BaseException) -> str:
+    """The engine's own message (first line), or the bare reason of an rsir-stac StoreError made from one."""
+    msg = getattr(exc, "engine_message", None)
+    if isinstance(msg, str):
+        return msg
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+#: Phrases of qdrant-edge errors that mean its files hold bytes it cannot use (storage damage).
+_DAMAGE_PHRASES = ("corrupt", "malformed", "failed to decode", "decompress", "deserialize", "illegal",
+                   "unexpected end", "invalid", "checksum", "no such file", "failed to load", "eof while")
+
+
+def _looks_damaged(msg: str) -> bool:
+    low = msg.lower()
+    return any(p in low for p in _DAMAGE_PHRASES)
+
+
+def _denied(msg: str) -> bool:
+    low = msg.lower()
+    return "permission denied" in low or "os error 13" in low or "read-only file system" in low
+
+
+def _unloadable(exc: BaseException) -> bool:
+    """Whether a failed load means the shard's files are unusable (set it aside), rather than
+    permissions or the index being in use (leave it alone)."""
+    if isinstance(exc, (IndexInUseError, DiskFullError)):
+        return False
+    return not _denied(_engine_message(exc))
+
+
+def damaged_aside_path(index: Path, collection: str) -> Path:
+    """A new ``.<collection>.damaged-<UTC time>`` folder name in ``index`` that does not exist yet:
+    each shard set aside keeps its own (an earlier one is never replaced)."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = index / f".{collection}.damaged-{stamp}"
+    out, n = base, 1
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def damaged_aside_paths(index: Path, collection: str) -> list[Path]:
+    """Shards set aside in ``index`` (oldest first), including the untimestamped name of earlier versions."""
+    return sorted(p for p in index.glob(f".{collection}.damaged*") if p.is_dir())
+
+
 def _payload_index_finding() -> Any:
     from rsir_stac.store.integrity import Finding
 
@@ -280,6 +330,12 @@ class EdgeStore(Store):
         refuse_broken_link(self.index)
         undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
+            aside = damaged_aside_paths(self.index, collection) if self.index.is_dir() else []
+            if aside:
+                raise IndexNotFoundError(
+                    f"index {self.index} has no collection {collection!r} (a damaged one was set aside in "
+                    f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore SNAPSHOT --index "
+                    f"{self.index} --force`")
             raise IndexNotFoundError(
                 f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
             )
@@ -340,11 +396,15 @@ class EdgeStore(Store):
                             "the index from its points", self.index, moved)
                 self._load()
                 damage = damage or [_payload_index_finding()]
-            elif not (repair and damage):
-                raise
-            else:
-                self._set_aside(damage)  # damaged beyond loading: start the collection afresh
+            elif repair and (damage or _unloadable(exc)):
+                from rsir_stac.store.integrity import Finding
+
+                # damaged beyond loading (a deleted descriptor, a corrupt id tracker, WAL header or shard
+                # config): set it aside, so that the ingest builds the collection again
+                self._set_aside(damage or [Finding("engine", f"the engine cannot load it ({_engine_message(exc)})")])
                 return
+            else:
+                raise
         self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
         if repair is None:
             pass
@@ -375,21 +435,31 @@ class EdgeStore(Store):
         from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger
         from rsir_stac.store.integrity import RepairReport
 
-        aside = self.index / f".{self.collection}.damaged"
-        shutil.rmtree(aside, ignore_errors=True)
+        aside = damaged_aside_path(self.index, self.collection)  # never replaces an earlier one
         os.replace(self.shard_dir, aside)
         ledger = self.index / f"{self.collection}{LEDGER_SUFFIX}"
         lost = 0
         if ledger.is_file():
-            old = DigestLedger(ledger, read_only=True)
-            lost = old.count()
-            old.close()
-            ledger.unlink()
+            try:
+                old = DigestLedger(ledger, read_only=True)
+                try:
+                    lost = old.count()
+                finally:
+                    old.close()
+            except Exception:  # noqa: BLE001 - an unreadable ledger: the count is unknown
+                pass
+            # the digests go with the shard they describe (the new collection starts a new ledger)
+            for extra in ("", "-wal", "-shm"):
+                f = ledger.with_name(ledger.name + extra)
+                if f.exists():
+                    os.replace(f, aside / f.name)
         self._meta = self._read_meta()
         self._shard = None
-        self.repaired = RepairReport(str(self.index), 0, lost, [], [f"shard unloadable: {damage[0].message}"])
-        log.warning("index %s cannot be loaded (%s); moved it to %s (delete it when done) and will build the "
-                    "collection again", self.index, "; ".join(f.message for f in damage), aside)
+        self.repaired = RepairReport(str(self.index), 0, lost, [], [f"shard unloadable: {damage[0].message}"],
+                                     set_aside=str(aside))
+        log.warning("index %s cannot be loaded (%s); moved it to %s with its %d recorded points (delete it when "
+                    "done) and will build the collection again", self.index, "; ".join(f.message for f in damage),
+                    aside, lost)
 
     def _warn_damage(self, damage: list, found: list) -> None:
         """Warn (once, at open) when files are damaged or points recorded in the
@@ -428,14 +498,31 @@ class EdgeStore(Store):
         return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()
 
     def _engine_error(self, exc: Exception, action: str) -> StoreError:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = _engine_message(exc)
         if is_disk_full(exc):
             return disk_full(self.index, action)
         if "WouldBlock" in msg:
             return IndexInUseError(
                 f"index {self.index} is in use by another process (its WAL is locked); wait for it or use another --index"
             )
-        return StoreError(f"index {self.index}: {action} failed ({msg}); check the directory or rebuild the index")
+        if _denied(msg):
+            err = StoreError(f"index {self.index}: {action} failed ({msg}); check the permissions of {self.index} "
+                             "and the files in it")
+        elif action == "loading the Edge shard":
+            err = StoreError(
+                f"index {self.index} cannot be loaded: the engine fails on its files ({msg}); run `rsir-stac check "
+                f"--index {self.index} --repair` (it sets the damaged shard aside) and then re-run the ingest that "
+                f"built it, or restore a snapshot with `rsir-stac restore SNAPSHOT --index {self.index} --force`")
+        elif _looks_damaged(msg):
+            err = StoreError(
+                f"index {self.index} is damaged: {action} failed ({msg}); run `rsir-stac check --index {self.index} "
+                "--repair`, then re-run the ingest that built it to restore the points it drops")
+        else:
+            err = StoreError(
+                f"index {self.index}: {action} failed ({msg}); run `rsir-stac check --index {self.index}` to find "
+                "damaged files (`--repair`, then re-running the ingest that built it, fixes them)")
+        err.engine_message = msg  # type: ignore[attr-defined]
+        return err
 
     def _load(self) -> None:
         import qdrant_edge as q

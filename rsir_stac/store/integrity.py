@@ -243,6 +243,7 @@ class CheckReport:
     verified: int = 0
     unverified: int = 0
     findings: list[Finding] = field(default_factory=list)
+    loadable: bool = True  # False: the engine cannot load the shard (``points`` is then unknown, 0)
 
     @property
     def ok(self) -> bool:
@@ -353,15 +354,17 @@ def _probes(p: dict) -> list[tuple[str, Any, bool]]:
 def _collection_dir(index: str | Path, collection: str) -> Path:
     """The absolute index path, after refusing a broken link and undoing an interrupted restore;
     IndexNotFoundError when it holds no ``collection``."""
-    from rsir_stac.store.edge import refuse_broken_link, undo_interrupted_restore
+    from rsir_stac.store.edge import damaged_aside_paths, refuse_broken_link, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
     refuse_broken_link(path)
     undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
-        if (path / f".{collection}.damaged").is_dir():
+        aside = damaged_aside_paths(path, collection)
+        if aside:
             raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
-                                     f".{collection}.damaged); re-run the ingest that built it")
+                                     f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore "
+                                     f"SNAPSHOT --index {path} --force`")
         raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build "
                                  "it with rsir-stac ingest")
     return path
@@ -386,7 +389,12 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     except IndexInUseError:
         raise
     except StoreError as exc:
-        report.findings.append(Finding("engine", f"the engine cannot open the index ({exc})"))
+        from rsir_stac.store.edge import _engine_message
+
+        report.loadable = False
+        report.ledger_points = _ledger_count(path, collection)
+        report.findings.append(Finding("engine", f"the engine cannot open the index: it fails loading "
+                                                 f"{collection}/ ({_engine_message(exc)})"))
         return report
     with store:
         shard, ledger = store._shard, store._ledger
@@ -417,6 +425,23 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     return report
 
 
+def _ledger_count(path: Path, collection: str) -> int:
+    """How many points the digest ledger records (0 when it is missing or unreadable)."""
+    ledger = path / f"{collection}{LEDGER_SUFFIX}"
+    if not ledger.is_file():
+        return 0
+    try:
+        db = DigestLedger(ledger, read_only=True)
+    except StoreError:
+        return 0
+    try:
+        return db.count()
+    except Exception:  # noqa: BLE001 - a ledger without its table yet, or damaged: nothing recorded
+        return 0
+    finally:
+        db.close()
+
+
 def _no_digests(path: Path, collection: str, n: int, present: bool) -> Finding:
     """The finding for an index whose digest ledger is missing or empty while it
     holds points: nothing can be verified (deleted, emptied, or an index from
@@ -441,6 +466,7 @@ class RepairReport:
     dropped: int
     dropped_ids: list[str]
     reasons: list[str]
+    set_aside: str | None = None  # where a shard the engine cannot load was moved (its points all dropped)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -478,9 +504,10 @@ def rebuild_shard(store: Any) -> RepairReport:
     cfg_doc = json.loads((store.shard_dir / "edge_config.json").read_text(encoding="utf-8")) \
         if (store.shard_dir / "edge_config.json").is_file() else {}
     dim = int(((cfg_doc.get("vectors") or {}).get("") or {}).get("size") or store._require_meta().dim)
-    tmp, old = index / f".{name}.repairing", index / f".{name}.damaged"
+    from rsir_stac.store.edge import damaged_aside_path
+
+    tmp, old = index / f".{name}.repairing", damaged_aside_path(index, name)  # never an earlier set-aside shard
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
     if store._shard is not None:
         try:
             store._shard.close()
