@@ -719,3 +719,72 @@ def test_polygon_and_box_drawn_over_results(browser, server):
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_dates_first_in_captions_labels_and_alt_text(browser, server):
+    """Results and labels of one place at several dates differ by their date: it comes first in the
+    gallery, the Labels list (also on a phone, from a link) and the image alt text."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results(10)
+        ids = _result_ids(pg)
+        for n, rid in enumerate(ids):
+            p = points[rid]
+            date = p["datetime"][:10] if p.get("datetime") else "no date"
+            card = pg.p.locator("#gallery .card").nth(n)
+            assert card.locator(".cap .date").inner_text() == date
+            assert card.locator(".cap .item").inner_text() == p["item_id"]
+            assert card.locator("img").get_attribute("alt") == f"Result {n + 1}: {date}, {p['item_id']}"
+        dated = [i for i in ids if points[i].get("datetime")][:2]
+        link = f"/?q=p:{pid}&pos={dated[0]}&neg={dated[1]}"
+    finally:
+        pg.close()
+    pg = Page(browser, base, size=(390, 844), path=link)
+    try:
+        pg.wait_results(10)
+        pg.p.click("#tab-labels")
+        pg.p.wait_for_function("document.querySelector('#label-list .what').innerText.includes('·')", timeout=20_000)
+        rows = pg.p.locator("#label-list .what").all_inner_texts()
+        for rid, text in zip(dated, rows):
+            assert text == f"{points[rid]['datetime'][:10]} · {points[rid]['item_id']} · tile {rid[:8]}"
+        # what the phone shows of the row starts with the date
+        box = pg.p.locator("#label-list .what").first.bounding_box()
+        assert box["width"] > 80
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_labelled_tiles_stay_drawn_and_query_on_top(browser, server):
+    """Labelled tiles keep their green/red outlines after a refine (they are no longer results);
+    the query's outline is drawn over the result footprints."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-b")))
+    pg = Page(browser, base)
+    try:
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_results(10)
+        for i, lab in ((1, "Positive"), (2, "Positive"), (6, "Negative")):
+            pg.p.locator("#gallery .card").nth(i).click()
+            pg.p.click(f"#details button:has-text('{lab}')")
+        pg.p.click("#tab-labels")
+        pg.p.click("#refine")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('your labels')", timeout=30_000)
+        pg.wait_results()
+        strokes = sorted(pg.p.evaluate("Array.from(document.querySelectorAll('.leaflet-labels-pane path'))"
+                                       ".map(p => p.getAttribute('stroke'))"))
+        assert strokes == ["#2ca02c", "#2ca02c", "#d62728"], strokes
+        # a search from a tile: the labels stay drawn, the query's outline is above the results
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('a stored tile')", timeout=30_000)
+        pg.wait_results(10)
+        assert pg.p.locator(".leaflet-labels-pane path").count() == 3
+        assert pg.p.locator(".leaflet-query-pane path").count() >= 1
+        z = pg.p.evaluate("['results', 'query'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
+        assert z[1] > z[0]
+        pg.shots("labels_drawn")
+        pg.check_clean()
+    finally:
+        pg.close()

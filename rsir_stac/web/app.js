@@ -97,7 +97,7 @@ async function run(query, opts) {
     setStatus(friendly(err.message), "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
-      L.circleMarker([query.lat, query.lon], { radius: 5, color: "#d7263d", weight: 2, interactive: false }).addTo(queryLayer);
+      L.circleMarker([query.lat, query.lon], { radius: 5, color: "#d7263d", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
     }
   }
 }
@@ -110,9 +110,9 @@ function render(doc, query, opts) {
   const q = doc.query || {};
   if (query.kind === "location" && q.id) query.pinned = q.id;
   if (q.geometry) {
-    L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false }).addTo(queryLayer);
+    L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
-  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: "#d7263d", weight: 2, fillOpacity: 1, interactive: false }).addTo(queryLayer);
+  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: "#d7263d", weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
   renderQuery(q, query);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
@@ -240,7 +240,7 @@ $("goto").addEventListener("submit", (ev) => {
     return;
   }
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
-  L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false }).addTo(queryLayer);
+  L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
   if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1] });
   else setStatus(`Moved to ${v[0]}, ${v[1]}.`);
 });
@@ -421,6 +421,7 @@ function applyState(s, first) {
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   setArea(s.area, true);
   labels.renderLabels();
+  labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
   if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
   if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
   else { clearResults(); $("query").hidden = true; restyleAll(); }

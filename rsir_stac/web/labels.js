@@ -1,11 +1,22 @@
 // Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
 import { api, apiUrl, postJson } from "./api.js";
 import { map } from "./map.js";
-import { el, shortDate } from "./results.js";
+import { el, midShort, shortDate } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const classifyLayer = L.featureGroup().addTo(map);
+const labelLayer = L.layerGroup().addTo(map);   // every labelled tile, results or not
+
+function drawLabels() {
+  labelLayer.clearLayers();
+  for (const [, l] of state.labels) {
+    if (!l.geometry) continue;
+    const colour = l.label === "positive" ? "#2ca02c" : "#d62728";
+    L.geoJSON(l.geometry, { pane: "labels", interactive: false,
+                            style: { color: colour, weight: 2.5, fillColor: colour, fillOpacity: 0.1 } }).addTo(labelLayer);
+  }
+}
 
 /** Capabilities of the server: the analyst endpoints (/api/query, /api/classify, ...) or not. */
 export const caps = { query: false, classify: false, export: false, labels: false };
@@ -42,10 +53,10 @@ export function renderLabels(onRemove) {
     if (l.label === "positive") pos++; else neg++;
     const li = el("li", l.label);
     li.appendChild(el("span", "tag", l.label === "positive" ? "✓" : "✗"));
-    // the scene and the tile (several labels are often tiles of one scene)
-    const what = el("span", "what", (l.item_id ? l.item_id + " · " : "") + "tile " + id.slice(0, 8) +
-                    (l.datetime ? " · " + shortDate(l.datetime) : ""));
-    what.title = id;
+    // the date first (labels of one place at several dates differ by it), the scene, the tile
+    const what = el("span", "what", [l.datetime ? shortDate(l.datetime) : "", l.item_id ? midShort(l.item_id, 28) : "",
+                                     "tile " + id.slice(0, 8)].filter(Boolean).join(" · "));
+    what.title = [l.datetime ? shortDate(l.datetime) : "", l.item_id || "", id].filter(Boolean).join(" · ");
     li.appendChild(what);
     const rm = el("button", "small", "Remove");
     rm.type = "button";
@@ -60,6 +71,24 @@ export function renderLabels(onRemove) {
   $("classify").disabled = pos === 0;
   $("save-labels").disabled = state.labels.size === 0;
   $("clear-labels").disabled = state.labels.size === 0;
+  drawLabels();
+}
+
+/** Fill in the footprint, scene and date of labels that lack them (labels from a link): the
+ *  server's label check returns them. */
+export async function fillInLabels() {
+  const bare = [...state.labels].filter(([, l]) => !l.geometry || !l.item_id);
+  if (!caps.labels || !bare.length) return;
+  const doc = { type: "FeatureCollection", features: bare.map(([id, l]) => (
+    { type: "Feature", id: id, geometry: null, properties: { point_id: id, label: l.label } })) };
+  let checked;
+  try { checked = parseLabels(await postJson(apiUrl("labels"), { labels: doc })); } catch (e) { return; }
+  for (const [id, got] of checked) {
+    const cur = state.labels.get(id);
+    if (!cur || cur.label !== got.label) continue;   // changed meanwhile
+    state.labels.set(id, Object.assign({}, got, { note: cur.note || got.note }));
+  }
+  renderLabels();
 }
 
 export function download(name, blob) {

@@ -12,12 +12,13 @@ export const map = L.map("map", {
 });
 map.attributionControl.setPrefix(false);
 
-for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["badges", 640]]) {
+// labelled tiles under the results (a labelled result shows its label colour itself), the query on top
+for (const [name, z] of [["imagery", 200], ["scenes", 390], ["labels", 405], ["results", 410], ["query", 420],
+                         ["badges", 640]]) {
   map.createPane(name);
   map.getPane(name).style.zIndex = z;
 }
-map.getPane("imagery").style.pointerEvents = "none";
-map.getPane("badges").style.pointerEvents = "none";
+for (const name of ["imagery", "labels", "query", "badges"]) map.getPane(name).style.pointerEvents = "none";
 
 // ------------------------------------------------------------------ imagery (our own XYZ tiles)
 const AuthTiles = L.TileLayer.extend({

@@ -12,9 +12,18 @@ export function el(tag, cls, text) {
 }
 export const shortDate = (s) => (s ? String(s).slice(0, 10) : "");
 
+/** A long name cut in the middle to n characters ("opengeos_naip_m…20200831-b3278a42796e"): its
+ *  start and its end (where item ids keep dates and versions) stay readable. */
+export function midShort(s, n) {
+  s = String(s || "");
+  if (s.length <= n) return s;
+  const head = Math.ceil((n - 1) * 0.4);
+  return s.slice(0, head) + "…" + s.slice(s.length - (n - 1 - head));
+}
+
 const resultsLayer = L.featureGroup().addTo(map);
 const badgeLayer = L.layerGroup().addTo(map);
-export const queryLayer = L.featureGroup().addTo(map);
+export const queryLayer = L.featureGroup().addTo(map);   // its layers go in the "query" pane, over the results
 const footprints = new Map();   // id -> layer
 const cards = new Map();        // id -> card
 let features = [];
@@ -128,7 +137,7 @@ function card(f, scored) {
   c.dataset.id = f.id;
   const dist = typeof p.distance === "number" ? p.distance : p.score;
   const img = el("img");
-  img.alt = `Result ${p.rank}:`;
+  img.alt = `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`;
   img.loading = "lazy";
   img.width = 256;
   img.height = 256;
@@ -137,7 +146,10 @@ function card(f, scored) {
   c.appendChild(el("span", "rank", String(p.rank)));
   const cap = el("div", "cap");
   cap.appendChild(el("div", "dist", (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?")));
-  cap.appendChild(el("div", "item", (p.item_id || "") + (p.datetime ? " · " + shortDate(p.datetime) : "")));
+  // the date first: results of one place at several dates (a time series) differ by it
+  cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
+  const item = cap.appendChild(el("div", "item", midShort(p.item_id, 22)));
+  item.title = p.item_id || "";
   c.appendChild(cap);
   c.onclick = () => handlers.onSelect(f.id, true);
   c.onkeydown = (ev) => {
