@@ -88,6 +88,19 @@ def test_classify_endpoint(client, world, bundle):  # noqa: F811
     assert 1 <= len(areas["features"]) <= 4 and areas["features"][0]["properties"]["tiles"] >= 2
 
 
+def test_classify_hits_carry_the_label_column(client, world, bundle):  # noqa: F811
+    """As the CLI's classify exports: ``label`` is a property of its own ("positive" for a tile
+    labelled so, else null), not buried in ``extra``."""
+    labels = _labels(world, bundle).to_geojson()
+    positives = {f["id"] for f in labels["features"] if f["properties"]["label"] == "positive"}
+    doc = client.post("/api/classify", json={"labels": labels, "threshold": 0.5}).json()
+    props = {f["id"]: f["properties"] for f in doc["features"]}
+    assert props and all("label" in p for p in props.values())
+    assert {i for i, p in props.items() if p["label"] == "positive"} == positives & set(props)
+    assert all(p["label"] is None for i, p in props.items() if i not in positives)
+    assert all("label" not in json.loads(p["extra"] or "{}") for p in props.values())
+
+
 def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
     pid = world[1][0].id
     labels = _labels(world, bundle).to_geojson()

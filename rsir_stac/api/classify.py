@@ -26,6 +26,7 @@ def classify_router(svc: Any):
         """Logistic regression on the labelled tiles' vectors, applied to every tile in the filtered area."""
         from rsir_stac.classify import classify, dissolve
         from rsir_stac.export import row_of
+        from rsir_stac.store import SearchHit
 
         if isinstance(req.max_hits, bool) or not 1 <= req.max_hits <= bodies.MAX_HITS_API:
             raise InputError(f"max_hits={req.max_hits} must be within 1..{bodies.MAX_HITS_API}")
@@ -34,8 +35,11 @@ def classify_router(svc: Any):
         with svc.lock:
             rep = classify(svc.index, labels, flt=flt, threshold=req.threshold, holdout=req.holdout,
                            max_hits=req.max_hits)
+        # the analyst's own label (positive, or null) as a column of its own, as `rsir-stac classify` writes it
         rows = dissolve(rep.hits) if req.dissolve else svc.public_rows(
-            [row_of(h, rank=n, score_name="probability") for n, h in enumerate(rep.hits, 1)])
+            [row_of(SearchHit(h.id, h.score, {k: v for k, v in h.payload.items() if k != "label"}), rank=n,
+                    score_name="probability", extra={"label": h.payload.get("label")})
+             for n, h in enumerate(rep.hits, 1)])
         feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
                   "properties": {k: v for k, v in r.items() if k != "geometry"}} for r in rows]
         return {"type": "FeatureCollection", "features": feats, "summary": rep.summary(),
