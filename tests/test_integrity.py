@@ -332,6 +332,27 @@ def test_snapshot_restore_roundtrip_replaces_damaged_index(idx, built, tmp_path)
     assert tree_bytes(fresh, allocated=True) < tree_bytes(fresh, allocated=False) / 4
 
 
+@pytest.mark.parametrize("kind", ["random", "payload", "truncated"])
+def test_snapshot_refuses_a_damaged_index(idx, tmp_path, kind):
+    """snapshot runs the check restore runs: a damaged index is refused (exit 1, one line naming
+    check --repair and the re-ingest) and no archive is written, instead of a "verified" snapshot
+    that restore then refuses."""
+    _damage(idx, kind)
+    snap = tmp_path / "d.tar.gz"
+    r = CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(idx)])
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: index {idx} is damaged ("), r.output
+    assert f"rsir-stac check --index {idx} --repair" in lines[0] and "re-run the ingest" in lines[0]
+    assert "verified" not in r.output
+    assert not snap.exists() and not list(tmp_path.glob(".d.tar.gz*"))
+    # once repaired (and re-ingested), the snapshot is taken and restores
+    assert CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"]).exit_code == 0
+    ok = CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(idx)])
+    assert ok.exit_code == 0, ok.output
+    assert restore(snap, tmp_path / "back").points == check_index(idx).points
+
+
 def _rewrite_member(src: Path, dst: Path, name_part: str) -> None:
     """Copy a snapshot, flipping bytes in the first member whose name contains name_part."""
     import io

@@ -99,3 +99,20 @@ def test_writing_to_read_only_index_is_one_line(ro_index, tiny_bundle, tmp_path)
     assert r.exit_code == 1
     last = r.output.strip().splitlines()[-1]
     assert last.startswith("error: ") and "writable --index" in last, r.output
+
+
+def test_snapshot_of_read_only_index_then_restore(ro_index, tmp_path):
+    """snapshot only reads: on read-only media it takes no lock (none can be created there) and
+    checks a private copy; the archive restores to the same index."""
+    from rsir_stac.store.integrity import check_index
+    from rsir_stac.store.snapshot import restore
+
+    ro, src = ro_index
+    before = _listing(src)
+    snap = tmp_path / "ro.tar.gz"
+    r = CliRunner().invoke(main, ["snapshot", str(snap), "--index", str(ro)])
+    assert r.exit_code == 0, r.output
+    assert "24 points" in r.output
+    assert _listing(src) == before and not (src / ".lock").exists()
+    rep = restore(snap, tmp_path / "back")
+    assert rep.points == 24 and check_index(tmp_path / "back").ok

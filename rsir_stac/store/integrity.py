@@ -397,31 +397,40 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
                                                  f"{collection}/ ({_engine_message(exc)})"))
         return report
     with store:
-        shard, ledger = store._shard, store._ledger
-        if shard is None:
-            return report
-        why = store.meta_recovered or store.meta_disagrees()
-        if why:
-            report.findings.append(Finding("meta", f"{why}; `rsir-stac check --index {path} --repair` "
-                                                   "writes it again from the stored points"))
-        try:
-            ids = _scroll_ids(shard)
-        except Exception as exc:  # noqa: BLE001
-            report.findings.append(Finding("engine", f"the engine cannot list the points ({str(exc).splitlines()[0]})"))
-            return report
-        report.points = len(ids)
-        ledger_ids = set(ledger.ids()) if ledger is not None else set()
-        report.ledger_points = len(ledger_ids)
-        rb = read_back(shard, ids, ledger)
-        report.verified, report.unverified = len(rb.verified), len(rb.unverified)
-        lost = ledger_ids - set(ids)
-        if lost:
-            report.findings.extend(f for f in files if f.kind == "tracker")
-        _engine_findings(store, report, rb, lost)
-        if rb.verified:
-            report.findings.extend(index_findings(store, sorted(rb.verified)))
-        if ids and not ledger_ids:
-            report.findings.append(_no_digests(path, collection, len(ids), ledger is not None))
+        check_open_store(store, report, files)
+    return report
+
+
+def check_open_store(store: Any, report: CheckReport, files: list[Finding]) -> CheckReport:
+    """The checks of :func:`check_index` after the engine loaded the shard: metadata, counts,
+    every point read back, payload-index probes; findings go to ``report``.  ``store`` is an open
+    :class:`EdgeStore` (``snapshot`` checks the store it copies, under the same lock)."""
+    path, collection = store.index, store.collection
+    shard, ledger = store._shard, store._ledger
+    if shard is None:
+        return report
+    why = store.meta_recovered or store.meta_disagrees()
+    if why:
+        report.findings.append(Finding("meta", f"{why}; `rsir-stac check --index {path} --repair` "
+                                               "writes it again from the stored points"))
+    try:
+        ids = _scroll_ids(shard)
+    except Exception as exc:  # noqa: BLE001
+        report.findings.append(Finding("engine", f"the engine cannot list the points ({str(exc).splitlines()[0]})"))
+        return report
+    report.points = len(ids)
+    ledger_ids = set(ledger.ids()) if ledger is not None else set()
+    report.ledger_points = len(ledger_ids)
+    rb = read_back(shard, ids, ledger)
+    report.verified, report.unverified = len(rb.verified), len(rb.unverified)
+    lost = ledger_ids - set(ids)
+    if lost:
+        report.findings.extend(f for f in files if f.kind == "tracker")
+    _engine_findings(store, report, rb, lost)
+    if rb.verified:
+        report.findings.extend(index_findings(store, sorted(rb.verified)))
+    if ids and not ledger_ids:
+        report.findings.append(_no_digests(path, collection, len(ids), ledger is not None))
     return report
 
 

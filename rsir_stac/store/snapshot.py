@@ -103,10 +103,17 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     if dst.exists() and not force:
         raise TargetExistsError(f"snapshot {dst} already exists; choose another file name, or pass --force to "
                                 "replace it")
-    with EdgeStore(src, collection=collection, repair=None) as store:
+    # an index on read-only media is read from a private copy, without a lock (nothing can change it)
+    read_only = not (os.access(src, os.W_OK) and os.access(src / collection, os.W_OK))
+    with EdgeStore(src, collection=collection, repair=None, read_only=read_only) as store:
+        _refuse_damaged(store)  # the check restore runs: a damaged index makes a snapshot that restores nothing
         points = store.count()
         meta = store.meta()
-        store.flush()
+        if not read_only:
+            try:
+                store._shard.flush()
+            except Exception as exc:  # noqa: BLE001
+                raise store._engine_error(exc, "flushing") from None
         store._shard.close()  # files now complete and quiet; the lock is still ours
         store._shard = None
         if store._ledger is not None:
@@ -143,6 +150,21 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
             raise
     log.info("snapshot of %s (%d points) written to %s", src, points, dst)
     return SnapshotReport(str(dst), str(src), points, len(files), data, dst.stat().st_size)
+
+
+def _refuse_damaged(store: Any) -> None:
+    """StoreError (exit 1) when ``store`` fails the check :func:`restore` runs on what it extracts."""
+    from rsir_stac.store.integrity import CheckReport, check_open_store, inspect_files
+
+    files = inspect_files(store.shard_dir)
+    report = CheckReport(index=str(store.index), findings=[f for f in files if f.kind != "tracker"])
+    check_open_store(store, report, files)
+    if not report.ok:
+        first = report.findings[0].message
+        more = f" and {len(report.findings) - 1} more finding(s)" if len(report.findings) > 1 else ""
+        raise StoreError(f"index {store.index} is damaged ({first}{more}), so a snapshot of it would not restore; "
+                         f"run `rsir-stac check --index {store.index} --repair`, then re-run the ingest that built it, "
+                         "and snapshot it again (no snapshot was written)")
 
 
 def _version() -> str:
