@@ -194,6 +194,60 @@ def test_commands_on_an_unloadable_shard_name_the_fixes(idx, built):
         assert f"rsir-stac check --index {idx} --repair" in line and "re-run the ingest" in line
 
 
+def _migrate_into_new_collection_fails(idx: Path, tmp_path: Path, phrase: str) -> None:
+    """migrate of a damaged index fails naming the repair and leaves no collection it created."""
+    from rsir_stac.store.migrate import migrate
+    from rsir_stac.store.server import ServerStore
+
+    dst = ServerStore(str(tmp_path / "q"))
+    try:
+        with open_store(str(idx), read_only=True) as src, pytest.raises(StoreError) as ei:
+            migrate(src, dst, batch_size=7)
+        assert phrase in str(ei.value) and f"rsir-stac check --index {idx} --repair" in str(ei.value), ei.value
+        assert dst.meta() is None and not dst.client.collection_exists("rsir_tiles")
+    finally:
+        dst.close()
+
+
+def test_nan_read_back_from_the_store_is_storage_damage(idx, built, tmp_path, tiny_bundle):
+    """8 bytes of 0xff in a vector chunk read back as NaN: export, search and migrate call that storage
+    damage and name `check --repair` then the re-ingest (not "check the model output"); export writes
+    no file."""
+    with open(_chunk(idx), "r+b") as fh:
+        fh.write(b"\xff" * 8)
+    bad = [f for f in check_index(idx).findings if f.kind == "vector"]
+    assert bad and bad[0].ids
+    out = tmp_path / "all.parquet"
+    m = ["--model", str(tiny_bundle.path)]
+    r = CliRunner().invoke(main, ["export", "--index", str(idx), "--out", str(out), *m])
+    assert r.exit_code == 1, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: index {idx} is damaged: the stored vector of point"), line
+    assert f"rsir-stac check --index {idx} --repair" in line and "re-run the ingest" in line
+    assert not out.exists() and not list(tmp_path.glob(".all*"))
+    r = CliRunner().invoke(main, ["search", "--index", str(idx), "--point-id", bad[0].ids[0], "-k", "3", *m])
+    assert r.exit_code == 1, r.output
+    assert "is damaged" in r.output and "check the model output" not in r.output and "--repair" in r.output
+    _migrate_into_new_collection_fails(idx, tmp_path, "NaN or infinite")
+
+
+def test_payload_storage_damage_names_the_repair(idx, built, tmp_path, tiny_bundle):
+    """Random bytes in a payload page: info, export and search fail with one line naming check --repair and
+    the re-ingest (not the engine's bare "Failed to decode value ...; check the directory")."""
+    _damage(idx, "payload")
+    pid, m = sorted(built[2])[0], ["--model", str(tiny_bundle.path)]
+    for args in (["info", "--index", str(idx)], ["export", "--index", str(idx), "--out", str(tmp_path / "p.csv"), *m],
+                 ["search", "--index", str(idx), "--point-id", pid, "-k", "40", *m]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, (args, r.output)
+        line = r.output.strip().splitlines()[-1]
+        assert line.startswith(f"error: index {idx} is damaged:"), (args, line)
+        assert f"rsir-stac check --index {idx} --repair" in line and "re-run the ingest" in line, line
+        assert "check the directory or rebuild" not in line
+    assert not (tmp_path / "p.csv").exists()
+    _migrate_into_new_collection_fails(idx, tmp_path, "is damaged")
+
+
 def test_undamaged_rerun_skips_everything(idx, built, tiny_bundle):
     rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
     assert rep.points_written == 0 and rep.tiles_existing == 36

@@ -820,7 +820,23 @@ class EdgeStore(Store):
             recs = self._shard.retrieve(list(ids), with_payload, with_vectors)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "retrieving points") from None
-        return [hit_from_record(r, with_vectors, 0.0) for r in recs]
+        hits = [hit_from_record(r, with_vectors, 0.0) for r in recs]
+        if with_vectors:
+            for h in hits:
+                self._require_finite(h.id, h.vector)
+        return hits
+
+    def _require_finite(self, pid: Any, vec: Any) -> None:
+        """StoreError naming storage damage when a vector read back from the index holds NaN or
+        infinite values (the model's are refused at write, so the stored bytes were modified)."""
+        if vec is not None and not np.all(np.isfinite(vec)):
+            raise self._nan_error(str(pid))
+
+    def _nan_error(self, pid: str) -> StoreError:
+        return StoreError(
+            f"index {self.index} is damaged: the stored vector of point {pid} reads back with NaN or infinite "
+            f"values (the vector storage under {self.collection}/segments/ was modified; every written vector was "
+            f"finite); run `rsir-stac check --index {self.index} --repair`, then re-run the ingest that built it")
 
     def _scan(
         self,
@@ -838,7 +854,10 @@ class EdgeStore(Store):
         with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
         for recs in self._scroll_pages(to_edge_filter(flt, around=around), batch, with_payload, with_vectors):
             for r in recs:
-                yield str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None
+                vec = _vector_of(r.vector) if with_vectors else None
+                if vec is not None and not np.all(np.isfinite(vec)):
+                    raise self._nan_error(str(r.id))
+                yield str(r.id), unpack_payload(r.payload), vec
 
     def _scroll_pages(self, efilter: Any, batch: int, with_payload: Any, with_vector: bool) -> Iterator[list]:
         """Pages of engine records of a filtered scroll, ``batch`` at a time, until the end."""
@@ -870,6 +889,9 @@ class EdgeStore(Store):
                 mat = np.fromiter(chain.from_iterable(vecs), np.float32, len(vecs) * dim).reshape(len(vecs), dim)
             except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged: one by one
                 mat = np.stack([_vector_of(v) for v in vecs]).astype(np.float32, copy=False)
+            finite = np.isfinite(mat).all(axis=1)
+            if not finite.all():
+                raise self._nan_error(str(recs[int(np.flatnonzero(~finite)[0])].id))
             yield _RecordIds(recs), mat
 
     def count(self, flt: SearchFilter | None = None) -> int:

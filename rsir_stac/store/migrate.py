@@ -31,7 +31,27 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
             f"{src.describe()} holds model {meta.model_id}; migrate into another --qdrant-url (an empty server or "
             "folder), or first move the index to that model with `rsir-stac reindex --index "
             f"{src.location} --to NEW --model BUNDLE` and migrate NEW")
+    created = dst_meta is None
     dst.ensure_collection(meta.dim, meta.model_id)
+    try:
+        copied = _copy(src, dst, batch_size, progress)
+    except Exception:
+        # a collection this run created holds only part of the source (or nothing): remove it, so a
+        # failed migrate leaves the target as it found it.  One that existed keeps what it had, and
+        # Ctrl-C keeps what was copied: the same command resumes
+        drop = getattr(dst, "drop_collection", None)
+        if created and drop is not None:
+            log.warning("migrate failed; removing %s, which it created", dst.describe())
+            drop()
+        raise
+    n_src, n_dst = src.count(), dst.count()  # after the copy: an index read as it was copied
+    if n_dst < n_src:
+        raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
+    log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
+    return copied
+
+
+def _copy(src, dst, batch_size: int, progress: Callable[[int], None] | None) -> int:
     batch, copied = [], 0
     for point in src.iter_points(batch=batch_size, with_vectors=True):
         batch.append(point)
@@ -47,8 +67,4 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
         if progress:
             progress(len(batch))
     dst.flush()
-    n_src, n_dst = src.count(), dst.count()
-    if n_dst < n_src:
-        raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
-    log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
     return copied

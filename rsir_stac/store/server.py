@@ -236,6 +236,17 @@ class ServerStore(Store):
         self._call("writing metadata", self.client.upsert, name,
                    [m.PointStruct(id=_META_POINT, vector=[0.0], payload=meta.to_dict())], wait=True)
 
+    def drop_collection(self) -> None:
+        """Delete this collection (and its ``<name>__meta`` companion): ``migrate`` removes a
+        target collection it created when the copy fails, so nothing partial is left."""
+        for name in (self.collection, self.collection + META_SUFFIX):
+            try:
+                if self.client.collection_exists(name):
+                    self.client.delete_collection(name)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s: deleting collection %s failed (%s)", self.describe(), name, _first_line(exc))
+        self._meta = None
+
     def _create_indexes(self) -> None:
         from qdrant_client import models as m
 
