@@ -174,3 +174,43 @@ def test_ingest_stops_cleanly_when_the_disk_fills_mid_run(tmpfs, tiny_bundle, ra
     (fs / "filler").unlink()
     r = _cli("check", "--index", str(idx))
     assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_a_new_index_refused_after_its_collection_was_created_leaves_nothing(tmpfs, tiny_bundle, rasters):
+    """Room to create the collection but not to write the first batch: the disk-full refusal
+    comes after the collection was created, and the run, which wrote nothing, leaves no folder."""
+    fs = tmpfs("after", 96)
+    idx = fs / "idx"
+    opts = ["--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd"]
+    _fill(fs, leave=space.create_bytes(fs) + 2 * MiB)
+    r = _cli("ingest", rasters[0], "--index", str(idx), *opts)
+    assert "writing" in _one_disk_full_line(r)
+    assert not idx.exists(), sorted(p.name for p in idx.iterdir())
+
+
+def test_an_ingest_that_cannot_create_the_shard_leaves_no_folder(tmp_path, tiny_bundle, rasters):
+    """A file size limit (ulimit -f) makes the engine fail creating the WAL (FileTooLarge): the new
+    index folder is removed again (no .lock, .rsir_tiles.creating or rsir_tiles.meta.json left);
+    an existing folder is kept, only the half-made shard goes."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    idx = tmp_path / "new"
+    args = [sys.executable, "-m", "rsir_stac.cli", "ingest", rasters[0], "--index", str(idx),
+            "--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    assert not idx.exists(), sorted(p.name for p in idx.iterdir())
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    args[args.index(str(idx))] = str(kept)
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert (kept / "notes.txt").read_text() == "mine"
+    assert not (kept / ".rsir_tiles.creating").exists() and not (kept / "rsir_tiles").exists()

@@ -325,6 +325,8 @@ class EdgeStore(Store):
         self.repaired: Any = None  # the RepairReport when this open repaired the index
         self.meta_recovered: str | None = None  # why the metadata was read back from the points
         self._made_dir = False  # this open created the index folder
+        self._wrote = False  # a write batch reached the engine
+        self._discard = False  # a failure before any write in a folder this open created: remove it at close
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         refuse_broken_link(self.index)
@@ -680,10 +682,15 @@ class EdgeStore(Store):
             if is_disk_full(exc):
                 raise disk_full(self.index, "writing the index metadata") from None
             raise
-        self._create_shard(edge_config(dim, self._segment_points))
-        self._rounds = Rounds(shard_cap_points(self.shard_dir))
-        self._meta = meta
-        self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=False)
+        try:
+            self._create_shard(edge_config(dim, self._segment_points))
+            self._rounds = Rounds(shard_cap_points(self.shard_dir))
+            self._meta = meta
+            self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=False)
+        except BaseException:
+            shutil.rmtree(self.index / f".{self.collection}.creating", ignore_errors=True)
+            self._discard = self._made_dir  # a new folder: nothing of it stays (close removes it)
+            raise
         log.info("created index %s collection %s (dim %d, model %s)", self.index, self.collection, dim, model_id)
 
     def _create_shard(self, cfg: Any) -> None:
@@ -724,11 +731,20 @@ class EdgeStore(Store):
         """Write ``points`` (replacing same ids).  On a capped shard, every
         ``segment_points`` written points also flush and :meth:`optimize` (blocking;
         minutes per million points), so unindexed points never pile up in memory."""
-        import qdrant_edge as q
-
         self._require_writable()
         meta = self._require_meta()
         rows = check_points(points, meta.dim, f"index {self.index}")
+        try:
+            self._upsert_rows(rows, meta)
+        except BaseException:
+            # nothing written yet into a folder this open created (a full disk refused the first
+            # batch): the run leaves no empty index behind (close removes it)
+            self._discard = self._made_dir and not self._wrote
+            raise
+
+    def _upsert_rows(self, rows: list, meta: CollectionMeta) -> None:
+        import qdrant_edge as q
+
         for part in chunks(rows, UPSERT_BATCH):
             payload_bytes = sum(len(p.get("packed", "")) + 256 for _, _, p in part)
             if self._memfs is None:
@@ -740,7 +756,7 @@ class EdgeStore(Store):
                 self._shard.update(op)
             except Exception as exc:  # noqa: BLE001
                 raise self._engine_error(exc, "upserting points") from None
-            self._dirty = True
+            self._dirty = self._wrote = True
             if self._ledger is not None:
                 self._ledger.record(part)  # after the engine: a crash in between leaves a point unverified
             if self._rounds.add(len(part)):
@@ -905,6 +921,19 @@ class EdgeStore(Store):
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "counting points") from None
 
+    def estimate(self, flt: SearchFilter | None = None) -> int | None:
+        """The engine's estimate of how many points match ``flt`` (its query planner's
+        cardinality estimate, e.g. from geohash cells for a geo filter: no point is read)."""
+        import qdrant_edge as q
+
+        self._check_open()
+        if self._shard is None:
+            return 0
+        try:
+            return int(self._shard.count(q.CountRequest(exact=False, filter=to_edge_filter(flt))))
+        except Exception as exc:  # noqa: BLE001
+            raise self._engine_error(exc, "estimating a count") from None
+
     def optimize(self) -> bool:
         """Run Edge's segment optimizers (builds HNSW for large segments); blocking.
         Returns whether anything changed.  Skipped with a warning (False) when the
@@ -949,7 +978,8 @@ class EdgeStore(Store):
         try:
             if self._shard is not None:
                 try:
-                    self.flush()
+                    if not self._discard:
+                        self.flush()
                 finally:
                     try:
                         self._shard.close()
@@ -960,6 +990,8 @@ class EdgeStore(Store):
             if self._ledger is not None:
                 self._ledger.close()
                 self._ledger = None
+            if self._discard:
+                self._remove_created()  # under the lock
             self._lock.release()
             if self._private is not None:
                 from rsir_stac.store.files import remove_private_copy
@@ -968,6 +1000,22 @@ class EdgeStore(Store):
                 self._private = None
             self._remove_if_unused()
         log.debug("closed index %s", self.index)
+
+    def _remove_created(self) -> None:
+        """Remove everything but the lock from an index folder this open created, after a failure
+        before its first write (``_remove_if_unused`` then removes the lock and the folder)."""
+        if not self._made_dir:
+            return
+        for child in list(self.index.iterdir()):
+            if child.name == LOCK_NAME:
+                continue
+            try:
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            except OSError as exc:
+                log.warning("index %s: cannot remove %s, left by the failed run (%s)", self.index, child.name, exc)
 
     def _remove_if_unused(self) -> None:
         """An index folder this open created and nothing was written to (a full disk or another
