@@ -153,6 +153,11 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     except RsirError as exc:
         partial = getattr(exc, "report", None)
         if partial is None:
+            if as_json:  # the report is printed whatever the exit code: the run's own failure is its error
+                from rsir_stac.ingest import IngestReport
+
+                _echo_json({**IngestReport().as_dict(), "ok": False, "error": " ".join(str(exc).split()),
+                            "exit_code": exc.exit_code})
             raise
         for bar in bars.values():
             bar.close()
