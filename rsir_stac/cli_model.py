@@ -18,7 +18,7 @@ from rsir_stac.cli_common import echo_json as _echo_json, handle_errors as _hand
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
 @click.option("--from", "from_bundle", type=click.Path(),
-              help="Bundle to start from (a folder, or a shipped name: default, v1, v2, v3, v4); its network is kept "
+              help="Bundle to start from (a folder, or a shipped name: default (= v5), v1, v2, v3, v4); its network is kept "
                    "[--unlabelled: the shipped model; labelled: ImageNet].")
 @click.option("--triplets",
               help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
@@ -282,7 +282,8 @@ def reduce(data_dir, model, kind, dim, views, out):
 @click.option("--classes", help="Only these comma-separated classes.")
 @click.option("--full", is_flag=True, help="Score the unreduced embedding instead of the stored vectors.")
 @click.option("--fp32", is_flag=True, help="Disable bf16 autocast.")
-@click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Score with query expansion over N neighbours, as search --expand N ranks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -98,18 +98,31 @@ def expand_queries(X: np.ndarray, n: int) -> np.ndarray:
 def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS,
                       expand: int = 0) -> dict:
     """mAP, P@k and ANMRR with each row of ``X`` as a query against the rest
-    (``expand`` > 0: the query is first expanded with :func:`expand_queries`)."""
+    (``expand`` > 0: the query is first expanded with :func:`expand_queries`).
+
+    A query whose class has no other image has nothing to find: it counts in P@k (0) but
+    not in mAP or ANMRR, which are undefined for it (``n_unscored`` says how many; ANMRR 0
+    would claim a perfect ranking).  Raises DatasetError when no query has a relevant image."""
+    from rsir_stac.errors import DatasetError
+
     labels = np.asarray(labels)
     expand = check_expand(expand)
+    n_gt = np.bincount(labels)[labels] - 1 if len(labels) else np.zeros(0, dtype=np.int64)
+    if not (n_gt > 0).any():
+        raise DatasetError(f"none of the {len(labels)} images evaluated shares its class with another, so no query "
+                           "has a relevant image to find and mAP/ANMRR mean nothing; evaluate at least 2 images "
+                           "of some class (e.g. evaluate --split all)")
     order = rank_all(X, queries=expand_queries(X, expand) if expand else None)
     rel = labels[order] == labels[:, None]
-    n_gt = np.bincount(labels)[labels] - 1
     gtm = int(n_gt.max())
-    out = {"mAP": float(np.mean([average_precision(r) for r in rel]))}
+    scored = n_gt > 0
+    out = {"mAP": float(np.mean([average_precision(r) for r in rel[scored]]))}
     for k in ks:
         out[f"P@{k}"] = float(np.mean([precision_at_k(r, k) for r in rel]))
-    out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel, n_gt)]))
+    out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel[scored], n_gt[scored])]))
     out["n_queries"] = int(len(labels))
+    if not scored.all():
+        out["n_unscored"] = int((~scored).sum())
     out["dim"] = int(X.shape[1])
     if expand:
         out["expand"] = expand
@@ -192,6 +205,10 @@ def evaluate_folder(
     if not scale >= 1.0:
         raise InputError(f"--scale {scale} is below 1; give a downsampling factor of 1 or more (e.g. 2, 4, 8)")
     expand = check_expand(expand)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise InputError(f"--batch-size {batch_size!r} is invalid; give a positive whole number of tiles per forward "
+                         "pass (leave it out for the default)")
     bundle = resolve_model(bundle)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
@@ -225,6 +242,12 @@ def evaluate_folder(
                     "this is not the training dataset, consider --split all",
                     data_dir, got, want,
                 )
+    counts = np.bincount(folder.labels[idx], minlength=len(folder.classes))
+    if not (counts >= 2).any():
+        fix = ("pass --split all to rank every image of the folder, or add images"
+               if split == "test" else "add images")
+        raise DatasetError(f"the {split} split of {data_dir} has at most one image per class ({len(idx)} images), "
+                           f"so no query has a relevant image and mAP/ANMRR would mean nothing; {fix}")
     images = load_images([folder.paths[i] for i in idx])
     if scale > 1:
         images = [downscale(im, scale) for im in images]

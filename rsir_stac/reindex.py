@@ -383,6 +383,9 @@ def reindex(
 
     if int(page_size) < 1:
         raise InputError(f"page_size={page_size!r} must be a positive whole number")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError(f"--batch-size {batch_size!r} is invalid; give a positive whole number of tiles per forward "
+                         "pass (leave it out for the default)")
     collection = collection or DEFAULT_COLLECTION
     emit = progress or (lambda e: None)
     t0 = time.time()

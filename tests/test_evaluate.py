@@ -87,3 +87,17 @@ def test_query_expansion_helps_on_noisy_classes():
 def test_query_expansion_refuses_bad_values(bad):
     with pytest.raises(InputError, match="query expansion"):
         retrieval_metrics(np.eye(3), [0, 0, 1], expand=bad)
+
+
+def test_queries_without_a_relevant_image_are_not_scored_and_none_at_all_is_refused():
+    """A query alone in its class has nothing to find: not counted in mAP or ANMRR (ANMRR 0 would
+    say "perfect"); when no query has a relevant image the metrics are refused."""
+    from rsir_stac.errors import DatasetError
+
+    X = np.array([[0.0], [1.0], [1.6], [3.0], [9.0]])
+    y = np.array([0, 0, 1, 1, 2])  # class 2 has one image
+    m = retrieval_metrics(X, y, ks=(1, 2))
+    assert m["mAP"] == pytest.approx(0.75) and m["ANMRR"] == pytest.approx(1 / 3)  # as without the lone image
+    assert m["n_queries"] == 5 and m["n_unscored"] == 1
+    with pytest.raises(DatasetError, match="no query has a relevant image.*--split all"):
+        retrieval_metrics(np.eye(3), [0, 1, 2])
