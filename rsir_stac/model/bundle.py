@@ -37,10 +37,22 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "default"
 
 
+#: Other names of shipped bundles: ``v5`` is the current default, so a user can pin it by version.
+SHIPPED_ALIASES = {"v5": "default"}
+
+
 def shipped_models() -> list[str]:
-    """Names of the bundles shipped in the package (``default`` is the current model)."""
+    """Names of the bundles shipped in the package (``default`` is the current model, also
+    named by its version, :data:`SHIPPED_ALIASES`)."""
     root = default_bundle_path().parent
-    return sorted(p.name for p in root.iterdir() if (p / META).is_file())
+    names = {p.name for p in root.iterdir() if (p / META).is_file()}
+    names |= {alias for alias, target in SHIPPED_ALIASES.items() if target in names}
+    return sorted(names)
+
+
+def _shipped_path(name: str) -> Path:
+    root = default_bundle_path().parent
+    return root / SHIPPED_ALIASES.get(name, name)
 
 
 def shipped_name(model_id: str) -> str | None:
@@ -49,10 +61,9 @@ def shipped_name(model_id: str) -> str | None:
     Used by model-mismatch errors, so an index built with an earlier default
     names the ``--model`` that opens it.  Prefers a versioned name to ``default``.
     """
-    root = default_bundle_path().parent
     for name in sorted(shipped_models(), key=lambda n: n == "default"):
         try:
-            if json.loads((root / name / META).read_text()).get("model_id") == model_id:
+            if json.loads((_shipped_path(name) / META).read_text()).get("model_id") == model_id:
                 return name
         except (OSError, ValueError):
             continue
@@ -169,7 +180,7 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     shipped in the package (``rsir_stac/models/<name>``; see :func:`shipped_models`).
     """
     path = Path(path) if path else default_bundle_path()
-    shipped = default_bundle_path().parent / str(path)
+    shipped = _shipped_path(str(path))
     if not path.exists() and len(path.parts) == 1 and (shipped / META).is_file():
         path = shipped
     if path.is_file() and path.name == META:
@@ -183,7 +194,9 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
             f"or a shipped model name ({', '.join(shipped_models())})"
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        # NaN/Infinity (val_mAP of a run whose validation could not rank, before it was written as null)
+        # is not JSON: read it as null, so model-info and the service print valid JSON
+        meta = json.loads(meta_path.read_text(), parse_constant=lambda _: None)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"model bundle {meta_path} is not valid JSON ({exc}); re-train or re-copy the bundle") from exc
     if not isinstance(meta, dict):
