@@ -138,8 +138,10 @@ def test_evaluate_folder_uses_recorded_split(tiny_bundle):
     from rsir_stac.evaluate import evaluate_folder
 
     data = tiny_bundle.path.parents[1] / "tiles"
-    res = evaluate_folder(data, tiny_bundle.path, split="test", bf16=False)
-    assert res["n_queries"] == 3 and res["dim"] == 2  # round(20% of 6) = 1 per class
+    # round(20% of 6) = 1 test image per class: no query has a relevant image, so no score
+    # (it was mAP 0 and ANMRR 0, "perfect"); the refusal names --split all
+    with pytest.raises(DatasetError, match=r"test split .* at most one image per class \(3 images\).*--split all"):
+        evaluate_folder(data, tiny_bundle.path, split="test", bf16=False)
     res_all = evaluate_folder(data, tiny_bundle.path, split="all", bf16=False)
     assert res_all["n_queries"] == 18
     assert 0.0 <= res_all["mAP"] <= 1.0
@@ -202,7 +204,7 @@ def test_resnet_backbone_from_local_weights(tmp_path):
     ({"embedding_dim": 0}, "--embedding-dim 0"), ({"input_size": 0}, "--input-size 0"),
     ({"val_fraction": 1.0}, "--val-fraction 1.0"), ({"max_steps_per_epoch": 0}, "--max-steps-per-epoch 0"),
     ({"hybrid": -1.0}, "--hybrid -1.0"), ({"val_scales": (0.0,)}, "--val-scales 0"),
-    ({"test_fraction": 0.8}, "leave class 'class0' 1 image"),
+    ({"test_fraction": 0.8}, "class 'class0' keeps 1 of its 6 image"),
 ])
 def test_training_options_that_cannot_train_are_refused_before_any_work(tmp_path, image_folder, change, option):
     from dataclasses import replace

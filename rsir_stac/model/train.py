@@ -138,7 +138,38 @@ def _check_config(cfg: TrainConfig):
     elif cfg.view_distill > 0:
         raise InputError("--view-distill needs --from BUNDLE: the frozen start network is the teacher; "
                          "add --from (e.g. the shipped model: --from default)")
+    if start is None:
+        _check_backbone(cfg)
     return cfg, start
+
+
+def _check_backbone(cfg: TrainConfig) -> None:
+    """Refuse, before any work, a ResNet backbone the recipe cannot train: frozen blocks exist
+    for efficientnet_lite0 only, distillation needs the backbone's ImageNet weights, and so
+    does a ResNet without ``--random-init``.  One InputError naming the recipe and every fix."""
+    if cfg.backbone == "efficientnet_lite0":
+        return
+    recipe = cfg.extra.get("recipe")
+    preset = RECIPES.get(recipe, {})
+
+    def said(flag: str, key: str, value) -> str:
+        return f"{flag} {value:g}" + (f" (set by --recipe {recipe})" if recipe and preset.get(key) == value else "")
+
+    why = []
+    if cfg.freeze_blocks > 0:
+        why.append(f"{said('--freeze-blocks', 'freeze_blocks', cfg.freeze_blocks)} freezes efficientnet_lite0 blocks")
+    if cfg.distill > 0 and not cfg.backbone_weights:
+        why.append(f"{said('--distill', 'distill', cfg.distill)} distils to ImageNet {cfg.backbone} features, "
+                   "which needs --backbone-weights PATH")
+    weights = "" if cfg.backbone_weights or cfg.random_init else " --random-init (or --backbone-weights PATH)"
+    if why:
+        fix = f"--recipe v1{weights}" if recipe and recipe != "v1" else \
+            " ".join(f for f, on in (("--freeze-blocks 0", cfg.freeze_blocks > 0),
+                                      ("--distill 0", cfg.distill > 0 and not cfg.backbone_weights)) if on) + weights
+        raise InputError(f"--backbone {cfg.backbone}: {'; '.join(why)}; pass {fix}")
+    if weights:
+        raise InputError(f"backbone {cfg.backbone} needs ImageNet weights from a local file: pass --backbone-weights "
+                         f"PATH (a torchvision {cfg.backbone} state dict), or --random-init to train from scratch")
 
 
 def _split(cfg: TrainConfig) -> _Split:
@@ -164,7 +195,8 @@ def _split(cfg: TrainConfig) -> _Split:
         fit_ix, val_ix = train_ix[a], train_ix[b]
         if not usable_validation(folder.labels[val_ix]):
             fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
-    check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction)
+    check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction,
+                    folder.labels, folder.labels[test_ix], folder.root)
     if cfg.reducer == "lda" and cfg.reducer_dim > n_classes - 1:
         log.warning("--reducer-dim %d: LDA keeps at most classes - 1 = %d dimensions; the bundle stores %d",
                     cfg.reducer_dim, n_classes - 1, n_classes - 1)
@@ -201,23 +233,29 @@ def _optimiser(net, cfg: TrainConfig):
                              lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _resume(ckpt_path: Path, cfg: TrainConfig, start, net, opt, ema, aug) -> tuple[int, float, list[dict]]:
-    """Load a checkpoint of the same run into ``net``, ``opt`` and ``ema``; returns
-    (first epoch to run, best validation score, history), or a fresh start."""
+def _load_checkpoint(ckpt_path: Path, cfg: TrainConfig, start, split: _Split) -> dict | None:
+    """The checkpoint in ``--out`` this run resumes (None: there is none, or ``--no-resume``);
+    refuses, before any work, one of another run (:func:`_check_resumable`)."""
     import torch
 
     if not (cfg.resume and ckpt_path.is_file()):
-        return 0, -1.0, []
+        return None
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    _check_resumable(ck, cfg, start, ckpt_path)
-    if ck.get("config", {}).get("data_dir") != cfg.data_dir:
+    _check_resumable(ck, cfg, start, ckpt_path, split)
+    return ck
+
+
+def _resume(ck: dict | None, cfg: TrainConfig, net, opt, ema, aug) -> tuple[int, float, list[dict]]:
+    """Load a checkpoint of the same run into ``net``, ``opt`` and ``ema``; returns
+    (first epoch to run, best validation score, history), or a fresh start."""
+    if ck is None:
         return 0, -1.0, []
     net.load_state_dict(ck["net"])
     opt.load_state_dict(ck["opt"])
     if ema is not None and ck.get("ema") is not None:
         ema.shadow = ck["ema"]
     aug.rng = np.random.default_rng([cfg.seed, ck["epoch"] + 1])
-    log.info("resumed from %s at epoch %d", ckpt_path, ck["epoch"] + 1)
+    log.info("resumed at epoch %d", ck["epoch"] + 1)
     return ck["epoch"] + 1, ck["best"], ck["history"]
 
 
@@ -241,20 +279,33 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     cfg, start = _check_config(cfg)
     torch.manual_seed(cfg.seed)
     split = _split(cfg)
+    out = Path(cfg.out)
+    ck = _load_checkpoint(out / "checkpoint.pt", cfg, start, split)
+    old_id = _bundle_model_id(out / "bundle")
+    if ck is not None:
+        emit(TrainEvent("load", message=f"resuming {out / 'checkpoint.pt'} after epoch {ck['epoch'] + 1} of "
+                                        f"{cfg.epochs} (--no-resume starts over)"))
+    elif (out / "checkpoint.pt").is_file() or old_id:
+        emit(TrainEvent("load", message=f"starting over in {out} (--no-resume): its checkpoint and bundle are "
+                                        "replaced"))
     emit(TrainEvent("load", steps=len(split.fit_ix) + len(split.val_ix), message="decoding images"))
     used = np.concatenate([split.fit_ix, split.val_ix])
     # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
     images = load_images([split.folder.paths[i] for i in np.concatenate([used, split.test_ix])])
     cache = dict(zip(used.tolist(), images[:len(used)]))
     del images
-    out = Path(cfg.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be readable
-
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
-    net = _make_net(cfg, start, device)
-    t0 = time.time()
-    history = _fit(cfg, start, net, split, cache, device, bf16, out, emit)
+    try:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
+        net = _make_net(cfg, start, device)
+        t0 = time.time()
+        history = _fit(cfg, start, net, split, cache, device, bf16, out, emit, ck)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before its first epoch leaves no empty --out behind
+        raise
     train_seconds = time.time() - t0
     if (out / "best.pt").is_file():
         net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
@@ -274,6 +325,10 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     meta = _bundle_meta(cfg, start, split, history, train_seconds, bf16, device.type)
     bundle = save_bundle(out / "bundle", net, reducer, meta)
     (out / "history.json").write_text(json.dumps(_json_safe(history), indent=1))  # NaN (no validation): null
+    if old_id and old_id != bundle.model_id:
+        log.warning("bundle %s replaced: model id %s is now %s; indexes built with %s no longer open with it "
+                    "(re-embed them with `rsir-stac reindex --index INDEX --to NEW_INDEX --model %s`, or train "
+                    "into another --out to keep both)", bundle.path, old_id, bundle.model_id, old_id, bundle.path)
     emit(TrainEvent("done", message=str(bundle.path)))
     return bundle
 
@@ -293,7 +348,7 @@ def _embed(net, cfg: TrainConfig, cache: dict, ix: np.ndarray, device, bf16: boo
 
 
 def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16: bool, out: Path,
-         emit: Callable[[TrainEvent], None]) -> list[dict]:
+         emit: Callable[[TrainEvent], None], ck: dict | None = None) -> list[dict]:
     """The epochs: triplet loss (plus the recipe's distillation terms) on P×K batches,
     validation mAP after each epoch, the best weights in ``out/best.pt`` and a resumable
     ``out/checkpoint.pt``; returns the history (one dict per epoch)."""
@@ -317,7 +372,8 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
                           downscale_prob=cfg.downscale_prob)
     ema = WeightEMA(net, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs > 0 else None
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
-    start_epoch, best, history = _resume(ckpt_path, cfg, start, net, opt, ema, aug)
+    start_epoch, best, history = _resume(ck, cfg, net, opt, ema, aug)
+    recorded = _split_record(split)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         student.train()
@@ -359,7 +415,7 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
             net.load_state_dict(live)
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
                     "history": history, "config": asdict(cfg),
-                    "start_model": start.model_id if start is not None else None,
+                    "start_model": start.model_id if start is not None else None, **recorded,
                     "ema": ema.shadow if ema is not None else None}, ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
@@ -392,7 +448,7 @@ def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], tr
             "held_out_classes": list(split.held_out),
             "n_train": int(len(split.fit_ix)), "n_val": int(len(split.val_ix)), "n_test": int(len(split.test_ix)),
             "test_digest": split_digest([rel[i] for i in split.test_ix]),
-            "history": history,
+            "history": _json_safe(history),  # NaN (validation cannot rank): null, as in history.json
             "train_seconds": round(train_seconds, 1),
             "bf16": bool(bf16),
             "device": device,
@@ -436,15 +492,31 @@ def _start_from(cfg: TrainConfig):
     return cfg, start
 
 
-def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None:
+def _split_record(split: _Split) -> dict:
+    """What a checkpoint records of its split, to refuse resuming on another one."""
+    from rsir_stac.model.data import split_digest
+
+    rel = split.folder.relpaths()
+    return {"classes": list(split.folder.classes), "held_out": list(split.held_out),
+            "test_digest": split_digest([rel[i] for i in split.test_ix]), "n_test": int(len(split.test_ix))}
+
+
+def _bundle_model_id(path: Path) -> str | None:
+    """The model id of the bundle at ``path`` (None: none there, or unreadable)."""
+    try:
+        return json.loads((path / "model.json").read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _Split | None = None) -> None:
     """Refuse to resume a checkpoint trained from another start bundle, with other
-    rotation-view distillation settings, another split (seed, fractions, held-out
-    classes) or another recipe (:data:`_RESUME_KEYS`): its weights would be written
-    under this run's description, or test images trained on; InputError names
-    ``--no-resume`` and another ``--out``."""
+    rotation-view distillation settings, another recipe or option (:data:`_RESUME_KEYS`),
+    other held-out classes, another class set or another test split (an image added or
+    removed): its weights would be written under this run's description, or test images
+    trained on.  One-line InputError naming what changed, ``--no-resume`` and another ``--out``."""
     old = ck.get("config", {})
-    if old.get("data_dir") != cfg.data_dir:
-        return  # another dataset: the checkpoint is ignored, as before
+    fix = "pass --no-resume to start over in this folder or choose another --out"
     was = ck.get("start_model")  # None: started from ImageNet (and every checkpoint written before --from)
     now = start.model_id if start is not None else None
 
@@ -456,17 +528,46 @@ def _check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path) -> None
     if not same_start or not same_views:
         then = f"from {was or 'ImageNet'}, --view-distill {old.get('view_distill', 0.0)}"
         this = f"from {now or 'ImageNet'}, --view-distill {cfg.view_distill}"
-        raise InputError(f"checkpoint {ckpt_path} was trained {then}, not {this}; pass --no-resume to start "
-                         "over in this folder or choose another --out")
-    # the split (which images are test, which classes are held out) and the recipe must match too:
-    # resuming under other ones would train on test images or describe the weights wrongly
+        raise InputError(f"checkpoint {ckpt_path} was trained {then}, not {this}; {fix}")
+    recipe_then, recipe_now = (old.get("extra") or {}).get("recipe"), cfg.extra.get("recipe")
+    if recipe_then and recipe_now and recipe_then != recipe_now:
+        raise InputError(f"checkpoint {ckpt_path} was trained with --recipe {recipe_then}, not {recipe_now}; {fix}")
+    record = _split_record(split) if split is not None else {}
     now_cfg, defaults = asdict(cfg), asdict(TrainConfig("", ""))
     for key in _RESUME_KEYS:
+        if key in ("leave_out", "leave_out_n") and "held_out" in ck and record:
+            continue
         a, b = old.get(key, defaults[key]), now_cfg[key]
+        if key == "leave_out":
+            a, b = sorted(a or ()), sorted(b or ())
         if (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
             flag = "--" + key.replace("_", "-")
-            raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a)}, not {_show(b)}; pass "
-                             "--no-resume to start over in this folder or choose another --out")
+            raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a) or '(none)'}, not "
+                             f"{_show(b) or '(none)'}; {fix}")
+    # held-out classes: compared as the classes actually held out (the order of --leave-out, or
+    # --leave-out-n drawing the same ones, does not matter); older checkpoints by their options
+    if "held_out" in ck and record:
+        a, b = sorted(ck["held_out"]), sorted(record["held_out"])
+        if a != b:
+            raise InputError(f"checkpoint {ckpt_path} was trained holding out {_show(a) or 'no classes'}, not "
+                             f"{_show(b) or 'no classes'} (--leave-out or --leave-out-n); {fix}")
+    if not record:
+        return
+    if "classes" not in ck:  # written before the split was recorded: the data folder must be the same
+        if old.get("data_dir") != cfg.data_dir:
+            raise InputError(f"checkpoint {ckpt_path} was trained on {old.get('data_dir')}, not {cfg.data_dir}; "
+                             f"{fix}")
+        return
+    if list(ck["classes"]) != record["classes"]:
+        gone = [c for c in ck["classes"] if c not in record["classes"]]
+        new = [c for c in record["classes"] if c not in ck["classes"]]
+        what = "; ".join(x for x in (f"{_show(new)} added" if new else "", f"{_show(gone)} gone" if gone else "") if x)
+        raise InputError(f"checkpoint {ckpt_path} was trained on other classes than {cfg.data_dir} has now "
+                         f"({what}); {fix}")
+    if ck["test_digest"] != record["test_digest"]:
+        raise InputError(f"checkpoint {ckpt_path} was trained with another test split ({ck['n_test']} test images "
+                         f"then, {record['n_test']} now: images were added to or removed from {cfg.data_dir}), so "
+                         f"images it trained on may now be test images; {fix}")
 
 
 #: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).

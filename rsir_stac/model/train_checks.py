@@ -73,15 +73,45 @@ def check_adapt_options(cfg: Any) -> None:
     _check(cfg, _ADAPT_RULES)
 
 
-def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float) -> None:
+#: Images a class needs to train: one for the test split and two for a triplet's anchor and positive.
+MIN_IMAGES_PER_CLASS = 3
+
+
+def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float,
+                    all_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
+                    root: Any = None) -> None:
     """Refuse a split that leaves some class fewer than 2 images to train on (a triplet
-    needs a positive), naming the class and the fractions to lower."""
+    needs a positive), naming the class and the fix that works: a class of fewer than
+    :data:`MIN_IMAGES_PER_CLASS` images needs more images (the test split takes one of
+    every class), otherwise ``--val-fraction 0`` or a lower ``--test-fraction``."""
+    from rsir_stac.errors import DatasetError
+
     counts = np.bincount(labels, minlength=len(classes))
+    if all_labels is not None:
+        total = np.bincount(all_labels, minlength=len(classes))
+        small = [c for c in range(len(classes)) if total[c] < MIN_IMAGES_PER_CLASS]
+        if small:
+            c = small[0]
+            where = f"{root}/{classes[c]}" if root is not None else repr(classes[c])
+            more = f" (and {len(small) - 1} more class(es))" if len(small) > 1 else ""
+            raise DatasetError(f"class folder {where} has {int(total[c])} images{more}; training needs at least "
+                               f"{MIN_IMAGES_PER_CLASS} per class (1 for the test split, 2 for a triplet's anchor "
+                               "and positive): add images, or remove the folder")
     if counts.min() < 2:
         c = int(np.argmin(counts))
-        raise InputError(f"--test-fraction {test_fraction:g} and --val-fraction {val_fraction:g} leave class "
-                         f"{classes[c]!r} {int(counts[c])} image(s) to train on; a triplet needs 2: lower them, "
-                         "or add images")
+        n_total = int(np.bincount(all_labels, minlength=len(classes))[c]) if all_labels is not None else None
+        n_test = int(np.bincount(test_labels, minlength=len(classes))[c]) if test_labels is not None else None
+        if n_total is not None and n_test is not None and val_fraction > 0 and n_total - n_test >= 2:
+            fix = (f"--val-fraction {val_fraction:g} takes one of them for validation: pass --val-fraction 0, "
+                   "or add images")
+        elif n_test is not None and n_test > 1:
+            fix = (f"--test-fraction {test_fraction:g} takes {n_test} of them for the test split: lower "
+                   "--test-fraction" + (" and pass --val-fraction 0" if val_fraction > 0 else "") + ", or add images")
+        else:
+            fix = "add images"
+        had = f" of its {n_total}" if n_total is not None else ""
+        raise InputError(f"class {classes[c]!r} keeps {int(counts[c])}{had} image(s) to train on and a triplet needs "
+                         f"2; {fix}")
 
 
 def usable_validation(labels: np.ndarray) -> bool:
@@ -96,4 +126,5 @@ def usable_validation(labels: np.ndarray) -> bool:
     return False
 
 
-__all__ = ["check_adapt_options", "check_fit_split", "check_options", "usable_validation"]
+__all__ = ["MIN_IMAGES_PER_CLASS", "check_adapt_options", "check_fit_split", "check_options",
+           "usable_validation"]

@@ -1,0 +1,177 @@
+"""Re-running ``train`` into an existing ``--out``, and options that cannot train, with real
+(tiny) training steps: what changed is named in one line, with the fix that works."""
+
+import json
+import logging
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import DatasetError, InputError
+from rsir_stac.model.bundle import load_bundle
+from rsir_stac.model.train import TrainConfig, train
+from tests.conftest import make_image_folder
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    base = dict(input_size=48, embedding_dim=8, epochs=1, p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0,
+                reducer="none", test_fraction=0.5)
+    return TrainConfig(str(data), str(out), **{**base, **kw})
+
+
+def test_rerun_says_it_resumes_and_names_the_replaced_model_id(tmp_path, image_folder, caplog):
+    cfg = _cfg(image_folder, tmp_path / "run")
+    b1 = train(cfg)
+    said = []
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.model.train"):
+        b2 = train(replace(cfg, epochs=2), lambda ev: said.append(ev.message))
+    assert any(m.startswith("resuming ") and "epoch 1 of 2" in m for m in said)
+    assert b1.model_id != b2.model_id
+    warned = [r.getMessage() for r in caplog.records if "replaced" in r.getMessage()]
+    assert len(warned) == 1 and b1.model_id in warned[0] and b2.model_id in warned[0] and "reindex" in warned[0]
+    said.clear()
+    train(replace(cfg, epochs=1, resume=False), lambda ev: said.append(ev.message))
+    assert any(m.startswith("starting over") for m in said)
+
+
+@pytest.mark.parametrize("change", ["class added", "image added", "class removed"])
+def test_rerun_on_other_classes_or_another_test_split_is_refused(tmp_path, image_folder, change):
+    """The checkpoint was silently dropped (other classes) or resumed on a changed test split."""
+    cfg = _cfg(image_folder, tmp_path / "run")
+    train(cfg)
+    before = (tmp_path / "run" / "bundle" / "model.json").read_bytes()
+    data = tmp_path / "data2"
+    shutil.copytree(image_folder, data)
+    if change == "class added":
+        make_image_folder(tmp_path / "more", classes=4)
+        shutil.copytree(tmp_path / "more" / "class3", data / "class3")
+        want = r"other classes .*\(class3 added\); pass --no-resume .* another --out"
+    elif change == "image added":
+        shutil.copy(data / "class1" / "img00.png", data / "class1" / "img99.png")
+        want = r"another test split \(9 test images then, 10 now.*--no-resume"
+    else:
+        shutil.rmtree(data / "class2")
+        make_image_folder(tmp_path / "more", classes=3)
+        shutil.copytree(tmp_path / "more" / "class1", data / "class2b")
+        want = r"other classes .*class2b added; class2 gone.*--no-resume"
+    with pytest.raises(InputError, match=want) as ei:
+        train(replace(cfg, data_dir=str(data), epochs=2))
+    assert "\n" not in str(ei.value)
+    assert (tmp_path / "run" / "bundle" / "model.json").read_bytes() == before  # the old bundle stands
+    assert train(replace(cfg, data_dir=str(data), resume=False)).meta["training"]["n_test"] > 0  # the fix works
+
+
+def test_resume_compares_held_out_classes_not_how_they_were_named(tmp_path):
+    data = make_image_folder(tmp_path / "tiles", classes=4, per_class=4)
+    cfg = _cfg(data, tmp_path / "run", leave_out=("class3", "class1"))
+    train(cfg)
+    b = train(replace(cfg, leave_out=("class1", "class3"), epochs=2))  # same classes, other order: resumes
+    assert [h["epoch"] for h in b.meta["training"]["history"]] == [0, 1]
+    with pytest.raises(InputError) as ei:
+        train(replace(cfg, leave_out=(), leave_out_n=2, seed=0, epochs=3))
+    msg = str(ei.value)
+    assert "holding out class1,class3, not " in msg and "not ;" not in msg and "--no-resume" in msg
+    with pytest.raises(InputError, match="holding out class1,class3, not no classes"):
+        train(replace(cfg, leave_out=(), epochs=3))
+
+
+def test_resume_with_another_recipe_names_the_recipe(tmp_path, image_folder):
+    cfg = _cfg(image_folder, tmp_path / "run", extra={"recipe": "v1"})
+    train(cfg)
+    with pytest.raises(InputError, match=r"--recipe v1, not v3; pass --no-resume"):
+        train(replace(cfg, pooling="gem", extra={"recipe": "v3"}, epochs=2))
+
+
+def test_model_json_is_strict_json_and_old_nan_files_read(tmp_path, image_folder):
+    b = train(_cfg(image_folder, tmp_path / "run"))  # no validation: val_mAP is NaN in the history
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in model.json"))
+
+    meta = strict((b.path / "model.json").read_text())
+    assert meta["training"]["history"][0]["val_mAP"] is None
+    old = (b.path / "model.json").read_text().replace('"val_mAP": null', '"val_mAP": NaN')
+    (b.path / "model.json").write_text(old)  # as earlier versions wrote it
+    again = load_bundle(b.path)
+    assert again.meta["training"]["history"][0]["val_mAP"] is None
+    r = CliRunner().invoke(main, ["model-info", "--model", str(b.path)])
+    assert r.exit_code == 0 and "NaN" not in r.output
+
+
+def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path):
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=6)
+    for f in sorted((data / "class2").iterdir())[2:]:
+        f.unlink()
+    with pytest.raises(DatasetError, match=r"class2 has 2 images; training needs at least 3 per class") as ei:
+        train(_cfg(data, tmp_path / "run", test_fraction=0.2))
+    assert "fraction" not in str(ei.value) and not (tmp_path / "run").exists()
+    # 3 images: 1 test, 1 validation leaves 1: --val-fraction 0 is the fix, and it trains
+    make_image_folder(tmp_path / "more", classes=3, per_class=3, seed=1)
+    shutil.copy(tmp_path / "more" / "class2" / "img02.png", data / "class2" / "img02.png")
+    cfg = _cfg(data, tmp_path / "run", test_fraction=0.2, val_fraction=0.5)
+    with pytest.raises(InputError, match=r"class 'class2' keeps 1 of its 3 .*pass --val-fraction 0"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    assert train(replace(cfg, val_fraction=0.0)).meta["training"]["n_train"] > 0
+
+
+def test_resnet_with_the_default_recipe_names_the_recipe_and_the_fix_works(tmp_path, image_folder):
+    out = tmp_path / "run"
+    base = ["train", str(image_folder), "--out", str(out), "--backbone", "resnet18", "--input-size", "48",
+            "--embedding-dim", "8", "--epochs", "1", "--p", "3", "--k", "2", "--max-steps-per-epoch", "1",
+            "--val-fraction", "0", "--reducer", "none"]
+    for extra in ([], ["--random-init"], ["--random-init", "--freeze-blocks", "0"]):
+        r = CliRunner().invoke(main, base + extra)
+        assert r.exit_code == 2, r.output
+        assert "--recipe v3" in r.output and "pass --recipe v1" in r.output, r.output
+        assert not out.exists()  # no empty --out left behind
+    r = CliRunner().invoke(main, base)
+    assert "pass --recipe v1 --random-init (or --backbone-weights PATH)" in r.output
+    r = CliRunner().invoke(main, base + ["--recipe", "v1", "--random-init"])
+    assert r.exit_code == 0, r.output
+    assert load_bundle(out / "bundle").meta["backbone"] == "resnet18"
+
+
+def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, image_folder, monkeypatch):
+    import rsir_stac.model.train as t
+
+    def boom(*a, **k):
+        raise InputError("network cannot be built")
+
+    monkeypatch.setattr(t, "_make_net", boom)
+    with pytest.raises(InputError):
+        train(_cfg(image_folder, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_v5_names_the_shipped_default():
+    from rsir_stac.model.bundle import shipped_models, shipped_name
+
+    assert "v5" in shipped_models()
+    default = load_bundle("default")
+    assert load_bundle("v5").model_id == default.model_id
+    assert shipped_name(default.model_id) == "v5"
+
+
+@pytest.mark.parametrize("bad", ["-1", "0"])
+def test_evaluate_batch_size_below_one_is_bad_usage(tmp_path, tiny_bundle, bad):
+    data = tiny_bundle.path.parents[1] / "tiles"
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tiny_bundle.path), "--split", "all",
+                                  "--batch-size", bad])
+    assert r.exit_code == 2 and "--batch-size" in r.output and "unexpected" not in r.output
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_reindex_batch_size_below_one_is_refused_before_any_work(tmp_path, bad):
+    from rsir_stac.evaluate import evaluate_folder
+    from rsir_stac.reindex import reindex
+
+    with pytest.raises(InputError, match=f"--batch-size {bad}"):
+        reindex(str(tmp_path / "old"), str(tmp_path / "new"), batch_size=bad)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(InputError, match=f"--batch-size {bad}"):
+        evaluate_folder(tmp_path, np.zeros(1), batch_size=bad)
