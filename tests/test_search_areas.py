@@ -249,6 +249,9 @@ def test_polygon_search_through_its_envelope_is_the_polygons_answer(geo_vectors,
     from rsir_stac.store.envelope import envelope_plan
     from rsir_stac.store.filters import GeoArea
 
+    import rsir_stac.store.envelope as envelope
+
+    monkeypatch.setattr(envelope, "GRAPH_SHARE", 0.0)  # as where the engine walks its graph (dense tiles)
     pts, stores = geo_vectors
     doc = {"type": "Polygon", "coordinates": [L_SHAPE]} if name == "l_shape" else AREAS[name]
     flt = SearchFilter(polygon=GeoArea.from_geojson(doc))
@@ -263,6 +266,24 @@ def test_polygon_search_through_its_envelope_is_the_polygons_answer(geo_vectors,
     assert [c[1].polygon is not None for c in calls] == ([False] if path == "envelope" else [False, True])
 
 
+@pytest.mark.parametrize("backend", ["edge", "qdrant-client"])
+def test_few_matches_send_the_polygon_as_it_is(geo_vectors, backend, monkeypatch):
+    """Where the engine's estimate says the polygon matches few tiles (exact scan: a polygon
+    costs what a box does) the polygon goes to the engine as it is, in one call."""
+    from rsir_stac.store.envelope import envelope_plan
+    from rsir_stac.store.filters import GeoArea
+
+    pts, stores = geo_vectors
+    store = stores[backend]
+    flt = SearchFilter(polygon=GeoArea.from_geojson(AREAS["polygon_with_hole"]))
+    est = store.estimate(flt)
+    assert est >= store.count(flt) > 0  # the estimate counts whole geohash cells: never below
+    assert not envelope_plan(flt).worth_it(est, DIM) and envelope_plan(flt).worth_it(None, DIM)
+    calls = _spy(store, monkeypatch)
+    store.search(np.array([1.37, -2.11, 0.0, 0.0], np.float32), k=3, flt=flt)
+    assert [c[1].polygon is not None for c in calls] == [True]
+
+
 def test_thin_or_world_wide_areas_go_to_the_engine_as_they_are():
     """A diagonal strip fills little of its envelope, and an area either side of 180 has an
     envelope round the world: both are sent as polygons (no envelope plan)."""
@@ -275,6 +296,7 @@ def test_thin_or_world_wide_areas_go_to_the_engine_as_they_are():
     plan = envelope_plan(SearchFilter(polygon=square, collections=("c",)))
     assert plan is not None and plan.fill == pytest.approx(1.0) and plan.box_filter.collections == ("c",)
     assert plan.box_filter.bbox == (0.0, 0.0, 1.0, 1.0) and plan.wide(11) == 22
+    assert plan.worth_it(20_000, 32) and not plan.worth_it(19_999, 32) and plan.worth_it(10_000, 64)
     octagon = GeoArea.from_rings([[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 9)[:-1]], close=True)
     assert envelope_plan(SearchFilter(polygon=octagon)).fill == pytest.approx(np.sqrt(2) / 2, abs=1e-6)
     assert np.sqrt(2) / 2 > MIN_FILL

@@ -484,6 +484,11 @@ class Store(abc.ABC):
     def upsert(self, points: Sequence[Point]) -> None:
         """Insert or replace points by id (idempotent)."""
 
+    def estimate(self, flt: SearchFilter | None = None) -> int | None:
+        """The engine's estimate of how many points match ``flt``, without reading them, or
+        None where the back end gives none (then :meth:`count` is the only answer)."""
+        return None
+
     @abc.abstractmethod
     def count(self, flt: SearchFilter | None = None) -> int:
         """Number of points matching ``flt`` (all points when None)."""
@@ -537,6 +542,8 @@ class Store(abc.ABC):
         # search width does not depend on the limit: ef is max(hnsw_ef, limit), HNSW_EF)
         limit = k + 1
         plan = None if exact else envelope_plan(flt)
+        if plan is not None and not plan.worth_it(self.estimate(flt), meta.dim):
+            plan = None
         while True:
             rows = self._filtered_rows(v, limit, flt, excl, with_vectors, exact, plan)
             rows.sort(key=_row_key)

@@ -5,7 +5,9 @@ and an exact *secondary filter* on the candidates it passes (PostGIS: ``&&`` on 
 index, then ``ST_Contains``).  In a filtered HNSW search Qdrant's ``geo_polygon`` condition
 costs about three times its ``geo_bounding_box`` whatever the polygon's vertex count (a
 4-gon and a 128-gon alike; RESULTS section 13.15), because every point the graph walk visits
-is tested.  So :meth:`rsir_stac.store.base.Store.search` asks the engine for the nearest
+is tested (where matches are few the engine scans them exactly and a polygon is as fast as a
+box, so the engine's cardinality estimate decides: :meth:`EnvelopePlan.worth_it`).  So
+:meth:`rsir_stac.store.base.Store.search` asks the engine for the nearest
 tiles in the polygon's envelope, widened by the share of the envelope the polygon fills
 (:meth:`EnvelopePlan.wide`, at most the graph search's width
 :data:`~rsir_stac.store.base.HNSW_EF`), and keeps the ones inside the polygon.  When fewer than asked
@@ -36,6 +38,12 @@ MIN_FILL = 0.25
 #: Candidates asked per result, over the polygon's share of the envelope (the tiles nearest
 #: in vector space are not spread evenly over the envelope).
 WIDEN = 2.0
+#: Qdrant's default HNSW ``full_scan_threshold`` (KB of vectors): a segment whose filter
+#: matches fewer points scans them exactly, and there a polygon costs no more than a box.
+ENGINE_FULL_SCAN_KB = 10_000
+#: Share of that many points (by the engine's own cardinality estimate, which counts whole
+#: geohash cells and so runs ~2x high) from which the envelope is searched first.
+GRAPH_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,16 @@ class EnvelopePlan:
     def wide(self, limit: int) -> int:
         """Candidates to ask the envelope for, to keep ``limit`` inside the polygon."""
         return int(math.ceil(WIDEN * limit / self.fill))
+
+    def worth_it(self, estimate: int | None, dim: int) -> bool:
+        """Whether to go through the envelope, given the engine's estimate of the points the
+        polygon matches: only where the engine would walk its graph, testing the polygon on
+        every point it visits (at least :data:`GRAPH_SHARE` of the full-scan threshold's
+        points of ``dim`` float32 values).  Below it the engine scans the matches exactly and
+        the polygon is as fast as a box (RESULTS section 13.15).  No estimate: go through it."""
+        if estimate is None:
+            return True
+        return estimate >= GRAPH_SHARE * ENGINE_FULL_SCAN_KB * 1024 / (4 * max(1, dim))
 
     def inside(self, records: Sequence[Any]) -> np.ndarray:
         """Boolean mask: which engine records (with a payload ``location`` of ``lon``/``lat``)
@@ -98,4 +116,4 @@ def envelope_plan(flt: SearchFilter | None) -> EnvelopePlan | None:
     return EnvelopePlan(replace(flt, polygon=None, bbox=(w, s, e, n)), shapes, fill)
 
 
-__all__ = ["EnvelopePlan", "MIN_FILL", "WIDEN", "envelope_plan"]
+__all__ = ["ENGINE_FULL_SCAN_KB", "EnvelopePlan", "GRAPH_SHARE", "MIN_FILL", "WIDEN", "envelope_plan"]

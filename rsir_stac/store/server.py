@@ -404,6 +404,15 @@ class ServerStore(Store):
                          count_filter=to_qdrant_filter(flt), exact=True)
         return int(res.count)
 
+    def estimate(self, flt: SearchFilter | None = None) -> int | None:
+        """The server's estimate of how many points match ``flt`` (``count`` with
+        ``exact=False``: its query planner's cardinality estimate)."""
+        if self.meta() is None:
+            return 0
+        res = self._call("estimating a count", self.client.count, self.collection,
+                         count_filter=to_qdrant_filter(flt), exact=False)
+        return int(res.count)
+
     def flush(self) -> None:
         """Nothing to do: every upload waits for the server to apply it."""
 
