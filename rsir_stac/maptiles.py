@@ -21,6 +21,11 @@ minus :data:`UNDERZOOM` to its ``maxzoom`` (native resolution) plus
 still shows it).  ``z`` outside ``0..MAX_ZOOM`` or ``x``/``y`` outside the
 ``2**z`` grid is an :class:`InputError`.
 
+Which scenes a tile draws, and in which order, can be chosen (:class:`SceneChoice`): only
+scenes acquired within a date range (the page's date filter), only some collections, and
+one STAC item first (the selected result's scene), so that where acquisitions overlap the
+imagery shows the dates the page is about instead of always the newest.
+
 A scene whose source file is missing or unreadable is left out of the
 mosaic (logged once); a tile covered only by such scenes raises
 :class:`SourceNotFoundError` naming the STAC item, never a server path.
@@ -280,6 +285,46 @@ def _png(data, mask) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class SceneChoice:
+    """Which scenes a tile draws and in which order: those acquired within ``datetime``
+    (``START/END`` as the search filters take it; undated scenes are then left out), of the
+    ``collections`` (any when empty), and the scenes of STAC item ``item`` first."""
+
+    datetime: str | None = None
+    collections: tuple[str, ...] = ()
+    item: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.datetime:
+            from rsir_stac.store.filters import parse_datetime_range
+
+            object.__setattr__(self, "_range", parse_datetime_range(self.datetime))   # InputError when malformed
+
+    def order(self, scenes: list[Scene]) -> list[Scene]:
+        """``scenes`` (newest first) filtered and reordered by this choice."""
+        out = [sc for sc in scenes if (not self.collections or sc.collection in self.collections)
+               and (not self.datetime or _within(sc.datetime, *self._range))]
+        if self.item:
+            out = [sc for sc in out if sc.item_id == self.item] + [sc for sc in out if sc.item_id != self.item]
+        return out
+
+
+def _within(when: str | None, start, end) -> bool:
+    """Whether the scene time ``when`` (RFC 3339) lies in ``start``..``end`` (None: open)."""
+    from datetime import datetime, timezone
+
+    if not when:
+        return False
+    try:
+        t = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return (start is None or t >= start) and (end is None or t <= end)
+
+
 class _Skip(Exception):
     """A scene that adds nothing to this tile (outside, zoom limits, unreadable)."""
 
@@ -422,31 +467,15 @@ class TileRenderer:
         return [sc for sc in self.scenes if sc.bbox[1] < n and sc.bbox[3] > s
                 and any(sc.bbox[0] + k < e and sc.bbox[2] + k > w for k in (0.0, -360.0, 360.0))]
 
-    def render(self, z: int, x: int, y: int) -> bytes:
+    def render(self, z: int, x: int, y: int, choice: SceneChoice | None = None) -> bytes:
         """The PNG (RGBA, 256 x 256 px) of tile ``z/x/y``; transparent where no scene draws.
+        ``choice`` picks and orders the scenes (default: all, newest first).
 
         Raises InputError (tile not in the grid), SourceNotFoundError (every
         scene under the tile is missing or unreadable).
         """
         check_tile(z, x, y)
-        key = (z, x, y)
-        with self._lock:
-            png = self._cache.get(key)
-        if png is not None:
-            return png
-        png = self._render(z, x, y)
-        if len(png) <= self._cache.maxsize:
-            with self._lock:
-                self._cache[key] = png
-        return png
-
-    def _render(self, z: int, x: int, y: int) -> bytes:
-        from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
-        from rio_tiler.mosaic import mosaic_reader
-
-        from rsir_stac.tiling import gdal_env
-
-        cands = self.covering(z, x, y)
+        cands = (choice or SceneChoice()).order(self.covering(z, x, y))
         drawable = []
         for sc in cands:
             zr = self.zooms(sc)
@@ -455,6 +484,23 @@ class TileRenderer:
         if not drawable:
             self._raise_if_all_broken(cands)
             return self.empty()
+        # the tile is the scenes drawn, in their order: choices that agree on them share one entry
+        key = (z, x, y, tuple(sc.id for sc in drawable))
+        with self._lock:
+            png = self._cache.get(key)
+        if png is not None:
+            return png
+        png = self._render(z, x, y, drawable)
+        if len(png) <= self._cache.maxsize:
+            with self._lock:
+                self._cache[key] = png
+        return png
+
+    def _render(self, z: int, x: int, y: int, drawable: list[Scene]) -> bytes:
+        from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
+        from rio_tiler.mosaic import mosaic_reader
+
+        from rsir_stac.tiling import gdal_env
 
         def read(scene: Scene, tx: int, ty: int, tz: int):
             try:
@@ -478,7 +524,7 @@ class TileRenderer:
             return img
 
         try:
-            # sequential: scenes are read newest first and reading stops once the tile is full
+            # sequential: scenes are read in order (newest first unless chosen), reading stops once the tile is full
             img, _ = mosaic_reader(drawable, read, x, y, z, threads=0)
         except EmptyMosaicError:
             self._raise_if_all_broken(drawable)
@@ -507,5 +553,5 @@ class TileRenderer:
         return self._empty
 
 
-__all__ = ["CACHE_BYTES", "MAX_ZOOM", "Scene", "TileRenderer", "check_tile", "scene_id", "scenes_from_payloads",
+__all__ = ["CACHE_BYTES", "MAX_ZOOM", "Scene", "SceneChoice", "TileRenderer", "check_tile", "scene_id", "scenes_from_payloads",
            "tile_bounds"]

@@ -252,3 +252,47 @@ def test_a_whole_world_scene_does_not_break_the_scene_list(tmp_path, tiny_bundle
         with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as c:
             r = c.get("/api/scenes")
             assert r.status_code == 200 and len(r.json()["features"]) == 1
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory, tiny_bundle):
+    """Two acquisitions of one place (same grid, other pixels): 2019 in coll-old, 2023 in coll-new."""
+    root = tmp_path_factory.mktemp("overlap")
+    old = make_geotiff(root / "old.tif", width=128, height=128, origin=(500000.0, 3300000.0), seed=4)
+    new = make_geotiff(root / "new.tif", width=128, height=128, origin=(500000.0, 3300000.0), seed=5)
+    srcs = [_item(root, "place-2019", old, "coll-old", "2019-05-01T10:00:00Z"),
+            _item(root, "place-2023", new, "coll-new", "2023-05-01T10:00:00Z")]
+    report = ingest(srcs, index=str(root / "idx"), model=tiny_bundle, options=NATIVE)
+    assert report.ok, report
+    with Index.open(str(root / "idx"), model=tiny_bundle) as idx, \
+            TestClient(create_app(idx, allowed_hosts=("testserver",))) as c:
+        yield c
+
+
+def test_imagery_follows_the_date_collection_and_selected_scene(overlapping):
+    """Where acquisitions overlap, the newest is drawn unless the date or collection filter leaves it
+    out or ``item`` puts another first; the tile cache keeps the choices apart."""
+    c = overlapping
+    feats = _scenes(c)["features"]
+    f = feats[0]
+    t = _tile_at(f, f["properties"]["maxzoom"] - 3)
+
+    def tile(**params):
+        return _png(c.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png", params=params))
+
+    default = tile()
+    old, new = tile(item="place-2019"), tile(item="place-2023")
+    assert (default[..., 3] == 255).any() and not np.array_equal(old, new)
+    assert np.array_equal(default, new)                      # newest on top
+    assert np.array_equal(tile(), default)                   # after another choice: not served from its entry
+    assert np.array_equal(tile(datetime="2019-01-01/2020-12-31"), old)
+    assert np.array_equal(tile(datetime="2019"), old)
+    assert np.array_equal(tile(datetime="2022-01-01/.."), new)
+    assert np.array_equal(tile(collection="coll-old"), old)
+    assert np.array_equal(tile(collection=["coll-old", "coll-new"]), new)
+    assert np.array_equal(tile(item="place-2019", datetime="2019/2023"), old)
+    assert np.array_equal(tile(datetime="2023", item="place-2019"), new)   # the filter wins over the preference
+    assert (tile(datetime="2010/2011")[..., 3] == 0).all()   # nothing acquired then: transparent
+    assert (tile(collection="coll-other")[..., 3] == 0).all()
+    r = c.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png", params={"datetime": "not-a-date"})
+    assert r.status_code == 400 and "datetime" in r.json()["detail"] and "\n" not in r.json()["detail"]

@@ -735,7 +735,12 @@ def test_dates_first_in_captions_labels_and_alt_text(browser, server):
             date = p["datetime"][:10] if p.get("datetime") else "no date"
             card = pg.p.locator("#gallery .card").nth(n)
             assert card.locator(".cap .date").inner_text() == date
-            assert card.locator(".cap .item").inner_text() == p["item_id"]
+            item = card.locator(".cap .item")
+            text, full = item.inner_text(), p["item_id"]
+            assert item.get_attribute("title") == full
+            assert text == full if len(full) <= 18 else (     # long ids are cut in the middle
+                len(text) == 18 and "…" in text and full.startswith(text.split("…")[0])
+                and full.endswith(text.split("…")[1]))
             assert card.locator("img").get_attribute("alt") == f"Result {n + 1}: {date}, {p['item_id']}"
         dated = [i for i in ids if points[i].get("datetime")][:2]
         link = f"/?q=p:{pid}&pos={dated[0]}&neg={dated[1]}"
@@ -785,6 +790,76 @@ def test_labelled_tiles_stay_drawn_and_query_on_top(browser, server):
         z = pg.p.evaluate("['results', 'query'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
         assert z[1] > z[0]
         pg.shots("labels_drawn")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_imagery_follows_the_date_filter_and_the_selected_result(browser, server):
+    """The imagery tiles are asked for with the page's date and collection filters, and with the
+    selected result's scene (drawn over the others where acquisitions overlap)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    base, points = server
+    pg = Page(browser, base)
+    asked = []
+    pg.p.on("request", lambda r: asked.append(r.url) if "/api/imagery/" in r.url else None)
+    try:
+        _wait_imagery(pg)
+        pg.p.evaluate("rsir.map.setZoom(rsir.map.getZoom() - 1, {animate: false})")
+        pg.p.wait_for_timeout(800)
+        assert all("?" not in u for u in asked)   # no filter: every scene, newest on top
+        pid = next(iter(_scene_points(points, "scene-b")))
+        pg.p.fill("#datetime", "2022-01-01/..")
+        pg.p.press("#datetime", "Enter")
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_status("filtered by dates")
+        card = pg.p.locator("#gallery .card").nth(1)
+        rid = card.get_attribute("data-id")
+        del asked[:]
+        card.click()
+        pg.p.wait_for_selector("#details:not([hidden])")
+        pg.p.wait_for_timeout(800)
+        want = {"datetime": ["2022-01-01/.."], "item": [points[rid]["item_id"]]}
+        got = [parse_qs(urlsplit(u).query) for u in asked]
+        assert got and all(q == want for q in got), got[:3]
+        # whole zoom levels only (the map snaps to half levels; tiles exist at whole ones)
+        assert all(urlsplit(u).path.split("/")[3].isdigit() for u in asked), asked[:3]
+        # the drawn tiles are those of the current choice (the imagery pane holds no tile of another)
+        _wait_imagery(pg)
+        assert _opaque_fraction_of_imagery(pg) > 0
+        # a collection filter goes with them
+        del asked[:]
+        pg.p.select_option("#collection", "coll-b")
+        pg.wait_status("filtered by dates, collections")
+        pg.p.evaluate("rsir.map.setZoom(rsir.map.getZoom() - 1, {animate: false})")
+        pg.p.wait_for_timeout(800)
+        got = [parse_qs(urlsplit(u).query) for u in asked]
+        assert got and all(q.get("collection") == ["coll-b"] and q.get("datetime") == ["2022-01-01/.."]
+                           for q in got), got[:3]
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_imagery_outage_is_not_a_missing_scene_and_recovers(browser, server):
+    """Imagery requests that fail because the service is down say so (not "a scene's source file is
+    missing"), and the imagery is drawn again once the service answers."""
+    base, _ = server
+    pg = Page(browser, base)
+    try:
+        _wait_imagery(pg)
+        pg.p.route("**/api/imagery/**", lambda route: route.abort("connectionrefused"))
+        pg.p.evaluate("rsir.map.setZoom(rsir.map.getZoom() + 1, {animate: false})")   # tiles not yet loaded
+        pg.p.wait_for_selector("#map-notice:not([hidden])", timeout=20_000)
+        notice = pg.p.inner_text("#map-notice")
+        assert "cannot be reached" in notice and "missing" not in notice, notice
+        pg.p.unroute("**/api/imagery/**")
+        pg.p.wait_for_selector("#map-notice", state="hidden", timeout=20_000)
+        pg.p.wait_for_function(
+            "Array.from(document.querySelectorAll('.leaflet-imagery-pane img')).filter(i => i.complete && "
+            "i.naturalWidth > 0).length >= 4", timeout=30_000)
+        assert _opaque_fraction_of_imagery(pg) > 0.2
         pg.check_clean()
     finally:
         pg.close()

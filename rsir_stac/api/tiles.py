@@ -4,7 +4,10 @@
                                          (item, collection, date, tile count, zoom range, whether
                                          the imagery can be drawn), with the data extent
 * ``GET /api/imagery/{z}/{x}/{y}.png``   a 256 px Web Mercator tile of the scenes (transparent
-                                         where none draws), see :mod:`rsir_stac.maptiles`
+                                         where none draws), see :mod:`rsir_stac.maptiles`;
+                                         ``datetime``, ``collection`` and ``item`` choose which
+                                         scenes draw and which comes first (the page's filters
+                                         and selected result)
 
 The scene list is built from the stored payloads in one scan and rebuilt when
 the index's point count changes.  No endpoint names a server path.
@@ -89,11 +92,11 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
                  cache_bytes: int | None = None):
     """An ``APIRouter`` with ``/api/scenes`` and ``/api/imagery/{z}/{x}/{y}.png`` for ``index``
     (an open :class:`~rsir_stac.search.Index`); ``lock`` serialises store access with the app."""
-    from fastapi import APIRouter
+    from fastapi import APIRouter, Query
     from fastapi import Path as PathParam
     from fastapi.responses import Response
 
-    from rsir_stac.maptiles import CACHE_BYTES, MAX_ZOOM
+    from rsir_stac.maptiles import CACHE_BYTES, MAX_ZOOM, SceneChoice
 
     router = APIRouter(dependencies=dependencies or [], tags=["map"])
     catalog = SceneCatalog(index, lock, cache_bytes=CACHE_BYTES if cache_bytes is None else cache_bytes)
@@ -119,13 +122,21 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
                            404: {"description": "The scenes under the tile cannot be read on the server."}})
     def api_imagery(z: int = PathParam(..., description=f"Zoom level 0..{MAX_ZOOM}."),
                     x: int = PathParam(..., description="Column, 0..2^z-1 from the west."),
-                    y: int = PathParam(..., description="Row, 0..2^z-1 from the north.")):
+                    y: int = PathParam(..., description="Row, 0..2^z-1 from the north."),
+                    datetime: str | None = Query(None, description="Only scenes acquired in START/END (as the "
+                                                 "search filter; undated scenes are left out)."),
+                    collection: list[str] | None = Query(None, description="Only scenes of these collections "
+                                                         "(repeatable)."),
+                    item: str | None = Query(None, description="Draw this STAC item's scenes first (over the "
+                                             "others where they overlap).")):
         """The indexed scenes' imagery in tile ``z/x/y`` of the Web Mercator grid (as OpenStreetMap and
-        Leaflet number them), rendered from the source rasters with the bands and scaling ingest used."""
+        Leaflet number them), rendered from the source rasters with the bands and scaling ingest used.
+        Where scenes overlap the newest is drawn on top, unless ``item`` names another."""
+        choice = SceneChoice(datetime=datetime or None, collections=tuple(collection or ()), item=item or None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, renderer = catalog.get()
-            png = renderer.render(z, x, y)
+            png = renderer.render(z, x, y, choice)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     return router

@@ -9,8 +9,8 @@
  * URL parameters: see state.js; ?key=API_KEY is moved to sessionStorage.
  */
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
-import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, showScenes, startBounds,
-  viewBbox } from "./map.js";
+import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, setImageryScenes, showScenes,
+  startBounds, viewBbox } from "./map.js";
 import * as labels from "./labels.js";
 import { clearResults, el, fitResults, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
          shortDate, showResults } from "./results.js";
@@ -65,6 +65,13 @@ function filterNotes() {
   return notes;
 }
 
+/** The imagery follows the filters and shows the selected result's own scene over the others. */
+function syncImagery() {
+  const f = state.selected && resultById(state.selected);
+  setImageryScenes({ datetime: state.datetime, collections: state.collections,
+                     item: f ? f.properties.item_id : null });
+}
+
 // ------------------------------------------------------------------ searching
 async function run(query, opts) {
   opts = opts || {};
@@ -116,11 +123,12 @@ function render(doc, query, opts) {
   renderQuery(q, query);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
-    onSelect: (id, zoom) => { select(id, zoom); saveUrl(false); },
+    onSelect: (id, zoom) => { select(id, zoom); syncImagery(); saveUrl(false); },
     onSearchFrom: (id) => run({ kind: "point", id: id }),
     onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); restyleAll(); refreshDetails(); saveUrl(false); },
   });
   if (state.selected) select(state.selected, false);
+  syncImagery();
   $("fit").disabled = !(doc.features || []).length;
   for (const b of document.querySelectorAll(".export")) b.disabled = !(doc.features || []).length;
   const n = (doc.features || []).length;
@@ -225,7 +233,8 @@ function filtersChanged() {
   state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
   state.k = parseInt($("k").value, 10) || 10;
   state.expand = parseInt($("expand").value, 10) || 0;
-  if (state.query) run(state.query); else saveUrl(false);
+  if (state.query) run(state.query);
+  else { saveUrl(false); syncImagery(); }
 }
 $("datetime").addEventListener("change", filtersChanged);  // Enter fires it too (once)
 $("collection").addEventListener("change", filtersChanged);
@@ -424,7 +433,7 @@ function applyState(s, first) {
   labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
   if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
   if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
-  else { clearResults(); $("query").hidden = true; restyleAll(); }
+  else { clearResults(); $("query").hidden = true; restyleAll(); syncImagery(); }
 }
 
 window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
@@ -477,7 +486,7 @@ window.rsir = {
   searchAt: (lon, lat) => run({ kind: "location", lon: lon, lat: lat }),
   searchById: (id) => run({ kind: "point", id: id }),
   setArea: (a) => setArea(a),
-  select: (id) => { select(id, true); saveUrl(false); },
+  select: (id) => { select(id, true); syncImagery(); saveUrl(false); },
 };
 
 start();

@@ -1,6 +1,6 @@
 // The Leaflet map: imagery of the indexed scenes, an optional online basemap, scene footprints,
 // the area filter and its drawing tools, and the cursor/scale readouts.
-import { apiUrl, hasKey } from "./api.js";
+import { apiUrl, friendly, hasKey } from "./api.js";
 
 export const map = L.map("map", {
   boxZoom: false,          // shift-drag draws a filter box instead
@@ -24,10 +24,16 @@ for (const name of ["imagery", "labels", "query", "badges"]) map.getPane(name).s
 const AuthTiles = L.TileLayer.extend({
   // with a service key, fetch tiles with the X-API-Key header instead of putting the key in URLs
   createTile: function (coords, done) {
-    if (!hasKey()) return L.TileLayer.prototype.createTile.call(this, coords, done);
+    const url = this.getTileUrl(coords);
+    if (!hasKey()) {
+      const tile = L.TileLayer.prototype.createTile.call(this, coords, done);
+      tile.dataset.url = url;   // asked again when it fails (whyFailed)
+      return tile;
+    }
     const img = document.createElement("img");
     img.alt = "";
-    fetch(this.getTileUrl(coords), { headers: { "X-API-Key": sessionStorage.getItem("rsir-key") || "" } })
+    img.dataset.url = url;
+    fetch(url, { headers: { "X-API-Key": sessionStorage.getItem("rsir-key") || "" } })
       .then((r) => (r.ok ? r.blob() : Promise.reject(new Error("HTTP " + r.status))))
       .then((b) => { img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); }; img.src = URL.createObjectURL(b); })
       .catch((e) => done(e, img));
@@ -36,21 +42,88 @@ const AuthTiles = L.TileLayer.extend({
 });
 
 let imagery = null;
+let imageryQuery = "";      // which scenes draw, and which first: the page's filters and selected result
+let imageryProblem = null;  // "outage" | "refused": a notice the next loaded tile clears
+let probing = false, toldMissing = false, redrawn = 0;
 export const imageryStats = { loaded: 0, failed: 0 };
+
+const imageryUrl = () => apiUrl("imagery/{z}/{x}/{y}.png") + (imageryQuery ? "?" + imageryQuery : "");
+const keyHeaders = () => (hasKey() ? { "X-API-Key": sessionStorage.getItem("rsir-key") || "" } : {});
 
 export function addImagery(extent, maxNativeZoom, onFail) {
   if (imagery) imagery.remove();
   const opts = { pane: "imagery", tileSize: 256, maxZoom: 22, maxNativeZoom: Math.min(22, maxNativeZoom || 18),
                  attribution: "imagery: indexed scenes", keepBuffer: 1 };
   if (extent) opts.bounds = L.latLngBounds([extent[1], extent[0]], [extent[3], extent[2]]).pad(0.02);
-  imagery = new AuthTiles(apiUrl("imagery/{z}/{x}/{y}.png"), opts);
-  imagery.on("tileload", () => { imageryStats.loaded++; });
-  imagery.on("tileerror", () => {
+  imagery = new AuthTiles(imageryUrl(), opts);
+  imagery.on("tileload", () => {
+    imageryStats.loaded++;
+    if (imageryProblem) { imageryProblem = null; mapNotice(""); }
+  });
+  imagery.on("tileerror", (ev) => {
     imageryStats.failed++;
-    if (imageryStats.failed === 1 && onFail) onFail();
+    if (ev.tile && ev.tile.dataset.url) whyFailed(ev.tile.dataset.url, onFail);
   });
   imagery.addTo(map);
   return imagery;
+}
+
+/**
+ * Draw the imagery of the scenes the page is about: acquired within `datetime`, of `collections`,
+ * and the scenes of STAC item `item` (the selected result's) over the others.
+ */
+export function setImageryScenes({ datetime, collections, item }) {
+  const q = new URLSearchParams();
+  if (datetime) q.set("datetime", datetime);
+  for (const c of collections || []) q.append("collection", c);
+  if (item) q.set("item", item);
+  if (q.toString() === imageryQuery) return;
+  imageryQuery = q.toString();
+  if (imagery) { imagery.setUrl(imageryUrl(), true); reloadImagery(); }
+}
+
+/** Fetch the imagery tiles of the view again.  Not GridLayer.redraw: at a half zoom level
+ *  (zoomSnap 0.5) it asks for tiles at that fractional zoom; adding the layer again rounds it. */
+function reloadImagery() {
+  if (imagery && imagery._map) { imagery.remove(); imagery.addTo(map); }
+}
+
+/**
+ * Why an imagery tile failed, asked again with fetch: the service unreachable (an outage: not the
+ * scenes' fault; retried until it answers, then redrawn), a request it refused (its message), or
+ * a scene it cannot read (404: onFail, once).
+ */
+async function whyFailed(url, onFail) {
+  if (probing) return;
+  probing = true;
+  let status = 0, detail = "";
+  try {
+    const r = await fetch(url, { headers: keyHeaders() });
+    status = r.status;
+    if (!r.ok) { try { detail = (await r.json()).detail; } catch (e) { detail = ""; } }
+  } catch (e) { status = 0; }
+  probing = false;
+  if (status === 0) {
+    imageryProblem = "outage";
+    mapNotice("The service cannot be reached, so the imagery is not drawn; it is drawn again once the service answers.");
+    retryWhenBack(url);
+  } else if (status === 404) {
+    if (!toldMissing && onFail) { toldMissing = true; onFail(); }
+  } else if (status >= 400) {
+    imageryProblem = "refused";
+    mapNotice("Some imagery could not be drawn: " + friendly(typeof detail === "string" ? detail : "", status));
+  } else if (Date.now() - redrawn > 10000) {   // it draws now (a passing failure): fetch the view's tiles again
+    redrawn = Date.now();
+    reloadImagery();
+  }
+}
+
+function retryWhenBack(url) {
+  setTimeout(async () => {
+    try { await fetch(url, { headers: keyHeaders() }); } catch (e) { retryWhenBack(url); return; }
+    if (imageryProblem === "outage") { imageryProblem = null; mapNotice(""); }
+    reloadImagery();
+  }, 2000);
 }
 
 // ------------------------------------------------------------------ optional online basemap

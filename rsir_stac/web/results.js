@@ -148,7 +148,7 @@ function card(f, scored) {
   cap.appendChild(el("div", "dist", (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?")));
   // the date first: results of one place at several dates (a time series) differ by it
   cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
-  const item = cap.appendChild(el("div", "item", midShort(p.item_id, 22)));
+  const item = cap.appendChild(el("div", "item", midShort(p.item_id, 18)));
   item.title = p.item_id || "";
   c.appendChild(cap);
   c.onclick = () => handlers.onSelect(f.id, true);
