@@ -271,6 +271,21 @@ def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     return (b.left, b.bottom, b.right, b.top)
 
 
+def _alpha_as_ingest(img: Any) -> None:
+    """An alpha band read as ingest reads it (GDAL's mask rule): alpha 0 is nodata, any other
+    value is data, drawn opaque.  rio-tiler keeps only fully opaque pixels, so a 4-band file
+    whose 4th band is flagged alpha but holds other values (e.g. near-infrared 37..204) was
+    drawn fully transparent while its tiles were indexed.  Changes ``img`` in place."""
+    import numpy as np
+
+    alpha = getattr(img, "alpha_mask", None)
+    if alpha is None:
+        return
+    valid = np.asarray(alpha) > 0
+    img.array.mask = np.broadcast_to(~valid, img.array.shape).copy()
+    img.alpha_mask = np.where(valid, np.iinfo(np.uint8).max, 0).astype(np.uint8)
+
+
 def _png(data, mask) -> bytes:
     """RGBA PNG of a ``(3, h, w)`` array and its ``(h, w)`` mask (255 = data); zlib level 1
     (about 4x faster than GDAL's default level 6, ~10 % larger)."""
@@ -519,6 +534,7 @@ class TileRenderer:
                 self._drop(scene.id)
                 log.warning("tile %s/%s/%s of %s not drawn: %s", tz, tx, ty, scene.item_id, err)
                 raise TileOutsideBounds("unreadable") from err
+            _alpha_as_ingest(img)
             if rule.kind != "none":
                 img = img.rescale(in_range=list(zip(rule.low, rule.high)))
             return img

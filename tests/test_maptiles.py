@@ -296,3 +296,37 @@ def test_imagery_follows_the_date_collection_and_selected_scene(overlapping):
     assert (tile(collection="coll-other")[..., 3] == 0).all()
     r = c.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png", params={"datetime": "not-a-date"})
     assert r.status_code == 400 and "datetime" in r.json()["detail"] and "\n" not in r.json()["detail"]
+
+
+def test_an_alpha_band_holding_other_values_is_drawn_as_ingest_reads_it(tmp_path, tiny_bundle):
+    """A 4-band file whose 4th band is flagged alpha but holds 37..204 (NAIP's near-infrared in
+    a real file): ingest indexes its tiles (GDAL: alpha 0 is nodata, any other value data) but
+    the map drew every pixel transparent (rio-tiler keeps only alpha 255).  Now the imagery
+    follows ingest: alpha 0 is transparent, any other value opaque."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    path = make_geotiff(tmp_path / "nir-as-alpha.tif", width=256, height=128, origin=(504000.0, 3300000.0), seed=3,
+                        alpha=True)
+    with rasterio.open(path, "r+") as ds:  # the alpha band: 0 on the left half, 37..204 on the right
+        a = np.zeros((128, 256), np.uint8)
+        a[:, 128:] = np.random.default_rng(0).integers(37, 205, size=(128, 128))
+        ds.write(a, 4)
+        assert ds.colorinterp[3] == ColorInterp.alpha
+    idx = tmp_path / "idx"
+    report = ingest([str(path)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert report.ok and report.points_written > 0
+    with Index.open(str(idx), model=tiny_bundle) as index, \
+            TestClient(create_app(index, allowed_hosts=("testserver",))) as c:
+        (f,) = _scenes(c)["features"]
+        from pyproj import Transformer
+
+        z = f["properties"]["maxzoom"]
+        to_ll = Transformer.from_crs("EPSG:32615", "EPSG:4326", always_xy=True)
+        left = TMS.tile(*to_ll.transform(504030.0, 3299936.0), z)
+        right = TMS.tile(*to_ll.transform(504226.0, 3299936.0), z)
+        pl = _png(c.get(f"/api/imagery/{left.z}/{left.x}/{left.y}.png"))
+        pr = _png(c.get(f"/api/imagery/{right.z}/{right.x}/{right.y}.png"))
+    assert (pl[..., 3] == 0).mean() > 0.9  # alpha 0: nodata, as ingest reads it
+    drawn = pr[..., 3] > 0
+    assert drawn.mean() > 0.2 and (pr[..., 3][drawn] == 255).all()  # any other alpha: data, opaque
