@@ -32,7 +32,20 @@ from rsir_stac.errors import RsirError
 log = logging.getLogger("rsir_stac.cli")  # not __main__ under `python -m`
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group; a command name users reach for that is an option of another
+    command is answered with that command (bad usage, exit 2)."""
+
+    HINTS = {"adapt": "rsir-stac train --unlabelled --from BUNDLE SOURCES... --out RUN (adaptation without labels)"}
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None and name in self.HINTS:
+            ctx.fail(f"No such command '{name}'; use {self.HINTS[name]}")
+        return cmd
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rsir-stac")
 @click.option("-v", "--verbose", count=True,
               help="-v: progress logs and tracebacks on errors; -vv: debug logs.")

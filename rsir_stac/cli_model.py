@@ -164,6 +164,7 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     from click.core import ParameterSource
     from tqdm import tqdm
 
+    from rsir_stac.errors import InputError
     from rsir_stac.model.adapt import AdaptConfig, adapt
 
     ctx = click.get_current_context()
@@ -171,6 +172,14 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     def given(name):
         return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
+    labelled = [n for n in ("backbone", "backbone_weights", "random_init", "input_size", "tile_size", "embedding_dim",
+                            "pooling", "epochs", "test_fraction", "val_fraction", "max_steps_per_epoch", "recipe",
+                            "hybrid", "downscale_prob", "val_scales", "ema_epochs", "leave_out", "leave_out_n",
+                            "no_resume") if given(n)]
+    if labelled:
+        flags = ", ".join("--" + {"ema_epochs": "ema"}.get(n, n).replace("_", "-") for n in labelled)
+        raise InputError(f"{flags} with --unlabelled: labelled training only (adaptation keeps the start bundle's "
+                         f"network and runs --steps, not epochs); drop {flags}, or drop --unlabelled")
     if given("reducer") and opts["reducer"] in ("lda", "lda+pca"):
         raise click.BadParameter(f"--reducer {opts['reducer']} needs labels; use pca or none with --unlabelled",
                                  param_hint="--reducer")

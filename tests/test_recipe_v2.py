@@ -90,12 +90,12 @@ def test_leave_classes_out_protocol(tmp_path, image_folder):
 
     cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
                       p=2, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none",
-                      leave_out=("class2",))
+                      leave_out=("class2",), test_fraction=0.34)  # 2 test images a class: queries with a match
     b = train(cfg)
     assert b.meta["training"]["held_out_classes"] == ["class2"]
     assert b.class_names == ["class0", "class1"]
     test = evaluate_folder(image_folder, b, split="test", bf16=False)
-    assert test["n_queries"] == 2 and "class2" not in str(test["protocol"]["classes"])
+    assert test["n_queries"] == 4 and "class2" not in str(test["protocol"]["classes"])
     # one held-out class would rank its images only among themselves (mAP 1 whatever the model)
     with pytest.raises(DatasetError, match="one class 'class2'.*more held-out classes"):
         evaluate_folder(image_folder, b, split="all", classes="held-out", bf16=False)

@@ -175,3 +175,41 @@ def test_reindex_batch_size_below_one_is_refused_before_any_work(tmp_path, bad):
     assert not (tmp_path / "new").exists()
     with pytest.raises(InputError, match=f"--batch-size {bad}"):
         evaluate_folder(tmp_path, np.zeros(1), batch_size=bad)
+
+
+@pytest.mark.parametrize("option", [["--backbone", "resnet18"], ["--epochs", "3"], ["--leave-out", "class1"],
+                                    ["--recipe", "v1"]])
+def test_unlabelled_refuses_labelled_only_options(tmp_path, image_folder, option):
+    r = CliRunner().invoke(main, ["train", "--unlabelled", str(image_folder), "--out", str(tmp_path / "run")] + option)
+    assert r.exit_code == 2 and f"{option[0]} with --unlabelled" in r.output and "drop" in r.output, r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_adapt_gsd_zero_and_the_adapt_command_are_answered(tmp_path, image_folder):
+    from rsir_stac.model.adapt import AdaptConfig, adapt
+
+    with pytest.raises(InputError, match="--gsd 0"):
+        adapt(AdaptConfig(sources=(str(image_folder),), out=str(tmp_path / "run"), gsd=0.0))
+    assert not (tmp_path / "run").exists()
+    r = CliRunner().invoke(main, ["adapt", str(image_folder)])
+    assert r.exit_code == 2 and "train --unlabelled" in r.output
+
+
+def test_images_in_a_class_sub_folder_are_said_not_read(tmp_path, image_folder, caplog):
+    from rsir_stac.model.data import scan_image_folder
+
+    (image_folder / "class1" / "extra").mkdir()
+    shutil.copy(image_folder / "class1" / "img00.png", image_folder / "class1" / "extra" / "a.png")
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.model.data"):
+        f = scan_image_folder(image_folder)
+    assert len(f) == 18
+    assert any("extra" in r.getMessage() and "not read" in r.getMessage() for r in caplog.records)
+
+
+def test_time_triplets_without_two_dates_are_said_in_plain_words():
+    from rsir_stac.model.pairs import Positives, available_kinds
+
+    none = [np.zeros(0, dtype=np.int64)] * 4
+    with pytest.raises(InputError, match="the tiles have no tiles of the same ground at two dates; drop it") as ei:
+        available_kinds(Positives(list(none), list(none)), 4, ["time"], 2)
+    assert "no the same" not in str(ei.value)

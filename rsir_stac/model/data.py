@@ -42,6 +42,12 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     classes, paths, labels, skipped = [], [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")
+                        and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")))
+        if nested and files:
+            log.warning("class folder %s: images in its sub-folder(s) %s are not read (a class's images lie "
+                        "directly in its folder); move them up into %s", sub,
+                        ", ".join(nested[:5]) + (" ..." if len(nested) > 5 else ""), sub)
         if not files:
             skipped.append(sub.name)
             continue

@@ -203,7 +203,7 @@ def available_kinds(positives: Positives, n: int, requested: Sequence[str] | Non
                 continue  # mined from the start embedding after the tiles are read
             if k != "augment" and not len(positives.anchors(k, n)):
                 what = {"spatial": "overlapping or adjacent tiles (use a --stride below the tile size)",
-                        "time": "the same ground at two dates",
+                        "time": "tiles of the same ground at two dates",
                         "neighbour": "mutual nearest neighbours in the start embedding",
                         "cluster": "clusters of two or more tiles in the start embedding"}[k]
                 raise InputError(f"{k} triplets asked for but the tiles have no {what}; "

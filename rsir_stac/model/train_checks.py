@@ -69,8 +69,12 @@ def check_options(cfg: Any) -> None:
 
 
 def check_adapt_options(cfg: Any) -> None:
-    """:func:`check_options` for ``train --unlabelled`` (``--steps 0``, ``--lr -1`` ...)."""
+    """:func:`check_options` for ``train --unlabelled`` (``--steps 0``, ``--lr -1``, ``--gsd 0`` ...)."""
     _check(cfg, _ADAPT_RULES)
+    gsd = getattr(cfg, "gsd", None)
+    if gsd is not None and not (isinstance(gsd, (int, float)) and math.isfinite(gsd) and gsd > 0):
+        raise InputError(f"--gsd {gsd}: give the ground sample distance to read the tiles at in metres (> 0), "
+                         "e.g. 0.3, or leave it out to keep the sources' own")
 
 
 #: Images a class needs to train: one for the test split and two for a triplet's anchor and positive.
