@@ -210,6 +210,6 @@ def test_time_triplets_without_two_dates_are_said_in_plain_words():
     from rsir_stac.model.pairs import Positives, available_kinds
 
     none = [np.zeros(0, dtype=np.int64)] * 4
-    with pytest.raises(InputError, match="the tiles have no tiles of the same ground at two dates; drop it") as ei:
+    with pytest.raises(InputError, match="the sources hold no tiles of the same ground at two dates; drop it") as ei:
         available_kinds(Positives(list(none), list(none)), 4, ["time"], 2)
     assert "no the same" not in str(ei.value)

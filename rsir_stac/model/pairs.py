@@ -206,7 +206,7 @@ def available_kinds(positives: Positives, n: int, requested: Sequence[str] | Non
                         "time": "tiles of the same ground at two dates",
                         "neighbour": "mutual nearest neighbours in the start embedding",
                         "cluster": "clusters of two or more tiles in the start embedding"}[k]
-                raise InputError(f"{k} triplets asked for but the tiles have no {what}; "
+                raise InputError(f"{k} triplets asked for but the sources hold no {what}; "
                                  "drop it from --triplets or add such scenes")
         return list(dict.fromkeys(requested))
     kinds = [k for k in ("spatial", "time") if len(positives.anchors(k, n))]
