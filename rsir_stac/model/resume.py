@@ -1,0 +1,144 @@
+"""Resuming a training run: which checkpoint in ``--out`` a run may continue.
+
+A checkpoint records its configuration, start bundle, classes, held-out classes and test
+split; a run resumes it only when all of these are its own (:func:`check_resumable`),
+so weights are never written under another run's description and no image trained on
+becomes a test image.  Errors are one-line :class:`~rsir_stac.errors.InputError` naming
+what changed, ``--no-resume`` and another ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+
+if TYPE_CHECKING:
+    from rsir_stac.model.train import TrainConfig, _Split
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint(ckpt_path: Path, cfg: TrainConfig, start, split: _Split) -> dict | None:
+    """The checkpoint in ``--out`` this run resumes (None: there is none, or ``--no-resume``);
+    refuses, before any work, one of another run (:func:`check_resumable`)."""
+    import torch
+
+    if not (cfg.resume and ckpt_path.is_file()):
+        return None
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    check_resumable(ck, cfg, start, ckpt_path, split)
+    return ck
+
+
+def resume(ck: dict | None, cfg: TrainConfig, net, opt, ema, aug) -> tuple[int, float, list[dict]]:
+    """Load a checkpoint of the same run into ``net``, ``opt`` and ``ema``; returns
+    (first epoch to run, best validation score, history), or a fresh start."""
+    if ck is None:
+        return 0, -1.0, []
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    if ema is not None and ck.get("ema") is not None:
+        ema.shadow = ck["ema"]
+    aug.rng = np.random.default_rng([cfg.seed, ck["epoch"] + 1])
+    log.info("resumed at epoch %d", ck["epoch"] + 1)
+    return ck["epoch"] + 1, ck["best"], ck["history"]
+
+
+def split_record(split: _Split) -> dict:
+    """What a checkpoint records of its split, to refuse resuming on another one."""
+    from rsir_stac.model.data import split_digest
+
+    rel = split.folder.relpaths()
+    return {"classes": list(split.folder.classes), "held_out": list(split.held_out),
+            "test_digest": split_digest([rel[i] for i in split.test_ix]), "n_test": int(len(split.test_ix))}
+
+
+def bundle_model_id(path: Path) -> str | None:
+    """The model id of the bundle at ``path`` (None: none there, or unreadable)."""
+    try:
+        return json.loads((path / "model.json").read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _Split | None = None) -> None:
+    """Refuse to resume a checkpoint trained from another start bundle, with other
+    rotation-view distillation settings, another recipe or option (:data:`_RESUME_KEYS`),
+    other held-out classes, another class set or another test split (an image added or
+    removed): its weights would be written under this run's description, or test images
+    trained on.  One-line InputError naming what changed, ``--no-resume`` and another ``--out``."""
+    from rsir_stac.model.train import TrainConfig
+
+    old = ck.get("config", {})
+    fix = "pass --no-resume to start over in this folder or choose another --out"
+    was = ck.get("start_model")  # None: started from ImageNet (and every checkpoint written before --from)
+    now = start.model_id if start is not None else None
+
+    def views(c) -> tuple:
+        w = float(c.get("view_distill", 0.0) or 0.0)
+        return (w, int(c.get("view_distill_views", 4))) if w > 0 else (0.0,)
+
+    same_start, same_views = was == now, views(old) == views(asdict(cfg))
+    if not same_start or not same_views:
+        then = f"from {was or 'ImageNet'}, --view-distill {old.get('view_distill', 0.0)}"
+        this = f"from {now or 'ImageNet'}, --view-distill {cfg.view_distill}"
+        raise InputError(f"checkpoint {ckpt_path} was trained {then}, not {this}; {fix}")
+    recipe_then, recipe_now = (old.get("extra") or {}).get("recipe"), cfg.extra.get("recipe")
+    if recipe_then and recipe_now and recipe_then != recipe_now:
+        raise InputError(f"checkpoint {ckpt_path} was trained with --recipe {recipe_then}, not {recipe_now}; {fix}")
+    record = split_record(split) if split is not None else {}
+    now_cfg, defaults = asdict(cfg), asdict(TrainConfig("", ""))
+    for key in _RESUME_KEYS:
+        if key in ("leave_out", "leave_out_n") and "held_out" in ck and record:
+            continue
+        a, b = old.get(key, defaults[key]), now_cfg[key]
+        if key == "leave_out":
+            a, b = sorted(a or ()), sorted(b or ())
+        if (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a) or '(none)'}, not "
+                             f"{_show(b) or '(none)'}; {fix}")
+    # held-out classes: compared as the classes actually held out (the order of --leave-out, or
+    # --leave-out-n drawing the same ones, does not matter); older checkpoints by their options
+    if "held_out" in ck and record:
+        a, b = sorted(ck["held_out"]), sorted(record["held_out"])
+        if a != b:
+            raise InputError(f"checkpoint {ckpt_path} was trained holding out {_show(a) or 'no classes'}, not "
+                             f"{_show(b) or 'no classes'} (--leave-out or --leave-out-n); {fix}")
+    if not record:
+        return
+    if "classes" not in ck:  # written before the split was recorded: the data folder must be the same
+        if old.get("data_dir") != cfg.data_dir:
+            raise InputError(f"checkpoint {ckpt_path} was trained on {old.get('data_dir')}, not {cfg.data_dir}; "
+                             f"{fix}")
+        return
+    if list(ck["classes"]) != record["classes"]:
+        gone = [c for c in ck["classes"] if c not in record["classes"]]
+        new = [c for c in record["classes"] if c not in ck["classes"]]
+        what = "; ".join(x for x in (f"{_show(new)} added" if new else "", f"{_show(gone)} gone" if gone else "") if x)
+        raise InputError(f"checkpoint {ckpt_path} was trained on other classes than {cfg.data_dir} has now "
+                         f"({what}); {fix}")
+    if ck["test_digest"] != record["test_digest"]:
+        raise InputError(f"checkpoint {ckpt_path} was trained with another test split ({ck['n_test']} test images "
+                         f"then, {record['n_test']} now: images were added to or removed from {cfg.data_dir}), so "
+                         f"images it trained on may now be test images; {fix}")
+
+
+#: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
+_RESUME_KEYS = ("seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
+                "pooling", "hybrid", "input_size", "freeze_blocks", "distill", "downscale_max", "margin", "miner",
+                "p", "k")
+
+
+def _show(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+__all__ = ["bundle_model_id", "check_resumable", "load_checkpoint", "resume", "split_record"]
