@@ -751,7 +751,7 @@ def test_dates_first_in_captions_labels_and_alt_text(browser, server):
         pg.wait_results(10)
         pg.p.click("#tab-labels")
         pg.p.wait_for_function("document.querySelector('#label-list .what').innerText.includes('·')", timeout=20_000)
-        rows = pg.p.locator("#label-list .what").all_inner_texts()
+        rows = pg.p.locator("#label-list .what").evaluate_all("els => els.map(e => e.textContent)")
         for rid, text in zip(dated, rows):
             assert text == f"{points[rid]['datetime'][:10]} · {points[rid]['item_id']} · tile {rid[:8]}"
         # what the phone shows of the row starts with the date
@@ -860,6 +860,216 @@ def test_imagery_outage_is_not_a_missing_scene_and_recovers(browser, server):
             "Array.from(document.querySelectorAll('.leaflet-imagery-pane img')).filter(i => i.complete && "
             "i.naturalWidth > 0).length >= 4", timeout=30_000)
         assert _opaque_fraction_of_imagery(pg) > 0.2
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def _near(points, a, b, metres=64.0) -> bool:
+    """Whether tiles a and b are side by side (centres one tile apart, east-west or north-south)."""
+    import math
+
+    pa, pb = points[a]["location"], points[b]["location"]
+    dx = (pa["lon"] - pb["lon"]) * 111_320 * math.cos(math.radians(pa["lat"]))
+    dy = (pa["lat"] - pb["lat"]) * 110_574
+    return abs(math.hypot(dx, dy) - metres) < 6
+
+
+def _pixel(page, x, y):
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(page.p.screenshot())).convert("RGB")
+    return img.getpixel((round(x), round(y)))
+
+
+def test_labelled_outlines_drawn_over_results_and_clicks_pass_through(browser, server):
+    """Tiles of other dates (and neighbours) drawn over a labelled tile's footprint must not hide
+    its green/red outline: labelled outlines lie over the result footprints, take no clicks (a
+    click there selects the result under it), and the selection and the query lie over them."""
+    base, points = server
+    q = next(iter(_scene_points(points, "scene-b")))
+    pg = Page(browser, base, path=f"/?q=p:{q}&k=30")
+    try:
+        pg.wait_results(30)
+        ids = _result_ids(pg)
+        # a labelled result under a better-ranked neighbour (drawn after it), away from the query tile
+        pick = next((a, n) for a in reversed(ids) if a != q and not _near(points, a, q)
+                    for n in ids[:ids.index(a)] if n != q and _near(points, a, n))
+        lab, nb = pick
+        pg.p.locator(f"#gallery .card[data-id='{lab}']").click()
+        pg.p.click("#details button:has-text('Positive')")
+        pg.p.click("#rerun")   # drawn again in rank order, nothing selected (a selection comes to the front)
+        pg.wait_results(30)
+        assert pg.p.locator("#details").is_hidden()
+        z = pg.p.evaluate("['results', 'labels', 'selected', 'query'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
+        assert z == sorted(z) and len(set(z)) == 4, z
+        # the edge the two tiles share: the labelled tile's green, not the neighbour's blue
+        la, lb = points[lab]["location"], points[nb]["location"]
+        x, y = pg.lonlat_xy((la["lon"] + lb["lon"]) / 2, (la["lat"] + lb["lat"]) / 2)
+        r, g, b = _pixel(pg, x, y)
+        assert g > r + 60 and g > b + 60, ((r, g, b), "the labelled outline is hidden under a result")
+        # a click on the labelled outline reaches the result footprint under it
+        assert _on_result(pg, x, y)
+        pg.p.mouse.click(x, y)
+        pg.p.wait_for_selector("#details:not([hidden])")
+        assert "sel=" in pg.p.url
+        # the selected result's outline is drawn over the labelled outlines
+        pg.p.locator(f"#gallery .card[data-id='{lab}']").click()
+        strokes = pg.p.evaluate("Array.from(document.querySelectorAll('.leaflet-selected-pane path')).map(p => p.getAttribute('stroke'))")
+        assert strokes == ["#ffd400"], strokes
+        pg.shots("labelled_over_results")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_click_at_a_scene_centre_searches(browser, server):
+    """The dot of a scene too small to see is off the map when the scene is big enough: a click at
+    the scene's centre searches there (a hidden dot took it and did nothing)."""
+    base, points = server
+    a = [p["location"] for p in _scene_points(points, "scene-a").values()]
+    lon = (min(q["lon"] for q in a) + max(q["lon"] for q in a)) / 2
+    lat = (min(q["lat"] for q in a) + max(q["lat"] for q in a)) / 2
+    pg = Page(browser, base)
+    try:
+        assert pg.p.locator(".leaflet-scenes-pane path").count() == 3   # the outlines only, no dots
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 17, {{animate: false}})")
+        x, y = pg.lonlat_xy(lon, lat)
+        pg.p.mouse.click(x, y)
+        pg.wait_results()
+        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        # zoomed out, the scenes are dots; a dot zooms to its scene
+        pg.p.evaluate("rsir.map.setZoom(8, {animate: false})")
+        pg.p.wait_for_function("document.querySelectorAll('.leaflet-scenes-pane path').length === 6", timeout=10_000)
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_self_crossing_polygon_is_refused_and_kept_out_of_links(browser, server):
+    """A polygon whose edges cross is refused when the drawing closes (one message, the tool stays
+    on), is never put into the address bar, and a link holding one opens without it."""
+    base, points = server
+    b = [p["location"] for p in _scene_points(points, "scene-b").values()]
+    w, e = min(q["lon"] for q in b), max(q["lon"] for q in b)
+    s, n = min(q["lat"] for q in b), max(q["lat"] for q in b)
+    refused = []
+    pg = Page(browser, base)
+    pg.p.on("response", lambda r: refused.append(r.url) if "/api/" in r.url and r.status >= 400 else None)
+    try:
+        pg.p.click("#mode-polygon")
+        for lon, lat in ((w, s), (e, n), (e, s)):   # a bow-tie: the first and third edges cross
+            pg.p.mouse.click(*pg.lonlat_xy(lon, lat))
+            pg.p.wait_for_timeout(350)
+        pg.p.mouse.dblclick(*pg.lonlat_xy(w, n))
+        pg.wait_status("cross")
+        assert "error" in pg.p.get_attribute("#status", "class")
+        assert "not used" in pg.status()
+        assert pg.p.inner_text("#area-text") == "anywhere" and "poly=" not in pg.p.url
+        assert "active" in pg.p.get_attribute("#mode-polygon", "class")   # draw again at once
+        assert pg.p.locator(".leaflet-overlay-pane path").count() == 0      # the refused ring is gone
+        for lon, lat in ((w, s), (e, s), (e, n)):
+            pg.p.mouse.click(*pg.lonlat_xy(lon, lat))
+            pg.p.wait_for_timeout(350)
+        pg.p.mouse.dblclick(*pg.lonlat_xy(w, n))
+        assert pg.p.inner_text("#area-text") == "polygon of 4 corners" and "poly=" in pg.p.url
+        assert not refused, refused
+    finally:
+        pg.close()
+    pid = next(iter(_scene_points(points, "scene-b")))
+    bow = ";".join(f"{lon},{lat}" for lon, lat in ((w, s), (e, n), (e, s), (w, n), (w, s)))
+    pg = Page(browser, base, path=f"/?q=p:{pid}&poly={bow}")
+    pg.p.on("response", lambda r: refused.append(r.url) if "/api/" in r.url and r.status >= 400 else None)
+    try:
+        pg.wait_results(10)
+        assert "poly=" not in pg.p.url and f"q=p:{pid}" in pg.p.url
+        assert pg.p.inner_text("#area-text") == "anywhere"
+        assert "polygon was left out" in pg.status() and "cross" in pg.status()
+        assert not refused, refused
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_selected_and_query_alt_text_and_label_rows_keep_the_tile(browser, server):
+    """The selected result's image and the query's say the date and scene like the cards; with long
+    scene names the Labels list cuts the name, never the tile id (labels of one scene differ by it)."""
+    base, points = server
+    long = "opengeos_naip_m_4709963_se_14_1_20140720-"
+
+    def lengthen(route):
+        resp = route.fetch()
+        doc = resp.json()
+        for f in doc.get("features", []):
+            f["properties"]["item_id"] = long + str(f["properties"].get("item_id"))
+        if (doc.get("query") or {}).get("item_id"):
+            doc["query"]["item_id"] = long + doc["query"]["item_id"]
+        route.fulfill(response=resp, json=doc)
+
+    pid = next(iter(_scene_points(points, "scene-b")))
+    pg = Page(browser, base, size=(1440, 900))
+    try:
+        pg.p.route("**/api/search?*", lengthen)
+        pg.p.evaluate(f"rsir.searchById('{pid}')")
+        pg.wait_results(10)
+        date = points[pid]["datetime"][:10]
+        assert pg.p.get_attribute("#query img", "alt") == f"Query tile: {date}, {long}scene-b"
+        ids = _result_ids(pg)
+        same = [i for i in ids if points[i]["item_id"] == "scene-b"][1:3]
+        for rid in same:
+            n = ids.index(rid) + 1
+            pg.p.locator(f"#gallery .card[data-id='{rid}']").click()
+            assert pg.p.get_attribute("#details img", "alt") == f"Result {n}: {date}, {long}scene-b"
+            pg.p.click("#details button:has-text('Positive')")
+        pg.p.click("#tab-labels")
+        rows = pg.p.locator("#label-list .what")
+        assert rows.count() == 2
+        seen = []
+        for i in range(2):
+            row, tile = rows.nth(i).bounding_box(), rows.nth(i).locator(".wtile").bounding_box()
+            assert tile["x"] >= row["x"] and tile["x"] + tile["width"] <= row["x"] + row["width"] + 0.5, (row, tile)
+            seen.append(rows.nth(i).locator(".wtile").inner_text().strip())
+        assert seen == [f"· tile {rid[:8]}" for rid in same] and seen[0] != seen[1]
+        item = rows.first.locator(".witem")
+        assert item.evaluate("e => e.scrollWidth > e.clientWidth")   # the long name is the part cut
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_escape_closes_details_and_map_outlines_are_no_tab_stops(browser, server):
+    """Escape closes the details box (focus back on the result's card); the scene outlines (which
+    have tooltips) and dots are not unnamed tab stops: Tab goes from the map to its controls."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results(10)
+        card = pg.p.locator("#gallery .card").nth(2)
+        rid = card.get_attribute("data-id")
+        card.click()
+        pg.p.focus("#details button.pos")
+        pg.p.keyboard.press("Escape")
+        pg.p.wait_for_selector("#details", state="hidden")
+        assert "sel=" not in pg.p.url
+        assert pg.p.evaluate("document.activeElement.dataset.id") == rid
+
+        def tab_walk():
+            pg.p.focus("#map")
+            got = []
+            for _ in range(12):
+                pg.p.keyboard.press("Tab")
+                got.append(pg.p.evaluate("(() => { const a = document.activeElement; return a.id || a.tagName; })()"))
+                if got[-1] == "mode-search":
+                    break
+            return got
+
+        walk = tab_walk()
+        assert "path" not in [t.lower() for t in walk] and walk[-1] == "mode-search", walk
+        pg.p.evaluate("rsir.map.setZoom(8, {animate: false})")   # scene dots
+        pg.p.wait_for_function("document.querySelectorAll('.leaflet-scenes-pane path').length === 6", timeout=10_000)
+        walk = tab_walk()
+        assert "path" not in [t.lower() for t in walk] and walk[-1] == "mode-search", walk
         pg.check_clean()
     finally:
         pg.close()

@@ -24,6 +24,7 @@ let scenesDoc = null;
 let uploadUrl = null;
 let lastDoc = null;
 let lastFindAll = null;  // the last "Find all" answer, for Download hits
+let refusedArea = "";    // why a link's polygon was left out (a note with the next results)
 
 function setStatus(text, kind) {
   const s = $("status");
@@ -55,6 +56,7 @@ function filterParams(extra) {
 /** Notes on what the filters leave out that people do not expect (undated / uncollected tiles). */
 function filterNotes() {
   const notes = [];
+  if (refusedArea) notes.push(`the link's polygon was left out: ${refusedArea}; draw the area again`);
   if (!scenesDoc) return notes;
   if (state.datetime && scenesDoc.undated_tiles) {
     notes.push(`${scenesDoc.undated_tiles.toLocaleString()} tiles without a date are left out by the date filter`);
@@ -137,6 +139,7 @@ function render(doc, query, opts) {
   if (state.datetime) filt.push("dates");
   if (state.collections.length) filt.push("collections");
   const notes = filterNotes();
+  refusedArea = "";   // told once
   setStatus(`${n} result${n === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
             (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
             (doc.merged ? " · merged from one search per example" : "") +
@@ -150,7 +153,11 @@ function renderQuery(q, query) {
   qs.innerHTML = "";
   qs.hidden = false;
   const img = el("img");
-  img.alt = "query tile";
+  // like the result cards: the date and the scene (tiles of one place differ by them)
+  const lab = (q.id && state.labels.get(q.id)) || {};   // a labels query's tile: one of the labelled tiles
+  const qItem = q.item_id || lab.item_id, qDate = q.datetime || lab.datetime;
+  img.alt = query.kind === "image" && query.file ? `Query: uploaded image ${query.file.name}`
+    : qItem ? `Query tile: ${qDate ? shortDate(qDate) : "no date"}, ${qItem}` : "Query tile";
   if (q.kind === "image" && uploadUrl) img.src = uploadUrl;
   else if (q.id) setImage(img, tileUrl(q.id));
   else img.classList.add("none");
@@ -196,6 +203,7 @@ function fmt(v) { return (Math.round(v * 1e6) / 1e6).toString(); }
 
 function setArea(a, quiet) {
   state.area = a;
+  if (!quiet) refusedArea = "";
   drawArea(a);
   const t = $("area-text");
   if (!a) { t.textContent = "anywhere"; t.className = "muted"; }
@@ -220,7 +228,15 @@ const cancelDrawing = installTools({
 });
 
 document.addEventListener("keydown", (ev) => {
-  if (ev.key === "Escape" && mode !== "search") { setMode("search"); setStatus("Drawing cancelled."); }
+  if (ev.key !== "Escape") return;
+  if (mode !== "search") { setMode("search"); setStatus("Drawing cancelled."); return; }
+  const d = $("details"), id = state.selected;
+  if (d.hidden || !id) return;
+  // Escape closes the details; the focus goes back to the result's card (not lost with the box)
+  const hadFocus = d.contains(document.activeElement);
+  d.querySelector("button.close").click();
+  const c = [...document.querySelectorAll("#gallery .card")].find((x) => x.dataset.id === id);
+  if (c && hadFocus) c.focus();
 });
 $("mode-search").onclick = () => setMode("search");
 $("mode-box").onclick = () => setMode("box");
@@ -428,12 +444,17 @@ function applyState(s, first) {
   if (![...$("expand").options].some((o) => +o.value === s.expand)) $("expand").appendChild(new Option(String(s.expand), String(s.expand)));
   $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
+  refusedArea = s.refused || "";
   setArea(s.area, true);
   labels.renderLabels();
   labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
   if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
   if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
   else { clearResults(); $("query").hidden = true; restyleAll(); syncImagery(); }
+  if (s.refused) {   // never kept in the address bar: the link is written again without it
+    saveUrl(false);
+    if (!s.query) setStatus(`The link's polygon was left out: ${s.refused}; draw the area again.`, "error");
+  }
 }
 
 window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
@@ -472,7 +493,7 @@ async function start() {
     else { map.setView([0, 0], 2); setStatus("The index is empty: ingest some scenes first.", "error"); }
   }
   applyState(s, true);
-  if (!s.query && info.count) {
+  if (!s.query && info.count && !s.refused) {
     setStatus("Click the imagery to find tiles like the one there" + (elsewhere
       ? `; ${elsewhere} more scene${elsewhere > 1 ? "s are" : " is"} elsewhere (Scenes tab, or zoom out for the orange dots).`
       : ", or pick a scene in the Scenes tab."));

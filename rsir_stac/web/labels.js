@@ -53,9 +53,12 @@ export function renderLabels(onRemove) {
     if (l.label === "positive") pos++; else neg++;
     const li = el("li", l.label);
     li.appendChild(el("span", "tag", l.label === "positive" ? "✓" : "✗"));
-    // the date first (labels of one place at several dates differ by it), the scene, the tile
-    const what = el("span", "what", [l.datetime ? shortDate(l.datetime) : "", l.item_id ? midShort(l.item_id, 28) : "",
-                                     "tile " + id.slice(0, 8)].filter(Boolean).join(" · "));
+    // the date first (labels of one place at several dates differ by it), the scene, the tile; in a
+    // narrow list the scene's name is cut, never the date or the tile (labels of one scene differ by it)
+    const what = el("span", "what");
+    const parts = [l.datetime ? ["wdate", shortDate(l.datetime)] : null, l.item_id ? ["witem", midShort(l.item_id, 28)] : null,
+                   ["wtile", "tile " + id.slice(0, 8)]].filter(Boolean);
+    parts.forEach(([cls, text], i) => what.appendChild(el("span", cls, (i ? " · " : "") + text)));
     what.title = [l.datetime ? shortDate(l.datetime) : "", l.item_id || "", id].filter(Boolean).join(" · ");
     li.appendChild(what);
     const rm = el("button", "small", "Remove");

@@ -1,6 +1,7 @@
 // The Leaflet map: imagery of the indexed scenes, an optional online basemap, scene footprints,
 // the area filter and its drawing tools, and the cursor/scale readouts.
 import { apiUrl, friendly, hasKey } from "./api.js";
+import { polygonProblem } from "./state.js";
 
 export const map = L.map("map", {
   boxZoom: false,          // shift-drag draws a filter box instead
@@ -12,13 +13,15 @@ export const map = L.map("map", {
 });
 map.attributionControl.setPrefix(false);
 
-// labelled tiles under the results (a labelled result shows its label colour itself), the query on top
-for (const [name, z] of [["imagery", 200], ["scenes", 390], ["labels", 405], ["results", 410], ["query", 420],
-                         ["badges", 640]]) {
+// labelled tiles over the results (tiles of other dates share their footprints and would hide them),
+// the selected result over those, the query on top; the panes over the results take no clicks, so a
+// click on a labelled or selected outline goes to the result footprint under it
+for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["labels", 412], ["selected", 415],
+                         ["query", 420], ["badges", 640]]) {
   map.createPane(name);
   map.getPane(name).style.zIndex = z;
 }
-for (const name of ["imagery", "labels", "query", "badges"]) map.getPane(name).style.pointerEvents = "none";
+for (const name of ["imagery", "labels", "selected", "query", "badges"]) map.getPane(name).style.pointerEvents = "none";
 
 // ------------------------------------------------------------------ imagery (our own XYZ tiles)
 const AuthTiles = L.TileLayer.extend({
@@ -152,29 +155,43 @@ function sceneStyle(p) {
 }
 
 const sceneDots = L.layerGroup().addTo(map);
+let allDots = [];
 
-/** Dots at the centres of scenes too small to see at this zoom (click one to zoom to it). */
+/** Dots at the centres of scenes too small to see at this zoom (click one to zoom to it).  Only
+ *  those are on the map: a hidden dot would take the clicks (a search) at a scene's centre. */
 function updateDots() {
   if (!map._loaded) return;   // no view yet
-  sceneDots.eachLayer((m) => {
+  for (const m of allDots) {
     const b = m.options.sceneBounds;
     const a = map.latLngToContainerPoint(b.getNorthWest()), c = map.latLngToContainerPoint(b.getSouthEast());
     const small = Math.abs(c.x - a.x) < 14 && Math.abs(c.y - a.y) < 14;
-    m.setStyle({ opacity: small ? 1 : 0, fillOpacity: small ? 0.9 : 0 });
-  });
+    if (small && !sceneDots.hasLayer(m)) sceneDots.addLayer(m);
+    else if (!small && sceneDots.hasLayer(m)) sceneDots.removeLayer(m);
+  }
 }
 map.on("zoomend load", updateDots);
+
+/** Out of the tab order: Chromium makes an outline with a tooltip (focus listeners) a tab stop with
+ *  no name and nothing to do; the Scenes tab lists the scenes for the keyboard. */
+function noTabStop(layer) {
+  const e = layer.getElement && layer.getElement();
+  if (e) e.setAttribute("tabindex", "-1");
+}
 
 export function showScenes(doc) {
   scenesLayer.clearLayers();
   sceneDots.clearLayers();
+  allDots = [];
   sceneLayers.clear();
   for (const f of doc.features || []) {
     if (!f.geometry) continue;
     const p = f.properties;
     const layer = L.geoJSON(f, { style: () => sceneStyle(p), pane: "scenes" });
     const label = `${p.item_id}${p.datetime ? " · " + String(p.datetime).slice(0, 10) : ""} · ${p.tiles} tiles`;
-    layer.eachLayer((l) => l.bindTooltip(label, { sticky: true, className: "scene-tip" }));
+    layer.eachLayer((l) => {
+      l.bindTooltip(label, { sticky: true, className: "scene-tip" });
+      l.on("add", () => noTabStop(l));   // drawn once the map has a view
+    });
     layer.addTo(scenesLayer);
     sceneLayers.set(f.id, layer);
     const [w, s, e, n] = p.bbox;
@@ -182,8 +199,9 @@ export function showScenes(doc) {
     const dot = L.circleMarker(bounds.getCenter(), { pane: "scenes", radius: 6, color: "#fff", weight: 2,
                                                     fillColor: p.imagery === false ? "#b3261e" : "#f28e2b", sceneBounds: bounds });
     dot.bindTooltip(label);
+    dot.on("add", () => noTabStop(dot));
     dot.on("click", (ev) => { L.DomEvent.stopPropagation(ev); map.fitBounds(bounds, { padding: [20, 20], maxZoom: 18 }); });
-    dot.addTo(sceneDots);
+    allDots.push(dot);
   }
   updateDots();
 }
@@ -320,6 +338,13 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
     }
     const ring = pts.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
     ring.push(ring[0]);
+    const why = polygonProblem(ring);
+    if (why) {   // the search would refuse it: nothing is kept, the tool stays on for another try
+      cancel();
+      onStatus(why[0].toUpperCase() + why.slice(1) + ", so it was not used. Click the corners in order " +
+               "around the area, then double-click to close (Esc cancels).", "error");
+      return;
+    }
     cancel();
     setMode("search");
     onArea({ polygon: ring });

@@ -23,6 +23,7 @@ export function midShort(s, n) {
 
 const resultsLayer = L.featureGroup().addTo(map);
 const badgeLayer = L.layerGroup().addTo(map);
+const selectedLayer = L.layerGroup().addTo(map);   // the selected result's outline, over labelled outlines
 export const queryLayer = L.featureGroup().addTo(map);   // its layers go in the "query" pane, over the results
 const footprints = new Map();   // id -> layer
 const cards = new Map();        // id -> card
@@ -54,7 +55,17 @@ function restyle(id) {
   }
 }
 
-export function restyleAll() { for (const id of footprints.keys()) restyle(id); drawBadges(); }
+export function restyleAll() { for (const id of footprints.keys()) restyle(id); drawBadges(); drawSelected(); }
+
+/** The selected result's outline again in the "selected" pane (no clicks), over labelled tiles' outlines. */
+function drawSelected() {
+  selectedLayer.clearLayers();
+  const layer = state.selected && footprints.get(state.selected);
+  if (!layer) return;
+  const st = footprintStyle(state.selected);
+  L.geoJSON(layer.toGeoJSON(), { pane: "selected", interactive: false,
+                                 style: { color: st.color, weight: st.weight, fill: false } }).addTo(selectedLayer);
+}
 
 /**
  * Rank badges that stay readable when footprints stack: badges closer than 24 px merge into
@@ -91,6 +102,7 @@ map.on("zoomend", drawBadges);
 export function clearResults() {
   resultsLayer.clearLayers();
   badgeLayer.clearLayers();
+  selectedLayer.clearLayers();
   footprints.clear();
   cards.clear();
   features = [];
@@ -167,9 +179,10 @@ export function select(id, zoom) {
   state.selected = id;
   if (prev) restyle(prev);
   const f = resultById(id);
-  if (!f) { $("details").hidden = true; drawBadges(); return; }
+  if (!f) { $("details").hidden = true; drawBadges(); drawSelected(); return; }
   restyle(id);
   drawBadges();
+  drawSelected();
   const layer = footprints.get(id);
   if (layer) {
     layer.bringToFront();
@@ -206,7 +219,7 @@ function showDetails(f) {
   d.appendChild(head);
   const body = el("div", "dbody");
   const img = el("img");
-  img.alt = `tile of result ${p.rank}`;
+  img.alt = `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`;
   setImage(img, tileUrl(f.id));
   body.appendChild(img);
   const dl = el("dl");

@@ -51,6 +51,46 @@ function nums(text, n) {
   return v.length === n && v.every(Number.isFinite) ? v : null;
 }
 
+const orient = (a, b, c) => Math.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]));
+const within = (a, b, p) => Math.min(a[0], b[0]) <= p[0] && p[0] <= Math.max(a[0], b[0]) &&
+  Math.min(a[1], b[1]) <= p[1] && p[1] <= Math.max(a[1], b[1]);
+
+/** Whether segments ab and cd share any point (crossing, touching or overlapping). */
+function segmentsMeet(a, b, c, d) {
+  const o1 = orient(a, b, c), o2 = orient(a, b, d), o3 = orient(c, d, a), o4 = orient(c, d, b);
+  if (o1 !== o2 && o3 !== o4) return true;
+  return (o1 === 0 && within(a, b, c)) || (o2 === 0 && within(a, b, d)) ||
+    (o3 === 0 && within(c, d, a)) || (o4 === 0 && within(c, d, b));
+}
+
+/**
+ * Why a ring of [lon, lat] corners (closed or not) is not a polygon the search takes, or null: its
+ * edges cross or touch (a bow-tie, a corner on another edge, an edge doubling back), or it has no
+ * area (its corners on one line).
+ */
+export function polygonProblem(ring) {
+  const pts = ring.slice();
+  if (pts.length > 1 && pts[0][0] === pts[pts.length - 1][0] && pts[0][1] === pts[pts.length - 1][1]) pts.pop();
+  const n = pts.length;
+  if (n < 3) return "a polygon needs at least 3 corners";
+  const edge = (i) => [pts[i], pts[(i + 1) % n]];
+  for (let i = 0; i < n; i++) {
+    const [a, b] = edge(i), [, c] = edge((i + 1) % n);
+    // consecutive edges meet at b: they overlap when the second doubles back along the first
+    if (orient(a, b, c) === 0 && (a[0] - b[0]) * (c[0] - b[0]) + (a[1] - b[1]) * (c[1] - b[1]) > 0) {
+      return "the polygon's edges cross each other";
+    }
+    for (let j = i + 2; j < n; j++) {
+      if (i === 0 && j === n - 1) continue;   // the last edge and the first meet at the first corner
+      if (segmentsMeet(a, b, ...edge(j))) return "the polygon's edges cross each other";
+    }
+  }
+  let area = 0;
+  for (let i = 0; i < n; i++) { const [a, b] = edge(i); area += a[0] * b[1] - b[0] * a[1]; }
+  if (area === 0) return "the polygon has no area (its corners lie on one line)";
+  return null;
+}
+
 /** Parse a location.search into a partial state (unknown or malformed fields are left out). */
 export function fromSearch(search) {
   const q = new URLSearchParams(search);
@@ -70,7 +110,10 @@ export function fromSearch(search) {
   const bb = nums(q.get("bbox"), 4);
   if (bb) out.area = { bbox: bb };
   const poly = (q.get("poly") || "").split(";").map((p) => nums(p, 2)).filter(Boolean);
-  if (poly.length >= 4) out.area = { polygon: poly };
+  if (poly.length >= 4) {   // a polygon the search would refuse is left out (refused: why)
+    const why = polygonProblem(poly);
+    if (why) out.refused = why; else out.area = { polygon: poly };
+  }
   for (const id of (q.get("pos") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "positive" });
   for (const id of (q.get("neg") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "negative" });
   out.selected = q.get("sel") || null;
