@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -45,12 +46,19 @@ def migrate(index, qdrant_url, api_key, batch_size):
     from tqdm import tqdm
 
     from rsir_stac.store import open_store
-    from rsir_stac.store.migrate import migrate as run
+    from rsir_stac.store.migrate import local_folder, migrate as run, remove_created_folder
 
-    with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
-        with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
-            n = run(src, dst, batch_size=batch_size, progress=bar.update)
-        where = dst.describe()
+    folder = local_folder(qdrant_url)
+    made = folder is not None and not os.path.lexists(folder)  # a failed run removes a folder it created
+    try:
+        with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
+            with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
+                n = run(src, dst, batch_size=batch_size, progress=bar.update)
+            where = dst.describe()
+    except Exception:
+        if made:
+            remove_created_folder(folder)
+        raise
     click.echo(f"copied {n} points from {index} to {where}")
 
 
@@ -124,10 +132,13 @@ def check(index, repair, as_json):
     line on stderr).  --repair rebuilds it from the points that pass; re-run
     the ingest that built the index to restore the dropped ones.
     """
-    from rsir_stac.store.integrity import check_index, repair_index
+    from rsir_stac.store.integrity import check_index, remove_leftovers, repair_index
 
     report = check_index(index)
     fixed = repair_index(index) if repair and not report.ok else None
+    if repair and report.leftovers:
+        remove_leftovers(index)
+    cleaned = [n for n in report.leftovers if repair and not os.path.lexists(os.path.join(report.index, n))]
     if as_json:
         _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
     elif not report.loadable:
@@ -139,6 +150,15 @@ def check(index, repair, as_json):
     for f in report.findings:
         sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
         click.echo(f"damaged: {f.message}{sample}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    for name in report.leftovers:
+        if name in cleaned:
+            click.echo(f"removed: {name}, left by a killed process (the index did not use it)", err=True)
+        elif not repair:
+            click.echo(f"note: {report.index}/{name} was left by a process killed while it {_left_by(name)}; the "
+                       f"index does not use it, and `rsir-stac check --index {index} --repair` or the next ingest "
+                       "removes it", err=True)
     if fixed is not None and fixed.set_aside:
         click.echo(f"repaired: the shard the engine cannot load was moved to {fixed.set_aside} with the digests of "
                    f"its {fixed.dropped} recorded points (delete it when done); the index now holds no points: "
@@ -154,6 +174,14 @@ def check(index, repair, as_json):
     elif not report.ok:
         _fail(f"index {report.index} is damaged ({len(report.findings)} finding(s) above); re-run the ingest "
               f"that built it, or `rsir-stac check --index {index} --repair` then re-run it", 1)
+
+
+def _left_by(name: str) -> str:
+    if name.endswith(".repairing"):
+        return "repaired the index (`check --repair`): a half-built shard"
+    if name.endswith(".creating"):
+        return "created the collection: a half-made shard"
+    return "swapped in a repaired shard"
 
 
 @click.command()

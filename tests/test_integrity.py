@@ -682,3 +682,119 @@ def test_a_broken_index_link_is_named(tmp_path):
     for args in (["info"], ["check"], ["search", "--at", "0,0"]):
         r = CliRunner().invoke(main, [*args, "--index", str(tmp_path / "a")])
         assert r.exit_code != 0 and "symbolic link" in r.output.strip().splitlines()[-1], r.output
+
+
+# ----------------------------------------------------------------- re-check 20: leftovers, silent damage, records
+
+
+def _half_repair(idx: Path) -> Path:
+    """What `check --repair` killed while building its new shard leaves: a hidden `.rsir_tiles.repairing/`
+    (edge_config.json, segments/, wal/, an engine `.atomicwrite` temp folder), never used by the index."""
+    tmp = idx / ".rsir_tiles.repairing"
+    copy_tree_sparse(idx / "rsir_tiles", tmp)
+    (tmp / ".atomicwrite1234").mkdir()
+    return tmp
+
+
+def test_a_killed_repair_leaves_a_folder_that_check_names_and_writers_remove(idx, built, tiny_bundle):
+    scenes = built[0]
+    _damage(idx, "random")
+    tmp = _half_repair(idx)
+    out = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert out.exit_code == 1
+    assert f"note: {idx}/.rsir_tiles.repairing was left by a process killed while it repaired" in out.stderr, out.stderr
+    assert tmp.is_dir()  # check only reads
+    CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert tmp.is_dir()  # nor does info
+    fixed = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert fixed.exit_code == 0, fixed.output
+    assert not tmp.exists() and "removed: .rsir_tiles.repairing" in fixed.stderr, fixed.stderr
+    assert sorted(p.name for p in idx.iterdir() if p.name.startswith(".rsir")) == []
+
+    # a clean index: check exits 0 with the note; the next ingest removes the folder
+    tmp = _half_repair(idx)
+    assert ingest(scenes, index=str(idx), model=tiny_bundle, options=NATIVE).ok
+    assert not tmp.exists()
+    _half_repair(idx)
+    out = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert out.exit_code == 0 and "note:" in out.stderr and ".rsir_tiles.repairing" in out.stderr, out.output
+    fixed = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert fixed.exit_code == 0 and not tmp.exists() and "removed: .rsir_tiles.repairing" in fixed.stderr
+
+
+def test_a_repair_killed_between_its_renames_is_finished_by_the_next_open(idx, built):
+    """The rebuilt shard was complete (marker written) and the old one moved out, but the new one not yet
+    moved in: the next command puts it in place and removes the old one."""
+    clean = built[2]
+    old = idx / ".rsir_tiles.damaged-20260101T000000Z"
+    copy_tree_sparse(idx / "rsir_tiles", idx / ".rsir_tiles.repairing")
+    os.replace(idx / "rsir_tiles", old)
+    (idx / ".rsir_tiles.repair-swap").write_text(old.name + "\n")
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert r.exit_code == 0, r.output
+    assert not old.exists() and not (idx / ".rsir_tiles.repairing").exists()
+    assert not (idx / ".rsir_tiles.repair-swap").exists()
+    assert check_index(idx).ok
+    _assert_equal_to_clean(idx, clean)
+
+
+def _nan_one_vector(idx: Path) -> None:
+    with open(_chunk(idx), "r+b") as fh:  # as the re-check did: 8 bytes of 0xff (one 2-d vector) read as NaN
+        fh.seek(40)
+        fh.write(b"\xff" * 8)
+
+
+def test_a_damaged_vector_is_not_silent_outside_check(idx, built, tiny_bundle, caplog):
+    """A vector reading back as NaN: a search the engine answers short (it leaves such points out) warns;
+    after a `check` found it, `info` warns that points fail their digests; after `check --repair` drops it,
+    a later `check` and `info` say the point dropped by the repair is still missing until the ingest is
+    re-run, and then they say nothing."""
+    import logging
+
+    scenes, _, clean = built
+    _nan_one_vector(idx)
+    bad = [f for f in check_index(idx).findings if f.kind == "vector"]
+    assert bad and len(bad[0].ids) == 1
+    good = next(p for p in sorted(clean) if p != bad[0].ids[0])
+    caplog.set_level(logging.WARNING)
+    with open_store(str(idx), read_only=True) as s:
+        hits = s.search(np.asarray(clean[good][0], np.float32), k=36, exact=True)
+    assert len(hits) == 35
+    assert "the search returned 35 hits, but 36 points match" in caplog.text, caplog.text
+    assert "rsir-stac check --index" in caplog.text
+
+    caplog.clear()
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+    assert r.exit_code == 0
+    assert "1 points failed their digests at the last `rsir-stac check`" in caplog.text, caplog.text
+    assert "--repair" in caplog.text
+
+    fixed = CliRunner().invoke(main, ["check", "--index", str(idx), "--repair"])
+    assert fixed.exit_code == 0 and "dropped 1" in fixed.stderr, fixed.output
+    later = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert later.exit_code == 0, later.output
+    assert "note: 1 point(s) dropped by a repair on" in later.stderr and "re-run the ingest" in later.stderr
+    caplog.clear()
+    assert CliRunner().invoke(main, ["info", "--index", str(idx)]).exit_code == 0
+    assert "1 point(s) dropped by a repair on" in caplog.text, caplog.text
+
+    assert ingest(scenes, index=str(idx), model=tiny_bundle, options=NATIVE).points_written == 1
+    after = CliRunner().invoke(main, ["check", "--index", str(idx)])
+    assert after.exit_code == 0 and "note:" not in after.stderr, after.output
+    caplog.clear()
+    assert CliRunner().invoke(main, ["info", "--index", str(idx)]).exit_code == 0
+    assert "dropped by a repair" not in caplog.text and "failed their digests" not in caplog.text
+    _assert_equal_to_clean(idx, clean)
+
+
+def test_a_failed_migrate_into_a_new_folder_leaves_no_folder(idx, built, tmp_path, tiny_bundle):
+    _nan_one_vector(idx)
+    target = tmp_path / "newq"
+    r = CliRunner().invoke(main, ["migrate", "--index", str(idx), "--qdrant-url", str(target)])
+    assert r.exit_code == 1, r.output
+    assert "is damaged" in r.output.strip().splitlines()[-1]
+    assert not target.exists(), sorted(p.name for p in target.iterdir())
+    kept = tmp_path / "kept"  # a folder that existed is left (only the collection migrate created goes)
+    kept.mkdir()
+    r = CliRunner().invoke(main, ["migrate", "--index", str(idx), "--qdrant-url", str(kept)])
+    assert r.exit_code == 1 and kept.is_dir()

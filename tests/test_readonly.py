@@ -116,3 +116,20 @@ def test_snapshot_of_read_only_index_then_restore(ro_index, tmp_path):
     assert _listing(src) == before and not (src / ".lock").exists()
     rep = restore(snap, tmp_path / "back")
     assert rep.points == 24 and check_index(tmp_path / "back").ok
+
+
+def test_errors_on_read_only_media_name_the_index_not_the_private_copy(ro_index, tmp_path, monkeypatch):
+    """The engine's message about a damaged file quotes the index's own path, not the private copy
+    (``$RSIR_TMPDIR/rsir-ro-.../rsir_tiles/edge_config.json``) it was loaded from."""
+    ro, src = ro_index
+    cfg = src / "rsir_tiles" / "edge_config.json"
+    cfg.write_text(cfg.read_text()[:40])  # the mount shows the original's bytes
+    private = tmp_path / "private"
+    private.mkdir()
+    monkeypatch.setenv("RSIR_TMPDIR", str(private))
+    for args in (["info", "--index", str(ro)], ["snapshot", str(tmp_path / "x.tar.gz"), "--index", str(ro)]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 1, r.output
+        line = r.output.strip().splitlines()[-1]
+        assert str(private) not in line and "rsir-ro-" not in line, line
+        assert str(ro / "rsir_tiles" / "edge_config.json") in line, line

@@ -203,7 +203,11 @@ def test_an_ingest_that_cannot_create_the_shard_leaves_no_folder(tmp_path, tiny_
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, preexec_fn=limit)
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: index {idx}: creating the Edge shard failed (File too large)"), line
+    # the real cause and the fix that works -- not `check`, which has no index to look at
+    assert "file-size limit, `ulimit -f` 1024" in line and "ulimit -f unlimited" in line, line
+    assert "rsir-stac check" not in line and "FileTooLarge" not in line
     assert not idx.exists(), sorted(p.name for p in idx.iterdir())
 
     kept = tmp_path / "kept"
@@ -214,3 +218,21 @@ def test_an_ingest_that_cannot_create_the_shard_leaves_no_folder(tmp_path, tiny_
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert (kept / "notes.txt").read_text() == "mine"
     assert not (kept / ".rsir_tiles.creating").exists() and not (kept / "rsir_tiles").exists()
+
+
+def test_restore_onto_a_full_disk_says_disk_full_and_the_space_needed(tmpfs, tiny_bundle, rasters, tmp_path):
+    """A restore that does not fit: one `disk full` line with the space it needs (not "cannot restore
+    ... choose a writable --index"); nothing is left on the target file system."""
+    idx = tmp_path / "idx"
+    r = _cli("ingest", rasters[0], "--index", str(idx), "--model", str(tiny_bundle.path), "--tile-size", "64",
+             "--native-gsd")
+    assert r.returncode == 0, r.stderr
+    snap = tmp_path / "s.tar.gz"
+    assert _cli("snapshot", str(snap), "--index", str(idx)).returncode == 0
+    fs = tmpfs("restore", 64)
+    _fill(fs, leave=MiB)
+    r = _cli("restore", str(snap), "--index", str(fs / "back"))
+    line = _one_disk_full_line(r)
+    assert f"restoring {snap} into {fs / 'back'} needs about" in line, line
+    assert "choose a writable" not in line and "the index is untouched" in line
+    assert sorted(p.name for p in fs.iterdir()) == ["filler"]

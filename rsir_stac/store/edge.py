@@ -160,6 +160,8 @@ class _IndexLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(index, f"creating the lock file {self.path}") from None
             raise StoreError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -215,6 +217,66 @@ def undo_interrupted_restore(index: Path, collection: str) -> None:
             _undo_interrupted(index, collection)
         finally:
             lock.release()
+    if repair_marker(index, collection).is_file() and os.access(index, os.W_OK):
+        lock = _IndexLock(index)
+        try:
+            finish_interrupted_repair(index, collection, remove_stale=False)
+        finally:
+            lock.release()
+
+
+def repairing_path(index: Path, collection: str) -> Path:
+    """Where ``check --repair`` builds the new shard (renamed into place when complete)."""
+    return index / f".{collection}.repairing"
+
+
+def repair_marker(index: Path, collection: str) -> Path:
+    """Written when the shard in :func:`repairing_path` is complete, before the swap; it names
+    the folder the old shard moves to.  Removed when the swap and its clean-up are done."""
+    return index / f".{collection}.repair-swap"
+
+
+def stale_work(index: Path, collection: str) -> list[Path]:
+    """Hidden folders a killed process left in ``index``: a shard being repaired or created."""
+    return [p for p in (repairing_path(index, collection), index / f".{collection}.creating")
+            if p.is_dir() or p.is_symlink()]
+
+
+def finish_interrupted_repair(index: Path, collection: str, *, remove_stale: bool) -> list[str]:
+    """Call under the index lock.  A ``check --repair`` killed while it swapped shards (its
+    marker is there) is completed: the new, complete shard goes into place if the old one was
+    already moved out, and the old one is removed.  With ``remove_stale``, a half-built shard of
+    a repair (or creation) killed earlier is removed.  Returns the names removed or moved."""
+    done: list[str] = []
+    marker, tmp = repair_marker(index, collection), repairing_path(index, collection)
+    shard = index / collection
+    if marker.is_file():
+        try:
+            old = index / marker.read_text(encoding="utf-8").strip()
+        except OSError:
+            old = None
+        if not shard.exists() and tmp.is_dir():
+            os.replace(tmp, shard)  # the rebuilt shard was complete: finish the swap
+            _fsync_dir(index)
+            done.append(tmp.name)
+            log.warning("index %s: a repair was interrupted while swapping shards; its rebuilt shard is now in place "
+                        "(points it dropped are reported by `rsir-stac check`; re-run the ingest to restore them)",
+                        index)
+        if old is not None and old.name.startswith(f".{collection}.damaged") and old.is_dir() and shard.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        if shard.is_dir():
+            marker.unlink(missing_ok=True)
+            done.append(marker.name)
+    if remove_stale:
+        for p in stale_work(index, collection):
+            if p == tmp and not shard.exists():
+                continue  # the only copy of the points: leave it (a marker-less half-swap cannot happen)
+            shutil.rmtree(p, ignore_errors=True)
+            if not p.exists():
+                done.append(p.name)
+                log.warning("index %s: removed %s/, a half-made shard left by a process that was killed (%s)",
+                            index, p.name, "a repair" if p == tmp else "a creation")
+    return done
 
 
 def _first_line(exc: BaseException) -> str:
@@ -233,6 +295,36 @@ def _engine_message(exc: BaseException) -> str:
 #: Phrases of qdrant-edge errors that mean its files hold bytes it cannot use (storage damage).
 _DAMAGE_PHRASES = ("corrupt", "malformed", "failed to decode", "decompress", "deserialize", "illegal",
                    "unexpected end", "invalid", "checksum", "no such file", "failed to load", "eof while")
+
+
+def file_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError or an engine error) is EFBIG: a file would pass the process's
+    file-size limit (``ulimit -f``) or the largest file its file system takes."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return True
+    msg = str(exc)
+    return "FileTooLarge" in msg or "File too large" in msg or "os error 27" in msg
+
+
+def too_large_message(index: Path, action: str) -> str:
+    """The one-line error for EFBIG: the real cause (the process's file-size limit, or the file
+    system's largest file) and the fix that works (raise the limit; another file system)."""
+    import resource
+
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (OSError, ValueError):
+        soft = resource.RLIM_INFINITY
+    why = "File too large"
+    if soft != resource.RLIM_INFINITY:
+        from rsir_stac.store.space import human
+
+        return (f"index {index}: {action} failed ({why}): this process may not write files over {human(soft)} "
+                f"(its file-size limit, `ulimit -f` {soft // 1024}), and the engine's files are 32 MiB; raise the "
+                "limit (`ulimit -f unlimited`) and re-run the same command (nothing was half-written)")
+    return (f"index {index}: {action} failed ({why}): the file system under {index} does not take files as large "
+            "as the engine's (32 MiB); choose an --index on another file system and re-run the same command "
+            "(nothing was half-written)")
 
 
 def _looks_damaged(msg: str) -> bool:
@@ -354,6 +446,8 @@ class EdgeStore(Store):
                 raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
             self._lock = _IndexLock(self.index)
         try:
+            if not read_only:  # a writer cleans up after a killed repair or creation (we hold the lock)
+                finish_interrupted_repair(self.index, collection, remove_stale=True)
             if self._has_segments():
                 self._open_existing(None if repair is None else repair and not read_only)
         except BaseException:
@@ -440,12 +534,13 @@ class EdgeStore(Store):
         aside = damaged_aside_path(self.index, self.collection)  # never replaces an earlier one
         os.replace(self.shard_dir, aside)
         ledger = self.index / f"{self.collection}{LEDGER_SUFFIX}"
-        lost = 0
+        lost, lost_ids = 0, []
         if ledger.is_file():
             try:
                 old = DigestLedger(ledger, read_only=True)
                 try:
                     lost = old.count()
+                    lost_ids = list(old.ids())
                 finally:
                     old.close()
             except Exception:  # noqa: BLE001 - an unreadable ledger: the count is unknown
@@ -459,6 +554,9 @@ class EdgeStore(Store):
         self._shard = None
         self.repaired = RepairReport(str(self.index), 0, lost, [], [f"shard unloadable: {damage[0].message}"],
                                      set_aside=str(aside))
+        from rsir_stac.store.integrity import record_repair
+
+        record_repair(self.index, self.collection, lost_ids, self.repaired.reasons, total=lost, set_aside=aside.name)
         log.warning("index %s cannot be loaded (%s); moved it to %s with its %d recorded points (delete it when "
                     "done) and will build the collection again", self.index, "; ".join(f.message for f in damage),
                     aside, lost)
@@ -478,6 +576,11 @@ class EdgeStore(Store):
             what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
             log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",
                         self.index, what, self.index)
+            return
+        from rsir_stac.store.integrity import health_notes
+
+        for note in health_notes(self):  # what the last check or repair recorded, verified on its points
+            log.warning("index %s: %s", self.index, note)
 
     def make_writable(self) -> None:
         """Allow writes on a store opened read-only that holds the index lock
@@ -501,8 +604,12 @@ class EdgeStore(Store):
 
     def _engine_error(self, exc: Exception, action: str) -> StoreError:
         msg = _engine_message(exc)
+        if self._private is not None:  # name the index, not the private copy it was loaded from
+            msg = msg.replace(str(self._private), str(self.shard_dir))
         if is_disk_full(exc):
             return disk_full(self.index, action)
+        if file_too_large(exc):
+            return StoreError(too_large_message(self.index, action))
         if "WouldBlock" in msg:
             return IndexInUseError(
                 f"index {self.index} is in use by another process (its WAL is locked); wait for it or use another --index"
@@ -515,6 +622,9 @@ class EdgeStore(Store):
                 f"index {self.index} cannot be loaded: the engine fails on its files ({msg}); run `rsir-stac check "
                 f"--index {self.index} --repair` (it sets the damaged shard aside) and then re-run the ingest that "
                 f"built it, or restore a snapshot with `rsir-stac restore SNAPSHOT --index {self.index} --force`")
+        elif action.startswith("creating") and not self.shard_dir.is_dir():  # no index yet: nothing to check
+            err = StoreError(f"index {self.index}: {action} failed ({msg}); check the free space, permissions and "
+                             f"file-size limit (`ulimit -f`) for {self.index}, then re-run the same command")
         elif _looks_damaged(msg):
             err = StoreError(
                 f"index {self.index} is damaged: {action} failed ({msg}); run `rsir-stac check --index {self.index} "
@@ -536,8 +646,9 @@ class EdgeStore(Store):
         except BaseException as exc:  # a Rust panic: pyo3's PanicException derives from BaseException
             if type(exc).__name__ != "PanicException":
                 raise
+            why = _first_line(exc).replace(str(self._private), str(self.shard_dir)) if self._private else _first_line(exc)
             err = StoreError(
-                f"index {self.index}: the engine stopped reading it ({_first_line(exc)}): its payload index files "
+                f"index {self.index}: the engine stopped reading it ({why}): its payload index files "
                 f"(location, item_id, date) are damaged; run `rsir-stac check --index {self.index} --repair` to "
                 "rebuild them")
             err.payload_index_damaged = True  # type: ignore[attr-defined]
@@ -722,6 +833,8 @@ class EdgeStore(Store):
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full(self.index, "creating the Edge shard") from None
+            if file_too_large(exc):
+                raise StoreError(too_large_message(self.index, "creating the Edge shard")) from None
             raise StoreError(f"index {self.index}: creating the Edge shard failed ({exc.strerror or exc}); "
                              "check free space and permissions") from None
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
@@ -799,7 +912,25 @@ class EdgeStore(Store):
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "searching") from None
+        if len(res) < limit:
+            self._note_left_out(len(res), limit, lambda: to_edge_filter(flt, exclude_ids=exclude_ids))
         return [(r.score, str(r.id), r) for r in res]
+
+    def _note_left_out(self, got: int, limit: int, efilter: Any) -> None:
+        """Warn when a search returned fewer hits than it asked for although more points match:
+        the engine silently leaves out a point whose stored vector is not finite (damaged bytes
+        read as NaN), so a short answer is the cheap sign of it (one exact count, only then)."""
+        import qdrant_edge as q
+
+        try:
+            n = int(self._shard.count(q.CountRequest(exact=True, filter=efilter())))
+        except Exception:  # noqa: BLE001 - only a note: the search itself succeeded
+            return
+        if min(n, limit) > got:
+            log.warning("index %s: the search returned %d hits, but %d points match it; the engine leaves out points "
+                        "whose stored vector is damaged (not a finite number), so run `rsir-stac check --index %s` "
+                        "(then `--repair` and re-run the ingest that built it)", self.index, got, min(n, limit),
+                        self.index)
 
     def _query_raw(self, query: Any, limit: int, flt: SearchFilter | None, excl: Any,
                    fields: Sequence[str] | None) -> list[SearchHit]:
@@ -815,6 +946,8 @@ class EdgeStore(Store):
             res = self._shard.query(req)
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "querying") from None
+        if len(res) < limit:
+            self._note_left_out(len(res), limit, lambda: edge_filter(flt, excl))
         return [hit_from_record(r, False) for r in res]
 
     def _ids_from(self, start: str | None, limit: int, flt: SearchFilter | None, excl: Any) -> list[str]:

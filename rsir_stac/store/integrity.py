@@ -244,6 +244,9 @@ class CheckReport:
     unverified: int = 0
     findings: list[Finding] = field(default_factory=list)
     loadable: bool = True  # False: the engine cannot load the shard (``points`` is then unknown, 0)
+    notes: list[str] = field(default_factory=list)  # not damage: earlier repairs' dropped points still missing
+    leftovers: list[str] = field(default_factory=list)  # hidden folders a killed repair or creation left
+    damaged_ids: set[str] = field(default_factory=set, repr=False)  # every point a finding names (not in JSON)
 
     @property
     def ok(self) -> bool:
@@ -251,6 +254,7 @@ class CheckReport:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("damaged_ids", None)
         d["ok"] = self.ok
         return d
 
@@ -380,8 +384,13 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     """
     from rsir_stac.store.edge import EdgeStore
 
+    from rsir_stac.store.edge import repair_marker, stale_work
+
     path = _collection_dir(index, collection)
     report = CheckReport(index=str(path))
+    report.leftovers = [p.name for p in stale_work(path, collection)]
+    if repair_marker(path, collection).is_file():
+        report.leftovers.append(repair_marker(path, collection).name)
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
     try:
@@ -398,6 +407,9 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         return report
     with store:
         check_open_store(store, report, files)
+        report.notes = health_notes(store, damage=False)
+        if store._private is None:  # remembered for `info`, `search` and `serve` (health_notes)
+            record_check(store, report)
     return report
 
 
@@ -424,6 +436,7 @@ def check_open_store(store: Any, report: CheckReport, files: list[Finding]) -> C
     rb = read_back(shard, ids, ledger)
     report.verified, report.unverified = len(rb.verified), len(rb.unverified)
     lost = ledger_ids - set(ids)
+    report.damaged_ids = rb.unreadable | rb.vector_mismatch | rb.payload_mismatch
     if lost:
         report.findings.extend(f for f in files if f.kind == "tracker")
     _engine_findings(store, report, rb, lost)
@@ -461,6 +474,118 @@ def _no_digests(path: Path, collection: str, n: int, present: bool) -> Finding:
                    f"re-run the ingest that built the index (it re-embeds unverified points and records their "
                    f"digests), or `rsir-stac check --index {path} --repair` to record digests of the points as "
                    "they read now")
+
+
+# --------------------------------------------------------------------------- health record
+
+#: ``<index>/<collection>.health.json``: what the last ``check`` found and what repairs dropped,
+#: so that ``info``, ``search``, ``serve`` and a later ``check`` can say so without reading every point.
+HEALTH_SUFFIX = ".health.json"
+_KEEP_IDS = 10_000  # point ids kept per entry (counts are exact; beyond this "at least")
+
+
+def health_path(index: str | Path, collection: str) -> Path:
+    return Path(index) / f"{collection}{HEALTH_SUFFIX}"
+
+
+def read_health(index: str | Path, collection: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(health_path(index, collection).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _write_health(index: str | Path, collection: str, doc: dict[str, Any]) -> None:
+    """Write the record atomically; a record that cannot be written is only logged (it never fails
+    the command that found or repaired the damage)."""
+    from rsir_stac.store.edge import _write_json_atomic
+
+    try:
+        _write_json_atomic(health_path(index, collection), doc)
+    except OSError as exc:
+        log.debug("index %s: cannot write %s (%s)", index, health_path(index, collection).name, exc)
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def record_check(store: Any, report: CheckReport) -> None:
+    """Remember which points the check found damaged (call under the index lock)."""
+    if not os.access(store.index, os.W_OK):
+        return
+    doc = read_health(store.index, store.collection)
+    bad = sorted(report.damaged_ids)
+    doc["last_check"] = {"at": _now(), "points": report.points, "ok": report.ok, "damaged": len(bad),
+                         "damaged_ids": bad[:_KEEP_IDS]}
+    _write_health(store.index, store.collection, doc)
+
+
+def record_repair(index: str | Path, collection: str, dropped: Sequence[str], reasons: Sequence[str],
+                  *, total: int | None = None, set_aside: str | None = None) -> None:
+    """Remember the points a repair dropped (call under the index lock), so that a later
+    ``check`` or ``info`` says they are missing until the ingest that built them is re-run."""
+    n = len(dropped) if total is None else total
+    doc = read_health(index, collection)
+    if doc.get("last_check"):
+        doc["last_check"].update(damaged=0, damaged_ids=[])  # the repair dropped them: the entry below says so
+    if n:
+        repairs = [r for r in doc.get("repairs", []) if isinstance(r, dict)]
+        repairs.append({"at": _now(), "dropped": n, "dropped_ids": sorted(dropped)[:_KEEP_IDS],
+                        "reasons": list(reasons), "set_aside": set_aside})
+        doc["repairs"] = repairs[-20:]
+    _write_health(index, collection, doc)
+
+
+def _present(shard: Any, ids: list[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(ids), 1000):
+        try:
+            out.update(str(r.id) for r in shard.retrieve(ids[i:i + 1000], False, False))
+        except Exception:  # noqa: BLE001 - unreadable: not counted as present
+            pass
+    return out
+
+
+def health_notes(store: Any, *, damage: bool = True) -> list[str]:
+    """One line per thing the health record says is still wrong, verified now on only the points
+    it names (cheap): points dropped by a repair that are still missing, and (``damage``) points the
+    last ``check`` found damaged that still fail their digests."""
+    shard = store._shard
+    doc = read_health(store.index, store.collection)
+    if shard is None or not doc:
+        return []
+    notes: list[str] = []
+    last = doc.get("last_check") or {}
+    ids = [str(i) for i in last.get("damaged_ids") or []]
+    if damage and ids:
+        rb = read_back(shard, ids, store._ledger)
+        still = rb.unreadable | rb.vector_mismatch | rb.payload_mismatch
+        if still:
+            notes.append(f"{len(still)} points failed their digests at the last `rsir-stac check` ({last.get('at')}) "
+                         f"and still do (searches may leave them out); run `rsir-stac check --index {store.index} "
+                         "--repair`, then re-run the ingest that built it")
+    for rep in doc.get("repairs") or []:
+        ids = [str(i) for i in rep.get("dropped_ids") or []]
+        if not ids:
+            continue
+        missing = len(ids) - len(_present(shard, ids))
+        if missing:
+            more = "at least " if int(rep.get("dropped") or 0) > len(ids) else ""
+            how = "set aside" if rep.get("set_aside") else "dropped"
+            notes.append(f"{more}{missing} point(s) {how} by a repair on {rep.get('at')} are still missing from the "
+                         f"index; re-run the ingest that built {store.index} to index them again")
+    return notes
+
+
+def _write_text_durable(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 # --------------------------------------------------------------------------- repair
@@ -513,9 +638,9 @@ def rebuild_shard(store: Any) -> RepairReport:
     cfg_doc = json.loads((store.shard_dir / "edge_config.json").read_text(encoding="utf-8")) \
         if (store.shard_dir / "edge_config.json").is_file() else {}
     dim = int(((cfg_doc.get("vectors") or {}).get("") or {}).get("size") or store._require_meta().dim)
-    from rsir_stac.store.edge import damaged_aside_path
+    from rsir_stac.store.edge import _fsync_dir, damaged_aside_path, repair_marker, repairing_path
 
-    tmp, old = index / f".{name}.repairing", damaged_aside_path(index, name)  # never an earlier set-aside shard
+    tmp, old = repairing_path(index, name), damaged_aside_path(index, name)  # never an earlier set-aside shard
     shutil.rmtree(tmp, ignore_errors=True)
     if store._shard is not None:
         try:
@@ -539,12 +664,18 @@ def rebuild_shard(store: Any) -> RepairReport:
     shard.flush()
     shard.close()
     store._shard = None
+    # the new shard is complete: a kill from here on is finished by the next open (edge.finish_interrupted_repair)
+    marker = repair_marker(index, name)
+    _write_text_durable(marker, old.name + "\n")
     os.replace(store.shard_dir, old)
     os.replace(tmp, store.shard_dir)
+    _fsync_dir(index)
     shutil.rmtree(old, ignore_errors=True)
+    marker.unlink(missing_ok=True)
     store._shard = q.EdgeShard.load(str(store.shard_dir))
     if store._ledger is not None:
         store._ledger.remove(dropped)  # kept points keep their digests (unverified ones stay unverified)
+    record_repair(index, name, dropped, reasons)
     log.warning("index %s repaired: kept %d points, dropped %d (%s)", index, len(good), len(dropped),
                 ", ".join(reasons) or "none")
     return RepairReport(str(index), len(good), len(dropped), dropped, reasons)
@@ -569,6 +700,19 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
         return report
 
 
+def remove_leftovers(index: str | Path, *, collection: str = "rsir_tiles") -> list[str]:
+    """Under the index lock, finish or remove what a killed repair or creation left
+    (:func:`rsir_stac.store.edge.finish_interrupted_repair`); returns the names removed."""
+    from rsir_stac.store.edge import _IndexLock, finish_interrupted_repair
+
+    path = Path(index).expanduser().absolute()
+    lock = _IndexLock(path)
+    try:
+        return finish_interrupted_repair(path, collection, remove_stale=True)
+    finally:
+        lock.release()
+
+
 def _adopt_unverified(store: Any) -> int:
     """Record digests for points that read back but have none (a deleted or
     emptied ledger): they are trusted as they read now.  Returns how many."""
@@ -582,6 +726,7 @@ def _adopt_unverified(store: Any) -> int:
     return len(rows)
 
 
-__all__ = ["CheckReport", "DigestLedger", "Finding", "INDEX_PROBES", "RepairReport", "check_index", "index_findings",
+__all__ = ["CheckReport", "DigestLedger", "Finding", "HEALTH_SUFFIX", "INDEX_PROBES", "RepairReport", "check_index",
+           "health_notes", "index_findings", "read_health", "record_check", "record_repair",
            "inspect_files",
            "payload_digest", "payload_matches", "repair_index", "vector_digest", "verified_ids"]

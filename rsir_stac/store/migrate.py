@@ -51,6 +51,37 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
     return copied
 
 
+def local_folder(url: str) -> str | None:
+    """The folder a ``--qdrant-url`` names for qdrant-client's local mode, else None (a server,
+    ``:memory:``, or a URL refused later)."""
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.server import _local_or_server
+
+    try:
+        target = _local_or_server(str(url))
+    except InputError:
+        return None
+    return None if target.startswith(("http://", "https://")) or target == ":memory:" else target
+
+
+def remove_created_folder(folder: str) -> None:
+    """Remove a qdrant-client local folder a failed migrate created, once it holds no collection
+    (``migrate`` dropped the one it made): its ``.lock``, ``meta.json`` and empty ``collection/``."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(folder)
+    if not path.is_dir() or path.is_symlink():
+        return
+    cols = path / "collection"
+    if cols.is_dir() and any(cols.iterdir()):
+        return  # a collection is still there (Ctrl-C keeps what was copied): keep it
+    if {p.name for p in path.iterdir()} - {".lock", "meta.json", "collection"}:
+        return  # something that is not qdrant-client's: not ours to remove
+    shutil.rmtree(path, ignore_errors=True)
+    log.info("migrate failed; removed %s, which it created", path)
+
+
 def _copy(src, dst, batch_size: int, progress: Callable[[int], None] | None) -> int:
     batch, copied = [], 0
     for point in src.iter_points(batch=batch_size, with_vectors=True):

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rsir_stac.errors import IndexNotFoundError, InputError, SnapshotError, StoreError, TargetExistsError
+from rsir_stac.errors import DiskFullError, IndexNotFoundError, InputError, SnapshotError, StoreError, TargetExistsError
 
 log = logging.getLogger(__name__)
 
@@ -290,11 +290,11 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
         raise TargetExistsError(f"index {dst} already has a collection {collection!r}; restore into a new --index, "
                          "or pass --force to replace it")
     stage = dst.parent / f".{dst.name}.restoring"
+    need = _restore_bytes(manifest, dst.parent)
     try:
         with tf:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            require_free(dst.parent, int(manifest.get("data_bytes") or 0) + (4 << 20),
-                         f"restoring {src} into {dst}", intact="the index is untouched")
+            require_free(dst.parent, need, f"restoring {src} into {dst}", intact="the index is untouched")
             shutil.rmtree(stage, ignore_errors=True)
             stage.mkdir()
 
@@ -310,16 +310,22 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
             why = "; ".join(f.message for f in report.findings) or f"{report.points} points, not {expected}"
             raise SnapshotError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
         _swap_in(stage, dst, collection, _IndexLock)
-    except OSError as exc:
+    except OSError as exc:  # DiskFullError included: whatever part ran out of space, say what the restore needs
         shutil.rmtree(stage, ignore_errors=True)
-        if is_disk_full(exc):
-            raise disk_full(dst.parent, f"restoring {src}", intact="the index is untouched") from None
+        if isinstance(exc, DiskFullError) or is_disk_full(exc):
+            raise disk_full(dst.parent, f"restoring {src} into {dst}", need=need,
+                            intact="the index is untouched") from None
         raise StoreError(f"cannot restore into {dst} ({exc.strerror or exc}); choose a writable --index") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     log.info("restored %s (%d points) into %s", src, report.points, dst)
     return SnapshotReport(str(src), str(dst), report.points, n, int(manifest.get("data_bytes") or 0), src.stat().st_size)
+
+
+def _restore_bytes(manifest: dict, where: Path) -> int:
+    """Bytes a restore into ``where`` takes: the data and a margin."""
+    return int(manifest.get("data_bytes") or 0) + (4 << 20)
 
 
 def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
@@ -353,7 +359,7 @@ _DONE, _MOVED_OUT = "swap-complete", "old-moved-out"
 
 
 def _PARTS(collection: str) -> tuple[str, ...]:
-    return (collection, f"{collection}.meta.json", f"{collection}.digests.sqlite")
+    return (collection, f"{collection}.meta.json", f"{collection}.digests.sqlite", f"{collection}.health.json")
 
 
 def _undo_interrupted(dst: Path, collection: str) -> bool:
