@@ -85,7 +85,7 @@ def publish(store: Any, host: str, port: int, *, key_required: bool, ingest_jobs
     or a folder that cannot be written: the CLI then says "in use" as before)."""
     from datetime import datetime, timezone
 
-    from rsir_stac.store.edge import _write_json_atomic
+    from rsir_stac.store.folder import _write_json_atomic
 
     lock = getattr(store, "_lock", None)
     if getattr(store, "backend", "") != "edge" or lock is None or getattr(lock, "fd", None) is None:

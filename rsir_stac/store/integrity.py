@@ -358,7 +358,7 @@ def _probes(p: dict) -> list[tuple[str, Any, bool]]:
 def _collection_dir(index: str | Path, collection: str) -> Path:
     """The absolute index path, after refusing a broken link and undoing an interrupted restore;
     IndexNotFoundError when it holds no ``collection``."""
-    from rsir_stac.store.edge import damaged_aside_paths, refuse_broken_link, undo_interrupted_restore
+    from rsir_stac.store.folder import damaged_aside_paths, refuse_broken_link, undo_interrupted_restore
 
     path = Path(index).expanduser().absolute()
     refuse_broken_link(path)
@@ -384,7 +384,7 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     """
     from rsir_stac.store.edge import EdgeStore
 
-    from rsir_stac.store.edge import repair_marker, stale_work
+    from rsir_stac.store.folder import repair_marker, stale_work
 
     path = _collection_dir(index, collection)
     report = CheckReport(index=str(path))
@@ -398,7 +398,7 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     except IndexInUseError:
         raise
     except StoreError as exc:
-        from rsir_stac.store.edge import _engine_message
+        from rsir_stac.store.folder import _engine_message
 
         report.loadable = False
         report.ledger_points = _ledger_count(path, collection)
@@ -499,7 +499,7 @@ def read_health(index: str | Path, collection: str) -> dict[str, Any]:
 def _write_health(index: str | Path, collection: str, doc: dict[str, Any]) -> None:
     """Write the record atomically; a record that cannot be written is only logged (it never fails
     the command that found or repaired the damage)."""
-    from rsir_stac.store.edge import _write_json_atomic
+    from rsir_stac.store.folder import _write_json_atomic
 
     try:
         _write_json_atomic(health_path(index, collection), doc)
@@ -638,7 +638,7 @@ def rebuild_shard(store: Any) -> RepairReport:
     cfg_doc = json.loads((store.shard_dir / "edge_config.json").read_text(encoding="utf-8")) \
         if (store.shard_dir / "edge_config.json").is_file() else {}
     dim = int(((cfg_doc.get("vectors") or {}).get("") or {}).get("size") or store._require_meta().dim)
-    from rsir_stac.store.edge import _fsync_dir, damaged_aside_path, repair_marker, repairing_path
+    from rsir_stac.store.folder import _fsync_dir, damaged_aside_path, repair_marker, repairing_path
 
     tmp, old = repairing_path(index, name), damaged_aside_path(index, name)  # never an earlier set-aside shard
     shutil.rmtree(tmp, ignore_errors=True)
@@ -703,7 +703,7 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
 def remove_leftovers(index: str | Path, *, collection: str = "rsir_tiles") -> list[str]:
     """Under the index lock, finish or remove what a killed repair or creation left
     (:func:`rsir_stac.store.edge.finish_interrupted_repair`); returns the names removed."""
-    from rsir_stac.store.edge import _IndexLock, finish_interrupted_repair
+    from rsir_stac.store.folder import _IndexLock, finish_interrupted_repair
 
     path = Path(index).expanduser().absolute()
     lock = _IndexLock(path)

@@ -276,7 +276,7 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
     other process has it open).  Raises StoreError (damaged snapshot, index in
     use or present without ``force``), DiskFullError when it may not fit.
     """
-    from rsir_stac.store.edge import _IndexLock, refuse_broken_link
+    from rsir_stac.store.folder import _IndexLock, refuse_broken_link
     from rsir_stac.store.integrity import check_index
     from rsir_stac.store.space import disk_full, is_disk_full, require_free
 
@@ -330,7 +330,7 @@ def _restore_bytes(manifest: dict, where: Path) -> int:
 
 def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
     """Move the verified files from ``stage`` into ``dst`` (under its lock when it exists)."""
-    from rsir_stac.store.edge import _fsync_dir
+    from rsir_stac.store.folder import _fsync_dir
 
     if not dst.exists():
         os.replace(stage, dst)

@@ -1,0 +1,299 @@
+"""The Edge index's folder around the engine's shard: its lock, atomic metadata writes,
+interrupted restores and repairs, damaged shards set aside, and what engine errors mean.
+
+Layout (see :mod:`rsir_stac.store.edge`)::
+
+    <index>/.lock                          advisory lock (fcntl.flock), holds the owner's pid
+    <index>/<collection>/                  the Edge shard
+    <index>/.<collection>.repairing/       a repair's new shard before the swap
+    <index>/.<collection>.damaged-<time>/  a shard the engine could not load, set aside
+
+Pure path rules and small helpers, no engine calls: :class:`~rsir_stac.store.edge.EdgeStore`,
+``integrity`` and ``snapshot`` share them.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
+from rsir_stac.store.space import disk_full, is_disk_full
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+
+
+def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write JSON via a temporary file, fsync and os.replace (never half-written)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)  # make the rename itself durable
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        dfd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _in_use_message(index: Path, holder: str) -> str:
+    """The one-line "in use" message; names the service when the holder is a ``serve``."""
+    from rsir_stac.served import ADDRESS_NAME
+
+    try:
+        doc = json.loads((index / ADDRESS_NAME).read_text(encoding="utf-8"))
+        if holder and str(doc.get("pid")) == holder:
+            return (f"index {index} is in use by rsir-stac serve (pid {holder}) at {doc.get('url')}; "
+                    "`search`, `info` and `ingest` send their work to it, other commands need it stopped")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
+
+
+class _IndexLock:
+    """Exclusive, non-blocking advisory lock on ``<index>/.lock`` (released on close or death)."""
+
+    def __init__(self, index: Path) -> None:
+        self.path = index / LOCK_NAME
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # Windows: rely on the engine's own WAL lock
+            log.debug("fcntl unavailable; relying on the Edge WAL lock for %s", index)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(index, f"creating the lock file {self.path}") from None
+            raise StoreError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise IndexInUseError(_in_use_message(index, holder)) from None
+            raise StoreError(f"cannot lock index {index} ({exc}); check permissions on {self.path}") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds without the pid
+            pass
+        self.fd = fd
+
+    @classmethod
+    def none(cls) -> _IndexLock:
+        """No lock: a read-only open of a private copy (nothing to protect)."""
+        lock = cls.__new__(cls)
+        lock.path, lock.fd = None, None  # type: ignore[assignment]
+        return lock
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+def refuse_broken_link(index: Path) -> None:
+    """StoreError when ``index`` is a symbolic link that leads nowhere (dangling, or a loop)."""
+    if index.is_symlink() and not index.exists():
+        raise StoreError(f"index {index} is a symbolic link to {os.readlink(index)}, which does not lead to a folder "
+                         "(broken or a loop); fix the link or give a folder for --index")
+
+
+def undo_interrupted_restore(index: Path, collection: str) -> None:
+    """A restore killed while it swapped files leaves ``.<collection>.replaced``: put the index
+    from before the restore back (under the index lock) before anything reads it."""
+    if (index / f".{collection}.replaced").is_dir():
+        from rsir_stac.store.snapshot import _undo_interrupted
+
+        lock = _IndexLock(index)
+        try:
+            _undo_interrupted(index, collection)
+        finally:
+            lock.release()
+    if repair_marker(index, collection).is_file() and os.access(index, os.W_OK):
+        lock = _IndexLock(index)
+        try:
+            finish_interrupted_repair(index, collection, remove_stale=False)
+        finally:
+            lock.release()
+
+
+def repairing_path(index: Path, collection: str) -> Path:
+    """Where ``check --repair`` builds the new shard (renamed into place when complete)."""
+    return index / f".{collection}.repairing"
+
+
+def repair_marker(index: Path, collection: str) -> Path:
+    """Written when the shard in :func:`repairing_path` is complete, before the swap; it names
+    the folder the old shard moves to.  Removed when the swap and its clean-up are done."""
+    return index / f".{collection}.repair-swap"
+
+
+def stale_work(index: Path, collection: str) -> list[Path]:
+    """Hidden folders a killed process left in ``index``: a shard being repaired or created."""
+    return [p for p in (repairing_path(index, collection), index / f".{collection}.creating")
+            if p.is_dir() or p.is_symlink()]
+
+
+def finish_interrupted_repair(index: Path, collection: str, *, remove_stale: bool) -> list[str]:
+    """Call under the index lock.  A ``check --repair`` killed while it swapped shards (its
+    marker is there) is completed: the new, complete shard goes into place if the old one was
+    already moved out, and the old one is removed.  With ``remove_stale``, a half-built shard of
+    a repair (or creation) killed earlier is removed.  Returns the names removed or moved."""
+    done: list[str] = []
+    marker, tmp = repair_marker(index, collection), repairing_path(index, collection)
+    shard = index / collection
+    if marker.is_file():
+        try:
+            old = index / marker.read_text(encoding="utf-8").strip()
+        except OSError:
+            old = None
+        if not shard.exists() and tmp.is_dir():
+            os.replace(tmp, shard)  # the rebuilt shard was complete: finish the swap
+            _fsync_dir(index)
+            done.append(tmp.name)
+            log.warning("index %s: a repair was interrupted while swapping shards; its rebuilt shard is now in place "
+                        "(points it dropped are reported by `rsir-stac check`; re-run the ingest to restore them)",
+                        index)
+        if old is not None and old.name.startswith(f".{collection}.damaged") and old.is_dir() and shard.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        if shard.is_dir():
+            marker.unlink(missing_ok=True)
+            done.append(marker.name)
+    if remove_stale:
+        for p in stale_work(index, collection):
+            if p == tmp and not shard.exists():
+                continue  # the only copy of the points: leave it (a marker-less half-swap cannot happen)
+            shutil.rmtree(p, ignore_errors=True)
+            if not p.exists():
+                done.append(p.name)
+                log.warning("index %s: removed %s/, a half-made shard left by a process that was killed (%s)",
+                            index, p.name, "a repair" if p == tmp else "a creation")
+    return done
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _engine_message(exc: BaseException) -> str:
+    """The engine's own message (first line), or the bare reason of an rsir-stac StoreError made from one."""
+    msg = getattr(exc, "engine_message", None)
+    if isinstance(msg, str):
+        return msg
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+#: Phrases of qdrant-edge errors that mean its files hold bytes it cannot use (storage damage).
+_DAMAGE_PHRASES = ("corrupt", "malformed", "failed to decode", "decompress", "deserialize", "illegal",
+                   "unexpected end", "invalid", "checksum", "no such file", "failed to load", "eof while")
+
+
+def file_too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError or an engine error) is EFBIG: a file would pass the process's
+    file-size limit (``ulimit -f``) or the largest file its file system takes."""
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return True
+    msg = str(exc)
+    return "FileTooLarge" in msg or "File too large" in msg or "os error 27" in msg
+
+
+def too_large_message(index: Path, action: str) -> str:
+    """The one-line error for EFBIG: the real cause (the process's file-size limit, or the file
+    system's largest file) and the fix that works (raise the limit; another file system)."""
+    import resource
+
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (OSError, ValueError):
+        soft = resource.RLIM_INFINITY
+    why = "File too large"
+    if soft != resource.RLIM_INFINITY:
+        from rsir_stac.store.space import human
+
+        return (f"index {index}: {action} failed ({why}): this process may not write files over {human(soft)} "
+                f"(its file-size limit, `ulimit -f` {soft // 1024}), and the engine's files are 32 MiB; raise the "
+                "limit (`ulimit -f unlimited`) and re-run the same command (nothing was half-written)")
+    return (f"index {index}: {action} failed ({why}): the file system under {index} does not take files as large "
+            "as the engine's (32 MiB); choose an --index on another file system and re-run the same command "
+            "(nothing was half-written)")
+
+
+def _looks_damaged(msg: str) -> bool:
+    low = msg.lower()
+    return any(p in low for p in _DAMAGE_PHRASES)
+
+
+def _denied(msg: str) -> bool:
+    low = msg.lower()
+    return "permission denied" in low or "os error 13" in low or "read-only file system" in low
+
+
+def _unloadable(exc: BaseException) -> bool:
+    """Whether a failed load means the shard's files are unusable (set it aside), rather than
+    permissions or the index being in use (leave it alone)."""
+    if isinstance(exc, (IndexInUseError, DiskFullError)):
+        return False
+    return not _denied(_engine_message(exc))
+
+
+def damaged_aside_path(index: Path, collection: str) -> Path:
+    """A new ``.<collection>.damaged-<UTC time>`` folder name in ``index`` that does not exist yet:
+    each shard set aside keeps its own (an earlier one is never replaced)."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = index / f".{collection}.damaged-{stamp}"
+    out, n = base, 1
+    while out.exists() or out.is_symlink():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def damaged_aside_paths(index: Path, collection: str) -> list[Path]:
+    """Shards set aside in ``index`` (oldest first), including the untimestamped name of earlier versions."""
+    return sorted(p for p in index.glob(f".{collection}.damaged*") if p.is_dir())
+
+
+def _payload_index_finding() -> Any:
+    from rsir_stac.store.integrity import Finding
+
+    return Finding("payload_index", "the payload index files could not be read by the engine")
