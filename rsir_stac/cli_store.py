@@ -70,9 +70,11 @@ def migrate(index, qdrant_url, api_key, batch_size):
 @click.option("--collection", default="rsir_tiles", show_default=True, help="Collection to read.")
 @click.option("--model", "model", type=click.Path(), help="New model bundle folder (default: the shipped model).")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
+@click.option("--relocate", "relocate", multiple=True, metavar="OLD=NEW",
+              help="Sources ingested from folder (or URL prefix) OLD are now under NEW; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
-def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_json):
+def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, relocate, as_json):
     """Re-embed every tile of an index with a new model into a new index (the old one is left as it is)."""
     from tqdm import tqdm
 
@@ -91,7 +93,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_js
 
     try:
         report = run(index, to, qdrant_url=qdrant_url, api_key=api_key, collection=collection, model=model,
-                     batch_size=batch_size, progress=progress)
+                     batch_size=batch_size, relocate=relocate, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -114,8 +116,12 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, as_js
         parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
             [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
         where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
-        _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: put the files back and "
-              "re-run the same command, or ingest them again with the new model and the options listed for each", 1)
+        moved = next((f["href"] for f in report.sources_failed if "does not exist" in f.get("error", "")), None)
+        hint = (f"if they moved, re-run the same command with --relocate {os.path.dirname(moved)}=NEW_FOLDER (the "
+                "same tiles, read from there); " if moved else "")
+        _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: {hint}put the files back and "
+              "re-run the same command, or ingest them again with the new model and the options listed for each "
+              "(a moved raster is then a new item, and this command still lists the old one)", 1)
 
 
 # ------------------------------------------------------- check / snapshot / restore

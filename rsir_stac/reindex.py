@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -133,9 +133,32 @@ class _Todo(NamedTuple):
     payload: dict
 
 
-def _plan(payload: dict, model_id: str) -> tuple[str, _SourceKey, _Grid]:
+def parse_relocation(text: str) -> tuple[str, str]:
+    """``OLD=NEW`` (``--relocate``): sources stored under the folder or URL prefix ``OLD`` are
+    read from ``NEW`` (``~`` expanded in a local ``NEW``).  InputError when it is not that."""
+    old, sep, new = str(text).partition("=")
+    old, new = old.strip().rstrip("/"), new.strip().rstrip("/")
+    if not sep or not old or not new:
+        raise InputError(f"--relocate {text!r} is not OLD=NEW; give the folder the sources were ingested from and "
+                         "where they are now, e.g. --relocate /data/old=/data/new")
+    if "://" not in new:
+        new = os.path.expanduser(new)
+    return old, new
+
+
+def relocated(href: str, relocate: Sequence[tuple[str, str]]) -> str:
+    """``href`` with the first matching ``(OLD, NEW)`` prefix replaced; a prefix matches the
+    whole ``href`` or a leading run of whole path components (``/a/b`` not ``/a/bc``)."""
+    for old, new in relocate:
+        if href == old or href.startswith(old + "/"):
+            return new + href[len(old):]
+    return href
+
+
+def _plan(payload: dict, model_id: str, relocate: Sequence[tuple[str, str]] = ()) -> tuple[str, _SourceKey, _Grid]:
     """New point id, scene key and grid of one stored tile (KeyError/TypeError/
-    ValueError when the payload was not written by ``rsir-stac ingest``)."""
+    ValueError when the payload was not written by ``rsir-stac ingest``).  The id does not
+    depend on the href, so a relocated source keeps its tiles' ids."""
     from rsir_stac.ingest import point_id, tiling_key
 
     t = payload["tiling"]
@@ -145,7 +168,7 @@ def _plan(payload: dict, model_id: str) -> tuple[str, _SourceKey, _Grid]:
     gsd = None if t.get("gsd") is None else float(t["gsd"])
     bands = tuple(int(b) for b in t["bands"]) if t.get("bands") else None
     nodata = float(t["nodata"]) if isinstance(t.get("nodata"), (int, float)) else None
-    key = _SourceKey(str(payload["href"]), bands, gsd, tile_size, stride, edge, nodata)
+    key = _SourceKey(relocated(str(payload["href"]), relocate), bands, gsd, tile_size, stride, edge, nodata)
     identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
     pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
                    tiling_key(tile_size, stride, gsd, edge), model_id)
@@ -357,6 +380,7 @@ def reindex(
     model=None,
     batch_size: int | None = None,
     page_size: int = PAGE_SIZE,
+    relocate: Sequence[tuple[str, str] | str] = (),
     progress: Callable[[ReindexEvent], None] | None = None,
 ) -> ReindexReport:
     """Write the points of index ``index`` into a new index ``to``, re-embedded
@@ -369,7 +393,9 @@ def reindex(
     there.  ``collection`` is also the
     collection inside both folders.  ``batch_size`` is tiles per forward pass
     (default: the embedder's for the device); ``page_size`` payloads are read
-    from the old index at a time.  ``progress`` gets :class:`ReindexEvent` s.
+    from the old index at a time.  ``relocate``: ``(OLD, NEW)`` prefixes (or ``"OLD=NEW"``
+    strings, :func:`parse_relocation`) for sources that moved since ingest: read from the new
+    place, written with its href, same point ids.  ``progress`` gets :class:`ReindexEvent` s.
 
     Raises :class:`InputError` (no target, the target is the index read, the
     index already holds the model), :class:`IncompatibleIndexError` (the
@@ -386,6 +412,8 @@ def reindex(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"--batch-size {batch_size!r} is invalid; give a positive whole number of tiles per forward "
                          "pass (leave it out for the default)")
+    moves = [parse_relocation(r) if isinstance(r, str) else (str(r[0]).rstrip("/"), str(r[1]).rstrip("/"))
+             for r in relocate]
     collection = collection or DEFAULT_COLLECTION
     emit = progress or (lambda e: None)
     t0 = time.time()
@@ -414,7 +442,7 @@ def reindex(
                                             int(page_size))):
                 if n == 0:
                     report.tiling_kept = _tiling_note(bundle, page)
-                _do_page(page, bundle.model_id, target, sources, writer, report, emit)
+                _do_page(page, bundle.model_id, target, sources, writer, report, emit, moves)
         except BaseException:
             writer.cancel()
             raise
@@ -451,20 +479,20 @@ def _tile_failed(report: ReindexReport, message: str) -> None:
 
 
 def _do_page(page: list, model_id: str, target, sources: _Sources, writer: _Writer, report: ReindexReport,
-             emit: Callable[[ReindexEvent], None]) -> None:
+             emit: Callable[[ReindexEvent], None], relocate: Sequence[tuple[str, str]] = ()) -> None:
     """Re-read, embed and write the points of one page not yet in the target."""
     from rsir_stac.malloc import release_free_memory
 
     todo: list[_Todo] = []
     for p in page:
         try:
-            pid, key, grid = _plan(p.payload, model_id)
+            pid, key, grid = _plan(p.payload, model_id, relocate)
         except (KeyError, TypeError, ValueError):
             _tile_failed(report, f"point {p.id} has no href/grid/tiling in its payload (not written by "
                                  "rsir-stac ingest); it cannot be re-read, ingest its source again")
             emit(ReindexEvent("points", n=1))
             continue
-        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id}))
+        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id, "href": key.href}))
     existing = target.existing_ids([t.new_id for t in todo]) if todo else set()
     if existing:
         report.points_existing += len(existing)

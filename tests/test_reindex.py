@@ -189,6 +189,34 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     _assert_same_index(_points(tmp_path / "new"), fresh)
 
 
+def test_a_moved_folder_is_reindexed_with_relocate(tmp_path, scenes, old_index, new_bundle, fresh):
+    """The sources' folder moved after ingest: reindex names --relocate OLD=NEW (following the
+    other advice, a new ingest, gives the raster another item id, so reindex kept failing);
+    with it the tiles are read from the new place, keep their ids and carry the new href."""
+    folder = scenes[0].parent
+    moved = folder.with_name("moved-scenes")
+    folder.rename(moved)
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path)])
+    assert res.exit_code == 1 and f"--relocate {folder}=NEW_FOLDER" in res.stderr.strip().splitlines()[-1], \
+        res.output
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path), "--relocate", f"{folder}/={moved}", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.splitlines()[0])
+    assert report["ok"] and report["points_written"] == 6 and report["points_total"] == 6
+    got = _points(tmp_path / "new")
+    assert got.keys() == fresh.keys()  # the ids of a fresh ingest with the new model: not a new item
+    for pid, p in got.items():
+        assert p.payload["href"] == str(moved / os.path.basename(fresh[pid].payload["href"]))
+        assert np.allclose(p.vector, fresh[pid].vector, atol=1e-3)
+    for bad in ("no-equals", "=b", "a="):
+        res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "x"),
+                                        "--relocate", bad])
+        assert res.exit_code == 2 and "--relocate" in res.output and "OLD=NEW" in res.output, (bad, res.output)
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("other", [{"crs": "EPSG:3857"}, {"origin": (500100.0, 3300000.0)}])
 def test_a_replaced_source_is_refused_whole_and_resumed(tmp_path, scenes, old_index, new_bundle, fresh, other):
     """Another raster at the ingested path (another CRS, or shifted): none of its tiles is written
