@@ -80,6 +80,11 @@ def _damage(idx: Path, kind: str) -> None:
         with open(_segment(idx) / "mutable_id_tracker.mappings", "r+b") as fh:
             fh.seek(40)
             fh.write(bytes(range(1, 13)))
+    elif kind == "idabort":  # 20 bytes XOR-ed: the engine allocates ~100 GB and aborts the process (SIGABRT)
+        path = _segment(idx) / "mutable_id_tracker.mappings"
+        data = bytearray(path.read_bytes())
+        data[10:30] = bytes(x ^ 0xFF for x in data[10:30])
+        path.write_bytes(bytes(data))
     elif kind == "walheader":  # random bytes at the start of the WAL ("Can't init WAL: Illegal segment header")
         _overwrite(idx / "rsir_tiles" / "wal" / "open-1", 0, 64)
     elif kind == "edgeconfig":  # a shard config cut short ("Failed to deserialize ... edge_config.json")
@@ -145,7 +150,7 @@ def test_check_names_damage_and_rerun_ingest_repairs(idx, built, tiny_bundle, ki
         assert len(index.search(point_id=pid, k=5).hits) == 5
 
 
-@pytest.mark.parametrize("kind", ["idflip", "walheader", "edgeconfig"])
+@pytest.mark.parametrize("kind", ["idflip", "walheader", "edgeconfig", "idabort"])
 def test_unloadable_shard_check_repair_sets_it_aside_then_ingest_rebuilds(idx, built, tiny_bundle, kind):
     """A shard the engine cannot load: `check` says so (not "0 points, 0 verified") with the ledger's
     count; `check --repair` sets it aside under a new timestamped name (an earlier one is kept), names

@@ -108,6 +108,9 @@ from rsir_stac.store.space import (
 log = logging.getLogger(__name__)
 
 UPSERT_BATCH = 512
+#: Seconds ``check`` waits for its child process to load the shard (:meth:`EdgeStore._probe_load`)
+#: before leaving the question to the real load.
+PROBE_TIMEOUT_S = 600
 
 
 def graph_params(flt: SearchFilter | None) -> Any:
@@ -127,7 +130,7 @@ class EdgeStore(Store):
     backend = "edge"
 
     def __init__(self, index: str | Path, *, collection: str = "rsir_tiles", read_only: bool = False,
-                 repair: bool | None = True, segment_points: int | None = SEGMENT_POINTS) -> None:
+                 repair: bool | None = True, segment_points: int | None = SEGMENT_POINTS, probe: bool = False) -> None:
         """Open (read-only: never write) the index folder ``index``.
 
         ``segment_points``: a collection this store creates caps its segments at
@@ -141,10 +144,14 @@ class EdgeStore(Store):
         ``repair``: a writable open of a shard whose files are damaged rebuilds
         it from the points that pass ``rsir-stac check`` (logged as a warning);
         False only warns about damage, None neither repairs nor warns (check).
+        ``probe``: load the shard in a child process first (:meth:`_probe_load`; ``check``,
+        ``check --repair`` and ``snapshot``), so damage that makes the engine abort the
+        process is reported (and set aside by a repair) instead of killing this one.
         Raises StoreError (IndexInUseError when another process holds it,
         DiskFullError when the file system cannot take the open).
         """
         self.index = Path(index).expanduser().absolute()
+        self._probe = probe
         self.location = str(self.index)
         self.collection = collection
         self.read_only = read_only
@@ -233,6 +240,8 @@ class EdgeStore(Store):
         found = inspect_files(self.shard_dir)  # stat only: cheap
         damage = [f for f in found if f.kind != "tracker"]  # trackers: see inspect_files
         try:
+            if self._probe:  # check, repair, snapshot: a load that kills the process is damage to report
+                self._probe_load()
             self._load()
         except (IndexInUseError, DiskFullError):
             raise
@@ -386,6 +395,32 @@ class EdgeStore(Store):
                 "damaged files (`--repair`, then re-running the ingest that built it, fixes them)")
         err.engine_message = msg  # type: ignore[attr-defined]
         return err
+
+    def _probe_load(self) -> None:
+        """Load the shard once in a child process first (``check`` and ``check --repair``): on
+        some damage the engine aborts the whole process (bytes of a segment's id tracker flipped
+        made it allocate ~100 GB and abort: SIGABRT, exit 134), which no Python handler catches.
+        A child killed by a signal raises StoreError naming it, so that ``check`` reports the
+        shard as unloadable and ``--repair`` sets it aside; any other outcome is left to the real
+        load (its error, or the lock, says what it is)."""
+        import signal
+        import subprocess
+        import sys
+
+        shard = str(self._private or self.shard_dir)
+        code = "import sys, qdrant_edge as q; q.EdgeShard.load(sys.argv[1])"
+        try:
+            done = subprocess.run([sys.executable, "-c", code, shard], capture_output=True, timeout=PROBE_TIMEOUT_S,
+                                  env={**os.environ, "RUST_BACKTRACE": "0"})
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        if done.returncode < 0:
+            try:
+                name = signal.Signals(-done.returncode).name
+            except ValueError:
+                name = f"signal {-done.returncode}"
+            raise StoreError(f"index {self.index}: the engine aborts loading {self.collection}/ ({name}; its files "
+                             "are damaged, e.g. a segment's id tracker)")
 
     def _load(self) -> None:
         import qdrant_edge as q

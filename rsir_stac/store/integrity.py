@@ -394,7 +394,7 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
     try:
-        store = EdgeStore(path, collection=collection, read_only=True, repair=None)
+        store = EdgeStore(path, collection=collection, read_only=True, repair=None, probe=True)
     except IndexInUseError:
         raise
     except StoreError as exc:
@@ -690,7 +690,7 @@ def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bo
     from rsir_stac.store.edge import EdgeStore
 
     path = _collection_dir(index, collection)
-    with EdgeStore(path, collection=collection, repair=True) as store:
+    with EdgeStore(path, collection=collection, repair=True, probe=True) as store:
         why = store.meta_disagrees() if store._shard is not None else None
         if why:
             store._meta = store._recovered_meta(why) or store._meta

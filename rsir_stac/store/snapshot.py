@@ -105,7 +105,7 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
                                 "replace it")
     # an index on read-only media is read from a private copy, without a lock (nothing can change it)
     read_only = not (os.access(src, os.W_OK) and os.access(src / collection, os.W_OK))
-    with EdgeStore(src, collection=collection, repair=None, read_only=read_only) as store:
+    with EdgeStore(src, collection=collection, repair=None, read_only=read_only, probe=True) as store:
         _refuse_damaged(store)  # the check restore runs: a damaged index makes a snapshot that restores nothing
         points = store.count()
         meta = store.meta()
