@@ -89,6 +89,18 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
 
             raise InputError(f"{name} is for adaptation without labels: add --unlabelled, or drop {name} "
                              "(labelled training takes its triplets from the classes)")
+    if not unlabelled:
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        only = [n for n in ("steps", "max_tiles", "stride", "bands", "asset")
+                if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+        if only:
+            from rsir_stac.errors import InputError
+
+            flags = ", ".join("--" + n.replace("_", "-") for n in only)
+            raise InputError(f"{flags} without --unlabelled: for adaptation without labels only (labelled training "
+                             "runs --epochs over the class folders); drop it, or add --unlabelled")
     if clusters is not None:
         opts["clusters"] = clusters
     view_distill = (opts.pop("view_distill"), opts.pop("view_distill_views"))

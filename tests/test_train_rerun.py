@@ -213,3 +213,12 @@ def test_time_triplets_without_two_dates_are_said_in_plain_words():
     with pytest.raises(InputError, match="the sources hold no tiles of the same ground at two dates; drop it") as ei:
         available_kinds(Positives(list(none), list(none)), 4, ["time"], 2)
     assert "no the same" not in str(ei.value)
+
+
+@pytest.mark.parametrize("option", [["--steps", "5"], ["--max-tiles", "100"], ["--stride", "128"]])
+def test_labelled_training_refuses_adaptation_only_options(tmp_path, image_folder, option):
+    """The reverse of the above: --steps (documented as --unlabelled only) ran a labelled
+    training to its end, silently ignored."""
+    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run")] + option)
+    assert r.exit_code == 2 and f"{option[0]} without --unlabelled" in r.output and "drop" in r.output, r.output
+    assert not (tmp_path / "run").exists()
