@@ -35,23 +35,16 @@ def main() -> None:
     args = ap.parse_args()
 
     import qdrant_edge as q
-    from query import K, make_data, payload, pct, truth
+    from query import K, make_data, pct, scene_order_store, truth
     from query_engines import match_mask, query_spec
 
-    from rsir_stac.store import Point, SearchFilter
+    from rsir_stac.store import SearchFilter
     from rsir_stac.store.edge import EdgeStore, to_edge_filter
 
     n, dim = args.points, 32
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-filtered-"))
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=True, scenes=args.scenes)
-    if not (work / "edge").exists():
-        with EdgeStore(work / "edge", segment_points=args.segment_points) as store:
-            store.ensure_collection(dim, "bench")
-            for st in range(0, n, 5000):
-                store.upsert([Point(str(uuid.UUID(int=i + 1)), vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
-                              for i in range(st, min(n, st + 5000))])
-            store.flush()
-            store.optimize()
+    scene_order_store(work / "edge", vec, lon, lat, scene, epoch, args.segment_points)
     store = EdgeStore(work / "edge")
     rng = np.random.default_rng(1)
     qi = rng.integers(0, n, args.queries)

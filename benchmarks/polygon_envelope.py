@@ -38,26 +38,16 @@ def main() -> None:
     args = ap.parse_args()
 
     import rsir_stac.store.base as base
-    from query import K, make_data, payload, pct, truth
+    from query import K, make_data, pct, scene_order_store, truth
     from query_engines import match_mask, query_spec
 
-    from rsir_stac.store import Point, SearchFilter
+    from rsir_stac.store import SearchFilter
     from rsir_stac.store.edge import EdgeStore
 
     n, dim = args.points, 32
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-polygon-"))
     vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=True, scenes=args.scenes)
-    build_s = None
-    if not (work / "edge").exists():
-        t = time.time()
-        with EdgeStore(work / "edge", segment_points=args.segment_points) as store:
-            store.ensure_collection(dim, "bench")
-            for st in range(0, n, 5000):
-                store.upsert([Point(str(uuid.UUID(int=i + 1)), vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
-                              for i in range(st, min(n, st + 5000))])
-            store.flush()
-            store.optimize()
-        build_s = round(time.time() - t, 1)
+    build_s = scene_order_store(work / "edge", vec, lon, lat, scene, epoch, args.segment_points)
     store = EdgeStore(work / "edge")
     rng = np.random.default_rng(1)
     qi = rng.integers(0, n, args.queries)

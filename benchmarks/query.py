@@ -176,6 +176,28 @@ def segment_bytes(root: Path) -> dict:
     return out
 
 
+def scene_order_store(path: Path, vec, lon, lat, scene, epoch, segment_points: int) -> float | None:
+    """Build (or keep, when ``path`` exists) a product store of these points written in the
+    order given, 5,000 at a time, capped at ``segment_points`` a segment, then optimized (the
+    index ``filtered_search_params`` and ``polygon_envelope`` query); returns the build seconds
+    (None when kept)."""
+    from rsir_stac.store import Point
+    from rsir_stac.store.edge import EdgeStore
+
+    if path.exists():
+        return None
+    t = time.time()
+    n, dim = vec.shape
+    with EdgeStore(path, segment_points=segment_points) as store:
+        store.ensure_collection(dim, "bench")
+        for st in range(0, n, 5000):
+            store.upsert([Point(str(uuid.UUID(int=i + 1)), vec[i], payload(i, lon[i], lat[i], scene[i], epoch[i]))
+                          for i in range(st, min(n, st + 5000))])
+        store.flush()
+        store.optimize()
+    return round(time.time() - t, 1)
+
+
 def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, log) -> tuple:
     from rsir_stac.store import Point, open_store
 
