@@ -85,6 +85,7 @@ from rsir_stac.store.folder import (
     _looks_damaged,
     _payload_index_finding,
     _unloadable,
+    _wal_damaged,
     _write_json_atomic,
     damaged_aside_path,
     damaged_aside_paths,
@@ -252,6 +253,8 @@ class EdgeStore(Store):
                             "the index from its points", self.index, moved)
                 self._load()
                 damage = damage or [_payload_index_finding()]
+            elif repair and not self._private and _wal_damaged(exc) and self._load_without_wal(exc):
+                pass  # the segments loaded; what only the WAL held is missing and the ingest writes it again
             elif repair and (damage or _unloadable(exc)):
                 from rsir_stac.store.integrity import Finding
 
@@ -270,6 +273,28 @@ class EdgeStore(Store):
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
             self.repaired = rebuild_shard(self)
+
+    def _load_without_wal(self, exc: BaseException) -> bool:
+        """The engine cannot open the shard's write-ahead log (a damaged header): move ``wal/``
+        aside (``.<collection>.wal.damaged-<time>``) and load the segments alone, which hold
+        every point flushed; points written since the last flush are lost (the ledger still
+        records them, so ``check`` names them and a re-run ingest writes them again).  Returns
+        whether that load worked; if not, the WAL is put back and the shard is left as it was."""
+        wal = self.shard_dir / "wal"
+        if not wal.is_dir():
+            return False
+        aside = damaged_aside_path(self.index, f"{self.collection}.wal")
+        os.replace(wal, aside)
+        try:
+            self._load()
+        except StoreError:
+            if not wal.exists():
+                os.replace(aside, wal)
+            return False
+        log.warning("index %s: its write-ahead log cannot be opened (%s); moved it to %s and loaded the segments "
+                    "(points written since the last flush are missing: re-run the ingest that built it)",
+                    self.index, _engine_message(exc), aside)
+        return True
 
     def _payload_indexes_aside(self) -> Path:
         """Move every segment's payload index files (not their config) to

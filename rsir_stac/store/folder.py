@@ -274,6 +274,13 @@ def _unloadable(exc: BaseException) -> bool:
     return not _denied(_engine_message(exc))
 
 
+def _wal_damaged(exc: BaseException) -> bool:
+    """Whether a failed load is the engine refusing the shard's write-ahead log itself (a damaged
+    header), not the index being in use (``WouldBlock``) or other files."""
+    msg = _engine_message(exc)
+    return "WAL" in msg and "WouldBlock" not in msg and not _denied(msg)
+
+
 def damaged_aside_path(index: Path, collection: str) -> Path:
     """A new ``.<collection>.damaged-<UTC time>`` folder name in ``index`` that does not exist yet:
     each shard set aside keeps its own (an earlier one is never replaced)."""
