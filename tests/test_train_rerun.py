@@ -102,7 +102,7 @@ def test_model_json_is_strict_json_and_old_nan_files_read(tmp_path, image_folder
     assert r.exit_code == 0 and "NaN" not in r.output
 
 
-def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path):
+def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path, caplog):
     data = make_image_folder(tmp_path / "tiles", classes=3, per_class=6)
     for f in sorted((data / "class2").iterdir())[2:]:
         f.unlink()
@@ -116,7 +116,11 @@ def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path):
     with pytest.raises(InputError, match=r"class 'class2' keeps 1 of its 3 .*pass --val-fraction 0"):
         train(cfg)
     assert not (tmp_path / "run").exists()
-    assert train(replace(cfg, val_fraction=0.0)).meta["training"]["n_train"] > 0
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.model.train"):
+        assert train(replace(cfg, val_fraction=0.0)).meta["training"]["n_train"] > 0
+    # at the minimum the test split holds one image per class: evaluate would refuse it, so train says so
+    assert any("at most one image per class" in r.getMessage() and "--split all" in r.getMessage()
+               for r in caplog.records if r.name == "rsir_stac.model.train")
 
 
 def test_resnet_with_the_default_recipe_names_the_recipe_and_the_fix_works(tmp_path, image_folder):

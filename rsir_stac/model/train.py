@@ -198,6 +198,11 @@ def _split(cfg: TrainConfig) -> _Split:
             fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
     check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction,
                     folder.labels, folder.labels[test_ix], folder.root)
+    test_counts = np.bincount(folder.labels[test_ix]) if len(test_ix) else np.zeros(0, dtype=np.int64)
+    if not (test_counts >= 2).any():
+        log.warning("the test split of %s has at most one image per class (%d images): no query has a match, so "
+                    "`rsir-stac evaluate` of this bundle refuses its test split; evaluate it with --split all on "
+                    "another labelled folder, or add images (or raise --test-fraction)", cfg.data_dir, len(test_ix))
     if cfg.reducer == "lda" and cfg.reducer_dim > n_classes - 1:
         log.warning("--reducer-dim %d: LDA keeps at most classes - 1 = %d dimensions; the bundle stores %d",
                     cfg.reducer_dim, n_classes - 1, n_classes - 1)
