@@ -93,7 +93,8 @@ def _ingest_datetime(text: str | None):
 @main.command()
 @click.argument("sources", nargs=-1, required=True)
 @_store_options
-@click.option("--model", "model", type=click.Path(), help="Model bundle folder (default: the shipped model).")
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle folder (or a shipped name: v5, the default; v1-v4).")
 @click.option("--asset", help="STAC asset key to tile (default: first GeoTIFF with role visual, then data).")
 @click.option("--bands", help="1-based R,G,B band numbers (default: from STAC eo:bands or colour interpretation).")
 @click.option("--tile-size", type=int, help="Tile size in pixels at the target GSD (default: the model's).")
@@ -258,7 +259,8 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 @click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Query expansion: average the examples with their N nearest tiles and search again (e.g. 5).")
 @_store_options
-@click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @_filter_options
 @click.option("--limit", "-k", default=10, show_default=True, help="Number of results (offset + limit <= 10,000).")
 @click.option("--offset", default=0, show_default=True, help="Skip this many results (paging).")

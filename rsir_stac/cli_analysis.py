@@ -74,7 +74,8 @@ def register(main: click.Group, handle_errors, store_options) -> None:
     @click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
                   help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
     @_store_options
-    @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+    @click.option("--model", "model", type=click.Path(),
+                  help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
     @_filter_options
     @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
     @click.option("--holdout", default=0.25, show_default=True, help="Fraction of the labels held out for precision/recall.")
@@ -129,7 +130,8 @@ def register(main: click.Group, handle_errors, store_options) -> None:
 
     @click.command("export")
     @_store_options
-    @click.option("--model", "model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+    @click.option("--model", "model", type=click.Path(),
+                  help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
     @_filter_options
     @click.option("--out", required=True, type=click.Path(dir_okay=False),
                   help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")

@@ -265,7 +265,8 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 # -------------------------------------------------------------------------- reduce
 @click.command()
 @click.argument("data_dir", type=click.Path())
-@click.option("--model", "model", type=click.Path(), help="Bundle to start from (default: the shipped model).")
+@click.option("--model", "model", type=click.Path(),
+              help="Bundle to start from (or a shipped name: v5, the default; v1-v4).")
 @click.option("--kind", required=True, type=click.Choice(["pca", "lda", "lda+pca", "none"]),
               help="Reducer to fit.  lda+pca: the classes' LDA directions plus PCA of what they leave out "
                    "(LDA's in-domain gain without collapsing content the labels do not name).")
@@ -293,7 +294,8 @@ def reduce(data_dir, model, kind, dim, views, out):
 @click.command()
 @click.argument("data_dir", type=click.Path())
 @click.option("--model", "model", type=click.Path(),
-              help="Model bundle folder (default: the shipped model); 'imagenet' scores ImageNet pooled features.")
+              help="Model bundle folder (or a shipped name: v5, the default; v1-v4); "
+                   "'imagenet' scores ImageNet pooled features.")
 @click.option("--split", type=click.Choice(["test", "all"]),
               help="test: the bundle's recorded test split; all: every image (other datasets). "
                    "[default: all with --held-out/--classes, else test]")
@@ -358,7 +360,8 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
 
 
 @click.command("model-info")
-@click.option("--model", "model", type=click.Path(), help="Model bundle folder (default: the shipped model).")
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle folder (or a shipped name: v5, the default; v1-v4).")
 @_handle_errors
 def model_info(model):
     """Print a model bundle's metadata as JSON."""

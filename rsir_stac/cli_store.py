@@ -68,7 +68,8 @@ def migrate(index, qdrant_url, api_key, batch_size):
 @click.option("--to", "to", required=True,
               help="New index folder (with --qdrant-url: new collection name on the same Qdrant).")
 @click.option("--collection", default="rsir_tiles", show_default=True, help="Collection to read.")
-@click.option("--model", "model", type=click.Path(), help="New model bundle folder (default: the shipped model).")
+@click.option("--model", "model", type=click.Path(),
+              help="New model bundle folder (or a shipped name: v5, the default; v1-v4).")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--relocate", "relocate", multiple=True, metavar="OLD=NEW",
               help="Sources ingested from folder (or URL prefix) OLD are now under NEW; repeatable.")

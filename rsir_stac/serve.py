@@ -299,7 +299,8 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
 @click.option("--index", type=click.Path(file_okay=False), help="Embedded (Qdrant Edge) index folder.")
 @click.option("--qdrant-url", help="Qdrant server URL instead of --index (env RSIR_QDRANT_URL).")
 @click.option("--api-key", "api_key_qdrant", help="Qdrant API key (env RSIR_QDRANT_API_KEY).")
-@click.option("--model", type=click.Path(), help="Model bundle that built the index (default: shipped).")
+@click.option("--model", type=click.Path(),
+              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
 @click.option("--service-key", envvar="RSIR_SERVICE_KEY",
