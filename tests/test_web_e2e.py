@@ -147,6 +147,11 @@ class Page:
         self.p.wait_for_function(f"document.querySelector('#status').innerText.includes({json.dumps(text)})",
                                  timeout=timeout)
 
+    def search_by_id(self, pid, n=None):
+        """Search from a stored tile through the page's own code and wait for ``n`` results."""
+        self.p.evaluate(f"rsir.searchById('{pid}')")
+        self.wait_results(n)
+
     def wait_results(self, n=None, timeout=30_000):
         cond = "document.querySelectorAll('#gallery .card').length" + (f" === {n}" if n is not None else " > 0")
         self.p.wait_for_function(cond + " && !document.querySelector('#status').classList.contains('busy')",
@@ -346,7 +351,7 @@ def test_query_expansion_control_and_link(browser, server):
         assert pg.p.input_value("#expand") == "3"
         pg.p.wait_for_function("document.querySelector('#query').innerText.includes('Expanded with its 3 nearest tiles')",
                                timeout=30_000)
-        shown = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        shown = _result_ids(pg)
         get = "(u) => fetch(u, {headers: {'X-API-Key': '%s'}}).then(r => r.json())" % KEY
         api = pg.p.evaluate(get, f"/api/search?point_id={pid}&k=10&expand=3")
         assert shown == [f["id"] for f in api["features"]] and len(api["query"]["expanded"]) == 3
@@ -357,7 +362,7 @@ def test_query_expansion_control_and_link(browser, server):
         pg.wait_results(10)
         assert "qe=" not in pg.p.url
         plain = pg.p.evaluate(get, f"/api/search?point_id={pid}&k=10")
-        assert pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)") == \
+        assert _result_ids(pg) == \
             [f["id"] for f in plain["features"]]
         pg.check_clean()
     finally:
@@ -369,9 +374,8 @@ def test_labels_refine_save_load_export_and_share(browser, server, tmp_path):
     pg = Page(browser, base)
     try:
         pid = next(iter(_scene_points(points, "scene-b")))
-        pg.p.evaluate(f"rsir.searchById('{pid}')")
-        pg.wait_results(10)
-        ids = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        pg.search_by_id(pid, 10)
+        ids = _result_ids(pg)
         for i, lab in ((0, "Positive"), (1, "Positive"), (5, "Negative")):
             pg.p.locator("#gallery .card").nth(i).click()
             pg.p.click(f"#details button:has-text('{lab}')")
@@ -395,7 +399,7 @@ def test_labels_refine_save_load_export_and_share(browser, server, tmp_path):
         pg.p.click("#refine")
         pg.p.wait_for_function("document.querySelector('#query').innerText.includes('your labels')", timeout=30_000)
         pg.wait_results()
-        got = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        got = _result_ids(pg)
         assert got and not ({ids[0], ids[1], ids[5]} & set(got))
         assert "q=labels" in pg.p.url
         # exports of the results
@@ -586,8 +590,7 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
     pg = Page(browser, base)
     try:
         pid = next(iter(_scene_points(points, "scene-a")))
-        pg.p.evaluate(f"rsir.searchById('{pid}')")
-        pg.wait_results(10)
+        pg.search_by_id(pid, 10)
         for i, lab in ((0, "Positive"), (1, "Positive"), (2, "Positive"), (8, "Negative"), (9, "Negative")):
             pg.p.locator("#gallery .card").nth(i).click()
             pg.p.click(f"#details button:has-text('{lab}')")
@@ -681,8 +684,7 @@ def test_polygon_and_box_drawn_over_results(browser, server):
     pg = Page(browser, base)
     try:
         pid = next(iter(_scene_points(points, "scene-b")))
-        pg.p.evaluate(f"rsir.searchById('{pid}')")
-        pg.wait_results(10)
+        pg.search_by_id(pid, 10)
         pg.p.evaluate("rsir.map.setZoom(rsir.map.getZoom(), {animate: false})")
         hull = MultiPoint([(points[i]["location"]["lon"], points[i]["location"]["lat"]) for i in _result_ids(pg)]).convex_hull
         corners = list(hull.exterior.coords)[:-1]
@@ -769,8 +771,7 @@ def test_labelled_tiles_stay_drawn_and_query_on_top(browser, server):
     pid = next(iter(_scene_points(points, "scene-b")))
     pg = Page(browser, base)
     try:
-        pg.p.evaluate(f"rsir.searchById('{pid}')")
-        pg.wait_results(10)
+        pg.search_by_id(pid, 10)
         for i, lab in ((1, "Positive"), (2, "Positive"), (6, "Negative")):
             pg.p.locator("#gallery .card").nth(i).click()
             pg.p.click(f"#details button:has-text('{lab}')")
@@ -1010,8 +1011,7 @@ def test_selected_and_query_alt_text_and_label_rows_keep_the_tile(browser, serve
     pg = Page(browser, base, size=(1440, 900))
     try:
         pg.p.route("**/api/search?*", lengthen)
-        pg.p.evaluate(f"rsir.searchById('{pid}')")
-        pg.wait_results(10)
+        pg.search_by_id(pid, 10)
         date = points[pid]["datetime"][:10]
         assert pg.p.get_attribute("#query img", "alt") == f"Query tile: {date}, {long}scene-b"
         ids = _result_ids(pg)
