@@ -12,10 +12,8 @@ tiles in a segment than the engine's ``full_scan_threshold``, so the graph answe
 
 Last line: one JSON object.
 """
-import argparse
 import json
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,30 +24,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--segment-points", type=int, default=250_000)
-    ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-
     import qdrant_edge as q
-    from query import K, make_data, pct, scene_order_store, truth
+    from query import K, dense_probe, pct, truth
     from query_engines import match_mask, query_spec
 
     from rsir_stac.store import SearchFilter
-    from rsir_stac.store.edge import EdgeStore, to_edge_filter
+    from rsir_stac.store.edge import to_edge_filter
 
-    n, dim = args.points, 32
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-filtered-"))
-    vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=True, scenes=args.scenes)
-    scene_order_store(work / "edge", vec, lon, lat, scene, epoch, args.segment_points)
-    store = EdgeStore(work / "edge")
-    rng = np.random.default_rng(1)
-    qi = rng.integers(0, n, args.queries)
-    queries = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
-    sqn = np.einsum("ij,ij->i", vec, vec)
+    d = dense_probe(__doc__.split("\n\n")[0], 100, "rsir-filtered-")
+    args, vec, lon, lat, qi, queries, sqn, store = d[:8]
+    n = args.points
 
     def acorn(sel):
         return q.AcornSearchParams(enable=True, max_selectivity=sel)

@@ -15,10 +15,8 @@ benchmark's own 1M density.  Engine-level forms (polygon and bbox together, n-go
 
 Last line: one JSON object.
 """
-import argparse
 import json
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,30 +27,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--scenes", type=int, default=4)
-    ap.add_argument("--segment-points", type=int, default=250_000)
-    ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-
-    import rsir_stac.store.base as base
-    from query import K, make_data, pct, scene_order_store, truth
+    from query import K, dense_probe, pct, truth
     from query_engines import match_mask, query_spec
 
+    import rsir_stac.store.base as base
     from rsir_stac.store import SearchFilter
-    from rsir_stac.store.edge import EdgeStore
 
-    n, dim = args.points, 32
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="rsir-polygon-"))
-    vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=True, scenes=args.scenes)
-    build_s = scene_order_store(work / "edge", vec, lon, lat, scene, epoch, args.segment_points)
-    store = EdgeStore(work / "edge")
-    rng = np.random.default_rng(1)
-    qi = rng.integers(0, n, args.queries)
-    queries = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
-    sqn = np.einsum("ij,ij->i", vec, vec)
+    d = dense_probe(__doc__.split("\n\n")[0], 200, "rsir-polygon-")
+    args, vec, lon, lat, qi, queries, sqn, store = d[:8]
+    n = args.points
+    build_s = d.build_s
     specs = [query_spec("polygon", float(lon[i]), float(lat[i])) for i in qi]
     masks = [match_mask(s, lon, lat) for s in specs]
     wants = [set(truth(vec, sqn, queries[j], masks[j]).tolist()) for j in range(len(qi))]

@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import Any, NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,45 @@ def scene_order_store(path: Path, vec, lon, lat, scene, epoch, segment_points: i
         store.flush()
         store.optimize()
     return round(time.time() - t, 1)
+
+
+class DenseProbe(NamedTuple):
+    """What a probe on the scene-ordered index works with (:func:`dense_probe`)."""
+
+    args: Any
+    vec: Any
+    lon: Any
+    lat: Any
+    qi: Any
+    queries: Any
+    sqn: Any
+    store: Any
+    build_s: float | None
+
+
+def dense_probe(description: str, queries: int, prefix: str) -> DenseProbe:
+    """The shared set-up of ``filtered_search_params`` and ``polygon_envelope``: their command
+    line (``--points``, ``--scenes``, ``--segment-points``, ``--queries``, ``--workdir``), the
+    points written scene after scene (:func:`scene_order_store`, kept in ``--workdir``), the
+    store opened on them, and the perturbed query vectors (seed 1) with the points' squared
+    norms for :func:`truth`."""
+    from rsir_stac.store.edge import EdgeStore
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--scenes", type=int, default=4)
+    ap.add_argument("--segment-points", type=int, default=250_000)
+    ap.add_argument("--queries", type=int, default=queries)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    n, dim = args.points, 32
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=prefix))
+    vec, lon, lat, scene, epoch = make_data(n, dim, by_scene=True, scenes=args.scenes)
+    build_s = scene_order_store(work / "edge", vec, lon, lat, scene, epoch, args.segment_points)
+    rng = np.random.default_rng(1)
+    qi = rng.integers(0, n, args.queries)
+    q = vec[qi] + 0.05 * rng.normal(size=(args.queries, dim)).astype(np.float32)
+    return DenseProbe(args, vec, lon, lat, qi, q, np.einsum("ij,ij->i", vec, vec), EdgeStore(work / "edge"), build_s)
 
 
 def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, log) -> tuple:
