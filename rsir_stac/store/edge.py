@@ -855,28 +855,23 @@ class EdgeStore(Store):
             yield _RecordIds(recs), mat
 
     def count(self, flt: SearchFilter | None = None) -> int:
-        import qdrant_edge as q
-
-        self._check_open()
-        if self._shard is None:
-            return 0
-        try:
-            return int(self._shard.count(q.CountRequest(exact=True, filter=to_edge_filter(flt))))
-        except Exception as exc:  # noqa: BLE001
-            raise self._engine_error(exc, "counting points") from None
+        return self._count(flt, True, "counting points")
 
     def estimate(self, flt: SearchFilter | None = None) -> int | None:
         """The engine's estimate of how many points match ``flt`` (its query planner's
         cardinality estimate, e.g. from geohash cells for a geo filter: no point is read)."""
+        return self._count(flt, False, "estimating a count")
+
+    def _count(self, flt: SearchFilter | None, exact: bool, action: str) -> int:
         import qdrant_edge as q
 
         self._check_open()
         if self._shard is None:
             return 0
         try:
-            return int(self._shard.count(q.CountRequest(exact=False, filter=to_edge_filter(flt))))
+            return int(self._shard.count(q.CountRequest(exact=exact, filter=to_edge_filter(flt))))
         except Exception as exc:  # noqa: BLE001
-            raise self._engine_error(exc, "estimating a count") from None
+            raise self._engine_error(exc, action) from None
 
     def optimize(self) -> bool:
         """Run Edge's segment optimizers (builds HNSW for large segments); blocking.

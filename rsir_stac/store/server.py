@@ -398,19 +398,17 @@ class ServerStore(Store):
                 return
 
     def count(self, flt: SearchFilter | None = None) -> int:
-        if self.meta() is None:
-            return 0
-        res = self._call("counting points", self.client.count, self.collection,
-                         count_filter=to_qdrant_filter(flt), exact=True)
-        return int(res.count)
+        return self._count(flt, True, "counting points")
 
     def estimate(self, flt: SearchFilter | None = None) -> int | None:
         """The server's estimate of how many points match ``flt`` (``count`` with
         ``exact=False``: its query planner's cardinality estimate)."""
+        return self._count(flt, False, "estimating a count")
+
+    def _count(self, flt: SearchFilter | None, exact: bool, action: str) -> int:
         if self.meta() is None:
             return 0
-        res = self._call("estimating a count", self.client.count, self.collection,
-                         count_filter=to_qdrant_filter(flt), exact=False)
+        res = self._call(action, self.client.count, self.collection, count_filter=to_qdrant_filter(flt), exact=exact)
         return int(res.count)
 
     def flush(self) -> None:
