@@ -35,6 +35,7 @@ Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import shutil
@@ -265,15 +266,16 @@ def build_store(path: Path, n: int, dim: int, ids, vec, lon, lat, scene, epoch, 
                    "optimize_s": round(optimize_s, 1), "build_s": round(build_s + optimize_s, 1)}
 
 
-def open_fresh(work: Path, queries, boxes, log, floor_dir: Path | None = None) -> dict:
+def open_fresh(work: Path, queries, specs: dict, log, floor_dir: Path | None = None) -> dict:
     """The built index opened by a fresh process, as ``search``/``serve`` open it
-    (``query_open.py``): open time, resident memory and latency without this
+    (``query_open.py``): open time, resident memory and latency of every query
+    kind in ``specs`` (kind -> one :class:`Spec` per query) without this
     process's synthetic points; with ``floor_dir`` also the raw-engine floor,
     opened and queried interleaved in that process (``store_over_floor_p50``)."""
     np.save(work / "queries.npy", np.asarray(queries, np.float32))
-    np.save(work / "boxes.npy", np.asarray(boxes, np.float64))
+    (work / "specs.json").write_text(json.dumps({kind: [dataclasses.asdict(s) for s in ss] for kind, ss in specs.items()}))
     cmd = [sys.executable, str(Path(__file__).with_name("query_open.py")), "--index", str(work / "edge"),
-           "--queries", str(work / "queries.npy"), "--boxes", str(work / "boxes.npy")]
+           "--queries", str(work / "queries.npy"), "--specs", str(work / "specs.json")]
     if floor_dir is not None:
         cmd += ["--floor", str(floor_dir)]
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -413,7 +415,8 @@ def main() -> None:
         e.close()
         if e.name == "raw_edge_floor":
             floor_dir = e.path
-    opened = open_fresh(work, queries, [spec_for("bbox", j).bbox for j in range(len(queries))], log, floor_dir)
+    opened = open_fresh(work, queries, {kind: [spec_for(kind, j) for j in range(len(queries))]
+                                        for kind in ("bbox", "radius", "polygon")}, log, floor_dir)
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     client = client_local(ServerStore, vec, ids, lon, lat, scene, epoch, queries,

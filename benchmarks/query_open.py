@@ -4,10 +4,11 @@ Run by ``benchmarks/query.py`` after its build (so the figures exclude the
 benchmark's own synthetic points): time to open, resident memory after opening
 and at the end, and query latency.  Stand-alone:
 
-    python benchmarks/query_open.py --index DIR/edge --queries q.npy [--boxes b.npy]
+    python benchmarks/query_open.py --index DIR/edge --queries q.npy [--specs specs.json]
 
-``q.npy`` holds Q×D float32 query vectors, ``b.npy`` Q×4 (west, south, east,
-north) degree boxes.  With ``--floor DIR`` (the raw engine's shard that
+``q.npy`` holds Q×D float32 query vectors; ``specs.json`` maps a query kind
+(bbox, radius, polygon) to Q filters, each ``query_engines.Spec`` as a dict
+(degrees, metres), as ``query.py`` writes it.  With ``--floor DIR`` (the raw engine's shard that
 ``query.py`` builds, closed by then) the same fresh process also opens the
 floor and runs its queries interleaved with the store's, so the store/floor
 ratio compares two freshly opened indexes on equal terms
@@ -31,11 +32,16 @@ def status_kib(field: str) -> int:
     return 0
 
 
+def _tuple(v):
+    return None if v is None else tuple(map(float, v))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", required=True)
     ap.add_argument("--queries", required=True)
-    ap.add_argument("--boxes", default=None)
+    ap.add_argument("--specs", default=None, help="JSON: kind -> one Spec dict per query")
+    ap.add_argument("--boxes", default=None, help="Q x 4 (W, S, E, N) degree boxes (.npy), as earlier runs wrote")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--floor", default=None, help="raw-engine floor shard to query interleaved with the store")
     args = ap.parse_args()
@@ -46,20 +52,22 @@ def main() -> None:
     from rsir_stac.store import SearchFilter, open_store
 
     q = np.load(args.queries)
-    boxes = np.load(args.boxes) if args.boxes else None
+    loaded = json.loads(Path(args.specs).read_text()) if args.specs else {}
+    if args.boxes:
+        loaded.setdefault("bbox", [{"bbox": b, "near": None, "ring": None} for b in np.load(args.boxes).tolist()])
     gib = 2 ** 20  # KiB per GiB
     t = time.perf_counter()
     store = open_store(args.index, read_only=True)
     open_s = time.perf_counter() - t
     out = {"open_s": round(open_s, 2), "rss_gib_after_open": round(status_kib("VmRSS") / gib, 2),
            "anon_gib_after_open": round(status_kib("RssAnon") / gib, 2)}
-    kinds = {"plain": [None] * len(q)}
-    if boxes is not None:
-        kinds["bbox"] = [SearchFilter(bbox=tuple(map(float, b))) for b in boxes]
-    floor = RawEdge.load(Path(args.floor)) if args.floor else None
     specs = {"plain": [Spec("plain")] * len(q)}
-    if boxes is not None:
-        specs["bbox"] = [Spec("bbox", bbox=tuple(map(float, b))) for b in boxes]
+    for kind, rows in loaded.items():
+        specs[kind] = [Spec(kind, bbox=_tuple(r["bbox"]), near=_tuple(r["near"]),
+                            ring=tuple(map(tuple, r["ring"])) if r["ring"] else None) for r in rows]
+    kinds = {kind: [None if s.kind == "plain" else SearchFilter(bbox=s.bbox, near=s.near, polygon=s.ring) for s in ss]
+             for kind, ss in specs.items()}
+    floor = RawEdge.load(Path(args.floor)) if args.floor else None
     for kind, flts in kinds.items():
         for _ in range(2):  # first pass warms the page cache; the second is timed
             secs, fsecs = [], []
