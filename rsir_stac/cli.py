@@ -44,6 +44,17 @@ class _Group(click.Group):
             ctx.fail(f"No such command '{name}'; use {self.HINTS[name]}")
         return cmd
 
+    def invoke(self, ctx):
+        """Bad usage of a command (an option value out of range, an unknown option) is
+        one line naming the command and its ``--help``, not click's usage block."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            if e.ctx is None:
+                raise
+            path = e.ctx.command_path
+            raise click.UsageError(f"{path}: {e.format_message()} (see '{path} --help')") from e
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rsir-stac")

@@ -54,3 +54,17 @@ def test_model_info_of_bundle(tiny_bundle):
     assert r.exit_code == 0
     meta = json.loads(r.stdout)
     assert meta["model_id"] == tiny_bundle.model_id and "history" not in meta["training"]
+
+
+def test_bad_usage_is_one_line_naming_the_command_and_its_help():
+    """An option value out of range, an unknown option or a missing argument is one
+    line (not click's usage block) naming the command and where its help is; exit 2."""
+    runner = CliRunner()
+    for args, cause in ((["evaluate", ".", "--batch-size", "-1"], "-1 is not in the range"),
+                        (["search", "--no-such-option"], "No such option"),
+                        (["evaluate"], "Missing argument")):
+        r = runner.invoke(main, args, prog_name="rsir-stac")
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 2, r.output
+        assert len(lines) == 1, r.output
+        assert cause in lines[0] and f"rsir-stac {args[0]} --help" in lines[0], r.output
