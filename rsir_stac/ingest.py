@@ -530,15 +530,28 @@ class _LazyStore:
 MAX_SMALL_SCENE_UPSAMPLE = 8.0
 
 
+#: Pixels whose ground width and height differ by more than this share (EPSG:4326 away
+#: from the equator: 1/cos(latitude)) are not tiled as they are at a scene's own GSD:
+#: a square tile of them would be a stretched patch of ground (see :func:`_square_pixels`).
+MAX_PIXEL_ANISOTROPY = 0.02
+
+
+def _reader_options(scene, options, tile_size, stride) -> dict:
+    return dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
+                min_valid=options.min_valid, nodata=scene.nodata)
+
+
 def _open_scene(scene, options, tile_size, stride, gsd):
-    """Open a scene at the target GSD, or at its own GSD when that would upsample
-    more than ``options.max_upsample`` times (a 30 m scene is not blown up to 0.3 m)."""
+    """``(reader, gsd, legacy)``: a scene opened at the target GSD, or at its own GSD when
+    that would upsample more than ``options.max_upsample`` times (a 30 m scene is not blown
+    up to 0.3 m), in square pixels (:func:`_square_pixels`, which gives ``legacy``)."""
     from rsir_stac.tiling import SceneReader
 
-    kw = dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
-              min_valid=options.min_valid, nodata=scene.nodata)
+    kw = _reader_options(scene, options, tile_size, stride)
     reader = SceneReader.open(scene.href, target_gsd=gsd, **kw)
-    if gsd is not None and options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
+    if gsd is None:
+        return _square_pixels(scene, reader, kw)
+    if options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
         native_fits = min(reader.width, reader.height) >= tile_size
         factor = reader.native_gsd / gsd
         if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size \
@@ -548,12 +561,55 @@ def _open_scene(scene, options, tile_size, stride, gsd):
             log.warning("%s: native GSD %.3g m is %.2gx coarser than the model's %.3g m, but smaller than one "
                         "tile at it; tiling at %.3g m (pass --native-gsd to keep its own)",
                         scene.item_id, reader.native_gsd, factor, gsd, gsd)
-            return reader, gsd
+            return reader, gsd, None
         log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at the native GSD "
                     "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)
         reader.close()
-        return SceneReader.open(scene.href, target_gsd=None, **kw), None
-    return reader, gsd
+        return _square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
+    return reader, gsd, None
+
+
+def _square_pixels(scene, reader, kw):
+    """``(reader, gsd, legacy)`` for a scene tiled at its own GSD: as it is when its pixels are
+    square on the ground (within :data:`MAX_PIXEL_ANISOTROPY`), else resampled to square
+    pixels of its native GSD (the geometric mean of the pixel's width and height, metres),
+    as ``--gsd`` would: a lon/lat raster with square degrees at 47 N has pixels 1.47x taller
+    than wide, and its tiles were embedded squashed by that much.  The GSD chosen is
+    recorded with the tiles (their tiling key), so they are re-read the same way.
+    ``legacy``: the first tile's grid as the scene was tiled before (its own pixels as
+    they are), for :func:`_legacy_tiling`; None when the pixels are square."""
+    from rsir_stac.tiling import SceneReader
+
+    px, py = reader.pixel_size_m
+    if max(px, py) <= min(px, py) * (1 + MAX_PIXEL_ANISOTROPY):
+        return reader, None, None
+    square = float(f"{reader.native_gsd:.4g}")
+    log.info("%s: pixels are %.3g x %.3g m on the ground (%s); tiling at square %.4g m pixels",
+             scene.item_id, px, py, reader.crs, square)
+    try:
+        legacy = next(iter(reader.windows()), None)
+    finally:
+        reader.close()
+    return SceneReader.open(scene.href, target_gsd=square, **kw), square, (None if legacy is None else legacy.grid)
+
+
+def _legacy_tiling(store, lock, scene, reader, scene_gsd, legacy, options, tile_size, stride, model_id):
+    """``(reader, gsd)``: an index that already holds this scene tiled at its own,
+    non-square pixels (as rsir-stac did before :func:`_square_pixels`) keeps that tiling,
+    so a re-ingest adds no overlapping tiles; otherwise the square-pixel reader."""
+    from rsir_stac.tiling import SceneReader
+
+    old = point_id(scene.identity_collection, scene.item_id, scene.asset_key, legacy,
+                   tiling_key(tile_size, stride, None, options.edge), model_id)
+    with lock:
+        held = bool(store.existing_ids([old]))
+    if not held:
+        return reader, scene_gsd
+    log.warning("%s: this index holds its tiles cut from its own non-square pixels (an older rsir-stac); "
+                "keeping that tiling so nothing is indexed twice (ingest into a new --index for square pixels)",
+                scene.item_id)
+    reader.close()
+    return SceneReader.open(scene.href, target_gsd=None, **_reader_options(scene, options, tile_size, stride)), None
 
 
 def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride, gsd, report) -> None:
@@ -566,7 +622,10 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                 return
             q.put(("start", scene.item_id))
             try:
-                reader, scene_gsd = _open_scene(scene, options, tile_size, stride, gsd)
+                reader, scene_gsd, legacy = _open_scene(scene, options, tile_size, stride, gsd)
+                if legacy is not None:
+                    reader, scene_gsd = _legacy_tiling(store, lock, scene, reader, scene_gsd, legacy, options,
+                                                       tile_size, stride, model_id)
                 with reader, gdal_env():  # one GDAL environment per scene, not per tile
                     tkey = tiling_key(tile_size, stride, scene_gsd, options.edge)
                     refs = reader.windows()

@@ -73,9 +73,10 @@ def tiny_bundle(tmp_path_factory):
 
 
 def make_geotiff(path: Path, *, width: int = 256, height: int = 192, count: int = 3, dtype: str = "uint8",
-                 crs: str = "EPSG:32615", res: float = 1.0, origin=(500000.0, 3300000.0), nodata=None,
-                 alpha: bool = False, seed: int = 0, datetime_tag: str | None = None) -> Path:
-    """A small georeferenced raster with blocky random texture (seeded)."""
+                 crs: str = "EPSG:32615", res: float | tuple[float, float] = 1.0, origin=(500000.0, 3300000.0),
+                 nodata=None, alpha: bool = False, seed: int = 0, datetime_tag: str | None = None) -> Path:
+    """A small georeferenced raster with blocky random texture (seeded); ``res`` is the
+    pixel size in CRS units, one number or ``(x, y)``."""
     import numpy as np
     import rasterio
     from rasterio.enums import ColorInterp
@@ -90,7 +91,8 @@ def make_geotiff(path: Path, *, width: int = 256, height: int = 192, count: int 
     data = np.clip(data, 1, np.iinfo(dtype).max if dtype != "float32" else 1e9).astype(dtype)
     bands = count + (1 if alpha else 0)
     profile = dict(driver="GTiff", width=width, height=height, count=bands, dtype=dtype, crs=crs,
-                   transform=from_origin(origin[0], origin[1], res, res), nodata=nodata)
+                   transform=from_origin(origin[0], origin[1], *((res, res) if np.isscalar(res) else res)),
+                   nodata=nodata)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, indexes=list(range(1, count + 1)))
         if alpha:

@@ -21,7 +21,8 @@ NATIVE = IngestOptions(tile_size=64, native_gsd=True)
 def scenes(tmp_path):
     return [
         make_geotiff(tmp_path / "utm.tif", seed=1, datetime_tag="2021:06:01 10:00:00"),
-        make_geotiff(tmp_path / "wgs84.tif", crs="EPSG:4326", res=1e-5, origin=(-95.4, 29.8), seed=2),
+        # degrees as long east-west as north-south on the ground at 29.8 N (square pixels)
+        make_geotiff(tmp_path / "wgs84.tif", crs="EPSG:4326", res=(1e-5 / 0.8705, 1e-5), origin=(-95.4, 29.8), seed=2),
         make_geotiff(tmp_path / "merc.tif", crs="EPSG:3857", res=1.0, origin=(-10620000.0, 3480000.0), seed=3),
     ]
 
@@ -475,3 +476,48 @@ def test_search_out_with_thumbnails_writes_both_and_notes_the_scene_cap(tmp_path
                                    "-k", "30", "--per-item", "0", "--out", str(tmp_path / "plain.csv")])
     d0 = pd.read_csv(tmp_path / "plain.csv").sort_values("rank")["distance"].tolist()
     assert d0 == sorted(d0) and "--per-item 0" not in r0.output
+
+
+def _edges_m(corners):
+    """Ground lengths (metres) of a footprint's four edges, UL -> UR -> LR -> LL."""
+    from pyproj import Geod
+
+    g = Geod(ellps="WGS84")
+    pts = [(c["lon"], c["lat"]) for c in corners]
+    return [g.inv(*a, *b)[2] for a, b in zip(pts, pts[1:] + pts[:1])]
+
+
+def test_lon_lat_pixels_are_tiled_square_on_the_ground(tmp_path, tiny_bundle):
+    """Square degrees at 47 N are 1.47x taller than wide on the ground: at the scene's own
+    GSD its tiles were cut in pixel space, a squashed patch of ground embedded as a square
+    image.  They are now resampled to square pixels of the native GSD (as --gsd does), the
+    GSD recorded so the tile is re-read the same way (thumbnails, reindex)."""
+    from rsir_stac.thumbnails import read_tile
+
+    scene = make_geotiff(tmp_path / "ll.tif", crs="EPSG:4326", res=5e-5, origin=(-99.2, 47.05), width=320, height=320)
+    rep = ingest([str(scene)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and rep.points_written > 0
+    with open_store(str(tmp_path / "idx"), read_only=True) as s:
+        pts = list(s.iter_points(with_vectors=False))
+    for p in pts:
+        top, right, bottom, left = _edges_m(p.payload["corners"])
+        assert max(top, left) / min(top, left) < 1.02, (top, left)
+        assert p.payload["tiling"]["gsd"] == pytest.approx(p.payload["gsd"]) == pytest.approx(top / 64, rel=0.02)
+    assert read_tile(pts[0].payload).shape == (64, 64, 3)
+
+
+def test_a_reingest_keeps_the_tiling_an_older_index_holds(tmp_path, tiny_bundle, monkeypatch, caplog):
+    """An index built before square pixels (tiles cut from the lon/lat pixels as they are)
+    stays idempotent: the same ingest again writes nothing, and says why it kept the tiling."""
+    import rsir_stac.ingest as ingest_mod
+
+    scene = make_geotiff(tmp_path / "ll.tif", crs="EPSG:4326", res=5e-5, origin=(-99.2, 47.05), width=320, height=320)
+    monkeypatch.setattr(ingest_mod, "MAX_PIXEL_ANISOTROPY", 1e9)  # how earlier versions tiled it
+    old = ingest([str(scene)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert old.points_written == 25  # 320 x 320 px in 64 px tiles
+    monkeypatch.undo()
+    again = ingest([str(scene)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert again.points_written == 0 and again.tiles_existing == 25
+    assert "keeping that tiling" in caplog.text
+    fresh = ingest([str(scene)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
+    assert fresh.points_written != 25 and fresh.points_written > 0

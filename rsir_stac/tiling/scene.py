@@ -212,6 +212,12 @@ class SceneReader:
         return str(self._ds.crs.to_string())
 
     @property
+    def pixel_size_m(self) -> tuple[float, float]:
+        """Native pixel width and height on the ground, in metres (at the scene centre for
+        geographic and Mercator CRSs)."""
+        return (self._px, self._py)
+
+    @property
     def native_gsd(self) -> float:
         """Native pixel size in metres (geometric mean of x and y)."""
         return math.sqrt(self._px * self._py)
