@@ -164,16 +164,46 @@ def public_href(href: Any) -> Any:
     return href.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-class RedactKeyFilter(logging.Filter):
-    """Logging filter for uvicorn's access log: ``api_key=SECRET`` in a logged URL becomes ``api_key=***``."""
+#: Query parameters that carry the service key (``api_key`` on image URLs, the map page's ``key``),
+#: by their decoded, lower-case name.
+SECRET_PARAMS = ("api_key", "key")
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"#?]*)=([^&;\s\"#]*)")
 
-    _KEY = re.compile(r"(?i)((?:^|[?&])api_key=)[^&\s\"]*")
+
+def _decoded_name(name: str) -> str:
+    """A query parameter's name as a server reads it (``api%5Fkey``, ``%61pi_key``, ``API_KEY``, ``api+key``
+    all decoded), lower case; decoded until it no longer changes (``%2561`` too)."""
+    from urllib.parse import unquote_plus
+
+    for _ in range(4):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return name.strip().lower()
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` (a logged URL or log line) with the value of every query parameter whose decoded name is
+    in :data:`SECRET_PARAMS` replaced by ``***``, however the name is spelt."""
+    if "=" not in text:
+        return text
+
+    def sub(m: re.Match) -> str:
+        return f"{m.group(1)}{m.group(2)}=***" if _decoded_name(m.group(2)) in SECRET_PARAMS else m.group(0)
+
+    return _QUERY_PAIR.sub(sub, text)
+
+
+class RedactKeyFilter(logging.Filter):
+    """Logging filter for uvicorn's access log: the value of ``api_key=`` and ``key=`` (by decoded name:
+    ``api%5Fkey=``, ``%61pi_key=`` alike) in a logged URL becomes ``***``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(self._KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
-            record.msg = self._KEY.sub(r"\1***", record.msg)
+            record.msg = redact_secrets(record.msg)
         return True
 
 
@@ -216,6 +246,11 @@ class Guard:
         path, method = scope["path"], scope["method"]
         send = self._with_headers(send, API_CSP if path.startswith("/api/") else self.page_csp)
         host = headers.get("host")
+        if host is None and "*" not in self.allowed_hosts:
+            # HTTP/1.0 without Host: the allow-list cannot be checked, so it cannot pass
+            return await _error(scope, receive, send, 400, "MissingHost",
+                                "the request has no Host header, which this service checks (DNS rebinding "
+                                "protection); send one (HTTP/1.1 clients always do), e.g. Host: 127.0.0.1")
         if host is not None and not host_allowed(host_name(host), self.allowed_hosts) \
                 and not (LOCAL_ADDRESS in self.allowed_hosts and _is_local_address(host_name(host), scope)):
             return await _error(scope, receive, send, 403, "HostNotAllowed",
@@ -281,10 +316,12 @@ class Guard:
         if given is None and scope["method"] in ("GET", "HEAD") and _IMAGE_PATH.match(scope["path"]):
             # the query form is for images only (an <img> or a GIS client's XYZ layer cannot set a
             # header), so a key in a URL cannot reach the rest of the API; given twice, it is refused
-            from urllib.parse import parse_qs
+            # only the literal name api_key: a spelling the access log might not recognise
+            # (api%5Fkey, %61pi_key) never opens anything; given twice, it is refused
+            from urllib.parse import unquote_plus
 
-            qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            vals = qs.get("api_key") or []
+            vals = [unquote_plus(pair.partition("=")[2]) for pair in
+                    scope.get("query_string", b"").decode("latin-1").split("&") if pair.partition("=")[0] == "api_key"]
             given = vals[0] if len(vals) == 1 else None
         return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
 
@@ -371,5 +408,6 @@ __all__ = [
     "is_loopback",
     "public_href",
     "redact_paths",
+    "redact_secrets",
     "script_hashes_csp",
 ]

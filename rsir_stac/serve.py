@@ -23,7 +23,8 @@ No endpoint takes a filesystem path: tiles are addressed by point id and
 uploads are decoded from memory, only as PNG/JPEG/WebP/TIFF, within pixel,
 decoded-byte and concurrency limits (:mod:`rsir_stac.upload`).  Host
 allow-list, origin check, security headers, the API key (``X-API-Key``
-header, or ``?api_key=`` for tile images; redacted from the access log) and
+header, or ``?api_key=`` for tile images; ``api_key=`` and ``key=`` redacted from the access log
+by decoded name) and
 the body limit are enforced by :class:`rsir_stac.httpguard.Guard`; every
 error is one JSON schema (:mod:`rsir_stac.apierrors`).  See the security
 section of docs/RELIABILITY.md.
@@ -41,7 +42,8 @@ from typing import Sequence
 import click
 
 from rsir_stac.api.params import MAX_K, UUID_PATTERN, build_filter, check_k, parse_polygon  # noqa: F401 (API)
-from rsir_stac.api.service import INFO_TTL_S, THUMB_CACHE_BYTES  # noqa: F401 (API)
+from rsir_stac.api.jobs import MAX_JOB_TILES
+from rsir_stac.api.service import INFO_TTL_S, MAX_QUERIES, THUMB_CACHE_BYTES  # noqa: F401 (API)
 from rsir_stac.errors import InputError, RsirError
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                max_decodes: int = 2, allowed_hosts: Sequence[str] | None = None,
                allowed_origins: Sequence[str] = (), hide_paths: bool = False,
                csp_img_sources: Sequence[str] = (), thumb_cache_bytes: int = THUMB_CACHE_BYTES,
-               basemap: str | None = None, tile_cache_bytes: int | None = None, ingest_roots: Sequence[str] = ()):
+               basemap: str | None = None, tile_cache_bytes: int | None = None, ingest_roots: Sequence[str] = (),
+               max_queries: int = MAX_QUERIES, max_job_tiles: int = MAX_JOB_TILES):
     """The FastAPI app serving ``index`` (an open :class:`rsir_stac.search.Index`).
 
     The caller owns ``index`` (and closes it after the server stops).
@@ -81,7 +84,9 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     page draws under the imagery (its origin is added to the page's image sources);
     ``tile_cache_bytes``: the budget of rendered web-map tiles kept in memory (default
     :data:`rsir_stac.maptiles.CACHE_BYTES`); ``ingest_roots``: folders ingest jobs may read
-    (:mod:`rsir_stac.api.jobs`; none: jobs are refused).  The routers live in :mod:`rsir_stac.api`,
+    (:mod:`rsir_stac.api.jobs`; none: jobs are refused), ``max_job_tiles`` the most tiles one job
+    may make (413 beyond); ``max_queries``: multi-example queries, exports and classifications
+    served at a time (429 beyond).  The routers live in :mod:`rsir_stac.api`,
     one module per thing served, each built from the shared :class:`rsir_stac.api.service.Service`.
     """
     from rsir_stac.api.classify import classify_router
@@ -100,7 +105,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     svc = Service(index, dependencies=_key_scheme(api_key), max_upload_bytes=max_upload_bytes,
                   limits=UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes),
                   max_decodes=max_decodes, hide_paths=hide_paths, basemap=basemap,
-                  thumb_cache_bytes=thumb_cache_bytes, tile_cache_bytes=tile_cache_bytes)
+                  thumb_cache_bytes=thumb_cache_bytes, tile_cache_bytes=tile_cache_bytes, max_queries=max_queries)
     app = _new_app(svc)
     install_handlers(app, hide_paths=hide_paths)
     app.include_router(stored_router(svc))
@@ -116,7 +121,8 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     # rasters under the roots are read as GeoTIFF only, without sidecars, by jobs and imagery alike
     restrict_to_geotiff(roots)
     app.include_router(jobs_router(index, lock=svc.lock, dependencies=svc.dependencies,
-                                   roots=roots, on_change=svc.cache.clear))
+                                   roots=roots, on_change=svc.clear_cached, hide_paths=hide_paths,
+                                   max_tiles=max_job_tiles))
     _add_page(app)
     _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
                     allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
@@ -234,7 +240,8 @@ def bind_socket(host: str, port: int):
 
 
 def _log_config() -> dict:
-    """uvicorn's logging set-up with ``api_key=...`` redacted from the access log."""
+    """uvicorn's logging set-up with the values of ``api_key=`` and ``key=`` (however the name is
+    percent-encoded) redacted from the access log."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
@@ -303,8 +310,9 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
               help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-@click.option("--service-key", envvar="RSIR_SERVICE_KEY",
-              help="Require this key (X-API-Key header, or api_key= in tile URLs) on /api/*.")
+@click.option("--service-key", envvar="RSIR_SERVICE_KEY", show_envvar=True,
+              help="Require this key (X-API-Key header, or api_key= in tile URLs) on /api/*. Prefer setting "
+                   "RSIR_SERVICE_KEY: a key on the command line is visible to every local user in ps.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests for this Host name (repeatable; '.example.org' with subdomains, "
                    "'*' any). Default: loopback names and the --host address.")

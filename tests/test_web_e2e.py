@@ -1073,3 +1073,61 @@ def test_escape_closes_details_and_map_outlines_are_no_tab_stops(browser, server
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_catalogue_strings_are_shown_as_text_never_as_html(browser, tmp_path, tiny_bundle):
+    """Item ids come from STAC catalogues (anyone's): a scene whose id holds HTML is shown as those
+    characters in its tooltips, and its markup never runs (the page's CSP is bypassed here, so only
+    the escaping stands between the id and the page)."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import make_geotiff
+
+    evil = "<b>x</b><img src=x onerror=window.__pwned=1>"
+    tif = make_geotiff(tmp_path / "evil.tif", width=128, height=128, seed=5)
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": evil, "collection": "coll-a", "geometry": None,
+            "properties": {"datetime": "2021-06-01T10:00:00Z"}, "links": [],
+            "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
+    (tmp_path / "evil.json").write_text(json.dumps(item))
+    report = ingest([str(tmp_path / "evil.json")], index=str(tmp_path / "idx"), model=tiny_bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
+    assert report.ok and report.points_written == 4, report
+    with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as idx:
+        port = _free_port()
+        srv = uvicorn.Server(uvicorn.Config(create_app(idx, api_key=KEY), host="127.0.0.1", port=port,
+                                            log_level="warning", lifespan="off"))
+        t = threading.Thread(target=srv.run, daemon=True)
+        t.start()
+        try:
+            deadline = time.time() + 30
+            while not srv.started:
+                assert time.time() < deadline and t.is_alive(), "uvicorn did not start"
+                time.sleep(0.05)
+            pg = Page(browser, f"http://127.0.0.1:{port}")
+            try:
+                pg.p.wait_for_function("document.querySelectorAll('.leaflet-scenes-pane path').length > 0",
+                                       timeout=10_000)
+                for zoom in (None, 8):  # the outline's tooltip, then the scene dot's (zoomed out)
+                    if zoom:
+                        pg.p.evaluate(f"rsir.map.setZoom({zoom}, {{animate: false}})")
+                        pg.p.wait_for_timeout(300)
+                    pg.p.evaluate("rsir.map.eachLayer((l) => { if (l.getTooltip && l.getTooltip() && l.getLatLng) "
+                                  "l.openTooltip(); else if (l.getTooltip && l.getTooltip() && l.getBounds) "
+                                  "l.openTooltip(l.getBounds().getCenter()); })")
+                    pg.p.wait_for_selector(".leaflet-tooltip", timeout=10_000)
+                    tips = pg.p.locator(".leaflet-tooltip")
+                    texts = tips.all_inner_texts()
+                    assert any(evil in s for s in texts), texts
+                    assert pg.p.locator(".leaflet-tooltip img, .leaflet-tooltip b").count() == 0
+                pg.p.click("#tab-scenes")
+                assert evil in pg.p.locator("#scene-list button.scene").first.inner_text()
+                pg.p.wait_for_timeout(500)  # an injected <img src=x> would have failed to load by now
+                assert pg.p.evaluate("typeof window.__pwned") == "undefined"
+                assert pg.p.locator("img[src='x']").count() == 0
+                pg.check_clean()
+            finally:
+                pg.close()
+        finally:
+            srv.should_exit = True
+            t.join(10)

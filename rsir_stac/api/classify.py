@@ -19,7 +19,7 @@ def classify_router(svc: Any):
 
     from rsir_stac.apierrors import error_responses
 
-    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413))
+    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413, 429))
 
     @router.post("/api/classify", summary="Find all tiles like the positive labels")
     def api_classify(req: bodies.ClassifyRequest = Body(...)) -> dict:
@@ -32,7 +32,7 @@ def classify_router(svc: Any):
             raise InputError(f"max_hits={req.max_hits} must be within 1..{bodies.MAX_HITS_API}")
         labels = bodies.labels(req.labels)
         flt = bodies.search_filter(req)
-        with svc.lock:
+        with svc.querying(), svc.lock:  # a scan of the index: at most svc.max_queries at a time (429 beyond)
             rep = classify(svc.index, labels, flt=flt, threshold=req.threshold, holdout=req.holdout,
                            max_hits=req.max_hits)
         # the analyst's own label (positive, or null) as a column of its own, as `rsir-stac classify` writes it

@@ -51,13 +51,14 @@ def export_router(svc: Any):
         if req.format not in EXPORT_MEDIA:
             raise InputError(f"format {req.format!r} is unknown; use one of {', '.join(EXPORT_MEDIA)}")
         media, ext = EXPORT_MEDIA[req.format]
-        result, _ = run_query(svc, query, with_payload=False)
-        folder = Path(tempfile.mkdtemp(prefix="rsir-export-"))
-        stem = req.name[: -len(ext)] if req.name.lower().endswith(ext) else req.name  # "x.fgb" is x.fgb, not x.fgb.fgb
-        path = folder / f"{stem or 'hits'}{ext}"
-        pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
-        with svc.lock:
-            write_table(pages, path, empty_row(result.score_name))
+        with svc.querying():  # a heavy request: at most svc.max_queries at a time (429 beyond)
+            result, _ = run_query(svc, query, with_payload=False)
+            folder = Path(tempfile.mkdtemp(prefix="rsir-export-"))
+            stem = req.name[: -len(ext)] if req.name.lower().endswith(ext) else req.name  # "x.fgb" is x.fgb
+            path = folder / f"{stem or 'hits'}{ext}"
+            pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
+            with svc.lock:
+                write_table(pages, path, empty_row(result.score_name))
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)

@@ -17,11 +17,20 @@ security section of docs/RELIABILITY.md):
   the server fetch a URL or read a file the operator did not offer.  A missing
   source is 404.  STAC documents under a root are the operator's data: their
   asset links are followed as a CLI ingest of them would.
+* a source that is not a regular file or a folder (a named pipe, a device, a
+  socket: reading one would hold the only job slot forever) is refused (400);
+  inside a folder source such files are skipped, each with a reason in the
+  job's ``skipped`` list.
 * tiling options: bounded numbers (tile size and stride 8..4096 px, GSD > 0,
-  ``min_valid`` 0..1), ``edge``, ``asset``, ``bands``, ``collection``,
+  ``min_valid`` 0..1), and at most :data:`MAX_JOB_TILES` tiles per job,
+  estimated from each raster's size and GSD before anything is planned (413),
+  ``edge``, ``asset``, ``bands``, ``collection`` (letters, digits, spaces and
+  ``- _ . /`` only, as the refusal says),
   ``datetime``, ``fail_fast``, ``shard``.  No model path (a bundle is code:
   the served model is used; ``model_id``, when given, must be it, else 409)
   and no batch size (the server's default).
+* answers (``report``, ``error``, ``skipped``) name files relative to their
+  ingest root when the service hides paths (``serve --hide-paths``).
 * the usual guards of every POST apply (``Host`` allow-list, cross-origin
   refusal, ``X-API-Key`` when the service has a key).
 
@@ -29,7 +38,10 @@ No postponed annotations: FastAPI reads the endpoint annotations at definition t
 """
 
 import logging
+import math
 import os
+import re
+import stat
 import threading
 import time
 import uuid
@@ -41,6 +53,10 @@ log = logging.getLogger(__name__)
 #: Finished jobs kept for ``GET`` (the oldest are forgotten first).
 KEEP_JOBS = 32
 MAX_SOURCES = 256
+#: Most tiles one job may make (estimated before planning; the CLI's ingest has no such limit).
+MAX_JOB_TILES = 100_000
+#: A collection name a job may give: what the refusal of other names promises.
+COLLECTION_NAME = re.compile(r"^[\w .\-/]+$")
 
 
 def check_roots(roots: Sequence[str]) -> tuple[Path, ...]:
@@ -57,13 +73,13 @@ def check_roots(roots: Sequence[str]) -> tuple[Path, ...]:
     return tuple(out)
 
 
-def allowed_source(text: str, roots: Sequence[Path]) -> str:
+def allowed_source(text: str, roots: Sequence[Path], skipped: list[str] | None = None) -> str:
     """The real local path of a job source when it lies under an ingest root.
 
     Raises HTTPException 403 (a URL, ``/vsi`` path, ``scheme:`` or a path outside
-    every root) or SourceNotFoundError (404)."""
-    import re
-
+    every root), 400 (not a regular file or a folder: a named pipe, a device) or
+    SourceNotFoundError (404).  Files a folder source holds that ingest would not read
+    (not regular files) are added to ``skipped``, one line each."""
     from fastapi import HTTPException
 
     from rsir_stac.errors import SourceNotFoundError
@@ -85,15 +101,28 @@ def allowed_source(text: str, roots: Sequence[Path]) -> str:
                                  "check the path") from None
     if not exists:
         raise SourceNotFoundError(f"{text[:400]} does not exist on the server; check the path")
-    _check_contents(text, real, roots)
+    mode = os.stat(real).st_mode  # never opened: a named pipe would block the reader until a writer comes
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise HTTPException(400, f"source {text[:200]} is {_file_kind(mode)}, not a regular file; ingest jobs read "
+                                 "GeoTIFF files and folders of them: replace it with the file itself")
+    _check_contents(text, real, roots, skipped if skipped is not None else [])
     return str(real)
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _under(real: Path, roots: Sequence[Path]) -> bool:
     return any(real == r or r in real.parents for r in roots)
 
 
-def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
+def _check_contents(text: str, real: Path, roots: Sequence[Path], skipped: list[str]) -> None:
     """Refuse (403) a job source that would make ingest read outside the roots.
 
     STAC documents are refused: their links and asset hrefs may name any file
@@ -122,9 +151,19 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path]) -> None:
         if not _under(target, roots):
             raise HTTPException(403, f"source {text[:200]} holds {p.relative_to(real)}, a link to a file outside the "
                                      "service's ingest roots; remove the link or copy the file under a root")
-        if target.is_file():
-            with open(target, "rb") as fh:
-                _check_tiff(f"{text[:200]}/{p.relative_to(real)}", fh.read(8))
+        try:
+            mode = os.stat(target).st_mode
+        except OSError as err:  # a dangling link, a loop: ingest cannot read it either
+            skipped.append(f"{text[:200]}/{p.relative_to(real)} skipped: it cannot be read ({err.strerror})")
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):  # the folder walk of ingest reads regular files only
+            skipped.append(f"{text[:200]}/{p.relative_to(real)} skipped: it is {_file_kind(mode)}, not a "
+                           "regular file")
+            continue
+        with open(target, "rb") as fh:
+            _check_tiff(f"{text[:200]}/{p.relative_to(real)}", fh.read(8))
 
 
 def _check_tiff(name: str, head: bytes) -> None:
@@ -166,9 +205,10 @@ class _LockedStore:
 class Job:
     """One ingest job: state, progress counters, and the report or error at the end."""
 
-    def __init__(self, sources: list[str], options: Any) -> None:
+    def __init__(self, sources: list[str], options: Any, skipped: Sequence[str] = ()) -> None:
         self.id = uuid.uuid4().hex
         self.sources, self.options = sources, options
+        self.skipped = list(skipped)
         self.state = "queued"
         self.created = time.time()
         self.progress = {"items_total": 0, "items_done": 0, "tiles_total": 0, "tiles_done": 0}
@@ -198,7 +238,64 @@ class Job:
         return {"id": self.id, "state": self.state, "sources": len(self.sources), "progress": dict(self.progress),
                 "report": self.report, "error": self.error, "error_type": self.error_type,
                 "exit_code": self.exit_code, "created": self.created,
-                "cancel_requested": self.cancel.is_set()}
+                "cancel_requested": self.cancel.is_set(), "skipped": list(self.skipped)}
+
+
+def relative_paths(value: Any, roots: Sequence[Path]) -> Any:
+    """``value`` (a job's answer: nested dicts, lists and strings) with every path under an ingest
+    root written relative to it (``/srv/root/scenes/a.tif`` -> ``scenes/a.tif``) and any other
+    absolute path cut to its last component (:func:`rsir_stac.httpguard.redact_paths`)."""
+    from rsir_stac.httpguard import redact_paths
+
+    if isinstance(value, dict):
+        return {k: relative_paths(v, roots) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [relative_paths(v, roots) for v in value]
+    if not isinstance(value, str):
+        return value
+    for root in sorted(roots, key=lambda r: len(str(r)), reverse=True):
+        prefix = str(root).rstrip("/") + "/"
+        value = re.sub(r"(?<![\w.~-])" + re.escape(prefix), "", value)
+        value = re.sub(r"(?<![\w.~/-])" + re.escape(str(root).rstrip("/")) + r"(?![\w.~/-])", ".", value)
+    return redact_paths(value)
+
+
+def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
+    """About how many tiles ingesting the raster ``path`` with ``options`` plans, from its size
+    and GSD alone (nothing is planned or read but the header), and a few words on why; (0, "")
+    when it cannot be opened (the job then fails that item with its own message)."""
+    from rsir_stac.tiling import SceneReader
+
+    try:
+        with SceneReader.open(path, target_gsd=None) as reader:
+            width, height = reader.width, reader.height
+            px, py = reader.pixel_size_m
+            native = reader.native_gsd
+    except Exception:  # noqa: BLE001 - not this check's business: ingest reports it
+        return 0, ""
+    if options.native_gsd or not (options.gsd or bundle.gsd):
+        gsd = native
+    elif options.gsd:
+        gsd = float(options.gsd)
+    else:
+        gsd = float(bundle.gsd)
+        if native > gsd * options.max_upsample:  # ingest keeps a much coarser scene at its own GSD
+            gsd = native
+    if not (gsd > 0 and math.isfinite(gsd) and px > 0 and py > 0):
+        return 0, ""
+    tile = options.tile_size or bundle.tile_size
+    stride = options.stride or tile
+    gw, gh = max(1.0, width * px / gsd), max(1.0, height * py / gsd)
+    n = math.ceil(gw / stride) * math.ceil(gh / stride)
+    return n, (f"{gw:,.0f} x {gh:,.0f} px at {gsd:.3g} m, tiles of {tile} px every {stride} px")
+
+
+def _rasters(path: str) -> list[str]:
+    """The rasters a job source makes ingest read: the file, or a folder's regular .tif/.tiff files."""
+    p = Path(path)
+    if not p.is_dir():
+        return [path]
+    return sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
 
 
 def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], None] | None) -> None:
@@ -239,11 +336,14 @@ def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], Non
 
 
 def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None = None,
-                roots: Sequence[Path] = (), on_change: Callable[[], None] | None = None):
+                roots: Sequence[Path] = (), on_change: Callable[[], None] | None = None,
+                hide_paths: bool = False, max_tiles: int = MAX_JOB_TILES):
     """An ``APIRouter`` with the ingest-job endpoints for ``index`` (an open
     :class:`~rsir_stac.search.Index`); ``lock`` is the app's store lock, ``roots``
     the real paths of the folders jobs may read (none: every job is refused),
-    ``on_change`` is called when a job ends (e.g. to drop cached summaries)."""
+    ``on_change`` is called when a job ends (e.g. to drop cached summaries);
+    ``hide_paths``: answers name files relative to their root (:func:`relative_paths`);
+    ``max_tiles``: the most tiles one job may make (413 beyond, before any work)."""
     from typing import Literal
 
     from fastapi import APIRouter, Body, HTTPException
@@ -268,7 +368,7 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         asset: str | None = Field(None, max_length=200)
         bands: list[int] | None = Field(None, min_length=3, max_length=3, description="1-based R,G,B band numbers.")
         tile_size: int | None = Field(None, ge=8, le=4096)
-        stride: int | None = Field(None, ge=1, le=4096)
+        stride: int | None = Field(None, ge=8, le=4096)
         gsd: float | None = Field(None, gt=0, le=100_000)
         native_gsd: bool = False
         edge: Literal["shift", "drop", "pad"] = "shift"
@@ -298,10 +398,32 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
                                 shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
                                 datetime=dt)
         check_options(options, flag=str)  # refused with 400 now, not as a failed job; named as the job's fields
+        if req.collection is not None and not COLLECTION_NAME.match(req.collection):
+            bad = next((c for c in req.collection if not (c.isalnum() or c in " _.-/")), req.collection[:1])
+            raise InputError(f"collection {req.collection[:60]!r} holds {bad!r}; give a plain name (letters, digits, "
+                             "spaces, - _ . /), e.g. naip-2020")
         return options
 
+    def _public(doc: dict) -> dict:
+        return relative_paths(doc, roots) if hide_paths else doc
+
+    def _check_size(names: list[str], sources: list[str], options: Any) -> None:
+        total, worst = 0, (0, "", "")
+        for name, src in zip(names, sources):
+            for path in _rasters(src):
+                n, why = estimate_tiles(path, options, index.bundle)
+                total += n
+                if n > worst[0]:
+                    shown = name if path == src else f"{name}/{Path(path).relative_to(src)}"
+                    worst = (n, shown[:200], why)
+                if total > max_tiles:
+                    raise HTTPException(413, f"this ingest job would make about {total:,} tiles ({worst[1]}: "
+                                             f"{worst[2]}), over the service's limit of {max_tiles:,} per job; give "
+                                             "a coarser gsd, a larger tile_size or stride, or fewer sources (or stop "
+                                             "serve and run rsir-stac ingest)")
+
     @router.post("/api/ingest/jobs", status_code=202, summary="Start an ingest job into the served index",
-                 responses={**error_responses(400, 404), **conflict})
+                 responses={**error_responses(400, 404, 413), **conflict})
     def create_job(req: IngestJobRequest = Body(...)) -> dict:
         """Ingest local sources under the service's ingest roots with the served model; one job at a time.
         Poll ``GET /api/ingest/jobs/{id}`` for progress and the report."""
@@ -314,19 +436,21 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         if getattr(index.store, "backend", "") != "edge" or getattr(index.store, "_use_private", False):
             raise HTTPException(409, "the served index cannot be written by the service (a Qdrant server, or an "
                                      "index on read-only media); ingest into it directly")
-        sources = [allowed_source(s, roots) for s in req.sources]
+        skipped: list[str] = []
+        sources = [allowed_source(s, roots, skipped) for s in req.sources]
         options = _options(req)
+        _check_size(req.sources, sources, options)
         with guard:
             if any(j.state in ("queued", "running") for j in jobs.values()):
                 raise HTTPException(409, "another ingest job is running on this service; wait for it "
                                          "(GET /api/ingest/jobs/{id}) and retry")
-            job = Job(sources, options)
+            job = Job(sources, options, skipped)
             jobs[job.id] = job
             for old in sorted(jobs.values(), key=lambda j: j.created)[:-KEEP_JOBS]:
                 jobs.pop(old.id, None)
         threading.Thread(target=_run, args=(job, index, lock, on_change), name=f"rsir-ingest-{job.id[:8]}",
                          daemon=True).start()
-        return job.doc()
+        return _public(job.doc())
 
     @router.get("/api/ingest/jobs/{job_id}", summary="Progress and result of an ingest job",
                 responses=error_responses(404))
@@ -337,7 +461,7 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         if job is None:
             raise HTTPException(404, f"ingest job {job_id} is not known to this service (finished jobs are kept "
                                      f"until {KEEP_JOBS} newer ones exist)")
-        return job.doc()
+        return _public(job.doc())
 
     @router.delete("/api/ingest/jobs/{job_id}", status_code=202, summary="Cancel an ingest job",
                    responses={**error_responses(404), 409: {"model": ErrorBody, "description": "The job has ended."}})
@@ -351,9 +475,10 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         if job.state not in ("queued", "running"):
             raise HTTPException(409, f"ingest job {job_id} has ended ({job.state}); there is nothing to cancel")
         job.cancel.set()
-        return job.doc()
+        return _public(job.doc())
 
     return router
 
 
-__all__ = ["Job", "allowed_source", "check_roots", "jobs_router"]
+__all__ = ["COLLECTION_NAME", "Job", "MAX_JOB_TILES", "allowed_source", "check_roots", "estimate_tiles", "jobs_router",
+           "relative_paths"]

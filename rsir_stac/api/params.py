@@ -16,6 +16,9 @@ from rsir_stac.errors import InputError
 MAX_K = 100
 #: Most positions of a ``polygon`` filter (all rings; each search tests every candidate against them).
 MAX_POLYGON_VERTICES = 1_000
+#: Most collection names in one filter, and the longest name (as ``ingest --collection`` allows).
+MAX_COLLECTIONS = 100
+MAX_COLLECTION_CHARS = 200
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 
 #: OpenAPI descriptions of the filter fields.
@@ -104,16 +107,31 @@ def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, dat
     """A :class:`SearchFilter` (or None when nothing constrains) from request fields."""
     from rsir_stac.store.filters import SearchFilter, parse_bbox, parse_datetime_range, parse_near
 
+    cols = check_collections(collection)
     bbox_t = _numbers_text(bbox, 4, "bbox")
     near_t = _numbers_text(near, 3, "near")
     ring = parse_polygon(polygon) if polygon not in (None, "", {}) else None
     start, end = parse_datetime_range(datetime) if datetime else (None, None)
-    if isinstance(collection, str):
-        collection = [collection]
-    cols = tuple(c for c in (collection or ()) if c)
     flt = SearchFilter(bbox=parse_bbox(bbox_t) if bbox_t else None, near=parse_near(near_t) if near_t else None,
                        polygon=ring, start=start, end=end, collections=cols)
     return None if flt.is_empty else flt
+
+
+def check_collections(collection: Any) -> tuple[str, ...]:
+    """The non-empty names of a ``collection`` filter (a name or a list), at most
+    :data:`MAX_COLLECTIONS` of at most :data:`MAX_COLLECTION_CHARS` characters; else InputError
+    (checked before any work: every name is sent to the store and may be named in the notes)."""
+    if isinstance(collection, str):
+        collection = [collection]
+    cols = tuple(c for c in (collection or ()) if c)
+    if len(cols) > MAX_COLLECTIONS:
+        raise InputError(f"collection filter has {len(cols)} names; give at most {MAX_COLLECTIONS} collections "
+                         "per search")
+    long = next((c for c in cols if len(c) > MAX_COLLECTION_CHARS), None)
+    if long is not None:
+        raise InputError(f"collection {long[:40]!r}... is {len(long)} characters; collection names have at most "
+                         f"{MAX_COLLECTION_CHARS}")
+    return cols
 
 
 def check_k(k: Any) -> int:
@@ -133,4 +151,4 @@ def footprint(payload: dict | None) -> dict | None:
     return footprint_geometry(payload or {})
 
 
-__all__ = ["FILTER_DOC", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_k", "footprint", "parse_polygon"]
+__all__ = ["FILTER_DOC", "MAX_COLLECTIONS", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_collections", "check_k", "footprint", "parse_polygon"]

@@ -21,12 +21,20 @@ from rsir_stac.errors import InputError
 def run_query(svc: Any, query: Any, *, with_payload: bool = True) -> tuple[Any, Any]:
     """The :class:`~rsir_stac.search.SearchResult` of a parsed query (:class:`bodies.QueryInput`)
     and its filter; uploaded images are decoded and embedded before the store lock is taken."""
+    from rsir_stac.store.query import MAX_EXAMPLES
+
     req = query.req
     pos, neg = bodies.examples(req.positives, "positives"), bodies.examples(req.negatives, "negatives")
     n = len(pos) + len(neg) + len(query.images)
     if n > bodies.MAX_EXAMPLES_API:
         raise InputError(f"{n} examples given; send at most {bodies.MAX_EXAMPLES_API}")
     labels = bodies.labels(req.labels)
+    n += len(labels.labels) if labels is not None else 0
+    if req.expand and n + req.expand > MAX_EXAMPLES:
+        # the expanded query holds the examples and the expand nearest tiles: refused before any work,
+        # not by the engine after the first search
+        raise InputError(f"{n} examples and expand {req.expand} make {n + req.expand} query vectors; the limit is "
+                         f"{MAX_EXAMPLES}: lower expand to at most {max(MAX_EXAMPLES - n, 0)} or send fewer examples")
     flt = bodies.search_filter(req)
     ipos, ineg = bodies.image_examples(svc, query.images)
     with svc.lock:
@@ -67,11 +75,13 @@ def query_router(svc: Any):
         a ``query`` field and example images in ``positive_image``/``negative_image`` files."""
         t0 = time.perf_counter()
         req = query.req
-        result, flt = run_query(svc, query)
-        doc = svc.public(to_geojson(result))
+        with svc.querying():  # at most svc.max_queries at a time: 429 beyond, never a queue behind the lock
+            result, flt = run_query(svc, query)
+            doc = svc.public(to_geojson(result))
+            notes = svc.filter_notes(flt)
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,
-                    "score": result.score_name, "notes": svc.filter_notes(flt),
+                    "score": result.score_name, "notes": notes,
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc
 

@@ -10,6 +10,7 @@ embedded does not hold up searches by id.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 THUMB_CACHE_BYTES = 64 * 1024 * 1024
 #: How long ``/api/info`` (a scan of every point) and the counts behind filter notes are cached.
 INFO_TTL_S = 60.0
+#: Filter notes kept (one entry per exact filter: place, dates and the set of collections).
+NOTES_CACHE_ENTRIES = 64
+#: Heavy analysis requests (``/api/query``, its export, ``/api/classify``) served at a time.
+MAX_QUERIES = 2
 
 
 class LRUBytes:
@@ -69,7 +74,8 @@ class Service:
     uploads together; ``limits`` (:class:`rsir_stac.upload.UploadLimits`) each
     decoded image; ``max_decodes`` the requests decoding uploads at a time.
     ``hide_paths`` cuts server paths in ``href`` fields (and errors, see
-    :func:`rsir_stac.apierrors.install_handlers`) to file names.
+    :func:`rsir_stac.apierrors.install_handlers`) to file names.  ``max_queries``: the
+    multi-example queries, exports and classifications run at a time (429 beyond).
     """
 
     index: Any
@@ -81,6 +87,7 @@ class Service:
     basemap: str | None = None
     thumb_cache_bytes: int = THUMB_CACHE_BYTES
     tile_cache_bytes: int | None = None
+    max_queries: int = MAX_QUERIES
 
     def __post_init__(self) -> None:
         from rsir_stac.upload import UploadLimits
@@ -90,7 +97,10 @@ class Service:
         self.embed_lock = threading.Lock()  # the model (built lazily, one forward pass at a time)
         self.thumbs = LRUBytes(self.thumb_cache_bytes)
         self.decode_slots = threading.BoundedSemaphore(self.max_decodes)
+        self.query_slots = threading.BoundedSemaphore(self.max_queries)
         self.cache: dict[str, tuple[float, Any]] = {}
+        self._notes: OrderedDict[bytes, tuple[float, list[str]]] = OrderedDict()
+        self._notes_lock = threading.Lock()
 
     # ------------------------------------------------------------------ cached values
 
@@ -104,20 +114,37 @@ class Service:
         self.cache[key] = (now, value)
         return value
 
+    def clear_cached(self) -> None:
+        """Forget every cached summary and note (an ingest job changed the index)."""
+        self.cache.clear()
+        with self._notes_lock:
+            self._notes.clear()
+
     def filter_notes(self, flt: Any) -> list[str]:
         """One line per tile kind a date or collection filter leaves out (undated /
-        uncollected tiles), with their count; empty when the filter leaves none out."""
+        uncollected tiles), with their count, and the collections asked for that the index
+        does not hold; empty when the filter leaves none out.  Computed for this request's
+        filter: cached (for :data:`INFO_TTL_S`, at most :data:`NOTES_CACHE_ENTRIES` filters)
+        under the exact filter, so one client's collection names never reach another's answer."""
         from rsir_stac.search import excluded_notes
 
         if flt is None or (flt.start is None and flt.end is None and not flt.collections):
             return []
-
-        def compute() -> list[str]:  # the counts depend only on which of the two filters is given
-            with self.lock:
-                return excluded_notes(self.index.store, flt, names=("the datetime filter", "the collection filter"))
-
-        kind = ("d" if flt.start is not None or flt.end is not None else "") + ("c" if flt.collections else "")
-        return self.cached("notes:" + kind, compute)
+        key = hashlib.sha256(repr(flt).encode()).digest()  # the whole filter, collections in their order
+        now = time.monotonic()
+        with self._notes_lock:
+            hit = self._notes.get(key)
+            if hit is not None and now - hit[0] < INFO_TTL_S:
+                self._notes.move_to_end(key)
+                return list(hit[1])
+        with self.lock:
+            notes = excluded_notes(self.index.store, flt, names=("the datetime filter", "the collection filter"))
+        with self._notes_lock:
+            self._notes[key] = (now, notes)
+            self._notes.move_to_end(key)
+            while len(self._notes) > NOTES_CACHE_ENTRIES:
+                self._notes.popitem(last=False)
+        return list(notes)
 
     # ------------------------------------------------------------------ output
 
@@ -130,6 +157,8 @@ class Service:
                 props = f.get("properties") or {}
                 if "href" in props:
                     props["href"] = public_href(props["href"])
+                if isinstance(props.get("band_hrefs"), list):  # a composed scene's files, relative to href
+                    props["band_hrefs"] = [public_href(h) for h in props["band_hrefs"]]
         return doc
 
     def public_rows(self, rows: list[dict]) -> list[dict]:
@@ -140,6 +169,13 @@ class Service:
             for r in rows:
                 if "href" in r:
                     r["href"] = public_href(r["href"])
+                if isinstance(r.get("extra"), str) and "band_hrefs" in r["extra"]:  # a composed scene's files
+                    import json
+
+                    extra = json.loads(r["extra"])
+                    if isinstance(extra.get("band_hrefs"), list):
+                        extra["band_hrefs"] = [public_href(h) for h in extra["band_hrefs"]]
+                        r["extra"] = json.dumps(extra, separators=(",", ":"))
         return rows
 
     # ------------------------------------------------------------------ uploads
@@ -164,6 +200,21 @@ class Service:
         finally:
             self.decode_slots.release()
 
+    @contextmanager
+    def querying(self) -> Iterator[None]:
+        """Hold one of the ``max_queries`` slots for a heavy analysis request (up to 256 examples,
+        10,000 hits, a scan of the index); :class:`~rsir_stac.apierrors.TooManyRequests` (429 with
+        Retry-After) when none is free, so such requests cannot queue up behind the store lock."""
+        from rsir_stac.apierrors import TooManyRequests
+
+        if not self.query_slots.acquire(blocking=False):
+            raise TooManyRequests(f"{self.max_queries} queries, exports or classifications are running already; "
+                                  "retry in a second")
+        try:
+            yield
+        finally:
+            self.query_slots.release()
+
     def decode(self, data: bytes) -> np.ndarray:
         """Uploaded bytes to ``H x W x 3`` uint8 through :func:`rsir_stac.upload.decode_upload`
         (the only place client bytes meet a decoder); call it inside :meth:`decoding`."""
@@ -177,4 +228,4 @@ class Service:
             return self.index.embed_image(pixels)
 
 
-__all__ = ["INFO_TTL_S", "LRUBytes", "Service", "THUMB_CACHE_BYTES"]
+__all__ = ["INFO_TTL_S", "LRUBytes", "MAX_QUERIES", "NOTES_CACHE_ENTRIES", "Service", "THUMB_CACHE_BYTES"]

@@ -93,6 +93,8 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
     """An ``APIRouter`` with ``/api/scenes`` and ``/api/imagery/{z}/{x}/{y}.png`` for ``index``
     (an open :class:`~rsir_stac.search.Index`); ``lock`` serialises store access with the app."""
     from fastapi import APIRouter, Query
+
+    from rsir_stac.api.params import check_collections
     from fastapi import Path as PathParam
     from fastapi.responses import Response
 
@@ -132,7 +134,7 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
         """The indexed scenes' imagery in tile ``z/x/y`` of the Web Mercator grid (as OpenStreetMap and
         Leaflet number them), rendered from the source rasters with the bands and scaling ingest used.
         Where scenes overlap the newest is drawn on top, unless ``item`` names another."""
-        choice = SceneChoice(datetime=datetime or None, collections=tuple(collection or ()), item=item or None)
+        choice = SceneChoice(datetime=datetime or None, collections=check_collections(collection), item=item or None)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, renderer = catalog.get()

@@ -178,6 +178,16 @@ function noTabStop(layer) {
   if (e) e.setAttribute("tabindex", "-1");
 }
 
+/** Tooltip content as plain text: Leaflet puts a string in as HTML, and item ids and dates come from
+ *  STAC catalogues (anyone's), so each tooltip gets an element holding the text. */
+function textTip(text) {
+  return () => {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  };
+}
+
 export function showScenes(doc) {
   scenesLayer.clearLayers();
   sceneDots.clearLayers();
@@ -189,7 +199,7 @@ export function showScenes(doc) {
     const layer = L.geoJSON(f, { style: () => sceneStyle(p), pane: "scenes" });
     const label = `${p.item_id}${p.datetime ? " · " + String(p.datetime).slice(0, 10) : ""} · ${p.tiles} tiles`;
     layer.eachLayer((l) => {
-      l.bindTooltip(label, { sticky: true, className: "scene-tip" });
+      l.bindTooltip(textTip(label), { sticky: true, className: "scene-tip" });
       l.on("add", () => noTabStop(l));   // drawn once the map has a view
     });
     layer.addTo(scenesLayer);
@@ -198,7 +208,7 @@ export function showScenes(doc) {
     const bounds = L.latLngBounds([s, w], [n, e]);
     const dot = L.circleMarker(bounds.getCenter(), { pane: "scenes", radius: 6, color: "#fff", weight: 2,
                                                     fillColor: p.imagery === false ? "#b3261e" : "#f28e2b", sceneBounds: bounds });
-    dot.bindTooltip(label);
+    dot.bindTooltip(textTip(label));
     dot.on("add", () => noTabStop(dot));
     dot.on("click", (ev) => { L.DomEvent.stopPropagation(ev); map.fitBounds(bounds, { padding: [20, 20], maxZoom: 18 }); });
     allDots.push(dot);
