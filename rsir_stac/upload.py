@@ -28,7 +28,20 @@ alone: ``width * height`` against a pixel limit, ``width * height * bands *
 bytes per sample`` (the bands actually decoded, at least the 3 of the RGB
 output; 16-bit PNGs count 2 bytes) against a byte limit, and each side
 against a side limit (decoders pay per row: a 1-pixel-wide PNG of 16 million
-rows passes the pixel limit and took 88 s and 11 GB).
+rows passes the pixel limit and took 88 s and 11 GB).  Two costs the image
+size does not show are bounded too: a TIFF decodes a whole block (tile or
+strip, all samples of a pixel-interleaved block) at a time, and a block may
+be declared far larger than the image (a 1.2 KB 256 x 256 TIFF with one
+16384 x 16384 tile took 0.9 GB), so every block of every image in the file
+(masks and overviews included) is held to the byte limit; and a progressive
+JPEG pays a full pass over the image per scan (one with its last scan repeated
+20,000 times decoded for 40 s), so a JPEG of more than
+:data:`MAX_JPEG_SCANS` scans is refused.  Pixels that are NaN or infinite in
+a float TIFF are invalid, as in ingest (:func:`rsir_stac.tiling.pixels.read_rgb`).
+
+A decode cannot be cut short: the decoders are C code called from a worker
+thread, and Starlette does not stop a sync endpoint's thread when its client
+hangs up; the limits above are what bound one decode's time and memory.
 
 References: GDAL configuration options (``GDAL_DISABLE_READDIR_ON_OPEN``,
 ``GDAL_PAM_ENABLED``, ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS``) at
@@ -42,6 +55,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -73,7 +87,16 @@ SAFE_GDAL_OPTIONS = {
     "CHECK_DISK_FREE_SPACE": "NO",
 }
 
+#: Default limit on the scans of a JPEG (libjpeg-turbo's tools warn above 100 and libtiff refuses more
+#: in a JPEG-compressed TIFF; encoders write 1 (baseline) or about 10 (progressive)).
+MAX_JPEG_SCANS = 100
+#: Most images (IFDs) a TIFF upload may chain: pages, masks and overview levels together.
+MAX_TIFF_IFDS = 1024
+
 _HINT = "upload a PNG, JPEG, WebP or GeoTIFF image"
+_REEXPORT = "re-export it as PNG or GeoTIFF (e.g. gdal_translate -of GTiff -co COMPRESS=DEFLATE in.tif out.tif)"
+#: A JPEG marker outside entropy-coded data: FF then neither 00 (stuffing), D0-D7 (restart) nor FF (fill).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 #: Program internals that decoder messages carry (``<_io.BytesIO object at 0x...>``, memory file names).
 _INTERNALS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>|[0-9a-f]{8}-[0-9a-f-]{27}\.tif")
 #: Rows stretched at a time (the float64 temporaries of the stretch stay a few MB).
@@ -92,12 +115,15 @@ class UploadLimits:
 
     ``max_pixels`` bounds ``width * height``; ``max_decoded_bytes`` bounds
     ``width * height * bands * bytes per sample`` of the samples decoded;
-    ``max_side`` bounds the width and the height (pixels).
+    ``max_side`` bounds the width and the height (pixels); ``max_jpeg_scans``
+    the scans of a JPEG (each a full pass over the image).  A TIFF block
+    (tile or strip) is held to ``max_decoded_bytes`` as well.
     """
 
     max_pixels: int = MAX_PIXELS
     max_decoded_bytes: int = MAX_DECODED_BYTES
     max_side: int = MAX_SIDE
+    max_jpeg_scans: int = MAX_JPEG_SCANS
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -132,7 +158,9 @@ def decode_upload(data: bytes, limits: UploadLimits = UploadLimits()) -> np.ndar
 
     Raises :class:`ImageReadError` for an empty or undecodable upload or a
     format off the allow-list, :class:`UploadTooLarge` when the header shows
-    more pixels or decoded bytes than ``limits`` allow (nothing is decoded).
+    more pixels or decoded bytes than ``limits`` allow, a TIFF block over the
+    decoded-byte limit or a JPEG of more scans than allowed (nothing is decoded),
+    :class:`EmptyImageError` when no pixel is valid.
     """
     if not data:
         raise ImageReadError(f"the uploaded file is empty; {_HINT}")
@@ -147,7 +175,7 @@ def decode_upload(data: bytes, limits: UploadLimits = UploadLimits()) -> np.ndar
     except ImageReadError:
         raise
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad upload
-        raise ImageReadError(f"the uploaded {fmt} file cannot be decoded ({_short(err)}); {_HINT}") from None
+        raise ImageReadError(decode_error_message(f"the uploaded {fmt} file", err)) from None
     if px.ndim != 3 or px.shape[2] != 3 or px.size == 0:
         raise ImageReadError(f"the uploaded {fmt} file has no usable pixels; {_HINT}")
     return px
@@ -158,6 +186,169 @@ def _short(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     text = _INTERNALS.sub("", text.replace("/vsimem/", "")).strip(" :") or type(err).__name__
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _causes(err: BaseException) -> list[str]:
+    """The messages of ``err`` and the errors it was raised from (outermost first), each path-free."""
+    out: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen and len(out) < 16:
+        seen.add(id(cur))
+        text = _short(cur)
+        text = re.sub(r"^.*?IReadBlock failed at X offset \d+, Y offset \d+:\s*", "", text)
+        text = re.sub(r"^(\S*\.tif[^:]*|[0-9a-f]{8}-[0-9a-f-]{27}/?):\s*", "", text).strip(" :")
+        if text and text not in out:
+            out.append(text)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+#: Decoder messages (libtiff, GDAL, Pillow) -> what is wrong with the file, in words.
+_CAUSES = (
+    (re.compile(r"codec|compression|not implemented|not supported|unsupported", re.I),
+     "it uses a compression or sample layout that cannot be decoded here"),
+    (re.compile(r"truncat|not enough data|short|cannot read|premature|unexpected end|end of (file|data)|"
+                r"read error|beyond|past the end|strile|seek", re.I),
+     "its pixel data is truncated or cut short"),
+)
+
+
+def decoder_cause(err: BaseException) -> str:
+    """The innermost, path-free message of a decoder error: libtiff's or the codec's own words rather
+    than rasterio's "Read failed. See previous exception for details."."""
+    causes = [c for c in _causes(err) if not c.startswith("Read failed")]
+    return causes[-1] if causes else type(err).__name__
+
+
+def decode_error_message(what: str, err: BaseException) -> str:
+    """One line for an image that ``err`` stopped a decoder on: ``what`` (e.g. "the uploaded TIFF file"),
+    the decoder's own innermost message (not GDAL's "Read failed. See previous exception for details."),
+    what it means and a fix."""
+    causes = _causes(err)
+    detail = decoder_cause(err)
+    meaning = next((m for pattern, m in _CAUSES if any(pattern.search(c) for c in causes)),
+                   "it is corrupt or not a valid image")
+    return f"{what} cannot be decoded: {meaning} ({detail}); {_REEXPORT}"
+
+
+def count_jpeg_scans(data: bytes, stop_after: int | None = None) -> int:
+    """The scans (SOS markers, ``FF DA``) of a JPEG up to its end (``FF D9``), counted from the markers
+    alone: entropy-coded data after each scan header is skipped up to the next marker (``FF 00`` is a
+    stuffed byte, ``FF D0``-``FF D7`` restart markers, ``FF FF`` fill).  Stops counting past ``stop_after``."""
+    n = len(data)
+    scans = 0
+    m = _JPEG_MARKER.search(data, 2)
+    while m is not None:
+        i = m.start()
+        code = data[i + 1]
+        if code == 0xD9:  # EOI: what follows is not decoded
+            break
+        if code in (0x01, 0xD8) or i + 4 > n:  # TEM and SOI have no length; nor has a marker cut short
+            m = _JPEG_MARKER.search(data, i + 2)
+            continue
+        end = i + 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if code == 0xDA:
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                break
+        m = _JPEG_MARKER.search(data, max(end, i + 2))
+    return scans
+
+
+def check_jpeg_scans(data: bytes, limits: UploadLimits) -> None:
+    """Raise :class:`UploadTooLarge` for a JPEG of more than ``limits.max_jpeg_scans`` scans (each scan
+    of a progressive JPEG is one more pass over the whole image), before it is decoded."""
+    scans = count_jpeg_scans(data, stop_after=limits.max_jpeg_scans)
+    if scans > limits.max_jpeg_scans:
+        raise UploadTooLarge(
+            f"the uploaded JPEG has more than {limits.max_jpeg_scans} scans (each one more pass over the "
+            "whole image; encoders write about 10); re-save it as a baseline JPEG or PNG "
+            "(e.g. convert in.jpg -interlace none out.jpg)")
+
+
+def _tiff_values(data: bytes, order: str, typ: int, count: int, field: bytes) -> list[int]:
+    """The integer values of one TIFF tag (inline or at an offset); [] when unreadable."""
+    size = {1: 1, 3: 2, 4: 4, 8: 2, 9: 4, 13: 4, 16: 8, 17: 8, 18: 8}.get(typ)
+    if size is None or count <= 0:
+        return []
+    count = min(count, 65536)
+    raw = field
+    if size * count > len(field):
+        off = int.from_bytes(field, "little" if order == "<" else "big")
+        raw = data[off:off + size * count]
+        if len(raw) < size * count:
+            return []
+    fmt = {1: "B", 3: "H", 4: "I", 8: "h", 9: "i", 13: "I", 16: "Q", 17: "q", 18: "Q"}[typ]
+    return list(struct.unpack(f"{order}{count}{fmt}", raw[:size * count]))
+
+
+def tiff_blocks(data: bytes, max_ifds: int = MAX_TIFF_IFDS) -> list[tuple[int, int, int, int, int]]:
+    """Per image (IFD) of a TIFF/BigTIFF, from its tags alone: ``(block width, block height, samples per
+    block, bytes per sample, IFD number)`` of the tile or strip a decoder fills at once (a strip is
+    RowsPerStrip rows, at most the image height; a pixel-interleaved block holds every sample; a sample
+    under 8 bits counts 1 byte, as GDAL expands it).  Raises :class:`UploadTooLarge` past ``max_ifds``
+    images; stops quietly at a malformed chain (the decoder then says what is wrong)."""
+    if len(data) < 16:
+        return []
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43
+    entry, count_fmt = (20, "Q") if big else (12, "H")
+    off = struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+    seen: set[int] = set()
+    out = []
+    while 0 < off < len(data) and off not in seen:
+        if len(seen) >= max_ifds:
+            raise UploadTooLarge(f"the uploaded TIFF chains more than {max_ifds} images (IFDs); "
+                                 "upload one image (e.g. gdal_translate in.tif out.tif keeps the first)")
+        seen.add(off)
+        csize = 8 if big else 2
+        if off + csize > len(data):
+            break
+        n = struct.unpack(order + count_fmt, data[off:off + csize])[0]
+        base = off + csize
+        if base + n * entry > len(data):
+            break
+        tags: dict[int, list[int]] = {}
+        for k in range(n):
+            e = data[base + k * entry:base + (k + 1) * entry]
+            tag, typ = struct.unpack(order + "HH", e[:4])
+            if tag in (256, 257, 258, 277, 278, 284, 322, 323):
+                cnt = struct.unpack(order + ("Q" if big else "I"), e[4:12] if big else e[4:8])[0]
+                tags[tag] = _tiff_values(data, order, typ, cnt, e[12:20] if big else e[8:12])
+        width, height = (tags.get(256) or [0])[0], (tags.get(257) or [0])[0]
+        bits = max(tags.get(258) or [1])
+        spp = max(1, (tags.get(277) or [1])[0])
+        planar = (tags.get(284) or [1])[0]
+        if tags.get(322) and tags.get(323):
+            bw, bh = tags[322][0], tags[323][0]
+        else:
+            bw, bh = width, min((tags.get(278) or [height])[0], height)
+        out.append((bw, bh, spp if planar != 2 else 1, max(1, (bits + 7) // 8), len(seen)))
+        nxt = base + n * entry
+        size = 8 if big else 4
+        if nxt + size > len(data):
+            break
+        off = struct.unpack(order + ("Q" if big else "I"), data[nxt:nxt + size])[0]
+    return out
+
+
+def check_tiff_blocks(data: bytes, limits: UploadLimits) -> None:
+    """Raise :class:`UploadTooLarge` when a block (tile or strip) of any image in a TIFF would take more
+    than ``limits.max_decoded_bytes`` decoded: decoders fill a whole block at once, and a block may be
+    declared far larger than the image it belongs to."""
+    for bw, bh, samples, sample_bytes, ifd in tiff_blocks(data):
+        _check_block(bw, bh, samples, sample_bytes, limits, "" if ifd == 1 else f" (image {ifd} in the file)")
+
+
+def _check_block(bw: int, bh: int, samples: int, sample_bytes: int, limits: UploadLimits, where: str = "") -> None:
+    size = bw * bh * samples * sample_bytes
+    if size > limits.max_decoded_bytes:
+        raise UploadTooLarge(
+            f"the uploaded TIFF{where} declares blocks (tiles or strips) of {bw}x{bh} pixels x {samples} "
+            f"sample(s) x {sample_bytes} byte(s) = {size} bytes, decoded whole, over the "
+            f"{limits.max_decoded_bytes} byte limit; re-export it with small tiles or strips "
+            "(e.g. gdal_translate -co TILED=YES in.tif out.tif) or as PNG")
 
 
 def check_size(fmt: str, width: int, height: int, bands: int, sample_bytes: int, limits: UploadLimits) -> None:
@@ -185,6 +376,8 @@ def _decode_pillow(data: bytes, fmt: str, limits: UploadLimits) -> np.ndarray:
 
     from rsir_stac.tiling import percentile_rule
 
+    if fmt == "JPEG":
+        check_jpeg_scans(data, limits)
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt])  # header only; our pixel limit is checked next
     except Image.DecompressionBombError:
@@ -216,6 +409,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
     from rsir_stac.tiling import MAX_QUERY_SIDE, compute_scale, select_bands
     from rsir_stac.tiling.pixels import map_orientation, turned
 
+    check_tiff_blocks(data, limits)  # from the tags, before GDAL sees the file
     with rasterio.Env(**SAFE_GDAL_OPTIONS), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with MemoryFile(data, ext=".tif") as mem, mem.open(driver="GTiff") as ds:
@@ -231,6 +425,11 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
             uniq = sorted(set(chosen))
             sample = max(np.dtype(ds.dtypes[b - 1]).itemsize for b in uniq)
             check_size("TIFF", ds.width, ds.height, len(uniq), sample, limits)
+            # and as GDAL sees the blocks (a pixel-interleaved block is decoded with all its bands)
+            bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
+            pixel_interleaved = ds.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE", "").upper() == "PIXEL"
+            _check_block(bw, bh, ds.count if pixel_interleaved else 1,
+                         max(np.dtype(t).itemsize for t in ds.dtypes), limits)
             factor = min(1.0, MAX_QUERY_SIDE / max(ds.width, ds.height))
             h, w = max(1, round(ds.height * factor)), max(1, round(ds.width * factor))
             resampling = Resampling.nearest if factor == 1.0 or palette else Resampling.bilinear
@@ -249,9 +448,11 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
                 for r0 in range(0, h, _STRIP_ROWS):  # the float64 stretch in strips: bounded temporaries
                     rgb[:, r0:r0 + _STRIP_ROWS] = scale.apply(raw[order, r0:r0 + _STRIP_ROWS])
     valid = (masks > 0).any(axis=0)
+    if np.issubdtype(raw.dtype, np.floating):  # NaN / infinite samples are invalid, as in ingest (read_rgb)
+        valid &= np.isfinite(raw).all(axis=0)
     if not valid.any():
-        raise EmptyImageError("the uploaded TIFF has no valid pixels (every pixel is nodata or masked); "
-                              "upload an image with data")
+        raise EmptyImageError("the uploaded TIFF has no valid pixels (every pixel is nodata, masked, NaN or "
+                              "infinite); upload an image with data")
     rgb[:, ~valid] = 0
     return turned(np.ascontiguousarray(rgb.transpose(1, 2, 0)), turn)
 
@@ -259,12 +460,20 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
 __all__ = [
     "ALLOWED_FORMATS",
     "MAX_DECODED_BYTES",
+    "MAX_JPEG_SCANS",
     "MAX_PIXELS",
     "MAX_SIDE",
+    "MAX_TIFF_IFDS",
     "SAFE_GDAL_OPTIONS",
     "UploadLimits",
     "UploadTooLarge",
+    "check_jpeg_scans",
     "check_size",
+    "check_tiff_blocks",
+    "count_jpeg_scans",
+    "decode_error_message",
     "decode_upload",
+    "decoder_cause",
     "sniff_format",
+    "tiff_blocks",
 ]

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import EmptyImageError, ImageReadError, InputError, RasterError, SourceNotFoundError
 from rsir_stac.tiling.pixels import as_on_the_map, pixel_plan, read_rgb
-from rsir_stac.tiling.sources import _fetch_error, _is_url, _one_line, gdal_env, open_dataset
+from rsir_stac.tiling.sources import _fetch_error, _is_url, gdal_env, open_dataset
 
 #: Longer side cap for query images, in pixels (larger images are downsampled, bilinear).
 MAX_QUERY_SIDE = 4096
@@ -171,7 +171,9 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
         if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             continue
         return image
-    detail = f" ({_one_line(first)})" if first is not None else ""
+    from rsir_stac.upload import decoder_cause  # GDAL's own words, not "Read failed. See previous exception"
+
+    detail = f" ({decoder_cause(first)})" if first is not None else ""
     raise ImageReadError(f"{name} cannot be decoded as an image{detail}; give a PNG/JPEG/WebP/GeoTIFF image")
 
 
