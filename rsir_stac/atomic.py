@@ -54,6 +54,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def _missing_folder(folder: Path, name: str) -> InputError:
+    """The error for an output folder that is not a folder: a file (or under one), or missing."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return InputError((f"output folder {folder} is a file, not a folder" if probe == folder else
+                           f"output folder {folder} cannot be made: {probe} is a file, not a folder")
+                          + f"; choose another path for {name}")
+    return InputError(f"output folder {folder} does not exist; create it or choose another path for {name}")
+
+
 def check_output_path(path: str | Path, what: str | None = None) -> Path:
     """Refuse, before any work, an output whose folder is missing or not writable (InputError
     naming ``what`` or the file); returns the path.  :func:`atomic_output` checks the same."""
@@ -61,9 +73,28 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
     folder = target.parent if str(target.parent) else Path(".")
     name = f"{what} {target}" if what else target.name
     if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it or choose another path for {name}")
+        raise _missing_folder(folder, name)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot write in {folder} (permission denied); choose a writable path for {name}")
+    return target
+
+
+def check_output_dir(path: str | Path, what: str | None = None) -> Path:
+    """Refuse, before any work, an output folder that cannot be made or written (InputError
+    naming ``what`` or the folder): one that is a file, or under a file, or whose nearest
+    existing folder is not writable.  Creates nothing; returns the path."""
+    target = Path(path).expanduser()
+    name = f"{what} {target}" if what else str(target)
+    probe = target
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        if probe == target:
+            raise InputError(f"{name} is a file, not a folder; choose a folder path (or remove the file)")
+        raise InputError(f"output folder {target} cannot be made: {probe} is a file, not a folder; "
+                         f"choose another path for {name}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write in {probe} (permission denied); choose a writable path for {name}")
     return target
 
 
@@ -77,7 +108,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     target = Path(path).expanduser()
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"output folder {folder} does not exist; create it or choose another path for {target.name}")
+        raise _missing_folder(folder, target.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=folder)
     except OSError as exc:

@@ -65,6 +65,25 @@ class ClassifyReport:
     labels_outside: int = 0  # labelled tiles the filters leave out
     negatives_overruled: int = 0  # labelled negatives scored >= threshold, left out of the hits
     positives_kept: int = 0  # labelled positives scored < threshold, kept in the hits
+    holdout_fraction: float = 0.25  # the fraction of the labels asked to be held out (0: none)
+
+    @property
+    def above_threshold(self) -> int:
+        """Hits the classifier put at or above the threshold (the others are labelled positives kept)."""
+        return len(self.hits) - self.positives_kept
+
+    def holdout_text(self) -> str:
+        """How the held-out labels scored, or why none were held out."""
+        def num(v):  # None: undefined (no held-out label was predicted positive, or none was positive)
+            return "n/a" if v is None else f"{v:.2f}"
+
+        if self.holdout:
+            return (f"precision {num(self.precision)}, recall {num(self.recall)} on {self.holdout} held-out labels"
+                    + (" (none predicted positive: try a lower --threshold)" if self.precision is None else ""))
+        if self.holdout_fraction <= 0:
+            return "no labels held out (--holdout 0), so no precision/recall; give e.g. --holdout 0.25 to measure them"
+        return ("too few labels to hold any out, so no precision/recall (needs 2+ positive and 2+ negative labels, "
+                "6+ in all)")
 
     def notes(self) -> list[str]:
         """What a user should know about this run beyond its figures."""
@@ -88,7 +107,8 @@ class ClassifyReport:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,
                 "positives": self.positives, "negatives": self.negatives, "background": self.background,
                 "holdout": self.holdout, "precision": self.precision, "recall": self.recall,
-                "negatives_overruled": self.negatives_overruled, "positives_kept": self.positives_kept,
+                "above_threshold": self.above_threshold, "negatives_overruled": self.negatives_overruled,
+                "positives_kept": self.positives_kept,
                 "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
                 "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
 
@@ -141,6 +161,10 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         raise InputError(f"threshold {threshold!r} must be a probability within 0 and 1, e.g. --threshold 0.5")
     if not (0.0 <= float(holdout) < 1.0):
         raise InputError(f"holdout {holdout!r} must be a fraction within 0 and 1, e.g. 0.25")
+    if max_hits is not None and (isinstance(max_hits, bool) or not isinstance(max_hits, (int, np.integer))
+                                 or max_hits < 1):
+        raise InputError(f"max_hits={max_hits!r} must be a whole number >= 1 (the most probable tiles kept); "
+                         "leave it out to keep every tile at or above the threshold")
     labels.require_positive()
     index.label_examples(labels)  # model and membership checks, one-line errors
     store = index.store
@@ -204,7 +228,12 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
                           precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
                           coef=tuple(w.tolist()), labels_outside=outside, negatives_overruled=overruled,
-                          positives_kept=len(kept))
+                          positives_kept=len(kept), holdout_fraction=float(holdout))
+
+
+#: The columns of :func:`dissolve`'s rows (for a file with no area: :func:`rsir_stac.export.write_table`'s ``empty``).
+DISSOLVED_EMPTY_ROW: dict[str, Any] = {"id": None, "datetime": None, "collection": None, "tiles": 0, "items": None,
+                                       "max_probability": 0.0, "mean_probability": 0.0, "geometry": None}
 
 
 def dissolve(hits: Any) -> list[dict[str, Any]]:
@@ -292,4 +321,4 @@ def _shares_stretch(east, west) -> bool:
     return east.intersection(translate(west, xoff=360.0)).length > 0
 
 
-__all__ = ["ClassifyReport", "classify", "dissolve"]
+__all__ = ["DISSOLVED_EMPTY_ROW", "ClassifyReport", "classify", "dissolve"]

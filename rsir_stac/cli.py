@@ -298,12 +298,21 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
 
         labels = read_labels(labels_path)
     if out:
+        from rsir_stac.atomic import check_output_path
         from rsir_stac.export import format_for
 
-        format_for(out)  # refuse an unknown extension before any work
+        if fmt != "table":
+            raise click.UsageError(f"--format {fmt} prints the hits and --out writes them to a file (its format "
+                                   "from the extension); give one of the two, e.g. --out hits.geojson alone")
+        format_for(out)  # refuse an unknown extension, a missing or unwritable folder before any work
+        check_output_path(out, "--out")
     elif with_vectors:
         raise click.UsageError("--with-vectors adds the vectors to an --out file; give --out FILE "
                                "(e.g. --out hits.parquet), or leave --with-vectors out")
+    if thumbnails:
+        from rsir_stac.atomic import check_output_dir
+
+        check_output_dir(thumbnails, "--thumbnails")  # before the search, not after it
     svc = service_for(index, qdrant_url, "search")
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
@@ -319,13 +328,13 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
                             offset=offset, include_query=include_query, with_payload=not out, expand=expand)
-        notes = excluded_notes(idx.store, flt)
+        notes = list(result.notes) + excluded_notes(idx.store, flt)
         if out:
             from rsir_stac.export import empty_row, search_pages, write_table
 
             with tqdm_bar(len(result.hits), "rows") as bar:
                 n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out,
-                                empty_row(result.score_name))
+                                empty_row(result.score_name, with_vectors=with_vectors))
             click.echo(f"wrote {n} hits to {out}", err=True)
             if _per_item(per_item) == "auto" and _reordered(result):
                 notes.append("the hits are ranked with at most 3 tiles per scene first (--per-item auto, so a page is "

@@ -78,8 +78,9 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                   help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
     @_filter_options
     @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
-    @click.option("--holdout", default=0.25, show_default=True, help="Fraction of the labels held out for precision/recall.")
-    @click.option("--max-hits", type=int, help="Keep only the N most probable tiles.")
+    @click.option("--holdout", default=0.25, show_default=True,
+                  help="Fraction of the labels held out for precision/recall (0: none, no precision/recall).")
+    @click.option("--max-hits", type=int, help="Keep only the N most probable tiles (N >= 1; default: all).")
     @click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
     @click.option("--out", required=True, type=click.Path(dir_okay=False),
                   help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
@@ -90,13 +91,15 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                          threshold, holdout, max_hits, dissolve, out, batch_size, as_json):
         """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
         score all tiles in the filtered area."""
-        from rsir_stac.classify import classify, dissolve as dissolve_hits
+        from rsir_stac.atomic import check_output_path
+        from rsir_stac.classify import DISSOLVED_EMPTY_ROW, classify, dissolve as dissolve_hits
         from rsir_stac.export import empty_row, format_for, row_of, write_table
         from rsir_stac.labels import read_labels
         from rsir_stac.search import Index, unknown_collection_note
         from rsir_stac.store import SearchHit
 
         format_for(out)
+        check_output_path(out, "--out")  # before the scan, not after it
         labels = read_labels(labels_path)
         flt = _search_filter(bbox, near, within, datetime_, collection)
         with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
@@ -110,7 +113,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             rows = [row_of(SearchHit(h.id, h.score, {k: v for k, v in h.payload.items() if k != "label"}), rank=n,
                            score_name="probability", extra={"label": h.payload.get("label")})
                     for n, h in enumerate(report.hits, 1)]
-        write_table([rows], out, None if dissolve else {**empty_row("probability"), "label": None})
+        write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
         notes = report.notes() + [n for n in (collection_note,) if n]
         summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
         if as_json:
@@ -118,14 +121,10 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             return
         for note in notes:
             click.echo(f"note: {note}", err=True)
-        def num(v):  # None: undefined (no held-out label was predicted positive, or none was positive)
-            return "n/a" if v is None else f"{v:.2f}"
-
-        pr = (f"precision {num(report.precision)}, recall {num(report.recall)} on {report.holdout} held-out labels"
-              + (" (none predicted positive: try a lower --threshold)" if report.precision is None else "")
-              if report.holdout else "too few labels to hold any out (need 3+ of each)")
-        click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {len(report.hits)} at p >= {threshold} "
-                   f"-> {out} ({len(rows)} rows); {pr}")
+        kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
+        click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {report.above_threshold} at p >= "
+                   f"{threshold}{kept} -> {out} ({len(rows)} {'areas' if dissolve else 'rows'}); "
+                   f"{report.holdout_text()}")
 
 
     @click.command("export")

@@ -42,6 +42,12 @@ FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".fgb": "fl
 TEXT_FIELDS = ("item_id", "collection", "asset", "href", "datetime", "crs", "model_id")
 NUMBER_FIELDS = ("datetime_epoch", "datetime_end_epoch", "gsd")
 JSON_FIELDS = ("bbox", "window", "grid", "tiling")
+#: Columns written as UTC timestamps in GeoParquet and FlatGeobuf (RFC 3339 text in CSV and GeoJSON).
+DATETIME_COLUMNS = ("datetime", "start_datetime", "end_datetime")
+#: Fixed column types, whatever the rows hold (a column of nulls included): the rest are text.
+_INT_COLUMNS = {"rank": "int32", "tiles": "int64"}
+_FLOAT_COLUMNS = NUMBER_FIELDS + ("lon", "lat", "distance", "score", "probability", "max_probability",
+                                  "mean_probability")
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
 
@@ -83,12 +89,15 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
     return row
 
 
-def empty_row(score_name: str | None = "distance") -> dict[str, Any]:
-    """The columns of a table with no rows: those :func:`row_of` writes (``score_name`` None:
-    no rank and score, as :func:`export_index` writes)."""
+def empty_row(score_name: str | None = "distance", extra: dict | None = None,
+              with_vectors: bool = False) -> dict[str, Any]:
+    """The columns of a table with no rows: those :func:`row_of` writes, in its order (``score_name``
+    None: no rank and score, as :func:`export_index` writes; ``extra``: the columns given to
+    :func:`row_of` as ``extra``; ``with_vectors``: with the ``embedding`` column)."""
     from rsir_stac.store import SearchHit
 
-    row = row_of(SearchHit("", 0.0, {}), rank=0, score_name=score_name or "score")
+    row = row_of(SearchHit("", 0.0, {}), rank=0, score_name=score_name or "score", extra=extra,
+                 with_vectors=with_vectors)
     if score_name is None:
         row.pop("rank")
         row.pop("score")
@@ -173,21 +182,62 @@ def _write_csv(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     return n
 
 
+def _kind(name: str, values: Sequence[Any]) -> str:
+    """``datetime``, ``int32``/``int64``, ``float`` or ``string``: a column's type in typed formats.
+    Known columns have a fixed one; another column is a number when its values are, else text
+    (a column of nulls too, so that files of one kind of table share a schema)."""
+    if name in DATETIME_COLUMNS:
+        return "datetime"
+    if name in _INT_COLUMNS:
+        return _INT_COLUMNS[name]
+    if name in _FLOAT_COLUMNS:
+        return "float"
+    if name in TEXT_FIELDS + JSON_FIELDS + ("id", "extra", "label", "collection", "items"):
+        return "string"
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "int64" if all(isinstance(v, int) for v in present) else "float"
+    return "string"
+
+
+def _utc_datetimes(values: Sequence[Any]) -> list:
+    """RFC 3339 texts as timezone-aware UTC datetimes (None for a missing or unreadable one)."""
+    from datetime import datetime, timezone
+
+    out = []
+    for v in values:
+        if v is None or v == "":
+            out.append(None)
+            continue
+        try:
+            t = datetime.fromisoformat(str(v).strip().replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            log.warning("datetime %r is not RFC 3339; written as null", v)
+            out.append(None)
+            continue
+        out.append((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc))
+    return out
+
+
 def _arrow_table(rows: Sequence[dict], schema: Any | None = None) -> Any:
     import pyarrow as pa
     import shapely
     from shapely.geometry import shape
 
-    cols: dict[str, Any] = {k: [r[k] for r in rows] for k in rows[0] if k not in ("geometry", "embedding")}
-    arrays = {k: pa.array(v) for k, v in cols.items()}
-    if "rank" in arrays:
-        arrays["rank"] = pa.array(cols["rank"], type=pa.int32())
-    for k in NUMBER_FIELDS + ("lon", "lat"):
-        if k in arrays:
-            arrays[k] = pa.array(cols[k], type=pa.float64())
-    for k in TEXT_FIELDS + JSON_FIELDS + ("extra", "id"):
-        if k in arrays:
-            arrays[k] = pa.array(cols[k], type=pa.string())
+    types = {"datetime": pa.timestamp("us", tz="UTC"), "int32": pa.int32(), "int64": pa.int64(),
+             "float": pa.float64(), "string": pa.string()}
+    arrays = {}
+    for k in rows[0]:
+        if k in ("geometry", "embedding"):
+            continue
+        values = [r[k] for r in rows]
+        kind = _kind(k, values)
+        if kind == "datetime":
+            values = _utc_datetimes(values)
+        elif kind == "string":
+            values = [None if v is None else v if isinstance(v, str) else json.dumps(v) if isinstance(v, (dict, list))
+                      else str(v) for v in values]
+        arrays[k] = pa.array(values, type=types[kind])
     geoms = [shape(r["geometry"]) if r["geometry"] else None for r in rows]
     arrays["geometry"] = pa.array(shapely.to_wkb(np.array(geoms, dtype=object)).tolist(), type=pa.binary())
     if "embedding" in rows[0]:
@@ -240,24 +290,42 @@ def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     return n
 
 
+def _frame(rows: Sequence[dict], keys: Sequence[str]) -> Any:
+    """The non-geometry columns of ``rows`` as a DataFrame with the dtypes of :func:`_kind`, so that
+    GDAL writes the same field types whatever the rows (none included)."""
+    import pandas as pd
+
+    data = {}
+    for k in keys:
+        values = [r[k] for r in rows]
+        if k == "embedding":  # FlatGeobuf has no list type
+            values = [None if v is None else json.dumps(v) for v in values]
+        kind = _kind(k, values)
+        if kind == "datetime":
+            data[k] = pd.Series(pd.to_datetime(_utc_datetimes(values), utc=True), dtype="datetime64[us, UTC]")
+        elif kind in ("int32", "int64"):
+            data[k] = pd.Series(values, dtype="int64" if None not in values else "Int64")
+        elif kind == "float":
+            data[k] = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
+        else:
+            data[k] = pd.Series([None if v is None else str(v) for v in values], dtype=object)
+    return pd.DataFrame(data)
+
+
 def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path, layer: str) -> int:
     import geopandas as gpd
     from shapely.geometry import shape
 
     pages = [p for p in pages if p]
-    if len(pages) == 1 and pages[0][0].get(_EMPTY):  # no rows: the columns alone
-        cols = [k for k in pages[0][0] if k not in (_EMPTY, "geometry")]
-        gdf = gpd.GeoDataFrame({k: [] for k in cols}, geometry=[], crs="OGC:CRS84")
-        gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer)
-        return 0
-    rows = [r for page in pages for r in page]
-    data = [{k: (json.dumps(v) if k == "embedding" and v is not None else v) for k, v in r.items() if k != "geometry"}
-            for r in rows]
-    geoms = [shape(r["geometry"]) if r["geometry"] else None for r in rows]
-    gdf = gpd.GeoDataFrame(data, geometry=geoms, crs="OGC:CRS84")
-    if not rows:
-        gdf = gpd.GeoDataFrame({"id": []}, geometry=[], crs="OGC:CRS84")
-    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer)  # named after the file, not the temp file
+    empty = len(pages) == 1 and bool(pages[0][0].get(_EMPTY))
+    rows = [] if empty else [r for page in pages for r in page]
+    template = pages[0][0] if pages else {"id": None, "geometry": None}
+    keys = [k for k in template if k not in (_EMPTY, "geometry")]
+    geoms = gpd.GeoSeries([shape(r["geometry"]) if r["geometry"] else None for r in rows], crs="OGC:CRS84")
+    gdf = gpd.GeoDataFrame(_frame(rows, keys), geometry=geoms, crs="OGC:CRS84")
+    # with no rows GDAL cannot tell the geometry type: footprints are polygons
+    extra = {"geometry_type": "Polygon"} if not rows else {}
+    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer, **extra)  # named after the file
     return len(rows)
 
 
@@ -283,7 +351,8 @@ def search_pages(index: Any, result: Any, *, page: int = 1000, with_vectors: boo
 def write_search(index: Any, result: Any, path: str | Path, *, with_vectors: bool = False) -> int:
     """Write a :class:`~rsir_stac.search.SearchResult` to ``path`` (format by extension)."""
     format_for(path)
-    return write_table(search_pages(index, result, with_vectors=with_vectors), path, empty_row(result.score_name))
+    return write_table(search_pages(index, result, with_vectors=with_vectors), path,
+                       empty_row(result.score_name, with_vectors=with_vectors))
 
 
 # --------------------------------------------------------------------------- whole index
@@ -330,7 +399,8 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     check_output_path(path)
     if stac_collection is not None:  # refused before the table is written, not after
         check_output_path(stac_collection, what="--stac")
-    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path, empty_row(None))
+    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path,
+                    empty_row(None, with_vectors=with_vectors))
     out = {"rows": n, "path": str(path), "format": fmt}
     if stac_collection is not None:
         out["stac_collection"] = str(write_embeddings_collection(index, Path(path), Path(stac_collection), n))

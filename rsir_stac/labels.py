@@ -10,7 +10,8 @@ page, by the command line or by hand::
         "geometry": {"type": "Polygon", "coordinates": [[[lon, lat], ...]]},   # tile footprint
         "properties": {"point_id": "<point id>", "label": "positive", "note": "solar farm"}}]}
 
-``point_id`` (or the Feature ``id``) names a stored tile; ``label`` is
+``point_id`` (or the Feature ``id``, or ``properties.id`` when it is a point id, as a GIS
+saving the file keeps it) names a stored tile; ``label`` is
 ``positive`` or ``negative``; ``note`` and any other properties are kept.
 The geometry is informative (the stored footprint is what counts) and may be null.
 """
@@ -106,14 +107,15 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
     for n, feat in enumerate(feats, 1):
         props = feat.get("properties") if isinstance(feat, Mapping) else None
         props = dict(props) if isinstance(props, Mapping) else {}
-        raw_id = props.pop("point_id", None) or (feat.get("id") if isinstance(feat, Mapping) else None)
-        if not raw_id:
+        raw_id, key = _raw_point_id(feat, props)
+        if raw_id is None or raw_id == "":
             raise InputError(f"{what}: feature {n} has no point id; give each Feature the stored tile's id as its "
-                             "\"id\" or in properties.point_id (as search --format geojson writes them)")
+                             "\"id\", in properties.point_id or in properties.id (as search --format geojson "
+                             "writes them, and a GIS keeps them)")
         try:
             pid = normalize_id(raw_id)
         except InputError:
-            raise InputError(f"{what}: feature {n} point_id {raw_id!r} is not a tile id (a UUID); "
+            raise InputError(f"{what}: feature {n} {key} {raw_id!r} is not a tile id (a UUID); "
                              "copy it from search results") from None
         raw_label = props.pop("label", None)
         label = str(raw_label or "").strip().lower()
@@ -132,6 +134,33 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
             seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props)
     model = doc.get(MODEL_KEY)
     return LabelSet(tuple(seen.values()), str(model) if model else None)
+
+
+def _is_point_id(value: Any) -> bool:
+    from rsir_stac.store.base import normalize_id
+
+    if not isinstance(value, str):
+        return False
+    try:
+        normalize_id(value)
+    except InputError:
+        return False
+    return True
+
+
+def _raw_point_id(feat: Any, props: dict) -> tuple[Any, str]:
+    """A Feature's point id and where it was found: ``properties.point_id``, else the Feature
+    ``id``, else ``properties.id`` when that is a point id (a GIS saving the file, e.g. GDAL's
+    GeoJSON driver, keeps the id only there and may number the Features itself)."""
+    raw = props.pop("point_id", None)
+    if raw is not None and raw != "":
+        return raw, "point_id"
+    fid = feat.get("id") if isinstance(feat, Mapping) else None
+    if _is_point_id(fid):
+        return fid, "id"
+    if _is_point_id(props.get("id")):
+        return props["id"], "properties.id"
+    return fid, "id"
 
 
 def read_labels(path: str | Path) -> LabelSet:

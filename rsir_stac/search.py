@@ -69,6 +69,7 @@ class SearchResult:
     score_name: str = "distance"
     offset: int = 0
     expanded: tuple[str, ...] = ()  # ids of the hits averaged into the query (``expand``)
+    notes: tuple[str, ...] = ()  # what a user should know about the ranking (see :func:`ranking_notes`)
 
 
 def parse_lonlat(text: str) -> tuple[float, float]:
@@ -280,7 +281,23 @@ class Index:
                                 with_payload=with_payload)
         first = rp[0]
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
-                            strategy, query.score_name, offset, expanded)
+                            strategy, query.score_name, offset, expanded,
+                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))))
+
+
+def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:
+    """A line when the ``context`` strategy gave every returned hit the same score: it
+    could not rank them, and their order (by point id) says nothing; empty otherwise."""
+    from rsir_stac.store.query import STRATEGIES
+
+    if strategy != "context" or len(hits) < 2 or len({h.score for h in hits}) > 1:
+        return []
+    others = [s for s in STRATEGIES if s != "context"]
+    why = (f" (each is nearer the positive than the negative of all {positives * negatives} positive/negative "
+           "pairs)" if hits[0].score == 0 else "")
+    return [f"the context strategy could not rank these {len(hits)} hits: all score {hits[0].score:g}{why}, so "
+            "their order is by point id, not likeness; add negative examples (more pairs), or use another "
+            f"strategy: {', '.join(others[:-1])} or {others[-1]}"]
 
 
 def excluded_notes(store, flt: SearchFilter | None,

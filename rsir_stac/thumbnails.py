@@ -66,14 +66,42 @@ def _middle(text: str, width: int) -> str:
     return text[:head] + "~" + text[-(width - 1 - head):]
 
 
+#: The names :func:`write_thumbnails` gives its files: an earlier run's set in a reused folder is removed.
+OWN_FILES = re.compile(r"00_query\.png|\d{2,}_[0-9a-f]{8}\.png|contact_sheet\.png")
+
+
+def clear_thumbnails(out_dir: str | Path) -> int:
+    """Remove from ``out_dir`` the files an earlier :func:`write_thumbnails` wrote there (names
+    matching :data:`OWN_FILES`; every other file stays); returns how many.  InputError when one
+    cannot be removed."""
+    from rsir_stac.errors import InputError
+
+    out = Path(out_dir)
+    n = 0
+    for old in (sorted(out.iterdir()) if out.is_dir() else []):
+        if OWN_FILES.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+            try:
+                old.unlink()
+            except OSError as exc:
+                raise InputError(f"cannot remove {old} of an earlier run ({exc.strerror}); "
+                                 "choose another --thumbnails folder or empty this one") from None
+            n += 1
+    if n:
+        log.info("removed %d thumbnails of an earlier run from %s", n, out)
+    return n
+
+
 def write_thumbnails(result, out_dir: str | Path, *, size: int = 160) -> list[Path]:
-    """Write each hit as ``NN_<id>.png`` plus ``contact_sheet.png``; returns the paths."""
+    """Write each hit as ``NN_<id>.png`` plus ``contact_sheet.png`` (and the query tile as
+    ``00_query.png``); returns the paths.  The files of an earlier run in the same folder are
+    removed first (:func:`clear_thumbnails`), so the folder holds this result's set alone."""
     from PIL import Image
 
     from rsir_stac.errors import RsirError
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clear_thumbnails(out)
     written, tiles, labels = [], [], []
     query = result.query_pixels
     if query is None and result.query_payload is not None:

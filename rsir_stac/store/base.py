@@ -191,7 +191,8 @@ def normalize_id(point_id: Any) -> str:
     try:
         return str(uuid.UUID(str(point_id)))
     except (ValueError, AttributeError, TypeError):
-        raise InputError(f"point id {point_id!r} is not a UUID; use uuid strings such as str(uuid.uuid4())") from None
+        raise InputError(f"point id {point_id!r} is not a tile id (a UUID); copy one from search results or an "
+                         "export (column or property id)") from None
 
 
 _PLAIN = frozenset((str, int, float, bool, type(None)))
