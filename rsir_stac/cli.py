@@ -106,7 +106,9 @@ def _ingest_datetime(text: str | None):
 @_store_options
 @click.option("--model", "model", type=click.Path(),
               help="Model bundle folder (or a shipped name: v5, the default; v1-v4).")
-@click.option("--asset", help="STAC asset key to tile (default: first GeoTIFF with role visual, then data).")
+@click.option("--asset", help="STAC asset key to tile, or three single-band asset keys R,G,B composed into one "
+              "scene, e.g. --asset red,green,blue (default: first GeoTIFF with role visual, then single-band "
+              "red/green/blue assets by common name, then the first with role data).")
 @click.option("--bands", help="1-based R,G,B band numbers (default: from STAC eo:bands or colour interpretation).")
 @click.option("--tile-size", type=int, help="Tile size in pixels at the target GSD (default: the model's).")
 @click.option("--stride", type=int, help="Step between tiles in pixels (default: tile size).")

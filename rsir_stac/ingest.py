@@ -186,15 +186,23 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
                  bands: Sequence[int], gsd_param: float | None, nodata: float | None = None) -> dict[str, Any]:
     """The stored payload of one tile (see README, "Point payload"); ``nodata`` is a nodata
     value the reader took from outside the file (STAC ``raster:bands``), kept in ``tiling``
-    so that thumbnails and map imagery mask the same pixels."""
+    so that thumbnails and map imagery mask the same pixels (for a scene composed from three
+    single-band assets, its three assets' values, and its files in ``band_hrefs``)."""
     w = ref.window
     dt, end = scene.interval
+    band_hrefs = getattr(scene, "band_hrefs", None)
+    if band_hrefs:  # a scene composed from three files: each file's nodata, as the stack applies them
+        from rsir_stac.tiling.stack import stored_band_hrefs
+
+        nodata = list(scene.nodata) if isinstance(scene.nodata, tuple) else scene.nodata
     return {
         "item_id": scene.item_id,
         "collection": scene.collection,
         "source": "stac" if scene.from_stac else "raster",
         "asset": scene.asset_key,
         "href": scene.href,
+        # the R, G, B files of a composed scene, relative to href (absent: href alone)
+        **({"band_hrefs": stored_band_hrefs(scene.href, band_hrefs)} if band_hrefs else {}),
         "window": {"col_off": w.col_off, "row_off": w.row_off, "width": w.width, "height": w.height},
         "grid": {"col_off": ref.grid.col_off, "row_off": ref.grid.row_off,
                  "width": ref.grid.width, "height": ref.grid.height},
@@ -538,7 +546,22 @@ MAX_PIXEL_ANISOTROPY = 0.02
 
 def _reader_options(scene, options, tile_size, stride) -> dict:
     return dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
-                min_valid=options.min_valid, nodata=scene.nodata)
+                min_valid=options.min_valid, nodata=scene.nodata, hrefs=scene.band_hrefs)
+
+
+def _open_reader(scene, gsd, kw):
+    """``SceneReader.open`` of ``scene``; a composed scene whose files are on different grids
+    fails naming the asset that differs and the fix."""
+    from rsir_stac.tiling import SceneReader
+    from rsir_stac.tiling.stack import GRID_FIX, GridMismatchError
+
+    try:
+        return SceneReader.open(scene.href, target_gsd=gsd, **kw)
+    except GridMismatchError as err:
+        keys = scene.asset_key.split(",")
+        key = keys[err.index] if len(keys) == 3 else "?"
+        raise RasterError(f"asset {key} ({scene.band_hrefs[err.index]}) is on another pixel grid than asset "
+                          f"{keys[0]} ({err.detail}); {GRID_FIX}") from err
 
 
 def _open_scene(scene, options, tile_size, stride, gsd):
@@ -548,7 +571,7 @@ def _open_scene(scene, options, tile_size, stride, gsd):
     from rsir_stac.tiling import SceneReader
 
     kw = _reader_options(scene, options, tile_size, stride)
-    reader = SceneReader.open(scene.href, target_gsd=gsd, **kw)
+    reader = _open_reader(scene, gsd, kw)
     if gsd is None:
         return _square_pixels(scene, reader, kw)
     if options.gsd is None and reader.native_gsd > gsd * options.max_upsample:

@@ -1,7 +1,9 @@
 """Web-map tiles (XYZ, Web Mercator) of the indexed scenes, rendered from their rasters.
 
 The map page shows the imagery under the search results.  The scenes are
-those of the index: every stored tile records its source (``href``), its
+those of the index: every stored tile records its source (``href``, or the
+R, G, B files ``band_hrefs`` of a scene composed from three single-band
+assets, drawn as one image from band 1 of each), its
 STAC item, collection and date, the bands ingest chose and how it tiled
 (``tiling``).  :func:`scenes_from_payloads` groups the tiles into scenes
 (footprint = convex hull of the tiles' corners, or near a pole their union; tile count, date);
@@ -47,7 +49,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,10 +95,18 @@ class Scene:
     bands: tuple[int, ...] | None
     gsd: float | None = None
     zooms: tuple[int, int] | None = None
-    nodata: float | None = None  # a nodata value ingest took from STAC (``tiling.nodata``), not the file
+    #: a nodata value ingest took from STAC (``tiling.nodata``), not the file; three (one per
+    #: file, each may be None) for a composed scene
+    nodata: float | tuple[float | None, ...] | None = None
+    band_hrefs: tuple[str, ...] | None = None  # the R, G, B files of a composed scene (``href`` is the first)
     _corners: list = field(default_factory=list, repr=False)  # tile rings while grouping
     _ref: float | None = field(default=None, repr=False)  # longitude the scene is unwrapped about
     _polar: bool = field(default=False, repr=False)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The source files read: ``band_hrefs``, or ``href`` alone."""
+        return self.band_hrefs or (self.href,)
 
     def summary(self) -> dict[str, Any]:
         """The client-facing description (no server path)."""
@@ -122,10 +132,16 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
     :data:`POLAR_LAT` of a pole (where a hull in degrees is wrong), the union of its tiles'
     footprints (:func:`rsir_stac.tiling.footprints.footprint_geometry`).
     """
+    from rsir_stac.tiling.stack import payload_band_hrefs, payload_nodata
+
     scenes: dict[str, Scene] = {}
     for p in payloads:
         href, item = p.get("href"), p.get("item_id")
         if not isinstance(href, str) or not isinstance(item, str):
+            continue
+        try:
+            band_hrefs = payload_band_hrefs(p)
+        except (TypeError, ValueError):  # band_hrefs not written by ingest: not drawable
             continue
         col, asset = p.get("collection"), p.get("asset")
         sid = scene_id(col, item, asset, href)
@@ -140,7 +156,7 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
                 bbox=(math.inf, math.inf, -math.inf, -math.inf), footprint=None,
                 bands=tuple(int(b) for b in bands) if bands else None,
                 gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None,
-                nodata=float(nodata) if isinstance(nodata, (int, float)) else None)
+                nodata=payload_nodata(nodata), band_hrefs=band_hrefs)
         sc.tiles += 1
         if box is not None:
             if sc._ref is None:
@@ -345,6 +361,48 @@ class _Skip(Exception):
 
 
 @functools.lru_cache(maxsize=1)
+class _BandTiles:
+    """A composed scene's three files (R, G, B) as one rio-tiler reader: ``tile`` reads band 1
+    of each file through its own :func:`_reader_class` reader (opened exactly as a one-file
+    scene's) and stacks them; a file's STAC nodata is applied when the file declares no
+    nodata, mask or alpha of its own, as :class:`rsir_stac.tiling.stack.BandStack` does."""
+
+    def __init__(self, hrefs: Sequence[str], nodata: Any) -> None:
+        from rasterio.enums import MaskFlags
+
+        from rsir_stac.tiling.stack import _nodata_values
+
+        self._readers: list[Any] = []
+        try:
+            for href in hrefs:
+                self._readers.append(_reader_class()(href))
+        except BaseException:
+            self.close()
+            raise
+        self._nodata = tuple(
+            v if v is not None and math.isfinite(v)
+            and list(r.dataset.mask_flag_enums[0]) == [MaskFlags.all_valid] else None
+            for r, v in zip(self._readers, _nodata_values(nodata)))
+        self.minzoom, self.maxzoom = self._readers[0].minzoom, self._readers[0].maxzoom
+
+    def tile(self, tile_x: int, tile_y: int, tile_z: int, *, indexes: Sequence[int] = (1, 2, 3),
+             **kw: Any) -> Any:
+        """The tile of bands ``indexes`` (1 R, 2 G, 3 B: band 1 of each file), one ImageData."""
+        from rio_tiler.models import ImageData
+
+        kw.pop("nodata", None)
+        images = []
+        for b in indexes:
+            nd = self._nodata[int(b) - 1]
+            images.append(self._readers[int(b) - 1].tile(tile_x, tile_y, tile_z, indexes=1,
+                                                         **({"nodata": nd} if nd is not None else {}), **kw))
+        return ImageData.create_from_list(images)
+
+    def close(self) -> None:
+        for r in self._readers:
+            r.close()
+
+
 def _reader_class():
     """rio-tiler's ``Reader`` without its per-tile bounds test: the renderer reads only scenes whose
     stored bbox meets the tile (:meth:`TileRenderer.covering`), and rio-tiler's test reprojects the
@@ -388,7 +446,7 @@ class TileRenderer:
 
         if scene.id in self.broken():
             return False
-        if not _is_url(scene.href) and not os.path.isfile(scene.href):
+        if any(not _is_url(f) and not os.path.isfile(f) for f in scene.files):
             self._mark_broken(scene, "its source file is missing on the server")
             return False
         return True
@@ -416,10 +474,12 @@ class TileRenderer:
 
         if scene.id in self.broken():
             raise _Skip
-        if not _is_url(scene.href) and not os.path.isfile(scene.href):
+        if any(not _is_url(f) and not os.path.isfile(f) for f in scene.files):
             self._mark_broken(scene, "its source file is missing on the server")
             raise _Skip
         try:
+            if scene.band_hrefs:
+                return _BandTiles(scene.band_hrefs, scene.nodata)
             return _reader_class()(scene.href)
         except Exception as err:  # noqa: BLE001 - any GDAL/rasterio failure: not drawn
             self._mark_broken(scene, "its source cannot be read")
@@ -434,14 +494,16 @@ class TileRenderer:
 
         if scene.id in self.broken():
             raise _Skip
-        ident = None
-        if not _is_url(scene.href):
+        ident: tuple | None = None
+        for f in scene.files:
+            if _is_url(f):
+                continue
             try:
-                st = os.stat(scene.href)
+                st = os.stat(f)
             except OSError:
                 self._mark_broken(scene, "its source file is missing on the server")
                 raise _Skip from None
-            ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+            ident = (ident or ()) + (st.st_ino, st.st_size, st.st_mtime_ns)
         readers = getattr(self._local, "readers", None)
         if readers is None:
             readers = self._local.readers = OrderedDict()
@@ -469,7 +531,8 @@ class TileRenderer:
         if got is None:
             from rsir_stac.tiling import SceneReader
 
-            with SceneReader.open(scene.href, bands=scene.bands, nodata=scene.nodata) as reader:
+            with SceneReader.open(scene.href, bands=scene.bands, nodata=scene.nodata,
+                                  hrefs=scene.band_hrefs) as reader:
                 got = (tuple(reader.bands), reader.scale)
             self._scales[scene.id] = got
         return got
@@ -522,7 +585,8 @@ class TileRenderer:
                 with gdal_env():
                     src = self._reader(scene)
                     bands, rule = self._scale(scene)
-                    extra = {"nodata": scene.nodata} if scene.nodata is not None else {}
+                    # a composed scene's nodata is applied file by file (_BandTiles)
+                    extra = {"nodata": scene.nodata} if isinstance(scene.nodata, float) else {}
                     img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands, **extra)
             except (_Skip, TileOutsideBounds):
                 raise TileOutsideBounds("skipped") from None

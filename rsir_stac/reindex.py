@@ -1,7 +1,8 @@
 """Reindex: move an index to a new model without re-listing its catalogue.
 
 Every point of the old index is re-read from its source raster through its
-payload (``href``, ``tiling`` and target-GSD ``grid``, the same reading
+payload (``href``, or the three ``band_hrefs`` of a scene composed from
+single-band assets, ``tiling`` and target-GSD ``grid``, the same reading
 :func:`rsir_stac.thumbnails.read_tile` does), embedded with the new model and
 written to a new index.  The new points get the ids an ingest with the new
 model would give them (:func:`rsir_stac.ingest.point_id` with the new model id)
@@ -123,7 +124,8 @@ class _SourceKey(NamedTuple):
     tile_size: int
     stride: int
     edge: str
-    nodata: float | None = None
+    nodata: float | tuple[float | None, ...] | None = None  # three (R, G, B files) for a composed scene
+    band_hrefs: tuple[str, ...] | None = None  # the R, G, B files of a composed scene (href is the first)
 
 
 class _Todo(NamedTuple):
@@ -160,6 +162,7 @@ def _plan(payload: dict, model_id: str, relocate: Sequence[tuple[str, str]] = ()
     ValueError when the payload was not written by ``rsir-stac ingest``).  The id does not
     depend on the href, so a relocated source keeps its tiles' ids."""
     from rsir_stac.ingest import point_id, tiling_key
+    from rsir_stac.tiling.stack import payload_band_hrefs, payload_nodata
 
     t = payload["tiling"]
     g = payload["grid"]
@@ -167,8 +170,11 @@ def _plan(payload: dict, model_id: str, relocate: Sequence[tuple[str, str]] = ()
     tile_size, stride, edge = int(t["tile_size"]), int(t["stride"]), str(t["edge"])
     gsd = None if t.get("gsd") is None else float(t["gsd"])
     bands = tuple(int(b) for b in t["bands"]) if t.get("bands") else None
-    nodata = float(t["nodata"]) if isinstance(t.get("nodata"), (int, float)) else None
-    key = _SourceKey(relocated(str(payload["href"]), relocate), bands, gsd, tile_size, stride, edge, nodata)
+    nodata = payload_nodata(t.get("nodata"))
+    files = payload_band_hrefs(payload)  # None for a tile of one file
+    band_hrefs = None if files is None else tuple(relocated(h, relocate) for h in files)
+    key = _SourceKey(relocated(str(payload["href"]), relocate), bands, gsd, tile_size, stride, edge, nodata,
+                     band_hrefs)
     identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
     pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
                    tiling_key(tile_size, stride, gsd, edge), model_id)
@@ -196,7 +202,8 @@ class _Sources:
 
         # the parameters of rsir_stac.thumbnails.read_tile: the tile as ingest read it
         reader = SceneReader.open(key.href, bands=key.bands, target_gsd=key.gsd, tile_size=key.tile_size,
-                                  stride=key.stride, edge=key.edge, min_valid=0.0, nodata=key.nodata)
+                                  stride=key.stride, edge=key.edge, min_valid=0.0, nodata=key.nodata,
+                                  hrefs=key.band_hrefs)
         try:
             refs = {_Grid(r.grid.col_off, r.grid.row_off, r.grid.width, r.grid.height): r for r in reader.windows()}
         except BaseException:
@@ -492,7 +499,12 @@ def _do_page(page: list, model_id: str, target, sources: _Sources, writer: _Writ
                                  "rsir-stac ingest); it cannot be re-read, ingest its source again")
             emit(ReindexEvent("points", n=1))
             continue
-        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id, "href": key.href}))
+        moved = {"href": key.href}
+        if key.band_hrefs:  # the three files where they are now, stored as ingest stores them
+            from rsir_stac.tiling.stack import stored_band_hrefs
+
+            moved["band_hrefs"] = stored_band_hrefs(key.href, key.band_hrefs)
+        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id, **moved}))
     existing = target.existing_ids([t.new_id for t in todo]) if todo else set()
     if existing:
         report.points_existing += len(existing)

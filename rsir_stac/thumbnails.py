@@ -12,15 +12,18 @@ log = logging.getLogger(__name__)
 
 
 def read_tile(payload: dict) -> np.ndarray:
-    """Re-read a stored tile's pixels (RGB uint8) from its source raster."""
+    """Re-read a stored tile's pixels (RGB uint8) from its source raster (or, for a scene
+    composed from three single-band assets, its ``band_hrefs``)."""
     from rsir_stac.errors import PointNotFoundError
     from rsir_stac.tiling import SceneReader
+    from rsir_stac.tiling.stack import payload_band_hrefs, payload_nodata
 
     t = payload.get("tiling") or {}
     grid = payload["grid"]
     with SceneReader.open(payload["href"], bands=t.get("bands"), target_gsd=t.get("gsd"),
                           tile_size=t.get("tile_size", grid["width"]), stride=t.get("stride"),
-                          edge=t.get("edge", "shift"), min_valid=0.0, nodata=t.get("nodata")) as reader:
+                          edge=t.get("edge", "shift"), min_valid=0.0, nodata=payload_nodata(t.get("nodata")),
+                          hrefs=payload_band_hrefs(payload)) as reader:
         for ref in reader.windows():
             g = ref.grid
             if (g.col_off, g.row_off, g.width, g.height) == (grid["col_off"], grid["row_off"], grid["width"], grid["height"]):

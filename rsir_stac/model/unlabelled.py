@@ -268,6 +268,8 @@ def collect_tiles(
             continue
         w = listed[s]
         kw = dict(bands=w.scene.bands or bands, tile_size=tile_size, stride=stride, min_valid=min_valid)
+        if w.scene.band_hrefs:  # a scene composed from three single-band assets
+            kw.update(hrefs=w.scene.band_hrefs, nodata=w.scene.nodata)
         t = w.scene.datetime.timestamp() if w.scene.datetime else math.nan
         with SceneReader.open(w.scene.href, target_gsd=w.gsd_used, **kw) as reader, gdal_env():
             for r in rows:

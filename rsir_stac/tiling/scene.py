@@ -145,13 +145,22 @@ class SceneReader:
         stride: int | None = None,
         edge: str = "shift",
         min_valid: float = 0.5,
-        nodata: float | None = None,
+        nodata: float | Sequence[float | None] | None = None,
+        hrefs: Sequence[str] | None = None,
     ) -> SceneReader:
         """Open a local path or URL and check it is a usable georeferenced raster.  ``nodata``:
         a value marking invalid pixels that the file does not declare itself (a STAC asset's
-        ``raster:bands`` nodata; see :func:`~rsir_stac.tiling.pixels.pixel_plan`)."""
+        ``raster:bands`` nodata; see :func:`~rsir_stac.tiling.pixels.pixel_plan`).  ``hrefs``:
+        three single-band files read as bands R, G, B of one scene (``href`` names it, the
+        first), :class:`~rsir_stac.tiling.stack.BandStack`; ``nodata`` is then one value per file."""
         name = os.fspath(href)
-        ds = _open_raster(name)
+        if hrefs is not None:
+            from rsir_stac.tiling.stack import BandStack
+
+            ds = BandStack.open(hrefs, nodata)
+            nodata = None  # applied file by file by the stack
+        else:
+            ds = _open_raster(name)
         try:
             _check_georef(ds, name)
             reader = cls(
