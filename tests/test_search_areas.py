@@ -83,7 +83,8 @@ def _index(tmp_path, bundle):
     from rsir_stac.ingest import IngestOptions, ingest
     from tests.conftest import make_geotiff
 
-    tif = make_geotiff(tmp_path / "s.tif", width=320, height=320, crs="EPSG:4326", res=0.0001,
+    dy = 0.0000695  # square on the ground at 46 N (0.0001 deg of longitude)
+    tif = make_geotiff(tmp_path / "s.tif", width=320, height=320, crs="EPSG:4326", res=(0.0001, dy),
                        origin=(11.0, 46.0))
     idx = tmp_path / "idx"
     assert ingest([str(tif)], index=str(idx), model=bundle,
@@ -92,11 +93,13 @@ def _index(tmp_path, bundle):
         centres = {p.id: (p.payload["location"]["lon"], p.payload["location"]["lat"])
                    for p in store.iter_points(with_vectors=False)}
     # an area over the scene with a hole over its middle tile
-    w, n, e, s = 11.0, 46.0, 11.032, 45.968
+    w, n, e, s = 11.0, 46.0, 11.032, 46.0 - 320 * dy
+    mid = 46.0 - 160 * dy  # the middle tile's centre latitude
     area = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
         [[w + 0.001, s + 0.001], [e - 0.001, s + 0.001], [e - 0.001, n - 0.001], [w + 0.001, n - 0.001],
          [w + 0.001, s + 0.001]],
-        [[11.0145, 45.9825], [11.0175, 45.9825], [11.0175, 45.9855], [11.0145, 45.9855], [11.0145, 45.9825]]]}}
+        [[11.0145, mid - 0.0015], [11.0175, mid - 0.0015], [11.0175, mid + 0.0015], [11.0145, mid + 0.0015],
+         [11.0145, mid - 0.0015]]]}}
     want = {i for i, (lon, lat) in centres.items() if inside(area, lon, lat)}
     assert 0 < len(want) < len(centres)
     return idx, centres, area, want
@@ -110,7 +113,7 @@ def test_cli_within_takes_holes(tmp_path, tiny_bundle):
     idx, centres, area, want = _index(tmp_path, tiny_bundle)
     path = tmp_path / "area.geojson"
     path.write_text(json.dumps(area))
-    r = CliRunner().invoke(main, ["search", "--at", "11.016,45.984", "--index", str(idx), "--model",
+    r = CliRunner().invoke(main, ["search", "--at", "11.016,45.989", "--index", str(idx), "--model",
                                   str(tiny_bundle.path), "--within", str(path), "--format", "json", "-k", "50",
                                   "--include-query"])
     assert r.exit_code == 0, r.output
@@ -129,13 +132,13 @@ def test_http_api_takes_any_area(tmp_path, tiny_bundle):
     with Index.open(str(idx), model=tiny_bundle) as index, \
             TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
         for doc in (area, area["geometry"], fc, {"type": "MultiPolygon", "coordinates": [area["geometry"]["coordinates"]]}):
-            r = client.post("/api/search", json={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
+            r = client.post("/api/search", json={"lon": 11.016, "lat": 45.989, "k": 50, "include_query": True,
                                                  "polygon": doc})
             assert r.status_code == 200, r.text
             assert {f["id"] for f in r.json()["features"]} == want
         info = client.get("/api/info").json()  # the page says what a date/collection filter leaves out
         assert (info["undated"], info["no_collection"]) == (25, 25)
-        r = client.get("/api/search", params={"lon": 11.016, "lat": 45.984, "k": 50, "include_query": True,
+        r = client.get("/api/search", params={"lon": 11.016, "lat": 45.989, "k": 50, "include_query": True,
                                               "polygon": json.dumps(fc)})
         assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == want
 
