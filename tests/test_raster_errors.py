@@ -125,13 +125,21 @@ def test_unreadable_file_says_permissions(tmp_path):
     SceneReader.open(str(tif)).close()  # following the advice works
 
 
+def _rio(*args):
+    """rasterio's own command line (installed with rsir-stac), as the messages advise it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    subprocess.run([str(Path(sys.executable).with_name("rio")), *args], check=True, capture_output=True)
+
+
 def test_no_crs_advice_works(tmp_path):
     data = np.full((3, 64, 64), 7, np.uint8)
     tif = write_raster(tmp_path / "nocrs.tif", data, crs=None, transform=Affine(1, 0, 500000, 0, -1, 3300000))
     err = _error(str(tif))
-    assert "has no CRS" in str(err) and "gdal_edit.py -a_srs" in str(err)
-    with rasterio.open(tif, "r+") as ds:  # what gdal_edit.py -a_srs EPSG:32615 does
-        ds.crs = "EPSG:32615"
+    assert "has no CRS" in str(err) and "rio edit-info --crs EPSG:32633 FILE" in str(err)
+    _rio("edit-info", "--crs", "EPSG:32615", str(tif))
     SceneReader.open(str(tif)).close()
 
 
@@ -139,10 +147,29 @@ def test_no_geotransform_advice_works(tmp_path):
     data = np.full((3, 64, 64), 7, np.uint8)
     tif = write_raster(tmp_path / "notransform.tif", data, crs="EPSG:32615")
     err = _error(str(tif))
-    assert "has no geotransform" in str(err) and "gdal_edit.py -a_ullr" in str(err)
-    with rasterio.open(tif, "r+") as ds:  # what gdal_edit.py -a_ullr does
-        ds.transform = Affine(1, 0, 500000, 0, -1, 3300000)
+    assert "has no geotransform" in str(err) and "rio edit-info --transform" in str(err)
+    _rio("edit-info", "--transform", "[1, 0, 500000, 0, -1, 3300000]", str(tif))
     SceneReader.open(str(tif)).close()
+
+
+def test_neither_crs_nor_geotransform_is_one_message_naming_both(tmp_path):
+    """A raster with neither was sent to assign a CRS, and then failed again for the
+    geotransform: one message names both, and its one command fixes both."""
+    tif = write_raster(tmp_path / "bare.tif", np.full((3, 64, 64), 7, np.uint8), crs=None)
+    err = _error(str(tif))
+    assert "no CRS and no geotransform" in str(err) and "--crs" in str(err) and "--transform" in str(err)
+    _rio("edit-info", "--crs", "EPSG:32615", "--transform", "[1, 0, 500000, 0, -1, 3300000]", str(tif))
+    SceneReader.open(str(tif)).close()
+
+
+def test_a_named_pipe_is_refused_not_read(tmp_path):
+    """A FIFO named .tif would block the reader (and a service's job slot) forever."""
+    import os
+
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)
+    with pytest.raises(RasterError, match="not a regular file"):
+        SceneReader.open(str(fifo))
 
 
 def test_rpc_and_engineering_crs_advice(tmp_path):

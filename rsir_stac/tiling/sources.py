@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import stat
 import warnings
 from typing import Any
 
@@ -224,6 +225,8 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
             raise SourceNotFoundError(f"{href} does not exist; check the path")
         if os.path.isdir(href):
             raise RasterError(f"{href} is a folder, not a raster; give a GeoTIFF/COG file")
+        if not stat.S_ISREG(os.stat(href).st_mode):  # a named pipe would block the reader forever
+            raise RasterError(f"{href} is not a regular file (a named pipe, device or socket); give a GeoTIFF/COG file")
     try:
         try:
             with gdal_env(), warnings.catch_warnings():
@@ -257,19 +260,29 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
 
 
 def _check_georef(ds: Any, name: str) -> None:
-    if ds.crs is None:
+    """Refuse a raster that is not on a map grid, naming every part that is missing and a
+    fix with rasterio's own ``rio`` command (installed with rsir-stac; GDAL's tools where
+    rasterio has no equivalent)."""
+    no_transform = ds.transform.is_identity
+    if ds.crs is None or no_transform:
         gcps, _ = ds.gcps
         if gcps:
-            raise RasterError(f"{name} is georeferenced only by GCPs; warp it first, e.g. `gdalwarp -t_srs EPSG:4326 in.tif out.tif`")
+            raise RasterError(f"{name} is georeferenced only by GCPs; warp it to a map grid first, e.g. "
+                              "`rio warp in.tif out.tif --dst-crs EPSG:4326`")
         if ds.rpcs is not None:
             raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
                               "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (with a DEM: -to RPC_DEM=dem.tif)")
-        raise RasterError(f"{name} has no CRS; assign one with `gdal_edit.py -a_srs EPSG:XXXX` or pass a georeferenced file")
-    if ds.transform.is_identity:
-        if ds.rpcs is not None:
-            raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
-                              "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif`")
-        raise RasterError(f"{name} has no geotransform; georeference it (e.g. `gdal_edit.py -a_ullr ...`) or pass a georeferenced file")
+    if ds.crs is None and no_transform:
+        raise RasterError(f"{name} is not georeferenced (no CRS and no geotransform); give it both, e.g. "
+                          "`rio edit-info --crs EPSG:32633 --transform '[10, 0, WEST, 0, -10, NORTH]' FILE` "
+                          "(pixel size and top-left corner in the CRS's units), or pass a georeferenced file")
+    if ds.crs is None:
+        raise RasterError(f"{name} has no CRS; assign its true one, e.g. `rio edit-info --crs EPSG:32633 FILE`, "
+                          "or pass a georeferenced file")
+    if no_transform:
+        raise RasterError(f"{name} has no geotransform; give it one, e.g. `rio edit-info --transform "
+                          "'[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the CRS's units), "
+                          "or pass a georeferenced file")
     if not (ds.crs.is_geographic or ds.crs.is_projected):
         raise RasterError(f"{name} has a local (engineering) CRS, {_crs_name(ds.crs)!r}, "
                           "with no link to the Earth; reproject it to a map CRS first, e.g. "
