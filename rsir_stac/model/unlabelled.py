@@ -149,7 +149,7 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
     try:
         for scene in scenes:
             try:
-                reader, used = _open_scene(scene, opts, tile_size, stride, target)
+                reader, used, _ = _open_scene(scene, opts, tile_size, stride, target)  # square pixels (no old tiling to keep)
                 with reader:
                     out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
             except RsirError as err:
