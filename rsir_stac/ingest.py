@@ -163,8 +163,8 @@ def check_collection_name(name: str, option: str = "--collection") -> None:
         raise InputError(f"{option} {name[:40]!r}... is {len(name)} characters; give at most 200")
     bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
     if bad is not None:
-        raise InputError(f"{option} {name[:60]!r} holds the control character U+{ord(bad):04X}; give a plain "
-                         "name (letters, digits, spaces, - _ . /)")
+        raise InputError(f"{option} {name[:60]!r} holds the control character U+{ord(bad):04X}; give the name "
+                         "without it, e.g. naip-2020")
 
 
 def tiling_key(tile_size: int, stride: int, gsd: float | None, edge: str) -> str:
@@ -616,6 +616,21 @@ def _square_pixels(scene, reader, kw):
     return SceneReader.open(scene.href, target_gsd=square, **kw), square, (None if legacy is None else legacy.grid)
 
 
+def _warn_other_tilings(store, scene, held_here: int) -> None:
+    """Warn when the index already holds tiles of ``scene`` cut another way (another GSD,
+    tile size, stride, edge rule, asset or bands): they are other points (ids include the
+    tiling), so both sets stay and overlap on the map, in ``--at`` and in classify counts."""
+    from rsir_stac.store import SearchFilter
+
+    same = SearchFilter(item_ids=(scene.item_id,),
+                        collections=(scene.collection,) if scene.identity_collection else ())
+    other = store.count(same) - held_here
+    if other > 0:
+        log.warning("%s: the index already holds %d tiles of this item cut another way (another --gsd, "
+                    "--tile-size, --stride, --edge, --asset or --bands); both sets are kept and overlap (ingest "
+                    "into a new --index to keep one tiling per index)", scene.item_id, other)
+
+
 def _legacy_tiling(store, lock, scene, reader, scene_gsd, legacy, options, tile_size, stride, model_id):
     """``(reader, gsd)``: an index that already holds this scene tiled at its own,
     non-square pixels (as rsir-stac did before :func:`_square_pixels`) keeps that tiling,
@@ -661,6 +676,8 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                             _check_stored(store, scene, ids[first], refs[first], reader.bands)
                         if existing and not scene.from_stac:
                             report.tiles_relabelled += relabel(store, scene, existing)
+                        if len(existing) < len(refs):
+                            _warn_other_tilings(store, scene, len(existing))
                     report.tiles_total += len(refs)
                     report.tiles_existing += len(existing)
                     q.put(("total", len(refs) - len(existing)))

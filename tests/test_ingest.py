@@ -521,3 +521,17 @@ def test_a_reingest_keeps_the_tiling_an_older_index_holds(tmp_path, tiny_bundle,
     assert "keeping that tiling" in caplog.text
     fresh = ingest([str(scene)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=NATIVE)
     assert fresh.points_written != 25 and fresh.points_written > 0
+
+
+def test_another_tiling_of_an_indexed_item_is_warned_about(tmp_path, tiny_bundle, caplog):
+    """A second ingest of the same raster with another tile size adds overlapping tiles
+    (ids include the tiling): said, while a re-run of the same tiling is quiet."""
+    scene = make_geotiff(tmp_path / "a.tif", seed=4)
+    idx = str(tmp_path / "idx")
+    ingest([str(scene)], index=idx, model=tiny_bundle, options=NATIVE)
+    caplog.clear()
+    ingest([str(scene)], index=idx, model=tiny_bundle, options=NATIVE)
+    assert "cut another way" not in caplog.text
+    other = ingest([str(scene)], index=idx, model=tiny_bundle, options=IngestOptions(tile_size=32, native_gsd=True))
+    assert other.points_written > 0
+    assert "already holds 12 tiles of this item cut another way" in caplog.text
