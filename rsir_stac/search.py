@@ -309,6 +309,9 @@ def excluded_notes(store, flt: SearchFilter | None,
     from dataclasses import replace
 
     notes = []
+    wide = swapped_bbox_note(flt)
+    if wide:
+        notes.append(wide)
     if flt is not None and (flt.start is not None or flt.end is not None):
         # the undated tiles in the searched place (the date and collection filters set aside)
         n = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime",)))
@@ -324,6 +327,20 @@ def excluded_notes(store, flt: SearchFilter | None,
         if unknown:
             notes.append(unknown)
     return notes
+
+
+def swapped_bbox_note(flt: SearchFilter | None) -> str | None:
+    """A line when a bbox's west is east of its east and the box, read as crossing the
+    antimeridian (RFC 7946), spans more than half the globe: most likely W and E swapped
+    by mistake (a real antimeridian box, e.g. 170,-20,-170,-10, spans 20 degrees)."""
+    if flt is None or flt.bbox is None:
+        return None
+    w, _, e, _ = flt.bbox
+    span = 360.0 - (w - e)
+    if w <= e or span <= 180.0:
+        return None
+    return (f"the bbox's west {w:g} is east of its east {e:g}, so it is read as crossing the antimeridian "
+            f"and spans {span:.0f} degrees of longitude; if you meant {e:g} to {w:g}, swap west and east")
 
 
 def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:

@@ -535,3 +535,20 @@ def test_another_tiling_of_an_indexed_item_is_warned_about(tmp_path, tiny_bundle
     other = ingest([str(scene)], index=idx, model=tiny_bundle, options=IngestOptions(tile_size=32, native_gsd=True))
     assert other.points_written > 0
     assert "already holds 12 tiles of this item cut another way" in caplog.text
+
+
+def test_a_bbox_with_west_and_east_swapped_gets_a_note(tmp_path, scenes, tiny_bundle):
+    """W > E is a box across the antimeridian (RFC 7946); one spanning more than half the
+    globe is almost surely a typo, and was answered silently with the tiles outside the strip
+    meant.  A real antimeridian box gets no note."""
+    runner = CliRunner()
+    idx, model = str(tmp_path / "idx"), str(tiny_bundle.path)
+    assert runner.invoke(main, ["ingest", str(scenes[0]), "--index", idx, "--model", model,
+                                "--tile-size", "64", "--native-gsd"]).exit_code == 0
+    with open_store(idx, read_only=True) as store:
+        p = next(iter(store.iter_points(with_vectors=False)))
+    lon, lat = p.payload["location"]["lon"], p.payload["location"]["lat"]
+    for box, noted in ((f"{lon + 0.01},{lat - 1},{lon - 0.01},{lat + 1}", True), ("170,-20,-170,-10", False)):
+        r = runner.invoke(main, ["search", "--point-id", p.id, "--index", idx, "--model", model, "--bbox", box])
+        assert r.exit_code == 0, r.output
+        assert ("swap west and east" in r.output) is noted, r.output
