@@ -157,6 +157,17 @@ def test_context_search_that_cannot_rank_says_so(world, bundle):
     assert r.exit_code == 0, r.output
     assert "note: the context strategy could not rank these 5 hits" in r.stderr
     json.loads(r.stdout)  # stdout stays JSON
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.serve import create_app
+
+    with Index.open(str(world[0]), model=bundle) as index, \
+            TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+        doc = client.post("/api/query", json={"positives": [{"point_id": a}, {"point_id": b}],
+                                              "negatives": [{"point_id": far}], "strategy": "context", "k": 5,
+                                              "per_item": None}).json()
+    assert any("context strategy could not rank" in n for n in doc["notes"]), doc["notes"]
 
 
 # ---------------------------------------------------------------- 3. schemas whatever the rows

@@ -58,7 +58,7 @@ def export_router(svc: Any):
             path = folder / f"{stem or 'hits'}{ext}"
             pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
             with svc.lock:
-                write_table(pages, path, empty_row(result.score_name))
+                write_table(pages, path, empty_row(result.score_name, with_vectors=req.with_vectors))
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)

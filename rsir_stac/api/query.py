@@ -70,15 +70,16 @@ def query_router(svc: Any):
                  openapi_extra={"requestBody": bodies.request_body(bodies.QueryRequest, "query",
                                                                    svc.max_upload_bytes)})
     def api_query(query: bodies.QueryInput = Depends(query_reader(svc, bodies.QueryRequest))) -> dict:
-        """Hits ``offset .. offset+k`` as GeoJSON; ``next_offset`` is null on the last page; ``notes`` say how
-        many tiles a date or collection filter leaves out.  Send JSON, or multipart/form-data with the JSON in
+        """Hits ``offset .. offset+k`` as GeoJSON; ``next_offset`` is null on the last page; ``notes`` say what
+        a user should know about the ranking (e.g. hits the context strategy could not rank) and how many
+        tiles a date or collection filter leaves out.  Send JSON, or multipart/form-data with the JSON in
         a ``query`` field and example images in ``positive_image``/``negative_image`` files."""
         t0 = time.perf_counter()
         req = query.req
         with svc.querying():  # at most svc.max_queries at a time: 429 beyond, never a queue behind the lock
             result, flt = run_query(svc, query)
             doc = svc.public(to_geojson(result))
-            notes = svc.filter_notes(flt)
+            notes = list(result.notes) + svc.filter_notes(flt)
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,
                     "score": result.score_name, "notes": notes,
