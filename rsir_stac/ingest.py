@@ -538,10 +538,11 @@ class _LazyStore:
 MAX_SMALL_SCENE_UPSAMPLE = 8.0
 
 
-#: Pixels whose ground width and height differ by more than this share (EPSG:4326 away
-#: from the equator: 1/cos(latitude)) are not tiled as they are at a scene's own GSD:
-#: a square tile of them would be a stretched patch of ground (see :func:`_square_pixels`).
-MAX_PIXEL_ANISOTROPY = 0.02
+#: Pixels whose ground width and height differ by more than this share (EPSG:4326 with
+#: square degrees: 1/cos(latitude), 5 % from ~18 degrees N or S) are not tiled as they are at
+#: a scene's own GSD: a square tile of them would be a stretched patch of ground (see
+#: :func:`_square_pixels`).  Below it, resampling would blur more than the stretch matters.
+MAX_PIXEL_ANISOTROPY = 0.05
 
 
 def _reader_options(scene, options, tile_size, stride) -> dict:
