@@ -401,7 +401,8 @@ def ingest(
         lock = threading.Lock()  # the store is used from both threads
         producer = threading.Thread(
             target=_produce, name="rsir-tiles", daemon=True,
-            args=(scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report),
+            args=(scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report,
+                  bundle.input_size),
         )
         producer.start()
         try:
@@ -651,9 +652,32 @@ def _legacy_tiling(store, lock, scene, reader, scene_gsd, legacy, options, tile_
     return SceneReader.open(scene.href, target_gsd=None, **_reader_options(scene, options, tile_size, stride)), None
 
 
-def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride, gsd, report) -> None:
-    """Reader thread: tiles each scene and queues (point id, pixels, payload)."""
+#: Tiles with a side over this many times the network input are shrunk to the input as they
+#: are read (:func:`~rsir_stac.model.transforms.fit_to_input`, the embedder's own resize), so the
+#: queue and the batches waiting to be embedded hold at most input-sized tiles: 256 queued 4096 px
+#: tiles were 12 GB.  Smaller tiles are resized by the embedding lanes, in parallel.
+SHRINK_TILES_OVER = 2
+
+
+def _shrinker(tile_size: int, input_size: int | None):
+    """The resize queued tiles get (None: none): :func:`~rsir_stac.model.transforms.fit_to_input`
+    for tiles over :data:`SHRINK_TILES_OVER` times the network input."""
+    if not input_size or tile_size <= SHRINK_TILES_OVER * input_size:
+        return None
+    from functools import partial
+
+    from rsir_stac.model.transforms import fit_to_input
+
+    return partial(fit_to_input, size=input_size)
+
+
+def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride, gsd, report,
+             input_size: int | None = None) -> None:
+    """Reader thread: tiles each scene and queues (point id, pixels, payload); tiles over
+    :data:`SHRINK_TILES_OVER` times ``input_size`` are queued at the input size."""
     from rsir_stac.tiling import gdal_env
+
+    shrink = _shrinker(tile_size, input_size)
 
     try:
         for scene in scenes:
@@ -708,7 +732,7 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                         payload = tile_payload(scene, ref, model_id=model_id, tile_size=tile_size,
                                                stride=stride, edge=options.edge, bands=reader.bands,
                                                gsd_param=scene_gsd, nodata=reader.plan.nodata)
-                        q.put(("tile", (pid, tile.pixels, payload)))
+                        q.put(("tile", (pid, tile.pixels if shrink is None else shrink(tile.pixels), payload)))
                     if not queued and not failed and not existing:
                         report.items_empty.append(scene.item_id)
                         w, h = reader.grid_width, reader.grid_height

@@ -552,3 +552,38 @@ def test_a_bbox_with_west_and_east_swapped_gets_a_note(tmp_path, scenes, tiny_bu
         r = runner.invoke(main, ["search", "--point-id", p.id, "--index", idx, "--model", model, "--bbox", box])
         assert r.exit_code == 0, r.output
         assert ("swap west and east" in r.output) is noted, r.output
+
+
+def test_large_tiles_are_queued_at_the_network_input_with_the_same_embedding(tmp_path, tiny_bundle, monkeypatch):
+    """Tiles several times the network input are shrunk as they are read (256 queued 4096 px
+    tiles held 12 GB): with the embedder's own resize, so every vector is what embedding the
+    full tile gives, and what waits to be embedded is input-sized."""
+    import rsir_stac.ingest as ingest_mod
+    from rsir_stac.model.transforms import fit_to_input, to_input
+    from rsir_stac.tiling import SceneReader, gdal_env
+
+    size, tile = tiny_bundle.input_size, 3 * tiny_bundle.input_size
+    img = np.random.default_rng(3).integers(0, 256, (tile, tile, 3), dtype=np.uint8)
+    assert fit_to_input(img, size).shape == (size, size, 3)
+    assert np.array_equal(to_input([fit_to_input(img, size)], size, (0.5,) * 3, (0.2,) * 3).numpy(),
+                          to_input([img], size, (0.5,) * 3, (0.2,) * 3).numpy())
+    scene = make_geotiff(tmp_path / "big.tif", width=2 * tile, height=2 * tile, seed=6)
+    queued = []
+    put = ingest_mod.queue.Queue.put
+
+    def spy(self, item, *a, **kw):
+        if item[0] == "tile":
+            queued.append(item[1][1].shape)
+        return put(self, item, *a, **kw)
+
+    monkeypatch.setattr(ingest_mod.queue.Queue, "put", spy)
+    r = ingest([str(scene)], index=str(tmp_path / "idx"), model=tiny_bundle,
+               options=IngestOptions(tile_size=tile, native_gsd=True))
+    assert r.points_written == 4 and set(queued) == {(size, size, 3)}
+    with SceneReader.open(str(scene), target_gsd=None, tile_size=tile) as reader, gdal_env():
+        tiles = [reader.read(ref) for ref in reader.windows()]
+    with tiny_bundle.embedder() as emb:
+        want = {(t.ref.window.col_off, t.ref.window.row_off): v for t, v in zip(tiles, emb.embed([t.pixels for t in tiles]))}
+    with open_store(str(tmp_path / "idx"), read_only=True) as store:
+        for p in store.iter_points(with_vectors=True):
+            assert np.allclose(p.vector, want[(p.payload["window"]["col_off"], p.payload["window"]["row_off"])], atol=1e-5)

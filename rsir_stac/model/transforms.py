@@ -41,6 +41,19 @@ def to_input(
     return _normalize(u.permute(0, 2, 3, 1).contiguous(), mean, std).permute(0, 3, 1, 2)
 
 
+def fit_to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """One H×W×3 uint8 image resized to ``size``×``size`` exactly as :func:`to_input` resizes
+    it (antialiased bilinear on uint8), as a ``size``×``size``×3 uint8 array: :func:`to_input`
+    then leaves it as it is, so the embedding is the same.  Ingest shrinks large tiles with it
+    as they are read, so tiles waiting to be embedded hold the network's input, not a 4096 px
+    window each."""
+    if image.shape[:2] == (size, size):
+        return image
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)[None]).permute(0, 3, 1, 2)
+    t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t.permute(0, 2, 3, 1)[0].contiguous().numpy()
+
+
 def _normalize(nhwc: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(x / 255 - mean) / std of a contiguous N×H×W×3 uint8 tensor, as float32.
 
