@@ -220,6 +220,10 @@ def test_job_tiling_is_bounded_before_any_work(jobs_setup, tiny_bundle):
             r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "tile_size": 64, "native_gsd": True},
                        headers=h)
             assert r.status_code == 413 and "about 4 tiles" in r.json()["detail"], r.text
+            # one large tile is the pixels of many of the model's (16 here): counted so, not as one
+            r = c.post("/api/ingest/jobs", json={"sources": ["s1.tif"], "tile_size": 4 * index.bundle.tile_size,
+                                                 "native_gsd": True}, headers=h)
+            assert r.status_code == 413 and "each the pixels of 16 tiles" in r.json()["detail"], r.text
         assert index.store.count() == before
 
 

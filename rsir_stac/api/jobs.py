@@ -263,7 +263,9 @@ def relative_paths(value: Any, roots: Sequence[Path]) -> Any:
 def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
     """About how many tiles ingesting the raster ``path`` with ``options`` plans, from its size
     and GSD alone (nothing is planned or read but the header), and a few words on why; (0, "")
-    when it cannot be opened (the job then fails that item with its own message)."""
+    when it cannot be opened (the job then fails that item with its own message).  Tiles
+    larger than the model's count as the model's tiles they hold in pixels (a 4096 px tile
+    reads 256 tiles of 256 px), so the cap bounds the pixels a job reads, not only its tiles."""
     from rsir_stac.tiling import SceneReader
 
     try:
@@ -287,7 +289,11 @@ def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
     stride = options.stride or tile
     gw, gh = max(1.0, width * px / gsd), max(1.0, height * py / gsd)
     n = math.ceil(gw / stride) * math.ceil(gh / stride)
-    return n, (f"{gw:,.0f} x {gh:,.0f} px at {gsd:.3g} m, tiles of {tile} px every {stride} px")
+    why = f"{gw:,.0f} x {gh:,.0f} px at {gsd:.3g} m, tiles of {tile} px every {stride} px"
+    weight = (tile / bundle.tile_size) ** 2  # a larger tile is that many of the model's tiles to read
+    if weight > 1:
+        return math.ceil(n * weight), f"{why}, each the pixels of {weight:.3g} tiles of {bundle.tile_size} px"
+    return n, why
 
 
 def _rasters(path: str) -> list[str]:
