@@ -597,9 +597,9 @@ def _open_scene(scene, options, tile_size, stride, gsd):
 def _square_pixels(scene, reader, kw):
     """``(reader, gsd, legacy)`` for a scene tiled at its own GSD: as it is when its pixels are
     square on the ground (within :data:`MAX_PIXEL_ANISOTROPY`), else resampled to square
-    pixels of its native GSD (the geometric mean of the pixel's width and height, metres),
-    as ``--gsd`` would: a lon/lat raster with square degrees at 47 N has pixels 1.47x taller
-    than wide, and its tiles were embedded squashed by that much.  The GSD chosen is
+    pixels of the pixel's longer side (metres; the shorter one is shrunk, no detail is made
+    up by enlarging the other), as ``--gsd`` would: a lon/lat raster with square degrees at
+    47 N has pixels 1.47x taller than wide, and its tiles were embedded squashed by that much.  The GSD chosen is
     recorded with the tiles (their tiling key), so they are re-read the same way.
     ``legacy``: the first tile's grid as the scene was tiled before (its own pixels as
     they are), for :func:`_legacy_tiling`; None when the pixels are square."""
@@ -608,7 +608,7 @@ def _square_pixels(scene, reader, kw):
     px, py = reader.pixel_size_m
     if max(px, py) <= min(px, py) * (1 + MAX_PIXEL_ANISOTROPY):
         return reader, None, None
-    square = float(f"{reader.native_gsd:.4g}")
+    square = float(f"{max(px, py):.4g}")
     log.info("%s: pixels are %.3g x %.3g m on the ground (%s); tiling at square %.4g m pixels",
              scene.item_id, px, py, reader.crs, square)
     try:

@@ -504,6 +504,10 @@ def test_lon_lat_pixels_are_tiled_square_on_the_ground(tmp_path, tiny_bundle):
         assert max(top, left) / min(top, left) < 1.02, (top, left)
         assert p.payload["tiling"]["gsd"] == pytest.approx(p.payload["gsd"]) == pytest.approx(top / 64, rel=0.02)
     assert read_tile(pts[0].payload).shape == (64, 64, 3)
+    from rsir_stac.tiling import SceneReader
+
+    with SceneReader.open(str(scene)) as reader:  # the longer side: the shorter is shrunk, nothing made up
+        assert pts[0].payload["gsd"] == pytest.approx(max(reader.pixel_size_m), rel=1e-3)
 
 
 def test_a_reingest_keeps_the_tiling_an_older_index_holds(tmp_path, tiny_bundle, monkeypatch, caplog):
