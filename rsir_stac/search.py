@@ -282,7 +282,8 @@ class Index:
         first = rp[0]
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
-                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))))
+                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
+                                  + [n for n in (swapped_bbox_note(flt),) if n]))
 
 
 def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:
@@ -309,9 +310,6 @@ def excluded_notes(store, flt: SearchFilter | None,
     from dataclasses import replace
 
     notes = []
-    wide = swapped_bbox_note(flt)
-    if wide:
-        notes.append(wide)
     if flt is not None and (flt.start is not None or flt.end is not None):
         # the undated tiles in the searched place (the date and collection filters set aside)
         n = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime",)))

@@ -556,6 +556,19 @@ def test_a_bbox_with_west_and_east_swapped_gets_a_note(tmp_path, scenes, tiny_bu
         r = runner.invoke(main, ["search", "--point-id", p.id, "--index", idx, "--model", model, "--bbox", box])
         assert r.exit_code == 0, r.output
         assert ("swap west and east" in r.output) is noted, r.output
+    # the library's answer and the HTTP API's carry it too
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.serve import create_app
+    from rsir_stac.store.filters import parse_bbox
+
+    swapped = f"{lon + 0.01},{lat - 1},{lon - 0.01},{lat + 1}"
+    with Index.open(idx, model=tiny_bundle) as index:
+        res = index.search(point_id=p.id, flt=SearchFilter(bbox=parse_bbox(swapped)))
+        assert any("swap west and east" in n for n in res.notes), res.notes
+        with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+            doc = client.get("/api/search", params={"point_id": p.id, "bbox": swapped}).json()
+    assert any("swap west and east" in n for n in doc["notes"]), doc
 
 
 def test_large_tiles_are_queued_at_the_network_input_with_the_same_embedding(tmp_path, tiny_bundle, monkeypatch):

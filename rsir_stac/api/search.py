@@ -59,7 +59,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
         q["at"] = list(at)
     doc["query"] = q
     doc["k"] = k
-    doc["notes"] = svc.filter_notes(flt)
+    doc["notes"] = list(result.notes) + svc.filter_notes(flt)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc
 
