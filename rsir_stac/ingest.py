@@ -563,7 +563,7 @@ def _open_reader(scene, gsd, kw):
         keys = scene.asset_key.split(",")
         key = keys[err.index] if len(keys) == 3 else "?"
         raise RasterError(f"asset {key} ({scene.band_hrefs[err.index]}) is on another pixel grid than asset "
-                          f"{keys[0]} ({err.detail}); {GRID_FIX}") from err
+                          f"{keys[0]}: {key} is {err.detail}; {GRID_FIX}") from err
 
 
 def _open_scene(scene, options, tile_size, stride, gsd):
