@@ -17,26 +17,9 @@ A *source* is a local path or ``http(s)`` URL of:
   else every ``*.tif``/``*.tiff`` below it (sorted).
 
 The kind is decided from the content (TIFF magic bytes or JSON), not only
-the extension.  Asset choice per item: the ``asset`` key when given (or three
-keys ``R,G,B``, see below); else the first GeoTIFF asset with role
-``visual``, then an asset keyed ``visual``, then three single-band GeoTIFF
-assets whose common names are red, green and blue (below), then the first
-GeoTIFF asset with role ``data`` (logged as a warning when that asset is one
-band: it is indexed in grey).  An asset is a GeoTIFF when its media type is
-``image/tiff``/``...geotiff...`` or its href ends in ``.tif``/``.tiff``.  RGB
-band numbers come from the asset's ``eo:bands`` (or STAC 1.1 ``bands``)
-common names red/green/blue when all three are present.
-
-Per-band assets (USGS Landsat Collection 2 ``red``/``green``/``blue``,
-Sentinel-2 L2A ``B04``/``B03``/``B02`` without ``visual``): a GeoTIFF asset
-whose band list (``eo:bands`` or ``bands``) is one band with ``common_name``
-(or ``eo:common_name``) red, green or blue is one channel; the first such
-asset of each colour (role ``data`` first) make a *composed* scene, and so do
-three asset keys given as ``asset="red,green,blue"`` (R, G, B order, one band
-each).  Its :attr:`SceneRef.asset_key` is the keys joined by commas, its
-``href`` the red file and :attr:`SceneRef.band_hrefs` the three files, read
-band 1 each (:mod:`rsir_stac.tiling.stack`: they must share one grid);
-``nodata`` is then the three assets' ``raster:bands`` nodata values.
+the extension.  Asset choice per item (the ``asset`` key or ``R,G,B`` keys when
+given; else visual, then red/green/blue single-band assets, then data) and the
+RGB bands and nodata an asset's metadata gives: :mod:`rsir_stac.asset`.
 
 Failures: a source that does not exist, cannot be fetched, is not JSON, or is
 JSON but not STAC raises (the run stops before anything is written), and so
@@ -54,7 +37,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 import socket
 import urllib.error
@@ -70,6 +52,7 @@ import pystac
 import pystac.stac_io
 from pystac.serialization import identify_stac_object_type
 
+from .asset import asset_keys, choose_assets, raster_nodata, rgb_bands
 from .errors import AssetError, InputError, RsirError, SourceNotFoundError, StacError
 from .raster_source import DATE_TAGS, RasterDefaults, _tiff_datetime, raster_item_id
 
@@ -329,157 +312,6 @@ def _stac_kind(d: Any) -> str | None:
     }.get(ident)  # type: ignore[arg-type]
 
 
-def _is_geotiff(asset: pystac.Asset) -> bool:
-    media = (asset.media_type or "").lower()
-    if "tiff" in media:
-        return True
-    path = urllib.parse.urlsplit(asset.href).path.lower()
-    return path.endswith((".tif", ".tiff"))
-
-
-def _choose_asset(item: pystac.Item, key: str | None) -> list[tuple[str, pystac.Asset]]:
-    """The asset(s) to tile: one ``(key, asset)``, or three (R, G, B) single-band assets of a
-    composed scene (``key`` ``"R,G,B"``, or found by common name); see the module docstring."""
-    assets = item.assets
-    available = ", ".join(list(assets)[:25]) + (" ..." if len(assets) > 25 else "")
-    if key is not None:
-        keys = _asset_keys(key)
-        missing = [k for k in keys if k not in assets]
-        if missing:
-            raise AssetError(f"item {item.id} has no asset {missing[0]!r} (assets: {available or 'none'}); "
-                             "pass --asset with one of these" + (" (three, R,G,B)" if len(keys) == 3 else ""))
-        if len(keys) == 1:
-            return [(keys[0], assets[keys[0]])]
-        return [_band_asset(item, k) for k in keys]
-    if not assets:
-        raise AssetError(f"item {item.id} has no assets at all; fix the item in the catalogue (it is skipped)")
-    tiffs = [(k, a) for k, a in assets.items() if _is_geotiff(a)]
-    for k, a in tiffs:
-        if "visual" in (a.roles or []):
-            return [(k, a)]
-    for k, a in tiffs:
-        if k == "visual":
-            return [(k, a)]
-    composed = _rgb_assets(item)
-    if composed is not None:
-        return composed
-    for k, a in tiffs:
-        if "data" in (a.roles or []):
-            if len(_band_list(a) or ()) == 1:
-                hint = _rgb_key_hint(item)
-                log.warning("item %s has no visual asset and no single-band red, green and blue assets; indexing "
-                            "asset %r, one band, in grey%s", item.id, k,
-                            f" (for colour pass --asset {hint}, its R,G,B assets)" if hint else
-                            " (for colour pass --asset R,G,B: three single-band asset keys, red, green, blue)")
-            return [(k, a)]
-    raise AssetError(
-        f"item {item.id} has no GeoTIFF asset with role 'visual' or 'data' (assets: {available or 'none'}); pass --asset KEY"
-    )
-
-
-def _asset_keys(text: str) -> list[str]:
-    """``--asset`` as a list of keys: one key, or three R,G,B keys separated by commas
-    (InputError otherwise: the option is wrong for every item)."""
-    keys = [k.strip() for k in str(text).split(",")] if "," in str(text) else [str(text)]
-    if len(keys) not in (1, 3) or not all(keys) or (len(keys) == 3 and len(set(keys)) != 3):
-        raise InputError(f"--asset {text!r} is invalid; give one asset key, or three different single-band "
-                         "asset keys in R,G,B order, e.g. --asset red,green,blue")
-    return keys
-
-
-def _band_list(asset: pystac.Asset) -> list[Any] | None:
-    """The asset's band list (``eo:bands``, else STAC 1.1 ``bands``, else ``raster:bands``), or None."""
-    for name in ("eo:bands", "bands", "raster:bands"):
-        bands = asset.extra_fields.get(name)
-        if isinstance(bands, list):
-            return bands
-    return None
-
-
-def _band_asset(item: pystac.Item, key: str) -> tuple[str, pystac.Asset]:
-    """``(key, asset)`` of one channel of an ``--asset R,G,B`` list: a GeoTIFF asset that is
-    one band by its metadata (or says nothing about its bands; band 1 is read)."""
-    asset = item.assets[key]
-    if not _is_geotiff(asset):
-        raise AssetError(f"item {item.id}: asset {key!r} is not a GeoTIFF ({asset.media_type or asset.href}); "
-                         "pass --asset with three single-band GeoTIFF asset keys, R,G,B")
-    count = len(_band_list(asset) or [None])
-    if count != 1:
-        raise AssetError(f"item {item.id}: asset {key!r} has {count} bands, not one; pass --asset {key} alone "
-                         "(with --bands R,G,B), or three single-band asset keys R,G,B")
-    return key, asset
-
-
-def _single_common_name(asset: pystac.Asset, item: pystac.Item) -> str | None:
-    """The common name of a GeoTIFF asset that is exactly one band, else None."""
-    if not _is_geotiff(asset):
-        return None
-    bands = asset.extra_fields.get("eo:bands")
-    if not isinstance(bands, list):
-        bands = asset.extra_fields.get("bands")
-    if not isinstance(bands, list) or len(bands) != 1:
-        return None
-    return _common_name(bands[0], item.properties.get("eo:bands") or [])
-
-
-def _rgb_assets(item: pystac.Item) -> list[tuple[str, pystac.Asset]] | None:
-    """The (R, G, B) single-band GeoTIFF assets of ``item`` by common name (the first of each
-    colour, those with role ``data`` first), or None when a colour is missing."""
-    found: dict[str, tuple[str, pystac.Asset]] = {}
-    ranked = sorted(item.assets.items(), key=lambda kv: "data" not in (kv[1].roles or []))
-    for k, a in ranked:
-        name = _single_common_name(a, item)
-        if name in ("red", "green", "blue") and name not in found:
-            found[name] = (k, a)
-    if len(found) != 3:
-        return None
-    return [found["red"], found["green"], found["blue"]]
-
-
-#: Asset keys of R, G, B in common products whose items may not name the bands' colours.
-_RGB_KEYS = (("red", "green", "blue"), ("B04", "B03", "B02"), ("B4", "B3", "B2"),
-             ("SR_B4", "SR_B3", "SR_B2"), ("SR_B4.TIF", "SR_B3.TIF", "SR_B2.TIF"))
-
-
-def _rgb_key_hint(item: pystac.Item) -> str | None:
-    """``"R,G,B"`` asset keys of ``item`` that ``--asset`` could compose (GeoTIFF assets keyed
-    as Landsat or Sentinel-2 name the red, green and blue bands), or None."""
-    lowered = {k.lower(): k for k, a in item.assets.items() if _is_geotiff(a)}
-    for triple in _RGB_KEYS:
-        keys = [lowered.get(k.lower()) for k in triple]
-        if all(keys):
-            return ",".join(keys)  # type: ignore[arg-type]
-    return None
-
-
-def _common_name(band: Any, item_bands: Sequence[Any]) -> str | None:
-    if isinstance(band, int) and 0 <= band < len(item_bands):  # STAC <1.0 index into item eo:bands
-        band = item_bands[band]
-    if not isinstance(band, dict):
-        return None
-    name = band.get("common_name") or band.get("eo:common_name")
-    return str(name).lower() if name else None
-
-
-def _rgb_bands(asset: pystac.Asset, item: pystac.Item) -> tuple[int, int, int] | None:
-    """1-based (R, G, B) from the asset's eo:bands / bands common names, or None.
-
-    An asset without a band list takes the Item's (``properties["eo:bands"]`` or
-    ``"bands"``, which the eo extension allows when the bands are the item's) when it is
-    the item's only GeoTIFF asset: with several, the list cannot say which file it describes.
-    """
-    item_bands = item.properties.get("eo:bands") or []
-    bands = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands")
-    if not isinstance(bands, list):
-        bands = item.properties.get("eo:bands") or item.properties.get("bands")
-        if not isinstance(bands, list) or sum(_is_geotiff(a) for a in item.assets.values()) != 1:
-            return None
-    names = [_common_name(b, item_bands) for b in bands]
-    if not all(c in names for c in ("red", "green", "blue")):
-        return None
-    return (names.index("red") + 1, names.index("green") + 1, names.index("blue") + 1)
-
-
 def _prop_datetime(item: pystac.Item, key: str) -> dt.datetime | None:
     value = item.properties.get(key)
     if isinstance(value, str):
@@ -521,7 +353,7 @@ def _scene_from_item(
     bands: tuple[int, int, int] | None,
 ) -> SceneRef:
     try:
-        chosen = _choose_asset(item, asset)
+        chosen = choose_assets(item, asset)
     except AssetError as err:
         err.item_id = item.id  # type: ignore[attr-defined]
         raise
@@ -531,13 +363,13 @@ def _scene_from_item(
     key, first = chosen[0]
     hrefs = tuple(_resolve(a.href, base) for _, a in chosen)
     composed = len(chosen) == 3
-    nodata: Any = tuple(_raster_nodata(a) for _, a in chosen) if composed else _raster_nodata(first)
+    nodata: Any = tuple(raster_nodata(a) for _, a in chosen) if composed else raster_nodata(first)
     return SceneRef(
         item_id=item.id,
         collection=item.collection_id or collection,
         asset_key=",".join(k for k, _ in chosen),
         href=hrefs[0],
-        bands=bands or ((1, 2, 3) if composed else _rgb_bands(first, item)),
+        bands=bands or ((1, 2, 3) if composed else rgb_bands(first, item)),
         datetime=start,
         end_datetime=end,
         properties=_properties(item, first),
@@ -545,23 +377,6 @@ def _scene_from_item(
         nominal=nominal if nominal is not None and start <= nominal <= end else None,
         band_hrefs=hrefs if composed else None,  # type: ignore[arg-type]
     )
-
-
-def _raster_nodata(asset: pystac.Asset) -> float | None:
-    """The nodata value of the asset's ``raster:bands`` (raster extension; STAC 1.1 ``bands``
-    with ``nodata``) when all bands that give one agree on a finite number, else None.  The
-    reader uses it only when the file declares no nodata, mask or alpha of its own."""
-    bands = asset.extra_fields.get("raster:bands") or asset.extra_fields.get("bands")
-    if not isinstance(bands, list):
-        return None
-    values = {b.get("nodata") for b in bands if isinstance(b, dict) and b.get("nodata") is not None}
-    if len(values) != 1:
-        return None
-    try:
-        value = float(values.pop())
-    except (TypeError, ValueError):  # "nan", "inf" strings: floats are masked as non-finite anyway
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _invalid(src: str, kind: str, err: BaseException) -> StacError:
@@ -756,7 +571,7 @@ def iter_scenes(
     """
     override = _check_bands(bands)
     if asset is not None:
-        _asset_keys(asset)
+        asset_keys(asset)
     if collection is not None and (not isinstance(collection, str) or not collection.strip()):
         raise InputError(f"collection {collection!r} is invalid; give a non-empty name, e.g. --collection my-rasters")
     start = end = None

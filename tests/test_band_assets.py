@@ -246,7 +246,7 @@ def test_asset_option_takes_three_keys_on_the_cli(tmp_path, tiny_bundle, caplog)
     """Without common names nothing says which file is red: the default falls back to one band
     in grey and says so, naming the keys; ``--asset red,green,blue`` composes them."""
     item = make_item(tmp_path / "scene", common_names=False)
-    with caplog.at_level(logging.WARNING, logger="rsir_stac.stac"):
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.asset"):
         (grey,) = iter_scenes([str(item)])
     assert grey.asset_key == "coastal" and grey.band_hrefs is None
     msg = [r.getMessage() for r in caplog.records if "grey" in r.getMessage()]
@@ -311,7 +311,7 @@ def test_single_band_fallback_warns_with_keys_that_would_work(tmp_path, caplog):
            "properties": {"datetime": "2023-07-14T09:50:21Z"}, "links": [], "assets": assets}
     path = tmp_path / "item.json"
     path.write_text(json.dumps(doc))
-    with caplog.at_level(logging.WARNING, logger="rsir_stac.stac"):
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.asset"):
         (scene,) = iter_scenes([str(path)])
     assert scene.asset_key == "B01"
     (msg,) = [r.getMessage() for r in caplog.records if "grey" in r.getMessage()]
