@@ -515,6 +515,9 @@ class _LazyStore:
     def retrieve(self, ids, with_vectors: bool = False):
         return self._store.retrieve(ids, with_vectors=with_vectors) if self._ready else []
 
+    def count(self, flt=None) -> int:
+        return self._store.count(flt) if self._ready else 0
+
     def upsert(self, points) -> None:
         self._writable().upsert(points)
 
