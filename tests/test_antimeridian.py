@@ -249,10 +249,10 @@ def test_a_tile_wider_than_half_the_world_keeps_its_side(tmp_path, monkeypatch):
     the outline of such a tile is what is checked here.)"""
     from shapely.geometry import shape
 
-    import rsir_stac.ingest as ingest_mod
+    import rsir_stac.gsd as gsd_mod
     from rsir_stac.labels import footprint_geometry
 
-    monkeypatch.setattr(ingest_mod, "MAX_PIXEL_ANISOTROPY", float("inf"))
+    monkeypatch.setattr(gsd_mod, "MAX_PIXEL_ANISOTROPY", float("inf"))
 
     path = tmp_path / "wide.tif"
     with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=3, dtype="uint8",

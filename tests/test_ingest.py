@@ -513,10 +513,10 @@ def test_lon_lat_pixels_are_tiled_square_on_the_ground(tmp_path, tiny_bundle):
 def test_a_reingest_keeps_the_tiling_an_older_index_holds(tmp_path, tiny_bundle, monkeypatch, caplog):
     """An index built before square pixels (tiles cut from the lon/lat pixels as they are)
     stays idempotent: the same ingest again writes nothing, and says why it kept the tiling."""
-    import rsir_stac.ingest as ingest_mod
+    import rsir_stac.gsd as gsd_mod
 
     scene = make_geotiff(tmp_path / "ll.tif", crs="EPSG:4326", res=5e-5, origin=(-99.2, 47.05), width=320, height=320)
-    monkeypatch.setattr(ingest_mod, "MAX_PIXEL_ANISOTROPY", 1e9)  # how earlier versions tiled it
+    monkeypatch.setattr(gsd_mod, "MAX_PIXEL_ANISOTROPY", 1e9)  # how earlier versions tiled it
     old = ingest([str(scene)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
     assert old.points_written == 25  # 320 x 320 px in 64 px tiles
     monkeypatch.undo()

@@ -492,14 +492,14 @@ def test_empty_items_are_skipped_not_failed(tmp_path, tiny_bundle, good):
 def test_unexpected_error_in_one_item_skips_only_that_item(monkeypatch, catalogue, tmp_path, tiny_bundle):
     import rsir_stac.ingest as mod
 
-    real = mod._open_scene
+    real = mod.open_scene  # the name ingest calls (rsir_stac.gsd.open_scene)
 
     def flaky(scene, *args):
         if scene.item_id == "a":
             raise KeyError("surprise")
         return real(scene, *args)
 
-    monkeypatch.setattr(mod, "_open_scene", flaky)
+    monkeypatch.setattr(mod, "open_scene", flaky)
     report = ingest([str(catalogue)], index=str(tmp_path / "idx"), model=tiny_bundle,
                     options=IngestOptions(tile_size=64, native_gsd=True))
     failed = {f["item"]: f["error"] for f in report.items_failed}

@@ -137,19 +137,20 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
 
     A scene that cannot be opened is skipped and its one-line error appended
     to ``failed`` (as ingest skips a failing item)."""
-    from rsir_stac.ingest import IngestOptions, _open_scene
+    from rsir_stac.gsd import open_scene
+    from rsir_stac.ingest import IngestOptions
 
     opts = IngestOptions(bands=bands, gsd=gsd, min_valid=min_valid, max_upsample=max_upsample,
                          native_gsd=native_gsd)
     target = None if native_gsd else (gsd or bundle.gsd)
     out = []
     seen = _FirstOnly()
-    ingest_log = logging.getLogger("rsir_stac.ingest")
+    ingest_log = logging.getLogger("rsir_stac.gsd")
     ingest_log.addFilter(seen)  # ingest's "tiling at the native GSD" warning: once, not once per scene
     try:
         for scene in scenes:
             try:
-                reader, used, _ = _open_scene(scene, opts, tile_size, stride, target)  # square pixels (no old tiling to keep)
+                reader, used, _ = open_scene(scene, opts, tile_size, stride, target)  # square pixels (no old tiling to keep)
                 with reader:
                     out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
             except RsirError as err:

@@ -1,0 +1,105 @@
+"""The GSD and pixel grid a scene is tiled at: ingest's choice, also used by adaptation.
+
+At the model's GSD (``--gsd``, else the bundle's) unless the scene is much coarser
+(``max_upsample``; a 30 m scene is not blown up to 0.3 m: its own GSD, unless it is then
+smaller than one tile and at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times coarser); at its
+own GSD in square ground pixels (:func:`square_pixels`: a lon/lat raster away from the
+equator has pixels taller than wide).  Per-band scenes (three files) open as one raster.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rsir_stac.errors import RasterError
+
+log = logging.getLogger(__name__)
+
+
+#: A scene smaller than one tile at its own GSD is tiled at the model's instead when that
+#: upsamples it at most this many times (the default recipe trains on images downscaled
+#: 1-8x); coarser ones keep their own GSD and are padded, or left out as mostly empty.
+MAX_SMALL_SCENE_UPSAMPLE = 8.0
+
+
+#: Pixels whose ground width and height differ by more than this share (EPSG:4326 with
+#: square degrees: 1/cos(latitude), 5 % from ~18 degrees N or S) are not tiled as they are at
+#: a scene's own GSD: a square tile of them would be a stretched patch of ground (see
+#: :func:`square_pixels`).  Below it, resampling would blur more than the stretch matters.
+MAX_PIXEL_ANISOTROPY = 0.05
+
+
+def reader_options(scene, options, tile_size, stride) -> dict:
+    return dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
+                min_valid=options.min_valid, nodata=scene.nodata, hrefs=scene.band_hrefs)
+
+
+def open_reader(scene, gsd, kw):
+    """``SceneReader.open`` of ``scene``; a composed scene whose files are on different grids
+    fails naming the asset that differs and the fix."""
+    from rsir_stac.tiling import SceneReader
+    from rsir_stac.tiling.stack import GRID_FIX, GridMismatchError
+
+    try:
+        return SceneReader.open(scene.href, target_gsd=gsd, **kw)
+    except GridMismatchError as err:
+        keys = scene.asset_key.split(",")
+        key = keys[err.index] if len(keys) == 3 else "?"
+        raise RasterError(f"asset {key} ({scene.band_hrefs[err.index]}) is on another pixel grid than asset "
+                          f"{keys[0]}: {key} is {err.detail}; {GRID_FIX}") from err
+
+
+def open_scene(scene, options, tile_size, stride, gsd):
+    """``(reader, gsd, legacy)``: a scene opened at the target GSD, or at its own GSD when
+    that would upsample more than ``options.max_upsample`` times (a 30 m scene is not blown
+    up to 0.3 m), in square pixels (:func:`square_pixels`, which gives ``legacy``)."""
+    from rsir_stac.tiling import SceneReader
+
+    kw = reader_options(scene, options, tile_size, stride)
+    reader = open_reader(scene, gsd, kw)
+    if gsd is None:
+        return square_pixels(scene, reader, kw)
+    if options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
+        native_fits = min(reader.width, reader.height) >= tile_size
+        factor = reader.native_gsd / gsd
+        if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size \
+                and factor <= MAX_SMALL_SCENE_UPSAMPLE:
+            # at its own GSD the scene holds no tile, at the model's it does, and its pixels grow
+            # no more than the model's training downscaled its images (1-8x): keep the model's
+            log.warning("%s: native GSD %.3g m is %.2gx coarser than the model's %.3g m, but smaller than one "
+                        "tile at it; tiling at %.3g m (pass --native-gsd to keep its own)",
+                        scene.item_id, reader.native_gsd, factor, gsd, gsd)
+            return reader, gsd, None
+        log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at the native GSD "
+                    "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)
+        reader.close()
+        return square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
+    return reader, gsd, None
+
+
+def square_pixels(scene, reader, kw):
+    """``(reader, gsd, legacy)`` for a scene tiled at its own GSD: as it is when its pixels are
+    square on the ground (within :data:`MAX_PIXEL_ANISOTROPY`), else resampled to square
+    pixels of the pixel's longer side (metres; the shorter one is shrunk, no detail is made
+    up by enlarging the other), as ``--gsd`` would: a lon/lat raster with square degrees at
+    47 N has pixels 1.47x taller than wide, and its tiles were embedded squashed by that much.  The GSD chosen is
+    recorded with the tiles (their tiling key), so they are re-read the same way.
+    ``legacy``: the first tile's grid as the scene was tiled before (its own pixels as
+    they are), for :func:`_legacy_tiling`; None when the pixels are square."""
+    from rsir_stac.tiling import SceneReader
+
+    px, py = reader.pixel_size_m
+    if max(px, py) <= min(px, py) * (1 + MAX_PIXEL_ANISOTROPY):
+        return reader, None, None
+    square = float(f"{max(px, py):.4g}")
+    log.info("%s: pixels are %.3g x %.3g m on the ground (%s); tiling at square %.4g m pixels",
+             scene.item_id, px, py, reader.crs, square)
+    try:
+        legacy = next(iter(reader.windows()), None)
+    finally:
+        reader.close()
+    return SceneReader.open(scene.href, target_gsd=square, **kw), square, (None if legacy is None else legacy.grid)
+
+
+__all__ = ["MAX_PIXEL_ANISOTROPY", "MAX_SMALL_SCENE_UPSAMPLE", "open_reader", "open_scene", "reader_options",
+           "square_pixels"]
