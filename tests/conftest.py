@@ -61,6 +61,24 @@ def image_folder(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shipped_bundle():
+    """The shipped default bundle, loaded once."""
+    from rsir_stac.model.bundle import load_bundle
+
+    return load_bundle(None)
+
+
+def index_of_points(path: Path, points, bundle) -> Path:
+    """A real Qdrant Edge index at ``path`` holding ``points`` under ``bundle``'s dimension and model id."""
+    from rsir_stac.store import open_store
+
+    with open_store(path) as store:
+        store.ensure_collection(bundle.dim, bundle.model_id)
+        store.upsert(points)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """A real bundle from a few real training steps on the tiny folder."""
     from rsir_stac.model.train import TrainConfig, train

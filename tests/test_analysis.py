@@ -21,6 +21,7 @@ from rsir_stac.errors import InputError, PointNotFoundError, SourceNotFoundError
 from rsir_stac.labels import LabelSet, make_labels, read_labels, write_labels
 from rsir_stac.search import Example, Index
 from rsir_stac.store import Point, SearchFilter, open_store
+from tests.conftest import index_of_points
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
@@ -58,20 +59,14 @@ def _points(dim: int, model_id: str) -> tuple[list[Point], set[str]]:
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    from rsir_stac.model.bundle import load_bundle
-
-    return load_bundle(None)
+def bundle(shipped_bundle):
+    return shipped_bundle
 
 
 @pytest.fixture(scope="module")
 def world(bundle, tmp_path_factory):
     pts, targets = _points(bundle.dim, bundle.model_id)
-    path = tmp_path_factory.mktemp("an") / "index"
-    with open_store(path) as s:
-        s.ensure_collection(bundle.dim, bundle.model_id)
-        s.upsert(pts)
-    return path, pts, targets
+    return index_of_points(tmp_path_factory.mktemp("an") / "index", pts, bundle), pts, targets
 
 
 @pytest.fixture()

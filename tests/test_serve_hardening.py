@@ -26,17 +26,10 @@ from rsir_stac.ingest import IngestOptions, ingest
 from rsir_stac.search import Index
 from rsir_stac.serve import create_app
 from tests.conftest import make_geotiff
-from tests.test_serve import build_test_index
+from tests.test_security import index  # noqa: F401 - the served test index (a fixture)
 
 BASE = "http://127.0.0.1:8000"
 KEY = "s3cret-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def index(tmp_path_factory, tiny_bundle):
-    path = build_test_index(tmp_path_factory.mktemp("hardening"), tiny_bundle)
-    with Index.open(str(path), model=tiny_bundle) as idx:
-        yield idx
 
 
 @pytest.fixture(scope="module")
