@@ -190,30 +190,18 @@ class Service:
     def decoding(self) -> Iterator[None]:
         """Hold one of the ``max_decodes`` slots for decoding (and embedding) uploads;
         :class:`~rsir_stac.apierrors.TooManyRequests` (429) when none is free."""
-        from rsir_stac.apierrors import TooManyRequests
-
-        if not self.decode_slots.acquire(blocking=False):
-            raise TooManyRequests(f"{self.max_decodes} uploaded images are being decoded already; "
-                                  "retry in a second")
-        try:
+        with _slot(self.decode_slots, f"{self.max_decodes} uploaded images are being decoded already; "
+                                      "retry in a second"):
             yield
-        finally:
-            self.decode_slots.release()
 
     @contextmanager
     def querying(self) -> Iterator[None]:
         """Hold one of the ``max_queries`` slots for a heavy analysis request (up to 256 examples,
         10,000 hits, a scan of the index); :class:`~rsir_stac.apierrors.TooManyRequests` (429 with
         Retry-After) when none is free, so such requests cannot queue up behind the store lock."""
-        from rsir_stac.apierrors import TooManyRequests
-
-        if not self.query_slots.acquire(blocking=False):
-            raise TooManyRequests(f"{self.max_queries} queries, exports or classifications are running already; "
-                                  "retry in a second")
-        try:
+        with _slot(self.query_slots, f"{self.max_queries} queries, exports or classifications are running "
+                                     "already; retry in a second"):
             yield
-        finally:
-            self.query_slots.release()
 
     def decode(self, data: bytes) -> np.ndarray:
         """Uploaded bytes to ``H x W x 3`` uint8 through :func:`rsir_stac.upload.decode_upload`
@@ -226,6 +214,20 @@ class Service:
         """The index model's vector of ``pixels``, one forward pass at a time, outside the store lock."""
         with self.embed_lock:
             return self.index.embed_image(pixels)
+
+
+@contextmanager
+def _slot(slots: threading.Semaphore, busy: str) -> Iterator[None]:
+    """Hold one of ``slots`` without waiting; :class:`~rsir_stac.apierrors.TooManyRequests`
+    (429 with Retry-After) saying ``busy`` when none is free."""
+    from rsir_stac.apierrors import TooManyRequests
+
+    if not slots.acquire(blocking=False):
+        raise TooManyRequests(busy)
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 __all__ = ["INFO_TTL_S", "LRUBytes", "MAX_QUERIES", "NOTES_CACHE_ENTRIES", "Service", "THUMB_CACHE_BYTES"]
