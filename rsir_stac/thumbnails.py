@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def contact_sheet(query: np.ndarray | None, tiles: list[np.ndarray], labels: lis
     pad, text_h = 6, 26  # two caption lines
     sheet = Image.new("RGB", (columns * (size + pad) + pad, rows * (size + pad + text_h) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
+    font = caption_font()
     for i, (label, px) in enumerate(cells):
         x = pad + (i % columns) * (size + pad)
         y = pad + (i // columns) * (size + pad + text_h)
@@ -57,8 +59,34 @@ def contact_sheet(query: np.ndarray | None, tiles: list[np.ndarray], labels: lis
         if i == 0 and query is not None:
             draw.rectangle([x - 3, y - 3, x + size + 2, y + size + 2], outline=(220, 0, 0), width=3)
         for n, line in enumerate(label.split("\n")[:2]):
-            draw.text((x, y + size + 1 + 12 * n), _middle(line, 28), fill=(0, 0, 0))
+            draw.text((x, y + size + 1 + 12 * n), _middle(line, 28), fill=(0, 0, 0), font=font)
     return np.asarray(sheet)
+
+
+#: TrueType fonts with wide Unicode coverage, first found wins (``$RSIR_CAPTION_FONT`` first):
+#: Pillow's own default font draws letters beyond ASCII (an item named São Paulo, Zürich) as boxes.
+CAPTION_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf",  # Debian/Ubuntu fonts-dejavu
+    "/usr/share/fonts/dejavu/DejaVuSansCondensed.ttf",  # Fedora, Alpine
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSansNarrow-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial Unicode.ttf",  # macOS
+    "C:/Windows/Fonts/arial.ttf",
+)
+
+
+def caption_font(size: int = 10):
+    """The contact sheets' caption font: ``$RSIR_CAPTION_FONT`` or the first of
+    :data:`CAPTION_FONTS` that exists, else Pillow's default (ASCII only)."""
+    from PIL import ImageFont
+
+    for path in (os.environ.get("RSIR_CAPTION_FONT"), *CAPTION_FONTS):
+        if path and os.path.isfile(path):
+            try:
+                return ImageFont.truetype(path, size)
+            except OSError:  # not a font Pillow reads: try the next
+                continue
+    return ImageFont.load_default()
 
 
 def _middle(text: str, width: int) -> str:

@@ -355,3 +355,31 @@ def test_format_with_out_and_a_malformed_point_id(world, tmp_path):
     r = CliRunner().invoke(main, ["search", "--index", str(world[0]), "--point-id", "not-a-uuid"])
     err = _one_line_error(r, "'not-a-uuid'", "copy one from search results")
     assert "uuid4" not in err
+
+
+# ------------------------------------------------------------------ captions beyond ASCII
+
+
+def test_contact_sheet_captions_draw_letters_beyond_ascii():
+    """Pillow's default font drew Ñ, ü and ã as the same empty box: captions use a Unicode
+    TrueType font where the system has one (the missing-glyph box is what an unassigned
+    code point draws)."""
+    from PIL import Image, ImageDraw
+
+    from rsir_stac.thumbnails import CAPTION_FONTS, caption_font, contact_sheet
+
+    if not any(os.path.isfile(f) for f in CAPTION_FONTS):
+        pytest.skip("no Unicode TrueType font on this system (install fonts-dejavu-core)")
+    font = caption_font()
+
+    def drawn(text):
+        im = Image.new("L", (40, 16), 255)
+        ImageDraw.Draw(im).text((2, 2), text, fill=0, font=font)
+        return np.asarray(im)
+
+    box = drawn("\U000F0001")  # a private-use code point: no font draws it
+    for letter in "Ñüã":
+        assert not np.array_equal(drawn(letter), box), letter
+    tile = np.full((32, 32, 3), 128, np.uint8)
+    sheet = contact_sheet(tile, [tile], ["1  d=0.1\nSão Paulo Ñandú"])
+    assert sheet.shape[2] == 3
