@@ -376,9 +376,11 @@ def test_default_allowed_hosts_follow_the_bind_address():
     assert host_allowed("localhost", local) and not host_allowed("localhost.attacker.example", local)
 
 
-def _get_status(app, path: str, host: str, server_ip: str, query: bytes = b"", headers=()) -> int:
-    """Status of a GET sent straight to the ASGI app as uvicorn would: ``server`` is the local
-    address the connection came in on, ``host`` the Host header the client sent."""
+def asgi_get(app, *, path: str = "/api/info", headers=(), query: bytes = b"", server=("127.0.0.1", 8000),
+             client=("198.51.100.20", 5), http_version: str = "1.1") -> tuple[int, bytes]:
+    """``(status, body)`` of a GET sent straight to the ASGI app as uvicorn would: ``server``
+    is the local address the connection came in on, ``headers`` what the client sent (a
+    Host header only if given)."""
     import asyncio
 
     sent = []
@@ -389,12 +391,17 @@ def _get_status(app, path: str, host: str, server_ip: str, query: bytes = b"", h
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
-             "client": ("198.51.100.20", 5), "server": (server_ip, 8000),
-             "headers": [(b"host", host.encode()), *headers]}
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": http_version, "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
+             "client": client, "server": server, "headers": list(headers)}
     asyncio.run(app(scope, receive, send))
-    return sent[0]["status"]
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def _get_status(app, path: str, host: str, server_ip: str, query: bytes = b"", headers=()) -> int:
+    """Status of a GET whose Host header is ``host``, come in on ``server_ip`` (:func:`asgi_get`)."""
+    return asgi_get(app, path=path, query=query, server=(server_ip, 8000),
+                    headers=[(b"host", host.encode()), *headers])[0]
 
 
 def test_a_wildcard_bind_answers_on_the_address_the_client_typed(index):

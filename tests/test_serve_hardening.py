@@ -26,7 +26,7 @@ from rsir_stac.ingest import IngestOptions, ingest
 from rsir_stac.search import Index
 from rsir_stac.serve import create_app
 from tests.conftest import make_geotiff
-from tests.test_security import index  # noqa: F401 - the served test index (a fixture)
+from tests.test_security import asgi_get, index  # noqa: F401 - index: the served test index (a fixture)
 
 BASE = "http://127.0.0.1:8000"
 KEY = "s3cret-key-0123456789"
@@ -312,19 +312,8 @@ def test_the_key_never_reaches_the_access_log(index, points, capfd):
 
 
 def _raw_get(app, headers: list) -> tuple[int, bytes]:
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.0", "method": "GET", "scheme": "http",
-             "path": "/api/info", "raw_path": b"/api/info", "query_string": b"", "root_path": "",
-             "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 8000), "headers": headers}
-    asyncio.run(app(scope, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+    """An HTTP/1.0 GET of /api/info with only ``headers`` (none: no Host at all)."""
+    return asgi_get(app, headers=headers, client=("127.0.0.1", 5), http_version="1.0")
 
 
 def test_a_request_without_host_is_refused_by_the_allow_list(index):
