@@ -143,24 +143,27 @@ def write_raster(path: Path, data, *, crs="EPSG:32615", transform=None, nodata=N
     return path
 
 
-def serve_in_thread(app, wait_s: float = 30.0):
+def serve_in_thread(app, wait_s: float = 30.0, *, access_log: bool = False):
     """Run an ASGI ``app`` under a real uvicorn server on a free loopback port, in a thread:
     a context manager yielding its base URL (keep-alive and connection handling as in
-    production, which FastAPI's TestClient does not have)."""
+    production, which FastAPI's TestClient does not have).  ``access_log``: with ``serve``'s
+    own log configuration at info level (its access log, secrets redacted), on a socket
+    bound as ``serve`` binds it."""
     import contextlib
-    import socket
     import threading
     import time
 
     import uvicorn
 
+    from rsir_stac.serve import _log_config, bind_socket
+
     @contextlib.contextmanager
     def running():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-        thread = threading.Thread(target=server.run, daemon=True)
+        sock = bind_socket("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        logs = dict(log_config=_log_config(), log_level="info") if access_log else dict(log_level="critical")
+        server = uvicorn.Server(uvicorn.Config(app, **logs))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         try:
             deadline = time.monotonic() + wait_s
@@ -170,5 +173,6 @@ def serve_in_thread(app, wait_s: float = 30.0):
         finally:
             server.should_exit = True
             thread.join(10)
+            sock.close()
 
     return running()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from rsir_stac.search import Index
 from rsir_stac.serve import create_app
 from rsir_stac.upload import UploadLimits, UploadTooLarge, decode_upload, sniff_format
 from tests.conftest import make_geotiff, write_raster
+from tests.conftest import serve_in_thread
 from tests.test_serve import build_test_index
 
 BASE = "http://127.0.0.1:8000"
@@ -484,33 +484,13 @@ def test_security_headers(client, points):
 
 def test_api_key_redacted_from_the_access_log(index, points, capfd):
     """A real uvicorn server on a real socket: the key in a tile URL is not written to the access log."""
-    import time
-
     import httpx
-    import uvicorn
 
-    from rsir_stac.serve import _log_config, bind_socket
-
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(index, api_key="s3cret-key"), log_config=_log_config(), log_level="info")
-    server = uvicorn.Server(config)
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    try:
-        for _ in range(600):
-            if server.started:
-                break
-            time.sleep(0.05)
-        pid = next(iter(points))
-        url = f"http://127.0.0.1:{port}"
+    pid = next(iter(points))
+    with serve_in_thread(create_app(index, api_key="s3cret-key"), access_log=True) as url:
         assert httpx.get(f"{url}/api/tiles/{pid}.png", params={"api_key": "s3cret-key"}).status_code == 200
         assert httpx.get(f"{url}/api/info", headers={"X-API-Key": "s3cret-key"}).status_code == 200
         assert httpx.get(f"{url}/api/info").status_code == 401
-    finally:
-        server.should_exit = True
-        t.join(30)
-        sock.close()
     out = capfd.readouterr()
     log = out.out + out.err
     assert f"/api/tiles/{pid}.png?api_key=***" in log

@@ -8,7 +8,6 @@ Real app (FastAPI TestClient, or uvicorn on a real socket), real Edge indexes of
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -25,7 +24,7 @@ from fastapi.testclient import TestClient
 from rsir_stac.ingest import IngestOptions, ingest
 from rsir_stac.search import Index
 from rsir_stac.serve import create_app
-from tests.conftest import make_geotiff
+from tests.conftest import make_geotiff, serve_in_thread
 from tests.test_security import asgi_get, index  # noqa: F401 - index: the served test index (a fixture)
 
 BASE = "http://127.0.0.1:8000"
@@ -275,33 +274,15 @@ def test_redact_secrets_by_decoded_name():
 def test_the_key_never_reaches_the_access_log(index, points, capfd):
     """``?api%5Fkey=KEY`` and ``?%61pi_key=KEY`` opened images and were logged in clear; so was ``/?key=KEY``."""
     import httpx
-    import uvicorn
 
-    from rsir_stac.serve import _log_config, bind_socket
-
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(index, api_key=KEY), log_config=_log_config(),
-                                           log_level="info"))
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
     pid = next(iter(points))
-    try:
-        for _ in range(600):
-            if server.started:
-                break
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+    with serve_in_thread(create_app(index, api_key=KEY), access_log=True) as url:
         # only the canonical name opens an image: a spelling the log might miss opens nothing
         for q in (f"api%5Fkey={KEY}", f"%61pi_key={KEY}", f"API_KEY={KEY}"):
             assert httpx.get(f"{url}/api/tiles/{pid}.png?{q}").status_code == 401, q
         assert httpx.get(f"{url}/api/tiles/{pid}.png?api_key={KEY}").status_code == 200
         assert httpx.get(f"{url}/?key={KEY}").status_code == 200
         assert httpx.get(f"{url}/?%6Bey={KEY}").status_code == 200
-    finally:
-        server.should_exit = True
-        t.join(30)
-        sock.close()
     out = capfd.readouterr()
     log = out.out + out.err
     assert f"/api/tiles/{pid}.png?api%5Fkey=***" in log and "/?key=***" in log, log
