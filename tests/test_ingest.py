@@ -504,6 +504,10 @@ def test_lon_lat_pixels_are_tiled_square_on_the_ground(tmp_path, tiny_bundle):
         assert max(top, left) / min(top, left) < 1.02, (top, left)
         assert p.payload["tiling"]["gsd"] == pytest.approx(p.payload["gsd"]) == pytest.approx(top / 64, rel=0.02)
     assert read_tile(pts[0].payload).shape == (64, 64, 3)
+    with open_store(str(tmp_path / "idx"), read_only=True) as s, tiny_bundle.embedder() as emb:
+        stored = {p.id: p.vector for p in s.iter_points(with_vectors=True)}
+        for p in pts[:3]:  # a stored tile re-read and given as a query embeds to its stored vector
+            assert np.allclose(emb.embed([read_tile(p.payload)])[0], stored[p.id], atol=1e-5)
     from rsir_stac.tiling import SceneReader
 
     with SceneReader.open(str(scene)) as reader:  # the longer side: the shorter is shrunk, nothing made up
