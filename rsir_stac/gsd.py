@@ -87,6 +87,7 @@ def square_pixels(scene, reader, kw):
     ``legacy``: the first tile's grid as the scene was tiled before (its own pixels as
     they are), for :func:`_legacy_tiling`; None when the pixels are square."""
     from rsir_stac.tiling import SceneReader
+    from rsir_stac.tiling.grid import grid_windows
 
     px, py = reader.pixel_size_m
     if max(px, py) <= min(px, py) * (1 + MAX_PIXEL_ANISOTROPY):
@@ -94,11 +95,13 @@ def square_pixels(scene, reader, kw):
     square = float(f"{max(px, py):.4g}")
     log.info("%s: pixels are %.3g x %.3g m on the ground (%s); tiling at square %.4g m pixels",
              scene.item_id, px, py, reader.crs, square)
+    # the first window of the old grid alone (no footprints: the scene may hold many tiles)
     try:
-        legacy = next(iter(reader.windows()), None)
+        first = next(iter(grid_windows(reader.grid_width, reader.grid_height, reader.tile_size, reader.stride,
+                                       reader.edge)), None)
     finally:
         reader.close()
-    return SceneReader.open(scene.href, target_gsd=square, **kw), square, (None if legacy is None else legacy.grid)
+    return SceneReader.open(scene.href, target_gsd=square, **kw), square, first
 
 
 __all__ = ["MAX_PIXEL_ANISOTROPY", "MAX_SMALL_SCENE_UPSAMPLE", "open_reader", "open_scene", "reader_options",
