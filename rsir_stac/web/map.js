@@ -1,5 +1,6 @@
 // The Leaflet map: imagery of the indexed scenes, an optional online basemap, scene footprints,
-// the area filter and its drawing tools, and the cursor/scale readouts.
+// the area filter and its drawing tools, "find all" hits, framing a search, the legend and the
+// cursor/scale readouts.
 import { apiUrl, friendly, hasKey } from "./api.js";
 import { polygonProblem } from "./state.js";
 
@@ -13,11 +14,28 @@ export const map = L.map("map", {
 });
 map.attributionControl.setPrefix(false);
 
-// labelled tiles over the results (tiles of other dates share their footprints and would hide them),
-// the selected result over those, the query on top; the panes over the results take no clicks, so a
-// click on a labelled or selected outline goes to the result footprint under it
-for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["labels", 412], ["selected", 415],
-                         ["query", 420], ["badges", 640]]) {
+/**
+ * The colours of what the map draws, one per meaning, from style.css (--map-*: the legend, the query
+ * thumbnail and the cards use the same): query and negative labels differ, results are light.
+ */
+export const COLOURS = palette();
+
+function palette() {
+  const css = getComputedStyle(document.documentElement);
+  const read = (name) => css.getPropertyValue("--map-" + name).trim() || "#888";
+  const out = {};
+  for (const name of ["query", "result", "selected", "positive", "negative", "hit", "area", "scene", "broken"]) {
+    out[name] = read(name);
+  }
+  return out;
+}
+
+// "find all" hits over the results (a click there is the hit's), labelled tiles over those (tiles of
+// other dates share their footprints and would hide them), the selected result over those, the query
+// on top; the panes over the hits take no clicks, so a click on a labelled or selected outline goes to
+// the footprint under it.  Zoomed out, the hits' dots lie over the rank badges (next to them).
+for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["hits", 411], ["labels", 412],
+                         ["selected", 415], ["query", 420], ["badges", 640], ["hitdots", 650]]) {
   map.createPane(name);
   map.getPane(name).style.zIndex = z;
 }
@@ -76,6 +94,7 @@ export function addImagery(extent, maxNativeZoom, onFail) {
  * and the scenes of STAC item `item` (the selected result's) over the others.
  */
 export function setImageryScenes({ datetime, collections, item }) {
+  imageryChoice = sceneChoice(datetime, collections, item);
   const q = new URLSearchParams();
   if (datetime) q.set("datetime", datetime);
   for (const c of collections || []) q.append("collection", c);
@@ -83,6 +102,45 @@ export function setImageryScenes({ datetime, collections, item }) {
   if (q.toString() === imageryQuery) return;
   imageryQuery = q.toString();
   if (imagery) { imagery.setUrl(imageryUrl(), true); reloadImagery(); }
+}
+
+/**
+ * Which scenes the imagery draws, as the service picks them (maptiles.SceneChoice): those acquired
+ * within `datetime` (START/END, '..' open; a year, month or day covers it; undated scenes are then
+ * left out) and of `collections` (any when none); `item`'s scenes are drawn first.
+ */
+function sceneChoice(datetime, collections, item) {
+  const range = dateRange(datetime);
+  const cols = collections || [];
+  return {
+    item: item || null,
+    matches: (p) => (!cols.length || cols.includes(p.collection)) && (!range || withinRange(p.datetime, range)),
+  };
+}
+let imageryChoice = sceneChoice("", [], null);
+
+/** [start, end] in ms (null: open) of a Dates text, or null for none (or one the page refuses). */
+function dateRange(text) {
+  const parts = String(text || "").trim().split("/").map((t) => t.trim());
+  if (!parts[0] && parts.length === 1) return null;
+  const open = (t) => t === "" || t === "..";
+  const [a, b] = parts.length === 1 ? [parts[0], parts[0]] : parts;
+  const range = [open(a) ? null : instant(a, false), open(b) ? null : instant(b, true)];
+  return range.some(Number.isNaN) ? null : range;
+}
+
+/** An RFC 3339 date or datetime, year or month as ms: its first moment, or its last (`end`). */
+function instant(t, end) {
+  const m = /^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$/.exec(t);
+  if (!m) return Date.parse(/[Zz]|[+-]\d{2}:?\d{2}$/.test(t) ? t : t + "Z");   // naive times are UTC
+  const y = +m[1], mo = m[2] ? +m[2] - 1 : 0, d = m[3] ? +m[3] : 1;
+  if (!end) return Date.UTC(y, mo, d);
+  return (m[3] ? Date.UTC(y, mo, d + 1) : m[2] ? Date.UTC(y, mo + 1, 1) : Date.UTC(y + 1, 0, 1)) - 1;
+}
+
+function withinRange(when, [start, end]) {
+  const t = when ? Date.parse(when) : NaN;
+  return !Number.isNaN(t) && (start === null || t >= start) && (end === null || t <= end);
 }
 
 /** Fetch the imagery tiles of the view again.  Not GridLayer.redraw: at a half zoom level
@@ -148,9 +206,10 @@ export function addBasemap(url, onFail) {
 // ------------------------------------------------------------------ scene footprints
 export const scenesLayer = L.featureGroup().addTo(map);
 const sceneLayers = new Map();
+let sceneFeatures = [];   // /api/scenes, newest first (undated last): the order the imagery draws them in
 
 function sceneStyle(p) {
-  return { pane: "scenes", color: p.imagery === false ? "#b3261e" : "#f5f5f5", weight: 1.5, dashArray: "5 4",
+  return { pane: "scenes", color: p.imagery === false ? COLOURS.broken : COLOURS.scene, weight: 1.5, dashArray: "5 4",
            fill: true, fillOpacity: 0, opacity: 0.9 };
 }
 
@@ -162,14 +221,18 @@ let allDots = [];
 function updateDots() {
   if (!map._loaded) return;   // no view yet
   for (const m of allDots) {
-    const b = m.options.sceneBounds;
-    const a = map.latLngToContainerPoint(b.getNorthWest()), c = map.latLngToContainerPoint(b.getSouthEast());
-    const small = Math.abs(c.x - a.x) < 14 && Math.abs(c.y - a.y) < 14;
+    const small = tooSmall(m.options.sceneBounds);
     if (small && !sceneDots.hasLayer(m)) sceneDots.addLayer(m);
     else if (!small && sceneDots.hasLayer(m)) sceneDots.removeLayer(m);
   }
 }
 map.on("zoomend load", updateDots);
+
+/** Whether `bounds` is drawn smaller than `px` pixels both ways at this zoom. */
+function tooSmall(bounds, px = 14) {
+  const a = map.latLngToContainerPoint(bounds.getNorthWest()), c = map.latLngToContainerPoint(bounds.getSouthEast());
+  return Math.abs(c.x - a.x) < px && Math.abs(c.y - a.y) < px;
+}
 
 /** Out of the tab order: Chromium makes an outline with a tooltip (focus listeners) a tab stop with
  *  no name and nothing to do; the Scenes tab lists the scenes for the keyboard. */
@@ -178,14 +241,101 @@ function noTabStop(layer) {
   if (e) e.setAttribute("tabindex", "-1");
 }
 
-/** Tooltip content as plain text: Leaflet puts a string in as HTML, and item ids and dates come from
- *  STAC catalogues (anyone's), so each tooltip gets an element holding the text. */
-function textTip(text) {
-  return () => {
-    const span = document.createElement("span");
-    span.textContent = text;
-    return span;
-  };
+/** An element holding `lines` as text, one a line: Leaflet puts a string in as HTML, and item ids and
+ *  dates come from STAC catalogues (anyone's). */
+function textLines(lines) {
+  const div = document.createElement("div");
+  for (const line of lines) div.appendChild(document.createElement("div")).textContent = line;
+  return div;
+}
+
+const day = (t) => (t ? String(t).slice(0, 10) : "");
+const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + day(p.datetime) : ""} · ${p.tiles} tiles`;
+
+/** Whether lon/lat lies in scene feature `f` (its bbox, then its footprint polygon). */
+function sceneCovers(f, ll) {
+  const [w, s, e, n] = f.properties.bbox;
+  const lng = wrapLng(ll.lng);
+  if (ll.lat < s || ll.lat > n || (w <= e ? lng < w || lng > e : lng < w && lng > e)) return false;
+  return w > e || geometryCovers(f.geometry, lng, ll.lat);   // across the antimeridian: the bbox
+}
+
+/** Whether a GeoJSON (Multi)Polygon's outer rings hold lon/lat x, y (true for other geometries). */
+function geometryCovers(g, x, y) {
+  const polys = !g ? null : g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : null;
+  return !polys || polys.some((rings) => inRing(rings[0], x, y));
+}
+
+function inRing(ring, x, y) {
+  let inside = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const [xi, yi] = ring[i], [xj, yj] = ring[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/**
+ * The scenes at `ll` as the imagery draws them: those of the page's dates and collections, the
+ * selected result's scene first, then the newest (what a click there searches, with no result
+ * selected); `hidden` are the others there (left out by the filters).
+ */
+function scenesAt(ll) {
+  const here = sceneFeatures.filter((f) => f.properties.bbox && sceneCovers(f, ll));
+  const drawn = here.filter((f) => imageryChoice.matches(f.properties));
+  const item = imageryChoice.item;
+  const shown = item ? drawn.filter((f) => f.properties.item_id === item).concat(drawn.filter((f) => f.properties.item_id !== item))
+    : drawn;
+  return { shown: shown, hidden: here.filter((f) => !drawn.includes(f)) };
+}
+
+/** What the hover label says at `ll`: the scene drawn on top there, then how many other dates lie
+ *  under it (and how many the filters leave out). */
+function sceneLabel(ll) {
+  const { shown, hidden } = scenesAt(ll);
+  if (!shown.length && !hidden.length) return [];
+  if (!shown.length) {
+    return [sceneName(hidden[0].properties), `not drawn: outside the page's dates or collections` +
+            (hidden.length > 1 ? ` (${hidden.length} scenes here)` : "")];
+  }
+  const lines = [sceneName(shown[0].properties)];
+  const under = shown.slice(1);
+  if (under.length) {
+    const dates = [...new Set(under.map((f) => day(f.properties.datetime) || "no date"))];
+    const what = dates.length === under.length ? `${under.length} other date${under.length > 1 ? "s" : ""}`
+      : `${under.length} other scene${under.length > 1 ? "s" : ""}`;
+    lines.push(`${what} under it: ${dates.slice(0, 4).join(", ")}${dates.length > 4 ? ", …" : ""}`);
+  }
+  if (hidden.length) lines.push(`${hidden.length} more left out by the dates or collections`);
+  return lines;
+}
+
+/** A scene outline's or dot's hover label: the scenes at the pointer, not only its own (where dates
+ *  stack, the outline on top is not the scene drawn on top); kept inside the map. */
+function bindSceneTip(layer, fallback, opts) {
+  let shownText = "";
+  const at = () => { const t = layer.getTooltip(); return (t && t.getLatLng()) || null; };
+  const lines = () => { const ll = at(); const l = ll ? sceneLabel(ll) : []; return l.length ? l : [fallback]; };
+  layer.bindTooltip(() => { const l = lines(); shownText = l.join("\n"); return textLines(l); },
+                    Object.assign({ className: "scene-tip" }, opts));
+  layer.on("tooltipopen", (e) => keepInside(e.tooltip));
+  layer.on("mousemove", () => {
+    const t = layer.getTooltip();
+    if (!t || !t.isOpen()) return;
+    if (lines().join("\n") !== shownText) t.update();
+    keepInside(t);
+  });
+}
+
+/** Move a tooltip (or popup) that would cross the map's edge back inside it. */
+function keepInside(overlay) {
+  const el = overlay && overlay.getElement && overlay.getElement();
+  if (!el) return;
+  el.style.translate = "";
+  const m = map.getContainer().getBoundingClientRect(), r = el.getBoundingClientRect(), pad = 4;
+  const shift = (lo, hi, min, max) => (hi > max - pad ? max - pad - hi : 0) || (lo < min + pad ? min + pad - lo : 0);
+  const dx = shift(r.left, r.right, m.left, m.right), dy = shift(r.top, r.bottom, m.top, m.bottom);
+  if (dx || dy) el.style.translate = `${Math.round(dx)}px ${Math.round(dy)}px`;
 }
 
 export function showScenes(doc) {
@@ -193,22 +343,23 @@ export function showScenes(doc) {
   sceneDots.clearLayers();
   allDots = [];
   sceneLayers.clear();
-  for (const f of doc.features || []) {
-    if (!f.geometry) continue;
+  sceneFeatures = (doc.features || []).filter((f) => f.geometry && f.properties && f.properties.bbox);
+  for (const f of sceneFeatures) {
     const p = f.properties;
     const layer = L.geoJSON(f, { style: () => sceneStyle(p), pane: "scenes" });
-    const label = `${p.item_id}${p.datetime ? " · " + String(p.datetime).slice(0, 10) : ""} · ${p.tiles} tiles`;
     layer.eachLayer((l) => {
-      l.bindTooltip(textTip(label), { sticky: true, className: "scene-tip" });
+      bindSceneTip(l, sceneName(p), { sticky: true });
       l.on("add", () => noTabStop(l));   // drawn once the map has a view
     });
     layer.addTo(scenesLayer);
     sceneLayers.set(f.id, layer);
     const [w, s, e, n] = p.bbox;
     const bounds = L.latLngBounds([s, w], [n, e]);
-    const dot = L.circleMarker(bounds.getCenter(), { pane: "scenes", radius: 6, color: "#fff", weight: 2,
-                                                    fillColor: p.imagery === false ? "#b3261e" : "#f28e2b", sceneBounds: bounds });
-    dot.bindTooltip(textTip(label));
+    // opaque: the status line calls them orange dots (a see-through fill is brown on the dark map)
+    const dot = L.circleMarker(bounds.getCenter(), { pane: "scenes", radius: 6, color: "#fff", weight: 2, fillOpacity: 1,
+                                                    fillColor: p.imagery === false ? COLOURS.broken : COLOURS.area,
+                                                    sceneBounds: bounds });
+    bindSceneTip(dot, sceneName(p), {});
     dot.on("add", () => noTabStop(dot));
     dot.on("click", (ev) => { L.DomEvent.stopPropagation(ev); map.fitBounds(bounds, { padding: [20, 20], maxZoom: 18 }); });
     allDots.push(dot);
@@ -237,17 +388,18 @@ export function startBounds(doc) {
 export function flashScene(id) {
   const l = sceneLayers.get(id);
   if (!l) return;
-  l.setStyle({ color: "#f28e2b", weight: 3 });
-  setTimeout(() => l.setStyle({ color: "#f5f5f5", weight: 1.5 }), 1500);
+  l.setStyle({ color: COLOURS.area, weight: 3 });
+  setTimeout(() => l.setStyle({ color: COLOURS.scene, weight: 1.5 }), 1500);
 }
 
 // ------------------------------------------------------------------ area filter and drawing
 export const areaLayer = L.layerGroup().addTo(map);
 const drawLayer = L.layerGroup().addTo(map);
+const DRAW_STYLE = { color: COLOURS.area, weight: 2, dashArray: "4 3", fillOpacity: 0.08, interactive: false };
 
 export function drawArea(area) {
   areaLayer.clearLayers();
-  const style = { color: "#f28e2b", weight: 2, fillOpacity: 0.06, interactive: false };
+  const style = { color: COLOURS.area, weight: 2, fillOpacity: 0.06, interactive: false };
   if (area && area.bbox) {
     const [w, s, e, n] = area.bbox;
     L.rectangle([[s, w], [n, e]], style).addTo(areaLayer);
@@ -282,52 +434,61 @@ let toolsClaim = () => false;
  *  so that layers under the pointer (result footprints) leave it to them. */
 export function toolsTakeClick() { return toolsClaim(); }
 
-/** Box and polygon tools; calls onArea(area) when one is drawn, onClick(latlng) for a plain click. */
+/**
+ * Box and polygon tools; calls onArea(area) when one is drawn, onClick(latlng) for a plain click.
+ * The box follows pointer events, so a mouse, a pen and a finger all draw it (shift-drag with a
+ * mouse in Search mode); the polygon takes clicks (taps).
+ */
 export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
   let box = null, poly = null, suppressClick = false;
   toolsClaim = () => getMode() !== "search" || suppressClick || !!box;
+  const el = map.getContainer();
 
   function cancel() { drawLayer.clearLayers(); box = null; poly = null; }
 
-  map.on("mousedown", (e) => {
-    const ev = e.originalEvent;
-    if (ev.button !== 0) return;
-    if (getMode() === "box" || (getMode() === "search" && ev.shiftKey)) {
-      box = { start: e.latlng, rect: L.rectangle(L.latLngBounds(e.latlng, e.latlng),
-        { color: "#f28e2b", weight: 2, dashArray: "4 3", fillOpacity: 0.08, interactive: false }).addTo(drawLayer) };
-      L.DomEvent.preventDefault(ev);
-    }
+  const startsBox = (ev) => getMode() === "box" || (getMode() === "search" && ev.shiftKey && ev.pointerType === "mouse");
+  el.addEventListener("pointerdown", (ev) => {
+    if (box && !ev.isPrimary) { cancel(); return; }   // a second finger: a pinch zoom, not a box
+    if (!ev.isPrimary || ev.button !== 0 || !startsBox(ev) || ev.target.closest(".leaflet-control")) return;
+    const start = map.mouseEventToLatLng(ev);
+    box = { pointer: ev.pointerId, start: start, rect: L.rectangle(L.latLngBounds(start, start), DRAW_STYLE).addTo(drawLayer) };
+    el.setPointerCapture(ev.pointerId);   // the drag is followed outside the map too
+    ev.preventDefault();                  // no text selection, no emulated mouse events
   });
-  map.on("mousemove", (e) => {
-    coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`);
-    if (box) box.rect.setBounds(L.latLngBounds(box.start, e.latlng));
-    if (poly && poly.points.length) poly.line.setLatLngs(poly.points.concat([e.latlng]));
+  el.addEventListener("pointermove", (ev) => {
+    if (box && ev.pointerId === box.pointer) box.rect.setBounds(L.latLngBounds(box.start, map.mouseEventToLatLng(ev)));
   });
-  map.on("mouseup", (e) => {
-    if (!box) return;
-    const start = box.start, end = e.latlng;
+  el.addEventListener("pointerup", (ev) => { if (box && ev.pointerId === box.pointer) endBox(ev); });
+  el.addEventListener("pointercancel", (ev) => { if (box && ev.pointerId === box.pointer) cancel(); });
+
+  /** The box from the drag that ended with `ev`: none when let go outside the map or barely moved. */
+  function endBox(ev) {
+    const start = box.start, end = map.mouseEventToLatLng(ev);
     drawLayer.clearLayers();
     box = null;
+    const r = el.getBoundingClientRect();
+    if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
     const a = map.latLngToContainerPoint(start), b = map.latLngToContainerPoint(end);
     if (Math.abs(a.x - b.x) < 4 || Math.abs(a.y - b.y) < 4) return;   // a click, not a box
-    suppressClick = true;
+    suppressClick = true;   // the click that ends a mouse drag
     setTimeout(() => { suppressClick = false; }, 0);
     if (getMode() === "box") setMode("search");
     onArea({ bbox: [clampLng(Math.min(start.lng, end.lng)), clampLat(Math.min(start.lat, end.lat)),
                     clampLng(Math.max(start.lng, end.lng)), clampLat(Math.max(start.lat, end.lat))] });
-  });
-  document.addEventListener("mouseup", (ev) => {
-    if (box && !document.getElementById("map").contains(ev.target)) { drawLayer.clearLayers(); box = null; }
+  }
+
+  map.on("mousemove", (e) => {
+    if (poly && poly.points.length) poly.line.setLatLngs(poly.points.concat([e.latlng]));
   });
   map.on("click", (e) => {
     if (suppressClick) { suppressClick = false; return; }
     if (getMode() === "polygon") {
-      if (!poly) poly = { points: [], line: L.polyline([], { color: "#f28e2b", weight: 2, dashArray: "4 3", interactive: false }).addTo(drawLayer) };
+      if (!poly) poly = { points: [], line: L.polyline([], Object.assign({}, DRAW_STYLE, { fill: false })).addTo(drawLayer) };
       const p = map.latLngToContainerPoint(e.latlng);
       const last = poly.points[poly.points.length - 1];
       if (!last || map.latLngToContainerPoint(last).distanceTo(p) > SAME_PX) {  // a double-click adds one corner
         poly.points.push(e.latlng);
-        L.circleMarker(e.latlng, { radius: 3, color: "#f28e2b", interactive: false }).addTo(drawLayer);
+        L.circleMarker(e.latlng, { radius: 3, color: COLOURS.area, interactive: false }).addTo(drawLayer);
       }
       poly.line.setLatLngs(poly.points);
       return;
@@ -363,12 +524,15 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
 }
 
 // ------------------------------------------------------------------ readouts
+/** The pointer's lon/lat at the bottom right; empty (and hidden by style.css) off the map. */
 const Coords = L.Control.extend({
   options: { position: "bottomright" },
-  onAdd: function () { this._div = L.DomUtil.create("div", "coords"); this._div.textContent = " "; return this._div; },
+  onAdd: function () { this._div = L.DomUtil.create("div", "coords"); return this._div; },
   set: function (text) { this._div.textContent = text; },
 });
 const coords = new Coords().addTo(map);
+map.on("mousemove", (e) => coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`));
+map.getContainer().addEventListener("mouseleave", () => coords.set(""));
 L.control.scale({ imperial: false }).addTo(map);
 
 /** A notice over the map (for example: the online basemap failed); returns its element. */
