@@ -717,3 +717,29 @@ export function mapNotice(text) {
   div.hidden = !text;
   return div;
 }
+
+// ------------------------------------------------------------------ legend
+const LEGEND = [["query", "Query tile"], ["result", "Result"], ["selected", "Selected result"],
+                ["positive", "Positive label"], ["negative", "Negative label"], ["hit", "Find-all hit"],
+                ["area", "Area filter"], ["scene", "Scene outline"], ["dot", "Scene (zoomed out)"]];
+
+/** What the colours on the map mean (style.css draws the swatches from the same --map-* colours);
+ *  open on a wide map, a "Legend" button on a phone's. */
+const Legend = L.Control.extend({
+  options: { position: "bottomleft" },
+  onAdd: function (m) {
+    const box = L.DomUtil.create("details", "map-legend");
+    box.open = m.getSize().x >= 600;
+    box.appendChild(document.createElement("summary")).textContent = "Legend";
+    const list = box.appendChild(document.createElement("ul"));
+    for (const [kind, text] of LEGEND) {
+      const li = list.appendChild(document.createElement("li"));
+      li.appendChild(document.createElement("span")).className = "sw " + kind;
+      li.appendChild(document.createTextNode(text));
+    }
+    L.DomEvent.disableClickPropagation(box);
+    L.DomEvent.disableScrollPropagation(box);
+    return box;
+  },
+});
+new Legend().addTo(map);
