@@ -1,0 +1,459 @@
+"""The map of the map page (rsir_stac/web/map.js, style.css) in headless Chromium against `serve`.
+
+Reuses test_web_e2e's browser, its 3-scene index (``server``) and its ``Page``; ``stack_server``
+serves a place imaged on three dates (as NAIP 2009/2015/2020) and one small scene ~400 km away.
+Asserts on what is drawn: pixels of screenshots, element boxes, computed styles and the map's state.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.test_web_e2e import GEOTIFF, KEY, Page, _scene_points, browser, server  # noqa: F401 (fixtures)
+
+STACK = {"2009-08-18": 1, "2015-09-26": 2, "2020-08-31": 3}   # date -> seed
+STACK_ID = "naip_m_4709963_se_14_1_{}-b3278a42796e"           # long ids, as NAIP's
+FAR_ORIGIN = (500000.0, 3700000.0)                              # ~400 km north of the stack
+
+
+def _stack_item(root: Path, item_id: str, date: str, tif: Path) -> str:
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": "naip", "geometry": None,
+            "properties": {"datetime": f"{date}T00:00:00Z"}, "links": [],
+            "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
+    path = root / f"{item_id}.json"
+    path.write_text(json.dumps(item))
+    return str(path)
+
+
+def build_stack_index(root: Path, bundle) -> Path:
+    """Three dates of one 256 m square (16 tiles each) and a one-tile scene far away (49 tiles)."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from tests.conftest import make_geotiff
+
+    root.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for date, seed in STACK.items():
+        item_id = STACK_ID.format(date.replace("-", ""))
+        tif = make_geotiff(root / f"{item_id}.tif", width=256, height=256, seed=seed)
+        sources.append(_stack_item(root, item_id, date, tif))
+    far = make_geotiff(root / "far.tif", width=64, height=64, origin=FAR_ORIGIN, seed=9)
+    sources.append(_stack_item(root, "far-scene", "2020-08-31", far))
+    report = ingest(sources, index=str(root / "idx"), model=bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
+    assert report.ok and report.points_written == 49, report
+    return root / "idx"
+
+
+@pytest.fixture(scope="module")
+def stack_server(tmp_path_factory, tiny_bundle):
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import serve_in_thread
+
+    path = build_stack_index(tmp_path_factory.mktemp("stack"), tiny_bundle)
+    with Index.open(str(path), model=tiny_bundle) as idx:
+        points = {p.id: p.payload for p in idx.store.iter_points(with_vectors=False)}
+        with serve_in_thread(create_app(idx, api_key=KEY)) as base:
+            yield base, points
+
+
+class _Touch:
+    """The browser, its new contexts with a touch screen (as a phone's)."""
+
+    def __init__(self, browser):
+        self.browser = browser
+
+    def new_context(self, **kw):
+        return self.browser.new_context(has_touch=True, is_mobile=True, **kw)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _map_box(pg):
+    return pg.p.locator("#map").bounding_box()
+
+
+def _centre(pg):
+    return pg.p.evaluate("(() => { const c = rsir.map.getCenter(); return [c.lng, c.lat]; })()")
+
+
+def _latlng_at(pg, x, y):
+    """The lon/lat under page point (x, y)."""
+    box = _map_box(pg)
+    return pg.p.evaluate(f"(() => {{ const l = rsir.map.containerPointToLatLng([{x - box['x']}, {y - box['y']}]); "
+                         "return [l.lng, l.lat]; })()")
+
+
+def _touch_drag(cdp, x0, y0, x1, y1, steps=10):
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+    for i in range(1, steps + 1):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+            {"x": x0 + (x1 - x0) * i / steps, "y": y0 + (y1 - y0) * i / steps}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def _shot(pg):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(pg.p.screenshot())).convert("RGB")
+
+
+def _hue(rgb):
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    return h * 360, s, v
+
+
+def _rgb(css: str):
+    """'rgb(1, 2, 3)' or '#010203' as a tuple."""
+    css = css.strip()
+    if css.startswith("#"):
+        return tuple(int(css[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(float(v)) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3])
+
+
+def _tip_lines(pg):
+    pg.p.wait_for_selector(".leaflet-tooltip", timeout=5_000)
+    return pg.p.locator(".leaflet-tooltip").last.inner_text().split("\n")
+
+
+def _stack_ids(points, date):
+    return [i for i, p in points.items() if p["item_id"] == STACK_ID.format(date.replace("-", ""))]
+
+
+def _stack_centre(points):
+    locs = [p["location"] for i, p in points.items() if p["item_id"] != "far-scene"]
+    return (sum(q["lon"] for q in locs) / len(locs), sum(q["lat"] for q in locs) / len(locs))
+
+
+def _inside(inner, outer, slack=0.5):
+    return (inner["x"] >= outer["x"] - slack and inner["y"] >= outer["y"] - slack
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + slack
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack)
+
+
+MAP_MODULE = "const m = await import('/static/map.js');"
+
+
+# --------------------------------------------------------------------------- drawing with a finger
+
+
+def test_touch_drag_draws_a_box_and_pans_in_search_mode(browser, server):
+    """On a touch screen, Draw box then a finger drag sets the box (the map stays still); in Search
+    mode the same drag pans the map and sets no area."""
+    base, _ = server
+    pg = Page(_Touch(browser), base, size=(390, 844))
+    try:
+        cdp = pg.ctx.new_cdp_session(pg.p)
+        box = _map_box(pg)
+        x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.35
+        x1, y1 = box["x"] + box["width"] * 0.65, box["y"] + box["height"] * 0.7
+        want = _latlng_at(pg, x0, y0) + _latlng_at(pg, x1, y1)
+        before = _centre(pg)
+        pg.p.tap("#mode-box")
+        _touch_drag(cdp, x0, y0, x1, y1)
+        pg.p.wait_for_function("document.querySelector('#area-text').innerText.startsWith('box ')", timeout=10_000)
+        assert _centre(pg) == before, "the map moved under the finger drawing the box"
+        got = [float(v) for v in pg.p.inner_text("#area-text")[4:].split(",")]
+        w, s, e, n = min(want[0], want[2]), min(want[1], want[3]), max(want[0], want[2]), max(want[1], want[3])
+        assert got == pytest.approx([w, s, e, n], abs=5e-5), (got, want)
+        assert "bbox=" in pg.p.url
+        assert pg.p.get_attribute("#mode-search", "aria-pressed") == "true"   # back to Search once drawn
+        # Search mode: the same drag pans the map, and the area stays
+        area = pg.p.inner_text("#area-text")
+        before = _centre(pg)
+        _touch_drag(cdp, x0, y0, x1, y1)
+        pg.p.wait_for_timeout(500)
+        assert _centre(pg) != before, "a finger drag in Search mode did not pan the map"
+        assert pg.p.inner_text("#area-text") == area
+        pg.shots("map_touch_box")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_mouse_shift_drag_draws_a_box_and_letting_go_outside_draws_none(browser, server):
+    """With the box on pointer events the mouse keeps its ways: shift-drag in Search mode draws a
+    box; a Draw box drag let go outside the map draws none."""
+    base, _ = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        box = _map_box(pg)
+        x0, y0 = box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4
+        pg.p.click("#mode-box")
+        pg.p.mouse.move(x0, y0)
+        pg.p.mouse.down()
+        pg.p.mouse.move(box["x"] + box["width"] + 150, y0 + 40, steps=6)   # over the panel
+        pg.p.mouse.up()
+        pg.p.wait_for_timeout(300)
+        assert pg.p.inner_text("#area-text") == "anywhere"
+        assert pg.p.locator(".leaflet-overlay-pane path").count() == 0     # the rubber band is gone
+        pg.p.click("#mode-search")
+        before = _centre(pg)
+        pg.p.keyboard.down("Shift")
+        pg.p.mouse.move(x0, y0)
+        pg.p.mouse.down()
+        pg.p.mouse.move(x0 + 80, y0 + 60, steps=6)
+        pg.p.mouse.up()
+        pg.p.keyboard.up("Shift")
+        pg.p.wait_for_function("document.querySelector('#area-text').innerText.startsWith('box ')", timeout=10_000)
+        assert _centre(pg) == before
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- the hover label
+
+
+def test_hover_names_the_scene_drawn_and_the_dates_under_it(browser, stack_server):
+    """Over three dates of one place the label names the scene the imagery draws and a click
+    searches (the newest, or the newest the Dates filter keeps) and says how many dates lie under it."""
+    base, points = stack_server
+    lon, lat = _stack_centre(points)
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        x, y = pg.lonlat_xy(lon + 0.0003, lat + 0.0002)   # between tile centres, on the scenes only
+        pg.p.mouse.move(x, y)
+        lines = _tip_lines(pg)
+        assert lines[0] == f"{STACK_ID.format('20200831')} · 2020-08-31 · 16 tiles", lines
+        assert lines[1] == "2 other dates under it: 2015-09-26, 2009-08-18", lines
+        pg.shots("map_hover_stack")   # ends at another window size: the place is found again
+        x, y = pg.lonlat_xy(lon + 0.0003, lat + 0.0002)
+        # with a Dates filter the imagery and a click take 2015: so does the label
+        pg.p.fill("#datetime", "2015")
+        pg.p.press("#datetime", "Enter")
+        pg.p.mouse.move(x + 40, y + 30)
+        pg.p.mouse.move(x, y)
+        lines = _tip_lines(pg)
+        assert lines[0] == f"{STACK_ID.format('20150926')} · 2015-09-26 · 16 tiles", lines
+        assert lines[1] == "2 more left out by the dates or collections", lines
+        pg.p.mouse.click(x, y)   # the scene a click searches is the one named
+        pg.wait_results()
+        assert STACK_ID.format("20150926") in pg.p.inner_text("#query")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_hover_label_stays_inside_the_map_on_a_phone(browser, stack_server):
+    """A long scene name wraps, and the label is moved inside the map near each of its edges."""
+    base, points = stack_server
+    lon, lat = _stack_centre(points)
+    pg = Page(browser, base, size=(390, 844))
+    try:
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 19, {{animate: false}})")   # the scene fills the map
+        box = _map_box(pg)
+        for fx, fy in ((0.45, 0.5), (0.55, 0.5), (0.5, 0.04), (0.5, 0.85), (0.03, 0.3), (0.97, 0.6)):
+            pg.p.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            pg.p.wait_for_selector(".leaflet-tooltip", timeout=5_000)
+            tip = pg.p.locator(".leaflet-tooltip").last.bounding_box()
+            assert _inside(tip, box), ((fx, fy), tip, box)
+        pg.p.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+        pg.shots("map_hover_phone")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- readouts and colours
+
+
+def test_coordinates_box_shows_only_while_the_pointer_is_on_the_map(browser, server):
+    base, _ = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        coords = pg.p.locator(".leaflet-control-container .coords")
+        assert coords.count() == 1 and not coords.is_visible(), "an empty coordinates box is drawn"
+        box = _map_box(pg)
+        pg.p.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert coords.is_visible()
+        lon, lat = (float(v) for v in coords.inner_text().split(","))
+        want = _latlng_at(pg, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        assert (lon, lat) == pytest.approx(want, abs=1e-5)
+        pg.p.mouse.move(box["x"] + box["width"] + 50, box["y"] + 50)   # off the map, over the panel
+        assert not coords.is_visible()
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_scene_dots_are_drawn_orange_as_the_status_says(browser, server):
+    """Zoomed out, scenes are dots the status line calls orange: their fill is opaque orange, not
+    a see-through orange that reads dark brown on the dark map."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.p.evaluate("rsir.map.setZoom(8, {animate: false})")
+        pg.p.wait_for_function("document.querySelectorAll('.leaflet-scenes-pane path').length === 6", timeout=10_000)
+        pg.p.wait_for_timeout(300)
+        scenes = pg.p.evaluate("fetch('/api/scenes', {headers: {'X-API-Key': sessionStorage.getItem('rsir-key')}})"
+                               ".then(r => r.json())")
+        w, s, e, n = scenes["features"][0]["properties"]["bbox"]
+        x, y = pg.lonlat_xy((w + e) / 2, (s + n) / 2)
+        img = _shot(pg)
+        rgb = img.getpixel((round(x), round(y)))
+        h, sat, v = _hue(rgb)
+        assert 20 <= h <= 40 and sat > 0.7 and v > 0.85, (rgb, "the dot is not orange")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_query_and_negative_colours_differ_and_the_legend_shows_what_is_drawn(browser, server):
+    """The query is not the negatives' red; the legend's swatches are the map's colours (open on a
+    wide map, a button on a phone); the query thumbnail has the query's colour."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        colours = pg.p.evaluate(f"(async () => {{ {MAP_MODULE} return m.COLOURS; }})()")
+        hq, _, _ = _hue(_rgb(colours["query"]))
+        hn, _, _ = _hue(_rgb(colours["negative"]))
+        assert min(abs(hq - hn), 360 - abs(hq - hn)) > 40, colours
+        for kind in ("query", "result", "selected", "positive", "negative", "hit"):
+            others = [colours[k] for k in ("query", "result", "selected", "positive", "negative", "hit") if k != kind]
+            assert colours[kind] not in others, (kind, colours)
+        legend = pg.p.locator(".leaflet-control-container .map-legend")
+        assert legend.count() == 1 and legend.get_attribute("open") is not None
+        assert _inside(legend.bounding_box(), _map_box(pg))
+        for kind in ("query", "result", "selected", "positive", "negative", "hit"):
+            sw = legend.locator(f".sw.{kind}")
+            assert sw.is_visible(), kind
+            assert _rgb(sw.evaluate("e => getComputedStyle(e).borderTopColor")) == _rgb(colours[kind]), kind
+        assert "Negative label" in legend.inner_text() and "Query tile" in legend.inner_text()
+        pid = next(iter(_scene_points(points, "scene-a")))
+        pg.search_by_id(pid, 10)
+        border = pg.p.locator("#query img").evaluate("e => getComputedStyle(e).borderTopColor")
+        assert _rgb(border) == _rgb(colours["query"])
+        pg.shots("map_legend")
+    finally:
+        pg.close()
+    pg = Page(browser, base, size=(390, 844))
+    try:
+        legend = pg.p.locator(".map-legend")
+        assert legend.get_attribute("open") is None and not legend.locator("ul").is_visible()
+        legend.locator("summary").click()
+        assert legend.locator("ul").is_visible() and pg.p.inner_text("#area-text") == "anywhere"   # no search
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- framing and hits
+
+
+def test_one_far_result_is_left_out_of_the_view_and_indicated(browser, stack_server):
+    """A result ~400 km away does not zoom the view out to it: fitSearch frames the query and the
+    bulk of the results, and "1 result outside the view · Show all" brings it in."""
+    base, points = stack_server
+    far = next(i for i, p in points.items() if p["item_id"] == "far-scene")
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=50")
+    try:
+        pg.wait_results(48)   # every other tile: the far one among them
+        assert far in pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        pg.p.evaluate(f"(async () => {{ {MAP_MODULE} m.fitSearch(); }})()")
+        pg.p.wait_for_timeout(300)
+        view = pg.p.evaluate("(() => { const b = rsir.map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
+        assert view[2] - view[0] < 0.05 and view[3] - view[1] < 0.05, view   # the place, not the state
+        for i, p in points.items():
+            inside = view[0] <= p["location"]["lon"] <= view[2] and view[1] <= p["location"]["lat"] <= view[3]
+            assert inside == (i != far), (i, p["item_id"])
+        button = pg.p.locator(".leaflet-control-container button.offscreen")
+        pg.p.wait_for_function("(() => { const b = document.querySelector('button.offscreen'); return b && !b.hidden; })()",
+                               timeout=5_000)
+        assert button.inner_text() == "1 result outside the view · Show all"
+        assert _inside(button.bounding_box(), _map_box(pg))
+        pg.shots("map_far_result")
+        button.click()
+        pg.p.wait_for_timeout(400)
+        loc = points[far]["location"]
+        assert pg.p.evaluate(f"rsir.map.getBounds().contains([{loc['lat']}, {loc['lon']}])")
+        assert button.is_hidden()
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def _hit_over_a_result(pg, hits):
+    """A hit (id, page x, y) whose footprint there also lies over a result's (hit-tested with the
+    hits' footprints out of the way)."""
+    hide = "document.querySelectorAll('.leaflet-hits-pane path').forEach(p => p.style.display = '{}')"
+    pg.p.evaluate(hide.format("none"))
+    try:
+        for hid, lon, lat in hits:
+            x, y = pg.lonlat_xy(lon + 0.0001, lat + 0.0001)
+            if pg.p.evaluate(f"!!document.elementFromPoint({x}, {y}).closest('.leaflet-results-pane')"):
+                return hid, x, y
+    finally:
+        pg.p.evaluate(hide.format(""))
+    raise AssertionError("no hit lies over a result footprint")
+
+
+def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_server):
+    """Hits zoomed out are purple labels with their count; zoomed in a click on a hit over a result
+    opens the hit (probability, date) rather than selecting the result, and its action runs."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
+            pg.p.locator("#gallery .card").nth(i).click()
+            pg.p.click(f"#details button:has-text('{lab}')")
+        pg.p.locator("#details button.close").click()
+        hits = pg.p.evaluate("""(async () => {
+          const api = await import('/static/api.js'); const st = await import('/static/state.js');
+          const m = await import('/static/map.js');
+          const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
+          m.drawHits(doc.features, [{label: 'Search from this', run: (f) => rsir.searchById(f.id)}]);
+          return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
+        })()""")
+        assert len(hits) == 48   # all but the one negative
+        stacked = sum(points[h[0]]["item_id"] != "far-scene" for h in hits)
+        lon, lat = _stack_centre(points)
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 7, {{animate: false}})")
+        pg.p.wait_for_timeout(300)
+        dots = pg.p.locator(".hit-dot")
+        want = [f"{stacked} hits"] + (["hit"] if stacked < len(hits) else [])   # the stack, and the far tile
+        assert sorted(dots.all_inner_texts()) == want
+        stack_dot = dots.filter(has_text=f"{stacked} hits")
+        b = stack_dot.bounding_box()
+        img = _shot(pg)
+        h, sat, v = _hue(img.getpixel((round(b["x"] + 4), round(b["y"] + b["height"] / 2))))
+        assert 255 <= h <= 290 and sat > 0.3, "the hits' label is not purple"
+        pg.shots("map_hits_zoomed_out")
+        stack_dot.click()   # zooms to the hits
+        pg.p.wait_for_timeout(400)
+        assert pg.p.evaluate("rsir.map.getZoom()") >= 14
+        # zoomed in: a hit on a result footprint takes the click
+        results = set(pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)"))
+        hid, x, y = _hit_over_a_result(pg, [h for h in hits if h[0] not in results])
+        hit = next(h for h in hits if h[0] == hid)
+        pg.p.mouse.click(x, y)
+        popup = pg.p.locator(".leaflet-popup.hit-popup")
+        popup.wait_for(timeout=5_000)
+        assert "find-all hits here" in popup.locator(".hit-title").inner_text()   # dates stack: each is named
+        row = popup.locator(f".hit-row[data-id='{hid}']")
+        text = row.inner_text()
+        assert text.startswith("p = ") and points[hid]["datetime"][:10] in text and points[hid]["item_id"] in text, text
+        assert pg.p.locator("#details").is_hidden() and "sel=" not in pg.p.url
+        assert _inside(popup.bounding_box(), _map_box(pg))
+        pg.shots("map_hit_popup")
+        row.locator("button:has-text('Search from this')").click()
+        pg.p.wait_for_function(f"document.querySelector('#query').innerText.includes('{hid}')", timeout=30_000)
+        # drawing: a click on a hit is a corner, not the hit
+        pg.p.click("#mode-polygon")
+        pg.p.mouse.click(*pg.lonlat_xy(hit[1] + 0.0001, hit[2] + 0.0001))
+        pg.p.wait_for_timeout(300)
+        assert popup.count() == 0
+        pg.check_clean()
+    finally:
+        pg.close()
