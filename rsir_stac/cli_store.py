@@ -108,8 +108,10 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
         if report.tiling_kept:
             click.echo(f"  note: {report.tiling_kept}", err=True)
         for f in report.sources_failed:
-            click.echo(f"  failed source {f['href']} ({f['tiles']} tiles): {f['error']}; it was ingested with "
-                       f"{f['ingest_options']}", err=True)
+            stored = f.get("stored_href", f["href"])
+            where = f" (stored in the index as {stored}, moved by --relocate)" if stored != f["href"] else ""
+            click.echo(f"  failed source {f['href']}{where} ({f['tiles']} tiles): {f['error']}; it was ingested "
+                       f"with {f['ingest_options']}", err=True)
         for msg in report.tile_errors:
             click.echo(f"  failed tile: {msg}", err=True)
     if not report.ok:
@@ -117,9 +119,15 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
         parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
             [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
         where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
-        moved = next((f["href"] for f in report.sources_failed if "does not exist" in f.get("error", "")), None)
-        hint = (f"if they moved, re-run the same command with --relocate {os.path.dirname(moved)}=NEW_FOLDER (the "
-                "same tiles, read from there); " if moved else "")
+        # OLD of --relocate is the folder the index stores (not where an earlier --relocate looked)
+        moved = next((f for f in report.sources_failed if "does not exist" in f.get("error", "")), None)
+        hint = ""
+        if moved is not None:
+            stored = os.path.dirname(moved.get("stored_href", moved["href"]))
+            instead = (f" in place of the --relocate that read them from {os.path.dirname(moved['href'])}"
+                       if moved.get("stored_href", moved["href"]) != moved["href"] else "")
+            hint = (f"if they moved, re-run the same command with --relocate {stored}=NEW_FOLDER{instead} (the same "
+                    "tiles, read from there); ")
         _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: {hint}put the files back and "
               "re-run the same command, or ingest them again with the new model and the options listed for each "
               "(a moved raster is then a new item, and this command still lists the old one)", 1)

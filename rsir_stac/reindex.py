@@ -72,6 +72,7 @@ class ReindexReport:
     tiles_failed: int = 0
     tile_errors: list[str] = field(default_factory=list)
     sources_failed: list[dict[str, Any]] = field(default_factory=list)
+    relocate_unmatched: list[str] = field(default_factory=list)
     tiling_kept: str = ""
     seconds: float = 0.0
 
@@ -133,31 +134,105 @@ class _Todo(NamedTuple):
     key: _SourceKey
     grid: _Grid
     payload: dict
+    stored_href: str = ""  # the href the old index stores (before --relocate)
 
 
 def parse_relocation(text: str) -> tuple[str, str]:
     """``OLD=NEW`` (``--relocate``): sources stored under the folder or URL prefix ``OLD`` are
-    read from ``NEW`` (``~`` expanded in a local ``NEW``).  InputError when it is not that."""
+    read from ``NEW``.  A local ``NEW`` is made absolute (``~`` expanded, relative to the
+    working directory), so the index does not depend on where a later command runs; a
+    relative local ``OLD`` is resolved the same way (:class:`_Relocations` also matches it as
+    typed).  URLs are left as they are.  InputError when it is not ``OLD=NEW``."""
     old, sep, new = str(text).partition("=")
-    old, new = old.strip().rstrip("/"), new.strip().rstrip("/")
-    if not sep or not old or not new:
+    old, new = old.strip(), new.strip()
+    if not sep or not old.rstrip("/") or not new.rstrip("/"):
         raise InputError(f"--relocate {text!r} is not OLD=NEW; give the folder the sources were ingested from and "
                          "where they are now, e.g. --relocate /data/old=/data/new")
-    if "://" not in new:
-        new = os.path.expanduser(new)
-    return old, new
+    return _local_abs(old), _local_abs(new)
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def _local_abs(path: str) -> str:
+    """A local path absolute (``~`` expanded, against the working directory), without a
+    trailing slash; a URL as it is, without a trailing slash."""
+    if _is_url(path):
+        return path.rstrip("/")
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def relocated(href: str, relocate: Sequence[tuple[str, str]]) -> str:
     """``href`` with the first matching ``(OLD, NEW)`` prefix replaced; a prefix matches the
     whole ``href`` or a leading run of whole path components (``/a/b`` not ``/a/bc``)."""
     for old, new in relocate:
-        if href == old or href.startswith(old + "/"):
-            return new + href[len(old):]
+        if _under(href, old):
+            return _moved(href, old, new)
     return href
 
 
-def _plan(payload: dict, model_id: str, relocate: Sequence[tuple[str, str]] = ()) -> tuple[str, _SourceKey, _Grid]:
+def _under(href: str, prefix: str) -> bool:
+    return href == prefix or href.startswith(prefix.rstrip("/") + "/")
+
+
+def _moved(href: str, old: str, new: str) -> str:
+    return new.rstrip("/") + href[len(old.rstrip("/")):]
+
+
+#: Folders of stored hrefs kept to name in the warning about a ``--relocate`` that matched nothing.
+_STORED_FOLDERS = 5
+
+
+class _Relocations:
+    """The ``--relocate`` rules of a run: each ``(OLD, NEW)`` with ``OLD`` absolute (and, when it
+    was typed relative, also as typed, for hrefs stored relative by earlier versions), how many
+    stored hrefs each matched, and a few folders of the stored hrefs (for :meth:`unmatched`)."""
+
+    def __init__(self, rules: Sequence[tuple[str, str] | str]) -> None:
+        self.rules: list[tuple[str, tuple[str, ...], str]] = []
+        for r in rules:
+            if isinstance(r, str):
+                typed = r.partition("=")[0].strip()
+                old, new = parse_relocation(r)
+            else:
+                typed, old, new = str(r[0]), _local_abs(str(r[0])), _local_abs(str(r[1]))
+            typed = typed.rstrip("/") or typed
+            olds = (old,) if typed in (old, "") or _is_url(typed) else (old, typed)
+            self.rules.append((typed, olds, new))
+        self.matched = [0] * len(self.rules)
+        self.folders: dict[str, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def __call__(self, href: str) -> str:
+        for i, (_, olds, new) in enumerate(self.rules):
+            for old in olds:
+                if _under(href, old):
+                    self.matched[i] += 1
+                    return _moved(href, old, new)
+        if self.rules:
+            folder = href.rsplit("/", 1)[0] if "/" in href else href
+            if folder in self.folders or len(self.folders) < _STORED_FOLDERS:
+                self.folders[folder] = self.folders.get(folder, 0) + 1
+        return href
+
+    def unmatched(self) -> list[str]:
+        """One line per rule that matched no stored href, naming the folders the index stores."""
+        folders = sorted(self.folders, key=lambda f: -self.folders[f])
+        if folders:
+            fix = (f"the index stores its other sources under {', '.join(folders[:3])}"
+                   + (" ..." if len(folders) > 3 else "") + f"; give OLD as one of those folders, e.g. "
+                   f"--relocate {folders[0]}=NEW")
+        else:
+            fix = "every source of the index matched another --relocate; drop this one"
+        return [f"--relocate {typed}={new} matched no source of the index (none is stored under "
+                f"{' or '.join(olds)}): {fix}" for (typed, olds, new), n in zip(self.rules, self.matched) if n == 0]
+
+
+def _plan(payload: dict, model_id: str, relocate: Callable[[str], str] | Sequence[tuple[str, str]] = ()
+          ) -> tuple[str, _SourceKey, _Grid]:
     """New point id, scene key and grid of one stored tile (KeyError/TypeError/
     ValueError when the payload was not written by ``rsir-stac ingest``).  The id does not
     depend on the href, so a relocated source keeps its tiles' ids."""
@@ -171,10 +246,10 @@ def _plan(payload: dict, model_id: str, relocate: Sequence[tuple[str, str]] = ()
     gsd = None if t.get("gsd") is None else float(t["gsd"])
     bands = tuple(int(b) for b in t["bands"]) if t.get("bands") else None
     nodata = payload_nodata(t.get("nodata"))
+    move = relocate if callable(relocate) else (lambda h: relocated(h, relocate))
     files = payload_band_hrefs(payload)  # None for a tile of one file
-    band_hrefs = None if files is None else tuple(relocated(h, relocate) for h in files)
-    key = _SourceKey(relocated(str(payload["href"]), relocate), bands, gsd, tile_size, stride, edge, nodata,
-                     band_hrefs)
+    band_hrefs = None if files is None else tuple(move(h) for h in files)
+    key = _SourceKey(move(str(payload["href"])), bands, gsd, tile_size, stride, edge, nodata, band_hrefs)
     identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
     pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
                    tiling_key(tile_size, stride, gsd, edge), model_id)
@@ -419,8 +494,7 @@ def reindex(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"--batch-size {batch_size!r} is invalid; give a positive whole number of tiles per forward "
                          "pass (leave it out for the default)")
-    moves = [parse_relocation(r) if isinstance(r, str) else (str(r[0]).rstrip("/"), str(r[1]).rstrip("/"))
-             for r in relocate]
+    moves = _Relocations(relocate)
     collection = collection or DEFAULT_COLLECTION
     emit = progress or (lambda e: None)
     t0 = time.time()
@@ -456,6 +530,9 @@ def reindex(
         target.flush()
         if report.points_written:
             target.optimize()
+        report.relocate_unmatched = moves.unmatched()
+        for line in report.relocate_unmatched:
+            log.warning("%s", line)
     finally:
         sources.close()
         if embedder is not None:
@@ -486,7 +563,7 @@ def _tile_failed(report: ReindexReport, message: str) -> None:
 
 
 def _do_page(page: list, model_id: str, target, sources: _Sources, writer: _Writer, report: ReindexReport,
-             emit: Callable[[ReindexEvent], None], relocate: Sequence[tuple[str, str]] = ()) -> None:
+             emit: Callable[[ReindexEvent], None], relocate: Callable[[str], str] | Sequence = ()) -> None:
     """Re-read, embed and write the points of one page not yet in the target."""
     from rsir_stac.malloc import release_free_memory
 
@@ -504,7 +581,7 @@ def _do_page(page: list, model_id: str, target, sources: _Sources, writer: _Writ
             from rsir_stac.tiling.stack import stored_band_hrefs
 
             moved["band_hrefs"] = stored_band_hrefs(key.href, key.band_hrefs)
-        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id, **moved}))
+        todo.append(_Todo(pid, key, grid, {**p.payload, "model_id": model_id, **moved}, str(p.payload["href"])))
     existing = target.existing_ids([t.new_id for t in todo]) if todo else set()
     if existing:
         report.points_existing += len(existing)
@@ -528,7 +605,8 @@ def _source_failed(key: _SourceKey, tiles: list[_Todo], err: BaseException, sour
         msg = str(err) if isinstance(err, RsirError) else (
             f"{key.href}: unexpected {type(err).__name__} while opening ({_one_line(err)}); "
             "run with -v for the traceback")
-        entry = {"href": key.href, "item": tiles[0].payload.get("item_id", ""), "error": " ".join(msg.split()),
+        entry = {"href": key.href, "stored_href": tiles[0].stored_href or key.href,
+                 "item": tiles[0].payload.get("item_id", ""), "error": " ".join(msg.split()),
                  "tiles": 0, "ingest_options": _ingest_options(key, tiles[0].payload)}
         sources.failed[key.href] = entry
         report.sources_failed.append(entry)

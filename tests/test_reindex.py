@@ -370,3 +370,48 @@ def test_sigkill_mid_run_then_rerun_equals_clean_run(tmp_path, old_index, new_bu
     r = reindex(str(old_index), str(new), model=new_bundle)
     assert r.ok and r.points_existing == len(partial) and r.points_written == 6 - len(partial)
     _assert_same_index(_points(new), fresh)
+
+
+def test_relative_relocate_is_stored_absolute_and_the_advice_names_the_stored_folder(
+        tmp_path, scenes, old_index, new_bundle, fresh, monkeypatch):
+    """Trial: `--relocate scenes2=scenes2-moved` stored `scenes2-moved/...` as typed (thumbnails
+    then depended on the working directory), and after a --relocate run the advice named the
+    relocated folder, which changes nothing when followed."""
+    from rsir_stac.thumbnails import read_tile
+
+    folder = scenes[0].parent
+    moved = tmp_path / "moved-scenes"
+    folder.rename(moved)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path), "--relocate", "scenes=elsewhere"])
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.exit_code == 1 and f"--relocate {folder}=NEW_FOLDER" in last and "elsewhere=" not in last, res.output
+    assert f"in place of the --relocate that read them from {tmp_path / 'elsewhere'}" in last
+    assert f"stored in the index as {folder}/" in res.stderr
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path), "--relocate", "scenes/=./moved-scenes/",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.splitlines()[0])["relocate_unmatched"] == []
+    got = _points(tmp_path / "new")
+    assert got.keys() == fresh.keys()
+    (tmp_path / "elsewhere-cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere-cwd")  # the stored hrefs do not depend on the working directory
+    for pid, p in got.items():
+        assert p.payload["href"] == str(moved / os.path.basename(fresh[pid].payload["href"]))
+        assert read_tile(p.payload).std() > 0
+
+
+def test_a_relocate_that_matches_no_stored_source_is_said(tmp_path, scenes, old_index, new_bundle, caplog):
+    """Trial: a rule whose OLD matched no stored href was silent."""
+    with caplog.at_level("WARNING", logger="rsir_stac.reindex"):
+        r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle,
+                    relocate=[f"{tmp_path / 'nowhere'}={tmp_path / 'moved'}", "https://a.example/x=https://b.example/x"])
+    assert r.ok and r.points_written == 6  # the sources are where the index says: read from there
+    assert len(r.relocate_unmatched) == 2
+    first = r.relocate_unmatched[0]
+    assert first.startswith(f"--relocate {tmp_path / 'nowhere'}={tmp_path / 'moved'} matched no source")
+    assert f"under {scenes[0].parent}" in first and f"--relocate {scenes[0].parent}=NEW" in first
+    assert r.relocate_unmatched[1].startswith("--relocate https://a.example/x=https://b.example/x matched no")
+    assert first in caplog.text
