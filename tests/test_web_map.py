@@ -447,7 +447,14 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         assert pg.p.locator("#details").is_hidden() and "sel=" not in pg.p.url
         assert _inside(popup.bounding_box(), _map_box(pg))
         pg.shots("map_hit_popup")
-        row.locator("button:has-text('Search from this')").click()
+        # the result under the hits is one click away, as it was without them
+        popup.locator("button:has-text('Select the result under it')").click()
+        pg.p.wait_for_selector("#details:not([hidden])")
+        assert "sel=" in pg.p.url and popup.count() == 0
+        pg.p.locator("#details button.close").click()
+        pg.p.mouse.click(*pg.lonlat_xy(hit[1] + 0.0001, hit[2] + 0.0001))
+        popup.wait_for(timeout=5_000)
+        popup.locator(f".hit-row[data-id='{hid}'] button:has-text('Search from this')").click()
         pg.p.wait_for_function(f"document.querySelector('#query').innerText.includes('{hid}')", timeout=30_000)
         # drawing: a click on a hit is a corner, not the hit
         pg.p.click("#mode-polygon")

@@ -601,8 +601,33 @@ function openHits(latlng) {
   title.textContent = here.length > 1 ? `${here.length} find-all hits here` : "Find-all hit";
   for (const f of here.slice(0, HITS_LISTED)) div.appendChild(hitRow(f));
   if (here.length > HITS_LISTED) div.appendChild(document.createTextNode(`and ${here.length - HITS_LISTED} more here`));
-  L.popup({ className: "hit-popup", maxWidth: 260, autoPanPaddingTopLeft: [10, 40], autoPanPaddingBottomRight: [10, 10] })
-    .setLatLng(latlng).setContent(div).openOn(map);
+  const result = resultAt(latlng);
+  if (result) div.appendChild(resultRow(result, latlng));
+  const popup = L.popup({ className: "hit-popup", maxWidth: 260, autoPanPaddingTopLeft: [10, 40],
+                          autoPanPaddingBottomRight: [10, 10] }).setLatLng(latlng).setContent(div).openOn(map);
+  map.once("zoomstart", () => map.closePopup(popup));   // zoomed out, it would cover the map and cross its edge
+}
+
+/** The result footprint a click at `latlng` would select were no hit over it (the one on top). */
+function resultAt(latlng) {
+  let top = null;
+  map.eachLayer((l) => {
+    if (l instanceof L.Polygon && l.options.pane === "results" && l.getBounds().contains(latlng) &&
+        geometryCovers(l.toGeoJSON().geometry, latlng.lng, latlng.lat)) top = l;   // drawn later: on top
+  });
+  return top;
+}
+
+/** The popup's way to the result under the hits: the click it would have had. */
+function resultRow(layer, latlng) {
+  const row = document.createElement("div");
+  row.className = "hit-row";
+  const b = row.appendChild(document.createElement("button"));
+  b.type = "button";
+  b.className = "small";
+  b.textContent = "Select the result under it";
+  b.onclick = () => { map.closePopup(); layer.fire("click", { latlng: latlng }); };
+  return row;
 }
 
 /** One hit in the popup: its probability, date and scene, and the actions' buttons. */
