@@ -8,7 +8,8 @@ distance, id and the payload) plus ``query``, ``k``, ``notes`` and
 :data:`rsir_stac.search.AUTO_PER_ITEM` hits per scene (``per_item="auto"``),
 the query tile itself left out unless ``include_query``.  An upload is decoded
 by :func:`rsir_stac.upload.decode_upload` only and embedded outside the store
-lock.
+lock; one much smaller than the model's input gets a warning (``query.warning``,
+also in ``notes``: :func:`small_upload_warning`).
 
 No postponed annotations: FastAPI reads the endpoint annotations at definition time.
 """
@@ -20,6 +21,22 @@ from typing import Any
 from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, MAX_K, build_filter, check_k, footprint
 from rsir_stac.errors import InputError
 from rsir_stac.evaluate import MAX_EXPAND
+
+
+#: An upload whose shorter side is under the model's input size divided by this gets a warning.
+SMALL_UPLOAD_FACTOR = 4
+
+
+def small_upload_warning(size: list[int], input_size: int) -> str | None:
+    """A one-line warning when an uploaded image (``size``: width, height in pixels) is much smaller
+    than the model's input (``input_size`` px square): enlarged that much, it holds too little detail
+    for the results to mean much.  None when it is large enough."""
+    side = min(size)
+    if side * SMALL_UPLOAD_FACTOR >= input_size:
+        return None
+    return (f"the uploaded image is {size[0]}×{size[1]} px, much smaller than the model's {input_size}×{input_size} "
+            f"px input: it is enlarged {input_size / max(side, 1):.0f} times, so the results may mean little; upload "
+            f"an image of at least {input_size}×{input_size} px")
 
 
 def _location(lon: Any, lat: Any) -> tuple[float, float]:
@@ -151,9 +168,13 @@ def search_router(svc: Any):
             del pixels
         doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand)
         doc["query"]["size"] = size
+        warning = small_upload_warning(size, svc.index.bundle.input_size)
+        if warning:
+            doc["query"]["warning"] = warning
+            doc["notes"].append(warning)
         return doc
 
     return router
 
 
-__all__ = ["run_search", "search_router"]
+__all__ = ["SMALL_UPLOAD_FACTOR", "run_search", "search_router", "small_upload_warning"]
