@@ -22,7 +22,8 @@ export function friendly(text, status) {
     return "No indexed tile here. Click inside a scene outline (dashed) or pick a scene in the Scenes tab.";
   }
   if (/is not in .*; check the id/i.test(t)) return "That tile is no longer in the index; search again.";
-  t = t.replace(/(?:file:\/\/)?(?:\/[\w.\-@+~ ]+){2,}\/?/g, "the index")   // POSIX paths
+  t = t.replace(/\bindex (?=(?:file:\/\/)?\/|[A-Za-z]:\\)/g, "")                 // "index /x/idx": one "the index"
+       .replace(/(?:file:\/\/)?(?:\/[\w.\-@+~ ]+){2,}\/?/g, "the index")   // POSIX paths
        .replace(/[A-Za-z]:\\[^\s;,)]+/g, "the index")                    // Windows paths
        .replace(/<[^>]*object at 0x[0-9a-f]+>/gi, "the upload")         // Python reprs
        .replace(/\b(?:Traceback|File ".*", line \d+).*$/s, "");

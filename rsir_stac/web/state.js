@@ -1,16 +1,19 @@
 // The page state and its URL: a link holds the query, labels, filters, k, selection and map view.
 //
 //   ?q=p:<point id> | q=at:<lon>,<lat> | q=labels   the query (an uploaded image is not in links)
+//   &qid=<point id>                                 with q=at: the tile found there (kept when filters change)
 //   &k=20 &qe=5 &dt=2020-01-01/.. &col=a,b          results (count, query expansion) and filters
 //   &bbox=w,s,e,n | &poly=lon,lat;lon,lat;...       area filter
 //   &pos=id,id &neg=id,id                           labels (point ids)
 //   &sel=<id> &v=<zoom>/<lat>/<lon>                 selected result and map view
 //
 // A new search pushes a history entry (Back/Forward step through searches); view,
-// selection and label changes replace the current one.
+// selection and label changes replace the current one (clearing every label pushes one).
+// A link's dates that are not a date range, and filters the page has no control for
+// (near=, radius=), are left out and said so (fromSearch: refusedDates, unsupported).
 
 export const state = {
-  query: null,          // {kind: "point", id} | {kind: "location", lon, lat} | {kind: "labels"} | {kind: "image", file}
+  query: null,          // {kind: "point", id} | {kind: "location", lon, lat, pinned?} | {kind: "labels"} | {kind: "image", file}
   k: 10,
   expand: 0,            // query expansion: nearest tiles averaged into the query (0: off)
   datetime: "",
@@ -27,8 +30,11 @@ export function toSearch(s) {
   const q = new URLSearchParams();
   if (s.query) {
     if (s.query.kind === "point") q.set("q", "p:" + s.query.id);
-    else if (s.query.kind === "location") q.set("q", "at:" + r6(s.query.lon) + "," + r6(s.query.lat));
-    else if (s.query.kind === "labels") q.set("q", "labels");
+    else if (s.query.kind === "location") {
+      q.set("q", "at:" + r6(s.query.lon) + "," + r6(s.query.lat));
+      // the tile the click found: a link under other filters reopens this query, not the tile there then
+      if (s.query.pinned) q.set("qid", s.query.pinned);
+    } else if (s.query.kind === "labels") q.set("q", "labels");
   }
   if (s.k !== 10) q.set("k", String(s.k));
   if (s.expand) q.set("qe", String(s.expand));
@@ -91,6 +97,34 @@ export function polygonProblem(ring) {
   return null;
 }
 
+const INSTANT = /^\d{4}(?:-\d{2}(?:-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?)?)?$/;
+
+/** The forms the Dates box takes, for messages. */
+export const DATES_FORM = "START/END as dates, months or years, e.g. 2015-01-01/2015-12-31, 2015 or 2020-06/.. " +
+  "('..' for an open end)";
+
+/**
+ * Why a Dates text is not a date range the search takes, or null: START/END, START/.., ../END or one
+ * instant, each an RFC 3339 date or datetime, a year or a month (as the service reads them; the
+ * service still refuses impossible dates such as month 13).
+ */
+export function dateProblem(text) {
+  const parts = String(text || "").trim().split("/").map((p) => p.trim());
+  if (!parts[0] && parts.length === 1) return null;
+  const open = (p) => p === "" || p === "..";
+  if (parts.length > 2 || parts.some((p) => !open(p) && !INSTANT.test(p)) || (parts.length === 1 && open(parts[0]))) {
+    return `Dates "${String(text).trim()}" is not a date range; give ${DATES_FORM}`;
+  }
+  if (parts.length === 2 && open(parts[0]) && open(parts[1])) {
+    return `Dates "${String(text).trim()}" has no start or end; give ${DATES_FORM}`;
+  }
+  const day = (p, pad) => p.slice(0, 10) + pad.slice(Math.min(p.length, 10));   // 2015 as start: 2015-01-01
+  if (parts.length === 2 && !open(parts[0]) && !open(parts[1]) && day(parts[0], "0000-01-01") > day(parts[1], "0000-12-31")) {
+    return `Dates "${String(text).trim()}" ends before it starts; swap the start and the end`;
+  }
+  return null;
+}
+
 /** Parse a location.search into a partial state (unknown or malformed fields are left out). */
 export function fromSearch(search) {
   const q = new URLSearchParams(search);
@@ -100,12 +134,15 @@ export function fromSearch(search) {
   else if (qq.startsWith("at:")) {
     const ll = nums(qq.slice(3), 2);
     if (ll) out.query = { kind: "location", lon: ll[0], lat: ll[1] };
+    if (ll && q.get("qid")) out.query.pinned = q.get("qid");
   } else if (qq === "labels") out.query = { kind: "labels" };
   const k = parseInt(q.get("k") || "10", 10);
   if (Number.isFinite(k) && k > 0) out.k = k;
   const qe = parseInt(q.get("qe") || "0", 10);
   if (Number.isFinite(qe) && qe > 0 && qe <= 100) out.expand = qe;
-  out.datetime = q.get("dt") || "";
+  const dt = (q.get("dt") || "").trim();
+  if (dt && dateProblem(dt)) out.refusedDates = dt; else out.datetime = dt;
+  out.unsupported = ["near", "radius"].filter((name) => q.has(name));
   out.collections = (q.get("col") || "").split(",").filter(Boolean);
   const bb = nums(q.get("bbox"), 4);
   if (bb) out.area = { bbox: bb };
@@ -145,18 +182,29 @@ export function labelsGeoJSON(modelId) {
   return doc;
 }
 
-/** Read a label file (GeoJSON FeatureCollection); returns a Map or throws an Error for people. */
-export function parseLabels(doc) {
+/** Read a label file (GeoJSON FeatureCollection) named `name`; returns a Map or throws an Error for people. */
+export function parseLabels(doc, name) {
+  const what = name || "This file";
+  const need = 'a label file has one Feature per tile with properties.point_id and properties.label ' +
+    '"positive" or "negative" (Save labels writes one)';
   if (!doc || doc.type !== "FeatureCollection" || !Array.isArray(doc.features)) {
-    throw new Error("This is not a label file: expected a GeoJSON FeatureCollection with one Feature per tile.");
+    throw new Error(`${what} is not a label file: expected a GeoJSON FeatureCollection; ${need}.`);
+  }
+  const feats = doc.features;
+  if (feats.length && !feats.some((f) => f && f.properties && "label" in f.properties)) {
+    // e.g. the page's own Results download: tiles with ranks and distances, none labelled
+    const results = feats.some((f) => f && f.properties && "rank" in f.properties);
+    throw new Error(`${what} ${results ? "holds search results" : "has no labels"}: none of its ${feats.length} features ` +
+                    `has a label; ${need}.`);
   }
   const out = new Map();
-  doc.features.forEach((f, i) => {
+  feats.forEach((f, i) => {
     const p = (f && f.properties) || {};
     const id = p.point_id || (f && f.id);
-    if (!id) throw new Error(`Label ${i + 1} has no point_id; each Feature needs properties.point_id.`);
+    if (!id) throw new Error(`Label ${i + 1} of ${what} has no point_id; each Feature needs properties.point_id.`);
     if (p.label !== "positive" && p.label !== "negative") {
-      throw new Error(`Label ${i + 1} has label "${p.label}"; use "positive" or "negative".`);
+      throw new Error(`Label ${i + 1} of ${what} has label ${p.label === undefined ? "missing" : JSON.stringify(p.label)}; ` +
+                      'use "positive" or "negative".');
     }
     out.set(String(id), { label: p.label, geometry: f.geometry || null, note: p.note || "", item_id: p.item_id,
                           datetime: p.datetime });
