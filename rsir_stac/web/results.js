@@ -30,6 +30,39 @@ const cards = new Map();        // id -> card
 let features = [];
 let handlers = {};
 
+/** What the keys do on a result card (its tooltip and the line over the gallery). */
+export const CARD_KEYS = "Keys: arrows move between results · Enter: details · P: positive · N: negative " +
+  "(again: remove the label)";
+const KEY_SHORTCUTS = "ArrowLeft ArrowRight ArrowUp ArrowDown Home End Enter P N";
+
+/** Arrow keys (a row or a column of the grid), Home and End move the focus from `card` to another
+ *  card of its grid; returns whether the key was one of them. */
+export function moveFocus(card, key) {
+  const cards = [...card.parentElement.children].filter((c) => c.classList.contains("card"));
+  const i = cards.indexOf(card);
+  const cols = Math.max(1, cards.filter((c) => c.offsetTop === cards[0].offsetTop).length);
+  const to = { ArrowRight: i + 1, ArrowLeft: i - 1, ArrowDown: i + cols, ArrowUp: i - cols, Home: 0,
+               End: cards.length - 1 }[key];
+  if (to === undefined || i < 0) return false;
+  const next = cards[Math.max(0, Math.min(cards.length - 1, to))];
+  next.focus();
+  next.scrollIntoView({ block: "nearest" });
+  return true;
+}
+
+/** A card's keys: Enter/Space open it, P/N label it, arrows/Home/End move to another card. */
+export function cardKeys(card, open, label) {
+  card.title = CARD_KEYS;
+  card.setAttribute("aria-keyshortcuts", KEY_SHORTCUTS);
+  card.onkeydown = (ev) => {
+    if (ev.target !== card || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    if (k === "Enter" || k === " ") { ev.preventDefault(); open(); }
+    else if (k === "p" || k === "n") { ev.preventDefault(); label(k === "p" ? "positive" : "negative"); }
+    else if (moveFocus(card, ev.key)) ev.preventDefault();
+  };
+}
+
 export const DISTANCE_HELP = "Distance between the two tiles' embeddings (Euclidean): 0 means the same " +
   "content, smaller means more alike. It ranks results of one query; it is not a probability and not metres.";
 const SCORE_HELP = "Score of the labelled query (higher is more like the positives and less like the negatives).";
@@ -108,6 +141,19 @@ export function clearResults() {
   features = [];
   $("gallery").innerHTML = "";
   $("details").hidden = true;
+  keysLine(false);
+}
+
+/** The line over the gallery saying what the keys do on a card (while there are cards). */
+function keysLine(on) {
+  let p = $("gallery-keys");
+  if (!p) {
+    p = el("p", "muted hint", CARD_KEYS);
+    p.id = "gallery-keys";
+    p.style.padding = "0 10px";
+    $("gallery").before(p);
+  }
+  p.hidden = !on;
 }
 
 export function resultFeatures() { return features; }
@@ -134,7 +180,8 @@ export function showResults(doc, h) {
     footprints.set(f.id, layer);
   }
   const g = $("gallery");
-  if (!features.length) g.appendChild(el("div", "empty", "No results: loosen the filters or the area?"));
+  keysLine(features.length > 0);
+  if (!features.length) g.appendChild(el("div", "empty", doc.empty || "No results: loosen the filters or the area?"));
   for (const f of features) g.appendChild(card(f, scored));
   g.scrollTop = 0;
   drawBadges();
@@ -164,9 +211,7 @@ function card(f, scored) {
   item.title = p.item_id || "";
   c.appendChild(cap);
   c.onclick = () => handlers.onSelect(f.id, true);
-  c.onkeydown = (ev) => {
-    if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); handlers.onSelect(f.id, true); }
-  };
+  cardKeys(c, () => handlers.onSelect(f.id, true), (label) => handlers.onLabel(f.id, label));
   c.onmouseenter = () => { const l = footprints.get(f.id); if (l) l.setStyle({ weight: 3.5 }); };
   c.onmouseleave = () => restyle(f.id);
   cards.set(f.id, c);
@@ -192,8 +237,11 @@ export function select(id, zoom) {
     }
   }
   const c = cards.get(id);
-  if (c) c.scrollIntoView({ block: "nearest" });
+  const onCard = c && document.activeElement === c;
+  if (c && !onCard) c.scrollIntoView({ block: "nearest" });
   showDetails(f);
+  // from the card (the keyboard): the details open above the gallery; the card stays in view
+  if (onCard) c.scrollIntoView({ block: "nearest" });
 }
 
 function row(dl, term, value, help) {
@@ -207,6 +255,8 @@ function row(dl, term, value, help) {
 function showDetails(f) {
   const p = f.properties;
   const d = $("details");
+  // drawn again (a label changed): the focus stays on the button that had it, not the page's top
+  const had = d.contains(document.activeElement) ? document.activeElement.className.split(" ")[0] : "";
   d.innerHTML = "";
   d.hidden = false;
   const head = el("div", "dhead");
@@ -247,6 +297,8 @@ function showDetails(f) {
   b3.onclick = () => handlers.onLabel(f.id, "negative");
   acts.append(b1, b2, b3);
   d.appendChild(acts);
+  const again = had && d.querySelector("button." + had);
+  if (again) again.focus();
 }
 
 function safeJson(t) { try { return JSON.parse(t); } catch (e) { return null; } }
