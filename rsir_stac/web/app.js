@@ -10,11 +10,11 @@
  */
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
 import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, setImageryScenes, showScenes,
-  startBounds, viewBbox } from "./map.js";
+  startBounds } from "./map.js";
 import * as labels from "./labels.js";
 import { clearResults, el, fitResults, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
          shortDate, showResults } from "./results.js";
-import { fromSearch, saveUrl, state } from "./state.js";
+import { DATES_FORM, dateProblem, fromSearch, saveUrl, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 let mode = "search";
@@ -25,11 +25,34 @@ let uploadUrl = null;
 let lastDoc = null;
 let lastFindAll = null;  // the last "Find all" answer, for Download hits
 let refusedArea = "";    // why a link's polygon was left out (a note with the next results)
+let linkNotes = [];      // what else a link held that was left out (told with the next results)
+let undoClear = null;    // the labels (and labels query) "Clear labels" removed, for Undo and Back
 
-function setStatus(text, kind) {
+/** The status line; `action` ({label, run}) adds a button after the text (e.g. Undo). */
+function setStatus(text, kind, action) {
   const s = $("status");
   s.textContent = text;
   s.className = kind || "";
+  if (action) {
+    const b = el("button", "small", action.label);
+    b.type = "button";
+    b.onclick = action.run;
+    s.append(" ", b);
+  }
+}
+
+const NO_POSITIVES = "Refining needs at least one positive label: select a result and press ✓ Positive (or P on " +
+  "its card), or load a label file in the Labels tab.";
+
+/** No results on screen (a failed search, or a query that is gone): nothing left that looks current. */
+function showNothing() {
+  lastDoc = null;
+  clearResults();
+  queryLayer.clearLayers();
+  $("query").innerHTML = "";   // emptied too: style.css's display: flex shows a hidden #query
+  $("query").hidden = true;
+  $("fit").disabled = true;
+  for (const b of document.querySelectorAll(".export")) b.disabled = true;
 }
 
 // ------------------------------------------------------------------ filters
@@ -57,6 +80,7 @@ function filterParams(extra) {
 function filterNotes() {
   const notes = [];
   if (refusedArea) notes.push(`the link's polygon was left out: ${refusedArea}; draw the area again`);
+  notes.push(...linkNotes);
   if (!scenesDoc) return notes;
   if (state.datetime && scenesDoc.undated_tiles) {
     notes.push(`${scenesDoc.undated_tiles.toLocaleString()} tiles without a date are left out by the date filter`);
@@ -82,6 +106,11 @@ async function run(query, opts) {
   $("rerun").disabled = false;
   if (opts.push !== false) saveUrl(true);
   const my = ++seq;
+  if (query.kind === "labels" && !labels.examples().positives.length) {   // never the service's wording
+    showNothing();
+    setStatus(NO_POSITIVES, "error");
+    return;
+  }
   setStatus(query.kind === "labels" ? "Refining from the labels…" : "Searching…", "busy");
   try {
     let doc;
@@ -103,6 +132,7 @@ async function run(query, opts) {
     render(doc, query, opts);
   } catch (err) {
     if (my !== seq) return;
+    showNothing();   // the last results are not this query's: none is shown as if current
     setStatus(friendly(err.message), "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
@@ -117,7 +147,7 @@ function render(doc, query, opts) {
   lastDoc = doc;
   queryLayer.clearLayers();
   const q = doc.query || {};
-  if (query.kind === "location" && q.id) query.pinned = q.id;
+  if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens
   if (q.geometry) {
     L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
@@ -127,7 +157,7 @@ function render(doc, query, opts) {
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
     onSelect: (id, zoom) => { select(id, zoom); syncImagery(); saveUrl(false); },
     onSearchFrom: (id) => run({ kind: "point", id: id }),
-    onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); restyleAll(); refreshDetails(); saveUrl(false); },
+    onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); labelsChanged(); },
   });
   if (state.selected) select(state.selected, false);
   syncImagery();
@@ -139,13 +169,16 @@ function render(doc, query, opts) {
   if (state.datetime) filt.push("dates");
   if (state.collections.length) filt.push("collections");
   const notes = filterNotes();
+  if (q.warning) notes.push(q.warning);
   refusedArea = "";   // told once
+  linkNotes = [];
   setStatus(`${n} result${n === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
             (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
             (doc.merged ? " · merged from one search per example" : "") +
             " · click a result to look at it" + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
   showTab("results");
   if (opts && opts.fit) fitResults();
+  saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
 }
 
 function renderQuery(q, query) {
@@ -172,6 +205,10 @@ function renderQuery(q, query) {
   if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + shortDate(q.datetime) : "")));
   if (query.kind === "image" && query.file) {
     meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
+    if (q.warning) {   // e.g. an image much smaller than the model's input
+      const w = meta.appendChild(el("div", "warning", "⚠ " + q.warning[0].toUpperCase() + q.warning.slice(1) + "."));
+      w.style.color = "#8a4b00";
+    }
     meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
   if (q.expanded && q.expanded.length) {
@@ -245,7 +282,14 @@ $("clear-area").onclick = () => { setMode("search"); setArea(null); };
 $("rerun").onclick = () => rerun();
 $("fit").onclick = () => fitResults();
 function filtersChanged() {
-  state.datetime = $("datetime").value.trim();
+  const dates = $("datetime").value.trim();
+  const why = dateProblem(dates);
+  if (why) {   // refused here: neither searched nor put in the address
+    setStatus(why + "." + (state.query ? ` The results shown are still those of ${state.datetime
+      ? "dates " + state.datetime : "all dates"}.` : ""), "error");
+    return;
+  }
+  state.datetime = dates;
   state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
   state.k = parseInt($("k").value, 10) || 10;
   state.expand = parseInt($("expand").value, 10) || 0;
@@ -311,10 +355,54 @@ document.querySelector(".tabs[role=tablist]").addEventListener("keydown", (ev) =
 
 // labels tab
 $("refine").onclick = () => run({ kind: "labels" }, { fit: true });
+/** After any label change: cards, outlines, details, hits and the address. */
+function labelsChanged() { restyleAll(); refreshDetails(); labels.restyleHits(); saveUrl(false); }
+
+// Clear labels: a new history entry (Back brings them back) and an Undo button; results refined
+// from the labels go with them (a link to them would open with no labels)
 $("clear-labels").onclick = () => {
-  state.labels.clear(); labels.renderLabels(); labels.clearFindAll(); $("findall-export").hidden = true;
-  restyleAll(); refreshDetails(); saveUrl(false);
+  const n = state.labels.size;
+  if (!n) return;
+  const refined = !!state.query && state.query.kind === "labels";
+  undoClear = { labels: state.labels, query: state.query, doc: lastDoc, selected: state.selected, refined: refined };
+  state.labels = new Map();
+  labels.renderLabels();
+  clearFindAll();
+  if (refined) { state.query = null; state.selected = null; showNothing(); }
+  restyleAll(); refreshDetails();
+  saveUrl(true);
+  setStatus(`Cleared ${n} label${n === 1 ? "" : "s"}${refined ? " and the results refined from them" : ""}. ` +
+            "Undo (or Back) brings them back.", "", { label: "Undo", run: undoClearLabels });
 };
+
+function undoClearLabels() {
+  const u = undoClear;
+  undoClear = null;
+  if (!u) return;
+  state.labels = u.labels;
+  labels.renderLabels();
+  if (u.refined && !state.query && u.doc) {
+    state.query = u.query;
+    state.selected = u.selected;
+    $("rerun").disabled = false;
+    render(u.doc, u.query, {});
+    showTab("labels");   // where the user cleared them
+  }
+  labelsChanged();
+  setStatus(`Restored ${u.labels.size} label${u.labels.size === 1 ? "" : "s"}.`);
+  $("clear-labels").focus();   // the Undo button is gone with the message
+}
+
+/** Labels from an address (Back after Clear labels): the ones Clear labels kept, when they are the same. */
+function labelsOf(fromUrl) {
+  const u = undoClear;
+  if (!u || fromUrl.size !== u.labels.size) return fromUrl;
+  for (const [id, l] of fromUrl) if (!u.labels.has(id) || u.labels.get(id).label !== l.label) return fromUrl;
+  undoClear = null;
+  return u.labels;   // with their footprints, scenes, dates and notes
+}
+
+function clearFindAll() { labels.clearFindAll(); lastFindAll = null; $("findall-export").hidden = true; }
 $("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
 $("load-labels").addEventListener("change", async (ev) => {
   const file = ev.target.files && ev.target.files[0];
@@ -322,27 +410,50 @@ $("load-labels").addEventListener("change", async (ev) => {
   if (!file) return;
   try {
     const n = await labels.loadLabels(file);
-    restyleAll();
-    saveUrl(false);
+    labelsChanged();
     setStatus(`Loaded ${n} labels from ${file.name}.`);
   } catch (err) { setStatus(friendly(err.message), "error"); }
 });
+/** Label (or unlabel: the same label again) a find-all hit. */
+function labelHit(id, label, f) { labels.setLabel(id, label, resultById(id) || f); labelsChanged(); }
+
+/** A hit's buttons on the map. */
+const HIT_ACTIONS = [
+  { label: "✓ Positive", run: (f) => labelHit(f.id, "positive", f) },
+  { label: "✗ Negative", run: (f) => labelHit(f.id, "negative", f) },
+  { label: "Show in the list", run: (f) => {
+    showTab("labels");
+    if (!labels.focusHit(f.id)) setStatus("This hit is not among the ones listed (the most probable); Download hits saves all.");
+  } },
+];
+
+/** Where "find all" scores, in words: the drawn area and the filters, or the whole index (never the
+ *  map view: a link gives the same answer on every screen). */
+function scoredWhere() {
+  const parts = [];
+  if (state.area) parts.push(state.area.bbox ? "in the drawn box" : "in the drawn polygon");
+  if (state.datetime) parts.push(`dated ${state.datetime}`);
+  if (state.collections.length) parts.push(`of collection${state.collections.length > 1 ? "s" : ""} ${state.collections.join(", ")}`);
+  if (!state.area) parts.unshift("in the whole index" + (parts.length ? "" : " (draw a box or polygon to score only part of it)"));
+  return parts.join(", ");
+}
+
 $("classify").onclick = async () => {
   const bar = $("progress");
   bar.hidden = false;
   $("classify").disabled = true;
   try {
-    const f = filters();
-    const inView = !f.bbox && !f.polygon;  // no drawn area: the tiles in the map view
-    if (inView) f.bbox = viewBbox();
-    const doc = await labels.findAll(f, (s) => { $("progress-text").textContent = `Scoring every tile in the area… ${s.toFixed(0)} s`; });
+    const where = scoredWhere();
+    const doc = await labels.findAll(filters(), (s) => {
+      $("progress-text").textContent = `Scoring every tile ${where.split(" (")[0]}… ${s.toFixed(0)} s`;
+    }, HIT_ACTIONS);
     const sm = doc.summary || {};
     lastFindAll = doc;
     $("findall-export").hidden = !doc.features.length;
+    labels.showHits(doc, labelHit);
     setStatus(`Find all: ${doc.features.length} tiles at or above probability ${sm.threshold}` +
-              (sm.scored !== undefined ? ` (${sm.scored} tiles scored)` : "") +
-              (inView ? " in the map view (zoom out, or draw a box or polygon, for another area)" : "") +
-              " (purple on the map; Download hits saves them)." +
+              (sm.scored !== undefined ? ` (${sm.scored} tiles scored)` : "") + ` ${where}` +
+              (doc.features.length ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
               ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
   } catch (err) {
     setStatus(friendly(err.message), "error");
@@ -359,16 +470,19 @@ $("findall-export").onclick = () => {
 for (const b of document.querySelectorAll(".export")) {
   b.onclick = async () => {
     try {
-      const body = state.query && state.query.kind !== "image" ? exportBody() : null;
-      await labels.exportResults(b.dataset.format, body, resultFeatures());
+      const q = state.query;
+      await labels.exportResults(b.dataset.format, q ? exportBody() : null, resultFeatures(),
+                                 q && q.kind === "image" ? q.file : null);
     } catch (err) { setStatus(friendly(err.message), "error"); }
   };
 }
+/** The query on screen as /api/query/export takes it (an uploaded image goes beside it, as a file). */
 function exportBody() {
   const q = state.query;
   const ex = q.kind === "labels" ? labels.examples()
-    : q.kind === "point" ? { positives: [{ point_id: q.id }], negatives: [] }
-      : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
+    : q.kind === "image" ? { positives: [], negatives: [] }
+      : q.kind === "point" || q.pinned ? { positives: [{ point_id: q.kind === "point" ? q.id : q.pinned }], negatives: [] }
+        : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
   return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters(),
     state.expand ? { expand: state.expand } : {});
 }
@@ -429,6 +543,17 @@ async function loadScenes() {
   }
 }
 
+/** What a link held that the page left out, for people (empty when nothing was). */
+function leftOut(s) {
+  const out = [];
+  if (s.refusedDates) out.push(`the link's dates "${s.refusedDates}" were left out: not a date range; give ${DATES_FORM}`);
+  for (const name of s.unsupported || []) {
+    out.push(`the link's ${name}= filter was left out: the map page has no distance filter; draw a box or polygon ` +
+             "instead (the HTTP API takes near=LON,LAT,RADIUS_M)");
+  }
+  return out;
+}
+
 function applyState(s, first) {
   state.query = s.query;   // before any map move: moveend writes the state to the URL
   state.view = s.view;
@@ -436,7 +561,7 @@ function applyState(s, first) {
   state.expand = s.expand;
   state.datetime = s.datetime;
   state.collections = s.collections;
-  state.labels = s.labels.size || !first ? s.labels : state.labels;
+  state.labels = s.labels.size || !first ? labelsOf(s.labels) : state.labels;
   state.selected = s.selected;
   $("datetime").value = s.datetime;
   if (![...$("k").options].some((o) => +o.value === s.k)) $("k").appendChild(new Option(String(s.k), String(s.k)));
@@ -445,16 +570,19 @@ function applyState(s, first) {
   $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   refusedArea = s.refused || "";
+  linkNotes = leftOut(s);
   setArea(s.area, true);
   labels.renderLabels();
   labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
   if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
   if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
-  else { clearResults(); $("query").hidden = true; restyleAll(); syncImagery(); }
-  if (s.refused) {   // never kept in the address bar: the link is written again without it
+  else { showNothing(); restyleAll(); syncImagery(); }
+  if (s.refused || linkNotes.length) {   // never kept in the address bar: the link is written again without them
     saveUrl(false);
-    if (!s.query) setStatus(`The link's polygon was left out: ${s.refused}; draw the area again.`, "error");
+    const told = (s.refused ? [`the link's polygon was left out: ${s.refused}; draw the area again`] : []).concat(linkNotes);
+    if (!s.query) setStatus(told.map((t) => t[0].toUpperCase() + t.slice(1)).join(". ") + ".", "error");
   }
+  return !!(s.refused || linkNotes.length);
 }
 
 window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
@@ -466,7 +594,7 @@ map.on("moveend", () => {
 });
 
 async function start() {
-  labels.renderLabels(() => { restyleAll(); refreshDetails(); saveUrl(false); });
+  labels.renderLabels(() => labelsChanged());
   try {
     await Promise.all([loadInfo(), labels.detectCaps()]);
   } catch (err) {
@@ -492,8 +620,8 @@ async function start() {
     } else if (ext) map.fitBounds([[ext[1], ext[0]], [ext[3], ext[2]]], { padding: [20, 20], animate: false });
     else { map.setView([0, 0], 2); setStatus("The index is empty: ingest some scenes first.", "error"); }
   }
-  applyState(s, true);
-  if (!s.query && info.count && !s.refused) {
+  const told = applyState(s, true);
+  if (!s.query && info.count && !told) {
     setStatus("Click the imagery to find tiles like the one there" + (elsewhere
       ? `; ${elsewhere} more scene${elsewhere > 1 ? "s are" : " is"} elsewhere (Scenes tab, or zoom out for the orange dots).`
       : ", or pick a scene in the Scenes tab."));

@@ -1,7 +1,8 @@
 // Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
-import { api, apiUrl, postJson } from "./api.js";
+import { api, ApiError, apiUrl, friendly, postJson, setImage, tileUrl } from "./api.js";
+import * as mapjs from "./map.js";
 import { map } from "./map.js";
-import { el, midShort, shortDate } from "./results.js";
+import { cardKeys, el, midShort, shortDate } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -116,11 +117,15 @@ export async function loadLabels(file) {
   try { doc = JSON.parse(await file.text()); } catch (e) {
     throw new Error(`${file.name} is not JSON; load a GeoJSON label file (labels.geojson).`);
   }
-  const labels = parseLabels(doc);
+  const labels = parseLabels(doc, file.name);
   if (caps.labels) {
     // the server checks the ids against the index and fills in footprints
-    const checked = await postJson(apiUrl("labels"), { labels: doc });
-    state.labels = parseLabels(checked);
+    let checked;
+    try { checked = await postJson(apiUrl("labels"), { labels: doc }); } catch (err) {
+      // "label set: point X is not in the index; ...": name the file the user chose
+      throw new ApiError(friendly(err.message, err.status).replace(/^label set: /, `${file.name}: `), err.status);
+    }
+    state.labels = parseLabels(checked, file.name);
   } else state.labels = labels;
   renderLabels();
   return state.labels.size;
@@ -170,8 +175,20 @@ function filtersQuery(filters) {
   return q;
 }
 
-/** "Find all": the classifier over the current area; shows tiles above the threshold. */
-export async function findAll(filters, onProgress) {
+/**
+ * Draw the hits on the map: map.js's drawHits when it has one (a popup per hit with the `actions`,
+ * {label, run(feature)}), else purple footprints.
+ */
+function drawFindAll(features, actions) {
+  classifyLayer.clearLayers();
+  if (typeof mapjs.drawHits === "function") { mapjs.drawHits(features, actions); return; }
+  L.geoJSON({ type: "FeatureCollection", features: features }, { style: { color: "#9467bd", weight: 1, fillOpacity: 0.35 },
+                                                                  interactive: false }).addTo(classifyLayer);
+}
+
+/** "Find all": the classifier over the current area; shows tiles above the threshold (`actions`: the
+ *  map's buttons for a hit, as drawFindAll takes them). */
+export async function findAll(filters, onProgress, actions) {
   if (!caps.classify) {
     throw new Error("Find all needs a service with the classifier (rsir-stac serve of this version or later).");
   }
@@ -185,19 +202,134 @@ export async function findAll(filters, onProgress) {
     }
     const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
       max_hits: 2000 }, filters));
-    classifyLayer.clearLayers();
-    L.geoJSON(doc, { style: { color: "#9467bd", weight: 1, fillOpacity: 0.35 }, interactive: false }).addTo(classifyLayer);
+    drawFindAll(doc.features || [], actions);
     return doc;
   } finally { clearInterval(timer); }
 }
 
-export function clearFindAll() { classifyLayer.clearLayers(); }
+export function clearFindAll() {
+  classifyLayer.clearLayers();
+  if (typeof mapjs.clearHits === "function") mapjs.clearHits();
+  focusLayer.clearLayers();
+  const box = $("hits");
+  if (box) { box.innerHTML = ""; box.hidden = true; }
+}
 
-/** Export the current results (server formats when available; GeoJSON/CSV in the page otherwise). */
-export async function exportResults(format, body, features) {
+// ------------------------------------------------------------------ the hits of "find all", listed
+const HITS_SHOWN = 100;   // cards listed (Download hits saves them all)
+const focusLayer = L.featureGroup().addTo(map);   // the outline of the hit looked at
+
+/** The section listing the hits, after the label list (made once). */
+function hitsBox() {
+  let box = $("hits");
+  if (!box) {
+    box = el("section");
+    box.id = "hits";
+    box.setAttribute("aria-label", "Find all hits");
+    $("progress").after(box);   // under the Find all button, over the label list
+  }
+  return box;
+}
+
+/** Zoom the map to a hit and outline it. */
+function lookAt(f) {
+  focusLayer.clearLayers();
+  if (!f.geometry) return;
+  const g = L.geoJSON(f.geometry, { style: { color: "#ffd400", weight: 3.5, fill: false }, interactive: false,
+                                    pane: "selected" }).addTo(focusLayer);
+  map.fitBounds(g.getBounds(), { padding: [60, 60], maxZoom: 18 });
+}
+
+/** Restyle the hit cards after a label changed. */
+export function restyleHits() {
+  for (const c of document.querySelectorAll("#hits .card")) {
+    const l = state.labels.get(c.dataset.id);
+    c.classList.toggle("pos", !!l && l.label === "positive");
+    c.classList.toggle("neg", !!l && l.label === "negative");
+  }
+}
+
+function hitCard(f, onLabel) {
+  const p = f.properties;
+  const c = el("div", "card");
+  c.tabIndex = 0;
+  c.setAttribute("role", "button");
+  c.dataset.id = f.id;
+  const img = el("img");
+  const prob = typeof p.probability === "number" ? p.probability.toFixed(3) : "?";
+  img.alt = `Hit ${p.rank}: probability ${prob}, ${p.datetime ? shortDate(p.datetime) : "no date"}, ` +
+    (p.item_id || "unknown scene");
+  img.loading = "lazy";
+  img.width = 256;
+  img.height = 256;
+  setImage(img, tileUrl(f.id));
+  c.appendChild(img);
+  c.appendChild(el("span", "rank", String(p.rank)));
+  const cap = el("div", "cap");
+  cap.appendChild(el("div", "dist", `p = ${prob}`));
+  cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
+  cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = p.item_id || "";
+  c.appendChild(cap);
+  const look = () => {
+    lookAt(f);
+    for (const o of document.querySelectorAll("#hits .card.selected")) o.classList.remove("selected");
+    c.classList.add("selected");
+  };
+  c.onclick = look;
+  cardKeys(c, look, (label) => onLabel(f.id, label, f));
+  return c;
+}
+
+/** Focus hit `id`'s card in the list; false when it is not listed (past the first HITS_SHOWN). */
+export function focusHit(id) {
+  const c = [...document.querySelectorAll("#hits .card")].find((x) => x.dataset.id === id);
+  if (!c) return false;
+  for (const o of document.querySelectorAll("#hits .card.selected")) o.classList.remove("selected");
+  c.classList.add("selected");
+  c.focus();
+  c.scrollIntoView({ block: "nearest" });
+  return true;
+}
+
+/**
+ * List the hits of "find all" (most probable first, with their probability) after the labels: a
+ * card zooms the map to its tile, P/N label it.  onLabel(id, label, feature) sets the label.
+ */
+export function showHits(doc, onLabel) {
+  const box = hitsBox();
+  box.innerHTML = "";
+  focusLayer.clearLayers();
+  const feats = doc.features || [];
+  box.hidden = !feats.length;
+  if (!feats.length) return box;
+  box.appendChild(el("h2", "sub", `Find all hits (${feats.length})`));
+  box.appendChild(el("p", "muted hint", (feats.length > HITS_SHOWN
+    ? `The ${HITS_SHOWN} most probable are listed; Download hits saves all ${feats.length}. ` : "Most probable first. ") +
+    "Choose a hit to zoom to it; P or N labels it positive or negative."));
+  const grid = el("div", "hit-grid");
+  Object.assign(grid.style, { display: "grid", gap: "8px", gridTemplateColumns: "repeat(auto-fill, minmax(112px, 1fr))" });
+  for (const f of feats.slice(0, HITS_SHOWN)) grid.appendChild(hitCard(f, onLabel));
+  box.appendChild(grid);
+  restyleHits();
+  return box;
+}
+
+/**
+ * Export the current results: the service's export of the same query (every format, one schema),
+ * an uploaded example sent along as a multipart positive_image; GeoJSON/CSV in the page only with a
+ * service that has no export endpoint.
+ */
+export async function exportResults(format, body, features, image) {
   if (caps.export && body) {
-    const resp = await api(apiUrl("query/export"), { method: "POST", raw: true, headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(Object.assign({ format: format }, body)) });
+    const query = JSON.stringify(Object.assign({ format: format }, body));
+    let opts;
+    if (image) {
+      const form = new FormData();
+      form.append("query", query);
+      form.append("positive_image", image, image.name || "query");
+      opts = { method: "POST", raw: true, body: form };
+    } else opts = { method: "POST", raw: true, headers: { "Content-Type": "application/json" }, body: query };
+    const resp = await api(apiUrl("query/export"), opts);
     const ext = { geojson: "geojson", csv: "csv", parquet: "parquet", fgb: "fgb" }[format];
     download("results." + ext, await resp.blob());
     return;
