@@ -1,0 +1,410 @@
+"""The map page's links, exports, labels and keys, in headless Chromium against `serve`.
+
+Defects a new user's trial found: a link under a date filter reopening another query tile,
+upload exports of another schema, "find all" scoring the screen, "Clear labels" with no way
+back, find-all hits that cannot be looked at, unclear label-file messages, keys on the
+result cards, and dates, ``near=`` and tiny uploads taken silently.  The browser, the served
+three-scene index and the page helper are those of ``tests/test_web_e2e.py``; a second index
+(one place at three dates, a time series) is built here.  Screenshots of the changed states go
+to ``tests/artifacts/links_<flow>_<W>x<H>.png`` at 1366x768 and 390x844.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_web_e2e import (ARTIFACTS, GEOTIFF, KEY, Page, _result_ids, _scene_points, browser,  # noqa: F401
+                                server)
+
+SHOT_SIZES = ((1366, 768), (390, 844))
+YEARS = ("2009", "2015", "2020")
+
+
+def _shots(pg: Page, flow: str) -> None:
+    """Screenshots of the current state at the two window sizes (back at the first at the end)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for w, h in SHOT_SIZES:
+        pg.p.set_viewport_size({"width": w, "height": h})
+        pg.p.evaluate("rsir.map.invalidateSize({animate: false})")
+        pg.p.wait_for_timeout(400)
+        pg.p.screenshot(path=str(ARTIFACTS / f"links_{flow}_{w}x{h}.png"))
+    pg.p.set_viewport_size({"width": SHOT_SIZES[0][0], "height": SHOT_SIZES[0][1]})
+    pg.p.evaluate("rsir.map.invalidateSize({animate: false})")
+
+
+def _path(url: str) -> str:
+    """The path and query of a page's address (for a fresh Page)."""
+    return "/" + url.split("/", 3)[3]
+
+
+def _api_errors(pg: Page) -> list:
+    errs: list = []
+    pg.p.on("response", lambda r: errs.append(f"{r.status} {r.url}") if "/api/" in r.url and r.status >= 400 else None)
+    return errs
+
+
+def _download(pg: Page, selector: str) -> Path:
+    with pg.p.expect_download() as dl:
+        pg.p.click(selector)
+    return Path(dl.value.path())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, tiny_bundle):
+    """One place at three dates (NAIP-like 2009/2015/2020 items of different pixels over the same
+    footprint), served: (base URL, {point id: payload})."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import make_geotiff, serve_in_thread
+
+    root = tmp_path_factory.mktemp("stack")
+    sources = []
+    for n, year in enumerate(YEARS):
+        tif = make_geotiff(root / f"m_{year}.tif", width=256, height=128, seed=10 + n)
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": f"naip_{year}", "collection": "naip",
+                "geometry": None, "properties": {"datetime": f"{year}-08-01T17:00:00Z"}, "links": [],
+                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
+        (root / f"naip_{year}.json").write_text(json.dumps(item))
+        sources.append(str(root / f"naip_{year}.json"))
+    report = ingest(sources, index=str(root / "idx"), model=tiny_bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
+    assert report.ok and report.points_written == 24, report
+    with Index.open(str(root / "idx"), model=tiny_bundle) as idx:
+        points = {p.id: p.payload for p in idx.store.iter_points(with_vectors=False)}
+        with serve_in_thread(create_app(idx, api_key=KEY)) as base:
+            yield base, points
+
+
+# --------------------------------------------------------------------------- 1. links keep the query tile
+
+
+def test_link_under_a_date_filter_reopens_the_clicked_query_tile(browser, stack):
+    """Click a place of a time series, then filter to another year: the address (and so a reload or
+    Copy link) holds the tile the click found, and reopens exactly that query and those results;
+    the exports of the filtered search hold the same tiles."""
+    base, points = stack
+    one = next(iter(points.values()))["location"]
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.p.evaluate(f"rsir.searchAt({one['lon']}, {one['lat']})")
+        pg.wait_results()
+        qid = pg.p.inner_text("#query .id").strip()
+        year = points[qid]["datetime"][:4]
+        other = next(y for y in YEARS if y != year)
+        pg.p.fill("#datetime", f"{other}-01-01/{other}-12-31")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("filtered by dates")
+        assert pg.p.inner_text("#query .id").strip() == qid   # the query stays the clicked tile
+        live = _result_ids(pg)
+        assert live and all(points[i]["datetime"].startswith(other) for i in live)
+        assert f"qid={qid}" in pg.p.url and "q=at:" in pg.p.url
+        gj = json.loads(_download_export(pg, "geojson").read_text())
+        assert [f["id"] for f in gj["features"]] == live
+        link = _path(pg.p.url)
+    finally:
+        pg.close()
+    again = Page(browser, base, size=(1366, 768), path=link)
+    try:
+        again.wait_status("filtered by dates")
+        assert again.p.inner_text("#query .id").strip() == qid
+        assert "Query: the tile at the clicked place" in again.p.inner_text("#query")
+        assert _result_ids(again) == live
+        _shots(again, "date_link")
+        again.check_clean()
+    finally:
+        again.close()
+
+
+def _download_export(pg: Page, fmt: str) -> Path:
+    pg.p.click("#tab-labels")
+    path = _download(pg, f".export[data-format='{fmt}']")
+    pg.p.click("#tab-results")
+    return path
+
+
+# --------------------------------------------------------------------------- 2. upload exports
+
+
+def _upload_png(points, item, size=None) -> bytes:
+    from PIL import Image
+
+    from rsir_stac.thumbnails import read_tile
+
+    payload = next(iter(_scene_points(points, item).values()))
+    img = Image.fromarray(read_tile(payload))
+    if size:
+        img = img.resize((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_search_exports_have_the_schema_of_every_search(browser, server):
+    """After an uploaded-image search every format comes from the service's export of that query:
+    the rows shown, and the columns of a stored-tile search's export (GeoParquet too)."""
+    import pyarrow.parquet as pq
+
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pid = next(iter(_scene_points(points, "scene-b")))
+        pg.search_by_id(pid, 10)
+        ref_csv = _download_export(pg, "csv").read_text()
+        ref_gj = json.loads(_download_export(pg, "geojson").read_text())
+        ref_pq = pq.read_schema(_download_export(pg, "parquet")).names
+
+        png = _upload_png(points, "scene-a")
+        pg.p.set_input_files("#upload", files=[{"name": "example.png", "mimeType": "image/png", "buffer": png}])
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('uploaded image')", timeout=30_000)
+        pg.wait_results(10)
+        shown = _result_ids(pg)
+        rows = list(csv.DictReader(io.StringIO(_download_export(pg, "csv").read_text())))
+        assert list(rows[0]) == next(csv.reader(io.StringIO(ref_csv)))   # same columns: geometry, extra, ...
+        assert "geometry" in rows[0] and rows[0]["geometry"].startswith("POLYGON")
+        assert [r["id"] for r in rows] == shown
+        gj = json.loads(_download_export(pg, "geojson").read_text())
+        assert [f["id"] for f in gj["features"]] == shown
+        assert set(gj["features"][0]["properties"]) == set(ref_gj["features"][0]["properties"])
+        path = _download_export(pg, "parquet")
+        assert path.read_bytes()[:4] == b"PAR1" and pq.read_schema(path).names == ref_pq
+        assert pq.read_table(path).column("id").to_pylist() == shown
+        assert "error" not in (pg.p.get_attribute("#status", "class") or "")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- 4 and 6. find all
+
+
+def _labels_link(points, n=3) -> str:
+    a = list(_scene_points(points, "scene-a"))[:n]
+    b = list(_scene_points(points, "scene-b"))[:n]
+    return f"pos={','.join(a)}&neg={','.join(b)}"
+
+
+def test_find_all_without_an_area_scores_the_whole_index_on_every_screen(browser, server):
+    """No area drawn: "find all" scores the whole index, whatever the window size and view (the same
+    link, the same answer), and says so; its hits are listed with their probabilities, most probable
+    first; choosing one zooms the map to it and P labels it."""
+    base, points = server
+    a = next(iter(_scene_points(points, "scene-a").values()))["location"]
+    link = f"/?{_labels_link(points)}&v=19/{a['lat']}/{a['lon']}"   # zoomed in on one tile
+    answers = []
+    for size in SHOT_SIZES:
+        pg = Page(browser, base, size=size, path=link)
+        try:
+            pg.p.click("#tab-labels")
+            pg.p.click("#classify")
+            pg.wait_status("Find all:", timeout=120_000)
+            status = pg.status()
+            assert f"({len(points)} tiles scored) in the whole index" in status, status
+            assert "outside the filters" not in status and "map view" not in status
+            answers.append(status.split(" (")[0])
+            hits = pg.p.locator("#hits .card")
+            n = int(status.split("Find all: ")[1].split(" ")[0])
+            assert hits.count() == min(n, 100) and n > 0
+            probs = [float(t.split("= ")[1]) for t in pg.p.locator("#hits .card .dist").all_inner_texts()]
+            labelled = pg.p.evaluate("[...rsir.state.labels.keys()]")
+            unlabelled = [p for p, c in zip(probs, hits.all()) if c.get_attribute("data-id") not in labelled]
+            assert probs == sorted(probs, reverse=True) and unlabelled and min(unlabelled) >= 0.5, probs
+            assert f"Find all hits ({n})" in pg.p.inner_text("#hits")
+            # choose a hit that is not labelled: the map zooms to it, P labels it positive
+            card = next(c for c in hits.all() if c.get_attribute("data-id") not in labelled)
+            hid = card.get_attribute("data-id")
+            card.click()
+            pg.p.wait_for_timeout(500)
+            loc = points[hid]["location"]
+            box = pg.p.locator("#map").bounding_box()
+            x, y = pg.lonlat_xy(loc["lon"], loc["lat"])
+            assert box["x"] < x < box["x"] + box["width"] and box["y"] < y < box["y"] + box["height"]
+            assert "selected" in card.get_attribute("class")
+            if size == SHOT_SIZES[0]:
+                _shots(pg, "findall_hits")
+            card.press("p")
+            assert "pos" in card.get_attribute("class").split() and hid in pg.p.url.split("pos=")[1].split("&")[0]
+            assert pg.p.inner_text("#label-count") == "4 positive, 3 negative"
+            pg.check_clean()
+        finally:
+            pg.close()
+    assert answers[0] == answers[1], answers
+
+
+# --------------------------------------------------------------------------- 5. clear labels
+
+
+def test_clear_labels_can_be_undone_or_gone_back_and_a_labels_link_without_labels_says_why(browser, server):
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=labels&{_labels_link(points)}")
+    errs = _api_errors(pg)
+    try:
+        pg.wait_results()
+        shown = _result_ids(pg)
+        pg.p.click("#tab-labels")
+        pg.p.click("#clear-labels")
+        assert pg.p.inner_text("#label-count") == "0 positive, 0 negative"
+        assert "Cleared 6 labels" in pg.status() and pg.p.locator("#status button").inner_text() == "Undo"
+        assert "pos=" not in pg.p.url and "q=labels" not in pg.p.url   # reopening it opens what is shown
+        assert pg.p.locator("#gallery .card").count() == 0
+        _shots(pg, "cleared_labels")
+        pg.p.click("#status button")
+        assert pg.p.inner_text("#label-count") == "3 positive, 3 negative"
+        assert "q=labels" in pg.p.url and "pos=" in pg.p.url and _result_ids(pg) == shown
+        assert pg.p.evaluate("document.activeElement.id") == "clear-labels"
+        # cleared again, Back brings them back (with their footprints: the outlines are drawn)
+        pg.p.click("#clear-labels")
+        pg.p.go_back()
+        pg.wait_results()
+        pg.p.click("#tab-labels")
+        assert pg.p.inner_text("#label-count") == "3 positive, 3 negative"
+        assert _result_ids(pg) == shown
+        assert pg.p.locator(".leaflet-labels-pane path").count() == 6
+        assert not errs, errs
+        pg.check_clean()
+    finally:
+        pg.close()
+    pg = Page(browser, base, size=(1366, 768), path="/?q=labels")
+    errs = _api_errors(pg)
+    try:
+        pg.wait_status("at least one positive label")
+        status = pg.status()
+        assert "positives ({point_id}" not in status and "error" in pg.p.get_attribute("#status", "class")
+        assert pg.p.locator("#gallery .card").count() == 0 and pg.p.inner_text("#query") == ""
+        pg.p.wait_for_timeout(300)
+        assert not errs, errs   # no request the service refuses
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- 9. label files
+
+
+def test_label_file_messages_name_the_file_and_what_a_label_file_needs(browser, server, tmp_path):
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.search_by_id(next(iter(_scene_points(points, "scene-a"))), 10)
+        results = tmp_path / "results.geojson"
+        results.write_bytes(_download_export(pg, "geojson").read_bytes())
+        pg.p.click("#tab-labels")
+        pg.p.set_input_files("#load-labels", str(results))
+        pg.wait_status("results.geojson holds search results")
+        status = pg.status()
+        assert "undefined" not in status and 'properties.label "positive" or "negative"' in status, status
+        _shots(pg, "results_as_labels")
+        other = tmp_path / "other-index.geojson"
+        other.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "id": "00000000-0000-0000-0000-000000000000", "geometry": None,
+             "properties": {"label": "positive"}}]}))
+        pg.p.set_input_files("#load-labels", str(other))
+        pg.wait_status("other-index.geojson: point 00000000")
+        status = pg.status()
+        assert "index the index" not in status and "is not in the index" in status and "another index" in status, status
+        assert pg.p.inner_text("#label-count") == "0 positive, 0 negative"
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- 10. keys on the cards
+
+
+def test_card_keys_keep_the_focus_where_the_user_is(browser, server):
+    """Enter on a card opens the details and the card stays in view with the focus; arrows move
+    between cards, P/N label the focused card; Enter on the details' Positive keeps its focus."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=20")
+    try:
+        pg.wait_results(20)
+        cards = pg.p.locator("#gallery .card")
+        assert "P: positive" in cards.first.get_attribute("title")
+        assert pg.p.locator("#gallery-keys").is_visible()
+        cards.nth(2).focus()
+        pg.p.keyboard.press("Enter")
+        pg.p.wait_for_selector("#details:not([hidden])")
+        active = "document.activeElement.dataset.id"
+        assert pg.p.evaluate(active) == cards.nth(2).get_attribute("data-id")
+        view = pg.p.locator("#scroll").bounding_box()
+        box = cards.nth(2).bounding_box()
+        assert view["y"] - 1 <= box["y"] and box["y"] + box["height"] <= view["y"] + view["height"] + 1, (view, box)
+        _shots(pg, "card_enter")
+        pg.p.keyboard.press("ArrowRight")
+        assert pg.p.evaluate(active) == cards.nth(3).get_attribute("data-id")
+        cols = pg.p.evaluate("(() => { const c = [...document.querySelectorAll('#gallery .card')]; "
+                             "return c.filter(x => x.offsetTop === c[0].offsetTop).length; })()")
+        pg.p.keyboard.press("ArrowDown")
+        assert pg.p.evaluate(active) == cards.nth(3 + cols).get_attribute("data-id")
+        pg.p.keyboard.press("ArrowUp")
+        pg.p.keyboard.press("p")
+        rid = cards.nth(3).get_attribute("data-id")
+        assert "pos" in cards.nth(3).get_attribute("class").split() and f"pos={rid}" in pg.p.url
+        pg.p.keyboard.press("n")
+        assert "neg" in cards.nth(3).get_attribute("class").split() and f"neg={rid}" in pg.p.url
+        pg.p.keyboard.press("n")   # again: the label goes
+        assert "neg=" not in pg.p.url and pg.p.evaluate(active) == rid
+        # the details' buttons keep the focus when a label redraws them
+        pg.p.focus("#details button.pos")
+        pg.p.keyboard.press("Enter")
+        assert pg.p.evaluate("document.activeElement.className") == "pos on"
+        pg.p.keyboard.press("Enter")
+        assert pg.p.evaluate("document.activeElement.className") == "pos"
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- 12. dates, near=, tiny uploads
+
+
+def test_bad_dates_and_near_are_refused_for_people_and_tiny_uploads_warned(browser, server):
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results(10)
+        url = pg.p.url
+        pg.p.fill("#datetime", "last summer")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status('Dates "last summer" is not a date range')
+        assert "still those of all dates" in pg.status() and "error" in pg.p.get_attribute("#status", "class")
+        assert pg.p.url == url and "dt=" not in pg.p.url
+        _shots(pg, "bad_dates")
+        # one only the service can refuse (month 13): the old results go with the error
+        pg.p.fill("#datetime", "2021-13-01/..")
+        pg.p.press("#datetime", "Enter")
+        pg.p.wait_for_function("document.querySelector('#status').className === 'error'", timeout=30_000)
+        assert pg.p.locator("#gallery .card").count() == 0 and pg.p.inner_text("#query") == ""
+        assert pg.p.locator(".export").first.is_disabled() and pg.p.locator("#fit").is_disabled()
+        pg.check_clean()
+    finally:
+        pg.close()
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&dt=last+summer&near=-95.36,29.75,800")
+    try:
+        pg.wait_results(10)
+        pg.wait_status("near= filter was left out")
+        status = pg.status()
+        assert "dates \"last summer\" were left out" in status and "draw a box or polygon" in status, status
+        assert "dt=" not in pg.p.url and "near=" not in pg.p.url and pg.p.input_value("#datetime") == ""
+        pg.check_clean()
+    finally:
+        pg.close()
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        png = _upload_png(points, "scene-a", size=8)
+        pg.p.set_input_files("#upload", files=[{"name": "tiny.png", "mimeType": "image/png", "buffer": png}])
+        pg.wait_results(10)
+        q = pg.p.inner_text("#query")
+        assert "8×8 px" in q and "much smaller than the model's 64×64 px input" in q, q
+        assert "much smaller" in pg.status()
+        _shots(pg, "tiny_upload")
+        pg.check_clean()
+    finally:
+        pg.close()
