@@ -230,6 +230,16 @@ def test_find_all_without_an_area_scores_the_whole_index_on_every_screen(browser
             card.press("p")
             assert "pos" in card.get_attribute("class").split() and hid in pg.p.url.split("pos=")[1].split("&")[0]
             assert pg.p.inner_text("#label-count") == "4 positive, 3 negative"
+            # on the map: a click on the hit offers the same labels and the way to its card in the list
+            pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+            row = pg.p.locator(f".hit-popup .hit-row[data-id='{hid}']")
+            row.locator("button", has_text="Positive").click()   # again: the label goes
+            assert pg.p.inner_text("#label-count") == "3 positive, 3 negative"
+            assert "pos" not in card.get_attribute("class").split()
+            pg.p.wait_for_function("!document.querySelector('.hit-popup')")   # it fades out first
+            pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+            row.locator("button", has_text="In the list").click()
+            assert pg.p.evaluate("document.activeElement.dataset.id") == hid
             pg.check_clean()
         finally:
             pg.close()

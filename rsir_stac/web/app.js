@@ -421,7 +421,7 @@ function labelHit(id, label, f) { labels.setLabel(id, label, resultById(id) || f
 const HIT_ACTIONS = [
   { label: "✓ Positive", run: (f) => labelHit(f.id, "positive", f) },
   { label: "✗ Negative", run: (f) => labelHit(f.id, "negative", f) },
-  { label: "Show in the list", run: (f) => {
+  { label: "In the list", run: (f) => {
     showTab("labels");
     if (!labels.focusHit(f.id)) setStatus("This hit is not among the ones listed (the most probable); Download hits saves all.");
   } },
