@@ -450,7 +450,8 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         # the result under the hits is one click away, as it was without them
         popup.locator("button:has-text('Select the result under it')").click()
         pg.p.wait_for_selector("#details:not([hidden])")
-        assert "sel=" in pg.p.url and popup.count() == 0
+        popup.wait_for(state="detached", timeout=5_000)   # closed (it fades out)
+        assert "sel=" in pg.p.url
         pg.p.locator("#details button.close").click()
         pg.p.mouse.click(*pg.lonlat_xy(hit[1] + 0.0001, hit[2] + 0.0001))
         popup.wait_for(timeout=5_000)
@@ -459,7 +460,7 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         # drawing: a click on a hit is a corner, not the hit
         pg.p.click("#mode-polygon")
         pg.p.mouse.click(*pg.lonlat_xy(hit[1] + 0.0001, hit[2] + 0.0001))
-        pg.p.wait_for_timeout(300)
+        pg.p.wait_for_timeout(400)   # more than the popup's fade
         assert popup.count() == 0
         pg.check_clean()
     finally:
