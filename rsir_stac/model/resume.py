@@ -46,9 +46,42 @@ def resume(ck: dict | None, cfg: TrainConfig, net, opt, ema, aug) -> tuple[int, 
     opt.load_state_dict(ck["opt"])
     if ema is not None and ck.get("ema") is not None:
         ema.shadow = ck["ema"]
-    aug.rng = np.random.default_rng([cfg.seed, ck["epoch"] + 1])
+        ema.updates = int(ck.get("ema_updates", 1))  # >= 1: the next update averages, it does not copy
+    if ck.get("rng") is not None:
+        set_rng_state(ck["rng"], aug)
+    else:  # a checkpoint written before the random state was saved: resumes close to, not exactly as, a straight run
+        aug.rng = np.random.default_rng([cfg.seed, ck["epoch"] + 1])
     log.info("resumed at epoch %d", ck["epoch"] + 1)
     return ck["epoch"] + 1, ck["best"], ck["history"]
+
+
+def rng_state(aug) -> dict:
+    """Every random state a training epoch draws from (torch CPU and CUDA, numpy's and Python's
+    global generators, the augmentation's generator), saved with the checkpoint so that a
+    resumed run continues exactly as a run that was never stopped.  (The P×K sampler is
+    seeded per epoch and keeps no state.)"""
+    import random
+
+    import torch
+
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(), "random": random.getstate(),
+            "augment": aug.rng.bit_generator.state}
+
+
+def set_rng_state(state: dict, aug) -> None:
+    """Restore what :func:`rng_state` saved."""
+    import random
+
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    aug.rng.bit_generator.state = state["augment"]
 
 
 def split_record(split: _Split) -> dict:
@@ -56,8 +89,9 @@ def split_record(split: _Split) -> dict:
     from rsir_stac.model.data import split_digest
 
     rel = split.folder.relpaths()
+    test = [rel[i] for i in split.test_ix]
     return {"classes": list(split.folder.classes), "held_out": list(split.held_out),
-            "test_digest": split_digest([rel[i] for i in split.test_ix]), "n_test": int(len(split.test_ix))}
+            "test_digest": split_digest(test), "n_test": int(len(split.test_ix)), "files": rel, "test_files": test}
 
 
 def bundle_model_id(path: Path) -> str | None:
@@ -73,7 +107,9 @@ def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _
     rotation-view distillation settings, another recipe or option (:data:`_RESUME_KEYS`),
     other held-out classes, another class set or another test split (an image added or
     removed): its weights would be written under this run's description, or test images
-    trained on.  One-line InputError naming what changed, ``--no-resume`` and another ``--out``."""
+    trained on; and one that has run more epochs than ``cfg.epochs`` (its bundle would
+    record fewer epochs than its history).  One-line InputError naming what changed,
+    ``--no-resume`` and another ``--out``."""
     from rsir_stac.model.train import TrainConfig
 
     old = ck.get("config", {})
@@ -93,6 +129,12 @@ def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _
     recipe_then, recipe_now = (old.get("extra") or {}).get("recipe"), cfg.extra.get("recipe")
     if recipe_then and recipe_now and recipe_then != recipe_now:
         raise InputError(f"checkpoint {ckpt_path} was trained with --recipe {recipe_then}, not {recipe_now}; {fix}")
+    if epochs_done(ck) > cfg.epochs:
+        raise InputError(f"checkpoint {ckpt_path} has already run {epochs_done(ck)} epochs, more than --epochs "
+                         f"{cfg.epochs} (its bundle would record {cfg.epochs} epochs and a history of "
+                         f"{epochs_done(ck)}); pass --epochs {epochs_done(ck)} or more to resume it, or --no-resume to "
+                         f"train {cfg.epochs} epochs from the start in this folder, or choose another --out")
+
     record = split_record(split) if split is not None else {}
     now_cfg, defaults = asdict(cfg), asdict(TrainConfig("", ""))
     for key in _RESUME_KEYS:
@@ -126,9 +168,36 @@ def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _
         raise InputError(f"checkpoint {ckpt_path} was trained on other classes than {cfg.data_dir} has now "
                          f"({what}); {fix}")
     if ck["test_digest"] != record["test_digest"]:
-        raise InputError(f"checkpoint {ckpt_path} was trained with another test split ({ck['n_test']} test images "
-                         f"then, {record['n_test']} now: images were added to or removed from {cfg.data_dir}), so "
-                         f"images it trained on may now be test images; {fix}")
+        raise InputError(f"checkpoint {ckpt_path} was trained with another test split: "
+                         f"{_split_change(ck, record, cfg.data_dir)}; {fix}")
+
+
+def epochs_done(ck: dict) -> int:
+    """Epochs a checkpoint has run."""
+    return int(ck["epoch"]) + 1
+
+
+def _split_change(ck: dict, record: dict, data_dir: str) -> str:
+    """What changed in the data folder since a checkpoint, in words, from the file lists that
+    checkpoints record (older ones: the size of the test split then and now)."""
+    if "files" not in ck:
+        sizes = (f"{ck['n_test']} test images then, {record['n_test']} now" if ck["n_test"] != record["n_test"]
+                 else f"as many test images as then, {ck['n_test']}, but other files")
+        return f"images were added to or removed from {data_dir} since ({sizes}), so images it trained on may now " \
+               "be test images"
+    old, new = set(ck["files"]), set(record["files"])
+    added, removed = sorted(new - old), sorted(old - new)
+    changes = [f"gained {len(added)} image(s) ({_first(added)})" if added else "",
+               f"lost {len(removed)} ({_first(removed)})" if removed else ""]
+    changed = " and ".join(c for c in changes if c) or "had its images reorganised"
+    moved = sorted((old - set(ck["test_files"])) & set(record["test_files"]))
+    then = (f"{len(moved)} image(s) it trained on ({_first(moved)}) would now be test images" if moved
+            else "its test images are not the ones it kept out of training")
+    return f"since then {data_dir} {changed}, so {then}"
+
+
+def _first(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 #: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
@@ -141,4 +210,5 @@ def _show(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
-__all__ = ["bundle_model_id", "check_resumable", "load_checkpoint", "resume", "split_record"]
+__all__ = ["bundle_model_id", "check_resumable", "epochs_done", "load_checkpoint", "resume", "rng_state",
+           "set_rng_state", "split_record"]

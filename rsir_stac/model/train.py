@@ -19,7 +19,7 @@ import numpy as np
 
 from rsir_stac.errors import InputError
 from rsir_stac.model.refit import _least_reducer_dim
-from rsir_stac.model.resume import bundle_model_id, load_checkpoint, resume, split_record
+from rsir_stac.model.resume import bundle_model_id, load_checkpoint, resume, rng_state, split_record
 from rsir_stac.model.teachers import StudentTeacher, WeightEMA
 from rsir_stac.model.train_checks import check_fit_split, check_options, usable_validation
 
@@ -390,16 +390,31 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
                         "seconds": round(time.time() - t0, 1)})
         if score > best:
             best = score
-            torch.save(net.state_dict(), best_path)
+            _save(net.state_dict(), best_path)
         if live is not None:
             net.load_state_dict(live)
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
-                    "history": history, "config": asdict(cfg),
-                    "start_model": start.model_id if start is not None else None, **recorded,
-                    "ema": ema.shadow if ema is not None else None}, ckpt_path)
+        _save({"net": net.state_dict(), "opt": opt.state_dict(), "epoch": epoch, "best": best,
+               "history": history, "config": asdict(cfg),
+               "start_model": start.model_id if start is not None else None, **recorded,
+               "ema": ema.shadow if ema is not None else None, "ema_updates": ema.updates if ema is not None else 0,
+               "rng": rng_state(aug)}, ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
     return history
+
+
+def _save(obj, path: Path) -> None:
+    """``torch.save`` whole or not at all (a run killed while saving keeps the previous file)."""
+    import os
+
+    import torch
+
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], train_seconds: float,
@@ -457,8 +472,9 @@ def _start_from(cfg: TrainConfig):
         hint = (f"did you mean --from {run}?" if (run / "model.json").is_file() else
                 f"give a folder written by `rsir-stac train`/`reduce` (RUN/bundle) or a shipped model name "
                 f"({', '.join(shipped_models())})")
-        raise BundleNotFoundError(f"--from {cfg.init_from}: no model bundle there (model.json missing); "
-                                  f"{hint}") from None
+        why = ("the path does not exist, and it is not a shipped model name" if not Path(cfg.init_from).exists()
+               else "model.json missing")
+        raise BundleNotFoundError(f"--from {cfg.init_from}: no model bundle there ({why}); {hint}") from None
     m = start.meta
     if cfg.view_distill > 0 and cfg.view_distill_views not in (4, 8):
         raise InputError(f"--view-distill-views {cfg.view_distill_views}: the teacher averages 4 or 8 dihedral "
