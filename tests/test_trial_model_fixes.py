@@ -85,3 +85,94 @@ def test_resuming_with_fewer_epochs_or_a_changed_folder_is_refused_naming_what_d
     msg = str(ei.value)
     assert "gained 1 image(s) (class1/zz-new.png)" in msg and "lost 1 (class2/img05.png)" in msg, msg
     assert "test images then" not in msg and "--no-resume" in msg
+
+
+# ------------------------------------------------------------------ class folders (item 8)
+
+
+def test_nested_and_empty_class_folders_are_named_with_their_own_advice(tmp_path, caplog):
+    """Trial: `urban/beach`, `urban/forest` were dropped with "move them up into their class
+    folder" (read as: into urban/), never naming beach or forest; empty folders got the same text."""
+    from rsir_stac.model.data import scan_image_folder
+
+    data = make_image_folder(tmp_path / "tiles", classes=4, per_class=3)
+    (data / "urban").mkdir()
+    (data / "class2").rename(data / "urban" / "beach")
+    (data / "class3").rename(data / "urban" / "forest")
+    (data / "river").mkdir()
+    (data / "runway").mkdir()
+    (data / "runway" / "notes.txt").write_text("not an image")
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"):
+        assert scan_image_folder(data).classes == ("class0", "class1")
+    nested, empty = (r.getMessage() for r in caplog.records)
+    assert "are not classes (urban)" in nested and "urban/beach, urban/forest" in nested
+    assert f"mv {data / 'urban' / 'beach'} {data / 'beach'}" in nested
+    assert f"to make urban one class, move the images directly into {data / 'urban'}" in nested
+    assert "river" not in nested and "move them up" not in nested
+    assert "hold no" in empty and "(river, runway)" in empty and "put images in them, or remove them" in empty
+    assert "deeper" not in empty and "urban" not in empty
+
+
+# ------------------------------------------------------------------ unreadable images (item 10)
+
+
+def _corrupt(path):
+    path.write_bytes(b"RIFF\x10\x00\x00\x00WEBPVP8 garbage that is not a picture")
+    return path
+
+
+def test_unreadable_images_read_cleanly_and_advise_the_same_in_both_trainings(tmp_path, tiny_bundle):
+    """Trial: two corrupt images gave "2 images cannot be decoded (…forest05.webp besides
+    …beach03.webp cannot be decoded as an image (…))"; adaptation advised "give a PNG/JPEG/WebP/
+    GeoTIFF image" where labelled training says to remove or replace the file."""
+    from rsir_stac.model.data import load_images, scan_image_folder
+    from rsir_stac.model.unlabelled import collect_tiles
+
+    data = make_image_folder(tmp_path / "tiles", classes=2, per_class=4)
+    a, b = _corrupt(data / "class0" / "a.webp"), _corrupt(data / "class1" / "b.webp")
+    with pytest.raises(ImageReadError) as ei:
+        load_images(scan_image_folder(data).paths)
+    msg = str(ei.value)
+    assert re.fullmatch(rf"2 images cannot be decoded: {re.escape(str(a))} \([^()]+\), {re.escape(str(b))} "
+                        r"\([^()]+\); remove or replace them", msg), msg
+    assert "besides" not in msg
+    b.unlink()
+    with pytest.raises(ImageReadError) as one:
+        load_images(scan_image_folder(data).paths)
+    with pytest.raises(ImageReadError) as adapting:
+        collect_tiles([str(data)], tiny_bundle)
+    for err in (one.value, adapting.value):
+        assert re.fullmatch(rf"image {re.escape(str(a))} cannot be decoded \([^()]+\); remove or replace the file",
+                            str(err)), str(err)
+
+
+# ------------------------------------------------------------------ adaptation GSDs (item 7)
+
+
+def test_adaptation_names_an_enlarged_scene_and_the_scenes_that_gave_no_tiles(tmp_path, tiny_bundle, caplog):
+    """Trial: `train --unlabelled scenes --gsd 5` on two 5 m scenes and a 300 m one read the 300 m
+    scene enlarged 60x, whose windows crowded out the others (n_scenes 1 of 3), without a word."""
+    from rsir_stac.model.unlabelled import collect_tiles
+
+    d = tmp_path / "scenes"
+    d.mkdir()
+    make_geotiff(d / "fine_a.tif", res=1.0, seed=1)
+    make_geotiff(d / "fine_b.tif", res=1.0, seed=2, origin=(520000.0, 3300000.0))
+    make_geotiff(d / "coarse.tif", width=64, height=64, res=40.0, seed=3, origin=(600000.0, 3300000.0))
+    with caplog.at_level("WARNING", logger="rsir_stac.model.unlabelled"):
+        tiles = collect_tiles([str(d)], tiny_bundle, gsd=1.0, max_tiles=8, seed=0)
+    coarse = next(n for n in tiles.skipped["enlarged_scenes"])
+    assert coarse.startswith("coarse-") and tiles.skipped["enlarged_scenes"][coarse] == 40.0
+    assert f"{coarse}: its native GSD 40 m is read at 1 m, enlarged 40x" in caplog.text
+    gone = tiles.skipped["scenes_without_tiles"]
+    assert sorted(n.split("-")[0] for n in gone) == ["fine_a", "fine_b"]  # every tile drawn is the coarse scene's
+    assert set(tiles.scenes[i] for i in set(tiles.scene.tolist())) == {coarse}
+    said = next(r.getMessage() for r in caplog.records if "gave no tiles" in r.getMessage())
+    assert said.startswith("2 of 3 scenes gave no tiles") and all(n in said for n in gone)
+    assert "--max-tiles 8" in said and f"leave out {coarse}" in said
+    # read at their own GSD, nothing is enlarged or crowded out
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rsir_stac.model.unlabelled"):
+        ok = collect_tiles([str(d / "fine_a.tif"), str(d / "fine_b.tif")], tiny_bundle, gsd=1.0, max_tiles=8)
+    assert ok.skipped["scenes_without_tiles"] == [] and ok.skipped["enlarged_scenes"] == {}
+    assert "enlarged" not in caplog.text and "gave no tiles" not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise DatasetError(f"data folder {root} {what}; pass a folder with one sub-folder of images per class")
-    classes, paths, labels, skipped = [], [], [], []
+    classes, paths, labels, empty, deeper = [], [], [], [], {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")
@@ -49,7 +50,10 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
                         "directly in its folder); move them up into %s", sub,
                         ", ".join(nested[:5]) + (" ..." if len(nested) > 5 else ""), sub)
         if not files:
-            skipped.append(sub.name)
+            if nested:
+                deeper[sub.name] = nested
+            else:
+                empty.append(sub.name)
             continue
         if len(files) < min_per_class:
             raise DatasetError(
@@ -59,16 +63,35 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         classes.append(sub.name)
         paths.extend(files)
         labels.extend([len(classes) - 1] * len(files))
-    if skipped and classes:
-        log.warning("data folder %s: %d sub-folder(s) hold no images directly and are not classes (%s); "
-                    "images in deeper folders are not read: move them up into their class folder",
-                    root, len(skipped), ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if classes:
+        _warn_not_classes(root, empty, deeper)
     if len(classes) < 2:
         raise DatasetError(
             f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
             f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images, one per class"
         )
     return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
+
+
+def _names(items: Sequence[str], most: int = 5) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def _warn_not_classes(root: Path, empty: Sequence[str], deeper: dict[str, list[str]]) -> None:
+    """Say which sub-folders of ``root`` are not classes: those without any image, and those
+    whose images lie only in deeper folders (each named, with where to move it)."""
+    if deeper:
+        inner = [f"{d}/{n}" for d, names in deeper.items() for n in names]
+        first_dir, first = next(iter(deeper.items()))
+        log.warning("data folder %s: %d sub-folder(s) are not classes (%s): their images lie only in deeper folders "
+                    "(%s), which are not read, so none of those images is trained on; to make each deeper folder "
+                    "a class, move it beside the other classes (e.g. mv %s %s); to make %s one class, move the "
+                    "images directly into %s", root, len(deeper), _names(list(deeper)), _names(inner),
+                    root / first_dir / first[0], root / first[0], first_dir, root / first_dir)
+    if empty:
+        log.warning("data folder %s: %d sub-folder(s) hold no %s images and are not classes (%s); put images in "
+                    "them, or remove them", root, len(empty), "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES),
+                    _names(list(empty)))
 
 
 def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 0, seed: int = 0) -> tuple[str, ...]:
@@ -138,8 +161,35 @@ def split_digest(relpaths: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(relpaths).encode()).hexdigest()[:16]
 
 
+class ImageDecodeError(ImageReadError):
+    """A training image that cannot be decoded: ``path`` and ``cause`` (the decoder's words),
+    so that :func:`load_images` can list several in one line."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path, self.cause = Path(path), cause
+        super().__init__(f"image {path} cannot be decoded ({cause}); remove or replace the file")
+
+
+def _decode_cause(path: str | Path, err: BaseException) -> str:
+    """What went wrong decoding ``path``, without its name and the advice of ``err``'s message
+    (``read_image``'s "NAME cannot be decoded as an image (CAUSE); give ...")."""
+    msg = " ".join(str(err).split())
+    m = re.search(r" cannot be decoded as an image \((.*)\); give ", msg)
+    if m:
+        msg = m.group(1)
+    else:
+        for name in (str(path), f"image {path}"):
+            if msg.startswith(name + " "):
+                msg = msg[len(name) + 1:]
+        msg = msg.rsplit("; ", 1)[0] if "; " in msg else msg
+    return msg.replace(f" '{path}'", "").replace(f" {path}", "")  # the name is said once, before the cause
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to an H×W×3 uint8 array (PIL, GeoTIFF via rasterio)."""
+    """Decode an image file to an H×W×3 uint8 array (PIL, GeoTIFF via rasterio).
+
+    Raises :class:`ImageDecodeError` (an ImageReadError) naming the file and the cause,
+    advising to remove or replace it; ImageReadError when it does not exist."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -151,8 +201,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
             except (OSError, ValueError, SyntaxError) as exc:  # a known format that breaks off: cut short
                 if im.format in ("TIFF", "MPO"):
                     raise UnidentifiedImageError(im.format) from exc  # multi-band TIFFs: rasterio below
-                raise ImageReadError(f"image {path} cannot be decoded ({exc}); remove or replace it with a "
-                                     "PNG/JPEG/WebP/TIFF image") from None
+                raise ImageDecodeError(path, " ".join(str(exc).split())) from None
     except FileNotFoundError:
         raise ImageReadError(f"image {path} does not exist; check the path") from None
     except ImageReadError:
@@ -163,11 +212,8 @@ def load_rgb(path: str | Path) -> np.ndarray:
         from rsir_stac.tiling import read_image
 
         return read_image(path)
-    except ImageReadError:
-        raise
     except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(f"image {path} cannot be decoded ({exc}); remove or replace it with a "
-                             "PNG/JPEG/WebP/TIFF image") from exc
+        raise ImageDecodeError(path, _decode_cause(path, exc)) from None
 
 
 def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
@@ -181,11 +227,11 @@ def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
             bad.append((p, exc))
         if progress:
             progress(i + 1)
+    if len(bad) == 1:
+        raise bad[0][1]
     if bad:
-        first = str(bad[0][1]).rsplit("; ", 1)[0]  # what went wrong, without the advice for one file
-        if len(bad) == 1:
-            raise ImageReadError(f"{first}; remove or replace the file")
+        listed = ", ".join(f"{p} ({e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e)})"
+                           for p, e in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise ImageReadError(f"{len(bad)} images cannot be decoded ({', '.join(str(p) for p, _ in bad[1:3])}{more} "
-                             f"besides {first}); remove or replace them")
+        raise ImageReadError(f"{len(bad)} images cannot be decoded: {listed}{more}; remove or replace them")
     return out

@@ -129,6 +129,13 @@ class _SceneWindows:
     gsd_used: float | None
     gsd: float
     refs: list
+    native_gsd: float = math.nan
+
+
+#: A scene enlarged more than this many times (``--gsd`` much finer than its own GSD) is said:
+#: its tiles are a few of its pixels blown up, and its windows crowd out the other scenes'.
+#: The default recipe trains on images downscaled 1-8x (:data:`rsir_stac.gsd.MAX_SMALL_SCENE_UPSAMPLE`).
+MAX_ENLARGEMENT = 8.0
 
 
 def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, max_upsample, native_gsd,
@@ -152,7 +159,7 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
             try:
                 reader, used, _ = open_scene(scene, opts, tile_size, stride, target)  # square pixels (no old tiling to keep)
                 with reader:
-                    out.append(_SceneWindows(scene, used, reader.gsd, reader.windows()))
+                    out.append(_SceneWindows(scene, used, reader.gsd, reader.windows(), reader.native_gsd))
             except RsirError as err:
                 log.warning("skipping %s: %s", scene.item_id, err)
                 failed.append(str(err))
@@ -219,7 +226,7 @@ def collect_tiles(
     hold no tiles, and the scene errors of ingest (SourceNotFoundError,
     StacError, RasterError) for bad sources.
     """
-    from rsir_stac.model.data import load_rgb
+    from rsir_stac.model.data import load_images
     from rsir_stac.stac import iter_scenes
     from rsir_stac.tiling import SceneReader, gdal_env
 
@@ -247,7 +254,9 @@ def collect_tiles(
     listed = _list_windows(scenes, bundle, gsd=gsd, bands=bands, stride=stride, tile_size=tile_size,
                            min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd, failed=failed)
     run_gsd = _check_gsds(listed, gsd)
+    enlarged = _warn_enlarged(listed)
     slots = [(s, r) for s, w in enumerate(listed) for r in range(len(w.refs))] + [(-1, i) for i in range(len(images))]
+    n_windows = len(slots)
     if not slots:
         why = f" ({len(failed)} failed, first: {failed[0]})" if failed else " (no raster items, no images)"
         raise DatasetError(f"the sources {', '.join(map(str, sources))} hold no tiles{why}; "
@@ -292,12 +301,11 @@ def collect_tiles(
                 times.append(t)
                 sides.append(w.gsd * tile_size)
     n_geo = len(pixels)
+    tileless = _warn_tileless(listed, by_scene, scene_ix, max_tiles, n_windows, enlarged)
     chosen = [i for s, i in slots if s < 0]
-    for i in chosen:
-        pixels.append(load_rgb(images[i][1]))
-        done += 1
-        if progress:
-            progress(done, total)
+    # every unreadable image named at once, with the advice labelled training gives
+    pixels.extend(load_images([images[i][1] for i in chosen],
+                              progress=None if progress is None else (lambda n: progress(done + n, total))))
     n_img = len(pixels) - n_geo
     pos = np.full((len(pixels), 3), np.nan)
     if n_geo:
@@ -311,5 +319,50 @@ def collect_tiles(
         side_m=np.concatenate([np.asarray(sides, dtype=float), np.full(n_img, np.nan)]),
         scenes=names + [images[i][1].name for i in chosen],
         gsd=run_gsd, sources=described,
-        skipped={"empty_tiles": empty, "failed": failed[:20], "n_failed": len(failed)},
+        skipped={"empty_tiles": empty, "failed": failed[:20], "n_failed": len(failed),
+                 "scenes_without_tiles": tileless, "enlarged_scenes": enlarged},
     )
+
+
+def _warn_enlarged(listed: list[_SceneWindows]) -> dict[str, float]:
+    """Warn about scenes read at a GSD more than :data:`MAX_ENLARGEMENT` times finer than their
+    own (``--gsd``); returns ``{scene: enlargement}``."""
+    out = {w.scene.item_id: round(w.native_gsd / w.gsd, 1) for w in listed
+           if w.gsd_used is not None and w.native_gsd > w.gsd * MAX_ENLARGEMENT}
+    total = sum(len(w.refs) for w in listed)
+    for w in listed:
+        if w.scene.item_id in out:
+            log.warning("%s: its native GSD %.3g m is read at %.3g m, enlarged %.0fx: its tiles are a few of its "
+                        "pixels blown up, and its %d windows are %.3g%% of all sources' (the tiles drawn come mostly "
+                        "from it); pass a --gsd nearer %.3g m, or adapt on it separately", w.scene.item_id,
+                        w.native_gsd, w.gsd, w.native_gsd / w.gsd, len(w.refs), 100.0 * len(w.refs) / max(1, total),
+                        w.native_gsd)
+    return out
+
+
+def _warn_tileless(listed: list[_SceneWindows], drawn: dict[int, list[int]], kept: list[int],
+                   max_tiles: int | None, n_windows: int, enlarged: dict[str, float]) -> list[str]:
+    """Warn, naming them, about scenes that gave no tile (none of their windows drawn under
+    ``max_tiles``, or every one drawn mostly empty or unreadable); returns their names."""
+    have = set(kept)
+    why = []
+    for s, w in enumerate(listed):
+        if s in have:
+            continue
+        n = len(drawn.get(s, []))
+        if not w.refs:
+            why.append((w.scene.item_id, "no window of a whole tile fits in it"))
+        elif n == 0:
+            why.append((w.scene.item_id, f"none of its {len(w.refs)} windows was among the --max-tiles "
+                                         f"{max_tiles} drawn from {n_windows}"))
+        else:
+            why.append((w.scene.item_id, f"its {n} tiles drawn are mostly empty (nodata) or unreadable"))
+    if why:
+        crowding = [n for n in enlarged if n not in {name for name, _ in why}]
+        fix = (f"leave out {', '.join(crowding)} (enlarged, its windows crowd out the others) or pass a --gsd "
+               "nearer its own, raise --max-tiles, or adapt on each GSD separately" if crowding else
+               "raise --max-tiles, or check their nodata and --bands")
+        log.warning("%d of %d scenes gave no tiles, so adaptation does not see them: %s; %s", len(why), len(listed),
+                    "; ".join(f"{name} ({reason})" for name, reason in why[:5])
+                    + (f"; and {len(why) - 5} more" if len(why) > 5 else ""), fix)
+    return [name for name, _ in why]
