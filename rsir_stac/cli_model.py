@@ -283,9 +283,20 @@ def reduce(data_dir, model, kind, dim, views, out):
 
     from rsir_stac.model.refit import refit_reducer
 
-    with tqdm(desc="embedding training split", unit="img", file=sys.stderr) as bar:
+    bar = None
+
+    def progress(n):  # the bar appears once the checks passed and embedding starts
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc="embedding training split", unit="img", file=sys.stderr)
+        bar.update(n)
+
+    try:
         b = refit_reducer(model, data_dir, kind, dim, out, views=None if views is None else int(views),
-                          progress=bar.update)
+                          progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"bundle written to {b.path} (model id {b.model_id}, {b.dim} dims"
                + (f", {b.views} views per tile" if b.views > 1 else "") + ")")
 
@@ -297,8 +308,9 @@ def reduce(data_dir, model, kind, dim, views, out):
               help="Model bundle folder (or a shipped name: v5, the default; v1-v4); "
                    "'imagenet' scores ImageNet pooled features.")
 @click.option("--split", type=click.Choice(["test", "all"]),
-              help="test: the bundle's recorded test split; all: every image (other datasets). "
-                   "[default: all with --held-out/--classes, else test]")
+              help="test: the images the model never trained on (the bundle's recorded test split; with --classes, "
+                   "its test images of those classes); all: every image (other datasets; on the training folder "
+                   "the images trained on are counted and warned about). [default: all with --held-out, else test]")
 @click.option("--scale", default="1", show_default=True,
               help="Downsample every image by F before embedding (coarser GSD); a list such as 1,2,4,8 gives a table.")
 @click.option("--held-out", is_flag=True, help="Only the classes the model was trained without (leave-classes-out).")
@@ -309,7 +321,9 @@ def reduce(data_dir, model, kind, dim, views, out):
               help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Score with query expansion over N neighbours, as search --expand N ranks.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: the first --scale's metrics, protocol and warnings at the top level, "
+                   "plus model and results (one such object per --scale, in order).")
 @_handle_errors
 def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
@@ -338,7 +352,7 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
 
         raise InputError(f"--held-out and --classes {classes} both choose the classes to evaluate; pass one of them")
     chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
-    split = split or ("all" if chosen else "test")
+    split = split or ("all" if held_out else "test")  # held-out classes: never trained on, every image counts
     bundle = resolve_model(model)
     results = []
     for f in scales:
@@ -346,8 +360,8 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
             results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
                                            classes=chosen, bf16=False if fp32 else None, progress=bar.update,
                                            reduce=not full, expand=expand))
-    if as_json:
-        _echo_json(results[0] if len(results) == 1 else {"model": bundle.model_id, "results": results})
+    if as_json:  # one shape whatever the number of scales (the first scale's keys stay at the top level)
+        _echo_json({**results[0], "model": bundle.model_id, "results": results})
         return
     click.echo(f"model {bundle.model_id}  split {split}  queries {results[0]['n_queries']}  dim {results[0]['dim']}"
                + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else "")

@@ -161,8 +161,15 @@ def resolve_model(model):
     return load_bundle(model)
 
 
-#: (folder, bundle test digest) pairs already warned about in this process.
-_WARNED_SPLITS: set[tuple[str, str]] = set()
+#: (warning kind, folder, bundle test digest) already warned about in this process (once, not once per scale).
+_WARNED_SPLITS: set[tuple[str, str, str]] = set()
+
+
+def _warn_once(kind: str, data_dir, digest: str, message: str) -> None:
+    key = (kind, str(data_dir), digest)
+    if key not in _WARNED_SPLITS:
+        _WARNED_SPLITS.add(key)
+        log.warning("%s", message)
 
 
 def evaluate_folder(
@@ -180,17 +187,27 @@ def evaluate_folder(
 ) -> dict:
     """Embed a labelled folder with a bundle and score retrieval.
 
-    ``split="test"`` uses the test split recorded in the bundle (images the
-    model never trained on, computed over the classes it trained on);
-    ``split="all"`` uses every image.  ``scale`` ≥ 1 downsamples query and
-    database images alike by that factor (Lanczos, antialiased) before the
-    usual resize to the network input: the same ground at a ``scale``× coarser
-    GSD.  ``classes="held-out"`` evaluates every image of the classes the
-    bundle was trained without (leave-classes-out protocol); a list of class
-    names restricts to those classes.  ``bundle="imagenet"`` scores the
-    ImageNet pooled-feature baseline.  ``expand`` > 0 scores with average query
-    expansion over that many neighbours (:func:`expand_queries`, what
-    ``search --expand`` does).  The result records the protocol.
+    ``split="test"`` uses the test split recorded in the bundle: the images the
+    model never trained on (the split is computed over the classes it trained on,
+    as training did; with ``classes``, the test images of those classes, and every
+    image of a class it was trained without).  ``split="all"`` uses every image;
+    when the folder is the one the bundle was trained on, the images it trained
+    on are counted (``protocol["trained_on"]``) and a warning says so.  ``scale`` ≥ 1
+    downsamples query and database images alike by that factor (Lanczos, antialiased)
+    before the usual resize to the network input: the same ground at a ``scale``×
+    coarser GSD.  ``classes="held-out"`` evaluates the classes the bundle was trained
+    without (leave-classes-out protocol); a list of class names restricts to those
+    classes.  ``bundle="imagenet"`` scores the ImageNet pooled-feature baseline.
+    ``expand`` > 0 scores with average query expansion over that many neighbours
+    (:func:`expand_queries`, what ``search --expand`` does).
+
+    The result records the protocol: ``split``, ``scale``, ``classes``, ``held_out``
+    (the classes were chosen by ``classes="held-out"``), ``data`` (the folder,
+    absolute), ``model``, ``reduced``, ``expand``, ``views``, ``split_matches_bundle``
+    (whether the folder's test split is the one recorded in the bundle: False means this
+    is not the training dataset, or it changed; None when not checked) and ``trained_on``
+    (how many scored images the model trained on; None when unknown: another dataset, or
+    a bundle that records no split).  ``warnings`` lists what was warned about.
 
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
@@ -211,37 +228,50 @@ def evaluate_folder(
                          "pass (leave it out for the default)")
     bundle = resolve_model(bundle)
     tr = bundle.meta.get("training", {})
-    folder = scan_image_folder(data_dir)
+    full = scan_image_folder(data_dir)
     held = list(tr.get("held_out_classes") or [])
-    if classes == "held-out":
+    by_held_out = classes == "held-out"
+    if by_held_out:
         if not held:
             raise DatasetError(f"model {bundle.model_id} was trained on every class (no held-out classes recorded); "
                                "train one with --leave-out/--leave-out-n, or pass --classes")
         classes = held
     if classes:
-        unknown = [c for c in classes if c not in folder.classes]
+        unknown = [c for c in classes if c not in full.classes]
         if unknown:
-            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(folder.classes)}")
+            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(full.classes)}")
         if len(set(classes)) < 2:
             raise DatasetError(f"evaluating on the one class {classes[0]!r} ranks its images only against each other "
                                "(mAP is 1 whatever the model); give at least 2 classes"
                                + (", i.e. train with more held-out classes" if held == list(classes) else ""))
-        folder = only_classes(folder, classes)
-    elif held and split == "test":
-        folder = without_classes(folder, [c for c in held if c in folder.classes])
+    # the bundle's split, computed as training did: over the folder without its held-out classes
+    trained = without_classes(full, [c for c in held if c in full.classes])
+    want = tr.get("test_digest")
+    train_ix, test_ix = stratified_split(trained.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = trained.relpaths()
+    matches = None if not want else split_digest([rel[i] for i in test_ix]) == want
+    never = {rel[i] for i in test_ix}  # images the model never trained on (with the classes it never saw)
+    seen = {rel[i] for i in train_ix} if matches else None  # known only on the training dataset itself
+    folder = only_classes(full, classes) if classes else (trained if split == "test" else full)
+    frel = folder.relpaths()
     idx = np.arange(len(folder))
+    warnings: list[str] = []
     if split == "test":
-        _, idx = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
-        want = tr.get("test_digest")
-        got = split_digest([folder.relpaths()[i] for i in idx])
-        if want and want != got and not classes:
-            if (str(data_dir), want) not in _WARNED_SPLITS:  # once per folder and bundle, not once per scale
-                _WARNED_SPLITS.add((str(data_dir), want))
-                log.warning(
-                    "test split of %s differs from the one recorded in the bundle (%s != %s); "
-                    "this is not the training dataset, consider --split all",
-                    data_dir, got, want,
-                )
+        idx = np.asarray([i for i, r in enumerate(frel) if r in never or r.split("/", 1)[0] not in trained.classes],
+                         dtype=np.int64)
+        if matches is False:
+            msg = (f"the test split of {data_dir} differs from the one recorded in model {bundle.model_id}: this is "
+                   "not the folder it was trained on (or images were added or removed since), so these are not "
+                   "the images it never trained on; for another dataset, pass --split all")
+            warnings.append(msg)
+            _warn_once("split", data_dir, want, msg)
+    trained_on = None if seen is None else sum(1 for i in idx.tolist() if frel[i] in seen)
+    if trained_on:
+        msg = (f"{trained_on} of the {len(idx)} images scored from {data_dir} are in the training split of model "
+               f"{bundle.model_id} (it trained on them), so the scores are optimistic; pass --split test to score "
+               "only images it never trained on")
+        warnings.append(msg)
+        _warn_once("trained", data_dir, want, msg)
     counts = np.bincount(folder.labels[idx], minlength=len(folder.classes))
     if not (counts >= 2).any():
         fix = ("pass --split all to rank every image of the folder, or add images"
@@ -255,6 +285,9 @@ def evaluate_folder(
         X = emb.embed(images, reduce=reduce, progress=progress)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
+                       "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
                        "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
-                       "views": int(getattr(bundle, "views", 1))}
+                       "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": matches if split == "test"
+                       else None, "trained_on": trained_on}
+    out["warnings"] = warnings
     return out

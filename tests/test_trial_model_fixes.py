@@ -146,6 +146,42 @@ def test_unreadable_images_read_cleanly_and_advise_the_same_in_both_trainings(tm
                             str(err)), str(err)
 
 
+# ------------------------------------------------------------------ model paths, reduce (item 10)
+
+
+def test_a_model_path_that_does_not_exist_is_said(tmp_path, tiny_bundle):
+    data = tiny_bundle.path.parents[1] / "tiles"
+    msg = _one_line_error(CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "nonexist")]))
+    assert "the path does not exist, and it is not a shipped model name" in msg and "model.json missing" not in msg
+    (tmp_path / "empty").mkdir()
+    msg = _one_line_error(CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "empty")]))
+    assert "the folder has no model.json" in msg
+    msg = _one_line_error(CliRunner().invoke(main, ["train", "--unlabelled", str(data), "--from",
+                                                    str(tmp_path / "nonexist"), "--out", str(tmp_path / "o")]))
+    assert "the path does not exist" in msg and "pass --from" in msg
+
+
+def test_reduce_refuses_a_used_out_and_a_too_large_dim_before_embedding(tmp_path, tiny_bundle):
+    """Trial: a non-empty --out was refused only after every training image was embedded, and the
+    embedding bar was drawn before a too large --dim was refused."""
+    from rsir_stac.model.refit import refit_reducer
+
+    data = tiny_bundle.path.parents[1] / "tiles"
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    (tmp_path / "afile").write_text("x")
+    embedded = []
+    for out, why in ((tmp_path / "used", "is a folder that is not empty"), (tmp_path / "afile", "is a file")):
+        with pytest.raises(InputError, match=why):
+            refit_reducer(tiny_bundle, str(data), "pca", 2, str(out), progress=embedded.append)
+    assert embedded == []  # refused before the first image was embedded
+    for args, why in ((["--dim", "500", "--out", str(tmp_path / "new")], "--dim 500"),
+                      (["--dim", "2", "--out", str(tmp_path / "used")], "not empty")):
+        r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(tiny_bundle.path), "--kind", "pca", *args])
+        assert why in _one_line_error(r) and "embedding training split" not in r.output, r.output
+    assert not (tmp_path / "new").exists() and [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
+
+
 # ------------------------------------------------------------------ adaptation GSDs (item 7)
 
 
@@ -176,3 +212,74 @@ def test_adaptation_names_an_enlarged_scene_and_the_scenes_that_gave_no_tiles(tm
         ok = collect_tiles([str(d / "fine_a.tif"), str(d / "fine_b.tif")], tiny_bundle, gsd=1.0, max_tiles=8)
     assert ok.skipped["scenes_without_tiles"] == [] and ok.skipped["enlarged_scenes"] == {}
     assert "enlarged" not in caplog.text and "gave no tiles" not in caplog.text
+
+
+# ------------------------------------------------------------------ evaluate (items 4, 9)
+
+
+@pytest.fixture(scope="module")
+def split_bundle(tmp_path_factory):
+    """A bundle trained on 3 classes of 10 images (2 test images a class), its folder beside it."""
+    root = tmp_path_factory.mktemp("evalsplit")
+    data = make_image_folder(root / "tiles", classes=3, per_class=10)
+    return train(_cfg(data, root / "run", epochs=1, max_steps_per_epoch=1)), data
+
+
+def _evaluate(*args):
+    r = CliRunner().invoke(main, ["evaluate", *map(str, args), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.output
+
+
+def test_evaluate_with_classes_scores_the_test_split_and_says_when_images_were_trained_on(split_bundle, caplog):
+    """Trial: `evaluate DATA --classes beach,forest` defaulted to --split all and silently scored
+    20 of 24 images the model was trained on."""
+    bundle, data = split_bundle
+    res, _ = _evaluate(data, "--model", bundle.path, "--classes", "class0,class2")
+    p = res["protocol"]
+    assert p["split"] == "test" and res["n_queries"] == 4 and p["trained_on"] == 0 and res["warnings"] == []
+    assert p["split_matches_bundle"] is True and p["classes"] == ["class0", "class2"] and p["held_out"] is False
+    with caplog.at_level("WARNING", logger="rsir_stac.evaluate"):
+        res, _ = _evaluate(data, "--model", bundle.path, "--classes", "class0,class2", "--split", "all")
+    assert res["n_queries"] == 20 and res["protocol"]["trained_on"] == 16
+    assert res["warnings"] == [f"16 of the 20 images scored from {data} are in the training split of model "
+                               f"{bundle.model_id} (it trained on them), so the scores are optimistic; pass "
+                               "--split test to score only images it never trained on"]
+    assert res["warnings"][0] in caplog.text
+
+
+def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_differs(split_bundle, tmp_path,
+                                                                                      caplog):
+    """Trial: --json was a flat object for one scale and {"model", "results"} for several; the
+    protocol named neither the folder nor --held-out; a test split that differs from the
+    bundle's was said on stderr only while the JSON said "split": "test"."""
+    bundle, data = split_bundle
+    one, _ = _evaluate(data, "--model", bundle.path)
+    two, _ = _evaluate(data, "--model", bundle.path, "--scale", "1,2")
+    for res, scales in ((one, [1.0]), (two, [1.0, 2.0])):
+        assert res["model"] == bundle.model_id and [x["protocol"]["scale"] for x in res["results"]] == scales
+        first = {k: v for k, v in res.items() if k not in ("model", "results")}
+        assert first == res["results"][0]  # the first scale's keys at the top level, in both shapes
+        assert res["protocol"]["data"] == str(data.resolve()) and res["protocol"]["held_out"] is False
+        assert res["protocol"]["split_matches_bundle"] is True
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    for i in range(3):  # more images: another split than the bundle's
+        shutil.copy(other / "class1" / "img00.png", other / "class1" / f"more{i}.png")
+    with caplog.at_level("WARNING", logger="rsir_stac.evaluate"):
+        res, _ = _evaluate(other, "--model", bundle.path)
+    assert res["protocol"]["split"] == "test" and res["protocol"]["split_matches_bundle"] is False
+    assert res["protocol"]["trained_on"] is None and len(res["warnings"]) == 1
+    assert "differs from the one recorded in model" in res["warnings"][0] and "--split all" in res["warnings"][0]
+    assert res["warnings"][0] in caplog.text
+
+
+def test_evaluate_records_that_held_out_chose_the_classes(tmp_path):
+    data = make_image_folder(tmp_path / "tiles", classes=4, per_class=4)
+    b = train(_cfg(data, tmp_path / "run", epochs=1, max_steps_per_epoch=1, leave_out=("class2", "class3")))
+    res, _ = _evaluate(data, "--model", b.path, "--held-out")
+    p = res["protocol"]
+    assert p["held_out"] is True and p["classes"] == ["class2", "class3"] and p["split"] == "all"
+    assert res["n_queries"] == 8 and p["trained_on"] == 0 and res["warnings"] == []
+    res, _ = _evaluate(data, "--model", b.path, "--classes", "class2,class3")
+    assert res["protocol"]["held_out"] is False and res["protocol"]["split"] == "test" and res["n_queries"] == 8

@@ -189,9 +189,11 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
     if not meta_path.is_file() and (path / "bundle" / META).is_file():  # a `train --out` run folder
         raise BundleNotFoundError(f"{path} is a training run folder, not a model bundle; pass {path / 'bundle'}")
     if not meta_path.is_file():
+        why = ("the path does not exist, and it is not a shipped model name" if not path.exists() else
+               "it is a file, not a bundle folder" if not path.is_dir() else f"the folder has no {META}")
         raise BundleNotFoundError(
-            f"no model bundle at {path} ({META} missing); pass --model with a folder written by `rsir-stac train` "
-            f"or a shipped model name ({', '.join(shipped_models())})"
+            f"no model bundle at {path} ({why}); pass --model with a folder written by `rsir-stac train` "
+            f"(RUN/bundle) or a shipped model name ({', '.join(shipped_models())})"
         )
     try:
         # NaN/Infinity (val_mAP of a run whose validation could not rank, before it was written as null)

@@ -27,6 +27,20 @@ def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_di
                          f"pass --dim {min(max(dim, least), most)}")
 
 
+def _check_out(target: Path) -> Path:
+    """Refuse, before any image is embedded, an ``--out`` that :func:`rsir_stac.atomic.atomic_dir`
+    would refuse at the end: a bundle, a file, or a folder of other files."""
+    named = target.expanduser()
+    folder = named.resolve() if named.is_symlink() and named.is_dir() else named
+    if (folder / "model.json").exists():
+        raise InputError(f"--out {target} already holds a model bundle; pass another --out or remove it")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {target} is a file; pass a new or empty folder as --out")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise InputError(f"--out {target} is a folder that is not empty; pass a new or empty folder as --out")
+    return target
+
+
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
                   progress=None):
     """Write a copy of a bundle with a new reducer fitted on its recorded
@@ -56,9 +70,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     if views not in VIEW_SETS:
         raise InputError(f"--views {views}: choose one of {', '.join(map(str, sorted(VIEW_SETS)))} "
                          "(1: none; 4: the rotations; 8: rotations and mirror images)")
-    target = Path(out)
-    if (target / "model.json").exists():
-        raise InputError(f"{target} already holds a model bundle; pass another --out or remove it")
+    target = _check_out(Path(out))
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
     held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
