@@ -9,10 +9,10 @@
  * URL parameters: see state.js; ?key=API_KEY is moved to sessionStorage.
  */
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
-import { addBasemap, addImagery, drawArea, flashScene, installTools, map, mapNotice, setImageryScenes, showScenes,
-  startBounds } from "./map.js";
+import { addBasemap, addImagery, COLOURS, drawArea, fitSearch, flashScene, installTools, map, mapNotice,
+  setImageryScenes, showScenes, startBounds } from "./map.js";
 import * as labels from "./labels.js";
-import { clearResults, el, fitResults, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
+import { clearResults, el, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
          shortDate, showResults } from "./results.js";
 import { DATES_FORM, dateProblem, fromSearch, saveUrl, state } from "./state.js";
 
@@ -49,7 +49,7 @@ function showNothing() {
   lastDoc = null;
   clearResults();
   queryLayer.clearLayers();
-  $("query").innerHTML = "";   // emptied too: style.css's display: flex shows a hidden #query
+  $("query").innerHTML = "";
   $("query").hidden = true;
   $("fit").disabled = true;
   for (const b of document.querySelectorAll(".export")) b.disabled = true;
@@ -136,7 +136,7 @@ async function run(query, opts) {
     setStatus(friendly(err.message), "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
-      L.circleMarker([query.lat, query.lon], { radius: 5, color: "#d7263d", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
+      L.circleMarker([query.lat, query.lon], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
     }
   }
 }
@@ -149,9 +149,9 @@ function render(doc, query, opts) {
   const q = doc.query || {};
   if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens
   if (q.geometry) {
-    L.geoJSON(q.geometry, { style: { color: "#d7263d", weight: 2.5, fillOpacity: 0.08 }, interactive: false, pane: "query" }).addTo(queryLayer);
+    L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fillOpacity: 0.05 }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
-  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: "#d7263d", weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
+  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
   renderQuery(q, query);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
@@ -177,7 +177,7 @@ function render(doc, query, opts) {
             (doc.merged ? " · merged from one search per example" : "") +
             " · click a result to look at it" + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
   showTab("results");
-  if (opts && opts.fit) fitResults();
+  if (opts && opts.fit) fitSearch();
   saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
 }
 
@@ -206,8 +206,7 @@ function renderQuery(q, query) {
   if (query.kind === "image" && query.file) {
     meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
     if (q.warning) {   // e.g. an image much smaller than the model's input
-      const w = meta.appendChild(el("div", "warning", "⚠ " + q.warning[0].toUpperCase() + q.warning.slice(1) + "."));
-      w.style.color = "#8a4b00";
+      meta.appendChild(el("div", "warning", "⚠ " + q.warning[0].toUpperCase() + q.warning.slice(1) + "."));
     }
     meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
@@ -280,7 +279,7 @@ $("mode-box").onclick = () => setMode("box");
 $("mode-polygon").onclick = () => setMode("polygon");
 $("clear-area").onclick = () => { setMode("search"); setArea(null); };
 $("rerun").onclick = () => rerun();
-$("fit").onclick = () => fitResults();
+$("fit").onclick = () => fitSearch();
 function filtersChanged() {
   const dates = $("datetime").value.trim();
   const why = dateProblem(dates);

@@ -6,16 +6,15 @@ import { cardKeys, el, midShort, shortDate } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const classifyLayer = L.featureGroup().addTo(map);
 const labelLayer = L.layerGroup().addTo(map);   // every labelled tile, results or not
 
 function drawLabels() {
   labelLayer.clearLayers();
   for (const [, l] of state.labels) {
     if (!l.geometry) continue;
-    const colour = l.label === "positive" ? "#2ca02c" : "#d62728";
+    const colour = l.label === "positive" ? mapjs.COLOURS.positive : mapjs.COLOURS.negative;
     L.geoJSON(l.geometry, { pane: "labels", interactive: false,
-                            style: { color: colour, weight: 2.5, fillColor: colour, fillOpacity: 0.1 } }).addTo(labelLayer);
+                            style: { color: colour, weight: 2.5, fillColor: colour, fillOpacity: 0.05 } }).addTo(labelLayer);
   }
 }
 
@@ -175,15 +174,9 @@ function filtersQuery(filters) {
   return q;
 }
 
-/**
- * Draw the hits on the map: map.js's drawHits when it has one (a popup per hit with the `actions`,
- * {label, run(feature)}), else purple footprints.
- */
+/** Draw the hits on the map (map.js's drawHits: a popup per hit with the `actions`, {label, run(feature)}). */
 function drawFindAll(features, actions) {
-  classifyLayer.clearLayers();
-  if (typeof mapjs.drawHits === "function") { mapjs.drawHits(features, actions); return; }
-  L.geoJSON({ type: "FeatureCollection", features: features }, { style: { color: "#9467bd", weight: 1, fillOpacity: 0.35 },
-                                                                  interactive: false }).addTo(classifyLayer);
+  mapjs.drawHits(features, actions);
 }
 
 /** "Find all": the classifier over the current area; shows tiles above the threshold (`actions`: the
@@ -208,8 +201,7 @@ export async function findAll(filters, onProgress, actions) {
 }
 
 export function clearFindAll() {
-  classifyLayer.clearLayers();
-  if (typeof mapjs.clearHits === "function") mapjs.clearHits();
+  mapjs.clearHits();
   focusLayer.clearLayers();
   const box = $("hits");
   if (box) { box.innerHTML = ""; box.hidden = true; }
@@ -235,7 +227,7 @@ function hitsBox() {
 function lookAt(f) {
   focusLayer.clearLayers();
   if (!f.geometry) return;
-  const g = L.geoJSON(f.geometry, { style: { color: "#ffd400", weight: 3.5, fill: false }, interactive: false,
+  const g = L.geoJSON(f.geometry, { style: { color: mapjs.COLOURS.selected, weight: 3.5, fill: false }, interactive: false,
                                     pane: "selected" }).addTo(focusLayer);
   map.fitBounds(g.getBounds(), { padding: [60, 60], maxZoom: 18 });
 }
@@ -307,7 +299,6 @@ export function showHits(doc, onLabel) {
     ? `The ${HITS_SHOWN} most probable are listed; Download hits saves all ${feats.length}. ` : "Most probable first. ") +
     "Choose a hit to zoom to it; P or N labels it positive or negative."));
   const grid = el("div", "hit-grid");
-  Object.assign(grid.style, { display: "grid", gap: "8px", gridTemplateColumns: "repeat(auto-fill, minmax(112px, 1fr))" });
   for (const f of feats.slice(0, HITS_SHOWN)) grid.appendChild(hitCard(f, onLabel));
   box.appendChild(grid);
   restyleHits();

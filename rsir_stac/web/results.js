@@ -1,6 +1,6 @@
 // Results: footprints with rank badges on the map, the scrolling gallery, selection and details.
 import { setImage, tileUrl } from "./api.js";
-import { map, toolsTakeClick } from "./map.js";
+import { COLOURS, map, toolsTakeClick } from "./map.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -69,10 +69,10 @@ const SCORE_HELP = "Score of the labelled query (higher is more like the positiv
 
 function footprintStyle(id) {
   const l = state.labels.get(id);
-  const colour = l ? (l.label === "positive" ? "#2ca02c" : "#d62728") : "#4aa3ff";
+  const colour = l ? (l.label === "positive" ? COLOURS.positive : COLOURS.negative) : COLOURS.result;
   const sel = id === state.selected;
-  return { pane: "results", color: sel ? "#ffd400" : colour, weight: sel ? 3.5 : 2, fillColor: colour,
-           fillOpacity: sel ? 0.25 : 0.12 };
+  return { pane: "results", color: sel ? COLOURS.selected : colour, weight: sel ? 3 : 1.5, fillColor: colour,
+           fillOpacity: sel ? 0.15 : 0.04 };
 }
 
 function restyle(id) {
@@ -150,7 +150,6 @@ function keysLine(on) {
   if (!p) {
     p = el("p", "muted hint", CARD_KEYS);
     p.id = "gallery-keys";
-    p.style.padding = "0 10px";
     $("gallery").before(p);
   }
   p.hidden = !on;
@@ -308,10 +307,3 @@ export function refreshDetails() {
   if (f) showDetails(f);
 }
 
-export function fitResults() {
-  const b = resultsLayer.getBounds();
-  if (queryLayer.getLayers().length) b.extend(queryLayer.getBounds());
-  if (b.isValid()) map.fitBounds(b, { padding: [30, 30], maxZoom: 18 });
-}
-
-export function resultsBounds() { return resultsLayer.getBounds(); }
