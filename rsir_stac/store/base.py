@@ -554,8 +554,14 @@ class Store(abc.ABC):
             limit *= 4
         # payloads are fetched with the search (one engine call; RESULTS §13.12) and
         # decoded only for the k kept hits
-        return [SearchHit(i, float(score), unpack_payload(rec.payload), _vector_of(rec.vector) if with_vectors else None)
+        hits = [SearchHit(i, float(score), unpack_payload(rec.payload), _vector_of(rec.vector) if with_vectors else None)
                 for score, i, rec in rows[:k]]
+        self._verify_hits(hits, True, with_vectors)
+        return hits
+
+    def _verify_hits(self, hits: Sequence[SearchHit], payload: bool, vectors: bool) -> None:
+        """Raise StoreError when hits read back lack what they were written with (storage damage the
+        engine does not report); engines that can tell override this (Edge, with its digest ledger)."""
 
     def _filtered_rows(self, v: np.ndarray, limit: int, flt: SearchFilter | None, excl: Collection[str],
                        with_vectors: bool, exact: bool, plan: EnvelopePlan | None) -> list[tuple[float, str, Any]]:
@@ -602,7 +608,12 @@ class Store(abc.ABC):
         return [found[i] for i in want]
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
-        """The subset of ``ids`` already stored (canonical form), for resumable ingest."""
+        """The subset of ``ids`` already stored (canonical form), for resumable ingest (engines that
+        verify what they store return only the intact ones)."""
+        return self.present_ids(ids)
+
+    def present_ids(self, ids: Iterable[str]) -> set[str]:
+        """The subset of ``ids`` stored, intact or not (canonical form)."""
         want = list(dict.fromkeys(normalize_id(i) for i in ids))
         if not want or self.meta() is None:
             return set()

@@ -219,7 +219,10 @@ class DigestLedger:
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM points").fetchone()[0])
+            try:
+                return int(self._db.execute("SELECT count(*) FROM points").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise _ledger_error(self.path, exc) from None
 
     def close(self) -> None:
         with self._lock:
@@ -240,8 +243,11 @@ def _ledger_error(path: Path, exc: sqlite3.Error) -> StoreError:
     if "disk is full" in msg or "disk I/O" in msg and _no_space(path):
         return DiskFullError(f"disk full: cannot write the digest ledger {path}; the index is intact; "
                              "free space on that file system, then re-run the same command")
-    return StoreError(f"digest ledger {path} is unreadable ({msg}); move it away and re-run the ingest "
-                      "(its points are then re-embedded and digested again)")
+    err = StoreError(f"digest ledger {path} is unreadable ({msg}); run `rsir-stac check --index {path.parent} "
+                     "--repair` (it sets the ledger aside and records the digests of the points as they read now), "
+                     "or re-run the ingest that built the index (it sets the ledger aside and re-embeds the points)")
+    err.ledger_unreadable = msg  # type: ignore[attr-defined]
+    return err
 
 
 def _no_space(path: Path) -> bool:

@@ -175,6 +175,7 @@ class EdgeStore(Store):
         self._rounds = Rounds(None)  # optimize rounds of a capped shard (segments)
         self.repaired: Any = None  # the RepairReport when this open repaired the index
         self.meta_recovered: str | None = None  # why the metadata was read back from the points
+        self.ledger_unreadable: str | None = None  # why the digest ledger cannot be read (opened without it)
         self._made_dir = False  # this open created the index folder
         self._wrote = False  # a write batch reached the engine
         self._discard = False  # a failure before any write in a folder this open created: remove it at close
@@ -231,8 +232,7 @@ class EdgeStore(Store):
 
     def _open_existing(self, repair: bool) -> None:
         from rsir_stac.store.files import private_copy
-        from rsir_stac.store.digests import DigestLedger
-        from rsir_stac.store.integrity import inspect_files, rebuild_shard
+        from rsir_stac.store.integrity import inspect_files, pending_rebuild, rebuild_shard
 
         if self._use_private:
             self._private = private_copy(self.shard_dir)
@@ -264,7 +264,7 @@ class EdgeStore(Store):
                 return
             else:
                 raise
-        self._ledger = DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
+        self._ledger = self._open_ledger(repair)
         if repair is None:
             pass
         elif not repair:
@@ -273,6 +273,43 @@ class EdgeStore(Store):
             log.warning("index %s is damaged (%s); rebuilding it from the points that pass the check",
                         self.index, "; ".join(f.message for f in damage))
             self.repaired = rebuild_shard(self)
+        elif pending := pending_rebuild(self.index, self.collection):
+            log.warning("index %s: the last `rsir-stac check` found %s; rebuilding the shard from its points",
+                        self.index, "; ".join(pending))
+            self.repaired = rebuild_shard(self)
+
+    def _open_ledger(self, repair: bool | None) -> Any:
+        """The digest ledger of the loaded shard.  One SQLite cannot read (random bytes, cut short,
+        zeroed) is not damage to the points: a writable open with ``repair`` moves it aside
+        (``.<collection>.digests.damaged-<time>``) and starts a new one, so a re-run ingest
+        re-embeds the points and ``check --repair`` records their digests as they read now; other
+        opens go on without it (``ledger_unreadable`` says why; read-only opens warn)."""
+        from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger
+
+        try:
+            return DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
+        except StoreError as exc:
+            why = getattr(exc, "ledger_unreadable", None)
+            if why is None:
+                raise
+        path = self.index / f"{self.collection}{LEDGER_SUFFIX}"
+        if repair and not self.read_only and not self._private:
+            aside = damaged_aside_path(self.index, f"{self.collection}.digests")
+            for extra in ("", "-wal", "-shm"):
+                f = path.with_name(path.name + extra)
+                if f.exists():
+                    os.replace(f, aside.with_name(aside.name + extra))
+            _fsync_dir(self.index)
+            log.warning("index %s: its digest ledger %s is unreadable (%s); moved it to %s and started a new one (the "
+                        "points are unverified until the ingest re-embeds them or `rsir-stac check --repair` records "
+                        "their digests)", self.index, path.name, why, aside.name)
+            return DigestLedger.for_index(self.index, self.collection, read_only=False)
+        self.ledger_unreadable = str(why)
+        if repair is not None:
+            log.warning("index %s: its digest ledger %s is unreadable (%s), so its points cannot be verified; run "
+                        "`rsir-stac check --index %s --repair` (it sets the ledger aside and records the points' "
+                        "digests) or re-run the ingest that built it", self.index, path.name, why, self.index)
+        return None
 
     def _load_without_wal(self, exc: BaseException) -> bool:
         """The engine cannot open the shard's write-ahead log (a damaged header): move ``wal/``
@@ -348,7 +385,15 @@ class EdgeStore(Store):
 
     def _warn_damage(self, damage: list, found: list) -> None:
         """Warn (once, at open) when files are damaged or points recorded in the
-        digest ledger are missing; ``rsir-stac check`` says exactly what."""
+        digest ledger are missing; ``rsir-stac check`` says exactly what.  Metadata that disagrees with
+        the shard and its points (a modified ``meta.json``) is read from them instead, as ``check
+        --repair`` writes it."""
+        why = self.meta_disagrees() if self._meta is not None and self._meta.model_id else None
+        dim, model = (self._shard_dim(), self._points_model_id()) if why else (None, None)
+        if why and dim is not None and model is not None:
+            self._meta = CollectionMeta.new(dim, model)
+            log.warning("index %s: %s; searching it as model %s (run `rsir-stac check --index %s --repair` to write "
+                        "it again)", self.index, why, model, self.index)
         lost = 0
         if self._ledger is not None and self._shard is not None:
             try:
@@ -357,6 +402,9 @@ class EdgeStore(Store):
                 lost = 0
         if lost > 0:
             damage = found
+        sampled = self._sampled_damage()
+        if sampled:
+            damage = [*damage, sampled]
         if damage or lost > 0:
             what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
             log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",
@@ -366,6 +414,33 @@ class EdgeStore(Store):
 
         for note in health_notes(self):  # what the last check or repair recorded, verified on its points
             log.warning("index %s: %s", self.index, note)
+
+    #: Points read back at open (vectors and payloads) by :meth:`_sampled_damage`.
+    OPEN_SAMPLE = 16
+
+    def _sampled_damage(self) -> Any:
+        """A finding when the first :data:`OPEN_SAMPLE` points read back without their vector or
+        payload (damage the engine reads without an error: deleted flags or a vector status file
+        modified, a zeroed payload tracker); None otherwise or when they cannot be read (one small
+        read at open, so that `info` -- which reads no vector -- says so too)."""
+        import qdrant_edge as q
+
+        from rsir_stac.store.integrity import Finding
+
+        if self._shard is None:
+            return None
+        try:
+            recs, _ = self._shard.scroll(q.ScrollRequest(limit=self.OPEN_SAMPLE, with_payload=True, with_vector=True))
+        except Exception:  # noqa: BLE001 - other damage: the reads that follow name it
+            return None
+        novec = [r for r in recs if _vector_of(r.vector) is None or np.size(_vector_of(r.vector)) == 0]
+        nopay = self._payloads_lost([str(r.id) for r in recs if not r.payload], subset=False)
+        what = ([f"{len(novec)} have no stored vector (searches leave them out)"] if novec else []) + (
+            [f"{len(nopay)} have lost their payload"] if nopay else [])
+        if not what:
+            return None
+        return Finding("engine", f"of the {len(recs)} points read at open, {' and '.join(what)}: the storage under "
+                                 f"{self.collection}/segments/ was modified")
 
     def make_writable(self) -> None:
         """Allow writes on a store opened read-only that holds the index lock
@@ -506,6 +581,20 @@ class EdgeStore(Store):
         ids = [m for m in ids if isinstance(m, str) and m]
         return max(set(ids), key=ids.count) if ids else None
 
+    def _meta_from_points(self, dim: int, model_id: str) -> CollectionMeta | None:
+        """When ``<collection>.meta.json`` names another model or size than a writer asks for, but the
+        shard holds ``dim``-d vectors and the stored points say ``model_id`` (the file was modified, not
+        the index built with another model): the metadata written again from them, as ``check
+        --repair`` does (logged); else None (a real mismatch, refused by the caller)."""
+        if self._shard_dim() != dim or self._points_model_id() != model_id:
+            return None
+        meta = CollectionMeta.new(dim, model_id)
+        _write_json_atomic(self.meta_path, meta.to_dict())
+        log.warning("index %s: %s said %d-d vectors of model %r, but the shard and its points hold %d-d vectors of "
+                    "model %s; wrote it again from the stored points", self.index, self.meta_path.name,
+                    self._meta.dim if self._meta else 0, self._meta.model_id if self._meta else "", dim, model_id)
+        return meta
+
     def _recovered_meta(self, why: str) -> CollectionMeta | None:
         """The collection metadata read back from the shard (vector size) and the stored points'
         payloads (``model_id``, verified by the digest ledger on every check), written again
@@ -584,6 +673,8 @@ class EdgeStore(Store):
                 # metadata file was lost: adopt the caller's model id
                 self._meta = CollectionMeta.new(dim, model_id)
                 _write_json_atomic(self.meta_path, self._meta.to_dict())
+            if (self._meta.dim, self._meta.model_id) != (dim, str(model_id)) and not self.read_only:
+                self._meta = self._meta_from_points(dim, str(model_id)) or self._meta
             check_incompatible(self._meta, dim, model_id, f"index {self.index}")
             if not self.read_only:
                 try:
@@ -695,7 +786,7 @@ class EdgeStore(Store):
         have no digest, are not returned, so a resumed ingest writes them again."""
         from rsir_stac.store.integrity import verified_ids
 
-        present = super().existing_ids(ids)
+        present = self.present_ids(ids)
         if not present or self._ledger is None:
             return present
         return verified_ids(self, present)
@@ -759,7 +850,10 @@ class EdgeStore(Store):
             raise self._engine_error(exc, "querying") from None
         if len(res) < limit:
             self._note_left_out(len(res), limit, lambda: edge_filter(flt, excl))
-        return [hit_from_record(r, False) for r in res]
+        hits = [hit_from_record(r, False) for r in res]
+        if fields:
+            self._verify([h.id for h in hits], [h.payload for h in hits], None, subset=True)
+        return hits
 
     def _ids_from(self, start: str | None, limit: int, flt: SearchFilter | None, excl: Any) -> list[str]:
         """Up to ``limit`` ids in id order from ``start`` (inclusive) among points matching ``flt``."""
@@ -781,16 +875,81 @@ class EdgeStore(Store):
         except Exception as exc:  # noqa: BLE001
             raise self._engine_error(exc, "retrieving points") from None
         hits = [hit_from_record(r, with_vectors, 0.0) for r in recs]
-        if with_vectors:
-            for h in hits:
-                self._require_finite(h.id, h.vector)
+        self._verify_hits(hits, with_payload, with_vectors)
         return hits
 
     def _require_finite(self, pid: Any, vec: Any) -> None:
-        """StoreError naming storage damage when a vector read back from the index holds NaN or
-        infinite values (the model's are refused at write, so the stored bytes were modified)."""
-        if vec is not None and not np.all(np.isfinite(vec)):
+        """StoreError naming storage damage when a vector read back from the index is missing or
+        empty (the engine reads none back for a point whose deleted flags or vector status file were
+        modified) or holds NaN or infinite values (the model's are refused at write, so the stored
+        bytes were modified)."""
+        if vec is None or np.size(vec) == 0:
+            raise self._no_vector_error(str(pid))
+        if not np.all(np.isfinite(vec)):
             raise self._nan_error(str(pid))
+
+    # -- damage the engine reads back without an error --------------------
+
+    def _verify_hits(self, hits: Sequence[SearchHit], payload: bool, vectors: bool) -> None:
+        """:meth:`_verify` of hits as :meth:`Store.search` and :meth:`_retrieve_raw` return them."""
+        self._verify([h.id for h in hits], [h.payload for h in hits] if payload else None,
+                     [h.vector for h in hits] if vectors else None)
+
+    def _verify(self, ids: Sequence[str], payloads: Sequence[Any] | None, vectors: Sequence[Any] | None, *,
+                subset: bool = False) -> None:
+        """Raise StoreError naming storage damage when points read back lack what every point was
+        written with: a vector (``vectors`` given: each must be there and finite) or its payload
+        (``payloads`` given: an empty one is checked against the digest ledger; ``subset``: they
+        are a selection of fields).  The engine answers such damage (a zeroed payload tracker,
+        modified deleted flags) with empty values and no error, so this test on the points a read
+        actually returned -- a loop over them, the ledger asked only about empty payloads -- keeps
+        it from silent wrong output (hits, exports and migrations without metadata or vectors)."""
+        if vectors is not None:
+            for pid, vec in zip(ids, vectors):
+                self._require_finite(pid, vec)
+        if payloads is not None:
+            empty = [pid for pid, p in zip(ids, payloads) if not p]
+            if empty:
+                lost = self._payloads_lost(empty, subset=subset)
+                if lost:
+                    raise self._no_payload_error(lost)
+
+    def _payloads_lost(self, ids: list[str], *, subset: bool) -> list[str]:
+        """Those of ``ids`` (points that read back with an empty payload) that were written with a
+        payload: their digest in the ledger is not the empty payload's.  For a field selection
+        (``subset``), a point may lack those fields, so the whole payload is read again first.
+        Without a ledger nothing can tell (empty)."""
+        from rsir_stac.store.digests import payload_digest
+
+        if self._ledger is None:
+            return []
+        try:
+            recorded = self._ledger.lookup(ids)
+        except StoreError:
+            return []
+        empty = payload_digest({})[0]
+        lost = [i for i in ids if i in recorded and recorded[i][1][0] != empty]
+        if lost and subset:
+            try:
+                whole = self._shard.retrieve(lost, True, False)
+            except Exception as exc:  # noqa: BLE001
+                raise self._engine_error(exc, "retrieving points") from None
+            lost = [str(r.id) for r in whole if not r.payload]
+        return lost
+
+    def _no_payload_error(self, ids: Sequence[str]) -> StoreError:
+        more = f" (and {len(ids) - 1} more of the points read)" if len(ids) > 1 else ""
+        return StoreError(
+            f"index {self.index} is damaged: point {ids[0]}{more} reads back without its payload (item, footprint, "
+            f"date), which it was written with (the payload storage under {self.collection}/segments/ was "
+            f"modified); run `rsir-stac check --index {self.index} --repair`, then re-run the ingest that built it")
+
+    def _no_vector_error(self, pid: str) -> StoreError:
+        return StoreError(
+            f"index {self.index} is damaged: the stored vector of point {pid} is missing (the engine reads none back, "
+            f"but every point was written with one: the vector storage under {self.collection}/segments/ was "
+            f"modified, e.g. its deleted flags or status file); run `rsir-stac check --index {self.index} --repair`, "
+            "then re-run the ingest that built it")
 
     def _nan_error(self, pid: str) -> StoreError:
         return StoreError(
@@ -813,11 +972,11 @@ class EdgeStore(Store):
             return
         with_payload: Any = q.PayloadSelector.Include(list(fields)) if fields is not None else True
         for recs in self._scroll_pages(to_edge_filter(flt, around=around), batch, with_payload, with_vectors):
-            for r in recs:
-                vec = _vector_of(r.vector) if with_vectors else None
-                if vec is not None and not np.all(np.isfinite(vec)):
-                    raise self._nan_error(str(r.id))
-                yield str(r.id), unpack_payload(r.payload), vec
+            rows = [(str(r.id), unpack_payload(r.payload), _vector_of(r.vector) if with_vectors else None)
+                    for r in recs]
+            self._verify([i for i, _, _ in rows], [p for _, p, _ in rows] if fields is None or fields else None,
+                         [v for _, _, v in rows] if with_vectors else None, subset=fields is not None)
+            yield from rows
 
     def _scroll_pages(self, efilter: Any, batch: int, with_payload: Any, with_vector: bool) -> Iterator[list]:
         """Pages of engine records of a filtered scroll, ``batch`` at a time, until the end."""
@@ -844,10 +1003,13 @@ class EdgeStore(Store):
             return
         for recs in self._scroll_pages(to_edge_filter(flt), batch, False, True):
             vecs = [r.vector for r in recs]
+            if not isinstance(vecs[0], list) or not vecs[0] or not isinstance(vecs[-1], list) or not vecs[-1]:
+                self._verify([str(r.id) for r in recs], None, [_vector_of(v) for v in vecs])  # a missing one: damage
             dim = len(vecs[0]) if isinstance(vecs[0], list) else 0
             try:  # one pass over the floats: faster than np.array on a list of lists
                 mat = np.fromiter(chain.from_iterable(vecs), np.float32, len(vecs) * dim).reshape(len(vecs), dim)
-            except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged: one by one
+            except (TypeError, ValueError):  # named vectors ({'': [...]}) or ragged (a missing one): one by one
+                self._verify([str(r.id) for r in recs], None, [_vector_of(v) for v in vecs])
                 mat = np.stack([_vector_of(v) for v in vecs]).astype(np.float32, copy=False)
             finite = np.isfinite(mat).all(axis=1)
             if not finite.all():

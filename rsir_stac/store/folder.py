@@ -75,6 +75,11 @@ def _in_use_message(index: Path, holder: str) -> str:
     return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
 
 
+class LockFileError(StoreError):
+    """``<index>/.lock`` cannot be made or opened (a folder in its place, permissions, read-only
+    media): nothing about the index itself, so ``check`` does not call the index damaged."""
+
+
 class _IndexLock:
     """Exclusive, non-blocking advisory lock on ``<index>/.lock`` (released on close or death)."""
 
@@ -91,7 +96,12 @@ class _IndexLock:
         except OSError as exc:
             if is_disk_full(exc):
                 raise disk_full(index, f"creating the lock file {self.path}") from None
-            raise StoreError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
+            if exc.errno == errno.EISDIR or self.path.is_dir():
+                raise LockFileError(
+                    f"lock file {self.path} is a folder, not a file (rsir-stac makes it as a file; the index itself is "
+                    f"not damaged); remove that folder (`rmdir {self.path}`, or move it elsewhere if it holds files) "
+                    "and re-run the same command") from None
+            raise LockFileError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -393,10 +393,13 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         report.leftovers.append(repair_marker(path, collection).name)
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
+    from rsir_stac.errors import DiskFullError
+    from rsir_stac.store.folder import LockFileError
+
     try:
         store = EdgeStore(path, collection=collection, read_only=True, repair=None, probe=True)
-    except IndexInUseError:
-        raise
+    except (IndexInUseError, LockFileError, DiskFullError):
+        raise  # the index's folder or disk, not its shard: the error names the fix
     except StoreError as exc:
         from rsir_stac.store.folder import _engine_message
 
@@ -442,7 +445,13 @@ def check_open_store(store: Any, report: CheckReport, files: list[Finding]) -> C
     _engine_findings(store, report, rb, lost)
     if rb.verified:
         report.findings.extend(index_findings(store, sorted(rb.verified)))
-    if ids and not ledger_ids:
+    if ids and store.ledger_unreadable:
+        report.findings.append(Finding(
+            "digests", f"{collection}{LEDGER_SUFFIX} (the digest ledger) is unreadable ({store.ledger_unreadable}), so "
+            f"none of the {len(ids)} points can be verified (the points themselves read back); `rsir-stac check "
+            f"--index {path} --repair` sets it aside and records the digests of the points as they read now, or "
+            "re-run the ingest that built the index (it sets it aside and re-embeds them)"))
+    elif ids and not ledger_ids:
         report.findings.append(_no_digests(path, collection, len(ids), ledger is not None))
     return report
 
@@ -520,8 +529,25 @@ def record_check(store: Any, report: CheckReport) -> None:
     doc = read_health(store.index, store.collection)
     bad = sorted(report.damaged_ids)
     doc["last_check"] = {"at": _now(), "points": report.points, "ok": report.ok, "damaged": len(bad),
-                         "damaged_ids": bad[:_KEEP_IDS]}
+                         "damaged_ids": bad[:_KEEP_IDS],
+                         "findings": [{"kind": f.kind, "message": f.message} for f in report.findings][:20]}
     _write_health(store.index, store.collection, doc)
+
+
+#: Kinds of :class:`Finding` that only a rebuild of the shard fixes and that no cheap read at open
+#: finds again: ``info``, ``search`` and ``serve`` warn about them from the health record until a
+#: repair (``check --repair``, or the writable open of a re-run ingest) or a clean ``check``.
+REBUILD_KINDS = ("payload_index",)
+
+
+def pending_rebuild(index: str | Path, collection: str) -> list[str]:
+    """The messages of findings of :data:`REBUILD_KINDS` the last ``check`` recorded and no repair
+    has fixed since (read from the health record: no engine call)."""
+    last = read_health(index, collection).get("last_check") or {}
+    if last.get("ok") is not False:
+        return []
+    return [str(f.get("message")) for f in last.get("findings") or []
+            if isinstance(f, dict) and f.get("kind") in REBUILD_KINDS]
 
 
 def record_repair(index: str | Path, collection: str, dropped: Sequence[str], reasons: Sequence[str],
@@ -531,7 +557,8 @@ def record_repair(index: str | Path, collection: str, dropped: Sequence[str], re
     n = len(dropped) if total is None else total
     doc = read_health(index, collection)
     if doc.get("last_check"):
-        doc["last_check"].update(damaged=0, damaged_ids=[])  # the repair dropped them: the entry below says so
+        # the repair dropped the damaged points (the entry below says so) and rebuilt the shard's indexes
+        doc["last_check"].update(damaged=0, damaged_ids=[], findings=[], repaired_at=_now())
     if n:
         repairs = [r for r in doc.get("repairs", []) if isinstance(r, dict)]
         repairs.append({"at": _now(), "dropped": n, "dropped_ids": sorted(dropped)[:_KEEP_IDS],
@@ -568,6 +595,11 @@ def health_notes(store: Any, *, damage: bool = True) -> list[str]:
             notes.append(f"{len(still)} points failed their digests at the last `rsir-stac check` ({last.get('at')}) "
                          f"and still do (searches may leave them out); run `rsir-stac check --index {store.index} "
                          "--repair`, then re-run the ingest that built it")
+    if damage:
+        for msg in pending_rebuild(store.index, store.collection):
+            notes.append(f"the last `rsir-stac check` ({last.get('at')}) found {msg}, and it is not repaired yet; run "
+                         f"`rsir-stac check --index {store.index} --repair` (or re-run the ingest that built it: "
+                         "either rebuilds the shard)")
     for rep in doc.get("repairs") or []:
         ids = [str(i) for i in rep.get("dropped_ids") or []]
         if not ids:
@@ -727,6 +759,6 @@ def _adopt_unverified(store: Any) -> int:
 
 
 __all__ = ["CheckReport", "DigestLedger", "Finding", "HEALTH_SUFFIX", "INDEX_PROBES", "RepairReport", "check_index",
-           "health_notes", "index_findings", "read_health", "record_check", "record_repair",
+           "health_notes", "index_findings", "pending_rebuild", "read_health", "record_check", "record_repair",
            "inspect_files",
            "payload_digest", "payload_matches", "repair_index", "vector_digest", "verified_ids"]
