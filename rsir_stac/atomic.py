@@ -8,7 +8,19 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsir_stac.errors import InputError
+from rsir_stac.errors import InputError, RsirError
+
+
+class OutputError(RsirError, OSError):
+    """An output file could not be written (a file-size limit, a file system that takes no file
+    that large); nothing was left at its path."""
+
+    exit_code = 1
+
+
+#: Free bytes below which a failed write of an output file is taken for a full disk, whatever the
+#: writer's error says (GDAL's FlatGeobuf driver reports "Unexpected I/O failure").
+FULL_BELOW = 1 << 20
 
 
 def pid_alive(pid: int) -> bool:
@@ -121,7 +133,88 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
+        err = output_error(exc, target, tmp_path) if isinstance(exc, Exception) else None
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if err is not None:
+            raise err from exc
         raise
+
+
+def output_error(exc: BaseException, target: Path | None, partial: Path | None = None) -> RsirError | None:
+    """The one-line error for a failed write of the output file ``target`` when the cause is its
+    file system or this process's limits, else None: a full disk (``ENOSPC``/``EDQUOT``, or any
+    writer error while fewer than :data:`FULL_BELOW` bytes are free there) names the output's
+    folder and its free space after the partial file is removed; a file over the file-size limit
+    (``EFBIG``, ``ulimit -f``) names the limit.  ``partial``: the temporary file being written
+    (its size tells a file-size limit that a writer reported otherwise).  ``target`` None: a file
+    that is not known (an OSError without a file name), told only by its errno."""
+    import errno
+
+    from rsir_stac.store.space import free_bytes, is_disk_full
+
+    if isinstance(exc, RsirError):
+        return None
+    if target is None:
+        if not (is_disk_full(exc) or isinstance(exc, OSError) and exc.errno == errno.EFBIG):
+            return None
+        return _unnamed_error(exc)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        size = partial.stat().st_size if partial is not None and partial.exists() else 0
+    except OSError:
+        size = 0
+    limit = _file_size_limit()
+    too_large = (isinstance(exc, OSError) and exc.errno == errno.EFBIG) or "File too large" in str(exc) \
+        or (limit is not None and size >= limit)
+    if too_large:
+        from rsir_stac.store.space import human
+
+        if limit is not None:
+            return OutputError(f"{target}: writing it failed (File too large): this process may not write files over "
+                               f"{human(limit)} (its file-size limit, `ulimit -f` {limit // 1024}); raise the limit "
+                               "(`ulimit -f unlimited`) and re-run the same command (no partial file was left)")
+        return OutputError(f"{target}: writing it failed (File too large): the file system under {folder} takes no "
+                           "file that large; write it to another file system (no partial file was left)")
+    try:
+        full = is_disk_full(exc) or free_bytes(folder) < FULL_BELOW
+    except OSError:
+        full = is_disk_full(exc)
+    if not full:
+        return None
+    from rsir_stac.store.space import disk_full
+
+    if partial is not None:  # the free space the message quotes is the folder's without the partial file
+        with contextlib.suppress(OSError):
+            partial.unlink()
+    return disk_full(folder, f"writing {target.name}", intact="no partial file was left")
+
+
+def _unnamed_error(exc: BaseException) -> RsirError:
+    """A full disk or a file-size limit hit while writing a file the error does not name."""
+    from rsir_stac.errors import DiskFullError
+    from rsir_stac.store.space import human
+
+    why = getattr(exc, "strerror", None) or str(exc)
+    limit = _file_size_limit()
+    if getattr(exc, "errno", None) == 27:  # EFBIG
+        if limit is not None:
+            return OutputError(f"writing a file failed ({why}): this process may not write files over {human(limit)} "
+                               f"(its file-size limit, `ulimit -f` {limit // 1024}); raise the limit (`ulimit -f "
+                               "unlimited`) and re-run the same command")
+        return OutputError(f"writing a file failed ({why}): its file system takes no file that large; write to "
+                           "another file system and re-run the same command")
+    return DiskFullError(f"disk full: writing a file failed ({why}); free space on the file system of the output "
+                         "(or choose another location) and re-run the same command")
+
+
+def _file_size_limit() -> int | None:
+    """This process's file-size limit in bytes (``ulimit -f``), or None when there is none."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)

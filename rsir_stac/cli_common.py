@@ -45,14 +45,19 @@ def handle_errors(fn):
                 click.echo(traceback.format_exc().rstrip(), err=True)
             _fail(str(exc), exc.exit_code)
         except OSError as exc:
-            from rsir_stac.store.space import disk_full, is_disk_full
+            import errno
+            from pathlib import Path
 
-            if not is_disk_full(exc):
+            from rsir_stac.atomic import output_error
+            from rsir_stac.store.space import is_disk_full
+
+            if not (is_disk_full(exc) or exc.errno == errno.EFBIG):
                 raise
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
-            where = exc.filename if isinstance(exc.filename, str) else "."
-            _fail(str(disk_full(where, "writing there", intact="what was written before is intact")), 1)
+            # the file the error names (its folder and free space), else no folder is guessed
+            err = output_error(exc, Path(exc.filename) if isinstance(exc.filename, str) else None)
+            _fail(str(err or exc), 1)
         except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)

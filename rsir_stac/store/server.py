@@ -158,6 +158,11 @@ class ServerStore(Store):
                 self.client = QdrantClient(path=self.url)
             self._exists = self.client.collection_exists(collection)
         except Exception as exc:  # noqa: BLE001 - connection, auth and lock errors all land here
+            from rsir_stac.store.space import disk_full, is_disk_full
+
+            if not self.remote and self.url != ":memory:" and is_disk_full(exc):
+                raise disk_full(Path(self.url).absolute().parent, f"{self.describe()}: opening it",
+                                intact="what was written there before is intact") from None
             raise StoreError(
                 f"cannot open Qdrant at {self.url} ({_first_line(exc)}); check --qdrant-url, "
                 "RSIR_QDRANT_API_KEY and that the server is running"
@@ -185,7 +190,22 @@ class ServerStore(Store):
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the server") from None
+            raise self._failure(exc, action) from None
+
+    def _failure(self, exc: BaseException, action: str) -> StoreError:
+        """The one-line error of a failed call: for a local folder (qdrant-client's local mode) a full
+        disk names the folder and its free space, anything else the folder; for a server, the server."""
+        if self.remote:
+            return StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the server")
+        if self.url == ":memory:":
+            return StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the free memory")
+        from rsir_stac.store.space import disk_full, is_disk_full
+
+        if is_disk_full(exc):  # named by its parent, which stays when a failed migrate removes the folder
+            return disk_full(Path(self.url).absolute().parent, f"{self.describe()}: {action}",
+                             intact="what was written there before is intact")
+        return StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the folder {self.url} "
+                          "(its free space and permissions)")
 
     def _read_meta(self) -> CollectionMeta | None:
         """Metadata from config.metadata, else from ``<name>__meta``; vector size checked."""
@@ -232,7 +252,7 @@ class ServerStore(Store):
             self.client.create_collection(name, vectors_config=m.VectorParams(size=1, distance=m.Distance.EUCLID))
         except Exception as exc:  # noqa: BLE001
             if not _is_conflict(exc):
-                raise StoreError(f"{self.describe()}: writing {name} failed ({_first_line(exc)}); check the server") from None
+                raise self._failure(exc, f"writing {name}") from None
         self._call("writing metadata", self.client.upsert, name,
                    [m.PointStruct(id=_META_POINT, vector=[0.0], payload=meta.to_dict())], wait=True)
 
@@ -289,9 +309,7 @@ class ServerStore(Store):
                 created = True
             except Exception as exc:  # noqa: BLE001
                 if not _is_conflict(exc):
-                    raise StoreError(
-                        f"{self.describe()}: creating the collection failed ({_first_line(exc)}); check the server"
-                    ) from None
+                    raise self._failure(exc, "creating the collection") from None
                 created = False  # another worker won the race: verify what it made
             if created:
                 if CollectionMeta.from_dict(

@@ -194,7 +194,8 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     msg = str(exc)
-    return "No space left on device" in msg or "os error 28" in msg or "Disk quota exceeded" in msg
+    return ("No space left on device" in msg or "os error 28" in msg or "Disk quota exceeded" in msg
+            or "database or disk is full" in msg)  # SQLite's SQLITE_FULL (the ledger, qdrant-client local mode)
 
 
 __all__ = ["INTACT", "create_bytes", "optimize_bytes", "disk_full", "free_bytes", "fs_type", "human", "is_disk_full", "open_bytes",
