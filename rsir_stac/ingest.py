@@ -537,15 +537,23 @@ class _LazyStore:
         return getattr(self._writable(), name)
 
 
-def _warn_other_tilings(store, scene, held_here: int) -> None:
+def _warn_other_tilings(store, scene, ids: Sequence[str], held_here: int) -> None:
     """Warn when the index already holds tiles of ``scene`` cut another way (another GSD,
     tile size, stride, edge rule, asset or bands): they are other points (ids include the
-    tiling), so both sets stay and overlap on the map, in ``--at`` and in classify counts."""
+    tiling), so both sets stay and overlap on the map, in ``--at`` and in classify counts.
+
+    ``ids`` are the scene's point ids under this run's tiling key, ``held_here`` how many of
+    them the index holds intact.  The item's points that are none of ``ids`` are the other
+    tilings'; the ids this run rewrites (present but damaged or unverified, e.g. after the digest
+    ledger was lost) are this tiling's own and count as such."""
     from rsir_stac.store import SearchFilter
 
     same = SearchFilter(item_ids=(scene.item_id,),
                         collections=(scene.collection,) if scene.identity_collection else ())
-    other = store.count(same) - held_here
+    n_item = store.count(same)
+    other = n_item - held_here
+    if other > 0:  # only then: are the rest ours, present but not verified (rewritten now)?
+        other = n_item - len(store.present_ids(ids))
     if other > 0:
         log.warning("%s: the index already holds %d tiles of this item cut another way (another --gsd, "
                     "--tile-size, --stride, --edge, --asset or --bands); both sets are kept and overlap (ingest "
@@ -621,7 +629,7 @@ def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride,
                         if existing and not scene.from_stac:
                             report.tiles_relabelled += relabel(store, scene, existing)
                         if len(existing) < len(refs):
-                            _warn_other_tilings(store, scene, len(existing))
+                            _warn_other_tilings(store, scene, ids, len(existing))
                     report.tiles_total += len(refs)
                     report.tiles_existing += len(existing)
                     q.put(("total", len(refs) - len(existing)))
