@@ -142,13 +142,21 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
                          collection=collection, datetime=_ingest_datetime(datetime_))
     svc = service_for(index, qdrant_url, "ingest")
     if svc is not None:  # a running serve holds the index: it ingests (rsir_stac.cli_served)
-        report, job = served_ingest(svc, sources, model=model, asset=asset, bands=opts.bands, tile_size=tile_size,
-                                    stride=stride, gsd=gsd, native_gsd=native_gsd, edge=edge, min_valid=min_valid,
-                                    shard=shard, fail_fast=fail_fast, collection=collection, datetime_=datetime_)
+        try:
+            report, job = served_ingest(svc, sources, model=model, asset=asset, bands=opts.bands, tile_size=tile_size,
+                                        stride=stride, gsd=gsd, native_gsd=native_gsd, edge=edge,
+                                        min_valid=min_valid, shard=shard, fail_fast=fail_fast, collection=collection,
+                                        datetime_=datetime_)
+        except RsirError as exc:  # the service failed (stopped, refused): --json still prints the report
+            _echo_failed_report(exc, as_json)
+            raise
         if job["state"] != "done":
+            error, code = job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1)
             if report is not None:
                 _ingest_summary(report, as_json, list_failures=False)
-            _fail(job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1))
+            else:
+                _echo_failed_report(error, as_json, code)
+            _fail(error, code)
         return _ingest_finish(report, as_json)
     bars: dict = {}
     done = {"items": 0, "tiles": 0, "total": 0}
@@ -181,11 +189,7 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     except RsirError as exc:
         partial = getattr(exc, "report", None)
         if partial is None:
-            if as_json:  # the report is printed whatever the exit code: the run's own failure is its error
-                from rsir_stac.ingest import IngestReport
-
-                _echo_json({**IngestReport().as_dict(), "ok": False, "error": " ".join(str(exc).split()),
-                            "exit_code": exc.exit_code})
+            _echo_failed_report(exc, as_json)
             raise
         for bar in bars.values():
             bar.close()
@@ -196,6 +200,16 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
         for bar in bars.values():
             bar.close()
     _ingest_finish(report, as_json)
+
+
+def _echo_failed_report(exc, as_json: bool, code: int | None = None) -> None:
+    """With --json, the empty report of a run that failed as a whole (``ok`` false, the error line and
+    exit code): the report is printed whatever the exit code.  ``exc``: the error (or its message)."""
+    if as_json:
+        from rsir_stac.ingest import IngestReport
+
+        _echo_json({**IngestReport().as_dict(), "ok": False, "error": " ".join(str(exc).split()),
+                    "exit_code": code if code is not None else exc.exit_code})
 
 
 def _ingest_finish(report, as_json: bool) -> None:

@@ -220,9 +220,31 @@ class ServiceClient:
             raise self._error(exc.code, exc.read()) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            gone = self.stopped()
+            if gone is not None:
+                raise ServiceError(gone) from None
             raise ServiceError(f"index {self.address.index} is held by {self.address.describe()}, which does not "
                                f"answer ({reason}); wait for it or stop it") from None
         return payload if raw else json.loads(payload or b"null")
+
+    def stopped(self) -> str | None:
+        """When the ``serve`` this client talks to has died (its pid is gone, or nothing holds the
+        index lock any more: killed, crashed), the one-line error saying so; its stale address file
+        is removed (the next command would ignore it anyway).  None while it still runs."""
+        from rsir_stac.atomic import pid_alive
+
+        addr, index = self.address, Path(self.address.index)
+        if pid_alive(addr.pid) and _lock_held(index):
+            return None
+        try:  # only the file of that dead service (a new serve may have written its own meanwhile)
+            path = index / ADDRESS_NAME
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == addr.pid and not _lock_held(index):
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return (f"index {addr.index} was held by {addr.describe()}, which has stopped (pid {addr.pid} is no longer "
+                f"running; an ingest job it ran keeps what it wrote); re-run the same command: it opens the index "
+                f"itself now (the stale {ADDRESS_NAME} is ignored)")
 
     def _error(self, status: int, payload: bytes) -> RsirError:
         try:
