@@ -1,8 +1,8 @@
 // Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
-import { api, ApiError, apiUrl, friendly, postJson, setImage, tileUrl } from "./api.js";
+import { api, ApiError, apiUrl, friendly, postJson } from "./api.js";
 import * as mapjs from "./map.js";
 import { map } from "./map.js";
-import { cardKeys, el, midShort, shortDate } from "./results.js";
+import { cardKeys, el, midShort, shortDate, tileCard } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -243,25 +243,9 @@ export function restyleHits() {
 
 function hitCard(f, onLabel) {
   const p = f.properties;
-  const c = el("div", "card");
-  c.tabIndex = 0;
-  c.setAttribute("role", "button");
-  c.dataset.id = f.id;
-  const img = el("img");
   const prob = typeof p.probability === "number" ? p.probability.toFixed(3) : "?";
-  img.alt = `Hit ${p.rank}: probability ${prob}, ${p.datetime ? shortDate(p.datetime) : "no date"}, ` +
-    (p.item_id || "unknown scene");
-  img.loading = "lazy";
-  img.width = 256;
-  img.height = 256;
-  setImage(img, tileUrl(f.id));
-  c.appendChild(img);
-  c.appendChild(el("span", "rank", String(p.rank)));
-  const cap = el("div", "cap");
-  cap.appendChild(el("div", "dist", `p = ${prob}`));
-  cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
-  cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = p.item_id || "";
-  c.appendChild(cap);
+  const c = tileCard(f, `Hit ${p.rank}: probability ${prob}, ${p.datetime ? shortDate(p.datetime) : "no date"}, ` +
+    (p.item_id || "unknown scene"), `p = ${prob}`);
   const look = () => {
     lookAt(f);
     for (const o of document.querySelectorAll("#hits .card.selected")) o.classList.remove("selected");

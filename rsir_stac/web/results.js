@@ -186,16 +186,18 @@ export function showResults(doc, h) {
   drawBadges();
 }
 
-function card(f, scored) {
+/**
+ * A gallery card of one tile (a result, or a "find all" hit): its thumbnail with `alt`, the rank
+ * badge, and a caption of `figure` (distance, score or probability), date and scene.
+ */
+export function tileCard(f, alt, figure) {
   const p = f.properties;
   const c = el("div", "card");
   c.tabIndex = 0;
   c.setAttribute("role", "button");
-  c.setAttribute("aria-pressed", "false");
   c.dataset.id = f.id;
-  const dist = typeof p.distance === "number" ? p.distance : p.score;
   const img = el("img");
-  img.alt = `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`;
+  img.alt = alt;
   img.loading = "lazy";
   img.width = 256;
   img.height = 256;
@@ -203,12 +205,20 @@ function card(f, scored) {
   c.appendChild(img);
   c.appendChild(el("span", "rank", String(p.rank)));
   const cap = el("div", "cap");
-  cap.appendChild(el("div", "dist", (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?")));
+  cap.appendChild(el("div", "dist", figure));
   // the date first: results of one place at several dates (a time series) differ by it
   cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
-  const item = cap.appendChild(el("div", "item", midShort(p.item_id, 18)));
-  item.title = p.item_id || "";
+  cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = p.item_id || "";
   c.appendChild(cap);
+  return c;
+}
+
+function card(f, scored) {
+  const p = f.properties;
+  const dist = typeof p.distance === "number" ? p.distance : p.score;
+  const c = tileCard(f, `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`,
+                     (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?"));
+  c.setAttribute("aria-pressed", "false");
   c.onclick = () => handlers.onSelect(f.id, true);
   cardKeys(c, () => handlers.onSelect(f.id, true), (label) => handlers.onLabel(f.id, label));
   c.onmouseenter = () => { const l = footprints.get(f.id); if (l) l.setStyle({ weight: 3.5 }); };
