@@ -92,15 +92,21 @@ class ClassifyReport:
             out.append("no tile matches the filters, so none was scored; the precision and recall are those of "
                        "the held-out labels alone: widen the area or time, or label tiles inside it")
         if self.labels_outside:
-            out.append(f"{self.labels_outside} of the {self.positives + self.negatives} labelled tiles lie outside "
-                       "the filters: the classifier learns from them, but the tiles it scores are elsewhere")
-        parts = ([f"{self.negatives_overruled} tile(s) you labelled negative scored >= {self.threshold:g} and are "
-                  "left out"] if self.negatives_overruled else []) + (
-                 [f"{self.positives_kept} you labelled positive scored below it and are kept (marked by their "
-                  "label)"] if self.positives_kept else [])
+            one = self.labels_outside == 1
+            out.append(f"{self.labels_outside} of the {self.positives + self.negatives} labelled tiles "
+                       f"{'lies' if one else 'lie'} outside the filters: the classifier learns from "
+                       f"{'it' if one else 'them'}, but the tiles it scores are elsewhere")
+        neg, pos = self.negatives_overruled, self.positives_kept
+        parts = ([f"{neg} {'tile' if neg == 1 else 'tiles'} you labelled negative scored >= {self.threshold:g} and "
+                  f"{'is' if neg == 1 else 'are'} left out"] if neg else []) + (
+                 [f"{pos} you labelled positive scored below {'it' if neg else f'{self.threshold:g}'} and "
+                  f"{'is' if pos == 1 else 'are'} kept (marked by {'its' if pos == 1 else 'their'} label)"] if pos else [])
         if parts:
-            out.append(f"your labels win over the classifier: {', '.join(parts)}; label more tiles like them to "
-                       "teach it")
+            # at a threshold of 1 no tile is expected to score at or above it: more labels would not help
+            advice = ("no tile is expected to score 1: lower the threshold (e.g. 0.9) to find tiles like them"
+                      if self.threshold >= 1 else
+                      f"label more tiles like {'it' if neg + pos == 1 else 'them'} to teach it")
+            out.append(f"your labels win over the classifier: {', '.join(parts)}; {advice}")
         return out
 
     def summary(self) -> dict[str, Any]:
