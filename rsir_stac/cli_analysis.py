@@ -24,7 +24,8 @@ def _filter_options(fn):
 
 
 def _search_filter(bbox, near, within, datetime_, collection):
-    from rsir_stac.store.filters import SearchFilter, load_polygon, parse_bbox, parse_datetime_range, parse_near
+    from rsir_stac.store.filter_parse import load_polygon, parse_bbox, parse_datetime_range, parse_near
+    from rsir_stac.store.filters import SearchFilter
 
     start, end = parse_datetime_range(datetime_) if datetime_ else (None, None)
     return SearchFilter(bbox=parse_bbox(bbox) if bbox else None, near=parse_near(near) if near else None,

@@ -147,7 +147,8 @@ def check(index, repair, as_json):
     line on stderr).  --repair rebuilds it from the points that pass; re-run
     the ingest that built the index to restore the dropped ones.
     """
-    from rsir_stac.store.integrity import check_index, remove_leftovers, repair_index
+    from rsir_stac.store.integrity import check_index
+    from rsir_stac.store.repair import remove_leftovers, repair_index
 
     report = check_index(index)
     fixed = repair_index(index) if repair and not report.ok else None

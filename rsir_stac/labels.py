@@ -95,7 +95,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
     without a point id or with a label other than positive/negative, one tile
     labelled both ways, more than :data:`MAX_LABELS` labels.
     """
-    from rsir_stac.store.base import normalize_id
+    from rsir_stac.store.records import normalize_id
 
     if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
         raise InputError(f"{what} is not a GeoJSON FeatureCollection; give {{\"type\": \"FeatureCollection\", "
@@ -137,7 +137,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
 
 
 def _is_point_id(value: Any) -> bool:
-    from rsir_stac.store.base import normalize_id
+    from rsir_stac.store.records import normalize_id
 
     if not isinstance(value, str):
         return False

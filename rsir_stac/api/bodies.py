@@ -118,7 +118,7 @@ class QueryInput:
 def examples(items: Any, what: str) -> list:
     """Examples from ``[{"point_id": ...} | {"lon": .., "lat": ..}, ...]``."""
     from rsir_stac.search import Example
-    from rsir_stac.store.filters import _check_lonlat
+    from rsir_stac.store.filter_parse import _check_lonlat
 
     out = []
     for n, it in enumerate(items or []):

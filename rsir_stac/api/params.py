@@ -59,7 +59,7 @@ def parse_polygon(value: Any) -> Any:
         except RecursionError:
             raise InputError("polygon is JSON nested too deeply; give a GeoJSON Polygon geometry") from None
     from rsir_stac.store.areas import _polygon_coords
-    from rsir_stac.store.filters import polygon_from_geojson
+    from rsir_stac.store.filter_parse import polygon_from_geojson
 
     # count before validating: building a huge area is the costly part the limit is there to stop
     n = sum(len(r) for coords, _ in _polygon_coords(value, "polygon") if isinstance(coords, list)
@@ -70,7 +70,7 @@ def parse_polygon(value: Any) -> Any:
 
 
 def _ring(text: str) -> tuple[tuple[float, float], ...]:
-    from rsir_stac.store.filters import plain_float
+    from rsir_stac.store.filter_parse import plain_float
 
     if text.count(";") >= MAX_POLYGON_VERTICES:
         raise InputError(f"polygon has {text.count(';') + 1} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
@@ -105,7 +105,8 @@ def _numbers_text(value: Any, n: int, what: str) -> str | None:
 def build_filter(*, bbox: Any = None, near: Any = None, polygon: Any = None, datetime: str | None = None,
                  collection: Any = None):
     """A :class:`SearchFilter` (or None when nothing constrains) from request fields."""
-    from rsir_stac.store.filters import SearchFilter, parse_bbox, parse_datetime_range, parse_near
+    from rsir_stac.store.filter_parse import parse_bbox, parse_datetime_range, parse_near
+    from rsir_stac.store.filters import SearchFilter
 
     cols = check_collections(collection)
     bbox_t = _numbers_text(bbox, 4, "bbox")

@@ -87,7 +87,7 @@ def stored_router(svc: Any):
                            **error_responses(404, 410, 422)})
     def api_tile(point_id: str = PathParam(..., pattern=UUID_PATTERN, description="A stored point id (UUID).")):
         """The stored tile re-read from its source raster (addressed by point id only), cached."""
-        from rsir_stac.store.base import normalize_id
+        from rsir_stac.store.records import normalize_id
 
         pid = normalize_id(point_id)
         png = svc.thumbs.get(pid)

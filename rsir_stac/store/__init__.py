@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 
 from rsir_stac.errors import InputError
-from rsir_stac.store.base import IndexInfo, Point, SearchHit, Store
+from rsir_stac.store.base import Store
 from rsir_stac.store.filters import SearchFilter
+from rsir_stac.store.records import IndexInfo, Point, SearchHit
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.store.filters import ENGINE_MAX_SPAN, SearchFilter, engine_polygons
+from rsir_stac.store.engine_filters import ENGINE_MAX_SPAN, engine_polygons
+from rsir_stac.store.filters import SearchFilter
 
 #: Smallest share of its envelope a polygon must fill (planar, in degrees) to be searched
 #: through the envelope; a thinner one (a diagonal strip, a ring of islands) would need
@@ -96,7 +97,7 @@ class EnvelopePlan:
 def envelope_plan(flt: SearchFilter | None) -> EnvelopePlan | None:
     """The two-step plan for ``flt``, or None where the polygon goes to the engine as it is:
     no polygon, a bbox given as well, an area the engine gets in pieces (wider than
-    :data:`~rsir_stac.store.filters.ENGINE_MAX_SPAN`, or either side of 180 so that its
+    :data:`~rsir_stac.store.engine_filters.ENGINE_MAX_SPAN`, or either side of 180 so that its
     envelope spans the map), or one filling less than :data:`MIN_FILL` of its envelope."""
     if flt is None or flt.polygon is None or flt.bbox is not None:
         return None

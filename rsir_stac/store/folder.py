@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
+from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
 from rsir_stac.store.space import disk_full, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -311,6 +311,23 @@ def damaged_aside_paths(index: Path, collection: str) -> list[Path]:
 
 
 def _payload_index_finding() -> Any:
-    from rsir_stac.store.integrity import Finding
+    from rsir_stac.store.shard_files import Finding
 
     return Finding("payload_index", "the payload index files could not be read by the engine")
+
+
+def _collection_dir(index: str | Path, collection: str) -> Path:
+    """The absolute index path, after refusing a broken link and undoing an interrupted restore;
+    IndexNotFoundError when it holds no ``collection`` (``check`` and ``check --repair``)."""
+    path = Path(index).expanduser().absolute()
+    refuse_broken_link(path)
+    undo_interrupted_restore(path, collection)
+    if not (path / collection).is_dir():
+        aside = damaged_aside_paths(path, collection)
+        if aside:
+            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
+                                     f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore "
+                                     f"SNAPSHOT --index {path} --force`")
+        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build "
+                                 "it with rsir-stac ingest")
+    return path

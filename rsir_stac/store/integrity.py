@@ -30,204 +30,44 @@ drops the others from the ledger; the ingest that built them writes them
 again.  Ingest itself trusts only points that pass (``EdgeStore.existing_ids``
 uses :func:`verified_ids`), so re-running an ingest rewrites damaged points,
 and a writable open of an index whose files are damaged repairs it first.
+
+This module holds the check; the files pass lives in
+:mod:`rsir_stac.store.shard_files`, the read-back in :mod:`rsir_stac.store.readback`,
+the health record in :mod:`rsir_stac.store.health` and the repair in
+:mod:`rsir_stac.store.repair` (their public names are imported here too).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IndexInUseError, IndexNotFoundError, StoreError
-from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger, payload_digest, payload_matches, vector_digest
+from rsir_stac.errors import IndexInUseError, StoreError
+from rsir_stac.store.digests import (  # noqa: F401 - payload_digest, vector_digest: the names it always offered
+    LEDGER_SUFFIX,
+    DigestLedger,
+    payload_digest,
+    payload_matches,
+    vector_digest,
+)
+from rsir_stac.store.folder import _collection_dir
+from rsir_stac.store.health import (  # noqa: F401 - pending_rebuild, read_health, record_repair: as before
+    HEALTH_SUFFIX,
+    health_notes,
+    pending_rebuild,
+    read_health,
+    record_check,
+    record_repair,
+)
+from rsir_stac.store.readback import ReadBack, _scroll_ids, read_back, verified_ids  # noqa: F401 - verified_ids
+from rsir_stac.store.repair import RepairReport, repair_index  # noqa: F401 - the repair, as before
+from rsir_stac.store.shard_files import Finding, inspect_files
 
-log = logging.getLogger(__name__)
-
-_READ_CHUNK = 256
 _SAMPLE = 5  # ids quoted per finding
-
-
-# --------------------------------------------------------------------------- files
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One damaged thing: ``kind`` (file, unreadable, vector, payload, lost, engine),
-    a one-line ``message`` naming it, and up to a few affected point ids."""
-
-    kind: str
-    message: str
-    ids: tuple[str, ...] = ()
-
-
-def inspect_files(shard_dir: Path) -> list[Finding]:
-    """File-level damage of an Edge shard, from ``stat`` and small JSON files only
-    (safe before the engine maps anything).  Empty when nothing is wrong.
-
-    A missing id tracker is reported with kind ``tracker``: it is also the state
-    of a segment whose process was killed before its first flush (the WAL then
-    restores every point), so it is damage only when points are lost."""
-    out: list[Finding] = []
-    rel = lambda p: os.path.relpath(p, shard_dir.parent)  # noqa: E731
-    seg_root = shard_dir / "segments"
-    if not (shard_dir / "edge_config.json").is_file():
-        out.append(Finding("file", f"{rel(shard_dir / 'edge_config.json')} is missing"))
-    if not seg_root.is_dir():
-        out.append(Finding("file", f"{rel(seg_root)}/ is missing"))
-        return out
-    for seg in sorted(p for p in seg_root.iterdir() if p.is_dir()):
-        try:
-            desc = json.loads((seg / "segment.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            out.append(Finding("file", f"{rel(seg / 'segment.json')} is missing or unreadable ({exc.__class__.__name__})"))
-            continue
-        vector_data = (desc.get("config") or {}).get("vector_data") or {}
-        appendable = any((v or {}).get("storage_type") == "InRamChunkedMmap" for v in vector_data.values())
-        # an appendable segment that never held a point has neither id tracker nor vector chunks
-        written = any(seg.glob("mutable_id_tracker.*")) or any(seg.glob("vector_storage/*/chunk_*.mmap"))
-        if not written:
-            continue
-        if appendable:
-            for name in ("mutable_id_tracker.mappings", "mutable_id_tracker.versions"):
-                if not (seg / name).is_file():  # also normal before the first flush: only evidence
-                    out.append(Finding("tracker", f"{rel(seg / name)} (the id tracker) is missing"))
-        vs = seg / "vector_storage"
-        for cfg_path in sorted(vs.glob("*/config.json")) if vs.is_dir() else []:
-            try:
-                cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                out.append(Finding("file", f"{rel(cfg_path)} is unreadable"))
-                continue
-            size = cfg.get("chunk_size_bytes") if isinstance(cfg, dict) else None
-            if not isinstance(size, int):
-                continue
-            chunks = sorted(cfg_path.parent.glob("chunk_*.mmap"))
-            if not chunks:
-                out.append(Finding("file", f"{rel(cfg_path.parent / 'chunk_0.mmap')} (vector data) is missing"))
-            for ch in chunks:
-                have = ch.stat().st_size
-                if have != size:
-                    out.append(Finding("file", f"{rel(ch)} (vector data) is {have} bytes, not {size}: truncated"))
-        out.extend(_page_findings(seg, rel))
-    return out
-
-
-def _page_findings(seg: Path, rel: Any) -> list[Finding]:
-    """Payload pages (``payload_storage/page_*.dat``) and payload-index pages of one
-    segment that are missing or not the ``page_size_bytes`` their ``config.json``
-    promises (a truncated page file)."""
-    out: list[Finding] = []
-    cfgs = [seg / "payload_storage" / "config.json"] + sorted(seg.glob("payload_index/*/config.json"))
-    for cfg_path in cfgs:
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            if cfg_path.parent.name == "payload_storage" and cfg_path.parent.is_dir():
-                out.append(Finding("file", f"{rel(cfg_path)} (payload storage) is missing"))
-            continue
-        except (OSError, ValueError):
-            out.append(Finding("file", f"{rel(cfg_path)} is unreadable"))
-            continue
-        size = cfg.get("page_size_bytes") if isinstance(cfg, dict) else None
-        if not isinstance(size, int):
-            continue
-        what = "payload data" if cfg_path.parent.name == "payload_storage" else "payload index data"
-        pages = sorted(cfg_path.parent.glob("page_*.dat"))
-        if not pages and what == "payload data":
-            out.append(Finding("file", f"{rel(cfg_path.parent / 'page_0.dat')} ({what}) is missing"))
-        for pg in pages:
-            have = pg.stat().st_size
-            if have != size:
-                out.append(Finding("file", f"{rel(pg)} ({what}) is {have} bytes, not {size}: truncated"))
-    return out
-
-
-# --------------------------------------------------------------------------- read-back
-
-
-@dataclass
-class ReadBack:
-    """Outcome of reading points back against the ledger."""
-
-    verified: set[str] = field(default_factory=set)
-    unverified: set[str] = field(default_factory=set)  # readable, no digest recorded
-    unreadable: set[str] = field(default_factory=set)
-    vector_mismatch: set[str] = field(default_factory=set)
-    payload_mismatch: set[str] = field(default_factory=set)
-    good: list[tuple[str, list[float], dict]] = field(default_factory=list)  # kept when collecting
-
-
-def _retrieve(shard: Any, ids: list[str]) -> list[Any] | None:
-    try:
-        return list(shard.retrieve(ids, True, True))
-    except Exception:  # noqa: BLE001 - the engine raises bare Exception on damaged storage
-        return None
-
-
-def _read_points(shard: Any, ids: list[str]) -> Iterator[tuple[str, Any]]:
-    """(id, record or None when unreadable), bisecting chunks the engine cannot read."""
-    recs = _retrieve(shard, ids)
-    if recs is not None:
-        got = {str(r.id): r for r in recs}
-        for i in ids:
-            yield i, got.get(i)
-        return
-    if len(ids) == 1:
-        yield ids[0], None
-        return
-    mid = len(ids) // 2
-    yield from _read_points(shard, ids[:mid])
-    yield from _read_points(shard, ids[mid:])
-
-
-def read_back(shard: Any, ids: Sequence[str], ledger: DigestLedger | None, *, collect: bool = False) -> ReadBack:
-    """Read ``ids`` from the engine with vectors and payloads and compare their digests."""
-    from rsir_stac.store.base import _vector_of
-
-    out = ReadBack()
-    ids = list(ids)
-    for start in range(0, len(ids), _READ_CHUNK):
-        part = ids[start:start + _READ_CHUNK]
-        want = ledger.lookup(part) if ledger is not None else {}
-        for pid, rec in _read_points(shard, part):
-            if rec is None:
-                out.unreadable.add(pid)
-                continue
-            vec = _vector_of(rec.vector)
-            payload = dict(rec.payload or {})
-            if vec is None or not np.all(np.isfinite(vec)):
-                out.vector_mismatch.add(pid)
-                continue
-            digests = want.get(pid)
-            if digests is None:
-                out.unverified.add(pid)
-            elif digests[0] != vector_digest(vec):
-                out.vector_mismatch.add(pid)
-                continue
-            elif not payload_matches(digests[1], payload):
-                out.payload_mismatch.add(pid)
-                continue
-            else:
-                out.verified.add(pid)
-            if collect:
-                out.good.append((pid, vec.tolist(), payload))
-    return out
-
-
-def verified_ids(store: Any, ids: Iterable[str]) -> set[str]:
-    """The subset of stored ``ids`` whose vector and payload match their digests
-    (what ingest may skip); points without a digest are not trusted."""
-    ids = list(ids)
-    if not ids or store._shard is None:
-        return set()
-    return read_back(store._shard, ids, store._ledger).verified
 
 
 # --------------------------------------------------------------------------- check
@@ -257,18 +97,6 @@ class CheckReport:
         d.pop("damaged_ids", None)
         d["ok"] = self.ok
         return d
-
-
-def _scroll_ids(shard: Any) -> list[str]:
-    import qdrant_edge as q
-
-    ids: list[str] = []
-    offset = None
-    while True:
-        recs, offset = shard.scroll(q.ScrollRequest(offset=offset, limit=5000, with_payload=False, with_vector=False))
-        ids.extend(str(r.id) for r in recs)
-        if offset is None or not recs:
-            return ids
 
 
 def _sample(ids: Iterable[str]) -> tuple[str, ...]:
@@ -353,25 +181,6 @@ def _probes(p: dict) -> list[tuple[str, Any, bool]]:
         out += [("datetime_epoch", SearchFilter(start=t - timedelta(seconds=1), end=t + timedelta(seconds=1)), True),
                 ("datetime_epoch", SearchFilter(start=after, end=after + timedelta(seconds=1)), False)]
     return out
-
-
-def _collection_dir(index: str | Path, collection: str) -> Path:
-    """The absolute index path, after refusing a broken link and undoing an interrupted restore;
-    IndexNotFoundError when it holds no ``collection``."""
-    from rsir_stac.store.folder import damaged_aside_paths, refuse_broken_link, undo_interrupted_restore
-
-    path = Path(index).expanduser().absolute()
-    refuse_broken_link(path)
-    undo_interrupted_restore(path, collection)
-    if not (path / collection).is_dir():
-        aside = damaged_aside_paths(path, collection)
-        if aside:
-            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
-                                     f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore "
-                                     f"SNAPSHOT --index {path} --force`")
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build "
-                                 "it with rsir-stac ingest")
-    return path
 
 
 def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckReport:
@@ -483,279 +292,6 @@ def _no_digests(path: Path, collection: str, n: int, present: bool) -> Finding:
                    f"re-run the ingest that built the index (it re-embeds unverified points and records their "
                    f"digests), or `rsir-stac check --index {path} --repair` to record digests of the points as "
                    "they read now")
-
-
-# --------------------------------------------------------------------------- health record
-
-#: ``<index>/<collection>.health.json``: what the last ``check`` found and what repairs dropped,
-#: so that ``info``, ``search``, ``serve`` and a later ``check`` can say so without reading every point.
-HEALTH_SUFFIX = ".health.json"
-_KEEP_IDS = 10_000  # point ids kept per entry (counts are exact; beyond this "at least")
-
-
-def health_path(index: str | Path, collection: str) -> Path:
-    return Path(index) / f"{collection}{HEALTH_SUFFIX}"
-
-
-def read_health(index: str | Path, collection: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(health_path(index, collection).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _write_health(index: str | Path, collection: str, doc: dict[str, Any]) -> None:
-    """Write the record atomically; a record that cannot be written is only logged (it never fails
-    the command that found or repaired the damage)."""
-    from rsir_stac.store.folder import _write_json_atomic
-
-    try:
-        _write_json_atomic(health_path(index, collection), doc)
-    except OSError as exc:
-        log.debug("index %s: cannot write %s (%s)", index, health_path(index, collection).name, exc)
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def record_check(store: Any, report: CheckReport) -> None:
-    """Remember which points the check found damaged (call under the index lock)."""
-    if not os.access(store.index, os.W_OK):
-        return
-    doc = read_health(store.index, store.collection)
-    bad = sorted(report.damaged_ids)
-    doc["last_check"] = {"at": _now(), "points": report.points, "ok": report.ok, "damaged": len(bad),
-                         "damaged_ids": bad[:_KEEP_IDS],
-                         "findings": [{"kind": f.kind, "message": f.message} for f in report.findings][:20]}
-    _write_health(store.index, store.collection, doc)
-
-
-#: Kinds of :class:`Finding` that only a rebuild of the shard fixes and that no cheap read at open
-#: finds again: ``info``, ``search`` and ``serve`` warn about them from the health record until a
-#: repair (``check --repair``, or the writable open of a re-run ingest) or a clean ``check``.
-REBUILD_KINDS = ("payload_index",)
-
-
-def pending_rebuild(index: str | Path, collection: str) -> list[str]:
-    """The messages of findings of :data:`REBUILD_KINDS` the last ``check`` recorded and no repair
-    has fixed since (read from the health record: no engine call)."""
-    last = read_health(index, collection).get("last_check") or {}
-    if last.get("ok") is not False:
-        return []
-    return [str(f.get("message")) for f in last.get("findings") or []
-            if isinstance(f, dict) and f.get("kind") in REBUILD_KINDS]
-
-
-def record_repair(index: str | Path, collection: str, dropped: Sequence[str], reasons: Sequence[str],
-                  *, total: int | None = None, set_aside: str | None = None) -> None:
-    """Remember the points a repair dropped (call under the index lock), so that a later
-    ``check`` or ``info`` says they are missing until the ingest that built them is re-run."""
-    n = len(dropped) if total is None else total
-    doc = read_health(index, collection)
-    if doc.get("last_check"):
-        # the repair dropped the damaged points (the entry below says so) and rebuilt the shard's indexes
-        doc["last_check"].update(damaged=0, damaged_ids=[], findings=[], repaired_at=_now())
-    if n:
-        repairs = [r for r in doc.get("repairs", []) if isinstance(r, dict)]
-        repairs.append({"at": _now(), "dropped": n, "dropped_ids": sorted(dropped)[:_KEEP_IDS],
-                        "reasons": list(reasons), "set_aside": set_aside})
-        doc["repairs"] = repairs[-20:]
-    _write_health(index, collection, doc)
-
-
-def _present(shard: Any, ids: list[str]) -> set[str]:
-    out: set[str] = set()
-    for i in range(0, len(ids), 1000):
-        try:
-            out.update(str(r.id) for r in shard.retrieve(ids[i:i + 1000], False, False))
-        except Exception:  # noqa: BLE001 - unreadable: not counted as present
-            pass
-    return out
-
-
-def health_notes(store: Any, *, damage: bool = True) -> list[str]:
-    """One line per thing the health record says is still wrong, verified now on only the points
-    it names (cheap): points dropped by a repair that are still missing, and (``damage``) points the
-    last ``check`` found damaged that still fail their digests."""
-    shard = store._shard
-    doc = read_health(store.index, store.collection)
-    if shard is None or not doc:
-        return []
-    notes: list[str] = []
-    last = doc.get("last_check") or {}
-    ids = [str(i) for i in last.get("damaged_ids") or []]
-    if damage and ids:
-        rb = read_back(shard, ids, store._ledger)
-        still = rb.unreadable | rb.vector_mismatch | rb.payload_mismatch
-        if still:
-            notes.append(f"{len(still)} points failed their digests at the last `rsir-stac check` ({last.get('at')}) "
-                         f"and still do (searches may leave them out); run `rsir-stac check --index {store.index} "
-                         "--repair`, then re-run the ingest that built it")
-    if damage:
-        for msg in pending_rebuild(store.index, store.collection):
-            notes.append(f"the last `rsir-stac check` ({last.get('at')}) found {msg}, and it is not repaired yet; run "
-                         f"`rsir-stac check --index {store.index} --repair` (or re-run the ingest that built it: "
-                         "either rebuilds the shard)")
-    for rep in doc.get("repairs") or []:
-        ids = [str(i) for i in rep.get("dropped_ids") or []]
-        if not ids:
-            continue
-        missing = len(ids) - len(_present(shard, ids))
-        if missing:
-            more = "at least " if int(rep.get("dropped") or 0) > len(ids) else ""
-            how = "set aside" if rep.get("set_aside") else "dropped"
-            notes.append(f"{more}{missing} point(s) {how} by a repair on {rep.get('at')} are still missing from the "
-                         f"index; re-run the ingest that built {store.index} to index them again")
-    return notes
-
-
-def _write_text_durable(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-# --------------------------------------------------------------------------- repair
-
-
-@dataclass
-class RepairReport:
-    """What :func:`repair_index` did."""
-
-    index: str
-    kept: int
-    dropped: int
-    dropped_ids: list[str]
-    reasons: list[str]
-    set_aside: str | None = None  # where a shard the engine cannot load was moved (its points all dropped)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _salvage(store: Any) -> tuple[list[tuple[str, list[float], dict]], list[str], list[str]]:
-    """(good rows, dropped ids, reasons) from a loaded, possibly damaged store."""
-    shard, ledger = store._shard, store._ledger
-    ledger_ids = set(ledger.ids()) if ledger is not None else set()
-    try:
-        ids = _scroll_ids(shard) if shard is not None else []
-    except Exception:  # noqa: BLE001 - nothing can be listed: salvage nothing, re-ingest all
-        ids = []
-    rb = read_back(shard, ids, ledger, collect=True) if shard is not None else ReadBack()
-    lost = ledger_ids - set(ids)
-    dropped = rb.unreadable | rb.vector_mismatch | rb.payload_mismatch | lost
-    reasons = [f"{len(s)} {what}" for s, what in ((rb.unreadable, "unreadable"), (rb.vector_mismatch, "damaged vectors"),
-               (rb.payload_mismatch, "damaged payloads"), (lost, "lost")) if s]
-    return rb.good, sorted(dropped), reasons
-
-
-def rebuild_shard(store: Any) -> RepairReport:
-    """Rebuild ``store``'s shard (an open, writable :class:`EdgeStore` holding the
-    lock) from the points that pass, swap it into place and forget the dropped
-    points' digests.  The shard is built beside the old one and renamed into
-    place, so a crash leaves either the old or the new shard."""
-    import qdrant_edge as q
-
-    from rsir_stac.store.segments import SEGMENT_POINTS, Rounds, edge_config, shard_cap_points
-    from rsir_stac.store.space import create_bytes, require_free, tree_bytes
-
-    good, dropped, reasons = _salvage(store)
-    index, name = store.index, store.collection
-    require_free(index, tree_bytes(store.shard_dir, allocated=True) + create_bytes(index), f"repairing index {index}")
-    cfg_doc = json.loads((store.shard_dir / "edge_config.json").read_text(encoding="utf-8")) \
-        if (store.shard_dir / "edge_config.json").is_file() else {}
-    dim = int(((cfg_doc.get("vectors") or {}).get("") or {}).get("size") or store._require_meta().dim)
-    from rsir_stac.store.folder import _fsync_dir, damaged_aside_path, repair_marker, repairing_path
-
-    tmp, old = repairing_path(index, name), damaged_aside_path(index, name)  # never an earlier set-aside shard
-    shutil.rmtree(tmp, ignore_errors=True)
-    if store._shard is not None:
-        try:
-            store._shard.close()
-        except Exception:  # noqa: BLE001
-            pass
-        store._shard = None
-    # the rebuilt shard keeps the layout (segments.py).  A config without "optimizers" was
-    # lost and rewritten by the engine on load (ours always carry the key): today's layout
-    cap = shard_cap_points(store.shard_dir) if "optimizers" in cfg_doc else SEGMENT_POINTS
-    shard = q.EdgeShard.create(str(tmp), edge_config(dim, cap))
-    store._shard = shard
-    store._ensure_indexes()
-    rounds = Rounds(cap)
-    for i in range(0, len(good), 512):
-        part = good[i:i + 512]
-        shard.update(q.UpdateOperation.upsert_points([q.Point(id=p, vector=v, payload=pl) for p, v, pl in part]))
-        if rounds.add(len(part)):  # index each capped segment as it fills, as the store's writes do
-            shard.optimize()
-            rounds.reset()
-    shard.flush()
-    shard.close()
-    store._shard = None
-    # the new shard is complete: a kill from here on is finished by the next open (edge.finish_interrupted_repair)
-    marker = repair_marker(index, name)
-    _write_text_durable(marker, old.name + "\n")
-    os.replace(store.shard_dir, old)
-    os.replace(tmp, store.shard_dir)
-    _fsync_dir(index)
-    shutil.rmtree(old, ignore_errors=True)
-    marker.unlink(missing_ok=True)
-    store._shard = q.EdgeShard.load(str(store.shard_dir))
-    if store._ledger is not None:
-        store._ledger.remove(dropped)  # kept points keep their digests (unverified ones stay unverified)
-    record_repair(index, name, dropped, reasons)
-    log.warning("index %s repaired: kept %d points, dropped %d (%s)", index, len(good), len(dropped),
-                ", ".join(reasons) or "none")
-    return RepairReport(str(index), len(good), len(dropped), dropped, reasons)
-
-
-def repair_index(index: str | Path, *, collection: str = "rsir_tiles", adopt: bool = True) -> RepairReport:
-    """Repair an embedded index: rebuild it from the points that pass
-    :func:`check_index` and drop the others (re-run the ingest that built them
-    to restore them).  ``adopt``: also record digests of readable points that
-    have none (a deleted or emptied ledger), trusting them as they read now.  Raises StoreError when the index is missing or in use,
-    DiskFullError when the rebuild does not fit."""
-    from rsir_stac.store.edge import EdgeStore
-
-    path = _collection_dir(index, collection)
-    with EdgeStore(path, collection=collection, repair=True, probe=True) as store:
-        why = store.meta_disagrees() if store._shard is not None else None
-        if why:
-            store._meta = store._recovered_meta(why) or store._meta
-        report = store.repaired or rebuild_shard(store)
-        if adopt and store._shard is not None and store._ledger is not None:
-            _adopt_unverified(store)
-        return report
-
-
-def remove_leftovers(index: str | Path, *, collection: str = "rsir_tiles") -> list[str]:
-    """Under the index lock, finish or remove what a killed repair or creation left
-    (:func:`rsir_stac.store.edge.finish_interrupted_repair`); returns the names removed."""
-    from rsir_stac.store.folder import _IndexLock, finish_interrupted_repair
-
-    path = Path(index).expanduser().absolute()
-    lock = _IndexLock(path)
-    try:
-        return finish_interrupted_repair(path, collection, remove_stale=True)
-    finally:
-        lock.release()
-
-
-def _adopt_unverified(store: Any) -> int:
-    """Record digests for points that read back but have none (a deleted or
-    emptied ledger): they are trusted as they read now.  Returns how many."""
-    ids = _scroll_ids(store._shard)
-    rb = read_back(store._shard, ids, store._ledger, collect=True)
-    rows = [g for g in rb.good if g[0] in rb.unverified]
-    store._ledger.record(rows)
-    if rows:
-        log.warning("index %s: recorded digests of %d points that had none (trusted as they read now)",
-                    store.index, len(rows))
-    return len(rows)
 
 
 __all__ = ["CheckReport", "DigestLedger", "Finding", "HEALTH_SUFFIX", "INDEX_PROBES", "RepairReport", "check_index",

@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import InputError
-from rsir_stac.store.filters import SearchFilter, _check_lonlat
+from rsir_stac.store.filter_parse import _check_lonlat
+from rsir_stac.store.filters import SearchFilter
 
 log = logging.getLogger(__name__)
 
@@ -252,14 +253,14 @@ def qdrant_query(q: ExampleQuery, limit: int) -> Any:
 
 def edge_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
     """``qdrant_edge.Filter``: ``flt`` minus excluded ids and footprint neighbourhoods."""
-    from rsir_stac.store.filters import _EdgeTerms, to_edge_filter
+    from rsir_stac.store.engine_filters import _EdgeTerms, to_edge_filter
 
     return _excluding(to_edge_filter(flt, exclude_ids=excl.ids), excl, _EdgeTerms())
 
 
 def qdrant_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
     """qdrant-client ``Filter`` with the same semantics as :func:`edge_filter`."""
-    from rsir_stac.store.filters import _ClientTerms, to_qdrant_filter
+    from rsir_stac.store.engine_filters import _ClientTerms, to_qdrant_filter
 
     return _excluding(to_qdrant_filter(flt, exclude_ids=excl.ids), excl, _ClientTerms())
 
@@ -311,7 +312,8 @@ def run_query(
     looking for other scenes first).  Payloads (and vectors) are fetched only for
     the returned page.  Raises InputError for a bad k/offset/per_item.
     """
-    from rsir_stac.store.base import SearchHit, as_query_vector, normalize_id
+    from rsir_stac.store.base import as_query_vector
+    from rsir_stac.store.records import SearchHit, normalize_id
 
     k, offset = check_k(k, offset)
     if per_item is not None and (not isinstance(per_item, int) or isinstance(per_item, bool) or per_item < 1):

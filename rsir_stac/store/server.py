@@ -30,21 +30,11 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
-from rsir_stac.store.base import (
-    HNSW_EF,
-    acorn_selectivity,
-    PAYLOAD_INDEXES,
-    CollectionMeta,
-    Point,
-    SearchHit,
-    Store,
-    _vector_of,
-    hit_from_record,
-    unpack_payload,
-    check_incompatible,
-    check_points,
-)
-from rsir_stac.store.filters import SearchFilter, to_qdrant_filter
+from rsir_stac.store.base import HNSW_EF, Store, acorn_selectivity
+from rsir_stac.store.engine_filters import to_qdrant_filter
+from rsir_stac.store.filters import SearchFilter
+from rsir_stac.store.payloads import PAYLOAD_INDEXES, _vector_of, check_points, hit_from_record, unpack_payload
+from rsir_stac.store.records import CollectionMeta, Point, SearchHit, check_incompatible
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +70,7 @@ def cluster_settings(url: str) -> dict[str, int]:
 
 def graph_params(flt: SearchFilter | None) -> Any:
     """The ``qdrant_client`` search params of a graph search, as the Edge back end's
-    (:func:`rsir_stac.store.edge.graph_params`): width :data:`HNSW_EF`, ACORN for a filter
+    (:func:`rsir_stac.store.edge_read.graph_params`): width :data:`HNSW_EF`, ACORN for a filter
     when the client has it (qdrant-client >= 1.16, servers >= 1.16)."""
     from qdrant_client import models as m
 

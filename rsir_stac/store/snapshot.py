@@ -154,7 +154,8 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
 
 def _refuse_damaged(store: Any) -> None:
     """StoreError (exit 1) when ``store`` fails the check :func:`restore` runs on what it extracts."""
-    from rsir_stac.store.integrity import CheckReport, check_open_store, inspect_files
+    from rsir_stac.store.integrity import CheckReport, check_open_store
+    from rsir_stac.store.shard_files import inspect_files
 
     files = inspect_files(store.shard_dir)
     report = CheckReport(index=str(store.index), findings=[f for f in files if f.kind != "tracker"])

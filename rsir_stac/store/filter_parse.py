@@ -1,0 +1,244 @@
+"""Filter values from the outside: validation of lon/lat bounds and their parsing.
+
+Boxes (``W,S,E,N``), radii (``LON,LAT,RADIUS_M``) and rings are checked here
+(:class:`~rsir_stac.store.filters.SearchFilter` validates with the same rules),
+and read from text: numbers (:func:`plain_float`), datetime ranges as STAC API
+search and pystac-client read them (:func:`parse_datetime_range`), and GeoJSON
+search areas (:func:`load_polygon`, :func:`polygon_from_geojson`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from rsir_stac.errors import InputError, SourceNotFoundError
+from rsir_stac.store.areas import GeoArea, Ring, check_ring
+
+BBox = tuple[float, float, float, float]
+
+
+def _as_utc(value: datetime) -> datetime:
+    if not isinstance(value, datetime):
+        raise InputError(f"datetime bound {value!r} is not a datetime; pass datetime objects")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _finite(values: Sequence[float], what: str) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} {tuple(values)} has a non-finite number; give plain decimal degrees")
+
+
+def _check_lonlat(lon: float, lat: float, what: str) -> None:
+    if not -180.0 <= lon <= 180.0:
+        raise InputError(f"{what}: longitude {lon} is outside -180..180; give lon/lat in degrees (EPSG:4326)")
+    if not -90.0 <= lat <= 90.0:
+        raise InputError(f"{what}: latitude {lat} is outside -90..90; give lon/lat in degrees (EPSG:4326)")
+
+
+def _check_bbox(b: tuple[float, ...], what: str) -> BBox:
+    if len(b) != 4:
+        raise InputError(f"{what} {b} must have 4 numbers W,S,E,N")
+    _finite(b, what)
+    w, s, e, n = b
+    _check_lonlat(w, s, what)
+    _check_lonlat(e, n, what)
+    if s >= n:
+        shown = what if "'" in what else f"{what} {w},{s},{e},{n}"  # parse_bbox's name quotes the values already
+        raise InputError(f"{shown} has south {s} >= north {n}; give W,S,E,N with S < N")
+    return (w, s, e, n)
+
+
+def _check_near(v: tuple[float, ...], what: str) -> tuple[float, float, float]:
+    if len(v) != 3:
+        raise InputError(f"{what} {v} must have 3 numbers LON,LAT,RADIUS_M")
+    _finite(v, what)
+    lon, lat, radius = v
+    _check_lonlat(lon, lat, what)
+    if radius <= 0:
+        raise InputError(f"{what} radius {radius} m is not positive; give LON,LAT,RADIUS_M with RADIUS_M > 0")
+    return (lon, lat, radius)
+
+
+def _check_ring(ring: Ring, what: str) -> Ring:
+    """One closed, valid ring (see :func:`rsir_stac.store.areas.check_ring`)."""
+    GeoArea.from_rings(ring, (), what)
+    return check_ring(ring, what)
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def plain_float(text: str) -> float:
+    """``float(text)``, less Python's digit separators: ``1_0`` is 10 to ``float()`` but a typo to
+    anyone else (ValueError).  ``nan`` and ``inf`` parse, for the range checks to name them."""
+    if "_" in text:
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return float(text)
+
+
+def _numbers(text: str, n: int, what: str, form: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in str(text).strip().split(",")]
+    if len(parts) != n:
+        raise InputError(f"{what} {text!r} must be {form} ({n} comma-separated numbers)")
+    try:
+        return tuple(plain_float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"{what} {text!r} must be {form} with plain decimal numbers; write each as digits "
+                         "with an optional sign, point and exponent (no _)") from None
+
+
+def parse_bbox(text: str) -> BBox:
+    """Parse ``"W,S,E,N"`` (decimal degrees) into a validated tuple."""
+    return _check_bbox(_numbers(text, 4, "bbox", "W,S,E,N"), f"bbox {text!r}")
+
+
+def parse_near(text: str) -> tuple[float, float, float]:
+    """Parse ``"LON,LAT,RADIUS_M"`` into a validated tuple."""
+    return _check_near(_numbers(text, 3, "near", "LON,LAT,RADIUS_M"), f"near {text!r}")
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
+)
+
+
+def _parse_instant(text: str, *, end: bool) -> datetime:
+    """Parse one RFC 3339 datetime or date, or a year (``2015``) or month (``2015-06``), as
+    pystac-client reads them; a date, month or year as END means the end of that period."""
+    period = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", text.strip())
+    if period:
+        year, month = int(period.group(1)), int(period.group(2) or 0)
+        if not 1 <= year <= 9999 or (period.group(2) and not 1 <= month <= 12):
+            raise ValueError(text)
+        if not end:
+            return datetime(year, month or 1, 1, tzinfo=timezone.utc)
+        import calendar
+
+        last = month or 12
+        return datetime(year, last, calendar.monthrange(year, last)[1], 23, 59, 59, 999999, tzinfo=timezone.utc)
+    m = _RFC3339.match(text)
+    if not m:
+        raise ValueError(text)
+    if m.group(4) is None:  # a plain date
+        d = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        dt = datetime.combine(d, time(0, 0), tzinfo=timezone.utc)
+        return dt + timedelta(days=1, microseconds=-1) if end else dt
+    iso = text[:10] + "T" + text[11:]
+    if iso[-1] in "zZ":
+        iso = iso[:-1] + "+00:00"
+    frac = m.group(7)
+    if frac and len(frac) > 7:  # keep microseconds; Python rejects longer fractions on 3.10
+        iso = iso.replace(frac, frac[:7], 1)
+    dt = datetime.fromisoformat(iso)
+    return _as_utc(dt)
+
+
+def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
+    """Parse ``"START/END"``, ``"START/.."``, ``"../END"`` or a single instant.
+
+    Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
+    00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
+    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC.
+    Returned datetimes are timezone-aware UTC; ``None`` is an open end.
+    """
+    raw = str(text).strip()
+    form = ("START/END with RFC 3339 datetimes, dates, months or years, e.g. 2020-01-01/2020-12-31T23:59:59Z or "
+            "2015; '..' for an open end")
+    parts = raw.split("/")
+    if len(parts) > 2 or not raw:
+        raise InputError(f"datetime {text!r} must be {form}")
+    try:
+        if len(parts) == 1:
+            start = _parse_instant(parts[0], end=False)
+            end = _parse_instant(parts[0], end=True)
+        else:
+            a, b = (p.strip() for p in parts)
+            start = None if a in ("", "..") else _parse_instant(a, end=False)
+            end = None if b in ("", "..") else _parse_instant(b, end=True)
+    except ValueError:
+        raise InputError(f"datetime {text!r} must be {form}") from None
+    if start is None and end is None:
+        raise InputError(f"datetime {text!r} has no bound; give START, END or both")
+    if start is not None and end is not None and start > end:
+        raise InputError(f"datetime {text!r} ends before it starts; swap START and END")
+    return start, end
+
+
+def load_polygon(path: str | Path) -> GeoArea:
+    """Read the search area of a GeoJSON file (lon/lat, EPSG:4326): a Polygon
+    (holes allowed), MultiPolygon, Feature, FeatureCollection (the union of its
+    features) or GeometryCollection of them; see :class:`GeoArea`."""
+    p = Path(path)
+    if not p.is_file():
+        raise SourceNotFoundError(f"polygon file {p} does not exist; give a GeoJSON file path")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is allowed (RFC 8259 8.1)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
+    return polygon_from_geojson(doc, f"polygon file {p}", close=False)
+
+
+#: Names a legacy GeoJSON ``crs`` member may give for lon/lat (RFC 7946 dropped the member; its
+#: coordinates are always WGS 84 lon/lat).
+LONLAT_CRS_NAMES = ("urn:ogc:def:crs:OGC:1.3:CRS84", "urn:ogc:def:crs:OGC::CRS84", "OGC:CRS84", "CRS84",
+                    "EPSG:4326", "urn:ogc:def:crs:EPSG::4326", "urn:ogc:def:crs:EPSG:4326")
+
+
+def _check_geojson_crs(doc: Any, what: str) -> None:
+    """Refuse a pre-RFC 7946 ``crs`` member naming another CRS (its coordinates are not lon/lat)."""
+    name = _crs_name(doc)
+    if name and name not in LONLAT_CRS_NAMES:
+        raise InputError(f"{what} declares the CRS {name!r}; GeoJSON areas must be lon/lat (RFC 7946): reproject "
+                         "it, e.g. `ogr2ogr -t_srs EPSG:4326 out.geojson in.geojson`")
+
+
+def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True) -> GeoArea:
+    """The validated :class:`GeoArea` of a GeoJSON Polygon, MultiPolygon,
+    Feature, FeatureCollection or GeometryCollection; with ``close``, rings that
+    are not closed are closed (the first position repeated), else refused."""
+    from rsir_stac.store.areas import _polygon_coords
+
+    _check_geojson_crs(doc, what)
+    polys = []
+    for coords, where in _polygon_coords(doc, what):
+        if not isinstance(coords, list) or not coords or not all(isinstance(r, list) for r in coords):
+            raise InputError(f"{where} has no coordinates; give a GeoJSON Polygon with rings of [lon, lat]")
+        for ring in coords:
+            for pos in ring:
+                if (not isinstance(pos, list) or len(pos) < 2
+                        or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
+                    raise InputError(f"{where} has a bad position {pos!r}; positions are [lon, lat]")
+        try:
+            polys.extend(GeoArea.from_rings(coords[0], coords[1:], where, close=close).polygons)
+        except InputError as err:
+            named = _crs_name(doc)
+            if named and "EPSG" in named and "latitude" in str(err) and "outside" in str(err):
+                raise InputError(f"{err}; the file's crs member names {named}, whose axis order is latitude, "
+                                 "longitude: GeoJSON (RFC 7946) is longitude, latitude, so swap them, e.g. "
+                                 "`ogr2ogr -lco RFC7946=YES out.geojson in.geojson`") from None
+            raise
+    return GeoArea(tuple(polys))
+
+
+def _crs_name(doc: Any) -> str | None:
+    """The name of a legacy GeoJSON ``crs`` member, or None."""
+    crs = doc.get("crs") if isinstance(doc, dict) else None
+    props = crs.get("properties") if isinstance(crs, dict) else None
+    name = props.get("name") if isinstance(props, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
+__all__ = ["BBox", "LONLAT_CRS_NAMES", "load_polygon", "parse_bbox", "parse_datetime_range", "parse_near",
+           "plain_float", "polygon_from_geojson"]
