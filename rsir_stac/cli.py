@@ -133,8 +133,9 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     (files or URLs) and GeoTIFF/COG paths or URLs (also s3://, gs://, az://)."""
     from tqdm import tqdm
 
-    from rsir_stac.ingest import IngestOptions, ingest as run
-    from rsir_stac.stac import parse_shard
+    from rsir_stac.ingest import ingest as run
+    from rsir_stac.ingest.options import IngestOptions
+    from rsir_stac.stac.shard import parse_shard
 
     opts = IngestOptions(asset=asset, bands=_parse_bands(bands), tile_size=tile_size, stride=stride, gsd=gsd,
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
@@ -206,7 +207,7 @@ def _echo_failed_report(exc, as_json: bool, code: int | None = None) -> None:
     """With --json, the empty report of a run that failed as a whole (``ok`` false, the error line and
     exit code): the report is printed whatever the exit code.  ``exc``: the error (or its message)."""
     if as_json:
-        from rsir_stac.ingest import IngestReport
+        from rsir_stac.ingest.report import IngestReport
 
         _echo_json({**IngestReport().as_dict(), "ok": False, "error": " ".join(str(exc).split()),
                     "exit_code": code if code is not None else exc.exit_code})

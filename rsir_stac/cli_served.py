@@ -212,7 +212,7 @@ def _label_doc(path: str) -> dict:
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
                   min_valid, shard, fail_fast, collection, datetime_):
     """``ingest`` as a job of the service; returns ``(IngestReport, job document)``."""
-    from rsir_stac.ingest import IngestReport
+    from rsir_stac.ingest.report import IngestReport
 
     if not client.address.ingest_jobs:
         raise ServiceError(f"index {client.address.index} is in use by {client.address.describe()}, which takes no "

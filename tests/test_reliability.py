@@ -490,9 +490,9 @@ def test_empty_items_are_skipped_not_failed(tmp_path, tiny_bundle, good):
 
 
 def test_unexpected_error_in_one_item_skips_only_that_item(monkeypatch, catalogue, tmp_path, tiny_bundle):
-    import rsir_stac.ingest as mod
+    import rsir_stac.ingest.producer as mod
 
-    real = mod.open_scene  # the name ingest calls (rsir_stac.gsd.open_scene)
+    real = mod.open_scene  # the name ingest's reader thread calls (rsir_stac.gsd.open_scene)
 
     def flaky(scene, *args):
         if scene.item_id == "a":

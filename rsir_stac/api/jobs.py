@@ -386,8 +386,8 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
 
     def _options(req: IngestJobRequest) -> Any:
         from rsir_stac.errors import InputError
-        from rsir_stac.ingest import IngestOptions, check_options
-        from rsir_stac.stac import parse_shard
+        from rsir_stac.ingest.options import IngestOptions, check_options
+        from rsir_stac.stac.shard import parse_shard
         from rsir_stac.store.filters import parse_datetime_range
 
         if req.bands is not None and min(req.bands) < 1:

@@ -1,0 +1,80 @@
+"""What an ingest is asked: :class:`IngestOptions` and the checks that refuse, before any
+work, options that cannot be meant (sizes, GSD, collection names)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rsir_stac.errors import InputError
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How sources are tiled and written; ``None`` means "from the model bundle"."""
+
+    asset: str | None = None
+    bands: tuple[int, int, int] | None = None
+    tile_size: int | None = None
+    stride: int | None = None
+    gsd: float | None = None
+    native_gsd: bool = False
+    max_upsample: float = 2.0
+    edge: str = "shift"
+    min_valid: float = 0.5
+    batch_size: int | None = None  # tiles per forward pass; None: the embedder's default for the device
+    queue_batches: int = 4
+    fail_fast: bool = False
+    shard: tuple[int, int] | None = None
+    collection: str | None = None  # for bare rasters (STAC items keep their own)
+    datetime: tuple[Any, Any] | None = None  # (start, end) for bare rasters; equal for an instant
+
+
+def cli_flag(field: str) -> str:
+    """An option's name on the command line: ``tile_size`` -> ``--tile-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag) -> None:
+    """Refuse, before any work, sizes that cannot be meant: zero or negative pixels, a GSD
+    that is not a positive number of metres, a tile outside
+    :data:`~rsir_stac.tiling.scene.MIN_TILE`..:data:`~rsir_stac.tiling.scene.MAX_TILE` px,
+    ``--gsd`` together with ``--native-gsd`` (InputError naming the option as ``flag`` spells
+    it: the CLI's ``--tile-size``, or the HTTP job's ``tile_size``)."""
+    from rsir_stac.tiling.scene import MAX_TILE, MIN_TILE
+
+    for field in ("tile_size", "stride", "batch_size"):
+        value = getattr(options, field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{flag(field)} {value!r} is invalid; give a positive whole number (leave it out for "
+                             "the default)")
+    if options.tile_size is not None and not MIN_TILE <= options.tile_size <= MAX_TILE:
+        raise InputError(f"{flag('tile_size')} {options.tile_size} is outside {MIN_TILE}..{MAX_TILE} pixels; the "
+                         "network sees every tile at 224 px, so give e.g. 256")
+    if options.gsd is not None and not (math.isfinite(float(options.gsd)) and float(options.gsd) > 0):
+        raise InputError(f"{flag('gsd')} {options.gsd!r} is invalid; give a positive number of metres per pixel, "
+                         "e.g. 0.6")
+    if options.gsd is not None and options.native_gsd:
+        raise InputError(f"{flag('gsd')} and {flag('native_gsd')} were both given; keep one (a GSD in metres, or "
+                         "each scene's own)")
+    if options.collection is not None:
+        check_collection_name(options.collection, flag("collection"))
+
+
+def check_collection_name(name: str, option: str = "--collection") -> None:
+    """Refuse (InputError) a collection name (``option``, as the caller spells it) that is empty,
+    over 200 characters or holds control or invisible formatting characters (a NUL, a line break,
+    a right-to-left override): the name is stored in every tile, shown on the map page and written
+    into exports."""
+    import unicodedata
+
+    if not name.strip():
+        raise InputError(f"{option} is empty; give a name, e.g. naip-2020 (or leave it out)")
+    if len(name) > 200:
+        raise InputError(f"{option} {name[:40]!r}... is {len(name)} characters; give at most 200")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InputError(f"{option} {name[:60]!r} holds the control character U+{ord(bad):04X}; give the name "
+                         "without it, e.g. naip-2020")

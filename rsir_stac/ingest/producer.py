@@ -1,0 +1,215 @@
+"""The producer of the ingest pipeline: a reader thread that tiles each scene with rasterio
+windows and fills a bounded queue with ``(point id, pixels, payload)`` for the tiles the index
+does not hold yet, with progress and failures as messages between them.
+
+Queue messages (``(kind, value)``): ``start``/``end``/``failed`` an item (its id), ``total``
+tiles to read of an item, ``tile`` one tile, ``skip`` windows done without a tile, ``error``
+an exception that stops the run, and :data:`_END` last of all.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import RasterError, RsirError, StoreError
+from rsir_stac.gsd import open_scene
+from rsir_stac.ingest.options import IngestOptions
+from rsir_stac.ingest.points import point_id, tile_payload, tiling_key
+from rsir_stac.ingest.report import IngestReport, small_scene_hint
+from rsir_stac.ingest.resume import _check_stored, _legacy_tiling, _warn_other_tilings, relabel
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+#: Tiles with a side over this many times the network input are shrunk to the input as they
+#: are read (:func:`~rsir_stac.model.transforms.fit_to_input`, the embedder's own resize), so the
+#: queue and the batches waiting to be embedded hold at most input-sized tiles: 256 queued 4096 px
+#: tiles were 12 GB.  Smaller tiles are resized by the embedding lanes, in parallel.
+SHRINK_TILES_OVER = 2
+
+
+def _shrinker(tile_size: int, input_size: int | None):
+    """The resize queued tiles get (None: none): :func:`~rsir_stac.model.transforms.fit_to_input`
+    for tiles over :data:`SHRINK_TILES_OVER` times the network input."""
+    if not input_size or tile_size <= SHRINK_TILES_OVER * input_size:
+        return None
+    from functools import partial
+
+    from rsir_stac.model.transforms import fit_to_input
+
+    return partial(fit_to_input, size=input_size)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the reader thread reads every scene of one run with: the queue it fills, the
+    stop signal, the store (used under ``lock`` from both threads), the tiling asked for
+    (``gsd`` None: each scene's own), the report it counts into and the resize of queued
+    tiles (:func:`_shrinker`)."""
+
+    q: queue.Queue
+    stop: threading.Event
+    lock: threading.Lock
+    store: Any
+    model_id: str
+    options: IngestOptions
+    tile_size: int
+    stride: int
+    gsd: float | None
+    report: IngestReport
+    shrink: Callable[[np.ndarray], np.ndarray] | None
+
+
+def _produce(scenes, q, stop, lock, store, model_id, options, tile_size, stride, gsd, report,
+             input_size: int | None = None) -> None:
+    """Reader thread: tiles each scene and queues (point id, pixels, payload); tiles over
+    :data:`SHRINK_TILES_OVER` times ``input_size`` are queued at the input size."""
+    run = _Reading(q, stop, lock, store, model_id, options, tile_size, stride, gsd, report,
+                   _shrinker(tile_size, input_size))
+
+    try:
+        for scene in scenes:
+            if stop.is_set():
+                return
+            q.put(("start", scene.item_id))
+            try:
+                if not _produce_scene(run, scene):
+                    return
+                q.put(("end", scene.item_id))
+            except StoreError:
+                raise  # the index itself failed: stop the run
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop a catalogue
+                if _item_failed(run, scene, exc):
+                    return
+    except BaseException as err:  # noqa: BLE001 - hand any crash to the consumer
+        q.put(("error", err))
+    finally:
+        q.put((_END, None))
+
+
+def _produce_scene(run: _Reading, scene) -> bool:
+    """Open ``scene``, count its windows and queue the tiles the index does not hold yet;
+    an item with no tile at all is reported empty.  False when the run was stopped meanwhile.
+    Raises what opening or reading the scene raises (the item fails)."""
+    from rsir_stac.tiling import gdal_env
+
+    options = run.options
+    reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
+    if legacy is not None:
+        reader, scene_gsd = _legacy_tiling(run.store, run.lock, scene, reader, scene_gsd, legacy, options,
+                                           run.tile_size, run.stride, run.model_id)
+    with reader, gdal_env():  # one GDAL environment per scene, not per tile
+        tkey = tiling_key(run.tile_size, run.stride, scene_gsd, options.edge)
+        refs = reader.windows()
+        ids = [point_id(scene.identity_collection, scene.item_id, scene.asset_key, r.grid, tkey, run.model_id)
+               for r in refs]
+        existing = _held_tiles(run, scene, refs, ids, reader.bands)
+        run.report.tiles_total += len(refs)
+        run.report.tiles_existing += len(existing)
+        run.q.put(("total", len(refs) - len(existing)))
+        if len(existing) < len(refs):
+            _ = reader.plan  # the scene's stretch: if it cannot be read the item fails once, not each window
+        counts = _queue_windows(run, scene, reader, refs, ids, existing, scene_gsd)
+        if counts is None:
+            return False
+        queued, failed = counts
+        if not queued and not failed and not existing:
+            _report_empty(run, scene, reader, len(refs))
+    return True
+
+
+def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands: Sequence[int]) -> set[str]:
+    """The ids of ``scene``'s tiles the index already holds, checked against the scene as it is
+    now (InputError when they no longer match); a bare raster's held tiles get this run's
+    collection and time, and other tilings of the item are warned about."""
+    store, report = run.store, run.report
+    with run.lock:
+        existing = store.existing_ids(ids) if ids else set()
+        if existing:
+            first = next(k for k, pid in enumerate(ids) if pid in existing)
+            _check_stored(store, scene, ids[first], refs[first], bands)
+        if existing and not scene.from_stac:
+            report.tiles_relabelled += relabel(store, scene, existing)
+        if len(existing) < len(refs):
+            _warn_other_tilings(store, scene, ids, len(existing))
+    return existing
+
+
+def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[str], existing: set[str],
+                   scene_gsd: float | None) -> tuple[int, int] | None:
+    """Read the windows of ``scene`` not in ``existing`` and queue their tiles (a nodata window
+    and, unless ``fail_fast``, a corrupt one are skipped and counted); ``(queued, failed)``
+    windows, or None when the run was stopped meanwhile."""
+    options, report, q = run.options, run.report, run.q
+    queued = failed = 0
+    for ref, pid in zip(refs, ids):
+        if run.stop.is_set():
+            return None
+        if pid in existing:
+            continue
+        try:
+            tile = reader.read(ref)
+        except RsirError as err:  # corrupt window: skip it, keep the scene
+            if options.fail_fast:
+                raise
+            log.info("skipping window: %s", err)
+            report.tiles_failed.append(str(err))
+            failed += 1
+            q.put(("skip", 1))
+            continue
+        if tile is None:
+            report.tiles_empty += 1
+            q.put(("skip", 1))
+            continue
+        queued += 1
+        payload = tile_payload(scene, ref, model_id=run.model_id, tile_size=run.tile_size,
+                               stride=run.stride, edge=options.edge, bands=reader.bands,
+                               gsd_param=scene_gsd, nodata=reader.plan.nodata)
+        q.put(("tile", (pid, tile.pixels if run.shrink is None else run.shrink(tile.pixels), payload)))
+    return queued, failed
+
+
+def _report_empty(run: _Reading, scene, reader, windows: int) -> None:
+    """Report ``scene`` as empty (no tile indexed, none failed), and why: smaller than one tile
+    at the GSD it was read at (``items_small``, with a hint), or all its ``windows`` nodata."""
+    report, tile_size, options = run.report, run.tile_size, run.options
+    report.items_empty.append(scene.item_id)
+    w, h = reader.grid_width, reader.grid_height
+    if w < tile_size or h < tile_size:
+        hint = small_scene_hint(w, h, tile_size, reader.gsd, options.edge)
+        report.items_small.append({"item": scene.item_id, "width": w, "height": h,
+                                   "gsd": reader.gsd, "hint": hint})
+        log.info("item %s: %s", scene.item_id, hint)
+    else:
+        log.info("item %s: all %d windows are nodata or below --min-valid %g; nothing to index",
+                 scene.item_id, windows, options.min_valid)
+
+
+def _item_failed(run: _Reading, scene, exc: Exception) -> bool:
+    """Report ``scene`` as failed with ``exc`` (as an RsirError carrying ``item_id``: an
+    unexpected exception becomes a one-line RasterError) and queue ``failed``; with
+    ``fail_fast`` the error is queued instead and True returned (stop reading)."""
+    options, report = run.options, run.report
+    err = exc if isinstance(exc, RsirError) else RasterError(
+        f"{scene.href}: unexpected {type(exc).__name__} while tiling ({' '.join(str(exc).split())[:300]}); "
+        "skip the item and report the bug (run with -v for the traceback)")
+    if not isinstance(exc, RsirError):
+        log.info("traceback of item %s", scene.item_id, exc_info=exc)
+    err.item_id = scene.item_id  # type: ignore[attr-defined]
+    if options.fail_fast:
+        report.items_failed.append({"item": scene.item_id, "error": str(err)})
+        run.q.put(("error", err))
+        return True
+    log.info("skipping item %s: %s", scene.item_id, err)
+    report.items_failed.append({"item": scene.item_id, "error": str(err)})
+    run.q.put(("failed", scene.item_id))
+    return False

@@ -1,0 +1,175 @@
+"""Turn STAC documents and GeoTIFF paths/URLs into scenes to tile.
+
+A *source* is a local path or ``http(s)`` URL of:
+
+* a STAC Item, Collection or Catalog (walked recursively; a Collection's id
+  is given to the items below it unless an item names its own
+  ``collection``),
+* an ItemCollection (GeoJSON ``FeatureCollection`` of items),
+* a GeoTIFF/COG (or any raster GDAL reads; also ``s3://``, ``gs://``,
+  ``az://`` and ``/vsi...`` hrefs): one scene, ``item_id`` = file stem plus
+  a digest of its resolved path or URL (:func:`raster_item_id`),
+  ``collection`` None (or ``collection=``), ``asset_key`` ``"data"``, time
+  from ``datetime=`` (an instant or interval), else GDAL's
+  ``ACQUISITIONDATETIME`` (IMAGERY metadata), else the ``TIFFTAG_DATETIME``
+  tag, when present,
+* a local folder: its ``catalog.json``/``collection.json`` when present,
+  else every ``*.tif``/``*.tiff`` below it (sorted).
+
+The kind is decided from the content (TIFF magic bytes or JSON), not only
+the extension.  Asset choice per item (the ``asset`` key or ``R,G,B`` keys when
+given; else visual, then red/green/blue single-band assets, then data) and the
+RGB bands and nodata an asset's metadata gives: :mod:`rsir_stac.asset`.
+
+Failures: a source that does not exist, cannot be fetched, is not JSON, or is
+JSON but not STAC raises (the run stops before anything is written), and so
+does a child catalog of it that cannot be read; an item without a usable
+asset, or an item link of a catalogue that is missing or not a valid Item,
+raises (:class:`AssetError`, :class:`StacError` or
+:class:`SourceNotFoundError`, carrying ``item_id``), or is passed to
+``on_error`` and skipped: one broken item does not stop a catalogue.  HTTP reads (documents and linked
+children/items) time out after ``$RSIR_HTTP_TIMEOUT`` seconds (default 30).
+
+Layout: :mod:`~rsir_stac.stac.scene` (the :class:`SceneRef` record),
+:mod:`~rsir_stac.stac.hrefs` (hrefs, HTTP fetching, sniffing), :mod:`~rsir_stac.stac.items`
+(item and asset resolution), :mod:`~rsir_stac.stac.catalog` (catalog walking) and
+:mod:`~rsir_stac.stac.shard` (sharding); this module dispatches each source to them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rsir_stac.asset import asset_keys
+from rsir_stac.errors import InputError, RsirError, SourceNotFoundError, StacError
+from rsir_stac.raster_source import DATE_TAGS, RasterDefaults, raster_item_id
+from rsir_stac.stac.catalog import _scenes_from_json
+from rsir_stac.stac.hrefs import (_FIX, _TIFF_MAGIC, _fetch, _is_cloud, _is_url, _looks_like_json, _parse_json,
+                                  _rasterio_opens, _resolve, http_timeout)
+from rsir_stac.stac.items import KEPT_PROPERTIES, _check_bands, _raster_scene, _utc
+from rsir_stac.stac.scene import SceneRef
+from rsir_stac.stac.shard import parse_shard, scene_shard, split_shard
+
+log = logging.getLogger(__name__)
+
+
+def _scenes_from_folder(
+    folder: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+    on_error: Callable[[RsirError], None] | None,
+    defaults: RasterDefaults | None = None,
+) -> Iterator[SceneRef]:
+    for name in ("catalog.json", "collection.json"):
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            yield from _scenes_from_source(candidate, asset, bands, on_error, defaults)
+            return
+    tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
+    if not tiffs:
+        raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files; {_FIX}")
+    for path in tiffs:
+        yield _raster_scene(os.path.abspath(path), bands, defaults)
+
+
+def _scenes_from_source(
+    src: str,
+    asset: str | None,
+    bands: tuple[int, int, int] | None,
+    on_error: Callable[[RsirError], None] | None,
+    defaults: RasterDefaults | None = None,
+) -> Iterator[SceneRef]:
+    if _is_cloud(src):  # s3:// gs:// az:// /vsi...: GDAL reads it (errors name the credentials to set)
+        if urllib.parse.urlsplit(src).path.lower().endswith(".json"):
+            raise StacError(f"{src}: STAC documents are read over http(s) only; give the document's https:// URL "
+                            "(rasters on cloud storage are fine)")
+        yield _raster_scene(src, bands, defaults)
+        return
+    if _is_url(src):
+        path = urllib.parse.urlsplit(src).path.lower()
+        if path.endswith((".tif", ".tiff")):
+            yield _raster_scene(src, bands, defaults)
+            return
+        raw = _fetch(src)
+        if raw[:4] in _TIFF_MAGIC:
+            yield _raster_scene(src, bands, defaults)
+            return
+        if not _looks_like_json(raw[:64]):
+            raise StacError(f"{src} is neither STAC JSON nor a GeoTIFF; {_FIX}")
+        yield from _scenes_from_json(_parse_json(raw, src), src, asset, bands, on_error)
+        return
+    if src.startswith("file://"):
+        src = _resolve(src, None)
+    if not os.path.exists(src):
+        raise SourceNotFoundError(f"{src} does not exist; check the path")
+    src = os.path.abspath(src)
+    if os.path.isdir(src):
+        yield from _scenes_from_folder(src, asset, bands, on_error, defaults)
+        return
+    try:
+        with open(src, "rb") as fh:
+            head = fh.read(64)
+    except PermissionError:
+        raise SourceNotFoundError(f"{src} cannot be read (permission denied); give this user read access "
+                                  "to the file, e.g. chmod a+r") from None
+    if head[:4] in _TIFF_MAGIC:
+        yield _raster_scene(src, bands, defaults)
+        return
+    if _looks_like_json(head):
+        with open(src, "rb") as fh:
+            d = _parse_json(fh.read(), src)
+        yield from _scenes_from_json(d, src, asset, bands, on_error)
+        return
+    if _rasterio_opens(src):  # JPEG2000, VRT, ERDAS ... anything GDAL reads
+        yield _raster_scene(src, bands, defaults)
+        return
+    raise StacError(f"{src} is neither STAC JSON nor a raster; {_FIX}")
+
+
+def iter_scenes(
+    sources: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    asset: str | None = None,
+    bands: Sequence[int] | None = None,
+    on_error: Callable[[RsirError], None] | None = None,
+    collection: str | None = None,
+    datetime: tuple[dt.datetime, dt.datetime] | None = None,
+) -> Iterator[SceneRef]:
+    """Yield one :class:`SceneRef` per item (or raster) of every source, in order.
+
+    ``collection`` and ``datetime`` (``(start, end)``, equal for an instant)
+    are given to bare rasters (not STAC items, which keep their own).
+
+    ``asset`` picks the asset key for every item, or three single-band asset keys
+    ``"R,G,B"`` composed into one scene (InputError for another count); ``bands``
+    (1-based R,G,B) overrides bands found in ``eo:bands``.  Item-level :class:`AssetError` is
+    raised unless ``on_error`` is given, in which case it is logged, passed to
+    ``on_error`` and the item skipped.  Raises :class:`SourceNotFoundError`
+    for a missing local source and :class:`StacError` for JSON that is not
+    STAC or not JSON at all.
+    """
+    override = _check_bands(bands)
+    if asset is not None:
+        asset_keys(asset)
+    if collection is not None and (not isinstance(collection, str) or not collection.strip()):
+        raise InputError(f"collection {collection!r} is invalid; give a non-empty name, e.g. --collection my-rasters")
+    start = end = None
+    if datetime is not None:
+        start, end = (_utc(v) for v in datetime)
+        if start is None or end is None or end < start:
+            raise InputError("datetime for rasters must be an instant or a closed interval START/END with "
+                             "START <= END, e.g. --datetime 2020-06-01 or --datetime 2020-01-01/2020-12-31")
+    defaults = RasterDefaults(collection=collection, start=start, end=end)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    for source in sources:
+        yield from _scenes_from_source(os.fspath(source), asset, override, on_error, defaults)
+
+
+__all__ = ["DATE_TAGS", "KEPT_PROPERTIES", "RasterDefaults", "SceneRef", "http_timeout", "iter_scenes", "raster_item_id",
+           "parse_shard", "scene_shard", "split_shard"]
