@@ -1,0 +1,67 @@
+"""What a reindex did: :class:`ReindexReport` (points written, kept, failed; sources and
+tiles that could not be read) and the :class:`ReindexEvent` s progress is shown with."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+#: Tile error messages kept in the report (the count is always exact).
+MAX_TILE_ERRORS = 100
+
+
+@dataclass
+class ReindexReport:
+    """What a reindex did; ``ok`` is False when a source or a tile could not be read."""
+
+    source: str = ""
+    target: str = ""
+    model_from: str = ""
+    model_to: str = ""
+    points_total: int = 0
+    points_written: int = 0
+    points_existing: int = 0
+    tiles_failed: int = 0
+    tile_errors: list[str] = field(default_factory=list)
+    sources_failed: list[dict[str, Any]] = field(default_factory=list)
+    relocate_unmatched: list[str] = field(default_factory=list)
+    tiling_kept: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every point of the old index is in the new one."""
+        return not self.sources_failed and not self.tiles_failed
+
+    @property
+    def points_failed(self) -> int:
+        """Points not written: unreadable tiles plus every tile of the sources that failed
+        (written + existing + failed = total)."""
+        return self.tiles_failed + sum(int(e.get("tiles", 0)) for e in self.sources_failed)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["points_failed"] = self.points_failed
+        d["ok"] = self.ok
+        return d
+
+
+@dataclass(frozen=True)
+class ReindexEvent:
+    """Progress: ``total`` points to do, ``points`` done (written, existing or
+    failed), a ``source_failed`` (its ``href``)."""
+
+    kind: str
+    n: int = 0
+    href: str = ""
+
+
+def _tile_failed(report: ReindexReport, message: str) -> None:
+    report.tiles_failed += 1
+    if len(report.tile_errors) < MAX_TILE_ERRORS:
+        report.tile_errors.append(message)
+    log.info("tile failed: %s", message)

@@ -1,0 +1,110 @@
+"""The two indexes of a reindex: the old one opened read-only, the new one opened or created
+on the first write, and what would mix models or overwrite the old index refused before
+anything is read or written."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from rsir_stac.errors import IncompatibleIndexError, InputError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether folders ``a`` and ``b`` are the same, or one holds the other (symlinks resolved)."""
+    ra, rb = (os.path.realpath(os.path.expanduser(x)) for x in (a, b))
+    return os.path.commonpath([ra, rb]) in (ra, rb)
+
+
+def _open_stores(index, to, qdrant_url, api_key, collection):
+    """``(source, target, opener)``: the old index read-only, and the new one
+    (``None`` plus an ``opener`` when its folder does not exist yet)."""
+    from rsir_stac.store import open_store
+
+    if not to:
+        raise InputError("no target given; pass --to NEW (a new index folder, or a collection name with --qdrant-url)")
+    if qdrant_url:
+        if index is not None:
+            raise InputError(f"both --index {index} and --qdrant-url {qdrant_url} were given; pass only one of them")
+        if to == collection:
+            raise InputError(f"--to {to} is the collection being read on {qdrant_url}; "
+                             "pass another collection name as --to")
+        src = open_store(qdrant_url=qdrant_url, api_key=api_key, collection=collection, read_only=True)
+        try:
+            return src, src.sibling(to), None  # one client: qdrant-client's local mode locks its folder
+        except BaseException:
+            src.close()
+            raise
+    if index is None:
+        from rsir_stac.store import DEFAULT_INDEX
+
+        index = DEFAULT_INDEX
+    if _nested(str(index), str(to)):
+        raise InputError(f"--to {to} is the index being read (--index {index}) or a folder inside or around it; "
+                         "pass a new folder beside it as --to")
+    src = open_store(str(index), collection=collection, read_only=True)
+    try:
+        dst, opener = _open_or_defer(str(to), collection)
+        return src, dst, opener
+    except BaseException:
+        src.close()
+        raise
+
+
+def _open_or_defer(to: str, collection: str):
+    """``(store, None)``, or ``(None, opener)`` when folder ``to`` does not exist
+    yet: it is then created on the first write, not before."""
+    from rsir_stac.store import open_store
+
+    path = os.path.abspath(os.path.expanduser(to))
+    if os.path.lexists(path):
+        if not os.path.isdir(path):
+            raise InputError(f"--to {to} is a file, not an index folder; pass a new folder as --to")
+        foreign = [n for n in os.listdir(path) if not n.startswith(".") and n.split(".")[0] != collection]
+        if foreign and not os.path.isdir(os.path.join(path, collection)):
+            raise InputError(f"--to {to} is a folder of other files, not an index; pass a new or empty folder "
+                             "as --to (or an index made by an earlier reindex, to resume it)")
+        return open_store(path, collection=collection), None
+    parent = os.path.dirname(path)
+    while parent and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
+                         "pass a writable --to")
+    return None, lambda: open_store(path, collection=collection)
+
+
+def _check(src, dst, bundle, to) -> None:
+    """Refuse what would mix models, before anything is read or written."""
+    meta = src.meta()
+    if meta is None:
+        raise StoreError(f"{src.describe()} holds no points; nothing to reindex (check --index)")
+    if meta.model_id == bundle.model_id and meta.dim == bundle.dim:
+        raise InputError(f"{src.describe()} already holds vectors of model {bundle.model_id}; "
+                         "pass --model with the new model bundle")
+    have = dst.meta() if dst is not None else None
+    if have is not None and (have.model_id != bundle.model_id or have.dim != bundle.dim):
+        raise IncompatibleIndexError(
+            f"target {dst.describe()} already holds {have.dim}-d vectors of model {have.model_id or '(unknown)'}, "
+            f"not {bundle.dim}-d vectors of {bundle.model_id}; pass another --to (a new one) or delete {to} first"
+        )
+
+
+def _tiling_note(bundle, page: list) -> str:
+    """A note when the old tiling differs from what the new model expects."""
+    for p in page:
+        t = p.payload.get("tiling") or {}
+        if t.get("tile_size") is None:
+            continue
+        if int(t["tile_size"]) != bundle.tile_size or (t.get("gsd") is not None and bundle.gsd is not None
+                                                       and abs(float(t["gsd"]) - float(bundle.gsd)) > 1e-9):
+            note = (f"the index keeps its tiling ({t['tile_size']} px at {t.get('gsd') or 'native'} m) while "
+                    f"{bundle.model_id} expects {bundle.tile_size} px at {bundle.gsd} m; re-ingest the catalogue "
+                    "to tile it for the new model (scenes more than twice as coarse are tiled at their own GSD "
+                    "either way)")
+            log.info("%s", note)  # the report carries it; the CLI prints it once
+            return note
+        return ""
+    return ""
