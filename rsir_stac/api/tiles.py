@@ -39,7 +39,8 @@ class SceneCatalog:
 
     def get(self, recheck: bool = False):
         """``(scenes, renderer)``, rebuilding when the stored count changed (checked every RECHECK_S)."""
-        from rsir_stac.maptiles import TileRenderer, scenes_from_payloads
+        from rsir_stac.maptiles.render import TileRenderer
+        from rsir_stac.maptiles.scenes import scenes_from_payloads
 
         now = time.monotonic()
         built = self._built
@@ -98,7 +99,9 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
     from fastapi import Path as PathParam
     from fastapi.responses import Response
 
-    from rsir_stac.maptiles import CACHE_BYTES, MAX_ZOOM, SceneChoice
+    from rsir_stac.maptiles.grid import MAX_ZOOM
+    from rsir_stac.maptiles.render import CACHE_BYTES
+    from rsir_stac.maptiles.scenes import SceneChoice
 
     router = APIRouter(dependencies=dependencies or [], tags=["map"])
     catalog = SceneCatalog(index, lock, cache_bytes=CACHE_BYTES if cache_bytes is None else cache_bytes)
