@@ -163,6 +163,30 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     PointNotFoundError (labels of another index).
     """
     t0 = time.perf_counter()
+    _check_options(threshold, holdout, max_hits)
+    labels.require_positive()
+    index.label_examples(labels)  # model and membership checks, one-line errors
+    store = index.store
+    ex = _examples(store, labels, flt, background, seed)
+    precision, recall, n_test = _holdout_scores(ex.x, ex.y, ex.real, float(holdout), float(threshold), seed)
+    clf = _fit(ex.x, ex.y, seed)
+    w = clf.coef_[0].astype(np.float64)
+    b = float(clf.intercept_[0])
+    t_scan = time.perf_counter()
+    fit_s = t_scan - t0
+    found, done = _scan(store, flt, batch, w, b, threshold, progress)
+    scan_s = time.perf_counter() - t_scan
+    found, overruled, kept = _labels_win(found, ex, w, b, flt, max_hits)
+    hits = _hit_records(store, found, set(ex.pos))
+    return ClassifyReport(tuple(hits), done, float(threshold), len(ex.pos), len(ex.neg), len(ex.drawn),
+                          precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
+                          coef=tuple(w.tolist()), labels_outside=ex.outside, negatives_overruled=overruled,
+                          positives_kept=kept, holdout_fraction=float(holdout))
+
+
+def _check_options(threshold: float, holdout: float, max_hits: int | None) -> None:
+    """Refuse (InputError) a ``threshold`` outside 0..1, a ``holdout`` outside 0..1 (1 excluded)
+    and a ``max_hits`` that is not a whole number >= 1."""
     if not (0.0 <= float(threshold) <= 1.0) or math.isnan(float(threshold)):
         raise InputError(f"threshold {threshold!r} must be a probability within 0 and 1, e.g. --threshold 0.5")
     if not (0.0 <= float(holdout) < 1.0):
@@ -171,9 +195,30 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
                                  or max_hits < 1):
         raise InputError(f"max_hits={max_hits!r} must be a whole number >= 1 (the most probable tiles kept); "
                          "leave it out to keep every tile at or above the threshold")
-    labels.require_positive()
-    index.label_examples(labels)  # model and membership checks, one-line errors
-    store = index.store
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """What the classifier is fitted on: the positive and negative labels' ids, the background
+    tiles drawn as negatives, the retrieved points (``got``) and their vectors by id, ``x``
+    (N x dim float32, positives, negatives, background in that order), ``y`` (1/0), ``real``
+    (True for labels, False for background) and how many labels lie outside the filters."""
+
+    pos: list[str]
+    neg: list[str]
+    drawn: list[str]
+    got: list
+    vecs: dict[str, np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    real: np.ndarray
+    outside: int
+
+
+def _examples(store, labels: LabelSet, flt: SearchFilter | None, background: int | None, seed: int) -> _Examples:
+    """The labelled tiles and ``background`` random tiles of the filtered area (None:
+    max(:data:`MIN_BACKGROUND`, 5 × positives), drawn with ``seed``) with their vectors.
+    Raises InputError for a negative ``background`` or when there is no negative example."""
     pos, neg = list(labels.positives), list(labels.negatives)
     want = max(MIN_BACKGROUND, 5 * len(pos)) if background is None else int(background)
     if want < 0:
@@ -195,12 +240,14 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         raise InputError("the classifier needs negative examples and the filtered area has no other tiles; "
                          "label some tiles negative or widen the filters")
     real = np.array([True] * (len(pos) + len(neg)) + [False] * len(drawn))
-    precision, recall, n_test = _holdout_scores(x, y, real, float(holdout), float(threshold), seed)
-    clf = _fit(x, y, seed)
-    w = clf.coef_[0].astype(np.float64)
-    b = float(clf.intercept_[0])
-    t_scan = time.perf_counter()
-    fit_s = t_scan - t0
+    return _Examples(pos, neg, drawn, got, vecs, x, y, real, outside)
+
+
+def _scan(store, flt: SearchFilter | None, batch: int, w: np.ndarray, b: float, threshold: float,
+          progress: Callable[[int, int], None] | None) -> tuple[list[tuple[float, str]], int]:
+    """``(found, done)``: every tile matching ``flt`` whose probability under the linear model
+    ``w``, ``b`` is >= ``threshold``, as ``(probability, id)``, scrolled ``batch`` vectors at a
+    time, and how many tiles were scored; ``progress(done, total)`` after each batch."""
     total = store.count(flt)
     found: list[tuple[float, str]] = []
     done = 0
@@ -211,30 +258,40 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
         done += len(mat)
         if progress is not None:
             progress(done, total)
-    scan_s = time.perf_counter() - t_scan
+    return found, done
+
+
+def _labels_win(found: list[tuple[float, str]], ex: _Examples, w: np.ndarray, b: float, flt: SearchFilter | None,
+                max_hits: int | None) -> tuple[list[tuple[float, str]], int, int]:
+    """``(found, overruled, kept)``: the hits with the analyst's labels applied, most probable
+    first, cut to ``max_hits`` (None: all) but every labelled positive kept; how many hits were
+    labelled negative (left out) and how many labelled positives below the threshold were added."""
     # the analyst's labels win: a tile labelled negative is never a hit, one labelled positive
     # (inside the filters) always is, with the probability the model gives it
-    negs, poss = set(neg), set(pos)
+    negs, poss = set(ex.neg), set(ex.pos)
     overruled = sum(1 for _, i in found if i in negs)
     found = [(p, i) for p, i in found if i not in negs]
     have = {i for _, i in found}
-    inside = {h.id for h in got if h.id in poss and matches(h.payload, flt)}
-    kept = [(float(1.0 / (1.0 + np.exp(-(vecs[i].astype(np.float64) @ w + b)))), i) for i in pos
+    inside = {h.id for h in ex.got if h.id in poss and matches(h.payload, flt)}
+    kept = [(float(1.0 / (1.0 + np.exp(-(ex.vecs[i].astype(np.float64) @ w + b)))), i) for i in ex.pos
             if i in inside and i not in have]
     found += kept
     found.sort(key=lambda t: (-t[0], t[1]))
     if max_hits is not None:  # the most probable hits, and every labelled positive whatever its rank
         found = found[:max_hits] + [t for t in found[max_hits:] if t[1] in inside]
+    return found, overruled, len(kept)
+
+
+def _hit_records(store, found: list[tuple[float, str]], poss: set[str]) -> list[SearchHit]:
+    """The hits of ``found`` with their payloads (read 1,000 at a time), labelled positives
+    marked ``label: "positive"``; ids no longer in the store are left out."""
     hits: list[SearchHit] = []
     for start in range(0, len(found), 1000):
         part = found[start:start + 1000]
         rec = {h.id: h for h in store._retrieve_raw([i for _, i in part], True, False)}
         hits.extend(SearchHit(i, p, {**rec[i].payload, "label": "positive" if i in poss else None})
                     for p, i in part if i in rec)
-    return ClassifyReport(tuple(hits), done, float(threshold), len(pos), len(neg), len(drawn),
-                          precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
-                          coef=tuple(w.tolist()), labels_outside=outside, negatives_overruled=overruled,
-                          positives_kept=len(kept), holdout_fraction=float(holdout))
+    return hits
 
 
 #: The columns of :func:`dissolve`'s rows (for a file with no area: :func:`rsir_stac.export.write_table`'s ``empty``).

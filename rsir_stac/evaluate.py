@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -212,10 +214,39 @@ def evaluate_folder(
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
     """
-    from rsir_stac.errors import DatasetError, InputError
-    from rsir_stac.model.data import (load_images, only_classes, scan_image_folder, split_digest,
-                                      stratified_split, without_classes)
+    from rsir_stac.model.data import load_images, scan_image_folder
     from rsir_stac.model.transforms import downscale
+
+    expand = _check_options(split, scale, expand, batch_size)
+    bundle = resolve_model(bundle)
+    tr = bundle.meta.get("training", {})
+    full = scan_image_folder(data_dir)
+    held = list(tr.get("held_out_classes") or [])
+    by_held_out = classes == "held-out"
+    classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
+    chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
+    folder, idx = chosen.folder, chosen.idx
+    _check_relevant(folder, idx, split, data_dir)
+    images = load_images([folder.paths[i] for i in idx])
+    if scale > 1:
+        images = [downscale(im, scale) for im in images]
+    with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
+        X = emb.embed(images, reduce=reduce, progress=progress)
+    out = retrieval_metrics(X, folder.labels[idx], expand=expand)
+    out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
+                       "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
+                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
+                       "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
+                       if split == "test" else None, "trained_on": chosen.trained_on}
+    out["warnings"] = chosen.warnings
+    return out
+
+
+def _check_options(split: str, scale: float, expand: int, batch_size: int | None) -> int:
+    """Refuse (InputError) an unknown ``split``, a ``scale`` below 1, a bad ``expand``
+    (:func:`check_expand`, whose value is returned) and a ``batch_size`` that is not a positive
+    whole number."""
+    from rsir_stac.errors import InputError
 
     if split not in ("test", "all"):
         raise InputError(f"--split {split!r} is not known; use test or all")
@@ -226,14 +257,18 @@ def evaluate_folder(
                                    or batch_size < 1):
         raise InputError(f"--batch-size {batch_size!r} is invalid; give a positive whole number of tiles per forward "
                          "pass (leave it out for the default)")
-    bundle = resolve_model(bundle)
-    tr = bundle.meta.get("training", {})
-    full = scan_image_folder(data_dir)
-    held = list(tr.get("held_out_classes") or [])
-    by_held_out = classes == "held-out"
+    return expand
+
+
+def _chosen_classes(full, held: list[str], classes, by_held_out: bool, model_id: str, data_dir):
+    """The classes to evaluate: the bundle's ``held`` out classes for ``classes="held-out"``,
+    else ``classes`` (None: all).  Raises DatasetError for a bundle without held-out classes,
+    a class not in the folder, or fewer than 2 classes."""
+    from rsir_stac.errors import DatasetError
+
     if by_held_out:
         if not held:
-            raise DatasetError(f"model {bundle.model_id} was trained on every class (no held-out classes recorded); "
+            raise DatasetError(f"model {model_id} was trained on every class (no held-out classes recorded); "
                                "train one with --leave-out/--leave-out-n, or pass --classes")
         classes = held
     if classes:
@@ -244,6 +279,29 @@ def evaluate_folder(
             raise DatasetError(f"evaluating on the one class {classes[0]!r} ranks its images only against each other "
                                "(mAP is 1 whatever the model); give at least 2 classes"
                                + (", i.e. train with more held-out classes" if held == list(classes) else ""))
+    return classes
+
+
+@dataclass(frozen=True)
+class _ScoredImages:
+    """The images scored: ``idx`` into ``folder`` (the scanned folder, restricted to the
+    classes asked for); whether the folder's test split is the bundle's (``matches``, None when
+    not recorded), how many scored images the model trained on (None when unknown) and the
+    warnings given."""
+
+    folder: Any
+    idx: np.ndarray
+    matches: bool | None
+    trained_on: int | None
+    warnings: list[str]
+
+
+def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:
+    """Choose the images of ``full`` to score: with ``split="test"`` those the model never
+    trained on (the bundle's split, computed as training did), else every image of the classes;
+    warns (once per folder) when the split is not the bundle's or the model trained on some."""
+    from rsir_stac.model.data import only_classes, split_digest, stratified_split, without_classes
+
     # the bundle's split, computed as training did: over the folder without its held-out classes
     trained = without_classes(full, [c for c in held if c in full.classes])
     want = tr.get("test_digest")
@@ -260,7 +318,7 @@ def evaluate_folder(
         idx = np.asarray([i for i, r in enumerate(frel) if r in never or r.split("/", 1)[0] not in trained.classes],
                          dtype=np.int64)
         if matches is False:
-            msg = (f"the test split of {data_dir} differs from the one recorded in model {bundle.model_id}: this is "
+            msg = (f"the test split of {data_dir} differs from the one recorded in model {model_id}: this is "
                    "not the folder it was trained on (or images were added or removed since), so these are not "
                    "the images it never trained on; for another dataset, pass --split all")
             warnings.append(msg)
@@ -268,26 +326,21 @@ def evaluate_folder(
     trained_on = None if seen is None else sum(1 for i in idx.tolist() if frel[i] in seen)
     if trained_on:
         msg = (f"{trained_on} of the {len(idx)} images scored from {data_dir} are in the training split of model "
-               f"{bundle.model_id} (it trained on them), so the scores are optimistic; pass --split test to score "
+               f"{model_id} (it trained on them), so the scores are optimistic; pass --split test to score "
                "only images it never trained on")
         warnings.append(msg)
         _warn_once("trained", data_dir, want, msg)
+    return _ScoredImages(folder, idx, matches, trained_on, warnings)
+
+
+def _check_relevant(folder, idx: np.ndarray, split: str, data_dir) -> None:
+    """Refuse (DatasetError) a choice of images where no class has 2: no query would have a
+    relevant image."""
+    from rsir_stac.errors import DatasetError
+
     counts = np.bincount(folder.labels[idx], minlength=len(folder.classes))
     if not (counts >= 2).any():
         fix = ("pass --split all to rank every image of the folder, or add images"
                if split == "test" else "add images")
         raise DatasetError(f"the {split} split of {data_dir} has at most one image per class ({len(idx)} images), "
                            f"so no query has a relevant image and mAP/ANMRR would mean nothing; {fix}")
-    images = load_images([folder.paths[i] for i in idx])
-    if scale > 1:
-        images = [downscale(im, scale) for im in images]
-    with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
-        X = emb.embed(images, reduce=reduce, progress=progress)
-    out = retrieval_metrics(X, folder.labels[idx], expand=expand)
-    out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
-                       "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
-                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
-                       "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": matches if split == "test"
-                       else None, "trained_on": trained_on}
-    out["warnings"] = warnings
-    return out

@@ -237,13 +237,43 @@ class Index:
         PointNotFoundError (unknown id, labels of another index).
         """
         from rsir_stac.evaluate import check_expand
-        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k, footprint_exclusion
+        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k
 
         check_k(k, offset)
         expand = check_expand(expand)
         fill = per_item == "auto"
         if fill:
             per_item = AUTO_PER_ITEM
+        pos, neg = self._gather_examples(image, point_id, at, pixels, positives, negatives, labels)
+        if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
+            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
+        rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
+        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
+        if both:
+            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
+        query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
+        ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
+        around, areas = _footprint_exclusions(rp, exclude_within_m)
+        expanded: tuple[str, ...] = ()
+        if expand:
+            query, expanded = self._expand_query(query, rp + rn, expand, flt, around, areas, strategy, mmr)
+        hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around, areas),
+                                per_item=per_item, fill=fill, with_vectors=with_vectors,
+                                with_payload=with_payload)
+        first = rp[0]
+        return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
+                            strategy, query.score_name, offset, expanded,
+                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
+                                  + [n for n in (swapped_bbox_note(flt),) if n]))
+
+
+    def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,
+                         pixels: np.ndarray | None, positives: Sequence[Example], negatives: Sequence[Example],
+                         labels: LabelSet | None) -> tuple[list[Example], list[Example]]:
+        """``(positives, negatives)`` of a search: the single examples given (``image``,
+        ``point_id``, ``at``, ``pixels``), then ``positives``/``negatives``, then the examples of
+        ``labels``.  Raises InputError when there is no positive (and what
+        :meth:`label_examples` raises)."""
         pos = [Example(kind, v) for kind, v in (("image", image), ("point", point_id), ("location", at),
                                                 ("pixels", pixels)) if v is not None] + list(positives)
         neg = list(negatives)
@@ -255,35 +285,36 @@ class Index:
         if not pos:
             raise InputError("give at least one positive example: --image FILE, --point-id ID, --at LON,LAT "
                              "or a labels file with a positive label")
-        if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
-            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
-        rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
-        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
-        if both:
-            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
-        query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
-        ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
-        parts = [footprint_exclusion(r.payload, float(exclude_within_m))
-                 for r in rp if r.payload and exclude_within_m is not None]
-        around = tuple(a for circles, _ in parts for a in circles)
-        areas = tuple(ring for _, rings in parts for ring in rings)
-        expanded: tuple[str, ...] = ()
-        if expand:
-            first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
-                                     flt=flt, exclude=Exclusion(frozenset(r.id for r in rp + rn if r.id), around,
-                                                                areas),
-                                     per_item=None, with_vectors=True, with_payload=False)
-            expanded = tuple(h.id for h in first)
-            query = ExampleQuery(query.positives + tuple(h.vector for h in first), query.negatives,
-                                 strategy=strategy, mmr=mmr)
-        hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around, areas),
-                                per_item=per_item, fill=fill, with_vectors=with_vectors,
-                                with_payload=with_payload)
-        first = rp[0]
-        return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
-                            strategy, query.score_name, offset, expanded,
-                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt),) if n]))
+        return pos, neg
+
+    def _expand_query(self, query, examples: Sequence[ResolvedExample], expand: int, flt: SearchFilter | None,
+                      around: tuple, areas: tuple, strategy: str, mmr: float | None) -> tuple[Any, tuple[str, ...]]:
+        """``(query, expanded)``: average query expansion, the ``expand`` stored tiles nearest
+        ``query`` (same filter and exclusions, the stored ``examples`` left out) joined to its
+        positives, and their ids."""
+        from rsir_stac.store.query import ExampleQuery, Exclusion
+
+        first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
+                                 flt=flt, exclude=Exclusion(frozenset(r.id for r in examples if r.id), around,
+                                                            areas),
+                                 per_item=None, with_vectors=True, with_payload=False)
+        expanded = tuple(h.id for h in first)
+        query = ExampleQuery(query.positives + tuple(h.vector for h in first), query.negatives,
+                             strategy=strategy, mmr=mmr)
+        return query, expanded
+
+
+def _footprint_exclusions(rp: Sequence[ResolvedExample], exclude_within_m: float | None) -> tuple[tuple, tuple]:
+    """``(around, areas)``: the circles and rings within ``exclude_within_m`` metres of the
+    stored positive examples' footprints (:func:`rsir_stac.store.query.footprint_exclusion`);
+    empty when no distance is given."""
+    from rsir_stac.store.query import footprint_exclusion
+
+    parts = [footprint_exclusion(r.payload, float(exclude_within_m))
+             for r in rp if r.payload and exclude_within_m is not None]
+    around = tuple(a for circles, _ in parts for a in circles)
+    areas = tuple(ring for _, rings in parts for ring in rings)
+    return around, areas
 
 
 def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:

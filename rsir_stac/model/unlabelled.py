@@ -145,7 +145,7 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
     A scene that cannot be opened is skipped and its one-line error appended
     to ``failed`` (as ingest skips a failing item)."""
     from rsir_stac.gsd import open_scene
-    from rsir_stac.ingest import IngestOptions
+    from rsir_stac.ingest.options import IngestOptions
 
     opts = IngestOptions(bands=bands, gsd=gsd, min_valid=min_valid, max_upsample=max_upsample,
                          native_gsd=native_gsd)
@@ -228,12 +228,41 @@ def collect_tiles(
     """
     from rsir_stac.model.data import load_images
     from rsir_stac.stac import iter_scenes
-    from rsir_stac.tiling import SceneReader, gdal_env
 
     if not sources:
         raise DatasetError("no sources given; pass STAC documents, GeoTIFF/COG files or an image folder")
     tile_size = bundle.tile_size
     stride = stride or max(1, tile_size // 2)
+    raster_sources, images, described = _split_sources(sources)
+    failed: list[str] = []
+
+    def on_error(err: RsirError) -> None:
+        failed.append(str(err))
+
+    scenes = list(iter_scenes(raster_sources, asset=asset, bands=bands, on_error=on_error)) if raster_sources else []
+    listed = _list_windows(scenes, bundle, gsd=gsd, bands=bands, stride=stride, tile_size=tile_size,
+                           min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd, failed=failed)
+    run_gsd = _check_gsds(listed, gsd)
+    enlarged = _warn_enlarged(listed)
+    slots, n_windows = _draw_slots(sources, listed, len(images), failed, max_tiles, seed)
+    total = len(slots)
+    read = _read_scene_tiles(listed, slots, bands=bands, tile_size=tile_size, stride=stride, min_valid=min_valid,
+                             failed=failed, progress=progress)
+    tileless = _warn_tileless(listed, read.by_scene, read.scene_ix, max_tiles, n_windows, enlarged)
+    chosen = [i for s, i in slots if s < 0]
+    # every unreadable image named at once, with the advice labelled training gives
+    image_pixels = load_images([images[i][1] for i in chosen],
+                               progress=None if progress is None else (lambda n: progress(read.done + n, total)))
+    return _assemble(listed, read, image_pixels, [images[i][1].name for i in chosen], run_gsd=run_gsd,
+                     described=described,
+                     skipped={"empty_tiles": read.empty, "failed": failed[:20], "n_failed": len(failed),
+                              "scenes_without_tiles": tileless, "enlarged_scenes": enlarged})
+
+
+def _split_sources(sources: Sequence[str]) -> tuple[list[str], list[tuple[int, Path]], list[dict]]:
+    """``(raster_sources, images, described)``: the sources read as scenes (STAC documents,
+    georeferenced rasters), the image files of image sources as ``(source number, path)``,
+    and one description per source (``{"source", "kind": "scenes"|"images"[, "images": n]}``)."""
     images: list[tuple[int, Path]] = []
     raster_sources: list[str] = []
     described: list[dict] = []
@@ -245,17 +274,15 @@ def collect_tiles(
         else:
             images.extend((len(described), f) for f in files)
             described.append({"source": os.fspath(s), "kind": "images", "images": len(files)})
-    failed: list[str] = []
+    return raster_sources, images, described
 
-    def on_error(err: RsirError) -> None:
-        failed.append(str(err))
 
-    scenes = list(iter_scenes(raster_sources, asset=asset, bands=bands, on_error=on_error)) if raster_sources else []
-    listed = _list_windows(scenes, bundle, gsd=gsd, bands=bands, stride=stride, tile_size=tile_size,
-                           min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd, failed=failed)
-    run_gsd = _check_gsds(listed, gsd)
-    enlarged = _warn_enlarged(listed)
-    slots = [(s, r) for s, w in enumerate(listed) for r in range(len(w.refs))] + [(-1, i) for i in range(len(images))]
+def _draw_slots(sources: Sequence[str], listed: list[_SceneWindows], n_images: int, failed: list[str],
+                max_tiles: int | None, seed: int) -> tuple[list[tuple[int, int]], int]:
+    """``(slots, n_windows)``: the tiles to read, ``(scene, window)`` for scene windows and
+    ``(-1, image)`` for images, drawn evenly at random (``seed``) down to ``max_tiles``, and how
+    many there were before.  Raises DatasetError when the sources hold no window and no image."""
+    slots = [(s, r) for s, w in enumerate(listed) for r in range(len(w.refs))] + [(-1, i) for i in range(n_images)]
     n_windows = len(slots)
     if not slots:
         why = f" ({len(failed)} failed, first: {failed[0]})" if failed else " (no raster items, no images)"
@@ -265,6 +292,33 @@ def collect_tiles(
     if max_tiles and len(slots) > max_tiles:
         keep = np.sort(rng.choice(len(slots), size=max_tiles, replace=False))
         slots = [slots[i] for i in keep.tolist()]
+    return slots, n_windows
+
+
+@dataclass(frozen=True)
+class _SceneTiles:
+    """The tiles read from scenes, one entry per tile: ``pixels``, centre ``lonlat`` (degrees),
+    scene number, time (epoch seconds, NaN when undated) and side on the ground (metres); with
+    the windows without a tile (``empty``), the drawn windows per scene (``by_scene``, images
+    under -1) and how many windows were read (``done``)."""
+
+    pixels: list[np.ndarray]
+    lonlat: list
+    scene_ix: list[int]
+    times: list[float]
+    sides: list[float]
+    empty: int
+    by_scene: dict[int, list[int]]
+    done: int
+
+
+def _read_scene_tiles(listed: list[_SceneWindows], slots: list[tuple[int, int]], *, bands, tile_size: int,
+                      stride: int, min_valid: float, failed: list[str],
+                      progress: Callable[[int, int], None] | None) -> _SceneTiles:
+    """Read the drawn scene windows of ``slots``, each scene opened once; a window that cannot
+    be read is appended to ``failed`` and counted empty.  ``progress(done, len(slots))``."""
+    from rsir_stac.tiling import SceneReader, gdal_env
+
     pixels, lonlat, scene_ix, times, sides = [], [], [], [], []
     empty = 0
     total = len(slots)
@@ -272,7 +326,6 @@ def collect_tiles(
     for s, r in slots:
         by_scene.setdefault(s, []).append(r)
     done = 0
-    names = [w.scene.item_id for w in listed]
     for s, rows in by_scene.items():
         if s < 0:
             continue
@@ -300,27 +353,29 @@ def collect_tiles(
                 scene_ix.append(s)
                 times.append(t)
                 sides.append(w.gsd * tile_size)
-    n_geo = len(pixels)
-    tileless = _warn_tileless(listed, by_scene, scene_ix, max_tiles, n_windows, enlarged)
-    chosen = [i for s, i in slots if s < 0]
-    # every unreadable image named at once, with the advice labelled training gives
-    pixels.extend(load_images([images[i][1] for i in chosen],
-                              progress=None if progress is None else (lambda n: progress(done + n, total))))
+    return _SceneTiles(pixels, lonlat, scene_ix, times, sides, empty, by_scene, done)
+
+
+def _assemble(listed: list[_SceneWindows], read: _SceneTiles, image_pixels: list[np.ndarray],
+              image_names: list[str], *, run_gsd: float | None, described: list[dict],
+              skipped: dict) -> UnlabelledTiles:
+    """The scene tiles, then the images (each its own "scene", no position or time), as one
+    :class:`UnlabelledTiles`."""
+    pixels = read.pixels + list(image_pixels)
+    n_geo = len(read.pixels)
     n_img = len(pixels) - n_geo
     pos = np.full((len(pixels), 3), np.nan)
     if n_geo:
-        ll = np.asarray(lonlat, dtype=float)
+        ll = np.asarray(read.lonlat, dtype=float)
         pos[:n_geo] = ecef(ll[:, 0], ll[:, 1])
-    scene_arr = np.concatenate([np.asarray(scene_ix, dtype=np.int64),
+    scene_arr = np.concatenate([np.asarray(read.scene_ix, dtype=np.int64),
                                 len(listed) + np.arange(n_img, dtype=np.int64)])  # each image its own "scene"
     return UnlabelledTiles(
         pixels=pixels, pos=pos, scene=scene_arr,
-        time=np.concatenate([np.asarray(times, dtype=float), np.full(n_img, np.nan)]),
-        side_m=np.concatenate([np.asarray(sides, dtype=float), np.full(n_img, np.nan)]),
-        scenes=names + [images[i][1].name for i in chosen],
-        gsd=run_gsd, sources=described,
-        skipped={"empty_tiles": empty, "failed": failed[:20], "n_failed": len(failed),
-                 "scenes_without_tiles": tileless, "enlarged_scenes": enlarged},
+        time=np.concatenate([np.asarray(read.times, dtype=float), np.full(n_img, np.nan)]),
+        side_m=np.concatenate([np.asarray(read.sides, dtype=float), np.full(n_img, np.nan)]),
+        scenes=[w.scene.item_id for w in listed] + image_names,
+        gsd=run_gsd, sources=described, skipped=skipped,
     )
 
 
