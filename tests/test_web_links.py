@@ -387,12 +387,11 @@ def test_bad_dates_and_near_are_refused_for_people_and_tiny_uploads_warned(brows
         assert "still those of all dates" in pg.status() and "error" in pg.p.get_attribute("#status", "class")
         assert pg.p.url == url and "dt=" not in pg.p.url
         _shots(pg, "bad_dates")
-        # one only the service can refuse (month 13): the old results go with the error
+        # an impossible date (month 13) is refused here too, before the address changes
         pg.p.fill("#datetime", "2021-13-01/..")
         pg.p.press("#datetime", "Enter")
-        pg.p.wait_for_function("document.querySelector('#status').className === 'error'", timeout=30_000)
-        assert pg.p.locator("#gallery .card").count() == 0 and pg.p.inner_text("#query") == ""
-        assert pg.p.locator(".export").first.is_disabled() and pg.p.locator("#fit").is_disabled()
+        pg.wait_status('Dates "2021-13-01/.." holds an impossible date (there is no month 13)')
+        assert _no_view(pg.p.url) == _no_view(url) and pg.p.locator("#gallery .card").count() == 10
         pg.check_clean()
     finally:
         pg.close()
@@ -415,6 +414,258 @@ def test_bad_dates_and_near_are_refused_for_people_and_tiny_uploads_warned(brows
         assert "8×8 px" in q and "much smaller than the model's 64×64 px input" in q, q
         assert "much smaller" in pg.status()
         _shots(pg, "tiny_upload")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- re-check: dates, label undo, find-all wording
+
+
+def _searches(pg: Page) -> list:
+    """The search requests the page sends from now on (/api/search, /api/search/image, /api/query)."""
+    sent: list = []
+    pg.p.on("request", lambda r: sent.append(r.url) if "/api/search" in r.url or "/api/query" in r.url else None)
+    return sent
+
+
+def test_impossible_dates_are_refused_and_no_search_uses_the_last_good_dates(browser, server):
+    """Month 13 and 30 February are refused in the page like other bad dates (nothing sent, the
+    address kept, the box marked invalid), and the service refuses them too (400, one line).  While
+    the Dates box holds a refused date, Search again, Search here, Search from this, an upload and
+    Find all are not run (never silently with the last good dates); fixed, the search runs."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results(10)
+        url = pg.p.url
+        sent = _searches(pg)
+        for bad, why in (("2020-13-01", "there is no month 13"), ("2021-02-30", "2021-02 has 28 days, no day 30"),
+                         ("2019-12-01/2020-02-30T10:00", "2020-02 has 29 days, no day 30")):
+            pg.p.fill("#datetime", bad)
+            pg.p.press("#datetime", "Enter")
+            pg.wait_status(f'Dates "{bad}" holds an impossible date ({why}')
+            assert "still those of all dates" in pg.status() and "error" in pg.p.get_attribute("#status", "class")
+            assert pg.p.get_attribute("#datetime", "aria-invalid") == "true"
+            assert pg.p.url == url and not sent, sent
+        # the service refuses it too: a 4xx with one line for people
+        got = pg.p.evaluate("""(async () => { const r = await fetch('api/search?point_id=%s&datetime=2021-02-30',
+                                 {headers: {'X-API-Key': '%s'}}); return [r.status, (await r.json()).detail]; })()"""
+                            % (pid, KEY))
+        assert 400 <= got[0] < 500 and "2021-02-30" in got[1] and "\n" not in got[1], got
+        sent.clear()
+        _shots(pg, "impossible_date")
+        shown = _result_ids(pg)
+        # every way to search waits for the dates to be fixed
+        pg.p.click("#rerun")
+        pg.wait_status("The search was not run: correct the dates or empty the Dates box first")
+        loc = points[pid]["location"]
+        pg.p.fill("#goto-text", f"{loc['lon']}, {loc['lat']}")
+        pg.p.evaluate("document.querySelector('#status').textContent = ''")
+        pg.p.click("#goto-search")
+        pg.wait_status("The search was not run")
+        pg.p.locator("#gallery .card").nth(2).click()
+        pg.p.evaluate("document.querySelector('#status').textContent = ''")
+        pg.p.click("#details button:has-text('Search from this')")
+        pg.wait_status("The search was not run")
+        png = _upload_png(points, "scene-a")
+        pg.p.set_input_files("#upload", files=[{"name": "field.png", "mimeType": "image/png", "buffer": png}])
+        pg.wait_status("The search with field.png was not run")
+        assert "then choose the image again" in pg.status()
+        pg.p.locator("#gallery .card").nth(3).press("p")
+        pg.p.click("#tab-labels")
+        pg.p.click("#classify")
+        pg.wait_status("Find all was not run")
+        assert "2020-02-30" in pg.status() and "error" in pg.p.get_attribute("#status", "class")
+        pg.p.wait_for_timeout(300)
+        assert not sent, sent
+        assert _result_ids(pg) == shown and "dt=" not in pg.p.url and f"q=p:{pid}" in pg.p.url
+        # fixed: the search runs with the dates in the box
+        pg.p.fill("#datetime", "2021-02-28/..")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("filtered by dates")
+        assert sent and "datetime=2021-02-28" in sent[-1].replace("%2F", "/"), sent
+        assert "dt=2021-02-28/.." in pg.p.url and pg.p.get_attribute("#datetime", "aria-invalid") is None
+        pg.check_clean()
+    finally:
+        pg.close()
+    # a link's impossible date, near= and radius=: each said once; no results, no "click a result"
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&dt=2021-02-30&near=-95.36,29.75&radius=800")
+    try:
+        pg.wait_results(10)
+        pg.wait_status("filters were left out")
+        status = pg.status()
+        assert 'the link\'s dates "2021-02-30" were left out: it holds an impossible date' in status, status
+        assert status.count("no distance filter") == 1 and "near= and radius= filters were left out" in status, status
+        pg.p.fill("#datetime", "2100-01-01/..")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("0 results")
+        assert "click a result" not in pg.status(), pg.status()
+        _shots(pg, "zero_results")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def _bare_scene(points) -> list:
+    """The ids of the third scene's tiles (a bare GeoTIFF: no date, no collection)."""
+    return [i for i, p in points.items() if p["item_id"] not in ("scene-a", "scene-b")]
+
+
+def _no_view(url: str) -> str:
+    """An address without its map view (v=: screenshots at other sizes move it)."""
+    from urllib.parse import unquote
+
+    return "&".join(p for p in unquote(url).split("&") if not p.startswith("v="))
+
+
+def _label_file(path: Path, labels: dict) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": i, "geometry": None, "properties": {"point_id": i, "label": lab}}
+        for i, lab in labels.items()]}))
+    return path
+
+
+def test_loading_labels_can_be_undone_and_an_empty_file_changes_nothing(browser, server, tmp_path):
+    """A label file replaces the labels there were: Undo (or Back) brings those back, with the labels
+    changed since kept; an empty FeatureCollection says it holds no labels and changes nothing."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768), path=f"/?{_labels_link(points, 2)}")
+    try:
+        pg.p.click("#tab-labels")
+        assert pg.p.inner_text("#label-count") == "2 positive, 2 negative"
+        url = pg.p.url
+        pg.p.set_input_files("#load-labels", str(_label_file(tmp_path / "empty.geojson", {})))
+        pg.wait_status("empty.geojson holds no labels")
+        assert "nothing was loaded; the current labels are kept" in pg.status()
+        assert pg.p.inner_text("#label-count") == "2 positive, 2 negative" and _no_view(pg.p.url) == _no_view(url)
+        c = _bare_scene(points)
+        pg.p.set_input_files("#load-labels", str(_label_file(tmp_path / "one.geojson", {c[0]: "positive"})))
+        pg.wait_status("Loaded 1 label from one.geojson, replacing 4 labels")
+        assert pg.p.inner_text("#label-count") == "1 positive, 0 negative" and f"pos={c[0]}" in pg.p.url
+        assert pg.p.locator("#status button").inner_text() == "Undo"
+        _shots(pg, "loaded_labels_undo")
+        pg.p.click("#status button")
+        pg.wait_status("Restored 4 labels (the 1 label loaded from one.geojson is gone)")
+        assert pg.p.inner_text("#label-count") == "2 positive, 2 negative" and _no_view(pg.p.url) == _no_view(url)
+        assert pg.p.locator(".leaflet-labels-pane path").count() == 4   # with their footprints
+        # loaded again: Back goes to before the load (its labels with their footprints)
+        pg.p.set_input_files("#load-labels", str(_label_file(tmp_path / "two.geojson", {c[1]: "negative"})))
+        pg.wait_status("Loaded 1 label from two.geojson, replacing 4 labels")
+        assert pg.p.inner_text("#label-count") == "0 positive, 1 negative"
+        pg.p.go_back()
+        pg.p.wait_for_function("document.querySelector('#label-count').innerText === '2 positive, 2 negative'")
+        assert pg.p.locator(".leaflet-labels-pane path").count() == 4 and f"neg={c[1]}" not in pg.p.url
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def _find_all(pg: Page, threshold: str = "0.5") -> dict:
+    """Run Find all from the Labels tab; its answer."""
+    pg.p.click("#tab-labels")
+    pg.p.fill("#threshold", threshold)
+    with pg.p.expect_response(lambda r: "/api/classify" in r.url, timeout=120_000) as resp:
+        pg.p.click("#classify")
+    pg.wait_status("Find all:", timeout=120_000)
+    return resp.value.json()
+
+
+def test_undo_of_clear_labels_brings_back_the_hits_and_keeps_labels_added_since(browser, server):
+    """Clear labels removes the labels and the find-all hits made from them; a label added after it
+    is said in the status line, and Undo brings back the labels and the hits and keeps the new label
+    (as the status line says)."""
+    base, points = server
+    pid = _bare_scene(points)[3]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&{_labels_link(points)}")
+    try:
+        pg.wait_results(10)
+        doc = _find_all(pg)
+        n = len(doc["features"])
+        assert n and pg.p.locator("#hits .card").count() == min(n, 100)
+        drawn = pg.p.locator(".leaflet-hits-pane path").count()
+        assert drawn
+        pg.p.click("#clear-labels")
+        pg.wait_status("Cleared 6 labels and the find-all hits")
+        assert pg.p.locator("#hits").is_hidden() and pg.p.locator(".leaflet-hits-pane path").count() == 0
+        assert pg.p.locator("#findall-export").is_hidden()
+        # a new label after the Clear: the status line says what Undo will do now
+        pg.p.click("#tab-results")
+        labelled = set(_labels_link(points).replace("pos=", "").replace("&neg=", ",").split(","))
+        card = next(c for c in pg.p.locator("#gallery .card").all() if c.get_attribute("data-id") not in labelled)
+        new = card.get_attribute("data-id")
+        card.press("n")
+        pg.wait_status("1 label changed since; Undo brings the 6 cleared labels back and keeps that change")
+        _shots(pg, "cleared_then_labelled")
+        pg.p.click("#status button")
+        pg.wait_status("Restored 6 labels, the find-all hits; kept the 1 label changed since")
+        pg.p.click("#tab-labels")
+        assert pg.p.inner_text("#label-count") == "3 positive, 4 negative" and new in pg.p.url.split("neg=")[1]
+        assert pg.p.locator("#hits .card").count() == min(n, 100)
+        assert pg.p.locator(".leaflet-hits-pane path").count() == drawn and pg.p.locator("#findall-export").is_visible()
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_hit_popup_names_the_label_the_hit_has_now(browser, server):
+    """The find-all popup's "(labelled …)" follows the label: gone once the label is removed, the new
+    label once it changes (the answer's label is the one it had when Find all ran)."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768), path=f"/?{_labels_link(points)}")
+    try:
+        doc = _find_all(pg, "0.05")
+        pos = _labels_link(points).split("pos=")[1].split("&")[0].split(",")
+        hit = next(f for f in doc["features"] if f["id"] in pos)
+        hid, loc = hit["id"], points[hit["id"]]["location"]
+        pg.p.evaluate(f"rsir.map.setView([{loc['lat']}, {loc['lon']}], 18, {{animate: false}})")
+        row = pg.p.locator(f".hit-popup .hit-row[data-id='{hid}']")
+        pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+        assert "(labelled positive)" in row.locator("div").first.inner_text()
+        row.locator("button", has_text="Positive").click()   # again: the label goes
+        pg.p.wait_for_function("!document.querySelector('.hit-popup')")
+        pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+        assert "labelled" not in row.locator("div").first.inner_text()
+        row.locator("button", has_text="Negative").click()
+        pg.p.wait_for_function("!document.querySelector('.hit-popup')")
+        pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+        assert "(labelled negative)" in row.locator("div").first.inner_text()
+        # open, a label changed elsewhere (the hit's card: P) names the new label
+        pg.p.evaluate(f"document.querySelector('#hits .card[data-id=\"{hid}\"]').dispatchEvent("
+                      "new KeyboardEvent('keydown', {key: 'p', bubbles: true}))")
+        assert "(labelled positive)" in row.locator("div").first.inner_text()
+        _shots(pg, "hit_popup_label")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_find_all_messages_read_right_for_one_tile_and_at_threshold_one(browser, server):
+    """One labelled tile outside the dates: "1 of the 3 labelled tiles lies outside" (not "lie"); at
+    threshold 1 the status does not call the kept positives "at or above probability 1" and advises
+    lowering the threshold rather than labelling more."""
+    base, points = server
+    a = list(_scene_points(points, "scene-a"))[:2]
+    b = list(_scene_points(points, "scene-b"))[:1]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?pos={','.join(a)}&neg={b[0]}&dt=2021")
+    try:
+        _find_all(pg)
+        status = pg.status()
+        assert "1 of the 3 labelled tiles lies outside the filters: the classifier learns from it," in status, status
+        pg.p.fill("#datetime", "")
+        pg.p.press("#datetime", "Enter")
+        doc = _find_all(pg, "1")
+        sm = doc["summary"]
+        status = pg.status()
+        kept, above = sm["positives_kept"], sm["above_threshold"]
+        assert kept, sm
+        want = (f"Find all: {len(doc['features'])} tile{'s' if len(doc['features']) != 1 else ''}, "
+                f"{above or 'none'} at or above probability 1 and {kept} you labelled positive, kept below it")
+        assert status.startswith(want), status
+        assert "label more tiles" not in status and "lower the threshold" in status, status
+        assert "tile(s)" not in status
+        _shots(pg, "findall_threshold_one")
         pg.check_clean()
     finally:
         pg.close()

@@ -9,7 +9,7 @@
  * URL parameters: see state.js; ?key=API_KEY is moved to sessionStorage.
  */
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
-import { addBasemap, addImagery, COLOURS, drawArea, fitSearch, flashScene, installTools, map, mapNotice,
+import { addBasemap, addImagery, COLOURS, drawArea, drawHits, fitSearch, flashScene, installTools, map, mapNotice,
   setImageryScenes, showScenes, startBounds } from "./map.js";
 import * as labels from "./labels.js";
 import { clearResults, el, queryLayer, refreshDetails, restyleAll, resultById, resultFeatures, select,
@@ -26,7 +26,7 @@ let lastDoc = null;
 let lastFindAll = null;  // the last "Find all" answer, for Download hits
 let refusedArea = "";    // why a link's polygon was left out (a note with the next results)
 let linkNotes = [];      // what else a link held that was left out (told with the next results)
-let undoClear = null;    // the labels (and labels query) "Clear labels" removed, for Undo and Back
+let undoLabels = null;   // what the last "Clear labels" or "Load labels" replaced, for Undo and Back
 
 /** The status line; `action` ({label, run}) adds a button after the text (e.g. Undo). */
 function setStatus(text, kind, action) {
@@ -36,6 +36,7 @@ function setStatus(text, kind, action) {
   if (action) {
     const b = el("button", "small", action.label);
     b.type = "button";
+    if (action.undo) b.dataset.undo = "1";
     b.onclick = action.run;
     s.append(" ", b);
   }
@@ -99,8 +100,37 @@ function syncImagery() {
 }
 
 // ------------------------------------------------------------------ searching
+/**
+ * Why the Dates box's text is refused, or "" (and the box marked invalid or not).  While it is
+ * refused nothing is searched, whatever starts the search: the dates the user sees are the ones a
+ * search would use, never the last good ones silently.
+ */
+function datesRefused() {
+  const why = dateProblem($("datetime").value.trim()) || "";
+  if (why) $("datetime").setAttribute("aria-invalid", "true"); else $("datetime").removeAttribute("aria-invalid");
+  return why;
+}
+
+/** The results still shown, for a message that a search was not run ("" with none). */
+function stillShown() {
+  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? "dates " + state.datetime
+    : "all dates"}.` : "";
+}
+
+/** Say that `what` (a search, Find all) was not run because of the Dates box's refused text `why`. */
+function refuseDates(why, what, then) {
+  setStatus(`${why}. ${what} was not run: correct the dates or empty the Dates box first${then || ""}.` + stillShown(),
+            "error");
+}
+
 async function run(query, opts) {
   opts = opts || {};
+  const why = datesRefused();
+  if (why) {   // not searched, nothing changed (the query, the address), until the dates are fixed
+    refuseDates(why, query.kind === "image" ? `The search with ${query.file.name || "the image"}`
+      : query.kind === "labels" ? "Refining" : "The search", query.kind === "image" ? ", then choose the image again" : "");
+    return;
+  }
   state.query = query;
   if (!opts.keepSelection) state.selected = null;
   $("rerun").disabled = false;
@@ -175,7 +205,7 @@ function render(doc, query, opts) {
   setStatus(`${n} result${n === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
             (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
             (doc.merged ? " · merged from one search per example" : "") +
-            " · click a result to look at it" + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
+            (n ? " · click a result to look at it" : "") + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
   showTab("results");
   if (opts && opts.fit) fitSearch();
   saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
@@ -281,14 +311,14 @@ $("clear-area").onclick = () => { setMode("search"); setArea(null); };
 $("rerun").onclick = () => rerun();
 $("fit").onclick = () => fitSearch();
 function filtersChanged() {
-  const dates = $("datetime").value.trim();
-  const why = dateProblem(dates);
+  const dates = $("datetime").value.trim().split("/").map((t) => t.trim()).join("/");   // "2020 / 2021": 2020/2021
+  const why = datesRefused();
   if (why) {   // refused here: neither searched nor put in the address
-    setStatus(why + "." + (state.query ? ` The results shown are still those of ${state.datetime
-      ? "dates " + state.datetime : "all dates"}.` : ""), "error");
+    setStatus(why + "." + stillShown(), "error");
     return;
   }
   state.datetime = dates;
+  $("datetime").value = dates;
   state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
   state.k = parseInt($("k").value, 10) || 10;
   state.expand = parseInt($("expand").value, 10) || 0;
@@ -354,31 +384,65 @@ document.querySelector(".tabs[role=tablist]").addEventListener("keydown", (ev) =
 
 // labels tab
 $("refine").onclick = () => run({ kind: "labels" }, { fit: true });
-/** After any label change: cards, outlines, details, hits and the address. */
-function labelsChanged() { restyleAll(); refreshDetails(); labels.restyleHits(); saveUrl(false); }
+/** After any label change: cards, outlines, details, hits and the address.  A change by the user
+ *  (`byUser`) while Undo is offered says what that Undo will do now (the labels changed since). */
+function labelsChanged(byUser = true) {
+  restyleAll(); refreshDetails(); labels.restyleHits(); saveUrl(false);
+  if (byUser && undoLabels && $("status").querySelector("button[data-undo]")) offerUndo();
+}
+
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+
+/** The label changes made since `u` (a Clear or a Load): tiles labelled, or labelled otherwise, after it. */
+function changedSince(u) {
+  const out = new Map();
+  for (const [id, l] of state.labels) if (u.after.get(id) !== l.label) out.set(id, l);
+  return out;
+}
+
+/** The status line of the last Clear or Load (undoLabels) with its Undo button: what Undo brings back,
+ *  and the label changes made since, which Undo keeps. */
+function offerUndo() {
+  const u = undoLabels, n = u.before.size, them = n === 1 ? "it" : "them";
+  const head = u.what === "clear"
+    ? `Cleared ${plural(n, "label")}${u.refined ? " and the results refined from them" : ""}` +
+      `${u.hits ? (u.refined ? "," : " and") + " the find-all hits" : ""}`
+    : `Loaded ${plural(u.loaded, "label")} from ${u.file}, replacing ${plural(n, "label")}`;
+  const k = changedSince(u).size;
+  const tail = !k ? `Undo (or Back) brings ${them} back.`
+    : `${plural(k, "label")} changed since; Undo brings the ${plural(n, u.what === "clear" ? "cleared label" : "replaced label")} ` +
+      `back and keeps ${k === 1 ? "that change" : "those changes"}.`;
+  setStatus(`${head}. ${tail}`, "", { label: "Undo", run: undoLabelChange, undo: true });
+}
 
 // Clear labels: a new history entry (Back brings them back) and an Undo button; results refined
-// from the labels go with them (a link to them would open with no labels)
+// from the labels and the find-all hits go with them (a link to them would open with no labels),
+// and Undo brings those back too
 $("clear-labels").onclick = () => {
   const n = state.labels.size;
   if (!n) return;
   const refined = !!state.query && state.query.kind === "labels";
-  undoClear = { labels: state.labels, query: state.query, doc: lastDoc, selected: state.selected, refined: refined };
+  undoLabels = { what: "clear", before: state.labels, after: new Map(), query: state.query, doc: lastDoc,
+                 selected: state.selected, refined: refined, hits: lastFindAll };
   state.labels = new Map();
   labels.renderLabels();
   clearFindAll();
   if (refined) { state.query = null; state.selected = null; showNothing(); }
   restyleAll(); refreshDetails();
   saveUrl(true);
-  setStatus(`Cleared ${n} label${n === 1 ? "" : "s"}${refined ? " and the results refined from them" : ""}. ` +
-            "Undo (or Back) brings them back.", "", { label: "Undo", run: undoClearLabels });
+  offerUndo();
 };
 
-function undoClearLabels() {
-  const u = undoClear;
-  undoClear = null;
+/** Undo the last Clear or Load: its labels back, with the label changes made since kept; after a
+ *  Clear, the refined results and the find-all hits it removed too. */
+function undoLabelChange() {
+  const u = undoLabels;
+  undoLabels = null;
   if (!u) return;
-  state.labels = u.labels;
+  const kept = changedSince(u);
+  const back = new Map(u.before);
+  for (const [id, l] of kept) back.set(id, l);
+  state.labels = back;
   labels.renderLabels();
   if (u.refined && !state.query && u.doc) {
     state.query = u.query;
@@ -387,30 +451,50 @@ function undoClearLabels() {
     render(u.doc, u.query, {});
     showTab("labels");   // where the user cleared them
   }
-  labelsChanged();
-  setStatus(`Restored ${u.labels.size} label${u.labels.size === 1 ? "" : "s"}.`);
-  $("clear-labels").focus();   // the Undo button is gone with the message
+  if (u.hits && !lastFindAll) showFindAll(u.hits);   // unless Find all ran again since
+  labelsChanged(false);
+  const n = u.before.size;
+  setStatus(`Restored ${plural(n, "label")}` +
+            (u.what === "load" ? ` (the ${plural(u.loaded, "label")} loaded from ${u.file} ${u.loaded === 1 ? "is" : "are"} gone)`
+              : "") +
+            (u.refined && u.doc ? ", the results refined from them" : "") + (u.hits ? ", the find-all hits" : "") +
+            (kept.size ? `; kept the ${plural(kept.size, "label")} changed since` : "") + ".");
+  $(u.what === "clear" ? "clear-labels" : "load-labels").focus();   // the Undo button is gone with the message
 }
 
-/** Labels from an address (Back after Clear labels): the ones Clear labels kept, when they are the same. */
+/** Labels from an address (Back after Clear or Load): the ones Clear or Load replaced, when they are the same. */
 function labelsOf(fromUrl) {
-  const u = undoClear;
-  if (!u || fromUrl.size !== u.labels.size) return fromUrl;
-  for (const [id, l] of fromUrl) if (!u.labels.has(id) || u.labels.get(id).label !== l.label) return fromUrl;
-  undoClear = null;
-  return u.labels;   // with their footprints, scenes, dates and notes
+  const u = undoLabels;
+  if (!u || fromUrl.size !== u.before.size) return fromUrl;
+  for (const [id, l] of fromUrl) if (!u.before.has(id) || u.before.get(id).label !== l.label) return fromUrl;
+  undoLabels = null;
+  return u.before;   // with their footprints, scenes, dates and notes
 }
 
 function clearFindAll() { labels.clearFindAll(); lastFindAll = null; $("findall-export").hidden = true; }
+/** Show a "find all" answer: its hits on the map and listed, Download hits. */
+function showFindAll(doc) {
+  lastFindAll = doc;
+  drawHits(doc.features || [], HIT_ACTIONS);
+  labels.showHits(doc, labelHit);
+  $("findall-export").hidden = !(doc.features || []).length;
+}
 $("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
+// Load labels: they replace the labels there were; a new history entry and an Undo button bring
+// those back (as after Clear labels).  A file with no labels changes nothing.
 $("load-labels").addEventListener("change", async (ev) => {
   const file = ev.target.files && ev.target.files[0];
   ev.target.value = "";
   if (!file) return;
+  const before = state.labels;
   try {
     const n = await labels.loadLabels(file);
-    labelsChanged();
-    setStatus(`Loaded ${n} labels from ${file.name}.`);
+    const after = new Map([...state.labels].map(([id, l]) => [id, l.label]));
+    undoLabels = before.size ? { what: "load", before: before, after: after, file: file.name, loaded: n } : null;
+    saveUrl(!!before.size);
+    labelsChanged(false);
+    if (undoLabels) offerUndo();
+    else setStatus(`Loaded ${plural(n, "label")} from ${file.name}.`);
   } catch (err) { setStatus(friendly(err.message), "error"); }
 });
 /** Label (or unlabel: the same label again) a find-all hit. */
@@ -438,6 +522,8 @@ function scoredWhere() {
 }
 
 $("classify").onclick = async () => {
+  const why = datesRefused();
+  if (why) { refuseDates(why, "Find all"); return; }
   const bar = $("progress");
   bar.hidden = false;
   $("classify").disabled = true;
@@ -445,14 +531,18 @@ $("classify").onclick = async () => {
     const where = scoredWhere();
     const doc = await labels.findAll(filters(), (s) => {
       $("progress-text").textContent = `Scoring every tile ${where.split(" (")[0]}… ${s.toFixed(0)} s`;
-    }, HIT_ACTIONS);
+    });
     const sm = doc.summary || {};
-    lastFindAll = doc;
-    $("findall-export").hidden = !doc.features.length;
-    labels.showHits(doc, labelHit);
-    setStatus(`Find all: ${doc.features.length} tiles at or above probability ${sm.threshold}` +
-              (sm.scored !== undefined ? ` (${sm.scored} tiles scored)` : "") + ` ${where}` +
-              (doc.features.length ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
+    showFindAll(doc);
+    // the hits: the tiles at or above the threshold, and the labelled positives kept below it (at a
+    // threshold of 1, only those: the hits are not "at or above probability 1")
+    const nf = doc.features.length, kept = sm.positives_kept || 0;
+    const above = typeof sm.above_threshold === "number" ? sm.above_threshold : nf - kept;
+    setStatus(`Find all: ${plural(nf, "tile")}` + (kept
+      ? `, ${above ? above : "none"} at or above probability ${sm.threshold} and ${kept} you labelled positive, kept below it`
+      : ` at or above probability ${sm.threshold}`) +
+              (sm.scored !== undefined ? ` (${plural(sm.scored, "tile")} scored)` : "") + ` ${where}` +
+              (nf ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
               ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
   } catch (err) {
     setStatus(friendly(err.message), "error");
@@ -545,10 +635,15 @@ async function loadScenes() {
 /** What a link held that the page left out, for people (empty when nothing was). */
 function leftOut(s) {
   const out = [];
-  if (s.refusedDates) out.push(`the link's dates "${s.refusedDates}" were left out: not a date range; give ${DATES_FORM}`);
-  for (const name of s.unsupported || []) {
-    out.push(`the link's ${name}= filter was left out: the map page has no distance filter; draw a box or polygon ` +
-             "instead (the HTTP API takes near=LON,LAT,RADIUS_M)");
+  if (s.refusedDates) {
+    // "Dates "X" is not a date range; give ..." -> "it is not a date range; give ..."
+    const why = (s.refusedWhy || "").replace(/^Dates ".*?" /s, "it ") || `it is not a date range; give ${DATES_FORM}`;
+    out.push(`the link's dates "${s.refusedDates}" were left out: ${why}`);
+  }
+  const names = (s.unsupported || []).map((n) => n + "=");
+  if (names.length) {   // one sentence for near= and radius= together
+    out.push(`the link's ${names.join(" and ")} filter${names.length > 1 ? "s were" : " was"} left out: the map page ` +
+             "has no distance filter; draw a box or polygon instead (the HTTP API takes near=LON,LAT,RADIUS_M)");
   }
   return out;
 }

@@ -117,6 +117,10 @@ export async function loadLabels(file) {
     throw new Error(`${file.name} is not JSON; load a GeoJSON label file (labels.geojson).`);
   }
   const labels = parseLabels(doc, file.name);
+  if (!labels.size) {   // an empty FeatureCollection: nothing to load, the labels there are stay
+    throw new Error(`${file.name} holds no labels (its FeatureCollection has no features), so nothing was loaded` +
+                    (state.labels.size ? `; the current ${state.labels.size === 1 ? "label is" : "labels are"} kept.` : "."));
+  }
   if (caps.labels) {
     // the server checks the ids against the index and fills in footprints
     let checked;
@@ -174,14 +178,9 @@ function filtersQuery(filters) {
   return q;
 }
 
-/** Draw the hits on the map (map.js's drawHits: a popup per hit with the `actions`, {label, run(feature)}). */
-function drawFindAll(features, actions) {
-  mapjs.drawHits(features, actions);
-}
-
-/** "Find all": the classifier over the current area; shows tiles above the threshold (`actions`: the
- *  map's buttons for a hit, as drawFindAll takes them). */
-export async function findAll(filters, onProgress, actions) {
+/** "Find all": the classifier over the current area; its answer (tiles above the threshold), which
+ *  app.js draws on the map (map.js's drawHits) and lists (showHits). */
+export async function findAll(filters, onProgress) {
   if (!caps.classify) {
     throw new Error("Find all needs a service with the classifier (rsir-stac serve of this version or later).");
   }
@@ -195,7 +194,6 @@ export async function findAll(filters, onProgress, actions) {
     }
     const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
       max_hits: 2000 }, filters));
-    drawFindAll(doc.features || [], actions);
     return doc;
   } finally { clearInterval(timer); }
 }
@@ -232,8 +230,9 @@ function lookAt(f) {
   map.fitBounds(g.getBounds(), { padding: [60, 60], maxZoom: 18 });
 }
 
-/** Restyle the hit cards after a label changed. */
+/** Restyle the hit cards (and the hits named in an open popup) after a label changed. */
 export function restyleHits() {
+  mapjs.relabelHits();
   for (const c of document.querySelectorAll("#hits .card")) {
     const l = state.labels.get(c.dataset.id);
     c.classList.toggle("pos", !!l && l.label === "positive");

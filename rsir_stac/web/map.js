@@ -2,7 +2,7 @@
 // the area filter and its drawing tools, "find all" hits, framing a search, the legend and the
 // cursor/scale readouts.
 import { apiUrl, friendly, hasKey } from "./api.js";
-import { polygonProblem } from "./state.js";
+import { polygonProblem, state } from "./state.js";
 
 export const map = L.map("map", {
   boxZoom: false,          // shift-drag draws a filter box instead
@@ -630,16 +630,31 @@ function resultRow(layer, latlng) {
   return row;
 }
 
+/** A hit as the popup names it: probability, date, scene and its label now (not the label it had
+ *  when Find all ran: the answer's `label`). */
+function hitText(f) {
+  const p = f.properties || {};
+  const l = state.labels.get(f.id);
+  return [typeof p.probability === "number" ? `p = ${p.probability.toFixed(3)}` : "",
+          day(p.datetime) || "no date", p.item_id || "unknown scene"].filter(Boolean).join(" · ") +
+         (l ? ` (labelled ${l.label})` : "");
+}
+
+/** Name the hits of an open popup again, after a label changed. */
+export function relabelHits() {
+  for (const row of document.querySelectorAll(".hit-popup .hit-row[data-id]")) {
+    const h = hits.find((x) => x.f.id === row.dataset.id);
+    if (h && row.firstChild) row.firstChild.textContent = hitText(h.f);
+  }
+}
+
 /** One hit in the popup: its probability, date and scene, and the actions' buttons. */
 function hitRow(f) {
   const p = f.properties || {};
   const row = document.createElement("div");
   row.className = "hit-row";
   row.dataset.id = f.id;
-  const what = row.appendChild(document.createElement("div"));
-  what.textContent = [typeof p.probability === "number" ? `p = ${p.probability.toFixed(3)}` : "",
-                      day(p.datetime) || "no date", p.item_id || "unknown scene"].filter(Boolean).join(" · ") +
-                     (p.label ? ` (labelled ${p.label})` : "");
+  row.appendChild(document.createElement("div")).textContent = hitText(f);
   for (const a of hitActions) {
     const b = row.appendChild(document.createElement("button"));
     b.type = "button";
@@ -768,3 +783,25 @@ const Legend = L.Control.extend({
   },
 });
 new Legend().addTo(map);
+
+// ------------------------------------------------------------------ popups over the controls
+/** The map's controls (legend, scale, zoom, attribution, readouts) that an open popup lies under are
+ *  hidden while it is open: on a phone's small map the legend and the scale bar would cover its
+ *  text and buttons (the controls are drawn over the popups). */
+function clearControlsOfPopup() {
+  const pop = map.getContainer().querySelector(".leaflet-popup");
+  const r = pop && pop.getBoundingClientRect();
+  for (const c of map.getContainer().querySelectorAll(".leaflet-control")) {
+    const b = c.getBoundingClientRect();
+    const under = !!r && b.width > 0 && b.height > 0 && r.left < b.right && b.left < r.right && r.top < b.bottom &&
+      b.top < r.bottom;
+    c.classList.toggle("under-popup", under);
+  }
+}
+let popupOpen = false;
+map.on("popupopen", () => { popupOpen = true; clearControlsOfPopup(); });
+map.on("popupclose", () => {
+  popupOpen = false;
+  for (const c of map.getContainer().querySelectorAll(".leaflet-control.under-popup")) c.classList.remove("under-popup");
+});
+map.on("moveend zoomend resize", () => { if (popupOpen) clearControlsOfPopup(); });   // after its auto-pan too

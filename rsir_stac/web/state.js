@@ -9,8 +9,8 @@
 //
 // A new search pushes a history entry (Back/Forward step through searches); view,
 // selection and label changes replace the current one (clearing every label pushes one).
-// A link's dates that are not a date range, and filters the page has no control for
-// (near=, radius=), are left out and said so (fromSearch: refusedDates, unsupported).
+// A link's dates that are not a date range (or name an impossible day), and filters the page has no
+// control for (near=, radius=), are left out and said so (fromSearch: refusedDates, unsupported).
 
 export const state = {
   query: null,          // {kind: "point", id} | {kind: "location", lon, lat, pinned?} | {kind: "labels"} | {kind: "image", file}
@@ -103,10 +103,32 @@ const INSTANT = /^\d{4}(?:-\d{2}(?:-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)
 export const DATES_FORM = "START/END as dates, months or years, e.g. 2015-01-01/2015-12-31, 2015 or 2020-06/.. " +
   "('..' for an open end)";
 
+const PARTS = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(?:[Zz]|[+-](\d{2}):?(\d{2}))?)?)?)?$/;
+
+/** Why an instant of the Dates form names no real moment (month 13, 30 February, hour 24), or null;
+ *  the service refuses those too. */
+function impossible(p) {
+  const m = PARTS.exec(p);
+  if (!m) return null;
+  const [, y, mo, d, hh, mi, ss, oh, om] = m;
+  if (+y < 1) return "there is no year 0000";
+  if (mo && !(+mo >= 1 && +mo <= 12)) return `there is no month ${mo}`;
+  if (d) {
+    const leap = +y % 4 === 0 && (+y % 100 !== 0 || +y % 400 === 0);
+    const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][+mo - 1];
+    if (!(+d >= 1 && +d <= days)) return `${y}-${mo} has ${days} days, no day ${d}`;
+  }
+  if (hh && +hh > 23) return `there is no hour ${hh}`;
+  if (mi && +mi > 59) return `there is no minute ${mi}`;
+  if (ss && +ss > 59) return `there is no second ${ss}`;
+  if (oh && (+oh > 23 || +om > 59)) return `there is no time zone offset ${oh}:${om}`;
+  return null;
+}
+
 /**
  * Why a Dates text is not a date range the search takes, or null: START/END, START/.., ../END or one
- * instant, each an RFC 3339 date or datetime, a year or a month (as the service reads them; the
- * service still refuses impossible dates such as month 13).
+ * instant, each an RFC 3339 date or datetime, a year or a month (as the service reads them), naming
+ * real days and times (no month 13, no 30 February).
  */
 export function dateProblem(text) {
   const parts = String(text || "").trim().split("/").map((p) => p.trim());
@@ -114,6 +136,10 @@ export function dateProblem(text) {
   const open = (p) => p === "" || p === "..";
   if (parts.length > 2 || parts.some((p) => !open(p) && !INSTANT.test(p)) || (parts.length === 1 && open(parts[0]))) {
     return `Dates "${String(text).trim()}" is not a date range; give ${DATES_FORM}`;
+  }
+  for (const p of parts) {
+    const why = open(p) ? null : impossible(p);
+    if (why) return `Dates "${String(text).trim()}" holds an impossible date (${why}); give ${DATES_FORM}`;
   }
   if (parts.length === 2 && open(parts[0]) && open(parts[1])) {
     return `Dates "${String(text).trim()}" has no start or end; give ${DATES_FORM}`;
@@ -141,7 +167,8 @@ export function fromSearch(search) {
   const qe = parseInt(q.get("qe") || "0", 10);
   if (Number.isFinite(qe) && qe > 0 && qe <= 100) out.expand = qe;
   const dt = (q.get("dt") || "").trim();
-  if (dt && dateProblem(dt)) out.refusedDates = dt; else out.datetime = dt;
+  const why = dt && dateProblem(dt);
+  if (why) { out.refusedDates = dt; out.refusedWhy = why; } else out.datetime = dt;
   out.unsupported = ["near", "radius"].filter((name) => q.has(name));
   out.collections = (q.get("col") || "").split(",").filter(Boolean);
   const bb = nums(q.get("bbox"), 4);
