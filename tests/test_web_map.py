@@ -465,3 +465,62 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_hit_popup_on_a_phone_is_not_covered_by_the_legend_or_the_scale(browser, stack_server):
+    """On a phone's small map a hit's popup near the bottom left lay under the legend and the scale
+    bar (controls are drawn over popups): while it is open, the controls it lies under are hidden,
+    so its text and buttons are readable and take the taps; closed, they are back."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(390, 844), path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
+            pg.p.locator("#gallery .card").nth(i).click()
+            pg.p.click(f"#details button:has-text('{lab}')")
+        pg.p.locator("#details button.close").click()
+        hits = pg.p.evaluate("""(async () => {
+          const api = await import('/static/api.js'); const st = await import('/static/state.js');
+          const m = await import('/static/map.js');
+          const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
+          m.drawHits(doc.features, [{label: '✓ Positive', run: () => {}}, {label: '✗ Negative', run: () => {}}]);
+          return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
+        })()""")
+        legend = pg.p.locator(".map-legend")
+        legend.locator("summary").click()
+        assert legend.locator("ul").is_visible()
+        hid, lon, lat = next(h for h in hits if points[h[0]]["item_id"] != "far-scene")
+        box = _map_box(pg)
+        # the hit left of the middle, just over the legend: the popup of its stacked dates is taller than
+        # the room over it, so its auto-pan brings it down over the legend and the scale bar
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}}); "
+                      f"rsir.map.panBy([{box['width'] * 0.12}, {box['height'] * 0.05}], {{animate: false}})")
+        pg.p.wait_for_timeout(300)
+        pg.p.mouse.click(*pg.lonlat_xy(lon + 0.00001, lat + 0.00001))
+        popup = pg.p.locator(".leaflet-popup.hit-popup")
+        popup.wait_for(timeout=5_000)
+        pg.p.wait_for_timeout(600)   # its auto-pan
+        pop = popup.bounding_box()
+        shown = pg.p.evaluate("""(() => [...document.querySelectorAll('#map .leaflet-control')]
+          .filter(c => getComputedStyle(c).visibility !== 'hidden' && c.getBoundingClientRect().width > 0)
+          .map(c => { const r = c.getBoundingClientRect();
+                      return {cls: c.className, x: r.x, y: r.y, width: r.width, height: r.height}; }))()""")
+        for c in shown:
+            apart = (c["x"] >= pop["x"] + pop["width"] or pop["x"] >= c["x"] + c["width"]
+                     or c["y"] >= pop["y"] + pop["height"] or pop["y"] >= c["y"] + c["height"])
+            assert apart, f"{c['cls']} covers the popup: {c} {pop}"
+        for b in popup.locator("button").all() + popup.locator(".hit-row > div").all():
+            r = b.bounding_box()
+            top = pg.p.evaluate(f"!!document.elementFromPoint({r['x'] + r['width'] / 2}, {r['y'] + r['height'] / 2})"
+                                ".closest('.leaflet-popup')")
+            assert top, f"{b.inner_text()!r} is covered"
+        assert pg.p.locator(".leaflet-control.under-popup").count() >= 1   # the legend or the scale was there
+        pg.p.screenshot(path=str(Path(__file__).resolve().parent / "artifacts" / "web_map_phone_hit_popup_390x844.png"))
+        pg.p.keyboard.press("Escape")
+        pg.p.evaluate("rsir.map.closePopup()")
+        pg.p.wait_for_timeout(300)
+        assert pg.p.locator(".leaflet-control.under-popup").count() == 0 and legend.is_visible()
+        pg.check_clean()
+    finally:
+        pg.close()
