@@ -669,3 +669,31 @@ def test_find_all_messages_read_right_for_one_tile_and_at_threshold_one(browser,
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_on_a_phone_the_page_does_not_scroll_past_the_app_to_a_blank_area(browser, server):
+    """On a phone the panel scrolls on its own; the hidden Load labels input (placed far down the
+    Labels tab) made the page itself taller than the screen, so the page scrolled to a blank area
+    below the app (a full-page screenshot showed the panel blank under its tabs).  The page is the
+    screen's height at every tab, and the Labels tab's last controls are reached in the panel."""
+    base, points = server
+    pg = Page(browser, base, size=(390, 844), path=f"/?{_labels_link(points)}")
+    try:
+        pg.p.click("#tab-labels")
+        doc = _find_all(pg)
+        assert doc["features"] and pg.p.locator("#hits .card").count()
+        for tab in ("labels", "results", "scenes", "labels"):
+            pg.p.click(f"#tab-{tab}")
+            sizes = pg.p.evaluate("[document.documentElement.scrollHeight, innerHeight, document.documentElement.scrollWidth,"
+                                  " innerWidth]")
+            assert sizes[0] <= sizes[1] and sizes[2] <= sizes[3], (tab, sizes)
+        pg.p.evaluate("window.scrollTo(0, 5000)")
+        assert pg.p.evaluate("window.scrollY") == 0
+        pg.p.locator("#copy-link").scroll_into_view_if_needed()
+        box, panel = pg.p.locator("#copy-link").bounding_box(), pg.p.locator("#panel").bounding_box()
+        assert panel["y"] <= box["y"] and box["y"] + box["height"] <= panel["y"] + panel["height"] <= 844
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.p.screenshot(path=str(ARTIFACTS / "links_phone_labels_full_page_390x844.png"), full_page=True)
+        pg.check_clean()
+    finally:
+        pg.close()
