@@ -29,10 +29,11 @@ EXPORT_FORMATS = {"geojson": "geojson", "csv": "csv", "flatgeobuf": "fgb", "geop
 
 def service_for(index: str | None, qdrant_url: str | None, what: str) -> ServiceClient | None:
     """A client for the ``serve`` that holds the embedded ``index``, or None (a
-    Qdrant server, or no ``serve`` holds it); notes on stderr that it is used."""
+    Qdrant server, no ``serve`` holds it, or its address file cannot be verified:
+    a one-line warning says so); notes on stderr that it is used."""
     if qdrant_url:
         return None
-    addr = find_service(index)
+    addr = find_service(index, warn=lambda line: click.echo(f"warning: {line}", err=True))
     if addr is None:
         return None
     client = ServiceClient(addr)

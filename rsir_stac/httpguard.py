@@ -14,17 +14,24 @@ practice of local developer servers (Jupyter's ``allow_remote_access`` /
 * **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS`` and
   comes from another origin (``Origin`` header other than this service, or
   ``Sec-Fetch-Site: cross-site``) is refused with 403, unless the origin was
-  allowed with ``--allow-origin`` (which also turns CORS on for it).
+  allowed with ``--allow-origin`` (which also turns CORS on for it).  Allowed
+  origins are checked and normalised once (:func:`check_origins`:
+  ``scheme://host[:port]``, lower case, no path, default port dropped), and the
+  same values serve the origin check and CORS; ``null`` (any sandboxed iframe or
+  ``data:`` page sends it), ``*`` and anything that is not an http(s) origin are
+  refused (:class:`OriginSettingError`).
 * **Headers.**  Every response carries ``X-Content-Type-Options: nosniff``,
   ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and a
   ``Content-Security-Policy`` (``frame-ancestors 'none'``; the page may load
   only its own scripts, styles, images and API).
 * **API key.**  With a service key set, ``/api/*`` needs it in the
-  ``X-API-Key`` header; image URLs (``GET /api/imagery/...png`` and
+  ``X-API-Key`` header (given once: a repeated header is refused); image URLs (``GET /api/imagery/...png`` and
   ``/api/tiles/...png``) may carry it as one ``api_key`` query parameter
   instead, for clients that cannot set a header (a GIS XYZ layer); the access log
-  replaces the query value with ``***`` (:class:`RedactKeyFilter`), and
-  ``Referrer-Policy: no-referrer`` keeps it out of other sites' logs.
+  replaces the value of every query parameter named like a key, token, secret or
+  password with ``***`` and cuts logged URLs to :data:`LOG_PATH_CHARS` characters
+  (:class:`RedactKeyFilter`), and ``Referrer-Policy: no-referrer`` keeps it out of
+  other sites' logs.
 * **Body limit.**  ``Content-Length`` over the limit is answered 413 before
   any byte of the body is read; a chunked body is cut off when it passes
   the limit.
@@ -45,6 +52,8 @@ import re
 import socket
 from collections.abc import Iterable
 from typing import Any
+
+from rsir_stac.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +153,77 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     return False
 
 
+class OriginSettingError(InputError):
+    """An ``--allow-origin`` value that is not one exact web origin (``null``, ``*``, no
+    scheme, a path, another scheme than http/https)."""
+
+
+#: The port a browser leaves out of an origin, by scheme.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HOST_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?$")
+_ORIGIN_EXAMPLE = "https://app.example.org"
+
+
+def normalise_origin(value: str) -> str:
+    """``value`` as the one serialisation a browser sends in ``Origin``:
+    ``scheme://host[:port]`` with scheme and host in lower case, the scheme's default
+    port left out, no path or trailing slash; OriginSettingError (one line: the value,
+    why, what to give instead) for ``null``, ``*`` and anything that is not an http(s)
+    origin."""
+    from urllib.parse import urlsplit
+
+    v = str(value).strip()
+    opt = f"--allow-origin {value!r}"
+    if v.lower() == "null":
+        raise OriginSettingError(f"{opt} is refused: every web page can send Origin: null (a sandboxed iframe, "
+                                 f"a data: URL), so it would let any site drive this service; give the exact "
+                                 f"origin of the site that may, e.g. {_ORIGIN_EXAMPLE}")
+    if v == "*":
+        raise OriginSettingError(f"{opt} is refused: it would let any web site drive this service and read its "
+                                 f"answers; give the exact origin of each site that may (repeatable), e.g. "
+                                 f"{_ORIGIN_EXAMPLE}")
+    bad = (f"{opt} is not a web origin (http:// or https://, a host, an optional port, no path); give e.g. "
+           f"{_ORIGIN_EXAMPLE}")
+    try:
+        parts = urlsplit(v)
+        port = parts.port
+    except ValueError:
+        raise OriginSettingError(bad) from None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in _DEFAULT_PORTS or not host or "@" in parts.netloc or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "?" in v or "#" in v:
+        raise OriginSettingError(bad)
+    if ":" in host:  # an IPv6 literal
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise OriginSettingError(bad) from None
+    else:
+        try:
+            host = host.encode("idna").decode("ascii").lower() if not host.isascii() else host
+        except UnicodeError:
+            raise OriginSettingError(bad) from None
+        if not _HOST_NAME.match(host):
+            raise OriginSettingError(bad)
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def check_origins(values: Iterable[str]) -> tuple[str, ...]:
+    """Each of ``values`` through :func:`normalise_origin` (duplicates dropped, order kept)."""
+    return tuple(dict.fromkeys(normalise_origin(v) for v in values))
+
+
+def _request_origin(value: str) -> str:
+    """An ``Origin`` header as :func:`normalise_origin` writes it (``null`` and other values that are
+    not an http(s) origin: lower case, as sent)."""
+    try:
+        return normalise_origin(value)
+    except OriginSettingError:
+        return value.strip().lower()
+
+
 #: Absolute POSIX paths (a folder part, then a last component); URLs and API paths are left alone.
 _PATH_RE = re.compile(r"(?<![\w:/.~-])(/(?:[^\s/'\"<>(),;]+/)+)([^\s/'\"<>(),;]*)")
 
@@ -165,9 +245,20 @@ def public_href(href: Any) -> Any:
 
 
 #: Query parameters that carry the service key (``api_key`` on image URLs, the map page's ``key``),
-#: by their decoded, lower-case name.
+#: by their decoded, lower-case name; any name like a key, token, secret or password is redacted too
+#: (:data:`_SECRET_NAME`).
 SECRET_PARAMS = ("api_key", "key")
+#: A decoded, lower-case parameter name that looks like it carries a credential: ``apikey``, ``api-key``,
+#: ``apiKey``, ``token``, ``access_token``, ``secret``, ``client_secret``, ``password``, ``passwd``, ``pwd``,
+#: ``auth``, ``sig``/``signature`` (a signed URL), ``x-amz-credential``, ``jwt``, ``session``...  A word ending
+#: in one of them (``monkey``) or made longer (``keys``) is not.
+_SECRET_NAME = re.compile(
+    r"(?:^|[^a-z0-9])(?:api|access|auth|bearer|client|id|private|refresh|secret|service|session|x)?[-_. ]?"
+    r"(?:key|apikey|token|secret|password|passwd|pwd|passphrase|auth|authorization|credentials?|signature|sig"
+    r"|jwt|session|sessionid)(?:$|[^a-z0-9])")
 _QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"#?]*)=([^&;\s\"#]*)")
+#: Characters of a logged URL kept in the access log (the rest is counted, not written).
+LOG_PATH_CHARS = 512
 
 
 def _decoded_name(name: str) -> str:
@@ -183,27 +274,61 @@ def _decoded_name(name: str) -> str:
     return name.strip().lower()
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether a query parameter's name (as sent: it is decoded here) looks like it carries a credential:
+    :data:`SECRET_PARAMS`, or a key, token, secret or password under any common spelling."""
+    decoded = _decoded_name(name)
+    return decoded in SECRET_PARAMS or bool(_SECRET_NAME.search(decoded))
+
+
+def _hides_secret(value: str) -> bool:
+    """Whether a parameter's value, decoded, holds a ``name=value`` pair with a secret name
+    (``a=1%26api_key%3DKEY``: a key smuggled inside another parameter)."""
+    decoded = _decoded_name(value)
+    return "=" in decoded and any(is_secret_name(m.group(2)) for m in _QUERY_PAIR.finditer("?" + decoded))
+
+
 def redact_secrets(text: str) -> str:
-    """``text`` (a logged URL or log line) with the value of every query parameter whose decoded name is
-    in :data:`SECRET_PARAMS` replaced by ``***``, however the name is spelt."""
+    """``text`` (a logged URL or log line) with the value of every query parameter whose decoded name looks
+    like a key, token, secret or password (:func:`is_secret_name`) replaced by ``***``, however the name is
+    spelt; so is a value that itself holds such a parameter, encoded."""
     if "=" not in text:
         return text
 
     def sub(m: re.Match) -> str:
-        return f"{m.group(1)}{m.group(2)}=***" if _decoded_name(m.group(2)) in SECRET_PARAMS else m.group(0)
+        if is_secret_name(m.group(2)) or _hides_secret(m.group(3)):
+            return f"{m.group(1)}{m.group(2)}=***"
+        return m.group(0)
 
     return _QUERY_PAIR.sub(sub, text)
 
 
+def shorten(text: str, limit: int = LOG_PATH_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters not logged]"
+
+
+def log_safe(text: str) -> str:
+    """A URL (or log line) as the access log writes it: secrets redacted (:func:`redact_secrets`, on the
+    whole text, so no cut can leave part of a value), then cut to :data:`LOG_PATH_CHARS`."""
+    return shorten(redact_secrets(text))
+
+
 class RedactKeyFilter(logging.Filter):
-    """Logging filter for uvicorn's access log: the value of ``api_key=`` and ``key=`` (by decoded name:
-    ``api%5Fkey=``, ``%61pi_key=`` alike) in a logged URL becomes ``***``."""
+    """Logging filter for uvicorn's access log (:func:`log_safe`): the value of every query parameter
+    named like a key, token, secret or password (by decoded name: ``api%5Fkey=``, ``%61pi_key=``,
+    ``apiKey=``, ``access_token=`` alike) becomes ``***``, and a logged URL is cut to
+    :data:`LOG_PATH_CHARS` characters with a marker."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(log_safe(a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
             record.msg = redact_secrets(record.msg)
+            if not record.args:
+                record.msg = shorten(record.msg, 2 * LOG_PATH_CHARS)
         return True
 
 
@@ -222,8 +347,9 @@ class Guard:
     """ASGI middleware applying the rules of this module, outermost on the app.
 
     ``allowed_hosts`` None means :data:`LOCAL_HOSTS`; ``allowed_origins``
-    lists extra origins (``scheme://host[:port]``, or ``*``) allowed to send
-    state-changing requests; ``api_key`` None turns the key check off;
+    lists extra origins (``scheme://host[:port]``, checked and normalised by
+    :func:`check_origins`) allowed to send state-changing requests; ``api_key``
+    None turns the key check off;
     ``max_body`` is the request body limit in bytes for ``/api/*``;
     ``img_sources`` are CSP sources the page may load images from besides
     itself (e.g. the origin of an online basemap).
@@ -237,7 +363,7 @@ class Guard:
                                          ) if extra else PAGE_CSP
         self.api_key = api_key.encode() if api_key else None
         self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else LOCAL_HOSTS
-        self.allowed_origins = tuple(o.rstrip("/").lower() for o in allowed_origins)
+        self.allowed_origins = check_origins(allowed_origins)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -272,6 +398,11 @@ class Guard:
                                     {"Allow": ", ".join(methods)})
         if not path.startswith("/api/"):
             return await self.app(scope, receive, send)
+        if self.api_key is not None and not preflight and _key_headers(scope) > 1:
+            # a repeated header has no single value (the last would win here, the first elsewhere)
+            return await _error(scope, receive, send, 401, "Unauthorized",
+                                "the X-API-Key header is given more than once; send it once",
+                                {"WWW-Authenticate": "X-API-Key"})
         if self.api_key is not None and not preflight and not self._authorised(scope, headers):
             return await _error(scope, receive, send, 401, "Unauthorized",
                                 "missing or wrong API key; send it in the X-API-Key header",
@@ -305,8 +436,8 @@ class Guard:
         if origin is None:
             # no Origin: not a browser form/fetch, unless the browser says it is cross-site
             return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none", "same-site")
-        origin = origin.rstrip("/").lower()
-        if "*" in self.allowed_origins or origin in self.allowed_origins:
+        origin = _request_origin(origin)
+        if origin in self.allowed_origins:
             return True
         scheme = scope.get("scheme", "http")
         return origin == f"{scheme}://{headers.get('host', '').lower()}"
@@ -341,6 +472,11 @@ class Guard:
             await send(message)
 
         return wrapped
+
+
+def _key_headers(scope) -> int:
+    """How many ``X-API-Key`` headers the request carries."""
+    return sum(1 for k, _ in scope.get("headers", []) if k.lower() == b"x-api-key")
 
 
 def _route_methods(scope) -> list[str]:
@@ -400,14 +536,21 @@ __all__ = [
     "API_CSP",
     "Guard",
     "LOCAL_HOSTS",
+    "LOG_PATH_CHARS",
+    "OriginSettingError",
     "PAGE_CSP",
     "RedactKeyFilter",
+    "check_origins",
     "default_allowed_hosts",
     "host_allowed",
     "host_name",
     "is_loopback",
+    "is_secret_name",
+    "log_safe",
+    "normalise_origin",
     "public_href",
     "redact_paths",
     "redact_secrets",
     "script_hashes_csp",
+    "shorten",
 ]

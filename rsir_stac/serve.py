@@ -23,8 +23,9 @@ No endpoint takes a filesystem path: tiles are addressed by point id and
 uploads are decoded from memory, only as PNG/JPEG/WebP/TIFF, within pixel,
 decoded-byte and concurrency limits (:mod:`rsir_stac.upload`).  Host
 allow-list, origin check, security headers, the API key (``X-API-Key``
-header, or ``?api_key=`` for tile images; ``api_key=`` and ``key=`` redacted from the access log
-by decoded name) and
+header, given once, or ``?api_key=`` for tile images; ``api_key=``, ``key=`` and any parameter named
+like a key, token, secret or password redacted from the access log by decoded name, logged URLs cut
+to 512 characters), ``--allow-origin`` values (normalised once; ``null`` and ``*`` refused) and
 the body limit are enforced by :class:`rsir_stac.httpguard.Guard`; every
 error is one JSON schema (:mod:`rsir_stac.apierrors`).  See the security
 section of docs/RELIABILITY.md.
@@ -77,7 +78,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     ``max_upload_bytes`` (body), ``max_image_pixels`` and ``max_decoded_bytes``
     (413 beyond), at most ``max_decodes`` requests at a time (429 beyond).
     ``allowed_hosts`` (default: loopback names), ``allowed_origins`` and
-    ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`;
+    ``api_key`` are enforced by :class:`rsir_stac.httpguard.Guard`; ``allowed_origins``
+    are checked and normalised once (:func:`rsir_stac.httpguard.check_origins`: ``null``,
+    ``*`` and malformed values raise OriginSettingError) and the same values serve the
+    origin check and CORS;
     ``hide_paths`` cuts server paths in hrefs and error messages to file names;
     ``csp_img_sources`` lets the page load images from more origins (CSP).
     ``basemap``: an optional XYZ tile URL template (``https://host/{z}/{x}/{y}.png``) the map
@@ -100,7 +104,10 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from rsir_stac.api.stored import stored_router
     from rsir_stac.api.tiles import tiles_router
     from rsir_stac.apierrors import document_errors, install_handlers
+    from rsir_stac.httpguard import check_origins
     from rsir_stac.upload import UploadLimits
+
+    allowed_origins = check_origins(allowed_origins)
 
     svc = Service(index, dependencies=_key_scheme(api_key), max_upload_bytes=max_upload_bytes,
                   limits=UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes),
@@ -240,8 +247,10 @@ def bind_socket(host: str, port: int):
 
 
 def _log_config() -> dict:
-    """uvicorn's logging set-up with the values of ``api_key=`` and ``key=`` (however the name is
-    percent-encoded) redacted from the access log."""
+    """uvicorn's logging set-up with the access log filtered by
+    :class:`rsir_stac.httpguard.RedactKeyFilter`: the values of ``api_key=``, ``key=`` and every
+    parameter named like a key, token, secret or password (however the name is percent-encoded)
+    redacted, logged URLs cut to 512 characters."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
@@ -267,12 +276,13 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
     """
     import uvicorn
 
-    from rsir_stac.httpguard import default_allowed_hosts, is_loopback
+    from rsir_stac.httpguard import check_origins, default_allowed_hosts, is_loopback
     from rsir_stac.api.jobs import check_roots
     from rsir_stac.search import Index
     from rsir_stac.served import clean_stop, publish, unpublish
 
     check_roots(ingest_roots)
+    allow_origins = check_origins(allow_origins)  # before the port and the index: one line, exit 2
     if api_key_qdrant and not qdrant_url:
         from rsir_stac.errors import InputError
 
@@ -317,7 +327,8 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
               help="Also answer requests for this Host name (repeatable; '.example.org' with subdomains, "
                    "'*' any). Default: loopback names and the --host address.")
 @click.option("--allow-origin", "allow_origins", multiple=True, metavar="ORIGIN",
-              help="Allow POSTs (and CORS) from this web origin, e.g. https://maps.example.org (repeatable).")
+              help="Allow POSTs (and CORS) from this web origin, e.g. https://maps.example.org (repeatable; "
+                   "http(s)://host[:port] only: 'null' and '*' are refused).")
 @click.option("--hide-paths/--show-paths", default=None,
               help="Hide server file paths in hrefs and errors. Default: hidden unless --host is loopback.")
 @click.option("--basemap", metavar="URL", help="Online XYZ basemap under the imagery, e.g. "

@@ -16,14 +16,25 @@ the work to it (:class:`ServiceClient`: ``GET /api/info``, ``POST
 instead of failing with "in use".  The key, when the service needs one, is
 read from ``$RSIR_SERVICE_KEY`` (the variable ``serve --service-key`` reads).
 A stale file (a killed ``serve``) is ignored: its pid no longer holds the lock.
+
+Anyone who can write to the index folder can write this file, so it is never
+trusted by itself (:func:`verify_address`): the work (and the key) goes only to
+a loopback address (127.0.0.0/8, ``::1``, ``localhost``) whose port is listened
+on by the very process that holds the lock, a process of the same user whose
+command line is ``rsir-stac serve`` on this index (read from ``/proc``).  A file
+that fails a check is ignored with a one-line warning naming it and why, and the
+command opens the index itself (which then says "in use" if another process
+holds it).  Where ``/proc`` cannot tell (not Linux), no file is trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,6 +58,12 @@ class ServiceError(StoreError):
     """The running ``serve`` that holds the index cannot do what was asked (it
     does not answer, refuses the key, takes no ingest jobs, or the request has a
     part it cannot take)."""
+
+
+class UnverifiedServiceError(ServiceError):
+    """An address file names a service that cannot be shown to be the ``rsir-stac serve``
+    holding the index (not loopback, another process's port, another user's or another
+    program's process, or no ``/proc`` to check): nothing is sent to it."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +180,15 @@ def _lock_held(index: Path) -> bool:
         os.close(fd)
 
 
-def find_service(index: str | os.PathLike | None) -> ServiceAddress | None:
+def find_service(index: str | os.PathLike | None, *,
+                 warn: Callable[[str], None] | None = None) -> ServiceAddress | None:
     """The live ``serve`` holding the embedded index ``index`` (default
     ``./rsir-index``), or None when no ``serve`` holds it (no address file, a
-    stale one, or another kind of holder)."""
+    stale one, or another kind of holder).
+
+    An address file whose pid holds the lock but that fails :func:`verify_address`
+    is ignored too: ``warn`` (default: a logged warning) gets one line naming the
+    file and why, and the caller opens the index itself."""
     from rsir_stac.store import DEFAULT_INDEX
 
     path = Path(index if index is not None else DEFAULT_INDEX).expanduser().absolute()
@@ -174,12 +196,148 @@ def find_service(index: str | os.PathLike | None) -> ServiceAddress | None:
         doc = json.loads((path / ADDRESS_NAME).read_text(encoding="utf-8"))
         pid = int(doc["pid"])
         holder = (path / ".lock").read_text(encoding="ascii", errors="replace").strip()
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if holder != str(pid) or not _lock_held(path):
         return None
-    return ServiceAddress(str(path), pid, str(doc.get("url") or ""), bool(doc.get("key_required")),
+    try:
+        url = verify_address(path, doc)
+    except UnverifiedServiceError as exc:
+        (warn or log.warning)(f"ignoring {path / ADDRESS_NAME}: {exc}; opening the index directly instead")
+        return None
+    return ServiceAddress(str(path), pid, url, bool(doc.get("key_required")),
                           bool(doc.get("ingest_jobs")), str(doc.get("model_id") or ""))
+
+
+def verify_address(index: Path, doc: dict) -> str:
+    """The URL to send work to for the address file ``doc`` of ``index`` (rebuilt from the
+    checked host and port, never the file's text), once it is shown to be the ``serve``
+    holding the index: the URL is ``http://`` on a loopback address with the file's port
+    and nothing else; the file's pid belongs to this user, listens on that address and
+    port, and runs ``rsir-stac serve`` on this index.  Raises UnverifiedServiceError (why)."""
+    ip, port = _loopback_url(doc)
+    pid = int(doc["pid"])
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        raise UnverifiedServiceError("this system has no /proc to check which process listens on "
+                                     f"port {port}")
+    try:
+        owner = os.stat(proc / str(pid)).st_uid
+    except OSError:
+        raise UnverifiedServiceError(f"process {pid} cannot be inspected") from None
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise UnverifiedServiceError(f"process {pid} belongs to another user")
+    if not _pid_listens(pid, ip, port):
+        raise UnverifiedServiceError(f"process {pid} does not listen on {_host_port(ip, port)}")
+    if not _is_serve_of(pid, index):
+        raise UnverifiedServiceError(f"process {pid} is not an rsir-stac serve of this index")
+    return f"http://{_host_port(ip, port)}"
+
+
+def _host_port(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def _loopback_url(doc: dict) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """The loopback IP and port of the file's ``url`` (``http://HOST:PORT``, HOST in
+    127.0.0.0/8, ``::1`` or ``localhost``, PORT the file's ``port``); else UnverifiedServiceError."""
+    from urllib.parse import urlsplit
+
+    url, port = doc.get("url"), doc.get("port")
+    if not isinstance(url, str) or not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise UnverifiedServiceError("it names no http URL and port")
+    try:
+        parts = urlsplit(url.strip())
+        url_port = parts.port
+    except ValueError:
+        raise UnverifiedServiceError(f"its url {url[:80]!r} is not a URL") from None
+    if parts.scheme.lower() != "http" or parts.username is not None or parts.password is not None \
+            or parts.path not in ("", "/") or parts.query or parts.fragment or not parts.hostname:
+        raise UnverifiedServiceError(f"its url {url[:80]!r} is not http://HOST:PORT")
+    host = parts.hostname.lower()
+    try:
+        ip = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+    except ValueError:
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise UnverifiedServiceError(f"its url {url[:80]!r} is not a loopback address (127.0.0.0/8, ::1, "
+                                     "localhost)")
+    if url_port != port:
+        raise UnverifiedServiceError(f"its url {url[:80]!r} does not name its port {port}")
+    return ip, port
+
+
+def _listening_inodes(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> set[str]:
+    """Socket inodes listening on ``port`` at ``ip`` or the wildcard address of its family
+    (``/proc/net/tcp`` or ``tcp6``)."""
+    table = "tcp" if ip.version == 4 else "tcp6"
+    wildcard = ipaddress.ip_address("0.0.0.0" if ip.version == 4 else "::")
+    found: set[str] = set()
+    try:
+        lines = Path("/proc/net", table).read_text(encoding="ascii", errors="replace").splitlines()[1:]
+    except OSError:
+        return found
+    for line in lines:
+        f = line.split()
+        if len(f) < 10 or f[3] != "0A":  # 0A: LISTEN
+            continue
+        addr, _, hport = f[1].partition(":")
+        try:
+            raw = b"".join(struct.pack("<I", int(addr[i:i + 8], 16)) for i in range(0, len(addr), 8))
+            local = ipaddress.ip_address(raw)
+            lport = int(hport, 16)
+        except ValueError:
+            continue
+        if lport == port and local in (ip, wildcard):
+            found.add(f[9])
+    return found
+
+
+def _pid_listens(pid: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on ``ip``:``port``."""
+    inodes = {f"socket:[{i}]" for i in _listening_inodes(ip, port)}
+    if not inodes:
+        return False
+    fds = Path("/proc", str(pid), "fd")
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(fds / name) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _is_serve_of(pid: int, index: Path) -> bool:
+    """Whether the command line of ``pid`` is ``rsir-stac serve`` (the script, or
+    ``python -m rsir_stac.cli``) whose ``--index`` (default ``./rsir-index``, relative to
+    that process's folder) is ``index``."""
+    from rsir_stac.store import DEFAULT_INDEX
+
+    try:
+        argv = [a.decode("utf-8", "surrogateescape")
+                for a in Path("/proc", str(pid), "cmdline").read_bytes().split(b"\0")]
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    prog = next((i for i, a in enumerate(argv[:4])
+                 if Path(a).name in ("rsir-stac", "rsir_stac.cli", "rsir_stac")), None)
+    if prog is None or "serve" not in argv[prog + 1:]:
+        return False
+    rest = argv[argv.index("serve", prog + 1) + 1:]
+    given = DEFAULT_INDEX
+    for i, a in enumerate(rest):
+        if a == "--index" and i + 1 < len(rest):
+            given = rest[i + 1]
+        elif a.startswith("--index="):
+            given = a[len("--index="):]
+    # ~ was expanded by the shell that started it, if at all
+    theirs = os.path.realpath(os.path.join(cwd, given))
+    return theirs == os.path.realpath(index)
 
 
 # --------------------------------------------------------------------------- client
@@ -321,5 +479,5 @@ def _multipart(fields: dict, files: list[tuple[str, bytes, str]]) -> tuple[bytes
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "clean_stop", "connect_host",
-           "find_service", "publish", "unpublish"]
+__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "UnverifiedServiceError",
+           "clean_stop", "connect_host", "find_service", "publish", "unpublish", "verify_address"]

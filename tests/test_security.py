@@ -465,6 +465,79 @@ def test_allowed_origin_gets_cors(index, points):
         assert r.status_code == 403
 
 
+@pytest.mark.parametrize("value, why", [
+    ("null", "every web page can send Origin: null"),  # a sandboxed iframe, a data: URL
+    ("*", "it would let any web site drive this service"),
+])
+def test_allow_origin_null_and_star_are_refused_at_startup(index, points, value, why):
+    """``--allow-origin null`` let any sandboxed iframe drive the service (200 with CORS), and ``*``
+    any site at all: both are refused before the port or the index is opened, in one line naming
+    the option, the value, why and what to give instead, exit 2."""
+    from click.testing import CliRunner
+
+    from rsir_stac.httpguard import OriginSettingError
+    from rsir_stac.serve import serve_command
+
+    r = CliRunner().invoke(serve_command, ["--index", "/nonexistent/idx", "--port", "0", "--allow-origin", value])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"error: --allow-origin {value!r} is refused") and why in lines[0], lines[0]
+    assert "https://app.example.org" in lines[0] and "Traceback" not in r.output
+    with pytest.raises(OriginSettingError):  # the library refuses it too, so no app ever allows it
+        create_app(index, allowed_origins=[value])
+
+
+@pytest.mark.parametrize("value", ["evil.com", "file://", "https://evil.com/path", "ftp://maps.example.org",
+                                   "https://user@maps.example.org", "https://maps.example.org:99999",
+                                   "https://maps.example.org?x=1"])
+def test_malformed_allow_origin_is_refused_in_one_line(value):
+    from click.testing import CliRunner
+
+    from rsir_stac.serve import serve_command
+
+    r = CliRunner().invoke(serve_command, ["--index", "/nonexistent/idx", "--port", "0", "--allow-origin", value])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"error: --allow-origin {value!r} is not a web origin (http:// or https://, a host, an "
+                        "optional port, no path); give e.g. https://app.example.org"), lines[0]
+
+
+@pytest.mark.parametrize("configured", ["https://maps.example.org/", "HTTPS://Maps.Example.ORG",
+                                        "https://maps.example.org:443", " https://maps.example.org "])
+def test_allow_origin_is_normalised_once_for_the_check_and_cors(index, points, configured):
+    """A trailing slash or capitals passed the origin check but not CORS: the POST ran (its side effects
+    happened) with no access-control-allow-origin, and the preflight was 400.  One normalised value
+    (scheme://host[:port], lower case, default port dropped) now serves both."""
+    pid = next(iter(points))
+    origin = {"Origin": "https://maps.example.org"}
+    with TestClient(create_app(index, allowed_origins=[configured]), base_url=BASE) as c:
+        r = c.post("/api/search", json={"point_id": pid, "k": 2}, headers=origin)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://maps.example.org"
+        pre = c.options("/api/search", headers={**origin, "Access-Control-Request-Method": "POST",
+                                                "Access-Control-Request-Headers": "content-type"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://maps.example.org"
+        r = c.post("/api/search", json={"point_id": pid}, headers={"Origin": "https://maps.example.org.evil.io"})
+        assert r.status_code == 403
+    from rsir_stac.httpguard import normalise_origin
+
+    assert normalise_origin(configured) == "https://maps.example.org"
+    assert normalise_origin("http://[::1]:80") == "http://[::1]" and normalise_origin("http://A.b:8080/") == \
+        "http://a.b:8080"
+
+
+def test_a_repeated_key_header_is_refused(index):
+    """Two X-API-Key headers: the last one won (a wrong key, then the right one: 200).  A request with
+    more than one is refused in one line, whatever their order, as a repeated ?api_key= is."""
+    app = create_app(index, api_key="s3cret")
+    ok = (b"x-api-key", b"s3cret")
+    assert _get_status(app, "/api/info", "127.0.0.1", "127.0.0.1", headers=[ok]) == 200
+    for twice in ([(b"x-api-key", b"nope"), ok], [ok, (b"x-api-key", b"nope")], [ok, ok],
+                  [(b"X-API-Key", b"nope"), (b"x-api-key", b"s3cret")]):
+        status, body = asgi_get(app, headers=[(b"host", b"127.0.0.1"), *twice])
+        assert status == 401, twice
+        assert b"X-API-Key header is given more than once; send it once" in body and b"\n" not in body
+
+
 def test_security_headers(client, points):
     pid = next(iter(points))
     for path in ("/", "/static/app.js", "/api/info", f"/api/tiles/{pid}.png", "/docs", "/openapi.json",
@@ -495,6 +568,39 @@ def test_api_key_redacted_from_the_access_log(index, points, capfd):
     log = out.out + out.err
     assert f"/api/tiles/{pid}.png?api_key=***" in log
     assert "s3cret-key" not in log
+
+
+def test_the_access_log_cuts_long_urls_and_hides_keys_under_any_name(index, points, capfd):
+    """A 6 KB query string was written in full on every request (60 KB lines), and keys sent under
+    other names (``apikey``, ``token``, ``access_token``, ``apiKey``, one smuggled encoded inside
+    another parameter) were logged in clear although refused.  Logged URLs are cut to 512
+    characters with a marker; values of parameters named like a key, token, secret or password
+    become ``***``."""
+    import httpx
+
+    from rsir_stac.httpguard import LOG_PATH_CHARS, redact_secrets
+
+    secret = "Zq9-very-secret-value"
+    names = ("apikey", "token", "access_token", "apiKey", "X-Amz-Signature", "client_secret", "password",
+             "api-key", "sig")
+    pid = next(iter(points))
+    with serve_in_thread(create_app(index, api_key="s3cret-key"), access_log=True) as url:
+        for name in names:
+            assert httpx.get(f"{url}/api/info?{name}={secret}").status_code == 401, name
+        assert httpx.get(f"{url}/api/info?a=1%26api_key%3D{secret}").status_code == 401
+        long = "x" * 6000
+        assert httpx.get(f"{url}/api/tiles/{pid}.png?pad={long}&api_key=s3cret-key").status_code == 200
+    out = capfd.readouterr()
+    log = out.out + out.err
+    assert secret not in log and "s3cret-key" not in log, log[-3000:]
+    for name in names:
+        assert f"/api/info?{name}=***" in log, name
+    assert "/api/info?a=***" in log
+    lines = [ln for ln in log.splitlines() if f"/api/tiles/{pid}.png" in ln]
+    assert len(lines) == 1 and len(lines[0]) < LOG_PATH_CHARS + 200, len(lines[0])
+    assert "more characters not logged]" in lines[0]
+    # ordinary parameters are left alone
+    assert redact_secrets("/?monkey=1&keys=2&page=3&tokens=4") == "/?monkey=1&keys=2&page=3&tokens=4"
 
 
 # --------------------------------------------------------------------------- 4. the API tells the truth

@@ -255,6 +255,90 @@ def test_stale_address_file_is_ignored(setup):
     assert r.exit_code == 0 and "sending" not in r.stderr and json.loads(r.stdout)["count"] == 4
 
 
+class _Recorder:
+    """A loopback TCP listener in this process that records whatever a client sends it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.got: list[bytes] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.got.append(conn.recv(65536))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                                 b"Connection: close\r\n\r\n{}")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_an_address_file_that_cannot_be_verified_gets_no_key(setup, monkeypatch):
+    """Anyone who can write to the index folder can write `.serve.json` (the trial's fake serve:
+    a process holding the lock, its pid in `.lock`, a `url` of its choosing).  The CLI sends the
+    key only to a loopback address whose port the lock holder itself listens on, and only when
+    that holder is an `rsir-stac serve` of this index; otherwise it warns once, naming the file
+    and why, sends nothing and opens the index itself (here: in use by that process)."""
+    _src, _scenes, idx = setup
+    monkeypatch.setenv("RSIR_SERVICE_KEY", "victim-secret-key")
+    holder = open_store(str(idx))  # the lock holder is this process (pid in .lock), as the attacker's was
+    here = _Recorder()  # listened on by the lock holder, but the holder is not an rsir-stac serve
+    other = subprocess.Popen([sys.executable, "-c", (
+        "import socket,sys\n"
+        "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(8); s.settimeout(60)\n"
+        "print(s.getsockname()[1], flush=True)\n"
+        "c,_=s.accept(); c.settimeout(5); sys.stderr.write(repr(c.recv(65536)))\n")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        other_port = int(other.stdout.readline())
+        cases = [  # (url, port, why)
+            (f"http://0.0.0.0:{here.port}", here.port, "not a loopback address"),  # 0.0.0.0 reaches this host
+            (f"http://attacker.invalid:{here.port}", here.port, "not a loopback address"),
+            (f"http://127.0.0.1:{here.port}@attacker.invalid", here.port, "not http://HOST:PORT"),
+            (f"http://127.0.0.1:{other_port}", other_port, f"process {os.getpid()} does not listen on "
+                                                            f"127.0.0.1:{other_port}"),
+            (f"http://127.0.0.1:{here.port}", here.port, f"process {os.getpid()} is not an rsir-stac serve "
+                                                          "of this index"),
+            (f"http://localhost:{here.port}/", here.port, "is not an rsir-stac serve"),
+        ]
+        for url, port, why in cases:
+            (idx / ".serve.json").write_text(json.dumps({"pid": os.getpid(), "host": "127.0.0.1", "port": port,
+                                                         "url": url, "key_required": True, "ingest_jobs": True}))
+            r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+            warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+            assert len(warnings) == 1 and warnings[0].startswith(f"warning: ignoring {idx / '.serve.json'}: "), \
+                r.output
+            assert why in warnings[0], (url, warnings)
+            assert r.exit_code == 1 and "note:" not in r.output and "sending the info" not in r.output, r.output
+            assert r.output.splitlines()[-1].startswith(f"error: index {idx} is in use by"), r.output
+        assert here.got == [], here.got
+    finally:
+        here.close()
+        other.kill()
+        _out, err = other.communicate(timeout=30)
+        holder.close()
+    assert "victim-secret-key" not in err, err
+
+
 # ----------------------------------------------------------------------------- the endpoint itself
 
 
