@@ -62,15 +62,18 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _in_use_message(index: Path, holder: str) -> str:
-    """The one-line "in use" message; names the service when the holder is a ``serve``."""
-    from rsir_stac.served import ADDRESS_NAME
+    """The one-line "in use" message; names the service and its address only when the holder is a
+    ``serve`` that :func:`rsir_stac.served.verify_address` confirms (an address file anyone could
+    have written is never repeated as the place work goes)."""
+    from rsir_stac.served import ADDRESS_NAME, UnverifiedServiceError, verify_address
 
     try:
         doc = json.loads((index / ADDRESS_NAME).read_text(encoding="utf-8"))
         if holder and str(doc.get("pid")) == holder:
-            return (f"index {index} is in use by rsir-stac serve (pid {holder}) at {doc.get('url')}; "
+            url = verify_address(index, doc)
+            return (f"index {index} is in use by rsir-stac serve (pid {holder}) at {url}; "
                     "`search`, `info` and `ingest` send their work to it, other commands need it stopped")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnverifiedServiceError):
         pass
     return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
 
