@@ -359,7 +359,7 @@ def test_one_far_result_is_left_out_of_the_view_and_indicated(browser, stack_ser
     try:
         pg.wait_results(48)   # every other tile: the far one among them
         assert far in pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
-        pg.p.evaluate(f"(async () => {{ {MAP_MODULE} m.fitSearch(); }})()")
+        pg.p.evaluate("(async () => { const m = await import('/static/framing.js'); m.fitSearch(); })()")
         pg.p.wait_for_timeout(300)
         view = pg.p.evaluate("(() => { const b = rsir.map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
         assert view[2] - view[0] < 0.05 and view[3] - view[1] < 0.05, view   # the place, not the state
@@ -411,7 +411,7 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         pg.p.locator("#details button.close").click()
         hits = pg.p.evaluate("""(async () => {
           const api = await import('/static/api.js'); const st = await import('/static/state.js');
-          const m = await import('/static/map.js');
+          const m = await import('/static/hits.js');
           const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
           m.drawHits(doc.features, [{label: 'Search from this', run: (f) => rsir.searchById(f.id)}]);
           return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
@@ -482,7 +482,7 @@ def test_hit_popup_on_a_phone_is_not_covered_by_the_legend_or_the_scale(browser,
         pg.p.locator("#details button.close").click()
         hits = pg.p.evaluate("""(async () => {
           const api = await import('/static/api.js'); const st = await import('/static/state.js');
-          const m = await import('/static/map.js');
+          const m = await import('/static/hits.js');
           const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
           m.drawHits(doc.features, [{label: '✓ Positive', run: () => {}}, {label: '✗ Negative', run: () => {}}]);
           return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);

@@ -1,5 +1,6 @@
 // Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
 import { api, ApiError, apiUrl, friendly, postJson } from "./api.js";
+import { clearHits, relabelHits } from "./hits.js";
 import * as mapjs from "./map.js";
 import { map } from "./map.js";
 import { cardKeys, el, midShort, shortDate, tileCard } from "./results.js";
@@ -179,7 +180,7 @@ function filtersQuery(filters) {
 }
 
 /** "Find all": the classifier over the current area; its answer (tiles above the threshold), which
- *  app.js draws on the map (map.js's drawHits) and lists (showHits). */
+ *  labelstab.js draws on the map (hits.js's drawHits) and lists (showHits). */
 export async function findAll(filters, onProgress) {
   if (!caps.classify) {
     throw new Error("Find all needs a service with the classifier (rsir-stac serve of this version or later).");
@@ -199,7 +200,7 @@ export async function findAll(filters, onProgress) {
 }
 
 export function clearFindAll() {
-  mapjs.clearHits();
+  clearHits();
   focusLayer.clearLayers();
   const box = $("hits");
   if (box) { box.innerHTML = ""; box.hidden = true; }
@@ -232,7 +233,7 @@ function lookAt(f) {
 
 /** Restyle the hit cards (and the hits named in an open popup) after a label changed. */
 export function restyleHits() {
-  mapjs.relabelHits();
+  relabelHits();
   for (const c of document.querySelectorAll("#hits .card")) {
     const l = state.labels.get(c.dataset.id);
     c.classList.toggle("pos", !!l && l.label === "positive");

@@ -1,6 +1,7 @@
 // Results: footprints with rank badges on the map, the scrolling gallery, selection and details.
 import { setImage, tileUrl } from "./api.js";
-import { COLOURS, map, toolsTakeClick } from "./map.js";
+import { toolsTakeClick } from "./drawing.js";
+import { COLOURS, map } from "./map.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);

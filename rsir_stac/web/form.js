@@ -1,0 +1,109 @@
+// The search form (Query and filters): the map tools (Search, Draw box, Draw polygon; Escape
+// cancels one, or closes a result's details), the area filter, the Place box, the filters (Dates,
+// Collections, Results, Expand), Search again and Fit results.
+import { datesRefused } from "./dates.js";
+import { drawArea, installTools } from "./drawing.js";
+import { fitSearch } from "./framing.js";
+import { map } from "./map.js";
+import { queryLayer } from "./results.js";
+import { forgetRefusedArea, rerun, run, stillShown, syncImagery } from "./search.js";
+import { saveUrl, state } from "./state.js";
+import { $, setStatus } from "./status.js";
+
+let mode = "search";
+
+// ------------------------------------------------------------------ tools and controls
+const HINTS = { box: "Drag a box on the map to limit results to it.",
+                polygon: "Click the polygon's corners; double-click to close it (Esc cancels)." };
+
+function setMode(m) {
+  cancelDrawing();
+  if (m === "search" && HINTS[mode] && $("status").textContent === HINTS[mode]) setStatus("");  // no stale hint
+  mode = m;
+  for (const name of ["search", "box", "polygon"]) {
+    $("mode-" + name).classList.toggle("active", name === m);
+    $("mode-" + name).setAttribute("aria-pressed", name === m ? "true" : "false");
+  }
+  $("map").classList.toggle("drawing", m !== "search");
+  if (m === "box") map.dragging.disable(); else map.dragging.enable();
+  if (m === "polygon") map.doubleClickZoom.disable(); else map.doubleClickZoom.enable();
+  if (HINTS[m]) setStatus(HINTS[m]);
+}
+
+function fmt(v) { return (Math.round(v * 1e6) / 1e6).toString(); }
+
+export function setArea(a, quiet) {
+  state.area = a;
+  if (!quiet) forgetRefusedArea();
+  drawArea(a);
+  const t = $("area-text");
+  if (!a) { t.textContent = "anywhere"; t.className = "muted"; }
+  else if (a.bbox) { t.textContent = "box " + a.bbox.map(fmt).join(", "); t.className = ""; }
+  else { t.textContent = `polygon of ${a.polygon.length - 1} corners`; t.className = ""; }
+  t.title = t.textContent;
+  if (!quiet) {
+    if (state.query) run(state.query);
+    else {
+      saveUrl(false);
+      setStatus(a ? `Area: ${t.textContent}. Click the imagery to search in it.` : "Area cleared.");
+    }
+  }
+}
+
+const cancelDrawing = installTools({
+  getMode: () => mode,
+  setMode: setMode,
+  onArea: (a) => setArea(a),
+  onClick: (ll) => run({ kind: "location", lon: ll.lng, lat: ll.lat }),
+  onStatus: setStatus,
+});
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape") return;
+  if (mode !== "search") { setMode("search"); setStatus("Drawing cancelled."); return; }
+  const d = $("details"), id = state.selected;
+  if (d.hidden || !id) return;
+  // Escape closes the details; the focus goes back to the result's card (not lost with the box)
+  const hadFocus = d.contains(document.activeElement);
+  d.querySelector("button.close").click();
+  const c = [...document.querySelectorAll("#gallery .card")].find((x) => x.dataset.id === id);
+  if (c && hadFocus) c.focus();
+});
+$("mode-search").onclick = () => setMode("search");
+$("mode-box").onclick = () => setMode("box");
+$("mode-polygon").onclick = () => setMode("polygon");
+$("clear-area").onclick = () => { setMode("search"); setArea(null); };
+$("rerun").onclick = () => rerun();
+$("fit").onclick = () => fitSearch();
+function filtersChanged() {
+  const dates = $("datetime").value.trim().split("/").map((t) => t.trim()).join("/");   // "2020 / 2021": 2020/2021
+  const why = datesRefused();
+  if (why) {   // refused here: neither searched nor put in the address
+    setStatus(why + "." + stillShown(), "error");
+    return;
+  }
+  state.datetime = dates;
+  $("datetime").value = dates;
+  state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
+  state.k = parseInt($("k").value, 10) || 10;
+  state.expand = parseInt($("expand").value, 10) || 0;
+  if (state.query) run(state.query);
+  else { saveUrl(false); syncImagery(); }
+}
+$("datetime").addEventListener("change", filtersChanged);  // Enter fires it too (once)
+$("collection").addEventListener("change", filtersChanged);
+$("k").addEventListener("change", filtersChanged);
+$("expand").addEventListener("change", filtersChanged);
+
+$("goto").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const v = $("goto-text").value.trim().split(/[\s,;]+/).map(Number);
+  if (v.length !== 2 || !v.every(Number.isFinite) || Math.abs(v[0]) > 180 || Math.abs(v[1]) > 90) {
+    setStatus("Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
+    return;
+  }
+  map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
+  L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
+  if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1] });
+  else setStatus(`Moved to ${v[0]}, ${v[1]}.`);
+});

@@ -1,0 +1,93 @@
+// Framing: the view the page opens at (the scenes), zooming to a search (the query and the bulk of
+// its results, or every result) and the "N results outside the view · Show all" button.
+import { map } from "./map.js";
+
+/**
+ * The bounds to open the page at: all the data when the scenes fill a fair part of their extent,
+ * else (scenes scattered over the globe) the scene with the most tiles and those that overlap it.
+ */
+export function startBounds(doc) {
+  const feats = (doc.features || []).filter((f) => f.properties.bbox);
+  if (!feats.length) return null;
+  const box = (f) => { const [w, s, e, n] = f.properties.bbox; return L.latLngBounds([s, w], [n, e]); };
+  const area = (b) => Math.max(0, b.getEast() - b.getWest()) * Math.max(0, b.getNorth() - b.getSouth());
+  const all = box(feats[0]);
+  for (const f of feats) all.extend(box(f));
+  if (feats.reduce((a, f) => a + area(box(f)), 0) >= 0.02 * area(all)) return all;
+  const main = feats.reduce((a, b) => (b.properties.tiles > a.properties.tiles ? b : a));
+  const out = box(main);
+  for (const f of feats) if (box(f).intersects(box(main))) out.extend(box(f));
+  return out;
+}
+
+/** The bounds of the shapes drawn in pane `name` (footprints; a marker's place). */
+function paneBounds(name) {
+  const out = [];
+  map.eachLayer((l) => {
+    if (!(l instanceof L.Path) || l.options.pane !== name) return;
+    out.push(l instanceof L.CircleMarker ? L.latLngBounds([l.getLatLng(), l.getLatLng()]) : l.getBounds());
+  });
+  return out;
+}
+
+const merged = (list) => list.reduce((a, b) => a.extend(b), L.latLngBounds([list[0].getSouthWest(), list[0].getNorthEast()]));
+const median = (xs) => { const v = xs.slice().sort((a, b) => a - b), h = v.length >> 1; return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2; };
+const FAR_MEDIANS = 4;     // a result farther from the query than this many median distances ...
+const FAR_FOOTPRINTS = 3;  // ... and than this many footprints is left out of the view a search opens at
+
+/**
+ * The part of the map a search is about: the query (its pane) and the results near it.  A result
+ * far from the others (over FAR_MEDIANS times the results' median distance from the query and over
+ * FAR_FOOTPRINTS footprints away: a scene in another state) is left out, so one far result does not
+ * zoom the map out to a continent; the indicator at the top right says it is out of view.
+ */
+function searchBounds() {
+  const query = paneBounds("query"), results = paneBounds("results");
+  if (!query.length && !results.length) return null;
+  if (!results.length) return merged(query);
+  const centre = query.length ? merged(query).getCenter()
+    : L.latLng(median(results.map((b) => b.getCenter().lat)), median(results.map((b) => b.getCenter().lng)));
+  const far = results.map((b) => map.distance(centre, b.getCenter()));
+  const size = Math.max(...results.map((b) => map.distance(b.getSouthWest(), b.getNorthEast())));
+  const limit = Math.max(FAR_MEDIANS * median(far), FAR_FOOTPRINTS * size);
+  return merged(query.concat(results.filter((b, i) => far[i] <= limit)));
+}
+
+/** Zoom the map to the search (the query and the bulk of its results; `all`: every result). */
+export function fitSearch(all) {
+  const b = all ? allSearchBounds() : searchBounds();
+  if (b && b.isValid()) map.fitBounds(b, { padding: [30, 30], maxZoom: 18 });
+}
+
+function allSearchBounds() {
+  const list = paneBounds("query").concat(paneBounds("results"));
+  return list.length ? merged(list) : null;
+}
+
+/** "N results outside the view · Show all": results of the search the view leaves out. */
+const Offscreen = L.Control.extend({
+  options: { position: "topright" },
+  onAdd: function () {
+    const b = L.DomUtil.create("button", "offscreen");
+    b.type = "button";
+    b.hidden = true;
+    b.title = "Zoom out to show every result";
+    b.onclick = () => fitSearch(true);
+    L.DomEvent.disableClickPropagation(b);
+    this._button = b;
+    return b;
+  },
+  update: function () {
+    const view = map.getBounds();
+    const n = paneBounds("results").filter((r) => !view.intersects(r)).length;
+    this._button.hidden = !n;
+    this._button.textContent = `${n} result${n === 1 ? "" : "s"} outside the view · Show all`;
+  },
+});
+const offscreen = new Offscreen().addTo(map);
+let offscreenDue = false;
+map.on("moveend layeradd layerremove", () => {
+  if (offscreenDue || !map._loaded) return;
+  offscreenDue = true;
+  setTimeout(() => { offscreenDue = false; offscreen.update(); }, 0);   // once for a batch of layers
+});

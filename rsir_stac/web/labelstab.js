@@ -1,0 +1,208 @@
+// The Labels tab's actions: Refine, Clear and Load labels (each undone by Undo or Back), Save
+// labels, Find all (its hits on the map and listed, Download hits) and the results' downloads.
+// After any label change the cards, outlines, details, hits and address follow (labelsChanged).
+import { friendly } from "./api.js";
+import { datesRefused } from "./dates.js";
+import { drawHits } from "./hits.js";
+import { info } from "./indexinfo.js";
+import * as labels from "./labels.js";
+import { refreshDetails, restyleAll, resultById, resultFeatures } from "./results.js";
+import { filters, lastDoc, refuseDates, render, run, showNothing } from "./search.js";
+import { saveUrl, state } from "./state.js";
+import { $, setStatus, showTab } from "./status.js";
+
+let lastFindAll = null;  // the last "Find all" answer, for Download hits
+let undoLabels = null;   // what the last "Clear labels" or "Load labels" replaced, for Undo and Back
+
+$("refine").onclick = () => run({ kind: "labels" }, { fit: true });
+/** After any label change: cards, outlines, details, hits and the address.  A change by the user
+ *  (`byUser`) while Undo is offered says what that Undo will do now (the labels changed since). */
+export function labelsChanged(byUser = true) {
+  restyleAll(); refreshDetails(); labels.restyleHits(); saveUrl(false);
+  if (byUser && undoLabels && $("status").querySelector("button[data-undo]")) offerUndo();
+}
+
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+
+/** The label changes made since `u` (a Clear or a Load): tiles labelled, or labelled otherwise, after it. */
+function changedSince(u) {
+  const out = new Map();
+  for (const [id, l] of state.labels) if (u.after.get(id) !== l.label) out.set(id, l);
+  return out;
+}
+
+/** The status line of the last Clear or Load (undoLabels) with its Undo button: what Undo brings back,
+ *  and the label changes made since, which Undo keeps. */
+function offerUndo() {
+  const u = undoLabels, n = u.before.size, them = n === 1 ? "it" : "them";
+  const head = u.what === "clear"
+    ? `Cleared ${plural(n, "label")}${u.refined ? " and the results refined from them" : ""}` +
+      `${u.hits ? (u.refined ? "," : " and") + " the find-all hits" : ""}`
+    : `Loaded ${plural(u.loaded, "label")} from ${u.file}, replacing ${plural(n, "label")}`;
+  const k = changedSince(u).size;
+  const tail = !k ? `Undo (or Back) brings ${them} back.`
+    : `${plural(k, "label")} changed since; Undo brings the ${plural(n, u.what === "clear" ? "cleared label" : "replaced label")} ` +
+      `back and keeps ${k === 1 ? "that change" : "those changes"}.`;
+  setStatus(`${head}. ${tail}`, "", { label: "Undo", run: undoLabelChange, undo: true });
+}
+
+// Clear labels: a new history entry (Back brings them back) and an Undo button; results refined
+// from the labels and the find-all hits go with them (a link to them would open with no labels),
+// and Undo brings those back too
+$("clear-labels").onclick = () => {
+  const n = state.labels.size;
+  if (!n) return;
+  const refined = !!state.query && state.query.kind === "labels";
+  undoLabels = { what: "clear", before: state.labels, after: new Map(), query: state.query, doc: lastDoc,
+                 selected: state.selected, refined: refined, hits: lastFindAll };
+  state.labels = new Map();
+  labels.renderLabels();
+  clearFindAll();
+  if (refined) { state.query = null; state.selected = null; showNothing(); }
+  restyleAll(); refreshDetails();
+  saveUrl(true);
+  offerUndo();
+};
+
+/** Undo the last Clear or Load: its labels back, with the label changes made since kept; after a
+ *  Clear, the refined results and the find-all hits it removed too. */
+function undoLabelChange() {
+  const u = undoLabels;
+  undoLabels = null;
+  if (!u) return;
+  const kept = changedSince(u);
+  const back = new Map(u.before);
+  for (const [id, l] of kept) back.set(id, l);
+  state.labels = back;
+  labels.renderLabels();
+  if (u.refined && !state.query && u.doc) {
+    state.query = u.query;
+    state.selected = u.selected;
+    $("rerun").disabled = false;
+    render(u.doc, u.query, {});
+    showTab("labels");   // where the user cleared them
+  }
+  if (u.hits && !lastFindAll) showFindAll(u.hits);   // unless Find all ran again since
+  labelsChanged(false);
+  const n = u.before.size;
+  setStatus(`Restored ${plural(n, "label")}` +
+            (u.what === "load" ? ` (the ${plural(u.loaded, "label")} loaded from ${u.file} ${u.loaded === 1 ? "is" : "are"} gone)`
+              : "") +
+            (u.refined && u.doc ? ", the results refined from them" : "") + (u.hits ? ", the find-all hits" : "") +
+            (kept.size ? `; kept the ${plural(kept.size, "label")} changed since` : "") + ".");
+  $(u.what === "clear" ? "clear-labels" : "load-labels").focus();   // the Undo button is gone with the message
+}
+
+/** Labels from an address (Back after Clear or Load): the ones Clear or Load replaced, when they are the same. */
+export function labelsOf(fromUrl) {
+  const u = undoLabels;
+  if (!u || fromUrl.size !== u.before.size) return fromUrl;
+  for (const [id, l] of fromUrl) if (!u.before.has(id) || u.before.get(id).label !== l.label) return fromUrl;
+  undoLabels = null;
+  return u.before;   // with their footprints, scenes, dates and notes
+}
+
+function clearFindAll() { labels.clearFindAll(); lastFindAll = null; $("findall-export").hidden = true; }
+/** Show a "find all" answer: its hits on the map and listed, Download hits. */
+function showFindAll(doc) {
+  lastFindAll = doc;
+  drawHits(doc.features || [], HIT_ACTIONS);
+  labels.showHits(doc, labelHit);
+  $("findall-export").hidden = !(doc.features || []).length;
+}
+$("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
+// Load labels: they replace the labels there were; a new history entry and an Undo button bring
+// those back (as after Clear labels).  A file with no labels changes nothing.
+$("load-labels").addEventListener("change", async (ev) => {
+  const file = ev.target.files && ev.target.files[0];
+  ev.target.value = "";
+  if (!file) return;
+  const before = state.labels;
+  try {
+    const n = await labels.loadLabels(file);
+    const after = new Map([...state.labels].map(([id, l]) => [id, l.label]));
+    undoLabels = before.size ? { what: "load", before: before, after: after, file: file.name, loaded: n } : null;
+    saveUrl(!!before.size);
+    labelsChanged(false);
+    if (undoLabels) offerUndo();
+    else setStatus(`Loaded ${plural(n, "label")} from ${file.name}.`);
+  } catch (err) { setStatus(friendly(err.message), "error"); }
+});
+/** Label (or unlabel: the same label again) a find-all hit. */
+function labelHit(id, label, f) { labels.setLabel(id, label, resultById(id) || f); labelsChanged(); }
+
+/** A hit's buttons on the map. */
+const HIT_ACTIONS = [
+  { label: "✓ Positive", run: (f) => labelHit(f.id, "positive", f) },
+  { label: "✗ Negative", run: (f) => labelHit(f.id, "negative", f) },
+  { label: "In the list", run: (f) => {
+    showTab("labels");
+    if (!labels.focusHit(f.id)) setStatus("This hit is not among the ones listed (the most probable); Download hits saves all.");
+  } },
+];
+
+/** Where "find all" scores, in words: the drawn area and the filters, or the whole index (never the
+ *  map view: a link gives the same answer on every screen). */
+function scoredWhere() {
+  const parts = [];
+  if (state.area) parts.push(state.area.bbox ? "in the drawn box" : "in the drawn polygon");
+  if (state.datetime) parts.push(`dated ${state.datetime}`);
+  if (state.collections.length) parts.push(`of collection${state.collections.length > 1 ? "s" : ""} ${state.collections.join(", ")}`);
+  if (!state.area) parts.unshift("in the whole index" + (parts.length ? "" : " (draw a box or polygon to score only part of it)"));
+  return parts.join(", ");
+}
+
+$("classify").onclick = async () => {
+  const why = datesRefused();
+  if (why) { refuseDates(why, "Find all"); return; }
+  const bar = $("progress");
+  bar.hidden = false;
+  $("classify").disabled = true;
+  try {
+    const where = scoredWhere();
+    const doc = await labels.findAll(filters(), (s) => {
+      $("progress-text").textContent = `Scoring every tile ${where.split(" (")[0]}… ${s.toFixed(0)} s`;
+    });
+    const sm = doc.summary || {};
+    showFindAll(doc);
+    // the hits: the tiles at or above the threshold, and the labelled positives kept below it (at a
+    // threshold of 1, only those: the hits are not "at or above probability 1")
+    const nf = doc.features.length, kept = sm.positives_kept || 0;
+    const above = typeof sm.above_threshold === "number" ? sm.above_threshold : nf - kept;
+    setStatus(`Find all: ${plural(nf, "tile")}` + (kept
+      ? `, ${above ? above : "none"} at or above probability ${sm.threshold} and ${kept} you labelled positive, kept below it`
+      : ` at or above probability ${sm.threshold}`) +
+              (sm.scored !== undefined ? ` (${plural(sm.scored, "tile")} scored)` : "") + ` ${where}` +
+              (nf ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
+              ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
+  } catch (err) {
+    setStatus(friendly(err.message), "error");
+  } finally {
+    bar.hidden = true;
+    $("classify").disabled = false;
+  }
+};
+$("findall-export").onclick = () => {
+  if (!lastFindAll) return;
+  labels.download("find-all.geojson", new Blob([JSON.stringify({ type: "FeatureCollection", features: lastFindAll.features })],
+                                               { type: "application/geo+json" }));
+};
+for (const b of document.querySelectorAll(".export")) {
+  b.onclick = async () => {
+    try {
+      const q = state.query;
+      await labels.exportResults(b.dataset.format, q ? exportBody() : null, resultFeatures(),
+                                 q && q.kind === "image" ? q.file : null);
+    } catch (err) { setStatus(friendly(err.message), "error"); }
+  };
+}
+/** The query on screen as /api/query/export takes it (an uploaded image goes beside it, as a file). */
+function exportBody() {
+  const q = state.query;
+  const ex = q.kind === "labels" ? labels.examples()
+    : q.kind === "image" ? { positives: [], negatives: [] }
+      : q.kind === "point" || q.pinned ? { positives: [{ point_id: q.kind === "point" ? q.id : q.pinned }], negatives: [] }
+        : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
+  return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters(),
+    state.expand ? { expand: state.expand } : {});
+}

@@ -1,0 +1,72 @@
+// The address: a link opens the search it was copied from (its query, labels, filters, selection
+// and view; what it held that the page cannot use is said), Back and Forward step through
+// searches, the map view is kept in it, and Copy link.
+import { setArea } from "./form.js";
+import * as labels from "./labels.js";
+import { labelsOf } from "./labelstab.js";
+import { map } from "./map.js";
+import { restyleAll } from "./results.js";
+import { noteLeftOut, run, showNothing, syncImagery } from "./search.js";
+import { DATES_FORM, fromSearch, saveUrl, state } from "./state.js";
+import { $, setStatus } from "./status.js";
+
+/** What a link held that the page left out, for people (empty when nothing was). */
+function leftOut(s) {
+  const out = [];
+  if (s.refusedDates) {
+    // "Dates "X" is not a date range; give ..." -> "it is not a date range; give ..."
+    const why = (s.refusedWhy || "").replace(/^Dates ".*?" /s, "it ") || `it is not a date range; give ${DATES_FORM}`;
+    out.push(`the link's dates "${s.refusedDates}" were left out: ${why}`);
+  }
+  const names = (s.unsupported || []).map((n) => n + "=");
+  if (names.length) {   // one sentence for near= and radius= together
+    out.push(`the link's ${names.join(" and ")} filter${names.length > 1 ? "s were" : " was"} left out: the map page ` +
+             "has no distance filter; draw a box or polygon instead (the HTTP API takes near=LON,LAT,RADIUS_M)");
+  }
+  return out;
+}
+
+export function applyState(s, first) {
+  state.query = s.query;   // before any map move: moveend writes the state to the URL
+  state.view = s.view;
+  state.k = s.k;
+  state.expand = s.expand;
+  state.datetime = s.datetime;
+  state.collections = s.collections;
+  state.labels = s.labels.size || !first ? labelsOf(s.labels) : state.labels;
+  state.selected = s.selected;
+  $("datetime").value = s.datetime;
+  if (![...$("k").options].some((o) => +o.value === s.k)) $("k").appendChild(new Option(String(s.k), String(s.k)));
+  $("k").value = String(s.k);
+  if (![...$("expand").options].some((o) => +o.value === s.expand)) $("expand").appendChild(new Option(String(s.expand), String(s.expand)));
+  $("expand").value = String(s.expand);
+  for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
+  const notes = leftOut(s);
+  noteLeftOut(s.refused || "", notes);
+  setArea(s.area, true);
+  labels.renderLabels();
+  labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
+  if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
+  if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
+  else { showNothing(); restyleAll(); syncImagery(); }
+  if (s.refused || notes.length) {   // never kept in the address bar: the link is written again without them
+    saveUrl(false);
+    const told = (s.refused ? [`the link's polygon was left out: ${s.refused}; draw the area again`] : []).concat(notes);
+    if (!s.query) setStatus(told.map((t) => t[0].toUpperCase() + t.slice(1)).join(". ") + ".", "error");
+  }
+  return !!(s.refused || notes.length);
+}
+
+window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
+map.on("moveend", () => {
+  if (!document.body.dataset.ready) return;
+  const c = map.getCenter();
+  state.view = { z: map.getZoom(), lat: c.lat, lon: c.lng };
+  saveUrl(false);
+});
+
+$("copy-link").onclick = async () => {
+  saveUrl(false);
+  try { await navigator.clipboard.writeText(window.location.href); setStatus("Link copied: it opens this search, its labels, filters and view."); }
+  catch (e) { setStatus("Copy this link from the address bar: it holds the search, labels, filters and view."); }
+};

@@ -1,0 +1,224 @@
+// Searching: the query and the filters as the API takes them, running a search (a clicked place, a
+// stored tile, an uploaded image or the labels) and showing its answer (the query box, the results,
+// the status line), or nothing when it failed.  Nothing is searched while the Dates box is refused.
+import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
+import { datesRefused } from "./dates.js";
+import { fitSearch } from "./framing.js";
+import { setImageryScenes } from "./imagery.js";
+import { scenesDoc } from "./indexinfo.js";
+import * as labels from "./labels.js";
+import { COLOURS } from "./map.js";
+import { clearResults, el, queryLayer, resultById, select, shortDate, showResults } from "./results.js";
+import { saveUrl, state } from "./state.js";
+import { $, setStatus, showTab } from "./status.js";
+import { uploadUrl } from "./uploads.js";
+
+let seq = 0;
+export let lastDoc = null;   // the answer on screen (null: none)
+let refusedArea = "";    // why a link's polygon was left out (a note with the next results)
+let linkNotes = [];      // what else a link held that was left out (told with the next results)
+let afterLabel = () => {};
+
+/** What a label set on a result's card sets off too (labelstab.js's labelsChanged, handed over by
+ *  app.js: that module runs searches, so this one does not import it). */
+export function whenLabelled(fn) { afterLabel = fn; }
+
+/** What a link held that was left out: said with the next results (refused: why its polygon was). */
+export function noteLeftOut(refused, notes) { refusedArea = refused; linkNotes = notes; }
+
+/** A new area was drawn or cleared: the link's refused polygon is no longer worth a note. */
+export function forgetRefusedArea() { refusedArea = ""; }
+
+const NO_POSITIVES = "Refining needs at least one positive label: select a result and press ✓ Positive (or P on " +
+  "its card), or load a label file in the Labels tab.";
+
+/** No results on screen (a failed search, or a query that is gone): nothing left that looks current. */
+export function showNothing() {
+  lastDoc = null;
+  clearResults();
+  queryLayer.clearLayers();
+  $("query").innerHTML = "";
+  $("query").hidden = true;
+  $("fit").disabled = true;
+  for (const b of document.querySelectorAll(".export")) b.disabled = true;
+}
+
+// ------------------------------------------------------------------ filters
+export function filters() {
+  const f = {};
+  if (state.datetime) f.datetime = state.datetime;
+  if (state.collections.length) f.collection = state.collections.slice();
+  if (state.area && state.area.bbox) f.bbox = state.area.bbox.slice();
+  if (state.area && state.area.polygon) f.polygon = { type: "Polygon", coordinates: [state.area.polygon] };
+  return f;
+}
+
+function filterParams(extra) {
+  const q = new URLSearchParams(extra || {});
+  q.set("k", String(state.k));
+  if (state.expand) q.set("expand", String(state.expand));
+  if (state.datetime) q.set("datetime", state.datetime);
+  for (const c of state.collections) q.append("collection", c);
+  if (state.area && state.area.bbox) q.set("bbox", state.area.bbox.join(","));
+  if (state.area && state.area.polygon) q.set("polygon", state.area.polygon.map((p) => p.join(",")).join(";"));
+  return q;
+}
+
+/** Notes on what the filters leave out that people do not expect (undated / uncollected tiles). */
+function filterNotes() {
+  const notes = [];
+  if (refusedArea) notes.push(`the link's polygon was left out: ${refusedArea}; draw the area again`);
+  notes.push(...linkNotes);
+  if (!scenesDoc) return notes;
+  if (state.datetime && scenesDoc.undated_tiles) {
+    notes.push(`${scenesDoc.undated_tiles.toLocaleString()} tiles without a date are left out by the date filter`);
+  }
+  if (state.collections.length && scenesDoc.uncollected_tiles) {
+    notes.push(`${scenesDoc.uncollected_tiles.toLocaleString()} tiles without a collection are left out by the collection filter`);
+  }
+  return notes;
+}
+
+/** The imagery follows the filters and shows the selected result's own scene over the others. */
+export function syncImagery() {
+  const f = state.selected && resultById(state.selected);
+  setImageryScenes({ datetime: state.datetime, collections: state.collections,
+                     item: f ? f.properties.item_id : null });
+}
+
+// ------------------------------------------------------------------ searching
+/** The results still shown, for a message that a search was not run ("" with none). */
+export function stillShown() {
+  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? "dates " + state.datetime
+    : "all dates"}.` : "";
+}
+
+/** Say that `what` (a search, Find all) was not run because of the Dates box's refused text `why`. */
+export function refuseDates(why, what, then) {
+  setStatus(`${why}. ${what} was not run: correct the dates or empty the Dates box first${then || ""}.` + stillShown(),
+            "error");
+}
+
+export async function run(query, opts) {
+  opts = opts || {};
+  const why = datesRefused();
+  if (why) {   // not searched, nothing changed (the query, the address), until the dates are fixed
+    refuseDates(why, query.kind === "image" ? `The search with ${query.file.name || "the image"}`
+      : query.kind === "labels" ? "Refining" : "The search", query.kind === "image" ? ", then choose the image again" : "");
+    return;
+  }
+  state.query = query;
+  if (!opts.keepSelection) state.selected = null;
+  $("rerun").disabled = false;
+  if (opts.push !== false) saveUrl(true);
+  const my = ++seq;
+  if (query.kind === "labels" && !labels.examples().positives.length) {   // never the service's wording
+    showNothing();
+    setStatus(NO_POSITIVES, "error");
+    return;
+  }
+  setStatus(query.kind === "labels" ? "Refining from the labels…" : "Searching…", "busy");
+  try {
+    let doc;
+    if (query.kind === "image") {
+      const form = new FormData();
+      form.append("file", query.file, query.file.name || "query");
+      for (const [k, v] of filterParams()) form.append(k, v);
+      doc = await api(apiUrl("search/image"), { method: "POST", body: form });
+    } else if (query.kind === "labels") {
+      doc = await labels.refineQuery(Object.assign(filters(), state.expand ? { expand: state.expand } : {}), state.k);
+    } else {
+      // a clicked place keeps the tile it found as the example when filters change (a time series:
+      // "where was this 2020 pattern in 2009?"); a new click finds the tile there again
+      const extra = query.kind === "point" ? { point_id: query.id }
+        : query.pinned ? { point_id: query.pinned } : { lon: query.lon, lat: query.lat };
+      doc = await api("api/search?" + filterParams(extra));
+    }
+    if (my !== seq) return;
+    render(doc, query, opts);
+  } catch (err) {
+    if (my !== seq) return;
+    showNothing();   // the last results are not this query's: none is shown as if current
+    setStatus(friendly(err.message), "error");
+    if (query.kind === "location") {
+      queryLayer.clearLayers();
+      L.circleMarker([query.lat, query.lon], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
+    }
+  }
+}
+
+export function rerun() { if (state.query) run(state.query, { push: false }); }
+
+export function render(doc, query, opts) {
+  lastDoc = doc;
+  queryLayer.clearLayers();
+  const q = doc.query || {};
+  if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens
+  if (q.geometry) {
+    L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fillOpacity: 0.05 }, interactive: false, pane: "query" }).addTo(queryLayer);
+  }
+  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
+  renderQuery(q, query);
+  const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
+  showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
+    onSelect: (id, zoom) => { select(id, zoom); syncImagery(); saveUrl(false); },
+    onSearchFrom: (id) => run({ kind: "point", id: id }),
+    onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); afterLabel(); },
+  });
+  if (state.selected) select(state.selected, false);
+  syncImagery();
+  $("fit").disabled = !(doc.features || []).length;
+  for (const b of document.querySelectorAll(".export")) b.disabled = !(doc.features || []).length;
+  const n = (doc.features || []).length;
+  const filt = [];
+  if (state.area) filt.push(state.area.bbox ? "box" : "polygon");
+  if (state.datetime) filt.push("dates");
+  if (state.collections.length) filt.push("collections");
+  const notes = filterNotes();
+  if (q.warning) notes.push(q.warning);
+  refusedArea = "";   // told once
+  linkNotes = [];
+  setStatus(`${n} result${n === 1 ? "" : "s"}` + (filt.length ? ` (filtered by ${filt.join(", ")})` : "") +
+            (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
+            (doc.merged ? " · merged from one search per example" : "") +
+            (n ? " · click a result to look at it" : "") + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
+  showTab("results");
+  if (opts && opts.fit) fitSearch();
+  saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
+}
+
+function renderQuery(q, query) {
+  const qs = $("query");
+  qs.innerHTML = "";
+  qs.hidden = false;
+  const img = el("img");
+  // like the result cards: the date and the scene (tiles of one place differ by them)
+  const lab = (q.id && state.labels.get(q.id)) || {};   // a labels query's tile: one of the labelled tiles
+  const qItem = q.item_id || lab.item_id, qDate = q.datetime || lab.datetime;
+  img.alt = query.kind === "image" && query.file ? `Query: uploaded image ${query.file.name}`
+    : qItem ? `Query tile: ${qDate ? shortDate(qDate) : "no date"}, ${qItem}` : "Query tile";
+  if (q.kind === "image" && uploadUrl) img.src = uploadUrl;
+  else if (q.id) setImage(img, tileUrl(q.id));
+  else img.classList.add("none");
+  const meta = el("div", "meta");
+  const title = { point: "Query: a stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image",
+                  labels: "Query: your labels" }[query.kind] || "Query";
+  meta.appendChild(el("div", "qtitle", title));
+  if (query.kind === "labels") {
+    const ex = labels.examples();
+    meta.appendChild(el("div", "muted", `${ex.positives.length} positive, ${ex.negatives.length} negative examples`));
+  }
+  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + shortDate(q.datetime) : "")));
+  if (query.kind === "image" && query.file) {
+    meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
+    if (q.warning) {   // e.g. an image much smaller than the model's input
+      meta.appendChild(el("div", "warning", "⚠ " + q.warning[0].toUpperCase() + q.warning.slice(1) + "."));
+    }
+    meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
+  }
+  if (q.expanded && q.expanded.length) {
+    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; distances are to the expanded query.`));
+  }
+  if (q.id) meta.appendChild(el("div", "muted id", q.id));
+  qs.append(img, meta);
+}
