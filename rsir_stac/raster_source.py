@@ -49,6 +49,16 @@ def parse_tag_datetime(value: str) -> dt.datetime | None:
         return None
 
 
+def tag_has_zone(value: str) -> bool:
+    """Whether a GDAL metadata time names its zone (``Z`` or an offset); TIFF's own
+    ``YYYY:MM:DD HH:MM:SS`` never does."""
+    text = value.strip().rstrip("\x00").strip()
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
 def _tiff_datetime(href: str) -> dt.datetime | None:
     """The acquisition time GDAL exposes for a raster (:data:`DATE_TAGS`), or None."""
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -71,6 +81,9 @@ def _tiff_datetime(href: str) -> dt.datetime | None:
         if value:
             when = parse_tag_datetime(value)
             if when is not None:
+                if not tag_has_zone(value):
+                    log.warning("%s: its %s tag %r has no time zone; it is taken as UTC (TIFF times are often "
+                                "local: give the time with --datetime if it is not UTC)", href, key, value.strip())
                 return when
             log.warning("%s: its %s tag %r is not a date; the raster is indexed without a date (give one with "
                         "--datetime)", href, key, value)
@@ -105,4 +118,4 @@ class RasterDefaults:
 
 
 
-__all__ = ["DATE_TAGS", "RasterDefaults", "parse_tag_datetime", "raster_item_id"]
+__all__ = ["DATE_TAGS", "RasterDefaults", "parse_tag_datetime", "raster_item_id", "tag_has_zone"]

@@ -10,6 +10,7 @@ an exception that stops the run, and :data:`_END` last of all.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -104,6 +105,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
 
     options = run.options
     reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
+    check_item_geometry(run.report, scene, reader)
     if legacy is not None:
         reader, scene_gsd = _legacy_tiling(run.store, run.lock, scene, reader, scene_gsd, legacy, options,
                                            run.tile_size, run.stride, run.model_id)
@@ -125,6 +127,49 @@ def _produce_scene(run: _Reading, scene) -> bool:
         if not queued and not failed and not existing:
             _report_empty(run, scene, reader, len(refs))
     return True
+
+
+def _lonlat_box(w: float, s: float, e: float, n: float):
+    """A lon/lat box as shapely geometry; W > E: the two parts either side of 180."""
+    from shapely.geometry import MultiPolygon, box
+
+    return box(w, s, e, n) if w <= e else MultiPolygon([box(w, s, 180.0, n), box(-180.0, s, e, n)])
+
+
+def check_item_geometry(report, scene, reader) -> None:
+    """Warn (and record in ``report.items_misplaced``) when a STAC item's geometry does not
+    overlap its asset's raster footprint: usually a wrong CRS or a wrong asset.  Nothing
+    changes: the stored footprints follow the raster."""
+    if not scene.item_geometry:
+        return
+    import shapely
+    from shapely.geometry import shape
+    from shapely.ops import nearest_points
+
+    from rsir_stac.store.filters import haversine_m
+
+    try:
+        geom = shape(scene.item_geometry)
+        raster_bbox = reader.bounds_lonlat
+        raster = _lonlat_box(*raster_bbox)
+        if geom.is_empty or not all(map(math.isfinite, raster_bbox)):
+            return
+        if geom.intersects(raster) or geom.buffer(0).intersects(raster):
+            return
+        a, b = nearest_points(geom, raster)
+        # the short way round: a box across 180 is near an item just the other side of it
+        km = float(min(haversine_m(a.x, a.y, b.x + k, b.y) for k in (0.0, -360.0, 360.0))) / 1000.0
+    except (shapely.errors.GEOSException, ValueError, TypeError, AttributeError):
+        return  # a geometry shapely cannot read: pystac validated the item, nothing more to say
+    if km < 0.001:  # touching across 180
+        return
+    item_bbox = [round(float(v), 6) for v in geom.bounds]
+    report.items_misplaced.append({"item": scene.item_id, "asset": scene.asset_key, "distance_km": round(km, 1),
+                                   "item_bbox": item_bbox, "raster_bbox": [round(v, 6) for v in raster_bbox]})
+    log.warning("item %s: its geometry (bbox %s) is %.0f km from the raster of asset %r (bbox %s) and does not "
+                "overlap it; the stored footprints follow the raster (check the item's geometry, the asset, or "
+                "the raster's CRS)", scene.item_id, ",".join(f"{v:g}" for v in item_bbox), km, scene.asset_key,
+                ",".join(f"{v:.6g}" for v in raster_bbox))
 
 
 def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands: Sequence[int]) -> set[str]:

@@ -26,6 +26,9 @@ class IngestReport:
     #: The empty items that are smaller than one tile at the GSD they were read at (why they are empty):
     #: ``{"item", "width", "height", "gsd", "hint"}`` (pixels at that GSD, metres, what to do).
     items_small: list[dict] = field(default_factory=list)
+    #: Items whose STAC geometry does not overlap their asset's raster (the stored footprints follow
+    #: the raster): ``{"item", "asset", "distance_km", "item_bbox", "raster_bbox"}``.
+    items_misplaced: list[dict] = field(default_factory=list)
     nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0

@@ -117,6 +117,39 @@ def _reader_class():
     return SceneTileReader
 
 
+def _datasets(src: Any) -> list[Any]:
+    """The rasterio datasets a reader (rio-tiler ``Reader`` or :class:`_BandTiles`) reads."""
+    return [r.dataset for r in getattr(src, "_readers", None) or [src]]
+
+
+def _wrap_options(src: Any, tile: tuple[float, float, float, float]) -> dict:
+    """rio-tiler ``vrt_options`` that read a lon/lat raster whose longitudes run past ±180 (a
+    scene across the antimeridian in -180..180 + more, a 0..360 grid) a turn east or west,
+    where the web-map tile ``tile`` (lon/lat W, S, E, N) lies on the other side of 180: GDAL's
+    warper does not wrap longitudes, so the tile at -180..-179.6 found nothing of a raster at
+    179.85..180.15.  The raster's own georeferencing is shifted by 360 degrees (``src_transform``
+    of the warped VRT); the pixels are not touched.  ``{}`` where no shift is needed."""
+    from affine import Affine
+
+    ds = _datasets(src)[0]
+    crs = ds.crs
+    if crs is None or not crs.is_geographic or abs(crs.units_factor[1] - math.pi / 180.0) > 1e-12:
+        return {}  # projected, or longitudes not in degrees (grads)
+    left, right = ds.bounds.left, ds.bounds.right
+    if -180.0 <= min(left, right) and max(left, right) <= 180.0:
+        return {}
+    w, e = tile[0], tile[2]
+
+    def overlap(k: float) -> float:
+        return min(e, max(left, right) + k) - max(w, min(left, right) + k)
+
+    best = max((0.0, -360.0, 360.0), key=overlap)
+    if best == 0.0 or overlap(best) <= 0.0:
+        return {}
+    t = ds.transform
+    return {"src_transform": Affine(t.a, t.b, t.c + best, t.d, t.e, t.f), "src_crs": crs}
+
+
 class TileRenderer:
     """Renders (and caches) PNG web-map tiles of ``scenes``; thread-safe."""
 
@@ -288,6 +321,9 @@ class TileRenderer:
                     bands, rule = self._scale(scene)
                     # a composed scene's nodata is applied file by file (_BandTiles)
                     extra = {"nodata": scene.nodata} if isinstance(scene.nodata, float) else {}
+                    wrap = _wrap_options(src, tile_bounds(tz, tx, ty))  # a lon/lat raster past 180
+                    if wrap:
+                        extra["vrt_options"] = wrap
                     img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands, **extra)
             except (_Skip, TileOutsideBounds):
                 raise TileOutsideBounds("skipped") from None

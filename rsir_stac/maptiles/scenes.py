@@ -68,8 +68,9 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
     """Group stored tile payloads into scenes, newest first (undated last).
 
     Payloads without ``href`` or ``item_id`` are skipped.  Longitudes are unwrapped about
-    the scene's first tile, so a scene across the antimeridian keeps one extent and outline
-    (its ``bbox`` and footprint may then run past 180, as a web map draws them); footprints
+    the scene's first tile, so a scene across the antimeridian keeps one extent and outline,
+    whose east edge runs past 180 (never the west edge past -180, whichever side its first
+    tile lies: a lon/lat raster and a projected one alike, as a web map draws them); footprints
     are the convex hull of the tiles' ``corners`` (shapely), or, for a scene reaching within
     :data:`POLAR_LAT` of a pole (where a hull in degrees is wrong), the union of its tiles'
     footprints (:func:`rsir_stac.tiling.footprints.footprint_geometry`).
@@ -114,6 +115,9 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
             sc._corners.append(tuple((lon + 360.0 * round((ref - lon) / 360.0), lat) for lon, lat in ring))
     for sc in scenes.values():
         sc.footprint = _scene_footprint(sc)
+        if not sc._polar and sc.bbox[0] < -180.0:  # one convention: across 180, the east edge runs past it
+            sc.bbox = (sc.bbox[0] + 360.0, sc.bbox[1], sc.bbox[2] + 360.0, sc.bbox[3])
+            sc.footprint = _shifted(sc.footprint, 360.0)
         if sc.footprint is None and math.isfinite(sc.bbox[0]):
             w, s, e, n = sc.bbox
             sc.footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
@@ -125,6 +129,19 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
     ordered = sorted(scenes.values(), key=lambda s: (s.item_id, s.id))
     dated = sorted((s for s in ordered if s.datetime), key=lambda s: s.datetime, reverse=True)
     return dated + [s for s in ordered if not s.datetime]
+
+
+def _shifted(geom: dict | None, dx: float) -> dict | None:
+    """A GeoJSON Polygon / MultiPolygon moved ``dx`` degrees of longitude."""
+    if geom is None:
+        return None
+
+    def move(c: Any) -> Any:
+        if c and isinstance(c[0], (int, float)):
+            return [c[0] + dx, *c[1:]]
+        return [move(x) for x in c]
+
+    return {**geom, "coordinates": move(geom["coordinates"])}
 
 
 #: Latitude (degrees) beyond which a scene's outline is the union of its tiles' footprints.

@@ -135,4 +135,5 @@ def _scene_from_item(
         nodata=None if composed and not any(v is not None for v in nodata) else nodata,
         nominal=nominal if nominal is not None and start <= nominal <= end else None,
         band_hrefs=hrefs if composed else None,  # type: ignore[arg-type]
+        item_geometry=item.geometry if isinstance(item.geometry, dict) else None,
     )

@@ -33,6 +33,9 @@ class SceneRef:
     nominal: dt.datetime | None = None  # an interval item's own ``datetime`` (its nominal time), if any
     #: the R, G, B single-band files of a scene composed from three assets (``href`` is the first), else None
     band_hrefs: tuple[str, str, str] | None = None
+    #: the STAC item's GeoJSON geometry (None for a bare raster or an item without one): ingest warns
+    #: when it does not overlap the raster (:func:`rsir_stac.ingest.producer.check_item_geometry`)
+    item_geometry: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def identity_collection(self) -> str | None:

@@ -3,8 +3,11 @@ FeatureCollection) as a validated :class:`GeoArea`, right at the antimeridian.
 
 A :class:`GeoArea` is a union of polygons, each an exterior ring and zero or
 more holes, in lon/lat degrees (EPSG:4326).  A tile matches when its centre
-lies inside one polygon and outside that polygon's holes; points on an edge
-(exterior or hole) do not match, as in Qdrant's ``geo_polygon`` filter.
+lies inside one polygon and outside that polygon's holes; the area is closed:
+a centre on an edge (exterior or hole) matches, and a centre at a pole matches
+an area reaching that pole (within
+:data:`~rsir_stac.store.engine_filters.EDGE_TOL`; Qdrant's own ``geo_polygon`` is
+open, see :func:`~rsir_stac.store.engine_filters.polygon_area`).
 
 Antimeridian: as in RFC 7946 and the ``antimeridian`` package used by STAC
 tools, a ring edge whose longitudes differ by more than 180 degrees is taken
@@ -152,11 +155,11 @@ class GeoArea:
         return cls(tuple(polys))
 
     def contains(self, lon: float, lat: float) -> bool:
-        """Inside one polygon and outside its holes; edges are outside (Qdrant's rule)."""
-        for ext, holes in self.polygons:
-            if _in_ring(lon, lat, ext) and not any(_in_ring(lon, lat, h, edge=True) for h in holes):
-                return True
-        return False
+        """Inside one polygon and outside its holes; edges are inside (the area is closed,
+        as the search filters: :func:`~rsir_stac.store.engine_filters.polygon_area`)."""
+        from rsir_stac.store.engine_filters import polygon_area
+
+        return bool(polygon_area(self).mask(lon, lat))
 
     def to_geojson(self) -> dict[str, Any]:
         """The area as a GeoJSON Polygon or MultiPolygon."""
@@ -182,6 +185,9 @@ def _polygon_coords(doc: Any, what: str) -> list[tuple[Any, str]]:
             out.extend(_polygon_coords(f, f"{what} feature {i + 1}"))
         return out
     if kind == "Feature":
+        if doc.get("geometry") is None and what.split()[-2:-1] != ["feature"]:  # (a collection's: below)
+            raise InputError(f"{what} is a Feature with no geometry (\"geometry\": null); give it a Polygon "
+                             "or MultiPolygon")
         return _polygon_coords(doc.get("geometry"), what)
     if kind == "GeometryCollection":
         out = []

@@ -15,9 +15,10 @@ remain while the envelope held more, it asks again with the polygon itself, so t
 is always the polygon's: the ``wide`` nearest in the envelope hold the nearest in the
 polygon whenever at least ``limit`` of them lie inside it.
 
-Inside means Qdrant's rule (:mod:`rsir_stac.store.areas`): inside one polygon, outside its
-holes, and a point on an edge is outside; tested with shapely's ``contains_xy``, whose
-*contains* excludes the boundary.
+Inside means the engine's answer to the polygon (:mod:`rsir_stac.store.areas`): inside one
+polygon, outside its holes, and a point on an edge inside (the area is closed), tested by
+:meth:`~rsir_stac.store.engine_filters.EngineArea.mask` on the very parts the engine gets
+(the polygons grown by ``EDGE_TOL``, slivers across 180, pole caps).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.store.engine_filters import ENGINE_MAX_SPAN, engine_polygons
+from rsir_stac.store.engine_filters import ENGINE_MAX_SPAN, EngineArea, polygon_area
 from rsir_stac.store.filters import SearchFilter
 
 #: Smallest share of its envelope a polygon must fill (planar, in degrees) to be searched
@@ -52,12 +53,13 @@ class EnvelopePlan:
     """How one polygon search goes through its envelope.
 
     ``box_filter``: the search's filter with the polygon replaced by its envelope (lon/lat
-    degrees, open box as Qdrant's); ``shapes``: the area's polygons as the engine gets them,
-    prepared shapely geometries (OR-ed); ``fill``: their area over the envelope's (0..1,
-    planar degrees).
+    degrees, a closed box); ``area``: the polygon as the engine gets it; ``shapes``: its
+    polygons, prepared shapely geometries (OR-ed); ``fill``: their area over the envelope's
+    (0..1, planar degrees).
     """
 
     box_filter: SearchFilter
+    area: EngineArea
     shapes: tuple[Any, ...]
     fill: float
 
@@ -78,20 +80,13 @@ class EnvelopePlan:
     def inside(self, records: Sequence[Any]) -> np.ndarray:
         """Boolean mask: which engine records (with a payload ``location`` of ``lon``/``lat``)
         lie inside the polygon; a record without a location is outside."""
-        import shapely
-
         lon = np.full(len(records), np.nan)
         lat = np.full(len(records), np.nan)
         for i, rec in enumerate(records):
             loc = (rec.payload or {}).get("location")
             if isinstance(loc, dict):
                 lon[i], lat[i] = loc.get("lon", np.nan), loc.get("lat", np.nan)
-        ok = np.isfinite(lon) & np.isfinite(lat)
-        out = np.zeros(len(records), bool)
-        if ok.any():
-            for shape in self.shapes:  # OR-ed, as the engine ORs an area's polygons
-                out[ok] |= shapely.contains_xy(shape, lon[ok], lat[ok])
-        return out
+        return self.area.mask(lon, lat, self.shapes)  # the engine's own answer (NaN: outside)
 
 
 def envelope_plan(flt: SearchFilter | None) -> EnvelopePlan | None:
@@ -102,19 +97,16 @@ def envelope_plan(flt: SearchFilter | None) -> EnvelopePlan | None:
     if flt is None or flt.polygon is None or flt.bbox is not None:
         return None
     import shapely
-    from shapely.geometry import Polygon
 
-    shapes = tuple(Polygon(ext, holes) for ext, holes in engine_polygons(flt.polygon))
-    w, s, e, n = (min(b[0] for b in (p.bounds for p in shapes)), min(p.bounds[1] for p in shapes),
-                  max(p.bounds[2] for p in shapes), max(p.bounds[3] for p in shapes))
+    area = polygon_area(flt.polygon)
+    shapes = area.shapes()
+    w, s, e, n = (float(v) for v in shapely.total_bounds(shapes))
     if not (e - w > 0 and n - s > 0) or e - w > ENGINE_MAX_SPAN:
         return None
-    fill = min(1.0, sum(p.area for p in shapes) / ((e - w) * (n - s)))
+    fill = min(1.0, float(shapely.area(shapes).sum()) / ((e - w) * (n - s)))
     if not fill >= MIN_FILL:
         return None
-    for p in shapes:
-        shapely.prepare(p)
-    return EnvelopePlan(replace(flt, polygon=None, bbox=(w, s, e, n)), shapes, fill)
+    return EnvelopePlan(replace(flt, polygon=None, bbox=(w, s, e, n)), area, shapes, fill)
 
 
 __all__ = ["ENGINE_FULL_SCAN_KB", "EnvelopePlan", "GRAPH_SHARE", "MIN_FILL", "WIDEN", "envelope_plan"]

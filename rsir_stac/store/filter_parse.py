@@ -139,7 +139,9 @@ def _parse_instant(text: str, *, end: bool) -> datetime:
     if iso[-1] in "zZ":
         iso = iso[:-1] + "+00:00"
     frac = m.group(7)
-    if frac and len(frac) > 7:  # keep microseconds; Python rejects longer fractions on 3.10
+    if m.group(6) == "60":  # an RFC 3339 leap second (23:59:60Z): the last instant of its minute
+        iso = iso[:17] + "59.999999" + iso[19 + len(frac or ""):]
+    elif frac and len(frac) > 7:  # keep microseconds; Python rejects longer fractions on 3.10
         iso = iso.replace(frac, frac[:7], 1)
     dt = datetime.fromisoformat(iso)
     return _as_utc(dt)
@@ -150,7 +152,8 @@ def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
 
     Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
     00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
-    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC.
+    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC; a leap
+    second (``23:59:60Z``) is read as 23:59:59.999999, as Python's RFC 3339 parsers do.
     Returned datetimes are timezone-aware UTC; ``None`` is an open end.
     """
     raw = str(text).strip()

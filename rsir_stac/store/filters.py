@@ -4,11 +4,19 @@ A :class:`SearchFilter` restricts a search to tiles whose payload matches every
 given constraint (AND):
 
 * ``bbox`` / ``near`` / ``polygon``: the tile *centroid* (payload ``location``)
-  lies inside.  Geo semantics follow Qdrant exactly: bounding boxes are open
-  (``W < lon < E``, ``S < lat < N``), radii are open (haversine distance
+  lies inside.  Bounding boxes and polygons are closed: a centre on an edge is
+  inside (``W <= lon <= E``, ``S <= lat <= N``, as a STAC API bbox), a centre at
+  lon -180 is at 180 too, and one at a pole is inside every box or polygon
+  reaching that pole, whatever its longitude.  Qdrant's ``geo_bounding_box`` and
+  ``geo_polygon`` are open, so the engine gets them grown by
+  :data:`~rsir_stac.store.engine_filters.EDGE_TOL` (1e-9 degrees, ~0.1 mm: a centre
+  that close outside an edge matches too), with a sliver box across 180 and a
+  latitude range for the 1 cm about each pole
+  (:func:`~rsir_stac.store.engine_filters.box_area`,
+  :func:`~rsir_stac.store.engine_filters.polygon_area`).  Radii are open (haversine distance
   ``< radius``, Earth radius 6371008.8 m, the IUGG mean radius that Qdrant's
-  ``geo`` crate and qdrant-client local mode both use), polygons use the
-  even-odd rule and points on an edge are not inside.
+  ``geo`` crate and qdrant-client local mode both use); polygons use the
+  even-odd rule, and a hole's edge belongs to the area.
   A bbox with ``W > E`` crosses the antimeridian (RFC 7946): it is sent to the
   engine as two boxes, ``W..180`` or ``-180..E``.  ``polygon`` is a
   :class:`~rsir_stac.store.areas.GeoArea` (holes, several polygons, cut at
@@ -47,9 +55,12 @@ from rsir_stac.store.areas import GeoArea, _in_ring  # noqa: F401 - _in_ring for
 from rsir_stac.store.engine_filters import (  # noqa: F401 - engine_boxes, engine_polygons, to_*_filter: as before
     END_FIELD,
     MISSING_FIELDS,
+    EDGE_TOL,
     _epoch,
+    box_area,
     engine_boxes,
     engine_polygons,
+    polygon_area,
     to_edge_filter,
     to_qdrant_filter,
 )
@@ -170,16 +181,13 @@ def matches(payload: Mapping[str, Any], flt: SearchFilter | None) -> bool:
         if not isinstance(loc, Mapping) or loc.get("lon") is None or loc.get("lat") is None:
             return False
         lon, lat = float(loc["lon"]), float(loc["lat"])
-        if flt.bbox is not None:
-            w, s, e, n = flt.bbox
-            inside_lon = w < lon < e if w <= e else (w < lon < 180.0 or -180.0 < lon < e)
-            if not (inside_lon and s < lat < n):
-                return False
+        if flt.bbox is not None and not box_area(flt.bbox).mask(lon, lat):
+            return False
         if flt.near is not None:
             clon, clat, r = flt.near
             if not float(haversine_m(lon, lat, clon, clat)) < r:
                 return False
-        if flt.polygon is not None and not flt.polygon.contains(lon, lat):
+        if flt.polygon is not None and not polygon_area(flt.polygon).mask(lon, lat):
             return False
     if flt.start is not None or flt.end is not None:
         t0 = payload.get("datetime_epoch")
@@ -203,6 +211,7 @@ def matches(payload: Mapping[str, Any], flt: SearchFilter | None) -> bool:
 
 __all__ = [
     "EARTH_RADIUS_M",
+    "EDGE_TOL",
     "END_FIELD",
     "GeoArea",
     "MISSING_FIELDS",
