@@ -6,6 +6,7 @@ points in qdrant-client's local mode, the CLI and the HTTP API alike."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from rsir_stac.store import SearchFilter, open_store
 from rsir_stac.store.filters import matches, polygon_from_geojson
+from rsir_stac.store.payloads import POLE_OFFSET
 
 TILE = 64  # px; 3 x 3 tiles, the middle one centred on the pole
 RES = 5000.0  # m
@@ -39,11 +41,16 @@ def polar(request, tmp_path_factory, tiny_bundle):
     mem.ensure_collection(tiny_bundle.dim, tiny_bundle.model_id)
     mem.upsert(points)
     centres = {p.id: (p.payload["location"]["lon"], p.payload["location"]["lat"]) for p in points}
-    assert sum(lat == pole for _, lat in centres.values()) == 1  # exactly on the pole
+    # the tile centred exactly on the pole is stored POLE_OFFSET off it (the engine finds no point at 90)
+    assert sum(lat == math.copysign(90.0 - POLE_OFFSET, pole) for _, lat in centres.values()) == 1
     assert any(abs(lon) == 180.0 for lon, _ in centres.values())  # exactly on the antimeridian
     yield pole, centres, {"edge": edge, "qdrant-client": mem}, root / "idx-cli"
     edge.close()
     mem.close()
+
+
+def _on_pole(lat: float) -> bool:
+    return abs(lat) >= 90.0 - POLE_OFFSET
 
 
 def _found(store, flt, dim) -> set[str]:
@@ -54,14 +61,14 @@ def _found(store, flt, dim) -> set[str]:
 
 def _boxes(pole: float, centres) -> list[tuple[tuple[float, float, float, float], set[str]]]:
     """(bbox, the centres inside it, closed), worked out by hand from the centres."""
-    lat_ring = sorted({lat for _, lat in centres.values() if lat != pole}, key=lambda v: -abs(v))[0]  # nearest the pole
+    lat_ring = sorted({lat for _, lat in centres.values() if not _on_pole(lat)}, key=lambda v: -abs(v))[0]  # nearest the pole
     cap = (-60.0, pole) if pole < 0 else (60.0, pole)
     s, n = min(cap), max(cap)
-    at_pole = {i for i, (_, lat) in centres.items() if lat == pole}
+    at_pole = {i for i, (_, lat) in centres.items() if _on_pole(lat)}
 
     def lon_in(lo, hi):  # closed; -180 is 180
         return {i for i, (lon, lat) in centres.items()
-                if lat != pole and (lo <= lon <= hi or (abs(lon) == 180.0 and lo <= -lon <= hi))}
+                if not _on_pole(lat) and (lo <= lon <= hi or (abs(lon) == 180.0 and lo <= -lon <= hi))}
 
     some = next(i for i, (lon, lat) in centres.items() if lat == lat_ring and abs(lon) < 179.0)
     slon, slat = centres[some]
@@ -111,7 +118,7 @@ def test_polygons_are_closed_at_edges_poles_and_180(polar, backend, through_enve
         assert _found(store, flt, tiny_bundle.dim) == want, bbox
         assert {i for i, (lon, lat) in centres.items() if flt.polygon.contains(lon, lat)} == want, bbox
     # a hole's edge belongs to the area: a hole whose corner is a centre keeps that centre
-    some, (slon, slat) = next((i, c) for i, c in centres.items() if c[1] != pole and abs(c[0]) < 180)
+    some, (slon, slat) = next((i, c) for i, c in centres.items() if not _on_pole(c[1]) and abs(c[0]) < 180)
     doc = {"type": "Polygon", "coordinates": [_ring(-180, -90, 180, 90)["coordinates"][0],
                                               _ring(slon, slat, slon + 1.0, slat + 1.0)["coordinates"][0]]}
     flt = SearchFilter(polygon=polygon_from_geojson(doc))
@@ -124,7 +131,7 @@ def test_cli_bbox_and_within_are_closed(polar, tiny_bundle, tmp_path):
     from rsir_stac.cli import main
 
     pole, centres, _, idx = polar
-    at_pole = next(i for i, (_, lat) in centres.items() if lat == pole)
+    at_pole = next(i for i, (_, lat) in centres.items() if _on_pole(lat))
     (tmp_path / "world.geojson").write_text(json.dumps(_ring(-180, -90, 180, 90)))
     cap = "-60" if pole < 0 else "60"
     box = f"-180,-90,180,{cap}" if pole < 0 else f"-180,{cap},180,90"
@@ -144,10 +151,51 @@ def test_http_api_bbox_is_closed(polar, tiny_bundle):
     from rsir_stac.serve import create_app
 
     pole, centres, _, idx = polar
-    at_pole = next(i for i, (_, lat) in centres.items() if lat == pole)
+    at_pole = next(i for i, (_, lat) in centres.items() if _on_pole(lat))
     with Index.open(str(idx), model=tiny_bundle, read_only=True) as index, \
             TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
         r = client.post("/api/query", json={"positives": [{"point_id": at_pole}], "k": 100,
                                             "bbox": "-180,-90,180,90", "per_item": 0, "include_query": True})
         assert r.status_code == 200, r.text
         assert {f["id"] for f in r.json()["features"]} == set(centres)
+
+
+@pytest.mark.parametrize("flt", [
+    SearchFilter(bbox=(-180.0, -90.0, 180.0, 90.0)),
+    SearchFilter(bbox=(0.0, -90.0, 90.0, -60.0)),
+    SearchFilter(bbox=(170.0, 60.0, -170.0, 90.0)),
+    SearchFilter(bbox=(-10.0, 89.9999999, 10.0, 90.0)),  # all of it within the cap
+    SearchFilter(polygon=polygon_from_geojson(
+        {"type": "Polygon", "coordinates": [[[0, 80], [10, 80], [0, 90], [0, 80]]]}, "t")),
+], ids=["world", "south-quadrant", "north-across-180", "north-cap", "polygon-to-pole"])
+def test_areas_at_the_poles_use_indexed_conditions_only(flt):
+    """An area reaching a pole must not ask the engine for an unindexed field: a range on
+    ``location.lat`` (the pole caps' first form) made the engine read every payload of the index,
+    760 ms a search at 200,000 points against 0.13 ms (RESULTS §13.18).  Every condition of the
+    filter is on a field the collection indexes, and the pole's cap is in it."""
+    from qdrant_client import models as m
+
+    from rsir_stac.store.engine_filters import to_qdrant_filter
+    from rsir_stac.store.payloads import PAYLOAD_INDEXES
+
+    keys, boxes = [], []
+
+    def walk(node):
+        if isinstance(node, m.Filter):
+            for part in (node.must, node.should, node.must_not, node.min_should):
+                for c in ([] if part is None else part if isinstance(part, list) else [part]):
+                    walk(c)
+        elif isinstance(node, m.FieldCondition):
+            keys.append(node.key)
+            if node.geo_bounding_box is not None:
+                boxes.append(node.geo_bounding_box)
+        elif isinstance(node, m.MinShould):
+            for c in node.conditions:
+                walk(c)
+
+    walk(to_qdrant_filter(flt))
+    assert keys and set(keys) <= set(PAYLOAD_INDEXES), keys
+    # a centre stored at the pole (POLE_OFFSET off it) lies strictly inside one of the boxes
+    lat = 90.0 - POLE_OFFSET if (flt.bbox or (0, 0, 0, 90))[3] > 0 else -(90.0 - POLE_OFFSET)
+    assert any(b.bottom_right.lat < lat < b.top_left.lat and b.top_left.lon < 0.5 < b.bottom_right.lon
+               for b in boxes), boxes

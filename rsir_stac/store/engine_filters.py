@@ -5,7 +5,7 @@
 each engine's condition constructors; nothing else builds engine filters.  Boxes
 and polygons are closed (a centre on an edge, at ±180 or at a pole the area reaches is
 inside): the engine's open geo conditions get them grown by :data:`EDGE_TOL`, cut where
-the engine answers wrongly, with slivers across 180 and latitude ranges at the poles
+the engine answers wrongly, with slivers across 180 and boxes for the caps at the poles
 (:func:`box_area`, :func:`polygon_area`, :class:`EngineArea`).
 """
 
@@ -108,9 +108,15 @@ class _EdgeTerms(_ClientTerms):
 #: Degrees kept between a box edge sent to the engine and a pole (about 1 cm): Qdrant's
 #: ``geo_bounding_box`` misses most points of a box whose south or north edge is at -90 / 90
 #: (RESULTS §14), and Qdrant Edge finds a point at latitude exactly 90 by no geo condition at
-#: all; the strip within it of a pole the area reaches is matched by a plain range on
-#: ``location.lat`` instead (:attr:`EngineArea.north`, :attr:`EngineArea.south`).
+#: all.  Tile centres nearer a pole are stored :data:`~rsir_stac.store.payloads.POLE_OFFSET`
+#: off it, and an area that reaches a pole also matches its cap: every centre within
+#: :data:`POLE_CAP` of that pole, whatever its longitude (:attr:`EngineArea.north`,
+#: :attr:`EngineArea.south`), sent as indexed boxes (a latitude range is not indexed: the
+#: engine would read every payload of the index).
 POLE_MARGIN = 1e-7
+
+#: Degrees from a pole (about 3 cm) within which every centre is at that pole.
+POLE_CAP = 3e-7
 
 #: Degrees (about 0.1 mm) by which a box or polygon is widened before it goes to the engine:
 #: Qdrant's ``geo_bounding_box`` and ``geo_polygon`` are open (a point on an edge is outside),
@@ -128,7 +134,7 @@ ENGINE_MAX_SPAN = 120.0
 class EngineArea:
     """A closed box or area as the engine answers it right: the union (OR) of open boxes
     (``W > E`` across 180, Qdrant's own rule), open polygons, and the caps within
-    :data:`POLE_MARGIN` of the north / south pole (closed ranges on ``location.lat``).
+    :data:`POLE_CAP` of the north / south pole (:func:`_cap_boxes`).
 
     Together they hold every centre in the closed area (edges, ±180 and poles included),
     grown by :data:`EDGE_TOL`.  :meth:`mask` is the same rule in Python, used by the
@@ -169,10 +175,21 @@ class EngineArea:
             for shape in self.shapes() if shapes is None else shapes:
                 out[ok] |= shapely.contains_xy(shape, lon[ok], lat[ok])
         if self.north:
-            out |= lat >= 90.0 - POLE_MARGIN
+            out |= lat > 90.0 - POLE_CAP
         if self.south:
-            out |= lat <= -90.0 + POLE_MARGIN
+            out |= lat < -90.0 + POLE_CAP
         return out
+
+
+def _cap_boxes(north: bool) -> list[BBox]:
+    """Open boxes holding every stored centre within :data:`POLE_CAP` of the north (or south)
+    pole at any longitude: the band between ``POLE_CAP`` and :data:`POLE_MARGIN` off the pole,
+    which holds centres stored :data:`~rsir_stac.store.payloads.POLE_OFFSET` off it, as two
+    overlapping halves and a sliver across 180 (no box holds a point at exactly ±180)."""
+    lo, hi = 90.0 - POLE_CAP, 90.0 - POLE_MARGIN
+    if not north:
+        lo, hi = -hi, -lo
+    return [(-180.0, lo, 1.0, hi), (-1.0, lo, 180.0, hi), _sliver(lo, hi)]
 
 
 def _sliver(s: float, n: float) -> BBox:
@@ -185,12 +202,12 @@ def _sliver(s: float, n: float) -> BBox:
 def box_area(bbox: BBox) -> EngineArea:
     """The closed ``bbox`` (W > E across the antimeridian) as an :class:`EngineArea`: grown by
     :data:`EDGE_TOL`, cut at 180, edges kept :data:`POLE_MARGIN` off the poles (the caps
-    matched by latitude), a sliver across 180 where the box reaches ±180, and a box around
+    of the poles it comes within :data:`POLE_CAP` of added), a sliver across 180 where the box reaches ±180, and a box around
     the whole world sent as two overlapping halves (the engine misses most points of a
     -180..180 box)."""
     w, s, e, n = bbox
     s, n = s - EDGE_TOL, n + EDGE_TOL
-    south, north = s <= -90.0 + POLE_MARGIN, n >= 90.0 - POLE_MARGIN
+    south, north = s <= -90.0 + POLE_CAP, n >= 90.0 - POLE_CAP
     s, n = max(s, -90.0 + POLE_MARGIN), min(n, 90.0 - POLE_MARGIN)
     boxes: list[BBox] = []
     if s < n:
@@ -230,8 +247,8 @@ def _parts(g: Any, kind: str) -> list[Any]:
 @lru_cache(maxsize=256)
 def polygon_area(area: GeoArea) -> EngineArea:
     """The closed ``area`` as an :class:`EngineArea`: each polygon grown by :data:`EDGE_TOL`
-    (its holes shrunk), kept :data:`POLE_MARGIN` off the poles (the caps it reaches matched by
-    latitude), one wider than :data:`ENGINE_MAX_SPAN` degrees cut into vertical strips that
+    (its holes shrunk), kept :data:`POLE_MARGIN` off the poles (the caps of the poles
+    it comes within :data:`POLE_CAP` of added), one wider than :data:`ENGINE_MAX_SPAN` degrees cut into vertical strips that
     overlap by 1e-6 degrees (so a point on a cut is strictly inside one strip), and where it
     reaches ±180, slivers across 180 over the latitudes it holds there."""
     from shapely.geometry import LineString, box
@@ -244,8 +261,8 @@ def polygon_area(area: GeoArea) -> EngineArea:
     for ext, holes in area.polygons:
         grown = ShapelyPolygon(ext, holes).buffer(EDGE_TOL, join_style="mitre", mitre_limit=10.0)
         gw, gs, ge, gn = grown.bounds
-        north |= gn >= lat_hi
-        south |= gs <= lat_lo
+        north |= gn >= 90.0 - POLE_CAP
+        south |= gs <= -90.0 + POLE_CAP
         for x in (180.0, -180.0):  # the latitudes it holds at ±180
             if gw <= x <= ge:
                 for seg in _parts(grown.intersection(LineString([(x, -91.0), (x, 91.0)])), "LineString"):
@@ -274,10 +291,9 @@ def engine_polygons(area: GeoArea) -> list[tuple[Ring, tuple[Ring, ...]]]:
 def _area_terms(t: _ClientTerms, a: EngineArea) -> list:
     """The engine conditions (OR-ed) of ``a``."""
     conds = [t.box(*b) for b in a.boxes] + [t.polygon(ext, holes) for ext, holes in a.polygons]
-    if a.north:
-        conds.append(t.range("location.lat", 90.0 - POLE_MARGIN, None))
-    if a.south:
-        conds.append(t.range("location.lat", None, -90.0 + POLE_MARGIN))
+    for pole, reached in ((True, a.north), (False, a.south)):
+        if reached:
+            conds += [t.box(*b) for b in _cap_boxes(pole)]
     return conds
 
 
@@ -345,5 +361,5 @@ def to_edge_filter(
     return _build(_EdgeTerms(), flt, exclude_ids, around)
 
 
-__all__ = ["EDGE_TOL", "END_FIELD", "ENGINE_MAX_SPAN", "EngineArea", "MISSING_FIELDS", "POLE_MARGIN", "box_area",
+__all__ = ["EDGE_TOL", "END_FIELD", "ENGINE_MAX_SPAN", "EngineArea", "MISSING_FIELDS", "POLE_CAP", "POLE_MARGIN", "box_area",
            "engine_boxes", "engine_polygons", "polygon_area", "to_edge_filter", "to_qdrant_filter"]

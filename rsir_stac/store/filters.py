@@ -10,8 +10,9 @@ given constraint (AND):
   reaching that pole, whatever its longitude.  Qdrant's ``geo_bounding_box`` and
   ``geo_polygon`` are open, so the engine gets them grown by
   :data:`~rsir_stac.store.engine_filters.EDGE_TOL` (1e-9 degrees, ~0.1 mm: a centre
-  that close outside an edge matches too), with a sliver box across 180 and a
-  latitude range for the 1 cm about each pole
+  that close outside an edge matches too), with a sliver box across 180 and, for
+  an area reaching a pole, boxes holding the 3 cm about it (centres nearer a pole are
+  stored 2 cm off it: the engine finds no point at exactly 90 degrees)
   (:func:`~rsir_stac.store.engine_filters.box_area`,
   :func:`~rsir_stac.store.engine_filters.polygon_area`).  Radii are open (haversine distance
   ``< radius``, Earth radius 6371008.8 m, the IUGG mean radius that Qdrant's

@@ -9,6 +9,7 @@ into :class:`~rsir_stac.store.records.SearchHit` (:func:`hit_from_record`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,13 @@ PAYLOAD_INDEXES: dict[str, str] = {
 
 #: Engine field holding the rest of a tile's payload as one compact JSON string.
 PACKED = "packed"
+
+#: Degrees from a pole at which a ``location`` nearer that pole is stored (about 2 cm): Qdrant's
+#: geo index finds a point at latitude exactly 90 by no geo condition, and a plain latitude
+#: range (not indexed) makes the engine read every payload of the index for an area at a pole.
+#: Stored this far off, a tile centred on a pole is found by the indexed boxes that
+#: :mod:`rsir_stac.store.engine_filters` sends for any area reaching that pole.
+POLE_OFFSET = 2e-7
 
 
 _PLAIN = frozenset((str, int, float, bool, type(None)))
@@ -130,11 +138,23 @@ def pack_payload(payload: dict) -> dict:
     for k, v in payload.items():
         if k in PAYLOAD_INDEXES:
             top[k] = v if type(v) in _PLAIN else to_jsonable(v)
+            if k == "location":
+                top[k] = _off_pole(top[k])
         else:
             rest[k if type(k) is str else str(k)] = v
     if rest:
         top[PACKED] = _ENCODER.encode(rest)
     return top
+
+
+def _off_pole(loc: Any) -> Any:
+    """``loc`` (``{"lon", "lat"}``, degrees) with a latitude nearer a pole than
+    :data:`POLE_OFFSET` moved out to it; anything else unchanged."""
+    if isinstance(loc, dict):
+        lat = loc.get("lat")
+        if type(lat) in (int, float) and abs(lat) > 90.0 - POLE_OFFSET and abs(lat) <= 90.0:
+            return {**loc, "lat": math.copysign(90.0 - POLE_OFFSET, lat)}
+    return loc
 
 
 def unpack_payload(stored: Mapping[str, Any] | None) -> dict:
