@@ -126,6 +126,7 @@ class EdgeReadMixin:
         hits = [hit_from_record(r, with_vectors, 0.0) for r in recs]
         self._verify_hits(hits, with_payload, with_vectors)
         return hits
+
     def _scan(
         self,
         flt: SearchFilter | None,
