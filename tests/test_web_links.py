@@ -599,7 +599,7 @@ def test_undo_of_clear_labels_brings_back_the_hits_and_keeps_labels_added_since(
         pg.wait_status("1 label changed since; Undo brings the 6 cleared labels back and keeps that change")
         _shots(pg, "cleared_then_labelled")
         pg.p.click("#status button")
-        pg.wait_status("Restored 6 labels, the find-all hits; kept the 1 label changed since")
+        pg.wait_status("Restored 6 labels and the find-all hits; kept the 1 label changed since")
         pg.p.click("#tab-labels")
         assert pg.p.inner_text("#label-count") == "3 positive, 4 negative" and new in pg.p.url.split("neg=")[1]
         assert pg.p.locator("#hits .card").count() == min(n, 100)
@@ -694,6 +694,245 @@ def test_on_a_phone_the_page_does_not_scroll_past_the_app_to_a_blank_area(browse
         assert panel["y"] <= box["y"] and box["y"] + box["height"] <= panel["y"] + panel["height"] <= 844
         ARTIFACTS.mkdir(exist_ok=True)
         pg.p.screenshot(path=str(ARTIFACTS / "links_phone_labels_full_page_390x844.png"), full_page=True)
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+# --------------------------------------------------------------------------- recheck: history, uploads, links, focus
+
+
+def _hits_drawn(pg: Page) -> int:
+    return pg.p.locator(".leaflet-hits-pane path").count()
+
+
+def test_back_and_forward_bring_back_exactly_the_hits_of_each_history_entry(browser, server):
+    """Back to the page before any search took along the find-all hits of a later search (on the
+    map, listed, in the status line, taking map clicks); Back after Clear labels brought back the
+    labels but not the hits.  Each history entry now holds the hits shown while it was current:
+    none before Find all, the same hits after Forward and after Back over a Clear; and Back leaves
+    the panel on the tab the user is on."""
+    base, points = server
+    pid = _bare_scene(points)[3]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?{_labels_link(points)}")
+    errs = _api_errors(pg)
+    try:
+        pg.search_by_id(pid, 10)
+        doc = _find_all(pg)
+        n = len(doc["features"])
+        drawn = _hits_drawn(pg)
+        assert n and drawn and pg.p.locator("#hits .card").count() == min(n, 100)
+        # Back to before any search: no hits anywhere, nothing to search again, the tab kept
+        pg.p.go_back()
+        pg.p.wait_for_function("!location.search.includes('q=')")
+        pg.p.wait_for_timeout(300)
+        assert _hits_drawn(pg) == 0 and pg.p.locator("#hits").is_hidden(), "hits of a later entry are shown"
+        assert "Find all" not in pg.status() and pg.p.locator("#findall-export").is_hidden()
+        assert pg.p.get_attribute("#tab-labels", "aria-selected") == "true"   # where the user was
+        assert pg.p.is_disabled("#rerun")
+        _shots(pg, "back_before_find_all")
+        pg.p.go_forward()   # the find-all search: its hits again
+        pg.p.wait_for_function(f"location.search.includes('p:{pid}')")
+        pg.wait_results(10)
+        pg.p.wait_for_function(f"document.querySelectorAll('.leaflet-hits-pane path').length === {drawn}")
+        assert pg.p.locator("#hits .card").count() == min(n, 100)
+        # Clear labels, then Back: the labels and the hits, as the status line promises
+        pg.p.click("#tab-labels")
+        pg.p.click("#clear-labels")
+        assert "Undo (or Back) brings them back" in pg.status() and _hits_drawn(pg) == 0
+        pg.p.go_back()
+        pg.p.wait_for_function("location.search.includes('pos=')")
+        pg.p.wait_for_function(f"document.querySelectorAll('.leaflet-hits-pane path').length === {drawn}")
+        assert pg.p.inner_text("#label-count") == "3 positive, 3 negative"
+        assert pg.p.locator("#hits .card").count() == min(n, 100) and pg.p.locator("#findall-export").is_visible()
+        assert pg.p.get_attribute("#tab-labels", "aria-selected") == "true"
+        pg.p.go_forward()   # the Clear again: no hits
+        pg.p.wait_for_function("!location.search.includes('pos=')")
+        pg.p.wait_for_timeout(200)
+        assert _hits_drawn(pg) == 0 and pg.p.locator("#hits").is_hidden()
+        _shots(pg, "forward_to_clear")
+        pg.p.go_back()
+        pg.p.wait_for_function("location.search.includes('pos=')")
+        pg.p.go_back()   # before any search again
+        pg.p.wait_for_function("!location.search.includes('q=')")
+        pg.p.wait_for_timeout(300)
+        assert _hits_drawn(pg) == 0
+        # a click on a hit's place searches (no stale popup)
+        hit = next(f for f in doc["features"] if f["id"] in points)
+        loc = points[hit["id"]]["location"]
+        pg.p.evaluate(f"rsir.map.setView([{loc['lat']}, {loc['lon']}], 17, {{animate: false}})")
+        pg.p.wait_for_timeout(200)
+        pg.p.mouse.click(*pg.lonlat_xy(loc["lon"], loc["lat"]))
+        pg.wait_results()
+        assert pg.p.locator(".hit-popup").count() == 0 and _hits_drawn(pg) == 0
+        assert not errs, errs
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_a_refused_upload_keeps_the_results_and_the_address(browser, server):
+    """An upload the service refuses (not an image) wiped the results and dropped q= from the
+    address; now the refusal is said and what was shown stays (the same cards, the same link)."""
+    base, points = server
+    pid = _bare_scene(points)[2]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results(10)
+        shown, url = _result_ids(pg), pg.p.url
+        pg.p.set_input_files("#upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                                "buffer": b"this is not an image\n" * 20}])
+        pg.wait_status("notes.png was not searched")
+        assert "error" in pg.p.get_attribute("#status", "class")
+        assert "The results shown are still those of the previous search" in pg.status()
+        assert _result_ids(pg) == shown and _no_view(pg.p.url) == _no_view(url) and f"q=p:{pid}" in pg.p.url
+        assert pid in pg.p.inner_text("#query")
+        _shots(pg, "refused_upload")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_labels_of_another_model_keep_the_served_model_name_in_the_message(browser, server, tmp_path):
+    """The page cut server paths with the words after them ("…but the index; label tiles…"): the
+    model the index holds is the one fact needed, and it is said (by the API too, paths hidden)."""
+    import requests
+
+    from rsir_stac.httpguard import redact_paths
+
+    base, points = server
+    ids = list(_scene_points(points, "scene-a"))[:2]
+    doc = {"type": "FeatureCollection", "rsir:model_id": "some-other-model", "features": [
+        {"type": "Feature", "id": i, "geometry": None, "properties": {"point_id": i, "label": "positive"}} for i in ids]}
+    info = requests.get(f"{base}/api/info", headers={"X-API-Key": KEY}, timeout=30).json()
+    model = info["model_id"]
+    r = requests.post(f"{base}/api/labels", json={"labels": doc}, headers={"X-API-Key": KEY}, timeout=30)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert f"holds model {model}" in detail and f"holds model {model}" in redact_paths(detail), detail
+    path = tmp_path / "other.geojson"
+    path.write_text(json.dumps(doc))
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.p.click("#tab-labels")
+        pg.p.set_input_files("#load-labels", str(path))
+        pg.wait_status("some-other-model")
+        status = pg.status()
+        assert f"but the index holds model {model}; label tiles of this index" in status, status
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_a_link_to_a_tile_no_longer_in_the_index_searches_at_its_place(browser, server):
+    """A link's qid gone from the index (ids change on a new ingest) was a dead end, and Search again
+    repeated it; the link's place (q=at:) still holds: the page searches there and says so."""
+    base, points = server
+    loc = points[_bare_scene(points)[4]]["location"]
+    gone = "00000000-0000-0000-0000-000000000000"
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=at:{loc['lon']},{loc['lat']}&qid={gone}")
+    try:
+        pg.wait_results()
+        pg.wait_status(f"the tile the link named (qid={gone}) is no longer in the index")
+        assert gone not in pg.p.url and "qid=" in pg.p.url   # the tile found there now
+        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        pg.p.click("#rerun")
+        pg.wait_results()
+        assert "error" not in (pg.p.get_attribute("#status", "class") or "")
+        _shots(pg, "stale_qid")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_bad_link_values_are_clamped_or_refused_with_a_note_and_left_out_of_the_address(browser, server):
+    """k=100000 went to the service as is (its raw 422 text), k=-5 became 10 without a word, a
+    malformed box or polygon was dropped silently, pos=garbage stayed in the address and v=99/999/999
+    opened a blank map.  Each is now clamped or left out with a note, and the address drops it."""
+    base, points = server
+    pid = _bare_scene(points)[1]
+    errs = _api_errors(pg_ := Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=100000&bbox=1,2,3"))
+    try:
+        pg_.wait_results()
+        status = pg_.status()
+        assert "k=100000 is over the most results a search gives, so 100 are shown" in status, status
+        assert 'bbox="1,2,3" was left out' in status and "less than or equal" not in status
+        assert "k=100&" in pg_.p.url + "&" and "bbox=" not in pg_.p.url and pg_.p.input_value("#k") == "100"
+        assert not errs, errs
+    finally:
+        pg_.close()
+    pg = Page(browser, base, size=(1366, 768), path="/?k=-5&poly=1,2;3,4&pos=garbage&v=99/999/999")
+    try:
+        status = pg.status()
+        for part in ("k=-5 is not a number of results from 1 to 100, so 10 are shown", 'poly="1,2;3,4" was left out',
+                     'pos= value "garbage" is not a tile id', 'map view v="99/999/999" was left out'):
+            assert part in status, (part, status)
+        assert "error" in pg.p.get_attribute("#status", "class")
+        for gone in ("k=", "poly=", "pos=", "garbage", "v=99"):
+            assert gone not in pg.p.url, pg.p.url
+        assert 0 < pg.p.evaluate("rsir.map.getZoom()") <= 24 and pg.p.inner_text("#label-count") == "0 positive, 0 negative"
+        _shots(pg, "bad_link_values")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_focus_stays_on_a_sensible_element_after_the_main_actions(browser, server):
+    """Search from this, Refine, Find all and Clear labels left the keyboard focus on <body> (the next
+    Tab started again at the top of the page)."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{_bare_scene(points)[0]}&{_labels_link(points)}")
+    focus = "(document.activeElement && (document.activeElement.id || document.activeElement.className))"
+    try:
+        pg.wait_results(10)
+        pg.p.locator("#gallery .card").nth(2).click()
+        pg.p.locator("#details button", has_text="Search from this").focus()
+        pg.p.keyboard.press("Enter")
+        pg.p.wait_for_function("document.activeElement.matches('#gallery .card')")
+        pg.p.click("#tab-labels")
+        pg.p.focus("#refine")
+        pg.p.keyboard.press("Enter")
+        pg.p.wait_for_function("document.activeElement.matches('#gallery .card')")
+        pg.p.click("#tab-labels")
+        pg.p.fill("#threshold", "0.5")
+        pg.p.focus("#classify")
+        pg.p.keyboard.press("Enter")
+        pg.wait_status("Find all:", timeout=120_000)
+        assert pg.p.evaluate("document.activeElement.id") == "classify", pg.p.evaluate(focus)
+        pg.p.focus("#clear-labels")
+        pg.p.keyboard.press("Enter")
+        pg.wait_status("Cleared 6 labels")
+        assert pg.p.evaluate("document.activeElement.matches('#status button[data-undo]')"), pg.p.evaluate(focus)
+        pg.p.keyboard.press("Enter")   # Undo, from the keyboard
+        pg.wait_status("Restored 6 labels")
+        assert pg.p.evaluate("document.activeElement.id") == "clear-labels"
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_wording_after_undo_and_a_refused_dates_box_is_marked_where_it_is(browser, server):
+    """ "Restored 6 labels, the find-all hits." lacked its "and"; a refused Dates box had
+    aria-invalid but looked like any other (only the status line said it)."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768), path=f"/?{_labels_link(points)}")
+    try:
+        _find_all(pg)
+        pg.p.click("#clear-labels")
+        pg.p.click("#status button")
+        pg.wait_status("Restored 6 labels and the find-all hits.")
+        plain = pg.p.evaluate("getComputedStyle(document.querySelector('#datetime')).borderTopColor")
+        pg.p.fill("#datetime", "2021-02-30")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("no day 30")
+        assert pg.p.get_attribute("#datetime", "aria-invalid") == "true"
+        marked = pg.p.evaluate("getComputedStyle(document.querySelector('#datetime')).borderTopColor")
+        assert marked != plain, (plain, marked)
+        _shots(pg, "dates_marked")
+        pg.p.fill("#datetime", "")
+        pg.p.press("#datetime", "Enter")
+        pg.p.wait_for_function("!document.querySelector('#datetime').hasAttribute('aria-invalid')")
+        assert pg.p.evaluate("getComputedStyle(document.querySelector('#datetime')).borderTopColor") == plain
         pg.check_clean()
     finally:
         pg.close()

@@ -138,6 +138,14 @@ def _inside(inner, outer, slack=0.5):
             and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + slack)
 
 
+def _into_popup_view(loc):
+    """Scroll the popup's own list (it scrolls when taller than the map) so that `loc` is seen."""
+    loc.evaluate("""e => { const c = e.closest('.leaflet-popup-content');
+      const r = e.getBoundingClientRect(), cr = c.getBoundingClientRect();
+      if (r.bottom > cr.bottom) c.scrollTop += r.bottom - cr.bottom;
+      if (r.top < cr.top) c.scrollTop -= cr.top - r.top; }""")
+
+
 MAP_MODULE = "const m = await import('/static/map.js');"
 
 
@@ -511,6 +519,7 @@ def test_hit_popup_on_a_phone_is_not_covered_by_the_legend_or_the_scale(browser,
                      or c["y"] >= pop["y"] + pop["height"] or pop["y"] >= c["y"] + c["height"])
             assert apart, f"{c['cls']} covers the popup: {c} {pop}"
         for b in popup.locator("button").all() + popup.locator(".hit-row > div").all():
+            _into_popup_view(b)   # a popup taller than the phone's map scrolls its list
             r = b.bounding_box()
             top = pg.p.evaluate(f"!!document.elementFromPoint({r['x'] + r['width'] / 2}, {r['y'] + r['height'] / 2})"
                                 ".closest('.leaflet-popup')")
@@ -521,6 +530,66 @@ def test_hit_popup_on_a_phone_is_not_covered_by_the_legend_or_the_scale(browser,
         pg.p.evaluate("rsir.map.closePopup()")
         pg.p.wait_for_timeout(300)
         assert pg.p.locator(".leaflet-control.under-popup").count() == 0 and legend.is_visible()
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
+def test_hit_popup_on_a_phone_fits_the_map_scrolls_and_closing_it_puts_the_map_back(browser, stack_server):
+    """On a phone the popup of ten stacked hits was 553 px on a 354 px map: its last entries and
+    "Select the result under it" ran under the panel and could not be reached, and closing it left
+    the map panned to an empty area.  It is now no taller than the map, its list scrolls on its own,
+    every entry can be reached, and the map goes back where it was when it closes."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(390, 844), path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        # ten hits stacked on one tile (as dates and overlapping scenes stack), drawn by the page's own code
+        hid, lon, lat = pg.p.evaluate(f"""(async () => {{
+          const m = await import('/static/hits.js');
+          const f = {{type: 'Feature', id: '{q}', geometry: null,
+                     properties: {{probability: 0.9, item_id: 'scene', datetime: '2020-08-31T00:00:00Z'}}}};
+          const r = document.querySelector('#gallery .card');
+          const p = {json.dumps(points[q]["location"])};
+          const res = await (await fetch('api/search?k=1&include_query=true&point_id={q}', {{headers: {{'X-API-Key': '{KEY}'}}}})).json();
+          f.geometry = res.features[0].geometry;
+          const many = [...Array(10).keys()].map(i => Object.assign({{}}, f, {{id: f.id.slice(0, -2) + String(10 + i),
+            properties: Object.assign({{}}, f.properties, {{probability: 0.9 - i / 100}})}}));
+          m.drawHits(many, [{{label: '✓ Positive', run: () => {{}}}}, {{label: '✗ Negative', run: () => {{}}}},
+                            {{label: 'In the list', run: () => {{}}}}]);
+          return [f.id, p.lon, p.lat];
+        }})()""")
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        pg.p.wait_for_timeout(300)
+        before = _centre(pg)
+        # near the bottom of the map: the popup opens upwards and must pan the map to fit
+        box = _map_box(pg)
+        pg.p.evaluate(f"rsir.map.panBy([0, {-box['height'] * 0.3}], {{animate: false}})")
+        pg.p.wait_for_timeout(300)
+        before = _centre(pg)
+        pg.p.mouse.click(*pg.lonlat_xy(lon + 0.00001, lat + 0.00001))
+        popup = pg.p.locator(".leaflet-popup.hit-popup")
+        popup.wait_for(timeout=5_000)
+        pg.p.wait_for_timeout(600)   # its auto-pan
+        pop, box = popup.bounding_box(), _map_box(pg)
+        assert pop["height"] <= box["height"], (pop, box)
+        assert pop["y"] >= box["y"] - 0.5 and pop["y"] + pop["height"] <= box["y"] + box["height"] + 0.5, (pop, box)
+        assert "and 4 more here" in popup.inner_text()
+        content = popup.locator(".leaflet-popup-content")
+        assert content.evaluate("e => e.scrollHeight > e.clientHeight && getComputedStyle(e).overflowY === 'auto'")
+        last = popup.locator("button").last
+        _into_popup_view(last)
+        r = last.bounding_box()
+        assert pg.p.evaluate(f"!!document.elementFromPoint({r['x'] + r['width'] / 2}, {r['y'] + r['height'] / 2})"
+                             ".closest('.leaflet-popup')"), "the popup's last button cannot be reached"
+        pg.p.screenshot(path=str(Path(__file__).resolve().parent / "artifacts" / "web_map_phone_tall_hit_popup_390x844.png"))
+        moved = _centre(pg)
+        pg.p.evaluate("rsir.map.closePopup()")
+        pg.p.wait_for_timeout(300)
+        back = _centre(pg)
+        assert moved != before, "the popup did not need the map to pan (the test sets it up to)"
+        assert abs(back[0] - before[0]) < 1e-6 and abs(back[1] - before[1]) < 1e-6, (before, moved, back)
         pg.check_clean()
     finally:
         pg.close()

@@ -23,7 +23,9 @@ export function friendly(text, status) {
   }
   if (/is not in .*; check the id/i.test(t)) return "That tile is no longer in the index; search again.";
   t = t.replace(/\bindex (?=(?:file:\/\/)?\/|[A-Za-z]:\\)/g, "")                 // "index /x/idx": one "the index"
-       .replace(/(?:file:\/\/)?(?:\/[\w.\-@+~ ]+){2,}\/?/g, "the index")   // POSIX paths
+       // POSIX paths: a space only inside a folder's name ("/home/A B/idx"), never after the last
+       // part ("/x/idx holds model m": the words after the path are the message's)
+       .replace(/(?:file:\/\/)?(?:\/[\w.\-@+~]+(?: [\w.\-@+~]+)*(?=\/))+\/[\w.\-@+~]+\/?/g, "the index")
        .replace(/[A-Za-z]:\\[^\s;,)]+/g, "the index")                    // Windows paths
        .replace(/<[^>]*object at 0x[0-9a-f]+>/gi, "the upload")         // Python reprs
        .replace(/\b(?:Traceback|File ".*", line \d+).*$/s, "");

@@ -84,8 +84,24 @@ function openHits(latlng) {
   if (here.length > HITS_LISTED) div.appendChild(document.createTextNode(`and ${here.length - HITS_LISTED} more here`));
   const result = resultAt(latlng);
   if (result) div.appendChild(resultRow(result, latlng));
-  const popup = L.popup({ className: "hit-popup", maxWidth: 260, autoPanPaddingTopLeft: [10, 40],
-                          autoPanPaddingBottomRight: [10, 10] }).setLatLng(latlng).setContent(div).openOn(map);
+  // never taller than the map (a phone's map is short): its list scrolls on its own; the room left
+  // is the map less the pan padding, the popup's frame and its tip
+  const popup = L.popup({ className: "hit-popup", maxWidth: 260, maxHeight: Math.max(100, map.getSize().y - 100),
+                          autoPanPaddingTopLeft: [10, 40], autoPanPaddingBottomRight: [10, 10] });
+  // the map panned to show the popup goes back where it was when it closes (unless zoomed or moved since)
+  const before = { center: map.getCenter(), zoom: map.getZoom() };
+  let panned = false;
+  const onPan = () => { panned = true; };
+  map.on("autopanstart", onPan);
+  let moved = false;
+  const onDrag = () => { moved = true; };
+  map.on("dragstart", onDrag);
+  popup.once("remove", () => {
+    map.off("autopanstart", onPan);
+    map.off("dragstart", onDrag);
+    if (panned && !moved && map.getZoom() === before.zoom) map.panTo(before.center, { animate: false });
+  });
+  popup.setLatLng(latlng).setContent(div).openOn(map);
   map.once("zoomstart", () => map.closePopup(popup));   // zoomed out, it would cover the map and cross its edge
 }
 

@@ -8,13 +8,13 @@ import { info } from "./indexinfo.js";
 import * as labels from "./labels.js";
 import { refreshDetails, restyleAll, resultById, resultFeatures } from "./results.js";
 import { filters, lastDoc, refuseDates, render, run, showNothing } from "./search.js";
-import { saveUrl, state } from "./state.js";
+import { saveUrl, shownHits, stampHits, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
 
 let lastFindAll = null;  // the last "Find all" answer, for Download hits
 let undoLabels = null;   // what the last "Clear labels" or "Load labels" replaced, for Undo and Back
 
-$("refine").onclick = () => run({ kind: "labels" }, { fit: true });
+$("refine").onclick = () => run({ kind: "labels" }, { fit: true, focusResults: true });
 /** After any label change: cards, outlines, details, hits and the address.  A change by the user
  *  (`byUser`) while Undo is offered says what that Undo will do now (the labels changed since). */
 export function labelsChanged(byUser = true) {
@@ -62,6 +62,9 @@ $("clear-labels").onclick = () => {
   restyleAll(); refreshDetails();
   saveUrl(true);
   offerUndo();
+  // Clear labels is disabled now (no labels): the keyboard goes on from the Undo that brings them back
+  const undo = $("status").querySelector("button[data-undo]");
+  if (undo) undo.focus();
 };
 
 /** Undo the last Clear or Load: its labels back, with the label changes made since kept; after a
@@ -85,10 +88,12 @@ function undoLabelChange() {
   if (u.hits && !lastFindAll) showFindAll(u.hits);   // unless Find all ran again since
   labelsChanged(false);
   const n = u.before.size;
-  setStatus(`Restored ${plural(n, "label")}` +
-            (u.what === "load" ? ` (the ${plural(u.loaded, "label")} loaded from ${u.file} ${u.loaded === 1 ? "is" : "are"} gone)`
-              : "") +
-            (u.refined && u.doc ? ", the results refined from them" : "") + (u.hits ? ", the find-all hits" : "") +
+  const told = [`${plural(n, "label")}` +
+                (u.what === "load" ? ` (the ${plural(u.loaded, "label")} loaded from ${u.file} ${u.loaded === 1 ? "is" : "are"} gone)`
+                  : "")];
+  if (u.refined && u.doc) told.push("the results refined from them");
+  if (u.hits) told.push("the find-all hits");
+  setStatus(`Restored ${told.length > 1 ? told.slice(0, -1).join(", ") + " and " + told[told.length - 1] : told[0]}` +
             (kept.size ? `; kept the ${plural(kept.size, "label")} changed since` : "") + ".");
   $(u.what === "clear" ? "clear-labels" : "load-labels").focus();   // the Undo button is gone with the message
 }
@@ -102,13 +107,34 @@ export function labelsOf(fromUrl) {
   return u.before;   // with their footprints, scenes, dates and notes
 }
 
-function clearFindAll() { labels.clearFindAll(); lastFindAll = null; $("findall-export").hidden = true; }
-/** Show a "find all" answer: its hits on the map and listed, Download hits. */
+/** No find-all hits shown (the history entry current now is not changed: a Clear pushes a new one). */
+function clearFindAll() {
+  labels.clearFindAll(); lastFindAll = null; $("findall-export").hidden = true; shownHits.token = null;
+}
+
+const hitsByToken = new Map();   // history entries' find-all answers (state.js's shownHits), this page's life
+let hitsSeq = 0;
+
+/** Show a "find all" answer: its hits on the map and listed, Download hits; the current history
+ *  entry holds them (Back and Forward bring back the hits of each entry). */
 function showFindAll(doc) {
+  let token = [...hitsByToken].find(([, d]) => d === doc)?.[0];
+  if (!token) { token = `${Date.now().toString(36)}-${++hitsSeq}`; hitsByToken.set(token, doc); }
   lastFindAll = doc;
   drawHits(doc.features || [], HIT_ACTIONS);
   labels.showHits(doc, labelHit);
   $("findall-export").hidden = !(doc.features || []).length;
+  shownHits.token = token;
+  stampHits();
+}
+
+/** Back or Forward: the find-all hits of the history entry now current (none when it had none, or
+ *  when they are of an earlier page load).  Returns the answer shown, or null. */
+export function hitsOfEntry(token) {
+  const doc = (token && hitsByToken.get(token)) || null;
+  if (doc === lastFindAll) return doc;
+  if (doc) showFindAll(doc); else clearFindAll();
+  return doc;
 }
 $("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
 // Load labels: they replace the labels there were; a new history entry and an Undo button bring
@@ -179,7 +205,9 @@ $("classify").onclick = async () => {
     setStatus(friendly(err.message), "error");
   } finally {
     bar.hidden = true;
+    const had = document.activeElement === $("classify") || document.activeElement === document.body;
     $("classify").disabled = false;
+    if (had) $("classify").focus();   // disabled while it ran, it lost the focus: the keyboard goes on from it
   }
 };
 $("findall-export").onclick = () => {

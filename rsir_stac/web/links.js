@@ -3,7 +3,7 @@
 // searches, the map view is kept in it, and Copy link.
 import { setArea } from "./form.js";
 import * as labels from "./labels.js";
-import { labelsOf } from "./labelstab.js";
+import { hitsOfEntry, labelsOf } from "./labelstab.js";
 import { map } from "./map.js";
 import { restyleAll } from "./results.js";
 import { noteLeftOut, run, showNothing, syncImagery } from "./search.js";
@@ -18,6 +18,7 @@ function leftOut(s) {
     const why = (s.refusedWhy || "").replace(/^Dates ".*?" /s, "it ") || `it is not a date range; give ${DATES_FORM}`;
     out.push(`the link's dates "${s.refusedDates}" were left out: ${why}`);
   }
+  out.push(...(s.notes || []));
   const names = (s.unsupported || []).map((n) => n + "=");
   if (names.length) {   // one sentence for near= and radius= together
     out.push(`the link's ${names.join(" and ")} filter${names.length > 1 ? "s were" : " was"} left out: the map page ` +
@@ -47,8 +48,9 @@ export function applyState(s, first) {
   labels.renderLabels();
   labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
   if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
-  if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view });
+  if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view, keepTab: !first });   // Back: the tab the user is on
   else { showNothing(); restyleAll(); syncImagery(); }
+  $("rerun").disabled = !s.query;   // nothing to search again
   if (s.refused || notes.length) {   // never kept in the address bar: the link is written again without them
     saveUrl(false);
     const told = (s.refused ? [`the link's polygon was left out: ${s.refused}; draw the area again`] : []).concat(notes);
@@ -57,7 +59,18 @@ export function applyState(s, first) {
   return !!(s.refused || notes.length);
 }
 
-window.addEventListener("popstate", () => applyState(fromSearch(window.location.search), false));
+// Back and Forward: the state of the entry, with the find-all hits shown while it was current
+window.addEventListener("popstate", (ev) => {
+  const s = fromSearch(window.location.search);
+  const told = applyState(s, false);
+  const hits = hitsOfEntry(ev.state && ev.state.hits);
+  labels.restyleHits();   // the hits' cards name the labels of this entry
+  if (!s.query && !told) {
+    const n = hits ? (hits.features || []).length : 0;
+    setStatus(hits ? `Find all hits shown: ${n} tile${n === 1 ? "" : "s"}, purple on the map and listed in the Labels tab.`
+      : "Click the imagery to find tiles like the one there.");
+  }
+});
 map.on("moveend", () => {
   if (!document.body.dataset.ready) return;
   const c = map.getCenter();

@@ -107,10 +107,16 @@ export async function run(query, opts) {
       : query.kind === "labels" ? "Refining" : "The search", query.kind === "image" ? ", then choose the image again" : "");
     return;
   }
-  state.query = query;
-  if (!opts.keepSelection) state.selected = null;
-  $("rerun").disabled = false;
-  if (opts.push !== false) saveUrl(true);
+  // an uploaded image the service may refuse (not an image, too many pixels, transparent): the
+  // results, query and address shown stay until it answers with results
+  const upload = query.kind === "image";
+  const before = { query: state.query, selected: state.selected };
+  if (!upload) {
+    state.query = query;
+    if (!opts.keepSelection) state.selected = null;
+    $("rerun").disabled = false;
+    if (opts.push !== false) saveUrl(true);
+  }
   const my = ++seq;
   if (query.kind === "labels" && !labels.examples().positives.length) {   // never the service's wording
     showNothing();
@@ -135,9 +141,33 @@ export async function run(query, opts) {
       doc = await api("api/search?" + filterParams(extra));
     }
     if (my !== seq) return;
+    if (upload) {
+      state.query = query;
+      if (!opts.keepSelection) state.selected = null;
+      $("rerun").disabled = false;
+      if (opts.push !== false) saveUrl(true);
+    }
     render(doc, query, opts);
   } catch (err) {
     if (my !== seq) return;
+    if (upload) {   // refused: what was shown stays, and says so
+      state.query = before.query;
+      state.selected = before.selected;
+      setStatus(`${query.file.name || "The image"} was not searched: ${friendly(err.message)}` +
+                (/[.!?]$/.test(friendly(err.message)) ? "" : ".") + (before.query && lastDoc
+        ? " The results shown are still those of the previous search." : ""), "error");
+      return;
+    }
+    if (query.kind === "location" && query.pinned && err.status === 404) {
+      // a link's tile (qid) gone from the index (ids change on a new ingest): the link's place still
+      // holds, so search there, and say so
+      const gone = query.pinned;
+      delete query.pinned;
+      linkNotes.push(`the tile the link named (qid=${gone}) is no longer in the index, so this is a search at the ` +
+                     "link's place instead (the tile there now)");
+      run(query, Object.assign({}, opts, { push: false }));
+      return;
+    }
     showNothing();   // the last results are not this query's: none is shown as if current
     setStatus(friendly(err.message), "error");
     if (query.kind === "location") {
@@ -162,7 +192,7 @@ export function render(doc, query, opts) {
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
     onSelect: (id, zoom) => { select(id, zoom); syncImagery(); saveUrl(false); },
-    onSearchFrom: (id) => run({ kind: "point", id: id }),
+    onSearchFrom: (id) => run({ kind: "point", id: id }, { focusResults: true }),
     onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); afterLabel(); },
   });
   if (state.selected) select(state.selected, false);
@@ -182,8 +212,14 @@ export function render(doc, query, opts) {
             (doc.took_ms !== undefined ? ` · ${Math.round(doc.took_ms)} ms` : "") +
             (doc.merged ? " · merged from one search per example" : "") +
             (n ? " · click a result to look at it" : "") + (notes.length ? ". Note: " + notes.join("; ") + "." : ""));
-  showTab("results");
+  if (!(opts && opts.keepTab)) showTab("results");
   if (opts && opts.fit) fitSearch();
+  // the button pressed is gone with the details (Search from this) or its tab (Refine): the keyboard
+  // goes on from the first result
+  if (opts && opts.focusResults) {
+    const c = document.querySelector("#gallery .card");
+    if (c) c.focus({ preventScroll: false });
+  }
   saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
 }
 

@@ -151,47 +151,101 @@ export function dateProblem(text) {
   return null;
 }
 
-/** Parse a location.search into a partial state (unknown or malformed fields are left out). */
+/** The most results a search gives (the service's MAX_K). */
+export const MAX_K = 100;
+const TILE_ID = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
+const shown = (v) => JSON.stringify(v.length > 60 ? v.slice(0, 57) + "…" : v);
+
+/** Parse a location.search into a partial state.  Malformed or out-of-range values are left out (or
+ *  clamped) and said in `notes` (with refusedDates, unsupported and refused: why a polygon was). */
 export function fromSearch(search) {
   const q = new URLSearchParams(search);
-  const out = { query: null, k: 10, expand: 0, datetime: "", collections: [], area: null, labels: new Map(), selected: null, view: null };
+  const out = { query: null, k: 10, expand: 0, datetime: "", collections: [], area: null, labels: new Map(), selected: null,
+                view: null, notes: [] };
+  const note = (t) => out.notes.push(t);
+  const ids = (name) => {   // tile ids; others left out, said once per parameter
+    const all = (q.get(name) || "").split(",").map((x) => x.trim()).filter(Boolean);
+    const bad = all.filter((x) => !TILE_ID.test(x));
+    if (bad.length) note(`the link's ${name}= value${bad.length > 1 ? "s" : ""} ${bad.map(shown).join(", ")} ` +
+                         `${bad.length > 1 ? "are not tile ids and were" : "is not a tile id and was"} left out`);
+    return all.filter((x) => TILE_ID.test(x));
+  };
   const qq = q.get("q") || "";
-  if (qq.startsWith("p:") && qq.length > 2) out.query = { kind: "point", id: qq.slice(2) };
-  else if (qq.startsWith("at:")) {
+  if (qq.startsWith("p:") && qq.length > 2) {
+    if (TILE_ID.test(qq.slice(2))) out.query = { kind: "point", id: qq.slice(2) };
+    else note(`the link's query q=${shown(qq)} does not name a tile id and was left out`);
+  } else if (qq.startsWith("at:")) {
     const ll = nums(qq.slice(3), 2);
-    if (ll) out.query = { kind: "location", lon: ll[0], lat: ll[1] };
-    if (ll && q.get("qid")) out.query.pinned = q.get("qid");
+    if (ll && Math.abs(ll[1]) <= 90 && Math.abs(ll[0]) <= 360) out.query = { kind: "location", lon: ll[0], lat: ll[1] };
+    else note(`the link's query q=${shown(qq)} is not a place (at:LON,LAT) and was left out`);
+    const qid = out.query && ids("qid")[0];
+    if (qid) out.query.pinned = qid;
   } else if (qq === "labels") out.query = { kind: "labels" };
-  const k = parseInt(q.get("k") || "10", 10);
-  if (Number.isFinite(k) && k > 0) out.k = k;
-  const qe = parseInt(q.get("qe") || "0", 10);
-  if (Number.isFinite(qe) && qe > 0 && qe <= 100) out.expand = qe;
+  else if (qq) note(`the link's query q=${shown(qq)} is not one the page knows and was left out`);
+  if (q.has("k")) {
+    const raw = q.get("k").trim().slice(0, 20), k = Number(raw);
+    if (Number.isInteger(k) && k >= 1 && k <= MAX_K) out.k = k;
+    else if (Number.isInteger(k) && k > MAX_K) {
+      out.k = MAX_K;
+      note(`the link's k=${raw} is over the most results a search gives, so ${MAX_K} are shown`);
+    } else note(`the link's k=${raw} is not a number of results from 1 to ${MAX_K}, so 10 are shown`);
+  }
+  if (q.has("qe")) {
+    const raw = q.get("qe").trim().slice(0, 20), qe = Number(raw);
+    if (Number.isInteger(qe) && qe >= 0 && qe <= MAX_K) out.expand = qe;
+    else note(`the link's query expansion qe=${raw} is not a number of tiles from 0 to ${MAX_K} and was left out`);
+  }
   const dt = (q.get("dt") || "").trim();
   const why = dt && dateProblem(dt);
   if (why) { out.refusedDates = dt; out.refusedWhy = why; } else out.datetime = dt;
   out.unsupported = ["near", "radius"].filter((name) => q.has(name));
   out.collections = (q.get("col") || "").split(",").filter(Boolean);
-  const bb = nums(q.get("bbox"), 4);
-  if (bb) out.area = { bbox: bb };
-  const poly = (q.get("poly") || "").split(";").map((p) => nums(p, 2)).filter(Boolean);
-  if (poly.length >= 4) {   // a polygon the search would refuse is left out (refused: why)
-    const why = polygonProblem(poly);
-    if (why) out.refused = why; else out.area = { polygon: poly };
+  if (q.get("bbox")) {
+    const bb = nums(q.get("bbox"), 4);
+    if (bb) out.area = { bbox: bb };
+    else note(`the link's box bbox=${shown(q.get("bbox"))} was left out: it is not four numbers W,S,E,N; draw the area again`);
   }
-  for (const id of (q.get("pos") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "positive" });
-  for (const id of (q.get("neg") || "").split(",").filter(Boolean)) out.labels.set(id, { label: "negative" });
-  out.selected = q.get("sel") || null;
-  const v = (q.get("v") || "").split("/").map(Number);
-  if (v.length === 3 && v.every(Number.isFinite)) out.view = { z: v[0], lat: v[1], lon: v[2] };
+  if (q.get("poly")) {
+    const parts = q.get("poly").split(";");
+    const poly = parts.map((p) => nums(p, 2)).filter(Boolean);
+    if (poly.length === parts.length && poly.length >= 4) {   // a polygon the search would refuse is left out (refused: why)
+      const why = polygonProblem(poly);
+      if (why) out.refused = why; else out.area = { polygon: poly };
+    } else {
+      note(`the link's polygon poly=${shown(q.get("poly"))} was left out: it is not LON,LAT;LON,LAT;… with at least 3 ` +
+           "corners, closed; draw the area again");
+    }
+  }
+  for (const id of ids("pos")) out.labels.set(id, { label: "positive" });
+  for (const id of ids("neg")) out.labels.set(id, { label: "negative" });
+  out.selected = ids("sel")[0] || null;
+  if (q.get("v")) {
+    const v = q.get("v").split("/").map(Number);
+    if (v.length === 3 && v.every(Number.isFinite) && v[0] >= 0 && v[0] <= 24 && Math.abs(v[1]) <= 90 && Math.abs(v[2]) <= 540) {
+      out.view = { z: v[0], lat: v[1], lon: v[2] };
+    } else {
+      note(`the link's map view v=${shown(q.get("v"))} was left out: it is not ZOOM/LAT/LON with zoom 0–24 and a latitude ` +
+           "within ±90; the map opens at the data");
+    }
+  }
   return out;
 }
+
+/** The find-all hits on screen, as the history entries hold them (their token; null: none).  Each
+ *  entry keeps the hits shown while it was current, so Back and Forward bring back exactly those. */
+export const shownHits = { token: null };
 
 /** Write the state to the address bar: push for a new search, replace otherwise. */
 export function saveUrl(push) {
   const url = window.location.pathname + toSearch(state);
   if (url === window.location.pathname + window.location.search) return;
-  if (push) history.pushState({ rsir: 1 }, "", url);
-  else history.replaceState({ rsir: 1 }, "", url);
+  if (push) history.pushState({ rsir: 1, hits: shownHits.token }, "", url);
+  else history.replaceState({ rsir: 1, hits: shownHits.token }, "", url);
+}
+
+/** The current history entry holds the hits shown now (after Find all, or Undo bringing them back). */
+export function stampHits() {
+  history.replaceState(Object.assign({}, history.state || {}, { rsir: 1, hits: shownHits.token }), "", window.location.href);
 }
 
 /** The labels as the GeoJSON label file of the analyst's loop (one Feature per tile). */
