@@ -936,3 +936,34 @@ def test_wording_after_undo_and_a_refused_dates_box_is_marked_where_it_is(browse
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_results_out_of_distance_order_by_the_per_scene_cap_are_explained(browser, server):
+    """The service's soft cap (at most 3 tiles per scene first while other scenes have results) put
+    farther tiles of other scenes before closer ones of the same scene, with no word; the page now
+    says from which rank the order is not by distance, and why (and nothing when it is)."""
+    import requests
+
+    base, points = server
+
+    def distances(pid, k):
+        r = requests.get(f"{base}/api/search", params={"point_id": pid, "k": k}, headers={"X-API-Key": KEY}, timeout=30)
+        return [f["properties"]["distance"] for f in r.json()["features"]]
+
+    def first_back(d):
+        return next((i for i in range(1, len(d)) if d[i] < max(d[:i]) - 1e-9), None)
+
+    pid, at = next((p, first_back(distances(p, 20))) for p in points if first_back(distances(p, 20)) is not None)
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=20")
+    try:
+        pg.wait_results(20)
+        pg.wait_status(f"from rank {at + 1} on, the results are not in distance order: at most 3 tiles per scene come "
+                       "first while other scenes have results")
+        _shots(pg, "per_scene_cap")
+        pg.p.select_option("#k", "5")
+        pg.wait_results(5)
+        assert first_back(distances(pid, 5)) is None   # the first ranks, one per scene: in order
+        assert "not in distance order" not in pg.status(), pg.status()
+        pg.check_clean()
+    finally:
+        pg.close()
