@@ -843,6 +843,14 @@ def test_a_link_to_a_tile_no_longer_in_the_index_searches_at_its_place(browser, 
         pg.check_clean()
     finally:
         pg.close()
+    # a labels link naming a tile gone from the index: which one, and what to do (not "search again")
+    real = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=labels&pos={real},{gone}")
+    try:
+        pg.wait_status(f"Tile {gone} is no longer in the index: remove its label in the Labels tab, then refine again.")
+        pg.check_clean()
+    finally:
+        pg.close()
 
 
 def test_bad_link_values_are_clamped_or_refused_with_a_note_and_left_out_of_the_address(browser, server):

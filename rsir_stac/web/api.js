@@ -21,6 +21,8 @@ export function friendly(text, status) {
   if (/no tile in .* covers lon/i.test(t)) {
     return "No indexed tile here. Click inside a scene outline (dashed) or pick a scene in the Scenes tab.";
   }
+  const gone = /point (\S+) is not in .*; check the id/i.exec(t);
+  if (gone) return `Tile ${gone[1]} is no longer in the index; search again.`;
   if (/is not in .*; check the id/i.test(t)) return "That tile is no longer in the index; search again.";
   t = t.replace(/\bindex (?=(?:file:\/\/)?\/|[A-Za-z]:\\)/g, "")                 // "index /x/idx": one "the index"
        // POSIX paths: a space only inside a folder's name ("/home/A B/idx"), never after the last

@@ -189,7 +189,10 @@ export async function run(query, opts) {
       return;
     }
     showNothing();   // the last results are not this query's: none is shown as if current
-    setStatus(friendly(err.message), "error");
+    // a labelled tile gone from the index (a link of an older index): "search again" would fail again
+    setStatus(query.kind === "labels" && err.status === 404
+      ? friendly(err.message).replace(/; search again\.$/, ": remove its label in the Labels tab, then refine again.")
+      : friendly(err.message), "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
       L.circleMarker([query.lat, query.lon], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
