@@ -859,13 +859,16 @@ def test_bad_link_values_are_clamped_or_refused_with_a_note_and_left_out_of_the_
     opened a blank map.  Each is now clamped or left out with a note, and the address drops it."""
     base, points = server
     pid = _bare_scene(points)[1]
-    errs = _api_errors(pg_ := Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=100000&bbox=1,2,3"))
+    stray = "00000000-0000-0000-0000-00000000abcd"
+    errs = _api_errors(pg_ := Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=100000&bbox=1,2,3&sel={stray}"))
     try:
         pg_.wait_results()
         status = pg_.status()
         assert "k=100000 is over the most results a search gives, so 100 are shown" in status, status
         assert 'bbox="1,2,3" was left out' in status and "less than or equal" not in status
+        assert f"the selected tile {stray} is not among these results" in status, status
         assert "k=100&" in pg_.p.url + "&" and "bbox=" not in pg_.p.url and pg_.p.input_value("#k") == "100"
+        assert "sel=" not in pg_.p.url
         assert not errs, errs
     finally:
         pg_.close()

@@ -218,6 +218,11 @@ export function render(doc, query, opts) {
     onSearchFrom: (id) => run({ kind: "point", id: id }, { focusResults: true }),
     onLabel: (id, label) => { labels.setLabel(id, label, resultById(id)); afterLabel(); },
   });
+  let lostSelection = "";
+  if (state.selected && !resultById(state.selected)) {   // a link's sel= not among these results: not kept
+    lostSelection = state.selected;
+    state.selected = null;
+  }
   if (state.selected) select(state.selected, false);
   syncImagery();
   $("fit").disabled = !(doc.features || []).length;
@@ -229,6 +234,9 @@ export function render(doc, query, opts) {
   if (state.collections.length) filt.push("collections");
   const notes = filterNotes();
   if (q.warning) notes.push(q.warning);
+  if (lostSelection && opts && opts.keepSelection) {
+    notes.push(`the selected tile ${lostSelection} is not among these results, so none is selected`);
+  }
   const capped = !doc.merged && capNote(doc, scored);   // merged searches have an order of their own
   if (capped) notes.push(capped);
   refusedArea = "";   // told once
