@@ -102,12 +102,21 @@ class ClassifyReport:
                  [f"{pos} you labelled positive scored below {'it' if neg else f'{self.threshold:g}'} and "
                   f"{'is' if pos == 1 else 'are'} kept (marked by {'its' if pos == 1 else 'their'} label)"] if pos else [])
         if parts:
-            # at a threshold of 1 no tile is expected to score at or above it: more labels would not help
-            advice = ("no tile is expected to score 1: lower the threshold (e.g. 0.9) to find tiles like them"
-                      if self.threshold >= 1 else
-                      f"label more tiles like {'it' if neg + pos == 1 else 'them'} to teach it")
-            out.append(f"your labels win over the classifier: {', '.join(parts)}; {advice}")
+            out.append(f"your labels win over the classifier: {', '.join(parts)}; {self._advice()}")
         return out
+
+    def _advice(self) -> str:
+        """What to do when labels win over the classifier.  At a threshold of 1 no tile is
+        expected to score at or above it and at 0 every tile does, so more labels would not
+        help there: the threshold is what to change."""
+        if self.threshold >= 1:
+            like = "it" if self.positives == 1 else "them"
+            return f"no tile is expected to score 1: lower the threshold (e.g. 0.9) to find tiles like {like}"
+        if self.threshold <= 0:
+            return ("every tile scores at least 0, so none is left out: raise the threshold (e.g. 0.5) to keep "
+                    f"only tiles like your {'positive' if self.positives == 1 else 'positives'}")
+        neg, pos = self.negatives_overruled, self.positives_kept
+        return f"label more tiles like {'it' if neg + pos == 1 else 'them'} to teach it"
 
     def summary(self) -> dict[str, Any]:
         return {"hits": len(self.hits), "scored": self.scored, "threshold": self.threshold,

@@ -613,3 +613,23 @@ def _labels_file(world, tmp_path):
     from rsir_stac.model.bundle import load_bundle
 
     return write_labels(_labels(world, load_bundle(None)), tmp_path / "labels.geojson")
+
+
+@pytest.mark.parametrize("threshold,positives,overruled,kept,want", [
+    (1.0, 1, 0, 1, "lower the threshold (e.g. 0.9) to find tiles like it"),
+    (1.0, 3, 0, 2, "lower the threshold (e.g. 0.9) to find tiles like them"),
+    (0.0, 2, 2, 0, "every tile scores at least 0, so none is left out: raise the threshold"),
+    (0.5, 2, 1, 0, "label more tiles like it to teach it"),
+    (0.5, 2, 1, 1, "label more tiles like them to teach it"),
+])
+def test_labels_win_advice_fits_the_threshold(threshold, positives, overruled, kept, want):
+    """At a threshold of 1 no tile can reach it and at 0 every tile does, so the advice there is
+    to change the threshold, not to label more (re-check of the page's find-all messages)."""
+    from rsir_stac.classify import ClassifyReport
+
+    rep = ClassifyReport(hits=(), scored=10, threshold=threshold, positives=positives, negatives=2, background=50,
+                         precision=None, recall=None, holdout=0, seconds=0.0, negatives_overruled=overruled,
+                         positives_kept=kept)
+    (note,) = [n for n in rep.notes() if "labels win" in n]
+    assert note.endswith(want) or want in note, note
+    assert threshold not in (0.0, 1.0) or "label more" not in note, note
