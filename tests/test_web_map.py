@@ -405,6 +405,24 @@ def _hit_over_a_result(pg, hits):
     raise AssertionError("no hit lies over a result footprint")
 
 
+def _label_and_draw_hits(pg, actions_js: str) -> list:
+    """Wait for the 10 results, label the first two positive and the last negative, close the
+    details, and draw the classifier's hits at threshold 0 with the popup ``actions_js``:
+    ``[id, lon, lat]`` of each hit."""
+    pg.wait_results(10)
+    for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
+        pg.p.locator("#gallery .card").nth(i).click()
+        pg.p.click(f"#details button:has-text('{lab}')")
+    pg.p.locator("#details button.close").click()
+    return pg.p.evaluate("""(async () => {
+      const api = await import('/static/api.js'); const st = await import('/static/state.js');
+      const m = await import('/static/hits.js');
+      const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
+      m.drawHits(doc.features, %s);
+      return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
+    })()""" % actions_js)
+
+
 def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_server):
     """Hits zoomed out are purple labels with their count; zoomed in a click on a hit over a result
     opens the hit (probability, date) rather than selecting the result, and its action runs."""
@@ -412,18 +430,7 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
     q = _stack_ids(points, "2020-08-31")[5]
     pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=10")
     try:
-        pg.wait_results(10)
-        for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
-            pg.p.locator("#gallery .card").nth(i).click()
-            pg.p.click(f"#details button:has-text('{lab}')")
-        pg.p.locator("#details button.close").click()
-        hits = pg.p.evaluate("""(async () => {
-          const api = await import('/static/api.js'); const st = await import('/static/state.js');
-          const m = await import('/static/hits.js');
-          const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
-          m.drawHits(doc.features, [{label: 'Search from this', run: (f) => rsir.searchById(f.id)}]);
-          return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
-        })()""")
+        hits = _label_and_draw_hits(pg, "[{label: 'Search from this', run: (f) => rsir.searchById(f.id)}]")
         assert len(hits) == 48   # all but the one negative
         stacked = sum(points[h[0]]["item_id"] != "far-scene" for h in hits)
         lon, lat = _stack_centre(points)
@@ -483,18 +490,7 @@ def test_hit_popup_on_a_phone_is_not_covered_by_the_legend_or_the_scale(browser,
     q = _stack_ids(points, "2020-08-31")[5]
     pg = Page(browser, base, size=(390, 844), path=f"/?q=p:{q}&k=10")
     try:
-        pg.wait_results(10)
-        for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
-            pg.p.locator("#gallery .card").nth(i).click()
-            pg.p.click(f"#details button:has-text('{lab}')")
-        pg.p.locator("#details button.close").click()
-        hits = pg.p.evaluate("""(async () => {
-          const api = await import('/static/api.js'); const st = await import('/static/state.js');
-          const m = await import('/static/hits.js');
-          const doc = await api.postJson(api.apiUrl('classify'), {labels: st.labelsGeoJSON(), threshold: 0});
-          m.drawHits(doc.features, [{label: '✓ Positive', run: () => {}}, {label: '✗ Negative', run: () => {}}]);
-          return doc.features.map(f => [f.id, f.properties.lon, f.properties.lat]);
-        })()""")
+        hits = _label_and_draw_hits(pg, "[{label: '✓ Positive', run: () => {}}, {label: '✗ Negative', run: () => {}}]")
         legend = pg.p.locator(".map-legend")
         legend.locator("summary").click()
         assert legend.locator("ul").is_visible()
