@@ -21,10 +21,12 @@ Anyone who can write to the index folder can write this file, so it is never
 trusted by itself (:func:`verify_address`): the work (and the key) goes only to
 a loopback address (127.0.0.0/8, ``::1``, ``localhost``) whose port is listened
 on by the very process that holds the lock, a process of the same user whose
-command line is ``rsir-stac serve`` on this index (read from ``/proc``).  A file
-that fails a check is ignored with a one-line warning naming it and why, and the
-command opens the index itself (which then says "in use" if another process
-holds it).  Where ``/proc`` cannot tell (not Linux), no file is trusted.
+command line is ``rsir-stac serve`` on this index (read from ``/proc`` on Linux;
+where there is no ``/proc``, as on macOS and the BSDs, from ``ps`` and ``lsof``).
+A file that fails a check is ignored with a one-line warning naming it and why,
+and the command opens the index itself (which then says "in use" if another
+process holds it).  Where neither can tell (Windows, or ``lsof`` not installed),
+no file is trusted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import struct
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,6 +56,13 @@ KEY_ENV = "RSIR_SERVICE_KEY"
 POLL_S = 0.5
 #: Seconds a request to the service may take (an image search embeds on the server).
 TIMEOUT_S = 120.0
+#: Where the process table is read (Linux).  Where it has no ``self/fd`` (macOS, the BSDs),
+#: :func:`verify_address` asks ``ps`` and ``lsof`` instead.
+PROC_ROOT = Path("/proc")
+#: Seconds ``ps`` or ``lsof`` may take to answer before the address counts as unverified.
+TOOL_TIMEOUT_S = 3.0
+#: Program names an ``rsir-stac serve`` command line runs (the script, ``python -m rsir_stac.cli``).
+_PROGRAMS = ("rsir-stac", "rsir_stac.cli", "rsir_stac")
 
 
 class ServiceError(StoreError):
@@ -63,7 +74,7 @@ class ServiceError(StoreError):
 class UnverifiedServiceError(ServiceError):
     """An address file names a service that cannot be shown to be the ``rsir-stac serve``
     holding the index (not loopback, another process's port, another user's or another
-    program's process, or no ``/proc`` to check): nothing is sent to it."""
+    program's process, or neither ``/proc`` nor ``ps`` and ``lsof`` to check): nothing is sent to it."""
 
 
 @dataclass(frozen=True)
@@ -214,15 +225,18 @@ def verify_address(index: Path, doc: dict) -> str:
     checked host and port, never the file's text), once it is shown to be the ``serve``
     holding the index: the URL is ``http://`` on a loopback address with the file's port
     and nothing else; the file's pid belongs to this user, listens on that address and
-    port, and runs ``rsir-stac serve`` on this index.  Raises UnverifiedServiceError (why)."""
+    port, and runs ``rsir-stac serve`` on this index.  Read from ``/proc`` (:data:`PROC_ROOT`), or
+    where there is none (macOS, the BSDs) from ``ps`` and ``lsof`` (:func:`_verify_with_tools`).
+    Raises UnverifiedServiceError (why)."""
     ip, port = _loopback_url(doc)
     pid = int(doc["pid"])
-    proc = Path("/proc")
-    if not (proc / "self" / "fd").is_dir():
-        raise UnverifiedServiceError("this system has no /proc to check which process listens on "
-                                     f"port {port}")
+    if pid <= 0:
+        raise UnverifiedServiceError(f"its pid {pid} is not a process id")
+    if not (PROC_ROOT / "self" / "fd").is_dir():  # macOS, the BSDs: ask ps and lsof
+        _verify_with_tools(index, pid, ip, port)
+        return f"http://{_host_port(ip, port)}"
     try:
-        owner = os.stat(proc / str(pid)).st_uid
+        owner = os.stat(PROC_ROOT / str(pid)).st_uid
     except OSError:
         raise UnverifiedServiceError(f"process {pid} cannot be inspected") from None
     if hasattr(os, "getuid") and owner != os.getuid():
@@ -274,7 +288,7 @@ def _listening_inodes(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: i
     wildcard = ipaddress.ip_address("0.0.0.0" if ip.version == 4 else "::")
     found: set[str] = set()
     try:
-        lines = Path("/proc/net", table).read_text(encoding="ascii", errors="replace").splitlines()[1:]
+        lines = (PROC_ROOT / "net" / table).read_text(encoding="ascii", errors="replace").splitlines()[1:]
     except OSError:
         return found
     for line in lines:
@@ -298,7 +312,7 @@ def _pid_listens(pid: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, po
     inodes = {f"socket:[{i}]" for i in _listening_inodes(ip, port)}
     if not inodes:
         return False
-    fds = Path("/proc", str(pid), "fd")
+    fds = PROC_ROOT / str(pid) / "fd"
     try:
         names = os.listdir(fds)
     except OSError:
@@ -320,12 +334,12 @@ def _is_serve_of(pid: int, index: Path) -> bool:
 
     try:
         argv = [a.decode("utf-8", "surrogateescape")
-                for a in Path("/proc", str(pid), "cmdline").read_bytes().split(b"\0")]
-        cwd = os.readlink(f"/proc/{pid}/cwd")
+                for a in (PROC_ROOT / str(pid) / "cmdline").read_bytes().split(b"\0")]
+        cwd = os.readlink(PROC_ROOT / str(pid) / "cwd")
     except OSError:
         return False
     prog = next((i for i, a in enumerate(argv[:4])
-                 if Path(a).name in ("rsir-stac", "rsir_stac.cli", "rsir_stac")), None)
+                 if Path(a).name in _PROGRAMS), None)
     if prog is None or "serve" not in argv[prog + 1:]:
         return False
     rest = argv[argv.index("serve", prog + 1) + 1:]
@@ -338,6 +352,143 @@ def _is_serve_of(pid: int, index: Path) -> bool:
     # ~ was expanded by the shell that started it, if at all
     theirs = os.path.realpath(os.path.join(cwd, given))
     return theirs == os.path.realpath(index)
+
+
+# --------------------------------------------------------------------------- without /proc: ps and lsof
+
+
+def _verify_with_tools(index: Path, pid: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                       port: int) -> None:
+    """The checks of :func:`verify_address` where there is no ``/proc`` (macOS, the BSDs), through
+    ``ps`` (owner, command line) and ``lsof`` (listening socket, folder); any tool missing, failing,
+    slow or answering something unreadable leaves the address unverified (UnverifiedServiceError)."""
+    where = _host_port(ip, port)
+    out = _tool("ps", ["-o", "uid=", "-p", str(pid)], f"the owner of process {pid}", gone=True, pid=pid)
+    try:
+        owner = int(out.strip())
+    except ValueError:
+        raise UnverifiedServiceError(f"ps names no owner for process {pid} ({out.strip()[:60]!r})") from None
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise UnverifiedServiceError(f"process {pid} belongs to another user")
+    if not _tool_listens(pid, ip, port):
+        raise UnverifiedServiceError(f"process {pid} does not listen on {where}")
+    command = _tool("ps", ["-ww", "-o", "command=", "-p", str(pid)], f"the command line of process {pid}",
+                    gone=True, pid=pid).strip()
+    try:
+        given = _index_in_command(command)
+    except ValueError as exc:
+        raise UnverifiedServiceError(f"the --index of process {pid} cannot be read from its command line as ps "
+                                     f"shows it ({exc}), so it cannot be compared with this index") from None
+    if given is None:
+        raise UnverifiedServiceError(f"process {pid} is not an rsir-stac serve of this index")
+    if not os.path.isabs(given):  # relative to that process's folder (~ was expanded by its shell, if at all)
+        out = _tool("lsof", ["-a", "-p", str(pid), "-d", "cwd", "-Fn"], f"the folder of process {pid}",
+                    gone=True, pid=pid)
+        cwd = next((ln[1:] for ln in out.splitlines() if ln.startswith("n")), "")
+        if not os.path.isabs(cwd):
+            raise UnverifiedServiceError(f"lsof does not show the folder of process {pid}, so its --index "
+                                         f"{given!r} cannot be compared with this index")
+        given = os.path.join(cwd, given)
+    if os.path.realpath(given) != os.path.realpath(index):
+        raise UnverifiedServiceError(f"process {pid} is not an rsir-stac serve of this index")
+
+
+def _tool(name: str, args: list[str], what: str, *, gone: bool = False, pid: int = 0,
+          nothing_ok: bool = False) -> str:
+    """The standard output of ``name args`` (found on PATH, run without a shell, at most
+    :data:`TOOL_TIMEOUT_S` seconds).  ``what`` names what it shows, for the one-line
+    UnverifiedServiceError raised when it cannot: not installed, too slow, a failure.  With
+    ``gone``, exit 1 with no output means process ``pid`` is not there; with ``nothing_ok``, exit 1
+    with no output is an empty answer (``lsof`` found nothing)."""
+    exe = shutil.which(name)
+    if exe is None:
+        raise UnverifiedServiceError(f"{name} is not installed, so {what} cannot be checked")
+    try:
+        res = subprocess.run([exe, *args], stdin=subprocess.DEVNULL, capture_output=True, check=False,
+                             timeout=TOOL_TIMEOUT_S, env={**os.environ, "LC_ALL": "C"})
+    except subprocess.TimeoutExpired:
+        raise UnverifiedServiceError(f"{name} did not answer within {TOOL_TIMEOUT_S:g} s, so {what} cannot be "
+                                     "checked") from None
+    except OSError as exc:
+        raise UnverifiedServiceError(f"{name} cannot be run ({exc.strerror or exc}), so {what} cannot be "
+                                     "checked") from None
+    out = res.stdout.decode("utf-8", "surrogateescape")
+    if res.returncode == 1 and not out.strip() and (gone or nothing_ok):
+        if nothing_ok:
+            return ""
+        raise UnverifiedServiceError(f"process {pid} cannot be inspected")
+    if res.returncode != 0:
+        err = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UnverifiedServiceError(f"{name} failed (exit {res.returncode}{': ' + err[-1][:100] if err else ''}), "
+                                     f"so {what} cannot be checked")
+    return out
+
+
+def _tool_listens(pid: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+    """Whether ``lsof`` shows process ``pid`` listening on TCP ``ip``:``port`` or on the wildcard
+    address of the same family (as :func:`_pid_listens` reads ``/proc``)."""
+    out = _tool("lsof", ["-nP", "-a", "-p", str(pid), f"-iTCP:{port}", "-sTCP:LISTEN", "-Ftn"],
+                f"the process listening on {_host_port(ip, port)}", nothing_ok=True)
+    family = "IPv4" if ip.version == 4 else "IPv6"
+    kind = ""
+    for line in out.splitlines():
+        tag, value = line[:1], line[1:]
+        if tag in ("p", "f"):  # a new process or file: its type follows
+            kind = ""
+        elif tag == "t":
+            kind = value
+        elif tag == "n" and kind == family and "->" not in value:
+            host, sep, lport = value.rpartition(":")
+            if not sep or lport != str(port):
+                continue
+            host = host.strip("[]")
+            if host == "*":
+                return True
+            try:
+                if ipaddress.ip_address(host) in (ip, ipaddress.ip_address("0.0.0.0" if ip.version == 4 else "::")):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def _index_in_command(command: str) -> str | None:
+    """The ``--index`` of the ``rsir-stac serve`` whose command line ``ps`` shows as ``command``
+    (``./rsir-index`` when it names none), or None when it is not an ``rsir-stac serve``.
+
+    ``ps`` joins the arguments with spaces and quotes nothing, so the words are split at single
+    spaces (not shell-parsed): the program (``rsir-stac``, ``python -m rsir_stac.cli``) within the
+    first words, not after a ``-c``; ``serve`` its first word that is not an option (the group's
+    options are flags); one ``--index`` after it, whose folder runs to the next word that starts
+    an option (a folder with spaces spans several words).  Raises ValueError when ``--index`` is
+    given twice or without a folder: what the process opened cannot be told then."""
+    from rsir_stac.store import DEFAULT_INDEX
+
+    words = command.split(" ")
+    for prog, word in enumerate(words[:8]):
+        if Path(word).name not in _PROGRAMS or "-c" in words[:prog]:
+            continue
+        after = words[prog + 1:]
+        sub = next((i for i, w in enumerate(after) if not w.startswith("-")), None)
+        if sub is not None and after[sub] == "serve":
+            break
+    else:
+        return None
+    rest = after[sub + 1:]
+    at = [i for i, w in enumerate(rest) if w == "--index" or w.startswith("--index=")]
+    if not at:
+        return DEFAULT_INDEX
+    if len(at) > 1:
+        raise ValueError("--index is given more than once")
+    first = rest[at[0]]
+    value = ([first[len("--index="):]] if first != "--index" else []) + rest[at[0] + 1:]
+    if first == "--index" and not value:
+        raise ValueError("--index has no folder")
+    end = next((k for k, w in enumerate(value) if k and w.startswith("-")), len(value))
+    folder = " ".join(value[:end])
+    if not folder:
+        raise ValueError("--index has no folder")
+    return folder
 
 
 # --------------------------------------------------------------------------- client

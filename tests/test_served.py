@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -292,13 +293,17 @@ class _Recorder:
         self.sock.close()
 
 
-def test_an_address_file_that_cannot_be_verified_gets_no_key(setup, monkeypatch):
+@pytest.mark.parametrize("inspect", ["proc", "ps-lsof"])
+def test_an_address_file_that_cannot_be_verified_gets_no_key(setup, monkeypatch, tmp_path, inspect):
     """Anyone who can write to the index folder can write `.serve.json` (the trial's fake serve:
     a process holding the lock, its pid in `.lock`, a `url` of its choosing).  The CLI sends the
     key only to a loopback address whose port the lock holder itself listens on, and only when
     that holder is an `rsir-stac serve` of this index; otherwise it warns once, naming the file
-    and why, sends nothing and opens the index itself (here: in use by that process)."""
+    and why, sends nothing and opens the index itself (here: in use by that process).  The same
+    through `ps` and `lsof`, as on a system without `/proc` (macOS)."""
     _src, _scenes, idx = setup
+    if inspect == "ps-lsof":
+        _without_proc(monkeypatch, tmp_path)
     monkeypatch.setenv("RSIR_SERVICE_KEY", "victim-secret-key")
     holder = open_store(str(idx))  # the lock holder is this process (pid in .lock), as the attacker's was
     here = _Recorder()  # listened on by the lock holder, but the holder is not an rsir-stac serve
@@ -339,6 +344,94 @@ def test_an_address_file_that_cannot_be_verified_gets_no_key(setup, monkeypatch)
         _out, err = other.communicate(timeout=30)
         holder.close()
     assert "victim-secret-key" not in err, err
+
+
+def _without_proc(monkeypatch, tmp_path) -> None:
+    """Point the address check at a missing /proc, as on macOS: it asks ps and lsof instead."""
+    from rsir_stac import served
+
+    if not (shutil.which("ps") and shutil.which("lsof")):
+        pytest.skip("ps and lsof are needed to check an address without /proc")
+    monkeypatch.setattr(served, "PROC_ROOT", tmp_path / "no-proc")
+
+
+def test_a_running_serve_is_verified_without_proc(setup, tiny_bundle, tmp_path, monkeypatch):
+    """Where there is no /proc (macOS, the BSDs), `ps` (owner, command line) and `lsof` (the
+    listening socket; the folder a relative --index is resolved in) show that the lock holder is
+    the `rsir-stac serve` of this index, and `info` sends its work (and the key) to it.  When a
+    tool is missing, too slow or fails, the file is ignored with one line naming the tool."""
+    from rsir_stac.served import UnverifiedServiceError, verify_address
+
+    _src, _scenes, idx = setup
+    _without_proc(monkeypatch, tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", idx.name, "--model",
+                             str(tiny_bundle.path), "--port", str(port), "--service-key", "s3cret"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=idx.parent)
+    try:
+        _wait_served(proc, idx, port)
+        doc = json.loads((idx / ".serve.json").read_text())
+        assert verify_address(idx, doc) == f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("RSIR_SERVICE_KEY", "s3cret")
+        r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+        assert r.exit_code == 0 and "warning:" not in r.stderr, r.output
+        assert f"in use by rsir-stac serve (pid {proc.pid})" in r.stderr and "sending the info" in r.stderr
+        assert json.loads(r.stdout)["count"] == 4
+        # another index beside it: the serve's relative --index, resolved in its folder, is not that one
+        (tmp_path / "elsewhere").mkdir()
+        with pytest.raises(UnverifiedServiceError, match="is not an rsir-stac serve of this index"):
+            verify_address(tmp_path / "elsewhere" / idx.name, doc)
+
+        def refused(why: str) -> None:
+            r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+            warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+            assert len(warnings) == 1 and why in warnings[0], r.output
+            assert r.exit_code == 1 and "sending the info" not in r.output, r.output
+            assert r.output.splitlines()[-1].startswith(f"error: index {idx} is in use by another process")
+
+        ps, sleep = shutil.which("ps"), shutil.which("sleep")
+        bin_ = tmp_path / "bin"
+        bin_.mkdir()
+        (bin_ / "ps").symlink_to(ps)
+        monkeypatch.setenv("PATH", str(bin_))  # ps alone: no lsof
+        refused(f"lsof is not installed, so the process listening on 127.0.0.1:{port} cannot be checked")
+        (bin_ / "ps").unlink()
+        refused(f"ps is not installed, so the owner of process {proc.pid} cannot be checked")
+        (bin_ / "ps").symlink_to(ps)
+        for script, why in ((f"exec {sleep} 5", "lsof did not answer within 0.5 s"),
+                            ("echo broken >&2; exit 2", "lsof failed (exit 2: broken)")):
+            (bin_ / "lsof").unlink(missing_ok=True)
+            (bin_ / "lsof").write_text(f"#!/bin/sh\n{script}\n")
+            (bin_ / "lsof").chmod(0o755)
+            monkeypatch.setattr("rsir_stac.served.TOOL_TIMEOUT_S", 0.5)
+            refused(why)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert not (idx / ".serve.json").exists()
+
+
+@pytest.mark.parametrize("command, index", [
+    ("/v/bin/python3 /v/bin/rsir-stac serve --index /data/idx --port 8000", "/data/idx"),
+    ("/v/bin/python3 /v/bin/rsir-stac serve --index /My Data/idx --port 8000", "/My Data/idx"),  # a space
+    ("/u/rsir-stac dev/.venv/bin/python -m rsir_stac.cli -v serve --port 1 --index=rel/idx", "rel/idx"),
+    ("rsir-stac serve --port 8000", "./rsir-index"),
+    ("/usr/bin/python3 -m pytest tests/test_served.py", None),
+    ("python -c import sys; rsir-stac serve --index /data/idx", None),  # code, not the program
+    ("rsir-stac search --query-text serve --index /data/idx", None),  # serve is not the command
+    ("rsir-stac serve --index /data/idx --model m --index /other", ValueError),  # which one: cannot tell
+    ("rsir-stac serve --port 1 --index", ValueError),
+])
+def test_the_index_of_a_serve_as_ps_shows_it(command, index):
+    """Without /proc the command line comes from `ps`, its arguments joined with spaces: the
+    --index is read only when it can be told; otherwise the address stays unverified."""
+    from rsir_stac.served import _index_in_command
+
+    if index is ValueError:
+        with pytest.raises(ValueError):
+            _index_in_command(command)
+    else:
+        assert _index_in_command(command) == index
 
 
 # ----------------------------------------------------------------------------- the endpoint itself
