@@ -302,7 +302,8 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
                          ingest_roots=ingest_roots)
         address = publish(idx.store, host, port, key_required=bool(api_key), ingest_jobs=bool(ingest_roots),
                           model_id=idx.bundle.model_id)
-        click.echo(f"serving {idx.store.describe()} (model {idx.bundle.model_id}) on http://{host}:{port}/", err=True)
+        shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL is bracketed (RFC 3986)
+        click.echo(f"serving {idx.store.describe()} (model {idx.bundle.model_id}) on http://{shown}:{port}/", err=True)
         config = uvicorn.Config(app, log_level=log_level, log_config=_log_config(), workers=1)
         with clean_stop():  # Ctrl-C / SIGTERM: exit 0 after closing the index and the address file
             uvicorn.Server(config).run(sockets=[sock])

@@ -275,7 +275,9 @@ def _loopback_url(doc: dict) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Addr
         ip = None
     if ip is None or not ip.is_loopback:
         raise UnverifiedServiceError(f"its url {url[:80]!r} is not a loopback address (127.0.0.0/8, ::1, "
-                                     "localhost)")
+                                     "localhost), so nothing is sent there (if that is your own `rsir-stac serve`, "
+                                     "start it with --host 127.0.0.1 or 0.0.0.0 so commands on this machine can use "
+                                     "it)")
     if url_port != port:
         raise UnverifiedServiceError(f"its url {url[:80]!r} does not name its port {port}")
     return ip, port

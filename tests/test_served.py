@@ -590,3 +590,34 @@ def test_an_ingest_job_can_be_cancelled(setup, tiny_bundle, tmp_path):
             again = c.delete(f"/api/ingest/jobs/{jid}", headers=h)
             assert again.status_code == 409 and "has ended" in again.json()["detail"]
             assert c.delete(f"/api/ingest/jobs/{jid}", headers={**h, "Origin": "https://evil.example"}).status_code == 403
+
+
+def test_serve_on_ipv6_loopback_prints_a_valid_url_and_is_used(setup, tiny_bundle):
+    """`serve --host ::1` printed `http://::1:PORT/`, not a URL (RFC 3986 brackets an IPv6
+    address); the printed address opens, and the CLI on the same index still uses the service."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    _src, _scenes, idx = setup
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                             str(tiny_bundle.path), "--host", "::1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "serving" not in line and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+        assert line.rstrip().endswith(f" on http://[::1]:{port}/"), line
+        url = line.rstrip().rsplit(" on ", 1)[1]
+        for _ in range(200):
+            try:
+                assert urllib.request.urlopen(url, timeout=5).status == 200
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"{url} does not answer")
+        r = CliRunner().invoke(main, ["info", "--index", str(idx)])
+        assert r.exit_code == 0 and "sending the info" in r.stderr, r.output
+    finally:
+        _stop(proc)
