@@ -334,6 +334,9 @@ def test_card_keys_keep_the_focus_where_the_user_is(browser, server):
     pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=20")
     try:
         pg.wait_results(20)
+        # on a loaded machine an answer still on its way re-draws the gallery and its cards (the
+        # focus with them) between two key presses: start when the page has settled
+        pg.p.wait_for_load_state("networkidle")
         cards = pg.p.locator("#gallery .card")
         assert "P: positive" in cards.first.get_attribute("title")
         assert pg.p.locator("#gallery-keys").is_visible()
