@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from rsir_stac.errors import StoreError
-
 
 def _open_or_defer(index, qdrant_url, api_key):
     """``(store, None)``, or ``(None, opener)`` when the embedded index folder does
@@ -20,12 +18,9 @@ def _open_or_defer(index, qdrant_url, api_key):
     if embedded:
         path = os.path.abspath(os.path.expanduser(str(index if index is not None else DEFAULT_INDEX)))
         if not os.path.lexists(path):
-            parent = os.path.dirname(path)
-            while parent and not os.path.lexists(parent):
-                parent = os.path.dirname(parent)
-            if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-                raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
-                                 "choose a writable --index")
+            from rsir_stac.store.folder import require_creatable
+
+            require_creatable(path, "--index")
             return None, opener
     return opener(), None
 

@@ -67,12 +67,9 @@ def _open_or_defer(to: str, collection: str):
             raise InputError(f"--to {to} is a folder of other files, not an index; pass a new or empty folder "
                              "as --to (or an index made by an earlier reindex, to resume it)")
         return open_store(path, collection=collection), None
-    parent = os.path.dirname(path)
-    while parent and not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
-                         "pass a writable --to")
+    from rsir_stac.store.folder import require_creatable
+
+    require_creatable(path, "--to")
     return None, lambda: open_store(path, collection=collection)
 
 

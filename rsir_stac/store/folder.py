@@ -141,6 +141,18 @@ class _IndexLock:
             self.fd = None
 
 
+def require_creatable(path: str, option: str) -> None:
+    """StoreError unless the index folder ``path`` (absolute, not there yet) can be created: its
+    nearest existing parent is a writable folder; the fix names ``option`` (e.g. ``--index``)."""
+    parent = os.path.dirname(path)
+    while parent and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        verb = "choose" if option == "--index" else "pass"
+        raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
+                         f"{verb} a writable {option}")
+
+
 def refuse_broken_link(index: Path) -> None:
     """StoreError when ``index`` is a symbolic link that leads nowhere (dangling, or a loop)."""
     if index.is_symlink() and not index.exists():
