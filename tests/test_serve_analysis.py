@@ -233,3 +233,19 @@ def test_booleans_in_examples_and_per_item_and_export_names(client, world):  # n
         assert r.status_code in (400, 422), (body, r.text)
     r = client.post("/api/query/export", json={"positives": [{"point_id": pid}], "k": 2, "name": "x.geojson"})
     assert r.status_code == 200 and 'filename="x.geojson"' in r.headers["content-disposition"]
+
+
+def test_answers_name_the_per_scene_cap_they_applied(client, world):  # noqa: F811
+    """The page explains results out of distance order by the per-scene cap, from the answer's
+    ``per_scene`` (not a copy of the service's setting): search and query say the cap they applied,
+    and no cap when asked for none; the hits keep to it."""
+    from rsir_stac.search import AUTO_PER_ITEM
+
+    pid = world[1][3].id
+    got = client.get("/api/search", params={"point_id": pid, "k": 12}).json()
+    items = [f["properties"]["item_id"] for f in got["features"]]
+    assert got["per_scene"] == AUTO_PER_ITEM and max(items.count(i) for i in items) <= AUTO_PER_ITEM
+    q = client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 12}).json()
+    assert q["per_scene"] == AUTO_PER_ITEM
+    assert client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 12, "per_item": 0}).json()["per_scene"] is None
+    assert client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 12, "per_item": 2}).json()["per_scene"] == 2

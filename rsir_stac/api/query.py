@@ -60,7 +60,7 @@ def query_router(svc: Any):
     from fastapi import APIRouter, Depends
 
     from rsir_stac.apierrors import error_responses
-    from rsir_stac.search import to_geojson
+    from rsir_stac.search import AUTO_PER_ITEM, to_geojson
     from rsir_stac.store.query import MAX_K
 
     router = APIRouter(dependencies=svc.dependencies, tags=["analysis"],
@@ -70,7 +70,8 @@ def query_router(svc: Any):
                  openapi_extra={"requestBody": bodies.request_body(bodies.QueryRequest, "query",
                                                                    svc.max_upload_bytes)})
     def api_query(query: bodies.QueryInput = Depends(query_reader(svc, bodies.QueryRequest))) -> dict:
-        """Hits ``offset .. offset+k`` as GeoJSON; ``next_offset`` is null on the last page; ``notes`` say what
+        """Hits ``offset .. offset+k`` as GeoJSON; ``next_offset`` is null on the last page; ``per_scene`` is the
+        cap of hits per scene that came first (null: none, ``per_item`` 0 or null); ``notes`` say what
         a user should know about the ranking (e.g. hits the context strategy could not rank) and how many
         tiles a date or collection filter leaves out.  Send JSON, or multipart/form-data with the JSON in
         a ``query`` field and example images in ``positive_image``/``negative_image`` files."""
@@ -81,8 +82,10 @@ def query_router(svc: Any):
             doc = svc.public(to_geojson(result))
             notes = list(result.notes) + svc.filter_notes(flt)
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
+        cap = bodies.per_item(req.per_item)
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,
-                    "score": result.score_name, "notes": notes,
+                    "score": result.score_name, "per_scene": AUTO_PER_ITEM if cap == "auto" else cap,
+                    "notes": notes,
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc
 

@@ -2,8 +2,8 @@
 ``POST /api/search/image`` (an uploaded image).
 
 All three answer the same GeoJSON FeatureCollection (``properties``: rank,
-distance, id and the payload) plus ``query``, ``k``, ``notes`` and
-``took_ms``, and apply the library's defaults of
+distance, id and the payload) plus ``query``, ``k``, ``per_scene`` (the cap below),
+``notes`` and ``took_ms``, and apply the library's defaults of
 :meth:`rsir_stac.search.Index.search`: the soft cap of
 :data:`rsir_stac.search.AUTO_PER_ITEM` hits per scene (``per_item="auto"``),
 the query tile itself left out unless ``include_query``.  An upload is decoded
@@ -53,7 +53,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
                expand: int = 0) -> dict:
     """One search's answer document (see the module docstring); ``vector``: an embedded upload;
     ``started``: ``time.perf_counter()`` when the request's work began (``took_ms``)."""
-    from rsir_stac.search import Example, to_geojson
+    from rsir_stac.search import AUTO_PER_ITEM, Example, to_geojson
 
     k = check_k(k)
     at = None
@@ -76,6 +76,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
         q["at"] = list(at)
     doc["query"] = q
     doc["k"] = k
+    doc["per_scene"] = AUTO_PER_ITEM  # the soft cap these searches apply (the page explains its order)
     doc["notes"] = list(result.notes) + svc.filter_notes(flt)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc

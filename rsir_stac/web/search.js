@@ -79,15 +79,12 @@ function filterNotes() {
   return notes;
 }
 
-/** The soft cap of the service's searches: at most this many tiles per scene come first while other
- *  scenes have results (rsir_stac.search.AUTO_PER_ITEM; the CLI's --per-item). */
-const PER_SCENE = 3;
-
 /** Where the per-scene cap put closer tiles after farther ones: a note saying so, or "" when the
  *  results are in distance (or score) order. */
 function capNote(doc, scored) {
   const v = (doc.features || []).map((f) => f.properties[scored ? "score" : "distance"]);
-  if (v.length < 2 || v.some((x) => typeof x !== "number")) return "";
+  // doc.per_scene: the service's soft cap (rsir_stac.search.AUTO_PER_ITEM); none, no cap to explain
+  if (!doc.per_scene || v.length < 2 || v.some((x) => typeof x !== "number")) return "";
   let worst = v[0], from = -1;
   for (let i = 1; i < v.length && from < 0; i++) {
     if (scored ? v[i] > worst + 1e-9 : v[i] < worst - 1e-9) from = i;
@@ -95,7 +92,7 @@ function capNote(doc, scored) {
   }
   if (from < 0) return "";
   return `from rank ${from + 1} on, the results are not in ${scored ? "score" : "distance"} order: at most ` +
-    `${PER_SCENE} tiles per scene come first while other scenes have results, so more ${scored ? "alike" : "similar"} ` +
+    `${doc.per_scene} tiles per scene come first while other scenes have results, so more ${scored ? "alike" : "similar"} ` +
     "tiles of the same scenes follow farther ones, or are left out (a larger Results count shows more of them)";
 }
 
