@@ -24,6 +24,7 @@ import click
 from rsir_stac import __version__
 from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _search_filter, bar_pages, tqdm_bar
 from rsir_stac.cli_common import _fail, echo_json as _echo_json, handle_errors as _handle_errors
+from rsir_stac.cli_common import parse_bands as _parse_bands
 from rsir_stac.cli_common import store_options as _store_options
 from rsir_stac.cli_served import served_ingest, served_search, service_for
 from rsir_stac.errors import RsirError
@@ -67,23 +68,11 @@ def main(verbose: int) -> None:
     logging.getLogger().setLevel(max(level, logging.DEBUG))
     # GDAL's HTTP retry notices ("Retrying again in 1.0 secs") are noise unless asked for
     logging.getLogger("rasterio._env").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    # Pillow's "More samples per pixel than can be decoded" before rasterio reads the file instead
+    logging.getLogger("PIL").setLevel(logging.NOTSET if verbose > 1 else logging.CRITICAL)
     from rsir_stac.malloc import tune_allocator
 
     tune_allocator()  # before any thread allocates: see rsir_stac.malloc
-
-
-def _parse_bands(text: str | None):
-    if not text:
-        return None
-    from rsir_stac.errors import InputError
-
-    try:
-        bands = tuple(int(b) for b in text.split(","))
-    except ValueError:
-        bands = ()
-    if len(bands) not in (1, 3) or min(bands) < 1:
-        raise InputError(f"--bands {text!r} is invalid; give R,G,B band numbers (1-based), e.g. --bands 4,3,2")
-    return bands * 3 if len(bands) == 1 else bands
 
 
 def _ingest_datetime(text: str | None):

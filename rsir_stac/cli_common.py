@@ -79,3 +79,18 @@ def store_options(fn):
     fn = click.option("--index", "index", type=click.Path(file_okay=False),
                       help="Embedded index folder (default ./rsir-index).")(fn)
     return fn
+
+
+def parse_bands(text: str | None) -> tuple[int, int, int] | None:
+    """``--bands R,G,B`` (or one band, for grey) as 1-based band numbers; None when not given."""
+    if not text:
+        return None
+    from rsir_stac.errors import InputError
+
+    try:
+        bands = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        bands = ()
+    if len(bands) not in (1, 3) or min(bands) < 1:
+        raise InputError(f"--bands {text!r} is invalid; give R,G,B band numbers (1-based), e.g. --bands 4,3,2")
+    return bands * 3 if len(bands) == 1 else bands

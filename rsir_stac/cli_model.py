@@ -9,6 +9,7 @@ import sys
 import click
 
 from rsir_stac.cli_common import echo_json as _echo_json, handle_errors as _handle_errors
+from rsir_stac.cli_common import parse_bands as _parse_bands
 
 
 # --------------------------------------------------------------------------- train
@@ -26,7 +27,8 @@ from rsir_stac.cli_common import echo_json as _echo_json, handle_errors as _hand
               help="--unlabelled: k-means pseudo-classes of the start embedding for cluster triplets "
                    "[about 50 tiles a cluster, none below 250 tiles; 0: off].")
 @click.option("--stride", type=int, help="--unlabelled: tile stride in pixels [half a tile].")
-@click.option("--bands", help="--unlabelled: R,G,B band numbers, as for ingest.")
+@click.option("--bands", help="1-based R,G,B band numbers of multi-band images (e.g. 4,3,2; default: their colour "
+                                "interpretation or band names), as for ingest; recorded in the bundle.")
 @click.option("--asset", help="--unlabelled: STAC asset key, as for ingest.")
 @click.option("--max-tiles", default=5000, show_default=True, help="--unlabelled: tiles read at most.")
 @click.option("--steps", default=300, show_default=True, help="--unlabelled: training steps at most.")
@@ -93,7 +95,7 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         from click.core import ParameterSource
 
         ctx = click.get_current_context()
-        only = [n for n in ("steps", "max_tiles", "stride", "bands", "asset")
+        only = [n for n in ("steps", "max_tiles", "stride", "asset")
                 if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
         if only:
             from rsir_stac.errors import InputError
@@ -131,6 +133,8 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         chosen["val_scales"] = _parse_floats(val_scales, "--val-scales")
     if leave_out:
         chosen["leave_out"] = tuple(c.strip() for c in leave_out.split(",") if c.strip())
+    if bands:
+        chosen["bands"] = _parse_bands(bands)
     cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen},
                       extra={"recipe": recipe})
     bar = None
@@ -207,7 +211,7 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     if given("miner"):
         kw["miner"] = "batch-hard"
     if bands:
-        kw["bands"] = tuple(int(b) for b in _parse_floats(bands, "--bands"))
+        kw["bands"] = _parse_bands(bands)
     if triplets:
         kw["triplets"] = tuple(t.strip() for t in triplets.split(",") if t.strip())
     cfg = AdaptConfig(sources=tuple(sources), out=out, start=from_bundle, stride=stride, asset=asset,
@@ -321,11 +325,13 @@ def reduce(data_dir, model, kind, dim, views, out):
               help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Score with query expansion over N neighbours, as search --expand N ranks.")
+@click.option("--bands", help="1-based R,G,B band numbers of multi-band images, e.g. 4,3,2 for Sentinel-2 "
+                              "(default: their colour interpretation or band names).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: the first --scale's metrics, protocol and warnings at the top level, "
                    "plus model and results (one such object per --scale, in order).")
 @_handle_errors
-def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, as_json):
+def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, bands, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
     from pathlib import Path
 
@@ -340,6 +346,7 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
         raise DatasetError(f"data folder {data_dir} {what}; pass a folder with one sub-folder of images per class "
                            "(e.g. UC Merced's folder)")
     scales = _parse_floats(scale, "--scale")
+    bands = _parse_bands(bands)
     bad = [f for f in scales if not 1 <= f <= MAX_SCALE]
     if bad:
         from rsir_stac.errors import InputError
@@ -359,7 +366,7 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
         with tqdm(desc=f"embedding x{f:g}", unit="img", disable=as_json or None, file=sys.stderr) as bar:
             results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
                                            classes=chosen, bf16=False if fp32 else None, progress=bar.update,
-                                           reduce=not full, expand=expand))
+                                           reduce=not full, expand=expand, bands=bands))
     if as_json:  # one shape whatever the number of scales (the first scale's keys stay at the top level)
         _echo_json({**results[0], "model": bundle.model_id, "results": results})
         return

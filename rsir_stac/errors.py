@@ -37,6 +37,10 @@ class RasterError(RsirError, ValueError):
     exit_code = 2
 
 
+class BandsError(RasterError):
+    """A multi-band raster whose red, green and blue bands cannot be told: pass ``--bands``."""
+
+
 class StacError(RsirError, ValueError):
     """A STAC document is not valid JSON or not STAC, or lacks what is needed."""
 
@@ -132,6 +136,7 @@ __all__ = [
     "InputError",
     "SourceNotFoundError",
     "RasterError",
+    "BandsError",
     "StacError",
     "AssetError",
     "ImageReadError",

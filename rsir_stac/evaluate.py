@@ -186,6 +186,7 @@ def evaluate_folder(
     scale: float = 1.0,
     classes: str | Sequence[str] | None = None,
     expand: int = 0,
+    bands: Sequence[int] | None = None,
 ) -> dict:
     """Embed a labelled folder with a bundle and score retrieval.
 
@@ -201,7 +202,9 @@ def evaluate_folder(
     without (leave-classes-out protocol); a list of class names restricts to those
     classes.  ``bundle="imagenet"`` scores the ImageNet pooled-feature baseline.
     ``expand`` > 0 scores with average query expansion over that many neighbours
-    (:func:`expand_queries`, what ``search --expand`` does).
+    (:func:`expand_queries`, what ``search --expand`` does).  ``bands``: the 1-based
+    (R, G, B) bands of multi-band images (:func:`rsir_stac.model.data.load_rgb`; by default
+    their colour interpretation or band names).
 
     The result records the protocol: ``split``, ``scale``, ``classes``, ``held_out``
     (the classes were chosen by ``classes="held-out"``), ``data`` (the folder,
@@ -227,7 +230,7 @@ def evaluate_folder(
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
     _check_relevant(folder, idx, split, data_dir)
-    images = load_images([folder.paths[i] for i in idx])
+    images = load_images([folder.paths[i] for i in idx], bands=bands)
     if scale > 1:
         images = [downscale(im, scale) for im in images]
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
@@ -237,7 +240,8 @@ def evaluate_folder(
                        "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
                        "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
                        "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
-                       if split == "test" else None, "trained_on": chosen.trained_on}
+                       if split == "test" else None, "trained_on": chosen.trained_on,
+                       "bands": list(bands) if bands else None}
     out["warnings"] = chosen.warnings
     return out
 

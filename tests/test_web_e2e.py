@@ -402,6 +402,17 @@ def test_labels_refine_save_load_export_and_share(browser, server, tmp_path):
         got = _result_ids(pg)
         assert got and not ({ids[0], ids[1], ids[5]} & set(got))
         assert "q=labels" in pg.p.url
+        # the query card shows the positives (not one tile and its id as if it were the query)
+        mosaic = pg.p.locator("#query .qmosaic")
+        assert mosaic.get_attribute("aria-label") == "Query: 2 positive labels"
+        shown = mosaic.locator("img").evaluate_all("els => els.map((e) => [e.dataset.id, e.naturalWidth])")
+        assert sorted(i for i, _ in shown) == sorted([ids[0], ids[1]]), shown
+        pg.p.wait_for_function("Array.from(document.querySelectorAll('#query .qmosaic img')).every(i => i.naturalWidth > 0)",
+                               timeout=10_000)   # the tiles' images load (through the API key)
+        assert pg.p.locator("#query .id").count() == 0 and ids[0] not in pg.p.inner_text("#query")
+        box = mosaic.bounding_box()
+        assert box and 60 <= box["width"] <= 76 and 60 <= box["height"] <= 76, box
+        pg.shots("labels_query")
         # exports of the results
         pg.p.click("#tab-labels")
         with pg.p.expect_download() as dl:

@@ -390,6 +390,33 @@ def test_one_far_result_is_left_out_of_the_view_and_indicated(browser, stack_ser
         pg.close()
 
 
+def test_a_query_far_from_all_its_results_frames_the_results_not_a_blank_state(browser, stack_server):
+    """Re-check: a search from a small scene far from its results framed the query and all the
+    results together, a view ~400 km wide in which no footprint is a pixel (a blank map). Now the
+    view is the best result's group, where the tiles can be seen."""
+    base, points = stack_server
+    far = next(i for i, p in points.items() if p["item_id"] == "far-scene")
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{far}&k=50")
+    try:
+        pg.wait_results(48)
+        pg.p.evaluate("(async () => { const m = await import('/static/framing.js'); m.fitSearch(); })()")
+        pg.p.wait_for_timeout(300)
+        view = pg.p.evaluate("(() => { const b = rsir.map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
+        assert view[2] - view[0] < 0.05 and view[3] - view[1] < 0.05, view   # the stack, not 400 km
+        stack = [p["location"] for i, p in points.items() if i != far]
+        assert all(view[0] <= c["lon"] <= view[2] and view[1] <= c["lat"] <= view[3] for c in stack)
+        # a footprint is drawn at a visible size
+        px = pg.p.evaluate("""(() => { let m = 0; rsir.map.eachLayer((l) => {
+            if (l instanceof L.Polygon && l.options.pane === 'results') {
+              const b = l.getBounds(), a = rsir.map.latLngToContainerPoint(b.getSouthWest()),
+                    c = rsir.map.latLngToContainerPoint(b.getNorthEast());
+              m = Math.max(m, Math.abs(c.x - a.x)); } }); return m; })()""")
+        assert px >= 20, px
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def _hit_over_a_result(pg, hits):
     """A hit (id, page x, y) whose footprint there also lies over a result's (hit-tested with the
     hits' footprints out of the way)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsir_stac.errors import DatasetError, ImageReadError, InputError
+from rsir_stac.errors import BandsError, DatasetError, ImageReadError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -185,44 +185,77 @@ def _decode_cause(path: str | Path, err: BaseException) -> str:
     return msg.replace(f" '{path}'", "").replace(f" {path}", "")  # the name is said once, before the cause
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
+class ImageBandsError(ImageDecodeError):
+    """A multi-band training image whose red, green and blue bands cannot be told
+    (:class:`~rsir_stac.errors.BandsError`): the fix is ``--bands``, not another file."""
+
+    def __init__(self, path: str | Path, cause: str) -> None:
+        self.path, self.cause = Path(path), cause
+        ImageReadError.__init__(self, f"image {path} {cause}; pass --bands R,G,B (1-based band numbers)")
+
+
+def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray:
     """Decode an image file to an H×W×3 uint8 array (PIL, GeoTIFF via rasterio).
 
+    ``bands``: 1-based (R, G, B) band numbers (or one, for grey) of a multi-band image,
+    read through rasterio with ingest's band and stretch rules
+    (:func:`rsir_stac.tiling.read_image`); by default an image's colour interpretation or
+    band names choose them (:func:`rsir_stac.tiling.bands.select_bands`).
+
     Raises :class:`ImageDecodeError` (an ImageReadError) naming the file and the cause,
-    advising to remove or replace it; ImageReadError when it does not exist."""
+    advising to remove or replace it; :class:`ImageBandsError` for a multi-band image whose
+    colour bands cannot be told, advising ``--bands``; ImageReadError when it does not exist.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
-                raise UnidentifiedImageError(im.mode)
-            try:
-                return np.asarray(im.convert("RGB"))
-            except (OSError, ValueError, SyntaxError) as exc:  # a known format that breaks off: cut short
-                if im.format in ("TIFF", "MPO"):
-                    raise UnidentifiedImageError(im.format) from exc  # multi-band TIFFs: rasterio below
-                raise ImageDecodeError(path, " ".join(str(exc).split())) from None
-    except FileNotFoundError:
-        raise ImageReadError(f"image {path} does not exist; check the path") from None
-    except ImageReadError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        pass
+    if bands is None:
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
+                    raise UnidentifiedImageError(im.mode)
+                try:
+                    return np.asarray(im.convert("RGB"))
+                except (OSError, ValueError, SyntaxError) as exc:  # a known format that breaks off: cut short
+                    if im.format in ("TIFF", "MPO"):
+                        raise UnidentifiedImageError(im.format) from exc  # multi-band TIFFs: rasterio below
+                    raise ImageDecodeError(path, " ".join(str(exc).split())) from None
+        except FileNotFoundError:
+            raise ImageReadError(f"image {path} does not exist; check the path") from None
+        except ImageReadError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            pass
+    elif not Path(path).exists():
+        raise ImageReadError(f"image {path} does not exist; check the path")
     try:  # multi-band / 16-bit rasters: same band and stretch rules as ingest
         from rsir_stac.tiling import read_image
 
-        return read_image(path)
+        return read_image(path, bands=bands)
+    except BandsError as exc:
+        raise ImageBandsError(path, _band_cause(path, exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise ImageDecodeError(path, _decode_cause(path, exc)) from None
 
 
-def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
-    """Decode many images; ``progress`` is an optional callable(n_done).  Raises
-    ImageReadError naming every file that cannot be decoded (the first three, and how many)."""
+def _band_cause(path: str | Path, err: BaseException) -> str:
+    """"has 13 bands and no red/green/blue ..." out of a BandsError, without name and advice."""
+    msg = " ".join(str(err).split())
+    msg = msg.split("; pass --bands", 1)[0]
+    for name in (str(path), f"image {path}"):
+        if msg.startswith(name + " "):
+            msg = msg[len(name) + 1:]
+    return msg
+
+
+def load_images(paths: Sequence[Path], progress=None, bands: Sequence[int] | None = None) -> list[np.ndarray]:
+    """Decode many images (``bands`` as for :func:`load_rgb`); ``progress`` is an optional
+    callable(n_done).  Raises ImageReadError naming every file that cannot be decoded (the
+    first three, and how many): advising ``--bands`` when multi-band images are why, else to
+    remove or replace them."""
     out, bad = [], []
     for i, p in enumerate(paths):
         try:
-            out.append(load_rgb(p))
+            out.append(load_rgb(p, bands))
         except ImageReadError as exc:
             bad.append((p, exc))
         if progress:
@@ -230,8 +263,18 @@ def load_images(paths: Sequence[Path], progress=None) -> list[np.ndarray]:
     if len(bad) == 1:
         raise bad[0][1]
     if bad:
-        listed = ", ".join(f"{p} ({e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e)})"
-                           for p, e in bad[:3])
+        causes = [e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e) for p, e in bad]
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise ImageReadError(f"{len(bad)} images cannot be decoded: {listed}{more}; remove or replace them")
+        if len(set(causes)) == 1:  # one cause, said once
+            listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
+        else:
+            listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
+        n_bands = sum(isinstance(e, ImageBandsError) for _, e in bad)
+        if n_bands == len(bad):
+            fix = "pass --bands R,G,B (1-based band numbers) to choose their colour bands"
+        elif n_bands:
+            fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others")
+        else:
+            fix = "remove or replace them"
+        raise ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")
     return out

@@ -83,7 +83,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
                          "pass the training data folder")
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
     with bundle.embedder(views=views) as emb:
-        z = emb.embed(load_images([folder.paths[i] for i in train_ix]), reduce=False, progress=progress)
+        images = load_images([folder.paths[i] for i in train_ix], bands=tr.get("bands"))
+        z = emb.embed(images, reduce=False, progress=progress)
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):

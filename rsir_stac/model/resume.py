@@ -201,7 +201,7 @@ def _first(names: list[str], most: int = 3) -> str:
 
 
 #: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
-_RESUME_KEYS = ("seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
+_RESUME_KEYS = ("bands", "seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
                 "pooling", "hybrid", "input_size", "freeze_blocks", "distill", "downscale_max", "margin", "miner",
                 "p", "k")
 

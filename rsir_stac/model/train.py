@@ -70,6 +70,7 @@ class TrainConfig:
     init_from: str | None = None   # start from this bundle's network (fine-tuning); its architecture wins
     view_distill: float = 0.0      # weight of rotation-view distillation from the frozen start network
     view_distill_views: int = 4    # dihedral views the teacher averages (4 or 8)
+    bands: tuple[int, ...] | None = None  # 1-based R,G,B bands of multi-band images (default: their own)
     extra: dict = field(default_factory=dict)
 
 
@@ -271,7 +272,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     emit(TrainEvent("load", steps=len(split.fit_ix) + len(split.val_ix), message="decoding images"))
     used = np.concatenate([split.fit_ix, split.val_ix])
     # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
-    images = load_images([split.folder.paths[i] for i in np.concatenate([used, split.test_ix])])
+    images = load_images([split.folder.paths[i] for i in np.concatenate([used, split.test_ix])], bands=cfg.bands)
     cache = dict(zip(used.tolist(), images[:len(used)]))
     del images
     created = not out.exists()
@@ -293,7 +294,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     emit(TrainEvent("reduce", message=f"fitting {cfg.reducer} reducer"))
     # The reducer is fitted on the whole training split (fit + val), never on test.
     missing = [i for i in split.train_ix.tolist() if i not in cache]
-    cache.update(zip(missing, load_images([split.folder.paths[i] for i in missing])))
+    cache.update(zip(missing, load_images([split.folder.paths[i] for i in missing], bands=cfg.bands)))
     z_train = _embed(net, cfg, cache, split.train_ix, device, bf16)
     reducer = None
     if cfg.reducer != "none":

@@ -35,11 +35,16 @@ const median = (xs) => { const v = xs.slice().sort((a, b) => a - b), h = v.lengt
 const FAR_MEDIANS = 4;     // a result farther from the query than this many median distances ...
 const FAR_FOOTPRINTS = 3;  // ... and than this many footprints is left out of the view a search opens at
 
+const MIN_FOOTPRINT_PX = 4; // a view where the largest footprint is smaller than this shows no tile at all
+const PADDING = [30, 30];
+
 /**
  * The part of the map a search is about: the query (its pane) and the results near it.  A result
  * far from the others (over FAR_MEDIANS times the results' median distance from the query and over
  * FAR_FOOTPRINTS footprints away: a scene in another state) is left out, so one far result does not
- * zoom the map out to a continent; the indicator at the top right says it is out of view.
+ * zoom the map out to a continent; the indicator at the top right says it is out of view.  When the
+ * results are spread so far that no footprint would be seen (a few results beside a small query
+ * scene, the rest a state away), the view is the best result's group instead (bestGroup).
  */
 function searchBounds() {
   const query = paneBounds("query"), results = paneBounds("results");
@@ -50,13 +55,37 @@ function searchBounds() {
   const far = results.map((b) => map.distance(centre, b.getCenter()));
   const size = Math.max(...results.map((b) => map.distance(b.getSouthWest(), b.getNorthEast())));
   const limit = Math.max(FAR_MEDIANS * median(far), FAR_FOOTPRINTS * size);
-  return merged(query.concat(results.filter((b, i) => far[i] <= limit)));
+  const bounds = merged(query.concat(results.filter((b, i) => far[i] <= limit)));
+  return largestPx(bounds, results) >= MIN_FOOTPRINT_PX ? bounds : bestGroup(query, results, FAR_FOOTPRINTS * size);
+}
+
+/** The largest footprint's side in pixels once the map is fitted to `bounds`. */
+function largestPx(bounds, footprints) {
+  const z = map.getBoundsZoom(bounds, false, L.point(2 * PADDING[0], 2 * PADDING[1]));
+  return Math.max(...footprints.map((b) => {
+    const a = map.project(b.getSouthWest(), z), c = map.project(b.getNorthEast(), z);
+    return Math.max(Math.abs(c.x - a.x), Math.abs(a.y - c.y));
+  }));
+}
+
+/**
+ * The best result (results come in rank order) and every result linked to it by steps of at most
+ * `step` metres, with the query when it lies within a step of them: the place the answer is about.
+ */
+function bestGroup(query, results, step) {
+  const group = [results[0]], rest = results.slice(1);
+  const near = (b) => group.some((g) => map.distance(g.getCenter(), b.getCenter()) <= step);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (let i = rest.length - 1; i >= 0; i--) if (near(rest[i])) { group.push(rest.splice(i, 1)[0]); grew = true; }
+  }
+  return merged(group.concat(query.filter(near)));
 }
 
 /** Zoom the map to the search (the query and the bulk of its results; `all`: every result). */
 export function fitSearch(all) {
   const b = all ? allSearchBounds() : searchBounds();
-  if (b && b.isValid()) map.fitBounds(b, { padding: [30, 30], maxZoom: 18 });
+  if (b && b.isValid()) map.fitBounds(b, { padding: PADDING, maxZoom: 18 });
 }
 
 function allSearchBounds() {

@@ -263,7 +263,9 @@ function renderQuery(q, query) {
   const qItem = q.item_id || lab.item_id, qDate = q.datetime || lab.datetime;
   img.alt = query.kind === "image" && query.file ? `Query: uploaded image ${query.file.name}`
     : qItem ? `Query tile: ${qDate ? shortDate(qDate) : "no date"}, ${qItem}` : "Query tile";
+  let pic = img;
   if (q.kind === "image" && uploadUrl) img.src = uploadUrl;
+  else if (query.kind === "labels") pic = labelsMosaic();
   else if (q.id) setImage(img, tileUrl(q.id));
   else img.classList.add("none");
   const meta = el("div", "meta");
@@ -285,6 +287,25 @@ function renderQuery(q, query) {
   if (q.expanded && q.expanded.length) {
     meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; distances are to the expanded query.`));
   }
-  if (q.id) meta.appendChild(el("div", "muted id", q.id));
-  qs.append(img, meta);
+  if (q.id && query.kind !== "labels") meta.appendChild(el("div", "muted id", q.id));
+  qs.append(pic, meta);
+}
+
+/** A labels query has no one query tile: up to four of the positives, side by side in the
+ * query tile's square (the Labels tab lists them all). */
+function labelsMosaic() {
+  const ids = labels.examples().positives.map((e) => e.point_id);
+  const box = el("div", "qmosaic");
+  box.setAttribute("role", "img");
+  box.setAttribute("aria-label", `Query: ${ids.length} positive label${ids.length === 1 ? "" : "s"}`
+    + (ids.length > 4 ? ", the first 4 shown" : ""));
+  box.classList.toggle("one", ids.length === 1);
+  for (const id of ids.slice(0, 4)) {
+    const im = el("img");
+    im.alt = "";
+    im.dataset.id = id;
+    setImage(im, tileUrl(id));
+    box.appendChild(im);
+  }
+  return box;
 }

@@ -1,0 +1,142 @@
+"""Multi-band images: colour bands told from band names, and labelled folders of multi-band
+images (EuroSAT-style 13-band Sentinel-2 GeoTIFFs) through evaluate, train and reduce with --bands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import ColorInterp
+
+from rsir_stac.errors import BandsError, ImageReadError
+
+
+def _write(path: Path, data: np.ndarray, descriptions=None) -> Path:
+    """An ungeoreferenced TIFF like the labelled datasets ship (no CRS), every band 'undefined'."""
+    import warnings
+
+    count = data.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", count=count, width=data.shape[2], height=data.shape[1],
+                           dtype=data.dtype.name, photometric="MINISBLACK") as ds:
+            ds.write(data)
+            ds.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (count - 1)
+            for i, text in enumerate(descriptions or (), start=1):
+                if text:
+                    ds.set_band_description(i, text)
+    return path
+
+
+@pytest.mark.parametrize("names, expected", [
+    (["Blue", "Green", "Red", "NIR"], (3, 2, 1)),                   # PlanetScope-style BGRN
+    (["band 1: red", "band 2: green", "band 3: blue"], (1, 2, 3)),
+    (["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"], (4, 3, 2)),
+    (["Coastal Blue", "Blue", "Green", "Yellow", "Red", "Red Edge", "NIR1", "NIR2"], (5, 3, 2)),  # WorldView-3
+    (["sur_refl_b01", "sur_refl_b02", "sur_refl_b03", "sur_refl_b04"], None),  # MODIS: b04 is green
+    (["B2", "B3", "B4", "B5"], None),                                # Landsat 4-7 or 8-9: not told
+    (["red", "red", "green", "blue"], None),                         # two reds
+    (["Red Edge", "Green", "Blue"], None),
+    ([None, None, None], None),
+])
+def test_colour_bands_are_told_from_band_names_only_when_unambiguous(names, expected):
+    from rsir_stac.tiling.bands import bands_from_descriptions
+
+    assert bands_from_descriptions(names) == expected
+
+
+def test_a_bgrn_raster_with_band_names_reads_red_from_its_red_band(tmp_path):
+    """Before: a 4-band Blue/Green/Red/NIR raster without colour interpretation read bands 1,2,3
+    (blue as red); now the band names say which is which, and the pixels follow."""
+    from rsir_stac.tiling import read_image
+
+    yy, xx = np.mgrid[0:32, 0:32]
+    data = np.stack([xx * 4, yy * 4, (xx + yy) * 2, np.full_like(xx, 200)]).astype("uint8")
+    path = _write(tmp_path / "bgrn.tif", data, ["Blue", "Green", "Red", "NIR"])
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning), rasterio.open(path) as ds:
+        from rsir_stac.tiling.bands import select_bands
+
+        assert select_bands(ds) == (3, 2, 1)
+    rgb = read_image(path)
+    # read_image stretches each band alike; what matters is which band lands in which channel
+    for channel, band in ((0, 2), (1, 1), (2, 0)):
+        assert np.corrcoef(rgb[..., channel].ravel(), data[band].ravel())[0, 1] > 0.99
+    without = _write(tmp_path / "plain.tif", data)  # no names: the old rule (1,2,3) stays
+    assert np.corrcoef(read_image(without)[..., 0].ravel(), data[0].ravel())[0, 1] > 0.99
+
+
+def _eurosat_like(root: Path, per_class: int = 5) -> Path:
+    """Two classes whose difference is in bands 2-4 only (stripes against checks); the other
+    nine of 13 uint16 bands are the same noise for both."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    patterns = {"Forest": (yy // 4) % 2, "River": ((yy // 8) + (xx // 8)) % 2}
+    for name, pattern in patterns.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            bands = rng.normal(1500, 400, size=(13, 64, 64))
+            for b in (1, 2, 3):  # B02, B03, B04 (0-based 1..3)
+                bands[b] = 500 + 2000 * pattern + rng.normal(0, 60, size=(64, 64))
+            _write(root / name / f"{name}_{i}.tif", np.clip(bands, 0, 10000).astype("uint16"))
+    return root
+
+
+def test_a_folder_of_13_band_images_asks_for_bands_and_evaluates_with_them(tmp_path):
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.model.data import load_images, scan_image_folder
+
+    data = _eurosat_like(tmp_path / "eurosat")
+    with pytest.raises(ImageReadError) as ei:
+        load_images(scan_image_folder(data).paths)
+    msg = str(ei.value)
+    assert msg.startswith("10 images cannot be decoded: ") and msg.count("has 13 bands") == 1, msg
+    assert msg.endswith("pass --bands R,G,B (1-based band numbers) to choose their colour bands"), msg
+    assert "remove or replace" not in msg
+
+    runner = CliRunner()
+    refused = runner.invoke(main, ["evaluate", str(data), "--split", "all"])
+    assert refused.exit_code == 2 and "pass --bands R,G,B" in refused.output
+    assert "More samples per pixel" not in refused.output  # Pillow's log line before rasterio reads it
+
+    scores = {}
+    for bands in ("4,3,2", "1,6,7"):
+        r = runner.invoke(main, ["evaluate", str(data), "--split", "all", "--bands", bands, "--json"])
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["protocol"]["bands"] == [int(b) for b in bands.split(",")]
+        scores[bands] = out["mAP"]
+    assert scores["4,3,2"] > 0.9 and scores["4,3,2"] > scores["1,6,7"] + 0.2, scores  # the bands are the ones read
+
+
+def test_train_with_bands_records_them_and_reduce_reads_the_same_bands(tmp_path):
+    from rsir_stac.model.refit import refit_reducer
+    from rsir_stac.model.train import TrainConfig, train
+
+    data = _eurosat_like(tmp_path / "eurosat", per_class=6)
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), input_size=48, tile_size=64, embedding_dim=8, epochs=1,
+                      p=2, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="pca", reducer_dim=2)
+    with pytest.raises(ImageReadError, match="pass --bands"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    from dataclasses import replace
+
+    bundle = train(replace(cfg, bands=(4, 3, 2)))
+    assert list(bundle.meta["training"]["bands"]) == [4, 3, 2]
+    refit = refit_reducer(bundle, str(data), "pca", 3, str(tmp_path / "pca3"))  # decodes with the recorded bands
+    assert list(refit.meta["training"]["bands"]) == [4, 3, 2] and refit.dim == 3
+    with pytest.raises(Exception, match="--bands"):  # resuming with other bands is refused
+        train(replace(cfg, bands=(1, 6, 7), epochs=2))
+
+
+def test_the_band_error_of_ingest_is_a_bands_error_with_an_example(tmp_path):
+    from rsir_stac.tiling.bands import select_bands
+
+    path = _write(tmp_path / "s2.tif", np.zeros((13, 8, 8), "uint16"))
+    with rasterio.open(path) as ds, pytest.raises(BandsError, match=r"pass --bands R,G,B \(1-based band numbers, "
+                                                                      r"e\.g\. 4,3,2 for Sentinel-2"):
+        select_bands(ds)
