@@ -249,9 +249,8 @@ def _band_cause(path: str | Path, err: BaseException) -> str:
 
 def load_images(paths: Sequence[Path], progress=None, bands: Sequence[int] | None = None) -> list[np.ndarray]:
     """Decode many images (``bands`` as for :func:`load_rgb`); ``progress`` is an optional
-    callable(n_done).  Raises ImageReadError naming every file that cannot be decoded (the
-    first three, and how many): advising ``--bands`` when multi-band images are why, else to
-    remove or replace them."""
+    callable(n_done).  Raises ImageReadError naming every file that cannot be decoded
+    (:func:`unreadable_images_error`)."""
     out, bad = [], []
     for i, p in enumerate(paths):
         try:
@@ -260,21 +259,28 @@ def load_images(paths: Sequence[Path], progress=None, bands: Sequence[int] | Non
             bad.append((p, exc))
         if progress:
             progress(i + 1)
-    if len(bad) == 1:
-        raise bad[0][1]
     if bad:
-        causes = [e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e) for p, e in bad]
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        if len(set(causes)) == 1:  # one cause, said once
-            listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
-        else:
-            listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
-        n_bands = sum(isinstance(e, ImageBandsError) for _, e in bad)
-        if n_bands == len(bad):
-            fix = "pass --bands R,G,B (1-based band numbers) to choose their colour bands"
-        elif n_bands:
-            fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others")
-        else:
-            fix = "remove or replace them"
-        raise ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")
+        raise unreadable_images_error(bad)
     return out
+
+
+def unreadable_images_error(bad: Sequence[tuple[Path, ImageReadError]]) -> ImageReadError:
+    """One error for the images that could not be decoded (``(path, error)`` pairs from
+    :func:`load_rgb`): the first three named, and how many; one cause said once; advising
+    ``--bands`` when multi-band images are why, else to remove or replace them."""
+    if len(bad) == 1:
+        return bad[0][1]
+    causes = [e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e) for p, e in bad]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    if len(set(causes)) == 1:  # one cause, said once
+        listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
+    else:
+        listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
+    n_bands = sum(isinstance(e, ImageBandsError) for _, e in bad)
+    if n_bands == len(bad):
+        fix = "pass --bands R,G,B (1-based band numbers) to choose their colour bands"
+    elif n_bands:
+        fix = "pass --bands R,G,B for the multi-band ones, and remove or replace the others"
+    else:
+        fix = "remove or replace them"
+    return ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")

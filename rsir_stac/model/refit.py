@@ -61,7 +61,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
 
     from rsir_stac.atomic import atomic_dir
     from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
-    from rsir_stac.model.data import load_images, scan_image_folder, split_digest, stratified_split, without_classes
+    from rsir_stac.evaluate import embed_files
+    from rsir_stac.model.data import scan_image_folder, split_digest, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
 
@@ -83,8 +84,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
                          "pass the training data folder")
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
     with bundle.embedder(views=views) as emb:
-        images = load_images([folder.paths[i] for i in train_ix], bands=tr.get("bands"))
-        z = emb.embed(images, reduce=False, progress=progress)
+        z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,
+                        progress=progress)
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
