@@ -182,6 +182,48 @@ def test_a_leap_second_in_a_time_filter_is_the_last_instant_of_its_minute():
     assert parse_datetime_range("2017-01-01T01:59:60+02:00/..")[0] == last
     with pytest.raises(InputError, match="must be START/END"):
         parse_datetime_range("2016-12-31T23:59:61Z")
+    for not_leap in ("2016-12-31T10:20:60Z", "2016-12-31T23:58:60Z", "2016-12-31T23:59:60+02:00"):
+        with pytest.raises(InputError, match="must be START/END"):  # a second 60 only at 23:59 UTC
+            parse_datetime_range(not_leap)
+
+
+def _leap_item(tmp_path, tif, item_id, when):
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "geometry": None,
+            "properties": {"datetime": when, "start_datetime": when, "end_datetime": when}, "links": [],
+            "assets": {"image": {"href": str(tif), "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
+    path = tmp_path / f"{item_id}.json"
+    path.write_text(json.dumps(item))
+    return path, item
+
+
+def test_a_stac_item_at_a_leap_second_is_read_and_found_by_the_same_time(tmp_path):
+    """Re-check N2: an item with "datetime": "2016-12-31T23:59:60Z" (RFC 3339; STAC's own
+    example catalogues hold such times) was refused as "not a valid STAC item (second must be in
+    0..59)", alone and in a catalogue; a second 60 at another minute stays refused."""
+    from rsir_stac.errors import StacError
+    from rsir_stac.search import Index
+
+    tif = make_geotiff(tmp_path / "leap.tif", width=128, height=128)
+    item_path, _ = _leap_item(tmp_path, tif, "leap", "2016-12-31T23:59:60Z")
+    cat = {"type": "Catalog", "stac_version": "1.0.0", "id": "cat", "description": "d",
+           "links": [{"rel": "item", "href": "./inner.json", "type": "application/json"}]}
+    inner, inner_doc = _leap_item(tmp_path, tif, "inner", "2017-01-01T05:29:60+05:30")
+    (tmp_path / "catalog.json").write_text(json.dumps(cat))
+    report = ingest([str(item_path), str(tmp_path / "catalog.json")], index=str(tmp_path / "idx"),
+                    options=NATIVE)
+    assert report.ok and report.items_done == 2, report
+    with Index.open(str(tmp_path / "idx")) as idx:
+        times = {p.payload["item_id"]: p.payload["datetime"] for p in idx.store.iter_points(with_vectors=False)}
+        assert set(times.values()) == {"2016-12-31T23:59:59.999999Z"}, times
+        from rsir_stac.store.filters import SearchFilter, parse_datetime_range
+
+        start, end = parse_datetime_range("2016-12-31T23:59:60Z")
+        hits = idx.search(pixels=np.zeros((64, 64, 3), np.uint8), k=50, per_item=None,
+                          flt=SearchFilter(start=start, end=end)).hits
+        assert {h.payload["item_id"] for h in hits} == {"leap", "inner"}
+    bad, _ = _leap_item(tmp_path, tif, "bad", "2016-12-31T10:20:60Z")
+    with pytest.raises(StacError, match="not a valid STAC item"):
+        ingest([str(bad)], index=str(tmp_path / "idx2"), options=NATIVE)
 
 
 def test_a_feature_without_geometry_is_named_as_such(tmp_path):

@@ -113,6 +113,10 @@ def _scenes_from_json(
     kind = _stac_kind(d)
     if kind is None:
         raise StacError(f"{src} is JSON but not a STAC Item, Collection, Catalog or ItemCollection; {_FIX}")
+    from rsir_stac.stac.leapseconds import read_leap_seconds
+
+    if kind in ("item", "itemcollection"):
+        read_leap_seconds(d)
     try:
         if kind == "item":
             pairs: Iterable[tuple[pystac.Item, str | None]] = [(pystac.Item.from_dict(d, href=src, migrate=True), None)]

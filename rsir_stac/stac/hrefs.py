@@ -105,7 +105,14 @@ def _fetch(url: str, limit: int | None = None) -> bytes:
 
 
 class _StacIO(pystac.stac_io.DefaultStacIO):
-    """pystac I/O whose HTTP reads time out and fail with one-line errors."""
+    """pystac I/O whose HTTP reads time out and fail with one-line errors, and whose items may
+    hold a leap second (:func:`rsir_stac.stac.leapseconds.read_leap_seconds`)."""
+
+    def stac_object_from_dict(self, d, href=None, root=None, preserve_dict=True):
+        from rsir_stac.stac.leapseconds import read_leap_seconds
+
+        return super().stac_object_from_dict(read_leap_seconds(d), href=href, root=root,
+                                             preserve_dict=preserve_dict)
 
     def read_text_from_href(self, href: str) -> str:
         if _is_url(href):

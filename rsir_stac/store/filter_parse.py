@@ -140,11 +140,36 @@ def _parse_instant(text: str, *, end: bool) -> datetime:
         iso = iso[:-1] + "+00:00"
     frac = m.group(7)
     if m.group(6) == "60":  # an RFC 3339 leap second (23:59:60Z): the last instant of its minute
-        iso = iso[:17] + "59.999999" + iso[19 + len(frac or ""):]
-    elif frac and len(frac) > 7:  # keep microseconds; Python rejects longer fractions on 3.10
+        leap = leap_second_as_last_instant(text)
+        if leap is None:
+            raise ValueError(text)
+        return leap
+    if frac and len(frac) > 7:  # keep microseconds; Python rejects longer fractions on 3.10
         iso = iso.replace(frac, frac[:7], 1)
     dt = datetime.fromisoformat(iso)
     return _as_utc(dt)
+
+
+def leap_second_as_last_instant(text: str) -> datetime | None:
+    """An RFC 3339 time with a leap second (``2016-12-31T23:59:60Z``, or the same instant in
+    another offset: ``2017-01-01T05:29:60+05:30``) as the last microsecond of its minute, UTC,
+    as Python's and dateutil's parsers cannot hold second 60; None when ``text`` is no such time.
+
+    A second 60 is a leap second only at 23:59 UTC (RFC 3339 §5.7, ITU-R TF.460); at any other
+    minute (``10:20:60Z``) it is an invalid time, and None says so.
+    """
+    m = _RFC3339.match(str(text).strip())
+    if not m or m.group(6) != "60":
+        return None
+    t = str(text).strip()
+    iso = t[:10] + "T" + t[11:17] + "59.999999" + t[19 + len(m.group(7) or ""):]
+    if iso[-1] in "zZ":
+        iso = iso[:-1] + "+00:00"
+    try:
+        dt = _as_utc(datetime.fromisoformat(iso))
+    except ValueError:
+        return None
+    return dt if (dt.hour, dt.minute) == (23, 59) else None
 
 
 def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
@@ -153,7 +178,8 @@ def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
     Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
     00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
     ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC; a leap
-    second (``23:59:60Z``) is read as 23:59:59.999999, as Python's RFC 3339 parsers do.
+    second (``23:59:60Z``, at 23:59 UTC only) is read as 23:59:59.999999
+    (:func:`leap_second_as_last_instant`).
     Returned datetimes are timezone-aware UTC; ``None`` is an open end.
     """
     raw = str(text).strip()
