@@ -75,6 +75,23 @@ def main(verbose: int) -> None:
     tune_allocator()  # before any thread allocates: see rsir_stac.malloc
 
 
+def _chosen_bands_png(paths, bands, folder: str) -> tuple[str, ...]:
+    """Each image's chosen ``bands`` (read as ingest reads them) written as an RGB PNG of the same
+    name stem in ``folder``, for a service that decodes uploads with their own bands."""
+    import os
+
+    from PIL import Image
+
+    from rsir_stac.tiling import read_image
+
+    out = []
+    for n, path in enumerate(paths):
+        target = os.path.join(folder, f"{n}-{os.path.splitext(os.path.basename(path))[0]}.png")
+        Image.fromarray(read_image(path, bands=bands)).save(target)
+        out.append(target)
+    return tuple(out)
+
+
 def _ingest_datetime(text: str | None):
     """``--datetime`` of ``ingest``: an instant or a closed START/END interval."""
     if not text:
@@ -288,16 +305,22 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
               help="Write the hits to a file: .geojson, .csv, .fgb or .parquet (GeoParquet), streamed page by page.")
 @click.option("--with-vectors", is_flag=True, help="With --out: include the stored vectors.")
 @click.option("--thumbnails", type=click.Path(file_okay=False), help="Write result tiles as PNG and a contact sheet here.")
+@click.option("--bands", help="1-based R,G,B bands of the --image/--not-image files (multi-band chips, e.g. 4,3,2 "
+                              "for Sentinel-2; default: as ingest chooses them).")
 @_handle_errors
 def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, strategy, mmr, per_item, exclude_within,
            expand, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
-           limit, offset, include_query, fmt, out, with_vectors, thumbnails):
+           limit, offset, include_query, fmt, out, with_vectors, thumbnails, bands):
     """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
     and collection."""
     from rsir_stac.search import Index, excluded_notes
 
     flt = _search_filter(bbox, near, within, datetime_, collection)
-    pos, neg = _examples(image, point_id, at), _examples(not_image, not_point_id, not_at)
+    bands = _parse_bands(bands)
+    if bands and not (image or not_image):
+        raise click.UsageError("--bands chooses the bands of --image/--not-image files; give one, or leave "
+                               "--bands out")
+    pos, neg = _examples(image, point_id, at, bands), _examples(not_image, not_point_id, not_at, bands)
     labels = None
     if labels_path:
         from rsir_stac.labels import read_labels
@@ -320,6 +343,21 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
 
         check_output_dir(thumbnails, "--thumbnails")  # before the search, not after it
     svc = service_for(index, qdrant_url, "search")
+    if svc is not None and bands:  # the service reads uploads' own bands: send it the chosen ones as PNG
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="rsir-bands-") as tmp:
+            image, not_image = (_chosen_bands_png(image, bands, tmp), _chosen_bands_png(not_image, bands, tmp))
+            result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
+                                        not_point_id=not_point_id, not_at=not_at, labels_path=labels_path,
+                                        strategy=strategy, mmr=mmr, per_item=per_item,
+                                        exclude_within=exclude_within, expand=expand, model=model, bbox=bbox,
+                                        near=near, within=within, datetime_=datetime_, collection=collection,
+                                        limit=limit, offset=offset, include_query=include_query, out=out,
+                                        with_vectors=with_vectors, thumbnails=thumbnails)
+        if result is not None:
+            _print_search(result, fmt, offset, [], doc)
+        return
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
                                     not_point_id=not_point_id, not_at=not_at, labels_path=labels_path,

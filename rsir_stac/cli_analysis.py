@@ -59,10 +59,10 @@ def _per_item(text):
     return n or None
 
 
-def _examples(images, point_ids, ats):
+def _examples(images, point_ids, ats, bands=None):
     from rsir_stac.search import Example, parse_lonlat
 
-    return ([Example("image", i) for i in images] + [Example("point", p) for p in point_ids]
+    return ([Example("image", i, bands) for i in images] + [Example("point", p) for p in point_ids]
             + [Example("location", parse_lonlat(a)) for a in ats])
 
 

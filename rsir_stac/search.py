@@ -31,10 +31,12 @@ class Example:
     """One query example: ``kind`` is ``image`` (a file path), ``pixels`` (an H×W×3 uint8
     array), ``point`` (a stored point id), ``location`` ((lon, lat) in degrees: the stored
     tile covering it) or ``vector`` (an image already embedded with this index's model,
-    :meth:`Index.embed_image`; it counts as an image example)."""
+    :meth:`Index.embed_image`; it counts as an image example).  ``bands``: an ``image``
+    file's 1-based R,G,B bands (a multi-band GeoTIFF chip; default: as ingest chooses)."""
 
     kind: str
     value: Any
+    bands: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "pixels", "point", "location", "vector"):
@@ -156,7 +158,7 @@ class Index:
             if e.kind in ("image", "pixels"):
                 from rsir_stac.tiling import read_image
 
-                px = read_image(e.value) if e.kind == "image" else np.asarray(e.value)
+                px = read_image(e.value, bands=e.bands) if e.kind == "image" else np.asarray(e.value)
                 out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px)
             elif e.kind == "vector":
                 out[n] = ResolvedExample("image", positive, self._check_vector(e.value))

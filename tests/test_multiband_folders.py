@@ -140,3 +140,63 @@ def test_the_band_error_of_ingest_is_a_bands_error_with_an_example(tmp_path):
     with rasterio.open(path) as ds, pytest.raises(BandsError, match=r"pass --bands R,G,B \(1-based band numbers, "
                                                                       r"e\.g\. 4,3,2 for Sentinel-2"):
         select_bands(ds)
+
+
+def _chip_of_a_stored_tile(idx_path: Path, tmp_path: Path, bundle) -> tuple[str, Path]:
+    """A stored tile's pixels cut from its scene by the payload's window, saved as a 13-band chip
+    whose bands 4,3,2 are the tile's R,G,B and the rest are noise."""
+    from rsir_stac.search import Index
+
+    with Index.open(str(idx_path), model=bundle) as idx:
+        pid, payload = next((p.id, p.payload) for p in idx.store.iter_points(with_vectors=False))
+    w = payload["window"]
+    with rasterio.open(payload["href"]) as ds:
+        rgb = ds.read([1, 2, 3], window=rasterio.windows.Window(w["col_off"], w["row_off"], w["width"], w["height"]))
+    chip = np.random.default_rng(5).integers(0, 255, size=(13, *rgb.shape[1:]), dtype=np.uint8)
+    chip[3], chip[2], chip[1] = rgb
+    return pid, _write(tmp_path / "chip13.tif", chip)
+
+
+def test_search_by_a_multi_band_chip_with_bands_finds_its_tile_locally_and_through_serve(tmp_path, tiny_bundle,
+                                                                                        monkeypatch):
+    """search --image of a 13-band chip said "pass --bands", an option search did not have."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.ingest import IngestOptions, ingest
+    from tests.conftest import make_geotiff
+    from tests.test_served import REPO, _env, _free_port, _stop, _wait_served
+
+    scene = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=4)
+    idx = tmp_path / "idx"
+    assert ingest([str(scene)], index=str(idx), model=tiny_bundle,
+                  options=IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)).ok
+    pid, chip = _chip_of_a_stored_tile(idx, tmp_path, tiny_bundle)
+    runner = CliRunner()
+    base = ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--image", str(chip), "--include-query",
+            "--per-item", "0", "--format", "json", "-k", "1"]
+    refused = runner.invoke(main, base)
+    assert refused.exit_code == 2 and "has 13 bands" in refused.output and "pass --bands" in refused.output
+    r = runner.invoke(main, base + ["--bands", "4,3,2"])
+    assert r.exit_code == 0, r.output
+    hit = json.loads(r.stdout)["hits"][0]
+    assert hit["id"] == pid and hit["distance"] == pytest.approx(0, abs=0.05), hit
+    bad = runner.invoke(main, ["search", "--index", str(idx), "--point-id", pid, "--bands", "4,3,2"])
+    assert bad.exit_code == 2 and "--bands chooses the bands of --image" in bad.output
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                             str(tiny_bundle.path), "--port", str(port), "--service-key", "k3y"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        _wait_served(proc, idx, port)
+        monkeypatch.setenv("RSIR_SERVICE_KEY", "k3y")
+        r = runner.invoke(main, base + ["--bands", "4,3,2"])
+        assert r.exit_code == 0 and "sending the search" in r.stderr, r.output
+        served = json.loads(r.stdout)["hits"][0]
+        assert served["id"] == pid and served["distance"] == pytest.approx(hit["distance"], abs=0.02), served
+    finally:
+        _stop(proc)
