@@ -71,10 +71,37 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, default=str))
 
 
+def qdrant_collection_option(fn):
+    """``--qdrant-collection NAME`` [env RSIR_QDRANT_COLLECTION]: the collection a ``--qdrant-url``
+    store opens (e.g. one ``reindex --to`` wrote).  The command runs within
+    :func:`rsir_stac.store.using_collection`, so every store it opens uses that name."""
+
+    @functools.wraps(fn)
+    def run(*args, qdrant_collection=None, **kwargs):
+        from rsir_stac.store import using_collection
+
+        with using_collection(qdrant_collection):
+            return fn(*args, **kwargs)
+
+    return click.option("--qdrant-collection", envvar="RSIR_QDRANT_COLLECTION", metavar="NAME",
+                        help="Qdrant collection with --qdrant-url [env RSIR_QDRANT_COLLECTION; default "
+                             "rsir_tiles], e.g. one `rsir-stac reindex --to` wrote.")(run)
+
+
+def lasting_qdrant_url(ctx, param, value):
+    """Click callback of ``--qdrant-url``: refuse qdrant-client's ``:memory:``, which a command's
+    points would not outlive (the library's ``open_store(qdrant_url=":memory:")`` stays for tests)."""
+    if value and value.strip() == ":memory:":
+        raise click.BadParameter(":memory: keeps nothing after the command ends; give a Qdrant server URL or a "
+                                 "folder for qdrant-client's local mode (e.g. --qdrant-url ./qdrant-local)")
+    return value
+
+
 def store_options(fn):
-    """--index / --qdrant-url / --api-key, shared by every command that opens an index."""
+    """--index / --qdrant-url / --qdrant-collection / --api-key, shared by every command that opens an index."""
+    fn = qdrant_collection_option(fn)
     fn = click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")(fn)
-    fn = click.option("--qdrant-url", envvar="RSIR_QDRANT_URL",
+    fn = click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", callback=lasting_qdrant_url,
                       help="Qdrant server/cluster URL instead of the embedded index [env RSIR_QDRANT_URL].")(fn)
     fn = click.option("--index", "index", type=click.Path(file_okay=False),
                       help="Embedded index folder (default ./rsir-index).")(fn)

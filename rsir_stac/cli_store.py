@@ -10,7 +10,7 @@ import sys
 import click
 
 from rsir_stac.cli_common import _fail, echo_json as _echo_json, handle_errors as _handle_errors
-from rsir_stac.cli_common import store_options as _store_options
+from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option, store_options as _store_options
 from rsir_stac.cli_served import served_info, service_for
 
 log = logging.getLogger("rsir_stac.cli")
@@ -37,8 +37,10 @@ def info(index, qdrant_url, api_key):
 @click.command()
 @click.option("--index", "index", required=True, type=click.Path(file_okay=False, exists=True),
               help="Embedded index folder to copy from.")
-@click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", required=True, help="Qdrant server/cluster to copy to.")
+@click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", required=True, callback=lasting_qdrant_url,
+              help="Qdrant server/cluster (or a qdrant-client local folder) to copy to.")
 @click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")
+@qdrant_collection_option
 @click.option("--batch-size", default=1000, show_default=True)
 @_handle_errors
 def migrate(index, qdrant_url, api_key, batch_size):
@@ -50,16 +52,34 @@ def migrate(index, qdrant_url, api_key, batch_size):
 
     folder = local_folder(qdrant_url)
     made = folder is not None and not os.path.lexists(folder)  # a failed run removes a folder it created
+    bar, done = None, 0
+
+    def progress(n: int) -> None:  # the bar starts with the copy, after the checks that may refuse it
+        nonlocal bar, done
+        if bar is None:
+            bar = tqdm(total=total, desc="points", unit="pt", file=sys.stderr, disable=None)
+        bar.update(n)
+        done += n
+
     try:
         with open_store(index, read_only=True) as src, open_store(qdrant_url=qdrant_url, api_key=api_key) as dst:
-            with tqdm(total=src.count(), desc="points", unit="pt", file=sys.stderr) as bar:
-                n = run(src, dst, batch_size=batch_size, progress=bar.update)
+            total, already = src.count(), dst.count() if dst.meta() is not None else 0
             where = dst.describe()
+            try:
+                n = run(src, dst, batch_size=batch_size, progress=progress)
+            except KeyboardInterrupt:
+                _fail(f"interrupted after copying {done} of {total} points to {where}, which keeps them; re-run "
+                      "the same command to finish the copy (points already there are written again, not doubled)",
+                      130)
+            finally:
+                if bar is not None:
+                    bar.close()
     except Exception:
         if made:
             remove_created_folder(folder)
         raise
-    click.echo(f"copied {n} points from {index} to {where}")
+    again = f" ({already} of them were there already: a re-run writes them again, not twice)" if already else ""
+    click.echo(f"copied {n} points from {index} to {where}{again}")
 
 
 # ------------------------------------------------------------------------- reindex
@@ -67,7 +87,8 @@ def migrate(index, qdrant_url, api_key, batch_size):
 @_store_options
 @click.option("--to", "to", required=True,
               help="New index folder (with --qdrant-url: new collection name on the same Qdrant).")
-@click.option("--collection", default="rsir_tiles", show_default=True, help="Collection to read.")
+@click.option("--collection", help="With --qdrant-url: the collection to read [default: --qdrant-collection, "
+                                   "else rsir_tiles].")
 @click.option("--model", "model", type=click.Path(),
               help="New model bundle folder (or a shipped name: v5, the default; v1-v4).")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
@@ -107,6 +128,12 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
                    f"{report.seconds:.1f} s")
         if report.tiling_kept:
             click.echo(f"  note: {report.tiling_kept}", err=True)
+        if qdrant_url and report.ok:
+            from rsir_stac.model.bundle import shipped_name
+
+            name = model or shipped_name(report.model_to) or report.model_to
+            click.echo(f"  open it with --qdrant-url {qdrant_url} --qdrant-collection {to} --model {name} "
+                       f"(or set RSIR_QDRANT_COLLECTION={to})", err=True)
         for f in report.sources_failed:
             stored = f.get("stored_href", f["href"])
             where = f" (stored in the index as {stored}, moved by --relocate)" if stored != f["href"] else ""

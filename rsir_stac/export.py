@@ -389,11 +389,15 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     """Write every point of ``index`` (an :class:`~rsir_stac.search.Index`) to ``path``
     (any format; GeoParquet for reuse) and, when ``stac_collection`` is given, a STAC
     Collection describing the file with the embeddings extension; the model's MLM
-    Item is copied beside it and linked.  Returns a summary dict (rows, paths).
+    Item is copied beside it and linked.  Returns a summary dict (rows, paths).  Raises
+    StoreError, writing nothing, for an index its opening found damaged
+    (:func:`rsir_stac.store.migrate.refuse_damaged`).
     """
     from rsir_stac.atomic import check_output_path
+    from rsir_stac.store.migrate import refuse_damaged
 
     fmt = format_for(path)
+    refuse_damaged(index.store, "exporting")
     if stac_collection is not None and fmt != "geoparquet":
         raise InputError(f"a STAC Collection describes a GeoParquet export; give --out with .parquet, not {path}")
     check_output_path(path)

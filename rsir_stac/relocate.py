@@ -79,21 +79,34 @@ class Relocations:
             self.rules.append((typed, olds, new))
         self.matched = [0] * len(self.rules)
         self.folders: dict[str, int] = {}
+        self._found: dict[str, str] = {}  # moved href -> the href read (itself, or the stored one still there)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
 
     def __call__(self, href: str) -> str:
+        """``href`` moved by the first rule it falls under; a local file that is not at its new place
+        but still at its stored one is read where it is (a rule for a folder of which only some
+        files moved)."""
         for i, (_, olds, new) in enumerate(self.rules):
             for old in olds:
                 if _under(href, old):
                     self.matched[i] += 1
-                    return _moved(href, old, new)
+                    return self._there(href, _moved(href, old, new))
         if self.rules:
             folder = href.rsplit("/", 1)[0] if "/" in href else href
             if folder in self.folders or len(self.folders) < _STORED_FOLDERS:
                 self.folders[folder] = self.folders.get(folder, 0) + 1
         return href
+
+    def _there(self, stored: str, moved: str) -> str:
+        if _is_url(moved) or _is_url(stored):
+            return moved
+        found = self._found.get(moved)
+        if found is None:
+            found = self._found[moved] = (moved if os.path.exists(moved) or not os.path.exists(stored)
+                                          else stored)
+        return found
 
     def unmatched(self) -> list[str]:
         """One line per rule that matched no stored href, naming the folders the index stores."""

@@ -108,7 +108,7 @@ class Index:
 
                 raise IndexNotFoundError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
             if meta.model_id != bundle.model_id or meta.dim != bundle.dim:
-                from rsir_stac.model.bundle import shipped_hint
+                from rsir_stac.model.bundle import model_name, shipped_hint
 
                 where = (f"--index {store.location}" if store.backend == "edge"
                          else f"--qdrant-url {store.location} --collection {store.collection}")
@@ -117,7 +117,9 @@ class Index:
                     f"{bundle.model_id} ({bundle.dim}-d"
                     + (f", {bundle.views} views per tile" if bundle.views > 1 else "")
                     + f"); pass --model with the bundle that built it{shipped_hint(meta.model_id)}, or move the "
-                    f"index to this model with `rsir-stac reindex {where} --to NEW --model {bundle.path}`"
+                    f"index to this model with `rsir-stac reindex {where} --to NEW --model {model_name(bundle)}`"
+                    + ("" if store.backend == "edge" else
+                       " and open NEW with --qdrant-collection NEW")
                 )
         except BaseException:
             store.close()

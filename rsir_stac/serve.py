@@ -313,10 +313,15 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
         idx.close()
 
 
+from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option  # noqa: E402  (click only)
+
+
 @click.command("serve")
 @click.option("--index", type=click.Path(file_okay=False), help="Embedded (Qdrant Edge) index folder.")
-@click.option("--qdrant-url", help="Qdrant server URL instead of --index (env RSIR_QDRANT_URL).")
+@click.option("--qdrant-url", callback=lasting_qdrant_url,
+              help="Qdrant server URL instead of --index (env RSIR_QDRANT_URL).")
 @click.option("--api-key", "api_key_qdrant", help="Qdrant API key (env RSIR_QDRANT_API_KEY).")
+@qdrant_collection_option
 @click.option("--model", type=click.Path(),
               help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")

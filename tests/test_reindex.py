@@ -314,6 +314,40 @@ def test_reindex_qdrant_collection(tmp_path, scenes, shipped, new_bundle, fresh)
     assert len(_points(None, qdrant_url=url)) == 6  # the old collection is still there
     with pytest.raises(InputError, match="is the collection being read"):
         reindex(qdrant_url=url, to="rsir_tiles", model=new_bundle)
+    # the new collection is usable by every command: --qdrant-collection or $RSIR_QDRANT_COLLECTION
+    # (trial: search, info, export, ingest and serve only opened rsir_tiles, and the model-mismatch
+    # advice sent the user back to reindex)
+    runner = CliRunner()
+    res = runner.invoke(main, ["info", "--qdrant-url", url, "--qdrant-collection", "tiles_v2"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["model_id"] == new_bundle.model_id, res.output
+    pid = next(iter(fresh))
+    for extra, env in ((["--qdrant-collection", "tiles_v2"], {}), ([], {"RSIR_QDRANT_COLLECTION": "tiles_v2"})):
+        res = runner.invoke(main, ["search", "--qdrant-url", url, "--model", str(new_bundle.path), "--point-id", pid,
+                                   "--include-query", "--format", "json", "-k", "1", *extra], env=env)
+        assert res.exit_code == 0 and json.loads(res.stdout)["hits"][0]["id"] == pid, res.output
+    res = runner.invoke(main, ["search", "--qdrant-url", url, "--model", str(new_bundle.path), "--point-id", pid])
+    assert res.exit_code == 2 and "and open NEW with --qdrant-collection NEW" in res.output, res.output
+    res = runner.invoke(main, ["reindex", "--qdrant-url", url, "--to", "tiles_v2", "--model", str(new_bundle.path)])
+    assert res.exit_code == 0 and "--qdrant-collection tiles_v2" in res.stderr, res.output   # how to open it
+
+
+def test_a_relocate_rule_for_a_folder_reads_the_files_that_did_not_move_where_they_are(
+        tmp_path, scenes, old_index, new_bundle, fresh):
+    """Trial: with one of a folder's files moved, --relocate FOLDER=NEW also sent the files still
+    in FOLDER to NEW, where they are not, and the advice then broke the moved one."""
+    folder = scenes[0].parent
+    moved = folder.with_name("part-moved")
+    moved.mkdir()
+    scenes[1].rename(moved / scenes[1].name)
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new"),
+                                    "--model", str(new_bundle.path), "--relocate", f"{folder}={moved}", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout.splitlines()[0])
+    assert report["ok"] and report["points_written"] == 6 and not report["sources_failed"], report
+    got = _points(tmp_path / "new")
+    assert got.keys() == fresh.keys()
+    hrefs = {os.path.basename(p.payload["href"]): os.path.dirname(p.payload["href"]) for p in got.values()}
+    assert hrefs == {"a.tif": str(folder), "b.tif": str(moved), "c.tif": str(folder)}, hrefs
 
 
 def test_changed_tiles_and_foreign_points_are_reported(tmp_path, scenes, old_index, new_bundle):

@@ -76,6 +76,11 @@ def shipped_hint(model_id: str) -> str:
     return f" (shipped: --model {name})" if name else ""
 
 
+def model_name(bundle) -> str:
+    """How to name ``bundle`` to ``--model``: its shipped name (``v5``), else its folder."""
+    return shipped_name(bundle.model_id) or str(bundle.path)
+
+
 def library_versions() -> dict[str, str]:
     import sklearn
     import torch

@@ -78,7 +78,7 @@ def reindex(
 
     ``index`` (default ``./rsir-index``) and ``to`` are embedded index
     folders; with ``qdrant_url`` the old index is collection ``collection`` on
-    that Qdrant (default ``rsir_tiles``) and ``to`` names the new collection
+    that Qdrant (default :func:`rsir_stac.store.default_collection`) and ``to`` names the new collection
     there.  ``collection`` is also the
     collection inside both folders.  ``batch_size`` is tiles per forward pass
     (default: the embedder's for the device); ``page_size`` payloads are read
@@ -93,11 +93,11 @@ def reindex(
     not raised but reported (``sources_failed``, ``ok`` False).
     """
     from rsir_stac.model.bundle import ModelBundle, load_bundle
-    from rsir_stac.store import DEFAULT_COLLECTION
+    from rsir_stac.store import DEFAULT_COLLECTION, default_collection
 
     _check_sizes(page_size, batch_size)
     moves = Relocations(relocate)
-    collection = collection or DEFAULT_COLLECTION
+    collection = collection or (default_collection() if qdrant_url else DEFAULT_COLLECTION)
     emit = progress or (lambda e: None)
     t0 = time.time()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)

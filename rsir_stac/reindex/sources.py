@@ -73,7 +73,7 @@ def _source_failed(key: _SourceKey, tiles: list[_Todo], err: BaseException, sour
                  "tiles": 0, "ingest_options": _ingest_options(key, tiles[0].payload)}
         sources.failed[key.href] = entry
         report.sources_failed.append(entry)
-        log.warning("source %s cannot be read: %s", key.href, entry["error"])
+        log.info("source %s cannot be read: %s (listed in the report)", key.href, entry["error"])
         emit(ReindexEvent("source_failed", href=key.href))
     entry["tiles"] += len(tiles)
     emit(ReindexEvent("points", n=len(tiles)))

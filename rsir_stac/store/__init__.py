@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from rsir_stac.errors import InputError
@@ -26,6 +29,28 @@ DEFAULT_INDEX = "./rsir-index"
 DEFAULT_COLLECTION = "rsir_tiles"
 ENV_URL = "RSIR_QDRANT_URL"
 ENV_API_KEY = "RSIR_QDRANT_API_KEY"
+ENV_COLLECTION = "RSIR_QDRANT_COLLECTION"
+
+_COLLECTION: ContextVar[str | None] = ContextVar("rsir_qdrant_collection", default=None)
+
+
+@contextmanager
+def using_collection(name: str | None) -> Iterator[None]:
+    """Within this block, :func:`open_store` opens the Qdrant collection ``name`` (a server's or
+    qdrant-client folder's) when not given one; None changes nothing.  The CLI's
+    ``--qdrant-collection`` option works through it."""
+    token = _COLLECTION.set(name) if name else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _COLLECTION.reset(token)
+
+
+def default_collection() -> str:
+    """The Qdrant collection a ``--qdrant-url`` store opens: :func:`using_collection`'s, else
+    ``$RSIR_QDRANT_COLLECTION``, else ``rsir_tiles``."""
+    return _COLLECTION.get() or os.environ.get(ENV_COLLECTION) or DEFAULT_COLLECTION
 
 
 def _upload_settings() -> dict[str, int]:
@@ -51,7 +76,7 @@ def open_store(
     *,
     qdrant_url: str | None = None,
     api_key: str | None = None,
-    collection: str = DEFAULT_COLLECTION,
+    collection: str | None = None,
     read_only: bool = False,
 ) -> Store:
     """Open the vector store.
@@ -59,8 +84,9 @@ def open_store(
     Precedence: ``qdrant_url`` (a server, ``":memory:"`` for qdrant-client's
     in-process mode, or a path for its on-disk local mode) > ``index`` (an
     embedded Qdrant Edge index directory) > ``$RSIR_QDRANT_URL`` > ``./rsir-index``.
-    ``api_key`` defaults to ``$RSIR_QDRANT_API_KEY``.  Giving both ``index``
-    and ``qdrant_url`` is an error.
+    ``api_key`` defaults to ``$RSIR_QDRANT_API_KEY``; ``collection``, with a Qdrant URL,
+    to :func:`default_collection` (an embedded index holds one collection, ``rsir_tiles``).
+    Giving both ``index`` and ``qdrant_url`` is an error.
     """
     if index is not None and qdrant_url:
         raise InputError(f"both --index {index} and --qdrant-url {qdrant_url} were given; pass only one of them")
@@ -70,11 +96,12 @@ def open_store(
         from rsir_stac.store.server import ServerStore
 
         key = api_key if api_key is not None else os.environ.get(ENV_API_KEY) or None
-        return ServerStore(qdrant_url, api_key=key, collection=collection, read_only=read_only,
-                           **_upload_settings())
+        return ServerStore(qdrant_url, api_key=key, collection=collection or default_collection(),
+                           read_only=read_only, **_upload_settings())
     from rsir_stac.store.edge import EdgeStore
 
-    return EdgeStore(index if index is not None else DEFAULT_INDEX, collection=collection, read_only=read_only)
+    return EdgeStore(index if index is not None else DEFAULT_INDEX, collection=collection or DEFAULT_COLLECTION,
+                     read_only=read_only)
 
 
-__all__ = ["IndexInfo", "Point", "SearchFilter", "SearchHit", "Store", "open_store"]
+__all__ = ["IndexInfo", "Point", "SearchFilter", "SearchHit", "Store", "default_collection", "open_store", "using_collection"]

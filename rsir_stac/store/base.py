@@ -120,6 +120,9 @@ class Store(PointAtMixin, abc.ABC):
     """
 
     backend: str = "abstract"
+    #: What opening the store found damaged (points recorded but missing, unreadable files), or None:
+    #: commands that copy the whole index (migrate, export) refuse such a store rather than copy a part.
+    damage_at_open: str | None = None
     location: str = ""
     collection: str = "rsir_tiles"
     read_only: bool = False

@@ -24,13 +24,17 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
     meta = src.meta()
     if meta is None:
         raise StoreError(f"{src.describe()} holds no collection; nothing to migrate (check --index)")
+    refuse_damaged(src, "migrating")
     dst_meta = dst.meta()
     if dst_meta is not None and (dst_meta.model_id != meta.model_id or dst_meta.dim != meta.dim):
+        from rsir_stac.model.bundle import shipped_name
+
+        bundle = shipped_name(dst_meta.model_id) or "BUNDLE"
         raise IncompatibleIndexError(
             f"{dst.describe()} already holds {dst_meta.dim}-d vectors of model {dst_meta.model_id}, and "
             f"{src.describe()} holds model {meta.model_id}; migrate into another --qdrant-url (an empty server or "
             "folder), or first move the index to that model with `rsir-stac reindex --index "
-            f"{src.location} --to NEW --model BUNDLE` and migrate NEW")
+            f"{src.location} --to NEW --model {bundle}` and migrate NEW")
     created = dst_meta is None
     dst.ensure_collection(meta.dim, meta.model_id)
     try:
@@ -49,6 +53,16 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
         raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
     log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
     return copied
+
+
+def refuse_damaged(store, action: str) -> None:
+    """StoreError when opening ``store`` found it damaged (:attr:`Store.damage_at_open`): ``action``
+    (migrating, exporting) would copy only the part that still reads, and exit as if it were whole."""
+    what = getattr(store, "damage_at_open", None)
+    if what:
+        raise StoreError(f"{store.describe()} is damaged ({what}); {action} it would copy only what still reads: "
+                         f"run `rsir-stac check --index {store.location} --repair`, re-run the ingest that built "
+                         "it, then run this command again")
 
 
 def local_folder(url: str) -> str | None:

@@ -316,7 +316,7 @@ class ServerStore(Store):
             meta = CollectionMeta.new(dim, model_id)
             self._write_meta(meta)
             self._meta = meta
-        check_incompatible(self._meta, dim, model_id, self.describe(), "another collection")
+        check_incompatible(self._meta, dim, model_id, self.describe(), "another collection (--qdrant-collection NAME)")
         if not self.read_only:
             self._create_indexes()
 
