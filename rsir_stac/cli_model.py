@@ -314,7 +314,8 @@ def reduce(data_dir, model, kind, dim, views, out):
 @click.option("--split", type=click.Choice(["test", "all"]),
               help="test: the images the model never trained on (the bundle's recorded test split; with --classes, "
                    "its test images of those classes); all: every image (other datasets; on the training folder "
-                   "the images trained on are counted and warned about). [default: all with --held-out, else test]")
+                   "the images trained on are counted and warned about). [default: test on the dataset the model "
+                   "was trained on, else all]")
 @click.option("--scale", default="1", show_default=True,
               help="Downsample every image by F before embedding (coarser GSD); a list such as 1,2,4,8 gives a table.")
 @click.option("--held-out", is_flag=True, help="Only the classes the model was trained without (leave-classes-out).")
@@ -359,7 +360,7 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
 
         raise InputError(f"--held-out and --classes {classes} both choose the classes to evaluate; pass one of them")
     chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
-    split = split or ("all" if held_out else "test")  # held-out classes: never trained on, every image counts
+    # None: test on the training dataset, all on another or for held-out classes (evaluate_folder)
     bundle = resolve_model(model)
     results = []
     for f in scales:
@@ -370,7 +371,9 @@ def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch
     if as_json:  # one shape whatever the number of scales (the first scale's keys stay at the top level)
         _echo_json({**results[0], "model": bundle.model_id, "results": results})
         return
-    click.echo(f"model {bundle.model_id}  split {split}  queries {results[0]['n_queries']}  dim {results[0]['dim']}"
+    first = results[0]
+    click.echo(f"model {bundle.model_id}  split {first['protocol']['split']}  queries {first['n_queries']}  "
+               f"dim {first['dim']}"
                + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else "")
                + (f"  query expansion {expand}" if expand else "")
                + (f"  views {bundle.views}" if getattr(bundle, "views", 1) > 1 else ""))

@@ -178,7 +178,7 @@ def evaluate_folder(
     data_dir: str | Path,
     bundle=None,
     *,
-    split: str = "test",
+    split: str | None = "test",
     batch_size: int | None = None,
     bf16: bool | None = None,
     progress=None,
@@ -193,7 +193,9 @@ def evaluate_folder(
     ``split="test"`` uses the test split recorded in the bundle: the images the
     model never trained on (the split is computed over the classes it trained on,
     as training did; with ``classes``, the test images of those classes, and every
-    image of a class it was trained without).  ``split="all"`` uses every image;
+    image of a class it was trained without).  ``split=None`` is ``test`` on the dataset the
+    bundle was trained on (its recorded split matches) and ``all`` on any other (a note says so,
+    in ``warnings``) or with ``classes="held-out"``.  ``split="all"`` uses every image;
     when the folder is the one the bundle was trained on, the images it trained
     on are counted (``protocol["trained_on"]``) and a warning says so.  ``scale`` ≥ 1
     downsamples query and database images alike by that factor (Lanczos, antialiased)
@@ -203,8 +205,9 @@ def evaluate_folder(
     classes.  ``bundle="imagenet"`` scores the ImageNet pooled-feature baseline.
     ``expand`` > 0 scores with average query expansion over that many neighbours
     (:func:`expand_queries`, what ``search --expand`` does).  ``bands``: the 1-based
-    (R, G, B) bands of multi-band images (:func:`rsir_stac.model.data.load_rgb`; by default
-    their colour interpretation or band names).
+    (R, G, B) bands of multi-band images (:func:`rsir_stac.model.data.load_rgb`); by default
+    those the bundle was trained on (``training.bands``), else each image's colour
+    interpretation or band names (``protocol["bands"]`` None).
 
     The result records the protocol: ``split``, ``scale``, ``classes``, ``held_out``
     (the classes were chosen by ``classes="held-out"``), ``data`` (the folder,
@@ -226,6 +229,11 @@ def evaluate_folder(
     held = list(tr.get("held_out_classes") or [])
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
+    notes: list[str] = []
+    if bands is None and tr.get("bands"):  # a bundle trained on chosen bands is scored on them
+        bands = tuple(int(b) for b in tr["bands"])
+    if split is None:
+        split, notes = _default_split(full, held, tr, by_held_out, bundle.model_id, data_dir)
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
     _check_relevant(folder, idx, split, data_dir)
@@ -239,7 +247,7 @@ def evaluate_folder(
                        "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
                        if split == "test" else None, "trained_on": chosen.trained_on,
                        "bands": list(bands) if bands else None}
-    out["warnings"] = chosen.warnings
+    out["warnings"] = notes + chosen.warnings
     return out
 
 
@@ -284,7 +292,7 @@ def _check_options(split: str, scale: float, expand: int, batch_size: int | None
     whole number."""
     from rsir_stac.errors import InputError
 
-    if split not in ("test", "all"):
+    if split not in ("test", "all", None):
         raise InputError(f"--split {split!r} is not known; use test or all")
     if not scale >= 1.0:
         raise InputError(f"--scale {scale} is below 1; give a downsampling factor of 1 or more (e.g. 2, 4, 8)")
@@ -332,18 +340,43 @@ class _ScoredImages:
     warnings: list[str]
 
 
-def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:
-    """Choose the images of ``full`` to score: with ``split="test"`` those the model never
-    trained on (the bundle's split, computed as training did), else every image of the classes;
-    warns (once per folder) when the split is not the bundle's or the model trained on some."""
-    from rsir_stac.model.data import only_classes, split_digest, stratified_split, without_classes
+def _bundle_split(full, held: list[str], tr: dict):
+    """The bundle's split computed on ``full`` as training did (over the folder without its held-out
+    classes): ``(folder, train_ix, test_ix, matches)``, ``matches`` whether its test images are the
+    recorded ones (None when the bundle records none: another dataset cannot be told)."""
+    from rsir_stac.model.data import split_digest, stratified_split, without_classes
 
-    # the bundle's split, computed as training did: over the folder without its held-out classes
     trained = without_classes(full, [c for c in held if c in full.classes])
     want = tr.get("test_digest")
     train_ix, test_ix = stratified_split(trained.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
     rel = trained.relpaths()
     matches = None if not want else split_digest([rel[i] for i in test_ix]) == want
+    return trained, train_ix, test_ix, matches
+
+
+def _default_split(full, held: list[str], tr: dict, by_held_out: bool, model_id: str, data_dir) -> tuple[str, list]:
+    """``split=None``: ``test`` on the dataset the bundle was trained on (its split matches), else
+    ``all`` with a note (another dataset: a random fifth of it is no test split of anything)."""
+    if by_held_out:
+        return "all", []
+    matches = _bundle_split(full, held, tr)[3]
+    if matches:
+        return "test", []
+    msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored "
+           "(--split all); pass --split test to score only the fifth of it a training run would keep out")
+    log.info("%s", msg)
+    return "all", [msg]
+
+
+def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:
+    """Choose the images of ``full`` to score: with ``split="test"`` those the model never
+    trained on (the bundle's split, computed as training did), else every image of the classes;
+    warns (once per folder) when the split is not the bundle's or the model trained on some."""
+    from rsir_stac.model.data import only_classes
+
+    trained, train_ix, test_ix, matches = _bundle_split(full, held, tr)
+    want = tr.get("test_digest")
+    rel = trained.relpaths()
     never = {rel[i] for i in test_ix}  # images the model never trained on (with the classes it never saw)
     seen = {rel[i] for i in train_ix} if matches else None  # known only on the training dataset itself
     folder = only_classes(full, classes) if classes else (trained if split == "test" else full)

@@ -94,8 +94,8 @@ def test_a_folder_of_13_band_images_asks_for_bands_and_evaluates_with_them(tmp_p
     with pytest.raises(ImageReadError) as ei:
         load_images(scan_image_folder(data).paths)
     msg = str(ei.value)
-    assert msg.startswith("10 images cannot be decoded: ") and msg.count("has 13 bands") == 1, msg
-    assert msg.endswith("pass --bands R,G,B (1-based band numbers) to choose their colour bands"), msg
+    assert msg.startswith("10 images have no colour bands to read: ") and msg.count("has 13 bands") == 1, msg
+    assert msg.endswith("pass --bands R,G,B (1-based band numbers)"), msg
     assert "remove or replace" not in msg
 
     runner = CliRunner()
@@ -200,3 +200,37 @@ def test_search_by_a_multi_band_chip_with_bands_finds_its_tile_locally_and_throu
         assert served["id"] == pid and served["distance"] == pytest.approx(hit["distance"], abs=0.02), served
     finally:
         _stop(proc)
+
+
+def test_a_bundle_trained_on_chosen_bands_is_evaluated_on_them(tmp_path):
+    """Trial: a bundle trained with --bands was scored on the bands the images' names chose,
+    without a word; protocol.bands said null."""
+    from rsir_stac.evaluate import evaluate_folder
+    from rsir_stac.model.train import TrainConfig, train
+
+    data = _eurosat_like(tmp_path / "eurosat", per_class=6)
+    bundle = train(TrainConfig(str(data), str(tmp_path / "run"), input_size=48, tile_size=64, embedding_dim=8,
+                               epochs=1, p=2, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none",
+                               bands=(4, 3, 2)))
+    out = evaluate_folder(data, bundle.path, split="all", bf16=False)   # these images name no bands
+    assert out["protocol"]["bands"] == [4, 3, 2]
+    assert evaluate_folder(data, bundle.path, split="all", bf16=False, bands=(4, 3, 2))["mAP"] == out["mAP"]
+
+
+def test_a_mixed_band_layout_is_named_without_gdal_paths(tmp_path):
+    """Trial: --bands 4,3,2 on a folder of RGB JPEGs and 13-band TIFFs named /vsimem/<uuid>.tif and
+    advised removing the valid JPEGs."""
+    from PIL import Image
+
+    from rsir_stac.model.data import load_images, scan_image_folder
+
+    data = _eurosat_like(tmp_path / "mixed", per_class=2)
+    for name in ("Forest", "River"):
+        Image.new("RGB", (64, 64), (30, 120, 40)).save(data / name / "rgb.jpg")
+    with pytest.raises(ImageReadError) as ei:
+        load_images(scan_image_folder(data).paths, bands=(4, 3, 2))
+    msg = str(ei.value)
+    assert msg.startswith("2 images have no colour bands to read: ") and "vsimem" not in msg, msg
+    assert "(has 3 bands, so band 4 does not exist)" in msg and "remove or replace" not in msg, msg
+    assert msg.endswith("give --bands that every image has, or evaluate or train on images of one band layout "
+                        "at a time"), msg

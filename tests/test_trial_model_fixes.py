@@ -268,8 +268,12 @@ def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_dif
     shutil.copytree(data, other)
     for i in range(3):  # more images: another split than the bundle's
         shutil.copy(other / "class1" / "img00.png", other / "class1" / f"more{i}.png")
+    # by default another dataset is scored whole (a random fifth of it is no test split of anything)
+    res, _ = _evaluate(other, "--model", bundle.path)
+    assert res["protocol"]["split"] == "all" and res["n_queries"] == 33, res["protocol"]  # every image
+    assert len(res["warnings"]) == 1 and "is not the dataset model" in res["warnings"][0]
     with caplog.at_level("WARNING", logger="rsir_stac.evaluate"):
-        res, _ = _evaluate(other, "--model", bundle.path)
+        res, _ = _evaluate(other, "--model", bundle.path, "--split", "test")
     assert res["protocol"]["split"] == "test" and res["protocol"]["split_matches_bundle"] is False
     assert res["protocol"]["trained_on"] is None and len(res["warnings"]) == 1
     assert "differs from the one recorded in model" in res["warnings"][0] and "--split all" in res["warnings"][0]

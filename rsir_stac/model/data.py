@@ -41,8 +41,11 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise DatasetError(f"data folder {root} {what}; pass a folder with one sub-folder of images per class")
     classes, paths, labels, empty, deeper = [], [], [], [], {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    hidden = 0
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
+        listed = [f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        files = sorted(f for f in listed if not f.name.startswith("."))
+        hidden += len(listed) - len(files)
         nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")
                         and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")))
         if nested and files:
@@ -65,12 +68,44 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         labels.extend([len(classes) - 1] * len(files))
     if classes:
         _warn_not_classes(root, empty, deeper)
+    if hidden:  # macOS AppleDouble "._name.png" files of a zip, and other dot-files: not images of the class
+        log.info("data folder %s: %d hidden file(s) (names starting with '.', e.g. macOS '._' files) are not read",
+                 root, hidden)
     if len(classes) < 2:
         raise DatasetError(
             f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
             f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images, one per class"
+            + _layout_hint(root, classes, deeper)
         )
     return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
+
+
+#: Folder names of a dataset shipped already split (torchgeo, Kaggle and most archives).
+SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
+
+
+def _layout_hint(root: Path, classes: Sequence[str], deeper: dict[str, list[str]]) -> str:
+    """What the folder holds instead of class folders, and which folder to pass: ``; ...`` or ``""``."""
+    splits = [d for d in deeper if d.lower() in SPLIT_NAMES]
+    if splits and not classes:
+        test = next((d for d in splits if d.lower().startswith("test")), splits[-1])
+        train = next((d for d in splits if d.lower().startswith("train")), splits[0])
+        return (f"; it is split into {', '.join(sorted(splits))} folders of classes: pass one of them, e.g. "
+                f"`rsir-stac train {root / train}` and `rsir-stac evaluate {root / test} --split all`")
+    if deeper and not classes:
+        first, inner = next(iter(deeper.items()))
+        return (f"; its classes lie one level down ({_names([f'{d}/{n}' for d, ns in deeper.items() for n in ns], 3)}):"
+                f" pass one group's folder (e.g. {root / first}), or move all class folders into one folder")
+    flat = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not _hidden(f.name)]
+    if flat:
+        return (f"; its {len(flat)} image(s) lie directly in it: put each class's images in a sub-folder named "
+                "after the class")
+    return ""
+
+
+def _hidden(name: str) -> bool:
+    """A folder that is no class: hidden (``.git``) or a macOS archive's ``__MACOSX``."""
+    return name.startswith(".") or name == "__MACOSX"
 
 
 def _names(items: Sequence[str], most: int = 5) -> str:
@@ -186,12 +221,14 @@ def _decode_cause(path: str | Path, err: BaseException) -> str:
 
 
 class ImageBandsError(ImageDecodeError):
-    """A multi-band training image whose red, green and blue bands cannot be told
-    (:class:`~rsir_stac.errors.BandsError`): the fix is ``--bands``, not another file."""
+    """A training image whose red, green and blue bands cannot be told, or lacks a band of
+    ``--bands`` (:class:`~rsir_stac.errors.BandsError`): the fix is ``--bands``, not another file."""
 
     def __init__(self, path: str | Path, cause: str) -> None:
         self.path, self.cause = Path(path), cause
-        ImageReadError.__init__(self, f"image {path} {cause}; pass --bands R,G,B (1-based band numbers)")
+        self.fix = ("give --bands that every image has, or evaluate or train on images of one band layout at a "
+                    "time" if "does not exist" in cause else "pass --bands R,G,B (1-based band numbers)")
+        ImageReadError.__init__(self, f"image {path} {cause}; {self.fix}")
 
 
 def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray:
@@ -206,11 +243,16 @@ def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray
     advising to remove or replace it; :class:`ImageBandsError` for a multi-band image whose
     colour bands cannot be told, advising ``--bands``; ImageReadError when it does not exist.
     """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     if bands is None:
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():  # a large image is read below, its side capped as a query's
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
                 if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
                     raise UnidentifiedImageError(im.mode)
                 try:
@@ -223,14 +265,21 @@ def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray
             raise ImageReadError(f"image {path} does not exist; check the path") from None
         except ImageReadError:
             raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
+                Image.DecompressionBombError):
             pass
     elif not Path(path).exists():
         raise ImageReadError(f"image {path} does not exist; check the path")
-    try:  # multi-band / 16-bit rasters: same band and stretch rules as ingest
+    try:  # multi-band / 16-bit rasters and large images: same band, stretch and size rules as ingest
         from rsir_stac.tiling import read_image
 
-        return read_image(path, bands=bands)
+        if Path(path).stat().st_size == 0:
+            raise ImageDecodeError(path, "an empty file, 0 bytes")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return read_image(path, bands=bands)
+    except ImageDecodeError:
+        raise
     except BandsError as exc:
         raise ImageBandsError(path, _band_cause(path, exc)) from None
     except Exception as exc:  # noqa: BLE001
@@ -241,10 +290,8 @@ def _band_cause(path: str | Path, err: BaseException) -> str:
     """"has 13 bands and no red/green/blue ..." out of a BandsError, without name and advice."""
     msg = " ".join(str(err).split())
     msg = msg.split("; pass --bands", 1)[0]
-    for name in (str(path), f"image {path}"):
-        if msg.startswith(name + " "):
-            msg = msg[len(name) + 1:]
-    return msg
+    m = re.match(r"^.*? (has \d+ bands?\b.*)$", msg)  # the raster's name (or GDAL's /vsimem/ one) dropped
+    return m.group(1) if m else msg
 
 
 def load_images(paths: Sequence[Path], progress=None, bands: Sequence[int] | None = None) -> list[np.ndarray]:
@@ -276,11 +323,9 @@ def unreadable_images_error(bad: Sequence[tuple[Path, ImageReadError]]) -> Image
         listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
     else:
         listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
-    n_bands = sum(isinstance(e, ImageBandsError) for _, e in bad)
-    if n_bands == len(bad):
-        fix = "pass --bands R,G,B (1-based band numbers) to choose their colour bands"
-    elif n_bands:
-        fix = "pass --bands R,G,B for the multi-band ones, and remove or replace the others"
-    else:
-        fix = "remove or replace them"
+    band_fixes = sorted({e.fix for _, e in bad if isinstance(e, ImageBandsError)})
+    if band_fixes and len(band_fixes) + sum(not isinstance(e, ImageBandsError) for _, e in bad) == len(band_fixes):
+        return ImageReadError(f"{len(bad)} images have no colour bands to read: {listed}; {'; or '.join(band_fixes)}")
+    fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others" if band_fixes
+           else "remove or replace them")
     return ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")

@@ -120,8 +120,9 @@ class Store(PointAtMixin, abc.ABC):
     """
 
     backend: str = "abstract"
-    #: What opening the store found damaged (points recorded but missing, unreadable files), or None:
-    #: commands that copy the whole index (migrate, export) refuse such a store rather than copy a part.
+    #: What opening the store found missing (points its digest ledger records but the engine does not
+    #: hold), or None: commands that copy the whole index (migrate, export) refuse such a store rather
+    #: than copy a part (damage the engine reports on reading is refused where it is read).
     damage_at_open: str | None = None
     location: str = ""
     collection: str = "rsir_tiles"

@@ -151,7 +151,7 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         self.repaired: Any = None  # the RepairReport when this open repaired the index
         self.meta_recovered: str | None = None  # why the metadata was read back from the points
         self.ledger_unreadable: str | None = None  # why the digest ledger cannot be read (opened without it)
-        self.damage_at_open: str | None = None  # what the open found damaged (warned about; check says more)
+        self.damage_at_open: str | None = None  # recorded points the open found missing (warned about)
         self._made_dir = False  # this open created the index folder
         self._wrote = False  # a write batch reached the engine
         self._discard = False  # a failure before any write in a folder this open created: remove it at close

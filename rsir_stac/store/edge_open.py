@@ -238,7 +238,8 @@ class EdgeOpenMixin:
             damage = [*damage, sampled]
         if damage or lost > 0:
             what = "; ".join([f.message for f in damage] + ([f"{lost} recorded points are missing"] if lost > 0 else []))
-            self.damage_at_open = what
+            if lost > 0:  # points gone without a read error: a copy would silently hold a part
+                self.damage_at_open = f"{lost} recorded points are missing"
             log.warning("index %s is damaged (%s); run `rsir-stac check --index %s` and re-run the ingest that built it",
                         self.index, what, self.index)
             return

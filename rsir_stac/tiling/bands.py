@@ -71,7 +71,7 @@ def select_bands(dataset: Any, bands: Sequence[int] | None = None) -> tuple[int,
             raise InputError(f"bands={list(bands)} is invalid; give 3 band numbers R,G,B (or 1 for grey)")
         bad = [b for b in chosen if not 1 <= b <= count]
         if bad:
-            raise RasterError(f"{name} has {count} bands, so band {bad[0]} does not exist; pass --bands within 1..{count}")
+            raise BandsError(f"{name} has {count} bands, so band {bad[0]} does not exist; pass --bands within 1..{count}")
         return chosen  # type: ignore[return-value]
     interp = list(dataset.colorinterp)
     wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
