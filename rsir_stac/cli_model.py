@@ -334,6 +334,17 @@ def reduce(data_dir, model, kind, dim, views, out):
 @_handle_errors
 def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, bands, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
+    from rsir_stac.errors import RsirError
+
+    try:
+        _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, bands, as_json)
+    except RsirError as exc:  # --json: an object on stdout for a script, as ingest --json prints
+        if as_json:
+            _echo_json({"ok": False, "error": " ".join(str(exc).split()), "exit_code": exc.exit_code})
+        raise
+
+
+def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, bands, as_json):
     from pathlib import Path
 
     from tqdm import tqdm

@@ -225,7 +225,7 @@ def evaluate_folder(
     expand = _check_options(split, scale, expand, batch_size)
     bundle = resolve_model(bundle)
     tr = bundle.meta.get("training", {})
-    full = scan_image_folder(data_dir)
+    full = scan_image_folder(data_dir, min_per_class=1)  # a one-image class is a distractor: nothing to find
     held = list(tr.get("held_out_classes") or [])
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
@@ -237,9 +237,11 @@ def evaluate_folder(
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
     _check_relevant(folder, idx, split, data_dir)
+    sides: list[int] = []
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
         X = embed_files([folder.paths[i] for i in idx], emb, bands=bands, scale=scale, reduce=reduce,
-                         progress=progress)
+                         progress=progress, sizes=sides)
+    notes += _scale_notes(sides, scale, data_dir)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
                        "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
@@ -251,17 +253,32 @@ def evaluate_folder(
     return out
 
 
+def _scale_notes(sides: list[int], scale: float, data_dir) -> list[str]:
+    """A warning when ``scale`` would take images below the 8 pixels
+    :func:`rsir_stac.model.transforms.downscale` keeps (they
+    are scored at a lower factor than the one reported), naming the largest factor all support."""
+    small = [s for s in sides if round(s / scale) < 8] if scale > 1 else []
+    if not small:
+        return []
+    msg = (f"--scale {scale:g}: {len(small)} of the {len(sides)} images of {data_dir} are under {8 * scale:g} px on "
+           f"a side (the smallest {min(sides)} px), so they were kept at 8 px, a smaller factor than {scale:g}; "
+           f"the largest factor every image takes is {max(1.0, min(sides) / 8):g}")
+    log.warning("%s", msg)
+    return [msg]
+
+
 #: Images decoded and embedded at a time, in batches of the embedder's size (memory stays flat
 #: with the folder's size: NWPU-RESISC45's 31,500 images would be 6 GB decoded at once).
 CHUNK_BATCHES = 16
 
 
 def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None = None, scale: float = 1.0,
-                reduce: bool = True, progress=None) -> np.ndarray:
+                reduce: bool = True, progress=None, sizes: list | None = None) -> np.ndarray:
     """Decode (``bands``; downsampled by ``scale``) and embed ``paths`` a chunk at a time; N×D float32.
 
     Every file is decoded even after one fails (embedding stops then), so that the error names
-    all the unreadable ones (:func:`rsir_stac.model.data.unreadable_images_error`)."""
+    all the unreadable ones (:func:`rsir_stac.model.data.unreadable_images_error`).  ``sizes``, when
+    given, gets each image's shorter side in pixels before downsampling."""
     from rsir_stac.errors import ImageReadError
     from rsir_stac.model.data import load_rgb, unreadable_images_error
     from rsir_stac.model.transforms import downscale
@@ -276,6 +293,8 @@ def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None 
             except ImageReadError as exc:
                 bad.append((path, exc))
                 continue
+            if sizes is not None:
+                sizes.append(int(min(image.shape[:2])))
             images.append(downscale(image, scale) if scale > 1 else image)
         if not bad:
             out.append(emb.embed(images, reduce=reduce, progress=progress))

@@ -75,3 +75,52 @@ def test_a_very_large_image_in_a_class_folder_is_read_not_a_crash(tmp_path, monk
         warnings.simplefilter("error")   # no DecompressionBombWarning printed either
         images = load_images(scan_image_folder(data).paths)
     assert sorted(im.shape for im in images)[-2:] == [(80, 80, 3), (150, 150, 3)]
+
+
+def test_evaluate_on_small_images_says_when_a_scale_is_more_than_they_take(tmp_path):
+    """Trial: on 64 px images --scale 16 and 32 gave the ×8 figures, said nowhere."""
+    from rsir_stac.evaluate import evaluate_folder
+
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3, size=64)
+    at8 = evaluate_folder(data, "imagenet", split="all", scale=8, bf16=False)
+    at16 = evaluate_folder(data, "imagenet", split="all", scale=16, bf16=False)
+    assert not [w for w in at8["warnings"] if "--scale" in w]
+    note = [w for w in at16["warnings"] if w.startswith("--scale 16: 6 of the 6 images")]
+    assert note and "the largest factor every image takes is 8" in note[0], at16["warnings"]
+
+
+def test_a_one_image_class_is_a_distractor_and_json_failures_print_an_object(tmp_path):
+    """Trial: a 1-image class refused evaluate even when --classes left it out, and evaluate --json
+    printed nothing on a refusal (ingest --json prints an error object)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=3)
+    for f in sorted((data / "class2").iterdir())[1:]:
+        f.unlink()
+    runner = CliRunner()
+    res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--classes", "class0,class1", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["n_queries"] == 6, res.output
+    res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--json"])
+    out = json.loads(res.stdout)
+    assert res.exit_code == 0 and out["n_queries"] == 7 and out["n_unscored"] == 1, res.output   # a distractor
+    (data / "class0" / "img00.png").write_bytes(b"")
+    res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--json"])
+    failed = json.loads(res.stdout)
+    assert res.exit_code == 2 and failed["ok"] is False and failed["exit_code"] == 2
+    assert "an empty file, 0 bytes" in failed["error"]
+
+
+def test_training_on_images_far_from_the_tile_size_says_which_to_record(tmp_path, caplog):
+    from rsir_stac.model.train import TrainConfig, train
+
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=4, size=64)
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1, p=2, k=2,
+                      max_steps_per_epoch=1, val_fraction=0.0, reducer="none")
+    with caplog.at_level("WARNING", logger="rsir_stac.model.train"):
+        train(cfg)
+    assert any("are about 64 px, but the bundle records --tile-size 256" in r.getMessage()
+               and "pass --tile-size 64" in r.getMessage() for r in caplog.records)

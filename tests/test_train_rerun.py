@@ -3,6 +3,7 @@
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import replace
 
@@ -107,14 +108,21 @@ def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path, cap
     data = make_image_folder(tmp_path / "tiles", classes=3, per_class=6)
     for f in sorted((data / "class2").iterdir())[2:]:
         f.unlink()
-    with pytest.raises(DatasetError, match=r"class2 has 2 images; training needs at least 3 per class") as ei:
+    with pytest.raises(DatasetError) as ei:
         train(_cfg(data, tmp_path / "run", test_fraction=0.2))
-    assert "fraction" not in str(ei.value) and not (tmp_path / "run").exists()
+    assert re.fullmatch(rf"1 class\(es\) of {re.escape(str(data))} have too few images to train: class2 \(2 images\); "
+                        r"with --test-fraction 0.2 and --val-fraction 0 each class needs at least 3 \(1 for the test "
+                        r"split, 2 for a triplet's anchor and positive\): add images to them, or remove their folders",
+                        str(ei.value)), str(ei.value)
+    assert not (tmp_path / "run").exists()
     # 3 images: 1 test, 1 validation leaves 1: --val-fraction 0 is the fix, and it trains
     make_image_folder(tmp_path / "more", classes=3, per_class=3, seed=1)
     shutil.copy(tmp_path / "more" / "class2" / "img02.png", data / "class2" / "img02.png")
     cfg = _cfg(data, tmp_path / "run", test_fraction=0.2, val_fraction=0.5)
-    with pytest.raises(InputError, match=r"class 'class2' keeps 1 of its 3 .*pass --val-fraction 0"):
+    with pytest.raises(DatasetError, match=r"class2 \(3 images\); with --test-fraction 0.2 and --val-fraction 0.5 "
+                                           r"each class needs at least 5 \(1 for the test split, 2 for validation, 2 "
+                                           r"for a triplet's anchor and positive\): add images to them, pass "
+                                           r"--val-fraction 0 \(then 3 are enough\), or remove their folders"):
         train(cfg)
     assert not (tmp_path / "run").exists()
     with caplog.at_level(logging.WARNING, logger="rsir_stac.model.train"):

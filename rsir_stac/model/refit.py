@@ -60,7 +60,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     import copy
 
     from rsir_stac.atomic import atomic_dir
-    from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
+    from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
     from rsir_stac.evaluate import embed_files
     from rsir_stac.model.data import scan_image_folder, split_digest, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
@@ -81,7 +81,9 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     rel = folder.relpaths()
     if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
         raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
-                         "pass the training data folder")
+                         "pass the training data folder, or, to fit a reducer on the labels of another folder, "
+                         f"fine-tune on it: `rsir-stac train {data_dir} --from {model_name(bundle)} --reducer {kind} "
+                         f"--reducer-dim {dim} --epochs 1 --out OUT`")
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
     with bundle.embedder(views=views) as emb:
         z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,

@@ -179,7 +179,7 @@ def _split(cfg: TrainConfig) -> _Split:
     refuses too few classes or a reducer size below its least, warns on capped sizes."""
     from rsir_stac.model.data import choose_held_out, scan_image_folder, stratified_split, without_classes
 
-    full_folder = scan_image_folder(cfg.data_dir)
+    full_folder = scan_image_folder(cfg.data_dir, min_per_class=1)  # small classes: named together below
     held_out = choose_held_out(full_folder.classes, cfg.leave_out, cfg.leave_out_n, cfg.seed)
     folder = without_classes(full_folder, held_out)
     if len(set(folder.labels.tolist())) < 2:
@@ -211,6 +211,19 @@ def _split(cfg: TrainConfig) -> _Split:
         log.warning("--reducer-dim %d: %s keeps at most as many dimensions as training images (%d); the bundle "
                     "stores fewer", cfg.reducer_dim, cfg.reducer.upper(), len(train_ix))
     return _Split(folder, tuple(held_out), train_ix, fit_ix, val_ix, test_ix)
+
+
+def _warn_tile_size(cfg: TrainConfig, images: list) -> None:
+    """Warn when the training images' size is far from ``cfg.tile_size``: the bundle records that
+    tile size (and GSD) for ingest to cut, so it should be the images' own (64 px EuroSAT chips at
+    10 m, not 256 px at 0.3 m)."""
+    if not images:
+        return
+    side = int(np.median([min(im.shape[:2]) for im in images]))
+    if abs(side - cfg.tile_size) > 0.25 * cfg.tile_size:
+        log.warning("the images of %s are about %d px, but the bundle records --tile-size %d (and --gsd %s m), "
+                    "the tiles ingest will cut for it; pass --tile-size %d and --gsd with the metres per pixel of "
+                    "this data", cfg.data_dir, side, cfg.tile_size, cfg.gsd_m, side)
 
 
 def _make_net(cfg: TrainConfig, start, device):
@@ -274,6 +287,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     # test images are decoded too (and dropped): an unreadable one is refused now, not at evaluate
     images = load_images([split.folder.paths[i] for i in np.concatenate([used, split.test_ix])], bands=cfg.bands)
     cache = dict(zip(used.tolist(), images[:len(used)]))
+    _warn_tile_size(cfg, images)
     del images
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only once the data is known to be readable

@@ -23,7 +23,8 @@ _RULES: tuple[tuple[str, str, Any, str], ...] = (
     ("--embedding-dim", "embedding_dim", lambda v: v >= 2, "at least 2 dimensions, e.g. 128"),
     ("--input-size", "input_size", lambda v: 32 <= v <= 1024, "32..1024 pixels, e.g. 224"),
     ("--tile-size", "tile_size", lambda v: 8 <= v <= 4096, "8..4096 pixels, e.g. 256"),
-    ("--test-fraction", "test_fraction", lambda v: 0 < v < 1, "a fraction between 0 and 1, e.g. 0.2"),
+    ("--test-fraction", "test_fraction", lambda v: 0 < v < 1,
+     "a fraction above 0 and below 1 (a test split is kept out of training for evaluate), e.g. 0.2"),
     ("--val-fraction", "val_fraction", lambda v: 0 <= v < 1, "a fraction from 0 (no validation) to below 1, e.g. 0.1"),
     ("--downscale-max", "downscale_max", lambda v: math.isfinite(v) and v >= 1, "a factor >= 1, e.g. 8"),
     ("--downscale-prob", "downscale_prob", lambda v: 0 <= v <= 1, "a probability from 0 to 1, e.g. 0.5"),
@@ -84,38 +85,52 @@ MIN_IMAGES_PER_CLASS = 3
 def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float,
                     all_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
                     root: Any = None) -> None:
-    """Refuse a split that leaves some class fewer than 2 images to train on (a triplet
-    needs a positive), naming the class and the fix that works: a class of fewer than
-    :data:`MIN_IMAGES_PER_CLASS` images needs more images (the test split takes one of
-    every class), otherwise ``--val-fraction 0`` or a lower ``--test-fraction``."""
+    """Refuse (DatasetError) a split that leaves some class fewer than 2 images to train on (a
+    triplet needs an anchor and a positive), naming every such class with its size, the least a
+    class needs under these fractions (:func:`images_needed`) and the fixes that work: add images,
+    ``--val-fraction 0`` or a lower ``--test-fraction`` when they lower it, or remove the folders."""
     from rsir_stac.errors import DatasetError
 
     counts = np.bincount(labels, minlength=len(classes))
-    if all_labels is not None:
-        total = np.bincount(all_labels, minlength=len(classes))
-        small = [c for c in range(len(classes)) if total[c] < MIN_IMAGES_PER_CLASS]
-        if small:
-            c = small[0]
-            where = f"{root}/{classes[c]}" if root is not None else repr(classes[c])
-            more = f" (and {len(small) - 1} more class(es))" if len(small) > 1 else ""
-            raise DatasetError(f"class folder {where} has {int(total[c])} images{more}; training needs at least "
-                               f"{MIN_IMAGES_PER_CLASS} per class (1 for the test split, 2 for a triplet's anchor "
-                               "and positive): add images, or remove the folder")
-    if counts.min() < 2:
-        c = int(np.argmin(counts))
-        n_total = int(np.bincount(all_labels, minlength=len(classes))[c]) if all_labels is not None else None
-        n_test = int(np.bincount(test_labels, minlength=len(classes))[c]) if test_labels is not None else None
-        if n_total is not None and n_test is not None and val_fraction > 0 and n_total - n_test >= 2:
-            fix = (f"--val-fraction {val_fraction:g} takes one of them for validation: pass --val-fraction 0, "
-                   "or add images")
-        elif n_test is not None and n_test > 1:
-            fix = (f"--test-fraction {test_fraction:g} takes {n_test} of them for the test split: lower "
-                   "--test-fraction" + (" and pass --val-fraction 0" if val_fraction > 0 else "") + ", or add images")
-        else:
-            fix = "add images"
-        had = f" of its {n_total}" if n_total is not None else ""
-        raise InputError(f"class {classes[c]!r} keeps {int(counts[c])}{had} image(s) to train on and a triplet needs "
-                         f"2; {fix}")
+    if counts.min() >= 2:
+        return
+    total = np.bincount(all_labels if all_labels is not None else labels, minlength=len(classes))
+    small = [c for c in range(len(classes)) if counts[c] < 2]
+    listed = ", ".join(f"{classes[c]} ({int(total[c])} image{'s' if total[c] != 1 else ''})" for c in small[:5])
+    listed += f" and {len(small) - 5} more" if len(small) > 5 else ""
+    need = images_needed(test_fraction, val_fraction)
+    n_test = _takes(need, test_fraction)
+    parts = [f"{n} for {what}" for n, what in ((n_test, "the test split"),
+                                               (_takes(need - n_test, val_fraction), "validation")) if n]
+    fixes = ["add images to them"]
+    if val_fraction > 0 and images_needed(test_fraction, 0) < need:
+        fixes.append(f"pass --val-fraction 0 (then {images_needed(test_fraction, 0)} are enough)")
+    if images_needed(test_fraction, 0) > MIN_IMAGES_PER_CLASS:
+        fixes.append(f"lower --test-fraction (with --val-fraction 0, {MIN_IMAGES_PER_CLASS} are enough)")
+    fixes.append("remove their folders")
+    where = f" of {root}" if root is not None else ""
+    raise DatasetError(
+        f"{len(small)} class(es){where} have too few images to train: {listed}; with --test-fraction "
+        f"{test_fraction:g} and --val-fraction {val_fraction:g} each class needs at least {need} ("
+        + ", ".join(parts + ["2 for a triplet's anchor and positive"]) + "): " + ", ".join(fixes[:-1])
+        + f", or {fixes[-1]}")
+
+
+def _takes(n: int, fraction: float) -> int:
+    """Images a stratified split (:func:`rsir_stac.model.data.stratified_split`) takes from a class of ``n``."""
+    return min(max(1, round(n * fraction)), n - 1) if fraction > 0 and n > 0 else 0
+
+
+def images_needed(test_fraction: float, val_fraction: float) -> int:
+    """The fewest images a class needs so that 2 are left to train on after the test split takes
+    its share and validation its share of the rest (as :func:`_takes` counts them)."""
+    n = 2
+    while n < 10_000:
+        rest = n - _takes(n, test_fraction)
+        if rest - _takes(rest, val_fraction) >= 2:
+            return n
+        n += 1
+    return n
 
 
 def usable_validation(labels: np.ndarray) -> bool:
@@ -130,5 +145,5 @@ def usable_validation(labels: np.ndarray) -> bool:
     return False
 
 
-__all__ = ["MIN_IMAGES_PER_CLASS", "check_adapt_options", "check_fit_split", "check_options",
+__all__ = ["MIN_IMAGES_PER_CLASS", "check_adapt_options", "check_fit_split", "check_options", "images_needed",
            "usable_validation"]
