@@ -192,3 +192,32 @@ def test_background_sample_is_fixed_by_seed_and_engine_independent(points, store
     flt = SearchFilter(collections=("sentinel-2-l2a",))
     s = sample_ids(edge, 1000, flt)  # more than match: every match once
     assert sorted(s) == sorted(p.id for p in points if matches(p.payload, flt))
+
+
+@pytest.mark.parametrize("per_item, fill", [(1, True), (2, False), (None, False)])
+def test_context_ties_under_a_per_scene_cap_are_engine_independent(points, stores, per_item, fill):
+    """Back-end trial: `--strategy context` (many tiles tie at score 0) with the default per-scene
+    cap gave different answers from Edge and qdrant-client folders of the same points, and -k 3 was
+    not the start of -k 5: with a cap, the first candidates settled the page, ties or not, so the
+    cap picked from a pool of ties each engine filled in its own order.  A tie group at the cut is
+    now widened with a cap too.  (A tie group larger than the context bound, 16 candidates per hit
+    wanted, is cut in the engine's order: k here lets the bound take in every point.)"""
+    from rsir_stac.store.query import CONTEXT_CANDIDATES
+
+    edge, mem = stores
+    other = open_store(qdrant_url=":memory:")   # the same points written in another order (as a migrate
+    other.ensure_collection(DIM, MODEL)         # or a second ingest would): engines return ties in
+    other.upsert(points[::-1])                  # the order they hold them
+    far = -10.0 * points[1].vector   # every point is nearer the positive: all of them tie at score 0
+    q = ExampleQuery((points[1].vector,), (far,), strategy="context")
+    ks = [k for k in (19, 24, 30) if CONTEXT_CANDIDATES * k + 16 >= len(points)]
+    assert len(ks) == 3
+    pages = {}
+    for k in ks:
+        a = edge.query(q, k, per_item=per_item, fill=fill)
+        for s in (mem, other):
+            b = s.query(q, k, per_item=per_item, fill=fill)
+            assert _ids(a) == _ids(b), (k, _ids(a), _ids(b))
+        pages[k] = _ids(a)
+    assert pages[30][:24] == pages[24] and pages[24][:19] == pages[19]
+    assert {h.score for h in edge.query(q, 30)} == {0.0}   # one tie group, larger than a first fetch

@@ -334,7 +334,9 @@ def run_query(
             raw = _sort_equal_runs(raw)
         ranked = _cap_per_item(raw, per_item) if per_item is not None else raw
         full = len(raw) >= limit
-        settled = (len(ranked) >= want and (query.mmr is not None or per_item is not None
+        # settled: no candidate not yet seen (scoring as raw[-1] or worse) can enter the page; a tie
+        # group at the cut is widened, per-scene cap or not, so the engines' order of ties never shows
+        settled = (len(ranked) >= want and (query.mmr is not None
                                             or sign * ranked[want - 1].score < sign * raw[-1].score))
         bound = min(MAX_CANDIDATES, FILL_CANDIDATES * want + 16) if fill else MAX_CANDIDATES
         if query.strategy == "context":
