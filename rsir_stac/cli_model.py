@@ -400,8 +400,16 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
 @_handle_errors
 def model_info(model):
     """Print a model bundle's metadata as JSON."""
+    from rsir_stac.evaluate import IMAGENET, ImageNetBaseline
     from rsir_stac.model.bundle import load_bundle
 
+    if model == IMAGENET:  # the baseline evaluate scores: no bundle, its description
+        base = ImageNetBaseline()
+        click.echo(json.dumps({"model_id": base.model_id, "stored_dim": base.dim, "input_size": 224,
+                               "description": "ImageNet EfficientNet-Lite0 pooled features, L2-normalised, no "
+                                              "training: the reference of evaluate's generality protocols "
+                                              "(evaluate --model imagenet); not a bundle ingest can use"}, indent=2))
+        return
     b = load_bundle(model)
     meta = {k: v for k, v in b.meta.items() if k != "training"}
     meta["training"] = {k: v for k, v in b.meta.get("training", {}).items() if k != "history"}

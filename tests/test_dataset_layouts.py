@@ -124,3 +124,15 @@ def test_training_on_images_far_from_the_tile_size_says_which_to_record(tmp_path
         train(cfg)
     assert any("are about 64 px, but the bundle records --tile-size 256" in r.getMessage()
                and "pass --tile-size 64" in r.getMessage() for r in caplog.records)
+
+
+def test_a_run_folder_inside_the_data_folder_is_not_advised_for_removal(tmp_path, caplog):
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    (data / "run1" / "bundle").mkdir(parents=True)
+    (data / "run1" / "checkpoint.pt").write_bytes(b"x")
+    (data / "notes").mkdir()
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"):
+        assert scan_image_folder(data).classes == ("class0", "class1")
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "are training runs, not classes (run1)" in text and "(notes); put images in them, or remove them" in text
+    assert "(run1); put images" not in text

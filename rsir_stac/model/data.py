@@ -123,6 +123,11 @@ def _warn_not_classes(root: Path, empty: Sequence[str], deeper: dict[str, list[s
                     "a class, move it beside the other classes (e.g. mv %s %s); to make %s one class, move the "
                     "images directly into %s", root, len(deeper), _names(list(deeper)), _names(inner),
                     root / first_dir / first[0], root / first[0], first_dir, root / first_dir)
+    runs = [d for d in empty if (root / d / "checkpoint.pt").is_file() or (root / d / "bundle").is_dir()]
+    empty = [d for d in empty if d not in runs]
+    if runs:  # a train --out inside the data folder: advice to remove it would delete a model
+        log.warning("data folder %s: %d sub-folder(s) are training runs, not classes (%s); they are not read, "
+                    "and --out folders are best kept outside the data folder", root, len(runs), _names(runs))
     if empty:
         log.warning("data folder %s: %d sub-folder(s) hold no %s images and are not classes (%s); put images in "
                     "them, or remove them", root, len(empty), "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES),

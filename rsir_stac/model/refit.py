@@ -8,6 +8,11 @@ from pathlib import Path
 from rsir_stac.errors import InputError
 
 
+def _article(kind: str) -> str:
+    """"an" before LDA / LDA+PCA (said "el-dee-ay"), "a" before PCA."""
+    return "an" if kind.lower().startswith("lda") else "a"
+
+
 def _least_reducer_dim(kind: str) -> int:
     """The smallest output size of a reducer kind: lda+pca needs one LDA and one PCA direction."""
     return 2 if kind == "lda+pca" else 1
@@ -23,7 +28,7 @@ def _check_reducer_dim(kind: str, dim: int, n_train: int, n_classes: int, out_di
     if not least <= dim <= most:
         why = (f"{n_classes} classes (LDA gives at most classes - 1)" if kind == "lda"
                else f"{n_train} training images of {out_dim}-d embeddings")
-        raise InputError(f"--dim {dim}: a {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
+        raise InputError(f"--dim {dim}: {_article(kind)} {kind.upper()} reducer fitted on {why} gives {least} to {most} dimensions; "
                          f"pass --dim {min(max(dim, least), most)}")
 
 

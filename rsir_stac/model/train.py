@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import InputError
-from rsir_stac.model.refit import _least_reducer_dim
+from rsir_stac.model.refit import _article, _least_reducer_dim
 from rsir_stac.model.resume import bundle_model_id, load_checkpoint, resume, rng_state, split_record
 from rsir_stac.model.teachers import StudentTeacher, WeightEMA
 from rsir_stac.model.train_checks import check_fit_split, check_options, usable_validation
@@ -187,7 +187,7 @@ def _split(cfg: TrainConfig) -> _Split:
                          "leave out fewer classes or add class folders")
     least = _least_reducer_dim(cfg.reducer)
     if cfg.reducer != "none" and cfg.reducer_dim < least:
-        raise InputError(f"--reducer-dim {cfg.reducer_dim}: a {cfg.reducer.upper()} reducer gives at least "
+        raise InputError(f"--reducer-dim {cfg.reducer_dim}: {_article(cfg.reducer)} {cfg.reducer.upper()} reducer gives at least "
                          f"{least} dimensions; pass --reducer-dim {least} or more")
     n_classes = len(folder.classes)
     train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
