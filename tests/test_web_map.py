@@ -251,6 +251,40 @@ def test_hover_names_the_scene_drawn_and_the_dates_under_it(browser, stack_serve
         pg.close()
 
 
+def test_enter_on_the_focused_map_searches_at_the_centre_of_the_view(browser, stack_server):
+    """Re-check: the map is focusable and says "click a place to search", but Enter and Space on
+    it did nothing; a keyboard user had to type a place.  Now Enter (or Space) searches at the
+    centre of the view, after the arrow keys have moved it there."""
+    base, points = stack_server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        lon, lat = _stack_centre(points)
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        pg.p.focus("#map")
+        assert "press Enter to search" in pg.p.get_attribute("#map", "aria-label")
+        pg.p.keyboard.press("Enter")
+        pg.wait_results()
+        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        query_id = pg.p.evaluate("document.querySelector('#query .id').textContent")
+        loc = points[query_id]["location"]
+        assert abs(loc["lon"] - lon) < 0.002 and abs(loc["lat"] - lat) < 0.002, (loc, lon, lat)
+        first = pg.p.url
+        assert "at:" in first, first
+        pg.p.focus("#map")
+        pg.p.keyboard.press("ArrowRight")   # Leaflet pans; Space then searches at the new centre
+        pg.p.wait_for_timeout(400)
+        centre = pg.p.evaluate("(() => { const c = rsir.map.getCenter(); return [c.lng, c.lat]; })()")
+        assert centre[0] > lon
+        pg.p.keyboard.press(" ")
+        pg.p.wait_for_function(f"location.href !== {json.dumps(first)}", timeout=30_000)
+        pg.wait_results()
+        at = pg.p.url.split("at:", 1)[1].split("&", 1)[0].replace("%2C", ",").split(",")
+        assert abs(float(at[0]) - centre[0]) < 1e-4 and abs(float(at[1]) - centre[1]) < 1e-4, (at, centre)
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def test_hover_label_stays_inside_the_map_on_a_phone(browser, stack_server):
     """A long scene name wraps, and the label is moved inside the map near each of its edges."""
     base, points = stack_server

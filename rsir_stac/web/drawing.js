@@ -105,6 +105,14 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
     }
     if (getMode() === "search") onClick(e.latlng);
   });
+  // the keyboard's click: Enter or Space on the focused map searches at the centre of the view
+  // (the arrow keys and +/- move there first, as Leaflet's keyboard handler does)
+  map.getContainer().addEventListener("keydown", (ev) => {
+    if ((ev.key !== "Enter" && ev.key !== " ") || ev.target !== map.getContainer()) return;
+    if (getMode() !== "search") return;
+    ev.preventDefault();
+    onClick(map.getCenter());
+  });
   map.on("dblclick", () => {
     if (getMode() !== "polygon" || !poly) return;
     // a double-click on the first corner closes the ring there (its click added no new corner)
