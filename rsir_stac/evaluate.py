@@ -102,9 +102,10 @@ def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = 
     """mAP, P@k and ANMRR with each row of ``X`` as a query against the rest
     (``expand`` > 0: the query is first expanded with :func:`expand_queries`).
 
-    A query whose class has no other image has nothing to find: it counts in P@k (0) but
-    not in mAP or ANMRR, which are undefined for it (``n_unscored`` says how many; ANMRR 0
-    would claim a perfect ranking).  Raises DatasetError when no query has a relevant image."""
+    A query whose class has no other image (a distractor) has nothing to find: it is left out
+    of mAP, P@k and ANMRR, which are undefined for it (``n_unscored`` says how many; its P@k
+    of 0 would count against the model, an ANMRR of 0 would claim a perfect ranking); it is
+    still ranked against, as a wrong answer for the others.  Raises DatasetError when no query has a relevant image."""
     from rsir_stac.errors import DatasetError
 
     labels = np.asarray(labels)
@@ -120,7 +121,7 @@ def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = 
     scored = n_gt > 0
     out = {"mAP": float(np.mean([average_precision(r) for r in rel[scored]]))}
     for k in ks:
-        out[f"P@{k}"] = float(np.mean([precision_at_k(r, k) for r in rel]))
+        out[f"P@{k}"] = float(np.mean([precision_at_k(r, k) for r in rel[scored]]))
     out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel[scored], n_gt[scored])]))
     out["n_queries"] = int(len(labels))
     if not scored.all():
@@ -206,8 +207,8 @@ def evaluate_folder(
     ``expand`` > 0 scores with average query expansion over that many neighbours
     (:func:`expand_queries`, what ``search --expand`` does).  ``bands``: the 1-based
     (R, G, B) bands of multi-band images (:func:`rsir_stac.model.data.load_rgb`); by default
-    those the bundle was trained on (``training.bands``), else each image's colour
-    interpretation or band names (``protocol["bands"]`` None).
+    each image's colour interpretation or band names (``protocol["bands"]`` None), as ingest
+    and search read them, with a warning when the bundle was trained on chosen bands.
 
     The result records the protocol: ``split``, ``scale``, ``classes``, ``held_out``
     (the classes were chosen by ``classes="held-out"``), ``data`` (the folder,
@@ -230,10 +231,15 @@ def evaluate_folder(
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
     notes: list[str] = []
-    if bands is None and tr.get("bands"):  # a bundle trained on chosen bands is scored on them
-        bands = tuple(int(b) for b in tr["bands"])
+    if bands is None and tr.get("bands"):  # as ingest and search read them: the images' own bands, said
+        trained_bands = ",".join(str(int(b)) for b in tr["bands"])
+        warn = (f"model {bundle.model_id} was trained on bands {trained_bands} of its images; these are read by "
+                f"their own colour interpretation or band names (as ingest and search read them): pass --bands "
+                f"{trained_bands} to read them as it was trained, if they are that sensor's")
+        log.warning("%s", warn)
+        notes.append(warn)
     if split is None:
-        split, notes = _default_split(full, held, tr, by_held_out, bundle.model_id, data_dir)
+        split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
     _check_relevant(folder, idx, split, data_dir)
@@ -373,9 +379,13 @@ def _bundle_split(full, held: list[str], tr: dict):
     return trained, train_ix, test_ix, matches
 
 
-def _default_split(full, held: list[str], tr: dict, by_held_out: bool, model_id: str, data_dir) -> tuple[str, list]:
+def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_id: str,
+                   data_dir) -> tuple[str, list]:
     """``split=None``: ``test`` on the dataset the bundle was trained on (its split matches), else
-    ``all`` with a note (another dataset: a random fifth of it is no test split of anything)."""
+    ``all`` with a note (another dataset: a random fifth of it is no test split of anything), and a
+    warning when the folder holds classes of the model's training by name: a copy, a subset or
+    another download of its training data would be scored on images it trained on."""
+    tr = meta.get("training", {})
     if by_held_out:
         return "all", []
     matches = _bundle_split(full, held, tr)[3]
@@ -384,7 +394,17 @@ def _default_split(full, held: list[str], tr: dict, by_held_out: bool, model_id:
     msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored "
            "(--split all); pass --split test to score only the fifth of it a training run would keep out")
     log.info("%s", msg)
-    return "all", [msg]
+    notes = [msg]
+    trained = sorted(set(full.classes) & (set(meta.get("class_names") or ()) - set(held)))
+    if trained:
+        shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
+        warn = (f"{len(trained)} of the {len(full.classes)} classes of {data_dir} have the names of classes model "
+                f"{model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
+                "another download of that dataset), it trained on most of them and the scores are optimistic; "
+                "evaluate the training folder itself (its test split), or classes it never saw")
+        log.warning("%s", warn)
+        notes.append(warn)
+    return "all", notes
 
 
 def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:

@@ -136,3 +136,51 @@ def test_a_run_folder_inside_the_data_folder_is_not_advised_for_removal(tmp_path
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "are training runs, not classes (run1)" in text and "(notes); put images in them, or remove them" in text
     assert "(run1); put images" not in text
+
+
+def test_system_folders_strips_and_split_folders_are_not_classes(tmp_path, caplog):
+    """Re-check: Synology's @eaDir and $RECYCLE.BIN were scored as classes (and @eaDir inside a class
+    advised to be moved up into it); a 1 x 2,000,000 px PNG took 2 GB; train/test folders beside
+    a class folder were advised to be moved onto it (mv test/forest forest nests forest/forest)."""
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    for junk in ("@eaDir", "$RECYCLE.BIN", "class0/@eaDir"):
+        (data / junk).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16)).save(data / junk / f"thumb{i}.jpg")
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"):
+        folder = scan_image_folder(data)
+    assert folder.classes == ("class0", "class1") and len(folder) == 6
+    assert "@eaDir" not in caplog.text
+    Image.new("RGB", (1, 5000)).save(data / "class1" / "strip.png")
+    with pytest.raises(ImageReadError, match=r"strip\.png cannot be decoded \(it is 1 × 5000 px, one side over 32 "
+                                             r"times the other: not a scene image\)"):
+        load_images(scan_image_folder(data).paths)
+
+    split = tmp_path / "halfsplit"
+    make_image_folder(split / "train", classes=2, per_class=2)
+    make_image_folder(split / "test", classes=2, per_class=2)
+    make_image_folder(split, classes=1, per_class=2)   # a loose class0 beside them
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"), pytest.raises(DatasetError) as ei:
+        scan_image_folder(split)
+    assert "test, train are a split of classes, not classes" in caplog.text and " mv " not in caplog.text
+    assert "it is split into test, train folders of classes: pass one of them" in str(ei.value)
+
+
+def test_a_copy_of_the_training_classes_is_said_to_hold_training_images(tmp_path, tiny_bundle):
+    """Re-check: a copy (or a subset) of the training folder was scored whole as another dataset,
+    with no word that the model trained on most of its images."""
+    from rsir_stac.evaluate import evaluate_folder
+
+    data = make_image_folder(tmp_path / "copy", classes=3, per_class=6)   # the tiny bundle's classes ...
+    make_image_folder(tmp_path / "more", classes=3, per_class=4, seed=7)   # ... with more images: another split
+    for f in (tmp_path / "more").glob("*/*.png"):
+        f.rename(data / f.parent.name / f"more_{f.name}")
+    out = evaluate_folder(data, tiny_bundle, split=None, bf16=False)
+    assert out["protocol"]["split"] == "all"
+    assert any("3 of the 3 classes of" in w and "have the names of classes model" in w and "optimistic" in w
+               for w in out["warnings"]), out["warnings"]
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3)
+    for i, c in enumerate(sorted(other.iterdir())):
+        c.rename(other / f"Other{i}")
+    assert not [w for w in evaluate_folder(other, tiny_bundle, split=None, bf16=False)["warnings"] if "names of" in w]

@@ -99,5 +99,8 @@ def test_queries_without_a_relevant_image_are_not_scored_and_none_at_all_is_refu
     m = retrieval_metrics(X, y, ks=(1, 2))
     assert m["mAP"] == pytest.approx(0.75) and m["ANMRR"] == pytest.approx(1 / 3)  # as without the lone image
     assert m["n_queries"] == 5 and m["n_unscored"] == 1
+    # nor in P@k (re-check: distractors' P@k of 0 pulled P@5 from 0.40 to 0.24): as without its query
+    # P@1 of the 4 scored queries: 1, 0, 0, 1; P@2: 1/2 each (the lone image's query, 0, is left out)
+    assert m["P@1"] == pytest.approx(0.5) and m["P@2"] == pytest.approx(0.5)
     with pytest.raises(DatasetError, match="no query has a relevant image.*--split all"):
         retrieval_metrics(np.eye(3), [0, 1, 2])

@@ -94,7 +94,8 @@ def test_a_folder_of_13_band_images_asks_for_bands_and_evaluates_with_them(tmp_p
     with pytest.raises(ImageReadError) as ei:
         load_images(scan_image_folder(data).paths)
     msg = str(ei.value)
-    assert msg.startswith("10 images have no colour bands to read: ") and msg.count("has 13 bands") == 1, msg
+    assert msg.startswith("10 images do not say which bands are red, green and blue: ") and \
+        msg.count("has 13 bands") == 1, msg
     assert msg.endswith("pass --bands R,G,B (1-based band numbers)"), msg
     assert "remove or replace" not in msg
 
@@ -202,9 +203,10 @@ def test_search_by_a_multi_band_chip_with_bands_finds_its_tile_locally_and_throu
         _stop(proc)
 
 
-def test_a_bundle_trained_on_chosen_bands_is_evaluated_on_them(tmp_path):
+def test_a_bundle_trained_on_chosen_bands_says_so_when_evaluated_without_them(tmp_path):
     """Trial: a bundle trained with --bands was scored on the bands the images' names chose,
-    without a word; protocol.bands said null."""
+    without a word.  (Applying the bundle's band numbers to every folder was the re-check's N2:
+    another sensor's files have other numbers, and search reads images by their own bands.)"""
     from rsir_stac.evaluate import evaluate_folder
     from rsir_stac.model.train import TrainConfig, train
 
@@ -212,9 +214,27 @@ def test_a_bundle_trained_on_chosen_bands_is_evaluated_on_them(tmp_path):
     bundle = train(TrainConfig(str(data), str(tmp_path / "run"), input_size=48, tile_size=64, embedding_dim=8,
                                epochs=1, p=2, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none",
                                bands=(4, 3, 2)))
-    out = evaluate_folder(data, bundle.path, split="all", bf16=False)   # these images name no bands
-    assert out["protocol"]["bands"] == [4, 3, 2]
-    assert evaluate_folder(data, bundle.path, split="all", bf16=False, bands=(4, 3, 2))["mAP"] == out["mAP"]
+    with pytest.raises(ImageReadError, match="pass --bands"):   # these images name no bands
+        evaluate_folder(data, bundle.path, split="all", bf16=False)
+    out = evaluate_folder(data, bundle.path, split="all", bf16=False, bands=(4, 3, 2))
+    assert out["protocol"]["bands"] == [4, 3, 2] and not [w for w in out["warnings"] if "bands" in w]
+    named = tmp_path / "named"   # the same pixels with Sentinel-2 band names: read as B04,B03,B02
+    for f in scan_folder_paths(data):
+        target = named / f.parent.name / f.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(f) as ds:
+            _write(target, ds.read(), ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
+                                       "B11", "B12"])
+    auto = evaluate_folder(named, bundle.path, split="all", bf16=False)
+    assert auto["protocol"]["bands"] is None and auto["mAP"] == pytest.approx(out["mAP"], abs=1e-6)
+    assert any("was trained on bands 4,3,2 of its images" in w and "pass --bands 4,3,2" in w
+               for w in auto["warnings"]), auto["warnings"]
+
+
+def scan_folder_paths(root: Path) -> list[Path]:
+    from rsir_stac.model.data import scan_image_folder
+
+    return list(scan_image_folder(root).paths)
 
 
 def test_a_mixed_band_layout_is_named_without_gdal_paths(tmp_path):
@@ -230,7 +250,7 @@ def test_a_mixed_band_layout_is_named_without_gdal_paths(tmp_path):
     with pytest.raises(ImageReadError) as ei:
         load_images(scan_image_folder(data).paths, bands=(4, 3, 2))
     msg = str(ei.value)
-    assert msg.startswith("2 images have no colour bands to read: ") and "vsimem" not in msg, msg
+    assert msg.startswith("2 images cannot be read with these --bands: ") and "vsimem" not in msg, msg
     assert "(has 3 bands, so band 4 does not exist)" in msg and "remove or replace" not in msg, msg
-    assert msg.endswith("give --bands that every image has, or evaluate or train on images of one band layout "
-                        "at a time"), msg
+    assert msg.endswith("evaluate or train the images of one band layout at a time (a folder per sensor), with "
+                        "--bands for that layout"), msg

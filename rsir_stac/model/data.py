@@ -46,7 +46,7 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         listed = [f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
         files = sorted(f for f in listed if not f.name.startswith("."))
         hidden += len(listed) - len(files)
-        nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")
+        nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not _hidden(d.name)
                         and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")))
         if nested and files:
             log.warning("class folder %s: images in its sub-folder(s) %s are not read (a class's images lie "
@@ -87,7 +87,7 @@ SPLIT_NAMES = ("train", "training", "val", "valid", "validation", "test", "testi
 def _layout_hint(root: Path, classes: Sequence[str], deeper: dict[str, list[str]]) -> str:
     """What the folder holds instead of class folders, and which folder to pass: ``; ...`` or ``""``."""
     splits = [d for d in deeper if d.lower() in SPLIT_NAMES]
-    if splits and not classes:
+    if splits:
         test = next((d for d in splits if d.lower().startswith("test")), splits[-1])
         train = next((d for d in splits if d.lower().startswith("train")), splits[0])
         return (f"; it is split into {', '.join(sorted(splits))} folders of classes: pass one of them, e.g. "
@@ -103,9 +103,15 @@ def _layout_hint(root: Path, classes: Sequence[str], deeper: dict[str, list[str]
     return ""
 
 
+#: Folders that systems and archives add, never classes: macOS archives, Synology thumbnails and
+#: recycle bins, Windows' recycle bin and volume information.
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir", "#recycle", "#snapshot", "$RECYCLE.BIN",
+                            "System Volume Information", "lost+found"})
+
+
 def _hidden(name: str) -> bool:
-    """A folder that is no class: hidden (``.git``) or a macOS archive's ``__MACOSX``."""
-    return name.startswith(".") or name == "__MACOSX"
+    """A folder that is no class: hidden (``.git``) or one of :data:`SYSTEM_FOLDERS`."""
+    return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
 def _names(items: Sequence[str], most: int = 5) -> str:
@@ -115,14 +121,22 @@ def _names(items: Sequence[str], most: int = 5) -> str:
 def _warn_not_classes(root: Path, empty: Sequence[str], deeper: dict[str, list[str]]) -> None:
     """Say which sub-folders of ``root`` are not classes: those without any image, and those
     whose images lie only in deeper folders (each named, with where to move it)."""
+    splits = [d for d in deeper if d.lower() in SPLIT_NAMES]
+    if splits:  # a dataset shipped split: moving its classes up would mix test images into training
+        log.warning("data folder %s: %s %s a split of classes, not classes; they are not read: pass one of them "
+                    "(e.g. `rsir-stac evaluate %s --split all`)", root, ", ".join(sorted(splits)),
+                    "is" if len(splits) == 1 else "are", root / splits[0])
+        deeper = {d: n for d, n in deeper.items() if d not in splits}
     if deeper:
         inner = [f"{d}/{n}" for d, names in deeper.items() for n in names]
-        first_dir, first = next(iter(deeper.items()))
+        free = [(d, n) for d, names in deeper.items() for n in names if not (root / n).exists()]
+        first_dir = next(iter(deeper))
+        move = (f"to make each deeper folder a class, move it beside the other classes (e.g. mv "
+                f"{root / free[0][0] / free[0][1]} {root / free[0][1]}); " if free else
+                "their names are those of classes here (a train/test split? pass one of its folders instead); ")
         log.warning("data folder %s: %d sub-folder(s) are not classes (%s): their images lie only in deeper folders "
-                    "(%s), which are not read, so none of those images is trained on; to make each deeper folder "
-                    "a class, move it beside the other classes (e.g. mv %s %s); to make %s one class, move the "
-                    "images directly into %s", root, len(deeper), _names(list(deeper)), _names(inner),
-                    root / first_dir / first[0], root / first[0], first_dir, root / first_dir)
+                    "(%s), which are not read; %sto make %s one class, move the images directly into %s", root,
+                    len(deeper), _names(list(deeper)), _names(inner), move, first_dir, root / first_dir)
     runs = [d for d in empty if (root / d / "checkpoint.pt").is_file() or (root / d / "bundle").is_dir()]
     empty = [d for d in empty if d not in runs]
     if runs:  # a train --out inside the data folder: advice to remove it would delete a model
@@ -231,8 +245,9 @@ class ImageBandsError(ImageDecodeError):
 
     def __init__(self, path: str | Path, cause: str) -> None:
         self.path, self.cause = Path(path), cause
-        self.fix = ("give --bands that every image has, or evaluate or train on images of one band layout at a "
-                    "time" if "does not exist" in cause else "pass --bands R,G,B (1-based band numbers)")
+        self.missing = "does not exist" in cause  # --bands asks a band the image lacks
+        self.fix = ("evaluate or train the images of one band layout at a time (a folder per sensor), with --bands "
+                    "for that layout" if self.missing else "pass --bands R,G,B (1-based band numbers)")
         ImageReadError.__init__(self, f"image {path} {cause}; {self.fix}")
 
 
@@ -258,6 +273,7 @@ def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 im = Image.open(path)
             with im:
+                _check_shape(path, *im.size)  # from the header, before decoding
                 if im.mode not in ("RGB", "L", "RGBA", "P", "LA"):
                     raise UnidentifiedImageError(im.mode)
                 try:
@@ -282,13 +298,27 @@ def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray
             raise ImageDecodeError(path, "an empty file, 0 bytes")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return read_image(path, bands=bands)
+            image = read_image(path, bands=bands)
+        _check_shape(path, image.shape[1], image.shape[0])
+        return image
     except ImageDecodeError:
         raise
     except BandsError as exc:
         raise ImageBandsError(path, _band_cause(path, exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise ImageDecodeError(path, _decode_cause(path, exc)) from None
+
+
+#: The most one side of a labelled image may be times the other: a strip of 1 × 2,000,000 px is
+#: no scene (resized to the network's square it took 2 GB).
+MAX_ASPECT = 32
+
+
+def _check_shape(path: str | Path, width: int, height: int) -> None:
+    """ImageDecodeError for an image whose sides differ more than :data:`MAX_ASPECT` times."""
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageDecodeError(path, f"it is {width} × {height} px, one side over {MAX_ASPECT} times the other: "
+                                     "not a scene image")
 
 
 def _band_cause(path: str | Path, err: BaseException) -> str:
@@ -328,9 +358,14 @@ def unreadable_images_error(bad: Sequence[tuple[Path, ImageReadError]]) -> Image
         listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
     else:
         listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
-    band_fixes = sorted({e.fix for _, e in bad if isinstance(e, ImageBandsError)})
-    if band_fixes and len(band_fixes) + sum(not isinstance(e, ImageBandsError) for _, e in bad) == len(band_fixes):
-        return ImageReadError(f"{len(bad)} images have no colour bands to read: {listed}; {'; or '.join(band_fixes)}")
-    fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others" if band_fixes
+    band = [e for _, e in bad if isinstance(e, ImageBandsError)]
+    if len(band) == len(bad):
+        missing = sum(e.missing for e in band)
+        what = ("cannot be read with these --bands" if missing == len(band) else
+                "do not say which bands are red, green and blue" if not missing else
+                "cannot be read with these --bands or do not say which bands are red, green and blue")
+        fixes = "; or ".join(sorted({e.fix for e in band}))
+        return ImageReadError(f"{len(bad)} images {what}: {listed}; {fixes}")
+    fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others" if band
            else "remove or replace them")
     return ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")

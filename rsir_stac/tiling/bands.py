@@ -14,7 +14,7 @@ from rsir_stac.errors import BandsError, InputError, RasterError
 def _band_error(name: str, count: int) -> BandsError:
     example = (", e.g. 4,3,2 for Sentinel-2 or Landsat 8-9 bands in their band order" if count >= 7 else "")
     return BandsError(
-        f"{name} has {count} bands and no red/green/blue colour interpretation or band names; "
+        f"{name} has {count} bands and neither its colour interpretation nor its band names say which are red, green and blue; "
         f"pass --bands R,G,B (1-based band numbers{example})"
     )
 

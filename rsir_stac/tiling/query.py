@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -161,7 +162,9 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
     for reader in readers:
         try:
             image = reader(name, bands)
-        except (RasterError, InputError, SourceNotFoundError):
+        except (RasterError, InputError, SourceNotFoundError) as err:
+            if "/vsimem/" in str(err):  # an image Pillow decoded is an in-memory raster: name the file
+                raise type(err)(re.sub(r"/vsimem/\S+", name, str(err))) from None
             raise
         except EmptyImageError as err:
             raise EmptyImageError(f"{name} {err}") from None
