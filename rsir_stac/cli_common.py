@@ -78,14 +78,34 @@ def qdrant_collection_option(fn):
 
     @functools.wraps(fn)
     def run(*args, qdrant_collection=None, **kwargs):
+        from click.core import ParameterSource
+
         from rsir_stac.store import using_collection
 
+        ctx = click.get_current_context()
+        typed = ctx.get_parameter_source("qdrant_collection") == ParameterSource.COMMANDLINE
+        if typed and kwargs.get("index") is not None and not kwargs.get("qdrant_url"):
+            raise click.UsageError(f"--qdrant-collection {qdrant_collection} names a collection of a Qdrant store "
+                                   "(--qdrant-url); an embedded --index holds one: drop --qdrant-collection")
         with using_collection(qdrant_collection):
             return fn(*args, **kwargs)
 
     return click.option("--qdrant-collection", envvar="RSIR_QDRANT_COLLECTION", metavar="NAME",
+                        callback=_collection_name,
                         help="Qdrant collection with --qdrant-url [env RSIR_QDRANT_COLLECTION; default "
                              "rsir_tiles], e.g. one `rsir-stac reindex --to` wrote.")(run)
+
+
+def _collection_name(ctx, param, value):
+    """Click callback: a Qdrant collection name (letters, digits, ``_ - .``; 1..255 characters)."""
+    import re
+
+    if value is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", value):
+        raise click.BadParameter(f"{value!r} is not a collection name; use letters, digits, '_', '-' and '.' "
+                                 "(e.g. rsir_tiles)")
+    return value
 
 
 def lasting_qdrant_url(ctx, param, value):

@@ -68,9 +68,12 @@ def migrate(index, qdrant_url, api_key, batch_size):
             try:
                 n = run(src, dst, batch_size=batch_size, progress=progress)
             except KeyboardInterrupt:
-                _fail(f"interrupted after copying {done} of {total} points to {where}, which keeps them; re-run "
-                      "the same command to finish the copy (points already there are written again, not doubled)",
-                      130)
+                try:  # what the target holds now (a batch may have landed after the last progress call)
+                    held = f"it holds {dst.count()} of the {total} points"
+                except Exception:  # noqa: BLE001 - only for the message
+                    held = f"at least {done} of the {total} points were copied"
+                _fail(f"interrupted while copying to {where}: {held}; re-run the same command to finish the copy "
+                      "(points already there are written again, not doubled)", 130)
             finally:
                 if bar is not None:
                     bar.close()
@@ -99,6 +102,13 @@ def migrate(index, qdrant_url, api_key, batch_size):
 def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, relocate, as_json):
     """Re-embed every tile of an index with a new model into a new index (the old one is left as it is)."""
     from tqdm import tqdm
+
+    from rsir_stac.store import chosen_collection
+
+    named = chosen_collection()  # --qdrant-collection or RSIR_QDRANT_COLLECTION
+    if collection and named and collection != named:
+        raise click.UsageError(f"--collection {collection} and --qdrant-collection (or RSIR_QDRANT_COLLECTION) "
+                               f"{named} both name the collection to read; pass one of them")
 
     from rsir_stac.reindex import reindex as run
 
@@ -147,14 +157,15 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
             [f"{report.tiles_failed} tile(s) could not be read"] if report.tiles_failed else [])
         where = "sources_failed/tile_errors in the JSON" if as_json else "listed above"
         # OLD of --relocate is the folder the index stores (not where an earlier --relocate looked)
-        moved = next((f for f in report.sources_failed if "does not exist" in f.get("error", "")), None)
+        gone = [f for f in report.sources_failed if "does not exist" in f.get("error", "")]
         hint = ""
-        if moved is not None:
-            stored = os.path.dirname(moved.get("stored_href", moved["href"]))
-            instead = (f" in place of the --relocate that read them from {os.path.dirname(moved['href'])}"
-                       if moved.get("stored_href", moved["href"]) != moved["href"] else "")
-            hint = (f"if they moved, re-run the same command with --relocate {stored}=NEW_FOLDER{instead} (the same "
-                    "tiles, read from there); ")
+        if gone:  # one rule per folder the missing files are stored under (OLD=NEW, or a file's own path)
+            folders = sorted({os.path.dirname(f.get("stored_href", f["href"])) for f in gone})
+            rules = " ".join(f"--relocate {d}=NEW_FOLDER" for d in folders[:3]) + (" ..." if len(folders) > 3 else "")
+            read_at = sorted({os.path.dirname(f["href"]) for f in gone if f.get("stored_href", f["href"]) != f["href"]})
+            instead = f" in place of the --relocate that read them from {', '.join(read_at)}" if read_at else ""
+            hint = (f"if they moved, re-run the same command with {rules}{instead} (the same tiles, read from "
+                    "there; a file that moved alone takes its own rule, --relocate OLD_FILE=NEW_FILE); ")
         _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: {hint}put the files back and "
               "re-run the same command, or ingest them again with the new model and the options listed for each "
               "(a moved raster is then a new item, and this command still lists the old one)", 1)

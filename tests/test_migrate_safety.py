@@ -58,3 +58,43 @@ def test_qdrant_memory_mode_is_refused_by_commands(tmp_path, index):
                  ["info", "--qdrant-url", ":memory:"]):
         res = runner.invoke(main, args)
         assert res.exit_code == 2 and ":memory: keeps nothing after the command ends" in res.output, (args, res.output)
+
+
+def test_qdrant_collection_names_are_checked_and_missing_ones_name_what_is_there(tmp_path, index, tiny_bundle,
+                                                                                caplog):
+    """Re-check of the back ends: a mistyped --qdrant-collection made ingest start a second index
+    quietly; a missing one said 'build it with ingest'; with --index it was ignored; '' and 'a/b'
+    passed or failed late."""
+    runner = CliRunner()
+    url = str(tmp_path / "qc")
+    assert runner.invoke(main, ["migrate", "--index", str(index), "--qdrant-url", url]).exit_code == 0
+    res = runner.invoke(main, ["info", "--qdrant-url", url, "--qdrant-collection", "rsir_tile"])
+    assert res.exit_code == 2 and "collection 'rsir_tile' does not exist; the store holds 'rsir_tiles': pass one " \
+                                  "with --qdrant-collection NAME" in res.output, res.output
+    with caplog.at_level("WARNING", logger="rsir_stac.store.server"):
+        res = runner.invoke(main, ["ingest", str(tmp_path / "s0.tif"), "--qdrant-url", url, "--qdrant-collection",
+                                   "rsir_tile", "--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd"])
+    assert res.exit_code == 0, res.output
+    assert "creating collection 'rsir_tile'" in caplog.text and "beside 'rsir_tiles'" in caplog.text
+    for bad, msg in (("", "is not a collection name"), ("a/b", "is not a collection name")):
+        res = runner.invoke(main, ["info", "--qdrant-url", url, "--qdrant-collection", bad])
+        assert res.exit_code == 2 and msg in res.output, (bad, res.output)
+    res = runner.invoke(main, ["info", "--index", str(index), "--qdrant-collection", "rsir_tiles"])
+    assert res.exit_code == 2 and "an embedded --index holds one: drop --qdrant-collection" in res.output
+    res = runner.invoke(main, ["reindex", "--qdrant-url", url, "--collection", "rsir_tiles", "--qdrant-collection",
+                               "rsir_tile", "--to", "x"])
+    assert res.exit_code == 2 and "both name the collection to read" in res.output
+
+
+def test_an_index_a_repair_left_short_is_not_migrated_until_the_ingest_restores_it(tmp_path, index):
+    """Re-check: after `check --repair` dropped the damaged points, migrate and export copied the
+    12 of 98 left and exited 0 (the damage refusal, one step later)."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(index, damaged)
+    for seg in (damaged / "rsir_tiles" / "segments").iterdir():
+        shutil.rmtree(seg) if seg.is_dir() else seg.unlink()
+    runner = CliRunner()
+    assert runner.invoke(main, ["check", "--index", str(damaged), "--repair"]).exit_code in (0, 1)
+    res = runner.invoke(main, ["migrate", "--index", str(damaged), "--qdrant-url", str(tmp_path / "qc")])
+    assert res.exit_code == 1 and "are still missing from the index" in res.output, res.output
+    assert not (tmp_path / "qc").exists()

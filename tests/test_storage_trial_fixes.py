@@ -400,8 +400,9 @@ def test_ingest_through_a_serve_killed_mid_job_says_so_and_prints_its_report(tmp
         time.sleep(1.0)  # the job is running
         serve.send_signal(signal.SIGKILL)
         serve.wait(30)
-        out, _ = cli.communicate(timeout=120)
-        reader.join(10)
+        out = cli.stdout.read()   # stderr is the reader thread's alone (communicate() would race it for lines)
+        cli.wait(120)
+        reader.join(30)
     finally:
         if serve.poll() is None:
             serve.kill()

@@ -47,10 +47,15 @@ def using_collection(name: str | None) -> Iterator[None]:
             _COLLECTION.reset(token)
 
 
+def chosen_collection() -> str | None:
+    """The collection :func:`using_collection` or ``$RSIR_QDRANT_COLLECTION`` names, else None."""
+    return _COLLECTION.get() or os.environ.get(ENV_COLLECTION) or None
+
+
 def default_collection() -> str:
     """The Qdrant collection a ``--qdrant-url`` store opens: :func:`using_collection`'s, else
     ``$RSIR_QDRANT_COLLECTION``, else ``rsir_tiles``."""
-    return _COLLECTION.get() or os.environ.get(ENV_COLLECTION) or DEFAULT_COLLECTION
+    return chosen_collection() or DEFAULT_COLLECTION
 
 
 def _upload_settings() -> dict[str, int]:
@@ -104,4 +109,5 @@ def open_store(
                      read_only=read_only)
 
 
-__all__ = ["IndexInfo", "Point", "SearchFilter", "SearchHit", "Store", "default_collection", "open_store", "using_collection"]
+__all__ = ["IndexInfo", "Point", "SearchFilter", "SearchHit", "Store", "chosen_collection", "default_collection", "open_store",
+           "using_collection"]

@@ -247,6 +247,8 @@ class EdgeOpenMixin:
 
         for note in health_notes(self):  # what the last check or repair recorded, verified on its points
             log.warning("index %s: %s", self.index, note)
+            if "are still missing from the index" in note:  # a repair dropped them: a copy would lack them
+                self.damage_at_open = note.split(";")[0]
 
     #: Points read back at open (vectors and payloads) by :meth:`_sampled_damage`.
     OPEN_SAMPLE = 16

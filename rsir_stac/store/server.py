@@ -110,6 +110,9 @@ def _local_or_server(url: str) -> str:
 class ServerStore(Store):
     """A :class:`Store` in a Qdrant collection reached through qdrant-client."""
 
+    #: Creating the collection is what the caller asked for (reindex --to): no "beside" warning.
+    _new_expected = False
+
     def __init__(
         self,
         url: str,
@@ -158,9 +161,9 @@ class ServerStore(Store):
                 "RSIR_QDRANT_API_KEY and that the server is running"
             ) from None
         if read_only and not self._exists:
+            msg = self._missing_message()
             self.client.close()
-            raise IndexNotFoundError(f"{self.describe()} does not exist; build it with ingest, or check --qdrant-url "
-                                     "(and, for reindex, --collection)")
+            raise IndexNotFoundError(msg)
         if self._exists:
             self._meta = self._read_meta()
         log.debug("opened %r", self)
@@ -171,6 +174,23 @@ class ServerStore(Store):
         if self.remote:
             return f"Qdrant {self.url} collection {self.collection!r}"
         return f"qdrant-client local {'memory' if self.url == ':memory:' else 'folder ' + self.url} collection {self.collection!r}"
+
+    def _other_collections(self) -> list[str]:
+        """Names of the store's other collections ([] when they cannot be listed)."""
+        try:
+            names = [c.name for c in self.client.get_collections().collections]
+        except Exception:  # noqa: BLE001 - only for a message
+            return []
+        return sorted(n for n in names if n != self.collection)
+
+    def _missing_message(self) -> str:
+        """The one line for a collection that does not exist, naming the ones that do."""
+        others = self._other_collections()
+        if not others:
+            return f"{self.describe()} does not exist, nor any other; build it with ingest, or check --qdrant-url"
+        held = ", ".join(repr(n) for n in others[:5]) + (" ..." if len(others) > 5 else "")
+        return (f"{self.describe()} does not exist; the store holds {held}: pass one with --qdrant-collection NAME "
+                "(or RSIR_QDRANT_COLLECTION), or build this one with ingest")
 
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
@@ -288,6 +308,11 @@ class ServerStore(Store):
                 self._meta = self._read_meta()
         if self._meta is None:
             self._require_writable()
+            others = [] if self._new_expected else self._other_collections()
+            if others:  # a mistyped --qdrant-collection would otherwise start a second index quietly
+                log.warning("creating collection %r on %s beside %s; if you meant one of those, stop and pass it "
+                            "with --qdrant-collection", self.collection, self.url,
+                            ", ".join(repr(n) for n in others[:5]))
             meta = CollectionMeta.new(dim, model_id)
             try:
                 self.client.create_collection(
@@ -429,10 +454,10 @@ class ServerStore(Store):
         other = copy.copy(self)
         other.collection, other.read_only, other._meta, other._closed = collection, read_only, None, False
         other._shares_client = True
+        other._new_expected = True  # reindex --to names the collection it makes: no warning
         other._exists = other._call("checking the collection", self.client.collection_exists, collection)
         if read_only and not other._exists:
-            raise IndexNotFoundError(f"{other.describe()} does not exist; build it with ingest, or check --qdrant-url "
-                                     "(and, for reindex, --collection)")
+            raise IndexNotFoundError(other._missing_message())
         if other._exists:
             other._meta = other._read_meta()
         return other
