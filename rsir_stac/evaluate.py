@@ -393,7 +393,7 @@ def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_i
         return "test", []
     msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored "
            "(--split all); pass --split test to score only the fifth of it a training run would keep out")
-    log.info("%s", msg)
+    log.warning("%s", msg)
     notes = [msg]
     trained = sorted(set(full.classes) & (set(meta.get("class_names") or ()) - set(held)))
     if trained:
