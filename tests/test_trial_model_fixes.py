@@ -271,7 +271,8 @@ def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_dif
     # by default another dataset is scored whole (a random fifth of it is no test split of anything)
     res, _ = _evaluate(other, "--model", bundle.path)
     assert res["protocol"]["split"] == "all" and res["n_queries"] == 33, res["protocol"]  # every image
-    assert len(res["warnings"]) == 1 and "is not the dataset model" in res["warnings"][0]
+    assert len(res["warnings"]) == 2 and "is not the dataset model" in res["warnings"][0]
+    assert "have the names of classes model" in res["warnings"][1]   # a copy of its training data, grown
     with caplog.at_level("WARNING", logger="rsir_stac.evaluate"):
         res, _ = _evaluate(other, "--model", bundle.path, "--split", "test")
     assert res["protocol"]["split"] == "test" and res["protocol"]["split_matches_bundle"] is False
