@@ -56,20 +56,34 @@ def nmrr(relevant: np.ndarray, n_gt: int, gtm: int) -> float:
     return float(mrr / (1.25 * k - 0.5 - n_gt / 2.0))
 
 
-def rank_all(X: np.ndarray, batch: int = 1024, queries: np.ndarray | None = None) -> np.ndarray:
-    """For each row, the indices of all *other* rows sorted by Euclidean distance
-    (from row i of ``queries`` instead of row i of ``X`` when given; same shape as ``X``)."""
+#: Distances computed at a time when ranking (a batch of queries × every row): ~32 MB of float64.
+RANK_BLOCK = 4_000_000
+
+
+def _ranked_batches(X: np.ndarray, queries: np.ndarray | None = None, batch: int | None = None):
+    """``(rows, order)`` for batches of queries: ``order[i]`` the indices of all rows of ``X`` but
+    query ``rows[i]`` itself, nearest first (Euclidean; from row i of ``queries`` when given).
+    ``batch`` defaults to as many queries as keep a batch's distances to :data:`RANK_BLOCK`."""
     X = np.asarray(X, dtype=np.float64)
     Q = X if queries is None else np.asarray(queries, dtype=np.float64)
     sq, sq_q = (X**2).sum(1), (Q**2).sum(1)
     n = len(X)
-    order = np.empty((n, n - 1), dtype=np.int64)
+    batch = batch or max(16, min(1024, RANK_BLOCK // max(n, 1)))
     for s in range(0, n, batch):
         d = sq_q[s : s + batch, None] + sq[None, :] - 2.0 * Q[s : s + batch] @ X.T
         rows = np.arange(s, min(s + batch, n))
         d[rows - s, rows] = np.inf  # exclude the query itself
-        o = np.argsort(d, axis=1, kind="stable")
-        order[s : s + batch] = o[:, : n - 1]
+        yield rows, np.argsort(d, axis=1, kind="stable")[:, : n - 1]
+
+
+def rank_all(X: np.ndarray, batch: int | None = None, queries: np.ndarray | None = None) -> np.ndarray:
+    """For each row, the indices of all *other* rows sorted by Euclidean distance
+    (from row i of ``queries`` instead of row i of ``X`` when given; same shape as ``X``).
+    N × (N − 1) int64: for large N, :func:`retrieval_metrics` ranks a batch at a time instead."""
+    n = len(X)
+    order = np.empty((n, max(n - 1, 0)), dtype=np.int64)
+    for rows, o in _ranked_batches(X, queries, batch):
+        order[rows] = o
     return order
 
 
@@ -93,8 +107,11 @@ def expand_queries(X: np.ndarray, n: int) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if n <= 0:
         return X
-    order = rank_all(X)[:, :n]
-    return (X + X[order].sum(axis=1)) / (1 + order.shape[1])
+    out = np.empty_like(X)
+    for rows, order in _ranked_batches(X):  # a batch of queries at a time: memory flat with N
+        near = order[:, :n]
+        out[rows] = (X[rows] + X[near].sum(axis=1)) / (1 + near.shape[1])
+    return out
 
 
 def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = DEFAULT_KS,
@@ -115,20 +132,38 @@ def retrieval_metrics(X: np.ndarray, labels: Sequence[int], ks: Sequence[int] = 
         raise DatasetError(f"none of the {len(labels)} images evaluated shares its class with another, so no query "
                            "has a relevant image to find and mAP/ANMRR mean nothing; evaluate at least 2 images "
                            "of some class (e.g. evaluate --split all)")
-    order = rank_all(X, queries=expand_queries(X, expand) if expand else None)
-    rel = labels[order] == labels[:, None]
     gtm = int(n_gt.max())
     scored = n_gt > 0
-    out = {"mAP": float(np.mean([average_precision(r) for r in rel[scored]]))}
+    k10 = 10 if 10 in ks else max(ks)
+    ap = np.full(len(labels), np.nan)
+    pk = {k: np.full(len(labels), np.nan) for k in {*ks, k10}}
+    nm = np.full(len(labels), np.nan)
+    # a batch of queries at a time: the full ranking (N x N) of NWPU-RESISC45's 31,500 images is 8 GB
+    for rows, order in _ranked_batches(X, expand_queries(X, expand) if expand else None):
+        rel = labels[order] == labels[rows, None]
+        for r, i in zip(rel, rows):
+            if scored[i]:
+                ap[i] = average_precision(r)
+                nm[i] = nmrr(r, int(n_gt[i]), gtm)
+                for k in pk:
+                    pk[k][i] = precision_at_k(r, k)
+    out = {"mAP": float(np.nanmean(ap))}
     for k in ks:
-        out[f"P@{k}"] = float(np.mean([precision_at_k(r, k) for r in rel[scored]]))
-    out["ANMRR"] = float(np.mean([nmrr(r, g, gtm) for r, g in zip(rel[scored], n_gt[scored])]))
+        out[f"P@{k}"] = float(np.nanmean(pk[k]))
+    out["ANMRR"] = float(np.nanmean(nm))
     out["n_queries"] = int(len(labels))
     if not scored.all():
         out["n_unscored"] = int((~scored).sum())
     out["dim"] = int(X.shape[1])
     if expand:
         out["expand"] = expand
+    # per class (label): its queries' mAP and P@10, as above; None for a class of one image
+    out["per_label"] = {}
+    for c in np.unique(labels):
+        mine = (labels == c) & scored
+        out["per_label"][int(c)] = {"n": int((labels == c).sum()),
+                                    "mAP": float(np.mean(ap[mine])) if mine.any() else None,
+                                    f"P@{k10}": float(np.mean(pk[k10][mine])) if mine.any() else None}
     return out
 
 
@@ -216,7 +251,8 @@ def evaluate_folder(
     (whether the folder's test split is the one recorded in the bundle: False means this
     is not the training dataset, or it changed; None when not checked) and ``trained_on``
     (how many scored images the model trained on; None when unknown: another dataset, or
-    a bundle that records no split).  ``warnings`` lists what was warned about.
+    a bundle that records no split).  ``warnings`` lists what was warned about; ``per_class``
+    gives each class's image count, mAP and P@10 (None for a class of one image).
 
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
@@ -249,6 +285,7 @@ def evaluate_folder(
                          progress=progress, sizes=sides)
     notes += _scale_notes(sides, scale, data_dir)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
+    out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
     out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
                        "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
                        "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
