@@ -109,8 +109,12 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
   // (the arrow keys and +/- move there first, as Leaflet's keyboard handler does)
   map.getContainer().addEventListener("keydown", (ev) => {
     if ((ev.key !== "Enter" && ev.key !== " ") || ev.target !== map.getContainer()) return;
-    if (getMode() !== "search") return;
     ev.preventDefault();
+    if (getMode() !== "search") {
+      onStatus("Box and polygon are drawn with the mouse or a finger; from the keyboard, type a place or press " +
+               "Search to leave drawing, then Enter searches at the centre of the view.", "error");
+      return;
+    }
     onClick(map.getCenter());
   });
   map.on("dblclick", () => {

@@ -1,6 +1,7 @@
 // Framing: the view the page opens at (the scenes), zooming to a search (the query and the bulk of
 // its results, or every result) and the "N results outside the view · Show all" button.
 import { map } from "./map.js";
+import { resultFeatures } from "./results.js";
 
 /**
  * The bounds to open the page at: all the data when the scenes fill a fair part of their extent,
@@ -47,7 +48,7 @@ const PADDING = [30, 30];
  * scene, the rest a state away), the view is the best result's group instead (bestGroup).
  */
 function searchBounds() {
-  const query = paneBounds("query"), results = paneBounds("results");
+  const query = paneBounds("query"), results = rankedBounds();
   if (!query.length && !results.length) return null;
   if (!results.length) return merged(query);
   const centre = query.length ? merged(query).getCenter()
@@ -55,8 +56,22 @@ function searchBounds() {
   const far = results.map((b) => map.distance(centre, b.getCenter()));
   const size = Math.max(...results.map((b) => map.distance(b.getSouthWest(), b.getNorthEast())));
   const limit = Math.max(FAR_MEDIANS * median(far), FAR_FOOTPRINTS * size);
+  // the best result is never framed out (a link to a small far query scene drawn after the answer
+  // centred on the bulk elsewhere and hid results 1-3), nor is every footprint left unseen
+  if (far[0] > limit) return bestGroup(query, results, FAR_FOOTPRINTS * size);
   const bounds = merged(query.concat(results.filter((b, i) => far[i] <= limit)));
   return largestPx(bounds, results) >= MIN_FOOTPRINT_PX ? bounds : bestGroup(query, results, FAR_FOOTPRINTS * size);
+}
+
+/** The results' footprints in rank order (the map's layers are in no particular order). */
+function rankedBounds() {
+  const out = [];
+  for (const f of resultFeatures()) {
+    if (!f.geometry) continue;
+    const b = L.geoJSON(f.geometry).getBounds();
+    if (b.isValid()) out.push(b);
+  }
+  return out.length ? out : paneBounds("results");
 }
 
 /** The largest footprint's side in pixels once the map is fitted to `bounds`. */
@@ -69,7 +84,7 @@ function largestPx(bounds, footprints) {
 }
 
 /**
- * The best result (results come in rank order) and every result linked to it by steps of at most
+ * The best result (`results` in rank order) and every result linked to it by steps of at most
  * `step` metres, with the query when it lies within a step of them: the place the answer is about.
  */
 function bestGroup(query, results, step) {

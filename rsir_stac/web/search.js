@@ -300,6 +300,7 @@ function labelsMosaic() {
   box.setAttribute("aria-label", `Query: ${ids.length} positive label${ids.length === 1 ? "" : "s"}`
     + (ids.length > 4 ? ", the first 4 shown" : ""));
   box.classList.toggle("one", ids.length === 1);
+  box.classList.toggle("three", ids.length === 3);   // the first tile takes the left half
   for (const id of ids.slice(0, 4)) {
     const im = el("img");
     im.alt = "";
@@ -307,5 +308,6 @@ function labelsMosaic() {
     setImage(im, tileUrl(id));
     box.appendChild(im);
   }
+  if (ids.length > 4) box.appendChild(el("span", "more", `+${ids.length - 4}`));
   return box;
 }
