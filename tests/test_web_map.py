@@ -451,6 +451,39 @@ def test_a_query_far_from_all_its_results_frames_the_results_not_a_blank_state(b
         pg.close()
 
 
+def test_the_best_result_is_never_framed_out(browser, stack_server):
+    """Re-check: a link to a small far scene framed results 4-10 in the other place and hid the
+    query and results 1-3: framing read the map's result layers as if in rank order, and they are
+    drawn worst first.  Here the best result is the far tile, the other eleven are in the stack,
+    and no query is drawn (as when a link's query tile arrives after its answer)."""
+    base, points = stack_server
+    far = next(i for i, p in points.items() if p["item_id"] == "far-scene")
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=11")
+    try:
+        pg.wait_results(11)
+        view = pg.p.evaluate("""(async (far) => {
+            const api = await import('/static/api.js'), res = await import('/static/results.js');
+            const framing = await import('/static/framing.js');
+            const mine = await api.api(api.apiUrl('search', { point_id: far, k: 1, include_query: true }));
+            const doc = { features: res.resultFeatures().map((f) => Object.assign({}, f,
+                { properties: Object.assign({}, f.properties, { rank: f.properties.rank + 1 }) })) };
+            doc.features.unshift(Object.assign({}, mine.features[0],
+                { properties: Object.assign({}, mine.features[0].properties, { rank: 1 }) }));
+            res.showResults(doc, { onSelect: () => {} });
+            res.queryLayer.clearLayers();
+            framing.fitSearch();
+            await new Promise((r) => setTimeout(r, 300));
+            const b = rsir.map.getBounds();
+            return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+        })""", far)
+        loc = points[far]["location"]
+        assert view[0] <= loc["lon"] <= view[2] and view[1] <= loc["lat"] <= view[3], (view, loc)
+        assert view[2] - view[0] < 0.05, view   # the far tile's place, not both places at once
+    finally:
+        pg.close()
+
+
 def _hit_over_a_result(pg, hits):
     """A hit (id, page x, y) whose footprint there also lies over a result's (hit-tested with the
     hits' footprints out of the way)."""
