@@ -136,6 +136,11 @@ def test_a_run_folder_inside_the_data_folder_is_not_advised_for_removal(tmp_path
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "are training runs, not classes (run1)" in text and "(notes); put images in them, or remove them" in text
     assert "(run1); put images" not in text
+    Image.new("RGB", (16, 16)).save(data / "stray.png")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"):
+        assert len(scan_image_folder(data)) == 6
+    assert "1 image(s) lie directly in it (stray.png) and are not read" in caplog.text
 
 
 def test_system_folders_strips_and_split_folders_are_not_classes(tmp_path, caplog):

@@ -68,6 +68,11 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         labels.extend([len(classes) - 1] * len(files))
     if classes:
         _warn_not_classes(root, empty, deeper)
+        loose = [f.name for f in root.iterdir()
+                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+        if loose:
+            log.warning("data folder %s: %d image(s) lie directly in it (%s) and are not read: a class's images go in "
+                        "its sub-folder", root, len(loose), _names(sorted(loose), 3))
     if hidden:  # macOS AppleDouble "._name.png" files of a zip, and other dot-files: not images of the class
         log.info("data folder %s: %d hidden file(s) (names starting with '.', e.g. macOS '._' files) are not read",
                  root, hidden)
