@@ -189,3 +189,30 @@ def test_a_copy_of_the_training_classes_is_said_to_hold_training_images(tmp_path
     for i, c in enumerate(sorted(other.iterdir())):
         c.rename(other / f"Other{i}")
     assert not [w for w in evaluate_folder(other, tiny_bundle, split=None, bf16=False)["warnings"] if "names of" in w]
+
+
+def test_the_training_dataset_in_another_image_format_is_still_its_training_dataset(tmp_path):
+    """UC Merced ships as .tif; the shipped bundles were trained on a lossless WebP copy.  The same
+    images in another format keep their test split (before: 'not the dataset', and every image,
+    training images included, was scored)."""
+    from rsir_stac.evaluate import evaluate_folder
+    from rsir_stac.model.train import TrainConfig, train
+
+    webp = tmp_path / "webp"
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (webp / f"class{c}").mkdir(parents=True)
+        for i in range(6):
+            img = np.clip(rng.normal(60 + 60 * c, 20, size=(48, 48, 3)), 0, 255).astype("uint8")
+            Image.fromarray(img).save(webp / f"class{c}" / f"img{i:02d}.webp", lossless=True)
+    bundle = train(TrainConfig(str(webp), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1, p=3, k=2,
+                               max_steps_per_epoch=1, val_fraction=0.0, reducer="none", test_fraction=0.34))
+    tif = tmp_path / "tif"
+    for f in webp.glob("*/*.webp"):
+        (tif / f.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.open(f).save(tif / f.parent.name / f"{f.stem}.tif")
+    a = evaluate_folder(webp, bundle, split=None, bf16=False)
+    b = evaluate_folder(tif, bundle, split=None, bf16=False)
+    assert a["protocol"]["split"] == b["protocol"]["split"] == "test"
+    assert b["protocol"]["split_matches_bundle"] is True and b["n_queries"] == a["n_queries"] == 6
+    assert b["mAP"] == pytest.approx(a["mAP"], abs=1e-6) and not b["warnings"]

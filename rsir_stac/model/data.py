@@ -220,6 +220,17 @@ def split_digest(relpaths: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(relpaths).encode()).hexdigest()[:16]
 
 
+def same_split(relpaths: Sequence[str], digest: str) -> bool:
+    """Whether ``relpaths`` (a test split) are the files a :func:`split_digest` was taken of, in
+    this format or another: the same dataset saved as TIFF instead of WebP (UC Merced ships as
+    ``.tif``) names the same images with another extension, in the same order."""
+    if split_digest(relpaths) == digest:
+        return True
+    stems = [str(Path(r).with_suffix("")) for r in relpaths]
+    return any(split_digest([f"{st}{ext}" for st in stems]) == digest
+               for ext in {*IMAGE_SUFFIXES, *(e.upper() for e in IMAGE_SUFFIXES)})
+
+
 class ImageDecodeError(ImageReadError):
     """A training image that cannot be decoded: ``path`` and ``cause`` (the decoder's words),
     so that :func:`load_images` can list several in one line."""

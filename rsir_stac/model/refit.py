@@ -67,7 +67,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     from rsir_stac.atomic import atomic_dir
     from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
     from rsir_stac.evaluate import embed_files
-    from rsir_stac.model.data import scan_image_folder, split_digest, stratified_split, without_classes
+    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
 
@@ -84,7 +84,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         folder = without_classes(folder, held)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
     rel = folder.relpaths()
-    if tr.get("test_digest") and split_digest([rel[i] for i in test_ix]) != tr["test_digest"]:
+    if tr.get("test_digest") and not same_split([rel[i] for i in test_ix], tr["test_digest"]):
         raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
                          "pass the training data folder, or, to fit a reducer on the labels of another folder, "
                          f"fine-tune on it: `rsir-stac train {data_dir} --from {model_name(bundle)} --reducer {kind} "
