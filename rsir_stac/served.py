@@ -239,10 +239,7 @@ def verify_address(index: Path, doc: dict) -> str:
         owner = os.stat(PROC_ROOT / str(pid)).st_uid
     except OSError:
         raise UnverifiedServiceError(f"process {pid} cannot be inspected") from None
-    if hasattr(os, "getuid") and owner != os.getuid():
-        raise UnverifiedServiceError(f"process {pid} belongs to another user")
-    if not _pid_listens(pid, ip, port):
-        raise UnverifiedServiceError(f"process {pid} does not listen on {_host_port(ip, port)}")
+    _check_owner_and_port(pid, owner, lambda: _pid_listens(pid, ip, port), _host_port(ip, port))
     if not _is_serve_of(pid, index):
         raise UnverifiedServiceError(f"process {pid} is not an rsir-stac serve of this index")
     return f"http://{_host_port(ip, port)}"
@@ -359,6 +356,15 @@ def _is_serve_of(pid: int, index: Path) -> bool:
 # --------------------------------------------------------------------------- without /proc: ps and lsof
 
 
+def _check_owner_and_port(pid: int, owner: int, listens, where: str) -> None:
+    """UnverifiedServiceError unless process ``pid`` (owned by uid ``owner``) is this user's and
+    ``listens()`` says it listens on ``where``: the checks both ways of :func:`verify_address` make."""
+    if hasattr(os, "getuid") and owner != os.getuid():
+        raise UnverifiedServiceError(f"process {pid} belongs to another user")
+    if not listens():
+        raise UnverifiedServiceError(f"process {pid} does not listen on {where}")
+
+
 def _verify_with_tools(index: Path, pid: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
                        port: int) -> None:
     """The checks of :func:`verify_address` where there is no ``/proc`` (macOS, the BSDs), through
@@ -370,10 +376,7 @@ def _verify_with_tools(index: Path, pid: int, ip: ipaddress.IPv4Address | ipaddr
         owner = int(out.strip())
     except ValueError:
         raise UnverifiedServiceError(f"ps names no owner for process {pid} ({out.strip()[:60]!r})") from None
-    if hasattr(os, "getuid") and owner != os.getuid():
-        raise UnverifiedServiceError(f"process {pid} belongs to another user")
-    if not _tool_listens(pid, ip, port):
-        raise UnverifiedServiceError(f"process {pid} does not listen on {where}")
+    _check_owner_and_port(pid, owner, lambda: _tool_listens(pid, ip, port), where)
     command = _tool("ps", ["-ww", "-o", "command=", "-p", str(pid)], f"the command line of process {pid}",
                     gone=True, pid=pid).strip()
     try:
