@@ -167,14 +167,15 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
 
     ``progress(done, total)`` is called after each scrolled batch of ``batch`` points.
     ``max_hits`` keeps only the most probable hits (None: all), plus the labelled positives.  ``background``:
-    random tiles added as negatives (None: max(50, 5 × positives); 0: none).  Raises InputError
-    (no positive label, threshold outside 0–1, labels of another model) and
-    PointNotFoundError (labels of another index).
+    random tiles added as negatives (None: max(50, 5 × positives); 0: none).  Labels made on an
+    index of another model over the same tiles are matched to this index's (:meth:`Index.labels_here`).
+    Raises InputError (no positive label, threshold outside 0–1) and PointNotFoundError (labels of
+    another index).
     """
     t0 = time.perf_counter()
     _check_options(threshold, holdout, max_hits)
     labels.require_positive()
-    index.label_examples(labels)  # model and membership checks, one-line errors
+    labels = index.labels_here(labels)  # this index's ids (labels of a reindexed one matched), one-line errors
     store = index.store
     ex = _examples(store, labels, flt, background, seed)
     precision, recall, n_test = _holdout_scores(ex.x, ex.y, ex.real, float(holdout), float(threshold), seed)

@@ -191,20 +191,22 @@ class Index:
                              f"model {self.bundle.model_id}; embed the image with this index's model")
         return vec
 
-    def label_examples(self, labels: LabelSet, what: str = "label set") -> tuple[list[Example], list[Example]]:
-        """Positive and negative examples from a label set made on this index.
+    def labels_here(self, labels: LabelSet, what: str = "label set") -> LabelSet:
+        """``labels`` with this index's point ids: a set made on an index of another model over
+        the same tiles (before ``rsir-stac reindex``) is matched tile by tile
+        (:func:`rsir_stac.label_transfer.labels_in_index`).
 
-        Raises InputError when the labels name another model, and PointNotFoundError
-        (naming ``what``) when a labelled tile is not in this index."""
-        if labels.model_id and labels.model_id != self.bundle.model_id:
-            raise InputError(
-                f"{what} was made on an index of model {labels.model_id}, but {self.store.describe()} holds model "
-                f"{self.bundle.model_id}; label tiles of this index (or open the index the labels came from)")
-        try:
-            self.store.retrieve([lb.point_id for lb in labels.labels])
-        except PointNotFoundError as exc:
-            raise PointNotFoundError(f"{what}: {str(exc).split(';')[0]}; the labels come from another index, "
-                                     "open that one or label tiles of this index") from None
+        Raises PointNotFoundError (naming ``what``) when a labelled tile is not in this index."""
+        from rsir_stac.label_transfer import labels_in_index
+
+        return labels_in_index(self.store, labels, self.bundle.model_id, what)
+
+    def label_examples(self, labels: LabelSet, what: str = "label set") -> tuple[list[Example], list[Example]]:
+        """Positive and negative examples from a label set of this index (or of an index of another
+        model over the same tiles: :meth:`labels_here`).
+
+        Raises PointNotFoundError (naming ``what``) when a labelled tile is not in this index."""
+        labels = self.labels_here(labels, what)
         return ([Example("point", i) for i in labels.positives], [Example("point", i) for i in labels.negatives])
 
     def search(self, *, image: str | None = None, point_id: str | None = None,

@@ -140,9 +140,12 @@ def test_labels_without_positive_other_index_or_model(index, world, bundle):
     foreign = make_labels([type("H", (), {"id": str(uuid.UUID(int=5)), "payload": {}})], "positive")
     with pytest.raises(PointNotFoundError, match="another index"):
         index.search(labels=foreign)
-    other_model = LabelSet(_labels(world, bundle).labels, "some-other-model")
-    with pytest.raises(InputError, match="some-other-model"):
+    other_model = LabelSet(foreign.labels, "some-other-model")  # tiles of an index of another model, not here
+    with pytest.raises(PointNotFoundError, match="made on an index of model some-other-model"):
         index.search(labels=other_model)
+    # ids decide: a file that names another model but this index's tiles (point ids include the model) is taken
+    mislabelled = LabelSet(_labels(world, bundle).labels, "some-other-model")
+    assert index.search(labels=mislabelled).hits
     pid = world[1][0].id
     with pytest.raises(InputError, match="both a positive and a negative"):
         index.search(point_id=pid, negatives=[Example("point", pid)])
@@ -569,7 +572,8 @@ def test_cli_bad_input_is_one_line(world, bundle, tmp_path, args, msg):
         {"type": "Feature", "id": pid, "properties": {"label": "negative"}}]}))
     foreign = write_labels(make_labels([type("H", (), {"id": str(uuid.UUID(int=5)), "payload": {}})], "positive"),
                            tmp_path / "foreign.geojson")
-    other_model = write_labels(LabelSet(_labels(world, bundle).labels, "some-other-model"), tmp_path / "model.geojson")
+    other_model = write_labels(LabelSet(LabelSet(_labels(world, bundle).labels).labels[:1] + read_labels(foreign).labels,
+                                        "some-other-model"), tmp_path / "model.geojson")
     subs = {"{labels_bad}": str(bad), "{labels_neg}": str(neg), "{labels_contra}": str(contra), "{pid}": pid,
             "{labels_foreign}": str(foreign), "{labels_model}": str(other_model)}
     argv = [subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args] + ["--index", str(world[0])]

@@ -116,7 +116,9 @@ def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
         ({"labels": neg_only}, 400, "no positive"),
         ({"labels": contra}, 400, "both positive and negative"),
         ({"labels": {"type": "Feature"}}, 400, "not a GeoJSON FeatureCollection"),
-        ({"labels": {**labels, "rsir:model_id": "other-model"}}, 400, "other-model"),
+        ({"labels": {**labels, "rsir:model_id": "other-model", "features": [  # tiles of another model's index
+            {**f, "id": str(uuid.UUID(int=9)), "properties": {"label": "positive"}} for f in labels["features"][:1]]}},
+         404, "made on an index of model other-model"),
         ({"positives": [{"point_id": pid}], "polygon": {"type": "Polygon", "coordinates": [ring + ring[:1]]}},
          400, "vertices"),
         ({"positives": [{"point_id": pid}] * 300}, 400, "at most"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -804,13 +805,13 @@ def test_labels_of_another_model_keep_the_served_model_name_in_the_message(brows
     from rsir_stac.httpguard import redact_paths
 
     base, points = server
-    ids = list(_scene_points(points, "scene-a"))[:2]
+    ids = [str(uuid.uuid4()) for _ in range(2)]  # tiles of an index of another model, not here
     doc = {"type": "FeatureCollection", "rsir:model_id": "some-other-model", "features": [
         {"type": "Feature", "id": i, "geometry": None, "properties": {"point_id": i, "label": "positive"}} for i in ids]}
     info = requests.get(f"{base}/api/info", headers={"X-API-Key": KEY}, timeout=30).json()
     model = info["model_id"]
     r = requests.post(f"{base}/api/labels", json={"labels": doc}, headers={"X-API-Key": KEY}, timeout=30)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 404, r.text
     detail = r.json()["detail"]
     assert f"holds model {model}" in detail and f"holds model {model}" in redact_paths(detail), detail
     path = tmp_path / "other.geojson"
@@ -821,7 +822,8 @@ def test_labels_of_another_model_keep_the_served_model_name_in_the_message(brows
         pg.p.set_input_files("#load-labels", str(path))
         pg.wait_status("some-other-model")
         status = pg.status()
-        assert f"but the index holds model {model}; label tiles of this index" in status, status
+        assert f"the index, which holds model {model}, has no tile" in status, status
+        assert "open the index the labels came from" in status, status
         pg.check_clean()
     finally:
         pg.close()

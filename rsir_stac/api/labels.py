@@ -25,7 +25,7 @@ def labels_router(svc: Any):
 
         labels = bodies.labels(req.labels)
         with svc.lock:
-            svc.index.label_examples(labels)
+            labels = svc.index.labels_here(labels)  # a set made before a reindex gets this index's ids
             stored = {h.id: h for h in svc.index.store.retrieve([lb.point_id for lb in labels.labels])}
         out = []
         for lb in labels.labels:

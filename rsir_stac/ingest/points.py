@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 
 #: Namespace of point ids (uuid5).
@@ -23,6 +23,27 @@ def point_id(collection: str | None, item_id: str, asset: str, grid: Any, tiling
     key = "|".join([collection or "", item_id, asset,
                     f"{grid.col_off},{grid.row_off},{grid.width},{grid.height}", tiling, model_id])
     return str(uuid.uuid5(POINT_NAMESPACE, key))
+
+
+def payload_point_id(payload: Any, model_id: str) -> str:
+    """The id the tile of a stored ``payload`` (written by ``rsir-stac ingest``) has in an
+    index of ``model_id``: ids do not depend on the href, so a relocated source keeps them.
+
+    Raises KeyError, TypeError or ValueError when the payload was not written by ingest."""
+    t = payload["tiling"]
+    g = payload["grid"]
+    grid = _GridKey(int(g["col_off"]), int(g["row_off"]), int(g["width"]), int(g["height"]))
+    gsd = None if t.get("gsd") is None else float(t["gsd"])
+    identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
+    return point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
+                    tiling_key(int(t["tile_size"]), int(t["stride"]), gsd, str(t["edge"])), model_id)
+
+
+class _GridKey(NamedTuple):
+    col_off: int
+    row_off: int
+    width: int
+    height: int
 
 
 def _iso(value) -> str | None:

@@ -48,7 +48,7 @@ def _plan(payload: dict, model_id: str, relocate: Callable[[str], str] | Sequenc
     """New point id, scene key and grid of one stored tile (KeyError/TypeError/
     ValueError when the payload was not written by ``rsir-stac ingest``).  The id does not
     depend on the href, so a relocated source keeps its tiles' ids."""
-    from rsir_stac.ingest.points import point_id, tiling_key
+    from rsir_stac.ingest.points import payload_point_id
     from rsir_stac.tiling.stack import payload_band_hrefs, payload_nodata
 
     t = payload["tiling"]
@@ -62,9 +62,7 @@ def _plan(payload: dict, model_id: str, relocate: Callable[[str], str] | Sequenc
     files = payload_band_hrefs(payload)  # None for a tile of one file
     band_hrefs = None if files is None else tuple(move(h) for h in files)
     key = _SourceKey(move(str(payload["href"])), bands, gsd, tile_size, stride, edge, nodata, band_hrefs)
-    identity = payload.get("collection") if payload.get("source", "stac") == "stac" else None
-    pid = point_id(identity, str(payload["item_id"]), str(payload["asset"]), grid,
-                   tiling_key(tile_size, stride, gsd, edge), model_id)
+    pid = payload_point_id(payload, model_id)
     return pid, key, grid
 
 

@@ -1,0 +1,140 @@
+"""Label files made on another model's index of the same tiles, read with this index's point ids.
+
+Point ids include the model (:func:`rsir_stac.ingest.points.point_id`), so a label file made
+before ``rsir-stac reindex`` (or on an index of another model over the same sources and
+tiling) names ids the new index does not hold.  Each label's tile is found again from what
+the file keeps (``search``, ``classify``, ``export`` and the map page write the same):
+
+1. its item (``properties.item_id``): the stored tiles of that item;
+2. else its footprint (the label's geometry): the stored tiles centred within it;
+
+and, among those, the tile whose id under the file's model (``rsir:model_id``) is the
+labelled id.  The match is exact (item, asset, grid window and tiling), never "the nearest
+tile", so a time series or an overlapping tiling cannot swap one tile for another.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from rsir_stac.errors import InputError, PointNotFoundError
+from rsir_stac.labels import Label, LabelSet
+
+log = logging.getLogger(__name__)
+
+#: Widening of a footprint's radius when its tiles are looked up by place (projected
+#: footprints are not great-circle polygons).
+FOOTPRINT_MARGIN = 1.1
+
+
+def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "label set") -> LabelSet:
+    """``labels`` with the point ids of ``store`` (an index of ``model_id``), model ``model_id``.
+
+    Labels whose id is stored are kept as they are.  When the set was made on an index of
+    another model (``labels.model_id``), the others are matched to the stored tile they name
+    (module docstring); each matched label keeps its label, note, geometry and properties.
+
+    Raises PointNotFoundError (naming ``what``) when a label's tile is not in ``store``, and
+    InputError when two labels of the file name one stored tile with opposite labels.
+    """
+    present = store.present_ids(lb.point_id for lb in labels.labels)
+    missing = [lb for lb in labels.labels if lb.point_id not in present]
+    if not missing:
+        return LabelSet(labels.labels, labels.model_id or model_id)
+    if not labels.model_id or labels.model_id == model_id:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise PointNotFoundError(f"{what}: point {missing[0].point_id}{more} is not in {store.describe()}; the labels "
+                                 "come from another index, open that one or label tiles of this index")
+    found = _match(store, missing, labels.model_id)
+    lost = [lb for lb in missing if lb.point_id not in found]
+    if lost:
+        raise PointNotFoundError(
+            f"{what}: {len(lost)} of {len(labels)} labels (first: point {lost[0].point_id}) were made on an index of "
+            f"model {labels.model_id}, and {store.describe()}, which holds model {model_id}, has no tile of the same "
+            "item, asset and grid window; ingest their sources into this index with the same tiling, or open the "
+            "index the labels came from")
+    log.info("%s: %d labels made on an index of model %s matched to this index's tiles (model %s)", what,
+             len(found), labels.model_id, model_id)
+    return LabelSet(_renamed(labels.labels, found, what), model_id)
+
+
+def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple[Label, ...]:
+    """The labels under their new ids, in file order (one label per tile)."""
+    out: dict[str, Label] = {}
+    for lb in labels:
+        new = found.get(lb.point_id, lb.point_id)
+        prev = out.get(new)
+        if prev is not None and prev.label != lb.label:
+            raise InputError(f"{what}: points {prev.point_id} and {lb.point_id} are one tile of this index, labelled "
+                             "both positive and negative; keep one of the two")
+        if prev is None:
+            out[new] = Label(new, lb.label, lb.geometry, lb.note, lb.properties)
+    return tuple(out.values())
+
+
+def _match(store: Any, missing: list[Label], old_model: str) -> dict[str, str]:
+    """{labelled id: stored id} for the ``missing`` labels whose tile ``store`` holds."""
+    want = {lb.point_id for lb in missing}
+    found: dict[str, str] = {}
+    by_item: dict[str, list[Label]] = defaultdict(list)
+    for lb in missing:
+        item = lb.properties.get("item_id")
+        if isinstance(item, str) and item:
+            by_item[item].append(lb)
+    from rsir_stac.store.filters import SearchFilter
+
+    for item in by_item:
+        found.update(_ids_under(store._scan(SearchFilter(item_ids=(item,))), old_model, want))
+    for lb in missing:
+        if lb.point_id in found or not lb.geometry:
+            continue
+        around = _footprint_circle(lb.geometry)
+        if around is not None:
+            found.update(_ids_under(store._scan(None, around=around), old_model, want))
+    return found
+
+
+def _ids_under(points: Iterator[tuple[str, dict, Any]], old_model: str, want: set[str]) -> Iterator[tuple[str, str]]:
+    """(labelled id, stored id) of the scrolled ``points`` whose id under ``old_model`` is wanted."""
+    from rsir_stac.ingest.points import payload_point_id
+
+    for pid, payload, _ in points:
+        try:
+            old = payload_point_id(payload, old_model)
+        except (KeyError, TypeError, ValueError):  # a point not written by ingest
+            continue
+        if old in want:
+            yield old, pid
+
+
+def _footprint_circle(geometry: dict) -> tuple[float, float, float] | None:
+    """(lon, lat, metres): a point inside the footprint and a radius holding all of it, so
+    the tile's centre is within (None for a geometry that is not a lon/lat polygon)."""
+    from shapely.geometry import shape
+
+    from rsir_stac.store.filters import haversine_m
+
+    try:
+        geom = shape(geometry)
+        inside = geom.representative_point()
+        lon, lat = float(inside.x), float(inside.y)
+        pts = [c for part in getattr(geom, "geoms", [geom]) for c in _coords(part)]
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+    if not pts or not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        return None
+    far = max(float(haversine_m(lon, lat, float(x), float(y))) for x, y in pts)
+    return lon, lat, max(1.0, far * FOOTPRINT_MARGIN)
+
+
+def _coords(geom: Any) -> list[tuple[float, float]]:
+    """The vertices of a point, line or polygon (its exterior)."""
+    ring = getattr(geom, "exterior", None)
+    return [(c[0], c[1]) for c in (ring.coords if ring is not None else geom.coords)]
+
+
+__all__ = ["FOOTPRINT_MARGIN", "labels_in_index"]
