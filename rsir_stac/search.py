@@ -121,6 +121,10 @@ class Index:
                     + ("" if store.backend == "edge" else
                        " and open NEW with --qdrant-collection NEW")
                 )
+            if meta.unfinished:  # a reindex or migrate target read before its run ended
+                from rsir_stac.store.base import unfinished_note
+
+                log.warning("%s", unfinished_note(store, meta))
         except BaseException:
             store.close()
             raise

@@ -239,6 +239,33 @@ def test_migrate_edge_to_server_keeps_ids_and_answers(tmp_path, scenes, tiny_bun
     other.close()
 
 
+def test_an_interrupted_migrate_leaves_a_target_that_says_it_is_unfinished(tmp_path, scenes, tiny_bundle, caplog):
+    """Ctrl-C keeps what was copied (the same command resumes); until it does, every reader of the
+    target is told it holds part of the source, and `info` says so."""
+    from rsir_stac.store.migrate import migrate
+    from rsir_stac.store.server import ServerStore
+
+    idx, url = tmp_path / "idx", str(tmp_path / "q")
+    ingest([str(s) for s in scenes[:2]], index=str(idx), model=tiny_bundle, options=NATIVE)
+
+    def stop(n):
+        if n >= 7:
+            raise KeyboardInterrupt
+
+    with open_store(str(idx), read_only=True) as src, ServerStore(url) as dst, pytest.raises(KeyboardInterrupt):
+        migrate(src, dst, batch_size=7, progress=stop)
+    with ServerStore(url) as dst:
+        assert dst.meta().unfinished.startswith("a migrate of index ") and 0 < dst.count() < 24
+    with caplog.at_level("WARNING", logger="rsir_stac.search"), Index.open(qdrant_url=url, model=tiny_bundle):
+        pass
+    assert "re-run the same `rsir-stac migrate` command to finish it" in caplog.text
+    res = CliRunner().invoke(main, ["info", "--qdrant-url", url])
+    assert res.exit_code == 0 and json.loads(res.stdout)["unfinished"].startswith("a migrate of"), res.output
+    with open_store(str(idx), read_only=True) as src, ServerStore(url) as dst:
+        assert migrate(src, dst, batch_size=7) == 24
+        assert dst.meta().unfinished == "" and dst.count() == 24
+
+
 def test_ingested_vectors_are_their_tiles_embeddings(tmp_path, scenes, tiny_bundle):
     """Batches go out to the embedding lanes and come back in order: every
     stored vector is the embedding of the tile its payload names."""

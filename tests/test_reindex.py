@@ -159,9 +159,43 @@ def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_
                 progress=stop_after_first_write)
     partial = _points(tmp_path / "new")
     assert 0 < len(partial) < 6
+    _assert_unfinished(tmp_path / "new", new_bundle, len(partial))
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=2)
     assert r.ok and r.points_existing == len(partial) and r.points_written == 6 - len(partial)
     _assert_same_index(_points(tmp_path / "new"), fresh)
+    _assert_finished(tmp_path / "new", new_bundle)
+
+
+def _assert_unfinished(location, bundle, n: int) -> None:
+    """The index says it is an unfinished reindex: in its metadata, `info` and a warning on open."""
+    import logging
+
+    from rsir_stac.search import Index
+
+    with open_store(str(location), read_only=True) as store:
+        assert store.meta().unfinished.startswith("a reindex of index ") and bundle.model_id in store.meta().unfinished
+        info = store.info()
+    assert info.unfinished and "re-run the same `rsir-stac reindex` command" in info.notes[0]
+    res = CliRunner().invoke(main, ["info", "--index", str(location)])
+    assert res.exit_code == 0 and json.loads(res.stdout)["unfinished"] == info.unfinished, res.output
+    logger = logging.getLogger("rsir_stac.search")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: seen.append(rec.getMessage())
+    logger.addHandler(handler)
+    try:
+        with Index.open(str(location), model=bundle):
+            pass
+    finally:
+        logger.removeHandler(handler)
+    assert any(f"is unfinished (a reindex of index" in m and f"it holds {n:,} points" in m for m in seen), seen
+
+
+def _assert_finished(location, bundle) -> None:
+    with open_store(str(location), read_only=True) as store:
+        assert store.meta().unfinished == "" and not store.info().unfinished
+    meta_file = json.loads((location / "rsir_tiles.meta.json").read_text())
+    assert "unfinished" not in meta_file["rsir_stac"]  # a finished index's file is what earlier versions wrote
 
 
 def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_bundle, fresh):
@@ -183,10 +217,12 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     assert report["points_written"] + report["points_existing"] + report["points_failed"] == report["points_total"]
     assert report["sources_failed"][0]["ingest_options"].startswith("--tile-size 256 --stride 256 --edge ")
     assert res.stderr.strip().splitlines()[-1].startswith("error: 1 source(s) could not be read")
+    _assert_unfinished(tmp_path / "new", new_bundle, 4)  # a source is missing: not whole yet
     moved.rename(scenes[1])
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
     assert r.ok and r.points_written == 2 and r.points_existing == 4
     _assert_same_index(_points(tmp_path / "new"), fresh)
+    _assert_finished(tmp_path / "new", new_bundle)
 
 
 def test_a_moved_folder_is_reindexed_with_relocate(tmp_path, scenes, old_index, new_bundle, fresh):

@@ -34,9 +34,10 @@ class _LazyStore:
     at once.
     """
 
-    def __init__(self, store, opener, dim: int, model_id: str, *, own: bool) -> None:
+    def __init__(self, store, opener, dim: int, model_id: str, *, own: bool, unfinished: str = "") -> None:
         self._store, self._opener, self._own = store, opener, own
         self._dim, self._model_id = dim, model_id
+        self._unfinished = unfinished  # marked on a collection this run creates, until :meth:`finished`
         self._ready = False
         if store is not None:
             try:
@@ -54,7 +55,16 @@ class _LazyStore:
         if not self._ready:
             self._store.ensure_collection(self._dim, self._model_id)
             self._ready = True
+            if self._unfinished:
+                self._store.mark_unfinished(self._unfinished)
         return self._store
+
+    def finished(self) -> None:
+        """Clear the collection's unfinished mark (:meth:`Store.mark_unfinished`), if it has one."""
+        if self._ready:
+            meta = self._store.meta()
+            if meta is not None and meta.unfinished:
+                self._store.mark_unfinished("")
 
     def existing_ids(self, ids):
         return self._store.existing_ids(ids) if self._ready else set()

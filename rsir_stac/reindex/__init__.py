@@ -44,6 +44,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 
 from rsir_stac.errors import InputError
 from rsir_stac.reindex.plan import _plan, _SourceKey, _Todo
@@ -112,6 +113,8 @@ def reindex(
         target.flush()
         if report.points_written:
             target.optimize()
+        if report.ok:
+            target.finished()  # every source read: the index is whole
         report.relocate_unmatched = moves.unmatched()
         for line in report.relocate_unmatched:
             log.warning("%s", line)
@@ -148,7 +151,9 @@ def _open_run(index, to, qdrant_url, api_key, collection: str, bundle):
         report = ReindexReport(source=src.describe(), target=dst.describe() if dst is not None
                                else f"index {os.path.abspath(os.path.expanduser(str(to)))}",
                                model_from=src.meta().model_id, model_to=bundle.model_id)
-        target = _LazyStore(dst, opener, bundle.dim, bundle.model_id, own=True)
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        note = f"a reindex of {src.describe()} to model {bundle.model_id}, started {since}"
+        target = _LazyStore(dst, opener, bundle.dim, bundle.model_id, own=True, unfinished=note)
     except BaseException:
         if dst is not None:
             dst.close()

@@ -386,8 +386,24 @@ class Store(PointAtMixin, abc.ABC):
             undated=undated,
             no_collection=no_collection,
             legacy_item_ids=legacy,
-            notes=tuple(notes),
+            notes=tuple(([unfinished_note(self, meta, n)] if meta.unfinished else []) + notes),
+            unfinished=meta.unfinished,
         )
+
+    def mark_unfinished(self, note: str) -> None:
+        """Record in the collection's metadata that ``reindex``/``migrate`` is writing it (``note``:
+        from where, since when) or, with ``""``, that it finished.  Readers warn about an unfinished
+        index (:func:`unfinished_note`).  Raises StoreError when the metadata cannot be written."""
+        from dataclasses import replace
+
+        meta = self._require_meta()
+        self._require_writable()
+        if meta.unfinished != note:
+            self._store_meta(replace(meta, unfinished=str(note)))
+
+    def _store_meta(self, meta: CollectionMeta) -> None:
+        """Write ``meta`` as the collection's metadata (the back end's own place for it)."""
+        raise NotImplementedError
 
     def optimize(self) -> bool:
         """Build search indexes now where the engine needs it; True if anything changed."""
@@ -403,6 +419,15 @@ class Store(PointAtMixin, abc.ABC):
         return f"<{type(self).__name__} {self.backend} {self.location} collection={self.collection!r}>"
 
 
+def unfinished_note(store: Store, meta: CollectionMeta, count: int | None = None) -> str:
+    """The warning an unfinished index (``meta.unfinished``) is read with: what wrote it, how many
+    points it holds, and the fix."""
+    n = store.count() if count is None else count
+    verb = "migrate" if meta.unfinished.startswith("a migrate") else "reindex"
+    return (f"{store.describe()} is unfinished ({meta.unfinished}); it holds {n:,} points, maybe not all of its "
+            f"source: re-run the same `rsir-stac {verb}` command to finish it")
+
+
 __all__ = [
     "CollectionMeta",
     "IndexInfo",
@@ -413,5 +438,6 @@ __all__ = [
     "Store",
     "normalize_id",
     "pack_payload",
+    "unfinished_note",
     "unpack_payload",
 ]

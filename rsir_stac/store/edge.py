@@ -258,6 +258,10 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         self._check_open()
         return self._meta if self._shard is not None else None
 
+    def _store_meta(self, meta: CollectionMeta) -> None:
+        _write_json_atomic(self.meta_path, meta.to_dict())
+        self._meta = meta
+
     def ensure_collection(self, dim: int, model_id: str) -> None:
         dim = int(dim)
         if dim < 1:

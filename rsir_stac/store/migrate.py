@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 from rsir_stac.errors import IncompatibleIndexError, StoreError
 
@@ -37,6 +38,9 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
             f"{src.location} --to NEW --model {bundle}` and migrate NEW")
     created = dst_meta is None
     dst.ensure_collection(meta.dim, meta.model_id)
+    if created:  # readers warn until the copy is whole (a killed run leaves part of the source)
+        since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        dst.mark_unfinished(f"a migrate of {src.describe()}, started {since}")
     try:
         copied = _copy(src, dst, batch_size, progress)
     except Exception:
@@ -51,6 +55,9 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
     n_src, n_dst = src.count(), dst.count()  # after the copy: an index read as it was copied
     if n_dst < n_src:
         raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
+    meta_now = dst.meta()
+    if meta_now is not None and meta_now.unfinished:
+        dst.mark_unfinished("")
     log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
     return copied
 

@@ -64,6 +64,7 @@ class IndexInfo:
     no_collection: int = 0
     legacy_item_ids: int = 0
     notes: tuple[str, ...] = ()
+    unfinished: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class CollectionMeta:
     rsir_stac_version: str
     distance: str = "Euclid"
     schema: int = META_SCHEMA
+    #: While ``reindex`` or ``migrate`` writes the collection: what it copies from and since when
+    #: (``""``: finished, or written by ingest, which any subset of a catalogue leaves valid).
+    unfinished: str = ""
 
     @classmethod
     def new(cls, dim: int, model_id: str) -> CollectionMeta:
@@ -85,7 +89,10 @@ class CollectionMeta:
         return cls(dim=int(dim), model_id=str(model_id), created_at=now, rsir_stac_version=__version__)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rsir_stac": asdict(self)}
+        d = asdict(self)
+        if not d["unfinished"]:
+            del d["unfinished"]  # the file of a finished index is what earlier versions wrote
+        return {"rsir_stac": d}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any] | None) -> CollectionMeta | None:
@@ -101,6 +108,7 @@ class CollectionMeta:
                 rsir_stac_version=str(d.get("rsir_stac_version", "")),
                 distance=str(d.get("distance", "Euclid")),
                 schema=int(d.get("schema", META_SCHEMA)),
+                unfinished=str(d.get("unfinished") or ""),
             )
         except (KeyError, TypeError, ValueError):
             return None

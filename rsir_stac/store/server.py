@@ -266,6 +266,10 @@ class ServerStore(Store):
         self._call("writing metadata", self.client.upsert, name,
                    [m.PointStruct(id=_META_POINT, vector=[0.0], payload=meta.to_dict())], wait=True)
 
+    def _store_meta(self, meta: CollectionMeta) -> None:
+        self._write_meta(meta)
+        self._meta = meta
+
     def drop_collection(self) -> None:
         """Delete this collection (and its ``<name>__meta`` companion): ``migrate`` removes a
         target collection it created when the copy fails, so nothing partial is left."""
