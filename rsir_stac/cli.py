@@ -356,7 +356,10 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                         limit=limit, offset=offset, include_query=include_query, out=out,
                                         with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
-            _print_search(result, fmt, offset, [], doc)
+            notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
+            if _per_item(per_item) == "auto" and _reordered(result):
+                notes.append(_cap_note(result.score_name))
+            _print_search(result, fmt, offset, notes, doc)
         return
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
@@ -373,6 +376,8 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
                             offset=offset, include_query=include_query, with_payload=not out, expand=expand)
         notes = list(result.notes) + excluded_notes(idx.store, flt)
+        if _per_item(per_item) == "auto" and _reordered(result):
+            notes.append(_cap_note(result.score_name))
         if out:
             from rsir_stac.export import empty_row, search_pages, write_table
 
@@ -380,10 +385,6 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                 n = write_table((bar_pages(search_pages(idx, result, with_vectors=with_vectors), bar)), out,
                                 empty_row(result.score_name, with_vectors=with_vectors))
             click.echo(f"wrote {n} hits to {out}", err=True)
-            if _per_item(per_item) == "auto" and _reordered(result):
-                notes.append("the hits are ranked with at most 3 tiles per scene first (--per-item auto, so a page is "
-                             "not one scene's neighbours): column rank is that order; pass --per-item 0 to rank by "
-                             f"{result.score_name} alone")
             for note in notes:
                 click.echo(f"note: {note}", err=True)
             if not thumbnails:
@@ -402,6 +403,17 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
         if out:
             return
     _print_search(result, fmt, offset, notes)
+
+
+def _cap_note(score_name: str) -> str:
+    """What the default soft per-scene cap did to the order of the hits."""
+    from rsir_stac.search import AUTO_PER_ITEM
+    from rsir_stac.store.query import FILL_PENALTY
+
+    how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
+           "other scenes' nearly as near tiles come first" if score_name == "distance" else
+           f"at most {AUTO_PER_ITEM} hits per scene come first while other scenes have hits")
+    return f"{how} (--per-item auto): the order is not by {score_name} alone; pass --per-item 0 for that"
 
 
 def _reordered(result) -> bool:
@@ -429,7 +441,8 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
                               "positives": [e.id for e in result.examples if e.positive],
                               "negatives": [e.id for e in result.examples if not e.positive],
                               **({"expanded": list(result.expanded)} if result.expanded else {})},
-                    "hits": [hit_record(h, result.score_name) for h in result.hits]})
+                    "hits": [hit_record(h, result.score_name) for h in result.hits],
+                    **({"notes": list(notes)} if notes else {})})
     elif fmt == "geojson":
         _echo_json(doc if doc is not None else to_geojson(result))
     else:

@@ -115,11 +115,59 @@ def test_per_item_cap(points, stores):
         items = [h.payload["item_id"] for h in a]
         assert max(items.count(i) for i in items) <= cap
         assert [h.score for h in a] == sorted(h.score for h in a)
-    # soft cap: capped hits first, then the capped-out ones in rank order, up to k
+    # soft cap: a hit beyond its scene's cap ranks as if FILL_PENALTY times farther (brute force here)
+    from rsir_stac.store.query import FILL_PENALTY
+
+    d = {p.id: float(np.linalg.norm(p.vector - points[0].vector)) for p in points}
+    seen: dict = {}
+    keyed = []
+    for n, p in enumerate(sorted(points, key=lambda p: (d[p.id], p.id))):
+        first = seen.setdefault(p.payload["item_id"], p.id) == p.id
+        keyed.append((d[p.id] if first else d[p.id] * FILL_PENALTY, n, p.id))
+    want = [i for _, _, i in sorted(keyed)][:290]
     a, b = edge.query(q, 290, per_item=1, fill=True), mem.query(q, 290, per_item=1, fill=True)
-    assert _ids(a) == _ids(b) and len(a) == 290
-    n_items = len({p.payload["item_id"] for p in points})
-    assert len({h.payload["item_id"] for h in a[:n_items]}) == n_items
+    assert _ids(a) == _ids(b) == want
+    # a scene's second-best tile comes before other scenes' far worse tiles, after nearly as near ones
+    second = next(i for _, _, i in keyed if i != want[0] and
+                  points_by_id(points)[i].payload["item_id"] == points_by_id(points)[want[0]].payload["item_id"])
+    pos = _ids(a).index(second) if second in _ids(a) else None
+    assert pos is None or all(d[i] <= d[second] * FILL_PENALTY for i in _ids(a)[:pos])
+
+
+def test_a_scene_holding_the_only_near_tiles_is_not_buried_by_the_soft_cap(tmp_path):
+    """Analyst trial: "more bare fields like this, in 2020": the query's scene held 12 near tiles
+    (d 0.6-0.9) and the soft cap put 9 far worse tiles of other scenes (d 1.06-1.47) before 9 of them.
+    Other scenes' tiles come first only while they are about as near (FILL_PENALTY)."""
+    from dataclasses import replace as dc_replace
+
+    from rsir_stac.store.base import Point
+
+    base = make_points(40)
+    q = np.zeros(DIM, np.float32)
+    pts = []
+    for i, p in enumerate(base):
+        scene = "near-scene" if i < 12 else f"far-{i}"
+        dist = 0.6 + 0.025 * i if i < 12 else 1.06 + 0.01 * i
+        v = np.zeros(DIM, np.float32)
+        v[0] = dist
+        pts.append(Point(p.id, v, {**p.payload, "item_id": scene}))
+    for s in (open_store(tmp_path / "index"), open_store(qdrant_url=":memory:")):
+        with s:
+            s.ensure_collection(DIM, MODEL)
+            s.upsert(pts)
+            hits = s.query(ExampleQuery((q,)), 12, per_item=3, fill=True)
+            assert [h.payload["item_id"] for h in hits] == ["near-scene"] * 12, [h.score for h in hits]
+            # nearly as near tiles of other scenes still come before a scene's fourth tile
+            close = [dc_replace(pt, vector=pt.vector * (0.7 if pt.payload["item_id"] != "near-scene" else 1.0))
+                     for pt in pts]
+            s.upsert(close)
+            hits = s.query(ExampleQuery((q,)), 12, per_item=3, fill=True)
+            items = [h.payload["item_id"] for h in hits]
+            assert items[:3] == ["near-scene"] * 3 and len(set(items)) > 1, items
+
+
+def points_by_id(points) -> dict:
+    return {p.id: p for p in points}
 
 
 def test_exclusion_around_footprint(points, stores):

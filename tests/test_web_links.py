@@ -973,8 +973,8 @@ def test_results_out_of_distance_order_by_the_per_scene_cap_are_explained(browse
     pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}&k=20")
     try:
         pg.wait_results(20)
-        pg.wait_status(f"from rank {at + 1} on, the results are not in distance order: at most 3 tiles per scene come "
-                       "first while other scenes have results")
+        pg.wait_status(f"from rank {at + 1} on, the results are not in distance order: beyond 3 tiles of one scene a "
+                       "tile ranks as if 30 % farther, so nearly as near tiles of other scenes come first")
         _shots(pg, "per_scene_cap")
         pg.p.select_option("#k", "5")
         pg.wait_results(5)

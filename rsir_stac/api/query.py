@@ -61,6 +61,7 @@ def query_router(svc: Any):
 
     from rsir_stac.apierrors import error_responses
     from rsir_stac.search import AUTO_PER_ITEM, to_geojson
+    from rsir_stac.store.query import FILL_PENALTY
     from rsir_stac.store.query import MAX_K
 
     router = APIRouter(dependencies=svc.dependencies, tags=["analysis"],
@@ -85,6 +86,8 @@ def query_router(svc: Any):
         cap = bodies.per_item(req.per_item)
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,
                     "score": result.score_name, "per_scene": AUTO_PER_ITEM if cap == "auto" else cap,
+                    **({"per_scene_penalty": FILL_PENALTY} if cap == "auto" and result.score_name == "distance"
+                       else {}),
                     "notes": notes,
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc

@@ -2,7 +2,7 @@
 ``POST /api/search/image`` (an uploaded image).
 
 All three answer the same GeoJSON FeatureCollection (``properties``: rank,
-distance, id and the payload) plus ``query``, ``k``, ``per_scene`` (the cap below),
+distance, id and the payload) plus ``query``, ``k``, ``per_scene`` (the cap below), ``per_scene_penalty``,
 ``notes`` and ``took_ms``, and apply the library's defaults of
 :meth:`rsir_stac.search.Index.search`: the soft cap of
 :data:`rsir_stac.search.AUTO_PER_ITEM` hits per scene (``per_item="auto"``),
@@ -54,6 +54,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     """One search's answer document (see the module docstring); ``vector``: an embedded upload;
     ``started``: ``time.perf_counter()`` when the request's work began (``took_ms``)."""
     from rsir_stac.search import AUTO_PER_ITEM, Example, to_geojson
+    from rsir_stac.store.query import FILL_PENALTY
 
     k = check_k(k)
     at = None
@@ -77,6 +78,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     doc["query"] = q
     doc["k"] = k
     doc["per_scene"] = AUTO_PER_ITEM  # the soft cap these searches apply (the page explains its order)
+    doc["per_scene_penalty"] = FILL_PENALTY  # beyond it a distance ranks as if this many times larger
     doc["notes"] = list(result.notes) + svc.filter_notes(flt)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc

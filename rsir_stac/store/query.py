@@ -64,6 +64,10 @@ MAX_PAIRS = 1024
 MAX_CANDIDATES = 200_000
 #: A soft per-scene cap looks at most this many candidates per result wanted before filling up.
 FILL_CANDIDATES = 64
+#: The soft per-scene cap (``fill``) of a query ranked by distance: a hit beyond its scene's cap ranks
+#: as if it were this many times farther, so other scenes' hits come first only while they are about
+#: as near (a scene holding the only good matches is not buried under far worse tiles of others).
+FILL_PENALTY = 1.3
 #: Context queries (exploration) widen to at most this many candidates per result wanted: most points tie
 #: at the top score, and settling a tie group of a million points costs seconds.
 CONTEXT_CANDIDATES = 16
@@ -306,7 +310,9 @@ def run_query(
     Ranking: by score (ascending distance, or descending score for the
     recommend/discovery strategies), ties by point id; MMR keeps the engine's
     selection order.  ``per_item``: at most this many hits per STAC item (scene),
-    kept greedily in rank order; with ``fill`` the cap is soft: when the capped
+    kept greedily in rank order; with ``fill`` the cap is soft: for a distance, a hit beyond
+    its scene's cap ranks as if :data:`FILL_PENALTY` times farther (other scenes' hits come first
+    while they are about as near); for a score or MMR, when the capped
     hits run short of ``offset + k``, the capped-out hits follow in rank order
     (candidates are widened to at most :data:`FILL_CANDIDATES` × (offset + k)
     looking for other scenes first).  Payloads (and vectors) are fetched only for
@@ -332,12 +338,17 @@ def run_query(
             raw.sort(key=lambda h: (sign * h.score, h.id))
         else:  # MMR order is the engine's selection order; only runs of equal scores are put in id order
             raw = _sort_equal_runs(raw)
-        ranked = _cap_per_item(raw, per_item) if per_item is not None else raw
+        penalised = fill and per_item is not None and query.mmr is None and not query.higher_is_better
+        if penalised:
+            ranked, keys = _soft_cap(raw, per_item, FILL_PENALTY)
+        else:
+            ranked = _cap_per_item(raw, per_item) if per_item is not None else raw
+            keys = None
         full = len(raw) >= limit
         # settled: no candidate not yet seen (scoring as raw[-1] or worse) can enter the page; a tie
         # group at the cut is widened, per-scene cap or not, so the engines' order of ties never shows
-        settled = (len(ranked) >= want and (query.mmr is not None
-                                            or sign * ranked[want - 1].score < sign * raw[-1].score))
+        last = (keys[want - 1] if keys is not None else sign * ranked[want - 1].score) if len(ranked) >= want else 0.0
+        settled = len(ranked) >= want and (query.mmr is not None or last < sign * raw[-1].score)
         bound = min(MAX_CANDIDATES, FILL_CANDIDATES * want + 16) if fill else MAX_CANDIDATES
         if query.strategy == "context":
             bound = min(bound, CONTEXT_CANDIDATES * want + 16)
@@ -388,6 +399,21 @@ def _sort_equal_runs(hits: list) -> list:
     return out
 
 
+def _soft_cap(hits: Sequence, per_item: int, penalty: float) -> tuple[list, list[float]]:
+    """``hits`` (by ascending distance) re-ranked by a soft per-scene cap: the first ``per_item`` of each
+    scene keep their distance, the others rank at ``penalty`` times theirs; ties keep rank order.
+    Returns the hits and their ranking keys, in the new order."""
+    seen: dict[Any, int] = {}
+    keyed = []
+    for n, h in enumerate(hits):
+        item = h.payload.get("item_id")
+        kept = seen.get(item, 0)
+        seen[item] = kept + 1
+        keyed.append((h.score if kept < per_item else h.score * penalty, n, h))
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    return [h for _, _, h in keyed], [k for k, _, _ in keyed]
+
+
 def _cap_per_item(hits: Sequence, per_item: int) -> list:
     seen: dict[Any, int] = {}
     out = []
@@ -400,5 +426,5 @@ def _cap_per_item(hits: Sequence, per_item: int) -> list:
     return out
 
 
-__all__ = ["ExampleQuery", "Exclusion", "MAX_K", "STRATEGIES", "check_k", "footprint_exclusion", "footprint_radius",
+__all__ = ["ExampleQuery", "Exclusion", "FILL_PENALTY", "MAX_K", "STRATEGIES", "check_k", "footprint_exclusion", "footprint_radius",
            "run_query", "sample_ids"]

@@ -66,7 +66,8 @@ export function cardKeys(card, open, label) {
 
 export const DISTANCE_HELP = "Distance between the two tiles' embeddings (Euclidean): 0 means the same " +
   "content, smaller means more alike. It ranks results of one query; it is not a probability and not metres. " +
-  "Results come at most 3 per scene while other scenes have results, so closer tiles of a scene can follow farther ones.";
+  "Beyond 3 results of one scene, a tile ranks as if 30 % farther, so nearly as near tiles of other scenes come " +
+  "first and closer tiles of a scene can follow farther ones.";
 const SCORE_HELP = "Score of the labelled query (higher is more like the positives and less like the negatives).";
 
 function footprintStyle(id) {

@@ -91,6 +91,12 @@ function capNote(doc, scored) {
     worst = scored ? Math.min(worst, v[i]) : Math.max(worst, v[i]);
   }
   if (from < 0) return "";
+  // doc.per_scene_penalty: a distance beyond the cap ranks as if that many times larger (FILL_PENALTY)
+  if (!scored && doc.per_scene_penalty) {
+    return `from rank ${from + 1} on, the results are not in distance order: beyond ${doc.per_scene} tiles of one ` +
+      `scene a tile ranks as if ${Math.round((doc.per_scene_penalty - 1) * 100)} % farther, so nearly as near tiles ` +
+      "of other scenes come first";
+  }
   return `from rank ${from + 1} on, the results are not in ${scored ? "score" : "distance"} order: at most ` +
     `${doc.per_scene} tiles per scene come first while other scenes have results, so more ${scored ? "alike" : "similar"} ` +
     "tiles of the same scenes follow farther ones, or are left out (a larger Results count shows more of them)";
