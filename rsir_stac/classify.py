@@ -78,8 +78,15 @@ class ClassifyReport:
             return "n/a" if v is None else f"{v:.2f}"
 
         if self.holdout:
+            fitted = self.positives + self.negatives - self.holdout
+            rough = ([f"only {self.holdout} held-out labels: a rough figure, look at the hits too"]
+                     if self.holdout < MIN_HOLDOUT else [])
+            if fitted < self.holdout:
+                rough.append(f"measured with a model fitted on {fitted} labels, fewer than the full fit's "
+                             f"{self.positives + self.negatives}: --holdout 0.25 keeps most for the fit")
             return (f"precision {num(self.precision)}, recall {num(self.recall)} on {self.holdout} held-out labels"
-                    + (" (none predicted positive: try a lower --threshold)" if self.precision is None else ""))
+                    + (" (none predicted positive: try a lower --threshold)" if self.precision is None else "")
+                    + (f" ({'; '.join(rough)})" if rough else ""))
         if self.holdout_fraction <= 0:
             return "no labels held out (--holdout 0), so no precision/recall; give e.g. --holdout 0.25 to measure them"
         return ("too few labels to hold any out, so no precision/recall (needs 2+ positive and 2+ negative labels, "
@@ -126,6 +133,10 @@ class ClassifyReport:
                 "positives_kept": self.positives_kept,
                 "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
                 "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
+
+
+#: Fewer held-out labels than this give a precision/recall the output calls rough.
+MIN_HOLDOUT = 10
 
 
 def _fit(x: np.ndarray, y: np.ndarray, seed: int):

@@ -96,10 +96,10 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
             check_image_path(path)
     polygon = None
     if within:
-        from rsir_stac.store.filters import load_polygon
+        from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
 
-        load_polygon(within)  # the same one-line refusals as without a service (missing, not JSON, bad area)
-        polygon = json.loads(Path(within).read_text(encoding="utf-8-sig"))  # a BOM is allowed
+        polygon = polygon_document(within)  # GeoJSON, or a GeoPackage... in lon/lat: the service reads GeoJSON
+        polygon_from_geojson(polygon, f"polygon file {within}", close=False)  # the same one-line refusals
     lone_image = image and len(image) == 1 and not (point_id or at or not_image or not_point_id or not_at
                                                      or labels_path or out)
     if lone_image:
@@ -203,11 +203,11 @@ def _ingest_when_free(client: ServiceClient, body: dict, progress: Any) -> dict:
 
 
 def _label_doc(path: str) -> dict:
-    """A label file checked as a local search checks it, then read as JSON (a BOM allowed) to send."""
+    """A label file read and checked as a local search reads it (GeoJSON or another vector format),
+    as the GeoJSON the service takes."""
     from rsir_stac.labels import read_labels
 
-    read_labels(path)
-    return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    return read_labels(path).to_geojson()
 
 
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,

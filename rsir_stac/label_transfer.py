@@ -46,6 +46,11 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
     if not missing:
         return LabelSet(labels.labels, labels.model_id or model_id)
     if not labels.model_id or labels.model_id == model_id:
+        if present:  # most of the file is this index's: a stale or mistyped tile, not another index
+            raise PointNotFoundError(
+                f"{what}: {len(missing)} of {len(labels)} labelled tiles are not in {store.describe()} (first: point "
+                f"{missing[0].point_id}); remove {'that feature' if len(missing) == 1 else 'those features'} from the "
+                "file (a tile deleted or re-ingested under another tiling, or an id mistyped), or label them again")
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise PointNotFoundError(f"{what}: point {missing[0].point_id}{more} is not in {store.describe()}; the labels "
                                  "come from another index, open that one or label tiles of this index")

@@ -164,14 +164,23 @@ def _raw_point_id(feat: Any, props: dict) -> tuple[Any, str]:
 
 
 def read_labels(path: str | Path) -> LabelSet:
-    """Read a label file; SourceNotFoundError when missing, InputError when not a label FeatureCollection."""
+    """Read a label file: GeoJSON, or any vector format GDAL reads (a GeoPackage or Shapefile saved
+    from a GIS, reprojected to lon/lat: :func:`rsir_stac.vector_file.read_vector_file`).
+    SourceNotFoundError when missing, InputError when not a label FeatureCollection."""
+    from rsir_stac.vector_file import is_json_text, read_vector_file
+
     p = Path(path).expanduser()
     try:
+        if not is_json_text(p):  # a GeoPackage, Shapefile... saved from a GIS
+            return labels_from_geojson(read_vector_file(p, f"label file {p}", "give a GeoJSON file of labelled tiles"),
+                                       f"label file {p}")
         text = p.read_text(encoding="utf-8-sig")  # a BOM is allowed (RFC 8259 8.1)
     except FileNotFoundError:
         raise SourceNotFoundError(f"label file {p} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"label file {p} cannot be read ({exc}); give a GeoJSON file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"label file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8 GeoJSON") from None
+    except OSError as exc:
+        raise InputError(f"label file {p} cannot be read ({exc.strerror or exc}); give a readable GeoJSON file") from None
     try:
         doc = json.loads(text)
     except ValueError as exc:

@@ -76,7 +76,6 @@ from rsir_stac.store.folder import (
     _fsync_dir,
     _looks_damaged,
     _write_json_atomic,
-    damaged_aside_paths,
     file_too_large,
     finish_interrupted_repair,
     refuse_broken_link,
@@ -160,15 +159,9 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         refuse_broken_link(self.index)
         undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
-            aside = damaged_aside_paths(self.index, collection) if self.index.is_dir() else []
-            if aside:
-                raise IndexNotFoundError(
-                    f"index {self.index} has no collection {collection!r} (a damaged one was set aside in "
-                    f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore SNAPSHOT --index "
-                    f"{self.index} --force`")
-            raise IndexNotFoundError(
-                f"index {self.index} has no collection {collection!r}; build it with ingest or check --index"
-            )
+            from rsir_stac.store.folder import no_index_message
+
+            raise IndexNotFoundError(no_index_message(self.index, collection))
         self._use_private = read_only and self._needs_private_copy()
         if self._use_private:
             self._lock = _IndexLock.none()

@@ -206,17 +206,36 @@ def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
 
 
 def load_polygon(path: str | Path) -> GeoArea:
-    """Read the search area of a GeoJSON file (lon/lat, EPSG:4326): a Polygon
+    """Read the search area of a GeoJSON file (lon/lat, EPSG:4326; or any vector format GDAL reads,
+    reprojected: :func:`rsir_stac.vector_file.read_vector_file`): a Polygon
     (holes allowed), MultiPolygon, Feature, FeatureCollection (the union of its
     features) or GeometryCollection of them; see :class:`GeoArea`."""
+    doc = polygon_document(path)
+    return polygon_from_geojson(doc, f"polygon file {Path(path)}", close=False)
+
+
+def polygon_document(path: str | Path) -> Any:
+    """The GeoJSON document of a polygon file (GeoJSON text, or another vector format read
+    through GDAL and reprojected to lon/lat), not yet checked as an area (:func:`load_polygon`).
+    Raises SourceNotFoundError (missing) and InputError (unreadable, not JSON, not a vector file)."""
+    from rsir_stac.vector_file import is_json_text, read_vector_file
+
     p = Path(path)
     if not p.is_file():
         raise SourceNotFoundError(f"polygon file {p} does not exist; give a GeoJSON file path")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is allowed (RFC 8259 8.1)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not is_json_text(p):  # a GeoPackage, Shapefile, KML... saved from a GIS
+            doc = read_vector_file(p, f"polygon file {p}", "give a GeoJSON Polygon")
+        else:
+            doc = json.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is allowed (RFC 8259 8.1)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"polygon file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8 GeoJSON") from None
+    except OSError as exc:
+        raise InputError(f"polygon file {p} cannot be read ({exc.strerror or exc}); give a readable GeoJSON "
+                         "file") from None
+    except json.JSONDecodeError as exc:
         raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
-    return polygon_from_geojson(doc, f"polygon file {p}", close=False)
+    return doc
 
 
 #: Names a legacy GeoJSON ``crs`` member may give for lon/lat (RFC 7946 dropped the member; its

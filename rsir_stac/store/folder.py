@@ -331,6 +331,20 @@ def _payload_index_finding() -> Any:
     return Finding("payload_index", "the payload index files could not be read by the engine")
 
 
+def no_index_message(path: Path, collection: str) -> str:
+    """Why ``path`` cannot be opened as an index holding ``collection`` (the engine's collection of
+    tiles, not a STAC collection), in a user's words, and the fix."""
+    if not path.exists():
+        return (f"no index at {path} (no such folder); check the --index path, or build one with "
+                f"`rsir-stac ingest SOURCES --index {path}`")
+    aside = damaged_aside_paths(path, collection)
+    if aside:
+        return (f"index {path} has no collection {collection!r} (a damaged one was set aside in {aside[-1].name}); "
+                f"re-run the ingest that built it, or `rsir-stac restore SNAPSHOT --index {path} --force`")
+    return (f"{path} is not an rsir-stac index (it holds no tile collection {collection!r}); check the --index path, "
+            f"or build one there with `rsir-stac ingest SOURCES --index {path}`")
+
+
 def _collection_dir(index: str | Path, collection: str) -> Path:
     """The absolute index path, after refusing a broken link and undoing an interrupted restore;
     IndexNotFoundError when it holds no ``collection`` (``check`` and ``check --repair``)."""
@@ -338,11 +352,5 @@ def _collection_dir(index: str | Path, collection: str) -> Path:
     refuse_broken_link(path)
     undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
-        aside = damaged_aside_paths(path, collection)
-        if aside:
-            raise IndexNotFoundError(f"index {path} has no collection {collection!r} (a damaged one was set aside in "
-                                     f"{aside[-1].name}); re-run the ingest that built it, or `rsir-stac restore "
-                                     f"SNAPSHOT --index {path} --force`")
-        raise IndexNotFoundError(f"index {path} has no collection {collection!r}; check the --index path, or build "
-                                 "it with rsir-stac ingest")
+        raise IndexNotFoundError(no_index_message(path, collection))
     return path

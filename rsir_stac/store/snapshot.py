@@ -94,7 +94,9 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     src = Path(index).expanduser().absolute()
     dst = Path(out).expanduser().absolute()
     if not (src / collection).is_dir():
-        raise IndexNotFoundError(f"index {src} has no collection {collection!r}; check the --index path, or build it with rsir-stac ingest")
+        from rsir_stac.store.folder import no_index_message
+
+        raise IndexNotFoundError(no_index_message(Path(src), collection))
     if dst.exists() and dst.is_dir():
         raise InputError(f"snapshot path {dst} is a folder; give a file name such as {dst / 'index.tar.gz'}")
     if not dst.name.endswith(EXTENSIONS):

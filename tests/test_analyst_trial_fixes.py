@@ -1,0 +1,119 @@
+"""What an analyst trial (twenty-fifth session) found in the analyst's loop: label and area files saved
+from a GIS as GeoPackage or Shapefile, a label file with one stale tile, a rough held-out measure, and a
+missing index named in the engine's words.  Real Qdrant Edge index, real GDAL files, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.errors import InputError, PointNotFoundError
+from rsir_stac.labels import read_labels, write_labels
+from tests.test_analysis import _labels, bundle, index, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("driver,ext,crs", [("GPKG", ".gpkg", "EPSG:3857"), ("ESRI Shapefile", ".shp", "EPSG:4326")])
+def test_label_files_saved_from_a_gis_are_read(world, bundle, tmp_path, driver, ext, crs):  # noqa: F811
+    """A label file saved from QGIS as GeoPackage (in the project's CRS) or Shapefile was refused
+    with "'utf-8' codec can't decode byte 0xa0"; it is read through GDAL, reprojected to lon/lat."""
+    import geopandas as gpd
+
+    labels = _labels(world, bundle)
+    src = write_labels(labels, tmp_path / "labels.geojson")
+    gdf = gpd.read_file(src).to_crs(crs)
+    path = tmp_path / f"labels{ext}"
+    gdf.to_file(path, driver=driver)
+    got = read_labels(path)
+    assert [(lb.point_id, lb.label) for lb in got.labels] == [(lb.point_id, lb.label) for lb in labels.labels]
+    a = _run("search", "--index", world[0], "--model", bundle.path, "--labels", src, "--format", "json")
+    b = _run("search", "--index", world[0], "--model", bundle.path, "--labels", path, "--format", "json")
+    assert a.exit_code == b.exit_code == 0, b.output
+    assert [h["id"] for h in json.loads(a.stdout)["hits"]] == [h["id"] for h in json.loads(b.stdout)["hits"]]
+
+
+def test_an_area_file_saved_as_a_projected_geopackage_is_the_same_area(world, bundle, tmp_path):  # noqa: F811
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    area = box(10.05, 45.0, 10.06, 45.006)  # scene 1's tiles
+    (tmp_path / "area.geojson").write_text(json.dumps({"type": "Polygon",
+                                                       "coordinates": [list(map(list, area.exterior.coords))]}))
+    gpd.GeoDataFrame({"name": ["area"]}, geometry=[area], crs="EPSG:4326").to_crs("EPSG:32632").to_file(
+        tmp_path / "area.gpkg", driver="GPKG")
+    pid = next(p.id for p in world[1] if p.payload["item_id"] == "scene-4")
+    runs = [_run("search", "--index", world[0], "--model", bundle.path, "--point-id", pid, "--within", tmp_path / f,
+                 "-k", "40", "--per-item", "0", "--format", "json") for f in ("area.geojson", "area.gpkg")]
+    assert all(r.exit_code == 0 for r in runs), runs[1].output
+    a, b = ([h["id"] for h in json.loads(r.stdout)["hits"]] for r in runs)
+    assert a and set(a) == set(b)  # a projected polygon's edges are not lon/lat lines: the same tiles inside
+
+
+def test_a_file_gdal_cannot_read_either_is_one_line_without_python_internals(world, bundle, tmp_path):  # noqa: F811
+    junk = tmp_path / "labels.gpkg"
+    junk.write_bytes(bytes(range(256)) * 4)
+    for opt in ("--labels", "--within"):
+        args = ["search", "--index", world[0], "--model", bundle.path, opt, junk]
+        if opt == "--within":
+            args += ["--at", "10.052,45.002"]
+        r = _run(*args)
+        assert r.exit_code == 2, r.output
+        err = r.stderr.strip()
+        assert "\n" not in err and "neither GeoJSON text nor a vector file GDAL reads" in err, err
+        assert "codec" not in err and "0x" not in err, err
+
+
+def test_one_stale_tile_in_a_label_file_is_named_as_such(world, bundle, tmp_path, index):  # noqa: F811
+    """16 of 17 labels were this index's, and the message said the labels come from another index."""
+    doc = _labels(world, bundle).to_geojson()
+    doc["features"][0]["id"] = doc["features"][0]["properties"]["point_id"] = str(uuid.UUID(int=0))
+    path = tmp_path / "stale.geojson"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PointNotFoundError) as err:
+        index.search(labels=read_labels(path))
+    msg = str(err.value)
+    assert f"1 of {len(doc['features'])} labelled tiles are not in index" in msg, msg
+    assert "remove that feature from the file" in msg and "another index" not in msg, msg
+
+
+def test_a_rough_held_out_measure_says_so(world, bundle, tmp_path, index):  # noqa: F811
+    from rsir_stac.classify import MIN_HOLDOUT, classify
+
+    labels = _labels(world, bundle, npos=4, nneg=4)
+    report = classify(index, labels, holdout=0.5, background=0)
+    assert 0 < report.holdout < MIN_HOLDOUT
+    assert f"only {report.holdout} held-out labels: a rough figure" in report.holdout_text()
+    report = classify(index, _labels(world, bundle), holdout=0.9, background=0)
+    assert "measured with a model fitted on" in report.holdout_text(), report.holdout_text()
+    labels = _labels(world, bundle, npos=24, nneg=12)
+    report = classify(index, labels, holdout=0.35, background=0)
+    assert report.holdout >= MIN_HOLDOUT and "rough" not in report.holdout_text()
+
+
+def test_a_missing_index_is_named_in_the_users_words(tmp_path, bundle, world):  # noqa: F811
+    r = _run("search", "--at", "0,0", "--index", tmp_path / "nosuch", "--model", bundle.path)
+    assert r.exit_code == 2 and "no index at" in r.stderr and "(no such folder)" in r.stderr, r.output
+    (tmp_path / "empty").mkdir()
+    r = _run("search", "--at", "0,0", "--index", tmp_path / "empty", "--model", bundle.path)
+    assert r.exit_code == 2 and "is not an rsir-stac index" in r.stderr, r.output
+    assert "rsir-stac ingest SOURCES --index" in r.stderr
+
+
+def test_bad_label_files_stay_refused(tmp_path):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="is not GeoJSON"):
+        read_labels(bad)
+    latin = tmp_path / "latin.geojson"
+    latin.write_bytes(b'{"type": "FeatureCollection", "features": [], "name": "caf\xe9"}')
+    with pytest.raises(InputError, match="is not UTF-8 text"):
+        read_labels(latin)
