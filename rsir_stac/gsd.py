@@ -2,7 +2,8 @@
 
 At the model's GSD (``--gsd``, else the bundle's) unless the scene is much coarser
 (``max_upsample``; a 30 m scene is not blown up to 0.3 m: its own GSD, unless it is then
-smaller than one tile and at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times coarser); at its
+smaller than one tile and at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times coarser) or, finer,
+smaller than one tile at it (the coarsest GSD that holds one); at its
 own GSD in square ground pixels (:func:`square_pixels`: a lon/lat raster away from the
 equator has pixels taller than wide).  Per-band scenes (three files) open as one raster.
 """
@@ -10,6 +11,7 @@ equator has pixels taller than wide).  Per-band scenes (three files) open as one
 from __future__ import annotations
 
 import logging
+import math
 
 from rsir_stac.errors import RasterError
 
@@ -49,10 +51,12 @@ def open_reader(scene, gsd, kw):
                           f"{keys[0]}: {key} is {err.detail}; {GRID_FIX}") from err
 
 
-def open_scene(scene, options, tile_size, stride, gsd):
+def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = True):
     """``(reader, gsd, legacy)``: a scene opened at the target GSD, or at its own GSD when
     that would upsample more than ``options.max_upsample`` times (a 30 m scene is not blown
-    up to 0.3 m), in square pixels (:func:`square_pixels`, which gives ``legacy``)."""
+    up to 0.3 m), in square pixels (:func:`square_pixels`, which gives ``legacy``); with
+    ``fine_fallback``, a finer scene smaller than one tile at ``gsd`` is opened at the coarsest
+    GSD that holds one (:func:`_coarsest_holding_a_tile`; adaptation, which needs one GSD, not)."""
     from rsir_stac.tiling import SceneReader
 
     kw = reader_options(scene, options, tile_size, stride)
@@ -74,7 +78,33 @@ def open_scene(scene, options, tile_size, stride, gsd):
                     "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)
         reader.close()
         return square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
+    if options.gsd is None and fine_fallback:
+        coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size)
+        if coarsest is not None:
+            log.warning("%s: %dx%d px at the model's %.3g m is smaller than one %d px tile; tiling at %.3g m, the "
+                        "coarsest GSD that holds one (its own is %.3g m; pass --gsd to force a resolution)",
+                        scene.item_id, reader.grid_width, reader.grid_height, gsd, tile_size, coarsest,
+                        reader.native_gsd)
+            reader.close()
+            return open_reader(scene, coarsest, kw), coarsest, None
     return reader, gsd, None
+
+
+def _coarsest_holding_a_tile(reader, gsd: float, tile_size: int) -> float | None:
+    """For a scene finer than the model's ``gsd`` (metres) that is smaller than one tile at it (a
+    drone mosaic for a model adapted to 30 m Landsat): the coarsest GSD at which its shorter side
+    still spans ``tile_size`` pixels (its detail is downsampled no more than that needs, and none is
+    made up), when that is no finer than the scene's own; else None (tiled at ``gsd`` as asked)."""
+    if min(reader.grid_width, reader.grid_height) >= tile_size or reader.native_gsd >= gsd:
+        return None
+    px, py = reader.pixel_size_m
+    side_m = min(reader.width * px, reader.height * py)  # the shorter side on the ground
+    exact = side_m / (tile_size + 0.5)  # grids are rounded to whole pixels: keep half a pixel to spare
+    step = 10.0 ** (math.floor(math.log10(exact)) - 2)  # three significant digits, rounded down: the tile fits
+    coarsest = float(f"{math.floor(exact / step) * step:.3g}")  # a round value: it enters point ids and messages
+    if coarsest < reader.native_gsd:  # smaller than one tile at its own GSD too
+        return None
+    return coarsest
 
 
 def square_pixels(scene, reader, kw):

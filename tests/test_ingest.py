@@ -365,6 +365,26 @@ def test_a_scene_too_small_at_its_own_gsd_is_tiled_at_the_models(tmp_path):
         assert {round(p.payload["gsd"], 3) for p in s.iter_points(with_vectors=False)} == {0.3}
 
 
+def test_a_fine_scene_smaller_than_one_tile_at_the_models_gsd_is_tiled_at_the_coarsest_that_holds_one(tmp_path):
+    """Adaptation trial: with a bundle adapted at 30 m, a 0.35 m drone mosaic was shrunk to 8x9 px and
+    skipped ("nothing was indexed"). A scene finer than the model's GSD and smaller than one tile at it
+    is tiled at the coarsest GSD that still holds one (here: a 5 cm mosaic, 50 x 40 m, for 0.3 m)."""
+    scene = make_geotiff(tmp_path / "drone.tif", width=1000, height=800, res=0.05)
+    rep = ingest([str(scene)], index=str(tmp_path / "idx"))
+    assert rep.ok and rep.points_written >= 1 and not rep.items_empty, rep
+    with open_store(str(tmp_path / "idx"), read_only=True) as s:
+        pts = list(s.iter_points(with_vectors=False))
+    gsd = {p.payload["gsd"] for p in pts}
+    assert len(gsd) == 1 and 0.05 < gsd.pop() <= 40 / 256, {p.payload["gsd"] for p in pts}
+    assert all(p.payload["window"]["height"] <= 800 for p in pts)
+    again = ingest([str(scene)], index=str(tmp_path / "idx"))  # the same GSD again: the same point ids
+    assert again.ok and again.points_written == 0 and again.tiles_existing == len(pts)
+    # a scene smaller than one tile even at its own GSD is still reported as such
+    tiny = make_geotiff(tmp_path / "tiny.tif", width=200, height=150, res=0.05)
+    rep = ingest([str(tiny)], index=str(tmp_path / "idx2"))
+    assert rep.points_written == 0 and rep.items_small
+
+
 def test_a_small_scene_is_not_blown_up_past_the_models_scale_range(tmp_path):
     """A 30 m strip smaller than one tile at its own GSD was tiled at 0.3 m: 100x enlarged
     pixels in ~1,900 tiles.  Beyond 8x it keeps its own GSD (one padded tile, here mostly

@@ -157,7 +157,8 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
     try:
         for scene in scenes:
             try:
-                reader, used, _ = open_scene(scene, opts, tile_size, stride, target)  # square pixels (no old tiling to keep)
+                # square pixels (no old tiling to keep); one GSD for all (no finer fallback for small scenes)
+                reader, used, _ = open_scene(scene, opts, tile_size, stride, target, fine_fallback=False)
                 with reader:
                     out.append(_SceneWindows(scene, used, reader.gsd, reader.windows(), reader.native_gsd))
             except RsirError as err:
