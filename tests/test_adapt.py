@@ -92,6 +92,10 @@ def test_adapt_on_a_time_series_then_ingest(tmp_path, series, tiny_bundle):
     assert all(a["triplets"][k] > 0 for k in a["triplet_kinds"])
     assert a["n_tiles"] == 3 * 7 * 5 and a["n_train"] + a["n_heldout"] == a["n_tiles"]  # stride 32 on 256×192
     assert a["gsd"] == pytest.approx(1.0) and b.gsd == pytest.approx(1.0)
+    # a network kept on a handful of held-out tiles is said to need a look (adaptation trial)
+    assert ("warning" in a) == (a["best_step"] > 0 and a["n_heldout"] < 100)
+    if "warning" in a:
+        assert f"kept on {a['n_heldout']} held-out tiles, too few" in a["warning"]
     assert b.meta["reducer"]["kind"] == "pca" and b.dim == tiny_bundle.dim
     assert [e.step for e in events if e.kind == "eval"] == [0, 1, 2]
     assert json.loads((out / "adapt.json").read_text())["model_id"] == b.model_id
