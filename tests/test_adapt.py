@@ -243,3 +243,15 @@ def test_cluster_positives_and_negatives():
     plain = negative_mask(none, tiles, tiles, np.full(12, np.nan))
     guarded = negative_mask(none, tiles, tiles, np.full(12, np.nan), cluster=lab)
     assert plain[0, 1] and not guarded[0, 1] and guarded[0, 5] and guarded[5, 0]
+
+
+def test_a_scene_smaller_than_one_tile_is_named_as_such_not_as_nodata(tmp_path, series, tiny_bundle, caplog):
+    """Adaptation trial: a 191x116 px scene at the model's GSD was said to give "tiles mostly empty
+    (nodata)", with "raise --max-tiles" as the fix; ingest says it is smaller than one tile."""
+    small = make_geotiff(series / "small.tif", width=40, height=30, seed=5, origin=(700000.0, 3300000.0))
+    with caplog.at_level("WARNING", logger="rsir_stac.model.unlabelled"):
+        collect_tiles([str(series)], tiny_bundle, gsd=1.0, min_valid=0.5)
+    msg = next(r.getMessage() for r in caplog.records if "gave no tiles" in r.getMessage())
+    assert "small" in msg and "40x30 px at 1 m is smaller than one 64 px tile" in msg, msg
+    assert "a scene smaller than one tile teaches nothing" in msg and "nodata" not in msg, msg
+    assert small.exists()

@@ -485,3 +485,19 @@ def test_a_relocate_that_matches_no_stored_source_is_said(tmp_path, scenes, old_
     assert f"under {scenes[0].parent}" in first and f"--relocate {scenes[0].parent}=NEW" in first
     assert r.relocate_unmatched[1].startswith("--relocate https://a.example/x=https://b.example/x matched no")
     assert first in caplog.text
+
+
+def test_the_tiling_note_reads_past_tiles_cut_at_their_own_gsd():
+    """Adaptation trial: an index whose first tiles were cut at their scene's own GSD (coarse scenes)
+    and the rest at 0.3 m gave no note for a model expecting 30 m; every tile of every page counts."""
+    from types import SimpleNamespace
+
+    from rsir_stac.reindex.stores import _tiling_note
+    from rsir_stac.store import Point
+
+    def tile(gsd):
+        return Point("x", np.zeros(2, np.float32), {"tiling": {"tile_size": 256, "gsd": gsd}})
+
+    model = SimpleNamespace(tile_size=256, gsd=30.0, model_id="m30")
+    assert "expects 256 px at 30.0 m" in _tiling_note(model, [tile(None), tile(None), tile(0.3)])
+    assert _tiling_note(model, [tile(None), tile(30.0)]) == ""

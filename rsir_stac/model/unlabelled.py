@@ -130,6 +130,7 @@ class _SceneWindows:
     gsd: float
     refs: list
     native_gsd: float = math.nan
+    grid: tuple[int, int] = (0, 0)  # width and height in pixels at ``gsd``
 
 
 #: A scene enlarged more than this many times (``--gsd`` much finer than its own GSD) is said:
@@ -160,7 +161,8 @@ def _list_windows(scenes, bundle, *, gsd, bands, stride, tile_size, min_valid, m
                 # square pixels (no old tiling to keep); one GSD for all (no finer fallback for small scenes)
                 reader, used, _ = open_scene(scene, opts, tile_size, stride, target, fine_fallback=False)
                 with reader:
-                    out.append(_SceneWindows(scene, used, reader.gsd, reader.windows(), reader.native_gsd))
+                    out.append(_SceneWindows(scene, used, reader.gsd, reader.windows(), reader.native_gsd,
+                                             (reader.grid_width, reader.grid_height)))
             except RsirError as err:
                 log.warning("skipping %s: %s", scene.item_id, err)
                 failed.append(str(err))
@@ -401,12 +403,18 @@ def _warn_tileless(listed: list[_SceneWindows], drawn: dict[int, list[int]], kep
     """Warn, naming them, about scenes that gave no tile (none of their windows drawn under
     ``max_tiles``, or every one drawn mostly empty or unreadable); returns their names."""
     have = set(kept)
-    why = []
+    why, small = [], []
     for s, w in enumerate(listed):
         if s in have:
             continue
         n = len(drawn.get(s, []))
-        if not w.refs:
+        side = min(w.grid) if w.grid != (0, 0) else None
+        tile = max((r.grid.width for r in w.refs), default=0) if w.refs else None
+        if side is not None and tile and side < tile:  # its one padded window is mostly padding, not nodata
+            small.append(w.scene.item_id)
+            why.append((w.scene.item_id, f"{w.grid[0]}x{w.grid[1]} px at {w.gsd:.3g} m is smaller than one {tile} px "
+                                         "tile, so its one padded tile is mostly empty"))
+        elif not w.refs:
             why.append((w.scene.item_id, "no window of a whole tile fits in it"))
         elif n == 0:
             why.append((w.scene.item_id, f"none of its {len(w.refs)} windows was among the --max-tiles "
@@ -418,6 +426,9 @@ def _warn_tileless(listed: list[_SceneWindows], drawn: dict[int, list[int]], kep
         fix = (f"leave out {', '.join(crowding)} (enlarged, its windows crowd out the others) or pass a --gsd "
                "nearer its own, raise --max-tiles, or adapt on each GSD separately" if crowding else
                "raise --max-tiles, or check their nodata and --bands")
+        if small:
+            fix = ("a scene smaller than one tile teaches nothing: leave it out, or read it with more pixels (a finer "
+                   "--gsd)" + ("" if len(small) == len(why) else f"; for the others: {fix}"))
         log.warning("%d of %d scenes gave no tiles, so adaptation does not see them: %s; %s", len(why), len(listed),
                     "; ".join(f"{name} ({reason})" for name, reason in why[:5])
                     + (f"; and {len(why) - 5} more" if len(why) > 5 else ""), fix)

@@ -165,12 +165,12 @@ def _open_run(index, to, qdrant_url, api_key, collection: str, bundle):
 def _copy_pages(src, target, bundle, embedder, sources: _Sources, report: ReindexReport,
                 emit: Callable[[ReindexEvent], None], moves: Relocations, page_size: int) -> None:
     """Re-read, embed and write every point of ``src``, ``page_size`` payloads at a time (the
-    first page says whether the old tiling is kept, :func:`_tiling_note`); the batches in
+    pages say whether the old tiling is kept, :func:`_tiling_note`); the batches in
     flight are cancelled when a page fails."""
     writer = _Writer(embedder, target, report, emit)
     try:
-        for n, page in enumerate(_pages(src.iter_points(batch=page_size, with_vectors=False), page_size)):
-            if n == 0:
+        for page in _pages(src.iter_points(batch=page_size, with_vectors=False), page_size):
+            if not report.tiling_kept:  # every page until one says so: a mixed index may start with either kind
                 report.tiling_kept = _tiling_note(bundle, page)
             _do_page(page, bundle.model_id, target, sources, writer, report, emit, moves)
     except BaseException:

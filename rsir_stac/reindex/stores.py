@@ -90,7 +90,8 @@ def _check(src, dst, bundle, to) -> None:
 
 
 def _tiling_note(bundle, page: list) -> str:
-    """A note when the old tiling differs from what the new model expects."""
+    """A note when a tile of ``page`` was cut otherwise than the new model expects (tiles at their
+    scene's own GSD, coarse scenes, are cut that way by either model); "" when none was."""
     for p in page:
         t = p.payload.get("tiling") or {}
         if t.get("tile_size") is None:
@@ -103,5 +104,4 @@ def _tiling_note(bundle, page: list) -> str:
                     "either way)")
             log.info("%s", note)  # the report carries it; the CLI prints it once
             return note
-        return ""
     return ""
