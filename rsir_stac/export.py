@@ -12,6 +12,9 @@ and optionally the stored vector (``embedding``, a list of float32).
   (``.fgb``, GDAL through geopandas/pyogrio) is written from all rows at once
   (it builds a spatial index over them and stores features in that index's
   order: sort by ``rank``).
+* CSV text cells a spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+  first) are written with a leading ``'`` (:func:`csv_cell`); the other formats hold every
+  value exactly.
 * Files are written to a temporary name and renamed when complete.
 
 :func:`export_index` writes a whole index to GeoParquet with the vectors, plus
@@ -24,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -48,6 +52,12 @@ DATETIME_COLUMNS = ("datetime", "start_datetime", "end_datetime")
 _INT_COLUMNS = {"rank": "int32", "tiles": "int64"}
 _FLOAT_COLUMNS = NUMBER_FIELDS + ("lon", "lat", "distance", "score", "probability", "max_probability",
                                   "mean_probability")
+#: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a text cell as a
+#: formula: such a cell is written with a leading ``'`` (:func:`csv_cell`; OWASP "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A text that is a plain decimal number ("-12.5", "+3", "1e-3"): ASCII digits, one sign, one point,
+#: an exponent; a spreadsheet reads it as that number, so it is written as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
 
@@ -59,6 +69,20 @@ def format_for(path: str | Path) -> str:
         raise InputError(f"export path {path} has no known format extension ({ext or 'none'}); "
                          f"use one of {', '.join(sorted(FORMATS))}")
     return FORMATS[ext]
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell holds it, safe to open in a spreadsheet: a text that begins with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (:data:`FORMULA_STARTS`, which a
+    spreadsheet reads as the start of a formula: ``=HYPERLINK(...)`` in a STAC item id would
+    be a live link leaking the sheet) gets a leading ``'``, which spreadsheets read as "text"
+    (OWASP, CSV Injection).  Numbers, None and texts that are plain decimal numbers ("-12.5";
+    a spreadsheet reads them as the number, and no formula fits in one) are returned as
+    they are.  The one rule of every CSV this package writes; the map page's ``csvCell``
+    (``web/labels.js``) mirrors it."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", score: float | None = None,
@@ -175,7 +199,7 @@ def _write_csv(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
                 r["geometry"] = shape(row["geometry"]).wkt if row["geometry"] else ""
                 if "embedding" in r and r["embedding"] is not None:
                     r["embedding"] = json.dumps(r["embedding"])
-                out.writerow(r)
+                out.writerow({k: csv_cell(v) for k, v in r.items()})  # no formula from catalogue texts
                 n += 1
         if out is None:
             fh.write("id,rank,geometry\n")
@@ -516,5 +540,5 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     return target
 
 
-__all__ = ["FORMATS", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
+__all__ = ["FORMATS", "FORMULA_STARTS", "csv_cell", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
            "write_search", "write_table"]

@@ -290,6 +290,18 @@ export function showHits(doc, onLabel) {
 }
 
 /**
+ * A CSV cell safe to open in a spreadsheet, the rule of rsir_stac.export.csv_cell: a text that begins
+ * with =, +, -, @, a tab or a carriage return (a formula to a spreadsheet: =HYPERLINK(...) in a STAC
+ * item id) gets a leading ' (OWASP, CSV Injection); numbers, and texts that are plain decimal
+ * numbers ("-12.5"), as they are.
+ */
+export function csvCell(v) {
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(v) &&
+      !/^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/.test(v)) return "'" + v;
+  return v;
+}
+
+/**
  * Export the current results: the service's export of the same query (every format, one schema),
  * an uploaded example sent along as a multipart positive_image; GeoJSON/CSV in the page only with a
  * service that has no export endpoint.
@@ -314,7 +326,11 @@ export async function exportResults(format, body, features, image) {
                                          { type: "application/geo+json" }));
   } else if (format === "csv") {
     const cols = ["rank", "id", "distance", "item_id", "collection", "datetime", "lon", "lat"];
-    const esc = (v) => (v === undefined || v === null ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    const esc = (v) => {
+      if (v === undefined || v === null) return "";
+      const t = String(csvCell(v));
+      return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+    };
     const lines = [cols.join(",")];
     for (const f of features) {
       const p = f.properties;
