@@ -97,9 +97,8 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
         v = p.get(k)
         row[k] = None if v is None else str(v)
     for k in NUMBER_FIELDS:
-        v = p.get(k)
-        row[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-    row["lon"], row["lat"] = loc.get("lon"), loc.get("lat")
+        row[k] = _real(p.get(k))
+    row["lon"], row["lat"] = _real(loc.get("lon")), _real(loc.get("lat"))
     for k in JSON_FIELDS:
         row[k] = None if p.get(k) is None else json.dumps(p[k], separators=(",", ":"))
     known = set(TEXT_FIELDS) | set(NUMBER_FIELDS) | set(JSON_FIELDS) | {"location", "corners", "packed"}
@@ -111,6 +110,11 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
     if with_vectors:
         row["embedding"] = None if hit.vector is None else np.asarray(hit.vector, np.float32).tolist()
     return row
+
+
+def _real(v: Any) -> float | None:
+    """A number as a float (JSON writes 5.0, not 5: GDAL types the field Real in every file), else None."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def empty_row(score_name: str | None = "distance", extra: dict | None = None,

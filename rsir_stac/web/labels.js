@@ -193,10 +193,25 @@ export async function findAll(filters, onProgress) {
     if (!(threshold >= 0 && threshold <= 1)) {
       throw new Error(`threshold "${raw}" must be a probability from 0 to 1, e.g. 0.5`);
     }
-    const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
-      max_hits: 2000 }, filters));
+    const resp = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
+      max_hits: 2000 }, filters), { raw: true });
+    const text = await resp.text();
+    const doc = JSON.parse(text);
+    answers.set(doc, text);
     return doc;
   } finally { clearInterval(timer); }
+}
+
+const answers = new WeakMap();   // a "find all" answer -> the service's own text of it
+
+/**
+ * The hits of a "find all" answer as a GeoJSON file: the service's text as it came (a FeatureCollection
+ * with its summary and notes beside the features), not the page's JSON.stringify of it, which writes
+ * 5.0 as 5: GDAL would type gsd and the epochs Integer, where every export has them Real.
+ */
+export function findAllFile(doc) {
+  const text = answers.get(doc) || JSON.stringify({ type: "FeatureCollection", features: doc.features || [] });
+  return new Blob([text], { type: "application/geo+json" });
 }
 
 export function clearFindAll() {
