@@ -276,10 +276,10 @@ def _arrow_table(rows: Sequence[dict], schema: Any | None = None) -> Any:
     return table
 
 
-def _geo_metadata(bbox: list[float] | None) -> bytes:
-    # footprints crossing the antimeridian are MultiPolygons; the file is written page by page, so
-    # both types are declared (the list must include every type present)
-    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["MultiPolygon", "Polygon"]}
+def _geo_metadata(bbox: list[float] | None, types: Iterable[str] = ()) -> bytes:
+    """The ``geo`` metadata; ``types``: the geometry types of the rows (Polygon for none: footprints
+    are polygons, MultiPolygons only where one crosses the antimeridian)."""
+    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": sorted(set(types)) or ["Polygon"]}
     if bbox is not None:
         col["bbox"] = bbox
     return json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
@@ -288,10 +288,12 @@ def _geo_metadata(bbox: list[float] | None) -> bytes:
 
 def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     """GeoParquet 1.1 (WKB, CRS84 by omission); one row group per page. The file-level
-    bbox is left out (known only at the end); each row's bbox is in ``bbox``."""
+    bbox is left out; each row's bbox is in ``bbox``.  The ``geo`` metadata, in the footer, lists
+    the geometry types the rows have (known at the end: no Arrow schema copy is stored, which
+    would keep the first page's; the columns read back with the same types)."""
     import pyarrow.parquet as pq
 
-    writer, schema, n = None, None, 0
+    writer, schema, n, types = None, None, 0, set()
     try:
         for page in pages:
             if not page:
@@ -302,16 +304,19 @@ def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
             table = _arrow_table(page, schema)
             if empty:
                 table = table.slice(0, 0)
+            else:
+                types.update(r["geometry"]["type"] for r in page if r.get("geometry"))
             if writer is None:
                 schema = table.schema.with_metadata({b"geo": _geo_metadata(None)})
-                writer = pq.ParquetWriter(str(tmp), schema, compression="zstd")
+                writer = pq.ParquetWriter(str(tmp), schema, compression="zstd", store_schema=False)
             writer.write_table(table.replace_schema_metadata(schema.metadata))
             n += len(table)
         if writer is None:  # no rows: an empty file with the geometry column
             import pyarrow as pa
 
             schema = pa.schema([("id", pa.string()), ("geometry", pa.binary())], metadata={b"geo": _geo_metadata(None)})
-            writer = pq.ParquetWriter(str(tmp), schema)
+            writer = pq.ParquetWriter(str(tmp), schema, store_schema=False)
+        writer.add_key_value_metadata({"geo": _geo_metadata(None, types).decode()})
     finally:
         if writer is not None:
             writer.close()
@@ -331,8 +336,8 @@ def _frame(rows: Sequence[dict], keys: Sequence[str]) -> Any:
         kind = _kind(k, values)
         if kind == "datetime":
             data[k] = pd.Series(pd.to_datetime(_utc_datetimes(values), utc=True), dtype="datetime64[us, UTC]")
-        elif kind in ("int32", "int64"):
-            data[k] = pd.Series(values, dtype="int64" if None not in values else "Int64")
+        elif kind in ("int32", "int64"):  # GDAL: Integer or Integer64, as the other formats type the column
+            data[k] = pd.Series(values, dtype=kind if None not in values else kind.capitalize())
         elif kind == "float":
             data[k] = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
         else:
