@@ -12,6 +12,9 @@ and optionally the stored vector (``embedding``, a list of float32).
   (``.fgb``, GDAL through geopandas/pyogrio) is written from all rows at once
   (it builds a spatial index over them and stores features in that index's
   order: sort by ``rank``).
+* CSV text cells a spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+  first) are written with a leading ``'`` (:func:`csv_cell`); the other formats hold every
+  value exactly.
 * Files are written to a temporary name and renamed when complete.
 
 :func:`export_index` writes a whole index to GeoParquet with the vectors, plus
@@ -24,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -48,6 +52,12 @@ DATETIME_COLUMNS = ("datetime", "start_datetime", "end_datetime")
 _INT_COLUMNS = {"rank": "int32", "tiles": "int64"}
 _FLOAT_COLUMNS = NUMBER_FIELDS + ("lon", "lat", "distance", "score", "probability", "max_probability",
                                   "mean_probability")
+#: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a text cell as a
+#: formula: such a cell is written with a leading ``'`` (:func:`csv_cell`; OWASP "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: A text that is a plain decimal number ("-12.5", "+3", "1e-3"): ASCII digits, one sign, one point,
+#: an exponent; a spreadsheet reads it as that number, so it is written as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
 
@@ -59,6 +69,20 @@ def format_for(path: str | Path) -> str:
         raise InputError(f"export path {path} has no known format extension ({ext or 'none'}); "
                          f"use one of {', '.join(sorted(FORMATS))}")
     return FORMATS[ext]
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell holds it, safe to open in a spreadsheet: a text that begins with
+    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (:data:`FORMULA_STARTS`, which a
+    spreadsheet reads as the start of a formula: ``=HYPERLINK(...)`` in a STAC item id would
+    be a live link leaking the sheet) gets a leading ``'``, which spreadsheets read as "text"
+    (OWASP, CSV Injection).  Numbers, None and texts that are plain decimal numbers ("-12.5";
+    a spreadsheet reads them as the number, and no formula fits in one) are returned as
+    they are.  The one rule of every CSV this package writes; the map page's ``csvCell``
+    (``web/labels.js``) mirrors it."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", score: float | None = None,
@@ -73,9 +97,8 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
         v = p.get(k)
         row[k] = None if v is None else str(v)
     for k in NUMBER_FIELDS:
-        v = p.get(k)
-        row[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-    row["lon"], row["lat"] = loc.get("lon"), loc.get("lat")
+        row[k] = _real(p.get(k))
+    row["lon"], row["lat"] = _real(loc.get("lon")), _real(loc.get("lat"))
     for k in JSON_FIELDS:
         row[k] = None if p.get(k) is None else json.dumps(p[k], separators=(",", ":"))
     known = set(TEXT_FIELDS) | set(NUMBER_FIELDS) | set(JSON_FIELDS) | {"location", "corners", "packed"}
@@ -87,6 +110,11 @@ def row_of(hit: Any, *, rank: int | None = None, score_name: str = "distance", s
     if with_vectors:
         row["embedding"] = None if hit.vector is None else np.asarray(hit.vector, np.float32).tolist()
     return row
+
+
+def _real(v: Any) -> float | None:
+    """A number as a float (JSON writes 5.0, not 5: GDAL types the field Real in every file), else None."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def empty_row(score_name: str | None = "distance", extra: dict | None = None,
@@ -175,7 +203,7 @@ def _write_csv(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
                 r["geometry"] = shape(row["geometry"]).wkt if row["geometry"] else ""
                 if "embedding" in r and r["embedding"] is not None:
                     r["embedding"] = json.dumps(r["embedding"])
-                out.writerow(r)
+                out.writerow({k: csv_cell(v) for k, v in r.items()})  # no formula from catalogue texts
                 n += 1
         if out is None:
             fh.write("id,rank,geometry\n")
@@ -248,10 +276,10 @@ def _arrow_table(rows: Sequence[dict], schema: Any | None = None) -> Any:
     return table
 
 
-def _geo_metadata(bbox: list[float] | None) -> bytes:
-    # footprints crossing the antimeridian are MultiPolygons; the file is written page by page, so
-    # both types are declared (the list must include every type present)
-    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["MultiPolygon", "Polygon"]}
+def _geo_metadata(bbox: list[float] | None, types: Iterable[str] = ()) -> bytes:
+    """The ``geo`` metadata; ``types``: the geometry types of the rows (Polygon for none: footprints
+    are polygons, MultiPolygons only where one crosses the antimeridian)."""
+    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": sorted(set(types)) or ["Polygon"]}
     if bbox is not None:
         col["bbox"] = bbox
     return json.dumps({"version": GEOPARQUET_VERSION, "primary_column": "geometry",
@@ -260,10 +288,12 @@ def _geo_metadata(bbox: list[float] | None) -> bytes:
 
 def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
     """GeoParquet 1.1 (WKB, CRS84 by omission); one row group per page. The file-level
-    bbox is left out (known only at the end); each row's bbox is in ``bbox``."""
+    bbox is left out; each row's bbox is in ``bbox``.  The ``geo`` metadata, in the footer, lists
+    the geometry types the rows have (known at the end: no Arrow schema copy is stored, which
+    would keep the first page's; the columns read back with the same types)."""
     import pyarrow.parquet as pq
 
-    writer, schema, n = None, None, 0
+    writer, schema, n, types = None, None, 0, set()
     try:
         for page in pages:
             if not page:
@@ -274,16 +304,19 @@ def _write_geoparquet(pages: Iterator[Sequence[dict]], tmp: Path) -> int:
             table = _arrow_table(page, schema)
             if empty:
                 table = table.slice(0, 0)
+            else:
+                types.update(r["geometry"]["type"] for r in page if r.get("geometry"))
             if writer is None:
                 schema = table.schema.with_metadata({b"geo": _geo_metadata(None)})
-                writer = pq.ParquetWriter(str(tmp), schema, compression="zstd")
+                writer = pq.ParquetWriter(str(tmp), schema, compression="zstd", store_schema=False)
             writer.write_table(table.replace_schema_metadata(schema.metadata))
             n += len(table)
         if writer is None:  # no rows: an empty file with the geometry column
             import pyarrow as pa
 
             schema = pa.schema([("id", pa.string()), ("geometry", pa.binary())], metadata={b"geo": _geo_metadata(None)})
-            writer = pq.ParquetWriter(str(tmp), schema)
+            writer = pq.ParquetWriter(str(tmp), schema, store_schema=False)
+        writer.add_key_value_metadata({"geo": _geo_metadata(None, types).decode()})
     finally:
         if writer is not None:
             writer.close()
@@ -303,8 +336,8 @@ def _frame(rows: Sequence[dict], keys: Sequence[str]) -> Any:
         kind = _kind(k, values)
         if kind == "datetime":
             data[k] = pd.Series(pd.to_datetime(_utc_datetimes(values), utc=True), dtype="datetime64[us, UTC]")
-        elif kind in ("int32", "int64"):
-            data[k] = pd.Series(values, dtype="int64" if None not in values else "Int64")
+        elif kind in ("int32", "int64"):  # GDAL: Integer or Integer64, as the other formats type the column
+            data[k] = pd.Series(values, dtype=kind if None not in values else kind.capitalize())
         elif kind == "float":
             data[k] = pd.Series([np.nan if v is None else v for v in values], dtype="float64")
         else:
@@ -516,5 +549,5 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     return target
 
 
-__all__ = ["FORMATS", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
+__all__ = ["FORMATS", "FORMULA_STARTS", "csv_cell", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_embeddings_collection",
            "write_search", "write_table"]

@@ -225,6 +225,44 @@ def test_an_empty_flatgeobuf_has_the_field_and_geometry_types_of_a_full_one(inde
     assert a["geometry_type"] == b["geometry_type"] == "Polygon"
 
 
+def test_rank_is_int32_in_every_format_and_parquet_lists_the_geometry_types_of_its_rows(index, world, tmp_path):
+    """Trial finding 16: rank was int64 in FlatGeobuf alone, and the GeoParquet metadata listed
+    MultiPolygon where every row is a Polygon (QGIS may make a MultiPolygon layer of it)."""
+    import geopandas as gpd
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pyogrio
+
+    from rsir_stac.export import empty_row, search_pages, write_search, write_table
+
+    res = index.search(point_id=world[1][0].id, k=8, per_item=None)
+    for ext in (".fgb", ".geojson", ".parquet"):
+        write_search(index, res, tmp_path / f"hits{ext}")
+    for ext in (".fgb", ".geojson"):
+        info = pyogrio.read_info(tmp_path / f"hits{ext}")
+        assert dict(zip(info["fields"], info["dtypes"]))["rank"] == "int32", ext
+    assert pq.read_schema(tmp_path / "hits.parquet").field("rank").type == pa.int32()
+
+    def geometry_types(path):
+        return json.loads(pq.read_schema(path).metadata[b"geo"])["columns"]["geometry"]["geometry_types"]
+
+    assert geometry_types(tmp_path / "hits.parquet") == ["Polygon"]
+    gdf = gpd.read_parquet(tmp_path / "hits.parquet")   # the columns' types read back as written
+    assert list(gdf["id"]) == [h.id for h in res.hits] and set(gdf.geom_type) == {"Polygon"}
+    assert isinstance(gdf["datetime"].dtype, pd.DatetimeTZDtype) and gdf["rank"].dtype == "int32"
+    # a footprint across the antimeridian (a MultiPolygon) in a later page is listed too
+    pages = list(search_pages(index, res, page=4))
+    far = dict(pages[1][0], geometry={"type": "MultiPolygon", "coordinates": [
+        [[[179.9, 0.0], [180.0, 0.0], [180.0, 0.1], [179.9, 0.1], [179.9, 0.0]]],
+        [[[-180.0, 0.0], [-179.9, 0.0], [-179.9, 0.1], [-180.0, 0.1], [-180.0, 0.0]]]]})
+    write_table([pages[0], [far] + pages[1][1:]], tmp_path / "both.parquet")
+    assert geometry_types(tmp_path / "both.parquet") == ["MultiPolygon", "Polygon"]
+    assert set(gpd.read_parquet(tmp_path / "both.parquet").geom_type) == {"Polygon", "MultiPolygon"}
+    assert write_table([], tmp_path / "none.parquet", empty_row()) == 0   # no rows: footprints are polygons
+    assert geometry_types(tmp_path / "none.parquet") == ["Polygon"]
+
+
 def test_dates_are_timestamps_in_parquet_and_flatgeobuf_and_text_in_csv_and_geojson(index, world, tmp_path):
     import duckdb
     import geopandas as gpd

@@ -1142,3 +1142,88 @@ def test_catalogue_strings_are_shown_as_text_never_as_html(browser, tmp_path, ti
         finally:
             srv.should_exit = True
             t.join(10)
+
+
+def test_page_csv_is_escaped_and_find_all_download_is_typed_as_the_cli(browser, tmp_path, tiny_bundle):
+    """STAC ids and collections are anyone's: the Results CSV (the service's export, and the page's own
+    for a service without it) writes a formula as text ('=...); and "Download hits" gives the fields the
+    types `rsir-stac classify --out` gives them (gsd and the epochs Real, not Integer for whole numbers)."""
+    import pyogrio
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import make_geotiff, serve_in_thread
+    from tests.test_csv_injection import DDE, ITEMS, LINK, MINUS, NUMBER
+
+    sources = []
+    for n, (item_id, s) in enumerate(ITEMS.items()):
+        tif = make_geotiff(tmp_path / f"s{n}.tif", width=256, height=256, origin=s["origin"], seed=s["seed"])
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": s["collection"],
+                "geometry": None, "properties": {"datetime": f"202{n + 1}-06-01T10:00:00Z"}, "links": [],
+                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
+        (tmp_path / f"s{n}.json").write_text(json.dumps(item))
+        sources.append(str(tmp_path / f"s{n}.json"))
+    report = ingest(sources, index=str(tmp_path / "idx"), model=tiny_bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))   # gsd 1.0: a whole number
+    assert report.ok and report.points_written == 32, report
+    want = {("'" + LINK, "'" + DDE), (NUMBER, "'" + MINUS)}
+
+    def drop_export(route):   # a service without /api/query/export: the page writes the CSV itself
+        resp = route.fetch()
+        doc = resp.json()
+        doc["paths"].pop("/api/query/export", None)
+        route.fulfill(response=resp, json=doc)
+
+    with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as idx:
+        first = next(p.id for p in idx.store.iter_points(with_vectors=False) if p.payload["item_id"] == LINK)
+        with serve_in_thread(create_app(idx)) as base:
+            for own in (False, True):
+                pg = Page(browser, base)
+                try:
+                    if own:
+                        pg.p.route("**/openapi.json", drop_export)
+                        pg.p.reload()
+                        pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
+                    pg.search_by_id(first, 10)
+                    pg.p.click("#tab-labels")
+                    with pg.p.expect_download() as dl:
+                        pg.p.click(".export[data-format='csv']")
+                    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text(), newline="")))
+                    assert len(rows) == 10 and {(r["item_id"], r["collection"]) for r in rows} <= want, rows[:2]
+                    assert len({r["item_id"] for r in rows}) == 2   # both scenes among the results
+                    if own:
+                        assert list(rows[0])[:3] == ["rank", "id", "distance"]   # the page's own columns
+                        pg.check_clean()
+                        continue
+                    # find all, every tile a hit (threshold 0), downloaded; the labels saved for the CLI
+                    pg.p.click("#tab-results")
+                    for i, lab in ((0, "Positive"), (1, "Positive"), (2, "Positive"), (8, "Negative"), (9, "Negative")):
+                        pg.p.locator("#gallery .card").nth(i).click()
+                        pg.p.click(f"#details button:has-text('{lab}')")
+                    pg.p.click("#tab-labels")
+                    pg.p.fill("#threshold", "0")
+                    pg.p.click("#classify")
+                    pg.wait_status("Find all:", timeout=120_000)
+                    with pg.p.expect_download() as dl:
+                        pg.p.click("#findall-export")
+                    dl.value.save_as(tmp_path / "page-hits.geojson")
+                    with pg.p.expect_download() as dl:
+                        pg.p.click("#save-labels")
+                    dl.value.save_as(tmp_path / "labels.geojson")
+                    pg.check_clean()
+                finally:
+                    pg.close()
+    r = CliRunner().invoke(main, ["classify", "--labels", str(tmp_path / "labels.geojson"), "--index",
+                                  str(tmp_path / "idx"), "--model", str(tiny_bundle.path), "--threshold", "0",
+                                  "--out", str(tmp_path / "cli-hits.geojson")])
+    assert r.exit_code == 0, r.output
+    page, cli = (pyogrio.read_info(tmp_path / f) for f in ("page-hits.geojson", "cli-hits.geojson"))
+    assert page["features"] == cli["features"] == 30
+    types = dict(zip(page["fields"], page["dtypes"]))
+    assert types == dict(zip(cli["fields"], cli["dtypes"]))
+    assert all(types[k] == "float64" for k in ("gsd", "datetime_epoch", "lon", "lat", "probability")), types
+    hits = json.loads((tmp_path / "page-hits.geojson").read_text())
+    assert {f["properties"]["item_id"] for f in hits["features"]} == {LINK, NUMBER}   # GeoJSON: exact texts

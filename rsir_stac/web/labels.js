@@ -193,10 +193,25 @@ export async function findAll(filters, onProgress) {
     if (!(threshold >= 0 && threshold <= 1)) {
       throw new Error(`threshold "${raw}" must be a probability from 0 to 1, e.g. 0.5`);
     }
-    const doc = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
-      max_hits: 2000 }, filters));
+    const resp = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
+      max_hits: 2000 }, filters), { raw: true });
+    const text = await resp.text();
+    const doc = JSON.parse(text);
+    answers.set(doc, text);
     return doc;
   } finally { clearInterval(timer); }
+}
+
+const answers = new WeakMap();   // a "find all" answer -> the service's own text of it
+
+/**
+ * The hits of a "find all" answer as a GeoJSON file: the service's text as it came (a FeatureCollection
+ * with its summary and notes beside the features), not the page's JSON.stringify of it, which writes
+ * 5.0 as 5: GDAL would type gsd and the epochs Integer, where every export has them Real.
+ */
+export function findAllFile(doc) {
+  const text = answers.get(doc) || JSON.stringify({ type: "FeatureCollection", features: doc.features || [] });
+  return new Blob([text], { type: "application/geo+json" });
 }
 
 export function clearFindAll() {
@@ -290,6 +305,18 @@ export function showHits(doc, onLabel) {
 }
 
 /**
+ * A CSV cell safe to open in a spreadsheet, the rule of rsir_stac.export.csv_cell: a text that begins
+ * with =, +, -, @, a tab or a carriage return (a formula to a spreadsheet: =HYPERLINK(...) in a STAC
+ * item id) gets a leading ' (OWASP, CSV Injection); numbers, and texts that are plain decimal
+ * numbers ("-12.5"), as they are.
+ */
+export function csvCell(v) {
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(v) &&
+      !/^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/.test(v)) return "'" + v;
+  return v;
+}
+
+/**
  * Export the current results: the service's export of the same query (every format, one schema),
  * an uploaded example sent along as a multipart positive_image; GeoJSON/CSV in the page only with a
  * service that has no export endpoint.
@@ -314,7 +341,11 @@ export async function exportResults(format, body, features, image) {
                                          { type: "application/geo+json" }));
   } else if (format === "csv") {
     const cols = ["rank", "id", "distance", "item_id", "collection", "datetime", "lon", "lat"];
-    const esc = (v) => (v === undefined || v === null ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    const esc = (v) => {
+      if (v === undefined || v === null) return "";
+      const t = String(csvCell(v));
+      return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+    };
     const lines = [cols.join(",")];
     for (const f of features) {
       const p = f.properties;
