@@ -117,3 +117,29 @@ def test_bad_label_files_stay_refused(tmp_path):
     latin.write_bytes(b'{"type": "FeatureCollection", "features": [], "name": "caf\xe9"}')
     with pytest.raises(InputError, match="is not UTF-8 text"):
         read_labels(latin)
+
+
+def test_a_place_on_undated_scenes_picks_the_same_tile_whatever_the_point_ids(tmp_path):
+    """Adaptation trial: `--at` on an undated time series picked the 2005 tile on one index and the
+    2000 tile on its reindexed copy (ties went to the smallest point id, and ids include the model)."""
+    import numpy as np
+
+    from rsir_stac.store import Point, open_store
+    from tests.test_store import DIM, MODEL, make_points
+
+    base = make_points(2)
+    picks = []
+    for n in range(4):  # four id draws: the choice must not follow them
+        pts = []
+        for item, p in zip(("scene-b", "scene-a"), base):
+            payload = {**p.payload, "item_id": item, "datetime": None, "datetime_epoch": None,
+                       "datetime_end_epoch": None}
+            payload["bbox"], payload["location"] = base[0].payload["bbox"], base[0].payload["location"]
+            payload["corners"] = base[0].payload["corners"]
+            pts.append(Point(str(uuid.uuid4()), np.ones(DIM, np.float32) * n, payload))
+        with open_store(tmp_path / f"idx{n}") as s:
+            s.ensure_collection(DIM, MODEL)
+            s.upsert(pts)
+            loc = pts[0].payload["location"]
+            picks.append(s.point_at(loc["lon"], loc["lat"]).payload["item_id"])
+    assert picks == ["scene-a"] * 4, picks

@@ -63,7 +63,9 @@ class PointAtMixin:
         """The stored tile covering (lon, lat): among tiles whose footprint covers the
         location, the one with the nearest centroid; score 0.  Centroids within 5 % of
         a tile's width of the nearest (:data:`POINT_AT_TIE_SHARE`) count as one place
-        (a time series on grids metres apart): the newest of them wins, then the smallest id.
+        (a time series on grids metres apart): the newest of them wins, then the first item id,
+        the nearest centroid and the smallest point id (undated scenes: the same tile whatever
+        the model).
 
         Candidates come from the geo index: tiles whose centroid lies within a
         radius that widens through :data:`POINT_AT_RADII_M` until one covers the
@@ -77,8 +79,8 @@ class PointAtMixin:
         if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
             raise InputError(f"location {lon},{lat} is not a lon/lat in degrees; give LON within ±180 and LAT within ±90")
         self._require_meta()
-        found: list[tuple[float, float, str, Any]] = []  # (metres, epoch, id, bbox)
-        fields = ["location", "bbox", "datetime_epoch", PACKED]
+        found: list[tuple[float, float, str, Any, str]] = []  # (metres, epoch, id, bbox, item id)
+        fields = ["location", "bbox", "datetime_epoch", "item_id", PACKED]
         for radius in POINT_AT_RADII_M:
             if radius > POINT_AT_FINE_M and not self._few_within(flt, lon, lat, radius):
                 break
@@ -92,15 +94,18 @@ class PointAtMixin:
                     continue
                 epoch = payload.get("datetime_epoch")
                 found.append((d, float(epoch) if isinstance(epoch, (int, float)) else -math.inf, pid,
-                              payload["bbox"]))
+                              payload["bbox"], str(payload.get("item_id") or "")))
             if found:
                 break
         best = None
         if found:
-            d0, _, _, (w, s_, e, n) = min(found, key=lambda f: f[0])
+            d0, _, _, (w, s_, e, n), _ = min(found, key=lambda f: f[0])
             width = float(haversine_m(w, (s_ + n) / 2, e if e >= w else e + 360.0, (s_ + n) / 2))
             near = d0 + max(POINT_AT_TIE_M, POINT_AT_TIE_SHARE * width)
-            best = min(((-ep, pid) for d, ep, pid, _ in found if d <= near))
+            # the newest; among undated (or same-dated) scenes the first item id, then the nearest
+            # centroid: a choice the model does not change (point ids do), so a reindexed index agrees
+            best = min(((-ep, item, d, pid) for d, ep, pid, _, item in found if d <= near))
+            best = (best[0], best[3])
         if best is None:
             raise PointNotFoundError(
                 f"no tile in {self.describe()} covers lon {lon}, lat {lat}"
