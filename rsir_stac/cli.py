@@ -124,6 +124,8 @@ def _ingest_datetime(text: str | None):
 @click.option("--edge", default="shift", show_default=True, type=click.Choice(["shift", "drop", "pad"]),
               help="Rule for the last row/column of tiles.")
 @click.option("--min-valid", default=0.5, show_default=True, help="Skip tiles with less valid data than this fraction.")
+@click.option("--nodata", type=float, help="Pixel value that marks no data in sources that declare none (no nodata, "
+              "mask or alpha; e.g. 0 for black borders); a pixel is nodata where every band has it.")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--shard", help="Only this worker's share I/N of the items (0 <= I < N).")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing item or window instead of skipping it.")
@@ -134,7 +136,7 @@ def _ingest_datetime(text: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
 def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
-           min_valid, batch_size, shard, fail_fast, collection, datetime_, as_json):
+           min_valid, nodata, batch_size, shard, fail_fast, collection, datetime_, as_json):
     """Tile, embed and index SOURCES: STAC Items/Collections/Catalogs/ItemCollections
     (files or URLs) and GeoTIFF/COG paths or URLs (also s3://, gs://, az://)."""
     from tqdm import tqdm
@@ -146,14 +148,14 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     opts = IngestOptions(asset=asset, bands=_parse_bands(bands), tile_size=tile_size, stride=stride, gsd=gsd,
                          native_gsd=native_gsd, edge=edge, min_valid=min_valid, batch_size=batch_size,
                          fail_fast=fail_fast, shard=parse_shard(shard) if shard else None,
-                         collection=collection, datetime=_ingest_datetime(datetime_))
+                         collection=collection, datetime=_ingest_datetime(datetime_), nodata=nodata)
     svc = service_for(index, qdrant_url, "ingest")
     if svc is not None:  # a running serve holds the index: it ingests (rsir_stac.cli_served)
         try:
             report, job = served_ingest(svc, sources, model=model, asset=asset, bands=opts.bands, tile_size=tile_size,
                                         stride=stride, gsd=gsd, native_gsd=native_gsd, edge=edge,
                                         min_valid=min_valid, shard=shard, fail_fast=fail_fast, collection=collection,
-                                        datetime_=datetime_)
+                                        datetime_=datetime_, nodata=nodata)
         except RsirError as exc:  # the service failed (stopped, refused): --json still prints the report
             _echo_failed_report(exc, as_json)
             raise

@@ -211,7 +211,7 @@ def _label_doc(path: str) -> dict:
 
 
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
-                  min_valid, shard, fail_fast, collection, datetime_):
+                  min_valid, shard, fail_fast, collection, datetime_, nodata=None):
     """``ingest`` as a job of the service; returns ``(IngestReport, job document)``."""
     from rsir_stac.ingest.report import IngestReport
 
@@ -229,7 +229,8 @@ def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_s
     body = {"sources": srcs, "model_id": client.address.model_id or None, "asset": asset,
             "bands": list(bands) if bands else None, "tile_size": tile_size, "stride": stride, "gsd": gsd,
             "native_gsd": native_gsd, "edge": edge, "min_valid": min_valid, "shard": shard,
-            "fail_fast": fail_fast, "collection": collection, "datetime": datetime_}
+            "fail_fast": fail_fast, "collection": collection, "datetime": datetime_,
+            **({"nodata": nodata} if nodata is not None else {})}
     bars: dict = {}
 
     def progress(job: dict) -> None:

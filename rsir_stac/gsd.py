@@ -32,8 +32,9 @@ MAX_PIXEL_ANISOTROPY = 0.05
 
 
 def reader_options(scene, options, tile_size, stride) -> dict:
+    nodata = scene.nodata if scene.nodata is not None else getattr(options, "nodata", None)  # STAC's, else --nodata
     return dict(bands=scene.bands or options.bands, tile_size=tile_size, stride=stride, edge=options.edge,
-                min_valid=options.min_valid, nodata=scene.nodata, hrefs=scene.band_hrefs)
+                min_valid=options.min_valid, nodata=nodata, hrefs=scene.band_hrefs)
 
 
 def open_reader(scene, gsd, kw):

@@ -30,6 +30,7 @@ class IngestOptions:
     shard: tuple[int, int] | None = None
     collection: str | None = None  # for bare rasters (STAC items keep their own)
     datetime: tuple[Any, Any] | None = None  # (start, end) for bare rasters; equal for an instant
+    nodata: float | None = None  # a nodata value for sources that declare none (nor a mask or alpha)
 
 
 def cli_flag(field: str) -> str:
@@ -50,6 +51,9 @@ def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{flag(field)} {value!r} is invalid; give a positive whole number (leave it out for "
                              "the default)")
+    if options.nodata is not None and (isinstance(options.nodata, bool) or not math.isfinite(float(options.nodata))):
+        raise InputError(f"{flag('nodata')} {options.nodata!r} is invalid; give the pixel value that marks no data, "
+                         "e.g. 0")
     if options.tile_size is not None and not MIN_TILE <= options.tile_size <= MAX_TILE:
         raise InputError(f"{flag('tile_size')} {options.tile_size} is outside {MIN_TILE}..{MAX_TILE} pixels; the "
                          "network sees every tile at 224 px, so give e.g. 256")
