@@ -429,8 +429,13 @@ def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_i
     matches = _bundle_split(full, held, tr)[3]
     if matches:
         return "test", []
-    msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored "
-           "(--split all); pass --split test to score only the fifth of it a training run would keep out")
+    import numpy as np
+
+    counts = np.bincount(np.asarray(full.labels, dtype=np.int64)) if len(full.labels) else np.zeros(1, np.int64)
+    msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored (--split all)"
+           # a fifth of a class of fewer than 10 images holds at most one: its test split could not be scored
+           + ("; pass --split test to score only the fifth of it a training run would keep out"
+              if int(counts.max()) >= 10 else ""))
     log.warning("%s", msg)
     notes = [msg]
     trained = sorted(set(full.classes) & (set(meta.get("class_names") or ()) - set(held)))

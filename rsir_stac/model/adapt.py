@@ -298,7 +298,8 @@ def _collect(cfg: AdaptConfig, bundle, emit: Callable[[AdaptEvent], None]) -> _T
     n_dis = min(len(train_ix), max(len(held), 32))
     gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
         train_ix, size=n_dis, replace=False)]))
-    log.info("adapting on %d tiles (%d held out), triplet kinds %s", len(tr), len(ho), kinds)
+    log.info("adapting on %d tiles (%d held out), triplet kinds from the ground: %s (neighbour and cluster kinds "
+             "are added once the start model has embedded them)", len(tr), len(ho), kinds)
     return _Tiles(tiles, tr, find_positives(tr.pos, tr.scene, tr.time, tr.side_m), ho, gal,
                   find_positives(gal.pos, gal.scene, gal.time, gal.side_m), kinds, n_scenes)
 
@@ -372,6 +373,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
                   device, bf16)
     # the start model's view of the training tiles: mutual neighbours become positives, near ones never negatives
     near, clusters, data.kinds = _start_neighbours(nets, data.tr, data.tr_pos, data.kinds, cfg, embed_args)
+    log.info("triplet kinds mined: %s", ", ".join(data.kinds))
     run = _fit(cfg, nets, data, near, clusters, embed_args, _HeldOutCriterion(nets, data, cfg, embed_args, emit),
                emit)
     train_seconds = time.time() - t0
