@@ -305,6 +305,24 @@ def test_hover_label_stays_inside_the_map_on_a_phone(browser, stack_server):
         pg.close()
 
 
+def test_a_scene_label_a_tap_opened_does_not_stay_over_the_map(browser, stack_server):
+    """Analyst trial: on a phone, the scene label a tap opened stayed over the middle of the map,
+    covering the query tile and the rank badges, until something else was tapped."""
+    base, points = stack_server
+    lon, lat = _stack_centre(points)
+    pg = Page(_Touch(browser), base, size=(390, 844))
+    try:
+        assert pg.p.evaluate("matchMedia('(hover: none)').matches")
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        x, y = pg.lonlat_xy(lon + 0.0003, lat + 0.0002)
+        pg.p.touchscreen.tap(x, y)
+        pg.wait_results()
+        pg.p.wait_for_function("!document.querySelector('.leaflet-tooltip.scene-tip')", timeout=8_000)
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 # --------------------------------------------------------------------------- readouts and colours
 
 

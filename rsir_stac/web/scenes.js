@@ -88,6 +88,9 @@ function sceneLabel(ll) {
   return lines;
 }
 
+/** How long a scene label a tap opened stays on a touch screen (ms). */
+const TOUCH_TIP_MS = 2500;
+
 /** A scene outline's or dot's hover label: the scenes at the pointer, not only its own (where dates
  *  stack, the outline on top is not the scene drawn on top); kept inside the map. */
 function bindSceneTip(layer, fallback, opts) {
@@ -96,7 +99,13 @@ function bindSceneTip(layer, fallback, opts) {
   const lines = () => { const ll = at(); const l = ll ? sceneLabel(ll) : []; return l.length ? l : [fallback]; };
   layer.bindTooltip(() => { const l = lines(); shownText = l.join("\n"); return textLines(l); },
                     Object.assign({ className: "scene-tip" }, opts));
-  layer.on("tooltipopen", (e) => keepInside(e.tooltip));
+  layer.on("tooltipopen", (e) => {
+    keepInside(e.tooltip);
+    // a touch screen has no pointer to move away: the label a tap opened would stay over the map
+    if (window.matchMedia && window.matchMedia("(hover: none)").matches) {
+      setTimeout(() => layer.closeTooltip(), TOUCH_TIP_MS);
+    }
+  });
   layer.on("mousemove", () => {
     const t = layer.getTooltip();
     if (!t || !t.isOpen()) return;
