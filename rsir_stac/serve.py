@@ -290,6 +290,7 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
         raise InputError("--api-key is the Qdrant server's key and needs --qdrant-url; to require a key from the "
                          "clients of this service use --service-key")
     sock = bind_socket(host, port)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose (printed and published)
     try:
         idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)
     except BaseException:
@@ -326,7 +327,8 @@ from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option  #
 @click.option("--model", type=click.Path(),
               help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port (1-65535).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (1-65535; 0: any free port, printed when it starts).")
 @click.option("--service-key", envvar="RSIR_SERVICE_KEY", show_envvar=True,
               help="Require this key (X-API-Key header, or api_key= in tile URLs) on /api/*. Prefer setting "
                    "RSIR_SERVICE_KEY: a key on the command line is visible to every local user in ps.")
