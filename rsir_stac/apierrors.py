@@ -236,6 +236,13 @@ def install_handlers(app, *, hide_paths: bool = False) -> None:
         return respond(exc.status_code, name, detail, getattr(exc, "headers", None))
 
     def unexpected(request, exc: Exception):
+        from starlette.requests import ClientDisconnect
+
+        if isinstance(exc, ClientDisconnect):  # the client went away mid-body: its doing, not a server fault
+            log.info("%s %s: the client disconnected before its request body was read whole", request.method,
+                     request.url.path)
+            return respond(400, "ClientDisconnect", "the request body ended early (the client disconnected); "
+                                                    "send it again")
         if isinstance(exc, RecursionError):  # e.g. JSON nested thousands deep: the request's fault
             return respond(400, "InputError", "the request is nested too deeply (JSON arrays or objects inside "
                                               "each other); send a flat request, see /docs")

@@ -94,7 +94,8 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
 def check_output_dir(path: str | Path, what: str | None = None) -> Path:
     """Refuse, before any work, an output folder that cannot be made or written (InputError
     naming ``what`` or the folder): one that is a file, or under a file, or whose nearest
-    existing folder is not writable.  Creates nothing; returns the path."""
+    existing folder is not writable, or takes no new entry when tried (``/proc``, ``/sys``, a read-only
+    mount, where ``os.access`` says yes to root).  Leaves nothing behind; returns the path."""
     target = Path(path).expanduser()
     name = f"{what} {target}" if what else str(target)
     probe = target
@@ -107,6 +108,11 @@ def check_output_dir(path: str | Path, what: str | None = None) -> Path:
                          f"choose another path for {name}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"cannot write in {probe} (permission denied); choose a writable path for {name}")
+    try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts take no new entry
+        os.rmdir(tempfile.mkdtemp(prefix=".rsir-probe-", dir=probe))
+    except OSError as exc:
+        raise InputError(f"cannot write in {probe} ({exc.strerror or exc}); choose a writable folder for "
+                         f"{name}") from None
     return target
 
 

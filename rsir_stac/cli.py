@@ -23,11 +23,12 @@ import click
 
 from rsir_stac import __version__
 from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _search_filter, bar_pages, tqdm_bar
-from rsir_stac.cli_common import _fail, echo_json as _echo_json, handle_errors as _handle_errors
+from rsir_stac.cli_common import _fail, echo_json as _echo_json, echo_text, handle_errors as _handle_errors
 from rsir_stac.cli_common import parse_bands as _parse_bands
 from rsir_stac.cli_common import store_options as _store_options
 from rsir_stac.cli_served import served_ingest, served_search, service_for
 from rsir_stac.errors import RsirError
+from rsir_stac.terminal import printable
 
 
 log = logging.getLogger("rsir_stac.cli")  # not __main__ under `python -m`
@@ -65,6 +66,11 @@ def main(verbose: int) -> None:
     """Content-based retrieval of remote sensing image tiles over STAC and Qdrant."""
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    from rsir_stac.cli_common import PrintableFormatter
+
+    for handler in logging.getLogger().handlers:  # a STAC id in a log line cannot drive the terminal
+        if type(handler) is logging.StreamHandler and type(handler.formatter) is logging.Formatter:
+            handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().setLevel(max(level, logging.DEBUG))
     # GDAL's HTTP retry notices ("Retrying again in 1.0 secs") are noise unless asked for
     logging.getLogger("rasterio._env").setLevel(logging.NOTSET if verbose else logging.ERROR)
@@ -259,20 +265,20 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
     )
     small = {d["item"]: d["hint"] for d in report.items_small}
     for item in report.items_empty:
-        click.echo(f"  skipped item {item}: {small.get(item, 'every window is nodata or below --min-valid')}", err=True)
+        echo_text(f"  skipped item {item}: {small.get(item, 'every window is nodata or below --min-valid')}", err=True)
     if not list_failures:
         return
     for f in report.items_failed:
-        click.echo(f"  failed item {f['item'] or '?'}: {f['error']}", err=True)
+        echo_text(f"  failed item {f['item'] or '?'}: {f['error']}", err=True)
     per_source: dict[str, int] = {}
     for msg in report.tiles_failed:  # a damaged file fails many windows alike: the first few of each
         src = msg.split(": ", 1)[0]
         per_source[src] = per_source.get(src, 0) + 1
         if per_source[src] <= FAILED_WINDOWS_SHOWN:
-            click.echo(f"  failed window: {msg}", err=True)
+            echo_text(f"  failed window: {msg}", err=True)
     for src, n in per_source.items():
         if n > FAILED_WINDOWS_SHOWN:
-            click.echo(f"  ... and {n - FAILED_WINDOWS_SHOWN} more failed windows of {src} (all in --json)", err=True)
+            echo_text(f"  ... and {n - FAILED_WINDOWS_SHOWN} more failed windows of {src} (all in --json)", err=True)
 
 
 # -------------------------------------------------------------------------- search
@@ -388,7 +394,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                 empty_row(result.score_name, with_vectors=with_vectors))
             click.echo(f"wrote {n} hits to {out}", err=True)
             for note in notes:
-                click.echo(f"note: {note}", err=True)
+                echo_text(f"note: {note}", err=True)
             if not thumbnails:
                 return
             from dataclasses import replace
@@ -447,24 +453,25 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
                     **({"notes": list(notes)} if notes else {})})
     elif fmt == "geojson":
         _echo_json(doc if doc is not None else to_geojson(result))
-    else:
+    else:  # the table: catalogue text (item ids, dates) is printed with its control characters escaped
         if result.query_id:
             qp = result.query_payload or {}
             about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
-            click.echo(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
-                       + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
-                       + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
+            echo_text(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
+                      + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
+                      + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
         click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
         for rank, h in enumerate(result.hits, offset + 1):
             loc = h.payload.get("location") or {}
-            click.echo(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {_fit(str(h.payload.get('item_id')), 28):28} "
-                       f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
-                       f"{h.payload.get('datetime') or ''}")
+            item = _fit(printable(h.payload.get("item_id")), 28)
+            echo_text(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {item:28} "
+                      f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
+                      f"{h.payload.get('datetime') or ''}")
         if not result.hits:
             click.echo(f"no results at --offset {offset} (fewer tiles match)" if offset else
                        "no results (loosen the filters?)")
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        echo_text(f"note: {note}", err=True)
 
 
 from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from rsir_stac.cli_common import echo_text
 
 
 def _filter_options(fn):
@@ -121,7 +122,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             click.echo(json.dumps(summary))
             return
         for note in notes:
-            click.echo(f"note: {note}", err=True)
+            echo_text(f"note: {note}", err=True)
         kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
         click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {report.above_threshold} at p >= "
                    f"{threshold}{kept} -> {out} ({len(rows)} {'areas' if dissolve else 'rows'}); "
@@ -153,7 +154,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                                    progress=bar.update)
             note = unknown_collection_note(idx.store, flt)
         if note:
-            click.echo(f"note: {note}", err=True)
+            echo_text(f"note: {note}", err=True)
         click.echo(json.dumps(res), file=sys.stdout)
 
     main.add_command(classify_command)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import traceback
 
 import click
 
 from rsir_stac.errors import RsirError
+from rsir_stac.terminal import printable
 
 
 def _verbosity() -> int:
@@ -23,9 +25,24 @@ def _one_line(text: object) -> str:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    """Print ``error: message`` (one line) on stderr and exit with ``code``."""
-    click.echo(f"error: {_one_line(message)}", err=True)
+    """Print ``error: message`` (one line, control characters escaped) on stderr and exit with ``code``."""
+    click.echo(f"error: {printable(_one_line(message))}", err=True)
     sys.exit(code)
+
+
+def echo_text(text: object, err: bool = False) -> None:
+    """Print a human-readable line that may hold catalogue text (item ids, collections, hrefs,
+    error messages quoting them): control characters are escaped (:func:`rsir_stac.terminal.printable`),
+    so a STAC id cannot set the terminal's title or print fake lines.  JSON output uses :func:`echo_json`."""
+    click.echo(printable(text), err=err)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with the control characters of their message escaped (the traceback that ``-v``
+    adds is left as it is)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
 
 
 def handle_errors(fn):

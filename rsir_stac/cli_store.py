@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from rsir_stac.cli_common import _fail, echo_json as _echo_json, handle_errors as _handle_errors
+from rsir_stac.cli_common import _fail, echo_json as _echo_json, echo_text, handle_errors as _handle_errors
 from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option, store_options as _store_options
 from rsir_stac.cli_served import served_info, service_for
 
@@ -137,7 +137,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
                    f"{sum(f['tiles'] for f in report.sources_failed) + report.tiles_failed} failed; "
                    f"{report.seconds:.1f} s")
         if report.tiling_kept:
-            click.echo(f"  note: {report.tiling_kept}", err=True)
+            echo_text(f"  note: {report.tiling_kept}", err=True)
         if qdrant_url and report.ok:
             from rsir_stac.model.bundle import shipped_name
 
@@ -147,10 +147,10 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
         for f in report.sources_failed:
             stored = f.get("stored_href", f["href"])
             where = f" (stored in the index as {stored}, moved by --relocate)" if stored != f["href"] else ""
-            click.echo(f"  failed source {f['href']}{where} ({f['tiles']} tiles): {f['error']}; it was ingested "
-                       f"with {f['ingest_options']}", err=True)
+            echo_text(f"  failed source {f['href']}{where} ({f['tiles']} tiles): {f['error']}; it was ingested "
+                      f"with {f['ingest_options']}", err=True)
         for msg in report.tile_errors:
-            click.echo(f"  failed tile: {msg}", err=True)
+            echo_text(f"  failed tile: {msg}", err=True)
     if not report.ok:
         n_src = len(report.sources_failed)
         parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
@@ -203,9 +203,9 @@ def check(index, repair, as_json):
                    f"digests, {report.unverified} without a digest (re-embedded by the next ingest)")
     for f in report.findings:
         sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
-        click.echo(f"damaged: {f.message}{sample}", err=True)
+        echo_text(f"damaged: {f.message}{sample}", err=True)
     for note in report.notes:
-        click.echo(f"note: {note}", err=True)
+        echo_text(f"note: {note}", err=True)
     for name in report.leftovers:
         if name in cleaned:
             click.echo(f"removed: {name}, left by a killed process (the index did not use it)", err=True)

@@ -210,6 +210,68 @@ def normalise_origin(value: str) -> str:
     return f"{scheme}://{host}"
 
 
+#: Characters that end or split a CSP source expression (``;`` starts a new directive, ``,`` a new
+#: policy, whitespace a new source) or quote one: never in a value that goes into the policy.
+_CSP_BREAKERS = re.compile(r"[;,'\"\s\\]")
+#: One CSP source as the page's policy takes it: ``scheme://host[:port]``, the host optionally ``*.``-prefixed.
+_CSP_SOURCE = re.compile(r"^https?://(?:\*\.)?(?:[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])(?::\d{1,5})?$")
+
+
+def check_csp_source(url: str, option: str, *, example: str) -> str:
+    """The origin (``scheme://host[:port]``) of an operator's URL (or XYZ template, whose leading
+    ``{s}.`` subdomain becomes ``*.``) that goes into the page's Content-Security-Policy;
+    InputError naming ``option``, the reason and ``example`` when it is not one plain http(s)
+    origin: a character that breaks a CSP source in its scheme, host or port (``;`` would add
+    directives such as ``frame-ancestors *``; ``,``, quotes), whitespace anywhere, a user part, a wildcard or empty host, a
+    port outside 1-65535."""
+    from urllib.parse import urlsplit
+
+    v = str(url)
+
+    def bad(why: str) -> InputError:
+        return InputError(f"{option} {v!r} {why}; give an http(s) URL of one host, e.g. {example}")
+
+    head = v.split("/", 3)[:3]  # scheme:, "", host[:port]: what goes into the policy
+    breaker = next((c for c in "/".join(head) if _CSP_BREAKERS.match(c)), None) \
+        or next((c for c in v if c.isspace() or ord(c) < 32 or ord(c) == 127), None)
+    if breaker is not None:
+        raise bad(f"holds {breaker!r}, which would change the page's Content-Security-Policy")
+    sub = v.split("://", 1)[-1].startswith("{s}.")
+    try:
+        parts = urlsplit(v.replace("://{s}.", "://sub.", 1) if sub else v)
+        port = parts.port
+    except ValueError:
+        raise bad("has no valid port (1-65535)") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise bad("is not an http(s) URL")
+    host = parts.hostname or ""
+    if "@" in parts.netloc:
+        raise bad("has a user part (user@host)")
+    if not host or "*" in host or "{" in host or "}" in host:
+        raise bad("has no single host name (a wildcard or template in the host is not one)")
+    if port is not None and not 1 <= port <= 65535 or (port is None and parts.netloc.endswith(":")):
+        raise bad("has no valid port (1-65535)")
+    netloc = parts.netloc.lower()
+    if sub:
+        netloc = "*." + netloc[len("sub."):]
+    origin = f"{parts.scheme.lower()}://{netloc}"
+    if not _CSP_SOURCE.match(origin):
+        raise bad("has no valid host name")
+    return origin
+
+
+def check_csp_sources(values: Iterable[str]) -> tuple[str, ...]:
+    """CSP image sources given to :class:`Guard` (``scheme://host[:port]``, ``*.`` subdomains allowed):
+    each checked (InputError for anything else, such as ``;`` that would add directives)."""
+    out = []
+    for src in values:
+        if not _CSP_SOURCE.match(str(src)):
+            raise InputError(f"CSP image source {str(src)!r} is not scheme://host[:port] (http or https, one "
+                             "host, no ';', ',', spaces or quotes); give e.g. https://tiles.example.org")
+        out.append(str(src))
+    return tuple(out)
+
+
 def check_origins(values: Iterable[str]) -> tuple[str, ...]:
     """Each of ``values`` through :func:`normalise_origin` (duplicates dropped, order kept)."""
     return tuple(dict.fromkeys(normalise_origin(v) for v in values))
@@ -358,7 +420,7 @@ class Guard:
     def __init__(self, app, *, api_key: str | None, max_body: int, allowed_hosts: Iterable[str] | None = None,
                  allowed_origins: Iterable[str] = (), img_sources: Iterable[str] = ()) -> None:
         self.app, self.max_body = app, max_body
-        extra = " ".join(img_sources)
+        extra = " ".join(check_csp_sources(img_sources))
         self.page_csp = PAGE_CSP.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {extra}"
                                          ) if extra else PAGE_CSP
         self.api_key = api_key.encode() if api_key else None

@@ -104,10 +104,11 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from rsir_stac.api.stored import stored_router
     from rsir_stac.api.tiles import tiles_router
     from rsir_stac.apierrors import document_errors, install_handlers
-    from rsir_stac.httpguard import check_origins
+    from rsir_stac.httpguard import check_csp_sources, check_origins
     from rsir_stac.upload import UploadLimits
 
     allowed_origins = check_origins(allowed_origins)
+    img_sources = check_csp_sources(tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
 
     svc = Service(index, dependencies=_key_scheme(api_key), max_upload_bytes=max_upload_bytes,
                   limits=UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes),
@@ -133,7 +134,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     _add_page(app)
     _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
                     allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
-                    img_sources=tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
+                    img_sources=img_sources)
     # last: also documents operations of routers included above
     document_errors(app, (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500))
     return app
@@ -179,7 +180,7 @@ def _add_page(app) -> None:
 
     from rsir_stac.httpguard import script_hashes_csp
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime checkers
     def page():
         return FileResponse(WEB_DIR / "index.html", media_type="text/html",
                             headers={"Cache-Control": "no-cache"})
@@ -289,6 +290,7 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
         raise InputError("--api-key is the Qdrant server's key and needs --qdrant-url; to require a key from the "
                          "clients of this service use --service-key")
     sock = bind_socket(host, port)
+    port = sock.getsockname()[1]  # --port 0: the free port the system chose (printed and published)
     try:
         idx = Index.open(index, qdrant_url=qdrant_url, api_key=api_key_qdrant, model=model, read_only=True)
     except BaseException:
@@ -325,7 +327,8 @@ from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option  #
 @click.option("--model", type=click.Path(),
               help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (1-65535; 0: any free port, printed when it starts).")
 @click.option("--service-key", envvar="RSIR_SERVICE_KEY", show_envvar=True,
               help="Require this key (X-API-Key header, or api_key= in tile URLs) on /api/*. Prefer setting "
                    "RSIR_SERVICE_KEY: a key on the command line is visible to every local user in ps.")
@@ -364,23 +367,27 @@ def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_
 
 
 def _check_basemap(url: str | None) -> str | None:
-    """``url`` when it is an http(s) XYZ template with {z}, {x} and {y}; else InputError."""
+    """``url`` when it is an http(s) XYZ template with {z}, {x} and {y} whose origin is a plain
+    CSP source (``scheme://host[:port]``, see :func:`rsir_stac.httpguard.check_csp_source`); else
+    InputError naming ``--basemap`` and the fix."""
     if not url:
         return None
     from urllib.parse import urlsplit
 
+    from rsir_stac.httpguard import check_csp_source
+
     if urlsplit(url).scheme not in ("http", "https") or not all(f"{{{c}}}" in url for c in "zxy"):
         raise InputError(f"--basemap {url!r} is not an XYZ tile URL; give https://host/path/{{z}}/{{x}}/{{y}}.png")
+    check_csp_source(url, "--basemap", example="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
     return url
 
 
 def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of a URL template (a CSP source); ``{s}`` subdomains become ``*.``."""
-    from urllib.parse import urlsplit
+    """``scheme://host[:port]`` of a URL template (a CSP source); ``{s}`` subdomains become ``*.``;
+    InputError for one that is not a plain origin (:func:`rsir_stac.httpguard.check_csp_source`)."""
+    from rsir_stac.httpguard import check_csp_source
 
-    parts = urlsplit(url.replace("{s}.", "sub."))
-    host = parts.netloc.replace("sub.", "*.", 1) if "{s}." in url else parts.netloc
-    return f"{parts.scheme}://{host}"
+    return check_csp_source(url, "basemap", example="https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 
 
 __all__ = ["AddressInUseError", "bind_socket", "build_filter", "create_app", "parse_polygon", "run", "serve_command"]

@@ -56,6 +56,9 @@ KEY_ENV = "RSIR_SERVICE_KEY"
 POLL_S = 0.5
 #: Seconds a request to the service may take (an image search embeds on the server).
 TIMEOUT_S = 120.0
+#: The upload limit assumed for a service whose ``/api/info`` does not give ``limits.max_upload_bytes``
+#: (``serve``'s own: :func:`rsir_stac.serve.create_app`'s default).
+DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
 #: Where the process table is read (Linux).  Where it has no ``self/fd`` (macOS, the BSDs),
 #: :func:`verify_address` asks ``ps`` and ``lsof`` instead.
 PROC_ROOT = Path("/proc")
@@ -504,6 +507,7 @@ class ServiceClient:
 
     def __init__(self, address: ServiceAddress, *, key: str | None = None, timeout: float = TIMEOUT_S) -> None:
         self.address, self.timeout = address, timeout
+        self._upload_limit: int | None = None
         self.key = key if key is not None else os.environ.get(KEY_ENV) or None
         if address.key_required and not self.key:
             raise ServiceError(f"index {address.index} is held by {address.describe()}, which needs its service "
@@ -586,15 +590,59 @@ class ServiceClient:
     def query(self, body: dict) -> dict:
         return self.request("POST", "/api/query", body)
 
+    def upload_limit(self) -> int:
+        """The most bytes one uploaded image may have on this service (``limits.max_upload_bytes``
+        of ``GET /api/info``; :data:`DEFAULT_MAX_UPLOAD_BYTES` when the service does not say)."""
+        if self._upload_limit is None:
+            limits = (self.info() or {}).get("limits") or {}
+            value = limits.get("max_upload_bytes")
+            self._upload_limit = value if isinstance(value, int) and value > 0 else DEFAULT_MAX_UPLOAD_BYTES
+        return self._upload_limit
+
+    def read_upload(self, path: str) -> bytes:
+        """The bytes of the image file ``path``, to send: a regular file only (a named pipe or a
+        device such as ``/dev/zero`` is refused unread: opened without blocking, checked with
+        ``fstat``), at most :meth:`upload_limit` bytes (a larger file is refused before it is
+        read into memory, with both numbers; the read itself is bounded too)."""
+        import stat
+
+        from rsir_stac.errors import ImageReadError
+        from rsir_stac.tiling.sources import file_kind
+
+        limit = self.upload_limit()
+
+        def too_large(size: str) -> InputError:
+            return InputError(f"{path} is {size} bytes, over the {limit} byte upload limit of "
+                              f"{self.address.describe()}; give a smaller image (crop or re-encode it, e.g. as "
+                              "JPEG or a DEFLATE GeoTIFF), or stop the service and search the index directly")
+
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise ImageReadError(f"{path} cannot be read ({exc.strerror}); check the path and its permissions") \
+                from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ImageReadError(f"{path} is {file_kind(st.st_mode)}, not a regular file; query images are "
+                                     "read from regular files only: save the image to a file and give that")
+            if st.st_size > limit:
+                raise too_large(str(st.st_size))
+            data = fh.read(limit + 1)
+        if len(data) > limit:  # it grew while being read
+            raise too_large(f"over {limit}")
+        return data
+
     def search_image(self, image: str, fields: dict) -> dict:
-        return self.request("POST", "/api/search/image", form=(fields, [("file", Path(image).read_bytes(),
+        return self.request("POST", "/api/search/image", form=(fields, [("file", self.read_upload(image),
                                                                           Path(image).name)]))
 
     def query_images(self, path: str, body: dict, positives: list[str], negatives: list[str], *,
                      raw: bool = False) -> Any:
         """``POST path`` (``/api/query`` or its export) as multipart: the JSON ``body`` in the
-        ``query`` field, image files as ``positive_image`` / ``negative_image``."""
-        files = [(name, Path(p).read_bytes(), Path(p).name)
+        ``query`` field, image files as ``positive_image`` / ``negative_image`` (each read by
+        :meth:`read_upload`: regular files within the service's upload limit)."""
+        files = [(name, self.read_upload(p), Path(p).name)
                  for name, paths in (("positive_image", positives), ("negative_image", negatives)) for p in paths]
         return self.request("POST", path, form=({"query": json.dumps(body)}, files), raw=raw)
 

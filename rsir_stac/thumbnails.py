@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from rsir_stac.terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +106,14 @@ OWN_FILES = re.compile(r"00_query\.png|\d{2,}_[0-9a-f]{8}\.png|contact_sheet\.pn
 
 def clear_thumbnails(out_dir: str | Path) -> int:
     """Remove from ``out_dir`` the files an earlier :func:`write_thumbnails` wrote there (names
-    matching :data:`OWN_FILES`; every other file stays); returns how many.  InputError when one
-    cannot be removed."""
+    matching :data:`OWN_FILES`, and links under such names: the link is removed, never what it
+    points to; every other file stays); returns how many.  InputError when one cannot be removed."""
     from rsir_stac.errors import InputError
 
     out = Path(out_dir)
     n = 0
     for old in (sorted(out.iterdir()) if out.is_dir() else []):
-        if OWN_FILES.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+        if OWN_FILES.fullmatch(old.name) and (old.is_symlink() or old.is_file()):
             try:
                 old.unlink()
             except OSError as exc:
@@ -122,17 +125,77 @@ def clear_thumbnails(out_dir: str | Path) -> int:
     return n
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_png(pixels: np.ndarray, path: Path) -> Path:
+    """Write ``pixels`` as the PNG ``path``: to a new temporary file in its folder (created with
+    ``O_EXCL``), then renamed onto ``path``.  Whatever is at ``path`` -- a file, or a link another
+    user planted in a shared folder -- is replaced, never written through; a failed write leaves
+    nothing.  The file gets the usual mode (0666 less the umask)."""
+    import tempfile
+
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            Image.fromarray(pixels).save(fh, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def write_thumbnails(result, out_dir: str | Path, *, size: int = 160) -> list[Path]:
     """Write each hit as ``NN_<id>.png`` plus ``contact_sheet.png`` (and the query tile as
     ``00_query.png``); returns the paths.  The files of an earlier run in the same folder are
-    removed first (:func:`clear_thumbnails`), so the folder holds this result's set alone."""
-    from PIL import Image
-
-    from rsir_stac.errors import RsirError
+    removed first (:func:`clear_thumbnails`), so the folder holds this result's set alone; each
+    file is written whole and renamed into place (:func:`save_png`: a link planted under one of
+    these names is replaced, not followed).  A folder that cannot be made or written (``/proc``,
+    a read-only mount) is an InputError naming it, the cause and the fix; a full disk the
+    error of :func:`rsir_stac.atomic.output_error`."""
+    from rsir_stac.atomic import output_error
+    from rsir_stac.errors import InputError
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_thumbnails(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        clear_thumbnails(out)
+        return _write_set(result, out, size)
+    except OSError as exc:
+        names = [Path(f) for f in (exc.filename2, exc.filename) if isinstance(f, str)]
+        if names and not any(p == out or out in p.parents or p in out.parents for p in names):
+            raise  # not the output folder's fault (a source raster): the caller's handler names it
+        target = names[0] if names else out
+        err = output_error(exc, target)
+        if err is not None:
+            raise err from None
+        raise InputError(f"cannot write the thumbnails in {out} ({exc.strerror or exc}"
+                         + (f": {target}" if target != out else "") + "); choose a writable folder for "
+                         "--thumbnails") from None
+
+
+def caption(rank: int, hit, score_name: str = "distance") -> str:
+    """A hit's two caption lines on the contact sheet: ``#rank d=0.412 date`` and its item.  ``d=`` a
+    distance (smaller is closer); ``s=`` a score (the ``best_score``, ``sum_scores``, ``discover`` and
+    ``context`` strategies: larger is better), as the table's column names it."""
+    mark = "d" if score_name == "distance" else "s"
+    when = str(hit.payload.get("datetime") or "")[:10]  # the date tells a time series' hits apart
+    item = re.sub(r"-[0-9a-f]{12}$", "", str(hit.payload.get("item_id", "")))  # a bare raster's path hash
+    item = printable(item)  # a catalogue's control characters: drawn escaped (raqm fails on some)
+    return f"#{rank} {mark}={hit.score:.3f} {when}".rstrip() + f"\n{item}"
+
+
+def _write_set(result, out: Path, size: int) -> list[Path]:
+    from rsir_stac.errors import RsirError
+
     written, tiles, labels = [], [], []
     query = result.query_pixels
     if query is None and result.query_payload is not None:
@@ -141,25 +204,18 @@ def write_thumbnails(result, out_dir: str | Path, *, size: int = 160) -> list[Pa
         except RsirError as err:
             log.warning("query tile not rendered: %s", err)
     if query is not None:
-        p = out / "00_query.png"
-        Image.fromarray(query).save(p)
-        written.append(p)
+        written.append(save_png(query, out / "00_query.png"))
     for rank, hit in enumerate(result.hits, 1):
         try:
             px = read_tile(hit.payload)
         except RsirError as err:
             log.warning("hit %s not rendered: %s", hit.id, err)
             px = np.full((size, size, 3), 200, np.uint8)
-        p = out / f"{rank:02d}_{hit.id[:8]}.png"
-        Image.fromarray(px).save(p)
-        written.append(p)
+        written.append(save_png(px, out / f"{rank:02d}_{hit.id[:8]}.png"))
         tiles.append(px)
-        when = str(hit.payload.get("datetime") or "")[:10]  # the date tells a time series' hits apart
-        item = re.sub(r"-[0-9a-f]{12}$", "", str(hit.payload.get("item_id", "")))  # a bare raster's path hash
-        labels.append(f"#{rank} d={hit.score:.3f} {when}".rstrip() + f"\n{item}")
-    sheet = out / "contact_sheet.png"
+        labels.append(caption(rank, hit, getattr(result, "score_name", "distance")))
     qp = result.query_payload or {}
     qlabel = f"query {str(qp.get('datetime') or '')[:10]}".rstrip()
-    Image.fromarray(contact_sheet(query, tiles, labels, size=size, query_label=qlabel)).save(sheet)
-    written.append(sheet)
+    written.append(save_png(contact_sheet(query, tiles, labels, size=size, query_label=qlabel),
+                            out / "contact_sheet.png"))
     return written

@@ -188,6 +188,11 @@ def _short(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+#: Errors of a decoder's Python code (Pillow's ``struct.unpack_from`` on a cut PNG chunk: "unpack_from
+#: requires a buffer of at least 4 bytes ...") whose messages say nothing to the sender of the file.
+_PYTHON_INTERNAL = (struct.error, IndexError, KeyError, TypeError, AttributeError, ZeroDivisionError)
+
+
 def _causes(err: BaseException) -> list[str]:
     """The messages of ``err`` and the errors it was raised from (outermost first), each path-free."""
     out: list[str] = []
@@ -195,6 +200,9 @@ def _causes(err: BaseException) -> list[str]:
     cur: BaseException | None = err
     while cur is not None and id(cur) not in seen and len(out) < 16:
         seen.add(id(cur))
+        if isinstance(cur, _PYTHON_INTERNAL):  # a decoder's Python code tripping on missing bytes: not words
+            cur = cur.__cause__ or cur.__context__
+            continue
         text = _short(cur)
         text = re.sub(r"^.*?IReadBlock failed at X offset \d+, Y offset \d+:\s*", "", text)
         text = re.sub(r"^(\S*\.tif[^:]*|[0-9a-f]{8}-[0-9a-f-]{27}/?):\s*", "", text).strip(" :")
@@ -218,18 +226,33 @@ def decoder_cause(err: BaseException) -> str:
     """The innermost, path-free message of a decoder error: libtiff's or the codec's own words rather
     than rasterio's "Read failed. See previous exception for details."."""
     causes = [c for c in _causes(err) if not c.startswith("Read failed")]
-    return causes[-1] if causes else type(err).__name__
+    if causes:
+        return causes[-1]
+    return "the file is damaged or truncated" if _internal(err) else type(err).__name__
 
 
 def decode_error_message(what: str, err: BaseException) -> str:
     """One line for an image that ``err`` stopped a decoder on: ``what`` (e.g. "the uploaded TIFF file"),
     the decoder's own innermost message (not GDAL's "Read failed. See previous exception for details."),
     what it means and a fix."""
-    causes = _causes(err)
-    detail = decoder_cause(err)
+    causes = [c for c in _causes(err) if not c.startswith("Read failed")]
+    internal = _internal(err)
     meaning = next((m for pattern, m in _CAUSES if any(pattern.search(c) for c in causes)),
-                   "it is corrupt or not a valid image")
-    return f"{what} cannot be decoded: {meaning} ({detail}); {_REEXPORT}"
+                   "it is damaged or truncated" if internal else "it is corrupt or not a valid image")
+    detail = f" ({causes[-1]})" if causes else "" if internal else f" ({type(err).__name__})"
+    return f"{what} cannot be decoded: {meaning}{detail}; {_REEXPORT}"
+
+
+def _internal(err: BaseException) -> bool:
+    """Whether ``err`` or an error it came from is one of :data:`_PYTHON_INTERNAL`."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, _PYTHON_INTERNAL):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def count_jpeg_scans(data: bytes, stop_after: int | None = None) -> int:

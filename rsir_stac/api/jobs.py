@@ -110,12 +110,10 @@ def allowed_source(text: str, roots: Sequence[Path], skipped: list[str] | None =
 
 
 def _file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
+    """What a non-regular file is, in words (:func:`rsir_stac.tiling.sources.file_kind`)."""
+    from rsir_stac.tiling.sources import file_kind
+
+    return file_kind(mode)
 
 
 def _under(real: Path, roots: Sequence[Path]) -> bool:

@@ -130,12 +130,21 @@ def _read_with_rasterio(path: str, bands: Sequence[int] | None) -> np.ndarray:
 
 
 def check_image_path(name: str) -> None:
-    """Refuse a local image path that is missing (SourceNotFoundError), a folder or unreadable
-    (ImageReadError), with a one-line fix."""
+    """Refuse a local image path that is missing (SourceNotFoundError), a folder, not a regular
+    file (a named pipe, a device such as ``/dev/zero``, a socket: reading one would block or never
+    end) or unreadable (ImageReadError), with a one-line fix.  Nothing is opened."""
+    import stat
+
+    from rsir_stac.tiling.sources import file_kind
+
     if not os.path.exists(name):
         raise SourceNotFoundError(f"{name} does not exist; check the path")
     if os.path.isdir(name):
         raise ImageReadError(f"{name} is a folder; give a PNG/JPEG/WebP/GeoTIFF image")
+    mode = os.stat(name).st_mode
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(f"{name} is {file_kind(mode)}, not a regular file; query images are read from "
+                             "regular files only: save the image to a PNG/JPEG/WebP/GeoTIFF file and give that")
     if not os.access(name, os.R_OK):
         raise ImageReadError(f"{name} cannot be read (permission denied); give this user read access "
                              "to the file, e.g. chmod a+r")

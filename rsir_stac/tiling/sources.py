@@ -214,6 +214,15 @@ def read_error(href: str, err: BaseException, what: str, *, window: bool = False
     return RasterError(f"{href}: {what} cannot be read ({detail}); the file may be corrupt or cut short, {fix}")
 
 
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words (``st_mode`` of ``os.stat``)."""
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _open_raster(href: str | os.PathLike[str]) -> Any:
     """Open ``href`` with rasterio, turning failures into one-line errors."""
     href = os.fspath(href)

@@ -36,6 +36,8 @@ export function friendly(text, status) {
 }
 
 function errorText(doc, status) {
+  // the service's own words name the X-API-Key header, which a browser user cannot send
+  if (status === 401) return "This service needs its access key: open the page as /?key=YOUR_KEY (or enter the key when asked).";
   const d = doc && doc.detail;
   if (Array.isArray(d)) {
     return d.map((x) => ((x.loc || []).slice(1).join(".") || "request") + ": " + x.msg).join("; ");
