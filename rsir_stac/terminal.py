@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 
-#: C0 controls (tab, CR and LF included), DEL and the C1 controls (U+0080-U+009F; U+009B is a CSI).
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: C0 controls (tab, CR and LF included), DEL, the C1 controls (U+0080-U+009F; U+009B is a CSI) and
+#: the bidirectional overrides and isolates (U+202A-U+202E, U+2066-U+2069), which reorder what a line
+#: shows ("Trojan Source", CVE-2021-42574).
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -23,7 +25,8 @@ def printable(text: object) -> str:
     s = str(text)
     if not CONTROL.search(s):
         return s
-    return CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), s)
+    return CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                             else f"\\u{ord(m.group()):04x}"), s)
 
 
 __all__ = ["CONTROL", "printable"]

@@ -251,11 +251,13 @@ def test_catalogue_text_cannot_drive_the_terminal(world, tiny_bundle):
     assert doc["hits"][0]["item_id"] == HOSTILE_ID and doc["hits"][0]["collection"] == HOSTILE_COLLECTION
 
 
-def test_printable_escapes_c0_del_and_c1_only():
+def test_printable_escapes_c0_del_c1_and_bidi_overrides():
     from rsir_stac.terminal import printable
 
     assert printable("São Paulo – Zürich ✓") == "São Paulo – Zürich ✓"
     assert printable("a\x1b]0;t\x07b\r\n\tc\x00\x7f\x85\x9b") == "a\\x1b]0;t\\x07b\\r\\n\\tc\\x00\\x7f\\x85\\x9b"
+    # bidirectional overrides reorder what a line shows (Trojan Source): escaped too
+    assert printable("id\u202egpj.exe\u2066x\u2069") == "id\\u202egpj.exe\\u2066x\\u2069"
 
 
 def test_error_lines_escape_control_characters(world, tiny_bundle, tmp_path):
