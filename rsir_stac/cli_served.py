@@ -230,6 +230,7 @@ def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_s
             "bands": list(bands) if bands else None, "tile_size": tile_size, "stride": stride, "gsd": gsd,
             "native_gsd": native_gsd, "edge": edge, "min_valid": min_valid, "shard": shard,
             "fail_fast": fail_fast, "collection": collection, "datetime": datetime_,
+            "relabel": True,  # the command line's ingest relabels an indexed raster it is given again, served or not
             **({"nodata": nodata} if nodata is not None else {})}
     bars: dict = {}
 

@@ -314,3 +314,29 @@ def test_serve_help_and_readme_name_the_key_variable():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("### The HTTP service"):readme.index("## Reliability")]
     assert "RSIR_SERVICE_KEY" in section and "--service-key KEY" not in section
+
+
+def test_an_ingest_job_does_not_relabel_indexed_tiles_unless_it_asks(jobs_setup, tiny_bundle):
+    """Security trial: a job on an indexed file with collection 'hijacked' and datetime 1970 rewrote
+    the operator's labels of its tiles ("relabelled: 10"). A job now fails that item and keeps the
+    labels unless it sends "relabel": true; the command line's ingest relabels as documented."""
+    src, scenes, idx = jobs_setup
+    h = {"X-API-Key": KEY}
+    ingest([str(src / "s0.tif")], index=str(idx), model=tiny_bundle,  # the fixture's file, now given a collection
+           options=IngestOptions(tile_size=64, native_gsd=True, collection="naip"))
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        with TestClient(create_app(index, ingest_roots=[str(src)], api_key=KEY), base_url=BASE) as c:
+            body = {"sources": ["s0.tif"], "tile_size": 64, "native_gsd": True, "collection": "hijacked",
+                    "datetime": "1970-01-01"}
+            r = c.post("/api/ingest/jobs", json=body, headers=h)
+            assert r.status_code == 202, r.text
+            doc = _wait(c, r.json()["id"], h)
+            assert doc["report"]["tiles_relabelled"] == 0, doc
+            assert 'send "relabel": true' in doc["report"]["items_failed"][0]["error"], doc
+            assert {p.payload["collection"] for p in index.store.iter_points(with_vectors=False)
+                    if p.payload["href"].endswith("s0.tif")} == {"naip"}
+            r = c.post("/api/ingest/jobs", json={**body, "relabel": True}, headers=h)
+            doc = _wait(c, r.json()["id"], h)
+            assert doc["state"] == "done" and doc["report"]["tiles_relabelled"] > 0, doc
+            assert {p.payload["collection"] for p in index.store.iter_points(with_vectors=False)
+                    if p.payload["href"].endswith("s0.tif")} == {"hijacked"}

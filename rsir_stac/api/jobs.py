@@ -378,6 +378,8 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         edge: Literal["shift", "drop", "pad"] = "shift"
         min_valid: float = Field(0.5, ge=0, le=1)
         nodata: float | None = Field(None, description="Pixel value marking no data in sources that declare none.")
+        relabel: bool = Field(False, description="Give tiles already indexed this job's collection and datetime "
+                                                 "(otherwise such an item fails and keeps its labels).")
         fail_fast: bool = False
         shard: str | None = Field(None, max_length=20, description="I/N: only this share of the items.")
         collection: str | None = Field(None, max_length=200)
@@ -401,7 +403,7 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
                                 tile_size=req.tile_size, stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd,
                                 edge=req.edge, min_valid=req.min_valid, fail_fast=req.fail_fast,
                                 shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
-                                datetime=dt, nodata=req.nodata)
+                                datetime=dt, nodata=req.nodata, relabel=req.relabel)
         check_options(options, flag=str)  # refused with 400 now, not as a failed job; named as the job's fields
         if req.collection is not None and not COLLECTION_NAME.match(req.collection):
             bad = next((c for c in req.collection if not (c.isalnum() or c in " _.-/")), req.collection[:1])

@@ -31,6 +31,7 @@ class IngestOptions:
     collection: str | None = None  # for bare rasters (STAC items keep their own)
     datetime: tuple[Any, Any] | None = None  # (start, end) for bare rasters; equal for an instant
     nodata: float | None = None  # a nodata value for sources that declare none (nor a mask or alpha)
+    relabel: bool = True  # give indexed tiles of a bare raster this run's collection/datetime (HTTP jobs: opt-in)
 
 
 def cli_flag(field: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import RasterError, RsirError, StoreError
+from rsir_stac.errors import InputError, RasterError, RsirError, StoreError
 from rsir_stac.gsd import open_scene
 from rsir_stac.ingest.options import IngestOptions
 from rsir_stac.ingest.points import point_id, tile_payload, tiling_key
@@ -183,6 +183,12 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
             _check_stored(store, scene, ids[first], refs[first], bands)
         if existing and not scene.from_stac:
+            if not run.options.relabel:  # an HTTP job: the operator's labels are not rewritten unasked
+                n = relabel(store, scene, existing, apply=False)
+                if n:
+                    raise InputError(f"item {scene.item_id}: {n} of its tiles are already indexed with another "
+                                     "collection or date, and this job does not relabel them; send \"relabel\": "
+                                     "true to give them this job's, or leave collection and datetime out")
             report.tiles_relabelled += relabel(store, scene, existing)
         if len(existing) < len(refs):
             _warn_other_tilings(store, scene, ids, len(existing))

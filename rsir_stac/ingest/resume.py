@@ -47,10 +47,11 @@ def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> No
 LABEL_FIELDS = ("collection", "datetime", "datetime_epoch", "datetime_end_epoch", "start_datetime", "end_datetime")
 
 
-def relabel(store, scene, ids: set[str]) -> int:
+def relabel(store, scene, ids: set[str], *, apply: bool = True) -> int:
     """Give stored tiles of a bare raster the collection and time of ``scene`` when
     they differ (``ingest --collection/--datetime`` run again on an indexed file):
-    their vectors are kept, nothing is embedded again.  Returns how many changed."""
+    their vectors are kept, nothing is embedded again.  Returns how many changed (with
+    ``apply`` False: how many would, nothing written)."""
     dt, end = scene.interval
     want = {"collection": scene.collection, "datetime": _iso(dt),
             "datetime_epoch": dt.timestamp() if dt else None,
@@ -66,6 +67,8 @@ def relabel(store, scene, ids: set[str]) -> int:
         if have != {k: want.get(k) for k in LABEL_FIELDS}:
             payload = {k: v for k, v in hit.payload.items() if k not in LABEL_FIELDS} | want
             changed.append(Point(hit.id, np.asarray(hit.vector, dtype=np.float32), payload))
+    if not apply:
+        return len(changed)
     for s in range(0, len(changed), WRITE_BATCH):
         store.upsert(changed[s : s + WRITE_BATCH])
     return len(changed)
