@@ -384,6 +384,10 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                             per_item=_per_item(per_item), exclude_within_m=exclude_within, flt=flt, k=limit,
                             offset=offset, include_query=include_query, with_payload=not out, expand=expand)
         notes = list(result.notes) + excluded_notes(idx.store, flt)
+        if not result.hits and not offset:  # which filter left nothing (analyst trial: "loosen the filters?")
+            from rsir_stac.search import empty_filter_notes
+
+            notes += empty_filter_notes(idx.store, flt)
         if _per_item(per_item) == "auto" and _reordered(result):
             notes.append(_cap_note(result.score_name))
         if out:

@@ -368,6 +368,55 @@ def excluded_notes(store, flt: SearchFilter | None,
     return notes
 
 
+def empty_filter_notes(store, flt: SearchFilter | None, names: dict[str, str] | None = None) -> list[str]:
+    """Why a search with ``flt`` found nothing: the filters that alone match no stored tile (each
+    counted through the indexes), or, when each matches some, that none matches them all together.
+    Empty when ``flt`` is empty or matches tiles (the examples themselves may be what was left out).
+    ``names``: how each filter is called where the note is shown (default: the CLI's options)."""
+    from dataclasses import fields
+
+    if flt is None or flt.is_empty or store.count(flt):
+        return []
+    say = {"bbox": "--bbox", "near": "--near", "polygon": "--within", "datetime": "--datetime",
+           "collections": "--collection", **(names or {})}
+    parts: list[tuple[str, SearchFilter]] = []
+    bare = {f.name: getattr(flt, f.name) for f in fields(flt)}
+    empty = {k: (None if not isinstance(v, tuple) or k in ("bbox", "near") else ()) for k, v in bare.items()}
+    for key in ("bbox", "near", "polygon"):
+        if getattr(flt, key) is not None:
+            parts.append((key, SearchFilter(**{**empty, key: getattr(flt, key)})))
+    if flt.start is not None or flt.end is not None:
+        parts.append(("datetime", SearchFilter(**{**empty, "start": flt.start, "end": flt.end})))
+    if flt.collections:
+        parts.append(("collections", SearchFilter(**{**empty, "collections": flt.collections})))
+    if len(parts) < 1:
+        return []
+    dead = [key for key, part in parts if not store.count(part)]
+    if key_lines := [_empty_part(key, flt, say[key]) for key in dead if key != "collections"]:
+        return key_lines  # a misspelt collection has its own note (unknown_collection_note)
+    if dead:
+        return []
+    if len(parts) > 1:
+        return [f"each of {', '.join(say[k] for k, _ in parts)} matches tiles of the index, but no tile matches them "
+                "all together; loosen one of them"]
+    return []
+
+
+def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
+    """The line for one filter that matches no stored tile."""
+    if key == "bbox":
+        w, s, e, n = flt.bbox
+        return f"no tile's centre lies in {name} {w:g},{s:g},{e:g},{n:g}; check the box (W,S,E,N in degrees)"
+    if key == "near":
+        lon, lat, r = flt.near
+        return f"no tile's centre lies within {r:g} m of {lon:g},{lat:g} ({name}); widen the radius or move it"
+    if key == "polygon":
+        return f"no tile's centre lies in the {name} area; check that the polygon is in lon/lat where the tiles are"
+    start = flt.start.isoformat().replace("+00:00", "Z") if flt.start else ".."
+    end = flt.end.isoformat().replace("+00:00", "Z") if flt.end else ".."
+    return f"no tile is dated within {name} {start}/{end}; widen the dates (undated tiles never match a date filter)"
+
+
 def swapped_bbox_note(flt: SearchFilter | None) -> str | None:
     """A line when a bbox's west is east of its east and the box, read as crossing the
     antimeridian (RFC 7946), spans more than half the globe: most likely W and E swapped

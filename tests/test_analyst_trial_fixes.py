@@ -143,3 +143,35 @@ def test_a_place_on_undated_scenes_picks_the_same_tile_whatever_the_point_ids(tm
             loc = pts[0].payload["location"]
             picks.append(s.point_at(loc["lon"], loc["lat"]).payload["item_id"])
     assert picks == ["scene-a"] * 4, picks
+
+
+def test_a_search_that_finds_nothing_names_the_filter_that_left_nothing(world, bundle):  # noqa: F811
+    """Analyst trial: an empty box or date range said only "no results (loosen the filters?)"."""
+    from datetime import datetime, timezone
+
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.search import Index, empty_filter_notes
+    from rsir_stac.serve import create_app
+    from rsir_stac.store import SearchFilter
+
+    pid = world[1][0].id
+    base = ["search", "--index", world[0], "--model", bundle.path, "--point-id", pid]
+    r = _run(*base, "--bbox", "0,0,1,1")
+    assert r.exit_code == 0 and "no tile's centre lies in --bbox 0,0,1,1" in r.stderr, r.output
+    r = _run(*base, "--datetime", "2030-01-01/2031-01-01")
+    assert r.exit_code == 0 and "no tile is dated within --datetime 2030-01-01T00:00:00Z/" in r.stderr, r.output
+    # each filter alone matches tiles (scene 0's box, the index's date), together nothing
+    index = Index.open(str(world[0]), model=bundle)
+    both = SearchFilter(bbox=(10.0, 45.0, 10.01, 45.01), start=datetime(2019, 1, 1, tzinfo=timezone.utc),
+                        end=datetime(2019, 12, 31, tzinfo=timezone.utc))
+    assert empty_filter_notes(index.store, both) == ["no tile is dated within --datetime 2019-01-01T00:00:00Z/"
+                                                     "2019-12-31T00:00:00Z; widen the dates (undated tiles never "
+                                                     "match a date filter)"]
+    apart = SearchFilter(bbox=(10.0, 45.0, 10.01, 45.01), near=(10.3, 45.003, 200.0))
+    assert "but no tile matches them all together" in empty_filter_notes(index.store, apart)[0]
+    assert empty_filter_notes(index.store, SearchFilter(bbox=(10.0, 45.0, 10.01, 45.01))) == []
+    with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as c:
+        doc = c.get("/api/search", params={"point_id": pid, "bbox": "0,0,1,1"}).json()
+    index.close()
+    assert doc["features"] == [] and any("no tile's centre lies in the bbox 0,0,1,1" in n for n in doc["notes"]), doc

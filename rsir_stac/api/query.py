@@ -81,7 +81,7 @@ def query_router(svc: Any):
         with svc.querying():  # at most svc.max_queries at a time: 429 beyond, never a queue behind the lock
             result, flt = run_query(svc, query)
             doc = svc.public(to_geojson(result))
-            notes = list(result.notes) + svc.filter_notes(flt)
+            notes = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
         cap = bodies.per_item(req.per_item)
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,

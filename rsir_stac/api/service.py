@@ -120,6 +120,16 @@ class Service:
         with self._notes_lock:
             self._notes.clear()
 
+    def empty_notes(self, flt: Any) -> list[str]:
+        """Why a search with ``flt`` found nothing (:func:`rsir_stac.search.empty_filter_notes`), the
+        filters named as the API and the map page call them."""
+        from rsir_stac.search import empty_filter_notes
+
+        with self.lock:
+            return empty_filter_notes(self.index.store, flt, names={
+                "bbox": "the bbox", "near": "the radius", "polygon": "the polygon", "datetime": "the dates",
+                "collections": "the collections"})
+
     def filter_notes(self, flt: Any) -> list[str]:
         """One line per tile kind a date or collection filter leaves out (undated /
         uncollected tiles), with their count, and the collections asked for that the index
