@@ -112,6 +112,11 @@ def _one_line(r, status, fragment=""):
 # --------------------------------------------------------------------------- image search: diverse like the rest
 
 
+def raw_other(index, tile):
+    """The tiles of scenes other than scene a, nearest first (no cap)."""
+    return [h for h in index.search(pixels=tile, k=40, per_item=None).hits if h.payload["item_id"] != "scene-a"]
+
+
 def test_image_search_keeps_the_per_scene_default(client, index, points):
     a1 = _of(points, "scene-a")[0]
     tile = _pixels(points[a1])
@@ -120,12 +125,19 @@ def test_image_search_keeps_the_per_scene_default(client, index, points):
     r = client.post("/api/search/image", files={"file": ("q.png", _png(tile), "image/png")}, data={"k": "6"})
     assert r.status_code == 200, r.text
     doc = r.json()
-    assert _items(doc).count("scene-a") == 3 and len(doc["features"]) == 6
-    assert [f["id"] for f in doc["features"]] == [h.id for h in index.search(pixels=tile, k=6).hits]
+    want = index.search(pixels=tile, k=6).hits  # the library's default: the soft per-scene cap
+    assert [f["id"] for f in doc["features"]] == [h.id for h in want] and len(doc["features"]) == 6
     assert doc["query"]["kind"] == "image" and doc["query"]["size"] == [64, 64] and doc["notes"] == []
+    assert doc["per_scene"] == 3 and doc["per_scene_penalty"] > 1
+    # beyond 3 of scene a, a tile ranks as if per_scene_penalty times farther: it comes after any other
+    # scene's tile nearer than that
+    for f in doc["features"][3:]:
+        if f["properties"]["item_id"] == "scene-a":
+            others = [o for o in raw_other(index, tile) if o.score < f["properties"]["distance"] * doc["per_scene_penalty"]]
+            assert all(o.id in {g["id"] for g in doc["features"]} for o in others[:3])
     # the same default as a search by the stored tile's id
     by_id = client.get("/api/search", params={"point_id": a1, "k": 6}).json()
-    assert _items(by_id).count("scene-a") == 3
+    assert [f["id"] for f in by_id["features"]] == [h.id for h in index.search(point_id=a1, k=6).hits]
     # the cap is soft: with fewer other scenes than k needs, the capped-out tiles follow
     more = client.post("/api/search/image", files={"file": ("q.png", _png(tile))}, data={"k": "20"}).json()
     assert _items(more).count("scene-a") == 8
