@@ -126,7 +126,7 @@ def _ingest_datetime(text: str | None):
 @click.option("--stride", type=int, help="Step between tiles in pixels (default: tile size).")
 @click.option("--gsd", type=float, help="Target ground sample distance in metres (default: the model's).")
 @click.option("--native-gsd", is_flag=True, help="Tile at each scene's own resolution, no resampling (pixels not square on the ground, "
-                   "e.g. lon/lat away from the equator, are resampled to square ones of their mean size).")
+                   "e.g. lon/lat away from the equator, are resampled to square ones of their longer side).")
 @click.option("--edge", default="shift", show_default=True, type=click.Choice(["shift", "drop", "pad"]),
               help="Rule for the last row/column of tiles.")
 @click.option("--min-valid", default=0.5, show_default=True, help="Skip tiles with less valid data than this fraction.")

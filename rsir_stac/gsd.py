@@ -75,10 +75,13 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
                         "tile at it; tiling at %.3g m (pass --native-gsd to keep its own)",
                         scene.item_id, reader.native_gsd, factor, gsd, gsd)
             return reader, gsd, None
-        log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at the native GSD "
-                    "(pass --gsd to force a resolution)", scene.item_id, reader.native_gsd, gsd)
+        native = reader.native_gsd
         reader.close()
-        return square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
+        opened = square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
+        own = opened[1] if opened[1] is not None else native  # square pixels of the longer side, if not square
+        log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at its own GSD, %.3g m "
+                    "(pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
+        return opened
     if options.gsd is None and fine_fallback:
         coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size)
         if coarsest is not None:
