@@ -17,6 +17,7 @@ exit 1.  ``-v`` adds the traceback to either; Ctrl-C exits 130.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import click
@@ -437,9 +438,14 @@ def _reordered(result) -> bool:
 
 
 def _fit(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters in the middle, so that ids differing at the end stay apart."""
+    """``text`` cut to ``width`` characters in the middle, so that ids differing at the end stay apart;
+    a bare raster's item id (``name-<12 hex digits>``) keeps the end of its name (the date a file name
+    usually ends with) and the first 6 digits of its path hash."""
     if len(text) <= width:
         return text
+    m = re.fullmatch(r"(.+)-([0-9a-f]{12})", text)
+    if m and width >= 16:
+        return _fit(m.group(1), width - 7) + "-" + m.group(2)[:6]
     head = (width - 1) // 2
     return text[:head] + "…" + text[-(width - 1 - head):]
 

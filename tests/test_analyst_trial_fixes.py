@@ -175,3 +175,13 @@ def test_a_search_that_finds_nothing_names_the_filter_that_left_nothing(world, b
         doc = c.get("/api/search", params={"point_id": pid, "bbox": "0,0,1,1"}).json()
     index.close()
     assert doc["features"] == [] and any("no tile's centre lies in the bbox 0,0,1,1" in n for n in doc["notes"]), doc
+
+
+def test_a_long_bare_raster_item_id_keeps_its_date_in_the_table():
+    """Analyst trial: "opengeos_naip…1-b3278a42796e" kept the hash and cut the date the file name ends with."""
+    from rsir_stac.cli import _fit
+
+    got = _fit("opengeos_naip_m_4709963_se_14_1_20200831-b3278a42796e", 28)
+    assert len(got) == 28 and "20200831" in got and got.endswith("-b3278a") and got.startswith("opengeos"), got
+    assert _fit("short-b3278a42796e", 28) == "short-b3278a42796e"
+    assert len(_fit("x" * 60, 28)) == 28
