@@ -535,6 +535,18 @@ def test_polygon_and_upload(browser, server):
         pg.p.wait_for_function("!document.querySelector('#status').innerText.includes('filtered')", timeout=30_000)
         pg.wait_results(10)
         assert pg.p.locator("#gallery .card").first.get_attribute("data-id") == pid
+        # new dates, then Search again at once: the field's change event (as the click leaves it) already
+        # searched; the click must not send the image a second time (analyst trial: it was sent twice)
+        sent = []
+        pg.p.on("request", lambda r: sent.append(r.url) if "/api/search/image" in r.url else None)
+        pg.p.fill("#datetime", "2020")
+        pg.p.click("#rerun")
+        pg.wait_status("filtered by dates")
+        pg.p.wait_for_timeout(1500)
+        assert len(sent) == 1, sent
+        pg.p.click("#rerun")   # once answered, Search again searches again
+        pg.p.wait_for_timeout(1500)
+        assert len(sent) == 2, sent
         pg.check_clean()
     finally:
         pg.close()

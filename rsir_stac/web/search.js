@@ -14,6 +14,10 @@ import { $, setStatus, showTab } from "./status.js";
 import { uploadUrl } from "./uploads.js";
 
 let seq = 0;
+// the search on its way (its query and filters; null once answered), so that "Search again" right after
+// a filter change (whose "change" event, fired as the click leaves the field, already ran it) is not
+// sent twice
+let inFlight = null;
 export let lastDoc = null;   // the answer on screen (null: none)
 let refusedArea = "";    // why a link's polygon was left out (a note with the next results)
 let linkNotes = [];      // what else a link held that was left out (told with the next results)
@@ -147,6 +151,7 @@ export async function run(query, opts) {
     return;
   }
   setStatus(query.kind === "labels" ? "Refining from the labels…" : "Searching…", "busy");
+  const mine = inFlight = { query: query, filters: JSON.stringify(filters()) };
   try {
     let doc;
     if (query.kind === "image") {
@@ -200,10 +205,16 @@ export async function run(query, opts) {
       queryLayer.clearLayers();
       L.circleMarker([query.lat, query.lon], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
     }
+  } finally {
+    if (inFlight === mine) inFlight = null;
   }
 }
 
-export function rerun() { if (state.query) run(state.query, { push: false }); }
+export function rerun() {
+  if (!state.query) return;
+  if (inFlight && inFlight.query === state.query && inFlight.filters === JSON.stringify(filters())) return;
+  run(state.query, { push: false });   // (the same search already on its way is not sent again)
+}
 
 export function render(doc, query, opts) {
   lastDoc = doc;
