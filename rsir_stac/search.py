@@ -182,7 +182,7 @@ class Index:
                 return self.store.point_at(*at, when, with_vectors=True)
             except PointNotFoundError:
                 hit = self.store.point_at(*at, with_vectors=True)
-                log.warning("no tile at %s,%s has the searched dates or collection; the example is the tile "
+                log.info("no tile at %s,%s has the searched dates or collection; the example is the tile "
                             "there from %s (%s)", at[0], at[1], hit.payload.get("datetime") or "no date",
                             hit.payload.get("collection") or "no collection")
                 return hit
@@ -274,7 +274,7 @@ class Index:
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt),) if n]))
+                                  + [n for n in (swapped_bbox_note(flt), _outside_note(rp, flt)) if n]))
 
 
     def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,
@@ -415,6 +415,22 @@ def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
     start = flt.start.isoformat().replace("+00:00", "Z") if flt.start else ".."
     end = flt.end.isoformat().replace("+00:00", "Z") if flt.end else ".."
     return f"no tile is dated within {name} {start}/{end}; widen the dates (undated tiles never match a date filter)"
+
+
+def _outside_note(examples: Sequence[ResolvedExample], flt: SearchFilter | None) -> str | None:
+    """A line when a place's example is a tile the dates or collections leave out (no tile there has
+    them: :meth:`Index._tile_at`), so the map's imagery, drawn through the same filters, hides it."""
+    if flt is None or (flt.start is None and flt.end is None and not flt.collections):
+        return None
+    from rsir_stac.store.filters import matches
+
+    when = SearchFilter(start=flt.start, end=flt.end, collections=flt.collections)
+    for r in examples:
+        if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
+            return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
+                    f"from {r.payload.get('datetime') or 'no date'} ({r.payload.get('collection') or 'no collection'}), "
+                    "which the filters leave out (its imagery is not drawn under them)")
+    return None
 
 
 def swapped_bbox_note(flt: SearchFilter | None) -> str | None:

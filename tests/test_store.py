@@ -283,11 +283,16 @@ def test_point_at_in_a_time_series_takes_the_newest_or_the_searched_date(tmp_pat
                 for flt in (when, SearchFilter(collections=(f"naip-{year}",))):
                     (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))], prefer=flt)
                     assert ex.payload["item_id"] == f"scene-{year}"
-            # a filter no covering tile matches falls back to the newest tile there
-            with caplog.at_level("WARNING"):
+            # a filter no covering tile matches falls back to the newest tile there, and a search says so
+            # in its notes (the map page's imagery, drawn through the filters, hides that tile)
+            with caplog.at_level("INFO"):
                 (ex,) = idx.resolve([Example("location", (10.0061, 45.0002))],
                                     prefer=SearchFilter(collections=("other",)))
             assert ex.payload["item_id"] == "scene-2020" and "has the searched dates or collection" in caplog.text
+            res = idx.search(at=(10.0061, 45.0002), flt=SearchFilter(collections=("naip-2020", "other")), k=1)
+            assert not [n for n in res.notes if "which the filters leave out" in n], res.notes
+            res = idx.search(at=(10.0061, 45.0002), flt=SearchFilter(collections=("other",)), k=1)
+            assert any("which the filters leave out" in n and "(naip-2020)" in n for n in res.notes), res.notes
 
 
 def test_stored_payload_is_packed(points, edge, mem):
