@@ -305,6 +305,24 @@ def test_hover_label_stays_inside_the_map_on_a_phone(browser, stack_server):
         pg.close()
 
 
+def test_leaving_a_drawing_mode_gives_back_the_status_it_replaced(browser, stack_server):
+    """The status went blank after Draw box then Search: the search's summary was lost to the hint."""
+    base, points = stack_server
+    lon, lat = _stack_centre(points)
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=at:{lon},{lat}")
+    try:
+        pg.wait_results()
+        before = pg.status()
+        assert before
+        pg.p.click("#mode-box")
+        pg.wait_status("Drag a box on the map")
+        pg.p.click("#mode-search")
+        assert pg.status() == before, (pg.status(), before)
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def test_a_scene_label_a_tap_opened_does_not_stay_over_the_map(browser, stack_server):
     """Analyst trial: on a phone, the scene label a tap opened stayed over the middle of the map,
     covering the query tile and the rank badges, until something else was tapped."""

@@ -16,9 +16,21 @@ let mode = "search";
 const HINTS = { box: "Drag a box on the map to limit results to it.",
                 polygon: "Click the polygon's corners; double-click to close it (Esc cancels)." };
 
+// what the status said before a drawing hint replaced it (a search's summary): said again when the
+// hint goes with its mode, instead of a blank status
+let beforeHint = null;
+
 function setMode(m) {
   cancelDrawing();
-  if (m === "search" && HINTS[mode] && $("status").textContent === HINTS[mode]) setStatus("");  // no stale hint
+  if (m === "search" && HINTS[mode] && $("status").textContent === HINTS[mode]) {   // no stale hint
+    if (beforeHint) setStatus(beforeHint.text, beforeHint.kind === "busy" ? "" : beforeHint.kind);
+    else setStatus("");
+  }
+  if (HINTS[m] && !HINTS[mode]) {   // (a status with a button, e.g. Undo, is not said again without it)
+    beforeHint = $("status").querySelector("button") ? null
+      : { text: $("status").textContent, kind: $("status").className };
+  }
+  else if (!HINTS[m]) beforeHint = null;
   mode = m;
   for (const name of ["search", "box", "polygon"]) {
     $("mode-" + name).classList.toggle("active", name === m);
