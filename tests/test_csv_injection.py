@@ -44,12 +44,11 @@ def test_the_rule(value, want):
     assert csv_cell(value) == want
 
 
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory, tiny_bundle):
-    """An index of two scenes (16 tiles each) whose STAC ids and collections are formulas."""
+def build_hostile_index(root, tiny_bundle):
+    """Two scenes (16 tiles each) whose STAC ids and collections are formulas, ingested into
+    ``root/idx`` (at 1 m: gsd a whole number); returns ``root``."""
     from rsir_stac.ingest import IngestOptions, ingest
 
-    root = tmp_path_factory.mktemp("hostile")
     sources = []
     for n, (item_id, s) in enumerate(ITEMS.items()):
         tif = make_geotiff(root / f"s{n}.tif", width=256, height=256, origin=s["origin"], seed=s["seed"])
@@ -62,6 +61,12 @@ def hostile(tmp_path_factory, tiny_bundle):
                     options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
     assert report.ok and report.points_written == 32, report
     return root
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory, tiny_bundle):
+    """An index of two scenes (16 tiles each) whose STAC ids and collections are formulas."""
+    return build_hostile_index(tmp_path_factory.mktemp("hostile"), tiny_bundle)
 
 
 def _points(root, bundle):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -20,30 +19,7 @@ from rsir_stac.labels import LabelSet, make_labels, merge, read_labels, write_la
 from rsir_stac.reindex import reindex
 from rsir_stac.search import Index
 from tests.conftest import make_geotiff
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    from rsir_stac.model.bundle import load_bundle
-
-    return load_bundle(None)
-
-
-@pytest.fixture(scope="module")
-def new_bundle(shipped, tmp_path_factory):
-    """The shipped network with a PCA reducer (8-d): another model id, so other point ids."""
-    from rsir_stac.model.bundle import save_bundle
-    from rsir_stac.reduce import make_reducer
-
-    rng = np.random.default_rng(0)
-    images = [np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(12)]
-    with shipped.embedder(batch_size=4) as emb:
-        z = emb.embed(images, reduce=False)
-    meta = json.loads(json.dumps(shipped.meta))
-    meta["name"] = "rsir-labels-test"
-    b = save_bundle(tmp_path_factory.mktemp("v2") / "bundle", shipped.net, make_reducer("pca", 8).fit(z), meta)
-    assert b.model_id != shipped.model_id
-    return b
+from tests.test_reindex import new_bundle, shipped  # noqa: F401 - fixtures: the shipped model and an 8-d PCA one
 
 
 @pytest.fixture(scope="module")

@@ -1164,23 +1164,12 @@ def test_page_csv_is_escaped_and_find_all_download_is_typed_as_the_cli(browser, 
     from click.testing import CliRunner
 
     from rsir_stac.cli import main
-    from rsir_stac.ingest import IngestOptions, ingest
     from rsir_stac.search import Index
     from rsir_stac.serve import create_app
-    from tests.conftest import make_geotiff, serve_in_thread
-    from tests.test_csv_injection import DDE, ITEMS, LINK, MINUS, NUMBER
+    from tests.conftest import serve_in_thread
+    from tests.test_csv_injection import DDE, LINK, MINUS, NUMBER, build_hostile_index
 
-    sources = []
-    for n, (item_id, s) in enumerate(ITEMS.items()):
-        tif = make_geotiff(tmp_path / f"s{n}.tif", width=256, height=256, origin=s["origin"], seed=s["seed"])
-        item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": s["collection"],
-                "geometry": None, "properties": {"datetime": f"202{n + 1}-06-01T10:00:00Z"}, "links": [],
-                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
-        (tmp_path / f"s{n}.json").write_text(json.dumps(item))
-        sources.append(str(tmp_path / f"s{n}.json"))
-    report = ingest(sources, index=str(tmp_path / "idx"), model=tiny_bundle,
-                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))   # gsd 1.0: a whole number
-    assert report.ok and report.points_written == 32, report
+    build_hostile_index(tmp_path, tiny_bundle)   # gsd 1.0: a whole number
     want = {("'" + LINK, "'" + DDE), (NUMBER, "'" + MINUS)}
 
     def drop_export(route):   # a service without /api/query/export: the page writes the CSV itself
