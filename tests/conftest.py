@@ -90,6 +90,18 @@ def tiny_bundle(tmp_path_factory):
     return train(cfg)
 
 
+def stac_item_file(path: Path, item_id: str, collection: str | None, datetime: str, tif: Path) -> str:
+    """Write a minimal STAC Item at ``path`` whose one GeoTIFF asset (``image``, role data) is ``tif``
+    (relative href); returns the path as a string, as ingest takes it."""
+    import json
+
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": collection,
+            "geometry": None, "properties": {"datetime": datetime}, "links": [],
+            "assets": {"image": {"href": tif.name, "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
+    path.write_text(json.dumps(item))
+    return str(path)
+
+
 def make_geotiff(path: Path, *, width: int = 256, height: int = 192, count: int = 3, dtype: str = "uint8",
                  crs: str = "EPSG:32615", res: float | tuple[float, float] = 1.0, origin=(500000.0, 3300000.0),
                  nodata=None, alpha: bool = False, seed: int = 0, datetime_tag: str | None = None) -> Path:

