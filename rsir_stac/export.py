@@ -55,6 +55,9 @@ _FLOAT_COLUMNS = NUMBER_FIELDS + ("lon", "lat", "distance", "score", "probabilit
 #: First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a text cell as a
 #: formula: such a cell is written with a leading ``'`` (:func:`csv_cell`; OWASP "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: The same after white space (spaces, line breaks, NBSP, BOM: a spreadsheet may trim them) or in
+#: fullwidth form (＝ ＋ － ＠, which some spreadsheets take as the ASCII signs).
+_FORMULA = re.compile(r"^[\s\u00a0\u3000\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r]")
 #: A text that is a plain decimal number ("-12.5", "+3", "1e-3"): ASCII digits, one sign, one point,
 #: an exponent; a spreadsheet reads it as that number, so it is written as it is.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -73,14 +76,14 @@ def format_for(path: str | Path) -> str:
 
 def csv_cell(value: Any) -> Any:
     """``value`` as a CSV cell holds it, safe to open in a spreadsheet: a text that begins with
-    ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (:data:`FORMULA_STARTS`, which a
+    ``=``, ``+``, ``-``, ``@`` (after white space, or fullwidth), a tab or a carriage return (:data:`FORMULA_STARTS`, which a
     spreadsheet reads as the start of a formula: ``=HYPERLINK(...)`` in a STAC item id would
     be a live link leaking the sheet) gets a leading ``'``, which spreadsheets read as "text"
     (OWASP, CSV Injection).  Numbers, None and texts that are plain decimal numbers ("-12.5";
     a spreadsheet reads them as the number, and no formula fits in one) are returned as
     they are.  The one rule of every CSV this package writes; the map page's ``csvCell``
     (``web/labels.js``) mirrors it."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+    if isinstance(value, str) and _FORMULA.match(value) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -34,6 +34,9 @@ TEXT_COLUMNS = ("id", "item_id", "collection", "asset", "href", "datetime", "crs
 @pytest.mark.parametrize("value, want", [
     ("=1+1", "'=1+1"), ("+1+1", "'+1+1"), ("-1+1", "'-1+1"), ("@SUM(A1)", "'@SUM(A1)"),
     ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), (LINK, "'" + LINK), (DDE, "'" + DDE),
+    # re-check: white space a spreadsheet may trim, and fullwidth signs some take as ASCII
+    ("\n=1", "'\n=1"), (" =1", "' =1"), ("\u00a0@A1", "'\u00a0@A1"), ("\ufeff=1", "'\ufeff=1"),
+    ("\uff1dHYPERLINK(1)", "'\uff1dHYPERLINK(1)"), (" -12.5", "' -12.5"), ("a =1", "a =1"),
     ("-12.5", "-12.5"), ("+3", "+3"), ("-1e-3", "-1e-3"), ("-.5", "-.5"),
     ("-inf", "'-inf"), ("-nan", "'-nan"), ("-1_000", "'-1_000"), ("-١٢", "'-١٢"), ("-12.5\n", "'-12.5\n"),
     ("scene-1", "scene-1"), ("", ""), (None, None), (-12.5, -12.5), (3, 3), ("{\"a\":\"=1\"}", "{\"a\":\"=1\"}"),

@@ -311,7 +311,7 @@ export function showHits(doc, onLabel) {
  * numbers ("-12.5"), as they are.
  */
 export function csvCell(v) {
-  if (typeof v === "string" && /^[=+\-@\t\r]/.test(v) &&
+  if (typeof v === "string" && /^[\s\u00a0\u3000\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]|^[\t\r]/.test(v) &&
       !/^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/.test(v)) return "'" + v;
   return v;
 }
