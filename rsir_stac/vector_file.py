@@ -19,34 +19,50 @@ _LEAD = b"\xef\xbb\xbf \t\r\n"
 
 
 def is_json_text(path: Path) -> bool:
-    """Whether ``path`` is to be read as JSON text: anything but a binary file (NUL bytes in its
-    first 4 KiB: GeoPackage, Shapefile, FlatGeobuf...) or XML (KML, GML); raises OSError when it
-    cannot be read."""
+    """Whether ``path`` starts like JSON text (``{`` or ``[`` after a BOM and white space): read
+    as GeoJSON; anything else (a GeoPackage, Shapefile, FlatGeobuf, KML, a CSV of ids and labels)
+    goes through GDAL.  Raises OSError when it cannot be read."""
     with path.open("rb") as f:
         head = f.read(4096)
-    return b"\x00" not in head and head.lstrip(_LEAD)[:1] != b"<"
+    return head.lstrip(_LEAD)[:1] in (b"{", b"[")
 
 
 def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
-    """The features of ``path`` (a vector file GDAL reads, first layer) as a GeoJSON
+    """The features of ``path`` (a one-layer vector file GDAL reads) as a GeoJSON
     FeatureCollection in lon/lat: reprojected from the layer's CRS; a layer without a CRS
-    is taken as lon/lat when its coordinates fit, else refused.
+    is taken as lon/lat when its coordinates fit, else refused; a table without geometry
+    (a CSV) gives features with a null geometry.
 
     Raises InputError naming ``what`` (e.g. ``"label file /a/b.gpkg"``) with ``fix`` when GDAL
-    cannot read it or its coordinates cannot be placed on Earth."""
+    cannot read it, when it holds several layers (which one is meant is not guessed: a label
+    file's "negatives" layer would be dropped unseen), or when its coordinates cannot be placed
+    on Earth."""
+    import warnings
+
     import pyogrio
 
     try:
-        layers = pyogrio.list_layers(path)
-        gdf = pyogrio.read_dataframe(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyogrio's own warnings (e.g. a measured geometry) are not ours to show
+            layers = pyogrio.list_layers(path)
+            if len(layers) > 1:
+                names = ", ".join(str(n) for n, _ in layers[:6]) + (", ..." if len(layers) > 6 else "")
+                raise InputError(f"{what} holds {len(layers)} layers ({names}); save the one to use as a file of "
+                                 "its own (QGIS: Export > Save Features As..., GeoJSON), so that no layer is read "
+                                 "by mistake")
+            gdf = pyogrio.read_dataframe(path)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001  (GDAL's own errors name what it could not read)
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "not recognized as being in a supported file format" in why:
             why = "GDAL does not recognise its format"
         why = why.replace(str(path), path.name)
-        raise InputError(f"{what} is neither GeoJSON text nor a vector file GDAL reads ({why}); {fix}") from None
-    if len(layers) > 1:
-        log.warning("%s has %d layers; reading the first, %s", what, len(layers), layers[0][0])
+        raise InputError(f"{what} is not GeoJSON nor a vector file GDAL reads ({why}); {fix}") from None
+    if getattr(gdf, "geometry", None) is None or not hasattr(gdf, "crs"):  # a table: no geometry
+        return {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": None, "properties": _json_values(row)}
+            for row in gdf.to_dict(orient="records")]}
     if gdf.crs is None:
         w, s, e, n = gdf.total_bounds if len(gdf) else (0.0, 0.0, 0.0, 0.0)
         if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
@@ -58,6 +74,16 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
         if col != gdf.geometry.name and str(gdf[col].dtype).startswith("datetime64"):
             gdf[col] = gdf[col].map(lambda t: None if t is None or t != t else t.isoformat().replace("+00:00", "Z"))
     return json.loads(gdf.to_json(drop_id=True, to_wgs84=False))
+
+
+def _json_values(row: dict) -> dict:
+    """A table row's values as JSON takes them (NaN as null, numpy scalars as Python ones)."""
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        out[str(k)] = None if isinstance(v, float) and v != v else v
+    return out
 
 
 __all__ = ["is_json_text", "read_vector_file"]

@@ -68,7 +68,7 @@ def test_a_file_gdal_cannot_read_either_is_one_line_without_python_internals(wor
         r = _run(*args)
         assert r.exit_code == 2, r.output
         err = r.stderr.strip()
-        assert "\n" not in err and "neither GeoJSON text nor a vector file GDAL reads" in err, err
+        assert "\n" not in err and "is not GeoJSON nor a vector file GDAL reads" in err, err
         assert "codec" not in err and "0x" not in err, err
 
 
@@ -185,3 +185,31 @@ def test_a_long_bare_raster_item_id_keeps_its_date_in_the_table():
     assert len(got) == 28 and "20200831" in got and got.endswith("-b3278a") and got.startswith("opengeos"), got
     assert _fit("short-b3278a42796e", 28) == "short-b3278a42796e"
     assert len(_fit("x" * 60, 28)) == 28
+
+
+def test_a_geopackage_of_several_layers_is_refused_naming_them(world, bundle, tmp_path):  # noqa: F811
+    """Re-check: labels kept as 'pos' and 'neg' layers lost the negatives unseen (only the first
+    layer was read), and an area file searched the wrong layer."""
+    import geopandas as gpd
+
+    src = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    gdf = gpd.read_file(src)
+    path = tmp_path / "two.gpkg"
+    gdf[gdf["label"] == "positive"].to_file(path, layer="pos", driver="GPKG")
+    gdf[gdf["label"] == "negative"].to_file(path, layer="neg", driver="GPKG")
+    for opt in ("--labels", "--within"):
+        r = _run("search", "--index", world[0], "--model", bundle.path, opt, path, "--at", "10.052,45.002")
+        assert r.exit_code == 2, r.output
+        assert "holds 2 layers (pos, neg); save the one to use as a file of its own" in r.stderr, r.stderr
+        assert "Warning" not in r.stderr and "\n" not in r.stderr.strip(), r.stderr
+
+
+def test_a_csv_of_ids_and_labels_is_a_label_file(world, bundle, tmp_path):  # noqa: F811
+    """Re-check: an `id,label` CSV got "Expecting value at line 1" (read as JSON)."""
+    labels = _labels(world, bundle)
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\n" + "".join(f"{lb.point_id},{lb.label}\n" for lb in labels.labels))
+    got = read_labels(path)
+    assert [(lb.point_id, lb.label) for lb in got.labels] == [(lb.point_id, lb.label) for lb in labels.labels]
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--labels", path, "--format", "json")
+    assert r.exit_code == 0, r.output
