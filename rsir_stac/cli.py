@@ -365,10 +365,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                         limit=limit, offset=offset, include_query=include_query, out=out,
                                         with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
-            notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
-            if _per_item(per_item) == "auto" and _reordered(result):
-                notes.append(_cap_note(result.score_name))
-            _print_search(result, fmt, offset, notes, doc)
+            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc)
         return
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
@@ -378,7 +375,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                     collection=collection, limit=limit, offset=offset, include_query=include_query,
                                     out=out, with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
-            _print_search(result, fmt, offset, [], doc)
+            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc)
         return
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
@@ -389,8 +386,13 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
             from rsir_stac.search import empty_filter_notes
 
             notes += empty_filter_notes(idx.store, flt)
-        if _per_item(per_item) == "auto" and _reordered(result):
-            notes.append(_cap_note(result.score_name))
+        if _per_item(per_item) == "auto" and result.hits and not offset:
+            plain = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr, per_item=None,
+                               exclude_within_m=exclude_within, flt=flt, k=limit, offset=0,
+                               include_query=include_query, with_payload=False, expand=expand)
+            left = _left_out(result, plain.hits)
+            if left[0] or _reordered(result):
+                notes.append(_cap_note(result.score_name, left))
         if out:
             from rsir_stac.export import empty_row, search_pages, write_table
 
@@ -418,15 +420,34 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     _print_search(result, fmt, offset, notes)
 
 
-def _cap_note(score_name: str) -> str:
-    """What the default soft per-scene cap did to the order of the hits."""
+def _cap_note(score_name: str, left: tuple[int, int] = (0, 0)) -> str:
+    """What the default soft per-scene cap did to the hits: their order, and ``left`` = (n, k): n of
+    the k best-scoring tiles that it left off the page."""
     from rsir_stac.search import AUTO_PER_ITEM
     from rsir_stac.store.query import FILL_PENALTY
 
     how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
            "other scenes' nearly as near tiles come first" if score_name == "distance" else
            f"at most {AUTO_PER_ITEM} hits per scene come first while other scenes have hits")
-    return f"{how} (--per-item auto): the order is not by {score_name} alone; pass --per-item 0 for that"
+    near = "nearest" if score_name == "distance" else "best-scoring"
+    gone = (f"; {left[0]} of the {left[1]} {near} tiles {'is' if left[0] == 1 else 'are'} not on this page"
+            if left[0] else "")
+    return f"{how} (--per-item auto): the order is not by {score_name} alone{gone}; pass --per-item 0 for that"
+
+
+def _left_out(result, plain) -> tuple[int, int]:
+    """``(n, k)``: n of ``plain`` (the same search's k top hits without the per-scene cap) are not
+    among the hits of ``result``."""
+    shown = {h.id for h in result.hits}
+    return sum(1 for h in plain if h.id not in shown), len(plain)
+
+
+def _served_notes(result, doc: dict | None, per_item) -> list[str]:
+    """The notes of a search a running serve answered, and what its per-scene cap did to the order."""
+    notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
+    if _per_item(per_item) == "auto" and _reordered(result):
+        notes.append(_cap_note(result.score_name))
+    return notes
 
 
 def _reordered(result) -> bool:
@@ -462,7 +483,8 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
                     "hits": [hit_record(h, result.score_name) for h in result.hits],
                     **({"notes": list(notes)} if notes else {})})
     elif fmt == "geojson":
-        _echo_json(doc if doc is not None else to_geojson(result))
+        gj = doc if doc is not None else to_geojson(result)
+        _echo_json({**gj, "notes": list(notes)} if notes else gj)   # a foreign member (RFC 7946 6.1)
     else:  # the table: catalogue text (item ids, dates) is printed with its control characters escaped
         if result.query_id:
             qp = result.query_payload or {}

@@ -213,3 +213,33 @@ def test_a_csv_of_ids_and_labels_is_a_label_file(world, bundle, tmp_path):  # no
     assert [(lb.point_id, lb.label) for lb in got.labels] == [(lb.point_id, lb.label) for lb in labels.labels]
     r = _run("search", "--index", world[0], "--model", bundle.path, "--labels", path, "--format", "json")
     assert r.exit_code == 0, r.output
+
+
+def test_tiles_the_per_scene_cap_left_off_the_page_are_counted(world, bundle, tmp_path):  # noqa: F811
+    """Re-check: on a time series the page looked sorted, yet three nearer tiles were left off it by
+    the cap, with no note; --format geojson never carried notes.  Scene a holds the query and 11
+    tiles at distance 0.80-0.90; 20 other scenes one tile each at 0.95-1.05: the page of 8 shows 3
+    of scene a, then 5 others, in distance order, and 8 nearer tiles of scene a are left off it."""
+    import numpy as np
+
+    from rsir_stac.store import Point
+    from tests.conftest import index_of_points
+
+    base = world[1][0]
+    pts = []
+    for n in range(32):
+        d = 0.0 if n == 0 else (0.79 + 0.01 * n if n < 12 else 0.95 + 0.005 * (n - 12))
+        v = np.zeros(bundle.dim, np.float32)
+        v[0] = d
+        pts.append(Point(str(uuid.UUID(int=n + 1)), v, {**base.payload, "item_id": "scene-a" if n < 12 else f"o-{n}"}))
+    idx = index_of_points(tmp_path / "index", pts, bundle)
+    r = _run("search", "--index", idx, "--model", bundle.path, "--point-id", pts[0].id, "-k", "8", "--format", "geojson")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    dist = [f["properties"]["distance"] for f in doc["features"]]
+    assert dist == sorted(dist) and [f["properties"]["item_id"] for f in doc["features"]][:3] == ["scene-a"] * 3
+    want = "5 of the 8 nearest tiles are not on this page"  # scene a's 4th to 8th
+    assert any(want in n for n in doc.get("notes", [])), doc.get("notes")
+    assert want in r.stderr
+    r = _run("search", "--index", idx, "--model", bundle.path, "--point-id", pts[0].id, "-k", "8", "--per-item", "0")
+    assert "not on this page" not in r.stderr
