@@ -8,8 +8,8 @@ the file keeps (``search``, ``classify``, ``export`` and the map page write the 
 1. its item (``properties.item_id``): the stored tiles of that item;
 2. else its footprint (the label's geometry): the stored tiles centred within it;
 
-and, among those, the tile whose id under the file's model (``rsir:model_id``) is the
-labelled id.  The match is exact (item, asset, grid window and tiling), never "the nearest
+and, among those, the tile whose id under the file's model (``rsir:model_id``, else each
+feature's ``model_id`` property, which search results and exports carry) is the labelled id.  The match is exact (item, asset, grid window and tiling), never "the nearest
 tile", so a time series or an overlapping tiling cannot swap one tile for another.
 """
 
@@ -45,7 +45,11 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
     missing = [lb for lb in labels.labels if lb.point_id not in present]
     if not missing:
         return LabelSet(labels.labels, labels.model_id or model_id)
-    if not labels.model_id or labels.model_id == model_id:
+    # the model a label was made on: the file's, else the label's own (search and export write each
+    # tile's model_id; a GIS saving the file drops the file's member but keeps the properties)
+    olds = {lb.point_id: _old_model(labels, lb) for lb in missing}
+    others = {m for m in olds.values() if m and m != model_id}
+    if not others:
         if present:  # most of the file is this index's: a stale or mistyped tile, not another index
             raise PointNotFoundError(
                 f"{what}: {len(missing)} of {len(labels)} labelled tiles are not in {store.describe()} (first: point "
@@ -54,17 +58,27 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise PointNotFoundError(f"{what}: point {missing[0].point_id}{more} is not in {store.describe()}; the labels "
                                  "come from another index, open that one or label tiles of this index")
-    found = _match(store, missing, labels.model_id)
+    found: dict[str, str] = {}
+    for old in sorted(others):
+        found.update(_match(store, [lb for lb in missing if olds[lb.point_id] == old], old))
     lost = [lb for lb in missing if lb.point_id not in found]
     if lost:
+        first = olds[lost[0].point_id] or "unknown"
         raise PointNotFoundError(
             f"{what}: {len(lost)} of {len(labels)} labels (first: point {lost[0].point_id}) were made on an index of "
-            f"model {labels.model_id}, and {store.describe()}, which holds model {model_id}, has no tile of the same "
+            f"model {first}, and {store.describe()}, which holds model {model_id}, has no tile of the same "
             "item, asset and grid window; ingest their sources into this index with the same tiling, or open the "
             "index the labels came from")
     log.info("%s: %d labels made on an index of model %s matched to this index's tiles (model %s)", what,
-             len(found), labels.model_id, model_id)
+             len(found), ", ".join(sorted(others)), model_id)
     return LabelSet(_renamed(labels.labels, found, what), model_id)
+
+
+def _old_model(labels: LabelSet, label: Label) -> str | None:
+    """The model of the index ``label`` was made on: the label file's ``rsir:model_id``, else the
+    label's own ``model_id`` property (a search or export row's), else None."""
+    own = label.properties.get("model_id")
+    return labels.model_id or (own if isinstance(own, str) and own else None)
 
 
 def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple[Label, ...]:

@@ -154,3 +154,25 @@ def test_a_label_set_of_this_index_is_unchanged(indexes, shipped, tmp_path):
     labels = read_labels(path)
     with Index.open(str(old), model=shipped) as idx:
         assert idx.labels_here(labels) == LabelSet(labels.labels, shipped.model_id)
+
+
+def test_search_results_saved_as_labels_carry_over_without_the_files_model(indexes, shipped, new_bundle, tmp_path):
+    """Re-check: the README's recipe (`search --format geojson`, then set each feature's label) wrote no
+    rsir:model_id, and such a file was refused on the reindexed index although every feature says its
+    model_id; a GIS saving the file drops the member too."""
+    old, new, _, scenes = indexes
+    with Index.open(str(old), model=shipped) as idx:
+        pid = next(p.id for p in idx.store.iter_points(with_vectors=False) if p.payload["href"].endswith("c.tif"))
+    r = CliRunner().invoke(main, ["search", "--index", str(old), "--model", shipped.path, "--point-id", pid,
+                                  "--include-query", "-k", "3", "--format", "geojson"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    doc.pop("rsir:model_id", None)
+    for f in doc["features"]:
+        f["properties"]["label"] = "positive"
+    path = tmp_path / "from-search.geojson"
+    path.write_text(json.dumps(doc))
+    new_tiles = _tiles(new, new_bundle)
+    with Index.open(str(new), model=new_bundle) as idx:
+        here = idx.labels_here(read_labels(path))
+    assert len(here) == len(doc["features"]) and all(lb.point_id in new_tiles for lb in here.labels)
