@@ -149,7 +149,7 @@ class _Stop(Exception):
     pass
 
 
-def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_bundle, fresh):
+def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_bundle, fresh, shipped):
     def stop_after_first_write(ev):
         if ev.kind == "points" and ev.n:
             raise _Stop()
@@ -160,6 +160,11 @@ def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_
     partial = _points(tmp_path / "new")
     assert 0 < len(partial) < 6
     _assert_unfinished(tmp_path / "new", new_bundle, len(partial))
+    # a reindex of the unfinished index is no more whole than it: it stays marked (re-check)
+    again = reindex(str(tmp_path / "new"), str(tmp_path / "back"), model=shipped)
+    assert again.ok and again.points_written == len(partial)
+    with open_store(str(tmp_path / "back"), read_only=True) as store:
+        assert store.meta().unfinished, "a copy of an unfinished index was marked finished"
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle, page_size=2)
     assert r.ok and r.points_existing == len(partial) and r.points_written == 6 - len(partial)
     _assert_same_index(_points(tmp_path / "new"), fresh)

@@ -103,6 +103,11 @@ def reindex(
     t0 = time.time()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
     src, target, report = _open_run(index, to, qdrant_url, api_key, collection, bundle)
+    if src.meta().unfinished:  # a copy of part of its source: the new index is no more whole than it
+        from rsir_stac.store.base import unfinished_note
+
+        log.warning("%s; the new index stays marked unfinished until that one is finished and this is run again",
+                    unfinished_note(src, src.meta()))
     sources = _Sources()
     embedder = None
     try:
@@ -113,8 +118,8 @@ def reindex(
         target.flush()
         if report.points_written:
             target.optimize()
-        if report.ok:
-            target.finished()  # every source read: the index is whole
+        if report.ok and not src.meta().unfinished:
+            target.finished()  # every source read: the index is whole (as whole as what it copies)
         report.relocate_unmatched = moves.unmatched()
         for line in report.relocate_unmatched:
             log.warning("%s", line)

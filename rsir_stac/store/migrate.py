@@ -37,6 +37,11 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
             "folder), or first move the index to that model with `rsir-stac reindex --index "
             f"{src.location} --to NEW --model {bundle}` and migrate NEW")
     created = dst_meta is None
+    if meta.unfinished:  # a copy of part of its source: the target is no more whole than it
+        from rsir_stac.store.base import unfinished_note
+
+        log.warning("%s; the copy stays marked unfinished until that one is finished and migrate is run again",
+                    unfinished_note(src, meta))
     dst.ensure_collection(meta.dim, meta.model_id)
     if created:  # readers warn until the copy is whole (a killed run leaves part of the source)
         since = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -56,7 +61,9 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
     if n_dst < n_src:
         raise StoreError(f"{dst.describe()} has {n_dst} points after copying {n_src}; re-run migrate to resume")
     meta_now = dst.meta()
-    if meta_now is not None and meta_now.unfinished:
+    if meta.unfinished and created:
+        dst.mark_unfinished(f"a migrate of {src.describe()}, itself unfinished ({meta.unfinished})")
+    elif meta_now is not None and meta_now.unfinished and not meta.unfinished:
         dst.mark_unfinished("")
     log.info("migrated %d points from %s to %s", copied, src.describe(), dst.describe())
     return copied
