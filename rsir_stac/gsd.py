@@ -3,7 +3,7 @@
 At the model's GSD (``--gsd``, else the bundle's) unless the scene is much coarser
 (``max_upsample``; a 30 m scene is not blown up to 0.3 m: its own GSD, unless it is then
 smaller than one tile and at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times coarser) or, finer,
-smaller than one tile at it (the coarsest GSD that holds one); at its
+smaller than one tile at it (the GSD at which it is one tile across); at its
 own GSD in square ground pixels (:func:`square_pixels`: a lon/lat raster away from the
 equator has pixels taller than wide).  Per-band scenes (three files) open as one raster.
 """
@@ -85,8 +85,8 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
     if options.gsd is None and fine_fallback:
         coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size)
         if coarsest is not None:
-            log.warning("%s: %dx%d px at the model's %.3g m is smaller than one %d px tile; tiling at %.3g m, the "
-                        "coarsest GSD that holds one (its own is %.3g m; pass --gsd to force a resolution)",
+            log.warning("%s: %dx%d px at the model's %.3g m is smaller than one %d px tile; tiling at %.4g m, where "
+                        "it is one tile across (its own GSD is %.3g m; pass --gsd to force a resolution)",
                         scene.item_id, reader.grid_width, reader.grid_height, gsd, tile_size, coarsest,
                         reader.native_gsd)
             reader.close()
@@ -96,19 +96,21 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
 
 def _coarsest_holding_a_tile(reader, gsd: float, tile_size: int) -> float | None:
     """For a scene finer than the model's ``gsd`` (metres) that is smaller than one tile at it (a
-    drone mosaic for a model adapted to 30 m Landsat): the coarsest GSD at which its shorter side
-    still spans ``tile_size`` pixels (its detail is downsampled no more than that needs, and none is
-    made up), when that is no finer than the scene's own; else None (tiled at ``gsd`` as asked)."""
+    drone mosaic for a model adapted to 30 m Landsat): the GSD at which its shorter side spans
+    exactly ``tile_size`` pixels (one tile across, not a tile and a pixel or two, which the
+    ``shift`` edge would cut into near-copies), to 6 significant digits as point ids record it.
+    That GSD may enlarge the scene's pixels, at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times (the
+    range the model is trained on); else None (tiled at ``gsd`` as asked)."""
     if min(reader.grid_width, reader.grid_height) >= tile_size or reader.native_gsd >= gsd:
         return None
     px, py = reader.pixel_size_m
     side_m = min(reader.width * px, reader.height * py)  # the shorter side on the ground
-    exact = side_m / (tile_size + 0.5)  # grids are rounded to whole pixels: keep half a pixel to spare
-    step = 10.0 ** (math.floor(math.log10(exact)) - 2)  # three significant digits, rounded down: the tile fits
-    coarsest = float(f"{math.floor(exact / step) * step:.3g}")  # a round value: it enters point ids and messages
-    if coarsest < reader.native_gsd:  # smaller than one tile at its own GSD too
+    fit = float(f"{side_m / tile_size:.6g}")
+    if side_m / fit < tile_size - 0.5:  # rounded up past the side: one step of the 6th digit down
+        fit = float(f"{fit * (1 - 1e-6):.6g}")
+    if fit * MAX_SMALL_SCENE_UPSAMPLE < reader.native_gsd:  # the scene too small even enlarged 8x
         return None
-    return coarsest
+    return fit
 
 
 def square_pixels(scene, reader, kw):

@@ -368,20 +368,26 @@ def test_a_scene_too_small_at_its_own_gsd_is_tiled_at_the_models(tmp_path):
 def test_a_fine_scene_smaller_than_one_tile_at_the_models_gsd_is_tiled_at_the_coarsest_that_holds_one(tmp_path):
     """Adaptation trial: with a bundle adapted at 30 m, a 0.35 m drone mosaic was shrunk to 8x9 px and
     skipped ("nothing was indexed"). A scene finer than the model's GSD and smaller than one tile at it
-    is tiled at the coarsest GSD that still holds one (here: a 5 cm mosaic, 50 x 40 m, for 0.3 m)."""
+    is tiled at the GSD where it is one tile across (here: a 5 cm mosaic, 50 x 40 m, for 0.3 m): exactly
+    one tile high, not 257-258 px that the shift edge would cut into near-copies a pixel apart (re-check)."""
     scene = make_geotiff(tmp_path / "drone.tif", width=1000, height=800, res=0.05)
     rep = ingest([str(scene)], index=str(tmp_path / "idx"))
     assert rep.ok and rep.points_written >= 1 and not rep.items_empty, rep
     with open_store(str(tmp_path / "idx"), read_only=True) as s:
         pts = list(s.iter_points(with_vectors=False))
     gsd = {p.payload["gsd"] for p in pts}
-    assert len(gsd) == 1 and 0.05 < gsd.pop() <= 40 / 256, {p.payload["gsd"] for p in pts}
-    assert all(p.payload["window"]["height"] <= 800 for p in pts)
+    assert len(gsd) == 1 and gsd.pop() == pytest.approx(40 / 256, rel=1e-5), {p.payload["gsd"] for p in pts}
+    assert {p.payload["grid"]["row_off"] for p in pts} == {0}  # one row of tiles: 256 px high, not 257
+    assert len(pts) == 2  # 320 px wide: two tiles (the second shifted to the edge), not four near-copies
     again = ingest([str(scene)], index=str(tmp_path / "idx"))  # the same GSD again: the same point ids
     assert again.ok and again.points_written == 0 and again.tiles_existing == len(pts)
-    # a scene smaller than one tile even at its own GSD is still reported as such
-    tiny = make_geotiff(tmp_path / "tiny.tif", width=200, height=150, res=0.05)
-    rep = ingest([str(tiny)], index=str(tmp_path / "idx2"))
+    # smaller than one tile at its own GSD: enlarged at most 8x, as a coarse small scene is (re-check:
+    # a 0.6 m scene of 266x204 px was dropped with a 30 m model, though a 0.3 m one enlarges it)
+    small = make_geotiff(tmp_path / "small.tif", width=300, height=150, res=0.05)
+    rep = ingest([str(small)], index=str(tmp_path / "idx2"))
+    assert rep.ok and rep.points_written >= 1, rep
+    tiny = make_geotiff(tmp_path / "tiny.tif", width=40, height=20, res=0.05)  # 1 m x 2 m: 12.8x needed
+    rep = ingest([str(tiny)], index=str(tmp_path / "idx3"))
     assert rep.points_written == 0 and rep.items_small
 
 
@@ -687,3 +693,24 @@ def test_nodata_option_masks_a_black_border_the_file_does_not_declare(tmp_path, 
     assert r.exit_code == 0 and json.loads(r.stdout)["points_written"] == 8, r.output  # its own 255 wins: none is 0
     bad = CliRunner().invoke(main, base + ["--index", str(tmp_path / "bad"), "--nodata", "nan"])
     assert bad.exit_code == 2 and "--nodata nan is invalid" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_nodata_that_cannot_apply_is_said(tmp_path, tiny_bundle, caplog):
+    """Re-check: --nodata was silently ignored on tiles already indexed, on a file declaring its own
+    nodata, and for a value its pixels cannot hold (300 on uint8)."""
+    path = make_geotiff(tmp_path / "a.tif", width=128, height=128, seed=7)
+    opts = dict(tile_size=64, native_gsd=True)
+    assert ingest([str(path)], index=str(tmp_path / "i"), model=tiny_bundle, options=IngestOptions(**opts)).ok
+    with caplog.at_level("WARNING"):
+        rep = ingest([str(path)], index=str(tmp_path / "i"), model=tiny_bundle,
+                     options=IngestOptions(**opts, nodata=0))
+    assert rep.points_written == 0 and "ingested without --nodata 0 and are not read again" in caplog.text
+    caplog.clear()
+    declared = make_geotiff(tmp_path / "d.tif", width=128, height=128, seed=7, nodata=255)
+    with caplog.at_level("WARNING"):
+        ingest([str(declared)], index=str(tmp_path / "j"), model=tiny_bundle, options=IngestOptions(**opts, nodata=0))
+    assert "declares its own nodata (255), which is used; the nodata value 0 given for it" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ingest([str(path)], index=str(tmp_path / "k"), model=tiny_bundle, options=IngestOptions(**opts, nodata=300))
+    assert "the nodata value 300 is outside the range of its uint8 pixels" in caplog.text

@@ -182,6 +182,8 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         if existing:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
             _check_stored(store, scene, ids[first], refs[first], bands)
+            if run.options.nodata is not None:
+                _warn_nodata_kept(store, scene, ids[first], len(existing), run.options.nodata)
         if existing and not scene.from_stac:
             if not run.options.relabel:  # an HTTP job: the operator's labels are not rewritten unasked
                 n = relabel(store, scene, existing, apply=False)
@@ -193,6 +195,15 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         if len(existing) < len(refs):
             _warn_other_tilings(store, scene, ids, len(existing))
     return existing
+
+
+def _warn_nodata_kept(store, scene, pid: str, n: int, nodata: float) -> None:
+    """Warn that ``--nodata`` does not reach the ``n`` tiles of ``scene`` already indexed without it
+    (they are not read again: their pixels, and the nodata tiles among them, stay)."""
+    stored = (store.retrieve([pid])[0].payload.get("tiling") or {}).get("nodata")
+    if stored is None or stored != nodata:
+        log.warning("item %s: its %d indexed tiles were ingested without --nodata %g and are not read again, so "
+                    "they stay as they are; ingest into a new --index to mask them", scene.item_id, n, nodata)
 
 
 def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[str], existing: set[str],

@@ -517,7 +517,7 @@ def _write(bundle, net, reducer, record: dict, target: Path, out: Path):
         if start and abs(float(record["gsd"]) / float(start) - 1) > 0.05:
             log.warning("the adapted bundle reads scenes at %.3g m (the start model's: %.3g m): an ingest with it "
                         "tiles every scene at %.3g m (coarser ones at their own GSD, finer ones smaller than one "
-                        "tile at the coarsest GSD that holds one); pass ingest --gsd to choose another",
+                        "tile at the GSD where they are one tile across); pass ingest --gsd to choose another",
                         float(record["gsd"]), float(start), float(record["gsd"]))
     meta.setdefault("training", {})["adaptation"] = record
     with atomic_dir(target) as tmp:

@@ -26,6 +26,7 @@ Rules (see also :mod:`rsir_stac.tiling`):
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ from rasterio.windows import Window
 
 from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.scaling import IDENTITY, ScaleRule, compute_scale
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +115,17 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
     uniq = sorted(set(chosen))
     flags = dataset.mask_flag_enums
     all_valid = all(list(flags[b - 1]) == [MaskFlags.all_valid] for b in uniq)
-    if nodata is not None and not (all_valid and math.isfinite(float(nodata))):
+    if nodata is not None and not all_valid:
+        own = dataset.nodatavals[uniq[0] - 1]
+        if own is None or float(own) != float(nodata):  # the same value twice (STAC and file) says nothing
+            log.warning("%s declares its own nodata (%s), which is used; the nodata value %g given for it "
+                        "(ingest --nodata or STAC raster:bands) is not", dataset.name,
+                        "a mask or alpha band" if own is None else f"{own:g}", float(nodata))
+        nodata = None
+    elif nodata is not None and math.isfinite(float(nodata)) and not _in_range(float(nodata), dataset.dtypes[uniq[0] - 1]):
+        log.warning("%s: the nodata value %g is outside the range of its %s pixels, so no pixel has it",
+                    dataset.name, float(nodata), dataset.dtypes[uniq[0] - 1])
+    if nodata is not None and not math.isfinite(float(nodata)):
         nodata = None
     palette = palette_lut(dataset, chosen[0]) if chosen[0] == chosen[1] == chosen[2] else None
     if palette is not None:
@@ -126,6 +139,15 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
     is_float = np.issubdtype(np.dtype(dataset.dtypes[uniq[0] - 1]), np.floating)
     return PixelPlan(bands=chosen, palette=palette, scale=scale, all_valid=all_valid, is_float=is_float,
                      nodata=None if nodata is None else float(nodata))
+
+
+def _in_range(value: float, dtype: str) -> bool:
+    """Whether ``value`` is one a pixel of ``dtype`` can hold (integers: whole and within the type)."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
 
 
 def map_orientation(dataset: Any) -> tuple[bool, bool, bool]:
