@@ -97,9 +97,12 @@ def migrate(index, qdrant_url, api_key, batch_size):
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--relocate", "relocate", multiple=True, metavar="OLD=NEW",
               help="Sources ingested from folder (or URL prefix) OLD are now under NEW; repeatable.")
+@click.option("--skip-missing", is_flag=True,
+              help="Sources that cannot be read are gone for good: leave their tiles out and mark the new index "
+                   "finished (exit 0; they are still listed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_handle_errors
-def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, relocate, as_json):
+def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, relocate, skip_missing, as_json):
     """Re-embed every tile of an index with a new model into a new index (the old one is left as it is)."""
     from tqdm import tqdm
 
@@ -125,7 +128,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
 
     try:
         report = run(index, to, qdrant_url=qdrant_url, api_key=api_key, collection=collection, model=model,
-                     batch_size=batch_size, relocate=relocate, progress=progress)
+                     batch_size=batch_size, relocate=relocate, progress=progress, skip_missing=skip_missing)
     finally:
         if bar is not None:
             bar.close()
@@ -151,6 +154,11 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
                       f"with {f['ingest_options']}", err=True)
         for msg in report.tile_errors:
             echo_text(f"  failed tile: {msg}", err=True)
+    if skip_missing and report.sources_failed and not report.tiles_failed:
+        click.echo(f"  {len(report.sources_failed)} source(s) left out by --skip-missing "
+                   f"({sum(f['tiles'] for f in report.sources_failed)} tiles); the new index is marked finished",
+                   err=True)
+        return
     if not report.ok:
         n_src = len(report.sources_failed)
         parts = ([f"{n_src} source(s) could not be read"] if n_src else []) + (
@@ -168,7 +176,8 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
                     "there; a file that moved alone takes its own rule, --relocate OLD_FILE=NEW_FILE); ")
         _fail(f"{' and '.join(parts)} ({where}); their tiles are not in the new index: {hint}put the files back and "
               "re-run the same command, or ingest them again with the new model and the options listed for each "
-              "(a moved raster is then a new item, and this command still lists the old one)", 1)
+              "(a moved raster is then a new item, and this command still lists the old one); if they are gone for "
+              "good, re-run with --skip-missing to finish without them", 1)
 
 
 # ------------------------------------------------------- check / snapshot / restore

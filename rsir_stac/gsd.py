@@ -3,7 +3,8 @@
 At the model's GSD (``--gsd``, else the bundle's) unless the scene is much coarser
 (``max_upsample``; a 30 m scene is not blown up to 0.3 m: its own GSD, unless it is then
 smaller than one tile and at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times coarser) or, finer,
-smaller than one tile at it (the GSD at which it is one tile across); at its
+smaller than one tile at it so that no tile would be kept (the GSD at which it is one tile
+across); at its
 own GSD in square ground pixels (:func:`square_pixels`: a lon/lat raster away from the
 equator has pixels taller than wide).  Per-band scenes (three files) open as one raster.
 """
@@ -82,7 +83,7 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
         log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at its own GSD, %.3g m "
                     "(pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
         return opened
-    if options.gsd is None and fine_fallback:
+    if options.gsd is None and fine_fallback and _keeps_no_tile(reader, tile_size, options):
         coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size)
         if coarsest is not None:
             log.warning("%s: %dx%d px at the model's %.3g m is smaller than one %d px tile; tiling at %.4g m, where "
@@ -92,6 +93,18 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
             reader.close()
             return open_reader(scene, coarsest, kw), coarsest, None
     return reader, gsd, None
+
+
+def _keeps_no_tile(reader, tile_size: int, options) -> bool:
+    """Whether a scene read at its grid would give no tile at all: smaller than one tile and either
+    its padded tile below ``--min-valid`` or partial tiles dropped (``--edge drop``).  Only such a
+    scene is tiled at another GSD (an index that holds tiles of it keeps them: same ids)."""
+    gw, gh = reader.grid_width, reader.grid_height
+    if min(gw, gh) >= tile_size:
+        return False
+    if getattr(options, "edge", "shift") == "drop":
+        return True
+    return min(1.0, gw / tile_size) * min(1.0, gh / tile_size) < float(getattr(options, "min_valid", 0.5))
 
 
 def _coarsest_holding_a_tile(reader, gsd: float, tile_size: int) -> float | None:

@@ -223,6 +223,15 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
     assert report["sources_failed"][0]["ingest_options"].startswith("--tile-size 256 --stride 256 --edge ")
     assert res.stderr.strip().splitlines()[-1].startswith("error: 1 source(s) could not be read")
     _assert_unfinished(tmp_path / "new", new_bundle, 4)  # a source is missing: not whole yet
+    assert "re-run with --skip-missing to finish without them" in res.stderr
+    # gone for good: --skip-missing finishes a copy without it (re-check: it stayed unfinished forever)
+    import shutil
+
+    shutil.copytree(tmp_path / "new", tmp_path / "new-skip")
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new-skip"),
+                                    "--model", str(new_bundle.path), "--skip-missing"])
+    assert res.exit_code == 0 and "1 source(s) left out by --skip-missing (2 tiles)" in res.stderr, res.output
+    _assert_finished(tmp_path / "new-skip", new_bundle)
     moved.rename(scenes[1])
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
     assert r.ok and r.points_written == 2 and r.points_existing == 4

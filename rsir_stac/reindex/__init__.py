@@ -72,6 +72,7 @@ def reindex(
     page_size: int = PAGE_SIZE,
     relocate: Sequence[tuple[str, str] | str] = (),
     progress: Callable[[ReindexEvent], None] | None = None,
+    skip_missing: bool = False,
 ) -> ReindexReport:
     """Write the points of index ``index`` into a new index ``to``, re-embedded
     with ``model`` (a bundle folder or :class:`~rsir_stac.model.bundle.ModelBundle`;
@@ -86,6 +87,8 @@ def reindex(
     from the old index at a time.  ``relocate``: ``(OLD, NEW)`` prefixes (or ``"OLD=NEW"``
     strings, :func:`rsir_stac.relocate.parse_relocation`) for sources that moved since ingest: read from the new
     place, written with its href, same point ids.  ``progress`` gets :class:`ReindexEvent` s.
+    ``skip_missing``: sources that cannot be read are gone for good; the new index is marked
+    finished without their tiles (they are still reported in ``sources_failed``).
 
     Raises :class:`InputError` (no target, the target is the index read, the
     index already holds the model), :class:`IncompatibleIndexError` (the
@@ -118,7 +121,8 @@ def reindex(
         target.flush()
         if report.points_written:
             target.optimize()
-        if report.ok and not src.meta().unfinished:
+        whole = report.ok or (skip_missing and not report.tiles_failed)
+        if whole and not src.meta().unfinished:
             target.finished()  # every source read: the index is whole (as whole as what it copies)
         report.relocate_unmatched = moves.unmatched()
         for line in report.relocate_unmatched:

@@ -99,9 +99,10 @@ def _tiling_note(bundle, page: list) -> str:
         if int(t["tile_size"]) != bundle.tile_size or (t.get("gsd") is not None and bundle.gsd is not None
                                                        and abs(float(t["gsd"]) - float(bundle.gsd)) > 1e-9):
             note = (f"the index keeps its tiling ({t['tile_size']} px at {t.get('gsd') or 'native'} m) while "
-                    f"{bundle.model_id} expects {bundle.tile_size} px at {bundle.gsd} m; re-ingest the catalogue "
-                    "to tile it for the new model (scenes more than twice as coarse are tiled at their own GSD "
-                    "either way)")
+                    f"{bundle.model_id} expects {bundle.tile_size} px at {bundle.gsd} m; to tile it for the new "
+                    "model, ingest the catalogue with it into a new --index (into this one it would add a second, "
+                    "overlapping set of tiles; scenes more than twice as coarse are tiled at their own GSD either "
+                    "way)")
             log.info("%s", note)  # the report carries it; the CLI prints it once
             return note
     return ""
