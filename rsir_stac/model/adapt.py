@@ -298,7 +298,7 @@ def _collect(cfg: AdaptConfig, bundle, emit: Callable[[AdaptEvent], None]) -> _T
     n_dis = min(len(train_ix), max(len(held), 32))
     gal = tiles.subset(np.concatenate([held, np.random.default_rng([cfg.seed, 5]).choice(
         train_ix, size=n_dis, replace=False)]))
-    log.info("adapting on %d tiles (%d held out), triplet kinds from the ground: %s (neighbour and cluster kinds "
+    log.info("adapting on %d tiles (%d more held out), triplet kinds from the ground: %s (neighbour and cluster kinds "
              "are added once the start model has embedded them)", len(tr), len(ho), kinds)
     return _Tiles(tiles, tr, find_positives(tr.pos, tr.scene, tr.time, tr.side_m), ho, gal,
                   find_positives(gal.pos, gal.scene, gal.time, gal.side_m), kinds, n_scenes)
