@@ -322,7 +322,8 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
            limit, offset, include_query, fmt, out, with_vectors, thumbnails, bands):
     """Find the stored tiles most like the examples (and unlike the negative ones), filtered by place, time
     and collection."""
-    from rsir_stac.search import Index, excluded_notes
+    from rsir_stac.search import Index
+    from rsir_stac.search_notes import excluded_notes
 
     flt = _search_filter(bbox, near, within, datetime_, collection)
     bands = _parse_bands(bands)
@@ -383,7 +384,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                             offset=offset, include_query=include_query, with_payload=not out, expand=expand)
         notes = list(result.notes) + excluded_notes(idx.store, flt)
         if not result.hits and not offset:  # which filter left nothing (analyst trial: "loosen the filters?")
-            from rsir_stac.search import empty_filter_notes
+            from rsir_stac.search_notes import empty_filter_notes
 
             notes += empty_filter_notes(idx.store, flt)
         if _per_item(per_item) == "auto" and result.hits and not offset:

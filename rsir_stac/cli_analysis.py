@@ -97,7 +97,8 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         from rsir_stac.classify import DISSOLVED_EMPTY_ROW, classify, dissolve as dissolve_hits
         from rsir_stac.export import empty_row, format_for, row_of, write_table
         from rsir_stac.labels import read_labels
-        from rsir_stac.search import Index, unknown_collection_note
+        from rsir_stac.search import Index
+        from rsir_stac.search_notes import unknown_collection_note
         from rsir_stac.store import SearchHit
 
         format_for(out)
@@ -144,7 +145,8 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                        stac_path):
         """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
         from rsir_stac.export import export_index, format_for
-        from rsir_stac.search import Index, unknown_collection_note
+        from rsir_stac.search import Index
+        from rsir_stac.search_notes import unknown_collection_note
 
         format_for(out)
         flt = _search_filter(bbox, near, within, datetime_, collection)

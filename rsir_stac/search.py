@@ -22,6 +22,8 @@ from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
 
+from rsir_stac.search_notes import outside_note, ranking_notes, swapped_bbox_note  # noqa: E402
+
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
 
@@ -274,7 +276,7 @@ class Index:
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt), _outside_note(rp, flt)) if n]))
+                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt)) if n]))
 
 
     def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,
@@ -325,152 +327,6 @@ def _footprint_exclusions(rp: Sequence[ResolvedExample], exclude_within_m: float
     around = tuple(a for circles, _ in parts for a in circles)
     areas = tuple(ring for _, rings in parts for ring in rings)
     return around, areas
-
-
-def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:
-    """A line when the ``context`` strategy gave every returned hit the same score: it
-    could not rank them, and their order (by point id) says nothing; empty otherwise."""
-    from rsir_stac.store.query import STRATEGIES
-
-    if strategy != "context" or len(hits) < 2 or len({h.score for h in hits}) > 1:
-        return []
-    others = [s for s in STRATEGIES if s != "context"]
-    why = (f" (each is nearer the positive than the negative of all {positives * negatives} positive/negative "
-           "pairs)" if hits[0].score == 0 else "")
-    return [f"the context strategy could not rank these {len(hits)} hits: all score {hits[0].score:g}{why}, so "
-            "their order is by point id, not likeness; add negative examples (more pairs), or use another "
-            f"strategy: {', '.join(others[:-1])} or {others[-1]}"]
-
-
-def excluded_notes(store, flt: SearchFilter | None,
-                   names: tuple[str, str] = ("--datetime", "--collection")) -> list[str]:
-    """Lines saying how many stored tiles a date or collection filter leaves out
-    because they have no date / no collection (bare rasters ingested without
-    ``--datetime`` / ``--collection``); empty when none are.  ``names``: how the
-    date and the collection filter are called where the note is shown."""
-    from dataclasses import replace
-
-    notes = []
-    if flt is not None and (flt.start is not None or flt.end is not None):
-        # the undated tiles in the searched place (the date and collection filters set aside)
-        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime",)))
-        if n:
-            notes.append(f"{n} tiles in the searched area have no date, so {names[0]} leaves them out; "
-                         "give bare rasters a date with `rsir-stac ingest --datetime`")
-    if flt is not None and flt.collections:
-        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("collection",)))
-        if n:
-            notes.append(f"{n} tiles in the searched area have no collection, so {names[1]} leaves them out; "
-                         "give bare rasters one with `rsir-stac ingest --collection NAME`")
-        unknown = unknown_collection_note(store, flt)
-        if unknown:
-            notes.append(unknown)
-    return notes
-
-
-def empty_filter_notes(store, flt: SearchFilter | None, names: dict[str, str] | None = None) -> list[str]:
-    """Why a search with ``flt`` found nothing: the filters that alone match no stored tile (each
-    counted through the indexes), or, when each matches some, that none matches them all together.
-    Empty when ``flt`` is empty or matches tiles (the examples themselves may be what was left out).
-    ``names``: how each filter is called where the note is shown (default: the CLI's options)."""
-    from dataclasses import fields
-
-    if flt is None or flt.is_empty or store.count(flt):
-        return []
-    say = {"bbox": "--bbox", "near": "--near", "polygon": "--within", "datetime": "--datetime",
-           "collections": "--collection", **(names or {})}
-    parts: list[tuple[str, SearchFilter]] = []
-    bare = {f.name: getattr(flt, f.name) for f in fields(flt)}
-    empty = {k: (None if not isinstance(v, tuple) or k in ("bbox", "near") else ()) for k, v in bare.items()}
-    for key in ("bbox", "near", "polygon"):
-        if getattr(flt, key) is not None:
-            parts.append((key, SearchFilter(**{**empty, key: getattr(flt, key)})))
-    if flt.start is not None or flt.end is not None:
-        parts.append(("datetime", SearchFilter(**{**empty, "start": flt.start, "end": flt.end})))
-    if flt.collections:
-        parts.append(("collections", SearchFilter(**{**empty, "collections": flt.collections})))
-    if len(parts) < 1:
-        return []
-    dead = [key for key, part in parts if not store.count(part)]
-    if key_lines := [_empty_part(key, flt, say[key]) for key in dead if key != "collections"]:
-        return key_lines  # a misspelt collection has its own note (unknown_collection_note)
-    if dead:
-        return []
-    if len(parts) > 1:
-        return [f"each of {', '.join(say[k] for k, _ in parts)} matches tiles of the index, but no tile matches them "
-                "all together; loosen one of them"]
-    return []
-
-
-def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
-    """The line for one filter that matches no stored tile."""
-    if key == "bbox":
-        w, s, e, n = flt.bbox
-        return f"no tile's centre lies in {name} {w:g},{s:g},{e:g},{n:g}; check the box (W,S,E,N in degrees)"
-    if key == "near":
-        lon, lat, r = flt.near
-        return f"no tile's centre lies within {r:g} m of {lon:g},{lat:g} ({name}); widen the radius or move it"
-    if key == "polygon":
-        return f"no tile's centre lies in the {name} area; check that the polygon is in lon/lat where the tiles are"
-    start = flt.start.isoformat().replace("+00:00", "Z") if flt.start else ".."
-    end = flt.end.isoformat().replace("+00:00", "Z") if flt.end else ".."
-    return f"no tile is dated within {name} {start}/{end}; widen the dates (undated tiles never match a date filter)"
-
-
-def _outside_note(examples: Sequence[ResolvedExample], flt: SearchFilter | None) -> str | None:
-    """A line when a place's example is a tile the dates or collections leave out (no tile there has
-    them: :meth:`Index._tile_at`), so the map's imagery, drawn through the same filters, hides it."""
-    if flt is None or (flt.start is None and flt.end is None and not flt.collections):
-        return None
-    from rsir_stac.store.filters import matches
-
-    when = SearchFilter(start=flt.start, end=flt.end, collections=flt.collections)
-    for r in examples:
-        if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
-            return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
-                    f"from {r.payload.get('datetime') or 'no date'} ({r.payload.get('collection') or 'no collection'}), "
-                    "which the filters leave out (its imagery is not drawn under them)")
-    return None
-
-
-def swapped_bbox_note(flt: SearchFilter | None) -> str | None:
-    """A line when a bbox's west is east of its east and the box, read as crossing the
-    antimeridian (RFC 7946), spans more than half the globe: most likely W and E swapped
-    by mistake (a real antimeridian box, e.g. 170,-20,-170,-10, spans 20 degrees)."""
-    if flt is None or flt.bbox is None:
-        return None
-    w, _, e, _ = flt.bbox
-    span = 360.0 - (w - e)
-    if w <= e or span <= 180.0:
-        return None
-    return (f"the bbox's west {w:g} is east of its east {e:g}, so it is read as crossing the antimeridian "
-            f"and spans {span:.0f} degrees of longitude; if you meant {e:g} to {w:g}, swap west and east")
-
-
-def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:
-    """A line naming the collections the index holds when no stored tile is in any collection
-    ``flt`` asks for (a misspelt ``--collection``); None otherwise."""
-    from rsir_stac.store.filters import SearchFilter as Filter
-
-    if flt is None or not flt.collections or store.count(Filter(collections=flt.collections)):
-        return None
-    have = _some_collections(store)
-    named = ", ".join(repr(c) for c in flt.collections)
-    return (f"no tile of the index is in collection {named}"
-            + (f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
-            + " (names are exact, case included)")
-
-
-def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
-    """Collection names among the first ``limit`` stored tiles (a cheap look, not `info`'s scan)."""
-    seen: dict[str, None] = {}
-    for n, (_, payload, _) in enumerate(store._scan(None, fields=["collection"])):
-        c = payload.get("collection")
-        if isinstance(c, str) and c:
-            seen.setdefault(c)
-        if n >= limit or len(seen) >= most:
-            break
-    return sorted(seen)
 
 
 def hit_record(hit: SearchHit, score_name: str = "distance") -> dict[str, Any]:

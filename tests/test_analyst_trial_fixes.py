@@ -151,7 +151,8 @@ def test_a_search_that_finds_nothing_names_the_filter_that_left_nothing(world, b
 
     from fastapi.testclient import TestClient
 
-    from rsir_stac.search import Index, empty_filter_notes
+    from rsir_stac.search import Index
+    from rsir_stac.search_notes import empty_filter_notes
     from rsir_stac.serve import create_app
     from rsir_stac.store import SearchFilter
 

@@ -121,9 +121,9 @@ class Service:
             self._notes.clear()
 
     def empty_notes(self, flt: Any) -> list[str]:
-        """Why a search with ``flt`` found nothing (:func:`rsir_stac.search.empty_filter_notes`), the
+        """Why a search with ``flt`` found nothing (:func:`rsir_stac.search_notes.empty_filter_notes`), the
         filters named as the API and the map page call them."""
-        from rsir_stac.search import empty_filter_notes
+        from rsir_stac.search_notes import empty_filter_notes
 
         with self.lock:
             return empty_filter_notes(self.index.store, flt, names={
@@ -136,7 +136,7 @@ class Service:
         does not hold; empty when the filter leaves none out.  Computed for this request's
         filter: cached (for :data:`INFO_TTL_S`, at most :data:`NOTES_CACHE_ENTRIES` filters)
         under the exact filter, so one client's collection names never reach another's answer."""
-        from rsir_stac.search import excluded_notes
+        from rsir_stac.search_notes import excluded_notes
 
         if flt is None or (flt.start is None and flt.end is None and not flt.collections):
             return []
