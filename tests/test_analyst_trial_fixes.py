@@ -180,7 +180,7 @@ def test_a_search_that_finds_nothing_names_the_filter_that_left_nothing(world, b
 
 def test_a_long_bare_raster_item_id_keeps_its_date_in_the_table():
     """Analyst trial: "opengeos_naip…1-b3278a42796e" kept the hash and cut the date the file name ends with."""
-    from rsir_stac.cli import _fit
+    from rsir_stac.cli_results import _fit
 
     got = _fit("opengeos_naip_m_4709963_se_14_1_20200831-b3278a42796e", 28)
     assert len(got) == 28 and "20200831" in got and got.endswith("-b3278a") and got.startswith("opengeos"), got

@@ -1,0 +1,101 @@
+"""How ``rsir-stac search`` prints its hits and notes: the table (catalogue text escaped for the
+terminal), JSON and GeoJSON, and what the default per-scene cap did to a page."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from rsir_stac.cli_analysis import _per_item
+from rsir_stac.cli_common import echo_json as _echo_json, echo_text
+from rsir_stac.terminal import printable
+
+
+def _cap_note(score_name: str, left: tuple[int, int] = (0, 0)) -> str:
+    """What the default soft per-scene cap did to the hits: their order, and ``left`` = (n, k): n of
+    the k best-scoring tiles that it left off the page."""
+    from rsir_stac.search import AUTO_PER_ITEM
+    from rsir_stac.store.query import FILL_PENALTY
+
+    how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
+           "other scenes' nearly as near tiles come first" if score_name == "distance" else
+           f"at most {AUTO_PER_ITEM} hits per scene come first while other scenes have hits")
+    near = "nearest" if score_name == "distance" else "best-scoring"
+    gone = (f"; {left[0]} of the {left[1]} {near} tiles {'is' if left[0] == 1 else 'are'} not on this page"
+            if left[0] else "")
+    return f"{how} (--per-item auto): the order is not by {score_name} alone{gone}; pass --per-item 0 for that"
+
+
+def _left_out(result, plain) -> tuple[int, int]:
+    """``(n, k)``: n of ``plain`` (the same search's k top hits without the per-scene cap) are not
+    among the hits of ``result``."""
+    shown = {h.id for h in result.hits}
+    return sum(1 for h in plain if h.id not in shown), len(plain)
+
+
+def _served_notes(result, doc: dict | None, per_item) -> list[str]:
+    """The notes of a search a running serve answered, and what its per-scene cap did to the order."""
+    notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
+    if _per_item(per_item) == "auto" and _reordered(result):
+        notes.append(_cap_note(result.score_name))
+    return notes
+
+
+def _reordered(result) -> bool:
+    """Whether the per-scene cap moved hits out of score order."""
+    scores = [h.score for h in result.hits]
+    if result.score_name != "distance":
+        scores = [-v for v in scores]
+    return any(a > b for a, b in zip(scores, scores[1:]))
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle, so that ids differing at the end stay apart;
+    a bare raster's item id (``name-<12 hex digits>``) keeps the end of its name (the date a file name
+    usually ends with) and the first 6 digits of its path hash."""
+    if len(text) <= width:
+        return text
+    m = re.fullmatch(r"(.+)-([0-9a-f]{12})", text)
+    if m and width >= 16:
+        return _fit(m.group(1), width - 7) + "-" + m.group(2)[:6]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[-(width - 1 - head):]
+
+
+def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None = None) -> None:
+    """Print search hits as a table, JSON or GeoJSON (``doc``: the service's GeoJSON, when it searched)."""
+    from rsir_stac.search import hit_record, to_geojson
+
+    if fmt == "json":
+        _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
+                              "positives": [e.id for e in result.examples if e.positive],
+                              "negatives": [e.id for e in result.examples if not e.positive],
+                              **({"expanded": list(result.expanded)} if result.expanded else {})},
+                    "hits": [hit_record(h, result.score_name) for h in result.hits],
+                    **({"notes": list(notes)} if notes else {})})
+    elif fmt == "geojson":
+        gj = doc if doc is not None else to_geojson(result)
+        _echo_json({**gj, "notes": list(notes)} if notes else gj)   # a foreign member (RFC 7946 6.1)
+    else:  # the table: catalogue text (item ids, dates) is printed with its control characters escaped
+        if result.query_id:
+            qp = result.query_payload or {}
+            about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
+            echo_text(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
+                      + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
+                      + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
+        click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
+        for rank, h in enumerate(result.hits, offset + 1):
+            loc = h.payload.get("location") or {}
+            item = _fit(printable(h.payload.get("item_id")), 28)
+            echo_text(f"{rank:>3} {h.score:9.4f}  {h.id:36}  {item:28} "
+                      f"{loc.get('lon', float('nan')):10.5f} {loc.get('lat', float('nan')):9.5f}  "
+                      f"{h.payload.get('datetime') or ''}")
+        if not result.hits:
+            click.echo(f"no results at --offset {offset} (fewer tiles match)" if offset else
+                       "no results (loosen the filters?)")
+    for note in notes:
+        echo_text(f"note: {note}", err=True)
+
+
+__all__ = ["_cap_note", "_fit", "_left_out", "_print_search", "_reordered", "_served_notes"]
