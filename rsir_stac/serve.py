@@ -289,6 +289,10 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
 
         raise InputError("--api-key is the Qdrant server's key and needs --qdrant-url; to require a key from the "
                          "clients of this service use --service-key")
+    if "*" in allow_hosts:
+        log.warning("--allow-host '*' accepts any Host header, which turns off the protection against DNS "
+                    "rebinding (a web page in the user's browser reaching this service under its own name); list "
+                    "the names clients use instead, e.g. --allow-host tiles.example.org")
     sock = bind_socket(host, port)
     port = sock.getsockname()[1]  # --port 0: the free port the system chose (printed and published)
     try:

@@ -430,3 +430,15 @@ try { await api("api/info"); console.log("no error"); } catch (e) { console.log(
     out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "/?key=" in out.stdout and "X-API-Key" not in out.stdout, out.stdout
+
+
+def test_allowing_any_host_says_what_it_turns_off(tmp_path, caplog):
+    """Re-check: --allow-host '*' turned off the DNS-rebinding protection without a word."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    with caplog.at_level("WARNING", logger="rsir_stac.serve"):
+        r = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "none"), "--allow-host", "*", "--port", "0"])
+    assert r.exit_code != 0  # no index there: the warning came first
+    assert "turns off the protection against DNS rebinding" in caplog.text, caplog.text
