@@ -300,6 +300,8 @@ def run(index: str | None = None, qdrant_url: str | None = None, api_key_qdrant:
     except BaseException:
         sock.close()
         raise
+    if not is_loopback(host) and not api_key:  # said once it serves (not before a failed bind or open)
+        log.warning("serving on %s without --service-key; anyone who can reach it can search", host)
     address = None
     try:
         hide = (not is_loopback(host)) if hide_paths is None else hide_paths
@@ -354,11 +356,6 @@ def serve_command(index, qdrant_url, api_key_qdrant, model, host, port, service_
     """Serve the search API and the map page over HTTP (open http://HOST:PORT/)."""
     import sys
 
-    from rsir_stac.httpguard import is_loopback
-
-    if not is_loopback(host) and not service_key:
-        click.echo(f"warning: serving on {host} without --service-key; anyone who can reach it can search",
-                   err=True)
     try:
         run(index=index, qdrant_url=qdrant_url, api_key_qdrant=api_key_qdrant, model=model, host=host,
             port=port, api_key=service_key, allow_hosts=allow_hosts, allow_origins=allow_origins,
