@@ -386,11 +386,13 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
             from rsir_stac.search_notes import empty_filter_notes
 
             notes += empty_filter_notes(idx.store, flt)
-        if _per_item(per_item) == "auto" and result.hits and not offset:
-            plain = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr, per_item=None,
-                               exclude_within_m=exclude_within, flt=flt, k=limit, offset=0,
-                               include_query=include_query, with_payload=False, expand=expand)
-            left = _left_out(result, plain.hits)
+        if _per_item(per_item) == "auto" and result.hits:
+            left = (0, 0)
+            if not offset:  # the first page: the nearest tiles it left off (later pages hold them)
+                plain = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
+                                   per_item=None, exclude_within_m=exclude_within, flt=flt, k=limit, offset=0,
+                                   include_query=include_query, with_payload=False, expand=expand)
+                left = _left_out(result, plain.hits)
             if left[0] or _reordered(result):
                 notes.append(_cap_note(result.score_name, left))
         if out:

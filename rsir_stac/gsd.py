@@ -84,7 +84,7 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
                     "(pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
         return opened
     if options.gsd is None and fine_fallback and _keeps_no_tile(reader, tile_size, options):
-        coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size)
+        coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size, options)
         if coarsest is not None:
             log.warning("%s: %dx%d px at the model's %.3g m is smaller than one %d px tile; tiling at %.4g m, where "
                         "it is one tile across (its own GSD is %.3g m; pass --gsd to force a resolution)",
@@ -107,17 +107,22 @@ def _keeps_no_tile(reader, tile_size: int, options) -> bool:
     return min(1.0, gw / tile_size) * min(1.0, gh / tile_size) < float(getattr(options, "min_valid", 0.5))
 
 
-def _coarsest_holding_a_tile(reader, gsd: float, tile_size: int) -> float | None:
+def _coarsest_holding_a_tile(reader, gsd: float, tile_size: int, options=None) -> float | None:
     """For a scene finer than the model's ``gsd`` (metres) that is smaller than one tile at it (a
-    drone mosaic for a model adapted to 30 m Landsat): the GSD at which its shorter side spans
-    exactly ``tile_size`` pixels (one tile across, not a tile and a pixel or two, which the
-    ``shift`` edge would cut into near-copies), to 6 significant digits as point ids record it.
-    That GSD may enlarge the scene's pixels, at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times (the
-    range the model is trained on); else None (tiled at ``gsd`` as asked)."""
+    drone mosaic for a model adapted to 30 m Landsat): the GSD at which it is one tile: its longer
+    side spans exactly ``tile_size`` pixels when its one padded tile then keeps ``--min-valid``
+    (the shorter side is at least that share of the longer), else its shorter side does (a long
+    strip: a row of tiles).  Exactly: not a tile and a pixel or two, which the ``shift`` edge
+    would cut into near-copies; to 6 significant digits as point ids record it.  That GSD may
+    enlarge the scene's pixels, at most :data:`MAX_SMALL_SCENE_UPSAMPLE` times (the range the
+    model is trained on); else None (tiled at ``gsd`` as asked)."""
     if min(reader.grid_width, reader.grid_height) >= tile_size or reader.native_gsd >= gsd:
         return None
     px, py = reader.pixel_size_m
-    side_m = min(reader.width * px, reader.height * py)  # the shorter side on the ground
+    short_m, long_m = sorted((reader.width * px, reader.height * py))
+    one_padded = (getattr(options, "edge", "shift") != "drop"
+                  and short_m / long_m >= float(getattr(options, "min_valid", 0.5)))
+    side_m = long_m if one_padded else short_m
     fit = float(f"{side_m / tile_size:.6g}")
     if side_m / fit < tile_size - 0.5:  # rounded up past the side: one step of the 6th digit down
         fit = float(f"{fit * (1 - 1e-6):.6g}")

@@ -48,6 +48,9 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
     # the model a label was made on: the file's, else the label's own (search and export write each
     # tile's model_id; a GIS saving the file drops the file's member but keeps the properties)
     olds = {lb.point_id: _old_model(labels, lb) for lb in missing}
+    named = {m for m in olds.values() if m}
+    if len(named) == 1:  # labels that say no model, beside ones that all say one: that one
+        olds = {pid: m or next(iter(named)) for pid, m in olds.items()}
     others = {m for m in olds.values() if m and m != model_id}
     if not others:
         if present:  # most of the file is this index's: a stale or mistyped tile, not another index

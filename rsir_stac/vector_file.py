@@ -44,13 +44,13 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyogrio's own warnings (e.g. a measured geometry) are not ours to show
-            layers = pyogrio.list_layers(path)
+            layers = _feature_layers(path)
             if len(layers) > 1:
-                names = ", ".join(str(n) for n, _ in layers[:6]) + (", ..." if len(layers) > 6 else "")
+                names = ", ".join(layers[:6]) + (", ..." if len(layers) > 6 else "")
                 raise InputError(f"{what} holds {len(layers)} layers ({names}); save the one to use as a file of "
                                  "its own (QGIS: Export > Save Features As..., GeoJSON), so that no layer is read "
                                  "by mistake")
-            gdf = pyogrio.read_dataframe(path)
+            gdf = pyogrio.read_dataframe(path, layer=layers[0] if layers else None)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001  (GDAL's own errors name what it could not read)
@@ -74,6 +74,20 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
         if col != gdf.geometry.name and str(gdf[col].dtype).startswith("datetime64"):
             gdf[col] = gdf[col].map(lambda t: None if t is None or t != t else t.isoformat().replace("+00:00", "Z"))
     return json.loads(gdf.to_json(drop_id=True, to_wgs84=False))
+
+
+def _feature_layers(path: Path) -> list[str]:
+    """The names of the layers of ``path`` that hold features: a GeoPackage's tables without
+    geometry beside spatial ones (QGIS's ``layer_styles``) and empty layers are not counted; a
+    table alone (a CSV) is its one layer."""
+    import pyogrio
+
+    layers = [(str(name), geom) for name, geom in pyogrio.list_layers(path)]
+    spatial = [name for name, geom in layers if geom]
+    names = spatial or [name for name, _ in layers]
+    if len(names) > 1:
+        names = [n for n in names if pyogrio.read_info(path, layer=n).get("features", 0) != 0] or names[:1]
+    return names
 
 
 def _json_values(row: dict) -> dict:

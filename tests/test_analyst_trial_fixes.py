@@ -244,3 +244,27 @@ def test_tiles_the_per_scene_cap_left_off_the_page_are_counted(world, bundle, tm
     assert want in r.stderr
     r = _run("search", "--index", idx, "--model", bundle.path, "--point-id", pts[0].id, "-k", "8", "--per-item", "0")
     assert "not on this page" not in r.stderr
+
+
+def test_a_geopackage_with_a_qgis_style_table_or_an_empty_layer_is_one_layer(world, bundle, tmp_path):  # noqa: F811
+    """Re-check: a GeoPackage holding QGIS's layer_styles table, or an empty second layer, was refused
+    as "2 layers"."""
+    import sqlite3
+
+    import geopandas as gpd
+
+    labels = _labels(world, bundle)
+    gdf = gpd.read_file(write_labels(labels, tmp_path / "labels.geojson"))
+    styled = tmp_path / "styled.gpkg"
+    gdf.to_file(styled, layer="labels", driver="GPKG")
+    with sqlite3.connect(styled) as db:  # what QGIS adds when a style is saved in the file
+        db.execute("CREATE TABLE layer_styles (id INTEGER PRIMARY KEY, f_table_name TEXT, styleQML TEXT)")
+        db.execute("INSERT INTO layer_styles (f_table_name, styleQML) VALUES ('labels', '<qgis/>')")
+        db.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier) VALUES "
+                   "('layer_styles', 'attributes', 'layer_styles')")
+    empty = tmp_path / "empty-second.gpkg"
+    gdf.to_file(empty, layer="labels", driver="GPKG")
+    gdf.iloc[:0].to_file(empty, layer="scratch", driver="GPKG")
+    for path in (styled, empty):
+        got = read_labels(path)
+        assert [lb.point_id for lb in got.labels] == [lb.point_id for lb in labels.labels], path

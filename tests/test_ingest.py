@@ -376,17 +376,24 @@ def test_a_fine_scene_smaller_than_one_tile_at_the_models_gsd_is_tiled_at_the_co
     with open_store(str(tmp_path / "idx"), read_only=True) as s:
         pts = list(s.iter_points(with_vectors=False))
     gsd = {p.payload["gsd"] for p in pts}
-    assert len(gsd) == 1 and gsd.pop() == pytest.approx(40 / 256, rel=1e-5), {p.payload["gsd"] for p in pts}
-    assert {p.payload["grid"]["row_off"] for p in pts} == {0}  # one row of tiles: 256 px high, not 257
-    assert len(pts) == 2  # 320 px wide: two tiles (the second shifted to the edge), not four near-copies
+    # 50 x 40 m: one padded tile, its longer side 256 px (80 % valid), not 257-258 px cut into near-copies
+    assert len(gsd) == 1 and gsd.pop() == pytest.approx(50 / 256, rel=1e-5), {p.payload["gsd"] for p in pts}
+    assert len(pts) == 1 and pts[0].payload["grid"]["width"] == 256, [p.payload["grid"] for p in pts]
     again = ingest([str(scene)], index=str(tmp_path / "idx"))  # the same GSD again: the same point ids
     assert again.ok and again.points_written == 0 and again.tiles_existing == len(pts)
+    # a long strip: its shorter side one tile across, a row of tiles
+    strip = make_geotiff(tmp_path / "strip.tif", width=1200, height=300, res=0.05)
+    rep = ingest([str(strip)], index=str(tmp_path / "idx4"))
+    with open_store(str(tmp_path / "idx4"), read_only=True) as s:
+        got = list(s.iter_points(with_vectors=False))
+    gsds = {p.payload["gsd"] for p in got}
+    assert rep.ok and len(gsds) == 1 and gsds.pop() == pytest.approx(15 / 256, rel=1e-5) and len(got) == 4, got
     # smaller than one tile at its own GSD: enlarged at most 8x, as a coarse small scene is (re-check:
     # a 0.6 m scene of 266x204 px was dropped with a 30 m model, though a 0.3 m one enlarges it)
     small = make_geotiff(tmp_path / "small.tif", width=300, height=150, res=0.05)
     rep = ingest([str(small)], index=str(tmp_path / "idx2"))
     assert rep.ok and rep.points_written >= 1, rep
-    tiny = make_geotiff(tmp_path / "tiny.tif", width=40, height=20, res=0.05)  # 1 m x 2 m: 12.8x needed
+    tiny = make_geotiff(tmp_path / "tiny.tif", width=20, height=10, res=0.05)  # 1 m x 0.5 m: 12.8x needed
     rep = ingest([str(tiny)], index=str(tmp_path / "idx3"))
     assert rep.points_written == 0 and rep.items_small
 
@@ -714,3 +721,23 @@ def test_nodata_that_cannot_apply_is_said(tmp_path, tiny_bundle, caplog):
     with caplog.at_level("WARNING"):
         ingest([str(path)], index=str(tmp_path / "k"), model=tiny_bundle, options=IngestOptions(**opts, nodata=300))
     assert "the nodata value 300 is outside the range of its uint8 pixels" in caplog.text
+
+
+def test_a_scene_indexed_with_nodata_is_not_read_again_without_it(tmp_path, tiny_bundle):
+    """Re-check: re-ingesting without --nodata into an index built with it silently added back the
+    black tiles it had masked out."""
+    import rasterio
+
+    path = make_geotiff(tmp_path / "aster.tif", width=256, height=128, res=15.0, seed=6)
+    with rasterio.open(path, "r+") as ds:
+        data = ds.read()
+        data[:, :, 128:] = 0
+        ds.write(data)
+    opts = dict(tile_size=64, native_gsd=True)
+    first = ingest([str(path)], index=str(tmp_path / "i"), model=tiny_bundle, options=IngestOptions(**opts, nodata=0))
+    assert first.points_written == 4
+    again = ingest([str(path)], index=str(tmp_path / "i"), model=tiny_bundle, options=IngestOptions(**opts))
+    assert again.points_written == 0 and not again.ok
+    assert "read with --nodata 0 (its nodata windows left out)" in again.items_failed[0]["error"]
+    same = ingest([str(path)], index=str(tmp_path / "i"), model=tiny_bundle, options=IngestOptions(**opts, nodata=0))
+    assert same.ok and same.points_written == 0 and same.tiles_existing == 4

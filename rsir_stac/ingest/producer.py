@@ -182,8 +182,7 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         if existing:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
             _check_stored(store, scene, ids[first], refs[first], bands)
-            if run.options.nodata is not None:
-                _warn_nodata_kept(store, scene, ids[first], len(existing), run.options.nodata)
+            _check_nodata(store, scene, ids[first], len(existing), run.options.nodata)
         if existing and not scene.from_stac:
             if not run.options.relabel:  # an HTTP job: the operator's labels are not rewritten unasked
                 n = relabel(store, scene, existing, apply=False)
@@ -197,13 +196,20 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
     return existing
 
 
-def _warn_nodata_kept(store, scene, pid: str, n: int, nodata: float) -> None:
-    """Warn that ``--nodata`` does not reach the ``n`` tiles of ``scene`` already indexed without it
-    (they are not read again: their pixels, and the nodata tiles among them, stay)."""
+def _check_nodata(store, scene, pid: str, n: int, nodata: float | None) -> None:
+    """``--nodata`` against the ``n`` tiles of ``scene`` already indexed (``pid`` one of them): a value
+    they were not ingested with is warned about (they are not read again: their pixels, and the
+    nodata tiles among them, stay); a run without the value they were ingested with is refused
+    (InputError: its windows that were nodata would be added as tiles, beside the masked ones)."""
     stored = (store.retrieve([pid])[0].payload.get("tiling") or {}).get("nodata")
-    if stored is None or stored != nodata:
+    own = scene.nodata if scene.nodata is not None else nodata  # STAC raster:bands, else --nodata
+    if nodata is not None and stored != nodata:
         log.warning("item %s: its %d indexed tiles were ingested without --nodata %g and are not read again, so "
                     "they stay as they are; ingest into a new --index to mask them", scene.item_id, n, nodata)
+    elif stored is not None and own is None and not isinstance(stored, list):
+        raise InputError(f"item {scene.item_id} is in {store.describe()} read with --nodata {stored:g} (its nodata "
+                         f"windows left out), and this run reads it without; re-run with --nodata {stored:g}, or "
+                         "ingest into a new --index")
 
 
 def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[str], existing: set[str],
