@@ -123,7 +123,7 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
                         "a mask or alpha band" if own is None else f"{own:g}", float(nodata))
         nodata = None
     elif nodata is not None and math.isfinite(float(nodata)) and not _in_range(float(nodata), dataset.dtypes[uniq[0] - 1]):
-        log.warning("%s: the nodata value %g is outside the range of its %s pixels, so no pixel has it",
+        log.warning("%s: the nodata value %g is not one its %s pixels can hold, so no pixel has it",
                     dataset.name, float(nodata), dataset.dtypes[uniq[0] - 1])
     if nodata is not None and not math.isfinite(float(nodata)):
         nodata = None
