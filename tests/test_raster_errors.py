@@ -162,6 +162,29 @@ def test_neither_crs_nor_geotransform_is_one_message_naming_both(tmp_path):
     SceneReader.open(str(tif)).close()
 
 
+def test_impossible_georeferencing_is_refused_and_the_advice_works(tmp_path, tiny_bundle):
+    """Geo trial: a lon/lat raster reaching latitude 100 and a geotransform with a zero pixel size
+    were ingested (exit 0) into tiles with centres above 90 N or all at one point."""
+    from rsir_stac.ingest import IngestOptions, ingest
+
+    data = np.full((3, 64, 64), 90, np.uint8)
+    polar = write_raster(tmp_path / "lat100.tif", data, crs="EPSG:4326", transform=Affine(0.4, 0, 10, 0, -0.4, 100))
+    flat = write_raster(tmp_path / "flat.tif", data, crs="EPSG:32615", transform=Affine(0, 0, 500000, 0, 0, 3300000))
+    east = write_raster(tmp_path / "lon500.tif", data, crs="EPSG:4326", transform=Affine(0.4, 0, 500, 0, -0.4, 40))
+    for tif, phrase in ((polar, "reaches latitude 100, beyond ±90"), (flat, "a zero pixel size"),
+                        (east, "reaches longitude 525.6, beyond both -180..180 and 0..360")):
+        err = _error(str(tif))
+        assert phrase in str(err) and "rio edit-info --transform" in str(err), str(err)
+        rep = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                     options=IngestOptions(tile_size=8, native_gsd=True))
+        assert not rep.ok and rep.points_written == 0 and phrase in rep.items_failed[0]["error"]
+    _rio("edit-info", "--transform", "[0.4, 0, 10, 0, -0.4, 80]", str(polar))
+    SceneReader.open(str(polar)).close()
+    # a grid whose top edge is the pole (or half a pixel past it: pixel-centre registration) is fine
+    edge = write_raster(tmp_path / "edge.tif", data, crs="EPSG:4326", transform=Affine(0.5, 0, 0, 0, -0.5, 90.25))
+    SceneReader.open(str(edge)).close()
+
+
 def test_a_named_pipe_is_refused_not_read(tmp_path):
     """A FIFO named .tif would block the reader (and a service's job slot) forever."""
     import os

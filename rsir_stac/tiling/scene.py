@@ -281,7 +281,9 @@ class SceneReader:
             except Exception as err:  # PROJ cannot map this CRS to lon/lat
                 raise RasterError(
                     f"{self.href}: tile footprints cannot be transformed from {self.crs} to lon/lat "
-                    f"({type(err).__name__}: {_one_line(err)}); reproject the scene, e.g. with gdalwarp"
+                    f"({type(err).__name__}: {_one_line(err)}); the scene lies outside where its CRS maps the "
+                    "Earth, so its geotransform or CRS is probably wrong: give it the true ones, e.g. `rio "
+                    "edit-info --crs EPSG:XXXX --transform '[10, 0, WEST, 0, -10, NORTH]' FILE`"
                 ) from err
             self.stats.windows = len(self._refs)
         return list(self._refs)

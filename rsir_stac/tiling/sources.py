@@ -298,6 +298,39 @@ def _check_georef(ds: Any, name: str) -> None:
                           "`gdalwarp -s_srs EPSG:XXXX -t_srs EPSG:4326 in.tif out.tif` with its true CRS")
     if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
         raise RasterError(f"{name} is empty (no pixels or no bands); pass a valid raster")
+    _check_transform(ds, name)
+
+
+def _check_transform(ds: Any, name: str) -> None:
+    """Refuse a geotransform that cannot place pixels on the ground: a zero pixel size (every pixel
+    at one point; a degenerate matrix) or, in a lon/lat CRS, a latitude beyond ±90 (by more than
+    half a pixel: a grid whose edge sits on the pole is fine).  Both once gave impossible footprints."""
+    t = ds.transform
+    det = t.a * t.e - t.b * t.d
+    if not math.isfinite(det) or abs(det) < 1e-300 or not all(math.isfinite(v) for v in (t.c, t.f)):
+        raise RasterError(f"{name} has a geotransform with a zero pixel size ({tuple(round(v, 9) for v in t[:6])}), "
+                          "which puts every pixel at one point; give it the true one, e.g. `rio edit-info "
+                          "--transform '[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the "
+                          "CRS's units)")
+    if ds.crs.is_geographic:
+        ys = [(t * (x, y))[1] for x in (0, ds.width) for y in (0, ds.height)]
+        half = 0.5 * math.hypot(t.d, t.e)
+        worst = max(ys, key=abs)
+        xs = [(t * (x, y))[0] for x in (0, ds.width) for y in (0, ds.height)]
+        if max(abs(v) for v in xs + ys) > 1000:  # metres under a degree CRS
+            raise RasterError(f"{name}: its corner ({xs[0]:.6g}, {ys[0]:.6g}) is not a longitude and latitude, "
+                              f"yet its CRS {_crs_name(ds.crs)} is geographic: the CRS is probably wrong (projected "
+                              "coordinates); assign the right one, e.g. `rio edit-info --crs EPSG:32633 FILE`")
+        far = max(xs, key=abs)
+        if abs(far) > 360 + 0.5 * math.hypot(t.a, t.b):  # no convention goes there: -180..180 or 0..360
+            raise RasterError(f"{name} reaches longitude {far:.6g}, beyond both -180..180 and 0..360: its "
+                              f"geotransform is wrong (degrees in {_crs_name(ds.crs)}); give it the true one, e.g. "
+                              "`rio edit-info --transform '[0.01, 0, WEST, 0, -0.01, NORTH]' FILE` with WEST "
+                              "within ±180")
+        if abs(worst) > 90 + half:
+            raise RasterError(f"{name} reaches latitude {worst:.6g}, beyond ±90: its geotransform or CRS is wrong "
+                              f"(degrees in {_crs_name(ds.crs)}); give it the true ones, e.g. `rio edit-info "
+                              "--transform '[0.01, 0, WEST, 0, -0.01, NORTH]' FILE` with NORTH within ±90")
 
 
 def _crs_name(crs: Any) -> str:
