@@ -13,9 +13,16 @@ from rsir_stac.store import SearchFilter, SearchHit
 
 def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:
     """A line when the ``context`` strategy gave every returned hit the same score: it
-    could not rank them, and their order (by point id) says nothing; empty otherwise."""
+    could not rank them, and their order (by point id) says nothing; and a line when negative
+    examples went into the ``average`` strategy, which searches from 2·mean(positives) −
+    mean(negatives), a point beyond the positives: ``best_score`` ranked better with negatives
+    in every setting measured (``benchmarks/strategy_quality.py``, RESULTS §10)."""
     from rsir_stac.store.query import STRATEGIES
 
+    if strategy == "average" and negatives and hits:
+        return ["with negative examples the average strategy searches from a point beyond the positives "
+                "(2 x their mean - the negatives' mean); --strategy best_score (API: strategy) ranked better with "
+                "negatives in every setting measured"]
     if strategy != "context" or len(hits) < 2 or len({h.score for h in hits}) > 1:
         return []
     others = [s for s in STRATEGIES if s != "context"]

@@ -268,3 +268,17 @@ def test_a_geopackage_with_a_qgis_style_table_or_an_empty_layer_is_one_layer(wor
     for path in (styled, empty):
         got = read_labels(path)
         assert [lb.point_id for lb in got.labels] == [lb.point_id for lb in labels.labels], path
+
+
+def test_negatives_under_the_average_strategy_point_to_best_score(world, bundle, index):  # noqa: F811
+    """Analyst trial: one negative made the default average strategy visibly worse (it searches from
+    2 x mean(positives) - mean(negatives)); benchmarks/strategy_quality.py measured best_score ahead."""
+    from rsir_stac.search import Example
+
+    pts = world[1]
+    pos, neg = [Example("point", pts[0].id)], [Example("point", pts[200].id)]
+    res = index.search(positives=pos, negatives=neg, k=5)
+    assert any("--strategy best_score" in n for n in res.notes), res.notes
+    assert not [n for n in index.search(positives=pos, k=5).notes if "best_score" in n]
+    assert not [n for n in index.search(positives=pos, negatives=neg, k=5, strategy="best_score").notes
+                if "beyond the positives" in n]
