@@ -97,7 +97,7 @@ def test_search_classify_and_the_api_take_labels_made_before_a_reindex(indexes, 
     r = CliRunner().invoke(main, ["search", "--index", str(new), "--model", new_bundle.path, "--labels", str(path),
                                   "--include-query", "-k", "6", "--format", "geojson"])
     assert r.exit_code == 0, r.output
-    ids = [f["id"] for f in json.loads(r.output)["features"]]
+    ids = [f["id"] for f in json.loads(r.stdout)["features"]]
     assert positives <= set(ids) and set(ids) <= set(new_tiles)
 
     from rsir_stac.classify import classify
