@@ -64,24 +64,14 @@ def empty_filter_notes(store, flt: SearchFilter | None, names: dict[str, str] | 
     counted through the indexes), or, when each matches some, that none matches them all together.
     Empty when ``flt`` is empty or matches tiles (the examples themselves may be what was left out).
     ``names``: how each filter is called where the note is shown (default: the CLI's options)."""
-    from dataclasses import fields
-
     if flt is None or flt.is_empty or store.count(flt):
         return []
     say = {"bbox": "--bbox", "near": "--near", "polygon": "--within", "datetime": "--datetime",
            "collections": "--collection", **(names or {})}
-    parts: list[tuple[str, SearchFilter]] = []
-    bare = {f.name: getattr(flt, f.name) for f in fields(flt)}
-    empty = {k: (None if not isinstance(v, tuple) or k in ("bbox", "near") else ()) for k, v in bare.items()}
-    for key in ("bbox", "near", "polygon"):
-        if getattr(flt, key) is not None:
-            parts.append((key, SearchFilter(**{**empty, key: getattr(flt, key)})))
-    if flt.start is not None or flt.end is not None:
-        parts.append(("datetime", SearchFilter(**{**empty, "start": flt.start, "end": flt.end})))
-    if flt.collections:
-        parts.append(("collections", SearchFilter(**{**empty, "collections": flt.collections})))
-    if len(parts) < 1:
-        return []
+    alone = {"bbox": SearchFilter(bbox=flt.bbox), "near": SearchFilter(near=flt.near),
+             "polygon": SearchFilter(polygon=flt.polygon), "datetime": SearchFilter(start=flt.start, end=flt.end),
+             "collections": SearchFilter(collections=flt.collections)}
+    parts = [(key, part) for key, part in alone.items() if not part.is_empty]  # each filter given, by itself
     dead = [key for key, part in parts if not store.count(part)]
     if key_lines := [_empty_part(key, flt, say[key]) for key in dead if key != "collections"]:
         return key_lines  # a misspelt collection has its own note (unknown_collection_note)

@@ -181,8 +181,9 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         existing = store.existing_ids(ids) if ids else set()
         if existing:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
-            _check_stored(store, scene, ids[first], refs[first], bands)
-            _check_nodata(store, scene, ids[first], len(existing), run.options.nodata)
+            stored = _check_stored(store, scene, ids[first], refs[first], bands)
+            if stored is not None:
+                _check_nodata(store, scene, stored, len(existing), run.options.nodata)
         if existing and not scene.from_stac:
             if not run.options.relabel:  # an HTTP job: the operator's labels are not rewritten unasked
                 n = relabel(store, scene, existing, apply=False)
@@ -196,12 +197,12 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
     return existing
 
 
-def _check_nodata(store, scene, pid: str, n: int, nodata: float | None) -> None:
-    """``--nodata`` against the ``n`` tiles of ``scene`` already indexed (``pid`` one of them): a value
+def _check_nodata(store, scene, payload: dict, n: int, nodata: float | None) -> None:
+    """``--nodata`` against the ``n`` tiles of ``scene`` already indexed (``payload`` one's): a value
     they were not ingested with is warned about (they are not read again: their pixels, and the
     nodata tiles among them, stay); a run without the value they were ingested with is refused
     (InputError: its windows that were nodata would be added as tiles, beside the masked ones)."""
-    stored = (store.retrieve([pid])[0].payload.get("tiling") or {}).get("nodata")
+    stored = (payload.get("tiling") or {}).get("nodata")
     own = scene.nodata if scene.nodata is not None else nodata  # STAC raster:bands, else --nodata
     if nodata is not None and stored != nodata:
         log.warning("item %s: its %d indexed tiles were ingested without --nodata %g and are not read again, so "

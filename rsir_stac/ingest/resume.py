@@ -16,17 +16,17 @@ from rsir_stac.ingest.points import WRITE_BATCH, _iso, point_id, tiling_key
 log = logging.getLogger(__name__)
 
 
-def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> None:
+def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> dict | None:
     """Refuse (InputError) to ingest ``scene`` over stored tiles it no longer matches: other
     bands, or a tile that has moved on the ground (the file's CRS or geotransform was fixed
     since).  Point ids depend on neither, so the run would skip every tile as already indexed
     and keep the old bands or footprints without a word.  ``ref`` is the tile of ``stored_id``
-    as the scene gives it now."""
+    as the scene gives it now.  Returns the stored payload (None when the point is gone)."""
     from rsir_stac.tiling.footprints import FOOTPRINT_TOLERANCE_DEG, corner_shift_deg
 
     hits = store.retrieve([stored_id])
     if not hits:
-        return
+        return None
     payload = hits[0].payload
     off = corner_shift_deg(payload, ref)  # the test reindex makes, with its tolerance (~1 cm)
     if off is not None and off > FOOTPRINT_TOLERANCE_DEG:
@@ -41,6 +41,7 @@ def _check_stored(store, scene, stored_id: str, ref, bands: Sequence[int]) -> No
         raise InputError(f"item {scene.item_id} is already in {store.describe()} with bands {had}, not {now}; its "
                          f"tiles keep their ids whatever the bands, so ingest it with --bands {now} into another "
                          f"--index (or re-run with --bands {had})")
+    return payload
 
 
 #: Payload fields a bare raster's ``--collection`` / ``--datetime`` set.
