@@ -258,6 +258,10 @@ def test_printable_escapes_c0_del_c1_and_bidi_overrides():
     assert printable("a\x1b]0;t\x07b\r\n\tc\x00\x7f\x85\x9b") == "a\\x1b]0;t\\x07b\\r\\n\\tc\\x00\\x7f\\x85\\x9b"
     # bidirectional overrides reorder what a line shows (Trojan Source): escaped too
     assert printable("id\u202egpj.exe\u2066x\u2069") == "id\\u202egpj.exe\\u2066x\\u2069"
+    # invisible characters make two ids print alike; line separators break a line in some terminals
+    assert printable("scene\u200b1") == "scene\\u200b1" and printable("\ufeffa\u2060b") == "\\ufeffa\\u2060b"
+    assert printable("a\u2028b\u2029c\u200fd\u061ce") == "a\\u2028b\\u2029c\\u200fd\\u061ce"
+    assert printable("naïve 東京 مرحبا") == "naïve 東京 مرحبا"  # letters of any script stay
 
 
 def test_error_lines_escape_control_characters(world, tiny_bundle, tmp_path):
