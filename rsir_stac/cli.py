@@ -292,9 +292,10 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
 @click.option("--not-at", multiple=True, help="Negative example: the stored tile covering LON,LAT (repeatable).")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
               help="Label file (GeoJSON FeatureCollection of positive/negative tiles) adding examples.")
-@click.option("--strategy", default="average", show_default=True,
-              type=click.Choice(["average", "best_score", "sum_scores", "discover", "context", "feedback"]),
-              help="How the engine combines several examples (Qdrant recommend/discovery/context/feedback query).")
+@click.option("--strategy", default="auto", show_default=True,
+              type=click.Choice(["auto", "average", "best_score", "sum_scores", "discover", "context", "feedback"]),
+              help="How the engine combines several examples (Qdrant recommend/discovery/context/feedback query); "
+                   "auto: best_score with negative examples (it ranked better), else average.")
 @click.option("--mmr", type=float, help="Diversify with maximal marginal relevance (diversity 0-1, e.g. 0.5).")
 @click.option("--per-item", default="auto", show_default=True,
               help="At most N hits per scene; 0: no cap; auto: other scenes first (3 per scene), then the rest.")

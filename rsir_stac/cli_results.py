@@ -93,7 +93,7 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
                       f"{h.payload.get('datetime') or ''}")
         if not result.hits:
             click.echo(f"no results at --offset {offset} (fewer tiles match)" if offset else
-                       "no results (loosen the filters?)")
+                       "no results (the notes below say why)" if notes else "no results (loosen the filters?)")
     for note in notes:
         echo_text(f"note: {note}", err=True)
 

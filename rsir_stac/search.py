@@ -27,6 +27,23 @@ from rsir_stac.search_notes import outside_note, ranking_notes, swapped_bbox_not
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
 
+#: The strategies a search accepts: the engine's (:data:`rsir_stac.store.query.STRATEGIES`) and ``auto``.
+SEARCH_STRATEGIES = ("auto", "average", "best_score", "sum_scores", "discover", "context", "feedback")
+
+
+def pick_strategy(strategy: str, negatives: int, mmr: float | None) -> str:
+    """The engine strategy a search runs: ``strategy`` itself, or for ``"auto"`` (the default)
+    ``best_score`` when there are ``negatives`` (> 0) and no ``mmr`` (MMR re-ranks the ``average``
+    query only), else ``average``.  With negative examples ``best_score`` ranked at least as well
+    as ``average`` in every setting measured (``benchmarks/strategy_quality.py``, RESULTS §10:
+    +0.004 to +0.021 precision@10 on UC Merced); with positives only both rank alike and
+    ``average`` is one nearest-neighbour search, the fastest.  Raises InputError for an unknown name."""
+    if strategy not in SEARCH_STRATEGIES:
+        raise InputError(f"search strategy {strategy!r} is unknown; use one of {', '.join(SEARCH_STRATEGIES)}")
+    if strategy != "auto":
+        return strategy
+    return "best_score" if negatives and mmr is None else "average"
+
 
 @dataclass(frozen=True)
 class Example:
@@ -218,7 +235,7 @@ class Index:
     def search(self, *, image: str | None = None, point_id: str | None = None,
                at: tuple[float, float] | None = None, pixels: np.ndarray | None = None,
                positives: Sequence[Example] = (), negatives: Sequence[Example] = (),
-               labels: LabelSet | None = None, strategy: str = "average", mmr: float | None = None,
+               labels: LabelSet | None = None, strategy: str = "auto", mmr: float | None = None,
                per_item: int | str | None = "auto", exclude_within_m: float | None = None,
                flt: SearchFilter | None = None, k: int = 10, offset: int = 0,
                include_query: bool = False, with_vectors: bool = False, with_payload: bool = True,
@@ -228,7 +245,8 @@ class Index:
         Examples: ``image``/``point_id``/``at``/``pixels`` (one positive each, the
         single-example form), ``positives``/``negatives`` (:class:`Example` lists),
         and ``labels`` (a :class:`~rsir_stac.labels.LabelSet`).  ``strategy`` names
-        the engine query (:data:`rsir_stac.store.query.STRATEGIES`); ``mmr``
+        the engine query (:data:`rsir_stac.store.query.STRATEGIES`), or ``"auto"`` (the default,
+        :func:`pick_strategy`: ``best_score`` with negatives, else ``average``); ``mmr``
         (diversity 0–1) re-ranks with maximal marginal relevance; ``per_item`` keeps
         at most that many hits per scene (None: no cap); ``"auto"``, the default,
         is a soft cap of :data:`AUTO_PER_ITEM`: hits from other scenes come first, so
@@ -257,6 +275,7 @@ class Index:
         if fill:
             per_item = AUTO_PER_ITEM
         pos, neg = self._gather_examples(image, point_id, at, pixels, positives, negatives, labels)
+        strategy = pick_strategy(strategy, len(neg), mmr)
         if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
             raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
         rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
@@ -273,10 +292,24 @@ class Index:
                                 per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
         first = rp[0]
+        excluded = (self._excluded_all_note(query, flt, ids, exclude_within_m)
+                    if not hits and offset == 0 and (around or areas) else None)
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt)) if n]))
+                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded) if n]))
+
+    def _excluded_all_note(self, query, flt: SearchFilter | None, ids: frozenset,
+                           exclude_within_m: float | None) -> str | None:
+        """A line when the exclusion around the examples' footprints is what left a search empty:
+        the same query without it finds tiles."""
+        from rsir_stac.store.query import Exclusion
+
+        if not self.store.query(query, 1, flt=flt, exclude=Exclusion(ids), with_payload=False):
+            return None
+        d = f"{round(exclude_within_m):,}" if exclude_within_m >= 1 else f"{exclude_within_m:g}"
+        return (f"every tile the search could return lies within {d} m of an example's footprint, "
+                "so --exclude-within (API: exclude_within_m) left none; lower the distance or widen the filters")
 
 
     def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,

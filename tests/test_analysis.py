@@ -216,6 +216,29 @@ def test_exclusion_follows_the_examples_footprint(index, mem_index, world):
     assert len(edge_neighbours) >= 2  # north and south (east and west ones lie closer: cos 45°)
 
 
+def test_an_exclusion_that_leaves_nothing_is_named(index, mem_index, world):
+    """A search emptied by ``exclude_within_m`` said nothing about why (the filters matched tiles)."""
+    pts = world[1]
+    for idx in (index, mem_index):
+        res = idx.search(point_id=pts[0].id, k=5, exclude_within_m=5e6)
+        assert not res.hits
+        assert any("--exclude-within" in n and "5,000,000 m" in n for n in res.notes), res.notes
+        near = idx.search(point_id=pts[0].id, k=5, exclude_within_m=10.0)
+        assert near.hits and not [n for n in near.notes if "exclude" in n]
+    # an empty bbox is the filters' fault, not the exclusion's: no exclusion note
+    from rsir_stac.store import SearchFilter
+
+    res = index.search(point_id=pts[0].id, k=5, exclude_within_m=10.0, flt=SearchFilter(bbox=(0.0, 0.0, 0.001, 0.001)))
+    assert not res.hits and not [n for n in res.notes if "exclude" in n]
+
+
+def test_cli_names_an_exclusion_that_leaves_nothing(world, bundle):
+    r = CliRunner().invoke(main, ["search", "--point-id", world[1][0].id, "--index", str(world[0]),
+                                  "--exclude-within", "5000000"])
+    assert r.exit_code == 0, r.output
+    assert "no results (the notes below say why)" in r.stdout and "--exclude-within" in r.stderr
+
+
 def test_query_expansion_adds_the_nearest_tiles_and_engines_agree(index, mem_index, world):
     q = next(iter(sorted(world[2])))
     plain = index.search(point_id=q, k=5, per_item=None).hits
@@ -520,11 +543,12 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
     r = CliRunner().invoke(main, ["export", "--index", idx, "--out", str(tmp_path / "all.fgb"), "--no-vectors"])
     assert r.exit_code == 0, r.output
     # the score column is named after what it holds (README, "Exports")
-    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--strategy", "best_score",
-                                  "--out", str(tmp_path / "best.csv")])
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--strategy", "average",
+                                  "--out", str(tmp_path / "avg.csv")])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "hits.csv").read_text().split(",")[:3] == ["id", "rank", "distance"]
-    assert (tmp_path / "best.csv").read_text().split(",")[:3] == ["id", "rank", "score"]
+    # labels with negatives: the default (auto) strategy is best_score, a score
+    assert (tmp_path / "hits.csv").read_text().split(",")[:3] == ["id", "rank", "score"]
+    assert (tmp_path / "avg.csv").read_text().split(",")[:3] == ["id", "rank", "distance"]
     r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--with-vectors"])
     assert r.exit_code == 2 and "give --out FILE" in r.output  # vectors only go into a file
     import geopandas as gpd

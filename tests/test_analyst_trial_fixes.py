@@ -277,8 +277,17 @@ def test_negatives_under_the_average_strategy_point_to_best_score(world, bundle,
 
     pts = world[1]
     pos, neg = [Example("point", pts[0].id)], [Example("point", pts[200].id)]
-    res = index.search(positives=pos, negatives=neg, k=5)
+    res = index.search(positives=pos, negatives=neg, k=5, strategy="average")
     assert any("--strategy best_score" in n for n in res.notes), res.notes
     assert not [n for n in index.search(positives=pos, k=5).notes if "best_score" in n]
+    # the default (auto) runs best_score with negatives, average without, and average under MMR
+    auto = index.search(positives=pos, negatives=neg, k=5)
+    best = index.search(positives=pos, negatives=neg, k=5, strategy="best_score")
+    assert auto.strategy == "best_score" and auto.score_name == "score" and not auto.notes
+    assert [(h.id, h.score) for h in auto.hits] == [(h.id, h.score) for h in best.hits]
+    assert index.search(positives=pos, k=5).strategy == "average"
+    assert index.search(positives=pos, negatives=neg, k=5, mmr=0.5).strategy == "average"
+    with pytest.raises(InputError, match="unknown; use one of auto, average"):
+        index.search(positives=pos, k=5, strategy="nearest")
     assert not [n for n in index.search(positives=pos, negatives=neg, k=5, strategy="best_score").notes
                 if "beyond the positives" in n]

@@ -74,8 +74,9 @@ class QueryRequest(Filters):
     negatives: list[dict] = Field([], description="Negative examples: {point_id} or {lon, lat} (uploaded "
                                                   "images: multipart field negative_image).")
     labels: dict | None = Field(None, description="A label FeatureCollection (adds its examples).")
-    strategy: str = Field("average", description="average | best_score | sum_scores | discover | context | "
-                                                 "feedback (the engine's recommend/discovery queries).")
+    strategy: str = Field("auto", description="auto | average | best_score | sum_scores | discover | context | "
+                                              "feedback (the engine's recommend/discovery queries); auto: "
+                                              "best_score with negatives and no mmr, else average.")
     mmr: float | None = Field(None, description="MMR diversity 0..1 (strategy average).")
     per_item: int | str | None = Field("auto", description="Hits per scene: N, 0/null (no cap) or auto.")
     exclude_within_m: float | None = Field(None, description="Drop tiles this close to the examples (m).")
