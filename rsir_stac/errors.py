@@ -37,6 +37,16 @@ class RasterError(RsirError, ValueError):
     exit_code = 2
 
 
+class NotGeoreferencedError(RasterError):
+    """A raster without a CRS, a geotransform or both (``missing``: ``"crs"``, ``"transform"`` or
+    ``"both"``), so its pixels cannot be placed on the ground."""
+
+    def __init__(self, message: str, missing: str = "both", shape: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.shape = shape  # the raster's (rows, columns)
+
+
 class BandsError(RasterError):
     """A multi-band raster whose red, green and blue bands cannot be told: pass ``--bands``."""
 
@@ -136,6 +146,7 @@ __all__ = [
     "InputError",
     "SourceNotFoundError",
     "RasterError",
+    "NotGeoreferencedError",
     "BandsError",
     "StacError",
     "AssetError",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 
-from rsir_stac.errors import RasterError
+from rsir_stac.errors import NotGeoreferencedError, RasterError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,20 @@ def reader_options(scene, options, tile_size, stride) -> dict:
 
 def open_reader(scene, gsd, kw):
     """``SceneReader.open`` of ``scene``; a composed scene whose files are on different grids
-    fails naming the asset that differs and the fix."""
+    fails naming the asset that differs and the fix; a raster without georeferencing whose STAC
+    item gives it (``proj:`` fields) fails with the command that writes them into the file."""
     from rsir_stac.tiling import SceneReader
     from rsir_stac.tiling.stack import GRID_FIX, GridMismatchError
 
     try:
         return SceneReader.open(scene.href, target_gsd=gsd, **kw)
+    except NotGeoreferencedError as err:
+        from rsir_stac.stac.projection import georef_fix
+
+        fix = georef_fix(scene.href, scene.item_id, getattr(scene, "proj", None), err.missing, err.shape)
+        if fix is None:
+            raise
+        raise NotGeoreferencedError(fix, err.missing, err.shape) from err
     except GridMismatchError as err:
         keys = scene.asset_key.split(",")
         key = keys[err.index] if len(keys) == 3 else "?"

@@ -590,7 +590,12 @@ def test_find_all_hits_drawn_at_any_zoom_and_take_the_click(browser, stack_serve
         text = row.inner_text()
         assert text.startswith("p = ") and points[hid]["datetime"][:10] in text and points[hid]["item_id"] in text, text
         assert pg.p.locator("#details").is_hidden() and "sel=" not in pg.p.url
-        assert _inside(popup.bounding_box(), _map_box(pg))
+        # Leaflet pans the map to show an opened popup, animated: wait for the pan to end
+        for _ in range(20):
+            if _inside(popup.bounding_box(), _map_box(pg)):
+                break
+            pg.p.wait_for_timeout(100)
+        assert _inside(popup.bounding_box(), _map_box(pg)), (popup.bounding_box(), _map_box(pg))
         pg.shots("map_hit_popup")
         # the result under the hits is one click away, as it was without them
         popup.locator("button:has-text('Select the result under it')").click()

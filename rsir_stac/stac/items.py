@@ -104,6 +104,18 @@ def _properties(item: pystac.Item, asset: pystac.Asset) -> dict[str, Any]:
     return props
 
 
+#: The projection extension's fields (STAC ``proj`` v1/v2) kept for a raster without georeferencing.
+PROJ_FIELDS = ("proj:code", "proj:epsg", "proj:wkt2", "proj:transform", "proj:shape")
+
+
+def _proj(item: pystac.Item, asset: pystac.Asset) -> dict[str, Any] | None:
+    """The projection fields of ``asset``, else of ``item`` (an asset's own override the item's,
+    as the extension says); None when there are none."""
+    got = {k: item.properties[k] for k in PROJ_FIELDS if item.properties.get(k) is not None}
+    got.update({k: asset.extra_fields[k] for k in PROJ_FIELDS if asset.extra_fields.get(k) is not None})
+    return got or None
+
+
 def _scene_from_item(
     item: pystac.Item,
     collection: str | None,
@@ -136,4 +148,5 @@ def _scene_from_item(
         nominal=nominal if nominal is not None and start <= nominal <= end else None,
         band_hrefs=hrefs if composed else None,  # type: ignore[arg-type]
         item_geometry=item.geometry if isinstance(item.geometry, dict) else None,
+        proj=None if composed else _proj(item, first),
     )

@@ -36,6 +36,10 @@ class SceneRef:
     #: the STAC item's GeoJSON geometry (None for a bare raster or an item without one): ingest warns
     #: when it does not overlap the raster (:func:`rsir_stac.ingest.producer.check_item_geometry`)
     item_geometry: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    #: the asset's (else the item's) projection extension fields (``proj:code``/``proj:epsg``/``proj:wkt2``,
+    #: ``proj:transform``, ``proj:shape``), if any: a raster that lacks its georeferencing is refused with
+    #: a fix that assigns these (:func:`rsir_stac.gsd.open_reader`)
+    proj: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def identity_collection(self) -> str | None:

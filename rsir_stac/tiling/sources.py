@@ -14,7 +14,7 @@ import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from rsir_stac.errors import InputError, RasterError, RsirError, SourceNotFoundError
+from rsir_stac.errors import InputError, NotGeoreferencedError, RasterError, RsirError, SourceNotFoundError
 
 #: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
 HTTP_TIMEOUT = 30
@@ -282,16 +282,20 @@ def _check_georef(ds: Any, name: str) -> None:
             raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
                               "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (with a DEM: -to RPC_DEM=dem.tif)")
     if ds.crs is None and no_transform:
-        raise RasterError(f"{name} is not georeferenced (no CRS and no geotransform); give it both, e.g. "
-                          "`rio edit-info --crs EPSG:32633 --transform '[10, 0, WEST, 0, -10, NORTH]' FILE` "
-                          "(pixel size and top-left corner in the CRS's units), or pass a georeferenced file")
+        raise NotGeoreferencedError(
+            f"{name} is not georeferenced (no CRS and no geotransform); give it both, e.g. "
+            "`rio edit-info --crs EPSG:32633 --transform '[10, 0, WEST, 0, -10, NORTH]' FILE` "
+            "(pixel size and top-left corner in the CRS's units), or pass a georeferenced file", "both",
+            (ds.height, ds.width))
     if ds.crs is None:
-        raise RasterError(f"{name} has no CRS; assign its true one, e.g. `rio edit-info --crs EPSG:32633 FILE`, "
-                          "or pass a georeferenced file")
+        raise NotGeoreferencedError(f"{name} has no CRS; assign its true one, e.g. `rio edit-info --crs EPSG:32633 "
+                                    "FILE`, or pass a georeferenced file", "crs",
+                                    (ds.height, ds.width))
     if no_transform:
-        raise RasterError(f"{name} has no geotransform; give it one, e.g. `rio edit-info --transform "
-                          "'[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the CRS's units), "
-                          "or pass a georeferenced file")
+        raise NotGeoreferencedError(
+            f"{name} has no geotransform; give it one, e.g. `rio edit-info --transform "
+            "'[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the CRS's units), "
+            "or pass a georeferenced file", "transform", (ds.height, ds.width))
     if not (ds.crs.is_geographic or ds.crs.is_projected):
         raise RasterError(f"{name} has a local (engineering) CRS, {_crs_name(ds.crs)!r}, "
                           "with no link to the Earth; reproject it to a map CRS first, e.g. "
