@@ -205,7 +205,9 @@ def check(index, repair, as_json):
     if as_json:
         _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
     elif not report.loadable:
-        click.echo(f"index {report.index}: the engine cannot load its shard, so none of its points can be read; "
+        why = ("it was not loaded (a segment lost its version.info)" if any(f.kind == "version" for f in report.findings)
+               else "the engine cannot load its shard")
+        click.echo(f"index {report.index}: {why}, so none of its points can be read; "
                    f"its digest ledger records {report.ledger_points} points")
     else:
         click.echo(f"index {report.index}: {report.points} points, {report.verified} verified against their "
@@ -230,6 +232,9 @@ def check(index, repair, as_json):
     elif fixed is not None:
         click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
                    f"{index} to restore them" if fixed.dropped else f"repaired: kept all {fixed.kept} points", err=True)
+    elif any(f.kind == "version" for f in report.findings):
+        _fail(f"index {report.index} was not loaded, so nothing was changed; run `rsir-stac check --index {index} "
+              "--repair` to write each missing version.info back and verify the segment's points", 1)
     elif not report.loadable:
         _fail(f"index {report.index} cannot be loaded, so its {report.ledger_points} recorded points cannot be "
               f"read; run `rsir-stac check --index {index} --repair` (it sets the shard aside) and then re-run the "

@@ -29,7 +29,8 @@ def is_json_text(path: Path) -> bool:
 
 def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
     """The features of ``path`` (a one-layer vector file GDAL reads) as a GeoJSON
-    FeatureCollection in lon/lat: reprojected from the layer's CRS; a layer without a CRS
+    FeatureCollection in lon/lat: reprojected from the layer's CRS with densified edges and
+    areas around a pole as polar caps (:func:`rsir_stac.reproject.geometries_to_lonlat`); a layer without a CRS
     is taken as lon/lat when its coordinates fit, else refused; a table without geometry
     (a CSV) gives features with a null geometry.
 
@@ -69,7 +70,10 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
             raise InputError(f"{what} has no CRS and its coordinates are not lon/lat degrees; save it with its CRS "
                              "(or in EPSG:4326)")
     elif not gdf.crs.equals("EPSG:4326"):
-        gdf = gdf.to_crs("EPSG:4326")
+        from rsir_stac.reproject import geometries_to_lonlat
+
+        # densified edges and polar caps, not the corners alone (rsir_stac.reproject)
+        gdf = gdf.set_geometry(geometries_to_lonlat(list(gdf.geometry), gdf.crs, what), crs="EPSG:4326")
     for col in gdf.columns:  # dates GDAL typed (a GeoPackage's DateTime fields) back to ISO 8601 text
         if col != gdf.geometry.name and str(gdf[col].dtype).startswith("datetime64"):
             gdf[col] = gdf[col].map(lambda t: None if t is None or t != t else t.isoformat().replace("+00:00", "Z"))

@@ -69,6 +69,7 @@ class EdgeOpenMixin:
             self._private = private_copy(self.shard_dir)
         else:
             require_free(self.index, open_bytes(self.shard_dir), f"opening index {self.index}")
+        self._check_segment_versions(repair)
         found = inspect_files(self.shard_dir)  # stat only: cheap
         damage = [f for f in found if f.kind != "tracker"]  # trackers: see inspect_files
         try:
@@ -108,6 +109,29 @@ class EdgeOpenMixin:
             log.warning("index %s: the last `rsir-stac check` found %s; rebuilding the shard from its points",
                         self.index, "; ".join(pending))
             self.repaired = rebuild_shard(self)
+
+    def _check_segment_versions(self, repair: bool | None) -> None:
+        """Before the engine loads the shard: a segment that lost its ``version.info`` would be
+        deleted as unfinished (:func:`~rsir_stac.store.shard_files.versionless_segments`).  ``check
+        --repair`` writes the file back (the points are then verified like any others); every
+        other open refuses, naming that command, so that no command deletes points."""
+        from rsir_stac.store.shard_files import restore_segment_versions, versionless_segments
+
+        shard = Path(self._private or self.shard_dir)
+        lost = versionless_segments(shard)
+        if not lost:
+            return
+        names = ", ".join(os.path.relpath(p, shard.parent) for p in lost[:3]) + (", ..." if len(lost) > 3 else "")
+        if repair and not self._private:
+            version = restore_segment_versions(lost)
+            log.warning("index %s: segment %s had lost its version.info (the engine would have deleted it as "
+                        "unfinished); wrote it back (%s), and its points are verified against their digests",
+                        self.index, names, version)
+            return
+        raise StoreError(f"index {self.index}: segment {names} has lost its version.info, so the engine would delete "
+                         "it as unfinished, points and all; nothing was opened or changed: run `rsir-stac check "
+                         f"--index {self.index} --repair` to write the file back and verify its points (or restore "
+                         "the index from a snapshot)")
 
     def _open_ledger(self, repair: bool | None) -> Any:
         """The digest ledger of the loaded shard.  One SQLite cannot read (random bytes, cut short,

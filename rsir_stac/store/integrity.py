@@ -202,6 +202,15 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
         report.leftovers.append(repair_marker(path, collection).name)
     files = inspect_files(path / collection)
     report.findings.extend(f for f in files if f.kind != "tracker")
+    from rsir_stac.store.shard_files import versionless_segments
+
+    if lost := versionless_segments(path / collection):  # loading would delete them: report, do not load
+        report.loadable = False
+        report.ledger_points = _ledger_count(path, collection)
+        report.findings.extend(Finding("version", f"{collection}/segments/{seg.name}/version.info is missing, so the "
+                                                  "engine would delete the segment as unfinished, points and all")
+                               for seg in lost)
+        return report
     from rsir_stac.errors import DiskFullError
     from rsir_stac.store.folder import LockFileError
 

@@ -77,6 +77,54 @@ def inspect_files(shard_dir: Path) -> list[Finding]:
     return out
 
 
+#: The segment format version qdrant-edge 0.9 writes in each segment's ``version.info`` (the
+#: engine's marker that a segment was finished), written back by ``check --repair`` when no other
+#: segment of the shard holds one to copy.
+SEGMENT_VERSION = "0.6.0"
+
+
+def versionless_segments(shard_dir: Path) -> list[Path]:
+    """Segments of an Edge shard that hold points (a descriptor and an id tracker or vector
+    chunks) but no ``version.info``.  The engine takes such a folder for one a crash left
+    unfinished and deletes it when it loads the shard, points and all (a backup or sync tool
+    that skipped the 5-byte file made a read-only ``info`` delete 197 of 209 points), so it must
+    not load the shard before the file is back (:func:`restore_segment_versions`)."""
+    seg_root = shard_dir / "segments"
+    if not seg_root.is_dir():
+        return []
+    out = []
+    for seg in sorted(p for p in seg_root.iterdir() if p.is_dir()):
+        if (seg / "version.info").exists() or not (seg / "segment.json").is_file():
+            continue
+        if any(seg.glob("mutable_id_tracker.*")) or any(seg.glob("vector_storage/*/chunk_*.mmap")):
+            out.append(seg)
+    return out
+
+
+def restore_segment_versions(segments: list[Path]) -> str:
+    """Write ``version.info`` back into ``segments`` (:func:`versionless_segments`): the version
+    another segment of the shard holds, else :data:`SEGMENT_VERSION`.  Returns the version written."""
+    import tempfile
+
+    version = SEGMENT_VERSION
+    for other in sorted(segments[0].parent.glob("*/version.info")) if segments else []:
+        try:
+            text = other.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text and len(text) < 32 and all(c.isdigit() or c == "." for c in text):
+            version = text
+            break
+    for seg in segments:
+        fd, tmp = tempfile.mkstemp(dir=seg, prefix=".version.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(version)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, seg / "version.info")
+    return version
+
+
 def _page_findings(seg: Path, rel: Any) -> list[Finding]:
     """Payload pages (``payload_storage/page_*.dat``) and payload-index pages of one
     segment that are missing or not the ``page_size_bytes`` their ``config.json``
@@ -107,4 +155,4 @@ def _page_findings(seg: Path, rel: Any) -> list[Finding]:
     return out
 
 
-__all__ = ["Finding", "inspect_files"]
+__all__ = ["Finding", "SEGMENT_VERSION", "inspect_files", "restore_segment_versions", "versionless_segments"]

@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tarfile
+import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -129,9 +130,15 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
         manifest = {"format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "rsir_stac_version": _version(), "collection": collection, "points": points,
                     "meta": meta.to_dict() if meta is not None else None, "data_bytes": data, "files": entries}
-        tmp = dst.with_name(f".{dst.name}.partial")
+        tmp = None
         try:
-            with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
+            # a new file of a random name (O_CREAT|O_EXCL: never through a link planted in a shared folder)
+            fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
+            tmp = Path(name)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would make it
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tf:
                 body = json.dumps(manifest, indent=1).encode()
                 info = tarfile.TarInfo(MANIFEST)
                 info.size, info.mtime, info.mode = len(body), int(datetime.now().timestamp()), 0o644
@@ -143,12 +150,14 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
             verify_snapshot(tmp)
             os.replace(tmp, dst)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             if is_disk_full(exc):
                 raise disk_full(dst.parent, f"writing the snapshot {dst}", intact="the index is untouched") from None
             raise StoreError(f"cannot write snapshot {dst} ({exc.strerror or exc}); choose a writable path") from None
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise
     log.info("snapshot of %s (%d points) written to %s", src, points, dst)
     return SnapshotReport(str(dst), str(src), points, len(files), data, dst.stat().st_size)

@@ -1,0 +1,78 @@
+"""Defects a second storage trial found on real Qdrant Edge indexes (built here from seeded
+GeoTIFFs, damaged as the trial damaged them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from tests.test_integrity import (  # noqa: F401 - fixtures
+    _assert_equal_to_clean,
+    _segment,
+    built,
+    idx,
+)
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_a_segment_that_lost_its_version_file_is_never_deleted(idx, built):
+    """Finding 1: a segment without its 5-byte version.info was deleted, points and all, by the
+    first command that opened the index -- ``info``, ``search`` and even ``check``.  Now every open
+    refuses before the engine loads it, and ``check --repair`` writes the file back."""
+    seg = _segment(idx)
+    (seg / "version.info").unlink()
+    files = sorted(p.relative_to(seg) for p in seg.rglob("*"))
+    pid = next(iter(built[2]))
+    for args in (["info", "--index", idx], ["search", "--point-id", pid, "--index", idx], ["check", "--index", idx]):
+        r = _cli(*args)
+        assert r.exit_code == 1, r.output
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: ") and f"check --index {idx} --repair" in line, r.output
+        assert "version.info" in r.output
+        assert seg.is_dir() and sorted(p.relative_to(seg) for p in seg.rglob("*")) == files  # nothing deleted
+    r = _cli("check", "--index", idx, "--repair")
+    assert r.exit_code == 0, r.output
+    segs = list((idx / "rsir_tiles" / "segments").iterdir())
+    assert segs and all((s / "version.info").read_text() == "0.6.0" for s in segs)
+    r = _cli("check", "--index", idx)
+    assert r.exit_code == 0 and f"{len(built[2])} verified" in r.stdout, r.output
+    _assert_equal_to_clean(idx, built[2])
+
+
+def test_an_empty_stray_folder_in_segments_is_still_left_to_the_engine(idx, built):
+    """A folder with no descriptor and no data is not a lost segment: opening goes on as before."""
+    (idx / "rsir_tiles" / "segments" / "stray").mkdir()
+    r = _cli("info", "--index", idx)
+    assert r.exit_code == 0, r.output
+    assert Path(idx / "rsir_tiles" / "segments").is_dir()
+
+
+def test_a_snapshot_never_writes_through_a_planted_link(idx, built, tmp_path):
+    """Finding 3: ``snapshot DIR/n.tar.gz`` wrote to the predictable ``DIR/.n.tar.gz.partial``,
+    following a link another user planted there (a shared backup folder): the link's target was
+    overwritten.  Now the archive goes to a new file of a random name, then is renamed."""
+    import os
+    import stat
+
+    shared = tmp_path / "backups"
+    shared.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (shared / ".n.tar.gz.partial").symlink_to(victim)
+    r = _cli("snapshot", shared / "n.tar.gz", "--index", idx)
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "precious"
+    out = shared / "n.tar.gz"
+    assert out.is_file() and not out.is_symlink()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # the mode a plain open() gives
+    assert sorted(p.name for p in shared.iterdir()) == [".n.tar.gz.partial", "n.tar.gz"]  # no temp file left
+    restored = tmp_path / "restored"
+    assert _cli("restore", out, "--index", restored).exit_code == 0
+    _assert_equal_to_clean(restored, built[2])
