@@ -76,3 +76,38 @@ def test_a_snapshot_never_writes_through_a_planted_link(idx, built, tmp_path):
     restored = tmp_path / "restored"
     assert _cli("restore", out, "--index", restored).exit_code == 0
     _assert_equal_to_clean(restored, built[2])
+
+
+def test_a_changed_stored_vector_is_never_searched_from_or_copied(idx, built, tmp_path, tiny_bundle):
+    """Finding 2: 4 bytes of one stored vector changed on disk (still finite): a search by that
+    point found tiles of another scene at distance ~9 with exit 0, and migrate and export copied
+    the vector; only check and snapshot noticed.  Each read of vectors now checks their digests."""
+    import numpy as np
+
+    from rsir_stac.store.integrity import check_index
+    from tests.test_integrity import _chunk
+
+    chunk = _chunk(idx)
+    data = bytearray(chunk.read_bytes())
+    first = next(i for i in range(0, len(data), 4) if any(data[i:i + 4]))  # the first stored float
+    off = first + 4
+    value = np.frombuffer(bytes(data[off:off + 4]), np.float32)[0]
+    data[off:off + 4] = np.float32(value + 3.0).tobytes()  # finite, but not what was written
+    chunk.write_bytes(bytes(data))
+    bad = [f for f in check_index(idx).findings if f.ids]
+    assert bad, "the damage is not where the test thought"
+    pid = bad[0].ids[0]
+    model = ["--model", tiny_bundle.path]
+    r = _cli("search", "--point-id", pid, "--index", idx, *model)
+    assert r.exit_code == 1 and "is not the one written" in r.output and pid in r.output, r.output
+    target = tmp_path / "q"
+    r = _cli("migrate", "--index", idx, "--qdrant-url", target)
+    assert r.exit_code == 1 and "is not the one written" in r.output, r.output
+    assert not target.exists() or not any((target / "collection").glob("*"))  # nothing left half-copied
+    out = tmp_path / "all.parquet"
+    r = _cli("export", "--index", idx, "--out", out, *model)
+    assert r.exit_code == 1 and "is not the one written" in r.output and not out.exists(), r.output
+    # the search from a point whose vector is intact still works, and an export without vectors too
+    other = next(i for i in built[2] if i != pid)
+    r = _cli("search", "--point-id", other, "--index", idx, "--per-item", "0", *model)
+    assert r.exit_code == 0, r.output

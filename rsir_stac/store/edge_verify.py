@@ -52,12 +52,39 @@ class EdgeVerifyMixin:
         if vectors is not None:
             for pid, vec in zip(ids, vectors):
                 self._require_finite(pid, vec)
+            changed = self._vectors_changed(ids, vectors)
+            if changed:
+                raise self._changed_vector_error(changed)
         if payloads is not None:
             empty = [pid for pid, p in zip(ids, payloads) if not p]
             if empty:
                 lost = self._payloads_lost(empty, subset=subset)
                 if lost:
                     raise self._no_payload_error(lost)
+
+    def _vectors_changed(self, ids: Sequence[str], vectors: Sequence[Any]) -> list[str]:
+        """Those of ``ids`` whose vector read back is not the one written: its digest differs from
+        the ledger's (stored bytes modified, still finite numbers: a search from such a point found
+        tiles of another continent, and export and migrate copied it).  One ledger lookup per read;
+        points without a digest, or without a ledger, cannot be told (empty)."""
+        from rsir_stac.store.digests import vector_digest
+
+        if self._ledger is None or not ids:
+            return []
+        try:
+            recorded = self._ledger.lookup(list(ids))
+        except StoreError:
+            return []
+        return [str(pid) for pid, vec in zip(ids, vectors)
+                if str(pid) in recorded and vector_digest(vec) != recorded[str(pid)][0]]
+
+    def _changed_vector_error(self, ids: Sequence[str]) -> StoreError:
+        more = f" (and {len(ids) - 1} more of the points read)" if len(ids) > 1 else ""
+        return StoreError(
+            f"index {self.index} is damaged: the stored vector of point {ids[0]}{more} is not the one written (its "
+            f"digest differs: the vector storage under {self.collection}/segments/ was modified); nothing was "
+            f"searched or copied from it: run `rsir-stac check --index {self.index} --repair`, then re-run the ingest "
+            "that built it")
 
     def _payloads_lost(self, ids: list[str], *, subset: bool) -> list[str]:
         """Those of ``ids`` (points that read back with an empty payload) that were written with a
