@@ -68,6 +68,13 @@ def handle_errors(fn):
             from rsir_stac.atomic import output_error
             from rsir_stac.store.space import is_disk_full
 
+            if exc.errno in (errno.EACCES, errno.EPERM):  # not damage, not a bug: this user's access
+                if _verbosity() >= 1:
+                    click.echo(traceback.format_exc().rstrip(), err=True)
+                what = f" {exc.filename}" if exc.filename else ""
+                _fail(f"permission denied:{what}; this user may not {'reach or read' if exc.filename else 'do this'}"
+                      " it: give it access (e.g. as the owner, `chmod -R u+rwX` the folder and `chmod a+x` the "
+                      "folders above it), or run as the user that owns it", 1)
             if not (is_disk_full(exc) or exc.errno == errno.EFBIG):
                 raise
             if _verbosity() >= 1:

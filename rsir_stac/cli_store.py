@@ -205,8 +205,9 @@ def check(index, repair, as_json):
     if as_json:
         _echo_json({**report.as_dict(), "repair": fixed.as_dict() if fixed else None})
     elif not report.loadable:
-        why = ("it was not loaded (a segment lost its version.info)" if any(f.kind == "version" for f in report.findings)
-               else "the engine cannot load its shard")
+        kinds = {f.kind for f in report.findings}
+        why = ("it was not loaded (a segment lost its version.info)" if "version" in kinds
+               else "this user may not read it" if "permission" in kinds else "the engine cannot load its shard")
         click.echo(f"index {report.index}: {why}, so none of its points can be read; "
                    f"its digest ledger records {report.ledger_points} points")
     else:
@@ -214,7 +215,7 @@ def check(index, repair, as_json):
                    f"digests, {report.unverified} without a digest (re-embedded by the next ingest)")
     for f in report.findings:
         sample = f" (e.g. {', '.join(f.ids[:3])})" if f.ids else ""
-        echo_text(f"damaged: {f.message}{sample}", err=True)
+        echo_text(f"{'unreadable' if f.kind == 'permission' else 'damaged'}: {f.message}{sample}", err=True)
     for note in report.notes:
         echo_text(f"note: {note}", err=True)
     for name in report.leftovers:
@@ -232,6 +233,10 @@ def check(index, repair, as_json):
     elif fixed is not None:
         click.echo(f"repaired: kept {fixed.kept} points, dropped {fixed.dropped}; re-run the ingest that built "
                    f"{index} to restore them" if fixed.dropped else f"repaired: kept all {fixed.kept} points", err=True)
+    elif any(f.kind == "permission" for f in report.findings):
+        _fail(f"index {report.index} cannot be read by this user (permission denied), which is not damage: nothing "
+              f"was changed; give it read and write access to {index} and the files in it (e.g. as their owner, "
+              f"`chmod -R u+rwX {index}`), or run as the user that owns it", 1)
     elif any(f.kind == "version" for f in report.findings):
         _fail(f"index {report.index} was not loaded, so nothing was changed; run `rsir-stac check --index {index} "
               "--repair` to write each missing version.info back and verify the segment's points", 1)

@@ -111,3 +111,71 @@ def test_a_changed_stored_vector_is_never_searched_from_or_copied(idx, built, tm
     other = next(i for i in built[2] if i != pid)
     r = _cli("search", "--point-id", other, "--index", idx, "--per-item", "0", *model)
     assert r.exit_code == 0, r.output
+
+
+def test_metadata_replaced_by_a_folder_is_fixed_by_the_advised_repair(idx, built, tiny_bundle):
+    """Finding 4: with rsir_tiles.meta.json a folder, ``check`` advised ``--repair``, and both that
+    and a re-run ingest ended in a traceback (the rename cannot replace a folder)."""
+    from rsir_stac.ingest import ingest
+    from tests.test_integrity import NATIVE
+
+    meta = idx / "rsir_tiles.meta.json"
+    meta.unlink()
+    meta.mkdir()
+    (meta / "x").write_text("kept")
+    r = _cli("check", "--index", idx)
+    assert r.exit_code == 1 and "--repair" in r.output, r.output
+    r = _cli("check", "--index", idx, "--repair")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert meta.is_file() and [p.read_text() for p in idx.glob("rsir_tiles.meta.json.damaged-*/x")] == ["kept"]
+    assert _cli("check", "--index", idx).exit_code == 0
+    # the other advice, a re-run ingest, works too
+    meta.unlink()
+    meta.mkdir()
+    rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and meta.is_file()
+    _assert_equal_to_clean(idx, built[2])
+
+
+def test_a_permission_problem_is_not_called_damage(idx, built, tmp_path):
+    """Finding 6: a file this user may not read (chmod 000, run as another user) made plain
+    ``check`` call the index damaged and advise ``--repair`` (which sets the shard aside)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    import tempfile
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run check as another user")
+    home = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own folders are closed to other users
+    try:
+        home.chmod(0o777)
+        index = home / "idx"
+        shutil.copytree(idx, index)
+        subprocess.run(["chown", "-R", "65534:65534", str(index)], check=True)
+        from tests.test_integrity import _chunk
+
+        _chunk(index).chmod(0)
+        rsir = Path(sys.executable).with_name("rsir-stac")
+
+        def as_nobody(*args):
+            return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(rsir), *args],
+                                  capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "HOME": str(home), "TMPDIR": str(home)})
+
+        r = as_nobody("check", "--index", str(index))
+        assert r.returncode == 1, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert "permission denied" in last and "chmod -R u+rwX" in last and "--repair" not in last, r.stderr
+        assert "damaged:" not in r.stderr, r.stderr
+        # a folder this user cannot reach at all: one line, not a traceback
+        home.chmod(0o700)
+        r = as_nobody("info", "--index", str(index))
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().startswith(f"error: permission denied: {index}"), r.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -32,7 +32,9 @@ LOCK_NAME = ".lock"
 
 
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write JSON via a temporary file, fsync and os.replace (never half-written)."""
+    """Write JSON via a temporary file, fsync and os.replace (never half-written).  A folder
+    where the file belongs (a damaged index: the rename cannot replace it) is moved aside to
+    ``NAME.damaged-<UTC time>`` first, with a warning, never deleted."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -40,6 +42,17 @@ def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
+        if path.is_dir() and not path.is_symlink():
+            from datetime import datetime, timezone
+
+            base = f"{path.name}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+            aside, n = path.with_name(base), 1
+            while aside.exists() or aside.is_symlink():  # an earlier one is never replaced
+                n += 1
+                aside = path.with_name(f"{base}-{n}")
+            os.replace(path, aside)
+            log.warning("%s was a folder, not a file; moved it to %s (delete it when done) and wrote the file",
+                        path, aside.name)
         os.replace(tmp, path)
     except BaseException:
         try:
