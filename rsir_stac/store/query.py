@@ -155,31 +155,63 @@ def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]
     """``(around, areas)`` for :class:`Exclusion`: tiles whose centre is within ``distance_m``
     of the footprint of ``payload``.  The footprint is grown by ``distance_m`` in an azimuthal
     equidistant projection about its centre (shapely ``buffer``, pyproj), so the cut follows
-    the tile's edges; a footprint across the antimeridian or over a pole falls back to the
-    circle of :func:`footprint_radius`, which holds it (and a little more).  ``((), ())``
-    without a footprint."""
+    the tile's edges; a footprint across the antimeridian (a MultiPolygon cut at 180) is put
+    back together about its centre first and the grown area cut at 180 again (one ring each
+    side); one over or near a pole falls back to the circle of :func:`footprint_radius`, which
+    holds it (and a little more).  ``((), ())`` without a footprint."""
     from rsir_stac.labels import footprint_geometry
 
     geom = footprint_geometry(payload)
     loc = payload.get("location") or {}
-    if not geom or geom.get("type") != "Polygon" or "lon" not in loc or "lat" not in loc:
+    rings = _outer_rings(geom)
+    if not rings or "lon" not in loc or "lat" not in loc:
         circle = footprint_radius(payload, distance_m)
         return ((circle,) if circle else ()), ()
     import pyproj
-    from shapely.geometry import Polygon
-    from shapely.ops import transform
+    from shapely.geometry import Polygon, box
+    from shapely.ops import transform, unary_union
 
     lon0, lat0 = float(loc["lon"]), float(loc["lat"])
     aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
     fwd = pyproj.Transformer.from_crs("EPSG:4326", aeqd, always_xy=True).transform
     back = pyproj.Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True).transform
-    grown = transform(back, transform(fwd, Polygon(geom["coordinates"][0])).buffer(float(distance_m), 8))
-    ring = tuple((float(x), float(y)) for x, y in grown.exterior.coords)
-    lons = [x for x, _ in ring]
-    if max(lons) - min(lons) > 180.0 or max(abs(y) for _, y in ring) > 89.0:
+    # each part's longitudes moved by whole turns next to the centre's: the parts either side of 180 meet
+    parts = [Polygon([(x + 360.0 * round((lon0 - x) / 360.0), y) for x, y in ring]) for ring in rings]
+    grown = transform(back, unary_union([transform(fwd, p) for p in parts]).buffer(float(distance_m), 8))
+    if grown.geom_type != "Polygon" or max(abs(y) for _, y in grown.exterior.coords) > 89.0:
         circle = footprint_radius(payload, distance_m)
         return ((circle,) if circle else ()), ()
-    return (), (ring,)
+    outer = Polygon(_around(grown.exterior.coords, lon0))
+    areas = []
+    for turn in (-360.0, 0.0, 360.0):  # the pieces in each copy of -180..180, moved into it
+        piece = outer.intersection(box(-180.0 + turn, -90.0, 180.0 + turn, 90.0))
+        for g in getattr(piece, "geoms", [piece]):
+            if g.geom_type == "Polygon" and not g.is_empty and g.area > 0:
+                areas.append(tuple((float(x) - turn, float(y)) for x, y in g.exterior.coords))
+    return (), tuple(areas)
+
+
+def _outer_rings(geom: dict | None) -> list:
+    """The outer rings of a GeoJSON Polygon or MultiPolygon footprint (empty for anything else)."""
+    if not geom:
+        return []
+    if geom.get("type") == "Polygon":
+        return [geom["coordinates"][0]]
+    if geom.get("type") == "MultiPolygon":
+        return [poly[0] for poly in geom["coordinates"] if poly]
+    return []
+
+
+def _around(coords, lon0: float) -> list[tuple[float, float]]:
+    """A ring's positions with longitudes unwrapped (no jump over 180) about ``lon0``."""
+    out, prev = [], None
+    for x, y in coords:
+        x = float(x) + 360.0 * round((lon0 - float(x)) / 360.0) if prev is None else float(x)
+        if prev is not None:
+            x += 360.0 * round((prev - x) / 360.0)
+        out.append((x, float(y)))
+        prev = x
+    return out
 
 
 def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, float] | None:
