@@ -179,3 +179,26 @@ def test_a_permission_problem_is_not_called_damage(idx, built, tmp_path):
         assert r.stderr.strip().startswith(f"error: permission denied: {index}"), r.stderr
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_file_where_the_shard_folder_belongs_gets_one_fix_that_works(idx, built, tiny_bundle):
+    """Finding 7: with rsir_tiles/ replaced by a file, check said "not an rsir-stac index ... build
+    one there with ingest" (exit 2), and ingest then said to move it away."""
+    import shutil
+
+    from rsir_stac.ingest import ingest
+    from tests.test_integrity import NATIVE
+
+    shard = idx / "rsir_tiles"
+    shutil.rmtree(shard)
+    shard.write_text("not a shard")
+    for args in (["check", "--index", idx], ["info", "--index", idx]):
+        r = _cli(*args)
+        assert r.exit_code == 1, r.output  # damage, not bad input
+        line = r.stderr.strip().splitlines()[-1]
+        assert f"{shard} is a file, not the shard folder" in line and f"records {len(built[2])} points" in line, line
+        assert f"mv {shard} {shard}.bad" in line and "re-run the ingest" in line, line
+    shard.rename(shard.with_name("rsir_tiles.bad"))  # the advice
+    rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
+    assert rep.ok
+    _assert_equal_to_clean(idx, built[2])

@@ -61,7 +61,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
+from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
 from rsir_stac.store.base import Store, chunks
 from rsir_stac.store.edge_meta import EdgeMetaMixin
 from rsir_stac.store.edge_open import EdgeOpenMixin
@@ -159,9 +159,9 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         refuse_broken_link(self.index)
         undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
-            from rsir_stac.store.folder import no_index_message
+            from rsir_stac.store.folder import index_missing_error
 
-            raise IndexNotFoundError(no_index_message(self.index, collection))
+            raise index_missing_error(self.index, collection)
         self._use_private = read_only and self._needs_private_copy()
         if self._use_private:
             self._lock = _IndexLock.none()
@@ -313,8 +313,8 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
                 self.shard_dir.rmdir()
             if self.shard_dir.exists():
                 raise StoreError(
-                    f"index {self.index}: {self.shard_dir.name}/ exists but is not an Edge shard; "
-                    "move it away or use another --index"
+                    f"index {self.index}: {self.shard_dir} exists but is not an Edge shard; move it away "
+                    f"(`mv {self.shard_dir} {self.shard_dir}.bad`) and run the command again, or use another --index"
                 )
             self._shard = q.EdgeShard.create(str(tmp), cfg)
             self._ensure_indexes()

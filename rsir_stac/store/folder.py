@@ -352,12 +352,30 @@ def no_index_message(path: Path, collection: str) -> str:
     if not path.exists():
         return (f"no index at {path} (no such folder); check the --index path, or build one with "
                 f"`rsir-stac ingest SOURCES --index {path}`")
+    shard = path / collection
+    if shard.exists() and not shard.is_dir():  # a file (or a link to one) where the shard folder belongs
+        from rsir_stac.store.integrity import _ledger_count
+
+        n = _ledger_count(path, collection)
+        held = f"; its digest ledger records {n} points" if n else ""
+        return (f"index {path} is damaged: {shard} is a file, not the shard folder{held}; move the file away "
+                f"(`mv {shard} {shard}.bad`), then re-run the ingest that built the index, or `rsir-stac restore "
+                f"SNAPSHOT --index {path} --force`")
     aside = damaged_aside_paths(path, collection)
     if aside:
         return (f"index {path} has no collection {collection!r} (a damaged one was set aside in {aside[-1].name}); "
                 f"re-run the ingest that built it, or `rsir-stac restore SNAPSHOT --index {path} --force`")
     return (f"{path} is not an rsir-stac index (it holds no tile collection {collection!r}); check the --index path, "
             f"or build one there with `rsir-stac ingest SOURCES --index {path}`")
+
+
+def index_missing_error(path: Path, collection: str) -> StoreError:
+    """The error for ``path`` holding no usable ``collection`` folder (:func:`no_index_message`):
+    IndexNotFoundError (bad input, exit 2), or a plain StoreError (damage, exit 1) when a file sits
+    where the shard folder belongs."""
+    shard = path / collection
+    damaged = shard.exists() and not shard.is_dir()
+    return (StoreError if damaged else IndexNotFoundError)(no_index_message(path, collection))
 
 
 def _collection_dir(index: str | Path, collection: str) -> Path:
@@ -367,5 +385,5 @@ def _collection_dir(index: str | Path, collection: str) -> Path:
     refuse_broken_link(path)
     undo_interrupted_restore(path, collection)
     if not (path / collection).is_dir():
-        raise IndexNotFoundError(no_index_message(path, collection))
+        raise index_missing_error(path, collection)
     return path

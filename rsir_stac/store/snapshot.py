@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, IndexNotFoundError, InputError, SnapshotError, StoreError, TargetExistsError
+from rsir_stac.errors import DiskFullError, InputError, SnapshotError, StoreError, TargetExistsError
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     src = Path(index).expanduser().absolute()
     dst = Path(out).expanduser().absolute()
     if not (src / collection).is_dir():
-        from rsir_stac.store.folder import no_index_message
+        from rsir_stac.store.folder import index_missing_error
 
-        raise IndexNotFoundError(no_index_message(Path(src), collection))
+        raise index_missing_error(Path(src), collection)
     if dst.exists() and dst.is_dir():
         raise InputError(f"snapshot path {dst} is a folder; give a file name such as {dst / 'index.tar.gz'}")
     if not dst.name.endswith(EXTENSIONS):
