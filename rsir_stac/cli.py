@@ -203,7 +203,12 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
                      options=opts, progress=progress)
     except RsirError as exc:
         partial = getattr(exc, "report", None)
-        if partial is None:
+        if partial is None or getattr(exc, "item_id", None) is None:  # the run stopped as a whole (a full disk)
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            if partial is not None and not as_json:  # what it wrote before it stopped
+                _ingest_summary(partial, False, list_failures=False)
             _echo_failed_report(exc, as_json)
             raise
         for bar in bars.values():
@@ -218,12 +223,14 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
 
 
 def _echo_failed_report(exc, as_json: bool, code: int | None = None) -> None:
-    """With --json, the empty report of a run that failed as a whole (``ok`` false, the error line and
-    exit code): the report is printed whatever the exit code.  ``exc``: the error (or its message)."""
+    """With --json, the report of a run that failed as a whole (``ok`` false, the error line and exit
+    code): what it did before it stopped (``exc.report``, e.g. the points a run stopped by a full disk
+    wrote), else the empty report; printed whatever the exit code.  ``exc``: the error (or its message)."""
     if as_json:
         from rsir_stac.ingest.report import IngestReport
 
-        _echo_json({**IngestReport().as_dict(), "ok": False, "error": " ".join(str(exc).split()),
+        done = getattr(exc, "report", None) or IngestReport()  # what a run that stopped did before it stopped
+        _echo_json({**done.as_dict(), "ok": False, "error": " ".join(str(exc).split()),
                     "exit_code": code if code is not None else exc.exit_code})
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from rsir_stac.cli import main
+from tests.test_space import tmpfs  # noqa: F401 - fixture
 from tests.test_integrity import (  # noqa: F401 - fixtures
     _assert_equal_to_clean,
     _segment,
@@ -202,3 +203,37 @@ def test_a_file_where_the_shard_folder_belongs_gets_one_fix_that_works(idx, buil
     rep = ingest(built[0], index=str(idx), model=tiny_bundle, options=NATIVE)
     assert rep.ok
     _assert_equal_to_clean(idx, built[2])
+
+
+def test_a_run_stopped_by_a_full_disk_reports_what_it_wrote(tmpfs, tiny_bundle, tmp_path):  # noqa: F811
+    """Finding 5: the disk filled during an ingest that had written 173 points; its --json report
+    said 0 written (the empty report).  It now holds what the run did before it stopped."""
+    import json
+    import subprocess
+    import sys
+
+    from rsir_stac.store import space
+    from tests.conftest import make_geotiff
+    from tests.test_space import MiB, _fill
+
+    scenes = [str(make_geotiff(tmp_path / f"s{i}.tif", width=512, height=512, seed=i + 1)) for i in range(6)]
+    fs = tmpfs("mid2", 96)
+    idx = fs / "idx"
+    opts = ["--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd", "--batch-size", "8"]
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rsir_stac.cli", *map(str, args)], capture_output=True,
+                              text=True, timeout=600)
+
+    assert run("ingest", scenes[0], "--index", idx, *opts).returncode == 0
+    _fill(fs, leave=space.open_bytes(idx / "rsir_tiles") + 10 * MiB)
+    r = run("ingest", *scenes[1:], "--index", idx, *opts, "--json")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert not doc["ok"] and "disk full" in doc["error"] and doc["exit_code"] == 1
+    (fs / "filler").unlink()
+    c = run("check", "--index", idx, "--json")
+    held = json.loads(c.stdout)["points"]
+    # the counts of the run so far (the empty report said items 0, tiles 0), and what it wrote matches the index
+    assert doc["items"] == 5 and doc["tiles_total"] > 0, doc
+    assert doc["points_written"] == held - 64, (doc["points_written"], held)  # 64: the first scene's

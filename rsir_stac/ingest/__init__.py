@@ -136,8 +136,9 @@ def ingest(
         try:
             _consume(q, lock, store, embedder, options, report, emit)
         except RsirError as err:
-            if getattr(err, "item_id", None) is not None:  # --fail-fast on an item or window
-                err.report = report  # type: ignore[attr-defined]
+            # --fail-fast on an item or window, or the run stopped (a full disk): what it did so far
+            report.seconds = round(time.time() - t0, 2)
+            err.report = report  # type: ignore[attr-defined]
             raise
         finally:
             stop.set()
