@@ -237,3 +237,22 @@ def test_a_run_stopped_by_a_full_disk_reports_what_it_wrote(tmpfs, tiny_bundle, 
     # the counts of the run so far (the empty report said items 0, tiles 0), and what it wrote matches the index
     assert doc["items"] == 5 and doc["tiles_total"] > 0, doc
     assert doc["points_written"] == held - 64, (doc["points_written"], held)  # 64: the first scene's
+
+
+def test_a_lost_point_is_damage_not_an_unknown_id(idx, built, tiny_bundle):
+    """Finding 8: a point lost to damage (its digest still recorded) was answered "point X is not in
+    index DIR; check the id or ingest it first" with exit 2, the bad-input code."""
+    import qdrant_edge as q
+
+    pid = sorted(built[2])[0]
+    shard = q.EdgeShard.load(str(idx / "rsir_tiles"))  # behind rsir-stac's back: the ledger keeps its digest
+    shard.update(q.UpdateOperation.delete_points([pid]))
+    shard.flush()
+    shard.close()
+    r = _cli("search", "--point-id", pid, "--index", idx, "--model", tiny_bundle.path)
+    assert r.exit_code == 1, r.output
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"point {pid} was written to" in line and "is lost" in line and "--repair" in line, line
+    r = _cli("search", "--point-id", "00000000-0000-5000-8000-000000000000", "--index", idx, "--model",
+             tiny_bundle.path)
+    assert r.exit_code == 2 and "check the id" in r.output, r.output  # an id never written: still bad input

@@ -309,6 +309,16 @@ class Store(PointAtMixin, abc.ABC):
         missing = [i for i in want if i not in found]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            ledger = getattr(self, "_ledger", None)
+            try:
+                lost = [i for i in missing if i in ledger.lookup(missing)] if ledger is not None else []
+            except StoreError:
+                lost = []
+            if lost:  # written and recorded, now gone: damage, not a mistyped id
+                raise StoreError(
+                    f"point {lost[0]} was written to {self.describe()} (its digest is recorded) but is lost from it: "
+                    f"the index is damaged; run `rsir-stac check --index {self.location} --repair`, then re-run "
+                    "the ingest that built it")
             raise PointNotFoundError(
                 f"point {missing[0]}{more} is not in {self.describe()}; check the id or ingest it first"
             )

@@ -176,8 +176,13 @@ def require_free(path: str | Path, need: int, action: str, *, intact: str = INTA
 
 def disk_full(path: str | Path, action: str, *, need: int | None = None, free: int | None = None,
               intact: str = INTACT) -> DiskFullError:
-    """The one-line disk-full error: where, how much is needed, that the data is intact."""
+    """The one-line disk-full error: where, how much is needed, that the data is intact (for a
+    folder that holds no index yet, that nothing was written)."""
     where = _existing(path)
+    p = Path(path)
+    if intact == INTACT and (not p.exists() or (p.is_dir() and not any(p.glob("*.meta.json"))
+                                                and not any(p.glob("*/segments")))):
+        intact = "nothing was written (no index was there yet)"
     if free is None:
         try:
             free = free_bytes(where)
