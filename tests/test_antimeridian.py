@@ -287,3 +287,20 @@ def test_footprints_of_world_tiles_are_valid_geometries(tmp_path):
     assert geoms and all(g.is_valid and g.area > 0 for g in geoms)
     assert all(p.area > 1e-9 for g in geoms for p in getattr(g, "geoms", [g]))  # no sliver at ±180
     assert abs(max(g.bounds[3] for g in geoms) - 90) < 1e-9 and abs(min(g.bounds[1] for g in geoms) + 90) < 1e-9
+
+
+def test_a_tile_with_a_corner_on_the_pole_has_a_tight_bbox():
+    """The pole has no longitude of its own (EPSG:3413 gives its central meridian, -45): a tile with
+    a corner on the pole got a bbox 180 degrees wide ([-45, .., 135, 90]), or -180..180 across 180.
+    The four tiles round the pole now span 90 degrees each, as their footprints do."""
+    import numpy as np
+    from rasterio.transform import Affine
+
+    from rsir_stac.tiling.footprints import tile_footprints
+
+    t = Affine(0.3, 0, -76.8, 0, -0.3, 76.8)  # 512 x 512 px, the pole at the centre
+    w = np.array([[0, 0, 256, 256], [256, 0, 256, 256], [0, 256, 256, 256], [256, 256, 256, 256]], float)
+    _, _, b = tile_footprints(t, "EPSG:3413", w)
+    want = [(135.0, -135.0), (45.0, 135.0), (-135.0, -45.0), (-45.0, 45.0)]
+    for (west, s, east, n), (ww, ee) in zip(b, want):
+        assert (west, east) == pytest.approx((ww, ee), abs=1e-6) and n == 90.0 and s > 89.99

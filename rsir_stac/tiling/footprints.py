@@ -100,8 +100,18 @@ def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     ``west > east``.  An outline around a pole gets ``-180..180`` and reaches
     that pole's latitude.
     """
-    lon = np.asarray(lon, dtype=np.float64)
+    lon = np.array(lon, dtype=np.float64, copy=True)
     lat = np.asarray(lat, dtype=np.float64)
+    # a point on a pole has no longitude of its own (the projection gives its central meridian): it
+    # takes its neighbour's, so that it widens no bbox (a tile with a corner on the pole spans 90
+    # degrees, not 180)
+    for r, i in zip(*np.nonzero(np.abs(lat) >= 90.0 - 1e-9)):
+        row = lon[r]
+        on = np.abs(lat[r]) >= 90.0 - 1e-9
+        if on.all():
+            continue
+        j = next(k for k in range(1, len(row) + 1) if not on[(i - k) % len(row)])
+        row[i] = row[(i - j) % len(row)]
     closed = np.concatenate([lon, lon[:, :1]], axis=1)
     un = np.unwrap(closed, period=360.0, axis=1)
     lo, hi = un[:, :-1].min(axis=1), un[:, :-1].max(axis=1)
