@@ -110,3 +110,23 @@ def test_georef_fix_needs_what_is_missing():
     assert proj_transform({"proj:transform": T + [0, 0, 1]}, (5, 5)) == T  # the 9-value form
     assert proj_crs({"proj:epsg": True}) is None and proj_crs({"proj:code": " "}) is None
     assert issubclass(NotGeoreferencedError, ValueError)
+
+
+def test_proj_fields_naming_another_crs_than_the_file_are_warned_about(tmp_path, tiny_bundle, caplog):
+    """A georeferenced file wins over its item's proj: fields, but a disagreement is said (the trial's
+    item said EPSG:32633 for a 32614 file, which only the geometry-distance check caught)."""
+    import logging
+
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "utm15.tif", width=128, height=128, seed=2)  # EPSG:32615
+    for code, warned in (("EPSG:32633", True), ("EPSG:32615", False)):
+        caplog.clear()
+        item = _item(tmp_path, tif, {"proj:code": code})
+        with caplog.at_level(logging.WARNING):
+            report = ingest([str(item)], index=str(tmp_path / f"idx{code[-2:]}"), model=tiny_bundle, options=NATIVE)
+        assert report.ok
+        msgs = [r.getMessage() for r in caplog.records if "projection metadata" in r.getMessage()]
+        assert bool(msgs) == warned, msgs
+        if warned:
+            assert "EPSG:32633" in msgs[0] and "EPSG:32615" in msgs[0] and "pj-item" in msgs[0]

@@ -106,6 +106,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
     options = run.options
     reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
     check_item_geometry(run.report, scene, reader)
+    check_item_crs(scene, reader)
     if legacy is not None:
         reader, scene_gsd = _legacy_tiling(run.store, run.lock, scene, reader, scene_gsd, legacy, options,
                                            run.tile_size, run.stride, run.model_id)
@@ -134,6 +135,31 @@ def _lonlat_box(w: float, s: float, e: float, n: float):
     from shapely.geometry import MultiPolygon, box
 
     return box(w, s, e, n) if w <= e else MultiPolygon([box(w, s, 180.0, n), box(-180.0, s, e, n)])
+
+
+def check_item_crs(scene, reader) -> None:
+    """Warn when a STAC item's (or asset's) ``proj:code``/``proj:epsg`` names another CRS than its
+    raster's own: the item's metadata or the file is wrong.  Nothing changes: the stored
+    footprints follow the raster (its geotransform and CRS)."""
+    proj = getattr(scene, "proj", None)
+    if not proj:
+        return
+    from rsir_stac.stac.projection import proj_crs
+
+    named = proj_crs(proj)
+    if named is None:
+        return
+    import pyproj
+
+    try:
+        same = pyproj.CRS.from_user_input(named).equals(pyproj.CRS.from_user_input(reader.crs),
+                                                        ignore_axis_order=True)
+    except (pyproj.exceptions.CRSError, TypeError, ValueError):
+        return  # a code pyproj does not know: nothing to compare
+    if not same:
+        log.warning("item %s: its projection metadata names %s, but the raster of asset %r is in %s; the stored "
+                    "footprints follow the raster (check the item's proj: fields or the asset)", scene.item_id,
+                    named if len(named) < 40 else named[:37] + "...", scene.asset_key, reader.crs)
 
 
 def check_item_geometry(report, scene, reader) -> None:
