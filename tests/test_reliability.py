@@ -331,7 +331,8 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "polygon self-intersects": (["--at", "-93,29.83", "--within", str(root / "bowtie.geojson")],
                                     r"bowtie\.geojson is not a valid polygon \(Self-intersection.*\); fix self-intersections"),
         "bad datetime": (["--at", "-93,29.83", "--datetime", "2021-13-01/2021-12-31"],
-                         r"datetime '2021-13-01/2021-12-31' must be START/END"),
+                         r"datetime '2021-13-01/2021-12-31' names no real time: in '2021-13-01', there is no "
+                         r"month 13"),
         "reversed datetime": (["--at", "-93,29.83", "--datetime", "2022-01-01/2021-01-01"],
                               r"ends before it starts; swap START and END"),
         "--at off the globe": (["--at", "200,10"], r"location '200,10' is out of range"),
