@@ -193,8 +193,10 @@ def _bad_sources(root: Path, base: str) -> dict[str, tuple[list[str], list[str],
             r"item item-slow failed: http://127\.0\.0\.1:\d+/slow\.tif timed out \(.*\); check the server, "
             r"or allow more time with RSIR_HTTP_TIMEOUT"),
         "document 404": ([f"{base}/catalog.json"], [], 2, r"catalog\.json does not exist \(HTTP 404\); check the URL"),
-        "linked child times out": ([f"{base}/catalog-with-lazy-child.json"], [], 2,
-                                   r"linked from .*catalog-with-lazy-child\.json: .*/slow/child\.json timed out after 1 s; "
+        "linked child times out": ([f"{base}/catalog-with-lazy-child.json"], [], 1,
+                                   r"item http://.*/slow/child\.json failed: child catalog linked from "
+                                   r".*catalog-with-lazy-child\.json \(its items are not ingested\): "
+                                   r".*/slow/child\.json timed out after 1 s; "
                                    r"check the server, or allow more time with RSIR_HTTP_TIMEOUT"),
         "bad --bands": ([str(root / "fine.tif")], ["--bands", "4,x,2"], 2, r"--bands '4,x,2' is invalid; give R,G,B"),
         "bad --shard": ([str(root / "fine.tif")], ["--shard", "3/2"], 2, r"shard '3/2' is invalid; use I/N"),

@@ -37,6 +37,73 @@ def tif(tmp_path: Path) -> Path:
     return make_geotiff(tmp_path / "scene.tif", width=128, height=128)
 
 
+def test_an_invalid_feature_of_an_itemcollection_fails_alone(tmp_path, tif):
+    """§3: a feature with datetime null and no range took down the whole ItemCollection (exit 2,
+    nothing listed) with a message naming no feature."""
+    fc = {"type": "FeatureCollection", "features": [
+        _item("ic-good", tif.name),
+        _item("ic-null-dt", tif.name, datetime=None),
+        _item("", tif.name),                                    # no usable id
+        _item("ic-bad-day", tif.name, datetime="2021-06-31T00:00:00Z"),
+        {"type": "Feature", "id": "plain", "geometry": None, "properties": {}},  # not a STAC Item
+    ]}
+    src = tmp_path / "ic.json"
+    src.write_text(json.dumps(fc))
+    errors: list = []
+    assert [s.item_id for s in iter_scenes([str(src)], on_error=errors.append)] == ["ic-good"]
+    assert [e.item_id for e in errors] == ["ic-null-dt", "feature 3 of 5", "ic-bad-day", "plain"]
+    assert str(errors[0]) == (f"item ic-null-dt (feature 2 of 5 of {src}) is not a valid STAC Item: datetime is "
+                              "null and there is no start_datetime/end_datetime; give it a datetime, or both "
+                              "start_datetime and end_datetime")
+    assert str(errors[1]) == f"feature 3 of 5 of {src} has no id; give each item a unique string id"
+    assert "2021-06 has 30 days, no day 31" in str(errors[2])
+    assert "is not a STAC Item (no 'assets')" in str(errors[3])
+    assert all("\n" not in str(e) and "pass a STAC Item/Collection" not in str(e) for e in errors)
+
+
+def test_ingest_of_an_itemcollection_with_a_bad_feature_ingests_the_rest(tmp_path, tif, tiny_bundle):
+    fc = {"type": "FeatureCollection", "features": [_item("ic-good", tif.name),
+                                                    _item("ic-null-dt", tif.name, datetime=None)]}
+    (tmp_path / "ic.json").write_text(json.dumps(fc))
+    r = cli("ingest", tmp_path / "ic.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
+            "--json")
+    assert r.exit_code == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert report["items_done"] == 1 and report["points_written"] == 4
+    (failed,) = report["items_failed"]
+    assert failed["item"] == "ic-null-dt" and "feature 2 of 2" in failed["error"]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: item ic-null-dt failed: item ic-null-dt (feature 2")
+    # a document that is no ItemCollection at all is refused as before
+    (tmp_path / "plain.json").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": None, "properties": {}}]}))
+    r = cli("ingest", tmp_path / "plain.json", "--index", tmp_path / "idx2", "--model", tiny_bundle.path, *NATIVE)
+    assert r.exit_code == 2 and "is JSON but not a STAC Item, Collection, Catalog or ItemCollection" in r.stderr
+
+
+def test_a_missing_child_catalog_fails_alone_in_an_ingest(tmp_path, tif, tiny_bundle):
+    """§4: one dead child link stopped the catalogue (exit 2, 0 items ingested)."""
+    (tmp_path / "good.json").write_text(json.dumps(_item("good-item", tif.name)))
+    cat = {"type": "Catalog", "id": "broken-cat", "stac_version": "1.0.0", "description": "x", "links": [
+        {"rel": "child", "href": "./nosuch/catalog.json"},
+        {"rel": "item", "href": "./good.json"},
+        {"rel": "item", "href": "./not-there.json"}]}
+    (tmp_path / "catalog.json").write_text(json.dumps(cat))
+    r = cli("ingest", tmp_path / "catalog.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
+            "--json")
+    assert r.exit_code == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert report["items_done"] == 1 and report["points_written"] == 4
+    child = str(tmp_path / "nosuch" / "catalog.json")
+    assert [f["item"] for f in report["items_failed"]] == ["not-there", child]
+    assert report["items_failed"][1]["error"] == (
+        f"child catalog {child} (linked from {tmp_path / 'catalog.json'}) does not exist (its items are not "
+        "ingested); fix the link or the catalog")
+    r = cli("ingest", tmp_path / "catalog.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE)
+    assert r.exit_code == 1
+    assert re.search(r"  failed item .*/nosuch/catalog\.json: child catalog .*/nosuch/catalog\.json \(linked from "
+                     r".*/catalog\.json\) does not exist", r.stderr)
+
+
 @pytest.mark.parametrize("text, said", [
     ("2021-02-29", "2021-02 has 28 days, no day 29 (its last is 2021-02-28)"),
     ("2021-13", "there is no month 13"),
