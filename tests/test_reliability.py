@@ -467,11 +467,11 @@ def test_fail_fast_on_listing_error(tmp_path, tiny_bundle, good):
     (tmp_path / "c.json").write_text(json.dumps(doc))
     r = cli("ingest", tmp_path / "c.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
             "--fail-fast")
-    assert_one_line_error(r, 1, r"item y failed and --fail-fast stopped the run: item y has no GeoTIFF asset")
+    assert_one_line_error(r, 1, r"item y failed and --fail-fast stopped the run: item y has no GeoTIFF/COG asset")
     assert not (tmp_path / "idx").exists()
     r = cli("ingest", tmp_path / "c.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE)
-    assert_one_line_error(r, 1, r"^error: item y failed: item y has no GeoTIFF asset with role 'visual' or 'data' "
-                                r"\(assets: thumb\); pass --asset KEY$")
+    assert_one_line_error(r, 1, r"^error: item y failed: item y has no GeoTIFF/COG asset: asset 'thumb' is "
+                                r"image/png, not a GeoTIFF/COG; it cannot be tiled .*or ingest such a file directly$")
 
 
 def test_empty_items_are_skipped_not_failed(tmp_path, tiny_bundle, good):

@@ -222,11 +222,55 @@ def test_asset_preference_order(tmp_path: Path):
 
 
 def test_no_usable_asset(tmp_path: Path):
+    """No asset is a raster: the message says what each asset is and that the item cannot be tiled
+    (--asset would only lead to another error, trial-stac §5)."""
     assets = {"thumbnail": {"href": "t.png", "type": "image/png", "roles": ["thumbnail"]},
               "meta": {"href": "m.xml", "type": "text/xml", "roles": ["metadata"]}}
-    with pytest.raises(AssetError, match=r"item it has no GeoTIFF asset .*thumbnail, meta.*--asset") as info:
+    with pytest.raises(AssetError) as info:
         _one(tmp_path, assets)
-    assert "\n" not in str(info.value)
+    assert str(info.value) == (
+        "item it has no GeoTIFF/COG asset: asset 'thumbnail' is image/png, asset 'meta' is text/xml, none a "
+        "GeoTIFF/COG; it cannot be tiled (rsir-stac reads georeferenced rasters): add a GeoTIFF/COG asset to the "
+        "item, or ingest such a file directly")
+    assert info.value.item_id == "it"
+
+
+def test_a_png_visual_asset_is_named_as_png_and_not_sent_to_asset(tmp_path: Path):
+    """trial-stac §5: a `visual` asset that is a PNG was reported as "no asset with role
+    'visual' ... pass --asset KEY", and --asset visual then failed differently.  Now the asset's
+    type is named and --asset is advised only for assets that may be rasters (typed GeoTIFF or
+    JPEG 2000, or untyped hrefs that are not pictures/metadata), with R,G,B keys when known."""
+    png = {"visual": {"href": "v.png", "type": "image/png", "roles": ["visual"]}}
+    with pytest.raises(AssetError) as info:
+        _one(tmp_path, png)
+    assert "asset 'visual' is image/png, not a GeoTIFF/COG" in str(info.value)
+    assert "--asset" not in str(info.value) and "role 'visual'" not in str(info.value)
+    untyped_jpg = {"browse": {"href": "b.JPG"}}
+    with pytest.raises(AssetError, match=r"asset 'browse' is a \.JPG file with no media type, not a GeoTIFF/COG"):
+        _one(tmp_path, untyped_jpg)
+    # HLS-like: bands without type or roles (GeoTIFF by name), a JPEG and XML beside them
+    hls = {k: {"href": f"https://h.example/T.{k}.tif"} for k in ("B02", "B03", "B04", "Fmask")}
+    hls.update({"browse": {"href": "https://h.example/T.jpg", "type": "image/jpeg"},
+                "metadata": {"href": "https://h.example/T.xml", "type": "application/xml"}})
+    with pytest.raises(AssetError) as info:
+        _one(tmp_path, hls)
+    assert str(info.value) == (
+        "item it has no GeoTIFF/COG asset with role 'visual' or 'data' (rasters: B02, B03, B04, Fmask; asset "
+        "'browse' is image/jpeg, not a GeoTIFF/COG; asset 'metadata' is application/xml, not a GeoTIFF/COG); "
+        "pass --asset KEY with one of the rasters (for colour: --asset B04,B03,B02, its R,G,B assets)")
+    jp2 = {"B8": {"href": "x", "type": "image/jp2", "roles": ["reflectance"]},
+           "thumb": {"href": "t.png", "type": "image/png"}}
+    with pytest.raises(AssetError, match=r"\(rasters: B8; asset 'thumb' is image/png, not a GeoTIFF/COG\); pass "
+                                         r"--asset KEY"):
+        _one(tmp_path, jp2)
+
+
+@pytest.mark.data
+def test_real_hls_items_still_point_to_asset(shared_data: Path):
+    src = shared_data / "stac" / "pystac-examples" / "item-collection_sample-item-collection.json"
+    errors: list = []
+    assert list(iter_scenes([str(src)], on_error=errors.append)) == []
+    assert errors and all("pass --asset KEY with one of the rasters" in str(e) and "B04" in str(e) for e in errors)
 
 
 def test_missing_asset_key(tmp_path: Path):

@@ -104,6 +104,20 @@ def test_a_missing_child_catalog_fails_alone_in_an_ingest(tmp_path, tif, tiny_bu
                      r".*/catalog\.json\) does not exist", r.stderr)
 
 
+def test_a_png_visual_asset_is_named_by_the_ingest(tmp_path, tiny_bundle):
+    """§5: "has no GeoTIFF asset with role 'visual' ... pass --asset KEY", where --asset visual
+    failed again (a PNG is not georeferenced)."""
+    item = _item("png-only", "thumb.png")
+    item["assets"]["visual"]["type"] = "image/png"
+    (tmp_path / "png.json").write_text(json.dumps(item))
+    r = cli("ingest", tmp_path / "png.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE)
+    assert r.exit_code == 1
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: item png-only failed: item png-only has no GeoTIFF/COG asset: asset 'visual' is "
+                           "image/png, not a GeoTIFF/COG;")
+    assert "--asset" not in line
+
+
 @pytest.mark.parametrize("text, said", [
     ("2021-02-29", "2021-02 has 28 days, no day 29 (its last is 2021-02-28)"),
     ("2021-13", "there is no month 13"),
