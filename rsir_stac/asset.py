@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -69,9 +70,56 @@ def choose_assets(item: pystac.Item, key: str | None) -> list[tuple[str, pystac.
                             f" (for colour pass --asset {hint}, its R,G,B assets)" if hint else
                             " (for colour pass --asset R,G,B: three single-band asset keys, red, green, blue)")
             return [(k, a)]
-    raise AssetError(
-        f"item {item.id} has no GeoTIFF asset with role 'visual' or 'data' (assets: {available or 'none'}); pass --asset KEY"
-    )
+    raise AssetError(_no_asset_message(item))
+
+
+#: Media types of georeferenced rasters GDAL reads besides GeoTIFF (JPEG 2000, HDF, netCDF, VRT).
+_RASTER_TYPES = ("tiff", "jp2", "hdf", "netcdf", "x-nc", "gdal-vrt")
+#: Media types that say nothing of the content: the href's extension decides.
+_OPAQUE_TYPES = ("application/octet-stream", "binary/octet-stream", "application/binary")
+#: Extensions of files that are no georeferenced raster (pictures, metadata, tables, documents).
+_NOT_RASTER_EXT = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg", ".xml", ".json", ".geojson", ".txt",
+                   ".html", ".htm", ".md", ".pdf", ".csv", ".parquet", ".zip", ".tar", ".gz", ".mtl", ".las",
+                   ".laz", ".kml", ".kmz", ".gpkg", ".shp")
+
+
+def may_be_raster(asset: pystac.Asset) -> bool:
+    """Whether ``asset`` may be a raster GDAL reads as georeferenced (``--asset KEY`` can work):
+    a GeoTIFF/COG, JPEG 2000, HDF, netCDF or VRT media type, or no telling media type and an href
+    not ending like a picture or metadata file (``.png``, ``.jpg``, ``.xml``, ``.json`` ...)."""
+    media = (asset.media_type or "").lower().strip()
+    if media and not media.startswith(_OPAQUE_TYPES):
+        return any(t in media for t in _RASTER_TYPES)
+    path = urllib.parse.urlsplit(asset.href).path.lower()
+    return not path.endswith(_NOT_RASTER_EXT)
+
+
+def _what_asset_is(key: str, asset: pystac.Asset) -> str:
+    """``'thumb' is image/png`` / ``'thumb' is a .png file`` (by its href, no media type)."""
+    if asset.media_type:
+        return f"{key!r} is {' '.join(asset.media_type.split())}"
+    ext = os.path.splitext(urllib.parse.urlsplit(asset.href).path)[1]
+    return f"{key!r} is a {ext or 'extension-less'} file with no media type"
+
+
+def _no_asset_message(item: pystac.Item) -> str:
+    """Why no asset of ``item`` was chosen, and the advice that works: ``--asset KEY`` naming the
+    assets that may be georeferenced rasters, or (none) that the item has no GeoTIFF/COG asset."""
+    assets = item.assets
+    rasters = [k for k, a in assets.items() if may_be_raster(a)]
+    others = [(k, a) for k, a in assets.items() if not may_be_raster(a)]
+    if not rasters:
+        shown = ", ".join(f"asset {_what_asset_is(k, a)}" for k, a in others[:8]) + (", ..." if len(others) > 8 else "")
+        what = "not a GeoTIFF/COG" if len(others) == 1 else "none a GeoTIFF/COG"
+        return (f"item {item.id} has no GeoTIFF/COG asset: {shown}, {what}; it cannot be tiled (rsir-stac reads "
+                "georeferenced rasters): add a GeoTIFF/COG asset to the item, or ingest such a file directly")
+    keys = ", ".join(rasters[:25]) + (" ..." if len(rasters) > 25 else "")
+    skipped = "".join(f"; asset {_what_asset_is(k, a)}, not a GeoTIFF/COG" for k, a in others[:4]) + \
+        ("; ..." if len(others) > 4 else "")
+    hint = _rgb_key_hint(item)
+    colour = f" (for colour: --asset {hint}, its R,G,B assets)" if hint else ""
+    return (f"item {item.id} has no GeoTIFF/COG asset with role 'visual' or 'data' (rasters: {keys}{skipped}); "
+            f"pass --asset KEY with one of the rasters{colour}")
 
 
 def asset_keys(text: str) -> list[str]:
@@ -194,4 +242,4 @@ def raster_nodata(asset: pystac.Asset) -> float | None:
     return value if math.isfinite(value) else None
 
 
-__all__ = ["asset_keys", "choose_assets", "is_geotiff", "raster_nodata", "rgb_bands"]
+__all__ = ["asset_keys", "choose_assets", "is_geotiff", "may_be_raster", "raster_nodata", "rgb_bands"]

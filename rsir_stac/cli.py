@@ -102,14 +102,9 @@ def _ingest_datetime(text: str | None):
     """``--datetime`` of ``ingest``: an instant or a closed START/END interval."""
     if not text:
         return None
-    from rsir_stac.errors import InputError
-    from rsir_stac.store.filters import parse_datetime_range
+    from rsir_stac.store.filter_parse import parse_acquisition_datetime
 
-    start, end = parse_datetime_range(text)
-    if start is None or end is None:
-        raise InputError(f"--datetime {text!r} has an open end; give an instant or START/END, "
-                         "e.g. 2020-06-01T10:30:00Z or 2020-01-01/2020-12-31")
-    return (start, end)  # a plain date covers that day
+    return parse_acquisition_datetime(text)  # a plain date covers that day
 
 
 # -------------------------------------------------------------------------- ingest
@@ -331,8 +326,12 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     and collection."""
     from rsir_stac.search import Index
     from rsir_stac.search_notes import excluded_notes
+    from rsir_stac.store.filter_parse import naive_datetime_note
 
     flt = _search_filter(bbox, near, within, datetime_, collection)
+    zone_note = naive_datetime_note(datetime_)
+    if zone_note:  # once, before the results (whatever the --format)
+        echo_text(f"note: {zone_note}", err=True)
     bands = _parse_bands(bands)
     if bands and not (image or not_image):
         raise click.UsageError("--bands chooses the bands of --image/--not-image files; give one, or leave "

@@ -193,8 +193,10 @@ def _bad_sources(root: Path, base: str) -> dict[str, tuple[list[str], list[str],
             r"item item-slow failed: http://127\.0\.0\.1:\d+/slow\.tif timed out \(.*\); check the server, "
             r"or allow more time with RSIR_HTTP_TIMEOUT"),
         "document 404": ([f"{base}/catalog.json"], [], 2, r"catalog\.json does not exist \(HTTP 404\); check the URL"),
-        "linked child times out": ([f"{base}/catalog-with-lazy-child.json"], [], 2,
-                                   r"linked from .*catalog-with-lazy-child\.json: .*/slow/child\.json timed out after 1 s; "
+        "linked child times out": ([f"{base}/catalog-with-lazy-child.json"], [], 1,
+                                   r"item http://.*/slow/child\.json failed: child catalog linked from "
+                                   r".*catalog-with-lazy-child\.json \(its items are not ingested\): "
+                                   r".*/slow/child\.json timed out after 1 s; "
                                    r"check the server, or allow more time with RSIR_HTTP_TIMEOUT"),
         "bad --bands": ([str(root / "fine.tif")], ["--bands", "4,x,2"], 2, r"--bands '4,x,2' is invalid; give R,G,B"),
         "bad --shard": ([str(root / "fine.tif")], ["--shard", "3/2"], 2, r"shard '3/2' is invalid; use I/N"),
@@ -331,7 +333,8 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
         "polygon self-intersects": (["--at", "-93,29.83", "--within", str(root / "bowtie.geojson")],
                                     r"bowtie\.geojson is not a valid polygon \(Self-intersection.*\); fix self-intersections"),
         "bad datetime": (["--at", "-93,29.83", "--datetime", "2021-13-01/2021-12-31"],
-                         r"datetime '2021-13-01/2021-12-31' must be START/END"),
+                         r"datetime '2021-13-01/2021-12-31' names no real time: in '2021-13-01', there is no "
+                         r"month 13"),
         "reversed datetime": (["--at", "-93,29.83", "--datetime", "2022-01-01/2021-01-01"],
                               r"ends before it starts; swap START and END"),
         "--at off the globe": (["--at", "200,10"], r"location '200,10' is out of range"),
@@ -464,11 +467,11 @@ def test_fail_fast_on_listing_error(tmp_path, tiny_bundle, good):
     (tmp_path / "c.json").write_text(json.dumps(doc))
     r = cli("ingest", tmp_path / "c.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
             "--fail-fast")
-    assert_one_line_error(r, 1, r"item y failed and --fail-fast stopped the run: item y has no GeoTIFF asset")
+    assert_one_line_error(r, 1, r"item y failed and --fail-fast stopped the run: item y has no GeoTIFF/COG asset")
     assert not (tmp_path / "idx").exists()
     r = cli("ingest", tmp_path / "c.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE)
-    assert_one_line_error(r, 1, r"^error: item y failed: item y has no GeoTIFF asset with role 'visual' or 'data' "
-                                r"\(assets: thumb\); pass --asset KEY$")
+    assert_one_line_error(r, 1, r"^error: item y failed: item y has no GeoTIFF/COG asset: asset 'thumb' is "
+                                r"image/png, not a GeoTIFF/COG; it cannot be tiled .*or ingest such a file directly$")
 
 
 def test_empty_items_are_skipped_not_failed(tmp_path, tiny_bundle, good):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def test_one_broken_item_does_not_stop_a_catalogue(catalog: Path):
     """An item link that is missing, or an Item pystac refuses (datetime null with only a
     start), is that item's failure: the rest of the catalogue is listed (with ``on_error``,
     as ingest lists); without it the first failure is raised as before.  A child catalog
-    that cannot be read still stops the listing."""
+    that cannot be read fails alone too (trial-stac §4): named by its href and its parent."""
     root = catalog.parent
     (root / "c1" / "c1.json").unlink()
     a1 = json.loads((root / "coll-a" / "a1" / "a1.json").read_text())
@@ -128,10 +129,37 @@ def test_one_broken_item_does_not_stop_a_catalogue(catalog: Path):
     scenes = list(iter_scenes([str(catalog)], on_error=errors.append))
     assert [s.item_id for s in scenes] == ["a2"]
     assert [e.item_id for e in errors] == ["c1", "a1"]
-    assert "does not exist" in str(errors[0]) and "not a valid STAC" in str(errors[1])
+    assert "does not exist" in str(errors[0])
+    assert "is not a valid STAC Item: datetime is null and there is no start_datetime/end_datetime; give it a " \
+        "datetime, or both start_datetime and end_datetime" in str(errors[1])
     (root / "coll-a" / "collection.json").unlink()
-    with pytest.raises(SourceNotFoundError, match="collection.json"):
-        list(iter_scenes([str(catalog)], on_error=errors.append))
+    errors.clear()
+    assert list(iter_scenes([str(catalog)], on_error=errors.append)) == []
+    child = str(root / "coll-a" / "collection.json")
+    assert [e.item_id for e in errors] == ["c1", child]
+    assert isinstance(errors[1], SourceNotFoundError)
+    assert str(errors[1]) == (f"child catalog {child} (linked from {catalog}) does not exist (its items are not "
+                              "ingested); fix the link or the catalog")
+    with pytest.raises(SourceNotFoundError, match="c1.json"):  # without on_error: the first failure
+        list(iter_scenes([str(catalog)]))
+
+
+def test_a_missing_child_catalog_fails_alone(catalog: Path):
+    """trial-stac §4: one dead child link (a partial mirror) no longer stops the catalogue: its
+    siblings and the parent's own items are listed, and the child is reported like a broken
+    item link (a link to something that is not a catalog too)."""
+    root = catalog.parent
+    cat = json.loads(catalog.read_text())
+    cat["links"].insert(1, {"rel": "child", "href": "./nosuch/catalog.json"})
+    cat["links"].append({"rel": "child", "href": "./c1/c1.json"})  # an Item linked as a child
+    write_json(catalog, cat)
+    errors: list = []
+    scenes = list(iter_scenes([str(catalog)], on_error=errors.append))
+    assert [s.item_id for s in scenes] == ["c1", "a1", "a2"]
+    assert [e.item_id for e in errors] == [str(root / "nosuch" / "catalog.json"), str(root / "c1" / "c1.json")]
+    assert re.fullmatch(r"child catalog .*/nosuch/catalog\.json \(linked from .*/cat/catalog\.json\) does not "
+                        r"exist \(its items are not ingested\); fix the link or the catalog", str(errors[0]))
+    assert "c1.json (linked from" in str(errors[1]) and "is not a STAC Catalog" in str(errors[1])
 
 
 def path_id(path) -> str:
@@ -194,11 +222,55 @@ def test_asset_preference_order(tmp_path: Path):
 
 
 def test_no_usable_asset(tmp_path: Path):
+    """No asset is a raster: the message says what each asset is and that the item cannot be tiled
+    (--asset would only lead to another error, trial-stac §5)."""
     assets = {"thumbnail": {"href": "t.png", "type": "image/png", "roles": ["thumbnail"]},
               "meta": {"href": "m.xml", "type": "text/xml", "roles": ["metadata"]}}
-    with pytest.raises(AssetError, match=r"item it has no GeoTIFF asset .*thumbnail, meta.*--asset") as info:
+    with pytest.raises(AssetError) as info:
         _one(tmp_path, assets)
-    assert "\n" not in str(info.value)
+    assert str(info.value) == (
+        "item it has no GeoTIFF/COG asset: asset 'thumbnail' is image/png, asset 'meta' is text/xml, none a "
+        "GeoTIFF/COG; it cannot be tiled (rsir-stac reads georeferenced rasters): add a GeoTIFF/COG asset to the "
+        "item, or ingest such a file directly")
+    assert info.value.item_id == "it"
+
+
+def test_a_png_visual_asset_is_named_as_png_and_not_sent_to_asset(tmp_path: Path):
+    """trial-stac §5: a `visual` asset that is a PNG was reported as "no asset with role
+    'visual' ... pass --asset KEY", and --asset visual then failed differently.  Now the asset's
+    type is named and --asset is advised only for assets that may be rasters (typed GeoTIFF or
+    JPEG 2000, or untyped hrefs that are not pictures/metadata), with R,G,B keys when known."""
+    png = {"visual": {"href": "v.png", "type": "image/png", "roles": ["visual"]}}
+    with pytest.raises(AssetError) as info:
+        _one(tmp_path, png)
+    assert "asset 'visual' is image/png, not a GeoTIFF/COG" in str(info.value)
+    assert "--asset" not in str(info.value) and "role 'visual'" not in str(info.value)
+    untyped_jpg = {"browse": {"href": "b.JPG"}}
+    with pytest.raises(AssetError, match=r"asset 'browse' is a \.JPG file with no media type, not a GeoTIFF/COG"):
+        _one(tmp_path, untyped_jpg)
+    # HLS-like: bands without type or roles (GeoTIFF by name), a JPEG and XML beside them
+    hls = {k: {"href": f"https://h.example/T.{k}.tif"} for k in ("B02", "B03", "B04", "Fmask")}
+    hls.update({"browse": {"href": "https://h.example/T.jpg", "type": "image/jpeg"},
+                "metadata": {"href": "https://h.example/T.xml", "type": "application/xml"}})
+    with pytest.raises(AssetError) as info:
+        _one(tmp_path, hls)
+    assert str(info.value) == (
+        "item it has no GeoTIFF/COG asset with role 'visual' or 'data' (rasters: B02, B03, B04, Fmask; asset "
+        "'browse' is image/jpeg, not a GeoTIFF/COG; asset 'metadata' is application/xml, not a GeoTIFF/COG); "
+        "pass --asset KEY with one of the rasters (for colour: --asset B04,B03,B02, its R,G,B assets)")
+    jp2 = {"B8": {"href": "x", "type": "image/jp2", "roles": ["reflectance"]},
+           "thumb": {"href": "t.png", "type": "image/png"}}
+    with pytest.raises(AssetError, match=r"\(rasters: B8; asset 'thumb' is image/png, not a GeoTIFF/COG\); pass "
+                                         r"--asset KEY"):
+        _one(tmp_path, jp2)
+
+
+@pytest.mark.data
+def test_real_hls_items_still_point_to_asset(shared_data: Path):
+    src = shared_data / "stac" / "pystac-examples" / "item-collection_sample-item-collection.json"
+    errors: list = []
+    assert list(iter_scenes([str(src)], on_error=errors.append)) == []
+    assert errors and all("pass --asset KEY with one of the rasters" in str(e) and "B04" in str(e) for e in errors)
 
 
 def test_missing_asset_key(tmp_path: Path):
@@ -331,7 +403,7 @@ def test_source_errors(tmp_path: Path):
     with pytest.raises(StacError, match="neither STAC JSON nor a raster"):
         list(iter_scenes([str(text)]))
     no_id = {"type": "Feature", "stac_version": "1.0.0", "properties": {}, "geometry": None, "links": [], "assets": {}}
-    with pytest.raises(StacError, match="not a valid STAC item"):
+    with pytest.raises(StacError, match="not a valid STAC Item: datetime is null"):
         list(iter_scenes([str(write_json(tmp_path / "noid.json", no_id))]))
 
 

@@ -389,16 +389,11 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
         from rsir_stac.errors import InputError
         from rsir_stac.ingest.options import IngestOptions, check_options
         from rsir_stac.stac.shard import parse_shard
-        from rsir_stac.store.filters import parse_datetime_range
+        from rsir_stac.store.filter_parse import parse_acquisition_datetime
 
         if req.bands is not None and min(req.bands) < 1:
             raise InputError(f"bands {req.bands} are invalid; give R,G,B band numbers (1-based)")
-        dt = None
-        if req.datetime:
-            start, end = parse_datetime_range(req.datetime)
-            if start is None or end is None:
-                raise InputError(f"datetime {req.datetime!r} has an open end; give an instant or START/END")
-            dt = (start, end)
+        dt = parse_acquisition_datetime(req.datetime, "datetime") if req.datetime else None
         options = IngestOptions(asset=req.asset, bands=tuple(req.bands) if req.bands else None,
                                 tile_size=req.tile_size, stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd,
                                 edge=req.edge, min_valid=req.min_valid, fail_fast=req.fail_fast,

@@ -22,12 +22,14 @@ given; else visual, then red/green/blue single-band assets, then data) and the
 RGB bands and nodata an asset's metadata gives: :mod:`rsir_stac.asset`.
 
 Failures: a source that does not exist, cannot be fetched, is not JSON, or is
-JSON but not STAC raises (the run stops before anything is written), and so
-does a child catalog of it that cannot be read; an item without a usable
-asset, or an item link of a catalogue that is missing or not a valid Item,
-raises (:class:`AssetError`, :class:`StacError` or
-:class:`SourceNotFoundError`, carrying ``item_id``), or is passed to
-``on_error`` and skipped: one broken item does not stop a catalogue.  HTTP reads (documents and linked
+JSON but not STAC raises (the run stops before anything is written).  An item
+without a usable asset, an item link of a catalogue that is missing or not a
+valid Item, a child-catalog link that cannot be read (``item_id``: its href;
+the items below it are not listed) and a feature of an ItemCollection that is
+not a valid Item (``item_id``: its id, else ``feature N of M``) each raise
+(:class:`AssetError`, :class:`StacError` or :class:`SourceNotFoundError`,
+carrying ``item_id``), or are passed to ``on_error`` and skipped: one broken
+item or link does not stop a catalogue or an ItemCollection.  HTTP reads (documents and linked
 children/items) time out after ``$RSIR_HTTP_TIMEOUT`` seconds (default 30).
 
 Layout: :mod:`~rsir_stac.stac.scene` (the :class:`SceneRef` record),

@@ -1,6 +1,7 @@
 """Catalog walking: a STAC JSON document recognised (Item, Collection, Catalog,
 ItemCollection), catalogs walked recursively through their item and child links, and every
-item made a scene; a broken item link fails that item alone, a broken child catalog the walk."""
+item made a scene.  A broken item link, a broken child-catalog link (its items are not
+listed) and an invalid feature of an ItemCollection each fail alone: the rest is listed."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def _stac_kind(d: Any) -> str | None:
         return None
     kind = d.get("type")
     if kind == "FeatureCollection" and isinstance(d.get("features"), list):
-        feats = d["features"]
-        if all(isinstance(f, dict) and f.get("type") == "Feature" and "assets" in f for f in feats):
+        feats = d["features"]  # an ItemCollection when any feature is a STAC Item (the others fail alone)
+        if not feats or any(isinstance(f, dict) and ("assets" in f or "stac_version" in f) for f in feats):
             return "itemcollection"
         return None
     if "stac_version" not in d:
@@ -53,30 +54,78 @@ def _invalid(src: str, kind: str, err: BaseException) -> StacError:
     return StacError(f"{src} is not a valid STAC {kind} ({_one_line(err)}); fix the document or {_FIX}")
 
 
-def _link_error(href: str, parent: str, err: BaseException) -> RsirError:
-    """A one-line error for a link that cannot be followed."""
+#: pystac's messages for an invalid Item, as (what it says, the cause and fix said instead).
+_PYSTAC_CAUSES = (
+    ("If datetime is None, a start_datetime and end_datetime must be supplied",
+     "datetime is null and there is no start_datetime/end_datetime",
+     "give it a datetime, or both start_datetime and end_datetime"),
+)
+
+
+def _item_problem(err: BaseException, doc: Any = None) -> tuple[str, str]:
+    """``(cause, fix)`` of an Item that pystac refused with ``err`` (``doc``: its JSON, when at
+    hand): an impossible time named (``2021-06 has 30 days, no day 31``), pystac's own words
+    made plain, else its message in one line."""
+    from rsir_stac.stac.leapseconds import TIME_PROPERTIES
+    from rsir_stac.store.filter_parse import datetime_problem
+
+    props = doc.get("properties") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and not isinstance(props, dict):
+        return "it has no properties object", "give it properties with a datetime"
+    for key in TIME_PROPERTIES if props else ():
+        value = props.get(key)
+        problem = datetime_problem(value) if isinstance(value, str) else None
+        if problem:
+            return f"its {key} {value!r} names no real time: {problem}", f"correct its {key}"
+    text = _one_line(err)
+    for said, cause, fix in _PYSTAC_CAUSES:
+        if said in text:
+            return cause, fix
+    if isinstance(err, KeyError) and err.args:
+        return f"it has no {err.args[0]!r} member", f"give it {err.args[0]!r}"
+    if text.startswith("Invalid Item: "):
+        text = text[len("Invalid Item: "):]
+    return text or type(err).__name__, "fix the item"
+
+
+def _link_error(href: str, parent: str, err: BaseException, want: str = "object") -> RsirError:
+    """A one-line error for a link that cannot be followed (``want``: ``"Item"`` or ``"Catalog"``)."""
     cause: BaseException | None = err
     while isinstance(cause, pystac.STACError) and cause.__cause__ is not None:
         cause = cause.__cause__
-    where = f"{href} (linked from {parent})"
+    child = want == "Catalog"
+    where = f"{'child catalog ' if child else ''}{href} (linked from {parent})"
+    lost = " (its items are not ingested)" if child else ""
     if isinstance(cause, RsirError):  # from _StacIO: already names the URL and the fix
-        return type(cause)(f"linked from {parent}: {cause}")
+        return type(cause)(f"{'child catalog ' if child else ''}linked from {parent}{lost}: {cause}")
     if isinstance(cause, FileNotFoundError):
-        return SourceNotFoundError(f"{where} does not exist; fix the link or the catalog")
+        return SourceNotFoundError(f"{where} does not exist{lost}; fix the link or the catalog")
     if isinstance(cause, json.JSONDecodeError):
-        return StacError(f"{where} is not valid JSON ({cause.msg}); fix the file")
+        return StacError(f"{where} is not valid JSON ({cause.msg}){lost}; fix the file")
     if isinstance(cause, (pystac.STACError, KeyError, TypeError, ValueError)):
-        return _invalid(where, "object", cause)
-    return SourceNotFoundError(f"{where} cannot be read ({_one_line(cause or err)}); fix the link or check the network")
+        if want == "Item":
+            problem, fix = _item_problem(cause)
+            return StacError(f"{where} is not a valid STAC Item: {problem}; {fix}")
+        return StacError(f"{where} is not a valid STAC {want} ({_one_line(cause)}){lost}; fix the document")
+    return SourceNotFoundError(f"{where} cannot be read ({_one_line(cause or err)}){lost}; fix the link or check "
+                               "the network")
+
+
+def _failed(err: RsirError, name: str) -> RsirError:
+    """``err`` named for the ingest report: ``item_id`` (an item's id, a link's file stem, a child
+    catalog's href, or ``feature N of M``)."""
+    err.item_id = name  # type: ignore[attr-defined]
+    return err
 
 
 def _walk(
     cat: pystac.Catalog, root: pystac.Catalog, collection: str | None, seen: set[str]
 ) -> Iterator[tuple[pystac.Item | RsirError, str | None]]:
-    """Items below ``cat`` (its items first, then its children, in link order).  An item link
-    that cannot be read or is not a valid Item is yielded as its error (carrying ``item_id``,
-    the link's file stem): one broken item of a catalogue fails alone, like an item without
-    a usable asset.  A child catalog that cannot be read stops the walk (raised)."""
+    """Items below ``cat`` (its items first, then its children, in link order).  A link that
+    cannot be read or is not of its kind is yielded as its error: an item link's carries
+    ``item_id`` = the link's file stem, a child catalog's its href.  One broken link of a
+    catalogue fails alone (a broken child: the items below it), like an item without a usable
+    asset."""
     self_href = cat.get_self_href() or cat.id
     if self_href in seen:
         return
@@ -86,21 +135,50 @@ def _walk(
     for rel, want in ((pystac.RelType.ITEM, pystac.Item), (pystac.RelType.CHILD, pystac.Catalog)):
         for link in cat.get_links(rel):
             href = link.get_absolute_href() or link.href
+            name = href if want is pystac.Catalog else \
+                os.path.splitext(os.path.basename(urllib.parse.urlsplit(href).path))[0]
             try:
                 target = link.resolve_stac_object(root=root).target
             except Exception as err:  # noqa: BLE001 - classified into one-line errors
-                failure = _link_error(href, self_href, err)
-                if want is not pystac.Item:
-                    raise failure from err
-                failure.item_id = os.path.splitext(os.path.basename(urllib.parse.urlsplit(href).path))[0]  # type: ignore[attr-defined]
-                yield failure, collection
+                yield _failed(_link_error(href, self_href, err, want.__name__), name), collection
                 continue
             if not isinstance(target, want):
-                raise StacError(f"{href} (linked from {self_href} as {rel}) is not a STAC {want.__name__}; fix the link")
+                lost = " (its items are not ingested)" if want is pystac.Catalog else ""
+                yield _failed(StacError(f"{href} (linked from {self_href} as {rel}) is not a STAC "
+                                        f"{want.__name__}{lost}; fix the link"), name), collection
+                continue
             if isinstance(target, pystac.Item):
                 yield target, collection
             else:
                 yield from _walk(target, root, collection, seen)
+
+
+def _feature_items(d: dict, src: str) -> Iterator[tuple[pystac.Item | RsirError, None]]:
+    """The Items of an ItemCollection, one by one: a feature pystac refuses (or without an id)
+    is yielded as its error, named by its id (or ``feature N of M``), and fails alone."""
+    feats = d["features"]
+    total = len(feats)
+    for n, feat in enumerate(feats, 1):
+        fid = feat.get("id") if isinstance(feat, dict) else None
+        usable = isinstance(fid, str) and fid.strip() != ""
+        name = fid if usable else f"feature {n} of {total}"
+        where = f"item {fid} (feature {n} of {total} of {src})" if usable else f"feature {n} of {total} of {src}"
+        if not isinstance(feat, dict) or feat.get("type") != "Feature":
+            yield _failed(StacError(f"{where} is not a STAC Item (not a GeoJSON Feature); fix the feature or "
+                                    "leave it out"), name), None
+            continue
+        if "assets" not in feat:
+            yield _failed(StacError(f"{where} is not a STAC Item (no 'assets'); give it its assets or leave it "
+                                    "out"), name), None
+            continue
+        if not usable:
+            yield _failed(StacError(f"{where} has no id; give each item a unique string id"), name), None
+            continue
+        try:
+            yield pystac.Item.from_dict(feat, preserve_dict=True), None
+        except Exception as err:  # noqa: BLE001 - pystac raises many kinds; each becomes a one-line cause
+            problem, fix = _item_problem(err, feat)
+            yield _failed(StacError(f"{where} is not a valid STAC Item: {problem}; {fix}"), name), None
 
 
 def _scenes_from_json(
@@ -119,10 +197,9 @@ def _scenes_from_json(
         read_leap_seconds(d)
     try:
         if kind == "item":
-            pairs: Iterable[tuple[pystac.Item, str | None]] = [(pystac.Item.from_dict(d, href=src, migrate=True), None)]
+            pairs: Iterable[tuple[pystac.Item | RsirError, str | None]] = [(pystac.Item.from_dict(d, href=src, migrate=True), None)]
         elif kind == "itemcollection":
-            items = pystac.ItemCollection.from_dict(d, preserve_dict=False).items
-            pairs = [(it, None) for it in items]
+            pairs = _feature_items(d, src)
         else:
             root = pystac.read_dict(d, href=src, stac_io=_StacIO())
             if not isinstance(root, pystac.Catalog):
@@ -131,13 +208,20 @@ def _scenes_from_json(
     except (pystac.STACError, KeyError, TypeError, ValueError) as err:
         if isinstance(err, RsirError):
             raise
+        if kind == "item":
+            problem, fix = _item_problem(err, d)
+            raise StacError(f"{src} is not a valid STAC Item: {problem}; {fix}") from err
         raise _invalid(src, kind, err) from err
     count = 0
     for item, collection in pairs:
         count += 1
-        try:
-            if isinstance(item, RsirError):  # an item link of a catalogue that could not be read
+        if isinstance(item, RsirError):  # a link or feature that could not be read: it fails alone
+            if on_error is None:
                 raise item
+            log.info("skipping: %s", item)
+            on_error(item)
+            continue
+        try:
             yield _scene_from_item(item, collection, src, asset, bands)
         except (AssetError, StacError, SourceNotFoundError) as err:
             if on_error is None:

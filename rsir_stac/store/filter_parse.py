@@ -10,6 +10,7 @@ search areas (:func:`load_polygon`, :func:`polygon_from_geojson`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from rsir_stac.errors import InputError, SourceNotFoundError
 from rsir_stac.store.areas import GeoArea, Ring, check_ring
 
 BBox = tuple[float, float, float, float]
+
+log = logging.getLogger(__name__)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -172,19 +175,66 @@ def leap_second_as_last_instant(text: str) -> datetime | None:
     return dt if (dt.hour, dt.minute) == (23, 59) else None
 
 
-def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
-    """Parse ``"START/END"``, ``"START/.."``, ``"../END"`` or a single instant.
+#: The parts of one instant of a datetime text, for :func:`datetime_problem`.
+_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+                    r"([Zz]|[+-](\d{2}):?(\d{2}))?)?)?)?$")
 
-    Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
-    00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
-    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC; a leap
-    second (``23:59:60Z``, at 23:59 UTC only) is read as 23:59:59.999999
-    (:func:`leap_second_as_last_instant`).
-    Returned datetimes are timezone-aware UTC; ``None`` is an open end.
-    """
+
+def datetime_problem(text: str) -> str | None:
+    """Why one RFC 3339 datetime, date, month or year names no real moment (``there is no month
+    13``, ``2021-02 has 28 days, no day 29``, hour 24, a second 60 that is no leap second), or
+    None when it does or when ``text`` is not of that shape at all.  The web page's Dates box
+    says the same (``rsir_stac/web/state.js``)."""
+    import calendar
+
+    m = _PARTS.match(str(text).strip())
+    if not m:
+        return None
+    y, mo, d, hh, mi, ss, _frac, zone, oh, om = m.groups()
+    if int(y) < 1:
+        return "there is no year 0000"
+    if mo and not 1 <= int(mo) <= 12:
+        return f"there is no month {mo} (months are 01..12)"
+    if d:
+        days = calendar.monthrange(int(y), int(mo))[1]
+        if not 1 <= int(d) <= days:
+            return f"{y}-{mo} has {days} days, no day {d} (its last is {y}-{mo}-{days:02d})"
+    if hh and int(hh) > 23:
+        return f"there is no hour {hh} (hours are 00..23)"
+    if mi and int(mi) > 59:
+        return f"there is no minute {mi} (minutes are 00..59)"
+    if oh and (int(oh) > 23 or int(om) > 59):
+        return f"there is no time zone offset {zone}"
+    if ss and int(ss) > 60:
+        return f"there is no second {ss} (seconds are 00..59, 60 for a leap second)"
+    if ss == "60" and leap_second_as_last_instant(text) is None:
+        return "second 60 is a leap second only at 23:59 UTC (RFC 3339)"
+    return None
+
+
+def naive_datetime_note(text: str | None, what: str = "--datetime") -> str | None:
+    """A short note when a bound of the datetime ``text`` gives a time of day without a time zone
+    (read as UTC), else None: a date, month or year alone is a whole UTC period and gets none."""
+    if not text:
+        return None
+    for part in str(text).split("/"):
+        m = _PARTS.match(part.strip())
+        if m and m.group(4) is not None and m.group(8) is None:
+            return (f"{what} {part.strip()} has no time zone, so it is read as UTC; add Z or an offset "
+                    "(e.g. +02:00) to say otherwise")
+    return None
+
+
+#: The forms of a datetime filter, for messages.
+RANGE_FORM = ("START/END with RFC 3339 datetimes, dates, months or years, e.g. 2020-01-01/2020-12-31T23:59:59Z or "
+              "2015; '..' for an open end")
+#: The forms of an acquisition time (ingest's ``--datetime``), for messages.
+ACQUISITION_FORM = ("an instant or START/END with RFC 3339 datetimes or dates, e.g. 2020-06-01T10:30:00Z, "
+                    "2020-06-01 or 2020-01-01/2020-12-31")
+
+
+def _parse_range(text: str, form: str) -> tuple[datetime | None, datetime | None]:
     raw = str(text).strip()
-    form = ("START/END with RFC 3339 datetimes, dates, months or years, e.g. 2020-01-01/2020-12-31T23:59:59Z or "
-            "2015; '..' for an open end")
     parts = raw.split("/")
     if len(parts) > 2 or not raw:
         raise InputError(f"datetime {text!r} must be {form}")
@@ -197,11 +247,47 @@ def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
             start = None if a in ("", "..") else _parse_instant(a, end=False)
             end = None if b in ("", "..") else _parse_instant(b, end=True)
     except ValueError:
+        for part in parts:
+            problem = datetime_problem(part)
+            if problem:
+                where = f"in {part.strip()!r}, " if len(parts) > 1 else ""
+                raise InputError(f"datetime {text!r} names no real time: {where}{problem}; give a date or "
+                                 "time that exists") from None
         raise InputError(f"datetime {text!r} must be {form}") from None
     if start is None and end is None:
         raise InputError(f"datetime {text!r} has no bound; give START, END or both")
     if start is not None and end is not None and start > end:
         raise InputError(f"datetime {text!r} ends before it starts; swap START and END")
+    return start, end
+
+
+def parse_datetime_range(text: str) -> tuple[datetime | None, datetime | None]:
+    """Parse ``"START/END"``, ``"START/.."``, ``"../END"`` or a single instant.
+
+    Bounds are RFC 3339 datetimes or dates, or a year or month (a date as START is
+    00:00:00, as END 23:59:59.999999; a single date, month or year covers that period:
+    ``2015`` is the whole year, as pystac-client reads it).  Naive times are UTC
+    (:func:`naive_datetime_note` says so); a leap
+    second (``23:59:60Z``, at 23:59 UTC only) is read as 23:59:59.999999
+    (:func:`leap_second_as_last_instant`).  A date or time that does not exist (month 13,
+    29 February 2021, hour 24) is refused naming the impossible part (:func:`datetime_problem`).
+    Returned datetimes are timezone-aware UTC; ``None`` is an open end.
+    """
+    return _parse_range(text, RANGE_FORM)
+
+
+def parse_acquisition_datetime(text: str, what: str = "--datetime") -> tuple[datetime, datetime]:
+    """The acquisition time given to bare rasters (ingest's ``--datetime``): an instant or a
+    closed ``START/END`` interval as :func:`parse_datetime_range` reads them (a date, month or
+    year covers that period), as ``(start, end)``.  An open end is refused; a time of day without
+    a time zone is read as UTC and logged as a warning once."""
+    start, end = _parse_range(text, ACQUISITION_FORM)
+    if start is None or end is None:
+        raise InputError(f"{what} {text!r} has an open end; give an instant or START/END, "
+                         "e.g. 2020-06-01T10:30:00Z or 2020-01-01/2020-12-31")
+    note = naive_datetime_note(text, what)
+    if note:
+        log.warning("%s", note)
     return start, end
 
 
@@ -288,5 +374,6 @@ def _crs_name(doc: Any) -> str | None:
     return name.strip() if isinstance(name, str) and name.strip() else None
 
 
-__all__ = ["BBox", "LONLAT_CRS_NAMES", "load_polygon", "parse_bbox", "parse_datetime_range", "parse_near",
-           "plain_float", "polygon_from_geojson"]
+__all__ = ["BBox", "LONLAT_CRS_NAMES", "datetime_problem", "load_polygon", "naive_datetime_note",
+           "parse_acquisition_datetime", "parse_bbox", "parse_datetime_range", "parse_near", "plain_float",
+           "polygon_from_geojson"]
