@@ -88,8 +88,13 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
         reader.close()
         opened = square_pixels(scene, SceneReader.open(scene.href, target_gsd=None, **kw), kw)
         own = opened[1] if opened[1] is not None else native  # square pixels of the longer side, if not square
-        log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at its own GSD, %.3g m "
-                    "(pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
+        if abs(own - native) > 0.005 * native:  # pixels not square: say how the two figures relate
+            log.warning("%s: native GSD %.3g m (the geometric mean of its pixel sides) is much coarser than the "
+                        "model's %.3g m; tiling at its own GSD in square pixels of its longer side, %.3g m (pass "
+                        "--gsd to force a resolution)", scene.item_id, native, gsd, own)
+        else:
+            log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at its own GSD, "
+                        "%.3g m (pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
         return opened
     if options.gsd is None and fine_fallback and _keeps_no_tile(reader, tile_size, options):
         coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size, options)

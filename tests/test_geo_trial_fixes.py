@@ -237,3 +237,16 @@ def test_a_feature_without_geometry_is_named_as_such(tmp_path):
         load_polygon(path)
     msg = str(info.value)
     assert "Feature with no geometry" in msg and "not a GeoJSON object" not in msg and "\n" not in msg
+
+
+def test_a_coarse_scene_with_oblong_pixels_says_how_its_two_gsds_relate(tmp_path, tiny_bundle, caplog):
+    """Trial: 'native GSD 67 m is much coarser ...; tiling at its own GSD, 97.7 m' (pixels 97.7 x
+    45.9 m): two 'own GSD' figures in one sentence.  The first is now said to be the geometric mean."""
+    tif = make_geotiff(tmp_path / "oblong.tif", width=256, height=256, res=(100.0, 25.0), seed=3)
+    with caplog.at_level(logging.WARNING):
+        report = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                        options=IngestOptions(tile_size=64, min_valid=0.0))
+    assert report.ok
+    (msg,) = [r.getMessage() for r in caplog.records if "much coarser" in r.getMessage()]
+    assert "native GSD 50 m (the geometric mean of its pixel sides)" in msg, msg
+    assert "square pixels of its longer side, 100 m" in msg, msg
