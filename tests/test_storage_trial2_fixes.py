@@ -74,6 +74,14 @@ def test_a_snapshot_never_writes_through_a_planted_link(idx, built, tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask  # the mode a plain open() gives
     assert sorted(p.name for p in shared.iterdir()) == [".n.tar.gz.partial", "n.tar.gz"]  # no temp file left
+    # a partial archive a killed snapshot left (its process gone) goes with the next snapshot of that name;
+    # another user's file of that pattern, or a link, stays
+    dead = shared / ".n.tar.gz.999999999.abc.partial"
+    dead.write_bytes(b"half")
+    link = shared / ".n.tar.gz.999999998.abc.partial"
+    link.symlink_to(victim)
+    assert _cli("snapshot", shared / "n.tar.gz", "--index", idx, "--force").exit_code == 0
+    assert not dead.exists() and link.is_symlink() and victim.read_text() == "precious"
     restored = tmp_path / "restored"
     assert _cli("restore", out, "--index", restored).exit_code == 0
     _assert_equal_to_clean(restored, built[2])

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from dataclasses import asdict, dataclass
@@ -131,9 +132,10 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
                     "rsir_stac_version": _version(), "collection": collection, "points": points,
                     "meta": meta.to_dict() if meta is not None else None, "data_bytes": data, "files": entries}
         tmp = None
+        _remove_stale_partials(dst)
         try:
             # a new file of a random name (O_CREAT|O_EXCL: never through a link planted in a shared folder)
-            fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".partial")
+            fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.{os.getpid()}.", suffix=".partial")
             tmp = Path(name)
             umask = os.umask(0)
             os.umask(umask)
@@ -161,6 +163,22 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
             raise
     log.info("snapshot of %s (%d points) written to %s", src, points, dst)
     return SnapshotReport(str(dst), str(src), points, len(files), data, dst.stat().st_size)
+
+
+def _remove_stale_partials(dst: Path) -> None:
+    """Remove the partial archives of ``dst`` that killed snapshots left (``.NAME.<pid>.<random>.partial``
+    of a process that is gone), only regular files of this user: never another user's file or link."""
+    from rsir_stac.atomic import pid_alive
+
+    for p in dst.parent.glob(f".{dst.name}.*.partial"):
+        pid = p.name[len(dst.name) + 2:].split(".", 1)[0]
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if pid.isdigit() and not pid_alive(int(pid)) and stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+            p.unlink(missing_ok=True)
+            log.info("removed %s, left by a killed snapshot", p.name)
 
 
 def _refuse_damaged(store: Any) -> None:
