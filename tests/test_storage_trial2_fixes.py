@@ -264,3 +264,26 @@ def test_a_lost_point_is_damage_not_an_unknown_id(idx, built, tiny_bundle):
     r = _cli("search", "--point-id", "00000000-0000-5000-8000-000000000000", "--index", idx, "--model",
              tiny_bundle.path)
     assert r.exit_code == 2 and "check the id" in r.output, r.output  # an id never written: still bad input
+
+
+def test_restore_names_a_planted_staging_link_and_says_what_force_replaces(idx, built, tmp_path, caplog):
+    """Finding 8: a link at ``.NAME.restoring`` was refused as 'cannot restore into DIR (File exists)',
+    not naming it; ``restore --force`` replaced an index without a word on what it held."""
+    import logging
+
+    snap = tmp_path / "s.tar.gz"
+    assert _cli("snapshot", snap, "--index", idx).exit_code == 0
+    target = tmp_path / "r"
+    stage = tmp_path / ".r.restoring"
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    stage.symlink_to(victim)
+    r = _cli("restore", snap, "--index", target)
+    assert r.exit_code == 1 and f"{stage} is a link" in r.output and f"rm {stage}" in r.output, r.output
+    stage.unlink()  # the advice
+    assert _cli("restore", snap, "--index", target).exit_code == 0
+    with caplog.at_level(logging.WARNING):
+        r = _cli("restore", snap, "--index", target, "--force")
+    assert r.exit_code == 0, r.output
+    assert f"its {len(built[2])} recorded points are replaced" in caplog.text
+    assert not any(victim.iterdir())

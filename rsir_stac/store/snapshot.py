@@ -320,6 +320,10 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
         raise TargetExistsError(f"index {dst} already has a collection {collection!r}; restore into a new --index, "
                          "or pass --force to replace it")
     stage = dst.parent / f".{dst.name}.restoring"
+    if stage.is_symlink():  # not ours: a link planted where the restore stages its files is never followed
+        tf.close()
+        raise StoreError(f"cannot restore into {dst}: {stage} is a link, not a folder rsir-stac made; remove it "
+                         f"(`rm {stage}`) and run the restore again")
     need = _restore_bytes(manifest, dst.parent)
     try:
         with tf:
@@ -339,13 +343,19 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
         if not report.ok or report.points != expected:
             why = "; ".join(f.message for f in report.findings) or f"{report.points} points, not {expected}"
             raise SnapshotError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
+        if (dst / collection).exists():  # --force: say what goes
+            from rsir_stac.store.integrity import _ledger_count
+
+            log.warning("restore --force: index %s and its %d recorded points are replaced by the snapshot's %d "
+                        "points (no copy of them is kept)", dst, _ledger_count(dst, collection), report.points)
         _swap_in(stage, dst, collection, _IndexLock)
     except OSError as exc:  # DiskFullError included: whatever part ran out of space, say what the restore needs
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(exc, DiskFullError) or is_disk_full(exc):
             raise disk_full(dst.parent, f"restoring {src} into {dst}", need=need,
                             intact="the index is untouched") from None
-        raise StoreError(f"cannot restore into {dst} ({exc.strerror or exc}); choose a writable --index") from None
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        raise StoreError(f"cannot restore into {dst} ({exc.strerror or exc}{where}); choose a writable --index") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
