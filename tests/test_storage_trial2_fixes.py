@@ -287,3 +287,39 @@ def test_restore_names_a_planted_staging_link_and_says_what_force_replaces(idx, 
     assert r.exit_code == 0, r.output
     assert f"its {len(built[2])} recorded points are replaced" in caplog.text
     assert not any(victim.iterdir())
+
+
+def test_a_tampered_archive_names_what_is_wrong_with_a_member(idx, built, tmp_path):
+    """Finding 8: a member listed in the manifest but stored as a link, or twice, was refused as
+    'is not in its manifest'."""
+    import io
+    import tarfile
+
+    snap = tmp_path / "s.tar.gz"
+    assert _cli("snapshot", snap, "--index", idx).exit_code == 0
+    with tarfile.open(snap) as tf:
+        members = [(m, tf.extractfile(m).read() if m.isfile() else None) for m in tf]
+    target = next(m.name for m, _ in members if m.name.endswith("meta.json"))
+
+    def rewrite(path, change):
+        with tarfile.open(path, "w:gz") as out:
+            for m, data in members:
+                for mm, dd in change(m, data):
+                    out.addfile(mm, io.BytesIO(dd) if dd is not None else None)
+
+    def as_link(m, data):
+        if m.name != target:
+            return [(m, data)]
+        link = tarfile.TarInfo(m.name)
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        return [(link, None)]
+
+    bad = tmp_path / "link.tar.gz"
+    rewrite(bad, as_link)
+    r = _cli("restore", bad, "--index", tmp_path / "r1")
+    assert r.exit_code == 2 and f"member {target!r} is a link" in r.output, r.output
+    twice = tmp_path / "twice.tar.gz"
+    rewrite(twice, lambda m, d: [(m, d), (m, d)] if m.name == target else [(m, d)])
+    r = _cli("restore", twice, "--index", tmp_path / "r2")
+    assert r.exit_code == 2 and f"member {target!r} appears twice" in r.output, r.output
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

@@ -243,8 +243,11 @@ def _members(tf: tarfile.TarFile, manifest: dict, path: Path, sink=None) -> int:
             if m.name == MANIFEST:
                 continue
             name = _safe_name(m.name, path)
-            if not m.isfile() or name not in want or name in seen:
-                raise SnapshotError(f"snapshot {path}: member {name!r} is not in its manifest; use another copy")
+            why = ("is not in its manifest" if name not in want else "appears twice" if name in seen
+                   else None if m.isfile() else "is a link" if m.issym() or m.islnk() else "is not a regular file")
+            if why:
+                raise SnapshotError(f"snapshot {path}: member {name!r} {why}, which rsir-stac never writes (the archive "
+                                    "was altered); use another copy")
             e = want[name]
             if m.size != e["size"]:
                 raise SnapshotError(f"snapshot {path}: {name} is {m.size} bytes, the manifest says {e['size']}; use another copy")
