@@ -71,6 +71,7 @@ from rsir_stac.store.engine_filters import to_edge_filter  # noqa: F401 - benchm
 from rsir_stac.store.folder import (
     LOCK_NAME,
     _IndexLock,
+    _compact_engine_message,
     _denied,
     _engine_message,
     _fsync_dir,
@@ -193,15 +194,16 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         msg = _engine_message(exc)
         if self._private is not None:  # name the index, not the private copy it was loaded from
             msg = msg.replace(str(self._private), str(self.shard_dir))
+        raw, msg = msg, _compact_engine_message(msg, self.index)  # raw for the tests below, msg to show
         if is_disk_full(exc):
             return disk_full(self.index, action)
         if file_too_large(exc):
             return StoreError(too_large_message(self.index, action))
-        if "WouldBlock" in msg:
+        if "WouldBlock" in raw:
             return IndexInUseError(
                 f"index {self.index} is in use by another process (its WAL is locked); wait for it or use another --index"
             )
-        if _denied(msg):
+        if _denied(raw):
             err = StoreError(f"index {self.index}: {action} failed ({msg}); check the permissions of {self.index} "
                              "and the files in it")
         elif action == "loading the Edge shard":
@@ -212,7 +214,7 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         elif action.startswith("creating") and not self.shard_dir.is_dir():  # no index yet: nothing to check
             err = StoreError(f"index {self.index}: {action} failed ({msg}); check the free space, permissions and "
                              f"file-size limit (`ulimit -f`) for {self.index}, then re-run the same command")
-        elif _looks_damaged(msg):
+        elif _looks_damaged(raw):
             err = StoreError(
                 f"index {self.index} is damaged: {action} failed ({msg}); run `rsir-stac check --index {self.index} "
                 "--repair`, then re-run the ingest that built it to restore the points it drops")
@@ -220,7 +222,7 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
             err = StoreError(
                 f"index {self.index}: {action} failed ({msg}); run `rsir-stac check --index {self.index}` to find "
                 "damaged files (`--repair`, then re-running the ingest that built it, fixes them)")
-        err.engine_message = msg  # type: ignore[attr-defined]
+        err.engine_message = raw  # type: ignore[attr-defined]
         return err
 
     def _ensure_indexes(self) -> None:

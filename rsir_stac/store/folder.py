@@ -301,6 +301,21 @@ def _looks_damaged(msg: str) -> bool:
     return any(p in low for p in _DAMAGE_PHRASES)
 
 
+def _compact_engine_message(msg: str, index: Path) -> str:
+    """An engine message made shorter for one error line that already names ``index``: its paths
+    relative to the index folder, and the engine's repeated ``Service runtime error:`` prefixes
+    once (a segment descriptor that was a folder gave ~900 characters, the path 3-4 times)."""
+    import re
+
+    msg = msg.replace(f"{index}/", "")
+    msg = re.sub(r"(Service runtime error:\s*)+", "Service runtime error: ", msg)
+    msg = re.sub(r"(: Service runtime error: )", ": ", msg)
+    parts = msg.split(": ")
+    if len(msg) > 240 and len(parts) > 4:  # the chain's head (what failed) and its tail (the cause)
+        msg = ": ".join(parts[:2]) + ": ...: " + ": ".join(parts[-2:])
+    return msg
+
+
 def _denied(msg: str) -> bool:
     low = msg.lower()
     return "permission denied" in low or "os error 13" in low or "read-only file system" in low

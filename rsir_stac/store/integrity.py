@@ -223,8 +223,11 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
 
         report.loadable = False
         report.ledger_points = _ledger_count(path, collection)
-        why = _engine_message(exc)
-        if "permission denied" in why.lower():  # this user may not read it: not damage, nothing to set aside
+        from rsir_stac.store.folder import _compact_engine_message
+
+        raw = _engine_message(exc)
+        why = _compact_engine_message(raw, path)
+        if "permission denied" in raw.lower():  # this user may not read it: not damage, nothing to set aside
             report.findings.append(Finding("permission", f"this user may not read all of {collection}/ ({why})"))
             return report
         report.findings.append(Finding("engine", f"the engine cannot open the index: it fails loading "
