@@ -30,8 +30,9 @@ _POLE_TOL = 1e-9  # degrees from ±90 taken as on the pole
 def geometries_to_lonlat(geoms: Any, crs: Any, what: str) -> list:
     """``geoms`` (shapely geometries in ``crs``, a pyproj-readable CRS) in lon/lat degrees, as shapely
     geometries: polygons and lines densified first in a projected CRS, rings around a pole made polar
-    caps (module doc).  Points are reprojected as they are.  Raises InputError naming ``what`` for a
-    ring that winds around a pole but crosses the antimeridian several times (not read as a cap)."""
+    caps (module doc).  Points are reprojected as they are.  Raises InputError naming ``what`` for an
+    invalid polygon (a self-intersecting ring, checked before densifying, which would re-node it) and
+    for a ring that winds around a pole but crosses the antimeridian several times (not read as a cap)."""
     import pyproj
 
     src = pyproj.CRS.from_user_input(crs)
@@ -46,6 +47,13 @@ def _to_lonlat(geom: Any, fwd: Any, back: Any, densify: bool, what: str) -> Any:
 
     if geom.is_empty:
         return geom
+    if geom.geom_type in ("Polygon", "MultiPolygon") and not geom.is_valid:
+        from shapely.validation import explain_validity
+
+        # refused here, in its own CRS: densifying re-nodes a bow-tie into one valid lobe, silently
+        raise InputError(f"{what} holds a polygon that is not valid in its own CRS ({explain_validity(geom)}); fix "
+                         "self-intersections and keep holes inside the outer ring (QGIS: Vector > Geometry Tools > "
+                         "Check Validity, or Fix Geometries)")
     if densify and geom.geom_type not in ("Point", "MultiPoint"):
         w, s, e, n = geom.bounds
         step = float(np.hypot(e - w, n - s)) / DENSIFY_PARTS
@@ -190,7 +198,7 @@ def _cap(pts: list[tuple[float, float]], pole: float, what: str) -> list[tuple[f
     # the latitude where the edge a -> b meets the antimeridian (lb' = lb moved to a's side)
     lb_side = lb + 360.0 if la > 0 else lb - 360.0
     edge = 180.0 if la > 0 else -180.0
-    t = (edge - la) / (lb_side - la)
+    t = (edge - la) / (lb_side - la) if lb_side != la else 0.0  # a on the antimeridian itself: it is the crossing
     cross = pa + t * (pb - pa)
     start, end = (-edge, cross), (edge, cross)  # seq runs from -edge's side round to edge's side
     out = [start] + [tuple(p) for p in seq] + [end, (edge, pole), (-edge, pole), start]

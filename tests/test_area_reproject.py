@@ -70,3 +70,16 @@ def test_an_area_across_the_antimeridian_in_utm_is_cut_there(tmp_path):
     area = load_polygon(_save(tmp_path, geom, crs))
     _agree(area, geom, crs, [(lon, lat) for lon in (179.96, 179.99, -179.99, -179.96, 179.9, -179.9)
                              for lat in (-16.53, -16.5, -16.47)])
+
+
+def test_a_bow_tie_in_a_projected_crs_is_refused_not_halved(tmp_path):
+    """Re-check: a self-intersecting ring in EPSG:32614 was densified (which re-nodes it into one
+    valid lobe) and searched as a quarter of its hull, exit 0."""
+    from shapely.geometry import Polygon
+
+    from rsir_stac.errors import InputError
+
+    bowtie = Polygon([(200e3, 4600e3), (800e3, 5200e3), (800e3, 4600e3), (200e3, 5200e3)])
+    path = _save(tmp_path, bowtie, "EPSG:32614")
+    with pytest.raises(InputError, match=r"not valid in its own CRS \(Self-intersection"):
+        load_polygon(path)

@@ -46,3 +46,48 @@ def test_neighbours_of_a_tile_across_180_are_cut_at_the_distance_asked(lat):
             dropped = area.contains(loc["lon"], loc["lat"])
             side = c == 1 or r == 1  # 38.4 m from the example's edge; corners are 54.3 m away
             assert dropped == (side and not side_kept), (d, (c, r), dropped)
+
+
+@pytest.mark.parametrize("lon, lat, d, tile", [(100.0, -89.99, 1e6, 76.8), (0.0, 90.0, 3e5, 76.8), (45.0, -80.0, 30.0, 76.8),
+                                               (-179.99, 70.0, 5000.0, 76.8)])
+def test_the_exclusion_is_the_set_of_centres_within_the_distance_anywhere(lon, lat, d, tile):
+    """Re-check: near a pole the exclusion fell back to a circle that dropped nothing at 200 km or
+    more, or crashed (GEOSException); a centre exactly on 180 was never dropped.  The grown area is
+    now brought back like an area file (polar caps, cut at 180) and answered like --within."""
+    import numpy as np
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    # a square tile about (lon, lat): its corners tile/sqrt(2) from the centre at 45, 135, 225, 315 degrees
+    corners = [geod.fwd(lon, lat, az, tile / np.sqrt(2))[:2] for az in (315, 45, 135, 225)]
+    from rsir_stac.tiling.footprints import footprint_geometry as ring_geometry
+
+    geom = ring_geometry(corners, pole=90.0 if lat > 89 else -90.0 if lat < -89 else None)
+    rings = [p[0] for p in geom["coordinates"]] if geom["type"] == "MultiPolygon" else [geom["coordinates"][0]]
+    from shapely.geometry import Point, Polygon
+
+    payload = {"corners": [{"lon": a, "lat": b} for a, b in corners], "location": {"lon": lon, "lat": lat},
+               "bbox": [min(c[0] for c in corners), min(c[1] for c in corners), max(c[0] for c in corners),
+                        max(c[1] for c in corners)]}
+    around, areas = footprint_exclusion(payload, d)
+    assert not around and areas
+    area = GeoArea(tuple(p for ring in areas for p in GeoArea.from_rings(ring).polygons))
+    rng = np.random.default_rng(1)
+    for az, dist in zip(rng.uniform(0, 360, 400), rng.uniform(0, 2.5 * (d + tile), 400)):
+        plon, plat, _ = geod.fwd(lon, lat, az, dist)
+        plon = 180.0 if abs(abs(plon) - 180.0) < 1e-3 else plon  # some on 180 itself
+        # truth: the geodesic distance from the point to the tile's edge (densified), 0 inside
+        near = min(geod.inv(plon, plat, *_along(corners, k))[2] for k in range(400))
+        inside = any(Polygon(r).buffer(0).contains(Point(plon, plat)) for r in rings)
+        truth = inside or near <= d
+        margin = max(2.0, 2e-5 * d) + tile / 100
+        if abs(near - d) > margin:  # away from the boundary, where rounding decides
+            assert area.contains(plon, plat) == truth, (plon, plat, near, d)
+
+
+def _along(corners, k, n=400):
+    """Point k of n along the closed ring of corners (lon/lat, straight in lon/lat between them)."""
+    side, t = divmod(k * 4 / n, 1)
+    a, b = corners[int(side) % 4], corners[(int(side) + 1) % 4]
+    dlon = (b[0] - a[0] + 540) % 360 - 180
+    return a[0] + t * dlon, a[1] + t * (b[1] - a[1])

@@ -170,3 +170,17 @@ def test_a_datetime_without_zone_is_said_to_be_utc(tmp_path, tif, tiny_bundle, c
     notes = [ln for ln in r.stderr.splitlines() if "no time zone" in ln]
     assert notes == ["note: --datetime 2021-06-02T04:30:00 has no time zone, so it is read as UTC; add Z or an "
                      "offset (e.g. +02:00) to say otherwise"]
+
+
+@pytest.mark.parametrize("text, why", [("2021-06-02T04:30:00+05:99", "no time zone offset +05:99"),
+                                       ("2021-06-02T04:30:00-12:60", "no time zone offset -12:60")])
+def test_an_offset_with_minutes_past_59_is_refused_not_shifted(text, why):
+    """Re-check: Python's parser took +05:99 (stored 21:51Z the day before) and -12:60 (read as -13:00)."""
+    import re
+
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filter_parse import parse_acquisition_datetime, parse_datetime_range
+
+    for parse in (parse_datetime_range, parse_acquisition_datetime):
+        with pytest.raises(InputError, match=re.escape(why)):
+            parse(text)

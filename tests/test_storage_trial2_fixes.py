@@ -323,3 +323,116 @@ def test_a_tampered_archive_names_what_is_wrong_with_a_member(idx, built, tmp_pa
     r = _cli("restore", twice, "--index", tmp_path / "r2")
     assert r.exit_code == 2 and f"member {target!r} appears twice" in r.output, r.output
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+# ------------------------------------------------------------------ the re-check round (recheck-storage)
+
+
+def _optimised_index(root: Path) -> tuple[Path, Path, dict]:
+    """``(index, segment, {id: (vector, payload)})``: a real Edge index of 400 points of 64 floats merged
+    into one optimised segment (HNSW graph, immutable id tracker), as an index of ~10 MB of vectors
+    gets by itself (the optimizer thresholds lowered here)."""
+    import json
+
+    import numpy as np
+
+    from rsir_stac.store import Point
+    from rsir_stac.store.edge import EdgeStore
+    from tests.test_integrity import _contents
+
+    rng = np.random.default_rng(0)
+    pts = [Point(f"00000000-0000-5000-8000-{i:012d}", rng.normal(size=64).astype("f4"),
+                 {"item_id": f"s{i // 50}", "location": {"lon": 10 + i * 1e-3, "lat": 45.0}}) for i in range(400)]
+    index = root / "opt"
+    root.mkdir(parents=True, exist_ok=True)
+    with EdgeStore(index) as store:
+        store.ensure_collection(64, "m")
+        store.upsert(pts)
+    cfg = index / "rsir_tiles" / "edge_config.json"
+    doc = json.loads(cfg.read_text())
+    doc["optimizers"].update(indexing_threshold=1, default_segment_number=1)
+    cfg.write_text(json.dumps(doc))
+    with EdgeStore(index) as store:
+        store.optimize()
+    (seg,) = [p for p in (index / "rsir_tiles" / "segments").iterdir() if (p / "vector_index").exists()]
+    return index, seg, _contents(index)
+
+
+def test_an_optimised_segment_that_lost_or_garbled_its_version_file_is_never_deleted(tmp_path):
+    """Re-check N1/N5: the guard saw appendable segments only; an optimised one (id_tracker.*,
+    vector_index/) that lost version.info was still deleted by check and info (197 of 209 points).
+    An empty or garbled version.info made check --repair set the whole shard aside."""
+    for n, damage in enumerate(("lost", "", "garbage!")):
+        idx, seg, clean = _optimised_index(tmp_path / str(n))
+        if damage == "lost":
+            (seg / "version.info").unlink()
+        else:
+            (seg / "version.info").write_text(damage)
+        for args in (["info", "--index", idx], ["check", "--index", idx]):
+            r = _cli(*args)
+            assert r.exit_code == 1 and "version.info" in r.output, (damage, r.output)
+            assert seg.is_dir() and (seg / "id_tracker.mappings").exists(), damage
+        r = _cli("check", "--index", idx, "--repair")
+        assert r.exit_code == 0 and "set aside" not in r.output, r.output
+        r = _cli("check", "--index", idx)
+        assert r.exit_code == 0 and f"{len(clean)} verified" in r.stdout, (damage, r.output)
+        _assert_equal_to_clean(idx, clean)
+
+
+def test_a_segment_the_engine_was_deleting_does_not_block_the_index(tmp_path):
+    """Re-check N3: killed while the engine removed a merged segment (renamed ``*.deleted``, its
+    version.info already gone, its points in the new segment), every read refused with a false
+    'would delete it, points and all'.  Such a folder is the engine's to discard."""
+    import shutil
+
+    idx, seg, clean = _optimised_index(tmp_path)
+    dying = seg.parent / f"{seg.name}abcdef.deleted"
+    shutil.copytree(seg, dying)
+    (dying / "version.info").unlink()
+    r = _cli("info", "--index", idx)
+    assert r.exit_code == 0, r.output
+    r = _cli("check", "--index", idx)
+    assert r.exit_code == 0 and f"{len(clean)} verified" in r.stdout, r.output
+    assert not dying.exists()  # the engine discarded it
+
+
+def test_a_link_planted_at_the_lock_file_is_never_written_through(idx, built, tmp_path):
+    """Re-check N4: a .lock link planted in an index folder others may write made any command, even
+    info, truncate the link's target."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (idx / ".lock").unlink()
+    (idx / ".lock").symlink_to(victim)
+    r = _cli("info", "--index", idx)
+    assert r.exit_code == 1 and f"lock file {idx}/.lock is a link" in r.output and f"rm {idx}/.lock" in r.output, \
+        r.output
+    assert victim.read_text() == "precious"
+    (idx / ".lock").unlink()  # the advice
+    assert _cli("info", "--index", idx).exit_code == 0
+
+
+def test_index_files_get_the_mode_open_gives_them(tmp_path, built, tiny_bundle):
+    """Re-check N6: rsir_tiles.meta.json was always 0600 (mkstemp), so an index shared by a group was
+    'damaged' for every other user."""
+    import os
+    import stat
+
+    from rsir_stac.ingest import ingest
+    from tests.test_integrity import NATIVE
+
+    old = os.umask(0o002)
+    try:
+        import importlib
+
+        import rsir_stac.store.folder as folder
+
+        importlib.reload(folder)  # the umask is read once at import
+        assert folder.FILE_MODE == 0o664
+        folder._write_json_atomic(tmp_path / "x.json", {"a": 1})
+        assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
+        importlib.reload(folder)
+    idx = tmp_path / "idx"
+    assert ingest(built[0][:1], index=str(idx), model=tiny_bundle, options=NATIVE).ok
+    assert stat.S_IMODE((idx / "rsir_tiles.meta.json").stat().st_mode) == 0o666 & ~old

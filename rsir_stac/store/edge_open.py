@@ -124,12 +124,13 @@ class EdgeOpenMixin:
         names = ", ".join(os.path.relpath(p, shard.parent) for p in lost[:3]) + (", ..." if len(lost) > 3 else "")
         if repair and not self._private:
             version = restore_segment_versions(lost)
-            log.warning("index %s: segment %s had lost its version.info (the engine would have deleted it as "
+            log.warning("index %s: segment %s had lost its version.info or holds a garbled one (the engine would have deleted it as "
                         "unfinished); wrote it back (%s), and its points are verified against their digests",
                         self.index, names, version)
             return
-        raise StoreError(f"index {self.index}: segment {names} has lost its version.info, so the engine would delete "
-                         "it as unfinished, points and all; nothing was opened or changed: run `rsir-stac check "
+        raise StoreError(f"index {self.index}: segment {names} has lost its version.info (or it is empty or "
+                         "garbled), so the engine would delete it as unfinished, points and all; nothing was "
+                         "opened or changed: run `rsir-stac check "
                          f"--index {self.index} --repair` to write the file back and verify its points (or restore "
                          "the index from a snapshot)")
 
@@ -148,7 +149,14 @@ class EdgeOpenMixin:
             if why is None:
                 raise
         path = self.index / f"{self.collection}{LEDGER_SUFFIX}"
-        if repair and not self.read_only and not self._private:
+        if path.exists() and not os.access(path, os.R_OK | (0 if self.read_only else os.W_OK)):
+            # this user's access, not damage: never set aside (a repair then trusted changed vectors)
+            why = "permission denied: this user may not " + ("read" if self.read_only else "read and write") + " it"
+            if repair:
+                raise StoreError(f"index {self.index}: its digest ledger {path} cannot be used by this user "
+                                 f"({why}), which is not damage, so nothing was changed; give access to it (e.g. as "
+                                 f"its owner, `chmod u+rw {path}`) or run as the user that owns the index")
+        elif repair and not self.read_only and not self._private:
             aside = damaged_aside_path(self.index, f"{self.collection}.digests")
             for extra in ("", "-wal", "-shm"):
                 f = path.with_name(path.name + extra)

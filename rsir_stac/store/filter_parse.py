@@ -132,7 +132,7 @@ def _parse_instant(text: str, *, end: bool) -> datetime:
         last = month or 12
         return datetime(year, last, calendar.monthrange(year, last)[1], 23, 59, 59, 999999, tzinfo=timezone.utc)
     m = _RFC3339.match(text)
-    if not m:
+    if not m or datetime_problem(text):  # Python takes some impossible ones (an offset of +05:99)
         raise ValueError(text)
     if m.group(4) is None:  # a plain date
         d = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))

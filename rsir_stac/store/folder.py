@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 
+# the process's umask, read once at import (setting it is process-wide: never while threads run)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+#: The mode a plain ``open()`` gives a new file under the process's umask (``mkstemp`` gives 0600).
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """Write JSON via a temporary file, fsync and os.replace (never half-written).  A folder
@@ -37,6 +43,7 @@ def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     ``NAME.damaged-<UTC time>`` first, with a warning, never deleted."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # as open() would make it (mkstemp's 0600 shut out a group sharing the index)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2, sort_keys=True)
             fh.write("\n")
@@ -110,8 +117,15 @@ class _IndexLock:
             log.debug("fcntl unavailable; relying on the Edge WAL lock for %s", index)
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a link planted at .lock (an index in a folder others may write) is never opened,
+            # so its target is never truncated
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP or self.path.is_symlink():
+                raise LockFileError(
+                    f"lock file {self.path} is a link, not a file (rsir-stac makes it as a file; a link there may "
+                    f"point at another file, which is never written); remove it (`rm {self.path}`) and re-run the "
+                    "same command") from None
             if is_disk_full(exc):
                 raise disk_full(index, f"creating the lock file {self.path}") from None
             if exc.errno == errno.EISDIR or self.path.is_dir():

@@ -207,7 +207,7 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     if lost := versionless_segments(path / collection):  # loading would delete them: report, do not load
         report.loadable = False
         report.ledger_points = _ledger_count(path, collection)
-        report.findings.extend(Finding("version", f"{collection}/segments/{seg.name}/version.info is missing, so the "
+        report.findings.extend(Finding("version", f"{collection}/segments/{seg.name}/version.info is missing or garbled, so the "
                                                   "engine would delete the segment as unfinished, points and all")
                                for seg in lost)
         return report
@@ -270,7 +270,11 @@ def check_open_store(store: Any, report: CheckReport, files: list[Finding]) -> C
     _engine_findings(store, report, rb, lost)
     if rb.verified:
         report.findings.extend(index_findings(store, sorted(rb.verified)))
-    if ids and store.ledger_unreadable:
+    if ids and store.ledger_unreadable and store.ledger_unreadable.startswith("permission denied"):
+        report.findings.append(Finding(
+            "permission", f"{collection}{LEDGER_SUFFIX} (the digest ledger) cannot be read by this user "
+            f"({store.ledger_unreadable}), so none of the {len(ids)} points can be verified; that is not damage"))
+    elif ids and store.ledger_unreadable:
         report.findings.append(Finding(
             "digests", f"{collection}{LEDGER_SUFFIX} (the digest ledger) is unreadable ({store.ledger_unreadable}), so "
             f"none of the {len(ids)} points can be verified (the points themselves read back); `rsir-stac check "

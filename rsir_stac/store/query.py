@@ -40,6 +40,7 @@ cut is settled), so the two back ends return the same ids in the same order.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,12 +154,14 @@ class Exclusion:
 
 def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]:
     """``(around, areas)`` for :class:`Exclusion`: tiles whose centre is within ``distance_m``
-    of the footprint of ``payload``.  The footprint is grown by ``distance_m`` in an azimuthal
-    equidistant projection about its centre (shapely ``buffer``, pyproj), so the cut follows
-    the tile's edges; a footprint across the antimeridian (a MultiPolygon cut at 180) is put
-    back together about its centre first and the grown area cut at 180 again (one ring each
-    side); one over or near a pole falls back to the circle of :func:`footprint_radius`, which
-    holds it (and a little more).  ``((), ())`` without a footprint."""
+    of the footprint of ``payload``.  The footprint (each part of one cut at 180) is grown by
+    ``distance_m`` in an azimuthal equidistant projection about its centre (shapely ``buffer``,
+    pyproj), so the cut follows the tile's edges, and brought back to lon/lat as an area file is
+    (:func:`rsir_stac.reproject.geometries_to_lonlat`: edges densified, an area around a pole a
+    polar cap), then cut at 180 (:class:`~rsir_stac.store.areas.GeoArea`): ``areas`` are those
+    pieces' rings, each within ±180.  A footprint the projection cannot grow falls back to the
+    circle of :func:`footprint_radius`, which holds it (and a little more).  ``((), ())`` without
+    a footprint."""
     from rsir_stac.labels import footprint_geometry
 
     geom = footprint_geometry(payload)
@@ -168,27 +171,45 @@ def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]
         circle = footprint_radius(payload, distance_m)
         return ((circle,) if circle else ()), ()
     import pyproj
-    from shapely.geometry import Polygon, box
-    from shapely.ops import transform, unary_union
+    import shapely
 
-    lon0, lat0 = float(loc["lon"]), float(loc["lat"])
-    aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
-    fwd = pyproj.Transformer.from_crs("EPSG:4326", aeqd, always_xy=True).transform
-    back = pyproj.Transformer.from_crs(aeqd, "EPSG:4326", always_xy=True).transform
-    # each part's longitudes moved by whole turns next to the centre's: the parts either side of 180 meet
-    parts = [Polygon([(x + 360.0 * round((lon0 - x) / 360.0), y) for x, y in ring]) for ring in rings]
-    grown = transform(back, unary_union([transform(fwd, p) for p in parts]).buffer(float(distance_m), 8))
-    if grown.geom_type != "Polygon" or max(abs(y) for _, y in grown.exterior.coords) > 89.0:
+    try:
+        area = _grown_area(rings, float(loc["lon"]), float(loc["lat"]), float(distance_m))
+    except (ValueError, TypeError, shapely.errors.GEOSException, pyproj.exceptions.ProjError) as exc:
+        log.debug("exclusion about %s fell back to a circle: %s", loc, exc)  # a degenerate shape: the circle holds it
+        area = None
+    if area is None:
         circle = footprint_radius(payload, distance_m)
         return ((circle,) if circle else ()), ()
-    outer = Polygon(_around(grown.exterior.coords, lon0))
-    areas = []
-    for turn in (-360.0, 0.0, 360.0):  # the pieces in each copy of -180..180, moved into it
-        piece = outer.intersection(box(-180.0 + turn, -90.0, 180.0 + turn, 90.0))
-        for g in getattr(piece, "geoms", [piece]):
-            if g.geom_type == "Polygon" and not g.is_empty and g.area > 0:
-                areas.append(tuple((float(x) - turn, float(y)) for x, y in g.exterior.coords))
-    return (), tuple(areas)
+    return (), tuple(ext for ext, _ in area.polygons)
+
+
+def _grown_area(rings: list, lon0: float, lat0: float, distance_m: float) -> Any:
+    """The lon/lat :class:`~rsir_stac.store.areas.GeoArea` within ``distance_m`` of the footprint
+    ``rings`` (lon/lat, each within ±180), grown about (``lon0``, ``lat0``); None when it is empty."""
+    import pyproj
+    from shapely.geometry import Polygon
+    from shapely.ops import transform, unary_union
+
+    from rsir_stac.reproject import geometries_to_lonlat
+    from rsir_stac.store.areas import GeoArea
+
+    aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
+    fwd = pyproj.Transformer.from_crs("EPSG:4326", aeqd, always_xy=True).transform
+    parts = [transform(fwd, Polygon([(float(x), float(y)) for x, y in ring])).buffer(0) for ring in rings]
+    # segments per quarter circle so that a chord strays at most max(1 m, 1e-5 of the distance) inside
+    # the true distance (16 kept 3 tiles 1,000 km off a polar example that were within it)
+    tol = max(1.0, 1e-5 * distance_m)
+    quad = int(min(512, max(16, math.ceil(math.pi * math.sqrt(distance_m / (8.0 * tol))))))
+    grown = unary_union(parts).buffer(distance_m, quad)
+    if grown.is_empty:
+        return None
+    (lonlat,) = geometries_to_lonlat([grown], aeqd, "the exclusion around the example")
+    out = []
+    for poly in getattr(lonlat, "geoms", [lonlat]):
+        ring = [(min(180.0, max(-180.0, x)), min(90.0, max(-90.0, y))) for x, y in poly.exterior.coords]
+        out.extend(GeoArea.from_rings(ring, (), "the exclusion around the example", close=True).polygons)
+    return GeoArea(tuple(out)) if out else None
 
 
 def _outer_rings(geom: dict | None) -> list:
@@ -200,18 +221,6 @@ def _outer_rings(geom: dict | None) -> list:
     if geom.get("type") == "MultiPolygon":
         return [poly[0] for poly in geom["coordinates"] if poly]
     return []
-
-
-def _around(coords, lon0: float) -> list[tuple[float, float]]:
-    """A ring's positions with longitudes unwrapped (no jump over 180) about ``lon0``."""
-    out, prev = [], None
-    for x, y in coords:
-        x = float(x) + 360.0 * round((lon0 - float(x)) / 360.0) if prev is None else float(x)
-        if prev is not None:
-            x += 360.0 * round((prev - x) / 360.0)
-        out.append((x, float(y)))
-        prev = x
-    return out
 
 
 def footprint_radius(payload: dict, distance_m: float) -> tuple[float, float, float] | None:
@@ -302,12 +311,19 @@ def qdrant_filter(flt: SearchFilter | None, excl: Exclusion) -> Any:
 
 
 def _excluding(base: Any, excl: Exclusion, terms: Any) -> Any:
-    """``base`` and not within any of ``excl.around`` (lon, lat, radius m), built with one engine's terms."""
+    """``base`` and not within any of ``excl.around`` (lon, lat, radius m) nor ``excl.areas``, built with
+    one engine's terms; an area is the closed area as :func:`~rsir_stac.store.engine_filters.polygon_area`
+    makes it for ``--within`` (edges, ±180 and poles included), so a centre on its edge, on 180 or at
+    the pole is excluded as the area says."""
     if not excl.around and not excl.areas:
         return base
-    return terms.filter(must=[base] if base is not None else None,
-                        must_not=[terms.radius(lon, lat, r) for lon, lat, r in excl.around]
-                        + [terms.polygon(ring, ()) for ring in excl.areas])
+    from rsir_stac.store.areas import GeoArea
+    from rsir_stac.store.engine_filters import _area_terms, polygon_area
+
+    conds = [terms.radius(lon, lat, r) for lon, lat, r in excl.around]
+    for ring in excl.areas:
+        conds += _area_terms(terms, polygon_area(GeoArea(((tuple(ring), ()),))))
+    return terms.filter(must=[base] if base is not None else None, must_not=conds)
 
 
 # --------------------------------------------------------------------------- ranking

@@ -84,8 +84,8 @@ SEGMENT_VERSION = "0.6.0"
 
 
 def versionless_segments(shard_dir: Path) -> list[Path]:
-    """Segments of an Edge shard that hold points (a descriptor and an id tracker or vector
-    chunks) but no ``version.info``.  The engine takes such a folder for one a crash left
+    """Segments of an Edge shard that hold points (a descriptor and an id tracker, vector chunks or
+    a vector index) but no valid ``version.info`` (missing, empty or garbled).  The engine takes such a folder for one a crash left
     unfinished and deletes it when it loads the shard, points and all (a backup or sync tool
     that skipped the 5-byte file made a read-only ``info`` delete 197 of 209 points), so it must
     not load the shard before the file is back (:func:`restore_segment_versions`)."""
@@ -94,11 +94,24 @@ def versionless_segments(shard_dir: Path) -> list[Path]:
         return []
     out = []
     for seg in sorted(p for p in seg_root.iterdir() if p.is_dir()):
-        if (seg / "version.info").exists() or not (seg / "segment.json").is_file():
-            continue
-        if any(seg.glob("mutable_id_tracker.*")) or any(seg.glob("vector_storage/*/chunk_*.mmap")):
+        if seg.name.endswith(".deleted") or _valid_version(seg / "version.info") or not (seg / "segment.json").is_file():
+            continue  # "*.deleted": a folder the engine itself was removing (its points are in another segment)
+        # points: an id tracker (appendable "mutable_id_tracker.*" or optimised "id_tracker.*"), vector
+        # chunks or a vector index; an appendable segment that never held a point has none of them
+        if any(seg.glob("*id_tracker.*")) or any(seg.glob("vector_storage/*/chunk_*.mmap")) \
+                or (seg / "vector_index").exists():
             out.append(seg)
     return out
+
+
+def _valid_version(path: Path) -> bool:
+    """Whether ``path`` (a segment's ``version.info``) holds a version such as ``0.6.0``: an empty or
+    garbled file makes the engine refuse the whole shard, which is no better than a lost one."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return 0 < len(text) < 32 and all(c.isdigit() or c == "." for c in text) and text[0].isdigit()
 
 
 def restore_segment_versions(segments: list[Path]) -> str:
@@ -108,12 +121,8 @@ def restore_segment_versions(segments: list[Path]) -> str:
 
     version = SEGMENT_VERSION
     for other in sorted(segments[0].parent.glob("*/version.info")) if segments else []:
-        try:
-            text = other.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if text and len(text) < 32 and all(c.isdigit() or c == "." for c in text):
-            version = text
+        if _valid_version(other):
+            version = other.read_text(encoding="ascii").strip()
             break
     for seg in segments:
         fd, tmp = tempfile.mkstemp(dir=seg, prefix=".version.", suffix=".tmp")

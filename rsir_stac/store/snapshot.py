@@ -137,9 +137,9 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
             # a new file of a random name (O_CREAT|O_EXCL: never through a link planted in a shared folder)
             fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.{os.getpid()}.", suffix=".partial")
             tmp = Path(name)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would make it
+            from rsir_stac.store.folder import FILE_MODE
+
+            os.fchmod(fd, FILE_MODE)  # as a plain open() would make it
             with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tf:
                 body = json.dumps(manifest, indent=1).encode()
                 info = tarfile.TarInfo(MANIFEST)
