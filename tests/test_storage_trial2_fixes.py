@@ -436,3 +436,37 @@ def test_index_files_get_the_mode_open_gives_them(tmp_path, built, tiny_bundle):
     idx = tmp_path / "idx"
     assert ingest(built[0][:1], index=str(idx), model=tiny_bundle, options=NATIVE).ok
     assert stat.S_IMODE((idx / "rsir_tiles.meta.json").stat().st_mode) == 0o666 & ~old
+
+
+def test_a_ledger_this_user_may_not_read_is_never_set_aside(idx, built):
+    """Re-check N2: a ledger unreadable only by chmod was 'damaged'; check --repair moved it aside and
+    recorded the vectors as they read, so a changed vector then passed check."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run check as another user")
+    home = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        home.chmod(0o777)
+        index = home / "idx"
+        shutil.copytree(idx, index)
+        subprocess.run(["chown", "-R", "65534:65534", str(index)], check=True)
+        ledger = index / "rsir_tiles.digests.sqlite"
+        ledger.chmod(0)
+        rsir = Path(sys.executable).with_name("rsir-stac")
+        env = {**os.environ, "HOME": str(home), "TMPDIR": str(home)}
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(rsir), "check",
+                            "--index", str(index), "--repair"], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 1 and "cannot be used by this user" in r.stderr, r.stderr
+        assert ledger.exists() and not list(index.glob(".rsir_tiles.digests.damaged-*"))
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(rsir), "check",
+                            "--index", str(index)], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 1 and "damaged:" not in r.stderr and "permission denied" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
