@@ -276,8 +276,9 @@ class Index:
             per_item = AUTO_PER_ITEM
         pos, neg = self._gather_examples(image, point_id, at, pixels, positives, negatives, labels)
         strategy = pick_strategy(strategy, len(neg), mmr)
-        if exclude_within_m is not None and not (float(exclude_within_m) >= 0):
-            raise InputError(f"exclusion distance {exclude_within_m!r} must be >= 0 metres, e.g. --exclude-within 100")
+        if exclude_within_m is not None and not (0 <= float(exclude_within_m) < float("inf")):
+            raise InputError(f"exclusion distance {exclude_within_m!r} must be a finite number >= 0 metres, "
+                             "e.g. --exclude-within 100")
         rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
         both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
         if both:

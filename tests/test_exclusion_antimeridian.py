@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from pyproj import Transformer
 
+from tests.test_analysis import bundle, index, world  # noqa: F401 - fixtures
+
 from rsir_stac.store.areas import GeoArea
 from rsir_stac.store.query import footprint_exclusion
 
@@ -91,3 +93,16 @@ def _along(corners, k, n=400):
     a, b = corners[int(side) % 4], corners[(int(side) + 1) % 4]
     dlon = (b[0] - a[0] + 540) % 360 - 180
     return a[0] + t * dlon, a[1] + t * (b[1] - a[1])
+
+
+def test_an_exclusion_round_the_whole_earth_drops_everything_and_infinity_is_refused(index, world):
+    """Re-check R6: at ~19,995 km or more the grown area folded (an azimuthal projection's antipode)
+    and dropped almost nothing; inf crashed with an OverflowError."""
+    from rsir_stac.errors import InputError
+
+    pid = world[1][0].id
+    assert not index.search(point_id=pid, k=5, exclude_within_m=19_995_000.0).hits
+    assert not index.search(point_id=pid, k=5, exclude_within_m=25_000_000.0).hits
+    assert index.search(point_id=pid, k=5, exclude_within_m=10.0).hits
+    with pytest.raises(InputError, match="finite number"):
+        index.search(point_id=pid, k=5, exclude_within_m=float("inf"))

@@ -362,21 +362,24 @@ def test_an_optimised_segment_that_lost_or_garbled_its_version_file_is_never_del
     """Re-check N1/N5: the guard saw appendable segments only; an optimised one (id_tracker.*,
     vector_index/) that lost version.info was still deleted by check and info (197 of 209 points).
     An empty or garbled version.info made check --repair set the whole shard aside."""
-    for n, damage in enumerate(("lost", "", "garbage!")):
+    for n, damage in enumerate(("lost", "", "garbage!", "0.6.0\n", "dir")):
         idx, seg, clean = _optimised_index(tmp_path / str(n))
-        if damage == "lost":
+        if damage in ("lost", "dir"):  # lost, or a folder in its place
             (seg / "version.info").unlink()
-        else:
+            if damage == "dir":
+                (seg / "version.info").mkdir()
+        else:  # empty, garbage, or with the newline `echo 0.6.0 >` adds (the engine refuses that too)
             (seg / "version.info").write_text(damage)
         for args in (["info", "--index", idx], ["check", "--index", idx]):
             r = _cli(*args)
             assert r.exit_code == 1 and "version.info" in r.output, (damage, r.output)
             assert seg.is_dir() and (seg / "id_tracker.mappings").exists(), damage
         r = _cli("check", "--index", idx, "--repair")
-        assert r.exit_code == 0 and "set aside" not in r.output, r.output
+        assert r.exit_code == 0 and "set aside" not in r.output and "Traceback" not in r.output, r.output
         r = _cli("check", "--index", idx)
         assert r.exit_code == 0 and f"{len(clean)} verified" in r.stdout, (damage, r.output)
         _assert_equal_to_clean(idx, clean)
+        assert not list(idx.rglob(".version.*.tmp"))
 
 
 def test_a_segment_the_engine_was_deleting_does_not_block_the_index(tmp_path):
@@ -435,7 +438,8 @@ def test_index_files_get_the_mode_open_gives_them(tmp_path, built, tiny_bundle):
         importlib.reload(folder)
     idx = tmp_path / "idx"
     assert ingest(built[0][:1], index=str(idx), model=tiny_bundle, options=NATIVE).ok
-    assert stat.S_IMODE((idx / "rsir_tiles.meta.json").stat().st_mode) == 0o666 & ~old
+    for name in ("rsir_tiles.meta.json", ".lock", "rsir_tiles.digests.sqlite"):  # all three were 0600 or 0644
+        assert stat.S_IMODE((idx / name).stat().st_mode) == 0o666 & ~old, name
 
 
 def test_a_ledger_this_user_may_not_read_is_never_set_aside(idx, built):

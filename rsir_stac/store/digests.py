@@ -137,7 +137,15 @@ class DigestLedger:
                     uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
                     self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
+                new = not self.path.exists()
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                if new:  # SQLite makes it 0644 whatever the umask: the mode open() gives (a group-shared index)
+                    from rsir_stac.store.folder import FILE_MODE
+
+                    try:
+                        os.chmod(self.path, FILE_MODE)
+                    except OSError:
+                        pass
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("CREATE TABLE IF NOT EXISTS points (id BLOB PRIMARY KEY, vec INTEGER NOT NULL, "

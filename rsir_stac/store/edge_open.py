@@ -129,8 +129,9 @@ class EdgeOpenMixin:
                         self.index, names, version)
             return
         raise StoreError(f"index {self.index}: segment {names} has lost its version.info (or it is empty or "
-                         "garbled), so the engine would delete it as unfinished, points and all; nothing was "
-                         "opened or changed: run `rsir-stac check "
+                         "garbled), so the engine would delete it as unfinished, with any points only it holds (a "
+                         "process killed while the engine wrote a new segment leaves one too; its points are then "
+                         "in the others); nothing was opened or changed: run `rsir-stac check "
                          f"--index {self.index} --repair` to write the file back and verify its points (or restore "
                          "the index from a snapshot)")
 

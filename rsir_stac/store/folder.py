@@ -119,7 +119,7 @@ class _IndexLock:
         try:
             # O_NOFOLLOW: a link planted at .lock (an index in a folder others may write) is never opened,
             # so its target is never truncated
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)  # the umask applies
         except OSError as exc:
             if exc.errno == errno.ELOOP or self.path.is_symlink():
                 raise LockFileError(

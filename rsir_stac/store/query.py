@@ -152,6 +152,11 @@ class Exclusion:
     areas: tuple[tuple[tuple[float, float], ...], ...] = field(default_factory=tuple)
 
 
+#: Metres beyond which an exclusion about a footprint is taken as a circle (half the Earth's
+#: circumference is ~20,000 km; an azimuthal equidistant projection folds near its antipode).
+HALF_EARTH_M = 19_000_000.0
+
+
 def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]:
     """``(around, areas)`` for :class:`Exclusion`: tiles whose centre is within ``distance_m``
     of the footprint of ``payload``.  The footprint (each part of one cut at 180) is grown by
@@ -167,7 +172,9 @@ def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]
     geom = footprint_geometry(payload)
     loc = payload.get("location") or {}
     rings = _outer_rings(geom)
-    if not rings or "lon" not in loc or "lat" not in loc:
+    # beyond ~19,000 km the grown area wraps round the Earth (an azimuthal projection's edge): a circle
+    # of that radius holds every place as well
+    if not rings or "lon" not in loc or "lat" not in loc or distance_m >= HALF_EARTH_M:
         circle = footprint_radius(payload, distance_m)
         return ((circle,) if circle else ()), ()
     import pyproj

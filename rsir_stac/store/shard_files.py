@@ -108,9 +108,12 @@ def _valid_version(path: Path) -> bool:
     """Whether ``path`` (a segment's ``version.info``) holds a version such as ``0.6.0``: an empty or
     garbled file makes the engine refuse the whole shard, which is no better than a lost one."""
     try:
-        text = path.read_text(encoding="ascii").strip()
+        text = path.read_text(encoding="ascii")
+    except PermissionError:
+        return True  # this user's access, not damage: the load's own error says so
     except (OSError, UnicodeDecodeError):
         return False
+    # exactly the version, as the engine writes it: a trailing newline (`echo 0.6.0 >`) is refused by it
     return 0 < len(text) < 32 and all(c.isdigit() or c == "." for c in text) and text[0].isdigit()
 
 
@@ -122,15 +125,21 @@ def restore_segment_versions(segments: list[Path]) -> str:
     version = SEGMENT_VERSION
     for other in sorted(segments[0].parent.glob("*/version.info")) if segments else []:
         if _valid_version(other):
-            version = other.read_text(encoding="ascii").strip()
+            try:
+                version = other.read_text(encoding="ascii")
+            except OSError:
+                continue
             break
     for seg in segments:
+        target = seg / "version.info"
+        if target.is_dir() and not target.is_symlink():  # a folder in its place: kept aside, never deleted
+            os.replace(target, seg / f"version.info.damaged-{os.getpid()}")
         fd, tmp = tempfile.mkstemp(dir=seg, prefix=".version.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(version)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, seg / "version.info")
+        os.replace(tmp, target)
     return version
 
 
