@@ -92,7 +92,8 @@ def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
         lon, lat, r = flt.near
         return f"no tile's centre lies within {r:g} m of {lon:g},{lat:g} ({name}); widen the radius or move it"
     if key == "polygon":
-        return f"no tile's centre lies in the {name} area; check that the polygon is in lon/lat where the tiles are"
+        return (f"no tile's centre lies in the {name} area; check that the area is where the tiles are (`rsir-stac "
+                "info` gives their extent; a GeoJSON area is read as lon/lat, other formats from their CRS)")
     start = flt.start.isoformat().replace("+00:00", "Z") if flt.start else ".."
     end = flt.end.isoformat().replace("+00:00", "Z") if flt.end else ".."
     return f"no tile is dated within {name} {start}/{end}; widen the dates (undated tiles never match a date filter)"

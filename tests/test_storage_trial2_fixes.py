@@ -472,5 +472,19 @@ def test_a_ledger_this_user_may_not_read_is_never_set_aside(idx, built):
         r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(rsir), "check",
                             "--index", str(index)], capture_output=True, text=True, timeout=300, env=env)
         assert r.returncode == 1 and "damaged:" not in r.stderr and "permission denied" in r.stderr, r.stderr
+        # readable but not writable (R5), a damaged vector to repair: the repair refuses before it changes anything
+        from tests.test_integrity import _chunk
+
+        chunk = _chunk(index)
+        data = bytearray(chunk.read_bytes())
+        first = next(i for i in range(0, len(data), 4) if any(data[i:i + 4]))
+        data[first:first + 4] = bytes(b ^ 0x55 for b in data[first:first + 4])
+        chunk.write_bytes(bytes(data))
+        ledger.chmod(0o444)
+        before = ledger.read_bytes()
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(rsir), "check",
+                            "--index", str(index), "--repair"], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 1 and "may not read and write it" in r.stderr, r.stderr
+        assert ledger.read_bytes() == before and not list(index.glob(".rsir_tiles*damaged*"))  # nothing set aside
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -143,17 +143,24 @@ class EdgeOpenMixin:
         opens go on without it (``ledger_unreadable`` says why; read-only opens warn)."""
         from rsir_stac.store.digests import LEDGER_SUFFIX, DigestLedger
 
+        path = self.index / f"{self.collection}{LEDGER_SUFFIX}"
+        writer = not self.read_only and not self._private
+        if writer and path.is_file() and not os.access(path, os.R_OK | os.W_OK):
+            # SQLite opens a file it may only read and fails at the first write, which read as damage
+            raise StoreError(f"index {self.index}: its digest ledger {path} cannot be used by this user (permission "
+                             "denied: this user may not read and write it), which is not damage, so nothing was "
+                             f"changed; give access to it (e.g. as its owner, `chmod u+rw {path}`) or run as the "
+                             "user that owns the index")
         try:
             return DigestLedger.for_index(self.index, self.collection, read_only=self.read_only)
         except StoreError as exc:
             why = getattr(exc, "ledger_unreadable", None)
             if why is None:
                 raise
-        path = self.index / f"{self.collection}{LEDGER_SUFFIX}"
         if path.exists() and not os.access(path, os.R_OK | (0 if self.read_only else os.W_OK)):
             # this user's access, not damage: never set aside (a repair then trusted changed vectors)
             why = "permission denied: this user may not " + ("read" if self.read_only else "read and write") + " it"
-            if repair:
+            if repair or not self.read_only:  # a writer would add points it cannot record: refuse before any
                 raise StoreError(f"index {self.index}: its digest ledger {path} cannot be used by this user "
                                  f"({why}), which is not damage, so nothing was changed; give access to it (e.g. as "
                                  f"its owner, `chmod u+rw {path}`) or run as the user that owns the index")
