@@ -130,3 +130,26 @@ def test_proj_fields_naming_another_crs_than_the_file_are_warned_about(tmp_path,
         assert bool(msgs) == warned, msgs
         if warned:
             assert "EPSG:32633" in msgs[0] and "EPSG:32615" in msgs[0] and "pj-item" in msgs[0]
+
+
+def test_a_proj_transform_that_is_not_the_files_geotransform_is_warned_about(tmp_path, tiny_bundle, caplog):
+    """Re-check: a proj:transform placing the raster elsewhere than the file's geotransform passed without a
+    word (only a proj:code mismatch was warned about)."""
+    import logging
+
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "utm15.tif", width=128, height=128, seed=2)  # 1 m pixels from (500000, 3300000)
+    own = [1.0, 0.0, 500000.0, 0.0, -1.0, 3300000.0]
+    cases = {"same": (own, False), "moved": ([1.0, 0.0, 500100.0, 0.0, -1.0, 3300000.0], True),
+             "scaled": ([2.0, 0.0, 500000.0, 0.0, -2.0, 3300000.0], True),
+             "half a pixel": ([1.0, 0.0, 500000.4, 0.0, -1.0, 3300000.0], False)}
+    for name, (transform, warned) in cases.items():
+        caplog.clear()
+        item = _item(tmp_path, tif, {"proj:code": "EPSG:32615", "proj:transform": transform, "proj:shape": [128, 128]})
+        with caplog.at_level(logging.WARNING):
+            report = ingest([str(item)], index=str(tmp_path / f"idx-{name.replace(' ', '-')}"), model=tiny_bundle,
+                            options=NATIVE)
+        assert report.ok
+        msgs = [r.getMessage() for r in caplog.records if "proj:transform" in r.getMessage()]
+        assert bool(msgs) == warned, (name, msgs)

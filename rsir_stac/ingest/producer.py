@@ -160,6 +160,29 @@ def check_item_crs(scene, reader) -> None:
         log.warning("item %s: its projection metadata names %s, but the raster of asset %r is in %s; the stored "
                     "footprints follow the raster (check the item's proj: fields or the asset)", scene.item_id,
                     named if len(named) < 40 else named[:37] + "...", scene.asset_key, reader.crs)
+        return
+    _check_item_transform(scene, reader, proj)
+
+
+def _check_item_transform(scene, reader, proj) -> None:
+    """Warn when the item's ``proj:transform`` (for a grid of the file's shape) places the raster
+    elsewhere than the file's geotransform: by more than half a pixel, or another pixel size."""
+    from rsir_stac.stac.projection import proj_transform
+
+    native = getattr(reader, "native_transform", None)
+    given = proj_transform(proj, (reader.height, reader.width))
+    if native is None or given is None:
+        return
+    a, b, c, d, e, f = native
+    ga, gb, gc, gd, ge, gf = given
+    size = math.hypot(a, d) or 1.0
+    moved = math.hypot(gc - c, gf - f)
+    scaled = max(abs(ga - a), abs(gb - b), abs(gd - d), abs(ge - e)) > 1e-6 * size
+    if moved > 0.5 * size or scaled:
+        log.warning("item %s: its proj:transform %s is not the raster's geotransform %s (asset %r: %s); the stored "
+                    "footprints follow the raster (check the item's proj: fields or the asset)", scene.item_id,
+                    [round(v, 6) for v in given], [round(v, 6) for v in native], scene.asset_key,
+                    f"its corner {moved:.3g} CRS units away" if moved > 0.5 * size else "another pixel size")
 
 
 def check_item_geometry(report, scene, reader) -> None:

@@ -221,6 +221,12 @@ class SceneReader:
         return str(self._ds.crs.to_string())
 
     @property
+    def native_transform(self) -> tuple[float, float, float, float, float, float]:
+        """The file's own geotransform (a, b, c, d, e, f as rasterio's ``Affine``), in its CRS's units."""
+        t = self._ds.transform
+        return (float(t.a), float(t.b), float(t.c), float(t.d), float(t.e), float(t.f))
+
+    @property
     def pixel_size_m(self) -> tuple[float, float]:
         """Native pixel width and height on the ground, in metres (at the scene centre for
         geographic and Mercator CRSs)."""
