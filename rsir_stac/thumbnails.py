@@ -125,12 +125,6 @@ def clear_thumbnails(out_dir: str | Path) -> int:
     return n
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_png(pixels: np.ndarray, path: Path) -> Path:
     """Write ``pixels`` as the PNG ``path``: to a new temporary file in its folder (created with
     ``O_EXCL``), then renamed onto ``path``.  Whatever is at ``path`` -- a file, or a link another
@@ -140,10 +134,12 @@ def save_png(pixels: np.ndarray, path: Path) -> Path:
 
     from PIL import Image
 
+    from rsir_stac.store.folder import FILE_MODE
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fh.fileno(), FILE_MODE)  # the umask read once: setting it per call is process-wide
             Image.fromarray(pixels).save(fh, format="PNG")
         os.replace(tmp, path)
     except BaseException:

@@ -61,15 +61,20 @@ def test_an_invalid_feature_of_an_itemcollection_fails_alone(tmp_path, tif):
     assert all("\n" not in str(e) and "pass a STAC Item/Collection" not in str(e) for e in errors)
 
 
+def _ingest_one_good(doc, idx, bundle):
+    """``(result, report)`` of ``ingest DOC --json`` where one item ingests (4 tiles) and the others fail: exit 1."""
+    r = cli("ingest", doc, "--index", idx, "--model", bundle.path, *NATIVE, "--json")
+    assert r.exit_code == 1, r.stderr
+    report = json.loads(r.stdout)
+    assert report["items_done"] == 1 and report["points_written"] == 4
+    return r, report
+
+
 def test_ingest_of_an_itemcollection_with_a_bad_feature_ingests_the_rest(tmp_path, tif, tiny_bundle):
     fc = {"type": "FeatureCollection", "features": [_item("ic-good", tif.name),
                                                     _item("ic-null-dt", tif.name, datetime=None)]}
     (tmp_path / "ic.json").write_text(json.dumps(fc))
-    r = cli("ingest", tmp_path / "ic.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
-            "--json")
-    assert r.exit_code == 1, r.stderr
-    report = json.loads(r.stdout)
-    assert report["items_done"] == 1 and report["points_written"] == 4
+    r, report = _ingest_one_good(tmp_path / "ic.json", tmp_path / "idx", tiny_bundle)
     (failed,) = report["items_failed"]
     assert failed["item"] == "ic-null-dt" and "feature 2 of 2" in failed["error"]
     assert r.stderr.strip().splitlines()[-1].startswith("error: item ic-null-dt failed: item ic-null-dt (feature 2")
@@ -88,11 +93,7 @@ def test_a_missing_child_catalog_fails_alone_in_an_ingest(tmp_path, tif, tiny_bu
         {"rel": "item", "href": "./good.json"},
         {"rel": "item", "href": "./not-there.json"}]}
     (tmp_path / "catalog.json").write_text(json.dumps(cat))
-    r = cli("ingest", tmp_path / "catalog.json", "--index", tmp_path / "idx", "--model", tiny_bundle.path, *NATIVE,
-            "--json")
-    assert r.exit_code == 1, r.stderr
-    report = json.loads(r.stdout)
-    assert report["items_done"] == 1 and report["points_written"] == 4
+    _, report = _ingest_one_good(tmp_path / "catalog.json", tmp_path / "idx", tiny_bundle)
     child = str(tmp_path / "nosuch" / "catalog.json")
     assert [f["item"] for f in report["items_failed"]] == ["not-there", child]
     assert report["items_failed"][1]["error"] == (

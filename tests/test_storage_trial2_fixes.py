@@ -423,19 +423,23 @@ def test_index_files_get_the_mode_open_gives_them(tmp_path, built, tiny_bundle):
     from rsir_stac.ingest import ingest
     from tests.test_integrity import NATIVE
 
-    old = os.umask(0o002)
-    try:
-        import importlib
+    import json
+    import subprocess
+    import sys
 
-        import rsir_stac.store.folder as folder
-
-        importlib.reload(folder)  # the umask is read once at import
-        assert folder.FILE_MODE == 0o664
-        folder._write_json_atomic(tmp_path / "x.json", {"a": 1})
-        assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o664
-    finally:
-        os.umask(old)
-        importlib.reload(folder)
+    # the umask is read once at import: a fresh process under umask 002 (a group-shared index), not a
+    # reload here, which would leave this process with two copies of the module's classes
+    code = ("import os, sys, stat, pathlib; os.umask(0o002); import rsir_stac.store.folder as f; "
+            "p = pathlib.Path(sys.argv[1]); f._write_json_atomic(p, {'a': 1}); "
+            "print(f.FILE_MODE, stat.S_IMODE(p.stat().st_mode))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.json")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    file_mode, written = json.loads("[" + r.stdout.strip().replace(" ", ",") + "]")
+    assert file_mode == 0o664
+    assert written == 0o664
+    old = os.umask(0o022)
+    os.umask(old)
     idx = tmp_path / "idx"
     assert ingest(built[0][:1], index=str(idx), model=tiny_bundle, options=NATIVE).ok
     for name in ("rsir_tiles.meta.json", ".lock", "rsir_tiles.digests.sqlite"):  # all three were 0600 or 0644

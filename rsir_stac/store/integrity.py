@@ -219,15 +219,13 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     except (IndexInUseError, LockFileError, DiskFullError):
         raise  # the index's folder or disk, not its shard: the error names the fix
     except StoreError as exc:
-        from rsir_stac.store.folder import _engine_message
+        from rsir_stac.store.folder import _compact_engine_message, _denied, _engine_message
 
         report.loadable = False
         report.ledger_points = _ledger_count(path, collection)
-        from rsir_stac.store.folder import _compact_engine_message
-
         raw = _engine_message(exc)
         why = _compact_engine_message(raw, path)
-        if "permission denied" in raw.lower():  # this user may not read it: not damage, nothing to set aside
+        if _denied(raw):  # this user may not read it (the engine's own test of it): not damage, nothing to set aside
             report.findings.append(Finding("permission", f"this user may not read all of {collection}/ ({why})"))
             return report
         report.findings.append(Finding("engine", f"the engine cannot open the index: it fails loading "
