@@ -414,6 +414,29 @@ def test_a_link_planted_at_the_lock_file_is_never_written_through(idx, built, tm
     assert _cli("info", "--index", idx).exit_code == 0
 
 
+def test_a_hard_link_planted_at_the_lock_file_is_never_truncated(idx, built, tmp_path):
+    """A hard link at .lock shares its data with another file: O_NOFOLLOW does not stop it, and the
+    lock's pid write truncated that file.  A FIFO there is refused too."""
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (idx / ".lock").unlink()
+    os.link(victim, idx / ".lock")
+    r = _cli("info", "--index", idx)
+    assert r.exit_code == 1 and f"lock file {idx}/.lock is a hard link" in r.output and f"rm {idx}/.lock" in r.output, \
+        r.output
+    assert victim.read_text() == "precious"
+    (idx / ".lock").unlink()  # the advice
+    assert _cli("info", "--index", idx).exit_code == 0
+    (idx / ".lock").unlink()
+    os.mkfifo(idx / ".lock")
+    r = _cli("info", "--index", idx)
+    assert r.exit_code == 1 and "is not a regular file" in r.output, r.output
+    (idx / ".lock").unlink()
+    assert _cli("info", "--index", idx).exit_code == 0
+
+
 def test_index_files_get_the_mode_open_gives_them(tmp_path, built, tiny_bundle):
     """Re-check N6: rsir_tiles.meta.json was always 0600 (mkstemp), so an index shared by a group was
     'damaged' for every other user."""

@@ -105,6 +105,25 @@ class LockFileError(StoreError):
     media): nothing about the index itself, so ``check`` does not call the index damaged."""
 
 
+def _refuse_shared_lock_file(fd: int, path: Path) -> None:
+    """Close ``fd`` and raise :class:`LockFileError` unless it is a regular file with one name.
+
+    The lock file is truncated to hold the holder's pid, so a hard link planted at ``.lock`` (in an
+    index folder others may write) would truncate the file it shares its data with; O_NOFOLLOW only
+    stops symbolic links.  A FIFO or device there would block or be written to."""
+    import stat
+
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        return
+    os.close(fd)
+    what = (f"a hard link ({st.st_nlink} names share its data, which is never written)" if stat.S_ISREG(st.st_mode)
+            else "not a regular file")
+    raise LockFileError(
+        f"lock file {path} is {what}; rsir-stac makes it as a file of its own: remove it (`rm {path}`) and "
+        "re-run the same command")
+
+
 class _IndexLock:
     """Exclusive, non-blocking advisory lock on ``<index>/.lock`` (released on close or death)."""
 
@@ -134,6 +153,7 @@ class _IndexLock:
                     f"not damaged); remove that folder (`rmdir {self.path}`, or move it elsewhere if it holds files) "
                     "and re-run the same command") from None
             raise LockFileError(f"cannot create lock file {self.path} ({exc.strerror}); choose a writable --index") from None
+        _refuse_shared_lock_file(fd, self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
