@@ -323,7 +323,9 @@ DISSOLVED_EMPTY_ROW: dict[str, Any] = {"id": None, "datetime": None, "collection
 def dissolve(hits: Any) -> list[dict[str, Any]]:
     """Merge touching/overlapping hit footprints into polygons (shapely ``unary_union``), one
     acquisition at a time: tiles of the same ``datetime`` (and collection) merge, so the same
-    ground seen in several years gives one area per date, not one over all of them.
+    ground seen in several years gives one area per date, not one over all of them.  Tiles
+    without a date (bare rasters ingested without ``--datetime``) merge within their own item
+    (scene) only: nothing says two undated scenes are one acquisition.
 
     Returns rows (for :func:`rsir_stac.export.write_table`): ``id`` (``area-N``),
     ``datetime``, ``collection``, ``tiles``, ``items`` (item ids, comma-separated),
@@ -332,9 +334,11 @@ def dissolve(hits: Any) -> list[dict[str, Any]]:
     """
     groups: dict[tuple, list] = {}
     for h in hits:
-        groups.setdefault((h.payload.get("datetime") or "", h.payload.get("collection") or ""), []).append(h)
+        when = h.payload.get("datetime") or ""
+        scene = "" if when else str(h.payload.get("item_id") or "")
+        groups.setdefault((when, h.payload.get("collection") or "", scene), []).append(h)
     rows = []
-    for (when, coll), part in sorted(groups.items()):
+    for (when, coll, _), part in sorted(groups.items()):
         rows += [{"datetime": when or None, "collection": coll or None, **r} for r in _dissolve_one(part)]
     return [{"id": f"area-{n}", **r} for n, r in enumerate(rows, 1)]
 

@@ -41,6 +41,38 @@ def geometries_to_lonlat(geoms: Any, crs: Any, what: str) -> list:
     return [None if g is None else _to_lonlat(g, fwd, back, not src.is_geographic, what) for g in geoms]
 
 
+class _Inverse:
+    """The inverse direction of a PROJ pipeline, with a Transformer's ``transform`` call."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+
+    def transform(self, x: Any, y: Any, errcheck: bool = False) -> Any:
+        from pyproj.enums import TransformDirection
+
+        return self._pipeline.transform(x, y, errcheck=errcheck, direction=TransformDirection.INVERSE)
+
+
+def aeqd_transformers(lon0: float, lat0: float) -> tuple[Any, Any]:
+    """``(to_aeqd, to_lonlat)``: the azimuthal equidistant projection about (``lon0``, ``lat0``)
+    degrees on WGS84, in metres, both ways, each with a ``transform(x, y)`` call.  A PROJ pipeline
+    (~0.06 ms to build) gives the same numbers as ``Transformer.from_crs("EPSG:4326",
+    "+proj=aeqd ...", always_xy=True)`` (~6 ms: that looks both CRSs up in PROJ's database)."""
+    import pyproj
+
+    pipe = pyproj.Transformer.from_pipeline(
+        f"+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+        f"+step +proj=aeqd +lat_0={float(lat0)!r} +lon_0={float(lon0)!r} +ellps=WGS84")
+    return pipe, _Inverse(pipe)
+
+
+def aeqd_geometries_to_lonlat(geoms: Any, lon0: float, lat0: float, what: str) -> list:
+    """:func:`geometries_to_lonlat` of ``geoms`` in the azimuthal equidistant projection of
+    :func:`aeqd_transformers` about (``lon0``, ``lat0``), without building a CRS."""
+    back, fwd = aeqd_transformers(lon0, lat0)
+    return [None if g is None else _to_lonlat(g, fwd, back, True, what) for g in geoms]
+
+
 def _to_lonlat(geom: Any, fwd: Any, back: Any, densify: bool, what: str) -> Any:
     import shapely
     from shapely.geometry import GeometryCollection, LineString, MultiPolygon, Polygon
@@ -205,4 +237,4 @@ def _cap(pts: list[tuple[float, float]], pole: float, what: str) -> list[tuple[f
     return out
 
 
-__all__ = ["DENSIFY_PARTS", "geometries_to_lonlat"]
+__all__ = ["DENSIFY_PARTS", "aeqd_geometries_to_lonlat", "aeqd_transformers", "geometries_to_lonlat"]

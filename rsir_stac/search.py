@@ -28,6 +28,9 @@ from rsir_stac.search_notes import outside_note, ranking_notes, swapped_bbox_not
 AUTO_PER_ITEM = 3
 
 #: The strategies a search accepts: the engine's (:data:`rsir_stac.store.query.STRATEGIES`) and ``auto``.
+#: Most stored positive examples a search grows an exclusion area around (``exclude_within_m``).
+MAX_EXCLUDED_FOOTPRINTS = 256
+
 SEARCH_STRATEGIES = ("auto", "average", "best_score", "sum_scores", "discover", "context", "feedback")
 
 
@@ -175,6 +178,7 @@ class Index:
         filter: in a time series, the example comes from the dates searched).  Raises
         PointNotFoundError for an unknown id or an uncovered location."""
         out: list[ResolvedExample | None] = [None] * len(examples)
+        tiles: dict[tuple[float, float], Any] = {}
         ids = [(n, normalize_id(e.value)) for n, e in enumerate(examples) if e.kind == "point"]
         if ids:
             for (n, _), hit in zip(ids, self.store.retrieve([i for _, i in ids], with_vectors=True)):
@@ -188,7 +192,10 @@ class Index:
             elif e.kind == "vector":
                 out[n] = ResolvedExample("image", positive, self._check_vector(e.value))
             elif e.kind == "location":
-                hit = self._tile_at(e.value, prefer)
+                at = (float(e.value[0]), float(e.value[1]))
+                if at not in tiles:  # the same place given twice is looked up once
+                    tiles[at] = self._tile_at(at, prefer)
+                hit = tiles[at]
                 out[n] = ResolvedExample("location", positive, hit.vector, hit.id, hit.payload)
         return [r for r in out if r is not None]
 
@@ -279,7 +286,8 @@ class Index:
         if exclude_within_m is not None and not (0 <= float(exclude_within_m) < float("inf")):
             raise InputError(f"exclusion distance {exclude_within_m!r} must be a finite number >= 0 metres, "
                              "e.g. --exclude-within 100")
-        rp, rn = self.resolve(pos, positive=True, prefer=flt), self.resolve(neg, positive=False, prefer=flt)
+        rp = _distinct(self.resolve(pos, positive=True, prefer=flt))
+        rn = _distinct(self.resolve(neg, positive=False, prefer=flt))
         both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
         if both:
             raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
@@ -336,8 +344,8 @@ class Index:
     def _expand_query(self, query, examples: Sequence[ResolvedExample], expand: int, flt: SearchFilter | None,
                       around: tuple, areas: tuple, strategy: str, mmr: float | None) -> tuple[Any, tuple[str, ...]]:
         """``(query, expanded)``: average query expansion, the ``expand`` stored tiles nearest
-        ``query`` (same filter and exclusions, the stored ``examples`` left out) joined to its
-        positives, and their ids."""
+        ``query`` (same filter and exclusions, the stored ``examples`` left out) averaged into its
+        positives (:func:`expanded_positives`), and their ids."""
         from rsir_stac.store.query import ExampleQuery, Exclusion
 
         first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
@@ -345,19 +353,60 @@ class Index:
                                                             areas),
                                  per_item=None, with_vectors=True, with_payload=False)
         expanded = tuple(h.id for h in first)
-        query = ExampleQuery(query.positives + tuple(h.vector for h in first), query.negatives,
-                             strategy=strategy, mmr=mmr)
-        return query, expanded
+        positives = expanded_positives(query.positives, [h.vector for h in first], strategy)
+        return ExampleQuery(positives, query.negatives, strategy=strategy, mmr=mmr), expanded
+
+
+def expanded_positives(positives: Sequence[np.ndarray], neighbours: Sequence[np.ndarray],
+                       strategy: str) -> tuple[np.ndarray, ...]:
+    """The positive example vectors of an expanded query (average query expansion, Chum et al.
+    2007): for ``average``, one vector, the mean of the positives and the ``neighbours``
+    (the same ranking as searching from all of them); for the strategies that score each
+    candidate against each example (``best_score``, ``sum_scores``, ``discover``, ``context``,
+    ``feedback``), each neighbour joins the positive it lies nearest (Euclidean) and each positive
+    becomes the mean of itself and its neighbours.  A neighbour is never an example itself, so it
+    cannot match itself and outrank every other tile.  Shapes: each vector ``(dim,)``; as many
+    positives come out as went in (one for ``average``)."""
+    pos = np.stack([np.asarray(v, dtype=np.float64).reshape(-1) for v in positives])
+    if not len(neighbours):
+        return tuple(p.astype(np.float32) for p in pos)
+    nb = np.stack([np.asarray(v, dtype=np.float64).reshape(-1) for v in neighbours])
+    if strategy == "average":
+        return (np.concatenate([pos, nb]).mean(axis=0).astype(np.float32),)
+    nearest = ((nb[:, None, :] - pos[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    return tuple(np.vstack([pos[i], nb[nearest == i]]).mean(axis=0).astype(np.float32) for i in range(len(pos)))
+
+
+def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:
+    """``examples`` without repeats (the same stored tile, or the same vector, given again), in
+    their first order: a repeat adds no information, only weight and work (256 copies of one
+    place cost 256 exclusion areas)."""
+    seen: set = set()
+    out = []
+    for r in examples:
+        key = r.id if r.id else np.asarray(r.vector, dtype=np.float32).tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _footprint_exclusions(rp: Sequence[ResolvedExample], exclude_within_m: float | None) -> tuple[tuple, tuple]:
     """``(around, areas)``: the circles and rings within ``exclude_within_m`` metres of the
     stored positive examples' footprints (:func:`rsir_stac.store.query.footprint_exclusion`);
-    empty when no distance is given."""
+    empty when no distance is given.  Raises InputError for more than
+    :data:`MAX_EXCLUDED_FOOTPRINTS` footprints (each area takes a few milliseconds to build and
+    adds a polygon every candidate is tested against)."""
     from rsir_stac.store.query import footprint_exclusion
 
-    parts = [footprint_exclusion(r.payload, float(exclude_within_m))
-             for r in rp if r.payload and exclude_within_m is not None]
+    if exclude_within_m is None:
+        return (), ()
+    stored = [r for r in rp if r.payload]
+    if len(stored) > MAX_EXCLUDED_FOOTPRINTS:
+        raise InputError(f"an exclusion around {len(stored)} stored positive examples is asked; it is built for at "
+                         f"most {MAX_EXCLUDED_FOOTPRINTS}: give fewer positives, or search without --exclude-within "
+                         "(API: exclude_within_m)")
+    parts = [footprint_exclusion(r.payload, float(exclude_within_m)) for r in stored]
     around = tuple(a for circles, _ in parts for a in circles)
     areas = tuple(ring for _, rings in parts for ring in rings)
     return around, areas

@@ -183,7 +183,9 @@ def test_examples_of_every_kind_and_exclusion(index, world):
     loc = p.payload["location"]
     res = index.search(positives=[Example("point", p.id), Example("location", (loc["lon"], loc["lat"]))],
                        negatives=[Example("point", pts[200].id)], k=10, exclude_within_m=150.0, per_item=None)
-    assert res.examples[0].id == p.id and res.examples[1].id == p.id and not res.examples[2].positive
+    # the place is the same stored tile as the point: one example (a repeat adds only weight and work)
+    assert [(e.id, e.kind, e.positive) for e in res.examples] == [(p.id, "point", True),
+                                                                 (pts[200].id, "point", False)]
     from rsir_stac.store.filters import haversine_m
 
     for h in res.hits:
@@ -257,6 +259,77 @@ def test_query_expansion_adds_the_nearest_tiles_and_engines_agree(index, mem_ind
     inside = index.search(point_id=q, k=5, per_item=None, expand=4, flt=flt)
     assert {byid[i].payload["item_id"] for i in inside.expanded} == {byid[q].payload["item_id"]}
     assert index.search(point_id=q, k=5, expand=0).expanded == ()
+
+
+def test_query_expansion_with_negatives_ranks_the_expanded_tiles_by_score(index, mem_index, world):
+    """Trial finding: with a negative example (best_score) the expanded tiles joined the positives
+    as examples, each matched itself, and they came back as the top hits, tied at the self-match
+    score.  Now each positive is the mean of itself and the neighbours nearest it."""
+    ids = sorted(world[2])
+    q, n = ids[0], ids[-1]
+    neg = [Example("point", n)]
+    res = index.search(point_id=q, negatives=neg, k=12, per_item=None, expand=3)
+    assert res.strategy == "best_score" and len(res.expanded) == 3
+    self_score = index.search(point_id=q, negatives=neg, k=1, per_item=None, include_query=True).hits[0].score
+    assert all(h.score < self_score for h in res.hits), [h.score for h in res.hits]
+    byid = {p.id: p for p in world[1]}
+    mean = np.mean([byid[q].vector] + [byid[i].vector for i in res.expanded], axis=0)
+    same = index.search(positives=[Example("vector", mean)], negatives=neg, k=13, per_item=None)
+    assert [h.id for h in same.hits if h.id != q][:12] == [h.id for h in res.hits]
+    other = mem_index.search(point_id=q, negatives=neg, k=12, per_item=None, expand=3)
+    assert other.expanded == res.expanded and [h.id for h in other.hits] == [h.id for h in res.hits]
+
+
+def test_expanded_positives_join_the_positive_they_lie_nearest():
+    from rsir_stac.search import expanded_positives
+
+    pos = [np.array([0.0, 0.0]), np.array([10.0, 0.0])]
+    nb = [np.array([1.0, 0.0]), np.array([9.0, 2.0]), np.array([11.0, 0.0])]
+    got = expanded_positives(pos, nb, "best_score")
+    assert len(got) == 2
+    np.testing.assert_allclose(got[0], [0.5, 0.0])
+    np.testing.assert_allclose(got[1], [10.0, 2.0 / 3.0])
+    (avg,) = expanded_positives(pos, nb, "average")
+    np.testing.assert_allclose(avg, [6.2, 0.4])
+    assert [p.tolist() for p in expanded_positives(pos, [], "best_score")] == [[0.0, 0.0], [10.0, 0.0]]
+
+
+def test_repeated_examples_count_once_and_bound_the_exclusion_work(index, world, monkeypatch):
+    """Security trial: 256 copies of one place with an exclusion held the service's store lock
+    for ~6.5 s (one exclusion area, ~25 ms, built per copy).  Repeats are now one example, and an
+    exclusion around more distinct footprints than the limit is refused before any is built."""
+    import rsir_stac.search as search_mod
+
+    ids = sorted(world[2])
+    byid = {p.id: p for p in world[1]}
+    loc = byid[ids[0]].payload["location"]
+    here = (loc["lon"], loc["lat"])
+    once = index.search(point_id=ids[0], k=5, per_item=None, exclude_within_m=10.0)
+    many = index.search(positives=[Example("point", ids[0])] * 50 + [Example("location", here)] * 50, k=5,
+                        per_item=None, exclude_within_m=10.0)
+    assert len(many.examples) == 1
+    assert [h.id for h in many.hits] == [h.id for h in once.hits]
+    monkeypatch.setattr(search_mod, "MAX_EXCLUDED_FOOTPRINTS", 2)
+    three = [Example("point", i) for i in ids[:3]]
+    with pytest.raises(InputError, match="exclusion around 3 stored positive examples.*at most 2"):
+        index.search(positives=three, k=5, exclude_within_m=10.0)
+    assert index.search(positives=three, k=5).hits  # without the exclusion: no limit
+
+
+def test_aeqd_pipelines_give_the_numbers_of_the_crs_transformers():
+    import pyproj
+
+    from rsir_stac.reproject import aeqd_transformers
+
+    lon = np.array([-74.5, -70.0, 100.0, 179.9, -179.9, 0.0])
+    lat = np.array([1.0, 30.0, -60.0, 89.9, -89.9, 0.0])
+    for lon0, lat0 in ((-74.5, 1.0), (179.99, -60.0), (0.0, 89.99)):
+        crs = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
+        ref = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        to_aeqd, to_lonlat = aeqd_transformers(lon0, lat0)
+        x, y = to_aeqd.transform(lon, lat)
+        np.testing.assert_allclose(np.array([x, y]), np.array(ref.transform(lon, lat)), atol=1e-6)
+        np.testing.assert_allclose(np.array(to_lonlat.transform(x, y)), np.array([lon, lat]), atol=1e-9)
 
 
 @pytest.mark.parametrize("bad", [-1, 101, 2.5, True])
@@ -459,6 +532,22 @@ def test_dissolve_keeps_dates_apart():
     assert [(r["datetime"][:4], r["tiles"], r["items"]) for r in rows] == [("2018", 2, "naip-2018"),
                                                                           ("2020", 2, "naip-2020")]
     assert [r["id"] for r in rows] == ["area-1", "area-2"] and rows[0]["collection"] == "naip"
+
+
+def test_dissolve_keeps_undated_scenes_apart():
+    """Analyst trial: three NAIP years ingested without --datetime (no date) were dissolved into
+    single areas mixing the years.  Undated tiles now merge within their own scene only."""
+    from rsir_stac.classify import dissolve
+    from rsir_stac.store import SearchHit
+
+    hits = []
+    for year in (2010, 2015, 2020):
+        for n, w in enumerate((10.0, 10.01)):
+            hits.append(SearchHit(f"{year}-{n}", 0.9, {"bbox": [w, 0.0, w + 0.01, 0.01], "item_id": f"naip-{year}",
+                                                        "collection": "naip"}))
+    rows = dissolve(hits)
+    assert sorted((r["items"], r["tiles"]) for r in rows) == [("naip-2010", 2), ("naip-2015", 2), ("naip-2020", 2)]
+    assert all(r["datetime"] is None and r["collection"] == "naip" for r in rows)
 
 
 def test_dissolve_keeps_an_area_across_the_antimeridian_whole():

@@ -103,21 +103,18 @@ def test_collection_filter_names_are_capped(index, points):
 # --------------------------------------------------------------------------- 2. heavy queries
 
 
-def test_expansion_over_the_example_limit_is_refused_before_any_work(index, monkeypatch):
-    """256 examples + expand 100 was refused by the engine after the first (12 s) search."""
-    def no_work(*a, **k):
-        raise AssertionError("the index was searched before the request was checked")
-
-    monkeypatch.setattr(index, "resolve", no_work)
-    monkeypatch.setattr(index, "search", no_work)
-    body = {"positives": [{"lon": -93.0 + n * 1e-6, "lat": 29.8} for n in range(250)], "expand": 10}
+def test_a_label_set_over_256_refines_and_places_stay_bounded(index, points):
+    """Analyst trial: the page refines a search by sending its labels as point-id examples, and
+    more than 256 labels were refused although a label set may hold 2,000.  Repeats count once.
+    Places (each its own engine lookup) stay at most 256."""
+    pid = next(iter(points))
     with TestClient(create_app(index), base_url=BASE) as c:
+        r = c.post("/api/query", json={"positives": [{"point_id": pid}] * 393, "k": 3})
+        assert r.status_code == 200, r.text
+        assert r.json()["query"]["positives"] == [pid], r.json()["query"]
+        body = {"positives": [{"lon": -93.0 + n * 1e-6, "lat": 29.8} for n in range(257)]}
         r = c.post("/api/query", json=body)
-        assert r.status_code == 400, r.text
-        d = r.json()["detail"]
-        assert "250 examples and expand 10 make 260" in d and "at most 6" in d, d
-        r = c.post("/api/query/export", json={**body, "format": "csv"})
-        assert r.status_code == 400 and "expand 10" in r.json()["detail"], r.text
+        assert r.status_code == 400 and "257 places" in r.json()["detail"], r.text
 
 
 def test_heavy_queries_are_bounded_with_429(index, points, monkeypatch):

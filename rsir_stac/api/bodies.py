@@ -3,7 +3,7 @@
 query either as JSON or as multipart with uploaded images.
 
 Limits (one-line 400 errors naming the field): at most :data:`MAX_LABELS_API` labels,
-:data:`MAX_EXAMPLES_API` examples of which :data:`MAX_IMAGES_API` uploaded images (all
+:data:`MAX_EXAMPLES_API` examples of which :data:`MAX_PLACES_API` places and :data:`MAX_IMAGES_API` uploaded images (all
 uploads of a request together within the service's upload byte limit, each within its
 pixel and decoded-byte limits), polygons of at most :data:`MAX_POLYGON_VERTICES`
 vertices, ``max_hits`` <= :data:`MAX_HITS_API`.
@@ -28,7 +28,11 @@ from rsir_stac.api.params import MAX_POLYGON_VERTICES
 from rsir_stac.store.query import MAX_K
 
 MAX_LABELS_API = 2_000
-MAX_EXAMPLES_API = 256
+#: As many examples as a label set holds: the map page refines a search from its labels by sending
+#: them as point-id examples.  Of them at most :data:`MAX_PLACES_API` are places (each lon/lat is
+#: its own engine lookup; point ids are read in one batch).
+MAX_EXAMPLES_API = 2_000
+MAX_PLACES_API = 256
 MAX_IMAGES_API = 16
 MAX_HITS_API = 10_000
 #: Multipart file fields of a query with uploaded examples.
@@ -281,5 +285,6 @@ def request_body(model: type[BaseModel], what: str, max_bytes: int) -> dict:
 
 
 __all__ = ["ClassifyRequest", "ExportRequest", "Filters", "LabelsRequest", "MAX_EXAMPLES_API", "MAX_HITS_API",
-           "MAX_IMAGES_API", "MAX_LABELS_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest", "StrictBody",
+           "MAX_IMAGES_API", "MAX_LABELS_API", "MAX_PLACES_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest",
+           "StrictBody",
            "examples", "image_examples", "labels", "per_item", "read_query", "request_body", "search_filter"]

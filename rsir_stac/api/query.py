@@ -21,20 +21,18 @@ from rsir_stac.errors import InputError
 def run_query(svc: Any, query: Any, *, with_payload: bool = True) -> tuple[Any, Any]:
     """The :class:`~rsir_stac.search.SearchResult` of a parsed query (:class:`bodies.QueryInput`)
     and its filter; uploaded images are decoded and embedded before the store lock is taken."""
-    from rsir_stac.store.query import MAX_EXAMPLES
 
     req = query.req
     pos, neg = bodies.examples(req.positives, "positives"), bodies.examples(req.negatives, "negatives")
     n = len(pos) + len(neg) + len(query.images)
     if n > bodies.MAX_EXAMPLES_API:
         raise InputError(f"{n} examples given; send at most {bodies.MAX_EXAMPLES_API}")
+    places = len({e.value for e in pos + neg if e.kind == "location"})
+    if places > bodies.MAX_PLACES_API:
+        raise InputError(f"{places} places (lon/lat examples) given; send at most {bodies.MAX_PLACES_API}, or give "
+                         "stored tiles by point_id")
     labels = bodies.labels(req.labels)
     n += len(labels.labels) if labels is not None else 0
-    if req.expand and n + req.expand > MAX_EXAMPLES:
-        # the expanded query holds the examples and the expand nearest tiles: refused before any work,
-        # not by the engine after the first search
-        raise InputError(f"{n} examples and expand {req.expand} make {n + req.expand} query vectors; the limit is "
-                         f"{MAX_EXAMPLES}: lower expand to at most {max(MAX_EXAMPLES - n, 0)} or send fewer examples")
     flt = bodies.search_filter(req)
     ipos, ineg = bodies.image_examples(svc, query.images)
     with svc.lock:

@@ -57,8 +57,10 @@ STRATEGIES = ("average", "best_score", "sum_scores", "discover", "context", "fee
 
 #: Largest ``offset + k`` a query may ask for.
 MAX_K = 10_000
-#: Largest number of examples (positives plus negatives) in one query.
-MAX_EXAMPLES = 256
+#: Largest number of examples (positives plus negatives) in one query, as many as a label set the
+#: service takes.  Each candidate the engine visits is compared with every example (``best_score``
+#: with 2,000 examples: ~37 ms at 100,000 points against 5.7 ms with 256).
+MAX_EXAMPLES = 2_000
 #: Largest number of positive×negative pairs for discover/context queries.
 MAX_PAIRS = 1024
 #: Widening stops here: a tie group (or a per-item cap) that needs more candidates is cut.
@@ -99,7 +101,9 @@ class ExampleQuery:
             raise InputError("the query has no positive example; give at least one --image, --point-id, --at "
                              "or a positive label")
         if len(pos) + len(neg) > MAX_EXAMPLES:
-            raise InputError(f"the query has {len(pos) + len(neg)} examples; use at most {MAX_EXAMPLES}")
+            raise InputError(f"the query has {len(pos) + len(neg)} examples and a search uses at most {MAX_EXAMPLES}; "
+                             "to find every tile like a larger label set use `rsir-stac classify` (the map page's "
+                             "Find all), or search with fewer examples")
         if self.strategy in ("discover", "context") and not neg:
             raise InputError(f"strategy {self.strategy} needs at least one negative example; add --not-image, "
                              "--not-point-id, --not-at or a negative label, or use --strategy average")
@@ -194,16 +198,15 @@ def footprint_exclusion(payload: dict, distance_m: float) -> tuple[tuple, tuple]
 def _grown_area(rings: list, lon0: float, lat0: float, distance_m: float) -> Any:
     """The lon/lat :class:`~rsir_stac.store.areas.GeoArea` within ``distance_m`` of the footprint
     ``rings`` (lon/lat, each within ±180), grown about (``lon0``, ``lat0``); None when it is empty."""
-    import pyproj
     from shapely.geometry import Polygon
     from shapely.ops import transform, unary_union
 
-    from rsir_stac.reproject import geometries_to_lonlat
+    from rsir_stac.reproject import aeqd_geometries_to_lonlat, aeqd_transformers
     from rsir_stac.store.areas import GeoArea
 
-    aeqd = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
-    fwd = pyproj.Transformer.from_crs("EPSG:4326", aeqd, always_xy=True).transform
-    parts = [transform(fwd, Polygon([(float(x), float(y)) for x, y in ring])).buffer(0) for ring in rings]
+    to_aeqd, _ = aeqd_transformers(lon0, lat0)
+    parts = [transform(to_aeqd.transform, Polygon([(float(x), float(y)) for x, y in ring])).buffer(0)
+             for ring in rings]
     # segments per quarter circle so that a chord strays at most max(1 m, 1e-5 of the distance) inside
     # the true distance (16 kept 3 tiles 1,000 km off a polar example that were within it)
     tol = max(1.0, 1e-5 * distance_m)
@@ -211,7 +214,7 @@ def _grown_area(rings: list, lon0: float, lat0: float, distance_m: float) -> Any
     grown = unary_union(parts).buffer(distance_m, quad)
     if grown.is_empty:
         return None
-    (lonlat,) = geometries_to_lonlat([grown], aeqd, "the exclusion around the example")
+    (lonlat,) = aeqd_geometries_to_lonlat([grown], lon0, lat0, "the exclusion around the example")
     out = []
     for poly in getattr(lonlat, "geoms", [lonlat]):
         ring = [(min(180.0, max(-180.0, x)), min(90.0, max(-90.0, y))) for x, y in poly.exterior.coords]

@@ -225,8 +225,8 @@ export function render(doc, query, opts) {
     L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fillOpacity: 0.05 }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
   if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
-  renderQuery(q, query);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
+  renderQuery(q, query, scored);
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
     onSelect: (id, zoom) => { select(id, zoom); syncImagery(); saveUrl(false); },
     onSearchFrom: (id) => run({ kind: "point", id: id }, { focusResults: true }),
@@ -270,7 +270,7 @@ export function render(doc, query, opts) {
   saveUrl(false);   // what the answer pinned (the clicked place's tile) goes into the link
 }
 
-function renderQuery(q, query) {
+function renderQuery(q, query, scored) {
   const qs = $("query");
   qs.innerHTML = "";
   qs.hidden = false;
@@ -302,7 +302,7 @@ function renderQuery(q, query) {
     meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
   if (q.expanded && q.expanded.length) {
-    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; distances are to the expanded query.`));
+    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; ${scored ? "scores" : "distances"} are to the expanded query.`));
   }
   if (q.id && query.kind !== "labels") meta.appendChild(el("div", "muted id", q.id));
   qs.append(pic, meta);
