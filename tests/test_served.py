@@ -621,3 +621,32 @@ def test_serve_on_ipv6_loopback_prints_a_valid_url_and_is_used(setup, tiny_bundl
         assert r.exit_code == 0 and "sending the info" in r.stderr, r.output
     finally:
         _stop(proc)
+
+
+def test_a_link_swapped_in_after_the_name_was_checked_reads_nothing_outside(tmp_path, monkeypatch):
+    """Security trial: the ingest-root check resolved the name, then GDAL opened it by name
+    again, so a folder under a root swapped for a link in between was followed out of the root.
+    Now the file opened once is the one checked and the one GDAL reads.  The race is made
+    certain by resolving names as they were before the swap."""
+    import os
+
+    import rasterio
+
+    from rsir_stac.tiling.sources import open_dataset, restrict_to_geotiff
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    make_geotiff(outside / "sub" / "x.tif", width=32, height=32, seed=3)
+    (root / "ok").mkdir(parents=True)
+    make_geotiff(root / "ok" / "y.tif", width=32, height=32, seed=4)
+    (root / "sub").symlink_to(outside / "sub", target_is_directory=True)  # the swap: a folder became a link
+    restrict_to_geotiff([root])
+    try:
+        with open_dataset(str(root / "ok" / "y.tif")) as ds:  # an ordinary file under the root reads
+            assert ds.driver == "GTiff" and ds.read().shape == (3, 32, 32)
+        monkeypatch.setattr(os.path, "realpath", os.path.abspath)  # names resolved before the swap
+        with pytest.raises(rasterio.errors.RasterioIOError, match="out of the service's ingest roots"):
+            open_dataset(str(root / "sub" / "x.tif"))
+    finally:
+        monkeypatch.undo()
+        restrict_to_geotiff(())

@@ -110,8 +110,7 @@ def open_dataset(href: str) -> Any:
     if links_out_of_roots(href):
         raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
     if geotiff_only(href):
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-            return rasterio.open(href, driver="GTiff")
+        return _open_confined(href)
     if _is_url(href) or "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
         return rasterio.open(href)
     # a local file's sidecars are part of it: an external mask (.msk), nodata or a CRS in
@@ -119,6 +118,36 @@ def open_dataset(href: str) -> Any:
     # turns off for remote files (a listing is one more request per file)
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
         return rasterio.open(href)
+
+
+_PROC_FD = "/proc/self/fd"
+
+
+def _open_confined(href: str) -> Any:
+    """Open a file under a :func:`restrict_to_geotiff` root as GeoTIFF alone, checking the file
+    actually opened, not its name: the file is opened once (``O_NOFOLLOW``), the path the kernel
+    holds for that open file is checked to lie under a root, and GDAL opens that same file
+    through ``/proc/self/fd`` (Linux).  A link swapped in between a check of the name and GDAL's
+    own open cannot send the read elsewhere.  Elsewhere: the resolved path, opened as GeoTIFF."""
+    real = os.path.realpath(href)
+    env = rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+    if not os.path.isdir(_PROC_FD):
+        with env:
+            return rasterio.open(real, driver="GTiff")
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise rasterio.errors.RasterioIOError(f"{href}: {exc.strerror}") from None
+    try:
+        held = os.readlink(f"{_PROC_FD}/{fd}")
+        if not _under_roots(held):
+            raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise rasterio.errors.RasterioIOError(f"{href}: not a regular file")
+        with env:
+            return rasterio.open(f"{_PROC_FD}/{fd}", driver="GTiff")
+    finally:
+        os.close(fd)  # GDAL holds its own descriptor of the same file
 
 
 def gdal_env() -> Any:
