@@ -1228,3 +1228,39 @@ def test_page_csv_is_escaped_and_find_all_download_is_typed_as_the_cli(browser, 
     assert all(types[k] == "float64" for k in ("gsd", "datetime_epoch", "lon", "lat", "probability")), types
     hits = json.loads((tmp_path / "page-hits.geojson").read_text())
     assert {f["properties"]["item_id"] for f in hits["features"]} == {LINK, NUMBER}   # GeoJSON: exact texts
+
+
+def test_bidi_and_invisible_characters_of_catalogue_texts_are_shown_escaped(browser, tmp_path, tiny_bundle):
+    """Security trial: an item id or collection holding U+202E (right-to-left override) reordered
+    the text around it on the page ("…\u202efit.exe" read "exe.tif"), and a zero-width space made
+    two ids look alike.  Shown texts now carry such characters as visible escapes, as the command
+    line does; values sent back (the collection filter) stay exact."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import make_geotiff, serve_in_thread, stac_item_file
+
+    item, coll = "scene-\u202efit.exe", "naip\u200bx"
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, seed=5)
+    src = stac_item_file(tmp_path / "s.json", item, coll, "2021-06-01T10:00:00Z", tif)
+    report = ingest([src], index=str(tmp_path / "idx"), model=tiny_bundle,
+                    options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
+    assert report.ok and report.points_written == 4, report
+    with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as idx:
+        pid = next(p.id for p in idx.store.iter_points(with_vectors=False))
+        with serve_in_thread(create_app(idx)) as base:
+            pg = Page(browser, base)
+            try:
+                pg.search_by_id(pid)
+                text = pg.p.evaluate("document.body.innerText")
+                titles = pg.p.evaluate("Array.from(document.querySelectorAll('[title], img[alt]'))"
+                                       ".map((e) => (e.title || '') + (e.alt || '')).join('|')")
+                for shown in (text, titles):
+                    assert "\u202e" not in shown and "\u200b" not in shown
+                assert "scene-\\u202efit.exe" in titles, titles   # the card's full item id
+                option = pg.p.evaluate("(() => { const o = document.querySelector('#collection option');"
+                                       " return [o.textContent, o.value]; })()")
+                assert option == ["naip\\u200bx", coll], option
+                pg.check_clean()
+            finally:
+                pg.close()

@@ -1,6 +1,7 @@
 // The hits of "find all" on the map: light purple footprints over the results (a click there opens
 // a popup naming the hits under it, with the page's buttons for them) and, zoomed out, purple dots
 // that count them and zoom to them.
+import { printable } from "./text.js";
 import { toolsTakeClick } from "./drawing.js";
 import { COLOURS, day, geometryCovers, map, tooSmall } from "./map.js";
 import { state } from "./state.js";
@@ -141,7 +142,7 @@ function hitText(f) {
 export function relabelHits() {
   for (const row of document.querySelectorAll(".hit-popup .hit-row[data-id]")) {
     const h = hits.find((x) => x.f.id === row.dataset.id);
-    if (h && row.firstChild) row.firstChild.textContent = hitText(h.f);
+    if (h && row.firstChild) row.firstChild.textContent = printable(hitText(h.f));
   }
 }
 
@@ -151,7 +152,7 @@ function hitRow(f) {
   const row = document.createElement("div");
   row.className = "hit-row";
   row.dataset.id = f.id;
-  row.appendChild(document.createElement("div")).textContent = hitText(f);
+  row.appendChild(document.createElement("div")).textContent = printable(hitText(f));
   for (const a of hitActions) {
     const b = row.appendChild(document.createElement("button"));
     b.type = "button";

@@ -1,6 +1,7 @@
 // What the index holds: its summary (the header's tile count and model, the Collections list, the
 // service's limits, its online basemap) and its scenes (their outlines and imagery on the map, the
 // Scenes tab's list).
+import { printable } from "./text.js";
 import { api, apiUrl } from "./api.js";
 import { addBasemap, addImagery } from "./imagery.js";
 import { map, mapNotice } from "./map.js";
@@ -14,11 +15,11 @@ export let scenesDoc = null;   // /api/scenes
 export async function loadInfo() {
   info = await api(apiUrl("info"));
   const cols = info.collections || [];
-  $("info").textContent = `${info.count.toLocaleString()} tiles · model ${info.model_id || "?"}` +
-    (cols.length ? ` · ${cols.length} collection${cols.length > 1 ? "s" : ""}` : "");
+  $("info").textContent = printable(`${info.count.toLocaleString()} tiles · model ${info.model_id || "?"}` +
+    (cols.length ? ` · ${cols.length} collection${cols.length > 1 ? "s" : ""}` : ""));
   const sel = $("collection");
   sel.innerHTML = "";
-  for (const c of cols) sel.appendChild(new Option(c, c));
+  for (const c of cols) sel.appendChild(new Option(printable(c), c));   // the value stays exact: it is sent back
   sel.size = Math.min(4, Math.max(2, cols.length));
   sel.disabled = cols.length === 0;
   if (info.limits && info.limits.max_k) {

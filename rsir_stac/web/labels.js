@@ -1,4 +1,5 @@
 // Labels (positives/negatives), refine, "find all", and exports: the Labels tab.
+import { printable } from "./text.js";
 import { api, ApiError, apiUrl, friendly, postJson } from "./api.js";
 import { clearHits, relabelHits } from "./hits.js";
 import * as mapjs from "./map.js";
@@ -60,7 +61,7 @@ export function renderLabels(onRemove) {
     const parts = [l.datetime ? ["wdate", shortDate(l.datetime)] : null, l.item_id ? ["witem", midShort(l.item_id, 28)] : null,
                    ["wtile", "tile " + id.slice(0, 8)]].filter(Boolean);
     parts.forEach(([cls, text], i) => what.appendChild(el("span", cls, (i ? " · " : "") + text)));
-    what.title = [l.datetime ? shortDate(l.datetime) : "", l.item_id || "", id].filter(Boolean).join(" · ");
+    what.title = printable([l.datetime ? shortDate(l.datetime) : "", l.item_id || "", id].filter(Boolean).join(" · "));
     li.appendChild(what);
     const rm = el("button", "small", "Remove");
     rm.type = "button";

@@ -3,6 +3,7 @@
 // they share.  The rest of the map is in imagery.js (the scenes' tiles, the basemap), scenes.js
 // (scene outlines, dots and hover names), drawing.js (the area filter and its tools), hits.js
 // ("find all" hits), framing.js (zooming to a search) and controls.js (legend, readouts).
+import { printable } from "./text.js";
 export const map = L.map("map", {
   boxZoom: false,          // shift-drag draws a filter box instead
   zoomSnap: 0.5,
@@ -70,7 +71,7 @@ export const day = (t) => (t ? String(t).slice(0, 10) : "");
 /** A notice over the map (for example: the online basemap failed); returns its element. */
 export function mapNotice(text) {
   const div = document.getElementById("map-notice");
-  div.textContent = text;
+  div.textContent = printable(text);
   div.hidden = !text;
   return div;
 }

@@ -1,4 +1,5 @@
 // Results: footprints with rank badges on the map, the scrolling gallery, selection and details.
+import { printable } from "./text.js";
 import { setImage, tileUrl } from "./api.js";
 import { toolsTakeClick } from "./drawing.js";
 import { COLOURS, map } from "./map.js";
@@ -8,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 export function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
+  if (text !== undefined) e.textContent = printable(text);
   return e;
 }
 export const shortDate = (s) => (s ? String(s).slice(0, 10) : "");
@@ -200,7 +201,7 @@ export function tileCard(f, alt, figure) {
   c.setAttribute("role", "button");
   c.dataset.id = f.id;
   const img = el("img");
-  img.alt = alt;
+  img.alt = printable(alt);
   img.loading = "lazy";
   img.width = 256;
   img.height = 256;
@@ -211,7 +212,7 @@ export function tileCard(f, alt, figure) {
   cap.appendChild(el("div", "dist", figure));
   // the date first: results of one place at several dates (a time series) differ by it
   cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
-  cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = p.item_id || "";
+  cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = printable(p.item_id || "");
   c.appendChild(cap);
   return c;
 }
@@ -281,7 +282,7 @@ function showDetails(f) {
   d.appendChild(head);
   const body = el("div", "dbody");
   const img = el("img");
-  img.alt = `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`;
+  img.alt = printable(`Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`);
   setImage(img, tileUrl(f.id));
   body.appendChild(img);
   const dl = el("dl");

@@ -1,6 +1,7 @@
 // The scenes of the index on the map: their dashed outlines, dots where they are too small to see
 // (click one to zoom to it), and the hover names that say which scene is drawn on top at the
 // pointer (and the other dates under it); the Scenes tab's zoom flashes an outline.
+import { printable } from "./text.js";
 import { imageryChoice } from "./imagery.js";
 import { COLOURS, day, geometryCovers, map, tooSmall, wrapLng } from "./map.js";
 
@@ -39,7 +40,7 @@ function noTabStop(layer) {
  *  dates come from STAC catalogues (anyone's). */
 function textLines(lines) {
   const div = document.createElement("div");
-  for (const line of lines) div.appendChild(document.createElement("div")).textContent = line;
+  for (const line of lines) div.appendChild(document.createElement("div")).textContent = printable(line);
   return div;
 }
 

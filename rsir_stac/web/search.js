@@ -1,6 +1,7 @@
 // Searching: the query and the filters as the API takes them, running a search (a clicked place, a
 // stored tile, an uploaded image or the labels) and showing its answer (the query box, the results,
 // the status line), or nothing when it failed.  Nothing is searched while the Dates box is refused.
+import { printable } from "./text.js";
 import { api, apiUrl, friendly, setImage, tileUrl } from "./api.js";
 import { datesRefused } from "./dates.js";
 import { fitSearch } from "./framing.js";
@@ -278,8 +279,8 @@ function renderQuery(q, query, scored) {
   // like the result cards: the date and the scene (tiles of one place differ by them)
   const lab = (q.id && state.labels.get(q.id)) || {};   // a labels query's tile: one of the labelled tiles
   const qItem = q.item_id || lab.item_id, qDate = q.datetime || lab.datetime;
-  img.alt = query.kind === "image" && query.file ? `Query: uploaded image ${query.file.name}`
-    : qItem ? `Query tile: ${qDate ? shortDate(qDate) : "no date"}, ${qItem}` : "Query tile";
+  img.alt = printable(query.kind === "image" && query.file ? `Query: uploaded image ${query.file.name}`
+    : qItem ? `Query tile: ${qDate ? shortDate(qDate) : "no date"}, ${qItem}` : "Query tile");
   let pic = img;
   if (q.kind === "image" && uploadUrl) img.src = uploadUrl;
   else if (query.kind === "labels") pic = labelsMosaic();

@@ -1,5 +1,6 @@
 // The panel around the results: the status line (with an action button, e.g. Undo) and the tabs
 // (Results, Scenes, Labels), which the keyboard moves between as WAI-ARIA tabs.
+import { printable } from "./text.js";
 import { el } from "./results.js";
 
 export const $ = (id) => document.getElementById(id);
@@ -7,7 +8,7 @@ export const $ = (id) => document.getElementById(id);
 /** The status line; `action` ({label, run}) adds a button after the text (e.g. Undo). */
 export function setStatus(text, kind, action) {
   const s = $("status");
-  s.textContent = text;
+  s.textContent = printable(text);
   s.className = kind || "";
   if (action) {
     const b = el("button", "small", action.label);
