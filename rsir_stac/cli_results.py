@@ -82,7 +82,8 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
             qp = result.query_payload or {}
             about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
             echo_text(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
-                      + (f" + {len(result.examples) - 1} more examples" if len(result.examples) > 1 else "")
+                      + (f" + {len(result.examples) - 1} more example{'s' if len(result.examples) > 2 else ''}"
+                         if len(result.examples) > 1 else "")
                       + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))
         click.echo(f"{'#':>3} {result.score_name:>9}  {'id':36}  {'item':28} {'lon':>10} {'lat':>9}  datetime")
         for rank, h in enumerate(result.hits, offset + 1):

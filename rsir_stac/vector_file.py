@@ -42,6 +42,8 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
 
     import pyogrio
 
+    if path.stat().st_size <= 4096 and not path.read_bytes().strip(_LEAD):
+        raise InputError(f"{what} is empty (no bytes, or white space only); {fix}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyogrio's own warnings (e.g. a measured geometry) are not ours to show

@@ -306,3 +306,15 @@ def test_thin_or_world_wide_areas_go_to_the_engine_as_they_are():
     across = GeoArea.from_rings([[179, -1], [-179, -1], [-179, 1], [179, 1], [179, -1]])
     assert len(across.polygons) == 2 and envelope_plan(SearchFilter(polygon=across)) is None
     assert envelope_plan(SearchFilter(polygon=square, bbox=(0, 0, 0.5, 0.5))) is None
+
+
+@pytest.mark.parametrize("name, content", [("a.geojson", b""), ("a.gpkg", b" \r\n\t"), ("b.json", b"\xef\xbb\xbf\n")])
+def test_an_empty_area_file_is_called_empty(tmp_path, name, content):
+    """Analyst trial: a 0-byte --within file was 'not GeoJSON nor a vector file GDAL reads (GDAL does
+    not recognise its format)'."""
+    from rsir_stac.errors import InputError
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"^polygon file .* is empty \(no bytes, or white space only\)"):
+        load_polygon(path)

@@ -251,6 +251,9 @@ def test_find_the_data_imagery_scenes_and_place_box(browser, server):
         pg.p.fill("#goto-text", "200, 95")
         pg.p.click("#goto-go")
         assert "lon, lat in degrees" in pg.status()
+        pg.p.fill("#goto-text", "47.02, -99.17")   # lat, lon as most web maps write it
+        pg.p.click("#goto-go")
+        assert "Latitude -99.17 is outside -90..90" in pg.status() and "did you mean -99.17, 47.02?" in pg.status()
         _wait_imagery(pg)
         pg.shots("imagery")
         pg.check_clean()

@@ -111,7 +111,10 @@ $("goto").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const v = $("goto-text").value.trim().split(/[\s,;]+/).map(Number);
   if (v.length !== 2 || !v.every(Number.isFinite) || Math.abs(v[0]) > 180 || Math.abs(v[1]) > 90) {
-    setStatus("Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
+    // lat, lon (the order of most web maps) fits the other way round: say so
+    const swapped = v.length === 2 && v.every(Number.isFinite) && Math.abs(v[1]) <= 180 && Math.abs(v[0]) <= 90;
+    setStatus(swapped ? `Latitude ${v[1]} is outside -90..90: the place is lon, lat; did you mean ${v[1]}, ${v[0]}?`
+                      : "Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
     return;
   }
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));

@@ -49,7 +49,7 @@ export async function loadScenes() {
     b.type = "button";
     b.appendChild(el("span", "sitem", p.item_id));
     b.appendChild(el("span", "smeta", [p.collection || "no collection", p.datetime ? shortDate(p.datetime) : "no date",
-                                       `${p.tiles} tiles`].join(" · ")));
+                                       `${p.tiles} tile${p.tiles === 1 ? "" : "s"}`].join(" · ")));
     if (p.imagery === false) b.appendChild(el("span", "sbad", "imagery: " + p.imagery_problem));
     b.title = "Zoom to this scene";
     b.onclick = () => {

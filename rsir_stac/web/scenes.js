@@ -44,7 +44,7 @@ function textLines(lines) {
   return div;
 }
 
-const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + day(p.datetime) : ""} · ${p.tiles} tiles`;
+const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + day(p.datetime) : ""} · ${p.tiles} tile${p.tiles === 1 ? "" : "s"}`;
 
 /** Whether lon/lat lies in scene feature `f` (its bbox, then its footprint polygon). */
 function sceneCovers(f, ll) {
