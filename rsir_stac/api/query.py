@@ -86,7 +86,7 @@ def query_router(svc: Any):
                     "score": result.score_name, "per_scene": AUTO_PER_ITEM if cap == "auto" else cap,
                     **({"per_scene_penalty": FILL_PENALTY} if cap == "auto" and result.score_name == "distance"
                        else {}),
-                    "notes": notes,
+                    "notes": notes, "search_notes": list(result.notes),
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc
 

@@ -80,6 +80,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     doc["per_scene"] = AUTO_PER_ITEM  # the soft cap these searches apply (the page explains its order)
     doc["per_scene_penalty"] = FILL_PENALTY  # beyond it a distance ranks as if this many times larger
     doc["notes"] = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
+    doc["search_notes"] = list(result.notes)  # the ones about this search itself (the page counts the filters' own)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc
 

@@ -248,6 +248,7 @@ export function render(doc, query, opts) {
   if (state.datetime) filt.push("dates");
   if (state.collections.length) filt.push("collections");
   const notes = filterNotes();
+  notes.push(...(doc.search_notes || []));   // e.g. the place's tile is one the filters leave out (its imagery hidden)
   if (q.warning) notes.push(q.warning);
   if (lostSelection && opts && opts.keepSelection) {
     notes.push(`the selected tile ${lostSelection} is not among these results, so none is selected`);
