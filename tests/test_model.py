@@ -79,9 +79,13 @@ def test_training_moves_weights_and_resumes(tmp_path, image_folder):
     assert [h["epoch"] for h in b2.meta["training"]["history"]] == [0, 1]
 
 
-@pytest.mark.parametrize("change", [{"seed": 1}, {"leave_out": ("class2",)}, {"test_fraction": 0.34}])
+@pytest.mark.parametrize("change", [{"seed": 1}, {"leave_out": ("class2",)}, {"test_fraction": 0.34}, {"lr": 0.1},
+                                    {"ema_epochs": 2.0}, {"downscale_prob": 0.25}, {"max_steps_per_epoch": 2},
+                                    {"val_scales": (1.0, 2.0)}])
 def test_resume_refuses_another_split(tmp_path, image_folder, change):
-    """A checkpoint trained on another split (test images, held-out classes) is never resumed silently."""
+    """A checkpoint trained on another split (test images, held-out classes) is never resumed silently;
+    nor with another learning rate, EMA, downscale share, validation scales or steps per epoch (model
+    trial: those were taken, and the bundle recorded the last command's values as its recipe)."""
     from dataclasses import replace
 
     from rsir_stac.errors import InputError
@@ -91,7 +95,7 @@ def test_resume_refuses_another_split(tmp_path, image_folder, change):
                       p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none", test_fraction=0.5)
     train(cfg)
     before = (tmp_path / "run" / "bundle" / "model.json").read_bytes()
-    key = next(iter(change)).replace("_", "-")
+    key = {"ema_epochs": "ema"}.get(next(iter(change)), next(iter(change))).replace("_", "-")
     with pytest.raises(InputError, match=f"--{key} .*--no-resume"):
         train(replace(cfg, epochs=2, **change))
     assert (tmp_path / "run" / "bundle" / "model.json").read_bytes() == before  # the old bundle stands

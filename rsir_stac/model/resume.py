@@ -144,7 +144,7 @@ def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _
         if key == "leave_out":
             a, b = sorted(a or ()), sorted(b or ())
         if (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
-            flag = "--" + key.replace("_", "-")
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
             raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a) or '(none)'}, not "
                              f"{_show(b) or '(none)'}; {fix}")
     # held-out classes: compared as the classes actually held out (the order of --leave-out, or
@@ -203,7 +203,9 @@ def _first(names: list[str], most: int = 3) -> str:
 #: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
 _RESUME_KEYS = ("bands", "seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
                 "pooling", "hybrid", "input_size", "freeze_blocks", "distill", "downscale_max", "margin", "miner",
-                "p", "k")
+                "p", "k", "lr", "ema_epochs", "downscale_prob", "val_scales", "max_steps_per_epoch")
+#: Command-line flags of the keys whose flag is not the key's own name.
+_FLAGS = {"ema_epochs": "--ema"}
 
 
 def _show(v) -> str:
