@@ -292,6 +292,26 @@ def test_truncated_bundle_is_refused(good, index, tmp_path, tiny_bundle, damage)
     assert_one_line_error(r, 2, pattern)
 
 
+@pytest.mark.parametrize("edit", [{"normalisation": {"mean": [0.9, 0.1, 0.5], "std": [0.1, 0.1, 0.1]}},
+                                  {"gsd_m": 10.0}, {"tile_size": 32}, {"input_size": 96}])
+def test_an_edited_model_json_is_refused_before_it_opens_the_index(good, index, tmp_path, tiny_bundle, edit):
+    """Model trial: model.json's normalisation, GSD or tile size could be edited and the bundle kept
+    its model id, so it opened the original's indexes and searched them with other vectors (exit 0).
+    Fields that do not decide the vectors (the name, notes) may still be edited."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle.path, bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    assert meta["embedding_fields_sha256"]
+    (bundle / "model.json").write_text(json.dumps({**meta, "created": "2020-01-01T00:00:00+00:00"}))
+    r = cli("search", "--image", good["scenes"][0], "--index", index, "--model", bundle)
+    assert r.exit_code == 0, r.output
+    (bundle / "model.json").write_text(json.dumps({**meta, **edit}))
+    r = cli("search", "--image", good["scenes"][0], "--index", index, "--model", bundle)
+    assert_one_line_error(r, 2, r"model bundle .*model\.json was edited: the fields that decide its vectors .* "
+                                r"\(checksum mismatch\).*re-copy the bundle")
+    assert snapshot(index) == good["snapshot"]
+
+
 def test_truncated_file_without_digest_still_one_line(tmp_path, tiny_bundle):
     """Bundles whose model.json lists no digests fail on load with a BundleError, not a torch traceback."""
     from rsir_stac.errors import BundleError

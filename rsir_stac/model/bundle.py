@@ -233,7 +233,26 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         raise BundleError(f"model bundle {meta_path} does not match its files: its model id {meta['model_id']} was "
                           f"not made from them with {int(views)} view(s) per tile (was model.json edited?); "
                           "re-copy the bundle")
+    recorded = meta.get("embedding_fields_sha256")  # absent in bundles written before it was recorded
+    if recorded is not None and recorded != embedding_fields_digest(meta):
+        raise BundleError(f"model bundle {meta_path} was edited: the fields that decide its vectors "
+                          f"({', '.join(k for k in EMBEDDING_FIELDS if k in meta)}) are not the ones it was written "
+                          "with (checksum mismatch), so its model id no longer names what it makes; re-copy the "
+                          "bundle, or re-train with the settings wanted")
     return ModelBundle(path, meta)
+
+
+#: model.json fields that decide how tiles are cut and embedded (with the files and views, which the
+#: model id covers): an edit to any of them changes every vector the bundle makes.
+EMBEDDING_FIELDS = ("backbone", "embedding_dim", "pooling", "hybrid", "input_size", "normalisation", "tile_size",
+                    "gsd_m", "bands", "reducer", "stored_dim", "distance")
+
+
+def embedding_fields_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of :data:`EMBEDDING_FIELDS` of ``meta`` (canonical JSON; an absent field as null),
+    recorded in model.json as ``embedding_fields_sha256`` and checked on load."""
+    fields = {k: meta.get(k) for k in EMBEDDING_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _content_digest(files: dict[str, str], views: int) -> str:
@@ -273,6 +292,7 @@ def save_bundle(path: str | Path, net, reducer, meta: dict[str, Any]) -> ModelBu
         meta.pop("views", None)
     digest = _content_digest(files, views)
     meta["model_id"] = f"{meta['name']}-{meta['backbone']}-{meta['stored_dim']}d-{digest}"
+    meta["embedding_fields_sha256"] = embedding_fields_digest(meta)
     meta["versions"] = library_versions()
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     (path / META).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
