@@ -25,9 +25,23 @@ def _one_line(text: object) -> str:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    """Print ``error: message`` (one line, control characters escaped) on stderr and exit with ``code``."""
+    """Print ``error: message`` (one line, control characters escaped) on stderr and exit with ``code``;
+    an open progress bar is closed first, so the error starts a line of its own (``tail -1`` of a log)."""
+    tqdm = sys.modules.get("tqdm")
+    bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ())
+    for bar in bars:
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - only tidying the terminal
+            pass
+    if bars:
+        click.echo("", err=True)
     click.echo(f"error: {printable(_one_line(message))}", err=True)
     sys.exit(code)
+
+
+#: What torch.save says when the disk fills under it (its zip writer), not an OSError.
+_TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter failed writing", "unexpected pos")
 
 
 def echo_text(text: object, err: bool = False) -> None:
@@ -75,6 +89,11 @@ def handle_errors(fn):
                 _fail(f"permission denied:{what}; this user may not {'reach or read' if exc.filename else 'do this'}"
                       " it: give it access (e.g. as the owner, `chmod -R u+rwX` the folder and `chmod a+x` the "
                       "folders above it), or run as the user that owns it", 1)
+            if exc.errno == errno.EROFS:
+                if _verbosity() >= 1:
+                    click.echo(traceback.format_exc().rstrip(), err=True)
+                what = f" {exc.filename}" if exc.filename else ""
+                _fail(f"read-only file system:{what} cannot be written; choose an output folder on a writable disk", 1)
             if not (is_disk_full(exc) or exc.errno == errno.EFBIG):
                 raise
             if _verbosity() >= 1:
@@ -83,6 +102,12 @@ def handle_errors(fn):
             err = output_error(exc, Path(exc.filename) if isinstance(exc.filename, str) else None)
             _fail(str(err or exc), 1)
         except Exception as exc:  # noqa: BLE001 - last resort: no traceback unless -v
+            if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITE_FAILED):
+                if _verbosity() >= 1:
+                    click.echo(traceback.format_exc().rstrip(), err=True)
+                _fail("writing a model file (a checkpoint or a bundle's weights, torch.save) failed part way, which "
+                      "is how a full disk shows there: free space where --out is (a checkpoint takes ~45 MB, a "
+                      "bundle ~10 MB) and re-run the same command (train resumes from its last checkpoint)", 1)
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
                 _fail(f"unexpected {type(exc).__name__}: {exc}", 1)

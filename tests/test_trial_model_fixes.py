@@ -17,6 +17,7 @@ from rsir_stac.cli import main
 from rsir_stac.errors import ImageReadError, InputError
 from rsir_stac.model.train import TrainConfig, train
 from tests.conftest import make_geotiff, make_image_folder
+from tests.test_space import tmpfs  # noqa: F401 - fixture
 
 
 def _one_line_error(result) -> str:
@@ -290,3 +291,28 @@ def test_evaluate_records_that_held_out_chose_the_classes(tmp_path):
     assert res["n_queries"] == 8 and p["trained_on"] == 0 and res["warnings"] == []
     res, _ = _evaluate(data, "--model", b.path, "--classes", "class2,class3")
     assert res["protocol"]["held_out"] is False and res["protocol"]["split"] == "test" and res["n_queries"] == 8
+
+
+def test_train_on_a_full_or_read_only_disk_says_so_in_one_line(tmp_path, tmpfs):
+    """Model trial: a full disk under train showed torch's 'unexpected RuntimeError: [enforce fail at
+    inline_container.cc ...]' glued to the progress bar, and a read-only --out a 37-line traceback."""
+    import subprocess
+
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=6)
+    args = ["train", str(data), "--recipe", "v1", "--random-init", "--input-size", "48", "--tile-size", "48",
+            "--embedding-dim", "8", "--epochs", "1", "--p", "3", "--k", "2", "--max-steps-per-epoch", "1",
+            "--val-fraction", "0", "--reducer", "none"]
+    def last_line(result) -> str:  # the progress lines come first; the error is a line of its own
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert lines and lines[-1].startswith("error: "), result.output
+        return lines[-1]
+
+    full = tmpfs("full", 1)
+    r = CliRunner().invoke(main, args + ["--out", str(full / "run")])
+    line = last_line(r)
+    assert r.exit_code == 1 and ("disk full" in line or "full disk" in line) and "re-run the same command" in line, line
+    ro = tmpfs("ro", 1)
+    subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True)
+    r = CliRunner().invoke(main, args + ["--out", str(ro / "run")])
+    line = last_line(r)
+    assert r.exit_code == 1 and "read-only file system" in line and "writable disk" in line, line
