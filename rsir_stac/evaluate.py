@@ -281,19 +281,37 @@ def evaluate_folder(
     _check_relevant(folder, idx, split, data_dir)
     sides: list[int] = []
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
+        bf16 = bool(getattr(emb, "bf16", bf16))  # None: the embedder chose by the hardware
         X = embed_files([folder.paths[i] for i in idx], emb, bands=bands, scale=scale, reduce=reduce,
                          progress=progress, sizes=sides)
     notes += _scale_notes(sides, scale, data_dir)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
-    out["protocol"] = {"split": split, "scale": float(scale), "classes": list(folder.classes) if classes else "all",
+    # the classes scored, by name (a bundle trained leaving classes out scores its trained ones by
+    # default: "all" read as every class of the folder); "all" only when that is what was scored
+    scored = sorted({folder.classes[c] for c in folder.labels[idx]})
+    out["protocol"] = {"split": split, "scale": float(scale),
+                       "classes": scored if classes or len(scored) < len(full.classes) else "all",
                        "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
-                       "model": bundle.model_id, "reduced": bool(reduce), "expand": expand,
+                       "model": bundle.model_id,
+                       "bundle": str(Path(bundle.path).resolve()) if getattr(bundle, "path", None) else None,
+                       "precision": "bf16" if bf16 else "fp32", "batch_size": batch_size,
+                       "test_digest": tr.get("test_digest"), "versions": _versions(),
+                       "reduced": bool(reduce), "expand": expand,
                        "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
                        if split == "test" else None, "trained_on": chosen.trained_on,
                        "bands": list(bands) if bands else None}
     out["warnings"] = notes + chosen.warnings
     return out
+
+
+def _versions() -> dict[str, str]:
+    """rsir-stac's and torch's versions (what produced a figure, beside the model)."""
+    import torch
+
+    from rsir_stac import __version__
+
+    return {"rsir_stac": __version__, "torch": torch.__version__}
 
 
 def _scale_notes(sides: list[int], scale: float, data_dir) -> list[str]:

@@ -265,6 +265,12 @@ def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_dif
         assert first == res["results"][0]  # the first scale's keys at the top level, in both shapes
         assert res["protocol"]["data"] == str(data.resolve()) and res["protocol"]["held_out"] is False
         assert res["protocol"]["split_matches_bundle"] is True
+        # second model trial: what else a figure depends on (bf16 and fp32 differ in the 4th decimal)
+        p = res["protocol"]
+        assert p["precision"] == "bf16" and p["bundle"] == str(bundle.path.resolve())
+        assert p["test_digest"] == bundle.meta["training"]["test_digest"] and set(p["versions"]) == {"rsir_stac", "torch"}
+    fp32, _ = _evaluate(data, "--model", bundle.path, "--fp32")
+    assert fp32["protocol"]["precision"] == "fp32"
     other = tmp_path / "other"
     shutil.copytree(data, other)
     for i in range(3):  # more images: another split than the bundle's
