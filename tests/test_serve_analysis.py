@@ -121,7 +121,7 @@ def test_bad_requests_are_one_line_400s(client, world, bundle):  # noqa: F811
          404, "made on an index of model other-model"),
         ({"positives": [{"point_id": pid}], "polygon": {"type": "Polygon", "coordinates": [ring + ring[:1]]}},
          400, "vertices"),
-        ({"positives": [{"point_id": pid}] * 300}, 400, "at most"),
+        ({"positives": [{"point_id": pid}] * 2001}, 400, "at most 2000"),
         ({"positives": [{"point_id": pid}], "strategy": "nope"}, 400, "unknown"),
         ({"positives": [{"nothing": 1}]}, 400, "unknown field 'nothing'"),
         ({"positives": [{}]}, 400, "neither point_id"),
