@@ -198,7 +198,7 @@ def _split(cfg: TrainConfig) -> _Split:
         if not usable_validation(folder.labels[val_ix]):
             fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
     check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction,
-                    folder.labels, folder.labels[test_ix], folder.root)
+                    folder.labels, folder.labels[test_ix], folder.root, validating=len(val_ix) > 0)
     test_counts = np.bincount(folder.labels[test_ix]) if len(test_ix) else np.zeros(0, dtype=np.int64)
     if not (test_counts >= 2).any():
         log.warning("the test split of %s has at most one image per class (%d images): no query has a match, so "

@@ -84,12 +84,18 @@ MIN_IMAGES_PER_CLASS = 3
 
 def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_fraction: float,
                     all_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
-                    root: Any = None) -> None:
+                    root: Any = None, *, validating: bool = True) -> None:
     """Refuse (DatasetError) a split that leaves some class fewer than 2 images to train on (a
     triplet needs an anchor and a positive), naming every such class with its size, the least a
     class needs under these fractions (:func:`images_needed`) and the fixes that work: add images,
-    ``--val-fraction 0`` or a lower ``--test-fraction`` when they lower it, or remove the folders."""
+    ``--val-fraction 0`` or a lower ``--test-fraction`` when they lower it, or remove the folders.
+    ``validating=False``: the run left validation out (too few images for one), so the least a
+    class needs is counted without it."""
     from rsir_stac.errors import DatasetError
+
+    asked_val = val_fraction
+    if not validating:
+        val_fraction = 0.0
 
     counts = np.bincount(labels, minlength=len(classes))
     if counts.min() >= 2:
@@ -111,7 +117,10 @@ def check_fit_split(labels: np.ndarray, classes: Any, test_fraction: float, val_
     where = f" of {root}" if root is not None else ""
     raise DatasetError(
         f"{len(small)} class(es){where} have too few images to train: {listed}; with --test-fraction "
-        f"{test_fraction:g} and --val-fraction {val_fraction:g} each class needs at least {need} ("
+        f"{test_fraction:g} and "
+        + (f"--val-fraction {val_fraction:g}" if validating or not asked_val
+           else "no validation split (the folder has too few images for one)")
+        + f" each class needs at least {need} ("
         + ", ".join(parts + ["2 for a triplet's anchor and positive"]) + "): " + ", ".join(fixes[:-1])
         + f", or {fixes[-1]}")
 
