@@ -80,9 +80,11 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
                 and factor <= MAX_SMALL_SCENE_UPSAMPLE:
             # at its own GSD the scene holds no tile, at the model's it does, and its pixels grow
             # no more than the model's training downscaled its images (1-8x): keep the model's
+            # ingest has --native-gsd; adaptation (train --unlabelled, no fine fallback) takes --gsd
+            keep = "--native-gsd" if fine_fallback else f"--gsd {reader.native_gsd:.3g}"
             log.warning("%s: native GSD %.3g m is %.2gx coarser than the model's %.3g m, but smaller than one "
-                        "tile at it; tiling at %.3g m (pass --native-gsd to keep its own)",
-                        scene.item_id, reader.native_gsd, factor, gsd, gsd)
+                        "tile at it; tiling at %.3g m (pass %s to keep its own)",
+                        scene.item_id, reader.native_gsd, factor, gsd, gsd, keep)
             return reader, gsd, None
         native = reader.native_gsd
         reader.close()

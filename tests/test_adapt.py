@@ -255,3 +255,21 @@ def test_a_scene_smaller_than_one_tile_is_named_as_such_not_as_nodata(tmp_path, 
     assert "small" in msg and "40x30 px at 1 m is smaller than one 64 px tile" in msg, msg
     assert "a scene smaller than one tile teaches nothing" in msg and "nodata" not in msg, msg
     assert small.exists()
+
+
+@pytest.mark.parametrize("fine_fallback, advice", [(True, "pass --native-gsd to keep its own"),
+                                                   (False, "pass --gsd 1 to keep its own")])
+def test_the_small_coarse_scene_warning_offers_a_flag_the_command_has(tmp_path, caplog, fine_fallback, advice):
+    """Model trial: train --unlabelled warned '(pass --native-gsd to keep its own)', a flag only
+    ingest has; adaptation (no fine fallback) keeps a scene's own GSD with --gsd."""
+    from rsir_stac.gsd import open_scene
+    from rsir_stac.ingest.options import IngestOptions
+    from rsir_stac.stac.items import _raster_scene
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "small.tif", width=40, height=40, res=1.0)   # 40 px of 1 m: < one 64 px tile
+    with caplog.at_level("WARNING", logger="rsir_stac.gsd"):
+        reader, used, _ = open_scene(_raster_scene(str(tif), None), IngestOptions(), 64, 32, 0.3,
+                                     fine_fallback=fine_fallback)
+        reader.close()
+    assert used == 0.3 and advice in caplog.text, caplog.text
