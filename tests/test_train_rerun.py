@@ -161,10 +161,18 @@ def test_resnet_with_the_default_recipe_names_the_recipe_and_the_fix_works(tmp_p
         assert "--recipe v3" in r.output and "pass --recipe v1" in r.output, r.output
         assert not out.exists()  # no empty --out left behind
     r = CliRunner().invoke(main, base)
-    assert "pass --recipe v1 --random-init (or --backbone-weights PATH)" in r.output
+    assert "pass --recipe v1 --random-init, or --recipe v1 --backbone-weights PATH" in r.output, r.output
     r = CliRunner().invoke(main, base + ["--recipe", "v1", "--random-init"])
     assert r.exit_code == 0, r.output
     assert load_bundle(out / "bundle").meta["backbone"] == "resnet18"
+    # the other alternative works as given too (model trial: '--backbone-weights PATH' alone was refused again)
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
+    base[base.index(str(out))] = str(tmp_path / "run2")
+    r = CliRunner().invoke(main, base + ["--recipe", "v1", "--backbone-weights", str(tmp_path / "r18.pth")])
+    assert r.exit_code == 0, r.output
 
 
 def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, image_folder, monkeypatch):

@@ -163,11 +163,14 @@ def _check_backbone(cfg: TrainConfig) -> None:
     if cfg.distill > 0 and not cfg.backbone_weights:
         why.append(f"{said('--distill', 'distill', cfg.distill)} distils to ImageNet {cfg.backbone} features, "
                    "which needs --backbone-weights PATH")
-    weights = "" if cfg.backbone_weights or cfg.random_init else " --random-init (or --backbone-weights PATH)"
+    weights = "" if cfg.backbone_weights or cfg.random_init else " --random-init"
     if why:
-        fix = f"--recipe v1{weights}" if recipe and recipe != "v1" else \
+        # each alternative is whole: following either one trains (the weights, when missing, too)
+        base = f"--recipe v1" if recipe and recipe != "v1" else \
             " ".join(f for f, on in (("--freeze-blocks 0", cfg.freeze_blocks > 0),
-                                      ("--distill 0", cfg.distill > 0 and not cfg.backbone_weights)) if on) + weights
+                                      ("--distill 0", cfg.distill > 0 and not cfg.backbone_weights)) if on)
+        fix = f"{base}{weights}" + (f", or {base} --backbone-weights PATH (a torchvision {cfg.backbone} state dict)"
+                                    if weights else "")
         raise InputError(f"--backbone {cfg.backbone}: {'; '.join(why)}; pass {fix}")
     if weights:
         raise InputError(f"backbone {cfg.backbone} needs ImageNet weights from a local file: pass --backbone-weights "
