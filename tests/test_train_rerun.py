@@ -261,3 +261,14 @@ def test_labelled_training_refuses_adaptation_only_options(tmp_path, image_folde
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run")] + option)
     assert r.exit_code == 2 and f"{option[0]} without --unlabelled" in r.output and "drop" in r.output, r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bundle_given_as_out_is_refused_before_any_work(tmp_path, image_folder):
+    """Model trial: `train --out RUN/bundle` (easily taken for --from) wrote checkpoint.pt, best.pt,
+    history.json and bundle/ into the bundle folder, which became both a bundle and a run folder."""
+    b = train(_cfg(image_folder, tmp_path / "run"))
+    before = sorted(p.name for p in b.path.iterdir())
+    with pytest.raises(InputError, match=r"--out .*bundle is a model bundle \(it holds model.json\).*--from "):
+        train(_cfg(image_folder, b.path))
+    assert sorted(p.name for p in b.path.iterdir()) == before
+

@@ -274,9 +274,13 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
 
     emit = progress or (lambda e: None)
     cfg, start = _check_config(cfg)
+    out = Path(cfg.out)
+    if (out / "model.json").is_file():  # a bundle given as --out (the start bundle belongs to --from)
+        raise InputError(f"--out {out} is a model bundle (it holds model.json); train writes a run folder (with "
+                         f"a bundle inside): choose another --out, e.g. {out.parent / (out.name + '-run')}, and give "
+                         f"the bundle to start from as --from {out}")
     torch.manual_seed(cfg.seed)
     split = _split(cfg)
-    out = Path(cfg.out)
     ck = load_checkpoint(out / "checkpoint.pt", cfg, start, split)
     old_id = bundle_model_id(out / "bundle")
     if ck is not None:
