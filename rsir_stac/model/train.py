@@ -190,8 +190,8 @@ def _split(cfg: TrainConfig) -> _Split:
                          "leave out fewer classes or add class folders")
     least = _least_reducer_dim(cfg.reducer)
     if cfg.reducer != "none" and cfg.reducer_dim < least:
-        raise InputError(f"--reducer-dim {cfg.reducer_dim}: {_article(cfg.reducer)} {cfg.reducer.upper()} reducer gives at least "
-                         f"{least} dimensions; pass --reducer-dim {least} or more")
+        raise InputError(f"--reducer-dim {cfg.reducer_dim}: {_article(cfg.reducer)} {cfg.reducer.upper()} reducer gives at "
+                         f"least {least} dimension{'s' if least != 1 else ''}; pass --reducer-dim {least} or more")
     n_classes = len(folder.classes)
     train_ix, test_ix = stratified_split(folder.labels, cfg.test_fraction, cfg.seed)
     fit_ix, val_ix = (train_ix, np.array([], dtype=np.int64))
@@ -312,7 +312,8 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
     if (out / "best.pt").is_file():
         net.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
     net.eval()
-    emit(TrainEvent("reduce", message=f"fitting {cfg.reducer} reducer"))
+    emit(TrainEvent("reduce", message=f"fitting the {cfg.reducer.upper()} reducer" if cfg.reducer != "none"
+                    else "no reducer (--reducer none): the network's own vectors are stored"))
     # The reducer is fitted on the whole training split (fit + val), never on test.
     missing = [i for i in split.train_ix.tolist() if i not in cache]
     cache.update(zip(missing, load_images([split.folder.paths[i] for i in missing], bands=cfg.bands)))
