@@ -371,6 +371,9 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
 
         raise InputError(f"--held-out and --classes {classes} both choose the classes to evaluate; pass one of them")
     chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
+    if classes is not None and not held_out and not chosen:  # "--classes ," or "--classes ''" named none
+        raise click.BadParameter(f"{classes!r} names no class; give class folder names, e.g. --classes beach,forest",
+                                 param_hint="'--classes'")
     # None: test on the training dataset, all on another or for held-out classes (evaluate_folder)
     bundle = resolve_model(model)
     results = []

@@ -322,3 +322,11 @@ def test_train_on_a_full_or_read_only_disk_says_so_in_one_line(tmp_path, tmpfs):
     r = CliRunner().invoke(main, args + ["--out", str(ro / "run")])
     line = last_line(r)
     assert r.exit_code == 1 and "read-only file system" in line and "writable disk" in line, line
+
+
+@pytest.mark.parametrize("given", [",", " , ", ""])
+def test_evaluate_classes_naming_no_class_is_refused(tmp_path, tiny_bundle, given):
+    """Model trial: `evaluate --classes ,` scored every class without a word."""
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=4)
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tiny_bundle.path), "--classes", given])
+    assert r.exit_code == 2 and "names no class" in r.output, r.output
