@@ -143,7 +143,8 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         nonlocal bar
         if ev.kind == "step":
             if bar is None:
-                bar = tqdm(total=ev.steps, desc=f"epoch {ev.epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+                bar = tqdm(total=ev.steps, desc=f"epoch {ev.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                           disable=None)  # no bar in a piped log (as ingest, evaluate)
             bar.update(1)
             bar.set_postfix(loss=f"{ev.loss:.3f}")
         elif ev.kind == "epoch":
@@ -292,7 +293,7 @@ def reduce(data_dir, model, kind, dim, views, out):
     def progress(n):  # the bar appears once the checks passed and embedding starts
         nonlocal bar
         if bar is None:
-            bar = tqdm(desc="embedding training split", unit="img", file=sys.stderr)
+            bar = tqdm(desc="embedding training split", unit="img", file=sys.stderr, disable=None)
         bar.update(n)
 
     try:

@@ -317,6 +317,7 @@ def test_train_on_a_full_or_read_only_disk_says_so_in_one_line(tmp_path, tmpfs):
     r = CliRunner().invoke(main, args + ["--out", str(full / "run")])
     line = last_line(r)
     assert r.exit_code == 1 and ("disk full" in line or "full disk" in line) and "re-run the same command" in line, line
+    assert "batch/s" not in r.output  # no progress bar in a log that is not a terminal (as ingest, evaluate)
     ro = tmpfs("ro", 1)
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True, capture_output=True)
     r = CliRunner().invoke(main, args + ["--out", str(ro / "run")])
