@@ -67,6 +67,10 @@ def _examples(images, point_ids, ats, bands=None):
             + [Example("location", parse_lonlat(a)) for a in ats])
 
 
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def register(main: click.Group, handle_errors, store_options) -> None:
     """Add ``classify`` and ``export`` to the ``rsir-stac`` group (the error handler and store
     options come from :mod:`rsir_stac.cli`, which imports this module)."""
@@ -105,6 +109,13 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         check_output_path(out, "--out")  # before the scan, not after it
         labels = read_labels(labels_path)
         flt = _search_filter(bbox, near, within, datetime_, collection)
+        from rsir_stac.cli_served import service_for
+
+        svc = service_for(index, qdrant_url, "classify")
+        if svc is not None:  # a running serve holds the index: its Find all scores the tiles
+            _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+                             max_hits, dissolve, out, as_json)
+            return
         with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
             with tqdm_bar(idx.store.count(flt), "pt") as bar:
                 report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
@@ -129,6 +140,30 @@ def register(main: click.Group, handle_errors, store_options) -> None:
                    f"{threshold}{kept} -> {out} ({len(rows)} {'areas' if dissolve else 'rows'}); "
                    f"{report.holdout_text()}")
 
+
+    def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+                         max_hits, dissolve, out, as_json):
+        from rsir_stac.classify import DISSOLVED_EMPTY_ROW
+        from rsir_stac.cli_served import served_classify
+        from rsir_stac.export import empty_row, write_table
+
+        rows, doc = served_classify(svc, labels_path=labels_path, model=model, bbox=bbox, near=near, within=within,
+                                    datetime_=datetime_, collection=collection, threshold=threshold,
+                                    holdout=holdout, max_hits=max_hits, dissolve=dissolve)
+        write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
+        sm, notes = doc.get("summary") or {}, list(doc.get("notes") or [])
+        if as_json:
+            click.echo(json.dumps({**sm, "out": out, "rows": len(rows), "notes": notes}))
+            return
+        for note in notes:
+            echo_text(f"note: {note}", err=True)
+        kept = f" + {sm['positives_kept']} you labelled positive, kept below it" if sm.get("positives_kept") else ""
+        held = sm.get("holdout") or 0
+        scored = (f"precision {_num(sm.get('precision'))}, recall {_num(sm.get('recall'))} on {held} held-out labels"
+                  if held else "no labels held out, so no precision/recall")
+        click.echo(f"scored {sm.get('scored', 0)} tiles in {float(sm.get('seconds') or 0):.1f} s; "
+                   f"{sm.get('above_threshold', 0)} at p >= {threshold}{kept} -> {out} ({len(rows)} "
+                   f"{'areas' if dissolve else 'rows'}); {scored}")
 
     @click.command("export")
     @_store_options

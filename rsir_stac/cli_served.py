@@ -137,6 +137,31 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
     return _result(doc, doc.get("score") or "distance", offset, SearchResult), doc
 
 
+def served_classify(client: ServiceClient, *, labels_path, model, bbox, near, within, datetime_, collection,
+                    threshold, holdout, max_hits, dissolve) -> tuple[list[dict], dict]:
+    """``classify`` ("find all") through ``POST /api/classify`` of the service that holds the index
+    (the map page's Find all): ``(rows, answer)``, the rows as the command writes them (the
+    service builds them with the same functions) and the answer (``summary``, ``notes``)."""
+    from rsir_stac.api.bodies import MAX_HITS_API
+
+    _check_model(client, model)
+    polygon = None
+    if within:
+        from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
+
+        polygon = polygon_document(within)
+        polygon_from_geojson(polygon, f"polygon file {within}", close=False)
+    if max_hits is not None and max_hits > MAX_HITS_API:
+        raise ServiceError(f"--max-hits {max_hits}: {client.address.describe()} returns at most {MAX_HITS_API:,} "
+                           "hits; lower --max-hits, or stop the service and re-run (without it every hit is written)")
+    body = {"labels": _label_doc(labels_path), "threshold": threshold, "holdout": holdout,
+            "max_hits": max_hits or MAX_HITS_API, "dissolve": dissolve, "bbox": bbox, "near": near,
+            "datetime": datetime_, "collection": list(collection) or None, "polygon": polygon}
+    doc = client.request("POST", "/api/classify", body)
+    rows = [{**f["properties"], "geometry": f["geometry"]} for f in doc.get("features") or []]
+    return rows, doc
+
+
 def _per_item_field(text: Any) -> Any:
     """``--per-item`` as the API's ``per_item``: "auto", a whole number (0: no cap) or null."""
     if text is None:

@@ -650,3 +650,47 @@ def test_a_link_swapped_in_after_the_name_was_checked_reads_nothing_outside(tmp_
     finally:
         monkeypatch.undo()
         restrict_to_geotiff(())
+
+
+def test_classify_goes_through_a_running_serve_and_writes_what_it_writes_alone(setup, tiny_bundle, tmp_path):
+    """Analyst trial: with the map page open, `classify` was refused ('other commands need it
+    stopped'), though the service finds all tiles itself.  It now sends the labels to the service's
+    /api/classify (as search is sent) and writes the same rows a classify without the service writes."""
+    import geopandas as gpd
+
+    from rsir_stac.labels import LabelSet, make_labels, write_labels
+    from rsir_stac.search import Index
+
+    src, scenes, idx = setup
+    with Index.open(str(idx), model=tiny_bundle) as ix:
+        pts = sorted(ix.store.iter_points(with_vectors=False), key=lambda p: p.id)
+    labels = LabelSet(make_labels(pts[:2], "positive", model_id=tiny_bundle.model_id).labels
+                      + make_labels(pts[2:3], "negative", model_id=tiny_bundle.model_id).labels, tiny_bundle.model_id)
+    write_labels(labels, tmp_path / "labels.geojson")
+    args = ["classify", "--labels", str(tmp_path / "labels.geojson"), "--index", str(idx), "--model",
+            str(tiny_bundle.path), "--threshold", "0", "--holdout", "0"]
+    r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "alone.geojson")])
+    assert r.exit_code == 0, r.output
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                             str(tiny_bundle.path), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        _wait_served(proc, idx, port)
+        r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "served.geojson")])
+        assert r.exit_code == 0, r.output
+        assert "sending the classify" in r.stderr and "scored 4 tiles" in r.stdout, r.output
+        r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "served.csv"), "--dissolve", "--json"])
+        assert r.exit_code == 0 and json.loads(r.stdout)["rows"] >= 1, r.output
+        r = CliRunner().invoke(main, ["export", "--index", str(idx), "--out", str(tmp_path / "all.parquet")])
+        assert r.exit_code == 1 and "need it stopped" in r.output, r.output  # no API for a whole-index export
+    finally:
+        _stop(proc)
+    import numpy as np
+
+    alone, served = (gpd.read_file(tmp_path / f) for f in ("alone.geojson", "served.geojson"))
+    assert len(alone) == len(served) == 3  # the tile labelled negative is never a hit
+    assert list(alone.columns) == list(served.columns)
+    assert list(alone["id"]) == list(served["id"])
+    assert np.allclose(alone["probability"], served["probability"])
+    assert list(alone["label"].fillna("")) == list(served["label"].fillna(""))

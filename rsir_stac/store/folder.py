@@ -92,9 +92,8 @@ def _in_use_message(index: Path, holder: str) -> str:
         if holder and str(doc.get("pid")) == holder:
             url = verify_address(index, doc)
             return (f"index {index} is in use by rsir-stac serve (pid {holder}) at {url}; "
-                    "`search`, `info` and `ingest` send their work to it; the service itself finds all tiles like "
-                    f"labels and exports results (the map page's Labels tab, or POST {url}/api/classify and "
-                    "/api/query/export); other commands need it stopped")
+                    "`search`, `classify`, `info` and `ingest` send their work to it; search results export from "
+                    f"the map page or POST {url}/api/query/export; other commands need it stopped")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UnverifiedServiceError):
         pass
     return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
