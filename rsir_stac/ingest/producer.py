@@ -101,6 +101,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
     """Open ``scene``, count its windows and queue the tiles the index does not hold yet;
     an item with no tile at all is reported empty.  False when the run was stopped meanwhile.
     Raises what opening or reading the scene raises (the item fails)."""
+    from rsir_stac.ingest.fill import warn_unmasked_fill
     from rsir_stac.tiling import gdal_env
 
     options = run.options
@@ -121,6 +122,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
         run.q.put(("total", len(refs) - len(existing)))
         if len(existing) < len(refs):
             _ = reader.plan  # the scene's stretch: if it cannot be read the item fails once, not each window
+            warn_unmasked_fill(scene.item_id, reader)
         counts = _queue_windows(run, scene, reader, refs, ids, existing, scene_gsd)
         if counts is None:
             return False
