@@ -284,7 +284,7 @@ def evaluate_folder(
         bf16 = bool(getattr(emb, "bf16", bf16))  # None: the embedder chose by the hardware
         X = embed_files([folder.paths[i] for i in idx], emb, bands=bands, scale=scale, reduce=reduce,
                          progress=progress, sizes=sides)
-    notes += _scale_notes(sides, scale, data_dir)
+    notes += _scale_notes(sides, scale, data_dir) + _size_notes(sides, getattr(bundle, "tile_size", None), data_dir)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
     # the classes scored, by name (a bundle trained leaving classes out scores its trained ones by
@@ -324,6 +324,24 @@ def _scale_notes(sides: list[int], scale: float, data_dir) -> list[str]:
     msg = (f"--scale {scale:g}: {len(small)} of the {len(sides)} images of {data_dir} are under {8 * scale:g} px on "
            f"a side (the smallest {min(sides)} px), so they were kept at 8 px, a smaller factor than {scale:g}; "
            f"the largest factor every image takes is {max(1.0, min(sides) / 8):g}")
+    log.warning("%s", msg)
+    return [msg]
+
+
+def _size_notes(sides: list[int], tile_size: int | None, data_dir) -> list[str]:
+    """A warning when the images are far from the model's tile (median shorter side under 1/8 of it,
+    or over 4 times it): each is resized to the network input, so 8 px chips are blown up and whole
+    scenes squashed, and the figures say little about tiles ingest would cut."""
+    if not sides or not tile_size:
+        return []
+    side = int(np.median(sides))
+    if tile_size / 8 <= side <= 4 * tile_size:
+        return []
+    how = "blown up" if side < tile_size else "shrunk"
+    msg = (f"the images of {data_dir} are about {side} px on a side, the model's tiles {tile_size} px: each image is "
+           f"{how} to the network input, so these figures say little about the tiles ingest cuts "
+           + ("(give images of about the tile's size and ground resolution)" if side < tile_size
+              else "(cut the scenes into tiles first, e.g. ingest them and search, or evaluate tile-sized chips)"))
     log.warning("%s", msg)
     return [msg]
 

@@ -331,3 +331,15 @@ def test_evaluate_classes_naming_no_class_is_refused(tmp_path, tiny_bundle, give
     data = make_image_folder(tmp_path / "tiles", classes=3, per_class=4)
     r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tiny_bundle.path), "--classes", given])
     assert r.exit_code == 2 and "names no class" in r.output, r.output
+
+
+def test_evaluate_says_when_images_are_far_from_the_models_tile(tmp_path, tiny_bundle):
+    """Model trial: whole 934 x 724 px scenes were squashed to the input and scored (mAP 0.894) without
+    a word, while train warns about images far from its tile size."""
+    big = make_image_folder(tmp_path / "big", classes=3, per_class=4, size=300)   # the tiny bundle cuts 64 px tiles
+    res, _ = _evaluate(big, "--model", tiny_bundle.path, "--split", "all")
+    assert any("about 300 px on a side, the model's tiles 64 px" in w and "shrunk" in w for w in res["warnings"]), \
+        res["warnings"]
+    near, _ = _evaluate(make_image_folder(tmp_path / "near", classes=3, per_class=4, size=48), "--model",
+                        tiny_bundle.path, "--split", "all")
+    assert not any("the model's tiles" in w for w in near["warnings"]), near["warnings"]
