@@ -660,6 +660,12 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         assert [d.suggested_filename for d in got] == ["find-all.geojson"]
         hits = json.loads(open(got[0].path()).read())
         assert len(hits["features"]) == len(points) - 2
+        # a reload keeps the labels but not the hits: the page says so (analyst trial: they were just gone)
+        pg.p.reload()
+        pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        pg.wait_status("Find all hits shown before the page was reloaded are not kept", timeout=30_000)
+        assert pg.p.locator("#findall-export").is_disabled() or not pg.p.locator("#findall-export").is_visible()
+        pg.p.click("#tab-labels")
         pg.p.fill("#threshold", "")
         pg.p.click("#classify")
         pg.wait_status("must be a probability from 0 to 1")

@@ -43,6 +43,10 @@ export function applyState(s, first) {
   $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   const notes = leftOut(s);
+  // a reload keeps the history entry but not the find-all hits it showed (they live in the page)
+  if (first && history.state && history.state.hits && !hitsOfEntry(history.state.hits)) {
+    notes.push("the Find all hits shown before the page was reloaded are not kept; press Find all in the Labels tab to score the tiles again");
+  }
   noteLeftOut(s.refused || "", notes);
   setArea(s.area, true);
   labels.renderLabels();
