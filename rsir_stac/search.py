@@ -27,10 +27,10 @@ from rsir_stac.search_notes import outside_note, ranking_notes, swapped_bbox_not
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
 
-#: The strategies a search accepts: the engine's (:data:`rsir_stac.store.query.STRATEGIES`) and ``auto``.
 #: Most stored positive examples a search grows an exclusion area around (``exclude_within_m``).
 MAX_EXCLUDED_FOOTPRINTS = 256
 
+#: The strategies a search accepts: the engine's (:data:`rsir_stac.store.query.STRATEGIES`) and ``auto``.
 SEARCH_STRATEGIES = ("auto", "average", "best_score", "sum_scores", "discover", "context", "feedback")
 
 
