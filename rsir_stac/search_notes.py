@@ -109,9 +109,11 @@ def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | Non
     when = SearchFilter(start=flt.start, end=flt.end, collections=flt.collections)
     for r in examples:
         if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
+            when = r.payload.get("datetime")
             return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
-                    f"from {r.payload.get('datetime') or 'no date'} ({r.payload.get('collection') or 'no collection'}), "
-                    "which the filters leave out (its imagery is not drawn under them)")
+                    f"{'from ' + str(when) if when else 'with no date'} "
+                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map page "
+                    "hides its imagery)")
     return None
 
 

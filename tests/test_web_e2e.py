@@ -478,7 +478,7 @@ def test_errors_for_people_and_filter_notes(browser, server):
         # a place on the undated scene: its tile is one the dates leave out, and its imagery is hidden
         bare = next(p for p in points.values() if not p.get("datetime"))["location"]
         pg.p.evaluate(f"rsir.searchAt({bare['lon']}, {bare['lat']})")
-        pg.wait_status("which the filters leave out (its imagery is not drawn under them)")
+        pg.wait_status("which the filters leave out (so the map page hides its imagery)")
         # a bad date is refused with a message that names the field
         pg.p.fill("#datetime", "not-a-date")
         pg.p.press("#datetime", "Enter")
