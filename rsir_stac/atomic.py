@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -88,6 +89,13 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
         raise _missing_folder(folder, name)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"cannot write in {folder} (permission denied); choose a writable path for {name}")
+    try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts take no new file
+        fd, probe = tempfile.mkstemp(prefix=".rsir-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = "no file can be created there" if exc.errno == errno.ENOENT else (exc.strerror or exc)
+        raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {name}") from None
     return target
 
 
@@ -111,8 +119,8 @@ def check_output_dir(path: str | Path, what: str | None = None) -> Path:
     try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts take no new entry
         os.rmdir(tempfile.mkdtemp(prefix=".rsir-probe-", dir=probe))
     except OSError as exc:
-        raise InputError(f"cannot write in {probe} ({exc.strerror or exc}); choose a writable folder for "
-                         f"{name}") from None
+        why = "no file can be created there" if exc.errno == errno.ENOENT else (exc.strerror or exc)
+        raise InputError(f"cannot write in {probe} ({why}); choose a writable folder for {name}") from None
     return target
 
 
@@ -130,7 +138,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=folder)
     except OSError as exc:
-        raise InputError(f"cannot write in {folder} ({exc.strerror}); choose a writable path for {target.name}") from None
+        # ENOENT for a folder that exists: a pseudo file system (/proc, /sys) where no file can be made
+        why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror
+        raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {target.name}") from None
     os.close(fd)
     os.unlink(tmp)  # writers (GDAL, Parquet) create the file themselves
     tmp_path = Path(tmp)

@@ -421,3 +421,16 @@ def test_contact_sheet_captions_draw_letters_beyond_ascii():
     tile = np.full((32, 32, 3), 128, np.uint8)
     sheet = contact_sheet(tile, [tile], ["1  d=0.1\nSão Paulo Ñandú"])
     assert sheet.shape[2] == 3
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a /proc file system")
+def test_an_output_in_a_pseudo_file_system_names_the_real_cause():
+    """Analyst trial: `export --out /proc/e.parquet` said 'cannot write in /proc (No such file or
+    directory)' for a folder that exists."""
+    from rsir_stac.atomic import atomic_output, check_output_path
+    from rsir_stac.errors import InputError
+
+    for attempt in (lambda: check_output_path("/proc/e.parquet", "--out"),
+                    lambda: atomic_output("/proc/e.parquet").__enter__()):
+        with pytest.raises(InputError, match=r"cannot write in /proc \(no file can be created there\)"):
+            attempt()
