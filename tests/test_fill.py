@@ -39,8 +39,9 @@ def test_an_unmarked_zero_border_is_named_with_the_flag_that_masks_it(tmp_path, 
     said = [r.getMessage() for r in caplog.records if r.name == "rsir_stac.ingest.fill"]
     if warned:
         assert len(said) == 1 and "corners are 0 in every band" in said[0] and "--nodata 0" in said[0], said
+        assert [i.split("-")[0] for i in report.items_unmasked_fill] == ["rotated"]   # in the report (ingest --json)
     else:
-        assert not said, said
+        assert not said and not report.items_unmasked_fill, said
     if warned:  # the advice, followed, masks the border: fewer tiles
         masked = ingest([str(tif)], index=str(tmp_path / "idx2"), model=tiny_bundle,
                         options=IngestOptions(tile_size=32, gsd=None, native_gsd=True, nodata=0.0))

@@ -38,17 +38,24 @@ def unmasked_fill(dataset: Any, bands: tuple[int, ...]) -> bool:
     return bool((corners == 0).all() and (arr != 0).any())
 
 
-def warn_unmasked_fill(item_id: str, reader: Any) -> None:
+def warn_unmasked_fill(item_id: str, reader: Any, seen: list[str]) -> None:
     """Log a warning naming ``--nodata 0`` when ``reader`` (a :class:`~rsir_stac.tiling.SceneReader`)
-    reads a scene whose corners are a zero fill the file does not mark as nodata."""
+    reads a scene whose corners are a zero fill the file does not mark as nodata, and append
+    ``item_id`` to ``seen`` (the run's report); the first such scene of a run gets the whole
+    explanation, later ones a short line."""
     plan = reader.plan
     if not plan.all_valid or plan.nodata is not None or plan.palette is not None:
         return  # a nodata value, mask or alpha band marks the fill already (or a class map: 0 is a class)
-    if unmasked_fill(reader._ds, plan.bands):
+    if not unmasked_fill(reader._ds, plan.bands):
+        return
+    if not seen:
         log.warning("item %s: its corners are 0 in every band and the file marks no nodata, so the fill around the "
                     "image (a rotated or clipped scene's black border) is read as pixels: its tiles are indexed and "
                     "the map draws it black; re-run with --nodata 0 into a new --index (or mark it in the file: "
                     "rio edit-info --nodata 0 FILE)", item_id)
+    else:
+        log.warning("item %s: corners 0 in every band and no nodata marked, as item %s (--nodata 0)", item_id, seen[0])
+    seen.append(item_id)
 
 
 __all__ = ["PREVIEW_SIDE", "unmasked_fill", "warn_unmasked_fill"]

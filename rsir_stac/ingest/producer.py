@@ -122,7 +122,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
         run.q.put(("total", len(refs) - len(existing)))
         if len(existing) < len(refs):
             _ = reader.plan  # the scene's stretch: if it cannot be read the item fails once, not each window
-            warn_unmasked_fill(scene.item_id, reader)
+            warn_unmasked_fill(scene.item_id, reader, run.report.items_unmasked_fill)
         counts = _queue_windows(run, scene, reader, refs, ids, existing, scene_gsd)
         if counts is None:
             return False

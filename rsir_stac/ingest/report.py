@@ -29,6 +29,9 @@ class IngestReport:
     #: Items whose STAC geometry does not overlap their asset's raster (the stored footprints follow
     #: the raster): ``{"item", "asset", "distance_km", "item_bbox", "raster_bbox"}``.
     items_misplaced: list[dict] = field(default_factory=list)
+    #: Items whose corners are 0 in every band while the file marks no nodata (a black border read as
+    #: pixels; :mod:`rsir_stac.ingest.fill`): their ids.
+    items_unmasked_fill: list[str] = field(default_factory=list)
     nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0
