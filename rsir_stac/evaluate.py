@@ -349,6 +349,8 @@ def _size_notes(sides: list[int], tile_size: int | None, data_dir) -> list[str]:
 #: Images decoded and embedded at a time, in batches of the embedder's size (memory stays flat
 #: with the folder's size: NWPU-RESISC45's 31,500 images would be 6 GB decoded at once).
 CHUNK_BATCHES = 16
+#: ...and at most about this many bytes of decoded pixels (15 JPEGs of 6000 x 6000 px held 3.9 GB).
+CHUNK_BYTES = 256 * 2**20
 
 
 def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None = None, scale: float = 1.0,
@@ -363,20 +365,28 @@ def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None 
     from rsir_stac.model.transforms import downscale
 
     chunk = max(1, int(emb.batch_size)) * CHUNK_BATCHES
-    out, bad = [], []
-    for start in range(0, len(paths), chunk):
-        images = []
-        for path in paths[start:start + chunk]:
-            try:
-                image = load_rgb(path, bands)
-            except ImageReadError as exc:
-                bad.append((path, exc))
-                continue
-            if sizes is not None:
-                sizes.append(int(min(image.shape[:2])))
-            images.append(downscale(image, scale) if scale > 1 else image)
-        if not bad:
+    out, bad, images = [], [], []
+    held = 0
+
+    def flush() -> None:
+        if images and not bad:
             out.append(emb.embed(images, reduce=reduce, progress=progress))
+        images.clear()
+
+    for path in paths:
+        try:
+            image = load_rgb(path, bands)
+        except ImageReadError as exc:
+            bad.append((path, exc))
+            continue
+        if sizes is not None:
+            sizes.append(int(min(image.shape[:2])))
+        images.append(downscale(image, scale) if scale > 1 else image)
+        held = held + images[-1].nbytes if len(images) > 1 else images[-1].nbytes
+        if len(images) >= chunk or held >= CHUNK_BYTES:  # large images: fewer at a time, memory stays bounded
+            flush()
+            held = 0
+    flush()
     if bad:
         raise unreadable_images_error(bad)
     if not out:

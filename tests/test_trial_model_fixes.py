@@ -343,3 +343,23 @@ def test_evaluate_says_when_images_are_far_from_the_models_tile(tmp_path, tiny_b
     near, _ = _evaluate(make_image_folder(tmp_path / "near", classes=3, per_class=4, size=48), "--model",
                         tiny_bundle.path, "--split", "all")
     assert not any("the model's tiles" in w for w in near["warnings"]), near["warnings"]
+
+
+def test_large_images_are_embedded_fewer_at_a_time_with_the_same_vectors(tmp_path, tiny_bundle, monkeypatch):
+    """Model trial: 15 JPEGs of 6000 x 6000 px held 3.9 GB, 16 batches of decoded images at a time.
+    A chunk now also stops at CHUNK_BYTES of pixels; the vectors do not change."""
+    import numpy as np
+
+    import rsir_stac.evaluate as ev
+
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=4, size=96)
+    paths = sorted(data.rglob("*.png"))
+    with tiny_bundle.embedder(bf16=False) as emb:
+        whole = ev.embed_files(paths, emb)
+        calls = []
+        real = emb.embed
+        monkeypatch.setattr(emb, "embed", lambda images, **kw: calls.append(len(images)) or real(images, **kw))
+        monkeypatch.setattr(ev, "CHUNK_BYTES", 2 * 96 * 96 * 3)   # two images' pixels
+        parts = ev.embed_files(paths, emb)
+    assert sum(calls) == len(paths) and max(calls) == 2 and len(calls) >= len(paths) // 2
+    np.testing.assert_allclose(parts, whole, atol=1e-5)
