@@ -363,3 +363,15 @@ def test_large_images_are_embedded_fewer_at_a_time_with_the_same_vectors(tmp_pat
         parts = ev.embed_files(paths, emb)
     assert sum(calls) == len(paths) and max(calls) == 2 and len(calls) >= len(paths) // 2
     np.testing.assert_allclose(parts, whole, atol=1e-5)
+
+
+def test_an_image_link_to_nothing_is_named(tmp_path, caplog):
+    """Model trial: a dangling symlink in a class folder was skipped without a word."""
+    from rsir_stac.model.data import scan_image_folder
+
+    data = make_image_folder(tmp_path / "tiles", classes=2, per_class=3)
+    (data / "class0" / "gone.png").symlink_to(tmp_path / "moved-away.png")
+    with caplog.at_level("WARNING", logger="rsir_stac.model.data"):
+        folder = scan_image_folder(data)
+    assert len(folder.paths) == 6
+    assert "1 image link(s) point at no file (class0/gone.png)" in caplog.text, caplog.text

@@ -42,7 +42,10 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         raise DatasetError(f"data folder {root} {what}; pass a folder with one sub-folder of images per class")
     classes, paths, labels, empty, deeper = [], [], [], [], {}
     hidden = 0
+    dangling: list[str] = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
+        dangling += [f"{sub.name}/{f.name}" for f in sub.iterdir()
+                     if f.suffix.lower() in IMAGE_SUFFIXES and f.is_symlink() and not f.exists()]
         listed = [f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
         files = sorted(f for f in listed if not f.name.startswith("."))
         hidden += len(listed) - len(files)
@@ -73,6 +76,9 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         if loose:
             log.warning("data folder %s: %d image(s) lie directly in it (%s) and are not read: a class's images go in "
                         "its sub-folder", root, len(loose), _names(sorted(loose), 3))
+    if dangling:  # a link to an image that moved: the class is smaller than the dataset says
+        log.warning("data folder %s: %d image link(s) point at no file (%s) and are not read; fix or remove them",
+                    root, len(dangling), _names(sorted(dangling), 3))
     if hidden:  # macOS AppleDouble "._name.png" files of a zip, and other dot-files: not images of the class
         log.info("data folder %s: %d hidden file(s) (names starting with '.', e.g. macOS '._' files) are not read",
                  root, hidden)
