@@ -330,3 +330,44 @@ def test_an_alpha_band_holding_other_values_is_drawn_as_ingest_reads_it(tmp_path
     assert (pl[..., 3] == 0).mean() > 0.9  # alpha 0: nodata, as ingest reads it
     drawn = pr[..., 3] > 0
     assert drawn.mean() > 0.2 and (pr[..., 3][drawn] == 255).all()  # any other alpha: data, opaque
+
+
+def test_imagery_under_the_ingest_roots_never_follows_a_link_swapped_in_later(tmp_path, tiny_bundle):
+    """Re-check N1: once a scene had been drawn, /api/imagery reopened its file by name, so a file
+    or folder under --ingest-root swapped for a link afterwards had the service draw a file outside
+    the roots.  Every reader there is now opened as the rest of serve's reads are: the opened file
+    checked against the roots."""
+    import rasterio
+
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    (outside / "sub").mkdir(parents=True)
+    a = make_geotiff(root / "sub" / "a.tif", width=256, height=256, seed=1)
+    secret = make_geotiff(outside / "sub" / "a.tif", width=256, height=256, seed=1)
+    with rasterio.open(secret, "r+") as ds:   # the same grid, solid magenta
+        ds.write(np.stack([np.full((256, 256), v, np.uint8) for v in (255, 0, 255)]))
+    report = ingest([str(a)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert report.ok, report
+
+    def magenta(img):
+        px = img[img[..., 3] > 0][:, :3].astype(int)
+        return bool(len(px)) and float(((px[:, 0] > 200) & (px[:, 1] < 60) & (px[:, 2] > 200)).mean()) > 0.5
+
+    try:
+        with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as idx, \
+                TestClient(create_app(idx, allowed_hosts=("testserver",), ingest_roots=[str(root)])) as c:
+            feat = _scenes(c)["features"][0]
+            zoom = feat["properties"]["maxzoom"] - 2
+            t = _tile_at(feat, zoom)
+            first = c.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png")
+            assert not magenta(_png(first))   # drawn once: its reader is open
+            (root / "sub").rename(root / "sub.orig")
+            (root / "sub").symlink_to(outside / "sub", target_is_directory=True)
+            for z in (zoom - 1, zoom + 1):   # tiles not in the cache
+                t = _tile_at(feat, z)
+                r = c.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png")
+                assert r.status_code != 200 or not magenta(_png(r)), "a file outside the roots was drawn"
+    finally:
+        restrict_to_geotiff(())

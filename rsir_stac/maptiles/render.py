@@ -61,7 +61,6 @@ class _Skip(Exception):
     """A scene that adds nothing to this tile (outside, zoom limits, unreadable)."""
 
 
-@functools.lru_cache(maxsize=1)
 class _BandTiles:
     """A composed scene's three files (R, G, B) as one rio-tiler reader: ``tile`` reads band 1
     of each file through its own :func:`_reader_class` reader (opened exactly as a one-file
@@ -76,7 +75,7 @@ class _BandTiles:
         self._readers: list[Any] = []
         try:
             for href in hrefs:
-                self._readers.append(_reader_class()(href))
+                self._readers.append(_open_reader(href))
         except BaseException:
             self.close()
             raise
@@ -104,6 +103,7 @@ class _BandTiles:
             r.close()
 
 
+@functools.lru_cache(maxsize=1)
 def _reader_class():
     """rio-tiler's ``Reader`` without its per-tile bounds test: the renderer reads only scenes whose
     stored bbox meets the tile (:meth:`TileRenderer.covering`), and rio-tiler's test reprojects the
@@ -115,6 +115,25 @@ def _reader_class():
             return True
 
     return SceneTileReader
+
+
+def _open_reader(href: str) -> Any:
+    """A :func:`_reader_class` reader of ``href``; a file under ``serve --ingest-root`` is opened
+    as every other read there (:func:`rsir_stac.tiling.sources.open_under_roots`: GeoTIFF alone,
+    the opened file checked against the roots), each time a reader is made, so a file or folder
+    swapped for a link after the scene was first drawn is refused, not followed."""
+    from rsir_stac.tiling.sources import open_under_roots
+
+    ds = open_under_roots(href)
+    if ds is None:
+        return _reader_class()(href)
+    try:
+        reader = _reader_class()(href, dataset=ds)
+    except BaseException:
+        ds.close()
+        raise
+    reader._ctx_stack.enter_context(ds)  # closed with the reader (rio-tiler closes only what it opened)
+    return reader
 
 
 def _datasets(src: Any) -> list[Any]:
@@ -214,7 +233,7 @@ class TileRenderer:
         try:
             if scene.band_hrefs:
                 return _BandTiles(scene.band_hrefs, scene.nodata)
-            return _reader_class()(scene.href)
+            return _open_reader(scene.href)
         except Exception as err:  # noqa: BLE001 - any GDAL/rasterio failure: not drawn
             self._mark_broken(scene, "its source cannot be read")
             raise _Skip from err

@@ -123,6 +123,20 @@ def open_dataset(href: str) -> Any:
 _PROC_FD = "/proc/self/fd"
 
 
+def open_under_roots(href: str) -> Any | None:
+    """For a reader that opens files itself (rio-tiler's, for the map's imagery): the dataset of
+    ``href`` opened as :func:`open_dataset` opens a file under a :func:`restrict_to_geotiff` root
+    (GeoTIFF alone, the opened file checked, a link out of the roots refused with
+    RasterioIOError), or None when ``href`` lies under no root (nothing is restricted)."""
+    if not _GEOTIFF_ONLY or _is_url(href):
+        return None
+    if links_out_of_roots(href):
+        raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
+    if geotiff_only(href):
+        return _open_confined(href)
+    return None
+
+
 def _open_confined(href: str) -> Any:
     """Open a file under a :func:`restrict_to_geotiff` root as GeoTIFF alone, checking the file
     actually opened, not its name: the file is opened once (``O_NOFOLLOW``), the path the kernel
