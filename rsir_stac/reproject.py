@@ -66,11 +66,14 @@ def aeqd_transformers(lon0: float, lat0: float) -> tuple[Any, Any]:
     return pipe, _Inverse(pipe)
 
 
-def aeqd_geometries_to_lonlat(geoms: Any, lon0: float, lat0: float, what: str) -> list:
+def aeqd_geometries_to_lonlat(geoms: Any, lon0: float, lat0: float, what: str, *,
+                              step: float | None = None) -> list:
     """:func:`geometries_to_lonlat` of ``geoms`` in the azimuthal equidistant projection of
-    :func:`aeqd_transformers` about (``lon0``, ``lat0``), without building a CRS."""
+    :func:`aeqd_transformers` about (``lon0``, ``lat0``), without building a CRS.  ``step``
+    (metres): edges are cut to the larger of it and 1/:data:`DENSIFY_PARTS` of the extent."""
     back, fwd = aeqd_transformers(lon0, lat0)
-    return [None if g is None else _to_lonlat(g, fwd, back, True, what) for g in geoms]
+    densify: Any = float(step) if step else True
+    return [None if g is None else _to_lonlat(g, fwd, back, densify, what) for g in geoms]
 
 
 def _to_lonlat(geom: Any, fwd: Any, back: Any, densify: bool, what: str) -> Any:
@@ -89,6 +92,8 @@ def _to_lonlat(geom: Any, fwd: Any, back: Any, densify: bool, what: str) -> Any:
     if densify and geom.geom_type not in ("Point", "MultiPoint"):
         w, s, e, n = geom.bounds
         step = float(np.hypot(e - w, n - s)) / DENSIFY_PARTS
+        if not isinstance(densify, bool):  # a step the caller has bounded the error of (never finer)
+            step = max(step, float(densify))
         if step > 0:
             geom = shapely.segmentize(geom, step)
     kind = geom.geom_type
