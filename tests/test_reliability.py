@@ -703,3 +703,20 @@ def test_sigkill_while_creating_the_shard(tmp_path):
     assert not (tmp_path / "idx" / ".rsir_tiles.creating").exists()
     with open_store(tmp_path / "idx", read_only=True) as store:
         assert store.count() == 1
+
+
+def test_a_copy_of_a_shipped_bundle_without_the_fields_checksum_is_held_to_the_shipped_fields(tmp_path):
+    """Re-check N3: deleting embedding_fields_sha256 from model.json switched the check off, so a copy of
+    the shipped model with another tile size kept its id and added tiles cut another way to its indexes."""
+    from rsir_stac.errors import BundleError
+    from rsir_stac.model.bundle import default_bundle_path, load_bundle
+
+    copy = tmp_path / "v1"
+    shutil.copytree(default_bundle_path().parent / "v1", copy)
+    meta = json.loads((copy / "model.json").read_text())
+    del meta["embedding_fields_sha256"]
+    (copy / "model.json").write_text(json.dumps(meta))
+    assert load_bundle(copy).model_id == meta["model_id"]   # an unedited copy still loads
+    (copy / "model.json").write_text(json.dumps({**meta, "tile_size": 64}))
+    with pytest.raises(BundleError, match="was edited: the fields that decide its vectors"):
+        load_bundle(copy)

@@ -234,6 +234,10 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
                           f"not made from them with {int(views)} view(s) per tile (was model.json edited?); "
                           "re-copy the bundle")
     recorded = meta.get("embedding_fields_sha256")  # absent in bundles written before it was recorded
+    if recorded is None:  # a copy of a shipped bundle (its id) is held to the shipped fields
+        name = shipped_name(str(meta["model_id"]))
+        if name is not None and path.resolve() != _shipped_path(name).resolve():
+            recorded = json.loads((_shipped_path(name) / META).read_text()).get("embedding_fields_sha256")
     if recorded is not None and recorded != embedding_fields_digest(meta):
         raise BundleError(f"model bundle {meta_path} was edited: the fields that decide its vectors "
                           f"({', '.join(k for k in EMBEDDING_FIELDS if k in meta)}) are not the ones it was written "
