@@ -100,18 +100,24 @@ def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
 
 
 def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | None:
-    """A line when a place's example is a tile the dates or collections leave out (no tile there has
-    them: :meth:`Index._tile_at`), so the map's imagery, drawn through the same filters, hides it."""
+    """A line when an example tile (a stored point, or a place's tile: no tile there has the dates
+    or collections, :meth:`Index._tile_at`) is one the dates or collections leave out, so the
+    map's imagery, drawn through the same filters, hides it."""
     if flt is None or (flt.start is None and flt.end is None and not flt.collections):
         return None
     from rsir_stac.store.filters import matches
 
     when = SearchFilter(start=flt.start, end=flt.end, collections=flt.collections)
     for r in examples:
+        if r.kind == "point" and r.payload is not None and not matches(r.payload, when):
+            dt = r.payload.get("datetime")
+            return (f"the example tile is {'from ' + str(dt) if dt else 'without a date'} "
+                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map "
+                    "page hides its imagery)")
         if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
-            when = r.payload.get("datetime")
+            dt = r.payload.get("datetime")
             return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
-                    f"{'from ' + str(when) if when else 'with no date'} "
+                    f"{'from ' + str(dt) if dt else 'with no date'} "
                     f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map page "
                     "hides its imagery)")
     return None

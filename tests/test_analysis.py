@@ -774,3 +774,17 @@ def test_an_exclusion_is_cut_only_as_finely_as_its_chords_need():
 
     area = box(-5000.0, -5000.0, 5000.0, 5000.0)   # aeqd metres
     assert _chord_step(area, 89.9, 1.0) < _chord_step(area, 0.0, 1.0) / 10   # lines bend near a pole: finer
+
+
+def test_a_stored_example_the_filters_leave_out_is_noted(index, world):
+    """Re-check N4: the map page re-runs a place's search by the tile's id once the filters change;
+    the note that the example is a tile the filters leave out (its imagery hidden on the page) was
+    given for places only, so the page said nothing."""
+    from rsir_stac.store import SearchFilter
+
+    q = sorted(world[2])[0]
+    res = index.search(point_id=q, k=5, flt=SearchFilter(collections=("other",)))
+    assert any(n.startswith("the example tile is") and "(demo), which the filters leave out" in n
+               for n in res.notes), res.notes
+    same = index.search(point_id=q, k=5, flt=SearchFilter(collections=("demo",)))
+    assert not any("which the filters leave out" in n for n in same.notes), same.notes
