@@ -297,7 +297,9 @@ def test_date_and_collection_filters_say_what_they_leave_out(client, points):
     assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("8 tiles in the searched area have no collection")
     doc = client.post("/api/query", json={"positives": [{"point_id": a1}], "datetime": "2000-01-01/..",
                                           "collection": "coll-b"}).json()
-    assert len(doc["notes"]) == 2 and set(_items(doc)) == {"scene-b"}
+    assert len(doc["notes"]) == 3 and set(_items(doc)) == {"scene-b"}
+    assert doc["notes"][0].startswith("the example tile is from 2021-06-01") and "(coll-a)" in doc["notes"][0]
+    assert doc["search_notes"] == doc["notes"][:1]   # the page shows this one; it counts the others itself
     a = _pixels(points[a1])
     doc = client.post("/api/search/image", files={"file": ("q.png", _png(a))}, data={"collection": "coll-a"}).json()
     assert "no collection" in doc["notes"][0]
