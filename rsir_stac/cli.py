@@ -267,7 +267,10 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
     )
     small = {d["item"]: d["hint"] for d in report.items_small}
     for item in report.items_empty:
-        echo_text(f"  skipped item {item}: {small.get(item, 'every window is nodata or below --min-valid')}", err=True)
+        echo_text(f"  skipped item {item}: "
+                  + small.get(item, "every window is nodata or less valid than --min-valid (a scene that is "
+                                    "mostly fill: lower --min-valid, e.g. 0.1, or read it with more pixels, a finer "
+                                    "--gsd)"), err=True)
     if not list_failures:
         return
     for f in report.items_failed:

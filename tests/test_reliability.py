@@ -204,7 +204,8 @@ def _bad_sources(root: Path, base: str) -> dict[str, tuple[list[str], list[str],
 
 
 #: lines printed before the error line
-ITEM_LINES = {"all nodata": r"skipped item nodata-[0-9a-f]{12}: every window is nodata or below --min-valid"}
+ITEM_LINES = {"all nodata": r"skipped item nodata-[0-9a-f]{12}: every window is nodata or less valid than --min-valid "
+                            r"\(a scene that is mostly fill: lower --min-valid"}
 
 
 BAD = ["missing file", "not a raster", "no CRS", "no geotransform", "all nodata", "2 bands", "12 bands",
