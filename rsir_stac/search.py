@@ -295,8 +295,12 @@ class Index:
         ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
         around, areas = _footprint_exclusions(rp, exclude_within_m)
         expanded: tuple[str, ...] = ()
+        unranked = None
         if expand:
-            query, expanded = self._expand_query(query, rp + rn, expand, flt, around, areas, strategy, mmr)
+            query, expanded, tied = self._expand_query(query, rp + rn, expand, flt, around, areas, strategy, mmr)
+            unranked = None if not tied else ("query expansion was left out: the first search could not rank "
+                                              f"its hits (the {strategy} strategy gave them all one score), so "
+                                              "any 'nearest' tiles would be arbitrary; use another strategy")
         hits = self.store.query(query, k, offset=offset, flt=flt, exclude=Exclusion(ids, around, areas),
                                 per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
@@ -306,7 +310,8 @@ class Index:
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded) if n]))
+                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked)
+                                     if n]))
 
     def _excluded_all_note(self, query, flt: SearchFilter | None, ids: frozenset,
                            exclude_within_m: float | None) -> str | None:
@@ -342,19 +347,23 @@ class Index:
         return pos, neg
 
     def _expand_query(self, query, examples: Sequence[ResolvedExample], expand: int, flt: SearchFilter | None,
-                      around: tuple, areas: tuple, strategy: str, mmr: float | None) -> tuple[Any, tuple[str, ...]]:
-        """``(query, expanded)``: average query expansion, the ``expand`` stored tiles nearest
+                      around: tuple, areas: tuple, strategy: str, mmr: float | None
+                      ) -> tuple[Any, tuple[str, ...], bool]:
+        """``(query, expanded, tied)``: average query expansion, the ``expand`` stored tiles nearest
         ``query`` (same filter and exclusions, the stored ``examples`` left out) averaged into its
-        positives (:func:`expanded_positives`), and their ids."""
+        positives (:func:`expanded_positives`), and their ids; ``tied``: the first search gave its
+        hits one score (the context strategy's ties), so ``query`` is returned as it was."""
         from rsir_stac.store.query import ExampleQuery, Exclusion
 
         first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
                                  flt=flt, exclude=Exclusion(frozenset(r.id for r in examples if r.id), around,
                                                             areas),
                                  per_item=None, with_vectors=True, with_payload=False)
+        if len(first) > 1 and len({h.score for h in first}) == 1 and query.higher_is_better:
+            return query, (), True  # one score for all (context's ties): no "nearest" tiles to expand with
         expanded = tuple(h.id for h in first)
         positives = expanded_positives(query.positives, [h.vector for h in first], strategy)
-        return ExampleQuery(positives, query.negatives, strategy=strategy, mmr=mmr), expanded
+        return ExampleQuery(positives, query.negatives, strategy=strategy, mmr=mmr), expanded, False
 
 
 def expanded_positives(positives: Sequence[np.ndarray], neighbours: Sequence[np.ndarray],

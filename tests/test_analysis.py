@@ -788,3 +788,15 @@ def test_a_stored_example_the_filters_leave_out_is_noted(index, world):
                for n in res.notes), res.notes
     same = index.search(point_id=q, k=5, flt=SearchFilter(collections=("demo",)))
     assert not any("which the filters leave out" in n for n in same.notes), same.notes
+
+
+def test_expansion_is_left_out_when_the_first_search_cannot_rank(index, world):
+    """Re-check N6: under the context strategy, where one pair gives every tile nearer the positive
+    the score 0, the 'nearest' tiles averaged into the query were the first ids in sort order."""
+    ids = sorted(world[2])
+    neg = [Example("point", ids[-1])]
+    res = index.search(point_id=ids[0], negatives=neg, strategy="context", expand=3, k=5, per_item=None)
+    assert res.expanded == ()
+    assert any(n.startswith("query expansion was left out: the first search could not rank") for n in res.notes)
+    ranked = index.search(point_id=ids[0], negatives=neg, strategy="best_score", expand=3, k=5, per_item=None)
+    assert len(ranked.expanded) == 3 and not any("expansion was left out" in n for n in ranked.notes)
