@@ -694,3 +694,25 @@ def test_classify_goes_through_a_running_serve_and_writes_what_it_writes_alone(s
     assert list(alone["id"]) == list(served["id"])
     assert np.allclose(alone["probability"], served["probability"])
     assert list(alone["label"].fillna("")) == list(served["label"].fillna(""))
+
+
+def test_a_sidecar_the_ingest_roots_do_not_read_is_named(tmp_path, caplog):
+    """Re-check N7: a job read a GeoTIFF under the roots without its .msk / .aux.xml (a hardening
+    choice: a sidecar may name files outside them), so it indexed tiles a command-line ingest
+    masks, and said nothing."""
+    import logging
+
+    from rsir_stac.tiling.sources import open_dataset, restrict_to_geotiff
+
+    root = tmp_path / "root"
+    root.mkdir()
+    tif = make_geotiff(root / "a.tif", width=32, height=32, seed=2)
+    (root / "a.tif.aux.xml").write_text("<PAMDataset></PAMDataset>")
+    restrict_to_geotiff([root])
+    try:
+        with caplog.at_level(logging.WARNING, logger="rsir_stac.tiling.sources"):
+            with open_dataset(str(tif)) as ds:
+                assert ds.driver == "GTiff"
+        assert "a.tif.aux.xml beside it, which the service does not read" in caplog.text, caplog.text
+    finally:
+        restrict_to_geotiff(())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import stat
@@ -15,6 +16,8 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rsir_stac.errors import InputError, NotGeoreferencedError, RasterError, RsirError, SourceNotFoundError
+
+log = logging.getLogger(__name__)
 
 #: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
 HTTP_TIMEOUT = 30
@@ -158,10 +161,29 @@ def _open_confined(href: str) -> Any:
             raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise rasterio.errors.RasterioIOError(f"{href}: not a regular file")
+        _note_sidecars(real)
         with env:
             return rasterio.open(f"{_PROC_FD}/{fd}", driver="GTiff")
     finally:
         os.close(fd)  # GDAL holds its own descriptor of the same file
+
+
+#: Sibling files GDAL reads with a raster elsewhere (an external mask, nodata or CRS, overviews).
+SIDECARS = (".msk", ".aux.xml", ".ovr")
+_told_sidecars: set[str] = set()
+
+
+def _note_sidecars(path: str) -> None:
+    """Warn once per file when a raster read under the ingest roots (GeoTIFF alone, no sibling
+    files: a sidecar may name files outside the roots) has sidecars it would be read with elsewhere:
+    its tiles can differ from an ingest of the same file on the command line."""
+    found = [s for s in SIDECARS if os.path.isfile(path + s)]
+    if found and path not in _told_sidecars:
+        _told_sidecars.add(path)
+        log.warning("%s has %s beside it, which the service does not read under its ingest roots (GeoTIFF alone, no "
+                    "sibling files); an external mask or nodata there is not applied: write them into a GeoTIFF of "
+                    "its own (gdal_translate in.tif out.tif reads them with the file), or ingest it from the command "
+                    "line", os.path.basename(path), ", ".join(os.path.basename(path) + s for s in found))
 
 
 def gdal_env() -> Any:
