@@ -159,8 +159,11 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             echo_text(f"note: {note}", err=True)
         kept = f" + {sm['positives_kept']} you labelled positive, kept below it" if sm.get("positives_kept") else ""
         held = sm.get("holdout") or 0
+        from rsir_stac.classify import MIN_HOLDOUT
+
         scored = (f"precision {_num(sm.get('precision'))}, recall {_num(sm.get('recall'))} on {held} held-out labels"
-                  if held else "no labels held out, so no precision/recall")
+                  + (f" (only {held} held-out labels: a rough figure, look at the hits too)" if held < MIN_HOLDOUT
+                     else "") if held else "no labels held out, so no precision/recall")
         click.echo(f"scored {sm.get('scored', 0)} tiles in {float(sm.get('seconds') or 0):.1f} s; "
                    f"{sm.get('above_threshold', 0)} at p >= {threshold}{kept} -> {out} ({len(rows)} "
                    f"{'areas' if dissolve else 'rows'}); {scored}")

@@ -307,6 +307,9 @@ class Index:
         first = rp[0]
         excluded = (self._excluded_all_note(query, flt, ids, exclude_within_m)
                     if not hits and offset == 0 and (around or areas) else None)
+        if not hits and offset == 0 and ids and excluded is None and self.store.count(flt) <= len(ids):
+            excluded = (f"every tile that matches is one of the {len(ids)} examples, which a search leaves out; "
+                        "--include-query (API: include_query) lists them too")
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))

@@ -800,3 +800,16 @@ def test_expansion_is_left_out_when_the_first_search_cannot_rank(index, world):
     assert any(n.startswith("query expansion was left out: the first search could not rank") for n in res.notes)
     ranked = index.search(point_id=ids[0], negatives=neg, strategy="best_score", expand=3, k=5, per_item=None)
     assert len(ranked.expanded) == 3 and not any("expansion was left out" in n for n in ranked.notes)
+
+
+def test_a_search_whose_every_match_is_an_example_says_so(index, world):
+    """Re-check N8: with every matching tile given as an example, the search said 'no results
+    (loosen the filters?)', though no filter was set."""
+    from rsir_stac.store import SearchFilter
+
+    item = world[1][0].payload["item_id"]
+    scene = [Example("point", p.id) for p in world[1] if p.payload["item_id"] == item]
+    res = index.search(positives=scene, k=5, flt=SearchFilter(item_ids=(item,)))
+    assert not res.hits
+    assert any(n.startswith(f"every tile that matches is one of the {len(scene)} examples") for n in res.notes), \
+        res.notes
