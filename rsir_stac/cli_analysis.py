@@ -67,8 +67,12 @@ def _examples(images, point_ids, ats, bands=None):
             + [Example("location", parse_lonlat(a)) for a in ats])
 
 
-def _num(v) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
+def _classify_line(report, above: int, threshold: float, out: str, rows: int, dissolve: bool) -> str:
+    """The summary line of ``classify`` (a :class:`~rsir_stac.classify.ClassifyReport`; ``above``: the
+    tiles the classifier put at or above the threshold), with or without a service."""
+    kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
+    return (f"scored {report.scored} tiles in {report.seconds:.1f} s; {above} at p >= {threshold}{kept} -> {out} "
+            f"({rows} {'areas' if dissolve else 'rows'}); {report.holdout_text()}")
 
 
 def register(main: click.Group, handle_errors, store_options) -> None:
@@ -135,15 +139,12 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             return
         for note in notes:
             echo_text(f"note: {note}", err=True)
-        kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
-        click.echo(f"scored {report.scored} tiles in {report.seconds:.1f} s; {report.above_threshold} at p >= "
-                   f"{threshold}{kept} -> {out} ({len(rows)} {'areas' if dissolve else 'rows'}); "
-                   f"{report.holdout_text()}")
+        click.echo(_classify_line(report, report.above_threshold, threshold, out, len(rows), dissolve))
 
 
     def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
                          max_hits, dissolve, out, as_json):
-        from rsir_stac.classify import DISSOLVED_EMPTY_ROW
+        from rsir_stac.classify import DISSOLVED_EMPTY_ROW, ClassifyReport
         from rsir_stac.cli_served import served_classify
         from rsir_stac.export import empty_row, write_table
 
@@ -157,16 +158,14 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             return
         for note in notes:
             echo_text(f"note: {note}", err=True)
-        kept = f" + {sm['positives_kept']} you labelled positive, kept below it" if sm.get("positives_kept") else ""
-        held = sm.get("holdout") or 0
-        from rsir_stac.classify import MIN_HOLDOUT
-
-        scored = (f"precision {_num(sm.get('precision'))}, recall {_num(sm.get('recall'))} on {held} held-out labels"
-                  + (f" (only {held} held-out labels: a rough figure, look at the hits too)" if held < MIN_HOLDOUT
-                     else "") if held else "no labels held out, so no precision/recall")
-        click.echo(f"scored {sm.get('scored', 0)} tiles in {float(sm.get('seconds') or 0):.1f} s; "
-                   f"{sm.get('above_threshold', 0)} at p >= {threshold}{kept} -> {out} ({len(rows)} "
-                   f"{'areas' if dissolve else 'rows'}); {scored}")
+        # the service's summary as a report, so the line (and its holdout caveats) is the local one
+        report = ClassifyReport(hits=(), scored=int(sm.get("scored") or 0), threshold=threshold,
+                                positives=int(sm.get("positives") or 0), negatives=int(sm.get("negatives") or 0),
+                                background=int(sm.get("background") or 0), precision=sm.get("precision"),
+                                recall=sm.get("recall"), holdout=int(sm.get("holdout") or 0),
+                                seconds=float(sm.get("seconds") or 0.0),
+                                positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout)
+        click.echo(_classify_line(report, int(sm.get("above_threshold") or 0), threshold, out, len(rows), dissolve))
 
     @click.command("export")
     @_store_options

@@ -366,12 +366,14 @@ def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None 
 
     chunk = max(1, int(emb.batch_size)) * CHUNK_BATCHES
     out, bad, images = [], [], []
-    held = 0
+    held = 0  # bytes of the decoded images not yet embedded
 
     def flush() -> None:
+        nonlocal held
         if images and not bad:
             out.append(emb.embed(images, reduce=reduce, progress=progress))
         images.clear()
+        held = 0
 
     for path in paths:
         try:
@@ -382,10 +384,9 @@ def embed_files(paths: Sequence[Path], emb: Any, *, bands: Sequence[int] | None 
         if sizes is not None:
             sizes.append(int(min(image.shape[:2])))
         images.append(downscale(image, scale) if scale > 1 else image)
-        held = held + images[-1].nbytes if len(images) > 1 else images[-1].nbytes
+        held += images[-1].nbytes
         if len(images) >= chunk or held >= CHUNK_BYTES:  # large images: fewer at a time, memory stays bounded
             flush()
-            held = 0
     flush()
     if bad:
         raise unreadable_images_error(bad)

@@ -671,6 +671,12 @@ def test_classify_goes_through_a_running_serve_and_writes_what_it_writes_alone(s
             str(tiny_bundle.path), "--threshold", "0", "--holdout", "0"]
     r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "alone.geojson")])
     assert r.exit_code == 0, r.output
+    import re
+
+    def line(out):  # the summary line, without its timing
+        return re.sub(r" in [0-9.]+ s;", ";", out.strip().splitlines()[-1]).replace("served.geojson", "alone.geojson")
+
+    alone_line = line(r.stdout)
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
                              str(tiny_bundle.path), "--port", str(port)],
@@ -680,6 +686,7 @@ def test_classify_goes_through_a_running_serve_and_writes_what_it_writes_alone(s
         r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "served.geojson")])
         assert r.exit_code == 0, r.output
         assert "sending the classify" in r.stderr and "scored 4 tiles" in r.stdout, r.output
+        assert line(r.stdout) == alone_line   # the same summary line, holdout caveats included
         r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "served.csv"), "--dissolve", "--json"])
         assert r.exit_code == 0 and json.loads(r.stdout)["rows"] >= 1, r.output
         r = CliRunner().invoke(main, ["export", "--index", str(idx), "--out", str(tmp_path / "all.parquet")])
