@@ -5,7 +5,8 @@ Satellite scenes delivered rotated in a north-up grid (SkySat, Landsat Level-1, 
 carry a border of zeros around the image.  Without nodata those zeros are pixels: the border's
 tiles pass ``--min-valid``, are embedded and indexed (a search finds black tiles like other black
 tiles), and the map draws the border as an opaque black frame.  The fix is one flag, and ingest
-cannot guess it (a zero may be real data), so it says so once per scene.
+cannot guess it (a zero may be real data), so it says so: in full for a run's first such scene,
+in a short line for the others, and lists them in the report.
 """
 
 from __future__ import annotations

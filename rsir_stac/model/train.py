@@ -166,7 +166,7 @@ def _check_backbone(cfg: TrainConfig) -> None:
     weights = "" if cfg.backbone_weights or cfg.random_init else " --random-init"
     if why:
         # each alternative is whole: following either one trains (the weights, when missing, too)
-        base = f"--recipe v1" if recipe and recipe != "v1" else \
+        base = "--recipe v1" if recipe and recipe != "v1" else \
             " ".join(f for f, on in (("--freeze-blocks 0", cfg.freeze_blocks > 0),
                                       ("--distill 0", cfg.distill > 0 and not cfg.backbone_weights)) if on)
         fix = f"{base}{weights}" + (f", or {base} --backbone-weights PATH (a torchvision {cfg.backbone} state dict)"

@@ -110,10 +110,9 @@ def open_dataset(href: str) -> Any:
     """``rasterio.open(href)`` for reading: a local file with its sidecar files (``.msk``,
     ``.aux.xml``, world files), a URL without a folder listing; as GeoTIFF only without
     sidecars when :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise)."""
-    if links_out_of_roots(href):
-        raise rasterio.errors.RasterioIOError(f"{href}: a link out of the service's ingest roots is not read")
-    if geotiff_only(href):
-        return _open_confined(href)
+    confined = open_under_roots(href)
+    if confined is not None:
+        return confined
     if _is_url(href) or "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
         return rasterio.open(href)
     # a local file's sidecars are part of it: an external mask (.msk), nodata or a CRS in
@@ -127,10 +126,10 @@ _PROC_FD = "/proc/self/fd"
 
 
 def open_under_roots(href: str) -> Any | None:
-    """For a reader that opens files itself (rio-tiler's, for the map's imagery): the dataset of
-    ``href`` opened as :func:`open_dataset` opens a file under a :func:`restrict_to_geotiff` root
-    (GeoTIFF alone, the opened file checked, a link out of the roots refused with
-    RasterioIOError), or None when ``href`` lies under no root (nothing is restricted)."""
+    """The dataset of ``href`` when it lies under a :func:`restrict_to_geotiff` root, opened as every
+    read there is (GeoTIFF alone, the opened file checked: :func:`_open_confined`; a link out of
+    the roots refused with RasterioIOError), or None when it lies under no root (nothing is
+    restricted).  :func:`open_dataset` and the map's imagery readers (rio-tiler) both open through it."""
     if not _GEOTIFF_ONLY or _is_url(href):
         return None
     if links_out_of_roots(href):
