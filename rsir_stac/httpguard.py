@@ -11,7 +11,9 @@ practice of local developer servers (Jupyter's ``allow_remote_access`` /
   name is refused with 403 (the page, the docs and the API alike).  The
   default is the loopback names plus the bound address; ``--allow-host``
   adds names, ``--allow-host '*'`` turns the check off.
-* **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS`` and
+* **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS``, or
+  is an API ``GET``/``HEAD`` other than an image (a page elsewhere could not
+  read the answer, but could spend the service's CPU blind), and
   comes from another origin (``Origin`` header other than this service, or
   ``Sec-Fetch-Site: cross-site``) is refused with 403, unless the origin was
   allowed with ``--allow-origin`` (which also turns CORS on for it).  Allowed
@@ -449,6 +451,14 @@ class Guard:
             return await _error(scope, receive, send, 403, "OriginNotAllowed",
                                 f"cross-origin {method} from {origin!r} is refused; start serve with "
                                 "--allow-origin ORIGIN to allow that site")
+        if method in ("GET", "HEAD") and path.startswith("/api/") and not _IMAGE_PATH.match(path) \
+                and not self._same_origin(scope, headers):
+            # another site's page cannot read the answer (no CORS), but could still spend the
+            # service's CPU blind (<img src=/api/search?...>); images stay open to other maps
+            origin = headers.get("origin") or headers.get("sec-fetch-site", "")
+            return await _error(scope, receive, send, 403, "OriginNotAllowed",
+                                f"cross-origin {method} of {path} from {origin!r} is refused; start serve "
+                                "with --allow-origin ORIGIN to allow that site")
         preflight = method == "OPTIONS" and "access-control-request-method" in headers
         if not (preflight and self.allowed_origins):
             methods = _route_methods(scope)

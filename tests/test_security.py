@@ -446,9 +446,19 @@ def test_cross_origin_posts_are_refused(client, points):
         r = client.post("/api/search/image", headers=headers,
                         files={"file": ("q.png", _encode(np.zeros((8, 8, 3), np.uint8), "PNG"))})
         assert r.status_code == 403, headers
-    # reading stays possible (a browser still hides the answer from the other site: no CORS header)
-    r = client.get("/api/search", params={"point_id": pid, "k": 2}, headers={"Origin": "https://evil.example"})
-    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+    # API GETs from another site are refused too: the browser would hide the answer (no CORS),
+    # but an <img src=/api/search?...> on any page could still spend the service's CPU blind
+    assert client.get("/api/search", params={"point_id": pid, "k": 2}).status_code == 200  # curl, scripts
+    assert client.get("/api/search", params={"point_id": pid, "k": 2},
+                      headers={"Sec-Fetch-Site": "same-origin", "Origin": BASE}).status_code == 200  # the page
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        r = client.get("/api/search", params={"point_id": pid, "k": 2}, headers=headers)
+        assert r.status_code == 403 and r.json()["error"] == "OriginNotAllowed", headers
+        assert "access-control-allow-origin" not in r.headers
+        assert client.head("/api/info", headers=headers).status_code == 403
+    # map imagery stays open to other maps and GIS clients (an <img> or an XYZ layer elsewhere)
+    r = client.get(f"/api/tiles/{pid}.png", headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code != 403, r.text
 
 
 def test_allowed_origin_gets_cors(index, points):
