@@ -166,9 +166,33 @@ def lasting_qdrant_url(ctx, param, value):
     return value
 
 
+def typed_index_over_env_url(fn):
+    """An ``--index`` typed on the command line wins over ``RSIR_QDRANT_URL`` from the environment
+    (an option typed beats a variable set once for every command, as in
+    :func:`rsir_stac.store.open_store` and ``serve``); a note on stderr says the variable was left unused.
+    ``--index`` and ``--qdrant-url`` both typed stay an error."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        if kwargs.get("index") is not None and kwargs.get("qdrant_url") \
+                and ctx.get_parameter_source("qdrant_url") == ParameterSource.ENVIRONMENT:
+            click.echo(f"note: --index {kwargs['index']} given, so RSIR_QDRANT_URL={kwargs['qdrant_url']} from the "
+                       "environment is not used", err=True)
+            kwargs["qdrant_url"] = None
+            if "api_key" in kwargs and ctx.get_parameter_source("api_key") == ParameterSource.ENVIRONMENT:
+                kwargs["api_key"] = None
+        return fn(*args, **kwargs)
+
+    return run
+
+
 def store_options(fn):
     """--index / --qdrant-url / --qdrant-collection / --api-key, shared by every command that opens an index."""
     fn = qdrant_collection_option(fn)
+    fn = typed_index_over_env_url(fn)  # outside: the collection check sees the URL it drops
     fn = click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")(fn)
     fn = click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", callback=lasting_qdrant_url,
                       help="Qdrant server/cluster URL instead of the embedded index [env RSIR_QDRANT_URL].")(fn)

@@ -68,3 +68,23 @@ def test_bad_usage_is_one_line_naming_the_command_and_its_help():
         assert r.exit_code == 2, r.output
         assert len(lines) == 1, r.output
         assert cause in lines[0] and f"rsir-stac {args[0]} --help" in lines[0], r.output
+
+
+def test_typed_index_wins_over_qdrant_url_from_the_environment(tmp_path, tiny_bundle):
+    """RSIR_QDRANT_URL set once in the environment (a compose file, a shell profile) does not make
+    every `--index` command fail with "both given": the option typed wins, with a note; typing both
+    stays an error."""
+    from rsir_stac.store import open_store
+
+    idx = tmp_path / "idx"
+    with open_store(idx) as store:
+        store.ensure_collection(tiny_bundle.dim, tiny_bundle.model_id)
+    env = {"RSIR_QDRANT_URL": "http://127.0.0.1:9", "RSIR_QDRANT_API_KEY": "k"}
+    r = CliRunner().invoke(main, ["info", "--index", str(idx)], env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["count"] == 0
+    assert "RSIR_QDRANT_URL" in r.stderr and "not used" in r.stderr
+    r = CliRunner().invoke(main, ["info", "--index", str(idx), "--qdrant-url", "http://127.0.0.1:9"])
+    assert r.exit_code != 0 and "pass only one of them" in r.output
+    r = CliRunner().invoke(main, ["info", "--index", str(idx), "--qdrant-collection", "other"], env=env)
+    assert r.exit_code == 2 and "drop --qdrant-collection" in r.output
