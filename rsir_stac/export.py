@@ -436,6 +436,9 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     refuse_damaged(index.store, "exporting")
     if stac_collection is not None and fmt != "geoparquet":
         raise InputError(f"a STAC Collection describes a GeoParquet export; give --out with .parquet, not {path}")
+    if stac_collection is not None and not with_vectors:
+        raise InputError("--stac writes a Collection of the embeddings extension, which describes the file's "
+                         "'embedding' column, and --no-vectors leaves that column out; drop one of them")
     check_output_path(path)
     if stac_collection is not None:  # refused before the table is written, not after
         check_output_path(stac_collection, what="--stac")

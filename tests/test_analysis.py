@@ -445,6 +445,10 @@ def test_whole_index_geoparquet_with_stac_collection(index, world, tmp_path):
     with pytest.raises(InputError, match="--stac"):
         export_index(index, out2, stac_collection=tmp_path / "nodir" / "c.json")
     assert not out2.exists()
+    # the embeddings Collection describes the 'embedding' column, which --no-vectors leaves out
+    with pytest.raises(InputError, match="--no-vectors"):
+        export_index(index, out2, stac_collection=tmp_path / "c2.json", with_vectors=False)
+    assert not out2.exists() and not (tmp_path / "c2.json").exists()
 
 
 def pq_geo(path) -> bytes:
