@@ -147,13 +147,16 @@ def qdrant_collection_option(fn):
 
 def _collection_name(ctx, param, value):
     """Click callback: a Qdrant collection name (letters, digits, ``_ - .``; 1..255 characters)."""
-    import re
+    from rsir_stac.errors import InputError
+    from rsir_stac.store import check_collection_name
 
     if value is None:
         return None
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", value):
+    try:
+        check_collection_name(value)
+    except InputError:
         raise click.BadParameter(f"{value!r} is not a collection name; use letters, digits, '_', '-' and '.' "
-                                 "(e.g. rsir_tiles)")
+                                 "(e.g. rsir_tiles)") from None
     return value
 
 

@@ -38,10 +38,11 @@ def info(index, qdrant_url, api_key):
 @click.option("--index", "index", required=True, type=click.Path(file_okay=False, exists=True),
               help="Embedded index folder to copy from.")
 @click.option("--qdrant-url", envvar="RSIR_QDRANT_URL", required=True, callback=lasting_qdrant_url,
-              help="Qdrant server/cluster (or a qdrant-client local folder) to copy to.")
+              help="Qdrant server/cluster (or a qdrant-client local folder) to copy to [env RSIR_QDRANT_URL].")
 @click.option("--api-key", envvar="RSIR_QDRANT_API_KEY", help="Qdrant API key [env RSIR_QDRANT_API_KEY].")
 @qdrant_collection_option
-@click.option("--batch-size", default=1000, show_default=True)
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Points copied per request.")
 @_handle_errors
 def migrate(index, qdrant_url, api_key, batch_size):
     """Copy an embedded index (ids, vectors, payloads) to a Qdrant server or cluster."""
@@ -181,7 +182,23 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
 
 
 # ------------------------------------------------------- check / snapshot / restore
+def _embedded_only(command: str):
+    """A hidden ``--qdrant-url`` for a command of embedded indexes only: refused in one line that
+    says what to use for a Qdrant store instead (click's "No such option" named no way on)."""
+
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise click.UsageError(
+                f"{command} works on embedded indexes (--index) only; for a Qdrant store use the server's own "
+                "snapshots (deploy/README.md, 'Snapshots and backups'), or `rsir-stac export --qdrant-url URL "
+                "--out tiles.parquet` for a copy of its tiles")
+        return value
+
+    return click.option("--qdrant-url", hidden=True, expose_value=False, callback=refuse, is_eager=True)
+
+
 @click.command()
+@_embedded_only("check")
 @click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
               help="Embedded index folder.")
 @click.option("--repair", is_flag=True, help="Rebuild the index from the points that pass; drop the others.")
@@ -258,6 +275,7 @@ def _left_by(name: str) -> str:
 
 
 @click.command()
+@_embedded_only("snapshot")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--index", "index", default="./rsir-index", show_default=True, type=click.Path(file_okay=False),
               help="Embedded index folder.")
@@ -272,6 +290,7 @@ def snapshot(out, index, force):
 
 
 @click.command()
+@_embedded_only("restore")
 @click.argument("snapshot_file", type=click.Path(dir_okay=False))
 @click.option("--index", "index", required=True, type=click.Path(file_okay=False), help="Index folder to restore into.")
 @click.option("--force", is_flag=True, help="Replace the collection already in --index.")

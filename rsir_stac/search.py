@@ -129,6 +129,14 @@ class Index:
                 from rsir_stac.errors import IndexNotFoundError
 
                 raise IndexNotFoundError(f"{store.describe()} is empty or missing; run `rsir-stac ingest` into it first")
+            if getattr(store, "foreign", None):
+                raise IncompatibleIndexError(
+                    f"{store.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds {store.foreign}); "
+                    "pass --qdrant-collection with a collection rsir-stac ingest or migrate wrote")
+            if meta.distance != "Euclid":  # what the engine ranks by must be what the model was trained for
+                raise IncompatibleIndexError(
+                    f"{store.describe()} ranks by {meta.distance} distance, and rsir-stac's vectors are compared by "
+                    "Euclidean distance; ingest (or migrate) into a new --qdrant-collection NAME")
             if meta.model_id != bundle.model_id or meta.dim != bundle.dim:
                 from rsir_stac.model.bundle import model_name, shipped_hint
 
@@ -307,7 +315,8 @@ class Index:
         first = rp[0]
         excluded = (self._excluded_all_note(query, flt, ids, exclude_within_m)
                     if not hits and offset == 0 and (around or areas) else None)
-        if not hits and offset == 0 and ids and excluded is None and self.store.count(flt) <= len(ids):
+        if not hits and offset == 0 and ids and excluded is None and 0 < self.store.count(flt) <= len(ids):
+            # (none matching at all is said by the filter's own note, e.g. no tile within --near)
             excluded = (f"every tile that matches is one of the {len(ids)} examples, which a search leaves out; "
                         "--include-query (API: include_query) lists them too")
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),

@@ -31,6 +31,9 @@ def _open_stores(index, to, qdrant_url, api_key, collection):
         if to == collection:
             raise InputError(f"--to {to} is the collection being read on {qdrant_url}; "
                              "pass another collection name as --to")
+        from rsir_stac.store import check_collection_name
+
+        check_collection_name(to, "--to (with --qdrant-url, the new collection's name)")
         src = open_store(qdrant_url=qdrant_url, api_key=api_key, collection=collection, read_only=True)
         try:
             return src, src.sibling(to), None  # one client: qdrant-client's local mode locks its folder
@@ -78,6 +81,10 @@ def _check(src, dst, bundle, to) -> None:
     meta = src.meta()
     if meta is None:
         raise StoreError(f"{src.describe()} holds no points; nothing to reindex (check --index)")
+    if getattr(src, "foreign", None):  # its points have no href and grid to re-read the tiles from
+        raise IncompatibleIndexError(
+            f"{src.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds {src.foreign}), so its "
+            "tiles cannot be re-read; pass --collection with a collection rsir-stac ingest or migrate wrote")
     if meta.model_id == bundle.model_id and meta.dim == bundle.dim:
         raise InputError(f"{src.describe()} already holds vectors of model {bundle.model_id}; "
                          "pass --model with the new model bundle")

@@ -34,6 +34,17 @@ ENV_COLLECTION = "RSIR_QDRANT_COLLECTION"
 _COLLECTION: ContextVar[str | None] = ContextVar("rsir_qdrant_collection", default=None)
 
 
+def check_collection_name(name: str, what: str = "--qdrant-collection") -> str:
+    """``name`` when it can name a Qdrant collection (letters, digits, ``_ - .``, 1..255 characters,
+    not starting with ``-`` or ``.``); else InputError naming ``what`` and the rule."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", str(name)):
+        raise InputError(f"{what} {name!r} is not a collection name; use letters, digits, '_', '-' and '.' "
+                         "(e.g. rsir_tiles_v2)")
+    return str(name)
+
+
 @contextmanager
 def using_collection(name: str | None) -> Iterator[None]:
     """Within this block, :func:`open_store` opens the Qdrant collection ``name`` (a server's or

@@ -158,6 +158,10 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         refuse_broken_link(self.index)
+        if self.index.is_dir():
+            from rsir_stac.store.folder import refuse_other_store
+
+            refuse_other_store(self.index, "edge")
         undo_interrupted_restore(self.index, collection)
         if read_only and not self.shard_dir.is_dir():
             from rsir_stac.store.folder import index_missing_error

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, StoreError
+from rsir_stac.errors import DiskFullError, IndexInUseError, IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.space import disk_full, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -392,6 +392,37 @@ def _payload_index_finding() -> Any:
     from rsir_stac.store.shard_files import Finding
 
     return Finding("payload_index", "the payload index files could not be read by the engine")
+
+
+def is_qdrant_local_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a qdrant-client local-mode store (its ``meta.json`` and ``collection/``)."""
+    p = Path(path)
+    return (p / "meta.json").is_file() and (p / "collection").is_dir()
+
+
+def is_edge_index_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds an embedded (Qdrant Edge) index: a ``NAME.meta.json`` or
+    ``NAME.digests.sqlite`` of rsir-stac beside its shard folder ``NAME``."""
+    p = Path(path)
+    try:
+        names = {e.name for e in p.iterdir()}
+    except OSError:
+        return False
+    return any((n.endswith(".meta.json") and n[:-len(".meta.json")] in names)
+               or (n.endswith(".digests.sqlite") and n[:-len(".digests.sqlite")] in names) for n in names)
+
+
+def refuse_other_store(path: str | Path, opened_as: str) -> None:
+    """InputError when folder ``path``, opened as ``opened_as`` (``"edge"`` for ``--index``, ``"local"``
+    for a qdrant-client ``--qdrant-url`` folder), holds the other kind of store: opening it would
+    write a second store into it (and its ``.lock`` is the other's)."""
+    if opened_as == "edge" and is_qdrant_local_folder(path):
+        raise InputError(f"{path} is a qdrant-client local folder (a --qdrant-url store), not an embedded index; "
+                         f"open it with --qdrant-url {path}")
+    if opened_as == "local" and is_edge_index_folder(path):
+        raise InputError(f"{path} is an embedded (Qdrant Edge) index, not a qdrant-client local folder; open it "
+                         f"with --index {path} (copy it to a Qdrant store with rsir-stac migrate --index {path} "
+                         "--qdrant-url URL)")
 
 
 def no_index_message(path: Path, collection: str) -> str:

@@ -27,7 +27,8 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
         raise StoreError(f"{src.describe()} holds no collection; nothing to migrate (check --index)")
     refuse_damaged(src, "migrating")
     dst_meta = dst.meta()
-    if dst_meta is not None and (dst_meta.model_id != meta.model_id or dst_meta.dim != meta.dim):
+    adopted = getattr(dst, "foreign", None) is not None  # another tool's: ensure_collection takes it only if empty
+    if dst_meta is not None and not adopted and (dst_meta.model_id != meta.model_id or dst_meta.dim != meta.dim):
         from rsir_stac.model.bundle import shipped_name
 
         bundle = shipped_name(dst_meta.model_id) or "BUNDLE"
@@ -43,7 +44,7 @@ def migrate(src, dst, *, batch_size: int = 1000, progress: Callable[[int], None]
         log.warning("%s; the copy stays marked unfinished until that one is finished and migrate is run again",
                     unfinished_note(src, meta))
     dst.ensure_collection(meta.dim, meta.model_id)
-    if created:  # readers warn until the copy is whole (a killed run leaves part of the source)
+    if created or adopted:  # readers warn until the copy is whole (a killed run leaves part of the source)
         since = datetime.now(timezone.utc).isoformat(timespec="seconds")
         dst.mark_unfinished(f"a migrate of {src.describe()}, started {since}")
     try:

@@ -132,6 +132,14 @@ class ServerStore(Store):
                 and not Path(self.url).exists():
             raise IndexNotFoundError(f"qdrant-client local folder {self.url} does not exist; ingest into it first, "
                                      "or give the folder (or http://HOST:PORT of a server) that holds the index")
+        if not self.url.startswith(("http://", "https://")) and self.url != ":memory:" and Path(self.url).is_dir():
+            from rsir_stac.store.folder import refuse_other_store
+
+            refuse_other_store(self.url, "local")  # before qdrant-client writes its meta.json into it
+        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
+                and Path(self.url).is_dir() and not (Path(self.url) / "meta.json").is_file():
+            raise IndexNotFoundError(f"{self.url} holds no qdrant-client store (no meta.json); give the folder an "
+                                     "ingest or migrate with --qdrant-url wrote, or an embedded index with --index")
         self.collection = collection
         self.read_only = read_only
         self.batch_size = int(batch_size)
@@ -141,10 +149,20 @@ class ServerStore(Store):
         self.backend = "qdrant" if self.remote else "qdrant-local"
         self.location = self.url
         self._meta: CollectionMeta | None = None
+        #: For a collection without rsir-stac metadata (made by another tool): what it holds, in words.
+        self.foreign: str | None = None
         self._closed = False
+        if api_key and not self.remote:
+            log.warning("the Qdrant API key (--api-key or RSIR_QDRANT_API_KEY) is not used by %s: a local store has "
+                        "no authentication", self.describe())
         try:
             if self.remote:
-                self.client = QdrantClient(url=self.url, api_key=api_key, timeout=timeout)
+                with warnings.catch_warnings(record=True) as said:
+                    warnings.simplefilter("always", UserWarning)
+                    self.client = QdrantClient(url=self.url, api_key=api_key, timeout=timeout)
+                if any("insecure" in str(w.message) for w in said) and not _loopback_url(self.url):
+                    log.warning("the Qdrant API key is sent in clear text to %s; use https:// (or a TLS proxy) for "
+                                "a server other machines can reach", self.url)
             elif self.url == ":memory:":
                 self.client = QdrantClient(location=":memory:")
             else:
@@ -156,6 +174,13 @@ class ServerStore(Store):
             if not self.remote and self.url != ":memory:" and is_disk_full(exc):
                 raise disk_full(Path(self.url).absolute().parent, f"{self.describe()}: opening it",
                                 intact="what was written there before is intact") from None
+            if not self.remote and "already accessed by another instance" in str(exc):
+                from rsir_stac.errors import IndexInUseError
+
+                raise IndexInUseError(
+                    f"qdrant-client local folder {self.url} is in use by another process (its local mode lets one "
+                    "process open a folder at a time); wait for it or stop it (a running serve?), or use a Qdrant "
+                    "server for concurrent use") from None
             raise StoreError(
                 f"cannot open Qdrant at {self.url} ({_first_line(exc)}); check --qdrant-url, "
                 "RSIR_QDRANT_API_KEY and that the server is running"
@@ -218,14 +243,19 @@ class ServerStore(Store):
                           "(its free space and permissions)")
 
     def _read_meta(self) -> CollectionMeta | None:
-        """Metadata from config.metadata, else from ``<name>__meta``; vector size checked."""
+        """Metadata from config.metadata, else from ``<name>__meta``; vector size checked.  A
+        collection without rsir-stac metadata (made by another tool) gets a stand-in with an empty
+        model id, and :attr:`foreign` says why it cannot be searched (or written, if not empty)."""
         info = self._call("reading the collection", self.client.get_collection, self.collection)
         dim, distance = _vector_params(info)
         meta = CollectionMeta.from_dict(getattr(info.config, "metadata", None))
         if meta is None:
             meta = self._read_meta_collection()
+        self.foreign = None
+        if meta is None:
+            self.foreign = self._foreign_layout(info)
         if meta is None and dim is not None:
-            log.warning("%s has no rsir-stac metadata; model_id is unknown", self.describe())
+            log.debug("%s has no rsir-stac metadata; model_id is unknown", self.describe())
             meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
         if meta is not None and dim is not None and dim != meta.dim:
             raise IncompatibleIndexError(
@@ -234,6 +264,52 @@ class ServerStore(Store):
         if meta is not None and distance and distance != "Euclid":
             meta = dataclasses.replace(meta, distance=distance)
         return meta
+
+    def _foreign_layout(self, info: Any) -> str:
+        """What a collection without rsir-stac metadata holds, in words: its points and its vectors
+        (``"5 points, 64-d Cosine vectors"``, ``"0 points, named vectors 'img'"``)."""
+        named = _named_vectors(info)
+        count = int(getattr(info, "points_count", None) or 0)
+        points = f"{count} point{'' if count == 1 else 's'}"
+        if named:
+            return f"{points}, named vectors {', '.join(repr(n) for n in named)}"
+        dim, distance = _vector_params(info)
+        return f"{points}, {dim}-d {distance} vectors" if dim is not None else f"{points}, no dense vector"
+
+    def _refuse_foreign(self, info: Any, dim: int) -> None:
+        """Raise IncompatibleIndexError unless a collection without rsir-stac metadata can become an
+        rsir-stac index: empty, one unnamed ``dim``-d vector, Euclidean distance.  Nothing is written
+        into another tool's collection, and a Cosine or named-vector layout is never searched as if
+        it were Euclidean."""
+        named = _named_vectors(info)
+        size, distance = _vector_params(info)
+        count = int(getattr(info, "points_count", None) or 0)
+        why = None
+        if named:
+            why = f"it has named vectors ({', '.join(repr(n) for n in named)}); rsir-stac stores one unnamed vector"
+        elif size is None:
+            why = "it has no dense vector"
+        elif distance != "Euclid":
+            why = f"it ranks by {distance} distance; rsir-stac ranks by Euclidean distance"
+        elif size != dim:
+            why = f"it holds {size}-d vectors, not the model's {dim}-d"
+        elif count:
+            why = f"it holds {count} point{'' if count == 1 else 's'} another tool wrote"
+        if why:
+            raise IncompatibleIndexError(
+                f"{self.describe()} was not made by rsir-stac (no rsir-stac metadata) and cannot become an index: "
+                f"{why}; pass another --qdrant-collection NAME (a new collection is created)")
+
+    def _adopt_foreign(self, dim: int, model_id: str) -> None:
+        """Make a collection without rsir-stac metadata this index (writing its metadata) when
+        :meth:`_refuse_foreign` lets it; nothing to do for an rsir-stac collection or a read-only store."""
+        if self.foreign is None:
+            return
+        self._refuse_foreign(self._call("reading the collection", self.client.get_collection, self.collection), dim)
+        if not self.read_only:
+            meta = CollectionMeta.new(dim, model_id)
+            self._write_meta(meta)
+            self._meta, self.foreign = meta, None
 
     def _read_meta_collection(self) -> CollectionMeta | None:
         name = self.collection + META_SUFFIX
@@ -310,6 +386,7 @@ class ServerStore(Store):
             self._exists = self._call("checking the collection", self.client.collection_exists, self.collection)
             if self._exists:
                 self._meta = self._read_meta()
+        self._adopt_foreign(dim, model_id)
         if self._meta is None:
             self._require_writable()
             others = [] if self._new_expected else self._other_collections()
@@ -339,12 +416,9 @@ class ServerStore(Store):
                 log.info("created %s (dim %d, model %s)", self.describe(), dim, model_id)
             else:
                 self._meta = self._read_meta()
+                self._adopt_foreign(dim, model_id)  # a winner whose server keeps metadata aside, not yet written
                 if self._meta is None:
                     raise StoreError(f"{self.describe()} exists but cannot be read; check the server")
-        if not self._meta.model_id and self._meta.dim == dim and not self.read_only:
-            meta = CollectionMeta.new(dim, model_id)
-            self._write_meta(meta)
-            self._meta = meta
         check_incompatible(self._meta, dim, model_id, self.describe(), "another collection (--qdrant-collection NAME)")
         if not self.read_only:
             self._create_indexes()
@@ -481,6 +555,25 @@ class ServerStore(Store):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _loopback_url(url: str) -> bool:
+    """Whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    from urllib.parse import urlparse
+
+    from rsir_stac.httpguard import is_loopback
+
+    try:
+        host = urlparse(url).hostname or ""
+    except ValueError:
+        return False
+    return is_loopback(host)
+
+
+def _named_vectors(info: Any) -> list[str]:
+    """Names of a collection's named dense vectors ([] for one unnamed vector)."""
+    vec = info.config.params.vectors
+    return sorted(str(k) for k in vec if k != "") if isinstance(vec, dict) else []
 
 
 def _vector_params(info: Any) -> tuple[int | None, str | None]:
