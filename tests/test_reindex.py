@@ -487,6 +487,25 @@ def test_relative_relocate_is_stored_absolute_and_the_advice_names_the_stored_fo
         assert read_tile(p.payload).std() > 0
 
 
+def test_relocate_with_the_same_model_points_a_copy_at_the_moved_sources(tmp_path, scenes, old_index, shipped):
+    """deploy/README: tiles ingested on the host name host paths a container cannot open; a copy of
+    the index that points at where the sources are now needs no new model (it was refused: "already
+    holds vectors of model ...; pass --model with the new model bundle")."""
+    folder = scenes[0].parent
+    moved = folder.with_name("data")
+    folder.rename(moved)
+    old = _points(old_index)
+    r = reindex(str(old_index), str(tmp_path / "here"), model=shipped, relocate=[f"{folder}={moved}"])
+    assert r.ok and r.points_written == 6
+    got = _points(tmp_path / "here")
+    assert got.keys() == old.keys()  # the same ids: the same model, grid and items
+    for pid, p in got.items():
+        assert p.payload["href"] == str(moved / os.path.basename(old[pid].payload["href"]))
+        assert np.allclose(p.vector, old[pid].vector, atol=1e-3)
+    with pytest.raises(InputError, match="already holds vectors of model .*--relocate"):
+        reindex(str(old_index), str(tmp_path / "same"), model=shipped)
+
+
 def test_a_relocate_that_matches_no_stored_source_is_said(tmp_path, scenes, old_index, new_bundle, caplog):
     """Trial: a rule whose OLD matched no stored href was silent."""
     with caplog.at_level("WARNING", logger="rsir_stac.reindex"):

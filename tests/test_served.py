@@ -450,6 +450,8 @@ def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path)
     (src / "sub" / "inner.tif").symlink_to(outside)
     (src / "stac").mkdir()  # STAC: links and asset hrefs may name any file or URL
     (src / "stac" / "catalog.json").write_text('{"type": "Catalog", "id": "c", "links": []}')
+    (src / "nest" / "deep").mkdir(parents=True)  # a catalogue in a sub-folder: ingest reads it as STAC too
+    (src / "nest" / "deep" / "collection.json").write_text('{"type": "Collection", "id": "c", "links": []}')
     (src / "item.json").write_text('{"type": "Feature", "assets": {"a": {"href": "/etc/passwd"}}}')
     base = "http://127.0.0.1:8000"
     with Index.open(str(idx), model=tiny_bundle) as index:
@@ -461,7 +463,7 @@ def test_ingest_job_endpoint_refusals_and_progress(setup, tiny_bundle, tmp_path)
             assert c.post("/api/ingest/jobs", json={"sources": [str(scenes[1])]}).status_code == 401
             for bad in ("/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "file:///etc/passwd",
                         str(outside), str(src / "link.tif"), str(src / ".." / "outside.tif"), "/etc/passwd",
-                        str(src / "sub"), "sub", str(src / "stac"), str(src / "item.json")):
+                        str(src / "sub"), "sub", str(src / "stac"), str(src / "item.json"), str(src / "nest")):
                 r = c.post("/api/ingest/jobs", json={"sources": [bad]}, headers=h)
                 assert r.status_code == 403, (bad, r.text)
                 assert r.json()["error"] == "Forbidden"

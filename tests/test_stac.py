@@ -183,6 +183,22 @@ def test_folder_source(catalog: Path, tmp_path: Path):
         list(iter_scenes([str(empty)]))
 
 
+def test_folder_with_a_catalogue_in_a_sub_folder(catalog: Path, tmp_path: Path):
+    """A catalogue copied into a sub-folder of what is ingested (data/planet-disaster/collection.json)
+    is read as STAC: its items with their dates and collection, not every .tif under it (masks
+    included) as a loose raster with neither.  Loose rasters beside it are still ingested."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(catalog.parent, data / "cat")
+    write_tif(data / "cat" / "c1" / "c1_udm.tif")  # an unlinked mask beside an item's asset
+    write_tif(data / "loose.tif")
+    scenes = list(iter_scenes([str(data)]))
+    assert [s.item_id for s in scenes] == ["c1", "a1", "a2", path_id(data / "loose.tif")]
+    assert [s.from_stac for s in scenes] == [True, True, True, False]
+    assert {s.collection for s in scenes[:3]} == {None, "coll-a", "own"}
+
+
 def test_item_collection(tmp_path: Path):
     fc = {
         "type": "FeatureCollection",

@@ -139,9 +139,10 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path], skipped: list[
             raise HTTPException(403, f"source {text[:200]} is a JSON document; {stac_fix}")
         _check_tiff(text[:200], head)
         return
-    for name in ("catalog.json", "collection.json"):
-        if (real / name).is_file():
-            raise HTTPException(403, f"source {text[:200]} holds a STAC {name}; {stac_fix}")
+    from rsir_stac.stac import _catalogues_in
+
+    for cat in _catalogues_in(str(real)):  # ingest reads one in a sub-folder as STAC too
+        raise HTTPException(403, f"source {text[:200]} holds a STAC {os.path.relpath(cat, real)}; {stac_fix}")
     for p in real.rglob("*"):
         if p.suffix.lower() not in (".tif", ".tiff"):
             continue

@@ -105,7 +105,7 @@ def reindex(
     emit = progress or (lambda e: None)
     t0 = time.time()
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
-    src, target, report = _open_run(index, to, qdrant_url, api_key, collection, bundle)
+    src, target, report = _open_run(index, to, qdrant_url, api_key, collection, bundle, relocating=bool(relocate))
     if src.meta().unfinished:  # a copy of part of its source: the new index is no more whole than it
         from rsir_stac.store.base import unfinished_note
 
@@ -147,7 +147,7 @@ def _check_sizes(page_size: int, batch_size: int | None) -> None:
                          "pass (leave it out for the default)")
 
 
-def _open_run(index, to, qdrant_url, api_key, collection: str, bundle):
+def _open_run(index, to, qdrant_url, api_key, collection: str, bundle, relocating: bool = False):
     """``(source, target, report)``: the old index read-only, the new one as the pipeline writes
     it (created on the first write) and the report naming both; both closed again when a check
     fails (InputError, IncompatibleIndexError, StoreError as :func:`_open_stores` and
@@ -156,7 +156,7 @@ def _open_run(index, to, qdrant_url, api_key, collection: str, bundle):
 
     src, dst, opener = _open_stores(index, to, qdrant_url, api_key, collection)
     try:
-        _check(src, dst, bundle, to)
+        _check(src, dst, bundle, to, relocating)
         report = ReindexReport(source=src.describe(), target=dst.describe() if dst is not None
                                else f"index {os.path.abspath(os.path.expanduser(str(to)))}",
                                model_from=src.meta().model_id, model_to=bundle.model_id)

@@ -76,8 +76,9 @@ def _open_or_defer(to: str, collection: str):
     return None, lambda: open_store(path, collection=collection)
 
 
-def _check(src, dst, bundle, to) -> None:
-    """Refuse what would mix models, before anything is read or written."""
+def _check(src, dst, bundle, to, relocating: bool = False) -> None:
+    """Refuse what would mix models, before anything is read or written.  The same model is
+    refused unless ``relocating`` (``--relocate``: the new index points at where the sources are now)."""
     meta = src.meta()
     if meta is None:
         raise StoreError(f"{src.describe()} holds no points; nothing to reindex (check --index)")
@@ -85,9 +86,10 @@ def _check(src, dst, bundle, to) -> None:
         raise IncompatibleIndexError(
             f"{src.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds {src.foreign}), so its "
             "tiles cannot be re-read; pass --collection with a collection rsir-stac ingest or migrate wrote")
-    if meta.model_id == bundle.model_id and meta.dim == bundle.dim:
+    if meta.model_id == bundle.model_id and meta.dim == bundle.dim and not relocating:
         raise InputError(f"{src.describe()} already holds vectors of model {bundle.model_id}; "
-                         "pass --model with the new model bundle")
+                         "pass --model with the new model bundle (or --relocate OLD=NEW to point a copy of the "
+                         "index at sources that moved)")
     have = dst.meta() if dst is not None else None
     if have is not None and (have.model_id != bundle.model_id or have.dim != bundle.dim):
         raise IncompatibleIndexError(

@@ -67,16 +67,37 @@ def _scenes_from_folder(
     on_error: Callable[[RsirError], None] | None,
     defaults: RasterDefaults | None = None,
 ) -> Iterator[SceneRef]:
-    for name in ("catalog.json", "collection.json"):
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate):
-            yield from _scenes_from_source(candidate, asset, bands, on_error, defaults)
-            return
-    tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
-    if not tiffs:
+    catalogues = _catalogues_in(folder)
+    if catalogues and os.path.dirname(catalogues[0]) == os.path.abspath(folder):
+        yield from _scenes_from_source(catalogues[0], asset, bands, on_error, defaults)
+        return
+    # a catalogue in a sub-folder is read as STAC: the rasters under it are its items' assets
+    # (and their masks), not loose rasters with no date or collection
+    inside = [os.path.dirname(c) + os.sep for c in catalogues]
+    tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+                   and not str(p.absolute()).startswith(tuple(inside)))
+    if not tiffs and not catalogues:
         raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files; {_FIX}")
+    for cat in catalogues:
+        log.info("%s: reading the STAC catalogue %s (the rasters under it are its assets)", folder, cat)
+        yield from _scenes_from_source(cat, asset, bands, on_error, defaults)
     for path in tiffs:
         yield _raster_scene(os.path.abspath(path), bands, defaults)
+
+
+def _catalogues_in(folder: str) -> list[str]:
+    """The ``catalog.json`` / ``collection.json`` files under ``folder`` (absolute paths), the
+    top-most of each sub-tree only (a catalogue's own sub-catalogues are reached through its links),
+    ``catalog.json`` before ``collection.json`` in one folder."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(os.path.abspath(folder)):
+        dirnames.sort()
+        name = next((n for n in ("catalog.json", "collection.json") if n in filenames
+                     and os.path.isfile(os.path.join(dirpath, n))), None)
+        if name is not None:
+            found.append(os.path.join(dirpath, name))
+            dirnames[:] = []
+    return found
 
 
 def _scenes_from_source(
