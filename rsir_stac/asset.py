@@ -65,10 +65,11 @@ def choose_assets(item: pystac.Item, key: str | None) -> list[tuple[str, pystac.
         if "data" in (a.roles or []):
             if len(_band_list(a) or ()) == 1:
                 hint = _rgb_key_hint(item)
-                log.warning("item %s has no visual asset and no single-band red, green and blue assets; indexing "
+                log.warning("item %s has no visual asset and no single-band assets whose band names say red, green and blue; indexing "
                             "asset %r, one band, in grey%s", item.id, k,
                             f" (for colour pass --asset {hint}, its R,G,B assets)" if hint else
-                            " (for colour pass --asset R,G,B: three single-band asset keys, red, green, blue)")
+                            " (for colour pass --asset KEY_R,KEY_G,KEY_B: three of its single-band asset keys, "
+                            "for red, green and blue)")
             return [(k, a)]
     raise AssetError(_no_asset_message(item))
 
@@ -194,6 +195,13 @@ def _rgb_key_hint(item: pystac.Item) -> str | None:
         keys = [lowered.get(k.lower()) for k in triple]
         if all(keys):
             return ",".join(keys)  # type: ignore[arg-type]
+    # keys that name a colour as one of their words (DEA's nbart_red, nbart_green, nbart_blue), one each
+    import re
+
+    words = {k: set(re.split(r"[^a-z0-9]+", low)) for low, k in lowered.items()}
+    found = [[k for k, w in words.items() if colour in w] for colour in ("red", "green", "blue")]
+    if all(len(f) == 1 for f in found):
+        return ",".join(f[0] for f in found)
     return None
 
 

@@ -375,7 +375,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                         limit=limit, offset=offset, include_query=include_query, out=out,
                                         with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
-            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc)
+            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc, k=limit)
         return
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         result, doc = served_search(svc, image=image, point_id=point_id, at=at, not_image=not_image,
@@ -385,7 +385,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                     collection=collection, limit=limit, offset=offset, include_query=include_query,
                                     out=out, with_vectors=with_vectors, thumbnails=thumbnails)
         if result is not None:
-            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc)
+            _print_search(result, fmt, offset, _served_notes(result, doc, per_item), doc, k=limit)
         return
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         result = idx.search(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
@@ -403,8 +403,8 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                    per_item=None, exclude_within_m=exclude_within, flt=flt, k=limit, offset=0,
                                    include_query=include_query, with_payload=False, expand=expand)
                 left = _left_out(result, plain.hits)
-            if left[0] or _reordered(result):
-                notes.append(_cap_note(result.score_name, left))
+            if left[0] or (_reordered(result) and mmr is None):  # MMR's own order has its own note
+                notes.append(_cap_note(result.score_name, left, mmr=mmr is not None))
         if out:
             from rsir_stac.export import empty_row, search_pages, write_table
 
@@ -429,7 +429,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
             click.echo(f"wrote {len(paths)} images to {thumbnails} (contact sheet: {paths[-1]})", err=True)
         if out:
             return
-    _print_search(result, fmt, offset, notes)
+    _print_search(result, fmt, offset, notes, k=limit)
 
 
 from rsir_stac.serve import serve_command  # noqa: E402  (imports only click)

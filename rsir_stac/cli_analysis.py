@@ -16,7 +16,7 @@ def _filter_options(fn):
     for opt in reversed([
         click.option("--bbox", help="Only tiles whose centre is in W,S,E,N (degrees)."),
         click.option("--near", help="Only tiles within LON,LAT,RADIUS_M."),
-        click.option("--within", type=click.Path(dir_okay=False), help="Only tiles inside a GeoJSON polygon file."),
+        click.option("--within", type=click.Path(dir_okay=False), help="Only tiles inside the polygon of an area file (GeoJSON, or GeoPackage / Shapefile, read through GDAL in its own CRS)."),
         click.option("--datetime", "datetime_", help="Only tiles acquired in START/END (RFC 3339; '..' for an open end)."),
         click.option("--collection", multiple=True, help="Only tiles of this STAC collection (repeatable)."),
     ]):

@@ -12,11 +12,16 @@ from rsir_stac.cli_common import echo_json as _echo_json, echo_text
 from rsir_stac.terminal import printable
 
 
-def _cap_note(score_name: str, left: tuple[int, int] = (0, 0)) -> str:
+def _cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False) -> str:
     """What the default soft per-scene cap did to the hits: their order, and ``left`` = (n, k): n of
-    the k best-scoring tiles that it left off the page."""
+    the k best-scoring tiles that it left off the page.  Under ``mmr`` (whose own order has its own
+    note) only what it left off, counted against MMR's own first k."""
     from rsir_stac.search import AUTO_PER_ITEM
     from rsir_stac.store.query import FILL_PENALTY
+
+    if mmr:
+        return (f"at most {AUTO_PER_ITEM} hits per scene come first (--per-item auto): {left[0]} of the {left[1]} "
+                "hits MMR ranks first without it are not on this page; pass --per-item 0 for them")
 
     how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
            "other scenes' nearly as near tiles come first" if score_name == "distance" else
@@ -37,7 +42,7 @@ def _left_out(result, plain) -> tuple[int, int]:
 def _served_notes(result, doc: dict | None, per_item) -> list[str]:
     """The notes of a search a running serve answered, and what its per-scene cap did to the order."""
     notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
-    if _per_item(per_item) == "auto" and _reordered(result):
+    if _per_item(per_item) == "auto" and _reordered(result) and not any(n.startswith("--mmr") for n in notes):
         notes.append(_cap_note(result.score_name))
     return notes
 
@@ -63,15 +68,20 @@ def _fit(text: str, width: int) -> str:
     return text[:head] + "…" + text[-(width - 1 - head):]
 
 
-def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None = None) -> None:
-    """Print search hits as a table, JSON or GeoJSON (``doc``: the service's GeoJSON, when it searched)."""
+def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None = None, k: int | None = None) -> None:
+    """Print search hits as a table, JSON or GeoJSON (``doc``: the service's GeoJSON, when it searched).
+    JSON carries ``offset`` and ``next_offset`` (the ``--offset`` of the next page; null on the last),
+    as the API's ``POST /api/query`` does."""
     from rsir_stac.search import hit_record, to_geojson
+    from rsir_stac.store.query import MAX_K
 
     if fmt == "json":
+        full = k is not None and len(result.hits) == k and offset + k < MAX_K
         _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
                               "positives": [e.id for e in result.examples if e.positive],
                               "negatives": [e.id for e in result.examples if not e.positive],
                               **({"expanded": list(result.expanded)} if result.expanded else {})},
+                    "offset": offset, "next_offset": offset + k if full else None,
                     "hits": [hit_record(h, result.score_name) for h in result.hits],
                     **({"notes": list(notes)} if notes else {})})
     elif fmt == "geojson":

@@ -34,6 +34,19 @@ MAX_EXCLUDED_FOOTPRINTS = 256
 SEARCH_STRATEGIES = ("auto", "average", "best_score", "sum_scores", "discover", "context", "feedback")
 
 
+def mmr_note(mmr: float | None, hits: Sequence[SearchHit], score_name: str) -> str | None:
+    """A line when maximal marginal relevance (``mmr``) put hits out of ``score_name`` order, else None:
+    MMR trades likeness for diversity, so the order is not by distance alone (and no per-scene cap,
+    which a note would otherwise be blamed on, undoes it)."""
+    if mmr is None or len(hits) < 2:
+        return None
+    scores = [h.score if score_name == "distance" else -h.score for h in hits]
+    if all(a <= b for a, b in zip(scores, scores[1:])):
+        return None
+    return (f"--mmr {mmr:g} (API: mmr) orders the hits for diversity as well as likeness, so the order is not by "
+            f"{score_name} alone; leave it out for the nearest tiles in order")
+
+
 def pick_strategy(strategy: str, negatives: int, mmr: float | None) -> str:
     """The engine strategy a search runs: ``strategy`` itself, or for ``"auto"`` (the default)
     ``best_score`` when there are ``negatives`` (> 0) and no ``mmr`` (MMR re-ranks the ``average``
@@ -322,7 +335,8 @@ class Index:
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
-                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked)
+                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
+                                                 mmr_note(mmr, hits, query.score_name))
                                      if n]))
 
     def _excluded_all_note(self, query, flt: SearchFilter | None, ids: frozenset,

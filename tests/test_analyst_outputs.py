@@ -112,6 +112,15 @@ def test_a_label_file_saved_by_a_gis_keeps_its_ids(world, tmp_path):
     r = CliRunner().invoke(main, ["search", "--index", str(world[0]), "--labels", str(tmp_path / "saved.geojson"),
                                   "-k", "3", "--format", "json"])
     assert r.exit_code == 0, r.output
+    page = json.loads(r.stdout)  # paging as the API's: the next page's --offset (docs trial)
+    assert len(page["hits"]) == 3 and page["offset"] == 0 and page["next_offset"] == 3
+    r = CliRunner().invoke(main, ["search", "--index", str(world[0]), "--labels", str(tmp_path / "saved.geojson"),
+                                  "-k", "3", "--offset", "3", "--format", "json"])
+    nxt = json.loads(r.stdout)
+    assert nxt["offset"] == 3 and not {h["id"] for h in nxt["hits"]} & {h["id"] for h in page["hits"]}
+    r = CliRunner().invoke(main, ["search", "--index", str(world[0]), "--labels", str(tmp_path / "saved.geojson"),
+                                  "-k", "10000", "--format", "json"])
+    assert json.loads(r.stdout)["next_offset"] is None  # the last page
 
     # a Feature numbered by the GIS, the tile id in properties.id: the tile id wins
     doc = {"type": "FeatureCollection", "features": [

@@ -291,3 +291,26 @@ def test_negatives_under_the_average_strategy_point_to_best_score(world, bundle,
         index.search(positives=pos, k=5, strategy="nearest")
     assert not [n for n in index.search(positives=pos, negatives=neg, k=5, strategy="best_score").notes
                 if "beyond the positives" in n]
+
+
+def test_an_mmr_order_is_said_to_be_mmrs_not_the_per_scene_caps(world, bundle, index, tmp_path):  # noqa: F811
+    """Docs trial: with --mmr the note blamed the per-scene cap and advised --per-item 0, which left the
+    order as MMR made it and then said nothing at all."""
+    from rsir_stac.search import Example
+
+    pos = [Example("point", world[1][0].id)]
+    for per_item in ("auto", None):
+        res = index.search(positives=pos, k=12, mmr=0.9, per_item=per_item)
+        dist = [h.score for h in res.hits]
+        assert dist != sorted(dist), dist  # MMR moved hits out of distance order on this index
+        assert any(n.startswith("--mmr 0.9") and "not by distance alone" in n for n in res.notes), res.notes
+    from tests.conftest import index_of_points
+
+    copy = index_of_points(tmp_path / "copy", world[1], bundle)  # the fixture's index is held open
+    r = _run("search", "--index", copy, "--model", bundle.path, "--point-id", world[1][0].id,
+             "-k", "12", "--mmr", "0.9")
+    assert r.exit_code == 0, r.output
+    assert "--mmr 0.9" in r.stderr and "(--per-item auto): the order is not" not in r.stderr, r.stderr
+    assert "nearest tiles are not on this page" not in r.stderr  # MMR's first hits, not the nearest
+    plain = index.search(positives=pos, k=12)
+    assert not [n for n in plain.notes if n.startswith("--mmr")]

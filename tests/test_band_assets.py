@@ -318,6 +318,28 @@ def test_single_band_fallback_warns_with_keys_that_would_work(tmp_path, caplog):
     assert "S2_NONAMES" in msg and "--asset B04,B03,B02" in msg
 
 
+@pytest.mark.parametrize("keys, hint", [
+    (("nbart_blue", "nbart_green", "nbart_red", "nbart_nir_1"), "--asset nbart_red,nbart_green,nbart_blue"),
+    (("b1", "b2", "b3"), "--asset KEY_R,KEY_G,KEY_B: three of its single-band asset keys"),
+])
+def test_the_grey_fallback_names_keys_that_say_their_colour(tmp_path, caplog, keys, hint):
+    """Docs trial: a DEA Landsat item (nbart_red, nbart_green, nbart_blue; no common names) got the
+    advice `--asset R,G,B: ... red, green, blue`, which read as keys and failed ("has no asset 'red'")."""
+    assets = {k: {"href": f"./{k}.tif", "type": "image/tiff; application=geotiff", "roles": ["data"],
+                  "raster:bands": [{"nodata": 0}]} for k in keys}
+    doc = {"type": "Feature", "stac_version": "1.0.0", "id": "DEA", "geometry": None,
+           "properties": {"datetime": "2020-05-25T00:00:00Z"}, "links": [], "assets": assets}
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.asset"):
+        list(iter_scenes([str(path)]))
+    (msg,) = [r.getMessage() for r in caplog.records if "grey" in r.getMessage()]
+    assert hint in msg, msg
+    if "nbart" in hint:  # and following it composes the three
+        (scene,) = iter_scenes([str(path)], asset="nbart_red,nbart_green,nbart_blue")
+        assert scene.band_hrefs == tuple(str(tmp_path / f"nbart_{c}.tif") for c in ("red", "green", "blue"))
+
+
 def test_band_files_get_the_checks_of_a_served_ingest_root(tmp_path):
     """Under ``serve --ingest-root`` every band file is read as GeoTIFF only and a link out of
     the roots is refused, exactly as for a one-file scene."""

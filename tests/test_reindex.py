@@ -534,3 +534,21 @@ def test_the_tiling_note_reads_past_tiles_cut_at_their_own_gsd():
     model = SimpleNamespace(tile_size=256, gsd=30.0, model_id="m30")
     assert "expects 256 px at 30.0 m" in _tiling_note(model, [tile(None), tile(None), tile(0.3)])
     assert _tiling_note(model, [tile(None), tile(30.0)]) == ""
+
+
+def test_the_tiling_note_describes_a_mixed_index_by_its_range():
+    """Docs trial: a demo index of 0.3 m to 300 m scenes was described as "256 px at 0.224138 m",
+    one small scene's GSD."""
+    from types import SimpleNamespace
+
+    from rsir_stac.reindex.stores import _tiling_note
+    from rsir_stac.store import Point
+
+    bundle = SimpleNamespace(tile_size=224, gsd=0.5, model_id="m2")
+    page = [Point(f"{i}", np.zeros(2, np.float32), {"tiling": {"tile_size": 256, "gsd": g}})
+            for i, g in enumerate((0.3, 0.224138, 30.0, 0.3))]
+    note = _tiling_note(bundle, page)
+    assert "(256 px at 0.224138–30 m, each scene as it was ingested)" in note and "224 px at 0.5 m" in note, note
+    assert "(256 px at 0.3 m)" in _tiling_note(bundle, page[:1])
+    same = [Point("s", np.zeros(2, np.float32), {"tiling": {"tile_size": 224, "gsd": 0.5}})]
+    assert _tiling_note(bundle, same) == ""

@@ -101,17 +101,25 @@ def _check(src, dst, bundle, to, relocating: bool = False) -> None:
 def _tiling_note(bundle, page: list) -> str:
     """A note when a tile of ``page`` was cut otherwise than the new model expects (tiles at their
     scene's own GSD, coarse scenes, are cut that way by either model); "" when none was."""
+    sizes: set[int] = set()
+    gsds: set[float] = set()
     for p in page:
         t = p.payload.get("tiling") or {}
         if t.get("tile_size") is None:
             continue
         if int(t["tile_size"]) != bundle.tile_size or (t.get("gsd") is not None and bundle.gsd is not None
                                                        and abs(float(t["gsd"]) - float(bundle.gsd)) > 1e-9):
-            note = (f"the index keeps its tiling ({t['tile_size']} px at {t.get('gsd') or 'native'} m) while "
-                    f"{bundle.model_id} expects {bundle.tile_size} px at {bundle.gsd} m; to tile it for the new "
-                    "model, ingest the catalogue with it into a new --index (into this one it would add a second, "
-                    "overlapping set of tiles; scenes more than twice as coarse are tiled at their own GSD either "
-                    "way)")
-            log.info("%s", note)  # the report carries it; the CLI prints it once
-            return note
-    return ""
+            sizes.add(int(t["tile_size"]))
+            if t.get("gsd") is not None:
+                gsds.add(float(t["gsd"]))
+    if not sizes:
+        return ""
+    px = "/".join(str(v) for v in sorted(sizes))
+    at = (f"{min(gsds):g} m" if len(gsds) == 1 else f"{min(gsds):g}–{max(gsds):g} m, each scene as it was ingested"
+          if gsds else "native GSD")
+    note = (f"the index keeps its tiling ({px} px at {at}) while {bundle.model_id} expects {bundle.tile_size} px "
+            f"at {bundle.gsd} m; to tile it for the new model, ingest the catalogue with it into a new --index (into "
+            "this one it would add a second, overlapping set of tiles; scenes more than twice as coarse are tiled at "
+            "their own GSD either way)")
+    log.info("%s", note)  # the report carries it; the CLI prints it once
+    return note
