@@ -69,8 +69,9 @@ def handle_errors(fn):
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
             raise
         except KeyboardInterrupt:
-            _fail("interrupted; re-run the same command (ingest, reindex and train resume from what they wrote; "
-                  "other commands start again and leave nothing half-written)", 130)
+            _fail("interrupted; re-run the same command (ingest, reindex and labelled train resume from what they "
+                  "wrote; other commands, train --unlabelled among them, start again and leave nothing "
+                  "half-written)", 130)
         except RsirError as exc:
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)

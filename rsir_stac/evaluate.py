@@ -14,6 +14,7 @@ min(4·NG(q), 2·max NG), a ground-truth item ranked past K(q) counts as
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +301,7 @@ def evaluate_folder(
                        "reduced": bool(reduce), "expand": expand,
                        "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
                        if split == "test" else None, "trained_on": chosen.trained_on,
+                       "adapted_on": chosen.adapted_on,
                        "bands": list(bands) if bands else None}
     out["warnings"] = notes + chosen.warnings
     return out
@@ -447,6 +449,7 @@ class _ScoredImages:
     matches: bool | None
     trained_on: int | None
     warnings: list[str]
+    adapted_on: int | None = None
 
 
 def _bundle_split(full, held: list[str], tr: dict):
@@ -528,7 +531,33 @@ def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_i
                "only images it never trained on")
         warnings.append(msg)
         _warn_once("trained", data_dir, want, msg)
-    return _ScoredImages(folder, idx, matches, trained_on, warnings)
+    adapted_on = _adapted_on(folder, idx, tr.get("adaptation"))
+    if adapted_on:
+        msg = (f"{adapted_on} of the {len(idx)} images scored from {data_dir} were in the catalogue model {model_id} "
+               "was adapted on (without their labels), so its gain on them is transductive, not a held-out figure; "
+               "score it on images it did not adapt on to see how it does elsewhere")
+        warnings.append(msg)
+        _warn_once("adapted", data_dir, want, msg)
+    return _ScoredImages(folder, idx, matches, trained_on, warnings, adapted_on)
+
+
+def _adapted_on(folder, idx: np.ndarray, adaptation: dict | None) -> int | None:
+    """How many of the scored images lie in an image folder (or are an image) that ``adaptation``
+    (``model.json``'s ``training.adaptation``) adapted on; None for a bundle not adapted on images.
+    Sources recorded without an absolute ``path`` (bundles of earlier versions) are taken as they
+    were given, from the current folder."""
+    if not adaptation:
+        return None
+    roots = [os.path.realpath(d.get("path") or d["source"]) for d in adaptation.get("sources") or ()
+             if isinstance(d, dict) and d.get("kind") == "images" and (d.get("path") or d.get("source"))]
+    if not roots:
+        return None
+    inside = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+    hits = 0
+    for i in idx.tolist():
+        p = os.path.realpath(folder.paths[i])
+        hits += p in roots or p.startswith(inside)
+    return hits
 
 
 def _check_relevant(folder, idx: np.ndarray, split: str, data_dir) -> None:

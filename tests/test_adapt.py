@@ -145,6 +145,19 @@ def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
     assert a["triplets"]["augment"] > 0
     assert a["n_tiles"] == 66 and a["sources"][0]["kind"] == "images"
     assert "bundle written to" in r.output
+    # evaluating it on the images it adapted on says so (adaptation trial: trained_on 0, no warning, and
+    # a transductive gain read as a held-out one); another folder is not counted
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "run" / "bundle"), "--split",
+                                  "all", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["protocol"]["adapted_on"] == 66
+    assert any("were in the catalogue model" in w and "transductive" in w for w in res["warnings"]), res["warnings"]
+    other = make_image_folder(tmp_path / "other", classes=3, per_class=4, size=48, seed=5)
+    r = CliRunner().invoke(main, ["evaluate", str(other), "--model", str(tmp_path / "run" / "bundle"), "--split",
+                                  "all", "--json"])
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["protocol"]["adapted_on"] == 0 and not [w for w in res["warnings"] if "transductive" in w]
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, series, tiny_bundle):
@@ -273,3 +286,29 @@ def test_the_small_coarse_scene_warning_offers_a_flag_the_command_has(tmp_path, 
                                      fine_fallback=fine_fallback)
         reader.close()
     assert used == 0.3 and advice in caplog.text, caplog.text
+
+
+def test_too_few_tiles_keep_the_start_reducer(tmp_path, series, caplog):
+    """Adaptation trial: 100 tiles of one UC Merced class refitted the 64-d PCA and took that class's
+    mAP among the 21 from 0.888 to 0.085 (a PCA fitted on a few similar tiles keeps what they differ
+    by and drops what tells them from the rest).  Below 10 tiles per stored dimension the start
+    bundle's reducer is kept, and the record and a warning say so."""
+    from rsir_stac.model.train import TrainConfig, train
+
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=10)
+    start = train(TrainConfig(str(data), str(tmp_path / "start"), input_size=64, tile_size=64, embedding_dim=16,
+                              epochs=1, p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="pca",
+                              reducer_dim=16))
+    assert start.meta["reducer"] == {"kind": "pca", "dim": 16, "normalize": True}
+    with caplog.at_level("WARNING", logger="rsir_stac.model.adapt"):
+        b = adapt(AdaptConfig(sources=(str(series),), out=str(tmp_path / "run"), start=str(start.path), **FAST))
+    a = b.meta["training"]["adaptation"]
+    assert a["n_tiles"] == 105 < 160
+    assert a["reducer"].startswith("kept the start bundle's pca reducer: 105 tiles are too few"), a["reducer"]
+    assert any("too few to refit a 16-d one" in r.getMessage() for r in caplog.records)
+    for key in ("mean", "components"):
+        assert np.array_equal(b.reducer.to_arrays()[key], start.reducer.to_arrays()[key])
+    # enough tiles per dimension (a 4-d PCA asked for): refitted on them, as before
+    b4 = adapt(AdaptConfig(sources=(str(series),), out=str(tmp_path / "run4"), start=str(start.path),
+                           reducer_dim=4, **FAST))
+    assert b4.meta["training"]["adaptation"]["reducer"] == "refitted on the 105 tiles" and b4.dim == 4

@@ -265,7 +265,7 @@ def collect_tiles(
 def _split_sources(sources: Sequence[str]) -> tuple[list[str], list[tuple[int, Path]], list[dict]]:
     """``(raster_sources, images, described)``: the sources read as scenes (STAC documents,
     georeferenced rasters), the image files of image sources as ``(source number, path)``,
-    and one description per source (``{"source", "kind": "scenes"|"images"[, "images": n]}``)."""
+    and one description per source (``{"source", "kind": "scenes"|"images"[, "images": n, "path": absolute]}``)."""
     images: list[tuple[int, Path]] = []
     raster_sources: list[str] = []
     described: list[dict] = []
@@ -276,7 +276,8 @@ def _split_sources(sources: Sequence[str]) -> tuple[list[str], list[tuple[int, P
             described.append({"source": os.fspath(s), "kind": "scenes"})
         else:
             images.extend((len(described), f) for f in files)
-            described.append({"source": os.fspath(s), "kind": "images", "images": len(files)})
+            described.append({"source": os.fspath(s), "kind": "images", "images": len(files),
+                              "path": os.path.abspath(os.fspath(s))})  # evaluate counts the images adapted on
     return raster_sources, images, described
 
 
