@@ -2,7 +2,7 @@
 file does not mark (no nodata value, mask or alpha band).
 
 Satellite scenes delivered rotated in a north-up grid (SkySat, Landsat Level-1, many mosaics)
-carry a border of zeros around the image.  Without nodata those zeros are pixels: the border's
+carry a border of zeros (some mosaics another constant, e.g. 1) around the image.  Without nodata those zeros are pixels: the border's
 tiles pass ``--min-valid``, are embedded and indexed (a search finds black tiles like other black
 tiles), and the map draws the border as an opaque black frame.  The fix is one flag, and ingest
 cannot guess it (a zero may be real data), so it says so: in full for a run's first such scene,
@@ -22,11 +22,13 @@ log = logging.getLogger(__name__)
 PREVIEW_SIDE = 64
 
 
-def unmasked_fill(dataset: Any, bands: tuple[int, ...]) -> bool:
-    """Whether the four corners of ``dataset`` (an open rasterio dataset, or a band stack) are 0 in
-    every one of ``bands`` (1-based) while the scene holds other values: a fill border.  Read at
-    most :data:`PREVIEW_SIDE` pixels a side (GDAL takes them from an overview where the file has
-    one).  False when it cannot be read."""
+def unmasked_fill(dataset: Any, bands: tuple[int, ...]) -> float | None:
+    """The fill value of ``dataset`` (an open rasterio dataset, or a band stack) when its four corners
+    hold one value, the same in every one of ``bands`` (1-based), while the scene holds other values:
+    a fill border the file does not mark (0 for most, but a uint16 mosaic's fill of 1 was indexed
+    as 45 % of a trial's index, one identical vector).  None otherwise, or when it cannot be read.
+    Read at most :data:`PREVIEW_SIDE` pixels a side (GDAL takes them from an overview where the
+    file has one)."""
     from rasterio.enums import Resampling
 
     try:
@@ -34,29 +36,32 @@ def unmasked_fill(dataset: Any, bands: tuple[int, ...]) -> bool:
         arr = np.asarray(dataset.read(sorted(set(bands)), out_shape=(len(set(bands)), h, w),
                                       resampling=Resampling.nearest))
     except Exception:  # noqa: BLE001 - only a hint: an unreadable preview says nothing
-        return False
+        return None
     corners = arr[:, [0, 0, -1, -1], [0, -1, 0, -1]]
-    return bool((corners == 0).all() and (arr != 0).any())
+    value = corners.flat[0]
+    if not (corners == value).all() or not np.isfinite(value) or not (arr != value).any():
+        return None
+    return float(value)
 
 
 def warn_unmasked_fill(item_id: str, reader: Any, seen: list[str]) -> None:
-    """Log a warning naming ``--nodata 0`` when ``reader`` (a :class:`~rsir_stac.tiling.SceneReader`)
-    reads a scene whose corners are a zero fill the file does not mark as nodata, and append
+    """Log a warning naming ``--nodata V`` when ``reader`` (a :class:`~rsir_stac.tiling.SceneReader`)
+    reads a scene whose corners are a fill of value V the file does not mark as nodata, and append
     ``item_id`` to ``seen`` (the run's report); the first such scene of a run gets the whole
     explanation, later ones a short line."""
     plan = reader.plan
     if not plan.all_valid or plan.nodata is not None or plan.palette is not None:
         return  # a nodata value, mask or alpha band marks the fill already (or a class map: 0 is a class)
-    if not unmasked_fill(reader._ds, plan.bands):
+    value = unmasked_fill(reader._ds, plan.bands)
+    if value is None:
         return
+    v = f"{value:g}"
     if not seen:
-        log.warning("item %s: its corners are 0 in every band and the file marks no nodata, so the fill around the "
-                    "image (a rotated or clipped scene's black border) is read as pixels: its tiles are indexed and "
-                    "the map draws it black; re-run with --nodata 0 into a new --index (or mark it in the file: "
-                    "rio edit-info --nodata 0 FILE)", item_id)
+        log.warning("item %s: its corners are %s in every band and the file marks no nodata, so the fill around the "
+                    "image (a rotated or clipped scene's border) is read as pixels: its tiles are indexed (all alike) "
+                    "and the map draws it; re-run with --nodata %s into a new --index (or mark it in the file: "
+                    "rio edit-info --nodata %s FILE)", item_id, v, v, v)
     else:
-        log.warning("item %s: corners 0 in every band and no nodata marked, as item %s (--nodata 0)", item_id, seen[0])
+        log.warning("item %s: corners %s in every band and no nodata marked, as item %s (--nodata %s)", item_id, v,
+                    seen[0], v)
     seen.append(item_id)
-
-
-__all__ = ["PREVIEW_SIDE", "unmasked_fill", "warn_unmasked_fill"]
