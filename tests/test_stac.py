@@ -515,3 +515,25 @@ def test_messages_for_odd_inputs_name_the_real_cause(tmp_path: Path):
               "coordinates": [[[-33.8, 151.1], [-33.8, 151.3], [-33.9, 151.3], [-33.8, 151.1]]]}
     with pytest.raises(InputError, match="axis order is latitude, longitude"):
         polygon_from_geojson(latlon, "polygon")
+
+
+def test_linked_folders_are_named_not_skipped_without_a_word(tmp_path: Path, caplog):
+    """Adaptation trial: a folder of links to folders of rasters was walked without them and the run
+    exited 0 (or was refused as holding no .tif files, a cause that named no fix)."""
+    import logging
+
+    real = tmp_path / "real"
+    real.mkdir()
+    write_tif(real / "r.tif")
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "b").symlink_to(real)
+    with pytest.raises(StacError, match=r"linked folders are not followed: b; pass each as a source"):
+        list(iter_scenes([str(top)]))
+    write_tif(top / "here.tif")
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.stac"):
+        scenes = list(iter_scenes([str(top)]))
+    assert [s.item_id for s in scenes] == [path_id(top / "here.tif")]
+    (msg,) = [r.getMessage() for r in caplog.records if "linked folder" in r.getMessage()]
+    assert "1 linked folder not read (b)" in msg and f"ingest {top / 'b'}" in msg, msg
+    assert [s.item_id for s in iter_scenes([str(top / "b")])] == [path_id(top / "b" / "r.tif")]  # the fix works

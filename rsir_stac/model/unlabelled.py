@@ -117,6 +117,9 @@ def image_files(source: str) -> list[Path] | None:
     tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
     if not files or (len(tiffs) == len(files) and _georeferenced(tiffs[0])):
         return None  # a folder of GeoTIFF scenes (or nothing usable): ingest's rules and errors
+    from rsir_stac.stac import warn_linked_folders
+
+    warn_linked_folders(p, "train --unlabelled")
     return files
 
 
@@ -230,6 +233,7 @@ def collect_tiles(
     StacError, RasterError) for bad sources.
     """
     from rsir_stac.model.data import load_images
+    from rsir_stac.errors import StacError
     from rsir_stac.stac import iter_scenes
 
     if not sources:
@@ -242,7 +246,15 @@ def collect_tiles(
     def on_error(err: RsirError) -> None:
         failed.append(str(err))
 
-    scenes = list(iter_scenes(raster_sources, asset=asset, bands=bands, on_error=on_error)) if raster_sources else []
+    try:
+        scenes = list(iter_scenes(raster_sources, asset=asset, bands=bands, on_error=on_error)) if raster_sources else []
+    except StacError as err:  # a folder with nothing ingest reads: images are a source here too
+        if "is a folder with no catalog.json" not in str(err):
+            raise
+        raise StacError(str(err).split("; pass a STAC", 1)[0].replace(
+            "no catalog.json, collection.json or .tif files",
+            "no images (PNG, JPEG, WebP, TIFF), catalog.json, collection.json or GeoTIFF scenes")
+            + "; pass a folder of images, a STAC document or GeoTIFF/COG scenes") from None
     listed = _list_windows(scenes, bundle, gsd=gsd, bands=bands, stride=stride, tile_size=tile_size,
                            min_valid=min_valid, max_upsample=max_upsample, native_gsd=native_gsd, failed=failed)
     run_gsd = _check_gsds(listed, gsd)

@@ -77,12 +77,40 @@ def _scenes_from_folder(
     tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
                    and not str(p.absolute()).startswith(tuple(inside)))
     if not tiffs and not catalogues:
-        raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files; {_FIX}")
+        links = linked_folders(folder)
+        held = (f" (linked folders are not followed: {', '.join(links[:3])}{' ...' if len(links) > 3 else ''}; "
+                "pass each as a source of its own)" if links else "")
+        raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files{held}; {_FIX}")
+    warn_linked_folders(folder)
     for cat in catalogues:
         log.info("%s: reading the STAC catalogue %s (the rasters under it are its assets)", folder, cat)
         yield from _scenes_from_source(cat, asset, bands, on_error, defaults)
     for path in tiffs:
         yield _raster_scene(os.path.abspath(path), bands, defaults)
+
+
+def linked_folders(folder: str | os.PathLike[str]) -> list[str]:
+    """Symbolic links to folders under ``folder`` (relative paths, sorted): a folder source is walked
+    without following them (serve's ingest roots are checked the same way), so the files behind
+    them are not read; callers name them rather than leave them out without a word."""
+    out: list[str] = []
+    root = os.path.abspath(folder)
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full) and os.path.isdir(full):
+                out.append(os.path.relpath(full, root))
+    return sorted(out)
+
+
+def warn_linked_folders(folder: str | os.PathLike[str], what: str = "ingest") -> None:
+    """Log one warning naming the linked folders under ``folder`` that were not walked, with the fix."""
+    links = linked_folders(folder)
+    if links:
+        shown = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+        log.warning("%s: %d linked folder%s not read (%s): folders are walked without following links; pass each "
+                    "linked folder as a source of its own (e.g. %s %s)", folder, len(links),
+                    "" if len(links) == 1 else "s", shown, what, os.path.join(os.fspath(folder), links[0]))
 
 
 def _catalogues_in(folder: str) -> list[str]:
