@@ -79,6 +79,17 @@ def _missing_folder(folder: Path, name: str) -> InputError:
     return InputError(f"output folder {folder} does not exist; create it or choose another path for {name}")
 
 
+def _not_writable(folder: Path) -> str:
+    """Why ``folder``, which ``os.access`` refuses for writing, is not writable: a read-only file
+    system (access(2) answers the same for it as for missing permission), else permission."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "permission denied"
+
+
 def check_output_path(path: str | Path, what: str | None = None) -> Path:
     """Refuse, before any work, an output whose folder is missing or not writable (InputError
     naming ``what`` or the file); returns the path.  :func:`atomic_output` checks the same."""
@@ -88,7 +99,7 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
     if not folder.is_dir():
         raise _missing_folder(folder, name)
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write in {folder} (permission denied); choose a writable path for {name}")
+        raise InputError(f"cannot write in {folder} ({_not_writable(folder)}); choose a writable path for {name}")
     try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts take no new file
         fd, probe = tempfile.mkstemp(prefix=".rsir-probe-", dir=folder)
         os.close(fd)
@@ -115,7 +126,7 @@ def check_output_dir(path: str | Path, what: str | None = None) -> Path:
         raise InputError(f"output folder {target} cannot be made: {probe} is a file, not a folder; "
                          f"choose another path for {name}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write in {probe} (permission denied); choose a writable path for {name}")
+        raise InputError(f"cannot write in {probe} ({_not_writable(probe)}); choose a writable path for {name}")
     try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts take no new entry
         os.rmdir(tempfile.mkdtemp(prefix=".rsir-probe-", dir=probe))
     except OSError as exc:

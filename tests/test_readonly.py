@@ -134,3 +134,14 @@ def test_errors_on_read_only_media_name_the_index_not_the_private_copy(ro_index,
         assert str(private) not in line and "rsir-ro-" not in line, line
         # the file, relative to the index the line names (the engine's paths are shown that way)
         assert f"index {ro} " in line and " rsir_tiles/edge_config.json" in line, line
+
+
+def test_an_output_on_read_only_media_is_called_read_only(ro_index, tiny_bundle):
+    """Adaptation trial: export to a read-only mount said "permission denied", another cause."""
+    ro, _ = ro_index
+    from rsir_stac.atomic import check_output_dir, check_output_path
+    from rsir_stac.errors import InputError
+
+    for check, target in ((check_output_path, ro / "x.parquet"), (check_output_dir, ro / "out")):
+        with pytest.raises(InputError, match=r"\(read-only file system\); choose a writable"):
+            check(target)
