@@ -254,3 +254,29 @@ def test_a_mixed_band_layout_is_named_without_gdal_paths(tmp_path):
     assert "(has 3 bands, so band 4 does not exist)" in msg and "remove or replace" not in msg, msg
     assert msg.endswith("evaluate or train the images of one band layout at a time (a folder per sensor), with "
                         "--bands for that layout"), msg
+
+
+def test_a_folder_rerun_reads_a_raster_with_the_bands_it_is_indexed_with(tmp_path, tiny_bundle):
+    """Adaptation trial: --bands applies to every file of a run, so a folder holding one 6-band
+    raster (indexed on its own with --bands 3,2,1) failed that item on every re-run of the folder:
+    "re-run the same command" never reached exit 0."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from tests.conftest import make_geotiff
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    make_geotiff(folder / "rgb.tif", width=128, height=128, seed=1)
+    six = make_geotiff(folder / "aster.tif", width=128, height=128, count=6, seed=2, origin=(501000.0, 3300000.0))
+    with rasterio.open(six, "r+") as ds:
+        ds.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * 5
+    args = ["--index", str(tmp_path / "idx"), "--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd"]
+    r = CliRunner().invoke(main, ["ingest", str(folder), *args])
+    assert r.exit_code == 1 and "pass --bands R,G,B" in r.output, r.output
+    r = CliRunner().invoke(main, ["ingest", str(six), "--bands", "3,2,1", *args])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["ingest", str(folder), "--json", *args])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    assert rep["points_written"] == 0 and rep["tiles_existing"] == 8 and not rep["items_failed"], rep

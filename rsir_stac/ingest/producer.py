@@ -9,6 +9,7 @@ an exception that stops the run, and :data:`_END` last of all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import InputError, RasterError, RsirError, StoreError
+from rsir_stac.errors import BandsError, InputError, RasterError, RsirError, StoreError
 from rsir_stac.gsd import open_scene
 from rsir_stac.ingest.options import IngestOptions
 from rsir_stac.ingest.points import point_id, tile_payload, tiling_key
@@ -105,7 +106,15 @@ def _produce_scene(run: _Reading, scene) -> bool:
     from rsir_stac.tiling import gdal_env
 
     options = run.options
-    reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
+    try:
+        reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
+    except BandsError:
+        held = _held_bands(run, scene)
+        if held is None:
+            raise
+        log.info("item %s: read with the bands %s it is indexed with", scene.item_id, ",".join(map(str, held)))
+        scene = dataclasses.replace(scene, bands=held)
+        reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
     check_item_geometry(run.report, scene, reader)
     check_item_crs(scene, reader)
     if legacy is not None:
@@ -130,6 +139,24 @@ def _produce_scene(run: _Reading, scene) -> bool:
         if not queued and not failed and not existing:
             _report_empty(run, scene, reader, len(refs))
     return True
+
+
+def _held_bands(run: _Reading, scene) -> tuple[int, int, int] | None:
+    """The 1-based bands a bare raster the run cannot choose bands for (no ``--bands``; BandsError)
+    is already indexed with, or None: a re-run of a folder ingest that once gave it ``--bands``
+    (which applies to every file of a run) reads it as it is stored, not as a failure each time."""
+    if scene.from_stac or scene.bands is not None:
+        return None
+    from rsir_stac.store import SearchFilter
+    from rsir_stac.store.query import sample_ids
+
+    with run.lock:
+        ids = sample_ids(run.store, 1, SearchFilter(item_ids=(scene.item_id,)))
+        got = run.store.retrieve(ids) if ids else []
+    bands = (got[0].payload.get("tiling") or {}).get("bands") if got else None
+    if isinstance(bands, (list, tuple)) and len(bands) == 3 and all(isinstance(b, int) for b in bands):
+        return tuple(bands)  # type: ignore[return-value]
+    return None
 
 
 def _lonlat_box(w: float, s: float, e: float, n: float):
