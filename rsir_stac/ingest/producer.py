@@ -150,8 +150,9 @@ def _held_bands(run: _Reading, scene) -> tuple[int, int, int] | None:
     from rsir_stac.store import SearchFilter
     from rsir_stac.store.query import sample_ids
 
-    with run.lock:
-        ids = sample_ids(run.store, 1, SearchFilter(item_ids=(scene.item_id,)))
+    flt = SearchFilter(item_ids=(scene.item_id,))
+    with run.lock:  # counted first: a store the run has not opened yet (a new --index) is not created
+        ids = sample_ids(run.store, 1, flt) if run.store.count(flt) else []
         got = run.store.retrieve(ids) if ids else []
     bands = (got[0].payload.get("tiling") or {}).get("bands") if got else None
     if isinstance(bands, (list, tuple)) and len(bands) == 3 and all(isinstance(b, int) for b in bands):
