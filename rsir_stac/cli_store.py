@@ -31,6 +31,9 @@ def info(index, qdrant_url, api_key):
         return served_info(svc)
     with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
         click.echo(json.dumps(asdict(store.info()), indent=2))
+        if getattr(store, "foreign", None):  # search, export, classify and reindex refuse it
+            click.echo(f"note: {store.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds "
+                       f"{store.foreign}): it cannot be searched as an index", err=True)
 
 
 # ------------------------------------------------------------------------- migrate

@@ -196,3 +196,59 @@ def test_no_examples_note_when_nothing_matches_at_all(tmp_path, tiny_bundle, sce
         res = idx.search(point_id=pid, k=5, flt=SearchFilter(collections=("nosuch",)))
         assert not res.hits
         assert not any("is one of the" in n for n in res.notes), res.notes
+
+
+def test_restore_and_the_shard_folder_are_not_mixed_with_a_qdrant_client_store(tmp_path, tiny_bundle, scene):
+    """Re-check: restore into a qdrant-client folder exited 0, after which --index and --qdrant-url
+    each refused the folder pointing to the other; --qdrant-url at the shard folder inside an
+    embedded index wrote a second store there; check --index on a qdrant-client folder advised
+    building an embedded index in it."""
+    from rsir_stac.store.snapshot import restore, snapshot
+
+    edge, qd = tmp_path / "edge", tmp_path / "qd"
+    assert ingest([str(scene)], index=str(edge), model=tiny_bundle, options=NATIVE).ok
+    assert ingest([str(scene)], qdrant_url=str(qd), model=tiny_bundle, options=NATIVE).ok
+    snapshot(str(edge), str(tmp_path / "s.tar.gz"))
+    before = sorted(p.name for p in qd.iterdir())
+    for force in (False, True):
+        with pytest.raises(InputError, match="is a qdrant-client local folder"):
+            restore(str(tmp_path / "s.tar.gz"), str(qd), force=force)
+    assert sorted(p.name for p in qd.iterdir()) == before
+    shard = edge / "rsir_tiles"
+    shard_files = sorted(p.name for p in shard.iterdir())
+    with pytest.raises(InputError, match="is the shard folder inside the embedded index"):
+        open_store(qdrant_url=str(shard))
+    assert sorted(p.name for p in shard.iterdir()) == shard_files
+    res = CliRunner().invoke(main, ["check", "--index", str(qd)])
+    assert res.exit_code == 2 and "--qdrant-url" in res.output and "build one there" not in res.output, res.output
+
+
+def test_multivector_and_misshapen_rsir_collections_are_refused_before_writing(tmp_path, tiny_bundle, scene):
+    from qdrant_client import QdrantClient
+    from qdrant_client import models as m
+
+    from rsir_stac.store.records import CollectionMeta
+
+    qd = tmp_path / "qd"
+    client = QdrantClient(path=str(qd))
+    multi = m.VectorParams(size=tiny_bundle.dim, distance=m.Distance.EUCLID,
+                           multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM))
+    client.create_collection("rsir_tiles", vectors_config=multi)
+    client.create_collection("named_rsir", vectors_config={"img": m.VectorParams(size=tiny_bundle.dim,
+                                                                                 distance=m.Distance.EUCLID)},
+                             metadata=CollectionMeta.new(tiny_bundle.dim, tiny_bundle.model_id).to_dict())
+    client.close()
+    with pytest.raises(IncompatibleIndexError, match="multivectors"):
+        ingest([str(scene)], qdrant_url=str(qd), model=tiny_bundle, options=NATIVE)
+    assert _metadata(qd, "rsir_tiles") == (None, 0)
+    res = CliRunner().invoke(main, ["ingest", str(scene), "--qdrant-url", str(qd), "--qdrant-collection", "named_rsir",
+                                    "--tile-size", "64", "--native-gsd", "--model", str(tiny_bundle.path)])
+    assert res.exit_code == 2 and "carries rsir-stac metadata, but it has named vectors" in res.output, res.output
+    assert "free space" not in res.output
+
+
+def test_info_on_another_tools_collection_says_so(tmp_path, tiny_bundle):
+    qd = tmp_path / "qd"
+    _plain_collection(qd, "plain", dim=tiny_bundle.dim, points=5)
+    res = CliRunner().invoke(main, ["info", "--qdrant-url", str(qd), "--qdrant-collection", "plain"])
+    assert res.exit_code == 0 and "was not made by rsir-stac" in res.stderr, res.output

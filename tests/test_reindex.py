@@ -504,6 +504,13 @@ def test_relocate_with_the_same_model_points_a_copy_at_the_moved_sources(tmp_pat
         assert np.allclose(p.vector, old[pid].vector, atol=1e-3)
     with pytest.raises(InputError, match="already holds vectors of model .*--relocate"):
         reindex(str(old_index), str(tmp_path / "same"), model=shipped)
+    assert not r.tiling_kept  # the same model keeps its own tiling: no note about "the new model"
+    # re-check: an ingest of the moved folder (the container's `ingest /data`) wrote every tile again
+    # under new item ids (a bare raster's id includes its path); it now finds them indexed
+    again = ingest([str(p) for p in sorted(moved.glob("*.tif"))], index=str(tmp_path / "here"), model=shipped,
+                   options=OPTS)
+    assert again.ok and again.points_written == 0 and again.tiles_existing == 6, again
+    assert _points(tmp_path / "here").keys() == old.keys()
 
 
 def test_a_relocate_that_matches_no_stored_source_is_said(tmp_path, scenes, old_index, new_bundle, caplog):

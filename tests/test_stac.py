@@ -537,3 +537,20 @@ def test_linked_folders_are_named_not_skipped_without_a_word(tmp_path: Path, cap
     (msg,) = [r.getMessage() for r in caplog.records if "linked folder" in r.getMessage()]
     assert "1 linked folder not read (b)" in msg and f"ingest {top / 'b'}" in msg, msg
     assert [s.item_id for s in iter_scenes([str(top / "b")])] == [path_id(top / "b" / "r.tif")]  # the fix works
+
+
+def test_a_sub_folder_catalogue_naming_rasters_beside_it_reads_them_once(tmp_path: Path):
+    """Re-check: data/stac/collection.json whose item names ../rasters/x.tif (a catalogue folder
+    beside a data folder) indexed x.tif twice, as the item and as a loose raster without date."""
+    data = tmp_path / "data"
+    (data / "rasters").mkdir(parents=True)
+    write_tif(data / "rasters" / "x.tif")
+    write_tif(data / "rasters" / "loose.tif")
+    coll = {"type": "Collection", "stac_version": "1.0.0", "id": "c", "description": "t", "license": "CC-BY-4.0",
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+            "links": [{"rel": "item", "href": "./x/x.json"}]}
+    write_json(data / "stac" / "collection.json", coll)
+    write_json(data / "stac" / "x" / "x.json",
+               item_dict("x", {"data": {"href": "../../rasters/x.tif", "type": GEOTIFF, "roles": ["data"]}}))
+    scenes = list(iter_scenes([str(data)]))
+    assert [(s.item_id, s.from_stac) for s in scenes] == [("x", True), (path_id(data / "rasters" / "loose.tif"), False)]

@@ -57,10 +57,11 @@ def warn_unmasked_fill(item_id: str, reader: Any, seen: list[str]) -> None:
         return
     v = f"{value:g}"
     if not seen:
-        log.warning("item %s: its corners are %s in every band and the file marks no nodata, so the fill around the "
-                    "image (a rotated or clipped scene's border) is read as pixels: its tiles are indexed (all alike) "
-                    "and the map draws it; re-run with --nodata %s into a new --index (or mark it in the file: "
-                    "rio edit-info --nodata %s FILE)", item_id, v, v, v)
+        log.warning("item %s: its corners are %s in every band and the file marks no nodata; if that is fill around "
+                    "the image (a rotated or clipped scene's border), it is read as pixels: its tiles are indexed (all "
+                    "alike) and the map draws it; then re-run with --nodata %s into a new --index (or mark it in the "
+                    "file: rio edit-info --nodata %s FILE); if those pixels are real data, ignore this", item_id, v,
+                    v, v)
     else:
         log.warning("item %s: corners %s in every band and no nodata marked, as item %s (--nodata %s)", item_id, v,
                     seen[0], v)

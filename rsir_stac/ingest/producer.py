@@ -125,6 +125,12 @@ def _produce_scene(run: _Reading, scene) -> bool:
         refs = reader.windows()
         ids = [point_id(scene.identity_collection, scene.item_id, scene.asset_key, r.grid, tkey, run.model_id)
                for r in refs]
+        moved = _moved_item_id(run, scene, refs, ids)
+        if moved is not None:
+            log.info("item %s: indexed as %s, which a reindex --relocate pointed at this file", scene.item_id, moved)
+            scene = dataclasses.replace(scene, item_id=moved)
+            ids = [point_id(scene.identity_collection, scene.item_id, scene.asset_key, r.grid, tkey, run.model_id)
+                   for r in refs]
         existing = _held_tiles(run, scene, refs, ids, reader.bands)
         run.report.tiles_total += len(refs)
         run.report.tiles_existing += len(existing)
@@ -139,6 +145,32 @@ def _produce_scene(run: _Reading, scene) -> bool:
         if not queued and not failed and not existing:
             _report_empty(run, scene, reader, len(refs))
     return True
+
+
+def _moved_item_id(run: _Reading, scene, refs: Sequence, ids: Sequence[str]) -> str | None:
+    """The item id a bare raster is indexed under at its current path after ``reindex --relocate``
+    moved the index to it, or None.  A bare raster's item id includes its path, so the file at its new
+    path gets another id, and an ingest of the moved folder (the container's ``ingest /data``) wrote
+    every tile again beside the relocated ones.  Found from the stored tile centred where this
+    raster's first window is, whose ``href`` is this file and whose id the run would not give it."""
+    if scene.from_stac or not refs:
+        return None
+    from rsir_stac.store import SearchFilter
+    from rsir_stac.store.query import sample_ids
+
+    with run.lock:
+        if run.store.existing_ids(ids) or not run.store.count():
+            return None
+        for ref in refs[:: max(1, len(refs) // 16)][:16]:  # some windows are empty and were never stored
+            flt = SearchFilter(near=(float(ref.centroid[0]), float(ref.centroid[1]), 0.5))
+            if not run.store.count(flt):
+                continue
+            for hit in run.store.retrieve(sample_ids(run.store, 64, flt)):
+                p = hit.payload
+                if p.get("href") == scene.href and p.get("asset") == scene.asset_key \
+                        and p.get("item_id") != scene.item_id:
+                    return str(p["item_id"])
+    return None
 
 
 def _held_bands(run: _Reading, scene) -> tuple[int, int, int] | None:

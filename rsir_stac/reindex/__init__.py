@@ -179,7 +179,9 @@ def _copy_pages(src, target, bundle, embedder, sources: _Sources, report: Reinde
     writer = _Writer(embedder, target, report, emit)
     try:
         for page in _pages(src.iter_points(batch=page_size, with_vectors=False), page_size):
-            if not report.tiling_kept:  # every page until one says so: a mixed index may start with either kind
+            if not report.tiling_kept and report.model_from != report.model_to:
+                # every page until one says so: a mixed index may start with either kind (a relocate to the
+                # same model keeps the tiling it was made with: nothing to say)
                 report.tiling_kept = _tiling_note(bundle, page)
             _do_page(page, bundle.model_id, target, sources, writer, report, emit, moves)
     except BaseException:

@@ -82,11 +82,16 @@ def _scenes_from_folder(
                 "pass each as a source of its own)" if links else "")
         raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files{held}; {_FIX}")
     warn_linked_folders(folder)
+    named: set[str] = set()  # rasters the catalogues' items name, wherever they lie: not loose rasters too
     for cat in catalogues:
         log.info("%s: reading the STAC catalogue %s (the rasters under it are its assets)", folder, cat)
-        yield from _scenes_from_source(cat, asset, bands, on_error, defaults)
+        for scene in _scenes_from_source(cat, asset, bands, on_error, defaults):
+            named.update(os.path.abspath(h) for h in (scene.href, *(scene.band_hrefs or ()))
+                         if not _is_url(h) and not _is_cloud(h))
+            yield scene
     for path in tiffs:
-        yield _raster_scene(os.path.abspath(path), bands, defaults)
+        if os.path.abspath(path) not in named:
+            yield _raster_scene(os.path.abspath(path), bands, defaults)
 
 
 def linked_folders(folder: str | os.PathLike[str]) -> list[str]:

@@ -419,6 +419,9 @@ def refuse_other_store(path: str | Path, opened_as: str) -> None:
     if opened_as == "edge" and is_qdrant_local_folder(path):
         raise InputError(f"{path} is a qdrant-client local folder (a --qdrant-url store), not an embedded index; "
                          f"open it with --qdrant-url {path}")
+    if opened_as == "local" and is_edge_index_folder(Path(path).parent) and (Path(path) / "edge_config.json").is_file():
+        raise InputError(f"{path} is the shard folder inside the embedded index {Path(path).parent}, not a "
+                         f"qdrant-client local folder; open the index with --index {Path(path).parent}")
     if opened_as == "local" and is_edge_index_folder(path):
         raise InputError(f"{path} is an embedded (Qdrant Edge) index, not a qdrant-client local folder; open it "
                          f"with --index {path} (copy it to a Qdrant store with rsir-stac migrate --index {path} "
@@ -444,6 +447,9 @@ def no_index_message(path: Path, collection: str) -> str:
     if aside:
         return (f"index {path} has no collection {collection!r} (a damaged one was set aside in {aside[-1].name}); "
                 f"re-run the ingest that built it, or `rsir-stac restore SNAPSHOT --index {path} --force`")
+    if is_qdrant_local_folder(path):
+        return (f"{path} is a qdrant-client local folder (a --qdrant-url store), not an embedded index; open it "
+                f"with --qdrant-url {path} (check, snapshot and restore work on embedded indexes only)")
     return (f"{path} is not an rsir-stac index (it holds no tile collection {collection!r}); check the --index path, "
             f"or build one there with `rsir-stac ingest SOURCES --index {path}`")
 

@@ -254,6 +254,10 @@ class ServerStore(Store):
         self.foreign = None
         if meta is None:
             self.foreign = self._foreign_layout(info)
+        problem = _layout_problem(info)
+        if meta is not None and problem:  # rsir-stac's metadata on a layout it never writes: no upload could work
+            raise IncompatibleIndexError(f"{self.describe()} carries rsir-stac metadata, but {problem}; pass another "
+                                         "--qdrant-collection NAME (a new collection is created)")
         if meta is None and dim is not None:
             log.debug("%s has no rsir-stac metadata; model_id is unknown", self.describe())
             meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
@@ -281,19 +285,14 @@ class ServerStore(Store):
         rsir-stac index: empty, one unnamed ``dim``-d vector, Euclidean distance.  Nothing is written
         into another tool's collection, and a Cosine or named-vector layout is never searched as if
         it were Euclidean."""
-        named = _named_vectors(info)
         size, distance = _vector_params(info)
         count = int(getattr(info, "points_count", None) or 0)
-        why = None
-        if named:
-            why = f"it has named vectors ({', '.join(repr(n) for n in named)}); rsir-stac stores one unnamed vector"
-        elif size is None:
-            why = "it has no dense vector"
-        elif distance != "Euclid":
+        why = _layout_problem(info)
+        if why is None and distance != "Euclid":
             why = f"it ranks by {distance} distance; rsir-stac ranks by Euclidean distance"
-        elif size != dim:
+        elif why is None and size != dim:
             why = f"it holds {size}-d vectors, not the model's {dim}-d"
-        elif count:
+        elif why is None and count:
             why = f"it holds {count} point{'' if count == 1 else 's'} another tool wrote"
         if why:
             raise IncompatibleIndexError(
@@ -568,6 +567,22 @@ def _loopback_url(url: str) -> bool:
     except ValueError:
         return False
     return is_loopback(host)
+
+
+def _layout_problem(info: Any) -> str | None:
+    """Why a collection's vectors are not the one unnamed dense vector per point that rsir-stac
+    stores (named vectors, multivectors, none), in words; None when they are."""
+    named = _named_vectors(info)
+    if named:
+        return f"it has named vectors ({', '.join(repr(n) for n in named)}); rsir-stac stores one unnamed vector"
+    vec = info.config.params.vectors
+    if vec is None or isinstance(vec, dict) and not vec:
+        return "it has no dense vector"
+    if isinstance(vec, dict):
+        vec = vec.get("")
+    if getattr(vec, "multivector_config", None) is not None:
+        return "it holds multivectors; rsir-stac stores one vector per point"
+    return None
 
 
 def _named_vectors(info: Any) -> list[str]:

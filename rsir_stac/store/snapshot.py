@@ -309,13 +309,15 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
     other process has it open).  Raises StoreError (damaged snapshot, index in
     use or present without ``force``), DiskFullError when it may not fit.
     """
-    from rsir_stac.store.folder import _IndexLock, refuse_broken_link
+    from rsir_stac.store.folder import _IndexLock, refuse_broken_link, refuse_other_store
     from rsir_stac.store.integrity import check_index
     from rsir_stac.store.space import disk_full, is_disk_full, require_free
 
     src = Path(snapshot_path).expanduser().absolute()
     dst = Path(index).expanduser().absolute()
     refuse_broken_link(dst)
+    if dst.is_dir():  # an embedded index beside a qdrant-client store: neither could be opened after
+        refuse_other_store(dst, "edge")
     tf, manifest = _open_archive(src)
     collection = str(manifest.get("collection") or "rsir_tiles")
     if (dst / collection).exists() and not force:
