@@ -31,6 +31,7 @@ import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.base import HNSW_EF, Store, acorn_selectivity
+from rsir_stac.store.collection_layout import foreign_layout, layout_problem, loopback_url, refuse_foreign, vector_params
 from rsir_stac.store.engine_filters import to_qdrant_filter
 from rsir_stac.store.filters import SearchFilter
 from rsir_stac.store.payloads import PAYLOAD_INDEXES, _vector_of, check_points, hit_from_record, unpack_payload
@@ -160,7 +161,7 @@ class ServerStore(Store):
                 with warnings.catch_warnings(record=True) as said:
                     warnings.simplefilter("always", UserWarning)
                     self.client = QdrantClient(url=self.url, api_key=api_key, timeout=timeout)
-                if any("insecure" in str(w.message) for w in said) and not _loopback_url(self.url):
+                if any("insecure" in str(w.message) for w in said) and not loopback_url(self.url):
                     log.warning("the Qdrant API key is sent in clear text to %s; use https:// (or a TLS proxy) for "
                                 "a server other machines can reach", self.url)
             elif self.url == ":memory:":
@@ -247,14 +248,14 @@ class ServerStore(Store):
         collection without rsir-stac metadata (made by another tool) gets a stand-in with an empty
         model id, and :attr:`foreign` says why it cannot be searched (or written, if not empty)."""
         info = self._call("reading the collection", self.client.get_collection, self.collection)
-        dim, distance = _vector_params(info)
+        dim, distance = vector_params(info)
         meta = CollectionMeta.from_dict(getattr(info.config, "metadata", None))
         if meta is None:
             meta = self._read_meta_collection()
         self.foreign = None
         if meta is None:
-            self.foreign = self._foreign_layout(info)
-        problem = _layout_problem(info)
+            self.foreign = foreign_layout(info)
+        problem = layout_problem(info)
         if meta is not None and problem:  # rsir-stac's metadata on a layout it never writes: no upload could work
             raise IncompatibleIndexError(f"{self.describe()} carries rsir-stac metadata, but {problem}; pass another "
                                          "--qdrant-collection NAME (a new collection is created)")
@@ -269,42 +270,13 @@ class ServerStore(Store):
             meta = dataclasses.replace(meta, distance=distance)
         return meta
 
-    def _foreign_layout(self, info: Any) -> str:
-        """What a collection without rsir-stac metadata holds, in words: its points and its vectors
-        (``"5 points, 64-d Cosine vectors"``, ``"0 points, named vectors 'img'"``)."""
-        named = _named_vectors(info)
-        count = int(getattr(info, "points_count", None) or 0)
-        points = f"{count} point{'' if count == 1 else 's'}"
-        if named:
-            return f"{points}, named vectors {', '.join(repr(n) for n in named)}"
-        dim, distance = _vector_params(info)
-        return f"{points}, {dim}-d {distance} vectors" if dim is not None else f"{points}, no dense vector"
-
-    def _refuse_foreign(self, info: Any, dim: int) -> None:
-        """Raise IncompatibleIndexError unless a collection without rsir-stac metadata can become an
-        rsir-stac index: empty, one unnamed ``dim``-d vector, Euclidean distance.  Nothing is written
-        into another tool's collection, and a Cosine or named-vector layout is never searched as if
-        it were Euclidean."""
-        size, distance = _vector_params(info)
-        count = int(getattr(info, "points_count", None) or 0)
-        why = _layout_problem(info)
-        if why is None and distance != "Euclid":
-            why = f"it ranks by {distance} distance; rsir-stac ranks by Euclidean distance"
-        elif why is None and size != dim:
-            why = f"it holds {size}-d vectors, not the model's {dim}-d"
-        elif why is None and count:
-            why = f"it holds {count} point{'' if count == 1 else 's'} another tool wrote"
-        if why:
-            raise IncompatibleIndexError(
-                f"{self.describe()} was not made by rsir-stac (no rsir-stac metadata) and cannot become an index: "
-                f"{why}; pass another --qdrant-collection NAME (a new collection is created)")
-
     def _adopt_foreign(self, dim: int, model_id: str) -> None:
         """Make a collection without rsir-stac metadata this index (writing its metadata) when
-        :meth:`_refuse_foreign` lets it; nothing to do for an rsir-stac collection or a read-only store."""
+        :func:`~rsir_stac.store.collection_layout.refuse_foreign` lets it; nothing to do for an rsir-stac collection or a read-only store."""
         if self.foreign is None:
             return
-        self._refuse_foreign(self._call("reading the collection", self.client.get_collection, self.collection), dim)
+        refuse_foreign(self._call("reading the collection", self.client.get_collection, self.collection), dim,
+                       self.describe())
         if not self.read_only:
             meta = CollectionMeta.new(dim, model_id)
             self._write_meta(meta)
@@ -554,52 +526,6 @@ class ServerStore(Store):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _loopback_url(url: str) -> bool:
-    """Whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
-    from urllib.parse import urlparse
-
-    from rsir_stac.httpguard import is_loopback
-
-    try:
-        host = urlparse(url).hostname or ""
-    except ValueError:
-        return False
-    return is_loopback(host)
-
-
-def _layout_problem(info: Any) -> str | None:
-    """Why a collection's vectors are not the one unnamed dense vector per point that rsir-stac
-    stores (named vectors, multivectors, none), in words; None when they are."""
-    named = _named_vectors(info)
-    if named:
-        return f"it has named vectors ({', '.join(repr(n) for n in named)}); rsir-stac stores one unnamed vector"
-    vec = info.config.params.vectors
-    if vec is None or isinstance(vec, dict) and not vec:
-        return "it has no dense vector"
-    if isinstance(vec, dict):
-        vec = vec.get("")
-    if getattr(vec, "multivector_config", None) is not None:
-        return "it holds multivectors; rsir-stac stores one vector per point"
-    return None
-
-
-def _named_vectors(info: Any) -> list[str]:
-    """Names of a collection's named dense vectors ([] for one unnamed vector)."""
-    vec = info.config.params.vectors
-    return sorted(str(k) for k in vec if k != "") if isinstance(vec, dict) else []
-
-
-def _vector_params(info: Any) -> tuple[int | None, str | None]:
-    """(size, distance name) of the default dense vector of a collection."""
-    vec = info.config.params.vectors
-    if isinstance(vec, dict):
-        vec = vec.get("") or next(iter(vec.values()), None)
-    if vec is None:
-        return None, None
-    dist = getattr(vec.distance, "value", vec.distance)
-    return int(vec.size), str(dist)
 
 
 __all__ = ["ServerStore"]
