@@ -188,6 +188,10 @@ def typed_index_over_env_url(fn):
             kwargs["qdrant_url"] = None
             if "api_key" in kwargs and ctx.get_parameter_source("api_key") == ParameterSource.ENVIRONMENT:
                 kwargs["api_key"] = None
+        if kwargs.get("api_key") and not kwargs.get("qdrant_url") \
+                and ctx.get_parameter_source("api_key") == ParameterSource.COMMANDLINE:
+            click.echo("note: --api-key is for a Qdrant server (--qdrant-url); an embedded index has no "
+                       "authentication, so it is not used", err=True)
         return fn(*args, **kwargs)
 
     return run

@@ -88,3 +88,5 @@ def test_typed_index_wins_over_qdrant_url_from_the_environment(tmp_path, tiny_bu
     assert r.exit_code != 0 and "pass only one of them" in r.output
     r = CliRunner().invoke(main, ["info", "--index", str(idx), "--qdrant-collection", "other"], env=env)
     assert r.exit_code == 2 and "drop --qdrant-collection" in r.output
+    r = CliRunner().invoke(main, ["info", "--index", str(idx), "--api-key", "secret"])  # re-check: said nothing
+    assert r.exit_code == 0 and "--api-key is for a Qdrant server" in r.stderr, r.output
