@@ -553,11 +553,28 @@ def _adapted_on(folder, idx: np.ndarray, adaptation: dict | None) -> int | None:
     if not roots:
         return None
     inside = tuple(r.rstrip(os.sep) + os.sep for r in roots)
+    linked = _linked_images(roots)  # images a catalogue of links reached: their real paths lie elsewhere
     hits = 0
     for i in idx.tolist():
         p = os.path.realpath(folder.paths[i])
-        hits += p in roots or p.startswith(inside)
+        hits += p in roots or p.startswith(inside) or p in linked
     return hits
+
+
+def _linked_images(roots: Sequence[str]) -> set[str]:
+    """Real paths of the image files under ``roots`` (folders still there) that are symbolic links."""
+    from rsir_stac.model.data import IMAGE_SUFFIXES
+
+    out: set[str] = set()
+    for root in roots:
+        if not os.path.isdir(root):
+            continue
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                full = os.path.join(dirpath, f)
+                if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES and os.path.islink(full):
+                    out.add(os.path.realpath(full))
+    return out
 
 
 def _check_relevant(folder, idx: np.ndarray, split: str, data_dir) -> None:

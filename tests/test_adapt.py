@@ -153,6 +153,17 @@ def test_cli_adapts_an_image_folder_without_labels(tmp_path, tiny_bundle):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["protocol"]["adapted_on"] == 66
     assert any("were in the catalogue model" in w and "transductive" in w for w in res["warnings"]), res["warnings"]
+    # an adaptation catalogue made of links to the images (re-check: adapted_on was 0)
+    links = tmp_path / "links"
+    links.mkdir()
+    for f in sorted(p for p in data.rglob("*") if p.is_file()):
+        (links / f"{f.parent.name}_{f.name}").symlink_to(f)
+    r = CliRunner().invoke(main, ["train", "--unlabelled", str(links), "--from", str(tiny_bundle.path),
+                                  "--out", str(tmp_path / "runl"), "--steps", "1", "--p", "3", "--k", "2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "runl" / "bundle"), "--split",
+                                  "all", "--json"])
+    assert json.loads(r.stdout.strip().splitlines()[-1])["protocol"]["adapted_on"] == 66
     other = make_image_folder(tmp_path / "other", classes=3, per_class=4, size=48, seed=5)
     r = CliRunner().invoke(main, ["evaluate", str(other), "--model", str(tmp_path / "run" / "bundle"), "--split",
                                   "all", "--json"])
