@@ -139,9 +139,9 @@ def _check_contents(text: str, real: Path, roots: Sequence[Path], skipped: list[
             raise HTTPException(403, f"source {text[:200]} is a JSON document; {stac_fix}")
         _check_tiff(text[:200], head)
         return
-    from rsir_stac.stac import _catalogues_in
+    from rsir_stac.stac import catalogues_in
 
-    for cat in _catalogues_in(str(real)):  # ingest reads one in a sub-folder as STAC too
+    for cat in catalogues_in(str(real)):  # ingest reads one in a sub-folder as STAC too
         raise HTTPException(403, f"source {text[:200]} holds a STAC {os.path.relpath(cat, real)}; {stac_fix}")
     for p in real.rglob("*"):
         if p.suffix.lower() not in (".tif", ".tiff"):

@@ -158,10 +158,11 @@ def _moved_item_id(run: _Reading, scene, refs: Sequence, ids: Sequence[str]) -> 
     from rsir_stac.store import SearchFilter
     from rsir_stac.store.query import sample_ids
 
+    step = max(1, len(refs) // 16)  # some windows are empty and were never stored: probe 16 spread out
     with run.lock:
-        if run.store.existing_ids(ids) or not run.store.count():
-            return None
-        for ref in refs[:: max(1, len(refs) // 16)][:16]:  # some windows are empty and were never stored
+        if not run.store.count() or run.store.existing_ids(ids[::step][:16]):
+            return None  # (a scene held under this id: _held_tiles looks up all of its ids next)
+        for ref in refs[::step][:16]:
             flt = SearchFilter(near=(float(ref.centroid[0]), float(ref.centroid[1]), 0.5))
             if not run.store.count(flt):
                 continue

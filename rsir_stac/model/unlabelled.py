@@ -119,7 +119,7 @@ def image_files(source: str) -> list[Path] | None:
         return None  # a folder of GeoTIFF scenes (or nothing usable): ingest's rules and errors
     from rsir_stac.stac import warn_linked_folders
 
-    warn_linked_folders(p, "train --unlabelled")
+    warn_linked_folders(p, what="train --unlabelled")
     return files
 
 

@@ -46,6 +46,7 @@ import os
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from rsir_stac.asset import asset_keys
 from rsir_stac.errors import InputError, RsirError, SourceNotFoundError, StacError
@@ -67,21 +68,19 @@ def _scenes_from_folder(
     on_error: Callable[[RsirError], None] | None,
     defaults: RasterDefaults | None = None,
 ) -> Iterator[SceneRef]:
-    catalogues = _catalogues_in(folder)
+    listing = walk_folder(folder)
+    catalogues = listing.catalogues
     if catalogues and os.path.dirname(catalogues[0]) == os.path.abspath(folder):
         yield from _scenes_from_source(catalogues[0], asset, bands, on_error, defaults)
         return
     # a catalogue in a sub-folder is read as STAC: the rasters under it are its items' assets
     # (and their masks), not loose rasters with no date or collection
-    inside = [os.path.dirname(c) + os.sep for c in catalogues]
-    tiffs = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
-                   and not str(p.absolute()).startswith(tuple(inside)))
-    if not tiffs and not catalogues:
-        links = linked_folders(folder)
+    if not listing.tiffs and not catalogues:
+        links = listing.links
         held = (f" (linked folders are not followed: {', '.join(links[:3])}{' ...' if len(links) > 3 else ''}; "
                 "pass each as a source of its own)" if links else "")
         raise StacError(f"{folder} is a folder with no catalog.json, collection.json or .tif files{held}; {_FIX}")
-    warn_linked_folders(folder)
+    warn_linked_folders(folder, listing.links)
     named: set[str] = set()  # rasters the catalogues' items name, wherever they lie: not loose rasters too
     for cat in catalogues:
         log.info("%s: reading the STAC catalogue %s (the rasters under it are its assets)", folder, cat)
@@ -89,48 +88,59 @@ def _scenes_from_folder(
             named.update(os.path.abspath(h) for h in (scene.href, *(scene.band_hrefs or ()))
                          if not _is_url(h) and not _is_cloud(h))
             yield scene
-    for path in tiffs:
+    for path in listing.tiffs:
         if os.path.abspath(path) not in named:
             yield _raster_scene(os.path.abspath(path), bands, defaults)
 
 
-def linked_folders(folder: str | os.PathLike[str]) -> list[str]:
-    """Symbolic links to folders under ``folder`` (relative paths, sorted): a folder source is walked
-    without following them (serve's ingest roots are checked the same way), so the files behind
-    them are not read; callers name them rather than leave them out without a word."""
-    out: list[str] = []
+class FolderListing(NamedTuple):
+    """What a folder source holds, from one walk (:func:`walk_folder`)."""
+
+    catalogues: list[str]  # catalog.json / collection.json, absolute, the top-most of each sub-tree
+    tiffs: list[Path]      # .tif/.tiff files outside those sub-trees, sorted
+    links: list[str]       # symbolic links to folders, relative to the folder, sorted (not walked)
+
+
+def walk_folder(folder: str | os.PathLike[str]) -> FolderListing:
+    """One walk of a folder source, without following links to folders (serve's ingest roots are
+    checked the same way): its STAC catalogues (a folder holding ``catalog.json`` or, else,
+    ``collection.json`` is not walked further: its sub-catalogues are reached through its links and
+    the rasters under it are its assets), the GeoTIFFs outside them, and the linked folders it left
+    out (callers name them rather than skip them without a word)."""
     root = os.path.abspath(folder)
-    for dirpath, dirnames, _ in os.walk(root):
-        for d in dirnames:
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full) and os.path.isdir(full):
-                out.append(os.path.relpath(full, root))
-    return sorted(out)
+    catalogues: list[str] = []
+    tiffs: list[Path] = []
+    links: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        name = next((n for n in ("catalog.json", "collection.json") if n in filenames
+                     and os.path.isfile(os.path.join(dirpath, n))), None)
+        if name is not None:
+            catalogues.append(os.path.join(dirpath, name))
+            dirnames[:] = []
+            continue
+        links += [os.path.relpath(os.path.join(dirpath, d), root) for d in dirnames
+                  if os.path.islink(os.path.join(dirpath, d))]
+        tiffs += [Path(dirpath, f) for f in filenames
+                  if f.lower().endswith((".tif", ".tiff")) and os.path.isfile(os.path.join(dirpath, f))]
+    return FolderListing(catalogues, sorted(tiffs), sorted(links))
 
 
-def warn_linked_folders(folder: str | os.PathLike[str], what: str = "ingest") -> None:
-    """Log one warning naming the linked folders under ``folder`` that were not walked, with the fix."""
-    links = linked_folders(folder)
+def catalogues_in(folder: str | os.PathLike[str]) -> list[str]:
+    """The STAC catalogues a folder source is read through (:func:`walk_folder`)."""
+    return walk_folder(folder).catalogues
+
+
+def warn_linked_folders(folder: str | os.PathLike[str], links: Sequence[str] | None = None,
+                        what: str = "ingest") -> None:
+    """Log one warning naming the linked folders under ``folder`` that were not walked (``links``, else
+    from :func:`walk_folder`), with the fix."""
+    links = walk_folder(folder).links if links is None else list(links)
     if links:
         shown = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
         log.warning("%s: %d linked folder%s not read (%s): folders are walked without following links; pass each "
                     "linked folder as a source of its own (e.g. %s %s)", folder, len(links),
                     "" if len(links) == 1 else "s", shown, what, os.path.join(os.fspath(folder), links[0]))
-
-
-def _catalogues_in(folder: str) -> list[str]:
-    """The ``catalog.json`` / ``collection.json`` files under ``folder`` (absolute paths), the
-    top-most of each sub-tree only (a catalogue's own sub-catalogues are reached through its links),
-    ``catalog.json`` before ``collection.json`` in one folder."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(os.path.abspath(folder)):
-        dirnames.sort()
-        name = next((n for n in ("catalog.json", "collection.json") if n in filenames
-                     and os.path.isfile(os.path.join(dirpath, n))), None)
-        if name is not None:
-            found.append(os.path.join(dirpath, name))
-            dirnames[:] = []
-    return found
 
 
 def _scenes_from_source(
@@ -227,5 +237,6 @@ def iter_scenes(
         yield from _scenes_from_source(os.fspath(source), asset, override, on_error, defaults)
 
 
-__all__ = ["DATE_TAGS", "KEPT_PROPERTIES", "RasterDefaults", "SceneRef", "http_timeout", "iter_scenes", "raster_item_id",
-           "parse_shard", "scene_shard", "split_shard"]
+__all__ = ["DATE_TAGS", "FolderListing", "KEPT_PROPERTIES", "RasterDefaults", "SceneRef", "catalogues_in",
+           "http_timeout", "iter_scenes", "parse_shard", "raster_item_id", "scene_shard", "split_shard", "walk_folder",
+           "warn_linked_folders"]
