@@ -26,7 +26,7 @@ from rsir_stac.cli_analysis import _examples, _filter_options, _per_item, _searc
 from rsir_stac.cli_common import _fail, echo_json as _echo_json, echo_text, handle_errors as _handle_errors
 from rsir_stac.cli_common import parse_bands as _parse_bands
 from rsir_stac.cli_common import store_options as _store_options
-from rsir_stac.cli_results import _cap_note, _left_out, _print_search, _reordered, _served_notes
+from rsir_stac.cli_results import _left_out, _print_search, _served_notes
 from rsir_stac.cli_served import served_ingest, served_search, service_for
 from rsir_stac.errors import RsirError
 
@@ -403,8 +403,11 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
                                    per_item=None, exclude_within_m=exclude_within, flt=flt, k=limit, offset=0,
                                    include_query=include_query, with_payload=False, expand=expand)
                 left = _left_out(result, plain.hits)
-            if left[0] or (_reordered(result) and mmr is None):  # MMR's own order has its own note
-                notes.append(_cap_note(result.score_name, left, mmr=mmr is not None))
+            if left[0]:  # the library's note on the order, with the count only a second search gives
+                from rsir_stac.search_notes import cap_note
+
+                notes = [n for n in notes if n != cap_note(result.score_name)]
+                notes.append(cap_note(result.score_name, left, mmr=mmr is not None))
         if out:
             from rsir_stac.export import empty_row, search_pages, write_table
 

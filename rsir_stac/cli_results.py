@@ -9,27 +9,8 @@ import click
 
 from rsir_stac.cli_analysis import _per_item
 from rsir_stac.cli_common import echo_json as _echo_json, echo_text
+from rsir_stac.search_notes import cap_note, reordered
 from rsir_stac.terminal import printable
-
-
-def _cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False) -> str:
-    """What the default soft per-scene cap did to the hits: their order, and ``left`` = (n, k): n of
-    the k best-scoring tiles that it left off the page.  Under ``mmr`` (whose own order has its own
-    note) only what it left off, counted against MMR's own first k."""
-    from rsir_stac.search import AUTO_PER_ITEM
-    from rsir_stac.store.query import FILL_PENALTY
-
-    if mmr:
-        return (f"at most {AUTO_PER_ITEM} hits per scene come first (--per-item auto): {left[0]} of the {left[1]} "
-                "hits MMR ranks first without it are not on this page; pass --per-item 0 for them")
-
-    how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
-           "other scenes' nearly as near tiles come first" if score_name == "distance" else
-           f"at most {AUTO_PER_ITEM} hits per scene come first while other scenes have hits")
-    near = "nearest" if score_name == "distance" else "best-scoring"
-    gone = (f"; {left[0]} of the {left[1]} {near} tiles {'is' if left[0] == 1 else 'are'} not on this page"
-            if left[0] else "")
-    return f"{how} (--per-item auto): the order is not by {score_name} alone{gone}; pass --per-item 0 for that"
 
 
 def _left_out(result, plain) -> tuple[int, int]:
@@ -42,17 +23,11 @@ def _left_out(result, plain) -> tuple[int, int]:
 def _served_notes(result, doc: dict | None, per_item) -> list[str]:
     """The notes of a search a running serve answered, and what its per-scene cap did to the order."""
     notes = [n for n in (doc or {}).get("notes") or [] if isinstance(n, str)]
-    if _per_item(per_item) == "auto" and _reordered(result) and not any(n.startswith("--mmr") for n in notes):
-        notes.append(_cap_note(result.score_name))
+    note = cap_note(result.score_name)
+    if (_per_item(per_item) == "auto" and reordered(result.hits, result.score_name) and note not in notes
+            and not any(n.startswith("--mmr") for n in notes)):  # a service older than the note
+        notes.append(note)
     return notes
-
-
-def _reordered(result) -> bool:
-    """Whether the per-scene cap moved hits out of score order."""
-    scores = [h.score for h in result.hits]
-    if result.score_name != "distance":
-        scores = [-v for v in scores]
-    return any(a > b for a, b in zip(scores, scores[1:]))
 
 
 def _fit(text: str, width: int) -> str:
@@ -109,4 +84,4 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
         echo_text(f"note: {note}", err=True)
 
 
-__all__ = ["_cap_note", "_fit", "_left_out", "_print_search", "_reordered", "_served_notes"]
+__all__ = ["_fit", "_left_out", "_print_search", "_served_notes"]

@@ -63,6 +63,8 @@ _FORMULA = re.compile(r"^[\s\u00a0\u3000\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]|
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 GEOPARQUET_VERSION = "1.1.0"
 EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+#: The STAC Table extension (the asset's ``table:row_count``).
+TABLE_EXTENSION = "https://stac-extensions.github.io/table/v1.2.0/schema.json"
 
 
 def format_for(path: str | Path) -> str:
@@ -529,7 +531,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
         href = str(rel)
     interval = _time_interval(parquet)
     doc = {
-        "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION],
+        "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION, TABLE_EXTENSION],
         "id": f"rsir-stac-embeddings-{bundle.model_id}",
         "title": f"rsir-stac tile embeddings ({bundle.model_id})",
         "description": ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "

@@ -98,6 +98,13 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
             log.warning("%s: native GSD %.3g m is much coarser than the model's %.3g m; tiling at its own GSD, "
                         "%.3g m (pass --gsd to force a resolution)", scene.item_id, native, gsd, own)
         return opened
+    if options.gsd is not None and reader.native_gsd > gsd * MAX_SMALL_SCENE_UPSAMPLE:
+        factor = reader.native_gsd / gsd  # a forced --gsd far finer than the scene: say what it makes
+        log.warning("%s: --gsd %.3g m enlarges its %.3g m pixels %.0fx (%dx%d px become %dx%d), beyond the 1-%gx "
+                    "the model was trained on: its tiles are interpolated pixels, near copies of each other; leave "
+                    "--gsd out (or pass --native-gsd) to tile it at its own GSD", scene.item_id, gsd,
+                    reader.native_gsd, factor, reader.width, reader.height, reader.grid_width, reader.grid_height,
+                    MAX_SMALL_SCENE_UPSAMPLE)
     if options.gsd is None and fine_fallback and _keeps_no_tile(reader, tile_size, options):
         coarsest = _coarsest_holding_a_tile(reader, gsd, tile_size, options)
         if coarsest is not None:

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import IncompatibleIndexError, InputError, PointNotFoundError
+from rsir_stac.examples import Example, ResolvedExample, check_examples, check_pixels
 from rsir_stac.labels import LabelSet
 from rsir_stac.store import SearchFilter, SearchHit
 from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
 
-from rsir_stac.search_notes import outside_note, ranking_notes, swapped_bbox_note  # noqa: E402
+from rsir_stac.search_notes import cap_note, outside_note, ranking_notes, reordered, swapped_bbox_note  # noqa: E402
 
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
@@ -59,35 +60,6 @@ def pick_strategy(strategy: str, negatives: int, mmr: float | None) -> str:
     if strategy != "auto":
         return strategy
     return "best_score" if negatives and mmr is None else "average"
-
-
-@dataclass(frozen=True)
-class Example:
-    """One query example: ``kind`` is ``image`` (a file path), ``pixels`` (an H×W×3 uint8
-    array), ``point`` (a stored point id), ``location`` ((lon, lat) in degrees: the stored
-    tile covering it) or ``vector`` (an image already embedded with this index's model,
-    :meth:`Index.embed_image`; it counts as an image example).  ``bands``: an ``image``
-    file's 1-based R,G,B bands (a multi-band GeoTIFF chip; default: as ingest chooses)."""
-
-    kind: str
-    value: Any
-    bands: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("image", "pixels", "point", "location", "vector"):
-            raise InputError(f"example kind {self.kind!r} is unknown; use image, pixels, point, location or vector")
-
-
-@dataclass(frozen=True)
-class ResolvedExample:
-    """An example with its vector; ``id``/``payload`` when it is a stored tile."""
-
-    kind: str
-    positive: bool
-    vector: np.ndarray
-    id: str | None = None
-    payload: dict | None = None
-    pixels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +161,9 @@ class Index:
         return self._embedder
 
     def embed_image(self, pixels: np.ndarray) -> np.ndarray:
-        return self.embedder.embed([pixels])[0]
+        """The stored-dimension vector of an H×W×3 uint8 RGB array (InputError otherwise:
+        :func:`~rsir_stac.examples.check_pixels`)."""
+        return self.embedder.embed([check_pixels(pixels)])[0]
 
     def resolve(self, examples: Sequence[Example], *, positive: bool = True,
                 prefer: SearchFilter | None = None) -> list[ResolvedExample]:
@@ -276,7 +250,7 @@ class Index:
         the engine query (:data:`rsir_stac.store.query.STRATEGIES`), or ``"auto"`` (the default,
         :func:`pick_strategy`: ``best_score`` with negatives, else ``average``); ``mmr``
         (diversity 0–1) re-ranks with maximal marginal relevance; ``per_item`` keeps
-        at most that many hits per scene (None: no cap); ``"auto"``, the default,
+        at most that many hits per scene (None or 0: no cap); ``"auto"``, the default,
         is a soft cap of :data:`AUTO_PER_ITEM`: hits from other scenes come first, so
         a page is not one scene's adjacent tiles, and the capped-out hits follow when
         there are no more scenes (a small index, a large k); ``exclude_within_m``
@@ -299,6 +273,11 @@ class Index:
 
         check_k(k, offset)
         expand = check_expand(expand)
+        if flt is not None and not isinstance(flt, SearchFilter):
+            raise InputError(f"flt is a {type(flt).__name__}, not a SearchFilter; give e.g. "
+                             "SearchFilter(bbox=(W, S, E, N), start=..., collections=(...))")
+        if per_item == 0 and not isinstance(per_item, bool):
+            per_item = None  # as the command line's --per-item 0 and the API's per_item 0: no cap
         fill = per_item == "auto"
         if fill:
             per_item = AUTO_PER_ITEM
@@ -336,7 +315,9 @@ class Index:
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
                                   + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
-                                                 mmr_note(mmr, hits, query.score_name))
+                                                 mmr_note(mmr, hits, query.score_name),
+                                                 cap_note(query.score_name) if fill and mmr is None
+                                                 and reordered(hits, query.score_name) else None)
                                      if n]))
 
     def _excluded_all_note(self, query, flt: SearchFilter | None, ids: frozenset,
@@ -347,7 +328,8 @@ class Index:
 
         if not self.store.query(query, 1, flt=flt, exclude=Exclusion(ids), with_payload=False):
             return None
-        d = f"{round(exclude_within_m):,}" if exclude_within_m >= 1 else f"{exclude_within_m:g}"
+        d = (f"{exclude_within_m:.3g}" if exclude_within_m >= 1e9 else f"{round(exclude_within_m):,}"
+             if exclude_within_m >= 1 else f"{exclude_within_m:g}")  # 1e30, not 31 digits
         return (f"every tile the search could return lies within {d} m of an example's footprint, "
                 "so --exclude-within (API: exclude_within_m) left none; lower the distance or widen the filters")
 
@@ -360,8 +342,9 @@ class Index:
         ``labels``.  Raises InputError when there is no positive (and what
         :meth:`label_examples` raises)."""
         pos = [Example(kind, v) for kind, v in (("image", image), ("point", point_id), ("location", at),
-                                                ("pixels", pixels)) if v is not None] + list(positives)
-        neg = list(negatives)
+                                                ("pixels", pixels)) if v is not None]
+        pos += check_examples(positives, "positives")
+        neg = check_examples(negatives, "negatives")
         if labels is not None:
             if not pos:
                 labels.require_positive()

@@ -165,3 +165,31 @@ def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
 
 __all__ = ["empty_filter_notes", "excluded_notes", "outside_note", "ranking_notes", "swapped_bbox_note",
            "unknown_collection_note"]
+
+
+def cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False) -> str:
+    """What the default soft per-scene cap (``per_item="auto"``) did to a page of hits: their order,
+    and ``left`` = (n, k): n of the k best-scoring tiles it left off the page (the command line
+    counts them with a second search).  Under ``mmr`` (whose own order has its own note,
+    :func:`rsir_stac.search.mmr_note`) only what it left off, counted against MMR's own first k."""
+    from rsir_stac.search import AUTO_PER_ITEM
+    from rsir_stac.store.query import FILL_PENALTY
+
+    if mmr:
+        return (f"at most {AUTO_PER_ITEM} hits per scene come first (--per-item auto; API: per_item): {left[0]} of "
+                f"the {left[1]} hits MMR ranks first without it are not on this page; pass --per-item 0 (API: "
+                "per_item 0) for them")
+    how = (f"hits beyond {AUTO_PER_ITEM} of one scene rank as if {round((FILL_PENALTY - 1) * 100)} % farther, so "
+           "other scenes' nearly as near tiles come first" if score_name == "distance" else
+           f"at most {AUTO_PER_ITEM} hits per scene come first while other scenes have hits")
+    near = "nearest" if score_name == "distance" else "best-scoring"
+    gone = (f"; {left[0]} of the {left[1]} {near} tiles {'is' if left[0] == 1 else 'are'} not on this page"
+            if left[0] else "")
+    return (f"{how} (--per-item auto; API: per_item): the order is not by {score_name} alone{gone}; pass "
+            "--per-item 0 (API: per_item 0) for that")
+
+
+def reordered(hits: Sequence[SearchHit], score_name: str) -> bool:
+    """Whether ``hits`` are out of ``score_name`` order (a distance rising, a score falling, is in order)."""
+    scores = [h.score if score_name == "distance" else -h.score for h in hits]
+    return any(a > b for a, b in zip(scores, scores[1:]))

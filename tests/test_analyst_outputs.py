@@ -387,7 +387,7 @@ def test_classify_edge_values(world, bundle, tmp_path):
     r = run.invoke(main, ["classify", "--index", idx, "--labels", str(labels), "--holdout", "0",
                           "--out", str(tmp_path / "h0.csv")])
     assert r.exit_code == 0, r.output
-    assert "no labels held out (--holdout 0)" in r.stdout and "too few labels" not in r.stdout
+    assert "no labels held out (--holdout 0; API: holdout)" in r.stdout and "too few labels" not in r.stdout
 
 
 # ---------------------------------------------------------------------------------- 7. minor

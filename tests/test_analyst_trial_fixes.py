@@ -310,7 +310,7 @@ def test_an_mmr_order_is_said_to_be_mmrs_not_the_per_scene_caps(world, bundle, i
     r = _run("search", "--index", copy, "--model", bundle.path, "--point-id", world[1][0].id,
              "-k", "12", "--mmr", "0.9")
     assert r.exit_code == 0, r.output
-    assert "--mmr 0.9" in r.stderr and "(--per-item auto): the order is not" not in r.stderr, r.stderr
+    assert "--mmr 0.9" in r.stderr and "(--per-item auto; API: per_item): the order is not" not in r.stderr, r.stderr
     assert "nearest tiles are not on this page" not in r.stderr  # MMR's first hits, not the nearest
     plain = index.search(positives=pos, k=12)
     assert not [n for n in plain.notes if n.startswith("--mmr")]

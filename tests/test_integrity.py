@@ -520,13 +520,13 @@ def test_index_in_use_exits_1(idx, tmp_path, built, tiny_bundle):
     with open_store(str(idx)):  # this process holds it (as an ingest would)
         for args in (["check", "--index", str(idx)], ["snapshot", str(tmp_path / "s.tar.gz"), "--index", str(idx)]):
             r = CliRunner().invoke(main, args)
-            assert r.exit_code == 1 and "is in use by another process" in r.output, r.output
+            assert r.exit_code == 1 and "is already open in this process" in r.output, r.output
         # ingest --json prints its report on stdout whatever the exit code, the run's own failure included
         r = CliRunner().invoke(main, ["ingest", built[0][0], "--index", str(idx), "--model", str(tiny_bundle.path),
                                       "--tile-size", "64", "--native-gsd", "--json"])
         assert r.exit_code == 1, r.output
         doc = json.loads(r.stdout)
-        assert doc["ok"] is False and "is in use by another process" in doc["error"] and doc["exit_code"] == 1
+        assert doc["ok"] is False and "is already open in this process" in doc["error"] and doc["exit_code"] == 1
         assert doc["points_written"] == 0
         assert r.stderr.strip().splitlines()[-1].startswith("error: index")
 

@@ -242,8 +242,8 @@ def test_serve_refuses_an_index_another_process_holds(setup, tiny_bundle):
         assert "Traceback" not in res.stderr and not (idx / ".serve.json").exists()
         with socket.socket() as s:  # the port was given back
             s.bind(("127.0.0.1", port))
-        r = CliRunner().invoke(main, ["info", "--index", str(idx)])
-        assert r.exit_code == 1 and "in use by another process" in r.output and "sending" not in r.output
+        r = CliRunner().invoke(main, ["info", "--index", str(idx)])  # in this process, which holds it
+        assert r.exit_code == 1 and "already open in this process" in r.output and "sending" not in r.output
     finally:
         holder.close()
 
@@ -334,8 +334,9 @@ def test_an_address_file_that_cannot_be_verified_gets_no_key(setup, monkeypatch,
                 r.output
             assert why in warnings[0], (url, warnings)
             assert r.exit_code == 1 and "note:" not in r.output and "sending the info" not in r.output, r.output
-            # the "in use" line does not repeat the file's address as the place work goes either
-            assert r.output.splitlines()[-1].startswith(f"error: index {idx} is in use by another process"), r.output
+            # the "in use" line (the holder is this test's own process) does not repeat the file's address
+            # as the place work goes either
+            assert r.output.splitlines()[-1].startswith(f"error: index {idx} is already open in this process"), r.output
             assert url not in r.output.splitlines()[-1], r.output
         assert here.got == [], here.got
     finally:

@@ -246,6 +246,12 @@ async def read_query(request: Any, model: type[BaseModel], max_bytes: int) -> Qu
         return QueryInput(_validate(model, _json(body, ("body",)), ("body",)))
     form = await request.form(max_files=MAX_IMAGES_API, max_fields=8, max_part_size=max_bytes)
     try:
+        from rsir_stac.api.strict import unknown_fields
+
+        errors = unknown_fields([k for k, _ in form.multi_items()], frozenset({"query", *IMAGE_FIELDS}),
+                                frozenset(IMAGE_FIELDS))
+        if errors:  # e.g. pos_image for positive_image: its image would be left out without a word
+            raise _invalid([{**e, "loc": ("body", e["loc"][1])} for e in errors])
         text = form.get("query") or "{}"
         if not isinstance(text, str):
             raise InputError("multipart field query must be JSON text (the JSON body's fields), not a file")

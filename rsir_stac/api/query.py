@@ -24,15 +24,14 @@ def run_query(svc: Any, query: Any, *, with_payload: bool = True) -> tuple[Any, 
 
     req = query.req
     pos, neg = bodies.examples(req.positives, "positives"), bodies.examples(req.negatives, "negatives")
-    n = len(pos) + len(neg) + len(query.images)
+    n = len({(e.kind, e.value) for e in pos + neg}) + len(query.images)  # a repeated example counts once
     if n > bodies.MAX_EXAMPLES_API:
-        raise InputError(f"{n} examples given; send at most {bodies.MAX_EXAMPLES_API}")
+        raise InputError(f"{n} distinct examples given; send at most {bodies.MAX_EXAMPLES_API}")
     places = len({e.value for e in pos + neg if e.kind == "location"})
     if places > bodies.MAX_PLACES_API:
         raise InputError(f"{places} places (lon/lat examples) given; send at most {bodies.MAX_PLACES_API}, or give "
                          "stored tiles by point_id")
-    labels = bodies.labels(req.labels)
-    n += len(labels.labels) if labels is not None else 0
+    labels = bodies.labels(req.labels)  # at most MAX_LABELS_API of them, checked by bodies.labels
     flt = bodies.search_filter(req)
     ipos, ineg = bodies.image_examples(svc, query.images)
     with svc.lock:
@@ -57,6 +56,7 @@ def query_router(svc: Any):
     """An ``APIRouter`` with ``POST /api/query`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Depends
 
+    from rsir_stac.api.search import page_notes
     from rsir_stac.apierrors import error_responses
     from rsir_stac.search import AUTO_PER_ITEM, to_geojson
     from rsir_stac.store.query import FILL_PENALTY
@@ -86,7 +86,7 @@ def query_router(svc: Any):
                     "score": result.score_name, "per_scene": AUTO_PER_ITEM if cap == "auto" else cap,
                     **({"per_scene_penalty": FILL_PENALTY} if cap == "auto" and result.score_name == "distance"
                        else {}),
-                    "notes": notes, "search_notes": list(result.notes),
+                    "notes": notes, "search_notes": page_notes(result),
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc
 

@@ -2,8 +2,8 @@
 ``POST /api/search/image`` (an uploaded image).
 
 All three answer the same GeoJSON FeatureCollection (``properties``: rank,
-distance, id and the payload) plus ``query``, ``k``, ``per_scene`` (the cap below), ``per_scene_penalty``,
-``notes`` and ``took_ms``, and apply the library's defaults of
+distance, id and the payload) plus ``query``, ``k``, ``offset`` and ``next_offset`` (paging, as ``POST /api/query``),
+``per_scene`` (the cap below), ``per_scene_penalty``, ``notes`` and ``took_ms``, and apply the library's defaults of
 :meth:`rsir_stac.search.Index.search`: the soft cap of
 :data:`rsir_stac.search.AUTO_PER_ITEM` hits per scene (``per_item="auto"``),
 the query tile itself left out unless ``include_query``.  An upload is decoded
@@ -22,6 +22,9 @@ from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, MAX_K, build_filter, ch
 from rsir_stac.errors import InputError
 from rsir_stac.evaluate import MAX_EXPAND
 
+
+#: OpenAPI description of ``offset``.
+OFFSET_DOC = "Skip this many results: the next page starts at the answer's next_offset (offset + k <= 10,000)."
 
 #: An upload whose shorter side is under the model's input size divided by this gets a warning.
 SMALL_UPLOAD_FACTOR = 4
@@ -48,13 +51,22 @@ def _location(lon: Any, lat: Any) -> tuple[float, float]:
     return float(lon), float(lat)
 
 
+def page_notes(result: Any) -> list[str]:
+    """The notes of ``result`` about the search itself, as the map page shows them: all but the one on
+    the per-scene cap's order, which the page words itself with the rank it starts at."""
+    from rsir_stac.search_notes import cap_note
+
+    return [n for n in result.notes if n != cap_note(result.score_name)]
+
+
 def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = None, vector: Any = None,
                flt: Any = None, k: int = 10, include_query: bool = False, started: float | None = None,
-               expand: int = 0) -> dict:
-    """One search's answer document (see the module docstring); ``vector``: an embedded upload;
+               expand: int = 0, offset: int = 0) -> dict:
+    """One search's answer document (see the module docstring): hits ``offset .. offset+k``
+    (``next_offset``: the next page's, null on the last); ``vector``: an embedded upload;
     ``started``: ``time.perf_counter()`` when the request's work began (``took_ms``)."""
     from rsir_stac.search import AUTO_PER_ITEM, Example, to_geojson
-    from rsir_stac.store.query import FILL_PENALTY
+    from rsir_stac.store.query import FILL_PENALTY, MAX_K as MAX_PAGED
 
     k = check_k(k)
     at = None
@@ -65,7 +77,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     t0 = time.perf_counter() if started is None else started
     positives = [Example("vector", vector)] if vector is not None else []
     with svc.lock:
-        result = svc.index.search(point_id=point_id, at=at, positives=positives, flt=flt, k=k,
+        result = svc.index.search(point_id=point_id, at=at, positives=positives, flt=flt, k=k, offset=offset,
                                   include_query=include_query, expand=expand)
     doc = svc.public(to_geojson(result))
     q = doc.get("query") or {}
@@ -77,10 +89,12 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
         q["at"] = list(at)
     doc["query"] = q
     doc["k"] = k
+    doc["offset"] = offset
+    doc["next_offset"] = offset + k if len(result.hits) == k and offset + k < MAX_PAGED else None
     doc["per_scene"] = AUTO_PER_ITEM  # the soft cap these searches apply (the page explains its order)
     doc["per_scene_penalty"] = FILL_PENALTY  # beyond it a distance ranks as if this many times larger
     doc["notes"] = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
-    doc["search_notes"] = list(result.notes)  # the ones about this search itself (the page counts the filters' own)
+    doc["search_notes"] = page_notes(result)  # about this search itself (the page counts the filters' own)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc
 
@@ -109,13 +123,14 @@ def search_router(svc: Any):
         k: int = Query(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
         include_query: bool = Query(False, description="Keep the query tile itself in the results."),
         expand: int = Query(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC),
+        offset: int = Query(0, ge=0, description=OFFSET_DOC),
     ) -> dict:
         """Nearest stored tiles to a stored tile, as a GeoJSON FeatureCollection of footprints
         (``properties``: rank, distance, id and the payload) plus ``query`` information; at most
         3 hits per scene while other scenes have hits (``notes``: tiles a filter leaves out)."""
         flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
         return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query,
-                          expand=expand)
+                          expand=expand, offset=offset)
 
     class SearchRequest(StrictBody):
         point_id: str | None = Field(None, description="Query with a stored tile's id.")
@@ -130,6 +145,7 @@ def search_router(svc: Any):
         k: int = Field(10, ge=1, le=MAX_K, description=FILTER_DOC["k"])
         include_query: bool = False
         expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
+        offset: int = Field(0, ge=0, description=OFFSET_DOC)
 
     @router.post("/api/search", summary="Search (JSON body)", responses=error_responses(400, 404, 413, 422))
     def api_search_post(req: SearchRequest = Body(...)) -> dict:
@@ -137,7 +153,7 @@ def search_router(svc: Any):
         flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
                            collection=req.collection)
         return run_search(svc, point_id=req.point_id, lon=req.lon, lat=req.lat, flt=flt, k=req.k,
-                          include_query=req.include_query, expand=req.expand)
+                          include_query=req.include_query, expand=req.expand, offset=req.offset)
 
     lim = svc.limits
 
@@ -155,6 +171,7 @@ def search_router(svc: Any):
         polygon: str | None = Form(None, description=FILTER_DOC["polygon"]),
         k: int = Form(10, ge=1, le=MAX_K, description=FILTER_DOC["k"]),
         expand: int = Form(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC),
+        offset: int = Form(0, ge=0, description=OFFSET_DOC),
     ) -> dict:
         """Embed the uploaded image with the index's model and return the nearest stored tiles (at most
         3 per scene while other scenes have hits, as ``GET /api/search``).
@@ -170,7 +187,7 @@ def search_router(svc: Any):
             size = [int(pixels.shape[1]), int(pixels.shape[0])]
             vector = svc.embed(pixels)
             del pixels
-        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand)
+        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand, offset=offset)
         doc["query"]["size"] = size
         warning = small_upload_warning(size, svc.index.bundle.input_size)
         if warning:
@@ -181,4 +198,4 @@ def search_router(svc: Any):
     return router
 
 
-__all__ = ["SMALL_UPLOAD_FACTOR", "run_search", "search_router", "small_upload_warning"]
+__all__ = ["SMALL_UPLOAD_FACTOR", "page_notes", "run_search", "search_router", "small_upload_warning"]

@@ -42,6 +42,7 @@ from __future__ import annotations
 import gc
 import logging
 import queue
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -82,7 +83,7 @@ def _gc_frozen() -> Iterator[None]:
 
 @_gc_frozen()
 def ingest(
-    sources: Sequence[str],
+    sources: Sequence[str] | str | os.PathLike,
     *,
     store=None,
     index: str | None = None,
@@ -92,12 +93,16 @@ def ingest(
     options: IngestOptions = IngestOptions(),
     progress: Callable[[IngestEvent], None] | None = None,
 ) -> IngestReport:
-    """Ingest ``sources`` into a store (an open ``store``, or one opened from
-    ``index`` / ``qdrant_url`` once every source has been listed)."""
+    """Ingest ``sources`` (paths or URLs of rasters, folders and STAC documents; one path
+    alone is taken as a list of it) into a store (an open ``store``, or one opened from
+    ``index`` / ``qdrant_url`` once every source has been listed).  Raises InputError for
+    options that cannot be meant (:func:`~rsir_stac.ingest.options.check_options`)."""
     from rsir_stac.model.bundle import ModelBundle, load_bundle
 
     emit = progress or (lambda e: None)
     t0 = time.time()
+    if isinstance(sources, (str, os.PathLike)):  # one path, not its characters
+        sources = [os.fspath(sources)]
     check_options(options)
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
     report = IngestReport(model_id=bundle.model_id)

@@ -33,6 +33,35 @@ class IngestOptions:
     nodata: float | None = None  # a nodata value for sources that declare none (nor a mask or alpha)
     relabel: bool = True  # give indexed tiles of a bare raster this run's collection/datetime (HTTP jobs: opt-in)
 
+    def __post_init__(self) -> None:
+        if self.datetime is not None:
+            object.__setattr__(self, "datetime", acquisition_time(self.datetime))
+
+
+def acquisition_time(value: Any) -> tuple[Any, Any]:
+    """``IngestOptions.datetime`` as ``(start, end)`` UTC datetimes: from the text ``ingest --datetime``
+    takes (an instant, a date, a month or year, or ``START/END``), one ``datetime`` (an instant), or a
+    ``(start, end)`` pair of either (a date as the end covers that day); a time without a zone is
+    read as UTC.  Raises InputError for anything else, an open end, or an end before the start."""
+    from datetime import datetime
+
+    from rsir_stac.store.filter_parse import _as_utc, parse_acquisition_datetime
+
+    if isinstance(value, str):
+        return parse_acquisition_datetime(value, "datetime")
+    if isinstance(value, datetime):
+        return _as_utc(value), _as_utc(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (str, datetime)) for v in value):
+        start = parse_acquisition_datetime(value[0], "datetime start")[0] if isinstance(value[0], str) \
+            else _as_utc(value[0])
+        end = parse_acquisition_datetime(value[1], "datetime end")[1] if isinstance(value[1], str) \
+            else _as_utc(value[1])
+        if end < start:
+            raise InputError(f"datetime {value[0]}/{value[1]} ends before it starts; swap the two")
+        return start, end
+    raise InputError(f"datetime {value!r} is not an acquisition time; give a datetime, a (start, end) pair or the "
+                     "text --datetime takes, e.g. '2020-06-01' or '2020-01-01/2020-12-31'")
+
 
 def cli_flag(field: str) -> str:
     """An option's name on the command line: ``tile_size`` -> ``--tile-size``."""
@@ -43,7 +72,8 @@ def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag)
     """Refuse, before any work, sizes that cannot be meant: zero or negative pixels, a GSD
     that is not a positive number of metres, a tile outside
     :data:`~rsir_stac.tiling.scene.MIN_TILE`..:data:`~rsir_stac.tiling.scene.MAX_TILE` px,
-    ``--gsd`` together with ``--native-gsd`` (InputError naming the option as ``flag`` spells
+    ``--gsd`` together with ``--native-gsd``, an unknown ``--edge``, a ``--min-valid`` outside
+    0..1 (InputError naming the option as ``flag`` spells
     it: the CLI's ``--tile-size``, or the HTTP job's ``tile_size``)."""
     from rsir_stac.tiling.scene import MAX_TILE, MIN_TILE
 
@@ -66,6 +96,17 @@ def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag)
                          "each scene's own)")
     if options.collection is not None:
         check_collection_name(options.collection, flag("collection"))
+    from rsir_stac.tiling.grid import EDGE_MODES
+
+    if options.edge not in EDGE_MODES:
+        raise InputError(f"{flag('edge')} {options.edge!r} is invalid; use one of {', '.join(EDGE_MODES)}")
+    try:
+        valid_ok = 0.0 <= float(options.min_valid) <= 1.0 and not isinstance(options.min_valid, bool)
+    except (TypeError, ValueError):
+        valid_ok = False
+    if not valid_ok:
+        raise InputError(f"{flag('min_valid')} {options.min_valid!r} is invalid; give the fraction of a tile that "
+                         "must hold data, between 0 and 1 (e.g. 0.5)")
 
 
 def check_collection_name(name: str, option: str = "--collection") -> None:

@@ -251,7 +251,7 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError(f"index {self.index} is closed; open it again with open_store()")
+            raise StoreError(f"index {self.index} is closed; open it again (rsir_stac.search.Index.open, or rsir_stac.store.open_store for the store alone)")
 
     def meta(self) -> CollectionMeta | None:
         self._check_open()

@@ -87,6 +87,16 @@ EARTH_RADIUS_M = 6371008.8
 # --------------------------------------------------------------------------- dataclass
 
 
+def _float_tuple(value: Any, what: str, form: str) -> tuple[float, ...]:
+    """``value`` as a tuple of floats; InputError naming ``what`` and its ``form`` for anything
+    that is not a sequence of numbers (a dict, a number, a list holding text)."""
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}={value!r} is not a sequence of numbers; give ({form}), or the text form "
+                         "the command line takes") from None
+
+
 @dataclass(frozen=True)
 class SearchFilter:
     """Constraints on tile payloads; every given constraint must hold."""
@@ -102,10 +112,12 @@ class SearchFilter:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.bbox is not None:
-            set_(self, "bbox", _check_bbox(tuple(float(v) for v in self.bbox), "bbox"))
-        if self.near is not None:
-            set_(self, "near", _check_near(tuple(float(v) for v in self.near), "near"))
+        if self.bbox is not None:  # (W, S, E, N), or the command line's "W,S,E,N" text
+            set_(self, "bbox", parse_bbox(self.bbox) if isinstance(self.bbox, str)
+                 else _check_bbox(_float_tuple(self.bbox, "bbox", "W, S, E, N in degrees"), "bbox"))
+        if self.near is not None:  # (lon, lat, radius_m), or "LON,LAT,RADIUS_M"
+            set_(self, "near", parse_near(self.near) if isinstance(self.near, str)
+                 else _check_near(_float_tuple(self.near, "near", "lon, lat in degrees, radius in metres"), "near"))
         if self.polygon is not None:
             set_(self, "polygon", as_area(self.polygon))
         start = _as_utc(self.start) if self.start is not None else None

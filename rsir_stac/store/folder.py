@@ -96,6 +96,9 @@ def _in_use_message(index: Path, holder: str) -> str:
                     f"the map page or POST {url}/api/query/export; other commands need it stopped")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UnverifiedServiceError):
         pass
+    if holder and holder == str(os.getpid()):  # a library user opening the same index twice
+        return (f"index {index} is already open in this process; use the open Index (or store) or close it "
+                "first (`with Index.open(...) as idx:` closes it at the end of the block)")
     return f"index {index} is in use by another process (pid {holder or '?'}); wait for it or use another --index"
 
 

@@ -220,7 +220,7 @@ class ServerStore(Store):
 
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self._closed:
-            raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
+            raise StoreError(f"{self.describe()} is closed; open it again (rsir_stac.search.Index.open, or rsir_stac.store.open_store for the store alone)")
         try:
             return fn(*args, **kwargs)
         except StoreError:
@@ -343,7 +343,7 @@ class ServerStore(Store):
 
     def meta(self) -> CollectionMeta | None:
         if self._closed:
-            raise StoreError(f"{self.describe()} is closed; open it again with open_store()")
+            raise StoreError(f"{self.describe()} is closed; open it again (rsir_stac.search.Index.open, or rsir_stac.store.open_store for the store alone)")
         return self._meta
 
     def ensure_collection(self, dim: int, model_id: str) -> None:

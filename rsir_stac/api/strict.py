@@ -1,0 +1,86 @@
+"""Operations take only the fields they name: a misspelt query parameter or form field
+(``bbx=``, ``offest=``) is refused with 422, as an extra field of a JSON body is
+(:class:`rsir_stac.api.bodies.StrictBody`), instead of filtering or paging nothing without
+a word; so is a single-valued parameter given twice (``k=1&k=2``: which one was meant?).
+
+No postponed annotations: FastAPI reads the dependency's annotations at definition time.
+"""
+
+import types
+import typing
+from typing import Any
+
+#: Names every operation takes besides its own: the API key may come as a query parameter
+#: (:func:`rsir_stac.serve._key_scheme`).
+ALWAYS_ALLOWED = frozenset({"api_key"})
+
+
+def _repeatable(annotation: Any) -> bool:
+    """Whether a parameter of this annotation takes several values (``list[str] | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_repeatable(a) for a in typing.get_args(annotation))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
+
+
+def declared_fields(route: Any) -> tuple[frozenset, frozenset, frozenset]:
+    """``(query names, form names, names that may repeat)`` of a FastAPI ``APIRoute``, its
+    dependencies' included (their aliases, as a client spells them)."""
+    query_params, body_params, todo = [], [], [route.dependant]
+    while todo:  # the dependant and its sub-dependencies (FastAPI's Dependant tree)
+        d = todo.pop()
+        query_params += list(getattr(d, "query_params", ()))
+        body_params += list(getattr(d, "body_params", ()))
+        todo += list(getattr(d, "dependencies", ()))
+    many = frozenset(p.alias for p in query_params + body_params if _repeatable(p.field_info.annotation))
+    return frozenset(p.alias for p in query_params), frozenset(p.alias for p in body_params), many
+
+
+def unknown_fields(given: list[str], known: frozenset, many: frozenset) -> list[dict]:
+    """FastAPI-style validation errors (``loc``, ``msg``, ``type``) for the names in ``given``
+    (in order, repeats kept) that are not ``known``, and for a single-valued name given twice."""
+    errors, seen = [], set()
+    for name in given:
+        if name not in known and name not in ALWAYS_ALLOWED:
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
+                           "msg": f"{name!r} is not a field of this operation; check its spelling (the fields "
+                                  f"are {', '.join(sorted(known)) or 'none'})"})
+        elif name in seen and name not in many:
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
+                           "msg": f"{name!r} is given more than once; give it once"})
+        seen.add(name)
+    return errors
+
+
+def strict_fields():
+    """A FastAPI dependency refusing (422) query parameters and form fields the operation does
+    not declare (:func:`unknown_fields`).  Bodies read by :func:`rsir_stac.api.bodies.read_query`
+    check their own form fields (that reader sets the form's limits, so the form is not read here
+    first); the form of an operation with ``Form``/``File`` parameters is already parsed, by
+    FastAPI, when this runs."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+
+    cache: dict[int, tuple[frozenset, frozenset, frozenset]] = {}
+
+    async def check(request: Request) -> None:
+        route = request.scope.get("route")
+        if route is None or not hasattr(route, "dependant"):  # not an API route (older frameworks: no check)
+            return
+        if route.path.endswith(".png"):  # image URLs: map and web clients add their own (cache busters)
+            return
+        if id(route) not in cache:
+            cache[id(route)] = declared_fields(route)
+        query, form, many = cache[id(route)]
+        errors = unknown_fields([k for k, _ in request.query_params.multi_items()], query, many)
+        if form:
+            fields = await request.form()  # the form FastAPI parsed (with its limits) for this operation
+            errors += [{**e, "loc": ("body", e["loc"][1])}
+                       for e in unknown_fields([k for k, _ in fields.multi_items()], form, many)]
+        if errors:
+            raise RequestValidationError(errors)
+
+    return check
+
+
+__all__ = ["ALWAYS_ALLOWED", "declared_fields", "strict_fields", "unknown_fields"]

@@ -1,0 +1,114 @@
+"""Query examples: what a search is given (:class:`Example`) and what it searches with
+(:class:`ResolvedExample`), each value checked when the example is made, so a wrong
+type is one :class:`~rsir_stac.errors.InputError` naming the fix rather than an error
+from deep inside the network or the store.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.errors import InputError
+
+#: The kinds of :class:`Example`.
+EXAMPLE_KINDS = ("image", "pixels", "point", "location", "vector")
+
+
+def check_pixels(value: Any, what: str = "pixels") -> np.ndarray:
+    """``value`` as the ``H x W x 3`` RGB ``uint8`` array the network embeds (H, W >= 1 pixels).
+
+    Raises InputError naming ``what`` for another dtype (a float image in 0..1, 16-bit
+    counts), another shape (grey ``H x W``, RGBA ``H x W x 4``) or no pixels, with the
+    conversion that fixes it; :func:`rsir_stac.tiling.read_image` reads a file, of any of
+    these, as ingest reads its tiles."""
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{what} is a {type(value).__name__}, not a numpy array; give an H×W×3 uint8 RGB array, "
+                         "or a file through image= (rsir_stac.tiling.read_image reads one as ingest does)")
+    if value.dtype != np.uint8:
+        fix = ("scale it first, e.g. (a * 255).round().astype(np.uint8) for values in 0..1"
+               if value.dtype.kind == "f" else
+               "stretch it to 0..255 first, or give the file through image= (read as ingest reads tiles)")
+        raise InputError(f"{what} is a {value.dtype} array; the network takes uint8 RGB (0..255): {fix}")
+    if value.ndim != 3 or value.shape[2] != 3:
+        raise InputError(f"{what} has shape {value.shape}, not H×W×3 (RGB); give a grey H×W array as "
+                         "np.repeat(a[..., None], 3, axis=2) and an RGBA one as a[..., :3]")
+    if value.shape[0] < 1 or value.shape[1] < 1:
+        raise InputError(f"{what} has shape {value.shape}: it holds no pixels; give an image of at least 1×1 pixels")
+    return value
+
+
+def check_location(value: Any, what: str = "location") -> tuple[float, float]:
+    """``value`` as ``(lon, lat)`` in degrees: exactly two numbers (range checks are the
+    store's, :meth:`~rsir_stac.store.base.Store.point_at`).  Raises InputError otherwise."""
+    bad = InputError(f"{what} {value!r} is not a (lon, lat) pair; give two numbers in degrees, e.g. (-95.36, 29.75)")
+    if isinstance(value, (str, bytes)):
+        raise bad
+    try:
+        if len(value) != 2:
+            raise bad
+        return float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        raise bad from None
+
+
+@dataclass(frozen=True)
+class Example:
+    """One query example: ``kind`` is ``image`` (a file path), ``pixels`` (an H×W×3 uint8
+    array), ``point`` (a stored point id), ``location`` ((lon, lat) in degrees: the stored
+    tile covering it) or ``vector`` (an image already embedded with this index's model,
+    :meth:`rsir_stac.search.Index.embed_image`; it counts as an image example).  ``bands``: an
+    ``image`` file's 1-based R,G,B bands (a multi-band GeoTIFF chip; default: as ingest chooses).
+
+    Raises InputError for an unknown kind or a value of the wrong type or shape
+    (:func:`check_pixels`, :func:`check_location`)."""
+
+    kind: str
+    value: Any
+    bands: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXAMPLE_KINDS:
+            raise InputError(f"example kind {self.kind!r} is unknown; use image, pixels, point, location or vector")
+        if self.kind == "pixels":
+            check_pixels(self.value, "pixels example")
+        elif self.kind == "location":
+            object.__setattr__(self, "value", check_location(self.value, "location example"))
+        elif self.kind == "point" and not isinstance(self.value, (str, uuid.UUID)):
+            raise InputError(f"point example {self.value!r} is not a point id; give the stored tile's id as text")
+        elif self.kind == "image" and not isinstance(self.value, (str, os.PathLike)):
+            raise InputError(f"image example {self.value!r} is not a path; give the image file's path (or the "
+                             "array as Example('pixels', a))")
+
+
+@dataclass(frozen=True)
+class ResolvedExample:
+    """An example with its vector; ``id``/``payload`` when it is a stored tile."""
+
+    kind: str
+    positive: bool
+    vector: np.ndarray
+    id: str | None = None
+    payload: dict | None = None
+    pixels: np.ndarray | None = None
+
+
+def check_examples(examples: Any, what: str) -> list[Example]:
+    """``examples`` (a ``positives``/``negatives`` argument) as a list of :class:`Example`;
+    InputError naming ``what`` for text, one bare Example or anything else in the list."""
+    if isinstance(examples, (str, bytes, Example)) or not hasattr(examples, "__iter__"):
+        raise InputError(f"{what} must be a list of Example objects, e.g. [Example('point', ID)] or "
+                         "[Example('location', (lon, lat))]")
+    out = list(examples)
+    bad = next((e for e in out if not isinstance(e, Example)), None)
+    if bad is not None:
+        raise InputError(f"{what} holds {bad!r}, not an Example; wrap it, e.g. Example('point', ID) for a stored "
+                         "tile's id or Example('location', (lon, lat))")
+    return out
+
+
+__all__ = ["EXAMPLE_KINDS", "Example", "ResolvedExample", "check_examples", "check_location", "check_pixels"]
