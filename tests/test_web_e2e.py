@@ -345,6 +345,53 @@ def test_gallery_scrolls_at_k50_at_every_size(browser, server):
         pg.close()
 
 
+def test_next_and_previous_pages_and_details_come_into_view(browser, server):
+    """Page trial 3 and 4: results beyond the first page (the API pages with offset; the page had no
+    control for it), and a clicked result's details (Search from this, Positive, Negative) opened
+    above the gallery out of view."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-a")))
+    pg = Page(browser, base, path=f"/?q=p:{pid}&k=5")
+    try:
+        pg.wait_results(5)
+        assert pg.p.is_visible("#pager") and pg.p.inner_text("#page-text") == "Results 1–5"
+        assert pg.p.is_disabled("#page-prev") and not pg.p.is_disabled("#page-next")
+        first = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        pg.p.click("#page-next")
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 6–10'", timeout=30_000)
+        pg.wait_results(5)
+        second = pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)")
+        assert not set(first) & set(second)
+        assert pg.p.inner_text("#gallery .card .rank") == "6" and "o=5" in pg.p.url
+        pg.shots("pager")
+        pg.p.reload()  # the page is in the link
+        pg.p.wait_for_function("document.querySelector('#page-text') && document.querySelector('#page-text').innerText === 'Results 6–10'",
+                               timeout=30_000)
+        pg.p.click("#page-prev")
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 1–5'", timeout=30_000)
+        assert pg.p.evaluate("Array.from(document.querySelectorAll('#gallery .card')).map(c => c.dataset.id)") == first
+        # a new query starts at its first page
+        pg.p.click("#page-next")
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 6–10'", timeout=30_000)
+        pg.search_by_id(first[0], 5)
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 1–5'", timeout=30_000)
+        assert "o=" not in pg.p.url
+        # a result far down the gallery: its details come into view
+        pg.p.set_viewport_size({"width": 1366, "height": 768})
+        pg.p.select_option("#k", "50")
+        pg.wait_results(50)
+        card = pg.p.locator("#gallery .card").nth(30)
+        card.scroll_into_view_if_needed()
+        card.click()
+        pg.p.wait_for_selector("#details:not([hidden])")
+        pg.p.wait_for_timeout(300)
+        b = pg.p.locator("#details button.primary").bounding_box()
+        assert b is not None and 0 <= b["y"] and b["y"] + b["height"] <= 768, b
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def test_query_expansion_control_and_link(browser, server):
     base, points = server
     pid = next(iter(_scene_points(points, "scene-a")))
@@ -634,6 +681,8 @@ def test_find_all_and_server_exports(browser, server, tmp_path):
         pg.wait_status("Find all:", timeout=120_000)
         assert pg.p.locator("#progress").is_hidden()
         assert " scored" in pg.status()
+        # 5 labels hold none out: the status says why there is no held-out precision/recall (page trial 2)
+        assert "too few labels to hold any out" in pg.status() and "Held-out check" not in pg.status()
         pg.shots("findall")
         # zoomed out past the whole world (Leaflet's view then runs beyond -180..180): the view's
         # box sent with "find all" is wrapped and clamped, so every tile is scored

@@ -98,6 +98,7 @@ function filtersChanged() {
   $("datetime").value = dates;
   state.collections = Array.from($("collection").selectedOptions).map((o) => o.value);
   state.k = parseInt($("k").value, 10) || 10;
+  state.offset = 0;   // other filters or count: the first page again
   state.expand = parseInt($("expand").value, 10) || 0;
   if (state.query) run(state.query);
   else { saveUrl(false); syncImagery(); }
@@ -113,8 +114,10 @@ $("goto").addEventListener("submit", (ev) => {
   if (v.length !== 2 || !v.every(Number.isFinite) || Math.abs(v[0]) > 180 || Math.abs(v[1]) > 90) {
     // lat, lon (the order of most web maps) fits the other way round: say so
     const swapped = v.length === 2 && v.every(Number.isFinite) && Math.abs(v[1]) <= 180 && Math.abs(v[0]) <= 90;
+    const range = v.length === 2 && v.every(Number.isFinite) && !swapped
+      ? (Math.abs(v[0]) > 180 ? `Longitude ${v[0]} is outside -180..180. ` : `Latitude ${v[1]} is outside -90..90. `) : "";
     setStatus(swapped ? `Latitude ${v[1]} is outside -90..90: the place is lon, lat; did you mean ${v[1]}, ${v[0]}?`
-                      : "Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
+                      : range + "Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
     return;
   }
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));

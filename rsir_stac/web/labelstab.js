@@ -178,6 +178,16 @@ function scoredWhere() {
   return parts.join(", ");
 }
 
+/** The held-out check of a find-all answer's summary in words ("" when none was held out: a note
+ *  of the service says why). */
+function heldOut(sm) {
+  if (!sm.holdout) return "";
+  const num = (v) => (typeof v === "number" ? v.toFixed(2) : "n/a");
+  return ` Held-out check on ${plural(sm.holdout, "label")}: precision ${num(sm.precision)}, recall ${num(sm.recall)}` +
+    (sm.precision === null ? " (none predicted positive: try a lower threshold)" : "") +
+    (sm.holdout < 10 ? " (few labels: a rough figure, look at the hits too)." : ".");
+}
+
 $("classify").onclick = async () => {
   const why = datesRefused();
   if (why) { refuseDates(why, "Find all"); return; }
@@ -200,7 +210,7 @@ $("classify").onclick = async () => {
       : ` at or above probability ${sm.threshold}`) +
               (sm.scored !== undefined ? ` (${plural(sm.scored, "tile")} scored)` : "") + ` ${where}` +
               (nf ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
-              ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
+              heldOut(sm) + ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
   } catch (err) {
     setStatus(friendly(err.message), "error");
   } finally {
@@ -231,5 +241,5 @@ function exportBody() {
       : q.kind === "point" || q.pinned ? { positives: [{ point_id: q.kind === "point" ? q.id : q.pinned }], negatives: [] }
         : { positives: [{ lon: q.lon, lat: q.lat }], negatives: [] };
   return Object.assign({ positives: ex.positives, negatives: ex.negatives, k: state.k }, filters(),
-    state.expand ? { expand: state.expand } : {});
+    state.expand ? { expand: state.expand } : {}, state.offset ? { offset: state.offset } : {});   // the page shown
 }

@@ -31,6 +31,7 @@ export function applyState(s, first) {
   state.query = s.query;   // before any map move: moveend writes the state to the URL
   state.view = s.view;
   state.k = s.k;
+  state.offset = s.offset || 0;
   state.expand = s.expand;
   state.datetime = s.datetime;
   state.collections = s.collections;
@@ -43,6 +44,10 @@ export function applyState(s, first) {
   $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   const notes = leftOut(s);
+  if (first && !s.query && history.state && history.state.upload) {   // an upload lives in the page only
+    notes.push(`the uploaded image ${history.state.upload} searched before the reload is not kept (links and ` +
+               "reloads keep no uploads); upload it again to search with it");
+  }
   // a reload keeps the history entry but not the find-all hits it showed (they live in the page)
   if (first && history.state && history.state.hits && !hitsOfEntry(history.state.hits)) {
     notes.push("the Find all hits shown before the page was reloaded are not kept; press Find all in the Labels tab to score the tiles again");

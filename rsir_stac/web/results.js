@@ -223,13 +223,19 @@ function card(f, scored) {
   const c = tileCard(f, `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`,
                      (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?"));
   c.setAttribute("aria-pressed", "false");
-  c.onclick = () => handlers.onSelect(f.id, true);
+  c.onclick = (ev) => {   // a click or a tap (detail > 0), not Enter (cardKeys): the details come into view
+    byPointer = ev.detail > 0;
+    try { handlers.onSelect(f.id, true); } finally { byPointer = false; }
+  };
   cardKeys(c, () => handlers.onSelect(f.id, true), (label) => handlers.onLabel(f.id, label));
   c.onmouseenter = () => { const l = footprints.get(f.id); if (l) l.setStyle({ weight: 3.5 }); };
   c.onmouseleave = () => restyle(f.id);
   cards.set(f.id, c);
   return c;
 }
+
+/** The selection being made comes from a click or tap on a card (which focuses it, as Enter's does not). */
+let byPointer = false;
 
 /** Select a result: highlight footprint and card, optionally zoom, and show its details. */
 export function select(id, zoom) {
@@ -246,15 +252,19 @@ export function select(id, zoom) {
     layer.bringToFront();
     if (zoom) {
       const b = layer.getBounds();
-      if (!map.getBounds().contains(b) || map.getZoom() < 14) map.fitBounds(b, { padding: [60, 60], maxZoom: 18 });
+      // a tile framed, not filled: at its own size on screen the imagery would be pixels
+      if (!map.getBounds().contains(b) || map.getZoom() < 14) map.fitBounds(b.pad(1.5), { padding: [60, 60], maxZoom: 16 });
     }
   }
   const c = cards.get(id);
-  const onCard = c && document.activeElement === c;
+  const onCard = c && document.activeElement === c && !byPointer;
   if (c && !onCard) c.scrollIntoView({ block: "nearest" });
   showDetails(f);
-  // from the card (the keyboard): the details open above the gallery; the card stays in view
+  // from the card (the keyboard, whose P/N keys label it): the details open above the gallery and the
+  // card stays in view; a click or a tap: the details (Search from this, Positive, Negative) come into
+  // view, with the card below them where the panel has room
   if (onCard) c.scrollIntoView({ block: "nearest" });
+  else $("details").scrollIntoView({ block: "nearest" });
 }
 
 function row(dl, term, value, help) {

@@ -10,7 +10,7 @@ import { scenesDoc } from "./indexinfo.js";
 import * as labels from "./labels.js";
 import { COLOURS } from "./map.js";
 import { clearResults, el, queryLayer, resultById, select, shortDate, showResults } from "./results.js";
-import { saveUrl, state } from "./state.js";
+import { saveUrl, stampUpload, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
 import { uploadUrl } from "./uploads.js";
 
@@ -40,6 +40,7 @@ const NO_POSITIVES = "Refining needs at least one positive label: select a resul
 /** No results on screen (a failed search, or a query that is gone): nothing left that looks current. */
 export function showNothing() {
   lastDoc = null;
+  $("pager").hidden = true;
   clearResults();
   queryLayer.clearLayers();
   $("query").innerHTML = "";
@@ -61,6 +62,7 @@ export function filters() {
 function filterParams(extra) {
   const q = new URLSearchParams(extra || {});
   q.set("k", String(state.k));
+  if (state.offset) q.set("offset", String(state.offset));
   if (state.expand) q.set("expand", String(state.expand));
   if (state.datetime) q.set("datetime", state.datetime);
   for (const c of state.collections) q.append("collection", c);
@@ -104,7 +106,7 @@ function capNote(doc, scored) {
   }
   return `from rank ${from + 1} on, the results are not in ${scored ? "score" : "distance"} order: at most ` +
     `${doc.per_scene} tiles per scene come first while other scenes have results, so more ${scored ? "alike" : "similar"} ` +
-    "tiles of the same scenes follow farther ones, or are left out (a larger Results count shows more of them)";
+    "tiles of the same scenes follow farther ones, or come on later pages (Next)";
 }
 
 /** The imagery follows the filters and shows the selected result's own scene over the others. */
@@ -138,7 +140,8 @@ export async function run(query, opts) {
   // an uploaded image the service may refuse (not an image, too many pixels, transparent): the
   // results, query and address shown stay until it answers with results
   const upload = query.kind === "image";
-  const before = { query: state.query, selected: state.selected };
+  const before = { query: state.query, selected: state.selected, offset: state.offset };
+  if (query !== state.query && !opts.keepOffset) state.offset = 0;   // a new query starts at its first page
   if (!upload) {
     state.query = query;
     if (!opts.keepSelection) state.selected = null;
@@ -161,7 +164,8 @@ export async function run(query, opts) {
       for (const [k, v] of filterParams()) form.append(k, v);
       doc = await api(apiUrl("search/image"), { method: "POST", body: form });
     } else if (query.kind === "labels") {
-      doc = await labels.refineQuery(Object.assign(filters(), state.expand ? { expand: state.expand } : {}), state.k);
+      doc = await labels.refineQuery(Object.assign(filters(), state.expand ? { expand: state.expand } : {},
+                                                   state.offset ? { offset: state.offset } : {}), state.k);
     } else {
       // a clicked place keeps the tile it found as the example when filters change (a time series:
       // "where was this 2020 pattern in 2009?"); a new click finds the tile there again
@@ -175,6 +179,7 @@ export async function run(query, opts) {
       if (!opts.keepSelection) state.selected = null;
       $("rerun").disabled = false;
       if (opts.push !== false) saveUrl(true);
+      stampUpload((query.file && query.file.name) || "query");
     }
     render(doc, query, opts);
   } catch (err) {
@@ -182,6 +187,7 @@ export async function run(query, opts) {
     if (upload) {   // refused: what was shown stays, and says so
       state.query = before.query;
       state.selected = before.selected;
+      state.offset = before.offset;
       setStatus(`${query.file.name || "The image"} was not searched: ${friendly(err.message)}` +
                 (/[.!?]$/.test(friendly(err.message)) ? "" : ".") + (before.query && lastDoc
         ? " The results shown are still those of the previous search." : ""), "error");
@@ -217,8 +223,28 @@ export function rerun() {
   run(state.query, { push: false });   // (the same search already on its way is not sent again)
 }
 
+/** Next and Previous under the gallery: shown when the answer has another page either way (not for a
+ *  merged answer, which has no pages). */
+function showPager(doc) {
+  const n = (doc.features || []).length, off = doc.offset || 0;
+  const more = doc.next_offset !== undefined && doc.next_offset !== null;
+  $("pager").hidden = !!doc.merged || (!off && !more);
+  $("page-text").textContent = n ? `Results ${off + 1}–${off + n}` : `No results from ${off + 1} on`;
+  $("page-prev").disabled = !off;
+  $("page-next").disabled = !more;
+}
+
+function turnPage(offset) {
+  if (!state.query) return;
+  state.offset = Math.max(0, offset);
+  run(state.query, { keepOffset: true, focusResults: true });
+}
+$("page-next").addEventListener("click", () => { if (lastDoc && lastDoc.next_offset) turnPage(lastDoc.next_offset); });
+$("page-prev").addEventListener("click", () => turnPage(state.offset - state.k));
+
 export function render(doc, query, opts) {
   lastDoc = doc;
+  showPager(doc);
   queryLayer.clearLayers();
   const q = doc.query || {};
   if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens

@@ -2,7 +2,7 @@
 //
 //   ?q=p:<point id> | q=at:<lon>,<lat> | q=labels   the query (an uploaded image is not in links)
 //   &qid=<point id>                                 with q=at: the tile found there (kept when filters change)
-//   &k=20 &qe=5 &dt=2020-01-01/.. &col=a,b          results (count, query expansion) and filters
+//   &k=20 &o=20 &qe=5 &dt=2020-01-01/.. &col=a,b    results (count, page offset, query expansion) and filters
 //   &bbox=w,s,e,n | &poly=lon,lat;lon,lat;...       area filter
 //   &pos=id,id &neg=id,id                           labels (point ids)
 //   &sel=<id> &v=<zoom>/<lat>/<lon>                 selected result and map view
@@ -15,6 +15,7 @@
 export const state = {
   query: null,          // {kind: "point", id} | {kind: "location", lon, lat, pinned?} | {kind: "labels"} | {kind: "image", file}
   k: 10,
+  offset: 0,            // the page of results: results offset+1 .. offset+k (Next and Previous)
   expand: 0,            // query expansion: nearest tiles averaged into the query (0: off)
   datetime: "",
   collections: [],
@@ -37,6 +38,7 @@ export function toSearch(s) {
     } else if (s.query.kind === "labels") q.set("q", "labels");
   }
   if (s.k !== 10) q.set("k", String(s.k));
+  if (s.offset) q.set("o", String(s.offset));
   if (s.expand) q.set("qe", String(s.expand));
   if (s.datetime) q.set("dt", s.datetime);
   if (s.collections.length) q.set("col", s.collections.join(","));
@@ -153,6 +155,8 @@ export function dateProblem(text) {
 
 /** The most results a search gives (the service's MAX_K). */
 export const MAX_K = 100;
+/** The furthest a search pages: offset + k (the service's rsir_stac.store.query.MAX_K). */
+export const MAX_PAGED = 10000;
 const TILE_ID = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
 const shown = (v) => JSON.stringify(v.length > 60 ? v.slice(0, 57) + "…" : v);
 
@@ -160,7 +164,7 @@ const shown = (v) => JSON.stringify(v.length > 60 ? v.slice(0, 57) + "…" : v);
  *  clamped) and said in `notes` (with refusedDates, unsupported and refused: why a polygon was). */
 export function fromSearch(search) {
   const q = new URLSearchParams(search);
-  const out = { query: null, k: 10, expand: 0, datetime: "", collections: [], area: null, labels: new Map(), selected: null,
+  const out = { query: null, k: 10, offset: 0, expand: 0, datetime: "", collections: [], area: null, labels: new Map(), selected: null,
                 view: null, notes: [] };
   const note = (t) => out.notes.push(t);
   const ids = (name) => {   // tile ids; others left out, said once per parameter
@@ -189,6 +193,11 @@ export function fromSearch(search) {
       out.k = MAX_K;
       note(`the link's k=${raw} is over the most results a search gives, so ${MAX_K} are shown`);
     } else note(`the link's k=${raw} is not a number of results from 1 to ${MAX_K}, so 10 are shown`);
+  }
+  if (q.has("o")) {
+    const raw = q.get("o").trim().slice(0, 20), o = Number(raw);
+    if (Number.isInteger(o) && o >= 0 && o + out.k <= MAX_PAGED) out.offset = o;
+    else note(`the link's page offset o=${raw} is not a number of results from 0 to ${MAX_PAGED - out.k}, so the first page is shown`);
   }
   if (q.has("qe")) {
     const raw = q.get("qe").trim().slice(0, 20), qe = Number(raw);
@@ -246,6 +255,12 @@ export function saveUrl(push) {
 /** The current history entry holds the hits shown now (after Find all, or Undo bringing them back). */
 export function stampHits() {
   history.replaceState(Object.assign({}, history.state || {}, { rsir: 1, hits: shownHits.token }), "", window.location.href);
+}
+
+/** The current history entry searched an uploaded image (its file name): a reload says it is not kept. */
+export function stampUpload(name) {
+  history.replaceState(Object.assign({}, history.state || {}, { rsir: 1, hits: shownHits.token, upload: name }), "",
+                       window.location.href);
 }
 
 /** The labels as the GeoJSON label file of the analyst's loop (one Feature per tile). */
