@@ -257,3 +257,20 @@ def test_find_all_draws_background_where_the_labels_are(tmp_path, shipped_bundle
 def test_an_exclusion_beyond_the_earth_is_said_in_readable_digits(index, pid):
     res = index.search(point_id=pid, k=3, exclude_within_m=1e30)
     assert not res.hits and any("within 1e+30 m of an example's footprint" in n for n in res.notes), res.notes
+
+
+def test_a_forced_gsd_far_finer_than_a_scene_is_warned_about(tmp_path, tiny_bundle, caplog):
+    """Page trial S1: `--gsd 2` blew a 300 m scene up 150x into 16,900 near-identical tiles, silently."""
+    import logging
+
+    tif = make_geotiff(tmp_path / "coarse.tif", width=64, height=64, res=30.0)
+    with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+        report = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                        options=IngestOptions(tile_size=64, gsd=1.0))
+    assert report.points_written == 900, report  # 64 px at 30 m is 1,920 px at 1 m: 30 x 30 tiles
+    warned = [r.getMessage() for r in caplog.records if "enlarges its 30 m pixels 30x" in r.getMessage()]
+    assert len(warned) == 1 and "--native-gsd" in warned[0], [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+        ingest([str(tif)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=IngestOptions(tile_size=64, gsd=6.0))
+    assert not [r for r in caplog.records if "enlarges" in r.getMessage()]  # 5x: within what the model saw
