@@ -387,6 +387,14 @@ def test_next_and_previous_pages_and_details_come_into_view(browser, server):
         pg.p.wait_for_timeout(300)
         b = pg.p.locator("#details button.primary").bounding_box()
         assert b is not None and 0 <= b["y"] and b["y"] + b["height"] <= 768, b
+        # the query tile itself can be labelled (page trial 5: refining from labels left it out)
+        pg.p.click("#query button.pos")
+        assert pg.p.get_attribute("#query button.pos", "aria-pressed") == "true"
+        assert "Labels (1)" in pg.p.inner_text("#tab-labels")
+        pg.p.click("#tab-labels")
+        pg.p.click("#refine")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('your labels')", timeout=30_000)
+        assert "1 positive, 0 negative" in pg.p.inner_text("#query")
         pg.check_clean()
     finally:
         pg.close()

@@ -332,8 +332,38 @@ function renderQuery(q, query, scored) {
   if (q.expanded && q.expanded.length) {
     meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; ${scored ? "scores" : "distances"} are to the expanded query.`));
   }
-  if (q.id && query.kind !== "labels") meta.appendChild(el("div", "muted id", q.id));
+  if (q.id && query.kind !== "labels") {
+    meta.appendChild(el("div", "muted id", q.id));
+    meta.appendChild(queryLabelButtons(q));
+  }
   qs.append(pic, meta);
+}
+
+/** ✓ / ✗ for the query tile itself: a stored tile the analyst searched from is often the first
+ *  positive (page trial: "Refine search from labels" left it out, and nothing could label it). */
+function queryLabelButtons(q) {
+  const row = el("div", "row qlabel");
+  const feature = { id: q.id, geometry: q.geometry || null,
+                    properties: { item_id: q.item_id, datetime: q.datetime, collection: q.collection } };
+  const show = (b, label) => {
+    const now = state.labels.get(q.id), on = !!now && now.label === label;
+    b.classList.toggle("on", on);
+    b.setAttribute("aria-pressed", String(on));
+  };
+  const buttons = [["positive", "pos", "✓ Positive"], ["negative", "neg", "✗ Negative"]].map(([label, cls, text]) => {
+    const b = el("button", cls, text);
+    b.type = "button";
+    b.title = `Label the query tile ${label} (again: remove the label)`;
+    b.onclick = () => {
+      labels.setLabel(q.id, label, feature);
+      afterLabel();
+      buttons.forEach(([x, l]) => show(x, l));
+    };
+    row.appendChild(b);
+    return [b, label];
+  });
+  buttons.forEach(([x, l]) => show(x, l));
+  return row;
 }
 
 /** A labels query has no one query tile: up to four of the positives, side by side in the
