@@ -351,6 +351,12 @@ def test_next_and_previous_pages_and_details_come_into_view(browser, server):
     above the gallery out of view."""
     base, points = server
     pid = next(iter(_scene_points(points, "scene-a")))
+    first_visit = Page(browser, base)
+    try:  # no query, no pages: the pager is not shown (a flex row overrode its hidden attribute)
+        first_visit.wait_status("Click the imagery")
+        assert not first_visit.p.is_visible("#pager")
+    finally:
+        first_visit.close()
     pg = Page(browser, base, path=f"/?q=p:{pid}&k=5")
     try:
         pg.wait_results(5)

@@ -122,6 +122,6 @@ $("goto").addEventListener("submit", (ev) => {
   }
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
   L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
-  if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1] });
+  if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1], typed: true });
   else setStatus(`Moved to ${v[0]}, ${v[1]}.`);
 });

@@ -314,8 +314,9 @@ function renderQuery(q, query, scored) {
   else if (q.id) setImage(img, tileUrl(q.id));
   else img.classList.add("none");
   const meta = el("div", "meta");
-  const title = { point: "Query: a stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image",
-                  labels: "Query: your labels" }[query.kind] || "Query";
+  const title = query.kind === "location" && query.typed ? "Query: the tile at the place you gave"
+    : { point: "Query: a stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image",
+        labels: "Query: your labels" }[query.kind] || "Query";
   meta.appendChild(el("div", "qtitle", title));
   if (query.kind === "labels") {
     const ex = labels.examples();
@@ -330,7 +331,7 @@ function renderQuery(q, query, scored) {
     meta.appendChild(el("div", "muted", "An uploaded image is not kept in links."));
   }
   if (q.expanded && q.expanded.length) {
-    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length} nearest tiles; ${scored ? "scores" : "distances"} are to the expanded query.`));
+    meta.appendChild(el("div", "muted expanded", `Expanded with its ${q.expanded.length === 1 ? "nearest tile" : q.expanded.length + " nearest tiles"}; ${scored ? "scores" : "distances"} are to the expanded query.`));
   }
   if (q.id && query.kind !== "labels") {
     meta.appendChild(el("div", "muted id", q.id));
