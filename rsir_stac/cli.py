@@ -64,6 +64,9 @@ class _Group(click.Group):
               help="-v: progress logs and tracebacks on errors; -vv: debug logs.")
 def main(verbose: int) -> None:
     """Content-based retrieval of remote sensing image tiles over STAC and Qdrant."""
+    from rsir_stac.cli_common import terminate_as_interrupt
+
+    terminate_as_interrupt()  # `kill` cleans up as Ctrl-C does (temporary files, one line, exit 143)
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     from rsir_stac.cli_common import PrintableFormatter
@@ -196,6 +199,12 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     try:
         report = run(list(sources), index=index, qdrant_url=qdrant_url, api_key=api_key, model=model,
                      options=opts, progress=progress)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: --json still says how the run ended
+        from rsir_stac.cli_common import Terminated
+
+        term = isinstance(exc, Terminated)
+        _echo_failed_report("terminated (SIGTERM)" if term else "interrupted", as_json, 143 if term else 130)
+        raise
     except RsirError as exc:
         partial = getattr(exc, "report", None)
         if partial is None or getattr(exc, "item_id", None) is None:  # the run stopped as a whole (a full disk)
@@ -264,6 +273,8 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed"
         + (f" ({report.tiles_relabelled} given the new collection/date)" if report.tiles_relabelled else "") + ", "
         f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
+        + (f"; {len(report.items_changed)} changed file{'s' if len(report.items_changed) > 1 else ''} embedded again"
+           if report.items_changed else "")
     )
     small = {d["item"]: d["hint"] for d in report.items_small}
     for item in report.items_empty:

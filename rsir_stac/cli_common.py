@@ -59,6 +59,28 @@ class PrintableFormatter(logging.Formatter):
         return printable(super().formatMessage(record))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop), raised where Ctrl-C's KeyboardInterrupt is, so a
+    terminated command cleans up as an interrupted one does: temporary output files removed, the
+    index left as a re-run resumes it, one line and exit 143 (128 + 15)."""
+
+
+def terminate_as_interrupt() -> None:
+    """Handle SIGTERM as :class:`Terminated` in this process (main thread only; left alone where a
+    handler is set already, e.g. ``serve``'s web server sets its own while it runs)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - signal's signature
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def handle_errors(fn):
     """One line on stderr and a non-zero exit for every error; ``-v`` adds the traceback."""
 
@@ -68,10 +90,11 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
             raise
-        except KeyboardInterrupt:
-            _fail("interrupted; re-run the same command (ingest, reindex and labelled train resume from what they "
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            _fail(f"{what}; re-run the same command (ingest, reindex and labelled train resume from what they "
                   "wrote; other commands, train --unlabelled among them, start again and leave nothing "
-                  "half-written)", 130)
+                  "half-written)", code)
         except RsirError as exc:
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)

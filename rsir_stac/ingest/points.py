@@ -4,6 +4,7 @@ payload"), and how many points are written at once."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -46,12 +47,31 @@ class _GridKey(NamedTuple):
     height: int
 
 
+def file_stamp(scene) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a scene's local file (bytes, nanoseconds; a scene composed of three
+    files: their sizes summed, the latest time), stored in each tile's payload (``file_stamp``) so that
+    a re-run sees a file replaced in place under the same name (new pixels, same grid) and embeds its
+    tiles again instead of keeping the old vectors (make's and rsync's test: size and modification
+    time).  None for a URL or a file that cannot be stat'ed."""
+    from rsir_stac.tiling.sources import _is_url
+
+    paths = list(getattr(scene, "band_hrefs", None) or [scene.href])
+    if any(_is_url(p) for p in paths):
+        return None
+    try:
+        stats = [os.stat(p) for p in paths]
+    except OSError:
+        return None
+    return {"size": sum(s.st_size for s in stats), "mtime_ns": max(s.st_mtime_ns for s in stats)}
+
+
 def _iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge: str,
-                 bands: Sequence[int], gsd_param: float | None, nodata: float | None = None) -> dict[str, Any]:
+                 bands: Sequence[int], gsd_param: float | None, nodata: float | None = None,
+                 stamp: dict[str, int] | None = None) -> dict[str, Any]:
     """The stored payload of one tile (see README, "Point payload"); ``nodata`` is a nodata
     value the reader took from outside the file (STAC ``raster:bands``), kept in ``tiling``
     so that thumbnails and map imagery mask the same pixels (for a scene composed from three
@@ -89,6 +109,7 @@ def tile_payload(scene, ref, *, model_id: str, tile_size: int, stride: int, edge
                    "gsd": gsd_param, "bands": list(bands),
                    **({"nodata": nodata} if nodata is not None else {})},
         "model_id": model_id,
+        **({"file_stamp": stamp} if stamp else {}),  # file_stamp(scene): a file replaced in place is seen
     }
 
 

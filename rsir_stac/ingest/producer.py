@@ -23,7 +23,7 @@ import numpy as np
 from rsir_stac.errors import BandsError, InputError, RasterError, RsirError, StoreError
 from rsir_stac.gsd import open_scene
 from rsir_stac.ingest.options import IngestOptions
-from rsir_stac.ingest.points import point_id, tile_payload, tiling_key
+from rsir_stac.ingest.points import file_stamp, point_id, tile_payload, tiling_key
 from rsir_stac.ingest.report import IngestReport, small_scene_hint
 from rsir_stac.ingest.resume import _check_stored, _legacy_tiling, _warn_other_tilings, relabel
 
@@ -131,14 +131,15 @@ def _produce_scene(run: _Reading, scene) -> bool:
             scene = dataclasses.replace(scene, item_id=moved)
             ids = [point_id(scene.identity_collection, scene.item_id, scene.asset_key, r.grid, tkey, run.model_id)
                    for r in refs]
-        existing = _held_tiles(run, scene, refs, ids, reader.bands)
+        stamp = file_stamp(scene)
+        existing = _held_tiles(run, scene, refs, ids, reader.bands, stamp)
         run.report.tiles_total += len(refs)
         run.report.tiles_existing += len(existing)
         run.q.put(("total", len(refs) - len(existing)))
         if len(existing) < len(refs):
             _ = reader.plan  # the scene's stretch: if it cannot be read the item fails once, not each window
             warn_unmasked_fill(scene.item_id, reader, run.report.items_unmasked_fill)
-        counts = _queue_windows(run, scene, reader, refs, ids, existing, scene_gsd)
+        counts = _queue_windows(run, scene, reader, refs, ids, existing, scene_gsd, stamp)
         if counts is None:
             return False
         queued, failed = counts
@@ -284,10 +285,13 @@ def check_item_geometry(report, scene, reader) -> None:
                 ",".join(f"{v:.6g}" for v in raster_bbox))
 
 
-def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands: Sequence[int]) -> set[str]:
+def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands: Sequence[int],
+                stamp: dict | None = None) -> set[str]:
     """The ids of ``scene``'s tiles the index already holds, checked against the scene as it is
     now (InputError when they no longer match); a bare raster's held tiles get this run's
-    collection and time, and other tilings of the item are warned about."""
+    collection and time, and other tilings of the item are warned about.  None are held when the
+    file changed since they were indexed (``stamp``, :func:`~rsir_stac.ingest.points.file_stamp`,
+    against the stored one): its tiles are embedded again."""
     store, report = run.store, run.report
     with run.lock:
         existing = store.existing_ids(ids) if ids else set()
@@ -295,6 +299,12 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
             stored = _check_stored(store, scene, ids[first], refs[first], bands)
             if stored is not None:
+                was = stored.get("file_stamp")
+                if stamp and isinstance(was, dict) and was != stamp:
+                    log.warning("item %s: %s changed since it was indexed (%s); its %d indexed tiles are embedded "
+                                "again", scene.item_id, scene.href, _stamp_change(was, stamp), len(existing))
+                    report.items_changed.append(scene.item_id)
+                    return set()
                 _check_nodata(store, scene, stored, len(existing), run.options.nodata)
         if existing and not scene.from_stac:
             if not run.options.relabel:  # an HTTP job: the operator's labels are not rewritten unasked
@@ -307,6 +317,13 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         if len(existing) < len(refs):
             _warn_other_tilings(store, scene, ids, len(existing))
     return existing
+
+
+def _stamp_change(was: dict, now: dict) -> str:
+    """How a file's stamp changed, in words: its size, else its modification time."""
+    if was.get("size") != now.get("size"):
+        return f"{was.get('size')} -> {now.get('size')} bytes"
+    return "modified since"
 
 
 def _check_nodata(store, scene, payload: dict, n: int, nodata: float | None) -> None:
@@ -326,7 +343,7 @@ def _check_nodata(store, scene, payload: dict, n: int, nodata: float | None) -> 
 
 
 def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[str], existing: set[str],
-                   scene_gsd: float | None) -> tuple[int, int] | None:
+                   scene_gsd: float | None, stamp: dict | None = None) -> tuple[int, int] | None:
     """Read the windows of ``scene`` not in ``existing`` and queue their tiles (a nodata window
     and, unless ``fail_fast``, a corrupt one are skipped and counted); ``(queued, failed)``
     windows, or None when the run was stopped meanwhile."""
@@ -354,7 +371,7 @@ def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[s
         queued += 1
         payload = tile_payload(scene, ref, model_id=run.model_id, tile_size=run.tile_size,
                                stride=run.stride, edge=options.edge, bands=reader.bands,
-                               gsd_param=scene_gsd, nodata=reader.plan.nodata)
+                               gsd_param=scene_gsd, nodata=reader.plan.nodata, stamp=stamp)
         q.put(("tile", (pid, tile.pixels if run.shrink is None else run.shrink(tile.pixels), payload)))
     return queued, failed
 

@@ -32,6 +32,9 @@ class IngestReport:
     #: Items whose corners are 0 in every band while the file marks no nodata (a black border read as
     #: pixels; :mod:`rsir_stac.ingest.fill`): their ids.
     items_unmasked_fill: list[str] = field(default_factory=list)
+    #: Items whose local file changed (size or modification time) since their tiles were indexed: their
+    #: tiles were embedded again (same ids, new vectors and payloads).
+    items_changed: list[str] = field(default_factory=list)
     nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0

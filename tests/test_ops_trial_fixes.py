@@ -1,0 +1,73 @@
+"""Fixes from the twenty-ninth session's operator trial: a file replaced in place under the same name
+is embedded again (its old vectors were kept as "already indexed"), and SIGTERM is handled as Ctrl-C
+is (a terminated command left temporary files and no --json report, exit 143 without a word)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import Index
+from tests.conftest import make_geotiff
+
+REPO = Path(__file__).resolve().parents[1]
+OPTS = IngestOptions(tile_size=64, gsd=None, native_gsd=True)
+
+
+def _vectors(path: Path, bundle) -> dict[str, np.ndarray]:
+    with Index.open(str(path), model=bundle) as idx:
+        return {p.id: p.vector for p in idx.store.iter_points(with_vectors=True)}
+
+
+def test_a_file_replaced_in_place_is_embedded_again(tmp_path, tiny_bundle):
+    tif = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=1)
+    idx = tmp_path / "idx"
+    first = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert first.points_written == 4
+    before = _vectors(idx, tiny_bundle)
+    again = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert again.points_written == 0 and again.tiles_existing == 4 and not again.items_changed  # idempotent
+    make_geotiff(tmp_path / "new.tif", width=128, height=128, seed=9)  # same grid, other pixels
+    os.replace(tmp_path / "new.tif", tif)
+    changed = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert changed.points_written == 4 and changed.tiles_existing == 0, changed
+    assert len(changed.items_changed) == 1
+    after = _vectors(idx, tiny_bundle)
+    assert set(after) == set(before)  # the same ids: no copies
+    assert all(not np.allclose(after[i], before[i]) for i in before)  # the new pixels' vectors
+    settled = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert settled.points_written == 0 and settled.tiles_existing == 4 and not settled.items_changed
+
+
+def test_sigterm_is_handled_as_ctrl_c(tmp_path, tiny_bundle):
+    tif = make_geotiff(tmp_path / "big.tif", width=2048, height=2048, seed=3)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "rsir_stac.cli", "-v", "ingest", str(tif), "--index", str(tmp_path / "idx"),
+           "--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    seen = ""
+    t0 = time.time()
+    while "started" not in seen and time.time() - t0 < 120:  # the run is under way (tiles being embedded)
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: terminated (SIGTERM); re-run the same command"), err[-2000:]
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["ok"] is False and doc["exit_code"] == 143
+    done = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                  options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))  # the re-run resumes
+    assert done.ok and done.points_written + done.tiles_existing == 1024
