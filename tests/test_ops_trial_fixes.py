@@ -71,3 +71,27 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, tiny_bundle):
     done = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
                   options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))  # the re-run resumes
     assert done.ok and done.points_written + done.tiles_existing == 1024
+
+
+def test_restore_force_onto_a_held_index_says_nothing_is_replaced(tmp_path, tiny_bundle, caplog):
+    """Operator trial 3: the "points are replaced (no copy of them is kept)" warning came before the
+    index lock was tried, so a refused restore claimed to destroy data it never touched."""
+    import logging
+
+    import pytest
+
+    from rsir_stac.errors import IndexInUseError
+    from rsir_stac.store import open_store
+    from rsir_stac.store.snapshot import restore, snapshot
+
+    tif = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=1)
+    ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    snapshot(tmp_path / "idx", tmp_path / "s.tar.gz")
+    with open_store(tmp_path / "idx"), caplog.at_level(logging.WARNING):  # held, as by an ingest
+        with pytest.raises(IndexInUseError):
+            restore(tmp_path / "s.tar.gz", tmp_path / "idx", force=True)
+    assert not [r for r in caplog.records if "are replaced" in r.getMessage()], caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        restore(tmp_path / "s.tar.gz", tmp_path / "idx", force=True)
+    assert [r for r in caplog.records if "are replaced by the snapshot's 4 points" in r.getMessage()], caplog.text

@@ -348,12 +348,14 @@ def restore(snapshot_path: str | Path, index: str | Path, *, force: bool = False
         if not report.ok or report.points != expected:
             why = "; ".join(f.message for f in report.findings) or f"{report.points} points, not {expected}"
             raise SnapshotError(f"snapshot {src} restores to an index that fails its check ({why}); use another copy")
-        if (dst / collection).exists():  # --force: say what goes
+        def say() -> None:  # --force: what goes, said once the index is ours (not while another process writes it)
             from rsir_stac.store.integrity import _ledger_count
 
-            log.warning("restore --force: index %s and its %d recorded points are replaced by the snapshot's %d "
-                        "points (no copy of them is kept)", dst, _ledger_count(dst, collection), report.points)
-        _swap_in(stage, dst, collection, _IndexLock)
+            if (dst / collection).exists():
+                log.warning("restore --force: index %s and its %d recorded points are replaced by the snapshot's "
+                            "%d points (no copy of them is kept)", dst, _ledger_count(dst, collection), report.points)
+
+        _swap_in(stage, dst, collection, _IndexLock, say)
     except OSError as exc:  # DiskFullError included: whatever part ran out of space, say what the restore needs
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(exc, DiskFullError) or is_disk_full(exc):
@@ -373,8 +375,9 @@ def _restore_bytes(manifest: dict, where: Path) -> int:
     return int(manifest.get("data_bytes") or 0) + (4 << 20)
 
 
-def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
-    """Move the verified files from ``stage`` into ``dst`` (under its lock when it exists)."""
+def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any, say: Any = None) -> None:
+    """Move the verified files from ``stage`` into ``dst`` (under its lock when it exists; ``say()``
+    once the lock is held, before anything moves)."""
     from rsir_stac.store.folder import _fsync_dir
 
     if not dst.exists():
@@ -383,6 +386,8 @@ def _swap_in(stage: Path, dst: Path, collection: str, lock_cls: Any) -> None:
         return
     lock = lock_cls(dst)
     try:
+        if say is not None:
+            say()
         _undo_interrupted(dst, collection)
         old = dst / f".{collection}.replaced"
         old.mkdir()
