@@ -95,3 +95,17 @@ def test_restore_force_onto_a_held_index_says_nothing_is_replaced(tmp_path, tiny
     with caplog.at_level(logging.WARNING):
         restore(tmp_path / "s.tar.gz", tmp_path / "idx", force=True)
     assert [r for r in caplog.records if "are replaced by the snapshot's 4 points" in r.getMessage()], caplog.text
+
+
+def test_check_notes_an_unfinished_index(tmp_path, tiny_bundle):
+    """Operator trial 9: `check` called an interrupted reindex's target healthy without a word."""
+    from rsir_stac.store import open_store
+    from rsir_stac.store.integrity import check_index
+
+    tif = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=1)
+    ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    assert not [n for n in check_index(tmp_path / "idx").notes if "unfinished" in n]
+    with open_store(tmp_path / "idx") as store:
+        store.mark_unfinished("a reindex from /somewhere, started 2026-12-06")
+    report = check_index(tmp_path / "idx")
+    assert report.ok and any("is unfinished" in n and "rsir-stac reindex" in n for n in report.notes), report.notes

@@ -234,6 +234,11 @@ def check_index(index: str | Path, *, collection: str = "rsir_tiles") -> CheckRe
     with store:
         check_open_store(store, report, files)
         report.notes = health_notes(store, damage=False)
+        meta = store.meta()
+        if meta is not None and meta.unfinished:  # not damage, but not all of it is there yet
+            from rsir_stac.store.base import unfinished_note
+
+            report.notes.append(unfinished_note(store, meta, report.points))
         if store._private is None:  # remembered for `info`, `search` and `serve` (health_notes)
             record_check(store, report)
     return report
