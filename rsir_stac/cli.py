@@ -265,8 +265,8 @@ FAILED_WINDOWS_SHOWN = 3
 
 
 def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
-    if as_json:
-        _echo_json(report.as_dict())
+    if as_json:  # the exit code the run ends with (ingest's rule: any failure or nothing indexed is 1)
+        _echo_json({**report.as_dict(), "exit_code": 0 if report.ok and not report.nothing_indexed else 1})
         return
     click.echo(
         f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from rsir_stac.cli_common import echo_text
+from rsir_stac.cli_common import echo_json, echo_text
 
 
 def _filter_options(fn):
@@ -135,7 +134,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         notes = report.notes() + [n for n in (collection_note,) if n]
         summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
         if as_json:
-            click.echo(json.dumps(summary))
+            echo_json(summary)
             return
         for note in notes:
             echo_text(f"note: {note}", err=True)
@@ -154,7 +153,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
         write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
         sm, notes = doc.get("summary") or {}, list(doc.get("notes") or [])
         if as_json:
-            click.echo(json.dumps({**sm, "out": out, "rows": len(rows), "notes": notes}))
+            echo_json({**sm, "out": out, "rows": len(rows), "notes": notes})
             return
         for note in notes:
             echo_text(f"note: {note}", err=True)
@@ -194,7 +193,7 @@ def register(main: click.Group, handle_errors, store_options) -> None:
             note = unknown_collection_note(idx.store, flt)
         if note:
             echo_text(f"note: {note}", err=True)
-        click.echo(json.dumps(res), file=sys.stdout)
+        echo_json(res)
 
     main.add_command(classify_command)
     main.add_command(export_command)

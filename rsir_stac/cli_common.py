@@ -24,9 +24,24 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+#: Whether this command has printed its JSON document (:func:`echo_json`): a failure after it prints no other.
+_JSON = {"printed": False}
+
+
+def _wants_json() -> bool:
+    """Whether the running command was asked for JSON on stdout (``--json``, ``--format json``)."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.params if ctx is not None else {}
+    return bool(params.get("as_json")) or params.get("fmt") == "json"
+
+
 def _fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` (one line, control characters escaped) on stderr and exit with ``code``;
-    an open progress bar is closed first, so the error starts a line of its own (``tail -1`` of a log)."""
+    an open progress bar is closed first, so the error starts a line of its own (``tail -1`` of a log).
+    A command asked for JSON that has printed none gets ``{"ok": false, "error", "exit_code"}`` on
+    stdout too, so a script reading stdout always gets one document."""
+    if _wants_json() and not _JSON["printed"]:
+        echo_json({"ok": False, "error": _one_line(message), "exit_code": code})
     tqdm = sys.modules.get("tqdm")
     bars = list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ())
     for bar in bars:
@@ -86,6 +101,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _JSON["printed"] = False  # a new command (several run in one process under tests and CliRunner)
         try:
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
@@ -95,6 +111,14 @@ def handle_errors(fn):
             _fail(f"{what}; re-run the same command (ingest, reindex and labelled train resume from what they "
                   "wrote; other commands, train --unlabelled among them, start again and leave nothing "
                   "half-written)", code)
+        except BrokenPipeError:  # `... | head -1`: the reader has what it wanted; end as Unix tools do
+            import os
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            except OSError:
+                pass
+            sys.exit(141)  # 128 + SIGPIPE, what `cat` or `grep` give in a pipe closed early
         except RsirError as exc:
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
@@ -140,8 +164,10 @@ def handle_errors(fn):
     return wrapper
 
 
-def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, default=str))
+def echo_json(obj, indent: int | None = None) -> None:
+    """Print the command's JSON document on stdout (one per run: :func:`_fail` adds none after it)."""
+    _JSON["printed"] = True
+    click.echo(json.dumps(obj, default=str, indent=indent))
 
 
 def qdrant_collection_option(fn):

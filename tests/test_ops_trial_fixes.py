@@ -109,3 +109,43 @@ def test_check_notes_an_unfinished_index(tmp_path, tiny_bundle):
         store.mark_unfinished("a reindex from /somewhere, started 2026-12-06")
     report = check_index(tmp_path / "idx")
     assert report.ok and any("is unfinished" in n and "rsir-stac reindex" in n for n in report.notes), report.notes
+
+
+def test_every_json_command_prints_one_document_on_failure(tmp_path, tiny_bundle):
+    """Operator trial 4: `check --json`, `reindex --json` and `search --format json` printed nothing on
+    stdout when they failed (ingest and evaluate printed {"ok": false, ...}); a script got no document."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    missing = str(tmp_path / "nope")
+    cases = [["check", "--index", missing, "--json"],
+             ["reindex", "--index", missing, "--to", str(tmp_path / "to"), "--json"],
+             ["search", "--index", missing, "--at", "1,2", "--format", "json"],
+             ["classify", "--labels", str(tmp_path / "labels.geojson"), "--index", missing, "--out",
+              str(tmp_path / "hits.geojson"), "--json"]]
+    for args in cases:
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code != 0, (args, r.output)
+        doc = json.loads(r.stdout)
+        assert doc["ok"] is False and doc["exit_code"] == r.exit_code and doc["error"], (args, r.stdout)
+        assert r.stderr.startswith("error: "), (args, r.stderr)
+    tif = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=1)
+    r = CliRunner().invoke(main, ["ingest", str(tif), "--index", str(tmp_path / "idx"), "--model", str(tiny_bundle.path),
+                                  "--tile-size", "64", "--native-gsd", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["exit_code"] == 0, r.output
+    r = CliRunner().invoke(main, ["check", "--index", str(tmp_path / "idx"), "--json"])
+    assert r.exit_code == 0 and len(r.stdout.strip().splitlines()) == 1 and json.loads(r.stdout)["points"] == 4
+
+
+def test_a_closed_stdout_ends_quietly_with_141(tmp_path, tiny_bundle):
+    """Operator trial 5: `info | true` exited 1 (and printed Python's exception-ignored lines)."""
+    tif = make_geotiff(tmp_path / "scene.tif", width=128, height=128, seed=1)
+    ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "info", "--index", str(tmp_path / "idx")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    proc.stdout.close()  # the reader is gone before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "error:" not in err, err

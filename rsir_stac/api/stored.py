@@ -79,8 +79,13 @@ def stored_router(svc: Any):
 
     @router.get("/api/info", tags=["index"], summary="Index summary", responses=error_responses(500))
     def api_info() -> dict:
-        """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``."""
-        return svc.cached("info", lambda: info_document(svc))
+        """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``
+        (the summary is cached for a minute; ``count`` is always the store's count now, so it
+        follows an ingest job as it writes)."""
+        doc = dict(svc.cached("info", lambda: info_document(svc)))
+        with svc.lock:
+            doc["count"] = svc.index.store.count()
+        return doc
 
     @router.get("/api/tiles/{point_id}.png", tags=["tiles"], summary="Stored tile as PNG", response_class=Response,
                 responses={200: {"content": {"image/png": {}}, "description": "The tile's pixels (RGB PNG)."},
