@@ -50,6 +50,9 @@ def default_lanes(device_type: str, threads: int, lanes: int | None = None) -> t
         if device_type != "cpu":
             return 1, threads
         env = os.environ.get("RSIR_EMBED_LANES", "").strip()
+        if env and not (env.isdigit() and int(env) > 0):
+            log.warning("RSIR_EMBED_LANES=%r is not a whole number of lanes >= 1; using the default, %d (unset it "
+                        "or give e.g. 1)", env, min(threads, MAX_LANES))
         lanes = int(env) if env.isdigit() and int(env) > 0 else min(threads, MAX_LANES)
         lanes = min(lanes, threads)
     lanes = max(1, int(lanes))

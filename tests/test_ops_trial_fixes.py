@@ -149,3 +149,25 @@ def test_a_closed_stdout_ends_quietly_with_141(tmp_path, tiny_bundle):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "error:" not in err, err
+
+
+def test_a_moved_file_ingested_anew_is_warned_about(tmp_path, tiny_bundle, caplog):
+    """Operator trial 7: a moved or renamed raster became a second copy of itself without a word."""
+    import logging
+
+    (tmp_path / "a").mkdir()
+    tif = make_geotiff(tmp_path / "a" / "scene.tif", width=128, height=128, seed=1)
+    ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    (tmp_path / "b").mkdir()
+    moved = tmp_path / "b" / "renamed.tif"
+    os.replace(tif, moved)
+    with caplog.at_level(logging.WARNING):
+        report = ingest([str(moved)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    assert report.points_written == 4  # documented: a new item (its id holds the path)
+    warned = [r.getMessage() for r in caplog.records if "looks like" in r.getMessage()]
+    assert len(warned) == 1 and str(tif) in warned[0] and "--relocate" in warned[0], caplog.text
+    caplog.clear()
+    other = make_geotiff(tmp_path / "b" / "other.tif", width=128, height=128, seed=2, origin=(600000.0, 3300000.0))
+    with caplog.at_level(logging.WARNING):
+        ingest([str(other)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
+    assert not [r for r in caplog.records if "looks like" in r.getMessage()]  # elsewhere: nothing to say

@@ -167,12 +167,41 @@ def _moved_item_id(run: _Reading, scene, refs: Sequence, ids: Sequence[str]) -> 
             flt = SearchFilter(near=(float(ref.centroid[0]), float(ref.centroid[1]), 0.5))
             if not run.store.count(flt):
                 continue
+            gone = None
             for hit in run.store.retrieve(sample_ids(run.store, 64, flt)):
                 p = hit.payload
                 if p.get("href") == scene.href and p.get("asset") == scene.asset_key \
                         and p.get("item_id") != scene.item_id:
                     return str(p["item_id"])
+                if gone is None and _looks_moved(p, scene, ref):
+                    gone = p
+            if gone is not None:  # ops trial: a moved or renamed file became a silent second copy
+                log.warning("item %s looks like %s moved or renamed here (a tile of the same grid at the same "
+                            "place, and that file is gone): it is indexed again as a new item beside the old one's "
+                            "tiles; to keep one copy, move the index with `rsir-stac reindex --relocate OLD=NEW` "
+                            "(README, reindex) instead", scene.item_id, gone.get("href"))
+                return None
     return None
+
+
+def _looks_moved(payload: dict, scene, ref) -> bool:
+    """Whether a stored tile ``payload`` at the place of window ``ref`` of the bare raster ``scene``
+    looks like the same file before a move: a bare raster's tile of the same grid window and size,
+    whose local file no longer exists (and whose size, when both are stamped, is this file's)."""
+    import os
+
+    from rsir_stac.ingest.points import file_stamp
+    from rsir_stac.tiling.sources import _is_url
+
+    href = payload.get("href")
+    if payload.get("source") != "raster" or not isinstance(href, str) or href == scene.href or _is_url(href):
+        return False
+    g = payload.get("grid") or {}
+    if (g.get("col_off"), g.get("row_off"), g.get("width"), g.get("height")) != \
+            (ref.grid.col_off, ref.grid.row_off, ref.grid.width, ref.grid.height) or os.path.exists(href):
+        return False
+    was, now = payload.get("file_stamp"), file_stamp(scene)
+    return not (isinstance(was, dict) and now and was.get("size") != now.get("size"))
 
 
 def _held_bands(run: _Reading, scene) -> tuple[int, int, int] | None:
