@@ -163,6 +163,13 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
         except RsirError as exc:  # the service failed (stopped, refused): --json still prints the report
             _echo_failed_report(exc, as_json)
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM here cancels the service's job: say so on stdout too
+            from rsir_stac.cli_common import Terminated
+
+            term = isinstance(exc, Terminated)
+            _echo_failed_report(exc, as_json, 143 if term else 130,
+                                message="terminated (SIGTERM)" if term else "interrupted")
+            raise
         if job["state"] != "done":
             error, code = job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1)
             if report is not None:
@@ -199,11 +206,15 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     try:
         report = run(list(sources), index=index, qdrant_url=qdrant_url, api_key=api_key, model=model,
                      options=opts, progress=progress)
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: --json still says how the run ended
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: --json still says how far the run got
         from rsir_stac.cli_common import Terminated
 
         term = isinstance(exc, Terminated)
-        _echo_failed_report("terminated (SIGTERM)" if term else "interrupted", as_json, 143 if term else 130)
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+        _echo_failed_report(exc, as_json, 143 if term else 130,
+                            message="terminated (SIGTERM)" if term else "interrupted")
         raise
     except RsirError as exc:
         partial = getattr(exc, "report", None)
@@ -226,7 +237,7 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
     _ingest_finish(report, as_json)
 
 
-def _echo_failed_report(exc, as_json: bool, code: int | None = None) -> None:
+def _echo_failed_report(exc, as_json: bool, code: int | None = None, message: str | None = None) -> None:
     """With --json, the report of a run that failed as a whole (``ok`` false, the error line and exit
     code): what it did before it stopped (``exc.report``, e.g. the points a run stopped by a full disk
     wrote), else the empty report; printed whatever the exit code.  ``exc``: the error (or its message)."""
@@ -234,7 +245,7 @@ def _echo_failed_report(exc, as_json: bool, code: int | None = None) -> None:
         from rsir_stac.ingest.report import IngestReport
 
         done = getattr(exc, "report", None) or IngestReport()  # what a run that stopped did before it stopped
-        _echo_json({**done.as_dict(), "ok": False, "error": " ".join(str(exc).split()),
+        _echo_json({**done.as_dict(), "ok": False, "error": " ".join(str(message or exc).split()),
                     "exit_code": code if code is not None else exc.exit_code})
 
 
@@ -276,6 +287,10 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         + (f"; {len(report.items_changed)} changed file{'s' if len(report.items_changed) > 1 else ''} embedded again"
            if report.items_changed else "")
     )
+    for d in report.items_enlarged:  # also logged when read; here too for runs a service made
+        echo_text(f"  enlarged item {d['item']}: --gsd {d['gsd']:g} m enlarges its {d['native_gsd']:g} m pixels "
+                  f"{d['factor']:g}x (the model saw 1-8x): its tiles are interpolated pixels; leave --gsd out "
+                  "or pass --native-gsd", err=True)
     small = {d["item"]: d["hint"] for d in report.items_small}
     for item in report.items_empty:
         echo_text(f"  skipped item {item}: "

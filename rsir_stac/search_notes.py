@@ -29,7 +29,8 @@ def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, nega
     why = (f" (each is nearer the positive than the negative of all {positives * negatives} positive/negative "
            "pairs)" if hits[0].score == 0 else "")
     return [f"the context strategy could not rank these {len(hits)} hits: all score {hits[0].score:g}{why}, so "
-            "their order is by point id, not likeness; add negative examples (more pairs), or use another "
+            "their order says nothing of likeness, and which of the tied tiles the engine returns is its own "
+            "choice (pages of them may repeat or skip tiles); add negative examples (more pairs), or use another "
             f"strategy: {', '.join(others[:-1])} or {others[-1]}"]
 
 

@@ -115,8 +115,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     from rsir_stac.api.strict import strict_fields
 
     # every operation refuses fields it does not take (a misspelt filter would filter nothing), but
-    # image URLs (api.strict skips *.png; the imagery router has no check at all): map clients add
-    # parameters of their own
+    # image URLs (api.strict skips *.png): map clients add parameters of their own
     svc = Service(index, dependencies=_key_scheme(api_key) + [Depends(strict_fields())],
                   max_upload_bytes=max_upload_bytes,
                   limits=UploadLimits(max_pixels=max_image_pixels, max_decoded_bytes=max_decoded_bytes),
@@ -126,7 +125,7 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     install_handlers(app, hide_paths=hide_paths)
     app.include_router(stored_router(svc))
     app.include_router(search_router(svc))
-    app.include_router(tiles_router(index, lock=svc.lock, dependencies=_key_scheme(api_key),
+    app.include_router(tiles_router(index, lock=svc.lock, dependencies=svc.dependencies,
                                     cache_bytes=tile_cache_bytes))
     app.include_router(query_router(svc))
     app.include_router(export_router(svc))

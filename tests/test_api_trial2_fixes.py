@@ -92,7 +92,9 @@ def test_unknown_or_repeated_query_parameters_are_refused(client, pid):
     ok = client.get(f"/api/search?point_id={pid}&collection=a&collection=b&api_key=x")  # lists repeat; the key may come here
     assert ok.status_code == 200, ok.text
     assert client.get("/api/info?verbose=1").status_code == 422
-    assert client.get("/api/scenes?v=2").status_code == 200  # map-client territory: extra parameters are common
+    assert client.get("/api/scenes?v=2").status_code == 422  # JSON, as the rest (re-check NEW-8)
+    assert "takes none here" in client.get("/api/info?x=1").json()["detail"]
+    assert client.get("/api/imagery/0/0/0.png?v=2").status_code in (200, 204, 404)  # map clients add their own
     assert client.get(f"/api/tiles/{pid}.png?v=2").status_code == 200  # image URLs take cache busters
 
 
@@ -270,6 +272,7 @@ def test_a_forced_gsd_far_finer_than_a_scene_is_warned_about(tmp_path, tiny_bund
     assert report.points_written == 900, report  # 64 px at 30 m is 1,920 px at 1 m: 30 x 30 tiles
     warned = [r.getMessage() for r in caplog.records if "enlarges its 30 m pixels 30x" in r.getMessage()]
     assert len(warned) == 1 and "--native-gsd" in warned[0], [r.getMessage() for r in caplog.records]
+    assert [d["factor"] for d in report.items_enlarged] == [30.0]  # in the report too: HTTP jobs, served ingests
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="rsir_stac"):
         ingest([str(tif)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=IngestOptions(tile_size=64, gsd=6.0))

@@ -171,3 +171,64 @@ def test_a_moved_file_ingested_anew_is_warned_about(tmp_path, tiny_bundle, caplo
     with caplog.at_level(logging.WARNING):
         ingest([str(other)], index=str(tmp_path / "idx"), model=tiny_bundle, options=OPTS)
     assert not [r for r in caplog.records if "looks like" in r.getMessage()]  # elsewhere: nothing to say
+
+
+def test_a_changed_file_leaves_no_old_tile_behind(tmp_path, tiny_bundle):
+    """Re-check 1 and 2: a killed re-embedding left old vectors that the next run took as indexed (only
+    the first tile's stamp was compared), and a new file with fewer valid windows kept the old tiles
+    of the now-empty part."""
+    from rsir_stac.store import open_store
+    from tests.conftest import write_raster
+
+    tif = make_geotiff(tmp_path / "scene.tif", width=256, height=128, seed=1)
+    idx = tmp_path / "idx"
+    assert ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS).points_written == 8
+    old = _vectors(idx, tiny_bundle)
+    make_geotiff(tmp_path / "new.tif", width=256, height=128, seed=9)
+    os.replace(tmp_path / "new.tif", tif)
+    # a re-embedding killed after its first tiles: the first half of the windows carry the new stamp
+    from rsir_stac.ingest.points import file_stamp
+    from rsir_stac.stac.scene import SceneRef
+
+    stamp = file_stamp(SceneRef("x", None, "data", str(tif)))
+    with open_store(idx) as store:
+        pts = sorted(store.iter_points(with_vectors=True), key=lambda p: (p.payload["grid"]["row_off"],
+                                                                         p.payload["grid"]["col_off"]))
+        from rsir_stac.store import Point
+
+        store.upsert([Point(p.id, p.vector, {**p.payload, "file_stamp": stamp}) for p in pts[:4]])
+    rerun = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert rerun.items_changed and rerun.points_written == 8, rerun
+    new = _vectors(idx, tiny_bundle)
+    assert set(new) == set(old) and all(not np.allclose(new[i], old[i]) for i in old)
+    # a new file whose right half is nodata: its tiles there are gone, not kept from before
+    data = np.full((3, 128, 256), 90, np.uint8)
+    data[:, :, :128] = np.random.default_rng(4).integers(20, 235, (3, 128, 128))
+    data[:, :, 128:] = 0
+    from rasterio.transform import from_origin
+
+    write_raster(tmp_path / "half.tif", data, nodata=0, transform=from_origin(500000.0, 3300000.0, 1.0, 1.0))
+    os.replace(tmp_path / "half.tif", tif)
+    half = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert half.items_changed and half.points_written == 4, half
+    with open_store(idx, read_only=True) as store:
+        assert store.count() == 4
+
+
+def test_delete_in_both_back_ends(tmp_path):
+    import uuid
+
+    from rsir_stac.store import Point, open_store
+
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(3)]
+    pts = [Point(i, np.full(4, n, np.float32), {"item_id": "x"}) for n, i in enumerate(ids)]
+    for kw in ({"path": tmp_path / "edge"}, {"qdrant_url": ":memory:"}):
+        with open_store(kw.get("path"), qdrant_url=kw.get("qdrant_url")) as store:
+            store.ensure_collection(4, "m")
+            store.upsert(pts)
+            store.delete(ids[:2] + [str(uuid.UUID(int=99))])  # one never stored: ignored
+            assert store.count() == 1 and [h.id for h in store.retrieve(ids[2:])] == ids[2:], kw
+            assert store.existing_ids(ids) == set(ids[2:]), kw
+    from rsir_stac.store.integrity import check_index
+
+    assert check_index(tmp_path / "edge").ok  # the digests of deleted points went with them

@@ -247,7 +247,7 @@ def test_find_the_data_imagery_scenes_and_place_box(browser, server):
         pg.p.fill("#goto-text", f"{pb['location']['lon']}, {pb['location']['lat']}")
         pg.p.click("#goto-search")
         pg.wait_results()
-        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        assert "Query: the tile at the place you gave" in pg.p.inner_text("#query")
         pg.p.fill("#goto-text", "200, 95")
         pg.p.click("#goto-go")
         assert "lon, lat in degrees" in pg.status()

@@ -42,9 +42,10 @@ def unknown_fields(given: list[str], known: frozenset, many: frozenset) -> list[
     errors, seen = [], set()
     for name in given:
         if name not in known and name not in ALWAYS_ALLOWED:
+            fields = (f"check its spelling (the fields are {', '.join(sorted(known))})" if known
+                      else "this operation takes none here")
             errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
-                           "msg": f"{name!r} is not a field of this operation; check its spelling (the fields "
-                                  f"are {', '.join(sorted(known)) or 'none'})"})
+                           "msg": f"{name!r} is not a field of this operation; {fields}"})
         elif name in seen and name not in many:
             errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
                            "msg": f"{name!r} is given more than once; give it once"})

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from rsir_stac.errors import RsirError
+from rsir_stac.errors import InputError, RsirError
 from rsir_stac.ingest.consumer import _consume
 from rsir_stac.ingest.options import IngestOptions, check_collection_name, check_options, cli_flag
 from rsir_stac.ingest.points import POINT_NAMESPACE, WRITE_BATCH, point_id, tile_payload, tiling_key
@@ -103,6 +103,8 @@ def ingest(
     t0 = time.time()
     if isinstance(sources, (str, os.PathLike)):  # one path, not its characters
         sources = [os.fspath(sources)]
+    if any(not str(s).strip() for s in sources):
+        raise InputError("a source is empty text; give the path or URL of a raster, folder or STAC document")
     check_options(options)
     bundle = model if isinstance(model, ModelBundle) else load_bundle(model)
     report = IngestReport(model_id=bundle.model_id)
@@ -140,8 +142,9 @@ def ingest(
         producer.start()
         try:
             _consume(q, lock, store, embedder, options, report, emit)
-        except RsirError as err:
-            # --fail-fast on an item or window, or the run stopped (a full disk): what it did so far
+        except (RsirError, KeyboardInterrupt) as err:
+            # --fail-fast on an item or window, the run stopped (a full disk), or Ctrl-C / SIGTERM:
+            # what it did so far (the points written stay in the index)
             report.seconds = round(time.time() - t0, 2)
             err.report = report  # type: ignore[attr-defined]
             raise

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.errors import BandsError, InputError, RasterError, RsirError, StoreError
-from rsir_stac.gsd import open_scene
+from rsir_stac.gsd import MAX_SMALL_SCENE_UPSAMPLE, open_scene
 from rsir_stac.ingest.options import IngestOptions
 from rsir_stac.ingest.points import file_stamp, point_id, tile_payload, tiling_key
 from rsir_stac.ingest.report import IngestReport, small_scene_hint
@@ -115,6 +115,9 @@ def _produce_scene(run: _Reading, scene) -> bool:
         log.info("item %s: read with the bands %s it is indexed with", scene.item_id, ",".join(map(str, held)))
         scene = dataclasses.replace(scene, bands=held)
         reader, scene_gsd, legacy = open_scene(scene, options, run.tile_size, run.stride, run.gsd)
+    if options.gsd is not None and scene_gsd and reader.native_gsd > scene_gsd * MAX_SMALL_SCENE_UPSAMPLE:
+        run.report.items_enlarged.append({"item": scene.item_id, "native_gsd": round(reader.native_gsd, 4),
+                                          "gsd": scene_gsd, "factor": round(reader.native_gsd / scene_gsd, 1)})
     check_item_geometry(run.report, scene, reader)
     check_item_crs(scene, reader)
     if legacy is not None:
@@ -328,10 +331,12 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
             first = next(k for k, pid in enumerate(ids) if pid in existing)
             stored = _check_stored(store, scene, ids[first], refs[first], bands)
             if stored is not None:
-                was = stored.get("file_stamp")
-                if stamp and isinstance(was, dict) and was != stamp:
-                    log.warning("item %s: %s changed since it was indexed (%s); its %d indexed tiles are embedded "
-                                "again", scene.item_id, scene.href, _stamp_change(was, stamp), len(existing))
+                was = _changed_stamp(store, stored, [pid for pid in ids if pid in existing], stamp)
+                if was is not None:  # its old tiles go first: a window now empty keeps none, a killed re-run resumes
+                    log.warning("item %s: %s changed since it was indexed (%s); its %d indexed tiles are replaced by "
+                                "its tiles as it is now", scene.item_id, scene.href, _stamp_change(was, stamp),
+                                len(existing))
+                    store.delete(sorted(existing))
                     report.items_changed.append(scene.item_id)
                     return set()
                 _check_nodata(store, scene, stored, len(existing), run.options.nodata)
@@ -346,6 +351,25 @@ def _held_tiles(run: _Reading, scene, refs: Sequence, ids: Sequence[str], bands:
         if len(existing) < len(refs):
             _warn_other_tilings(store, scene, ids, len(existing))
     return existing
+
+
+def _changed_stamp(store, first: dict, held: Sequence[str], stamp: dict | None) -> dict | None:
+    """The stored ``file_stamp`` that differs from ``stamp`` (the file as it is now) among the scene's
+    held tiles, or None when they match (or either has none): the first held tile's (``first``, its
+    payload), then a spread of up to 16 of them, the last included (tiles are written in window
+    order, so the last is the one a killed re-embedding had not reached yet)."""
+    if not stamp:
+        return None
+    was = first.get("file_stamp")
+    if isinstance(was, dict) and was != stamp:
+        return was
+    step = max(1, len(held) // 15)
+    probe = list(dict.fromkeys(list(held[step::step][:15]) + list(held[-1:])))
+    for hit in store.retrieve(probe) if probe else ():
+        was = (hit.payload or {}).get("file_stamp")
+        if isinstance(was, dict) and was != stamp:
+            return was
+    return None
 
 
 def _stamp_change(was: dict, now: dict) -> str:

@@ -35,6 +35,9 @@ class IngestReport:
     #: Items whose local file changed (size or modification time) since their tiles were indexed: their
     #: tiles were embedded again (same ids, new vectors and payloads).
     items_changed: list[str] = field(default_factory=list)
+    #: Items a forced ``--gsd`` enlarged beyond what the model was trained on (> 8x their own pixels):
+    #: ``{"item", "native_gsd", "gsd", "factor"}`` (metres per pixel; their tiles are interpolated pixels).
+    items_enlarged: list[dict] = field(default_factory=list)
     nothing_indexed: str = ""
     points_written: int = 0
     seconds: float = 0.0

@@ -192,6 +192,11 @@ class Store(PointAtMixin, abc.ABC):
     def upsert(self, points: Sequence[Point]) -> None:
         """Insert or replace points by id (idempotent)."""
 
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove the points ``ids`` (those not stored are ignored); back ends that can write override
+        this.  Raises StoreError where the back end cannot."""
+        raise StoreError(f"{self.describe()} cannot delete points")
+
     def estimate(self, flt: SearchFilter | None = None) -> int | None:
         """The engine's estimate of how many points match ``flt``, without reading them, or
         None where the back end gives none (then :meth:`count` is the only answer)."""

@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +379,25 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
                          self.index, self._rounds.pending)
                 self.flush()
                 self.optimize()
+
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove the points ``ids`` from the shard, then their digests (a crash in between leaves
+        digests of gone points, which ``check`` reports and ``--repair`` drops)."""
+        import qdrant_edge as q
+
+        from rsir_stac.store.records import normalize_id
+
+        self._require_writable()
+        self._require_meta()
+        keys = [normalize_id(i) for i in ids]
+        for part in chunks(keys, UPSERT_BATCH):
+            try:
+                self._shard.update(q.UpdateOperation.delete_points(part))
+            except Exception as exc:  # noqa: BLE001
+                raise self._engine_error(exc, "deleting points") from None
+            self._dirty = True
+            if self._ledger is not None:
+                self._ledger.remove(part)
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` stored *and* intact: read back with vectors and

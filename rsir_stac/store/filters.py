@@ -112,6 +112,9 @@ class SearchFilter:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        for name in ("bbox", "near"):  # text as bytes (read from a file or a socket) is text
+            if isinstance(getattr(self, name), (bytes, bytearray)):
+                set_(self, name, bytes(getattr(self, name)).decode("utf-8", "replace"))
         if self.bbox is not None:  # (W, S, E, N), or the command line's "W,S,E,N" text
             set_(self, "bbox", parse_bbox(self.bbox) if isinstance(self.bbox, str)
                  else _check_bbox(_float_tuple(self.bbox, "bbox", "W, S, E, N in degrees"), "bbox"))

@@ -408,6 +408,19 @@ class ServerStore(Store):
             kwargs["parallel"] = self.parallel
         self._call("uploading points", self.client.upload_points, self.collection, structs, **kwargs)
 
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove the points ``ids`` (qdrant-client ``delete`` by id list, waited for)."""
+        from qdrant_client import models as m
+
+        from rsir_stac.store.records import normalize_id
+
+        self._require_writable()
+        self._require_meta()
+        keys = [normalize_id(i) for i in ids]
+        if keys:
+            self._call("deleting points", self.client.delete, self.collection,
+                       points_selector=m.PointIdsList(points=keys), wait=True)
+
     def _search_raw(
         self,
         vector: np.ndarray,
