@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from rsir_stac.errors import InputError, RsirError
+
+log = logging.getLogger(__name__)
 
 
 class OutputError(RsirError, OSError):
@@ -135,6 +138,35 @@ def check_output_dir(path: str | Path, what: str | None = None) -> Path:
     return target
 
 
+def _remove_dead_partials(folder: Path, target: Path) -> None:
+    """Remove the temporary files of ``target`` (``.<stem>.<pid>.<random>.tmp<suffix>``, regular files
+    only) whose writer process is gone: what a write killed with SIGKILL left (its own clean-up never
+    ran).  A writer still alive, or one of another user, is left alone; so are files of other names."""
+    import glob
+    import re
+    import stat
+
+    pat = re.compile(rf"\.{re.escape(target.stem)}\.(\d+)\.[^/]*\.tmp{re.escape(target.suffix)}")
+    for name in glob.glob(glob.escape(str(folder / f".{target.stem}.")) + f"*.tmp{glob.escape(target.suffix)}"):
+        m = pat.fullmatch(os.path.basename(name))
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or another user's: PermissionError below)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(name).st_mode):
+                os.unlink(name)
+                log.info("removed %s, left by a write that was killed (process %d is gone)", name, pid)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is fsynced and
@@ -146,8 +178,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise _missing_folder(folder, target.name)
+    _remove_dead_partials(folder, target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=folder)
+        # the writer's pid in the name: a later write of the same file removes what a killed one left
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=folder)
     except OSError as exc:
         # ENOENT for a folder that exists: a pseudo file system (/proc, /sys) where no file can be made
         why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror

@@ -232,3 +232,22 @@ def test_delete_in_both_back_ends(tmp_path):
     from rsir_stac.store.integrity import check_index
 
     assert check_index(tmp_path / "edge").ok  # the digests of deleted points went with them
+
+
+def test_a_killed_writes_partial_file_goes_with_the_next_write(tmp_path):
+    """Re-check (operator 2): after SIGKILL, `export` left `.out.XXXX.tmp.csv` (25 MB) that no later run removed."""
+    from rsir_stac.atomic import atomic_output
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f".out.{dead.pid}.k3j9.tmp.csv"
+    left.write_text("partial")
+    alive = tmp_path / f".out.{os.getppid()}.q1w2.tmp.csv"   # a writer still running: not ours to touch
+    alive.write_text("in progress")
+    other = tmp_path / f".other.{dead.pid}.zz.tmp.csv"       # another file's partial: left
+    other.write_text("x")
+    with atomic_output(tmp_path / "out.csv") as tmp:
+        assert f".out.{os.getpid()}." in tmp.name
+        tmp.write_text("a,b\n")
+    assert (tmp_path / "out.csv").read_text() == "a,b\n"
+    assert not left.exists() and alive.exists() and other.exists()
