@@ -10,8 +10,9 @@ of vectors as one matrix product, which keeps a pass over 1,000,000 points
 within the scroll's own cost.
 
 Tiles drawn at random (fixed by ``seed``) are added as background negatives
-(``background``, default max(50, 5 × positives); half from the scenes holding
-the labels, the rest from the filtered area: :func:`_background`): the
+(``background``, default max(50, 5 × positives); equal shares from the scenes
+holding the labels, the ground around them and the filtered area, those a first
+fit scores positive left out: :func:`_background`, :func:`_reliable_negatives`): the
 thing searched for is rare, and a handful of negative labels cannot cover
 every other kind of tile in the area (measured in benchmarks/RESULTS.md,
 section 10).  A background tile that is in fact positive costs little: it is

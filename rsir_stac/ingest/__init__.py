@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import queue
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
