@@ -277,3 +277,26 @@ def test_a_forced_gsd_far_finer_than_a_scene_is_warned_about(tmp_path, tiny_bund
     with caplog.at_level(logging.WARNING, logger="rsir_stac"):
         ingest([str(tif)], index=str(tmp_path / "idx2"), model=tiny_bundle, options=IngestOptions(tile_size=64, gsd=6.0))
     assert not [r for r in caplog.records if "enlarges" in r.getMessage()]  # 5x: within what the model saw
+
+
+def test_openapi_describes_the_answers(client, pid):
+    """API trial 11: every 200 answer was an untyped object; a generated client got a bare dict."""
+    doc = client.get("/openapi.json").json()
+    for path, method in (("/api/search", "get"), ("/api/search", "post"), ("/api/search/image", "post"),
+                         ("/api/query", "post")):
+        schema = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        props = schema["properties"]
+        assert {"features", "query", "k", "offset", "next_offset", "notes"} <= set(props), (path, method)
+        assert props["features"]["items"]["properties"]["properties"]["properties"]["rank"]["type"] == "integer"
+    cls = doc["paths"]["/api/classify"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "precision" in cls["properties"]["summary"]["properties"]
+    info = doc["paths"]["/api/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "extent" in info["properties"]
+    # the documented fields are the ones an answer has
+    answer = client.get("/api/search", params={"point_id": pid, "k": 3}).json()
+    search = doc["paths"]["/api/search"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(search["required"]) <= set(answer)
+    assert set(search["properties"]) - {"score"} <= set(answer), set(search["properties"]) - set(answer)
+    hit = answer["features"][0]["properties"]
+    documented = search["properties"]["features"]["items"]["properties"]["properties"]["properties"]
+    assert {"rank", "distance", "id", "item_id", "href", "gsd"} <= set(hit) & set(documented)

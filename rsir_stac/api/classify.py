@@ -17,11 +17,14 @@ def classify_router(svc: Any):
     """An ``APIRouter`` with ``POST /api/classify`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Body
 
+    from rsir_stac.api.schemas import CLASSIFY_ANSWER, answer
     from rsir_stac.apierrors import error_responses
 
     router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413, 429))
 
-    @router.post("/api/classify", summary="Find all tiles like the positive labels")
+    @router.post("/api/classify", summary="Find all tiles like the positive labels",
+                 responses=answer(CLASSIFY_ANSWER, "The tiles at or above the threshold (and your labelled "
+                                                   "positives), most probable first, with the run's summary"))
     def api_classify(req: bodies.ClassifyRequest = Body(...)) -> dict:
         """Logistic regression on the labelled tiles' vectors, applied to every tile in the filtered area."""
         from rsir_stac.classify import classify, dissolve

@@ -56,6 +56,7 @@ def query_router(svc: Any):
     """An ``APIRouter`` with ``POST /api/query`` over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Depends
 
+    from rsir_stac.api.schemas import SEARCH_ANSWER, answer
     from rsir_stac.api.search import page_notes
     from rsir_stac.apierrors import error_responses
     from rsir_stac.search import AUTO_PER_ITEM, to_geojson
@@ -66,6 +67,8 @@ def query_router(svc: Any):
                        responses=error_responses(400, 404, 413, 422, 429))
 
     @router.post("/api/query", summary="Search with several positive and negative examples",
+                 responses=answer(SEARCH_ANSWER, "Result tiles as a GeoJSON FeatureCollection, with the query, "
+                                                 "paging and notes"),
                  openapi_extra={"requestBody": bodies.request_body(bodies.QueryRequest, "query",
                                                                    svc.max_upload_bytes)})
     def api_query(query: bodies.QueryInput = Depends(query_reader(svc, bodies.QueryRequest))) -> dict:

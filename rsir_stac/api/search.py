@@ -105,12 +105,14 @@ def search_router(svc: Any):
     from pydantic import Field
 
     from rsir_stac.api.bodies import StrictBody
+    from rsir_stac.api.schemas import SEARCH_ANSWER, answer
 
     from rsir_stac.apierrors import error_responses
 
     router = APIRouter(dependencies=svc.dependencies, tags=["search"])
 
-    @router.get("/api/search", summary="Search by point id or location", responses=error_responses(400, 404, 422))
+    @router.get("/api/search", summary="Search by point id or location",
+                responses={**error_responses(400, 404, 422), **answer(SEARCH_ANSWER, "Result tiles as a GeoJSON FeatureCollection, with the query, paging and notes")})
     def api_search_get(
         point_id: str | None = Query(None, description="Query with a stored tile's id."),
         lon: float | None = Query(None, description="Query with the stored tile covering lon/lat."),
@@ -147,7 +149,8 @@ def search_router(svc: Any):
         expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
         offset: int = Field(0, ge=0, description=OFFSET_DOC)
 
-    @router.post("/api/search", summary="Search (JSON body)", responses=error_responses(400, 404, 413, 422))
+    @router.post("/api/search", summary="Search (JSON body)",
+                 responses={**error_responses(400, 404, 413, 422), **answer(SEARCH_ANSWER, "Result tiles as a GeoJSON FeatureCollection, with the query, paging and notes")})
     def api_search_post(req: SearchRequest = Body(...)) -> dict:
         """The same search as ``GET /api/search`` with a JSON body; ``polygon`` may be GeoJSON."""
         flt = build_filter(bbox=req.bbox, near=req.near, polygon=req.polygon, datetime=req.datetime,
@@ -158,7 +161,7 @@ def search_router(svc: Any):
     lim = svc.limits
 
     @router.post("/api/search/image", summary="Search by an uploaded image",
-                 responses=error_responses(400, 413, 422, 429))
+                 responses={**error_responses(400, 413, 422, 429), **answer(SEARCH_ANSWER, "Result tiles as a GeoJSON FeatureCollection, with the query, paging and notes")})
     def api_search_image(
         file: UploadFile = File(..., description=f"PNG, JPEG, WebP or (Geo)TIFF only (other formats, e.g. "
                                                  f"GDAL VRT/XML, are refused), at most {svc.max_upload_bytes} "

@@ -73,11 +73,13 @@ def stored_router(svc: Any):
     from fastapi import Path as PathParam
     from fastapi.responses import Response
 
+    from rsir_stac.api.schemas import INFO_ANSWER, answer
     from rsir_stac.apierrors import error_responses
 
     router = APIRouter(dependencies=svc.dependencies)
 
-    @router.get("/api/info", tags=["index"], summary="Index summary", responses=error_responses(500))
+    @router.get("/api/info", tags=["index"], summary="Index summary",
+                responses={**error_responses(500), **answer(INFO_ANSWER, "The index summary")})
     def api_info() -> dict:
         """Points, vector size, model id, STAC collections and lon/lat extent ``[W, S, E, N]``
         (the summary is cached for a minute; ``count`` is always the store's count now, so it
