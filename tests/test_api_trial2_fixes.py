@@ -112,18 +112,43 @@ def test_unknown_form_fields_are_refused(client):
 # --------------------------------------------------------------------------- the per-scene cap's note
 
 
-def test_cap_note_reaches_library_and_api_users(index, client, pid):
-    res = index.search(point_id=pid, k=12)
-    d = [h.score for h in res.hits]
-    assert d != sorted(d)  # 3 scenes, 3 per scene first: the order is not by distance alone
-    assert cap_note("distance") in res.notes
-    assert cap_note("distance") not in index.search(point_id=pid, k=12, per_item=0).notes  # 0 is no cap, as the CLI's
-    assert [h.score for h in index.search(point_id=pid, k=12, per_item=0).hits] == sorted(
-        h.score for h in index.search(point_id=pid, k=12, per_item=0).hits)
-    doc = client.get("/api/search", params={"point_id": pid, "k": 12}).json()
-    assert cap_note("distance") in doc["notes"] and cap_note("distance") not in doc["search_notes"]
-    doc = client.post("/api/query", json={"positives": [{"point_id": pid}], "k": 12}).json()
-    assert cap_note("distance") in doc["notes"] and cap_note("distance") not in doc["search_notes"]
+def _capped_world(tmp_path, bundle):
+    """An index where the per-scene cap must reorder: the query tile of scene A, 6 more A tiles at
+    distance 0.10-0.15 from it, and 2 tiles of scene B at 0.16 and 0.17 (beyond 3 of one scene a
+    distance ranks as if 30 % larger, so B's come before A's last three)."""
+    import uuid
+
+    from rsir_stac.store import Point
+    from tests.conftest import index_of_points
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=bundle.dim).astype(np.float32)
+    step = rng.normal(size=bundle.dim).astype(np.float32)
+    step /= np.linalg.norm(step)
+    pts = []
+    for n, (scene, d) in enumerate([("A", 0.0), ("A", 0.10), ("A", 0.11), ("A", 0.12), ("A", 0.13), ("A", 0.14),
+                                    ("A", 0.15), ("B", 0.16), ("B", 0.17)]):
+        lon = -95.0 + 0.01 * n
+        pts.append(Point(str(uuid.UUID(int=n + 1)), q + d * step,
+                         {"item_id": f"scene-{scene}", "collection": "c", "location": {"lon": lon, "lat": 29.0},
+                          "bbox": [lon - 0.001, 28.999, lon + 0.001, 29.001], "model_id": bundle.model_id,
+                          "datetime": "2020-06-01T00:00:00Z", "datetime_epoch": 1590969600.0}))
+    return index_of_points(tmp_path / "capped", pts, bundle), pts[0].id
+
+
+def test_cap_note_reaches_library_and_api_users(tmp_path, shipped_bundle):
+    path, qid = _capped_world(tmp_path, shipped_bundle)
+    with Index.open(str(path), model=shipped_bundle) as idx:
+        res = idx.search(point_id=qid, k=8)
+        assert [h.payload["item_id"] for h in res.hits][:4] == ["scene-A"] * 3 + ["scene-B"]  # B's 0.16 before A's 0.13
+        assert cap_note("distance") in res.notes  # the library says it (only the CLI did)
+        plain = idx.search(point_id=qid, k=8, per_item=0)  # 0 is no cap, as the CLI's --per-item 0
+        assert [h.score for h in plain.hits] == sorted(h.score for h in plain.hits)
+        assert cap_note("distance") not in plain.notes
+        with TestClient(create_app(idx), base_url=BASE) as c:
+            for doc in (c.get("/api/search", params={"point_id": qid, "k": 8}).json(),
+                        c.post("/api/query", json={"positives": [{"point_id": qid}], "k": 8}).json()):
+                assert cap_note("distance") in doc["notes"] and cap_note("distance") not in doc["search_notes"]
 
 
 # --------------------------------------------------------------------------- the library's own checks
