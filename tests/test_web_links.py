@@ -358,8 +358,9 @@ def test_card_keys_keep_the_focus_where_the_user_is(browser, server):
         assert "pos" in cards.nth(3).get_attribute("class").split() and f"pos={rid}" in pg.p.url
         pg.p.keyboard.press("n")
         assert "neg" in cards.nth(3).get_attribute("class").split() and f"neg={rid}" in pg.p.url
-        pg.p.keyboard.press("n")   # again: the label goes
-        assert "neg=" not in pg.p.url and pg.p.evaluate(active) == rid
+        pg.p.keyboard.press("n")   # again: the label goes (waited for: a loaded machine may draw it late)
+        pg.p.wait_for_function("!window.location.search.includes('neg=')", timeout=10_000)
+        assert pg.p.evaluate(active) == rid
         # the details' buttons keep the focus when a label redraws them
         pg.p.focus("#details button.pos")
         pg.p.keyboard.press("Enter")
