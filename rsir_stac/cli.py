@@ -164,11 +164,7 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
             _echo_failed_report(exc, as_json)
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM here cancels the service's job: say so on stdout too
-            from rsir_stac.cli_common import Terminated
-
-            term = isinstance(exc, Terminated)
-            _echo_failed_report(exc, as_json, 143 if term else 130,
-                                message="terminated (SIGTERM)" if term else "interrupted")
+            _echo_interrupted_report(exc, as_json)
             raise
         if job["state"] != "done":
             error, code = job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1)
@@ -207,14 +203,10 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
         report = run(list(sources), index=index, qdrant_url=qdrant_url, api_key=api_key, model=model,
                      options=opts, progress=progress)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: --json still says how far the run got
-        from rsir_stac.cli_common import Terminated
-
-        term = isinstance(exc, Terminated)
         for bar in bars.values():
             bar.close()
         bars.clear()
-        _echo_failed_report(exc, as_json, 143 if term else 130,
-                            message="terminated (SIGTERM)" if term else "interrupted")
+        _echo_interrupted_report(exc, as_json)
         raise
     except RsirError as exc:
         partial = getattr(exc, "report", None)
@@ -235,6 +227,14 @@ def ingest(sources, index, qdrant_url, api_key, model, asset, bands, tile_size, 
         for bar in bars.values():
             bar.close()
     _ingest_finish(report, as_json)
+
+
+def _echo_interrupted_report(exc: KeyboardInterrupt, as_json: bool) -> None:
+    """:func:`_echo_failed_report` of a run stopped by Ctrl-C (exit 130) or SIGTERM (143)."""
+    from rsir_stac.cli_common import Terminated
+
+    term = isinstance(exc, Terminated)
+    _echo_failed_report(exc, as_json, 143 if term else 130, message="terminated (SIGTERM)" if term else "interrupted")
 
 
 def _echo_failed_report(exc, as_json: bool, code: int | None = None, message: str | None = None) -> None:

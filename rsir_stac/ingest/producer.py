@@ -170,13 +170,13 @@ def _moved_item_id(run: _Reading, scene, refs: Sequence, ids: Sequence[str]) -> 
             flt = SearchFilter(near=(float(ref.centroid[0]), float(ref.centroid[1]), 0.5))
             if not run.store.count(flt):
                 continue
-            gone = None
+            gone, stamp = None, file_stamp(scene)
             for hit in run.store.retrieve(sample_ids(run.store, 64, flt)):
                 p = hit.payload
                 if p.get("href") == scene.href and p.get("asset") == scene.asset_key \
                         and p.get("item_id") != scene.item_id:
                     return str(p["item_id"])
-                if gone is None and _looks_moved(p, scene, ref):
+                if gone is None and _looks_moved(p, scene, ref, stamp):
                     gone = p
             if gone is not None:  # ops trial: a moved or renamed file became a silent second copy
                 log.warning("item %s looks like %s moved or renamed here (a tile of the same grid at the same "
@@ -187,13 +187,13 @@ def _moved_item_id(run: _Reading, scene, refs: Sequence, ids: Sequence[str]) -> 
     return None
 
 
-def _looks_moved(payload: dict, scene, ref) -> bool:
+def _looks_moved(payload: dict, scene, ref, now: dict | None) -> bool:
     """Whether a stored tile ``payload`` at the place of window ``ref`` of the bare raster ``scene``
     looks like the same file before a move: a bare raster's tile of the same grid window and size,
-    whose local file no longer exists (and whose size, when both are stamped, is this file's)."""
+    whose local file no longer exists (and whose size, when both are stamped, is ``now``'s, this
+    file's :func:`~rsir_stac.ingest.points.file_stamp`)."""
     import os
 
-    from rsir_stac.ingest.points import file_stamp
     from rsir_stac.tiling.sources import _is_url
 
     href = payload.get("href")
@@ -203,7 +203,7 @@ def _looks_moved(payload: dict, scene, ref) -> bool:
     if (g.get("col_off"), g.get("row_off"), g.get("width"), g.get("height")) != \
             (ref.grid.col_off, ref.grid.row_off, ref.grid.width, ref.grid.height) or os.path.exists(href):
         return False
-    was, now = payload.get("file_stamp"), file_stamp(scene)
+    was = payload.get("file_stamp")
     return not (isinstance(was, dict) and now and was.get("size") != now.get("size"))
 
 
