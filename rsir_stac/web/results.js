@@ -264,7 +264,10 @@ export function select(id, zoom) {
   // card stays in view; a click or a tap: the details (Search from this, Positive, Negative) come into
   // view, with the card below them where the panel has room
   if (onCard) c.scrollIntoView({ block: "nearest" });
-  else $("details").scrollIntoView({ block: "nearest" });
+  else {   // its heading at the top where it fits, else its buttons (the end) in view
+    const d = $("details"), sc = $("scroll");
+    d.scrollIntoView({ block: d.offsetHeight <= sc.clientHeight ? "start" : "end" });
+  }
 }
 
 function row(dl, term, value, help) {
