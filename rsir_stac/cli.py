@@ -17,6 +17,7 @@ exit 1.  ``-v`` adds the traceback to either; Ctrl-C exits 130.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import click
@@ -39,6 +40,20 @@ class _Group(click.Group):
     command is answered with that command (bad usage, exit 2)."""
 
     HINTS = {"adapt": "rsir-stac train --unlabelled --from BUNDLE SOURCES... --out RUN (adaptation without labels)"}
+
+    VERBOSE = re.compile(r"^(-v+|--verbose)$")
+
+    def parse_args(self, ctx, args):
+        """``-v``/``--verbose`` is the group's option but is welcome after the command name too
+        (``rsir-stac ingest ... -v``, as users type it): such tokens move in front of the
+        command, except after a ``--`` separator. No command has a ``-v`` of its own."""
+        args = list(args)
+        stop = args.index("--") if "--" in args else len(args)
+        first = next((i for i, a in enumerate(args[:stop]) if not a.startswith("-")), stop)
+        late = [i for i in range(first + 1, stop) if self.VERBOSE.match(args[i])]
+        moved = [args[i] for i in late]
+        args = moved + [a for i, a in enumerate(args) if i not in set(late)]
+        return super().parse_args(ctx, args)
 
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)

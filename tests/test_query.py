@@ -119,11 +119,12 @@ def test_per_item_cap(points, stores):
     from rsir_stac.store.query import FILL_PENALTY
 
     d = {p.id: float(np.linalg.norm(p.vector - points[0].vector)) for p in points}
+    floor = min(x for x in d.values() if x > 1e-6)  # the fixture holds copies of the query (d = 0)
     seen: dict = {}
     keyed = []
     for n, p in enumerate(sorted(points, key=lambda p: (d[p.id], p.id))):
         first = seen.setdefault(p.payload["item_id"], p.id) == p.id
-        keyed.append((d[p.id] if first else d[p.id] * FILL_PENALTY, n, p.id))
+        keyed.append((d[p.id] if first else max(d[p.id], floor) * FILL_PENALTY, n, p.id))
     want = [i for _, _, i in sorted(keyed)][:290]
     a, b = edge.query(q, 290, per_item=1, fill=True), mem.query(q, 290, per_item=1, fill=True)
     assert _ids(a) == _ids(b) == want
@@ -131,7 +132,7 @@ def test_per_item_cap(points, stores):
     second = next(i for _, _, i in keyed if i != want[0] and
                   points_by_id(points)[i].payload["item_id"] == points_by_id(points)[want[0]].payload["item_id"])
     pos = _ids(a).index(second) if second in _ids(a) else None
-    assert pos is None or all(d[i] <= d[second] * FILL_PENALTY for i in _ids(a)[:pos])
+    assert pos is None or all(d[i] <= max(d[second], floor) * FILL_PENALTY for i in _ids(a)[:pos])
 
 
 def test_a_scene_holding_the_only_near_tiles_is_not_buried_by_the_soft_cap(tmp_path):
@@ -164,6 +165,30 @@ def test_a_scene_holding_the_only_near_tiles_is_not_buried_by_the_soft_cap(tmp_p
             hits = s.query(ExampleQuery((q,)), 12, per_item=3, fill=True)
             items = [h.payload["item_id"] for h in hits]
             assert items[:3] == ["near-scene"] * 3 and len(set(items)) > 1, items
+
+
+def test_the_soft_cap_also_pushes_down_a_scenes_exact_duplicates(tmp_path):
+    """A scene holding eight copies of the query tile (distance 0: a factor changes nothing) filled
+    the page past the cap of three; its copies beyond the cap now rank as if FILL_PENALTY times the
+    nearest non-zero distance, so nearly as near tiles of other scenes come first."""
+    from rsir_stac.store.base import Point
+
+    base = make_points(18)
+    q = np.zeros(DIM, np.float32)
+    pts = []
+    for i, p in enumerate(base):
+        v = np.zeros(DIM, np.float32)
+        v[0] = 0.0 if i < 8 else 1.0 + 0.01 * i
+        pts.append(Point(p.id, v, {**p.payload, "item_id": "copies" if i < 8 else f"other-{i}"}))
+    for s in (open_store(tmp_path / "index"), open_store(qdrant_url=":memory:")):
+        with s:
+            s.ensure_collection(DIM, MODEL)
+            s.upsert(pts)
+            items = [h.payload["item_id"] for h in s.query(ExampleQuery((q,)), 12, per_item=3, fill=True)]
+            assert items[:3] == ["copies"] * 3 and items[3:] == [f"other-{i}" for i in range(8, 17)], items
+            # with no tile of another scene near, the copies still follow (the cap is soft)
+            items = [h.payload["item_id"] for h in s.query(ExampleQuery((q,)), 18, per_item=3, fill=True)]
+            assert items.count("copies") == 8, items
 
 
 def points_by_id(points) -> dict:

@@ -394,6 +394,18 @@ def test_verbose_shows_traceback_and_keeps_exit_code(tmp_path, tiny_bundle):
     assert r.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nope.tif'} does not exist; check the path"
 
 
+@pytest.mark.parametrize("flag", ["-v", "--verbose", "-vv"])
+def test_verbose_after_the_command_name_works_as_before_it(flag, tmp_path, tiny_bundle):
+    """Users type the flag at the end of the line; it is the group's option, so it used to fail
+    with "No such option: -v" (operator trial 11)."""
+    r = cli("ingest", tmp_path / "nope.tif", "--index", tmp_path / "i", "--model", tiny_bundle.path, flag)
+    assert r.exit_code == 2
+    assert "Traceback (most recent call last)" in r.stderr and "SourceNotFoundError" in r.stderr
+    # after a -- separator it is an argument, not the flag
+    r = cli("ingest", "--index", tmp_path / "i", "--model", tiny_bundle.path, "--", flag)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr and f"{flag} does not exist" in r.stderr
+
+
 def test_unexpected_exception_is_one_line(monkeypatch, tmp_path, good, tiny_bundle):
     import rsir_stac.ingest
 

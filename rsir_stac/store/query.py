@@ -480,14 +480,17 @@ def _sort_equal_runs(hits: list) -> list:
 def _soft_cap(hits: Sequence, per_item: int, penalty: float) -> tuple[list, list[float]]:
     """``hits`` (by ascending distance) re-ranked by a soft per-scene cap: the first ``per_item`` of each
     scene keep their distance, the others rank at ``penalty`` times theirs; ties keep rank order.
+    A capped-out exact duplicate (distance 0, where a factor changes nothing) ranks at ``penalty``
+    times the nearest non-zero distance of ``hits``, so one scene's copies of a tile do not fill a page.
     Returns the hits and their ranking keys, in the new order."""
+    floor = min((h.score for h in hits if h.score > 0), default=0.0)
     seen: dict[Any, int] = {}
     keyed = []
     for n, h in enumerate(hits):
         item = h.payload.get("item_id")
         kept = seen.get(item, 0)
         seen[item] = kept + 1
-        keyed.append((h.score if kept < per_item else h.score * penalty, n, h))
+        keyed.append((h.score if kept < per_item else max(h.score, floor) * penalty, n, h))
     keyed.sort(key=lambda t: (t[0], t[1]))
     return [h for _, _, h in keyed], [k for k, _, _ in keyed]
 
