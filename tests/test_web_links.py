@@ -177,6 +177,44 @@ def test_upload_search_exports_have_the_schema_of_every_search(browser, server):
         pg.close()
 
 
+def test_a_reload_says_an_uploaded_image_is_not_kept_even_while_it_is_searched(browser, server):
+    """Uploads live in the page only. A reload after an upload's answer says so; a reload while the
+    upload was still being searched said nothing (the query just fell back to the search before it).
+    Either note is said once: the next reload shows what the link holds, quietly."""
+    base, points = server
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pid = next(iter(_scene_points(points, "scene-b")))
+        pg.search_by_id(pid, 10)
+        png = _upload_png(points, "scene-a")
+        held = []
+        pg.p.route("**/api/search/image", lambda route: held.append(route))   # never answered
+        pg.p.set_input_files("#upload", files=[{"name": "slow.png", "mimeType": "image/png", "buffer": png}])
+        pg.p.wait_for_function("window.history.state && window.history.state.uploading === 'slow.png'",
+                               timeout=30_000)
+        assert held
+        pg.p.unroute("**/api/search/image")
+        pg.p.reload()
+        pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        pg.wait_status("search with the uploaded image slow.png was still running when the page was reloaded")
+        pg.wait_results(10)
+        assert _result_ids(pg)[0] != "" and "uploaded image" not in pg.p.inner_text("#query")
+        pg.p.reload()
+        pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        pg.wait_results(10)
+        assert "slow.png" not in pg.status()
+        # an answered upload, then a reload
+        pg.p.set_input_files("#upload", files=[{"name": "fast.png", "mimeType": "image/png", "buffer": png}])
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('fast.png')", timeout=30_000)
+        pg.wait_results(10)
+        pg.p.reload()
+        pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        pg.wait_status("uploaded image fast.png searched before the reload is not kept")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 # --------------------------------------------------------------------------- 4 and 6. find all
 
 

@@ -7,7 +7,7 @@ import { hitsOfEntry, labelsOf } from "./labelstab.js";
 import { map } from "./map.js";
 import { restyleAll } from "./results.js";
 import { noteLeftOut, run, showNothing, syncImagery } from "./search.js";
-import { DATES_FORM, fromSearch, saveUrl, state } from "./state.js";
+import { DATES_FORM, fromSearch, saveUrl, stampUploading, state } from "./state.js";
 import { $, setStatus } from "./status.js";
 
 /** What a link held that the page left out, for people (empty when nothing was). */
@@ -44,7 +44,11 @@ export function applyState(s, first) {
   $("expand").value = String(s.expand);
   for (const o of $("collection").options) o.selected = s.collections.includes(o.value);
   const notes = leftOut(s);
-  if (first && !s.query && history.state && history.state.upload) {   // an upload lives in the page only
+  if (first && history.state && history.state.uploading) {   // reloaded while an upload was being searched
+    notes.push(`the search with the uploaded image ${history.state.uploading} was still running when the page ` +
+               "was reloaded and is not kept (reloads keep no uploads); upload it again to search with it");
+    stampUploading(null, history.state.uploadingSeq);   // said once: a later reload shows what the entry holds
+  } else if (first && !s.query && history.state && history.state.upload) {   // an upload lives in the page only
     notes.push(`the uploaded image ${history.state.upload} searched before the reload is not kept (links and ` +
                "reloads keep no uploads); upload it again to search with it");
   }

@@ -10,7 +10,7 @@ import { scenesDoc } from "./indexinfo.js";
 import * as labels from "./labels.js";
 import { COLOURS } from "./map.js";
 import { clearResults, el, queryLayer, resultById, select, shortDate, showResults } from "./results.js";
-import { saveUrl, stampUpload, state } from "./state.js";
+import { saveUrl, stampUpload, stampUploading, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
 import { uploadUrl } from "./uploads.js";
 
@@ -156,6 +156,7 @@ export async function run(query, opts) {
   }
   setStatus(query.kind === "labels" ? "Refining from the labels…" : "Searching…", "busy");
   const mine = inFlight = { query: query, filters: JSON.stringify(filters()) };
+  if (upload) stampUploading(query.file.name || "query", my);   // a reload before the answer says it is lost
   try {
     let doc;
     if (query.kind === "image") {
@@ -173,6 +174,7 @@ export async function run(query, opts) {
         : query.pinned ? { point_id: query.pinned } : { lon: query.lon, lat: query.lat };
       doc = await api("api/search?" + filterParams(extra));
     }
+    if (upload) stampUploading(null, my);
     if (my !== seq) return;
     if (upload) {
       state.query = query;
@@ -183,6 +185,7 @@ export async function run(query, opts) {
     }
     render(doc, query, opts);
   } catch (err) {
+    if (upload) stampUploading(null, my);
     if (my !== seq) return;
     if (upload) {   // refused: what was shown stays, and says so
       state.query = before.query;

@@ -259,8 +259,19 @@ export function stampHits() {
 
 /** The current history entry searched an uploaded image (its file name): a reload says it is not kept. */
 export function stampUpload(name) {
-  history.replaceState(Object.assign({}, history.state || {}, { rsir: 1, hits: shownHits.token, upload: name }), "",
-                       window.location.href);
+  const st = Object.assign({}, history.state || {}, { rsir: 1, hits: shownHits.token, upload: name });
+  delete st.uploading;
+  history.replaceState(st, "", window.location.href);
+}
+
+/** An upload search ``seq`` is running (``name``: its file name): a reload before its answer says it
+ *  is lost. ``name`` null ends that search's mark (refused or overtaken; a later upload's mark stays). */
+export function stampUploading(name, seq) {
+  const st = Object.assign({}, history.state || {}, { rsir: 1 });
+  if (name !== null) Object.assign(st, { uploading: name, uploadingSeq: seq });
+  else if (st.uploadingSeq === seq) { delete st.uploading; delete st.uploadingSeq; }
+  else return;
+  history.replaceState(st, "", window.location.href);
 }
 
 /** The labels as the GeoJSON label file of the analyst's loop (one Feature per tile). */
