@@ -209,7 +209,7 @@ def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
         ring = [(float(c["lon"]), float(c["lat"])) for c in corners]
     except (KeyError, TypeError, ValueError):
         ring = []
-    outline = payload.get("outline")  # near a pole: the densified outline is the footprint
+    outline = payload.get("outline")  # near a pole, very wide or bowed: the densified outline is the footprint
     if isinstance(outline, list) and len(outline) >= 4:
         try:
             ring = [(float(p[0]), float(p[1])) for p in outline]

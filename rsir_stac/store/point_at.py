@@ -50,7 +50,11 @@ def _covers(payload: dict, lon: float, lat: float) -> bool:
     from rsir_stac.labels import footprint_geometry
 
     geom = footprint_geometry(payload)
-    return geom is None or shape(geom).distance(ShapelyPoint(lon, lat)) <= 1e-9
+    if geom is None:
+        return True
+    poly = shape(geom)
+    # the antimeridian is both -180 and 180: a footprint ending at 180 holds -180 too
+    return any(poly.distance(ShapelyPoint(x, lat)) <= 1e-9 for x in ((lon, -lon) if abs(lon) == 180.0 else (lon,)))
 
 
 class PointAtMixin:

@@ -102,16 +102,18 @@ def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """
     lon = np.array(lon, dtype=np.float64, copy=True)
     lat = np.asarray(lat, dtype=np.float64)
-    # a point on a pole has no longitude of its own (the projection gives its central meridian): it
-    # takes its neighbour's, so that it widens no bbox (a tile with a corner on the pole spans 90
-    # degrees, not 180)
+    # a lone point on a pole has no longitude of its own (the projection gives its central meridian):
+    # it takes its neighbour's, so that it widens no bbox (a tile with a corner on the pole spans 90
+    # degrees, not 180).  A run of points on the pole is an edge along it (a lon/lat grid reaching
+    # 90 degrees): their longitudes are the grid's and say which way round the tile goes
     for r, i in zip(*np.nonzero(np.abs(lat) >= 90.0 - 1e-9)):
         row = lon[r]
         on = np.abs(lat[r]) >= 90.0 - 1e-9
-        if on.all():
+        m = len(row)
+        if on.all() or (on[(i - 1) % m] and row[(i - 1) % m] != row[i]) or (on[(i + 1) % m] and row[(i + 1) % m] != row[i]):
             continue
-        j = next(k for k in range(1, len(row) + 1) if not on[(i - k) % len(row)])
-        row[i] = row[(i - j) % len(row)]
+        j = next(k for k in range(1, m + 1) if not on[(i - k) % m])
+        row[i] = row[(i - j) % m]
     closed = np.concatenate([lon, lon[:, :1]], axis=1)
     un = np.unwrap(closed, period=360.0, axis=1)
     lo, hi = un[:, :-1].min(axis=1), un[:, :-1].max(axis=1)
@@ -193,6 +195,9 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
         peak = np.maximum(mid, a + c1 * t + c2 * t * t)
         low = np.minimum(mid, a + c1 * t + c2 * t * t)
         beyond |= ((peak > np.maximum(a, b) + BOW_TOLERANCE) | (low < np.minimum(a, b) - BOW_TOLERANCE)).any(axis=1)
+    # a tile 90 degrees of longitude or wider (a coarse global product's): points of its 8-point
+    # outline may be 180 apart, where "the short way round" cannot tell which way it goes
+    beyond |= (np.abs(np.diff(un, axis=1)) > 90.0).any(axis=1)
     curved = np.flatnonzero(beyond)
     if densify > 1 and curved.size:
         dc, dr = _outline(x0[curved], y0[curved], x1[curved], y1[curved], densify)
@@ -210,22 +215,59 @@ POLAR_LAT = 80.0
 #: Tiles wider than this many degrees of longitude store a densified outline, like polar ones.
 WIDE_TILE_DEG = 90.0
 
+#: A tile whose edge, straight in the raster's CRS, bows more than this many of its pixels away from
+#: the straight line between its corners in lon/lat stores a densified outline (coarse products in
+#: conic, sinusoidal or azimuthal projections: a 1 km grid's 256 px tile bows by kilometres, and its
+#: four corners alone would hand points near its edge to the neighbouring tile).
+BOW_PIXELS = 0.5
 
-def polar_outlines(transform: Any, crs: Any, windows: np.ndarray, bboxes: np.ndarray,
-                   densify: int = DENSIFY_PTS) -> dict[int, list[tuple[float, float]]]:
+_EARTH_M_PER_DEG = 6_371_008.8 * math.pi / 180.0
+
+
+def _bow_pixels(windows: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Largest bow of each tile's four edges, in pixels: the distance (metres, spherical, local
+    equirectangular) between an edge's midpoint and the middle of its corners' chord in lon/lat,
+    over the edge's metres per pixel.  ``lon``/``lat``: ``(k, 8)`` outlines with one midpoint per
+    edge (:func:`_outline` with ``densify=1``)."""
+    un = np.unwrap(np.concatenate([lon, lon[:, :1]], axis=1), period=360.0, axis=1)
+    la = np.concatenate([lat, lat[:, :1]], axis=1)
+    a_lon, m_lon, b_lon = un[:, 0:8:2], un[:, 1:8:2], un[:, 2:9:2]
+    a_lat, m_lat, b_lat = la[:, 0:8:2], la[:, 1:8:2], la[:, 2:9:2]
+    cos = np.cos(np.radians(m_lat))
+    dev = np.hypot((m_lon - (a_lon + b_lon) / 2) * cos, m_lat - (a_lat + b_lat) / 2) * _EARTH_M_PER_DEG
+    length = np.hypot((b_lon - a_lon) * cos, b_lat - a_lat) * _EARTH_M_PER_DEG
+    w = np.asarray(windows, dtype=np.float64)
+    pixels = np.stack([w[:, 2], w[:, 3], w[:, 2], w[:, 3]], axis=1)  # top, right, bottom, left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bow = np.where(length > 0, dev * pixels / length, 0.0)
+    return np.nan_to_num(bow, nan=0.0).max(axis=1)
+
+
+def tile_outlines(transform: Any, crs: Any, windows: np.ndarray, bboxes: np.ndarray,
+                  densify: int = DENSIFY_PTS) -> dict[int, list[tuple[float, float]]]:
     """``{i: [(lon, lat), ...]}``: the outline, ``densify`` points per edge clockwise from UL, of
-    each window ``i`` whose bbox reaches beyond :data:`POLAR_LAT` or is wider than
-    :data:`WIDE_TILE_DEG`; other tiles are left out (their four corners are their footprint)."""
+    each window ``i`` whose four corners do not make its footprint: its bbox reaches beyond
+    :data:`POLAR_LAT`, is wider than :data:`WIDE_TILE_DEG`, or an edge bows by more than
+    :data:`BOW_PIXELS` pixels in lon/lat; other tiles are left out (their four corners are their
+    footprint)."""
     b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
     width = np.where(b[:, 2] >= b[:, 0], b[:, 2] - b[:, 0], b[:, 2] + 360.0 - b[:, 0])
     # near a pole, or so wide (a coarse product's tile) that four corners cannot say which way round it goes
-    polar = np.flatnonzero((b[:, 3] > POLAR_LAT) | (b[:, 1] < -POLAR_LAT) | (width > WIDE_TILE_DEG))
-    if not polar.size:
+    keep = (b[:, 3] > POLAR_LAT) | (b[:, 1] < -POLAR_LAT) | (width > WIDE_TILE_DEG)
+    rest = np.flatnonzero(~keep)
+    if rest.size:
+        r = w[rest]
+        cols, rows = _outline(r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3], 1)
+        lon, lat = _to_lonlat(transform, crs, cols, rows)
+        keep[rest[_bow_pixels(r, lon, lat) > BOW_PIXELS]] = True
+    chosen = np.flatnonzero(keep)
+    if not chosen.size:
         return {}
-    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)[polar]
-    cols, rows = _outline(w[:, 0], w[:, 1], w[:, 0] + w[:, 2], w[:, 1] + w[:, 3], densify)
+    c = w[chosen]
+    cols, rows = _outline(c[:, 0], c[:, 1], c[:, 0] + c[:, 2], c[:, 1] + c[:, 3], densify)
     lon, lat = _to_lonlat(transform, crs, cols, rows)
-    return {int(i): [(float(x), float(y)) for x, y in zip(lon[j], lat[j])] for j, i in enumerate(polar)}
+    return {int(i): [(float(x), float(y)) for x, y in zip(lon[j], lat[j])] for j, i in enumerate(chosen)}
 
 
 def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
@@ -277,11 +319,14 @@ def union_bounds(bboxes: Any) -> BBox | None:
 
 
 def bbox_contains(bbox: Any, lon: float, lat: float) -> bool:
-    """Whether ``(lon, lat)`` lies in ``bbox`` (closed; ``W > E`` crosses 180)."""
+    """Whether ``(lon, lat)`` lies in ``bbox`` (closed; ``W > E`` crosses 180; longitude -180 is 180)."""
     w, s, e, n = (float(v) for v in bbox)
     if not s <= lat <= n:
         return False
-    return w <= lon <= e if w <= e else (lon >= w or lon <= e)
+    for x in ((lon, -lon) if abs(lon) == 180.0 else (lon,)):
+        if (w <= x <= e) if w <= e else (x >= w or x <= e):
+            return True
+    return False
 
 
 def _counter_clockwise(pts: list[list[float]]) -> list[list[float]]:
@@ -453,7 +498,7 @@ __all__ = [
     "footprint_geometry",
     "lon_extent",
     "native_pixel_size",
-    "polar_outlines",
+    "tile_outlines",
     "ring_bounds",
     "tile_footprints",
     "union_bounds",

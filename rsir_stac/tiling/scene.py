@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.footprints import Corner, native_pixel_size, polar_outlines, tile_footprints
+from rsir_stac.tiling.footprints import Corner, native_pixel_size, tile_footprints, tile_outlines
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
@@ -45,7 +45,8 @@ class TileRef:
     corners: tuple[Corner, Corner, Corner, Corner]
     centroid: Corner
     grid: PixelWindow
-    #: the densified lon/lat outline of a tile near a pole (its footprint there), else None
+    #: the densified lon/lat outline of a tile its four corners do not describe (near a pole, 90 degrees
+    #: wide or more, or edges bowing by more than half a pixel in lon/lat): its footprint; else None
     outline: tuple[Corner, ...] | None = None
 
 
@@ -309,7 +310,7 @@ class SceneReader:
         y1 = np.clip(src[:, 1] + src[:, 3], 0, self.height)
         shown = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
-        outlines = polar_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
+        outlines = tile_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
         crs, gsd = self.crs, self.gsd
         refs = []
         for i, g in enumerate(grid):

@@ -1,0 +1,115 @@
+"""Second geo-correctness trial (trial-geo, thirtieth session): tiles 180 degrees wide or more
+(a coarse global grid) had the complement of their longitudes as bbox; coarse tiles in curved
+projections were stored as four corners that cut their bowed edges by kilometres; a location
+on the antimeridian was found or not depending on the sign of 180."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.search import Index
+from tests.conftest import make_geotiff
+
+NATIVE = IngestOptions(tile_size=256, native_gsd=True, min_valid=0.0)
+
+
+def _payloads(index) -> list[dict]:
+    from rsir_stac.store import open_store
+
+    with open_store(str(index), read_only=True) as s:
+        return [p.payload for p in s.iter_points(with_vectors=False)]
+
+
+def _extent(index):
+    from rsir_stac.store import open_store
+
+    with open_store(str(index), read_only=True) as s:
+        return tuple(s.info().extent)
+
+
+def test_a_global_grid_tiled_in_256_degree_tiles_has_their_longitudes_as_bbox(tmp_path, tiny_bundle):
+    """1 degree global grid (360 x 180 px), 256 px tiles: the bboxes were [76, -90, 180, 90] and
+    [-180, -90, -76, 90] (the other side of the world) and every --at inside was refused."""
+    tif = make_geotiff(tmp_path / "world.tif", width=360, height=180, crs="EPSG:4326", res=1.0,
+                       origin=(-180.0, 90.0))
+    idx = tmp_path / "idx"
+    ingest([str(tif)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    boxes = sorted(tuple(p["bbox"]) for p in _payloads(idx))
+    assert boxes == [(-180.0, -90.0, 76.0, 90.0), (-76.0, -90.0, 180.0, 90.0)]
+    assert _extent(idx) == (-180.0, -90.0, 180.0, 90.0)
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        for lon, lat in ((10.0, 60.0), (-170.0, -45.0), (170.0, 80.0)):
+            hit = index.search(at=(lon, lat), k=1).query_payload
+            w, s, e, n = hit["bbox"]
+            assert w <= lon <= e and s <= lat <= n
+
+
+def test_one_tile_round_the_world_spans_every_longitude():
+    """A 2.5 degree grid in one 144 px tile: its bbox had zero width, [-180, -90, -180, 90]."""
+    from rasterio.transform import from_origin
+
+    from rsir_stac.tiling.footprints import tile_footprints
+
+    _, _, b = tile_footprints(from_origin(-180.0, 90.0, 2.5, 2.5), "EPSG:4326", np.array([[0, 0, 144, 72]], float))
+    assert b.tolist() == [[-180.0, -90.0, 180.0, 90.0]]
+    _, _, b = tile_footprints(from_origin(0.0, 90.0, 1.40625, 1.40625), "EPSG:4326",
+                              np.array([[0, 0, 128, 64], [128, 0, 128, 64]], float))   # a 0..360 grid
+    assert b.tolist() == [[0.0, 0.0, 180.0, 90.0], [-180.0, 0.0, 0.0, 90.0]]
+
+
+def _outline_ring(payload) -> list[tuple[float, float]]:
+    from shapely.geometry import shape
+
+    from rsir_stac.labels import footprint_geometry
+
+    return shape(footprint_geometry(payload))
+
+
+@pytest.mark.parametrize("crs, origin, res", [("EPSG:3978", (-2400000.0, 2900000.0), 1000.0),   # Canada Lambert
+                                              ("EPSG:3035", (2800000.0, 4900000.0), 1000.0)])  # LAEA Europe, Iceland
+def test_coarse_tiles_in_curved_projections_store_their_bowed_edges(tmp_path, tiny_bundle, crs, origin, res):
+    """1 km grids, 256 px tiles: their edges bow 2.5-3.5 px in lon/lat, and the four corners made
+    a footprint that gave points near an edge to the neighbouring tile.  The stored footprint now
+    follows the true outline to a small fraction of a pixel."""
+    import rasterio
+    from pyproj import Transformer
+    from shapely.geometry import Point, Polygon
+
+    tif = make_geotiff(tmp_path / "grid.tif", width=512, height=512, crs=crs, res=res, origin=origin)
+    idx = tmp_path / "idx"
+    ingest([str(tif)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    with rasterio.open(tif) as ds:
+        t = ds.transform
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    for p in _payloads(idx):
+        w = p["window"]
+        c0, r0, c1, r1 = w["col_off"], w["row_off"], w["col_off"] + w["width"], w["row_off"] + w["height"]
+        u = np.linspace(0, 1, 101)
+        cols = np.concatenate([c0 + (c1 - c0) * u, np.full(101, c1), c1 + (c0 - c1) * u, np.full(101, c0)])
+        rows = np.concatenate([np.full(101, r0), r0 + (r1 - r0) * u, np.full(101, r1), r1 + (r0 - r1) * u])
+        truth = Polygon(zip(*to_ll.transform(*(t * (cols, rows)))))
+        stored = _outline_ring(p)
+        deg_per_px = res / 111_000.0
+        assert truth.hausdorff_distance(stored) < 0.1 * deg_per_px / np.cos(np.radians(truth.centroid.y))
+    # a place 1.5 px inside the west edge of the east tiles is theirs, not their western neighbour's
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        for row in (60.5, 300.5):
+            lon, lat = to_ll.transform(*(t * (256 + 1.5, row)))
+            hit = index.search(at=(lon, lat), k=1).query_payload
+            assert hit["window"]["col_off"] == 256, (row, hit["window"])
+
+
+def test_a_location_on_the_antimeridian_is_found_as_180_and_as_minus_180(tmp_path, tiny_bundle):
+    """1 degree tiles on either side of 180 (Copernicus DEM N05E179 and N05W180): each was found at
+    one sign of 180 only; with both indexed, --at 180 took a tile whose centre is far away."""
+    east = make_geotiff(tmp_path / "e179.tif", width=64, height=64, crs="EPSG:4326", res=1 / 64, origin=(179.0, 6.0))
+    west = make_geotiff(tmp_path / "w180.tif", width=64, height=64, crs="EPSG:4326", res=1 / 64,
+                        origin=(-180.0, 6.0), seed=1)
+    opts = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)
+    for tif in (east, west):
+        ingest([str(tif)], index=str(tmp_path / tif.stem), model=tiny_bundle, options=opts)
+        with Index.open(str(tmp_path / tif.stem), model=tiny_bundle) as index:
+            for lon in (180.0, -180.0):
+                assert index.search(at=(lon, 5.5), k=1).query_payload["item_id"].startswith(tif.stem)
