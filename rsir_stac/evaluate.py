@@ -252,13 +252,17 @@ def evaluate_folder(
     (whether the folder's test split is the one recorded in the bundle: False means this
     is not the training dataset, or it changed; None when not checked) and ``trained_on``
     (how many scored images the model trained on; None when unknown: another dataset, or
-    a bundle that records no split).  ``warnings`` lists what was warned about; ``per_class``
+    a bundle that records no split), ``scored_digest`` (a fingerprint of the images scored, their
+    paths in the folder: two runs with the same one scored the same files) and
+    ``bundle_test_digest`` (the one of the test split recorded in the bundle; equal to
+    ``scored_digest`` when that split was scored).  ``split`` is ``"all"`` when only classes the
+    bundle was trained without are scored (every image of them is one it never trained on).  ``warnings`` lists what was warned about; ``per_class``
     gives each class's image count, mAP and P@10 (None for a class of one image).
 
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
     """
-    from rsir_stac.model.data import scan_image_folder
+    from rsir_stac.model.data import scan_image_folder, split_digest
 
     expand = _check_options(split, scale, expand, batch_size)
     bundle = resolve_model(bundle)
@@ -275,10 +279,17 @@ def evaluate_folder(
                 f"{trained_bands} to read them as it was trained, if they are that sensor's")
         log.warning("%s", warn)
         notes.append(warn)
+    asked = split
     if split is None:
         split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
+    if asked == "all" and not by_held_out and not chosen.matches:
+        # --split all on another folder: the class names are all there is to warn by (on the
+        # training folder itself, trained_on counts the very images)
+        notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir)
+    split, split_notes = _split_scored(folder, idx, split, held, data_dir)
+    notes += split_notes
     _check_relevant(folder, idx, split, data_dir)
     sides: list[int] = []
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
@@ -291,13 +302,15 @@ def evaluate_folder(
     # the classes scored, by name (a bundle trained leaving classes out scores its trained ones by
     # default: "all" read as every class of the folder); "all" only when that is what was scored
     scored = sorted({folder.classes[c] for c in folder.labels[idx]})
+    rel = folder.relpaths()
     out["protocol"] = {"split": split, "scale": float(scale),
                        "classes": scored if classes or len(scored) < len(full.classes) else "all",
                        "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
                        "model": bundle.model_id,
                        "bundle": str(Path(bundle.path).resolve()) if getattr(bundle, "path", None) else None,
                        "precision": "bf16" if bf16 else "fp32", "batch_size": batch_size,
-                       "test_digest": tr.get("test_digest"), "versions": _versions(),
+                       "scored_digest": split_digest([rel[i] for i in idx.tolist()]),
+                       "bundle_test_digest": tr.get("test_digest"), "versions": _versions(),
                        "reduced": bool(reduce), "expand": expand,
                        "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
                        if split == "test" else None, "trained_on": chosen.trained_on,
@@ -305,6 +318,25 @@ def evaluate_folder(
                        "bands": list(bands) if bands else None}
     out["warnings"] = notes + chosen.warnings
     return out
+
+
+def _split_scored(folder, idx: np.ndarray, split: str, held: list[str], data_dir) -> tuple[str, list[str]]:
+    """What ``split="test"`` scored, said: every image of a class the model was trained without is
+    one it never trained on, so such classes are scored whole.  Returns the split to record
+    (``"all"`` when every scored class was held out) and a note when only some were."""
+    if split != "test" or not held:
+        return split, []
+    scored = sorted({folder.classes[c] for c in folder.labels[idx]})
+    whole = [c for c in scored if c in held]
+    if not whole:
+        return split, []
+    if len(whole) == len(scored):
+        return "all", []   # the held-out classes: none of their images was trained on, all are scored
+    note = (f"{len(whole)} of the {len(scored)} classes scored from {data_dir} ({', '.join(whole[:5])}"
+            f"{' and more' if len(whole) > 5 else ''}) were held out of training: all their images are scored, "
+            "the other classes' test split only")
+    log.warning("%s", note)
+    return split, [note]
 
 
 def _versions() -> dict[str, str]:
@@ -487,17 +519,23 @@ def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_i
            + ("; pass --split test to score only the fifth of it a training run would keep out"
               if int(counts.max()) >= 10 else ""))
     log.warning("%s", msg)
-    notes = [msg]
+    return "all", [msg] + _trained_names(full, held, meta, model_id, data_dir)
+
+
+def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir) -> list[str]:
+    """A warning (logged, and returned in a list) when classes of ``full`` have the names of the
+    model's training classes: a copy, a subset or another download of its training data would be
+    scored on images it trained on, and no split can tell (it is not the training folder)."""
     trained = sorted(set(full.classes) & (set(meta.get("class_names") or ()) - set(held)))
-    if trained:
-        shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
-        warn = (f"{len(trained)} of the {len(full.classes)} classes of {data_dir} have the names of classes model "
-                f"{model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
-                "another download of that dataset), it trained on most of them and the scores are optimistic; "
-                "evaluate the training folder itself (its test split), or classes it never saw")
-        log.warning("%s", warn)
-        notes.append(warn)
-    return "all", notes
+    if not trained:
+        return []
+    shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
+    warn = (f"{len(trained)} of the {len(full.classes)} classes of {data_dir} have the names of classes model "
+            f"{model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
+            "another download of that dataset), it trained on most of them and the scores are optimistic; "
+            "evaluate the training folder itself (its test split), or classes it never saw")
+    log.warning("%s", warn)
+    return [warn]
 
 
 def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:

@@ -268,7 +268,8 @@ def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_dif
         # second model trial: what else a figure depends on (bf16 and fp32 differ in the 4th decimal)
         p = res["protocol"]
         assert p["precision"] == "bf16" and p["bundle"] == str(bundle.path.resolve())
-        assert p["test_digest"] == bundle.meta["training"]["test_digest"] and set(p["versions"]) == {"rsir_stac", "torch"}
+        assert p["scored_digest"] == p["bundle_test_digest"] == bundle.meta["training"]["test_digest"]
+        assert set(p["versions"]) == {"rsir_stac", "torch"}
     fp32, _ = _evaluate(data, "--model", bundle.path, "--fp32")
     assert fp32["protocol"]["precision"] == "fp32"
     other = tmp_path / "other"
@@ -295,8 +296,36 @@ def test_evaluate_records_that_held_out_chose_the_classes(tmp_path):
     p = res["protocol"]
     assert p["held_out"] is True and p["classes"] == ["class2", "class3"] and p["split"] == "all"
     assert res["n_queries"] == 8 and p["trained_on"] == 0 and res["warnings"] == []
+    # second model trial (thirtieth session): classes held out of training are scored whole under
+    # --split test too, which recorded "test" for what is every image of them
     res, _ = _evaluate(data, "--model", b.path, "--classes", "class2,class3")
-    assert res["protocol"]["held_out"] is False and res["protocol"]["split"] == "test" and res["n_queries"] == 8
+    assert res["protocol"]["held_out"] is False and res["protocol"]["split"] == "all" and res["n_queries"] == 8
+    res, _ = _evaluate(data, "--model", b.path, "--held-out", "--split", "test")
+    assert res["protocol"]["split"] == "all" and res["n_queries"] == 8
+    # a trained class and a held-out one: the test split of the one, all of the other, said
+    res, out = _evaluate(data, "--model", b.path, "--classes", "class1,class2", "--split", "test")
+    p = res["protocol"]
+    assert p["split"] == "test" and res["per_class"]["class2"]["n"] == 4 and res["per_class"]["class1"]["n"] < 4
+    assert any("class2) were held out of training: all their images are scored" in w for w in res["warnings"])
+    assert p["scored_digest"] != p["bundle_test_digest"]
+
+
+def test_evaluate_split_all_on_a_copy_of_training_classes_warns_by_their_names(split_bundle, tmp_path, caplog):
+    """Second model trial: `evaluate SUBSET --split all` of the very images a bundle trained on gave
+    mAP 1.0 and no warning (without --split all the same folder was warned about)."""
+    bundle, data = split_bundle
+    subset = tmp_path / "subset"
+    for d in sorted(data.iterdir()):
+        (subset / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[:6]:
+            shutil.copy(f, subset / d.name / f.name)
+    for args in ((), ("--split", "all")):
+        res, _ = _evaluate(subset, "--model", bundle.path, *args)
+        assert res["protocol"]["split"] == "all"
+        assert any("have the names of classes model" in w for w in res["warnings"]), (args, res["warnings"])
+    # the scored files' fingerprint is the run's, not the bundle's recorded split
+    p = res["protocol"]
+    assert p["scored_digest"] != p["bundle_test_digest"] == bundle.meta["training"]["test_digest"]
 
 
 def test_train_on_a_full_or_read_only_disk_says_so_in_one_line(tmp_path, tmpfs):
