@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,11 +268,12 @@ def evaluate_folder(
     expand = _check_options(split, scale, expand, batch_size)
     bundle = resolve_model(bundle)
     tr = bundle.meta.get("training", {})
-    full = scan_image_folder(data_dir, min_per_class=1)  # a one-image class is a distractor: nothing to find
+    with _warnings_of("rsir_stac.model.data") as folder_notes:   # the folder's own problems reach --json too
+        full = scan_image_folder(data_dir, min_per_class=1)  # a one-image class is a distractor: nothing to find
     held = list(tr.get("held_out_classes") or [])
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
-    notes: list[str] = []
+    notes: list[str] = list(folder_notes)
     if bands is None and tr.get("bands"):  # as ingest and search read them: the images' own bands, said
         trained_bands = ",".join(str(int(b)) for b in tr["bands"])
         warn = (f"model {bundle.model_id} was trained on bands {trained_bands} of its images; these are read by "
@@ -337,6 +339,24 @@ def _split_scored(folder, idx: np.ndarray, split: str, held: list[str], data_dir
             "the other classes' test split only")
     log.warning("%s", note)
     return split, [note]
+
+
+@contextmanager
+def _warnings_of(logger: str) -> Iterator[list[str]]:
+    """The messages ``logger`` warns while the block runs (they are still logged as usual)."""
+    got: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(record.getMessage())
+
+    handler = _Keep(logging.WARNING)
+    log_ = logging.getLogger(logger)
+    log_.addHandler(handler)
+    try:
+        yield got
+    finally:
+        log_.removeHandler(handler)
 
 
 def _versions() -> dict[str, str]:
@@ -460,6 +480,14 @@ def _chosen_classes(full, held: list[str], classes, by_held_out: bool, model_id:
         classes = held
     if classes:
         unknown = [c for c in classes if c not in full.classes]
+        if unknown and by_held_out:
+            there = [c for c in classes if c in full.classes]
+            raise DatasetError(
+                f"model {model_id} was trained without the classes {', '.join(classes)}, and {', '.join(unknown)} "
+                f"{'is' if len(unknown) == 1 else 'are'} not in {data_dir}: --held-out scores the folder the model "
+                "was trained on (or one with those class folders)"
+                + (f"; or pass --classes {','.join(there)} to score the held-out classes this folder has"
+                   if len(there) >= 2 else ""))
         if unknown:
             raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(full.classes)}")
         if len(set(classes)) < 2:

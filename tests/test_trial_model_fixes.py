@@ -404,3 +404,33 @@ def test_an_image_link_to_nothing_is_named(tmp_path, caplog):
         folder = scan_image_folder(data)
     assert len(folder.paths) == 6
     assert "1 image link(s) point at no file (class0/gone.png)" in caplog.text, caplog.text
+
+
+def test_folder_problems_reach_the_json_and_a_dangling_class_link_is_named(split_bundle, tmp_path):
+    """Second model trial: a class folder that is a link to nothing was dropped without a word (the
+    class just went missing), and "images in its sub-folder are not read" was on stderr only, not in
+    the --json warnings a script reads."""
+    bundle, data = split_bundle
+    folder = tmp_path / "folder"
+    shutil.copytree(data, folder)
+    (folder / "harbor").symlink_to(tmp_path / "moved-away")
+    (folder / "class0" / "sub").mkdir()
+    shutil.copy(folder / "class1" / "img00.png", folder / "class0" / "sub" / "img99.png")
+    res, _ = _evaluate(folder, "--model", bundle.path, "--split", "all")
+    joined = " | ".join(res["warnings"])
+    assert "1 class folder link(s) point at no folder (harbor)" in joined, joined
+    assert "sub-folder(s) sub are not read" in joined, joined
+
+
+def test_held_out_on_a_folder_without_those_classes_names_them_and_the_way_out(tmp_path):
+    """Second model trial: `--held-out` on another folder said "class 'runway' is not in small3", a
+    class the user never typed."""
+    data = make_image_folder(tmp_path / "tiles", classes=4, per_class=4)
+    b = train(_cfg(data, tmp_path / "run", epochs=1, max_steps_per_epoch=1, leave_out=("class2", "class3")))
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    shutil.rmtree(other / "class3")
+    r = CliRunner().invoke(main, ["evaluate", str(other), "--model", str(b.path), "--held-out"])
+    assert r.exit_code == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert "was trained without the classes class2, class3, and class3 is not in" in line, line

@@ -76,6 +76,10 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         if loose:
             log.warning("data folder %s: %d image(s) lie directly in it (%s) and are not read: a class's images go in "
                         "its sub-folder", root, len(loose), _names(sorted(loose), 3))
+    gone = sorted(p.name for p in root.iterdir() if p.is_symlink() and not p.exists() and not _hidden(p.name))
+    if gone:  # a class folder linked from elsewhere that moved: the whole class is missing
+        log.warning("data folder %s: %d class folder link(s) point at no folder (%s) and are not read, so those "
+                    "classes are missing; fix or remove the links", root, len(gone), _names(gone, 3))
     if dangling:  # a link to an image that moved: the class is smaller than the dataset says
         log.warning("data folder %s: %d image link(s) point at no file (%s) and are not read; fix or remove them",
                     root, len(dangling), _names(sorted(dangling), 3))
