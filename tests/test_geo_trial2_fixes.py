@@ -113,3 +113,64 @@ def test_a_location_on_the_antimeridian_is_found_as_180_and_as_minus_180(tmp_pat
         with Index.open(str(tmp_path / tif.stem), model=tiny_bundle) as index:
             for lon in (180.0, -180.0):
                 assert index.search(at=(lon, 5.5), k=1).query_payload["item_id"].startswith(tif.stem)
+
+
+def _limb_raster(path, crs, transform, n, off):
+    """An RGB raster whose pixels where ``off(x, y)`` holds are nodata 0 (space, or past 180)."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    a = np.kron(rng.integers(20, 235, (3, n // 16, n // 16)), np.ones((16, 16))).astype(np.uint8)
+    rows, cols = np.mgrid[0:n, 0:n]
+    x, y = transform.c + (cols + 0.5) * transform.a, transform.f + (rows + 0.5) * transform.e
+    a[:, off(x, y)] = 0
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=3, dtype="uint8", crs=crs,
+                       transform=transform, nodata=0) as ds:
+        ds.write(a)
+    return path
+
+
+GEOS = "+proj=geos +lon_0=-75 +h=35786023 +x_0=0 +y_0=0 +ellps=GRS80 +units=m +sweep=x +no_defs"
+SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
+
+
+def test_a_scene_reaching_off_the_earth_keeps_its_tiles_on_it(tmp_path, tiny_bundle, caplog):
+    """A geostationary scene over the disk's edge (every full-disk ABI/SEVIRI product) was refused
+    whole ("the scene lies outside where its CRS maps the Earth ... rio edit-info --crs", with a
+    kilobyte of WKT); a MODIS sinusoidal tile at 180 (h35v08) stored footprints wrapped to the other
+    side of the world, where the raster has no data.  Their tiles off the Earth are now left out, said
+    in one warning, and the rest are indexed with footprints on the right side."""
+    import logging
+
+    from pyproj import Transformer
+    from rasterio.transform import Affine
+
+    to_ll = Transformer.from_crs(GEOS, "EPSG:4326", always_xy=True)
+    geos = _limb_raster(tmp_path / "limb.tif", GEOS, Affine(800000 / 256, 0, 4.9e6, 0, -800000 / 256, 4e5), 256,
+                        lambda x, y: ~np.isfinite(to_ll.transform(x, y)[0]))
+    r, t = 6371007.181, 1111950.5197665233
+    sinu = _limb_raster(tmp_path / "h35v08.tif", SINU, Affine(t / 240, 0, -20015109.354 + 35 * t, 0, -t / 240,
+                                                              10007554.677 - 8 * t), 240,
+                        lambda x, y: np.abs(x) > np.pi * r * np.cos(y / r))
+    opts = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)
+    for tif in (geos, sinu):
+        idx = tmp_path / f"idx-{tif.stem}"
+        with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+            report = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=opts)
+        assert not report.items_failed and 0 < report.points_written < 16, tif
+        assert any("lie (partly) off the Earth" in m and "+proj=" in m for m in caplog.messages)
+        for p in _payloads(idx):
+            assert all(np.isfinite([c["lon"], c["lat"]]).all() for c in p["corners"])
+            if tif is sinu:   # the raster ends at 180: nothing west of it
+                assert all(c["lon"] > 0 for c in p["corners"]), p["corners"]
+
+
+def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
+    """A Mars raster (IAU_2015:49900) was refused with a PROJJSON dump as the cause."""
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling import SceneReader
+
+    tif = make_geotiff(tmp_path / "mars.tif", width=64, height=64, crs="+proj=longlat +R=3396190 +no_defs",
+                       res=0.01, origin=(10.0, 5.0))
+    with pytest.raises(RasterError, match=r"mars\.tif is on another body, not the Earth \(its CRS \+proj=longlat"):
+        SceneReader.open(tif)

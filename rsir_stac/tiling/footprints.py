@@ -47,6 +47,27 @@ def _is_mercator(crs: Any) -> bool:
     return "mercator" in method and "transverse" not in method
 
 
+def crs_label(crs: Any) -> str:
+    """A CRS in a few words for a message: ``EPSG:n``, else its PROJ string when short, else its
+    name (a custom CRS's WKT runs to a kilobyte)."""
+    try:
+        from pyproj import CRS as ProjCRS
+
+        c = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        code = c.to_epsg(min_confidence=90)
+        if code:
+            return f"EPSG:{code}"
+        import warnings
+
+        with warnings.catch_warnings():  # "You will likely lose important projection information"
+            warnings.simplefilter("ignore", UserWarning)
+            proj4 = " ".join((c.to_proj4() or "").split())
+        return proj4 if proj4 and len(proj4) <= 120 else f"'{c.name}'"
+    except Exception:  # noqa: BLE001 - whatever PROJ makes of it, a message still needs words
+        text = str(crs)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+
 def native_pixel_size(ds: Any) -> tuple[float, float]:
     """Pixel width and height in metres (see the module docstring)."""
     t = ds.transform
@@ -150,6 +171,41 @@ def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> 
     if out.any():
         lon = np.where(out, (lon + 180.0) % 360.0 - 180.0, lon)
     return lon, lat
+
+
+#: A projected point whose lon/lat maps back more than this share of a pixel away is off the Earth
+#: as the CRS maps it (PROJ's inverse of sinusoidal or geostationary wraps or clamps such points).
+ROUND_TRIP_PIXELS = 0.01
+
+
+def tiles_on_earth(transform: Any, crs: Any, windows: np.ndarray) -> np.ndarray:
+    """Whether each window ``(k, 4)`` lies on the Earth as ``crs`` maps it: its corners, edge
+    midpoints and centre have a lon/lat (PROJ gives no inf) that maps back to the same point
+    within :data:`ROUND_TRIP_PIXELS` of a pixel (projected CRSs; a MODIS sinusoidal tile at 180
+    holds points whose inverse wraps to the other side of the world, a geostationary scene holds
+    space beyond the disk).  Returns ``(k,)`` booleans."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Transformer
+
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    cols, rows = _outline(w[:, 0], w[:, 1], w[:, 0] + w[:, 2], w[:, 1] + w[:, 3], 1)
+    cols = np.concatenate([cols, (w[:, 0] + w[:, 2] / 2)[:, None]], axis=1)
+    rows = np.concatenate([rows, (w[:, 1] + w[:, 3] / 2)[:, None]], axis=1)
+    t = transform
+    xs = (t.a * cols + t.b * rows + t.c).ravel()
+    ys = (t.d * cols + t.e * rows + t.f).ravel()
+    src = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    # pyproj, not GDAL: a point PROJ cannot map comes back as inf instead of failing the whole call
+    to_ll = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
+    lon, lat = (np.asarray(v, dtype=np.float64) for v in to_ll.transform(xs, ys, errcheck=False))
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if ok.any() and not src.is_geographic:
+        bx, by = (np.asarray(v, dtype=np.float64) for v in to_ll.transform(
+            np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), direction="INVERSE", errcheck=False))
+        tol = ROUND_TRIP_PIXELS * max(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
+        with np.errstate(invalid="ignore"):
+            ok &= np.hypot(bx - xs, by - ys) <= tol
+    return ok.reshape(cols.shape).all(axis=1)
 
 
 def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
@@ -266,8 +322,26 @@ def tile_outlines(transform: Any, crs: Any, windows: np.ndarray, bboxes: np.ndar
         return {}
     c = w[chosen]
     cols, rows = _outline(c[:, 0], c[:, 1], c[:, 0] + c[:, 2], c[:, 1] + c[:, 3], densify)
-    lon, lat = _to_lonlat(transform, crs, cols, rows)
+    try:
+        lon, lat = _to_lonlat(transform, crs, cols, rows)
+    except ValueError:  # an edge leaves the Earth between its on-Earth ends (a limb): those keep their corners
+        whole = tiles_on_earth(transform, crs, c) & np.array([_finite_outline(transform, crs, r) for r in c])
+        chosen, c = chosen[whole], c[whole]
+        if not chosen.size:
+            return {}
+        cols, rows = _outline(c[:, 0], c[:, 1], c[:, 0] + c[:, 2], c[:, 1] + c[:, 3], densify)
+        lon, lat = _to_lonlat(transform, crs, cols, rows)
     return {int(i): [(float(x), float(y)) for x, y in zip(lon[j], lat[j])] for j, i in enumerate(chosen)}
+
+
+def _finite_outline(transform: Any, crs: Any, window: np.ndarray) -> bool:
+    cols, rows = _outline(window[None, 0], window[None, 1], window[None, 0] + window[None, 2],
+                          window[None, 1] + window[None, 3])
+    try:
+        _to_lonlat(transform, crs, cols, rows)
+    except ValueError:
+        return False
+    return True
 
 
 def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
@@ -490,6 +564,7 @@ def corner_shift_deg(payload: dict, ref: Any) -> float | None:
 __all__ = [
     "FOOTPRINT_TOLERANCE_DEG",
     "corner_shift_deg",
+    "crs_label",
     "BBox",
     "Corner",
     "BOW_TOLERANCE",
@@ -499,6 +574,7 @@ __all__ = [
     "lon_extent",
     "native_pixel_size",
     "tile_outlines",
+    "tiles_on_earth",
     "ring_bounds",
     "tile_footprints",
     "union_bounds",

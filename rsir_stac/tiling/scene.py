@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.footprints import Corner, native_pixel_size, tile_footprints, tile_outlines
+from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints, tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
@@ -57,6 +57,22 @@ class Tile:
     ref: TileRef
     pixels: np.ndarray
     valid_fraction: float
+
+
+def _other_body(crs: Any) -> str | None:
+    """The celestial body a CRS is of when it is not the Earth (``"Mars"``: PROJ's name, else "another
+    body" for an ellipsoid far from the Earth's), else None."""
+    try:
+        from pyproj import CRS as ProjCRS
+
+        c = ProjCRS.from_user_input(crs.to_wkt())
+        body = getattr(c, "celestial_body_name", None) or ""
+        if body and body.lower() != "earth":
+            return body
+        a = c.ellipsoid.semi_major_metre if c.ellipsoid is not None else None
+        return "another body" if a and not 6.3e6 <= a <= 6.4e6 else None
+    except Exception:  # noqa: BLE001 - no CRS to tell by
+        return None
 
 
 @dataclass
@@ -172,9 +188,15 @@ class SceneReader:
             ds.close()
             raise
         except Exception as err:  # PROJ/rasterio on an odd CRS or transform
+            body = _other_body(ds.crs)
             ds.close()
+            if body:
+                raise RasterError(f"{name} is on {body}, not the Earth (its CRS {crs_label(ds.crs)}): rsir-stac "
+                                  "places tiles by Earth longitude and latitude, so it cannot index it") from err
+            why = _one_line(err)
             raise RasterError(
-                f"{name} cannot be tiled ({type(err).__name__}: {_one_line(err)}); check its CRS and geotransform"
+                f"{name} cannot be tiled ({type(err).__name__}: {why if len(why) <= 300 else why[:280] + ' ...'}); "
+                "check its CRS and geotransform"
             ) from err
         except BaseException:
             ds.close()
@@ -287,7 +309,7 @@ class SceneReader:
                 raise
             except Exception as err:  # PROJ cannot map this CRS to lon/lat
                 raise RasterError(
-                    f"{self.href}: tile footprints cannot be transformed from {self.crs} to lon/lat "
+                    f"{self.href}: tile footprints cannot be transformed from {crs_label(self._ds.crs)} to lon/lat "
                     f"({type(err).__name__}: {_one_line(err)}); the scene lies outside where its CRS maps the "
                     "Earth, so its geotransform or CRS is probably wrong: give it the true ones, e.g. `rio "
                     "edit-info --crs EPSG:XXXX --transform '[10, 0, WEST, 0, -10, NORTH]' FILE`"
@@ -309,6 +331,14 @@ class SceneReader:
         x1 = np.clip(src[:, 0] + src[:, 2], 0, self.width)
         y1 = np.clip(src[:, 1] + src[:, 3], 0, self.height)
         shown = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+        on = tiles_on_earth(self._ds.transform, self._ds.crs, shown)
+        if not on.all():  # a geostationary scene's space beyond the disk, a sinusoidal tile past 180
+            if not on.any():
+                raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
+            log.warning("%s: %d of its %d tiles lie (partly) off the Earth as its CRS %s maps it (beyond a "
+                        "geostationary disk, past 180 in a sinusoidal grid) and are left out", self.href,
+                        int((~on).sum()), len(on), crs_label(self._ds.crs))
+            grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
         outlines = tile_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
         crs, gsd = self.crs, self.gsd
