@@ -174,3 +174,24 @@ def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
                        res=0.01, origin=(10.0, 5.0))
     with pytest.raises(RasterError, match=r"mars\.tif is on another body, not the Earth \(its CRS \+proj=longlat"):
         SceneReader.open(tif)
+
+
+def test_search_areas_past_180_and_round_a_pole_say_how_to_draw_them():
+    """A ring drawn with lon 190 (0..360, an unwrapped web map) was told to "give lon/lat in degrees"
+    (it was); a ring round the pole got "Self-intersection[240 85]", a point not in the file.  The
+    advice given is followed below and accepted."""
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.areas import GeoArea
+
+    with pytest.raises(InputError, match=r"longitude 190.0 is outside -180..180; give it as -170 \(an area across 180"):
+        GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[170, 60], [190, 60], [190, 70], [170, 70], [170, 60]]]})
+    across = GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[170, 60], [-170, 60], [-170, 70], [170, 70],
+                                                                       [170, 60]]]})
+    assert across.contains(180.0, 65.0) and across.contains(-175.0, 65.0) and not across.contains(0.0, 65.0)
+    with pytest.raises(InputError, match=r"goes round the north pole .* e\.g\. \[\[-180, 85\], \[180, 85\], \[180, 90\]"):
+        GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[0, 85], [120, 85], [-120, 85], [0, 85]]]})
+    cap = GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[-180, 85], [180, 85], [180, 90], [-180, 90],
+                                                                    [-180, 85]]]})
+    assert cap.contains(60.0, 87.0) and not cap.contains(60.0, 80.0)
+    with pytest.raises(InputError, match=r"goes round the south pole"):
+        GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[0, -70], [120, -70], [-120, -70], [0, -70]]]})

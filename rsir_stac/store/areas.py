@@ -36,6 +36,9 @@ def _finite_lonlat(lon: float, lat: float, what: str) -> None:
     if not (np.isfinite(lon) and np.isfinite(lat)):
         raise InputError(f"{what} has a non-finite position ({lon}, {lat}); give plain decimal degrees")
     if not -180.0 <= lon <= 180.0:
+        if -540.0 <= lon <= 540.0:  # degrees, counted past 180 (a 0..360 grid, an unwrapped web map)
+            raise InputError(f"{what}: longitude {lon} is outside -180..180; give it as {(lon + 180.0) % 360.0 - 180.0:g} "
+                             "(an area across 180 may jump from e.g. 170 to -170: each edge is read the short way round)")
         raise InputError(f"{what}: longitude {lon} is outside -180..180; give lon/lat in degrees (EPSG:4326)")
     if not -90.0 <= lat <= 90.0:
         raise InputError(f"{what}: latitude {lat} is outside -90..90; give lon/lat in degrees (EPSG:4326)")
@@ -93,6 +96,14 @@ def _split(exterior: Ring, holes: tuple[Ring, ...], what: str) -> list[Polygon]:
     from shapely.validation import explain_validity
 
     ext = _unwrap(exterior)
+    if abs(ext[-1, 0] - ext[0, 0]) >= 180.0:  # read the short way round, its edges circle a pole
+        pole = "north" if float(ext[:, 1].mean()) > 0 else "south"
+        lat = float(ext[:, 1].max() if pole == "south" else ext[:, 1].min())
+        edge = 90 if pole == "north" else -90
+        raise InputError(
+            f"{what} goes round the {pole} pole (each edge is read the short way round, so the ring does not close "
+            f"on itself); give a cap round a pole along the map's edge, e.g. [[-180, {lat:g}], [180, {lat:g}], "
+            f"[180, {edge}], [-180, {edge}], [-180, {lat:g}]], or --bbox=-180,{min(lat, edge):g},180,{max(lat, edge):g}")
     inner = [_unwrap(h, near=float(ext[:, 0].mean())) for h in holes]
     poly = ShapelyPolygon(ext, inner)
     if not poly.is_valid:

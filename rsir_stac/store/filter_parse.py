@@ -44,6 +44,9 @@ def _finite(values: Sequence[float], what: str) -> None:
 
 def _check_lonlat(lon: float, lat: float, what: str) -> None:
     if not -180.0 <= lon <= 180.0:
+        if -540.0 <= lon <= 540.0:  # degrees, counted past 180
+            raise InputError(f"{what}: longitude {lon} is outside -180..180; give it as {(lon + 180.0) % 360.0 - 180.0:g} "
+                             "(a box across 180 has W > E, e.g. --bbox=170,60,-170,70)")
         raise InputError(f"{what}: longitude {lon} is outside -180..180; give lon/lat in degrees (EPSG:4326)")
     if not -90.0 <= lat <= 90.0:
         raise InputError(f"{what}: latitude {lat} is outside -90..90; give lon/lat in degrees (EPSG:4326)")
