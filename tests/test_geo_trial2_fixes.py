@@ -195,3 +195,22 @@ def test_search_areas_past_180_and_round_a_pole_say_how_to_draw_them():
     assert cap.contains(60.0, 87.0) and not cap.contains(60.0, 80.0)
     with pytest.raises(InputError, match=r"goes round the south pole"):
         GeoArea.from_geojson({"type": "Polygon", "coordinates": [[[0, -70], [120, -70], [-120, -70], [0, -70]]]})
+
+
+def test_a_projected_raster_far_from_where_its_crs_is_used_is_warned_about(tmp_path, caplog):
+    """A UTM 33N raster with easting and northing swapped landed in the Indian Ocean without a word;
+    one a zone's width or two from its own (Norway's whole country in UTM 33) is not warned about."""
+    import logging
+
+    from rsir_stac.tiling import SceneReader
+
+    swapped = make_geotiff(tmp_path / "swapped.tif", width=64, height=64, crs="EPSG:32633", res=10.0,
+                           origin=(5_000_000.0, 500_000.0))
+    norway = make_geotiff(tmp_path / "finnmark.tif", width=64, height=64, crs="EPSG:32633", res=10.0,
+                          origin=(1_000_000.0, 7_800_000.0))   # ~28 degrees E, 70 N: outside 12-18 E, used there
+    with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+        SceneReader.open(norway).close()
+        assert not [m for m in caplog.messages if "far outside" in m]
+        SceneReader.open(swapped).close()
+    msg = next(m for m in caplog.messages if "far outside" in m)
+    assert "swapped.tif: its centre falls at lon 52." in msg and "EPSG:32633 is used (lon 12..18" in msg

@@ -75,6 +75,43 @@ def _other_body(crs: Any) -> str | None:
         return None
 
 
+#: How far (degrees of longitude, latitude) a projected scene's centre may lie outside its CRS's area
+#: of use before it is warned about (national grids are used well past their zone: Norway maps its
+#: whole 5-31 degrees E in UTM 33, whose area is 12-18 degrees E).
+AREA_OF_USE_MARGIN_DEG = (20.0, 10.0)
+
+
+def _warn_far_from_area_of_use(ds: Any, name: str) -> None:
+    """Warn when a projected raster's centre lies far outside its CRS's area of use (pyproj): easting and
+    northing swapped, or coordinates of another zone, put the scene on the wrong ground without any
+    error (a UTM 33N raster with its coordinates swapped lands in the Indian Ocean)."""
+    try:
+        from pyproj import CRS as ProjCRS
+        from pyproj import Transformer
+
+        crs = ProjCRS.from_user_input(ds.crs.to_wkt())
+        area = crs.area_of_use
+        if area is None and crs.to_epsg(min_confidence=90):  # GDAL's WKT1 carries no usage: the registry's
+            area = ProjCRS.from_epsg(crs.to_epsg(min_confidence=90)).area_of_use
+        if not crs.is_projected or area is None:
+            return
+        x, y = ds.transform * (ds.width / 2.0, ds.height / 2.0)
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y, errcheck=False)
+    except Exception:  # noqa: BLE001 - no area to compare with
+        return
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        return
+    w, s, e, n = area.bounds
+    dlon = 0.0 if (w <= lon <= e if w <= e else (lon >= w or lon <= e)) else min(
+        (w - lon) % 360.0, (lon - e) % 360.0)
+    dlat = max(s - lat, lat - n, 0.0)
+    if dlon > AREA_OF_USE_MARGIN_DEG[0] or dlat > AREA_OF_USE_MARGIN_DEG[1]:
+        log.warning("%s: its centre falls at lon %.2f, lat %.2f, far outside where its CRS %s is used (lon %g..%g, "
+                    "lat %g..%g); if the scene is not there, its coordinates or CRS are wrong (easting and northing "
+                    "swapped, another zone): fix them, e.g. rio edit-info --crs EPSG:XXXX FILE", name, lon, lat,
+                    crs_label(ds.crs), w, e, s, n)
+
+
 @dataclass
 class TileStats:
     """Counts for one scene: windows listed, tiles read, skipped as empty, failed."""
@@ -201,6 +238,7 @@ class SceneReader:
         except BaseException:
             ds.close()
             raise
+        _warn_far_from_area_of_use(ds, name)
         log.debug(
             "opened %s: %dx%d px, %d bands %s, %s, native GSD %.3g m, bands %s, grid %dx%d",
             name, ds.width, ds.height, ds.count, ds.dtypes[0], reader.crs,
