@@ -49,8 +49,13 @@ class _Group(click.Group):
         command, except after a ``--`` separator. No command has a ``-v`` of its own."""
         args = list(args)
         stop = args.index("--") if "--" in args else len(args)
-        first = next((i for i, a in enumerate(args[:stop]) if not a.startswith("-")), stop)
-        late = [i for i in range(first + 1, stop) if self.VERBOSE.match(args[i])]
+        first = next((i for i, a in enumerate(args[:stop]) if not str(a).startswith("-")), stop)
+        cmd = self.commands.get(str(args[first])) if first < stop else None
+        # a "-v" that is the value of the command's option (--collection -v) stays where it is
+        takes = {o for p in (cmd.params if cmd is not None else ()) if isinstance(p, click.Option)
+                 and not p.is_flag and not p.count for o in p.opts}
+        late = [i for i in range(first + 1, stop) if isinstance(args[i], str) and self.VERBOSE.match(args[i])
+                and str(args[i - 1]) not in takes]
         moved = [args[i] for i in late]
         args = moved + [a for i, a in enumerate(args) if i not in set(late)]
         return super().parse_args(ctx, args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -10,6 +11,36 @@ import click
 
 from rsir_stac.cli_common import echo_json as _echo_json, handle_errors as _handle_errors
 from rsir_stac.cli_common import parse_bands as _parse_bands
+
+
+@contextlib.contextmanager
+def _said_once():
+    """While the block runs, a warning already printed by this command is not printed again (one per
+    --scale said the same thing three times)."""
+    import logging
+
+    def once_filter():
+        seen: set[str] = set()
+
+        def once(record: logging.LogRecord) -> bool:
+            if record.levelno < logging.WARNING:
+                return True
+            text = record.getMessage()
+            if text in seen:
+                return False
+            seen.add(text)
+            return True
+
+        return once
+
+    filters = [(h, once_filter()) for h in logging.getLogger().handlers]   # one per handler: each says it once
+    for h, f in filters:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        for h, f in filters:
+            h.removeFilter(f)
 
 
 # --------------------------------------------------------------------------- train
@@ -378,11 +409,15 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
     # None: test on the training dataset, all on another or for held-out classes (evaluate_folder)
     bundle = resolve_model(model)
     results = []
-    for f in scales:
-        with tqdm(desc=f"embedding x{f:g}", unit="img", disable=as_json or None, file=sys.stderr) as bar:
-            results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
-                                           classes=chosen, bf16=False if fp32 else None, progress=bar.update,
-                                           reduce=not full, expand=expand, bands=bands))
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # a warning is said once, not once per scale, and above the bar rather than on its line
+    with logging_redirect_tqdm(), _said_once():
+        for f in scales:
+            with tqdm(desc=f"embedding x{f:g}", unit="img", disable=as_json or None, file=sys.stderr) as bar:
+                results.append(evaluate_folder(data_dir, bundle, split=split, batch_size=batch_size, scale=f,
+                                               classes=chosen, bf16=False if fp32 else None, progress=bar.update,
+                                               reduce=not full, expand=expand, bands=bands))
     if as_json:  # one shape whatever the number of scales (the first scale's keys stay at the top level)
         _echo_json({**results[0], "model": bundle.model_id, "results": results})
         return

@@ -253,8 +253,8 @@ def evaluate_folder(
     (whether the folder's test split is the one recorded in the bundle: False means this
     is not the training dataset, or it changed; None when not checked) and ``trained_on``
     (how many scored images the model trained on; None when unknown: another dataset, or
-    a bundle that records no split), ``scored_digest`` (a fingerprint of the images scored, their
-    paths in the folder: two runs with the same one scored the same files) and
+    a bundle that records no split), ``scored_digest`` (a fingerprint of the paths of the images scored,
+    relative to the folder: two runs with the same one scored the same file names) and
     ``bundle_test_digest`` (the one of the test split recorded in the bundle; equal to
     ``scored_digest`` when that split was scored).  ``split`` is ``"all"`` when only classes the
     bundle was trained without are scored (every image of them is one it never trained on).  ``warnings`` lists what was warned about; ``per_class``
@@ -554,7 +554,8 @@ def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir) -
     """A warning (logged, and returned in a list) when classes of ``full`` have the names of the
     model's training classes: a copy, a subset or another download of its training data would be
     scored on images it trained on, and no split can tell (it is not the training folder)."""
-    trained = sorted(set(full.classes) & (set(meta.get("class_names") or ()) - set(held)))
+    names = {c.casefold() for c in meta.get("class_names") or ()} - {c.casefold() for c in held}
+    trained = sorted(c for c in full.classes if c.casefold() in names)   # Beach/ is beach/ of another download
     if not trained:
         return []
     shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")

@@ -131,15 +131,14 @@ def _limb_raster(path, crs, transform, n, off):
 
 
 GEOS = "+proj=geos +lon_0=-75 +h=35786023 +x_0=0 +y_0=0 +ellps=GRS80 +units=m +sweep=x +no_defs"
-SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
 
 
 def test_a_scene_reaching_off_the_earth_keeps_its_tiles_on_it(tmp_path, tiny_bundle, caplog):
     """A geostationary scene over the disk's edge (every full-disk ABI/SEVIRI product) was refused
     whole ("the scene lies outside where its CRS maps the Earth ... rio edit-info --crs", with a
-    kilobyte of WKT); a MODIS sinusoidal tile at 180 (h35v08) stored footprints wrapped to the other
-    side of the world, where the raster has no data.  Their tiles off the Earth are now left out, said
-    in one warning, and the rest are indexed with footprints on the right side."""
+    kilobyte of WKT).  Its tiles reaching into space are now left out, said in one warning, and the
+    rest are indexed.  A Web Mercator raster running past 180 is on the Earth throughout: all its
+    tiles stay (a first version of this fix, checking that points map back, dropped half of them)."""
     import logging
 
     from pyproj import Transformer
@@ -148,25 +147,26 @@ def test_a_scene_reaching_off_the_earth_keeps_its_tiles_on_it(tmp_path, tiny_bun
     to_ll = Transformer.from_crs(GEOS, "EPSG:4326", always_xy=True)
     geos = _limb_raster(tmp_path / "limb.tif", GEOS, Affine(800000 / 256, 0, 4.9e6, 0, -800000 / 256, 4e5), 256,
                         lambda x, y: ~np.isfinite(to_ll.transform(x, y)[0]))
-    r, t = 6371007.181, 1111950.5197665233
-    sinu = _limb_raster(tmp_path / "h35v08.tif", SINU, Affine(t / 240, 0, -20015109.354 + 35 * t, 0, -t / 240,
-                                                              10007554.677 - 8 * t), 240,
-                        lambda x, y: np.abs(x) > np.pi * r * np.cos(y / r))
     opts = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)
-    for tif in (geos, sinu):
-        idx = tmp_path / f"idx-{tif.stem}"
-        with caplog.at_level(logging.WARNING, logger="rsir_stac"):
-            report = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=opts)
-        assert not report.items_failed and 0 < report.points_written < 16, tif
-        assert any("lie (partly) off the Earth" in m and "+proj=" in m for m in caplog.messages)
-        for p in _payloads(idx):
-            assert all(np.isfinite([c["lon"], c["lat"]]).all() for c in p["corners"])
-            if tif is sinu:   # the raster ends at 180: nothing west of it
-                assert all(c["lon"] > 0 for c in p["corners"]), p["corners"]
+    idx = tmp_path / "idx-limb"
+    with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+        report = ingest([str(geos)], index=str(idx), model=tiny_bundle, options=opts)
+    assert not report.items_failed and 0 < report.points_written < 16
+    assert any("where its CRS +proj=geos" in m and "maps no place on the Earth" in m for m in caplog.messages)
+    for p in _payloads(idx):
+        assert all(np.isfinite([c["lon"], c["lat"]]).all() for c in p["corners"])
+    world = 20037508.342789244
+    merc = make_geotiff(tmp_path / "merc.tif", width=256, height=256, crs="EPSG:3857", res=world / 256,
+                        origin=(world * 0.75, world * 0.5))   # 135 degrees E to 225 (= -135)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+        report = ingest([str(merc)], index=str(tmp_path / "idx-merc"), model=tiny_bundle, options=opts)
+    assert report.points_written == 16 and not any("no place on the Earth" in m for m in caplog.messages)
 
 
 def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
-    """A Mars raster (IAU_2015:49900) was refused with a PROJJSON dump as the cause."""
+    """A Mars raster (IAU_2015:49900) was refused with a PROJJSON dump as the cause; a projected one
+    with "the scene lies outside where its CRS maps the Earth ... rio edit-info --crs"."""
     from rsir_stac.errors import RasterError
     from rsir_stac.tiling import SceneReader
 
@@ -174,6 +174,11 @@ def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
                        res=0.01, origin=(10.0, 5.0))
     with pytest.raises(RasterError, match=r"mars\.tif is on another body, not the Earth \(its CRS \+proj=longlat"):
         SceneReader.open(tif)
+    tif = make_geotiff(tmp_path / "mars_eqc.tif", width=64, height=64, crs="+proj=eqc +R=3396190 +units=m +no_defs",
+                       res=200.0, origin=(100000.0, 300000.0))
+    with pytest.raises(RasterError, match=r"mars_eqc\.tif is on another body, not the Earth"):
+        with SceneReader.open(tif) as r:
+            r.windows()
 
 
 def test_search_areas_past_180_and_round_a_pole_say_how_to_draw_them():

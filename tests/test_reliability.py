@@ -271,7 +271,9 @@ def test_model_with_other_vector_size_is_refused(good, index, tmp_path, tiny_bun
     r = cli("ingest", good["scenes"][0], "--index", index, "--model", other.path, *NATIVE)
     assert_one_line_error(
         r, 2, rf"index .*index holds 2-d vectors of model '{tiny_bundle.model_id}', not 16-d vectors of model "
-              rf"'{other.model_id}'; use the same model or a new --index")
+              rf"'{other.model_id}'; use the same model or a new --index, or move the index to this model with "
+              rf"`rsir-stac reindex --index \S+index --to NEW --model BUNDLE` \(BUNDLE: the folder of model "
+              rf"{other.model_id}\)")   # the index named, as search names it (second model trial)
     assert snapshot(index) == good["snapshot"]
     r = cli("search", "--image", good["scenes"][0], "--index", index, "--model", other.path)
     assert_one_line_error(r, 2, r"was built with model .* \(2-d\), not .* \(16-d\); pass --model with the bundle")
@@ -344,7 +346,8 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
                                    r"garbage\.png cannot be decoded as an image \(.*\); give a PNG/JPEG/WebP/GeoTIFF image"),
         "missing query image": (["--image", str(root / "nope.png")], r"nope\.png does not exist; check the path"),
         "bbox longitude > 180": (["--at", "-93,29.83", "--bbox", "5,0,190,1"],
-                                 r"bbox '5,0,190,1': longitude 190\.0 is outside -180\.\.180; give lon/lat in degrees"),
+                                 r"bbox '5,0,190,1': longitude 190\.0 is outside -180\.\.180; give it as -170 \(a box across 180 "
+                                 r"has W > E, e\.g\. --bbox=170,60,-170,70\)"),
         "bbox latitude > 90": (["--at", "-93,29.83", "--bbox", "0,0,5,91"],
                                r"bbox '0,0,5,91': latitude 91\.0 is outside -90\.\.90; give lon/lat in degrees"),
         "bbox latitude < -90": (["--at", "-93,29.83", "--bbox", "0,-95,5,1"],
@@ -401,9 +404,12 @@ def test_verbose_after_the_command_name_works_as_before_it(flag, tmp_path, tiny_
     r = cli("ingest", tmp_path / "nope.tif", "--index", tmp_path / "i", "--model", tiny_bundle.path, flag)
     assert r.exit_code == 2
     assert "Traceback (most recent call last)" in r.stderr and "SourceNotFoundError" in r.stderr
-    # after a -- separator it is an argument, not the flag
+    # after a -- separator it is an argument, not the flag; as an option's value it is that value
     r = cli("ingest", "--index", tmp_path / "i", "--model", tiny_bundle.path, "--", flag)
     assert r.exit_code == 2 and "Traceback" not in r.stderr and f"{flag} does not exist" in r.stderr
+    r = cli("ingest", tmp_path / "nope.tif", "--collection", flag, "--index", tmp_path / "i", "--model",
+            tiny_bundle.path)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr and "nope.tif does not exist" in r.stderr
 
 
 def test_unexpected_exception_is_one_line(monkeypatch, tmp_path, good, tiny_bundle):

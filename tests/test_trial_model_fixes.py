@@ -7,6 +7,7 @@ bundles; nothing of rsir-stac is mocked.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 
@@ -319,8 +320,10 @@ def test_evaluate_split_all_on_a_copy_of_training_classes_warns_by_their_names(s
         (subset / d.name).mkdir(parents=True)
         for f in sorted(d.iterdir())[:6]:
             shutil.copy(f, subset / d.name / f.name)
+    (subset / "class1").rename(subset / "Class1")   # another download's capitals are the same classes
     for args in ((), ("--split", "all")):
         res, _ = _evaluate(subset, "--model", bundle.path, *args)
+        assert any("3 of the 3 classes" in w for w in res["warnings"]), res["warnings"]
         assert res["protocol"]["split"] == "all"
         assert any("have the names of classes model" in w for w in res["warnings"]), (args, res["warnings"])
     # the scored files' fingerprint is the run's, not the bundle's recorded split
@@ -434,3 +437,19 @@ def test_held_out_on_a_folder_without_those_classes_names_them_and_the_way_out(t
     assert r.exit_code == 2
     line = r.stderr.strip().splitlines()[-1]
     assert "was trained without the classes class2, class3, and class3 is not in" in line, line
+
+
+def test_evaluate_says_each_warning_once_whatever_the_number_of_scales(split_bundle, tmp_path, caplog):
+    """Second model trial: `evaluate ev4 --scale 1,2,4` printed the same two warnings three times."""
+    bundle, data = split_bundle
+    subset = tmp_path / "subset"
+    for d in sorted(data.iterdir()):
+        (subset / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[:6]:
+            shutil.copy(f, subset / d.name / f.name)
+    with caplog.at_level(logging.WARNING):
+        r = CliRunner().invoke(main, ["evaluate", str(subset), "--model", str(bundle.path), "--scale", "1,2,4"])
+    assert r.exit_code == 0, r.output
+    said = [m for m in caplog.text.splitlines() if "WARNING" in m]
+    assert said and len(said) == len(set(said)), said
+    assert sum("have the names of classes model" in m for m in said) == 1

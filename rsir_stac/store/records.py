@@ -135,12 +135,14 @@ def check_incompatible(
 ) -> None:
     """Raise IncompatibleIndexError when ``meta`` differs from the requested dim/model."""
     if meta.dim != int(dim) or meta.model_id != str(model_id):
-        from rsir_stac.model.bundle import shipped_hint
+        from rsir_stac.model.bundle import shipped_hint, shipped_name
 
+        old = f"--index {where[len('index '):]}" if where.startswith("index ") else "--index OLD"
         raise IncompatibleIndexError(
             f"{where} holds {meta.dim}-d vectors of model {meta.model_id!r}, not {int(dim)}-d vectors of "
-            f"model {model_id!r}; use the same model{shipped_hint(meta.model_id)} or {fresh} (to move an index "
-            "to a new model: rsir-stac reindex --index OLD --to NEW --model BUNDLE)"
+            f"model {model_id!r}; use the same model{shipped_hint(meta.model_id)} or {fresh}, or move the index "
+            f"to this model with `rsir-stac reindex {old} --to NEW --model {shipped_name(str(model_id)) or 'BUNDLE'}`"
+            + ("" if shipped_name(str(model_id)) else f" (BUNDLE: the folder of model {model_id})")
         )
     if meta.distance != "Euclid":
         raise IncompatibleIndexError(f"{where} uses {meta.distance} distance, not Euclid; use {fresh}")

@@ -173,17 +173,11 @@ def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> 
     return lon, lat
 
 
-#: A projected point whose lon/lat maps back more than this share of a pixel away is off the Earth
-#: as the CRS maps it (PROJ's inverse of sinusoidal or geostationary wraps or clamps such points).
-ROUND_TRIP_PIXELS = 0.01
-
-
 def tiles_on_earth(transform: Any, crs: Any, windows: np.ndarray) -> np.ndarray:
     """Whether each window ``(k, 4)`` lies on the Earth as ``crs`` maps it: its corners, edge
-    midpoints and centre have a lon/lat (PROJ gives no inf) that maps back to the same point
-    within :data:`ROUND_TRIP_PIXELS` of a pixel (projected CRSs; a MODIS sinusoidal tile at 180
-    holds points whose inverse wraps to the other side of the world, a geostationary scene holds
-    space beyond the disk).  Returns ``(k,)`` booleans."""
+    midpoints and centre all have a lon/lat (PROJ gives inf for space beyond a geostationary disk,
+    or the far side of an orthographic view).  Returns ``(k,)`` booleans.  A point a projection maps
+    past 180 (Web Mercator, EASE-Grid, a sinusoidal grid's edge) has a lon/lat: it is on the Earth."""
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
@@ -198,14 +192,7 @@ def tiles_on_earth(transform: Any, crs: Any, windows: np.ndarray) -> np.ndarray:
     # pyproj, not GDAL: a point PROJ cannot map comes back as inf instead of failing the whole call
     to_ll = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
     lon, lat = (np.asarray(v, dtype=np.float64) for v in to_ll.transform(xs, ys, errcheck=False))
-    ok = np.isfinite(lon) & np.isfinite(lat)
-    if ok.any() and not src.is_geographic:
-        bx, by = (np.asarray(v, dtype=np.float64) for v in to_ll.transform(
-            np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), direction="INVERSE", errcheck=False))
-        tol = ROUND_TRIP_PIXELS * max(math.hypot(t.a, t.d), math.hypot(t.b, t.e))
-        with np.errstate(invalid="ignore"):
-            ok &= np.hypot(bx - xs, by - ys) <= tol
-    return ok.reshape(cols.shape).all(axis=1)
+    return (np.isfinite(lon) & np.isfinite(lat)).reshape(cols.shape).all(axis=1)
 
 
 def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,

@@ -346,6 +346,11 @@ class SceneReader:
             except RsirError:
                 raise
             except Exception as err:  # PROJ cannot map this CRS to lon/lat
+                body = _other_body(self._ds.crs)
+                if body:
+                    raise RasterError(f"{self.href} is on {body}, not the Earth (its CRS {crs_label(self._ds.crs)}): "
+                                      "rsir-stac places tiles by Earth longitude and latitude, so it cannot index it"
+                                      ) from err
                 raise RasterError(
                     f"{self.href}: tile footprints cannot be transformed from {crs_label(self._ds.crs)} to lon/lat "
                     f"({type(err).__name__}: {_one_line(err)}); the scene lies outside where its CRS maps the "
@@ -373,9 +378,9 @@ class SceneReader:
         if not on.all():  # a geostationary scene's space beyond the disk, a sinusoidal tile past 180
             if not on.any():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
-            log.warning("%s: %d of its %d tiles lie (partly) off the Earth as its CRS %s maps it (beyond a "
-                        "geostationary disk, past 180 in a sinusoidal grid) and are left out", self.href,
-                        int((~on).sum()), len(on), crs_label(self._ds.crs))
+            log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
+                        "(e.g. space beyond a geostationary disk): their footprints cannot be placed, so they are "
+                        "left out", self.href, int((~on).sum()), len(on), crs_label(self._ds.crs))
             grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
         outlines = tile_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
