@@ -311,15 +311,21 @@ def test_evaluate_records_that_held_out_chose_the_classes(tmp_path):
     assert p["scored_digest"] != p["bundle_test_digest"]
 
 
+def _first_images(data, dest, n: int):
+    """A copy of the first ``n`` images of each class folder of ``data`` in ``dest`` (a subset of a
+    training folder, as another download or a curated copy would be)."""
+    for d in sorted(data.iterdir()):
+        (dest / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir())[:n]:
+            shutil.copy(f, dest / d.name / f.name)
+    return dest
+
+
 def test_evaluate_split_all_on_a_copy_of_training_classes_warns_by_their_names(split_bundle, tmp_path, caplog):
     """Second model trial: `evaluate SUBSET --split all` of the very images a bundle trained on gave
     mAP 1.0 and no warning (without --split all the same folder was warned about)."""
     bundle, data = split_bundle
-    subset = tmp_path / "subset"
-    for d in sorted(data.iterdir()):
-        (subset / d.name).mkdir(parents=True)
-        for f in sorted(d.iterdir())[:6]:
-            shutil.copy(f, subset / d.name / f.name)
+    subset = _first_images(data, tmp_path / "subset", 6)
     (subset / "class1").rename(subset / "Class1")   # another download's capitals are the same classes
     for args in ((), ("--split", "all")):
         res, _ = _evaluate(subset, "--model", bundle.path, *args)
@@ -442,11 +448,7 @@ def test_held_out_on_a_folder_without_those_classes_names_them_and_the_way_out(t
 def test_evaluate_says_each_warning_once_whatever_the_number_of_scales(split_bundle, tmp_path, caplog):
     """Second model trial: `evaluate ev4 --scale 1,2,4` printed the same two warnings three times."""
     bundle, data = split_bundle
-    subset = tmp_path / "subset"
-    for d in sorted(data.iterdir()):
-        (subset / d.name).mkdir(parents=True)
-        for f in sorted(d.iterdir())[:6]:
-            shutil.copy(f, subset / d.name / f.name)
+    subset = _first_images(data, tmp_path / "subset", 6)
     with caplog.at_level(logging.WARNING):
         r = CliRunner().invoke(main, ["evaluate", str(subset), "--model", str(bundle.path), "--scale", "1,2,4"])
     assert r.exit_code == 0, r.output
