@@ -332,8 +332,11 @@ def _split_scored(folder, idx: np.ndarray, split: str, held: list[str], data_dir
     whole = [c for c in scored if c in held]
     if not whole:
         return split, []
-    if len(whole) == len(scored):
-        return "all", []   # the held-out classes: none of their images was trained on, all are scored
+    if len(whole) == len(scored):   # the held-out classes: none of their images was trained on
+        note = (f"--split test on classes held out of training ({', '.join(whole[:5])}{' and more' if len(whole) > 5 else ''}) "
+                "scores all their images (the model trained on none of them): recorded as split all")
+        log.info("%s", note)
+        return "all", [note]
     note = (f"{len(whole)} of the {len(scored)} classes scored from {data_dir} ({', '.join(whole[:5])}"
             f"{' and more' if len(whole) > 5 else ''}) were held out of training: all their images are scored, "
             "the other classes' test split only")

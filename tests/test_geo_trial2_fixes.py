@@ -219,3 +219,17 @@ def test_a_projected_raster_far_from_where_its_crs_is_used_is_warned_about(tmp_p
         SceneReader.open(swapped).close()
     msg = next(m for m in caplog.messages if "far outside" in m)
     assert "swapped.tif: its centre falls at lon 52." in msg and "EPSG:32633 is used (lon 12..18" in msg
+
+
+def test_a_pole_is_found_whatever_longitude_is_given(tmp_path, tiny_bundle):
+    """A lon/lat raster over 20..30 E reaching 90 N: `--at 25,90` found its top tile, `--at 0,90`
+    and `--at -150,90` were refused, though the raster's whole top row is the pole."""
+    tif = make_geotiff(tmp_path / "cap.tif", width=64, height=64, crs="EPSG:4326", res=(10 / 64, 5 / 64),
+                       origin=(20.0, 90.0))
+    ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle,
+           options=IngestOptions(tile_size=32, native_gsd=True, min_valid=0.0))
+    with Index.open(str(tmp_path / "idx"), model=tiny_bundle) as index:
+        ids = {index.search(at=(lon, 90.0), k=1).query_id for lon in (25.0, 0.0, -150.0, 180.0)}
+        assert len(ids) == 1
+        with pytest.raises(Exception, match="no tile"):
+            index.search(at=(0.0, 86.0), k=1)   # off the pole the longitude matters

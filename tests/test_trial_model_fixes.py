@@ -303,6 +303,7 @@ def test_evaluate_records_that_held_out_chose_the_classes(tmp_path):
     assert res["protocol"]["held_out"] is False and res["protocol"]["split"] == "all" and res["n_queries"] == 8
     res, _ = _evaluate(data, "--model", b.path, "--held-out", "--split", "test")
     assert res["protocol"]["split"] == "all" and res["n_queries"] == 8
+    assert any("recorded as split all" in w for w in res["warnings"]), res["warnings"]   # and says why
     # a trained class and a held-out one: the test split of the one, all of the other, said
     res, out = _evaluate(data, "--model", b.path, "--classes", "class1,class2", "--split", "test")
     p = res["protocol"]

@@ -40,6 +40,11 @@ def _covers(payload: dict, lon: float, lat: float) -> bool:
     (cheap), then its footprint polygon where the payload has corners or an outline."""
     from rsir_stac.tiling.footprints import bbox_contains
 
+    if abs(lat) >= 90.0 and len(payload.get("bbox") or ()) == 4:
+        # a pole is one place whatever the longitude given: a tile reaching it holds it at every one
+        w, _, e, _ = (float(v) for v in payload["bbox"])
+        lon = (w + (e if e >= w else e + 360.0)) / 2.0
+        lon = lon - 360.0 if lon > 180.0 else lon
     if not bbox_contains(payload["bbox"], lon, lat):
         return False
     if not payload.get("corners") and not payload.get("outline"):
