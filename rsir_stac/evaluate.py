@@ -14,14 +14,16 @@ min(4·NG(q), 2·max NG), a ground-truth item ranked past K(q) counts as
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rsir_stac.protocol import _bundle_split  # noqa: F401 - for benchmarks/strategy_quality.py
+from rsir_stac.protocol import (_check_relevant, _chosen_classes, _default_split, _scored_images, _split_scored,
+                                _trained_names)
 
 log = logging.getLogger(__name__)
 
@@ -202,16 +204,6 @@ def resolve_model(model):
 
 
 #: (warning kind, folder, bundle test digest) already warned about in this process (once, not once per scale).
-_WARNED_SPLITS: set[tuple[str, str, str]] = set()
-
-
-def _warn_once(kind: str, data_dir, digest: str, message: str) -> None:
-    key = (kind, str(data_dir), digest)
-    if key not in _WARNED_SPLITS:
-        _WARNED_SPLITS.add(key)
-        log.warning("%s", message)
-
-
 def evaluate_folder(
     data_dir: str | Path,
     bundle=None,
@@ -320,28 +312,6 @@ def evaluate_folder(
                        "bands": list(bands) if bands else None}
     out["warnings"] = notes + chosen.warnings
     return out
-
-
-def _split_scored(folder, idx: np.ndarray, split: str, held: list[str], data_dir) -> tuple[str, list[str]]:
-    """What ``split="test"`` scored, said: every image of a class the model was trained without is
-    one it never trained on, so such classes are scored whole.  Returns the split to record
-    (``"all"`` when every scored class was held out) and a note when only some were."""
-    if split != "test" or not held:
-        return split, []
-    scored = sorted({folder.classes[c] for c in folder.labels[idx]})
-    whole = [c for c in scored if c in held]
-    if not whole:
-        return split, []
-    if len(whole) == len(scored):   # the held-out classes: none of their images was trained on
-        note = (f"--split test on classes held out of training ({', '.join(whole[:5])}{' and more' if len(whole) > 5 else ''}) "
-                "scores all their images (the model trained on none of them): recorded as split all")
-        log.info("%s", note)
-        return "all", [note]
-    note = (f"{len(whole)} of the {len(scored)} classes scored from {data_dir} ({', '.join(whole[:5])}"
-            f"{' and more' if len(whole) > 5 else ''}) were held out of training: all their images are scored, "
-            "the other classes' test split only")
-    log.warning("%s", note)
-    return split, [note]
 
 
 @contextmanager
@@ -469,192 +439,3 @@ def _check_options(split: str, scale: float, expand: int, batch_size: int | None
                          "pass (leave it out for the default)")
     return expand
 
-
-def _chosen_classes(full, held: list[str], classes, by_held_out: bool, model_id: str, data_dir):
-    """The classes to evaluate: the bundle's ``held`` out classes for ``classes="held-out"``,
-    else ``classes`` (None: all).  Raises DatasetError for a bundle without held-out classes,
-    a class not in the folder, or fewer than 2 classes."""
-    from rsir_stac.errors import DatasetError
-
-    if by_held_out:
-        if not held:
-            raise DatasetError(f"model {model_id} was trained on every class (no held-out classes recorded); "
-                               "train one with --leave-out/--leave-out-n, or pass --classes")
-        classes = held
-    if classes:
-        unknown = [c for c in classes if c not in full.classes]
-        if unknown and by_held_out:
-            there = [c for c in classes if c in full.classes]
-            raise DatasetError(
-                f"model {model_id} was trained without the classes {', '.join(classes)}, and {', '.join(unknown)} "
-                f"{'is' if len(unknown) == 1 else 'are'} not in {data_dir}: --held-out scores the folder the model "
-                "was trained on (or one with those class folders)"
-                + (f"; or pass --classes {','.join(there)} to score the held-out classes this folder has"
-                   if len(there) >= 2 else ""))
-        if unknown:
-            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(full.classes)}")
-        if len(set(classes)) < 2:
-            raise DatasetError(f"evaluating on the one class {classes[0]!r} ranks its images only against each other "
-                               "(mAP is 1 whatever the model); give at least 2 classes"
-                               + (", i.e. train with more held-out classes" if held == list(classes) else ""))
-    return classes
-
-
-@dataclass(frozen=True)
-class _ScoredImages:
-    """The images scored: ``idx`` into ``folder`` (the scanned folder, restricted to the
-    classes asked for); whether the folder's test split is the bundle's (``matches``, None when
-    not recorded), how many scored images the model trained on (None when unknown) and the
-    warnings given."""
-
-    folder: Any
-    idx: np.ndarray
-    matches: bool | None
-    trained_on: int | None
-    warnings: list[str]
-    adapted_on: int | None = None
-
-
-def _bundle_split(full, held: list[str], tr: dict):
-    """The bundle's split computed on ``full`` as training did (over the folder without its held-out
-    classes): ``(folder, train_ix, test_ix, matches)``, ``matches`` whether its test images are the
-    recorded ones, in any image format (None when the bundle records none: another dataset
-    cannot be told)."""
-    from rsir_stac.model.data import same_split, stratified_split, without_classes
-
-    trained = without_classes(full, [c for c in held if c in full.classes])
-    want = tr.get("test_digest")
-    train_ix, test_ix = stratified_split(trained.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
-    rel = trained.relpaths()
-    matches = None if not want else same_split([rel[i] for i in test_ix], want)
-    return trained, train_ix, test_ix, matches
-
-
-def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_id: str,
-                   data_dir) -> tuple[str, list]:
-    """``split=None``: ``test`` on the dataset the bundle was trained on (its split matches), else
-    ``all`` with a note (another dataset: a random fifth of it is no test split of anything), and a
-    warning when the folder holds classes of the model's training by name: a copy, a subset or
-    another download of its training data would be scored on images it trained on."""
-    tr = meta.get("training", {})
-    if by_held_out:
-        return "all", []
-    matches = _bundle_split(full, held, tr)[3]
-    if matches:
-        return "test", []
-    import numpy as np
-
-    counts = np.bincount(np.asarray(full.labels, dtype=np.int64)) if len(full.labels) else np.zeros(1, np.int64)
-    msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored (--split all)"
-           # a fifth of a class of fewer than 10 images holds at most one: its test split could not be scored
-           + ("; pass --split test to score only the fifth of it a training run would keep out"
-              if int(counts.max()) >= 10 else ""))
-    log.warning("%s", msg)
-    return "all", [msg] + _trained_names(full, held, meta, model_id, data_dir)
-
-
-def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir) -> list[str]:
-    """A warning (logged, and returned in a list) when classes of ``full`` have the names of the
-    model's training classes: a copy, a subset or another download of its training data would be
-    scored on images it trained on, and no split can tell (it is not the training folder)."""
-    names = {c.casefold() for c in meta.get("class_names") or ()} - {c.casefold() for c in held}
-    trained = sorted(c for c in full.classes if c.casefold() in names)   # Beach/ is beach/ of another download
-    if not trained:
-        return []
-    shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
-    warn = (f"{len(trained)} of the {len(full.classes)} classes of {data_dir} have the names of classes model "
-            f"{model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
-            "another download of that dataset), it trained on most of them and the scores are optimistic; "
-            "evaluate the training folder itself (its test split), or classes it never saw")
-    log.warning("%s", warn)
-    return [warn]
-
-
-def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_id: str, data_dir) -> _ScoredImages:
-    """Choose the images of ``full`` to score: with ``split="test"`` those the model never
-    trained on (the bundle's split, computed as training did), else every image of the classes;
-    warns (once per folder) when the split is not the bundle's or the model trained on some."""
-    from rsir_stac.model.data import only_classes
-
-    trained, train_ix, test_ix, matches = _bundle_split(full, held, tr)
-    want = tr.get("test_digest")
-    rel = trained.relpaths()
-    never = {rel[i] for i in test_ix}  # images the model never trained on (with the classes it never saw)
-    seen = {rel[i] for i in train_ix} if matches else None  # known only on the training dataset itself
-    folder = only_classes(full, classes) if classes else (trained if split == "test" else full)
-    frel = folder.relpaths()
-    idx = np.arange(len(folder))
-    warnings: list[str] = []
-    if split == "test":
-        idx = np.asarray([i for i, r in enumerate(frel) if r in never or r.split("/", 1)[0] not in trained.classes],
-                         dtype=np.int64)
-        if matches is False:
-            msg = (f"the test split of {data_dir} differs from the one recorded in model {model_id}: this is "
-                   "not the folder it was trained on (or images were added or removed since), so these are not "
-                   "the images it never trained on; for another dataset, pass --split all")
-            warnings.append(msg)
-            _warn_once("split", data_dir, want, msg)
-    trained_on = None if seen is None else sum(1 for i in idx.tolist() if frel[i] in seen)
-    if trained_on:
-        msg = (f"{trained_on} of the {len(idx)} images scored from {data_dir} are in the training split of model "
-               f"{model_id} (it trained on them), so the scores are optimistic; pass --split test to score "
-               "only images it never trained on")
-        warnings.append(msg)
-        _warn_once("trained", data_dir, want, msg)
-    adapted_on = _adapted_on(folder, idx, tr.get("adaptation"))
-    if adapted_on:
-        msg = (f"{adapted_on} of the {len(idx)} images scored from {data_dir} were in the catalogue model {model_id} "
-               "was adapted on (without their labels), so its gain on them is transductive, not a held-out figure; "
-               "score it on images it did not adapt on to see how it does elsewhere")
-        warnings.append(msg)
-        _warn_once("adapted", data_dir, want, msg)
-    return _ScoredImages(folder, idx, matches, trained_on, warnings, adapted_on)
-
-
-def _adapted_on(folder, idx: np.ndarray, adaptation: dict | None) -> int | None:
-    """How many of the scored images lie in an image folder (or are an image) that ``adaptation``
-    (``model.json``'s ``training.adaptation``) adapted on; None for a bundle not adapted on images.
-    Sources recorded without an absolute ``path`` (bundles of earlier versions) are taken as they
-    were given, from the current folder."""
-    if not adaptation:
-        return None
-    roots = [os.path.realpath(d.get("path") or d["source"]) for d in adaptation.get("sources") or ()
-             if isinstance(d, dict) and d.get("kind") == "images" and (d.get("path") or d.get("source"))]
-    if not roots:
-        return None
-    inside = tuple(r.rstrip(os.sep) + os.sep for r in roots)
-    linked = _linked_images(roots)  # images a catalogue of links reached: their real paths lie elsewhere
-    hits = 0
-    for i in idx.tolist():
-        p = os.path.realpath(folder.paths[i])
-        hits += p in roots or p.startswith(inside) or p in linked
-    return hits
-
-
-def _linked_images(roots: Sequence[str]) -> set[str]:
-    """Real paths of the image files under ``roots`` (folders still there) that are symbolic links."""
-    from rsir_stac.model.data import IMAGE_SUFFIXES
-
-    out: set[str] = set()
-    for root in roots:
-        if not os.path.isdir(root):
-            continue
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                full = os.path.join(dirpath, f)
-                if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES and os.path.islink(full):
-                    out.add(os.path.realpath(full))
-    return out
-
-
-def _check_relevant(folder, idx: np.ndarray, split: str, data_dir) -> None:
-    """Refuse (DatasetError) a choice of images where no class has 2: no query would have a
-    relevant image."""
-    from rsir_stac.errors import DatasetError
-
-    counts = np.bincount(folder.labels[idx], minlength=len(folder.classes))
-    if not (counts >= 2).any():
-        fix = ("pass --split all to rank every image of the folder, or add images"
-               if split == "test" else "add images")
-        raise DatasetError(f"the {split} split of {data_dir} has at most one image per class ({len(idx)} images), "
-                           f"so no query has a relevant image and mAP/ANMRR would mean nothing; {fix}")

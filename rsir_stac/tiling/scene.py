@@ -17,7 +17,8 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints, tile_outlines, tiles_on_earth
+from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints
+from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
@@ -375,7 +376,7 @@ class SceneReader:
         y1 = np.clip(src[:, 1] + src[:, 3], 0, self.height)
         shown = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
         on = tiles_on_earth(self._ds.transform, self._ds.crs, shown)
-        if not on.all():  # a geostationary scene's space beyond the disk, a sinusoidal tile past 180
+        if not on.all():  # a geostationary scene's space beyond the disk
             if not on.any():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
             log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
