@@ -21,7 +21,8 @@ from typing import Any
 import click
 
 from rsir_stac.errors import InputError
-from rsir_stac.served import ServiceClient, ServiceError, find_service
+from rsir_stac.served import ServiceError, find_service
+from rsir_stac.service_client import ServiceClient
 
 #: ``rsir_stac.export`` format names -> the ``format`` of ``POST /api/query/export``.
 EXPORT_FORMATS = {"geojson": "geojson", "csv": "csv", "flatgeobuf": "fgb", "geoparquet": "parquet"}

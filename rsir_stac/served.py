@@ -1,5 +1,6 @@
-"""An embedded index held by a running ``rsir-stac serve``: its address file and
-an HTTP client the command line uses to send work to that service.
+"""An embedded index held by a running ``rsir-stac serve``: its address file, and
+whether that file can be trusted (the client that sends work there is
+:mod:`rsir_stac.service_client`).
 
 The Edge engine admits one process per index, so while ``serve`` runs, no
 other process can open the index.  ``serve`` therefore records where it
@@ -11,8 +12,8 @@ listens in ``<index>/.serve.json`` (beside the ``.lock`` it holds)::
 never the service key itself.  ``search``, ``info`` and ``ingest`` on that
 index call :func:`find_service` first; when a live ``serve`` holds the lock
 (the pid in the file is the lock holder's, and the lock is held), they send
-the work to it (:class:`ServiceClient`: ``GET /api/info``, ``POST
-/api/query``, ``POST /api/search/image``, ``POST/GET /api/ingest/jobs``)
+the work to it (:class:`rsir_stac.service_client.ServiceClient`: ``GET /api/info``,
+``POST /api/query``, ``POST /api/search/image``, ``POST/GET /api/ingest/jobs``)
 instead of failing with "in use".  The key, when the service needs one, is
 read from ``$RSIR_SERVICE_KEY`` (the variable ``serve --service-key`` reads).
 A stale file (a killed ``serve``) is ignored: its pid no longer holds the lock.
@@ -39,26 +40,17 @@ import os
 import shutil
 import struct
 import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rsir_stac.errors import InputError, PointNotFoundError, RsirError, SourceNotFoundError, StoreError
+from rsir_stac.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 ADDRESS_NAME = ".serve.json"
 KEY_ENV = "RSIR_SERVICE_KEY"
-#: Seconds between polls of an ingest job.
-POLL_S = 0.5
-#: Seconds a request to the service may take (an image search embeds on the server).
-TIMEOUT_S = 120.0
-#: The upload limit assumed for a service whose ``/api/info`` does not give ``limits.max_upload_bytes``
-#: (``serve``'s own: :func:`rsir_stac.serve.create_app`'s default).
-DEFAULT_MAX_UPLOAD_BYTES = 10_000_000
 #: Where the process table is read (Linux).  Where it has no ``self/fd`` (macOS, the BSDs),
 #: :func:`verify_address` asks ``ps`` and ``lsof`` instead.
 PROC_ROOT = Path("/proc")
@@ -499,189 +491,5 @@ def _index_in_command(command: str) -> str | None:
     return folder
 
 
-# --------------------------------------------------------------------------- client
-
-
-class ServiceClient:
-    """JSON over HTTP to the ``serve`` at ``address`` (standard library only)."""
-
-    def __init__(self, address: ServiceAddress, *, key: str | None = None, timeout: float = TIMEOUT_S) -> None:
-        self.address, self.timeout = address, timeout
-        self._upload_limit: int | None = None
-        self.key = key if key is not None else os.environ.get(KEY_ENV) or None
-        if address.key_required and not self.key:
-            raise ServiceError(f"index {address.index} is held by {address.describe()}, which needs its service "
-                               f"key; set {KEY_ENV} to it and re-run, or stop that service")
-
-    def request(self, method: str, path: str, body: Any = None, *,
-                form: tuple[dict, list[tuple[str, bytes, str]]] | None = None, raw: bool = False) -> Any:
-        """Send one request; returns the decoded JSON answer (bytes with ``raw``).
-        An error answer becomes the matching :class:`RsirError` (its one-line ``detail``)."""
-        import urllib.error
-        import urllib.request
-
-        headers = {"Accept": "application/json"}
-        data = None
-        if self.key:
-            headers["X-API-Key"] = self.key
-        if form is not None:
-            data, ctype = _multipart(*form)
-            headers["Content-Type"] = ctype
-        elif body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.address.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise self._error(exc.code, exc.read()) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            gone = self.stopped()
-            if gone is not None:
-                raise ServiceError(gone) from None
-            raise ServiceError(f"index {self.address.index} is held by {self.address.describe()}, which does not "
-                               f"answer ({reason}); wait for it or stop it") from None
-        return payload if raw else json.loads(payload or b"null")
-
-    def stopped(self) -> str | None:
-        """When the ``serve`` this client talks to has died (its pid is gone, or nothing holds the
-        index lock any more: killed, crashed), the one-line error saying so; its stale address file
-        is removed (the next command would ignore it anyway).  None while it still runs."""
-        from rsir_stac.atomic import pid_alive
-
-        addr, index = self.address, Path(self.address.index)
-        if pid_alive(addr.pid) and _lock_held(index):
-            return None
-        try:  # only the file of that dead service (a new serve may have written its own meanwhile)
-            path = index / ADDRESS_NAME
-            if json.loads(path.read_text(encoding="utf-8")).get("pid") == addr.pid and not _lock_held(index):
-                path.unlink()
-        except (OSError, ValueError, AttributeError):
-            pass
-        return (f"index {addr.index} was held by {addr.describe()}, which has stopped (pid {addr.pid} is no longer "
-                f"running; an ingest job it ran keeps what it wrote); re-run the same command: it opens the index "
-                f"itself now (the stale {ADDRESS_NAME} is ignored)")
-
-    def _error(self, status: int, payload: bytes) -> RsirError:
-        try:
-            doc = json.loads(payload)
-            detail, name = str(doc.get("detail")), str(doc.get("error"))
-        except (ValueError, AttributeError):
-            detail, name = payload[:200].decode("utf-8", "replace"), ""
-        where = f"{self.address.describe()}: {detail}"
-        if status == 401:
-            return ServiceError(f"{self.address.describe()} refused the service key; set {KEY_ENV} to the key it "
-                                "was started with")
-        if status == 404 and name == "SourceNotFoundError":
-            return SourceNotFoundError(where)
-        if status == 404:
-            return PointNotFoundError(where)
-        if status in (400, 403, 413, 422):  # 403: a source outside the ingest roots, a URL
-            return InputError(where)
-        return ServiceError(where)
-
-    # -- the operations the CLI sends ---------------------------------------
-
-    def info(self) -> dict:
-        return self.request("GET", "/api/info")
-
-    def query(self, body: dict) -> dict:
-        return self.request("POST", "/api/query", body)
-
-    def upload_limit(self) -> int:
-        """The most bytes one uploaded image may have on this service (``limits.max_upload_bytes``
-        of ``GET /api/info``; :data:`DEFAULT_MAX_UPLOAD_BYTES` when the service does not say)."""
-        if self._upload_limit is None:
-            limits = (self.info() or {}).get("limits") or {}
-            value = limits.get("max_upload_bytes")
-            self._upload_limit = value if isinstance(value, int) and value > 0 else DEFAULT_MAX_UPLOAD_BYTES
-        return self._upload_limit
-
-    def read_upload(self, path: str) -> bytes:
-        """The bytes of the image file ``path``, to send: a regular file only (a named pipe or a
-        device such as ``/dev/zero`` is refused unread: opened without blocking, checked with
-        ``fstat``), at most :meth:`upload_limit` bytes (a larger file is refused before it is
-        read into memory, with both numbers; the read itself is bounded too)."""
-        import stat
-
-        from rsir_stac.errors import ImageReadError
-        from rsir_stac.tiling.sources import file_kind
-
-        limit = self.upload_limit()
-
-        def too_large(size: str) -> InputError:
-            return InputError(f"{path} is {size} bytes, over the {limit} byte upload limit of "
-                              f"{self.address.describe()}; give a smaller image (crop or re-encode it, e.g. as "
-                              "JPEG or a DEFLATE GeoTIFF), or stop the service and search the index directly")
-
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        except OSError as exc:
-            raise ImageReadError(f"{path} cannot be read ({exc.strerror}); check the path and its permissions") \
-                from None
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ImageReadError(f"{path} is {file_kind(st.st_mode)}, not a regular file; query images are "
-                                     "read from regular files only: save the image to a file and give that")
-            if st.st_size > limit:
-                raise too_large(str(st.st_size))
-            data = fh.read(limit + 1)
-        if len(data) > limit:  # it grew while being read
-            raise too_large(f"over {limit}")
-        return data
-
-    def search_image(self, image: str, fields: dict) -> dict:
-        return self.request("POST", "/api/search/image", form=(fields, [("file", self.read_upload(image),
-                                                                          Path(image).name)]))
-
-    def query_images(self, path: str, body: dict, positives: list[str], negatives: list[str], *,
-                     raw: bool = False) -> Any:
-        """``POST path`` (``/api/query`` or its export) as multipart: the JSON ``body`` in the
-        ``query`` field, image files as ``positive_image`` / ``negative_image`` (each read by
-        :meth:`read_upload`: regular files within the service's upload limit)."""
-        files = [(name, self.read_upload(p), Path(p).name)
-                 for name, paths in (("positive_image", positives), ("negative_image", negatives)) for p in paths]
-        return self.request("POST", path, form=({"query": json.dumps(body)}, files), raw=raw)
-
-    def ingest(self, body: dict, on_progress: Callable[[dict], None] | None = None) -> dict:
-        """Create an ingest job and wait for it; returns the finished job document."""
-        job = self.request("POST", "/api/ingest/jobs", body)
-        try:
-            while job.get("state") in ("queued", "running"):
-                if on_progress is not None:
-                    on_progress(job)
-                time.sleep(POLL_S)
-                job = self.request("GET", f"/api/ingest/jobs/{job['id']}")
-        except KeyboardInterrupt:  # Ctrl-C stops the job too, as it stops a local ingest
-            try:
-                self.request("DELETE", f"/api/ingest/jobs/{job['id']}")
-            except Exception:  # noqa: BLE001 - the job ended meanwhile, or the service is gone
-                pass
-            raise
-        if on_progress is not None:
-            on_progress(job)
-        return job
-
-
-def _multipart(fields: dict, files: list[tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if v is None:
-                continue
-            parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{v}\r\n".encode())
-    for name, blob, filename in files:
-        safe = "".join(c for c in filename if c.isalnum() or c in "._-") or "image"
-        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{safe}\"\r\n"
-                     "Content-Type: application/octet-stream\r\n\r\n".encode() + blob + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceClient", "ServiceError", "UnverifiedServiceError",
+__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceError", "UnverifiedServiceError",
            "clean_stop", "connect_host", "find_service", "publish", "unpublish", "verify_address"]

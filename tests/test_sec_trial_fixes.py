@@ -175,7 +175,8 @@ def test_a_query_image_that_is_not_a_regular_file_is_refused_unread(world, tiny_
 
 
 def _service_client(index, url: str):
-    from rsir_stac.served import ServiceAddress, ServiceClient
+    from rsir_stac.served import ServiceAddress
+    from rsir_stac.service_client import ServiceClient
 
     return ServiceClient(ServiceAddress(index=str(index.store.describe()), pid=os.getpid(), url=url,
                                         key_required=False, ingest_jobs=False, model_id=index.bundle.model_id))
