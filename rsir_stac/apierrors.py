@@ -196,7 +196,7 @@ def install_handlers(app, *, hide_paths: bool = False) -> None:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from rsir_stac.httpguard import redact_paths
+    from rsir_stac.redact import redact_paths
 
     def respond(status: int, name: str, detail: str, headers: dict | None = None, errors: list | None = None):
         detail = _one_line(redact_paths(detail) if hide_paths else detail)

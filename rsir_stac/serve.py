@@ -256,7 +256,7 @@ def bind_socket(host: str, port: int):
 
 def _log_config() -> dict:
     """uvicorn's logging set-up with the access log filtered by
-    :class:`rsir_stac.httpguard.RedactKeyFilter`: the values of ``api_key=``, ``key=`` and every
+    :class:`rsir_stac.redact.RedactKeyFilter`: the values of ``api_key=``, ``key=`` and every
     parameter named like a key, token, secret or password (however the name is percent-encoded)
     redacted, logged URLs cut to 512 characters."""
     import copy
@@ -264,7 +264,7 @@ def _log_config() -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg.setdefault("filters", {})["redact_key"] = {"()": "rsir_stac.httpguard.RedactKeyFilter"}
+    cfg.setdefault("filters", {})["redact_key"] = {"()": "rsir_stac.redact.RedactKeyFilter"}
     cfg["handlers"]["access"].setdefault("filters", []).append("redact_key")
     return cfg
 

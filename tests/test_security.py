@@ -588,7 +588,7 @@ def test_the_access_log_cuts_long_urls_and_hides_keys_under_any_name(index, poin
     become ``***``."""
     import httpx
 
-    from rsir_stac.httpguard import LOG_PATH_CHARS, redact_secrets
+    from rsir_stac.redact import LOG_PATH_CHARS, redact_secrets
 
     secret = "Zq9-very-secret-value"
     names = ("apikey", "token", "access_token", "apiKey", "X-Amz-Signature", "client_secret", "password",
@@ -754,7 +754,7 @@ def test_hide_paths_in_hrefs_and_errors(index, points):
 
 
 def test_redact_paths_and_public_href():
-    from rsir_stac.httpguard import public_href, redact_paths
+    from rsir_stac.redact import public_href, redact_paths
 
     assert redact_paths("no tile in index /srv/data/idx covers lon 1") == "no tile in index idx covers lon 1"
     assert redact_paths("(/a/b/c.tif is not a raster)") == "(c.tif is not a raster)"

@@ -257,7 +257,7 @@ def test_collection_names_are_what_the_message_says(jobs_setup, tiny_bundle):
 
 
 def test_redact_secrets_by_decoded_name():
-    from rsir_stac.httpguard import redact_secrets
+    from rsir_stac.redact import redact_secrets
 
     for url in ("/api/tiles/x.png?api_key=K", "/api/imagery/0/0/0.png?api%5Fkey=K", "/api/x?%61pi_key=K",
                 "/?key=K", "/?a=1&KEY=K", "/?a=1&%6B%65%79=K&b=2", "/?api+key=K".replace("+", "_"),

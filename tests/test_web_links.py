@@ -837,7 +837,7 @@ def test_labels_of_another_model_keep_the_served_model_name_in_the_message(brows
     model the index holds is the one fact needed, and it is said (by the API too, paths hidden)."""
     import requests
 
-    from rsir_stac.httpguard import redact_paths
+    from rsir_stac.redact import redact_paths
 
     base, points = server
     ids = [str(uuid.uuid4()) for _ in range(2)]  # tiles of an index of another model, not here

@@ -243,8 +243,8 @@ class Job:
 def relative_paths(value: Any, roots: Sequence[Path]) -> Any:
     """``value`` (a job's answer: nested dicts, lists and strings) with every path under an ingest
     root written relative to it (``/srv/root/scenes/a.tif`` -> ``scenes/a.tif``) and any other
-    absolute path cut to its last component (:func:`rsir_stac.httpguard.redact_paths`)."""
-    from rsir_stac.httpguard import redact_paths
+    absolute path cut to its last component (:func:`rsir_stac.redact.redact_paths`)."""
+    from rsir_stac.redact import redact_paths
 
     if isinstance(value, dict):
         return {k: relative_paths(v, roots) for k, v in value.items()}

@@ -161,7 +161,7 @@ class Service:
     def public(self, doc: dict) -> dict:
         """``doc`` (a FeatureCollection) with local ``href`` paths cut to file names when ``hide_paths``."""
         if self.hide_paths:
-            from rsir_stac.httpguard import public_href
+            from rsir_stac.redact import public_href
 
             for f in doc.get("features", ()):
                 props = f.get("properties") or {}
@@ -174,7 +174,7 @@ class Service:
     def public_rows(self, rows: list[dict]) -> list[dict]:
         """Table rows (:func:`rsir_stac.export.row_of`) with ``href`` cut to a file name when ``hide_paths``."""
         if self.hide_paths:
-            from rsir_stac.httpguard import public_href
+            from rsir_stac.redact import public_href
 
             for r in rows:
                 if "href" in r:
