@@ -1,0 +1,129 @@
+"""A STAC Collection describing an exported index: the embeddings extension
+(``emb:`` fields), an ``embeddings`` asset pointing at the GeoParquet file
+(table extension row count), the tiles' time span, GSD range and chip layout,
+and a ``derived-from`` link to the model's STAC MLM Item.
+
+Written by :func:`rsir_stac.export.export_index` with ``stac_collection``
+(``rsir-stac export --stac``).  Spec: https://github.com/stac-extensions/embeddings
+(v0.0.1) and https://github.com/stac-extensions/table (v1.2.0).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+#: The STAC Embeddings extension (``emb:`` fields).
+EMBEDDINGS_EXTENSION = "https://stac-extensions.github.io/embeddings/v0.0.1/schema.json"
+#: The STAC Table extension (the asset's ``table:row_count``).
+TABLE_EXTENSION = "https://stac-extensions.github.io/table/v1.2.0/schema.json"
+
+
+def _time_interval(parquet: Path) -> list[str | None]:
+    """[first start, last end] (RFC 3339, UTC) of the exported tiles' acquisition times;
+    null at an end that no tile dates (an open interval, as STAC allows)."""
+    from datetime import datetime, timezone
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(parquet).names)
+    cols = [c for c in ("datetime_epoch", "datetime_end_epoch") if c in names]
+    if not cols:
+        return [None, None]
+    table = pq.read_table(parquet, columns=cols)
+    lo = pc.min(table["datetime_epoch"]).as_py() if "datetime_epoch" in cols else None
+    hi = pc.max(table[cols[-1]]).as_py()
+
+    def iso(t):
+        return None if t is None else datetime.fromtimestamp(float(t), timezone.utc).isoformat().replace("+00:00", "Z")
+
+    return [iso(lo), iso(hi)]
+
+
+def _chip_layout(parquet: Path, bundle: Any) -> dict[str, Any]:
+    """``tile_size_px`` and ``gsd_m`` of the exported tiles as they were read (each tile's
+    ``tiling.tile_size`` and ``gsd``); a value the tiles do not share is left out (the
+    Collection's ``summaries`` give the GSD range).  The model's own values where no tile has one."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(parquet).names)
+
+    def unique(col: str) -> list:
+        return pc.unique(pq.read_table(parquet, columns=[col])[col].drop_null()).to_pylist() if col in names else []
+
+    sizes = {json.loads(t).get("tile_size") for t in unique("tiling")} - {None}
+    gsds = unique("gsd")
+    out: dict[str, Any] = {}
+    for key, vals, default in (("tile_size_px", sizes, bundle.tile_size), ("gsd_m", gsds, bundle.gsd)):
+        if len(vals) == 1:
+            out[key] = next(iter(vals))
+        elif not vals:
+            out[key] = default
+    return out
+
+
+def _gsd_summary(parquet: Path) -> dict[str, Any]:
+    """``summaries.gsd`` (metres): the range of the exported tiles' ground sampling distances."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "gsd" not in set(pq.read_schema(parquet).names):
+        return {}
+    mm = pc.min_max(pq.read_table(parquet, columns=["gsd"])["gsd"]).as_py()
+    return {"gsd": {"minimum": mm["min"], "maximum": mm["max"]}} if mm["min"] is not None else {}
+
+
+def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
+    """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
+    from rsir_stac.atomic import atomic_output
+    from rsir_stac.model.bundle import MLM
+
+    info = index.store.info()
+    bundle = index.bundle
+    mlm_src = Path(bundle.path) / MLM
+    mlm_name = f"{bundle.model_id}.mlm-item.json"
+    links = [{"rel": "self", "href": str(target.resolve()), "type": "application/json"}]  # STAC: self is absolute
+    if mlm_src.is_file():
+        with atomic_output(target.parent / mlm_name) as tmp:
+            shutil.copyfile(mlm_src, tmp)
+        links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
+                      "title": f"Model {bundle.model_id} (STAC MLM Item)"})
+    tiling = _chip_layout(parquet, bundle)
+    rel = Path(parquet).resolve()
+    try:
+        href = "./" + str(rel.relative_to(target.resolve().parent))
+    except ValueError:
+        href = str(rel)
+    interval = _time_interval(parquet)
+    doc = {
+        "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION, TABLE_EXTENSION],
+        "id": f"rsir-stac-embeddings-{bundle.model_id}",
+        "title": f"rsir-stac tile embeddings ({bundle.model_id})",
+        "description": ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "
+                        "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding."),
+        "license": "other",
+        "extent": {"spatial": {"bbox": [list(info.extent) if info.extent else [-180, -90, 180, 90]]},
+                   "temporal": {"interval": [interval]}},
+        "emb:type": "patch",
+        "emb:dimensions": int(bundle.dim),
+        "emb:data_type": "float32",
+        "emb:distance": "euclidean",
+        "emb:chip_layout": {"layout_type": "regular_grid", **tiling},
+        "emb:model": bundle.model_id,
+        "summaries": {"collection": list(info.collections), **_gsd_summary(parquet)},
+        "assets": {"embeddings": {
+            "href": href, "type": "application/vnd.apache.parquet", "roles": ["embeddings", "data"],
+            "title": "Tile footprints, metadata and embeddings (GeoParquet 1.1, column 'embedding')",
+            "emb:dimensions": int(bundle.dim), "table:row_count": int(rows)}},
+        "links": links,
+    }
+    with atomic_output(target) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+__all__ = ["EMBEDDINGS_EXTENSION", "TABLE_EXTENSION", "write_embeddings_collection"]
