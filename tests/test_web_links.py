@@ -198,6 +198,7 @@ def test_a_reload_says_an_uploaded_image_is_not_kept_even_while_it_is_searched(b
         pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
         pg.wait_status("search with the uploaded image slow.png was still running when the page was reloaded")
         pg.wait_results(10)
+        _shots(pg, "reload_while_uploading")
         assert _result_ids(pg)[0] != "" and "uploaded image" not in pg.p.inner_text("#query")
         pg.p.reload()
         pg.p.wait_for_selector("body[data-ready='1']", timeout=30_000)
