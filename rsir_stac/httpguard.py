@@ -397,8 +397,10 @@ class Guard:
     def _same_origin(self, scope, headers) -> bool:
         origin = headers.get("origin")
         if origin is None:
-            # no Origin: not a browser form/fetch, unless the browser says it is cross-site
-            return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none", "same-site")
+            # no Origin: not a browser form/fetch, unless the browser says it is from another origin.
+            # "same-site" is another origin too: a page on another port of this host (a notebook at
+            # 127.0.0.1:8888) is same-site with the service, and could make it run API GETs blind
+            return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
         origin = _request_origin(origin)
         if origin in self.allowed_origins:
             return True

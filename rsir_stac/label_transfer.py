@@ -109,15 +109,37 @@ def _match(store: Any, missing: list[Label], old_model: str) -> dict[str, str]:
             by_item[item].append(lb)
     from rsir_stac.store.filters import SearchFilter
 
-    for item in by_item:
+    for item in by_item:  # each stored point is under one item: these scans visit the index at most once
         found.update(_ids_under(store._scan(SearchFilter(item_ids=(item,))), old_model, want))
+    # by footprint: one scan of the points around each label while they add up to less than the
+    # index, then one scan of the whole index for the labels left (a file of world-sized footprints
+    # made one full scan per label, held the store for minutes and stopped the service)
+    budget = [max(store.count(), 1)]
+    rest = []
     for lb in missing:
         if lb.point_id in found or not lb.geometry:
             continue
         around = _footprint_circle(lb.geometry)
-        if around is not None:
-            found.update(_ids_under(store._scan(None, around=around), old_model, want))
+        if around is None:
+            continue
+        if budget[0] <= 0:
+            rest.append(lb)
+            continue
+        found.update(_ids_under(_counted(store._scan(None, around=around), budget), old_model, want))
+        if budget[0] <= 0 and lb.point_id not in found:
+            rest.append(lb)
+    if any(lb.point_id not in found for lb in rest):
+        found.update(_ids_under(store._scan(None), old_model, want - set(found)))
     return found
+
+
+def _counted(points: Iterator[Any], budget: list[int]) -> Iterator[Any]:
+    """``points``, stopping once ``budget[0]`` of them (decremented in place) are spent."""
+    for point in points:
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        yield point
 
 
 def _ids_under(points: Iterator[tuple[str, dict, Any]], old_model: str, want: set[str]) -> Iterator[tuple[str, str]]:

@@ -47,7 +47,10 @@ _SECRET_NAME = re.compile(
     r"(?:^|[^a-z0-9])(?:api|access|auth|bearer|client|id|private|refresh|secret|service|session|x)?[-_. ]?"
     r"(?:key|apikey|token|secret|password|passwd|pwd|passphrase|auth|authorization|credentials?|signature|sig"
     r"|jwt|session|sessionid)(?:$|[^a-z0-9])")
-_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"#?]*)=([^&;\s\"#]*)")
+#: A ``name=value`` pair of a URL's query.  A value runs to the next ``&`` (the separator the service
+#: splits on), so a key holding ``;`` is redacted whole (a secret pair after a ``;`` inside a value
+#: redacts that value: :func:`_hides_secret`).
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"#?]*)=([^&\s\"#]*)")
 #: Characters of a logged URL kept in the access log (the rest is counted, not written).
 LOG_PATH_CHARS = 512
 

@@ -259,12 +259,20 @@ def relative_paths(value: Any, roots: Sequence[Path]) -> Any:
     return redact_paths(value)
 
 
+#: Source pixels per tile pixel a tile may be read from and count as one tile in a job's size
+#: (8 x 8: the coarsest GSD the model is trained for, 8 times the finest); more counts as more.
+DECIMATION_FREE = 64
+
+
 def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
     """About how many tiles ingesting the raster ``path`` with ``options`` plans, from its size
     and GSD alone (nothing is planned or read but the header), and a few words on why; (0, "")
     when it cannot be opened (the job then fails that item with its own message).  Tiles
     larger than the model's count as the model's tiles they hold in pixels (a 4096 px tile
-    reads 256 tiles of 256 px), so the cap bounds the pixels a job reads, not only its tiles."""
+    reads 256 tiles of 256 px), and a tile read from more than :data:`DECIMATION_FREE` source
+    pixels per tile pixel (at the file's best overview) as that many times more (a 51 KB sparse
+    GeoTIFF of 40,000 x 40,000 px of 0.5 mm counted as one tile at 20 m), so the cap bounds the
+    pixels a job reads, not only its tiles."""
     from rsir_stac.tiling import SceneReader
 
     try:
@@ -272,17 +280,12 @@ def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
             width, height = reader.width, reader.height
             px, py = reader.pixel_size_m
             native = reader.native_gsd
+            gsd = _job_gsd(native, options, bundle)
+            ok = gsd > 0 and math.isfinite(gsd) and px > 0 and py > 0
+            factor = reader.overview_factor(min(gsd / px, gsd / py)) if ok else 1
     except Exception:  # noqa: BLE001 - not this check's business: ingest reports it
         return 0, ""
-    if options.native_gsd or not (options.gsd or bundle.gsd):
-        gsd = native
-    elif options.gsd:
-        gsd = float(options.gsd)
-    else:
-        gsd = float(bundle.gsd)
-        if native > gsd * options.max_upsample:  # ingest keeps a much coarser scene at its own GSD
-            gsd = native
-    if not (gsd > 0 and math.isfinite(gsd) and px > 0 and py > 0):
+    if not ok:
         return 0, ""
     tile = options.tile_size or bundle.tile_size
     stride = options.stride or tile
@@ -291,8 +294,23 @@ def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
     why = f"{gw:,.0f} x {gh:,.0f} px at {gsd:.3g} m, tiles of {tile} px every {stride} px"
     weight = (tile / bundle.tile_size) ** 2  # a larger tile is that many of the model's tiles to read
     if weight > 1:
-        return math.ceil(n * weight), f"{why}, each the pixels of {weight:.3g} tiles of {bundle.tile_size} px"
-    return n, why
+        why += f", each the pixels of {weight:.3g} tiles of {bundle.tile_size} px"
+    source = (gsd / px) * (gsd / py) / factor ** 2  # source pixels read per tile pixel
+    if source > DECIMATION_FREE:
+        weight *= source / DECIMATION_FREE
+        why += (f", each tile pixel read from {source:,.0f} pixels of the file (no overview that coarse: "
+                "add overviews, e.g. gdaladdo, or give a finer gsd)")
+    return math.ceil(n * max(weight, 1.0)), why
+
+
+def _job_gsd(native: float, options: Any, bundle: Any) -> float:
+    """The GSD (metres) a job's ingest reads a scene of ``native`` metres at (as ingest chooses it)."""
+    if options.native_gsd or not (options.gsd or bundle.gsd):
+        return native
+    if options.gsd:
+        return float(options.gsd)
+    gsd = float(bundle.gsd)
+    return native if native > gsd * options.max_upsample else gsd  # a much coarser scene: its own GSD
 
 
 def _rasters(path: str) -> list[str]:

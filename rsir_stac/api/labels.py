@@ -15,7 +15,7 @@ def labels_router(svc: Any):
 
     from rsir_stac.apierrors import error_responses
 
-    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413))
+    router = APIRouter(dependencies=svc.dependencies, tags=["analysis"], responses=error_responses(400, 404, 413, 429))
 
     @router.post("/api/labels", summary="Check a label set and fill in stored footprints")
     def api_labels(req: bodies.LabelsRequest = Body(...)) -> dict:
@@ -24,7 +24,7 @@ def labels_router(svc: Any):
         from rsir_stac.labels import Label, LabelSet, footprint_geometry
 
         labels = bodies.labels(req.labels)
-        with svc.lock:
+        with svc.querying(), svc.lock:   # a set of another model's ids is matched by scanning the index
             labels = svc.index.labels_here(labels)  # a set made before a reindex gets this index's ids
             stored = {h.id: h for h in svc.index.store.retrieve([lb.point_id for lb in labels.labels])}
         out = []

@@ -54,6 +54,12 @@ def _web_mercator():
     return morecantile.tms.get("WebMercatorQuad")
 
 
+def mercator_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """``(W, S, E, N)`` in metres (EPSG:3857) of Web Mercator tile ``z/x/y``."""
+    b = _web_mercator().xy_bounds(x, y, z)
+    return (b.left, b.bottom, b.right, b.top)
+
+
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """``(W, S, E, N)`` in degrees of Web Mercator tile ``z/x/y``."""
     b = _web_mercator().bounds(x, y, z)

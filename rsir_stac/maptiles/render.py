@@ -178,6 +178,7 @@ class TileRenderer:
         self.scenes = list(scenes)
         self._cache: LRUCache = LRUCache(maxsize=max(0, cache_bytes) or 1, getsizeof=len)
         self._lock = threading.Lock()
+        self._too_costly: set[str] = set()   # scenes a map tile was not drawn of, for its read's size (said once)
         self._scales: dict[str, Any] = {}
         self._broken: dict[str, tuple[str, float]] = {}
         self._empty: bytes | None = None
@@ -340,6 +341,7 @@ class TileRenderer:
                     bands, rule = self._scale(scene)
                     # a composed scene's nodata is applied file by file (_BandTiles)
                     extra = {"nodata": scene.nodata} if isinstance(scene.nodata, float) else {}
+                    self._check_read_cost(scene, src, tz, tx, ty)
                     wrap = _wrap_options(src, tile_bounds(tz, tx, ty))  # a lon/lat raster past 180
                     if wrap:
                         extra["vrt_options"] = wrap
@@ -366,6 +368,32 @@ class TileRenderer:
             self._raise_if_all_broken(drawable)
             return self.empty()
         return _png(img.data, img.mask)
+
+    def _check_read_cost(self, scene: Scene, src: Any, z: int, x: int, y: int) -> None:
+        """Raises :class:`_Skip` when drawing tile ``z/x/y`` of ``scene`` would hold more than
+        :data:`~rsir_stac.tiling.readcost.READ_BUDGET_BYTES` (rio-tiler resamples the whole window
+        at the best overview's resolution: a raster far finer than the tile, without overviews,
+        took 6 GB a tile); the scene is still drawn at the zooms where it fits, and the first
+        skip says how to draw it at all zooms."""
+        from rsir_stac.maptiles.grid import mercator_bounds
+        from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, read_bytes, source_window
+
+        bounds = mercator_bounds(z, x, y)
+        for ds in _datasets(src):
+            if ds.crs is None:
+                continue
+            w, h = source_window(ds, bounds, "EPSG:3857")
+            cost = read_bytes(ds, w, h, TILE_SIZE, TILE_SIZE, ds.count if not scene.band_hrefs else 1)
+            if cost > READ_BUDGET_BYTES:
+                with self._lock:
+                    said = scene.id in self._too_costly
+                    self._too_costly.add(scene.id)
+                if not said:
+                    log.warning("imagery of %s is not drawn where one map tile would read over %.0f MB of its "
+                                "pixels (first at zoom %d: %.0f MB, %d x %d px; the file has no overview that "
+                                "coarse); add overviews to it (gdaladdo, or rio cogeo create) to draw it there",
+                                scene.item_id, READ_BUDGET_BYTES / 1e6, z, cost / 1e6, w, h)
+                raise _Skip
 
     def _raise_if_all_broken(self, scenes: list[Scene]) -> None:
         broken = self.broken()

@@ -17,7 +17,10 @@ Rules (see also :mod:`rsir_stac.tiling`):
 * Scaling: :class:`~rsir_stac.tiling.scaling.ScaleRule`, one rule per
   dataset (passthrough for ``uint8`` and palettes).
 * Resampling: nearest when the window is read at its own size, else
-  bilinear (palettes: nearest).
+  bilinear (palettes: nearest); a bilinear read that would hold more than
+  :data:`~rsir_stac.tiling.readcost.READ_BUDGET_BYTES` (a raster far finer than
+  the grid, without overviews) is a box filter of nearest samples instead
+  (:func:`~rsir_stac.tiling.readcost.box_read`).
 * Masks: a pixel is valid when any chosen band is valid in GDAL's masks
   (nodata, alpha, mask bands), and, for floats, finite; pixels outside the
   raster are invalid.  Invalid pixels are 0 in the output.
@@ -38,6 +41,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.windows import Window
 
 from rsir_stac.tiling.bands import select_bands
+from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, box_read, read_bytes
 from rsir_stac.tiling.scaling import IDENTITY, ScaleRule, compute_scale
 
 log = logging.getLogger(__name__)
@@ -226,7 +230,11 @@ def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, in
     resampling = Resampling.nearest if native or plan.palette is not None else Resampling.bilinear
     W, H = dataset.width, dataset.height
     inside = x0 >= 0 and y0 >= 0 and x0 + w <= W and y0 + h <= H
-    if plan.direct and inside:
+    # a resampled read holds the whole window at the best overview's resolution: past the budget
+    # (a raster far finer than the grid read, without overviews), box-filtered nearest samples
+    heavy = resampling != Resampling.nearest and read_bytes(
+        dataset, min(w, W), min(h, H), out_w, out_h, len(plan.indexes)) > READ_BUDGET_BYTES
+    if plan.direct and inside and not heavy:
         out = np.empty((out_h, out_w, 3), dtype=np.uint8)
         dataset.read(indexes=plan.indexes, window=Window(x0, y0, w, h), out=out.transpose(2, 0, 1),
                      resampling=resampling)
@@ -243,7 +251,10 @@ def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, in
     src = Window(ix0, iy0, ix1 - ix0, iy1 - iy0)
     indexes = plan.indexes
     part = (len(indexes), oy1 - oy0, ox1 - ox0)
-    raw = dataset.read(indexes=indexes, window=src, out_shape=part, resampling=resampling)
+    if heavy:
+        raw = box_read(dataset, indexes, src, part[1:], nodata=plan.nodata, all_valid=plan.all_valid)
+    else:
+        raw = dataset.read(indexes=indexes, window=src, out_shape=part, resampling=resampling)
     if plan.nodata is not None:  # declared outside the file: valid where any band is not it (nearest, as masks)
         exact = raw if resampling == Resampling.nearest else dataset.read(
             indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)

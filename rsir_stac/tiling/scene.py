@@ -294,6 +294,13 @@ class SceneReader:
         geographic and Mercator CRSs)."""
         return (self._px, self._py)
 
+    def overview_factor(self, decimation: float) -> int:
+        """The decimation factor of the overview GDAL reads for ``decimation`` source pixels per
+        output pixel and axis (1: full resolution; :func:`rsir_stac.tiling.readcost.overview_factor`)."""
+        from rsir_stac.tiling.readcost import overview_factor
+
+        return overview_factor(self._ds, decimation)
+
     @property
     def native_gsd(self) -> float:
         """Native pixel size in metres (geometric mean of x and y)."""
