@@ -130,12 +130,21 @@ def _is_local_address(host: str, scope) -> bool:
 
 
 def host_name(value: str) -> str:
-    """The host part of a ``Host`` header value (no port, no IPv6 brackets), lower case."""
+    """The host part of a ``Host`` header value (no port, no IPv6 brackets), lower case.  A value
+    whose port is not digits (``127.0.0.1:8000@evil.com``) is returned whole, so no allowed name
+    matches it (RFC 9110: ``Host = uri-host [ ":" port ]``)."""
     v = value.strip().lower()
     if v.startswith("["):
-        return v[1:v.find("]")] if "]" in v else v[1:]
+        end = v.find("]")
+        if end < 0:
+            return v[1:]
+        rest = v[end + 1:]
+        return v[1:end] if not rest or (rest[0] == ":" and rest[1:].isdigit()) else v
     if v.count(":") == 1:
-        v = v.split(":", 1)[0]
+        name, port = v.split(":", 1)
+        if not port.isdigit():
+            return v
+        v = name
     return v.rstrip(".")
 
 

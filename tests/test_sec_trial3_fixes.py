@@ -300,7 +300,17 @@ def test_the_labels_route_takes_a_query_slot(labelled, tiny_bundle):
             assert "retry" in busy.json()["detail"]
 
 
-# --------------------------------------------------------------------------- F3, F4
+# --------------------------------------------------------------------------- F3, F4, F5
+
+
+def test_a_host_whose_port_is_not_digits_is_not_an_allowed_name():
+    from rsir_stac.httpguard import default_allowed_hosts, host_allowed, host_name
+
+    allowed = default_allowed_hosts("127.0.0.1")
+    for bad in ("127.0.0.1:8765@evil.com", "localhost:x", "[::1]:8000@evil.com", "[::1]x"):
+        assert not host_allowed(host_name(bad), allowed), (bad, host_name(bad))
+    for good in ("127.0.0.1:8765", "localhost", "[::1]:8000", "LOCALHOST.:80"):
+        assert host_allowed(host_name(good), allowed), (good, host_name(good))
 
 
 def test_a_key_holding_a_semicolon_is_redacted_whole():
