@@ -357,9 +357,11 @@ def _write_fgb(pages: Iterator[Sequence[dict]], tmp: Path, layer: str) -> int:
     keys = [k for k in template if k not in (_EMPTY, "geometry")]
     geoms = gpd.GeoSeries([shape(r["geometry"]) if r["geometry"] else None for r in rows], crs="OGC:CRS84")
     gdf = gpd.GeoDataFrame(_frame(rows, keys), geometry=geoms, crs="OGC:CRS84")
-    # with no rows GDAL cannot tell the geometry type: footprints are polygons
-    extra = {"geometry_type": "Polygon"} if not rows else {}
-    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer, **extra)  # named after the file
+    # one geometry type per FlatGeobuf layer, whatever the rows: MultiPolygon, since a footprint
+    # across 180 is one (GDAL took the type from the rows: Polygon, or MultiPolygon for every row
+    # once one crossed, so files of several runs had different schemas)
+    gdf.to_file(tmp, driver="FlatGeobuf", engine="pyogrio", layer=layer,  # named after the file
+                geometry_type="MultiPolygon", promote_to_multi=True)
     return len(rows)
 
 

@@ -231,7 +231,7 @@ def test_an_empty_flatgeobuf_has_the_field_and_geometry_types_of_a_full_one(inde
     assert list(a["fields"]) == list(b["fields"]) and list(a["dtypes"]) == list(b["dtypes"])
     types = dict(zip(b["fields"], b["dtypes"]))
     assert types["id"] == "object" and types["lon"] == "float64" and types["datetime"].startswith("datetime64")
-    assert a["geometry_type"] == b["geometry_type"] == "Polygon"
+    assert a["geometry_type"] == b["geometry_type"] == "MultiPolygon"
 
 
 def test_rank_is_int32_in_every_format_and_parquet_lists_the_geometry_types_of_its_rows(index, world, tmp_path):
@@ -270,6 +270,30 @@ def test_rank_is_int32_in_every_format_and_parquet_lists_the_geometry_types_of_i
     assert set(gpd.read_parquet(tmp_path / "both.parquet").geom_type) == {"Polygon", "MultiPolygon"}
     assert write_table([], tmp_path / "none.parquet", empty_row()) == 0   # no rows: footprints are polygons
     assert geometry_types(tmp_path / "none.parquet") == ["Polygon"]
+
+
+def test_a_flatgeobuf_layer_is_multipolygon_whatever_the_rows(index, world, tmp_path):
+    """Geo trial 3, finding 1: GDAL took the layer's geometry type from the rows, so a file with a
+    footprint across 180 was a MultiPolygon layer and one without a Polygon layer (two schemas).
+    Every FlatGeobuf is now a MultiPolygon layer, each row the same ground as its footprint."""
+    import geopandas as gpd
+    import pyogrio
+    from shapely.geometry import shape
+
+    from rsir_stac.export import search_pages, write_table
+
+    res = index.search(point_id=world[1][0].id, k=8, per_item=None)
+    pages = list(search_pages(index, res, page=4))
+    far = dict(pages[1][0], geometry={"type": "MultiPolygon", "coordinates": [
+        [[[179.9, 0.0], [180.0, 0.0], [180.0, 0.1], [179.9, 0.1], [179.9, 0.0]]],
+        [[[-180.0, 0.0], [-179.9, 0.0], [-179.9, 0.1], [-180.0, 0.1], [-180.0, 0.0]]]]})
+    write_table(pages, tmp_path / "plain.fgb")
+    write_table([pages[0], [far] + pages[1][1:]], tmp_path / "across.fgb")
+    for name in ("plain.fgb", "across.fgb"):
+        assert pyogrio.read_info(tmp_path / name)["geometry_type"] == "MultiPolygon", name
+    back = gpd.read_file(tmp_path / "plain.fgb").set_index("id")
+    for row in (r for page in pages for r in page):
+        assert back.loc[row["id"]].geometry.symmetric_difference(shape(row["geometry"])).area < 1e-12
 
 
 def test_dates_are_timestamps_in_parquet_and_flatgeobuf_and_text_in_csv_and_geojson(index, world, tmp_path):
