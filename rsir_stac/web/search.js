@@ -28,6 +28,13 @@ let afterLabel = () => {};
  *  app.js: that module runs searches, so this one does not import it). */
 export function whenLabelled(fn) { afterLabel = fn; }
 
+// the page is being left (reload, navigation): an upload search it aborts keeps its "still running"
+// mark, so the reloaded page says the upload was not kept (the abort's catch ran first at times)
+let leaving = false;
+window.addEventListener("beforeunload", () => { leaving = true; });
+window.addEventListener("pagehide", () => { leaving = true; });
+window.addEventListener("pageshow", () => { leaving = false; });
+
 /** What a link held that was left out: said with the next results (refused: why its polygon was). */
 export function noteLeftOut(refused, notes) { refusedArea = refused; linkNotes = notes; }
 
@@ -185,7 +192,7 @@ export async function run(query, opts) {
     }
     render(doc, query, opts);
   } catch (err) {
-    if (upload) stampUploading(null, my);
+    if (upload && !leaving) stampUploading(null, my);   // a reload aborts the upload: its mark must stay
     if (my !== seq) return;
     if (upload) {   // refused: what was shown stays, and says so
       state.query = before.query;
