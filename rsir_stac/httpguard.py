@@ -139,13 +139,18 @@ def host_name(value: str) -> str:
         if end < 0:
             return v[1:]
         rest = v[end + 1:]
-        return v[1:end] if not rest or (rest[0] == ":" and rest[1:].isdigit()) else v
+        return v[1:end] if not rest or (rest[0] == ":" and _port(rest[1:])) else v
     if v.count(":") == 1:
         name, port = v.split(":", 1)
-        if not port.isdigit():
+        if not _port(port):
             return v
         v = name
     return v.rstrip(".")
+
+
+def _port(text: str) -> bool:
+    """Whether ``text`` is a port as a Host header writes it: ASCII digits (``str.isdigit`` takes ``²``)."""
+    return text.isascii() and text.isdigit()
 
 
 def host_allowed(host: str, allowed: Iterable[str]) -> bool:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: Widening of a footprint's radius when its tiles are looked up by place (projected
 #: footprints are not great-circle polygons).
 FOOTPRINT_MARGIN = 1.1
+#: Models other than the index's that one label set's labels may have been made on (each costs
+#: an id computation per point scanned; a real file names one, two after chained reindexes).
+MAX_OTHER_MODELS = 4
 
 
 def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "label set") -> LabelSet:
@@ -61,9 +64,12 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise PointNotFoundError(f"{what}: point {missing[0].point_id}{more} is not in {store.describe()}; the labels "
                                  "come from another index, open that one or label tiles of this index")
-    found: dict[str, str] = {}
-    for old in sorted(others):
-        found.update(_match(store, [lb for lb in missing if olds[lb.point_id] == old], old))
+    if len(others) > MAX_OTHER_MODELS:
+        raise InputError(
+            f"{what}: its labels were made on {len(others)} different models (first: {sorted(others)[0]}); "
+            f"labels of at most {MAX_OTHER_MODELS} other models are matched to this index's tiles; split the file "
+            "by model, or label these tiles in this index")
+    found = _match(store, [lb for lb in missing if olds[lb.point_id] in others], olds)
     lost = [lb for lb in missing if lb.point_id not in found]
     if lost:
         first = olds[lost[0].point_id] or "unknown"
@@ -98,24 +104,24 @@ def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple
     return tuple(out.values())
 
 
-def _match(store: Any, missing: list[Label], old_model: str) -> dict[str, str]:
-    """{labelled id: stored id} for the ``missing`` labels whose tile ``store`` holds."""
-    want = {lb.point_id for lb in missing}
-    found: dict[str, str] = {}
-    by_item: dict[str, list[Label]] = defaultdict(list)
-    for lb in missing:
-        item = lb.properties.get("item_id")
-        if isinstance(item, str) and item:
-            by_item[item].append(lb)
+def _match(store: Any, missing: list[Label], olds: dict[str, str | None]) -> dict[str, str]:
+    """{labelled id: stored id} for the ``missing`` labels whose tile ``store`` holds, each label
+    made on the model ``olds[its id]``.  At most about three passes over the index, whatever the
+    labels: the items named (each point is under one item), the places around the labels'
+    footprints while these add up to less than the index, then the whole index once for the
+    labels left.  (A file of world-sized footprints made one full scan per label and per model,
+    holding the store for minutes.)"""
     from rsir_stac.store.filters import SearchFilter
 
-    for item in by_item:  # each stored point is under one item: these scans visit the index at most once
-        found.update(_ids_under(store._scan(SearchFilter(item_ids=(item,))), old_model, want))
-    # by footprint: one scan of the points around each label while they add up to less than the
-    # index, then one scan of the whole index for the labels left (a file of world-sized footprints
-    # made one full scan per label, held the store for minutes and stopped the service)
+    want: dict[str, set[str]] = defaultdict(set)
+    for lb in missing:
+        want[olds[lb.point_id]].add(lb.point_id)
+    found: dict[str, str] = {}
+    items = {lb.properties.get("item_id") for lb in missing}
+    for item in sorted(i for i in items if isinstance(i, str) and i):
+        found.update(_ids_under(store._scan(SearchFilter(item_ids=(item,))), want))
     budget = [max(store.count(), 1)]
-    rest = []
+    rest = False
     for lb in missing:
         if lb.point_id in found or not lb.geometry:
             continue
@@ -123,13 +129,12 @@ def _match(store: Any, missing: list[Label], old_model: str) -> dict[str, str]:
         if around is None:
             continue
         if budget[0] <= 0:
-            rest.append(lb)
-            continue
-        found.update(_ids_under(_counted(store._scan(None, around=around), budget), old_model, want))
-        if budget[0] <= 0 and lb.point_id not in found:
-            rest.append(lb)
-    if any(lb.point_id not in found for lb in rest):
-        found.update(_ids_under(store._scan(None), old_model, want - set(found)))
+            rest = True
+            break
+        found.update(_ids_under(_counted(store._scan(None, around=around), budget), want))
+        rest = rest or (budget[0] <= 0 and lb.point_id not in found)
+    if rest and any(lb.point_id not in found for lb in missing if lb.geometry):
+        found.update(_ids_under(store._scan(None), want))
     return found
 
 
@@ -142,17 +147,19 @@ def _counted(points: Iterator[Any], budget: list[int]) -> Iterator[Any]:
         yield point
 
 
-def _ids_under(points: Iterator[tuple[str, dict, Any]], old_model: str, want: set[str]) -> Iterator[tuple[str, str]]:
-    """(labelled id, stored id) of the scrolled ``points`` whose id under ``old_model`` is wanted."""
+def _ids_under(points: Iterator[tuple[str, dict, Any]], want: dict[str, set[str]]) -> Iterator[tuple[str, str]]:
+    """(labelled id, stored id) of the scrolled ``points`` whose id under one of ``want``'s models
+    (at most :data:`MAX_OTHER_MODELS`) is among the ids wanted for it."""
     from rsir_stac.ingest.points import payload_point_id
 
     for pid, payload, _ in points:
-        try:
-            old = payload_point_id(payload, old_model)
-        except (KeyError, TypeError, ValueError):  # a point not written by ingest
-            continue
-        if old in want:
-            yield old, pid
+        for model, ids in want.items():
+            try:
+                old = payload_point_id(payload, model)
+            except (KeyError, TypeError, ValueError):  # a point not written by ingest
+                break
+            if old in ids:
+                yield old, pid
 
 
 def _footprint_circle(geometry: dict) -> tuple[float, float, float] | None:
@@ -181,4 +188,4 @@ def _coords(geom: Any) -> list[tuple[float, float]]:
     return [(c[0], c[1]) for c in (ring.coords if ring is not None else geom.coords)]
 
 
-__all__ = ["FOOTPRINT_MARGIN", "labels_in_index"]
+__all__ = ["FOOTPRINT_MARGIN", "MAX_OTHER_MODELS", "labels_in_index"]

@@ -344,3 +344,125 @@ def test_api_gets_from_another_port_of_this_host_are_refused(labelled, tiny_bund
             assert client.post("/api/query", content=body, headers={"Sec-Fetch-Site": "same-site",
                                                                      "Content-Type": "application/json"}
                                ).status_code == 403
+
+
+# --------------------------------------------------------------------------- the re-check's findings
+# (/work/exp31/recheck-REPORT.md: N1 a model per label, N2 a raster across 180, N3 large outputs,
+# N5 label vertices, N7 a non-ASCII port)
+
+
+def test_labels_of_many_models_share_one_scan_budget(labelled, tiny_bundle):
+    """N1: each label naming its own model (no file model) made a budget, and a full scan, per
+    model: 2,000 labels held the service 253 s.  Four models' labels now visit at most about twice
+    the index in all; a fifth model is refused in one line."""
+    import uuid
+
+    from rsir_stac.errors import InputError, PointNotFoundError
+    from rsir_stac.label_transfer import MAX_OTHER_MODELS, labels_in_index
+    from rsir_stac.labels import Label, LabelSet
+
+    def labels_of(models: int) -> LabelSet:
+        return LabelSet(tuple(Label(str(uuid.uuid4()), "positive", WORLD, properties={"model_id": f"m{i % models}"})
+                              for i in range(200)), None)
+
+    with Index.open(str(labelled), model=tiny_bundle) as index:
+        store = index.store
+        visited = [0]
+        real_scan = store._scan
+
+        def counting_scan(*a, **kw):
+            for point in real_scan(*a, **kw):
+                visited[0] += 1
+                yield point
+
+        store._scan = counting_scan
+        try:
+            with pytest.raises(PointNotFoundError, match="200 of 200 labels"):
+                labels_in_index(store, labels_of(MAX_OTHER_MODELS), tiny_bundle.model_id)
+            assert visited[0] <= 2 * store.count() + 1, visited[0]
+            visited[0] = 0
+            with pytest.raises(InputError, match=f"{MAX_OTHER_MODELS + 1} different models"):
+                labels_in_index(store, labels_of(MAX_OTHER_MODELS + 1), tiny_bundle.model_id)
+            assert visited[0] == 0
+        finally:
+            del store._scan
+
+
+def test_a_label_geometry_over_the_vertex_limit_is_refused(labelled, tiny_bundle):
+    """N5: a 400,000-vertex label polygon held the lock for seconds; a label's footprint has at
+    most MAX_POLYGON_VERTICES."""
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.api.bodies import MAX_POLYGON_VERTICES
+    from rsir_stac.serve import create_app
+
+    n = MAX_POLYGON_VERTICES + 1
+    ring = [[-99.0 + 0.001 * np.cos(2 * np.pi * i / n), 47.0 + 0.001 * np.sin(2 * np.pi * i / n)] for i in range(n)]
+    ring.append(ring[0])
+    with Index.open(str(labelled), model=tiny_bundle) as index:
+        pid = next(iter(index.store.iter_points(with_vectors=False))).id
+        body = {"labels": {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+             "properties": {"point_id": pid, "label": "positive"}}]}}
+        with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+            r = client.post("/api/labels", json=body)
+    assert r.status_code == 400 and f"{n + 1} vertices" in r.json()["detail"], r.text
+
+
+def test_a_map_tile_of_a_raster_across_180_is_costed_where_it_is_read(tmp_path, tiny_bundle, caplog):
+    """N2: a lon/lat raster at 179.985..180.015 is read a turn west for a tile at -180..-179.9;
+    the cost check looked at the raster where it lies and let that tile read 1.3 GB.  Both sides
+    are now costed where they are read, and neither is drawn past the budget."""
+    import logging
+
+    from rsir_stac.maptiles.grid import _web_mercator
+    from rsir_stac.maptiles.render import TileRenderer
+    from rsir_stac.maptiles.scenes import scenes_from_payloads
+    from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, read_bytes, source_window
+
+    path = tmp_path / "across.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=60000, height=6000, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=from_origin(179.985, 0.0, 5e-7, 5e-7), tiled=True,
+                       blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True) as ds:
+        ds.write(np.full((3, 512, 512), 120, "uint8"), window=((0, 512), (29744, 30256)))
+    idx = tmp_path / "idx"
+    r = ingest([str(path)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=20.0, min_valid=0.0))
+    assert r.ok, r
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        scenes = scenes_from_payloads(p.payload for p in index.store.iter_points(with_vectors=False))
+    renderer = TileRenderer(scenes)
+    tms = _web_mercator()
+    west, east = tms.tile(-179.995, -0.0015, 12), tms.tile(179.995, -0.0015, 12)
+    with rasterio.open(path) as ds:
+        for t in (west, east):
+            b = tms.xy_bounds(t)
+            w, h = source_window(ds, (b.left, b.bottom, b.right, b.top), "EPSG:3857")
+            assert read_bytes(ds, w, h, 256, 256, 3) > READ_BUDGET_BYTES, (t, w, h)
+    empty = renderer.empty()
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.maptiles.render"):
+        assert renderer.render(12, west.x, west.y) == empty
+        assert renderer.render(12, east.x, east.y) == empty
+    assert any("not drawn" in r.getMessage() for r in caplog.records)
+
+
+@linux_only
+def test_a_large_output_of_the_box_filtered_read_stays_bounded(tmp_path):
+    """N3: the box filter held 16 float64 samples per output pixel at once: a 12,000 px raster
+    read into 2,048 px took 2.8 GB (the bilinear read it replaced, ~1.2 GB).  It is read in strips."""
+    tif = _sparse_tif(tmp_path / "q.tif", 12000, 0.05)
+    peak, out = _peak_mb(textwrap.dedent(f"""
+        import rasterio
+        from rasterio.windows import Window
+        from rsir_stac.tiling.pixels import pixel_plan, read_rgb
+        with rasterio.open({str(tif)!r}) as ds:
+            pixels, valid = read_rgb(ds, pixel_plan(ds), Window(0, 0, 12000, 12000), (2048, 2048))
+        print("SHAPE", pixels.shape, int(pixels[0, 0, 0]))
+    """))
+    assert "SHAPE (2048, 2048, 3) 120" in out, out
+    assert peak < 700, f"peak {peak:.0f} MB"
+
+
+def test_a_port_of_non_ascii_digits_is_not_a_port():
+    from rsir_stac.httpguard import default_allowed_hosts, host_allowed, host_name
+
+    assert not host_allowed(host_name("127.0.0.1:8\u00b2"), default_allowed_hosts("127.0.0.1"))

@@ -159,7 +159,25 @@ def labels(doc: Any):
     feats = doc.get("features") if isinstance(doc, dict) else None
     if isinstance(feats, list) and len(feats) > MAX_LABELS_API:
         raise InputError(f"labels has {len(feats)} features; send at most {MAX_LABELS_API}")
+    for n, feat in enumerate(feats if isinstance(feats, list) else [], 1):
+        geom = feat.get("geometry") if isinstance(feat, dict) else None
+        count = _vertices(geom.get("coordinates") if isinstance(geom, dict) else None)
+        if count > MAX_POLYGON_VERTICES:
+            raise InputError(f"labels: feature {n}'s geometry has {count} vertices; a label's footprint has at most "
+                             f"{MAX_POLYGON_VERTICES} (send the tile's stored footprint, or none: its point id is "
+                             "enough)")
     return labels_from_geojson(doc, "labels")
+
+
+def _vertices(coords: Any, depth: int = 0) -> int:
+    """The positions in a GeoJSON ``coordinates`` array (nested lists; 0 for anything else)."""
+    if not isinstance(coords, list) or not coords or depth > 4:
+        return 0
+    if not isinstance(coords[0], list):
+        return 1                      # a position
+    if not coords[0] or not isinstance(coords[0][0], list):
+        return len(coords)            # a ring or line of positions
+    return sum(_vertices(c, depth + 1) for c in coords)
 
 
 def search_filter(req: Any):

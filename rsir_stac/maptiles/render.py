@@ -26,6 +26,9 @@ CACHE_BYTES = 128 * 1024 * 1024
 RETRY_S = 30.0
 #: Open source rasters kept per worker thread (a dataset is used by one thread at a time).
 OPEN_PER_THREAD = 4
+#: Map tiles rendered at a time (others wait): each read holds at most
+#: :data:`rsir_stac.tiling.readcost.READ_BUDGET_BYTES`, so all of them at most this many times it.
+RENDERS_AT_ONCE = max(2, min(8, os.cpu_count() or 2))
 
 
 def _alpha_as_ingest(img: Any) -> None:
@@ -178,6 +181,7 @@ class TileRenderer:
         self.scenes = list(scenes)
         self._cache: LRUCache = LRUCache(maxsize=max(0, cache_bytes) or 1, getsizeof=len)
         self._lock = threading.Lock()
+        self._renders = threading.BoundedSemaphore(RENDERS_AT_ONCE)
         self._too_costly: set[str] = set()   # scenes a map tile was not drawn of, for its read's size (said once)
         self._scales: dict[str, Any] = {}
         self._broken: dict[str, tuple[str, float]] = {}
@@ -322,7 +326,11 @@ class TileRenderer:
             png = self._cache.get(key)
         if png is not None:
             return png
-        png = self._render(z, x, y, drawable)
+        with self._renders:   # each within the read budget; this many at once bounds the memory of all
+            with self._lock:
+                png = self._cache.get(key)   # drawn meanwhile by a request for the same tile
+            if png is None:
+                png = self._render(z, x, y, drawable)
         if len(png) <= self._cache.maxsize:
             with self._lock:
                 self._cache[key] = png

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 READ_BUDGET_BYTES = 256 * 1024 * 1024
 #: Nearest samples per output pixel and axis that :func:`box_read` averages.
 BOX_SAMPLES = 4
+#: Bytes of samples (with their sums and mask) one strip of :func:`box_read` holds.
+STRIP_BYTES = 32 * 1024 * 1024
 
 
 def overview_factor(dataset: Any, decimation: float) -> int:
@@ -67,9 +69,29 @@ def box_read(dataset: Any, indexes: Sequence[int], window: Window, shape: tuple[
     :data:`BOX_SAMPLES` squared nearest-neighbour samples per output pixel (fewer when the
     window holds fewer), averaged over the valid ones.  Valid: not ``nodata`` in any band when
     given, else GDAL's mask of any band (unless ``all_valid``), and finite for floats.  An output
-    pixel with no valid sample is 0.  Memory: the samples only, whatever the window's size."""
+    pixel with no valid sample is 0.  Read in strips of output rows whose samples hold at most
+    :data:`STRIP_BYTES`: memory is the output and one strip, whatever the window's size."""
     rows, cols = int(shape[0]), int(shape[1])
     m = int(max(1, min(BOX_SAMPLES, math.floor(min(window.width / max(cols, 1), window.height / max(rows, 1))))))
+    dtype = np.dtype(dataset.dtypes[int(indexes[0]) - 1]) if dataset.dtypes else np.dtype("uint8")
+    per_row = len(indexes) * cols * m * m * (max(dtype.itemsize, 4) + 4)  # samples, their sum and mask
+    step = max(1, int(STRIP_BYTES // max(per_row, 1)))
+    out = None
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        part = Window(window.col_off, window.row_off + window.height * r0 / rows, window.width,
+                      window.height * (r1 - r0) / rows)
+        strip = _box_strip(dataset, indexes, part, (r1 - r0, cols), m, nodata, all_valid)
+        if out is None:
+            out = np.empty((len(indexes), rows, cols), dtype=strip.dtype)
+        out[:, r0:r1] = strip
+    return out if out is not None else np.zeros((len(indexes), rows, cols), dtype=dtype)
+
+
+def _box_strip(dataset: Any, indexes: Sequence[int], window: Window, shape: tuple[int, int], m: int,
+               nodata: float | None, all_valid: bool) -> np.ndarray:
+    """One strip of :func:`box_read`: ``m`` x ``m`` nearest samples per output pixel, averaged."""
+    rows, cols = shape
     big = (len(indexes), rows * m, cols * m)
     raw = dataset.read(indexes=list(indexes), window=window, out_shape=big, resampling=Resampling.nearest)
     if nodata is not None:
@@ -80,12 +102,15 @@ def box_read(dataset: Any, indexes: Sequence[int], window: Window, shape: tuple[
         masks = dataset.read_masks(indexes=list(indexes), window=window, out_shape=big,
                                    resampling=Resampling.nearest)
         ok = (masks > 0).any(axis=0)
+        del masks
     floats = np.issubdtype(raw.dtype, np.floating)
     if floats:
         ok &= np.isfinite(raw).all(axis=0)
-    vals = np.where(ok, raw, 0).astype(np.float64)
-    total = vals.reshape(len(indexes), rows, m, cols, m).sum(axis=(2, 4))
-    count = ok.reshape(rows, m, cols, m).sum(axis=(1, 3))
+    count = ok.reshape(rows, m, cols, m).sum(axis=(1, 3), dtype=np.float32)
+    total = np.empty((len(indexes), rows, cols), dtype=np.float64 if floats else np.float32)
+    for b in range(len(indexes)):   # one band at a time: no full float copy of the samples
+        vals = np.where(ok, raw[b], 0)
+        total[b] = vals.reshape(rows, m, cols, m).sum(axis=(1, 3), dtype=total.dtype)
     mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
     if floats:
         mean[:, count == 0] = np.nan  # no valid sample: not finite, so invalid downstream
@@ -97,21 +122,30 @@ def box_read(dataset: Any, indexes: Sequence[int], window: Window, shape: tuple[
 def source_window(dataset: Any, bounds: tuple[float, float, float, float], crs: Any) -> tuple[float, float]:
     """Width and height, in source pixels, of the part of ``dataset`` that ``bounds``
     (W, S, E, N in ``crs``) covers: its bounds reprojected into the dataset's CRS (21 points a
-    side), through the inverse geotransform, clipped to the raster.  (0, 0) when they miss it
-    or cannot be reprojected."""
+    side), through the inverse geotransform, clipped to the raster.  A lon/lat raster is also
+    tried a turn (360 degrees) east and west, the largest part kept, as a reader that wraps
+    longitudes reads it (a raster at 179..181 drawn on a tile at -180..-179).  (0, 0) when they
+    miss it or cannot be reprojected."""
     from rasterio.warp import transform_bounds
 
     try:
         left, bottom, right, top = transform_bounds(crs, dataset.crs, *bounds, densify_pts=21)
     except Exception:  # noqa: BLE001 - outside the CRS's domain: nothing of it to read
         return 0.0, 0.0
+    src = dataset.crs
+    turns = (0.0, -360.0, 360.0) if src is not None and src.is_geographic \
+        and abs(src.units_factor[1] - math.pi / 180.0) < 1e-12 else (0.0,)
     inv = ~dataset.transform
-    xs, ys = zip(*(inv @ (x, y) for x in (left, right) for y in (bottom, top)))
-    if not all(math.isfinite(v) for v in xs + ys):
-        return 0.0, 0.0
-    w = min(max(xs), dataset.width) - max(min(xs), 0.0)
-    h = min(max(ys), dataset.height) - max(min(ys), 0.0)
-    return max(w, 0.0), max(h, 0.0)
+    best = (0.0, 0.0)
+    for k in turns:
+        xs, ys = zip(*(inv @ (x + k, y) for x in (left, right) for y in (bottom, top)))
+        if not all(math.isfinite(v) for v in xs + ys):
+            continue
+        w = max(min(max(xs), dataset.width) - max(min(xs), 0.0), 0.0)
+        h = max(min(max(ys), dataset.height) - max(min(ys), 0.0), 0.0)
+        if w * h > best[0] * best[1]:
+            best = (w, h)
+    return best
 
 
-__all__ = ["BOX_SAMPLES", "READ_BUDGET_BYTES", "box_read", "overview_factor", "read_bytes", "source_window"]
+__all__ = ["BOX_SAMPLES", "READ_BUDGET_BYTES", "STRIP_BYTES", "box_read", "overview_factor", "read_bytes", "source_window"]
