@@ -18,6 +18,7 @@ peak memory is measured, the real app through TestClient.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -158,6 +159,19 @@ def test_box_read_averages_valid_samples_only(tmp_path):
     assert 100 <= int(out[0, 0, 0]) <= 200 and int(out[0, 0, 1]) == 0, out
 
 
+def _renderer_of(tif: Path, gsd: float, bundle):
+    """(a map-tile renderer, its scenes) of an index of ``tif`` ingested at ``gsd`` metres."""
+    from rsir_stac.maptiles.render import TileRenderer
+    from rsir_stac.maptiles.scenes import scenes_from_payloads
+
+    idx = tif.with_suffix(".idx")
+    r = ingest([str(tif)], index=str(idx), model=bundle, options=IngestOptions(gsd=gsd, min_valid=0.0))
+    assert r.ok, r
+    with Index.open(str(idx), model=bundle) as index:
+        scenes = scenes_from_payloads(p.payload for p in index.store.iter_points(with_vectors=False))
+    return TileRenderer(scenes), scenes
+
+
 def test_a_map_tile_that_would_read_past_the_budget_is_not_drawn_and_said_once(tmp_path, tiny_bundle, caplog):
     """Zoomed out over the raster (300 m of 1 cm pixels, ingested at 1 m), one map tile would read
     its whole 30,000 px window (2.7 GB): not drawn (transparent), warned once naming overviews;
@@ -165,16 +179,8 @@ def test_a_map_tile_that_would_read_past_the_budget_is_not_drawn_and_said_once(t
     import logging
 
     from rsir_stac.maptiles.grid import _web_mercator
-    from rsir_stac.maptiles.render import TileRenderer
-    from rsir_stac.maptiles.scenes import scenes_from_payloads
 
-    tif = _sparse_tif(tmp_path / "sparse.tif", 30000, 0.01)
-    idx = tmp_path / "idx"
-    r = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=1.0, min_valid=0.0))
-    assert r.ok, r
-    with Index.open(str(idx), model=tiny_bundle) as index:
-        scenes = scenes_from_payloads(p.payload for p in index.store.iter_points(with_vectors=False))
-    renderer = TileRenderer(scenes)
+    renderer, scenes = _renderer_of(_sparse_tif(tmp_path / "sparse.tif", 30000, 0.01), 1.0, tiny_bundle)
     (sc,) = scenes
     tms = _web_mercator()
     empty = renderer.empty()
@@ -230,6 +236,24 @@ def labelled(tmp_path_factory, tiny_bundle):
     return idx
 
 
+@contextlib.contextmanager
+def counting_scans(store):
+    """``[n]``: the points ``store``'s scans (every scroll label matching does) yield while inside."""
+    visited = [0]
+    real_scan = store._scan
+
+    def counting_scan(*a, **kw):
+        for point in real_scan(*a, **kw):
+            visited[0] += 1
+            yield point
+
+    store._scan = counting_scan
+    try:
+        yield visited
+    finally:
+        del store._scan
+
+
 WORLD = {"type": "Polygon", "coordinates": [[[-179, -85], [179, -85], [179, 85], [-179, 85], [-179, -85]]]}
 
 
@@ -245,20 +269,9 @@ def test_world_sized_footprints_of_another_model_scan_the_index_a_bounded_number
     labels = LabelSet(tuple(Label(str(uuid.uuid4()), "positive", WORLD) for _ in range(300)), "some-other-model")
     with Index.open(str(labelled), model=tiny_bundle) as index:
         store = index.store
-        visited = [0]
-        real_scan = store._scan
-
-        def counting_scan(*a, **kw):
-            for point in real_scan(*a, **kw):
-                visited[0] += 1
-                yield point
-
-        store._scan = counting_scan
-        try:
+        with counting_scans(store) as visited:
             with pytest.raises(PointNotFoundError, match="300 of 300 labels"):
                 labels_in_index(store, labels, tiny_bundle.model_id)
-        finally:
-            del store._scan
         total = store.count()
     assert visited[0] <= 2 * total + 1, (visited[0], total)
 
@@ -367,25 +380,14 @@ def test_labels_of_many_models_share_one_scan_budget(labelled, tiny_bundle):
 
     with Index.open(str(labelled), model=tiny_bundle) as index:
         store = index.store
-        visited = [0]
-        real_scan = store._scan
-
-        def counting_scan(*a, **kw):
-            for point in real_scan(*a, **kw):
-                visited[0] += 1
-                yield point
-
-        store._scan = counting_scan
-        try:
+        with counting_scans(store) as visited:
             with pytest.raises(PointNotFoundError, match="200 of 200 labels"):
                 labels_in_index(store, labels_of(MAX_OTHER_MODELS), tiny_bundle.model_id)
-            assert visited[0] <= 2 * store.count() + 1, visited[0]
-            visited[0] = 0
+        assert visited[0] <= 2 * store.count() + 1, visited[0]
+        with counting_scans(store) as visited:
             with pytest.raises(InputError, match=f"{MAX_OTHER_MODELS + 1} different models"):
                 labels_in_index(store, labels_of(MAX_OTHER_MODELS + 1), tiny_bundle.model_id)
-            assert visited[0] == 0
-        finally:
-            del store._scan
+        assert visited[0] == 0
 
 
 def test_a_label_geometry_over_the_vertex_limit_is_refused(labelled, tiny_bundle):
@@ -416,8 +418,6 @@ def test_a_map_tile_of_a_raster_across_180_is_costed_where_it_is_read(tmp_path, 
     import logging
 
     from rsir_stac.maptiles.grid import _web_mercator
-    from rsir_stac.maptiles.render import TileRenderer
-    from rsir_stac.maptiles.scenes import scenes_from_payloads
     from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, read_bytes, source_window
 
     path = tmp_path / "across.tif"
@@ -425,12 +425,7 @@ def test_a_map_tile_of_a_raster_across_180_is_costed_where_it_is_read(tmp_path, 
                        crs="EPSG:4326", transform=from_origin(179.985, 0.0, 5e-7, 5e-7), tiled=True,
                        blockxsize=512, blockysize=512, compress="deflate", sparse_ok=True) as ds:
         ds.write(np.full((3, 512, 512), 120, "uint8"), window=((0, 512), (29744, 30256)))
-    idx = tmp_path / "idx"
-    r = ingest([str(path)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=20.0, min_valid=0.0))
-    assert r.ok, r
-    with Index.open(str(idx), model=tiny_bundle) as index:
-        scenes = scenes_from_payloads(p.payload for p in index.store.iter_points(with_vectors=False))
-    renderer = TileRenderer(scenes)
+    renderer, _ = _renderer_of(path, 20.0, tiny_bundle)
     tms = _web_mercator()
     west, east = tms.tile(-179.995, -0.0015, 12), tms.tile(179.995, -0.0015, 12)
     with rasterio.open(path) as ds:
