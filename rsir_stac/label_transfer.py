@@ -165,6 +165,7 @@ def _ids_under(points: Iterator[tuple[str, dict, Any]], want: dict[str, set[str]
 def _footprint_circle(geometry: dict) -> tuple[float, float, float] | None:
     """(lon, lat, metres): a point inside the footprint and a radius holding all of it, so
     the tile's centre is within (None for a geometry that is not a lon/lat polygon)."""
+    import shapely
     from shapely.geometry import shape
 
     from rsir_stac.store.filters import haversine_m
@@ -173,19 +174,14 @@ def _footprint_circle(geometry: dict) -> tuple[float, float, float] | None:
         geom = shape(geometry)
         inside = geom.representative_point()
         lon, lat = float(inside.x), float(inside.y)
-        pts = [c for part in getattr(geom, "geoms", [geom]) for c in _coords(part)]
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        pts = [(float(x), float(y)) for x, y in shapely.get_coordinates(geom)]
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, NotImplementedError,
+            shapely.errors.ShapelyError):  # not a geometry shapely can read (an empty shell with holes)
         return None
     if not pts or not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
         return None
     far = max(float(haversine_m(lon, lat, float(x), float(y))) for x, y in pts)
     return lon, lat, max(1.0, far * FOOTPRINT_MARGIN)
-
-
-def _coords(geom: Any) -> list[tuple[float, float]]:
-    """The vertices of a point, line or polygon (its exterior)."""
-    ring = getattr(geom, "exterior", None)
-    return [(c[0], c[1]) for c in (ring.coords if ring is not None else geom.coords)]
 
 
 __all__ = ["FOOTPRINT_MARGIN", "MAX_OTHER_MODELS", "labels_in_index"]

@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -461,3 +462,94 @@ def test_a_port_of_non_ascii_digits_is_not_a_port():
     from rsir_stac.httpguard import default_allowed_hosts, host_allowed, host_name
 
     assert not host_allowed(host_name("127.0.0.1:8\u00b2"), default_allowed_hosts("127.0.0.1"))
+
+
+# --------------------------------------------------------------------------- the second re-check
+# (/work/exp31/recheck2-REPORT.md: N8 a burst of map tiles, N9 label vertices in collections)
+
+
+def test_label_vertices_are_counted_in_collections_and_in_all(labelled, tiny_bundle):
+    """N9: a GeometryCollection escaped the per-label count (400,000 vertices held the lock 4 s),
+    400 labels of 999 vertices each were 400,000 in all, and a nested collection or a polygon with
+    an empty shell ended as 500."""
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.api.bodies import MAX_LABEL_VERTICES_API, MAX_POLYGON_VERTICES
+    from rsir_stac.serve import create_app
+
+    def ring(n):
+        pts = [[-99.0 + 0.001 * np.cos(2 * np.pi * i / n), 47.0 + 0.001 * np.sin(2 * np.pi * i / n)] for i in range(n)]
+        return pts + [pts[0]]
+
+    square = ring(4)
+    with Index.open(str(labelled), model=tiny_bundle) as index:
+        pids = [p.id for p in index.store.iter_points(with_vectors=False)]
+
+        def body(geoms, model="another-model"):
+            return {"labels": {"type": "FeatureCollection", "rsir:model_id": model, "features": [
+                {"type": "Feature", "geometry": g, "properties": {"point_id": pids[i % len(pids)], "label": "positive"}}
+                for i, g in enumerate(geoms)]}}
+
+        big = ring(MAX_POLYGON_VERTICES + 10)
+        in_collection = {"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [big]}]}
+        many = [{"type": "Polygon", "coordinates": [ring(MAX_POLYGON_VERTICES - 1)]}] * (
+            MAX_LABEL_VERTICES_API // MAX_POLYGON_VERTICES + 1)
+        nested = {"type": "GeometryCollection", "geometries": [
+            {"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [square]}]}]}
+        empty_shell = {"type": "Polygon", "coordinates": [[], square]}
+        with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+            r = client.post("/api/labels", json=body([in_collection]))
+            assert r.status_code == 400 and "vertices" in r.json()["detail"], r.text
+            r = client.post("/api/labels", json=body(many))
+            assert r.status_code == 400 and f"over the {MAX_LABEL_VERTICES_API}" in r.json()["detail"], r.text
+            for g in (nested, empty_shell):   # labels of another model with odd footprints: matched or not, never 500
+                r = client.post("/api/labels", json=body([g], model=tiny_bundle.model_id))
+                assert r.status_code == 200, r.text
+                r = client.post("/api/labels", json={"labels": {"type": "FeatureCollection", "features": [
+                    {"type": "Feature", "geometry": g, "properties": {"point_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+                                                                     "label": "positive", "model_id": "m1"}}]}})
+                assert r.status_code in (400, 404), r.text
+
+
+def test_a_burst_of_map_tiles_beyond_the_queue_is_refused_at_once(tmp_path, tiny_bundle):
+    """N8: every tile of a burst waited for a render slot, each holding one of the service's
+    threads (225 tiles held the page and the API for 27 s).  Beyond RENDER_QUEUE running or
+    waiting, a tile is 429 at once; the tiles in the queue are drawn."""
+    import threading
+
+    from rsir_stac.apierrors import TooManyRequests
+    from rsir_stac.maptiles import render as render_mod
+    from rsir_stac.maptiles.grid import _web_mercator
+
+    tif = make_geotiff(tmp_path / "a.tif", width=512, height=512, seed=4)
+    renderer, (sc,) = _renderer_of(tif, 1.0, tiny_bundle)
+    z = renderer.zooms(sc)[1]
+    t = _web_mercator().tile((sc.bbox[0] + sc.bbox[2]) / 2, (sc.bbox[1] + sc.bbox[3]) / 2, z)
+    gate = threading.Event()
+    real = renderer._render
+
+    def slow(*a, **kw):   # the drawing itself, held until the burst has arrived
+        gate.wait(30)
+        return real(*a, **kw)
+
+    renderer._render = slow
+    answers: list = []
+
+    def ask(i):
+        try:
+            answers.append(renderer.render(z, t.x, t.y + i % 2))
+        except TooManyRequests as err:
+            answers.append(err)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(render_mod.RENDER_QUEUE + 5)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 30
+    while sum(isinstance(a, TooManyRequests) for a in answers) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gate.set()
+    for th in threads:
+        th.join(60)
+    refused = [a for a in answers if isinstance(a, TooManyRequests)]
+    assert len(refused) == 5 and "retry" in str(refused[0]), answers
+    assert all(isinstance(a, bytes) and a.startswith(b"\x89PNG") for a in answers if a not in refused)

@@ -28,6 +28,8 @@ from rsir_stac.api.params import MAX_POLYGON_VERTICES
 from rsir_stac.store.query import MAX_K
 
 MAX_LABELS_API = 2_000
+#: Positions in all the label geometries of one request (2,000 stored footprints of 50 vertices).
+MAX_LABEL_VERTICES_API = 100_000
 #: As many examples as a label set holds: the map page refines a search from its labels by sending
 #: them as point-id examples.  Of them at most :data:`MAX_PLACES_API` are places (each lon/lat is
 #: its own engine lookup; point ids are read in one batch).
@@ -159,14 +161,29 @@ def labels(doc: Any):
     feats = doc.get("features") if isinstance(doc, dict) else None
     if isinstance(feats, list) and len(feats) > MAX_LABELS_API:
         raise InputError(f"labels has {len(feats)} features; send at most {MAX_LABELS_API}")
+    total = 0
     for n, feat in enumerate(feats if isinstance(feats, list) else [], 1):
-        geom = feat.get("geometry") if isinstance(feat, dict) else None
-        count = _vertices(geom.get("coordinates") if isinstance(geom, dict) else None)
+        count = _geometry_vertices(feat.get("geometry") if isinstance(feat, dict) else None)
+        total += count
         if count > MAX_POLYGON_VERTICES:
             raise InputError(f"labels: feature {n}'s geometry has {count} vertices; a label's footprint has at most "
                              f"{MAX_POLYGON_VERTICES} (send the tile's stored footprint, or none: its point id is "
                              "enough)")
+        if total > MAX_LABEL_VERTICES_API:
+            raise InputError(f"labels: the geometries of features 1-{n} have {total} vertices, over the "
+                             f"{MAX_LABEL_VERTICES_API} a request may send; send the stored footprints, or none (the "
+                             "point ids are enough)")
     return labels_from_geojson(doc, "labels")
+
+
+def _geometry_vertices(geom: Any, depth: int = 0) -> int:
+    """The positions of a GeoJSON geometry, the members of a GeometryCollection included."""
+    if not isinstance(geom, dict) or depth > 4:
+        return 0
+    members = geom.get("geometries")
+    if isinstance(members, list):
+        return sum(_geometry_vertices(g, depth + 1) for g in members)
+    return _vertices(geom.get("coordinates"))
 
 
 def _vertices(coords: Any, depth: int = 0) -> int:
@@ -309,6 +326,6 @@ def request_body(model: type[BaseModel], what: str, max_bytes: int) -> dict:
 
 
 __all__ = ["ClassifyRequest", "ExportRequest", "Filters", "LabelsRequest", "MAX_EXAMPLES_API", "MAX_HITS_API",
-           "MAX_IMAGES_API", "MAX_LABELS_API", "MAX_PLACES_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest",
+           "MAX_IMAGES_API", "MAX_LABEL_VERTICES_API", "MAX_LABELS_API", "MAX_PLACES_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest",
            "StrictBody",
            "examples", "image_examples", "labels", "per_item", "read_query", "request_body", "search_filter"]

@@ -124,7 +124,9 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
                 responses={200: {"content": {"image/png": {}},
                                  "description": "RGBA PNG, 256 x 256 px; transparent where no scene draws."},
                            400: {"description": "The tile is not in the Web Mercator grid."},
-                           404: {"description": "The scenes under the tile cannot be read on the server."}})
+                           404: {"description": "The scenes under the tile cannot be read on the server."},
+                           429: {"description": "Too many map tiles are being drawn or waiting; retry after "
+                                                "Retry-After seconds."}})
     def api_imagery(z: int = PathParam(..., description=f"Zoom level 0..{MAX_ZOOM}."),
                     x: int = PathParam(..., description="Column, 0..2^z-1 from the west."),
                     y: int = PathParam(..., description="Row, 0..2^z-1 from the north."),

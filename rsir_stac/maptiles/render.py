@@ -29,6 +29,9 @@ OPEN_PER_THREAD = 4
 #: Map tiles rendered at a time (others wait): each read holds at most
 #: :data:`rsir_stac.tiling.readcost.READ_BUDGET_BYTES`, so all of them at most this many times it.
 RENDERS_AT_ONCE = max(2, min(8, os.cpu_count() or 2))
+#: Map tiles being drawn or waiting to be at a time; more are refused (429) at once.  A browser
+#: keeps about 6 requests in flight per host name, so a map page never meets it.
+RENDER_QUEUE = max(16, 4 * RENDERS_AT_ONCE)
 
 
 def _alpha_as_ingest(img: Any) -> None:
@@ -182,6 +185,7 @@ class TileRenderer:
         self._cache: LRUCache = LRUCache(maxsize=max(0, cache_bytes) or 1, getsizeof=len)
         self._lock = threading.Lock()
         self._renders = threading.BoundedSemaphore(RENDERS_AT_ONCE)
+        self._queued = 0   # renders running or waiting for a slot
         self._too_costly: set[str] = set()   # scenes a map tile was not drawn of, for its read's size (said once)
         self._scales: dict[str, Any] = {}
         self._broken: dict[str, tuple[str, float]] = {}
@@ -326,11 +330,22 @@ class TileRenderer:
             png = self._cache.get(key)
         if png is not None:
             return png
-        with self._renders:   # each within the read budget; this many at once bounds the memory of all
+        with self._lock:   # a burst beyond the queue is refused: waiting renders hold the service's threads
+            if self._queued >= RENDER_QUEUE:
+                from rsir_stac.apierrors import TooManyRequests
+
+                raise TooManyRequests(f"{self._queued} map tiles are being drawn or waiting already; retry in a "
+                                      "second")
+            self._queued += 1
+        try:
+            with self._renders:   # each within the read budget; this many at once bounds the memory of all
+                with self._lock:
+                    png = self._cache.get(key)   # drawn meanwhile by a request for the same tile
+                if png is None:
+                    png = self._render(z, x, y, drawable)
+        finally:
             with self._lock:
-                png = self._cache.get(key)   # drawn meanwhile by a request for the same tile
-            if png is None:
-                png = self._render(z, x, y, drawable)
+                self._queued -= 1
         if len(png) <= self._cache.maxsize:
             with self._lock:
                 self._cache[key] = png
