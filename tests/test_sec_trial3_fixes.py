@@ -553,3 +553,20 @@ def test_a_burst_of_map_tiles_beyond_the_queue_is_refused_at_once(tmp_path, tiny
     refused = [a for a in answers if isinstance(a, TooManyRequests)]
     assert len(refused) == 5 and "retry" in str(refused[0]), answers
     assert all(isinstance(a, bytes) and a.startswith(b"\x89PNG") for a in answers if a not in refused)
+
+
+def test_box_read_averages_wide_integers_exactly(tmp_path):
+    """N10: int32 samples near 2e8 summed in float32 came out up to 32 off."""
+    from rasterio.windows import Window
+
+    from rsir_stac.tiling.readcost import box_read
+
+    rows = np.arange(64)[:, None] // 4 % 2   # bands of 4 rows: the 4 x 4 samples meet both values equally
+    data = np.broadcast_to(np.where(rows == 0, 200_000_003, 200_000_001), (1, 64, 64)).astype("int32")
+    path = tmp_path / "i32.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1, dtype="int32", crs="EPSG:32618",
+                       transform=from_origin(0, 0, 1, 1)) as ds:
+        ds.write(data)
+    with rasterio.open(path) as ds:
+        out = box_read(ds, [1], Window(0, 0, 64, 64), (4, 4), all_valid=True)
+    assert (out == 200_000_002).all(), out

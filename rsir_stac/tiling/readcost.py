@@ -74,7 +74,7 @@ def box_read(dataset: Any, indexes: Sequence[int], window: Window, shape: tuple[
     rows, cols = int(shape[0]), int(shape[1])
     m = int(max(1, min(BOX_SAMPLES, math.floor(min(window.width / max(cols, 1), window.height / max(rows, 1))))))
     dtype = np.dtype(dataset.dtypes[int(indexes[0]) - 1]) if dataset.dtypes else np.dtype("uint8")
-    per_row = len(indexes) * cols * m * m * (max(dtype.itemsize, 4) + 4)  # samples, their sum and mask
+    per_row = len(indexes) * cols * m * m * (dtype.itemsize + 9)  # samples, a band's sum terms, the mask
     step = max(1, int(STRIP_BYTES // max(per_row, 1)))
     out = None
     for r0 in range(0, rows, step):
@@ -107,7 +107,9 @@ def _box_strip(dataset: Any, indexes: Sequence[int], window: Window, shape: tupl
     if floats:
         ok &= np.isfinite(raw).all(axis=0)
     count = ok.reshape(rows, m, cols, m).sum(axis=(1, 3), dtype=np.float32)
-    total = np.empty((len(indexes), rows, cols), dtype=np.float64 if floats else np.float32)
+    # float32 sums 16 samples of up to 16 bits exactly; wider integers and floats sum in float64
+    exact32 = not floats and raw.dtype.itemsize <= 2
+    total = np.empty((len(indexes), rows, cols), dtype=np.float32 if exact32 else np.float64)
     for b in range(len(indexes)):   # one band at a time: no full float copy of the samples
         vals = np.where(ok, raw[b], 0)
         total[b] = vals.reshape(rows, m, cols, m).sum(axis=(1, 3), dtype=total.dtype)
