@@ -312,7 +312,10 @@ class TileRenderer:
         ``choice`` picks and orders the scenes (default: all, newest first).
 
         Raises InputError (tile not in the grid), SourceNotFoundError (every
-        scene under the tile is missing or unreadable).
+        scene under the tile is missing or unreadable), TooManyRequests (:data:`RENDER_QUEUE`
+        tiles are being drawn or waiting already: the service answers 429).  At most
+        :data:`RENDERS_AT_ONCE` tiles are drawn at a time; a scene whose read would hold more than
+        :data:`~rsir_stac.tiling.readcost.READ_BUDGET_BYTES` is left out of the tile.
         """
         check_tile(z, x, y)
         cands = (choice or SceneChoice()).order(self.covering(z, x, y))
