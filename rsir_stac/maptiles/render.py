@@ -404,12 +404,14 @@ class TileRenderer:
         from rsir_stac.maptiles.grid import mercator_bounds
         from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, read_bytes, source_window
 
-        bounds = mercator_bounds(z, x, y)
+        bounds = None
         for ds in _datasets(src):
-            if ds.crs is None:
-                continue
+            bands = ds.count if not scene.band_hrefs else 1
+            if ds.crs is None or read_bytes(ds, ds.width, ds.height, ds.width, ds.height, bands) <= READ_BUDGET_BYTES:
+                continue   # the whole raster at full resolution fits: no tile of it can read more (most scenes)
+            bounds = bounds or mercator_bounds(z, x, y)
             w, h = source_window(ds, bounds, "EPSG:3857")
-            cost = read_bytes(ds, w, h, TILE_SIZE, TILE_SIZE, ds.count if not scene.band_hrefs else 1)
+            cost = read_bytes(ds, w, h, TILE_SIZE, TILE_SIZE, bands)
             if cost > READ_BUDGET_BYTES:
                 with self._lock:
                     said = scene.id in self._too_costly
