@@ -1,5 +1,6 @@
 """``rsir-stac classify`` and ``rsir-stac export``: click wrappers over
-:func:`rsir_stac.classify.classify` and :mod:`rsir_stac.export` (heavy imports inside)."""
+:func:`rsir_stac.classify.classify` and :mod:`rsir_stac.export` (heavy imports inside), and the
+options and helpers ``search`` shares with them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import click
 
-from rsir_stac.cli_common import echo_json, echo_text
+from rsir_stac.cli_common import echo_json, echo_text, handle_errors, store_options
 
 
 def _filter_options(fn):
@@ -74,129 +75,137 @@ def _classify_line(report, above: int, threshold: float, out: str, rows: int, di
             f"({rows} {'areas' if dissolve else 'rows'}); {report.holdout_text()}")
 
 
-def register(main: click.Group, handle_errors, store_options) -> None:
-    """Add ``classify`` and ``export`` to the ``rsir-stac`` group (the error handler and store
-    options come from :mod:`rsir_stac.cli`, which imports this module)."""
-    _handle_errors, _store_options = handle_errors, store_options
+@click.command("classify")
+@click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
+              help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
+@store_options
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
+@_filter_options
+@click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
+@click.option("--holdout", default=0.25, show_default=True,
+              help="Fraction of the labels held out for precision/recall (0: none, no precision/recall).")
+@click.option("--max-hits", type=int, help="Keep only the N most probable tiles (N >= 1; default: all).")
+@click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
+@click.option("--batch-size", default=4096, show_default=True, help="Points scored per scrolled batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
+                     threshold, holdout, max_hits, dissolve, out, batch_size, as_json):
+    """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
+    score all tiles in the filtered area."""
+    from rsir_stac.atomic import check_output_path
+    from rsir_stac.classify import classify
+    from rsir_stac.export import format_for
+    from rsir_stac.labels import read_labels
+    from rsir_stac.search import Index
+    from rsir_stac.search_notes import unknown_collection_note
 
-    @click.command("classify")
-    @click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
-                  help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
-    @_store_options
-    @click.option("--model", "model", type=click.Path(),
-                  help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
-    @_filter_options
-    @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
-    @click.option("--holdout", default=0.25, show_default=True,
-                  help="Fraction of the labels held out for precision/recall (0: none, no precision/recall).")
-    @click.option("--max-hits", type=int, help="Keep only the N most probable tiles (N >= 1; default: all).")
-    @click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
-    @click.option("--out", required=True, type=click.Path(dir_okay=False),
-                  help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
-    @click.option("--batch-size", default=4096, show_default=True, help="Points scored per scrolled batch.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-    @_handle_errors
-    def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,
-                         threshold, holdout, max_hits, dissolve, out, batch_size, as_json):
-        """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
-        score all tiles in the filtered area."""
-        from rsir_stac.atomic import check_output_path
-        from rsir_stac.classify import DISSOLVED_EMPTY_ROW, classify, dissolve as dissolve_hits
-        from rsir_stac.export import empty_row, format_for, row_of, write_table
-        from rsir_stac.labels import read_labels
-        from rsir_stac.search import Index
-        from rsir_stac.search_notes import unknown_collection_note
-        from rsir_stac.store import SearchHit
+    format_for(out)
+    check_output_path(out, "--out")  # before the scan, not after it
+    labels = read_labels(labels_path)
+    flt = _search_filter(bbox, near, within, datetime_, collection)
+    from rsir_stac.cli_served import service_for
 
-        format_for(out)
-        check_output_path(out, "--out")  # before the scan, not after it
-        labels = read_labels(labels_path)
-        flt = _search_filter(bbox, near, within, datetime_, collection)
-        from rsir_stac.cli_served import service_for
-
-        svc = service_for(index, qdrant_url, "classify")
-        if svc is not None:  # a running serve holds the index: its Find all scores the tiles
-            _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
-                             max_hits, dissolve, out, as_json)
-            return
-        with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
-            with tqdm_bar(idx.store.count(flt), "pt") as bar:
-                report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
-                                  batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
-            collection_note = unknown_collection_note(idx.store, flt)
-        if dissolve:
-            rows = dissolve_hits(report.hits)
-        else:  # the analyst's own label (positive, or empty) as a column of its own
-            rows = [row_of(SearchHit(h.id, h.score, {k: v for k, v in h.payload.items() if k != "label"}), rank=n,
-                           score_name="probability", extra={"label": h.payload.get("label")})
-                    for n, h in enumerate(report.hits, 1)]
-        write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
-        notes = report.notes() + [n for n in (collection_note,) if n]
-        summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
-        if as_json:
-            echo_json(summary)
-            return
-        for note in notes:
-            echo_text(f"note: {note}", err=True)
-        click.echo(_classify_line(report, report.above_threshold, threshold, out, len(rows), dissolve))
+    svc = service_for(index, qdrant_url, "classify")
+    if svc is not None:  # a running serve holds the index: its Find all scores the tiles
+        _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+                         max_hits, dissolve, out, as_json)
+        return
+    with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+        with tqdm_bar(idx.store.count(flt), "pt") as bar:
+            report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
+                              batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
+        collection_note = unknown_collection_note(idx.store, flt)
+    rows = _hit_rows(report.hits, dissolve)
+    _write_rows(rows, out, dissolve)
+    notes = report.notes() + [n for n in (collection_note,) if n]
+    summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
+    if as_json:
+        echo_json(summary)
+        return
+    for note in notes:
+        echo_text(f"note: {note}", err=True)
+    click.echo(_classify_line(report, report.above_threshold, threshold, out, len(rows), dissolve))
 
 
-    def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
-                         max_hits, dissolve, out, as_json):
-        from rsir_stac.classify import DISSOLVED_EMPTY_ROW, ClassifyReport
-        from rsir_stac.cli_served import served_classify
-        from rsir_stac.export import empty_row, write_table
+def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+                     max_hits, dissolve, out, as_json):
+    """``classify`` by the ``serve`` that holds the index (its Find all), written and summed up as a local run."""
+    from rsir_stac.classify import ClassifyReport
+    from rsir_stac.cli_served import served_classify
 
-        rows, doc = served_classify(svc, labels_path=labels_path, model=model, bbox=bbox, near=near, within=within,
-                                    datetime_=datetime_, collection=collection, threshold=threshold,
-                                    holdout=holdout, max_hits=max_hits, dissolve=dissolve)
-        write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
-        sm, notes = doc.get("summary") or {}, list(doc.get("notes") or [])
-        if as_json:
-            echo_json({**sm, "out": out, "rows": len(rows), "notes": notes})
-            return
-        for note in notes:
-            echo_text(f"note: {note}", err=True)
-        # the service's summary as a report, so the line (and its holdout caveats) is the local one
-        report = ClassifyReport(hits=(), scored=int(sm.get("scored") or 0), threshold=threshold,
-                                positives=int(sm.get("positives") or 0), negatives=int(sm.get("negatives") or 0),
-                                background=int(sm.get("background") or 0), precision=sm.get("precision"),
-                                recall=sm.get("recall"), holdout=int(sm.get("holdout") or 0),
-                                seconds=float(sm.get("seconds") or 0.0),
-                                positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout)
-        click.echo(_classify_line(report, int(sm.get("above_threshold") or 0), threshold, out, len(rows), dissolve))
+    rows, doc = served_classify(svc, labels_path=labels_path, model=model, bbox=bbox, near=near, within=within,
+                                datetime_=datetime_, collection=collection, threshold=threshold,
+                                holdout=holdout, max_hits=max_hits, dissolve=dissolve)
+    _write_rows(rows, out, dissolve)
+    sm, notes = doc.get("summary") or {}, list(doc.get("notes") or [])
+    if as_json:
+        echo_json({**sm, "out": out, "rows": len(rows), "notes": notes})
+        return
+    for note in notes:
+        echo_text(f"note: {note}", err=True)
+    # the service's summary as a report, so the line (and its holdout caveats) is the local one
+    report = ClassifyReport(hits=(), scored=int(sm.get("scored") or 0), threshold=threshold,
+                            positives=int(sm.get("positives") or 0), negatives=int(sm.get("negatives") or 0),
+                            background=int(sm.get("background") or 0), precision=sm.get("precision"),
+                            recall=sm.get("recall"), holdout=int(sm.get("holdout") or 0),
+                            seconds=float(sm.get("seconds") or 0.0),
+                            positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout)
+    click.echo(_classify_line(report, int(sm.get("above_threshold") or 0), threshold, out, len(rows), dissolve))
 
-    @click.command("export")
-    @_store_options
-    @click.option("--model", "model", type=click.Path(),
-                  help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
-    @_filter_options
-    @click.option("--out", required=True, type=click.Path(dir_okay=False),
-                  help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")
-    @click.option("--no-vectors", is_flag=True, help="Leave the embeddings out.")
-    @click.option("--stac", "stac_path", type=click.Path(dir_okay=False),
-                  help="Also write a STAC Collection (embeddings extension) describing the GeoParquet file here.")
-    @_handle_errors
-    def export_command(index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection, out, no_vectors,
-                       stac_path):
-        """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
-        from rsir_stac.export import export_index, format_for
-        from rsir_stac.search import Index
-        from rsir_stac.search_notes import unknown_collection_note
+@click.command("export")
+@store_options
+@click.option("--model", "model", type=click.Path(),
+              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
+@_filter_options
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")
+@click.option("--no-vectors", is_flag=True, help="Leave the embeddings out.")
+@click.option("--stac", "stac_path", type=click.Path(dir_okay=False),
+              help="Also write a STAC Collection (embeddings extension) describing the GeoParquet file here.")
+@handle_errors
+def export_command(index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection, out, no_vectors,
+                   stac_path):
+    """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
+    from rsir_stac.export import export_index, format_for
+    from rsir_stac.search import Index
+    from rsir_stac.search_notes import unknown_collection_note
 
-        format_for(out)
-        flt = _search_filter(bbox, near, within, datetime_, collection)
-        with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
-            with tqdm_bar(idx.store.count(flt), "pt") as bar:
-                res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
-                                   progress=bar.update)
-            note = unknown_collection_note(idx.store, flt)
-        if note:
-            echo_text(f"note: {note}", err=True)
-        echo_json(res)
-
-    main.add_command(classify_command)
-    main.add_command(export_command)
+    format_for(out)
+    flt = _search_filter(bbox, near, within, datetime_, collection)
+    with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+        with tqdm_bar(idx.store.count(flt), "pt") as bar:
+            res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
+                               progress=bar.update)
+        note = unknown_collection_note(idx.store, flt)
+    if note:
+        echo_text(f"note: {note}", err=True)
+    echo_json(res)
 
 
-__all__ = ["register"]
+def _hit_rows(hits, dissolve: bool) -> list[dict]:
+    """The rows ``classify`` writes: the hits' footprints merged into areas (``dissolve``), or one row a
+    tile with the analyst's own label (positive, or empty) as a column of its own."""
+    from rsir_stac.classify import dissolve as dissolve_hits
+    from rsir_stac.export import row_of
+    from rsir_stac.store import SearchHit
+
+    if dissolve:
+        return dissolve_hits(hits)
+    return [row_of(SearchHit(h.id, h.score, {k: v for k, v in h.payload.items() if k != "label"}), rank=n,
+                   score_name="probability", extra={"label": h.payload.get("label")})
+            for n, h in enumerate(hits, 1)]
+
+
+def _write_rows(rows: list[dict], out: str, dissolve: bool) -> None:
+    """Write ``classify``'s rows to ``out`` (format from its extension; an empty file keeps the columns)."""
+    from rsir_stac.classify import DISSOLVED_EMPTY_ROW
+    from rsir_stac.export import empty_row, write_table
+
+    write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))
+
+
+__all__ = ["classify_command", "export_command"]

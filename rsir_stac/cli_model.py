@@ -113,35 +113,11 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
     folders) without labels, from spatial, time, augmentation, start-model neighbour and
     start-model cluster triplets.
     """
-    from tqdm import tqdm
-
     clusters = opts.pop("clusters")
-    for name, value in (("--clusters", clusters), ("--triplets", triplets)):
-        if value is not None and not unlabelled:
-            from rsir_stac.errors import InputError
-
-            raise InputError(f"{name} is for adaptation without labels: add --unlabelled, or drop {name} "
-                             "(labelled training takes its triplets from the classes)")
-    if not unlabelled:
-        from click.core import ParameterSource
-
-        ctx = click.get_current_context()
-        only = [n for n in ("steps", "max_tiles", "stride", "asset")
-                if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
-        if only:
-            from rsir_stac.errors import InputError
-
-            flags = ", ".join("--" + n.replace("_", "-") for n in only)
-            raise InputError(f"{flags} without --unlabelled: for adaptation without labels only (labelled training "
-                             "runs --epochs over the class folders); drop it, or add --unlabelled")
+    view_distill = (opts.pop("view_distill"), opts.pop("view_distill_views"))
+    _refuse_mixed_flags(unlabelled, clusters, triplets, view_distill)
     if clusters is not None:
         opts["clusters"] = clusters
-    view_distill = (opts.pop("view_distill"), opts.pop("view_distill_views"))
-    if unlabelled and any(v is not None for v in view_distill):
-        from rsir_stac.errors import InputError
-
-        raise InputError("--view-distill is for labelled fine-tuning: drop it with --unlabelled "
-                         "(adaptation distils from the start model already)")
     if from_bundle is not None and not unlabelled:
         _refuse_architecture_with_from(from_bundle)
     if unlabelled:
@@ -168,26 +144,59 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         chosen["bands"] = _parse_bands(bands)
     cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen},
                       extra={"recipe": recipe})
-    bar = None
+    bundle = run(cfg, TrainBars(cfg.epochs))
+    click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
 
-    def progress(ev):
-        nonlocal bar
+
+def _refuse_mixed_flags(unlabelled: bool, clusters, triplets, view_distill: tuple) -> None:
+    """Refuse ``train`` options of the other mode: adaptation-only flags without ``--unlabelled``
+    (also ones given at their default value), and view distillation with it (InputError, exit 2)."""
+    from rsir_stac.errors import InputError
+
+    for name, value in (("--clusters", clusters), ("--triplets", triplets)):
+        if value is not None and not unlabelled:
+            raise InputError(f"{name} is for adaptation without labels: add --unlabelled, or drop {name} "
+                             "(labelled training takes its triplets from the classes)")
+    if not unlabelled:
+        from click.core import ParameterSource
+
+        ctx = click.get_current_context()
+        only = [n for n in ("steps", "max_tiles", "stride", "asset")
+                if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+        if only:
+            flags = ", ".join("--" + n.replace("_", "-") for n in only)
+            raise InputError(f"{flags} without --unlabelled: for adaptation without labels only (labelled training "
+                             "runs --epochs over the class folders); drop it, or add --unlabelled")
+    if unlabelled and any(v is not None for v in view_distill):
+        raise InputError("--view-distill is for labelled fine-tuning: drop it with --unlabelled "
+                         "(adaptation distils from the start model already)")
+
+
+class TrainBars:
+    """The ``progress`` callback of :func:`rsir_stac.model.train.train`: a batch bar per epoch on a
+    terminal (none in a piped log, as ingest and evaluate), one line per epoch with its loss and
+    validation mAP, and the loading and reducer messages."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.bar = None
+
+    def __call__(self, ev) -> None:
         if ev.kind == "step":
-            if bar is None:
-                bar = tqdm(total=ev.steps, desc=f"epoch {ev.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                           disable=None)  # no bar in a piped log (as ingest, evaluate)
-            bar.update(1)
-            bar.set_postfix(loss=f"{ev.loss:.3f}")
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=ev.steps, desc=f"epoch {ev.epoch + 1}/{self.epochs}", unit="batch",
+                                leave=False, disable=None)
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{ev.loss:.3f}")
         elif ev.kind == "epoch":
-            if bar is not None:
-                bar.close()
-                bar = None
-            click.echo(f"epoch {ev.epoch + 1}/{cfg.epochs}: loss {ev.loss:.4f}  val mAP {ev.val_map:.4f}", err=True)
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            click.echo(f"epoch {ev.epoch + 1}/{self.epochs}: loss {ev.loss:.4f}  val mAP {ev.val_map:.4f}", err=True)
         elif ev.kind in ("load", "reduce"):
             click.echo(ev.message, err=True)
-
-    bundle = run(cfg, progress)
-    click.echo(f"bundle written to {bundle.path} (model id {bundle.model_id}, {bundle.dim} dims)")
 
 
 def _refuse_architecture_with_from(from_bundle: str) -> None:
