@@ -23,34 +23,35 @@ Guard rails (what keeps the start model's knowledge):
   too: the bundle keeps the best step, which is the start
   network itself when adaptation never beats it.  The start-model
   neighbour agreement of the kept step is recorded.
+
+The student and teacher networks are :class:`~rsir_stac.model.teachers.StartTeacher`;
+the bundle written (the reducer kept or refitted, the record) is
+:mod:`rsir_stac.model.adapt_bundle`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rsir_stac.errors import BundleNotFoundError, DatasetError, InputError
+from rsir_stac.model.adapt_bundle import (  # noqa: F401 - the two thresholds, importable from here as before
+    MIN_TRUSTED_HELDOUT, TILES_PER_REDUCED_DIM, adaptation_record, keep_start_reducer, write_adapted)
 from rsir_stac.model.adapt_checks import check_clusters, check_negatives, check_out, held_out_split
+from rsir_stac.model.teachers import StartTeacher
 from rsir_stac.model.train_checks import check_adapt_options
 
 log = logging.getLogger(__name__)
 
 #: Fewer tiles than this cannot teach anything (and cannot fill a held-out slice).
 MIN_TILES = 64
-#: A reducer is refitted on the catalogue only from this many tiles per stored dimension up
-#: (:func:`_keep_start_reducer`).
-TILES_PER_REDUCED_DIM = 10
 
 
 @dataclass
@@ -105,56 +106,6 @@ class AdaptEvent:
     agreement: float = float("nan")
     message: str = ""
     extra: dict = field(default_factory=dict)
-
-
-class _Nets:
-    """Student (trainable copy of the start network) and teacher (the start
-    network, frozen), sharing the frozen prefix when the backbone has one."""
-
-    def __init__(self, bundle, freeze_blocks: int | None, device) -> None:
-        import torch
-
-        self.teacher = bundle.net.to(device).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        self.student = copy.deepcopy(self.teacher)
-        bb = self.student.backbone
-        if freeze_blocks is None:
-            freeze_blocks = int(bundle.meta.get("training", {}).get("freeze_blocks") or 5)
-        self.n = min(int(freeze_blocks), bb.n_blocks) if hasattr(bb, "prefix") else 0
-        for p in self.student.parameters():
-            p.requires_grad_(True)
-        if self.n:
-            for m in bb.prefix_modules(self.n):
-                for p in m.parameters():
-                    p.requires_grad_(False)
-        self.student = self.student.to(memory_format=torch.channels_last)
-
-    def train(self) -> None:
-        self.student.train()
-        if self.n:
-            for m in self.student.backbone.prefix_modules(self.n):
-                m.eval()
-
-    def __call__(self, x, with_teacher: bool):
-        """(student output B×D, teacher output or None) for a normalised batch."""
-        import torch
-
-        s, t = self.student, self.teacher
-        if self.n:
-            with torch.no_grad():
-                h = s.backbone.prefix(x, self.n)
-            z = s.embed_features(s.pool(s.backbone.suffix(h, self.n)))
-            if not with_teacher:
-                return z, None
-            with torch.no_grad():
-                zt = t.embed_features(t.pool(t.backbone.suffix(h, self.n)))
-            return z, zt
-        z = s(x)
-        if not with_teacher:
-            return z, None
-        with torch.no_grad():
-            return z, t(x)
 
 
 def _embed(net, images, size, mean, std, device, bf16, batch: int = 32, views: int = 1) -> np.ndarray:
@@ -312,7 +263,7 @@ class _HeldOutCriterion:
     (:func:`rsir_stac.model.criteria.positive_retrieval`) and the neighbour agreement
     with the start network, for the student's weights at a step."""
 
-    def __init__(self, nets: _Nets, data: _Tiles, cfg: AdaptConfig, embed_args: tuple,
+    def __init__(self, nets: StartTeacher, data: _Tiles, cfg: AdaptConfig, embed_args: tuple,
                  emit: Callable[[AdaptEvent], None]) -> None:
         from rsir_stac.model.pairs import negative_mask
         from rsir_stac.model.transforms import OverheadAugment
@@ -337,11 +288,6 @@ class _HeldOutCriterion:
         self.emit(AdaptEvent("eval", step, self.cfg.steps, score=r["mean_loss"], agreement=r["agreement"],
                              extra={"accuracy": r["accuracy"], "loss": r["loss"]}))
         return r
-
-
-#: Fewer held-out tiles than this judge an adaptation too noisily to trust without looking (the
-#: adaptation trial's 18 held-out tiles, of 192, kept a network that lost 0.026 mAP on UC Merced).
-MIN_TRUSTED_HELDOUT = 100
 
 
 def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None):
@@ -371,7 +317,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bf16 = cfg.bf16 if cfg.bf16 is not None else (device.type == "cuda" or cpu_supports_bf16())
     torch.manual_seed(cfg.seed)
-    nets = _Nets(bundle, cfg.freeze_blocks, device)
+    nets = StartTeacher(bundle, cfg.freeze_blocks, device)
     embed_args = (bundle.input_size, bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"],
                   device, bf16)
     # the start model's view of the training tiles: mutual neighbours become positives, near ones never negatives
@@ -383,7 +329,7 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
     net = nets.student
     net.load_state_dict(run["best_state"] if run["best_state"] is not None else nets.teacher.state_dict())
     net = net.eval().to("cpu")
-    kept = _keep_start_reducer(cfg, bundle, len(data.tiles))
+    kept = keep_start_reducer(cfg, bundle, len(data.tiles))
     if kept:
         log.warning("%s", kept)
         reducer = bundle.reducer
@@ -391,38 +337,13 @@ def adapt(cfg: AdaptConfig, progress: Callable[[AdaptEvent], None] | None = None
         emit(AdaptEvent("reduce", message=f"fitting the {cfg.reducer} reducer on {len(data.tiles)} tiles"))
         reducer = _fit_reducer(cfg, bundle, net, data.tiles, embed_args[:3] + (torch.device("cpu"),
                                                                                 bf16 if device.type == "cpu" else False))
-    tiles = data.tiles
-    record = {
-        "from_model": bundle.model_id,
-        "sources": tiles.sources,
-        "gsd": tiles.gsd,
-        "tile_size": bundle.tile_size,
-        "stride": cfg.stride or max(1, bundle.tile_size // 2),
-        "n_tiles": len(tiles), "n_train": len(data.tr), "n_heldout": len(data.ho),
-        "n_scenes": data.n_scenes, "skipped": tiles.skipped,
-        "triplet_kinds": data.kinds, "near_k": int(near.shape[1]),
-        "clusters": int(run["clusters"].max() + 1) if run["clusters"] is not None else 0,
-        "reclustered_at": run["reclustered"], "groups": run["groups"], "triplets": run["triplets"],
-        "steps_run": run["step"], "best_step": int(run["best"]["step"]),
-        "reducer": kept or f"refitted on the {len(tiles)} tiles",
-        "criterion": "held-out positive retrieval loss (lower is better)",
-        "before": run["history"][0], "after": run["best"], "history": run["history"],
-        "seconds": round(time.time() - t0, 1), "train_seconds": round(train_seconds, 1),
-        "device": device.type, "bf16": bool(bf16),
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("sources", "out", "device")},
-    }
-    if len(data.ho) < MIN_TRUSTED_HELDOUT and int(run["best"]["step"]) > 0:
-        record["warning"] = (
-            f"the adapted network was kept on {len(data.ho)} held-out tiles, too few for the label-free criterion "
-            f"to be trusted (an adaptation on 192 tiles improved it and lost 0.026 mAP on UC Merced): check a few "
-            f"searches against the start model, or adapt on {MIN_TRUSTED_HELDOUT * 10:,}+ tiles")
-        log.warning("%s", record["warning"])
-    result = _write(bundle, net, reducer, record, target, out)
+    record = adaptation_record(cfg, bundle, data, near, run, kept, device.type, bf16, t0, train_seconds)
+    result = write_adapted(bundle, net, reducer, record, target, out)
     emit(AdaptEvent("done", run["step"], cfg.steps, message=str(target)))
     return result
 
 
-def _fit(cfg: AdaptConfig, nets: _Nets, data: _Tiles, near: np.ndarray, clusters: np.ndarray | None,
+def _fit(cfg: AdaptConfig, nets: StartTeacher, data: _Tiles, near: np.ndarray, clusters: np.ndarray | None,
          embed_args: tuple, criterion: _HeldOutCriterion, emit: Callable[[AdaptEvent], None]) -> dict:
     """The fine-tuning steps (triplet loss on P×K batches of mined groups, plus distillation
     to the start network), evaluated every ``cfg.eval_every`` steps with early stopping;
@@ -430,7 +351,7 @@ def _fit(cfg: AdaptConfig, nets: _Nets, data: _Tiles, near: np.ndarray, clusters
     import torch
 
     from rsir_stac.model.pairs import TripletSampler, negative_mask, triplet_loss
-    from rsir_stac.model.transforms import OverheadAugment, to_input
+    from rsir_stac.model.transforms import OverheadAugment
 
     tr, kinds = data.tr, data.kinds
     size, mean, std, device, bf16 = embed_args
@@ -455,12 +376,7 @@ def _fit(cfg: AdaptConfig, nets: _Nets, data: _Tiles, near: np.ndarray, clusters
                        0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, cfg.steps - warmup))))
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
-        batch = sampler.batch()
-        ix = np.asarray([b[0] for b in batch])
-        group = np.asarray([b[1] for b in batch])
-        kind = [b[2] for b in batch]
-        x = to_input([aug(tr.pixels[i]) for i in ix.tolist()], size, mean, std).to(device)
-        x = x.contiguous(memory_format=torch.channels_last)
+        ix, group, kind, x = _batch(sampler, tr, aug, embed_args)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             z, zt = nets(x, cfg.distill > 0)
         neg = negative_mask(tr.pos[ix], ix, group, tr.side_m[ix], cfg.neg_distance, near=near, cluster=clusters)
@@ -499,26 +415,20 @@ def _fit(cfg: AdaptConfig, nets: _Nets, data: _Tiles, near: np.ndarray, clusters
             "reclustered": reclustered, "clusters": clusters, "groups": dict(sampler.counts)}
 
 
-def _keep_start_reducer(cfg: AdaptConfig, bundle, n_tiles: int) -> str | None:
-    """Why the start bundle's reducer is kept rather than refitted on ``n_tiles`` tiles, or None.
+def _batch(sampler, tr, aug, embed_args: tuple) -> tuple[np.ndarray, np.ndarray, list[str], Any]:
+    """The sampler's next P×K batch: (training-tile rows, group ids, triplet kind of each row, and
+    their augmented views as a normalised channels-last batch on the device)."""
+    import torch
 
-    A PCA of D dimensions fitted on fewer than :data:`TILES_PER_REDUCED_DIM` × D tiles keeps the
-    directions along which those few tiles differ and drops the ones that tell them from
-    everything else: 100 tiles of one UC Merced class took that class's own mAP from 0.888 to
-    0.085 among the 21 classes (new-user trial).  Only a reducer of the start bundle's kind and
-    size can stand in (``--reducer-dim`` other than the start's asks for a refit; a refit it
-    then is, with a warning)."""
-    start = bundle.meta.get("reducer") or {"kind": "none"}
-    dim = int(cfg.reducer_dim or bundle.dim)
-    need = TILES_PER_REDUCED_DIM * dim
-    if cfg.reducer == "none" or n_tiles >= need:
-        return None
-    if start.get("kind") == "none" or (cfg.reducer_dim is not None and cfg.reducer_dim != bundle.dim):
-        log.warning("refitting a %d-d %s reducer on %d tiles, fewer than the %d it needs to keep what tells them "
-                    "from other ground: searches of other imagery may rank worse", dim, cfg.reducer, n_tiles, need)
-        return None
-    return (f"kept the start bundle's {start['kind']} reducer: {n_tiles} tiles are too few to refit a {dim}-d one "
-            f"({need:,}+ needed; fewer keep only what those tiles differ by)")
+    from rsir_stac.model.transforms import to_input
+
+    size, mean, std, device, _ = embed_args
+    batch = sampler.batch()
+    ix = np.asarray([b[0] for b in batch])
+    group = np.asarray([b[1] for b in batch])
+    kind = [b[2] for b in batch]
+    x = to_input([aug(tr.pixels[i]) for i in ix.tolist()], size, mean, std).to(device)
+    return ix, group, kind, x.contiguous(memory_format=torch.channels_last)
 
 
 def _fit_reducer(cfg: AdaptConfig, bundle, net, tiles, embed_args: tuple):
@@ -531,31 +441,3 @@ def _fit_reducer(cfg: AdaptConfig, bundle, net, tiles, embed_args: tuple):
     z_all = _embed(net, tiles.pixels, *embed_args, views=bundle.views)
     dim = cfg.reducer_dim or (bundle.dim if bundle.meta.get("reducer", {}).get("kind") != "none" else 32)
     return make_reducer(cfg.reducer, min(dim, len(tiles) - 1, net.out_dim)).fit(z_all)
-
-
-def _write(bundle, net, reducer, record: dict, target: Path, out: Path):
-    """Write the adapted bundle to ``target`` (atomically) and ``out/adapt.json``; returns the bundle."""
-    from rsir_stac.atomic import atomic_dir
-    from rsir_stac.model.bundle import load_bundle, save_bundle
-
-    meta = copy.deepcopy(bundle.meta)
-    for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
-        meta.pop(key, None)
-    meta["name"] = "rsir-adapted"
-    if record["gsd"] is not None:
-        meta["gsd_m"] = float(record["gsd"])
-        start = bundle.gsd
-        if start and abs(float(record["gsd"]) / float(start) - 1) > 0.05:
-            log.warning("the adapted bundle reads scenes at %.3g m (the start model's: %.3g m): an ingest with it "
-                        "tiles every scene at %.3g m (coarser ones at their own GSD, finer ones smaller than one "
-                        "tile at the GSD where they are one tile across); pass ingest --gsd to choose another",
-                        float(record["gsd"]), float(start), float(record["gsd"]))
-    meta.setdefault("training", {})["adaptation"] = record
-    with atomic_dir(target) as tmp:
-        save_bundle(tmp, net, reducer, meta)
-    result = load_bundle(target)
-    report = out / "adapt.json"
-    report.with_suffix(".json.tmp").write_text(json.dumps({"model_id": result.model_id, **record}, indent=1,
-                                                          default=str))
-    os.replace(report.with_suffix(".json.tmp"), report)
-    return result

@@ -1,9 +1,11 @@
-"""Teachers for training: the exponential moving average of the weights (mean teacher)
-and :class:`StudentTeacher`, one training forward with its distillation terms (frozen
-ImageNet features, rotation-view average of the start network)."""
+"""Teachers for training: the exponential moving average of the weights (mean teacher),
+:class:`StudentTeacher`, one training forward with its distillation terms (frozen
+ImageNet features, rotation-view average of the start network), and :class:`StartTeacher`,
+the student and the frozen start network of an adaptation (:mod:`rsir_stac.model.adapt`)."""
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 from rsir_stac.errors import InputError
@@ -84,8 +86,6 @@ class StudentTeacher:
         self.views = int(cfg.view_distill_views)
         self.view_teacher = None
         if self.view_distill > 0:
-            import copy
-
             self.view_teacher = copy.deepcopy(net).to(device).eval()
             for p in self.view_teacher.parameters():
                 p.requires_grad_(False)
@@ -132,3 +132,54 @@ class StudentTeacher:
             out = net.embed_features(pooled).float()
             aux.append((self.view_distill, (1.0 - F.cosine_similarity(out, target, dim=1)).mean()))
         return z, aux
+
+
+class StartTeacher:
+    """Student (trainable copy of the start network) and teacher (the start
+    network, frozen), sharing the frozen prefix when the backbone has one: the
+    networks of an adaptation, distilled towards the start model."""
+
+    def __init__(self, bundle, freeze_blocks: int | None, device) -> None:
+        import torch
+
+        self.teacher = bundle.net.to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.student = copy.deepcopy(self.teacher)
+        bb = self.student.backbone
+        if freeze_blocks is None:
+            freeze_blocks = int(bundle.meta.get("training", {}).get("freeze_blocks") or 5)
+        self.n = min(int(freeze_blocks), bb.n_blocks) if hasattr(bb, "prefix") else 0
+        for p in self.student.parameters():
+            p.requires_grad_(True)
+        if self.n:
+            for m in bb.prefix_modules(self.n):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+        self.student = self.student.to(memory_format=torch.channels_last)
+
+    def train(self) -> None:
+        self.student.train()
+        if self.n:
+            for m in self.student.backbone.prefix_modules(self.n):
+                m.eval()
+
+    def __call__(self, x, with_teacher: bool):
+        """(student output B×D, teacher output or None) for a normalised batch."""
+        import torch
+
+        s, t = self.student, self.teacher
+        if self.n:
+            with torch.no_grad():
+                h = s.backbone.prefix(x, self.n)
+            z = s.embed_features(s.pool(s.backbone.suffix(h, self.n)))
+            if not with_teacher:
+                return z, None
+            with torch.no_grad():
+                zt = t.embed_features(t.pool(t.backbone.suffix(h, self.n)))
+            return z, zt
+        z = s(x)
+        if not with_teacher:
+            return z, None
+        with torch.no_grad():
+            return z, t(x)
