@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from rsir_stac.protocol import _bundle_split  # noqa: F401 - for benchmarks/strategy_quality.py
-from rsir_stac.protocol import (_check_relevant, _chosen_classes, _default_split, _scored_images, _split_scored,
-                                _trained_names)
+from rsir_stac.protocol import _bands_note, _choose_images, _chosen_classes
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,7 @@ def evaluate_folder(
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
     """
-    from rsir_stac.model.data import scan_image_folder, split_digest
+    from rsir_stac.model.data import scan_image_folder
 
     expand = _check_options(split, scale, expand, batch_size)
     bundle = resolve_model(bundle)
@@ -265,53 +264,61 @@ def evaluate_folder(
     held = list(tr.get("held_out_classes") or [])
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
-    notes: list[str] = list(folder_notes)
-    if bands is None and tr.get("bands"):  # as ingest and search read them: the images' own bands, said
-        trained_bands = ",".join(str(int(b)) for b in tr["bands"])
-        warn = (f"model {bundle.model_id} was trained on bands {trained_bands} of its images; these are read by "
-                f"their own colour interpretation or band names (as ingest and search read them): pass --bands "
-                f"{trained_bands} to read them as it was trained, if they are that sensor's")
-        log.warning("%s", warn)
-        notes.append(warn)
-    asked = split
-    if split is None:
-        split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
-    chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
+    notes: list[str] = list(folder_notes) + _bands_note(bundle, bands)
+    chosen, split, notes = _choose_images(full, held, classes, split, by_held_out, bundle, data_dir, notes)
     folder, idx = chosen.folder, chosen.idx
-    if asked == "all" and not by_held_out and not chosen.matches:
-        # --split all on another folder: the class names are all there is to warn by (on the
-        # training folder itself, trained_on counts the very images)
-        notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir)
-    split, split_notes = _split_scored(folder, idx, split, held, data_dir)
-    notes += split_notes
-    _check_relevant(folder, idx, split, data_dir)
+    X, sides, bf16 = _embed_images(bundle, folder, idx, bf16=bf16, batch_size=batch_size, bands=bands, scale=scale,
+                                   reduce=reduce, progress=progress)
+    notes += _scale_notes(sides, scale, data_dir) + _size_notes(sides, getattr(bundle, "tile_size", None), data_dir)
+    out = retrieval_metrics(X, folder.labels[idx], expand=expand)
+    out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
+    out["protocol"] = _protocol(bundle, data_dir, full, chosen, split=split, scale=scale, classes=classes,
+                                by_held_out=by_held_out, bf16=bf16, batch_size=batch_size, reduce=reduce,
+                                expand=expand, bands=bands)
+    out["warnings"] = notes + chosen.warnings
+    return out
+
+
+def _embed_images(bundle, folder, idx: np.ndarray, *, bf16: bool | None, batch_size: int | None,
+                  bands: Sequence[int] | None, scale: float, reduce: bool,
+                  progress) -> tuple[np.ndarray, list[int], bool]:
+    """``(X, sides, bf16)``: the images ``idx`` of ``folder`` embedded by the bundle's embedder
+    (:func:`embed_files`), each image's shorter side in pixels, and whether the embedder ran in
+    bf16 (``bf16`` None: it chose by the hardware)."""
     sides: list[int] = []
     with bundle.embedder(bf16=bf16, batch_size=batch_size) as emb:
         bf16 = bool(getattr(emb, "bf16", bf16))  # None: the embedder chose by the hardware
         X = embed_files([folder.paths[i] for i in idx], emb, bands=bands, scale=scale, reduce=reduce,
                          progress=progress, sizes=sides)
-    notes += _scale_notes(sides, scale, data_dir) + _size_notes(sides, getattr(bundle, "tile_size", None), data_dir)
-    out = retrieval_metrics(X, folder.labels[idx], expand=expand)
-    out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
+    return X, sides, bf16
+
+
+def _protocol(bundle, data_dir, full, chosen, *, split: str, scale: float, classes, by_held_out: bool,
+              bf16: bool | None, batch_size: int | None, reduce: bool, expand: int,
+              bands: Sequence[int] | None) -> dict:
+    """The ``protocol`` record of an evaluation (:func:`evaluate_folder` lists its keys): what was
+    scored (``chosen``, of the folder ``full``), how, and with which model."""
+    from rsir_stac.model.data import split_digest
+
+    tr = bundle.meta.get("training", {})
+    folder, idx = chosen.folder, chosen.idx
     # the classes scored, by name (a bundle trained leaving classes out scores its trained ones by
     # default: "all" read as every class of the folder); "all" only when that is what was scored
     scored = sorted({folder.classes[c] for c in folder.labels[idx]})
     rel = folder.relpaths()
-    out["protocol"] = {"split": split, "scale": float(scale),
-                       "classes": scored if classes or len(scored) < len(full.classes) else "all",
-                       "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
-                       "model": bundle.model_id,
-                       "bundle": str(Path(bundle.path).resolve()) if getattr(bundle, "path", None) else None,
-                       "precision": "bf16" if bf16 else "fp32", "batch_size": batch_size,
-                       "scored_digest": split_digest([rel[i] for i in idx.tolist()]),
-                       "bundle_test_digest": tr.get("test_digest"), "versions": _versions(),
-                       "reduced": bool(reduce), "expand": expand,
-                       "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
-                       if split == "test" else None, "trained_on": chosen.trained_on,
-                       "adapted_on": chosen.adapted_on,
-                       "bands": list(bands) if bands else None}
-    out["warnings"] = notes + chosen.warnings
-    return out
+    return {"split": split, "scale": float(scale),
+            "classes": scored if classes or len(scored) < len(full.classes) else "all",
+            "held_out": by_held_out, "data": str(Path(data_dir).resolve()),
+            "model": bundle.model_id,
+            "bundle": str(Path(bundle.path).resolve()) if getattr(bundle, "path", None) else None,
+            "precision": "bf16" if bf16 else "fp32", "batch_size": batch_size,
+            "scored_digest": split_digest([rel[i] for i in idx.tolist()]),
+            "bundle_test_digest": tr.get("test_digest"), "versions": _versions(),
+            "reduced": bool(reduce), "expand": expand,
+            "views": int(getattr(bundle, "views", 1)), "split_matches_bundle": chosen.matches
+            if split == "test" else None, "trained_on": chosen.trained_on,
+            "adapted_on": chosen.adapted_on,
+            "bands": list(bands) if bands else None}
 
 
 @contextmanager

@@ -241,3 +241,41 @@ def _check_relevant(folder, idx: np.ndarray, split: str, data_dir) -> None:
                if split == "test" else "add images")
         raise DatasetError(f"the {split} split of {data_dir} has at most one image per class ({len(idx)} images), "
                            f"so no query has a relevant image and mAP/ANMRR would mean nothing; {fix}")
+
+
+def _bands_note(bundle, bands: Sequence[int] | None) -> list[str]:
+    """A warning (logged, and returned in a list) when ``bands`` is not given but the bundle was
+    trained on chosen bands: the images are read by their own colour interpretation or band
+    names, as ingest and search read them."""
+    tr = bundle.meta.get("training", {})
+    if bands is None and tr.get("bands"):  # as ingest and search read them: the images' own bands, said
+        trained_bands = ",".join(str(int(b)) for b in tr["bands"])
+        warn = (f"model {bundle.model_id} was trained on bands {trained_bands} of its images; these are read by "
+                f"their own colour interpretation or band names (as ingest and search read them): pass --bands "
+                f"{trained_bands} to read them as it was trained, if they are that sensor's")
+        log.warning("%s", warn)
+        return [warn]
+    return []
+
+
+def _choose_images(full, held: list[str], classes, split: str | None, by_held_out: bool, bundle, data_dir,
+                   notes: list[str]) -> tuple[_ScoredImages, str, list[str]]:
+    """``(chosen, split, notes)``: the images of ``full`` an evaluation scores
+    (:func:`_scored_images`), the split they are (``None`` chosen by
+    :func:`_default_split`, whose notes then replace ``notes``) and ``notes``
+    with what choosing them warned about.  Raises what the protocol's checks raise (a split
+    without a query that has a match)."""
+    tr = bundle.meta.get("training", {})
+    asked = split
+    if split is None:
+        split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
+    chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
+    folder, idx = chosen.folder, chosen.idx
+    if asked == "all" and not by_held_out and not chosen.matches:
+        # --split all on another folder: the class names are all there is to warn by (on the
+        # training folder itself, trained_on counts the very images)
+        notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir)
+    split, split_notes = _split_scored(folder, idx, split, held, data_dir)
+    notes += split_notes
+    _check_relevant(folder, idx, split, data_dir)
+    return chosen, split, notes
