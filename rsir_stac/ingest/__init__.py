@@ -128,36 +128,7 @@ def ingest(
         store, opener = _open_or_defer(index, qdrant_url, api_key)
     store = _LazyStore(store, opener, bundle.dim, bundle.model_id, own=own_store)
     try:
-        tile_size = options.tile_size or bundle.tile_size
-        stride = options.stride or tile_size
-        gsd = None if options.native_gsd else (options.gsd or bundle.gsd)
-        q: queue.Queue = queue.Queue(maxsize=max(2, options.queue_batches) * max(WRITE_BATCH, embedder.batch_size))
-        stop = threading.Event()
-        lock = threading.Lock()  # the store is used from both threads
-        producer = threading.Thread(
-            target=_produce, name="rsir-tiles", daemon=True,
-            args=(scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report,
-                  bundle.input_size),
-        )
-        producer.start()
-        try:
-            _consume(q, lock, store, embedder, options, report, emit)
-        except (RsirError, KeyboardInterrupt) as err:
-            # --fail-fast on an item or window, the run stopped (a full disk), or Ctrl-C / SIGTERM:
-            # what it did so far (the points written stay in the index)
-            report.seconds = round(time.time() - t0, 2)
-            err.report = report  # type: ignore[attr-defined]
-            raise
-        finally:
-            stop.set()
-            while producer.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    producer.join(0.05)
-        store.flush()
-        if report.points_written:
-            store.optimize()  # build the HNSW graph for what was added
+        _stream(scenes, store, bundle, embedder, options, report, emit, t0)
     finally:
         embedder.close()
         store.close()
@@ -166,6 +137,46 @@ def ingest(
     report.seconds = round(time.time() - t0, 2)
     log.info("ingest done: %s", {k: v for k, v in report.as_dict().items() if not isinstance(v, list)})
     return report
+
+
+def _stream(scenes: list, store, bundle, embedder, options: IngestOptions, report: IngestReport,
+            emit: Callable[[IngestEvent], None], t0: float) -> None:
+    """Run the pipeline over the listed ``scenes``: a reader thread
+    (:func:`~rsir_stac.ingest.producer._produce`) tiles them into a bounded queue while this
+    thread embeds and writes the batches (:func:`~rsir_stac.ingest.consumer._consume`); then the
+    store is flushed and, when points were written, its graph built.  An error that stops the
+    run (``fail_fast``, a full disk, Ctrl-C) is raised with the ``report`` so far attached (its
+    ``seconds`` counted from ``t0``); the reader thread is stopped either way."""
+    tile_size = options.tile_size or bundle.tile_size
+    stride = options.stride or tile_size
+    gsd = None if options.native_gsd else (options.gsd or bundle.gsd)
+    q: queue.Queue = queue.Queue(maxsize=max(2, options.queue_batches) * max(WRITE_BATCH, embedder.batch_size))
+    stop = threading.Event()
+    lock = threading.Lock()  # the store is used from both threads
+    producer = threading.Thread(
+        target=_produce, name="rsir-tiles", daemon=True,
+        args=(scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report,
+              bundle.input_size),
+    )
+    producer.start()
+    try:
+        _consume(q, lock, store, embedder, options, report, emit)
+    except (RsirError, KeyboardInterrupt) as err:
+        # --fail-fast on an item or window, the run stopped (a full disk), or Ctrl-C / SIGTERM:
+        # what it did so far (the points written stay in the index)
+        report.seconds = round(time.time() - t0, 2)
+        err.report = report  # type: ignore[attr-defined]
+        raise
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                producer.join(0.05)
+    store.flush()
+    if report.points_written:
+        store.optimize()  # build the HNSW graph for what was added
 
 
 __all__ = ["LABEL_FIELDS", "POINT_NAMESPACE", "SHRINK_TILES_OVER", "WRITE_BATCH", "IngestEvent", "IngestOptions",
