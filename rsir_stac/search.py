@@ -23,7 +23,8 @@ from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
 
-from rsir_stac.search_notes import cap_note, outside_note, ranking_notes, reordered, swapped_bbox_note  # noqa: E402
+from rsir_stac.search_notes import (cap_note, left_out_note, mmr_note, outside_note, ranking_notes,  # noqa: E402
+                                    reordered, swapped_bbox_note)
 
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
@@ -33,19 +34,6 @@ MAX_EXCLUDED_FOOTPRINTS = 256
 
 #: The strategies a search accepts: the engine's (:data:`rsir_stac.store.query.STRATEGIES`) and ``auto``.
 SEARCH_STRATEGIES = ("auto", "average", "best_score", "sum_scores", "discover", "context", "feedback")
-
-
-def mmr_note(mmr: float | None, hits: Sequence[SearchHit], score_name: str) -> str | None:
-    """A line when maximal marginal relevance (``mmr``) put hits out of ``score_name`` order, else None:
-    MMR trades likeness for diversity, so the order is not by distance alone (and no per-scene cap,
-    which a note would otherwise be blamed on, undoes it)."""
-    if mmr is None or len(hits) < 2:
-        return None
-    scores = [h.score if score_name == "distance" else -h.score for h in hits]
-    if all(a <= b for a, b in zip(scores, scores[1:])):
-        return None
-    return (f"--mmr {mmr:g} (API: mmr) orders the hits for diversity as well as likeness, so the order is not by "
-            f"{score_name} alone; leave it out for the nearest tiles in order")
 
 
 def pick_strategy(strategy: str, negatives: int, mmr: float | None) -> str:
@@ -276,21 +264,13 @@ class Index:
         if flt is not None and not isinstance(flt, SearchFilter):
             raise InputError(f"flt is a {type(flt).__name__}, not a SearchFilter; give e.g. "
                              "SearchFilter(bbox=(W, S, E, N), start=..., collections=(...))")
-        if per_item == 0 and not isinstance(per_item, bool):
-            per_item = None  # as the command line's --per-item 0 and the API's per_item 0: no cap
-        fill = per_item == "auto"
-        if fill:
-            per_item = AUTO_PER_ITEM
+        per_item, fill = _per_item_cap(per_item)
         pos, neg = self._gather_examples(image, point_id, at, pixels, positives, negatives, labels)
         strategy = pick_strategy(strategy, len(neg), mmr)
         if exclude_within_m is not None and not (0 <= float(exclude_within_m) < float("inf")):
             raise InputError(f"exclusion distance {exclude_within_m!r} must be a finite number >= 0 metres, "
                              "e.g. --exclude-within 100")
-        rp = _distinct(self.resolve(pos, positive=True, prefer=flt))
-        rn = _distinct(self.resolve(neg, positive=False, prefer=flt))
-        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
-        if both:
-            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
+        rp, rn = self._resolve_examples(pos, neg, flt)
         query = ExampleQuery(tuple(r.vector for r in rp), tuple(r.vector for r in rn), strategy=strategy, mmr=mmr)
         ids = frozenset() if include_query else frozenset(r.id for r in rp + rn if r.id)
         around, areas = _footprint_exclusions(rp, exclude_within_m)
@@ -305,12 +285,7 @@ class Index:
                                 per_item=per_item, fill=fill, with_vectors=with_vectors,
                                 with_payload=with_payload)
         first = rp[0]
-        excluded = (self._excluded_all_note(query, flt, ids, exclude_within_m)
-                    if not hits and offset == 0 and (around or areas) else None)
-        if not hits and offset == 0 and ids and excluded is None and 0 < self.store.count(flt) <= len(ids):
-            # (none matching at all is said by the filter's own note, e.g. no tile within --near)
-            excluded = (f"every tile that matches is one of the {len(ids)} examples, which a search leaves out; "
-                        "--include-query (API: include_query) lists them too")
+        excluded = left_out_note(self.store, query, hits, offset, flt, ids, around, areas, exclude_within_m)
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
@@ -320,19 +295,16 @@ class Index:
                                                  and reordered(hits, query.score_name) else None)
                                      if n]))
 
-    def _excluded_all_note(self, query, flt: SearchFilter | None, ids: frozenset,
-                           exclude_within_m: float | None) -> str | None:
-        """A line when the exclusion around the examples' footprints is what left a search empty:
-        the same query without it finds tiles."""
-        from rsir_stac.store.query import Exclusion
-
-        if not self.store.query(query, 1, flt=flt, exclude=Exclusion(ids), with_payload=False):
-            return None
-        d = (f"{exclude_within_m:.3g}" if exclude_within_m >= 1e9 else f"{round(exclude_within_m):,}"
-             if exclude_within_m >= 1 else f"{exclude_within_m:g}")  # 1e30, not 31 digits
-        return (f"every tile the search could return lies within {d} m of an example's footprint, "
-                "so --exclude-within (API: exclude_within_m) left none; lower the distance or widen the filters")
-
+    def _resolve_examples(self, pos: Sequence[Example], neg: Sequence[Example], flt: SearchFilter | None
+                          ) -> tuple[list[ResolvedExample], list[ResolvedExample]]:
+        """The positive and negative examples of a search resolved to vectors (:meth:`resolve`),
+        repeats dropped (:func:`_distinct`).  Raises InputError when a stored tile is both."""
+        rp = _distinct(self.resolve(pos, positive=True, prefer=flt))
+        rn = _distinct(self.resolve(neg, positive=False, prefer=flt))
+        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
+        if both:
+            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
+        return rp, rn
 
     def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,
                          pixels: np.ndarray | None, positives: Sequence[Example], negatives: Sequence[Example],
@@ -393,6 +365,18 @@ def expanded_positives(positives: Sequence[np.ndarray], neighbours: Sequence[np.
         return (np.concatenate([pos, nb]).mean(axis=0).astype(np.float32),)
     nearest = ((nb[:, None, :] - pos[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
     return tuple(np.vstack([pos[i], nb[nearest == i]]).mean(axis=0).astype(np.float32) for i in range(len(pos)))
+
+
+def _per_item_cap(per_item: int | str | None) -> tuple[int | None, bool]:
+    """``(per_item, fill)`` of a search's ``per_item``: 0 (as the command line's ``--per-item 0``)
+    is no cap (None); ``"auto"`` is the soft cap of :data:`AUTO_PER_ITEM` hits per scene
+    (``fill``: the capped-out hits follow when there are no more scenes)."""
+    if per_item == 0 and not isinstance(per_item, bool):
+        per_item = None  # as the command line's --per-item 0 and the API's per_item 0: no cap
+    fill = per_item == "auto"
+    if fill:
+        per_item = AUTO_PER_ITEM
+    return per_item, fill
 
 
 def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:

@@ -1,7 +1,8 @@
 """The notes a search returns beside its hits: what its strategy could not rank, what its
 filters leave out (undated or uncollected tiles, an unknown collection), which filter left
-nothing, a bbox read across the antimeridian, and a place's example the filters leave out.
-Each is one line for people; :meth:`rsir_stac.search.Index.search` and the CLI and API add them."""
+nothing, a bbox read across the antimeridian, a place's example the filters leave out, the
+order MMR or the per-scene cap gave the hits, and an empty page that the examples or the
+exclusion around them left empty.  Each is one line for people; :meth:`rsir_stac.search.Index.search` and the CLI and API add them."""
 
 from __future__ import annotations
 
@@ -172,7 +173,7 @@ def cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False)
     """What the default soft per-scene cap (``per_item="auto"``) did to a page of hits: their order,
     and ``left`` = (n, k): n of the k best-scoring tiles it left off the page (the command line
     counts them with a second search).  Under ``mmr`` (whose own order has its own note,
-    :func:`rsir_stac.search.mmr_note`) only what it left off, counted against MMR's own first k."""
+    :func:`mmr_note`) only what it left off, counted against MMR's own first k."""
     from rsir_stac.search import AUTO_PER_ITEM
     from rsir_stac.store.query import FILL_PENALTY
 
@@ -194,3 +195,44 @@ def reordered(hits: Sequence[SearchHit], score_name: str) -> bool:
     """Whether ``hits`` are out of ``score_name`` order (a distance rising, a score falling, is in order)."""
     scores = [h.score if score_name == "distance" else -h.score for h in hits]
     return any(a > b for a, b in zip(scores, scores[1:]))
+
+
+def mmr_note(mmr: float | None, hits: Sequence[SearchHit], score_name: str) -> str | None:
+    """A line when maximal marginal relevance (``mmr``) put hits out of ``score_name`` order, else None:
+    MMR trades likeness for diversity, so the order is not by distance alone (and no per-scene cap,
+    which a note would otherwise be blamed on, undoes it)."""
+    if mmr is None or len(hits) < 2:
+        return None
+    scores = [h.score if score_name == "distance" else -h.score for h in hits]
+    if all(a <= b for a, b in zip(scores, scores[1:])):
+        return None
+    return (f"--mmr {mmr:g} (API: mmr) orders the hits for diversity as well as likeness, so the order is not by "
+            f"{score_name} alone; leave it out for the nearest tiles in order")
+
+
+def left_out_note(store, query, hits: Sequence[SearchHit], offset: int, flt: SearchFilter | None, ids: frozenset,
+                  around: tuple, areas: tuple, exclude_within_m: float | None) -> str | None:
+    """A line when what a search leaves out left its first page empty: the exclusion ``around``
+    / ``areas`` of the examples' footprints (the same query without it finds tiles), or the
+    examples themselves (``ids``: every tile that matches is one of them); else None."""
+    excluded = (_exclusion_emptied(store, query, flt, ids, exclude_within_m)
+                if not hits and offset == 0 and (around or areas) else None)
+    if not hits and offset == 0 and ids and excluded is None and 0 < store.count(flt) <= len(ids):
+        # (none matching at all is said by the filter's own note, e.g. no tile within --near)
+        excluded = (f"every tile that matches is one of the {len(ids)} examples, which a search leaves out; "
+                    "--include-query (API: include_query) lists them too")
+    return excluded
+
+
+def _exclusion_emptied(store, query, flt: SearchFilter | None, ids: frozenset,
+                      exclude_within_m: float | None) -> str | None:
+    """A line when the exclusion around the examples' footprints is what left a search empty:
+    the same query without it finds tiles."""
+    from rsir_stac.store.query import Exclusion
+
+    if not store.query(query, 1, flt=flt, exclude=Exclusion(ids), with_payload=False):
+        return None
+    d = (f"{exclude_within_m:.3g}" if exclude_within_m >= 1e9 else f"{round(exclude_within_m):,}"
+         if exclude_within_m >= 1 else f"{exclude_within_m:g}")  # 1e30, not 31 digits
+    return (f"every tile the search could return lies within {d} m of an example's footprint, "
+            "so --exclude-within (API: exclude_within_m) left none; lower the distance or widen the filters")
