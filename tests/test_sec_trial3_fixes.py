@@ -206,7 +206,7 @@ def test_a_map_tile_that_would_read_past_the_budget_is_not_drawn_and_said_once(t
 def test_an_ingest_job_counts_tiles_by_the_source_pixels_they_read(tmp_path, tiny_bundle):
     """The sparse raster at 20 m was one tile under the job cap; it now counts by its source
     pixels per tile pixel and says why.  An ordinary decimation (8 x 8 or less) counts as before."""
-    from rsir_stac.api.jobs import DECIMATION_FREE, estimate_tiles
+    from rsir_stac.api.jobsize import DECIMATION_FREE, estimate_tiles
 
     sparse = _sparse_tif(tmp_path / "sparse.tif", 40000, 0.0005)
     opts = IngestOptions(gsd=20.0)

@@ -34,11 +34,13 @@ security section of docs/RELIABILITY.md):
 * the usual guards of every POST apply (``Host`` allow-list, cross-origin
   refusal, ``X-API-Key`` when the service has a key).
 
+The request body and the options it becomes are in :mod:`rsir_stac.api.jobrequest`, the
+job-size estimate and its 413 in :mod:`rsir_stac.api.jobsize`.
+
 No postponed annotations: FastAPI reads the endpoint annotations at definition time.
 """
 
 import logging
-import math
 import os
 import re
 import stat
@@ -48,13 +50,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rsir_stac.api.jobsize import MAX_JOB_TILES, estimate_tiles  # re-exported (API)
+
 log = logging.getLogger(__name__)
 
 #: Finished jobs kept for ``GET`` (the oldest are forgotten first).
 KEEP_JOBS = 32
 MAX_SOURCES = 256
-#: Most tiles one job may make (estimated before planning; the CLI's ingest has no such limit).
-MAX_JOB_TILES = 100_000
 #: A collection name a job may give: what the refusal of other names promises.
 COLLECTION_NAME = re.compile(r"^[\w .\-/]+$")
 
@@ -259,68 +261,6 @@ def relative_paths(value: Any, roots: Sequence[Path]) -> Any:
     return redact_paths(value)
 
 
-#: Source pixels per tile pixel a tile may be read from and count as one tile in a job's size
-#: (8 x 8: the coarsest GSD the model is trained for, 8 times the finest); more counts as more.
-DECIMATION_FREE = 64
-
-
-def estimate_tiles(path: str, options: Any, bundle: Any) -> tuple[int, str]:
-    """About how many tiles ingesting the raster ``path`` with ``options`` plans, from its size
-    and GSD alone (nothing is planned or read but the header), and a few words on why; (0, "")
-    when it cannot be opened (the job then fails that item with its own message).  Tiles
-    larger than the model's count as the model's tiles they hold in pixels (a 4096 px tile
-    reads 256 tiles of 256 px), and a tile read from more than :data:`DECIMATION_FREE` source
-    pixels per tile pixel (at the file's best overview) as that many times more (a 51 KB sparse
-    GeoTIFF of 40,000 x 40,000 px of 0.5 mm counted as one tile at 20 m), so the cap bounds the
-    pixels a job reads, not only its tiles."""
-    from rsir_stac.tiling import SceneReader
-
-    try:
-        with SceneReader.open(path, target_gsd=None) as reader:
-            width, height = reader.width, reader.height
-            px, py = reader.pixel_size_m
-            native = reader.native_gsd
-            gsd = _job_gsd(native, options, bundle)
-            ok = gsd > 0 and math.isfinite(gsd) and px > 0 and py > 0
-            factor = reader.overview_factor(min(gsd / px, gsd / py)) if ok else 1
-    except Exception:  # noqa: BLE001 - not this check's business: ingest reports it
-        return 0, ""
-    if not ok:
-        return 0, ""
-    tile = options.tile_size or bundle.tile_size
-    stride = options.stride or tile
-    gw, gh = max(1.0, width * px / gsd), max(1.0, height * py / gsd)
-    n = math.ceil(gw / stride) * math.ceil(gh / stride)
-    why = f"{gw:,.0f} x {gh:,.0f} px at {gsd:.3g} m, tiles of {tile} px every {stride} px"
-    weight = (tile / bundle.tile_size) ** 2  # a larger tile is that many of the model's tiles to read
-    if weight > 1:
-        why += f", each the pixels of {weight:.3g} tiles of {bundle.tile_size} px"
-    source = (gsd / px) * (gsd / py) / factor ** 2  # source pixels read per tile pixel
-    if source > DECIMATION_FREE:
-        weight *= source / DECIMATION_FREE
-        why += (f", each tile pixel read from {source:,.0f} pixels of the file (no overview that coarse: "
-                "add overviews, e.g. gdaladdo, or give a finer gsd)")
-    return math.ceil(n * max(weight, 1.0)), why
-
-
-def _job_gsd(native: float, options: Any, bundle: Any) -> float:
-    """The GSD (metres) a job's ingest reads a scene of ``native`` metres at (as ingest chooses it)."""
-    if options.native_gsd or not (options.gsd or bundle.gsd):
-        return native
-    if options.gsd:
-        return float(options.gsd)
-    gsd = float(bundle.gsd)
-    return native if native > gsd * options.max_upsample else gsd  # a much coarser scene: its own GSD
-
-
-def _rasters(path: str) -> list[str]:
-    """The rasters a job source makes ingest read: the file, or a folder's regular .tif/.tiff files."""
-    p = Path(path)
-    if not p.is_dir():
-        return [path]
-    return sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in (".tif", ".tiff") and f.is_file())
-
-
 def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], None] | None) -> None:
     from rsir_stac.errors import JobCancelledError, RsirError
     from rsir_stac.ingest import ingest
@@ -358,6 +298,39 @@ def _run(job: Job, index: Any, lock: threading.Lock, on_change: Callable[[], Non
                     {k: v for k, v in (job.report or {}).items() if isinstance(v, int)})
 
 
+def _check_service(index: Any, roots: Sequence[Path], model_id: str | None) -> None:
+    """Refuse a job this service cannot run: 403 without ingest roots, 409 when ``model_id`` is not
+    the served model or the served index cannot be written by the service."""
+    from fastapi import HTTPException
+
+    if not roots:
+        raise HTTPException(403, "this service takes no ingest jobs; restart serve with --ingest-root DIR "
+                                 "(a folder holding the sources), or stop it and ingest from the command line")
+    if model_id and model_id != index.bundle.model_id:
+        raise HTTPException(409, f"the service indexes with model {index.bundle.model_id}, not {model_id}; "
+                                 "use the model that built the index")
+    if getattr(index.store, "backend", "") != "edge" or getattr(index.store, "_use_private", False):
+        raise HTTPException(409, "the served index cannot be written by the service (a Qdrant server, or an "
+                                 "index on read-only media); ingest into it directly")
+
+
+def _admit(jobs: dict[str, Job], guard: threading.Lock, sources: list[str], options: Any,
+           skipped: Sequence[str]) -> Job:
+    """A new :class:`Job` recorded in ``jobs`` (the oldest beyond :data:`KEEP_JOBS` forgotten), under
+    ``guard``; HTTPException 409 while another job is queued or running."""
+    from fastapi import HTTPException
+
+    with guard:
+        if any(j.state in ("queued", "running") for j in jobs.values()):
+            raise HTTPException(409, "another ingest job is running on this service; wait for it "
+                                     "(GET /api/ingest/jobs/{id}) and retry")
+        job = Job(sources, options, skipped)
+        jobs[job.id] = job
+        for old in sorted(jobs.values(), key=lambda j: j.created)[:-KEEP_JOBS]:
+            jobs.pop(old.id, None)
+    return job
+
+
 def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None = None,
                 roots: Sequence[Path] = (), on_change: Callable[[], None] | None = None,
                 hide_paths: bool = False, max_tiles: int = MAX_JOB_TILES):
@@ -367,12 +340,11 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
     ``on_change`` is called when a job ends (e.g. to drop cached summaries);
     ``hide_paths``: answers name files relative to their root (:func:`relative_paths`);
     ``max_tiles``: the most tiles one job may make (413 beyond, before any work)."""
-    from typing import Literal
-
     from fastapi import APIRouter, Body, HTTPException
     from fastapi import Path as PathParam
-    from pydantic import BaseModel, ConfigDict, Field
 
+    from rsir_stac.api.jobrequest import IngestJobRequest, job_options
+    from rsir_stac.api.jobsize import check_job_size
     from rsir_stac.apierrors import ErrorBody, error_responses
 
     jobs: dict[str, Job] = {}
@@ -381,94 +353,20 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
                                                          "or the served index cannot be written."}}
     router = APIRouter(dependencies=dependencies or [], tags=["ingest"])
 
-    class IngestJobRequest(BaseModel):
-        model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
-        sources: list[str] = Field(..., min_length=1, max_length=MAX_SOURCES,
-                                   description="Local paths (files or folders) under the service's ingest roots; "
-                                               "relative paths are taken from the first root.")
-        model_id: str | None = Field(None, description="The model the client expects; 409 when it is not the "
-                                                       "served model.")
-        asset: str | None = Field(None, max_length=200)
-        bands: list[int] | None = Field(None, min_length=3, max_length=3, description="1-based R,G,B band numbers.")
-        tile_size: int | None = Field(None, ge=8, le=4096)
-        stride: int | None = Field(None, ge=8, le=4096)
-        gsd: float | None = Field(None, gt=0, le=100_000)
-        native_gsd: bool = False
-        edge: Literal["shift", "drop", "pad"] = "shift"
-        min_valid: float = Field(0.5, ge=0, le=1)
-        nodata: float | None = Field(None, description="Pixel value marking no data in sources that declare none.")
-        relabel: bool = Field(False, description="Give tiles already indexed this job's collection and datetime "
-                                                 "(otherwise such an item fails and keeps its labels).")
-        fail_fast: bool = False
-        shard: str | None = Field(None, max_length=20, description="I/N: only this share of the items.")
-        collection: str | None = Field(None, max_length=200)
-        datetime: str | None = Field(None, max_length=100)
-
-    def _options(req: IngestJobRequest) -> Any:
-        from rsir_stac.errors import InputError
-        from rsir_stac.ingest.options import IngestOptions, check_options
-        from rsir_stac.stac.shard import parse_shard
-        from rsir_stac.store.filter_parse import parse_acquisition_datetime
-
-        if req.bands is not None and min(req.bands) < 1:
-            raise InputError(f"bands {req.bands} are invalid; give R,G,B band numbers (1-based)")
-        dt = parse_acquisition_datetime(req.datetime, "datetime") if req.datetime else None
-        options = IngestOptions(asset=req.asset, bands=tuple(req.bands) if req.bands else None,
-                                tile_size=req.tile_size, stride=req.stride, gsd=req.gsd, native_gsd=req.native_gsd,
-                                edge=req.edge, min_valid=req.min_valid, fail_fast=req.fail_fast,
-                                shard=parse_shard(req.shard) if req.shard else None, collection=req.collection,
-                                datetime=dt, nodata=req.nodata, relabel=req.relabel)
-        check_options(options, flag=str)  # refused with 400 now, not as a failed job; named as the job's fields
-        if req.collection is not None and not COLLECTION_NAME.match(req.collection):
-            bad = next((c for c in req.collection if not (c.isalnum() or c in " _.-/")), req.collection[:1])
-            raise InputError(f"collection {req.collection[:60]!r} holds {bad!r}; give a plain name (letters, digits, "
-                             "spaces, - _ . /), e.g. naip-2020")
-        return options
-
     def _public(doc: dict) -> dict:
         return relative_paths(doc, roots) if hide_paths else doc
-
-    def _check_size(names: list[str], sources: list[str], options: Any) -> None:
-        total, worst = 0, (0, "", "")
-        for name, src in zip(names, sources):
-            for path in _rasters(src):
-                n, why = estimate_tiles(path, options, index.bundle)
-                total += n
-                if n > worst[0]:
-                    shown = name if path == src else f"{name}/{Path(path).relative_to(src)}"
-                    worst = (n, shown[:200], why)
-                if total > max_tiles:
-                    raise HTTPException(413, f"this ingest job would make about {total:,} tiles ({worst[1]}: "
-                                             f"{worst[2]}), over the service's limit of {max_tiles:,} per job; give "
-                                             "a coarser gsd, a larger tile_size or stride, or fewer sources (or stop "
-                                             "serve and run rsir-stac ingest)")
 
     @router.post("/api/ingest/jobs", status_code=202, summary="Start an ingest job into the served index",
                  responses={**error_responses(400, 404, 413), **conflict})
     def create_job(req: IngestJobRequest = Body(...)) -> dict:
         """Ingest local sources under the service's ingest roots with the served model; one job at a time.
         Poll ``GET /api/ingest/jobs/{id}`` for progress and the report."""
-        if not roots:
-            raise HTTPException(403, "this service takes no ingest jobs; restart serve with --ingest-root DIR "
-                                     "(a folder holding the sources), or stop it and ingest from the command line")
-        if req.model_id and req.model_id != index.bundle.model_id:
-            raise HTTPException(409, f"the service indexes with model {index.bundle.model_id}, not {req.model_id}; "
-                                     "use the model that built the index")
-        if getattr(index.store, "backend", "") != "edge" or getattr(index.store, "_use_private", False):
-            raise HTTPException(409, "the served index cannot be written by the service (a Qdrant server, or an "
-                                     "index on read-only media); ingest into it directly")
+        _check_service(index, roots, req.model_id)
         skipped: list[str] = []
         sources = [allowed_source(s, roots, skipped) for s in req.sources]
-        options = _options(req)
-        _check_size(req.sources, sources, options)
-        with guard:
-            if any(j.state in ("queued", "running") for j in jobs.values()):
-                raise HTTPException(409, "another ingest job is running on this service; wait for it "
-                                         "(GET /api/ingest/jobs/{id}) and retry")
-            job = Job(sources, options, skipped)
-            jobs[job.id] = job
-            for old in sorted(jobs.values(), key=lambda j: j.created)[:-KEEP_JOBS]:
-                jobs.pop(old.id, None)
+        options = job_options(req)
+        check_job_size(req.sources, sources, options, index.bundle, max_tiles)
+        job = _admit(jobs, guard, sources, options, skipped)
         threading.Thread(target=_run, args=(job, index, lock, on_change), name=f"rsir-ingest-{job.id[:8]}",
                          daemon=True).start()
         return _public(job.doc())
