@@ -1,6 +1,7 @@
 """Request bodies of the analyst's loop (``/api/query``, ``/api/query/export``, ``/api/labels``,
 ``/api/classify``): models, limits, examples, labels, filters, and the reader that takes a
-query either as JSON or as multipart with uploaded images.
+query either as JSON or as multipart with uploaded images; and the JSON body of
+``POST /api/search`` (:class:`SearchRequest`).
 
 Limits (one-line 400 errors naming the field): at most :data:`MAX_LABELS_API` labels,
 :data:`MAX_EXAMPLES_API` examples of which :data:`MAX_PLACES_API` places and :data:`MAX_IMAGES_API` uploaded images (all
@@ -21,7 +22,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rsir_stac.api.params import EXPAND_DOC
+from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, OFFSET_DOC
+from rsir_stac.api.params import MAX_K as SEARCH_MAX_K  # /api/search's k (store.query.MAX_K bounds paging)
 from rsir_stac.errors import ImageReadError, InputError
 from rsir_stac.evaluate import MAX_EXPAND
 from rsir_stac.api.params import MAX_POLYGON_VERTICES
@@ -109,6 +111,23 @@ class ClassifyRequest(Filters):
     holdout: float = Field(0.25, description="Fraction of labels held out for precision/recall.")
     max_hits: int = Field(1000, description=f"Most probable tiles returned (<= {MAX_HITS_API}).")
     dissolve: bool = Field(False, description="Return merged areas instead of tiles.")
+
+
+class SearchRequest(StrictBody):
+    # the body of POST /api/search (no docstring: it would become the schema's description)
+    point_id: str | None = Field(None, description="Query with a stored tile's id.")
+    lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
+    lat: float | None = None
+    bbox: list[float] | str | None = Field(None, description=FILTER_DOC["bbox"])
+    near: list[float] | str | None = Field(None, description=FILTER_DOC["near"])
+    datetime: str | None = Field(None, description=FILTER_DOC["datetime"])
+    collection: list[str] | str | None = Field(None, description=FILTER_DOC["collection"])
+    polygon: dict | str | None = Field(
+        None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
+    k: int = Field(10, ge=1, le=SEARCH_MAX_K, description=FILTER_DOC["k"])
+    include_query: bool = False
+    expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
+    offset: int = Field(0, ge=0, description=OFFSET_DOC)
 
 
 @dataclass
@@ -327,5 +346,5 @@ def request_body(model: type[BaseModel], what: str, max_bytes: int) -> dict:
 
 __all__ = ["ClassifyRequest", "ExportRequest", "Filters", "LabelsRequest", "MAX_EXAMPLES_API", "MAX_HITS_API",
            "MAX_IMAGES_API", "MAX_LABEL_VERTICES_API", "MAX_LABELS_API", "MAX_PLACES_API", "MAX_POLYGON_VERTICES", "QueryInput", "QueryRequest",
-           "StrictBody",
+           "SearchRequest", "StrictBody",
            "examples", "image_examples", "labels", "per_item", "read_query", "request_body", "search_filter"]

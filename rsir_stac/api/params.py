@@ -35,6 +35,8 @@ FILTER_DOC = {
 #: OpenAPI description of query expansion.
 EXPAND_DOC = ("Query expansion: average the query with its N nearest stored tiles (same filter) and search "
               "again; 0 = off. Raises retrieval mAP (benchmarks/RESULTS.md section 7) for a second search's time.")
+#: OpenAPI description of ``offset``.
+OFFSET_DOC = "Skip this many results: the next page starts at the answer's next_offset (offset + k <= 10,000)."
 
 
 def parse_polygon(value: Any) -> Any:

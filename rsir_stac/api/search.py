@@ -9,7 +9,8 @@ distance, id and the payload) plus ``query``, ``k``, ``offset`` and ``next_offse
 the query tile itself left out unless ``include_query``.  An upload is decoded
 by :func:`rsir_stac.upload.decode_upload` only and embedded outside the store
 lock; one much smaller than the model's input gets a warning (``query.warning``,
-also in ``notes``: :func:`small_upload_warning`).
+also in ``notes``: :func:`small_upload_warning`; the whole upload path: :func:`image_search`).
+The JSON body of ``POST /api/search`` is :class:`rsir_stac.api.bodies.SearchRequest`.
 
 No postponed annotations: FastAPI reads the endpoint annotations at definition time.
 """
@@ -18,13 +19,9 @@ import math
 import time
 from typing import Any
 
-from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, MAX_K, build_filter, check_k, footprint
+from rsir_stac.api.params import EXPAND_DOC, FILTER_DOC, MAX_K, OFFSET_DOC, build_filter, check_k, footprint
 from rsir_stac.errors import InputError
 from rsir_stac.evaluate import MAX_EXPAND
-
-
-#: OpenAPI description of ``offset``.
-OFFSET_DOC = "Skip this many results: the next page starts at the answer's next_offset (offset + k <= 10,000)."
 
 #: An upload whose shorter side is under the model's input size divided by this gets a warning.
 SMALL_UPLOAD_FACTOR = 4
@@ -99,12 +96,37 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     return doc
 
 
+def image_search(svc: Any, file: Any, filters: dict, *, k: int = 10, expand: int = 0, offset: int = 0) -> dict:
+    """The answer of ``POST /api/search/image`` for the upload ``file`` (a FastAPI ``UploadFile``) and the
+    filter fields ``filters`` (:func:`~rsir_stac.api.params.build_filter`'s keywords): the upload read
+    within the service's byte limit (413 beyond), decoded and embedded inside one decode slot, then
+    searched (:func:`run_search`); ``query.size`` is the upload's width and height, and a
+    :func:`small_upload_warning` goes to ``query.warning`` and the notes."""
+    t0 = time.perf_counter()
+    data = file.file.read(svc.max_upload_bytes + 1)
+    if len(data) > svc.max_upload_bytes:
+        raise svc.upload_too_large()
+    flt = build_filter(**filters)
+    with svc.decoding():  # the slot also covers the embedding: decoded pixels wait for the model inside it
+        pixels = svc.decode(data)
+        del data
+        size = [int(pixels.shape[1]), int(pixels.shape[0])]
+        vector = svc.embed(pixels)
+        del pixels
+    doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand, offset=offset)
+    doc["query"]["size"] = size
+    warning = small_upload_warning(size, svc.index.bundle.input_size)
+    if warning:
+        doc["query"]["warning"] = warning
+        doc["notes"].append(warning)
+    return doc
+
+
 def search_router(svc: Any):
     """An ``APIRouter`` with the three search operations over ``svc`` (a :class:`~rsir_stac.api.service.Service`)."""
     from fastapi import APIRouter, Body, File, Form, Query, UploadFile
-    from pydantic import Field
 
-    from rsir_stac.api.bodies import StrictBody
+    from rsir_stac.api.bodies import SearchRequest
     from rsir_stac.api.schemas import SEARCH_ANSWER, answer
 
     from rsir_stac.apierrors import error_responses
@@ -133,21 +155,6 @@ def search_router(svc: Any):
         flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
         return run_search(svc, point_id=point_id, lon=lon, lat=lat, flt=flt, k=k, include_query=include_query,
                           expand=expand, offset=offset)
-
-    class SearchRequest(StrictBody):
-        point_id: str | None = Field(None, description="Query with a stored tile's id.")
-        lon: float | None = Field(None, description="Query with the stored tile covering lon/lat.")
-        lat: float | None = None
-        bbox: list[float] | str | None = Field(None, description=FILTER_DOC["bbox"])
-        near: list[float] | str | None = Field(None, description=FILTER_DOC["near"])
-        datetime: str | None = Field(None, description=FILTER_DOC["datetime"])
-        collection: list[str] | str | None = Field(None, description=FILTER_DOC["collection"])
-        polygon: dict | str | None = Field(
-            None, description="A GeoJSON Polygon geometry (or Feature), or lon,lat;lon,lat;...")
-        k: int = Field(10, ge=1, le=MAX_K, description=FILTER_DOC["k"])
-        include_query: bool = False
-        expand: int = Field(0, ge=0, le=MAX_EXPAND, description=EXPAND_DOC)
-        offset: int = Field(0, ge=0, description=OFFSET_DOC)
 
     @router.post("/api/search", summary="Search (JSON body)",
                  responses={**error_responses(400, 404, 413, 422), **answer(SEARCH_ANSWER, "Result tiles as a GeoJSON FeatureCollection, with the query, paging and notes")})
@@ -179,26 +186,10 @@ def search_router(svc: Any):
         """Embed the uploaded image with the index's model and return the nearest stored tiles (at most
         3 per scene while other scenes have hits, as ``GET /api/search``).
         The upload is decoded in memory; it is never written under a user-chosen name."""
-        t0 = time.perf_counter()
-        data = file.file.read(svc.max_upload_bytes + 1)
-        if len(data) > svc.max_upload_bytes:
-            raise svc.upload_too_large()
-        flt = build_filter(bbox=bbox, near=near, polygon=polygon, datetime=datetime, collection=collection)
-        with svc.decoding():  # the slot also covers the embedding: decoded pixels wait for the model inside it
-            pixels = svc.decode(data)
-            del data
-            size = [int(pixels.shape[1]), int(pixels.shape[0])]
-            vector = svc.embed(pixels)
-            del pixels
-        doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand, offset=offset)
-        doc["query"]["size"] = size
-        warning = small_upload_warning(size, svc.index.bundle.input_size)
-        if warning:
-            doc["query"]["warning"] = warning
-            doc["notes"].append(warning)
-        return doc
+        filters = {"bbox": bbox, "near": near, "polygon": polygon, "datetime": datetime, "collection": collection}
+        return image_search(svc, file, filters, k=k, expand=expand, offset=offset)
 
     return router
 
 
-__all__ = ["SMALL_UPLOAD_FACTOR", "page_notes", "run_search", "search_router", "small_upload_warning"]
+__all__ = ["SMALL_UPLOAD_FACTOR", "image_search", "page_notes", "run_search", "search_router", "small_upload_warning"]
