@@ -93,26 +93,16 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     served at a time (429 beyond).  The routers live in :mod:`rsir_stac.api`,
     one module per thing served, each built from the shared :class:`rsir_stac.api.service.Service`.
     """
-    from rsir_stac.api.classify import classify_router
-    from rsir_stac.api.export import export_router
-    from rsir_stac.api.jobs import check_roots, jobs_router
-    from rsir_stac.tiling.sources import restrict_to_geotiff
-    from rsir_stac.api.labels import labels_router
-    from rsir_stac.api.query import query_router
-    from rsir_stac.api.search import search_router
+    from fastapi import Depends
+
     from rsir_stac.api.service import Service
-    from rsir_stac.api.stored import stored_router
-    from rsir_stac.api.tiles import tiles_router
+    from rsir_stac.api.strict import strict_fields
     from rsir_stac.apierrors import document_errors, install_handlers
     from rsir_stac.httpguard import check_csp_sources, check_origins
     from rsir_stac.upload import UploadLimits
 
     allowed_origins = check_origins(allowed_origins)
     img_sources = check_csp_sources(tuple(csp_img_sources) + ((_origin(basemap),) if basemap else ()))
-
-    from fastapi import Depends
-
-    from rsir_stac.api.strict import strict_fields
 
     # every operation refuses fields it does not take (a misspelt filter would filter nothing), but
     # image URLs (api.strict skips *.png): map clients add parameters of their own
@@ -123,9 +113,36 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
                   thumb_cache_bytes=thumb_cache_bytes, tile_cache_bytes=tile_cache_bytes, max_queries=max_queries)
     app = _new_app(svc)
     install_handlers(app, hide_paths=hide_paths)
+    _include_routers(app, svc, tile_cache_bytes=tile_cache_bytes, ingest_roots=ingest_roots,
+                     hide_paths=hide_paths, max_job_tiles=max_job_tiles)
+    _add_page(app)
+    _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
+                    allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+                    img_sources=img_sources)
+    # last: also documents operations of routers included above
+    document_errors(app, (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500))
+    return app
+
+
+def _include_routers(app, svc, *, tile_cache_bytes: int | None, ingest_roots: Sequence[str], hide_paths: bool,
+                     max_job_tiles: int) -> None:
+    """Include the routers of :mod:`rsir_stac.api`, each built from ``svc`` (the shared
+    :class:`rsir_stac.api.service.Service`), the ingest jobs' last: ``ingest_roots`` are checked
+    (:func:`rsir_stac.api.jobs.check_roots`: InputError for one that is not a folder) and the
+    rasters under them are read as GeoTIFF only from then on."""
+    from rsir_stac.api.classify import classify_router
+    from rsir_stac.api.export import export_router
+    from rsir_stac.api.jobs import check_roots, jobs_router
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+    from rsir_stac.api.labels import labels_router
+    from rsir_stac.api.query import query_router
+    from rsir_stac.api.search import search_router
+    from rsir_stac.api.stored import stored_router
+    from rsir_stac.api.tiles import tiles_router
+
     app.include_router(stored_router(svc))
     app.include_router(search_router(svc))
-    app.include_router(tiles_router(index, lock=svc.lock, dependencies=svc.dependencies,
+    app.include_router(tiles_router(svc.index, lock=svc.lock, dependencies=svc.dependencies,
                                     cache_bytes=tile_cache_bytes))
     app.include_router(query_router(svc))
     app.include_router(export_router(svc))
@@ -135,16 +152,9 @@ def create_app(index, *, api_key: str | None = None, max_upload_bytes: int = 10_
     # a client who can write under a root must not reach other files through what it writes there:
     # rasters under the roots are read as GeoTIFF only, without sidecars, by jobs and imagery alike
     restrict_to_geotiff(roots)
-    app.include_router(jobs_router(index, lock=svc.lock, dependencies=svc.dependencies,
+    app.include_router(jobs_router(svc.index, lock=svc.lock, dependencies=svc.dependencies,
                                    roots=roots, on_change=svc.clear_cached, hide_paths=hide_paths,
                                    max_tiles=max_job_tiles))
-    _add_page(app)
-    _add_middleware(app, api_key=api_key, max_body=max_upload_bytes + FORM_OVERHEAD_BYTES,
-                    allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
-                    img_sources=img_sources)
-    # last: also documents operations of routers included above
-    document_errors(app, (401, 403, 405, 422, 500) if api_key else (403, 405, 422, 500))
-    return app
 
 
 def _key_scheme(api_key: str | None) -> list:
