@@ -10,7 +10,8 @@ practice of local developer servers (Jupyter's ``allow_remote_access`` /
 * **Host allow-list.**  A request whose ``Host`` header is not an allowed
   name is refused with 403 (the page, the docs and the API alike).  The
   default is the loopback names plus the bound address; ``--allow-host``
-  adds names, ``--allow-host '*'`` turns the check off.
+  adds names, ``--allow-host '*'`` turns the check off (the names and their matching:
+  :mod:`rsir_stac.allowed_hosts`).
 * **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS``, or
   is an API ``GET``/``HEAD`` other than an image (a page elsewhere could not
   read the answer, but could spend the service's CPU blind), and
@@ -51,15 +52,14 @@ import hmac
 import ipaddress
 import logging
 import re
-import socket
 from collections.abc import Iterable
 
+from rsir_stac.allowed_hosts import (LOCAL_ADDRESS, LOCAL_HOSTS, default_allowed_hosts, host_allowed, host_name,
+                                     is_local_address, is_loopback)
 from rsir_stac.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Names that always reach a service bound to the loopback interface.
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: Methods that cannot change state (no origin check).
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 #: Content-Security-Policy of the page and the static files.
@@ -72,100 +72,6 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 #: API paths whose images may carry the service key as ``?api_key=`` (imagery and stored tiles).
 _IMAGE_PATH = re.compile(r"^/api/(imagery/\d+/\d+/\d+|tiles/[^/]+)\.png$")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    h = host.strip("[]").lower()
-    if h == "localhost" or h.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-def default_allowed_hosts(bind_host: str) -> tuple[str, ...]:
-    """Host names a service bound to ``bind_host`` answers to by default.
-
-    Loopback names always; the bound address itself; for a wildcard bind
-    (``0.0.0.0``/``::``) also this machine's host name, fully qualified name
-    and the addresses they resolve to, and (:data:`LOCAL_ADDRESS`) whichever
-    address of the machine a connection came in on, given as an IP (a host
-    name may resolve to loopback only).  Other names need ``--allow-host``.
-    """
-    hosts = list(LOCAL_HOSTS)
-    h = bind_host.strip("[]")
-    if h in ("0.0.0.0", "::", ""):
-        hosts.append(LOCAL_ADDRESS)  # any address of this machine a client connected to, typed as an IP
-        names = {socket.gethostname(), socket.getfqdn()}
-        for name in list(names):
-            try:
-                names.update(ai[4][0] for ai in socket.getaddrinfo(name, None))
-            except OSError:
-                pass
-        hosts += sorted(n for n in names if n)
-    elif h not in hosts:
-        hosts.append(h)
-    return tuple(dict.fromkeys(x.lower() for x in hosts))
-
-
-#: An allowed-hosts entry (never a host name: ``<`` cannot be in one) that admits an IP
-#: literal equal to the address the connection came in on; :func:`default_allowed_hosts` adds it
-#: for a wildcard bind.
-LOCAL_ADDRESS = "<local address>"
-
-
-def _is_local_address(host: str, scope) -> bool:
-    """True when ``host`` is the IP address the connection came in on (``scope["server"]``): a
-    wildcard bind answers on every address of the machine, and a client that typed one of them
-    is not a rebinding attack (which needs a name).  Names are never matched here."""
-    server = scope.get("server")
-    if not server:
-        return False
-    try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(str(server[0]).strip("[]"))
-    except ValueError:
-        return False
-
-
-def host_name(value: str) -> str:
-    """The host part of a ``Host`` header value (no port, no IPv6 brackets), lower case.  A value
-    whose port is not digits (``127.0.0.1:8000@evil.com``) is returned whole, so no allowed name
-    matches it (RFC 9110: ``Host = uri-host [ ":" port ]``)."""
-    v = value.strip().lower()
-    if v.startswith("["):
-        end = v.find("]")
-        if end < 0:
-            return v[1:]
-        rest = v[end + 1:]
-        return v[1:end] if not rest or (rest[0] == ":" and _port(rest[1:])) else v
-    if v.count(":") == 1:
-        name, port = v.split(":", 1)
-        if not _port(port):
-            return v
-        v = name
-    return v.rstrip(".")
-
-
-def _port(text: str) -> bool:
-    """Whether ``text`` is a port as a Host header writes it: ASCII digits (``str.isdigit`` takes ``²``)."""
-    return text.isascii() and text.isdigit()
-
-
-def host_allowed(host: str, allowed: Iterable[str]) -> bool:
-    """True when ``host`` (a name from :func:`host_name`) matches an allowed entry.
-
-    Entries are names or addresses, ``*`` (anything), or ``.example.org``
-    (the name and its subdomains).
-    """
-    for a in allowed:
-        a = a.strip().lower().strip("[]")
-        if a == LOCAL_ADDRESS:
-            continue  # matched against the connection in the middleware, never by name
-        if a == "*" or host == a or (a.startswith(".") and (host == a[1:] or host.endswith(a))):
-            return True
-    return False
 
 
 class OriginSettingError(InputError):
@@ -347,7 +253,7 @@ class Guard:
                                 "the request has no Host header, which this service checks (DNS rebinding "
                                 "protection); send one (HTTP/1.1 clients always do), e.g. Host: 127.0.0.1")
         if host is not None and not host_allowed(host_name(host), self.allowed_hosts) \
-                and not (LOCAL_ADDRESS in self.allowed_hosts and _is_local_address(host_name(host), scope)):
+                and not (LOCAL_ADDRESS in self.allowed_hosts and is_local_address(host_name(host), scope)):
             return await _error(scope, receive, send, 403, "HostNotAllowed",
                                 f"Host {host_name(host)!r} is not allowed (DNS rebinding protection); open the "
                                 "service by an allowed name, or start serve with --allow-host NAME")

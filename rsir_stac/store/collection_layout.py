@@ -18,7 +18,7 @@ def loopback_url(url: str) -> bool:
     """Whether ``url``'s host is this machine (localhost, 127.0.0.0/8, ::1)."""
     from urllib.parse import urlparse
 
-    from rsir_stac.httpguard import is_loopback
+    from rsir_stac.allowed_hosts import is_loopback
 
     try:
         host = urlparse(url).hostname or ""
