@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rsir_stac.decoder_errors import decode_error_message, decoder_cause
 from rsir_stac.errors import EmptyImageError, ImageReadError, RasterError
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,8 @@ MAX_JPEG_SCANS = 100
 MAX_TIFF_IFDS = 1024
 
 _HINT = "upload a PNG, JPEG, WebP or GeoTIFF image"
-_REEXPORT = "re-export it as PNG or GeoTIFF (e.g. gdal_translate -of GTiff -co COMPRESS=DEFLATE in.tif out.tif)"
 #: A JPEG marker outside entropy-coded data: FF then neither 00 (stuffing), D0-D7 (restart) nor FF (fill).
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-#: Program internals that decoder messages carry (``<_io.BytesIO object at 0x...>``, memory file names).
-_INTERNALS = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>|[0-9a-f]{8}-[0-9a-f-]{27}\.tif")
 #: Rows stretched at a time (the float64 temporaries of the stretch stay a few MB).
 _STRIP_ROWS = 256
 #: Bytes per sample of Pillow modes (default 1).
@@ -179,80 +177,6 @@ def decode_upload(data: bytes, limits: UploadLimits = UploadLimits()) -> np.ndar
     if px.ndim != 3 or px.shape[2] != 3 or px.size == 0:
         raise ImageReadError(f"the uploaded {fmt} file has no usable pixels; {_HINT}")
     return px
-
-
-def _short(err: BaseException) -> str:
-    """A one-line, path-free description of a decoder error."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    text = _INTERNALS.sub("", text.replace("/vsimem/", "")).strip(" :") or type(err).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-#: Errors of a decoder's Python code (Pillow's ``struct.unpack_from`` on a cut PNG chunk: "unpack_from
-#: requires a buffer of at least 4 bytes ...") whose messages say nothing to the sender of the file.
-_PYTHON_INTERNAL = (struct.error, IndexError, KeyError, TypeError, AttributeError, ZeroDivisionError)
-
-
-def _causes(err: BaseException) -> list[str]:
-    """The messages of ``err`` and the errors it was raised from (outermost first), each path-free."""
-    out: list[str] = []
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen and len(out) < 16:
-        seen.add(id(cur))
-        if isinstance(cur, _PYTHON_INTERNAL):  # a decoder's Python code tripping on missing bytes: not words
-            cur = cur.__cause__ or cur.__context__
-            continue
-        text = _short(cur)
-        text = re.sub(r"^.*?IReadBlock failed at X offset \d+, Y offset \d+:\s*", "", text)
-        text = re.sub(r"^(\S*\.tif[^:]*|[0-9a-f]{8}-[0-9a-f-]{27}/?):\s*", "", text).strip(" :")
-        if text and text not in out:
-            out.append(text)
-        cur = cur.__cause__ or cur.__context__
-    return out
-
-
-#: Decoder messages (libtiff, GDAL, Pillow) -> what is wrong with the file, in words.
-_CAUSES = (
-    (re.compile(r"codec|compression|not implemented|not supported|unsupported", re.I),
-     "it uses a compression or sample layout that cannot be decoded here"),
-    (re.compile(r"truncat|not enough data|short|cannot read|premature|unexpected end|end of (file|data)|"
-                r"read error|beyond|past the end|strile|seek", re.I),
-     "its pixel data is truncated or cut short"),
-)
-
-
-def decoder_cause(err: BaseException) -> str:
-    """The innermost, path-free message of a decoder error: libtiff's or the codec's own words rather
-    than rasterio's "Read failed. See previous exception for details."."""
-    causes = [c for c in _causes(err) if not c.startswith("Read failed")]
-    if causes:
-        return causes[-1]
-    return "the file is damaged or truncated" if _internal(err) else type(err).__name__
-
-
-def decode_error_message(what: str, err: BaseException) -> str:
-    """One line for an image that ``err`` stopped a decoder on: ``what`` (e.g. "the uploaded TIFF file"),
-    the decoder's own innermost message (not GDAL's "Read failed. See previous exception for details."),
-    what it means and a fix."""
-    causes = [c for c in _causes(err) if not c.startswith("Read failed")]
-    internal = _internal(err)
-    meaning = next((m for pattern, m in _CAUSES if any(pattern.search(c) for c in causes)),
-                   "it is damaged or truncated" if internal else "it is corrupt or not a valid image")
-    detail = f" ({causes[-1]})" if causes else "" if internal else f" ({type(err).__name__})"
-    return f"{what} cannot be decoded: {meaning}{detail}; {_REEXPORT}"
-
-
-def _internal(err: BaseException) -> bool:
-    """Whether ``err`` or an error it came from is one of :data:`_PYTHON_INTERNAL`."""
-    seen: set[int] = set()
-    cur: BaseException | None = err
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, _PYTHON_INTERNAL):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def count_jpeg_scans(data: bytes, stop_after: int | None = None) -> int:

@@ -183,7 +183,7 @@ def read_image(path: str | os.PathLike[str], *, bands: Sequence[int] | None = No
         if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             continue
         return image
-    from rsir_stac.upload import decoder_cause  # GDAL's own words, not "Read failed. See previous exception"
+    from rsir_stac.decoder_errors import decoder_cause  # GDAL's own words, not "Read failed. See previous exception"
 
     detail = f" ({decoder_cause(first)})" if first is not None else ""
     raise ImageReadError(f"{name} cannot be decoded as an image{detail}; give a PNG/JPEG/WebP/GeoTIFF image")
