@@ -5,9 +5,8 @@ for qdrant-client's in-process mode (tests use it as a stand-in for a server),
 or a directory path for qdrant-client's on-disk local mode.
 
 Collection metadata (dim, model_id, created_at, rsir_stac version) lives in the
-collection's own ``config.metadata`` (Qdrant >= 1.16, qdrant-client >= 1.16).
-When a server drops it (older servers ignore the field), it is kept in a
-second one-point collection ``<name>__meta`` instead.
+collection's own ``config.metadata``, or in a one-point ``<name>__meta`` collection
+where a server drops it: :mod:`~rsir_stac.store.server_meta` reads and writes it.
 
 Creation is race-safe: several workers may call ``ensure_collection`` at once;
 the losers of the create race get "already exists", re-read the collection and
@@ -18,10 +17,8 @@ verify it.  Uploads use ``upload_points(wait=True)`` with retries, and
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
-import uuid
 import warnings
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -29,23 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from rsir_stac.errors import IncompatibleIndexError, IndexNotFoundError, InputError, StoreError
+from rsir_stac.errors import IndexNotFoundError, InputError, StoreError
 from rsir_stac.store.base import HNSW_EF, Store, acorn_selectivity
-from rsir_stac.store.collection_layout import foreign_layout, layout_problem, loopback_url, refuse_foreign, vector_params
+from rsir_stac.store.collection_layout import loopback_url
 from rsir_stac.store.engine_filters import to_qdrant_filter
 from rsir_stac.store.filters import SearchFilter
 from rsir_stac.store.payloads import PAYLOAD_INDEXES, _vector_of, check_points, hit_from_record, unpack_payload
 from rsir_stac.store.records import CollectionMeta, Point, SearchHit, check_incompatible
+from rsir_stac.store.server_meta import META_SUFFIX, ServerMetaMixin, _first_line, _is_conflict
 
 log = logging.getLogger(__name__)
-
-META_SUFFIX = "__meta"
-_META_POINT = str(uuid.uuid5(uuid.NAMESPACE_URL, "rsir-stac/collection-meta"))
-
-
-def _is_conflict(exc: Exception) -> bool:
-    status = getattr(exc, "status_code", None)
-    return status == 409 or "already exists" in str(exc)
 
 
 def cluster_settings(url: str) -> dict[str, int]:
@@ -108,7 +98,7 @@ def _local_or_server(url: str) -> str:
     return os.path.expanduser(url)
 
 
-class ServerStore(Store):
+class ServerStore(ServerMetaMixin, Store):
     """A :class:`Store` in a Qdrant collection reached through qdrant-client."""
 
     #: Creating the collection is what the caller asked for (reindex --to): no "beside" warning.
@@ -129,18 +119,7 @@ class ServerStore(Store):
         from qdrant_client import QdrantClient
 
         self.url = _local_or_server(str(url))
-        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
-                and not Path(self.url).exists():
-            raise IndexNotFoundError(f"qdrant-client local folder {self.url} does not exist; ingest into it first, "
-                                     "or give the folder (or http://HOST:PORT of a server) that holds the index")
-        if not self.url.startswith(("http://", "https://")) and self.url != ":memory:" and Path(self.url).is_dir():
-            from rsir_stac.store.folder import refuse_other_store
-
-            refuse_other_store(self.url, "local")  # before qdrant-client writes its meta.json into it
-        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
-                and Path(self.url).is_dir() and not (Path(self.url) / "meta.json").is_file():
-            raise IndexNotFoundError(f"{self.url} holds no qdrant-client store (no meta.json); give the folder an "
-                                     "ingest or migrate with --qdrant-url wrote, or an embedded index with --index")
+        self._check_local_folder(read_only)
         self.collection = collection
         self.read_only = read_only
         self.batch_size = int(batch_size)
@@ -196,6 +175,22 @@ class ServerStore(Store):
 
     # -- helpers -----------------------------------------------------------
 
+    def _check_local_folder(self, read_only: bool) -> None:
+        """Before qdrant-client opens a local folder: a read-only open needs one it wrote, and a
+        folder of another store (an embedded index) is refused."""
+        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
+                and not Path(self.url).exists():
+            raise IndexNotFoundError(f"qdrant-client local folder {self.url} does not exist; ingest into it first, "
+                                     "or give the folder (or http://HOST:PORT of a server) that holds the index")
+        if not self.url.startswith(("http://", "https://")) and self.url != ":memory:" and Path(self.url).is_dir():
+            from rsir_stac.store.folder import refuse_other_store
+
+            refuse_other_store(self.url, "local")  # before qdrant-client writes its meta.json into it
+        if read_only and not self.url.startswith(("http://", "https://")) and self.url != ":memory:" \
+                and Path(self.url).is_dir() and not (Path(self.url) / "meta.json").is_file():
+            raise IndexNotFoundError(f"{self.url} holds no qdrant-client store (no meta.json); give the folder an "
+                                     "ingest or migrate with --qdrant-url wrote, or an embedded index with --index")
+
     def describe(self) -> str:
         if self.remote:
             return f"Qdrant {self.url} collection {self.collection!r}"
@@ -242,80 +237,6 @@ class ServerStore(Store):
                              intact="what was written there before is intact")
         return StoreError(f"{self.describe()}: {action} failed ({_first_line(exc)}); check the folder {self.url} "
                           "(its free space and permissions)")
-
-    def _read_meta(self) -> CollectionMeta | None:
-        """Metadata from config.metadata, else from ``<name>__meta``; vector size checked.  A
-        collection without rsir-stac metadata (made by another tool) gets a stand-in with an empty
-        model id, and :attr:`foreign` says why it cannot be searched (or written, if not empty)."""
-        info = self._call("reading the collection", self.client.get_collection, self.collection)
-        dim, distance = vector_params(info)
-        meta = CollectionMeta.from_dict(getattr(info.config, "metadata", None))
-        if meta is None:
-            meta = self._read_meta_collection()
-        self.foreign = None
-        if meta is None:
-            self.foreign = foreign_layout(info)
-        problem = layout_problem(info)
-        if meta is not None and problem:  # rsir-stac's metadata on a layout it never writes: no upload could work
-            raise IncompatibleIndexError(f"{self.describe()} carries rsir-stac metadata, but {problem}; pass another "
-                                         "--qdrant-collection NAME (a new collection is created)")
-        if meta is None and dim is not None:
-            log.debug("%s has no rsir-stac metadata; model_id is unknown", self.describe())
-            meta = CollectionMeta(dim=dim, model_id="", created_at="", rsir_stac_version="", distance=distance or "Euclid")
-        if meta is not None and dim is not None and dim != meta.dim:
-            raise IncompatibleIndexError(
-                f"{self.describe()} stores {dim}-d vectors but its metadata says {meta.dim}-d; use a new --collection"
-            )
-        if meta is not None and distance and distance != "Euclid":
-            meta = dataclasses.replace(meta, distance=distance)
-        return meta
-
-    def _adopt_foreign(self, dim: int, model_id: str) -> None:
-        """Make a collection without rsir-stac metadata this index (writing its metadata) when
-        :func:`~rsir_stac.store.collection_layout.refuse_foreign` lets it; nothing to do for an rsir-stac collection or a read-only store."""
-        if self.foreign is None:
-            return
-        refuse_foreign(self._call("reading the collection", self.client.get_collection, self.collection), dim,
-                       self.describe())
-        if not self.read_only:
-            meta = CollectionMeta.new(dim, model_id)
-            self._write_meta(meta)
-            self._meta, self.foreign = meta, None
-
-    def _read_meta_collection(self) -> CollectionMeta | None:
-        name = self.collection + META_SUFFIX
-        try:
-            if not self.client.collection_exists(name):
-                return None
-            recs = self.client.retrieve(name, [_META_POINT], with_payload=True)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("cannot read %s: %s", name, _first_line(exc))
-            return None
-        return CollectionMeta.from_dict(recs[0].payload) if recs else None
-
-    def _write_meta(self, meta: CollectionMeta) -> None:
-        """Store metadata in config.metadata; fall back to ``<name>__meta`` when the server drops it."""
-        from qdrant_client import models as m
-
-        try:
-            self.client.update_collection(self.collection, metadata=meta.to_dict())
-            info = self.client.get_collection(self.collection)
-            if CollectionMeta.from_dict(getattr(info.config, "metadata", None)) == meta:
-                return
-        except Exception as exc:  # noqa: BLE001
-            log.debug("collection metadata unsupported: %s", _first_line(exc))
-        name = self.collection + META_SUFFIX
-        try:
-            self.client.create_collection(name, vectors_config=m.VectorParams(size=1, distance=m.Distance.EUCLID))
-        except Exception as exc:  # noqa: BLE001
-            if not _is_conflict(exc):
-                raise self._failure(exc, f"writing {name}") from None
-        self._call("writing metadata", self.client.upsert, name,
-                   [m.PointStruct(id=_META_POINT, vector=[0.0], payload=meta.to_dict())], wait=True)
-
-    def _store_meta(self, meta: CollectionMeta) -> None:
-        self._write_meta(meta)
-        self._meta = meta
 
     def drop_collection(self) -> None:
         """Delete this collection (and its ``<name>__meta`` companion): ``migrate`` removes a
@@ -534,11 +455,6 @@ class ServerStore(Store):
             self.client.close()
         except Exception as exc:  # noqa: BLE001
             log.warning("closing %s: %s", self.describe(), _first_line(exc))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = ["ServerStore"]
