@@ -142,7 +142,8 @@ def timed(make, runs: int) -> dict:
 
 def analyst_cases(store, data: dict, nq: int, seed: int = 2) -> dict:
     """Latency of labelled, MMR, capped and large-k queries (see the module docstring)."""
-    from rsir_stac.store.query import Exclusion, ExampleQuery
+    from rsir_stac.store.exclusion import Exclusion
+    from rsir_stac.store.query import ExampleQuery
 
     vec, cluster, ids = data["vec"], data["cluster"], data["ids"]
     rng = np.random.default_rng(seed)

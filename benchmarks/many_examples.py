@@ -5,7 +5,7 @@ and the exclusion area built around each stored positive (``exclude_within_m``).
 
 Builds a synthetic Edge index (``query.make_data``, ``query.build_store``), then times
 ``best_score``, ``sum_scores`` and ``average`` queries with 16 to 2,000 examples (two thirds
-positive), and :func:`rsir_stac.store.query.footprint_exclusion` about one tile footprint at
+positive), and :func:`rsir_stac.store.exclusion.footprint_exclusion` about one tile footprint at
 distances from 10 m to 5,000 km (the PROJ pipeline this session introduced against the CRS
 transformers it replaced).  Prints figures; the last line is one JSON object.
 """
@@ -54,7 +54,8 @@ def main() -> None:
     a = ap.parse_args()
     from query import build_store, make_data
 
-    from rsir_stac.store.query import MAX_EXAMPLES, ExampleQuery, footprint_exclusion
+    from rsir_stac.store.exclusion import footprint_exclusion
+    from rsir_stac.store.query import MAX_EXAMPLES, ExampleQuery
 
     out: dict = {"points": a.points, "dim": a.dim, "max_examples": MAX_EXAMPLES, "query_ms": {}, "exclusion_ms": {}}
     vec, lon, lat, scene, epoch = make_data(a.points, a.dim)

@@ -510,7 +510,7 @@ def analyst_queries(store, vec, scene, qi, nq: int) -> dict:
         return make
 
     def _excl(idx):
-        from rsir_stac.store.query import Exclusion
+        from rsir_stac.store.exclusion import Exclusion
 
         return Exclusion(ids=frozenset(ids[i] for i in idx))
 

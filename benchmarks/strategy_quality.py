@@ -43,7 +43,8 @@ def main() -> None:
     from rsir_stac.model.bundle import load_bundle
     from rsir_stac.model.data import scan_image_folder
     from rsir_stac.store import Point, open_store
-    from rsir_stac.store.query import ExampleQuery, Exclusion
+    from rsir_stac.store.exclusion import Exclusion
+    from rsir_stac.store.query import ExampleQuery
 
     bundle = load_bundle(args.model)
     full = scan_image_folder(args.data)

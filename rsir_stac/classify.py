@@ -301,7 +301,8 @@ def _background(store, want: int, flt: SearchFilter | None, labelled: list, seed
     own ``item_ids`` leave out are not drawn from."""
     from dataclasses import replace
 
-    from rsir_stac.store.query import Exclusion, sample_ids
+    from rsir_stac.store.exclusion import Exclusion
+    from rsir_stac.store.query import sample_ids
 
     taken = {h.id for h in labelled}
     base = flt or SearchFilter()

@@ -257,7 +257,8 @@ class Index:
         PointNotFoundError (unknown id, labels of another index).
         """
         from rsir_stac.evaluate import check_expand
-        from rsir_stac.store.query import ExampleQuery, Exclusion, check_k
+        from rsir_stac.store.exclusion import Exclusion
+        from rsir_stac.store.query import ExampleQuery, check_k
 
         check_k(k, offset)
         expand = check_expand(expand)
@@ -334,7 +335,8 @@ class Index:
         ``query`` (same filter and exclusions, the stored ``examples`` left out) averaged into its
         positives (:func:`expanded_positives`), and their ids; ``tied``: the first search gave its
         hits one score (the context strategy's ties), so ``query`` is returned as it was."""
-        from rsir_stac.store.query import ExampleQuery, Exclusion
+        from rsir_stac.store.exclusion import Exclusion
+        from rsir_stac.store.query import ExampleQuery
 
         first = self.store.query(ExampleQuery(query.positives, query.negatives, strategy=strategy), expand,
                                  flt=flt, exclude=Exclusion(frozenset(r.id for r in examples if r.id), around,
@@ -395,11 +397,11 @@ def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:
 
 def _footprint_exclusions(rp: Sequence[ResolvedExample], exclude_within_m: float | None) -> tuple[tuple, tuple]:
     """``(around, areas)``: the circles and rings within ``exclude_within_m`` metres of the
-    stored positive examples' footprints (:func:`rsir_stac.store.query.footprint_exclusion`);
+    stored positive examples' footprints (:func:`rsir_stac.store.exclusion.footprint_exclusion`);
     empty when no distance is given.  Raises InputError for more than
     :data:`MAX_EXCLUDED_FOOTPRINTS` footprints (each area takes a few milliseconds to build and
     adds a polygon every candidate is tested against)."""
-    from rsir_stac.store.query import footprint_exclusion
+    from rsir_stac.store.exclusion import footprint_exclusion
 
     if exclude_within_m is None:
         return (), ()

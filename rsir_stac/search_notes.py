@@ -228,7 +228,7 @@ def _exclusion_emptied(store, query, flt: SearchFilter | None, ids: frozenset,
                       exclude_within_m: float | None) -> str | None:
     """A line when the exclusion around the examples' footprints is what left a search empty:
     the same query without it finds tiles."""
-    from rsir_stac.store.query import Exclusion
+    from rsir_stac.store.exclusion import Exclusion
 
     if not store.query(query, 1, flt=flt, exclude=Exclusion(ids), with_payload=False):
         return None

@@ -763,7 +763,7 @@ def test_an_exclusion_is_cut_only_as_finely_as_its_chords_need():
     """Re-check N2: every exclusion had ~1,400 vertices (edges cut to 1/512 of the extent), ~7 ms
     each under the service's store lock and a polygon each candidate is tested against.  At middle
     latitudes a small one now takes a few dozen; near a pole the cut is finer."""
-    from rsir_stac.store.query import footprint_exclusion
+    from rsir_stac.store.exclusion import footprint_exclusion
 
     def tile(lon, lat, d=0.002):
         return {"location": {"lon": lon, "lat": lat},
@@ -777,7 +777,7 @@ def test_an_exclusion_is_cut_only_as_finely_as_its_chords_need():
     assert vertices(tile(-74.5, -8.4), 1000.0) < 300
     from shapely.geometry import box
 
-    from rsir_stac.store.query import _chord_step
+    from rsir_stac.store.exclusion import _chord_step
 
     area = box(-5000.0, -5000.0, 5000.0, 5000.0)   # aeqd metres
     assert _chord_step(area, 89.9, 1.0) < _chord_step(area, 0.0, 1.0) / 10   # lines bend near a pole: finer

@@ -10,7 +10,7 @@ from pyproj import Transformer
 from tests.test_analysis import bundle, index, world  # noqa: F401 - fixtures
 
 from rsir_stac.store.areas import GeoArea
-from rsir_stac.store.query import footprint_exclusion
+from rsir_stac.store.exclusion import footprint_exclusion
 
 TILE = 76.8  # metres (256 px at 0.3 m)
 

@@ -11,7 +11,8 @@ from test_store import DIM, MODEL, make_points
 from rsir_stac.errors import InputError
 from rsir_stac.store import SearchFilter, open_store
 from rsir_stac.store.filters import haversine_m, matches
-from rsir_stac.store.query import MAX_K, STRATEGIES, ExampleQuery, Exclusion, footprint_radius
+from rsir_stac.store.exclusion import Exclusion, footprint_radius
+from rsir_stac.store.query import MAX_K, STRATEGIES, ExampleQuery
 
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 

@@ -134,7 +134,7 @@ def index_findings(store: Any, ids: Sequence[str], probes: int = INDEX_PROBES) -
     on its own values, and not by one just beside them.  The index files are the engine's
     own and carry no digests; a damaged one answers filtered searches wrongly without any
     other sign.  One finding per index that misplaces a point."""
-    from rsir_stac.store.query import Exclusion
+    from rsir_stac.store.exclusion import Exclusion
 
     rng = np.random.default_rng(0)
     pick = [ids[i] for i in sorted(rng.choice(len(ids), size=min(probes, len(ids)), replace=False))]
