@@ -47,9 +47,10 @@ Findings about qdrant-edge-py 0.9 that shape this module:
 The parts of :class:`EdgeStore` live beside it, as mixins on its attributes:
 opening and the damage found at open (:mod:`~rsir_stac.store.edge_open`), the
 collection metadata and its recovery (:mod:`~rsir_stac.store.edge_meta`), the raw
-reads (:mod:`~rsir_stac.store.edge_read`) and the verification of what they read
-back (:mod:`~rsir_stac.store.edge_verify`).  Here: the folder and lock, creating
-and writing the collection, optimizing, flushing and closing.
+reads (:mod:`~rsir_stac.store.edge_read`), the verification of what they read
+back (:mod:`~rsir_stac.store.edge_verify`), and the writes: upserts, deletes,
+optimizing and flushing (:mod:`~rsir_stac.store.edge_write`).  Here: the folder and
+lock, creating the collection, and closing.
 """
 
 from __future__ import annotations
@@ -57,16 +58,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, IndexInUseError, StoreError
-from rsir_stac.store.base import Store, chunks
+from rsir_stac.errors import IndexInUseError, StoreError
+from rsir_stac.store.base import Store
 from rsir_stac.store.edge_meta import EdgeMetaMixin
 from rsir_stac.store.edge_open import EdgeOpenMixin
 from rsir_stac.store.edge_read import EdgeReadMixin
 from rsir_stac.store.edge_verify import EdgeVerifyMixin
+from rsir_stac.store.edge_write import EdgeWriteMixin
 from rsir_stac.store.engine_filters import to_edge_filter  # noqa: F401 - benchmarks import it from here
 from rsir_stac.store.folder import (
     LOCK_NAME,
@@ -83,24 +84,15 @@ from rsir_stac.store.folder import (
     too_large_message,
     undo_interrupted_restore,
 )
-from rsir_stac.store.payloads import PAYLOAD_INDEXES, check_points
-from rsir_stac.store.records import CollectionMeta, Point, check_incompatible
+from rsir_stac.store.payloads import PAYLOAD_INDEXES
+from rsir_stac.store.records import CollectionMeta, check_incompatible
 from rsir_stac.store.segments import SEGMENT_POINTS, Rounds, edge_config, shard_cap_points
-from rsir_stac.store.space import (
-    create_bytes,
-    disk_full,
-    is_disk_full,
-    populates_mmaps,
-    require_free,
-    write_bytes,
-)
+from rsir_stac.store.space import create_bytes, disk_full, is_disk_full, require_free
 
 log = logging.getLogger(__name__)
 
-UPSERT_BATCH = 512
 
-
-class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, Store):
+class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, EdgeWriteMixin, Store):
     """A :class:`Store` in a local directory, backed by a Qdrant Edge shard."""
 
     backend = "edge"
@@ -155,6 +147,23 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
         self._made_dir = False  # this open created the index folder
         self._wrote = False  # a write batch reached the engine
         self._discard = False  # a failure before any write in a folder this open created: remove it at close
+        self._open_folder(read_only)
+        try:
+            if not read_only:  # a writer cleans up after a killed repair or creation (we hold the lock)
+                finish_interrupted_repair(self.index, collection, remove_stale=True)
+            if self._has_segments():
+                self._open_existing(None if repair is None else repair and not read_only)
+        except BaseException:
+            self.close()
+            raise
+        log.debug("opened %r", self)
+
+    # -- engine plumbing ---------------------------------------------------
+
+    def _open_folder(self, read_only: bool) -> None:
+        """Check the index folder (a folder, not a broken link nor another store's; an interrupted
+        restore undone), then create it and take its lock; a read-only open that loads a private
+        copy of the shard takes none."""
         if self.index.exists() and not self.index.is_dir():
             raise StoreError(f"index {self.index} is a file, not a directory; give a directory for --index")
         refuse_broken_link(self.index)
@@ -162,11 +171,11 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
             from rsir_stac.store.folder import refuse_other_store
 
             refuse_other_store(self.index, "edge")
-        undo_interrupted_restore(self.index, collection)
+        undo_interrupted_restore(self.index, self.collection)
         if read_only and not self.shard_dir.is_dir():
             from rsir_stac.store.folder import index_missing_error
 
-            raise index_missing_error(self.index, collection)
+            raise index_missing_error(self.index, self.collection)
         self._use_private = read_only and self._needs_private_copy()
         if self._use_private:
             self._lock = _IndexLock.none()
@@ -179,17 +188,6 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
                     raise disk_full(self.index, "creating the index folder") from None
                 raise StoreError(f"cannot create index directory {self.index} ({exc.strerror}); choose a writable --index") from None
             self._lock = _IndexLock(self.index)
-        try:
-            if not read_only:  # a writer cleans up after a killed repair or creation (we hold the lock)
-                finish_interrupted_repair(self.index, collection, remove_stale=True)
-            if self._has_segments():
-                self._open_existing(None if repair is None else repair and not read_only)
-        except BaseException:
-            self.close()
-            raise
-        log.debug("opened %r", self)
-
-    # -- engine plumbing ---------------------------------------------------
 
     def _has_segments(self) -> bool:
         return (self.shard_dir / "segments").is_dir() or (self.shard_dir / "edge_config.json").is_file()
@@ -341,111 +339,6 @@ class EdgeStore(EdgeOpenMixin, EdgeMetaMixin, EdgeVerifyMixin, EdgeReadMixin, St
                              "check free space and permissions") from None
         except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
             raise self._engine_error(exc, "creating the Edge shard") from None
-
-    def upsert(self, points: Sequence[Point]) -> None:
-        """Write ``points`` (replacing same ids).  On a capped shard, every
-        ``segment_points`` written points also flush and :meth:`optimize` (blocking;
-        minutes per million points), so unindexed points never pile up in memory."""
-        self._require_writable()
-        meta = self._require_meta()
-        rows = check_points(points, meta.dim, f"index {self.index}")
-        try:
-            self._upsert_rows(rows, meta)
-        except BaseException:
-            # nothing written yet into a folder this open created (a full disk refused the first
-            # batch): the run leaves no empty index behind (close removes it)
-            self._discard = self._made_dir and not self._wrote
-            raise
-
-    def _upsert_rows(self, rows: list, meta: CollectionMeta) -> None:
-        import qdrant_edge as q
-
-        for part in chunks(rows, UPSERT_BATCH):
-            payload_bytes = sum(len(p.get("packed", "")) + 256 for _, _, p in part)
-            if self._memfs is None:
-                self._memfs = populates_mmaps(self.index)
-            require_free(self.index, write_bytes(len(part), meta.dim, payload_bytes, memfs=self._memfs),
-                         f"writing {len(part)} points to index {self.index}")
-            op = q.UpdateOperation.upsert_points([q.Point(id=i, vector=v, payload=p) for i, v, p in part])
-            try:
-                self._shard.update(op)
-            except Exception as exc:  # noqa: BLE001
-                raise self._engine_error(exc, "upserting points") from None
-            self._dirty = self._wrote = True
-            if self._ledger is not None:
-                self._ledger.record(part)  # after the engine: a crash in between leaves a point unverified
-            if self._rounds.add(len(part)):
-                log.info("index %s: %d points since the last optimize; indexing them as one segment",
-                         self.index, self._rounds.pending)
-                self.flush()
-                self.optimize()
-
-    def delete(self, ids: Collection[str]) -> None:
-        """Remove the points ``ids`` from the shard, then their digests (a crash in between leaves
-        digests of gone points, which ``check`` reports and ``--repair`` drops)."""
-        import qdrant_edge as q
-
-        from rsir_stac.store.records import normalize_id
-
-        self._require_writable()
-        self._require_meta()
-        keys = [normalize_id(i) for i in ids]
-        for part in chunks(keys, UPSERT_BATCH):
-            try:
-                self._shard.update(q.UpdateOperation.delete_points(part))
-            except Exception as exc:  # noqa: BLE001
-                raise self._engine_error(exc, "deleting points") from None
-            self._dirty = True
-            if self._ledger is not None:
-                self._ledger.remove(part)
-
-    def existing_ids(self, ids: Iterable[str]) -> set[str]:
-        """The subset of ``ids`` stored *and* intact: read back with vectors and
-        payloads matching their recorded digests.  Points that are damaged, or
-        have no digest, are not returned, so a resumed ingest writes them again."""
-        from rsir_stac.store.readback import verified_ids
-
-        present = self.present_ids(ids)
-        if not present or self._ledger is None:
-            return present
-        return verified_ids(self, present)
-
-    def optimize(self) -> bool:
-        """Run Edge's segment optimizers (builds HNSW for large segments); blocking.
-        Returns whether anything changed.  Skipped with a warning (False) when the
-        disk cannot take it: search works without it."""
-        self._require_writable()
-        if self._shard is None:
-            return False
-        self._rounds.reset()
-        from rsir_stac.store.space import optimize_bytes
-
-        try:
-            require_free(self.index, optimize_bytes(self.shard_dir), f"optimizing index {self.index}")
-        except DiskFullError as exc:  # search works without it: skip, do not fail the run
-            log.warning("skipping the index optimization: %s", exc)
-            return False
-        import time
-
-        t0 = time.monotonic()
-        log.info("index %s: building the search graph and payload indexes of the new points "
-                 "(about 6 minutes per million points on 2 cores; benchmarks/RESULTS.md section 13)", self.index)
-        try:
-            changed = bool(self._shard.optimize())
-        except Exception as exc:  # noqa: BLE001
-            raise self._engine_error(exc, "optimizing") from None
-        log.info("index %s: optimized in %.1f s", self.index, time.monotonic() - t0)
-        self._dirty = self._dirty or changed
-        return changed
-
-    def flush(self) -> None:
-        if self._shard is None or self.read_only:
-            return
-        try:
-            self._shard.flush()
-        except Exception as exc:  # noqa: BLE001
-            raise self._engine_error(exc, "flushing") from None
-        self._dirty = False
 
     def close(self) -> None:
         if self._closed:
