@@ -91,7 +91,7 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
     when the archive may not fit.
     """
     from rsir_stac.store.edge import EdgeStore
-    from rsir_stac.store.space import disk_full, is_disk_full, require_free, tree_bytes
+    from rsir_stac.store.space import require_free, tree_bytes
 
     src = Path(index).expanduser().absolute()
     dst = Path(out).expanduser().absolute()
@@ -131,38 +131,46 @@ def snapshot(index: str | Path, out: str | Path, *, collection: str = "rsir_tile
         manifest = {"format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "rsir_stac_version": _version(), "collection": collection, "points": points,
                     "meta": meta.to_dict() if meta is not None else None, "data_bytes": data, "files": entries}
-        tmp = None
-        _remove_stale_partials(dst)
-        try:
-            # a new file of a random name (O_CREAT|O_EXCL: never through a link planted in a shared folder)
-            fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.{os.getpid()}.", suffix=".partial")
-            tmp = Path(name)
-            from rsir_stac.store.folder import FILE_MODE
-
-            os.fchmod(fd, FILE_MODE)  # as a plain open() would make it
-            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tf:
-                body = json.dumps(manifest, indent=1).encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mtime, info.mode = len(body), int(datetime.now().timestamp()), 0o644
-                tf.addfile(info, io.BytesIO(body))
-                for f, e in zip(files, entries):
-                    tf.add(f, arcname=e["path"], recursive=False)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            verify_snapshot(tmp)
-            os.replace(tmp, dst)
-        except OSError as exc:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-            if is_disk_full(exc):
-                raise disk_full(dst.parent, f"writing the snapshot {dst}", intact="the index is untouched") from None
-            raise StoreError(f"cannot write snapshot {dst} ({exc.strerror or exc}); choose a writable path") from None
-        except BaseException:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-            raise
+        _write_archive(dst, manifest, files, entries)
     log.info("snapshot of %s (%d points) written to %s", src, points, dst)
     return SnapshotReport(str(dst), str(src), points, len(files), data, dst.stat().st_size)
+
+
+def _write_archive(dst: Path, manifest: dict, files: list[Path], entries: list[dict]) -> None:
+    """Write the manifest and ``files`` (as ``entries`` name them) to a new partial file beside
+    ``dst``, verify it and rename it to ``dst``; the partial is removed if anything fails."""
+    from rsir_stac.store.space import disk_full, is_disk_full
+
+    tmp = None
+    _remove_stale_partials(dst)
+    try:
+        # a new file of a random name (O_CREAT|O_EXCL: never through a link planted in a shared folder)
+        fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.{os.getpid()}.", suffix=".partial")
+        tmp = Path(name)
+        from rsir_stac.store.folder import FILE_MODE
+
+        os.fchmod(fd, FILE_MODE)  # as a plain open() would make it
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=1) as tf:
+            body = json.dumps(manifest, indent=1).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size, info.mtime, info.mode = len(body), int(datetime.now().timestamp()), 0o644
+            tf.addfile(info, io.BytesIO(body))
+            for f, e in zip(files, entries):
+                tf.add(f, arcname=e["path"], recursive=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        verify_snapshot(tmp)
+        os.replace(tmp, dst)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(dst.parent, f"writing the snapshot {dst}", intact="the index is untouched") from None
+        raise StoreError(f"cannot write snapshot {dst} ({exc.strerror or exc}); choose a writable path") from None
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def _remove_stale_partials(dst: Path) -> None:
