@@ -148,3 +148,38 @@ def test_reducer_dim_is_checked_before_training(tmp_path, image_folder):
         with pytest.raises(InputError, match=f"--reducer-dim {dim}: .* pass --reducer-dim"):
             train(cfg)
         assert not (tmp_path / kind).exists()  # refused before anything is written
+
+
+def test_reduce_sets_another_hybrid_weight(tmp_path, image_folder, tiny_bundle):
+    """`reduce --hybrid W` reweights the pooled part of the output, [z, W·g] / sqrt(1 + W²), with the
+    network's weights kept; a v1 bundle (no pooled part) and a weight of 0 or below are refused."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+    from rsir_stac.model.bundle import load_bundle
+    from rsir_stac.model.refit import refit_reducer
+    from rsir_stac.model.train import RECIPES, TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=1,
+                      p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="pca", reducer_dim=4,
+                      **RECIPES["v3"])
+    b = train(cfg)
+    r = refit_reducer(b, str(image_folder), "pca", 4, str(tmp_path / "w3"), hybrid=3.0)
+    assert r.meta["hybrid"] == 3.0 and r.meta["training"]["reducer_refit"]["hybrid"] == 3.0
+    assert b.net.hybrid == 1.0 and load_bundle(b.path).meta["hybrid"] == 1.0  # the start bundle is unchanged
+    assert r.model_id != b.model_id
+    tiles = [np.random.default_rng(s).integers(0, 255, (48, 48, 3), dtype=np.uint8) for s in range(3)]
+    old = b.embedder(bf16=False).embed(tiles, reduce=False)
+    new = r.embedder(bf16=False).embed(tiles, reduce=False)
+    z, g = old[:, :8] * np.sqrt(2.0), old[:, 8:] * np.sqrt(2.0)  # unit parts of the weight-1 output
+    np.testing.assert_allclose(new, np.hstack([z, 3.0 * g]) / np.sqrt(10.0), atol=2e-3)
+    assert r.embedder(bf16=False).embed(tiles).shape == (3, 4)
+    runner = CliRunner()
+    for bad, why in (("0", "above 0"), ("-1", "above 0"), ("nan", "above 0")):
+        res = runner.invoke(main, ["reduce", str(image_folder), "--model", str(b.path), "--kind", "pca",
+                                   "--dim", "4", "--hybrid", bad, "--out", str(tmp_path / f"bad{bad}")])
+        assert res.exit_code == 2 and why in res.output and not (tmp_path / f"bad{bad}").exists(), res.output
+    res = runner.invoke(main, ["reduce", str(image_folder), "--model", str(tiny_bundle.path), "--kind", "pca",
+                               "--dim", "2", "--hybrid", "2", "--out", str(tmp_path / "v1")])
+    assert tiny_bundle.meta["hybrid"] == 0.0  # the test bundle is recipe v1's shape
+    assert res.exit_code == 2 and "no pooled backbone features" in res.output, res.output

@@ -46,8 +46,23 @@ def _check_out(target: Path) -> Path:
     return target
 
 
+def _check_hybrid(bundle, hybrid: float) -> float:
+    """Refuse a hybrid weight the bundle cannot take: a network without the pooled part in its
+    output (recipe v1), or a weight that is not a finite number above 0 (0 would change the
+    output's size, which is a network change)."""
+    import math
+
+    if float(bundle.meta.get("hybrid", 0.0)) <= 0:
+        raise InputError(f"--hybrid {hybrid:g}: model {bundle.model_id} has no pooled backbone features in its output "
+                         "(recipe v1), so there is no weight to change; drop --hybrid")
+    if not (math.isfinite(hybrid) and 0 < hybrid <= 100):
+        raise InputError(f"--hybrid {hybrid:g}: give a weight above 0 and at most 100 (e.g. 1 or 2; the shipped "
+                         f"model's is {float(bundle.meta['hybrid']):g})")
+    return float(hybrid)
+
+
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
-                  progress=None):
+                  hybrid: float | None = None, progress=None):
     """Write a copy of a bundle with a new reducer fitted on its recorded
     training split of ``data_dir`` (the network is unchanged); returns the new bundle.
 
@@ -57,7 +72,14 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     on embeddings made the same way.  LDA needs ``dim`` ≤ classes − 1.  A
     leave-classes-out bundle's held-out classes stay out of the fit, as in training.
 
-    Raises InputError for another view count, an ``out`` that already holds
+    ``hybrid`` (None keeps the bundle's) sets the weight ``w`` of the pooled backbone
+    features in the unreduced output ``[z, w·g] / sqrt(1 + w²)`` (recipe v2/v3,
+    :class:`rsir_stac.model.net.EmbeddingNet`): higher keeps more of the generic
+    (ImageNet-distilled) part, for classes and sensors the labels never named; lower
+    more of the triplet head, for the trained classes (RESULTS §7, eighth and
+    thirty-second sessions). The weights are unchanged; the reducer is fitted anew.
+
+    Raises InputError for another view count, a hybrid weight the bundle cannot take, an ``out`` that already holds
     a bundle or other files, a reducer size the split cannot give, or a
     ``data_dir`` whose split is not the bundle's; nothing is written unless
     the whole bundle is (:func:`rsir_stac.atomic.atomic_dir`).
@@ -65,6 +87,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     import copy
 
     from rsir_stac.atomic import atomic_dir
+    from rsir_stac.embed import Embedder
     from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
     from rsir_stac.evaluate import embed_files
     from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
@@ -77,6 +100,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         raise InputError(f"--views {views}: choose one of {', '.join(map(str, sorted(VIEW_SETS)))} "
                          "(1: none; 4: the rotations; 8: rotations and mirror images)")
     target = _check_out(Path(out))
+    weight = None if hybrid is None else _check_hybrid(bundle, hybrid)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
     held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
@@ -90,7 +114,12 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
                          f"fine-tune on it: `rsir-stac train {data_dir} --from {model_name(bundle)} --reducer {kind} "
                          f"--reducer-dim {dim} --epochs 1 --out OUT`")
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
-    with bundle.embedder(views=views) as emb:
+    net = bundle.net
+    if weight is not None:  # a copy: the caller's bundle keeps its weight
+        net = copy.deepcopy(bundle.net)
+        net.hybrid = weight
+    mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
+    with Embedder(net, bundle.reducer, input_size=bundle.input_size, mean=mean, std=std, views=views) as emb:
         z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,
                         progress=progress)
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
@@ -99,7 +128,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         meta.pop(key, None)
     meta["views"] = int(views)
     meta.setdefault("training", {})["reducer_refit"] = {"from_model": bundle.model_id, "kind": kind, "dim": dim,
-                                                        "views": int(views), "n_train": int(len(train_ix))}
+                                                        "views": int(views), "n_train": int(len(train_ix)),
+                                                        "hybrid": float(net.hybrid)}
     with atomic_dir(target) as tmp:
-        save_bundle(tmp, bundle.net, reducer, meta)
+        save_bundle(tmp, net, reducer, meta)
     return load_bundle(target)
