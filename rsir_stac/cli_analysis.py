@@ -80,7 +80,7 @@ def _classify_line(report, above: int, threshold: float, out: str, rows: int, di
               help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
 @store_options
 @click.option("--model", "model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
+              help="Model bundle that built the index (or a shipped name: v6, the default; v1-v5).")
 @_filter_options
 @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
 @click.option("--holdout", default=0.25, show_default=True,
@@ -159,7 +159,7 @@ def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, col
 @click.command("export")
 @store_options
 @click.option("--model", "model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v5, the default; v1-v4).")
+              help="Model bundle that built the index (or a shipped name: v6, the default; v1-v5).")
 @_filter_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")
