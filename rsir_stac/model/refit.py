@@ -56,8 +56,8 @@ def _check_hybrid(bundle, hybrid: float) -> float:
         raise InputError(f"--hybrid {hybrid:g}: model {bundle.model_id} has no pooled backbone features in its output "
                          "(recipe v1), so there is no weight to change; drop --hybrid")
     if not (math.isfinite(hybrid) and 0 < hybrid <= 100):
-        raise InputError(f"--hybrid {hybrid:g}: give a weight above 0 and at most 100 (e.g. 1 or 2; the shipped "
-                         f"model's is {float(bundle.meta['hybrid']):g})")
+        raise InputError(f"--hybrid {hybrid:g}: give a weight above 0 and at most 100 (e.g. 1 or 2; this bundle's "
+                         f"is {float(bundle.meta['hybrid']):g})")
     return float(hybrid)
 
 
