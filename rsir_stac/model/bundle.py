@@ -164,13 +164,14 @@ class ModelBundle:
                               "re-train or re-copy the bundle") from exc
 
     def embedder(self, *, device: str | None = None, bf16: bool | None = None, batch_size: int | None = None,
-                 lanes: int | None = None, views: int | None = None):
+                 lanes: int | None = None, views: int | None = None, net=None):
         """An :class:`~rsir_stac.embed.Embedder` for this bundle (``None``: defaults for the device;
-        ``views`` other than the bundle's, for fitting a reducer to them)."""
+        ``views`` other than the bundle's, for fitting a reducer to them; ``net`` another network
+        with this bundle's input, such as a copy with another hybrid weight)."""
         from rsir_stac.embed import Embedder
 
         mean, std = self.meta["normalisation"]["mean"], self.meta["normalisation"]["std"]
-        return Embedder(self.net, self.reducer, input_size=self.input_size, mean=mean, std=std,
+        return Embedder(self.net if net is None else net, self.reducer, input_size=self.input_size, mean=mean, std=std,
                         device=device, bf16=bf16, batch_size=batch_size, lanes=lanes,
                         views=self.views if views is None else views)
 

@@ -87,7 +87,6 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     import copy
 
     from rsir_stac.atomic import atomic_dir
-    from rsir_stac.embed import Embedder
     from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
     from rsir_stac.evaluate import embed_files
     from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
@@ -118,8 +117,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     if weight is not None:  # a copy: the caller's bundle keeps its weight
         net = copy.deepcopy(bundle.net)
         net.hybrid = weight
-    mean, std = bundle.meta["normalisation"]["mean"], bundle.meta["normalisation"]["std"]
-    with Embedder(net, bundle.reducer, input_size=bundle.input_size, mean=mean, std=std, views=views) as emb:
+    with bundle.embedder(views=views, net=net) as emb:
         z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,
                         progress=progress)
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
