@@ -465,5 +465,6 @@ def model_info(model):
         return
     b = load_bundle(model)
     meta = {k: v for k, v in b.meta.items() if k != "training"}
-    meta["training"] = {k: v for k, v in b.meta.get("training", {}).items() if k != "history"}
+    # the history and the split's file lists (thousands of names) are in model.json itself
+    meta["training"] = {k: v for k, v in b.meta.get("training", {}).items() if k not in ("history", "split_files")}
     click.echo(json.dumps(meta, indent=2))

@@ -122,18 +122,32 @@ def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_i
     tr = meta.get("training", {})
     if by_held_out:
         return "all", []
-    matches = _bundle_split(full, held, tr)[3]
+    trained, _, _, matches = _bundle_split(full, held, tr)
     if matches:
         return "test", []
+    if _changed_training_folder(trained, matches, tr):
+        return "test", []   # the recorded file lists still tell its images apart: _scored_images says how
     import numpy as np
 
     counts = np.bincount(np.asarray(full.labels, dtype=np.int64)) if len(full.labels) else np.zeros(1, np.int64)
-    msg = (f"{data_dir} is not the dataset model {model_id} was trained on, so every image is scored (--split all)"
+    msg = (f"the split of {data_dir} is not the one model {model_id} recorded (another dataset, or images were "
+           "added, removed or renamed since training), so every image is scored (--split all)"
            # a fifth of a class of fewer than 10 images holds at most one: its test split could not be scored
            + ("; pass --split test to score only the fifth of it a training run would keep out"
               if int(counts.max()) >= 10 else ""))
     log.warning("%s", msg)
     return "all", [msg] + _trained_names(full, held, meta, model_id, data_dir)
+
+
+def _changed_training_folder(trained, matches: bool | None, tr: dict):
+    """The bundle's recorded split (:class:`~rsir_stac.model.recorded_split.RecordedSplit`) when
+    ``trained`` (the folder without its held-out classes) is the training folder changed since
+    (its test split no longer ``matches`` the recorded digest, but it holds recorded images);
+    else None."""
+    from rsir_stac.model.recorded_split import RecordedSplit
+
+    rec = RecordedSplit.of(tr) if matches is False else None
+    return rec if rec is not None and rec.shares(trained.relpaths()) else None
 
 
 def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir) -> list[str]:
@@ -162,8 +176,13 @@ def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_i
     trained, train_ix, test_ix, matches = _bundle_split(full, held, tr)
     want = tr.get("test_digest")
     rel = trained.relpaths()
-    never = {rel[i] for i in test_ix}  # images the model never trained on (with the classes it never saw)
-    seen = {rel[i] for i in train_ix} if matches else None  # known only on the training dataset itself
+    changed = _changed_training_folder(trained, matches, tr)
+    if changed is not None:  # the training folder since changed: its recorded file lists say which images
+        seen = {r for r in rel if changed.trained_on(r)}
+        never = set(rel) - seen
+    else:
+        never = {rel[i] for i in test_ix}  # images the model never trained on (with the classes it never saw)
+        seen = {rel[i] for i in train_ix} if matches else None  # known only on the training dataset itself
     folder = only_classes(full, classes) if classes else (trained if split == "test" else full)
     frel = folder.relpaths()
     idx = np.arange(len(folder))
@@ -171,7 +190,13 @@ def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_i
     if split == "test":
         idx = np.asarray([i for i, r in enumerate(frel) if r in never or r.split("/", 1)[0] not in trained.classes],
                          dtype=np.int64)
-        if matches is False:
+        if changed is not None:
+            msg = (f"{data_dir} changed since model {model_id} was trained on it ({changed.changes(rel)}): "
+                   f"scoring the {len(idx)} images it never trained on (the recorded test images still there and "
+                   "any new ones), by the file names its bundle records")
+            warnings.append(msg)
+            _warn_once("changed", data_dir, want, msg)
+        elif matches is False:
             msg = (f"the test split of {data_dir} differs from the one recorded in model {model_id}: this is "
                    "not the folder it was trained on (or images were added or removed since), so these are not "
                    "the images it never trained on; for another dataset, pass --split all")
@@ -271,9 +296,9 @@ def _choose_images(full, held: list[str], classes, split: str | None, by_held_ou
         split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
-    if asked == "all" and not by_held_out and not chosen.matches:
+    if asked == "all" and not by_held_out and chosen.trained_on is None:
         # --split all on another folder: the class names are all there is to warn by (on the
-        # training folder itself, trained_on counts the very images)
+        # training folder itself, or one its bundle records by name, trained_on counts the very images)
         notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir)
     split, split_notes = _split_scored(folder, idx, split, held, data_dir)
     notes += split_notes

@@ -274,13 +274,16 @@ def test_evaluate_json_has_one_shape_and_records_the_folder_and_a_split_that_dif
     fp32, _ = _evaluate(data, "--model", bundle.path, "--fp32")
     assert fp32["protocol"]["precision"] == "fp32"
     other = tmp_path / "other"
-    shutil.copytree(data, other)
+    for d in sorted(data.iterdir()):   # the same classes, images of other names: another dataset
+        (other / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir()):
+            shutil.copy(f, other / d.name / f"x{f.name}")
     for i in range(3):  # more images: another split than the bundle's
-        shutil.copy(other / "class1" / "img00.png", other / "class1" / f"more{i}.png")
+        shutil.copy(other / "class1" / "ximg00.png", other / "class1" / f"more{i}.png")
     # by default another dataset is scored whole (a random fifth of it is no test split of anything)
     res, _ = _evaluate(other, "--model", bundle.path)
     assert res["protocol"]["split"] == "all" and res["n_queries"] == 33, res["protocol"]  # every image
-    assert len(res["warnings"]) == 2 and "is not the dataset model" in res["warnings"][0]
+    assert len(res["warnings"]) == 2 and "is not the one model" in res["warnings"][0]
     assert "have the names of classes model" in res["warnings"][1]   # a copy of its training data, grown
     with caplog.at_level("WARNING", logger="rsir_stac.evaluate"):
         res, _ = _evaluate(other, "--model", bundle.path, "--split", "test")
@@ -328,6 +331,8 @@ def test_evaluate_split_all_on_a_copy_of_training_classes_warns_by_their_names(s
     bundle, data = split_bundle
     subset = _first_images(data, tmp_path / "subset", 6)
     (subset / "class1").rename(subset / "Class1")   # another download's capitals are the same classes
+    for f in [f for f in subset.rglob("*") if f.is_file()]:   # of other file names: the bundle's recorded
+        f.rename(f.with_name(f"copy-{f.name}"))                 # split cannot tell them
     for args in ((), ("--split", "all")):
         res, _ = _evaluate(subset, "--model", bundle.path, *args)
         assert any("3 of the 3 classes" in w for w in res["warnings"]), res["warnings"]
@@ -451,8 +456,10 @@ def test_evaluate_says_each_warning_once_whatever_the_number_of_scales(split_bun
     bundle, data = split_bundle
     subset = _first_images(data, tmp_path / "subset", 6)
     with caplog.at_level(logging.WARNING):
-        r = CliRunner().invoke(main, ["evaluate", str(subset), "--model", str(bundle.path), "--scale", "1,2,4"])
+        r = CliRunner().invoke(main, ["evaluate", str(subset), "--model", str(bundle.path), "--scale", "1,2,4",
+                                      "--split", "all"])
     assert r.exit_code == 0, r.output
     said = [m for m in caplog.text.splitlines() if "WARNING" in m]
     assert said and len(said) == len(set(said)), said
-    assert sum("have the names of classes model" in m for m in said) == 1
+    # the subset's images are the bundle's by their recorded names: counted, and said once
+    assert sum("are in the training split of model" in m for m in said) == 1, said

@@ -390,6 +390,7 @@ def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], tr
     """The bundle's ``model.json`` description of this run (config, split, history)."""
     from rsir_stac.model.backbones import NORMALISATION
     from rsir_stac.model.data import split_digest
+    from rsir_stac.model.recorded_split import split_files
 
     mean, std = NORMALISATION[cfg.backbone]
     folder = split.folder
@@ -411,6 +412,7 @@ def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], tr
             "held_out_classes": list(split.held_out),
             "n_train": int(len(split.fit_ix)), "n_val": int(len(split.val_ix)), "n_test": int(len(split.test_ix)),
             "test_digest": split_digest([rel[i] for i in split.test_ix]),
+            "split_files": split_files(rel, split.train_ix.tolist(), split.test_ix.tolist()),
             "history": _json_safe(history),  # NaN (validation cannot rank): null, as in history.json
             "train_seconds": round(train_seconds, 1),
             "bf16": bool(bf16),

@@ -1,0 +1,77 @@
+"""The training split a bundle records by name: which images of its data folder a run trained on
+(fit and validation) and which it kept out (test), so that ``evaluate`` can still score only
+images the model never trained on after the folder has gained or lost images.
+
+Stored in ``model.json`` as ``training.split_files`` (written by :func:`split_files`): two sorted
+lists of paths relative to the data folder, as :func:`image_key` gives them (the same dataset
+saved as TIFF instead of WebP, or with capitalised class folders, names the same images).
+Bundles of earlier versions record only the test split's digest
+(:func:`rsir_stac.model.data.split_digest`); :meth:`RecordedSplit.of` gives None for them."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+
+def image_key(relpath: str) -> str:
+    """A relative image path without its suffix, its class folder in lower case and the whole in
+    Unicode NFC (``Beach/beach07.webp`` → ``beach/beach07``): the same image in another download
+    of the dataset (other capitals, another format, a folder unpacked on macOS)."""
+    path = PurePosixPath(unicodedata.normalize("NFC", relpath)).with_suffix("")
+    return "/".join([path.parts[0].casefold(), *path.parts[1:]]) if path.parts else ""
+
+
+def split_files(relpaths: Sequence[str], trained_ix: Iterable[int], test_ix: Iterable[int]) -> dict[str, list[str]]:
+    """The record of a training split for ``model.json``: ``{"trained": [...], "test": [...]}``, the
+    sorted keys (:func:`image_key`) of the images at ``trained_ix`` (fit and validation) and
+    ``test_ix`` of ``relpaths`` (paths relative to the data folder)."""
+    return {"trained": sorted(image_key(relpaths[i]) for i in trained_ix),
+            "test": sorted(image_key(relpaths[i]) for i in test_ix)}
+
+
+@dataclass(frozen=True)
+class RecordedSplit:
+    """The images a bundle's training run used (``trained``) and kept out (``test``), by
+    :func:`image_key`."""
+
+    trained: frozenset[str]
+    test: frozenset[str]
+
+    @classmethod
+    def of(cls, training: dict[str, Any]) -> RecordedSplit | None:
+        """The split recorded in a bundle's ``training`` metadata; None when it records none."""
+        rec = training.get("split_files")
+        if not isinstance(rec, dict) or not isinstance(rec.get("trained"), list):
+            return None
+        return cls(frozenset(map(str, rec["trained"])), frozenset(map(str, rec.get("test") or ())))
+
+    def shares(self, relpaths: Iterable[str]) -> bool:
+        """Whether any of ``relpaths`` is an image the run trained on or kept out: the folder is
+        the training folder (a copy of it, or it since changed), not another dataset."""
+        return any(image_key(r) in self.trained or image_key(r) in self.test for r in relpaths)
+
+    def trained_on(self, relpath: str) -> bool:
+        """Whether the run trained on the image at ``relpath`` (relative to the data folder)."""
+        return image_key(relpath) in self.trained
+
+    def changes(self, relpaths: Sequence[str]) -> str:
+        """What changed in a folder since training, said briefly: ``"gained 1 image (beach/x.jpg);
+        lost 2 (...)"``, or ``""`` when it holds exactly the recorded images."""
+        now = {image_key(r): r for r in relpaths}
+        gained = sorted(r for k, r in now.items() if k not in self.trained and k not in self.test)
+        lost = sorted((self.trained | self.test) - now.keys())
+        parts = [f"gained {_count(gained)} ({_first(gained)})" if gained else "",
+                 f"lost {_count(lost)} ({_first(lost)})" if lost else ""]
+        return "; ".join(p for p in parts if p)
+
+
+def _count(items: Sequence[str]) -> str:
+    return f"{len(items)} image{'' if len(items) == 1 else 's'}"
+
+
+def _first(items: Sequence[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

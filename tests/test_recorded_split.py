@@ -1,0 +1,108 @@
+"""``evaluate`` on a training folder that changed since training (model trial, thirty-third session).
+
+A user adds one image to the folder a model was trained on and re-runs ``evaluate``: the test
+split recomputed on the grown folder is no longer the recorded one, and ``evaluate`` used to score
+every image (33 of 42 of them training images: mAP 0.786 → 0.938) while saying the folder "is not
+the dataset" the model was trained on.  Bundles now record their split's file names
+(``training.split_files``), so the images the model never trained on are still known.
+
+Real tiny image folders, a real tiny training run and the real CLI; nothing of rsir-stac is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from rsir_stac.cli import main
+from rsir_stac.evaluate import evaluate_folder
+from rsir_stac.model.bundle import load_bundle
+from rsir_stac.model.recorded_split import RecordedSplit, image_key
+from rsir_stac.model.train import TrainConfig, train
+from tests.conftest import make_image_folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A bundle trained on 3 classes of 10 images (2 test images a class), and its folder."""
+    root = tmp_path_factory.mktemp("recorded")
+    data = make_image_folder(root / "tiles", classes=3, per_class=10)
+    cfg = TrainConfig(str(data), str(root / "run"), input_size=48, tile_size=48, embedding_dim=8, epochs=1, p=3,
+                      k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none")
+    return train(cfg), data
+
+
+def _evaluate(*args):
+    r = CliRunner().invoke(main, ["evaluate", *map(str, args), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _recorded(bundle) -> RecordedSplit:
+    rec = RecordedSplit.of(bundle.meta["training"])
+    assert rec is not None
+    return rec
+
+
+def test_the_bundle_records_which_images_it_trained_on_and_kept_out(trained):
+    bundle, data = trained
+    rec = _recorded(load_bundle(bundle.path))   # as written to model.json
+    files = {image_key(str(p.relative_to(data))) for p in data.rglob("*") if p.is_file()}
+    assert len(rec.test) == 6 and len(rec.trained) == 24
+    assert rec.test | rec.trained == files and not rec.test & rec.trained
+
+
+def test_a_training_folder_that_gained_an_image_still_scores_only_images_never_trained_on(trained, tmp_path):
+    bundle, data = trained
+    base = _evaluate(data, "--model", bundle.path)
+    assert base["protocol"]["split"] == "test" and base["n_queries"] == 6 and base["warnings"] == []
+    grown = tmp_path / "grown"
+    shutil.copytree(data, grown)
+    shutil.copy(grown / "class1" / "img00.png", grown / "class1" / "extra.png")
+    res = _evaluate(grown, "--model", bundle.path)
+    p = res["protocol"]
+    # the recorded test images and the new one: none the model trained on
+    assert p["split"] == "test" and res["n_queries"] == 7 and p["trained_on"] == 0, (p, res["warnings"])
+    assert p["split_matches_bundle"] is False
+    assert len(res["warnings"]) == 1 and "changed since model" in res["warnings"][0]
+    assert "gained 1 image (class1/extra.png)" in res["warnings"][0]
+    assert "is not the" not in res["warnings"][0]
+    # every image on request: the training images among them are counted, and said
+    every = _evaluate(grown, "--model", bundle.path, "--split", "all")
+    assert every["n_queries"] == 31 and every["protocol"]["trained_on"] == 24
+    assert any("24 of the 31 images scored" in w for w in every["warnings"]), every["warnings"]
+
+
+def test_a_training_folder_that_lost_images_and_was_re_saved_in_another_format(trained, tmp_path):
+    """Another download of the same dataset: capitalised class folders, JPEG for PNG, some images gone."""
+    from PIL import Image
+
+    bundle, data = trained
+    rec = _recorded(bundle)
+    other = tmp_path / "other"
+    for d in sorted(data.iterdir()):
+        (other / d.name.capitalize()).mkdir(parents=True)
+        for f in sorted(d.iterdir())[1:]:   # each class loses its first image
+            Image.open(f).save(other / d.name.capitalize() / f"{f.stem}.jpg", quality=95)
+    res = _evaluate(other, "--model", bundle.path)
+    p = res["protocol"]
+    kept_test = [k for k in rec.test if not k.endswith("/img00")]
+    assert p["split"] == "test" and res["n_queries"] == len(kept_test) and p["trained_on"] == 0
+    assert "lost 3 images" in res["warnings"][0], res["warnings"]
+
+
+def test_a_bundle_of_an_earlier_version_keeps_the_old_protocol(trained, tmp_path):
+    """No recorded file names: a changed folder cannot be told from another dataset, so it is
+    scored whole, with the warning that says so (not "is not the dataset")."""
+    bundle, data = trained
+    old = load_bundle(bundle.path)
+    del old.meta["training"]["split_files"]
+    grown = tmp_path / "grown"
+    shutil.copytree(data, grown)
+    shutil.copy(grown / "class1" / "img00.png", grown / "class1" / "extra.png")
+    res = evaluate_folder(grown, old, split=None)
+    assert res["protocol"]["split"] == "all" and res["n_queries"] == 31 and res["protocol"]["trained_on"] is None
+    assert "added, removed or renamed since training" in res["warnings"][0]
