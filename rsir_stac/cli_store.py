@@ -159,6 +159,10 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
         for msg in report.tile_errors:
             echo_text(f"  failed tile: {msg}", err=True)
     if skip_missing and report.sources_failed and not report.tiles_failed:
+        if not (report.points_written or report.points_existing):   # ingest's rule: nothing indexed is a failure
+            _fail(f"nothing was reindexed: every source of the {report.points_total} points failed and was left out "
+                  f"by --skip-missing, so no new index was made at {report.target}; put the files back, or pass "
+                  "--relocate OLD=NEW for where they are now, and run the same command again", 1)
         click.echo(f"  {len(report.sources_failed)} source(s) left out by --skip-missing "
                    f"({sum(f['tiles'] for f in report.sources_failed)} tiles); the new index is marked finished",
                    err=True)

@@ -171,6 +171,23 @@ def test_interrupted_reindex_resumes_to_a_clean_result(tmp_path, old_index, new_
     _assert_finished(tmp_path / "new", new_bundle)
 
 
+def test_skip_missing_with_every_source_gone_is_a_failure_not_a_finished_index(tmp_path, scenes, old_index,
+                                                                             new_bundle):
+    """Model-side trial (thirty-third session): with every source gone, `reindex --skip-missing` said
+    "the new index is marked finished" and exited 0, though no index was made."""
+    moved = [p.rename(p.with_name(f"gone-{p.name}")) for p in scenes]
+    try:
+        res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "none"),
+                                        "--model", str(new_bundle.path), "--skip-missing"])
+    finally:
+        for p, m in zip(scenes, moved):
+            m.rename(p)
+    assert res.exit_code == 1, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: nothing was reindexed") and "--relocate OLD=NEW" in last, res.stderr
+    assert "marked finished" not in res.output and not (tmp_path / "none").exists()
+
+
 def _assert_unfinished(location, bundle, n: int) -> None:
     """The index says it is an unfinished reindex: in its metadata, `info` and a warning on open."""
     import logging
