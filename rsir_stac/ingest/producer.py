@@ -422,7 +422,8 @@ def _queue_windows(run: _Reading, scene, reader, refs: Sequence, ids: Sequence[s
             q.put(("skip", 1))
             continue
         queued += 1
-        payload = tile_payload(scene, ref, model_id=run.model_id, tile_size=run.tile_size,
+        # tile.ref: ref, or its footprint narrowed to its projection's edge (SceneReader.read)
+        payload = tile_payload(scene, tile.ref, model_id=run.model_id, tile_size=run.tile_size,
                                stride=run.stride, edge=options.edge, bands=reader.bands,
                                gsd_param=scene_gsd, nodata=reader.plan.nodata, stamp=stamp)
         q.put(("tile", (pid, tile.pixels if run.shrink is None else run.shrink(tile.pixels), payload)))

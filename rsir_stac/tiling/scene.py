@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
+from rsir_stac.tiling.domain import footprint_this_side, nothing_past_edge, projection_edge, windows_past_edge
 from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints
 from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
@@ -47,7 +48,8 @@ class TileRef:
     centroid: Corner
     grid: PixelWindow
     #: the densified lon/lat outline of a tile its four corners do not describe (near a pole, 90 degrees
-    #: wide or more, or edges bowing by more than half a pixel in lon/lat): its footprint; else None
+    #: wide or more, edges bowing by more than half a pixel in lon/lat, or, in a tile read by
+    #: :meth:`SceneReader.read`, fill past its projection's edge): its footprint; else None
     outline: tuple[Corner, ...] | None = None
 
 
@@ -187,6 +189,7 @@ class SceneReader:
         self.grid_height = max(1, round(dataset.height / self._sy))
         self._plan: PixelPlan | None = None
         self._refs: list[TileRef] | None = None
+        self._edge: Any = False  # the CRS's ProjectionEdge (None: it has none), found on first use
         self.stats = TileStats()
 
     @classmethod
@@ -413,7 +416,8 @@ class SceneReader:
     # reading --------------------------------------------------------------------
     def read(self, ref: TileRef) -> Tile | None:
         """Read one tile through :func:`~rsir_stac.tiling.pixels.read_rgb`; ``None``
-        when it is mostly empty.
+        when it is mostly empty.  The tile's ``ref`` is ``ref``, or for a tile holding only
+        fill past its projection's edge, ``ref`` with the footprint of its part on this side.
 
         Raises :class:`RasterError` naming the window when GDAL cannot read it
         (corrupt block), so the caller can skip and report it.
@@ -437,7 +441,33 @@ class SceneReader:
             self.stats.skipped_empty += 1
             return None
         self.stats.read += 1
-        return Tile(ref=ref, pixels=pixels, valid_fraction=fraction)
+        return Tile(ref=self._this_side(ref, valid), pixels=pixels, valid_fraction=fraction)
+
+    def _this_side(self, ref: TileRef, valid: np.ndarray) -> TileRef:
+        """``ref``, or for a tile whose corners reach past its projection's edge and whose pixels there
+        are all fill (a MODIS sinusoidal tile at 180: PROJ wraps that fill to the other side of the
+        world), ``ref`` with the bbox, outline and (when it was past the edge) centre of its part on this
+        side (:mod:`rsir_stac.tiling.domain`); window, grid and corners stay.  ``valid``: the tile's mask
+        as read.  Tiles with pixels past the edge (a Pacific mosaic in EPSG:3857) keep their footprint."""
+        if self._edge is False:
+            self._edge = projection_edge(self._ds.crs)
+        if self._edge is None:
+            return ref
+        c0, r0, cw, rh = src = self._source_float(ref.grid)
+        x0, y0 = np.clip(c0, 0, self.width), np.clip(r0, 0, self.height)  # the part on the raster, as _make_refs
+        shown = (x0, y0, np.clip(c0 + cw, 0, self.width) - x0, np.clip(r0 + rh, 0, self.height) - y0)
+        t = self._ds.transform
+        if not windows_past_edge(self._edge, t, np.array([shown]))[0]:
+            return ref  # nearly every tile: its corners are on this side
+        if not nothing_past_edge(self._edge, t, src, valid):
+            return ref  # pixels past the edge: a mosaic across 180 (EPSG:3857, 6933)
+        part = footprint_this_side(self._edge, t, self._ds.crs, shown, ref.centroid)
+        if part is None:
+            return ref
+        outline, bbox, centroid = part
+        log.debug("%s: window %s holds only fill past its CRS's edge (lon_0 %+g +- 180): footprint %s -> %s",
+                  self.href, ref.window, self._edge.lon0, ref.bbox, bbox)
+        return replace(ref, bbox=bbox, centroid=centroid, outline=tuple(outline))
 
     def iter_tiles(self) -> Iterator[Tile]:
         """Yield every non-empty tile; failed windows are logged, counted and skipped.

@@ -1,0 +1,190 @@
+"""A projection's own edge (its central meridian +-180 degrees), and tiles that hold only fill past it.
+
+A global projection (sinusoidal, Web Mercator, EASE-Grid 2.0, ...) maps the longitudes within its
+central meridian ``lon_0`` +-180 degrees.  A point past that edge (``x`` beyond the sinusoidal's
+curved edge, beyond ``x = 20037508`` in Web Mercator) still gets a lon/lat: PROJ's inverse gives a
+longitude past ``lon_0 + 180`` and wraps it to the other side of the antimeridian.  What the point
+is depends on the data, not the geometry (both are past their projection's own edge):
+
+* a MODIS sinusoidal tile at the grid's edge (h35v08, h09v02, h26v02) holds fill (declared nodata)
+  there: the place on the other side of 180 is not in the product;
+* a Pacific mosaic in EPSG:3857 or EPSG:6933 holds pixels there: the place is real (a map-back check,
+  tried and reverted, dropped those tiles).
+
+So a tile whose corners reach past the edge (:func:`windows_past_edge`, cheap: four corners per
+tile; the domain of these projections is convex, so a tile with its corners on this side lies on it
+whole) is looked at once its validity mask is read (:func:`nothing_past_edge`).  When its pixels past
+the edge are all invalid, its footprint is that of its part on this side
+(:func:`footprint_this_side`): its lon/lat outline clipped at the edge's meridian.  Every other tile
+keeps the footprint it has always had.
+
+Longitudes past the edge come from PROJ's ``+over`` option (no wrapping; PROJ's documentation,
+"Longitude wrapping"), through pyproj's :class:`~pyproj.Proj` on the CRS's PROJ string.  A CRS that
+pyproj cannot write as a PROJ string, or a geographic one, has no edge here (None): its tiles are as
+before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rsir_stac.tiling.footprints import DENSIFY_PTS, _outline, _to_lonlat, ring_bounds
+
+log = logging.getLogger(__name__)
+
+#: Degrees past ``lon_0 +- 180`` below which a point counts as on the edge, not past it.
+EDGE_TOLERANCE_DEG = 1e-9
+
+#: A window ``col_off, row_off, width, height`` in source pixels (floats).
+Window4 = tuple[float, float, float, float]
+#: ``(outline [(lon, lat), ...], bbox (W, S, E, N), centroid (lon, lat))``, degrees.
+Footprint = tuple[list[tuple[float, float]], tuple[float, float, float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class ProjectionEdge:
+    """The inverse of a projected CRS without longitude wrapping (``proj``, a pyproj ``Proj`` with
+    ``+over``) and its central meridian ``lon0`` (degrees, plus any prime meridian)."""
+
+    proj: Any
+    lon0: float
+
+    def lon(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Unwrapped longitudes (degrees, the CRS's own datum) of points ``(xs, ys)`` (CRS units, any
+        shape); NaN where PROJ gives no lon/lat."""
+        xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        lon, _ = self.proj(xs.ravel(), ys.ravel(), inverse=True, errcheck=False)
+        lon = np.asarray(lon, dtype=np.float64)
+        return np.where(np.isfinite(lon) & (np.abs(lon) < 1e30), lon, np.nan).reshape(xs.shape)  # HUGE_VAL: none
+
+    def overshoot(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """Degrees each point ``(xs, ys)`` (CRS units, any shape) lies past the edge: ``|lon - lon0| - 180``
+        with ``lon`` unwrapped; negative on this side, NaN where PROJ gives no lon/lat."""
+        return np.abs(self.lon(xs, ys) - self.lon0) - 180.0
+
+
+def projection_edge(crs: Any) -> ProjectionEdge | None:
+    """The :class:`ProjectionEdge` of a projected ``crs`` (rasterio or pyproj CRS, or anything
+    pyproj takes): its central meridian is its conversion's "Longitude of natural origin" (of
+    origin, of false origin, of projection centre: the first of them, UTM's zone meridian included)
+    plus its prime meridian.  None for a geographic CRS, one without such a parameter, or one pyproj
+    cannot write as a PROJ string (their tiles keep the footprints they have)."""
+    from pyproj import CRS as ProjCRS
+    from pyproj import Proj
+
+    try:
+        c = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+        op = c.coordinate_operation
+        if not c.is_projected or op is None:
+            return None
+        lons = [p for p in op.params if p.name.lower().startswith("longitude of")]
+        if not lons:
+            return None
+        pm = c.prime_meridian
+        lon0 = round(math.degrees(lons[0].value * lons[0].unit_conversion_factor
+                                  + pm.longitude * pm.unit_conversion_factor), 12)  # 57, not 57.00000000000001
+        with warnings.catch_warnings():  # "You will likely lose important projection information"
+            warnings.simplefilter("ignore", UserWarning)
+            params = c.to_dict()
+        if not params.get("proj"):
+            return None
+        proj = Proj(ProjCRS.from_dict({**params, "over": True}))
+    except Exception:  # noqa: BLE001 - no PROJ string for this CRS: no edge, tiles as before
+        log.debug("no +over inverse for CRS %s", crs, exc_info=True)
+        return None
+    return ProjectionEdge(proj, lon0)
+
+
+def windows_past_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray) -> np.ndarray:
+    """Whether each window ``(k, 4)`` = ``col_off, row_off, width, height`` (source pixels, floats)
+    has a corner past ``edge``; ``(k,)`` booleans.  Four points a tile: the cheap test every tile
+    of a scene in a projected CRS pays."""
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    cols = np.stack([w[:, 0], w[:, 0] + w[:, 2], w[:, 0] + w[:, 2], w[:, 0]], axis=1)
+    rows = np.stack([w[:, 1], w[:, 1], w[:, 1] + w[:, 3], w[:, 1] + w[:, 3]], axis=1)
+    t = transform
+    over = edge.overshoot(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
+    return (over > EDGE_TOLERANCE_DEG).any(axis=1)
+
+
+def nothing_past_edge(edge: ProjectionEdge, transform: Any, window: Window4, valid: np.ndarray) -> bool:
+    """Whether every pixel of a tile that lies clearly past ``edge`` is invalid (fill), so that the
+    tile's footprint is its part on this side.  ``window``: the tile in source pixels (floats,
+    ``col_off, row_off, width, height``); ``valid``: its ``(rows, cols)`` validity mask as read
+    (:func:`~rsir_stac.tiling.pixels.read_rgb`, at the tile's grid, nearest-neighbour).
+
+    Each mask pixel is tested at the centre of the source pixel it was read from (the mask is a
+    nearest-neighbour read), and counts as past the edge only when its four neighbours are too: a
+    source pixel straddling the edge, or a product whose fill starts a pixel late, does not make a
+    Pacific mosaic of it.  Cost: one inverse projection per mask pixel, for edge tiles only."""
+    h, w = valid.shape
+    c0, r0, cw, rh = (float(v) for v in window)
+    cols = np.floor(c0 + (np.arange(w) + 0.5) * (cw / w)) + 0.5
+    rows = np.floor(r0 + (np.arange(h) + 0.5) * (rh / h)) + 0.5
+    cc, rr = np.meshgrid(cols, rows)
+    t = transform
+    past = edge.overshoot(t.a * cc + t.b * rr + t.c, t.d * cc + t.e * rr + t.f) > EDGE_TOLERANCE_DEG
+    padded = np.pad(past, 1, constant_values=True)
+    clearly = past & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return not bool((valid & clearly).any())
+
+
+def footprint_this_side(edge: ProjectionEdge, transform: Any, crs: Any, window: Window4,
+                        centroid: tuple[float, float], densify: int = DENSIFY_PTS) -> Footprint | None:
+    """The footprint of the part of ``window`` (source pixels, floats, ``col_off, row_off, width,
+    height``) on this side of ``edge``: ``(outline, bbox, centroid)``, all lon/lat degrees (EPSG:4326,
+    as :func:`~rsir_stac.tiling.footprints.tile_footprints`).  ``outline``: the window's outline
+    (``densify`` points per edge) with longitudes unwrapped by ``+over``, clipped at the edge's
+    meridian ``lon0 +- 180`` (shapely), clockwise, within -180..180; ``bbox``: its
+    :func:`~rsir_stac.tiling.footprints.ring_bounds`; ``centroid``: the given one (the window's
+    centre) when it is on this side, else the clipped outline's centroid.  None when the part on this
+    side is empty or not one polygon (the caller keeps the footprint it has)."""
+    from shapely.geometry import Polygon, box
+    from shapely.geometry.polygon import orient
+
+    x0, y0, ww, wh = (np.array([float(v)]) for v in window)
+    cols, rows = _outline(x0, y0, x0 + ww, y0 + wh, densify)
+    try:
+        lon, lat = _to_lonlat(transform, crs, cols, rows)
+    except ValueError:  # an outline point without lon/lat
+        return None
+    t = transform
+    raw = edge.lon(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
+    if not np.isfinite(raw).all():
+        return None
+    # the +over longitude in EPSG:4326 (as every other footprint): the wrapped lon/lat moved by the
+    # whole turns +over undid
+    unwrapped = lon + 360.0 * np.round((raw - lon) / 360.0)
+    part = Polygon(zip(unwrapped[0], lat[0])).buffer(0).intersection(
+        box(edge.lon0 - 180.0, -90.0, edge.lon0 + 180.0, 90.0))
+    if part.is_empty or part.geom_type != "Polygon" or part.area <= 0:
+        return None
+    part = orient(part, -1.0)  # clockwise, as a window's outline from UL
+    ring = np.asarray(part.exterior.coords[:-1], dtype=np.float64)
+    ring_lon = ring[:, 0] - 360.0 * (ring[:, 0] > 180.0) + 360.0 * (ring[:, 0] < -180.0)  # 180 itself stays
+    outline = [(float(a), float(b)) for a, b in zip(ring_lon, ring[:, 1])]
+    bbox = tuple(float(v) for v in ring_bounds(ring_lon[None, :], ring[None, :, 1])[0])
+    cx, cy = (float(v) for v in centroid)
+    if not _on_this_side(edge, transform, window):
+        c = part.centroid if part.contains(part.centroid) else part.representative_point()
+        cx, cy = float(c.x), float(c.y)
+        cx = cx - 360.0 if cx > 180.0 else cx + 360.0 if cx < -180.0 else cx
+    return outline, bbox, (cx, cy)  # type: ignore[return-value]
+
+
+def _on_this_side(edge: ProjectionEdge, transform: Any, window: Window4) -> bool:
+    """Whether the centre of ``window`` (source pixels) is on this side of ``edge``."""
+    c0, r0, cw, rh = (float(v) for v in window)
+    col, row, t = c0 + cw / 2.0, r0 + rh / 2.0, transform
+    over = edge.overshoot(np.array([t.a * col + t.b * row + t.c]), np.array([t.d * col + t.e * row + t.f]))[0]
+    return bool(math.isfinite(over) and over <= EDGE_TOLERANCE_DEG)
+
+
+__all__ = ["EDGE_TOLERANCE_DEG", "Footprint", "ProjectionEdge", "Window4", "footprint_this_side",
+           "nothing_past_edge", "projection_edge", "windows_past_edge"]
