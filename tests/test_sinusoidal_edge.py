@@ -1,0 +1,168 @@
+"""A scene reaching past its projection's own edge (RELIABILITY, "a scene reaching off the Earth").
+
+A MODIS sinusoidal tile at the grid's edge (h35v08, h09v02, h26v02) holds fill (declared nodata)
+beyond the projection's curved edge x = R*pi*cos(lat).  PROJ maps that fill past 180 and wraps it to
+the other side of the world, so its partly valid edge tiles had footprints, bboxes and even centres
+there (this fixture: up to 10.3 degrees past 180).  Those tiles now keep the part of their footprint
+on this side of the edge.  A Web Mercator or EASE-Grid 2.0 mosaic holds pixels past 180: its tiles
+there keep their footprints past 180 (a map-back check, tried and reverted, dropped them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import Affine
+from shapely.geometry import Point, shape
+
+from rsir_stac.errors import PointNotFoundError
+from rsir_stac.ingest import IngestOptions, ingest
+from rsir_stac.labels import footprint_geometry
+from rsir_stac.store import SearchFilter, open_store
+from rsir_stac.tiling import SceneReader
+from rsir_stac.tiling.footprints import bbox_contains
+
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+
+SINU = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
+R_MODIS = 6371007.181
+OPTS = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)
+
+
+def _raster(path, crs, transform, width, height, fill):
+    """RGB ``uint8`` with blocky texture (1..255, nodata 0 declared); 0 where ``fill(x, y)`` holds at
+    the pixel centre (CRS units)."""
+    rng = np.random.default_rng(0)
+    a = np.kron(rng.integers(20, 235, (3, height // 16 + 1, width // 16 + 1)), np.ones((16, 16)))
+    a = a[:, :height, :width].astype(np.uint8)
+    rows, cols = np.mgrid[0:height, 0:width]
+    x, y = transform * (cols + 0.5, rows + 0.5)
+    a[:, fill(x, y)] = 0
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=crs,
+                       transform=transform, nodata=0) as ds:
+        ds.write(a)
+    return path
+
+
+def _modis_edge(path, side):
+    """384 x 128 px of 7 km, latitude 30..38 N, across the sinusoidal grid's east (or, mirrored, west)
+    edge: the edge runs from column 64 (38 N) to column 290 (30 N); fill beyond it."""
+    res, w, h = 7000.0, 384, 128
+    x0 = 15.3e6 if side == "east" else -15.3e6 - w * res
+    t = Affine(res, 0, x0, 0, -res, R_MODIS * math.radians(30) + h * res)
+    return _raster(path, SINU, t, w, h, lambda x, y: np.abs(x) > R_MODIS * math.pi * np.cos(y / R_MODIS))
+
+
+def _payloads(index) -> list[dict]:
+    with open_store(str(index), read_only=True) as s:
+        return [p.payload for p in s.iter_points(with_vectors=False)]
+
+
+def _lons(geom) -> np.ndarray:
+    g = shape(geom)
+    return np.array([c[0] for p in getattr(g, "geoms", [g]) for c in p.exterior.coords])
+
+
+def _valid_pixels_covered(tif, payload, n=300):
+    """Every sampled valid pixel centre of the tile (projected to lon/lat) is inside its stored
+    footprint and bbox."""
+    with rasterio.open(tif) as ds:
+        w = payload["window"]
+        win = rasterio.windows.Window(w["col_off"], w["row_off"], w["width"], w["height"])
+        valid = ds.read_masks(1, window=win) > 0
+        rows, cols = np.nonzero(valid)
+        pick = np.random.default_rng(1).choice(len(rows), size=min(n, len(rows)), replace=False)
+        x, y = ds.transform * (cols[pick] + w["col_off"] + 0.5, rows[pick] + w["row_off"] + 0.5)
+        lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    poly = shape(footprint_geometry(payload))
+    for a, b in zip(lon, lat):
+        assert poly.distance(Point(a, b)) < 1e-9, (payload["window"], a, b)
+        assert bbox_contains(payload["bbox"], a, b), (payload["window"], payload["bbox"], a, b)
+
+
+@pytest.mark.parametrize("side", ["east", "west"])
+def test_a_modis_tile_at_the_grids_edge_keeps_its_footprints_on_this_side_of_180(tmp_path, tiny_bundle, side):
+    """Before: the partly valid edge tiles' footprints reached 0.6-10.3 degrees past 180 (bboxes
+    across 180, two centres on the other side) and a search there found them.  A re-run finds the
+    tiles held (their corners, which resume compares, are the window's as before)."""
+    tif = _modis_edge(tmp_path / f"h35v05-{side}.tif", side)
+    idx = tmp_path / "idx"
+    report = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert not report.items_failed and report.points_written == 8
+    sign = 1.0 if side == "east" else -1.0
+    clipped = 0
+    for p in _payloads(idx):
+        lons = _lons(footprint_geometry(p))
+        assert (sign * lons >= 150.0).all() and (np.abs(lons) <= 180.0).all(), (p["window"], lons.min(), lons.max())
+        w, _, e, _ = p["bbox"]
+        assert w <= e and sign * w >= 150.0 and sign * e >= 150.0, (p["window"], p["bbox"])  # not across 180
+        assert sign * p["location"]["lon"] > 150.0
+        _valid_pixels_covered(tif, p)
+        clipped += (e == 180.0) if side == "east" else (w == -180.0)
+    assert clipped == 5  # the five tiles the edge runs through end on it
+    other = (-179.9, 30.0, -165.0, 38.0) if side == "east" else (165.0, 30.0, 179.9, 38.0)
+    with open_store(str(idx), read_only=True) as s:
+        assert s.count(SearchFilter(bbox=other)) == 0
+        s.point_at(sign * 179.9, 30.2, with_vectors=False)  # the edge tile's ground near 180 is still found
+        with pytest.raises(PointNotFoundError):  # the other side of 180: nothing of this scene
+            s.point_at(-sign * 179.0, 30.5, with_vectors=False)
+    again = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert not again.items_failed and again.points_written == 0
+
+
+def _refs_and_tiles(tif):
+    with SceneReader.open(str(tif), tile_size=64, target_gsd=None, min_valid=0.0) as r:
+        refs = {ref.grid: ref for ref in r.windows()}
+        return refs, [t.ref for t in r.iter_tiles()]
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:6933"])
+def test_a_mosaic_with_pixels_past_180_keeps_its_footprints_there(tmp_path, tiny_bundle, crs):
+    """Web Mercator and EASE-Grid 2.0 hold real pixels past x = pi*R (a Pacific mosaic): those
+    tiles keep their footprints past 180 (stored as negative longitudes), every footprint is the one
+    ``windows`` gives, and each covers its valid pixels."""
+    edge_x = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(180.0, 0.0)[0]
+    res = edge_x / 512
+    tif = _raster(tmp_path / "pacific.tif", crs, Affine(res, 0, edge_x - 96 * res, 0, -res, res * 128), 192, 128,
+                  lambda x, y: np.zeros(x.shape, dtype=bool))  # 146.25 E to 213.75 (= -146.25), nodata declared
+    refs, tiles = _refs_and_tiles(tif)
+    assert len(tiles) == 6 and all(t == refs[t.grid] for t in tiles)
+    idx = tmp_path / "idx"
+    ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    payloads = _payloads(idx)
+    past = [p for p in payloads if p["bbox"][0] < 0 and p["bbox"][2] < 0]
+    across = [p for p in payloads if p["bbox"][0] > p["bbox"][2]]
+    assert len(past) == 2 and len(across) == 2, [p["bbox"] for p in payloads]
+    for p in past:
+        assert -160.0 < p["location"]["lon"] < -150.0 and (_lons(footprint_geometry(p)) < 0).all()
+    for p in payloads:
+        _valid_pixels_covered(tif, p)
+
+
+def test_a_utm_zone_60_scene_with_fill_past_180_keeps_its_footprints(tmp_path):
+    """UTM 60 (central meridian 177) reaches 180 far inside its own domain: a scene there with fill
+    east of 180 is not past its projection's edge, and its tiles keep their footprints across 180."""
+    to_xy = Transformer.from_crs("EPSG:4326", "EPSG:32760", always_xy=True)
+    x, y = to_xy.transform(180.0, -16.5)
+    to_ll = Transformer.from_crs("EPSG:32760", "EPSG:4326", always_xy=True)
+    tif = _raster(tmp_path / "utm60.tif", "EPSG:32760", Affine(30.0, 0, x - 96 * 30.0, 0, -30.0, y + 64 * 30.0),
+                  128, 128, lambda xs, ys: to_ll.transform(xs, ys)[0] < 0)
+    refs, tiles = _refs_and_tiles(tif)
+    assert len(tiles) == 4 and all(t == refs[t.grid] for t in tiles)
+    assert sum(t.bbox[0] > t.bbox[2] for t in tiles) == 2
+
+
+def test_tiles_away_from_the_edge_are_as_windows_gives_them(tmp_path):
+    """Only the tiles the edge runs through change; the others are the very refs of ``windows``."""
+    refs, tiles = _refs_and_tiles(_modis_edge(tmp_path / "modis.tif", "east"))
+    same = [t for t in tiles if t == refs[t.grid]]
+    changed = [t for t in tiles if t != refs[t.grid]]
+    assert len(same) == 3 and len(changed) == 5
+    for t in changed:
+        r = refs[t.grid]
+        assert (t.window, t.grid, t.corners, t.crs, t.gsd) == (r.window, r.grid, r.corners, r.crs, r.gsd)
+        assert r.bbox[0] > r.bbox[2] and t.bbox[2] == 180.0 and t.outline is not None
