@@ -194,7 +194,8 @@ class TrainBars:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            click.echo(f"epoch {ev.epoch + 1}/{self.epochs}: loss {ev.loss:.4f}  val mAP {ev.val_map:.4f}", err=True)
+            val = "n/a" if ev.val_map is None or math.isnan(ev.val_map) else f"{ev.val_map:.4f}"  # cannot rank: said
+            click.echo(f"epoch {ev.epoch + 1}/{self.epochs}: loss {ev.loss:.4f}  val mAP {val}", err=True)
         elif ev.kind in ("load", "reduce"):
             click.echo(ev.message, err=True)
 

@@ -463,3 +463,17 @@ def test_evaluate_says_each_warning_once_whatever_the_number_of_scales(split_bun
     assert said and len(said) == len(set(said)), said
     # the subset's images are the bundle's by their recorded names: counted, and said once
     assert sum("are in the training split of model" in m for m in said) == 1, said
+
+
+def test_train_says_n_a_for_a_validation_split_that_cannot_rank(tmp_path):
+    """Model-side trial (thirty-third session): every epoch printed `val mAP nan` when there was no
+    validation split to rank (the warning before it already says why)."""
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=6)
+    r = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                  "--max-steps-per-epoch", "1", "--val-fraction", "0", "--input-size", "48",
+                                  "--tile-size", "48", "--embedding-dim", "8", "--p", "3", "--k", "2",
+                                  "--reducer", "none"])
+    assert r.exit_code == 0, r.output
+    epochs = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
+    assert len(epochs) == 2 and all(ln.endswith("val mAP n/a") for ln in epochs), epochs
+    assert "nan" not in r.stderr
