@@ -15,7 +15,20 @@ from rsir_stac.errors import BandsError, DatasetError, ImageReadError, InputErro
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".webp")
+#: Image files a class folder's images are read from (each decodes through :func:`load_rgb`: Pillow,
+#: or rasterio/GDAL for multi-band and 16-bit rasters; JPEG 2000 through OpenJPEG in both).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".jp2", ".j2k", ".jfif", ".jpe")
+#: The formats of :data:`IMAGE_SUFFIXES`, as messages name them.
+IMAGE_FORMATS = "TIFF, PNG, JPEG, WebP, BMP, GIF or JPEG 2000"
+
+#: Files beside images that are no image of a class (sidecars, notes, metadata), so not said to be
+#: "not read": GDAL's .aux.xml/.ovr/.msk, world files, text and JSON/XML/CSV metadata, checksums.
+SIDECAR_SUFFIXES = frozenset({".txt", ".md", ".rst", ".csv", ".tsv", ".json", ".geojson", ".xml", ".aux", ".ovr",
+                              ".msk", ".prj", ".wld", ".tfw", ".tifw", ".jgw", ".jpgw", ".pgw", ".pngw", ".gfw",
+                              ".j2w", ".qml", ".sld", ".yaml", ".yml", ".ini", ".db", ".log", ".html", ".htm",
+                              ".md5", ".sha1", ".sha256", ".lock", ".py", ".sh", ".bak", ".tmp", ".pdf"})
+#: File names systems leave in folders (Windows' thumbnail cache and folder settings).
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 
 
 @dataclass(frozen=True)
@@ -35,7 +48,10 @@ class ImageFolder:
 
 
 def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolder:
-    """List ``root/<class>/<image>`` files; one-line DatasetError when unusable."""
+    """List ``root/<class>/<image>`` files; one-line DatasetError when unusable.
+
+    Warns (``log``) about what is not read: files of formats it does not read, images in deeper
+    folders, folders that are no class, links to nothing, images lying in ``root`` itself."""
     root = Path(root)
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
@@ -43,14 +59,13 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     classes, paths, labels, empty, deeper = [], [], [], [], {}
     hidden = 0
     dangling: list[str] = []
+    unread: list[str] = []   # class-folder files of formats not read, relative to root
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
-        dangling += [f"{sub.name}/{f.name}" for f in sub.iterdir()
-                     if f.suffix.lower() in IMAGE_SUFFIXES and f.is_symlink() and not f.exists()]
-        listed = [f for f in sub.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-        files = sorted(f for f in listed if not f.name.startswith("."))
-        hidden += len(listed) - len(files)
-        nested = sorted(d.name for d in sub.iterdir() if d.is_dir() and not _hidden(d.name)
-                        and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")))
+        found = _class_files(sub)
+        dangling += found.dangling
+        unread += found.unread
+        hidden += found.hidden
+        files, nested = found.files, found.nested
         if nested and files:
             log.warning("class folder %s: images in its sub-folder(s) %s are not read (a class's images lie "
                         "directly in its folder); move them up into %s", sub,
@@ -71,11 +86,82 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         labels.extend([len(classes) - 1] * len(files))
     if classes:
         _warn_not_classes(root, empty, deeper)
+        _warn_unread(root, unread)
         loose = [f.name for f in root.iterdir()
                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
         if loose:
             log.warning("data folder %s: %d image(s) lie directly in it (%s) and are not read: a class's images go in "
                         "its sub-folder", root, len(loose), _names(sorted(loose), 3))
+    _warn_links(root, dangling)
+    if hidden:  # macOS AppleDouble "._name.png" files of a zip, and other dot-files: not images of the class
+        log.info("data folder %s: %d hidden file(s) (names starting with '.', e.g. macOS '._' files) are not read",
+                 root, hidden)
+    if len(classes) < 2:
+        raise DatasetError(
+            f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
+            f"sub-folders of {IMAGE_FORMATS} images, one per class"
+            + (f"; {_unread_text(unread)}: convert them to PNG or TIFF" if unread else "")
+            + _layout_hint(root, classes, deeper)
+        )
+    return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _ClassFiles:
+    """What a class folder holds: its images (sorted), the hidden image files left out, links to
+    nothing and files of formats not read (``class/name``), and sub-folders holding images."""
+
+    files: list[Path]
+    hidden: int
+    dangling: list[str]
+    unread: list[str]
+    nested: list[str]
+
+
+def _class_files(sub: Path) -> _ClassFiles:
+    """List one class folder (:class:`_ClassFiles`)."""
+    entries = list(sub.iterdir())
+    dangling = [f"{sub.name}/{f.name}" for f in entries
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_symlink() and not f.exists()]
+    listed = [f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+    files = sorted(f for f in listed if not f.name.startswith("."))
+    unread = sorted(f"{sub.name}/{f.name}" for f in entries if _unread_format(f))
+    nested = sorted(d.name for d in entries if d.is_dir() and not _hidden(d.name)
+                    and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.rglob("*")))
+    return _ClassFiles(files, len(listed) - len(files), dangling, unread, nested)
+
+
+def _unread_format(f: Path) -> bool:
+    """Whether ``f`` is a file of a format not read that may be an image: not one of
+    :data:`IMAGE_SUFFIXES`, not hidden (``.DS_Store``, ``._x``), not a system file
+    (``Thumbs.db``), not a sidecar or note (:data:`SIDECAR_SUFFIXES`, ``x.tif.aux.xml``), and
+    with a suffix (``README``, ``LICENSE`` have none)."""
+    suffix = f.suffix.lower()
+    if not suffix or suffix in IMAGE_SUFFIXES or suffix in SIDECAR_SUFFIXES or f.name.startswith("."):
+        return False
+    return f.name.lower() not in SYSTEM_FILES and f.is_file()
+
+
+def _unread_text(unread: Sequence[str]) -> str:
+    """``N file(s) in its class folders are not read (.xyz: a/b.xyz, ...; .psd: ...)``: each suffix
+    with up to 3 of its files named."""
+    by_suffix: dict[str, list[str]] = {}
+    for name in unread:
+        by_suffix.setdefault(Path(name).suffix.lower(), []).append(name)
+    groups = "; ".join(f"{suffix}: {_names(names, 3)}" for suffix, names in sorted(by_suffix.items()))
+    return f"{len(unread)} file(s) in its class folders are not read ({groups})"
+
+
+def _warn_unread(root: Path, unread: Sequence[str]) -> None:
+    """Warn, in one line, about the class-folder files of formats not read (the class is smaller
+    than the folder shows)."""
+    if unread:
+        log.warning("data folder %s: %s, as only %s images are read; convert them to PNG or TIFF", root,
+                    _unread_text(unread), IMAGE_FORMATS)
+
+
+def _warn_links(root: Path, dangling: Sequence[str]) -> None:
+    """Warn about class-folder links and image links that point at nothing."""
     gone = sorted(p.name for p in root.iterdir() if p.is_symlink() and not p.exists() and not _hidden(p.name))
     if gone:  # a class folder linked from elsewhere that moved: the whole class is missing
         log.warning("data folder %s: %d class folder link(s) point at no folder (%s) and are not read, so those "
@@ -83,16 +169,6 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
     if dangling:  # a link to an image that moved: the class is smaller than the dataset says
         log.warning("data folder %s: %d image link(s) point at no file (%s) and are not read; fix or remove them",
                     root, len(dangling), _names(sorted(dangling), 3))
-    if hidden:  # macOS AppleDouble "._name.png" files of a zip, and other dot-files: not images of the class
-        log.info("data folder %s: %d hidden file(s) (names starting with '.', e.g. macOS '._' files) are not read",
-                 root, hidden)
-    if len(classes) < 2:
-        raise DatasetError(
-            f"data folder {root} has {len(classes)} class folder(s) with images; it needs at least 2 "
-            f"sub-folders of {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images, one per class"
-            + _layout_hint(root, classes, deeper)
-        )
-    return ImageFolder(root, tuple(classes), tuple(paths), np.asarray(labels, dtype=np.int64))
 
 
 #: Folder names of a dataset shipped already split (torchgeo, Kaggle and most archives).
@@ -159,8 +235,7 @@ def _warn_not_classes(root: Path, empty: Sequence[str], deeper: dict[str, list[s
                     "and --out folders are best kept outside the data folder", root, len(runs), _names(runs))
     if empty:
         log.warning("data folder %s: %d sub-folder(s) hold no %s images and are not classes (%s); put images in "
-                    "them, or remove them", root, len(empty), "/".join(s.lstrip(".") for s in IMAGE_SUFFIXES),
-                    _names(list(empty)))
+                    "them, or remove them", root, len(empty), IMAGE_FORMATS, _names(list(empty)))
 
 
 def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 0, seed: int = 0) -> tuple[str, ...]:

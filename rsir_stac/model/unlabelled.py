@@ -104,17 +104,18 @@ def image_files(source: str) -> list[Path] | None:
     if "://" in source:
         return None
     p = Path(source)
+    rasters = (".tif", ".tiff", ".jp2", ".j2k")  # may be georeferenced scenes (Sentinel-2 ships JPEG 2000)
     if p.is_file():
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() not in rasters:
             return [p]
-        if p.suffix.lower() in (".tif", ".tiff") and not _georeferenced(p):
+        if p.suffix.lower() in rasters and not _georeferenced(p):
             return [p]
         return None
     if not p.is_dir() or any((p / n).is_file() for n in ("catalog.json", "collection.json")):
         return None
     files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
                    and not any(part.startswith(".") for part in f.relative_to(p).parts))
-    tiffs = [f for f in files if f.suffix.lower() in (".tif", ".tiff")]
+    tiffs = [f for f in files if f.suffix.lower() in rasters]
     if not files or (len(tiffs) == len(files) and _georeferenced(tiffs[0])):
         return None  # a folder of GeoTIFF scenes (or nothing usable): ingest's rules and errors
     from rsir_stac.stac import warn_linked_folders

@@ -1,0 +1,125 @@
+"""What a new user's trial of labelled folders found (evaluate, train, reduce on dataset-shaped
+folders): image formats skipped without a word, class names that could not be named, advice
+``reduce`` cannot take, query expansion over the whole set, and the effective ``--scale``.
+
+Real tiny folders (Pillow, rasterio), real decoding, the real CLI; nothing of rsir-stac is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from rsir_stac.cli import main
+from rsir_stac.errors import DatasetError
+from rsir_stac.model.data import load_images, scan_image_folder
+from tests.conftest import make_image_folder
+
+
+def _json(result) -> dict:
+    """The one JSON document an ``evaluate --json`` run printed on stdout."""
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- F2: formats
+
+
+def _pattern(seed: int, size: int = 40) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _save_every_format(folder: Path, seed: int) -> dict[str, np.ndarray]:
+    """One image per newly read format (and a PNG), with the pixels each should decode to
+    (None where the format is lossy)."""
+    import rasterio
+
+    folder.mkdir(parents=True)
+    want: dict[str, np.ndarray | None] = {}
+    for i, (name, fmt, lossless) in enumerate([("a.png", "PNG", True), ("b.bmp", "BMP", True), ("c.gif", "GIF", False),
+                                               ("d.jp2", "JPEG2000", True), ("e.j2k", "JPEG2000", True),
+                                               ("f.jfif", "JPEG", False), ("g.jpe", "JPEG", False)]):
+        pixels = _pattern(seed * 10 + i)
+        Image.fromarray(pixels).save(folder / name, fmt, **({"irreversible": False} if fmt == "JPEG2000" else {}))
+        want[name] = pixels if lossless else None
+    # a Sentinel-2 style band: one 16-bit band in JPEG 2000 (Pillow says I;16, read through GDAL)
+    band = np.random.default_rng(seed).integers(0, 10000, (1, 40, 40)).astype("uint16")
+    with rasterio.open(folder / "h.jp2", "w", driver="JP2OpenJPEG", width=40, height=40, count=1,
+                       dtype="uint16") as ds:
+        ds.write(band)
+    want["h.jp2"] = None
+    return want
+
+
+@pytest.mark.filterwarnings("ignore:Dataset has no geotransform")
+def test_bmp_gif_jpeg2000_jfif_and_jpe_images_are_read(tmp_path, caplog):
+    """Trial: .bmp, .gif, .jp2/.j2k, .jfif and .jpe images of a class folder were left out without
+    a word (n 9 of 10 per class); the reader decodes each of them."""
+    data = tmp_path / "data"
+    wants = {c: _save_every_format(data / c, seed) for seed, c in enumerate(("beach", "forest"))}
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.model.data"):
+        folder = scan_image_folder(data)
+    assert caplog.records == []
+    assert [p.relative_to(data).as_posix() for p in folder.paths] == [f"{c}/{n}" for c in wants for n in wants[c]]
+    for path, image in zip(folder.paths, load_images(folder.paths)):
+        assert image.shape == (40, 40, 3) and image.dtype == np.uint8, path
+        want = wants[path.parent.name][path.name]
+        if want is not None:
+            assert np.array_equal(image, want), path
+
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    assert {c: v["n"] for c, v in _json(r)["per_class"].items()} == {"beach": 8, "forest": 8}
+
+
+def test_files_of_formats_not_read_are_named_in_one_warning_and_junk_is_not(tmp_path, caplog):
+    """Files of a format the reader does not decode are counted and named in one warning (which
+    evaluate --json carries); sidecars, notes and system files are not named."""
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    for name in ("photo.heic", "scan.psd", "other.heic"):
+        (data / ("class0" if name != "scan.psd" else "class1") / name).write_bytes(b"not read")
+    for junk in (".DS_Store", "Thumbs.db", "._img00.png", "README.txt", "img00.png.aux.xml", "meta.json",
+                 "img00.pgw", "LICENSE"):
+        (data / "class0" / junk).write_bytes(b"junk")
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.model.data"):
+        folder = scan_image_folder(data)
+    assert len(folder) == 6
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [f"data folder {data}: 3 file(s) in its class folders are not read (.heic: class0/other.heic, "
+                    "class0/photo.heic; .psd: class1/scan.psd), as only TIFF, PNG, JPEG, WebP, BMP, GIF or JPEG 2000 "
+                    "images are read; convert them to PNG or TIFF"]
+
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    assert msgs[0] in _json(r)["warnings"]
+
+
+def test_a_folder_whose_images_are_all_of_formats_not_read_says_so(tmp_path):
+    """Trial: a folder of class folders holding only images of a format not read was refused as
+    having "0 class folder(s) with images", without saying that it holds images."""
+    data = tmp_path / "data"
+    for c in ("beach", "forest"):
+        (data / c).mkdir(parents=True)
+        for i in range(2):
+            (data / c / f"{i}.heic").write_bytes(b"heic")
+    with pytest.raises(DatasetError) as ei:
+        scan_image_folder(data)
+    assert str(ei.value) == (
+        f"data folder {data} has 0 class folder(s) with images; it needs at least 2 sub-folders of TIFF, PNG, JPEG, "
+        "WebP, BMP, GIF or JPEG 2000 images, one per class; 4 file(s) in its class folders are not read (.heic: "
+        "beach/0.heic, beach/1.heic, forest/0.heic and 1 more): convert them to PNG or TIFF")
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet"])
+    assert "4 file(s) in its class folders are not read (.heic:" in _one_line_error(r)
