@@ -101,7 +101,9 @@ def _said_once():
               help="With --from: weight of distilling the start network's 4-view (rotation) average into one "
                    "view [0: off].")
 @click.option("--view-distill-views", type=click.Choice(["4", "8"]), help="Views the teacher averages [4].")
-@click.option("--leave-out", help="Comma-separated classes kept out of training (leave-classes-out protocol).")
+@click.option("--leave-out", multiple=True,
+              help="Classes kept out of training (leave-classes-out protocol): comma-separated, or the option "
+                   "repeated; a class whose name holds a comma is named alone (--leave-out 'Roads, paved').")
 @click.option("--leave-out-n", type=int, default=0, help="Or: leave out this many classes chosen by --seed.")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint in --out.")
 @_handle_errors
@@ -138,8 +140,8 @@ def train(data_dir, out, no_resume, recipe, leave_out, val_scales, unlabelled, f
         chosen["init_from"] = from_bundle
     if val_scales:
         chosen["val_scales"] = _parse_floats(val_scales, "--val-scales")
-    if leave_out:
-        chosen["leave_out"] = tuple(c.strip() for c in leave_out.split(",") if c.strip())
+    if leave_out:  # names are matched to the folder's (commas, Unicode form, spaces) by choose_held_out
+        chosen["leave_out"] = tuple(leave_out)
     if bands:
         chosen["bands"] = _parse_bands(bands)
     cfg = TrainConfig(data_dir=data_dir, out=out, resume=not no_resume, **{**RECIPES[recipe], **chosen},
@@ -366,7 +368,9 @@ def reduce(data_dir, model, kind, dim, views, hybrid, out):
 @click.option("--scale", default="1", show_default=True,
               help="Downsample every image by F before embedding (coarser GSD); a list such as 1,2,4,8 gives a table.")
 @click.option("--held-out", is_flag=True, help="Only the classes the model was trained without (leave-classes-out).")
-@click.option("--classes", help="Only these comma-separated classes.")
+@click.option("--classes", multiple=True,
+              help="Only these classes: comma-separated, or the option repeated; a class whose name holds a comma "
+                   "is named alone (--classes 'Roads, paved' --classes beach).")
 @click.option("--full", is_flag=True, help="Score the unreduced embedding instead of the stored vectors.")
 @click.option("--fp32", is_flag=True, help="Disable bf16 autocast.")
 @click.option("--batch-size", type=click.IntRange(min=1),
@@ -397,6 +401,7 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
     from tqdm import tqdm
 
     from rsir_stac.evaluate import evaluate_folder, resolve_model
+    from rsir_stac.model.class_names import listed, names_no_class
 
     if not Path(data_dir).is_dir():
         from rsir_stac.errors import DatasetError
@@ -416,11 +421,13 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
     if held_out and classes:
         from rsir_stac.errors import InputError
 
-        raise InputError(f"--held-out and --classes {classes} both choose the classes to evaluate; pass one of them")
-    chosen = "held-out" if held_out else ([c.strip() for c in classes.split(",") if c.strip()] if classes else None)
-    if classes is not None and not held_out and not chosen:  # "--classes ," or "--classes ''" named none
-        raise click.BadParameter(f"{classes!r} names no class; give class folder names, e.g. --classes beach,forest",
-                                 param_hint="'--classes'")
+        raise InputError(f"--held-out and --classes {','.join(classes)} both choose the classes to evaluate; pass "
+                         "one of them")
+    if classes and names_no_class(classes):  # "--classes ," or "--classes ''" named none
+        raise click.BadParameter(f"{','.join(classes)!r} names no class; give class folder names, e.g. --classes "
+                                 "beach,forest", param_hint="'--classes'")
+    # names as typed (matched to the folder's by evaluate_folder: commas, Unicode form, spaces)
+    chosen = "held-out" if held_out else (list(classes) if classes else None)
     # None: test on the training dataset, all on another or for held-out classes (evaluate_folder)
     bundle = resolve_model(model)
     results = []
@@ -439,7 +446,7 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
     first = results[0]
     click.echo(f"model {bundle.model_id}  split {first['protocol']['split']}  queries {first['n_queries']}  "
                f"dim {first['dim']}"
-               + (f"  classes {','.join(results[0]['protocol']['classes'])}" if chosen else "")
+               + (f"  classes {listed(results[0]['protocol']['classes'])}" if chosen else "")
                + (f"  query expansion {expand}" if expand else "")
                + (f"  views {bundle.views}" if getattr(bundle, "views", 1) > 1 else ""))
     keys = ("mAP", "P@5", "P@10", "P@20", "ANMRR")

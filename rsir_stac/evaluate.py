@@ -231,7 +231,8 @@ def evaluate_folder(
     before the usual resize to the network input: the same ground at a ``scale``×
     coarser GSD.  ``classes="held-out"`` evaluates the classes the bundle was trained
     without (leave-classes-out protocol); a list of class names restricts to those
-    classes.  ``bundle="imagenet"`` scores the ImageNet pooled-feature baseline.
+    classes (each a name or a comma-separated list of names, matched to the folder's names
+    whatever their Unicode form or surrounding spaces: :mod:`rsir_stac.model.class_names`).  ``bundle="imagenet"`` scores the ImageNet pooled-feature baseline.
     ``expand`` > 0 scores with average query expansion over that many neighbours
     (:func:`expand_queries`, what ``search --expand`` does).  ``bands``: the 1-based
     (R, G, B) bands of multi-band images (:func:`rsir_stac.model.data.load_rgb`); by default
@@ -254,6 +255,7 @@ def evaluate_folder(
     Raises InputError for ``scale`` < 1, an unknown split or a bad ``expand``, DatasetError for
     unknown class names or a bundle without held-out classes.
     """
+    from rsir_stac.model.class_names import find_class
     from rsir_stac.model.data import scan_image_folder
 
     expand = _check_options(split, scale, expand, batch_size)
@@ -261,7 +263,8 @@ def evaluate_folder(
     tr = bundle.meta.get("training", {})
     with _warnings_of("rsir_stac.model.data") as folder_notes:   # the folder's own problems reach --json too
         full = scan_image_folder(data_dir, min_per_class=1)  # a one-image class is a distractor: nothing to find
-    held = list(tr.get("held_out_classes") or [])
+    # the training folder's names of its held-out classes, as this folder spells them (Unicode form, spaces)
+    held = [find_class(c, full.classes) or c for c in tr.get("held_out_classes") or []]
     by_held_out = classes == "held-out"
     classes = _chosen_classes(full, held, classes, by_held_out, bundle.model_id, data_dir)
     notes: list[str] = list(folder_notes) + _bands_note(bundle, bands)

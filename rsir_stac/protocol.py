@@ -57,13 +57,21 @@ def _chosen_classes(full, held: list[str], classes, by_held_out: bool, model_id:
     """The classes to evaluate: the bundle's ``held`` out classes for ``classes="held-out"``,
     else ``classes`` (None: all).  Raises DatasetError for a bundle without held-out classes,
     a class not in the folder, or fewer than 2 classes."""
+    import shlex
+
     from rsir_stac.errors import DatasetError
+    from rsir_stac.model.class_names import match_classes, quoted, unknown_class_hint
 
     if by_held_out:
         if not held:
             raise DatasetError(f"model {model_id} was trained on every class (no held-out classes recorded); "
                                "train one with --leave-out/--leave-out-n, or pass --classes")
         classes = held
+    if classes and not by_held_out:  # names as typed: the folder's own (Unicode form, spaces, commas)
+        classes, unknown = match_classes([classes] if isinstance(classes, str) else classes, full.classes)
+        if unknown:
+            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {quoted(full.classes)}"
+                               + unknown_class_hint(full.classes, "--classes"))
     if classes:
         unknown = [c for c in classes if c not in full.classes]
         if unknown and by_held_out:
@@ -72,10 +80,8 @@ def _chosen_classes(full, held: list[str], classes, by_held_out: bool, model_id:
                 f"model {model_id} was trained without the classes {', '.join(classes)}, and {', '.join(unknown)} "
                 f"{'is' if len(unknown) == 1 else 'are'} not in {data_dir}: --held-out scores the folder the model "
                 "was trained on (or one with those class folders)"
-                + (f"; or pass --classes {','.join(there)} to score the held-out classes this folder has"
-                   if len(there) >= 2 else ""))
-        if unknown:
-            raise DatasetError(f"class {unknown[0]!r} is not in {data_dir}; its classes are {', '.join(full.classes)}")
+                + (f"; or pass --classes {shlex.quote(','.join(there))} to score the held-out classes this folder "
+                   "has" if len(there) >= 2 else ""))
         if len(set(classes)) < 2:
             raise DatasetError(f"evaluating on the one class {classes[0]!r} ranks its images only against each other "
                                "(mAP is 1 whatever the model); give at least 2 classes"

@@ -123,3 +123,68 @@ def test_a_folder_whose_images_are_all_of_formats_not_read_says_so(tmp_path):
         "beach/0.heic, beach/1.heic, forest/0.heic and 1 more): convert them to PNG or TIFF")
     r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet"])
     assert "4 file(s) in its class folders are not read (.heic:" in _one_line_error(r)
+
+
+# ------------------------------------------------------------------ F4, F5: class names
+
+NFD_CHATEAU = unicodedata.normalize("NFD", "Château d'eau")   # as macOS writes a folder name
+NFC_CHATEAU = unicodedata.normalize("NFC", "Château d'eau")   # as a Linux user types it
+
+
+@pytest.fixture
+def odd_names(tmp_path) -> Path:
+    """Class folders named as macOS, spreadsheets and careless typing leave them."""
+    assert NFD_CHATEAU != NFC_CHATEAU
+    data = make_image_folder(tmp_path / "names", classes=4, per_class=3)
+    for c, name in enumerate([NFD_CHATEAU, "Harbor Port", "Roads, paved", " forest "]):
+        (data / f"class{c}").rename(data / name)
+    assert sorted(p.name for p in data.iterdir()) == sorted([NFD_CHATEAU, "Harbor Port", "Roads, paved", " forest "])
+    return data
+
+
+def _classes_scored(data: Path, *options: str) -> list[str]:
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--json", *options])
+    assert r.exit_code == 0, r.output
+    out = _json(r)
+    assert out["n_queries"] == 3 * len(out["protocol"]["classes"])
+    return out["protocol"]["classes"]
+
+
+def test_classes_with_a_comma_another_unicode_form_or_spaces_can_be_named(odd_names):
+    """Trial: `--classes "Roads, paved,Harbor Port"` named a class 'Roads'; an NFD folder name could
+    not be selected with the NFC name a Linux user types; a folder ' forest ' could not be named."""
+    assert _classes_scored(odd_names, "--classes", "Roads, paved,Harbor Port") == ["Harbor Port", "Roads, paved"]
+    assert _classes_scored(odd_names, "--classes", "Roads, paved", "--classes", "Harbor Port") == \
+        ["Harbor Port", "Roads, paved"]
+    assert _classes_scored(odd_names, "--classes", f"{NFC_CHATEAU},forest") == [" forest ", NFD_CHATEAU]
+
+
+def test_an_unknown_class_is_refused_with_every_folder_name_quoted(odd_names):
+    r = CliRunner().invoke(main, ["evaluate", str(odd_names), "--model", "imagenet", "--classes", "Roads,Harbor Port"])
+    assert _one_line_error(r) == (
+        f"error: class 'Roads' is not in {odd_names}; its classes are ' forest ', {NFD_CHATEAU!r}, 'Harbor Port', "
+        "'Roads, paved'; a class whose name holds a comma is named in a --classes of its own, e.g. --classes "
+        "'Roads, paved'")
+    r = CliRunner().invoke(main, ["train", str(odd_names), "--out", str(odd_names.parent / "run"),
+                                  "--leave-out", "Roads,paved"])
+    assert _one_line_error(r) == (
+        f"error: --leave-out names unknown class 'Roads'; the data folder's classes are ' forest ', {NFD_CHATEAU!r}, "
+        "'Harbor Port', 'Roads, paved'; a class whose name holds a comma is named in a --leave-out of its own, e.g. "
+        "--leave-out 'Roads, paved'")
+    assert not (odd_names.parent / "run").exists()
+
+
+def test_leave_out_takes_such_names_and_held_out_evaluates_them(odd_names, tmp_path):
+    """train --leave-out with a comma name and the NFC spelling of an NFD folder: the folder's own
+    names are recorded, and evaluate --held-out scores those folders."""
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", str(odd_names), "--out", str(run), "--leave-out", "Roads, paved",
+                                  "--leave-out", NFC_CHATEAU, "--epochs", "1", "--max-steps-per-epoch", "1",
+                                  "--input-size", "48", "--tile-size", "48", "--embedding-dim", "8", "--p", "2",
+                                  "--k", "2", "--val-fraction", "0", "--reducer", "none", "--recipe", "v1"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((run / "bundle" / "model.json").read_text())
+    assert sorted(meta["training"]["held_out_classes"]) == sorted([NFD_CHATEAU, "Roads, paved"])
+    r = CliRunner().invoke(main, ["evaluate", str(odd_names), "--model", str(run / "bundle"), "--held-out", "--json"])
+    assert r.exit_code == 0, r.output
+    assert _json(r)["protocol"]["classes"] == [NFD_CHATEAU, "Roads, paved"]

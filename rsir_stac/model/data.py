@@ -241,20 +241,24 @@ def _warn_not_classes(root: Path, empty: Sequence[str], deeper: dict[str, list[s
 def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 0, seed: int = 0) -> tuple[str, ...]:
     """Classes kept out of training (the leave-classes-out protocol).
 
-    ``names`` are given explicitly, or ``n`` of ``classes`` are drawn with
+    ``names`` are given explicitly (class names or comma-separated lists of them, matched to the
+    folder's names as :func:`rsir_stac.model.class_names.match_classes` does: Unicode forms and
+    surrounding spaces aside; the folder's names are returned), or ``n`` of ``classes`` are drawn with
     ``seed`` (numpy's default generator, so the choice is reproducible).
     Raises DatasetError for an unknown class name, or when fewer than 2
     classes would be left to train on; InputError for both ``names`` and ``n``
     or an ``n`` outside 1..classes − 2.
     """
+    from rsir_stac.model.class_names import match_classes, quoted, unknown_class_hint
+
     names = tuple(names or ())
     if names and n:
         raise InputError(f"--leave-out {','.join(names)} and --leave-out-n {n} both choose the held-out classes; "
                          "pass one of them")
-    unknown = [c for c in names if c not in classes]
+    names, unknown = match_classes(names, classes)
     if unknown:
         raise DatasetError(f"--leave-out names unknown class {unknown[0]!r}; the data folder's classes are "
-                           f"{', '.join(classes)}")
+                           f"{quoted(classes)}" + unknown_class_hint(classes, "--leave-out"))
     if not names and n:
         if not 0 < int(n) <= len(classes) - 2:
             raise InputError(f"--leave-out-n {n}: the data folder has {len(classes)} classes and training needs 2; "

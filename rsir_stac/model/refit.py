@@ -89,6 +89,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     from rsir_stac.atomic import atomic_dir
     from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
     from rsir_stac.evaluate import embed_files
+    from rsir_stac.model.class_names import find_class
     from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
@@ -102,7 +103,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     weight = None if hybrid is None else _check_hybrid(bundle, hybrid)
     tr = bundle.meta.get("training", {})
     folder = scan_image_folder(data_dir)
-    held = [c for c in tr.get("held_out_classes") or [] if c in folder.classes]
+    held = [h for h in (find_class(c, folder.classes) for c in tr.get("held_out_classes") or []) if h is not None]
     if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
         folder = without_classes(folder, held)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))

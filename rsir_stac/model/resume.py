@@ -141,8 +141,8 @@ def check_resumable(ck: dict, cfg: TrainConfig, start, ckpt_path: Path, split: _
         if key in ("leave_out", "leave_out_n") and "held_out" in ck and record:
             continue
         a, b = old.get(key, defaults[key]), now_cfg[key]
-        if key == "leave_out":
-            a, b = sorted(a or ()), sorted(b or ())
+        if key == "leave_out":  # as typed: "a,b" or "a" and "b" (--leave-out repeated)
+            a, b = (sorted(p.strip() for v in x or () for p in str(v).split(",") if p.strip()) for x in (a, b))
         if (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b):
             flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
             raise InputError(f"checkpoint {ckpt_path} was trained with {flag} {_show(a) or '(none)'}, not "
