@@ -188,3 +188,41 @@ def test_leave_out_takes_such_names_and_held_out_evaluates_them(odd_names, tmp_p
     r = CliRunner().invoke(main, ["evaluate", str(odd_names), "--model", str(run / "bundle"), "--held-out", "--json"])
     assert r.exit_code == 0, r.output
     assert _json(r)["protocol"]["classes"] == [NFD_CHATEAU, "Roads, paved"]
+
+
+# ------------------------------------------------------------------ F6: reduce's advice
+
+
+def _rgb_copy(data: Path, dest: Path) -> Path:
+    """The same images as 3-band PNGs (same class folders and stems, so the same split)."""
+    from rsir_stac.model.data import load_rgb
+
+    for src in sorted(data.rglob("*.tif")):
+        (dest / src.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(load_rgb(src, (4, 3, 2))).save(dest / src.parent.name / f"{src.stem}.png")
+    return dest
+
+
+def test_reduce_on_images_without_the_bundles_bands_gives_advice_reduce_can_take(tmp_path):
+    """Trial: reduce on an RGB copy of a 13-band training folder advised "... with --bands for that
+    layout"; reduce has no --bands (it reads the bundle's)."""
+    from rsir_stac.model.train import TrainConfig, train
+    from tests.test_multiband_folders import _eurosat_like
+
+    data = _eurosat_like(tmp_path / "eurosat", per_class=6)
+    cfg = TrainConfig(str(data), str(tmp_path / "run"), input_size=48, tile_size=64, embedding_dim=8, epochs=1,
+                      p=2, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none", bands=(4, 3, 2))
+    bundle = train(cfg)
+    rgb = _rgb_copy(data, tmp_path / "rgb")
+    r = CliRunner().invoke(main, ["reduce", str(rgb), "--model", str(bundle.path), "--kind", "pca", "--dim", "2",
+                                  "--out", str(tmp_path / "r1")])
+    line = _one_line_error(r)
+    assert line.startswith(f"error: 10 image(s) of {rgb} cannot be read with bands 4,3,2, which model "
+                           f"{bundle.model_id} was trained on and reduce reads: {rgb / 'Forest'}/Forest_"), line
+    assert line.endswith(" and 7 more (has 3 bands, so band 4 does not exist); pass the folder the model was trained "
+                         "on (reduce takes no --bands: it reads the bands its bundle records)"), line
+    assert not (tmp_path / "r1").exists()
+    # the advice works: the training folder itself is read with the recorded bands
+    r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(bundle.path), "--kind", "pca", "--dim", "2",
+                                  "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 0, r.output

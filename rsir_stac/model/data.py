@@ -457,12 +457,7 @@ def unreadable_images_error(bad: Sequence[tuple[Path, ImageReadError]]) -> Image
     ``--bands`` when multi-band images are why, else to remove or replace them."""
     if len(bad) == 1:
         return bad[0][1]
-    causes = [e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e) for p, e in bad]
-    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-    if len(set(causes)) == 1:  # one cause, said once
-        listed = f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
-    else:
-        listed = ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
+    listed = listed_with_causes(bad)
     band = [e for _, e in bad if isinstance(e, ImageBandsError)]
     if len(band) == len(bad):
         missing = sum(e.missing for e in band)
@@ -470,7 +465,24 @@ def unreadable_images_error(bad: Sequence[tuple[Path, ImageReadError]]) -> Image
                 "do not say which bands are red, green and blue" if not missing else
                 "cannot be read with these --bands or do not say which bands are red, green and blue")
         fixes = "; or ".join(sorted({e.fix for e in band}))
-        return ImageReadError(f"{len(bad)} images {what}: {listed}; {fixes}")
+        return _with_bad(ImageReadError(f"{len(bad)} images {what}: {listed}; {fixes}"), bad)
     fix = ("pass --bands R,G,B for the multi-band ones, and remove or replace the others" if band
            else "remove or replace them")
-    return ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}")
+    return _with_bad(ImageReadError(f"{len(bad)} images cannot be decoded: {listed}; {fix}"), bad)
+
+
+def listed_with_causes(bad: Sequence[tuple[Path, ImageReadError]]) -> str:
+    """``a, b, c and 2 more (cause)`` (one cause, said once) or ``a (cause), b (cause) ...``: the
+    first three images of ``(path, error)`` pairs named with why each failed."""
+    causes = [e.cause if isinstance(e, ImageDecodeError) else _decode_cause(p, e) for p, e in bad]
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    if len(set(causes)) == 1:  # one cause, said once
+        return f"{', '.join(str(p) for p, _ in bad[:3])}{more} ({causes[0]})"
+    return ", ".join(f"{p} ({c})" for (p, _), c in zip(bad[:3], causes[:3])) + more
+
+
+def _with_bad(err: ImageReadError, bad: Sequence[tuple[Path, ImageReadError]]) -> ImageReadError:
+    """``err`` carrying the ``(path, error)`` pairs it tells of (``err.bad``), so that a caller can
+    word its own advice (``reduce`` takes no ``--bands``)."""
+    err.bad = list(bad)  # type: ignore[attr-defined]
+    return err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsir_stac.errors import InputError
+from rsir_stac.errors import ImageReadError, InputError
 
 
 def _article(kind: str) -> str:
@@ -59,6 +59,26 @@ def _check_hybrid(bundle, hybrid: float) -> float:
         raise InputError(f"--hybrid {hybrid:g}: give a weight above 0 and at most 100 (e.g. 1 or 2; this bundle's "
                          f"is {float(bundle.meta['hybrid']):g})")
     return float(hybrid)
+
+
+def _bands_refusal(err: ImageReadError, bundle, data_dir) -> ImageReadError:
+    """``reduce``'s words for images that cannot be read with the bundle's recorded bands (the
+    evaluate/train advice, ``--bands``, is no option of ``reduce``); ``err`` itself for images that
+    cannot be decoded at all (its advice, to remove or replace them, holds)."""
+    from rsir_stac.model.data import ImageBandsError, listed_with_causes
+
+    bad = getattr(err, "bad", None) or ([(err.path, err)] if isinstance(err, ImageBandsError) else [])
+    if not bad or not all(isinstance(e, ImageBandsError) for _, e in bad):
+        return err
+    bands = bundle.meta.get("training", {}).get("bands")
+    if bands:
+        shown = ",".join(str(int(b)) for b in bands)
+        what = f"cannot be read with bands {shown}, which model {bundle.model_id} was trained on and reduce reads"
+    else:
+        what = (f"do not say which bands are red, green and blue, and model {bundle.model_id} records no --bands "
+                "to read them with")
+    return ImageReadError(f"{len(bad)} image(s) of {data_dir} {what}: {listed_with_causes(bad)}; pass the folder "
+                          "the model was trained on (reduce takes no --bands: it reads the bands its bundle records)")
 
 
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
@@ -119,8 +139,11 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
         net = copy.deepcopy(bundle.net)
         net.hybrid = weight
     with bundle.embedder(views=views, net=net) as emb:
-        z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,
-                        progress=progress)
+        try:
+            z = embed_files([folder.paths[i] for i in train_ix], emb, bands=tr.get("bands"), reduce=False,
+                            progress=progress)
+        except ImageReadError as exc:
+            raise _bands_refusal(exc, bundle, data_dir) from None
     reducer = None if kind == "none" else make_reducer(kind, dim).fit(z, folder.labels[train_ix])
     meta = copy.deepcopy(bundle.meta)
     for key in ("files", "model_id", "reducer", "stored_dim", "metrics", "created", "versions"):
