@@ -273,6 +273,7 @@ def evaluate_folder(
     X, sides, bf16 = _embed_images(bundle, folder, idx, bf16=bf16, batch_size=batch_size, bands=bands, scale=scale,
                                    reduce=reduce, progress=progress)
     notes += _scale_notes(sides, scale, data_dir) + _size_notes(sides, getattr(bundle, "tile_size", None), data_dir)
+    notes += _expand_notes(expand, len(idx), data_dir)
     out = retrieval_metrics(X, folder.labels[idx], expand=expand)
     out["per_class"] = {folder.classes[c]: v for c, v in out.pop("per_label").items()}
     out["protocol"] = _protocol(bundle, data_dir, full, chosen, split=split, scale=scale, classes=classes,
@@ -361,6 +362,21 @@ def _scale_notes(sides: list[int], scale: float, data_dir) -> list[str]:
     msg = (f"--scale {scale:g}: {len(small)} of the {len(sides)} images of {data_dir} are under {8 * scale:g} px on "
            f"a side (the smallest {min(sides)} px), so they were kept at 8 px, a smaller factor than {scale:g}; "
            f"the largest factor every image takes is {max(1.0, min(sides) / 8):g}")
+    log.warning("%s", msg)
+    return [msg]
+
+
+def _expand_notes(expand: int, n: int, data_dir) -> list[str]:
+    """A warning when query expansion over ``expand`` neighbours takes in every other of the ``n``
+    images scored: each query becomes the mean of them all, so every query is the same (P@k is the
+    share of each class, whatever the model), naming a smaller value."""
+    if not expand or expand < n - 1:
+        return []
+    smaller = min(10, (n - 1) // 4)
+    msg = (f"--expand {expand} takes in all {n - 1} other images of the {n} scored from {data_dir}: every query "
+           "becomes the mean of all the images, so every query is the same and the scores say nothing of the model; "
+           + (f"pass a smaller --expand, e.g. --expand {smaller}" if smaller else
+              "pass --expand 0 (off), or score more images"))
     log.warning("%s", msg)
     return [msg]
 

@@ -226,3 +226,25 @@ def test_reduce_on_images_without_the_bundles_bands_gives_advice_reduce_can_take
     r = CliRunner().invoke(main, ["reduce", str(data), "--model", str(bundle.path), "--kind", "pca", "--dim", "2",
                                   "--out", str(tmp_path / "r2")])
     assert r.exit_code == 0, r.output
+
+
+# ------------------------------------------------------------------ F8: --expand over every image
+
+
+def test_expand_over_every_other_image_is_warned_about_in_the_log_and_the_json(tmp_path, caplog):
+    """Trial: `evaluate --expand 100` on 75 images made every query the mean of all of them (P@5 =
+    1/classes) without a word."""
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    runner = CliRunner()
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.evaluate"):
+        r = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--expand", "5",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    out = _json(r)
+    msg = (f"--expand 5 takes in all 5 other images of the 6 scored from {data}: every query becomes the mean of all "
+           "the images, so every query is the same and the scores say nothing of the model; pass a smaller --expand, "
+           "e.g. --expand 1")
+    assert out["warnings"] == [msg] and msg in caplog.text
+    assert out["P@5"] == pytest.approx(2 / 5)   # every query the same: each class's share of the others
+    r = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--expand", "4", "--json"])
+    assert r.exit_code == 0 and _json(r)["warnings"] == [], r.output
