@@ -293,7 +293,8 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
                f"held-out loss {a['before']['mean_loss']:.4f} -> {a['after']['mean_loss']:.4f}")
 
 
-#: The largest ``evaluate --scale``: a 256-pixel image keeps 8 pixels (``downscale``'s floor).
+#: The largest ``evaluate --scale``: a 256-pixel tile (the models' size) keeps 8 pixels (``downscale``'s floor);
+#: smaller images stop at 8 px at a smaller factor, which evaluate warns about and records.
 MAX_SCALE = 32.0
 
 
@@ -380,8 +381,8 @@ def reduce(data_dir, model, kind, dim, views, hybrid, out):
 @click.option("--bands", help="1-based R,G,B band numbers of multi-band images, e.g. 4,3,2 for Sentinel-2 "
                               "(default: their colour interpretation or band names).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object: the first --scale's metrics, protocol and warnings at the top level, "
-                   "plus model and results (one such object per --scale, in order).")
+              help="Print one JSON object: the first --scale's metrics and protocol and every scale's warnings at "
+                   "the top level, plus model and results (one such object per --scale, in order).")
 @_handle_errors
 def evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batch_size, expand, bands, as_json):
     """Retrieval mAP, P@k and ANMRR of a model on a labelled folder."""
@@ -415,7 +416,7 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
     if bad:
         from rsir_stac.errors import InputError
 
-        why = "is below 1" if bad[0] < 1 else f"leaves under 8 pixels of a 256-pixel image (at most {MAX_SCALE:g})"
+        why = "is below 1" if bad[0] < 1 else f"is over the largest factor evaluate takes (at most {MAX_SCALE:g})"
         raise InputError(f"--scale {bad[0]:g} {why}; give downsampling factors from 1 to {MAX_SCALE:g}, "
                          "e.g. --scale 1,2,4,8")
     if held_out and classes:
@@ -441,7 +442,8 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
                                                classes=chosen, bf16=False if fp32 else None, progress=bar.update,
                                                reduce=not full, expand=expand, bands=bands))
     if as_json:  # one shape whatever the number of scales (the first scale's keys stay at the top level)
-        _echo_json({**results[0], "model": bundle.model_id, "results": results})
+        said = list(dict.fromkeys(w for res in results for w in res["warnings"]))  # every scale's, each once
+        _echo_json({**results[0], "warnings": said, "model": bundle.model_id, "results": results})
         return
     first = results[0]
     click.echo(f"model {bundle.model_id}  split {first['protocol']['split']}  queries {first['n_queries']}  "
@@ -450,9 +452,16 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
                + (f"  query expansion {expand}" if expand else "")
                + (f"  views {bundle.views}" if getattr(bundle, "views", 1) > 1 else ""))
     keys = ("mAP", "P@5", "P@10", "P@20", "ANMRR")
-    click.echo("  scale " + " ".join(f"{k:>7s}" for k in keys))
-    for f, res in zip(scales, results):
-        click.echo(f"  x{f:<5g}" + " ".join(f"{res[k]:7.4f}" for k in keys))
+    labels = [_scale_label(f, res["protocol"].get("effective_scale", f)) for f, res in zip(scales, results)]
+    width = max(6, *(len(label) + 1 for label in labels))   # "x16 (x8)" keeps a gap before its figures
+    click.echo(f"  {'scale':<{width}s}" + " ".join(f"{k:>7s}" for k in keys))
+    for label, res in zip(labels, results):
+        click.echo(f"  {label:<{width}s}" + " ".join(f"{res[k]:7.4f}" for k in keys))
+
+
+def _scale_label(scale: float, effective: float) -> str:
+    """A table row's scale: ``x16``, or ``x16 (x8)`` when the images were downsampled by less."""
+    return f"x{scale:g}" + (f" (x{effective:g})" if effective != scale else "")
 
 
 @click.command("model-info")

@@ -246,8 +246,9 @@ def evaluate_folder(
     is not the training dataset, or it changed; None when not checked) and ``trained_on``
     (how many scored images the model trained on; None when unknown: another dataset, or
     a bundle that records no split), ``scored_digest`` (a fingerprint of the paths of the images scored,
-    relative to the folder: two runs with the same one scored the same file names) and
-    ``bundle_test_digest`` (the one of the test split recorded in the bundle; equal to
+    relative to the folder: two runs with the same one scored the same file names), ``effective_scale``
+    (the smallest factor an image was downsampled by; below ``scale`` when small images were kept at
+    8 px, as a warning says) and ``bundle_test_digest`` (the one of the test split recorded in the bundle; equal to
     ``scored_digest`` when that split was scored).  ``split`` is ``"all"`` when only classes the
     bundle was trained without are scored (every image of them is one it never trained on).  ``warnings`` lists what was warned about; ``per_class``
     gives each class's image count, mAP and P@10 (None for a class of one image).
@@ -279,6 +280,7 @@ def evaluate_folder(
     out["protocol"] = _protocol(bundle, data_dir, full, chosen, split=split, scale=scale, classes=classes,
                                 by_held_out=by_held_out, bf16=bf16, batch_size=batch_size, reduce=reduce,
                                 expand=expand, bands=bands)
+    out["protocol"]["effective_scale"] = effective_scale(sides, scale)
     out["warnings"] = notes + chosen.warnings
     return out
 
@@ -350,6 +352,15 @@ def _versions() -> dict[str, str]:
     from rsir_stac import __version__
 
     return {"rsir_stac": __version__, "torch": torch.__version__}
+
+
+def effective_scale(sides: Sequence[int], scale: float) -> float:
+    """The smallest factor any image was downsampled by at ``scale``: ``scale`` itself, unless
+    images whose shorter side is in ``sides`` were kept at the 8 px
+    :func:`rsir_stac.model.transforms.downscale` keeps (the smallest of them: its side / 8)."""
+    if scale <= 1 or not sides or all(round(s / scale) >= 8 for s in sides):
+        return float(scale)
+    return float(max(1.0, min(sides) / 8))
 
 
 def _scale_notes(sides: list[int], scale: float, data_dir) -> list[str]:

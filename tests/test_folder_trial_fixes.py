@@ -248,3 +248,34 @@ def test_expand_over_every_other_image_is_warned_about_in_the_log_and_the_json(t
     assert out["P@5"] == pytest.approx(2 / 5)   # every query the same: each class's share of the others
     r = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--expand", "4", "--json"])
     assert r.exit_code == 0 and _json(r)["warnings"] == [], r.output
+
+
+# ------------------------------------------------------------------ F9: the scale said
+
+
+def test_a_scale_more_than_small_images_take_records_and_labels_the_factor_used(tmp_path):
+    """Trial: `--scale 16` on 64 px chips said x16 in the table and protocol.scale 16 for figures made
+    at x8; the warning was in results[1].warnings only, not the top-level warnings."""
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3, size=64)
+    runner = CliRunner()
+    args = ["evaluate", str(data), "--model", "imagenet", "--split", "all", "--scale", "8,16"]
+    r = runner.invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    out = _json(r)
+    assert [(x["protocol"]["scale"], x["protocol"]["effective_scale"]) for x in out["results"]] == [(8, 8), (16, 8)]
+    note = [w for w in out["results"][1]["warnings"] if w.startswith("--scale 16: 6 of the 6 images")]
+    assert note and note[0] in out["warnings"], out["warnings"]
+    assert out["results"][1]["mAP"] == out["results"][0]["mAP"]   # the same factor, the same figures
+    r = runner.invoke(main, args)
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("  x")]
+    assert [ln.split("  ")[1] for ln in rows] == ["x8", "x16 (x8)"], r.stdout
+    assert r.stdout.splitlines()[1].split() == ["scale", "mAP", "P@5", "P@10", "P@20", "ANMRR"], r.stdout
+
+
+def test_a_scale_over_the_limit_is_refused_without_a_wrong_image_size(tmp_path):
+    """Trial: `--scale 40` on 600 px images was refused as leaving "under 8 pixels of a 256-pixel image"."""
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=2)
+    r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet", "--scale", "1,40"])
+    assert _one_line_error(r) == ("error: --scale 40 is over the largest factor evaluate takes (at most 32); give "
+                                  "downsampling factors from 1 to 32, e.g. --scale 1,2,4,8")
