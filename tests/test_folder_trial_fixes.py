@@ -279,3 +279,23 @@ def test_a_scale_over_the_limit_is_refused_without_a_wrong_image_size(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", str(data), "--model", "imagenet", "--scale", "1,40"])
     assert _one_line_error(r) == ("error: --scale 40 is over the largest factor evaluate takes (at most 32); give "
                                   "downsampling factors from 1 to 32, e.g. --scale 1,2,4,8")
+
+
+@pytest.mark.filterwarnings("ignore:Dataset has no geotransform")
+def test_a_16_bit_rgb_jpeg2000_reads_as_its_geotiff_twin(tmp_path):
+    """Re-check (thirty-third session): a valid 16-bit 3-band JPEG 2000 stopped evaluate and train
+    with "cannot be decoded (broken data stream)" (Pillow), while search --image read it through
+    GDAL; JPEG 2000 is now read through GDAL only, with ingest's stretch, as its GeoTIFF twin."""
+    import rasterio
+
+    from rsir_stac.model.data import load_rgb
+
+    pixels = np.random.default_rng(3).integers(200, 9000, (3, 48, 48)).astype("uint16")
+    for name, driver, extra in (("x.jp2", "JP2OpenJPEG", {"QUALITY": "100", "REVERSIBLE": "YES"}),
+                                ("x.tif", "GTiff", {})):
+        with rasterio.open(tmp_path / name, "w", driver=driver, width=48, height=48, count=3, dtype="uint16",
+                           **extra) as ds:
+            ds.write(pixels)
+    jp2, tif = load_rgb(tmp_path / "x.jp2"), load_rgb(tmp_path / "x.tif")
+    assert jp2.shape == (48, 48, 3) and jp2.dtype == np.uint8
+    assert np.array_equal(jp2, tif)

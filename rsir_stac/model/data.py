@@ -356,6 +356,10 @@ class ImageBandsError(ImageDecodeError):
         ImageReadError.__init__(self, f"image {path} {cause}; {self.fix}")
 
 
+#: Suffixes read through rasterio/GDAL, never Pillow: JPEG 2000 of any bit depth and band count.
+_GDAL_FIRST = (".jp2", ".j2k")
+
+
 def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray:
     """Decode an image file to an H×W×3 uint8 array (PIL, GeoTIFF via rasterio).
 
@@ -372,7 +376,8 @@ def load_rgb(path: str | Path, bands: Sequence[int] | None = None) -> np.ndarray
 
     from PIL import Image, UnidentifiedImageError
 
-    if bands is None:
+    # JPEG 2000 through GDAL as ingest and search read it (Pillow broke off 16-bit RGB files)
+    if bands is None and Path(path).suffix.lower() not in _GDAL_FIRST:
         try:
             with warnings.catch_warnings():  # a large image is read below, its side capped as a query's
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
