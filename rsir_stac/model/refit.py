@@ -3,9 +3,14 @@ rotation views fitted on the bundle's recorded training split)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import numpy as np
+
 from rsir_stac.errors import ImageReadError, InputError
+
+log = logging.getLogger(__name__)
 
 
 def _article(kind: str) -> str:
@@ -81,6 +86,39 @@ def _bands_refusal(err: ImageReadError, bundle, data_dir) -> ImageReadError:
                           "the model was trained on (reduce takes no --bands: it reads the bands its bundle records)")
 
 
+def _training_images(bundle, data_dir: str, kind: str, dim: int):
+    """``(folder, train_ix)``: the images of ``data_dir`` the bundle's run trained on (fit and
+    validation; its held-out classes left out), by its split recomputed as training did, or, on its
+    training folder changed since (images added or removed), by the file names the bundle records
+    (:class:`~rsir_stac.model.recorded_split.RecordedSplit`, said in a warning).  Raises InputError
+    for another dataset."""
+    from rsir_stac.model.bundle import model_name
+    from rsir_stac.model.class_names import find_class
+    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
+    from rsir_stac.model.recorded_split import RecordedSplit
+
+    tr = bundle.meta.get("training", {})
+    folder = scan_image_folder(data_dir)
+    held = [h for h in (find_class(c, folder.classes) for c in tr.get("held_out_classes") or []) if h is not None]
+    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
+        folder = without_classes(folder, held)
+    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = folder.relpaths()
+    if not tr.get("test_digest") or same_split([rel[i] for i in test_ix], tr["test_digest"]):
+        return folder, train_ix
+    rec = RecordedSplit.of(tr)
+    if rec is not None and rec.shares(rel):
+        log.warning("%s changed since model %s was trained on it (%s): the reducer is fitted on the images it "
+                    "trained on that are still there, by the file names its bundle records", data_dir,
+                    bundle.model_id, rec.changes(rel) or "its files were renamed or re-saved")
+        return folder, np.asarray([i for i, r in enumerate(rel) if rec.trained_on(r)], dtype=np.int64)
+    raise InputError(f"the split of {data_dir} is not the one model {bundle.model_id} recorded (another dataset, or "
+                     "images added, removed or renamed since training); pass the training data folder, or, to fit "
+                     "a reducer on the labels of another folder, fine-tune on it: `rsir-stac train "
+                     f"{data_dir} --from {model_name(bundle)} --reducer {kind} --reducer-dim {dim} --epochs 1 "
+                     "--out OUT`")
+
+
 def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views: int | None = None,
                   hybrid: float | None = None, progress=None):
     """Write a copy of a bundle with a new reducer fitted on its recorded
@@ -107,10 +145,8 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     import copy
 
     from rsir_stac.atomic import atomic_dir
-    from rsir_stac.model.bundle import ModelBundle, load_bundle, model_name, save_bundle
+    from rsir_stac.model.bundle import ModelBundle, load_bundle, save_bundle
     from rsir_stac.evaluate import embed_files
-    from rsir_stac.model.class_names import find_class
-    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
     from rsir_stac.model.transforms import VIEW_SETS
     from rsir_stac.reduce import make_reducer
 
@@ -122,17 +158,7 @@ def refit_reducer(model, data_dir: str, kind: str, dim: int, out: str, *, views:
     target = _check_out(Path(out))
     weight = None if hybrid is None else _check_hybrid(bundle, hybrid)
     tr = bundle.meta.get("training", {})
-    folder = scan_image_folder(data_dir)
-    held = [h for h in (find_class(c, folder.classes) for c in tr.get("held_out_classes") or []) if h is not None]
-    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
-        folder = without_classes(folder, held)
-    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
-    rel = folder.relpaths()
-    if tr.get("test_digest") and not same_split([rel[i] for i in test_ix], tr["test_digest"]):
-        raise InputError(f"{data_dir} is not the dataset {bundle.model_id} was trained on (its split differs); "
-                         "pass the training data folder, or, to fit a reducer on the labels of another folder, "
-                         f"fine-tune on it: `rsir-stac train {data_dir} --from {model_name(bundle)} --reducer {kind} "
-                         f"--reducer-dim {dim} --epochs 1 --out OUT`")
+    folder, train_ix = _training_images(bundle, data_dir, kind, dim)
     _check_reducer_dim(kind, dim, len(train_ix), len(folder.classes), bundle.net.out_dim)
     net = bundle.net
     if weight is not None:  # a copy: the caller's bundle keeps its weight
