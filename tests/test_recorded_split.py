@@ -106,3 +106,68 @@ def test_a_bundle_of_an_earlier_version_keeps_the_old_protocol(trained, tmp_path
     res = evaluate_folder(grown, old, split=None)
     assert res["protocol"]["split"] == "all" and res["n_queries"] == 31 and res["protocol"]["trained_on"] is None
     assert "added, removed or renamed since training" in res["warnings"][0]
+
+
+def test_reduce_on_the_changed_training_folder_fits_on_the_images_it_trained_on(trained, tmp_path, caplog):
+    """Re-check (thirty-third session): `reduce` on the training folder after one image was added
+    refused it as "not the dataset ... trained on", while evaluate named what changed."""
+    bundle, data = trained
+    grown = tmp_path / "grown"
+    shutil.copytree(data, grown)
+    shutil.copy(grown / "class1" / "img00.png", grown / "class1" / "extra.png")
+    (grown / "class2" / "img03.png").unlink()
+    lost_trained = int(_recorded(bundle).trained_on("class2/img03.png"))
+    with caplog.at_level("WARNING"):
+        r = CliRunner().invoke(main, ["reduce", str(grown), "--model", str(bundle.path), "--kind", "pca",
+                                      "--dim", "4", "--out", str(tmp_path / "refit")])
+    assert r.exit_code == 0, r.output
+    assert "changed since model" in caplog.text and "gained 1 image (class1/extra.png)" in caplog.text
+    refit = load_bundle(tmp_path / "refit")
+    assert refit.meta["training"]["reducer_refit"]["n_train"] == 24 - lost_trained
+    # another dataset (no recorded name in it) is still refused, in one line that says why
+    other = tmp_path / "other"
+    for d in sorted(data.iterdir()):
+        (other / d.name).mkdir(parents=True)
+        for f in sorted(d.iterdir()):
+            shutil.copy(f, other / d.name / f"x{f.name}")
+    r = CliRunner().invoke(main, ["reduce", str(other), "--model", str(bundle.path), "--kind", "pca", "--dim", "4",
+                                  "--out", str(tmp_path / "refit2")])
+    assert r.exit_code == 2 and "is not the one model" in r.output and "--from" in r.output, r.output
+    assert not (tmp_path / "refit2").exists()
+
+
+def test_an_older_bundle_records_its_split_from_its_unchanged_training_folder(trained, tmp_path):
+    from rsir_stac.errors import DatasetError
+    from rsir_stac.model.recorded_split import record_split_files
+
+    bundle, data = trained
+    old = tmp_path / "old"
+    shutil.copytree(bundle.path, old)
+    meta = json.loads((old / "model.json").read_text())
+    del meta["training"]["split_files"]
+    (old / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    grown = tmp_path / "grown"
+    shutil.copytree(data, grown)
+    shutil.copy(grown / "class1" / "img00.png", grown / "class1" / "extra.png")
+    with pytest.raises(DatasetError, match="is not the one model"):
+        record_split_files(old, grown)   # a changed folder would call the wrong images unseen
+    assert "split_files" not in json.loads((old / "model.json").read_text())["training"]
+    assert record_split_files(old, data) == 30
+    again = load_bundle(old)
+    assert again.model_id == bundle.model_id and _recorded(again) == _recorded(bundle)
+
+
+@pytest.mark.parametrize("name", ["default", "v1", "v2", "v3", "v4", "v5"])
+def test_the_shipped_bundles_record_their_uc_merced_split(name, shared_data):
+    """The shipped models were trained before bundles recorded file names; theirs were added from
+    the UC Merced folder they were trained on (`record_split_files`), so a grown copy of it is
+    scored on the images they never trained on."""
+    from rsir_stac.model.data import scan_image_folder, stratified_split
+
+    rec = _recorded(load_bundle(name))
+    folder = scan_image_folder(shared_data / "ucmerced")
+    tr = load_bundle(name).meta["training"]
+    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = folder.relpaths()
+    assert rec.test == {image_key(rel[i]) for i in test_ix} and len(rec.test) == 420
+    assert rec.trained == {image_key(rel[i]) for i in train_ix} and len(rec.trained) == 1680

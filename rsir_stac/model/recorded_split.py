@@ -13,7 +13,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 
@@ -75,3 +75,41 @@ def _count(items: Sequence[str]) -> str:
 
 def _first(items: Sequence[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def record_split_files(bundle: str | Path, data_dir: str | Path) -> int:
+    """Add ``training.split_files`` to the ``model.json`` of a bundle folder written before bundles
+    recorded them, from ``data_dir``, the folder it was trained on, still as it was (its test split
+    must match the recorded digest).  The model id and the embedding do not change (neither depends
+    on the training record).  Returns the number of images recorded; a bundle that already records
+    them is left as it is.
+
+    Raises DatasetError when ``data_dir``'s split is not the recorded one (it changed since, or is
+    another dataset: recording it would call the wrong images unseen), BundleError when ``bundle``
+    holds no ``model.json``."""
+    import json
+
+    from rsir_stac.atomic import atomic_output
+    from rsir_stac.errors import BundleError, DatasetError
+    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
+
+    path = Path(bundle) / "model.json"
+    if not path.is_file():
+        raise BundleError(f"{bundle} holds no model.json; pass a model bundle folder")
+    meta = json.loads(path.read_text())
+    tr = meta.get("training") or {}
+    if RecordedSplit.of(tr) is not None:
+        return len(tr["split_files"]["trained"]) + len(tr["split_files"]["test"])
+    full = scan_image_folder(data_dir, min_per_class=1)
+    folder = without_classes(full, [c for c in tr.get("held_out_classes") or [] if c in full.classes])
+    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    rel = folder.relpaths()
+    if not tr.get("test_digest") or not same_split([rel[i] for i in test_ix], tr["test_digest"]):
+        raise DatasetError(f"the split of {data_dir} is not the one model {meta.get('model_id')} recorded (it "
+                           "changed since training, or is another dataset); pass the folder it was trained on, "
+                           "as it was then")
+    tr["split_files"] = split_files(rel, train_ix.tolist(), test_ix.tolist())
+    meta["training"] = tr
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return len(rel)
