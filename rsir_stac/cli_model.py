@@ -446,8 +446,10 @@ def _evaluate(data_dir, model, split, scale, held_out, classes, full, fp32, batc
         _echo_json({**results[0], "warnings": said, "model": bundle.model_id, "results": results})
         return
     first = results[0]
-    click.echo(f"model {bundle.model_id}  split {first['protocol']['split']}  queries {first['n_queries']}  "
-               f"dim {first['dim']}"
+    unscored = int(first.get("n_unscored") or 0)   # one-image classes: distractors, not in the scores
+    click.echo(f"model {bundle.model_id}  split {first['protocol']['split']}  queries {first['n_queries']}"
+               + (f" ({first['n_queries'] - unscored} scored, {unscored} one-image distractor"
+                  f"{'' if unscored == 1 else 's'})" if unscored else "") + f"  dim {first['dim']}"
                + (f"  classes {listed(results[0]['protocol']['classes'])}" if chosen else "")
                + (f"  query expansion {expand}" if expand else "")
                + (f"  views {bundle.views}" if getattr(bundle, "views", 1) > 1 else ""))

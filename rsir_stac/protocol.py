@@ -120,7 +120,7 @@ def _bundle_split(full, held: list[str], tr: dict):
 
 
 def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_id: str,
-                   data_dir) -> tuple[str, list]:
+                   data_dir, classes=None) -> tuple[str, list]:
     """``split=None``: ``test`` on the dataset the bundle was trained on (its split matches), else
     ``all`` with a note (another dataset: a random fifth of it is no test split of anything), and a
     warning when the folder holds classes of the model's training by name: a copy, a subset or
@@ -142,7 +142,7 @@ def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_i
            + ("; pass --split test to score only the fifth of it a training run would keep out"
               if int(counts.max()) >= 10 else ""))
     log.warning("%s", msg)
-    return "all", [msg] + _trained_names(full, held, meta, model_id, data_dir)
+    return "all", [msg] + _trained_names(full, held, meta, model_id, data_dir, classes)
 
 
 def _changed_training_folder(trained, matches: bool | None, tr: dict):
@@ -156,17 +156,18 @@ def _changed_training_folder(trained, matches: bool | None, tr: dict):
     return rec if rec is not None and rec.shares(trained.relpaths()) else None
 
 
-def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir) -> list[str]:
+def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir, classes=None) -> list[str]:
     """A warning (logged, and returned in a list) when classes of ``full`` have the names of the
     model's training classes: a copy, a subset or another download of its training data would be
     scored on images it trained on, and no split can tell (it is not the training folder)."""
     names = {c.casefold() for c in meta.get("class_names") or ()} - {c.casefold() for c in held}
-    trained = sorted(c for c in full.classes if c.casefold() in names)   # Beach/ is beach/ of another download
+    pool = list(classes) if classes else full.classes   # --classes: of the classes scored
+    trained = sorted(c for c in pool if c.casefold() in names)   # Beach/ is beach/ of another download
     if not trained:
         return []
     shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
-    warn = (f"{len(trained)} of the {len(full.classes)} classes of {data_dir} have the names of classes model "
-            f"{model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
+    warn = (f"{len(trained)} of the {len(pool)} classes {'scored from' if classes else 'of'} {data_dir} have the "
+            f"names of classes model {model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
             "another download of that dataset), it trained on most of them and the scores are optimistic; "
             "evaluate the training folder itself (its test split), or classes it never saw")
     log.warning("%s", warn)
@@ -300,13 +301,13 @@ def _choose_images(full, held: list[str], classes, split: str | None, by_held_ou
     tr = bundle.meta.get("training", {})
     asked = split
     if split is None:
-        split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir)
+        split, notes = _default_split(full, held, bundle.meta, by_held_out, bundle.model_id, data_dir, classes)
     chosen = _scored_images(full, held, classes, split, tr, bundle.model_id, data_dir)
     folder, idx = chosen.folder, chosen.idx
     if asked == "all" and not by_held_out and chosen.trained_on is None:
         # --split all on another folder: the class names are all there is to warn by (on the
         # training folder itself, or one its bundle records by name, trained_on counts the very images)
-        notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir)
+        notes += _trained_names(full, held, bundle.meta, bundle.model_id, data_dir, classes)
     split, split_notes = _split_scored(folder, idx, split, held, data_dir)
     notes += split_notes
     _check_relevant(folder, idx, split, data_dir)

@@ -107,6 +107,9 @@ def test_a_one_image_class_is_a_distractor_and_json_failures_print_an_object(tmp
     res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--json"])
     out = json.loads(res.stdout)
     assert res.exit_code == 0 and out["n_queries"] == 7 and out["n_unscored"] == 1, res.output   # a distractor
+    # the text table says how many of its queries are scored (trial, thirty-third session: "queries 7" only)
+    res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet"])
+    assert "queries 7 (6 scored, 1 one-image distractor)  dim" in res.output, res.output
     (data / "class0" / "img00.png").write_bytes(b"")
     res = runner.invoke(main, ["evaluate", str(data), "--model", "imagenet", "--json"])
     failed = json.loads(res.stdout)

@@ -341,6 +341,9 @@ def test_evaluate_split_all_on_a_copy_of_training_classes_warns_by_their_names(s
     # the scored files' fingerprint is the run's, not the bundle's recorded split
     p = res["protocol"]
     assert p["scored_digest"] != p["bundle_test_digest"] == bundle.meta["training"]["test_digest"]
+    # --classes: counted among the classes scored (trial, thirty-third session: "3 of the 3" for 2 scored)
+    res, _ = _evaluate(subset, "--model", bundle.path, "--classes", "class0,class2")
+    assert any("2 of the 2 classes scored from" in w for w in res["warnings"]), res["warnings"]
 
 
 def test_train_on_a_full_or_read_only_disk_says_so_in_one_line(tmp_path, tmpfs):
