@@ -167,9 +167,9 @@ def _trained_names(full, held: list[str], meta: dict, model_id: str, data_dir, c
         return []
     shown = ", ".join(trained[:5]) + (f" and {len(trained) - 5} more" if len(trained) > 5 else "")
     warn = (f"{len(trained)} of the {len(pool)} classes {'scored from' if classes else 'of'} {data_dir} have the "
-            f"names of classes model {model_id} was trained on ({shown}): if these are its training images (a copy, a subset or "
-            "another download of that dataset), it trained on most of them and the scores are optimistic; "
-            "evaluate the training folder itself (its test split), or classes it never saw")
+            f"names of classes model {model_id} was trained on ({shown}): if these are its training images (a "
+            "copy, a subset or another download of that dataset), it trained on most of them and the scores are "
+            "optimistic; evaluate the training folder itself (its test split), or classes it never saw")
     log.warning("%s", warn)
     return [warn]
 
