@@ -105,18 +105,12 @@ class _ScoredImages:
 
 
 def _bundle_split(full, held: list[str], tr: dict):
-    """The bundle's split computed on ``full`` as training did (over the folder without its held-out
-    classes): ``(folder, train_ix, test_ix, matches)``, ``matches`` whether its test images are the
-    recorded ones, in any image format (None when the bundle records none: another dataset
-    cannot be told)."""
-    from rsir_stac.model.data import same_split, stratified_split, without_classes
+    """The bundle's split computed on ``full`` as training did
+    (:func:`rsir_stac.model.recorded_split.training_split`; ``held`` the folder's names of the
+    bundle's held-out classes): ``(folder, train_ix, test_ix, matches)``."""
+    from rsir_stac.model.recorded_split import training_split
 
-    trained = without_classes(full, [c for c in held if c in full.classes])
-    want = tr.get("test_digest")
-    train_ix, test_ix = stratified_split(trained.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
-    rel = trained.relpaths()
-    matches = None if not want else same_split([rel[i] for i in test_ix], want)
-    return trained, train_ix, test_ix, matches
+    return training_split(full, {**tr, "held_out_classes": held})
 
 
 def _default_split(full, held: list[str], meta: dict, by_held_out: bool, model_id: str,

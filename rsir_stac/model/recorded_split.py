@@ -25,6 +25,27 @@ def image_key(relpath: str) -> str:
     return "/".join([path.parts[0].casefold(), *path.parts[1:]]) if path.parts else ""
 
 
+def training_split(folder, training: dict[str, Any]):
+    """A bundle's training split computed on an image ``folder`` as training did: over the folder
+    without the bundle's held-out classes (matched as :func:`~rsir_stac.model.class_names.find_class`
+    does), :func:`~rsir_stac.model.data.stratified_split` by the recorded fraction and seed.
+    Returns ``(trained, train_ix, test_ix, matches)``: the folder without the held-out classes, the
+    index arrays into it, and whether its test images are the recorded ones in any image format
+    (:func:`~rsir_stac.model.data.same_split`; None when ``training`` records no digest: another
+    dataset cannot be told)."""
+    from rsir_stac.model.class_names import find_class
+    from rsir_stac.model.data import same_split, stratified_split, without_classes
+
+    held = [h for h in (find_class(c, folder.classes) for c in training.get("held_out_classes") or ()) if h]
+    trained = without_classes(folder, held)
+    want = training.get("test_digest")
+    train_ix, test_ix = stratified_split(trained.labels, training.get("test_fraction", 0.2),
+                                         training.get("split_seed", 0))
+    rel = trained.relpaths()
+    matches = None if not want else same_split([rel[i] for i in test_ix], want)
+    return trained, train_ix, test_ix, matches
+
+
 def split_files(relpaths: Sequence[str], trained_ix: Iterable[int], test_ix: Iterable[int]) -> dict[str, list[str]]:
     """The record of a training split for ``model.json``: ``{"trained": [...], "test": [...]}``, the
     sorted keys (:func:`image_key`) of the images at ``trained_ix`` (fit and validation) and
@@ -91,7 +112,7 @@ def record_split_files(bundle: str | Path, data_dir: str | Path) -> int:
 
     from rsir_stac.atomic import atomic_output
     from rsir_stac.errors import BundleError, DatasetError
-    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
+    from rsir_stac.model.data import scan_image_folder
 
     path = Path(bundle) / "model.json"
     if not path.is_file():
@@ -100,11 +121,9 @@ def record_split_files(bundle: str | Path, data_dir: str | Path) -> int:
     tr = meta.get("training") or {}
     if RecordedSplit.of(tr) is not None:
         return len(tr["split_files"]["trained"]) + len(tr["split_files"]["test"])
-    full = scan_image_folder(data_dir, min_per_class=1)
-    folder = without_classes(full, [c for c in tr.get("held_out_classes") or [] if c in full.classes])
-    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    folder, train_ix, test_ix, matches = training_split(scan_image_folder(data_dir, min_per_class=1), tr)
     rel = folder.relpaths()
-    if not tr.get("test_digest") or not same_split([rel[i] for i in test_ix], tr["test_digest"]):
+    if not matches:
         raise DatasetError(f"the split of {data_dir} is not the one model {meta.get('model_id')} recorded (it "
                            "changed since training, or is another dataset); pass the folder it was trained on, "
                            "as it was then")

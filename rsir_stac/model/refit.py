@@ -93,18 +93,14 @@ def _training_images(bundle, data_dir: str, kind: str, dim: int):
     (:class:`~rsir_stac.model.recorded_split.RecordedSplit`, said in a warning).  Raises InputError
     for another dataset."""
     from rsir_stac.model.bundle import model_name
-    from rsir_stac.model.class_names import find_class
-    from rsir_stac.model.data import same_split, scan_image_folder, stratified_split, without_classes
-    from rsir_stac.model.recorded_split import RecordedSplit
+    from rsir_stac.model.data import scan_image_folder
+    from rsir_stac.model.recorded_split import RecordedSplit, training_split
 
     tr = bundle.meta.get("training", {})
-    folder = scan_image_folder(data_dir)
-    held = [h for h in (find_class(c, folder.classes) for c in tr.get("held_out_classes") or []) if h is not None]
-    if held:  # a leave-classes-out bundle: its split, and so its reducer, never saw these classes
-        folder = without_classes(folder, held)
-    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr.get("split_seed", 0))
+    # a leave-classes-out bundle: its split, and so its reducer, never saw its held-out classes
+    folder, train_ix, _, matches = training_split(scan_image_folder(data_dir), tr)
     rel = folder.relpaths()
-    if not tr.get("test_digest") or same_split([rel[i] for i in test_ix], tr["test_digest"]):
+    if matches is not False:   # its split (or a bundle that records none)
         return folder, train_ix
     rec = RecordedSplit.of(tr)
     if rec is not None and rec.shares(rel):
