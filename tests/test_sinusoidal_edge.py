@@ -19,7 +19,7 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import Point, shape
 
-from rsir_stac.errors import PointNotFoundError
+from rsir_stac.errors import PointNotFoundError, RasterError
 from rsir_stac.ingest import IngestOptions, ingest
 from rsir_stac.labels import footprint_geometry
 from rsir_stac.store import SearchFilter, open_store
@@ -33,28 +33,29 @@ R_MODIS = 6371007.181
 OPTS = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0)
 
 
-def _raster(path, crs, transform, width, height, fill):
-    """RGB ``uint8`` with blocky texture (1..255, nodata 0 declared); 0 where ``fill(x, y)`` holds at
-    the pixel centre (CRS units)."""
+def _raster(path, crs, transform, width, height, fill, nodata=0, value=0):
+    """RGB ``uint8`` with blocky texture (20..234, ``nodata`` declared); ``value`` where ``fill(x, y)``
+    holds at the pixel centre (CRS units)."""
     rng = np.random.default_rng(0)
     a = np.kron(rng.integers(20, 235, (3, height // 16 + 1, width // 16 + 1)), np.ones((16, 16)))
     a = a[:, :height, :width].astype(np.uint8)
     rows, cols = np.mgrid[0:height, 0:width]
     x, y = transform * (cols + 0.5, rows + 0.5)
-    a[:, fill(x, y)] = 0
+    a[:, fill(x, y)] = value
     with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=crs,
-                       transform=transform, nodata=0) as ds:
+                       transform=transform, nodata=nodata) as ds:
         ds.write(a)
     return path
 
 
-def _modis_edge(path, side):
+def _modis_edge(path, side, nodata=0, value=0):
     """384 x 128 px of 7 km, latitude 30..38 N, across the sinusoidal grid's east (or, mirrored, west)
-    edge: the edge runs from column 64 (38 N) to column 290 (30 N); fill beyond it."""
+    edge: the edge runs from column 64 (38 N) to column 290 (30 N); fill ``value`` beyond it."""
     res, w, h = 7000.0, 384, 128
     x0 = 15.3e6 if side == "east" else -15.3e6 - w * res
     t = Affine(res, 0, x0, 0, -res, R_MODIS * math.radians(30) + h * res)
-    return _raster(path, SINU, t, w, h, lambda x, y: np.abs(x) > R_MODIS * math.pi * np.cos(y / R_MODIS))
+    return _raster(path, SINU, t, w, h, lambda x, y: np.abs(x) > R_MODIS * math.pi * np.cos(y / R_MODIS),
+                   nodata=nodata, value=value)
 
 
 def _payloads(index) -> list[dict]:
@@ -166,3 +167,63 @@ def test_tiles_away_from_the_edge_are_as_windows_gives_them(tmp_path):
         r = refs[t.grid]
         assert (t.window, t.grid, t.corners, t.crs, t.gsd) == (r.window, r.grid, r.corners, r.crs, r.gsd)
         assert r.bbox[0] > r.bbox[2] and t.bbox[2] == 180.0 and t.outline is not None
+
+
+@pytest.mark.parametrize("nodata, value", [(None, 0), (0, 255)], ids=["no-nodata", "fill-255-nodata-0"])
+def test_fill_past_a_sinusoidal_edge_that_is_not_declared_nodata_is_no_place(tmp_path, tiny_bundle, caplog,
+                                                                               nodata, value):
+    """Before: the fill past the edge read as data, so the 4 tiles wholly past it were indexed wholly
+    on the other side of 180 (a search there found 4 identical fill tiles) and the 5 edge tiles'
+    footprints crossed 180, with no word.  Past a sinusoidal edge there is no place: those 4 tiles
+    are left out, the edge tiles keep their part on this side, and one warning names ``--nodata``."""
+    tif = _modis_edge(tmp_path / "h35v05.tif", "east", nodata=nodata, value=value)
+    idx = tmp_path / "idx"
+    with caplog.at_level("WARNING", logger="rsir_stac"):
+        report = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert not report.items_failed and report.points_written == 8
+    warned = [r.getMessage() for r in caplog.records if "past its CRS's edge" in r.getMessage()]
+    assert len(warned) == 1 and "--nodata" in warned[0], warned
+    assert ("declares none" if nodata is None else "declares 0") in warned[0]
+    for p in _payloads(idx):
+        lons = _lons(footprint_geometry(p))
+        assert (lons >= 150.0).all() and (lons <= 180.0).all(), (p["window"], lons.min(), lons.max())
+        assert p["bbox"][0] <= p["bbox"][2] and p["location"]["lon"] > 150.0
+    with open_store(str(idx), read_only=True) as s:
+        assert s.count(SearchFilter(bbox=(-179.9, 30.0, -165.0, 38.0))) == 0
+    again = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert not again.items_failed and again.points_written == 0
+    if nodata is None:  # the fix the warning gives
+        assert "pass --nodata VALUE" in warned[0]
+        opts = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0, nodata=value)
+    else:
+        assert "rio edit-info --nodata VALUE" in warned[0]
+        with rasterio.open(tif, "r+") as ds:
+            ds.nodata = value
+        opts = OPTS
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rsir_stac"):
+        fixed = ingest([str(tif)], index=str(tmp_path / "fixed"), model=tiny_bundle, options=opts)
+    assert fixed.points_written == 8 and not [r for r in caplog.records if "past its CRS's edge" in r.getMessage()]
+
+
+@pytest.mark.parametrize("crs, curved", [(SINU, True), ("ESRI:54009", True), ("ESRI:54030", True), ("EPSG:3857", False),
+                                         ("EPSG:6933", False), ("EPSG:32662", False), ("EPSG:3413", False),
+                                         ("EPSG:3031", False), ("EPSG:32760", False)])
+def test_only_a_pseudo_cylindrical_edge_is_curved(crs, curved):
+    """Sinusoidal, Mollweide, Robinson: the meridian lon_0 + 180 bows, nothing lies past it.  Cylindrical
+    (Web Mercator, EASE-Grid 2.0, plate carree): past it is the other side, one turn on.  Polar
+    stereographic and UTM: no such edge to test (no change)."""
+    from rsir_stac.tiling.domain import projection_edge
+
+    edge = projection_edge(rasterio.crs.CRS.from_user_input(crs))
+    assert (edge is not None and edge.curved) == curved
+
+
+def test_a_scene_wholly_past_a_sinusoidal_edge_is_refused(tmp_path):
+    """A scene whose every tile lies past the edge is off the Earth: a one-line error, as for a scene
+    its CRS cannot map."""
+    t = Affine(7000.0, 0, 19.2e6, 0, -7000.0, R_MODIS * math.radians(30) + 128 * 7000.0)
+    tif = _raster(tmp_path / "off.tif", SINU, t, 128, 128, lambda x, y: np.zeros(x.shape, dtype=bool))
+    with pytest.raises(RasterError, match="past its projection's edge"), \
+            SceneReader.open(str(tif), tile_size=64, min_valid=0.0) as r:
+        r.windows()

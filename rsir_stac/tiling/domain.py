@@ -18,6 +18,11 @@ the edge are all invalid, its footprint is that of its part on this side
 (:func:`footprint_this_side`): its lon/lat outline clipped at the edge's meridian.  Every other tile
 keeps the footprint it has always had.
 
+Past a curved edge (sinusoidal, Mollweide: the meridian ``lon_0 + 180`` has no one ``x``) there is
+no place at all, only a product's fill, declared or not.  There the geometry decides, not the
+pixels: a tile wholly past the edge is left out (:func:`windows_beyond_edge`), and a tile partly
+past it gets the footprint of its part on this side whatever its pixels there hold.
+
 Longitudes past the edge come from PROJ's ``+over`` option (no wrapping; PROJ's documentation,
 "Longitude wrapping"), through pyproj's :class:`~pyproj.Proj` on the CRS's PROJ string.  A CRS that
 pyproj cannot write as a PROJ string, or a geographic one, has no edge here (None): its tiles are as
@@ -50,10 +55,14 @@ Footprint = tuple[list[tuple[float, float]], tuple[float, float, float, float], 
 @dataclass(frozen=True)
 class ProjectionEdge:
     """The inverse of a projected CRS without longitude wrapping (``proj``, a pyproj ``Proj`` with
-    ``+over``) and its central meridian ``lon0`` (degrees, plus any prime meridian)."""
+    ``+over``), its central meridian ``lon0`` (degrees, plus any prime meridian) and whether its edge
+    is ``curved``: the meridian ``lon0 + 180`` has no one ``x`` (sinusoidal, Mollweide), so what lies
+    past it is no place on the Earth, not a copy of the other side shifted by one turn as in a
+    cylindrical projection (Web Mercator, EASE-Grid 2.0, plate carree)."""
 
     proj: Any
     lon0: float
+    curved: bool = False
 
     def lon(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Unwrapped longitudes (degrees, the CRS's own datum) of points ``(xs, ys)`` (CRS units, any
@@ -98,7 +107,18 @@ def projection_edge(crs: Any) -> ProjectionEdge | None:
     except Exception:  # noqa: BLE001 - no PROJ string for this CRS: no edge, tiles as before
         log.debug("no +over inverse for CRS %s", crs, exc_info=True)
         return None
-    return ProjectionEdge(proj, lon0)
+    return ProjectionEdge(proj, lon0, _edge_is_curved(proj, lon0))
+
+
+def _edge_is_curved(proj: Any, lon0: float) -> bool:
+    """Whether the meridian ``lon0 + 180`` maps to ``x`` more than one CRS unit apart at latitudes 0,
+    30 and 60 (a pseudo-cylindrical edge: sinusoidal, Mollweide, Robinson); False when PROJ cannot
+    map it, or maps it to one ``x`` (cylindrical, transverse Mercator, azimuthal: no change)."""
+    x, _ = proj(np.full(3, lon0 + 180.0), np.array([0.0, 30.0, 60.0]), errcheck=False)
+    x = np.asarray(x, dtype=np.float64)
+    if not (np.isfinite(x).all() and (np.abs(x) < 1e30).all()):
+        return False
+    return bool(np.ptp(x) > 1.0)  # CRS units (metres, feet); an azimuthal CRS's meridian: x within 1e-8
 
 
 def windows_past_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray) -> np.ndarray:
@@ -111,6 +131,22 @@ def windows_past_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray)
     t = transform
     over = edge.overshoot(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
     return (over > EDGE_TOLERANCE_DEG).any(axis=1)
+
+
+def windows_beyond_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray) -> np.ndarray:
+    """Whether each window ``(k, 4)`` = ``col_off, row_off, width, height`` (source pixels, floats)
+    lies wholly past a ``curved`` edge (its outline, :data:`DENSIFY_PTS` points a side, and its
+    centre all past it): no place on the Earth, whatever its pixels hold (a sinusoidal grid's fill
+    that the file does not declare nodata); ``(k,)`` booleans, all False for a straight edge."""
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    if not edge.curved or not len(w):
+        return np.zeros(len(w), dtype=bool)
+    cols, rows = _outline(w[:, 0], w[:, 1], w[:, 0] + w[:, 2], w[:, 1] + w[:, 3], DENSIFY_PTS)
+    cols = np.concatenate([cols, (w[:, 0] + w[:, 2] / 2)[:, None]], axis=1)
+    rows = np.concatenate([rows, (w[:, 1] + w[:, 3] / 2)[:, None]], axis=1)
+    t = transform
+    over = edge.overshoot(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
+    return (over > EDGE_TOLERANCE_DEG).all(axis=1)
 
 
 def nothing_past_edge(edge: ProjectionEdge, transform: Any, window: Window4, valid: np.ndarray) -> bool:
@@ -187,4 +223,4 @@ def _on_this_side(edge: ProjectionEdge, transform: Any, window: Window4) -> bool
 
 
 __all__ = ["EDGE_TOLERANCE_DEG", "Footprint", "ProjectionEdge", "Window4", "footprint_this_side",
-           "nothing_past_edge", "projection_edge", "windows_past_edge"]
+           "nothing_past_edge", "projection_edge", "windows_beyond_edge", "windows_past_edge"]

@@ -17,7 +17,8 @@ from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.domain import footprint_this_side, nothing_past_edge, projection_edge, windows_past_edge
+from rsir_stac.tiling.domain import (footprint_this_side, nothing_past_edge, projection_edge, windows_beyond_edge,
+                                    windows_past_edge)
 from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints
 from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
@@ -190,6 +191,7 @@ class SceneReader:
         self._plan: PixelPlan | None = None
         self._refs: list[TileRef] | None = None
         self._edge: Any = False  # the CRS's ProjectionEdge (None: it has none), found on first use
+        self._warned_edge = False
         self.stats = TileStats()
 
     @classmethod
@@ -393,6 +395,7 @@ class SceneReader:
                         "(e.g. space beyond a geostationary disk): their footprints cannot be placed, so they are "
                         "left out", self.href, int((~on).sum()), len(on), crs_label(self._ds.crs))
             grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
+        grid, src, shown = self._on_this_side(grid, src, shown)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
         outlines = tile_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
         crs, gsd = self.crs, self.gsd
@@ -412,6 +415,22 @@ class SceneReader:
                 )
             )
         return refs
+
+    def _on_this_side(self, grid: list[PixelWindow], src: np.ndarray, shown: np.ndarray) -> tuple[Any, Any, Any]:
+        """``grid, src, shown`` without the tiles that lie wholly past a curved projection edge
+        (:func:`~rsir_stac.tiling.domain.windows_beyond_edge`: no place on the Earth)."""
+        if self._edge is False:
+            self._edge = projection_edge(self._ds.crs)
+        if self._edge is None or not self._edge.curved:
+            return grid, src, shown
+        off = windows_beyond_edge(self._edge, self._ds.transform, shown)
+        if not off.any():
+            return grid, src, shown
+        if off.all():
+            raise ValueError("every tile of the scene lies past its projection's edge, where it maps no place")
+        log.info("%s: %d of its %d tiles lie wholly past its CRS's edge (lon_0 %+g +- 180), where it maps no "
+                 "place: left out", self.href, int(off.sum()), len(off), self._edge.lon0)
+        return [g for g, k in zip(grid, off) if not k], src[~off], shown[~off]
 
     # reading --------------------------------------------------------------------
     def read(self, ref: TileRef) -> Tile | None:
@@ -435,20 +454,23 @@ class SceneReader:
         pixels = as_on_the_map(pixels, self._ds)
         if valid is None:
             self.stats.read += 1
-            return Tile(ref=ref, pixels=pixels, valid_fraction=1.0)
+            return Tile(ref=self._this_side(ref, None, pixels.shape[:2]), pixels=pixels, valid_fraction=1.0)
         fraction = float(np.count_nonzero(valid)) / float(valid.size)
         if fraction == 0.0 or fraction < self.min_valid:
             self.stats.skipped_empty += 1
             return None
         self.stats.read += 1
-        return Tile(ref=self._this_side(ref, valid), pixels=pixels, valid_fraction=fraction)
+        return Tile(ref=self._this_side(ref, valid, valid.shape), pixels=pixels, valid_fraction=fraction)
 
-    def _this_side(self, ref: TileRef, valid: np.ndarray) -> TileRef:
+    def _this_side(self, ref: TileRef, valid: np.ndarray | None, shape: tuple[int, ...]) -> TileRef:
         """``ref``, or for a tile whose corners reach past its projection's edge and whose pixels there
         are all fill (a MODIS sinusoidal tile at 180: PROJ wraps that fill to the other side of the
         world), ``ref`` with the bbox, outline and (when it was past the edge) centre of its part on this
         side (:mod:`rsir_stac.tiling.domain`); window, grid and corners stay.  ``valid``: the tile's mask
-        as read.  Tiles with pixels past the edge (a Pacific mosaic in EPSG:3857) keep their footprint."""
+        as read (None: every pixel valid), ``shape`` its ``(rows, cols)``.  Tiles with pixels past the
+        edge (a Pacific mosaic in EPSG:3857) keep their footprint, unless the edge is curved (sinusoidal:
+        no place lies past it), where those pixels are fill the file does not declare (one warning a
+        scene names the fix)."""
         if self._edge is False:
             self._edge = projection_edge(self._ds.crs)
         if self._edge is None:
@@ -459,8 +481,17 @@ class SceneReader:
         t = self._ds.transform
         if not windows_past_edge(self._edge, t, np.array([shown]))[0]:
             return ref  # nearly every tile: its corners are on this side
-        if not nothing_past_edge(self._edge, t, src, valid):
-            return ref  # pixels past the edge: a mosaic across 180 (EPSG:3857, 6933)
+        if not nothing_past_edge(self._edge, t, src, np.ones(shape[:2], dtype=bool) if valid is None else valid):
+            if not self._edge.curved:
+                return ref  # pixels past the edge: a mosaic across 180 (EPSG:3857, 6933)
+            if not self._warned_edge:  # past a sinusoidal edge: fill the file does not declare
+                self._warned_edge = True
+                own = self._ds.nodata
+                log.warning("%s: its pixels past its CRS's edge (lon_0 %+g +- 180), where it maps no place, read as "
+                            "data (fill that is not its nodata; it declares %s): they are embedded with its edge "
+                            "tiles; %s", self.href, self._edge.lon0, "none" if own is None else f"{own:g}",
+                            "pass --nodata VALUE, the fill's value" if own is None and self.nodata is None else
+                            "declare the fill's value as its nodata: rio edit-info --nodata VALUE FILE")
         part = footprint_this_side(self._edge, t, self._ds.crs, shown, ref.centroid)
         if part is None:
             return ref
