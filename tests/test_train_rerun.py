@@ -104,22 +104,28 @@ def test_model_json_is_strict_json_and_old_nan_files_read(tmp_path, image_folder
     assert r.exit_code == 0 and "NaN" not in r.output
 
 
-def test_the_minimum_named_is_the_one_applied_when_validation_is_left_out(tmp_path):
+def test_the_minimum_named_is_the_one_applied_when_validation_is_left_out(tmp_path, caplog):
     """Model trial: classes of 8, 8, 1, 2 and 3 images with --val-fraction 0.1 were refused naming
     the 1- and 2-image classes and 'each class needs at least 4', yet the 3-image class trained:
-    the run had left validation out (too few images for one), so 3 were enough."""
+    the run had left validation out (too few images for one), so 3 were enough.  The refused run
+    also warned first that it would keep 'the epoch with the lowest training loss' (a second trial:
+    two messages at odds); that warning now comes only from a run that trains."""
     data = make_image_folder(tmp_path / "tiles", classes=5, per_class=8)
     for cls, keep in (("class2", 1), ("class3", 2), ("class4", 3)):
         for f in sorted((data / cls).iterdir())[keep:]:
             f.unlink()
-    with pytest.raises(DatasetError) as ei:
+    with caplog.at_level("WARNING"), pytest.raises(DatasetError) as ei:
         train(_cfg(data, tmp_path / "run", test_fraction=0.2, val_fraction=0.1))
     msg = str(ei.value)
     assert "class2 (1 image), class3 (2 images);" in msg and "class4" not in msg, msg
     assert "no validation split (the folder has too few images for one) each class needs at least 3" in msg, msg
+    assert "lowest training loss" not in caplog.text
     for cls in ("class2", "class3"):
         shutil.rmtree(data / cls)
-    assert train(_cfg(data, tmp_path / "run", test_fraction=0.2, val_fraction=0.1)).meta["training"]["n_train"] > 0
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert train(_cfg(data, tmp_path / "run", test_fraction=0.2, val_fraction=0.1)).meta["training"]["n_train"] > 0
+    assert caplog.text.count("lowest training loss") == 1
 
 
 def test_a_class_too_small_to_train_is_named_with_the_real_minimum(tmp_path, caplog):

@@ -24,7 +24,7 @@ from rsir_stac.model.refit import _article, _least_reducer_dim
 from rsir_stac.model.recipes import RECIPES, check_config  # noqa: F401 - RECIPES: importable from here as before
 from rsir_stac.model.resume import bundle_model_id, load_checkpoint, resume, rng_state, split_record
 from rsir_stac.model.teachers import StudentTeacher, WeightEMA
-from rsir_stac.model.train_checks import check_fit_split, usable_validation
+from rsir_stac.model.train_checks import check_fit_split, usable_validation, warn_unusable_validation
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,13 @@ def _split(cfg: TrainConfig) -> _Split:
     if cfg.val_fraction > 0:
         a, b = stratified_split(folder.labels[train_ix], cfg.val_fraction, cfg.seed + 1)
         fit_ix, val_ix = train_ix[a], train_ix[b]
-        if not usable_validation(folder.labels[val_ix]):
-            fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
+    dropped = len(val_ix) if len(val_ix) and not usable_validation(folder.labels[val_ix]) else 0
+    if dropped:
+        fit_ix, val_ix = train_ix, np.array([], dtype=np.int64)
     check_fit_split(folder.labels[fit_ix], folder.classes, cfg.test_fraction, cfg.val_fraction,
                     folder.labels, folder.labels[test_ix], folder.root, validating=len(val_ix) > 0)
+    if dropped:  # after the check: a run refused for too few images says so once, in its error
+        warn_unusable_validation(dropped)
     test_counts = np.bincount(folder.labels[test_ix]) if len(test_ix) else np.zeros(0, dtype=np.int64)
     if not (test_counts >= 2).any():
         log.warning("the test split of %s has at most one image per class (%d images): no query has a match, so "

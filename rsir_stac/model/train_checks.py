@@ -144,15 +144,19 @@ def images_needed(test_fraction: float, val_fraction: float) -> int:
 
 def usable_validation(labels: np.ndarray) -> bool:
     """Whether a validation split can rank anything: some class has two images (a query and
-    a match).  With fewer, the run selects by training loss instead, and says so."""
+    a match).  With fewer, the run selects by training loss instead
+    (:func:`warn_unusable_validation` says so, once the split is known to train)."""
     counts = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
-    if (counts >= 2).any():
-        return True
+    return bool((counts >= 2).any())
+
+
+def warn_unusable_validation(n_images: int) -> None:
+    """Say that a validation split of ``n_images`` (:func:`usable_validation` False) is left out and
+    the run keeps the epoch with the lowest training loss."""
     log.warning("the validation split has at most one image per class (%d images), so it cannot rank anything; "
                 "the run keeps the epoch with the lowest training loss instead (more images per class, or a "
-                "larger --val-fraction, gives a validation mAP)", len(labels))
-    return False
+                "larger --val-fraction, gives a validation mAP)", n_images)
 
 
 __all__ = ["MIN_IMAGES_PER_CLASS", "check_adapt_options", "check_fit_split", "check_options", "images_needed",
-           "usable_validation"]
+           "usable_validation", "warn_unusable_validation"]
