@@ -190,6 +190,25 @@ def test_leave_out_takes_such_names_and_held_out_evaluates_them(odd_names, tmp_p
     assert _json(r)["protocol"]["classes"] == [NFD_CHATEAU, "Roads, paved"]
 
 
+def test_names_that_read_two_ways_are_warned_about_with_the_other_reading(tmp_path, caplog):
+    """Re-check: with folders 'a', 'b', 'a,b' and 'c', `--classes a,b,c` chose 'a,b' and 'c' without a
+    word.  The choice stays (a value is first taken whole), and a warning names the other reading and
+    the options that ask for it; those options then select exactly 'a', 'b' and 'c'."""
+    data = make_image_folder(tmp_path / "amb", classes=4, per_class=3)
+    for c, name in enumerate(["a", "b", "a,b", "c"]):
+        (data / f"class{c}").rename(data / name)
+    with caplog.at_level("WARNING"):
+        assert _classes_scored(data, "--classes", "a,b,c") == ["a,b", "c"]
+    warned = [r.getMessage() for r in caplog.records if "read as the one class" in r.getMessage()]
+    assert warned == ["--classes a,b is read as the one class 'a,b'; to name the classes 'a', 'b' instead, give "
+                      "each in a --classes of its own: --classes a --classes b"], warned
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert _classes_scored(data, "--classes", "a", "--classes", "b", "--classes", "c") == ["a", "b", "c"]
+        assert _classes_scored(data, "--classes", "a,c") == ["a", "c"]  # one reading only: no word
+    assert "read as the one class" not in caplog.text
+
+
 # ------------------------------------------------------------------ F6: reduce's advice
 
 

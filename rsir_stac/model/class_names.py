@@ -12,9 +12,12 @@ folder's real names are returned: files are read under them.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import unicodedata
 from collections.abc import Iterable, Sequence
+
+log = logging.getLogger(__name__)
 
 
 def _nfc(name: str) -> str:
@@ -33,10 +36,13 @@ def find_class(name: str, classes: Sequence[str]) -> str | None:
     return None
 
 
-def match_classes(values: Iterable[str], classes: Sequence[str]) -> tuple[list[str], list[str]]:
+def match_classes(values: Iterable[str], classes: Sequence[str],
+                  option: str = "--classes") -> tuple[list[str], list[str]]:
     """``(found, unknown)``: the classes the option ``values`` name (folder names, in the order
     named, each once) and the entries that name none (stripped, as typed).  Each value is a class
-    name, or a comma-separated list of them (empty entries are skipped)."""
+    name, or a comma-separated list of them (empty entries are skipped).  A run of entries read as
+    one class whose entries each name a class too (folders ``a``, ``b`` and ``a,b``) is warned
+    about, naming the other reading and how to ask for it (``option`` once for each)."""
     found: list[str] = []
     unknown: list[str] = []
     for value in values:
@@ -48,6 +54,7 @@ def match_classes(values: Iterable[str], classes: Sequence[str]) -> tuple[list[s
                 if hit is not None:
                     if hit not in found:
                         found.append(hit)
+                    _warn_if_ambiguous(hit, parts[i:j], classes, option)
                     i = j
                     break
             else:
@@ -55,6 +62,18 @@ def match_classes(values: Iterable[str], classes: Sequence[str]) -> tuple[list[s
                     unknown.append(parts[i].strip())
                 i += 1
     return found, unknown
+
+
+def _warn_if_ambiguous(hit: str, parts: Sequence[str], classes: Sequence[str], option: str) -> None:
+    """Warn when ``parts`` (two or more entries), read as the one class ``hit``, each name a class too."""
+    if len(parts) < 2:
+        return
+    each = [find_class(p, classes) for p in parts]
+    if any(c is None for c in each):
+        return
+    log.warning("%s %s is read as the one class %r; to name the classes %s instead, give each in a %s of its own: "
+                "%s", option, shlex.quote(",".join(parts)), hit, quoted(each), option,
+                " ".join(f"{option} {shlex.quote(c)}" for c in each))
 
 
 def quoted(names: Iterable[str]) -> str:

@@ -255,7 +255,7 @@ def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 
     if names and n:
         raise InputError(f"--leave-out {','.join(names)} and --leave-out-n {n} both choose the held-out classes; "
                          "pass one of them")
-    names, unknown = match_classes(names, classes)
+    names, unknown = match_classes(names, classes, "--leave-out")
     if unknown:
         raise DatasetError(f"--leave-out names unknown class {unknown[0]!r}; the data folder's classes are "
                            f"{quoted(classes)}" + unknown_class_hint(classes, "--leave-out"))
