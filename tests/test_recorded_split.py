@@ -171,3 +171,29 @@ def test_the_shipped_bundles_record_their_uc_merced_split(name, shared_data):
     rel = folder.relpaths()
     assert rec.test == {image_key(rel[i]) for i in test_ix} and len(rec.test) == 420
     assert rec.trained == {image_key(rel[i]) for i in train_ix} and len(rec.trained) == 1680
+
+
+def test_a_renamed_class_folder_is_still_the_images_the_model_trained_on(tmp_path):
+    """Re-check N7: with `harbor` renamed `Harbour`, its 8 training images counted as never trained on
+    (16 queries, 8 of them trained: an optimistic mAP), and `--split all` counted 25 trained images,
+    not 33.  File names that only one recorded image has (UC Merced's `harbor07`, AID's `harbor_7`)
+    still say which image it is; names every class repeats (`img00`) cannot, and stay new."""
+    data = make_image_folder(tmp_path / "tiles", classes=3, per_class=10)
+    for d in data.iterdir():
+        for f in d.iterdir():
+            f.rename(d / f"{d.name}_{f.name}")   # unique file names, as most datasets have
+    bundle = train(TrainConfig(str(data), str(tmp_path / "run"), input_size=48, tile_size=48, embedding_dim=8,
+                               epochs=1, p=3, k=2, max_steps_per_epoch=1, val_fraction=0.0, reducer="none"))
+    (data / "class1").rename(data / "Harbour")
+    res = _evaluate(data, "--model", bundle.path)
+    p = res["protocol"]
+    assert res["n_queries"] == 6 and p["trained_on"] == 0, (res["n_queries"], p, res["warnings"])
+    assert "moved 10 images to another class folder (Harbour/class1_img00.png" in res["warnings"][0], res["warnings"]
+    assert "gained" not in res["warnings"][0] and "lost" not in res["warnings"][0]
+    every = _evaluate(data, "--model", bundle.path, "--split", "all")
+    assert every["n_queries"] == 30 and every["protocol"]["trained_on"] == 24, every["protocol"]
+    # a new image beside them is still new, and one whose name another class also has is not matched
+    shutil.copy(data / "Harbour" / "class1_img00.png", data / "Harbour" / "new_harbour.png")
+    res = _evaluate(data, "--model", bundle.path)
+    assert res["n_queries"] == 7 and res["protocol"]["trained_on"] == 0
+    assert "gained 1 image (Harbour/new_harbour.png)" in res["warnings"][0], res["warnings"]

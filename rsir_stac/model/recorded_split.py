@@ -4,15 +4,19 @@ images the model never trained on after the folder has gained or lost images.
 
 Stored in ``model.json`` as ``training.split_files`` (written by :func:`split_files`): two sorted
 lists of paths relative to the data folder, as :func:`image_key` gives them (the same dataset
-saved as TIFF instead of WebP, or with capitalised class folders, names the same images).
+saved as TIFF instead of WebP, or with capitalised class folders, names the same images).  An image
+moved to another class folder (a class renamed, ``harbor`` to ``Harbour``) is still the recorded one
+when its file name is one no other recorded image has (:meth:`RecordedSplit.recorded_key`).
 Bundles of earlier versions record only the test split's digest
 (:func:`rsir_stac.model.data.split_digest`); :meth:`RecordedSplit.of` gives None for them."""
 
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -70,24 +74,49 @@ class RecordedSplit:
             return None
         return cls(frozenset(map(str, rec["trained"])), frozenset(map(str, rec.get("test") or ())))
 
+    @cached_property
+    def _by_name(self) -> dict[str, str]:
+        """Recorded keys by their file name alone (``harbor/harbor07`` by ``harbor07``), for the names
+        only one recorded image has (datasets that number each class's files ``0001`` have none)."""
+        names = Counter(_name(k) for k in self.trained | self.test)
+        return {_name(k): k for k in self.trained | self.test if names[_name(k)] == 1}
+
+    def recorded_key(self, relpath: str) -> str | None:
+        """The recorded key of the image at ``relpath`` (relative to the data folder): its own
+        :func:`image_key`, or, for an image moved to another class folder (``harbor`` renamed
+        ``Harbour``), the one recorded image with its file name; None for an image never recorded."""
+        key = image_key(relpath)
+        if key in self.trained or key in self.test:
+            return key
+        return self._by_name.get(_name(key))
+
     def shares(self, relpaths: Iterable[str]) -> bool:
         """Whether any of ``relpaths`` is an image the run trained on or kept out: the folder is
         the training folder (a copy of it, or it since changed), not another dataset."""
-        return any(image_key(r) in self.trained or image_key(r) in self.test for r in relpaths)
+        return any(self.recorded_key(r) is not None for r in relpaths)
 
     def trained_on(self, relpath: str) -> bool:
-        """Whether the run trained on the image at ``relpath`` (relative to the data folder)."""
-        return image_key(relpath) in self.trained
+        """Whether the run trained on the image at ``relpath`` (relative to the data folder), under
+        its recorded path or moved to another class folder (:meth:`recorded_key`)."""
+        return self.recorded_key(relpath) in self.trained
 
     def changes(self, relpaths: Sequence[str]) -> str:
         """What changed in a folder since training, said briefly: ``"gained 1 image (beach/x.jpg);
-        lost 2 (...)"``, or ``""`` when it holds exactly the recorded images."""
-        now = {image_key(r): r for r in relpaths}
-        gained = sorted(r for k, r in now.items() if k not in self.trained and k not in self.test)
-        lost = sorted((self.trained | self.test) - now.keys())
+        lost 2 (...); moved 10 to another class folder (Harbour/harbor0.jpg, ...)"``, or ``""`` when
+        it holds exactly the recorded images."""
+        now = {r: self.recorded_key(r) for r in relpaths}
+        gained = sorted(r for r, k in now.items() if k is None)
+        moved = sorted(r for r, k in now.items() if k is not None and k != image_key(r))
+        lost = sorted((self.trained | self.test) - set(now.values()))
         parts = [f"gained {_count(gained)} ({_first(gained)})" if gained else "",
-                 f"lost {_count(lost)} ({_first(lost)})" if lost else ""]
+                 f"lost {_count(lost)} ({_first(lost)})" if lost else "",
+                 f"moved {_count(moved)} to another class folder ({_first(moved)})" if moved else ""]
         return "; ".join(p for p in parts if p)
+
+
+def _name(key: str) -> str:
+    """The file name part of an :func:`image_key` (``harbor/harbor07`` → ``harbor07``)."""
+    return key.rsplit("/", 1)[-1]
 
 
 def _count(items: Sequence[str]) -> str:
