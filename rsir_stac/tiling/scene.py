@@ -16,6 +16,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from rsir_stac.errors import InputError, RasterError, RsirError
+from rsir_stac.tiling.area_of_use import other_body, warn_far_from_area_of_use
 from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.domain import (footprint_this_side, nothing_past_edge, projection_edge, windows_beyond_edge,
                                     windows_past_edge)
@@ -61,59 +62,6 @@ class Tile:
     ref: TileRef
     pixels: np.ndarray
     valid_fraction: float
-
-
-def _other_body(crs: Any) -> str | None:
-    """The celestial body a CRS is of when it is not the Earth (``"Mars"``: PROJ's name, else "another
-    body" for an ellipsoid far from the Earth's), else None."""
-    try:
-        from pyproj import CRS as ProjCRS
-
-        c = ProjCRS.from_user_input(crs.to_wkt())
-        body = getattr(c, "celestial_body_name", None) or ""
-        if body and body.lower() != "earth":
-            return body
-        a = c.ellipsoid.semi_major_metre if c.ellipsoid is not None else None
-        return "another body" if a and not 6.3e6 <= a <= 6.4e6 else None
-    except Exception:  # noqa: BLE001 - no CRS to tell by
-        return None
-
-
-#: How far (degrees of longitude, latitude) a projected scene's centre may lie outside its CRS's area
-#: of use before it is warned about (national grids are used well past their zone: Norway maps its
-#: whole 5-31 degrees E in UTM 33, whose area is 12-18 degrees E).
-AREA_OF_USE_MARGIN_DEG = (20.0, 10.0)
-
-
-def _warn_far_from_area_of_use(ds: Any, name: str) -> None:
-    """Warn when a projected raster's centre lies far outside its CRS's area of use (pyproj): easting and
-    northing swapped, or coordinates of another zone, put the scene on the wrong ground without any
-    error (a UTM 33N raster with its coordinates swapped lands in the Indian Ocean)."""
-    try:
-        from pyproj import CRS as ProjCRS
-        from pyproj import Transformer
-
-        crs = ProjCRS.from_user_input(ds.crs.to_wkt())
-        area = crs.area_of_use
-        if area is None and crs.to_epsg(min_confidence=90):  # GDAL's WKT1 carries no usage: the registry's
-            area = ProjCRS.from_epsg(crs.to_epsg(min_confidence=90)).area_of_use
-        if not crs.is_projected or area is None:
-            return
-        x, y = ds.transform * (ds.width / 2.0, ds.height / 2.0)
-        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y, errcheck=False)
-    except Exception:  # noqa: BLE001 - no area to compare with
-        return
-    if not (math.isfinite(lon) and math.isfinite(lat)):
-        return
-    w, s, e, n = area.bounds
-    dlon = 0.0 if (w <= lon <= e if w <= e else (lon >= w or lon <= e)) else min(
-        (w - lon) % 360.0, (lon - e) % 360.0)
-    dlat = max(s - lat, lat - n, 0.0)
-    if dlon > AREA_OF_USE_MARGIN_DEG[0] or dlat > AREA_OF_USE_MARGIN_DEG[1]:
-        log.warning("%s: its centre falls at lon %.2f, lat %.2f, far outside where its CRS %s is used (lon %g..%g, "
-                    "lat %g..%g); if the scene is not there, its coordinates or CRS are wrong (easting and northing "
-                    "swapped, another zone): fix them, e.g. rio edit-info --crs EPSG:XXXX FILE", name, lon, lat,
-                    crs_label(ds.crs), w, e, s, n)
 
 
 @dataclass
@@ -231,7 +179,7 @@ class SceneReader:
             ds.close()
             raise
         except Exception as err:  # PROJ/rasterio on an odd CRS or transform
-            body = _other_body(ds.crs)
+            body = other_body(ds.crs)
             ds.close()
             if body:
                 raise RasterError(f"{name} is on {body}, not the Earth (its CRS {crs_label(ds.crs)}): rsir-stac "
@@ -244,7 +192,7 @@ class SceneReader:
         except BaseException:
             ds.close()
             raise
-        _warn_far_from_area_of_use(ds, name)
+        warn_far_from_area_of_use(ds, name)
         log.debug(
             "opened %s: %dx%d px, %d bands %s, %s, native GSD %.3g m, bands %s, grid %dx%d",
             name, ds.width, ds.height, ds.count, ds.dtypes[0], reader.crs,
@@ -359,7 +307,7 @@ class SceneReader:
             except RsirError:
                 raise
             except Exception as err:  # PROJ cannot map this CRS to lon/lat
-                body = _other_body(self._ds.crs)
+                body = other_body(self._ds.crs)
                 if body:
                     raise RasterError(f"{self.href} is on {body}, not the Earth (its CRS {crs_label(self._ds.crs)}): "
                                       "rsir-stac places tiles by Earth longitude and latitude, so it cannot index it"
