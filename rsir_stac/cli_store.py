@@ -141,8 +141,11 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
     else:
         click.echo(f"{report.points_total} points of {report.source} ({report.model_from}) -> {report.target} "
                    f"({report.model_to}): {report.points_written} written, {report.points_existing} already there, "
-                   f"{sum(f['tiles'] for f in report.sources_failed) + report.tiles_failed} failed; "
-                   f"{report.seconds:.1f} s")
+                   f"{sum(f['tiles'] for f in report.sources_failed) + report.tiles_failed} failed"
+                   + (f", {report.points_left_out} left out (no place on the Earth)" if report.points_left_out else "")
+                   + f"; {report.seconds:.1f} s")
+        for msg in report.left_out:
+            echo_text(f"  note: {msg}", err=True)
         if report.tiling_kept:
             echo_text(f"  note: {report.tiling_kept}", err=True)
         if qdrant_url and report.ok:

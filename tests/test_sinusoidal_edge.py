@@ -227,3 +227,34 @@ def test_a_scene_wholly_past_a_sinusoidal_edge_is_refused(tmp_path):
     with pytest.raises(RasterError, match="past its projection's edge"), \
             SceneReader.open(str(tif), tile_size=64, min_valid=0.0) as r:
         r.windows()
+
+
+def test_reindex_brings_an_earlier_versions_edge_footprints_up_to_date(tmp_path, tiny_bundle, monkeypatch):
+    """An index written before these fixes holds the edge tiles' footprints across 180 and the tiles
+    wholly past the edge.  Re-ingesting skips them as already indexed; reindex re-reads every tile,
+    so it now stores the footprint this version gives (it used to copy the old one) and leaves the
+    tiles off the Earth out, as not a failure (it used to fail them as 'not in the raster any more
+    (the file changed since ingest)')."""
+    from rsir_stac.reindex import reindex
+
+    tif = _modis_edge(tmp_path / "h35v05.tif", "east", nodata=None)
+    old = tmp_path / "old"
+    with monkeypatch.context() as m:  # the earlier versions: no projection edge known
+        m.setattr("rsir_stac.tiling.scene.projection_edge", lambda crs: None)
+        assert ingest([str(tif)], index=str(old), model=tiny_bundle, options=OPTS).points_written == 12
+    before = _payloads(old)
+    assert sum(p["bbox"][0] > p["bbox"][2] for p in before) == 5  # across 180
+    assert sum(p["bbox"][0] <= p["bbox"][2] < 0 for p in before) == 4  # wholly on the other side
+    report = reindex(str(old), str(tmp_path / "new"), model="v6")
+    assert report.ok and (report.points_written, report.points_left_out, report.tiles_failed) == (8, 4, 0), report
+    assert len(report.left_out) == 1 and "no place on the Earth" in report.left_out[0]
+    after = _payloads(tmp_path / "new")
+    assert len(after) == 8
+    twin = _modis_edge(tmp_path / "twin.tif", "east")   # the same pixels with the fill declared: the ground
+    for p in after:
+        lons = _lons(footprint_geometry(p))
+        assert (lons >= 150.0).all() and (lons <= 180.0).all() and p["bbox"][0] <= p["bbox"][2], p["bbox"]
+        _valid_pixels_covered(twin, p)
+    with open_store(str(tmp_path / "new"), read_only=True) as s:
+        assert s.count(SearchFilter(bbox=(-179.9, 30.0, -165.0, 38.0))) == 0
+    assert _payloads(old) == before  # the old index is left as it was

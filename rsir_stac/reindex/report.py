@@ -27,6 +27,10 @@ class ReindexReport:
     points_existing: int = 0
     tiles_failed: int = 0
     tile_errors: list[str] = field(default_factory=list)
+    #: points whose tiles this version leaves out as no place on the Earth (wholly past a curved projection
+    #: edge, space beyond a geostationary disk), one line a source in ``left_out``: not a failure
+    points_left_out: int = 0
+    left_out: list[str] = field(default_factory=list)
     sources_failed: list[dict[str, Any]] = field(default_factory=list)
     relocate_unmatched: list[str] = field(default_factory=list)
     tiling_kept: str = ""
@@ -40,7 +44,7 @@ class ReindexReport:
     @property
     def points_failed(self) -> int:
         """Points not written: unreadable tiles plus every tile of the sources that failed
-        (written + existing + failed = total)."""
+        (written + existing + failed + left out = total)."""
         return self.tiles_failed + sum(int(e.get("tiles", 0)) for e in self.sources_failed)
 
     def as_dict(self) -> dict[str, Any]:

@@ -142,11 +142,15 @@ def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: 
     if changed is not None:  # another raster at the same path: nothing of it is written
         _source_failed(key, tiles, RasterError(changed), sources, report, emit)
         return
+    off_earth = {_Grid(g.col_off, g.row_off, g.width, g.height) for g in reader.off_earth}
+    left_out = 0
     with gdal_env():
         for t in tiles:
             ref = refs.get(t.grid)
             tile = None
-            if ref is None:
+            if ref is None and t.grid in off_earth:
+                left_out += 1
+            elif ref is None:
                 _tile_failed(report, f"tile {t.grid} of {key.href} is not in the raster any more (the file "
                                      "changed since ingest); re-ingest the item with the new model")
             else:
@@ -163,4 +167,23 @@ def _read_group(key: _SourceKey, tiles: list[_Todo], sources: _Sources, writer: 
             if tile is None:
                 emit(ReindexEvent("points", n=1))
                 continue
-            writer.add(t.new_id, tile.pixels, t.payload)
+            writer.add(t.new_id, tile.pixels, with_footprint(t.payload, tile.ref))
+    if left_out:
+        report.points_left_out += left_out
+        report.left_out.append(f"{key.href}: {left_out} tile(s) lie where its CRS maps no place on the Earth (wholly "
+                               "past its projection's curved edge, or beyond a geostationary disk): this version does "
+                               "not index them, so they are left out of the new index")
+
+
+def with_footprint(payload: dict[str, Any], ref: Any) -> dict[str, Any]:
+    """``payload`` with the footprint of ``ref`` (:class:`~rsir_stac.tiling.scene.TileRef`) as this
+    version reads the tile: ``bbox``, ``location`` and ``outline`` (removed when it has none), so that a
+    reindex also brings the footprints of an index written by an earlier version up to date (a MODIS
+    sinusoidal edge tile's across 180, the thirty-third and thirty-fourth sessions); ``corners`` stay,
+    as the window's."""
+    out = {**payload, "bbox": list(ref.bbox), "location": {"lon": ref.centroid[0], "lat": ref.centroid[1]}}
+    if ref.outline:
+        out["outline"] = [[lon, lat] for lon, lat in ref.outline]
+    else:
+        out.pop("outline", None)
+    return out

@@ -138,6 +138,9 @@ class SceneReader:
         self.grid_height = max(1, round(dataset.height / self._sy))
         self._plan: PixelPlan | None = None
         self._refs: list[TileRef] | None = None
+        #: grid windows :meth:`windows` leaves out as no place on the Earth (space beyond a geostationary
+        #: disk; wholly past a curved projection edge); filled by the first call
+        self.off_earth: set[PixelWindow] = set()
         self._edge: Any = False  # the CRS's ProjectionEdge (None: it has none), found on first use
         self._warned_edge = False
         self.stats = TileStats()
@@ -342,6 +345,7 @@ class SceneReader:
             log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
                         "(e.g. space beyond a geostationary disk): their footprints cannot be placed, so they are "
                         "left out", self.href, int((~on).sum()), len(on), crs_label(self._ds.crs))
+            self.off_earth.update(g for g, k in zip(grid, on) if not k)
             grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
         grid, src, shown = self._on_this_side(grid, src, shown)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
@@ -378,6 +382,7 @@ class SceneReader:
             raise ValueError("every tile of the scene lies past its projection's edge, where it maps no place")
         log.info("%s: %d of its %d tiles lie wholly past its CRS's edge (lon_0 %+g +- 180), where it maps no "
                  "place: left out", self.href, int(off.sum()), len(off), self._edge.lon0)
+        self.off_earth.update(g for g, k in zip(grid, off) if k)
         return [g for g, k in zip(grid, off) if not k], src[~off], shown[~off]
 
     # reading --------------------------------------------------------------------
