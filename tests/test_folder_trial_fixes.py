@@ -209,6 +209,28 @@ def test_names_that_read_two_ways_are_warned_about_with_the_other_reading(tmp_pa
     assert "read as the one class" not in caplog.text
 
 
+def test_class_folders_that_differ_only_in_form_case_or_spaces_are_warned_about(tmp_path, caplog):
+    """Re-check: folders 'Château d'eau' in NFC and in NFD, or 'forest' and ' forest ', are two classes
+    that print as one name; nothing said so.  One warning per look-alike group, the names shown
+    with their code points; distinct names are not warned about."""
+    from rsir_stac.model.data import scan_image_folder
+
+    data = make_image_folder(tmp_path / "twins", classes=5, per_class=2)
+    for c, name in enumerate([NFC_CHATEAU, NFD_CHATEAU, "forest", " forest ", "Harbor"]):
+        (data / f"class{c}").rename(data / name)
+    with caplog.at_level("WARNING"):
+        assert len(scan_image_folder(data).classes) == 5
+    warned = sorted(r.getMessage() for r in caplog.records if "differ only in" in r.getMessage())
+    assert len(warned) == 2, warned
+    assert '"Cha\\u0302teau d\'eau" and "Ch\\xe2teau d\'eau"' in warned[0], warned
+    assert "read as 2 classes" in warned[0]
+    assert "' forest '" in warned[1] and "'forest'" in warned[1]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        scan_image_folder(make_image_folder(tmp_path / "plain", classes=3, per_class=2))
+    assert "differ only in" not in caplog.text
+
+
 # ------------------------------------------------------------------ F6: reduce's advice
 
 

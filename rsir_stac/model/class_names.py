@@ -76,6 +76,19 @@ def _warn_if_ambiguous(hit: str, parts: Sequence[str], classes: Sequence[str], o
                 " ".join(f"{option} {shlex.quote(c)}" for c in each))
 
 
+def warn_lookalike_classes(root: object, classes: Sequence[str]) -> None:
+    """Warn about class folders of ``root`` whose names differ only in Unicode form (NFC/NFD), letter
+    case or surrounding spaces: they read as two classes, each other's images counting as wrong
+    matches.  The names are shown with :func:`ascii`, as printed they look the same."""
+    groups: dict[str, list[str]] = {}
+    for c in classes:
+        groups.setdefault(_nfc(c).strip().casefold(), []).append(c)
+    for same in (g for g in groups.values() if len(g) > 1):
+        log.warning("data folder %s: the class folders %s differ only in Unicode form, letter case or surrounding "
+                    "spaces, so they are read as %d classes; if they are one class, move their images into one "
+                    "folder", root, " and ".join(ascii(c) for c in same), len(same))
+
+
 def quoted(names: Iterable[str]) -> str:
     """Class names for a message, each quoted (a name may hold commas or spaces)."""
     return ", ".join(repr(n) for n in names)

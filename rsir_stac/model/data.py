@@ -85,6 +85,9 @@ def scan_image_folder(root: str | Path, *, min_per_class: int = 2) -> ImageFolde
         paths.extend(files)
         labels.extend([len(classes) - 1] * len(files))
     if classes:
+        from rsir_stac.model.class_names import warn_lookalike_classes
+
+        warn_lookalike_classes(root, classes)
         _warn_not_classes(root, empty, deeper)
         _warn_unread(root, unread)
         loose = [f.name for f in root.iterdir()
