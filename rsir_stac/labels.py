@@ -210,7 +210,7 @@ def footprint_geometry(payload: Mapping[str, Any]) -> dict | None:
     except (KeyError, TypeError, ValueError):
         ring = []
     outline = payload.get("outline")  # near a pole, very wide or bowed: the densified outline is the footprint
-    if isinstance(outline, list) and len(outline) >= 4:
+    if isinstance(outline, list) and len(outline) >= 3:  # a triangle: a corner the projection edge cuts off
         try:
             ring = [(float(p[0]), float(p[1])) for p in outline]
         except (TypeError, ValueError, IndexError):

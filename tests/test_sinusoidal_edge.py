@@ -196,7 +196,7 @@ def test_fill_past_a_sinusoidal_edge_that_is_not_declared_nodata_is_no_place(tmp
         assert "pass --nodata VALUE" in warned[0]
         opts = IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0, nodata=value)
     else:
-        assert "rio edit-info --nodata VALUE" in warned[0]
+        assert f"rio edit-info --nodata VALUE {tif}" in warned[0]
         with rasterio.open(tif, "r+") as ds:
             ds.nodata = value
         opts = OPTS
@@ -224,7 +224,8 @@ def test_a_scene_wholly_past_a_sinusoidal_edge_is_refused(tmp_path):
     its CRS cannot map."""
     t = Affine(7000.0, 0, 19.2e6, 0, -7000.0, R_MODIS * math.radians(30) + 128 * 7000.0)
     tif = _raster(tmp_path / "off.tif", SINU, t, 128, 128, lambda x, y: np.zeros(x.shape, dtype=bool))
-    with pytest.raises(RasterError, match="past its projection's edge"), \
+    with pytest.raises(RasterError, match=r"off.tif lies wholly past the edge of its CRS .*, 180 degrees from its "
+                       r"central meridian 0, where it maps no place on the Earth; its geotransform or CRS is wrong"), \
             SceneReader.open(str(tif), tile_size=64, min_valid=0.0) as r:
         r.windows()
 
@@ -258,3 +259,77 @@ def test_reindex_brings_an_earlier_versions_edge_footprints_up_to_date(tmp_path,
     with open_store(str(tmp_path / "new"), read_only=True) as s:
         assert s.count(SearchFilter(bbox=(-179.9, 30.0, -165.0, 38.0))) == 0
     assert _payloads(old) == before  # the old index is left as it was
+
+
+def _off_earth_filled(path, crs, transform, width, height):
+    """Like the edge trial's scenes: texture where the pixel centre is a place (PROJ's inverse and
+    forward give it back), 0 elsewhere, no nodata declared."""
+    inv = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+    def off(x, y):
+        lon, lat = inv.transform(x, y)
+        x2, y2 = fwd.transform(lon, lat)
+        return ~np.isfinite(lon) | (np.abs(lat) > 90) | (np.hypot(np.asarray(x2) - x, np.asarray(y2) - y) > 1.0)
+
+    return _raster(path, crs, transform, width, height, off, nodata=None)
+
+
+def test_a_tile_touching_this_side_only_at_a_corner_is_left_out(tmp_path):
+    """Edge trial: a grid aligned on the edge (a tile's corner at x = pi*R on the equator, as MODIS
+    tiles are) kept that tile, its whole footprint and centre on the other side of 180."""
+    pi_r = math.pi * R_MODIS
+    tif = _off_earth_filled(tmp_path / "touch.tif", SINU, Affine(1000.0, 0, pi_r - 128_000.0, 0, -1000.0, 32_000.0),
+                            256, 128)
+    refs, tiles = _refs_and_tiles(tif)
+    assert tiles and len(refs) == len(tiles) == 4, [t.grid for t in tiles]
+    for t in tiles:
+        assert 178.0 < t.centroid[0] <= 180.0 and t.bbox[0] <= t.bbox[2] <= 180.0, (t.grid, t.bbox, t.centroid)
+
+
+def test_a_corner_the_edge_cuts_off_is_exported_as_that_triangle(tmp_path, tiny_bundle):
+    """Edge trial: the part on this side of a tile whose corner alone is on the Earth is a triangle;
+    its three-point outline was ignored for the window's corners, so export, --at and --within
+    took a footprint across the whole world at that latitude."""
+    lat0 = 40.0
+    x_edge = math.pi * R_MODIS * math.cos(math.radians(lat0))
+    t = Affine(1000.0, 0, x_edge - 129_000.0, 0, -1000.0, R_MODIS * math.radians(lat0) + 64_000.0)
+    tif = _off_earth_filled(tmp_path / "corner.tif", SINU, t, 256, 128)
+    idx = tmp_path / "idx"
+    ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    corner = [p for p in _payloads(idx) if (p["window"]["col_off"], p["window"]["row_off"]) == (128, 0)]
+    assert len(corner) == 1 and len(corner[0]["outline"]) == 3, corner
+    g = shape(footprint_geometry(corner[0]))
+    assert g.geom_type == "Polygon" and g.area < 1e-3 and g.bounds[0] > 179.9 and g.bounds[2] == 180.0, g.bounds
+    with open_store(str(idx), read_only=True) as s:
+        with pytest.raises(PointNotFoundError):
+            s.point_at(-178.5, 40.3, with_vectors=False)
+
+
+def test_a_scene_past_the_pole_is_refused_and_latitudes_stop_at_90(tmp_path):
+    """Edge trial: a sinusoidal scene wholly past the north pole was indexed at lat 90.6-91.8 (found
+    by no search), and a plate carree grid with a margin stored a bbox south of -93.9."""
+    t = Affine(1000.0, 0, 0.0, 0, -1000.0, math.pi * R_MODIS / 2 + 200_000.0)
+    tif = _off_earth_filled(tmp_path / "beyond.tif", SINU, t, 128, 128)
+    with pytest.raises(RasterError, match="no tile of the scene lies on the Earth"), \
+            SceneReader.open(str(tif), tile_size=64, min_valid=0.0) as r:
+        r.windows()
+    eqc = "EPSG:32662"   # plate carree: 111,319.49 m a degree; rows to 4 degrees past the south pole
+    deg = 111_319.490793
+    pc = _raster(tmp_path / "pc.tif", eqc, Affine(deg / 16, 0, 0.0, 0, -deg / 16, -80 * deg), 128, 224,
+                 lambda x, y: np.zeros(x.shape, dtype=bool))
+    refs, _ = _refs_and_tiles(pc)
+    assert min(r.bbox[1] for r in refs.values()) == -90.0 and all(-90.0 <= r.centroid[1] for r in refs.values())
+    assert len(refs) == 6   # the row wholly past the pole (lat -92..-94) is left out
+
+
+def test_a_tile_ending_on_180_from_inside_has_its_east_on_180(tmp_path):
+    """Edge trial: a tile whose corner PROJ puts at 180 + 5e-13 (on the sinusoidal edge at 85 N) got
+    a bbox east of -179.9999999999995, across the antimeridian by a hair (W > E)."""
+    lat = 85.0
+    t = Affine(1000.0, 0, math.pi * R_MODIS * math.cos(math.radians(lat)) - 128_000.0, 0, -1000.0,
+               R_MODIS * math.radians(lat) + 64_000.0)
+    tif = _raster(tmp_path / "hi85.tif", SINU, t, 192, 128, lambda x, y: np.zeros(x.shape, dtype=bool))
+    refs, _ = _refs_and_tiles(tif)
+    touching = refs[next(g for g in refs if (g.col_off, g.row_off) == (64, 64))]
+    assert touching.bbox[2] == 180.0 and touching.bbox[0] < touching.bbox[2], touching.bbox

@@ -21,7 +21,10 @@ keeps the footprint it has always had.
 Past a curved edge (sinusoidal, Mollweide: the meridian ``lon_0 + 180`` has no one ``x``) there is
 no place at all, only a product's fill, declared or not.  There the geometry decides, not the
 pixels: a tile wholly past the edge is left out (:func:`windows_beyond_edge`), and a tile partly
-past it gets the footprint of its part on this side whatever its pixels there hold.
+past it gets the footprint of its part on this side whatever its pixels there hold.  That holds
+where PROJ's inverse goes on past the edge (sinusoidal); Mollweide and Robinson give no lon/lat
+there at all, so their tiles reaching past it are left out whole, as a geostationary disk's limb
+tiles are (:func:`~rsir_stac.tiling.outlines.tiles_on_earth`).
 
 Longitudes past the edge come from PROJ's ``+over`` option (no wrapping; PROJ's documentation,
 "Longitude wrapping"), through pyproj's :class:`~pyproj.Proj` on the CRS's PROJ string.  A CRS that
@@ -136,8 +139,10 @@ def windows_past_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray)
 def windows_beyond_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray) -> np.ndarray:
     """Whether each window ``(k, 4)`` = ``col_off, row_off, width, height`` (source pixels, floats)
     lies wholly past a ``curved`` edge (its outline, :data:`DENSIFY_PTS` points a side, and its
-    centre all past it): no place on the Earth, whatever its pixels hold (a sinusoidal grid's fill
-    that the file does not declare nodata); ``(k,)`` booleans, all False for a straight edge."""
+    centre all past it or on it, within :data:`EDGE_TOLERANCE_DEG`, and some point past it: a tile
+    of a grid aligned on the edge touches the Earth at one corner): no place on the Earth, whatever
+    its pixels hold (a sinusoidal grid's fill that the file does not declare nodata); ``(k,)``
+    booleans, all False for a straight edge."""
     w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
     if not edge.curved or not len(w):
         return np.zeros(len(w), dtype=bool)
@@ -146,7 +151,7 @@ def windows_beyond_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarra
     rows = np.concatenate([rows, (w[:, 1] + w[:, 3] / 2)[:, None]], axis=1)
     t = transform
     over = edge.overshoot(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
-    return (over > EDGE_TOLERANCE_DEG).all(axis=1)
+    return (over >= -EDGE_TOLERANCE_DEG).all(axis=1) & (over > EDGE_TOLERANCE_DEG).any(axis=1)
 
 
 def nothing_past_edge(edge: ProjectionEdge, transform: Any, window: Window4, valid: np.ndarray) -> bool:
@@ -179,8 +184,8 @@ def footprint_this_side(edge: ProjectionEdge, transform: Any, crs: Any, window: 
     (``densify`` points per edge) with longitudes unwrapped by ``+over``, clipped at the edge's
     meridian ``lon0 +- 180`` (shapely), clockwise, within -180..180; ``bbox``: its
     :func:`~rsir_stac.tiling.footprints.ring_bounds`; ``centroid``: the given one (the window's
-    centre) when it is on this side, else the clipped outline's centroid.  None when the part on this
-    side is empty or not one polygon (the caller keeps the footprint it has)."""
+    centre) when it is on this side, else the clipped outline's centroid (pieces: their convex hull).
+    None when the part on this side has no area, or an outline point has no lon/lat."""
     from shapely.geometry import Polygon, box
     from shapely.geometry.polygon import orient
 
@@ -199,6 +204,8 @@ def footprint_this_side(edge: ProjectionEdge, transform: Any, crs: Any, window: 
     unwrapped = lon + 360.0 * np.round((raw - lon) / 360.0)
     part = Polygon(zip(unwrapped[0], lat[0])).buffer(0).intersection(
         box(edge.lon0 - 180.0, -90.0, edge.lon0 + 180.0, 90.0))
+    if not part.is_empty and part.geom_type != "Polygon":  # pieces (an outline bowing across the meridian)
+        part = part.convex_hull   # within the box still (it is convex), covering every piece
     if part.is_empty or part.geom_type != "Polygon" or part.area <= 0:
         return None
     part = orient(part, -1.0)  # clockwise, as a window's outline from UL

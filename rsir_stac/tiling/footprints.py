@@ -140,7 +140,8 @@ def ring_bounds(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lo, hi = un[:, :-1].min(axis=1), un[:, :-1].max(axis=1)
     west = np.where(lo >= 180.0, lo - 360.0, np.where(lo < -180.0, lo + 360.0, lo))
     east = hi + (west - lo)  # exactly hi when no shift was needed
-    east = np.where(east > 180.0, east - 360.0, east)
+    # a tile ending on 180 from the west: PROJ may give its corner there as 180 + 5e-13 (east 180, not -180)
+    east = np.where(east > 180.0 + 1e-9, east - 360.0, np.minimum(east, 180.0))
     s, n = lat.min(axis=1), lat.max(axis=1)
     pole = np.abs(un[:, -1] - un[:, 0]) > 180.0  # the outline winds around a pole
     full = pole | (hi - lo >= 360.0)
@@ -165,6 +166,10 @@ def _to_lonlat(transform: Any, crs: Any, cols: np.ndarray, rows: np.ndarray) -> 
     lat = np.asarray(lat, dtype=np.float64).reshape(cols.shape)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         raise ValueError("some tile corners fall outside the CRS's valid area (PROJ returned inf)")
+    # past a pole PROJ gives latitudes beyond 90 (a sinusoidal or plate carree grid with a margin, a
+    # geographic raster half a pixel past 90): the pole is the nearest place (tiles wholly past it are
+    # left out by outlines.tiles_on_earth)
+    lat = np.clip(lat, -90.0, 90.0)
     # a geographic raster may run past 180 (or use 0..360): the same places within -180..180,
     # so that centres and corners match the filters and footprints of every other tile
     out = (lon < -180.0) | (lon >= 180.0)

@@ -18,11 +18,18 @@ import numpy as np
 from rsir_stac.tiling.footprints import DENSIFY_PTS, _outline, _to_lonlat
 
 
+#: Degrees past 90 of latitude within which a point counts as at the pole (a grid's rounding: the
+#: MODIS sinusoidal grid's edge lies 11 m, 1e-4 degrees, past it).
+POLE_TOLERANCE_DEG = 1e-3
+
+
 def tiles_on_earth(transform: Any, crs: Any, windows: np.ndarray) -> np.ndarray:
     """Whether each window ``(k, 4)`` lies on the Earth as ``crs`` maps it: its corners, edge
     midpoints and centre all have a lon/lat (PROJ gives inf for space beyond a geostationary disk,
-    or the far side of an orthographic view).  Returns ``(k,)`` booleans.  A point a projection maps
-    past 180 (Web Mercator, EASE-Grid, a sinusoidal grid's edge) has a lon/lat: it is on the Earth."""
+    or the far side of an orthographic view), and not all of them lie past a pole or on it (PROJ gives
+    a latitude beyond 90 there: a sinusoidal grid with a margin), within :data:`POLE_TOLERANCE_DEG`.
+    Returns ``(k,)`` booleans.  A point a projection maps past 180 (Web Mercator, EASE-Grid, a
+    sinusoidal grid's edge) has a lon/lat: it is on the Earth."""
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
@@ -37,7 +44,11 @@ def tiles_on_earth(transform: Any, crs: Any, windows: np.ndarray) -> np.ndarray:
     # pyproj, not GDAL: a point PROJ cannot map comes back as inf instead of failing the whole call
     to_ll = Transformer.from_crs(src, "EPSG:4326", always_xy=True)
     lon, lat = (np.asarray(v, dtype=np.float64) for v in to_ll.transform(xs, ys, errcheck=False))
-    return (np.isfinite(lon) & np.isfinite(lat)).reshape(cols.shape).all(axis=1)
+    placed = (np.isfinite(lon) & np.isfinite(lat)).reshape(cols.shape).all(axis=1)
+    alat = np.abs(lat).reshape(cols.shape)   # past a pole: no point short of it, some past it
+    past_pole = (alat >= 90.0 - POLE_TOLERANCE_DEG).all(axis=1) & (alat > 90.0 + POLE_TOLERANCE_DEG).any(axis=1)
+    return placed & ~past_pole
+
 
 
 #: Latitude (degrees) beyond which a tile's footprint is stored as its densified outline: near
@@ -122,4 +133,4 @@ def _finite_outline(transform: Any, crs: Any, window: np.ndarray) -> bool:
     return True
 
 
-__all__ = ["BOW_PIXELS", "POLAR_LAT", "WIDE_TILE_DEG", "tile_outlines", "tiles_on_earth"]
+__all__ = ["BOW_PIXELS", "POLAR_LAT", "POLE_TOLERANCE_DEG", "WIDE_TILE_DEG", "tile_outlines", "tiles_on_earth"]

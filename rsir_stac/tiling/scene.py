@@ -343,8 +343,9 @@ class SceneReader:
             if not on.any():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
             log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
-                        "(e.g. space beyond a geostationary disk): their footprints cannot be placed, so they are "
-                        "left out", self.href, int((~on).sum()), len(on), crs_label(self._ds.crs))
+                        "(space beyond a geostationary disk, past a Mollweide or Robinson map's edge or past a "
+                        "pole): their footprints cannot be placed, so they are left out", self.href,
+                        int((~on).sum()), len(on), crs_label(self._ds.crs))
             self.off_earth.update(g for g, k in zip(grid, on) if not k)
             grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
         grid, src, shown = self._on_this_side(grid, src, shown)
@@ -379,9 +380,12 @@ class SceneReader:
         if not off.any():
             return grid, src, shown
         if off.all():
-            raise ValueError("every tile of the scene lies past its projection's edge, where it maps no place")
-        log.info("%s: %d of its %d tiles lie wholly past its CRS's edge (lon_0 %+g +- 180), where it maps no "
-                 "place: left out", self.href, int(off.sum()), len(off), self._edge.lon0)
+            raise RasterError(f"{self.href} lies wholly past the edge of its CRS {crs_label(self._ds.crs)}, 180 "
+                              f"degrees from its central meridian {self._edge.lon0:g}, where it maps no place on the "
+                              "Earth; its geotransform or CRS is wrong: give it the true ones, e.g. `rio edit-info "
+                              f"--crs EPSG:XXXX --transform '[10, 0, WEST, 0, -10, NORTH]' {self.href}`")
+        log.info("%s: %d of its %d tiles lie wholly past its CRS's edge (180 degrees from its central meridian %g), "
+                 "where it maps no place: left out", self.href, int(off.sum()), len(off), self._edge.lon0)
         self.off_earth.update(g for g, k in zip(grid, off) if k)
         return [g for g, k in zip(grid, off) if not k], src[~off], shown[~off]
 
@@ -405,17 +409,18 @@ class SceneReader:
             self.stats.failures.append(msg)
             raise RasterError(msg) from err
         pixels = as_on_the_map(pixels, self._ds)
-        if valid is None:
-            self.stats.read += 1
-            return Tile(ref=self._this_side(ref, None, pixels.shape[:2]), pixels=pixels, valid_fraction=1.0)
-        fraction = float(np.count_nonzero(valid)) / float(valid.size)
+        fraction = 1.0 if valid is None else float(np.count_nonzero(valid)) / float(valid.size)
         if fraction == 0.0 or fraction < self.min_valid:
             self.stats.skipped_empty += 1
             return None
+        here = self._this_side(ref, valid, pixels.shape[:2])
+        if here is None:  # nothing of it on this side of a curved edge: no place on the Earth
+            self.stats.skipped_empty += 1
+            return None
         self.stats.read += 1
-        return Tile(ref=self._this_side(ref, valid, valid.shape), pixels=pixels, valid_fraction=fraction)
+        return Tile(ref=here, pixels=pixels, valid_fraction=fraction)
 
-    def _this_side(self, ref: TileRef, valid: np.ndarray | None, shape: tuple[int, ...]) -> TileRef:
+    def _this_side(self, ref: TileRef, valid: np.ndarray | None, shape: tuple[int, ...]) -> TileRef | None:
         """``ref``, or for a tile whose corners reach past its projection's edge and whose pixels there
         are all fill (a MODIS sinusoidal tile at 180: PROJ wraps that fill to the other side of the
         world), ``ref`` with the bbox, outline and (when it was past the edge) centre of its part on this
@@ -440,16 +445,17 @@ class SceneReader:
             if not self._warned_edge:  # past a sinusoidal edge: fill the file does not declare
                 self._warned_edge = True
                 own = self._ds.nodata
-                log.warning("%s: its pixels past its CRS's edge (lon_0 %+g +- 180), where it maps no place, read as "
-                            "data (fill that is not its nodata; it declares %s): they are embedded with its edge "
-                            "tiles; %s", self.href, self._edge.lon0, "none" if own is None else f"{own:g}",
+                log.warning("%s: its pixels past its CRS's edge (180 degrees from its central meridian %g), where "
+                            "it maps no place, read as data (fill that is not its nodata; it declares %s): they are "
+                            "embedded with its edge tiles; %s", self.href, self._edge.lon0,
+                            "none" if own is None else f"{own:g}",
                             "pass --nodata VALUE, the fill's value" if own is None and self.nodata is None else
-                            "declare the fill's value as its nodata: rio edit-info --nodata VALUE FILE")
+                            f"declare the fill's value as its nodata: rio edit-info --nodata VALUE {self.href}")
         part = footprint_this_side(self._edge, t, self._ds.crs, shown, ref.centroid)
-        if part is None:
-            return ref
+        if part is None:  # no part on this side with an area: off the Earth past a curved edge
+            return None if self._edge.curved else ref
         outline, bbox, centroid = part
-        log.debug("%s: window %s holds only fill past its CRS's edge (lon_0 %+g +- 180): footprint %s -> %s",
+        log.debug("%s: window %s holds only fill past its CRS's edge (central meridian %g): footprint %s -> %s",
                   self.href, ref.window, self._edge.lon0, ref.bbox, bbox)
         return replace(ref, bbox=bbox, centroid=centroid, outline=tuple(outline))
 
