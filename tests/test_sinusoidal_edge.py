@@ -333,3 +333,34 @@ def test_a_tile_ending_on_180_from_inside_has_its_east_on_180(tmp_path):
     refs, _ = _refs_and_tiles(tif)
     touching = refs[next(g for g in refs if (g.col_off, g.row_off) == (64, 64))]
     assert touching.bbox[2] == 180.0 and touching.bbox[0] < touching.bbox[2], touching.bbox
+
+
+@pytest.mark.parametrize("crs", ["ESRI:54009", "ESRI:54030"], ids=["mollweide", "robinson"])
+def test_a_tile_reaching_past_a_mollweide_or_robinson_edge_keeps_its_part_on_the_earth(tmp_path, tiny_bundle, crs):
+    """Edge trial: PROJ gives no lon/lat past these projections' edges at all, so every tile reaching
+    past the edge was left out whole (7 of 12 in a scene across the edge at 30 N, one of them 99.8 %
+    on the Earth).  Now each tile with valid pixels is indexed with the footprint of its part on the
+    Earth (cut at the edge), which covers them; tiles wholly past the edge stay out."""
+    fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    xe, _ = fwd.transform(179.9999999, 30.0)
+    _, y30 = fwd.transform(0.0, 30.0)
+    src = _off_earth_filled(tmp_path / "raw.tif", crs, Affine(1000.0, 0, xe - 160_000.0, 0, -1000.0, y30 + 96_000.0),
+                            256, 192)
+    tif = tmp_path / "edge.tif"
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read()
+    with rasterio.open(tif, "w", **{**profile, "nodata": 0}) as ds:   # the fill declared, as a product would
+        ds.write(data)
+    with rasterio.open(tif) as ds:
+        valid = ds.read_masks(1) > 0
+    with_valid = {(c, r) for r in range(0, 192, 64) for c in range(0, 256, 64) if valid[r:r + 64, c:c + 64].any()}
+    idx = tmp_path / "idx"
+    report = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=OPTS)
+    assert not report.items_failed
+    payloads = _payloads(idx)
+    assert {(p["window"]["col_off"], p["window"]["row_off"]) for p in payloads} == with_valid
+    assert len(with_valid) > 5   # five tiles were indexed before: those wholly on the Earth
+    for p in payloads:
+        lons = _lons(footprint_geometry(p))
+        assert (lons >= 150.0).all() and (lons <= 180.0).all() and p["bbox"][0] <= p["bbox"][2], p["bbox"]
+        _valid_pixels_covered(tif, p)

@@ -21,10 +21,11 @@ keeps the footprint it has always had.
 Past a curved edge (sinusoidal, Mollweide: the meridian ``lon_0 + 180`` has no one ``x``) there is
 no place at all, only a product's fill, declared or not.  There the geometry decides, not the
 pixels: a tile wholly past the edge is left out (:func:`windows_beyond_edge`), and a tile partly
-past it gets the footprint of its part on this side whatever its pixels there hold.  That holds
-where PROJ's inverse goes on past the edge (sinusoidal); Mollweide and Robinson give no lon/lat
-there at all, so their tiles reaching past it are left out whole, as a geostationary disk's limb
-tiles are (:func:`~rsir_stac.tiling.outlines.tiles_on_earth`).
+past it gets the footprint of its part on this side whatever its pixels there hold.  Where PROJ's
+inverse goes on past the edge (sinusoidal) that part is the outline clipped at the edge's meridian
+(:func:`footprint_this_side`); Mollweide and Robinson give no lon/lat there at all, so the part is
+the tile cut at the projection's edge in its own coordinates (:func:`parts_on_the_earth`,
+:func:`domain_polygon`).
 
 Longitudes past the edge come from PROJ's ``+over`` option (no wrapping; PROJ's documentation,
 "Longitude wrapping"), through pyproj's :class:`~pyproj.Proj` on the CRS's PROJ string.  A CRS that
@@ -154,6 +155,95 @@ def windows_beyond_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarra
     return (over >= -EDGE_TOLERANCE_DEG).all(axis=1) & (over > EDGE_TOLERANCE_DEG).any(axis=1)
 
 
+#: How far inside a curved projection's edge (a fraction of the domain's width) the part of a tile
+#: reaching past it is cut, so that PROJ's inverse gives every point of it a lon/lat.
+DOMAIN_INSET = 1e-9
+
+
+def domain_polygon(edge: ProjectionEdge, n: int = 3601) -> Any:
+    """The area a ``curved`` edge's projection maps the Earth to, in CRS units (a shapely Polygon): the
+    meridian ``lon0 + 180`` from the south pole to the north, then ``lon0 - 180`` back (``n`` points
+    each, PROJ's forward through pyproj).  None when PROJ cannot map them."""
+    from shapely.geometry import Polygon
+
+    lats = np.linspace(-90.0, 90.0, n)
+    xe, ye = edge.proj(np.full(n, edge.lon0 + 180.0), lats, errcheck=False)
+    xw, yw = edge.proj(np.full(n, edge.lon0 - 180.0), lats[::-1], errcheck=False)
+    xy = np.column_stack([np.concatenate([xe, xw]), np.concatenate([ye, yw])])
+    if not np.isfinite(xy).all() or (np.abs(xy) > 1e30).any():
+        return None
+    poly = Polygon(xy).buffer(0)
+    return poly if poly.geom_type == "Polygon" and poly.area > 0 else None
+
+
+def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray,
+                       densify: int = DENSIFY_PTS) -> dict[int, tuple[list[tuple[float, float]], Footprint]]:
+    """The footprints of the parts on the Earth of windows ``(k, 4)`` (source pixels, floats) reaching
+    past a ``curved`` edge where PROJ's inverse gives no lon/lat at all (Mollweide, Robinson): ``{i:
+    (corners, (outline, bbox, centroid))}``, all lon/lat degrees.  The part is the window cut at the
+    projection's edge (:func:`domain_polygon`, inset by :data:`DOMAIN_INSET` of its width; shapely);
+    ``outline`` its ring, ``densify`` points a window's side, clockwise, within -180..180; ``bbox``
+    its :func:`~rsir_stac.tiling.footprints.ring_bounds`; ``centroid`` the part's centre; ``corners``
+    the points of the part nearest the window's corners (UL, UR, LR, LL).  Windows with no part of
+    area on the Earth are left out of the dict."""
+    import shapely
+    from shapely.geometry import Point, Polygon
+    from shapely.geometry.polygon import orient
+    from shapely.ops import nearest_points
+
+    domain = domain_polygon(edge) if edge.curved else None
+    if domain is None:
+        return {}
+    minx, _, maxx, _ = domain.bounds
+    inner = domain.buffer(-DOMAIN_INSET * (maxx - minx))
+    t, out = transform, {}
+    for i, (c0, r0, cw, rh) in enumerate(np.asarray(windows, dtype=np.float64).reshape(-1, 4)):
+        cols, rows = [c0, c0 + cw, c0 + cw, c0], [r0, r0, r0 + rh, r0 + rh]
+        corners_xy = [t * (c, r) for c, r in zip(cols, rows)]
+        tile = Polygon(corners_xy)
+        part = tile.intersection(inner)
+        if not part.is_empty and part.geom_type != "Polygon":
+            part = part.convex_hull
+        if part.is_empty or part.geom_type != "Polygon" or part.area <= 1e-9 * tile.area:
+            continue
+        side = max(math.dist(corners_xy[0], corners_xy[1]), math.dist(corners_xy[1], corners_xy[2]))
+        ring = np.asarray(orient(shapely.segmentize(part, side / densify), -1.0).exterior.coords[:-1])
+        pts = np.vstack([ring, [part.representative_point().coords[0] if not part.contains(part.centroid)
+                                else part.centroid.coords[0]],
+                         [nearest_points(part, Point(xy))[0].coords[0] for xy in corners_xy]])
+        lon, lat = _inverse_inside(edge, pts, np.asarray(part.centroid.coords[0]), maxx - minx)
+        if lon is None:
+            continue
+        lon = (lon + 180.0) % 360.0 - 180.0
+        lat = np.clip(lat, -90.0, 90.0)
+        n = len(ring)
+        outline = [(float(a), float(b)) for a, b in zip(lon[:n], lat[:n])]
+        bbox = tuple(float(v) for v in ring_bounds(lon[None, :n], lat[None, :n])[0])
+        corners = [(float(a), float(b)) for a, b in zip(lon[n + 1:], lat[n + 1:])]
+        out[i] = (corners, (outline, bbox, (float(lon[n]), float(lat[n]))))  # type: ignore[assignment]
+    return out
+
+
+def _inverse_inside(edge: ProjectionEdge, pts: np.ndarray, centre: np.ndarray, width: float) -> tuple[Any, Any]:
+    """PROJ's inverse (``+over``) of points ``(n, 2)`` (CRS units) of a part inside a curved edge;
+    a point it gives no lon/lat (an iterative inverse, as Robinson's, fails within centimetres of the
+    edge its forward draws) is moved towards ``centre`` by 1e-8, 1e-7, ... 1e-5 of the domain's
+    ``width`` until it has one.  ``(lon, lat)`` arrays, or ``(None, None)`` when a point has none."""
+    lon, lat = (np.asarray(v, dtype=np.float64) for v in edge.proj(pts[:, 0], pts[:, 1], inverse=True,
+                                                                     errcheck=False))
+    for step in (1e-8, 1e-7, 1e-6, 1e-5):
+        bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) < 1e30))
+        if not bad.any():
+            return lon, lat
+        towards = centre - pts[bad]
+        norm = np.maximum(np.hypot(towards[:, 0], towards[:, 1]), 1e-12)[:, None]
+        moved = pts[bad] + towards / norm * np.minimum(step * width, norm)
+        lon[bad], lat[bad] = (np.asarray(v, dtype=np.float64) for v in edge.proj(
+            moved[:, 0], moved[:, 1], inverse=True, errcheck=False))
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) < 1e30)
+    return (lon, lat) if ok.all() else (None, None)
+
+
 def nothing_past_edge(edge: ProjectionEdge, transform: Any, window: Window4, valid: np.ndarray) -> bool:
     """Whether every pixel of a tile that lies clearly past ``edge`` is invalid (fill), so that the
     tile's footprint is its part on this side.  ``window``: the tile in source pixels (floats,
@@ -229,5 +319,6 @@ def _on_this_side(edge: ProjectionEdge, transform: Any, window: Window4) -> bool
     return bool(math.isfinite(over) and over <= EDGE_TOLERANCE_DEG)
 
 
-__all__ = ["EDGE_TOLERANCE_DEG", "Footprint", "ProjectionEdge", "Window4", "footprint_this_side",
-           "nothing_past_edge", "projection_edge", "windows_beyond_edge", "windows_past_edge"]
+__all__ = ["DOMAIN_INSET", "EDGE_TOLERANCE_DEG", "Footprint", "ProjectionEdge", "Window4", "domain_polygon",
+           "footprint_this_side", "nothing_past_edge", "parts_on_the_earth", "projection_edge", "windows_beyond_edge",
+           "windows_past_edge"]

@@ -18,8 +18,8 @@ from rasterio.windows import Window
 from rsir_stac.errors import InputError, RasterError, RsirError
 from rsir_stac.tiling.area_of_use import other_body, warn_far_from_area_of_use
 from rsir_stac.tiling.bands import select_bands
-from rsir_stac.tiling.domain import (footprint_this_side, nothing_past_edge, projection_edge, windows_beyond_edge,
-                                    windows_past_edge)
+from rsir_stac.tiling.domain import (footprint_this_side, nothing_past_edge, parts_on_the_earth, projection_edge,
+                                    windows_beyond_edge, windows_past_edge)
 from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints
 from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
@@ -339,55 +339,70 @@ class SceneReader:
         y1 = np.clip(src[:, 1] + src[:, 3], 0, self.height)
         shown = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
         on = tiles_on_earth(self._ds.transform, self._ds.crs, shown)
-        if not on.all():  # a geostationary scene's space beyond the disk
-            if not on.any():
+        parts = self._parts_on_the_earth(on, shown)
+        lost = ~on & ~np.isin(np.arange(len(on)), list(parts))
+        if lost.any():  # a geostationary scene's space beyond the disk
+            if lost.all():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
             log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
-                        "(space beyond a geostationary disk, past a Mollweide or Robinson map's edge or past a "
-                        "pole): their footprints cannot be placed, so they are left out", self.href,
-                        int((~on).sum()), len(on), crs_label(self._ds.crs))
-            self.off_earth.update(g for g, k in zip(grid, on) if not k)
-            grid, src, shown = [g for g, k in zip(grid, on) if k], src[on], shown[on]
-        grid, src, shown = self._on_this_side(grid, src, shown)
-        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown)
-        outlines = tile_outlines(self._ds.transform, self._ds.crs, shown, bboxes)
-        crs, gsd = self.crs, self.gsd
-        refs = []
-        for i, g in enumerate(grid):
-            corners = tuple((float(lon), float(lat)) for lon, lat in corners_[i])
-            bbox = tuple(float(v) for v in bboxes[i])
-            x0, y0, w, h = (int(round(v)) for v in src[i])
-            if self.edge != "pad":  # the grid at the target GSD may end a fraction of a pixel past the raster
-                w, h = min(w, self.width - x0), min(h, self.height - y0)
-            window = PixelWindow(x0, y0, w, h)
-            refs.append(
-                TileRef(
-                    window=window, gsd=gsd, crs=crs, bbox=bbox, corners=corners,  # type: ignore[arg-type]
-                    centroid=(float(centroids[i, 0]), float(centroids[i, 1])), grid=g,
-                    outline=tuple(outlines[i]) if i in outlines else None,
-                )
-            )
-        return refs
+                        "(space beyond a geostationary disk, past a pole or wholly past a world map's edge): their "
+                        "footprints cannot be placed, so they are left out", self.href, int(lost.sum()), len(on),
+                        crs_label(self._ds.crs))
+            self.off_earth.update(grid[i] for i in np.flatnonzero(lost))
+        keep = self._on_this_side(np.flatnonzero(on), grid, shown)
+        corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown[keep])
+        outlines = tile_outlines(self._ds.transform, self._ds.crs, shown[keep], bboxes)
+        feet = {int(i): (corners_[j], (outlines.get(j), bboxes[j], centroids[j])) for j, i in enumerate(keep)}
+        feet.update(parts)
+        return [self._ref(grid[i], src[i], *feet[i]) for i in sorted(feet)]
 
-    def _on_this_side(self, grid: list[PixelWindow], src: np.ndarray, shown: np.ndarray) -> tuple[Any, Any, Any]:
-        """``grid, src, shown`` without the tiles that lie wholly past a curved projection edge
-        (:func:`~rsir_stac.tiling.domain.windows_beyond_edge`: no place on the Earth)."""
+    def _ref(self, g: PixelWindow, src: np.ndarray, corners: Any, footprint: Any) -> TileRef:
+        """The :class:`TileRef` of grid window ``g`` (``src``: it in source pixels, floats) with
+        ``corners`` (UL, UR, LR, LL lon/lat) and ``footprint`` ``(outline or None, bbox, centroid)``."""
+        outline, bbox, centroid = footprint
+        x0, y0, w, h = (int(round(v)) for v in src)
+        if self.edge != "pad":  # the grid at the target GSD may end a fraction of a pixel past the raster
+            w, h = min(w, self.width - x0), min(h, self.height - y0)
+        return TileRef(window=PixelWindow(x0, y0, w, h), gsd=self.gsd, crs=self.crs,
+                       bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                       corners=tuple((float(lon), float(lat)) for lon, lat in corners),  # type: ignore[arg-type]
+                       centroid=(float(centroid[0]), float(centroid[1])), grid=g,
+                       outline=tuple((float(a), float(b)) for a, b in outline) if outline else None)
+
+    def _edge_of_crs(self) -> Any:
+        """The CRS's :class:`~rsir_stac.tiling.domain.ProjectionEdge` (None: it has none), found once."""
         if self._edge is False:
             self._edge = projection_edge(self._ds.crs)
-        if self._edge is None or not self._edge.curved:
-            return grid, src, shown
-        off = windows_beyond_edge(self._edge, self._ds.transform, shown)
+        return self._edge
+
+    def _parts_on_the_earth(self, on: np.ndarray, shown: np.ndarray) -> dict[int, Any]:
+        """``{i: (corners, footprint)}`` for the tiles not ``on`` the Earth whole that reach past a curved
+        edge PROJ maps nothing past (Mollweide, Robinson): their part on the Earth
+        (:func:`~rsir_stac.tiling.domain.parts_on_the_earth`)."""
+        edge = self._edge_of_crs() if not on.all() else None
+        if edge is None or not edge.curved:
+            return {}
+        off = np.flatnonzero(~on)
+        return {int(off[j]): v for j, v in parts_on_the_earth(edge, self._ds.transform, shown[off]).items()}
+
+    def _on_this_side(self, idx: np.ndarray, grid: list[PixelWindow], shown: np.ndarray) -> np.ndarray:
+        """``idx`` (tiles, indices into ``grid``/``shown``) without those that lie wholly past a curved
+        projection edge (:func:`~rsir_stac.tiling.domain.windows_beyond_edge`: no place on the Earth)."""
+        edge = self._edge_of_crs()
+        if edge is None or not edge.curved or not len(idx):
+            return idx
+        off = windows_beyond_edge(edge, self._ds.transform, shown[idx])
         if not off.any():
-            return grid, src, shown
+            return idx
         if off.all():
             raise RasterError(f"{self.href} lies wholly past the edge of its CRS {crs_label(self._ds.crs)}, 180 "
-                              f"degrees from its central meridian {self._edge.lon0:g}, where it maps no place on the "
+                              f"degrees from its central meridian {edge.lon0:g}, where it maps no place on the "
                               "Earth; its geotransform or CRS is wrong: give it the true ones, e.g. `rio edit-info "
                               f"--crs EPSG:XXXX --transform '[10, 0, WEST, 0, -10, NORTH]' {self.href}`")
         log.info("%s: %d of its %d tiles lie wholly past its CRS's edge (180 degrees from its central meridian %g), "
-                 "where it maps no place: left out", self.href, int(off.sum()), len(off), self._edge.lon0)
-        self.off_earth.update(g for g, k in zip(grid, off) if k)
-        return [g for g, k in zip(grid, off) if not k], src[~off], shown[~off]
+                 "where it maps no place: left out", self.href, int(off.sum()), len(off), edge.lon0)
+        self.off_earth.update(grid[i] for i in idx[off])
+        return idx[~off]
 
     # reading --------------------------------------------------------------------
     def read(self, ref: TileRef) -> Tile | None:
@@ -429,9 +444,7 @@ class SceneReader:
         edge (a Pacific mosaic in EPSG:3857) keep their footprint, unless the edge is curved (sinusoidal:
         no place lies past it), where those pixels are fill the file does not declare (one warning a
         scene names the fix)."""
-        if self._edge is False:
-            self._edge = projection_edge(self._ds.crs)
-        if self._edge is None:
+        if self._edge_of_crs() is None:
             return ref
         c0, r0, cw, rh = src = self._source_float(ref.grid)
         x0, y0 = np.clip(c0, 0, self.width), np.clip(r0, 0, self.height)  # the part on the raster, as _make_refs
