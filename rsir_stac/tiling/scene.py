@@ -354,16 +354,17 @@ class SceneReader:
         outlines = tile_outlines(self._ds.transform, self._ds.crs, shown[keep], bboxes)
         feet = {int(i): (corners_[j], (outlines.get(j), bboxes[j], centroids[j])) for j, i in enumerate(keep)}
         feet.update(parts)
-        return [self._ref(grid[i], src[i], *feet[i]) for i in sorted(feet)]
+        crs, gsd = self.crs, self.gsd  # once: the CRS's string costs ~20 us
+        return [self._ref(grid[i], src[i], *feet[i], crs, gsd) for i in sorted(feet)]
 
-    def _ref(self, g: PixelWindow, src: np.ndarray, corners: Any, footprint: Any) -> TileRef:
+    def _ref(self, g: PixelWindow, src: np.ndarray, corners: Any, footprint: Any, crs: str, gsd: float) -> TileRef:
         """The :class:`TileRef` of grid window ``g`` (``src``: it in source pixels, floats) with
         ``corners`` (UL, UR, LR, LL lon/lat) and ``footprint`` ``(outline or None, bbox, centroid)``."""
         outline, bbox, centroid = footprint
         x0, y0, w, h = (int(round(v)) for v in src)
         if self.edge != "pad":  # the grid at the target GSD may end a fraction of a pixel past the raster
             w, h = min(w, self.width - x0), min(h, self.height - y0)
-        return TileRef(window=PixelWindow(x0, y0, w, h), gsd=self.gsd, crs=self.crs,
+        return TileRef(window=PixelWindow(x0, y0, w, h), gsd=gsd, crs=crs,
                        bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
                        corners=tuple((float(lon), float(lat)) for lon, lat in corners),  # type: ignore[arg-type]
                        centroid=(float(centroid[0]), float(centroid[1])), grid=g,
