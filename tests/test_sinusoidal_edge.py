@@ -336,7 +336,8 @@ def test_a_tile_ending_on_180_from_inside_has_its_east_on_180(tmp_path):
 
 
 @pytest.mark.parametrize("crs", ["ESRI:54009", "ESRI:54030"], ids=["mollweide", "robinson"])
-def test_a_tile_reaching_past_a_mollweide_or_robinson_edge_keeps_its_part_on_the_earth(tmp_path, tiny_bundle, crs):
+def test_a_tile_reaching_past_a_mollweide_or_robinson_edge_keeps_its_part_on_the_earth(tmp_path, tiny_bundle, crs,
+                                                                                      caplog):
     """Edge trial: PROJ gives no lon/lat past these projections' edges at all, so every tile reaching
     past the edge was left out whole (7 of 12 in a scene across the edge at 30 N, one of them 99.8 %
     on the Earth).  Now each tile with valid pixels is indexed with the footprint of its part on the
@@ -364,3 +365,10 @@ def test_a_tile_reaching_past_a_mollweide_or_robinson_edge_keeps_its_part_on_the
         lons = _lons(footprint_geometry(p))
         assert (lons >= 150.0).all() and (lons <= 180.0).all() and p["bbox"][0] <= p["bbox"][2], p["bbox"]
         _valid_pixels_covered(tif, p)
+    caplog.clear()   # the same pixels with the fill not declared: the same tiles, and one warning naming the fix
+    with caplog.at_level("WARNING", logger="rsir_stac"):
+        raw = ingest([str(src)], index=str(tmp_path / "raw"), model=tiny_bundle, options=OPTS)
+    assert raw.points_written >= len(with_valid)
+    warned = [r.getMessage() for r in caplog.records if "read as data" in r.getMessage()]
+    assert len(warned) == 1 and "pass --nodata VALUE" in warned[0], warned
+    assert {(p["window"]["col_off"], p["window"]["row_off"]) for p in _payloads(tmp_path / "raw")} >= with_valid

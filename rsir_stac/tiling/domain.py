@@ -81,6 +81,12 @@ class ProjectionEdge:
         with ``lon`` unwrapped; negative on this side, NaN where PROJ gives no lon/lat."""
         return np.abs(self.lon(xs, ys) - self.lon0) - 180.0
 
+    def past(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """:meth:`overshoot`, with a point PROJ gives no lon/lat counted as past a ``curved`` edge
+        (``inf``: beyond a Mollweide or Robinson map's edge there is none)."""
+        over = self.overshoot(xs, ys)
+        return np.where(np.isnan(over), np.inf, over) if self.curved else over
+
 
 def projection_edge(crs: Any) -> ProjectionEdge | None:
     """The :class:`ProjectionEdge` of a projected ``crs`` (rasterio or pyproj CRS, or anything
@@ -133,7 +139,7 @@ def windows_past_edge(edge: ProjectionEdge, transform: Any, windows: np.ndarray)
     cols = np.stack([w[:, 0], w[:, 0] + w[:, 2], w[:, 0] + w[:, 2], w[:, 0]], axis=1)
     rows = np.stack([w[:, 1], w[:, 1], w[:, 1] + w[:, 3], w[:, 1] + w[:, 3]], axis=1)
     t = transform
-    over = edge.overshoot(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
+    over = edge.past(t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f)
     return (over > EDGE_TOLERANCE_DEG).any(axis=1)
 
 
@@ -260,7 +266,7 @@ def nothing_past_edge(edge: ProjectionEdge, transform: Any, window: Window4, val
     rows = np.floor(r0 + (np.arange(h) + 0.5) * (rh / h)) + 0.5
     cc, rr = np.meshgrid(cols, rows)
     t = transform
-    past = edge.overshoot(t.a * cc + t.b * rr + t.c, t.d * cc + t.e * rr + t.f) > EDGE_TOLERANCE_DEG
+    past = edge.past(t.a * cc + t.b * rr + t.c, t.d * cc + t.e * rr + t.f) > EDGE_TOLERANCE_DEG
     padded = np.pad(past, 1, constant_values=True)
     clearly = past & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     return not bool((valid & clearly).any())

@@ -143,6 +143,7 @@ class SceneReader:
         self.off_earth: set[PixelWindow] = set()
         self._edge: Any = False  # the CRS's ProjectionEdge (None: it has none), found on first use
         self._warned_edge = False
+        self._cut: set[PixelWindow] = set()
         self.stats = TileStats()
 
     @classmethod
@@ -344,16 +345,16 @@ class SceneReader:
         if lost.any():  # a geostationary scene's space beyond the disk
             if lost.all():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
-            log.warning("%s: %d of its %d tiles reach (partly) where its CRS %s maps no place on the Earth "
-                        "(space beyond a geostationary disk, past a pole or wholly past a world map's edge): their "
-                        "footprints cannot be placed, so they are left out", self.href, int(lost.sum()), len(on),
-                        crs_label(self._ds.crs))
+            log.warning("%s: %d of its %d tiles reach where its CRS %s maps no place on the Earth (space beyond "
+                        "a geostationary disk, past a pole or past a world map's edge) and have no footprint that can "
+                        "be placed, so they are left out", self.href, int(lost.sum()), len(on), crs_label(self._ds.crs))
             self.off_earth.update(grid[i] for i in np.flatnonzero(lost))
         keep = self._on_this_side(np.flatnonzero(on), grid, shown)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown[keep])
         outlines = tile_outlines(self._ds.transform, self._ds.crs, shown[keep], bboxes)
         feet = {int(i): (corners_[j], (outlines.get(j), bboxes[j], centroids[j])) for j, i in enumerate(keep)}
         feet.update(parts)
+        self._cut = {grid[i] for i in parts}   # cut at a Mollweide/Robinson edge: their footprints are final
         crs, gsd = self.crs, self.gsd  # once: the CRS's string costs ~20 us
         return [self._ref(grid[i], src[i], *feet[i], crs, gsd) for i in sorted(feet)]
 
@@ -465,6 +466,8 @@ class SceneReader:
                             "none" if own is None else f"{own:g}",
                             "pass --nodata VALUE, the fill's value" if own is None and self.nodata is None else
                             f"declare the fill's value as its nodata: rio edit-info --nodata VALUE {self.href}")
+        if ref.grid in self._cut:
+            return ref
         part = footprint_this_side(self._edge, t, self._ds.crs, shown, ref.centroid)
         if part is None:  # no part on this side with an area: off the Earth past a curved edge
             return None if self._edge.curved else ref
