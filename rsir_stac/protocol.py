@@ -192,8 +192,7 @@ def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_i
         idx = np.asarray([i for i, r in enumerate(frel) if r in never or r.split("/", 1)[0] not in trained.classes],
                          dtype=np.int64)
         if changed is not None:
-            what = changed.changes(rel) or "its files were renamed or re-saved"   # the names it records hold
-            msg = (f"{data_dir} changed since model {model_id} was trained on it ({what}): "
+            msg = (f"{data_dir} changed since model {model_id} was trained on it ({changed.changes(rel)}): "
                    f"scoring the {len(idx)} images it never trained on (the recorded test images still there and "
                    "any new ones), by the file names its bundle records")
             warnings.append(msg)

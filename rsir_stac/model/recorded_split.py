@@ -102,8 +102,9 @@ class RecordedSplit:
 
     def changes(self, relpaths: Sequence[str]) -> str:
         """What changed in a folder since training, said briefly: ``"gained 1 image (beach/x.jpg);
-        lost 2 (...); moved 10 to another class folder (Harbour/harbor0.jpg, ...)"``, or ``""`` when
-        it holds exactly the recorded images."""
+        lost 2 (...); moved 10 to another class folder (Harbour/harbor0.jpg, ...)"``, or, when it
+        holds exactly the recorded images (its split differs all the same), that its files were
+        renamed or re-saved."""
         now = {r: self.recorded_key(r) for r in relpaths}
         gained = sorted(r for r, k in now.items() if k is None)
         moved = sorted(r for r, k in now.items() if k is not None and k != image_key(r))
@@ -111,7 +112,7 @@ class RecordedSplit:
         parts = [f"gained {_count(gained)} ({_first(gained)})" if gained else "",
                  f"lost {_count(lost)} ({_first(lost)})" if lost else "",
                  f"moved {_count(moved)} to another class folder ({_first(moved)})" if moved else ""]
-        return "; ".join(p for p in parts if p)
+        return "; ".join(p for p in parts if p) or "its files were renamed or re-saved"
 
 
 def _name(key: str) -> str:

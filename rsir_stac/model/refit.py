@@ -106,7 +106,7 @@ def _training_images(bundle, data_dir: str, kind: str, dim: int):
     if rec is not None and rec.shares(rel):
         log.warning("%s changed since model %s was trained on it (%s): the reducer is fitted on the images it "
                     "trained on that are still there, by the file names its bundle records", data_dir,
-                    bundle.model_id, rec.changes(rel) or "its files were renamed or re-saved")
+                    bundle.model_id, rec.changes(rel))
         return folder, np.asarray([i for i, r in enumerate(rel) if rec.trained_on(r)], dtype=np.int64)
     raise InputError(f"the split of {data_dir} is not the one model {bundle.model_id} recorded (another dataset, or "
                      "images added, removed or renamed since training); pass the training data folder, or, to fit "
