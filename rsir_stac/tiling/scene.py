@@ -393,7 +393,9 @@ class SceneReader:
         edge = self._edge_of_crs()
         if edge is None or not edge.curved or not len(idx):
             return idx
-        off = windows_beyond_edge(edge, self._ds.transform, shown[idx])
+        off = windows_past_edge(edge, self._ds.transform, shown[idx])   # 4 points a tile: the few at the edge
+        if off.any():   # their densified outlines: wholly past it?
+            off[off] = windows_beyond_edge(edge, self._ds.transform, shown[idx[off]])
         if not off.any():
             return idx
         if off.all():
