@@ -235,6 +235,7 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
                                     "--model", str(new_bundle.path), "--json"])
     assert res.exit_code == 1, res.output
     report = json.loads(res.stdout.splitlines()[0])
+    assert report["ok"] is False and report["complete"] is False
     assert report["points_existing"] == 4 and report["sources_failed"][0]["href"] == str(scenes[1])
     assert report["points_written"] + report["points_existing"] + report["points_failed"] == report["points_total"]
     assert report["sources_failed"][0]["ingest_options"].startswith("--tile-size 256 --stride 256 --edge ")
@@ -249,6 +250,13 @@ def test_moved_source_is_reported_and_resumed(tmp_path, scenes, old_index, new_b
                                     "--model", str(new_bundle.path), "--skip-missing"])
     assert res.exit_code == 0 and "1 source(s) left out by --skip-missing (2 tiles)" in res.stderr, res.output
     _assert_finished(tmp_path / "new-skip", new_bundle)
+    # its JSON agrees with the exit status: ok (done as asked), not complete (a source left out)
+    shutil.copytree(tmp_path / "new", tmp_path / "new-skip-json")
+    res = CliRunner().invoke(main, ["reindex", "--index", str(old_index), "--to", str(tmp_path / "new-skip-json"),
+                                    "--model", str(new_bundle.path), "--skip-missing", "--json"])
+    doc = json.loads(res.stdout.splitlines()[0])
+    assert res.exit_code == 0 and doc["ok"] is True and doc["complete"] is False, res.output
+    assert doc["skip_missing"] is True and doc["sources_failed"][0]["tiles"] == 2
     moved.rename(scenes[1])
     r = reindex(str(old_index), str(tmp_path / "new"), model=new_bundle)
     assert r.ok and r.points_written == 2 and r.points_existing == 4

@@ -121,8 +121,8 @@ def reindex(
         target.flush()
         if report.points_written:
             target.optimize()
-        whole = report.ok or (skip_missing and not report.tiles_failed)
-        if whole and not src.meta().unfinished:
+        report.skip_missing = bool(skip_missing)
+        if (report.complete or (skip_missing and not report.tiles_failed)) and not src.meta().unfinished:
             target.finished()  # every source read: the index is whole (as whole as what it copies)
         report.relocate_unmatched = moves.unmatched()
         for line in report.relocate_unmatched:

@@ -16,7 +16,10 @@ MAX_TILE_ERRORS = 100
 
 @dataclass
 class ReindexReport:
-    """What a reindex did; ``ok`` is False when a source or a tile could not be read."""
+    """What a reindex did. ``complete``: every point of the old index is in the new one. ``ok``: the
+    run did what it was asked, i.e. complete, or (``skip_missing``) every source that could not be read
+    left out, no tile failed and some point is in the new index; the CLI's exit status is 0 exactly
+    when ``ok``."""
 
     source: str = ""
     target: str = ""
@@ -34,12 +37,23 @@ class ReindexReport:
     sources_failed: list[dict[str, Any]] = field(default_factory=list)
     relocate_unmatched: list[str] = field(default_factory=list)
     tiling_kept: str = ""
+    #: the run was asked to leave out sources that cannot be read (``reindex --skip-missing``)
+    skip_missing: bool = False
     seconds: float = 0.0
 
     @property
-    def ok(self) -> bool:
-        """Every point of the old index is in the new one."""
+    def complete(self) -> bool:
+        """Every point of the old index is in the new one (or left out as no place on the Earth)."""
         return not self.sources_failed and not self.tiles_failed
+
+    @property
+    def ok(self) -> bool:
+        """The run did what it was asked: :attr:`complete`, or with ``skip_missing`` only whole sources
+        failed (no tile of a readable source) and the new index holds some point."""
+        if self.complete:
+            return True
+        return (self.skip_missing and not self.tiles_failed
+                and bool(self.points_written or self.points_existing))
 
     @property
     def points_failed(self) -> int:
@@ -50,6 +64,7 @@ class ReindexReport:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["points_failed"] = self.points_failed
+        d["complete"] = self.complete
         d["ok"] = self.ok
         return d
 
