@@ -200,6 +200,41 @@ def test_a_map_tile_that_would_read_past_the_budget_is_not_drawn_and_said_once(t
     assert fine != empty
 
 
+def test_the_service_says_which_scene_a_map_tile_leaves_undrawn_and_how_to_see_it(tmp_path, tiny_bundle):
+    """The undrawn scene was only a server log line: the page showed empty map tiles with no reason.
+    The tile now carries X-Imagery-Note (the scene, the zoom, the fix) and /api/scenes says from which
+    zoom the scene is not drawn; a tile where it draws carries no note."""
+    from urllib.parse import unquote
+
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.maptiles.grid import _web_mercator
+    from rsir_stac.serve import create_app
+
+    tif = _sparse_tif(tmp_path / "sparse.tif", 30000, 0.01)
+    idx = tmp_path / "sparse.idx"
+    assert ingest([str(tif)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=1.0, min_valid=0.0)).ok
+    tms = _web_mercator()
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        with TestClient(create_app(index), base_url="http://127.0.0.1:8000") as client:
+            (feat,) = client.get("/api/scenes").json()["features"]
+            assert "imagery_note" not in feat["properties"]   # nothing refused yet
+            w, s, e, n = feat["properties"]["bbox"]
+            t = tms.tile(w + 1e-6, n - 1e-6, 15)
+            r = client.get(f"/api/imagery/15/{t.x}/{t.y}.png")
+            assert r.status_code == 200, r.text
+            note = unquote(r.headers["x-imagery-note"])
+            assert note.startswith("the imagery of sparse") and "not drawn at zoom 15" in note, note
+            assert "zoom in" in note and "gdaladdo" in note, note
+            again = client.get(f"/api/imagery/15/{t.x}/{t.y}.png")   # the cached tile keeps its note
+            assert unquote(again.headers["x-imagery-note"]) == note
+            (feat,) = client.get("/api/scenes").json()["features"]
+            assert feat["properties"]["imagery_note"].startswith("not drawn at zoom 15 and coarser"), feat
+            t = tms.tile(w + 1e-6, n - 1e-6, 20)
+            r = client.get(f"/api/imagery/20/{t.x}/{t.y}.png")
+            assert r.status_code == 200 and "x-imagery-note" not in r.headers, dict(r.headers)
+
+
 # --------------------------------------------------------------------------- F2: job size
 
 

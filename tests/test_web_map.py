@@ -724,3 +724,45 @@ def test_hit_popup_on_a_phone_fits_the_map_scrolls_and_closing_it_puts_the_map_b
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_the_map_says_why_a_scene_is_not_drawn_zoomed_out_and_draws_it_zoomed_in(tmp_path, browser, tiny_bundle):
+    """A fine raster without overviews (300 m of 1 cm pixels, as a drone mosaic) is not drawn zoomed
+    out, where one map tile would read too much of it: the map was left empty with no reason (the
+    reason was a server log line).  The page now says which scene, why, and to zoom in or add
+    overviews; zoomed in, the notice goes and the scene draws."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import serve_in_thread
+    from tests.test_sec_trial3_fixes import _sparse_tif
+
+    tif = _sparse_tif(tmp_path / "drone-mosaic.tif", 30000, 0.01)
+    idx = tmp_path / "idx"
+    assert ingest([str(tif)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=1.0, min_valid=0.0)).ok
+    with Index.open(str(idx), model=tiny_bundle) as index, serve_in_thread(create_app(index, api_key=KEY)) as base:
+        pg = Page(browser, base)
+        try:
+            from rasterio.warp import transform as warp
+
+            (lon,), (lat,) = warp("EPSG:32618", "EPSG:4326", [500000.0 + 1.0], [4500000.0 - 1.0])
+            corner = (lat, lon)   # in the written 512 px block (its pixels are 120), 1 m inside the NW corner
+            pg.p.evaluate(f"rsir.map.setView([{corner[0]}, {corner[1]}], 15, {{animate: false}})")
+            pg.p.wait_for_selector("#map-notice:not([hidden])", timeout=30_000)
+            notice = pg.p.inner_text("#map-notice")
+            assert notice.startswith("The imagery of drone-mosaic") and "not drawn at zoom 15" in notice, notice
+            assert "zoom in" in notice and "gdaladdo" in notice, notice
+            pg.p.screenshot(path=str(tmp_path / "undrawn.png"))
+            pg.p.evaluate(f"rsir.map.setView([{corner[0]}, {corner[1]}], 20, {{animate: false}})")
+            pg.p.wait_for_selector("#map-notice", state="hidden", timeout=30_000)
+            pg.p.wait_for_timeout(1500)
+            assert pg.p.locator("#map-notice").is_hidden()
+            # the scene draws there: the map's centre is the scene's grey (120), not the empty map
+            shot = _shot(pg)
+            box = _map_box(pg)
+            x, y = pg.lonlat_xy(corner[1], corner[0])
+            r, g, b = shot.getpixel((int(x + 20), int(y + 20)))
+            assert abs(r - 120) < 12 and abs(g - 120) < 12 and abs(b - 120) < 12, (r, g, b, box)
+            pg.check_clean()
+        finally:
+            pg.close()

@@ -76,6 +76,10 @@ def scenes_document(scenes: list, renderer: Any) -> dict:
         props["imagery"] = why is None
         if why:
             props["imagery_problem"] = why
+        coarse = renderer.undrawn_zooms(sc)
+        if coarse is not None:   # drawn only zoomed in: a map tile further out would read too much of its file
+            props["imagery_note"] = (f"not drawn at zoom {coarse} and coarser (the file has no overview that "
+                                     "coarse); zoom in, or add overviews to the file (gdaladdo)")
         feats.append({"type": "Feature", "id": sc.id, "geometry": sc.footprint, "properties": props})
         if all(math.isfinite(v) for v in sc.bbox):
             ext = [min(ext[0], sc.bbox[0]), min(ext[1], sc.bbox[1]), max(ext[2], sc.bbox[2]), max(ext[3], sc.bbox[3])]
@@ -122,7 +126,9 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
 
     @router.get("/api/imagery/{z}/{x}/{y}.png", summary="Web-map imagery tile (XYZ)", response_class=Response,
                 responses={200: {"content": {"image/png": {}},
-                                 "description": "RGBA PNG, 256 x 256 px; transparent where no scene draws."},
+                                 "description": "RGBA PNG, 256 x 256 px; transparent where no scene draws. Header "
+                                                "X-Imagery-Note (percent-encoded): a scene under the tile not "
+                                                "drawn at this zoom, and the fix."},
                            400: {"description": "The tile is not in the Web Mercator grid."},
                            404: {"description": "The scenes under the tile cannot be read on the server."},
                            429: {"description": "Too many map tiles are being drawn or waiting; retry after "
@@ -143,8 +149,13 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, renderer = catalog.get()
-            png = renderer.render(z, x, y, choice)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+            png, note = renderer.render_noted(z, x, y, choice)
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if note:   # a scene left undrawn here (percent-encoded: item ids need not be Latin-1)
+            from urllib.parse import quote
+
+            headers["X-Imagery-Note"] = quote(note, safe=" ,:;()'")
+        return Response(png, media_type="image/png", headers=headers)
 
     return router
 

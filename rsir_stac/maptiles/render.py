@@ -186,7 +186,9 @@ class TileRenderer:
         self._lock = threading.Lock()
         self._renders = threading.BoundedSemaphore(RENDERS_AT_ONCE)
         self._queued = 0   # renders running or waiting for a slot
-        self._too_costly: set[str] = set()   # scenes a map tile was not drawn of, for its read's size (said once)
+        # scene id -> the finest zoom a map tile of it was not drawn at for its read's size (warned once);
+        # tiles at that zoom and coarser read more, so they are not drawn either
+        self._too_costly: dict[str, int] = {}
         self._scales: dict[str, Any] = {}
         self._broken: dict[str, tuple[str, float]] = {}
         self._empty: bytes | None = None
@@ -308,7 +310,13 @@ class TileRenderer:
                 and any(sc.bbox[0] + k < e and sc.bbox[2] + k > w for k in (0.0, -360.0, 360.0))]
 
     def render(self, z: int, x: int, y: int, choice: SceneChoice | None = None) -> bytes:
-        """The PNG (RGBA, 256 x 256 px) of tile ``z/x/y``; transparent where no scene draws.
+        """The PNG of :meth:`render_noted` without its note."""
+        return self.render_noted(z, x, y, choice)[0]
+
+    def render_noted(self, z: int, x: int, y: int, choice: SceneChoice | None = None) -> tuple[bytes, str]:
+        """``(png, note)``: the PNG (RGBA, 256 x 256 px) of tile ``z/x/y``, transparent where no scene
+        draws, and a one-line note naming a scene under it that is not drawn at this zoom because one
+        map tile would read too much of its file (:meth:`undrawn_note`; "" when none).
         ``choice`` picks and orders the scenes (default: all, newest first).
 
         Raises InputError (tile not in the grid), SourceNotFoundError (every
@@ -326,13 +334,13 @@ class TileRenderer:
                 drawable.append(sc)
         if not drawable:
             self._raise_if_all_broken(cands)
-            return self.empty()
+            return self.empty(), ""
         # the tile is the scenes drawn, in their order: choices that agree on them share one entry
         key = (z, x, y, tuple(sc.id for sc in drawable))
         with self._lock:
             png = self._cache.get(key)
         if png is not None:
-            return png
+            return png, self.undrawn_note(z, drawable)
         with self._lock:   # a burst beyond the queue is refused: waiting renders hold the service's threads
             if self._queued >= RENDER_QUEUE:
                 from rsir_stac.apierrors import TooManyRequests
@@ -352,7 +360,28 @@ class TileRenderer:
         if len(png) <= self._cache.maxsize:
             with self._lock:
                 self._cache[key] = png
-        return png
+        return png, self.undrawn_note(z, drawable)
+
+    def undrawn_note(self, z: int, scenes: list[Scene]) -> str:
+        """A one-line note for a map user when one of ``scenes`` is not drawn at zoom ``z`` because a map
+        tile would read over :data:`~rsir_stac.tiling.readcost.READ_BUDGET_BYTES` of its file (a fine
+        raster without overviews, seen zoomed out): which scene, from which zoom it is drawn, and the fix;
+        "" when every one of them is drawn (as far as the tiles drawn so far tell)."""
+        with self._lock:
+            costly = [(sc, self._too_costly[sc.id]) for sc in scenes if self._too_costly.get(sc.id, -1) >= z]
+        if not costly:
+            return ""
+        sc = costly[0][0]
+        more = f" (and {len(costly) - 1} more scenes)" if len(costly) > 1 else ""
+        return (f"the imagery of {sc.item_id}{more} is not drawn at zoom {z}: its file has no overview this coarse, "
+                "so one map tile would read too much of it; zoom in to see it, or add overviews to the file "
+                "(gdaladdo, or rio cogeo create)")
+
+    def undrawn_zooms(self, scene: Scene) -> int | None:
+        """The finest zoom ``scene`` was found too costly to draw at (tiles at it and coarser are not
+        drawn), or None when no tile of it was refused so far."""
+        with self._lock:
+            return self._too_costly.get(scene.id)
 
     def _render(self, z: int, x: int, y: int, drawable: list[Scene]) -> bytes:
         from rio_tiler.errors import EmptyMosaicError, TileOutsideBounds
@@ -415,7 +444,7 @@ class TileRenderer:
             if cost > READ_BUDGET_BYTES:
                 with self._lock:
                     said = scene.id in self._too_costly
-                    self._too_costly.add(scene.id)
+                    self._too_costly[scene.id] = max(z, self._too_costly.get(scene.id, z))
                 if not said:
                     log.warning("imagery of %s is not drawn where one map tile would read over %.0f MB of its "
                                 "pixels (first at zoom %d: %.0f MB, %d x %d px; the file has no overview that "

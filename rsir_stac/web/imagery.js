@@ -7,28 +7,46 @@ import { map, mapNotice } from "./map.js";
 
 // ------------------------------------------------------------------ imagery (our own XYZ tiles)
 const AuthTiles = L.TileLayer.extend({
-  // with a service key, fetch tiles with the X-API-Key header instead of putting the key in URLs
+  // tiles are fetched (not <img src>): with a service key the X-API-Key header goes with them instead of
+  // the key in URLs, and the service's X-Imagery-Note (a scene it leaves undrawn at this zoom) is read
   createTile: function (coords, done) {
     const url = this.getTileUrl(coords);
-    if (!hasKey()) {
-      const tile = L.TileLayer.prototype.createTile.call(this, coords, done);
-      tile.dataset.url = url;   // asked again when it fails (whyFailed)
-      return tile;
-    }
     const img = document.createElement("img");
     img.alt = "";
-    img.dataset.url = url;
-    fetch(url, { headers: { "X-API-Key": sessionStorage.getItem("rsir-key") || "" } })
-      .then((r) => (r.ok ? r.blob() : Promise.reject(new Error("HTTP " + r.status))))
+    img.dataset.url = url;   // asked again when it fails (whyFailed)
+    fetch(url, { headers: keyHeaders() })
+      .then((r) => {
+        if (!r.ok) return Promise.reject(new Error("HTTP " + r.status));
+        const note = r.headers.get("X-Imagery-Note");
+        if (note && coords.z === this._tileZoom) undrawnNotice(note);   // not a late tile of another zoom
+        return r.blob();
+      })
       .then((b) => { img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); }; img.src = URL.createObjectURL(b); })
       .catch((e) => done(e, img));
     return img;
   },
 });
 
+/** The service left a scene undrawn at this zoom (a fine raster without overviews seen zoomed out):
+ *  say so over the map, once per zoom level, unless a problem is being told. */
+let undrawnZoom = null;
+map.on("zoomend", () => {
+  if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
+  undrawnZoom = null;
+});
+function undrawnNotice(encoded) {
+  let text = encoded;
+  try { text = decodeURIComponent(encoded); } catch (e) { /* shown as sent */ }
+  const z = Math.round(map.getZoom());
+  if (imageryProblem || undrawnZoom === z) return;
+  undrawnZoom = z;
+  imageryProblem = "undrawn";   // cleared by the next tile drawn without a note, like the other notices
+  mapNotice(text.charAt(0).toUpperCase() + text.slice(1) + ".");
+}
+
 let imagery = null;
 let imageryQuery = "";      // which scenes draw, and which first: the page's filters and selected result
-let imageryProblem = null;  // "outage" | "refused": a notice the next loaded tile clears
+let imageryProblem = null;  // "outage" | "refused": a notice the next loaded tile clears; "undrawn": the zoom change does
 let probing = false, toldMissing = false, redrawn = 0;
 export const imageryStats = { loaded: 0, failed: 0 };
 
@@ -43,7 +61,8 @@ export function addImagery(extent, maxNativeZoom, onFail) {
   imagery = new AuthTiles(imageryUrl(), opts);
   imagery.on("tileload", () => {
     imageryStats.loaded++;
-    if (imageryProblem) { imageryProblem = null; mapNotice(""); }
+    // a drawn tile clears an outage or refusal notice; an undrawn-scene notice stays until the zoom changes
+    if (imageryProblem && imageryProblem !== "undrawn") { imageryProblem = null; mapNotice(""); }
   });
   imagery.on("tileerror", (ev) => {
     imageryStats.failed++;

@@ -51,6 +51,7 @@ export async function loadScenes() {
     b.appendChild(el("span", "smeta", [p.collection || "no collection", p.datetime ? shortDate(p.datetime) : "no date",
                                        `${p.tiles} tile${p.tiles === 1 ? "" : "s"}`].join(" · ")));
     if (p.imagery === false) b.appendChild(el("span", "sbad", "imagery: " + p.imagery_problem));
+    else if (p.imagery_note) b.appendChild(el("span", "snote", "imagery: " + p.imagery_note));
     b.title = "Zoom to this scene";
     b.onclick = () => {
       const [w, s, e, n] = p.bbox;
