@@ -113,6 +113,37 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
     return target
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file: the same resolved path, or (both existing) the same inode (a hard
+    link, a bind mount)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct_outputs(outputs: list[tuple[str, str | Path | None]],
+                           inputs: list[tuple[str, str | Path | None]] = ()) -> None:
+    """Refuse, before any work, an output that is another output or one of the run's inputs (InputError,
+    exit 2): ``--labels hits.geojson --out hits.geojson`` would replace the analyst's labels with the
+    results, and ``--stac`` on ``--out`` the export with its own description.  ``outputs`` and ``inputs``
+    are ``(option, path)`` pairs (``None`` paths skipped); paths are compared resolved (symbolic links,
+    ``..``) and by inode, so a hard link to an input counts as the input."""
+    outs = [(what, Path(p).expanduser()) for what, p in outputs if p]
+    ins = [(what, Path(p).expanduser()) for what, p in inputs if p]
+    for i, (what, path) in enumerate(outs):
+        for other, theirs in outs[:i]:
+            if _same_file(path, theirs):
+                raise InputError(f"{what} {path} is the file {other} writes too, so one would replace the other; "
+                                 f"give {what} another path")
+        for other, theirs in ins:
+            if _same_file(path, theirs):
+                raise InputError(f"{what} {path} is the file read as {other}, so writing it would replace your "
+                                 f"{other.lstrip('-').replace('-', ' ')} file; give {what} another path")
+
+
 def check_output_dir(path: str | Path, what: str | None = None) -> Path:
     """Refuse, before any work, an output folder that cannot be made or written (InputError
     naming ``what`` or the folder): one that is a file, or under a file, or whose nearest

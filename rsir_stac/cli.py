@@ -178,6 +178,11 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
 
         labels = read_labels(labels_path)
     _check_search_outputs(fmt, out, with_vectors, thumbnails)
+    if out:
+        from rsir_stac.atomic import check_distinct_outputs
+
+        check_distinct_outputs([("--out", out)], [("--labels", labels_path), ("--within", within)]
+                               + [("--image", p) for p in image] + [("--not-image", p) for p in not_image])
     svc = service_for(index, qdrant_url, "search")
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         return _search_through_service(

@@ -96,7 +96,7 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
                      threshold, holdout, max_hits, dissolve, out, batch_size, as_json):
     """Find every tile like the positive labels: fit a logistic regression on the labelled tiles' vectors and
     score all tiles in the filtered area."""
-    from rsir_stac.atomic import check_output_path
+    from rsir_stac.atomic import check_distinct_outputs, check_output_path
     from rsir_stac.classify import classify
     from rsir_stac.export import format_for
     from rsir_stac.labels import read_labels
@@ -105,6 +105,7 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
 
     format_for(out)
     check_output_path(out, "--out")  # before the scan, not after it
+    check_distinct_outputs([("--out", out)], [("--labels", labels_path), ("--within", within)])
     labels = read_labels(labels_path)
     flt = _search_filter(bbox, near, within, datetime_, collection)
     from rsir_stac.cli_served import service_for
@@ -170,11 +171,13 @@ def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, col
 def export_command(index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection, out, no_vectors,
                    stac_path):
     """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
+    from rsir_stac.atomic import check_distinct_outputs
     from rsir_stac.export import export_index, format_for
     from rsir_stac.search import Index
     from rsir_stac.search_notes import unknown_collection_note
 
     format_for(out)
+    check_distinct_outputs([("--out", out), ("--stac", stac_path)], [("--within", within)])
     flt = _search_filter(bbox, near, within, datetime_, collection)
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         with tqdm_bar(idx.store.count(flt), "pt") as bar:

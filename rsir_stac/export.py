@@ -441,7 +441,12 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
                          "'embedding' column, and --no-vectors leaves that column out; drop one of them")
     check_output_path(path)
     if stac_collection is not None:  # refused before the table is written, not after
+        from rsir_stac.atomic import check_distinct_outputs
+
         check_output_path(stac_collection, what="--stac")
+        item = Path(stac_collection).expanduser().parent / f"{index.bundle.model_id}.mlm-item.json"
+        # the copy's name is not the user's to choose: listed first, so a clash names the option to change
+        check_distinct_outputs([("the model item copy", item), ("--out", path), ("--stac", stac_collection)])
     n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path,
                     empty_row(None, with_vectors=with_vectors))
     out = {"rows": n, "path": str(path), "format": fmt}

@@ -653,6 +653,37 @@ def test_cli_classify_search_export(world, bundle, tmp_path):
     assert "max_probability" in areas.columns and all(g.exterior.is_ccw for g in areas.geometry)
 
 
+def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_write(world, bundle, tmp_path):
+    """New-user trial (thirty-fifth session): `--labels L --out L` replaced the hand-made labels with the
+    results (exit 0), `--within A --out A` the area, and `export --stac` on `--out` the GeoParquet with
+    its own description.  Each is now refused (exit 2) naming both options, and nothing changes on disk."""
+    import os
+
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    area = tmp_path / "area.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[9, 44], [12, 44], [12, 46], [9, 46], [9, 44]]]}))
+    os.link(labels, tmp_path / "hard.geojson")   # another name of the same file
+    idx = str(world[0])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    cases = [
+        (["classify", "--labels", str(labels), "--out", str(labels)], "is the file read as --labels"),
+        (["classify", "--labels", str(labels), "--out", str(tmp_path / "hard.geojson")], "is the file read as --labels"),
+        (["classify", "--labels", str(labels), "--within", str(area), "--out", str(area)], "read as --within"),
+        (["search", "--labels", str(labels), "--out", str(tmp_path / "." / "labels.geojson")], "read as --labels"),
+        (["export", "--within", str(area), "--out", str(area)], "read as --within"),
+        (["export", "--out", str(tmp_path / "x.parquet"), "--stac", str(tmp_path / "x.parquet")],
+         "is the file --out writes too"),
+        (["export", "--out", str(tmp_path / "x.parquet"),
+          "--stac", str(tmp_path / f"{bundle.model_id}.mlm-item.json")], "is the file the model item copy writes too"),
+    ]
+    for args, said in cases:
+        r = CliRunner().invoke(main, [*args, "--index", idx])
+        assert r.exit_code == 2, (args, r.output)
+        last = r.output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and said in last and "give --" in last, (args, last)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, args
+
+
 def test_cli_search_expand(world, bundle, mem_index):
     q = sorted(world[2])[0]
     r = CliRunner().invoke(main, ["search", "--point-id", q, "--index", str(world[0]), "--expand", "3",
