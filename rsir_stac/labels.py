@@ -99,7 +99,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
 
     if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
         raise InputError(f"{what} is not a GeoJSON FeatureCollection; give {{\"type\": \"FeatureCollection\", "
-                         "\"features\": [...]}} with one Feature per labelled tile")
+                         "\"features\": [...]} with one Feature per labelled tile")
     feats = doc["features"]
     if len(feats) > MAX_LABELS:
         raise InputError(f"{what} has {len(feats)} labels; use at most {MAX_LABELS}")
@@ -172,8 +172,8 @@ def read_labels(path: str | Path) -> LabelSet:
     p = Path(path).expanduser()
     try:
         if not is_json_text(p):  # a GeoPackage, Shapefile... saved from a GIS
-            return labels_from_geojson(read_vector_file(p, f"label file {p}", "give a GeoJSON file of labelled tiles"),
-                                       f"label file {p}")
+            return _not_empty(labels_from_geojson(read_vector_file(p, f"label file {p}", "give a GeoJSON file of "
+                                                                   "labelled tiles"), f"label file {p}"), p)
         text = p.read_text(encoding="utf-8-sig")  # a BOM is allowed (RFC 8259 8.1)
     except FileNotFoundError:
         raise SourceNotFoundError(f"label file {p} does not exist; check the path") from None
@@ -186,7 +186,17 @@ def read_labels(path: str | Path) -> LabelSet:
     except ValueError as exc:
         raise InputError(f"label file {p} is not GeoJSON ({exc.msg} at line {exc.lineno}); "
                          "give a FeatureCollection of labelled tiles") from None
-    return labels_from_geojson(doc, f"label file {p}")
+    return _not_empty(labels_from_geojson(doc, f"label file {p}"), p)
+
+
+def _not_empty(labels: LabelSet, path: Path) -> LabelSet:
+    """``labels``, or InputError naming the file when it holds no labelled tile (an empty FeatureCollection
+    said only "label set has no positive label", naming neither the file nor the cause)."""
+    if not len(labels):
+        raise InputError(f"label file {path} has no features, so no tile is labelled; add one Feature per "
+                         "labelled tile (its point id and \"label\": \"positive\" or \"negative\"), e.g. from "
+                         "search --format geojson, or the map page's Labels tab")
+    return labels
 
 
 def write_labels(labels: LabelSet, path: str | Path) -> Path:

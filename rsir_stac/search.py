@@ -289,7 +289,7 @@ class Index:
         excluded = left_out_note(self.store, query, hits, offset, flt, ids, around, areas, exclude_within_m)
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
-                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives))
+                            tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives), mmr)
                                   + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
                                                  mmr_note(mmr, hits, query.score_name),
                                                  cap_note(query.score_name) if fill and mmr is None
@@ -300,12 +300,10 @@ class Index:
                           ) -> tuple[list[ResolvedExample], list[ResolvedExample]]:
         """The positive and negative examples of a search resolved to vectors (:meth:`resolve`),
         repeats dropped (:func:`_distinct`).  Raises InputError when a stored tile is both."""
-        rp = _distinct(self.resolve(pos, positive=True, prefer=flt))
-        rn = _distinct(self.resolve(neg, positive=False, prefer=flt))
-        both = {r.id for r in rp if r.id} & {r.id for r in rn if r.id}
-        if both:
-            raise InputError(f"point {sorted(both)[0]} is both a positive and a negative example; keep one of the two")
-        return rp, rn
+        rp = self.resolve(pos, positive=True, prefer=flt)
+        rn = self.resolve(neg, positive=False, prefer=flt)
+        _refuse_contradictions(pos, rp, neg, rn)
+        return _distinct(rp), _distinct(rn)
 
     def _gather_examples(self, image: str | None, point_id: str | None, at: tuple[float, float] | None,
                          pixels: np.ndarray | None, positives: Sequence[Example], negatives: Sequence[Example],
@@ -379,6 +377,50 @@ def _per_item_cap(per_item: int | str | None) -> tuple[int | None, bool]:
     if fill:
         per_item = AUTO_PER_ITEM
     return per_item, fill
+
+
+#: Distance (stored-vector units) under which two examples are one picture: an image file and the stored tile
+#: it was cut from embed ~1e-6 apart (the pixel path is ingest's); two different tiles, > 0.01.
+SAME_PICTURE = 1e-4
+
+
+def _described(example: Example, resolved: ResolvedExample) -> str:
+    """``example`` as the user gave it, e.g. ``location (-99.15, 47.02)`` or ``image a.png``."""
+    if example.kind == "location":
+        return f"location ({example.value[0]:g}, {example.value[1]:g})"
+    if example.kind == "image":
+        return f"image {example.value}"
+    if example.kind == "point":
+        return f"point {resolved.id}"
+    return f"{example.kind} example"
+
+
+def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample], neg: Sequence[Example],
+                           rn: Sequence[ResolvedExample]) -> None:
+    """Raise InputError when a positive and a negative example are the same stored tile (a point id, or a
+    location on it) or the same picture (an image whose vector is within :data:`SAME_PICTURE` of the other
+    side's): the search cannot prefer one over the other, and ranked the tiles most unlike both.
+    ``rp``/``rn`` are :meth:`Index.resolve`'s answers, one for each of ``pos``/``neg`` in order."""
+    by_id = {r.id: (e, r) for e, r in zip(neg, rn) if r.id}
+    for e, r in zip(pos, rp):
+        if r.id and r.id in by_id:
+            ne, nr = by_id[r.id]
+            same = "" if e.kind == ne.kind == "point" else f", both stored tile {r.id}"
+            raise InputError(f"the positive example {_described(e, r)} and the negative example {_described(ne, nr)} "
+                             f"are the same tile{same}; keep one of the two")
+    pictures = [(True, e, r) for e, r in zip(pos, rp) if not r.id] + [(False, e, r) for e, r in zip(neg, rn) if not r.id]
+    for positive, e, r in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
+        others = list(zip(neg, rn)) if positive else list(zip(pos, rp))
+        if not others:
+            continue
+        d = np.linalg.norm(np.stack([o[1].vector for o in others]).astype(np.float32)
+                           - np.asarray(r.vector, np.float32)[None, :], axis=1)
+        i = int(np.argmin(d))
+        if d[i] <= SAME_PICTURE:
+            (pe, pr), (ne, nr) = ((e, r), others[i]) if positive else (others[i], (e, r))
+            raise InputError(f"the positive example {_described(pe, pr)} and the negative example "
+                             f"{_described(ne, nr)} are the same picture (their vectors are {d[i]:.1g} apart), so "
+                             "the search cannot prefer one over the other; keep one of the two")
 
 
 def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:

@@ -12,18 +12,22 @@ from typing import Any
 from rsir_stac.store import SearchFilter, SearchHit
 
 
-def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int) -> list[str]:
+def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, negatives: int,
+                  mmr: float | None = None) -> list[str]:
     """A line when the ``context`` strategy gave every returned hit the same score: it
     could not rank them, and their order (by point id) says nothing; and a line when negative
     examples went into the ``average`` strategy, which searches from 2·mean(positives) −
     mean(negatives), a point beyond the positives: ``best_score`` ranked better with negatives
-    in every setting measured (``benchmarks/strategy_quality.py``, RESULTS §10)."""
+    in every setting measured (``benchmarks/strategy_quality.py``, RESULTS §10); with ``mmr``, which
+    needs one query vector, the line says to leave MMR out for it."""
     from rsir_stac.store.query import STRATEGIES
 
     if strategy == "average" and negatives and hits:
+        how = ("; MMR (--mmr) re-ranks one query vector, which best_score does not give: leave --mmr out to use it"
+               if mmr is not None else "")
         return ["with negative examples the average strategy searches from a point beyond the positives "
                 "(2 x their mean - the negatives' mean); --strategy best_score (API: strategy) ranked better with "
-                "negatives in every setting measured"]
+                f"negatives in every setting measured{how}"]
     if strategy != "context" or len(hits) < 2 or len({h.score for h in hits}) > 1:
         return []
     others = [s for s in STRATEGIES if s != "context"]
@@ -136,7 +140,7 @@ def swapped_bbox_note(flt: SearchFilter | None) -> str | None:
     if w <= e or span <= 180.0:
         return None
     return (f"the bbox's west {w:g} is east of its east {e:g}, so it is read as crossing the antimeridian "
-            f"and spans {span:.0f} degrees of longitude; if you meant {e:g} to {w:g}, swap west and east")
+            f"and spans {span:.4g} degrees of longitude; if you meant {e:g} to {w:g}, swap west and east")
 
 
 def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:
@@ -148,9 +152,13 @@ def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:
         return None
     have = _some_collections(store)
     named = ", ".join(repr(c) for c in flt.collections)
+    # "naip,coarse" is one name: a comma list of held names means the option was meant twice
+    listed = [c for c in flt.collections if "," in c and all(p.strip() in have for p in c.split(","))]
+    repeat = ("; one --collection takes one name: repeat it for each, e.g. "
+              + " ".join(f"--collection {p.strip()}" for p in listed[0].split(","))) if listed else ""
     return (f"no tile of the index is in collection {named}"
             + (f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
-            + " (names are exact, case included)")
+            + " (names are exact, case included)" + repeat)
 
 
 def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:

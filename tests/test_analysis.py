@@ -147,8 +147,22 @@ def test_labels_without_positive_other_index_or_model(index, world, bundle):
     mislabelled = LabelSet(_labels(world, bundle).labels, "some-other-model")
     assert index.search(labels=mislabelled).hits
     pid = world[1][0].id
-    with pytest.raises(InputError, match="both a positive and a negative"):
+    with pytest.raises(InputError, match=f"the positive example point {pid} and the negative example point {pid} "
+                                         "are the same tile; keep one"):
         index.search(point_id=pid, negatives=[Example("point", pid)])
+    # new-user trial (thirty-fifth session): two locations on one tile named only the tile; the same picture
+    # as a positive and a negative was searched (every score < 0, the tiles most unlike both) without a word
+    lon, lat = world[1][0].payload["location"]["lon"], world[1][0].payload["location"]["lat"]
+    with pytest.raises(InputError, match=rf"location \({lon:g}, {lat:g}\) and the negative example location "
+                                         rf"\({lon + 1e-4:g}, {lat:g}\) are the same tile, both stored tile {pid}"):
+        index.search(at=(lon, lat), negatives=[Example("location", (lon + 1e-4, lat))])
+    px = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="pixels example and the negative example pixels example are the same picture"):
+        index.search(pixels=px, negatives=[Example("pixels", px.copy())])
+    with pytest.raises(InputError, match=f"vector example and the negative example point {pid} are the same picture"):
+        index.search(positives=[Example("vector", world[1][0].vector)], negatives=[Example("point", pid)])
+    other = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert index.search(pixels=px, negatives=[Example("pixels", other)]).hits   # two pictures: searched
 
 
 # ------------------------------------------------------------------------------- searching
@@ -682,6 +696,32 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_writ
         last = r.output.strip().splitlines()[-1]
         assert last.startswith("error: ") and said in last and "give --" in last, (args, last)
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, args
+
+
+def test_trial_messages_name_the_file_and_give_a_fix_that_works(world, bundle, tmp_path):
+    """New-user trial (thirty-fifth session), each message before: an empty label file said "label set has
+    no positive label"; with --mmr the note advised best_score, which --mmr refuses; --collection "" showed
+    a Python tuple; --collection demo,other was taken as one name with no hint; a 359.9 degree box "spans
+    360"; a label file that is not a FeatureCollection showed an extra "}"."""
+    idx = str(world[0])
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    r = CliRunner().invoke(main, ["search", "--labels", str(empty), "--index", idx])
+    assert r.exit_code == 2 and f"label file {empty} has no features" in r.output, r.output
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--mmr", "0.5", "-k", "3"])
+    assert r.exit_code == 0 and "leave --mmr out to use it" in r.output, r.output
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--collection", ""])
+    last = r.output.strip().splitlines()[-1]
+    assert r.exit_code == 2 and "('',)" not in last and "--collection sentinel-2-l2a" in last, last
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--collection", "demo,demo"])
+    assert "repeat it for each, e.g. --collection demo --collection demo" in r.output, r.output
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", idx, "--bbox", "10.1,45,10.0,45.1"])
+    assert "spans 359.9 degrees" in r.output, r.output
+    feature = tmp_path / "feature.geojson"
+    feature.write_text('{"type": "Feature", "properties": {}, "geometry": null}')
+    r = CliRunner().invoke(main, ["search", "--labels", str(feature), "--index", idx])
+    assert r.exit_code == 2 and '"features": [...]} with one Feature' in r.output, r.output
 
 
 def test_cli_search_expand(world, bundle, mem_index):
