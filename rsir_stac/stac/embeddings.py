@@ -1,6 +1,7 @@
 """A STAC Collection describing an exported index: the embeddings extension
 (``emb:`` fields), an ``embeddings`` asset pointing at the GeoParquet file
-(table extension row count), the tiles' time span, GSD range and chip layout,
+(table extension row count), the exported tiles' lon/lat extent, collections, time span,
+GSD range and chip layout (all of the rows written: a filtered export's, not the index's),
 and a ``derived-from`` link to the model's STAC MLM Item.
 
 Written by :func:`rsir_stac.export.export_index` with ``stac_collection``
@@ -77,12 +78,36 @@ def _gsd_summary(parquet: Path) -> dict[str, Any]:
     return {"gsd": {"minimum": mm["min"], "maximum": mm["max"]}} if mm["min"] is not None else {}
 
 
+def _rows_extent(parquet: Path) -> tuple[list[float] | None, list[str]]:
+    """``(bbox, collections)`` of the exported rows: the smallest lon/lat box ``[W, S, E, N]`` holding
+    every row's ``bbox`` (antimeridian-aware, ``W > E`` across 180 as the index's own extent; None
+    when no row has one) and the sorted STAC collections the rows name.  Read a row group at a time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from rsir_stac.tiling.footprints import union_bounds
+
+    pf = pq.ParquetFile(parquet)
+    cols = [c for c in ("bbox", "collection") if c in set(pf.schema_arrow.names)]
+    boxes: list[list[float]] = []
+    collections: set[str] = set()
+    for batch in (pf.iter_batches(columns=cols) if cols else ()):
+        if "collection" in cols:
+            collections.update(c for c in pc.unique(batch.column("collection").drop_null()).to_pylist() if c)
+        for text in (batch.column("bbox").drop_null().to_pylist() if "bbox" in cols else ()):
+            b = json.loads(text) if isinstance(text, str) else text
+            if isinstance(b, list) and len(b) == 4:
+                boxes.append([float(x) for x in b])
+    box = union_bounds(boxes) if boxes else None
+    return (list(box) if box is not None else None), sorted(collections)
+
+
 def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
-    """A STAC Collection (embeddings extension) for an exported GeoParquet file."""
+    """A STAC Collection (embeddings extension) for an exported GeoParquet file: its extent and
+    summaries are those of the rows written (a filtered export's, not the whole index's)."""
     from rsir_stac.atomic import atomic_output
     from rsir_stac.model.bundle import MLM
 
-    info = index.store.info()
     bundle = index.bundle
     mlm_src = Path(bundle.path) / MLM
     mlm_name = f"{bundle.model_id}.mlm-item.json"
@@ -99,14 +124,24 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     except ValueError:
         href = str(rel)
     interval = _time_interval(parquet)
+    bbox, collections = _rows_extent(parquet)
+    description = ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "
+                   "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding.")
+    if bbox is None:
+        # STAC requires one bbox at least (no empty extent); the whole globe, with the open time span
+        # [null, null] that _time_interval gives, is the conventional "unknown" that pystac validates and
+        # reads, rather than the index's footprint, which the file does not hold.  The description says so.
+        bbox = [-180.0, -90.0, 180.0, 90.0]
+        description += ((" This file holds no tile (the export's filters matched none)" if rows == 0 else
+                         " No row of this file has a lon/lat bbox")
+                        + ": the whole-globe spatial extent is a placeholder STAC requires, not where data lies.")
     doc = {
         "type": "Collection", "stac_version": "1.1.0", "stac_extensions": [EMBEDDINGS_EXTENSION, TABLE_EXTENSION],
         "id": f"rsir-stac-embeddings-{bundle.model_id}",
         "title": f"rsir-stac tile embeddings ({bundle.model_id})",
-        "description": ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "
-                        "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding."),
+        "description": description,
         "license": "other",
-        "extent": {"spatial": {"bbox": [list(info.extent) if info.extent else [-180, -90, 180, 90]]},
+        "extent": {"spatial": {"bbox": [bbox]},
                    "temporal": {"interval": [interval]}},
         "emb:type": "patch",
         "emb:dimensions": int(bundle.dim),
@@ -114,7 +149,8 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
         "emb:distance": "euclidean",
         "emb:chip_layout": {"layout_type": "regular_grid", **tiling},
         "emb:model": bundle.model_id,
-        "summaries": {"collection": list(info.collections), **_gsd_summary(parquet)},
+        # a summary's set of values has one at least (STAC): none for rows without a collection
+        "summaries": {**({"collection": collections} if collections else {}), **_gsd_summary(parquet)},
         "assets": {"embeddings": {
             "href": href, "type": "application/vnd.apache.parquet", "roles": ["embeddings", "data"],
             "title": "Tile footprints, metadata and embeddings (GeoParquet 1.1, column 'embedding')",

@@ -1,0 +1,104 @@
+"""Export trial (exp35, B3/B4): a filtered ``export --stac`` describes the rows it wrote (spatial extent,
+antimeridian-aware, and the collections summary), not the whole index, and says so when it wrote none;
+the model's MLM Item copied beside the Collection links files that exist."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rsir_stac.search import Index
+from rsir_stac.store import Point, SearchFilter
+from tests.conftest import index_of_points
+
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+
+STEP = 0.01  # degrees per tile
+
+
+def _tile(n: int, w: float, s: float, collection: str, dim: int, model_id: str) -> Point:
+    """One tile of ``STEP`` degrees at ``(w, s)``; its box crosses 180 when ``w + STEP`` passes it."""
+    e = w + STEP
+    e = e - 360.0 if e > 180.0 else e
+    n_ = s + STEP
+    payload = {
+        "item_id": f"{collection}-scene", "collection": collection, "asset": "visual",
+        "href": f"/data/{collection}.tif", "crs": "EPSG:4326",
+        "window": {"col_off": n * 64, "row_off": 0, "width": 64, "height": 64},
+        "bbox": [w, s, e, n_], "location": {"lon": w + STEP / 2 if w + STEP / 2 <= 180 else w + STEP / 2 - 360,
+                                            "lat": s + STEP / 2},
+        "corners": [{"lon": w, "lat": n_}, {"lon": e, "lat": n_}, {"lon": e, "lat": s}, {"lon": w, "lat": s}],
+        "datetime": "2020-06-01T00:00:00Z", "datetime_epoch": 1590969600.0, "gsd": 0.3, "model_id": model_id,
+    }
+    vec = np.random.default_rng(n).normal(size=dim).astype(np.float32)
+    return Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"x/{collection}/{n}")), vec, payload)
+
+
+@pytest.fixture(scope="module")
+def two_places(shipped_bundle, tmp_path_factory) -> Path:
+    """Collection ``fiji``: 3 tiles either side of 180° (one crossing it); collection ``fields``: 4 tiles at 10°E."""
+    b = shipped_bundle
+    pts = [_tile(i, w, -16.5, "fiji", b.dim, b.model_id) for i, w in enumerate((179.975, 179.985, 179.995, -179.995))]
+    pts += [_tile(10 + i, 10.0 + i * STEP, 45.0, "fields", b.dim, b.model_id) for i in range(4)]
+    return index_of_points(tmp_path_factory.mktemp("exp") / "index", pts, b)
+
+
+def _export(root: Path, bundle, out: Path, flt: SearchFilter | None) -> dict:
+    from rsir_stac.export import export_index
+
+    with Index.open(str(root), model=bundle) as idx:
+        res = export_index(idx, out, flt=flt, stac_collection=out.with_suffix(".json"))
+    return {**res, "doc": json.loads(out.with_suffix(".json").read_text())}
+
+
+def _core_valid(doc: dict) -> None:
+    """What STAC's core Collection schema asks of the extent and summaries (one bbox at least, of 4
+    numbers; a summary is a non-empty set of values or a range), checked against the schema bundled with
+    pystac where jsonschema is installed (no network: the extension schemas are left out), and pystac reads it."""
+    import pystac
+
+    boxes = doc["extent"]["spatial"]["bbox"]
+    assert len(boxes) >= 1 and all(len(b) == 4 and all(isinstance(x, (int, float)) for x in b) for b in boxes)
+    for name, value in doc["summaries"].items():
+        assert (isinstance(value, list) and value) or {"minimum", "maximum"} <= set(value), name
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        from pystac.validation import validate_dict
+
+        validate_dict({**doc, "stac_extensions": []}, pystac.STACObjectType.COLLECTION)
+    pystac.Collection.from_dict(doc)
+
+
+def test_filtered_export_collection_describes_the_rows_written(two_places, shipped_bundle, tmp_path):
+    import pystac
+
+    got = _export(two_places, shipped_bundle, tmp_path / "fields.parquet", SearchFilter(bbox=(9.0, 44.0, 11.0, 46.0)))
+    doc = got["doc"]
+    assert got["rows"] == 4
+    w, s, e, n = doc["extent"]["spatial"]["bbox"][0]
+    assert (w, s, e, n) == pytest.approx((10.0, 45.0, 10.04, 45.01))  # the 4 tiles, not the index (across 180)
+    assert doc["summaries"]["collection"] == ["fields"]
+    _core_valid(doc)
+    # the rows across the antimeridian: a W > E box, as the index's own extent is
+    got = _export(two_places, shipped_bundle, tmp_path / "fiji.parquet", SearchFilter(collections=("fiji",)))
+    w, s, e, n = got["doc"]["extent"]["spatial"]["bbox"][0]
+    assert got["rows"] == 4 and w > e and (w, s, e, n) == pytest.approx((179.975, -16.5, -179.985, -16.49))
+    assert got["doc"]["summaries"]["collection"] == ["fiji"]
+    _core_valid(got["doc"])
+    # no row: a valid Collection that says it describes no tile, not one claiming the index's footprint
+    got = _export(two_places, shipped_bundle, tmp_path / "none.parquet", SearchFilter(collections=("nothing",)))
+    doc = got["doc"]
+    assert got["rows"] == 0 and doc["assets"]["embeddings"]["table:row_count"] == 0
+    assert doc["extent"]["spatial"]["bbox"] == [[-180.0, -90.0, 180.0, 90.0]]
+    assert doc["extent"]["temporal"]["interval"] == [[None, None]]
+    assert "collection" not in doc["summaries"] and "no tile" in doc["description"]
+    _core_valid(doc)
+    col = pystac.Collection.from_file(str(tmp_path / "none.json"))
+    assert col.extent.spatial.bboxes == [[-180.0, -90.0, 180.0, 90.0]]
