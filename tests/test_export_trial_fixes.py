@@ -102,3 +102,31 @@ def test_filtered_export_collection_describes_the_rows_written(two_places, shipp
     _core_valid(doc)
     col = pystac.Collection.from_file(str(tmp_path / "none.json"))
     assert col.extent.spatial.bboxes == [[-180.0, -90.0, 180.0, 90.0]]
+
+
+def test_model_item_copied_beside_the_collection_links_existing_files(two_places, shipped_bundle, tmp_path):
+    """The MLM Item's assets were ./weights.pt, ./model.json, ./reducer.npz: none beside the copy."""
+    import pystac
+
+    from rsir_stac.model.bundle import MLM
+
+    got = _export(two_places, shipped_bundle, tmp_path / "all.parquet", None)
+    link = next(lk for lk in got["doc"]["links"] if lk["rel"] == "derived-from")
+    copy = tmp_path / link["href"]
+    item = pystac.Item.from_file(str(copy))
+    assert {"weights", "metadata", "reducer"} <= set(item.assets)
+    assert any("mlm:model" in (a.roles or []) for a in item.assets.values())  # the MLM extension asks for one
+    for key, asset in item.assets.items():
+        where = Path(asset.get_absolute_href())
+        assert where.is_file() and where.parent == Path(shipped_bundle.path).resolve(), (key, where)
+    assert json.loads((Path(shipped_bundle.path) / MLM).read_text())["assets"]["weights"]["href"] == "./weights.pt"
+
+
+def test_model_item_copy_leaves_out_an_asset_the_bundle_lacks(shipped_bundle, tmp_path):
+    from rsir_stac.model.bundle import MLM
+    from rsir_stac.stac.embeddings import _mlm_copy
+
+    (tmp_path / MLM).write_text((Path(shipped_bundle.path) / MLM).read_text())
+    (tmp_path / "weights.pt").write_bytes(b"w")
+    assets = _mlm_copy(tmp_path / MLM)["assets"]
+    assert assets == {"weights": {**assets["weights"], "href": str((tmp_path / "weights.pt").resolve())}}

@@ -12,7 +12,6 @@ Written by :func:`rsir_stac.export.export_index` with ``stac_collection``
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +101,28 @@ def _rows_extent(parquet: Path) -> tuple[list[float] | None, list[str]]:
     return (list(box) if box is not None else None), sorted(collections)
 
 
+def _mlm_copy(mlm_src: Path) -> dict[str, Any]:
+    """The bundle's MLM Item (``mlm_src``) to be written elsewhere: its assets' relative hrefs
+    (``./weights.pt``, ``./model.json``, ``./reducer.npz``, beside it in the bundle) made absolute paths
+    of the bundle's files, and an asset whose file the bundle lacks left out.
+
+    Absolute paths rather than no assets: the MLM extension asks for an asset of role ``mlm:model``,
+    and the copy is written where the export runs, beside a Collection whose ``self`` link is already
+    an absolute local path; a catalogue publishing both elsewhere rewrites them alike."""
+    item = json.loads(mlm_src.read_text(encoding="utf-8"))
+    folder = mlm_src.resolve().parent
+    assets: dict[str, Any] = {}
+    for key, asset in (item.get("assets") or {}).items():
+        href = str(asset.get("href", ""))
+        if "://" not in href and not Path(href).is_absolute():
+            path = (folder / href).resolve()
+            if not path.is_file():
+                continue
+            asset = {**asset, "href": str(path)}
+        assets[key] = asset
+    return {**item, "assets": assets}
+
+
 def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
     """A STAC Collection (embeddings extension) for an exported GeoParquet file: its extent and
     summaries are those of the rows written (a filtered export's, not the whole index's)."""
@@ -114,7 +135,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     links = [{"rel": "self", "href": str(target.resolve()), "type": "application/json"}]  # STAC: self is absolute
     if mlm_src.is_file():
         with atomic_output(target.parent / mlm_name) as tmp:
-            shutil.copyfile(mlm_src, tmp)
+            tmp.write_text(json.dumps(_mlm_copy(mlm_src), indent=2) + "\n", encoding="utf-8")
         links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
                       "title": f"Model {bundle.model_id} (STAC MLM Item)"})
     tiling = _chip_layout(parquet, bundle)
