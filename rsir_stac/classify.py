@@ -68,11 +68,24 @@ class ClassifyReport:
     negatives_overruled: int = 0  # labelled negatives scored >= threshold, left out of the hits
     positives_kept: int = 0  # labelled positives scored < threshold, kept in the hits
     holdout_fraction: float = 0.25  # the fraction of the labels asked to be held out (0: none)
+    max_hits: int | None = None  # the most probable hits asked for (None: all)
+    positives_past_max_hits: int = 0  # labelled positives kept beyond the max_hits most probable
+    above: int | None = None  # tiles at p >= threshold in the area, whatever max_hits kept (None: from the hits)
 
     @property
     def above_threshold(self) -> int:
-        """Hits the classifier put at or above the threshold (the others are labelled positives kept)."""
-        return len(self.hits) - self.positives_kept
+        """Tiles the classifier put at or above the threshold in the filtered area (labelled negatives
+        left out: they are never hits), all of them whatever ``max_hits`` kept."""
+        return self.above if self.above is not None else len(self.hits) - self.positives_kept
+
+    def cut_text(self) -> str:
+        """How ``max_hits`` cut the hits (``"the 5 most probable + 3 labelled positives"``), or ""
+        when it kept every hit."""
+        if self.max_hits is None or self.above_threshold + self.positives_kept <= self.max_hits:
+            return ""
+        past = self.positives_past_max_hits
+        return (f"the {self.max_hits} most probable"
+                + (f" + {past} labelled {'positive' if past == 1 else 'positives'}" if past else ""))
 
     def holdout_text(self) -> str:
         """How the held-out labels scored, or why none were held out."""
@@ -113,6 +126,12 @@ class ClassifyReport:
                   f"{'is' if pos == 1 else 'are'} kept (marked by {'its' if pos == 1 else 'their'} label)"] if pos else [])
         if parts:
             out.append(f"your labels win over the classifier: {', '.join(parts)}; {self._advice()}")
+        if self.cut_text():
+            past = self.positives_past_max_hits
+            out.append(f"--max-hits {self.max_hits} (API: max_hits) kept the {self.max_hits} most probable of "
+                       f"{self.above_threshold + self.positives_kept} hits"
+                       + (f", and the {past} labelled {'positive' if past == 1 else 'positives'} beyond them "
+                          f"(your labels win): {self.max_hits + past} in all" if past else ""))
         return out
 
     def _advice(self) -> str:
@@ -133,7 +152,8 @@ class ClassifyReport:
                 "positives": self.positives, "negatives": self.negatives, "background": self.background,
                 "holdout": self.holdout, "precision": self.precision, "recall": self.recall,
                 "above_threshold": self.above_threshold, "negatives_overruled": self.negatives_overruled,
-                "positives_kept": self.positives_kept,
+                "positives_kept": self.positives_kept, "max_hits": self.max_hits,
+                "positives_past_max_hits": self.positives_past_max_hits,
                 "seconds": round(self.seconds, 2), "fit_seconds": round(self.fit_seconds, 2),
                 "scan_seconds": round(self.scan_seconds, 2), "model": self.model}
 
@@ -221,12 +241,15 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     fit_s = t_scan - t0
     found, done = _scan(store, flt, batch, w, b, threshold, progress)
     scan_s = time.perf_counter() - t_scan
-    found, overruled, kept = _labels_win(found, ex, w, b, flt, max_hits)
+    scanned = len(found)
+    found, overruled, kept, past = _labels_win(found, ex, w, b, flt, max_hits)
+    above = scanned - overruled  # every tile at p >= threshold but those labelled negative, before any cut
     hits = _hit_records(store, found, set(ex.pos))
     return ClassifyReport(tuple(hits), done, float(threshold), len(ex.pos), len(ex.neg), len(ex.drawn),
                           precision, recall, n_test, time.perf_counter() - t0, fit_seconds=fit_s, scan_seconds=scan_s,
                           coef=tuple(w.tolist()), labels_outside=ex.outside, negatives_overruled=overruled,
-                          positives_kept=kept, holdout_fraction=float(holdout))
+                          positives_kept=kept, holdout_fraction=float(holdout), max_hits=max_hits,
+                          positives_past_max_hits=past, above=above)
 
 
 def _check_options(threshold: float, holdout: float, max_hits: int | None) -> None:
@@ -361,10 +384,11 @@ def _scan(store, flt: SearchFilter | None, batch: int, w: np.ndarray, b: float, 
 
 
 def _labels_win(found: list[tuple[float, str]], ex: _Examples, w: np.ndarray, b: float, flt: SearchFilter | None,
-                max_hits: int | None) -> tuple[list[tuple[float, str]], int, int]:
-    """``(found, overruled, kept)``: the hits with the analyst's labels applied, most probable
+                max_hits: int | None) -> tuple[list[tuple[float, str]], int, int, int]:
+    """``(found, overruled, kept, past)``: the hits with the analyst's labels applied, most probable
     first, cut to ``max_hits`` (None: all) but every labelled positive kept; how many hits were
-    labelled negative (left out) and how many labelled positives below the threshold were added."""
+    labelled negative (left out), how many labelled positives below the threshold were added, and
+    how many labelled positives are kept beyond the ``max_hits`` most probable."""
     # the analyst's labels win: a tile labelled negative is never a hit, one labelled positive
     # (inside the filters) always is, with the probability the model gives it
     negs, poss = set(ex.neg), set(ex.pos)
@@ -376,9 +400,11 @@ def _labels_win(found: list[tuple[float, str]], ex: _Examples, w: np.ndarray, b:
             if i in inside and i not in have]
     found += kept
     found.sort(key=lambda t: (-t[0], t[1]))
+    past: list[tuple[float, str]] = []
     if max_hits is not None:  # the most probable hits, and every labelled positive whatever its rank
-        found = found[:max_hits] + [t for t in found[max_hits:] if t[1] in inside]
-    return found, overruled, len(kept)
+        past = [t for t in found[max_hits:] if t[1] in inside]
+        found = found[:max_hits] + past
+    return found, overruled, len(kept), len(past)
 
 
 def _hit_records(store, found: list[tuple[float, str]], poss: set[str]) -> list[SearchHit]:

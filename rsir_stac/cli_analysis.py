@@ -69,9 +69,12 @@ def _examples(images, point_ids, ats, bands=None):
 
 def _classify_line(report, above: int, threshold: float, out: str, rows: int, dissolve: bool) -> str:
     """The summary line of ``classify`` (a :class:`~rsir_stac.classify.ClassifyReport`; ``above``: the
-    tiles the classifier put at or above the threshold), with or without a service."""
+    tiles the classifier put at or above the threshold in the area, whatever --max-hits wrote), with or
+    without a service; a --max-hits that cut the hits is said (``written: the 5 most probable + 3 labelled
+    positives``)."""
     kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
-    return (f"scored {report.scored} tiles in {report.seconds:.1f} s; {above} at p >= {threshold}{kept} -> {out} "
+    cut = f"; written: {report.cut_text()}" if report.cut_text() else ""
+    return (f"scored {report.scored} tiles in {report.seconds:.1f} s; {above} at p >= {threshold}{kept}{cut} -> {out} "
             f"({rows} {'areas' if dissolve else 'rows'}); {report.holdout_text()}")
 
 
@@ -85,7 +88,8 @@ def _classify_line(report, above: int, threshold: float, out: str, rows: int, di
 @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
 @click.option("--holdout", default=0.25, show_default=True,
               help="Fraction of the labels held out for precision/recall (0: none, no precision/recall).")
-@click.option("--max-hits", type=int, help="Keep only the N most probable tiles (N >= 1; default: all).")
+@click.option("--max-hits", type=int, help="Keep only the N most probable tiles, and your labelled positives beyond them "
+                   "(N >= 1; default: all).")
 @click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
@@ -154,7 +158,9 @@ def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, col
                             background=int(sm.get("background") or 0), precision=sm.get("precision"),
                             recall=sm.get("recall"), holdout=int(sm.get("holdout") or 0),
                             seconds=float(sm.get("seconds") or 0.0),
-                            positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout)
+                            positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout,
+                            max_hits=sm.get("max_hits"), above=int(sm.get("above_threshold") or 0),
+                            positives_past_max_hits=int(sm.get("positives_past_max_hits") or 0))
     click.echo(_classify_line(report, int(sm.get("above_threshold") or 0), threshold, out, len(rows), dissolve))
 
 @click.command("export")

@@ -539,6 +539,31 @@ def test_classify_keeps_the_analysts_labels(index, world, bundle):
     assert labelled <= {h.id for h in capped.hits}  # --max-hits keeps the labelled positives too
 
 
+def test_classify_max_hits_counts_the_area_and_the_labelled_positives_it_adds(world, bundle, tmp_path):
+    """--max-hits N writes the N most probable tiles plus the labelled positives beyond them: the summary
+    used to call those rows "at p >= threshold" (above_threshold: N + them) and count none of them."""
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    idx = str(world[0])
+
+    def run(*extra):
+        r = CliRunner().invoke(main, ["classify", "--labels", str(labels), "--index", idx, *extra])
+        assert r.exit_code == 0, r.output
+        return r.stdout.strip().splitlines()[-1]
+
+    whole = json.loads(run("--out", str(tmp_path / "all.csv"), "--json"))
+    capped = json.loads(run("--out", str(tmp_path / "cap.geojson"), "--max-hits", "3", "--json"))
+    above = whole["hits"] - whole["positives_kept"]
+    assert above > 3 and whole["above_threshold"] == capped["above_threshold"] == above  # whatever --max-hits
+    assert whole["positives_past_max_hits"] == 0 and capped["max_hits"] == 3
+    past = capped["positives_past_max_hits"]
+    assert past >= 1 and capped["rows"] == capped["hits"] == 3 + past
+    feats = json.loads((tmp_path / "cap.geojson").read_text())["features"]
+    assert all(f["properties"]["label"] == "positive" for f in feats[3:])
+    assert any("--max-hits 3" in n and f"{past} labelled positive" in n for n in capped["notes"])
+    line = run("--out", str(tmp_path / "cap.csv"), "--max-hits", "3")
+    assert f"{above} at p >= 0.5" in line and f"the 3 most probable + {past} labelled positives" in line, line
+
+
 def test_dissolve_keeps_dates_apart():
     """The same ground seen at two dates gives one area per date, with its date, collection and items."""
     from rsir_stac.classify import dissolve

@@ -84,6 +84,12 @@ CLASSIFY_ANSWER: dict[str, Any] = {
             "positives": {"type": "integer"}, "negatives": {"type": "integer"}, "background": {"type": "integer"},
             "holdout": {"type": "integer", "description": "Labels held out to measure precision and recall."},
             "precision": {"type": ["number", "null"]}, "recall": {"type": ["number", "null"]},
+            "above_threshold": {"type": "integer", "description": "Tiles at or above the threshold in the area "
+                                "(labelled negatives left out), whatever max_hits returned."},
+            "positives_kept": {"type": "integer", "description": "Labelled positives scored below the threshold, "
+                               "returned all the same."},
+            "positives_past_max_hits": {"type": "integer", "description": "Labelled positives returned beyond the "
+                                        "max_hits most probable tiles."},
         }, "additionalProperties": True},
         "notes": _NOTES,
     },
