@@ -224,7 +224,14 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:   # the error names the temporary file: name the target, and what to do
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise OutputError(f"{target} cannot be replaced ({exc.strerror or exc}); it is as it was: make it "
+                              "writable (an immutable or read-only mounted file cannot be), or give another "
+                              "path") from None
     except BaseException as exc:
         err = output_error(exc, target, tmp_path) if isinstance(exc, Exception) else None
         with contextlib.suppress(OSError):
@@ -232,6 +239,108 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         if err is not None:
             raise err from exc
         raise
+
+
+class OutputSet:
+    """Several output files written as one: each is written to a temporary file beside it
+    (:meth:`stage`), and only when every one is written are they renamed onto their paths
+    (:meth:`commit`); a failure anywhere, a target that cannot be replaced included, removes every
+    temporary file and leaves every target as it was.  Use as a context manager: the ``with`` block
+    writes, a clean exit commits.  The staged files' folders must be on one file system each with
+    their targets (they are: a staged file lies beside its target)."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def stage(self, path: str | Path) -> Path:
+        """A temporary path beside ``path`` (in its folder, named as :func:`atomic_output` names them)
+        to write ``path``'s content to.  Raises InputError when the folder is missing or not writable."""
+        target = Path(path).expanduser()
+        folder = target.parent if str(target.parent) else Path(".")
+        if not folder.is_dir():
+            raise _missing_folder(folder, target.name)
+        if target.is_dir():
+            raise InputError(f"{target} is a folder; give a file path for {target.name}")
+        _remove_dead_partials(folder, target)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{target.suffix}",
+                                       dir=folder)
+        except OSError as exc:
+            why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror
+            raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {target.name}") from None
+        os.close(fd)
+        os.unlink(tmp)  # writers (GDAL, Parquet) create the file themselves
+        self._staged.append((target, Path(tmp)))
+        return Path(tmp)
+
+    def staged_path(self, path: str | Path) -> Path:
+        """The temporary file staged for ``path`` (to read back what was written); KeyError if none."""
+        target = Path(path).expanduser()
+        for t, tmp in self._staged:
+            if t == target:
+                return tmp
+        raise KeyError(str(path))
+
+    def commit(self) -> None:
+        """fsync every staged file, move the targets that exist aside (a target that cannot be moved, an
+        immutable or read-only mounted file, fails here, before any target changed), rename each staged
+        file onto its target and remove the old ones; on a failure the old targets are put back.  Raises
+        OutputError naming the target that could not be replaced (no output of the set is then written)."""
+        staged, self._staged = self._staged, []
+        moved: list[tuple[Path, Path]] = []     # (target, where its old file is)
+        placed: list[Path] = []
+        try:
+            for _, tmp in staged:
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            for target, tmp in staged:
+                if os.path.lexists(target):
+                    aside = tmp.with_name(tmp.name + ".old")
+                    try:
+                        os.replace(target, aside)
+                    except OSError as exc:
+                        raise OutputError(f"{target} cannot be replaced ({exc.strerror or exc}); nothing of this run "
+                                          "was written: make it writable (an immutable or read-only mounted file "
+                                          "cannot be), or give another path") from None
+                    moved.append((target, aside))
+            for target, tmp in staged:
+                os.replace(tmp, target)
+                placed.append(target)
+        except BaseException:
+            for target in placed:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            for target, aside in moved:
+                with contextlib.suppress(OSError):
+                    os.replace(aside, target)
+            for _, tmp in staged:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            raise
+        for _, aside in moved:
+            with contextlib.suppress(OSError):
+                aside.unlink()
+
+    def discard(self) -> None:
+        """Remove every staged temporary file (the targets are left as they were)."""
+        for _, tmp in self._staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._staged = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.commit()
+            return
+        partial = self._staged[-1] if self._staged else None
+        self.discard()
+        if isinstance(exc, Exception) and partial is not None:
+            err = output_error(exc, partial[0], None)
+            if err is not None:
+                raise err from exc
 
 
 def output_error(exc: BaseException, target: Path | None, partial: Path | None = None) -> RsirError | None:

@@ -24,6 +24,8 @@ a STAC Collection using the embeddings extension (``emb:`` fields, an
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import json
 import logging
@@ -134,9 +136,11 @@ def empty_row(score_name: str | None = "distance", extra: dict | None = None,
 
 
 def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path,
-                empty: dict[str, Any] | None = None) -> int:
+                empty: dict[str, Any] | None = None, outputs: Any = None) -> int:
     """Write row pages (dicts from :func:`row_of`, all with the same keys) to ``path`` in
-    the format its extension names; returns the number of rows.  Atomic.  With no rows the
+    the format its extension names; returns the number of rows.  Atomic: alone, or with the other
+    files of ``outputs`` (an :class:`~rsir_stac.atomic.OutputSet`, which then renames it onto ``path``
+    with them when every one is written).  With no rows the
     file still has the columns of ``empty`` (:func:`empty_row`), so its schema is the
     non-empty one's.
 
@@ -149,7 +153,7 @@ def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path,
     fmt = format_for(path)
     writer = {"geojson": _write_geojson, "csv": _write_csv, "geoparquet": _write_geoparquet,
               "flatgeobuf": _write_fgb}[fmt]
-    with atomic_output(path) as tmp:
+    with atomic_output(path) if outputs is None else contextlib.nullcontext(outputs.stage(path)) as tmp:
         n = writer(iter(pages), tmp) if fmt != "flatgeobuf" else writer(iter(pages), tmp, Path(path).stem)
     log.info("wrote %d rows to %s (%s)", n, path, fmt)
     return n
@@ -447,14 +451,20 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
         item = Path(stac_collection).expanduser().parent / f"{index.bundle.model_id}.mlm-item.json"
         # the copy's name is not the user's to choose: listed first, so a clash names the option to change
         check_distinct_outputs([("the model item copy", item), ("--out", path), ("--stac", stac_collection)])
-    n = write_table(index_pages(index.store, flt, with_vectors=with_vectors, progress=progress), path,
-                    empty_row(None, with_vectors=with_vectors))
-    out = {"rows": n, "path": str(path), "format": fmt}
-    if stac_collection is not None:
-        from rsir_stac.stac.embeddings import write_embeddings_collection
+    pages = index_pages(index.store, flt, with_vectors=with_vectors, progress=progress)
+    if stac_collection is None:
+        n = write_table(pages, path, empty_row(None, with_vectors=with_vectors))
+        return {"rows": n, "path": str(path), "format": fmt}
+    from rsir_stac.atomic import OutputSet
+    from rsir_stac.stac.embeddings import write_embeddings_collection
 
-        out["stac_collection"] = str(write_embeddings_collection(index, Path(path), Path(stac_collection), n))
-    return out
+    # the table, the Collection and the model item copy are written whole together or not at all
+    with OutputSet() as outputs:
+        n = write_table(pages, path, empty_row(None, with_vectors=with_vectors), outputs=outputs)
+        table = outputs.staged_path(path)
+        collection = write_embeddings_collection(index, Path(path), Path(stac_collection), n, table=table,
+                                                 outputs=outputs)
+    return {"rows": n, "path": str(path), "format": fmt, "stac_collection": str(collection)}
 
 
 __all__ = ["FORMATS", "FORMULA_STARTS", "csv_cell", "empty_row", "export_index", "format_for", "row_of", "search_pages", "write_search",

@@ -130,3 +130,66 @@ def test_model_item_copy_leaves_out_an_asset_the_bundle_lacks(shipped_bundle, tm
     (tmp_path / "weights.pt").write_bytes(b"w")
     assets = _mlm_copy(tmp_path / MLM)["assets"]
     assert assets == {"weights": {**assets["weights"], "href": str((tmp_path / "weights.pt").resolve())}}
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_an_export_whose_collection_cannot_be_replaced_writes_nothing(two_places, shipped_bundle, tmp_path,
+                                                                      monkeypatch):
+    """Trial B6: `export --stac` whose Collection could not be replaced (an immutable or read-only mounted
+    file) failed after the GeoParquet and the model item were written, and named a hidden temporary file.
+    The three files are now written together: the refusal names the --stac path, and every file is as before.
+    The file system's refusal is the one a read-only bind-mounted file gives (EBUSY on rename)."""
+    import errno
+    import os
+
+    from rsir_stac.atomic import OutputError
+    from rsir_stac.export import export_index
+
+    out, stac = tmp_path / "tiles.parquet", tmp_path / "tiles.json"
+    out.write_bytes(b"the previous export")
+    stac.write_text("the previous collection")
+    before = _listing(tmp_path)
+    real = os.replace
+
+    def mounted(src, dst, *a, **kw):   # the file under --stac is a bind mount: it cannot be renamed or replaced
+        if Path(src) == stac or Path(dst) == stac:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(src))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", mounted)
+    with Index.open(str(two_places), model=shipped_bundle) as idx:
+        with pytest.raises(OutputError, match=f"^{stac} cannot be replaced .*nothing of this run was written"):
+            export_index(idx, out, stac_collection=stac)
+    monkeypatch.undo()
+    assert _listing(tmp_path) == before   # no parquet, no model item, no temporary file
+    # and the same run with the Collection replaceable writes all three
+    with Index.open(str(two_places), model=shipped_bundle) as idx:
+        res = export_index(idx, out, stac_collection=stac)
+    assert res["rows"] == 8 and json.loads(stac.read_text())["assets"]["embeddings"]["href"] == "./tiles.parquet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["tiles.parquet", "tiles.json", f"{shipped_bundle.model_id}.mlm-item.json"])
+
+
+def test_an_export_to_an_immutable_collection_file_writes_nothing(two_places, shipped_bundle, tmp_path):
+    """The same with a real immutable file (chattr +i; root with the capability only)."""
+    import shutil
+    import subprocess
+
+    from rsir_stac.atomic import OutputError
+    from rsir_stac.export import export_index
+
+    stac = tmp_path / "tiles.json"
+    stac.write_text("the previous collection")
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(stac)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not allowed here (needs root and CAP_LINUX_IMMUTABLE)")
+    try:
+        before = _listing(tmp_path)
+        with Index.open(str(two_places), model=shipped_bundle) as idx:
+            with pytest.raises(OutputError, match=f"^{stac} cannot be replaced"):
+                export_index(idx, tmp_path / "tiles.parquet", stac_collection=stac)
+        assert _listing(tmp_path) == before
+    finally:
+        subprocess.run(["chattr", "-i", str(stac)], capture_output=True)

@@ -123,29 +123,40 @@ def _mlm_copy(mlm_src: Path) -> dict[str, Any]:
     return {**item, "assets": assets}
 
 
-def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int) -> Path:
-    """A STAC Collection (embeddings extension) for an exported GeoParquet file: its extent and
-    summaries are those of the rows written (a filtered export's, not the whole index's)."""
+def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: int, *, table: Path | None = None,
+                                outputs: Any = None) -> Path:
+    """A STAC Collection (embeddings extension) for an exported GeoParquet file ``parquet``, written to
+    ``target`` with the model's MLM Item copied beside it: its extent and summaries are those of the
+    rows written (a filtered export's, not the whole index's).  ``table``: where that file's rows are
+    read from, when not yet at ``parquet`` (staged in ``outputs``, an :class:`~rsir_stac.atomic.OutputSet`
+    that then writes the Collection and the item with it, all or none); alone, each file is atomic."""
+    import contextlib
+
     from rsir_stac.atomic import atomic_output
     from rsir_stac.model.bundle import MLM
+
+    def written(path: Path):
+        return atomic_output(path) if outputs is None else contextlib.nullcontext(outputs.stage(path))
+
+    source = parquet if table is None else table
 
     bundle = index.bundle
     mlm_src = Path(bundle.path) / MLM
     mlm_name = f"{bundle.model_id}.mlm-item.json"
     links = [{"rel": "self", "href": str(target.resolve()), "type": "application/json"}]  # STAC: self is absolute
     if mlm_src.is_file():
-        with atomic_output(target.parent / mlm_name) as tmp:
+        with written(target.parent / mlm_name) as tmp:
             tmp.write_text(json.dumps(_mlm_copy(mlm_src), indent=2) + "\n", encoding="utf-8")
         links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
                       "title": f"Model {bundle.model_id} (STAC MLM Item)"})
-    tiling = _chip_layout(parquet, bundle)
+    tiling = _chip_layout(source, bundle)
     rel = Path(parquet).resolve()
     try:
         href = "./" + str(rel.relative_to(target.resolve().parent))
     except ValueError:
         href = str(rel)
-    interval = _time_interval(parquet)
-    bbox, collections = _rows_extent(parquet)
+    interval = _time_interval(source)
+    bbox, collections = _rows_extent(source)
     description = ("Image-tile embeddings made by rsir-stac for content-based retrieval: one row per tile with "
                    "its lon/lat footprint, source STAC item and asset, and a Euclidean-metric embedding.")
     if bbox is None:
@@ -171,14 +182,14 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
         "emb:chip_layout": {"layout_type": "regular_grid", **tiling},
         "emb:model": bundle.model_id,
         # a summary's set of values has one at least (STAC): none for rows without a collection
-        "summaries": {**({"collection": collections} if collections else {}), **_gsd_summary(parquet)},
+        "summaries": {**({"collection": collections} if collections else {}), **_gsd_summary(source)},
         "assets": {"embeddings": {
             "href": href, "type": "application/vnd.apache.parquet", "roles": ["embeddings", "data"],
             "title": "Tile footprints, metadata and embeddings (GeoParquet 1.1, column 'embedding')",
             "emb:dimensions": int(bundle.dim), "table:row_count": int(rows)}},
         "links": links,
     }
-    with atomic_output(target) as tmp:
+    with written(target) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return target
 
