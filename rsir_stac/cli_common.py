@@ -28,11 +28,17 @@ def _one_line(text: object) -> str:
 _JSON = {"printed": False}
 
 
+#: Commands whose output is always one JSON document (no ``--json``): a failure prints one too.
+ALWAYS_JSON = frozenset({"export", "info", "model-info"})
+
+
 def _wants_json() -> bool:
-    """Whether the running command was asked for JSON on stdout (``--json``, ``--format json``)."""
+    """Whether the running command prints JSON on stdout: asked for (``--json``, ``--format json``),
+    or always (:data:`ALWAYS_JSON`)."""
     ctx = click.get_current_context(silent=True)
     params = ctx.params if ctx is not None else {}
-    return bool(params.get("as_json")) or params.get("fmt") == "json"
+    name = ctx.command.name if ctx is not None and ctx.command is not None else ""
+    return bool(params.get("as_json")) or params.get("fmt") == "json" or name in ALWAYS_JSON
 
 
 def _fail(message: str, code: int = 1) -> None:

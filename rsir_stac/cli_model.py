@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sys
 
@@ -477,13 +476,13 @@ def model_info(model):
 
     if model == IMAGENET:  # the baseline evaluate scores: no bundle, its description
         base = ImageNetBaseline()
-        click.echo(json.dumps({"model_id": base.model_id, "stored_dim": base.dim, "input_size": 224,
-                               "description": "ImageNet EfficientNet-Lite0 pooled features, L2-normalised, no "
-                                              "training: the reference of evaluate's generality protocols "
-                                              "(evaluate --model imagenet); not a bundle ingest can use"}, indent=2))
+        _echo_json({"model_id": base.model_id, "stored_dim": base.dim, "input_size": 224,
+                    "description": "ImageNet EfficientNet-Lite0 pooled features, L2-normalised, no "
+                                   "training: the reference of evaluate's generality protocols "
+                                   "(evaluate --model imagenet); not a bundle ingest can use"}, indent=2)
         return
     b = load_bundle(model)
     meta = {k: v for k, v in b.meta.items() if k != "training"}
     # the history and the split's file lists (thousands of names) are in model.json itself
     meta["training"] = {k: v for k, v in b.meta.get("training", {}).items() if k not in ("history", "split_files")}
-    click.echo(json.dumps(meta, indent=2))
+    _echo_json(meta, indent=2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ def info(index, qdrant_url, api_key):
     if svc is not None:  # a running serve holds the index: it answers (rsir_stac.cli_served)
         return served_info(svc)
     with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
-        click.echo(json.dumps(asdict(store.info()), indent=2))
+        _echo_json(asdict(store.info()), indent=2)
         if getattr(store, "foreign", None):  # search, export, classify and reindex refuse it
             click.echo(f"note: {store.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds "
                        f"{store.foreign}): it cannot be searched as an index", err=True)

@@ -916,3 +916,15 @@ def test_a_search_whose_every_match_is_an_example_says_so(index, world):
     assert not res.hits
     assert any(n.startswith(f"every tile that matches is one of the {len(scene)} examples") for n in res.notes), \
         res.notes
+
+
+@pytest.mark.parametrize("args", [["info", "--index", "{tmp}/none"], ["export", "--index", "{tmp}/none", "--out",
+                                  "{tmp}/x.parquet"], ["model-info", "--model", "{tmp}/none"]])
+def test_a_command_that_always_prints_json_prints_one_document_when_it_fails(args, tmp_path):
+    """New-user trial C7: `search --format json` and `classify --json` print {"ok": false, ...} on a failure,
+    `export`, `info` and `model-info` (always JSON) printed nothing on stdout, so a script read no document."""
+    r = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["exit_code"] == 2 and str(tmp_path / "none") in doc["error"], doc
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ")
