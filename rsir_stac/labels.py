@@ -91,9 +91,13 @@ class LabelSet:
 def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
     """Parse a label FeatureCollection (see the module docstring).
 
+    A row of search or classify output (it has a ``rank``) with no label is left out, with a warning:
+    a hits file the analyst labelled some rows of is a label file.
+
     Raises InputError naming ``what`` for: not a FeatureCollection, a Feature
-    without a point id or with a label other than positive/negative, one tile
-    labelled both ways, more than :data:`MAX_LABELS` labels.
+    without a point id or with a label other than positive/negative (an unlabelled Feature that is
+    not a result row included), one tile labelled both ways, more than :data:`MAX_LABELS` labels,
+    result rows none of which is labelled.
     """
     from rsir_stac.store.records import normalize_id
 
@@ -104,6 +108,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
     if len(feats) > MAX_LABELS:
         raise InputError(f"{what} has {len(feats)} labels; use at most {MAX_LABELS}")
     seen: dict[str, Label] = {}
+    unlabelled: list[str] = []
     for n, feat in enumerate(feats, 1):
         props = feat.get("properties") if isinstance(feat, Mapping) else None
         props = dict(props) if isinstance(props, Mapping) else {}
@@ -119,9 +124,12 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
                              "copy it from search results") from None
         raw_label = props.pop("label", None)
         label = str(raw_label or "").strip().lower()
+        if not label and "rank" in props:   # a row of search or classify output the analyst left unlabelled
+            unlabelled.append(pid)
+            continue
         if raw_label is None:
             raise InputError(f"{what}: feature {n} (point {pid}) has no label; set properties.label to "
-                             "\"positive\" or \"negative\"")
+                             "\"positive\" or \"negative\", or delete the feature")
         if label not in LABEL_VALUES:
             raise InputError(f"{what}: feature {n} (point {pid}) has label {raw_label!r}; "
                              "use \"positive\" or \"negative\"")
@@ -132,6 +140,13 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
             raise InputError(f"{what}: point {pid} is labelled both positive and negative; keep one of the two")
         if prev is None:
             seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props)
+    if unlabelled:   # find all -> review -> refine: the hits file itself, some of its rows labelled
+        if not seen:
+            raise InputError(f"{what} holds {len(unlabelled)} search or classify results and none is labelled; set "
+                             "properties.label to \"positive\" or \"negative\" on the tiles to learn from (the "
+                             "rows left unlabelled are then left out)")
+        log.warning("%s: %d result rows without a label were left out; %d labelled tiles are used",
+                    what, len(unlabelled), len(seen))
     model = doc.get(MODEL_KEY)
     return LabelSet(tuple(seen.values()), str(model) if model else None)
 

@@ -384,15 +384,16 @@ def _per_item_cap(per_item: int | str | None) -> tuple[int | None, bool]:
 SAME_PICTURE = 1e-4
 
 
-def _described(example: Example, resolved: ResolvedExample) -> str:
-    """``example`` as the user gave it, e.g. ``location (-99.15, 47.02)`` or ``image a.png``."""
+def _described(example: Example, resolved: ResolvedExample, n: int) -> str:
+    """``example`` (the ``n``-th of its side, from 1) as the user gave it, e.g. ``location (-99.15, 47.02)``,
+    ``image a.png`` or, for pixels and vectors (an uploaded image), ``image 2``."""
     if example.kind == "location":
         return f"location ({example.value[0]:g}, {example.value[1]:g})"
     if example.kind == "image":
         return f"image {example.value}"
     if example.kind == "point":
         return f"point {resolved.id}"
-    return f"{example.kind} example"
+    return f"image {n} (of that side's examples)"
 
 
 def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample], neg: Sequence[Example],
@@ -401,26 +402,28 @@ def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample]
     location on it) or the same picture (an image whose vector is within :data:`SAME_PICTURE` of the other
     side's): the search cannot prefer one over the other, and ranked the tiles most unlike both.
     ``rp``/``rn`` are :meth:`Index.resolve`'s answers, one for each of ``pos``/``neg`` in order."""
-    by_id = {r.id: (e, r) for e, r in zip(neg, rn) if r.id}
-    for e, r in zip(pos, rp):
+    P = [(e, r, n) for n, (e, r) in enumerate(zip(pos, rp), 1)]
+    N = [(e, r, n) for n, (e, r) in enumerate(zip(neg, rn), 1)]
+    by_id = {r.id: (e, r, n) for e, r, n in N if r.id}
+    for e, r, n in P:
         if r.id and r.id in by_id:
-            ne, nr = by_id[r.id]
+            ne, nr, nn = by_id[r.id]
             same = "" if e.kind == ne.kind == "point" else f", both stored tile {r.id}"
-            raise InputError(f"the positive example {_described(e, r)} and the negative example {_described(ne, nr)} "
-                             f"are the same tile{same}; keep one of the two")
-    pictures = [(True, e, r) for e, r in zip(pos, rp) if not r.id] + [(False, e, r) for e, r in zip(neg, rn) if not r.id]
-    for positive, e, r in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
-        others = list(zip(neg, rn)) if positive else list(zip(pos, rp))
+            raise InputError(f"the positive example {_described(e, r, n)} and the negative example "
+                             f"{_described(ne, nr, nn)} are the same tile{same}; keep one of the two")
+    pictures = [(True, x) for x in P if not x[1].id] + [(False, x) for x in N if not x[1].id]
+    for positive, this in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
+        others = N if positive else P
         if not others:
             continue
         d = np.linalg.norm(np.stack([o[1].vector for o in others]).astype(np.float32)
-                           - np.asarray(r.vector, np.float32)[None, :], axis=1)
+                           - np.asarray(this[1].vector, np.float32)[None, :], axis=1)
         i = int(np.argmin(d))
         if d[i] <= SAME_PICTURE:
-            (pe, pr), (ne, nr) = ((e, r), others[i]) if positive else (others[i], (e, r))
-            raise InputError(f"the positive example {_described(pe, pr)} and the negative example "
-                             f"{_described(ne, nr)} are the same picture (their vectors are {d[i]:.1g} apart), so "
-                             "the search cannot prefer one over the other; keep one of the two")
+            p, q = (this, others[i]) if positive else (others[i], this)
+            raise InputError(f"the positive example {_described(*p)} and the negative example {_described(*q)} are "
+                             f"the same picture (their vectors are {d[i]:.1g} apart), so the search cannot prefer one "
+                             "over the other; keep one of the two")
 
 
 def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:

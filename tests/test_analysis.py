@@ -157,9 +157,11 @@ def test_labels_without_positive_other_index_or_model(index, world, bundle):
                                          rf"\({lon + 1e-4:g}, {lat:g}\) are the same tile, both stored tile {pid}"):
         index.search(at=(lon, lat), negatives=[Example("location", (lon + 1e-4, lat))])
     px = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    with pytest.raises(InputError, match="pixels example and the negative example pixels example are the same picture"):
+    with pytest.raises(InputError, match=r"positive example image 1 \(of that side's examples\) and the negative "
+                                         r"example image 1 \(of that side's examples\) are the same picture"):
         index.search(pixels=px, negatives=[Example("pixels", px.copy())])
-    with pytest.raises(InputError, match=f"vector example and the negative example point {pid} are the same picture"):
+    with pytest.raises(InputError, match=f"positive example image 1 .* and the negative example point {pid} are the "
+                                         "same picture"):
         index.search(positives=[Example("vector", world[1][0].vector)], negatives=[Example("point", pid)])
     other = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     assert index.search(pixels=px, negatives=[Example("pixels", other)]).hits   # two pictures: searched
@@ -928,3 +930,38 @@ def test_a_command_that_always_prints_json_prints_one_document_when_it_fails(arg
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["exit_code"] == 2 and str(tmp_path / "none") in doc["error"], doc
     assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_hits_file_with_some_rows_labelled_is_a_label_file(world, bundle, tmp_path, caplog):
+    """New-user trial C6 (find all -> review -> refine): classify's hits file with a few rows labelled was
+    refused as labels ("feature 2 has no label") until every other row was deleted.  Result rows (they have
+    a rank) left unlabelled are now left out with a warning; a hits file with no row labelled is refused,
+    and an unlabelled Feature that is not a result row still is."""
+    import logging
+
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    hits = tmp_path / "hits.geojson"
+    r = CliRunner().invoke(main, ["classify", "--labels", str(labels), "--index", str(world[0]), "--out", str(hits)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(hits.read_text())
+    feats = doc["features"]
+    assert len(feats) > 4 and all("rank" in f["properties"] for f in feats)
+    with pytest.raises(InputError, match=f"holds {len(feats)} search or classify results and none is labelled"):
+        for f in feats:
+            f["properties"]["label"] = None
+        hits.write_text(json.dumps(doc))
+        read_labels(hits)
+    feats[0]["properties"]["label"], feats[3]["properties"]["label"] = "positive", "negative"
+    hits.write_text(json.dumps(doc))
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.labels"):
+        got = read_labels(hits)
+    assert got.positives == (feats[0]["id"],) and got.negatives == (feats[3]["id"],)
+    assert any(f"{len(feats) - 2} result rows without a label were left out" in m for m in caplog.messages)
+    r = CliRunner().invoke(main, ["classify", "--labels", str(hits), "--index", str(world[0]),
+                                  "--out", str(tmp_path / "again.geojson")])
+    assert r.exit_code == 0, r.output
+    del feats[1]["properties"]["rank"]   # not a result row: its missing label is a mistake to name
+    feats[1]["properties"]["label"] = None
+    hits.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"feature 2 \(point .*\) has no label; .*or delete the feature"):
+        read_labels(hits)

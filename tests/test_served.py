@@ -133,8 +133,9 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
                                  "--image", str(scenes[0]), "--format", "json", "-k", "2"])
         assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
         # several images and a negative one: uploaded together (multipart /api/query), as without a service
+        other = make_geotiff(tmp_path / "other.tif", width=128, height=128, seed=99)   # not one of the positives
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--image",
-                                 str(scenes[0]), "--image", str(scenes[1]), "--not-image", str(scenes[1]),
+                                 str(scenes[0]), "--image", str(scenes[1]), "--not-image", str(other),
                                  "--point-id", ids[2], "--format", "json", "-k", "2", "--per-item", "0"])
         assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),

@@ -305,8 +305,13 @@ export function parseLabels(doc, name) {
                     `has a label; ${need}.`);
   }
   const out = new Map();
+  let unlabelled = 0;
   feats.forEach((f, i) => {
     const p = (f && f.properties) || {};
+    if ((p.label === undefined || p.label === null || p.label === "") && "rank" in p) {
+      unlabelled++;   // a row of search or classify results the analyst left unlabelled: not a label
+      return;
+    }
     const id = p.point_id || (f && f.id);
     if (!id) throw new Error(`Label ${i + 1} of ${what} has no point_id; each Feature needs properties.point_id.`);
     if (p.label !== "positive" && p.label !== "negative") {
@@ -316,5 +321,8 @@ export function parseLabels(doc, name) {
     out.set(String(id), { label: p.label, geometry: f.geometry || null, note: p.note || "", item_id: p.item_id,
                           datetime: p.datetime });
   });
+  if (unlabelled && !out.size) {
+    throw new Error(`${what} holds ${unlabelled} search or classify results and none is labelled; ${need}.`);
+  }
   return out;
 }
