@@ -98,6 +98,12 @@ def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
         lon, lat, r = flt.near
         return f"no tile's centre lies within {r:g} m of {lon:g},{lat:g} ({name}); widen the radius or move it"
     if key == "polygon":
+        crossing = getattr(flt.polygon, "crossing", None)
+        if crossing is not None:   # drawn the long way round, read the short way (RFC 7946)
+            a, b = crossing
+            return (f"no tile's centre lies in the {name} area; its edge from longitude {a:g} to {b:g} spans more "
+                    "than 180 degrees, so it is read as crossing the antimeridian (the short way round, RFC 7946); "
+                    f"to go the other way, add a vertex on each edge that long (e.g. at longitude {(a + b) / 2:g})")
         return (f"no tile's centre lies in the {name} area; check that the area is where the tiles are (`rsir-stac "
                 "info` gives their extent; a GeoJSON area is read as lon/lat, other formats from their CRS)")
     start = flt.start.isoformat().replace("+00:00", "Z") if flt.start else ".."

@@ -965,3 +965,22 @@ def test_a_hits_file_with_some_rows_labelled_is_a_label_file(world, bundle, tmp_
     hits.write_text(json.dumps(doc))
     with pytest.raises(InputError, match=r"feature 2 \(point .*\) has no label; .*or delete the feature"):
         read_labels(hits)
+
+
+def test_an_area_drawn_the_long_way_round_that_finds_nothing_says_it_was_read_across_180(world, bundle, tmp_path):
+    """New-user trial C4: a --within polygon with the corners of a working --bbox (-100..100) found nothing,
+    read as crossing the antimeridian (RFC 7946), and the note said only to check where the area is."""
+    area = tmp_path / "wide.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-100, 40], [100, 40], [100, 50], [-100, 50],
+                                                                    [-100, 40]]]}))
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", str(world[0]), "--within", str(area)])
+    assert r.exit_code == 0, r.output
+    assert "its edge from longitude -100 to 100 spans more than 180 degrees" in r.output, r.output
+    assert "add a vertex on each edge that long (e.g. at longitude 0)" in r.output, r.output
+    # following it: a vertex at 0 on both long edges, and the tiles (at 10 E, 45 N) are found
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-100, 40], [0, 40], [100, 40], [100, 50], [0, 50],
+                                                                    [-100, 50], [-100, 40]]]}))
+    r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", str(world[0]), "--within", str(area),
+                                  "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"], r.output

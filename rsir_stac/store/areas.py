@@ -21,7 +21,7 @@ box, a polar cap, Natural Earth's Antarctica) and is read as drawn.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,17 @@ def _unwrap(ring: Ring, near: float | None = None) -> np.ndarray:
     return xy
 
 
+def _wide_edge(ring: Ring) -> tuple[float, float] | None:
+    """The first edge of ``ring`` whose longitudes differ by more than 180 degrees (read as crossing the
+    antimeridian), as its two longitudes; None when none does or the ring runs along the map's edge."""
+    if _on_map_edge(ring):
+        return None
+    for (a, _), (b, _) in zip(ring[:-1], ring[1:]):
+        if abs(float(b) - float(a)) > 180.0:
+            return float(a), float(b)
+    return None
+
+
 def _split(exterior: Ring, holes: tuple[Ring, ...], what: str) -> list[Polygon]:
     """One polygon, validated, cut at the antimeridian into parts within ±180."""
     from shapely.geometry import Polygon as ShapelyPolygon
@@ -133,6 +144,9 @@ class GeoArea:
     """A union of polygons with holes (lon/lat degrees), each within ±180."""
 
     polygons: tuple[Polygon, ...]
+    #: The first ring edge (its two longitudes) read as crossing the antimeridian, when one was: a note can
+    #: say why an area drawn the long way round (-100 to 100) holds none of the tiles between
+    crossing: tuple[float, float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.polygons:
@@ -144,13 +158,14 @@ class GeoArea:
         """One polygon from its exterior ring and holes (validated, cut at 180)."""
         ext = check_ring(exterior, what, close=close)
         inner = tuple(check_ring(h, f"{what} hole {i + 1}", close=close) for i, h in enumerate(holes))
-        return cls(tuple(_split(ext, inner, what)))
+        return cls(tuple(_split(ext, inner, what)), _wide_edge(ext))
 
     @classmethod
     def from_geojson(cls, doc: Any, what: str = "polygon") -> GeoArea:
         """The area of a GeoJSON Polygon, MultiPolygon, GeometryCollection of
         them, Feature or FeatureCollection (the union of all its features)."""
         polys: list[Polygon] = []
+        crossing = None
         for coords, where in _polygon_coords(doc, what):
             if not isinstance(coords, list) or not coords:
                 raise InputError(f"{where} has no coordinates; give a GeoJSON Polygon with rings of [lon, lat]")
@@ -162,8 +177,10 @@ class GeoArea:
                         for p in ring):
                     raise InputError(f"{where} has a bad position in {str(ring)[:60]}; positions are [lon, lat]")
                 rings.append(ring)
-            polys.extend(cls.from_rings(rings[0], rings[1:], where).polygons)
-        return cls(tuple(polys))
+            one = cls.from_rings(rings[0], rings[1:], where)
+            polys.extend(one.polygons)
+            crossing = crossing or one.crossing
+        return cls(tuple(polys), crossing)
 
     def contains(self, lon: float, lat: float) -> bool:
         """Inside one polygon and outside its holes; edges are inside (the area is closed,

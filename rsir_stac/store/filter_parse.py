@@ -349,6 +349,7 @@ def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True)
 
     _check_geojson_crs(doc, what)
     polys = []
+    crossing = None
     for coords, where in _polygon_coords(doc, what):
         if not isinstance(coords, list) or not coords or not all(isinstance(r, list) for r in coords):
             raise InputError(f"{where} has no coordinates; give a GeoJSON Polygon with rings of [lon, lat]")
@@ -358,7 +359,9 @@ def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True)
                         or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in pos[:2])):
                     raise InputError(f"{where} has a bad position {pos!r}; positions are [lon, lat]")
         try:
-            polys.extend(GeoArea.from_rings(coords[0], coords[1:], where, close=close).polygons)
+            one = GeoArea.from_rings(coords[0], coords[1:], where, close=close)
+            polys.extend(one.polygons)
+            crossing = crossing or one.crossing
         except InputError as err:
             named = _crs_name(doc)
             if named and "EPSG" in named and "latitude" in str(err) and "outside" in str(err):
@@ -366,7 +369,7 @@ def polygon_from_geojson(doc: Any, what: str = "polygon", *, close: bool = True)
                                  "longitude: GeoJSON (RFC 7946) is longitude, latitude, so swap them, e.g. "
                                  "`ogr2ogr -lco RFC7946=YES out.geojson in.geojson`") from None
             raise
-    return GeoArea(tuple(polys))
+    return GeoArea(tuple(polys), crossing)
 
 
 def _crs_name(doc: Any) -> str | None:
