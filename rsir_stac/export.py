@@ -447,6 +447,10 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     if stac_collection is not None:  # refused before the table is written, not after
         from rsir_stac.atomic import check_distinct_outputs
 
+        if Path(stac_collection).suffix.lower() != ".json":
+            raise InputError(f"--stac {stac_collection}: a STAC Collection is a JSON document; give the path a "
+                             f".json name, e.g. --stac {Path(stac_collection).with_suffix('.json').name}")
+
         check_output_path(stac_collection, what="--stac")
         item = Path(stac_collection).expanduser().parent / f"{index.bundle.model_id}.mlm-item.json"
         # the copy's name is not the user's to choose: listed first, so a clash names the option to change

@@ -193,3 +193,14 @@ def test_an_export_to_an_immutable_collection_file_writes_nothing(two_places, sh
         assert _listing(tmp_path) == before
     finally:
         subprocess.run(["chattr", "-i", str(stac)], capture_output=True)
+
+
+def test_a_stac_collection_path_that_is_not_json_is_refused_before_any_write(two_places, shipped_bundle, tmp_path):
+    """Trial K4: `--stac x.xml` wrote JSON under an .xml name."""
+    from rsir_stac.errors import InputError
+    from rsir_stac.export import export_index
+
+    with Index.open(str(two_places), model=shipped_bundle) as idx:
+        with pytest.raises(InputError, match=r"--stac .*x\.xml: a STAC Collection is a JSON document; .*--stac x\.json"):
+            export_index(idx, tmp_path / "t.parquet", stac_collection=tmp_path / "x.xml")
+    assert list(tmp_path.iterdir()) == []
