@@ -188,7 +188,7 @@ def export_command(index, qdrant_url, api_key, model, bbox, near, within, dateti
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         with tqdm_bar(idx.store.count(flt), "pt") as bar:
             res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
-                               progress=bar.update)
+                               progress=bar.update, inputs=[("--within", within)])
         note = unknown_collection_note(idx.store, flt)
     if note:
         echo_text(f"note: {note}", err=True)

@@ -425,13 +425,16 @@ def _drop_score(row: dict) -> dict:
 
 def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors: bool = True,
                  stac_collection: str | Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int], None] | None = None,
+                 inputs: Sequence[tuple[str, str | Path | None]] = ()) -> dict[str, Any]:
     """Write every point of ``index`` (an :class:`~rsir_stac.search.Index`) to ``path``
     (any format; GeoParquet for reuse) and, when ``stac_collection`` is given, a STAC
     Collection describing the file with the embeddings extension; the model's MLM
     Item is copied beside it and linked.  Returns a summary dict (rows, paths).  Raises
     StoreError, writing nothing, for an index its opening found damaged
-    (:func:`rsir_stac.store.migrate.refuse_damaged`).
+    (:func:`rsir_stac.store.migrate.refuse_damaged`), and InputError, writing nothing, when an output
+    (the file, the Collection, the model item copy) is another of them or one of ``inputs``
+    (``(option, path)`` pairs, e.g. the ``--within`` area file: :func:`rsir_stac.atomic.check_distinct_outputs`).
     """
     from rsir_stac.atomic import check_output_path
     from rsir_stac.store.migrate import refuse_damaged
@@ -443,9 +446,11 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     if stac_collection is not None and not with_vectors:
         raise InputError("--stac writes a Collection of the embeddings extension, which describes the file's "
                          "'embedding' column, and --no-vectors leaves that column out; drop one of them")
+    from rsir_stac.atomic import check_distinct_outputs
+
     check_output_path(path)
+    check_distinct_outputs([("--out", path)], list(inputs))
     if stac_collection is not None:  # refused before the table is written, not after
-        from rsir_stac.atomic import check_distinct_outputs
 
         if Path(stac_collection).suffix.lower() != ".json":
             raise InputError(f"--stac {stac_collection}: a STAC Collection is a JSON document; give the path a "
@@ -454,7 +459,14 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
         check_output_path(stac_collection, what="--stac")
         item = Path(stac_collection).expanduser().parent / f"{index.bundle.model_id}.mlm-item.json"
         # the copy's name is not the user's to choose: listed first, so a clash names the option to change
-        check_distinct_outputs([("the model item copy", item), ("--out", path), ("--stac", stac_collection)])
+        for what, given in inputs:   # the copy's name is fixed: the way out is another --stac folder
+            try:
+                check_distinct_outputs([("the model item copy", item)], [(what, given)])
+            except InputError:
+                raise InputError(f"the model item copy {item}, which --stac writes beside the Collection, is the file "
+                                 f"read as {what}; give --stac a path in another folder") from None
+        check_distinct_outputs([("the model item copy", item), ("--out", path), ("--stac", stac_collection)],
+                               list(inputs))
     pages = index_pages(index.store, flt, with_vectors=with_vectors, progress=progress)
     if stac_collection is None:
         n = write_table(pages, path, empty_row(None, with_vectors=with_vectors))

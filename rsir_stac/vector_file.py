@@ -47,13 +47,13 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyogrio's own warnings (e.g. a measured geometry) are not ours to show
-            layers = _feature_layers(path)
+            layers = [] if path.suffix.lower() in (".parquet", ".geoparquet") else _feature_layers(path)
             if len(layers) > 1:
                 names = ", ".join(layers[:6]) + (", ..." if len(layers) > 6 else "")
                 raise InputError(f"{what} holds {len(layers)} layers ({names}); save the one to use as a file of "
                                  "its own (QGIS: Export > Save Features As..., GeoJSON), so that no layer is read "
                                  "by mistake")
-            gdf = pyogrio.read_dataframe(path, layer=layers[0] if layers else None)
+            gdf = _read_frame(path, layers)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001  (GDAL's own errors name what it could not read)
@@ -62,7 +62,11 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
             why = "GDAL does not recognise its format"
         why = why.replace(str(path), path.name)
         raise InputError(f"{what} is not GeoJSON nor a vector file GDAL reads ({why}); {fix}") from None
-    if getattr(gdf, "geometry", None) is None or not hasattr(gdf, "crs"):  # a table: no geometry
+    import geopandas
+
+    gdf = gdf.drop(columns=[c for c in ("embedding",) if c in gdf.columns])   # an export's vectors: not read here
+    # a table without geometry; a plain frame's "geometry" and "crs" would be its columns (an export's CSV has both)
+    if not isinstance(gdf, geopandas.GeoDataFrame) or gdf.geometry.name not in gdf.columns:
         return {"type": "FeatureCollection", "features": [
             {"type": "Feature", "geometry": None, "properties": _json_values(row)}
             for row in gdf.to_dict(orient="records")]}
@@ -80,6 +84,27 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
         if col != gdf.geometry.name and str(gdf[col].dtype).startswith("datetime64"):
             gdf[col] = gdf[col].map(lambda t: None if t is None or t != t else t.isoformat().replace("+00:00", "Z"))
     return json.loads(gdf.to_json(drop_id=True, to_wgs84=False))
+
+
+def _read_frame(path: Path, layers: list[str]):
+    """``path``'s one layer as a (Geo)DataFrame: GeoParquet through pyarrow (GDAL is often built without
+    its Parquet driver), a CSV with its WKT ``geometry`` column parsed (as rsir-stac's exports write it,
+    in lon/lat), anything else through GDAL."""
+    import pyogrio
+
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".geoparquet"):
+        import geopandas
+
+        try:
+            return geopandas.read_parquet(path)
+        except ValueError:   # a Parquet table without GeoParquet metadata: its rows, no geometry
+            import pandas
+
+            return pandas.read_parquet(path)
+    if suffix == ".csv":
+        return pyogrio.read_dataframe(path, GEOM_POSSIBLE_NAMES="geometry", KEEP_GEOM_COLUMNS="NO")
+    return pyogrio.read_dataframe(path, layer=layers[0] if layers else None)
 
 
 def _feature_layers(path: Path) -> list[str]:

@@ -717,6 +717,11 @@ def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_writ
         (["export", "--out", str(tmp_path / "x.parquet"),
           "--stac", str(tmp_path / f"{bundle.model_id}.mlm-item.json")], "is the file the model item copy writes too"),
     ]
+    item = tmp_path / f"{bundle.model_id}.mlm-item.json"   # an area file that has the model item copy's name
+    item.write_text(area.read_text())
+    before[item.name] = item.read_bytes()
+    cases.append((["export", "--within", str(item), "--out", str(tmp_path / "x.parquet"), "--stac",
+                   str(tmp_path / "c.json")], "is the file read as --within; give --stac a path in another folder"))
     for args, said in cases:
         r = CliRunner().invoke(main, [*args, "--index", idx])
         assert r.exit_code == 2, (args, r.output)
@@ -984,3 +989,41 @@ def test_an_area_drawn_the_long_way_round_that_finds_nothing_says_it_was_read_ac
     r = CliRunner().invoke(main, ["search", "--labels", str(labels), "--index", str(world[0]), "--within", str(area),
                                   "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["hits"], r.output
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "fgb"])
+def test_a_hits_file_in_any_export_format_reads_back_as_labels_and_as_an_area(world, bundle, tmp_path, ext):
+    """Re-check R2: a CSV hits file (it has a WKT `geometry` and a `crs` column, as every export does) given as
+    --labels or --within ended in "unexpected ValueError: The truth value of a Series is ambiguous"; a
+    GeoParquet one in GDAL's "libduckdb.so: cannot open shared object file"."""
+    import geopandas as gpd
+
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    hits = tmp_path / f"hits.{ext}"
+    r = CliRunner().invoke(main, ["classify", "--labels", str(labels), "--index", str(world[0]), "--out", str(hits)])
+    assert r.exit_code == 0, r.output
+    if ext == "csv":   # a spreadsheet's edit: the label column set on two rows
+        import pandas as pd
+
+        table = pd.read_csv(hits)
+        table["label"] = None   # the analyst's review starts from a clean column
+        table.loc[0, "label"], table.loc[3, "label"] = "positive", "negative"
+        table.to_csv(hits, index=False)
+        ids = table["id"].tolist()
+    else:
+        g = gpd.read_parquet(hits) if ext == "parquet" else gpd.read_file(hits)
+        g = g.sort_values("rank").reset_index(drop=True)
+        g["label"] = None
+        g["label"] = g["label"].astype(object)
+        g.loc[0, "label"], g.loc[3, "label"] = "positive", "negative"
+        g.to_parquet(hits) if ext == "parquet" else g.to_file(hits)
+        ids = g["id"].tolist()
+    got = read_labels(hits)
+    assert got.positives == (ids[0],) and got.negatives == (ids[3],), got
+    r = CliRunner().invoke(main, ["search", "--labels", str(hits), "--index", str(world[0]), "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["hits"], r.output
+    r = CliRunner().invoke(main, ["search", "--point-id", ids[0], "--index", str(world[0]), "--within", str(hits),
+                                  "--include-query", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    found = {h["id"] for h in json.loads(r.stdout)["hits"]}
+    assert ids[0] in found, r.output

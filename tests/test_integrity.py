@@ -503,13 +503,17 @@ def test_snapshot_refuses_unknown_extension_and_existing_archive(idx, tmp_path):
 
 def test_missing_index_and_snapshot_exit_2(tmp_path):
     """Bad input refused before any work exits 2 (the documented contract)."""
+    import json
+
     nope = tmp_path / "nope"
     for args in (["info", "--index", str(nope)], ["check", "--index", str(nope)],
                  ["snapshot", str(tmp_path / "s.tar.gz"), "--index", str(nope)],
                  ["restore", str(tmp_path / "missing.tar.gz"), "--index", str(tmp_path / "r")]):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 2, (args, r.output)
-        assert r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.output
+        # stdout: nothing, or for a command whose output is always JSON (info) the failure as one document
+        assert r.stdout == "" or json.loads(r.stdout)["ok"] is False and args[0] == "info", r.output
     assert not nope.exists() and not (tmp_path / "r").exists()
 
 

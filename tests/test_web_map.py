@@ -763,6 +763,16 @@ def test_the_map_says_why_a_scene_is_not_drawn_zoomed_out_and_draws_it_zoomed_in
             x, y = pg.lonlat_xy(corner[1], corner[0])
             r, g, b = shot.getpixel((int(x + 20), int(y + 20)))
             assert abs(r - 120) < 12 and abs(g - 120) < 12 and abs(b - 120) < 12, (r, g, b, box)
+            # zoomed out again with an animated zoom (the - button, the wheel): the notice comes back (re-check:
+            # the tiles' notes came before the animation's end, whose handler then hid it)
+            # out with the - button, one step at a time (a new-user re-check: with an animated zoom the tiles'
+            # notes came back before the animation's end, whose handler then hid the notice at every step)
+            for z in (19, 18, 17):
+                pg.p.click(".leaflet-control-zoom-out")
+                pg.p.wait_for_timeout(1500)   # past the animation's end
+                notice = pg.p.inner_text("#map-notice")
+                assert pg.p.locator("#map-notice").is_visible() == (z < 19), (z, notice)
+                assert z == 19 or f"not drawn at zoom {z}" in notice, (z, notice)
             pg.check_clean()
         finally:
             pg.close()

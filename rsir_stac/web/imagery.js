@@ -18,7 +18,7 @@ const AuthTiles = L.TileLayer.extend({
       .then((r) => {
         if (!r.ok) return Promise.reject(new Error("HTTP " + r.status));
         const note = r.headers.get("X-Imagery-Note");
-        if (note && coords.z === this._tileZoom) undrawnNotice(note);   // not a late tile of another zoom
+        if (note && coords.z === this._tileZoom) undrawnNotice(note, coords.z);   // not a late tile of another zoom
         return r.blob();
       })
       .then((b) => { img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); }; img.src = URL.createObjectURL(b); })
@@ -30,14 +30,15 @@ const AuthTiles = L.TileLayer.extend({
 /** The service left a scene undrawn at this zoom (a fine raster without overviews seen zoomed out):
  *  say so over the map, once per zoom level, unless a problem is being told. */
 let undrawnZoom = null;
-map.on("zoomend", () => {
+// cleared when a zoom starts, before the new zoom's tiles are asked for: their notes (which may come
+// back before the zoom animation ends) say it again where it still holds
+map.on("zoomstart", () => {
   if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
   undrawnZoom = null;
 });
-function undrawnNotice(encoded) {
+function undrawnNotice(encoded, z) {
   let text = encoded;
   try { text = decodeURIComponent(encoded); } catch (e) { /* shown as sent */ }
-  const z = Math.round(map.getZoom());
   if (imageryProblem || undrawnZoom === z) return;
   undrawnZoom = z;
   imageryProblem = "undrawn";   // cleared by the next tile drawn without a note, like the other notices
