@@ -40,8 +40,6 @@ def read_vector_file(path: Path, what: str, fix: str) -> dict[str, Any]:
     on Earth."""
     import warnings
 
-    import pyogrio
-
     if path.stat().st_size <= 4096 and not path.read_bytes().strip(_LEAD):
         raise InputError(f"{what} is empty (no bytes, or white space only); {fix}")
     try:
