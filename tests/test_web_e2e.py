@@ -1340,3 +1340,40 @@ def test_bidi_and_invisible_characters_of_catalogue_texts_are_shown_escaped(brow
                 pg.check_clean()
             finally:
                 pg.close()
+
+
+def test_a_new_search_shows_the_labels_on_its_cards_and_selecting_never_zooms_out(browser, server):
+    """Page trial (thirty-fifth session): after a new search a labelled tile's card had no green/red border
+    (the map and details showed the label), so P on it, 'again: remove the label', took the label off
+    unseen; and selecting a result below zoom 14 on a small map zoomed out to frame it."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-b")))
+    pg = Page(browser, base)
+    try:
+        pg.search_by_id(pid, 10)
+        first = pg.p.locator("#gallery .card").nth(1)
+        rid = first.get_attribute("data-id")
+        first.click()
+        pg.p.click("#details button:has-text('Positive')")
+        assert "pos" in first.get_attribute("class")
+        pg.p.evaluate(f"rsir.searchById('{pid}')")   # a new search: new cards
+        pg.wait_results(10)
+        card = pg.p.locator(f"#gallery .card[data-id='{rid}']")
+        assert "pos" in card.get_attribute("class"), card.get_attribute("class")
+        # selecting a result when zoomed out keeps the zoom or zooms in, never out
+        pg.p.set_viewport_size({"width": 390, "height": 700})
+        pg.p.evaluate("rsir.map.invalidateSize({animate: false})")
+        for z in (13.5, 19):   # far out; and close in, the result off screen (it was framed at zoom ~17)
+            pg.p.evaluate(f"rsir.map.setZoom({z}, {{animate: false}})")
+            pg.p.evaluate("rsir.map.panBy([2000, 0], {animate: false})")   # the results off screen
+            card = pg.p.locator("#gallery .card").nth(2)
+            card.click()
+            pg.p.wait_for_timeout(600)
+            after = pg.p.evaluate("rsir.map.getZoom()")
+            assert after >= z, (z, after)
+            inside = pg.p.evaluate(f"rsir.map.getBounds().contains(L.latLng({points[card.get_attribute('data-id')]['location']['lat']}, "
+                                   f"{points[card.get_attribute('data-id')]['location']['lon']}))")
+            assert inside, z   # and brought into view
+        pg.check_clean()
+    finally:
+        pg.close()

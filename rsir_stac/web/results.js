@@ -186,6 +186,7 @@ export function showResults(doc, h) {
   keysLine(features.length > 0);
   if (!features.length) g.appendChild(el("div", "empty", doc.empty || "No results: loosen the filters or the area?"));
   for (const f of features) g.appendChild(card(f, scored));
+  for (const f of features) restyle(f.id);   // each card as labelled: a card drawn plain read as unlabelled (page trial)
   g.scrollTop = 0;
   drawBadges();
 }
@@ -252,8 +253,13 @@ export function select(id, zoom) {
     layer.bringToFront();
     if (zoom) {
       const b = layer.getBounds();
-      // a tile framed, not filled: at its own size on screen the imagery would be pixels
-      if (!map.getBounds().contains(b) || map.getZoom() < 14) map.fitBounds(b.pad(1.5), { padding: [60, 60], maxZoom: 16 });
+      // a tile framed, not filled: at its own size on screen the imagery would be pixels; never zoomed out
+      // for it (a phone's small map framed the tile at a coarser zoom than the one shown: page trial)
+      if (!map.getBounds().contains(b) || map.getZoom() < 14) {
+        const fit = Math.min(16, map.getBoundsZoom(b.pad(1.5), false, L.point(120, 120)));
+        if (fit >= map.getZoom()) map.fitBounds(b.pad(1.5), { padding: [60, 60], maxZoom: 16 });
+        else if (!map.getBounds().contains(b)) map.panTo(b.getCenter());
+      }
     }
   }
   const c = cards.get(id);

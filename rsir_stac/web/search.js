@@ -105,13 +105,15 @@ function capNote(doc, scored) {
     worst = scored ? Math.min(worst, v[i]) : Math.max(worst, v[i]);
   }
   if (from < 0) return "";
+  // the rank shown on the card (on page 2 the first card is rank 11, not 1: page trial)
+  const rank = Number((doc.features[from].properties || {}).rank) || from + 1;
   // doc.per_scene_penalty: a distance beyond the cap ranks as if that many times larger (FILL_PENALTY)
   if (!scored && doc.per_scene_penalty) {
-    return `from rank ${from + 1} on, the results are not in distance order: beyond ${doc.per_scene} tiles of one ` +
+    return `from rank ${rank} on, the results are not in distance order: beyond ${doc.per_scene} tiles of one ` +
       `scene a tile ranks as if ${Math.round((doc.per_scene_penalty - 1) * 100)} % farther, so nearly as near tiles ` +
       "of other scenes come first";
   }
-  return `from rank ${from + 1} on, the results are not in ${scored ? "score" : "distance"} order: at most ` +
+  return `from rank ${rank} on, the results are not in ${scored ? "score" : "distance"} order: at most ` +
     `${doc.per_scene} tiles per scene come first while other scenes have results, so more ${scored ? "alike" : "similar"} ` +
     "tiles of the same scenes follow farther ones, or come on later pages (Next)";
 }
