@@ -105,7 +105,6 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
     from rsir_stac.export import format_for
     from rsir_stac.labels import read_labels
     from rsir_stac.search import Index
-    from rsir_stac.search_notes import unknown_collection_note
 
     format_for(out)
     check_output_path(out, "--out")  # before the scan, not after it
@@ -123,10 +122,10 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
         with tqdm_bar(idx.store.count(flt), "pt") as bar:
             report = classify(idx, labels, flt=flt, threshold=threshold, holdout=holdout, max_hits=max_hits,
                               batch=batch_size, progress=lambda done, total: bar.update(done - bar.n))
-        collection_note = unknown_collection_note(idx.store, flt)
+        filter_notes = _filter_notes(idx.store, flt, report.scored == 0)
     rows = _hit_rows(report.hits, dissolve)
     _write_rows(rows, out, dissolve)
-    notes = report.notes() + [n for n in (collection_note,) if n]
+    notes = report.notes() + filter_notes
     summary = {**report.summary(), "out": out, "rows": len(rows), "notes": notes}
     if as_json:
         echo_json(summary)
@@ -180,7 +179,6 @@ def export_command(index, qdrant_url, api_key, model, bbox, near, within, dateti
     from rsir_stac.atomic import check_distinct_outputs
     from rsir_stac.export import export_index, format_for
     from rsir_stac.search import Index
-    from rsir_stac.search_notes import unknown_collection_note
 
     format_for(out)
     check_distinct_outputs([("--out", out), ("--stac", stac_path)], [("--within", within)])
@@ -189,10 +187,20 @@ def export_command(index, qdrant_url, api_key, model, bbox, near, within, dateti
         with tqdm_bar(idx.store.count(flt), "pt") as bar:
             res = export_index(idx, out, flt=flt, with_vectors=not no_vectors, stac_collection=stac_path,
                                progress=bar.update, inputs=[("--within", within)])
-        note = unknown_collection_note(idx.store, flt)
-    if note:
+        notes = _filter_notes(idx.store, flt, res["rows"] == 0)
+    for note in notes:
         echo_text(f"note: {note}", err=True)
     echo_json(res)
+
+
+def _filter_notes(store, flt, empty: bool) -> list[str]:
+    """What the filters did, as search says it: a bbox whose west and east look swapped, a collection the
+    index does not hold and, when nothing matched (``empty``), which filter matched no tile (an area read
+    across the antimeridian among them)."""
+    from rsir_stac.search_notes import empty_filter_notes, swapped_bbox_note, unknown_collection_note
+
+    notes = [n for n in (swapped_bbox_note(flt), unknown_collection_note(store, flt)) if n]
+    return notes + [n for n in (empty_filter_notes(store, flt) if empty else []) if n not in notes]
 
 
 def _hit_rows(hits, dissolve: bool) -> list[dict]:

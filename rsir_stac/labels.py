@@ -120,7 +120,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
         try:
             pid = normalize_id(raw_id)
         except InputError:
-            raise InputError(f"{what}: feature {n} {key} {raw_id!r} is not a tile id (a UUID); "
+            raise InputError(f"{what}: feature {n} {key} {_quoted(raw_id)} is not a tile id (a UUID); "
                              "copy it from search results") from None
         raw_label = props.pop("label", None)
         label = str(raw_label or "").strip().lower()
@@ -131,7 +131,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
             raise InputError(f"{what}: feature {n} (point {pid}) has no label; set properties.label to "
                              "\"positive\" or \"negative\", or delete the feature")
         if label not in LABEL_VALUES:
-            raise InputError(f"{what}: feature {n} (point {pid}) has label {raw_label!r}; "
+            raise InputError(f"{what}: feature {n} (point {pid}) has label {_quoted(raw_label)}; "
                              "use \"positive\" or \"negative\"")
         note = props.pop("note", None)
         geom = feat.get("geometry") if isinstance(feat.get("geometry"), Mapping) else None
@@ -149,6 +149,13 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
                     what, len(unlabelled), len(seen))
     model = doc.get(MODEL_KEY)
     return LabelSet(tuple(seen.values()), str(model) if model else None)
+
+
+def _quoted(value: Any, most: int = 48) -> str:
+    """``repr(value)``, cut to about ``most`` characters (a 20,000-character id filled the page's status
+    and the API's 400-character detail before the message said what was wrong with it)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most - 12]}...{text[-8:]} ({len(str(value)):,} characters)"
 
 
 def _is_point_id(value: Any) -> bool:

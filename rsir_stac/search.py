@@ -382,6 +382,8 @@ def _per_item_cap(per_item: int | str | None) -> tuple[int | None, bool]:
 #: Distance (stored-vector units) under which two examples are one picture: an image file and the stored tile
 #: it was cut from embed ~1e-6 apart (the pixel path is ingest's); two different tiles, > 0.01.
 SAME_PICTURE = 1e-4
+#: The step two stored tiles' vectors are rounded to before they are compared (equal pixels, equal vectors).
+SAME_PICTURE_ROUNDED = 1e-4
 
 
 def _described(example: Example, resolved: ResolvedExample, n: int) -> str:
@@ -411,6 +413,18 @@ def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample]
             same = "" if e.kind == ne.kind == "point" else f", both stored tile {r.id}"
             raise InputError(f"the positive example {_described(e, r, n)} and the negative example "
                              f"{_described(ne, nr, nn)} are the same tile{same}; keep one of the two")
+    # two stored tiles with the same pixels (a scene ingested twice, a copy): their vectors, rounded, match
+    # (a hash, not all pairs: label files hold up to 10,000 tiles a side)
+    def key(r: ResolvedExample) -> bytes:
+        return np.round(np.asarray(r.vector, np.float64) / SAME_PICTURE_ROUNDED).astype(np.int64).tobytes()
+
+    stored = {key(r): (e, r, n) for e, r, n in N if r.id}
+    for e, r, n in P:
+        other = stored.get(key(r)) if r.id else None
+        if other is not None:
+            raise InputError(f"the positive example {_described(e, r, n)} and the negative example "
+                             f"{_described(*other)} are two tiles of the same picture (their vectors are equal), so "
+                             "the search cannot prefer one over the other; keep one of the two")
     pictures = [(True, x) for x in P if not x[1].id] + [(False, x) for x in N if not x[1].id]
     for positive, this in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
         others = N if positive else P

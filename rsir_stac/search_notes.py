@@ -111,6 +111,15 @@ def _empty_part(key: str, flt: SearchFilter, name: str) -> str:
     return f"no tile is dated within {name} {start}/{end}; widen the dates (undated tiles never match a date filter)"
 
 
+def _when(dt: Any) -> str:
+    """An acquisition time for a sentence: ``2017-08-31 17:24 UTC`` from ``2017-08-31T17:24:57.555491Z``
+    (a date alone as it is)."""
+    text = str(dt)
+    if len(text) >= 16 and text[10] == "T":
+        return f"{text[:10]} {text[11:16]}" + (" UTC" if text.endswith(("Z", "+00:00")) else "")
+    return text
+
+
 def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | None:
     """A line when an example tile (a stored point, or a place's tile: no tile there has the dates
     or collections, :meth:`Index._tile_at`) is one the dates or collections leave out, so the
@@ -123,13 +132,13 @@ def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | Non
     for r in examples:
         if r.kind == "point" and r.payload is not None and not matches(r.payload, when):
             dt = r.payload.get("datetime")
-            return (f"the example tile is {'from ' + str(dt) if dt else 'without a date'} "
+            return (f"the example tile is {'from ' + _when(dt) if dt else 'without a date'} "
                     f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map "
                     "page hides its imagery)")
         if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
             dt = r.payload.get("datetime")
             return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
-                    f"{'from ' + str(dt) if dt else 'with no date'} "
+                    f"{'from ' + _when(dt) if dt else 'with no date'} "
                     f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map page "
                     "hides its imagery)")
     return None

@@ -983,6 +983,14 @@ def test_an_area_drawn_the_long_way_round_that_finds_nothing_says_it_was_read_ac
     assert r.exit_code == 0, r.output
     assert "its edge from longitude -100 to 100 spans more than 180 degrees" in r.output, r.output
     assert "add a vertex on each edge that long (e.g. at longitude 0)" in r.output, r.output
+    # classify and export say the same (re-check R5: "widen the area" and nothing)
+    for args in (["classify", "--labels", str(labels), "--out", str(tmp_path / "h.geojson")],
+                 ["export", "--out", str(tmp_path / "e.parquet")]):
+        r = CliRunner().invoke(main, [*args, "--index", str(world[0]), "--within", str(area)])
+        assert r.exit_code == 0 and "read as crossing the antimeridian" in r.stderr, (args, r.output)
+    r = CliRunner().invoke(main, ["export", "--out", str(tmp_path / "e.parquet"), "--index", str(world[0]),
+                                  "--bbox", "10.1,45,10.0,45.1"])
+    assert r.exit_code == 0 and "spans 359.9 degrees" in r.stderr, r.output
     # following it: a vertex at 0 on both long edges, and the tiles (at 10 E, 45 N) are found
     area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[-100, 40], [0, 40], [100, 40], [100, 50], [0, 50],
                                                                     [-100, 50], [-100, 40]]]}))
@@ -1027,3 +1035,30 @@ def test_a_hits_file_in_any_export_format_reads_back_as_labels_and_as_an_area(wo
     assert r.exit_code == 0, r.output
     found = {h["id"] for h in json.loads(r.stdout)["hits"]}
     assert ids[0] in found, r.output
+
+
+def test_a_label_file_error_quotes_a_long_value_short_and_keeps_the_reason():
+    """Page trial 4: a 20,000-character point_id filled the page's status with the id, and the API's
+    400-character detail was cut before saying what was wrong with it."""
+    from rsir_stac.labels import labels_from_geojson
+
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {
+        "point_id": "a" * 20000, "label": "positive"}}]}
+    with pytest.raises(InputError) as err:
+        labels_from_geojson(doc, "labels")
+    msg = str(err.value)
+    assert len(msg) < 200 and msg.endswith("is not a tile id (a UUID); copy it from search results"), msg
+    assert "(20,000 characters)" in msg, msg
+
+
+def test_two_tiles_of_one_picture_as_positive_and_negative_are_refused(world, bundle, tmp_path):
+    """Re-check R3: two stored tiles with the same pixels (a scene ingested twice, a copy), one a positive
+    and the other a negative, were searched for what is unlike both, with no word."""
+    first = world[1][0]
+    twin = Point(str(uuid.uuid5(uuid.NAMESPACE_URL, "twin")), first.vector.copy(), {**first.payload, "item_id": "copy"})
+    path = index_of_points(tmp_path / "twins", [first, twin, *world[1][1:20]], bundle)
+    with Index.open(str(path), model=bundle) as idx:
+        with pytest.raises(InputError, match=f"the positive example point {first.id} and the negative example point "
+                                             f"{twin.id} are two tiles of the same picture"):
+            idx.search(point_id=first.id, negatives=[Example("point", twin.id)])
+        assert idx.search(point_id=first.id, negatives=[Example("point", world[1][1].id)]).hits

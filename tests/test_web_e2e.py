@@ -1377,3 +1377,48 @@ def test_a_new_search_shows_the_labels_on_its_cards_and_selecting_never_zooms_ou
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_a_page_turn_that_fails_keeps_the_page_shown_and_its_link(browser, server):
+    """Page trial: with the service down, Next cleared the results shown and their downloads, and the
+    address already named page 2, so "Search again" later opened a page never seen."""
+    base, points = server
+    pid = next(iter(_scene_points(points, "scene-b")))
+    pg = Page(browser, base)
+    try:
+        pg.search_by_id(pid, 10)
+        ids = [c.get_attribute("data-id") for c in pg.p.locator("#gallery .card").all()]
+        url = pg.p.url
+        pg.p.route("**/api/search**", lambda route: route.abort())   # the service cannot be reached
+        pg.p.click("#page-next")
+        pg.p.wait_for_function("document.querySelector('#status').classList.contains('error')", timeout=30_000)
+        assert [c.get_attribute("data-id") for c in pg.p.locator("#gallery .card").all()] == ids
+        assert "The page shown is still results 1–10" in pg.status(), pg.status()
+        assert "o=10" not in pg.p.url and "offset" not in pg.p.url, (url, pg.p.url)
+        assert pg.p.inner_text("#page-text") == "Results 1–10"
+        pg.p.unroute("**/api/search**")
+        pg.p.click("#page-next")   # the service answers again: the next page
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 11–20'", timeout=30_000)
+    finally:
+        pg.close()
+
+
+def test_a_wrong_service_key_is_said_to_be_refused_not_missing(browser, server):
+    """Page trial 7: a wrong key (/?key=wrong) got the prompt and the message of a missing one."""
+    base, _ = server
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800})
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    try:
+        p = ctx.new_page()
+        p.on("dialog", answer)
+        p.goto(f"{base}/?key=wrong")
+        p.wait_for_function("document.querySelector('#status').innerText.includes('access key')", timeout=30_000)
+        assert asked and asked[0] == "The service refused this access key; enter the right one:", asked
+        assert "refused the access key given" in p.inner_text("#status"), p.inner_text("#status")
+    finally:
+        ctx.close()

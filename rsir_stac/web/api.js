@@ -37,7 +37,11 @@ export function friendly(text, status) {
 
 function errorText(doc, status) {
   // the service's own words name the X-API-Key header, which a browser user cannot send
-  if (status === 401) return "This service needs its access key: open the page as /?key=YOUR_KEY (or enter the key when asked).";
+  if (status === 401) {
+    return apiKey ? "The service refused the access key given: open the page as /?key=YOUR_KEY with the right key " +
+                    "(or enter it when asked)."
+                  : "This service needs its access key: open the page as /?key=YOUR_KEY (or enter the key when asked).";
+  }
   const d = doc && doc.detail;
   if (Array.isArray(d)) {
     return d.map((x) => ((x.loc || []).slice(1).join(".") || "request") + ": " + x.msg).join("; ");
@@ -63,7 +67,9 @@ export async function api(path, opts, retried) {
     throw new ApiError("The service cannot be reached; check that rsir-stac serve is running.", 0);
   }
   if (resp.status === 401 && !retried) {
-    const k = window.prompt("This service needs an access key:", "");
+    // a key that was sent and refused is said to be wrong, not missing (page trial)
+    const k = window.prompt(apiKey ? "The service refused this access key; enter the right one:"
+                                   : "This service needs an access key:", "");
     if (k) {
       apiKey = k.trim();
       sessionStorage.setItem("rsir-key", apiKey);

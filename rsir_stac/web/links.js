@@ -1,6 +1,7 @@
 // The address: a link opens the search it was copied from (its query, labels, filters, selection
 // and view; what it held that the page cannot use is said), Back and Forward step through
 // searches, the map view is kept in it, and Copy link.
+import { hasKey } from "./api.js";
 import { setArea } from "./form.js";
 import * as labels from "./labels.js";
 import { hitsOfEntry, labelsOf } from "./labelstab.js";
@@ -93,6 +94,7 @@ map.on("moveend", () => {
 
 $("copy-link").onclick = async () => {
   saveUrl(false);
-  try { await navigator.clipboard.writeText(window.location.href); setStatus("Link copied: it opens this search, its labels, filters and view."); }
+  try { await navigator.clipboard.writeText(window.location.href); setStatus("Link copied: it opens this search, its labels, filters and view" +
+    (hasKey() ? " (it holds no access key: who opens it is asked for the service's key)." : ".")); }
   catch (e) { setStatus("Copy this link from the address bar: it holds the search, labels, filters and view."); }
 };

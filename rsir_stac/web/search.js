@@ -128,7 +128,8 @@ export function syncImagery() {
 // ------------------------------------------------------------------ searching
 /** The results still shown, for a message that a search was not run ("" with none). */
 export function stillShown() {
-  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? "dates " + state.datetime
+  // the dates quoted ("2019-01-01/..", an open end) so the sentence's full stop does not run into them
+  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? `dates “${state.datetime}”`
     : "all dates"}.` : "";
 }
 
@@ -205,6 +206,17 @@ export async function run(query, opts) {
         ? " The results shown are still those of the previous search." : ""), "error");
       return;
     }
+    if (opts.turnedFrom !== undefined && lastDoc && query === state.query) {
+      // a page turn that failed (the service down): the page shown stays, with its downloads, and the
+      // address goes back to it (page trial: it showed nothing and its link named the page not loaded)
+      state.offset = opts.turnedFrom;
+      saveUrl(false);
+      showPager(lastDoc);
+      setStatus(`${friendly(err.message)}${/[.!?]$/.test(friendly(err.message)) ? "" : "."} The page shown is still ` +
+                `results ${(lastDoc.offset || 0) + 1}–${(lastDoc.offset || 0) + (lastDoc.features || []).length}; ` +
+                "turn the page again once the service answers.", "error");
+      return;
+    }
     if (query.kind === "location" && query.pinned && err.status === 404) {
       // a link's tile (qid) gone from the index (ids change on a new ingest): the link's place still
       // holds, so search there, and say so
@@ -248,8 +260,9 @@ function showPager(doc) {
 
 function turnPage(offset) {
   if (!state.query) return;
+  const from = state.offset;
   state.offset = Math.max(0, offset);
-  run(state.query, { keepOffset: true, focusResults: true });
+  run(state.query, { keepOffset: true, focusResults: true, turnedFrom: from });
 }
 $("page-next").addEventListener("click", () => { if (lastDoc && lastDoc.next_offset) turnPage(lastDoc.next_offset); });
 $("page-prev").addEventListener("click", () => turnPage(state.offset - state.k));
