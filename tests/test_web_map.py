@@ -422,6 +422,14 @@ def test_query_and_negative_colours_differ_and_the_legend_shows_what_is_drawn(br
         pg.check_clean()
     finally:
         pg.close()
+    # a tablet's short map (700 x 900 window: a map under 480 px high): closed too (page trial: it covered a third
+    # of the map and the best result's badge)
+    pg = Page(browser, base, size=(700, 900))
+    try:
+        assert _map_box(pg)["height"] < 480, _map_box(pg)
+        assert pg.p.locator(".map-legend").get_attribute("open") is None
+    finally:
+        pg.close()
 
 
 # --------------------------------------------------------------------------- framing and hits

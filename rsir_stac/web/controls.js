@@ -25,7 +25,9 @@ const Legend = L.Control.extend({
   options: { position: "bottomleft" },
   onAdd: function (m) {
     const box = L.DomUtil.create("details", "map-legend");
-    box.open = m.getSize().x >= 600;
+    // open where it covers little of the map: a wide and tall one (on a 700 x 378 px map it hid the best
+    // result's badge: page trial)
+    box.open = m.getSize().x >= 600 && m.getSize().y >= 480;
     box.appendChild(document.createElement("summary")).textContent = "Legend";
     const list = box.appendChild(document.createElement("ul"));
     for (const [kind, text] of LEGEND) {
