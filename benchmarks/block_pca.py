@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -30,36 +29,16 @@ def main() -> None:
     ap.add_argument("--weights", default="1,1.5,2,3", help="Weights of the pooled part's block.")
     args = ap.parse_args()
 
+    from hybrid_weight import embed_split  # benchmarks/, beside this script
+
     from rsir_stac.evaluate import retrieval_metrics
     from rsir_stac.model.bundle import load_bundle
-    from rsir_stac.model.data import (load_images, only_classes, scan_image_folder, stratified_split,
-                                      without_classes)
-    from rsir_stac.model.transforms import downscale
 
     b = load_bundle(args.model)
     h = float(b.meta.get("hybrid", 0.0))
     if h <= 0:
         sys.exit(f"model {b.model_id} has no hybrid output (recipe v1): it has no parts to reduce apart")
-    tr = b.meta["training"]
-    held = tuple(tr.get("held_out_classes") or ())
-    full = scan_image_folder(args.data)
-    folder = without_classes(full, held)
-    train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr["split_seed"])
-    e = b.embedder()
-
-    def emb(paths, f):
-        return e.embed([downscale(im, f) for im in load_images(paths)], reduce=False)
-
-    t = time.time()
-    P = folder.paths
-    fit_x = emb([P[i] for i in train_ix], 1)
-    sets = {"test_x1": (emb([P[i] for i in test_ix], 1), folder.labels[test_ix]),
-            "test_x8": (emb([P[i] for i in test_ix], 8), folder.labels[test_ix])}
-    if held:
-        hf = only_classes(full, held)
-        sets["held_out_x1"] = (emb(hf.paths, 1), hf.labels)
-        sets["held_out_x8"] = (emb(hf.paths, 8), hf.labels)
-    print(f"embedded in {time.time() - t:.0f} s", file=sys.stderr)
+    fit_x, sets = embed_split(b, args.data)
     D = b.net.embedding_dim
 
     def parts(X):  # undo the shipped mix: the unit triplet part and the unit pooled part

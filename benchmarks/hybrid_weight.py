@@ -23,31 +23,20 @@ import time
 import numpy as np
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="Bundle directory or shipped name (default: the default model).")
-    ap.add_argument("--data", default=os.environ.get("RSIR_UCMERCED", "../shared/data/ucmerced"))
-    ap.add_argument("--weights", default="0.5,0.75,1,1.5")
-    ap.add_argument("--powers", default="0,0.25,0.5")
-    ap.add_argument("--dim", type=int, default=None, help="PCA dimension (default: the bundle's).")
-    args = ap.parse_args()
-
-    from rsir_stac.evaluate import retrieval_metrics
-    from rsir_stac.model.bundle import load_bundle
+def embed_split(b, data: str) -> tuple[np.ndarray, dict]:
+    """The unreduced outputs of bundle ``b`` on its recorded split of the labelled folder ``data``:
+    ``(training split at ×1, {"test_x1", "test_x8"[, "held_out_x1", "held_out_x8"]: (X, labels)})``, the
+    held-out sets (every image of the classes a leave-classes-out bundle never saw) when it has them."""
     from rsir_stac.model.data import (load_images, only_classes, scan_image_folder, stratified_split,
                                       without_classes)
     from rsir_stac.model.transforms import downscale
 
-    b = load_bundle(args.model)
-    if float(b.meta.get("hybrid", 0.0)) <= 0:
-        sys.exit(f"model {b.model_id} has no hybrid output (recipe v1): nothing to reweight; pass a v2/v3 bundle")
     tr = b.meta["training"]
     held = tuple(tr.get("held_out_classes") or ())
-    full = scan_image_folder(args.data)
+    full = scan_image_folder(data)
     folder = without_classes(full, held)
     train_ix, test_ix = stratified_split(folder.labels, tr.get("test_fraction", 0.2), tr["split_seed"])
     e = b.embedder()
-    dim = args.dim or b.dim
 
     def emb(paths, f):
         return e.embed([downscale(im, f) for im in load_images(paths)], reduce=False)
@@ -62,6 +51,26 @@ def main() -> None:
         sets["held_out_x1"] = (emb(hf.paths, 1), hf.labels)
         sets["held_out_x8"] = (emb(hf.paths, 8), hf.labels)
     print(f"embedded in {time.time() - t:.0f} s", file=sys.stderr)
+    return fit_x, sets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="Bundle directory or shipped name (default: the default model).")
+    ap.add_argument("--data", default=os.environ.get("RSIR_UCMERCED", "../shared/data/ucmerced"))
+    ap.add_argument("--weights", default="0.5,0.75,1,1.5")
+    ap.add_argument("--powers", default="0,0.25,0.5")
+    ap.add_argument("--dim", type=int, default=None, help="PCA dimension (default: the bundle's).")
+    args = ap.parse_args()
+
+    from rsir_stac.evaluate import retrieval_metrics
+    from rsir_stac.model.bundle import load_bundle
+
+    b = load_bundle(args.model)
+    if float(b.meta.get("hybrid", 0.0)) <= 0:
+        sys.exit(f"model {b.model_id} has no hybrid output (recipe v1): nothing to reweight; pass a v2/v3 bundle")
+    dim = args.dim or b.dim
+    fit_x, sets = embed_split(b, args.data)
     D = b.net.embedding_dim
 
     def recombine(X, w):  # undo the shipped weight (1/sqrt(1 + h²) scaling, h = meta hybrid) and apply w
