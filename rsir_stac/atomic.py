@@ -198,6 +198,25 @@ def _remove_dead_partials(folder: Path, target: Path) -> None:
                 log.info("removed %s, left by a write that was killed (process %d is gone)", name, pid)
 
 
+def _temp_beside(target: Path) -> Path:
+    """A free temporary name in ``target``'s folder (``.STEM.PID.xxxx.tmp.EXT``: a later write of the same
+    file removes what a killed writer left, :func:`_remove_dead_partials`); no file is left there.  Raises
+    InputError when the folder is missing or takes no new file."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise _missing_folder(folder, target.name)
+    _remove_dead_partials(folder, target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=folder)
+    except OSError as exc:
+        # ENOENT for a folder that exists: a pseudo file system (/proc, /sys) where no file can be made
+        why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror
+        raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {target.name}") from None
+    os.close(fd)
+    os.unlink(tmp)  # writers (GDAL, Parquet) create the file themselves
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is fsynced and
@@ -206,20 +225,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     Raises InputError when the folder does not exist or is not writable.
     """
     target = Path(path).expanduser()
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise _missing_folder(folder, target.name)
-    _remove_dead_partials(folder, target)
-    try:
-        # the writer's pid in the name: a later write of the same file removes what a killed one left
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=folder)
-    except OSError as exc:
-        # ENOENT for a folder that exists: a pseudo file system (/proc, /sys) where no file can be made
-        why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror
-        raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {target.name}") from None
-    os.close(fd)
-    os.unlink(tmp)  # writers (GDAL, Parquet) create the file themselves
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(target)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
@@ -256,22 +262,11 @@ class OutputSet:
         """A temporary path beside ``path`` (in its folder, named as :func:`atomic_output` names them)
         to write ``path``'s content to.  Raises InputError when the folder is missing or not writable."""
         target = Path(path).expanduser()
-        folder = target.parent if str(target.parent) else Path(".")
-        if not folder.is_dir():
-            raise _missing_folder(folder, target.name)
         if target.is_dir():
             raise InputError(f"{target} is a folder; give a file path for {target.name}")
-        _remove_dead_partials(folder, target)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".tmp{target.suffix}",
-                                       dir=folder)
-        except OSError as exc:
-            why = "no file can be created there" if exc.errno == errno.ENOENT else exc.strerror
-            raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {target.name}") from None
-        os.close(fd)
-        os.unlink(tmp)  # writers (GDAL, Parquet) create the file themselves
-        self._staged.append((target, Path(tmp)))
-        return Path(tmp)
+        tmp = _temp_beside(target)
+        self._staged.append((target, tmp))
+        return tmp
 
     def staged_path(self, path: str | Path) -> Path:
         """The temporary file staged for ``path`` (to read back what was written); KeyError if none."""
