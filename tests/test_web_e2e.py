@@ -1388,17 +1388,20 @@ def test_a_page_turn_that_fails_keeps_the_page_shown_and_its_link(browser, serve
     try:
         pg.search_by_id(pid, 10)
         ids = [c.get_attribute("data-id") for c in pg.p.locator("#gallery .card").all()]
-        url = pg.p.url
+        url, depth = pg.p.url, pg.p.evaluate("history.length")
         pg.p.route("**/api/search**", lambda route: route.abort())   # the service cannot be reached
         pg.p.click("#page-next")
         pg.p.wait_for_function("document.querySelector('#status').classList.contains('error')", timeout=30_000)
         assert [c.get_attribute("data-id") for c in pg.p.locator("#gallery .card").all()] == ids
         assert "The page shown is still results 1–10" in pg.status(), pg.status()
         assert "o=10" not in pg.p.url and "offset" not in pg.p.url, (url, pg.p.url)
+        assert pg.p.evaluate("history.length") == depth   # no entry for the page not loaded (Back stays useful)
         assert pg.p.inner_text("#page-text") == "Results 1–10"
         pg.p.unroute("**/api/search**")
         pg.p.click("#page-next")   # the service answers again: the next page
         pg.p.wait_for_function("document.querySelector('#page-text').innerText === 'Results 11–20'", timeout=30_000)
+        assert "o=10" in pg.p.url and pg.p.evaluate("history.length") == depth + 1
+        pg.check_clean()
     finally:
         pg.close()
 

@@ -39,7 +39,7 @@ function errorText(doc, status) {
   // the service's own words name the X-API-Key header, which a browser user cannot send
   if (status === 401) {
     return apiKey ? "The service refused the access key given: open the page as /?key=YOUR_KEY with the right key " +
-                    "(or enter it when asked)."
+                    "(or reload the page to be asked for it again)."
                   : "This service needs its access key: open the page as /?key=YOUR_KEY (or enter the key when asked).";
   }
   const d = doc && doc.detail;

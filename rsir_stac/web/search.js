@@ -152,11 +152,12 @@ export async function run(query, opts) {
   const upload = query.kind === "image";
   const before = { query: state.query, selected: state.selected, offset: state.offset };
   if (query !== state.query && !opts.keepOffset) state.offset = 0;   // a new query starts at its first page
+  const turning = opts.turnedFrom !== undefined;   // a page turn: its address is pushed once the page came
   if (!upload) {
     state.query = query;
     if (!opts.keepSelection) state.selected = null;
     $("rerun").disabled = false;
-    if (opts.push !== false) saveUrl(true);
+    if (opts.push !== false && !turning) saveUrl(true);
   }
   const my = ++seq;
   if (query.kind === "labels" && !labels.examples().positives.length) {   // never the service's wording
@@ -186,6 +187,7 @@ export async function run(query, opts) {
     }
     if (upload) stampUploading(null, my);
     if (my !== seq) return;
+    if (turning && opts.push !== false) saveUrl(true);
     if (upload) {
       state.query = query;
       if (!opts.keepSelection) state.selected = null;
@@ -206,11 +208,10 @@ export async function run(query, opts) {
         ? " The results shown are still those of the previous search." : ""), "error");
       return;
     }
-    if (opts.turnedFrom !== undefined && lastDoc && query === state.query) {
-      // a page turn that failed (the service down): the page shown stays, with its downloads, and the
-      // address goes back to it (page trial: it showed nothing and its link named the page not loaded)
+    if (turning && lastDoc && query === state.query) {
+      // a page turn that failed (the service down): the page shown stays, with its downloads, and so does
+      // the address (page trial: it showed nothing and its link named the page not loaded)
       state.offset = opts.turnedFrom;
-      saveUrl(false);
       showPager(lastDoc);
       setStatus(`${friendly(err.message)}${/[.!?]$/.test(friendly(err.message)) ? "" : "."} The page shown is still ` +
                 `results ${(lastDoc.offset || 0) + 1}–${(lastDoc.offset || 0) + (lastDoc.features || []).length}; ` +

@@ -315,7 +315,8 @@ export function parseLabels(doc, name) {
     const id = p.point_id || (f && f.id);
     if (!id) throw new Error(`Label ${i + 1} of ${what} has no point_id; each Feature needs properties.point_id.`);
     if (p.label !== "positive" && p.label !== "negative") {
-      throw new Error(`Label ${i + 1} of ${what} has label ${p.label === undefined ? "missing" : JSON.stringify(p.label)}; ` +
+      const said = p.label === undefined ? "missing" : JSON.stringify(p.label);   // a long value cut (page re-check)
+      throw new Error(`Label ${i + 1} of ${what} has label ${said.length > 48 ? said.slice(0, 36) + "…" + said.slice(-8) : said}; ` +
                       'use "positive" or "negative".');
     }
     out.set(String(id), { label: p.label, geometry: f.geometry || null, note: p.note || "", item_id: p.item_id,
