@@ -430,6 +430,16 @@ def test_query_and_negative_colours_differ_and_the_legend_shows_what_is_drawn(br
         assert pg.p.locator(".map-legend").get_attribute("open") is None
     finally:
         pg.close()
+    # a wide window made a phone's (the checklist's screenshots: it stayed open over most of the map): closed
+    pg = Page(browser, base)
+    try:
+        assert pg.p.locator(".map-legend").get_attribute("open") is not None
+        pg.p.set_viewport_size({"width": 390, "height": 844})
+        pg.p.evaluate("rsir.map.invalidateSize({animate: false})")
+        pg.p.wait_for_timeout(300)
+        assert pg.p.locator(".map-legend").get_attribute("open") is None
+    finally:
+        pg.close()
 
 
 # --------------------------------------------------------------------------- framing and hits

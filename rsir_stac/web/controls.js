@@ -27,7 +27,11 @@ const Legend = L.Control.extend({
     const box = L.DomUtil.create("details", "map-legend");
     // open where it covers little of the map: a wide and tall one (on a 700 x 378 px map it hid the best
     // result's badge: page trial)
-    box.open = m.getSize().x >= 600 && m.getSize().y >= 480;
+    const roomy = () => m.getSize().x >= 600 && m.getSize().y >= 480;
+    box.open = roomy();
+    // a window made small (a phone turned, a desktop window narrowed) closes it; it is never opened for
+    // the user, who may have closed it
+    m.on("resize", () => { if (!roomy()) box.open = false; });
     box.appendChild(document.createElement("summary")).textContent = "Legend";
     const list = box.appendChild(document.createElement("ul"));
     for (const [kind, text] of LEGEND) {
