@@ -338,6 +338,12 @@ class OutputSet:
                 raise err from exc
 
 
+def written_to(path: str | Path, outputs: OutputSet | None = None):
+    """The context a writer writes ``path`` in: alone, :func:`atomic_output`; as one file of ``outputs``,
+    its staged temporary file (renamed with the others when the set commits)."""
+    return atomic_output(path) if outputs is None else contextlib.nullcontext(outputs.stage(path))
+
+
 def output_error(exc: BaseException, target: Path | None, partial: Path | None = None) -> RsirError | None:
     """The one-line error for a failed write of the output file ``target`` when the cause is its
     file system or this process's limits, else None: a full disk (``ENOSPC``/``EDQUOT``, or any

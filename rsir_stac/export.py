@@ -24,8 +24,6 @@ a STAC Collection using the embeddings extension (``emb:`` fields, an
 
 from __future__ import annotations
 
-import contextlib
-
 import csv
 import json
 import logging
@@ -146,14 +144,14 @@ def write_table(pages: Iterable[Sequence[dict[str, Any]]], path: str | Path,
 
     Raises InputError for an unknown extension or an unwritable folder.
     """
-    from rsir_stac.atomic import atomic_output
+    from rsir_stac.atomic import written_to
 
     if empty is not None:
         pages = _or_empty(pages, empty)
     fmt = format_for(path)
     writer = {"geojson": _write_geojson, "csv": _write_csv, "geoparquet": _write_geoparquet,
               "flatgeobuf": _write_fgb}[fmt]
-    with atomic_output(path) if outputs is None else contextlib.nullcontext(outputs.stage(path)) as tmp:
+    with written_to(path, outputs) as tmp:
         n = writer(iter(pages), tmp) if fmt != "flatgeobuf" else writer(iter(pages), tmp, Path(path).stem)
     log.info("wrote %d rows to %s (%s)", n, path, fmt)
     return n

@@ -130,13 +130,8 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     rows written (a filtered export's, not the whole index's).  ``table``: where that file's rows are
     read from, when not yet at ``parquet`` (staged in ``outputs``, an :class:`~rsir_stac.atomic.OutputSet`
     that then writes the Collection and the item with it, all or none); alone, each file is atomic."""
-    import contextlib
-
-    from rsir_stac.atomic import atomic_output
+    from rsir_stac.atomic import written_to
     from rsir_stac.model.bundle import MLM
-
-    def written(path: Path):
-        return atomic_output(path) if outputs is None else contextlib.nullcontext(outputs.stage(path))
 
     source = parquet if table is None else table
 
@@ -145,7 +140,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
     mlm_name = f"{bundle.model_id}.mlm-item.json"
     links = [{"rel": "self", "href": str(target.resolve()), "type": "application/json"}]  # STAC: self is absolute
     if mlm_src.is_file():
-        with written(target.parent / mlm_name) as tmp:
+        with written_to(target.parent / mlm_name, outputs) as tmp:
             tmp.write_text(json.dumps(_mlm_copy(mlm_src), indent=2) + "\n", encoding="utf-8")
         links.append({"rel": "derived-from", "href": f"./{mlm_name}", "type": "application/geo+json",
                       "title": f"Model {bundle.model_id} (STAC MLM Item)"})
@@ -189,7 +184,7 @@ def write_embeddings_collection(index: Any, parquet: Path, target: Path, rows: i
             "emb:dimensions": int(bundle.dim), "table:row_count": int(rows)}},
         "links": links,
     }
-    with written(target) as tmp:
+    with written_to(target, outputs) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return target
 
