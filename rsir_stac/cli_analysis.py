@@ -67,11 +67,11 @@ def _examples(images, point_ids, ats, bands=None):
             + [Example("location", parse_lonlat(a)) for a in ats])
 
 
-def _classify_line(report, above: int, threshold: float, out: str, rows: int, dissolve: bool) -> str:
-    """The summary line of ``classify`` (a :class:`~rsir_stac.classify.ClassifyReport`; ``above``: the
-    tiles the classifier put at or above the threshold in the area, whatever --max-hits wrote), with or
-    without a service; a --max-hits that cut the hits is said (``written: the 5 most probable + 3 labelled
-    positives``)."""
+def _classify_line(report, threshold: float, out: str, rows: int, dissolve: bool) -> str:
+    """The summary line of ``classify`` (a :class:`~rsir_stac.classify.ClassifyReport`: the tiles it put at
+    or above the threshold in the area, whatever --max-hits wrote), with or without a service; a --max-hits
+    that cut the hits is said (``written: the 5 most probable + 3 labelled positives``)."""
+    above = report.above_threshold
     kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
     cut = f"; written: {report.cut_text()}" if report.cut_text() else ""
     return (f"scored {report.scored} tiles in {report.seconds:.1f} s; {above} at p >= {threshold}{kept}{cut} -> {out} "
@@ -132,7 +132,7 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
         return
     for note in notes:
         echo_text(f"note: {note}", err=True)
-    click.echo(_classify_line(report, report.above_threshold, threshold, out, len(rows), dissolve))
+    click.echo(_classify_line(report, threshold, out, len(rows), dissolve))
 
 
 def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
@@ -160,7 +160,7 @@ def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, col
                             positives_kept=int(sm.get("positives_kept") or 0), holdout_fraction=holdout,
                             max_hits=sm.get("max_hits"), above=int(sm.get("above_threshold") or 0),
                             positives_past_max_hits=int(sm.get("positives_past_max_hits") or 0))
-    click.echo(_classify_line(report, int(sm.get("above_threshold") or 0), threshold, out, len(rows), dissolve))
+    click.echo(_classify_line(report, threshold, out, len(rows), dissolve))
 
 @click.command("export")
 @store_options
@@ -176,12 +176,10 @@ def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, col
 def export_command(index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection, out, no_vectors,
                    stac_path):
     """Write every tile of the index (footprints, metadata, embeddings) to a file others can open."""
-    from rsir_stac.atomic import check_distinct_outputs
     from rsir_stac.export import export_index, format_for
     from rsir_stac.search import Index
 
     format_for(out)
-    check_distinct_outputs([("--out", out), ("--stac", stac_path)], [("--within", within)])
     flt = _search_filter(bbox, near, within, datetime_, collection)
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
         with tqdm_bar(idx.store.count(flt), "pt") as bar:

@@ -449,11 +449,6 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
     check_output_path(path)
     check_distinct_outputs([("--out", path)], list(inputs))
     if stac_collection is not None:  # refused before the table is written, not after
-
-        if Path(stac_collection).suffix.lower() != ".json":
-            raise InputError(f"--stac {stac_collection}: a STAC Collection is a JSON document; give the path a "
-                             f".json name, e.g. --stac {Path(stac_collection).with_suffix('.json').name}")
-
         check_output_path(stac_collection, what="--stac")
         item = Path(stac_collection).expanduser().parent / f"{index.bundle.model_id}.mlm-item.json"
         # the copy's name is not the user's to choose: listed first, so a clash names the option to change
@@ -465,6 +460,9 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
                                  f"read as {what}; give --stac a path in another folder") from None
         check_distinct_outputs([("the model item copy", item), ("--out", path), ("--stac", stac_collection)],
                                list(inputs))
+        if Path(stac_collection).suffix.lower() != ".json":
+            raise InputError(f"--stac {stac_collection}: a STAC Collection is a JSON document; give the path a "
+                             f".json name, e.g. --stac {Path(stac_collection).with_suffix('.json').name}")
     pages = index_pages(index.store, flt, with_vectors=with_vectors, progress=progress)
     if stac_collection is None:
         n = write_table(pages, path, empty_row(None, with_vectors=with_vectors))
