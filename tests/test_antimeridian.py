@@ -304,3 +304,53 @@ def test_a_tile_with_a_corner_on_the_pole_has_a_tight_bbox():
     want = [(135.0, -135.0), (45.0, 135.0), (-135.0, -45.0), (-45.0, 45.0)]
     for (west, s, east, n), (ww, ee) in zip(b, want):
         assert (west, east) == pytest.approx((ww, ee), abs=1e-6) and n == 90.0 and s > 89.99
+
+
+def _covered(bboxes, grid):
+    """Which longitudes of ``grid`` the boxes cover (a crossing box covers west..180 and -180..east)."""
+    hit = np.zeros(len(grid), dtype=bool)
+    for w, _, e, _ in bboxes:
+        hit |= ((grid >= w) & (grid <= e)) if w <= e else ((grid >= w) | (grid <= e))
+    return hit
+
+
+def _width(w, e):
+    return 360.0 if (w, e) == (-180.0, 180.0) else (e - w) % 360.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_union_bounds_is_the_shortest_interval_holding_every_box(seed):
+    """Against a brute force on a 0.5-degree grid: the union holds every box's longitudes and is no
+    wider than 360 minus the widest uncovered gap.  Boxes that cross 180 next to boxes near -180
+    once gave an extent missing part of a box ([-170,-160] with [-100,-150] gave east -160), and
+    boxes covering the circle in two runs gave a 350-degree extent."""
+    from rsir_stac.tiling.footprints import BoundsUnion, union_bounds
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 7))
+    w = rng.integers(-360, 360, k) / 2.0
+    width = rng.choice([1, 10, 60, 200, 330], k) * rng.integers(1, 3, k) / 2.0
+    e = (w + width + 180.0) % 360.0 - 180.0
+    boxes = [[float(a), -1.0, float(b), 1.0] for a, b in zip(w, e)]
+    got = union_bounds(boxes)
+    grid = np.arange(-180.0, 180.0, 0.5)
+    cov = _covered(boxes, grid)
+    assert (_covered([got], grid) | ~cov).all(), (boxes, got)
+    # the widest run of uncovered grid cells, round the circle
+    free = np.concatenate([~cov, ~cov])
+    best = run = 0
+    for f in free:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    best = min(best, len(grid))
+    want_width = 360.0 if best == 0 else 360.0 - (best + 1) * 0.5
+    assert _width(got[0], got[2]) <= want_width + 1e-9, (boxes, got)
+    # the same boxes a few at a time, merged into runs between batches, give the same union
+    acc = BoundsUnion(compact_at=2)
+    for i in range(0, k, 2):
+        acc.add(boxes[i:i + 2])
+    assert acc.bounds() == got
+    one = BoundsUnion(compact_at=3)
+    for b in boxes:
+        one.add_box(b)
+    assert one.bounds() == got

@@ -84,20 +84,22 @@ def _rows_extent(parquet: Path) -> tuple[list[float] | None, list[str]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from rsir_stac.tiling.footprints import union_bounds
+    from rsir_stac.tiling.footprints import BoundsUnion
 
     pf = pq.ParquetFile(parquet)
     cols = [c for c in ("bbox", "collection") if c in set(pf.schema_arrow.names)]
-    boxes: list[list[float]] = []
+    boxes = BoundsUnion()
     collections: set[str] = set()
     for batch in (pf.iter_batches(columns=cols) if cols else ()):
         if "collection" in cols:
             collections.update(c for c in pc.unique(batch.column("collection").drop_null()).to_pylist() if c)
+        rows = []
         for text in (batch.column("bbox").drop_null().to_pylist() if "bbox" in cols else ()):
             b = json.loads(text) if isinstance(text, str) else text
             if isinstance(b, list) and len(b) == 4:
-                boxes.append([float(x) for x in b])
-    box = union_bounds(boxes) if boxes else None
+                rows.append([float(x) for x in b])
+        boxes.add(rows)
+    box = boxes.bounds()
     return (list(box) if box is not None else None), sorted(collections)
 
 

@@ -354,13 +354,13 @@ class Store(PointAtMixin, abc.ABC):
     def info(self) -> IndexInfo:
         """Count, vector size, model, STAC collections, lon/lat extent (antimeridian-aware)
         and the points without a date or collection (one scan)."""
-        from rsir_stac.tiling.footprints import union_bounds
+        from rsir_stac.tiling.footprints import BoundsUnion
 
         meta = self.meta()
         if meta is None:
             return IndexInfo(0, None, None, (), None, self.backend, self.location)
         cols: set[str] = set()
-        boxes: list[list[float]] = []
+        boxes = BoundsUnion()
         n = undated = no_collection = legacy = 0
         fields = ["bbox", "collection", "item_id", "datetime_epoch", PACKED]
         for _, payload, _ in self._scan(None, fields=fields):
@@ -377,7 +377,7 @@ class Store(PointAtMixin, abc.ABC):
             b = payload.get("bbox")
             if isinstance(b, list) and len(b) == 4:
                 try:
-                    boxes.append([float(x) for x in b])
+                    boxes.add_box(b)
                 except (TypeError, ValueError):
                     continue
         notes = []
@@ -395,7 +395,7 @@ class Store(PointAtMixin, abc.ABC):
             dim=meta.dim,
             model_id=meta.model_id or None,
             collections=tuple(sorted(cols)),
-            extent=union_bounds(boxes) if boxes else None,
+            extent=boxes.bounds(),
             backend=self.backend,
             location=self.location,
             undated=undated,

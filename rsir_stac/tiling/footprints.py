@@ -232,52 +232,113 @@ def tile_footprints(transform: Any, crs: Any, windows: np.ndarray,
     return corners, centroids, bboxes
 
 
+def _wrap_lon(x: np.ndarray) -> np.ndarray:
+    """Longitudes in ``[-180, 180]``: values outside go round once (180 itself stays 180)."""
+    return np.where((x < -180.0) | (x > 180.0), (x + 180.0) % 360.0 - 180.0, x)
+
+
+def _circle_runs(wests: Any, easts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The longitudes covered by the intervals ``west_i..east_i`` (``west_i > east_i`` crosses the
+    antimeridian), as sorted, disjoint runs ``(starts, ends)`` within ``[-180, 180]``: a crossing
+    interval is cut at 180 into ``west..180`` and ``-180..east``, then touching runs are merged."""
+    w = _wrap_lon(np.asarray(wests, dtype=np.float64).ravel())
+    e = _wrap_lon(np.asarray(easts, dtype=np.float64).ravel())
+    cross = e < w
+    s = np.concatenate([w, np.full(int(cross.sum()), -180.0)])
+    t = np.concatenate([np.where(cross, 180.0, e), e[cross]])
+    order = np.argsort(s, kind="stable")
+    s, t = s[order], t[order]
+    # a new run starts where the interval begins past every end before it
+    reach = np.maximum.accumulate(t)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(s)) - 1
+    return s[first], reach[last]
+
+
 def lon_extent(wests: Any, easts: Any) -> tuple[float, float]:
     """The shortest longitude interval ``(west, east)`` covering every interval
     ``west_i..east_i`` (``west_i > east_i`` crosses the antimeridian); ``west >
     east`` when the result crosses it, ``(-180, 180)`` when they cover the circle.
+
+    The covered longitudes are cut into runs on the circle (:func:`_circle_runs`); the result is the
+    complement of the widest gap between them, the gap across 180 winning a tie (a result that does not
+    cross the antimeridian).  Raises ``ValueError`` for no intervals.
     """
-    w = np.asarray(wests, dtype=np.float64).ravel()
-    e = np.asarray(easts, dtype=np.float64).ravel()
-    if w.size == 0:
+    starts, ends = _circle_runs(wests, easts)
+    if starts.size == 0:
         raise ValueError("no intervals")
-    e = np.where(e < w, e + 360.0, e)  # unwrapped: w <= e < w + 360
-    order = np.argsort(w, kind="stable")
-    w, e = w[order], e[order]
-    # merge on the line, then look for the largest gap on the circle
-    starts, ends = [float(w[0])], [float(e[0])]
-    for a, b in zip(w[1:].tolist(), e[1:].tolist()):
-        if a <= ends[-1]:
-            ends[-1] = max(ends[-1], b)
-        else:
-            starts.append(a)
-            ends.append(b)
-    if ends[-1] - starts[0] >= 360.0 and len(starts) == 1:
+    across = float(starts[0] + 180.0 + 180.0 - ends[-1])  # the gap through the antimeridian
+    inner = starts[1:] - ends[:-1]
+    if inner.size and float(inner.max()) > across:
+        i = int(np.argmax(inner))
+        west, east = float(starts[i + 1]), float(ends[i])
+        return (-180.0 if west == 180.0 else west, 180.0 if east == -180.0 else east)
+    if across <= 0.0:
         return (-180.0, 180.0)
-    # gaps between merged runs, and the wrap-around gap (last end -> first start + 360)
-    gaps = [(starts[i + 1] - ends[i], i) for i in range(len(starts) - 1)]
-    gaps.append((starts[0] + 360.0 - max(ends), len(starts) - 1))
-    size, i = max(gaps)
-    if size <= 0:
-        return (-180.0, 180.0)
-    west = starts[(i + 1) % len(starts)]
-    east = ends[i] if i < len(starts) - 1 else max(ends)
-    west = (west + 180.0) % 360.0 - 180.0
-    east = (east + 180.0) % 360.0 - 180.0
-    if east == -180.0 and west > -180.0:
-        east = 180.0
-    return (west, east)
+    return (float(starts[0]), float(ends[-1]))
 
 
 def union_bounds(bboxes: Any) -> BBox | None:
     """The smallest lon/lat box ``(W, S, E, N)`` holding every bbox of ``(k, 4)``,
     antimeridian-aware (see :func:`lon_extent`); None for no boxes."""
-    b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-    b = b[np.isfinite(b).all(axis=1)]
-    if not len(b):
-        return None
-    w, e = lon_extent(b[:, 0], b[:, 2])
-    return (w, float(b[:, 1].min()), e, float(b[:, 3].max()))
+    acc = BoundsUnion()
+    acc.add(bboxes)
+    return acc.bounds()
+
+
+class BoundsUnion:
+    """:func:`union_bounds` of boxes given a batch at a time (an index scan, a file read a row group
+    at a time), in memory bounded by the covered longitude runs rather than the boxes: every
+    ``compact_at`` boxes the pending ones are merged into disjoint runs (:func:`_circle_runs`),
+    which cover the same longitudes and so give the same :func:`lon_extent`."""
+
+    def __init__(self, compact_at: int = 1 << 16) -> None:
+        self._w: list[np.ndarray] = []
+        self._e: list[np.ndarray] = []
+        self._pending = 0
+        self._compact_at = compact_at
+        self._south = math.inf
+        self._north = -math.inf
+        self._rows: list[list[float]] = []
+
+    def add_box(self, bbox: Any) -> None:
+        """Add one lon/lat box ``[W, S, E, N]`` (degrees); boxes are buffered and added 4,096 at a time.
+        Raises ``TypeError``/``ValueError`` for a box that is not four numbers."""
+        w, s, e, n = (float(x) for x in bbox)
+        self._rows.append([w, s, e, n])
+        if len(self._rows) >= 4096:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            self.add(rows)
+
+    def add(self, bboxes: Any) -> None:
+        """Add ``(k, 4)`` lon/lat boxes ``[W, S, E, N]`` (degrees); rows with a non-finite value are skipped."""
+        b = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+        b = b[np.isfinite(b).all(axis=1)]
+        if not len(b):
+            return
+        self._south = min(self._south, float(b[:, 1].min()))
+        self._north = max(self._north, float(b[:, 3].max()))
+        self._w.append(b[:, 0].copy())
+        self._e.append(b[:, 2].copy())
+        self._pending += len(b)
+        if self._pending >= self._compact_at:
+            starts, ends = _circle_runs(np.concatenate(self._w), np.concatenate(self._e))
+            self._w, self._e, self._pending = [starts], [ends], len(starts)
+            self._compact_at = max(self._compact_at, 2 * len(starts))
+
+    def bounds(self) -> BBox | None:
+        """The union so far, ``(W, S, E, N)`` in degrees (``W > E`` across 180), or None for no box."""
+        self._flush()
+        if not self._w:
+            return None
+        w, e = lon_extent(np.concatenate(self._w), np.concatenate(self._e))
+        return (w, self._south, e, self._north)
 
 
 def bbox_contains(bbox: Any, lon: float, lat: float) -> bool:
@@ -464,4 +525,5 @@ __all__ = [
     "ring_bounds",
     "tile_footprints",
     "union_bounds",
+    "BoundsUnion",
 ]
