@@ -182,12 +182,62 @@ def domain_polygon(edge: ProjectionEdge, n: int = 3601) -> Any:
     return poly if poly.geom_type == "Polygon" and poly.area > 0 else None
 
 
+#: PROJ projections of the Earth seen from a point: geostationary (every full-disk ABI, AHI or SEVIRI
+#: product), orthographic, general and tilted perspective.  Their inverse gives no lon/lat past the
+#: limb, a closed curve round the projection's centre (:func:`limb_polygon`).
+VIEW_PROJECTIONS = frozenset({"geos", "ortho", "nsper", "tpers"})
+
+#: CRS units along each ray from a view projection's centre within which its limb is looked for.
+_LIMB_REACH = 1e8
+
+
+def _has_lonlat(proj: Any, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    lon, lat = (np.asarray(v, dtype=np.float64) for v in proj(xs, ys, inverse=True, errcheck=False))
+    return np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) < 1e30) & (np.abs(lat) < 1e30)
+
+
+def limb_polygon(edge: ProjectionEdge, n: int = 1440) -> Any:
+    """The visible disk of a view projection (:data:`VIEW_PROJECTIONS`) in CRS units, a shapely
+    Polygon: along ``n`` rays from the projection's centre (its ``lon_0, lat_0`` projected: the
+    sub-satellite point of a geostationary CRS) the farthest point PROJ's inverse gives a lon/lat,
+    found by 60 halvings of :data:`_LIMB_REACH` (finer than a micrometre in metres).  The disk is
+    convex, so the chords between those points lie on it.  None for another projection, or when a
+    point :data:`_LIMB_REACH` away still has a lon/lat."""
+    from shapely.geometry import Polygon
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            params = edge.proj.crs.to_dict()
+    except Exception:  # noqa: BLE001 - no PROJ parameters: not a view projection we know
+        return None
+    if params.get("proj") not in VIEW_PROJECTIONS:
+        return None
+    cx, cy = (float(np.asarray(v)) for v in edge.proj(float(params.get("lon_0", 0.0)),
+                                                       float(params.get("lat_0", 0.0)), errcheck=False))
+    if not (math.isfinite(cx) and math.isfinite(cy)):
+        return None
+    theta = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    dx, dy = np.cos(theta), np.sin(theta)
+    lo, hi = np.zeros(n), np.full(n, _LIMB_REACH)
+    if _has_lonlat(edge.proj, cx + hi * dx, cy + hi * dy).any():
+        return None
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        ok = _has_lonlat(edge.proj, cx + mid * dx, cy + mid * dy)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    poly = Polygon(np.column_stack([cx + lo * dx, cy + lo * dy])).buffer(0)
+    return poly if poly.geom_type == "Polygon" and poly.area > 0 else None
+
+
 def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray,
                        densify: int = DENSIFY_PTS) -> dict[int, tuple[list[tuple[float, float]], Footprint]]:
     """The footprints of the parts on the Earth of windows ``(k, 4)`` (source pixels, floats) reaching
-    past a ``curved`` edge where PROJ's inverse gives no lon/lat at all (Mollweide, Robinson): ``{i:
-    (corners, (outline, bbox, centroid))}``, all lon/lat degrees.  The part is the window cut at the
-    projection's edge (:func:`domain_polygon`, inset by :data:`DOMAIN_INSET` of its width; shapely);
+    where PROJ's inverse gives no lon/lat at all: past a ``curved`` edge (Mollweide, Robinson), or past
+    the limb of a view projection (space beyond a geostationary disk): ``{i: (corners, (outline, bbox,
+    centroid))}``, all lon/lat degrees.  The part is the window cut at the projection's edge
+    (:func:`domain_polygon`) or limb (:func:`limb_polygon`), inset by :data:`DOMAIN_INSET` of its
+    width (shapely);
     ``outline`` its ring, ``densify`` points a window's side, clockwise, within -180..180; ``bbox``
     its :func:`~rsir_stac.tiling.footprints.ring_bounds`; ``centroid`` the part's centre; ``corners``
     the points of the part nearest the window's corners (UL, UR, LR, LL).  Windows with no part of
@@ -197,7 +247,7 @@ def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray
     from shapely.geometry.polygon import orient
     from shapely.ops import nearest_points
 
-    domain = domain_polygon(edge) if edge.curved else None
+    domain = domain_polygon(edge) if edge.curved else limb_polygon(edge)
     if domain is None:
         return {}
     minx, _, maxx, _ = domain.bounds
@@ -325,6 +375,7 @@ def _on_this_side(edge: ProjectionEdge, transform: Any, window: Window4) -> bool
     return bool(math.isfinite(over) and over <= EDGE_TOLERANCE_DEG)
 
 
-__all__ = ["DOMAIN_INSET", "EDGE_TOLERANCE_DEG", "Footprint", "ProjectionEdge", "Window4", "domain_polygon",
+__all__ = ["DOMAIN_INSET", "EDGE_TOLERANCE_DEG", "VIEW_PROJECTIONS", "Footprint", "ProjectionEdge", "Window4",
+           "domain_polygon", "limb_polygon",
            "footprint_this_side", "nothing_past_edge", "parts_on_the_earth", "projection_edge", "windows_beyond_edge",
            "windows_past_edge"]

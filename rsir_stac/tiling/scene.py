@@ -382,7 +382,7 @@ class SceneReader:
         edge PROJ maps nothing past (Mollweide, Robinson): their part on the Earth
         (:func:`~rsir_stac.tiling.domain.parts_on_the_earth`)."""
         edge = self._edge_of_crs() if not on.all() else None
-        if edge is None or not edge.curved:
+        if edge is None:
             return {}
         off = np.flatnonzero(~on)
         return {int(off[j]): v for j, v in parts_on_the_earth(edge, self._ds.transform, shown[off]).items()}
