@@ -75,7 +75,7 @@ def test_coarse_tiles_in_curved_projections_store_their_bowed_edges(tmp_path, ti
     follows the true outline to a small fraction of a pixel."""
     import rasterio
     from pyproj import Transformer
-    from shapely.geometry import Point, Polygon
+    from shapely.geometry import Polygon
 
     tif = make_geotiff(tmp_path / "grid.tif", width=512, height=512, crs=crs, res=res, origin=origin)
     idx = tmp_path / "idx"
