@@ -64,16 +64,28 @@ class _Group(click.Group):
             ctx.fail(f"No such command '{name}'; use {self.HINTS[name]}")
         return cmd
 
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["rsir.command_args"] = list(rest)  # the command's arguments as typed, for invoke's errors
+        return name, cmd, rest
+
     def invoke(self, ctx):
         """Bad usage of a command (an option value out of range, an unknown option) is
-        one line naming the command and its ``--help``, not click's usage block."""
+        one line naming the command and its ``--help``, not click's usage block; a command
+        that prints JSON prints its ``{"ok": false}`` document for it too."""
+        from rsir_stac.cli_common import new_command, usage_error_json
+
+        new_command()
         try:
             return super().invoke(ctx)
         except click.UsageError as e:
             if e.ctx is None:
                 raise
             path = e.ctx.command_path
-            raise click.UsageError(f"{path}: {e.format_message()} (see '{path} --help')") from e
+            message = f"{path}: {e.format_message()} (see '{path} --help')"
+            if e.ctx is not ctx:  # the command's usage, not an unknown command
+                usage_error_json(e.ctx, ctx.meta.get("rsir.command_args", []), message)
+            raise click.UsageError(message) from e
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -32,13 +32,44 @@ _JSON = {"printed": False}
 ALWAYS_JSON = frozenset({"export", "info", "model-info"})
 
 
-def _wants_json() -> bool:
-    """Whether the running command prints JSON on stdout: asked for (``--json``, ``--format json``),
-    or always (:data:`ALWAYS_JSON`)."""
-    ctx = click.get_current_context(silent=True)
+def _wants_json(ctx: click.Context | None = None, args: list[str] | None = None) -> bool:
+    """Whether the running command (``ctx``'s, else the current one) prints JSON on stdout: asked
+    for (``--json``, ``--format json``), or always (:data:`ALWAYS_JSON`).  ``args``: the command's
+    own arguments as typed, read when click refused them before its options were all parsed."""
+    ctx = ctx or click.get_current_context(silent=True)
     params = ctx.params if ctx is not None else {}
     name = ctx.command.name if ctx is not None and ctx.command is not None else ""
-    return bool(params.get("as_json")) or params.get("fmt") == "json" or name in ALWAYS_JSON
+    if bool(params.get("as_json")) or params.get("fmt") == "json" or name in ALWAYS_JSON:
+        return True
+    return bool(args) and ctx is not None and _asks_json(ctx.command, args)
+
+
+def _asks_json(command: click.Command, args: list[str]) -> bool:
+    """Whether ``args`` (a command's arguments as typed) hold its ``--json`` flag or ``--format json``."""
+    args = [str(a) for a in args]
+    args = args[:args.index("--")] if "--" in args else args
+    for p in command.params:
+        if not isinstance(p, click.Option):
+            continue
+        if p.name == "as_json" and any(a in p.opts for a in args):
+            return True
+        if p.name == "fmt" and any(a in p.opts and args[i + 1:i + 2] == ["json"] or
+                                   any(a == f"{o}=json" for o in p.opts) for i, a in enumerate(args)):
+            return True
+    return False
+
+
+def new_command() -> None:
+    """A command starts: it has printed no JSON yet (several run in one process under tests)."""
+    _JSON["printed"] = False
+
+
+def usage_error_json(ctx: click.Context, args: list[str], message: str) -> None:
+    """Click refused a command's usage (an unknown or missing option, a bad value; exit 2): a command
+    that prints JSON (see :func:`_wants_json`) and has printed none prints ``{"ok": false, "error",
+    "exit_code": 2}`` on stdout as :func:`_fail` does for a runtime error; click's message stays on stderr."""
+    if _wants_json(ctx, args) and not _JSON["printed"]:
+        echo_json({"ok": False, "error": _one_line(message), "exit_code": 2})
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -107,7 +138,7 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        _JSON["printed"] = False  # a new command (several run in one process under tests and CliRunner)
+        new_command()
         try:
             return fn(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit, SystemExit):
