@@ -183,7 +183,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     if bands and not (image or not_image):
         raise click.UsageError("--bands chooses the bands of --image/--not-image files; give one, or leave "
                                "--bands out")
-    pos, neg = _examples(image, point_id, at, bands), _examples(not_image, not_point_id, not_at, bands)
+    pos, neg = _examples(image, point_id, at, bands), _examples(not_image, not_point_id, not_at, bands, negative=True)
     labels = None
     if labels_path:
         from rsir_stac.labels import read_labels

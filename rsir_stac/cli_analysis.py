@@ -60,11 +60,14 @@ def _per_item(text):
     return n or None
 
 
-def _examples(images, point_ids, ats, bands=None):
+def _examples(images, point_ids, ats, bands=None, negative: bool = False):
+    """The examples of one side of ``search``'s command line, each naming its option (``--not-at``)."""
     from rsir_stac.search import Example, parse_lonlat
 
-    return ([Example("image", i, bands) for i in images] + [Example("point", p) for p in point_ids]
-            + [Example("location", parse_lonlat(a)) for a in ats])
+    no = "--not-" if negative else "--"
+    return ([Example("image", i, bands, origin=f"{no}image") for i in images]
+            + [Example("point", p, origin=f"{no}point-id") for p in point_ids]
+            + [Example("location", parse_lonlat(a), origin=f"{no}at") for a in ats])
 
 
 def _classify_line(report, threshold: float, out: str, rows: int, dissolve: bool) -> str:

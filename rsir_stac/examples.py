@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,8 @@ class Example:
     tile covering it) or ``vector`` (an image already embedded with this index's model,
     :meth:`rsir_stac.search.Index.embed_image`; it counts as an image example).  ``bands``: an
     ``image`` file's 1-based R,G,B bands (a multi-band GeoTIFF chip; default: as ingest chooses).
+    ``origin``: where the user gave it, in their words (``--not-point-id``, ``label file labels.geojson
+    feature 3``), for a message that refuses it; it does not change the example.
 
     Raises InputError for an unknown kind or a value of the wrong type or shape
     (:func:`check_pixels`, :func:`check_location`)."""
@@ -70,6 +72,7 @@ class Example:
     kind: str
     value: Any
     bands: tuple[int, ...] | None = None
+    origin: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in EXAMPLE_KINDS:

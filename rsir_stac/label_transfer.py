@@ -15,6 +15,7 @@ tile", so a time series or an overlapping tiling cannot swap one tile for anothe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import defaultdict
@@ -47,7 +48,7 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
     present = store.present_ids(lb.point_id for lb in labels.labels)
     missing = [lb for lb in labels.labels if lb.point_id not in present]
     if not missing:
-        return LabelSet(labels.labels, labels.model_id or model_id)
+        return dataclasses.replace(labels, model_id=labels.model_id or model_id)
     # the model a label was made on: the file's, else the label's own (search and export write each
     # tile's model_id; a GIS saving the file drops the file's member but keeps the properties)
     olds = {lb.point_id: _old_model(labels, lb) for lb in missing}
@@ -80,7 +81,7 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
             "index the labels came from")
     log.info("%s: %d labels made on an index of model %s matched to this index's tiles (model %s)", what,
              len(found), ", ".join(sorted(others)), model_id)
-    return LabelSet(_renamed(labels.labels, found, what), model_id)
+    return dataclasses.replace(labels, labels=_renamed(labels.labels, found, what), model_id=model_id)
 
 
 def _old_model(labels: LabelSet, label: Label) -> str | None:
@@ -100,7 +101,7 @@ def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple
             raise InputError(f"{what}: points {prev.point_id} and {lb.point_id} are one tile of this index, labelled "
                              "both positive and negative; keep one of the two")
         if prev is None:
-            out[new] = Label(new, lb.label, lb.geometry, lb.note, lb.properties)
+            out[new] = dataclasses.replace(lb, point_id=new)
     return tuple(out.values())
 
 

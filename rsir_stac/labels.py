@@ -18,6 +18,7 @@ The geometry is informative (the stored footprint is what counts) and may be nul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,13 +38,15 @@ MAX_LABELS = 10_000
 
 @dataclass(frozen=True)
 class Label:
-    """One labelled tile: its point id, ``positive``/``negative``, footprint (GeoJSON geometry) and note."""
+    """One labelled tile: its point id, ``positive``/``negative``, footprint (GeoJSON geometry) and note;
+    ``feature``: its Feature's number (from 1) in the file it was read from, for messages."""
 
     point_id: str
     label: str
     geometry: dict | None = None
     note: str | None = None
     properties: dict = field(default_factory=dict)
+    feature: int | None = field(default=None, compare=False)
 
     @property
     def positive(self) -> bool:
@@ -52,10 +55,12 @@ class Label:
 
 @dataclass(frozen=True)
 class LabelSet:
-    """Labels in file order (one per tile) and the model their tiles were embedded with (if known)."""
+    """Labels in file order (one per tile) and the model their tiles were embedded with (if known);
+    ``source``: the file they were read from (as given), for messages."""
 
     labels: tuple[Label, ...]
     model_id: str | None = None
+    source: str | None = field(default=None, compare=False)
 
     @property
     def positives(self) -> tuple[str, ...]:
@@ -139,7 +144,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
         if prev is not None and prev.label != label:
             raise InputError(f"{what}: point {pid} is labelled both positive and negative; keep one of the two")
         if prev is None:
-            seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props)
+            seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props, n)
     if unlabelled:   # find all -> review -> refine: the hits file itself, some of its rows labelled
         if not seen:
             raise InputError(f"{what} holds {len(unlabelled)} search or classify results and none is labelled; set "
@@ -211,9 +216,16 @@ def read_labels(path: str | Path) -> LabelSet:
     return _not_empty(labels_from_geojson(doc, f"label file {p}"), p)
 
 
+def _read_from(labels: LabelSet, path: Path) -> LabelSet:
+    """``labels`` that name ``path`` as their file (:attr:`LabelSet.source`)."""
+    return dataclasses.replace(labels, source=str(path))
+
+
 def _not_empty(labels: LabelSet, path: Path) -> LabelSet:
-    """``labels``, or InputError naming the file when it holds no labelled tile (an empty FeatureCollection
-    said only "label set has no positive label", naming neither the file nor the cause)."""
+    """``labels`` (naming ``path`` as their file), or InputError naming the file when it holds no labelled
+    tile (an empty FeatureCollection said only "label set has no positive label", naming neither the file
+    nor the cause)."""
+    labels = _read_from(labels, path)
     if not len(labels):
         raise InputError(f"label file {path} has no features, so no tile is labelled; add one Feature per "
                          "labelled tile (its point id and \"label\": \"positive\" or \"negative\"), e.g. from "

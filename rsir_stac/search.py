@@ -220,7 +220,9 @@ class Index:
 
         Raises PointNotFoundError (naming ``what``) when a labelled tile is not in this index."""
         labels = self.labels_here(labels, what)
-        return ([Example("point", i) for i in labels.positives], [Example("point", i) for i in labels.negatives])
+        ex = [Example("point", lb.point_id, origin=_label_origin(labels, lb)) for lb in labels.labels]
+        return ([e for e, lb in zip(ex, labels.labels) if lb.positive],
+                [e for e, lb in zip(ex, labels.labels) if not lb.positive])
 
     def search(self, *, image: str | None = None, point_id: str | None = None,
                at: tuple[float, float] | None = None, pixels: np.ndarray | None = None,
@@ -398,6 +400,35 @@ def _described(example: Example, resolved: ResolvedExample, n: int) -> str:
     return f"image {n} (of that side's examples)"
 
 
+def _label_origin(labels: LabelSet, label) -> str | None:
+    """Where ``label`` of ``labels`` was read, e.g. ``labels.geojson feature 3`` (None: not from a file)."""
+    if not labels.source:
+        return None
+    return f"{labels.source} feature {label.feature}" if label.feature else labels.source
+
+
+def _from_file(example: Example) -> bool:
+    """Whether ``example`` came from a label file (its origin is not a command-line option)."""
+    return bool(example.origin) and not example.origin.startswith("-")
+
+
+def _both(p: tuple, q: tuple) -> str:
+    """The start of a refusal of positive ``p`` and negative ``q`` (each ``(example, resolved, n)``), up to
+    its verb: ``the positive example point X and the negative example point X are``, or, when either came
+    from a label file, where each came from: ``labels.geojson feature 1 labels point X positive, and
+    --not-point-id gives point X as negative: they are``."""
+    if not (_from_file(p[0]) or _from_file(q[0])):
+        return f"the positive example {_described(*p)} and the negative example {_described(*q)} are"
+
+    def told(x: tuple, side: str) -> str:
+        e = x[0]
+        if _from_file(e):
+            return f"{e.origin} labels {_described(*x)} {side}"
+        return f"{e.origin or 'the search'} gives {_described(*x)} as {side}"
+
+    return f"{told(p, 'positive')}, and {told(q, 'negative')}: they are"
+
+
 def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample], neg: Sequence[Example],
                            rn: Sequence[ResolvedExample]) -> None:
     """Raise InputError when a positive and a negative example are the same stored tile (a point id, or a
@@ -411,8 +442,7 @@ def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample]
         if r.id and r.id in by_id:
             ne, nr, nn = by_id[r.id]
             same = "" if e.kind == ne.kind == "point" else f", both stored tile {r.id}"
-            raise InputError(f"the positive example {_described(e, r, n)} and the negative example "
-                             f"{_described(ne, nr, nn)} are the same tile{same}; keep one of the two")
+            raise InputError(f"{_both((e, r, n), (ne, nr, nn))} the same tile{same}; keep one of the two")
     # two stored tiles with the same pixels (a scene ingested twice, a copy): their vectors, rounded, match
     # (a hash, not all pairs: label files hold up to 10,000 tiles a side)
     def key(r: ResolvedExample) -> bytes:
@@ -422,9 +452,8 @@ def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample]
     for e, r, n in P:
         other = stored.get(key(r)) if r.id else None
         if other is not None:
-            raise InputError(f"the positive example {_described(e, r, n)} and the negative example "
-                             f"{_described(*other)} are two tiles of the same picture (their vectors are equal), so "
-                             "the search cannot prefer one over the other; keep one of the two")
+            raise InputError(f"{_both((e, r, n), other)} two tiles of the same picture (their vectors are equal), "
+                             "so the search cannot prefer one over the other; keep one of the two")
     pictures = [(True, x) for x in P if not x[1].id] + [(False, x) for x in N if not x[1].id]
     for positive, this in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
         others = N if positive else P
@@ -435,9 +464,8 @@ def _refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample]
         i = int(np.argmin(d))
         if d[i] <= SAME_PICTURE:
             p, q = (this, others[i]) if positive else (others[i], this)
-            raise InputError(f"the positive example {_described(*p)} and the negative example {_described(*q)} are "
-                             f"the same picture (their vectors are {d[i]:.1g} apart), so the search cannot prefer one "
-                             "over the other; keep one of the two")
+            raise InputError(f"{_both(p, q)} the same picture (their vectors are {d[i]:.1g} apart), so the search "
+                             "cannot prefer one over the other; keep one of the two")
 
 
 def _distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:

@@ -47,3 +47,26 @@ def test_a_usage_error_of_a_json_command_prints_the_json_document(args, tmp_path
 def test_a_usage_error_without_json_asked_prints_nothing_on_stdout(args):
     r = _run(*args)
     assert r.exit_code == 2 and r.stdout == "" and "Error: " in r.stderr, r.output
+
+
+# ------------------------------------------------------------------ R4: where each contradicting example came from
+def test_a_label_file_example_against_a_command_line_one_names_where_each_came_from(world, bundle, tmp_path):  # noqa: F811
+    """Re-check R4: "the positive example point X and the negative example point X are the same tile" read as if
+    both ids were typed, when the positive was feature 1 of the label file."""
+    from rsir_stac.labels import write_labels
+
+    labels = _labels(world, bundle)
+    path = write_labels(labels, tmp_path / "labels.geojson")
+    pos, neg = labels.labels[0].point_id, labels.labels[-1].point_id
+    n_neg = len(labels.labels)
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--labels", path, "--not-point-id", pos)
+    assert r.exit_code == 2, r.output
+    assert (f"{path} feature 1 labels point {pos} positive, and --not-point-id gives point {pos} as negative: "
+            "they are the same tile; keep one of the two") in r.stderr, r.stderr
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--labels", path, "--point-id", neg)
+    assert r.exit_code == 2, r.output
+    assert (f"--point-id gives point {neg} as positive, and {path} feature {n_neg} labels point {neg} negative: "
+            "they are the same tile") in r.stderr, r.stderr
+    # typed on the command line both: named as given, as before
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", pos, "--not-point-id", pos)
+    assert f"the positive example point {pos} and the negative example point {pos} are the same tile" in r.stderr
