@@ -78,10 +78,16 @@ class ClassifyReport:
         left out: they are never hits), all of them whatever ``max_hits`` kept."""
         return self.above if self.above is not None else len(self.hits) - self.positives_kept
 
+    def _left_out_by_max_hits(self) -> int:
+        """How many hits ``max_hits`` left out: those past the most probable that are not labelled positive."""
+        if self.max_hits is None:
+            return 0
+        return max(0, self.above_threshold + self.positives_kept - self.max_hits - self.positives_past_max_hits)
+
     def cut_text(self) -> str:
         """How ``max_hits`` cut the hits (``"the 5 most probable + 3 labelled positives"``), or ""
-        when it kept every hit."""
-        if self.max_hits is None or self.above_threshold + self.positives_kept <= self.max_hits:
+        when it kept every hit (also when every hit past the most probable is a labelled positive)."""
+        if not self._left_out_by_max_hits():
             return ""
         past = self.positives_past_max_hits
         return (f"the {self.max_hits} most probable"
@@ -126,12 +132,21 @@ class ClassifyReport:
                   f"{'is' if pos == 1 else 'are'} kept (marked by {'its' if pos == 1 else 'their'} label)"] if pos else [])
         if parts:
             out.append(f"your labels win over the classifier: {', '.join(parts)}; {self._advice()}")
+        past = self.positives_past_max_hits
         if self.cut_text():
-            past = self.positives_past_max_hits
             out.append(f"--max-hits {self.max_hits} (API: max_hits) kept the {self.max_hits} most probable of "
                        f"{self.above_threshold + self.positives_kept} hits"
                        + (f", and the {past} labelled {'positive' if past == 1 else 'positives'} beyond them "
                           f"(your labels win): {self.max_hits + past} in all" if past else ""))
+        elif past:  # past the most probable there were only tiles labelled positive, which are always kept
+            every = self.above_threshold == 0
+            out.append(f"--max-hits {self.max_hits} (API: max_hits) left out no hit: "
+                       + (f"all {self.positives_kept} are tiles you labelled positive, scored below "
+                          f"{self.threshold:g} and kept (your labels win)" if every else
+                          f"the {past} beyond the {self.max_hits} most probable "
+                          f"{'is a tile' if past == 1 else 'are tiles'} you labelled positive, kept whatever "
+                          "the rank (your labels win)")
+                       + f": {self.max_hits + past} in all")
         return out
 
     def _advice(self) -> str:
@@ -258,11 +273,12 @@ def _check_options(threshold: float, holdout: float, max_hits: int | None) -> No
     if not (0.0 <= float(threshold) <= 1.0) or math.isnan(float(threshold)):
         raise InputError(f"threshold {threshold!r} must be a probability within 0 and 1, e.g. --threshold 0.5")
     if not (0.0 <= float(holdout) < 1.0):
-        raise InputError(f"holdout {holdout!r} must be a fraction within 0 and 1, e.g. 0.25")
+        raise InputError(f"--holdout {holdout!r} (API: holdout) must be a fraction within 0 and 1 (1 excluded), "
+                         "e.g. --holdout 0.25")
     if max_hits is not None and (isinstance(max_hits, bool) or not isinstance(max_hits, (int, np.integer))
                                  or max_hits < 1):
-        raise InputError(f"max_hits={max_hits!r} must be a whole number >= 1 (the most probable tiles kept); "
-                         "leave it out to keep every tile at or above the threshold")
+        raise InputError(f"--max-hits {max_hits!r} (API: max_hits) must be a whole number >= 1 (the most probable "
+                         "tiles kept); leave it out to keep every tile at or above the threshold")
 
 
 @dataclass(frozen=True)

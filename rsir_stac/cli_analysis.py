@@ -96,7 +96,8 @@ def _classify_line(report, threshold: float, out: str, rows: int, dissolve: bool
 @click.option("--dissolve", is_flag=True, help="Merge touching hit footprints into polygons (written instead of tiles).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .geojson, .csv, .fgb or .parquet (GeoParquet).")
-@click.option("--batch-size", default=4096, show_default=True, help="Points scored per scrolled batch.")
+@click.option("--batch-size", default=4096, show_default=True, type=click.IntRange(min=1),
+              help="Points scored per scrolled batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near, within, datetime_, collection,

@@ -393,13 +393,13 @@ def test_classify_edge_values(world, bundle, tmp_path):
     idx = str(world[0])
     run = CliRunner()
     with Index.open(idx, model=bundle) as index:  # closed before the CLI opens it
-        with pytest.raises(InputError, match="max_hits=0 must be a whole number >= 1"):
+        with pytest.raises(InputError, match=r"--max-hits 0 \(API: max_hits\) must be a whole number >= 1"):
             classify(index, read_labels(labels), max_hits=0)
         rep = classify(index, read_labels(labels), threshold=1.0)
     assert (rep.above_threshold, rep.positives_kept, len(rep.hits)) == (0, 8, 8)
     r = run.invoke(main, ["classify", "--index", idx, "--labels", str(labels), "--max-hits", "0",
                           "--out", str(tmp_path / "m0.csv")])
-    _one_line_error(r, "max_hits=0", ">= 1")
+    _one_line_error(r, "--max-hits 0", ">= 1")
     assert not (tmp_path / "m0.csv").exists()
 
     r = run.invoke(main, ["classify", "--index", idx, "--labels", str(labels), "--threshold", "1.0",

@@ -70,3 +70,45 @@ def test_a_label_file_example_against_a_command_line_one_names_where_each_came_f
     # typed on the command line both: named as given, as before
     r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", pos, "--not-point-id", pos)
     assert f"the positive example point {pos} and the negative example point {pos} are the same tile" in r.stderr
+
+
+# ------------------------------------------------------------------ R6: --max-hits wording, option names
+def test_max_hits_that_left_out_no_hit_says_so(world, bundle, tmp_path):  # noqa: F811
+    """Re-check R6: with every hit a labelled positive below the threshold, the note read "kept the 5 most
+    probable of 8 hits, and the 3 labelled positives beyond them" and the line "written: the 5 most probable +
+    3 labelled positives", though --max-hits left nothing out."""
+    from rsir_stac.labels import write_labels
+
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    r = _run("classify", "--index", world[0], "--model", bundle.path, "--labels", labels, "--threshold", "1.0",
+             "--max-hits", "5", "--out", tmp_path / "r6.csv")
+    assert r.exit_code == 0, r.output
+    line = r.stdout.strip().splitlines()[-1]
+    assert "; 0 at p >= 1.0 + 8 you labelled positive, kept below it ->" in line and "written:" not in line, line
+    assert "most probable" not in r.stderr, r.stderr
+    assert ("--max-hits 5 (API: max_hits) left out no hit: all 8 are tiles you labelled positive, scored below 1 "
+            "and kept (your labels win): 8 in all") in r.stderr, r.stderr
+    # a cut that left tiles out still says so
+    r = _run("classify", "--index", world[0], "--model", bundle.path, "--labels", labels, "--threshold", "0.5",
+             "--max-hits", "1", "--out", tmp_path / "r6b.csv")
+    assert r.exit_code == 0 and "--max-hits 1 (API: max_hits) kept the 1 most probable of" in r.stderr, r.output
+
+
+@pytest.mark.parametrize("args,said", [
+    (["classify", "--max-hits", "0"], "--max-hits 0 (API: max_hits) must be a whole number >= 1"),
+    (["classify", "--holdout", "1"], "--holdout 1.0 (API: holdout) must be a fraction within 0 and 1"),
+    (["classify", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["search", "--limit", "0"], "--limit 0 (API: k) must be a whole number >= 1"),
+    (["search", "--offset", "-1"], "--offset -1 (API: offset) must be a whole number >= 0"),
+    (["search", "--offset", "9999"], "--offset 9999 + --limit 10 (API: offset + k) is above the limit of 10000"),
+])
+def test_numeric_options_are_named_as_typed(world, bundle, tmp_path, args, said):  # noqa: F811
+    """Re-check R6: `--max-hits 0` said `max_hits=0 must be ...`, the Python name (so did --limit, --offset)."""
+    from rsir_stac.labels import write_labels
+
+    labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
+    pid = world[1][0].id
+    extra = (["--labels", labels, "--out", tmp_path / "x.csv"] if args[0] == "classify" else ["--point-id", pid])
+    r = _run(args[0], "--index", world[0], "--model", bundle.path, *extra, *args[1:])
+    assert r.exit_code == 2, r.output
+    assert said in r.stderr and "=" not in r.stderr.split(said)[0], r.stderr

@@ -236,12 +236,13 @@ def _excluding(base: Any, excl: Exclusion, terms: Any) -> Any:
 
 def check_k(k: Any, offset: Any = 0) -> tuple[int, int]:
     """Validate ``k`` (results wanted) and ``offset`` (results skipped); offset + k <= MAX_K."""
-    for name, v, low in (("k", k, 1), ("offset", offset, 0)):
+    for name, v, low in (("--limit", k, 1), ("--offset", offset, 0)):
+        api = "k" if name == "--limit" else "offset"
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise InputError(f"{name}={v!r} must be a whole number >= {low}")
+            raise InputError(f"{name} {v!r} (API: {api}) must be a whole number >= {low}")
     if int(k) + int(offset) > MAX_K:
-        raise InputError(f"offset {offset} + k {k} is above the limit of {MAX_K} results; "
-                         f"ask for at most {MAX_K} (page with offset below it) or narrow the filters")
+        raise InputError(f"--offset {offset} + --limit {k} (API: offset + k) is above the limit of {MAX_K} results; "
+                         f"ask for at most {MAX_K} (page with --offset below it) or narrow the filters")
     return int(k), int(offset)
 
 
