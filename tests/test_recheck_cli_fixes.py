@@ -112,3 +112,32 @@ def test_numeric_options_are_named_as_typed(world, bundle, tmp_path, args, said)
     r = _run(args[0], "--index", world[0], "--model", bundle.path, *extra, *args[1:])
     assert r.exit_code == 2, r.output
     assert said in r.stderr and "=" not in r.stderr.split(said)[0], r.stderr
+
+
+# ------------------------------------------------------------------ --datetime: an offset without minutes, a zone name
+@pytest.mark.parametrize("given,why,right", [
+    ("2020-01-01T00:00:00+05", "its offset +05 has no minutes", "2020-01-01T00:00:00+05:00"),
+    ("2020-01-01T00:00:00+05/..", "its offset +05 has no minutes", "2020-01-01T00:00:00+05:00/.."),
+    ("2020-01-01T00:00:00 UTC", "'UTC' is not an RFC 3339 time zone (Z is UTC)", "2020-01-01T00:00:00Z"),
+    ("../2020-06-01T12:00:00GMT", "'GMT' is not an RFC 3339 time zone", "../2020-06-01T12:00:00Z"),
+    ("2020-01-01 UTC", "a date takes no time zone", "2020-01-01"),
+    ("2020-01-01T00:00:00 +05:00", "it has a space before its offset", "2020-01-01T00:00:00+05:00"),
+])
+def test_a_datetime_zone_rfc3339_does_not_read_is_named_with_its_fix(world, bundle, given, why, right):  # noqa: F811
+    """Trial: `+05` and ` UTC` got the generic "must be START/END" message."""
+    from rsir_stac.store.filter_parse import parse_datetime_range
+
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", world[1][0].id, "--datetime", given)
+    assert r.exit_code == 2, r.output
+    assert f"datetime {given!r} is not RFC 3339: {why}" in r.stderr and f"; write {right} (" in r.stderr, r.stderr
+    parse_datetime_range(right)  # the fix it gives is read
+
+
+def test_a_datetime_whose_zone_is_not_the_only_fault_names_the_other():
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filter_parse import parse_datetime_range
+
+    with pytest.raises(InputError, match="no real time: there is no month 13"):
+        parse_datetime_range("2020-13-01T00:00:00+05")
+    with pytest.raises(InputError, match="must be START/END"):
+        parse_datetime_range("2020-01-01-05")

@@ -215,6 +215,46 @@ def datetime_problem(text: str) -> str | None:
     return None
 
 
+#: A date, or a date and time, then a time zone RFC 3339 does not read (for :func:`datetime_zone_fix`):
+#: an offset of hours only (``+05``), a zone name (`` UTC``, ``GMT``), or a space before ``Z`` or the offset.
+_ZONE_SLIP = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})(?P<time>[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+                        r"(?:(?P<hours>[+-]\d{2})|\s*(?P<name>UTC|GMT|Z)|\s+(?P<spaced>[+-]\d{2}:?\d{2}))$",
+                        re.IGNORECASE)
+
+
+def datetime_zone_fix(text: str) -> tuple[str, str] | None:
+    """``(what is wrong, the text written right)`` for one datetime whose time zone RFC 3339 does not
+    read: an offset without minutes (``+05``: ``+05:00``), a zone name (``UTC``, ``GMT``: ``Z``, or
+    nothing after a date alone, a whole UTC day) or a space before the zone; None for any other text."""
+    m = _ZONE_SLIP.match(str(text).strip())
+    if not m:
+        return None
+    base = m.group("date") + (m.group("time") or "")
+    if m.group("hours"):
+        if not m.group("time"):
+            return None  # 2020-01-05 is a date, not a date and an offset
+        return f"its offset {m.group('hours')} has no minutes", f"{base}{m.group('hours')}:00"
+    if m.group("spaced"):
+        off = m.group("spaced")
+        off = off if ":" in off else f"{off[:3]}:{off[3:]}"
+        return "it has a space before its offset", f"{base}{off}"
+    name = m.group("name")
+    if not m.group("time"):
+        return f"a date takes no time zone ({name!r}: a date is a whole UTC day)", base
+    if name.upper() == "Z":
+        return "it has a space before its Z", f"{base}Z"
+    return f"{name!r} is not an RFC 3339 time zone (Z is UTC)", f"{base}Z"
+
+
+def _parses(text: str) -> bool:
+    """Whether ``text`` is a datetime :func:`parse_datetime_range` reads."""
+    try:
+        _parse_range(text, RANGE_FORM)
+    except InputError:
+        return False
+    return True
+
+
 def naive_datetime_note(text: str | None, what: str = "--datetime") -> str | None:
     """A short note when a bound of the datetime ``text`` gives a time of day without a time zone
     (read as UTC), else None: a date, month or year alone is a whole UTC period and gets none."""
@@ -250,12 +290,18 @@ def _parse_range(text: str, form: str) -> tuple[datetime | None, datetime | None
             start = None if a in ("", "..") else _parse_instant(a, end=False)
             end = None if b in ("", "..") else _parse_instant(b, end=True)
     except ValueError:
-        for part in parts:
-            problem = datetime_problem(part)
+        fixes = [datetime_zone_fix(p) for p in parts]
+        for part, fix in zip(parts, fixes):
+            problem = datetime_problem(fix[1] if fix else part)
             if problem:
                 where = f"in {part.strip()!r}, " if len(parts) > 1 else ""
                 raise InputError(f"datetime {text!r} names no real time: {where}{problem}; give a date or "
                                  "time that exists") from None
+        right = "/".join(f[1] if f else p.strip() for f, p in zip(fixes, parts))
+        if any(fixes) and all(_parses(f[1]) for f in fixes if f):
+            why = next(f[0] for f in fixes if f)
+            raise InputError(f"datetime {text!r} is not RFC 3339: {why}; write {right} (offsets are +HH:MM, e.g. "
+                             "+05:00, or Z for UTC)") from None
         raise InputError(f"datetime {text!r} must be {form}") from None
     if start is None and end is None:
         raise InputError(f"datetime {text!r} has no bound; give START, END or both")
