@@ -18,23 +18,52 @@ log = logging.getLogger(__name__)
 def read_tile(payload: dict) -> np.ndarray:
     """Re-read a stored tile's pixels (RGB uint8) from its source raster (or, for a scene
     composed from three single-band assets, its ``band_hrefs``)."""
-    from rsir_stac.errors import PointNotFoundError
-    from rsir_stac.tiling import SceneReader
+    got = read_tiles([payload])[0]
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def _scene_options(payload: dict) -> dict:
+    """How ingest read a stored tile's scene (:meth:`rsir_stac.tiling.SceneReader.open`'s options)."""
     from rsir_stac.tiling.stack import payload_band_hrefs, payload_nodata
 
     t = payload.get("tiling") or {}
-    grid = payload["grid"]
-    with SceneReader.open(payload["href"], bands=t.get("bands"), target_gsd=t.get("gsd"),
-                          tile_size=t.get("tile_size", grid["width"]), stride=t.get("stride"),
-                          edge=t.get("edge", "shift"), min_valid=0.0, nodata=payload_nodata(t.get("nodata")),
-                          hrefs=payload_band_hrefs(payload)) as reader:
-        for ref in reader.windows():
-            g = ref.grid
-            if (g.col_off, g.row_off, g.width, g.height) == (grid["col_off"], grid["row_off"], grid["width"], grid["height"]):
-                tile = reader.read(ref)
-                if tile is not None:
-                    return tile.pixels
-    raise PointNotFoundError(f"tile {grid} of {payload['href']} is not in the raster any more; re-ingest the item")
+    return dict(bands=t.get("bands"), target_gsd=t.get("gsd"), tile_size=t.get("tile_size", payload["grid"]["width"]),
+                stride=t.get("stride"), edge=t.get("edge", "shift"), min_valid=0.0,
+                nodata=payload_nodata(t.get("nodata")), hrefs=payload_band_hrefs(payload))
+
+
+def read_tiles(payloads: list[dict]) -> list[np.ndarray | Exception]:
+    """:func:`read_tile` of each payload, each scene opened once for all its tiles (so what opening it
+    warns of, e.g. a CRS whose area of use is far from the scene, is said once per scene, not once per
+    tile); in place of a tile that cannot be read, the RsirError saying why."""
+    from rsir_stac.errors import PointNotFoundError, RsirError
+    from rsir_stac.tiling import SceneReader
+
+    scenes: dict[str, list[int]] = {}
+    for i, p in enumerate(payloads):
+        scenes.setdefault(repr((p["href"], sorted(_scene_options(p).items()))), []).append(i)
+    out: list[np.ndarray | Exception | None] = [None] * len(payloads)
+    for members in scenes.values():
+        first = payloads[members[0]]
+        try:
+            with SceneReader.open(first["href"], **_scene_options(first)) as reader:
+                refs = {(r.grid.col_off, r.grid.row_off, r.grid.width, r.grid.height): r for r in reader.windows()}
+                for i in members:
+                    g = payloads[i]["grid"]
+                    ref = refs.get((g["col_off"], g["row_off"], g["width"], g["height"]))
+                    try:
+                        tile = reader.read(ref) if ref is not None else None
+                    except RsirError as err:  # this window only
+                        out[i] = err
+                        continue
+                    out[i] = tile.pixels if tile is not None else PointNotFoundError(
+                        f"tile {g} of {payloads[i]['href']} is not in the raster any more; re-ingest the item")
+        except RsirError as err:  # the scene cannot be opened: each of its tiles says why
+            for i in members:
+                out[i] = err if out[i] is None else out[i]
+    return out
 
 
 def _fit(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -194,22 +223,26 @@ def _write_set(result, out: Path, size: int) -> list[Path]:
 
     written, tiles, labels = [], [], []
     query = result.query_pixels
-    if query is None and result.query_payload is not None:
-        try:
-            query = read_tile(result.query_payload)
-        except RsirError as err:
-            log.warning("query tile not rendered: %s", err)
+    ask_query = query is None and result.query_payload is not None
+    read = read_tiles(([result.query_payload] if ask_query else []) + [hit.payload for hit in result.hits])
+    if ask_query:
+        query = read.pop(0)
+        if isinstance(query, RsirError):
+            log.warning("query tile not rendered: %s", query)
+            query = None
     if query is not None:
         written.append(save_png(query, out / "00_query.png"))
-    for rank, hit in enumerate(result.hits, 1):
-        try:
-            px = read_tile(hit.payload)
-        except RsirError as err:
-            log.warning("hit %s not rendered: %s", hit.id, err)
+    failed: dict[str, list[str]] = {}  # a scene that cannot be read: said once, its hits named
+    for rank, (hit, px) in enumerate(zip(result.hits, read), 1):
+        if isinstance(px, RsirError):
+            failed.setdefault(str(px), []).append(hit.id)
             px = np.full((size, size, 3), 200, np.uint8)
         written.append(save_png(px, out / f"{rank:02d}_{hit.id[:8]}.png"))
         tiles.append(px)
         labels.append(caption(rank, hit, getattr(result, "score_name", "distance")))
+    for err, ids in failed.items():
+        log.warning("%s not rendered: %s", f"hit {ids[0]}" if len(ids) == 1 else
+                    f"{len(ids)} hits ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})", err)
     qp = result.query_payload or {}
     qlabel = f"query {str(qp.get('datetime') or '')[:10]}".rstrip()
     written.append(save_png(contact_sheet(query, tiles, labels, size=size, query_label=qlabel),

@@ -141,3 +141,49 @@ def test_a_datetime_whose_zone_is_not_the_only_fault_names_the_other():
         parse_datetime_range("2020-13-01T00:00:00+05")
     with pytest.raises(InputError, match="must be START/END"):
         parse_datetime_range("2020-01-01-05")
+
+
+# ------------------------------------------------------------------ a scene's warning once per command, not per tile
+def _centre(tif) -> str:
+    """``LON,LAT`` of a raster's centre, as --at takes it."""
+    import rasterio
+    from pyproj import Transformer
+
+    with rasterio.open(tif) as ds:
+        x, y = ds.xy(ds.height // 2, ds.width // 2)
+        lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return f"{lon},{lat}"
+
+
+def test_thumbnails_say_a_scenes_crs_warning_once(tmp_path, caplog):
+    """Trial: the warning of a scene far from its CRS's area of use came once per result tile of the scene
+    (each thumbnail re-opened it)."""
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "far.tif", width=512, height=512, crs="EPSG:27700", origin=(400000.0, 3300000.0))
+    idx = tmp_path / "idx"
+    assert _run("ingest", tif, "--index", idx).exit_code == 0
+    caplog.clear()
+    r = _run("search", "--index", idx, "--at", _centre(tif), "--per-item", "0", "-k", "4", "--include-query",
+             "--thumbnails", tmp_path / "th")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "th").glob("0[1-4]_*.png"))) == 4
+    said = [rec for rec in caplog.records if "far outside where its CRS EPSG:27700 is used" in rec.getMessage()]
+    assert len(said) == 1, [rec.getMessage() for rec in said]
+
+
+def test_thumbnails_of_a_scene_gone_say_so_once(tmp_path, caplog):
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "gone.tif", width=512, height=512)
+    idx = tmp_path / "idx"
+    assert _run("ingest", tif, "--index", idx, "--gsd", "1").exit_code == 0
+    at = _centre(tif)
+    tif.unlink()
+    caplog.clear()
+    r = _run("search", "--index", idx, "--at", at, "--per-item", "0", "-k", "3", "--include-query",
+             "--thumbnails", tmp_path / "th")
+    assert r.exit_code == 0, r.output
+    said = [rec.getMessage() for rec in caplog.records if "not rendered" in rec.getMessage()]
+    assert len(said) == 2 and said[0].startswith("query tile not rendered: "), said  # the query, then the 3 hits
+    assert said[1].startswith("3 hits (") and str(tif) in said[1], said
