@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,48 @@ class OutputError(RsirError, OSError):
     that large); nothing was left at its path."""
 
     exit_code = 1
+
+
+class ReplaceError(OutputError):
+    """An existing output file cannot be replaced (an immutable file, a read-only bind mount): the user
+    must make it writable or choose another path, so it exits 2 as a folder that cannot be written in
+    does, whether it is found before any work (:func:`check_output_path`) or only when the output is
+    renamed into place."""
+
+    exit_code = 2
+
+
+#: Linux's ioctl that reads a file's attribute flags (``lsattr``), and its immutable and append-only flags.
+_FS_IOC_GETFLAGS, _FS_FIXED_FLAGS = 0x80086601, 0x00000010 | 0x00000020
+
+
+def _fixed_file(target: Path) -> bool:
+    """Whether the existing regular file ``target`` is marked immutable or append-only (``chattr +i``/``+a``;
+    BSD and macOS ``chflags uchg``), so no rename can replace it; False when that cannot be told."""
+    import stat
+
+    try:
+        st = os.stat(target)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    flags = getattr(st, "st_flags", None)  # BSD, macOS
+    if flags is not None:
+        fixed = (getattr(stat, n, 0) for n in ("UF_IMMUTABLE", "SF_IMMUTABLE", "UF_APPEND", "SF_APPEND"))
+        return bool(flags & sum(fixed))
+    try:
+        import fcntl
+
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            buf = bytearray(8)
+            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf, True)
+        finally:
+            os.close(fd)
+    except (OSError, ImportError):  # not Linux, a file system without flags, an unreadable file
+        return False
+    return bool(int.from_bytes(buf[:4], sys.byteorder) & _FS_FIXED_FLAGS)
 
 
 #: Free bytes below which a failed write of an output file is taken for a full disk, whatever the
@@ -110,6 +153,9 @@ def check_output_path(path: str | Path, what: str | None = None) -> Path:
     except OSError as exc:
         why = "no file can be created there" if exc.errno == errno.ENOENT else (exc.strerror or exc)
         raise InputError(f"cannot write in {folder} ({why}); choose a writable path for {name}") from None
+    if _fixed_file(target):
+        raise ReplaceError(f"{target} cannot be replaced (it is marked immutable or append-only); nothing was "
+                           f"written: make it writable (e.g. chattr -i {target}) or choose another path for {name}")
     return target
 
 
@@ -235,7 +281,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         except OSError as exc:   # the error names the temporary file: name the target, and what to do
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            raise OutputError(f"{target} cannot be replaced ({exc.strerror or exc}); it is as it was: make it "
+            raise ReplaceError(f"{target} cannot be replaced ({exc.strerror or exc}); it is as it was: make it "
                               "writable (an immutable or read-only mounted file cannot be), or give another "
                               "path") from None
     except BaseException as exc:
@@ -294,7 +340,7 @@ class OutputSet:
                     try:
                         os.replace(target, aside)
                     except OSError as exc:
-                        raise OutputError(f"{target} cannot be replaced ({exc.strerror or exc}); nothing of this run "
+                        raise ReplaceError(f"{target} cannot be replaced ({exc.strerror or exc}); nothing of this run "
                                           "was written: make it writable (an immutable or read-only mounted file "
                                           "cannot be), or give another path") from None
                     moved.append((target, aside))

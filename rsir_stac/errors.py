@@ -6,7 +6,9 @@ Messages are one line: what object is wrong, and how to fix it.
 
 ``exit_code`` is what the command line exits with when the error ends a run:
 2 for bad usage or input that is refused before any work is done (fix the
-input and re-run), 1 for failures of the run itself (index in use, store I/O).
+input and re-run), 1 for failures of the run itself (index in use, store I/O).  An output file that
+cannot be replaced (immutable, read-only mounted) is 2 too, as an output folder that cannot be written
+in is, even when it is found only as the output is renamed into place (``atomic.ReplaceError``).
 A run that skips failing items or windows also exits 1 (see docs/RELIABILITY.md).
 """
 

@@ -446,7 +446,7 @@ def export_index(index: Any, path: str | Path, *, flt: Any = None, with_vectors:
                          "'embedding' column, and --no-vectors leaves that column out; drop one of them")
     from rsir_stac.atomic import check_distinct_outputs
 
-    check_output_path(path)
+    check_output_path(path, what="--out")
     check_distinct_outputs([("--out", path)], list(inputs))
     if stac_collection is not None:  # refused before the table is written, not after
         check_output_path(stac_collection, what="--stac")

@@ -187,3 +187,44 @@ def test_thumbnails_of_a_scene_gone_say_so_once(tmp_path, caplog):
     said = [rec.getMessage() for rec in caplog.records if "not rendered" in rec.getMessage()]
     assert len(said) == 2 and said[0].startswith("query tile not rendered: "), said  # the query, then the 3 hits
     assert said[1].startswith("3 hits (") and str(tif) in said[1], said
+
+
+# ------------------------------------------------------------------ export's output messages and exit codes
+def _chattr(flag: str, path) -> bool:
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("chattr")) and subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_export_names_its_out_option_as_the_other_commands_do(world, bundle, tmp_path):  # noqa: F811
+    """Trial: `export` to a folder that takes no file said `choose a writable path for x.parquet`; search and
+    classify say `for --out DIR/x.parquet`."""
+    r = _run("export", "--index", world[0], "--model", bundle.path, "--out", "/proc/rsir-x.parquet")
+    assert r.exit_code == 2, r.output
+    assert "choose a writable path for --out /proc/rsir-x.parquet" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["exit_code"] == 2
+
+
+def test_an_immutable_output_file_and_folder_exit_alike(world, bundle, tmp_path):  # noqa: F811
+    """Trial: an immutable --out file exited 1 (after the export was made), an immutable folder 2 (before any
+    work); both are the user's to change: 2, refused before any work, nothing written."""
+    target, folder = tmp_path / "x.parquet", tmp_path / "ro"
+    target.write_bytes(b"the previous export")
+    folder.mkdir()
+    if not (_chattr("+i", target) and _chattr("+i", folder)):
+        pytest.skip("chattr +i is not allowed here (needs root and CAP_LINUX_IMMUTABLE)")
+    try:
+        for cmd in (["export"], ["search", "--point-id", world[1][0].id]):
+            base = [*cmd, "--index", world[0], "--model", bundle.path]
+            a = _run(*base, "--out", target)
+            b = _run(*base, "--out", folder / "x.parquet")
+            assert a.exit_code == b.exit_code == 2, (a.output, b.output)
+            assert f"{target} cannot be replaced (it is marked immutable or append-only); nothing was written" \
+                   in a.stderr and f"choose another path for --out {target}" in a.stderr, a.stderr
+            assert f"choose a writable path for --out {folder / 'x.parquet'}" in b.stderr, b.stderr
+        assert target.read_bytes() == b"the previous export"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "x.parquet"]
+    finally:
+        _chattr("-i", target)
+        _chattr("-i", folder)
