@@ -167,10 +167,11 @@ def unknown_collection_note(store, flt: SearchFilter | None) -> str | None:
         return None
     have = _some_collections(store)
     named = ", ".join(repr(c) for c in flt.collections)
-    # "naip,coarse" is one name: a comma list of held names means the option was meant twice
-    listed = [c for c in flt.collections if "," in c and all(p.strip() in have for p in c.split(","))]
+    # "naip,coarse" is one name: a comma list of held names means the option was meant twice ("naip,": once)
+    parts = {c: [p.strip() for p in c.split(",") if p.strip()] for c in flt.collections if "," in c}
+    listed = [ps for ps in parts.values() if ps and all(p in have for p in ps)]
     repeat = ("; one --collection takes one name: repeat it for each, e.g. "
-              + " ".join(f"--collection {p.strip()}" for p in listed[0].split(","))) if listed else ""
+              + " ".join(f"--collection {p}" for p in listed[0])) if listed else ""
     return (f"no tile of the index is in collection {named}"
             + (f"; it holds {', '.join(repr(c) for c in have)}" if have else "; its tiles have no collection")
             + " (names are exact, case included)" + repeat)

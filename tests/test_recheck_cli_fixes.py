@@ -228,3 +228,15 @@ def test_an_immutable_output_file_and_folder_exit_alike(world, bundle, tmp_path)
     finally:
         _chattr("-i", target)
         _chattr("-i", folder)
+
+
+# ------------------------------------------------------------------ --collection 'naip,'
+@pytest.mark.parametrize("given,hint", [("demo,", "--collection demo"), (",demo", "--collection demo"),
+                                        ("demo, demo", "--collection demo --collection demo")])
+def test_a_collection_with_a_stray_comma_gets_the_repeat_hint(world, bundle, given, hint):  # noqa: F811
+    """Re-check: `--collection 'naip,'` got "no tile is in collection 'naip,'" without the hint `'naip,coarse'`
+    gets."""
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", world[1][0].id,
+             "--collection", given)
+    assert r.exit_code == 0, r.output
+    assert f"one --collection takes one name: repeat it for each, e.g. {hint}\n" in r.stderr, r.stderr
