@@ -170,6 +170,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+#: What each input option's file is, in a refusal to write over it ("your --within area file").
+_INPUT_FILES = {"--labels": "--labels label file", "--within": "--within area file", "--image": "--image example image",
+                "--not-image": "--not-image example image"}
+
+
+def _input_file(option: str) -> str:
+    """The file an input ``option`` names, as a refusal says it: ``--within area file``, else ``OPTION file``."""
+    return _INPUT_FILES.get(option, f"{option} file")
+
+
 def check_distinct_outputs(outputs: list[tuple[str, str | Path | None]],
                            inputs: list[tuple[str, str | Path | None]] = ()) -> None:
     """Refuse, before any work, an output that is another output or one of the run's inputs (InputError,
@@ -187,7 +197,7 @@ def check_distinct_outputs(outputs: list[tuple[str, str | Path | None]],
         for other, theirs in ins:
             if _same_file(path, theirs):
                 raise InputError(f"{what} {path} is the file read as {other}, so writing it would replace your "
-                                 f"{other.lstrip('-').replace('-', ' ')} file; give {what} another path")
+                                 f"{_input_file(other)}; give {what} another path")
 
 
 def check_output_dir(path: str | Path, what: str | None = None) -> Path:

@@ -240,3 +240,18 @@ def test_a_collection_with_a_stray_comma_gets_the_repeat_hint(world, bundle, giv
              "--collection", given)
     assert r.exit_code == 0, r.output
     assert f"one --collection takes one name: repeat it for each, e.g. {hint}\n" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------ B1/B2 wording
+def test_an_output_onto_an_input_names_the_input_by_its_option(world, bundle, tmp_path):  # noqa: F811
+    """Re-check: B1/B2's refusals said "your within file"."""
+    area = tmp_path / "area.geojson"
+    area.write_text(json.dumps({"type": "Polygon", "coordinates": [[[10, 45], [10.5, 45], [10.5, 45.1], [10, 45]]]}))
+    before = area.read_text()
+    base = ["--index", world[0], "--model", bundle.path, "--within", area, "--out", area]
+    for cmd in (["search", "--point-id", world[1][0].id], ["export"]):
+        r = _run(*cmd, *base)
+        assert r.exit_code == 2, r.output
+        assert (f"--out {area} is the file read as --within, so writing it would replace your --within area file; "
+                "give --out another path") in r.stderr, r.stderr
+    assert area.read_text() == before
