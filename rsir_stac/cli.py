@@ -281,7 +281,9 @@ def _search_notes(idx, result, query: dict, per_item: str, offset: int, mmr: flo
 
             notes = [n for n in notes if n != cap_note(result.score_name)]
             notes.append(cap_note(result.score_name, left, mmr=mmr is not None))
-    return notes
+    from rsir_stac.search_notes import command_line_note
+
+    return [command_line_note(n) for n in notes]
 
 
 def _write_hits(idx, result, out: str, with_vectors: bool, notes: list[str], payloads: bool):

@@ -9,7 +9,7 @@ import click
 
 from rsir_stac.cli_analysis import _per_item
 from rsir_stac.cli_common import echo_json as _echo_json, echo_text
-from rsir_stac.search_notes import cap_note, reordered
+from rsir_stac.search_notes import cap_note, command_line_note, reordered
 from rsir_stac.terminal import printable
 
 
@@ -27,7 +27,7 @@ def _served_notes(result, doc: dict | None, per_item) -> list[str]:
     if (_per_item(per_item) == "auto" and reordered(result.hits, result.score_name) and note not in notes
             and not any(n.startswith("--mmr") for n in notes)):  # a service older than the note
         notes.append(note)
-    return notes
+    return [command_line_note(n) for n in notes]
 
 
 def _fit(text: str, width: int) -> str:

@@ -120,10 +120,23 @@ def _when(dt: Any) -> str:
     return text
 
 
+#: How :func:`outside_note` ends: what the filters leaving the example out means on the map page (the
+#: API's wording), and on the command line (:func:`command_line_note`).
+OUTSIDE_ON_THE_PAGE = "(so the map page hides its imagery)"
+OUTSIDE_ON_THE_COMMAND_LINE = "(the search still starts from it, but it cannot be among the hits)"
+
+
+def command_line_note(note: str) -> str:
+    """A library or service note worded for the command line: what :func:`outside_note` says of the map
+    page, said of the search's hits."""
+    return note.replace(OUTSIDE_ON_THE_PAGE, OUTSIDE_ON_THE_COMMAND_LINE)
+
+
 def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | None:
     """A line when an example tile (a stored point, or a place's tile: no tile there has the dates
     or collections, :meth:`Index._tile_at`) is one the dates or collections leave out, so the
-    map's imagery, drawn through the same filters, hides it."""
+    map's imagery, drawn through the same filters, hides it (:data:`OUTSIDE_ON_THE_PAGE`; the command
+    line words it with :func:`command_line_note`)."""
     if flt is None or (flt.start is None and flt.end is None and not flt.collections):
         return None
     from rsir_stac.store.filters import matches
@@ -133,14 +146,14 @@ def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | Non
         if r.kind == "point" and r.payload is not None and not matches(r.payload, when):
             dt = r.payload.get("datetime")
             return (f"the example tile is {'from ' + _when(dt) if dt else 'without a date'} "
-                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map "
-                    "page hides its imagery)")
+                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out "
+                    f"{OUTSIDE_ON_THE_PAGE}")
         if r.kind == "location" and r.payload is not None and not matches(r.payload, when):
             dt = r.payload.get("datetime")
             return (f"no tile at the place has the searched dates or collections, so the example is the tile there "
                     f"{'from ' + _when(dt) if dt else 'with no date'} "
-                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out (so the map page "
-                    "hides its imagery)")
+                    f"({r.payload.get('collection') or 'no collection'}), which the filters leave out "
+                    f"{OUTSIDE_ON_THE_PAGE}")
     return None
 
 
@@ -189,7 +202,7 @@ def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
     return sorted(seen)
 
 
-__all__ = ["empty_filter_notes", "excluded_notes", "outside_note", "ranking_notes", "swapped_bbox_note",
+__all__ = ["command_line_note", "empty_filter_notes", "excluded_notes", "outside_note", "ranking_notes", "swapped_bbox_note",
            "unknown_collection_note"]
 
 

@@ -255,3 +255,23 @@ def test_an_output_onto_an_input_names_the_input_by_its_option(world, bundle, tm
         assert (f"--out {area} is the file read as --within, so writing it would replace your --within area file; "
                 "give --out another path") in r.stderr, r.stderr
     assert area.read_text() == before
+
+
+# ------------------------------------------------------------------ CLI notes say nothing of the map page
+def test_an_example_the_filters_leave_out_is_said_in_command_line_words(world, bundle):  # noqa: F811
+    """Trial: the CLI note ended "(so the map page hides its imagery)"; the API's (the page's) keeps it."""
+    from rsir_stac.search import Example, Index
+    from rsir_stac.store import SearchFilter
+
+    pid = world[1][0].id
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", pid, "--datetime", "2021")
+    assert r.exit_code == 0, r.output
+    assert ("which the filters leave out (the search still starts from it, but it cannot be among the hits)"
+            in r.stderr), r.stderr
+    assert "map page" not in r.stderr, r.stderr
+    r = _run("search", "--index", world[0], "--model", bundle.path, "--point-id", pid, "--datetime", "2021",
+             "--format", "json")
+    assert not any("map page" in n for n in json.loads(r.stdout)["notes"]), r.stdout
+    with Index.open(str(world[0]), model=bundle) as index:  # the library's (and the API's) note names the page
+        res = index.search(positives=[Example("point", pid)], flt=SearchFilter(collections=("other",)))
+    assert any(n.endswith("which the filters leave out (so the map page hides its imagery)") for n in res.notes)
