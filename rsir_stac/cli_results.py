@@ -53,8 +53,8 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
     if fmt == "json":
         full = k is not None and len(result.hits) == k and offset + k < MAX_K
         _echo_json({"query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
-                              "positives": [e.id for e in result.examples if e.positive],
-                              "negatives": [e.id for e in result.examples if not e.positive],
+                              "positives": [e.name for e in result.examples if e.positive],
+                              "negatives": [e.name for e in result.examples if not e.positive],
                               **({"expanded": list(result.expanded)} if result.expanded else {})},
                     "offset": offset, "next_offset": offset + k if full else None,
                     "hits": [hit_record(h, result.score_name) for h in result.hits],
@@ -63,10 +63,11 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
         gj = doc if doc is not None else to_geojson(result)
         _echo_json({**gj, "notes": list(notes)} if notes else gj)   # a foreign member (RFC 7946 6.1)
     else:  # the table: catalogue text (item ids, dates) is printed with its control characters escaped
-        if result.query_id:
-            qp = result.query_payload or {}
+        first = result.query_id or next((e.source for e in result.examples[:1] if e.positive), None)
+        if first:  # a stored tile's id, or the image file as it was given
+            qp = (result.query_payload or {}) if result.query_id else {}
             about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
-            echo_text(f"query: {result.query_kind} {result.query_id}" + (f" ({about})" if about else "")
+            echo_text(f"query: {result.query_kind} {first}" + (f" ({about})" if about else "")
                       + (f" + {len(result.examples) - 1} more example{'s' if len(result.examples) > 2 else ''}"
                          if len(result.examples) > 1 else "")
                       + (f", expanded with {len(result.expanded)} nearest tiles" if result.expanded else ""))

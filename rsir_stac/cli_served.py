@@ -110,7 +110,7 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
                                              "collection": list(collection) or None,
                                              "polygon": json.dumps(polygon) if polygon else None, "k": limit,
                                              "expand": expand})
-        return _result(doc, "distance", 0, SearchResult), doc
+        return _named_images(_result(doc, "distance", 0, SearchResult), image, ()), doc
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
             "labels": _label_doc(labels_path) if labels_path else None,
             "strategy": strategy, "mmr": mmr, "per_item": _per_item_field(per_item), "exclude_within_m": exclude_within,
@@ -135,7 +135,21 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
     doc = client.query_images("/api/query", body, list(image), list(not_image)) if image or not_image \
         else client.query(body)
-    return _result(doc, doc.get("score") or "distance", offset, SearchResult), doc
+    return _named_images(_result(doc, doc.get("score") or "distance", offset, SearchResult), image, not_image), doc
+
+
+def _named_images(result: Any, image: tuple, not_image: tuple) -> Any:
+    """``result`` whose uploaded examples (the service names them null: it had their pixels) carry the
+    paths given, as a local search's do: the service puts uploads first on each side, in their order."""
+    import dataclasses
+
+    examples = list(result.examples)
+    for positive, paths in ((True, list(image)), (False, list(not_image))):
+        at = [n for n, e in enumerate(examples) if e.positive == positive and e.id is None]
+        if len(at) == len(paths):  # else a repeat was dropped: which is which cannot be told
+            for n, path in zip(at, paths):
+                examples[n] = dataclasses.replace(examples[n], source=os.fspath(path))
+    return dataclasses.replace(result, examples=tuple(examples))
 
 
 def served_classify(client: ServiceClient, *, labels_path, model, bbox, near, within, datetime_, collection,

@@ -90,7 +90,8 @@ class Example:
 
 @dataclass(frozen=True)
 class ResolvedExample:
-    """An example with its vector; ``id``/``payload`` when it is a stored tile."""
+    """An example with its vector; ``id``/``payload`` when it is a stored tile; ``source``: an image
+    file's path as it was given (None for pixels, vectors and stored tiles)."""
 
     kind: str
     positive: bool
@@ -98,6 +99,12 @@ class ResolvedExample:
     id: str | None = None
     payload: dict | None = None
     pixels: np.ndarray | None = None
+    source: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        """How the example is named in a search's answer: a stored tile's id, else an image file's path."""
+        return self.id or self.source
 
 
 def check_examples(examples: Any, what: str) -> list[Example]:

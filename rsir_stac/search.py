@@ -9,6 +9,7 @@ filtered nearest neighbours in the store → :class:`SearchHit` records.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
@@ -171,7 +172,8 @@ class Index:
                 from rsir_stac.tiling import read_image
 
                 px = read_image(e.value, bands=e.bands) if e.kind == "image" else np.asarray(e.value)
-                out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px)
+                out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px,
+                                         source=os.fspath(e.value) if e.kind == "image" else None)
             elif e.kind == "vector":
                 out[n] = ResolvedExample("image", positive, self._check_vector(e.value))
             elif e.kind == "location":
@@ -525,8 +527,8 @@ def to_geojson(result: SearchResult) -> dict[str, Any]:
         feats.append({"type": "Feature", "id": hit.id, "geometry": geom, "properties": props})
     return {"type": "FeatureCollection", "features": feats,
             "query": {"kind": result.query_kind, "id": result.query_id, "strategy": result.strategy,
-                      "positives": [e.id for e in result.examples if e.positive],
-                      "negatives": [e.id for e in result.examples if not e.positive],
+                      "positives": [e.name for e in result.examples if e.positive],
+                      "negatives": [e.name for e in result.examples if not e.positive],
                       **({"expanded": list(result.expanded)} if result.expanded else {})}}
 
 

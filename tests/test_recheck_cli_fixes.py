@@ -275,3 +275,24 @@ def test_an_example_the_filters_leave_out_is_said_in_command_line_words(world, b
     with Index.open(str(world[0]), model=bundle) as index:  # the library's (and the API's) note names the page
         res = index.search(positives=[Example("point", pid)], flt=SearchFilter(collections=("other",)))
     assert any(n.endswith("which the filters leave out (so the map page hides its imagery)") for n in res.notes)
+
+
+# ------------------------------------------------------------------ K1: an image example is named by its path
+def test_an_image_example_is_named_by_its_path_in_the_query_line_and_json(world, bundle, tmp_path):  # noqa: F811
+    """Trial K1: `search --image a.png --point-id X` printed no `query:` line, and `--format json` had null in
+    query.positives for the image."""
+    import numpy as np
+    from PIL import Image
+
+    png = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(png)
+    pid, neg = world[1][0].id, world[1][30].id
+    base = ["search", "--index", world[0], "--model", bundle.path, "--image", png, "--point-id", pid,
+            "--not-point-id", neg, "-k", "2"]
+    r = _run(*base)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == f"query: image {png} + 2 more examples", r.stdout
+    for fmt in ("json", "geojson"):
+        r = _run(*base, "--format", fmt)
+        q = json.loads(r.stdout)["query"]
+        assert q["positives"] == [str(png), pid] and q["negatives"] == [neg] and q["kind"] == "image", q

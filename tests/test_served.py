@@ -138,6 +138,8 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
                                  str(scenes[0]), "--image", str(scenes[1]), "--not-image", str(other),
                                  "--point-id", ids[2], "--format", "json", "-k", "2", "--per-item", "0"])
         assert r.exit_code == 0 and len(json.loads(r.stdout)["hits"]) == 2, r.output
+        q = json.loads(r.stdout)["query"]  # the uploads named by their paths, as without a service (trial K1)
+        assert q["positives"] == [str(scenes[0]), str(scenes[1]), ids[2]] and q["negatives"] == [str(other)], q
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
                                  "--image", str(tmp_path / "missing.png")])
         assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].endswith("missing.png does not exist; "
