@@ -794,3 +794,86 @@ def test_the_map_says_why_a_scene_is_not_drawn_zoomed_out_and_draws_it_zoomed_in
             pg.check_clean()
         finally:
             pg.close()
+
+
+# --------------------------------------------------------------------------- leftover findings (page trial, re-check)
+
+
+OLD_MODEL = "old-model-before-a-reindex-1234"
+
+
+def _old_model_labels(points) -> tuple[dict, dict]:
+    """A label file made with another model over the same tiles (as before `rsir-stac reindex`): the
+    first 2009 tile under this index's id, the second under its old id with its item_id, the third
+    under its old id with only its footprint; and {its ids: this index's ids}."""
+    from rsir_stac.ingest.points import payload_point_id
+    from rsir_stac.labels import footprint_geometry
+
+    a, b, c = _stack_ids(points, "2009-08-18")[:3]
+    old_b, old_c = payload_point_id(points[b], OLD_MODEL), payload_point_id(points[c], OLD_MODEL)
+    feats = [
+        {"type": "Feature", "id": a, "geometry": footprint_geometry(points[a]),
+         "properties": {"point_id": a, "label": "positive", "item_id": points[a]["item_id"]}},
+        {"type": "Feature", "id": old_b, "geometry": footprint_geometry(points[b]),
+         "properties": {"point_id": old_b, "label": "positive", "item_id": points[b]["item_id"]}},
+        {"type": "Feature", "id": old_c, "geometry": footprint_geometry(points[c]),
+         "properties": {"point_id": old_c, "label": "negative"}},
+    ]
+    return {"type": "FeatureCollection", "rsir:model_id": OLD_MODEL, "features": feats}, {a: a, old_b: b, old_c: c}
+
+
+def test_the_label_check_says_how_a_file_of_another_model_was_matched(stack_server):
+    """POST /api/labels: a label file made with another model (its rsir:model_id) is read with this
+    index's ids, and the answer's model_match says how: by id, by item_id or by footprint (page trial:
+    the page could not tell the user, so such a file loaded without a word).  A file of this index's
+    model has no model_match."""
+    import httpx
+
+    base, points = stack_server
+    doc, ids = _old_model_labels(points)
+    model = next(iter(points.values()))["model_id"]
+    r = httpx.post(f"{base}/api/labels", json={"labels": doc}, headers={"X-API-Key": KEY}, timeout=60)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["rsir:model_id"] == model
+    assert [f["id"] for f in got["features"]] == list(ids.values())
+    assert got["model_match"] == {"model_ids": [OLD_MODEL], "model_id": model, "by_id": 1, "by_item": 1,
+                                  "by_footprint": 1}, got["model_match"]
+    same = dict(got, **{"rsir:model_id": model})
+    same.pop("model_match")
+    r = httpx.post(f"{base}/api/labels", json={"labels": same}, headers={"X-API-Key": KEY}, timeout=60)
+    assert r.status_code == 200 and "model_match" not in r.json(), r.text
+
+
+def test_loading_labels_of_another_model_says_so_and_how_they_were_matched(browser, stack_server, tmp_path):
+    """Page trial: a label file whose rsir:model_id names another model loaded with "Loaded 3 labels"
+    and nothing more.  The status now says the file was made with another model and how its labels
+    were read here: kept by id, or matched to the same tile by item_id or by footprint."""
+    base, points = stack_server
+    doc, ids = _old_model_labels(points)
+    path = tmp_path / "old-model.geojson"
+    path.write_text(json.dumps(doc))
+    # the trial's file: this index's own tiles, the model named another
+    trial = dict(doc, features=[dict(f, id=new, properties=dict(f["properties"], point_id=new))
+                                for f, new in zip(doc["features"], ids.values())])
+    trial_path = tmp_path / "named-another-model.geojson"
+    trial_path.write_text(json.dumps(trial))
+    pg = Page(browser, base)
+    try:
+        pg.p.click("#tab-labels")
+        pg.p.set_input_files("#load-labels", str(path))
+        pg.wait_status("Loaded 3 labels")
+        status = pg.status()
+        assert f"old-model.geojson was made with another model ({OLD_MODEL}; this index:" in status, status
+        assert "1 label names a tile of this index by id, so it was kept as it is" in status, status
+        assert "2 labels were matched to the same tiles of this index (same item, asset and grid window), " \
+               "1 by item_id and 1 by footprint" in status, status
+        assert sorted(pg.p.evaluate("[...rsir.state.labels.keys()]")) == sorted(ids.values())
+        pg.p.set_input_files("#load-labels", str(trial_path))
+        pg.wait_status("Loaded 3 labels from named-another-model.geojson, replacing 3 labels")
+        status = pg.status()
+        assert "3 labels name tiles of this index by id, so they were kept as they are" in status, status
+        assert "Undo" in status
+        pg.check_clean()
+    finally:
+        pg.close()

@@ -20,21 +20,54 @@ def labels_router(svc: Any):
     @router.post("/api/labels", summary="Check a label set and fill in stored footprints")
     def api_labels(req: bodies.LabelsRequest = Body(...)) -> dict:
         """Validates ids, labels and model against the index; returns the label FeatureCollection with each
-        tile's stored footprint, item and collection, and the index's model id."""
+        tile's stored footprint, item and collection, and the index's model id; for a set made with another
+        model, ``model_match`` says how its labels were matched to this index's tiles (:func:`model_match`)."""
         from rsir_stac.labels import Label, LabelSet, footprint_geometry
 
-        labels = bodies.labels(req.labels)
+        given = bodies.labels(req.labels)
         with svc.querying(), svc.lock:   # a set of another model's ids is matched by scanning the index
-            labels = svc.index.labels_here(labels)  # a set made before a reindex gets this index's ids
+            labels = svc.index.labels_here(given)  # a set made before a reindex gets this index's ids
             stored = {h.id: h for h in svc.index.store.retrieve([lb.point_id for lb in labels.labels])}
         out = []
         for lb in labels.labels:
             p = stored[lb.point_id].payload
             props = {**lb.properties, **{k: p[k] for k in ("item_id", "collection", "datetime") if p.get(k)}}
             out.append(Label(lb.point_id, lb.label, footprint_geometry(p), lb.note, props))
-        return LabelSet(tuple(out), svc.index.bundle.model_id).to_geojson()
+        doc = LabelSet(tuple(out), svc.index.bundle.model_id).to_geojson()
+        match = model_match(given, labels, {i: h.payload for i, h in stored.items()}, svc.index.bundle.model_id)
+        if match:
+            doc["model_match"] = match
+        return doc
 
     return router
 
 
-__all__ = ["labels_router"]
+def model_match(given: Any, here: Any, payloads: dict, model_id: str) -> dict | None:
+    """How the labels of a set made with another model than ``model_id`` (its ``rsir:model_id``, else
+    its features' ``model_id``) were read on this index, or None for a set of this index's model:
+    ``{"model_ids": [the set's models], "model_id": this index's, "by_id": n, "by_item": n,
+    "by_footprint": n}``.  ``given`` is the set as sent, ``here`` the same set with this index's ids
+    (:meth:`rsir_stac.search.Index.labels_here`) and ``payloads`` their stored payloads by id.
+
+    ``by_id``: labels whose id is a tile of this index, taken as they are; the others were matched
+    to the tile of the same item, asset and grid window (:mod:`rsir_stac.label_transfer`), found
+    through the label's ``item_id`` (``by_item``: it names the stored tile's item) or else its
+    footprint (``by_footprint``)."""
+    models = {given.model_id} if given.model_id else {
+        m for m in (lb.properties.get("model_id") for lb in given.labels) if isinstance(m, str) and m}
+    others = sorted(m for m in models if m != model_id)
+    if not others:
+        return None
+    sent = {lb.point_id for lb in given.labels}
+    counts = {"by_id": 0, "by_item": 0, "by_footprint": 0}
+    for lb in here.labels:
+        if lb.point_id in sent:
+            counts["by_id"] += 1
+        elif lb.properties.get("item_id") == (payloads.get(lb.point_id) or {}).get("item_id"):
+            counts["by_item"] += 1   # the item pass scans every tile of the item it names: found there
+        else:
+            counts["by_footprint"] += 1
+    return {"model_ids": others, "model_id": model_id, **counts}
+
+
+__all__ = ["labels_router", "model_match"]

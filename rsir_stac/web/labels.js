@@ -109,6 +109,7 @@ export async function saveLabels(modelId) {
   let doc = labelsGeoJSON(modelId);
   if (caps.labels && doc.features.some((f) => !f.geometry)) {
     try { doc = await postJson(apiUrl("labels"), { labels: doc }); } catch (e) { /* keep what we have */ }
+    delete doc.model_match;   // the check's answer about this request, not part of a label file
   }
   download("labels.geojson", new Blob([JSON.stringify(doc, null, 1)], { type: "application/geo+json" }));
 }
@@ -131,9 +132,39 @@ export async function loadLabels(file) {
       throw new ApiError(friendly(err.message, err.status).replace(/^label set: /, `${file.name}: `), err.status);
     }
     state.labels = parseLabels(checked, file.name);
-  } else state.labels = labels;
+    renderLabels();
+    return { count: state.labels.size, note: matchNote(checked.model_match, file.name) };
+  }
+  state.labels = labels;
   renderLabels();
-  return state.labels.size;
+  return { count: state.labels.size, note: "" };
+}
+
+/**
+ * What the service did with a label file made with another model (its answer's `model_match`, made
+ * only then: {model_ids, model_id, by_id, by_item, by_footprint}), in words ("" for none): labels
+ * whose ids are this index's tiles were kept, the others matched to the same tile here by item_id
+ * or by footprint (a file made before `rsir-stac reindex`: README, label_transfer.py).
+ */
+export function matchNote(m, name) {
+  if (!m || !Array.isArray(m.model_ids) || !m.model_ids.length) return "";
+  const n = (k) => Number(m[k]) || 0;
+  const them = (k, one, many) => (n(k) === 1 ? one : many);
+  const models = m.model_ids.map((x) => midShort(x, 40)).join(", ");
+  const parts = [];
+  if (n("by_id")) {
+    parts.push(`${n("by_id")} ${them("by_id", "label names a tile", "labels name tiles")} of this index by id, so ` +
+               `${them("by_id", "it was", "they were")} kept as ${them("by_id", "it is", "they are")}`);
+  }
+  const how = [n("by_item") ? `${n("by_item")} by item_id` : "", n("by_footprint") ? `${n("by_footprint")} by footprint` : ""]
+    .filter(Boolean);
+  if (how.length) {
+    const moved = n("by_item") + n("by_footprint");
+    parts.push(`${moved} ${moved === 1 ? "label was" : "labels were"} matched to the same ${moved === 1 ? "tile" : "tiles"} ` +
+               `of this index (same item, asset and grid window), ${how.join(" and ")}`);
+  }
+  return `${name} was made with another model (${models}; this index: ${midShort(m.model_id || "?", 40)}): ` +
+    `${parts.join("; ") || "no label was matched"}.`;
 }
 
 /** The examples of the label set, as the analyst API takes them. */

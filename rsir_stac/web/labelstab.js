@@ -43,7 +43,8 @@ function offerUndo() {
   const tail = !k ? `Undo (or Back) brings ${them} back.`
     : `${plural(k, "label")} changed since; Undo brings the ${plural(n, u.what === "clear" ? "cleared label" : "replaced label")} ` +
       `back and keeps ${k === 1 ? "that change" : "those changes"}.`;
-  setStatus(`${head}. ${tail}`, "", { label: "Undo", run: undoLabelChange, undo: true });
+  // a file made with another model: how its labels were matched (labels.matchNote)
+  setStatus(`${head}. ${u.note ? u.note + " " : ""}${tail}`, "", { label: "Undo", run: undoLabelChange, undo: true });
 }
 
 // Clear labels: a new history entry (Back brings them back) and an Undo button; results refined
@@ -145,13 +146,13 @@ $("load-labels").addEventListener("change", async (ev) => {
   if (!file) return;
   const before = state.labels;
   try {
-    const n = await labels.loadLabels(file);
+    const { count: n, note } = await labels.loadLabels(file);
     const after = new Map([...state.labels].map(([id, l]) => [id, l.label]));
-    undoLabels = before.size ? { what: "load", before: before, after: after, file: file.name, loaded: n } : null;
+    undoLabels = before.size ? { what: "load", before: before, after: after, file: file.name, loaded: n, note: note } : null;
     saveUrl(!!before.size);
     labelsChanged(false);
     if (undoLabels) offerUndo();
-    else setStatus(`Loaded ${plural(n, "label")} from ${file.name}.`);
+    else setStatus(`Loaded ${plural(n, "label")} from ${file.name}.` + (note ? " " + note : ""));
   } catch (err) { setStatus(friendly(err.message), "error"); }
 });
 /** Label (or unlabel: the same label again) a find-all hit. */
