@@ -877,3 +877,50 @@ def test_loading_labels_of_another_model_says_so_and_how_they_were_matched(brows
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_find_all_hits_fill_shows_the_same_under_a_labelled_or_query_outline(browser, stack_server):
+    """Page trial: after Find all on a time series, a tile labelled positive showed no purple: the
+    green fill of its label (drawn over the hits) hid the hit fill of every date stacked under it.
+    Only outlines lie over the hits now: hiding the labels' and the query's panes changes no pixel
+    inside a labelled tile, and the hits' purple is there."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=10")
+    try:
+        hits = _label_and_draw_hits(pg, "[]")
+        pos = pg.p.evaluate("[...rsir.state.labels].filter(([, l]) => l.label === 'positive').map(([id]) => id)")
+        hit_ids = {h[0] for h in hits}
+        tile = next(i for i in pos if i in hit_ids)
+        lon, lat = points[tile]["location"]["lon"], points[tile]["location"]["lat"]
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 19, {{animate: false}})")
+        pg.p.mouse.move(1, 1)   # no hover label
+        pg.p.wait_for_timeout(600)
+        for pane in ("labels", "query"):   # only outlines over the hits
+            fills = pg.p.evaluate(f"[...document.querySelectorAll('.leaflet-{pane}-pane path')]"
+                                  ".map(p => p.getAttribute('fill'))")
+            assert all(f in (None, "none") for f in fills), (pane, fills)
+        assert pg.p.locator(".leaflet-labels-pane path").count() >= 2
+        x, y = pg.lonlat_xy(lon, lat)
+        patch = (round(x + 20), round(y + 20), round(x + 50), round(y + 50))   # inside the tile, off its badge and outlines
+
+        def mean(*hidden):
+            """The patch's mean colour with `hidden` panes not drawn."""
+            for p in hidden:
+                pg.p.evaluate(f"document.querySelector('.leaflet-{p}-pane').style.display = 'none'")
+            try:
+                px = list(_shot(pg).crop(patch).getdata())
+            finally:
+                for p in hidden:
+                    pg.p.evaluate(f"document.querySelector('.leaflet-{p}-pane').style.display = ''")
+            return tuple(sum(c[i] for c in px) / len(px) for i in range(3))
+
+        drawn, bare, no_hits = mean("badges"), mean("badges", "labels", "query"), mean("badges", "hits")
+        assert max(abs(a - b) for a, b in zip(drawn, bare)) < 0.5, (drawn, bare)
+        # the stacked hits' purple (#9467bd, 148 103 189): towards it from the imagery under them
+        assert sum(abs(a - b) for a, b in zip(drawn, no_hits)) > 10, (drawn, no_hits)
+        purple = (148, 103, 189)
+        assert all(abs(p - d) <= abs(p - n) for p, d, n in zip(purple, drawn, no_hits)), (drawn, no_hits)
+        pg.check_clean()
+    finally:
+        pg.close()

@@ -10,13 +10,17 @@ import { labelsGeoJSON, parseLabels, state } from "./state.js";
 const $ = (id) => document.getElementById(id);
 const labelLayer = L.layerGroup().addTo(map);   // every labelled tile, results or not
 
+/** Every labelled tile's outline, results or not: outlines only, over the find-all hits, so the hits'
+ *  purple fill shows the same under a green, red or plain outline (page trial: a positive's green fill
+ *  over a time series' stacked hits read as no hits there); a labelled result's fill is its footprint's,
+ *  under the hits (results.js). */
 function drawLabels() {
   labelLayer.clearLayers();
   for (const [, l] of state.labels) {
     if (!l.geometry) continue;
     const colour = l.label === "positive" ? mapjs.COLOURS.positive : mapjs.COLOURS.negative;
     L.geoJSON(l.geometry, { pane: "labels", interactive: false,
-                            style: { color: colour, weight: 2.5, fillColor: colour, fillOpacity: 0.05 } }).addTo(labelLayer);
+                            style: { color: colour, weight: 2.5, fill: false } }).addTo(labelLayer);
   }
 }
 

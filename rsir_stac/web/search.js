@@ -275,7 +275,8 @@ export function render(doc, query, opts) {
   const q = doc.query || {};
   if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens
   if (q.geometry) {
-    L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fillOpacity: 0.05 }, interactive: false, pane: "query" }).addTo(queryLayer);
+    // an outline only: it lies over the find-all hits, whose purple fill it would tint (as labels.js's)
+    L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fill: false }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
   if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
