@@ -924,3 +924,29 @@ def test_find_all_hits_fill_shows_the_same_under_a_labelled_or_query_outline(bro
         pg.check_clean()
     finally:
         pg.close()
+
+
+def test_a_tap_on_a_touch_screen_leaves_no_scene_label_over_the_answer(browser, stack_server):
+    """Page trial: on a phone, after a tap on the map searched, the hover label of the scene stayed on
+    for seconds over the answer's rank badges.  A tap closes it: none is shown once the search has
+    answered, nor after a tap that selects a result."""
+    base, points = stack_server
+    lon, lat = _stack_centre(points)
+    pg = Page(_Touch(browser), base, size=(390, 844))
+    try:
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        x, y = pg.lonlat_xy(lon + 0.0003, lat + 0.0002)
+        pg.p.touchscreen.tap(x, y)
+        pg.wait_results()
+        pg.p.wait_for_timeout(300)   # far less than the 2.5 s a held press's label stays
+        assert pg.p.locator(".leaflet-tooltip.scene-tip").count() == 0
+        first = pg.p.evaluate("document.querySelector('#gallery .card').dataset.id")
+        loc = points[first]["location"]
+        pg.p.evaluate(f"rsir.map.setView([{loc['lat']}, {loc['lon']}], 18, {{animate: false}})")
+        pg.p.touchscreen.tap(*pg.lonlat_xy(loc["lon"] + 0.00005, loc["lat"] + 0.00005))   # its footprint: selects it
+        pg.p.wait_for_selector("#details:not([hidden])", timeout=5_000)
+        pg.p.wait_for_timeout(300)
+        assert pg.p.locator(".leaflet-tooltip.scene-tip").count() == 0
+        pg.check_clean()
+    finally:
+        pg.close()

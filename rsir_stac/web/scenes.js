@@ -89,8 +89,20 @@ function sceneLabel(ll) {
   return lines;
 }
 
-/** How long a scene label a tap opened stays on a touch screen (ms). */
+/** How long a scene label a touch opened stays on a touch screen (ms): one a press held opened. */
 const TOUCH_TIP_MS = 2500;
+const touchOnly = () => !!(window.matchMedia && window.matchMedia("(hover: none)").matches);
+
+/** Close every open scene label. */
+function closeSceneTips() {
+  map.eachLayer((l) => {
+    const t = l.getTooltip && l.getTooltip();
+    if (t && t.isOpen() && t.options.className === "scene-tip") l.closeTooltip();
+  });
+}
+// a touch screen has no pointer to move away: the label a tap opened stayed over the answer's rank badges
+// (page trial), so a tap (a search, a selection) closes it once the tap's handlers have run
+map.getContainer().addEventListener("click", () => { if (touchOnly()) setTimeout(closeSceneTips, 0); }, true);
 
 /** A scene outline's or dot's hover label: the scenes at the pointer, not only its own (where dates
  *  stack, the outline on top is not the scene drawn on top); kept inside the map. */
@@ -102,10 +114,8 @@ function bindSceneTip(layer, fallback, opts) {
                     Object.assign({ className: "scene-tip" }, opts));
   layer.on("tooltipopen", (e) => {
     keepInside(e.tooltip);
-    // a touch screen has no pointer to move away: the label a tap opened would stay over the map
-    if (window.matchMedia && window.matchMedia("(hover: none)").matches) {
-      setTimeout(() => layer.closeTooltip(), TOUCH_TIP_MS);
-    }
+    // a touch screen has no pointer to move away: a label a press opened (no click) would stay over the map
+    if (touchOnly()) setTimeout(() => layer.closeTooltip(), TOUCH_TIP_MS);
   });
   layer.on("mousemove", () => {
     const t = layer.getTooltip();
