@@ -950,3 +950,54 @@ def test_a_tap_on_a_touch_screen_leaves_no_scene_label_over_the_answer(browser, 
         pg.check_clean()
     finally:
         pg.close()
+
+
+def _find_all_in_page(pg) -> None:
+    """Label the first two results positive and the last negative, then Find all (threshold 0.5)."""
+    pg.wait_results(10)
+    for i, lab in ((0, "Positive"), (1, "Positive"), (9, "Negative")):
+        pg.p.locator("#gallery .card").nth(i).click()
+        pg.p.click(f"#details button:has-text('{lab}')")
+    pg.p.locator("#details button.close").click()
+    pg.p.click("#tab-labels")
+    pg.p.click("#classify")
+    pg.wait_status("Find all:", timeout=120_000)
+
+
+@pytest.mark.parametrize("size", [(1600, 1000), (390, 844)], ids=["desktop", "phone"])
+def test_a_long_find_all_status_shows_two_lines_and_unfolds_on_more(browser, stack_server, size):
+    """Page trial: the find-all status was 7-8 lines (hits, area hint, the labels-win note, why no
+    precision/recall) and pushed the tabs down, on a phone off the screen.  It shows two lines and a
+    More button now; More shows the rest (Less folds it again); the whole text stays in the element."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(_Touch(browser) if size[0] < 500 else browser, base, size=size, path=f"/?q=p:{q}&k=10")
+    try:
+        _find_all_in_page(pg)
+        status = pg.p.locator("#status")
+        text = pg.status()
+        assert "too few labels to hold any out" in text and "draw a box or polygon" in text, text
+        line = float(pg.p.evaluate("getComputedStyle(document.querySelector('#status')).lineHeight")[:-2])
+        assert status.bounding_box()["height"] <= 2 * line + 14, (status.bounding_box(), line)   # 2 lines and padding
+        shown = pg.p.locator("#status .stext").bounding_box()["height"]
+        assert shown <= 2 * line + 1, (shown, line)
+        more = status.locator("button.fold")
+        assert more.inner_text() == "More" and more.get_attribute("aria-expanded") == "false"
+        tabs = pg.p.locator(".tabs").bounding_box()
+        assert tabs["y"] + tabs["height"] <= size[1], tabs   # the tabs in the window (a phone's panel at its top)
+        pg.p.evaluate("document.querySelector('#panel').scrollTop = 0")
+        more.click()
+        assert more.inner_text() == "Less" and more.get_attribute("aria-expanded") == "true"
+        assert pg.p.locator("#status .stext").bounding_box()["height"] > 3 * line
+        more.click()
+        assert pg.p.locator("#status .stext").bounding_box()["height"] <= 2 * line + 1
+        # a short status is not folded
+        pg.p.click("#tab-results")
+        pg.p.locator("#gallery .card").first.click()
+        pg.p.evaluate(f"rsir.searchById('{q}')")
+        pg.wait_status("10 results")
+        assert status.locator("button.fold").count() == 0, pg.status()
+        pg.check_clean()
+    finally:
+        pg.close()
+

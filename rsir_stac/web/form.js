@@ -8,7 +8,7 @@ import { map } from "./map.js";
 import { queryLayer } from "./results.js";
 import { forgetRefusedArea, rerun, run, stillShown, syncImagery } from "./search.js";
 import { saveUrl, state } from "./state.js";
-import { $, setStatus } from "./status.js";
+import { $, setStatus, statusShown } from "./status.js";
 
 let mode = "search";
 
@@ -22,13 +22,13 @@ let beforeHint = null;
 
 function setMode(m) {
   cancelDrawing();
-  if (m === "search" && HINTS[mode] && $("status").textContent === HINTS[mode]) {   // no stale hint
+  const now = statusShown();
+  if (m === "search" && HINTS[mode] && now.text === HINTS[mode]) {   // no stale hint
     if (beforeHint) setStatus(beforeHint.text, beforeHint.kind === "busy" ? "" : beforeHint.kind);
     else setStatus("");
   }
   if (HINTS[m] && !HINTS[mode]) {   // (a status with a button, e.g. Undo, is not said again without it)
-    beforeHint = $("status").querySelector("button") ? null
-      : { text: $("status").textContent, kind: $("status").className };
+    beforeHint = now.action ? null : { text: now.text, kind: now.kind };
   }
   else if (!HINTS[m]) beforeHint = null;
   mode = m;

@@ -175,7 +175,7 @@ function scoredWhere() {
   if (state.area) parts.push(state.area.bbox ? "in the drawn box" : "in the drawn polygon");
   if (state.datetime) parts.push(`dated ${state.datetime}`);
   if (state.collections.length) parts.push(`of collection${state.collections.length > 1 ? "s" : ""} ${state.collections.join(", ")}`);
-  if (!state.area) parts.unshift("in the whole index" + (parts.length ? "" : " (draw a box or polygon to score only part of it)"));
+  if (!state.area) parts.unshift("in the whole index");
   return parts.join(", ");
 }
 
@@ -198,7 +198,7 @@ $("classify").onclick = async () => {
   try {
     const where = scoredWhere();
     const doc = await labels.findAll(filters(), (s) => {
-      $("progress-text").textContent = `Scoring every tile ${where.split(" (")[0]}… ${s.toFixed(0)} s`;
+      $("progress-text").textContent = `Scoring every tile ${where}… ${s.toFixed(0)} s`;
     });
     const sm = doc.summary || {};
     showFindAll(doc);
@@ -206,12 +206,14 @@ $("classify").onclick = async () => {
     // threshold of 1, only those: the hits are not "at or above probability 1")
     const nf = doc.features.length, kept = sm.positives_kept || 0;
     const above = typeof sm.above_threshold === "number" ? sm.above_threshold : nf - kept;
+    // what was found first: a long status shows its first two lines (status.js), the rest behind More
     setStatus(`Find all: ${plural(nf, "tile")}` + (kept
       ? `, ${above ? above : "none"} at or above probability ${sm.threshold} and ${kept} you labelled positive, kept below it`
       : ` at or above probability ${sm.threshold}`) +
               (sm.scored !== undefined ? ` (${plural(sm.scored, "tile")} scored)` : "") + ` ${where}` +
               (nf ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +
-              heldOut(sm) + ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : ""));
+              heldOut(sm) + ((doc.notes || []).length ? " Note: " + doc.notes.join("; ") + "." : "") +
+              (state.area ? "" : " To score only part of the index, draw a box or polygon first."));
   } catch (err) {
     setStatus(friendly(err.message), "error");
   } finally {
