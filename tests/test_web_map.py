@@ -1001,3 +1001,26 @@ def test_a_long_find_all_status_shows_two_lines_and_unfolds_on_more(browser, sta
     finally:
         pg.close()
 
+
+def test_a_refused_dates_message_quotes_the_dates_shown_with_straight_quotes(browser, stack_server):
+    """Page re-check: the refusal quoted the box's text in straight quotes and the dates still shown
+    in curly ones ("…dates “2019-01-01/..”.")."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        pg.p.fill("#datetime", "2009-01-01/..")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("(filtered by dates)")
+        pg.p.fill("#datetime", "garbage")
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("is not a date range")
+        status = pg.status()
+        assert 'Dates "garbage" is not a date range' in status, status
+        assert status.endswith('The results shown are still those of dates "2009-01-01/..".'), status
+        assert "“" not in status and "”" not in status, status
+        pg.check_clean()
+    finally:
+        pg.close()
+

@@ -128,8 +128,9 @@ export function syncImagery() {
 // ------------------------------------------------------------------ searching
 /** The results still shown, for a message that a search was not run ("" with none). */
 export function stillShown() {
-  // the dates quoted ("2019-01-01/..", an open end) so the sentence's full stop does not run into them
-  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? `dates “${state.datetime}”`
+  // the dates quoted ("2019-01-01/..", an open end) so the sentence's full stop does not run into them, with
+  // the straight quotes of the refusal before it (state.js's dateProblem: page re-check)
+  return state.query && lastDoc ? ` The results shown are still those of ${state.datetime ? `dates "${state.datetime}"`
     : "all dates"}.` : "";
 }
 
