@@ -1024,3 +1024,38 @@ def test_a_refused_dates_message_quotes_the_dates_shown_with_straight_quotes(bro
     finally:
         pg.close()
 
+
+def test_downloads_are_named_for_what_they_hold_and_when(browser, stack_server):
+    """Page trial: every results download was results.geojson|csv|parquet (and the hits find-all.geojson,
+    the labels labels.geojson), so runs piled up as results (1).csv...  Each is named for what it
+    holds and when: rsir-results-tile-ID8[-ranksA-B]-YYYYMMDD-HHMM.csv, rsir-hits-find-all-...,
+    rsir-labels-..."""
+    import re
+
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, path=f"/?q=p:{q}&k=10")
+    stamp = r"-20\d{6}-\d{4}"
+    try:
+        _find_all_in_page(pg)
+
+        def saved(selector):
+            with pg.p.expect_download(timeout=60_000) as dl:
+                pg.p.click(selector)
+            return dl.value.suggested_filename
+
+        for fmt in ("geojson", "csv", "parquet"):
+            name = saved(f".export[data-format='{fmt}']")
+            assert re.fullmatch(rf"rsir-results-tile-{q[:8]}{stamp}\.{fmt}", name), name
+        assert re.fullmatch(rf"rsir-hits-find-all{stamp}\.geojson", saved("#findall-export"))
+        assert re.fullmatch(rf"rsir-labels{stamp}\.geojson", saved("#save-labels"))
+        pg.p.click("#tab-results")
+        pg.p.click("#page-next")
+        pg.p.wait_for_function("document.querySelector('#page-text').innerText.startsWith('Results 11')",
+                               timeout=30_000)
+        pg.p.click("#tab-labels")
+        name = saved(".export[data-format='csv']")
+        assert re.fullmatch(rf"rsir-results-tile-{q[:8]}-ranks11-20{stamp}\.csv", name), name
+        pg.check_clean()
+    finally:
+        pg.close()

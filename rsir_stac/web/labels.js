@@ -100,6 +100,17 @@ export async function fillInLabels() {
   renderLabels();
 }
 
+/**
+ * A download's file name: what it holds and when (the browser's local time), so that several runs do not
+ * pile up as results (1).csv, results (2).csv… (page trial): rsir-hits-find-all-20261206-1530.geojson.
+ * `what` is made of letters, digits, "-", "_" and "." (the export endpoint's `name` takes it too).
+ */
+export function fileName(what, ext, when) {
+  const d = when instanceof Date ? when : new Date();
+  const p = (n) => String(n).padStart(2, "0");
+  return `rsir-${what}-${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}.${ext}`;
+}
+
 export function download(name, blob) {
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
@@ -115,13 +126,13 @@ export async function saveLabels(modelId) {
     try { doc = await postJson(apiUrl("labels"), { labels: doc }); } catch (e) { /* keep what we have */ }
     delete doc.model_match;   // the check's answer about this request, not part of a label file
   }
-  download("labels.geojson", new Blob([JSON.stringify(doc, null, 1)], { type: "application/geo+json" }));
+  download(fileName("labels", "geojson"), new Blob([JSON.stringify(doc, null, 1)], { type: "application/geo+json" }));
 }
 
 export async function loadLabels(file) {
   let doc;
   try { doc = JSON.parse(await file.text()); } catch (e) {
-    throw new Error(`${file.name} is not JSON; load a GeoJSON label file (labels.geojson).`);
+    throw new Error(`${file.name} is not JSON; load a GeoJSON label file (Save labels writes one).`);
   }
   const labels = parseLabels(doc, file.name);
   if (!labels.size) {   // an empty FeatureCollection: nothing to load, the labels there are stay
@@ -234,11 +245,16 @@ export async function findAll(filters, onProgress) {
     const text = await resp.text();
     const doc = JSON.parse(text);
     answers.set(doc, text);
+    madeAt.set(doc, new Date());
     return doc;
   } finally { clearInterval(timer); }
 }
 
 const answers = new WeakMap();   // a "find all" answer -> the service's own text of it
+const madeAt = new WeakMap();    // a "find all" answer -> when it came (its download's name says it)
+
+/** When a "find all" answer came (now for one not of this page's findAll). */
+export function findAllTime(doc) { return madeAt.get(doc) || new Date(); }
 
 /**
  * The hits of a "find all" answer as a GeoJSON file: the service's text as it came (a FeatureCollection
@@ -357,9 +373,12 @@ export function csvCell(v) {
  * an uploaded example sent along as a multipart positive_image; GeoJSON/CSV in the page only with a
  * service that has no export endpoint.
  */
-export async function exportResults(format, body, features, image) {
+export async function exportResults(format, body, features, image, what) {
+  const ext = { geojson: "geojson", csv: "csv", parquet: "parquet", fgb: "fgb" }[format];
+  const name = fileName(what || "results", ext);
   if (caps.export && body) {
-    const query = JSON.stringify(Object.assign({ format: format }, body));
+    // the service's file name (Content-Disposition) the same as the page's
+    const query = JSON.stringify(Object.assign({ format: format, name: name.slice(0, -ext.length - 1) }, body));
     let opts;
     if (image) {
       const form = new FormData();
@@ -368,12 +387,11 @@ export async function exportResults(format, body, features, image) {
       opts = { method: "POST", raw: true, body: form };
     } else opts = { method: "POST", raw: true, headers: { "Content-Type": "application/json" }, body: query };
     const resp = await api(apiUrl("query/export"), opts);
-    const ext = { geojson: "geojson", csv: "csv", parquet: "parquet", fgb: "fgb" }[format];
-    download("results." + ext, await resp.blob());
+    download(name, await resp.blob());
     return;
   }
   if (format === "geojson") {
-    download("results.geojson", new Blob([JSON.stringify({ type: "FeatureCollection", features: features })],
+    download(name, new Blob([JSON.stringify({ type: "FeatureCollection", features: features })],
                                          { type: "application/geo+json" }));
   } else if (format === "csv") {
     const cols = ["rank", "id", "distance", "item_id", "collection", "datetime", "lon", "lat"];
@@ -390,7 +408,7 @@ export async function exportResults(format, body, features, image) {
       lines.push([p.rank, f.id, p.distance ?? p.score, p.item_id, p.collection, p.datetime, loc && loc.lon, loc && loc.lat]
         .map(esc).join(","));
     }
-    download("results.csv", new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    download(name, new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
   } else {
     throw new Error("GeoParquet export needs a service with the export endpoint; use GeoJSON or CSV here.");
   }

@@ -225,17 +225,31 @@ $("classify").onclick = async () => {
 };
 $("findall-export").onclick = () => {
   if (!lastFindAll) return;
-  labels.download("find-all.geojson", labels.findAllFile(lastFindAll));   // the service's numbers: 5.0 stays Real
+  // the service's numbers: 5.0 stays Real
+  labels.download(labels.fileName("hits-find-all", "geojson", labels.findAllTime(lastFindAll)), labels.findAllFile(lastFindAll));
 };
 for (const b of document.querySelectorAll(".export")) {
   b.onclick = async () => {
     try {
       const q = state.query;
       await labels.exportResults(b.dataset.format, q ? exportBody() : null, resultFeatures(),
-                                 q && q.kind === "image" ? q.file : null);
+                                 q && q.kind === "image" ? q.file : null, resultsName());
     } catch (err) { setStatus(friendly(err.message), "error"); }
   };
 }
+/** What the results on screen are, for their downloads' names (labels.fileName): results-tile-c4e73bed,
+ *  results-place, results-refined, results-image-NAME, with the ranks of a later page (-ranks11-20). */
+function resultsName() {
+  const q = state.query;
+  const tile = q && (q.kind === "point" ? q.id : q.pinned);
+  const image = q && q.kind === "image" && q.file && q.file.name
+    ? (q.file.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]+/g, "_").replace(/^[_-]+/, "").slice(0, 16) || "upload") : "";
+  const what = !q ? "" : tile ? "tile-" + String(tile).slice(0, 8) : q.kind === "labels" ? "refined"
+    : q.kind === "image" ? "image-" + image : "place";
+  const n = resultFeatures().length;
+  return "results" + (what ? "-" + what : "") + (state.offset && n ? `-ranks${state.offset + 1}-${state.offset + n}` : "");
+}
+
 /** The query on screen as /api/query/export takes it (an uploaded image goes beside it, as a file). */
 function exportBody() {
   const q = state.query;
