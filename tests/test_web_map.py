@@ -1059,3 +1059,51 @@ def test_downloads_are_named_for_what_they_hold_and_when(browser, stack_server):
         pg.check_clean()
     finally:
         pg.close()
+
+
+@pytest.fixture(scope="module")
+def undrawn_server(tmp_path_factory, tiny_bundle):
+    """A fine raster without overviews (300 m of 1 cm pixels, as a drone mosaic: not drawn zoomed out)
+    served; (base URL, (lat, lon) 1 m inside its written NW block)."""
+    from rasterio.warp import transform as warp
+
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from tests.conftest import serve_in_thread
+    from tests.test_sec_trial3_fixes import _sparse_tif
+
+    root = tmp_path_factory.mktemp("undrawn")
+    tif = _sparse_tif(root / "drone-mosaic.tif", 30000, 0.01)
+    assert ingest([str(tif)], index=str(root / "idx"), model=tiny_bundle,
+                  options=IngestOptions(gsd=1.0, min_valid=0.0)).ok
+    (lon,), (lat,) = warp("EPSG:32618", "EPSG:4326", [500000.0 + 1.0], [4500000.0 - 1.0])
+    with Index.open(str(root / "idx"), model=tiny_bundle) as index, \
+            serve_in_thread(create_app(index, api_key=KEY)) as base:
+        yield base, (lat, lon)
+
+
+def _notice(pg, timeout=30_000):
+    pg.p.wait_for_selector("#map-notice:not([hidden])", timeout=timeout)
+    return pg.p.inner_text("#map-notice")
+
+
+def test_the_undrawn_scene_notice_goes_when_the_scene_is_panned_out_of_view(browser, undrawn_server):
+    """Page re-check N3: the "not drawn at this zoom" notice stayed over an empty map after the scene
+    was panned out of view (it went only at the next zoom).  It goes once no undrawn scene is in view,
+    and comes back when the scene is panned into view again."""
+    base, (lat, lon) = undrawn_server
+    pg = Page(browser, base)
+    try:
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 17, {{animate: false}})")
+        assert "not drawn at zoom 17" in _notice(pg)
+        pg.p.evaluate("rsir.map.panBy([3000, 0], {animate: false})")   # the 300 m scene is ~3.5 km away now
+        pg.p.wait_for_selector("#map-notice", state="hidden", timeout=5_000)
+        pg.p.wait_for_timeout(1000)
+        assert pg.p.locator("#map-notice").is_hidden()
+        pg.p.evaluate("rsir.map.panBy([-3000, 0], {animate: false})")
+        assert "not drawn at zoom 17" in _notice(pg, 10_000)
+        pg.check_clean()
+    finally:
+        pg.close()
+

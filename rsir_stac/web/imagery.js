@@ -18,7 +18,8 @@ const AuthTiles = L.TileLayer.extend({
       .then((r) => {
         if (!r.ok) return Promise.reject(new Error("HTTP " + r.status));
         const note = r.headers.get("X-Imagery-Note");
-        if (note && coords.z === this._tileZoom) undrawnNotice(note, coords.z);   // not a late tile of another zoom
+        const key = this._tileCoordsToKey(coords), mine = this._tiles[key];
+        if (note && mine && mine.el === img) undrawnNote(coords, note);   // not a tile gone since (a filter changed)
         return r.blob();
       })
       .then((b) => { img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); }; img.src = URL.createObjectURL(b); })
@@ -27,27 +28,58 @@ const AuthTiles = L.TileLayer.extend({
   },
 });
 
-/** The service left a scene undrawn at this zoom (a fine raster without overviews seen zoomed out):
- *  say so over the map, once per zoom level, unless a problem is being told. */
-let undrawnZoom = null;
-// cleared when a zoom starts, before the new zoom's tiles are asked for: their notes (which may come
-// back before the zoom animation ends) say it again where it still holds
+/**
+ * The service leaves a scene undrawn at a zoom (a fine raster without overviews seen zoomed out) and
+ * says so in the tile's X-Imagery-Note: the map's notice says it while a tile of the view's zoom with
+ * such a note lies in the view, unless a problem is being told.  Re-evaluated when the map has moved
+ * (page re-check: the notice stayed over an empty map after the scene was panned out of view) and when
+ * a note comes.
+ */
+const undrawn = new Map();   // tile key -> {coords, note}: the notes of the imagery tiles on the map
+let zooming = false;         // between zoomstart and zoomend the view's bounds and zoom are not the new ones
+const tileKey = (c) => `${c.x}:${c.y}:${c.z}`;
 map.on("zoomstart", () => {
+  zooming = true;
   if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
-  undrawnZoom = null;
 });
-function undrawnNotice(encoded, z) {
+map.on("zoomend", () => { zooming = false; });
+map.on("moveend", () => showUndrawn());   // after zoomend too
+
+function undrawnNote(coords, encoded) {
   let text = encoded;
   try { text = decodeURIComponent(encoded); } catch (e) { /* shown as sent */ }
-  if (imageryProblem || undrawnZoom === z) return;
-  undrawnZoom = z;
-  imageryProblem = "undrawn";   // cleared by the next tile drawn without a note, like the other notices
-  mapNotice(text.charAt(0).toUpperCase() + text.slice(1) + ".");
+  undrawn.set(tileKey(coords), { coords: coords, note: text });
+  showUndrawn();
+}
+
+/** The note of a tile of the imagery's zoom now that overlaps the view (not only touches it), or null. */
+function undrawnInView() {
+  if (!imagery || !imagery._map) return null;
+  const z = imagery._tileZoom, size = imagery.getTileSize();
+  const view = map.getPixelBounds();
+  for (const { coords, note } of undrawn.values()) {
+    if (coords.z !== z) continue;
+    const k = map.getZoomScale(map.getZoom(), z);
+    const x0 = coords.x * size.x * k, y0 = coords.y * size.y * k, x1 = x0 + size.x * k, y1 = y0 + size.y * k;
+    if (x0 < view.max.x && x1 > view.min.x && y0 < view.max.y && y1 > view.min.y) return { note: note, z: z };
+  }
+  return null;
+}
+
+function showUndrawn() {
+  if (zooming || (imageryProblem && imageryProblem !== "undrawn")) return;
+  const hit = undrawnInView();
+  if (!hit) {
+    if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
+    return;
+  }
+  imageryProblem = "undrawn";
+  mapNotice(hit.note.charAt(0).toUpperCase() + hit.note.slice(1) + ".");
 }
 
 let imagery = null;
 let imageryQuery = "";      // which scenes draw, and which first: the page's filters and selected result
-let imageryProblem = null;  // "outage" | "refused": a notice the next loaded tile clears; "undrawn": the zoom change does
+let imageryProblem = null;  // "outage" | "refused": a notice the next loaded tile clears; "undrawn": showUndrawn's
 let probing = false, toldMissing = false, redrawn = 0;
 export const imageryStats = { loaded: 0, failed: 0 };
 
@@ -60,10 +92,12 @@ export function addImagery(extent, maxNativeZoom, onFail) {
                  attribution: "imagery: indexed scenes", keepBuffer: 1 };
   if (extent) opts.bounds = L.latLngBounds([extent[1], extent[0]], [extent[3], extent[2]]).pad(0.02);
   imagery = new AuthTiles(imageryUrl(), opts);
+  imagery.on("tileunload", (ev) => { undrawn.delete(tileKey(ev.coords)); });
   imagery.on("tileload", () => {
     imageryStats.loaded++;
-    // a drawn tile clears an outage or refusal notice; an undrawn-scene notice stays until the zoom changes
-    if (imageryProblem && imageryProblem !== "undrawn") { imageryProblem = null; mapNotice(""); }
+    // a drawn tile clears an outage or refusal notice (then an undrawn scene in view is told again); an
+    // undrawn-scene notice stays while such a scene is in view (showUndrawn)
+    if (imageryProblem && imageryProblem !== "undrawn") { imageryProblem = null; mapNotice(""); showUndrawn(); }
   });
   imagery.on("tileerror", (ev) => {
     imageryStats.failed++;
@@ -142,7 +176,7 @@ async function whyFailed(url, onFail) {
 function retryWhenBack(url) {
   setTimeout(async () => {
     try { await fetch(url, { headers: keyHeaders() }); } catch (e) { retryWhenBack(url); return; }
-    if (imageryProblem === "outage") { imageryProblem = null; mapNotice(""); }
+    if (imageryProblem === "outage") { imageryProblem = null; mapNotice(""); showUndrawn(); }
     reloadImagery();
   }, 2000);
 }
