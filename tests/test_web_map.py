@@ -1107,3 +1107,23 @@ def test_the_undrawn_scene_notice_goes_when_the_scene_is_panned_out_of_view(brow
     finally:
         pg.close()
 
+
+def test_the_undrawn_scene_notice_names_the_zoom_the_view_is_at(browser, undrawn_server):
+    """Page re-check: at a half zoom the notice named the tiles' zoom (v=17.5 said "zoom 18"); it names
+    the view's now.  And from 17.5 to 18 (the same tiles) it stayed hidden: it is said again."""
+    base, (lat, lon) = undrawn_server
+    pg = Page(browser, base, path=f"/?v=17.5/{lat}/{lon}")
+    try:
+        text = _notice(pg)
+        assert "not drawn at zoom 17.5:" in text and "zoom 18" not in text, text
+        pg.p.evaluate(f"rsir.map.setView([{lat}, {lon}], 18, {{animate: false}})")
+        pg.p.wait_for_timeout(1500)
+        assert pg.p.locator("#map-notice").is_visible()
+        assert "not drawn at zoom 18:" in pg.p.inner_text("#map-notice")
+        pg.p.click(".leaflet-control-zoom-out")   # 17.5 -> 17 (animated): the tiles of zoom 17
+        pg.p.wait_for_timeout(1500)
+        assert "not drawn at zoom 17:" in _notice(pg)
+        pg.check_clean()
+    finally:
+        pg.close()
+

@@ -33,7 +33,7 @@ const AuthTiles = L.TileLayer.extend({
  * says so in the tile's X-Imagery-Note: the map's notice says it while a tile of the view's zoom with
  * such a note lies in the view, unless a problem is being told.  Re-evaluated when the map has moved
  * (page re-check: the notice stayed over an empty map after the scene was panned out of view) and when
- * a note comes.
+ * a note comes; it names the view's zoom, not the tiles' (v=17.5 said "zoom 18").
  */
 const undrawn = new Map();   // tile key -> {coords, note}: the notes of the imagery tiles on the map
 let zooming = false;         // between zoomstart and zoomend the view's bounds and zoom are not the new ones
@@ -51,6 +51,9 @@ function undrawnNote(coords, encoded) {
   undrawn.set(tileKey(coords), { coords: coords, note: text });
   showUndrawn();
 }
+
+/** The view's zoom as the user reads it: 17.5, 17 (the link's v= has it so). */
+const viewZoom = () => String(Math.round(map.getZoom() * 10) / 10);
 
 /** The note of a tile of the imagery's zoom now that overlaps the view (not only touches it), or null. */
 function undrawnInView() {
@@ -73,8 +76,9 @@ function showUndrawn() {
     if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
     return;
   }
+  const text = hit.note.replace(new RegExp(`\\bat zoom ${hit.z}\\b`), `at zoom ${viewZoom()}`);
   imageryProblem = "undrawn";
-  mapNotice(hit.note.charAt(0).toUpperCase() + hit.note.slice(1) + ".");
+  mapNotice(text.charAt(0).toUpperCase() + text.slice(1) + ".");
 }
 
 let imagery = null;
