@@ -1127,3 +1127,35 @@ def test_the_undrawn_scene_notice_names_the_zoom_the_view_is_at(browser, undrawn
     finally:
         pg.close()
 
+
+def test_a_selected_result_s_outline_is_drawn_over_the_query_s(browser, stack_server):
+    """Page re-check N4: a selected result of another date, sharing the query tile's footprint, was not
+    marked on the map: the query's magenta outline lay over its yellow one.  The selected one is on top."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        same = [c for c in pg.p.evaluate("[...document.querySelectorAll('#gallery .card')].map(c => c.dataset.id)")
+                if points[c]["location"] == points[q]["location"]]
+        assert same, "no result shares the query tile's footprint (the stack's other dates do)"
+        pg.p.evaluate(f"rsir.select('{same[0]}')")
+        loc = points[q]["location"]
+        pg.p.evaluate(f"rsir.map.setView([{loc['lat']}, {loc['lon']}], 19, {{animate: false}})")
+        pg.p.mouse.move(1, 1)
+        pg.p.wait_for_timeout(500)
+        z = pg.p.evaluate("['query', 'selected'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
+        assert z[1] > z[0], z
+        # the top edge of the footprint, half way along: yellow (#ffd400), not magenta (#ff3fd8)
+        ring = pg.p.evaluate("(() => { const l = document.querySelector('.leaflet-selected-pane path');"
+                             " const b = l.getBoundingClientRect(); return [b.x, b.y, b.width, b.height]; })()")
+        x, y = round(ring[0] + ring[2] / 2), round(ring[1])   # the outline's middle (its box: the path's, no stroke)
+        pg.p.evaluate("document.querySelector('.leaflet-badges-pane').style.display = 'none'")
+        img = _shot(pg)
+        colours = [img.getpixel((x, y + d)) for d in range(-3, 4)]
+        hues = [_hue(c) for c in colours]
+        assert any(40 <= h <= 60 and s > 0.6 for h, s, _ in hues), colours   # yellow on the edge
+        assert not any(290 <= h <= 330 and s > 0.6 for h, s, _ in hues), colours   # no magenta over it
+        pg.check_clean()
+    finally:
+        pg.close()

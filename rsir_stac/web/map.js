@@ -31,11 +31,12 @@ function palette() {
 }
 
 // "find all" hits over the results (a click there is the hit's), labelled tiles over those (tiles of
-// other dates share their footprints and would hide them), the selected result over those, the query
-// on top; the panes over the hits take no clicks, so a click on a labelled or selected outline goes to
-// the footprint under it.  Zoomed out, the hits' dots lie over the rank badges (next to them).
+// other dates share their footprints and would hide them), the query over those, the selected result on
+// top (a result of another date shares the query tile's footprint: the query's outline hid which one was
+// selected, page re-check); the panes over the hits take no clicks, so a click on a labelled, query or
+// selected outline goes to the footprint under it.  Zoomed out, the hits' dots lie over the rank badges.
 for (const [name, z] of [["imagery", 200], ["scenes", 390], ["results", 410], ["hits", 411], ["labels", 412],
-                         ["selected", 415], ["query", 420], ["badges", 640], ["hitdots", 650]]) {
+                         ["query", 420], ["selected", 425], ["badges", 640], ["hitdots", 650]]) {
   map.createPane(name);
   map.getPane(name).style.zIndex = z;
 }
