@@ -12,7 +12,6 @@ equator has pixels taller than wide).  Per-band scenes (three files) open as one
 from __future__ import annotations
 
 import logging
-import math
 
 from rsir_stac.errors import NotGeoreferencedError, RasterError
 
