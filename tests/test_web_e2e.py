@@ -986,7 +986,7 @@ def _pixel(page, x, y):
 def test_labelled_outlines_drawn_over_results_and_clicks_pass_through(browser, server):
     """Tiles of other dates (and neighbours) drawn over a labelled tile's footprint must not hide
     its green/red outline: labelled outlines lie over the result footprints, take no clicks (a
-    click there selects the result under it), and the selection and the query lie over them."""
+    click there selects the result under it), and the query and, over it, the selection lie over them."""
     base, points = server
     q = next(iter(_scene_points(points, "scene-b")))
     pg = Page(browser, base, path=f"/?q=p:{q}&k=30")
@@ -1002,7 +1002,7 @@ def test_labelled_outlines_drawn_over_results_and_clicks_pass_through(browser, s
         pg.p.click("#rerun")   # drawn again in rank order, nothing selected (a selection comes to the front)
         pg.wait_results(30)
         assert pg.p.locator("#details").is_hidden()
-        z = pg.p.evaluate("['results', 'labels', 'selected', 'query'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
+        z = pg.p.evaluate("['results', 'labels', 'query', 'selected'].map(n => +getComputedStyle(rsir.map.getPane(n)).zIndex)")
         assert z == sorted(z) and len(set(z)) == 4, z
         # the edge the two tiles share: the labelled tile's green, not the neighbour's blue
         la, lb = points[lab]["location"], points[nb]["location"]
