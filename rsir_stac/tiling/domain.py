@@ -196,15 +196,9 @@ def _has_lonlat(proj: Any, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) < 1e30) & (np.abs(lat) < 1e30)
 
 
-def limb_polygon(edge: ProjectionEdge, n: int = 1440) -> Any:
-    """The visible disk of a view projection (:data:`VIEW_PROJECTIONS`) in CRS units, a shapely
-    Polygon: along ``n`` rays from the projection's centre (its ``lon_0, lat_0`` projected: the
-    sub-satellite point of a geostationary CRS) the farthest point PROJ's inverse gives a lon/lat,
-    found by 60 halvings of :data:`_LIMB_REACH` (finer than a micrometre in metres).  The disk is
-    convex, so the chords between those points lie on it.  None for another projection, or when a
-    point :data:`_LIMB_REACH` away still has a lon/lat."""
-    from shapely.geometry import Polygon
-
+def _limb_centre(edge: ProjectionEdge) -> tuple[float, float] | None:
+    """The centre of a view projection (:data:`VIEW_PROJECTIONS`) in CRS units: its ``lon_0, lat_0``
+    projected (the sub-satellite point of a geostationary CRS); None for another projection."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -215,19 +209,112 @@ def limb_polygon(edge: ProjectionEdge, n: int = 1440) -> Any:
         return None
     cx, cy = (float(np.asarray(v)) for v in edge.proj(float(params.get("lon_0", 0.0)),
                                                        float(params.get("lat_0", 0.0)), errcheck=False))
-    if not (math.isfinite(cx) and math.isfinite(cy)):
-        return None
-    theta = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
-    dx, dy = np.cos(theta), np.sin(theta)
-    lo, hi = np.zeros(n), np.full(n, _LIMB_REACH)
-    if _has_lonlat(edge.proj, cx + hi * dx, cy + hi * dy).any():
-        return None
+    return (cx, cy) if math.isfinite(cx) and math.isfinite(cy) else None
+
+
+def _to_limb(edge: ProjectionEdge, centre: tuple[float, float], dx: np.ndarray, dy: np.ndarray,
+             start: np.ndarray | float = 0.0) -> np.ndarray:
+    """Distances (CRS units) from ``centre`` along the unit directions ``(dx, dy)`` to the farthest point
+    with a lon/lat, from ``start`` (a distance that has one) out to :data:`_LIMB_REACH`: 60 halvings,
+    each distance within 1e-10 of the reach short of the limb (the disk is convex: one crossing a ray)."""
+    cx, cy = centre
+    lo = np.broadcast_to(np.asarray(start, dtype=np.float64), dx.shape).copy()
+    hi = np.full(dx.shape, _LIMB_REACH)
     for _ in range(60):
         mid = (lo + hi) / 2.0
         ok = _has_lonlat(edge.proj, cx + mid * dx, cy + mid * dy)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-    poly = Polygon(np.column_stack([cx + lo * dx, cy + lo * dy])).buffer(0)
+    return lo
+
+
+def limb_polygon(edge: ProjectionEdge, n: int = 1440) -> Any:
+    """The visible disk of a view projection (:data:`VIEW_PROJECTIONS`) in CRS units, a shapely
+    Polygon: along ``n`` rays from the projection's centre (:func:`_limb_centre`) the farthest point
+    PROJ's inverse gives a lon/lat (:func:`_to_limb`).  The disk is convex, so the chords between those
+    points lie on it (a chord of 1,440 round a geostationary disk falls ~13 m short of the limb between
+    its ends; :func:`parts_on_the_earth` moves a part's outline out onto the limb).  None for another
+    projection, or when a point :data:`_LIMB_REACH` away still has a lon/lat."""
+    from shapely.geometry import Polygon
+
+    centre = _limb_centre(edge)
+    if centre is None:
+        return None
+    cx, cy = centre
+    theta = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    dx, dy = np.cos(theta), np.sin(theta)
+    if _has_lonlat(edge.proj, cx + _LIMB_REACH * dx, cy + _LIMB_REACH * dy).any():
+        return None
+    r = _to_limb(edge, centre, dx, dy)
+    poly = Polygon(np.column_stack([cx + r * dx, cy + r * dy])).buffer(0)
     return poly if poly.geom_type == "Polygon" and poly.area > 0 else None
+
+
+def _onto_limb(edge: ProjectionEdge, centre: tuple[float, float], pts: np.ndarray) -> np.ndarray:
+    """Points ``(n, 2)`` (CRS units, near the limb, on either side of it) moved along their ray from
+    ``centre`` onto the limb itself (:func:`_to_limb`, from the centre: a point a hair past the limb has
+    no lon/lat to start from)."""
+    v = pts - np.asarray(centre)
+    r = np.hypot(v[:, 0], v[:, 1])
+    ok = r > 0
+    out = pts.copy()
+    dx, dy = v[ok, 0] / r[ok], v[ok, 1] / r[ok]
+    reach = _to_limb(edge, centre, dx, dy)
+    out[ok] = np.column_stack([centre[0] + reach * dx, centre[1] + reach * dy])
+    return out
+
+
+#: Degrees (local, longitude scaled by the cosine of latitude) within which the lon/lat outline of a
+#: tile's part on a view projection's disk follows its outline in the CRS (:func:`_follow_limb`).
+LIMB_OUTLINE_TOLERANCE_DEG = 1e-3
+
+
+def _lonlat_gap(edge: ProjectionEdge, a: np.ndarray, b: np.ndarray, mid: np.ndarray) -> np.ndarray:
+    """Degrees between the lon/lat of each CRS ``mid`` and the lon/lat middle of its ends ``a``, ``b``."""
+    (la, pa), (lb, pb), (lm, pm) = (edge.proj(q[:, 0], q[:, 1], inverse=True, errcheck=False) for q in (a, b, mid))
+    la, pa, lb, pb, lm, pm = (np.asarray(v, dtype=np.float64) for v in (la, pa, lb, pb, lm, pm))
+    dlon = (lb - la + 180.0) % 360.0 - 180.0
+    off_lon = (lm - (la + dlon / 2.0) + 180.0) % 360.0 - 180.0
+    gap = np.hypot(off_lon * np.cos(np.radians(pm)), pm - (pa + pb) / 2.0)
+    return np.where(np.isfinite(gap), gap, np.inf)
+
+
+def _follow_limb(edge: ProjectionEdge, centre: tuple[float, float], ring: np.ndarray, domain: Any,
+                 within: float, max_points: int = 4096) -> np.ndarray:
+    """The outline ``ring`` ``(n, 2)`` (CRS units, open) of a tile's part on a view projection's disk,
+    made to hold its place in lon/lat: its points along the limb (within ``within`` of ``domain``'s
+    edge: on the chords of :func:`limb_polygon`, ~13 m inside the limb, ~0.1 degree short on the ground)
+    moved out onto the limb, and every side halved, again and again, where the lon/lat of its middle
+    is more than :data:`LIMB_OUTLINE_TOLERANCE_DEG` from the middle of its ends' (near the limb a
+    straight line in the CRS bends sharply in lon/lat: a tile's edge meeting the limb curved past the
+    pixels beside it, and a search at them found the neighbouring tile).  Sides along the limb are not
+    halved (the horizon is smooth in lon/lat); a middle that rounds off the disk goes onto the limb.
+    At most ``max_points`` points; no side is halved below 2**-24 of the outline's size."""
+    from shapely import distance, points
+
+    on_limb = distance(points(ring), domain.exterior) <= within
+    if on_limb.any():
+        ring = ring.copy()
+        ring[on_limb] = _onto_limb(edge, centre, ring[on_limb])
+    shortest = float(np.hypot(*np.ptp(ring, axis=0))) / 2.0 ** 24   # sides are not halved below this
+    for _ in range(40):
+        nxt = np.roll(ring, -1, axis=0)
+        mid = (ring + nxt) / 2.0
+        along = on_limb & np.roll(on_limb, -1)
+        # a side from the limb inwards is on the disk, but its middle a hair from the limb may round off it
+        off = ~along & ~_has_lonlat(edge.proj, mid[:, 0], mid[:, 1])
+        if off.any():
+            mid[off] = _onto_limb(edge, centre, mid[off])
+        # sides along the limb follow the horizon, a smooth curve in lon/lat, at the first densify already;
+        # where PROJ puts the limb is uncertain by ~1e-3 degree there (ortho), so their gaps are noise
+        long_enough = np.hypot(*(nxt - ring).T) > shortest
+        split = long_enough & ~along & (_lonlat_gap(edge, ring, nxt, mid) > LIMB_OUTLINE_TOLERANCE_DEG)
+        if not split.any() or len(ring) + int(split.sum()) > max_points:
+            break
+        order = np.argsort(np.concatenate([np.arange(len(ring)) * 2.0, np.flatnonzero(split) * 2.0 + 1.0]),
+                           kind="stable")
+        ring = np.concatenate([ring, mid[split]])[order]
+        on_limb = np.concatenate([on_limb, off[split]])[order]
+    return ring
 
 
 def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray,
@@ -251,7 +338,9 @@ def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray
     if domain is None:
         return {}
     minx, _, maxx, _ = domain.bounds
-    inner = domain.buffer(-DOMAIN_INSET * (maxx - minx))
+    inset = DOMAIN_INSET * (maxx - minx)
+    inner = domain.buffer(-inset)
+    centre = None if edge.curved else _limb_centre(edge)
     t, out = transform, {}
     for i, (c0, r0, cw, rh) in enumerate(np.asarray(windows, dtype=np.float64).reshape(-1, 4)):
         cols, rows = [c0, c0 + cw, c0 + cw, c0], [r0, r0, r0 + rh, r0 + rh]
@@ -264,6 +353,8 @@ def parts_on_the_earth(edge: ProjectionEdge, transform: Any, windows: np.ndarray
             continue
         side = max(math.dist(corners_xy[0], corners_xy[1]), math.dist(corners_xy[1], corners_xy[2]))
         ring = np.asarray(orient(shapely.segmentize(part, side / densify), -1.0).exterior.coords[:-1])
+        if centre is not None:
+            ring = _follow_limb(edge, centre, ring, domain, 2.0 * inset)
         pts = np.vstack([ring, [part.representative_point().coords[0] if not part.contains(part.centroid)
                                 else part.centroid.coords[0]],
                          [nearest_points(part, Point(xy))[0].coords[0] for xy in corners_xy]])
