@@ -67,6 +67,7 @@ class _Group(click.Group):
     def resolve_command(self, ctx, args):
         name, cmd, rest = super().resolve_command(ctx, args)
         ctx.meta["rsir.command_args"] = list(rest)  # the command's arguments as typed, for invoke's errors
+        ctx.meta["rsir.command"] = (name, cmd)
         return name, cmd, rest
 
     def invoke(self, ctx):
@@ -79,6 +80,11 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as e:
+            if e.ctx is None and ctx.meta.get("rsir.command", (None, None))[1] is not None:
+                # click's parser refuses an option missing its value (`--at` last) or a flag given one
+                # (`--json=yes`) with no context: it is the command's usage all the same
+                name, cmd = ctx.meta["rsir.command"]
+                e.ctx = click.Context(cmd, info_name=name, parent=ctx)
             if e.ctx is None:
                 raise
             path = e.ctx.command_path

@@ -51,7 +51,8 @@ def _asks_json(command: click.Command, args: list[str]) -> bool:
     for p in command.params:
         if not isinstance(p, click.Option):
             continue
-        if p.name == "as_json" and any(a in p.opts for a in args):
+        # `--json=yes` too: the flag was typed, only given a value it does not take
+        if p.name == "as_json" and any(a in p.opts or a.startswith(tuple(f"{o}=" for o in p.opts)) for a in args):
             return True
         if p.name == "fmt" and any(a in p.opts and args[i + 1:i + 2] == ["json"] or
                                    any(a == f"{o}=json" for o in p.opts) for i, a in enumerate(args)):

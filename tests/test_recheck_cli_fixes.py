@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version"
 
 
 def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="rsir-stac")
 
 
 # ------------------------------------------------------------------ R7: usage errors print the JSON document
@@ -40,6 +40,31 @@ def test_a_usage_error_of_a_json_command_prints_the_json_document(args, tmp_path
     doc = json.loads(r.stdout)
     assert doc["ok"] is False and doc["exit_code"] == 2, doc
     assert doc["error"] in r.stderr and r.stderr.startswith("Error: "), (doc, r.stderr)
+
+
+@pytest.mark.parametrize("args,said", [
+    (["search", "--format", "json", "--at"], "Option '--at' requires an argument."),
+    (["classify", "--json", "--labels"], "Option '--labels' requires an argument."),
+    (["export", "--index", "{tmp}", "--out"], "Option '--out' requires an argument."),  # export always prints JSON
+    (["info", "--index"], "Option '--index' requires an argument."),
+    (["model-info", "--model"], "Option '--model' requires an argument."),
+    (["ingest", "--json", "x.tif", "--gsd"], "Option '--gsd' requires an argument."),
+    (["ingest", "--json=yes", "x.tif"], "Option '--json' does not take a value."),
+])
+def test_an_option_missing_its_value_is_a_usage_error_of_its_command(args, said, tmp_path):
+    """Re-check N1: click's parser raises these with no context, so they came as a bare
+    `Error: Option '--at' requires an argument.`, without the command, its --help or the JSON document."""
+    r = _run(*[a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    line = f"rsir-stac {args[0]}: {said} (see 'rsir-stac {args[0]} --help')"
+    assert r.stderr == f"Error: {line}\n", r.stderr
+    assert json.loads(r.stdout) == {"ok": False, "error": line, "exit_code": 2}, r.stdout
+
+
+def test_an_option_missing_its_value_without_json_asked_names_its_command():
+    r = _run("search", "--at")
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr == "Error: rsir-stac search: Option '--at' requires an argument. (see 'rsir-stac search --help')\n"
 
 
 @pytest.mark.parametrize("args", [["search", "--at", "1,1", "--limit", "x"], ["classify", "--index", "."],
