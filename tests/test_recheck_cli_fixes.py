@@ -267,6 +267,26 @@ def test_a_collection_with_a_stray_comma_gets_the_repeat_hint(world, bundle, giv
     assert f"one --collection takes one name: repeat it for each, e.g. {hint}\n" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("given,said", [
+    ("demo,", "--collection 'demo,' ends with a comma: names are exact, so its tiles would be in a collection "
+              "'demo,' that a search for 'demo' never finds; give --collection demo (one --collection takes one name)"),
+    (" demo", "--collection ' demo' starts with a space: names are exact, so its tiles would be in a collection "
+              "' demo' that a search for 'demo' never finds; give --collection demo"),
+    (",", "--collection ',' is only commas and spaces; give a name, e.g. naip-2020"),
+])
+def test_ingest_refuses_a_collection_with_a_stray_comma_or_space(tmp_path, given, said):
+    """Re-check N3: `ingest --collection 'naip,'` made a collection named 'naip,' without a word (search then
+    found nothing in 'naip' and hinted at the comma)."""
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "a.tif", width=64, height=64)
+    r = _run("ingest", tif, "--index", tmp_path / "idx", "--collection", given, "--json")
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith(f"error: {said}") and r.stderr.count("\n") == 1, r.stderr
+    assert json.loads(r.stdout)["ok"] is False
+    assert not (tmp_path / "idx").exists()  # refused before any work
+
+
 # ------------------------------------------------------------------ B1/B2 wording
 def test_an_output_onto_an_input_names_the_input_by_its_option(world, bundle, tmp_path):  # noqa: F811
     """Re-check: B1/B2's refusals said "your within file"."""

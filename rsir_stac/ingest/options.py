@@ -124,3 +124,25 @@ def check_collection_name(name: str, option: str = "--collection") -> None:
     if bad is not None:
         raise InputError(f"{option} {name[:60]!r} holds the control character U+{ord(bad):04X}; give the name "
                          "without it, e.g. naip-2020")
+    _check_stray_ends(name, option)
+
+
+def _check_stray_ends(name: str, option: str) -> None:
+    """Refuse a name with a comma or white space at either end (``'naip,'``, ``' naip'``): it would
+    make a collection of that exact name, which a search for ``naip`` never finds (search's
+    ``--collection 'naip,'`` gets the "one --collection takes one name" hint)."""
+    import shlex
+
+    stray = " \t,"
+    if name[0] not in stray and name[-1] not in stray:
+        return
+    fixed = name.strip(stray)
+    if not fixed:
+        raise InputError(f"{option} {name!r} is only commas and spaces; give a name, e.g. naip-2020")
+    end, char = ("starts", name[0]) if name[0] in stray else ("ends", name[-1])
+    cli = option.startswith("--")
+    fix = (f"{option} {shlex.quote(fixed)} (one --collection takes one name)" if cli
+           else f"{option} {fixed[:60]!r}")
+    raise InputError(f"{option} {name[:60]!r} {end} with {'a comma' if char == ',' else 'a space'}: names are "
+                     f"exact, so its tiles would be in a collection {name[:60]!r} that a search for {fixed[:60]!r} "
+                     f"never finds; give {fix}")
