@@ -223,7 +223,10 @@ def _ingest_summary(report, as_json: bool, list_failures: bool = True) -> None:
         f"items {report.items_done}/{report.items} done, {len(report.items_failed)} failed; "
         f"tiles {report.tiles_total}: {report.points_written} written, {report.tiles_existing} already indexed"
         + (f" ({report.tiles_relabelled} given the new collection/date)" if report.tiles_relabelled else "") + ", "
-        f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed; {report.seconds:.1f} s"
+        f"{report.tiles_empty} skipped (mostly empty), {len(report.tiles_failed)} failed"
+        + (f"; {report.tiles_off_earth} more left out (no place on the Earth in their CRS: space beyond a "
+           "geostationary disk, or past a projection's edge)" if report.tiles_off_earth else "")
+        + f"; {report.seconds:.1f} s"
         + (f"; {len(report.items_changed)} changed file{'s' if len(report.items_changed) > 1 else ''} embedded again"
            if report.items_changed else "")
     )

@@ -164,6 +164,38 @@ def test_a_scene_reaching_off_the_earth_keeps_its_tiles_on_it(tmp_path, tiny_bun
     assert report.points_written == 16 and not any("no place on the Earth" in m for m in caplog.messages)
 
 
+def test_ingest_counts_the_tiles_it_leaves_out_in_space(tmp_path, tiny_bundle):
+    """Re-check N4: `ingest --json` of a geostationary scene whose tiles were mostly in space said only
+    `tiles_total: 10` (of 64); the count of those left out was in a stderr warning alone."""
+    import json
+
+    from click.testing import CliRunner
+    from pyproj import Transformer
+    from rasterio.transform import Affine
+
+    from rsir_stac.cli import main
+
+    to_ll = Transformer.from_crs(GEOS, "EPSG:4326", always_xy=True)
+    n, size = 256, 64
+    t = Affine(800000 / n, 0, 4.9e6, 0, -800000 / n, 4e5)
+    tif = _limb_raster(tmp_path / "limb.tif", GEOS, t, n, lambda x, y: ~np.isfinite(to_ll.transform(x, y)[0]))
+    rows, cols = np.mgrid[0:n, 0:n]
+    on = np.isfinite(to_ll.transform(t.c + (cols + 0.5) * t.a, t.f + (rows + 0.5) * t.e)[0])
+    in_space = sum(not on[r:r + size, c:c + size].any() for r in range(0, n, size) for c in range(0, n, size))
+    assert 0 < in_space < 16
+    args = ["ingest", str(tif), "--index", str(tmp_path / "idx"), "--model", str(tiny_bundle.path),
+            "--tile-size", str(size), "--native-gsd", "--min-valid", "0"]
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["tiles_off_earth"], doc["tiles_total"]) == (in_space, 16 - in_space), doc
+    r = CliRunner().invoke(main, args)  # again: all indexed, the text line counts them too
+    assert r.exit_code == 0, r.output
+    assert (f"tiles {16 - in_space}: 0 written, {16 - in_space} already indexed, 0 skipped (mostly empty), 0 failed; "
+            f"{in_space} more left out (no place on the Earth in their CRS: space beyond a geostationary disk, or "
+            "past a projection's edge); ") in r.stdout, r.stdout
+
+
 def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
     """A Mars raster (IAU_2015:49900) was refused with a PROJJSON dump as the cause; a projected one
     with "the scene lies outside where its CRS maps the Earth ... rio edit-info --crs"."""

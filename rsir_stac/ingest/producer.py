@@ -137,6 +137,7 @@ def _produce_scene(run: _Reading, scene) -> bool:
         stamp = file_stamp(scene)
         existing = _held_tiles(run, scene, refs, ids, reader.bands, stamp)
         run.report.tiles_total += len(refs)
+        run.report.tiles_off_earth += len(reader.off_earth)  # left out of refs, said only in a warning before
         run.report.tiles_existing += len(existing)
         run.q.put(("total", len(refs) - len(existing)))
         if len(existing) < len(refs):

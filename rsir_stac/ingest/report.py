@@ -21,6 +21,9 @@ class IngestReport:
     tiles_existing: int = 0
     tiles_relabelled: int = 0
     tiles_empty: int = 0
+    #: Windows left out as no place on the Earth as the scene's CRS maps it (a geostationary disk's
+    #: space, wholly past a curved projection's edge): not in ``tiles_total``, which counts the rest.
+    tiles_off_earth: int = 0
     tiles_failed: list[str] = field(default_factory=list)
     items_empty: list[str] = field(default_factory=list)
     #: The empty items that are smaller than one tile at the GSD they were read at (why they are empty):
