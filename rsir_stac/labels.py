@@ -142,7 +142,8 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
         geom = feat.get("geometry") if isinstance(feat.get("geometry"), Mapping) else None
         prev = seen.get(pid)
         if prev is not None and prev.label != label:
-            raise InputError(f"{what}: point {pid} is labelled both positive and negative; keep one of the two")
+            raise InputError(f"{what}: feature {prev.feature} labels point {pid} {prev.label}, and feature {n} "
+                             f"labels it {label}: one tile cannot be both positive and negative; keep one of the two")
         if prev is None:
             seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props, n)
     if unlabelled:   # find all -> review -> refine: the hits file itself, some of its rows labelled

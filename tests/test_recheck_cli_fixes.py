@@ -97,6 +97,23 @@ def test_a_label_file_example_against_a_command_line_one_names_where_each_came_f
     assert f"the positive example point {pos} and the negative example point {pos} are the same tile" in r.stderr
 
 
+def test_a_label_file_contradicting_itself_names_both_features(tmp_path):
+    """Re-check N5: "point X is labelled both positive and negative" named no feature, while the
+    file-against-option message names the file's feature."""
+    import uuid
+
+    a, b = str(uuid.UUID(int=1)), str(uuid.UUID(int=2))
+    path = tmp_path / "labels.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": a, "properties": {"label": "positive"}},
+        {"type": "Feature", "id": b, "properties": {"label": "negative"}},
+        {"type": "Feature", "properties": {"point_id": a.upper(), "label": "Negative"}}]}))
+    r = _run("search", "--index", tmp_path / "idx", "--labels", path)
+    assert r.exit_code == 2, r.output
+    assert r.stderr == (f"error: label file {path}: feature 1 labels point {a} positive, and feature 3 labels it "
+                        "negative: one tile cannot be both positive and negative; keep one of the two\n"), r.stderr
+
+
 # ------------------------------------------------------------------ R6: --max-hits wording, option names
 def test_max_hits_that_left_out_no_hit_says_so(world, bundle, tmp_path):  # noqa: F811
     """Re-check R6: with every hit a labelled positive below the threshold, the note read "kept the 5 most
