@@ -1159,3 +1159,79 @@ def test_a_selected_result_s_outline_is_drawn_over_the_query_s(browser, stack_se
         pg.check_clean()
     finally:
         pg.close()
+
+
+@pytest.fixture(scope="module")
+def thousand_server(tmp_path_factory, tiny_bundle):
+    """A real index of 1,040 tiles (vectors made up, two kinds: the first 40 alike), served: enough for
+    a count with a thousands separator, without embedding a thousand tiles."""
+    import uuid
+
+    import numpy as np
+
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from rsir_stac.store import Point
+    from tests.conftest import index_of_points, serve_in_thread
+
+    rng = np.random.default_rng(5)
+    kind = rng.normal(size=tiny_bundle.dim)
+    pts, step = [], 0.001
+    for n in range(1040):
+        w, s = 10.0 + (n % 40) * step, 45.0 + (n // 40) * step
+        pts.append(Point(str(uuid.uuid5(uuid.NAMESPACE_URL, f"k/{n}")),
+                         (rng.normal(scale=0.3, size=tiny_bundle.dim) + (2 * kind if n < 40 else 0)).astype(np.float32),
+                         {"item_id": f"scene-{n // 40}", "collection": "demo", "asset": "visual",
+                          "href": f"/nowhere/scene-{n // 40}.tif", "crs": "EPSG:4326",
+                          "window": {"col_off": (n % 40) * 256, "row_off": 0, "width": 256, "height": 256},
+                          "bbox": [w, s, w + step, s + step], "location": {"lon": w + step / 2, "lat": s + step / 2},
+                          "corners": [{"lon": w, "lat": s + step}, {"lon": w + step, "lat": s + step},
+                                      {"lon": w + step, "lat": s}, {"lon": w, "lat": s}],
+                          "datetime": "2020-06-01T00:00:00Z", "datetime_epoch": 1590969600.0, "gsd": 0.3,
+                          "model_id": tiny_bundle.model_id}))
+    path = index_of_points(tmp_path_factory.mktemp("thousand") / "index", pts, tiny_bundle)
+    with Index.open(str(path), model=tiny_bundle) as idx, serve_in_thread(create_app(idx, api_key=KEY)) as base:
+        yield base, [p.id for p in pts]
+
+
+def test_find_all_counts_the_tiles_scored_as_the_header_counts_the_index(browser, thousand_server):
+    """Page re-check N4: Find all said "(1037 tiles scored)" under a header saying "1,037 tiles"."""
+    base, ids = thousand_server
+    pos, neg = ids[:3], ids[500:503]
+    pg = Page(browser, base, path=f"/?q=p:{ids[0]}&k=10&pos={','.join(pos)}&neg={','.join(neg)}")
+    try:
+        pg.wait_results(10)
+        count = pg.p.inner_text("#info").split(" tiles")[0]
+        assert count != "1040" and count.replace(",", "").replace(".", "").replace("\u202f", "") == "1040", count
+        pg.p.click("#tab-labels")
+        pg.p.click("#classify")
+        pg.wait_status("Find all:", timeout=120_000)
+        assert f"({count} tiles scored)" in pg.status(), pg.status()
+    finally:
+        pg.close()
+
+
+def test_dates_typed_with_quotes_are_quoted_once(browser, stack_server):
+    """Page re-check N4: `"2020"` typed with its quotes was said as `Dates ""2020"" is not a date range`."""
+    base, points = stack_server
+    q = _stack_ids(points, "2020-08-31")[5]
+    pg = Page(browser, base, path=f"/?q=p:{q}&k=10")
+    try:
+        pg.wait_results(10)
+        pg.p.fill("#datetime", '"2020"')
+        pg.p.press("#datetime", "Enter")
+        pg.wait_status("is not a date range")
+        status = pg.status()
+        assert status.startswith("""Dates '"2020"' is not a date range; give"""), status
+        assert '""' not in status, status
+        pg.check_clean()
+    finally:
+        pg.close()
+    pg = Page(browser, base, path=f"/?q=p:{q}&k=10&dt=%222020%22")   # the same dates from a link
+    try:
+        pg.wait_status("were left out")
+        status = pg.status()
+        assert """the link's dates '"2020"' were left out: it is not a date range; give""" in status, status
+        assert '""' not in status, status
+    finally:
+        pg.close()

@@ -22,7 +22,8 @@ export function labelsChanged(byUser = true) {
   if (byUser && undoLabels && $("status").querySelector("button[data-undo]")) offerUndo();
 }
 
-const plural = (n, one, many) => `${n} ${n === 1 ? one : many || one + "s"}`;
+// counts with thousands separators, as the header's "1,037 tiles" (toLocaleString)
+const plural = (n, one, many) => `${typeof n === "number" ? n.toLocaleString() : n} ${n === 1 ? one : many || one + "s"}`;
 
 /** The label changes made since `u` (a Clear or a Load): tiles labelled, or labelled otherwise, after it. */
 function changedSince(u) {
@@ -208,7 +209,8 @@ $("classify").onclick = async () => {
     const above = typeof sm.above_threshold === "number" ? sm.above_threshold : nf - kept;
     // what was found first: a long status shows its first two lines (status.js), the rest behind More
     setStatus(`Find all: ${plural(nf, "tile")}` + (kept
-      ? `, ${above ? above : "none"} at or above probability ${sm.threshold} and ${kept} you labelled positive, kept below it`
+      ? `, ${above ? above.toLocaleString() : "none"} at or above probability ${sm.threshold} and ${kept.toLocaleString()} you ` +
+        "labelled positive, kept below it"
       : ` at or above probability ${sm.threshold}`) +
               (sm.scored !== undefined ? ` (${plural(sm.scored, "tile")} scored)` : "") + ` ${where}` +
               (nf ? "; purple on the map and listed in the Labels tab (Download hits saves them)." : ".") +

@@ -8,7 +8,7 @@ import { hitsOfEntry, labelsOf } from "./labelstab.js";
 import { map } from "./map.js";
 import { restyleAll } from "./results.js";
 import { noteLeftOut, run, showNothing, syncImagery } from "./search.js";
-import { DATES_FORM, fromSearch, saveUrl, stampUploading, state } from "./state.js";
+import { DATES_FORM, fromSearch, quotedDates, saveUrl, stampUploading, state } from "./state.js";
 import { $, setStatus } from "./status.js";
 
 /** What a link held that the page left out, for people (empty when nothing was). */
@@ -16,8 +16,9 @@ function leftOut(s) {
   const out = [];
   if (s.refusedDates) {
     // "Dates "X" is not a date range; give ..." -> "it is not a date range; give ..."
-    const why = (s.refusedWhy || "").replace(/^Dates ".*?" /s, "it ") || `it is not a date range; give ${DATES_FORM}`;
-    out.push(`the link's dates "${s.refusedDates}" were left out: ${why}`);
+    const why = (s.refusedWhy || "").replace(/^Dates (".*?"|'.*?'|“.*?”) /s, "it ") ||
+      `it is not a date range; give ${DATES_FORM}`;
+    out.push(`the link's dates ${quotedDates(s.refusedDates)} were left out: ${why}`);
   }
   out.push(...(s.notes || []));
   const names = (s.unsupported || []).map((n) => n + "=");

@@ -127,6 +127,13 @@ function impossible(p) {
   return null;
 }
 
+/** A Dates text as a message quotes it: in "…", or in '…' when it holds a double quote itself
+ *  (`"2020"` typed with its quotes showed as `""2020""`), or “…” when it holds both kinds. */
+export function quotedDates(text) {
+  const t = String(text).trim();
+  return !t.includes('"') ? `"${t}"` : !t.includes("'") ? `'${t}'` : `“${t}”`;
+}
+
 /**
  * Why a Dates text is not a date range the search takes, or null: START/END, START/.., ../END or one
  * instant, each an RFC 3339 date or datetime, a year or a month (as the service reads them), naming
@@ -137,18 +144,18 @@ export function dateProblem(text) {
   if (!parts[0] && parts.length === 1) return null;
   const open = (p) => p === "" || p === "..";
   if (parts.length > 2 || parts.some((p) => !open(p) && !INSTANT.test(p)) || (parts.length === 1 && open(parts[0]))) {
-    return `Dates "${String(text).trim()}" is not a date range; give ${DATES_FORM}`;
+    return `Dates ${quotedDates(text)} is not a date range; give ${DATES_FORM}`;
   }
   for (const p of parts) {
     const why = open(p) ? null : impossible(p);
-    if (why) return `Dates "${String(text).trim()}" holds an impossible date (${why}); give ${DATES_FORM}`;
+    if (why) return `Dates ${quotedDates(text)} holds an impossible date (${why}); give ${DATES_FORM}`;
   }
   if (parts.length === 2 && open(parts[0]) && open(parts[1])) {
-    return `Dates "${String(text).trim()}" has no start or end; give ${DATES_FORM}`;
+    return `Dates ${quotedDates(text)} has no start or end; give ${DATES_FORM}`;
   }
   const day = (p, pad) => p.slice(0, 10) + pad.slice(Math.min(p.length, 10));   // 2015 as start: 2015-01-01
   if (parts.length === 2 && !open(parts[0]) && !open(parts[1]) && day(parts[0], "0000-01-01") > day(parts[1], "0000-12-31")) {
-    return `Dates "${String(text).trim()}" ends before it starts; swap the start and the end`;
+    return `Dates ${quotedDates(text)} ends before it starts; swap the start and the end`;
   }
   return null;
 }
