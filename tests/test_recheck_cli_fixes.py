@@ -175,6 +175,32 @@ def test_a_datetime_zone_rfc3339_does_not_read_is_named_with_its_fix(world, bund
     parse_datetime_range(right)  # the fix it gives is read
 
 
+@pytest.mark.parametrize("given, why, right", [
+    ("2020-01-01T00:00:00+5", "its offset +5 has one hour digit and no minutes", "2020-01-01T00:00:00+05:00"),
+    ("2020-01-01T00:00:00 GMT+2", "'GMT+2' is not an RFC 3339 offset", "2020-01-01T00:00:00+02:00"),
+    ("2020-01-01T00:00:00UTC-03:30", "'UTC-03:30' is not an RFC 3339 offset", "2020-01-01T00:00:00-03:30"),
+    ("2020-01-01T00:00:00 +0530/..", "it has a space before its offset", "2020-01-01T00:00:00+05:30/.."),
+])
+def test_more_time_zones_rfc3339_does_not_read_are_named_with_their_fix(given, why, right):
+    """Re-check: `+5`, `GMT+2` and `EST` still got the generic "must be START/END" message."""
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filter_parse import parse_datetime_range
+
+    with pytest.raises(InputError) as err:
+        parse_datetime_range(given)
+    assert f"is not RFC 3339: {why}; write {right} (" in str(err.value), str(err.value)
+    parse_datetime_range(right)  # the fix it gives is read
+
+
+def test_a_time_zone_abbreviation_is_named_without_a_guessed_offset():
+    from rsir_stac.errors import InputError
+    from rsir_stac.store.filter_parse import parse_datetime_range
+
+    with pytest.raises(InputError, match=r"'EST' is not an RFC 3339 time zone \(a zone's name is not read\); write the "
+                                         r"time with the zone's offset from UTC, e\.g\. 2020-01-01T10:00:00\+01:00"):
+        parse_datetime_range("2020-01-01T10:00:00 EST")
+
+
 def test_a_datetime_whose_zone_is_not_the_only_fault_names_the_other():
     from rsir_stac.errors import InputError
     from rsir_stac.store.filter_parse import parse_datetime_range

@@ -216,16 +216,32 @@ def datetime_problem(text: str) -> str | None:
 
 
 #: A date, or a date and time, then a time zone RFC 3339 does not read (for :func:`datetime_zone_fix`):
-#: an offset of hours only (``+05``), a zone name (`` UTC``, ``GMT``), or a space before ``Z`` or the offset.
+#: an offset of hours only (``+05``, ``+5``), a zone name (`` UTC``, ``GMT``), a name with an offset
+#: (``GMT+2``, ``UTC-03:30``), a zone abbreviation (``EST``, ``CET``), or a space before ``Z`` or the offset.
 _ZONE_SLIP = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})(?P<time>[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-                        r"(?:(?P<hours>[+-]\d{2})|\s*(?P<name>UTC|GMT|Z)|\s+(?P<spaced>[+-]\d{2}:?\d{2}))$",
+                        r"(?:(?P<hours>[+-]\d{1,2})"
+                        r"|\s*(?:UTC|GMT)\s*(?P<named>[+-]\d{1,2}(?::?\d{2})?)"
+                        r"|\s*(?P<name>UTC|GMT|Z)"
+                        r"|\s+(?P<spaced>[+-]\d{2}:?\d{2})"
+                        r"|\s*(?P<abbr>[A-Za-z]{2,5}))$",
                         re.IGNORECASE)
 
 
-def datetime_zone_fix(text: str) -> tuple[str, str] | None:
+def _offset(text: str) -> str:
+    """``+5``, ``+05``, ``+0530``, ``+5:30`` as RFC 3339 writes an offset: ``+05:00``, ``+05:30``."""
+    sign, rest = text[0], text[1:]
+    hours, _, minutes = rest.partition(":")
+    if not minutes and len(hours) > 2:
+        hours, minutes = hours[:-2], hours[-2:]
+    return f"{sign}{int(hours):02d}:{minutes or '00'}"
+
+
+def datetime_zone_fix(text: str) -> tuple[str, str | None] | None:
     """``(what is wrong, the text written right)`` for one datetime whose time zone RFC 3339 does not
-    read: an offset without minutes (``+05``: ``+05:00``), a zone name (``UTC``, ``GMT``: ``Z``, or
-    nothing after a date alone, a whole UTC day) or a space before the zone; None for any other text."""
+    read: an offset without minutes or with one hour digit (``+05``, ``+5``: ``+05:00``), a zone name
+    (``UTC``, ``GMT``: ``Z``, or nothing after a date alone, a whole UTC day), a name with an offset
+    (``GMT+2``: ``+02:00``) or a space before the zone.  A zone abbreviation (``EST``) gets the
+    reason and None for the text: its offset is not ours to guess.  None for any other text."""
     m = _ZONE_SLIP.match(str(text).strip())
     if not m:
         return None
@@ -233,11 +249,20 @@ def datetime_zone_fix(text: str) -> tuple[str, str] | None:
     if m.group("hours"):
         if not m.group("time"):
             return None  # 2020-01-05 is a date, not a date and an offset
-        return f"its offset {m.group('hours')} has no minutes", f"{base}{m.group('hours')}:00"
+        hours = m.group("hours")
+        why = f"its offset {hours} has {'one hour digit and ' if len(hours) == 2 else ''}no minutes"
+        return why, f"{base}{_offset(hours)}"
+    if m.group("named"):
+        name = m.group(0)[len(base):].strip()
+        return f"{name!r} is not an RFC 3339 offset", (f"{base}{_offset(m.group('named'))}" if m.group("time") else base)
     if m.group("spaced"):
-        off = m.group("spaced")
-        off = off if ":" in off else f"{off[:3]}:{off[3:]}"
-        return "it has a space before its offset", f"{base}{off}"
+        return "it has a space before its offset", f"{base}{_offset(m.group('spaced'))}"
+    if m.group("abbr"):
+        if not m.group("time"):
+            return None
+        abbr = m.group("abbr")
+        return (f"{abbr!r} is not an RFC 3339 time zone (a zone's name is not read); write the time with the "
+                f"zone's offset from UTC, e.g. {base}+01:00 for one hour east of Greenwich, or {base}Z for UTC", None)
     name = m.group("name")
     if not m.group("time"):
         return f"a date takes no time zone ({name!r}: a date is a whole UTC day)", base
@@ -292,6 +317,9 @@ def _parse_range(text: str, form: str) -> tuple[datetime | None, datetime | None
     except ValueError:
         fixes = [datetime_zone_fix(p) for p in parts]
         for part, fix in zip(parts, fixes):
+            if fix and fix[1] is None:   # a zone abbreviation: the reason, no text to give
+                where = f"in {part.strip()!r}, " if len(parts) > 1 else ""
+                raise InputError(f"datetime {text!r} is not RFC 3339: {where}{fix[0]}") from None
             problem = datetime_problem(fix[1] if fix else part)
             if problem:
                 where = f"in {part.strip()!r}, " if len(parts) > 1 else ""
