@@ -371,3 +371,18 @@ def test_imagery_under_the_ingest_roots_never_follows_a_link_swapped_in_later(tm
                 assert r.status_code != 200 or not magenta(_png(r)), "a file outside the roots was drawn"
     finally:
         restrict_to_geotiff(())
+
+
+@pytest.mark.parametrize("tiles, want", [
+    # Svalbard in UTM 33: up to 80.5 degrees north, nowhere near every longitude
+    ([(10.0, 78.0, 14.0, 79.0), (10.0, 79.0, 14.0, 80.5)], (10.0, 78.0, 14.0, 80.5)),
+    # across 180 at 81 degrees (Chukchi side): the east edge runs past 180
+    ([(178.0, 79.0, 179.9, 81.0), (179.9, 79.0, -178.0, 81.0)], (178.0, 79.0, 182.0, 81.0)),
+])
+def test_a_scene_past_80_degrees_keeps_its_longitudes(tiles, want):
+    """A scene reaching past 80 degrees (Svalbard, northern Greenland, a geostationary disk's limb at
+    81) was given every longitude as its bbox, as if it held a pole: the map zoomed out to the whole
+    world to show it, and every imagery tile round the globe looked it up.  It now keeps the shortest
+    interval holding its footprint; a scene round a pole still gets every longitude (test above)."""
+    (sc,) = scenes_from_payloads([_tile(*t) for t in tiles])
+    assert sc.bbox == pytest.approx(want, abs=1e-6)

@@ -122,7 +122,7 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
             w, s, e, n = sc.bbox
             sc.footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
         if sc._polar and math.isfinite(sc.bbox[0]):  # near a pole a tile may hold every longitude
-            sc.bbox = (-180.0, sc.bbox[1], 180.0, sc.bbox[3])
+            sc.bbox = _polar_bbox(sc)
         if math.isfinite(sc.bbox[1]):  # a grid half a pixel past a pole: latitudes stay within +-90
             sc.bbox = (sc.bbox[0], max(-90.0, sc.bbox[1]), sc.bbox[2], min(90.0, sc.bbox[3]))
         sc._corners = []
@@ -157,6 +157,28 @@ def _tile_box(bbox: Any) -> tuple[float, float, float, float] | None:
     if not all(math.isfinite(v) for v in (w, s, e, n)):
         return None
     return (w, s, e + 360.0 if e < w else e, n)
+
+
+def _polar_bbox(sc: Scene) -> tuple[float, float, float, float]:
+    """The bbox of a scene with a tile past :data:`POLAR_LAT`: the shortest longitude interval
+    holding its footprint's parts (:func:`~rsir_stac.tiling.footprints.union_bounds`; every
+    longitude for one round a pole), the east edge past 180 across it; every longitude when it has
+    no footprint.  A scene reaching 80 degrees without holding a pole (Svalbard; a geostationary
+    disk's limb at 81) keeps its own longitudes: it was given every one, and the map zoomed out to
+    the world to show it."""
+    from shapely.geometry import shape
+
+    from rsir_stac.tiling.footprints import union_bounds
+
+    _, s, _, n = sc.bbox
+    if sc.footprint is None:
+        return (-180.0, s, 180.0, n)
+    geom = shape(sc.footprint)
+    box = union_bounds([g.bounds for g in getattr(geom, "geoms", [geom]) if not g.is_empty])
+    if box is None:
+        return (-180.0, s, 180.0, n)
+    w, _, e, _ = box
+    return (w, s, e + 360.0 if w > e else e, n)
 
 
 def _tile_ring(p: Mapping[str, Any]) -> tuple[tuple[float, float], ...] | None:
