@@ -196,6 +196,37 @@ def test_ingest_counts_the_tiles_it_leaves_out_in_space(tmp_path, tiny_bundle):
             "past a projection's edge); ") in r.stdout, r.stdout
 
 
+def test_only_ingest_says_which_tiles_are_off_the_earth(tmp_path, tiny_bundle, caplog):
+    """Re-check: the ingest warning "... tiles reach where its CRS maps no place on the Earth ..., so they
+    are left out" came again on every `search --thumbnails` of such a scene (each thumbnail reads its
+    tile through the scene's tiling), where "left out" reads as left out of the results.  Ingest says
+    it once; a search and its thumbnails say nothing of it."""
+    import logging
+
+    from pyproj import Transformer
+    from rasterio.transform import Affine
+
+    to_ll = Transformer.from_crs(GEOS, "EPSG:4326", always_xy=True)
+    n = 256
+    t = Affine(800000 / n, 0, 4.9e6, 0, -800000 / n, 4e5)
+    tif = _limb_raster(tmp_path / "limb.tif", GEOS, t, n, lambda x, y: ~np.isfinite(to_ll.transform(x, y)[0]))
+    idx = tmp_path / "idx"
+    said = lambda: [r for r in caplog.records if "maps no place on the Earth" in r.getMessage()  # noqa: E731
+                    and r.levelno >= logging.WARNING]
+    with caplog.at_level(logging.INFO, logger="rsir_stac"):
+        ingest([str(tif)], index=str(idx), model=tiny_bundle,
+               options=IngestOptions(tile_size=64, native_gsd=True, min_valid=0.0))
+        assert len(said()) == 1
+        caplog.clear()
+        from rsir_stac.thumbnails import read_tile
+
+        with Index.open(str(idx), model=tiny_bundle) as index:
+            payloads = [p.payload for p in index.store.iter_points(with_vectors=False)]
+            for p in payloads[:4]:
+                assert read_tile(p).ndim == 3
+        assert said() == [], [r.getMessage() for r in said()]
+
+
 def test_a_raster_of_another_planet_is_named_as_such(tmp_path, tiny_bundle):
     """A Mars raster (IAU_2015:49900) was refused with a PROJJSON dump as the cause; a projected one
     with "the scene lies outside where its CRS maps the Earth ... rio edit-info --crs"."""

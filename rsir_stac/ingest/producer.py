@@ -138,6 +138,8 @@ def _produce_scene(run: _Reading, scene) -> bool:
         existing = _held_tiles(run, scene, refs, ids, reader.bands, stamp)
         run.report.tiles_total += len(refs)
         run.report.tiles_off_earth += len(reader.off_earth)  # left out of refs, said only in a warning before
+        if reader.off_earth_note:
+            log.warning("%s", reader.off_earth_note)
         run.report.tiles_existing += len(existing)
         run.q.put(("total", len(refs) - len(existing)))
         if len(existing) < len(refs):

@@ -141,6 +141,8 @@ class SceneReader:
         #: grid windows :meth:`windows` leaves out as no place on the Earth (space beyond a geostationary
         #: disk; wholly past a curved projection edge); filled by the first call
         self.off_earth: set[PixelWindow] = set()
+        #: one line saying how many tiles :meth:`windows` left out as no place on the Earth, and why ("": none)
+        self.off_earth_note = ""
         self._edge: Any = False  # the CRS's ProjectionEdge (None: it has none), found on first use
         self._warned_edge = False
         self._cut: set[PixelWindow] = set()
@@ -345,9 +347,12 @@ class SceneReader:
         if lost.any():  # a geostationary scene's space beyond the disk
             if lost.all():
                 raise ValueError("no tile of the scene lies on the Earth as its CRS maps it")
-            log.warning("%s: %d of its %d tiles reach where its CRS %s maps no place on the Earth (space beyond "
-                        "a geostationary disk, past a pole or past a world map's edge) and have no footprint that can "
-                        "be placed, so they are left out", self.href, int(lost.sum()), len(on), crs_label(self._ds.crs))
+            # said by whoever lists the tiles to index (ingest warns with it), not by every reader of a tile
+            self.off_earth_note = (
+                f"{self.href}: {int(lost.sum())} of its {len(on)} tiles reach where its CRS {crs_label(self._ds.crs)} "
+                "maps no place on the Earth (space beyond a geostationary disk, past a pole or past a world map's "
+                "edge) and have no footprint that can be placed, so they are left out")
+            log.info("%s", self.off_earth_note)
             self.off_earth.update(grid[i] for i in np.flatnonzero(lost))
         keep = self._on_this_side(np.flatnonzero(on), grid, shown)
         corners_, centroids, bboxes = tile_footprints(self._ds.transform, self._ds.crs, shown[keep])
