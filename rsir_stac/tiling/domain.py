@@ -268,10 +268,12 @@ def _onto_limb(edge: ProjectionEdge, centre: tuple[float, float], pts: np.ndarra
 LIMB_OUTLINE_TOLERANCE_DEG = 1e-3
 
 
-def _lonlat_gap(edge: ProjectionEdge, a: np.ndarray, b: np.ndarray, mid: np.ndarray) -> np.ndarray:
-    """Degrees between the lon/lat of each CRS ``mid`` and the lon/lat middle of its ends ``a``, ``b``."""
-    (la, pa), (lb, pb), (lm, pm) = (edge.proj(q[:, 0], q[:, 1], inverse=True, errcheck=False) for q in (a, b, mid))
-    la, pa, lb, pb, lm, pm = (np.asarray(v, dtype=np.float64) for v in (la, pa, lb, pb, lm, pm))
+def _lonlat_gap(edge: ProjectionEdge, ring: np.ndarray, mid: np.ndarray) -> np.ndarray:
+    """Degrees between the lon/lat of each side's CRS middle ``mid[i]`` and the lon/lat middle of its ends
+    ``ring[i]``, ``ring[i + 1]`` (the ring closed: the last side ends at ``ring[0]``)."""
+    (la, pa), (lm, pm) = (edge.proj(q[:, 0], q[:, 1], inverse=True, errcheck=False) for q in (ring, mid))
+    la, pa, lm, pm = (np.asarray(v, dtype=np.float64) for v in (la, pa, lm, pm))
+    lb, pb = np.roll(la, -1), np.roll(pa, -1)
     dlon = (lb - la + 180.0) % 360.0 - 180.0
     off_lon = (lm - (la + dlon / 2.0) + 180.0) % 360.0 - 180.0
     gap = np.hypot(off_lon * np.cos(np.radians(pm)), pm - (pa + pb) / 2.0)
@@ -307,7 +309,7 @@ def _follow_limb(edge: ProjectionEdge, centre: tuple[float, float], ring: np.nda
         # sides along the limb follow the horizon, a smooth curve in lon/lat, at the first densify already;
         # where PROJ puts the limb is uncertain by ~1e-3 degree there (ortho), so their gaps are noise
         long_enough = np.hypot(*(nxt - ring).T) > shortest
-        split = long_enough & ~along & (_lonlat_gap(edge, ring, nxt, mid) > LIMB_OUTLINE_TOLERANCE_DEG)
+        split = long_enough & ~along & (_lonlat_gap(edge, ring, mid) > LIMB_OUTLINE_TOLERANCE_DEG)
         if not split.any() or len(ring) + int(split.sum()) > max_points:
             break
         order = np.argsort(np.concatenate([np.arange(len(ring)) * 2.0, np.flatnonzero(split) * 2.0 + 1.0]),
