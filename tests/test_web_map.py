@@ -1002,20 +1002,28 @@ def test_a_long_find_all_status_shows_two_lines_and_unfolds_on_more(browser, sta
         pg.close()
 
 
+def _results_page(browser, stack_server):
+    """A page showing the 10 results of a 2020 tile of the stacked scenes."""
+    base, points = stack_server
+    pg = Page(browser, base, path=f"/?q=p:{_stack_ids(points, '2020-08-31')[5]}&k=10")
+    pg.wait_results(10)
+    return pg
+
+
+def _enter_dates(pg, text, said):
+    """Type ``text`` in the Dates box, press Enter and wait for a status holding ``said``."""
+    pg.p.fill("#datetime", text)
+    pg.p.press("#datetime", "Enter")
+    pg.wait_status(said)
+
+
 def test_a_refused_dates_message_quotes_the_dates_shown_with_straight_quotes(browser, stack_server):
     """Page re-check: the refusal quoted the box's text in straight quotes and the dates still shown
     in curly ones ("…dates “2019-01-01/..”.")."""
-    base, points = stack_server
-    q = _stack_ids(points, "2020-08-31")[5]
-    pg = Page(browser, base, path=f"/?q=p:{q}&k=10")
+    pg = _results_page(browser, stack_server)
     try:
-        pg.wait_results(10)
-        pg.p.fill("#datetime", "2009-01-01/..")
-        pg.p.press("#datetime", "Enter")
-        pg.wait_status("(filtered by dates)")
-        pg.p.fill("#datetime", "garbage")
-        pg.p.press("#datetime", "Enter")
-        pg.wait_status("is not a date range")
+        _enter_dates(pg, "2009-01-01/..", "(filtered by dates)")
+        _enter_dates(pg, "garbage", "is not a date range")
         status = pg.status()
         assert 'Dates "garbage" is not a date range' in status, status
         assert status.endswith('The results shown are still those of dates "2009-01-01/..".'), status
@@ -1215,12 +1223,9 @@ def test_dates_typed_with_quotes_are_quoted_once(browser, stack_server):
     """Page re-check N4: `"2020"` typed with its quotes was said as `Dates ""2020"" is not a date range`."""
     base, points = stack_server
     q = _stack_ids(points, "2020-08-31")[5]
-    pg = Page(browser, base, path=f"/?q=p:{q}&k=10")
+    pg = _results_page(browser, stack_server)
     try:
-        pg.wait_results(10)
-        pg.p.fill("#datetime", '"2020"')
-        pg.p.press("#datetime", "Enter")
-        pg.wait_status("is not a date range")
+        _enter_dates(pg, '"2020"', "is not a date range")
         status = pg.status()
         assert status.startswith("""Dates '"2020"' is not a date range; give"""), status
         assert '""' not in status, status
