@@ -274,6 +274,12 @@ def test_a_folder_rerun_reads_a_raster_with_the_bands_it_is_indexed_with(tmp_pat
     args = ["--index", str(tmp_path / "idx"), "--model", str(tiny_bundle.path), "--tile-size", "64", "--native-gsd"]
     r = CliRunner().invoke(main, ["ingest", str(folder), *args])
     assert r.exit_code == 1 and "pass --bands R,G,B" in r.output, r.output
+    # the fix says how to follow it in a run of several sources (trial 37: --bands on the whole run failed the rest)
+    assert "--bands applies to every source of a run, so ingest this one in a run of its own" in r.output, r.output
+    alone = CliRunner().invoke(main, ["ingest", str(six), "--index", str(tmp_path / "other"),
+                                      *args[2:]])  # a run of one source: no such clause
+    assert alone.exit_code == 1 and "pass --bands R,G,B" in alone.output, alone.output
+    assert "every source of a run" not in alone.output, alone.output
     r = CliRunner().invoke(main, ["ingest", str(six), "--bands", "3,2,1", *args])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["ingest", str(folder), "--json", *args])

@@ -459,6 +459,10 @@ def _item_failed(run: _Reading, scene, exc: Exception) -> bool:
         "skip the item and report the bug (run with -v for the traceback)")
     if not isinstance(exc, RsirError):
         log.info("traceback of item %s", scene.item_id, exc_info=exc)
+    if isinstance(err, BandsError) and options.bands is None and report.items > 1:
+        # --bands applies to every source of a run: given here, it would fail the others
+        err = BandsError(f"{err}; --bands applies to every source of a run, so ingest this one in a run of its "
+                         "own with --bands and the others without it")
     err.item_id = scene.item_id  # type: ignore[attr-defined]
     if options.fail_fast:
         report.items_failed.append({"item": scene.item_id, "error": str(err)})
