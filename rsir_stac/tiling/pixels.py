@@ -41,6 +41,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.windows import Window
 
 from rsir_stac.tiling.bands import select_bands
+from rsir_stac.tiling.masks import read_masks
 from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, box_read, read_bytes
 from rsir_stac.tiling.scaling import IDENTITY, ScaleRule, compute_scale
 
@@ -262,7 +263,7 @@ def read_rgb(dataset: Any, plan: PixelPlan, window: Window, shape: tuple[int, in
     elif plan.all_valid:
         part_valid = np.ones(part[1:], dtype=bool)
     else:
-        masks = dataset.read_masks(indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)
+        masks = read_masks(dataset, indexes=indexes, window=src, out_shape=part, resampling=Resampling.nearest)
         part_valid = (masks > 0).any(axis=0)
     if plan.is_float:
         part_valid &= np.isfinite(raw).all(axis=0)

@@ -29,6 +29,8 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from rsir_stac.tiling.masks import read_masks
+
 log = logging.getLogger(__name__)
 
 #: Bytes one resampled read may hold before it is read by :func:`box_read` instead (ingest,
@@ -99,8 +101,7 @@ def _box_strip(dataset: Any, indexes: Sequence[int], window: Window, shape: tupl
     elif all_valid:
         ok = np.ones(big[1:], dtype=bool)
     else:
-        masks = dataset.read_masks(indexes=list(indexes), window=window, out_shape=big,
-                                   resampling=Resampling.nearest)
+        masks = read_masks(dataset, indexes=list(indexes), window=window, out_shape=big, resampling=Resampling.nearest)
         ok = (masks > 0).any(axis=0)
         del masks
     floats = np.issubdtype(raw.dtype, np.floating)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from rasterio.enums import Resampling
 
+from rsir_stac.tiling.masks import read_masks
+
 #: Longer side, in pixels, of the decimated read used to compute the stretch.
 STATS_SIZE = 512
 #: Percentiles of the linear stretch applied to non-``uint8`` rasters.
@@ -98,7 +100,7 @@ def compute_scale(dataset: Any, bands: tuple[int, int, int], *, nodata: float | 
     if nodata is not None:
         valid = (data != nodata).any(axis=0)
     else:
-        masks = dataset.read_masks(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
+        masks = read_masks(dataset, indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
         valid = (masks > 0).any(axis=0)
     order = [uniq.index(b) for b in bands]
     return percentile_rule(data[order], valid)
