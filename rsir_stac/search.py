@@ -77,7 +77,9 @@ def parse_lonlat(text: str) -> tuple[float, float]:
     except ValueError:
         raise InputError(f"location {text!r} is invalid; use LON,LAT in degrees, e.g. --at -95.36,29.75") from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise InputError(f"location {text!r} is out of range; LON must be within ±180 and LAT within ±90")
+        swapped = (f" (LON comes first: if you meant latitude {lon:g}, longitude {lat:g}, write {lat:g},{lon:g})"
+                   if -90 <= lon <= 90 and -180 <= lat <= 180 else "")
+        raise InputError(f"location {text!r} is out of range; LON must be within ±180 and LAT within ±90{swapped}")
     return lon, lat
 
 

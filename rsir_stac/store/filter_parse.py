@@ -49,7 +49,8 @@ def _check_lonlat(lon: float, lat: float, what: str) -> None:
                              "(a box across 180 has W > E, e.g. --bbox=170,60,-170,70)")
         raise InputError(f"{what}: longitude {lon} is outside -180..180; give lon/lat in degrees (EPSG:4326)")
     if not -90.0 <= lat <= 90.0:
-        raise InputError(f"{what}: latitude {lat} is outside -90..90; give lon/lat in degrees (EPSG:4326)")
+        swapped = " (longitude comes first: are the two swapped?)" if -90.0 <= lon <= 90.0 and -180.0 <= lat <= 180.0 else ""
+        raise InputError(f"{what}: latitude {lat} is outside -90..90; give lon/lat in degrees (EPSG:4326){swapped}")
 
 
 def _check_bbox(b: tuple[float, ...], what: str) -> BBox:

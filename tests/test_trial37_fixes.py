@@ -1,0 +1,48 @@
+"""Findings of the thirty-seventh session's new-user trial (/work/exp37/trial/REPORT.md)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from rsir_stac.errors import InputError
+from tests.conftest import make_geotiff
+
+
+def test_a_raster_with_nodata_and_an_alpha_band_reads_without_rasterios_warning(tmp_path):
+    """Trial 6: a chip with an alpha band that also declares nodata printed rasterio's raw
+    NodataShadowWarning, naming our source line, on every search with it and every ingest."""
+    from rasterio.errors import NodataShadowWarning
+
+    from rsir_stac.tiling.query import read_image
+    from rsir_stac.tiling.scene import SceneReader
+
+    path = make_geotiff(tmp_path / "chip4.tif", width=128, height=128, alpha=True, nodata=0)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with SceneReader.open(str(path), tile_size=64, target_gsd=None, min_valid=0.0) as r:
+            tiles = list(r.iter_tiles())
+        query = read_image(path)
+    assert tiles and query.shape[-1] == 3, (len(tiles), query.shape)
+    shadow = [w for w in said if issubclass(w.category, NodataShadowWarning)]
+    assert not shadow, [str(w.message) for w in shadow]
+
+
+def test_a_location_with_latitude_and_longitude_swapped_says_so():
+    """Trial 10: `--at 47.02,-99.15` (lat,lon) only said the range; the fix is the swapped text."""
+    from rsir_stac.search import parse_lonlat
+    from rsir_stac.store.filter_parse import parse_bbox, parse_near
+
+    with pytest.raises(InputError, match=r"LON comes first: if you meant latitude 47\.02, longitude -99\.15, "
+                                         r"write -99\.15,47\.02\)$"):
+        parse_lonlat("47.02,-99.15")
+    with pytest.raises(InputError, match=r"are the two swapped\?\)$"):
+        parse_near("47.02,-99.15,500")
+    with pytest.raises(InputError, match=r"are the two swapped\?\)$"):
+        parse_bbox("29,-95,30,-94")
+    for text in ("200,10", "100,95,100"):  # out of range, not a swap: no such hint
+        with pytest.raises(InputError) as ei:
+            (parse_lonlat if text.count(",") == 1 else parse_near)(text)
+        assert "swapped" not in str(ei.value) and "comes first" not in str(ei.value), ei.value
+    assert parse_lonlat("-99.15,47.02") == (-99.15, 47.02)
