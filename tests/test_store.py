@@ -385,6 +385,10 @@ def test_info(points, edge, mem):
         assert info.undated == sum(p.payload["datetime_epoch"] is None for p in points) > 0
         assert info.no_collection == sum(p.payload["collection"] is None for p in points) > 0
         assert info.undated == store.count(SearchFilter(missing=("datetime",)))
+        # each count is said in the notes with its fix (trial 37: the uncollected points were not)
+        assert [n.split(" points")[0] for n in info.notes if "left out by any" in n] == \
+            [str(info.undated), str(info.no_collection)], info.notes
+        assert any("left out by any --collection filter" in n and "ingest --collection" in n for n in info.notes)
         assert info.legacy_item_ids == 0
     assert edge.info().backend == "edge" and mem.info().backend == "qdrant-local"
     meta = mem.client.get_collection(mem.collection).config.metadata  # kept in the collection config

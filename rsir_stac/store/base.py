@@ -390,6 +390,9 @@ class Store(PointAtMixin, abc.ABC):
         if undated:
             notes.append(f"{undated} points have no date and are left out by any --datetime filter; give bare "
                          "rasters one with `ingest --datetime`")
+        if no_collection:
+            notes.append(f"{no_collection} points have no collection and are left out by any --collection filter; "
+                         "give bare rasters one with `ingest --collection`")
         return IndexInfo(
             count=n,
             dim=meta.dim,
