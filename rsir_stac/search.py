@@ -24,8 +24,8 @@ from rsir_stac.store.base import normalize_id
 
 log = logging.getLogger(__name__)
 
-from rsir_stac.search_notes import (cap_note, left_out_note, mmr_note, outside_note, ranking_notes,  # noqa: E402
-                                    reordered, swapped_bbox_note)
+from rsir_stac.search_notes import (cap_note, left_out_note, mmr_note, outside_note, query_size_note,  # noqa: E402
+                                    ranking_notes, reordered, swapped_bbox_note)
 
 #: Soft cap of hits per scene by default (benchmarks/diversity.py).
 AUTO_PER_ITEM = 3
@@ -296,7 +296,8 @@ class Index:
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives), mmr)
-                                  + [n for n in (swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
+                                  + [n for n in (query_size_note(rp + rn, self.bundle.tile_size),
+                                                 swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
                                                  mmr_note(mmr, hits, query.score_name),
                                                  cap_note(query.score_name) if fill and mmr is None
                                                  and reordered(hits, query.score_name) else None)

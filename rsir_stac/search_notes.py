@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from rsir_stac.store import SearchFilter, SearchHit
 
 
@@ -124,12 +126,16 @@ def _when(dt: Any) -> str:
 #: API's wording), and on the command line (:func:`command_line_note`).
 OUTSIDE_ON_THE_PAGE = "(so the map page hides its imagery)"
 OUTSIDE_ON_THE_COMMAND_LINE = "(the search still starts from it, but it cannot be among the hits)"
+#: How :func:`query_size_note` names the other kind of example, on the page and on the command line.
+STORED_TILE_ON_THE_PAGE = "or by a stored tile (a result, or the tile at a place)"
+STORED_TILE_ON_THE_COMMAND_LINE = "or by a stored tile (--point-id, --at)"
 
 
 def command_line_note(note: str) -> str:
     """A library or service note worded for the command line: what :func:`outside_note` says of the map
-    page, said of the search's hits."""
-    return note.replace(OUTSIDE_ON_THE_PAGE, OUTSIDE_ON_THE_COMMAND_LINE)
+    page, said of the search's hits; the stored-tile examples of :func:`query_size_note` by their options."""
+    return note.replace(OUTSIDE_ON_THE_PAGE, OUTSIDE_ON_THE_COMMAND_LINE).replace(
+        STORED_TILE_ON_THE_PAGE, STORED_TILE_ON_THE_COMMAND_LINE)
 
 
 def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | None:
@@ -155,6 +161,38 @@ def outside_note(examples: Sequence[Any], flt: SearchFilter | None) -> str | Non
                     f"({r.payload.get('collection') or 'no collection'}), which the filters leave out "
                     f"{OUTSIDE_ON_THE_PAGE}")
     return None
+
+
+#: A query image whose shorter side is under ``tile / QUERY_SIDE_RANGE[0]``, whose longer side is
+#: over ``tile * QUERY_SIDE_RANGE[1]``, or whose sides differ more than ``QUERY_ASPECT_MAX`` times
+#: is far from the tiles it is compared with (the thresholds of ``evaluate``'s size warning).
+QUERY_SIDE_RANGE = (8, 4)
+QUERY_ASPECT_MAX = 4.0
+
+
+def query_size_note(examples: Sequence[Any], tile_size: int) -> str | None:
+    """A line when an image example (``kind`` "image", with ``pixels`` H×W×3) is far from the size and
+    shape of the index's tiles (``tile_size`` pixels a side): it is resized whole to one network input,
+    so a 4 px icon is blown up, a whole scene shrunk to a tile's pixels and a strip squashed, and its
+    vector says little about tiles of the index.  None when every image is tile-like."""
+    odd = []
+    for r in examples:
+        if r.kind != "image" or r.pixels is None or np.ndim(r.pixels) < 2:
+            continue
+        h, w = (int(v) for v in np.shape(r.pixels)[:2])
+        short, long = min(h, w), max(h, w)
+        how = ("blown up" if short * QUERY_SIDE_RANGE[0] < tile_size else
+               "squashed" if long > QUERY_ASPECT_MAX * short else
+               "shrunk" if long > QUERY_SIDE_RANGE[1] * tile_size else None)
+        if how:
+            odd.append((f" {r.name}" if r.name else "", w, h, how))
+    if not odd:
+        return None
+    name, w, h, how = odd[0]
+    more = f" (and {len(odd) - 1} more example images)" if len(odd) > 1 else ""
+    return (f"the query image{name} is {w} x {h} px and the index's tiles {tile_size} x {tile_size} px: it is "
+            f"{how} whole into one network input{more}, so its vector may say little about tiles like these; "
+            f"search by a chip of about one tile's size and ground resolution, {STORED_TILE_ON_THE_PAGE}")
 
 
 def swapped_bbox_note(flt: SearchFilter | None) -> str | None:
@@ -202,8 +240,8 @@ def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
     return sorted(seen)
 
 
-__all__ = ["command_line_note", "empty_filter_notes", "excluded_notes", "outside_note", "ranking_notes", "swapped_bbox_note",
-           "unknown_collection_note"]
+__all__ = ["command_line_note", "empty_filter_notes", "excluded_notes", "outside_note", "query_size_note",
+           "ranking_notes", "swapped_bbox_note", "unknown_collection_note"]
 
 
 def cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False) -> str:

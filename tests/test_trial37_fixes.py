@@ -46,3 +46,38 @@ def test_a_location_with_latitude_and_longitude_swapped_says_so():
             (parse_lonlat if text.count(",") == 1 else parse_near)(text)
         assert "swapped" not in str(ei.value) and "comes first" not in str(ei.value), ei.value
     assert parse_lonlat("-99.15,47.02") == (-99.15, 47.02)
+
+
+def test_a_query_image_far_from_a_tile_gets_a_note(tmp_path, tiny_bundle):
+    """Trial 5: a 4 x 4 px icon, a 4000 x 200 px strip and a whole scene were each resized into one
+    network input and searched without a word; a tile-sized chip gets no note."""
+    import numpy as np
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from rsir_stac.cli import main
+    from rsir_stac.search import Index
+
+    idx = tmp_path / "idx"
+    make_geotiff(tmp_path / "scene.tif", width=192, height=192, seed=3)
+    args = ["--index", str(idx), "--model", str(tiny_bundle.path)]
+    r = CliRunner().invoke(main, ["ingest", str(tmp_path / "scene.tif"), "--tile-size", "64", "--native-gsd", *args])
+    assert r.exit_code == 0, r.output
+    tile = tiny_bundle.tile_size
+    rng = np.random.default_rng(0)
+    cases = {(4, 4): "blown up", (tile // 2, tile * 5): "squashed", (tile * 5, tile * 5): "shrunk",
+             (tile, tile): None, (tile // 4, tile // 4): None, (tile * 3, tile): None}
+    with Index.open(str(idx), model=str(tiny_bundle.path)) as index:
+        for (h, w), how in cases.items():
+            px = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            said = [n for n in index.search(pixels=px, k=2).notes if "network input" in n]
+            if how is None:
+                assert not said, ((h, w), said)
+            else:
+                assert len(said) == 1 and f"is {w} x {h} px and the index's tiles {tile} x {tile} px: it is {how}" \
+                    in said[0] and said[0].endswith("or by a stored tile (a result, or the tile at a place)"), said
+    Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(tmp_path / "icon.png")
+    r = CliRunner().invoke(main, ["search", "--image", str(tmp_path / "icon.png"), "-k", "1", *args])
+    assert r.exit_code == 0, r.output
+    assert f"note: the query image {tmp_path / 'icon.png'} is 4 x 4 px" in r.output, r.output
+    assert "or by a stored tile (--point-id, --at)" in r.output, r.output
