@@ -176,7 +176,7 @@ _REQUEST_TERMS = (
 #: Search, query and classify options and the request field each one is.
 _FIELDS = {"mmr": "mmr", "threshold": "threshold", "expand": "expand", "per-item": "per_item",
            "strategy": "strategy", "holdout": "holdout", "exclude-within": "exclude_within_m",
-           "offset": "offset", "k": "k", "within": "polygon", "not-image": "negative_image",
+           "offset": "offset", "k": "k", "limit": "k", "within": "polygon", "not-image": "negative_image",
            "not-point-id": "negatives[].point_id", "not-at": "negatives[].lon/lat", "image": "positive_image",
            "point-id": "positives[].point_id", "at": "positives[].lon/lat"}
 _OPTION = re.compile(r"(?<![\w-])--(" + "|".join(sorted(map(re.escape, _FIELDS), key=len, reverse=True)) + r")(?![\w-])")

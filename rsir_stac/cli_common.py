@@ -60,6 +60,53 @@ def _asks_json(command: click.Command, args: list[str]) -> bool:
     return False
 
 
+def _typed_options(command: click.Command, args: list[str]) -> dict[str, tuple[str, str]]:
+    """{an option's long name: (its name, its value) as typed last in ``args``} for ``command``'s options
+    that take one value (``-k 0``, ``-k0``, ``--limit=0``, ``--holdout 1``); ``args`` are its arguments as
+    typed (``ctx.meta["rsir.command_args"]``), read up to a ``--`` separator."""
+    takes: dict[str, str] = {}
+    for p in command.params:
+        if isinstance(p, click.Option) and not p.is_flag and not p.count and p.nargs == 1:
+            long = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+            takes.update({o: long for o in p.opts})
+    out: dict[str, tuple[str, str]] = {}
+    args = [str(a) for a in args]
+    i = 0
+    while i < len(args) and args[i] != "--":
+        a = args[i]
+        name, _, value = a.partition("=") if a.startswith("--") else (a[:2], "", a[2:])
+        if a in takes and i + 1 < len(args):  # `-k 0`, `--limit 0`: the next argument is its value
+            out[takes[a]] = (a, args[i + 1])
+            i += 2
+            continue
+        if name in takes and value:  # `--limit=0`, `-k0`
+            out[takes[name]] = (name, value)
+        i += 1
+    return out
+
+
+def as_typed(message: str, ctx: click.Context | None = None) -> str:
+    """``message`` (a library's, naming each option by its long name and its value as parsed: ``--limit 0``,
+    ``--holdout 1.0``) with the running command's options named as the user typed them: ``-k 0``,
+    ``--holdout 1``.  Only an option typed on the command line, with the value it was parsed to."""
+    import re
+
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None or ctx.command is None:
+        return message
+    typed = _typed_options(ctx.command, ctx.meta.get("rsir.command_args") or [])
+    params = {next((o for o in p.opts if o.startswith("--")), p.opts[0]): p.name for p in ctx.command.params
+              if isinstance(p, click.Option)}
+    for long, (name, value) in typed.items():
+        parsed = ctx.params.get(params.get(long, ""))
+        if parsed is None or isinstance(parsed, (tuple, list)):
+            continue
+        said = {str(parsed), repr(parsed)}
+        message = re.sub(rf"(?<![\w-]){re.escape(long)} ([^\s,;()]+)",
+                         lambda m: f"{name} {value}" if m.group(1) in said else m.group(0), message)
+    return message
+
+
 def new_command() -> None:
     """A command starts: it has printed no JSON yet (several run in one process under tests)."""
     _JSON["printed"] = False
@@ -160,7 +207,7 @@ def handle_errors(fn):
         except RsirError as exc:
             if _verbosity() >= 1:
                 click.echo(traceback.format_exc().rstrip(), err=True)
-            _fail(str(exc), exc.exit_code)
+            _fail(as_typed(str(exc)), exc.exit_code)  # `-k 0` named as typed, not the library's `--limit 0`
         except OSError as exc:
             import errno
             from pathlib import Path

@@ -228,6 +228,18 @@ def test_query_image_errors_are_one_line(client, points):
                           headers={"content-type": "application/json"}), 422)
 
 
+def test_query_k_and_offset_errors_name_the_request_fields(client, points):
+    """Re-check N6: the library names --limit and --offset as the command line takes them; an HTTP client
+    sent k and offset, and read `--limit 0 (API: k)`."""
+    a1 = _of(points, "scene-a")[0]
+    doc = _one_line(client.post("/api/query", json={"positives": [{"point_id": a1}], "k": 0}), 400,
+                    "k 0 (API: k) must be a whole number >= 1")
+    assert "--" not in doc["detail"], doc
+    doc = _one_line(client.post("/api/query", json={"positives": [{"point_id": a1}], "k": 10, "offset": 9999}), 400,
+                    "offset 9999 + k 10 (API: offset + k) is above the limit of 10000 results")
+    assert "--" not in doc["detail"], doc
+
+
 def test_query_images_take_a_decode_slot(client, points):
     a1 = _of(points, "scene-a")[0]
     slots = client.app.state.decode_slots

@@ -138,14 +138,22 @@ def test_max_hits_that_left_out_no_hit_says_so(world, bundle, tmp_path):  # noqa
 
 @pytest.mark.parametrize("args,said", [
     (["classify", "--max-hits", "0"], "--max-hits 0 (API: max_hits) must be a whole number >= 1"),
-    (["classify", "--holdout", "1"], "--holdout 1.0 (API: holdout) must be a fraction within 0 and 1"),
+    (["classify", "--holdout", "1"], "--holdout 1 (API: holdout) must be a fraction within 0 and 1"),
+    (["classify", "--holdout=1"], "--holdout 1 (API: holdout) must be a fraction within 0 and 1"),
+    (["classify", "--holdout", "1.00"], "--holdout 1.00 (API: holdout) must be a fraction within 0 and 1"),
     (["classify", "--batch-size", "0"], "Invalid value for '--batch-size'"),
     (["search", "--limit", "0"], "--limit 0 (API: k) must be a whole number >= 1"),
+    (["search", "-k", "0"], "-k 0 (API: k) must be a whole number >= 1"),
+    (["search", "-k0"], "-k 0 (API: k) must be a whole number >= 1"),
+    (["search", "--limit=0"], "--limit 0 (API: k) must be a whole number >= 1"),
     (["search", "--offset", "-1"], "--offset -1 (API: offset) must be a whole number >= 0"),
     (["search", "--offset", "9999"], "--offset 9999 + --limit 10 (API: offset + k) is above the limit of 10000"),
+    (["search", "-k", "10", "--offset", "9999"], "--offset 9999 + -k 10 (API: offset + k) is above the limit of 10000"),
 ])
 def test_numeric_options_are_named_as_typed(world, bundle, tmp_path, args, said):  # noqa: F811
-    """Re-check R6: `--max-hits 0` said `max_hits=0 must be ...`, the Python name (so did --limit, --offset)."""
+    """Re-check R6: `--max-hits 0` said `max_hits=0 must be ...`, the Python name (so did --limit, --offset).
+    Re-check N6: each option as typed, its name and value: `-k 0` said `--limit 0`, `--holdout 1` said
+    `--holdout 1.0`."""
     from rsir_stac.labels import write_labels
 
     labels = write_labels(_labels(world, bundle), tmp_path / "labels.geojson")
