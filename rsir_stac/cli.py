@@ -212,6 +212,8 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     query = dict(positives=pos, negatives=neg, labels=labels, strategy=strategy, mmr=mmr,
                  exclude_within_m=exclude_within, flt=flt, k=limit, include_query=include_query, expand=expand)
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
+        if labels is not None:  # this index's ids once (a file of another model is matched, and warned of, once)
+            query["labels"] = idx.labels_here(labels if pos else labels.require_positive())
         result = idx.search(per_item=_per_item(per_item), offset=offset, with_payload=not out, **query)
         notes = _search_notes(idx, result, query, per_item, offset, mmr)
         if out:

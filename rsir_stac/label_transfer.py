@@ -81,7 +81,8 @@ def labels_in_index(store: Any, labels: LabelSet, model_id: str, what: str = "la
             "index the labels came from")
     log.info("%s: %d labels made on an index of model %s matched to this index's tiles (model %s)", what,
              len(found), ", ".join(sorted(others)), model_id)
-    return dataclasses.replace(labels, labels=_renamed(labels.labels, found, what), model_id=model_id)
+    return dataclasses.replace(labels, labels=_renamed(labels.labels, found, what), model_id=model_id,
+                               matched=tuple((lb.point_id, found.get(lb.point_id, lb.point_id)) for lb in labels.labels))
 
 
 def _old_model(labels: LabelSet, label: Label) -> str | None:
@@ -92,8 +93,10 @@ def _old_model(labels: LabelSet, label: Label) -> str | None:
 
 
 def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple[Label, ...]:
-    """The labels under their new ids, in file order (one label per tile)."""
+    """The labels under their new ids, in file order (one label per tile: labels of the file that name one
+    tile with the same label, by this index's id and by the other model's, are kept once, with a warning)."""
     out: dict[str, Label] = {}
+    named: dict[str, list[str]] = defaultdict(list)
     for lb in labels:
         new = found.get(lb.point_id, lb.point_id)
         prev = out.get(new)
@@ -102,6 +105,11 @@ def _renamed(labels: Iterable[Label], found: dict[str, str], what: str) -> tuple
                              "both positive and negative; keep one of the two")
         if prev is None:
             out[new] = dataclasses.replace(lb, point_id=new)
+        named[new].append(lb.point_id)
+    for new, ids in named.items():
+        if len(ids) > 1:
+            log.warning("%s: points %s and %s are one tile of this index (point %s), labelled %s each time; it is "
+                        "kept once", what, ", ".join(ids[:-1]), ids[-1], new, out[new].label)
     return tuple(out.values())
 
 

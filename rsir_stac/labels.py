@@ -56,11 +56,14 @@ class Label:
 @dataclass(frozen=True)
 class LabelSet:
     """Labels in file order (one per tile) and the model their tiles were embedded with (if known);
-    ``source``: the file they were read from (as given), for messages."""
+    ``source``: the file they were read from (as given), for messages; ``matched``: for a set read on an
+    index of another model (:func:`rsir_stac.label_transfer.labels_in_index`), (the file's id, this
+    index's id) of every label of the file, those that named a tile an earlier label named included."""
 
     labels: tuple[Label, ...]
     model_id: str | None = None
     source: str | None = field(default=None, compare=False)
+    matched: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def positives(self) -> tuple[str, ...]:

@@ -176,3 +176,50 @@ def test_search_results_saved_as_labels_carry_over_without_the_files_model(index
     with Index.open(str(new), model=new_bundle) as idx:
         here = idx.labels_here(read_labels(path))
     assert len(here) == len(doc["features"]) and all(lb.point_id in new_tiles for lb in here.labels)
+
+
+def test_two_labels_of_one_tile_are_kept_once_and_said(indexes, shipped, new_bundle, tmp_path, caplog):
+    """Re-check P2: a file of another model naming one tile twice (by this index's id and by the other
+    model's, one label) loaded as one label without a word; the API's model_match counted 1 by id and
+    0 by item for its 2 features.  Each label is counted now (by_id 1, by_item 1) and the two are said
+    to name one tile (same_tile), by the API and by a warning of search and classify."""
+    old, new, _, _ = indexes
+    path, want = _old_labels(old, shipped, tmp_path)
+    doc = json.loads(path.read_text())
+    first = doc["features"][0]   # scene a's first tile, positive, by its id in the old index
+    new_id = next(pid for pid, p in _tiles(new, new_bundle).items() if _key(p) == _key_of(old, shipped, first["id"]))
+    here = json.loads(json.dumps(first))
+    here["id"] = here["properties"]["point_id"] = new_id
+    doc["features"] = [here, first]
+    path.write_text(json.dumps(doc))
+    with Index.open(str(new), model=new_bundle) as idx:
+        labels = idx.labels_here(read_labels(path))
+    assert [lb.point_id for lb in labels.labels] == [new_id]
+    assert labels.matched == ((new_id, new_id), (first["id"], new_id))
+    said = f"points {new_id} and {first['id']} are one tile of this index (point {new_id}), labelled positive " \
+           "each time; it is kept once"
+    for args in (["search", "-k", "3"], ["classify", "--out", str(tmp_path / "hits.csv")]):
+        caplog.clear()
+        r = CliRunner().invoke(main, [args[0], "--index", str(new), "--model", new_bundle.path, "--labels", str(path),
+                                      *args[1:]])
+        assert r.exit_code == 0, r.output
+        warned = [rec.getMessage() for rec in caplog.records if "are one tile of this index" in rec.getMessage()]
+        assert warned == [f"label set: {said}"], (args[0], warned)
+
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.serve import create_app
+
+    with Index.open(str(new), model=new_bundle) as idx, \
+            TestClient(create_app(idx), base_url="http://127.0.0.1:8000") as client:
+        resp = client.post("/api/labels", json={"labels": doc})
+    assert resp.status_code == 200, resp.text
+    got = resp.json()
+    assert [f["id"] for f in got["features"]] == [new_id]
+    assert got["model_match"] == {"model_ids": [shipped.model_id], "model_id": new_bundle.model_id, "by_id": 1,
+                                  "by_item": 1, "by_footprint": 0, "same_tile": {"labels": 2, "tiles": 1}}
+
+
+def _key_of(index, bundle, pid: str) -> tuple:
+    with Index.open(str(index), model=bundle) as idx:
+        return _key(idx.store.retrieve([pid])[0].payload)

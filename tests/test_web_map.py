@@ -879,6 +879,47 @@ def test_loading_labels_of_another_model_says_so_and_how_they_were_matched(brows
         pg.close()
 
 
+def test_loading_two_labels_of_one_tile_of_another_model_says_both(browser, stack_server, tmp_path):
+    """Re-check P2: a file of another model naming one tile twice, by this index's id and by the other
+    model's (one label), said "Loaded 1 label ... 1 label names a tile of this index by id" and not a word
+    of the second feature (model_match counted by_id 1, by_item 0).  Every feature is told now: the counts
+    add up to the file's 2, and the two are said to name one tile, kept once."""
+    import httpx
+
+    base, points = stack_server
+    doc, ids = _old_model_labels(points)
+    a, old_b = list(ids)[:2]
+    b = ids[old_b]
+    here = {"type": "Feature", "id": b, "geometry": doc["features"][1]["geometry"],
+            "properties": dict(doc["features"][1]["properties"], point_id=b)}
+    dup = dict(doc, features=[here, doc["features"][1]])   # tile b by this index's id, then by the old model's
+    model = next(iter(points.values()))["model_id"]
+    r = httpx.post(f"{base}/api/labels", json={"labels": dup}, headers={"X-API-Key": KEY}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert [f["id"] for f in r.json()["features"]] == [b]
+    assert r.json()["model_match"] == {"model_ids": [OLD_MODEL], "model_id": model, "by_id": 1, "by_item": 1,
+                                       "by_footprint": 0, "same_tile": {"labels": 2, "tiles": 1}}, r.text
+    path = tmp_path / "dup.geojson"
+    path.write_text(json.dumps(dup))
+    pg = Page(browser, base, size=(1366, 768))
+    try:
+        pg.p.click("#tab-labels")
+        pg.p.set_input_files("#load-labels", str(path))
+        pg.wait_status("Loaded 1 label from dup.geojson")
+        status = pg.status()
+        assert "1 label names a tile of this index by id, so it was kept as it is; 1 label was matched to the same " \
+               "tile of this index (same item, asset and grid window), 1 by item_id; 2 labels name one tile, so it " \
+               "was kept once." in status, status
+        assert pg.p.evaluate("[...rsir.state.labels.keys()]") == [b]
+        more = pg.p.locator("#status button", has_text="More")
+        if more.count():
+            more.click()
+        pg.p.screenshot(path=str(tmp_path / "dup-loaded.png"))
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def test_find_all_hits_fill_shows_the_same_under_a_labelled_or_query_outline(browser, stack_server):
     """Page trial: after Find all on a time series, a tile labelled positive showed no purple: the
     green fill of its label (drawn over the hits) hid the hit fill of every date stacked under it.

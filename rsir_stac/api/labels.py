@@ -46,28 +46,36 @@ def model_match(given: Any, here: Any, payloads: dict, model_id: str) -> dict | 
     """How the labels of a set made with another model than ``model_id`` (its ``rsir:model_id``, else
     its features' ``model_id``) were read on this index, or None for a set of this index's model:
     ``{"model_ids": [the set's models], "model_id": this index's, "by_id": n, "by_item": n,
-    "by_footprint": n}``.  ``given`` is the set as sent, ``here`` the same set with this index's ids
-    (:meth:`rsir_stac.search.Index.labels_here`) and ``payloads`` their stored payloads by id.
+    "by_footprint": n}``, and ``"same_tile": {"labels": n, "tiles": n}`` when labels of the set name one
+    tile.  ``given`` is the set as sent, ``here`` the same set with this index's ids
+    (:meth:`rsir_stac.search.Index.labels_here`, its ``matched`` ids) and ``payloads`` their stored payloads by id.
 
-    ``by_id``: labels whose id is a tile of this index, taken as they are; the others were matched
-    to the tile of the same item, asset and grid window (:mod:`rsir_stac.label_transfer`), found
-    through the label's ``item_id`` (``by_item``: it names the stored tile's item) or else its
-    footprint (``by_footprint``)."""
+    Each label of the set is counted once (the counts add up to its labels): ``by_id``: its id is a tile
+    of this index, taken as it is; the others were matched to the tile of the same item, asset and grid
+    window (:mod:`rsir_stac.label_transfer`), found through the label's ``item_id`` (``by_item``: it names
+    the stored tile's item) or else its footprint (``by_footprint``).  ``same_tile``: the labels that name
+    a tile another label names too (by this index's id and by the other model's), and how many tiles
+    those are: each is kept once."""
     models = {given.model_id} if given.model_id else {
         m for m in (lb.properties.get("model_id") for lb in given.labels) if isinstance(m, str) and m}
     others = sorted(m for m in models if m != model_id)
     if not others:
         return None
-    sent = {lb.point_id for lb in given.labels}
+    new = dict(here.matched)
     counts = {"by_id": 0, "by_item": 0, "by_footprint": 0}
-    for lb in here.labels:
-        if lb.point_id in sent:
+    tiles: dict[str, int] = {}
+    for lb in given.labels:
+        pid = new.get(lb.point_id, lb.point_id)
+        tiles[pid] = tiles.get(pid, 0) + 1
+        if pid == lb.point_id:
             counts["by_id"] += 1
-        elif lb.properties.get("item_id") == (payloads.get(lb.point_id) or {}).get("item_id"):
+        elif lb.properties.get("item_id") == (payloads.get(pid) or {}).get("item_id"):
             counts["by_item"] += 1   # the item pass scans every tile of the item it names: found there
         else:
             counts["by_footprint"] += 1
-    return {"model_ids": others, "model_id": model_id, **counts}
+    shared = [n for n in tiles.values() if n > 1]
+    same = {"same_tile": {"labels": sum(shared), "tiles": len(shared)}} if shared else {}
+    return {"model_ids": others, "model_id": model_id, **counts, **same}
 
 
 __all__ = ["labels_router", "model_match"]

@@ -157,9 +157,10 @@ export async function loadLabels(file) {
 
 /**
  * What the service did with a label file made with another model (its answer's `model_match`, made
- * only then: {model_ids, model_id, by_id, by_item, by_footprint}), in words ("" for none): labels
- * whose ids are this index's tiles were kept, the others matched to the same tile here by item_id
- * or by footprint (a file made before `rsir-stac reindex`: README, label_transfer.py).
+ * only then: {model_ids, model_id, by_id, by_item, by_footprint, same_tile?}), in words ("" for none):
+ * labels whose ids are this index's tiles were kept, the others matched to the same tile here by item_id
+ * or by footprint (a file made before `rsir-stac reindex`: README, label_transfer.py), and labels that
+ * name one tile (by this index's id and by the other model's) kept once: the counts add up to the file's.
  */
 export function matchNote(m, name) {
   if (!m || !Array.isArray(m.model_ids) || !m.model_ids.length) return "";
@@ -177,6 +178,11 @@ export function matchNote(m, name) {
     const moved = n("by_item") + n("by_footprint");
     parts.push(`${moved} ${moved === 1 ? "label was" : "labels were"} matched to the same ${moved === 1 ? "tile" : "tiles"} ` +
                `of this index (same item, asset and grid window), ${how.join(" and ")}`);
+  }
+  const same = m.same_tile || {}, shared = Number(same.labels) || 0, tiles = Number(same.tiles) || 0;
+  if (shared && tiles) {   // one tile named by this index's id and by the other model's: one label of it
+    parts.push(`${shared} labels name ${tiles === 1 ? "one tile" : `${tiles} tiles`}, ` +
+               `so ${tiles === 1 ? "it was" : "each was"} kept once`);
   }
   return `${name} was made with another model (${models}; this index: ${midShort(m.model_id || "?", 40)}): ` +
     `${parts.join("; ") || "no label was matched"}.`;
