@@ -604,6 +604,37 @@ def test_loading_labels_can_be_undone_and_an_empty_file_changes_nothing(browser,
         pg.close()
 
 
+def test_loading_labels_when_there_are_none_pushes_a_history_entry(browser, server, tmp_path):
+    """Re-check P5: with no labels, loading a label file replaced the history entry instead of pushing
+    one (set Dates, clear them, load: history.length stayed, and Back skipped the state with no labels
+    to the one with the dates).  Loading always pushes now: Back returns to the state before the load."""
+    base, points = server
+    pid = list(_scene_points(points, "scene-a"))[0]
+    pg = Page(browser, base, size=(1366, 768), path=f"/?q=p:{pid}")
+    try:
+        pg.wait_results()
+        for dates in ("2019-01-01/..", ""):   # the re-check's steps: a search with dates, then without
+            pg.p.fill("#datetime", dates)
+            pg.p.press("#datetime", "Enter")
+            pg.p.wait_for_load_state("networkidle")
+            pg.p.wait_for_timeout(500)
+        before_url, n = pg.p.url, pg.p.evaluate("history.length")
+        assert "dt=" not in before_url and "pos=" not in before_url, before_url
+        pg.p.click("#tab-labels")
+        c = _bare_scene(points)
+        pg.p.set_input_files("#load-labels", str(_label_file(tmp_path / "one.geojson", {c[0]: "positive"})))
+        pg.wait_status("Loaded 1 label from one.geojson")
+        assert pg.p.evaluate("history.length") == n + 1 and f"pos={c[0]}" in pg.p.url, pg.p.url
+        pg.p.go_back()
+        pg.p.wait_for_function("document.querySelector('#label-count').innerText === '0 positive, 0 negative'")
+        assert _no_view(pg.p.url) == _no_view(before_url) and pg.p.input_value("#datetime") == ""
+        pg.p.go_forward()
+        pg.p.wait_for_function("document.querySelector('#label-count').innerText === '1 positive, 0 negative'")
+        pg.check_clean()
+    finally:
+        pg.close()
+
+
 def _find_all(pg: Page, threshold: str = "0.5") -> dict:
     """Run Find all from the Labels tab; its answer."""
     pg.p.click("#tab-labels")

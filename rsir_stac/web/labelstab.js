@@ -139,8 +139,9 @@ export function hitsOfEntry(token) {
   return doc;
 }
 $("save-labels").onclick = () => labels.saveLabels(info && info.model_id);
-// Load labels: they replace the labels there were; a new history entry and an Undo button bring
-// those back (as after Clear labels).  A file with no labels changes nothing.
+// Load labels: they replace the labels there were; a new history entry (Back: the state before the
+// load, with no labels too) and an Undo button bring those back (as after Clear labels).  A file with
+// no labels changes nothing.
 $("load-labels").addEventListener("change", async (ev) => {
   const file = ev.target.files && ev.target.files[0];
   ev.target.value = "";
@@ -150,7 +151,7 @@ $("load-labels").addEventListener("change", async (ev) => {
     const { count: n, note } = await labels.loadLabels(file);
     const after = new Map([...state.labels].map(([id, l]) => [id, l.label]));
     undoLabels = before.size ? { what: "load", before: before, after: after, file: file.name, loaded: n, note: note } : null;
-    saveUrl(!!before.size);
+    saveUrl(true);   // with no labels before too (re-check: Back skipped the state the load left)
     labelsChanged(false);
     if (undoLabels) offerUndo();
     else setStatus(`Loaded ${plural(n, "label")} from ${file.name}.` + (note ? " " + note : ""));
