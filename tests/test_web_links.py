@@ -962,6 +962,26 @@ def test_bad_link_values_are_clamped_or_refused_with_a_note_and_left_out_of_the_
         pg.close()
 
 
+def test_a_link_zoom_between_half_steps_is_written_as_the_zoom_shown(browser, server):
+    """Re-check P3: v=ZOOM between the map's half steps (16.25) is drawn at the nearest one (16.5) and the
+    notices name that one, but the address kept v=16.25.  It is rewritten to the zoom shown, in place
+    (no new history entry); so is a zoom past the map's deepest (v=24)."""
+    base, points = server
+    loc = next(iter(points.values()))["location"]
+    lengths = set()
+    for given, shown in (("16.5", 16.5), ("16.25", 16.5), ("16.75", 17), ("24", 22)):
+        pg = Page(browser, base, size=(1366, 768), path=f"/?v={given}/{loc['lat']}/{loc['lon']}")
+        try:
+            assert pg.p.evaluate("rsir.map.getZoom()") == shown
+            pg.p.wait_for_function(f"decodeURIComponent(location.search).includes('v={shown:g}/')", timeout=5_000)
+            assert pg.p.url.count("v=") == 1, pg.p.url
+            lengths.add(pg.p.evaluate("history.length"))   # as many entries as a link of a half step gives
+            pg.check_clean()
+        finally:
+            pg.close()
+    assert len(lengths) == 1, lengths
+
+
 def test_focus_stays_on_a_sensible_element_after_the_main_actions(browser, server):
     """Search from this, Refine, Find all and Clear labels left the keyboard focus on <body> (the next
     Tab started again at the top of the page)."""

@@ -62,10 +62,17 @@ export function applyState(s, first) {
   setArea(s.area, true);
   labels.renderLabels();
   labels.fillInLabels();   // a link's labels: their footprints, scenes and dates
-  if (s.view) map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
+  let snapped = false;
+  if (s.view) {
+    map.setView([s.view.lat, s.view.lon], s.view.z, { animate: false });
+    // a zoom between the map's half steps (v=16.25), or past its deepest, is drawn at the one the map
+    // takes (16.5), which the notices name: the address says that one (re-check: it kept v=16.25)
+    if (map.getZoom() !== s.view.z) { state.view = Object.assign({}, s.view, { z: map.getZoom() }); snapped = true; }
+  }
   if (s.query) run(s.query, { push: false, keepSelection: true, fit: !s.view, keepTab: !first });   // Back: the tab the user is on
   else { showNothing(); restyleAll(); syncImagery(); }
   $("rerun").disabled = !s.query;   // nothing to search again
+  if (snapped && !(s.refused || notes.length)) saveUrl(false);   // in place: no new history entry
   if (s.refused || notes.length) {   // never kept in the address bar: the link is written again without them
     saveUrl(false);
     const told = (s.refused ? [`the link's polygon was left out: ${s.refused}; draw the area again`] : []).concat(notes);
