@@ -196,6 +196,9 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
 
         labels = read_labels(labels_path)
     _check_search_outputs(fmt, out, with_vectors, thumbnails)
+    from rsir_stac.store.query import check_k
+
+    check_k(limit, offset)  # here too for a served index: named as typed (-k 0), not as the request's field (k 0)
     if out:
         from rsir_stac.atomic import check_distinct_outputs
 

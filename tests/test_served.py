@@ -127,6 +127,10 @@ def test_cli_info_search_ingest_through_a_running_serve(setup, tiny_bundle, tmp_
                                  "--point-id", ids[0], "-k", "2"])  # the table
         assert r.exit_code == 0 and f"query: point {ids[0]}" in r.stdout and "(None)" not in r.stdout, r.output
         assert len([ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit()]) == 2
+        # -k named as typed as without a service (re-check N6), not as the request's field `k 0`
+        r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
+                                 "--point-id", ids[0], "-k", "0"])
+        assert r.exit_code == 2 and "error: -k 0 (API: k) must be a whole number >= 1" in r.stderr, r.output
 
         # an image query (uploaded by the CLI) and an export to a file, through the service
         r = runner.invoke(main, ["search", "--index", str(idx), "--model", str(tiny_bundle.path),
