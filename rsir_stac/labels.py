@@ -117,6 +117,7 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
         raise InputError(f"{what} has {len(feats)} labels; use at most {MAX_LABELS}")
     seen: dict[str, Label] = {}
     unlabelled: list[str] = []
+    repeats: list[tuple[int, int, str]] = []  # (feature, the earlier feature, point id) of a tile labelled twice alike
     for n, feat in enumerate(feats, 1):
         props = feat.get("properties") if isinstance(feat, Mapping) else None
         props = dict(props) if isinstance(props, Mapping) else {}
@@ -149,6 +150,13 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
                              f"labels it {label}: one tile cannot be both positive and negative; keep one of the two")
         if prev is None:
             seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props, n)
+        else:
+            repeats.append((n, prev.feature, pid))
+    if repeats:  # the counts of a loaded file then add up to its features
+        n, first, pid = repeats[0]
+        many = "features repeat" if len(repeats) > 1 else "feature repeats"
+        log.warning("%s: %d %s a tile an earlier feature labels the same way (feature %d repeats feature %d, "
+                    "point %s); each tile is kept once", what, len(repeats), many, n, first, pid)
     if unlabelled:   # find all -> review -> refine: the hits file itself, some of its rows labelled
         if not seen:
             raise InputError(f"{what} holds {len(unlabelled)} search or classify results and none is labelled; set "

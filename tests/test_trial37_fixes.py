@@ -81,3 +81,25 @@ def test_a_query_image_far_from_a_tile_gets_a_note(tmp_path, tiny_bundle):
     assert r.exit_code == 0, r.output
     assert f"note: the query image {tmp_path / 'icon.png'} is 4 x 4 px" in r.output, r.output
     assert "or by a stored tile (--point-id, --at)" in r.output, r.output
+
+
+def test_a_label_file_naming_one_tile_twice_alike_says_so(caplog):
+    """Re-check (helper 132): a label file with the same id twice and the same label was merged without a
+    word, so 'Loaded 1 label' did not add up to the file's 2 features."""
+    import logging
+
+    from rsir_stac.labels import labels_from_geojson
+
+    pid, other = "2f1c0d4e-0000-4000-8000-000000000001", "2f1c0d4e-0000-4000-8000-000000000002"
+    feats = [{"type": "Feature", "id": i, "geometry": None, "properties": {"label": lab}}
+             for i, lab in ((pid, "positive"), (other, "negative"), (pid, "positive"))]
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.labels"):
+        ls = labels_from_geojson({"type": "FeatureCollection", "features": feats}, "labels.geojson")
+    assert ls.positives == (pid,) and ls.negatives == (other,)
+    said = [r.getMessage() for r in caplog.records if r.name == "rsir_stac.labels"]
+    assert said == [f"labels.geojson: 1 feature repeats a tile an earlier feature labels the same way (feature 3 "
+                    f"repeats feature 1, point {pid}); each tile is kept once"], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rsir_stac.labels"):
+        labels_from_geojson({"type": "FeatureCollection", "features": feats[:2]}, "labels.geojson")
+    assert not [r for r in caplog.records if r.name == "rsir_stac.labels"]
