@@ -6,7 +6,9 @@ import contextlib
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,12 +74,19 @@ def _fit(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR))
 
 
+#: Outline colours of the examples on a contact sheet: positive (the query) red, negative blue.
+EXAMPLE_OUTLINES = {True: (220, 0, 0), False: (0, 90, 220)}
+
+
 def contact_sheet(query: np.ndarray | None, tiles: list[np.ndarray], labels: list[str], *, size: int = 160,
-                  columns: int = 6, query_label: str = "query") -> np.ndarray:
-    """Query tile (outlined red) followed by results in a grid, each labelled (two lines at most)."""
+                  columns: int = 6, query_label: str = "query",
+                  examples: Sequence[tuple[str, np.ndarray, bool]] = ()) -> np.ndarray:
+    """Query tile (outlined red), then the search's other examples (``examples``: caption, pixels and
+    whether positive; outlined red or blue), then the results in a grid, each labelled (two lines at most)."""
     from PIL import Image, ImageDraw
 
-    cells = ([(query_label, query)] if query is not None else []) + list(zip(labels, tiles))
+    shown = ([(query_label, query, True)] if query is not None else []) + list(examples)
+    cells = [(label, px) for label, px, _ in shown] + list(zip(labels, tiles))
     columns = max(1, min(columns, len(cells)))
     rows = (len(cells) + columns - 1) // columns
     pad, text_h = 6, 26  # two caption lines
@@ -88,8 +97,8 @@ def contact_sheet(query: np.ndarray | None, tiles: list[np.ndarray], labels: lis
         x = pad + (i % columns) * (size + pad)
         y = pad + (i // columns) * (size + pad + text_h)
         sheet.paste(Image.fromarray(_fit(px, size)), (x, y))
-        if i == 0 and query is not None:
-            draw.rectangle([x - 3, y - 3, x + size + 2, y + size + 2], outline=(220, 0, 0), width=3)
+        if i < len(shown):
+            draw.rectangle([x - 3, y - 3, x + size + 2, y + size + 2], outline=EXAMPLE_OUTLINES[shown[i][2]], width=3)
         for n, line in enumerate(label.split("\n")[:2]):
             draw.text((x, y + size + 1 + 12 * n), _middle(line, 28), fill=(0, 0, 0), font=font)
     return np.asarray(sheet)
@@ -224,12 +233,16 @@ def _write_set(result, out: Path, size: int) -> list[Path]:
     written, tiles, labels = [], [], []
     query = result.query_pixels
     ask_query = query is None and result.query_payload is not None
-    read = read_tiles(([result.query_payload] if ask_query else []) + [hit.payload for hit in result.hits])
+    others = list(getattr(result, "examples", ()))[1:]  # the first is the query itself
+    stored = [r.payload for r in others if r.pixels is None and r.payload is not None]
+    read = read_tiles(([result.query_payload] if ask_query else []) + stored + [hit.payload for hit in result.hits])
     if ask_query:
         query = read.pop(0)
         if isinstance(query, RsirError):
             log.warning("query tile not rendered: %s", query)
             query = None
+    examples = _example_cells(others, read[:len(stored)], size)
+    del read[:len(stored)]
     if query is not None:
         written.append(save_png(query, out / "00_query.png"))
     failed: dict[str, list[str]] = {}  # a scene that cannot be read: said once, its hits named
@@ -245,6 +258,24 @@ def _write_set(result, out: Path, size: int) -> list[Path]:
                     f"{len(ids)} hits ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})", err)
     qp = result.query_payload or {}
     qlabel = f"query {str(qp.get('datetime') or '')[:10]}".rstrip()
-    written.append(save_png(contact_sheet(query, tiles, labels, size=size, query_label=qlabel),
+    if examples:
+        qlabel += "\npositive 1"
+    written.append(save_png(contact_sheet(query, tiles, labels, size=size, query_label=qlabel, examples=examples),
                             out / "contact_sheet.png"))
     return written
+
+
+def _example_cells(others: Sequence[Any], read: list[Any], size: int) -> list[tuple[str, np.ndarray, bool]]:
+    """The contact-sheet cells of a search's examples after the first: caption (``positive 2``,
+    ``negative 1``), pixels (an image's own, else the stored tile as ``read`` gives it: grey when it
+    could not be read) and whether positive."""
+    from rsir_stac.errors import RsirError
+
+    cells, tiles, counts = [], iter(read), {True: 1, False: 0}
+    for r in others:
+        px = r.pixels if r.pixels is not None else next(tiles) if r.payload is not None else None
+        if px is None or isinstance(px, RsirError):
+            px = np.full((size, size, 3), 200, np.uint8)
+        counts[r.positive] += 1
+        cells.append((f"{'positive' if r.positive else 'negative'} {counts[r.positive]}", px, r.positive))
+    return cells

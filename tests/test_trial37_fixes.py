@@ -58,11 +58,8 @@ def test_a_query_image_far_from_a_tile_gets_a_note(tmp_path, tiny_bundle):
     from rsir_stac.cli import main
     from rsir_stac.search import Index
 
-    idx = tmp_path / "idx"
-    make_geotiff(tmp_path / "scene.tif", width=192, height=192, seed=3)
+    idx = _tiny_index(tmp_path, tiny_bundle)
     args = ["--index", str(idx), "--model", str(tiny_bundle.path)]
-    r = CliRunner().invoke(main, ["ingest", str(tmp_path / "scene.tif"), "--tile-size", "64", "--native-gsd", *args])
-    assert r.exit_code == 0, r.output
     tile = tiny_bundle.tile_size
     rng = np.random.default_rng(0)
     cases = {(4, 4): "blown up", (tile // 2, tile * 5): "squashed", (tile * 5, tile * 5): "shrunk",
@@ -103,3 +100,39 @@ def test_a_label_file_naming_one_tile_twice_alike_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="rsir_stac.labels"):
         labels_from_geojson({"type": "FeatureCollection", "features": feats[:2]}, "labels.geojson")
     assert not [r for r in caplog.records if r.name == "rsir_stac.labels"]
+
+
+
+def _tiny_index(tmp_path, bundle):
+    """An index of one ingested 192 px scene (nine 64 px tiles) under ``bundle``."""
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    make_geotiff(tmp_path / "scene.tif", width=192, height=192, seed=3)
+    r = CliRunner().invoke(main, ["ingest", str(tmp_path / "scene.tif"), "--tile-size", "64", "--native-gsd",
+                                  "--index", str(tmp_path / "idx"), "--model", str(bundle.path)])
+    assert r.exit_code == 0, r.output
+    return tmp_path / "idx"
+
+
+def test_the_contact_sheet_shows_every_example(tmp_path, tiny_bundle):
+    """Trial 10: with several examples the contact sheet showed the first alone as the query; now
+    each positive is outlined red and each negative blue, before the hits."""
+    import numpy as np
+    from PIL import Image
+
+    from rsir_stac.search import Example, Index
+    from rsir_stac.thumbnails import EXAMPLE_OUTLINES, write_thumbnails
+
+    idx = _tiny_index(tmp_path, tiny_bundle)
+    with Index.open(str(idx), model=str(tiny_bundle.path)) as index:
+        ids = [h.id for h in index.search(pixels=np.full((64, 64, 3), 90, np.uint8), k=3).hits]
+        result = index.search(positives=[Example("point", ids[0]), Example("point", ids[1])],
+                              negatives=[Example("point", ids[2])], k=2)
+    paths = write_thumbnails(result, tmp_path / "th", size=40)
+    sheet = np.asarray(Image.open(next(p for p in paths if p.name == "contact_sheet.png")).convert("RGB"))
+    pad = 6
+    tops = [tuple(int(v) for v in sheet[pad - 2, pad + i * (40 + pad) + 20]) for i in range(5)]
+    assert tops[:3] == [EXAMPLE_OUTLINES[True], EXAMPLE_OUTLINES[True], EXAMPLE_OUTLINES[False]], tops
+    assert tops[3] == tops[4] == (255, 255, 255), tops  # the hits: not outlined
