@@ -9,6 +9,7 @@ from typing import Any
 from rasterio.enums import ColorInterp
 
 from rsir_stac.errors import BandsError, InputError, RasterError
+from rsir_stac.tiling.sources import shown_name
 
 
 def _band_error(name: str, count: int) -> BandsError:
@@ -61,7 +62,7 @@ def select_bands(dataset: Any, bands: Sequence[int] | None = None) -> tuple[int,
     alpha or NIR); a single band (or grey + alpha) is replicated.  Other band counts
     raise :class:`RasterError` asking for ``--bands``.
     """
-    name = str(getattr(dataset, "name", "raster"))
+    name = shown_name(dataset)
     count = int(dataset.count)
     if bands is not None:
         chosen = tuple(int(b) for b in bands)

@@ -26,6 +26,7 @@ from pyproj import Geod
 from rasterio.warp import transform as warp_transform
 
 from rsir_stac.errors import RasterError
+from rsir_stac.tiling.sources import shown_name
 
 _GEOD = Geod(ellps="WGS84")
 
@@ -91,10 +92,10 @@ def native_pixel_size(ds: Any) -> tuple[float, float]:
     _, _, dy = _GEOD.inv(lon[0], lat[0], lon[2], lat[2])
     if not (math.isfinite(dx) and math.isfinite(dy)) or dx <= 0 or dy <= 0:
         if crs.is_geographic and not (abs(xs[0]) <= 360.0 and abs(ys[0]) <= 90.0):
-            raise RasterError(f"{ds.name}: its centre ({xs[0]:.6g}, {ys[0]:.6g}) is not a longitude and latitude, "
+            raise RasterError(f"{shown_name(ds)}: its centre ({xs[0]:.6g}, {ys[0]:.6g}) is not a longitude and latitude, "
                               f"yet its CRS {crs.to_string()} is geographic: the CRS is probably wrong (projected "
                               "coordinates); assign the right one, e.g. gdal_edit.py -a_srs EPSG:32633 FILE")
-        raise RasterError(f"{ds.name}: cannot compute the pixel size in metres at the scene centre; check its CRS and geotransform")
+        raise RasterError(f"{shown_name(ds)}: cannot compute the pixel size in metres at the scene centre; check its CRS and geotransform")
     return float(dx), float(dy)
 
 

@@ -44,6 +44,7 @@ from rsir_stac.tiling.bands import select_bands
 from rsir_stac.tiling.masks import read_masks
 from rsir_stac.tiling.readcost import READ_BUDGET_BYTES, box_read, read_bytes
 from rsir_stac.tiling.scaling import IDENTITY, ScaleRule, compute_scale
+from rsir_stac.tiling.sources import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +125,12 @@ def pixel_plan(dataset: Any, bands: Sequence[int] | None = None, *, scale: Scale
         own = dataset.nodatavals[uniq[0] - 1]
         if own is None or float(own) != float(nodata):  # the same value twice (STAC and file) says nothing
             log.warning("%s declares its own nodata (%s), which is used; the nodata value %g given for it "
-                        "(ingest --nodata or STAC raster:bands) is not", dataset.name,
+                        "(ingest --nodata or STAC raster:bands) is not", shown_name(dataset),
                         "a mask or alpha band" if own is None else f"{own:g}", float(nodata))
         nodata = None
     elif nodata is not None and math.isfinite(float(nodata)) and not _in_range(float(nodata), dataset.dtypes[uniq[0] - 1]):
         log.warning("%s: the nodata value %g is not one its %s pixels can hold, so no pixel has it",
-                    dataset.name, float(nodata), dataset.dtypes[uniq[0] - 1])
+                    shown_name(dataset), float(nodata), dataset.dtypes[uniq[0] - 1])
     if nodata is not None and not math.isfinite(float(nodata)):
         nodata = None
     palette = palette_lut(dataset, chosen[0]) if chosen[0] == chosen[1] == chosen[2] else None

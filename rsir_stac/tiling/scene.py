@@ -25,7 +25,8 @@ from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
-from rsir_stac.tiling.sources import _check_georef, _one_line, _open_raster, gdal_env, read_error
+from rsir_stac.tiling.sources import (_check_georef, _one_line, _open_raster, gdal_env, named_reads, named_text,
+                                      read_error)
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class SceneReader:
             if body:
                 raise RasterError(f"{name} is on {body}, not the Earth (its CRS {crs_label(ds.crs)}): rsir-stac "
                                   "places tiles by Earth longitude and latitude, so it cannot index it") from err
-            why = _one_line(err)
+            why = named_text(_one_line(err), ds)
             raise RasterError(
                 f"{name} cannot be tiled ({type(err).__name__}: {why if len(why) <= 300 else why[:280] + ' ...'}); "
                 "check its CRS and geotransform"
@@ -283,7 +284,7 @@ class SceneReader:
         built on first use (the stretch needs a decimated read)."""
         if self._plan is None:
             try:
-                with gdal_env():
+                with gdal_env(), named_reads(self._ds):  # GDAL's message names the file as given
                     self._plan = pixel_plan(self._ds, self.bands, nodata=self.nodata)
             except (RasterioError, CPLE_BaseError) as err:
                 raise read_error(self.href, err, "a decimated copy (to compute the stretch)") from err
@@ -425,7 +426,7 @@ class SceneReader:
         plan = self.plan
         g = ref.grid
         try:
-            with gdal_env():
+            with gdal_env(), named_reads(self._ds):  # GDAL's message names the file as given
                 pixels, valid = read_rgb(self._ds, plan, Window(*self._source_float(g)), (g.height, g.width))
         except (RasterioError, CPLE_BaseError) as err:
             self.stats.failed += 1

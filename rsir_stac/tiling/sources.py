@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import stat
 import warnings
 from typing import Any
@@ -123,6 +124,45 @@ def open_dataset(href: str) -> Any:
 
 
 _PROC_FD = "/proc/self/fd"
+#: The attribute :func:`_open_confined` sets on a dataset it opened by descriptor: the path it was given.
+_GIVEN_PATH = "rsir_given_path"
+
+
+def shown_name(dataset: Any) -> str:
+    """The name of an open ``dataset`` for messages: the path it was opened by.  A file under the
+    ingest roots is opened by descriptor (:func:`_open_confined`), so its GDAL name (``dataset.name``)
+    is a ``/proc/self/fd/N`` that says nothing to the user (and names another file once closed)."""
+    return str(getattr(dataset, _GIVEN_PATH, None) or getattr(dataset, "name", None) or "raster")
+
+
+def _unfd(text: str, fd_path: str, given: str) -> str:
+    """``text``, a GDAL message about the file GDAL opened as ``fd_path`` (``/proc/self/fd/N``), naming
+    it as GDAL names a file opened by its path ``given``: the whole path for the path, the file name
+    for GDAL's last-component form (``N, band 1: IReadBlock failed ...``)."""
+    text = text.replace(fd_path, given)
+    return re.sub(rf"(?<![\w./-]){re.escape(os.path.basename(fd_path))}(?=, band \d)",
+                  lambda _: os.path.basename(given), text)
+
+
+def named_text(text: str, dataset: Any) -> str:
+    """``text`` (a GDAL message about ``dataset``) naming the file by the path it was opened by
+    (:func:`shown_name`), not the ``/proc/self/fd/N`` of a file opened under the ingest roots."""
+    given = getattr(dataset, _GIVEN_PATH, None)
+    return _unfd(text, str(dataset.name), given) if given else text
+
+
+@contextlib.contextmanager
+def named_reads(dataset: Any) -> Any:
+    """Reads of ``dataset`` whose GDAL failures name it by the path it was opened by
+    (:func:`named_text`), as :func:`read_error` and a direct run's messages do."""
+    try:
+        yield
+    except (RasterioError, CPLE_BaseError) as err:
+        text = _one_line(err.__cause__ or err)
+        named = named_text(text, dataset)
+        if named == text:
+            raise
+        raise rasterio.errors.RasterioIOError(named) from None
 
 
 def open_under_roots(href: str) -> Any | None:
@@ -161,8 +201,13 @@ def _open_confined(href: str) -> Any:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise rasterio.errors.RasterioIOError(f"{href}: not a regular file")
         _note_sidecars(real)
-        with env:
-            return rasterio.open(f"{_PROC_FD}/{fd}", driver="GTiff")
+        try:
+            with env:
+                ds = rasterio.open(f"{_PROC_FD}/{fd}", driver="GTiff")
+        except rasterio.errors.RasterioIOError as err:  # GDAL's message names the descriptor
+            raise rasterio.errors.RasterioIOError(_unfd(str(err), f"{_PROC_FD}/{fd}", href)) from err
+        setattr(ds, _GIVEN_PATH, href)  # named in messages, not as /proc/self/fd/N (shown_name)
+        return ds
     finally:
         os.close(fd)  # GDAL holds its own descriptor of the same file
 
@@ -410,4 +455,5 @@ def _crs_name(crs: Any) -> str:
         return "unnamed"
 
 
-__all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "read_error"]
+__all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "named_reads",
+           "named_text", "read_error", "shown_name"]

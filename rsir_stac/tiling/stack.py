@@ -42,7 +42,7 @@ import numpy as np
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 
 from rsir_stac.errors import InputError, RasterError
-from rsir_stac.tiling.sources import _check_georef, _is_url, _open_raster
+from rsir_stac.tiling.sources import _check_georef, _is_url, _open_raster, named_reads
 
 
 class GridMismatchError(RasterError):
@@ -154,7 +154,10 @@ class BandStack:
         band 1 of its file, read with the same window, shape and resampling."""
         idx, single = self._indexes(indexes)
         shape = tuple(out_shape)[-2:] if out_shape is not None else (out.shape[-2:] if out is not None else None)
-        parts = [self._parts[i - 1].read(1, window=window, out_shape=shape, resampling=resampling, **kw) for i in idx]
+        parts = []
+        for i in idx:
+            with named_reads(self._parts[i - 1]):  # a failure names its own file
+                parts.append(self._parts[i - 1].read(1, window=window, out_shape=shape, resampling=resampling, **kw))
         if out is not None:
             for k, part in enumerate(parts):
                 out[k] = part
@@ -171,11 +174,12 @@ class BandStack:
         parts = []
         for i in idx:
             ds, nd = self._parts[i - 1], self.outside_nodata[i - 1]
-            if nd is None:
-                parts.append(ds.read_masks(1, window=window, out_shape=shape, resampling=resampling, **kw))
-            else:
-                exact = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest, **kw)
-                parts.append(np.where(exact != nd, 255, 0).astype(np.uint8))
+            with named_reads(ds):  # a failure names its own file
+                if nd is None:
+                    parts.append(ds.read_masks(1, window=window, out_shape=shape, resampling=resampling, **kw))
+                else:
+                    exact = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest, **kw)
+                    parts.append(np.where(exact != nd, 255, 0).astype(np.uint8))
         data = np.stack(parts)
         return data[0] if single else data
 

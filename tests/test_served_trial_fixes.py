@@ -1,0 +1,123 @@
+"""Fixes from the thirty-seventh session's new-user trial: commands sent to a running ``serve``
+said less, or other things, than the same commands run directly.
+
+* An ingest job named a file it read under the ingest roots by ``/proc/self/fd/N`` (the descriptor
+  the read is pinned to), not by its path, in every message of the read path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_geotiff
+
+
+def _cut_tiled(path: Path, count: int = 3) -> Path:
+    """A tiled, compressed GeoTIFF cut short: it opens, and its last blocks cannot be read."""
+    import rasterio
+
+    make_geotiff(path.with_suffix(".full.tif"), width=256, height=256, count=count, seed=5)
+    with rasterio.open(path.with_suffix(".full.tif")) as src:
+        data, profile = src.read(), src.profile
+    profile.update(tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    path.with_suffix(".full.tif").unlink()
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) * 2 // 3])
+    return path
+
+
+def _failed_window(reader) -> str:
+    for ref in reader.windows():
+        try:
+            reader.read(ref)
+        except Exception as err:  # noqa: BLE001 - the first window that cannot be read
+            return str(err)
+    raise AssertionError("every window was read")
+
+
+def test_messages_of_a_read_under_the_ingest_roots_name_the_file_not_its_descriptor(tmp_path, caplog):
+    """Trial finding 1: through serve, a 6-band file failed with "/proc/self/fd/14 has 6 bands ...";
+    a read under the roots opens the file by descriptor (kept), and every message of that read
+    path names the path given, as a direct run does: band choice, nodata, a window GDAL cannot
+    read (GDAL's own text too), and which of a composed scene's three files failed."""
+    from rsir_stac.errors import BandsError
+    from rsir_stac.tiling.scene import SceneReader
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+
+    root = tmp_path / "root"
+    root.mkdir()
+    six = make_geotiff(root / "six.tif", width=64, height=64, count=6, seed=1)
+    cut = _cut_tiled(root / "cut.tif")
+    red, blue = (make_geotiff(root / f"{c}.tif", width=256, height=256, count=1, seed=n) for n, c in
+                 ((2, "red"), (3, "blue")))
+    green = _cut_tiled(root / "green.tif", count=1)
+
+    def messages() -> list[str]:
+        out = []
+        for bands in (None, (9, 2, 1)):
+            with pytest.raises(BandsError) as err:
+                SceneReader.open(str(six), bands=bands)
+            out.append(str(err.value))
+        with SceneReader.open(str(cut), tile_size=64) as reader:
+            out.append(_failed_window(reader))
+        with SceneReader.open(str(red), hrefs=[str(red), str(green), str(blue)], tile_size=64) as reader:
+            out.append(_failed_window(reader))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rsir_stac.tiling"):
+            with SceneReader.open(str(red), nodata=300, tile_size=64) as reader:
+                reader.plan  # noqa: B018 - the nodata value a uint8 file cannot hold is warned about here
+        out.append(caplog.text.strip())
+        return out
+
+    direct = messages()
+    restrict_to_geotiff([root])
+    try:
+        served = messages()
+    finally:
+        restrict_to_geotiff(())
+    assert not any("/proc/self/fd" in m for m in served), served
+    assert served == direct  # word for word what a direct run says
+    bands, bad_band, window, stacked, nodata = served
+    assert bands.startswith(f"{six} has 6 bands and neither") and bad_band.startswith(f"{six} has 6 bands, so")
+    assert window.startswith(f"{cut}: window") and "(cut.tif, band 1: IReadBlock failed" in window, window
+    assert "(green.tif, band 1: IReadBlock failed" in stacked, stacked  # the file that failed, not the scene's first
+    assert f"{red}: the nodata value 300" in nodata, nodata
+
+
+def test_an_ingest_jobs_failed_item_names_the_file(tmp_path, tiny_bundle):
+    """The same through the service's ingest job: ``items_failed[].error`` (what ``ingest`` prints
+    and ``--json`` reports) names the file under the root, not /proc/self/fd/N."""
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.ingest import IngestOptions, ingest
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+
+    root = tmp_path / "root"
+    root.mkdir()
+    ok = make_geotiff(root / "ok.tif", width=64, height=64, seed=3)
+    six = make_geotiff(root / "six.tif", width=64, height=64, count=6, seed=1)
+    idx = tmp_path / "idx"
+    assert ingest([str(ok)], index=str(idx), model=tiny_bundle, options=IngestOptions(tile_size=64, native_gsd=True)).ok
+    h = {"X-API-Key": "k"}
+    try:
+        with Index.open(str(idx), model=tiny_bundle) as index, \
+                TestClient(create_app(index, ingest_roots=[str(root)], api_key="k"),
+                           base_url="http://127.0.0.1:8000") as c:
+            r = c.post("/api/ingest/jobs", json={"sources": [str(six)], "tile_size": 64, "native_gsd": True},
+                       headers=h)
+            assert r.status_code == 202, r.text
+            while (doc := c.get(f"/api/ingest/jobs/{r.json()['id']}", headers=h).json())["state"] in ("queued",
+                                                                                                  "running"):
+                time.sleep(0.1)
+    finally:
+        restrict_to_geotiff(())
+    error = doc["report"]["items_failed"][0]["error"]
+    assert error.startswith(f"{six} has 6 bands and neither") and "pass --bands R,G,B" in error, error
