@@ -258,6 +258,7 @@ def _search_through_service(svc, bands, fmt: str, **request) -> None:
     reads uploads' own bands, so with ``--bands`` it is sent the chosen ones as PNG."""
     import contextlib
 
+    given = {"image_names": request["image"], "not_image_names": request["not_image"]}  # named as given
     with contextlib.ExitStack() as stack:
         if bands:
             import tempfile
@@ -265,7 +266,7 @@ def _search_through_service(svc, bands, fmt: str, **request) -> None:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="rsir-bands-"))
             request["image"] = _chosen_bands_png(request["image"], bands, tmp)
             request["not_image"] = _chosen_bands_png(request["not_image"], bands, tmp)
-        result, doc = served_search(svc, **request)
+        result, doc = served_search(svc, **request, **given)
     if result is not None:
         notes = _served_notes(result, doc, request["per_item"])
         _print_search(result, fmt, request["offset"], notes, doc, k=request["limit"])

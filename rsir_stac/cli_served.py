@@ -82,9 +82,14 @@ def _examples(ids: tuple, ats: tuple) -> list[dict]:
 
 def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_point_id, not_at, labels_path,
                   strategy, mmr, per_item, exclude_within, model, bbox, near, within, datetime_, collection,
-                  limit, offset, include_query, out, with_vectors, thumbnails, expand=0):
+                  limit, offset, include_query, out, with_vectors, thumbnails, expand=0, image_names=None,
+                  not_image_names=None):
     """Run ``search`` on the service; returns ``(SearchResult, geojson document)``, or
-    ``(None, None)`` when the hits were written to ``out``."""
+    ``(None, None)`` when the hits were written to ``out``.  ``image_names`` / ``not_image_names``:
+    the paths the uploads are named by in the answer (default ``image`` / ``not_image``): the files
+    the user gave, where ``image`` are PNGs of their chosen bands."""
+    shown = (image if image_names is None else tuple(image_names),
+             not_image if not_image_names is None else tuple(not_image_names))
     what = client.address.describe()
     if thumbnails:
         raise ServiceError(f"--thumbnails reads the source rasters and cannot go through {what}; "
@@ -110,7 +115,7 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
                                              "collection": list(collection) or None,
                                              "polygon": json.dumps(polygon) if polygon else None, "k": limit,
                                              "expand": expand})
-        return _named_images(_result(doc, "distance", 0, SearchResult), image, ()), doc
+        return _named_images(_result(doc, "distance", 0, SearchResult), doc, shown[0], ())
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
             "labels": _label_doc(labels_path) if labels_path else None,
             "strategy": strategy, "mmr": mmr, "per_item": _per_item_field(per_item), "exclude_within_m": exclude_within,
@@ -135,12 +140,13 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
     doc = client.query_images("/api/query", body, list(image), list(not_image)) if image or not_image \
         else client.query(body)
-    return _named_images(_result(doc, doc.get("score") or "distance", offset, SearchResult), image, not_image), doc
+    return _named_images(_result(doc, doc.get("score") or "distance", offset, SearchResult), doc, *shown)
 
 
-def _named_images(result: Any, image: tuple, not_image: tuple) -> Any:
-    """``result`` whose uploaded examples (the service names them null: it had their pixels) carry the
-    paths given, as a local search's do: the service puts uploads first on each side, in their order."""
+def _named_images(result: Any, doc: dict, image: tuple, not_image: tuple) -> tuple[Any, dict]:
+    """``(result, doc)`` whose uploaded examples (the service names them null: it had their pixels)
+    carry the paths given, as a local search's do (in the table, ``query.positives`` of JSON and of
+    the GeoJSON ``doc``): the service puts uploads first on each side, in their order."""
     import dataclasses
 
     examples = list(result.examples)
@@ -149,7 +155,11 @@ def _named_images(result: Any, image: tuple, not_image: tuple) -> Any:
         if len(at) == len(paths):  # else a repeat was dropped: which is which cannot be told
             for n, path in zip(at, paths):
                 examples[n] = dataclasses.replace(examples[n], source=os.fspath(path))
-    return dataclasses.replace(result, examples=tuple(examples))
+    result = dataclasses.replace(result, examples=tuple(examples))
+    if isinstance(doc.get("query"), dict):
+        doc["query"].update(positives=[e.name for e in result.examples if e.positive],
+                            negatives=[e.name for e in result.examples if not e.positive])
+    return result, doc
 
 
 def served_classify(client: ServiceClient, *, labels_path, model, bbox, near, within, datetime_, collection,

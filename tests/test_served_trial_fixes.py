@@ -3,17 +3,54 @@ said less, or other things, than the same commands run directly.
 
 * An ingest job named a file it read under the ingest roots by ``/proc/self/fd/N`` (the descriptor
   the read is pinned to), not by its path, in every message of the read path.
+* ``search --image X --bands ...`` named the query by the temporary PNG of the chosen bands.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from rsir_stac.cli import main
 from tests.conftest import make_geotiff
+from tests.test_served import REPO, _env, _free_port, _stop, _wait_served
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_bundle):
+    """A real ``serve`` (subprocess) holding a small index, taking ingest jobs under ``src``:
+    ``(index, src, bundle path)``; the CLI commands of the tests go through it."""
+    from rsir_stac.ingest import IngestOptions, ingest
+
+    base = tmp_path_factory.mktemp("served")
+    src = base / "src"
+    src.mkdir()
+    scenes = [make_geotiff(src / f"s{i}.tif", width=128, height=128, seed=i + 3) for i in range(2)]
+    idx = base / "idx"
+    assert ingest([str(s) for s in scenes], index=str(idx), model=tiny_bundle,
+                  options=IngestOptions(tile_size=64, native_gsd=True)).points_written == 8
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rsir_stac.cli", "serve", "--index", str(idx), "--model",
+                             str(tiny_bundle.path), "--port", str(port), "--ingest-root", str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
+    try:
+        _wait_served(proc, idx, port)
+        yield str(idx), src, str(tiny_bundle.path)
+    finally:
+        _stop(proc)
+
+
+def _run(*args: str):
+    r = CliRunner().invoke(main, list(args))
+    assert "sending the" in r.stderr, r.output  # it went through the service
+    return r
 
 
 def _cut_tiled(path: Path, count: int = 3) -> Path:
@@ -121,3 +158,23 @@ def test_an_ingest_jobs_failed_item_names_the_file(tmp_path, tiny_bundle):
         restrict_to_geotiff(())
     error = doc["report"]["items_failed"][0]["error"]
     assert error.startswith(f"{six} has 6 bands and neither") and "pass --bands R,G,B" in error, error
+
+
+def test_a_served_image_search_with_bands_names_the_image_as_given(served, tmp_path):
+    """Trial finding 2: through serve, ``search --image X.tif --bands 3,2,1`` printed ``query: image
+    /tmp/rsir-bands-.../0-X.png`` and put that temporary file in ``query.positives``; the README
+    promises the path as given, as a direct run prints it (table, JSON and GeoJSON alike)."""
+    idx, _src, bundle = served
+    six = make_geotiff(tmp_path / "six.tif", width=64, height=64, count=6, seed=4)
+    other = make_geotiff(tmp_path / "other.tif", width=64, height=64, count=6, seed=5)
+    base = ["search", "--index", idx, "--model", bundle, "--image", str(six), "--bands", "3,2,1", "-k", "2"]
+    r = _run(*base)
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == f"query: image {six}", r.output
+    r = _run(*base, "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["query"]["positives"] == [str(six)], r.output
+    r = _run(*base, "--format", "geojson")
+    assert r.exit_code == 0 and json.loads(r.stdout)["query"]["positives"] == [str(six)], r.output
+    r = _run(*base, "--not-image", str(other), "--format", "json")  # several images: one multipart query
+    q = json.loads(r.stdout)["query"]
+    assert r.exit_code == 0 and (q["positives"], q["negatives"]) == ([str(six)], [str(other)]), r.output
+    assert "rsir-bands-" not in r.output
