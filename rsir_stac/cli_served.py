@@ -260,6 +260,27 @@ def _label_doc(path: str) -> dict:
     return read_labels(path).to_geojson()
 
 
+def _refuse_stac(client: ServiceClient, given: str, path: str) -> None:
+    """Refuse a STAC document before it is sent, as the service refuses one under its roots
+    (:func:`rsir_stac.api.jobs.stac_refusal`): outside them the service answers only that it lies
+    outside (it tells nothing about files there), and following that advice got this refusal next.
+    The command line reads the file itself: its user has it.  A source it cannot read is left to
+    the service."""
+    import stat
+
+    from rsir_stac.api.jobs import stac_refusal
+
+    try:
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return
+        refusal = stac_refusal(given, Path(path))
+    except OSError:
+        return
+    if refusal:
+        raise InputError(f"{client.address.describe()}: {refusal}")
+
+
 def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_size, stride, gsd, native_gsd, edge,
                   min_valid, shard, fail_fast, collection, datetime_, nodata=None):
     """``ingest`` as a job of the service; returns ``(IngestReport, job document)``."""
@@ -276,6 +297,7 @@ def served_ingest(client: ServiceClient, sources, *, model, asset, bands, tile_s
             raise InputError(f"{client.address.describe()} ingests only local files under its --ingest-root; "
                                f"{s} is remote: stop the service and re-run, or download it under the root")
         srcs.append(os.path.abspath(os.path.expanduser(s)))
+        _refuse_stac(client, s, srcs[-1])
     body = {"sources": srcs, "model_id": client.address.model_id or None, "asset": asset,
             "bands": list(bands) if bands else None, "tile_size": tile_size, "stride": stride, "gsd": gsd,
             "native_gsd": native_gsd, "edge": edge, "min_valid": min_valid, "shard": shard,

@@ -4,6 +4,8 @@ said less, or other things, than the same commands run directly.
 * An ingest job named a file it read under the ingest roots by ``/proc/self/fd/N`` (the descriptor
   the read is pinned to), not by its path, in every message of the read path.
 * ``search --image X --bands ...`` named the query by the temporary PNG of the chosen bands.
+* A STAC document outside the ingest roots was told to move under a root, where it is refused
+  again (jobs take no STAC documents): that reason now comes first, told by the command line.
 """
 
 from __future__ import annotations
@@ -178,3 +180,35 @@ def test_a_served_image_search_with_bands_names_the_image_as_given(served, tmp_p
     q = json.loads(r.stdout)["query"]
     assert r.exit_code == 0 and (q["positives"], q["negatives"]) == ([str(six)], [str(other)]), r.output
     assert "rsir-bands-" not in r.output
+
+
+def test_a_stac_document_outside_the_ingest_roots_is_told_the_real_reason_first(served, tmp_path):
+    """Trial finding 3: ``ingest collection.json`` outside the roots said to put it under a root or
+    restart serve with another --ingest-root; after doing so the real reason came: ingest jobs take
+    no STAC documents.  That reason comes first now, whatever the root.  The command line tells it
+    (it reads the file it was given); the service still says nothing about files outside its
+    roots beyond that they are outside."""
+    import httpx
+
+    idx, src, bundle = served
+    item = tmp_path / "item.json"
+    item.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x", "assets": {}}))
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    (folder / "catalog.json").write_text(json.dumps({"type": "Catalog", "id": "c", "stac_version": "1.0.0",
+                                                     "description": "d", "links": []}))
+    (src / "inside.json").write_text(item.read_text())
+    for source, what in ((str(item), "is a JSON document"), (str(folder), "holds a STAC catalog.json"),
+                         (str(src / "inside.json"), "is a JSON document")):
+        r = _run("ingest", source, "--index", idx, "--model", bundle)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.exit_code == 2 and f"source {source} {what}; ingest jobs take GeoTIFF/COG files" in last, last
+        assert last.endswith("stop serve and run rsir-stac ingest for a STAC catalog") and "ingest roots" not in last
+    outside = make_geotiff(tmp_path / "outside.tif", width=64, height=64, seed=9)  # a raster: the root's reason
+    r = _run("ingest", str(outside), "--index", idx, "--model", bundle)
+    assert r.exit_code == 2 and "outside the service's ingest roots" in r.stderr, r.output
+    url = json.loads((Path(idx) / ".serve.json").read_text())["url"]
+    for source in (str(item), str(tmp_path / "missing.json")):  # the service tells nothing of what is outside
+        answer = httpx.post(f"{url}/api/ingest/jobs", json={"sources": [source]}, trust_env=False)
+        assert answer.status_code == 403 and "outside the service's ingest roots" in answer.json()["detail"]
+        assert "JSON" not in answer.text

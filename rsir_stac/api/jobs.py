@@ -122,29 +122,47 @@ def _under(real: Path, roots: Sequence[Path]) -> bool:
     return any(real == r or r in real.parents for r in roots)
 
 
-def _check_contents(text: str, real: Path, roots: Sequence[Path], skipped: list[str]) -> None:
-    """Refuse (403) a job source that would make ingest read outside the roots.
+#: Why ingest jobs refuse STAC documents, and the way out (:func:`stac_refusal`).
+STAC_FIX = ("ingest jobs take GeoTIFF/COG files and folders of them, not STAC documents (their links may name "
+            "any file or URL); stop serve and run rsir-stac ingest for a STAC catalog")
 
-    STAC documents are refused: their links and asset hrefs may name any file
-    or URL, which ingest would follow.  A folder is refused when it holds a
-    STAC catalog, or a raster ingest would read (``*.tif``/``*.tiff``, as
-    ingest walks it) whose real path, symlinks resolved, lies outside every
-    root."""
-    from fastapi import HTTPException
 
-    stac_fix = ("ingest jobs take GeoTIFF/COG files and folders of them, not STAC documents (their links may name "
-                "any file or URL); stop serve and run rsir-stac ingest for a STAC catalog")
+def stac_refusal(text: str, real: Path) -> str | None:
+    """The one-line refusal of the job source ``text`` (its real path ``real``, a regular file or a
+    folder) when it is a STAC document an ingest job does not take: a JSON file, or a folder holding a
+    STAC catalog; None otherwise.  The service asks it of sources under its roots; the command line
+    asks it first of every source it sends (its user has the files), so that a STAC document outside
+    the roots is told this reason, not to move it under a root (where it would be refused again)."""
     if real.is_file():
         with open(real, "rb") as fh:
             head = fh.read(64)
         if real.suffix.lower() == ".json" or head.lstrip()[:1] in (b"{", b"["):
-            raise HTTPException(403, f"source {text[:200]} is a JSON document; {stac_fix}")
-        _check_tiff(text[:200], head)
-        return
+            return f"source {text[:200]} is a JSON document; {STAC_FIX}"
+        return None
     from rsir_stac.stac import catalogues_in
 
     for cat in catalogues_in(str(real)):  # ingest reads one in a sub-folder as STAC too
-        raise HTTPException(403, f"source {text[:200]} holds a STAC {os.path.relpath(cat, real)}; {stac_fix}")
+        return f"source {text[:200]} holds a STAC {os.path.relpath(cat, real)}; {STAC_FIX}"
+    return None
+
+
+def _check_contents(text: str, real: Path, roots: Sequence[Path], skipped: list[str]) -> None:
+    """Refuse (403) a job source that would make ingest read outside the roots.
+
+    STAC documents are refused (:func:`stac_refusal`): their links and asset hrefs
+    may name any file or URL, which ingest would follow.  A folder is refused when
+    it holds a STAC catalog, or a raster ingest would read (``*.tif``/``*.tiff``, as
+    ingest walks it) whose real path, symlinks resolved, lies outside every
+    root."""
+    from fastapi import HTTPException
+
+    refusal = stac_refusal(text, real)
+    if refusal:
+        raise HTTPException(403, refusal)
+    if real.is_file():
+        with open(real, "rb") as fh:
+            _check_tiff(text[:200], fh.read(64))
+        return
     for p in real.rglob("*"):
         if p.suffix.lower() not in (".tif", ".tiff"):
             continue
@@ -399,5 +417,5 @@ def jobs_router(index: Any, *, lock: threading.Lock, dependencies: list | None =
     return router
 
 
-__all__ = ["COLLECTION_NAME", "Job", "MAX_JOB_TILES", "allowed_source", "check_roots", "estimate_tiles", "jobs_router",
-           "relative_paths"]
+__all__ = ["COLLECTION_NAME", "Job", "MAX_JOB_TILES", "STAC_FIX", "allowed_source", "check_roots", "estimate_tiles",
+           "jobs_router", "relative_paths", "stac_refusal"]
