@@ -129,12 +129,11 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
         with atomic_output(out) as tmp:  # refuses a missing or unwritable folder before the request
             stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in Path(out).stem)[:64].lstrip("_.-")
             req = {**body, "format": fmt, "with_vectors": with_vectors, "name": stem or "hits"}
-            if image or not_image:  # uploaded examples: multipart
-                blob = client.query_images("/api/query/export", req, list(image), list(not_image), raw=True)
-            else:
-                blob = client.request("POST", "/api/query/export", req, raw=True)
+            blob, hits = client.export(req, list(image), list(not_image))  # uploaded examples: multipart
             tmp.write_bytes(blob)
-        click.echo(f"wrote the hits to {out} ({len(blob)} bytes)", err=True)
+        # as a direct run says it (a service older than the count: the size)
+        click.echo(f"wrote {hits} hits to {out}" if hits is not None
+                   else f"wrote the hits to {out} ({len(blob)} bytes)", err=True)
         return None, None
     from rsir_stac.search import SearchResult
 

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 ADDRESS_NAME = ".serve.json"
 KEY_ENV = "RSIR_SERVICE_KEY"
+#: The header of ``POST /api/query/export``'s file saying how many hits it holds (the command line
+#: prints "wrote N hits to FILE" with it, as a direct run does).
+HIT_COUNT_HEADER = "X-Hit-Count"
 #: Where the process table is read (Linux).  Where it has no ``self/fd`` (macOS, the BSDs),
 #: :func:`verify_address` asks ``ps`` and ``lsof`` instead.
 PROC_ROOT = Path("/proc")
@@ -491,5 +494,5 @@ def _index_in_command(command: str) -> str | None:
     return folder
 
 
-__all__ = ["ADDRESS_NAME", "KEY_ENV", "ServiceAddress", "ServiceError", "UnverifiedServiceError",
+__all__ = ["ADDRESS_NAME", "HIT_COUNT_HEADER", "KEY_ENV", "ServiceAddress", "ServiceError", "UnverifiedServiceError",
            "clean_stop", "connect_host", "find_service", "publish", "unpublish", "verify_address"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rsir_stac.errors import InputError, PointNotFoundError, RsirError, SourceNotFoundError
-from rsir_stac.served import ADDRESS_NAME, KEY_ENV, ServiceAddress, ServiceError, _lock_held
+from rsir_stac.served import ADDRESS_NAME, HIT_COUNT_HEADER, KEY_ENV, ServiceAddress, ServiceError, _lock_held
 
 #: Seconds between polls of an ingest job.
 POLL_S = 0.5
@@ -49,6 +49,11 @@ class ServiceClient:
 
         Raises the matching :class:`RsirError` for an error answer (its one-line ``detail``),
         and :class:`ServiceError` when the service does not answer or has stopped."""
+        resp = self._send(method, path, body, form)
+        return resp.content if raw else json.loads(resp.content or b"null")
+
+    def _send(self, method: str, path: str, body: Any = None, form: Form | None = None) -> Any:
+        """The ``httpx`` response of one request (:meth:`request`), its errors raised."""
         import httpx
 
         headers = {"Accept": "application/json"}
@@ -75,7 +80,7 @@ class ServiceClient:
                                f"answer ({exc or type(exc).__name__}); wait for it or stop it") from None
         if resp.status_code >= 400:
             raise self._error(resp.status_code, resp.content)
-        return resp.content if raw else json.loads(resp.content or b"null")
+        return resp
 
     def stopped(self) -> str | None:
         """When the ``serve`` this client talks to has died (its pid is gone, or nothing holds the
@@ -177,9 +182,21 @@ class ServiceClient:
         """``POST path`` (``/api/query`` or its export) as multipart: the JSON ``body`` in the
         ``query`` field, image files as ``positive_image`` / ``negative_image`` (each read by
         :meth:`read_upload`: regular files within the service's upload limit)."""
+        return self.request("POST", path, form=self._image_form(body, positives, negatives), raw=raw)
+
+    def _image_form(self, body: dict, positives: list[str], negatives: list[str]) -> Form:
         files = [(name, self.read_upload(p), Path(p).name)
                  for name, paths in (("positive_image", positives), ("negative_image", negatives)) for p in paths]
-        return self.request("POST", path, form=({"query": json.dumps(body)}, files), raw=raw)
+        return {"query": json.dumps(body)}, files
+
+    def export(self, body: dict, positives: list[str], negatives: list[str]) -> tuple[bytes, int | None]:
+        """``POST /api/query/export`` (multipart with example images, as :meth:`query_images`, when
+        there are any): the file's bytes and how many hits it holds (its ``X-Hit-Count`` header; None
+        from a service that does not send it)."""
+        form = self._image_form(body, positives, negatives) if positives or negatives else None
+        resp = self._send("POST", "/api/query/export", None if form else body, form)
+        count = resp.headers.get(HIT_COUNT_HEADER, "")
+        return resp.content, int(count) if count.isdigit() else None
 
     def ingest(self, body: dict, on_progress: Callable[[dict], None] | None = None) -> dict:
         """Create an ingest job and wait for it; returns the finished job document."""

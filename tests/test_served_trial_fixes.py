@@ -6,6 +6,7 @@ said less, or other things, than the same commands run directly.
 * ``search --image X --bands ...`` named the query by the temporary PNG of the chosen bands.
 * A STAC document outside the ingest roots was told to move under a root, where it is refused
   again (jobs take no STAC documents): that reason now comes first, told by the command line.
+* ``search --out`` said "wrote the hits to FILE (N bytes)", not "wrote N hits to FILE".
 """
 
 from __future__ import annotations
@@ -212,3 +213,20 @@ def test_a_stac_document_outside_the_ingest_roots_is_told_the_real_reason_first(
         answer = httpx.post(f"{url}/api/ingest/jobs", json={"sources": [source]}, trust_env=False)
         assert answer.status_code == 403 and "outside the service's ingest roots" in answer.json()["detail"]
         assert "JSON" not in answer.text
+
+
+def test_a_served_search_out_says_how_many_hits_it_wrote(served, tmp_path):
+    """Trial finding 9: through serve, ``search --out res.parquet`` said ``wrote the hits to
+    res.parquet (8367 bytes)`` where a direct run says ``wrote 3 hits to res.parquet``; the service's
+    export says how many hits its file holds (``X-Hit-Count``), with example images too."""
+    import pyarrow.parquet as pq
+
+    idx, src, bundle = served
+    for fmt, k, extra in (("parquet", "3", ()), ("csv", "2", ("--image", str(src / "s0.tif")))):
+        out = tmp_path / f"res.{fmt}"
+        at = [] if extra else ["--at", "-92.9995,29.8300"]
+        r = _run("search", "--index", idx, "--model", bundle, *at, *extra, "-k", k, "--out", str(out))
+        assert r.exit_code == 0, r.output
+        assert f"wrote {k} hits to {out}" in r.stderr.splitlines(), r.stderr
+        rows = pq.read_table(out).num_rows if fmt == "parquet" else len(out.read_text().strip().splitlines()) - 1
+        assert rows == int(k)

@@ -14,6 +14,7 @@ from typing import Any
 from rsir_stac.api import bodies
 from rsir_stac.api.query import query_reader, run_query
 from rsir_stac.errors import InputError
+from rsir_stac.served import HIT_COUNT_HEADER
 
 EXPORT_MEDIA = {"geojson": ("application/geo+json", ".geojson"), "csv": ("text/csv", ".csv"),
                 "fgb": ("application/vnd.flatgeobuf", ".fgb"),
@@ -44,7 +45,8 @@ def export_router(svc: Any):
                  openapi_extra={"requestBody": bodies.request_body(bodies.ExportRequest, "query and format",
                                                                    svc.max_upload_bytes)})
     def api_query_export(query: bodies.QueryInput = Depends(query_reader(svc, bodies.ExportRequest))):
-        """The hits of the query as GeoJSON, CSV, FlatGeobuf or GeoParquet (by ``format``)."""
+        """The hits of the query as GeoJSON, CSV, FlatGeobuf or GeoParquet (by ``format``); the
+        ``X-Hit-Count`` header says how many the file holds."""
         from rsir_stac.export import empty_row, search_pages, write_table
 
         req = query.req
@@ -58,13 +60,14 @@ def export_router(svc: Any):
             path = folder / f"{stem or 'hits'}{ext}"
             pages = (svc.public_rows(rows) for rows in search_pages(svc.index, result, with_vectors=req.with_vectors))
             with svc.lock:
-                write_table(pages, path, empty_row(result.score_name, with_vectors=req.with_vectors))
+                hits = write_table(pages, path, empty_row(result.score_name, with_vectors=req.with_vectors))
 
         def cleanup() -> None:
             path.unlink(missing_ok=True)
             folder.rmdir()
 
-        return FileResponse(path, media_type=media, filename=path.name, background=BackgroundTask(cleanup))
+        return FileResponse(path, media_type=media, filename=path.name, background=BackgroundTask(cleanup),
+                            headers={HIT_COUNT_HEADER: str(hits)})
 
     return router
 
