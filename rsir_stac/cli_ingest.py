@@ -145,6 +145,7 @@ def _ingest_through_service(svc, sources, opts, as_json: bool, **request) -> Non
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM here cancels the service's job: say so on stdout too
         _echo_interrupted_report(exc, as_json)
         raise
+    _log_job_warnings(report)
     if job["state"] != "done":
         error, code = job.get("error") or "the service's ingest job failed", int(job.get("exit_code") or 1)
         if report is not None:
@@ -153,6 +154,16 @@ def _ingest_through_service(svc, sources, opts, as_json: bool, **request) -> Non
             _echo_failed_report(error, as_json, code)
         _fail(error, code)
     _ingest_finish(report, as_json)
+
+
+def _log_job_warnings(report) -> None:
+    """Log the warnings a service's ingest job recorded (``report.warnings``) as a run on the command
+    line logs them while it goes: the same logger, so the same line on stderr."""
+    for w in (report.warnings if report is not None else None) or ():
+        if not isinstance(w, dict) or not isinstance(w.get("message"), str):
+            continue
+        name = str(w.get("logger") or "")
+        logging.getLogger(name if name.startswith("rsir_stac.") else "rsir_stac.ingest").warning("%s", w["message"])
 
 
 def _report_stopped_run(exc: RsirError, as_json: bool) -> None:

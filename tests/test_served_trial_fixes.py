@@ -6,7 +6,8 @@ said less, or other things, than the same commands run directly.
 * ``search --image X --bands ...`` named the query by the temporary PNG of the chosen bands.
 * A STAC document outside the ingest roots was told to move under a root, where it is refused
   again (jobs take no STAC documents): that reason now comes first, told by the command line.
-* ``search --out`` said "wrote the hits to FILE (N bytes)", not "wrote N hits to FILE".
+* ``search --out`` said "wrote the hits to FILE (N bytes)", not "wrote N hits to FILE", and an
+  ``ingest`` printed none of the warnings (GSD, unmasked fill) a direct one prints.
 """
 
 from __future__ import annotations
@@ -230,3 +231,69 @@ def test_a_served_search_out_says_how_many_hits_it_wrote(served, tmp_path):
         assert f"wrote {k} hits to {out}" in r.stderr.splitlines(), r.stderr
         rows = pq.read_table(out).num_rows if fmt == "parquet" else len(out.read_text().strip().splitlines()) - 1
         assert rows == int(k)
+
+
+def _bordered(path: Path) -> Path:
+    """A scene inside a border of zeros the file does not mark as nodata (a rotated scene's fill)."""
+    import rasterio
+
+    make_geotiff(path, width=128, height=128, seed=8)
+    with rasterio.open(path, "r+") as ds:
+        data = ds.read()
+        data[:, :12, :] = data[:, -12:, :] = data[:, :, :12] = data[:, :, -12:] = 0
+        ds.write(data)
+    return path
+
+
+def test_a_served_ingest_prints_the_warnings_a_direct_one_does(served, tmp_path, caplog):
+    """Trial finding 9: an ingest through serve printed none of the warnings a direct one prints (a
+    GSD far from the model's, a fill border the file does not mark): they went to the service's log
+    only.  The report carries them now (``warnings``, in ``--json`` too), and the command line logs
+    them as a direct run does: the same lines."""
+    idx, src, bundle = served
+    coarse = make_geotiff(src / "coarse.tif", width=128, height=128, res=30.0, seed=7)
+    border = _bordered(src / "border.tif")
+    args = [str(coarse), str(border), "--model", bundle, "--tile-size", "64"]
+
+    def warnings_of(*cmd: str) -> tuple[list[tuple[str, str]], object]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rsir_stac"):
+            r = CliRunner().invoke(main, list(cmd))
+        assert r.exit_code == 0, r.output
+        return [(rec.name, rec.getMessage()) for rec in caplog.records if rec.name.startswith("rsir_stac.")], r
+
+    direct, _ = warnings_of("ingest", *args, "--index", str(tmp_path / "alone"))
+    assert any("native GSD 30 m is much coarser than the model's" in m for _, m in direct), direct
+    assert any("its corners are 0 in every band and the file marks no nodata" in m for _, m in direct), direct
+    through, r = warnings_of("ingest", *args, "--index", idx, "--json")
+    assert "sending the ingest" in r.stderr
+    assert through == direct
+    assert [(w["logger"], w["message"]) for w in json.loads(r.stdout)["warnings"]] == direct
+
+
+def test_collect_warnings_keeps_what_its_run_warns():
+    """The report's ``warnings`` hold what the run itself warns: in its thread and in threads started
+    with its context (the tile reader), not another thread's, and at most MAX_WARNINGS of them."""
+    import contextvars
+    import threading
+
+    from rsir_stac.ingest.report import MAX_WARNINGS, IngestReport, collect_warnings
+
+    log = logging.getLogger("rsir_stac.gsd")
+    report = IngestReport()
+    with collect_warnings(report):
+        log.warning("mine %d", 1)
+        for t in (threading.Thread(target=log.warning, args=("not mine",)),  # another thread's
+                  threading.Thread(target=contextvars.copy_context().run, args=(log.warning, "mine %d", 2))):
+            t.start()
+            t.join()
+        log.info("not a warning")
+    log.warning("after the run")
+    assert report.warnings == [{"logger": "rsir_stac.gsd", "message": "mine 1"},
+                               {"logger": "rsir_stac.gsd", "message": "mine 2"}]
+    full = IngestReport()
+    with collect_warnings(full):
+        for n in range(MAX_WARNINGS + 5):
+            log.warning("w%d", n)
+    assert len(full.warnings) == MAX_WARNINGS + 1
+    assert full.warnings[-1]["message"] == "... and 5 more warnings, left out of this report"

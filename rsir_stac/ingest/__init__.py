@@ -39,6 +39,7 @@ sources listed up front), :mod:`~rsir_stac.ingest.points` (point ids and payload
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import os
@@ -53,7 +54,7 @@ from rsir_stac.ingest.consumer import _consume
 from rsir_stac.ingest.options import IngestOptions, check_collection_name, check_options, cli_flag
 from rsir_stac.ingest.points import POINT_NAMESPACE, WRITE_BATCH, point_id, tile_payload, tiling_key
 from rsir_stac.ingest.producer import SHRINK_TILES_OVER, _produce
-from rsir_stac.ingest.report import IngestEvent, IngestReport, _nothing_reason, small_scene_hint
+from rsir_stac.ingest.report import IngestEvent, IngestReport, _nothing_reason, collect_warnings, small_scene_hint
 from rsir_stac.ingest.resume import LABEL_FIELDS, relabel
 from rsir_stac.ingest.sources import list_scenes
 from rsir_stac.ingest.target import _LazyStore, _open_or_defer
@@ -115,25 +116,26 @@ def ingest(
             err.report = report  # type: ignore[attr-defined]
             raise err
 
-    scenes = list_scenes(sources, options, report, item_error)
-    report.items = len(scenes) + len(report.items_failed)
-    emit(IngestEvent("items", total=len(scenes)))
-    embedder = bundle.embedder(batch_size=options.batch_size)
-    if bundle.views > 1:
-        log.info("model %s averages %d views per tile: embedding takes %dx as long", bundle.model_id,
-                 bundle.views, bundle.views)
-    own_store = store is None
-    opener = None
-    if own_store:
-        store, opener = _open_or_defer(index, qdrant_url, api_key)
-    store = _LazyStore(store, opener, bundle.dim, bundle.model_id, own=own_store)
-    try:
-        _stream(scenes, store, bundle, embedder, options, report, emit, t0)
-    finally:
-        embedder.close()
-        store.close()
-    if not report.points_written and not report.tiles_existing and report.ok:
-        report.nothing_indexed = _nothing_reason(report, scenes, options)
+    with collect_warnings(report):  # in the report too: a run a service made tells its client
+        scenes = list_scenes(sources, options, report, item_error)
+        report.items = len(scenes) + len(report.items_failed)
+        emit(IngestEvent("items", total=len(scenes)))
+        embedder = bundle.embedder(batch_size=options.batch_size)
+        if bundle.views > 1:
+            log.info("model %s averages %d views per tile: embedding takes %dx as long", bundle.model_id,
+                     bundle.views, bundle.views)
+        own_store = store is None
+        opener = None
+        if own_store:
+            store, opener = _open_or_defer(index, qdrant_url, api_key)
+        store = _LazyStore(store, opener, bundle.dim, bundle.model_id, own=own_store)
+        try:
+            _stream(scenes, store, bundle, embedder, options, report, emit, t0)
+        finally:
+            embedder.close()
+            store.close()
+        if not report.points_written and not report.tiles_existing and report.ok:
+            report.nothing_indexed = _nothing_reason(report, scenes, options)
     report.seconds = round(time.time() - t0, 2)
     log.info("ingest done: %s", {k: v for k, v in report.as_dict().items() if not isinstance(v, list)})
     return report
@@ -153,9 +155,9 @@ def _stream(scenes: list, store, bundle, embedder, options: IngestOptions, repor
     q: queue.Queue = queue.Queue(maxsize=max(2, options.queue_batches) * max(WRITE_BATCH, embedder.batch_size))
     stop = threading.Event()
     lock = threading.Lock()  # the store is used from both threads
-    producer = threading.Thread(
-        target=_produce, name="rsir-tiles", daemon=True,
-        args=(scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report,
+    producer = threading.Thread(  # in this run's context: its warnings go to the report (collect_warnings)
+        target=contextvars.copy_context().run, name="rsir-tiles", daemon=True,
+        args=(_produce, scenes, q, stop, lock, store, bundle.model_id, options, tile_size, stride, gsd, report,
               bundle.input_size),
     )
     producer.start()

@@ -3,6 +3,11 @@ indexed) and the :class:`IngestEvent` s the CLI shows progress with."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +47,10 @@ class IngestReport:
     #: ``{"item", "native_gsd", "gsd", "factor"}`` (metres per pixel; their tiles are interpolated pixels).
     items_enlarged: list[dict] = field(default_factory=list)
     nothing_indexed: str = ""
+    #: The warnings the run logged (``rsir_stac`` loggers; :func:`collect_warnings`), as
+    #: ``{"logger", "message"}``: a GSD far from the model's, fill the file does not mark, ...  A run
+    #: on the command line prints them as it goes; one a running ``serve`` made, from here.
+    warnings: list[dict[str, str]] = field(default_factory=list)
     points_written: int = 0
     seconds: float = 0.0
     model_id: str = ""
@@ -55,6 +64,78 @@ class IngestReport:
         d = asdict(self)
         d["ok"] = self.ok
         return d
+
+
+#: The most warnings a report keeps (a folder of a thousand coarse scenes warns once each); a last
+#: entry counts the rest.
+MAX_WARNINGS = 1000
+
+
+class _Run:
+    """The run a thread works for: its report, and how many warnings it held no room for."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report, self.more = report, 0
+
+
+#: The run this thread (or a thread started for it, with its context) works for.
+_RUN: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("rsir_ingest_run", default=None)
+
+
+class _RunWarnings(logging.Handler):
+    """Adds what the ``rsir_stac`` loggers warn to the report of the run in whose context it is logged
+    (:func:`collect_warnings`); one, on the ``rsir_stac`` logger, for every run of the process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.lastResort is not None and not self._others_handle(record):
+            logging.lastResort.handle(record)  # as Python prints it when no other handler takes it
+        run = _RUN.get()
+        if run is None:  # logged outside a run (or in a thread not started for one)
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log call is no reason to stop a run
+            return
+        if len(run.report.warnings) < MAX_WARNINGS:
+            run.report.warnings.append({"logger": record.name, "message": message})
+        else:
+            run.more += 1
+
+    def _others_handle(self, record: logging.LogRecord) -> bool:
+        """Whether another handler receives ``record`` (as ``Logger.callHandlers`` looks for them)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(h is not self for h in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
+
+
+_HANDLER = _RunWarnings()
+_INSTALL = threading.Lock()
+
+
+@contextlib.contextmanager
+def collect_warnings(report: IngestReport) -> Iterator[None]:
+    """Record in ``report.warnings`` what the ``rsir_stac`` loggers warn while the block runs, in this
+    thread and in threads started with its context (``contextvars.copy_context().run``); they are
+    logged as ever too (printed as Python prints them where logging is not set up)."""
+    logger = logging.getLogger("rsir_stac")
+    with _INSTALL:
+        if _HANDLER not in logger.handlers:
+            logger.addHandler(_HANDLER)
+    run = _Run(report)
+    token = _RUN.set(run)
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+        if run.more:
+            report.warnings.append({"logger": "rsir_stac.ingest", "message": f"... and {run.more} more warnings, "
+                                    "left out of this report"})
 
 
 @dataclass(frozen=True)
