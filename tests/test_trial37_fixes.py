@@ -136,3 +136,39 @@ def test_the_contact_sheet_shows_every_example(tmp_path, tiny_bundle):
     tops = [tuple(int(v) for v in sheet[pad - 2, pad + i * (40 + pad) + 20]) for i in range(5)]
     assert tops[:3] == [EXAMPLE_OUTLINES[True], EXAMPLE_OUTLINES[True], EXAMPLE_OUTLINES[False]], tops
     assert tops[3] == tops[4] == (255, 255, 255), tops  # the hits: not outlined
+
+
+def test_a_read_past_the_edge_of_a_file_under_the_ingest_roots_reads_that_file(tmp_path):
+    """Helper 134's finding: a file under the ingest roots is opened through /proc/self/fd/N, and the
+    descriptor was closed at once; rasterio reopens a dataset by that name for a read past its edges
+    (boundless), so once N was reused the read went to whatever file held it (any driver, outside the
+    roots too)."""
+    import os
+
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from rsir_stac.tiling import sources
+
+    own = make_geotiff(tmp_path / "own.tif", width=64, height=64, seed=1)
+    other = make_geotiff(tmp_path / "other.tif", width=64, height=64, seed=2)
+    edge = Window(-8, -8, 32, 32)
+    with rasterio.open(own) as ds:
+        expected = ds.read(window=edge, boundless=True)
+    sources.restrict_to_geotiff([tmp_path])
+    try:
+        ds = sources.open_under_roots(str(own))
+        assert ds.name.startswith("/proc/self/fd/"), ds.name
+        fd = os.open(other, os.O_RDONLY)  # the lowest free number: the dataset's, were it closed
+        try:
+            got = ds.read(window=edge, boundless=True)
+        finally:
+            os.close(fd)
+        assert np.array_equal(got, expected)
+        name = ds.name
+        ds.close()
+        del ds
+        assert not os.path.exists(name) or os.path.realpath(name) != str(own.resolve())  # closed with it
+    finally:
+        sources.restrict_to_geotiff(())

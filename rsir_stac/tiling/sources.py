@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import warnings
+import weakref
 from typing import Any
 
 import rasterio
@@ -183,7 +184,8 @@ def _open_confined(href: str) -> Any:
     """Open a file under a :func:`restrict_to_geotiff` root as GeoTIFF alone, checking the file
     actually opened, not its name: the file is opened once (``O_NOFOLLOW``), the path the kernel
     holds for that open file is checked to lie under a root, and GDAL opens that same file
-    through ``/proc/self/fd`` (Linux).  A link swapped in between a check of the name and GDAL's
+    through ``/proc/self/fd`` (Linux); the descriptor is closed with the dataset (when it is
+    collected), so a read that reopens the dataset by its name reads this file.  A link swapped in between a check of the name and GDAL's
     own open cannot send the read elsewhere.  Elsewhere: the resolved path, opened as GeoTIFF."""
     real = os.path.realpath(href)
     env = rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
@@ -194,6 +196,7 @@ def _open_confined(href: str) -> Any:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise rasterio.errors.RasterioIOError(f"{href}: {exc.strerror}") from None
+    kept = False
     try:
         held = os.readlink(f"{_PROC_FD}/{fd}")
         if not _under_roots(held):
@@ -207,9 +210,15 @@ def _open_confined(href: str) -> Any:
         except rasterio.errors.RasterioIOError as err:  # GDAL's message names the descriptor
             raise rasterio.errors.RasterioIOError(_unfd(str(err), f"{_PROC_FD}/{fd}", href)) from err
         setattr(ds, _GIVEN_PATH, href)  # named in messages, not as /proc/self/fd/N (shown_name)
+        # rasterio reopens a dataset by its name for a read past its edges (boundless, a VRT of
+        # ``ds.name``): the descriptor stays this file's while the dataset lives, or its number, reused
+        # by the next open, would send that read to another file (any driver, outside the roots)
+        weakref.finalize(ds, os.close, fd)
+        kept = True
         return ds
     finally:
-        os.close(fd)  # GDAL holds its own descriptor of the same file
+        if not kept:
+            os.close(fd)
 
 
 #: Sibling files GDAL reads with a raster elsewhere (an external mask, nodata or CRS, overviews).
