@@ -64,7 +64,9 @@ class Example:
     :meth:`rsir_stac.search.Index.embed_image`; it counts as an image example).  ``bands``: an
     ``image`` file's 1-based R,G,B bands (a multi-band GeoTIFF chip; default: as ingest chooses).
     ``origin``: where the user gave it, in their words (``--not-point-id``, ``label file labels.geojson
-    feature 3``), for a message that refuses it; it does not change the example.
+    feature 3``), for a message that refuses it; it does not change the example.  ``size``: for a
+    ``vector``, the (height, width) in pixels of the image it was embedded from, when known (an
+    upload), for the note on a query image far from a tile (:func:`rsir_stac.search_notes.query_size_note`).
 
     Raises InputError for an unknown kind or a value of the wrong type or shape
     (:func:`check_pixels`, :func:`check_location`)."""
@@ -73,6 +75,7 @@ class Example:
     value: Any
     bands: tuple[int, ...] | None = None
     origin: str | None = field(default=None, compare=False)
+    size: tuple[int, int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in EXAMPLE_KINDS:
@@ -100,6 +103,7 @@ class ResolvedExample:
     payload: dict | None = None
     pixels: np.ndarray | None = None
     source: str | None = None
+    size: tuple[int, int] | None = None  # (height, width) px of an embedded upload whose pixels are gone
 
     @property
     def name(self) -> str | None:

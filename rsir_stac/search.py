@@ -177,7 +177,7 @@ class Index:
                 out[n] = ResolvedExample("image", positive, self.embed_image(px), pixels=px,
                                          source=os.fspath(e.value) if e.kind == "image" else None)
             elif e.kind == "vector":
-                out[n] = ResolvedExample("image", positive, self._check_vector(e.value))
+                out[n] = ResolvedExample("image", positive, self._check_vector(e.value), size=e.size)
             elif e.kind == "location":
                 at = (float(e.value[0]), float(e.value[1]))
                 if at not in tiles:  # the same place given twice is looked up once

@@ -177,19 +177,35 @@ def query_size_note(examples: Sequence[Any], tile_size: int) -> str | None:
     vector says little about tiles of the index.  None when every image is tile-like."""
     odd = []
     for r in examples:
-        if r.kind != "image" or r.pixels is None or np.ndim(r.pixels) < 2:
+        shape = np.shape(r.pixels)[:2] if r.pixels is not None and np.ndim(r.pixels) >= 2 else r.size
+        if r.kind != "image" or not shape:
             continue
-        h, w = (int(v) for v in np.shape(r.pixels)[:2])
-        short, long = min(h, w), max(h, w)
-        how = ("blown up" if short * QUERY_SIDE_RANGE[0] < tile_size else
-               "squashed" if long > QUERY_ASPECT_MAX * short else
-               "shrunk" if long > QUERY_SIDE_RANGE[1] * tile_size else None)
+        h, w = (int(v) for v in shape)
+        how = _resized_how(h, w, tile_size)
         if how:
             odd.append((f" {r.name}" if r.name else "", w, h, how))
     if not odd:
         return None
     name, w, h, how = odd[0]
     more = f" (and {len(odd) - 1} more example images)" if len(odd) > 1 else ""
+    return image_size_note(name, h, w, tile_size, how, more)
+
+
+def _resized_how(h: int, w: int, tile_size: int) -> str | None:
+    """How an image of ``h`` x ``w`` px far from a ``tile_size`` px tile is resized to the network input
+    (blown up, squashed, shrunk), or None for a tile-like image (:data:`QUERY_SIDE_RANGE`)."""
+    short, long = min(h, w), max(h, w)
+    return ("blown up" if short * QUERY_SIDE_RANGE[0] < tile_size else
+            "squashed" if long > QUERY_ASPECT_MAX * short else
+            "shrunk" if long > QUERY_SIDE_RANGE[1] * tile_size else None)
+
+
+def image_size_note(name: str, h: int, w: int, tile_size: int, how: str | None = None, more: str = "") -> str | None:
+    """The line of :func:`query_size_note` for one image of ``h`` x ``w`` px (``name``: `` PATH`` or ``""``),
+    or None when it is tile-like."""
+    how = how or _resized_how(h, w, tile_size)
+    if how is None:
+        return None
     return (f"the query image{name} is {w} x {h} px and the index's tiles {tile_size} x {tile_size} px: it is "
             f"{how} whole into one network input{more}, so its vector may say little about tiles like these; "
             f"search by a chip of about one tile's size and ground resolution, {STORED_TILE_ON_THE_PAGE}")

@@ -420,3 +420,29 @@ def test_an_unexpected_error_leaves_the_connection_usable():
             assert c.get("/ok").json() == {"ok": True}  # the same connection
         r = c.get("/deep")
         assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
+
+
+def test_an_uploaded_image_far_from_a_tile_gets_the_note_a_local_search_gives(client, index):
+    """Re-check of trial 37: through the service a 4000 x 200 strip and a whole scene got no note (the
+    upload reached the search as a bare vector); the tiny image keeps the small-upload warning."""
+    tile = index.bundle.tile_size
+    rng = np.random.default_rng(0)
+
+    def blocks(h: int, w: int) -> bytes:  # 8 px blocks: a small PNG within the upload limit
+        return _png(np.kron(rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8)))
+
+    strip, scene, chip = blocks(tile // 2, tile * 5), blocks(tile * 5, tile * 5), blocks(tile, tile)
+    for blob, how, wh in ((strip, "squashed", (tile * 5, tile // 2)), (scene, "shrunk", (tile * 5, tile * 5)),
+                          (chip, None, None)):
+        for doc in (_query(client, {"k": 2}, pos=[blob]).json(),
+                    client.post("/api/search/image", files={"file": ("q.png", blob, "image/png")},
+                                data={"k": "2"}).json()):
+            said = [n for n in doc["notes"] if "network input" in n]
+            if how is None:
+                assert not said, said
+            else:
+                assert said == [f"the query image is {wh[0]} x {wh[1]} px and the index's tiles {tile} x {tile} px: "
+                                f"it is {how} whole into one network input, so its vector may say little about tiles "
+                                "like these; search by a chip of about one tile's size and ground resolution, or by a "
+                                "stored tile (a result, or the tile at a place)"], said
+                assert said[0] in doc["search_notes"], doc["search_notes"]

@@ -254,7 +254,7 @@ def image_examples(svc: Any, images: list[tuple[str, bool, bytes]]) -> tuple[lis
             except ImageReadError as exc:
                 raise type(exc)(f"{what}: {exc}") from None
             del data
-            (pos if positive else neg).append(Example("vector", svc.embed(pixels)))
+            (pos if positive else neg).append(Example("vector", svc.embed(pixels), size=pixels.shape[:2]))
             del pixels
     return pos, neg
 

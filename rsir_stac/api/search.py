@@ -119,6 +119,13 @@ def image_search(svc: Any, file: Any, filters: dict, *, k: int = 10, expand: int
     if warning:
         doc["query"]["warning"] = warning
         doc["notes"].append(warning)
+    else:  # a strip or a whole scene (a tiny image has the warning above)
+        from rsir_stac.search_notes import image_size_note
+
+        note = image_size_note("", size[1], size[0], svc.index.bundle.tile_size)
+        if note:
+            doc["notes"].append(note)
+            doc["search_notes"].append(note)
     return doc
 
 
