@@ -241,7 +241,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
     another index).
     """
     t0 = time.perf_counter()
-    _check_options(threshold, holdout, max_hits)
+    check_options(threshold, holdout, max_hits)
     labels.require_positive()
     labels = index.labels_here(labels)  # this index's ids (labels of a reindexed one matched), one-line errors
     store = index.store
@@ -267,7 +267,7 @@ def classify(index: Any, labels: LabelSet, *, flt: SearchFilter | None = None, t
                           positives_past_max_hits=past, above=above)
 
 
-def _check_options(threshold: float, holdout: float, max_hits: int | None) -> None:
+def check_options(threshold: float, holdout: float, max_hits: int | None) -> None:
     """Refuse (InputError) a ``threshold`` outside 0..1, a ``holdout`` outside 0..1 (1 excluded)
     and a ``max_hits`` that is not a whole number >= 1."""
     if not (0.0 <= float(threshold) <= 1.0) or math.isnan(float(threshold)):
@@ -529,4 +529,4 @@ def _shares_stretch(east, west) -> bool:
     return east.intersection(translate(west, xoff=360.0)).length > 0
 
 
-__all__ = ["DISSOLVED_EMPTY_ROW", "ClassifyReport", "classify", "dissolve"]
+__all__ = ["DISSOLVED_EMPTY_ROW", "ClassifyReport", "check_options", "classify", "dissolve"]

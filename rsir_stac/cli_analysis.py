@@ -119,6 +119,9 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
 
     svc = service_for(index, qdrant_url, "classify")
     if svc is not None:  # a running serve holds the index: its Find all scores the tiles
+        from rsir_stac.classify import check_options
+
+        check_options(threshold, holdout, max_hits)  # here: named as typed (--holdout 1), not as the request field
         _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
                          max_hits, dissolve, out, as_json)
         return

@@ -699,6 +699,9 @@ def test_classify_goes_through_a_running_serve_and_writes_what_it_writes_alone(s
         assert line(r.stdout) == alone_line   # the same summary line, holdout caveats included
         r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "served.csv"), "--dissolve", "--json"])
         assert r.exit_code == 0 and json.loads(r.stdout)["rows"] >= 1, r.output
+        # options named as typed, as without a service (re-check of trial 37), not as the request's fields
+        r = CliRunner().invoke(main, args + ["--out", str(tmp_path / "bad.geojson"), "--holdout", "1"])
+        assert r.exit_code == 2 and "error: --holdout 1 (API: holdout) must be a fraction" in r.stderr, r.output
         r = CliRunner().invoke(main, ["export", "--index", str(idx), "--out", str(tmp_path / "all.parquet")])
         assert r.exit_code == 1 and "need it stopped" in r.output, r.output  # no API for a whole-index export
     finally:
