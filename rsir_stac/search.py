@@ -293,10 +293,11 @@ class Index:
                                 with_payload=with_payload)
         first = rp[0]
         excluded = left_out_note(self.store, query, hits, offset, flt, ids, around, areas, exclude_within_m)
+        size_note = query_size_note(rp + rn, self.bundle.tile_size) if self.bundle is not None else None
         return SearchResult(first.kind, first.id, first.payload, tuple(hits), first.pixels, tuple(rp + rn),
                             strategy, query.score_name, offset, expanded,
                             tuple(ranking_notes(strategy, hits, len(query.positives), len(query.negatives), mmr)
-                                  + [n for n in (query_size_note(rp + rn, self.bundle.tile_size),
+                                  + [n for n in (size_note,
                                                  swapped_bbox_note(flt), outside_note(rp, flt), excluded, unranked,
                                                  mmr_note(mmr, hits, query.score_name),
                                                  cap_note(query.score_name) if fill and mmr is None
