@@ -42,6 +42,7 @@ import numpy as np
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 
 from rsir_stac.errors import InputError, RasterError
+from rsir_stac.tiling.masks import read_masks
 from rsir_stac.tiling.sources import _check_georef, _is_url, _open_raster, named_reads
 
 
@@ -176,7 +177,7 @@ class BandStack:
             ds, nd = self._parts[i - 1], self.outside_nodata[i - 1]
             with named_reads(ds):  # a failure names its own file
                 if nd is None:
-                    parts.append(ds.read_masks(1, window=window, out_shape=shape, resampling=resampling, **kw))
+                    parts.append(read_masks(ds, indexes=1, window=window, out_shape=shape, resampling=resampling, **kw))
                 else:
                     exact = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest, **kw)
                     parts.append(np.where(exact != nd, 255, 0).astype(np.uint8))
