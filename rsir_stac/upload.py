@@ -354,6 +354,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
     from rasterio.io import MemoryFile
 
     from rsir_stac.tiling import MAX_QUERY_SIDE, compute_scale, select_bands
+    from rsir_stac.tiling.masks import read_masks
     from rsir_stac.tiling.pixels import map_orientation, turned
 
     check_tiff_blocks(data, limits)  # from the tags, before GDAL sees the file
@@ -381,7 +382,7 @@ def _decode_tiff(data: bytes, limits: UploadLimits) -> np.ndarray:
             h, w = max(1, round(ds.height * factor)), max(1, round(ds.width * factor))
             resampling = Resampling.nearest if factor == 1.0 or palette else Resampling.bilinear
             raw = ds.read(indexes=uniq, out_shape=(len(uniq), h, w), resampling=resampling)
-            masks = ds.read_masks(indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
+            masks = read_masks(ds, indexes=uniq, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
             if palette:
                 lut = np.zeros((256, 3), np.uint8)
                 for value, rgba in ds.colormap(1).items():
