@@ -211,7 +211,7 @@ def _filter_notes(store, flt, empty: bool) -> list[str]:
 def _hit_rows(hits, dissolve: bool) -> list[dict]:
     """The rows ``classify`` writes: the hits' footprints merged into areas (``dissolve``), or one row a
     tile with the analyst's own label (positive, or empty) as a column of its own."""
-    from rsir_stac.classify import dissolve as dissolve_hits
+    from rsir_stac.dissolve import dissolve as dissolve_hits
     from rsir_stac.export import row_of
     from rsir_stac.store import SearchHit
 
@@ -224,7 +224,7 @@ def _hit_rows(hits, dissolve: bool) -> list[dict]:
 
 def _write_rows(rows: list[dict], out: str, dissolve: bool) -> None:
     """Write ``classify``'s rows to ``out`` (format from its extension; an empty file keeps the columns)."""
-    from rsir_stac.classify import DISSOLVED_EMPTY_ROW
+    from rsir_stac.dissolve import DISSOLVED_EMPTY_ROW
     from rsir_stac.export import empty_row, write_table
 
     write_table([rows], out, DISSOLVED_EMPTY_ROW if dissolve else empty_row("probability", {"label": None}))

@@ -494,7 +494,8 @@ def test_flatgeobuf_layer_is_named_after_the_file(index, world, tmp_path):
 
 
 def test_classify_finds_the_labelled_class(index, world, bundle):
-    from rsir_stac.classify import classify, dissolve
+    from rsir_stac.classify import classify
+    from rsir_stac.dissolve import dissolve
 
     seen = []
     rep = classify(index, _labels(world, bundle), threshold=0.5, batch=100, progress=lambda d, t: seen.append((d, t)))
@@ -568,7 +569,7 @@ def test_classify_max_hits_counts_the_area_and_the_labelled_positives_it_adds(wo
 
 def test_dissolve_keeps_dates_apart():
     """The same ground seen at two dates gives one area per date, with its date, collection and items."""
-    from rsir_stac.classify import dissolve
+    from rsir_stac.dissolve import dissolve
     from rsir_stac.store import SearchHit
 
     hits = []
@@ -585,7 +586,7 @@ def test_dissolve_keeps_dates_apart():
 def test_dissolve_keeps_undated_scenes_apart():
     """Analyst trial: three NAIP years ingested without --datetime (no date) were dissolved into
     single areas mixing the years.  Undated tiles now merge within their own scene only."""
-    from rsir_stac.classify import dissolve
+    from rsir_stac.dissolve import dissolve
     from rsir_stac.store import SearchHit
 
     hits = []
@@ -603,7 +604,7 @@ def test_dissolve_keeps_an_area_across_the_antimeridian_whole():
     import geopandas as gpd
     from shapely.geometry import shape
 
-    from rsir_stac.classify import dissolve
+    from rsir_stac.dissolve import dissolve
     from rsir_stac.store import SearchHit
 
     edges = [179.95, 179.97, 179.99, -179.99, -179.97]  # the middle tile crosses 180

@@ -27,7 +27,8 @@ def classify_router(svc: Any):
                                                    "positives), most probable first, with the run's summary"))
     def api_classify(req: bodies.ClassifyRequest = Body(...)) -> dict:
         """Logistic regression on the labelled tiles' vectors, applied to every tile in the filtered area."""
-        from rsir_stac.classify import classify, dissolve
+        from rsir_stac.classify import classify
+        from rsir_stac.dissolve import dissolve
         from rsir_stac.export import row_of
         from rsir_stac.store import SearchHit
 
