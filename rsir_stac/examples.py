@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -125,4 +126,99 @@ def check_examples(examples: Any, what: str) -> list[Example]:
     return out
 
 
-__all__ = ["EXAMPLE_KINDS", "Example", "ResolvedExample", "check_examples", "check_location", "check_pixels"]
+#: Distance (stored-vector units) under which two examples are one picture: an image file and the stored tile
+#: it was cut from embed ~1e-6 apart (the pixel path is ingest's); two different tiles, > 0.01.
+SAME_PICTURE = 1e-4
+#: The step two stored tiles' vectors are rounded to before they are compared (equal pixels, equal vectors).
+SAME_PICTURE_ROUNDED = 1e-4
+
+
+def _described(example: Example, resolved: ResolvedExample, n: int) -> str:
+    """``example`` (the ``n``-th of its side, from 1) as the user gave it, e.g. ``location (-99.15, 47.02)``,
+    ``image a.png`` or, for pixels and vectors (an uploaded image), ``image 2``."""
+    if example.kind == "location":
+        return f"location ({example.value[0]:g}, {example.value[1]:g})"
+    if example.kind == "image":
+        return f"image {example.value}"
+    if example.kind == "point":
+        return f"point {resolved.id}"
+    return f"image {n} (of that side's examples)"
+
+
+def _from_file(example: Example) -> bool:
+    """Whether ``example`` came from a label file (its origin is not a command-line option)."""
+    return bool(example.origin) and not example.origin.startswith("-")
+
+
+def _both(p: tuple, q: tuple) -> str:
+    """The start of a refusal of positive ``p`` and negative ``q`` (each ``(example, resolved, n)``), up to
+    its verb: ``the positive example point X and the negative example point X are``, or, when either came
+    from a label file, where each came from: ``labels.geojson feature 1 labels point X positive, and
+    --not-point-id gives point X as negative: they are``."""
+    if not (_from_file(p[0]) or _from_file(q[0])):
+        return f"the positive example {_described(*p)} and the negative example {_described(*q)} are"
+
+    def told(x: tuple, side: str) -> str:
+        e = x[0]
+        if _from_file(e):
+            return f"{e.origin} labels {_described(*x)} {side}"
+        return f"{e.origin or 'the search'} gives {_described(*x)} as {side}"
+
+    return f"{told(p, 'positive')}, and {told(q, 'negative')}: they are"
+
+
+def refuse_contradictions(pos: Sequence[Example], rp: Sequence[ResolvedExample], neg: Sequence[Example],
+                           rn: Sequence[ResolvedExample]) -> None:
+    """Raise InputError when a positive and a negative example are the same stored tile (a point id, or a
+    location on it) or the same picture (an image whose vector is within :data:`SAME_PICTURE` of the other
+    side's): the search cannot prefer one over the other, and ranked the tiles most unlike both.
+    ``rp``/``rn`` are :meth:`rsir_stac.search.Index.resolve`'s answers, one for each of ``pos``/``neg`` in order."""
+    P = [(e, r, n) for n, (e, r) in enumerate(zip(pos, rp), 1)]
+    N = [(e, r, n) for n, (e, r) in enumerate(zip(neg, rn), 1)]
+    by_id = {r.id: (e, r, n) for e, r, n in N if r.id}
+    for e, r, n in P:
+        if r.id and r.id in by_id:
+            ne, nr, nn = by_id[r.id]
+            same = "" if e.kind == ne.kind == "point" else f", both stored tile {r.id}"
+            raise InputError(f"{_both((e, r, n), (ne, nr, nn))} the same tile{same}; keep one of the two")
+    # two stored tiles with the same pixels (a scene ingested twice, a copy): their vectors, rounded, match
+    # (a hash, not all pairs: label files hold up to 10,000 tiles a side)
+    def key(r: ResolvedExample) -> bytes:
+        return np.round(np.asarray(r.vector, np.float64) / SAME_PICTURE_ROUNDED).astype(np.int64).tobytes()
+
+    stored = {key(r): (e, r, n) for e, r, n in N if r.id}
+    for e, r, n in P:
+        other = stored.get(key(r)) if r.id else None
+        if other is not None:
+            raise InputError(f"{_both((e, r, n), other)} two tiles of the same picture (their vectors are equal), "
+                             "so the search cannot prefer one over the other; keep one of the two")
+    pictures = [(True, x) for x in P if not x[1].id] + [(False, x) for x in N if not x[1].id]
+    for positive, this in pictures:   # few: only images, pixels and vectors (no id) are compared by vector
+        others = N if positive else P
+        if not others:
+            continue
+        d = np.linalg.norm(np.stack([o[1].vector for o in others]).astype(np.float32)
+                           - np.asarray(this[1].vector, np.float32)[None, :], axis=1)
+        i = int(np.argmin(d))
+        if d[i] <= SAME_PICTURE:
+            p, q = (this, others[i]) if positive else (others[i], this)
+            raise InputError(f"{_both(p, q)} the same picture (their vectors are {d[i]:.1g} apart), so the search "
+                             "cannot prefer one over the other; keep one of the two")
+
+
+def distinct(examples: Sequence[ResolvedExample]) -> list[ResolvedExample]:
+    """``examples`` without repeats (the same stored tile, or the same vector, given again), in
+    their first order: a repeat adds no information, only weight and work (256 copies of one
+    place cost 256 exclusion areas)."""
+    seen: set = set()
+    out = []
+    for r in examples:
+        key = r.id if r.id else np.asarray(r.vector, dtype=np.float32).tobytes()
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+__all__ = ["EXAMPLE_KINDS", "Example", "ResolvedExample", "check_examples", "check_location", "check_pixels",
+           "distinct", "refuse_contradictions"]
