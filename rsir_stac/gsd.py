@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 MAX_SMALL_SCENE_UPSAMPLE = 8.0
 
 
+#: The GSDs (metres per pixel) ``--gsd`` takes: 1 mm (close-range drone work) to 100 km (coarser than
+#: any imaging sensor).  A value outside is a unit slip (degrees for metres, centimetres) and would
+#: plan a grid of 10**300 tiles or one pixel per scene.
+MIN_GSD_M = 0.001
+MAX_GSD_M = 100_000.0
+
+
 #: Pixels whose ground width and height differ by more than this share (EPSG:4326 with
 #: square degrees: 1/cos(latitude), 5 % from ~18 degrees N or S) are not tiled as they are at
 #: a scene's own GSD: a square tile of them would be a stretched patch of ground (see

@@ -13,8 +13,9 @@ practice of local developer servers (Jupyter's ``allow_remote_access`` /
   adds names, ``--allow-host '*'`` turns the check off (the names and their matching:
   :mod:`rsir_stac.allowed_hosts`).
 * **Origin check.**  A request that is not ``GET``/``HEAD``/``OPTIONS``, or
-  is an API ``GET``/``HEAD`` other than an image (a page elsewhere could not
-  read the answer, but could spend the service's CPU blind), and
+  is an API ``GET``/``HEAD`` other than a map imagery tile (a page elsewhere could not
+  read the answer, but could spend the service's CPU blind, or learn from a stored
+  tile's 200 or 404 whether a public scene is indexed), and
   comes from another origin (``Origin`` header other than this service, or
   ``Sec-Fetch-Site: cross-site``) is refused with 403, unless the origin was
   allowed with ``--allow-origin`` (which also turns CORS on for it).  Allowed
@@ -72,6 +73,11 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 
 #: API paths whose images may carry the service key as ``?api_key=`` (imagery and stored tiles).
 _IMAGE_PATH = re.compile(r"^/api/(imagery/\d+/\d+/\d+|tiles/[^/]+)\.png$")
+#: The images other sites' maps may load (a web map on another origin showing this service's
+#: imagery layer).  A stored tile (``/api/tiles/ID.png``) is not one of them: it is the page's own,
+#: a read of a whole source tile, and its 200 or 404 would tell any site whether a public scene is
+#: in this index (point ids are derived from public facts).
+_OPEN_IMAGE_PATH = re.compile(r"^/api/imagery/\d+/\d+/\d+\.png$")
 
 
 class OriginSettingError(InputError):
@@ -262,10 +268,10 @@ class Guard:
             return await _error(scope, receive, send, 403, "OriginNotAllowed",
                                 f"cross-origin {method} from {origin!r} is refused; start serve with "
                                 "--allow-origin ORIGIN to allow that site")
-        if method in ("GET", "HEAD") and path.startswith("/api/") and not _IMAGE_PATH.match(path) \
+        if method in ("GET", "HEAD") and path.startswith("/api/") and not _OPEN_IMAGE_PATH.match(path) \
                 and not self._same_origin(scope, headers):
             # another site's page cannot read the answer (no CORS), but could still spend the
-            # service's CPU blind (<img src=/api/search?...>); images stay open to other maps
+            # service's CPU blind (<img src=/api/search?...>); the imagery stays open to other maps
             origin = headers.get("origin") or headers.get("sec-fetch-site", "")
             return await _error(scope, receive, send, 403, "OriginNotAllowed",
                                 f"cross-origin {method} of {path} from {origin!r} is refused; start serve "
@@ -328,18 +334,20 @@ class Guard:
         return origin == f"{scheme}://{headers.get('host', '').lower()}"
 
     def _authorised(self, scope, headers) -> bool:
-        given = headers.get("x-api-key")
+        header = headers.get("x-api-key")
+        given = None if header is None else header.encode("latin-1")  # the header's own bytes (a UTF-8 key's)
         if given is None and scope["method"] in ("GET", "HEAD") and _IMAGE_PATH.match(scope["path"]):
             # the query form is for images only (an <img> or a GIS client's XYZ layer cannot set a
             # header), so a key in a URL cannot reach the rest of the API; given twice, it is refused
             # only the literal name api_key: a spelling the access log might not recognise
             # (api%5Fkey, %61pi_key) never opens anything; given twice, it is refused
-            from urllib.parse import unquote_plus
+            from urllib.parse import unquote_to_bytes
 
-            vals = [unquote_plus(pair.partition("=")[2]) for pair in
-                    scope.get("query_string", b"").decode("latin-1").split("&") if pair.partition("=")[0] == "api_key"]
+            # percent-escapes decoded to bytes (a non-ASCII key is sent as its UTF-8 bytes, %D0%BA...)
+            vals = [unquote_to_bytes(pair.partition(b"=")[2].replace(b"+", b" ")) for pair in
+                    scope.get("query_string", b"").split(b"&") if pair.partition(b"=")[0] == b"api_key"]
             given = vals[0] if len(vals) == 1 else None
-        return given is not None and hmac.compare_digest(given.encode("latin-1", "replace"), self.api_key)
+        return given is not None and hmac.compare_digest(given, self.api_key)
 
     @staticmethod
     def _with_headers(send, csp: str):

@@ -65,6 +65,7 @@ def _tiff_datetime(href: str) -> dt.datetime | None:
 
     from rasterio._err import CPLE_BaseError
 
+    from rsir_stac.errors import RasterError
     from rsir_stac.tiling import gdal_env
     from rsir_stac.tiling.sources import open_dataset
 
@@ -73,7 +74,7 @@ def _tiff_datetime(href: str) -> dt.datetime | None:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with open_dataset(href) as ds:
                 tags = {dom: ds.tags(ns=dom) if dom else ds.tags() for dom in {d for d, _ in DATE_TAGS}}
-    except (RasterioError, CPLE_BaseError) as err:
+    except (RasterioError, CPLE_BaseError, RasterError) as err:  # the scene's own read reports it
         log.debug("cannot read tags of %s: %s", href, err)
         return None
     for dom, key in DATE_TAGS:

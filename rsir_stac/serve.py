@@ -129,11 +129,14 @@ def _include_routers(app, svc, *, tile_cache_bytes: int | None, ingest_roots: Se
     """Include the routers of :mod:`rsir_stac.api`, each built from ``svc`` (the shared
     :class:`rsir_stac.api.service.Service`), the ingest jobs' last: ``ingest_roots`` are checked
     (:func:`rsir_stac.api.jobs.check_roots`: InputError for one that is not a folder) and the
-    rasters under them are read as GeoTIFF only from then on."""
+    rasters under them are read as GeoTIFF only from then on; every raster this process reads
+    from then on is held to the upload's block limit
+    (:func:`rsir_stac.tiling.sources.limit_block_bytes`)."""
     from rsir_stac.api.classify import classify_router
     from rsir_stac.api.export import export_router
     from rsir_stac.api.jobs import check_roots, jobs_router
-    from rsir_stac.tiling.sources import restrict_to_geotiff
+    from rsir_stac.tiling.sources import limit_block_bytes, restrict_to_geotiff
+    from rsir_stac.upload import MAX_DECODED_BYTES
     from rsir_stac.api.labels import labels_router
     from rsir_stac.api.query import query_router
     from rsir_stac.api.search import search_router
@@ -152,6 +155,9 @@ def _include_routers(app, svc, *, tile_cache_bytes: int | None, ingest_roots: Se
     # a client who can write under a root must not reach other files through what it writes there:
     # rasters under the roots are read as GeoTIFF only, without sidecars, by jobs and imagery alike
     restrict_to_geotiff(roots)
+    # a raster's blocks are decoded whole and kept with the open dataset: every raster the service
+    # reads (jobs, imagery, stored tiles) is held to the block limit of uploads
+    limit_block_bytes(MAX_DECODED_BYTES)
     app.include_router(jobs_router(svc.index, lock=svc.lock, dependencies=svc.dependencies,
                                    roots=roots, on_change=svc.clear_cached, hide_paths=hide_paths,
                                    max_tiles=max_job_tiles))

@@ -349,11 +349,14 @@ def test_sizes_that_cannot_be_meant_are_refused_up_front(tmp_path):
                          (IngestOptions(tile_size=3), "outside 8..4096"),
                          (IngestOptions(tile_size=100_000), "outside 8..4096"),
                          (IngestOptions(gsd=0.0), "--gsd 0.0"), (IngestOptions(gsd=float("nan")), "--gsd nan"),
+                         (IngestOptions(gsd=1e-300), "--gsd 1e-300 is outside 0.001..100000 metres"),
+                         (IngestOptions(gsd=2e5), "--gsd 200000.0 is outside 0.001..100000 metres"),
                          (IngestOptions(gsd=1.0, native_gsd=True), "--native-gsd")):
         with pytest.raises(InputError, match=phrase.replace(".", r"\.")):
             ingest([str(scene)], index=str(idx), options=opts)
         assert not idx.exists()
-    rep = ingest([str(scene)], index=str(idx), options=IngestOptions(gsd=1e-6))
+    wide = make_geotiff(tmp_path / "wide.tif", width=128, height=128, res=200.0)   # 25.6 km at 1 mm: 6e10 px a side
+    rep = ingest([str(wide)], index=str(idx), options=IngestOptions(gsd=0.001))
     assert not rep.ok and rep.points_written == 0
     assert "tiles of 256 px: over the 4,000,000 one scene may hold" in rep.items_failed[0]["error"]
 

@@ -456,9 +456,12 @@ def test_cross_origin_posts_are_refused(client, points):
         assert r.status_code == 403 and r.json()["error"] == "OriginNotAllowed", headers
         assert "access-control-allow-origin" not in r.headers
         assert client.head("/api/info", headers=headers).status_code == 403
-    # map imagery stays open to other maps and GIS clients (an <img> or an XYZ layer elsewhere)
-    r = client.get(f"/api/tiles/{pid}.png", headers={"Sec-Fetch-Site": "cross-site"})
+    # map imagery stays open to other maps and GIS clients (an <img> or an XYZ layer elsewhere); a stored
+    # tile is the page's own (its 200 or 404 would tell another site whether a public scene is indexed)
+    r = client.get("/api/imagery/3/1/1.png", headers={"Sec-Fetch-Site": "cross-site"})
     assert r.status_code != 403, r.text
+    r = client.get(f"/api/tiles/{pid}.png", headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403, r.text
 
 
 def test_allowed_origin_gets_cors(index, points):

@@ -52,7 +52,11 @@ class StrictBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_bools_for_numbers(cls, data: Any) -> Any:
-        """JSON true/false is not a number (pydantic would take it as 1/0), nor 1/0 a yes/no."""
+        """JSON true/false is not a number (pydantic would take it as 1/0), nor 1/0 a yes/no; a
+        string holding a lone surrogate is not text (:func:`rsir_stac.api.strict.refuse_lone_surrogates`)."""
+        from rsir_stac.api.strict import refuse_lone_surrogates
+
+        refuse_lone_surrogates(data)
         if isinstance(data, dict):
             for name, info in cls.model_fields.items():
                 value = data.get(name)
@@ -228,10 +232,11 @@ def per_item(value: Any):
     """The request's ``per_item`` for :meth:`Index.search` (0 and null: no cap)."""
     if value is None or value == "auto":
         return value
-    if isinstance(value, str) and value.strip().isdigit():  # "2" as "k": "2" is taken
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:  # "2" as "k": "2" is taken
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"per_item={value!r} must be a whole number >= 0 (0: no cap), null or \"auto\"")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(f"per_item={shown} must be a whole number >= 0 (0: no cap), null or \"auto\"")
     return value or None
 
 

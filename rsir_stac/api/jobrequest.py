@@ -11,7 +11,7 @@ No postponed annotations: FastAPI reads the endpoint annotations at definition t
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rsir_stac.api.jobs import COLLECTION_NAME, MAX_SOURCES
 
@@ -38,6 +38,14 @@ class IngestJobRequest(BaseModel):
     shard: str | None = Field(None, max_length=20, description="I/N: only this share of the items.")
     collection: str | None = Field(None, max_length=200)
     datetime: str | None = Field(None, max_length=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """A lone surrogate in a path or name is refused (422), not a failure deep in the job."""
+        from rsir_stac.api.strict import refuse_lone_surrogates
+
+        return refuse_lone_surrogates(data)
 
 
 def job_options(req: IngestJobRequest) -> Any:

@@ -30,6 +30,10 @@ INFO_TTL_S = 60.0
 NOTES_CACHE_ENTRIES = 64
 #: Heavy analysis requests (``/api/query``, its export, ``/api/classify``) served at a time.
 MAX_QUERIES = 2
+#: Stored tiles re-read from their sources at a time (``/api/tiles``), and requests allowed to wait for
+#: one (429 beyond): a results page loads its thumbnails together, a browser ~6 at a time per host.
+TILE_READS_AT_ONCE = 4
+TILE_READ_QUEUE = 64
 
 
 class LRUBytes:
@@ -98,6 +102,9 @@ class Service:
         self.thumbs = LRUBytes(self.thumb_cache_bytes)
         self.decode_slots = threading.BoundedSemaphore(self.max_decodes)
         self.query_slots = threading.BoundedSemaphore(self.max_queries)
+        self.tile_slots = threading.BoundedSemaphore(TILE_READS_AT_ONCE)
+        self._tile_waiting = 0
+        self._tile_lock = threading.Lock()
         self.cache: dict[str, tuple[float, Any]] = {}
         self._notes: OrderedDict[bytes, tuple[float, list[str]]] = OrderedDict()
         self._notes_lock = threading.Lock()
@@ -213,6 +220,26 @@ class Service:
                                      "already; retry in a second"):
             yield
 
+    @contextmanager
+    def reading_tile(self) -> Iterator[None]:
+        """Hold one of :data:`TILE_READS_AT_ONCE` slots for re-reading a stored tile from its source
+        (``/api/tiles``), waiting behind at most :data:`TILE_READ_QUEUE` others (a results page asks
+        for its dozens of thumbnails at once); :class:`~rsir_stac.apierrors.TooManyRequests` (429)
+        beyond that queue."""
+        from rsir_stac.apierrors import TooManyRequests
+
+        with self._tile_lock:
+            if self._tile_waiting >= TILE_READ_QUEUE:
+                raise TooManyRequests(f"{TILE_READ_QUEUE} stored tiles are being read or waiting already; retry "
+                                      "in a second")
+            self._tile_waiting += 1
+        try:
+            with self.tile_slots:
+                yield
+        finally:
+            with self._tile_lock:
+                self._tile_waiting -= 1
+
     def decode(self, data: bytes) -> np.ndarray:
         """Uploaded bytes to ``H x W x 3`` uint8 through :func:`rsir_stac.upload.decode_upload`
         (the only place client bytes meet a decoder); call it inside :meth:`decoding`."""
@@ -240,4 +267,5 @@ def _slot(slots: threading.Semaphore, busy: str) -> Iterator[None]:
         slots.release()
 
 
-__all__ = ["INFO_TTL_S", "LRUBytes", "MAX_QUERIES", "NOTES_CACHE_ENTRIES", "Service", "THUMB_CACHE_BYTES"]
+__all__ = ["INFO_TTL_S", "LRUBytes", "MAX_QUERIES", "NOTES_CACHE_ENTRIES", "Service", "THUMB_CACHE_BYTES",
+           "TILE_READS_AT_ONCE", "TILE_READ_QUEUE"]

@@ -40,8 +40,14 @@ def info_document(svc: Any) -> dict:
     }
 
 
+#: Longest side (pixels) of a stored tile's PNG: larger tiles (``--tile-size`` up to 4096) are shrunk
+#: (Lanczos) to it; the page shows tiles at a few hundred pixels.
+MAX_TILE_PNG_SIDE = 1024
+
+
 def tile_png(payload: dict, pid: str = "") -> bytes:
-    """The stored tile of ``payload`` re-read from its source raster, as an RGB PNG.
+    """The stored tile of ``payload`` re-read from its source raster, as an RGB PNG, its longest
+    side at most :data:`MAX_TILE_PNG_SIDE` pixels.
 
     Raises :class:`~rsir_stac.errors.SourceNotFoundError` (404) when the source is gone and
     :class:`~rsir_stac.apierrors.SourceUnreadableError` (410) when it is not a readable raster
@@ -62,8 +68,11 @@ def tile_png(payload: dict, pid: str = "") -> bytes:
         cause = str(exc).split("; ")[0]  # the reader's cause; its advice is for ingest, not for this request
         raise SourceUnreadableError(f"the source raster of tile {pid} cannot be read any more ({cause}); "
                                     "restore the file or re-ingest the item") from None
+    img = Image.fromarray(px)
+    if max(img.size) > MAX_TILE_PNG_SIDE:
+        img.thumbnail((MAX_TILE_PNG_SIDE, MAX_TILE_PNG_SIDE), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    Image.fromarray(px).save(buf, format="PNG", compress_level=3)
+    img.save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
@@ -91,7 +100,7 @@ def stored_router(svc: Any):
 
     @router.get("/api/tiles/{point_id}.png", tags=["tiles"], summary="Stored tile as PNG", response_class=Response,
                 responses={200: {"content": {"image/png": {}}, "description": "The tile's pixels (RGB PNG)."},
-                           **error_responses(404, 410, 422)})
+                           **error_responses(404, 410, 422, 429)})
     def api_tile(point_id: str = PathParam(..., pattern=UUID_PATTERN, description="A stored point id (UUID).")):
         """The stored tile re-read from its source raster (addressed by point id only), cached."""
         from rsir_stac.store.records import normalize_id
@@ -101,11 +110,12 @@ def stored_router(svc: Any):
         if png is None:
             with svc.lock:
                 payload = svc.index.store.retrieve([pid])[0].payload
-            png = tile_png(payload, pid)
+            with svc.reading_tile():  # a few reads at a time, a bounded queue behind them (429 beyond)
+                png = tile_png(payload, pid)
             svc.thumbs.put(pid, png)
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     return router
 
 
-__all__ = ["info_document", "stored_router", "tile_png"]
+__all__ = ["MAX_TILE_PNG_SIDE", "info_document", "stored_router", "tile_png"]

@@ -15,6 +15,42 @@ from typing import Any
 ALWAYS_ALLOWED = frozenset({"api_key"})
 
 
+def lone_surrogate(data: Any, where: str = "body", depth: int = 0) -> str | None:
+    """Where in a decoded JSON value a string holds a lone UTF-16 surrogate (``"\\ud800"`` is valid
+    JSON but not text: it cannot be encoded, so the store and the logs fail on it), e.g.
+    ``body.collection[1]``; None when there is none.  Depth is bounded by the JSON parser's own."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if depth > 64:
+        return None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = lone_surrogate(key, f"{where} (a field name)", depth + 1) or \
+                lone_surrogate(value, f"{where}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for n, value in enumerate(data):
+            found = lone_surrogate(value, f"{where}[{n}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def refuse_lone_surrogates(data: Any) -> Any:
+    """``data`` (a body before validation), or ValueError (422) naming the field whose text holds a
+    lone surrogate (:func:`lone_surrogate`)."""
+    found = lone_surrogate(data)
+    if found:
+        raise ValueError(f"{found} holds a lone UTF-16 surrogate (an escape like \\ud800 with no pair), which is "
+                         "not text; send valid Unicode")
+    return data
+
+
 def _repeatable(annotation: Any) -> bool:
     """Whether a parameter of this annotation takes several values (``list[str] | None``)."""
     origin = typing.get_origin(annotation)

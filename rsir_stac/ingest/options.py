@@ -91,6 +91,11 @@ def check_options(options: IngestOptions, flag: Callable[[str], str] = cli_flag)
     if options.gsd is not None and not (math.isfinite(float(options.gsd)) and float(options.gsd) > 0):
         raise InputError(f"{flag('gsd')} {options.gsd!r} is invalid; give a positive number of metres per pixel, "
                          "e.g. 0.6")
+    from rsir_stac.gsd import MAX_GSD_M, MIN_GSD_M
+
+    if options.gsd is not None and not MIN_GSD_M <= float(options.gsd) <= MAX_GSD_M:
+        raise InputError(f"{flag('gsd')} {options.gsd!r} is outside {MIN_GSD_M:g}..{MAX_GSD_M:g} metres per pixel; "
+                         "give the ground sample distance in metres, e.g. 0.6")
     if options.gsd is not None and options.native_gsd:
         raise InputError(f"{flag('gsd')} and {flag('native_gsd')} were both given; keep one (a GSD in metres, or "
                          "each scene's own)")

@@ -26,6 +26,10 @@ CACHE_BYTES = 128 * 1024 * 1024
 RETRY_S = 30.0
 #: Open source rasters kept per worker thread (a dataset is used by one thread at a time).
 OPEN_PER_THREAD = 4
+#: A reader whose datasets' decoded blocks together exceed this (bytes) is closed after its map tile,
+#: not kept: an open dataset holds its last decoded block, and idle worker threads are many
+#: (:func:`rsir_stac.tiling.sources.block_bytes`; a 512 px RGB COG tile is 0.75 MB).
+KEEP_BLOCK_BYTES = 8 * 1024 * 1024
 #: Map tiles rendered at a time (others wait): each read holds at most
 #: :data:`rsir_stac.tiling.readcost.READ_BUDGET_BYTES`, so all of them at most this many times it.
 RENDERS_AT_ONCE = max(2, min(8, os.cpu_count() or 2))
@@ -124,15 +128,15 @@ def _reader_class():
 
 
 def _open_reader(href: str) -> Any:
-    """A :func:`_reader_class` reader of ``href``; a file under ``serve --ingest-root`` is opened
-    as every other read there (:func:`rsir_stac.tiling.sources.open_under_roots`: GeoTIFF alone,
-    the opened file checked against the roots), each time a reader is made, so a file or folder
-    swapped for a link after the scene was first drawn is refused, not followed."""
-    from rsir_stac.tiling.sources import open_under_roots
+    """A :func:`_reader_class` reader of ``href``, its dataset opened as ingest opens it
+    (:func:`rsir_stac.tiling.sources.open_dataset`): a file under ``serve --ingest-root`` as every
+    other read there (GeoTIFF alone, the opened file checked against the roots, each time a reader
+    is made, so a file or folder swapped for a link after the scene was first drawn is refused, not
+    followed), a URL as an image format only (never a VRT naming other files), and blocks over the
+    service's limit refused."""
+    from rsir_stac.tiling.sources import open_dataset
 
-    ds = open_under_roots(href)
-    if ds is None:
-        return _reader_class()(href)
+    ds = open_dataset(href)   # as ingest opens it: confined under the roots, URLs as image formats only, blocks bounded
     try:
         reader = _reader_class()(href, dataset=ds)
     except BaseException:
@@ -251,7 +255,8 @@ class TileRenderer:
 
     def _reader(self, scene: Scene):
         """This thread's open reader of ``scene``, reused while the file is the same (inode, size,
-        mtime); at most :data:`OPEN_PER_THREAD` kept per thread, the least recently used closed."""
+        mtime); at most :data:`OPEN_PER_THREAD` kept per thread, the least recently used closed, and
+        none whose blocks exceed :data:`KEEP_BLOCK_BYTES` (:meth:`_release` closes it after the tile)."""
         from collections import OrderedDict
 
         from rsir_stac.tiling.sources import _is_url
@@ -277,11 +282,21 @@ class TileRenderer:
             return got[1]
         self._drop(scene.id)
         src = self._open(scene)
+        from rsir_stac.tiling.sources import block_bytes
+
+        if sum(block_bytes(ds) for ds in _datasets(src)) > KEEP_BLOCK_BYTES:
+            return src   # not kept: closed after this tile (_release)
         readers[scene.id] = (ident, src)
         while len(readers) > OPEN_PER_THREAD:
             _, (_, old) = readers.popitem(last=False)
             old.close()
         return src
+
+    def _release(self, scene: Scene, src: Any) -> None:
+        """Close ``src`` after a tile unless it is this thread's kept reader of ``scene``."""
+        got = getattr(self._local, "readers", {}).get(scene.id)
+        if got is None or got[1] is not src:
+            src.close()
 
     def _drop(self, scene_id: str) -> None:
         """Close this thread's reader of a scene (after a failed read, or a changed file)."""
@@ -393,14 +408,17 @@ class TileRenderer:
             try:
                 with gdal_env():
                     src = self._reader(scene)
-                    bands, rule = self._scale(scene)
-                    # a composed scene's nodata is applied file by file (_BandTiles)
-                    extra = {"nodata": scene.nodata} if isinstance(scene.nodata, float) else {}
-                    self._check_read_cost(scene, src, tz, tx, ty)
-                    wrap = _wrap_options(src, tile_bounds(tz, tx, ty))  # a lon/lat raster past 180
-                    if wrap:
-                        extra["vrt_options"] = wrap
-                    img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands, **extra)
+                    try:
+                        bands, rule = self._scale(scene)
+                        # a composed scene's nodata is applied file by file (_BandTiles)
+                        extra = {"nodata": scene.nodata} if isinstance(scene.nodata, float) else {}
+                        self._check_read_cost(scene, src, tz, tx, ty)
+                        wrap = _wrap_options(src, tile_bounds(tz, tx, ty))  # a lon/lat raster past 180
+                        if wrap:
+                            extra["vrt_options"] = wrap
+                        img = src.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=bands, **extra)
+                    finally:
+                        self._release(scene, src)
             except (_Skip, TileOutsideBounds):
                 raise TileOutsideBounds("skipped") from None
             except RsirError as err:

@@ -16,7 +16,7 @@ import pystac
 from pystac.serialization import identify_stac_object_type
 
 from rsir_stac.errors import AssetError, RsirError, SourceNotFoundError, StacError
-from rsir_stac.stac.hrefs import _FIX, _one_line, _StacIO
+from rsir_stac.stac.hrefs import _FIX, LOCAL_IN_REMOTE_FIX, _is_url, _one_line, _StacIO, network_href
 from rsir_stac.stac.items import _scene_from_item
 from rsir_stac.stac.scene import SceneRef
 
@@ -119,13 +119,14 @@ def _failed(err: RsirError, name: str) -> RsirError:
 
 
 def _walk(
-    cat: pystac.Catalog, root: pystac.Catalog, collection: str | None, seen: set[str]
+    cat: pystac.Catalog, root: pystac.Catalog, collection: str | None, seen: set[str], remote: bool = False
 ) -> Iterator[tuple[pystac.Item | RsirError, str | None]]:
     """Items below ``cat`` (its items first, then its children, in link order).  A link that
     cannot be read or is not of its kind is yielded as its error: an item link's carries
     ``item_id`` = the link's file stem, a child catalog's its href.  One broken link of a
     catalogue fails alone (a broken child: the items below it), like an item without a usable
-    asset."""
+    asset.  In a catalogue read over the network (``remote``) a link to a local file fails so
+    too (:data:`~rsir_stac.stac.hrefs.NETWORK_SCHEMES`), unread."""
     self_href = cat.get_self_href() or cat.id
     if self_href in seen:
         return
@@ -137,6 +138,11 @@ def _walk(
             href = link.get_absolute_href() or link.href
             name = href if want is pystac.Catalog else \
                 os.path.splitext(os.path.basename(urllib.parse.urlsplit(href).path))[0]
+            if remote and not network_href(href):
+                lost = " (its items are not ingested)" if want is pystac.Catalog else ""
+                yield _failed(StacError(f"{href} (linked from {self_href} as {rel}) is not read{lost}: "
+                                        f"{LOCAL_IN_REMOTE_FIX}"), name), collection
+                continue
             try:
                 target = link.resolve_stac_object(root=root).target
             except Exception as err:  # noqa: BLE001 - classified into one-line errors
@@ -150,7 +156,7 @@ def _walk(
             if isinstance(target, pystac.Item):
                 yield target, collection
             else:
-                yield from _walk(target, root, collection, seen)
+                yield from _walk(target, root, collection, seen, remote)
 
 
 def _feature_items(d: dict, src: str) -> Iterator[tuple[pystac.Item | RsirError, None]]:
@@ -204,7 +210,7 @@ def _scenes_from_json(
             root = pystac.read_dict(d, href=src, stac_io=_StacIO())
             if not isinstance(root, pystac.Catalog):
                 raise StacError(f"{src} is not a STAC catalog; {_FIX}")
-            pairs = _walk(root, root, None, set())
+            pairs = _walk(root, root, None, set(), _is_url(src))
     except (pystac.STACError, KeyError, TypeError, ValueError) as err:
         if isinstance(err, RsirError):
             raise
@@ -222,7 +228,7 @@ def _scenes_from_json(
             on_error(item)
             continue
         try:
-            yield _scene_from_item(item, collection, src, asset, bands)
+            yield _scene_from_item(item, collection, src, asset, bands, remote=_is_url(src))
         except (AssetError, StacError, SourceNotFoundError) as err:
             if on_error is None:
                 raise

@@ -35,6 +35,25 @@ def _is_cloud(href: str) -> bool:
     return href.lower().startswith(_CLOUD_PREFIXES)
 
 
+#: The hrefs a catalogue read over the network may name (its links and its assets): network
+#: locations.  A local path, a ``file:`` URL or a raw GDAL path (``/vsi...``) in a document someone
+#: else serves would make this machine read its own files (a credentials file read as pixels,
+#: stored and served as tiles).
+NETWORK_SCHEMES = ("http", "https", "s3", "gs", "az", "azure", "oss")
+
+
+def network_href(href: str) -> bool:
+    """Whether ``href`` (absolute) names a network location (:data:`NETWORK_SCHEMES`), not a local
+    file, a ``file:`` URL or a raw GDAL virtual path."""
+    return urllib.parse.urlsplit(href).scheme.lower() in NETWORK_SCHEMES
+
+
+#: The end of a refusal of a local href in a catalogue read over the network.
+LOCAL_IN_REMOTE_FIX = ("a catalogue read over the network may name only network locations (http(s)://, s3://, "
+                       "gs://, az://), not files on this machine; if you trust it, download the catalogue and "
+                       "ingest the local copy")
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text if len(text) <= 300 else text[:297] + "..."

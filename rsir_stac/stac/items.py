@@ -12,9 +12,9 @@ from typing import Any
 import pystac
 
 from rsir_stac.asset import choose_assets, raster_nodata, rgb_bands
-from rsir_stac.errors import AssetError, InputError
+from rsir_stac.errors import AssetError, InputError, StacError
 from rsir_stac.raster_source import RasterDefaults, _tiff_datetime, raster_item_id
-from rsir_stac.stac.hrefs import _resolve
+from rsir_stac.stac.hrefs import LOCAL_IN_REMOTE_FIX, _resolve, network_href
 from rsir_stac.stac.scene import SceneRef
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,12 @@ def _scene_from_item(
     doc_href: str,
     asset: str | None,
     bands: tuple[int, int, int] | None,
+    *,
+    remote: bool = False,
 ) -> SceneRef:
+    """The scene of ``item`` (read from ``doc_href``).  ``remote``: the document was read over the
+    network, so each chosen asset must name a network location too, else StacError (the item
+    fails alone): :func:`rsir_stac.stac.hrefs.network_href`."""
     try:
         chosen = choose_assets(item, asset)
     except AssetError as err:
@@ -133,6 +138,12 @@ def _scene_from_item(
     nominal = _utc(item.datetime) if item.datetime is not None and end is not None else None
     key, first = chosen[0]
     hrefs = tuple(_resolve(a.href, base) for _, a in chosen)
+    for (k, _), href in zip(chosen, hrefs) if remote else ():
+        if not network_href(href):
+            err = StacError(f"asset {k!r} of item {item.id} (read from {doc_href}) names {href}, which is not "
+                            f"read: {LOCAL_IN_REMOTE_FIX}")
+            err.item_id = item.id  # type: ignore[attr-defined]
+            raise err
     composed = len(chosen) == 3
     nodata: Any = tuple(raster_nodata(a) for _, a in chosen) if composed else raster_nodata(first)
     return SceneRef(

@@ -108,20 +108,90 @@ def links_out_of_roots(href: str) -> bool:
     return not _under_roots(os.path.realpath(href))
 
 
+#: The formats a raster named by a URL (or a GDAL virtual path) is opened as, GDAL driver names tried
+#: in turn: formats that hold their own pixels.  A VRT, or another of GDAL's indirect formats (GTI,
+#: WMS, STACIT, MRF...), names other files and URLs, which whoever serves it would choose: this
+#: machine's own files read as pixels, requests into its network.
+NETWORK_DRIVERS = ("GTiff", "JP2OpenJPEG", "PNG", "JPEG", "WEBP")
+#: Words of GDAL's error when a driver does not take a file.
+_NOT_RECOGNIZED = "not recognized"
+
+
+def open_url(href: str) -> Any:
+    """``rasterio.open(href)`` of a URL or GDAL virtual path as one of :data:`NETWORK_DRIVERS`
+    (GeoTIFF/COG first).  Raises RasterioIOError "not recognized" for any other format (a VRT),
+    and GDAL's own error for a request that fails."""
+    for driver in NETWORK_DRIVERS:
+        try:
+            return rasterio.open(href, driver=driver)
+        except rasterio.errors.RasterioIOError as err:
+            if _NOT_RECOGNIZED not in str(err):
+                raise
+    raise rasterio.errors.RasterioIOError(f"{href} not recognized as one of the formats a raster read over the "
+                                          f"network is opened as ({', '.join(NETWORK_DRIVERS)})")
+
+
+#: Largest decoded block (tile or strip) of a raster this process opens, in bytes; None: no limit.
+#: Set by :func:`limit_block_bytes` (``serve``): GDAL decodes a whole block to read any pixel of it
+#: and keeps it with the open dataset, so a 1.7 MB GeoTIFF of one 12,000 px DEFLATE tile holds
+#: 432 MB for as long as it is open.
+_BLOCK_LIMIT: int | None = None
+
+
+def limit_block_bytes(limit: int | None) -> None:
+    """Refuse, for the rest of this process, every raster whose decoded blocks exceed ``limit``
+    bytes (:func:`check_blocks`); None lifts it."""
+    global _BLOCK_LIMIT
+    _BLOCK_LIMIT = None if limit is None else int(limit)
+
+
+def block_bytes(ds: Any) -> int:
+    """Bytes GDAL decodes at once to read any pixel of ``ds``: its largest block (tile or strip,
+    as GDAL sees it: an uncompressed single strip is split in rows) times the bands a block holds
+    (all of them when pixel-interleaved) times the widest sample."""
+    import numpy as np
+
+    if not ds.count or not ds.block_shapes:
+        return 0
+    bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
+    interleave = (ds.tags(ns="IMAGE_STRUCTURE") or {}).get("INTERLEAVE", "").upper()
+    bands = ds.count if interleave == "PIXEL" else 1
+    return int(bh) * int(bw) * bands * max(np.dtype(t).itemsize for t in ds.dtypes)
+
+
+def check_blocks(ds: Any, href: str) -> Any:
+    """``ds``, or (closed) RasterError when its blocks are over :func:`limit_block_bytes`'s limit."""
+    if _BLOCK_LIMIT is None:
+        return ds
+    size = block_bytes(ds)
+    if size > _BLOCK_LIMIT:
+        bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
+        ds.close()
+        raise RasterError(f"{href} is stored in blocks (tiles or strips) of {bw}x{bh} px, {size:,} bytes decoded "
+                          f"whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit; rewrite it in "
+                          "512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, or ingest it from the command "
+                          "line")
+    return ds
+
+
 def open_dataset(href: str) -> Any:
     """``rasterio.open(href)`` for reading: a local file with its sidecar files (``.msk``,
-    ``.aux.xml``, world files), a URL without a folder listing; as GeoTIFF only without
-    sidecars when :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise)."""
+    ``.aux.xml``, world files), a URL without a folder listing and as one of
+    :data:`NETWORK_DRIVERS` only (:func:`open_url`); as GeoTIFF only without sidecars when
+    :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise); RasterError for
+    blocks over :func:`limit_block_bytes`'s limit."""
     confined = open_under_roots(href)
     if confined is not None:
-        return confined
-    if _is_url(href) or "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
-        return rasterio.open(href)
+        return check_blocks(confined, href)
+    if _is_url(href):
+        return check_blocks(open_url(href), href)
+    if "GDAL_DISABLE_READDIR_ON_OPEN" in os.environ:
+        return check_blocks(rasterio.open(href), href)
     # a local file's sidecars are part of it: an external mask (.msk), nodata or a CRS in
     # .aux.xml, a world file; GDAL finds them only by listing the folder, which gdal_options
     # turns off for remote files (a listing is one more request per file)
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
-        return rasterio.open(href)
+        return check_blocks(rasterio.open(href), href)
 
 
 _PROC_FD = "/proc/self/fd"
@@ -367,7 +437,7 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
             # exist": ask again without its cache, to retry and to learn the real cause
             with gdal_env(), rasterio.Env(CPL_VSIL_CURL_NON_CACHED=f"/vsicurl/{href}"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                return rasterio.open(href)
+                return check_blocks(open_url(href), href)
     except (RasterioError, CPLE_BaseError) as err:
         fetch = _fetch_error(href, err)
         if fetch is not None:
@@ -376,6 +446,11 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
         if "permission denied" in detail.lower():
             raise RasterError(f"{href} cannot be read (permission denied); give this user read access "
                               "to the file, e.g. chmod a+r") from err
+        if _is_url(href) and _NOT_RECOGNIZED in detail:
+            raise RasterError(f"{href} is not a GeoTIFF/COG, JPEG 2000, PNG, JPEG or WebP, the formats a raster read "
+                              "over the network is opened as (a VRT or another indirect format names other files "
+                              "and URLs, chosen by whoever serves it); convert it, e.g. gdal_translate -of COG "
+                              "in.vrt out.tif, or download it and ingest the local file") from err
         if geotiff_only(href):
             raise RasterError(f"{href} is not a GeoTIFF: files under the service's ingest roots are read as "
                               "GeoTIFF/COG only (a VRT or another format may name files outside them); convert "
