@@ -279,8 +279,29 @@ def test_files_on_different_grids_fail_in_one_line_and_write_nothing(tmp_path, t
     assert len(lines) == 1, r.output
     line = lines[0]
     assert "item LC08_TEST" in line and "asset blue" in line and "SR_B2.TIF" in line and "60 x 60" in line
-    assert "--asset R,G,B with three single-band assets of one resolution" in line
+    assert "--asset R,G,B with three single-band assets on one pixel grid" in line
     assert not idx.exists()
+
+
+@pytest.mark.parametrize("dx, same", [(1e-7, True), (1e-4, True), (0.5, False), (3.0, False)])
+def test_band_files_one_float_noise_apart_are_one_grid(tmp_path, dx, same):
+    """Origins 1e-7 or 1e-4 px apart (a tool rewriting the geotransform) are one grid; half a pixel or more
+    is refused, the message giving both origins and the offset in pixels (geo trial of session 38)."""
+    from rsir_stac.tiling.stack import BandStack, GridMismatchError
+    from tests.conftest import make_geotiff
+
+    files = [make_geotiff(tmp_path / f"b{i}.tif", width=64, height=64, count=1, seed=i,
+                          origin=(500000.0 + (dx if i == 1 else 0.0), 3300000.0)) for i in range(3)]
+    if same:
+        stack = BandStack.open([str(f) for f in files])
+        assert stack.read().shape == (3, 64, 64)
+        stack.close()
+        return
+    with pytest.raises(GridMismatchError) as err:
+        BandStack.open([str(f) for f in files])
+    text = str(err.value)
+    assert f"origin ({500000 + dx:.10g}, 3300000)" in text and "origin (500000, 3300000)" in text, text
+    assert f"up to {dx:.3g} px off" in text and "\n" not in text, text
 
 
 def test_per_band_sentinel2_assets_are_composed_by_common_name(tmp_path):

@@ -412,8 +412,36 @@ def file_kind(mode: int) -> str:
 
 
 def _open_raster(href: str | os.PathLike[str]) -> Any:
+    """Open ``href`` with rasterio, turning failures into one-line errors; a VRT whose local source
+    files are missing is refused (:func:`check_vrt_sources`)."""
+    return check_vrt_sources(_open_checked(os.fspath(href)), os.fspath(href))
+
+
+def check_vrt_sources(ds: Any, href: str) -> Any:
+    """``ds``, or (closed) SourceNotFoundError naming the local source files of a VRT that do not
+    exist: GDAL opens such a mosaic, fails one read of the missing part, and from then on returns
+    zeros for it without an error, so its tiles would be indexed as black."""
+    if ds.driver != "VRT":
+        return ds
+    try:
+        files = list(ds.files)[1:]
+    except Exception:  # noqa: BLE001 - no file list: nothing to check
+        return ds
+    missing = [f for f in files if not _is_url(f) and not os.path.exists(f)]
+    if missing:
+        ds.close()
+        shown = ", ".join(os.path.basename(f) for f in missing[:3]) + (f" and {len(missing) - 3} more"
+                                                                         if len(missing) > 3 else "")
+        raise SourceNotFoundError(f"{href} is a VRT whose source file{'s' if len(missing) > 1 else ''} {shown} "
+                                  f"{'do' if len(missing) > 1 else 'does'} not exist (looked for "
+                                  f"{os.path.dirname(missing[0]) or '.'}); restore "
+                                  f"{'them' if len(missing) > 1 else 'it'}, or rebuild the VRT over the files you "
+                                  "have (gdalbuildvrt)")
+    return ds
+
+
+def _open_checked(href: str) -> Any:
     """Open ``href`` with rasterio, turning failures into one-line errors."""
-    href = os.fspath(href)
     if links_out_of_roots(href):
         raise RasterError(f"{href} is a link to a file outside the service's ingest roots; it is not read (replace "
                           "the link by the file, under a root)")
@@ -509,11 +537,14 @@ def _check_transform(ds: Any, name: str) -> None:
                           "which puts every pixel at one point; give it the true one, e.g. `rio edit-info "
                           "--transform '[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the "
                           "CRS's units)")
+    if ds.crs.is_projected:
+        _check_projected_pixels(ds, name)
     if ds.crs.is_geographic:
-        ys = [(t * (x, y))[1] for x in (0, ds.width) for y in (0, ds.height)]
-        half = 0.5 * math.hypot(t.d, t.e)
+        deg = _degrees_per_unit(ds.crs)   # a CRS in grads or radians: its numbers are not degrees
+        ys = [(t * (x, y))[1] * deg for x in (0, ds.width) for y in (0, ds.height)]
+        half = 0.5 * math.hypot(t.d, t.e) * deg
         worst = max(ys, key=abs)
-        xs = [(t * (x, y))[0] for x in (0, ds.width) for y in (0, ds.height)]
+        xs = [(t * (x, y))[0] * deg for x in (0, ds.width) for y in (0, ds.height)]
         if max(abs(v) for v in xs + ys) > 1000:  # metres under a degree CRS
             raise RasterError(f"{name}: its corner ({xs[0]:.6g}, {ys[0]:.6g}) is not a longitude and latitude, "
                               f"yet its CRS {_crs_name(ds.crs)} is geographic: the CRS is probably wrong (projected "
@@ -528,6 +559,44 @@ def _check_transform(ds: Any, name: str) -> None:
             raise RasterError(f"{name} reaches latitude {worst:.6g}, beyond ±90: its geotransform or CRS is wrong "
                               f"(degrees in {_crs_name(ds.crs)}); give it the true ones, e.g. `rio edit-info "
                               "--transform '[0.01, 0, WEST, 0, -0.01, NORTH]' FILE` with NORTH within ±90")
+
+
+def _degrees_per_unit(crs: Any) -> float:
+    """Degrees in one angular unit of a geographic ``crs`` (1 for degrees, 0.9 for grads)."""
+    try:
+        _, radians = crs.units_factor
+        return float(radians) / (math.pi / 180.0) if radians and math.isfinite(float(radians)) else 1.0
+    except Exception:  # noqa: BLE001 - a CRS without units: taken as degrees, as GDAL does
+        return 1.0
+
+
+#: Pixels finer than this (metres) are no aerial or satellite image's.  A projected raster with pixels
+#: this fine is refused: its numbers are degrees written under a metre CRS (a 1 m pixel is ~1e-5 degrees).
+MIN_PIXEL_M = 1e-4
+#: Pixels finer than this, on a raster lying wholly within +-180, +-90 of a projected CRS's origin, are
+#: refused too: degrees again (a real projected raster there is a few metres from the false origin).
+MIN_PIXEL_NEAR_ORIGIN_M = 1e-3
+
+
+def _check_projected_pixels(ds: Any, name: str) -> None:
+    """Refuse a projected raster whose pixel size says its geotransform is in degrees, not the CRS's
+    units: it would be placed thousands of kilometres away (near the projection's false origin)."""
+    t = ds.transform
+    try:
+        unit, metres = ds.crs.units_factor
+        metres = float(metres)
+    except Exception:  # noqa: BLE001 - no unit known: nothing to compare
+        return
+    px = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e)) * metres
+    corners = [t * (x, y) for x in (0, ds.width) for y in (0, ds.height)]
+    near_origin = all(abs(x) <= 180 and abs(y) <= 90 for x, y in corners)
+    if px < MIN_PIXEL_M or (px < MIN_PIXEL_NEAR_ORIGIN_M and near_origin):
+        x0, y0 = corners[0]
+        looks = f", and its corner ({x0:.6g}, {y0:.6g}) looks like a longitude and latitude" if near_origin else ""
+        raise RasterError(f"{name} has pixels of {px:.3g} m ({_crs_name(ds.crs)} is in {unit}s), finer than any "
+                          f"aerial or satellite image{looks}: its geotransform is probably in degrees under a "
+                          "projected CRS; assign the CRS its numbers are in, e.g. `rio edit-info --crs EPSG:4326 "
+                          "FILE`, or give the true transform")
 
 
 def _crs_name(crs: Any) -> str:

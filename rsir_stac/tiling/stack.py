@@ -56,18 +56,39 @@ class GridMismatchError(RasterError):
 
 
 #: The fix every grid mismatch message ends with.
-GRID_FIX = "pass --asset R,G,B with three single-band assets of one resolution (e.g. Sentinel-2's 10 m B04,B03,B02)"
+GRID_FIX = ("pass --asset R,G,B with three single-band assets on one pixel grid: one CRS, size, pixel size and "
+            "origin (e.g. Sentinel-2's 10 m B04,B03,B02), or warp them onto one (gdalwarp -tap -tr)")
+
+#: Largest distance (pixels) between two files' pixel corners that still counts as one grid: tools that
+#: rewrite a geotransform leave float noise of ~1e-7 px; a real mismatch is a fraction of a pixel or more.
+GRID_TOLERANCE_PX = 1e-3
 
 
 def _grid_text(ds: Any) -> str:
     crs = ds.crs.to_string() if ds.crs is not None else "no CRS"
     t = ds.transform
-    return f"{crs}, pixel size {abs(t.a):g} x {abs(t.e):g}, {ds.width} x {ds.height} px"
+    return f"{crs}, pixel size {abs(t.a):.10g} x {abs(t.e):.10g}, origin ({t.c:.10g}, {t.f:.10g}), " \
+           f"{ds.width} x {ds.height} px"
+
+
+def _grid_offset_px(a: Any, b: Any) -> float:
+    """How far (pixels of ``a``) ``b``'s pixel corners lie from ``a``'s, at the raster's four corners."""
+    back = ~a.transform
+    worst = 0.0
+    for col, row in ((0, 0), (a.width, 0), (0, a.height), (a.width, a.height)):
+        x, y = back * (b.transform * (col, row))
+        worst = max(worst, math.hypot(x - col, y - row))
+    return worst
 
 
 def _same_grid(a: Any, b: Any) -> bool:
-    return (a.width, a.height) == (b.width, b.height) and a.crs == b.crs \
-        and a.transform.almost_equals(b.transform, precision=1e-9 * max(1.0, abs(a.transform.a)))
+    """Same size and CRS, and pixel corners within :data:`GRID_TOLERANCE_PX` of each other."""
+    if (a.width, a.height) != (b.width, b.height) or a.crs != b.crs:
+        return False
+    try:
+        return _grid_offset_px(a, b) <= GRID_TOLERANCE_PX
+    except Exception:  # noqa: BLE001 - a degenerate transform: not one grid
+        return False
 
 
 def _nodata_values(nodata: float | Sequence[float | None] | None) -> tuple[float | None, float | None, float | None]:
@@ -95,6 +116,8 @@ class BandStack:
         for i, ds in enumerate(self._parts[1:], 1):
             if not _same_grid(first, ds):
                 detail = f"{_grid_text(ds)}, not {_grid_text(first)} as {self.hrefs[0]}"
+                if (first.width, first.height) == (ds.width, ds.height) and first.crs == ds.crs:
+                    detail += f" (its pixel corners are up to {_grid_offset_px(first, ds):.3g} px off)"
                 raise GridMismatchError(f"{self.hrefs[i]} is on another pixel grid ({detail}); {GRID_FIX}", i, detail)
         wanted = _nodata_values(nodata)
         #: per file, the nodata value applied from outside the file (None: its own masks, or none)
