@@ -125,7 +125,9 @@ def open_url(href: str) -> Any:
         try:
             return rasterio.open(href, driver=driver)
         except rasterio.errors.RasterioIOError as err:
-            if _NOT_RECOGNIZED not in str(err):
+            # "does not exist in the file system, and is not recognized as a supported dataset name":
+            # nothing there (or a failed request), whatever the driver: GDAL's own error
+            if _NOT_RECOGNIZED not in str(err) or "does not exist" in str(err):
                 raise
     raise rasterio.errors.RasterioIOError(f"{href} not recognized as one of the formats a raster read over the "
                                           f"network is opened as ({', '.join(NETWORK_DRIVERS)})")
