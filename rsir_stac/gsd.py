@@ -82,9 +82,10 @@ def open_scene(scene, options, tile_size, stride, gsd, *, fine_fallback: bool = 
     if options.gsd is None and reader.native_gsd > gsd * options.max_upsample:
         native_fits = min(reader.width, reader.height) >= tile_size
         factor = reader.native_gsd / gsd
-        if not native_fits and min(reader.grid_width, reader.grid_height) >= tile_size \
+        if not native_fits and not _keeps_no_tile(reader, tile_size, options) \
                 and factor <= MAX_SMALL_SCENE_UPSAMPLE:
-            # at its own GSD the scene holds no tile, at the model's it does, and its pixels grow
+            # at its own GSD the scene holds no whole tile, at the model's it holds one (whole, or padded and
+            # keeping --min-valid), and its pixels grow
             # no more than the model's training downscaled its images (1-8x): keep the model's
             # ingest has --native-gsd; adaptation (train --unlabelled, no fine fallback) takes --gsd
             keep = "--native-gsd" if fine_fallback else f"--gsd {reader.native_gsd:.3g}"

@@ -103,3 +103,23 @@ def test_a_crs_in_grads_is_range_checked_in_degrees(tmp_path, tiny_bundle):
                  options=IngestOptions(tile_size=64, native_gsd=True))
     (err,) = [f["error"] for f in rep.items_failed]
     assert "reaches latitude 90.9" in err, err
+
+
+def test_a_small_coarse_scene_is_tiled_at_the_models_gsd_where_its_padded_tile_keeps_min_valid(tmp_path):
+    """40 x 30 px of 1 m with the shipped model (0.3 m, 256 px): at 1 m its padded tile is 1.8 % scene, at 0.3 m
+    20 %.  With --min-valid 0.19 it is tiled at 0.3 m (it was tiled at 1 m and skipped); with the default the
+    hint gives the share and a --min-valid that, passed, keeps the tile."""
+    from tests.conftest import make_geotiff
+    from rsir_stac.store import open_store
+
+    scene = make_geotiff(tmp_path / "tiny.tif", width=40, height=30, res=1.0)
+    rep = ingest([str(scene)], index=str(tmp_path / "idx"), options=IngestOptions(min_valid=0.19))
+    assert rep.ok and rep.points_written == 1, rep
+    with open_store(str(tmp_path / "idx"), read_only=True) as s:
+        assert [round(p.payload["gsd"], 3) for p in s.iter_points(with_vectors=False)] == [0.3]
+    rep = ingest([str(scene)], index=str(tmp_path / "idx2"))
+    (small,) = rep.items_small
+    assert "its one padded tile is 1.8% scene, under --min-valid 0.5" in small["hint"], small
+    keep = float(small["hint"].split("pass --min-valid ")[1].split()[0])
+    rep = ingest([str(scene)], index=str(tmp_path / "idx3"), options=IngestOptions(min_valid=keep))
+    assert rep.ok and rep.points_written == 1, rep

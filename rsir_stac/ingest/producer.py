@@ -440,7 +440,7 @@ def _report_empty(run: _Reading, scene, reader, windows: int) -> None:
     report.items_empty.append(scene.item_id)
     w, h = reader.grid_width, reader.grid_height
     if w < tile_size or h < tile_size:
-        hint = small_scene_hint(w, h, tile_size, reader.gsd, options.edge)
+        hint = small_scene_hint(w, h, tile_size, reader.gsd, options.edge, options.min_valid)
         report.items_small.append({"item": scene.item_id, "width": w, "height": h,
                                    "gsd": reader.gsd, "hint": hint})
         log.info("item %s: %s", scene.item_id, hint)

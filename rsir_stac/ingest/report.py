@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -148,13 +149,19 @@ class IngestEvent:
     total: int = 0
 
 
-def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str) -> str:
-    """Why a scene of ``width`` x ``height`` px (at ``gsd`` m) gave no tile, and what to do."""
-    what = f"{width}x{height} px at {gsd:.3g} m is smaller than one {tile} px tile"
+def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str, min_valid: float = 0.5) -> str:
+    """Why a scene of ``width`` x ``height`` px (at ``gsd`` m) gave no tile, and what to do: the share
+    of its padded tiles that is the scene, and the ``--min-valid`` that would keep them."""
+    narrow = width >= tile or height >= tile   # a strip: a row of padded tiles, not one
+    what = f"{width}x{height} px at {gsd:.3g} m is {'narrower' if narrow else 'smaller'} than one {tile} px tile"
     if edge == "drop":
         return f"{what} and --edge drop keeps no partial tile; use --edge pad, --native-gsd or a finer --gsd"
-    return (f"{what}, so its one padded tile is mostly empty; read it with more pixels (a finer --gsd, "
-            "without --native-gsd), give a smaller --tile-size, or lower --min-valid to keep the padded tile")
+    share = min(1.0, width / tile) * min(1.0, height / tile)
+    keep = math.floor(share * 1000) / 1000
+    tiles = "padded tiles are" if narrow else "one padded tile is"
+    return (f"{what}, so its {tiles} {share:.1%} scene, under --min-valid {min_valid:g}; read it with more pixels (a "
+            "finer --gsd, without --native-gsd), give a smaller --tile-size, or pass "
+            f"--min-valid {keep:g} to keep {'them' if narrow else 'the padded tile'}")
 
 
 def _nothing_reason(report: IngestReport, scenes: list, options: IngestOptions) -> str:
