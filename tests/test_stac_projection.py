@@ -153,3 +153,24 @@ def test_a_proj_transform_that_is_not_the_files_geotransform_is_warned_about(tmp
         assert report.ok
         msgs = [r.getMessage() for r in caplog.records if "proj:transform" in r.getMessage()]
         assert bool(msgs) == warned, (name, msgs)
+
+
+def test_a_proj_shape_that_is_not_the_files_is_warned_about(tmp_path, tiny_bundle, caplog):
+    """Geo trial of session 38: a wrong or swapped proj:shape passed without a word while proj:code and
+    proj:transform mismatches were warned about."""
+    import logging
+
+    from tests.conftest import make_geotiff
+
+    tif = make_geotiff(tmp_path / "wide.tif", width=192, height=64, seed=2)   # 64 rows, 192 columns
+    for name, shape, phrase in (("same", [64, 192], None), ("swapped", [192, 64], "(columns, rows: swapped?)"),
+                                ("other", [1000, 900], "is not the raster's [64, 192] (rows, columns) (asset")):
+        caplog.clear()
+        item = _item(tmp_path, tif, {"proj:code": "EPSG:32615", "proj:shape": shape})
+        with caplog.at_level(logging.WARNING):
+            report = ingest([str(item)], index=str(tmp_path / f"idx-{name}"), model=tiny_bundle, options=NATIVE)
+        assert report.ok
+        msgs = [r.getMessage() for r in caplog.records if "proj:shape" in r.getMessage()]
+        assert bool(msgs) == (phrase is not None), (name, msgs)
+        if phrase:
+            assert phrase in msgs[0] and f"proj:shape {shape}" in msgs[0], msgs

@@ -243,6 +243,7 @@ def check_item_crs(scene, reader) -> None:
     proj = getattr(scene, "proj", None)
     if not proj:
         return
+    _check_item_shape(scene, reader, proj)
     from rsir_stac.stac.projection import proj_crs
 
     named = proj_crs(proj)
@@ -261,6 +262,21 @@ def check_item_crs(scene, reader) -> None:
                     named if len(named) < 40 else named[:37] + "...", scene.asset_key, reader.crs)
         return
     _check_item_transform(scene, reader, proj)
+
+
+def _check_item_shape(scene, reader, proj) -> None:
+    """Warn when the item's ``proj:shape`` (rows, columns) is not its raster's: the item describes
+    another grid (or lists the size as columns, rows).  The stored footprints follow the raster."""
+    shape = proj.get("proj:shape")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)):
+        return
+    own = [int(reader.height), int(reader.width)]
+    if list(shape) != own:
+        swapped = " (columns, rows: swapped?)" if list(shape) == own[::-1] else ""
+        log.warning("item %s: its proj:shape %s is not the raster's %s (rows, columns)%s (asset %r); the stored "
+                    "footprints follow the raster (check the item's proj: fields or the asset)", scene.item_id,
+                    list(shape), own, swapped, scene.asset_key)
 
 
 def _check_item_transform(scene, reader, proj) -> None:
