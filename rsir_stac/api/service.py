@@ -30,10 +30,11 @@ INFO_TTL_S = 60.0
 NOTES_CACHE_ENTRIES = 64
 #: Heavy analysis requests (``/api/query``, its export, ``/api/classify``) served at a time.
 MAX_QUERIES = 2
-#: Stored tiles re-read from their sources at a time (``/api/tiles``), and requests allowed to wait for
-#: one (429 beyond): a results page loads its thumbnails together, a browser ~6 at a time per host.
+#: Stored tiles re-read from their sources at a time (``/api/tiles``), and requests reading or waiting in
+#: all (429 beyond): a results page loads its thumbnails together, a browser ~6 at a time per host; the
+#: queue stays well under the server's worker threads (40), so waiting tile reads cannot hold them all.
 TILE_READS_AT_ONCE = 4
-TILE_READ_QUEUE = 64
+TILE_READ_QUEUE = 16
 
 
 class LRUBytes:
@@ -223,9 +224,9 @@ class Service:
     @contextmanager
     def reading_tile(self) -> Iterator[None]:
         """Hold one of :data:`TILE_READS_AT_ONCE` slots for re-reading a stored tile from its source
-        (``/api/tiles``), waiting behind at most :data:`TILE_READ_QUEUE` others (a results page asks
-        for its dozens of thumbnails at once); :class:`~rsir_stac.apierrors.TooManyRequests` (429)
-        beyond that queue."""
+        (``/api/tiles``), at most :data:`TILE_READ_QUEUE` requests reading or waiting in all (a results
+        page asks for its dozens of thumbnails at once, a browser ~6 at a time);
+        :class:`~rsir_stac.apierrors.TooManyRequests` (429) beyond that."""
         from rsir_stac.apierrors import TooManyRequests
 
         with self._tile_lock:

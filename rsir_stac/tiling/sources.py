@@ -595,7 +595,7 @@ def _check_projected_pixels(ds: Any, name: str) -> None:
     if px < MIN_PIXEL_M or (px < MIN_PIXEL_NEAR_ORIGIN_M and near_origin):
         x0, y0 = corners[0]
         looks = f", and its corner ({x0:.6g}, {y0:.6g}) looks like a longitude and latitude" if near_origin else ""
-        raise RasterError(f"{name} has pixels of {px:.3g} m ({_crs_name(ds.crs)} is in {unit}s), finer than any "
+        raise RasterError(f"{name} has pixels of {px:.3g} m ({_crs_name(ds.crs)}, unit: {unit}), finer than any "
                           f"aerial or satellite image{looks}: its geotransform is probably in degrees under a "
                           "projected CRS; assign the CRS its numbers are in, e.g. `rio edit-info --crs EPSG:4326 "
                           "FILE`, or give the true transform")
