@@ -188,3 +188,28 @@ def serve_in_thread(app, wait_s: float = 30.0, *, access_log: bool = False):
             sock.close()
 
     return running()
+
+
+def serve_folder(root: Path, log: Path):
+    """``(process, port)`` of ``python -m http.server`` serving ``root`` on 127.0.0.1 in its own process (GDAL
+    holding the GIL cannot stall it), once it accepts connections; its stderr (the request lines) goes to
+    ``log``, emptied of the readiness probes.  Terminate the process when done."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                 "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=err)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    log.write_text("")  # forget the readiness probes (they send no request line)
+    return proc, port

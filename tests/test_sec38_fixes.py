@@ -16,10 +16,8 @@ indexes and the real app.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -27,30 +25,12 @@ import numpy as np
 import pytest
 
 from rsir_stac.ingest import IngestOptions, ingest
-from tests.conftest import make_geotiff
+from tests.conftest import make_geotiff, serve_folder
 
 pytest.importorskip("fastapi")
 
 GEOTIFF = "image/tiff; application=geotiff"
 NATIVE = IngestOptions(tile_size=64, native_gsd=True)
-
-
-def _serve_folder(root: Path, log: Path):
-    """(process, port) of ``python -m http.server`` serving ``root``, its request lines in ``log``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    err = open(log, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=err)
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    log.write_text("")
-    return proc, port
 
 
 @pytest.fixture()
@@ -62,9 +42,9 @@ def www(tmp_path):
     inner.mkdir()
     procs = []
     try:
-        proc, port = _serve_folder(root, tmp_path / "www.log")
+        proc, port = serve_folder(root, tmp_path / "www.log")
         procs.append(proc)
-        cproc, cport = _serve_folder(inner, tmp_path / "inner.log")
+        cproc, cport = serve_folder(inner, tmp_path / "inner.log")
         procs.append(cproc)
 
         def canary() -> list[str]:

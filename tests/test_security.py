@@ -24,7 +24,7 @@ from rsir_stac.search import Index
 from rsir_stac.serve import create_app
 from rsir_stac.upload import UploadLimits, UploadTooLarge, decode_upload, sniff_format
 from tests.conftest import make_geotiff, write_raster
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_folder, serve_in_thread
 from tests.test_serve import build_test_index
 
 BASE = "http://127.0.0.1:8000"
@@ -54,30 +54,13 @@ def points(index):
 def http_server(tmp_path):
     """A real HTTP server (``python -m http.server`` in its own process, so GDAL holding the GIL cannot stall
     it) serving a GeoTIFF as x.tif and probe.tif; yields (port, a function returning the request lines)."""
-    import subprocess
-    import sys
-    import time
-
     root = tmp_path / "www"
     root.mkdir()
     tif = make_geotiff(root / "x.tif", width=64, height=64)
     (root / "probe.tif").write_bytes(tif.read_bytes())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path / "requests.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                                 "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=err)
+    proc, port = serve_folder(root, log)
     try:
-        for _ in range(400):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        log.write_text("")  # forget the readiness probes (they send no request line)
-
         def seen() -> list[str]:
             return [ln for ln in log.read_text().splitlines() if '"GET ' in ln or '"HEAD ' in ln]
 
