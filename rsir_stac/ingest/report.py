@@ -157,11 +157,12 @@ def small_scene_hint(width: int, height: int, tile: int, gsd: float, edge: str, 
     if edge == "drop":
         return f"{what} and --edge drop keeps no partial tile; use --edge pad, --native-gsd or a finer --gsd"
     share = min(1.0, width / tile) * min(1.0, height / tile)
-    keep = math.floor(share * 1000) / 1000
+    step = 10.0 ** (math.floor(math.log10(share)) - 1) if share > 0 else 1.0
+    keep = math.floor(share / step) * step if share > 0 else 0.0   # two digits, never above the share
     tiles = "padded tiles are" if narrow else "one padded tile is"
-    return (f"{what}, so its {tiles} {share:.1%} scene, under --min-valid {min_valid:g}; read it with more pixels (a "
+    return (f"{what}, so its {tiles} {share * 100:.2g}% scene, under --min-valid {min_valid:g}; read it with more pixels (a "
             "finer --gsd, without --native-gsd), give a smaller --tile-size, or pass "
-            f"--min-valid {keep:g} to keep {'them' if narrow else 'the padded tile'}")
+            f"--min-valid {keep:.2g} to keep {'them' if narrow else 'the padded tile'}")
 
 
 def _nothing_reason(report: IngestReport, scenes: list, options: IngestOptions) -> str:
