@@ -346,3 +346,29 @@ def test_a_non_ascii_service_key_opens_image_urls(tiny_bundle, tmp_path):
             assert c.get(f"/api/tiles/{pid}.png", headers={"X-API-Key": key.encode()}
                          ).status_code == 200
             assert c.get("/api/info", headers={"X-API-Key": "????-9"}).status_code == 401
+
+
+def test_an_overview_of_huge_blocks_is_refused_too(tmp_path, tiny_bundle):
+    """Re-check of session 38: a GeoTIFF whose image is in small tiles but whose overview is one big block
+    passed the check (the map read it at the overview).  The limit covers every image of the file; here
+    it is lowered to 1 MiB so a 1,024 px overview block (3 MB) stands for the 432 MB one."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from rsir_stac.tiling.sources import limit_block_bytes
+
+    path = _one_block_tif(tmp_path / "ovr.tif", 2048, 256)
+    with rasterio.Env(GDAL_TIFF_OVR_BLOCKSIZE=1024), rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2], Resampling.average)
+    with rasterio.open(path, overview_level=0) as ov:
+        assert ov.block_shapes[0] == (1024, 1024)
+    plain = _one_block_tif(tmp_path / "plain.tif", 2048, 256)
+    limit_block_bytes(1024 * 1024)
+    try:
+        rep = ingest([str(path), str(plain)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                     options=IngestOptions(tile_size=256, gsd=4.0))
+    finally:
+        limit_block_bytes(None)
+    (err,) = [f["error"] for f in rep.items_failed]
+    assert "ovr.tif image 2 in the file (an overview or mask) is stored in blocks of 1024x1024 px, 3,145,728 bytes" in err, err
+    assert rep.points_written > 0

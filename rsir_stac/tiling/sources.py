@@ -161,18 +161,55 @@ def block_bytes(ds: Any) -> int:
     return int(bh) * int(bw) * bands * max(np.dtype(t).itemsize for t in ds.dtypes)
 
 
+def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
+    """``(bytes, what)`` of the largest decoded block among a raster's other images: the overviews and
+    internal masks a read at another resolution, or of the mask, decodes.  A local TIFF's every image
+    (IFD) from its tags (:func:`rsir_stac.upload.tiff_blocks` on the memory-mapped file, nothing
+    decoded); elsewhere each overview level GDAL opens.  ``(0, "")`` when there is none."""
+    import mmap
+
+    from rsir_stac.upload import UploadTooLarge, tiff_blocks
+
+    name = ds.name
+    if not _is_url(name) and os.path.isfile(name):
+        with open(name, "rb") as fh:
+            if fh.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+                return 0, ""
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                try:
+                    blocks = tiff_blocks(mm)
+                except UploadTooLarge:
+                    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
+        return max(((bw * bh * spp * nbytes, f"image {n} in the file (an overview or mask) is stored in blocks "
+                     f"of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1), default=(0, ""))
+    worst = (0, "")
+    levels = len(ds.overviews(1)) if ds.count else 0
+    for level in range(min(levels, 16)):
+        with rasterio.open(name, driver=ds.driver, overview_level=level) as ov:
+            bh, bw = max(ov.block_shapes, key=lambda s: s[0] * s[1])
+            worst = max(worst, (block_bytes(ov), f"overview {level + 1} is stored in blocks of {bw}x{bh} px"))
+    return worst
+
+
 def check_blocks(ds: Any, href: str) -> Any:
-    """``ds``, or (closed) RasterError when its blocks are over :func:`limit_block_bytes`'s limit."""
+    """``ds``, or (closed) RasterError when a decoded block of it (its image, an overview or an internal
+    mask) is over :func:`limit_block_bytes`'s limit."""
     if _BLOCK_LIMIT is None:
         return ds
-    size = block_bytes(ds)
+    size, what = block_bytes(ds), ""
+    if size <= _BLOCK_LIMIT:
+        try:
+            size, what = _other_images_block_bytes(ds)
+        except Exception:  # noqa: BLE001 - an image GDAL cannot open: the read itself says so
+            size, what = 0, ""
     if size > _BLOCK_LIMIT:
         bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
+        where = what or f"is stored in blocks (tiles or strips) of {bw}x{bh} px"
+        why = where if what.startswith("chains") else \
+            f"{where}, {size:,} bytes decoded whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit"
         ds.close()
-        raise RasterError(f"{href} is stored in blocks (tiles or strips) of {bw}x{bh} px, {size:,} bytes decoded "
-                          f"whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit; rewrite it in "
-                          "512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, or ingest it from the command "
-                          "line")
+        raise RasterError(f"{href} {why}; rewrite it in 512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, "
+                          "or ingest it from the command line")
     return ds
 
 
