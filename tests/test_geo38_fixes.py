@@ -123,3 +123,21 @@ def test_a_small_coarse_scene_is_tiled_at_the_models_gsd_where_its_padded_tile_k
     keep = float(small["hint"].split("pass --min-valid ")[1].split()[0])
     rep = ingest([str(scene)], index=str(tmp_path / "idx3"), options=IngestOptions(min_valid=keep))
     assert rep.ok and rep.points_written == 1, rep
+
+
+def test_a_vrt_of_vrts_with_a_missing_source_fails_naming_it(tmp_path, tiny_bundle):
+    """Re-check of session 38: the missing file one VRT deeper (a mosaic of mosaics) was still indexed black."""
+    t = from_origin(500000, 3300000, 1, 1)
+    _tif(tmp_path / "a.tif", "EPSG:32633", t, seed=1)
+    _mosaic_vrt(tmp_path / "inner.vrt", [("a.tif", 0), ("b.tif", 128)], 256, 128, "EPSG:32633", t)
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">'
+                    f'inner.vrt</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>'
+                    for b in (1, 2, 3))
+    outer = tmp_path / "outer.vrt"
+    outer.write_text(f'<VRTDataset rasterXSize="256" rasterYSize="128"><SRS>EPSG:32633</SRS><GeoTransform>'
+                     f'{", ".join(str(v) for v in t.to_gdal())}</GeoTransform>{bands}</VRTDataset>')
+    rep = ingest([str(outer)], index=str(tmp_path / "idx"), model=tiny_bundle,
+                 options=IngestOptions(tile_size=64, native_gsd=True))
+    (err,) = [f["error"] for f in rep.items_failed]
+    assert "outer.vrt is a VRT whose source file b.tif does not exist" in err, err
+    assert rep.points_written == 0

@@ -462,11 +462,7 @@ def check_vrt_sources(ds: Any, href: str) -> Any:
     zeros for it without an error, so its tiles would be indexed as black."""
     if ds.driver != "VRT":
         return ds
-    try:
-        files = list(ds.files)[1:]
-    except Exception:  # noqa: BLE001 - no file list: nothing to check
-        return ds
-    missing = [f for f in files if not _is_url(f) and not os.path.exists(f)]
+    missing = _missing_vrt_sources(ds, 0)
     if missing:
         ds.close()
         shown = ", ".join(os.path.basename(f) for f in missing[:3]) + (f" and {len(missing) - 3} more"
@@ -477,6 +473,28 @@ def check_vrt_sources(ds: Any, href: str) -> Any:
                                   f"{'them' if len(missing) > 1 else 'it'}, or rebuild the VRT over the files you "
                                   "have (gdalbuildvrt)")
     return ds
+
+
+def _missing_vrt_sources(ds: Any, depth: int) -> list[str]:
+    """The local source files of VRT ``ds`` that do not exist, looking into sources that are VRTs
+    themselves (a mosaic of mosaics; at most 8 deep)."""
+    try:
+        files = list(ds.files)[1:]
+    except Exception:  # noqa: BLE001 - no file list: nothing to check
+        return []
+    missing = [f for f in files if not _is_url(f) and not os.path.exists(f)]
+    for f in files:
+        if depth >= 8 or _is_url(f) or not os.path.isfile(f):
+            continue
+        with open(f, "rb") as fh:
+            if b"<VRTDataset" not in fh.read(256):
+                continue
+        try:
+            with rasterio.open(f, driver="VRT") as sub:
+                missing += _missing_vrt_sources(sub, depth + 1)
+        except (RasterioError, CPLE_BaseError):
+            continue  # an unreadable inner VRT fails the read itself
+    return missing
 
 
 def _open_checked(href: str) -> Any:
