@@ -372,3 +372,21 @@ def test_an_overview_of_huge_blocks_is_refused_too(tmp_path, tiny_bundle):
     (err,) = [f["error"] for f in rep.items_failed]
     assert "ovr.tif image 2 in the file (an overview or mask) is stored in blocks of 1024x1024 px, 3,145,728 bytes" in err, err
     assert rep.points_written > 0
+
+
+def test_a_remote_catalogues_link_written_as_a_bare_path_is_not_read(www, tmp_path, tiny_bundle):
+    """Re-check of session 38: pystac resolves a link written as an absolute path in a remote collection to
+    that local file (the re-check's /dev/zero took the ingest to 3 GB); here a local item naming the
+    catalogue's own remote raster was read and ingested.  Now no local document is read."""
+    base, root, _, _ = www
+    make_geotiff(root / "good.tif", width=64, height=64, seed=4)
+    local_item = tmp_path / "local-item.json"
+    local_item.write_text(json.dumps(_item("sneaky", f"{base}/good.tif")))
+    (root / "collection.json").write_text(json.dumps({
+        "type": "Collection", "stac_version": "1.0.0", "id": "c", "description": "d", "license": "proprietary",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [{"rel": "item", "href": str(local_item)}]}))
+    rep = ingest([f"{base}/collection.json"], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert rep.points_written == 0, rep
+    (err,) = [f["error"] for f in rep.items_failed]
+    assert "may name only network locations" in err, err

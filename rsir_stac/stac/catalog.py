@@ -207,7 +207,7 @@ def _scenes_from_json(
         elif kind == "itemcollection":
             pairs = _feature_items(d, src)
         else:
-            root = pystac.read_dict(d, href=src, stac_io=_StacIO())
+            root = pystac.read_dict(d, href=src, stac_io=_StacIO(remote=_is_url(src)))
             if not isinstance(root, pystac.Catalog):
                 raise StacError(f"{src} is not a STAC catalog; {_FIX}")
             pairs = _walk(root, root, None, set(), _is_url(src))

@@ -125,7 +125,13 @@ def _fetch(url: str, limit: int | None = None) -> bytes:
 
 class _StacIO(pystac.stac_io.DefaultStacIO):
     """pystac I/O whose HTTP reads time out and fail with one-line errors, and whose items may
-    hold a leap second (:func:`rsir_stac.stac.leapseconds.read_leap_seconds`)."""
+    hold a leap second (:func:`rsir_stac.stac.leapseconds.read_leap_seconds`).  ``remote``: the
+    catalogue was read over the network, so no document it links to is read from this machine
+    (pystac resolves a link written as an absolute path, ``/dev/zero``, to that local file)."""
+
+    def __init__(self, *args: Any, remote: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.remote = remote
 
     def stac_object_from_dict(self, d, href=None, root=None, preserve_dict=True):
         from rsir_stac.stac.leapseconds import read_leap_seconds
@@ -134,6 +140,8 @@ class _StacIO(pystac.stac_io.DefaultStacIO):
                                              preserve_dict=preserve_dict)
 
     def read_text_from_href(self, href: str) -> str:
+        if self.remote and not _is_url(href):
+            raise StacError(f"{href} is not read: {LOCAL_IN_REMOTE_FIX}")
         if _is_url(href):
             raw = _fetch(href)
             try:
