@@ -168,12 +168,13 @@ def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
     decoded); elsewhere each overview level GDAL opens.  ``(0, "")`` when there is none."""
     import mmap
 
+    from rsir_stac.stac.hrefs import _TIFF_MAGIC
     from rsir_stac.upload import UploadTooLarge, tiff_blocks
 
     name = ds.name
     if not _is_url(name) and os.path.isfile(name):
         with open(name, "rb") as fh:
-            if fh.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            if fh.read(4) not in _TIFF_MAGIC:
                 return 0, ""
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 try:
