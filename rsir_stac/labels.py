@@ -222,9 +222,12 @@ def read_labels(path: str | Path) -> LabelSet:
         raise InputError(f"label file {p} cannot be read ({exc.strerror or exc}); give a readable GeoJSON file") from None
     try:
         doc = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError(f"label file {p} is not GeoJSON ({exc.msg} at line {exc.lineno}); "
                          "give a FeatureCollection of labelled tiles") from None
+    except ValueError:  # Python's 4,300-digit limit on an integer
+        raise InputError(f"label file {p} holds a number with more than 4,300 digits; give a FeatureCollection "
+                         "of labelled tiles") from None
     return _not_empty(labels_from_geojson(doc, f"label file {p}"), p)
 
 

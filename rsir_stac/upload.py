@@ -234,50 +234,63 @@ def tiff_blocks(data: bytes, max_ifds: int = MAX_TIFF_IFDS) -> list[tuple[int, i
     """Per image (IFD) of a TIFF/BigTIFF, from its tags alone: ``(block width, block height, samples per
     block, bytes per sample, IFD number)`` of the tile or strip a decoder fills at once (a strip is
     RowsPerStrip rows, at most the image height; a pixel-interleaved block holds every sample; a sample
-    under 8 bits counts 1 byte, as GDAL expands it).  Raises :class:`UploadTooLarge` past ``max_ifds``
-    images; stops quietly at a malformed chain (the decoder then says what is wrong)."""
+    under 8 bits counts 1 byte, as GDAL expands it).  The images of the main chain and of every SubIFD
+    (tag 330: GDAL reads overviews and masks there), numbered in the order met.  Raises
+    :class:`UploadTooLarge` past ``max_ifds`` images; stops quietly at a malformed chain (the decoder
+    then says what is wrong)."""
     if len(data) < 16:
         return []
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43
-    entry, count_fmt = (20, "Q") if big else (12, "H")
-    off = struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+    todo = [struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]]
     seen: set[int] = set()
     out = []
-    while 0 < off < len(data) and off not in seen:
+    while todo:
+        off = todo.pop(0)
+        if not 0 < off < len(data) or off in seen:
+            continue
         if len(seen) >= max_ifds:
             raise UploadTooLarge(f"the uploaded TIFF chains more than {max_ifds} images (IFDs); "
                                  "upload one image (e.g. gdal_translate in.tif out.tif keeps the first)")
         seen.add(off)
-        csize = 8 if big else 2
-        if off + csize > len(data):
-            break
-        n = struct.unpack(order + count_fmt, data[off:off + csize])[0]
-        base = off + csize
-        if base + n * entry > len(data):
-            break
-        tags: dict[int, list[int]] = {}
-        for k in range(n):
-            e = data[base + k * entry:base + (k + 1) * entry]
-            tag, typ = struct.unpack(order + "HH", e[:4])
-            if tag in (256, 257, 258, 277, 278, 284, 322, 323):
-                cnt = struct.unpack(order + ("Q" if big else "I"), e[4:12] if big else e[4:8])[0]
-                tags[tag] = _tiff_values(data, order, typ, cnt, e[12:20] if big else e[8:12])
-        width, height = (tags.get(256) or [0])[0], (tags.get(257) or [0])[0]
-        bits = max(tags.get(258) or [1])
-        spp = max(1, (tags.get(277) or [1])[0])
-        planar = (tags.get(284) or [1])[0]
-        if tags.get(322) and tags.get(323):
-            bw, bh = tags[322][0], tags[323][0]
-        else:
-            bw, bh = width, min((tags.get(278) or [height])[0], height)
-        out.append((bw, bh, spp if planar != 2 else 1, max(1, (bits + 7) // 8), len(seen)))
-        nxt = base + n * entry
-        size = 8 if big else 4
-        if nxt + size > len(data):
-            break
-        off = struct.unpack(order + ("Q" if big else "I"), data[nxt:nxt + size])[0]
+        ifd = _tiff_ifd(data, off, order, big)
+        if ifd is None:
+            continue
+        block, nxt, subifds = ifd
+        out.append((*block, len(seen)))
+        todo[:0] = [*subifds, nxt]  # an image's SubIFDs before the next image of its chain
     return out
+
+
+def _tiff_ifd(data: bytes, off: int, order: str, big: bool
+              ) -> tuple[tuple[int, int, int, int], int, list[int]] | None:
+    """``((block width, block height, samples per block, bytes per sample), next IFD offset, SubIFD
+    offsets)`` of the TIFF image (IFD) at ``off``; None when it is cut short."""
+    entry, csize, size = (20, 8, 8) if big else (12, 2, 4)
+    if off + csize > len(data):
+        return None
+    n = struct.unpack(order + ("Q" if big else "H"), data[off:off + csize])[0]
+    base = off + csize
+    if base + n * entry > len(data):
+        return None
+    tags: dict[int, list[int]] = {}
+    for k in range(n):
+        e = data[base + k * entry:base + (k + 1) * entry]
+        tag, typ = struct.unpack(order + "HH", e[:4])
+        if tag in (256, 257, 258, 277, 278, 284, 322, 323, 330):
+            cnt = struct.unpack(order + ("Q" if big else "I"), e[4:12] if big else e[4:8])[0]
+            tags[tag] = _tiff_values(data, order, typ, cnt, e[12:20] if big else e[8:12])
+    width, height = (tags.get(256) or [0])[0], (tags.get(257) or [0])[0]
+    bits = max(tags.get(258) or [1])
+    spp = max(1, (tags.get(277) or [1])[0])
+    planar = (tags.get(284) or [1])[0]
+    if tags.get(322) and tags.get(323):
+        bw, bh = tags[322][0], tags[323][0]
+    else:
+        bw, bh = width, min((tags.get(278) or [height])[0], height)
+    nxt = base + n * entry
+    nxt = struct.unpack(order + ("Q" if big else "I"), data[nxt:nxt + size])[0] if nxt + size <= len(data) else 0
+    return (bw, bh, spp if planar != 2 else 1, max(1, (bits + 7) // 8)), nxt, list(tags.get(330) or [])
 
 
 def check_tiff_blocks(data: bytes, limits: UploadLimits) -> None:

@@ -288,6 +288,9 @@ def _json(text: bytes | str, loc: tuple) -> Any:
         raise _invalid([{"type": "json_invalid", "loc": loc, "msg": f"JSON decode error ({msg})"}]) from None
     except RecursionError:
         raise _invalid([{"type": "json_invalid", "loc": loc, "msg": "JSON nested too deeply"}]) from None
+    except ValueError:  # Python's 4,300-digit limit on an integer (CVE-2020-10735)
+        raise _invalid([{"type": "json_invalid", "loc": loc, "msg": "JSON holds a number with too many digits "
+                                                                     "(more than 4,300)"}]) from None
 
 
 async def read_query(request: Any, model: type[BaseModel], max_bytes: int) -> QueryInput:

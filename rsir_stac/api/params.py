@@ -60,6 +60,9 @@ def parse_polygon(value: Any) -> Any:
             raise InputError(f"polygon is not valid JSON ({exc.msg}); give a GeoJSON Polygon geometry") from None
         except RecursionError:
             raise InputError("polygon is JSON nested too deeply; give a GeoJSON Polygon geometry") from None
+        except ValueError:  # Python's 4,300-digit limit on an integer
+            raise InputError("polygon holds a number with more than 4,300 digits; give a GeoJSON Polygon geometry "
+                             "in degrees") from None
     from rsir_stac.store.areas import _polygon_coords
     from rsir_stac.store.filter_parse import polygon_from_geojson
 

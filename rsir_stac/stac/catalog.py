@@ -111,6 +111,16 @@ def _link_error(href: str, parent: str, err: BaseException, want: str = "object"
                                "the network")
 
 
+def _link_href(link: Any, self_href: str) -> str:
+    """The absolute href of ``link`` (a pystac Link of the document at ``self_href``).  A scheme-relative
+    link (``//host/path``) of a document read over the network is set to its URL first (RFC 3986 5.2):
+    pystac joined only its path to the document's own host."""
+    raw = link.href
+    if isinstance(raw, str) and raw.startswith("//") and _is_url(self_href):
+        link.target = urllib.parse.urljoin(self_href, raw)
+    return link.get_absolute_href() or link.href
+
+
 def _failed(err: RsirError, name: str) -> RsirError:
     """``err`` named for the ingest report: ``item_id`` (an item's id, a link's file stem, a child
     catalog's href, or ``feature N of M``)."""
@@ -135,7 +145,7 @@ def _walk(
         collection = cat.id
     for rel, want in ((pystac.RelType.ITEM, pystac.Item), (pystac.RelType.CHILD, pystac.Catalog)):
         for link in cat.get_links(rel):
-            href = link.get_absolute_href() or link.href
+            href = _link_href(link, self_href)
             name = href if want is pystac.Catalog else \
                 os.path.splitext(os.path.basename(urllib.parse.urlsplit(href).path))[0]
             if remote and not network_href(href):

@@ -68,12 +68,14 @@ def _resolve(href: str, base: str | None) -> str:
         return os.path.normpath(urllib.parse.unquote(parts.path))
     if parts.scheme and len(parts.scheme) > 1:  # URL (a 1-letter scheme is a drive)
         return href
+    if base is not None and _is_url(base) and not parts.scheme:
+        # a reference in a document read over the network is a URL reference (RFC 3986 5.2): "/x" is
+        # the same host's path, "//host/x" another host by the same scheme; never a local file
+        return urllib.parse.urljoin(base, href)
     if os.path.isabs(href):
         return _decoded_if_missing(os.path.normpath(href))
     if base is None:
         return _decoded_if_missing(os.path.abspath(href))
-    if _is_url(base):
-        return urllib.parse.urljoin(base, href)
     base_path = _resolve(base, None)
     return _decoded_if_missing(os.path.normpath(os.path.join(os.path.dirname(base_path), href)))
 
@@ -158,6 +160,9 @@ def _parse_json(raw: bytes, src: str) -> Any:
         raise StacError(f"{src} is not UTF-8 text; {_FIX}") from err
     except json.JSONDecodeError as err:
         raise StacError(f"{src} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); fix the file or {_FIX}") from err
+    except ValueError as err:  # Python's 4,300-digit limit on an integer (CVE-2020-10735)
+        raise StacError(f"{src} holds a number with more than 4,300 digits, which no STAC field has; fix the file "
+                        f"or {_FIX}") from err
 
 
 def _looks_like_json(head: bytes) -> bool:

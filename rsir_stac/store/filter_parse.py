@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from rsir_stac.errors import InputError, SourceNotFoundError
+from rsir_stac.errors import InputError, RsirError, SourceNotFoundError
 from rsir_stac.store.areas import GeoArea, Ring, check_ring
 
 BBox = tuple[float, float, float, float]
@@ -399,6 +399,11 @@ def polygon_document(path: str | Path) -> Any:
                          "file") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"polygon file {p} is not valid JSON ({exc}); give a GeoJSON Polygon") from None
+    except RsirError:
+        raise  # read_vector_file's own one-line error (an InputError is a ValueError too)
+    except ValueError:  # Python's 4,300-digit limit on an integer
+        raise InputError(f"polygon file {p} holds a number with more than 4,300 digits; give a GeoJSON Polygon "
+                         "in degrees") from None
     return doc
 
 

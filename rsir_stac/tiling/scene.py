@@ -22,10 +22,11 @@ from rsir_stac.tiling.domain import (footprint_this_side, nothing_past_edge, par
                                     windows_beyond_edge, windows_past_edge)
 from rsir_stac.tiling.footprints import Corner, crs_label, native_pixel_size, tile_footprints
 from rsir_stac.tiling.outlines import tile_outlines, tiles_on_earth
+from rsir_stac.tiling.georef import check_georef
 from rsir_stac.tiling.grid import EDGE_MODES, PixelWindow, _positive_int, grid_windows
 from rsir_stac.tiling.pixels import PixelPlan, as_on_the_map, pixel_plan, read_rgb
 from rsir_stac.tiling.scaling import ScaleRule
-from rsir_stac.tiling.sources import (_check_georef, _one_line, _open_raster, gdal_env, named_reads, named_text,
+from rsir_stac.tiling.sources import (_one_line, _open_raster, gdal_env, named_reads, named_text,
                                       read_error)
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class SceneReader:
         else:
             ds = _open_raster(name)
         try:
-            _check_georef(ds, name)
+            check_georef(ds, name)
             reader = cls(
                 ds, name, bands=bands, target_gsd=target_gsd, tile_size=tile_size,
                 stride=stride, edge=edge, min_valid=min_valid, nodata=nodata,

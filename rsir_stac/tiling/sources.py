@@ -17,7 +17,7 @@ import rasterio
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from rsir_stac.errors import InputError, NotGeoreferencedError, RasterError, RsirError, SourceNotFoundError
+from rsir_stac.errors import InputError, RasterError, RsirError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -183,13 +183,33 @@ def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
                     return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
         return max(((bw * bh * spp * nbytes, f"image {n} in the file (an overview or mask) is stored in blocks "
                      f"of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1), default=(0, ""))
-    worst = (0, "")
+    worst = _tiff_directories_block_bytes(ds) if ds.driver == "GTiff" else (0, "")
     levels = len(ds.overviews(1)) if ds.count else 0
     for level in range(min(levels, 16)):
         with rasterio.open(name, driver=ds.driver, overview_level=level) as ov:
             bh, bw = max(ov.block_shapes, key=lambda s: s[0] * s[1])
             worst = max(worst, (block_bytes(ov), f"overview {level + 1} is stored in blocks of {bw}x{bh} px"))
     return worst
+
+
+def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
+    """``(bytes, what)`` of the largest decoded block among the images (IFDs) after the first of a remote
+    GeoTIFF (``ds``), each opened by GDAL as ``GTIFF_DIR:N:path`` (its header is cached: no new request
+    for most): internal masks, which no overview level shows, as GDAL reads them."""
+    from rsir_stac.upload import MAX_TIFF_IFDS
+
+    path = (list(ds.files) or [ds.name])[0]
+    worst = (0, "")
+    for n in range(2, MAX_TIFF_IFDS + 2):
+        try:
+            sub = rasterio.open(f"GTIFF_DIR:{n}:{path}")
+        except (RasterioError, CPLE_BaseError):
+            return worst  # no image N: the chain has ended
+        with sub:
+            bh, bw = max(sub.block_shapes, key=lambda s: s[0] * s[1])
+            worst = max(worst, (block_bytes(sub), f"image {n} in the file (an overview or mask) is stored in "
+                                                  f"blocks of {bw}x{bh} px"))
+    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
 
 
 def check_blocks(ds: Any, href: str) -> Any:
@@ -458,44 +478,74 @@ def _open_raster(href: str | os.PathLike[str]) -> Any:
 
 
 def check_vrt_sources(ds: Any, href: str) -> Any:
-    """``ds``, or (closed) SourceNotFoundError naming the local source files of a VRT that do not
-    exist: GDAL opens such a mosaic, fails one read of the missing part, and from then on returns
-    zeros for it without an error, so its tiles would be indexed as black."""
+    """``ds``, or (closed) an error naming the source files of a VRT that do not exist
+    (SourceNotFoundError) or that GDAL cannot open (RasterError: a text or empty file, a missing
+    ``/vsizip/`` member, a URL that answers 404).  GDAL opens such a mosaic, fails the first read of
+    that part, and from then on returns zeros for it without an error, so its tiles would be indexed
+    as black.  Every source is opened once, here (:func:`_vrt_source_faults`)."""
     if ds.driver != "VRT":
         return ds
-    missing = _missing_vrt_sources(ds, 0)
+    missing, unreadable = _vrt_source_faults(ds, 0)
     if missing:
         ds.close()
-        shown = ", ".join(os.path.basename(f) for f in missing[:3]) + (f" and {len(missing) - 3} more"
-                                                                         if len(missing) > 3 else "")
+        shown = _some(os.path.basename(f) for f in missing)
         raise SourceNotFoundError(f"{href} is a VRT whose source file{'s' if len(missing) > 1 else ''} {shown} "
                                   f"{'do' if len(missing) > 1 else 'does'} not exist (looked for "
                                   f"{os.path.dirname(missing[0]) or '.'}); restore "
                                   f"{'them' if len(missing) > 1 else 'it'}, or rebuild the VRT over the files you "
                                   "have (gdalbuildvrt)")
+    if unreadable:
+        ds.close()
+        (first, why), n = unreadable[0], len(unreadable)
+        more = f" (and {n - 1} more source{'s' if n > 2 else ''})" if n > 1 else ""
+        raise RasterError(f"{href} is a VRT whose source {first} cannot be opened ({why}){more}; its part would be "
+                          "read as black: replace the source by a readable raster, or rebuild the VRT over the "
+                          "files you have (gdalbuildvrt)")
     return ds
 
 
-def _missing_vrt_sources(ds: Any, depth: int) -> list[str]:
-    """The local source files of VRT ``ds`` that do not exist, looking into sources that are VRTs
-    themselves (a mosaic of mosaics; at most 8 deep)."""
+def _some(names: Any, shown: int = 3) -> str:
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+#: How many VRT sources are opened at once by :func:`_vrt_source_faults` (URLs wait on the network).
+VRT_CHECKS_AT_ONCE = 8
+
+
+def _vrt_source_faults(ds: Any, depth: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """The source files of VRT ``ds`` that do not exist (local paths) and those GDAL cannot open
+    (path, GDAL's reason), looking into sources that are VRTs themselves (a mosaic of mosaics; at
+    most 8 deep)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
-        files = list(ds.files)[1:]
+        files = list(dict.fromkeys(ds.files[1:]))
     except Exception:  # noqa: BLE001 - no file list: nothing to check
-        return []
+        return [], []
     missing = [f for f in files if not _is_url(f) and not os.path.exists(f)]
-    for f in files:
-        if depth >= 8 or _is_url(f) or not os.path.isfile(f):
-            continue
-        with open(f, "rb") as fh:
-            if b"<VRTDataset" not in fh.read(256):
-                continue
-        try:
-            with rasterio.open(f, driver="VRT") as sub:
-                missing += _missing_vrt_sources(sub, depth + 1)
-        except (RasterioError, CPLE_BaseError):
-            continue  # an unreadable inner VRT fails the read itself
-    return missing
+    present = [f for f in files if f not in missing]
+    with ThreadPoolExecutor(max_workers=max(1, min(VRT_CHECKS_AT_ONCE, len(present)))) as pool:
+        faults = list(pool.map(lambda f: _source_fault(f, depth), present))
+    unreadable: list[tuple[str, str]] = []
+    for inner_missing, inner_unreadable in faults:
+        missing += inner_missing
+        unreadable += inner_unreadable
+    return missing, unreadable
+
+
+def _source_fault(name: str, depth: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """What :func:`_vrt_source_faults` finds in one source ``name`` of a VRT: nothing when it opens
+    (and, being a VRT, its own sources are sound), else ``name`` with GDAL's reason."""
+    try:
+        with gdal_env(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(name) as sub:
+                if sub.driver == "VRT" and depth < 8:
+                    return _vrt_source_faults(sub, depth + 1)
+    except (RasterioError, CPLE_BaseError) as err:
+        return [], [(name, _one_line(err))]
+    return [], []
 
 
 def _open_checked(href: str) -> Any:
@@ -545,125 +595,6 @@ def _open_checked(href: str) -> Any:
             f"{href} is not a raster GDAL can read ({detail}); give a GeoTIFF/COG (or another format "
             "`gdalinfo` opens), or re-download it if it was cut short"
         ) from err
-
-
-def _check_georef(ds: Any, name: str) -> None:
-    """Refuse a raster that is not on a map grid, naming every part that is missing and a
-    fix with rasterio's own ``rio`` command (installed with rsir-stac; GDAL's tools where
-    rasterio has no equivalent)."""
-    no_transform = ds.transform.is_identity
-    if ds.crs is None or no_transform:
-        gcps, _ = ds.gcps
-        if gcps:
-            raise RasterError(f"{name} is georeferenced only by GCPs; warp it to a map grid first, e.g. "
-                              "`rio warp in.tif out.tif --dst-crs EPSG:4326`")
-        if ds.rpcs is not None:
-            raise RasterError(f"{name} is georeferenced only by RPCs (a sensor model, not a map grid); orthorectify "
-                              "it first, e.g. `gdalwarp -rpc -t_srs EPSG:4326 in.tif out.tif` (with a DEM: -to RPC_DEM=dem.tif)")
-    if ds.crs is None and no_transform:
-        raise NotGeoreferencedError(
-            f"{name} is not georeferenced (no CRS and no geotransform); give it both, e.g. "
-            "`rio edit-info --crs EPSG:32633 --transform '[10, 0, WEST, 0, -10, NORTH]' FILE` "
-            "(pixel size and top-left corner in the CRS's units), or pass a georeferenced file", "both",
-            (ds.height, ds.width))
-    if ds.crs is None:
-        raise NotGeoreferencedError(f"{name} has no CRS; assign its true one, e.g. `rio edit-info --crs EPSG:32633 "
-                                    "FILE`, or pass a georeferenced file", "crs",
-                                    (ds.height, ds.width))
-    if no_transform:
-        raise NotGeoreferencedError(
-            f"{name} has no geotransform; give it one, e.g. `rio edit-info --transform "
-            "'[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the CRS's units), "
-            "or pass a georeferenced file", "transform", (ds.height, ds.width))
-    if not (ds.crs.is_geographic or ds.crs.is_projected):
-        raise RasterError(f"{name} has a local (engineering) CRS, {_crs_name(ds.crs)!r}, "
-                          "with no link to the Earth; reproject it to a map CRS first, e.g. "
-                          "`gdalwarp -s_srs EPSG:XXXX -t_srs EPSG:4326 in.tif out.tif` with its true CRS")
-    if ds.width <= 0 or ds.height <= 0 or ds.count <= 0:
-        raise RasterError(f"{name} is empty (no pixels or no bands); pass a valid raster")
-    _check_transform(ds, name)
-
-
-def _check_transform(ds: Any, name: str) -> None:
-    """Refuse a geotransform that cannot place pixels on the ground: a zero pixel size (every pixel
-    at one point; a degenerate matrix) or, in a lon/lat CRS, a latitude beyond ±90 (by more than
-    half a pixel: a grid whose edge sits on the pole is fine).  Both once gave impossible footprints."""
-    t = ds.transform
-    det = t.a * t.e - t.b * t.d
-    if not math.isfinite(det) or abs(det) < 1e-300 or not all(math.isfinite(v) for v in (t.c, t.f)):
-        raise RasterError(f"{name} has a geotransform with a zero pixel size ({tuple(round(v, 9) for v in t[:6])}), "
-                          "which puts every pixel at one point; give it the true one, e.g. `rio edit-info "
-                          "--transform '[10, 0, WEST, 0, -10, NORTH]' FILE` (pixel size and top-left corner in the "
-                          "CRS's units)")
-    if ds.crs.is_projected:
-        _check_projected_pixels(ds, name)
-    if ds.crs.is_geographic:
-        deg = _degrees_per_unit(ds.crs)   # a CRS in grads or radians: its numbers are not degrees
-        ys = [(t * (x, y))[1] * deg for x in (0, ds.width) for y in (0, ds.height)]
-        half = 0.5 * math.hypot(t.d, t.e) * deg
-        worst = max(ys, key=abs)
-        xs = [(t * (x, y))[0] * deg for x in (0, ds.width) for y in (0, ds.height)]
-        if max(abs(v) for v in xs + ys) > 1000:  # metres under a degree CRS
-            raise RasterError(f"{name}: its corner ({xs[0]:.6g}, {ys[0]:.6g}) is not a longitude and latitude, "
-                              f"yet its CRS {_crs_name(ds.crs)} is geographic: the CRS is probably wrong (projected "
-                              "coordinates); assign the right one, e.g. `rio edit-info --crs EPSG:32633 FILE`")
-        far = max(xs, key=abs)
-        if abs(far) > 360 + 0.5 * math.hypot(t.a, t.b):  # no convention goes there: -180..180 or 0..360
-            raise RasterError(f"{name} reaches longitude {far:.6g}, beyond both -180..180 and 0..360: its "
-                              f"geotransform is wrong (degrees in {_crs_name(ds.crs)}); give it the true one, e.g. "
-                              "`rio edit-info --transform '[0.01, 0, WEST, 0, -0.01, NORTH]' FILE` with WEST "
-                              "within ±180")
-        if abs(worst) > 90 + half:
-            raise RasterError(f"{name} reaches latitude {worst:.6g}, beyond ±90: its geotransform or CRS is wrong "
-                              f"(degrees in {_crs_name(ds.crs)}); give it the true ones, e.g. `rio edit-info "
-                              "--transform '[0.01, 0, WEST, 0, -0.01, NORTH]' FILE` with NORTH within ±90")
-
-
-def _degrees_per_unit(crs: Any) -> float:
-    """Degrees in one angular unit of a geographic ``crs`` (1 for degrees, 0.9 for grads)."""
-    try:
-        _, radians = crs.units_factor
-        return float(radians) / (math.pi / 180.0) if radians and math.isfinite(float(radians)) else 1.0
-    except Exception:  # noqa: BLE001 - a CRS without units: taken as degrees, as GDAL does
-        return 1.0
-
-
-#: Pixels finer than this (metres) are no aerial or satellite image's.  A projected raster with pixels
-#: this fine is refused: its numbers are degrees written under a metre CRS (a 1 m pixel is ~1e-5 degrees).
-MIN_PIXEL_M = 1e-4
-#: Pixels finer than this, on a raster lying wholly within +-180, +-90 of a projected CRS's origin, are
-#: refused too: degrees again (a real projected raster there is a few metres from the false origin).
-MIN_PIXEL_NEAR_ORIGIN_M = 1e-3
-
-
-def _check_projected_pixels(ds: Any, name: str) -> None:
-    """Refuse a projected raster whose pixel size says its geotransform is in degrees, not the CRS's
-    units: it would be placed thousands of kilometres away (near the projection's false origin)."""
-    t = ds.transform
-    try:
-        unit, metres = ds.crs.units_factor
-        metres = float(metres)
-    except Exception:  # noqa: BLE001 - no unit known: nothing to compare
-        return
-    px = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e)) * metres
-    corners = [t * (x, y) for x in (0, ds.width) for y in (0, ds.height)]
-    near_origin = all(abs(x) <= 180 and abs(y) <= 90 for x, y in corners)
-    if px < MIN_PIXEL_M or (px < MIN_PIXEL_NEAR_ORIGIN_M and near_origin):
-        x0, y0 = corners[0]
-        looks = f", and its corner ({x0:.6g}, {y0:.6g}) looks like a longitude and latitude" if near_origin else ""
-        raise RasterError(f"{name} has pixels of {px:.3g} m ({_crs_name(ds.crs)}, unit: {unit}), finer than any "
-                          f"aerial or satellite image{looks}: its geotransform is probably in degrees under a "
-                          "projected CRS; assign the CRS its numbers are in, e.g. `rio edit-info --crs EPSG:4326 "
-                          "FILE`, or give the true transform")
-
-
-def _crs_name(crs: Any) -> str:
-    import pyproj
-
-    try:
-        return pyproj.CRS.from_user_input(crs.to_wkt()).name
-    except Exception:  # noqa: BLE001 - a name for a message only
-        return "unnamed"
 
 
 __all__ = ["CLOUD_ACCESS", "GDAL_CACHE_BYTES", "HTTP_TIMEOUT", "cloud_kind", "gdal_env", "gdal_options", "named_reads",

@@ -42,8 +42,9 @@ import numpy as np
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 
 from rsir_stac.errors import InputError, RasterError
+from rsir_stac.tiling.georef import check_georef
 from rsir_stac.tiling.masks import read_masks
-from rsir_stac.tiling.sources import _check_georef, _is_url, _open_raster, named_reads
+from rsir_stac.tiling.sources import _is_url, _open_raster, named_reads
 
 
 class GridMismatchError(RasterError):
@@ -150,7 +151,7 @@ class BandStack:
         try:
             for name in names:
                 opened.append(_open_raster(name))
-                _check_georef(opened[-1], name)
+                check_georef(opened[-1], name)
             return cls(opened, names, nodata)
         except BaseException:
             for ds in opened:

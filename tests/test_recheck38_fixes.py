@@ -1,0 +1,272 @@
+"""Fixes of the findings the thirty-eighth session's re-check left open (N2-N6 of its closing note):
+
+* a VRT whose source exists but cannot be opened (a text or empty file, a missing ``/vsizip/``
+  member, a URL answering 404) fails its item naming the source; GDAL returned zeros for that part
+  after one failed read, so its tiles were indexed black with exit 0 (N4);
+* degrees under a projected CRS with 0.001 or 0.01 degree pixels, which passed the pixel-size rule,
+  are refused where the CRS's area of use (or lon/lat 0, 0) says the numbers cannot be metres; a
+  site grid and a polar CRS at its pole are still read (N5);
+* a JSON number of more than 4,300 digits is a one-line 4xx or error, not a 500 or a crash (N6);
+* the service's block limit covers overviews in a SubIFD (tag 330) and a URL raster's internal
+  mask (N2, N3).
+
+Real GeoTIFFs (rasterio, tifffile), real VRTs, a real HTTP server, real Edge indexes and the real app.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import rasterio
+
+from rsir_stac.ingest import IngestOptions, ingest
+from tests.conftest import make_geotiff, serve_folder
+
+NATIVE = IngestOptions(tile_size=64, native_gsd=True)
+
+
+def _vrt(path, sources, side=128):
+    """A 3-band VRT placing each source (a path or GDAL name, 128 x 128 px) side by side."""
+    bands = []
+    for b in (1, 2, 3):
+        srcs = "".join(f'<SimpleSource><SourceFilename relativeToVRT="{int(not f.startswith("/"))}">{f}'
+                       f'</SourceFilename><SourceBand>{b}</SourceBand><SrcRect xOff="0" yOff="0" xSize="{side}" '
+                       f'ySize="{side}"/><DstRect xOff="{i * side}" yOff="0" xSize="{side}" ySize="{side}"/>'
+                       '</SimpleSource>' for i, f in enumerate(sources))
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{b}">{srcs}</VRTRasterBand>')
+    path.write_text(f'<VRTDataset rasterXSize="{side * len(sources)}" rasterYSize="{side}"><SRS>EPSG:32615</SRS>'
+                    '<GeoTransform>500000, 1, 0, 3300000, 0, -1</GeoTransform>' + "".join(bands) + "</VRTDataset>")
+    return path
+
+
+def _fails_naming(vrt, source, tmp_path, bundle):
+    idx = tmp_path / f"{vrt.stem}.idx"
+    rep = ingest([str(vrt)], index=str(idx), model=bundle, options=NATIVE)
+    (err,) = [f["error"] for f in rep.items_failed]
+    assert f"is a VRT whose source {source} cannot be opened" in err and "gdalbuildvrt" in err, err
+    assert "\n" not in err and rep.points_written == 0 and not idx.exists()
+
+
+def test_a_vrt_whose_source_cannot_be_opened_fails_naming_it(tmp_path, tiny_bundle):
+    a = make_geotiff(tmp_path / "a.tif", width=128, height=128, seed=1)
+    (tmp_path / "text.tif").write_text("not a raster\n" * 20)
+    (tmp_path / "empty.tif").write_bytes(b"")
+    with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
+        z.write(a, "a.tif")
+    zipped = f"/vsizip/{tmp_path / 'z.zip'}"
+    ok = _vrt(tmp_path / "ok.vrt", ["a.tif", f"{zipped}/a.tif"])
+    rep = ingest([str(ok)], index=str(tmp_path / "ok.idx"), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and rep.points_written == 8, rep
+    for name, source in (("text", "text.tif"), ("empty", "empty.tif"), ("member", f"{zipped}/gone.tif")):
+        vrt = _vrt(tmp_path / f"{name}.vrt", ["a.tif", source])
+        _fails_naming(vrt, source if source.startswith("/") else str(tmp_path / source), tmp_path, tiny_bundle)
+    # one VRT deeper: the mosaic of mosaics names the inner VRT's unreadable source
+    _vrt(tmp_path / "inner.vrt", ["a.tif", "text.tif"])
+    outer = _vrt(tmp_path / "outer.vrt", ["a.tif", "inner.vrt"])
+    _fails_naming(outer, str(tmp_path / "text.tif"), tmp_path, tiny_bundle)
+
+
+def test_a_vrt_whose_source_url_answers_404_fails_naming_it(tmp_path, tiny_bundle):
+    www = tmp_path / "www"
+    www.mkdir()
+    make_geotiff(www / "a.tif", width=128, height=128, seed=1)
+    proc, port = serve_folder(www, tmp_path / "www.log")
+    try:
+        base = f"/vsicurl/http://127.0.0.1:{port}"
+        ok = _vrt(tmp_path / "ok.vrt", [f"{base}/a.tif", f"{base}/a.tif"])
+        assert ingest([str(ok)], index=str(tmp_path / "ok.idx"), model=tiny_bundle, options=NATIVE).ok
+        _fails_naming(_vrt(tmp_path / "gone.vrt", [f"{base}/a.tif", f"{base}/gone.tif"]), f"{base}/gone.tif",
+                      tmp_path, tiny_bundle)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("crs, corner, px, where", [
+    ("EPSG:32633", (15.0, 45.0), 0.001, "outside where the CRS is used (lon 12..18"),
+    ("EPSG:32633", (15.0, 45.0), 0.01, "outside where the CRS is used"),
+    ("EPSG:3857", (15.0, 45.0), 0.01, "in the sea at lon/lat 0, 0"),
+    ("EPSG:5070", (-100.0, 40.0), 0.01, "outside where the CRS is used"),
+])
+def test_degree_pixels_under_a_projected_crs_are_refused(tmp_path, tiny_bundle, crs, corner, px, where):
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, crs=crs, res=px, origin=corner)
+    idx = tmp_path / "idx"
+    rep = ingest([str(tif)], index=str(idx), model=tiny_bundle, options=NATIVE)
+    (err,) = [f["error"] for f in rep.items_failed]
+    assert f"its corner ({corner[0]:g}, {corner[1]:g}) looks like a longitude and latitude" in err, err
+    assert where in err and "rio edit-info --crs EPSG:4326" in err and "\n" not in err, err
+    assert not idx.exists()
+
+
+@pytest.mark.parametrize("crs, corner, px", [
+    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-20.0, 30.0), 0.02),  # site grid
+    ("EPSG:3031", (-50.0, 50.0), 0.05),           # a polar stereographic raster at the South Pole
+    ("EPSG:32633", (480000.0, 5000000.0), 0.01),  # 1 cm drone pixels at a real UTM position
+])
+def test_fine_pixels_near_a_crs_origin_that_is_real_ground_are_read(tmp_path, tiny_bundle, crs, corner, px):
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, crs=crs, res=px, origin=corner)
+    rep = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and rep.points_written == 4, rep
+
+
+BIG = "9" * 5000
+
+
+def test_a_json_number_of_5000_digits_is_a_one_line_error(tmp_path, tiny_bundle):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128)
+    idx = tmp_path / "idx"
+    assert ingest([str(tif)], index=str(idx), model=tiny_bundle, options=NATIVE).ok
+    with Index.open(str(idx), model=tiny_bundle) as index:
+        pid = next(iter(index.store.iter_points(with_vectors=False))).id
+        app = create_app(index)
+        with TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False) as c:
+            body = ('{"positives":[{"point_id":"%s"}],"k":%s}' % (pid, BIG)).encode()
+            r = c.post("/api/query", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422 and "more than 4,300" in r.json()["detail"], r.text
+            r = c.post("/api/query", files={"query": (None, body.decode())})
+            assert r.status_code == 422 and "more than 4,300" in r.json()["detail"], r.text
+            poly = '{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,%s],[0,0]]]}' % BIG
+            r = c.get("/api/search", params={"point_id": pid, "polygon": poly})
+            assert r.status_code == 400 and "polygon holds a number with more than 4,300 digits" in r.text, r.text
+
+    labels = tmp_path / "labels.json"
+    labels.write_text('{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Point",'
+                      '"coordinates":[1,%s]},"properties":{"label":"positive"}}]}' % BIG)
+    area = tmp_path / "area.json"
+    area.write_text(poly)
+    item = tmp_path / "item.json"
+    item.write_text('{"type":"Feature","stac_version":"1.0.0","id":"x","geometry":null,"properties":{"datetime":'
+                    '"2020-01-01T00:00:00Z","n":%s},"links":[],"assets":{}}' % BIG)
+    cli = [sys.executable, "-m", "rsir_stac.cli"]
+    for args, said in ((["search", "--index", str(idx), "--labels", str(labels)],
+                        f"label file {labels} holds a number with more than 4,300 digits"),
+                       (["search", "--index", str(idx), "--point-id", pid, "--within", str(area)],
+                        f"polygon file {area} holds a number with more than 4,300 digits"),
+                       (["ingest", str(item), "--index", str(tmp_path / "new")],
+                        f"{item} holds a number with more than 4,300 digits")):
+        out = subprocess.run(cli + args, capture_output=True, text=True, timeout=300)
+        assert out.returncode != 0 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.fixture()
+def one_mib_blocks():
+    from rsir_stac.tiling.sources import limit_block_bytes
+
+    limit_block_bytes(1 << 20)
+    yield
+    limit_block_bytes(None)
+
+
+def test_an_overview_in_a_subifd_is_held_to_the_block_limit(tmp_path, one_mib_blocks):
+    """tifffile writes a 1,024 px single-strip overview as a SubIFD of the main image (3 MB decoded, over a
+    1 MiB limit); GDAL reads it as overview 1.  The file and the upload check both refuse it."""
+    tifffile = pytest.importorskip("tifffile")
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling.sources import open_dataset
+    from rsir_stac.upload import tiff_blocks
+
+    path = tmp_path / "sub.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.zeros((2048, 2048, 3), "uint8"), tile=(256, 256), compression="zlib", subifds=1, photometric="rgb")
+        tw.write(np.full((1024, 1024, 3), 50, "uint8"), compression="zlib", subfiletype=1, photometric="rgb",
+                 rowsperstrip=1024)
+    with rasterio.open(path) as ds:
+        assert ds.overviews(1) == [2]
+    assert tiff_blocks(path.read_bytes()) == [(256, 256, 3, 1, 1), (1024, 1024, 3, 1, 2)]
+    with pytest.raises(RasterError, match="image 2 in the file .* blocks of 1024x1024 px, 3,145,728 bytes"):
+        open_dataset(str(path))
+
+
+def _mask_tif(path, tifffile):
+    """A tiled RGB image and an 8-bit internal mask (NewSubfileType 4, photometric 4) in one 2,048 px tile:
+    tifffile writes it as a plain image, its two tags are then set."""
+    mask = np.full((2048, 2048), 255, "uint8")
+    mask[:100] = 0
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.zeros((2048, 2048, 3), "uint8"), tile=(256, 256), compression="zlib", photometric="rgb")
+        tw.write(mask, compression="zlib", subfiletype=1, photometric="minisblack", tile=(2048, 2048))
+    with tifffile.TiffFile(path) as t:
+        tags = t.pages[1].tags
+        spots = [(tags["PhotometricInterpretation"].valueoffset, struct.pack("<H", 4)),
+                 (tags["NewSubfileType"].valueoffset, struct.pack("<I", 4))]
+    with open(path, "r+b") as fh:
+        for at, raw in spots:
+            fh.seek(at)
+            fh.write(raw)
+    with rasterio.open(path) as ds:
+        assert ds.read_masks(1)[50, 0] == 0 and ds.read_masks(1)[500, 0] == 255  # GDAL reads it as the mask
+    return path
+
+
+def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mib_blocks):
+    tifffile = pytest.importorskip("tifffile")
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling.sources import gdal_env, limit_block_bytes, open_dataset
+
+    www = tmp_path / "www"
+    www.mkdir()
+    _mask_tif(www / "masked.tif", tifffile)
+    proc, port = serve_folder(www, tmp_path / "www.log")
+    try:
+        url = f"http://127.0.0.1:{port}/masked.tif"
+        with gdal_env(), pytest.raises(RasterError, match="image 2 in the file .* blocks of 2048x2048 px"):
+            open_dataset(url)
+        limit_block_bytes(8 << 20)  # under a limit it keeps, the same URL opens
+        with gdal_env():
+            open_dataset(url).close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_path, tiny_bundle):
+    """RFC 3986 5.2: in a catalogue read over http, an asset ``/b.tif`` is that host's path and a link
+    ``//host:port/item.json`` another host by the same scheme (pystac joined only its path to the
+    catalogue's host).  Both were refused as local files; neither reads one."""
+    import json
+
+    from rsir_stac.search import Index
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    (b / "data").mkdir(parents=True)
+    a.mkdir()
+    make_geotiff(b / "data" / "b.tif", width=64, height=64, seed=5)
+    make_geotiff(tmp_path / "b.tif", width=64, height=64, seed=6)  # a local file of the same path: not read
+    procs = []
+    try:
+        pa, port_a = serve_folder(a, tmp_path / "a.log")
+        procs.append(pa)
+        pb, port_b = serve_folder(b, tmp_path / "b.log")
+        procs.append(pb)
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": "far", "geometry": None,
+                "properties": {"datetime": "2021-01-01T00:00:00Z"}, "links": [],
+                "assets": {"image": {"href": "/data/b.tif", "type": "image/tiff; application=geotiff",
+                                     "roles": ["data"]}}}
+        (b / "data" / "item.json").write_text(json.dumps(item))
+        cat = {"type": "Catalog", "stac_version": "1.0.0", "id": "cat", "description": "d",
+               "links": [{"rel": "item", "href": f"//127.0.0.1:{port_b}/data/item.json",
+                          "type": "application/json"}]}
+        (a / "catalog.json").write_text(json.dumps(cat))
+        idx = tmp_path / "idx"
+        rep = ingest([f"http://127.0.0.1:{port_a}/catalog.json"], index=str(idx), model=tiny_bundle,
+                     options=NATIVE)
+        assert rep.ok and rep.points_written == 1, rep.items_failed
+        with Index.open(str(idx), model=tiny_bundle) as index:
+            hrefs = {p.payload["href"] for p in index.store.iter_points(with_vectors=False)}
+        assert hrefs == {f"http://127.0.0.1:{port_b}/data/b.tif"}, hrefs
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
