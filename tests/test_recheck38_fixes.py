@@ -270,3 +270,22 @@ def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_pa
         for p in procs:
             p.terminate()
             p.wait(10)
+
+
+def test_a_server_without_http_ranges_is_named_as_the_cause(tmp_path, tiny_bundle):
+    """``python -m http.server`` answers a range request with the whole file; GDAL then reads nothing past
+    its first chunk and said only "not recognized", which was reported as "not a GeoTIFF/COG, JPEG 2000..."."""
+    www = tmp_path / "www"
+    www.mkdir()
+    make_geotiff(www / "s.tif", width=256, height=256, seed=7)
+    assert (www / "s.tif").stat().st_size > 64_000   # past GDAL's first 16 KB chunk
+    proc, port = serve_folder(www, tmp_path / "www.log")
+    try:
+        idx = tmp_path / "idx"
+        rep = ingest([f"http://127.0.0.1:{port}/s.tif"], index=str(idx), model=tiny_bundle, options=NATIVE)
+        (err,) = [f["error"] for f in rep.items_failed]
+        assert "its server does not answer HTTP range requests" in err and "ingest the local copy" in err, err
+        assert "not a GeoTIFF" not in err and not idx.exists()
+    finally:
+        proc.terminate()
+        proc.wait(10)

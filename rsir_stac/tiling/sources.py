@@ -9,6 +9,7 @@ import math
 import os
 import re
 import stat
+import threading
 import warnings
 import weakref
 from typing import Any
@@ -121,16 +122,61 @@ def open_url(href: str) -> Any:
     """``rasterio.open(href)`` of a URL or GDAL virtual path as one of :data:`NETWORK_DRIVERS`
     (GeoTIFF/COG first).  Raises RasterioIOError "not recognized" for any other format (a VRT),
     and GDAL's own error for a request that fails."""
-    for driver in NETWORK_DRIVERS:
-        try:
-            return rasterio.open(href, driver=driver)
-        except rasterio.errors.RasterioIOError as err:
-            # "does not exist in the file system, and is not recognized as a supported dataset name":
-            # nothing there (or a failed request), whatever the driver: GDAL's own error
-            if _NOT_RECOGNIZED not in str(err) or "does not exist" in str(err):
-                raise
+    with _gdal_errors() as said:
+        for driver in NETWORK_DRIVERS:
+            try:
+                return rasterio.open(href, driver=driver)
+            except rasterio.errors.RasterioIOError as err:
+                # "does not exist in the file system, and is not recognized as a supported dataset name":
+                # nothing there (or a failed request), whatever the driver: GDAL's own error
+                if _NOT_RECOGNIZED not in str(err) or "does not exist" in str(err):
+                    raise
+    # GDAL's reason before its "not recognized" (a server that ignores HTTP ranges), when it gave one
+    reason = next((m for m in said if _NOT_RECOGNIZED not in m), None)
+    if reason is not None:
+        raise rasterio.errors.RasterioIOError(f"{href} cannot be read over the network: {reason}")
     raise rasterio.errors.RasterioIOError(f"{href} not recognized as one of the formats a raster read over the "
                                           f"network is opened as ({', '.join(NETWORK_DRIVERS)})")
+
+
+@contextlib.contextmanager
+def _gdal_errors() -> Any:
+    """A list that collects, while the block runs, the error messages GDAL signals in this thread
+    (rasterio logs each at INFO on ``rasterio._env``; its exception keeps only the last one).  What
+    the logger shows is unchanged: records under its level before are dropped by the filter."""
+    said: list[str] = []
+    me = threading.get_ident()
+    env_log = logging.getLogger("rasterio._env")
+
+    class _Collect(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.thread == me and record.msg == _GDAL_SIGNAL and isinstance(record.args, tuple):
+                said.append(" ".join(str(record.args[-1]).split()))
+            return record.levelno >= _GDAL_LOG_SHOWN[0]
+
+    collect = _Collect()
+    with _GDAL_LOG_LOCK:
+        if _GDAL_LOG_SHOWN[1] == 0:
+            _GDAL_LOG_SHOWN[0], _GDAL_LOG_SHOWN[2] = env_log.getEffectiveLevel(), env_log.level
+            env_log.setLevel(min(logging.INFO, _GDAL_LOG_SHOWN[0]))
+        _GDAL_LOG_SHOWN[1] += 1
+        env_log.addFilter(collect)
+    try:
+        yield said
+    finally:
+        with _GDAL_LOG_LOCK:
+            env_log.removeFilter(collect)
+            _GDAL_LOG_SHOWN[1] -= 1
+            if _GDAL_LOG_SHOWN[1] == 0:
+                env_log.setLevel(_GDAL_LOG_SHOWN[2])
+
+
+#: rasterio's log line for each error GDAL signals.
+_GDAL_SIGNAL = "GDAL signalled an error: err_no=%r, msg=%r"
+#: ``[level shown before, collectors active, level set before]`` of ``rasterio._env`` while
+#: :func:`_gdal_errors` collects (under :data:`_GDAL_LOG_LOCK`).
+_GDAL_LOG_SHOWN = [logging.WARNING, 0, logging.NOTSET]
+_GDAL_LOG_LOCK = threading.Lock()
 
 
 #: Largest decoded block (tile or strip) of a raster this process opens, in bytes; None: no limit.
@@ -434,6 +480,11 @@ def _fetch_error(href: str, err: BaseException) -> RsirError | None:
     if "response code: 404" in low or "404 not found" in low or "response code: 410" in low \
             or "nosuchkey" in low or "nosuchbucket" in low or "blobnotfound" in low:
         return SourceNotFoundError(f"{href} does not exist ({msg}); check the URL")
+    if "range downloading not supported" in low:
+        return RasterError(f"{href} cannot be read over the network: its server does not answer HTTP range requests, "
+                           "which GDAL reads parts of a file with (\"Range downloading not supported by this "
+                           "server!\"); download the file and ingest the local copy, or serve it from a server "
+                           "that answers them (web servers and object stores do; python -m http.server does not)")
     if "timed out" in low or "timeout" in low:
         return SourceNotFoundError(
             f"{href} timed out ({msg}); check the server, or allow more time with RSIR_HTTP_TIMEOUT=SECONDS"
