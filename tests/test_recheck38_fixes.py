@@ -289,3 +289,50 @@ def test_a_server_without_http_ranges_is_named_as_the_cause(tmp_path, tiny_bundl
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_catalogue_fetched_below_a_local_root_names_no_local_file(tmp_path, tiny_bundle):
+    """Second re-check, B1: the network rule followed the top document only, so a local root catalogue
+    linking to one served over http let that one's item links and assets name local files (read and
+    indexed).  A served catalogue whose own "root" link is a local file stopped the whole ingest."""
+    import json
+
+    www, local = tmp_path / "www", tmp_path / "local"
+    www.mkdir()
+    local.mkdir()
+    secret = make_geotiff(local / "secret.tif", width=64, height=64, seed=8)
+    make_geotiff(www / "ok.tif", width=64, height=64, seed=9)
+
+    def item(item_id, href):
+        return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "geometry": None,
+                "properties": {"datetime": "2021-01-01T00:00:00Z"}, "links": [],
+                "assets": {"image": {"href": href, "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
+
+    (local / "secret_item.json").write_text(json.dumps(item("local_item", "secret.tif")))
+    (www / "file_asset.json").write_text(json.dumps(item("file_asset", secret.as_uri())))
+    (www / "ok.json").write_text(json.dumps(item("ok", "ok.tif")))
+    proc, port = serve_folder(www, tmp_path / "www.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        (www / "child.json").write_text(json.dumps({
+            "type": "Catalog", "stac_version": "1.0.0", "id": "child", "description": "d",
+            "links": [{"rel": "root", "href": (local / "secret_item.json").as_uri()},
+                      {"rel": "item", "href": "file_asset.json"}, {"rel": "item", "href": "ok.json"},
+                      {"rel": "item", "href": (local / "secret_item.json").as_uri()}]}))
+        (local / "catalog.json").write_text(json.dumps({
+            "type": "Catalog", "stac_version": "1.0.0", "id": "root", "description": "d",
+            "links": [{"rel": "child", "href": f"{base}/child.json"}]}))
+        for src in (str(local / "catalog.json"), f"{base}/child.json"):
+            idx = tmp_path / f"idx{len(src)}"
+            rep = ingest([src], index=str(idx), model=tiny_bundle, options=NATIVE)
+            failed = {f["item"]: f["error"] for f in rep.items_failed}
+            assert set(failed) == {"file_asset", "secret_item"}, failed
+            assert all("may name only network locations" in e for e in failed.values()), failed
+            from rsir_stac.search import Index
+
+            with Index.open(str(idx), model=tiny_bundle) as index:
+                hrefs = {p.payload["href"] for p in index.store.iter_points(with_vectors=False)}
+            assert hrefs == {f"{base}/ok.tif"}, hrefs
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -112,12 +112,12 @@ def _link_error(href: str, parent: str, err: BaseException, want: str = "object"
 
 
 def _link_href(link: Any, self_href: str) -> str:
-    """The absolute href of ``link`` (a pystac Link of the document at ``self_href``).  A scheme-relative
-    link (``//host/path``) of a document read over the network is set to its URL first (RFC 3986 5.2):
-    pystac joined only its path to the document's own host."""
+    """The absolute href of ``link`` (a pystac Link of the document at ``self_href``).  A link without a
+    scheme in a document read over the network is set to its URL first (RFC 3986 5.2): pystac kept
+    ``/path`` as a local path, and joined only the path of ``//host/path`` to the document's host."""
     raw = link.href
-    if isinstance(raw, str) and raw.startswith("//") and _is_url(self_href):
-        link.target = urllib.parse.urljoin(self_href, raw)
+    if isinstance(raw, str) and _is_url(self_href) and not urllib.parse.urlsplit(raw).scheme:
+        link.target = urllib.parse.urljoin(self_href, raw)  # "/x" too: pystac kept a path as a local one
     return link.get_absolute_href() or link.href
 
 
@@ -141,6 +141,7 @@ def _walk(
     if self_href in seen:
         return
     seen.add(self_href)
+    remote = remote or _is_url(self_href)  # a catalogue fetched over the network, below a local root too
     if isinstance(cat, pystac.Collection):
         collection = cat.id
     for rel, want in ((pystac.RelType.ITEM, pystac.Item), (pystac.RelType.CHILD, pystac.Catalog)):
@@ -220,6 +221,7 @@ def _scenes_from_json(
             root = pystac.read_dict(d, href=src, stac_io=_StacIO(remote=_is_url(src)))
             if not isinstance(root, pystac.Catalog):
                 raise StacError(f"{src} is not a STAC catalog; {_FIX}")
+            root.set_root(root)  # the catalogue given is the root: its own "root" link (maybe elsewhere) is not read
             pairs = _walk(root, root, None, set(), _is_url(src))
     except (pystac.STACError, KeyError, TypeError, ValueError) as err:
         if isinstance(err, RsirError):
@@ -238,7 +240,8 @@ def _scenes_from_json(
             on_error(item)
             continue
         try:
-            yield _scene_from_item(item, collection, src, asset, bands, remote=_is_url(src))
+            remote = _is_url(src) or _is_url(item.get_self_href() or "")  # fetched over the network
+            yield _scene_from_item(item, collection, src, asset, bands, remote=remote)
         except (AssetError, StacError, SourceNotFoundError) as err:
             if on_error is None:
                 raise

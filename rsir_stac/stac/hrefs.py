@@ -45,7 +45,8 @@ NETWORK_SCHEMES = ("http", "https", "s3", "gs", "az", "azure", "oss")
 def network_href(href: str) -> bool:
     """Whether ``href`` (absolute) names a network location (:data:`NETWORK_SCHEMES`), not a local
     file, a ``file:`` URL or a raw GDAL virtual path."""
-    return urllib.parse.urlsplit(href).scheme.lower() in NETWORK_SCHEMES
+    parts = urllib.parse.urlsplit(href)
+    return parts.scheme.lower() in NETWORK_SCHEMES and bool(parts.netloc)  # "http:/x" is a relative path
 
 
 #: The end of a refusal of a local href in a catalogue read over the network.
@@ -68,6 +69,8 @@ def _resolve(href: str, base: str | None) -> str:
         return os.path.normpath(urllib.parse.unquote(parts.path))
     if parts.scheme and len(parts.scheme) > 1:  # URL (a 1-letter scheme is a drive)
         return href
+    if base is not None and _is_url(base) and len(parts.scheme) == 1:
+        return href  # a drive letter (C:/x) in a document read over the network: refused as local
     if base is not None and _is_url(base) and not parts.scheme:
         # a reference in a document read over the network is a URL reference (RFC 3986 5.2): "/x" is
         # the same host's path, "//host/x" another host by the same scheme; never a local file
