@@ -336,3 +336,14 @@ def test_a_catalogue_fetched_below_a_local_root_names_no_local_file(tmp_path, ti
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_vrt_whose_sources_are_gdal_connection_strings_is_read(tmp_path, tiny_bundle):
+    """Second re-check, B4: sources named by a GDAL connection string (``GTIFF_DIR:1:path``,
+    ``vrt://path?bands=``) were looked up as local files and the VRT refused as missing them."""
+    a = make_geotiff(tmp_path / "a.tif", width=128, height=128, seed=1)
+    ok = _vrt(tmp_path / "conn.vrt", ["a.tif", f"GTIFF_DIR:1:{a}", f"vrt://{a}?bands=1,2,3"])
+    rep = ingest([str(ok)], index=str(tmp_path / "ok.idx"), model=tiny_bundle, options=NATIVE)
+    assert rep.ok and rep.points_written == 12, rep.items_failed
+    _fails_naming(_vrt(tmp_path / "dir7.vrt", ["a.tif", f"GTIFF_DIR:7:{a}"]), f"GTIFF_DIR:7:{a}", tmp_path,
+                  tiny_bundle)

@@ -574,7 +574,7 @@ def _vrt_source_faults(ds: Any, depth: int) -> tuple[list[str], list[tuple[str, 
         files = list(dict.fromkeys(ds.files[1:]))
     except Exception:  # noqa: BLE001 - no file list: nothing to check
         return [], []
-    missing = [f for f in files if not _is_url(f) and not os.path.exists(f)]
+    missing = [f for f in files if _plain_path(f) and not os.path.exists(f)]
     present = [f for f in files if f not in missing]
     with ThreadPoolExecutor(max_workers=max(1, min(VRT_CHECKS_AT_ONCE, len(present)))) as pool:
         faults = list(pool.map(lambda f: _source_fault(f, depth), present))
@@ -583,6 +583,17 @@ def _vrt_source_faults(ds: Any, depth: int) -> tuple[list[str], list[tuple[str, 
         missing += inner_missing
         unreadable += inner_unreadable
     return missing, unreadable
+
+
+#: A GDAL connection string (``GTIFF_DIR:1:path``, ``vrt://path?bands=1``, ``GPKG:path:table``,
+#: ``NETCDF:"path":var``): a driver prefix of two or more characters and a colon.
+_CONNECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
+
+
+def _plain_path(name: str) -> bool:
+    """Whether a VRT source ``name`` is a file path (checked for existence), not a URL, a GDAL virtual
+    path or a connection string (opened by GDAL, which gives its own reason when it cannot)."""
+    return not _is_url(name) and not _CONNECTION.match(name)
 
 
 def _source_fault(name: str, depth: int) -> tuple[list[str], list[tuple[str, str]]]:
