@@ -92,6 +92,11 @@ def test_a_vrt_whose_source_url_answers_404_fails_naming_it(tmp_path, tiny_bundl
     ("EPSG:32633", (15.0, 45.0), 0.01, "outside where the CRS is used"),
     ("EPSG:3857", (15.0, 45.0), 0.01, "in the sea at lon/lat 0, 0"),
     ("EPSG:5070", (-100.0, 40.0), 0.01, "outside where the CRS is used"),
+    # second re-check, B3: false origins inside their area of use, 0..360 longitudes, 1 degree pixels
+    ("EPSG:27700", (-1.5, 52.0), 0.001, "while read as degrees it lies inside where the CRS is used"),
+    ("EPSG:6677", (139.7, 35.7), 0.001, "while read as degrees it lies inside where the CRS is used"),
+    ("EPSG:32633", (190.0, 45.0), 0.001, "outside where the CRS is used"),
+    ("EPSG:3857", (-180.0, 90.0), 1.0, "in the sea at lon/lat 0, 0"),
 ])
 def test_degree_pixels_under_a_projected_crs_are_refused(tmp_path, tiny_bundle, crs, corner, px, where):
     tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, crs=crs, res=px, origin=corner)
@@ -107,11 +112,18 @@ def test_degree_pixels_under_a_projected_crs_are_refused(tmp_path, tiny_bundle, 
     ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-20.0, 30.0), 0.02),  # site grid
     ("EPSG:3031", (-50.0, 50.0), 0.05),           # a polar stereographic raster at the South Pole
     ("EPSG:32633", (480000.0, 5000000.0), 0.01),  # 1 cm drone pixels at a real UTM position
+    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-0.05, 0.05), 0.0008),  # 0.8 mm
 ])
-def test_fine_pixels_near_a_crs_origin_that_is_real_ground_are_read(tmp_path, tiny_bundle, crs, corner, px):
+def test_fine_pixels_near_a_crs_origin_that_is_real_ground_are_read(tmp_path, tiny_bundle, caplog, crs, corner, px):
+    """Read; near a CRS's origin, where nothing tells degrees from a survey, with a warning that says how to
+    tell and what to do."""
     tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, crs=crs, res=px, origin=corner)
-    rep = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
+    with caplog.at_level("WARNING", logger="rsir_stac"):
+        rep = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
     assert rep.ok and rep.points_written == 4, rep
+    warned = [r.getMessage() for r in caplog.records if "looks like a longitude and latitude" in r.getMessage()]
+    assert bool(warned) == (corner[0] < 1000), warned
+    assert all("rio edit-info --crs EPSG:4326" in w and "if it is a survey near that origin" in w for w in warned)
 
 
 BIG = "9" * 5000

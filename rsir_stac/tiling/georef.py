@@ -4,10 +4,13 @@ can be placed on the ground (no zero size, latitudes within +-90), and numbers i
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from rsir_stac.errors import NotGeoreferencedError, RasterError
+
+log = logging.getLogger(__name__)
 
 
 def check_georef(ds: Any, name: str) -> None:
@@ -116,10 +119,6 @@ def _degrees_per_unit(crs: Any) -> float:
 #: Pixels finer than this (metres) are no aerial or satellite image's.  A projected raster with pixels
 #: this fine is refused: its numbers are degrees written under a metre CRS (a 1 m pixel is ~1e-5 degrees).
 MIN_PIXEL_M = 1e-4
-#: Pixels finer than this, on a raster lying wholly within +-180, +-90 of a projected CRS's origin, are
-#: refused too: degrees again (a real projected raster there is a few metres from the false origin).
-MIN_PIXEL_NEAR_ORIGIN_M = 1e-3
-
 
 def _check_projected_pixels(ds: Any, name: str) -> None:
     """Refuse a projected raster whose pixel size says its geotransform is in degrees, not the CRS's
@@ -131,21 +130,21 @@ def _check_projected_pixels(ds: Any, name: str) -> None:
     except Exception:  # noqa: BLE001 - no unit known: nothing to compare
         return
     px = min(math.hypot(t.a, t.d), math.hypot(t.b, t.e)) * metres
-    corners = [t * (x, y) for x in (0, ds.width) for y in (0, ds.height)]
-    near_origin = all(abs(x) <= 180 and abs(y) <= 90 for x, y in corners)
-    if px < MIN_PIXEL_M or (px < MIN_PIXEL_NEAR_ORIGIN_M and near_origin):
+    corners = [t @ (x, y) for x in (0, ds.width) for y in (0, ds.height)]
+    near_origin = all(-180 <= x <= 360 and abs(y) <= 90 for x, y in corners)  # lon/lat, -180..180 or 0..360
+    if px < MIN_PIXEL_M:
         x0, y0 = corners[0]
         looks = f", and its corner ({x0:.6g}, {y0:.6g}) looks like a longitude and latitude" if near_origin else ""
         raise RasterError(f"{name} has pixels of {px:.3g} m ({_crs_name(ds.crs)}, unit: {unit}), finer than any "
                           f"aerial or satellite image{looks}: its geotransform is probably in degrees under a "
                           "projected CRS; assign the CRS its numbers are in, e.g. `rio edit-info --crs EPSG:4326 "
                           "FILE`, or give the true transform")
-    if near_origin and px < DEGREE_PIXEL_MAX_M:
+    if near_origin and px <= DEGREE_PIXEL_MAX_M:
         _check_not_degrees(ds, name, corners[0])
 
 
-#: Pixels under this size (metres) may be degrees under a projected CRS (a degree is 111 km: any
-#: raster finer than that, written in degrees, has pixels under 1 "metre").
+#: Pixels up to this size (metres) may be degrees under a projected CRS (a degree is 111 km: any
+#: raster of 1 degree pixels or finer, written in degrees, has pixels of 1 "metre" or less).
 DEGREE_PIXEL_MAX_M = 1.0
 #: A projected raster whose numbers are degrees lands within this many degrees of lon/lat 0, 0 in a CRS
 #: whose false origin is there (Web Mercator, plate carree): no aerial image's ground.
@@ -153,28 +152,49 @@ NULL_ISLAND_DEG = 0.01
 
 
 def _check_not_degrees(ds: Any, name: str, corner: tuple[float, float]) -> None:
-    """Refuse a projected raster lying within +-180, +-90 units of its CRS's false origin with pixels
-    under :data:`DEGREE_PIXEL_MAX_M` (numbers that read as lon/lat degrees) where, read in the CRS, it
-    falls outside the CRS's area of use (pyproj; UTM's and most national grids' false origins lie
-    outside their zone) or on lon/lat 0, 0.  A site grid (a CRS with no area of use, its origin at the
-    site) and a polar CRS at its pole are read as given."""
+    """A projected raster lying within -180..360, +-90 units of its CRS's false origin with pixels of
+    at most :data:`DEGREE_PIXEL_MAX_M` (numbers that read as lon/lat degrees): refused where, read in
+    the CRS, it falls outside the CRS's area of use (pyproj; UTM's and most national grids' false
+    origins lie outside their zone) or on lon/lat 0, 0 (Web Mercator); else warned about, as nothing
+    tells degrees from a real survey there (a site grid with its origin at the site, Japan's plane
+    rectangular systems, a polar CRS at its pole)."""
     from rsir_stac.tiling.area_of_use import degrees_outside, where_on_earth
 
     placed = where_on_earth(ds, *(ds.transform @ (ds.width / 2.0, ds.height / 2.0)))
     if placed is None:
         return
     lon, lat, area = placed
+    looks = (f"{name}: its corner ({corner[0]:.6g}, {corner[1]:.6g}) looks like a longitude and latitude under "
+             f"the projected CRS {_crs_name(ds.crs)}, which places it at lon {lon:.4f}, lat {lat:.4f}")
     if area is not None and degrees_outside(area, lon, lat) != (0.0, 0.0):
         w, s, e, n = area.bounds
         where = f"outside where the CRS is used (lon {w:g}..{e:g}, lat {s:g}..{n:g})"
     elif abs(lon) < NULL_ISLAND_DEG and abs(lat) < NULL_ISLAND_DEG:
         where = "in the sea at lon/lat 0, 0"
+    elif area is not None and _read_as_degrees_inside(ds, area):
+        w, s, e, n = area.bounds
+        where = (f"while read as degrees it lies inside where the CRS is used (lon {w:g}..{e:g}, lat {s:g}..{n:g}), "
+                 "as a real survey there almost never does")
     else:
+        log.warning("%s, within metres of the CRS's origin; if its numbers are degrees, assign the CRS they are in "
+                    "(rio edit-info --crs EPSG:4326 FILE) and ingest it into a new index; if it is a survey near "
+                    "that origin, ignore this", looks)
         return
-    raise RasterError(f"{name}: its corner ({corner[0]:.6g}, {corner[1]:.6g}) looks like a longitude and latitude "
-                      f"under the projected CRS {_crs_name(ds.crs)}, which places it at lon {lon:.4f}, lat "
-                      f"{lat:.4f}, {where}: its geotransform is probably in degrees; assign the CRS its numbers are "
+    raise RasterError(f"{looks}, {where}: its geotransform is probably in degrees; assign the CRS its numbers are "
                       "in, e.g. `rio edit-info --crs EPSG:4326 FILE`, or give the true transform")
+
+
+def _read_as_degrees_inside(ds: Any, area: Any) -> bool:
+    """Whether the centre of ``ds``, its numbers read as lon/lat degrees (0..360 folded to -180..180),
+    lies inside ``area`` (pyproj ``AreaOfUse``), for an area that holds no pole (at a polar CRS's
+    origin, degrees and a survey of the pole both fall inside its cap)."""
+    from rsir_stac.tiling.area_of_use import degrees_outside
+
+    w, s, e, n = area.bounds
+    if s <= -89.0 or n >= 89.0:
+        return False
+    x, y = ds.transform @ (ds.width / 2.0, ds.height / 2.0)
+    return degrees_outside(area, x - 360.0 if x > 180.0 else x, y) == (0.0, 0.0)
 
 
 def _crs_name(crs: Any) -> str:
@@ -186,4 +206,4 @@ def _crs_name(crs: Any) -> str:
         return "unnamed"
 
 
-__all__ = ["DEGREE_PIXEL_MAX_M", "MIN_PIXEL_M", "MIN_PIXEL_NEAR_ORIGIN_M", "NULL_ISLAND_DEG", "check_georef"]
+__all__ = ["DEGREE_PIXEL_MAX_M", "MIN_PIXEL_M", "NULL_ISLAND_DEG", "check_georef"]
