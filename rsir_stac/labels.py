@@ -228,6 +228,9 @@ def read_labels(path: str | Path) -> LabelSet:
     except ValueError:  # Python's 4,300-digit limit on an integer
         raise InputError(f"label file {p} holds a number with more than 4,300 digits; give a FeatureCollection "
                          "of labelled tiles") from None
+    except RecursionError:
+        raise InputError(f"label file {p} is JSON nested too deeply; give a FeatureCollection of labelled "
+                         "tiles") from None
     return _not_empty(labels_from_geojson(doc, f"label file {p}"), p)
 
 

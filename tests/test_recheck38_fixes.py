@@ -359,3 +359,32 @@ def test_a_vrt_whose_sources_are_gdal_connection_strings_is_read(tmp_path, tiny_
     assert rep.ok and rep.points_written == 12, rep.items_failed
     _fails_naming(_vrt(tmp_path / "dir7.vrt", ["a.tif", f"GTIFF_DIR:7:{a}"]), f"GTIFF_DIR:7:{a}", tmp_path,
                   tiny_bundle)
+
+
+def test_json_files_nested_too_deeply_or_with_huge_numbers_are_one_line_errors(tmp_path, tiny_bundle):
+    """Second re-check, B6: 100,000-deep nesting in a label, area or STAC file, and a 5,001-digit number in
+    a bundle's model.json, were "unexpected RecursionError / ValueError"."""
+    import shutil
+
+    deep = "[" * 100_000 + "]" * 100_000
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128)
+    idx = tmp_path / "idx"
+    assert ingest([str(tif)], index=str(idx), model=tiny_bundle, options=NATIVE).ok
+    (tmp_path / "deep.json").write_text(deep)
+    (tmp_path / "item.json").write_text('{"type":"Feature","x":%s}' % deep)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle.path, bundle)
+    meta = (bundle / "model.json").read_text()
+    (bundle / "model.json").write_text(meta.replace("{", '{"huge": %s, ' % BIG, 1))
+    cli = [sys.executable, "-m", "rsir_stac.cli"]
+    deep_file = tmp_path / "deep.json"
+    for args, said in ((["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--labels", str(deep_file)],
+                        "is JSON nested too deeply"),
+                       (["search", "--index", str(idx), "--model", str(tiny_bundle.path), "--at", "1,1", "--within",
+                         str(deep_file)], "is JSON nested too deeply"),
+                       (["ingest", str(tmp_path / "item.json"), "--index", str(tmp_path / "new")],
+                        "is JSON nested too deeply for any STAC document"),
+                       (["model-info", "--model", str(bundle)], "model.json is not valid JSON (Exceeds the limit")):
+        out = subprocess.run(cli + args, capture_output=True, text=True, timeout=300)
+        assert out.returncode != 0 and said in out.stderr and "unexpected" not in out.stderr, out.stderr
+    assert not (tmp_path / "new").exists()

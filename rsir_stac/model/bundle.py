@@ -205,8 +205,9 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         # NaN/Infinity (val_mAP of a run whose validation could not rank, before it was written as null)
         # is not JSON: read it as null, so model-info and the service print valid JSON
         meta = json.loads(meta_path.read_text(), parse_constant=lambda _: None)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"model bundle {meta_path} is not valid JSON ({exc}); re-train or re-copy the bundle") from exc
+    except (ValueError, RecursionError) as exc:  # not JSON or UTF-8, a 4,300-digit number, nested too deeply
+        why = " ".join(str(exc).split())[:300]
+        raise BundleError(f"model bundle {meta_path} is not valid JSON ({why}); re-train or re-copy the bundle") from exc
     if not isinstance(meta, dict):
         raise BundleError(f"model bundle {meta_path} is not a JSON object; re-train or re-copy the bundle")
     version = meta.get("format_version")

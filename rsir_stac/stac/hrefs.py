@@ -163,6 +163,8 @@ def _parse_json(raw: bytes, src: str) -> Any:
         raise StacError(f"{src} is not UTF-8 text; {_FIX}") from err
     except json.JSONDecodeError as err:
         raise StacError(f"{src} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); fix the file or {_FIX}") from err
+    except RecursionError as err:
+        raise StacError(f"{src} is JSON nested too deeply for any STAC document; fix the file or {_FIX}") from err
     except ValueError as err:  # Python's 4,300-digit limit on an integer (CVE-2020-10735)
         raise StacError(f"{src} holds a number with more than 4,300 digits, which no STAC field has; fix the file "
                         f"or {_FIX}") from err

@@ -404,6 +404,8 @@ def polygon_document(path: str | Path) -> Any:
     except ValueError:  # Python's 4,300-digit limit on an integer
         raise InputError(f"polygon file {p} holds a number with more than 4,300 digits; give a GeoJSON Polygon "
                          "in degrees") from None
+    except RecursionError:
+        raise InputError(f"polygon file {p} is JSON nested too deeply; give a GeoJSON Polygon") from None
     return doc
 
 

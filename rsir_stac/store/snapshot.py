@@ -225,9 +225,9 @@ def _open_archive(path: Path) -> tuple[tarfile.TarFile, dict]:
         manifest = json.loads(tf.extractfile(first).read())  # type: ignore[union-attr]
         if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
             raise SnapshotError(f"snapshot {path} has an unknown manifest format; use this rsir-stac version's snapshot")
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        tf.close()
-        raise SnapshotError(f"snapshot {path} is damaged ({exc}); use another copy") from None
+    except (tarfile.TarError, OSError, EOFError, ValueError, RecursionError, AttributeError) as exc:
+        tf.close()  # AttributeError: a manifest that is JSON but not an object
+        raise SnapshotError(f"snapshot {path} is damaged ({' '.join(str(exc).split())[:200]}); use another copy") from None
     except BaseException:
         tf.close()
         raise
