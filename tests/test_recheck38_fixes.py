@@ -388,3 +388,38 @@ def test_json_files_nested_too_deeply_or_with_huge_numbers_are_one_line_errors(t
         out = subprocess.run(cli + args, capture_output=True, text=True, timeout=300)
         assert out.returncode != 0 and said in out.stderr and "unexpected" not in out.stderr, out.stderr
     assert not (tmp_path / "new").exists()
+
+
+def _flat_tif(path, side, block=None, count=3):
+    """A DEFLATE GeoTIFF of flat content (a few KB on disk) in ``block`` px tiles (None: one strip)."""
+    kw = dict(tiled=True, blockxsize=block, blockysize=block) if block else dict(blockysize=side)
+    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=count, dtype="uint8",
+                       crs="EPSG:32615", transform=rasterio.transform.from_origin(500000, 3300000, 1, 1),
+                       compress="deflate", **kw) as ds:
+        ds.write(np.full((count, side, side), 90, np.uint8))
+    return path
+
+
+def test_a_vrts_sources_and_a_rasters_sidecars_are_held_to_the_block_limit(tmp_path, one_mib_blocks):
+    """Second re-check, B2: a plain VRT over a file of 2,048 px tiles, and a file of small tiles whose
+    ``.msk`` sidecar is one 2,048 px tile, were read whole by the served map and tiles."""
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling.sources import open_dataset
+
+    big = _flat_tif(tmp_path / "big.tif", 2048, 2048)
+    vrt = tmp_path / "over.vrt"
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="1">'
+                    f'big.tif</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>'
+                    for b in (1, 2, 3))
+    vrt.write_text('<VRTDataset rasterXSize="2048" rasterYSize="2048"><SRS>EPSG:32615</SRS><GeoTransform>500000, 1, '
+                   f'0, 3300000, 0, -1</GeoTransform>{bands}</VRTDataset>')
+    with pytest.raises(RasterError, match=f"reads {big}, which is stored in blocks of 2048x2048 px"):
+        open_dataset(str(vrt))
+    masked = _flat_tif(tmp_path / "masked.tif", 2048, 256)
+    _flat_tif(tmp_path / "masked.tif.msk", 2048, 2048, count=1)
+    with rasterio.open(masked) as ds:
+        assert str(tmp_path / "masked.tif.msk") in ds.files   # GDAL uses the sidecar as the mask
+    with pytest.raises(RasterError, match=r"image 1 in masked.tif.msk \(an overview or mask\) is stored in blocks of "
+                                          r"2048x2048 px"):
+        open_dataset(str(masked))
+    open_dataset(str(_flat_tif(tmp_path / "plain.tif", 2048, 256))).close()

@@ -209,32 +209,80 @@ def block_bytes(ds: Any) -> int:
 
 def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
     """``(bytes, what)`` of the largest decoded block among a raster's other images: the overviews and
-    internal masks a read at another resolution, or of the mask, decodes.  A local TIFF's every image
-    (IFD) from its tags (:func:`rsir_stac.upload.tiff_blocks` on the memory-mapped file, nothing
-    decoded); elsewhere each overview level GDAL opens.  ``(0, "")`` when there is none."""
-    import mmap
-
-    from rsir_stac.stac.hrefs import _TIFF_MAGIC
-    from rsir_stac.upload import UploadTooLarge, tiff_blocks
-
+    masks a read at another resolution, or of the mask, decodes, and a VRT's sources.  A local TIFF's
+    every image (IFD), and those of its ``.ovr``/``.msk`` sidecars, from their tags
+    (:func:`_local_tiff_block_bytes`, nothing decoded); a VRT's sources as opened (8 deep); elsewhere
+    each image and overview level GDAL opens.  ``(0, "")`` when there is none."""
+    if ds.driver == "VRT":
+        return _vrt_sources_block_bytes(ds, 0)
     name = ds.name
     if not _is_url(name) and os.path.isfile(name):
-        with open(name, "rb") as fh:
-            if fh.read(4) not in _TIFF_MAGIC:
-                return 0, ""
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                try:
-                    blocks = tiff_blocks(mm)
-                except UploadTooLarge:
-                    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-        return max(((bw * bh * spp * nbytes, f"image {n} in the file (an overview or mask) is stored in blocks "
-                     f"of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1), default=(0, ""))
+        return _local_tiff_block_bytes(ds)
     worst = _tiff_directories_block_bytes(ds) if ds.driver == "GTiff" else (0, "")
     levels = len(ds.overviews(1)) if ds.count else 0
     for level in range(min(levels, 16)):
         with rasterio.open(name, driver=ds.driver, overview_level=level) as ov:
             bh, bw = max(ov.block_shapes, key=lambda s: s[0] * s[1])
             worst = max(worst, (block_bytes(ov), f"overview {level + 1} is stored in blocks of {bw}x{bh} px"))
+    return worst
+
+
+def _local_tiff_block_bytes(ds: Any) -> tuple[int, str]:
+    """:func:`_other_images_block_bytes` of a local file: every image (IFD, SubIFDs too) of the file after
+    its first, and every image of the TIFF sidecars GDAL found for it (``.ovr`` overviews, ``.msk`` masks),
+    from their tags (:func:`rsir_stac.upload.tiff_blocks` on the memory-mapped file)."""
+    import mmap
+
+    from rsir_stac.stac.hrefs import _TIFF_MAGIC
+    from rsir_stac.upload import UploadTooLarge, tiff_blocks
+
+    try:
+        files = list(dict.fromkeys([ds.name, *list(ds.files)[1:]]))
+    except Exception:  # noqa: BLE001 - no file list: the file alone
+        files = [ds.name]
+    worst = (0, "")
+    for k, path in enumerate(files):
+        if not os.path.isfile(path):
+            continue
+        with open(path, "rb") as fh:
+            if fh.read(4) not in _TIFF_MAGIC:
+                continue
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                try:
+                    blocks = tiff_blocks(mm)
+                except UploadTooLarge:
+                    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
+        where = "the file" if k == 0 else os.path.basename(path)
+        worst = max(worst, max(((bw * bh * spp * nbytes, f"image {n} in {where} (an overview or mask) is stored in "
+                                 f"blocks of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1 or k > 0),
+                               default=(0, "")))
+    return worst
+
+
+def _vrt_sources_block_bytes(ds: Any, depth: int) -> tuple[int, str]:
+    """``(bytes, what)`` of the largest decoded block a read of VRT ``ds`` makes: each source's own blocks
+    and other images (:func:`block_bytes`, :func:`_other_images_block_bytes`), a VRT source's sources
+    8 deep.  A source that cannot be opened counts nothing (the read says why)."""
+    try:
+        files = list(dict.fromkeys(ds.files[1:]))
+    except Exception:  # noqa: BLE001 - no file list: nothing to weigh
+        return 0, ""
+    worst = (0, "")
+    for name in files:
+        try:
+            sub = rasterio.open(name)
+        except (RasterioError, CPLE_BaseError):
+            continue
+        with sub:
+            if sub.driver == "VRT":
+                size, what = _vrt_sources_block_bytes(sub, depth + 1) if depth < 8 else (0, "")
+            else:
+                bh, bw = max(sub.block_shapes, key=lambda s: s[0] * s[1]) if sub.block_shapes else (0, 0)
+                size, what = block_bytes(sub), f"reads {name}, which is stored in blocks of {bw}x{bh} px"
+                other, said = _other_images_block_bytes(sub)
+                if other > size:
+                    size, what = other, f"reads {name}, whose {said}"
+        worst = max(worst, (size, what))
     return worst
 
 
