@@ -131,11 +131,12 @@ def _include_routers(app, svc, *, tile_cache_bytes: int | None, ingest_roots: Se
     (:func:`rsir_stac.api.jobs.check_roots`: InputError for one that is not a folder) and the
     rasters under them are read as GeoTIFF only from then on; every raster this process reads
     from then on is held to the upload's block limit
-    (:func:`rsir_stac.tiling.sources.limit_block_bytes`)."""
+    (:func:`rsir_stac.tiling.blocks.limit_block_bytes`)."""
     from rsir_stac.api.classify import classify_router
     from rsir_stac.api.export import export_router
     from rsir_stac.api.jobs import check_roots, jobs_router
-    from rsir_stac.tiling.sources import limit_block_bytes, restrict_to_geotiff
+    from rsir_stac.tiling.blocks import limit_block_bytes
+    from rsir_stac.tiling.sources import restrict_to_geotiff
     from rsir_stac.upload import MAX_DECODED_BYTES
     from rsir_stac.api.labels import labels_router
     from rsir_stac.api.query import query_router

@@ -174,7 +174,7 @@ def test_a_json_number_of_5000_digits_is_a_one_line_error(tmp_path, tiny_bundle)
 
 @pytest.fixture()
 def one_mib_blocks():
-    from rsir_stac.tiling.sources import limit_block_bytes
+    from rsir_stac.tiling.blocks import limit_block_bytes
 
     limit_block_bytes(1 << 20)
     yield
@@ -225,7 +225,8 @@ def _mask_tif(path, tifffile):
 def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mib_blocks):
     tifffile = pytest.importorskip("tifffile")
     from rsir_stac.errors import RasterError
-    from rsir_stac.tiling.sources import gdal_env, limit_block_bytes, open_dataset
+    from rsir_stac.tiling.blocks import limit_block_bytes
+    from rsir_stac.tiling.sources import gdal_env, open_dataset
 
     www = tmp_path / "www"
     www.mkdir()
@@ -423,3 +424,15 @@ def test_a_vrts_sources_and_a_rasters_sidecars_are_held_to_the_block_limit(tmp_p
                                           r"2048x2048 px"):
         open_dataset(str(masked))
     open_dataset(str(_flat_tif(tmp_path / "plain.tif", 2048, 256))).close()
+
+
+def test_a_vrt_mask_band_source_that_cannot_be_opened_fails_naming_it(tmp_path, tiny_bundle):
+    """Second re-check: GDAL's file list leaves out a ``<MaskBand>``'s source, so a text file there was not
+    checked and every good tile was reported "mostly empty"."""
+    make_geotiff(tmp_path / "a.tif", width=128, height=128, seed=1)
+    (tmp_path / "text.tif").write_text("not a raster\n" * 20)
+    vrt = _vrt(tmp_path / "masked.vrt", ["a.tif"])
+    mask = ('<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource><SourceFilename relativeToVRT="1">text.tif'
+            '</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>')
+    vrt.write_text(vrt.read_text().replace("</VRTDataset>", mask + "</VRTDataset>"))
+    _fails_naming(vrt, str(tmp_path / "text.tif"), tmp_path, tiny_bundle)

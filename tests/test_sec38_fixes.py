@@ -177,7 +177,7 @@ def _one_block_tif(path: Path, side: int, block: int) -> Path:
 
 @pytest.fixture()
 def block_limit():
-    from rsir_stac.tiling.sources import limit_block_bytes
+    from rsir_stac.tiling.blocks import limit_block_bytes
     from rsir_stac.upload import MAX_DECODED_BYTES
 
     limit_block_bytes(MAX_DECODED_BYTES)
@@ -188,7 +188,7 @@ def block_limit():
 def test_the_service_refuses_rasters_of_huge_blocks(tmp_path, tiny_bundle, block_limit):
     """Under the service's limit a GeoTIFF of one 5,120 px tile (78 MB decoded, a few KB on disk) fails its
     item naming the block and the fix; a tiled one of the same size is ingested; lifted, the same file is read."""
-    from rsir_stac.tiling.sources import limit_block_bytes
+    from rsir_stac.tiling.blocks import limit_block_bytes
 
     big = _one_block_tif(tmp_path / "big.tif", 5120, 5120)
     assert big.stat().st_size < 2_000_000
@@ -236,7 +236,8 @@ def served(tmp_path, tiny_bundle):
 
     from rsir_stac.search import Index
     from rsir_stac.serve import create_app
-    from rsir_stac.tiling.sources import limit_block_bytes, restrict_to_geotiff
+    from rsir_stac.tiling.blocks import limit_block_bytes
+    from rsir_stac.tiling.sources import restrict_to_geotiff
 
     root = tmp_path / "root"
     root.mkdir()
@@ -359,7 +360,7 @@ def test_an_overview_of_huge_blocks_is_refused_too(tmp_path, tiny_bundle):
     import rasterio
     from rasterio.enums import Resampling
 
-    from rsir_stac.tiling.sources import limit_block_bytes
+    from rsir_stac.tiling.blocks import limit_block_bytes
 
     path = _one_block_tif(tmp_path / "ovr.tif", 2048, 256)
     with rasterio.Env(GDAL_TIFF_OVR_BLOCKSIZE=1024), rasterio.open(path, "r+") as ds:
@@ -381,7 +382,8 @@ def test_an_overview_of_huge_blocks_is_refused_too(tmp_path, tiny_bundle):
 def test_a_remote_catalogues_link_written_as_a_bare_path_is_not_read(www, tmp_path, tiny_bundle):
     """Re-check of session 38: pystac resolves a link written as an absolute path in a remote collection to
     that local file (the re-check's /dev/zero took the ingest to 3 GB); here a local item naming the
-    catalogue's own remote raster was read and ingested.  Now no local document is read."""
+    catalogue's own remote raster was read and ingested.  Now no local document is read: the path is a URL
+    on the catalogue's host."""
     base, root, _, _ = www
     make_geotiff(root / "good.tif", width=64, height=64, seed=4)
     local_item = tmp_path / "local-item.json"
@@ -393,4 +395,5 @@ def test_a_remote_catalogues_link_written_as_a_bare_path_is_not_read(www, tmp_pa
     rep = ingest([f"{base}/collection.json"], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
     assert rep.points_written == 0, rep
     (err,) = [f["error"] for f in rep.items_failed]
-    assert "may name only network locations" in err, err
+    # the path is the catalogue host's (RFC 3986 5.2, second re-check of session 38): a 404 there, never the file
+    assert f"{base}{local_item} does not exist" in err, err

@@ -28,7 +28,7 @@ RETRY_S = 30.0
 OPEN_PER_THREAD = 4
 #: A reader whose datasets' decoded blocks together exceed this (bytes) is closed after its map tile,
 #: not kept: an open dataset holds its last decoded block, and idle worker threads are many
-#: (:func:`rsir_stac.tiling.sources.block_bytes`; a 512 px RGB COG tile is 0.75 MB).
+#: (:func:`rsir_stac.tiling.blocks.block_bytes`; a 512 px RGB COG tile is 0.75 MB).
 KEEP_BLOCK_BYTES = 8 * 1024 * 1024
 #: Map tiles rendered at a time (others wait): each read holds at most
 #: :data:`rsir_stac.tiling.readcost.READ_BUDGET_BYTES`, so all of them at most this many times it.
@@ -282,7 +282,7 @@ class TileRenderer:
             return got[1]
         self._drop(scene.id)
         src = self._open(scene)
-        from rsir_stac.tiling.sources import block_bytes
+        from rsir_stac.tiling.blocks import block_bytes
 
         if sum(block_bytes(ds) for ds in _datasets(src)) > KEEP_BLOCK_BYTES:
             return src   # not kept: closed after this tile (_release)

@@ -19,21 +19,13 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from rsir_stac.errors import InputError, RasterError, RsirError, SourceNotFoundError
+from rsir_stac.tiling.blocks import check_blocks
+from rsir_stac.tiling.names import _is_url, _one_line, _plain_path, _vrt_source_names
 
 log = logging.getLogger(__name__)
 
 #: Default seconds GDAL waits on one HTTP request (``$RSIR_HTTP_TIMEOUT`` overrides).
 HTTP_TIMEOUT = 30
-_URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://", "azure://", "oss://", "/vsi")
-
-
-def _is_url(href: str) -> bool:
-    return href.lower().startswith(_URL_PREFIXES)
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 #: GDAL block cache while reading scenes (bytes; ``GDAL_CACHEMAX`` in the environment wins).
@@ -179,161 +171,12 @@ _GDAL_LOG_SHOWN = [logging.WARNING, 0, logging.NOTSET]
 _GDAL_LOG_LOCK = threading.Lock()
 
 
-#: Largest decoded block (tile or strip) of a raster this process opens, in bytes; None: no limit.
-#: Set by :func:`limit_block_bytes` (``serve``): GDAL decodes a whole block to read any pixel of it
-#: and keeps it with the open dataset, so a 1.7 MB GeoTIFF of one 12,000 px DEFLATE tile holds
-#: 432 MB for as long as it is open.
-_BLOCK_LIMIT: int | None = None
-
-
-def limit_block_bytes(limit: int | None) -> None:
-    """Refuse, for the rest of this process, every raster whose decoded blocks exceed ``limit``
-    bytes (:func:`check_blocks`); None lifts it."""
-    global _BLOCK_LIMIT
-    _BLOCK_LIMIT = None if limit is None else int(limit)
-
-
-def block_bytes(ds: Any) -> int:
-    """Bytes GDAL decodes at once to read any pixel of ``ds``: its largest block (tile or strip,
-    as GDAL sees it: an uncompressed single strip is split in rows) times the bands a block holds
-    (all of them when pixel-interleaved) times the widest sample."""
-    import numpy as np
-
-    if not ds.count or not ds.block_shapes:
-        return 0
-    bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
-    interleave = (ds.tags(ns="IMAGE_STRUCTURE") or {}).get("INTERLEAVE", "").upper()
-    bands = ds.count if interleave == "PIXEL" else 1
-    return int(bh) * int(bw) * bands * max(np.dtype(t).itemsize for t in ds.dtypes)
-
-
-def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
-    """``(bytes, what)`` of the largest decoded block among a raster's other images: the overviews and
-    masks a read at another resolution, or of the mask, decodes, and a VRT's sources.  A local TIFF's
-    every image (IFD), and those of its ``.ovr``/``.msk`` sidecars, from their tags
-    (:func:`_local_tiff_block_bytes`, nothing decoded); a VRT's sources as opened (8 deep); elsewhere
-    each image and overview level GDAL opens.  ``(0, "")`` when there is none."""
-    if ds.driver == "VRT":
-        return _vrt_sources_block_bytes(ds, 0)
-    name = ds.name
-    if not _is_url(name) and os.path.isfile(name):
-        return _local_tiff_block_bytes(ds)
-    worst = _tiff_directories_block_bytes(ds) if ds.driver == "GTiff" else (0, "")
-    levels = len(ds.overviews(1)) if ds.count else 0
-    for level in range(min(levels, 16)):
-        with rasterio.open(name, driver=ds.driver, overview_level=level) as ov:
-            bh, bw = max(ov.block_shapes, key=lambda s: s[0] * s[1])
-            worst = max(worst, (block_bytes(ov), f"overview {level + 1} is stored in blocks of {bw}x{bh} px"))
-    return worst
-
-
-def _local_tiff_block_bytes(ds: Any) -> tuple[int, str]:
-    """:func:`_other_images_block_bytes` of a local file: every image (IFD, SubIFDs too) of the file after
-    its first, and every image of the TIFF sidecars GDAL found for it (``.ovr`` overviews, ``.msk`` masks),
-    from their tags (:func:`rsir_stac.upload.tiff_blocks` on the memory-mapped file)."""
-    import mmap
-
-    from rsir_stac.stac.hrefs import _TIFF_MAGIC
-    from rsir_stac.upload import UploadTooLarge, tiff_blocks
-
-    try:
-        files = list(dict.fromkeys([ds.name, *list(ds.files)[1:]]))
-    except Exception:  # noqa: BLE001 - no file list: the file alone
-        files = [ds.name]
-    worst = (0, "")
-    for k, path in enumerate(files):
-        if not os.path.isfile(path):
-            continue
-        with open(path, "rb") as fh:
-            if fh.read(4) not in _TIFF_MAGIC:
-                continue
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                try:
-                    blocks = tiff_blocks(mm)
-                except UploadTooLarge:
-                    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-        where = "the file" if k == 0 else os.path.basename(path)
-        worst = max(worst, max(((bw * bh * spp * nbytes, f"image {n} in {where} (an overview or mask) is stored in "
-                                 f"blocks of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1 or k > 0),
-                               default=(0, "")))
-    return worst
-
-
-def _vrt_sources_block_bytes(ds: Any, depth: int) -> tuple[int, str]:
-    """``(bytes, what)`` of the largest decoded block a read of VRT ``ds`` makes: each source's own blocks
-    and other images (:func:`block_bytes`, :func:`_other_images_block_bytes`), a VRT source's sources
-    8 deep.  A source that cannot be opened counts nothing (the read says why)."""
-    try:
-        files = list(dict.fromkeys(ds.files[1:]))
-    except Exception:  # noqa: BLE001 - no file list: nothing to weigh
-        return 0, ""
-    worst = (0, "")
-    for name in files:
-        try:
-            sub = rasterio.open(name)
-        except (RasterioError, CPLE_BaseError):
-            continue
-        with sub:
-            if sub.driver == "VRT":
-                size, what = _vrt_sources_block_bytes(sub, depth + 1) if depth < 8 else (0, "")
-            else:
-                bh, bw = max(sub.block_shapes, key=lambda s: s[0] * s[1]) if sub.block_shapes else (0, 0)
-                size, what = block_bytes(sub), f"reads {name}, which is stored in blocks of {bw}x{bh} px"
-                other, said = _other_images_block_bytes(sub)
-                if other > size:
-                    size, what = other, f"reads {name}, whose {said}"
-        worst = max(worst, (size, what))
-    return worst
-
-
-def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
-    """``(bytes, what)`` of the largest decoded block among the images (IFDs) after the first of a remote
-    GeoTIFF (``ds``), each opened by GDAL as ``GTIFF_DIR:N:path`` (its header is cached: no new request
-    for most): internal masks, which no overview level shows, as GDAL reads them."""
-    from rsir_stac.upload import MAX_TIFF_IFDS
-
-    path = (list(ds.files) or [ds.name])[0]
-    worst = (0, "")
-    for n in range(2, MAX_TIFF_IFDS + 2):
-        try:
-            sub = rasterio.open(f"GTIFF_DIR:{n}:{path}")
-        except (RasterioError, CPLE_BaseError):
-            return worst  # no image N: the chain has ended
-        with sub:
-            bh, bw = max(sub.block_shapes, key=lambda s: s[0] * s[1])
-            worst = max(worst, (block_bytes(sub), f"image {n} in the file (an overview or mask) is stored in "
-                                                  f"blocks of {bw}x{bh} px"))
-    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-
-
-def check_blocks(ds: Any, href: str) -> Any:
-    """``ds``, or (closed) RasterError when a decoded block of it (its image, an overview or an internal
-    mask) is over :func:`limit_block_bytes`'s limit."""
-    if _BLOCK_LIMIT is None:
-        return ds
-    size, what = block_bytes(ds), ""
-    if size <= _BLOCK_LIMIT:
-        try:
-            size, what = _other_images_block_bytes(ds)
-        except Exception:  # noqa: BLE001 - an image GDAL cannot open: the read itself says so
-            size, what = 0, ""
-    if size > _BLOCK_LIMIT:
-        bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
-        where = what or f"is stored in blocks (tiles or strips) of {bw}x{bh} px"
-        why = where if what.startswith("chains") else \
-            f"{where}, {size:,} bytes decoded whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit"
-        ds.close()
-        raise RasterError(f"{href} {why}; rewrite it in 512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, "
-                          "or ingest it from the command line")
-    return ds
-
-
 def open_dataset(href: str) -> Any:
     """``rasterio.open(href)`` for reading: a local file with its sidecar files (``.msk``,
     ``.aux.xml``, world files), a URL without a folder listing and as one of
     :data:`NETWORK_DRIVERS` only (:func:`open_url`); as GeoTIFF only without sidecars when
     :func:`geotiff_only` says so (RasterioIOError "not recognized" otherwise); RasterError for
-    blocks over :func:`limit_block_bytes`'s limit."""
+    blocks over :func:`rsir_stac.tiling.blocks.limit_block_bytes`'s limit."""
     confined = open_under_roots(href)
     if confined is not None:
         return check_blocks(confined, href)
@@ -618,10 +461,7 @@ def _vrt_source_faults(ds: Any, depth: int) -> tuple[list[str], list[tuple[str, 
     most 8 deep)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    try:
-        files = list(dict.fromkeys(ds.files[1:]))
-    except Exception:  # noqa: BLE001 - no file list: nothing to check
-        return [], []
+    files = _vrt_source_names(ds)
     missing = [f for f in files if _plain_path(f) and not os.path.exists(f)]
     present = [f for f in files if f not in missing]
     with ThreadPoolExecutor(max_workers=max(1, min(VRT_CHECKS_AT_ONCE, len(present)))) as pool:
@@ -631,17 +471,6 @@ def _vrt_source_faults(ds: Any, depth: int) -> tuple[list[str], list[tuple[str, 
         missing += inner_missing
         unreadable += inner_unreadable
     return missing, unreadable
-
-
-#: A GDAL connection string (``GTIFF_DIR:1:path``, ``vrt://path?bands=1``, ``GPKG:path:table``,
-#: ``NETCDF:"path":var``): a driver prefix of two or more characters and a colon.
-_CONNECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
-
-
-def _plain_path(name: str) -> bool:
-    """Whether a VRT source ``name`` is a file path (checked for existence), not a URL, a GDAL virtual
-    path or a connection string (opened by GDAL, which gives its own reason when it cannot)."""
-    return not _is_url(name) and not _CONNECTION.match(name)
 
 
 def _source_fault(name: str, depth: int) -> tuple[list[str], list[tuple[str, str]]]:
