@@ -201,16 +201,18 @@ def test_an_overview_in_a_subifd_is_held_to_the_block_limit(tmp_path, one_mib_bl
         open_dataset(str(path))
 
 
-def _mask_tif(path, tifffile):
-    """A tiled RGB image and an 8-bit internal mask (NewSubfileType 4, photometric 4) in one 2,048 px tile:
-    tifffile writes it as a plain image, its two tags are then set."""
+def _mask_tif(path, tifffile, subifd=False):
+    """A tiled RGB image and an 8-bit internal mask (NewSubfileType 4, photometric 4) in one 2,048 px tile,
+    the next image or (``subifd``) a SubIFD of the first: tifffile writes it as a plain image, its two tags
+    are then set."""
     mask = np.full((2048, 2048), 255, "uint8")
     mask[:100] = 0
     with tifffile.TiffWriter(path) as tw:
-        tw.write(np.zeros((2048, 2048, 3), "uint8"), tile=(256, 256), compression="zlib", photometric="rgb")
+        tw.write(np.zeros((2048, 2048, 3), "uint8"), tile=(256, 256), compression="zlib", photometric="rgb",
+                 subifds=1 if subifd else None)
         tw.write(mask, compression="zlib", subfiletype=1, photometric="minisblack", tile=(2048, 2048))
     with tifffile.TiffFile(path) as t:
-        tags = t.pages[1].tags
+        tags = (t.pages[0].pages[0] if subifd else t.pages[1]).tags
         spots = [(tags["PhotometricInterpretation"].valueoffset, struct.pack("<H", 4)),
                  (tags["NewSubfileType"].valueoffset, struct.pack("<I", 4))]
     with open(path, "r+b") as fh:
@@ -231,11 +233,13 @@ def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mi
     www = tmp_path / "www"
     www.mkdir()
     _mask_tif(www / "masked.tif", tifffile)
+    _mask_tif(www / "sub.tif", tifffile, subifd=True)   # second re-check: a mask in a SubIFD
     proc, port = serve_folder(www, tmp_path / "www.log")
     try:
+        for name in ("masked.tif", "sub.tif"):
+            with gdal_env(), pytest.raises(RasterError, match="image 2 in the file .* blocks of 2048x2048 px"):
+                open_dataset(f"http://127.0.0.1:{port}/{name}")
         url = f"http://127.0.0.1:{port}/masked.tif"
-        with gdal_env(), pytest.raises(RasterError, match="image 2 in the file .* blocks of 2048x2048 px"):
-            open_dataset(url)
         limit_block_bytes(8 << 20)  # under a limit it keeps, the same URL opens
         with gdal_env():
             open_dataset(url).close()
@@ -436,3 +440,21 @@ def test_a_vrt_mask_band_source_that_cannot_be_opened_fails_naming_it(tmp_path, 
             '</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></MaskBand>')
     vrt.write_text(vrt.read_text().replace("</VRTDataset>", mask + "</VRTDataset>"))
     _fails_naming(vrt, str(tmp_path / "text.tif"), tmp_path, tiny_bundle)
+
+
+def test_vsi_bytes_reads_slices_of_a_file_through_gdal(tmp_path):
+    from rsir_stac.tiling.vsi_bytes import CHUNK_BYTES, ReadLimitError, VsiBytes
+
+    raw = np.random.default_rng(0).integers(0, 256, 3 * CHUNK_BYTES + 123, dtype=np.uint8).tobytes()
+    (tmp_path / "f.bin").write_bytes(raw)
+    with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
+        z.write(tmp_path / "f.bin", "f.bin")
+    for path in (str(tmp_path / "f.bin"), f"/vsizip/{tmp_path / 'z.zip'}/f.bin"):
+        with VsiBytes(path) as data:
+            assert len(data) == len(raw)
+            for a, b in ((0, 4), (CHUNK_BYTES - 3, CHUNK_BYTES + 5), (len(raw) - 10, len(raw) + 50), (7, 7), (0, None)):
+                assert data[a:b] == raw[a:b], (a, b)
+    with VsiBytes(str(tmp_path / "f.bin"), max_bytes=CHUNK_BYTES) as data, pytest.raises(ReadLimitError):
+        data[0:CHUNK_BYTES + 1]
+    with pytest.raises(OSError, match="GDAL cannot open"):
+        VsiBytes(str(tmp_path / "nope.bin"))

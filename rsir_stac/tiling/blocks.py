@@ -5,6 +5,7 @@ own, its overviews and masks (SubIFDs and ``.ovr``/``.msk`` sidecars too) and a 
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -14,6 +15,8 @@ from rasterio.errors import RasterioError
 
 from rsir_stac.errors import RasterError
 from rsir_stac.tiling.names import _is_url, _vrt_source_names
+
+log = logging.getLogger(__name__)
 
 
 #: Largest decoded block (tile or strip) of a raster this process opens, in bytes; None: no limit.
@@ -126,7 +129,7 @@ def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
     from rsir_stac.upload import MAX_TIFF_IFDS
 
     path = (list(ds.files) or [ds.name])[0]
-    worst = (0, "")
+    worst = _remote_subifd_block_bytes(path)
     for n in range(2, MAX_TIFF_IFDS + 2):
         try:
             sub = rasterio.open(f"GTIFF_DIR:{n}:{path}")
@@ -137,6 +140,26 @@ def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
             worst = max(worst, (block_bytes(sub), f"image {n} in the file (an overview or mask) is stored in "
                                                   f"blocks of {bw}x{bh} px"))
     return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
+
+
+def _remote_subifd_block_bytes(path: str) -> tuple[int, str]:
+    """``(bytes, what)`` of the largest block among the images a remote TIFF keeps in SubIFDs (tag 330:
+    overviews and masks GDAL uses, which ``GTIFF_DIR:N`` does not reach), from its tags read through GDAL
+    (:class:`~rsir_stac.tiling.vsi_bytes.VsiBytes`, at most 8 MB of them).  ``(0, "")`` when it has none
+    or its tags cannot be read this way."""
+    from rsir_stac.tiling.vsi_bytes import VsiBytes
+    from rsir_stac.upload import UploadTooLarge, tiff_blocks
+
+    try:
+        with VsiBytes(path) as data:
+            blocks = tiff_blocks(data)
+    except UploadTooLarge:
+        return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
+    except OSError as err:  # libgdal out of reach, or a read GDAL refuses: the overview check stays
+        log.debug("tags of %s not read: %s", path, err)
+        return 0, ""
+    return max(((bw * bh * spp * nbytes, f"image {n} in the file (an overview or mask) is stored in blocks of "
+                 f"{bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1), default=(0, ""))
 
 
 def check_blocks(ds: Any, href: str) -> Any:
