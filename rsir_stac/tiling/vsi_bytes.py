@@ -27,12 +27,14 @@ def _libgdal() -> Any:
     typed; None where it cannot be found (then nothing is read this way)."""
     import rasterio._io  # noqa: F401 - loads libgdal
 
-    path = None
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            path = next((ln.split()[-1] for ln in fh if "libgdal" in ln and ln.split()[-1].startswith("/")), None)
+            found = list(dict.fromkeys(ln.split()[-1] for ln in fh
+                                       if "libgdal" in ln and ln.split()[-1].startswith("/")))
     except OSError:
-        path = None
+        found = []
+    # pyogrio brings a libgdal of its own: the one rasterio loaded holds rasterio.Env's settings
+    path = next((p for p in found if "rasterio" in p), found[0] if len(found) == 1 else None)
     if path is None or not os.path.exists(path):
         return None
     try:
