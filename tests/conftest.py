@@ -7,6 +7,7 @@ are skipped with a reason when it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -188,6 +189,17 @@ def serve_in_thread(app, wait_s: float = 30.0, *, access_log: bool = False):
             sock.close()
 
     return running()
+
+
+@contextlib.contextmanager
+def serving(root: Path, log: Path):
+    """The port of :func:`serve_folder` serving ``root`` while the block runs; the server stops after it."""
+    proc, port = serve_folder(root, log)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def serve_folder(root: Path, log: Path):

@@ -25,7 +25,7 @@ import pytest
 import rasterio
 
 from rsir_stac.ingest import IngestOptions, ingest
-from tests.conftest import make_geotiff, serve_folder
+from tests.conftest import make_geotiff, serving
 
 NATIVE = IngestOptions(tile_size=64, native_gsd=True)
 
@@ -75,16 +75,12 @@ def test_a_vrt_whose_source_url_answers_404_fails_naming_it(tmp_path, tiny_bundl
     www = tmp_path / "www"
     www.mkdir()
     make_geotiff(www / "a.tif", width=128, height=128, seed=1)
-    proc, port = serve_folder(www, tmp_path / "www.log")
-    try:
+    with serving(www, tmp_path / "www.log") as port:
         base = f"/vsicurl/http://127.0.0.1:{port}"
         ok = _vrt(tmp_path / "ok.vrt", [f"{base}/a.tif", f"{base}/a.tif"])
         assert ingest([str(ok)], index=str(tmp_path / "ok.idx"), model=tiny_bundle, options=NATIVE).ok
         _fails_naming(_vrt(tmp_path / "gone.vrt", [f"{base}/a.tif", f"{base}/gone.tif"]), f"{base}/gone.tif",
                       tmp_path, tiny_bundle)
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.parametrize("crs, corner, px, where", [
@@ -234,8 +230,7 @@ def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mi
     www.mkdir()
     _mask_tif(www / "masked.tif", tifffile)
     _mask_tif(www / "sub.tif", tifffile, subifd=True)   # second re-check: a mask in a SubIFD
-    proc, port = serve_folder(www, tmp_path / "www.log")
-    try:
+    with serving(www, tmp_path / "www.log") as port:
         for name in ("masked.tif", "sub.tif"):
             with gdal_env(), pytest.raises(RasterError, match="image 2 in the file .* blocks of 2048x2048 px"):
                 open_dataset(f"http://127.0.0.1:{port}/{name}")
@@ -243,9 +238,6 @@ def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mi
         limit_block_bytes(8 << 20)  # under a limit it keeps, the same URL opens
         with gdal_env():
             open_dataset(url).close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_path, tiny_bundle):
@@ -261,12 +253,7 @@ def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_pa
     a.mkdir()
     make_geotiff(b / "data" / "b.tif", width=64, height=64, seed=5)
     make_geotiff(tmp_path / "b.tif", width=64, height=64, seed=6)  # a local file of the same path: not read
-    procs = []
-    try:
-        pa, port_a = serve_folder(a, tmp_path / "a.log")
-        procs.append(pa)
-        pb, port_b = serve_folder(b, tmp_path / "b.log")
-        procs.append(pb)
+    with serving(a, tmp_path / "a.log") as port_a, serving(b, tmp_path / "b.log") as port_b:
         item = {"type": "Feature", "stac_version": "1.0.0", "id": "far", "geometry": None,
                 "properties": {"datetime": "2021-01-01T00:00:00Z"}, "links": [],
                 "assets": {"image": {"href": "/data/b.tif", "type": "image/tiff; application=geotiff",
@@ -283,10 +270,6 @@ def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_pa
         with Index.open(str(idx), model=tiny_bundle) as index:
             hrefs = {p.payload["href"] for p in index.store.iter_points(with_vectors=False)}
         assert hrefs == {f"http://127.0.0.1:{port_b}/data/b.tif"}, hrefs
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
 
 
 def test_a_server_without_http_ranges_is_named_as_the_cause(tmp_path, tiny_bundle):
@@ -296,16 +279,12 @@ def test_a_server_without_http_ranges_is_named_as_the_cause(tmp_path, tiny_bundl
     www.mkdir()
     make_geotiff(www / "s.tif", width=256, height=256, seed=7)
     assert (www / "s.tif").stat().st_size > 64_000   # past GDAL's first 16 KB chunk
-    proc, port = serve_folder(www, tmp_path / "www.log")
-    try:
+    with serving(www, tmp_path / "www.log") as port:
         idx = tmp_path / "idx"
         rep = ingest([f"http://127.0.0.1:{port}/s.tif"], index=str(idx), model=tiny_bundle, options=NATIVE)
         (err,) = [f["error"] for f in rep.items_failed]
         assert "its server does not answer HTTP range requests" in err and "ingest the local copy" in err, err
         assert "not a GeoTIFF" not in err and not idx.exists()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_catalogue_fetched_below_a_local_root_names_no_local_file(tmp_path, tiny_bundle):
@@ -328,8 +307,7 @@ def test_a_catalogue_fetched_below_a_local_root_names_no_local_file(tmp_path, ti
     (local / "secret_item.json").write_text(json.dumps(item("local_item", "secret.tif")))
     (www / "file_asset.json").write_text(json.dumps(item("file_asset", secret.as_uri())))
     (www / "ok.json").write_text(json.dumps(item("ok", "ok.tif")))
-    proc, port = serve_folder(www, tmp_path / "www.log")
-    try:
+    with serving(www, tmp_path / "www.log") as port:
         base = f"http://127.0.0.1:{port}"
         (www / "child.json").write_text(json.dumps({
             "type": "Catalog", "stac_version": "1.0.0", "id": "child", "description": "d",
@@ -350,9 +328,6 @@ def test_a_catalogue_fetched_below_a_local_root_names_no_local_file(tmp_path, ti
             with Index.open(str(idx), model=tiny_bundle) as index:
                 hrefs = {p.payload["href"] for p in index.store.iter_points(with_vectors=False)}
             assert hrefs == {f"{base}/ok.tif"}, hrefs
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_vrt_whose_sources_are_gdal_connection_strings_is_read(tmp_path, tiny_bundle):
