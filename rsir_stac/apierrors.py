@@ -25,9 +25,9 @@ from rsir_stac.errors import (
     ImageReadError,
     InputError,
     PointNotFoundError,
-    RasterError,
     RsirError,
     SourceNotFoundError,
+    SourceUnreadableError,  # noqa: F401 - the 410 error, imported from here by the API
 )
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ class ErrorBody(BaseModel):
 
 class TooManyRequests(RsirError, RuntimeError):
     """The service is busy with as many uploads as it decodes at a time: HTTP 429 with Retry-After."""
-
-
-class SourceUnreadableError(RasterError):
-    """A stored tile's source raster exists but is not a raster any more (replaced, truncated): HTTP 410."""
 
 
 DESCRIPTIONS = {

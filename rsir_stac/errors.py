@@ -39,6 +39,11 @@ class RasterError(RsirError, ValueError):
     exit_code = 2
 
 
+class SourceUnreadableError(RasterError):
+    """A source raster exists but cannot be read (replaced, truncated, or stored in blocks over the
+    service's decoding limit): HTTP 410 in the service."""
+
+
 class NotGeoreferencedError(RasterError):
     """A raster without a CRS, a geotransform or both (``missing``: ``"crs"``, ``"transform"`` or
     ``"both"``), so its pixels cannot be placed on the ground."""
@@ -148,6 +153,7 @@ __all__ = [
     "InputError",
     "SourceNotFoundError",
     "RasterError",
+    "SourceUnreadableError",
     "NotGeoreferencedError",
     "BandsError",
     "StacError",

@@ -91,6 +91,7 @@ def test_a_vrt_whose_source_url_answers_404_fails_naming_it(tmp_path, tiny_bundl
     # second re-check, B3: false origins inside their area of use, 0..360 longitudes, 1 degree pixels
     ("EPSG:27700", (-1.5, 52.0), 0.001, "while read as degrees it lies inside where the CRS is used"),
     ("EPSG:6677", (139.7, 35.7), 0.001, "while read as degrees it lies inside where the CRS is used"),
+    ("EPSG:27700", (-1.5, 52.0), 0.05, "while read as degrees it lies inside where the CRS is used"),  # centre out
     ("EPSG:32633", (190.0, 45.0), 0.001, "outside where the CRS is used"),
     ("EPSG:3857", (-180.0, 90.0), 1.0, "in the sea at lon/lat 0, 0"),
 ])
@@ -104,21 +105,24 @@ def test_degree_pixels_under_a_projected_crs_are_refused(tmp_path, tiny_bundle, 
     assert not idx.exists()
 
 
-@pytest.mark.parametrize("crs, corner, px", [
-    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-20.0, 30.0), 0.02),  # site grid
-    ("EPSG:3031", (-50.0, 50.0), 0.05),           # a polar stereographic raster at the South Pole
-    ("EPSG:32633", (480000.0, 5000000.0), 0.01),  # 1 cm drone pixels at a real UTM position
-    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-0.05, 0.05), 0.0008),  # 0.8 mm
+@pytest.mark.parametrize("crs, corner, px, warns", [
+    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-20.0, 30.0), 0.02, True),  # site
+    ("EPSG:3031", (-50.0, 50.0), 0.05, True),            # a polar stereographic raster at the South Pole
+    ("EPSG:32633", (480000.0, 5000000.0), 0.01, False),  # 1 cm drone pixels at a real UTM position
+    ("+proj=tmerc +lat_0=45 +lon_0=10 +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m", (-0.05, 0.05), 0.0008, True),
+    # third re-check: 50 m from Japan CS IX's origin (Tokyo) as metres, the Atlantic as degrees: a survey
+    ("EPSG:6677", (-50.0, 40.0), 0.01, False),
 ])
-def test_fine_pixels_near_a_crs_origin_that_is_real_ground_are_read(tmp_path, tiny_bundle, caplog, crs, corner, px):
-    """Read; near a CRS's origin, where nothing tells degrees from a survey, with a warning that says how to
-    tell and what to do."""
+def test_fine_pixels_near_a_crs_origin_that_is_real_ground_are_read(tmp_path, tiny_bundle, caplog, crs, corner, px,
+                                                                   warns):
+    """Read; where nothing tells degrees from a survey near a CRS's origin (no area of use, a polar cap),
+    with a warning that says how to tell and what to do."""
     tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, crs=crs, res=px, origin=corner)
     with caplog.at_level("WARNING", logger="rsir_stac"):
         rep = ingest([str(tif)], index=str(tmp_path / "idx"), model=tiny_bundle, options=NATIVE)
     assert rep.ok and rep.points_written == 4, rep
     warned = [r.getMessage() for r in caplog.records if "looks like a longitude and latitude" in r.getMessage()]
-    assert bool(warned) == (corner[0] < 1000), warned
+    assert bool(warned) == warns, warned
     assert all("rio edit-info --crs EPSG:4326" in w and "if it is a survey near that origin" in w for w in warned)
 
 
@@ -395,6 +399,10 @@ def test_a_vrts_sources_and_a_rasters_sidecars_are_held_to_the_block_limit(tmp_p
                    f'0, 3300000, 0, -1</GeoTransform>{bands}</VRTDataset>')
     with pytest.raises(RasterError, match=f"reads {big}, which is stored in blocks of 2048x2048 px"):
         open_dataset(str(vrt))
+    conn = tmp_path / "conn.vrt"   # third re-check: the source as a vrt:// connection string
+    conn.write_text(vrt.read_text().replace('relativeToVRT="1">big.tif', f'relativeToVRT="0">vrt://{big}?bands=1,2,3'))
+    with pytest.raises(RasterError, match=f"reads {big}, which is stored in blocks of 2048x2048 px"):
+        open_dataset(str(conn))
     masked = _flat_tif(tmp_path / "masked.tif", 2048, 256)
     _flat_tif(tmp_path / "masked.tif.msk", 2048, 2048, count=1)
     with rasterio.open(masked) as ds:
@@ -433,3 +441,35 @@ def test_vsi_bytes_reads_slices_of_a_file_through_gdal(tmp_path):
         data[0:CHUNK_BYTES + 1]
     with pytest.raises(OSError, match="GDAL cannot open"):
         VsiBytes(str(tmp_path / "nope.bin"))
+
+
+def test_the_map_says_a_scene_over_the_block_limit_is_stored_in_blocks_too_large(tmp_path, tiny_bundle):
+    """Third re-check: the imagery of a scene the block limit refuses answered 404 "restore the file or
+    re-ingest", though the file is there; now 410 with the real cause and fix, in /api/scenes too."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.maptiles.grid import _web_mercator
+    from rsir_stac.maptiles.render import BLOCKS_TOO_LARGE
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+    from rsir_stac.tiling.blocks import limit_block_bytes
+    from rsir_stac.tiling.sources import restrict_to_geotiff
+
+    big = _flat_tif(tmp_path / "big.tif", 5120, 5120)   # one 5,120 px tile: 78 MB decoded, over 64 MiB
+    idx = tmp_path / "idx"
+    assert ingest([str(big)], index=str(idx), model=tiny_bundle, options=IngestOptions(gsd=8.0)).ok
+    try:
+        with Index.open(str(idx), model=tiny_bundle) as index, \
+                TestClient(create_app(index), base_url="http://127.0.0.1:8000") as c:
+            (scene,) = c.get("/api/scenes").json()["features"]
+            w, s, e, n = scene["properties"]["bbox"]
+            t = _web_mercator().tile((w + e) / 2, (s + n) / 2, 14)
+            r = c.get(f"/api/imagery/14/{t.x}/{t.y}.png")
+            assert r.status_code == 410 and BLOCKS_TOO_LARGE in r.json()["detail"], r.text
+            assert str(tmp_path) not in r.text
+            (scene,) = c.get("/api/scenes").json()["features"]   # the scene list says so from then on
+            assert scene["properties"]["imagery_problem"] == BLOCKS_TOO_LARGE, scene["properties"]
+    finally:
+        restrict_to_geotiff(())
+        limit_block_bytes(None)

@@ -55,7 +55,7 @@ def tile_png(payload: dict, pid: str = "") -> bytes:
     """
     from PIL import Image
 
-    from rsir_stac.apierrors import SourceUnreadableError
+    from rsir_stac.errors import SourceUnreadableError
     from rsir_stac.errors import RasterError
     from rsir_stac.thumbnails import read_tile
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rsir_stac.errors import RsirError, SourceNotFoundError
+from rsir_stac.errors import RsirError, SourceNotFoundError, SourceUnreadableError
 from rsir_stac.maptiles.grid import MAX_ZOOM, OVERZOOM, TILE_SIZE, UNDERZOOM, check_tile, tile_bounds, zoom_range
 from rsir_stac.maptiles.scenes import Scene, SceneChoice
 
@@ -30,6 +30,10 @@ OPEN_PER_THREAD = 4
 #: not kept: an open dataset holds its last decoded block, and idle worker threads are many
 #: (:func:`rsir_stac.tiling.blocks.block_bytes`; a 512 px RGB COG tile is 0.75 MB).
 KEEP_BLOCK_BYTES = 8 * 1024 * 1024
+#: Why a scene refused by the service's block limit (:func:`rsir_stac.tiling.blocks.limit_block_bytes`)
+#: is not drawn, with its fix; no server path (the map names scenes by item).
+BLOCKS_TOO_LARGE = ("its file is stored in blocks (tiles or strips) too large for this service to decode; rewrite it "
+                    "in 512 px tiles (gdal_translate -of COG in.tif out.tif) and re-ingest it")
 #: Map tiles rendered at a time (others wait): each read holds at most
 #: :data:`rsir_stac.tiling.readcost.READ_BUDGET_BYTES`, so all of them at most this many times it.
 RENDERS_AT_ONCE = max(2, min(8, os.cpu_count() or 2))
@@ -245,10 +249,15 @@ class TileRenderer:
         if any(not _is_url(f) and not os.path.isfile(f) for f in scene.files):
             self._mark_broken(scene, "its source file is missing on the server")
             raise _Skip
+        from rsir_stac.tiling.blocks import BlockLimitError
+
         try:
             if scene.band_hrefs:
                 return _BandTiles(scene.band_hrefs, scene.nodata)
             return _open_reader(scene.href)
+        except BlockLimitError as err:
+            self._mark_broken(scene, BLOCKS_TOO_LARGE)
+            raise _Skip from err
         except Exception as err:  # noqa: BLE001 - any GDAL/rasterio failure: not drawn
             self._mark_broken(scene, "its source cannot be read")
             raise _Skip from err
@@ -476,6 +485,9 @@ class TileRenderer:
         if missing and len(missing) == len(scenes):
             sc = missing[0]
             more = f" (and {len(missing) - 1} more scenes)" if len(missing) > 1 else ""
+            if broken[sc.id] == BLOCKS_TOO_LARGE:   # the file is there: 410, with its own fix
+                raise SourceUnreadableError(f"the imagery of scene {sc.item_id!r}{more} cannot be drawn: "
+                                            f"{BLOCKS_TOO_LARGE}")
             raise SourceNotFoundError(f"the imagery of scene {sc.item_id!r}{more} cannot be drawn: "
                                       f"{broken[sc.id]}; restore the file or re-ingest the item")
 

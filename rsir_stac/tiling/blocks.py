@@ -19,6 +19,10 @@ from rsir_stac.tiling.names import _is_url, _vrt_source_names
 log = logging.getLogger(__name__)
 
 
+class BlockLimitError(RasterError):
+    """A raster stored in blocks (tiles or strips) larger than :func:`limit_block_bytes` allows."""
+
+
 #: Largest decoded block (tile or strip) of a raster this process opens, in bytes; None: no limit.
 #: Set by :func:`limit_block_bytes` (``serve``): GDAL decodes a whole block to read any pixel of it
 #: and keeps it with the open dataset, so a 1.7 MB GeoTIFF of one 12,000 px DEFLATE tile holds
@@ -179,9 +183,9 @@ def check_blocks(ds: Any, href: str) -> Any:
         why = where if what.startswith("chains") else \
             f"{where}, {size:,} bytes decoded whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit"
         ds.close()
-        raise RasterError(f"{href} {why}; rewrite it in 512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, "
+        raise BlockLimitError(f"{href} {why}; rewrite it in 512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, "
                           "or ingest it from the command line")
     return ds
 
 
-__all__ = ["block_bytes", "check_blocks", "limit_block_bytes"]
+__all__ = ["BlockLimitError", "block_bytes", "check_blocks", "limit_block_bytes"]

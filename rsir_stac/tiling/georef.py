@@ -155,9 +155,11 @@ def _check_not_degrees(ds: Any, name: str, corner: tuple[float, float]) -> None:
     """A projected raster lying within -180..360, +-90 units of its CRS's false origin with pixels of
     at most :data:`DEGREE_PIXEL_MAX_M` (numbers that read as lon/lat degrees): refused where, read in
     the CRS, it falls outside the CRS's area of use (pyproj; UTM's and most national grids' false
-    origins lie outside their zone) or on lon/lat 0, 0 (Web Mercator); else warned about, as nothing
-    tells degrees from a real survey there (a site grid with its origin at the site, Japan's plane
-    rectangular systems, a polar CRS at its pole)."""
+    origins lie outside their zone), on lon/lat 0, 0 (Web Mercator), or where its numbers read as degrees
+    fall inside that area too (a false origin inside its own area: the British National Grid, Japan's
+    plane rectangular systems).  Read as given where the metres fall inside the area and the degrees
+    outside it; warned about where nothing decides (a site grid with no area of use, a polar CRS at
+    its pole)."""
     from rsir_stac.tiling.area_of_use import degrees_outside, where_on_earth
 
     placed = where_on_earth(ds, *(ds.transform @ (ds.width / 2.0, ds.height / 2.0)))
@@ -171,7 +173,9 @@ def _check_not_degrees(ds: Any, name: str, corner: tuple[float, float]) -> None:
         where = f"outside where the CRS is used (lon {w:g}..{e:g}, lat {s:g}..{n:g})"
     elif abs(lon) < NULL_ISLAND_DEG and abs(lat) < NULL_ISLAND_DEG:
         where = "in the sea at lon/lat 0, 0"
-    elif area is not None and _read_as_degrees_inside(ds, area):
+    elif area is not None and not _polar(area):
+        if not _read_as_degrees_inside(ds, area):
+            return  # as metres inside the CRS's area, as degrees outside it: a survey near the origin
         w, s, e, n = area.bounds
         where = (f"while read as degrees it lies inside where the CRS is used (lon {w:g}..{e:g}, lat {s:g}..{n:g}), "
                  "as a real survey there almost never does")
@@ -184,17 +188,19 @@ def _check_not_degrees(ds: Any, name: str, corner: tuple[float, float]) -> None:
                       "in, e.g. `rio edit-info --crs EPSG:4326 FILE`, or give the true transform")
 
 
+def _polar(area: Any) -> bool:
+    """Whether ``area`` (pyproj ``AreaOfUse``) holds a pole: there a polar CRS's origin, degrees and a
+    survey of the pole all fall inside its cap."""
+    return area.bounds[1] <= -89.0 or area.bounds[3] >= 89.0
+
+
 def _read_as_degrees_inside(ds: Any, area: Any) -> bool:
-    """Whether the centre of ``ds``, its numbers read as lon/lat degrees (0..360 folded to -180..180),
-    lies inside ``area`` (pyproj ``AreaOfUse``), for an area that holds no pole (at a polar CRS's
-    origin, degrees and a survey of the pole both fall inside its cap)."""
+    """Whether a corner or the centre of ``ds``, its numbers read as lon/lat degrees (0..360 folded to
+    -180..180), lies inside ``area`` (pyproj ``AreaOfUse``)."""
     from rsir_stac.tiling.area_of_use import degrees_outside
 
-    w, s, e, n = area.bounds
-    if s <= -89.0 or n >= 89.0:
-        return False
-    x, y = ds.transform @ (ds.width / 2.0, ds.height / 2.0)
-    return degrees_outside(area, x - 360.0 if x > 180.0 else x, y) == (0.0, 0.0)
+    points = [ds.transform @ (x, y) for x in (0, ds.width / 2.0, ds.width) for y in (0, ds.height / 2.0, ds.height)]
+    return any(degrees_outside(area, x - 360.0 if x > 180.0 else x, y) == (0.0, 0.0) for x, y in points)
 
 
 def _crs_name(crs: Any) -> str:
