@@ -206,8 +206,9 @@ def load_bundle(path: str | Path | None = None) -> ModelBundle:
         # is not JSON: read it as null, so model-info and the service print valid JSON
         meta = json.loads(meta_path.read_text(), parse_constant=lambda _: None)
     except (ValueError, RecursionError) as exc:  # not JSON or UTF-8, a 4,300-digit number, nested too deeply
-        why = " ".join(str(exc).split())[:300]
-        raise BundleError(f"model bundle {meta_path} is not valid JSON ({why}); re-train or re-copy the bundle") from exc
+        from rsir_stac.json_errors import json_problem
+
+        raise BundleError(f"model bundle {meta_path} is {json_problem(exc)}; re-train or re-copy the bundle") from exc
     if not isinstance(meta, dict):
         raise BundleError(f"model bundle {meta_path} is not a JSON object; re-train or re-copy the bundle")
     version = meta.get("format_version")

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rsir_stac.errors import DiskFullError, InputError, SnapshotError, StoreError, TargetExistsError
+from rsir_stac.errors import DiskFullError, InputError, RsirError, SnapshotError, StoreError, TargetExistsError
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,11 @@ def _open_archive(path: Path) -> tuple[tarfile.TarFile, dict]:
             raise SnapshotError(f"snapshot {path} has an unknown manifest format; use this rsir-stac version's snapshot")
     except (tarfile.TarError, OSError, EOFError, ValueError, RecursionError, AttributeError) as exc:
         tf.close()  # AttributeError: a manifest that is JSON but not an object
-        raise SnapshotError(f"snapshot {path} is damaged ({' '.join(str(exc).split())[:200]}); use another copy") from None
+        from rsir_stac.json_errors import json_problem
+
+        why = f"its manifest is {json_problem(exc)}" if isinstance(exc, (ValueError, RecursionError)) \
+            and not isinstance(exc, RsirError) else " ".join(str(exc).split())[:200]
+        raise SnapshotError(f"snapshot {path} is damaged ({why}); use another copy") from None
     except BaseException:
         tf.close()
         raise
