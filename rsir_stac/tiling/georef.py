@@ -120,6 +120,7 @@ def _degrees_per_unit(crs: Any) -> float:
 #: this fine is refused: its numbers are degrees written under a metre CRS (a 1 m pixel is ~1e-5 degrees).
 MIN_PIXEL_M = 1e-4
 
+
 def _check_projected_pixels(ds: Any, name: str) -> None:
     """Refuse a projected raster whose pixel size says its geotransform is in degrees, not the CRS's
     units: it would be placed thousands of kilometres away (near the projection's false origin)."""
