@@ -8,7 +8,15 @@
   site grid and a polar CRS at its pole are still read (N5);
 * a JSON number of more than 4,300 digits is a one-line 4xx or error, not a 500 or a crash (N6);
 * the service's block limit covers overviews in a SubIFD (tag 330) and a URL raster's internal
-  mask (N2, N3).
+  mask (N2, N3);
+* a server without HTTP ranges is named as the cause (N7); in a catalogue read over http a path or
+  scheme-relative reference is a URL on that server (N9).
+
+Then what two more re-checks of these fixes found (session 39, tests marked "second/third re-check"):
+a catalogue fetched over http below a local root named local files; VRTs whose sources are GDAL
+connection strings were refused; a ``<MaskBand>`` source went unchecked; the block limit missed a
+VRT's sources, ``.ovr``/``.msk`` sidecars and a URL's SubIFD masks; deep JSON nesting crashed file
+readers; the map answered 404 for a scene over the block limit.
 
 Real GeoTIFFs (rasterio, tifffile), real VRTs, a real HTTP server, real Edge indexes and the real app.
 """
