@@ -252,6 +252,24 @@ def test_a_url_rasters_internal_mask_is_held_to_the_block_limit(tmp_path, one_mi
             open_dataset(url).close()
 
 
+def test_where_gdal_cannot_be_reached_for_tags_a_url_mask_is_weighed_as_gdal_opens_it(tmp_path, one_mib_blocks,
+                                                                                       monkeypatch):
+    """Without libgdal's virtual-file functions (no /proc/self/maps: macOS), each image of the main chain is
+    opened as GTIFF_DIR:N, a mask included."""
+    tifffile = pytest.importorskip("tifffile")
+    from rsir_stac.errors import RasterError
+    from rsir_stac.tiling import vsi_bytes
+    from rsir_stac.tiling.sources import gdal_env, open_dataset
+
+    monkeypatch.setattr(vsi_bytes, "_libgdal", lambda: None)
+    www = tmp_path / "www"
+    www.mkdir()
+    _mask_tif(www / "masked.tif", tifffile)
+    with serving(www, tmp_path / "www.log") as port, gdal_env(), \
+            pytest.raises(RasterError, match="image 2 in the file .* blocks of 2048x2048 px"):
+        open_dataset(f"http://127.0.0.1:{port}/masked.tif")
+
+
 def test_a_remote_catalogues_path_and_scheme_relative_references_are_urls(tmp_path, tiny_bundle):
     """RFC 3986 5.2: in a catalogue read over http, an asset ``/b.tif`` is that host's path and a link
     ``//host:port/item.json`` another host by the same scheme (pystac joined only its path to the

@@ -30,6 +30,21 @@ class BlockLimitError(RasterError):
 _BLOCK_LIMIT: int | None = None
 
 
+#: What :func:`check_blocks` says of a TIFF whose images (IFDs) run past ``upload.MAX_TIFF_IFDS``.
+_CHAINS = "chains more images (IFDs) than a reader should follow"
+
+
+def _too_many() -> tuple[int, str]:
+    return (_BLOCK_LIMIT or 0) + 1, _CHAINS
+
+
+def _worst_image(blocks: list[tuple[int, int, int, int, int]], where: str, first: bool) -> tuple[int, str]:
+    """``(bytes, what)`` of the largest block among ``blocks`` (:func:`rsir_stac.upload.tiff_blocks` of the
+    file ``where`` names), its first image included only when ``first``."""
+    return max(((bw * bh * spp * nbytes, f"image {n} in {where} (an overview or mask) is stored in blocks of "
+                 f"{bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if first or n > 1), default=(0, ""))
+
+
 def limit_block_bytes(limit: int | None) -> None:
     """Refuse, for the rest of this process, every raster whose decoded blocks exceed ``limit``
     bytes (:func:`check_blocks`); None lifts it."""
@@ -55,14 +70,22 @@ def _other_images_block_bytes(ds: Any) -> tuple[int, str]:
     """``(bytes, what)`` of the largest decoded block among a raster's other images: the overviews and
     masks a read at another resolution, or of the mask, decodes, and a VRT's sources.  A local TIFF's
     every image (IFD), and those of its ``.ovr``/``.msk`` sidecars, from their tags
-    (:func:`_local_tiff_block_bytes`, nothing decoded); a VRT's sources as opened (8 deep); elsewhere
-    each image and overview level GDAL opens.  ``(0, "")`` when there is none."""
+    (:func:`_local_tiff_block_bytes`, nothing decoded), a remote GeoTIFF's from its tags too
+    (:func:`_remote_tiff_block_bytes`); a VRT's sources as opened (8 deep); elsewhere each overview
+    level GDAL opens.  ``(0, "")`` when there is none."""
     if ds.driver == "VRT":
         return _vrt_sources_block_bytes(ds, 0)
     name = ds.name
     if not _is_url(name) and os.path.isfile(name):
         return _local_tiff_block_bytes(ds)
-    worst = _tiff_directories_block_bytes(ds) if ds.driver == "GTiff" else (0, "")
+    if ds.driver == "GTiff":
+        path = (list(ds.files) or [name])[0]
+        tags = _remote_tiff_block_bytes(path)
+        if tags is not None:  # every image of the file, SubIFDs too, from one read of its tags
+            return tags
+        worst = _tiff_directories_block_bytes(path)
+    else:
+        worst = (0, "")
     levels = len(ds.overviews(1)) if ds.count else 0
     for level in range(min(levels, 16)):
         with rasterio.open(name, driver=ds.driver, overview_level=level) as ov:
@@ -95,11 +118,8 @@ def _local_tiff_block_bytes(ds: Any) -> tuple[int, str]:
                 try:
                     blocks = tiff_blocks(mm)
                 except UploadTooLarge:
-                    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-        where = "the file" if k == 0 else os.path.basename(path)
-        worst = max(worst, max(((bw * bh * spp * nbytes, f"image {n} in {where} (an overview or mask) is stored in "
-                                 f"blocks of {bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1 or k > 0),
-                               default=(0, "")))
+                    return _too_many()
+        worst = max(worst, _worst_image(blocks, "the file" if k == 0 else os.path.basename(path), first=k > 0))
     return worst
 
 
@@ -126,14 +146,33 @@ def _vrt_sources_block_bytes(ds: Any, depth: int) -> tuple[int, str]:
     return worst
 
 
-def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
-    """``(bytes, what)`` of the largest decoded block among the images (IFDs) after the first of a remote
-    GeoTIFF (``ds``), each opened by GDAL as ``GTIFF_DIR:N:path`` (its header is cached: no new request
-    for most): internal masks, which no overview level shows, as GDAL reads them."""
+def _remote_tiff_block_bytes(path: str) -> tuple[int, str] | None:
+    """``(bytes, what)`` of the largest block among the images after the first of a remote TIFF (its main
+    chain and SubIFDs, tag 330, where GDAL keeps overviews and masks too), from its tags read through
+    GDAL (:class:`~rsir_stac.tiling.vsi_bytes.VsiBytes`, at most 8 MB of them, nothing decoded); None
+    when they cannot be read this way (then :func:`_tiff_directories_block_bytes`)."""
+    from rsir_stac.tiling.vsi_bytes import VsiBytes
+    from rsir_stac.upload import UploadTooLarge, tiff_blocks
+
+    try:
+        with VsiBytes(path) as data:
+            blocks = tiff_blocks(data)
+    except UploadTooLarge:
+        return _too_many()
+    except OSError as err:  # libgdal out of reach, or a read GDAL refuses
+        log.debug("tags of %s not read: %s", path, err)
+        return None
+    return _worst_image(blocks, "the file", first=False)
+
+
+def _tiff_directories_block_bytes(path: str) -> tuple[int, str]:
+    """Where :func:`_remote_tiff_block_bytes` cannot read the tags: ``(bytes, what)`` of the largest
+    decoded block among the images (IFDs) after the first of the remote GeoTIFF at GDAL ``path``, each
+    opened by GDAL as ``GTIFF_DIR:N:path`` (its header is cached: no new request for most): internal
+    masks, which no overview level shows, as GDAL reads them."""
     from rsir_stac.upload import MAX_TIFF_IFDS
 
-    path = (list(ds.files) or [ds.name])[0]
-    worst = _remote_subifd_block_bytes(path)
+    worst = (0, "")
     for n in range(2, MAX_TIFF_IFDS + 2):
         try:
             sub = rasterio.open(f"GTIFF_DIR:{n}:{path}")
@@ -143,27 +182,7 @@ def _tiff_directories_block_bytes(ds: Any) -> tuple[int, str]:
             bh, bw = max(sub.block_shapes, key=lambda s: s[0] * s[1])
             worst = max(worst, (block_bytes(sub), f"image {n} in the file (an overview or mask) is stored in "
                                                   f"blocks of {bw}x{bh} px"))
-    return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-
-
-def _remote_subifd_block_bytes(path: str) -> tuple[int, str]:
-    """``(bytes, what)`` of the largest block among the images a remote TIFF keeps in SubIFDs (tag 330:
-    overviews and masks GDAL uses, which ``GTIFF_DIR:N`` does not reach), from its tags read through GDAL
-    (:class:`~rsir_stac.tiling.vsi_bytes.VsiBytes`, at most 8 MB of them).  ``(0, "")`` when it has none
-    or its tags cannot be read this way."""
-    from rsir_stac.tiling.vsi_bytes import VsiBytes
-    from rsir_stac.upload import UploadTooLarge, tiff_blocks
-
-    try:
-        with VsiBytes(path) as data:
-            blocks = tiff_blocks(data)
-    except UploadTooLarge:
-        return (_BLOCK_LIMIT or 0) + 1, "chains more images (IFDs) than a reader should follow"
-    except OSError as err:  # libgdal out of reach, or a read GDAL refuses: the overview check stays
-        log.debug("tags of %s not read: %s", path, err)
-        return 0, ""
-    return max(((bw * bh * spp * nbytes, f"image {n} in the file (an overview or mask) is stored in blocks of "
-                 f"{bw}x{bh} px") for bw, bh, spp, nbytes, n in blocks if n > 1), default=(0, ""))
+    return _too_many()
 
 
 def check_blocks(ds: Any, href: str) -> Any:
@@ -180,7 +199,7 @@ def check_blocks(ds: Any, href: str) -> Any:
     if size > _BLOCK_LIMIT:
         bh, bw = max(ds.block_shapes, key=lambda s: s[0] * s[1])
         where = what or f"is stored in blocks (tiles or strips) of {bw}x{bh} px"
-        why = where if what.startswith("chains") else \
+        why = where if what == _CHAINS else \
             f"{where}, {size:,} bytes decoded whole for any read, over the service's {_BLOCK_LIMIT:,} byte limit"
         ds.close()
         raise BlockLimitError(f"{href} {why}; rewrite it in 512 px tiles, e.g. gdal_translate -of COG in.tif out.tif, "

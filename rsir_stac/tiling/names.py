@@ -29,8 +29,9 @@ def _vrt_source_names(ds: Any) -> list[str]:
     except Exception:  # noqa: BLE001 - no file list: nothing to name
         return []
     if str(ds.name).lower().startswith("vrt://"):  # a connection string: its one file is the source itself
-        return list(dict.fromkeys(os.path.abspath(n) if _plain_path(n) else n for n in listed))
-    names = [*listed[1:], *(_vrt_xml_sources(listed[0]) if listed else [])]
+        names = listed
+    else:
+        names = [*listed[1:], *(_vrt_xml_sources(listed[0]) if listed else [])]
     return list(dict.fromkeys(os.path.abspath(n) if _plain_path(n) else n for n in names))
 
 
