@@ -178,6 +178,18 @@ _FIELDS = {"mmr": "mmr", "threshold": "threshold", "expand": "expand", "per-item
 _OPTION = re.compile(r"(?<![\w-])--(" + "|".join(sorted(map(re.escape, _FIELDS), key=len, reverse=True)) + r")(?![\w-])")
 
 
+def _unwrapped_labels(errors: list[dict]) -> str | None:
+    """The fix when a label FeatureCollection was sent as the whole body of an operation that takes it
+    in its ``labels`` field (the likeliest first try: the README says "give the label file"), else None."""
+    body = [e for e in errors if len(e["loc"]) == 2 and e["loc"][0] == "body"]
+    missing = {e["loc"][1] for e in body if e["type"] == "missing"}
+    extra = {e["loc"][1] for e in body if e["type"] == "extra_forbidden"}
+    if "labels" in missing and "features" in extra:
+        return ('the body is a GeoJSON FeatureCollection; send it as the labels field: {"labels": '
+                '<the FeatureCollection>, ...}')
+    return None
+
+
 def in_request_terms(message: str) -> str:
     """``message`` with command-line options (``--mmr 0.5``) named as the request fields the
     HTTP API takes (``mmr 0.5``)."""
@@ -217,7 +229,8 @@ def install_handlers(app, *, hide_paths: bool = False) -> None:
             errors.append({"loc": loc, "msg": _one_line(e.get("msg", ""), 200), "type": str(e.get("type", ""))})
         parts = [f"{_where(err['loc'])}: {err['msg']}" for err in errors[:3]]
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        detail = "invalid request: " + "; ".join(parts) + more + "; see /docs for the expected fields"
+        detail = "invalid request: " + (_unwrapped_labels(errors) or "; ".join(parts) + more) + \
+            "; see /docs for the expected fields"
         return respond(422, "ValidationError", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)

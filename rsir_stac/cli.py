@@ -208,7 +208,7 @@ def search(image, point_id, at, not_image, not_point_id, not_at, labels_path, st
     if svc is not None:  # a running serve holds the index: it searches (rsir_stac.cli_served)
         return _search_through_service(
             svc, bands, fmt, image=image, point_id=point_id, at=at, not_image=not_image, not_point_id=not_point_id,
-            not_at=not_at, labels_path=labels_path, strategy=strategy, mmr=mmr, per_item=per_item,
+            not_at=not_at, labels=labels, strategy=strategy, mmr=mmr, per_item=per_item,
             exclude_within=exclude_within, expand=expand, model=model, bbox=bbox, near=near, within=within,
             datetime_=datetime_, collection=collection, limit=limit, offset=offset, include_query=include_query,
             out=out, with_vectors=with_vectors, thumbnails=thumbnails)

@@ -78,7 +78,7 @@ def _classify_line(report, threshold: float, out: str, rows: int, dissolve: bool
     kept = f" + {report.positives_kept} you labelled positive, kept below it" if report.positives_kept else ""
     cut = f"; written: {report.cut_text()}" if report.cut_text() else ""
     return (f"scored {report.scored} tiles in {report.seconds:.1f} s; {above} at p >= {threshold}{kept}{cut} -> {out} "
-            f"({rows} {'areas' if dissolve else 'rows'}); {report.holdout_text()}")
+            f"({rows} {('area' if dissolve else 'row') + ('' if rows == 1 else 's')}); {report.holdout_text()}")
 
 
 @click.command("classify")
@@ -122,7 +122,7 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
         from rsir_stac.classify import check_options
 
         check_options(threshold, holdout, max_hits)  # here: named as typed (--holdout 1), not as the request field
-        _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+        _served_classify(svc, labels, model, bbox, near, within, datetime_, collection, threshold, holdout,
                          max_hits, dissolve, out, as_json)
         return
     with Index.open(index, qdrant_url=qdrant_url, api_key=api_key, model=model) as idx:
@@ -142,13 +142,13 @@ def classify_command(labels_path, index, qdrant_url, api_key, model, bbox, near,
     click.echo(_classify_line(report, threshold, out, len(rows), dissolve))
 
 
-def _served_classify(svc, labels_path, model, bbox, near, within, datetime_, collection, threshold, holdout,
+def _served_classify(svc, labels, model, bbox, near, within, datetime_, collection, threshold, holdout,
                      max_hits, dissolve, out, as_json):
     """``classify`` by the ``serve`` that holds the index (its Find all), written and summed up as a local run."""
     from rsir_stac.classify import ClassifyReport
     from rsir_stac.cli_served import served_classify
 
-    rows, doc = served_classify(svc, labels_path=labels_path, model=model, bbox=bbox, near=near, within=within,
+    rows, doc = served_classify(svc, labels=labels, model=model, bbox=bbox, near=near, within=within,
                                 datetime_=datetime_, collection=collection, threshold=threshold,
                                 holdout=holdout, max_hits=max_hits, dissolve=dissolve)
     _write_rows(rows, out, dissolve)

@@ -80,7 +80,7 @@ def _examples(ids: tuple, ats: tuple) -> list[dict]:
     return out
 
 
-def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_point_id, not_at, labels_path,
+def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_point_id, not_at, labels,
                   strategy, mmr, per_item, exclude_within, model, bbox, near, within, datetime_, collection,
                   limit, offset, include_query, out, with_vectors, thumbnails, expand=0, image_names=None,
                   not_image_names=None):
@@ -100,14 +100,9 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
 
         for path in (*image, *not_image):  # the same one-line refusal as without a service
             check_image_path(path)
-    polygon = None
-    if within:
-        from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
-
-        polygon = polygon_document(within)  # GeoJSON, or a GeoPackage... in lon/lat: the service reads GeoJSON
-        polygon_from_geojson(polygon, f"polygon file {within}", close=False)  # the same one-line refusals
+    polygon = _served_polygon(client, within) if within else None
     lone_image = image and len(image) == 1 and not (point_id or at or not_image or not_point_id or not_at
-                                                     or labels_path or out)
+                                                     or labels or out)
     if lone_image:
         from rsir_stac.search import SearchResult
 
@@ -117,7 +112,7 @@ def served_search(client: ServiceClient, *, image, point_id, at, not_image, not_
                                              "expand": expand})
         return _named_images(_result(doc, "distance", 0, SearchResult), doc, shown[0], ())
     body = {"positives": _examples(point_id, at), "negatives": _examples(not_point_id, not_at),
-            "labels": _label_doc(labels_path) if labels_path else None,
+            "labels": labels.to_geojson() if labels else None,
             "strategy": strategy, "mmr": mmr, "per_item": _per_item_field(per_item), "exclude_within_m": exclude_within,
             "bbox": bbox, "near": near, "datetime": datetime_, "collection": list(collection) or None,
             "polygon": polygon, "k": limit, "offset": offset, "include_query": include_query, "expand": expand}
@@ -161,7 +156,25 @@ def _named_images(result: Any, doc: dict, image: tuple, not_image: tuple) -> tup
     return result, doc
 
 
-def served_classify(client: ServiceClient, *, labels_path, model, bbox, near, within, datetime_, collection,
+def _served_polygon(client: ServiceClient, within: str) -> Any:
+    """The ``--within`` file as the GeoJSON the service reads (a GeoPackage, Shapefile... in another CRS
+    is read and reprojected to lon/lat here), with the same one-line refusals as without a service, and
+    refused by name when it has more vertices than the service takes."""
+    from rsir_stac.api.params import MAX_POLYGON_VERTICES, polygon_vertices
+    from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
+
+    what = f"polygon file {within}"
+    polygon = polygon_document(within)
+    polygon_from_geojson(polygon, what, close=False)
+    n = polygon_vertices(polygon, what)
+    if n > MAX_POLYGON_VERTICES:
+        raise ServiceError(f"{what} has {n:,} vertices in lon/lat; {client.address.describe()} takes an area of at "
+                           f"most {MAX_POLYGON_VERTICES:,}: simplify it (QGIS: Vector > Geometry Tools > Simplify; "
+                           "ogr2ogr -simplify), or stop the service and re-run (without it any number is read)")
+    return polygon
+
+
+def served_classify(client: ServiceClient, *, labels, model, bbox, near, within, datetime_, collection,
                     threshold, holdout, max_hits, dissolve) -> tuple[list[dict], dict]:
     """``classify`` ("find all") through ``POST /api/classify`` of the service that holds the index
     (the map page's Find all): ``(rows, answer)``, the rows as the command writes them (the
@@ -169,16 +182,11 @@ def served_classify(client: ServiceClient, *, labels_path, model, bbox, near, wi
     from rsir_stac.api.bodies import MAX_HITS_API
 
     _check_model(client, model)
-    polygon = None
-    if within:
-        from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
-
-        polygon = polygon_document(within)
-        polygon_from_geojson(polygon, f"polygon file {within}", close=False)
+    polygon = _served_polygon(client, within) if within else None
     if max_hits is not None and max_hits > MAX_HITS_API:
         raise ServiceError(f"--max-hits {max_hits}: {client.address.describe()} returns at most {MAX_HITS_API:,} "
                            "hits; lower --max-hits, or stop the service and re-run (without it every hit is written)")
-    body = {"labels": _label_doc(labels_path), "threshold": threshold, "holdout": holdout,
+    body = {"labels": labels.to_geojson(), "threshold": threshold, "holdout": holdout,
             "max_hits": max_hits or MAX_HITS_API, "dissolve": dissolve, "bbox": bbox, "near": near,
             "datetime": datetime_, "collection": list(collection) or None, "polygon": polygon}
     doc = client.request("POST", "/api/classify", body)
@@ -214,7 +222,8 @@ def _result(doc: dict, score_name: str, offset: int, cls: Any):
     # the examples as the service named them (their vectors stay on the service)
     examples = tuple(ResolvedExample("point" if i else "image", positive, np.empty(0, np.float32), id=i)
                      for positive, key in ((True, "positives"), (False, "negatives")) for i in q.get(key) or ())
-    return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id")}, tuple(hits),
+    return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id"), "datetime": q.get("datetime")},
+               tuple(hits),
                strategy=q.get("strategy") or "average", score_name=score_name, offset=offset,
                expanded=tuple(q.get("expanded") or ()), examples=examples)
 
@@ -249,14 +258,6 @@ def _ingest_when_free(client: ServiceClient, body: dict, progress: Any) -> dict:
                            "has finished (Ctrl-C to give up)", err=True)
                 told = True
             time.sleep(BUSY_RETRY_S)
-
-
-def _label_doc(path: str) -> dict:
-    """A label file read and checked as a local search reads it (GeoJSON or another vector format),
-    as the GeoJSON the service takes."""
-    from rsir_stac.labels import read_labels
-
-    return read_labels(path).to_geojson()
 
 
 def _refuse_stac(client: ServiceClient, given: str, path: str) -> None:

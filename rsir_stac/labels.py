@@ -64,6 +64,9 @@ class LabelSet:
     model_id: str | None = None
     source: str | None = field(default=None, compare=False)
     matched: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    #: What reading the file left out (unlabelled result rows, repeated tiles), as the warnings logged
+    #: then: the HTTP API returns them in its answer's ``notes``.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def positives(self) -> tuple[str, ...]:
@@ -96,8 +99,9 @@ class LabelSet:
         return doc
 
 
-def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
-    """Parse a label FeatureCollection (see the module docstring).
+def labels_from_geojson(doc: Any, what: str = "label set", *, tabular: bool = False) -> LabelSet:
+    """Parse a label FeatureCollection (see the module docstring); ``tabular``: it was read from a
+    vector file (CSV, GeoPackage...), whose labels are a column, for the messages.
 
     A row of search or classify output (it has a ``rank``) with no label is left out, with a warning:
     a hits file the analyst labelled some rows of is a label file.
@@ -152,20 +156,24 @@ def labels_from_geojson(doc: Any, what: str = "label set") -> LabelSet:
             seen[pid] = Label(pid, label, dict(geom) if geom else None, None if note is None else str(note), props, n)
         else:
             repeats.append((n, prev.feature, pid))
+    notes = []
     if repeats:  # the counts of a loaded file then add up to its features
         n, first, pid = repeats[0]
         many = "features repeat" if len(repeats) > 1 else "feature repeats"
-        log.warning("%s: %d %s a tile an earlier feature labels the same way (feature %d repeats feature %d, "
-                    "point %s); each tile is kept once", what, len(repeats), many, n, first, pid)
+        notes.append(f"{what}: {len(repeats)} {many} a tile an earlier feature labels the same way (feature {n} "
+                     f"repeats feature {first}, point {pid}); each tile is kept once")
     if unlabelled:   # find all -> review -> refine: the hits file itself, some of its rows labelled
         if not seen:
+            where = ("a label column" if tabular else "properties.label")
             raise InputError(f"{what} holds {len(unlabelled)} search or classify results and none is labelled; set "
-                             "properties.label to \"positive\" or \"negative\" on the tiles to learn from (the "
+                             f"{where} to \"positive\" or \"negative\" on the tiles to learn from (the "
                              "rows left unlabelled are then left out)")
-        log.warning("%s: %d result rows without a label were left out; %d labelled tiles are used",
-                    what, len(unlabelled), len(seen))
+        notes.append(f"{what}: {len(unlabelled)} result rows without a label were left out; {len(seen)} labelled "
+                     "tiles are used")
+    for note in notes:
+        log.warning("%s", note)
     model = doc.get(MODEL_KEY)
-    return LabelSet(tuple(seen.values()), str(model) if model else None)
+    return LabelSet(tuple(seen.values()), str(model) if model else None, notes=tuple(notes))
 
 
 def _quoted(value: Any, most: int = 48) -> str:
@@ -211,8 +219,8 @@ def read_labels(path: str | Path) -> LabelSet:
     p = Path(path).expanduser()
     try:
         if not is_json_text(p):  # a GeoPackage, Shapefile... saved from a GIS
-            return _not_empty(labels_from_geojson(read_vector_file(p, f"label file {p}", "give a GeoJSON file of "
-                                                                   "labelled tiles"), f"label file {p}"), p)
+            doc = read_vector_file(p, f"label file {p}", "give a GeoJSON file of labelled tiles")
+            return _not_empty(labels_from_geojson(doc, f"label file {p}", tabular=True), p)
         text = p.read_text(encoding="utf-8-sig")  # a BOM is allowed (RFC 8259 8.1)
     except FileNotFoundError:
         raise SourceNotFoundError(f"label file {p} does not exist; check the path") from None

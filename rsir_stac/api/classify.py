@@ -47,7 +47,7 @@ def classify_router(svc: Any):
         feats = [{"type": "Feature", "id": r["id"], "geometry": r["geometry"],
                   "properties": {k: v for k, v in r.items() if k != "geometry"}} for r in rows]
         return {"type": "FeatureCollection", "features": feats, "summary": rep.summary(),
-                "notes": svc.filter_notes(flt) + rep.notes()
+                "notes": list(labels.notes) + svc.filter_notes(flt) + rep.notes()
                 + ([] if rep.holdout else [rep.holdout_text()])}  # why precision and recall are null
 
     return router

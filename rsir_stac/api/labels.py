@@ -21,7 +21,8 @@ def labels_router(svc: Any):
     def api_labels(req: bodies.LabelsRequest = Body(...)) -> dict:
         """Validates ids, labels and model against the index; returns the label FeatureCollection with each
         tile's stored footprint, item and collection, and the index's model id; for a set made with another
-        model, ``model_match`` says how its labels were matched to this index's tiles (:func:`model_match`)."""
+        model, ``model_match`` says how its labels were matched to this index's tiles (:func:`model_match`);
+        ``notes``, when the set had rows it left out, says which."""
         from rsir_stac.labels import Label, LabelSet, footprint_geometry
 
         given = bodies.labels(req.labels)
@@ -37,6 +38,8 @@ def labels_router(svc: Any):
         match = model_match(given, labels, {i: h.payload for i, h in stored.items()}, svc.index.bundle.model_id)
         if match:
             doc["model_match"] = match
+        if given.notes:  # what the set left out (unlabelled result rows, repeats), as the CLI warns
+            doc["notes"] = list(given.notes)
         return doc
 
     return router

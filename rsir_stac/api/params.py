@@ -28,7 +28,8 @@ FILTER_DOC = {
     "datetime": "Only results acquired in START/END (RFC 3339 or dates; '..' for an open end). "
                 "Tiles without a date are left out (the answer's notes say how many).",
     "collection": "Only results of this STAC collection (repeatable). "
-                  "Tiles without a collection are left out (the answer's notes say how many).",
+                  "Tiles without a collection are left out (the answer's notes say how many). "
+                  "An empty value is the same as none (no collection filter), as for the other filters.",
     "polygon": "Only results inside a polygon: a GeoJSON geometry as JSON, or lon,lat;lon,lat;...",
     "k": f"Number of results (1..{MAX_K}).",
 }
@@ -63,15 +64,22 @@ def parse_polygon(value: Any) -> Any:
         except ValueError:  # Python's 4,300-digit limit on an integer
             raise InputError("polygon holds a number with more than 4,300 digits; give a GeoJSON Polygon geometry "
                              "in degrees") from None
-    from rsir_stac.store.areas import _polygon_coords
     from rsir_stac.store.filter_parse import polygon_from_geojson
 
     # count before validating: building a huge area is the costly part the limit is there to stop
-    n = sum(len(r) for coords, _ in _polygon_coords(value, "polygon") if isinstance(coords, list)
-            for r in coords if isinstance(r, list))
+    n = polygon_vertices(value)
     if n > MAX_POLYGON_VERTICES:
         raise InputError(f"polygon has {n} vertices; simplify it to at most {MAX_POLYGON_VERTICES}")
     return polygon_from_geojson(value, "polygon")
+
+
+def polygon_vertices(doc: Any, what: str = "polygon") -> int:
+    """Positions in all rings of every polygon of a GeoJSON object (what :data:`MAX_POLYGON_VERTICES`
+    bounds).  Raises InputError, naming ``what``, for an object that is not a GeoJSON area."""
+    from rsir_stac.store.areas import _polygon_coords
+
+    return sum(len(r) for coords, _ in _polygon_coords(doc, what) if isinstance(coords, list)
+               for r in coords if isinstance(r, list))
 
 
 def _ring(text: str) -> tuple[tuple[float, float], ...]:
@@ -157,4 +165,4 @@ def footprint(payload: dict | None) -> dict | None:
     return footprint_geometry(payload or {})
 
 
-__all__ = ["FILTER_DOC", "MAX_COLLECTIONS", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_collections", "check_k", "footprint", "parse_polygon"]
+__all__ = ["FILTER_DOC", "MAX_COLLECTIONS", "MAX_K", "MAX_POLYGON_VERTICES", "UUID_PATTERN", "build_filter", "check_collections", "check_k", "footprint", "parse_polygon", "polygon_vertices"]

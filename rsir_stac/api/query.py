@@ -39,6 +39,10 @@ def run_query(svc: Any, query: Any, *, with_payload: bool = True) -> tuple[Any, 
                                 mmr=req.mmr, per_item=bodies.per_item(req.per_item),
                                 exclude_within_m=req.exclude_within_m, flt=flt, k=req.k, offset=req.offset,
                                 include_query=req.include_query, with_payload=with_payload, expand=req.expand)
+    if labels is not None and labels.notes:  # what the label set left out (the CLI warns of it)
+        import dataclasses
+
+        result = dataclasses.replace(result, notes=tuple(labels.notes) + tuple(result.notes))
     return result, flt
 
 
@@ -57,7 +61,7 @@ def query_router(svc: Any):
     from fastapi import APIRouter, Depends
 
     from rsir_stac.api.schemas import SEARCH_ANSWER, answer
-    from rsir_stac.api.search import page_notes
+    from rsir_stac.api.search import page_notes, query_tile
     from rsir_stac.apierrors import error_responses
     from rsir_stac.search import AUTO_PER_ITEM, to_geojson
     from rsir_stac.store.query import FILL_PENALTY
@@ -82,6 +86,10 @@ def query_router(svc: Any):
         with svc.querying():  # at most svc.max_queries at a time: 429 beyond, never a queue behind the lock
             result, flt = run_query(svc, query)
             doc = svc.public(to_geojson(result))
+            if result.query_id:  # the first example tile's scene and date, as GET /api/search gives them (not
+                # its outline: the page draws a query's outline, and a query of several examples has its own)
+                tile = query_tile(result.query_payload)
+                doc["query"].update({k: tile[k] for k in ("item_id", "collection", "datetime")})
             notes = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
         cap = bodies.per_item(req.per_item)

@@ -56,6 +56,14 @@ def page_notes(result: Any) -> list[str]:
     return [n for n in result.notes if n != cap_note(result.score_name)]
 
 
+def query_tile(payload: dict | None) -> dict:
+    """The example tile's scene, date, place and footprint from its stored payload, as the answers of
+    ``/api/search`` and ``/api/query`` give them in ``query`` (and the CLI prints on its query line)."""
+    qp = payload or {}
+    return {"item_id": qp.get("item_id"), "collection": qp.get("collection"), "datetime": qp.get("datetime"),
+            "location": qp.get("location"), "geometry": footprint(qp)}
+
+
 def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = None, vector: Any = None,
                flt: Any = None, k: int = 10, include_query: bool = False, started: float | None = None,
                expand: int = 0, offset: int = 0) -> dict:
@@ -80,8 +88,7 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     q = doc.get("query") or {}
     qp = result.query_payload or {}
     if result.query_id:
-        q.update({"item_id": qp.get("item_id"), "collection": qp.get("collection"),
-                  "datetime": qp.get("datetime"), "location": qp.get("location"), "geometry": footprint(qp)})
+        q.update(query_tile(qp))
     if at is not None:
         q["at"] = list(at)
     doc["query"] = q
@@ -199,4 +206,4 @@ def search_router(svc: Any):
     return router
 
 
-__all__ = ["SMALL_UPLOAD_FACTOR", "image_search", "page_notes", "run_search", "search_router", "small_upload_warning"]
+__all__ = ["SMALL_UPLOAD_FACTOR", "image_search", "page_notes", "query_tile", "run_search", "search_router", "small_upload_warning"]

@@ -72,14 +72,23 @@ def declared_fields(route: Any) -> tuple[frozenset, frozenset, frozenset]:
     return frozenset(p.alias for p in query_params), frozenset(p.alias for p in body_params), many
 
 
-def unknown_fields(given: list[str], known: frozenset, many: frozenset) -> list[dict]:
+def unknown_fields(given: list[str], known: frozenset, many: frozenset, elsewhere: frozenset = frozenset(),
+                   where: str = "URL") -> list[dict]:
     """FastAPI-style validation errors (``loc``, ``msg``, ``type``) for the names in ``given``
-    (in order, repeats kept) that are not ``known``, and for a single-valued name given twice."""
+    (in order, repeats kept) that are not ``known``, and for a single-valued name given twice.
+    ``given`` were sent in the ``where`` part of the request ("URL" or "form"); ``elsewhere`` are the
+    operation's fields of the other part, named as such when sent in the wrong one."""
     errors, seen = [], set()
     for name in given:
-        if name not in known and name not in ALWAYS_ALLOWED:
-            fields = (f"check its spelling (the fields are {', '.join(sorted(known))})" if known
-                      else "this operation takes none here")
+        if name in elsewhere and name not in known and name not in ALWAYS_ALLOWED:
+            fix = (f"send it in the multipart form (curl -F {name}=...)" if where == "URL"
+                   else f"send it in the URL (...?{name}=...)")
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
+                           "msg": f"{name!r} was sent in the {where}, and this operation takes it in its "
+                                  f"{'form' if where == 'URL' else 'URL'}; {fix}"})
+        elif name not in known and name not in ALWAYS_ALLOWED:
+            fields = (f"check its spelling (the fields are {', '.join(sorted(known | elsewhere))})"
+                      if known | elsewhere else "this operation takes none here")
             errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
                            "msg": f"{name!r} is not a field of this operation; {fields}"})
         elif name in seen and name not in many:
@@ -109,11 +118,11 @@ def strict_fields():
         if id(route) not in cache:
             cache[id(route)] = declared_fields(route)
         query, form, many = cache[id(route)]
-        errors = unknown_fields([k for k, _ in request.query_params.multi_items()], query, many)
+        errors = unknown_fields([k for k, _ in request.query_params.multi_items()], query, many, form, "URL")
         if form:
             fields = await request.form()  # the form FastAPI parsed (with its limits) for this operation
             errors += [{**e, "loc": ("body", e["loc"][1])}
-                       for e in unknown_fields([k for k, _ in fields.multi_items()], form, many)]
+                       for e in unknown_fields([k for k, _ in fields.multi_items()], form, many, query, "form")]
         if errors:
             raise RequestValidationError(errors)
 

@@ -172,7 +172,7 @@ def _str_tuple(values: Any, name: str) -> tuple[str, ...]:
     bad = [v for v in out if not (isinstance(v, str) and v.strip())]
     if bad:
         what = "an empty name" if all(isinstance(v, str) for v in bad) else f"{bad[0]!r}, not a name"
-        example = {"collections": " (e.g. --collection sentinel-2-l2a; API: collections)"}.get(name, "")
+        example = {"collections": " (e.g. --collection sentinel-2-l2a; API: collection)"}.get(name, "")
         raise InputError(f"{name} must be non-empty names, and {what} was given; give each by its name{example}")
     return out
 

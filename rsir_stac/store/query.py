@@ -241,8 +241,11 @@ def check_k(k: Any, offset: Any = 0) -> tuple[int, int]:
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             raise InputError(f"{name} {v!r} (API: {api}) must be a whole number >= {low}")
     if int(k) + int(offset) > MAX_K:
+        room = MAX_K - int(offset)
+        fix = (f"ask for at most {room}" + (f" with --offset {offset}" if offset else "") if room >= 1
+               else f"page with --offset below {MAX_K}")
         raise InputError(f"--offset {offset} + --limit {k} (API: offset + k) is above the limit of {MAX_K} results; "
-                         f"ask for at most {MAX_K} (page with --offset below it) or narrow the filters")
+                         f"{fix}, or narrow the filters")
     return int(k), int(offset)
 
 

@@ -125,6 +125,7 @@ export async function saveLabels(modelId) {
   if (caps.labels && doc.features.some((f) => !f.geometry)) {
     try { doc = await postJson(apiUrl("labels"), { labels: doc }); } catch (e) { /* keep what we have */ }
     delete doc.model_match;   // the check's answer about this request, not part of a label file
+    delete doc.notes;
   }
   download(fileName("labels", "geojson"), new Blob([JSON.stringify(doc, null, 1)], { type: "application/geo+json" }));
 }
@@ -148,7 +149,9 @@ export async function loadLabels(file) {
     }
     state.labels = parseLabels(checked, file.name);
     renderLabels();
-    return { count: state.labels.size, note: matchNote(checked.model_match, file.name) };
+    // what the file held that is not a label (a results file's unlabelled rows, repeats), in the service's words
+    const left = (Array.isArray(checked.notes) ? checked.notes : []).map((n) => `${String(n).replace(/^labels: /, `${file.name}: `)}.`);
+    return { count: state.labels.size, note: [matchNote(checked.model_match, file.name), ...left].filter(Boolean).join(" ") };
   }
   state.labels = labels;
   renderLabels();
