@@ -45,19 +45,25 @@ def excluded_notes(store, flt: SearchFilter | None,
                    names: tuple[str, str] = ("--datetime", "--collection")) -> list[str]:
     """Lines saying how many stored tiles a date or collection filter leaves out
     because they have no date / no collection (bare rasters ingested without
-    ``--datetime`` / ``--collection``); empty when none are.  ``names``: how the
+    ``--datetime`` / ``--collection``), in the searched place, but for those the other filter
+    (collection / date) leaves out for a value of theirs; empty when none are.  ``names``: how the
     date and the collection filter are called where the note is shown."""
     from dataclasses import replace
 
     notes = []
     if flt is not None and (flt.start is not None or flt.end is not None):
-        # the undated tiles in the searched place (the date and collection filters set aside)
-        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime",)))
+        # the undated tiles in the searched place but those of another collection than the filter's, which it
+        # leaves out anyway (counting them sent users looking for tiles no date would bring back)
+        n = store.count(replace(flt, start=None, end=None, missing=("datetime",)))
+        if flt.collections:  # ... and the undated tiles with no collection either
+            n += store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime", "collection")))
         if n:
             notes.append(f"{n} tiles in the searched area have no date, so {names[0]} leaves them out; "
                          "give bare rasters a date with `rsir-stac ingest --datetime`")
     if flt is not None and flt.collections:
-        n = store.count(replace(flt, start=None, end=None, collections=(), missing=("collection",)))
+        n = store.count(replace(flt, collections=(), missing=("collection",)))  # those the date filter lets through
+        if flt.start is not None or flt.end is not None:  # ... and those with no date either
+            n += store.count(replace(flt, start=None, end=None, collections=(), missing=("collection", "datetime")))
         if n:
             notes.append(f"{n} tiles in the searched area have no collection, so {names[1]} leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
@@ -195,8 +201,9 @@ def _resized_how(h: int, w: int, tile_size: int) -> str | None:
     """How an image of ``h`` x ``w`` px far from a ``tile_size`` px tile is resized to the network input
     (blown up, squashed, shrunk), or None for a tile-like image (:data:`QUERY_SIDE_RANGE`)."""
     short, long = min(h, w), max(h, w)
-    return ("blown up" if short * QUERY_SIDE_RANGE[0] < tile_size else
-            "squashed" if long > QUERY_ASPECT_MAX * short else
+    # a strip first: an 8000 x 10 px image is above all squashed (800:1), though blown up too
+    return ("squashed" if long > QUERY_ASPECT_MAX * short else
+            "blown up" if short * QUERY_SIDE_RANGE[0] < tile_size else
             "shrunk" if long > QUERY_SIDE_RANGE[1] * tile_size else None)
 
 

@@ -205,3 +205,95 @@ def test_an_unlabelled_csv_of_results_is_told_to_add_a_label_column(tmp_path):
                     "2,0c857a0b-c672-5007-87f7-99d8212cbbb8,0.2\n")
     with pytest.raises(InputError, match="none is labelled; set a label column to"):
         read_labels(path)
+
+
+# --------------------------------------------------------------------------- map page trial (server side)
+
+@pytest.fixture(scope="module")
+def year_scene(tmp_path_factory, tiny_bundle):
+    """An index of one bare GeoTIFF ingested with ``--datetime 2015`` (the whole year, an interval) and
+    ``--collection landsat``, and one undated GeoTIFF of another collection elsewhere."""
+    from rsir_stac.ingest import IngestOptions, ingest
+    from tests.conftest import make_geotiff
+
+    root = tmp_path_factory.mktemp("year")
+    a = make_geotiff(root / "y2015.tif", width=128, height=128, seed=4)
+    b = make_geotiff(root / "undated.tif", width=128, height=128, seed=5, origin=(510000.0, 3300000.0))
+    for src, opts in ((a, {"datetime": "2015", "collection": "landsat"}), (b, {"collection": "naip"})):
+        assert ingest([str(src)], index=str(root / "idx"), model=tiny_bundle,
+                      options=IngestOptions(tile_size=64, gsd=None, native_gsd=True, **opts)).ok
+    return root / "idx"
+
+
+@pytest.fixture()
+def year_client(year_scene, tiny_bundle):
+    from fastapi.testclient import TestClient
+
+    from rsir_stac.search import Index
+    from rsir_stac.serve import create_app
+
+    with Index.open(str(year_scene), model=tiny_bundle) as idx, \
+            TestClient(create_app(idx, allowed_hosts=("testserver",))) as c:
+        yield c
+
+
+def test_the_imagery_of_a_scene_acquired_over_a_year_is_drawn_for_a_month_of_it(year_client):
+    import io
+
+    import morecantile
+    import numpy as np
+    from PIL import Image
+
+    scenes = year_client.get("/api/scenes").json()["features"]
+    year = next(f for f in scenes if f["properties"]["collection"] == "landsat")
+    assert year["properties"]["datetime"].startswith("2015-01-01") and \
+        year["properties"]["end_datetime"].startswith("2015-12-31"), year["properties"]
+    w, s, e, n = year["properties"]["bbox"]
+    t = morecantile.tms.get("WebMercatorQuad").tile((w + e) / 2, (s + n) / 2, 18)
+
+    def opaque(dt: str) -> float:
+        r = year_client.get(f"/api/imagery/{t.z}/{t.x}/{t.y}.png", params={"datetime": dt, "collection": "landsat"})
+        assert r.status_code == 200, r.text
+        return float((np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))[..., 3] > 0).mean())
+
+    assert opaque("2015") > 0.1
+    assert opaque("2015-06") > 0.1 and opaque("2015-12-31T12:00:00Z") > 0.1  # inside the year: drawn (was empty)
+    assert opaque("2016") == 0.0 and opaque("../2014-12-31") == 0.0          # outside it: not drawn
+
+
+def test_the_undated_note_counts_only_tiles_the_other_filters_let_through(year_client):
+    """The 4 undated tiles are of collection naip: a date filter with collection landsat leaves them out
+    anyway, so no note says the date filter did (the page trial's "45 tiles ... left out" that were all
+    of another collection); with no collection filter the note counts them."""
+    scenes = year_client.get("/api/scenes").json()["features"]
+    year = next(f for f in scenes if f["properties"]["collection"] == "landsat")
+    w, s, e, n = year["properties"]["bbox"]
+    at = {"lon": (w + e) / 2, "lat": (s + n) / 2, "k": 3}
+    doc = year_client.get("/api/search", params={**at, "datetime": "2015"}).json()
+    assert any(x.startswith("4 tiles in the searched area have no date") for x in doc["filter_notes"]), doc
+    assert doc["filter_notes"] == [x for x in doc["notes"] if x in doc["filter_notes"]]
+    doc = year_client.get("/api/search", params={**at, "datetime": "2015", "collection": "landsat"}).json()
+    assert not any("have no date" in x for x in doc["notes"]), doc["notes"]
+    assert doc["filter_notes"] == []
+    doc = year_client.post("/api/query", json={"positives": [{"lon": at["lon"], "lat": at["lat"]}], "k": 3,
+                                               "datetime": "2015", "collection": "landsat"}).json()
+    assert doc["filter_notes"] == [] and not any("have no date" in x for x in doc["notes"]), doc
+
+
+def test_a_strip_upload_is_told_it_is_squashed_not_small(year_client):
+    """An 8000 x 10 px upload was told it is "much smaller than the model's input"; it is squashed 800:1."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from rsir_stac.search_notes import _resized_how
+
+    png = io.BytesIO()
+    Image.fromarray(np.full((10, 8000, 3), 90, np.uint8)).save(png, format="PNG")
+    doc = year_client.post("/api/search/image", files={"file": ("strip.png", png.getvalue(), "image/png")},
+                           data={"k": "2"}).json()
+    assert "warning" not in doc["query"], doc["query"]
+    said = [n for n in doc["notes"] if "network input" in n]
+    assert len(said) == 1 and "8000 x 10 px" in said[0] and "squashed whole" in said[0], doc["notes"]
+    assert _resized_how(10, 8000, 256) == "squashed"

@@ -534,7 +534,7 @@ def test_errors_for_people_and_filter_notes(browser, server):
         pg.p.evaluate(f"rsir.searchById('{pid}')")
         pg.wait_status("filtered by dates")
         n_c = sum(1 for p in points.values() if not p.get("datetime"))   # the bare GeoTIFF's tiles
-        assert f"{n_c} tiles without a date are left out by the date filter" in pg.status()
+        assert f"{n_c} tiles in the searched area have no date, so the datetime filter leaves them out" in pg.status()
         items = pg.p.locator("#gallery .card .item").all_inner_texts()
         assert items and all(t.startswith(("scene-a", "scene-b")) for t in items)
         # a place on the undated scene: its tile is one the dates leave out, and its imagery is hidden

@@ -89,15 +89,17 @@ def query_router(svc: Any):
             if result.query_id:  # the first example tile's scene and date, as GET /api/search gives them (not
                 # its outline: the page draws a query's outline, and a query of several examples has its own)
                 tile = query_tile(result.query_payload)
-                doc["query"].update({k: tile[k] for k in ("item_id", "collection", "datetime")})
-            notes = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
+                doc["query"].update({k: tile[k] for k in ("item_id", "collection", "datetime", "end_datetime")
+                                     if k in tile})
+            left_out = svc.filter_notes(flt)
+            notes = list(result.notes) + left_out + (svc.empty_notes(flt) if not result.hits else [])
         full = len(result.hits) == req.k and req.offset + req.k < MAX_K
         cap = bodies.per_item(req.per_item)
         doc.update({"k": req.k, "offset": req.offset, "next_offset": req.offset + req.k if full else None,
                     "score": result.score_name, "per_scene": AUTO_PER_ITEM if cap == "auto" else cap,
                     **({"per_scene_penalty": FILL_PENALTY} if cap == "auto" and result.score_name == "distance"
                        else {}),
-                    "notes": notes, "search_notes": page_notes(result),
+                    "notes": notes, "filter_notes": left_out, "search_notes": page_notes(result),
                     "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
         return doc
 

@@ -62,7 +62,10 @@ SEARCH_ANSWER: dict[str, Any] = {
                                                                "times larger."},
         "notes": {**_NOTES, "description": "Every note for people: what filters leave out, what the ranking did."},
         "search_notes": {**_NOTES, "description": "The notes about the search itself but the cap's (the map "
-                                                  "page words that one and the filters' counts itself)."},
+                                                  "page words that one itself)."},
+        "filter_notes": {**_NOTES, "description": "The notes of `notes` on the tiles the date and collection "
+                                                  "filters leave out for having no date or collection (those the "
+                                                  "other filters let through)."},
         "took_ms": {"type": "number"},
     },
     "additionalProperties": True,

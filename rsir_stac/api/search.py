@@ -61,6 +61,7 @@ def query_tile(payload: dict | None) -> dict:
     ``/api/search`` and ``/api/query`` give them in ``query`` (and the CLI prints on its query line)."""
     qp = payload or {}
     return {"item_id": qp.get("item_id"), "collection": qp.get("collection"), "datetime": qp.get("datetime"),
+            **({"end_datetime": qp["end_datetime"]} if qp.get("end_datetime") else {}),
             "location": qp.get("location"), "geometry": footprint(qp)}
 
 
@@ -97,7 +98,9 @@ def run_search(svc: Any, *, point_id: Any = None, lon: Any = None, lat: Any = No
     doc["next_offset"] = offset + k if len(result.hits) == k and offset + k < MAX_PAGED else None
     doc["per_scene"] = AUTO_PER_ITEM  # the soft cap these searches apply (the page explains its order)
     doc["per_scene_penalty"] = FILL_PENALTY  # beyond it a distance ranks as if this many times larger
-    doc["notes"] = list(result.notes) + svc.filter_notes(flt) + (svc.empty_notes(flt) if not result.hits else [])
+    left_out = svc.filter_notes(flt)
+    doc["notes"] = list(result.notes) + left_out + (svc.empty_notes(flt) if not result.hits else [])
+    doc["filter_notes"] = left_out  # the same lines alone: what the date and collection filters left out
     doc["search_notes"] = page_notes(result)  # about this search itself (the page counts the filters' own)
     doc["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return doc
@@ -122,7 +125,11 @@ def image_search(svc: Any, file: Any, filters: dict, *, k: int = 10, expand: int
         del pixels
     doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand, offset=offset)
     doc["query"]["size"] = size
-    warning = small_upload_warning(size, svc.index.bundle.input_size)
+    from rsir_stac.search_notes import QUERY_ASPECT_MAX
+
+    # a strip (8000 x 10 px) is above all squashed, small side or not: the note below says so
+    strip = max(size) > QUERY_ASPECT_MAX * max(min(size), 1)
+    warning = None if strip else small_upload_warning(size, svc.index.bundle.input_size)
     if warning:
         doc["query"]["warning"] = warning
         doc["notes"].append(warning)

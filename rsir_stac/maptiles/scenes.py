@@ -37,6 +37,9 @@ class Scene:
     bands: tuple[int, ...] | None
     gsd: float | None = None
     zooms: tuple[int, int] | None = None
+    #: the end of the scene's acquisition interval (RFC 3339), for a scene ingested with one (a
+    #: ``--datetime 2015`` or a STAC item's ``start_datetime``/``end_datetime``); ``datetime`` is its start
+    end_datetime: str | None = None
     #: a nodata value ingest took from STAC (``tiling.nodata``), not the file; three (one per
     #: file, each may be None) for a composed scene
     nodata: float | tuple[float | None, ...] | None = None
@@ -53,7 +56,8 @@ class Scene:
     def summary(self) -> dict[str, Any]:
         """The client-facing description (no server path)."""
         return {"id": self.id, "item_id": self.item_id, "collection": self.collection, "asset": self.asset,
-                "datetime": self.datetime, "tiles": self.tiles, "bbox": list(self.bbox),
+                "datetime": self.datetime, "end_datetime": self.end_datetime, "tiles": self.tiles,
+                "bbox": list(self.bbox),
                 "gsd": self.gsd, "minzoom": self.zooms[0] if self.zooms else None,
                 "maxzoom": self.zooms[1] if self.zooms else None}
 
@@ -96,6 +100,7 @@ def scenes_from_payloads(payloads: Iterable[Mapping[str, Any]]) -> list[Scene]:
             sc = scenes[sid] = Scene(
                 id=sid, item_id=item, collection=col if isinstance(col, str) else None, asset=asset, href=href,
                 datetime=p.get("datetime") if isinstance(p.get("datetime"), str) else None, tiles=0,
+                end_datetime=p.get("end_datetime") if isinstance(p.get("end_datetime"), str) else None,
                 bbox=(math.inf, math.inf, -math.inf, -math.inf), footprint=None,
                 bands=tuple(int(b) for b in bands) if bands else None,
                 gsd=float(p["gsd"]) if isinstance(p.get("gsd"), (int, float)) else None,
@@ -230,8 +235,9 @@ def _scene_footprint(sc: Scene) -> dict | None:
 @dataclass(frozen=True)
 class SceneChoice:
     """Which scenes a tile draws and in which order: those acquired within ``datetime``
-    (``START/END`` as the search filters take it; undated scenes are then left out), of the
-    ``collections`` (any when empty), and the scenes of STAC item ``item`` first."""
+    (``START/END`` as the search filters take it: a scene's acquisition interval meets it, as a
+    tile's does in search; undated scenes are then left out), of the ``collections`` (any when
+    empty), and the scenes of STAC item ``item`` first."""
 
     datetime: str | None = None
     collections: tuple[str, ...] = ()
@@ -246,22 +252,31 @@ class SceneChoice:
     def order(self, scenes: list[Scene]) -> list[Scene]:
         """``scenes`` (newest first) filtered and reordered by this choice."""
         out = [sc for sc in scenes if (not self.collections or sc.collection in self.collections)
-               and (not self.datetime or _within(sc.datetime, *self._range))]
+               and (not self.datetime or _meets(sc.datetime, sc.end_datetime, *self._range))]
         if self.item:
             out = [sc for sc in out if sc.item_id == self.item] + [sc for sc in out if sc.item_id != self.item]
         return out
 
 
-def _within(when: str | None, start, end) -> bool:
-    """Whether the scene time ``when`` (RFC 3339) lies in ``start``..``end`` (None: open)."""
+def _instant(when: str | None):
+    """An RFC 3339 time as an aware datetime (UTC when naive), or None."""
     from datetime import datetime, timezone
 
     if not when:
-        return False
+        return None
     try:
         t = datetime.fromisoformat(when.replace("Z", "+00:00"))
     except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def _meets(when: str | None, until: str | None, start, end) -> bool:
+    """Whether the scene's acquisition ``when`` .. ``until`` (RFC 3339; ``until`` None: the instant
+    ``when``) meets ``start``..``end`` (None: open), inclusive, as :func:`rsir_stac.store.filters.matches`
+    tests a tile's interval."""
+    t0 = _instant(when)
+    if t0 is None:
         return False
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return (start is None or t >= start) and (end is None or t <= end)
+    t1 = _instant(until) or t0
+    return (start is None or t1 >= start) and (end is None or t0 <= end)

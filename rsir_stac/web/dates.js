@@ -33,7 +33,10 @@ function instant(t, end) {
   return (m[3] ? Date.UTC(y, mo, d + 1) : m[2] ? Date.UTC(y, mo + 1, 1) : Date.UTC(y + 1, 0, 1)) - 1;
 }
 
-export function withinRange(when, [start, end]) {
-  const t = when ? Date.parse(when) : NaN;
-  return !Number.isNaN(t) && (start === null || t >= start) && (end === null || t <= end);
+/** Whether an acquisition `when` .. `until` (RFC 3339; no `until`: the instant `when`) meets the
+ *  range [start, end] (ms, null: open), inclusive: as the service tests a scene or a tile. */
+export function withinRange(when, [start, end], until) {
+  const t0 = when ? Date.parse(when) : NaN;
+  const t1 = until ? Date.parse(until) : t0;
+  return !Number.isNaN(t0) && (start === null || (Number.isNaN(t1) ? t0 : t1) >= start) && (end === null || t0 <= end);
 }

@@ -120,8 +120,11 @@ $("goto").addEventListener("submit", (ev) => {
                       : range + "Give a place as lon, lat in degrees, for example -95.37, 29.76.", "error");
     return;
   }
+  // the search first: it adds its history entry, which the move below then writes its view into (moved
+  // first, the view went into the entry of the search before, and Back came to the new place)
+  const searching = ev.submitter && ev.submitter.id === "goto-search";
+  if (searching) run({ kind: "location", lon: v[0], lat: v[1], typed: true });
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
   L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
-  if (ev.submitter && ev.submitter.id === "goto-search") run({ kind: "location", lon: v[0], lat: v[1], typed: true });
-  else setStatus(`Moved to ${v[0]}, ${v[1]}.`);
+  if (!searching) setStatus(`Moved to ${v[0]}, ${v[1]}.`);
 });

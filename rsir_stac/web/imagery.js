@@ -136,7 +136,7 @@ function sceneChoice(datetime, collections, item) {
   const cols = collections || [];
   return {
     item: item || null,
-    matches: (p) => (!cols.length || cols.includes(p.collection)) && (!range || withinRange(p.datetime, range)),
+    matches: (p) => (!cols.length || cols.includes(p.collection)) && (!range || withinRange(p.datetime, range, p.end_datetime)),
   };
 }
 export let imageryChoice = sceneChoice("", [], null);   // read by scenes.js (the hover names)

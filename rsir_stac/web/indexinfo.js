@@ -5,7 +5,7 @@ import { printable } from "./text.js";
 import { api, apiUrl } from "./api.js";
 import { addBasemap, addImagery } from "./imagery.js";
 import { map, mapNotice } from "./map.js";
-import { el, shortDate } from "./results.js";
+import { el, tileDate } from "./results.js";
 import { flashScene, showScenes } from "./scenes.js";
 import { $ } from "./status.js";
 
@@ -48,7 +48,7 @@ export async function loadScenes() {
     const b = el("button", "scene");
     b.type = "button";
     b.appendChild(el("span", "sitem", p.item_id));
-    b.appendChild(el("span", "smeta", [p.collection || "no collection", p.datetime ? shortDate(p.datetime) : "no date",
+    b.appendChild(el("span", "smeta", [p.collection || "no collection", tileDate(p),
                                        `${p.tiles} tile${p.tiles === 1 ? "" : "s"}`].join(" · ")));
     if (p.imagery === false) b.appendChild(el("span", "sbad", "imagery: " + p.imagery_problem));
     else if (p.imagery_note) b.appendChild(el("span", "snote", "imagery: " + p.imagery_note));

@@ -4,7 +4,7 @@ import { api, ApiError, apiUrl, friendly, postJson } from "./api.js";
 import { clearHits, relabelHits } from "./hits.js";
 import * as mapjs from "./map.js";
 import { map } from "./map.js";
-import { cardKeys, el, midShort, shortDate, tileCard } from "./results.js";
+import { cardKeys, el, midShort, shortDate, tileCard, tileDate } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -244,22 +244,51 @@ export async function findAll(filters, onProgress) {
   const t0 = performance.now();
   const timer = setInterval(() => onProgress((performance.now() - t0) / 1000), 250);
   try {
-    const raw = $("threshold").value.trim();
+    const box = $("threshold"), raw = box.value.trim();
     const threshold = raw === "" ? NaN : Number(raw);
     if (!(threshold >= 0 && threshold <= 1)) {
-      throw new Error(`threshold "${raw}" must be a probability from 0 to 1, e.g. 0.5`);
+      // a number the box cannot hold (1e309, 400 digits) reads as "": say so, not quote an empty value
+      throw new Error(raw === "" && box.validity && box.validity.badInput
+        ? "the threshold box holds a number it cannot read; give a probability from 0 to 1, e.g. 0.5"
+        : `threshold "${raw}" must be a probability from 0 to 1, e.g. 0.5`);
     }
+    const made = runSignature(threshold);   // what the hits are of: these labels, this threshold
     const resp = await postJson(apiUrl("classify"), Object.assign({ labels: labelsGeoJSON(), threshold: threshold,
       max_hits: 2000 }, filters), { raw: true });
     const text = await resp.text();
     const doc = JSON.parse(text);
     answers.set(doc, text);
+    madeWith.set(doc, made);
     madeAt.set(doc, new Date());
     return doc;
   } finally { clearInterval(timer); }
 }
 
 const answers = new WeakMap();   // a "find all" answer -> the service's own text of it
+const madeWith = new WeakMap();  // a "find all" answer -> the labels and threshold it was run with (runSignature)
+let shownHits = null;            // the answer whose hits are listed
+
+/** The labels (tile and label) and threshold a "find all" runs with, as one comparable string. */
+function runSignature(threshold) {
+  return JSON.stringify([[...state.labels].map(([id, l]) => `${id}:${l.label}`).sort(), threshold]);
+}
+
+/** Say over the listed hits when the labels or the threshold changed since they were found (the map
+ *  and Download hits still hold that run's answer, which names its own threshold and labels). */
+function markStaleHits() {
+  const box = $("hits");
+  if (!box || box.hidden || !shownHits || !madeWith.has(shownHits)) return;
+  const raw = $("threshold").value.trim();
+  const stale = runSignature(raw === "" ? NaN : Number(raw)) !== madeWith.get(shownHits);
+  let line = box.querySelector(".stale");
+  if (!line) {
+    line = el("p", "hint stale", "The labels or the threshold changed since these hits were found: press Find all again.");
+    line.setAttribute("role", "status");
+    box.insertBefore(line, box.children[1] || null);
+  }
+  line.hidden = !stale;
+}
+$("threshold").addEventListener("input", markStaleHits);
 const madeAt = new WeakMap();    // a "find all" answer -> when it came (its download's name says it)
 
 /** When a "find all" answer came (now for one not of this page's findAll). */
@@ -310,6 +339,7 @@ function lookAt(f) {
 /** Restyle the hit cards (and the hits named in an open popup) after a label changed. */
 export function restyleHits() {
   relabelHits();
+  markStaleHits();
   for (const c of document.querySelectorAll("#hits .card")) {
     const l = state.labels.get(c.dataset.id);
     c.classList.toggle("pos", !!l && l.label === "positive");
@@ -320,7 +350,7 @@ export function restyleHits() {
 function hitCard(f, onLabel) {
   const p = f.properties;
   const prob = typeof p.probability === "number" ? p.probability.toFixed(3) : "?";
-  const c = tileCard(f, `Hit ${p.rank}: probability ${prob}, ${p.datetime ? shortDate(p.datetime) : "no date"}, ` +
+  const c = tileCard(f, `Hit ${p.rank}: probability ${prob}, ${tileDate(p)}, ` +
     (p.item_id || "unknown scene"), `p = ${prob}`);
   const look = () => {
     lookAt(f);
@@ -353,6 +383,7 @@ export function showHits(doc, onLabel) {
   focusLayer.clearLayers();
   const feats = doc.features || [];
   box.hidden = !feats.length;
+  shownHits = doc;
   if (!feats.length) return box;
   box.appendChild(el("h2", "sub", `Find all hits (${feats.length})`));
   box.appendChild(el("p", "muted hint", (feats.length > HITS_SHOWN

@@ -14,6 +14,22 @@ export function el(tag, cls, text) {
 }
 export const shortDate = (s) => (s ? String(s).slice(0, 10) : "");
 
+/**
+ * The date a tile or scene was acquired, from its `datetime` and, for an acquisition interval (a
+ * scene ingested with `--datetime 2015`, a STAC item's start/end), its `end_datetime`: "2020-08-31",
+ * a whole year "2015" or month "2015-06", else "2015-03-02 – 05-10"; `none` without a date.
+ */
+export function tileDate(p, none = "no date") {
+  const a = shortDate(p && p.datetime), b = shortDate(p && p.end_datetime);
+  if (!a) return none;
+  if (!b || b === a) return a;
+  const [y, m] = [a.slice(0, 4), a.slice(5, 7)];
+  const last = (yy, mm) => new Date(Date.UTC(+yy, +mm, 0)).getUTCDate();   // the month's last day
+  if (a.endsWith("-01-01") && b === `${y}-12-31`) return y;
+  if (a.endsWith("-01") && b.slice(0, 7) === a.slice(0, 7) && +b.slice(8) === last(y, m)) return a.slice(0, 7);
+  return `${a} – ${b.slice(0, 4) === y ? b.slice(5) : b}`;
+}
+
 /** A long name cut in the middle to n characters ("opengeos_naip_m…20200831-b3278a42796e"): its
  *  start and its end (where item ids keep dates and versions) stay readable. */
 export function midShort(s, n) {
@@ -212,7 +228,7 @@ export function tileCard(f, alt, figure) {
   const cap = el("div", "cap");
   cap.appendChild(el("div", "dist", figure));
   // the date first: results of one place at several dates (a time series) differ by it
-  cap.appendChild(el("div", "date", p.datetime ? shortDate(p.datetime) : "no date"));
+  cap.appendChild(el("div", "date", tileDate(p)));
   cap.appendChild(el("div", "item", midShort(p.item_id, 18))).title = printable(p.item_id || "");
   c.appendChild(cap);
   return c;
@@ -221,7 +237,7 @@ export function tileCard(f, alt, figure) {
 function card(f, scored) {
   const p = f.properties;
   const dist = typeof p.distance === "number" ? p.distance : p.score;
-  const c = tileCard(f, `Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`,
+  const c = tileCard(f, `Result ${p.rank}: ${tileDate(p)}, ${p.item_id || "unknown scene"}`,
                      (scored ? "score " : "d = ") + (typeof dist === "number" ? dist.toFixed(3) : "?"));
   c.setAttribute("aria-pressed", "false");
   c.onclick = (ev) => {   // a click or a tap (detail > 0), not Enter (cardKeys): the details come into view
@@ -301,12 +317,12 @@ function showDetails(f) {
   d.appendChild(head);
   const body = el("div", "dbody");
   const img = el("img");
-  img.alt = printable(`Result ${p.rank}: ${p.datetime ? shortDate(p.datetime) : "no date"}, ${p.item_id || "unknown scene"}`);
+  img.alt = printable(`Result ${p.rank}: ${tileDate(p)}, ${p.item_id || "unknown scene"}`);
   setImage(img, tileUrl(f.id));
   body.appendChild(img);
   const dl = el("dl");
   row(dl, "Scene", (p.item_id || "?") + (p.collection ? ` (${p.collection})` : ""));
-  row(dl, "Date", p.datetime ? shortDate(p.datetime) : "no date");
+  row(dl, "Date", tileDate(p));
   if (typeof p.distance === "number") row(dl, "Distance", p.distance.toFixed(4), DISTANCE_HELP);
   else if (typeof p.score === "number") row(dl, "Score", p.score.toFixed(4), SCORE_HELP);
   const loc = typeof p.location === "string" ? safeJson(p.location) : p.location;

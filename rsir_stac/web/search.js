@@ -9,7 +9,7 @@ import { setImageryScenes } from "./imagery.js";
 import { scenesDoc } from "./indexinfo.js";
 import * as labels from "./labels.js";
 import { COLOURS } from "./map.js";
-import { clearResults, el, queryLayer, resultById, select, shortDate, showResults } from "./results.js";
+import { clearResults, el, queryLayer, resultById, select, shortDate, showResults, tileDate } from "./results.js";
 import { saveUrl, stampUpload, stampUploading, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
 import { uploadUrl } from "./uploads.js";
@@ -78,11 +78,13 @@ function filterParams(extra) {
   return q;
 }
 
-/** Notes on what the filters leave out that people do not expect (undated / uncollected tiles). */
-function filterNotes() {
+/** Notes on what the filters leave out that people do not expect (undated / uncollected tiles): the
+ *  answer's own (`doc.filter_notes`: those the other filters let through), else the index's counts. */
+function filterNotes(doc) {
   const notes = [];
   if (refusedArea) notes.push(`the link's polygon was left out: ${refusedArea}; draw the area again`);
   notes.push(...linkNotes);
+  if (doc && Array.isArray(doc.filter_notes)) return notes.concat(doc.filter_notes.map((n) => String(n)));
   if (!scenesDoc) return notes;
   if (state.datetime && scenesDoc.undated_tiles) {
     notes.push(`${scenesDoc.undated_tiles.toLocaleString()} tiles without a date are left out by the date filter`);
@@ -219,6 +221,17 @@ export async function run(query, opts) {
                 "turn the page again once the service answers.", "error");
       return;
     }
+    if (query.kind === "location" && query.typed && err.status === 404 && before.query && lastDoc) {
+      // a typed place with no tile is a wrong input, as a refused upload is: what was shown stays, and the
+      // history entry pushed for it names that search again (with the view the place moved the map to)
+      state.query = before.query;
+      state.selected = before.selected;
+      state.offset = before.offset;
+      saveUrl(false);
+      setStatus(`${friendly(err.message)}${swappedHint(query)} The results shown are still those of the previous search.`,
+                "error");
+      return;
+    }
     if (query.kind === "location" && query.pinned && err.status === 404) {
       // a link's tile (qid) gone from the index (ids change on a new ingest): the link's place still
       // holds, so search there, and say so
@@ -241,6 +254,18 @@ export async function run(query, opts) {
   } finally {
     if (inFlight === mine) inFlight = null;
   }
+}
+
+/** " Did you mean LAT, LON?" when a typed place found no tile and the swapped one lies in a scene (lat, lon
+ *  typed as lon, lat: both in range, so the box took them), else "". */
+function swappedHint(query) {
+  const [x, y] = [query.lat, query.lon];   // the swapped place: lon = the typed latitude
+  if (Math.abs(y) > 90) return "";
+  const inside = ((scenesDoc && scenesDoc.features) || []).some((f) => {
+    const b = f.properties && f.properties.bbox;
+    return Array.isArray(b) && b.length === 4 && y >= b[1] && y <= b[3] && (b[0] <= b[2] ? x >= b[0] && x <= b[2] : x >= b[0] || x <= b[2]);
+  });
+  return inside ? ` Did you mean ${x}, ${y}? A scene lies there (the place is lon, lat).` : "";
 }
 
 export function rerun() {
@@ -301,7 +326,7 @@ export function render(doc, query, opts) {
   if (state.area) filt.push(state.area.bbox ? "box" : "polygon");
   if (state.datetime) filt.push("dates");
   if (state.collections.length) filt.push("collections");
-  const notes = filterNotes();
+  const notes = filterNotes(doc);
   notes.push(...(doc.search_notes || []));   // e.g. the place's tile is one the filters leave out (its imagery hidden)
   if (q.warning) notes.push(q.warning);
   if (lostSelection && opts && opts.keepSelection) {
@@ -350,7 +375,7 @@ function renderQuery(q, query, scored) {
     const ex = labels.examples();
     meta.appendChild(el("div", "muted", `${ex.positives.length} positive, ${ex.negatives.length} negative examples`));
   }
-  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + shortDate(q.datetime) : "")));
+  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + tileDate(q) : "")));
   if (query.kind === "image" && query.file) {
     meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
     if (q.warning) {   // e.g. an image much smaller than the model's input

@@ -76,6 +76,17 @@ function segmentsMeet(a, b, c, d) {
  * edges cross or touch (a bow-tie, a corner on another edge, an edge doubling back), or it has no
  * area (its corners on one line).
  */
+/** Most characters of a collection name (the service's api.params.MAX_COLLECTION_CHARS). */
+const MAX_COLLECTION_CHARS = 200;
+
+/** Why the service would refuse the box [w, s, e, n] (degrees; w > e crosses the antimeridian), or "". */
+export function bboxProblem([w, s, e, n]) {
+  if (Math.abs(s) > 90 || Math.abs(n) > 90) return "a latitude is beyond ±90";
+  if (Math.abs(w) > 180 || Math.abs(e) > 180) return "a longitude is beyond ±180";
+  if (s >= n) return `its south ${s} is not below its north ${n}`;
+  return "";
+}
+
 export function polygonProblem(ring) {
   const pts = ring.slice();
   if (pts.length > 1 && pts[0][0] === pts[pts.length - 1][0] && pts[0][1] === pts[pts.length - 1][1]) pts.pop();
@@ -130,7 +141,8 @@ function impossible(p) {
 /** A Dates text as a message quotes it: in "…", or in '…' when it holds a double quote itself
  *  (`"2020"` typed with its quotes showed as `""2020""`), or “…” when it holds both kinds. */
 export function quotedDates(text) {
-  const t = String(text).trim();
+  let t = String(text).trim();
+  if (t.length > 60) t = `${t.slice(0, 40)}…${t.slice(-8)} (${t.length.toLocaleString()} characters)`;   // never a screenful
   return !t.includes('"') ? `"${t}"` : !t.includes("'") ? `'${t}'` : `“${t}”`;
 }
 
@@ -216,10 +228,16 @@ export function fromSearch(search) {
   if (why) { out.refusedDates = dt; out.refusedWhy = why; } else out.datetime = dt;
   out.unsupported = ["near", "radius"].filter((name) => q.has(name));
   out.collections = (q.get("col") || "").split(",").filter(Boolean);
+  const long = out.collections.filter((c) => c.length > MAX_COLLECTION_CHARS);
+  if (long.length) {   // the service refuses a name that long: the rest of the link still searches
+    out.collections = out.collections.filter((c) => c.length <= MAX_COLLECTION_CHARS);
+    note(`the link's collection ${shown(long[0])} was left out: a collection name has at most ${MAX_COLLECTION_CHARS} characters`);
+  }
   if (q.get("bbox")) {
     const bb = nums(q.get("bbox"), 4);
-    if (bb) out.area = { bbox: bb };
-    else note(`the link's box bbox=${shown(q.get("bbox"))} was left out: it is not four numbers W,S,E,N; draw the area again`);
+    const why = bb ? bboxProblem(bb) : "it is not four numbers W,S,E,N";
+    if (!why) out.area = { bbox: bb };
+    else note(`the link's box bbox=${shown(q.get("bbox"))} was left out: ${why}; draw the area again`);
   }
   if (q.get("poly")) {
     const parts = q.get("poly").split(";");
