@@ -174,6 +174,17 @@ class Page:
         self.p.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
         self.p.evaluate("rsir.map.invalidateSize({animate: false})")
 
+    def find_all(self, labels, threshold):
+        """Label result cards (``[(card index, "Positive" or "Negative"), ...]``) through the details pane,
+        then run Find all at ``threshold`` from the Labels tab and wait for its answer."""
+        for i, lab in labels:
+            self.p.locator("#gallery .card").nth(i).click()
+            self.p.click(f"#details button:has-text('{lab}')")
+        self.p.click("#tab-labels")
+        self.p.fill("#threshold", str(threshold))
+        self.p.click("#classify")
+        self.wait_status("Find all:", timeout=120_000)
+
     def check_clean(self):
         assert not self.errors, self.errors
         assert not self.foreign, f"the page fetched outside the service: {self.foreign}"
@@ -1283,13 +1294,8 @@ def test_page_csv_is_escaped_and_find_all_download_is_typed_as_the_cli(browser, 
                         continue
                     # find all, every tile a hit (threshold 0), downloaded; the labels saved for the CLI
                     pg.p.click("#tab-results")
-                    for i, lab in ((0, "Positive"), (1, "Positive"), (2, "Positive"), (8, "Negative"), (9, "Negative")):
-                        pg.p.locator("#gallery .card").nth(i).click()
-                        pg.p.click(f"#details button:has-text('{lab}')")
-                    pg.p.click("#tab-labels")
-                    pg.p.fill("#threshold", "0")
-                    pg.p.click("#classify")
-                    pg.wait_status("Find all:", timeout=120_000)
+                    pg.find_all(((0, "Positive"), (1, "Positive"), (2, "Positive"), (8, "Negative"), (9, "Negative")),
+                                0)
                     with pg.p.expect_download() as dl:
                         pg.p.click("#findall-export")
                     dl.value.save_as(tmp_path / "page-hits.geojson")

@@ -78,13 +78,7 @@ def test_find_all_hits_say_when_the_labels_or_threshold_changed_since(browser, s
     pg = Page(browser, base)
     try:
         pg.search_by_id(next(iter(_scene_points(points, "scene-a"))), 10)
-        for i, lab in ((0, "Positive"), (1, "Positive"), (8, "Negative"), (9, "Negative")):
-            pg.p.locator("#gallery .card").nth(i).click()
-            pg.p.click(f"#details button:has-text('{lab}')")
-        pg.p.click("#tab-labels")
-        pg.p.fill("#threshold", "0.3")
-        pg.p.click("#classify")
-        pg.wait_status("Find all:", timeout=120_000)
+        pg.find_all(((0, "Positive"), (1, "Positive"), (8, "Negative"), (9, "Negative")), 0.3)
         stale = pg.p.locator("#hits .stale")
         assert stale.count() == 1 and stale.is_hidden()
         pg.p.fill("#threshold", "0.9")
