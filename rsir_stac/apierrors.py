@@ -182,9 +182,8 @@ def _unwrapped_labels(errors: list[dict]) -> str | None:
     """The fix when a label FeatureCollection was sent as the whole body of an operation that takes it
     in its ``labels`` field (the likeliest first try: the README says "give the label file"), else None."""
     body = [e for e in errors if len(e["loc"]) == 2 and e["loc"][0] == "body"]
-    missing = {e["loc"][1] for e in body if e["type"] == "missing"}
     extra = {e["loc"][1] for e in body if e["type"] == "extra_forbidden"}
-    if "labels" in missing and "features" in extra:
+    if {"type", "features"} <= extra:   # /api/labels and /api/classify (labels required), /api/query...
         return ('the body is a GeoJSON FeatureCollection; send it as the labels field: {"labels": '
                 '<the FeatureCollection>, ...}')
     return None

@@ -66,7 +66,9 @@ def _print_search(result, fmt: str, offset: int, notes: list, doc: dict | None =
         first = result.query_id or next((e.source for e in result.examples[:1] if e.positive), None)
         if first:  # a stored tile's id, or the image file as it was given
             qp = (result.query_payload or {}) if result.query_id else {}
-            about = ", ".join(str(v) for v in (qp.get("item_id"), qp.get("datetime")) if v)
+            when = qp.get("datetime")  # an acquisition interval as RFC 3339 START/END
+            when = f"{when}/{qp['end_datetime']}" if when and qp.get("end_datetime") not in (None, when) else when
+            about = ", ".join(str(v) for v in (qp.get("item_id"), when) if v)
             echo_text(f"query: {result.query_kind} {first}" + (f" ({about})" if about else "")
                       + (f" + {len(result.examples) - 1} more example{'s' if len(result.examples) > 2 else ''}"
                          if len(result.examples) > 1 else "")

@@ -167,11 +167,47 @@ def _served_polygon(client: ServiceClient, within: str) -> Any:
     polygon = polygon_document(within)
     polygon_from_geojson(polygon, what, close=False)
     n = polygon_vertices(polygon, what)
-    if n > MAX_POLYGON_VERTICES:
+    if n <= MAX_POLYGON_VERTICES:
+        return polygon
+    fitted = _fit_area(polygon, MAX_POLYGON_VERTICES)
+    if fitted is None:
         raise ServiceError(f"{what} has {n:,} vertices in lon/lat; {client.address.describe()} takes an area of at "
                            f"most {MAX_POLYGON_VERTICES:,}: simplify it (QGIS: Vector > Geometry Tools > Simplify; "
                            "ogr2ogr -simplify), or stop the service and re-run (without it any number is read)")
-    return polygon
+    doc, tolerance = fitted
+    click.echo(f"note: {what} has {n:,} vertices in lon/lat, more than the {MAX_POLYGON_VERTICES:,} "
+               f"{client.address.describe()} takes; it was sent with {polygon_vertices(doc):,}, within "
+               f"{tolerance * 111_320:.2g} m of its edges (stop the service and re-run for the area as it is)", err=True)
+    return doc
+
+
+#: The most a served command simplifies an area to fit the service's vertex limit: 1e-4 degrees (~11 m).
+FIT_MAX_DEG = 1e-4
+
+
+def _fit_area(doc: Any, limit: int) -> tuple[dict, float] | None:
+    """``(FeatureCollection, tolerance in degrees)``: the polygons of the area ``doc`` (GeoJSON in lon/lat,
+    already checked) simplified (:func:`rsir_stac.reproject.simplify_area`) with the smallest tolerance,
+    from 1e-7 degrees up by 4 times to :data:`FIT_MAX_DEG`, that brings them to at most ``limit``
+    vertices; None when none does."""
+    from shapely.geometry import mapping, shape
+
+    from rsir_stac.api.params import polygon_vertices
+    from rsir_stac.reproject import simplify_area
+
+    if doc.get("type") == "FeatureCollection":
+        geoms = [f.get("geometry") for f in doc.get("features") or []]
+    else:
+        geoms = [doc.get("geometry") if doc.get("type") == "Feature" else doc]
+    shapes = [shape(g) for g in geoms if g]
+    tolerance = 1e-7
+    while tolerance <= FIT_MAX_DEG * 1.0001:
+        out = json.loads(json.dumps({"type": "FeatureCollection", "features": [  # lists, as GeoJSON text has them
+            {"type": "Feature", "properties": {}, "geometry": mapping(simplify_area(g, tolerance))} for g in shapes]}))
+        if polygon_vertices(out) <= limit:
+            return out, tolerance
+        tolerance *= 4
+    return None
 
 
 def served_classify(client: ServiceClient, *, labels, model, bbox, near, within, datetime_, collection,
@@ -222,8 +258,8 @@ def _result(doc: dict, score_name: str, offset: int, cls: Any):
     # the examples as the service named them (their vectors stay on the service)
     examples = tuple(ResolvedExample("point" if i else "image", positive, np.empty(0, np.float32), id=i)
                      for positive, key in ((True, "positives"), (False, "negatives")) for i in q.get(key) or ())
-    return cls(q.get("kind") or "point", q.get("id"), {"item_id": q.get("item_id"), "datetime": q.get("datetime")},
-               tuple(hits),
+    return cls(q.get("kind") or "point", q.get("id"),
+               {k: q.get(k) for k in ("item_id", "datetime", "end_datetime")}, tuple(hits),
                strategy=q.get("strategy") or "average", score_name=score_name, offset=offset,
                expanded=tuple(q.get("expanded") or ()), examples=examples)
 

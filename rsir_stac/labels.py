@@ -141,8 +141,10 @@ def labels_from_geojson(doc: Any, what: str = "label set", *, tabular: bool = Fa
             unlabelled.append(pid)
             continue
         if raw_label is None:
-            raise InputError(f"{what}: feature {n} (point {pid}) has no label; set properties.label to "
-                             "\"positive\" or \"negative\", or delete the feature")
+            where = "row" if tabular else "feature"
+            raise InputError(f"{what}: {where} {n} (point {pid}) has no label; set "
+                             f"{'its label column' if tabular else 'properties.label'} to \"positive\" or "
+                             f"\"negative\", or delete the {where}")
         if label not in LABEL_VALUES:
             raise InputError(f"{what}: feature {n} (point {pid}) has label {_quoted(raw_label)}; "
                              "use \"positive\" or \"negative\"")
@@ -168,8 +170,10 @@ def labels_from_geojson(doc: Any, what: str = "label set", *, tabular: bool = Fa
             raise InputError(f"{what} holds {len(unlabelled)} search or classify results and none is labelled; set "
                              f"{where} to \"positive\" or \"negative\" on the tiles to learn from (the "
                              "rows left unlabelled are then left out)")
-        notes.append(f"{what}: {len(unlabelled)} result rows without a label were left out; {len(seen)} labelled "
-                     "tiles are used")
+        rows, used = len(unlabelled), len(seen)
+        notes.append(f"{what}: {rows} result {'row' if rows == 1 else 'rows'} without a label "
+                     f"{'was' if rows == 1 else 'were'} left out; {used} labelled {'tile is' if used == 1 else 'tiles are'} "
+                     "used")
     for note in notes:
         log.warning("%s", note)
     model = doc.get(MODEL_KEY)

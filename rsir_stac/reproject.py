@@ -54,21 +54,55 @@ def geometries_to_lonlat(geoms: Any, crs: Any, what: str) -> list:
 
 def _without_straight_runs(geom: Any) -> Any:
     """``geom`` (lon/lat) without the vertices densifying put on edges that stayed straight in
-    lon/lat (within :data:`SIMPLIFY_DEG`).  Polygons only, and only where nothing but the plane is
-    involved: a ring with a vertex on a pole (a polar cap) or an edge jumping over the antimeridian
-    is kept as it is, as is anything the simplification would make invalid or empty."""
-    import shapely
+    lon/lat (within :data:`SIMPLIFY_DEG`): :func:`simplify_area`."""
+    return simplify_area(geom, SIMPLIFY_DEG)
 
-    if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon") or not geom.is_valid:
+
+def simplify_area(geom: Any, tolerance: float) -> Any:
+    """A lon/lat area (shapely Polygon or MultiPolygon, as :func:`geometries_to_lonlat` makes them: a
+    ring may cross the antimeridian, a polar cap runs along ±90) with the vertices within ``tolerance``
+    degrees of the line through their neighbours taken out (Douglas-Peucker, ring by ring:
+    :func:`_simpler_ring`).  Other geometries are returned as they are, and so is ``geom`` when it was
+    valid and the result is not."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    if geom is None or geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
         return geom
-    polys = geom.geoms if geom.geom_type == "MultiPolygon" else [geom]
-    for poly in polys:
-        for ring in (poly.exterior, *poly.interiors):
-            xy = np.asarray(ring.coords, dtype=np.float64)
-            if np.any(np.abs(np.diff(xy[:, 0])) > 180.0) or np.any(np.abs(xy[:, 1]) >= 90.0 - _POLE_TOL):
-                return geom
-    simple = shapely.simplify(geom, SIMPLIFY_DEG, preserve_topology=True)
-    return simple if simple.is_valid and not simple.is_empty and simple.geom_type == geom.geom_type else geom
+    polys = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+    out = [Polygon(_simpler_ring(p.exterior.coords, tolerance), [_simpler_ring(h.coords, tolerance)
+                                                                   for h in p.interiors]) for p in polys]
+    simple = out[0] if geom.geom_type == "Polygon" else MultiPolygon(out)
+    return geom if geom.is_valid and not simple.is_valid else simple
+
+
+def _simpler_ring(coords: Any, tolerance: float) -> np.ndarray:
+    """One lon/lat ring (N×2, closed) without its vertices within ``tolerance`` degrees of straight runs.  A ring crossing the
+    antimeridian is simplified with its longitudes made continuous and then put back in -180..180 (the
+    jumps :class:`~rsir_stac.store.areas.GeoArea` cuts at come back where they were); a polar cap (its
+    vertices on ±90) as it is, its steps along the pole then cut again to under 90 degrees
+    (:func:`_pole_arc`); a ring that still winds around a pole is kept whole."""
+    import shapely
+    from shapely.geometry import LinearRing
+
+    xy = np.asarray(coords, dtype=np.float64)[:, :2]
+    polar = bool(np.any(np.abs(xy[:, 1]) >= 90.0 - _POLE_TOL))
+    lon = xy[:, 0] if polar else xy[0, 0] + np.concatenate([[0.0], np.cumsum(_wrap(np.diff(xy[:, 0])))])
+    if not polar and abs(lon[-1] - lon[0]) > 1e-9:
+        return xy
+    simple = np.asarray(shapely.simplify(LinearRing(np.column_stack([lon, xy[:, 1]])), tolerance,
+                                         preserve_topology=True).coords)
+    if len(simple) < 4:
+        return xy
+    if not polar:
+        back = (simple[:, 0] + 180.0) % 360.0 - 180.0
+        simple[:, 0] = np.where((back == -180.0) & (simple[:, 0] > 0), 180.0, back)
+        return simple
+    out = [simple[0]]
+    for a, b in zip(simple[:-1], simple[1:]):
+        on_pole = abs(abs(a[1]) - 90.0) < _POLE_TOL and abs(abs(b[1]) - 90.0) < _POLE_TOL
+        steps = int(np.ceil(abs(b[0] - a[0]) / 80.0)) if on_pole else 1
+        out += [a + (b - a) * k / steps for k in range(1, steps + 1)]
+    return np.asarray(out)
 
 
 class _Inverse:
@@ -272,4 +306,5 @@ def _cap(pts: list[tuple[float, float]], pole: float, what: str) -> list[tuple[f
     return out
 
 
-__all__ = ["DENSIFY_PARTS", "SIMPLIFY_DEG", "aeqd_geometries_to_lonlat", "aeqd_transformers", "geometries_to_lonlat"]
+__all__ = ["DENSIFY_PARTS", "SIMPLIFY_DEG", "aeqd_geometries_to_lonlat", "aeqd_transformers", "geometries_to_lonlat",
+           "simplify_area"]

@@ -43,30 +43,33 @@ def ranking_notes(strategy: str, hits: Sequence[SearchHit], positives: int, nega
 
 def excluded_notes(store, flt: SearchFilter | None,
                    names: tuple[str, str] = ("--datetime", "--collection")) -> list[str]:
-    """Lines saying how many stored tiles a date or collection filter leaves out
-    because they have no date / no collection (bare rasters ingested without
-    ``--datetime`` / ``--collection``), in the searched place, but for those the other filter
-    (collection / date) leaves out for a value of theirs; empty when none are.  ``names``: how the
-    date and the collection filter are called where the note is shown."""
+    """Lines saying how many stored tiles in the searched place a date or collection filter leaves
+    out because they have no date / no collection (bare rasters ingested without ``--datetime`` /
+    ``--collection``), each counting only those the other filter lets through, and, with both, one
+    line for the tiles that have neither; empty when none are.  ``names``: how the date and the
+    collection filter are called where the note is shown."""
     from dataclasses import replace
 
     notes = []
-    if flt is not None and (flt.start is not None or flt.end is not None):
-        # the undated tiles in the searched place but those of another collection than the filter's, which it
-        # leaves out anyway (counting them sent users looking for tiles no date would bring back)
+    dated = flt is not None and (flt.start is not None or flt.end is not None)
+    if dated:
+        # not the undated tiles of another collection than the filter's, which it leaves out anyway: counting
+        # them sent users looking for tiles no date would bring back
         n = store.count(replace(flt, start=None, end=None, missing=("datetime",)))
-        if flt.collections:  # ... and the undated tiles with no collection either
-            n += store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime", "collection")))
         if n:
             notes.append(f"{n} tiles in the searched area have no date, so {names[0]} leaves them out; "
                          "give bare rasters a date with `rsir-stac ingest --datetime`")
     if flt is not None and flt.collections:
         n = store.count(replace(flt, collections=(), missing=("collection",)))  # those the date filter lets through
-        if flt.start is not None or flt.end is not None:  # ... and those with no date either
-            n += store.count(replace(flt, start=None, end=None, collections=(), missing=("collection", "datetime")))
         if n:
             notes.append(f"{n} tiles in the searched area have no collection, so {names[1]} leaves them out; "
                          "give bare rasters one with `rsir-stac ingest --collection NAME`")
+        both = store.count(replace(flt, start=None, end=None, collections=(), missing=("datetime", "collection"))) \
+            if dated else 0
+        if both:
+            notes.append(f"{both} tiles in the searched area have neither a date nor a collection, so {names[0]} "
+                         f"and {names[1]} leave them out; give bare rasters both with `rsir-stac ingest "
+                         "--datetime ... --collection NAME`")
         unknown = unknown_collection_note(store, flt)
         if unknown:
             notes.append(unknown)

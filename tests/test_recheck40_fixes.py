@@ -96,17 +96,57 @@ def test_a_served_search_and_classify_within_a_projected_box_answer(served, tmp_
     assert "scored 4 tiles" in c.stdout, c.stdout
 
 
-def test_an_area_over_the_service_limit_is_named_with_a_fix(served, tmp_path):  # noqa: F811
+def test_an_area_over_the_service_limit_is_sent_simplified_or_named_with_a_fix(served, tmp_path):  # noqa: F811
     import numpy as np
 
-    ring = [[-93.0 + 0.01 * np.cos(a), 29.8 + 0.01 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 1200)[:-1]]
-    path = tmp_path / "round.geojson"
-    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring + ring[:1]]}))
-    r = _on(served, "search", "--at", "-92.9993,29.8299", "--within", path)
-    assert r.exit_code != 0, r.output
-    err = r.stderr.strip().splitlines()[-1]
-    assert f"polygon file {path} has 1,200 vertices" in err and "at most 1,000" in err, err
-    assert "simplify it" in err and "stop the service" in err, err
+    a = np.linspace(0, 2 * np.pi, 1200)[:-1]
+    centre = (-92.9993, 29.8299)
+    for name, radius in (("round", np.full(len(a), 0.01)), ("star", np.where(np.arange(len(a)) % 2, 0.01, 0.005))):
+        ring = [[centre[0] + r * np.cos(t), centre[1] + r * np.sin(t)] for t, r in zip(a, radius)]
+        path = tmp_path / f"{name}.geojson"
+        path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring + ring[:1]]}))
+        r = _on(served, "search", "--at", "-92.9993,29.8299", "--within", path)
+        if name == "round":  # its 1,200 vertices follow a smooth curve: sent with fewer, within a stated distance
+            assert r.exit_code == 0, r.output
+            assert f"polygon file {path} has 1,200 vertices in lon/lat, more than the 1,000" in r.stderr, r.stderr
+            assert "it was sent with" in r.stderr and " m of its edges" in r.stderr, r.stderr
+            continue
+        assert r.exit_code != 0, r.output  # a star's every vertex is a corner 500 m out: no fit within 11 m
+        err = r.stderr.strip().splitlines()[-1]
+        assert f"polygon file {path} has 1,200 vertices" in err and "at most 1,000" in err, err
+        assert "simplify it" in err and "stop the service" in err, err
+
+
+def test_projected_areas_across_the_antimeridian_and_around_a_pole_are_few_vertices(tmp_path):
+    """Re-check: a 4-corner box in EPSG:3832 across 180 degrees, and in EPSG:3413 around the North Pole,
+    were still ~1,450 vertices (the straight runs were kept whole for a ring with a jump or a pole)."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from rsir_stac.api.params import polygon_vertices
+    from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
+
+    path = tmp_path / "box_3832.gpkg"   # PDC Mercator: 150 E at x = 0, so 180 at x = 3.34e6 m
+    gpd.GeoDataFrame({"n": [1]}, geometry=[box(3_300_000.0, -2_000_000.0, 3_400_000.0, -1_900_000.0)],
+                     crs="EPSG:3832").to_file(path, driver="GPKG")
+    doc = polygon_document(path)
+    assert polygon_vertices(doc) <= 40, polygon_vertices(doc)
+    lons = [x for x, _ in doc["features"][0]["geometry"]["coordinates"][0]]
+    assert max(lons) > 179 and min(lons) < -179, lons   # across 180, as GeoArea cuts it
+    area = polygon_from_geojson(doc, "box")
+    assert area.contains(179.9, -17.5) and area.contains(-179.9, -17.5) and not area.contains(0.0, -17.5)
+
+
+def test_a_served_search_within_a_box_around_the_pole_is_sent_simplified(served, tmp_path):  # noqa: F811
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    path = tmp_path / "pole.gpkg"   # 2 km around the North Pole: its edges curve in lon/lat, 1,460 vertices at 1 cm
+    gpd.GeoDataFrame({"n": [1]}, geometry=[box(-1_000.0, -1_000.0, 1_000.0, 1_000.0)], crs="EPSG:3413").to_file(
+        path, driver="GPKG")
+    r = _on(served, "search", "--at", "-92.9993,29.8299", "--within", path, "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert "it was sent with" in r.stderr and json.loads(r.stdout)["hits"] == [], r.stderr
 
 
 def _post(url: str, body: dict | bytes, content_type: str = "application/json") -> tuple[int, dict]:
@@ -134,7 +174,7 @@ def test_the_api_notes_the_unlabelled_rows_of_a_results_file_used_as_labels(serv
 
     url = find_service(served[0]).url
     doc = _results_as_labels(served, tmp_path)
-    left = f"{len(doc['features']) - 1} result rows without a label were left out; 1 labelled tiles are used"
+    left = f"{len(doc['features']) - 1} result rows without a label were left out; 1 labelled tile is used"
     status, answer = _post(f"{url}/api/query", {"labels": doc, "k": 3})
     assert status == 200, answer
     assert any(left in n for n in answer["notes"]), answer["notes"]
@@ -163,7 +203,7 @@ def test_a_label_collection_sent_as_the_whole_body_is_told_to_wrap_it(served, tm
 
     url = find_service(served[0]).url
     doc = _results_as_labels(served, tmp_path)
-    for op in ("labels", "classify"):
+    for op in ("labels", "classify", "query"):
         status, answer = _post(f"{url}/api/{op}", doc)
         assert status == 422, answer
         assert 'send it as the labels field: {"labels": <the FeatureCollection>' in answer["detail"], answer
@@ -186,12 +226,22 @@ def test_a_form_field_sent_in_the_url_is_told_where_it_goes(served, tmp_path):  
     status, answer = _post(f"{url}/api/search/image?k=5", body, f"multipart/form-data; boundary={boundary}")
     assert status == 422, answer
     assert "'k' was sent in the URL" in answer["detail"] and "curl -F k=" in answer["detail"], answer
+    # a JSON body's field in the URL: told to put it in the body, never named by the handler's parameter ("req")
+    status, answer = _post(f"{url}/api/classify?threshold=0.5", {"labels": {"type": "FeatureCollection",
+                                                                           "features": []}})
+    assert status == 422 and 'in its JSON body: send it there ({"threshold": ...})' in answer["detail"], answer
+    assert "req" not in answer["detail"].replace("request", ""), answer
+    # a query field sent as a form field of its own beside the multipart query
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\n{{}}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n5\r\n--{boundary}--\r\n").encode()
+    status, answer = _post(f"{url}/api/query", form, f"multipart/form-data; boundary={boundary}")
+    assert status == 422 and "it is a field of the query JSON: put it in the query field" in answer["detail"], answer
 
 
 def test_offset_and_k_over_the_limit_are_told_the_most_that_fits():
     from rsir_stac.store.query import check_k
 
-    with pytest.raises(InputError, match=r"ask for at most 9999 with --offset 1,"):
+    with pytest.raises(InputError, match=r"ask for at most 9999 with --offset 1$"):
         check_k(10000, 1)
     with pytest.raises(InputError, match=r"page with --offset below 10000"):
         check_k(5, 10000)

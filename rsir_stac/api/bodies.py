@@ -308,10 +308,12 @@ async def read_query(request: Any, model: type[BaseModel], max_bytes: int) -> Qu
         return QueryInput(_validate(model, _json(body, ("body",)), ("body",)))
     form = await request.form(max_files=MAX_IMAGES_API, max_fields=8, max_part_size=max_bytes)
     try:
-        from rsir_stac.api.strict import unknown_fields
+        from rsir_stac.api.strict import moved, unknown_fields
 
+        inside = moved(frozenset(model.model_fields), "form as a field of its own",  # e.g. -F k=5
+                       "it is a field of the query JSON: put it in the query field (-F 'query={{\"{name}\": ...}}')")
         errors = unknown_fields([k for k, _ in form.multi_items()], frozenset({"query", *IMAGE_FIELDS}),
-                                frozenset(IMAGE_FIELDS))
+                                frozenset(IMAGE_FIELDS), inside)
         if errors:  # e.g. pos_image for positive_image: its image would be left out without a word
             raise _invalid([{**e, "loc": ("body", e["loc"][1])} for e in errors])
         text = form.get("query") or "{}"

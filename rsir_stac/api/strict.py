@@ -59,36 +59,46 @@ def _repeatable(annotation: Any) -> bool:
     return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
 
 
-def declared_fields(route: Any) -> tuple[frozenset, frozenset, frozenset]:
-    """``(query names, form names, names that may repeat)`` of a FastAPI ``APIRoute``, its
-    dependencies' included (their aliases, as a client spells them)."""
+def declared_fields(route: Any) -> tuple[frozenset, frozenset, frozenset, frozenset]:
+    """``(query names, form names, names that may repeat, JSON body fields)`` of a FastAPI
+    ``APIRoute``, its dependencies' included (their aliases, as a client spells them); the JSON body
+    fields are those of a body model (``req: Model = Body(...)``), whose parameter is no field."""
+    from fastapi import params
+
     query_params, body_params, todo = [], [], [route.dependant]
     while todo:  # the dependant and its sub-dependencies (FastAPI's Dependant tree)
         d = todo.pop()
         query_params += list(getattr(d, "query_params", ()))
         body_params += list(getattr(d, "body_params", ()))
         todo += list(getattr(d, "dependencies", ()))
+    form = [p for p in body_params if isinstance(p.field_info, (params.Form, params.File))]
+    json_fields = frozenset(f.alias or name for p in body_params if p not in form
+                            for name, f in getattr(p.field_info.annotation, "model_fields", {}).items())
     many = frozenset(p.alias for p in query_params + body_params if _repeatable(p.field_info.annotation))
-    return frozenset(p.alias for p in query_params), frozenset(p.alias for p in body_params), many
+    return frozenset(p.alias for p in query_params), frozenset(p.alias for p in form), many, json_fields
 
 
-def unknown_fields(given: list[str], known: frozenset, many: frozenset, elsewhere: frozenset = frozenset(),
-                   where: str = "URL") -> list[dict]:
+def moved(names: frozenset, where: str, fix: str) -> dict[str, str]:
+    """``{name: message}`` for fields of an operation sent in the wrong part of the request: each
+    ``name`` "was sent in the {where}", and ``fix`` (``{name}`` filled in) says where it goes."""
+    return {n: f"{n!r} was sent in the {where}; {fix.format(name=n)}" for n in names}
+
+
+def unknown_fields(given: list[str], known: frozenset, many: frozenset,
+                   moves: dict[str, str] | None = None) -> list[dict]:
     """FastAPI-style validation errors (``loc``, ``msg``, ``type``) for the names in ``given``
     (in order, repeats kept) that are not ``known``, and for a single-valued name given twice.
-    ``given`` were sent in the ``where`` part of the request ("URL" or "form"); ``elsewhere`` are the
-    operation's fields of the other part, named as such when sent in the wrong one."""
+    ``moves``: the operation's fields of another part of the request (:func:`moved`), each named with
+    where it goes when sent here."""
+    moves = moves or {}
     errors, seen = [], set()
     for name in given:
-        if name in elsewhere and name not in known and name not in ALWAYS_ALLOWED:
-            fix = (f"send it in the multipart form (curl -F {name}=...)" if where == "URL"
-                   else f"send it in the URL (...?{name}=...)")
-            errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
-                           "msg": f"{name!r} was sent in the {where}, and this operation takes it in its "
-                                  f"{'form' if where == 'URL' else 'URL'}; {fix}"})
+        if name in moves and name not in known and name not in ALWAYS_ALLOWED:
+            errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name, "msg": moves[name]})
         elif name not in known and name not in ALWAYS_ALLOWED:
-            fields = (f"check its spelling (the fields are {', '.join(sorted(known | elsewhere))})"
-                      if known | elsewhere else "this operation takes none here")
+            every = known | frozenset(moves)
+            fields = (f"check its spelling (the fields are {', '.join(sorted(every))})" if every
+                      else "this operation takes none here")
             errors.append({"type": "extra_forbidden", "loc": ("query", name), "input": name,
                            "msg": f"{name!r} is not a field of this operation; {fields}"})
         elif name in seen and name not in many:
@@ -117,16 +127,21 @@ def strict_fields():
             return
         if id(route) not in cache:
             cache[id(route)] = declared_fields(route)
-        query, form, many = cache[id(route)]
-        errors = unknown_fields([k for k, _ in request.query_params.multi_items()], query, many, form, "URL")
+        query, form, many, body = cache[id(route)]
+        in_url = {**moved(form, "URL", "this operation takes it in its multipart form: send it there (curl -F "
+                                       "{name}=...)"),
+                  **moved(body, "URL", "this operation takes it in its JSON body: send it there "
+                                       "({{\"{name}\": ...}})")}
+        errors = unknown_fields([k for k, _ in request.query_params.multi_items()], query, many, in_url)
         if form:
             fields = await request.form()  # the form FastAPI parsed (with its limits) for this operation
+            in_form = moved(query, "form", "this operation takes it in its URL: send it there (...?{name}=...)")
             errors += [{**e, "loc": ("body", e["loc"][1])}
-                       for e in unknown_fields([k for k, _ in fields.multi_items()], form, many, query, "form")]
+                       for e in unknown_fields([k for k, _ in fields.multi_items()], form, many, in_form)]
         if errors:
             raise RequestValidationError(errors)
 
     return check
 
 
-__all__ = ["ALWAYS_ALLOWED", "declared_fields", "strict_fields", "unknown_fields"]
+__all__ = ["ALWAYS_ALLOWED", "declared_fields", "moved", "strict_fields", "unknown_fields"]

@@ -245,7 +245,7 @@ def check_k(k: Any, offset: Any = 0) -> tuple[int, int]:
         fix = (f"ask for at most {room}" + (f" with --offset {offset}" if offset else "") if room >= 1
                else f"page with --offset below {MAX_K}")
         raise InputError(f"--offset {offset} + --limit {k} (API: offset + k) is above the limit of {MAX_K} results; "
-                         f"{fix}, or narrow the filters")
+                         f"{fix}")
     return int(k), int(offset)
 
 

@@ -69,6 +69,22 @@ function inRing(ring, x, y) {
 /** The day of an RFC 3339 datetime ("" for none). */
 export const day = (t) => (t ? String(t).slice(0, 10) : "");
 
+/**
+ * The date a tile or scene was acquired, from its `datetime` and, for an acquisition interval (a
+ * scene ingested with `--datetime 2015`, a STAC item's start/end), its `end_datetime`: "2020-08-31",
+ * a whole year "2015" or month "2015-06", else "2015-03-02 – 05-10"; `none` without a date.
+ */
+export function tileDate(p, none = "no date") {
+  const a = day(p && p.datetime), b = day(p && p.end_datetime);
+  if (!a) return none;
+  if (!b || b === a) return a;
+  const [y, m] = [a.slice(0, 4), a.slice(5, 7)];
+  const last = (yy, mm) => new Date(Date.UTC(+yy, +mm, 0)).getUTCDate();   // the month's last day
+  if (a.endsWith("-01-01") && b === `${y}-12-31`) return y;
+  if (a.endsWith("-01") && b.slice(0, 7) === a.slice(0, 7) && +b.slice(8) === last(y, m)) return a.slice(0, 7);
+  return `${a} – ${b.slice(0, 4) === y ? b.slice(5) : b}`;
+}
+
 /** A notice over the map (for example: the online basemap failed); returns its element. */
 export function mapNotice(text) {
   const div = document.getElementById("map-notice");

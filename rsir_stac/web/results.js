@@ -2,7 +2,7 @@
 import { printable } from "./text.js";
 import { setImage, tileUrl } from "./api.js";
 import { toolsTakeClick } from "./drawing.js";
-import { COLOURS, map } from "./map.js";
+import { COLOURS, map, tileDate } from "./map.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,21 +14,7 @@ export function el(tag, cls, text) {
 }
 export const shortDate = (s) => (s ? String(s).slice(0, 10) : "");
 
-/**
- * The date a tile or scene was acquired, from its `datetime` and, for an acquisition interval (a
- * scene ingested with `--datetime 2015`, a STAC item's start/end), its `end_datetime`: "2020-08-31",
- * a whole year "2015" or month "2015-06", else "2015-03-02 – 05-10"; `none` without a date.
- */
-export function tileDate(p, none = "no date") {
-  const a = shortDate(p && p.datetime), b = shortDate(p && p.end_datetime);
-  if (!a) return none;
-  if (!b || b === a) return a;
-  const [y, m] = [a.slice(0, 4), a.slice(5, 7)];
-  const last = (yy, mm) => new Date(Date.UTC(+yy, +mm, 0)).getUTCDate();   // the month's last day
-  if (a.endsWith("-01-01") && b === `${y}-12-31`) return y;
-  if (a.endsWith("-01") && b.slice(0, 7) === a.slice(0, 7) && +b.slice(8) === last(y, m)) return a.slice(0, 7);
-  return `${a} – ${b.slice(0, 4) === y ? b.slice(5) : b}`;
-}
+export { tileDate } from "./map.js";   // the acquisition date or interval, as cards and the map name it
 
 /** A long name cut in the middle to n characters ("opengeos_naip_m…20200831-b3278a42796e"): its
  *  start and its end (where item ids keep dates and versions) stay readable. */

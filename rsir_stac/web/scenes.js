@@ -3,7 +3,7 @@
 // pointer (and the other dates under it); the Scenes tab's zoom flashes an outline.
 import { printable } from "./text.js";
 import { imageryChoice } from "./imagery.js";
-import { COLOURS, day, geometryCovers, map, tooSmall, wrapLng } from "./map.js";
+import { COLOURS, day, geometryCovers, map, tileDate, tooSmall, wrapLng } from "./map.js";
 
 export const scenesLayer = L.featureGroup().addTo(map);
 const sceneLayers = new Map();
@@ -44,7 +44,7 @@ function textLines(lines) {
   return div;
 }
 
-const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + day(p.datetime) : ""} · ${p.tiles} tile${p.tiles === 1 ? "" : "s"}`;
+const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + tileDate(p) : ""} · ${p.tiles} tile${p.tiles === 1 ? "" : "s"}`;
 
 /** Whether lon/lat lies in scene feature `f` (its bbox, then its footprint polygon). */
 function sceneCovers(f, ll) {

@@ -227,7 +227,7 @@ export function fromSearch(search) {
   const why = dt && dateProblem(dt);
   if (why) { out.refusedDates = dt; out.refusedWhy = why; } else out.datetime = dt;
   out.unsupported = ["near", "radius"].filter((name) => q.has(name));
-  out.collections = (q.get("col") || "").split(",").filter(Boolean);
+  out.collections = q.getAll("col").flatMap((v) => v.split(",")).filter(Boolean);   // col=a,b or col=a&col=b
   const long = out.collections.filter((c) => c.length > MAX_COLLECTION_CHARS);
   if (long.length) {   // the service refuses a name that long: the rest of the link still searches
     out.collections = out.collections.filter((c) => c.length <= MAX_COLLECTION_CHARS);
