@@ -76,33 +76,48 @@ def simplify_area(geom: Any, tolerance: float) -> Any:
 
 
 def _simpler_ring(coords: Any, tolerance: float) -> np.ndarray:
-    """One lon/lat ring (N×2, closed) without its vertices within ``tolerance`` degrees of straight runs.  A ring crossing the
-    antimeridian is simplified with its longitudes made continuous and then put back in -180..180 (the
-    jumps :class:`~rsir_stac.store.areas.GeoArea` cuts at come back where they were); a polar cap (its
-    vertices on ±90) as it is, its steps along the pole then cut again to under 90 degrees
-    (:func:`_pole_arc`); a ring that still winds around a pole is kept whole."""
+    """One lon/lat ring (N×2, closed) without its vertices within ``tolerance`` degrees of straight runs.
+    A ring crossing the antimeridian is simplified with its longitudes made continuous and then put back
+    in -180..180 (the jumps :class:`~rsir_stac.store.areas.GeoArea` cuts at come back where they were); a
+    ring with vertices on a pole (a polar cap, or the pole on its edge: :func:`_widen_poles`) keeps
+    those, whose steps along ±90 say which way round the pole the area lies, and only the runs between
+    them are simplified; a ring that still winds around a pole is kept whole."""
     import shapely
     from shapely.geometry import LinearRing
 
     xy = np.asarray(coords, dtype=np.float64)[:, :2]
-    polar = bool(np.any(np.abs(xy[:, 1]) >= 90.0 - _POLE_TOL))
-    lon = xy[:, 0] if polar else xy[0, 0] + np.concatenate([[0.0], np.cumsum(_wrap(np.diff(xy[:, 0])))])
-    if not polar and abs(lon[-1] - lon[0]) > 1e-9:
+    if np.any(np.abs(xy[:, 1]) >= 90.0 - _POLE_TOL):
+        return _simpler_between_poles(xy, tolerance)
+    lon = xy[0, 0] + np.concatenate([[0.0], np.cumsum(_wrap(np.diff(xy[:, 0])))])
+    if abs(lon[-1] - lon[0]) > 1e-9:
         return xy
     simple = np.asarray(shapely.simplify(LinearRing(np.column_stack([lon, xy[:, 1]])), tolerance,
                                          preserve_topology=True).coords)
     if len(simple) < 4:
         return xy
-    if not polar:
-        back = (simple[:, 0] + 180.0) % 360.0 - 180.0
-        simple[:, 0] = np.where((back == -180.0) & (simple[:, 0] > 0), 180.0, back)
-        return simple
-    out = [simple[0]]
-    for a, b in zip(simple[:-1], simple[1:]):
-        on_pole = abs(abs(a[1]) - 90.0) < _POLE_TOL and abs(abs(b[1]) - 90.0) < _POLE_TOL
-        steps = int(np.ceil(abs(b[0] - a[0]) / 80.0)) if on_pole else 1
-        out += [a + (b - a) * k / steps for k in range(1, steps + 1)]
-    return np.asarray(out)
+    back = (simple[:, 0] + 180.0) % 360.0 - 180.0
+    simple[:, 0] = np.where((back == -180.0) & (simple[:, 0] > 0), 180.0, back)
+    return simple
+
+
+def _simpler_between_poles(xy: np.ndarray, tolerance: float) -> np.ndarray:
+    """A closed lon/lat ring with its vertices on ±90 kept and each run between two of them simplified
+    (Douglas-Peucker, the run's ends kept)."""
+    from shapely.geometry import LineString
+
+    ring = xy[:-1]
+    on = np.abs(ring[:, 1]) >= 90.0 - _POLE_TOL
+    first = int(np.flatnonzero(on)[0])
+    ring, on = np.roll(ring, -first, axis=0), np.roll(on, -first)
+    closed = np.vstack([ring, ring[:1]])
+    kept = [*np.flatnonzero(on).tolist(), len(ring)]
+    out: list = []
+    for a, b in zip(kept[:-1], kept[1:]):
+        run = closed[a:b + 1]
+        if b - a > 1:
+            run = np.asarray(LineString(run).simplify(tolerance, preserve_topology=False).coords)
+        out.extend(run[:-1])
+    return np.asarray(out + out[:1])
 
 
 class _Inverse:
