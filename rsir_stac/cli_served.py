@@ -158,8 +158,9 @@ def _named_images(result: Any, doc: dict, image: tuple, not_image: tuple) -> tup
 
 def _served_polygon(client: ServiceClient, within: str) -> Any:
     """The ``--within`` file as the GeoJSON the service reads (a GeoPackage, Shapefile... in another CRS
-    is read and reprojected to lon/lat here), with the same one-line refusals as without a service, and
-    refused by name when it has more vertices than the service takes."""
+    is read and reprojected to lon/lat here), with the same one-line refusals as without a service.  One
+    with more vertices than the service takes is sent simplified (:func:`_fit_area`), with a note saying
+    how far its edges moved, or refused by name when no simplification within 11 m fits."""
     from rsir_stac.api.params import MAX_POLYGON_VERTICES, polygon_vertices
     from rsir_stac.store.filter_parse import polygon_document, polygon_from_geojson
 
