@@ -7,14 +7,6 @@ import { map, mapNotice } from "./map.js";
 
 // ------------------------------------------------------------------ imagery (our own XYZ tiles)
 const AuthTiles = L.TileLayer.extend({
-  // each tile 1 px larger than its cell, over its right and lower neighbours' first pixel: at a half zoom
-  // level or a device pixel ratio of 2 the browser left hairline seams between tiles (Leaflet #3575)
-  _initTile: function (tile) {
-    L.TileLayer.prototype._initTile.call(this, tile);
-    const size = this.getTileSize();
-    tile.style.width = `${size.x + 1}px`;
-    tile.style.height = `${size.y + 1}px`;
-  },
   // tiles are fetched (not <img src>): with a service key the X-API-Key header goes with them instead of
   // the key in URLs, and the service's X-Imagery-Note (a scene it leaves undrawn at this zoom) is read
   createTile: function (coords, done) {
