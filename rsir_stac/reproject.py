@@ -49,13 +49,8 @@ def geometries_to_lonlat(geoms: Any, crs: Any, what: str) -> list:
     back = pyproj.Transformer.from_crs("EPSG:4326", src, always_xy=True)
     projected = not src.is_geographic
     out = [None if g is None else _to_lonlat(g, fwd, back, projected, what) for g in geoms]
-    return [_without_straight_runs(g) for g in out] if projected else out
-
-
-def _without_straight_runs(geom: Any) -> Any:
-    """``geom`` (lon/lat) without the vertices densifying put on edges that stayed straight in
-    lon/lat (within :data:`SIMPLIFY_DEG`): :func:`simplify_area`."""
-    return simplify_area(geom, SIMPLIFY_DEG)
+    # the vertices densifying put on edges that stayed straight in lon/lat taken out again (module doc)
+    return [simplify_area(g, SIMPLIFY_DEG) for g in out] if projected else out
 
 
 def simplify_area(geom: Any, tolerance: float) -> Any:
