@@ -190,7 +190,7 @@ def query_size_note(examples: Sequence[Any], tile_size: int) -> str | None:
         if r.kind != "image" or not shape:
             continue
         h, w = (int(v) for v in shape)
-        how = _resized_how(h, w, tile_size)
+        how = resized_how(h, w, tile_size)
         if how:
             odd.append((f" {r.name}" if r.name else "", w, h, how))
     if not odd:
@@ -200,7 +200,7 @@ def query_size_note(examples: Sequence[Any], tile_size: int) -> str | None:
     return image_size_note(name, h, w, tile_size, how, more)
 
 
-def _resized_how(h: int, w: int, tile_size: int) -> str | None:
+def resized_how(h: int, w: int, tile_size: int) -> str | None:
     """How an image of ``h`` x ``w`` px far from a ``tile_size`` px tile is resized to the network input
     (blown up, squashed, shrunk), or None for a tile-like image (:data:`QUERY_SIDE_RANGE`)."""
     short, long = min(h, w), max(h, w)
@@ -213,7 +213,7 @@ def _resized_how(h: int, w: int, tile_size: int) -> str | None:
 def image_size_note(name: str, h: int, w: int, tile_size: int, how: str | None = None, more: str = "") -> str | None:
     """The line of :func:`query_size_note` for one image of ``h`` x ``w`` px (``name``: `` PATH`` or ``""``),
     or None when it is tile-like."""
-    how = how or _resized_how(h, w, tile_size)
+    how = how or resized_how(h, w, tile_size)
     if how is None:
         return None
     return (f"the query image{name} is {w} x {h} px and the index's tiles {tile_size} x {tile_size} px: it is "
@@ -266,8 +266,8 @@ def _some_collections(store, limit: int = 20_000, most: int = 12) -> list[str]:
     return sorted(seen)
 
 
-__all__ = ["command_line_note", "empty_filter_notes", "excluded_notes", "outside_note", "query_size_note",
-           "ranking_notes", "swapped_bbox_note", "unknown_collection_note"]
+__all__ = ["command_line_note", "empty_filter_notes", "excluded_notes", "image_size_note", "outside_note",
+           "query_size_note", "ranking_notes", "resized_how", "swapped_bbox_note", "unknown_collection_note"]
 
 
 def cap_note(score_name: str, left: tuple[int, int] = (0, 0), mmr: bool = False) -> str:

@@ -337,7 +337,7 @@ def test_a_strip_upload_is_told_it_is_squashed_not_small(year_client):
     import numpy as np
     from PIL import Image
 
-    from rsir_stac.search_notes import _resized_how
+    from rsir_stac.search_notes import resized_how
 
     png = io.BytesIO()
     Image.fromarray(np.full((10, 8000, 3), 90, np.uint8)).save(png, format="PNG")
@@ -346,4 +346,4 @@ def test_a_strip_upload_is_told_it_is_squashed_not_small(year_client):
     assert "warning" not in doc["query"], doc["query"]
     said = [n for n in doc["notes"] if "network input" in n]
     assert len(said) == 1 and "8000 x 10 px" in said[0] and "squashed whole" in said[0], doc["notes"]
-    assert _resized_how(10, 8000, 256) == "squashed"
+    assert resized_how(10, 8000, 256) == "squashed"

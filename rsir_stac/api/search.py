@@ -125,18 +125,16 @@ def image_search(svc: Any, file: Any, filters: dict, *, k: int = 10, expand: int
         del pixels
     doc = run_search(svc, vector=vector, flt=flt, k=k, started=t0, expand=expand, offset=offset)
     doc["query"]["size"] = size
-    from rsir_stac.search_notes import QUERY_ASPECT_MAX
+    from rsir_stac.search_notes import image_size_note, resized_how
 
+    how = resized_how(size[1], size[0], svc.index.bundle.tile_size)
     # a strip (8000 x 10 px) is above all squashed, small side or not: the note below says so
-    strip = max(size) > QUERY_ASPECT_MAX * max(min(size), 1)
-    warning = None if strip else small_upload_warning(size, svc.index.bundle.input_size)
+    warning = None if how == "squashed" else small_upload_warning(size, svc.index.bundle.input_size)
     if warning:
         doc["query"]["warning"] = warning
         doc["notes"].append(warning)
     else:  # a strip or a whole scene (a tiny image has the warning above)
-        from rsir_stac.search_notes import image_size_note
-
-        note = image_size_note("", size[1], size[0], svc.index.bundle.tile_size)
+        note = image_size_note("", size[1], size[0], svc.index.bundle.tile_size, how)
         if note:
             doc["notes"].append(note)
             doc["search_notes"].append(note)
