@@ -192,6 +192,12 @@ class Page:
     def close(self):
         self.ctx.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def _scene_points(points, item):
     return {i: p for i, p in points.items() if p["item_id"] == item}

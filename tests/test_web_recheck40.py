@@ -20,22 +20,18 @@ from tests.test_web_e2e import Page, _scene_points, browser, server  # noqa: F40
 def test_a_link_with_a_refused_box_searches_without_it_and_says_so(browser, server):  # noqa: F811
     base, points = server
     pid = next(iter(_scene_points(points, "scene-a")))
-    pg = Page(browser, base, path=f"/?q=p:{pid}&bbox=10,10,5,5&col={'x' * 300},coll-a")
-    try:
+    with Page(browser, base, path=f"/?q=p:{pid}&bbox=10,10,5,5&col={'x' * 300},coll-a") as pg:
         pg.wait_results()
         text = pg.status()
         assert "the link's box bbox=\"10,10,5,5\" was left out: its south 10 is not below its north 5" in text, text
         assert "a collection name has at most 200 characters" in text, text
         assert "filtered by collections" in text and "box" not in text.split("Note:")[0], text
         pg.check_clean()
-    finally:
-        pg.close()
 
 
 def test_a_long_dates_entry_is_quoted_short(browser, server):  # noqa: F811
     base, points = server
-    pg = Page(browser, base)
-    try:
+    with Page(browser, base) as pg:
         pg.search_by_id(next(iter(_scene_points(points, "scene-a"))))
         pg.p.fill("#datetime", "2" * 3000)
         pg.p.press("#datetime", "Enter")
@@ -44,14 +40,11 @@ def test_a_long_dates_entry_is_quoted_short(browser, server):  # noqa: F811
         assert "(3,000 characters)" in text and len(text) < 500, len(text)
         assert pg.p.locator("#status").bounding_box()["height"] < 200
         pg.check_clean()
-    finally:
-        pg.close()
 
 
 def test_search_here_at_an_empty_place_keeps_the_results_and_back_its_view(browser, server):  # noqa: F811
     base, points = server
-    pg = Page(browser, base)
-    try:
+    with Page(browser, base) as pg:
         pg.search_by_id(next(iter(_scene_points(points, "scene-a"))), 10)
         pg.p.wait_for_timeout(600)   # the search's own move has written its view
         before = pg.p.url
@@ -69,14 +62,11 @@ def test_search_here_at_an_empty_place_keeps_the_results_and_back_its_view(brows
         assert abs(lat - 29.82) < 0.05 and abs(lon + 92.99) < 0.05, (lat, lon, pg.p.url)
         assert pg.p.locator("#gallery .card").count() == 10
         pg.check_clean()
-    finally:
-        pg.close()
 
 
 def test_find_all_hits_say_when_the_labels_or_threshold_changed_since(browser, server):  # noqa: F811
     base, points = server
-    pg = Page(browser, base)
-    try:
+    with Page(browser, base) as pg:
         pg.search_by_id(next(iter(_scene_points(points, "scene-a"))), 10)
         pg.find_all(((0, "Positive"), (1, "Positive"), (8, "Negative"), (9, "Negative")), 0.3)
         stale = pg.p.locator("#hits .stale")
@@ -91,15 +81,12 @@ def test_find_all_hits_say_when_the_labels_or_threshold_changed_since(browser, s
         pg.p.click("#classify")
         pg.wait_status("holds a number it cannot read")
         pg.check_clean()
-    finally:
-        pg.close()
 
 
 def test_an_acquisition_interval_is_shown_as_one(browser, server):  # noqa: F811
     """A scene ingested with ``--datetime 2015`` showed "2015-01-01" everywhere, read as one day."""
     base, _ = server
-    pg = Page(browser, base)
-    try:
+    with Page(browser, base) as pg:
         got = pg.p.evaluate("""async () => { const r = await import('./static/results.js'); return [
             r.tileDate({datetime: '2015-01-01T00:00:00Z', end_datetime: '2015-12-31T23:59:59.999999Z'}),
             r.tileDate({datetime: '2015-06-01T00:00:00Z', end_datetime: '2015-06-30T23:59:59Z'}),
@@ -111,5 +98,3 @@ def test_an_acquisition_interval_is_shown_as_one(browser, server):  # noqa: F811
         assert got == ["2015", "2015-06", "2015-02", "2020-08-31", "2015-03-02 – 05-10", "2015-12-20 – 2016-01-10",
                        "2021-06-01", "no date"], got
         pg.check_clean()
-    finally:
-        pg.close()
