@@ -94,3 +94,69 @@ class TripletMarginLoss(nn.Module):
         d_ap = (emb[a] - emb[p]).pow(2).sum(1).clamp(min=1e-12).sqrt()
         d_an = (emb[a] - emb[n]).pow(2).sum(1).clamp(min=1e-12).sqrt()
         return torch.relu(d_ap - d_an + self.margin).mean()
+
+
+class CrossBatchMemory(nn.Module):
+    """A triplet loss plus, for each anchor, its batch-hard triplet against the embeddings of
+    earlier batches (XBM: Wang et al., CVPR 2020, "Cross-Batch Memory for Embedding Learning";
+    pytorch-metric-learning's ``CrossBatchMemory`` wraps a loss the same way).
+
+    The last ``size`` embeddings (detached, float32) and their labels are kept, newest first.
+    Once ``start_after`` batches have been seen (the embedding drifts fast at the start, and
+    stale memory entries would mislead it), each anchor of a batch that has a remembered
+    positive and a remembered negative adds ``weight × max(0, d(a, p*) - d(a, n*) + margin)``,
+    with ``p*`` its farthest remembered positive and ``n*`` its closest remembered negative
+    (Euclidean ``d``), averaged over those anchors.  With P×K batches of 4 images a class, a
+    memory of 512 holds about 32 images a class, so the hardest pairs come from far more of
+    the training set than one batch shows.
+
+    ``emb``: (B, D) embeddings; ``labels``: (B,) integer labels.  :meth:`state` and
+    :meth:`load_state` carry the memory through a checkpoint, so a resumed run continues as
+    one that was never stopped.
+    """
+
+    def __init__(self, loss: TripletMarginLoss, size: int, start_after: int = 0, weight: float = 1.0) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"memory size {size}: give at least 1 embedding")
+        self.loss, self.size, self.start_after, self.weight = loss, int(size), int(start_after), float(weight)
+        self.emb: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self.seen = 0  # batches seen
+
+    @property
+    def margin(self) -> float:
+        return self.loss.margin
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        total = self.loss(emb, labels)
+        if self.emb is not None and self.seen >= self.start_after:
+            total = total + self.weight * self._against_memory(emb.float(), labels)
+        self._enqueue(emb, labels)
+        return total
+
+    def _against_memory(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        d = torch.cdist(x, self.emb)  # B × M
+        pos = labels[:, None] == self.labels[None, :]
+        has = pos.any(1) & (~pos).any(1)
+        if not has.any():
+            return x.sum() * 0.0
+        dp = torch.where(pos, d, torch.full_like(d, -1.0)).max(1).values
+        dn = torch.where(~pos, d, torch.full_like(d, float("inf"))).min(1).values
+        return torch.relu(dp - dn + self.margin)[has].mean()
+
+    def _enqueue(self, emb: torch.Tensor, labels: torch.Tensor) -> None:
+        e, lab = emb.detach().float(), labels.detach()
+        self.emb = e if self.emb is None else torch.cat([e, self.emb])[: self.size]
+        self.labels = lab if self.labels is None else torch.cat([lab, self.labels])[: self.size]
+        self.seen += 1
+
+    def state(self) -> dict:
+        """The memory and the count of batches seen (CPU tensors), for a checkpoint."""
+        cpu = (lambda t: None if t is None else t.cpu())
+        return {"emb": cpu(self.emb), "labels": cpu(self.labels), "seen": self.seen}
+
+    def load_state(self, state: dict, device=None) -> None:
+        """Restore what :meth:`state` saved (on ``device``)."""
+        move = (lambda t: None if t is None else t.to(device) if device is not None else t)
+        self.emb, self.labels, self.seen = move(state["emb"]), move(state["labels"]), int(state["seen"])

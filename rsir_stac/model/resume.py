@@ -203,7 +203,7 @@ def _first(names: list[str], most: int = 3) -> str:
 #: TrainConfig fields a resumed checkpoint must share with the run (epochs may grow).
 _RESUME_KEYS = ("bands", "seed", "test_fraction", "val_fraction", "leave_out", "leave_out_n", "backbone", "embedding_dim",
                 "pooling", "hybrid", "input_size", "freeze_blocks", "distill", "downscale_max", "margin", "miner",
-                "p", "k", "lr", "ema_epochs", "downscale_prob", "val_scales", "max_steps_per_epoch")
+                "xbm", "p", "k", "lr", "ema_epochs", "downscale_prob", "val_scales", "max_steps_per_epoch")
 #: Command-line flags of the keys whose flag is not the key's own name.
 _FLAGS = {"ema_epochs": "--ema"}
 

@@ -51,6 +51,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     margin: float = 0.2
     miner: str = "batch-hard"
+    xbm: int = 0                   # cross-batch memory of this many embeddings, from the second epoch (0 = off)
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     seed: int = 0
@@ -307,7 +308,7 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
 
     from rsir_stac.evaluate import retrieval_metrics
     from rsir_stac.model.backbones import NORMALISATION
-    from rsir_stac.model.losses import TripletMarginLoss
+    from rsir_stac.model.losses import CrossBatchMemory, TripletMarginLoss
     from rsir_stac.model.samplers import PKSampler
     from rsir_stac.model.transforms import OverheadAugment, to_input
 
@@ -315,15 +316,19 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
     mean, std = NORMALISATION[cfg.backbone]
     student = StudentTeacher(net, cfg, device)
     opt = _optimiser(net, cfg)
-    loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
     sampler = PKSampler(labels[fit_ix], min(cfg.p, len(split.folder.classes)), cfg.k, seed=cfg.seed)
     steps_per_epoch = min(len(sampler), cfg.max_steps_per_epoch or len(sampler))
+    loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
+    if cfg.xbm > 0:  # the memory joins the loss from the second epoch on
+        loss_fn = CrossBatchMemory(loss_fn, cfg.xbm, start_after=steps_per_epoch)
     total, warmup = steps_per_epoch * cfg.epochs, int(cfg.warmup_epochs * steps_per_epoch)
     aug = OverheadAugment(cfg.input_size, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=cfg.downscale_prob)
     ema = WeightEMA(net, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs > 0 else None
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     start_epoch, best, history = resume(ck, cfg, net, opt, ema, aug)
+    if isinstance(loss_fn, CrossBatchMemory) and ck is not None and ck.get("xbm") is not None:
+        loss_fn.load_state(ck["xbm"], device)
     recorded = split_record(split)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
@@ -368,7 +373,8 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
                "history": history, "config": asdict(cfg),
                "start_model": start.model_id if start is not None else None, **recorded,
                "ema": ema.shadow if ema is not None else None, "ema_updates": ema.updates if ema is not None else 0,
-               "rng": rng_state(aug)}, ckpt_path)
+               "rng": rng_state(aug), "xbm": loss_fn.state() if isinstance(loss_fn, CrossBatchMemory) else None},
+              ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
     return history

@@ -20,6 +20,7 @@ _RULES: tuple[tuple[str, str, Any, str], ...] = (
     ("--k", "k", lambda v: v >= 2, "at least 2 images per class per batch (triplets need positives), e.g. 4"),
     ("--lr", "lr", lambda v: math.isfinite(v) and v > 0, "a learning rate > 0, e.g. 3e-4"),
     ("--margin", "margin", lambda v: math.isfinite(v) and v > 0, "a triplet margin > 0, e.g. 0.2"),
+    ("--xbm", "xbm", lambda v: v >= 0, "a memory of 0 (off) or more embeddings, e.g. 512"),
     ("--embedding-dim", "embedding_dim", lambda v: v >= 2, "at least 2 dimensions, e.g. 128"),
     ("--input-size", "input_size", lambda v: 32 <= v <= 1024, "32..1024 pixels, e.g. 224"),
     ("--tile-size", "tile_size", lambda v: 8 <= v <= 4096, "8..4096 pixels, e.g. 256"),

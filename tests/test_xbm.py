@@ -1,0 +1,92 @@
+"""Cross-batch memory (``train --xbm``): the loss against remembered embeddings, and a run that
+keeps its memory through a checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rsir_stac.model.losses import CrossBatchMemory, TripletMarginLoss  # noqa: E402
+
+
+def _memory_hinge(x: np.ndarray, y: np.ndarray, m: np.ndarray, ml: np.ndarray, margin: float) -> float:
+    """Each anchor's farthest remembered positive against its closest remembered negative, by loops."""
+    terms = []
+    for a in range(len(x)):
+        d = np.sqrt(((m - x[a]) ** 2).sum(1))
+        pos, neg = d[ml == y[a]], d[ml != y[a]]
+        if len(pos) and len(neg):
+            terms.append(max(0.0, pos.max() - neg.min() + margin))
+    return float(np.mean(terms))
+
+
+def test_the_memory_term_is_each_anchors_hardest_remembered_triplet():
+    g = torch.Generator().manual_seed(0)
+    base = TripletMarginLoss(0.4)
+    xbm = CrossBatchMemory(TripletMarginLoss(0.4), size=10, start_after=1)
+    first = torch.randn(8, 5, generator=g)
+    first_y = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    # the first batch only fills the memory (start_after=1): the loss is the batch's own
+    assert torch.allclose(xbm(first, first_y), base(first, first_y))
+    x = torch.randn(6, 5, generator=g, requires_grad=True)
+    y = torch.tensor([0, 0, 1, 1, 4, 4])  # class 4 has no remembered positive: those anchors add nothing
+    got = xbm(x, y)
+    want = base(x, y).item() + _memory_hinge(x.detach().numpy()[:4], y.numpy()[:4], first.numpy(),
+                                             first_y.numpy(), 0.4)
+    assert got.item() == pytest.approx(want, rel=1e-5)
+    got.backward()  # the gradient reaches the batch, never the memory (it is detached)
+    assert x.grad is not None and xbm.emb.grad is None and not xbm.emb.requires_grad
+    # newest first, cut at the size
+    assert len(xbm.emb) == 10 and torch.equal(xbm.emb[:6], x.detach()) and torch.equal(xbm.emb[6:], first[:4])
+
+
+def test_memory_survives_a_checkpoint():
+    xbm = CrossBatchMemory(TripletMarginLoss(0.2), size=4)
+    xbm(torch.randn(3, 2), torch.tensor([0, 1, 1]))
+    other = CrossBatchMemory(TripletMarginLoss(0.2), size=4)
+    other.load_state(xbm.state())
+    x, y = torch.randn(3, 2), torch.tensor([1, 0, 0])
+    assert xbm(x, y).item() == other(x, y).item() and other.seen == 2
+
+
+def test_a_stopped_xbm_run_resumes_exactly_as_one_never_stopped(tmp_path, image_folder):
+    """The memory is in the checkpoint: without it the resumed epoch would start with an empty
+    memory and train other weights than a run that was never stopped."""
+    from dataclasses import replace
+
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "straight"), input_size=48, embedding_dim=8, epochs=2,
+                      p=3, k=2, max_steps_per_epoch=2, val_fraction=0.0, reducer="none", xbm=8, bf16=False)
+    straight = train(cfg)
+    stopped = replace(cfg, out=str(tmp_path / "stopped"), epochs=1)
+    train(stopped)
+    resumed = train(replace(stopped, epochs=2))
+    assert resumed.meta["training"]["xbm"] == 8
+
+    def last(run: str) -> dict:  # the weights after the last epoch (the bundle holds the best epoch's)
+        return torch.load(tmp_path / run / "checkpoint.pt", weights_only=False)["net"]
+
+    a, b = last("straight"), last("stopped")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in straight.meta["training"]["history"]] == \
+        [h["loss"] for h in resumed.meta["training"]["history"]]
+    # the memory did change the training: the same run without it ends elsewhere
+    train(replace(cfg, out=str(tmp_path / "plain"), xbm=0))
+    plain = last("plain")
+    assert any(not torch.equal(a[k], plain[k]) for k in a if a[k].is_floating_point())
+
+
+def test_xbm_options_that_cannot_train_are_refused(tmp_path, image_folder):
+    from click.testing import CliRunner
+
+    from rsir_stac.cli import main
+
+    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", "-1"])
+    assert r.exit_code != 0 and "--xbm -1: give a memory of 0 (off) or more embeddings" in r.output
+    assert not (tmp_path / "run").exists()
+    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--unlabelled",
+                                  "--xbm", "512"])
+    assert r.exit_code != 0 and "--xbm with --unlabelled" in r.output
