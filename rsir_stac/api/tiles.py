@@ -64,8 +64,9 @@ class SceneCatalog:
 
 def scenes_document(scenes: list, renderer: Any) -> dict:
     """The ``/api/scenes`` answer (GeoJSON FeatureCollection plus summary fields)."""
-    feats = []
-    ext = [math.inf, math.inf, -math.inf, -math.inf]
+    from rsir_stac.tiling.footprints import union_bounds
+
+    feats, boxes = [], []
     undated = uncollected = 0
     maxzoom = None
     for sc in scenes:
@@ -81,14 +82,16 @@ def scenes_document(scenes: list, renderer: Any) -> dict:
             props["imagery_note"] = (f"not drawn at zoom {coarse} and coarser (the file has no overview that "
                                      "coarse); zoom in, or add overviews to the file (gdaladdo)")
         feats.append({"type": "Feature", "id": sc.id, "geometry": sc.footprint, "properties": props})
-        if all(math.isfinite(v) for v in sc.bbox):
-            ext = [min(ext[0], sc.bbox[0]), min(ext[1], sc.bbox[1]), max(ext[2], sc.bbox[2]), max(ext[3], sc.bbox[3])]
+        if all(math.isfinite(v) for v in sc.bbox):  # a scene's east edge past 180 is the same longitude less 360
+            w, s, e, n = sc.bbox
+            boxes.append((w, s, e - 360.0 if e > 180.0 else e, n))
         undated += 0 if sc.datetime else sc.tiles
         uncollected += 0 if sc.collection else sc.tiles
         if zr is not None:
             maxzoom = zr[1] if maxzoom is None else max(maxzoom, zr[1])
+    ext = union_bounds(boxes) if boxes else None  # as /api/info's: W > E across the antimeridian
     return {"type": "FeatureCollection", "features": feats,
-            "extent": ext if math.isfinite(ext[0]) else None,
+            "extent": list(ext) if ext is not None else None,
             "tiles": sum(sc.tiles for sc in scenes), "undated_tiles": undated, "uncollected_tiles": uncollected,
             "maxzoom": maxzoom}
 
@@ -116,7 +119,9 @@ def tiles_router(index: Any, *, lock: threading.Lock, dependencies: list | None 
         """Every indexed scene (STAC item asset) as a GeoJSON Feature: footprint (convex hull of its
         tiles), ``item_id``, ``collection``, ``datetime``, ``tiles`` (stored tile count), ``bbox``,
         the zoom levels its imagery is drawn at, and ``imagery: false`` with a reason when its
-        source cannot be read.  Also the data ``extent`` [W, S, E, N] and how many tiles have no
+        source cannot be read.  Also the data ``extent`` [W, S, E, N] (W > E across the antimeridian,
+        as ``/api/info``'s; a feature's ``bbox`` runs its east edge past 180 instead, as a web map
+        draws it) and how many tiles have no
         date (``undated_tiles``) or no collection (``uncollected_tiles``): date and collection
         filters leave those out."""
         with warnings.catch_warnings():

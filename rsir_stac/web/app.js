@@ -71,7 +71,10 @@ async function start() {
       map.fitBounds(b, { padding: [20, 20], animate: false, maxZoom: 18 });
       elsewhere = (scenesDoc.features || []).filter((f) => f.properties.bbox && !b.contains(
         L.latLngBounds([f.properties.bbox[1], f.properties.bbox[0]], [f.properties.bbox[3], f.properties.bbox[2]]))).length;
-    } else if (ext) map.fitBounds([[ext[1], ext[0]], [ext[3], ext[2]]], { padding: [20, 20], animate: false });
+    } else if (ext) {  // W > E across the antimeridian: its east edge drawn past 180
+      const east = ext[2] < ext[0] ? ext[2] + 360 : ext[2];
+      map.fitBounds([[ext[1], ext[0]], [ext[3], east]], { padding: [20, 20], animate: false });
+    }
     else { map.setView([0, 0], 2); setStatus("The index is empty: ingest some scenes first.", "error"); }
   }
   const told = applyState(s, true);

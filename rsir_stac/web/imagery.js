@@ -94,7 +94,11 @@ export function addImagery(extent, maxNativeZoom, onFail) {
   if (imagery) imagery.remove();
   const opts = { pane: "imagery", tileSize: 256, maxZoom: 22, maxNativeZoom: Math.min(22, maxNativeZoom || 18),
                  attribution: "imagery: indexed scenes", keepBuffer: 1 };
-  if (extent) opts.bounds = L.latLngBounds([extent[1], extent[0]], [extent[3], extent[2]]).pad(0.02);
+  // Leaflet compares these bounds with tile bounds wrapped into -180..180, so data across the
+  // antimeridian (W > E) gets none: a box past 180 would leave its imagery east of 180 unasked for
+  if (extent && extent[0] <= extent[2]) {
+    opts.bounds = L.latLngBounds([extent[1], extent[0]], [extent[3], extent[2]]).pad(0.02);
+  }
   imagery = new AuthTiles(imageryUrl(), opts);
   imagery.on("tileunload", (ev) => { undrawn.delete(tileKey(ev.coords)); });
   imagery.on("tileload", () => {
