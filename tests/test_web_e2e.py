@@ -870,9 +870,10 @@ def test_dates_first_in_captions_labels_and_alt_text(browser, server):
         pg.wait_results(10)
         pg.p.click("#tab-labels")
         pg.p.wait_for_function("document.querySelector('#label-list .what').innerText.includes('·')", timeout=20_000)
-        rows = pg.p.locator("#label-list .what").evaluate_all("els => els.map(e => e.textContent)")
-        for rid, text in zip(dated, rows):
-            assert text == f"{points[rid]['datetime'][:10]} · {points[rid]['item_id']} · tile {rid[:8]}"
+        rows = pg.p.locator("#label-list .what").evaluate_all(
+            "els => els.map(e => [e.querySelector('.whead').textContent, e.querySelector('.witem').textContent])")
+        for rid, (head, item) in zip(dated, rows):
+            assert (head, item) == (f"{points[rid]['datetime'][:10]} · tile {rid[:8]}", points[rid]["item_id"])
         # what the phone shows of the row starts with the date
         box = pg.p.locator("#label-list .what").first.bounding_box()
         assert box["width"] > 80
@@ -1116,7 +1117,8 @@ def test_self_crossing_polygon_is_refused_and_kept_out_of_links(browser, server)
 
 def test_selected_and_query_alt_text_and_label_rows_keep_the_tile(browser, server):
     """The selected result's image and the query's say the date and scene like the cards; with long
-    scene names the Labels list cuts the name, never the tile id (labels of one scene differ by it)."""
+    scene names the Labels list shows the date and tile on a line of their own and the whole name below
+    (labels of one scene differ by the tile; a name cut in the middle and at its end looked like another's)."""
     base, points = server
     long = "opengeos_naip_m_4709963_se_14_1_20140720-"
 
@@ -1148,12 +1150,14 @@ def test_selected_and_query_alt_text_and_label_rows_keep_the_tile(browser, serve
         assert rows.count() == 2
         seen = []
         for i in range(2):
-            row, tile = rows.nth(i).bounding_box(), rows.nth(i).locator(".wtile").bounding_box()
-            assert tile["x"] >= row["x"] and tile["x"] + tile["width"] <= row["x"] + row["width"] + 0.5, (row, tile)
-            seen.append(rows.nth(i).locator(".wtile").inner_text().strip())
-        assert seen == [f"· tile {rid[:8]}" for rid in same] and seen[0] != seen[1]
-        item = rows.first.locator(".witem")
-        assert item.evaluate("e => e.scrollWidth > e.clientWidth")   # the long name is the part cut
+            row, head = rows.nth(i).bounding_box(), rows.nth(i).locator(".whead").bounding_box()
+            assert head["x"] >= row["x"] and head["x"] + head["width"] <= row["x"] + row["width"] + 0.5, (row, head)
+            seen.append(rows.nth(i).locator(".whead").inner_text().strip())
+            # the long name is shown whole, wrapped inside the row (it was cut in the middle, then at its end)
+            item = rows.nth(i).locator(".witem")
+            assert item.inner_text().replace("\n", "") == f"{long}scene-b"
+            assert item.evaluate("e => e.scrollWidth <= e.clientWidth")
+        assert seen == [f"{date} · tile {rid[:8]}" for rid in same] and seen[0] != seen[1]
         pg.check_clean()
     finally:
         pg.close()

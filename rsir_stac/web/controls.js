@@ -12,7 +12,8 @@ const Coords = L.Control.extend({
 const coords = new Coords().addTo(map);
 map.on("mousemove", (e) => coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`));
 map.getContainer().addEventListener("mouseleave", () => coords.set(""));
-L.control.scale({ imperial: false }).addTo(map);
+// Leaflet draws the bar between half and all of maxWidth: 130 px keeps "5000 km" inside its box at half
+L.control.scale({ imperial: false, maxWidth: 130 }).addTo(map);
 
 // ------------------------------------------------------------------ legend
 const LEGEND = [["query", "Query tile"], ["result", "Result"], ["selected", "Selected result"],

@@ -4,7 +4,7 @@ import { api, ApiError, apiUrl, friendly, postJson } from "./api.js";
 import { clearHits, relabelHits } from "./hits.js";
 import * as mapjs from "./map.js";
 import { map } from "./map.js";
-import { cardKeys, el, midShort, shortDate, tileCard, tileDate } from "./results.js";
+import { cardKeys, el, midShort, tileCard, tileDate } from "./results.js";
 import { labelsGeoJSON, parseLabels, state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -45,7 +45,8 @@ export function setLabel(id, label, feature) {
     const p = (feature && feature.properties) || {};
     state.labels.set(id, { label: label, geometry: (feature && feature.geometry) || (cur && cur.geometry) || null,
                            note: (cur && cur.note) || "", item_id: p.item_id || (cur && cur.item_id),
-                           datetime: p.datetime || (cur && cur.datetime) });
+                           datetime: p.datetime || (cur && cur.datetime),
+                           end_datetime: p.end_datetime || (cur && cur.end_datetime) });
   }
   renderLabels();
 }
@@ -59,13 +60,13 @@ export function renderLabels(onRemove) {
     if (l.label === "positive") pos++; else neg++;
     const li = el("li", l.label);
     li.appendChild(el("span", "tag", l.label === "positive" ? "✓" : "✗"));
-    // the date first (labels of one place at several dates differ by it), the scene, the tile; in a
-    // narrow list the scene's name is cut, never the date or the tile (labels of one scene differ by it)
+    // the date (or "no date", as the cards say) and the tile on the first line, never cut: labels of one
+    // place at several dates differ by the date, labels of one scene by the tile; the scene's whole name
+    // below, wrapped (page trial: cut in the middle and again at its end, two scenes' names looked alike)
     const what = el("span", "what");
-    const parts = [l.datetime ? ["wdate", shortDate(l.datetime)] : null, l.item_id ? ["witem", midShort(l.item_id, 28)] : null,
-                   ["wtile", "tile " + id.slice(0, 8)]].filter(Boolean);
-    parts.forEach(([cls, text], i) => what.appendChild(el("span", cls, (i ? " · " : "") + text)));
-    what.title = printable([l.datetime ? shortDate(l.datetime) : "", l.item_id || "", id].filter(Boolean).join(" · "));
+    what.appendChild(el("span", "whead", `${tileDate(l)} · tile ${id.slice(0, 8)}`));
+    if (l.item_id) what.appendChild(el("span", "witem", printable(l.item_id)));
+    what.title = printable([l.datetime ? tileDate(l) : "", l.item_id || "", id].filter(Boolean).join(" · "));
     li.appendChild(what);
     const rm = el("button", "small", "Remove");
     rm.type = "button";

@@ -1,0 +1,54 @@
+"""Map-page items left open by the fortieth session's trials, each checked in Chromium."""
+
+from __future__ import annotations
+
+from tests.test_web_e2e import Page, browser, server  # noqa: F401
+
+
+def test_the_scale_bar_holds_its_label_at_every_zoom(browser, server):  # noqa: F811
+    """Page trial 11: "1000 km" was wider than its bar (Leaflet draws the bar between half and all of
+    its maxWidth, and the label does not shrink with it)."""
+    base, _ = server
+    for size in ((1600, 1000), (390, 844)):
+        with Page(browser, base, size=size) as pg:
+            spilled = []
+            for lat, z in ((lat, z / 4) for lat in (0, 35, 60) for z in range(4, 73, 3)):  # the bar's metres vary with both
+                pg.p.evaluate(f"rsir.map.setView([{lat}, 0], {z}, {{animate: false}})")
+                pg.p.wait_for_timeout(50)
+                # the label's own width (a Range: scrollWidth does not count text spilling out) in the box
+                box = pg.p.evaluate("""(() => { const el = document.querySelector('.leaflet-control-scale-line');
+                    const r = document.createRange(); r.selectNodeContents(el);
+                    const text = r.getBoundingClientRect(), outer = el.getBoundingClientRect();
+                    return [el.textContent, text.right, outer.right]; })()""")
+                if box[1] > box[2]:
+                    spilled.append((lat, z, *box))
+            assert not spilled, (size, spilled)
+
+
+def test_the_pager_lines_up_with_the_cards(browser, server):  # noqa: F811
+    """Page trial 12: "◀ Previous" sat flush with the sidebar's edge while the cards are indented."""
+    base, points = server
+    for size in ((1600, 1000), (390, 844)):
+        with Page(browser, base, size=size) as pg:
+            pg.search_by_id(next(iter(points)), 10)
+            pg.p.wait_for_selector("#pager:not([hidden])")
+            card = pg.p.locator("#gallery .card").first.bounding_box()
+            prev = pg.p.locator("#page-prev").bounding_box()
+            assert abs(prev["x"] - card["x"]) <= 1, (size, prev, card)
+            pg.check_clean()
+
+
+def test_an_undated_label_says_no_date_as_its_card_does(browser, server):  # noqa: F811
+    """Page trial 12: dated labels showed their date and undated ones nothing, where cards say "no date"."""
+    base, points = server
+    undated = next(i for i, p in points.items() if not p.get("datetime"))
+    dated = next(i for i, p in points.items() if p.get("datetime"))
+    with Page(browser, base, size=(1366, 768), path=f"/?q=p:{dated}&pos={undated}") as pg:
+        pg.wait_results()
+        pg.p.click("#tab-labels")
+        pg.p.wait_for_function("(document.querySelector('#label-list .witem') || {}).textContent", timeout=20_000)
+        assert pg.p.inner_text("#label-list .whead") == f"no date · tile {undated[:8]}"
+        assert pg.p.inner_text("#label-list .witem") == points[undated]["item_id"]
+        pg.p.screenshot(path="tests/artifacts/web_labels_tab_1366x768.png")
+        pg.check_clean()
+
