@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,9 +16,10 @@ pytest.importorskip("playwright")
 from tests.test_web_e2e import KEY, Page, _free_port, _wait_imagery, browser  # noqa: F401,E402
 
 
-@pytest.fixture(scope="module")
-def across(tmp_path_factory, tiny_bundle):
-    """One lon/lat scene from 179.84 E to 180.16 E (-179.84), served."""
+@contextmanager
+def served_scene(root, bundle, origin: tuple[float, float]):
+    """One lon/lat scene of 256 x 128 px at 0.00125 degrees (0.32 x 0.16 degrees) from ``origin``
+    (its north-west corner), ingested in 64 px tiles and served; yields the base URL."""
     import uvicorn
 
     from rsir_stac.ingest import IngestOptions, ingest
@@ -25,13 +27,11 @@ def across(tmp_path_factory, tiny_bundle):
     from rsir_stac.serve import create_app
     from tests.conftest import make_geotiff
 
-    root = tmp_path_factory.mktemp("across")
-    tif = make_geotiff(root / "across.tif", width=256, height=128, crs="EPSG:4326", res=0.32 / 256,
-                       origin=(179.84, -16.0))
-    report = ingest([str(tif)], index=str(root / "idx"), model=tiny_bundle,
+    tif = make_geotiff(root / "scene.tif", width=256, height=128, crs="EPSG:4326", res=0.32 / 256, origin=origin)
+    report = ingest([str(tif)], index=str(root / "idx"), model=bundle,
                     options=IngestOptions(tile_size=64, gsd=None, native_gsd=True))
     assert report.ok and report.points_written == 8, report
-    with Index.open(str(root / "idx"), model=tiny_bundle) as idx:
+    with Index.open(str(root / "idx"), model=bundle) as idx:
         srv = uvicorn.Server(uvicorn.Config(create_app(idx, api_key=KEY), host="127.0.0.1", port=_free_port(),
                                             log_level="warning", lifespan="off"))
         t = threading.Thread(target=srv.run, daemon=True)
@@ -43,6 +43,13 @@ def across(tmp_path_factory, tiny_bundle):
         yield f"http://127.0.0.1:{srv.config.port}"
         srv.should_exit = True
         t.join(10)
+
+
+@pytest.fixture(scope="module")
+def across(tmp_path_factory, tiny_bundle):
+    """One lon/lat scene from 179.84 E to 180.16 E (-179.84), served."""
+    with served_scene(tmp_path_factory.mktemp("across"), tiny_bundle, (179.84, -16.0)) as base:
+        yield base
 
 
 def test_scenes_extent_is_the_stac_box_across_the_antimeridian(across):

@@ -124,6 +124,10 @@ def server(tmp_path_factory, tiny_bundle):
         t.join(10)
 
 
+#: The query card of a place search: its lon, lat (clicked, typed or restored by Back alike).
+PLACE_QUERY = r"Query: the tile at (-?\d+\.\d{5}), (-?\d+\.\d{5})"
+
+
 class Page:
     """A page on the service with error/foreign-request tracking and screenshot helpers."""
 
@@ -265,7 +269,8 @@ def test_find_the_data_imagery_scenes_and_place_box(browser, server):
         pg.p.fill("#goto-text", f"{pb['location']['lon']}, {pb['location']['lat']}")
         pg.p.click("#goto-search")
         pg.wait_results()
-        assert "Query: the tile at the place you gave" in pg.p.inner_text("#query")
+        lon, lat = (float(v) for v in re.search(PLACE_QUERY, pg.p.inner_text("#query")).groups())
+        assert (lon, lat) == (pytest.approx(pb["location"]["lon"], abs=1e-5), pytest.approx(pb["location"]["lat"], abs=1e-5))
         pg.p.fill("#goto-text", "200, 95")
         pg.p.click("#goto-go")
         assert "lon, lat in degrees" in pg.status()
@@ -286,7 +291,7 @@ def test_results_select_details_badges_and_history(browser, server):
         pid, payload = next(iter(_scene_points(points, "scene-a").items()))
         pg.p.mouse.click(*pg.lonlat_xy(payload["location"]["lon"], payload["location"]["lat"]))
         pg.wait_results(10)
-        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        assert re.search(PLACE_QUERY, pg.p.inner_text("#query"))
         url_first = pg.p.url
         assert "q=at:" in url_first
         # clicking a result selects it (highlight, zoom, details); it does not search
@@ -324,7 +329,7 @@ def test_results_select_details_badges_and_history(browser, server):
         assert "Query: a stored tile" in pg.p.inner_text("#query")
         assert f"q=p:{rid}" in pg.p.url
         pg.p.go_back()
-        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('clicked place')", timeout=30_000)
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('Query: the tile at ')", timeout=30_000)
         pg.wait_results(10)
         assert "q=at:" in pg.p.url
         pg.p.go_forward()
@@ -1061,7 +1066,7 @@ def test_click_at_a_scene_centre_searches(browser, server):
         x, y = pg.lonlat_xy(lon, lat)
         pg.p.mouse.click(x, y)
         pg.wait_results()
-        assert "Query: the tile at the clicked place" in pg.p.inner_text("#query")
+        assert re.search(PLACE_QUERY, pg.p.inner_text("#query"))
         # zoomed out, the scenes are dots; a dot zooms to its scene
         pg.p.evaluate("rsir.map.setZoom(8, {animate: false})")
         pg.p.wait_for_function("document.querySelectorAll('.leaflet-scenes-pane path').length === 6", timeout=10_000)

@@ -52,3 +52,29 @@ def test_an_undated_label_says_no_date_as_its_card_does(browser, server):  # noq
         pg.p.screenshot(path="tests/artifacts/web_labels_tab_1366x768.png")
         pg.check_clean()
 
+
+
+def test_a_place_query_says_its_coordinates_after_back_and_go_hints_a_swapped_place(browser, tmp_path,  # noqa: F811
+                                                                                    tiny_bundle):
+    """Re-check: Back to a search started by typing a place said "the tile at the clicked place"; Go with
+    lat, lon typed the other way round (both in range) moved to an empty place without the hint that
+    Search here gives."""
+    from tests.test_web_antimeridian import served_scene
+
+    with served_scene(tmp_path, tiny_bundle, (-74.52, -8.40)) as base, Page(browser, base, size=(1366, 768)) as pg:
+        pg.p.fill("#goto-text", "-74.45, -8.45")
+        pg.p.click("#goto-search")
+        pg.wait_results()
+        want = "Query: the tile at -74.45000, -8.45000"
+        assert want in pg.p.inner_text("#query")
+        pg.p.evaluate("rsir.searchById(document.querySelectorAll('#gallery .card')[0].dataset.id)")
+        pg.p.wait_for_function("document.querySelector('#query').innerText.includes('a stored tile')")
+        pg.p.go_back()
+        pg.p.wait_for_function(f"document.querySelector('#query').innerText.includes('{want}')", timeout=30_000)
+        pg.p.fill("#goto-text", "-8.45, -74.45")  # lat, lon: valid both ways, no scene at lon -8.45
+        pg.p.click("#goto-go")
+        assert "Moved to -8.45, -74.45. Did you mean -74.45, -8.45? A scene lies there" in pg.status()
+        pg.p.fill("#goto-text", "-74.45, -8.45")
+        pg.p.click("#goto-go")
+        assert pg.status() == "Moved to -74.45, -8.45."
+        pg.check_clean()

@@ -6,7 +6,7 @@ import { drawArea, installTools } from "./drawing.js";
 import { fitSearch } from "./framing.js";
 import { map } from "./map.js";
 import { queryLayer } from "./results.js";
-import { forgetRefusedArea, rerun, run, stillShown, syncImagery } from "./search.js";
+import { forgetRefusedArea, inScene, rerun, run, stillShown, swappedHint, syncImagery } from "./search.js";
 import { saveUrl, state } from "./state.js";
 import { $, setStatus, statusShown } from "./status.js";
 
@@ -126,5 +126,6 @@ $("goto").addEventListener("submit", (ev) => {
   if (searching) run({ kind: "location", lon: v[0], lat: v[1], typed: true });
   map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
   L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
-  if (!searching) setStatus(`Moved to ${v[0]}, ${v[1]}.`);
+  // no scene here but one at the swapped place: lat, lon typed the other way round
+  if (!searching) setStatus(`Moved to ${v[0]}, ${v[1]}.` + (inScene(v[0], v[1]) ? "" : swappedHint({ lon: v[0], lat: v[1] })));
 });

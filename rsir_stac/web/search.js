@@ -256,16 +256,22 @@ export async function run(query, opts) {
   }
 }
 
-/** " Did you mean LAT, LON?" when a typed place found no tile and the swapped one lies in a scene (lat, lon
- *  typed as lon, lat: both in range, so the box took them), else "". */
-function swappedHint(query) {
+/** Whether (lon, lat) lies in an indexed scene's bbox (a bbox across 180 runs its east edge past it). */
+export function inScene(lon, lat) {
+  return ((scenesDoc && scenesDoc.features) || []).some((f) => {
+    const b = f.properties && f.properties.bbox;
+    if (!Array.isArray(b) || b.length !== 4 || lat < b[1] || lat > b[3]) return false;
+    const east = b[0] <= b[2] ? b[2] : b[2] + 360;
+    return [lon, lon + 360, lon - 360].some((x) => x >= b[0] && x <= east);
+  });
+}
+
+/** " Did you mean LAT, LON?" when the swapped place lies in a scene (lat, lon typed as lon, lat: both in
+ *  range, so the box took them), else "": said when a typed place found no tile, or Go moved to no scene. */
+export function swappedHint(query) {
   const [x, y] = [query.lat, query.lon];   // the swapped place: lon = the typed latitude
   if (Math.abs(y) > 90) return "";
-  const inside = ((scenesDoc && scenesDoc.features) || []).some((f) => {
-    const b = f.properties && f.properties.bbox;
-    return Array.isArray(b) && b.length === 4 && y >= b[1] && y <= b[3] && (b[0] <= b[2] ? x >= b[0] && x <= b[2] : x >= b[0] || x <= b[2]);
-  });
-  return inside ? ` Did you mean ${x}, ${y}? A scene lies there (the place is lon, lat).` : "";
+  return inScene(x, y) ? ` Did you mean ${x}, ${y}? A scene lies there (the place is lon, lat).` : "";
 }
 
 export function rerun() {
@@ -367,8 +373,10 @@ function renderQuery(q, query, scored) {
   else if (q.id) setImage(img, tileUrl(q.id));
   else img.classList.add("none");
   const meta = el("div", "meta");
-  const title = query.kind === "location" && query.typed ? "Query: the tile at the place you gave"
-    : { point: "Query: a stored tile", location: "Query: the tile at the clicked place", image: "Query: uploaded image",
+  // a place by its coordinates: clicked, typed or restored by Back alike (Back from a typed place said
+  // "the clicked place": a link does not keep how the place was given)
+  const title = query.kind === "location" ? `Query: the tile at ${query.lon.toFixed(5)}, ${query.lat.toFixed(5)}`
+    : { point: "Query: a stored tile", image: "Query: uploaded image",
         labels: "Query: your labels" }[query.kind] || "Query";
   meta.appendChild(el("div", "qtitle", title));
   if (query.kind === "labels") {
