@@ -79,7 +79,8 @@ def _said_once():
 @click.option("--miner", default="batch-hard", show_default=True, type=click.Choice(["batch-hard", "semi-hard", "all"]))
 @click.option("--xbm", type=int, default=0, show_default=True,
               help="Cross-batch memory: from the second epoch each anchor also meets its hardest positive and "
-                   "negative among the last N training embeddings (Wang et al. 2020; 512 made v7's first stage; 0: off).")
+                   "negative among the last N training embeddings (Wang et al. 2020; 0: off, else at least "
+                   "--p x --k; 512 made v7's first stage).")
 @click.option("--test-fraction", default=0.2, show_default=True)
 @click.option("--val-fraction", default=0.1, show_default=True, help="Slice of the training split for model selection.")
 @click.option("--seed", default=0, show_default=True)
@@ -237,11 +238,14 @@ def _train_unlabelled(sources, out, from_bundle, triplets, stride, bands, asset,
     labelled = [n for n in ("backbone", "backbone_weights", "random_init", "input_size", "tile_size", "embedding_dim",
                             "pooling", "epochs", "test_fraction", "val_fraction", "max_steps_per_epoch", "recipe",
                             "hybrid", "downscale_prob", "val_scales", "ema_epochs", "leave_out", "leave_out_n",
-                            "xbm", "no_resume") if given(n)]
+                            "no_resume") if given(n)]
     if labelled:
         flags = ", ".join("--" + {"ema_epochs": "ema"}.get(n, n).replace("_", "-") for n in labelled)
         raise InputError(f"{flags} with --unlabelled: labelled training only (adaptation keeps the start bundle's "
                          f"network and runs --steps, not epochs); drop {flags}, or drop --unlabelled")
+    if opts.get("xbm"):  # 0 is off, and fine
+        raise InputError(f"--xbm {opts['xbm']} with --unlabelled: the memory pairs tiles by their class labels, "
+                         "which adaptation has none of; drop --xbm, or drop --unlabelled")
     if given("reducer") and opts["reducer"] in ("lda", "lda+pca"):
         raise click.BadParameter(f"--reducer {opts['reducer']} needs labels; use pca or none with --unlabelled",
                                  param_hint="--reducer")

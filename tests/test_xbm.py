@@ -84,9 +84,45 @@ def test_xbm_options_that_cannot_train_are_refused(tmp_path, image_folder):
 
     from rsir_stac.cli import main
 
-    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", "-1"])
-    assert r.exit_code != 0 and "--xbm -1: give a memory of 0 (off) or more embeddings" in r.output
-    assert not (tmp_path / "run").exists()
+    for bad in ("-1", "16"):  # 16: smaller than a batch (16 classes x 4), it would hold one batch's first classes
+        r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", bad])
+        assert r.exit_code == 2 and f"--xbm {bad}: give 0 (off) or a memory of at least one batch (--p 16 x --k 4 " \
+            "= 64 embeddings)" in r.output, r.output
+        assert not (tmp_path / "run").exists()
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--unlabelled",
                                   "--xbm", "512"])
-    assert r.exit_code != 0 and "--xbm with --unlabelled" in r.output
+    assert r.exit_code == 2 and "--xbm 512 with --unlabelled" in r.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_memory_holds_at_most_its_size_from_the_first_batch():
+    """Helper trial: the first batch was kept whole, so --xbm 1 and --xbm 10^11 trained alike."""
+    xbm = CrossBatchMemory(TripletMarginLoss(0.2), size=5)
+    xbm(torch.randn(8, 3), torch.arange(8) % 4)
+    assert len(xbm.emb) == len(xbm.labels) == 5
+
+
+def test_without_validation_the_memory_term_does_not_decide_the_kept_epoch(tmp_path, image_folder):
+    """Helper trial: with no validation split the epoch of lowest training loss is kept, and the memory's
+    term (from the second epoch) made the first epoch always look best: the memory's training was dropped."""
+    import json
+
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "run"), input_size=48, embedding_dim=8, epochs=3,
+                      p=3, k=2, max_steps_per_epoch=3, val_fraction=0.0, reducer="none", xbm=6, bf16=False,
+                      lr=1e-3)
+    train(cfg)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    hist = ck["history"]
+    assert hist[0]["xbm_loss"] == 0 and all(h["xbm_loss"] > 0 for h in hist[1:])  # from the second epoch
+    assert ck["best"] == pytest.approx(max(h["xbm_loss"] - h["loss"] for h in hist))
+    assert json.loads((tmp_path / "run" / "bundle" / "model.json").read_text())["training"]["xbm"] == 6
+
+
+def test_one_epoch_with_a_memory_is_said_to_train_without_it(caplog):
+    from rsir_stac.model.train import TrainConfig
+    from rsir_stac.model.train_checks import check_options
+
+    check_options(TrainConfig("d", "o", epochs=1, xbm=512))
+    assert "--xbm 512 with --epochs 1: the memory joins the loss from the second epoch" in caplog.text

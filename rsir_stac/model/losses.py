@@ -106,7 +106,8 @@ class CrossBatchMemory(nn.Module):
     stale memory entries would mislead it), each anchor of a batch that has a remembered
     positive and a remembered negative adds ``weight × max(0, d(a, p*) - d(a, n*) + margin)``,
     with ``p*`` its farthest remembered positive and ``n*`` its closest remembered negative
-    (Euclidean ``d``), averaged over those anchors.  With P×K batches of 4 images a class, a
+    (Euclidean ``d``), averaged over those anchors: the hardest pair whatever the wrapped loss's
+    miner (XBM's own choice).  With P×K batches of 4 images a class, a
     memory of 512 holds about 32 images a class, so the hardest pairs come from far more of
     the training set than one batch shows.
 
@@ -123,6 +124,7 @@ class CrossBatchMemory(nn.Module):
         self.emb: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.seen = 0  # batches seen
+        self.last_term = 0.0
 
     @property
     def margin(self) -> float:
@@ -130,8 +132,11 @@ class CrossBatchMemory(nn.Module):
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         total = self.loss(emb, labels)
+        self.last_term = 0.0  # the memory's share of this batch's loss (weighted)
         if self.emb is not None and self.seen >= self.start_after:
-            total = total + self.weight * self._against_memory(emb.float(), labels)
+            term = self.weight * self._against_memory(emb.float(), labels)
+            self.last_term = float(term.detach())
+            total = total + term
         self._enqueue(emb, labels)
         return total
 
@@ -147,8 +152,8 @@ class CrossBatchMemory(nn.Module):
 
     def _enqueue(self, emb: torch.Tensor, labels: torch.Tensor) -> None:
         e, lab = emb.detach().float(), labels.detach()
-        self.emb = e if self.emb is None else torch.cat([e, self.emb])[: self.size]
-        self.labels = lab if self.labels is None else torch.cat([lab, self.labels])[: self.size]
+        self.emb = (e if self.emb is None else torch.cat([e, self.emb]))[: self.size]
+        self.labels = (lab if self.labels is None else torch.cat([lab, self.labels]))[: self.size]
         self.seen += 1
 
     def state(self) -> dict:

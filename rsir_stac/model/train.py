@@ -334,7 +334,7 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
     for epoch in range(start_epoch, cfg.epochs):
         student.train()
         sampler.set_epoch(epoch)
-        losses = []
+        losses, ranked = [], []
         for step, batch in enumerate(sampler):
             if step >= steps_per_epoch:
                 break
@@ -355,15 +355,20 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
             if ema is not None and g >= warmup:
                 ema.update(net)
             losses.append(loss.item())
+            # without a validation split the epoch with the lowest loss is kept: the memory's term, which
+            # only the epochs after the first have, is left out of that comparison
+            ranked.append(losses[-1] - getattr(loss_fn, "last_term", 0.0))
             emit(TrainEvent("step", epoch, step + 1, steps_per_epoch, loss=losses[-1]))
         val_map = float("nan")
         live = ema.swap_in(net) if ema is not None else None  # validate and keep the averaged weights
         if len(val_ix):
             val_map = float(np.mean([retrieval_metrics(_embed(net, cfg, cache, val_ix, device, bf16, f),
                                                        labels[val_ix])["mAP"] for f in cfg.val_scales]))
-        score = val_map if len(val_ix) else -float(np.mean(losses))
+        score = val_map if len(val_ix) else -float(np.mean(ranked))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_mAP": val_map,
                         "seconds": round(time.time() - t0, 1)})
+        if cfg.xbm:  # the memory's share of the loss
+            history[-1]["xbm_loss"] = float(np.mean(losses) - np.mean(ranked))
         if score > best:
             best = score
             _save(net.state_dict(), best_path)

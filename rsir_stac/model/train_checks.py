@@ -20,7 +20,6 @@ _RULES: tuple[tuple[str, str, Any, str], ...] = (
     ("--k", "k", lambda v: v >= 2, "at least 2 images per class per batch (triplets need positives), e.g. 4"),
     ("--lr", "lr", lambda v: math.isfinite(v) and v > 0, "a learning rate > 0, e.g. 3e-4"),
     ("--margin", "margin", lambda v: math.isfinite(v) and v > 0, "a triplet margin > 0, e.g. 0.2"),
-    ("--xbm", "xbm", lambda v: v >= 0, "a memory of 0 (off) or more embeddings, e.g. 512"),
     ("--embedding-dim", "embedding_dim", lambda v: v >= 2, "at least 2 dimensions, e.g. 128"),
     ("--input-size", "input_size", lambda v: 32 <= v <= 1024, "32..1024 pixels, e.g. 224"),
     ("--tile-size", "tile_size", lambda v: 8 <= v <= 4096, "8..4096 pixels, e.g. 256"),
@@ -65,6 +64,15 @@ def check_options(cfg: Any) -> None:
     """Refuse option values that cannot train (``--epochs 0``, ``--k 1``, ``--lr -1``,
     ``--gsd 0`` ...) before any work.  Raises InputError naming the option."""
     _check(cfg, _RULES)
+    batch = cfg.p * cfg.k
+    if cfg.xbm != 0 and not (isinstance(cfg.xbm, int) and cfg.xbm >= batch):
+        # newest first, a memory smaller than a batch holds a few classes of one batch (at most --k
+        # images a class): the term has no negative, or no more than the batch itself shows
+        raise InputError(f"--xbm {cfg.xbm}: give 0 (off) or a memory of at least one batch (--p {cfg.p} x --k {cfg.k} "
+                         f"= {batch} embeddings), e.g. 512")
+    if cfg.xbm and cfg.epochs < 2:
+        log.warning("--xbm %d with --epochs %d: the memory joins the loss from the second epoch, so this run "
+                    "trains without it; pass --epochs 2 or more", cfg.xbm, cfg.epochs)
     if cfg.gsd_m is not None and not (math.isfinite(cfg.gsd_m) and cfg.gsd_m > 0):
         raise InputError(f"--gsd {cfg.gsd_m}: give the training tiles' ground sample distance in metres (> 0), "
                          "e.g. 0.3 for UC Merced")
