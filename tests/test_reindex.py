@@ -557,15 +557,15 @@ def test_the_tiling_note_reads_past_tiles_cut_at_their_own_gsd():
     and the rest at 0.3 m gave no note for a model expecting 30 m; every tile of every page counts."""
     from types import SimpleNamespace
 
-    from rsir_stac.reindex.stores import _tiling_note
+    from rsir_stac.reindex.stores import _tiling_note, page_tilings
     from rsir_stac.store import Point
 
     def tile(gsd):
         return Point("x", np.zeros(2, np.float32), {"tiling": {"tile_size": 256, "gsd": gsd}})
 
     model = SimpleNamespace(tile_size=256, gsd=30.0, model_id="m30")
-    assert "expects 256 px at 30.0 m" in _tiling_note(model, [tile(None), tile(None), tile(0.3)])
-    assert _tiling_note(model, [tile(None), tile(30.0)]) == ""
+    assert "expects 256 px at 30.0 m" in _tiling_note(model, page_tilings([tile(None), tile(None), tile(0.3)]))
+    assert _tiling_note(model, page_tilings([tile(None), tile(30.0)])) == ""
 
 
 def test_the_tiling_note_describes_a_mixed_index_by_its_range():
@@ -573,14 +573,31 @@ def test_the_tiling_note_describes_a_mixed_index_by_its_range():
     one small scene's GSD."""
     from types import SimpleNamespace
 
-    from rsir_stac.reindex.stores import _tiling_note
+    from rsir_stac.reindex.stores import _tiling_note, page_tilings
     from rsir_stac.store import Point
 
     bundle = SimpleNamespace(tile_size=224, gsd=0.5, model_id="m2")
     page = [Point(f"{i}", np.zeros(2, np.float32), {"tiling": {"tile_size": 256, "gsd": g}})
             for i, g in enumerate((0.3, 0.224138, 30.0, 0.3))]
-    note = _tiling_note(bundle, page)
+    note = _tiling_note(bundle, page_tilings(page))
     assert "(256 px at 0.224138–30 m, each scene as it was ingested)" in note and "224 px at 0.5 m" in note, note
-    assert "(256 px at 0.3 m)" in _tiling_note(bundle, page[:1])
+    assert "(256 px at 0.3 m)" in _tiling_note(bundle, page_tilings(page[:1]))
     same = [Point("s", np.zeros(2, np.float32), {"tiling": {"tile_size": 224, "gsd": 0.5}})]
-    assert _tiling_note(bundle, same) == ""
+    assert _tiling_note(bundle, page_tilings(same)) == ""
+
+
+def test_the_tiling_note_comes_only_when_the_new_model_would_tile_otherwise():
+    """Helper trial: every reindex of an index holding a small raster (tiled finer, at the GSD where it is
+    one tile across, by any model) said the index keeps a tiling the new model does not expect, and
+    re-ingesting as told gave the same ids."""
+    from types import SimpleNamespace
+
+    from rsir_stac.reindex.stores import _tiling_note
+
+    new = SimpleNamespace(model_id="m-new", tile_size=256, gsd=0.3)
+    assert _tiling_note(new, {(256, 0.3), (256, 0.224138), (256, 300.0)}) == ""  # scene-chosen GSDs beside 0.3
+    assert _tiling_note(new, set()) == ""
+    note = _tiling_note(new, {(256, 0.6), (256, 30.0)})  # the old model tiled at 0.6 m
+    assert note.startswith("the index keeps its tiling (256 px at 0.6–30 m, each scene as it was ingested) while "
+                           "m-new expects 256 px at 0.3 m")
+    assert "512 px" in _tiling_note(new, {(512, 0.3)})

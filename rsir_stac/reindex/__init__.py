@@ -50,7 +50,7 @@ from rsir_stac.errors import InputError
 from rsir_stac.reindex.plan import _plan, _SourceKey, _Todo
 from rsir_stac.reindex.report import MAX_TILE_ERRORS, ReindexEvent, ReindexReport, _tile_failed
 from rsir_stac.reindex.sources import OPEN_SOURCES, _read_group, _Sources
-from rsir_stac.reindex.stores import _check, _open_stores, _tiling_note
+from rsir_stac.reindex.stores import _check, _open_stores, _tiling_note, page_tilings
 from rsir_stac.reindex.writer import WRITE_BATCH, _Writer
 from rsir_stac.relocate import Relocations
 
@@ -174,19 +174,19 @@ def _open_run(index, to, qdrant_url, api_key, collection: str, bundle, relocatin
 def _copy_pages(src, target, bundle, embedder, sources: _Sources, report: ReindexReport,
                 emit: Callable[[ReindexEvent], None], moves: Relocations, page_size: int) -> None:
     """Re-read, embed and write every point of ``src``, ``page_size`` payloads at a time (the
-    pages say whether the old tiling is kept, :func:`_tiling_note`); the batches in
+    index's tilings say whether the old one is kept, :func:`_tiling_note`); the batches in
     flight are cancelled when a page fails."""
     writer = _Writer(embedder, target, report, emit)
+    tilings: set = set()
     try:
         for page in _pages(src.iter_points(batch=page_size, with_vectors=False), page_size):
-            if not report.tiling_kept and report.model_from != report.model_to:
-                # every page until one says so: a mixed index may start with either kind (a relocate to the
-                # same model keeps the tiling it was made with: nothing to say)
-                report.tiling_kept = _tiling_note(bundle, page)
+            tilings |= page_tilings(page)
             _do_page(page, bundle.model_id, target, sources, writer, report, emit, moves)
     except BaseException:
         writer.cancel()
         raise
+    if report.model_from != report.model_to:  # a relocate to the same model keeps its own tiling: nothing to say
+        report.tiling_kept = _tiling_note(bundle, tilings)
 
 
 def _pages(points: Iterable, size: int) -> Iterable[list]:

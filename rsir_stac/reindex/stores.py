@@ -98,23 +98,36 @@ def _check(src, dst, bundle, to, relocating: bool = False) -> None:
         )
 
 
-def _tiling_note(bundle, page: list) -> str:
-    """A note when a tile of ``page`` was cut otherwise than the new model expects (tiles at their
-    scene's own GSD, coarse scenes, are cut that way by either model); "" when none was."""
-    sizes: set[int] = set()
-    gsds: set[float] = set()
+def page_tilings(page: list) -> set[tuple[int, float | None]]:
+    """The distinct ``(tile size in px, GSD in m or None)`` the points of ``page`` were cut at."""
+    out = set()
     for p in page:
         t = p.payload.get("tiling") or {}
-        if t.get("tile_size") is None:
-            continue
-        if int(t["tile_size"]) != bundle.tile_size or (t.get("gsd") is not None and bundle.gsd is not None
-                                                       and abs(float(t["gsd"]) - float(bundle.gsd)) > 1e-9):
-            sizes.add(int(t["tile_size"]))
-            if t.get("gsd") is not None:
-                gsds.add(float(t["gsd"]))
-    if not sizes:
+        if t.get("tile_size") is not None:
+            out.add((int(t["tile_size"]), float(t["gsd"]) if t.get("gsd") is not None else None))
+    return out
+
+
+def _tiling_note(bundle, tilings: set[tuple[int, float | None]]) -> str:
+    """A note when the index was cut otherwise than the new model would cut it; "" when it was not.
+
+    ``tilings``: every ``(tile size, GSD)`` of the index (:func:`page_tilings`).  Ingest tiles a scene
+    at the model's tile size and GSD unless the scene makes it choose (a coarse scene at its own GSD, one
+    smaller than a tile at the GSD where it is one tile across: :mod:`rsir_stac.gsd`), and the new model
+    would choose those the same.  So the index kept the new model's tiling when some of its tiles are
+    at the new model's size and GSD and every tile is at its size (helper trial: the note came for every
+    index holding a small raster, whose re-ingest with the new model gave the same ids); it does not when
+    none is (the old model tiled at another GSD) or a tile size differs.
+    """
+    def same_gsd(g):
+        return g is not None and bundle.gsd is not None and abs(g - float(bundle.gsd)) <= 1e-9
+
+    sizes = {size for size, _ in tilings}
+    if not tilings or (sizes == {bundle.tile_size} and any(same_gsd(g) for _, g in tilings)):
         return ""
-    px = "/".join(str(v) for v in sorted(sizes))
+    other = {(size, g) for size, g in tilings if size != bundle.tile_size or not same_gsd(g)}
+    px = "/".join(str(v) for v in sorted({size for size, _ in other}))
+    gsds = {g for _, g in other if g is not None}
     at = (f"{min(gsds):g} m" if len(gsds) == 1 else f"{min(gsds):g}–{max(gsds):g} m, each scene as it was ingested"
           if gsds else "native GSD")
     note = (f"the index keeps its tiling ({px} px at {at}) while {bundle.model_id} expects {bundle.tile_size} px "
