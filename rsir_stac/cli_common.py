@@ -181,6 +181,21 @@ def terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _rerun_advice() -> str:
+    """What re-running the interrupted command does: ingest, reindex and labelled train resume from what
+    they wrote (train only without --no-resume, which the helper trial re-ran as told: it started over);
+    the others start again."""
+    ctx = click.get_current_context(silent=True)
+    name, params = (ctx.info_name, ctx.params) if ctx is not None else ("", {})
+    if name in ("ingest", "reindex"):
+        return f"re-run the same command: {name} resumes from what it wrote"
+    if name == "train" and not params.get("unlabelled"):
+        if params.get("no_resume"):
+            return "re-run the same command without --no-resume: train resumes from its last checkpoint"
+        return "re-run the same command: train resumes from its last checkpoint"
+    return "re-run the same command (it starts again; nothing half-written was left)"
+
+
 def handle_errors(fn):
     """One line on stderr and a non-zero exit for every error; ``-v`` adds the traceback."""
 
@@ -193,9 +208,7 @@ def handle_errors(fn):
             raise
         except KeyboardInterrupt as exc:
             what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            _fail(f"{what}; re-run the same command (ingest, reindex and labelled train resume from what they "
-                  "wrote; other commands, train --unlabelled among them, start again and leave nothing "
-                  "half-written)", code)
+            _fail(f"{what}; {_rerun_advice()}", code)
         except BrokenPipeError:  # `... | head -1`: the reader has what it wanted; end as Unix tools do
             import os
 

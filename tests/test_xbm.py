@@ -126,3 +126,33 @@ def test_one_epoch_with_a_memory_is_said_to_train_without_it(caplog):
 
     check_options(TrainConfig("d", "o", epochs=1, xbm=512))
     assert "--xbm 512 with --epochs 1: the memory joins the loss from the second epoch" in caplog.text
+
+
+def test_a_stopped_no_resume_run_is_told_to_drop_the_flag_to_resume(tmp_path, image_folder):
+    """Helper trial: an interrupted `train --no-resume` said "re-run the same command", which started over
+    again; the advice now names the flag to drop, and following it resumes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "rsir_stac.cli", "train", str(image_folder), "--out", str(tmp_path / "run"),
+           "--input-size", "48", "--embedding-dim", "8", "--p", "3", "--k", "2", "--epochs", "50",
+           "--val-fraction", "0", "--reducer", "none", "--xbm", "6", "--no-resume"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"})
+    seen = ""
+    while "epoch 2/50" not in seen:  # a checkpoint is written: there is something to resume
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert proc.returncode == 143 and last == ("error: terminated (SIGTERM); re-run the same command without "
+                                               "--no-resume: train resumes from its last checkpoint"), err[-1500:]
+    again = subprocess.run(cmd[:-1] + ["--epochs", "3"], capture_output=True, text=True, cwd=repo,
+                           env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert again.returncode == 0 and "resum" in again.stderr, again.stderr[-1500:]
