@@ -156,7 +156,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
         for f in report.sources_failed:
             stored = f.get("stored_href", f["href"])
             where = f" (stored in the index as {stored}, moved by --relocate)" if stored != f["href"] else ""
-            echo_text(f"  failed source {f['href']}{where} ({f['tiles']} tiles): {f['error']}; it was ingested "
+            echo_text(f"  failed source {f['href']}{where} ({_tiles(f['tiles'])}): {f['error']}; it was ingested "
                       f"with {f['ingest_options']}", err=True)
         for msg in report.tile_errors:
             echo_text(f"  failed tile: {msg}", err=True)
@@ -166,7 +166,7 @@ def reindex(index, qdrant_url, api_key, to, collection, model, batch_size, reloc
                   f"by --skip-missing, so no new index was made at {report.target}; put the files back, or pass "
                   "--relocate OLD=NEW for where they are now, and run the same command again", 1)
         click.echo(f"  {len(report.sources_failed)} source(s) left out by --skip-missing "
-                   f"({sum(f['tiles'] for f in report.sources_failed)} tiles); the new index is marked finished",
+                   f"({_tiles(sum(f['tiles'] for f in report.sources_failed))}); the new index is marked finished",
                    err=True)
         return
     if not report.ok:
@@ -310,3 +310,8 @@ def restore(snapshot_file, index, force):
 
     r = run(snapshot_file, index, force=force)
     click.echo(f"restored {r.points} points into {r.index} (checksums and check passed)")
+
+
+def _tiles(n: int) -> str:
+    """``1 tile``, ``2 tiles``."""
+    return f"{n} tile{'' if n == 1 else 's'}"

@@ -480,3 +480,27 @@ def test_train_says_n_a_for_a_validation_split_that_cannot_rank(tmp_path):
     epochs = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch ")]
     assert len(epochs) == 2 and all(ln.endswith("val mAP n/a") for ln in epochs), epochs
     assert "nan" not in r.stderr
+
+
+def test_a_subset_too_small_for_the_test_split_is_not_sent_there(split_bundle, tmp_path):
+    """Helper trial: a few images of each class copied out of the training folder were scored with
+    --split all, told "pass --split test", which refused them ("pass --split all"): round and round."""
+    import shutil
+
+    from rsir_stac.model.recorded_split import image_key
+
+    bundle, data = split_bundle
+    test = set(bundle.meta["training"]["split_files"]["test"])
+    sub = tmp_path / "sub"
+    for cls in ("class0", "class1", "class2"):
+        files = sorted((data / cls).iterdir())
+        trained = [f for f in files if image_key(f"{cls}/{f.name}") not in test][:3]
+        kept_out = [f for f in files if image_key(f"{cls}/{f.name}") in test][:1]  # one a class: nothing to rank
+        (sub / cls).mkdir(parents=True)
+        for f in trained + kept_out:
+            shutil.copy(f, sub / cls / f.name)
+    res, _ = _evaluate(sub, "--model", bundle.path, "--split", "all")
+    assert res["warnings"] == [f"9 of the 12 images scored from {sub} are in the training split of model "
+                               f"{bundle.model_id} (it trained on them), so the scores are optimistic; the 3 it never "
+                               "trained on are too few for --split test (no class has 2 of them); score it on a "
+                               "folder of images it never trained on"]

@@ -265,7 +265,7 @@ def choose_held_out(classes: Sequence[str], names: Sequence[str] = (), n: int = 
     if not names and n:
         if not 0 < int(n) <= len(classes) - 2:
             raise InputError(f"--leave-out-n {n}: the data folder has {len(classes)} classes and training needs 2; "
-                             f"pass --leave-out-n from 1 to {max(0, len(classes) - 2)}")
+                             f"pass --leave-out-n from 1 to {max(0, len(classes) - 2)}, or 0 to hold none out")
         names = tuple(sorted(np.random.default_rng(seed).choice(list(classes), size=int(n), replace=False).tolist()))
     if len(classes) - len(set(names)) < 2:
         raise DatasetError(f"leaving out {len(set(names))} of {len(classes)} classes leaves fewer than 2 to train on; "
