@@ -601,3 +601,13 @@ def test_the_tiling_note_comes_only_when_the_new_model_would_tile_otherwise():
     assert note.startswith("the index keeps its tiling (256 px at 0.6–30 m, each scene as it was ingested) while "
                            "m-new expects 256 px at 0.3 m")
     assert "512 px" in _tiling_note(new, {(512, 0.3)})
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (a folder nobody can create in)")
+def test_a_target_that_cannot_be_made_is_refused_naming_to(tmp_path, old_index, new_bundle):
+    """Helper trial: `reindex --to /proc/nope` passed the permission test (root) and failed at the first
+    write, saying "choose a writable --index" (the index it reads)."""
+    from rsir_stac.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"cannot create index directory /proc/nope \(.*\); pass a writable --to$"):
+        reindex(str(old_index), "/proc/nope", model=new_bundle)

@@ -198,10 +198,21 @@ def require_creatable(path: str, option: str) -> None:
     parent = os.path.dirname(path)
     while parent and not os.path.lexists(parent):
         parent = os.path.dirname(parent)
+    verb = "choose" if option == "--index" else "pass"
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        verb = "choose" if option == "--index" else "pass"
         raise StoreError(f"cannot create index directory {path} ({parent} is not a writable folder); "
                          f"{verb} a writable {option}")
+    # the permission bits do not tell everything (root in /proc, a read-only mount): make the first missing
+    # folder and take it away again, so the refusal comes now and names ``option`` (helper trial: `reindex
+    # --to /proc/nope` failed at the first write, naming --index)
+    first = path
+    while os.path.dirname(first) != parent:
+        first = os.path.dirname(first)
+    try:
+        os.mkdir(first)
+        os.rmdir(first)
+    except OSError as exc:
+        raise StoreError(f"cannot create index directory {path} ({exc.strerror}); {verb} a writable {option}") from None
 
 
 def refuse_broken_link(index: Path) -> None:
