@@ -5,6 +5,7 @@ asked for)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from tests.test_web_e2e import KEY, Page, _free_port, _wait_imagery, browser  # noqa: F401,E402
+from tests.test_web_e2e import KEY, PLACE_QUERY, Page, _free_port, _wait_imagery, browser  # noqa: F401,E402
 
 
 @contextmanager
@@ -98,3 +99,47 @@ def test_the_imagery_east_of_180_is_drawn(browser, across):  # noqa: F811
         assert not pg.errors
     finally:
         pg.ctx.close()
+
+
+def _in_map(pg, selector: str) -> tuple[int, int]:
+    """(elements matching ``selector`` whose box lies inside the map, all of them)."""
+    return tuple(pg.p.evaluate(f"""(() => {{
+        const m = document.querySelector('#map').getBoundingClientRect();
+        const els = Array.from(document.querySelectorAll({selector!r}));
+        const inside = els.filter((e) => {{ const r = e.getBoundingClientRect();
+          return r.width > 0 && r.left >= m.left - 1 && r.right <= m.right + 1 && r.top >= m.top - 1 && r.bottom <= m.bottom + 1; }});
+        return [inside.length, els.length]; }})()"""))
+
+
+def test_clicks_results_and_boxes_east_of_180(browser, across):  # noqa: F811
+    """Page re-check: a click on the imagery east of 180 sent lon=180.33 and was refused; the results
+    there had no outline and were counted "outside the view" over their own imagery, a tile across 180
+    had its rank badge at longitude 0, and a box dragged across 180 was cut at 180."""
+    with Page(browser, across, size=(1366, 768)) as pg:
+        _wait_imagery(pg)
+        pg.p.mouse.click(*pg.lonlat_xy(180.1, -16.08))  # the page's world copy: east of 180
+        pg.wait_results()
+        assert "out of range" not in pg.status()
+        lon, lat = (float(v) for v in re.search(PLACE_QUERY, pg.p.inner_text("#query")).groups())
+        assert (lon, lat) == (pytest.approx(-179.9, abs=1e-3), pytest.approx(-16.08, abs=1e-3))  # 180.1 is -179.9
+        n = pg.p.locator("#gallery .card").count()
+        assert _in_map(pg, ".leaflet-results-pane path") == (n, n)  # every outline on screen, beside the imagery
+        assert _in_map(pg, ".leaflet-query-pane path")[0] >= 1
+        assert _in_map(pg, ".rank-badge") == (n, n)  # (none at longitude 0, a world away)
+        assert pg.p.locator(".offscreen").is_hidden()  # not "N results outside the view"
+        # a box dragged from 179.9 to 180.12 (shift-drag): W > E, nothing cut at 180
+        x0, y0 = pg.lonlat_xy(179.9, -16.02)
+        x1, y1 = pg.lonlat_xy(180.12, -16.14)
+        pg.p.keyboard.down("Shift")
+        pg.p.mouse.move(x0, y0)
+        pg.p.mouse.down()
+        pg.p.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)
+        pg.p.mouse.move(x1, y1, steps=4)
+        pg.p.mouse.up()
+        pg.p.keyboard.up("Shift")
+        pg.wait_results()
+        w, s, e, n_ = (float(v) for v in pg.p.inner_text("#area-text").removeprefix("box ").split(","))
+        assert w == pytest.approx(179.9, abs=0.01) and e == pytest.approx(-179.88, abs=0.01), (w, e)
+        assert "out of range" not in pg.status() and pg.p.locator("#gallery .card").count() > 0
+        pg.p.screenshot(path="tests/artifacts/antimeridian_results.png")
+        pg.check_clean()

@@ -1,7 +1,7 @@
 // The area filter on the map and the tools that draw it: a box (a mouse, pen or finger drag;
 // shift-drag in Search mode) and a polygon (click the corners, double-click to close); a plain
 // click in Search mode is passed on (a search).  Also the map view as a box for the API.
-import { COLOURS, map, wrapLng } from "./map.js";
+import { COLOURS, lngNearView, map, nearView, wrapLng } from "./map.js";
 import { polygonProblem } from "./state.js";
 
 export const areaLayer = L.layerGroup().addTo(map);
@@ -13,29 +13,39 @@ export function drawArea(area) {
   const style = { color: COLOURS.area, weight: 2, fillOpacity: 0.06, interactive: false };
   if (area && area.bbox) {
     const [w, s, e, n] = area.bbox;
-    L.rectangle([[s, w], [n, e]], style).addTo(areaLayer);
+    const west = lngNearView(w + ((w > e ? e + 360 : e) - w) / 2) - ((w > e ? e + 360 : e) - w) / 2;
+    const east = west + ((w > e ? e + 360 : e) - w);   // W > E: across the antimeridian, drawn as one box
+    L.rectangle([[s, west], [n, east]], style).addTo(areaLayer);
   } else if (area && area.polygon) {
-    L.polygon(area.polygon.slice(0, -1).map(([x, y]) => [y, x]), style).addTo(areaLayer);
+    const g = nearView({ type: "Polygon", coordinates: [area.polygon] });
+    L.polygon(g.coordinates[0].slice(0, -1).map(([x, y]) => [y, x]), style).addTo(areaLayer);
   }
 }
 
 const SAME_PX = 4;    // a click this close to the last corner adds none (the second click of a double-click)
 const CLOSE_PX = 8;   // a closing double-click this close to the first corner ends the ring there
-const clampLng = (v) => Math.max(-180, Math.min(180, v));
 const clampLat = (v) => Math.max(-90, Math.min(90, v));
+
+/** The W,S,E,N box the API takes for a box dragged between two map points: longitudes wrapped into
+ *  -180..180, W > E when it crosses the antimeridian (page re-check: a box dragged across 180 was cut
+ *  at 180), the world when it is wider than the world. */
+function boxOf(a, b) {
+  const w = Math.min(a.lng, b.lng), e = Math.max(a.lng, b.lng);
+  const s = clampLat(Math.min(a.lat, b.lat)), n = clampLat(Math.max(a.lat, b.lat));
+  if (e - w >= 360) return [-180, s, 180, n];
+  let W = wrapLng(w), E = wrapLng(e);
+  if (W === 180) W = -180;
+  if (E === -180) E = 180;
+  return [W, s, E, n];
+}
 
 /**
  * The map view as a W,S,E,N box the API takes: longitudes wrapped into -180..180 (W > E when the
  * view straddles the antimeridian), latitudes clamped; a view wider than the world is the world.
  */
 export function viewBbox() {
-  const b = map.getBounds(), w = b.getWest(), e = b.getEast();
-  const s = clampLat(b.getSouth()), n = clampLat(b.getNorth());
-  if (e - w >= 360) return [-180, s, 180, n];
-  let W = wrapLng(w), E = wrapLng(e);
-  if (W === 180) W = -180;
-  if (E === -180) E = 180;
-  return [W, s, E, n];
+  const b = map.getBounds();
+  return boxOf(b.getSouthWest(), b.getNorthEast());
 }
 
 let toolsClaim = () => false;
@@ -83,8 +93,7 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
     suppressClick = true;   // the click that ends a mouse drag
     setTimeout(() => { suppressClick = false; }, 0);
     if (getMode() === "box") setMode("search");
-    onArea({ bbox: [clampLng(Math.min(start.lng, end.lng)), clampLat(Math.min(start.lat, end.lat)),
-                    clampLng(Math.max(start.lng, end.lng)), clampLat(Math.max(start.lat, end.lat))] });
+    onArea({ bbox: boxOf(start, end) });
   }
 
   map.on("mousemove", (e) => {
@@ -129,8 +138,18 @@ export function installTools({ getMode, setMode, onArea, onClick, onStatus }) {
       onStatus("A polygon needs at least 3 corners; keep clicking, double-click to close.", "error");
       return;
     }
-    const ring = pts.map((p) => [clampLng(p.lng), clampLat(p.lat)]);
+    // drawn in one world copy: moved by whole turns into -180..180 when it fits there; one that crosses
+    // the antimeridian is refused (its corners would be cut to 180) with a box, which may cross it, offered
+    const lngs = pts.map((p) => p.lng), turn = 360 * Math.round(-(Math.min(...lngs) + Math.max(...lngs)) / 720);
+    const across = Math.min(...lngs) + turn < -180 || Math.max(...lngs) + turn > 180;
+    const ring = pts.map((p) => [p.lng + turn, clampLat(p.lat)]);
     ring.push(ring[0]);
+    if (across) {
+      cancel();
+      onStatus("The polygon crosses the antimeridian (180°), which a drawn polygon cannot, so it was not used; " +
+               "draw a box there instead (boxes may cross it), or a polygon on one side of it.", "error");
+      return;
+    }
     const why = polygonProblem(ring);
     if (why) {   // the search would refuse it: nothing is kept, the tool stays on for another try
       cancel();

@@ -4,7 +4,7 @@
 import { datesRefused } from "./dates.js";
 import { drawArea, installTools } from "./drawing.js";
 import { fitSearch } from "./framing.js";
-import { map } from "./map.js";
+import { lngNearView, map, wrapLng } from "./map.js";
 import { queryLayer } from "./results.js";
 import { forgetRefusedArea, inScene, rerun, run, stillShown, swappedHint, syncImagery } from "./search.js";
 import { saveUrl, state } from "./state.js";
@@ -66,7 +66,8 @@ const cancelDrawing = installTools({
   getMode: () => mode,
   setMode: setMode,
   onArea: (a) => setArea(a),
-  onClick: (ll) => run({ kind: "location", lon: ll.lng, lat: ll.lat }),
+  // a click in a world copy east of 180 (or west of -180) is the same place in -180..180
+  onClick: (ll) => run({ kind: "location", lon: wrapLng(ll.lng), lat: ll.lat }),
   onStatus: setStatus,
 });
 
@@ -124,8 +125,8 @@ $("goto").addEventListener("submit", (ev) => {
   // first, the view went into the entry of the search before, and Back came to the new place)
   const searching = ev.submitter && ev.submitter.id === "goto-search";
   if (searching) run({ kind: "location", lon: v[0], lat: v[1], typed: true });
-  map.setView([v[1], v[0]], Math.max(map.getZoom(), 15));
-  L.circleMarker([v[1], v[0]], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
+  map.setView([v[1], lngNearView(v[0])], Math.max(map.getZoom(), 15));
+  L.circleMarker([v[1], lngNearView(v[0])], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
   // no scene here but one at the swapped place: lat, lon typed the other way round
   if (!searching) setStatus(`Moved to ${v[0]}, ${v[1]}.` + (inScene(v[0], v[1]) ? "" : swappedHint({ lon: v[0], lat: v[1] })));
 });

@@ -3,7 +3,7 @@
 // that count them and zoom to them.
 import { printable } from "./text.js";
 import { toolsTakeClick } from "./drawing.js";
-import { COLOURS, day, geometryCovers, map, tooSmall } from "./map.js";
+import { COLOURS, day, geometryCovers, map, nearView, tooSmall } from "./map.js";
 import { state } from "./state.js";
 
 const hitsLayer = L.featureGroup().addTo(map);   // footprints, in the "hits" pane over the results
@@ -24,14 +24,15 @@ export function drawHits(features, actions) {
   clearHits();
   hitActions = actions || [];
   for (const f of (features || []).filter((x) => x.geometry)) {
-    const layer = L.geoJSON(f, { style: () => HIT_STYLE, pane: "hits" });
+    const g = nearView(f.geometry);   // beside the view across the antimeridian
+    const layer = L.geoJSON(Object.assign({}, f, { geometry: g }), { style: () => HIT_STYLE, pane: "hits" });
     layer.on("click", (e) => {
       if (toolsTakeClick()) return;   // drawing: the click is a corner or the end of a box
       L.DomEvent.stopPropagation(e);
       openHits(e.latlng);
     });
     layer.addTo(hitsLayer);
-    hits.push({ f: f, bounds: layer.getBounds() });
+    hits.push({ f: f, g: g, bounds: layer.getBounds() });
   }
   drawHitDots();
 }
@@ -74,7 +75,7 @@ const HITS_LISTED = 6;   // hits named in one popup (dates and neighbours stacke
 /** A popup naming the hits under `latlng`, most probable first (probability, date, scene), each
  *  with the actions' buttons: where dates and overlapping tiles stack, the pick is the user's. */
 function openHits(latlng) {
-  const here = hits.filter((h) => h.bounds.contains(latlng) && geometryCovers(h.f.geometry, latlng.lng, latlng.lat))
+  const here = hits.filter((h) => h.bounds.contains(latlng) && geometryCovers(h.g, latlng.lng, latlng.lat))
     .map((h) => h.f).sort((a, b) => (b.properties.probability || 0) - (a.properties.probability || 0));
   if (!here.length) return;
   const div = document.createElement("div");

@@ -19,7 +19,7 @@ function drawLabels() {
   for (const [, l] of state.labels) {
     if (!l.geometry) continue;
     const colour = l.label === "positive" ? mapjs.COLOURS.positive : mapjs.COLOURS.negative;
-    L.geoJSON(l.geometry, { pane: "labels", interactive: false,
+    L.geoJSON(mapjs.nearView(l.geometry), { pane: "labels", interactive: false,
                             style: { color: colour, weight: 2.5, fill: false } }).addTo(labelLayer);
   }
 }
@@ -332,7 +332,7 @@ function hitsBox() {
 function lookAt(f) {
   focusLayer.clearLayers();
   if (!f.geometry) return;
-  const g = L.geoJSON(f.geometry, { style: { color: mapjs.COLOURS.selected, weight: 3.5, fill: false }, interactive: false,
+  const g = L.geoJSON(mapjs.nearView(f.geometry), { style: { color: mapjs.COLOURS.selected, weight: 3.5, fill: false }, interactive: false,
                                     pane: "selected" }).addTo(focusLayer);
   map.fitBounds(g.getBounds(), { padding: [60, 60], maxZoom: 18 });
 }

@@ -51,6 +51,39 @@ export function tooSmall(bounds, px = 14) {
 /** A longitude wrapped into -180..180. */
 export const wrapLng = (v) => ((((v + 180) % 360) + 360) % 360) - 180;
 
+/** `lng` moved by whole turns to the world copy nearest the map's centre: Leaflet draws a longitude where
+ *  it is, so a tile at -179.8 lay a world away from a view at 180.2 (page re-check: results east of 180
+ *  had no outline and were counted "outside the view" over their own imagery). */
+export function lngNearView(lng, ref = map.getCenter().lng) {
+  return lng + 360 * Math.round((ref - lng) / 360);
+}
+
+/** A GeoJSON (Multi)Polygon (or Point) drawn in the world copy nearest the map's centre: each ring made
+ *  continuous (no 360-degree jump between vertices) and each polygon moved by whole turns to the copy
+ *  nearest the centre, so the two halves of a footprint split at the antimeridian draw side by side
+ *  (its rank badge at their middle, not at longitude 0). Other geometries are returned as they are. */
+export function nearView(g, ref = map.getCenter().lng) {
+  if (!g) return g;
+  const ring = (r) => {
+    const out = [];
+    for (const [x, y, ...rest] of r) {
+      const prev = out.length ? out[out.length - 1][0] : x;
+      out.push([x + 360 * Math.round((prev - x) / 360), y, ...rest]);
+    }
+    const mid = (Math.min(...out.map((c) => c[0])) + Math.max(...out.map((c) => c[0]))) / 2;
+    const shift = lngNearView(mid, ref) - mid;
+    return out.map(([x, y, ...rest]) => [x + shift, y, ...rest]);
+  };
+  const poly = (rings) => {   // holes follow their outer ring's shift
+    const outer = ring(rings[0]), dx = outer[0][0] - rings[0][0][0];
+    return [outer, ...rings.slice(1).map((r) => r.map(([x, y, ...rest]) => [x + dx, y, ...rest]))];
+  };
+  if (g.type === "Polygon") return { type: "Polygon", coordinates: poly(g.coordinates) };
+  if (g.type === "MultiPolygon") return { type: "MultiPolygon", coordinates: g.coordinates.map(poly) };
+  if (g.type === "Point") return { type: "Point", coordinates: [lngNearView(g.coordinates[0], ref), ...g.coordinates.slice(1)] };
+  return g;
+}
+
 /** Whether a GeoJSON (Multi)Polygon's outer rings hold lon/lat x, y (true for other geometries). */
 export function geometryCovers(g, x, y) {
   const polys = !g ? null : g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : null;

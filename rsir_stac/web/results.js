@@ -2,7 +2,7 @@
 import { printable } from "./text.js";
 import { setImage, tileUrl } from "./api.js";
 import { toolsTakeClick } from "./drawing.js";
-import { COLOURS, map, tileDate } from "./map.js";
+import { COLOURS, map, nearView, tileDate } from "./map.js";
 import { state } from "./state.js";
 
 const $ = (id) => document.getElementById(id);
@@ -173,7 +173,7 @@ export function showResults(doc, h) {
   // worst first, so the best footprints lie on top
   for (const f of features.slice().reverse()) {
     if (!f.geometry) continue;
-    const layer = L.geoJSON(f.geometry, { style: () => footprintStyle(f.id), pane: "results" }).getLayers()[0];
+    const layer = L.geoJSON(nearView(f.geometry), { style: () => footprintStyle(f.id), pane: "results" }).getLayers()[0];
     layer.on("click", (e) => {
       if (toolsTakeClick()) return;   // drawing: the click goes on to the map (a corner), not a selection
       L.DomEvent.stopPropagation(e);

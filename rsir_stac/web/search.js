@@ -8,7 +8,7 @@ import { fitSearch } from "./framing.js";
 import { setImageryScenes } from "./imagery.js";
 import { scenesDoc } from "./indexinfo.js";
 import * as labels from "./labels.js";
-import { COLOURS } from "./map.js";
+import { COLOURS, lngNearView, nearView } from "./map.js";
 import { clearResults, el, queryLayer, resultById, select, shortDate, showResults, tileDate } from "./results.js";
 import { saveUrl, stampUpload, stampUploading, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
@@ -249,7 +249,7 @@ export async function run(query, opts) {
       : friendly(err.message), "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
-      L.circleMarker([query.lat, query.lon], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
+      L.circleMarker([query.lat, lngNearView(query.lon)], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
     }
   } finally {
     if (inFlight === mine) inFlight = null;
@@ -308,9 +308,9 @@ export function render(doc, query, opts) {
   if (query.kind === "location" && q.id) query.pinned = q.id;   // in the link too (qid): the same tile reopens
   if (q.geometry) {
     // an outline only: it lies over the find-all hits, whose purple fill it would tint (as labels.js's)
-    L.geoJSON(q.geometry, { style: { color: COLOURS.query, weight: 2.5, fill: false }, interactive: false, pane: "query" }).addTo(queryLayer);
+    L.geoJSON(nearView(q.geometry), { style: { color: COLOURS.query, weight: 2.5, fill: false }, interactive: false, pane: "query" }).addTo(queryLayer);
   }
-  if (q.at) L.circleMarker([q.at[1], q.at[0]], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
+  if (q.at) L.circleMarker([q.at[1], lngNearView(q.at[0])], { radius: 4, color: COLOURS.query, weight: 2, fillOpacity: 1, interactive: false, pane: "query" }).addTo(queryLayer);
   const scored = doc.score === "score" || ((doc.features || [])[0] && typeof doc.features[0].properties.distance !== "number");
   renderQuery(q, query, scored);
   showResults(Object.assign({}, doc, { score_kind: scored ? "score" : "distance" }), {
