@@ -78,3 +78,28 @@ def test_a_place_query_says_its_coordinates_after_back_and_go_hints_a_swapped_pl
         pg.p.click("#goto-go")
         assert pg.status() == "Moved to -74.45, -8.45."
         pg.check_clean()
+
+
+def test_go_stops_at_the_scenes_finest_zoom_and_typed_searches_hint_a_swap(browser, tmp_path,  # noqa: F811
+                                                                          tiny_bundle):
+    """Page re-check: Go and Search here zoomed to 15 past a coarse scene's finest zoom (an empty map);
+    Search here with lat, lon swapped said no "Did you mean" unless results were shown; the query card of an
+    undated tile showed no date where the cards say "no date"."""
+    import httpx
+
+    from tests.test_web_antimeridian import served_scene
+    from tests.test_web_e2e import KEY
+
+    with served_scene(tmp_path, tiny_bundle, (-74.52, -8.40)) as base, Page(browser, base, size=(1366, 768)) as pg:
+        finest = httpx.get(f"{base}/api/scenes", headers={"X-API-Key": KEY}).json()["features"][0]["properties"]["maxzoom"]
+        assert finest < 15  # 0.00125-degree pixels (about 140 m)
+        pg.p.fill("#goto-text", "-8.45, -74.45")
+        pg.p.click("#goto-search")
+        pg.wait_status("Did you mean -74.45, -8.45? A scene lies there")
+        pg.p.fill("#goto-text", "-74.45, -8.45")
+        pg.p.click("#goto-go")
+        assert pg.p.evaluate("rsir.map.getZoom()") == finest
+        pg.p.click("#goto-search")
+        pg.wait_results()
+        assert pg.p.inner_text("#query .muted").endswith(" · no date")
+        pg.check_clean()

@@ -6,7 +6,7 @@ import { drawArea, installTools } from "./drawing.js";
 import { fitSearch } from "./framing.js";
 import { lngNearView, map, wrapLng } from "./map.js";
 import { queryLayer } from "./results.js";
-import { forgetRefusedArea, inScene, rerun, run, stillShown, swappedHint, syncImagery } from "./search.js";
+import { forgetRefusedArea, inScene, rerun, run, scenesAt, stillShown, swappedHint, syncImagery } from "./search.js";
 import { saveUrl, state } from "./state.js";
 import { $, setStatus, statusShown } from "./status.js";
 
@@ -125,7 +125,11 @@ $("goto").addEventListener("submit", (ev) => {
   // first, the view went into the entry of the search before, and Back came to the new place)
   const searching = ev.submitter && ev.submitter.id === "goto-search";
   if (searching) run({ kind: "location", lon: v[0], lat: v[1], typed: true });
-  map.setView([v[1], lngNearView(v[0])], Math.max(map.getZoom(), 15));
+  // close in, but not past the finest zoom the scenes there are drawn at (page re-check: zoom 15 on a
+  // 30 m Landsat scene, drawn to 14, showed an empty map)
+  const finest = Math.max(0, ...scenesAt(v[0], v[1]).map((f) => f.properties.maxzoom).filter(Number.isFinite));
+  const zoom = Math.max(map.getZoom(), 15);
+  map.setView([v[1], lngNearView(v[0])], finest ? Math.min(zoom, finest) : zoom);
   L.circleMarker([v[1], lngNearView(v[0])], { radius: 6, color: "#f28e2b", weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
   // no scene here but one at the swapped place: lat, lon typed the other way round
   if (!searching) setStatus(`Moved to ${v[0]}, ${v[1]}.` + (inScene(v[0], v[1]) ? "" : swappedHint({ lon: v[0], lat: v[1] })));

@@ -246,7 +246,8 @@ export async function run(query, opts) {
     // a labelled tile gone from the index (a link of an older index): "search again" would fail again
     setStatus(query.kind === "labels" && err.status === 404
       ? friendly(err.message).replace(/; search again\.$/, ": remove its label in the Labels tab, then refine again.")
-      : friendly(err.message), "error");
+      : friendly(err.message) + (query.kind === "location" && query.typed && err.status === 404 ? swappedHint(query) : ""),
+              "error");
     if (query.kind === "location") {
       queryLayer.clearLayers();
       L.circleMarker([query.lat, lngNearView(query.lon)], { radius: 5, color: COLOURS.query, weight: 2, interactive: false, pane: "query" }).addTo(queryLayer);
@@ -256,15 +257,18 @@ export async function run(query, opts) {
   }
 }
 
-/** Whether (lon, lat) lies in an indexed scene's bbox (a bbox across 180 runs its east edge past it). */
-export function inScene(lon, lat) {
-  return ((scenesDoc && scenesDoc.features) || []).some((f) => {
+/** The indexed scenes whose bbox holds (lon, lat) (a bbox across 180 runs its east edge past it). */
+export function scenesAt(lon, lat) {
+  return ((scenesDoc && scenesDoc.features) || []).filter((f) => {
     const b = f.properties && f.properties.bbox;
     if (!Array.isArray(b) || b.length !== 4 || lat < b[1] || lat > b[3]) return false;
     const east = b[0] <= b[2] ? b[2] : b[2] + 360;
     return [lon, lon + 360, lon - 360].some((x) => x >= b[0] && x <= east);
   });
 }
+
+/** Whether (lon, lat) lies in an indexed scene's bbox. */
+export const inScene = (lon, lat) => scenesAt(lon, lat).length > 0;
 
 /** " Did you mean LAT, LON?" when the swapped place lies in a scene (lat, lon typed as lon, lat: both in
  *  range, so the box took them), else "": said when a typed place found no tile, or Go moved to no scene. */
@@ -383,7 +387,7 @@ function renderQuery(q, query, scored) {
     const ex = labels.examples();
     meta.appendChild(el("div", "muted", `${ex.positives.length} positive, ${ex.negatives.length} negative examples`));
   }
-  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + (q.datetime ? " · " + tileDate(q) : "")));
+  if (q.item_id) meta.appendChild(el("div", "muted", q.item_id + " · " + tileDate(q)));   // "no date", as cards say
   if (query.kind === "image" && query.file) {
     meta.appendChild(el("div", "muted", query.file.name + (q.size ? ` · ${q.size[0]}×${q.size[1]} px` : "")));
     if (q.warning) {   // e.g. an image much smaller than the model's input
