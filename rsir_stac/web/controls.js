@@ -12,7 +12,17 @@ const Coords = L.Control.extend({
 const coords = new Coords().addTo(map);
 map.on("mousemove", (e) => coords.set(`${e.latlng.lng.toFixed(5)}, ${e.latlng.lat.toFixed(5)}`));
 map.getContainer().addEventListener("mouseleave", () => coords.set(""));
-// Leaflet draws the bar between half and all of maxWidth: 130 px keeps "5000 km" inside its box at half
+// Leaflet draws the bar between half and all of maxWidth: 130 px keeps "5000 km" inside its box at half.
+// Below 1 m (zoomed in near a pole) Leaflet rounds the bar up to 1 m, wider than maxWidth (page re-check:
+// 304 px under the attribution): there it is rounded down to 1, 2, 3 or 5 tenths (hundredths ...) instead.
+const roundNum = L.Control.Scale.prototype._getRoundNum;
+L.Control.Scale.include({
+  _getRoundNum(num) {
+    if (num >= 1) return roundNum.call(this, num);
+    const pow10 = Math.pow(10, Math.floor(Math.log10(num))), d = num / pow10;
+    return Number((pow10 * (d >= 5 ? 5 : d >= 3 ? 3 : d >= 2 ? 2 : 1)).toPrecision(1));
+  },
+});
 L.control.scale({ imperial: false, maxWidth: 130 }).addTo(map);
 
 // ------------------------------------------------------------------ legend
