@@ -49,7 +49,7 @@ def _said_once():
 @click.option("--unlabelled", is_flag=True,
               help="Adapt --from BUNDLE to SOURCES (STAC, GeoTIFF/COG, folders, image folders) without labels.")
 @click.option("--from", "from_bundle", type=click.Path(),
-              help="Bundle to start from (a folder, or a shipped name: default (= v6), v1, v2, v3, v4, v5); its network is kept "
+              help="Bundle to start from (a folder, or a shipped name: default (= v7), v1, v2, v3, v4, v5, v6); its network is kept "
                    "[--unlabelled: the shipped model; labelled: ImageNet].")
 @click.option("--triplets",
               help="--unlabelled: triplet kinds spatial,time,augment,neighbour,cluster [every kind the tiles allow].")
@@ -321,7 +321,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @click.command()
 @click.argument("data_dir", type=click.Path())
 @click.option("--model", "model", type=click.Path(),
-              help="Bundle to start from (or a shipped name: v6, the default; v1-v5).")
+              help="Bundle to start from (or a shipped name: v7, the default; v1-v6).")
 @click.option("--kind", required=True, type=click.Choice(["pca", "lda", "lda+pca", "none"]),
               help="Reducer to fit.  lda+pca: the classes' LDA directions plus PCA of what they leave out "
                    "(LDA's in-domain gain without collapsing content the labels do not name).")
@@ -365,7 +365,7 @@ def reduce(data_dir, model, kind, dim, views, hybrid, out):
 @click.command()
 @click.argument("data_dir", type=click.Path())
 @click.option("--model", "model", type=click.Path(),
-              help="Model bundle folder (or a shipped name: v6, the default; v1-v5); "
+              help="Model bundle folder (or a shipped name: v7, the default; v1-v6); "
                    "'imagenet' scores ImageNet pooled features.")
 @click.option("--split", type=click.Choice(["test", "all"]),
               help="test: the images the model never trained on (the bundle's recorded test split; with --classes, "
@@ -474,7 +474,7 @@ def _scale_label(scale: float, effective: float) -> str:
 
 @click.command("model-info")
 @click.option("--model", "model", type=click.Path(),
-              help="Model bundle folder (or a shipped name: v6, the default; v1-v5).")
+              help="Model bundle folder (or a shipped name: v7, the default; v1-v6).")
 @_handle_errors
 def model_info(model):
     """Print a model bundle's metadata as JSON."""

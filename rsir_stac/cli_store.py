@@ -96,7 +96,7 @@ def migrate(index, qdrant_url, api_key, batch_size):
 @click.option("--collection", help="With --qdrant-url: the collection to read [default: --qdrant-collection, "
                                    "else rsir_tiles].")
 @click.option("--model", "model", type=click.Path(),
-              help="New model bundle folder (or a shipped name: v6, the default; v1-v5).")
+              help="New model bundle folder (or a shipped name: v7, the default; v1-v6).")
 @click.option("--batch-size", type=int, help="Tiles per forward pass (default: 16 on a CPU, 64 on a GPU).")
 @click.option("--relocate", "relocate", multiple=True, metavar="OLD=NEW",
               help="Sources ingested from folder (or URL prefix) OLD are now under NEW; repeatable.")

@@ -355,7 +355,7 @@ from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option  #
 @click.option("--api-key", "api_key_qdrant", help="Qdrant API key (env RSIR_QDRANT_API_KEY).")
 @qdrant_collection_option
 @click.option("--model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v6, the default; v1-v5).")
+              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (1-65535; 0: any free port, printed when it starts).")

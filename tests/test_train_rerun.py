@@ -193,14 +193,14 @@ def test_a_failed_run_leaves_no_empty_out_folder(tmp_path, image_folder, monkeyp
     assert not (tmp_path / "run").exists()
 
 
-def test_v6_names_the_shipped_default():
+def test_v7_names_the_shipped_default():
     from rsir_stac.model.bundle import shipped_models, shipped_name
 
-    assert {"v5", "v6"} <= set(shipped_models())
+    assert {"v5", "v6", "v7"} <= set(shipped_models())
     default = load_bundle("default")
-    assert load_bundle("v6").model_id == default.model_id != load_bundle("v5").model_id
-    assert shipped_name(default.model_id) == "v6"
-    assert shipped_name(load_bundle("v5").model_id) == "v5"
+    assert load_bundle("v7").model_id == default.model_id != load_bundle("v6").model_id
+    assert shipped_name(default.model_id) == "v7"
+    assert shipped_name(load_bundle("v6").model_id) == "v6"
 
 
 @pytest.mark.parametrize("bad", ["-1", "0"])

@@ -37,8 +37,8 @@ def default_bundle_path() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "default"
 
 
-#: Other names of shipped bundles: ``v6`` is the current default, so a user can pin it by version.
-SHIPPED_ALIASES = {"v6": "default"}
+#: Other names of shipped bundles: ``v7`` is the current default, so a user can pin it by version.
+SHIPPED_ALIASES = {"v7": "default"}
 
 
 def shipped_models() -> list[str]:
@@ -77,7 +77,7 @@ def shipped_hint(model_id: str) -> str:
 
 
 def model_name(bundle) -> str:
-    """How to name ``bundle`` to ``--model``: its shipped name (``v6``), else its folder."""
+    """How to name ``bundle`` to ``--model``: its shipped name (``v7``), else its folder."""
     return shipped_name(bundle.model_id) or str(bundle.path)
 
 

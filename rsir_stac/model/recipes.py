@@ -25,8 +25,8 @@ log = logging.getLogger("rsir_stac.model.train")  # the name training's messages
 #: Presets of ``rsir-stac train --recipe``: v3 (v2 with GeM pooling, chosen by the
 #: leave-classes-out ablation, RESULTS §7) with ``--distill 0.5`` made the shipped
 #: model v4 (v5 is v4 fine-tuned with view distillation); with ``--distill 0.5
-#: --margin 0.4 --hybrid 2`` the stage that model v6 was fine-tuned from; v3 with its
-#: preset weight 1 made ``--model v3``.
+#: --margin 0.4 --hybrid 2`` the stage that model v6 was fine-tuned from (v7: the same
+#: with ``--xbm 512``); v3 with its preset weight 1 made ``--model v3``.
 RECIPES = {
     "v1": {"hybrid": 0.0, "distill": 0.0, "freeze_blocks": 0, "downscale_max": 1.0, "val_scales": (1.0,),
            "pooling": "avg"},
