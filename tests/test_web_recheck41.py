@@ -103,3 +103,22 @@ def test_go_stops_at_the_scenes_finest_zoom_and_typed_searches_hint_a_swap(brows
         pg.wait_results()
         assert pg.p.inner_text("#query .muted").endswith(" · no date")
         pg.check_clean()
+
+
+def test_a_date_filter_says_on_the_map_which_imagery_it_hides(browser, server):  # noqa: F811
+    """Page re-check: with Dates set, the imagery of undated scenes (and of scenes outside the dates)
+    vanished from the map with nothing on the map saying why."""
+    base, _ = server
+    with Page(browser, base, size=(1366, 768)) as pg:
+        pg.p.evaluate("rsir.map.fitBounds(L.latLngBounds([29.80, -93.00], [29.81, -92.99]).pad(2), {animate: false})")
+        pg.p.fill("#datetime", "2021-01-01/2021-12-31")
+        pg.p.press("#datetime", "Enter")
+        pg.p.wait_for_selector("#map-notice:not([hidden])", timeout=20_000)
+        notice = pg.p.inner_text("#map-notice")
+        # scene-b (2022) and scene-c (undated) are hidden; scene-a (2021) is drawn
+        assert notice == "The Dates or Collections filter hides the imagery of 2 scenes here (1 undated); clear the " \
+                         "filter to see it.", notice
+        pg.p.fill("#datetime", "")
+        pg.p.press("#datetime", "Enter")
+        pg.p.wait_for_selector("#map-notice", state="hidden", timeout=20_000)
+        pg.check_clean()

@@ -69,11 +69,34 @@ function undrawnInView() {
   return null;
 }
 
+let sceneFeatures = () => [];
+/** indexinfo.js: where the listed scenes (/api/scenes features) are read from. */
+export function knowScenes(get) { sceneFeatures = get; }
+
+/** The listed scenes in the view whose imagery the page's date or collection filter leaves out. */
+function filteredInView() {
+  const view = map.getBounds();
+  return sceneFeatures().filter((f) => {
+    const p = f.properties || {}, b = p.bbox;
+    return Array.isArray(b) && b.length === 4 && !imageryChoice.matches(p) &&
+      view.intersects(L.latLngBounds([b[1], b[0]], [b[3], b[2]]));
+  });
+}
+
+/** The view's imagery notice, redone as the map moves: a scene undrawn at this zoom, else scenes here
+ *  the filters hide (page re-check: a date filter emptied the map of undated imagery without a word). */
 function showUndrawn() {
   if (zooming || (imageryProblem && imageryProblem !== "undrawn")) return;
   const hit = undrawnInView();
   if (!hit) {
-    if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
+    const hidden = filteredInView();
+    if (hidden.length) {
+      const n = hidden.length, undated = hidden.filter((f) => !f.properties.datetime).length;
+      imageryProblem = "undrawn";
+      mapNotice(`The Dates or Collections filter hides the imagery of ${n} scene${n > 1 ? "s" : ""} here` +
+                (undated ? ` (${undated === n ? (n > 1 ? "all" : "it is") : undated} undated)` : "") +
+                "; clear the filter to see it.");
+    } else if (imageryProblem === "undrawn") { imageryProblem = null; mapNotice(""); }
     return;
   }
   const text = hit.note.replace(new RegExp(`\\bat zoom ${hit.z}\\b`), `at zoom ${viewZoom()}`);
@@ -128,6 +151,7 @@ export function setImageryScenes({ datetime, collections, item }) {
   if (q.toString() === imageryQuery) return;
   imageryQuery = q.toString();
   if (imagery) { imagery.setUrl(imageryUrl(), true); reloadImagery(); }
+  showUndrawn();
 }
 
 /**

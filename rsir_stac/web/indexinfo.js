@@ -3,7 +3,7 @@
 // Scenes tab's list).
 import { printable } from "./text.js";
 import { api, apiUrl } from "./api.js";
-import { addBasemap, addImagery } from "./imagery.js";
+import { addBasemap, addImagery, knowScenes } from "./imagery.js";
 import { map, mapNotice } from "./map.js";
 import { el, tileDate } from "./results.js";
 import { flashScene, showScenes } from "./scenes.js";
@@ -33,6 +33,7 @@ export async function loadInfo() {
 
 export async function loadScenes() {
   scenesDoc = await api(apiUrl("scenes"));
+  knowScenes(() => (scenesDoc && scenesDoc.features) || []);
   showScenes(scenesDoc);
   addImagery(scenesDoc.extent, scenesDoc.maxzoom, () => mapNotice(
     "Some imagery could not be drawn: a scene's source file is missing or unreadable on the server (see Scenes)."));
