@@ -200,7 +200,8 @@ class TrainBars:
                 self.bar.close()
                 self.bar = None
             val = "n/a" if ev.val_map is None or math.isnan(ev.val_map) else f"{ev.val_map:.4f}"  # cannot rank: said
-            click.echo(f"epoch {ev.epoch + 1}/{self.epochs}: loss {ev.loss:.4f}  val mAP {val}", err=True)
+            part = f" ({ev.message})" if ev.message else ""   # --xbm: the memory's share of the loss
+            click.echo(f"epoch {ev.epoch + 1}/{self.epochs}: loss {ev.loss:.4f}{part}  val mAP {val}", err=True)
         elif ev.kind in ("load", "reduce"):
             click.echo(ev.message, err=True)
 
@@ -332,7 +333,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
                    "at inference: higher mAP, that many times the embedding time.  Default: the bundle's.")
 @click.option("--hybrid", type=float, default=None,
               help="Weight of the pooled backbone features in the output (recipe v2/v3): higher keeps more for "
-                   "classes and sensors the labels never named, lower more for the trained classes (v6: 2; "
+                   "classes and sensors the labels never named, lower more for the trained classes (v6, v7: 2; "
                    "1 gives +0.003 mAP on UCMD, -0.03 on unseen classes).  Default: the bundle's.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the new bundle.")
 @_handle_errors

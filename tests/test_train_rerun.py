@@ -201,6 +201,10 @@ def test_v7_names_the_shipped_default():
     assert load_bundle("v7").model_id == default.model_id != load_bundle("v6").model_id
     assert shipped_name(default.model_id) == "v7"
     assert shipped_name(load_bundle("v6").model_id) == "v6"
+    # what tells v7 from v6: the memory in its first stage, recorded with that stage
+    start = default.meta["training"]["start"]
+    assert start["xbm"] == 512 and start["model_id"] == default.meta["pretrained_source"]
+    assert "xbm" not in load_bundle("v6").meta["training"].get("start", {})
 
 
 @pytest.mark.parametrize("bad", ["-1", "0"])

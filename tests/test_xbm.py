@@ -84,11 +84,13 @@ def test_xbm_options_that_cannot_train_are_refused(tmp_path, image_folder):
 
     from rsir_stac.cli import main
 
-    for bad in ("-1", "16"):  # 16: smaller than a batch (16 classes x 4), it would hold one batch's first classes
-        r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", bad])
-        assert r.exit_code == 2 and f"--xbm {bad}: give 0 (off) or a memory of at least one batch (--p 16 x --k 4 " \
-            "= 64 embeddings)" in r.output, r.output
-        assert not (tmp_path / "run").exists()
+    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", "-1"])
+    assert r.exit_code == 2 and "--xbm -1: give 0 (off) or a memory of at least one batch" in r.output, r.output
+    # 8: smaller than a batch (the folder's 3 classes x 4 images), it would hold one batch's first classes
+    r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--xbm", "8"])
+    assert r.exit_code == 2 and "--xbm 8: give 0 (off) or a memory of at least one batch, 12 embeddings here (3 " \
+        "classes, fewer than --p 16, x --k 4), e.g. 512" in r.output, r.output
+    assert not (tmp_path / "run").exists()
     r = CliRunner().invoke(main, ["train", str(image_folder), "--out", str(tmp_path / "run"), "--unlabelled",
                                   "--xbm", "512"])
     assert r.exit_code == 2 and "--xbm 512 with --unlabelled" in r.output
@@ -148,6 +150,7 @@ def test_a_stopped_no_resume_run_is_told_to_drop_the_flag_to_resume(tmp_path, im
         line = proc.stderr.readline()
         assert line, seen
         seen += line
+    assert "epoch 1/50: loss " in seen and " (of which the memory 0.0000)  val mAP" in seen  # said beside the loss
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
@@ -156,3 +159,20 @@ def test_a_stopped_no_resume_run_is_told_to_drop_the_flag_to_resume(tmp_path, im
     again = subprocess.run(cmd[:-1] + ["--epochs", "3"], capture_output=True, text=True, cwd=repo,
                            env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}, timeout=300)
     assert again.returncode == 0 and "resum" in again.stderr, again.stderr[-1500:]
+
+
+def test_a_fine_tuned_bundle_records_how_its_start_was_trained(tmp_path, image_folder):
+    """Upgrade trial: v7's model.json said `xbm: 0` (its second stage's) and nothing told it from v6."""
+    from dataclasses import replace
+
+    from rsir_stac.model.train import TrainConfig, train
+
+    cfg = TrainConfig(str(image_folder), str(tmp_path / "s1"), input_size=48, embedding_dim=8, epochs=2,
+                      p=3, k=2, max_steps_per_epoch=2, val_fraction=0.0, reducer="none", xbm=6, margin=0.3)
+    first = train(cfg)
+    second = train(replace(cfg, out=str(tmp_path / "s2"), xbm=0, epochs=1, init_from=str(first.path)))
+    start = second.meta["training"]["start"]
+    assert start["model_id"] == first.model_id == second.meta["pretrained_source"]
+    assert (start["xbm"], start["margin"], start["epochs"]) == (6, 0.3, 2) and second.meta["training"]["xbm"] == 0
+    third = train(replace(cfg, out=str(tmp_path / "s3"), xbm=0, epochs=1, init_from=str(second.path)))
+    assert third.meta["training"]["start"]["start"]["xbm"] == 6  # the whole chain

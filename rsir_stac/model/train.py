@@ -24,7 +24,7 @@ from rsir_stac.model.refit import _article, _least_reducer_dim
 from rsir_stac.model.recipes import RECIPES, check_config  # noqa: F401 - RECIPES: importable from here as before
 from rsir_stac.model.resume import bundle_model_id, load_checkpoint, resume, rng_state, split_record
 from rsir_stac.model.teachers import StudentTeacher, WeightEMA
-from rsir_stac.model.train_checks import check_fit_split, usable_validation, warn_unusable_validation
+from rsir_stac.model.train_checks import check_fit_split, check_memory, usable_validation, warn_unusable_validation
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ def train(cfg: TrainConfig, progress: Callable[[TrainEvent], None] | None = None
                          f"the bundle to start from as --from {out}")
     torch.manual_seed(cfg.seed)
     split = _split(cfg)
+    check_memory(cfg, len(split.folder.classes))
     ck = load_checkpoint(out / "checkpoint.pt", cfg, start, split)
     old_id = bundle_model_id(out / "bundle")
     if ck is not None:
@@ -381,7 +382,9 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
                "rng": rng_state(aug), "xbm": loss_fn.state() if isinstance(loss_fn, CrossBatchMemory) else None},
               ckpt_path)
         log.info("epoch %d loss %.4f val mAP %.4f", epoch, np.mean(losses), val_map)
-        emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map))
+        # the memory's share, so that the loss rising when it comes in (the second epoch) does not read as divergence
+        emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map,
+                        message=f"of which the memory {history[-1]['xbm_loss']:.4f}" if cfg.xbm else ""))
     return history
 
 
@@ -431,5 +434,22 @@ def _bundle_meta(cfg: TrainConfig, start, split: _Split, history: list[dict], tr
             "train_seconds": round(train_seconds, 1),
             "bf16": bool(bf16),
             "device": device,
+            **({"start": start_record(start.meta, start.model_id)} if start is not None else {}),
         },
     }
+
+
+#: What ``training.start`` keeps of the start bundle's own training: the options that made it.
+START_KEYS = ("epochs", "lr", "margin", "miner", "xbm", "hybrid", "distill", "freeze_blocks", "downscale_max",
+              "pooling", "view_distill", "leave_out_n", "seed", "train_seconds")
+
+
+def start_record(meta: dict, model_id: str) -> dict:
+    """How the start bundle of a fine-tuning run was trained (``model.json`` ``training.start``), so a
+    bundle says what its whole recipe was (helper trial: v7's model.json recorded ``xbm: 0`` from its
+    second stage, and nothing told it from v6); nested when that bundle was itself fine-tuned."""
+    tr = meta.get("training") or {}
+    out = {"model_id": model_id, "recipe": meta.get("recipe"), **{k: tr[k] for k in START_KEYS if k in tr}}
+    if isinstance(tr.get("start"), dict):
+        out["start"] = tr["start"]
+    return out

@@ -64,18 +64,25 @@ def check_options(cfg: Any) -> None:
     """Refuse option values that cannot train (``--epochs 0``, ``--k 1``, ``--lr -1``,
     ``--gsd 0`` ...) before any work.  Raises InputError naming the option."""
     _check(cfg, _RULES)
-    batch = cfg.p * cfg.k
-    if cfg.xbm != 0 and not (isinstance(cfg.xbm, int) and cfg.xbm >= batch):
-        # newest first, a memory smaller than a batch holds a few classes of one batch (at most --k
-        # images a class): the term has no negative, or no more than the batch itself shows
-        raise InputError(f"--xbm {cfg.xbm}: give 0 (off) or a memory of at least one batch (--p {cfg.p} x --k {cfg.k} "
-                         f"= {batch} embeddings), e.g. 512")
+    if cfg.xbm != 0 and not (isinstance(cfg.xbm, int) and cfg.xbm >= 1):
+        raise InputError(f"--xbm {cfg.xbm}: give 0 (off) or a memory of at least one batch of embeddings, e.g. 512")
     if cfg.xbm and cfg.epochs < 2:
         log.warning("--xbm %d with --epochs %d: the memory joins the loss from the second epoch, so this run "
                     "trains without it; pass --epochs 2 or more", cfg.xbm, cfg.epochs)
     if cfg.gsd_m is not None and not (math.isfinite(cfg.gsd_m) and cfg.gsd_m > 0):
         raise InputError(f"--gsd {cfg.gsd_m}: give the training tiles' ground sample distance in metres (> 0), "
                          "e.g. 0.3 for UC Merced")
+
+
+def check_memory(cfg: Any, n_classes: int) -> None:
+    """Refuse a cross-batch memory (``--xbm``) smaller than one P×K batch of this folder: newest first, it
+    would hold a few classes of one batch (at most ``--k`` images a class), so its term has no negative or
+    shows no more than the batch itself.  InputError naming the batch (``min(--p, classes) × --k``)."""
+    batch = min(cfg.p, n_classes) * cfg.k
+    if cfg.xbm and cfg.xbm < batch:
+        per = f"--p {cfg.p}" if cfg.p <= n_classes else f"{n_classes} classes, fewer than --p {cfg.p}"
+        raise InputError(f"--xbm {cfg.xbm}: give 0 (off) or a memory of at least one batch, {batch} embeddings here "
+                         f"({per}, x --k {cfg.k}), e.g. 512")
 
 
 def check_adapt_options(cfg: Any) -> None:
