@@ -28,8 +28,20 @@ def info(index, qdrant_url, api_key):
     svc = service_for(index, qdrant_url, "info")
     if svc is not None:  # a running serve holds the index: it answers (rsir_stac.cli_served)
         return served_info(svc)
+    from rsir_stac.model.bundle import SHIPPED_ALIASES, shipped_name
+
     with open_store(index, qdrant_url=qdrant_url, api_key=api_key, read_only=True) as store:
-        _echo_json(asdict(store.info()), indent=2)
+        doc = asdict(store.info())
+        # the shipped model the vectors are of, by name (upgrade trial: only the id was shown, so an index of
+        # the default before was not told apart from one of today's)
+        name = shipped_name(doc["model_id"]) if doc.get("model_id") else None
+        _echo_json({**doc, "model": name}, indent=2)
+        default = next(iter(SHIPPED_ALIASES))  # the default's version name (v7)
+        if name and name != default:
+            where = f"--qdrant-url {qdrant_url}" if qdrant_url else f"--index {index}"
+            click.echo(f"note: its vectors are of the shipped model {name}, not the default ({default}): pass "
+                       f"--model {name} to search it, or move it to the default with `rsir-stac reindex {where} "
+                       "--to NEW`", err=True)
         if getattr(store, "foreign", None):  # search, export, classify and reindex refuse it
             click.echo(f"note: {store.describe()} was not made by rsir-stac (no rsir-stac metadata; it holds "
                        f"{store.foreign}): it cannot be searched as an index", err=True)

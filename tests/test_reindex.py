@@ -611,3 +611,20 @@ def test_a_target_that_cannot_be_made_is_refused_naming_to(tmp_path, old_index, 
 
     with pytest.raises(StoreError, match=r"cannot create index directory /proc/nope \(.*\); pass a writable --to$"):
         reindex(str(old_index), "/proc/nope", model=new_bundle)
+
+
+def test_info_names_the_shipped_model_and_says_when_it_is_not_the_default(tmp_path):
+    """Upgrade trial: `info` showed only the model's hash, so an index of the default before (v6) was not
+    told apart from one of today's, nor told how to move."""
+    from rsir_stac.model.bundle import SHIPPED_ALIASES
+
+    default = next(iter(SHIPPED_ALIASES))  # the default's version name
+    tif = make_geotiff(tmp_path / "s.tif", width=128, height=128, seed=5)
+    for model, name in (("v6", "v6"), ("default", default)):
+        ingest([str(tif)], index=str(tmp_path / model), model=model, options=IngestOptions(tile_size=64, native_gsd=True))
+        r = CliRunner().invoke(main, ["info", "--index", str(tmp_path / model)])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout[: r.stdout.rindex("}") + 1])["model"] == name
+        note = (f"note: its vectors are of the shipped model v6, not the default ({default}): pass --model v6 to "
+                f"search it, or move it to the default with `rsir-stac reindex --index {tmp_path / model} --to NEW`")
+        assert (note in r.stderr) == (model == "v6"), r.stderr
