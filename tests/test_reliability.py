@@ -363,7 +363,8 @@ def _search_cases(root: Path) -> dict[str, tuple[list[str], str]]:
                               r"ends before it starts; swap START and END"),
         "--at off the globe": (["--at", "200,10"], r"location '200,10' is out of range"),
         "unknown point id": (["--point-id", "0c5b7d5e-0000-4000-8000-000000000000"],
-                             r"point 0c5b7d5e-0000-4000-8000-000000000000 is not in index .*; check the id"),
+                             r"point 0c5b7d5e-0000-4000-8000-000000000000 is not in index .*; check the id or "
+                             r"ingest it first \(ids change with the model: .* search at its place with --at LON,LAT\)"),
     }
 
 

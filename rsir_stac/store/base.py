@@ -325,7 +325,9 @@ class Store(PointAtMixin, abc.ABC):
                     f"the index is damaged; run `rsir-stac check --index {self.location} --repair`, then re-run "
                     "the ingest that built it")
             raise PointNotFoundError(
-                f"point {missing[0]}{more} is not in {self.describe()}; check the id or ingest it first"
+                f"point {missing[0]}{more} is not in {self.describe()}; check the id or ingest it first (ids "
+                "change with the model: one from an index of another model, such as before a reindex, is not here; "
+                "search at its place with --at LON,LAT)"
             )
         return [found[i] for i in want]
 
