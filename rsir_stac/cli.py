@@ -159,8 +159,8 @@ def _chosen_bands_png(paths, bands, folder: str) -> tuple[str, ...]:
 @click.option("--expand", default=0, show_default=True, type=click.IntRange(0, 100),
               help="Query expansion: average the examples with their N nearest tiles and search again (e.g. 5).")
 @_store_options
-@click.option("--model", "model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6).")
+@click.option("--model", "model", type=click.Path(), envvar="RSIR_MODEL",
+              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6) [env RSIR_MODEL].")
 @_filter_options
 @click.option("--limit", "-k", default=10, show_default=True, help="Number of results (offset + limit <= 10,000).")
 @click.option("--offset", default=0, show_default=True, help="Skip this many results (paging).")

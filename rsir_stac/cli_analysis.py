@@ -85,8 +85,8 @@ def _classify_line(report, threshold: float, out: str, rows: int, dissolve: bool
 @click.option("--labels", "labels_path", required=True, type=click.Path(dir_okay=False),
               help="Label file: GeoJSON FeatureCollection of positive/negative tiles.")
 @store_options
-@click.option("--model", "model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6).")
+@click.option("--model", "model", type=click.Path(), envvar="RSIR_MODEL",
+              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6) [env RSIR_MODEL].")
 @_filter_options
 @click.option("--threshold", default=0.5, show_default=True, help="Keep tiles with a probability at least this.")
 @click.option("--holdout", default=0.25, show_default=True,
@@ -171,8 +171,8 @@ def _served_classify(svc, labels, model, bbox, near, within, datetime_, collecti
 
 @click.command("export")
 @store_options
-@click.option("--model", "model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6).")
+@click.option("--model", "model", type=click.Path(), envvar="RSIR_MODEL",
+              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6) [env RSIR_MODEL].")
 @_filter_options
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .parquet (GeoParquet), .geojson, .csv or .fgb.")

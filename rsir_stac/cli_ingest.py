@@ -35,8 +35,8 @@ def _ingest_datetime(text: str | None):
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
 @_store_options
-@click.option("--model", "model", type=click.Path(),
-              help="Model bundle folder (or a shipped name: v7, the default; v1-v6).")
+@click.option("--model", "model", type=click.Path(), envvar="RSIR_MODEL",
+              help="Model bundle folder (or a shipped name: v7, the default; v1-v6) [env RSIR_MODEL].")
 @click.option("--asset", help="STAC asset key to tile, or three single-band asset keys R,G,B composed into one "
               "scene, e.g. --asset red,green,blue (default: first GeoTIFF with role visual, then single-band "
               "red/green/blue assets by common name, then the first with role data).")

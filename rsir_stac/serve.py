@@ -354,8 +354,8 @@ from rsir_stac.cli_common import lasting_qdrant_url, qdrant_collection_option  #
               help="Qdrant server URL instead of --index (env RSIR_QDRANT_URL).")
 @click.option("--api-key", "api_key_qdrant", help="Qdrant API key (env RSIR_QDRANT_API_KEY).")
 @qdrant_collection_option
-@click.option("--model", type=click.Path(),
-              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6).")
+@click.option("--model", type=click.Path(), envvar="RSIR_MODEL",
+              help="Model bundle that built the index (or a shipped name: v7, the default; v1-v6) [env RSIR_MODEL].")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (1-65535; 0: any free port, printed when it starts).")

@@ -628,3 +628,10 @@ def test_info_names_the_shipped_model_and_says_when_it_is_not_the_default(tmp_pa
         note = (f"note: its vectors are of the shipped model v6, not the default ({default}): pass --model v6 to "
                 f"search it, or move it to the default with `rsir-stac reindex --index {tmp_path / model} --to NEW`")
         assert (note in r.stderr) == (model == "v6"), r.stderr
+    # searched as it is, without --model on every command: RSIR_MODEL, which the refusal names
+    pid = next(iter(_points(tmp_path / "v6")))
+    r = CliRunner().invoke(main, ["search", "--index", str(tmp_path / "v6"), "--point-id", pid, "-k", "2"])
+    assert r.exit_code != 0 and "(shipped: --model v6, or RSIR_MODEL=v6 for every command)" in r.output, r.output
+    r = CliRunner().invoke(main, ["search", "--index", str(tmp_path / "v6"), "--point-id", pid, "-k", "2"],
+                           env={"RSIR_MODEL": "v6"})
+    assert r.exit_code == 0, r.output

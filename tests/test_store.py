@@ -839,7 +839,7 @@ def test_an_index_of_an_earlier_shipped_model_names_its_model(tmp_path):
     assert old.model_id != new.model_id
     with open_store(str(tmp_path / "idx")) as store:
         store.ensure_collection(old.dim, old.model_id)
-        with pytest.raises(IncompatibleIndexError, match=r"use the same model \(shipped: --model v4\) or"):
+        with pytest.raises(IncompatibleIndexError, match=r"use the same model \(shipped: --model v4, or RSIR_MODEL=v4 for every command\) or"):
             store.ensure_collection(new.dim, new.model_id)
     with open_store(str(tmp_path / "idx2")) as store:  # an index of a model not shipped: no hint
         store.ensure_collection(old.dim, "rsir-someone-elses-64d-000000000000")

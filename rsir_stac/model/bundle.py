@@ -71,9 +71,10 @@ def shipped_name(model_id: str) -> str | None:
 
 
 def shipped_hint(model_id: str) -> str:
-    """`` (shipped: --model v4)`` when ``model_id`` is a bundle shipped in the package, else ``""``."""
+    """`` (shipped: --model v4, or RSIR_MODEL=v4 for every command)`` when ``model_id`` is a bundle shipped
+    in the package, else ``""``."""
     name = shipped_name(model_id)
-    return f" (shipped: --model {name})" if name else ""
+    return f" (shipped: --model {name}, or RSIR_MODEL={name} for every command)" if name else ""
 
 
 def model_name(bundle) -> str:
