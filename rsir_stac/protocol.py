@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -207,10 +208,10 @@ def _scored_images(full, held: list[str], classes, split: str, tr: dict, model_i
     if trained_on:
         # --split test only when it can rank (helper trial: a small subset was sent to --split test, which
         # refused it and sent the user back to --split all)
-        unseen = [int(folder.labels[i]) for i in idx.tolist() if frel[i] not in seen]
+        unseen = Counter(int(folder.labels[i]) for i in idx.tolist() if frel[i] not in seen)
         fix = ("pass --split test to score only images it never trained on"
-               if any(unseen.count(c) >= 2 for c in set(unseen)) else
-               f"the {len(unseen)} it never trained on are too few for --split test (no class has 2 of them); "
+               if any(n >= 2 for n in unseen.values()) else
+               f"the {sum(unseen.values())} it never trained on are too few for --split test (no class has 2 of them); "
                "score it on a folder of images it never trained on")
         msg = (f"{trained_on} of the {len(idx)} images scored from {data_dir} are in the training split of model "
                f"{model_id} (it trained on them), so the scores are optimistic; {fix}")

@@ -309,7 +309,7 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
 
     from rsir_stac.evaluate import retrieval_metrics
     from rsir_stac.model.backbones import NORMALISATION
-    from rsir_stac.model.losses import CrossBatchMemory, TripletMarginLoss
+    from rsir_stac.model.losses import CrossBatchMemory
     from rsir_stac.model.samplers import PKSampler
     from rsir_stac.model.transforms import OverheadAugment, to_input
 
@@ -319,17 +319,13 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
     opt = _optimiser(net, cfg)
     sampler = PKSampler(labels[fit_ix], min(cfg.p, len(split.folder.classes)), cfg.k, seed=cfg.seed)
     steps_per_epoch = min(len(sampler), cfg.max_steps_per_epoch or len(sampler))
-    loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
-    if cfg.xbm > 0:  # the memory joins the loss from the second epoch on
-        loss_fn = CrossBatchMemory(loss_fn, cfg.xbm, start_after=steps_per_epoch)
+    loss_fn = _loss(cfg, steps_per_epoch, ck, device)
     total, warmup = steps_per_epoch * cfg.epochs, int(cfg.warmup_epochs * steps_per_epoch)
     aug = OverheadAugment(cfg.input_size, seed=cfg.seed, downscale_max=cfg.downscale_max,
                           downscale_prob=cfg.downscale_prob)
     ema = WeightEMA(net, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs > 0 else None
     ckpt_path, best_path = out / "checkpoint.pt", out / "best.pt"
     start_epoch, best, history = resume(ck, cfg, net, opt, ema, aug)
-    if isinstance(loss_fn, CrossBatchMemory) and ck is not None and ck.get("xbm") is not None:
-        loss_fn.load_state(ck["xbm"], device)
     recorded = split_record(split)
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
@@ -386,6 +382,20 @@ def _fit(cfg: TrainConfig, start, net, split: _Split, cache: dict, device, bf16:
         emit(TrainEvent("epoch", epoch, loss=float(np.mean(losses)), val_map=val_map,
                         message=f"of which the memory {history[-1]['xbm_loss']:.4f}" if cfg.xbm else ""))
     return history
+
+
+def _loss(cfg: TrainConfig, steps_per_epoch: int, ck: dict | None, device):
+    """The run's triplet loss (:mod:`rsir_stac.model.losses`), with ``--xbm`` wrapped in a cross-batch
+    memory that joins from the second epoch on (its contents restored from a resumed checkpoint ``ck``)."""
+    from rsir_stac.model.losses import CrossBatchMemory, TripletMarginLoss
+
+    loss_fn = TripletMarginLoss(cfg.margin, cfg.miner)
+    if cfg.xbm <= 0:
+        return loss_fn
+    memory = CrossBatchMemory(loss_fn, cfg.xbm, start_after=steps_per_epoch)
+    if ck is not None and ck.get("xbm") is not None:
+        memory.load_state(ck["xbm"], device)
+    return memory
 
 
 def _save(obj, path: Path) -> None:
