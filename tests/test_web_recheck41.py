@@ -122,3 +122,29 @@ def test_a_date_filter_says_on_the_map_which_imagery_it_hides(browser, server): 
         pg.p.press("#datetime", "Enter")
         pg.p.wait_for_selector("#map-notice", state="hidden", timeout=20_000)
         pg.check_clean()
+
+
+def test_bad_dates_with_the_searched_image_do_not_ask_to_choose_it_again(browser, server):  # noqa: F811
+    """Page re-check: an invalid date while an uploaded image was the query said "then choose the image
+    again", though Search again ran the same image once the dates were fixed. A new upload is still told."""
+    from tests.test_web_links import _upload_png
+
+    base, points = server
+    with Page(browser, base, size=(1366, 768)) as pg:
+        png = _upload_png(points, "scene-a")
+        pg.p.set_input_files("#upload", files=[{"name": "field.png", "mimeType": "image/png", "buffer": png}])
+        pg.wait_results()
+        pg.p.fill("#datetime", "2021-02-30")
+        pg.p.press("#datetime", "Enter")
+        pg.p.click("#rerun")
+        pg.wait_status("The search with field.png was not run")
+        assert "choose the image again" not in pg.status()
+        pg.p.set_input_files("#upload", files=[{"name": "other.png", "mimeType": "image/png", "buffer": png}])
+        pg.wait_status("The search with other.png was not run")
+        assert "then choose the image again" in pg.status()
+        pg.p.fill("#datetime", "")
+        pg.p.press("#datetime", "Enter")
+        pg.p.click("#rerun")
+        pg.wait_results()
+        assert "field.png" in pg.p.inner_text("#query")
+        pg.check_clean()

@@ -147,7 +147,10 @@ export async function run(query, opts) {
   const why = datesRefused();
   if (why) {   // not searched, nothing changed (the query, the address), until the dates are fixed
     refuseDates(why, query.kind === "image" ? `The search with ${query.file.name || "the image"}`
-      : query.kind === "labels" ? "Refining" : "The search", query.kind === "image" ? ", then choose the image again" : "");
+      : query.kind === "labels" ? "Refining" : "The search",
+    // a new upload is not kept: chosen again once the dates are fixed; the image already searched is (re-check:
+    // told to choose it again, Search again ran it)
+    query.kind === "image" && query !== state.query ? ", then choose the image again" : "");
     return;
   }
   // an uploaded image the service may refuse (not an image, too many pixels, transparent): the
