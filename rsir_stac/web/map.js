@@ -84,6 +84,18 @@ export function nearView(g, ref = map.getCenter().lng) {
   return g;
 }
 
+/** Whether lon/lat `ll` lies in scene feature `f` of /api/scenes: its bbox, then its footprint polygon.
+ *  Across the antimeridian (a bbox whose east edge runs past 180, or W > E) the bbox alone decides, a
+ *  longitude east of 180 matched as itself less 360 (the page's Go took no scene there for one). */
+export function sceneCovers(f, ll) {
+  const [w, s, e, n] = f.properties.bbox;
+  if (ll.lat < s || ll.lat > n) return false;
+  const east = w <= e ? e : e + 360;
+  const lng = [wrapLng(ll.lng), wrapLng(ll.lng) + 360].find((x) => x >= w && x <= east);
+  if (lng === undefined) return false;
+  return east > 180 || geometryCovers(f.geometry, lng, ll.lat);
+}
+
 /** Whether a GeoJSON (Multi)Polygon's outer rings hold lon/lat x, y (true for other geometries). */
 export function geometryCovers(g, x, y) {
   const polys = !g ? null : g.type === "Polygon" ? [g.coordinates] : g.type === "MultiPolygon" ? g.coordinates : null;

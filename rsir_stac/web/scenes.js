@@ -3,7 +3,7 @@
 // pointer (and the other dates under it); the Scenes tab's zoom flashes an outline.
 import { printable } from "./text.js";
 import { imageryChoice } from "./imagery.js";
-import { COLOURS, day, geometryCovers, map, tileDate, tooSmall, wrapLng } from "./map.js";
+import { COLOURS, day, map, sceneCovers, tileDate, tooSmall } from "./map.js";
 
 export const scenesLayer = L.featureGroup().addTo(map);
 const sceneLayers = new Map();
@@ -45,14 +45,6 @@ function textLines(lines) {
 }
 
 const sceneName = (p) => `${p.item_id}${p.datetime ? " · " + tileDate(p) : ""} · ${p.tiles} tile${p.tiles === 1 ? "" : "s"}`;
-
-/** Whether lon/lat lies in scene feature `f` (its bbox, then its footprint polygon). */
-function sceneCovers(f, ll) {
-  const [w, s, e, n] = f.properties.bbox;
-  const lng = wrapLng(ll.lng);
-  if (ll.lat < s || ll.lat > n || (w <= e ? lng < w || lng > e : lng < w && lng > e)) return false;
-  return w > e || geometryCovers(f.geometry, lng, ll.lat);   // across the antimeridian: the bbox
-}
 
 /**
  * The scenes at `ll` as the imagery draws them: those of the page's dates and collections, the

@@ -8,7 +8,7 @@ import { fitSearch } from "./framing.js";
 import { setImageryScenes } from "./imagery.js";
 import { scenesDoc } from "./indexinfo.js";
 import * as labels from "./labels.js";
-import { COLOURS, lngNearView, nearView } from "./map.js";
+import { COLOURS, lngNearView, nearView, sceneCovers } from "./map.js";
 import { clearResults, el, queryLayer, resultById, select, shortDate, showResults, tileDate } from "./results.js";
 import { saveUrl, stampUpload, stampUploading, state } from "./state.js";
 import { $, setStatus, showTab } from "./status.js";
@@ -260,13 +260,11 @@ export async function run(query, opts) {
   }
 }
 
-/** The indexed scenes whose bbox holds (lon, lat) (a bbox across 180 runs its east edge past it). */
+/** The indexed scenes that hold (lon, lat) (map.sceneCovers). */
 export function scenesAt(lon, lat) {
   return ((scenesDoc && scenesDoc.features) || []).filter((f) => {
     const b = f.properties && f.properties.bbox;
-    if (!Array.isArray(b) || b.length !== 4 || lat < b[1] || lat > b[3]) return false;
-    const east = b[0] <= b[2] ? b[2] : b[2] + 360;
-    return [lon, lon + 360, lon - 360].some((x) => x >= b[0] && x <= east);
+    return Array.isArray(b) && b.length === 4 && sceneCovers(f, { lng: lon, lat: lat });
   });
 }
 
